@@ -1,0 +1,248 @@
+/*
+ * tkv/client.h - libtkvclient, the C client library of tkv.
+ *
+ * tkv is a time-versioned key-value server: every PUT stores a new version
+ * of a key at a 64-bit timestamp (by convention microseconds since the Unix
+ * epoch), and a GET "as of T" returns the version with the largest
+ * timestamp <= T.
+ *
+ * CONVENTIONS (they hold for every function below)
+ *
+ *  - One tkv_ctx is one connection. A context is not thread-safe; use one
+ *    per thread. The library has no global state.
+ *  - Calls that talk to the server return TKV_OK (0), TKV_NOT_FOUND (1) or
+ *    TKV_ERR (-1). On TKV_ERR, tkv_err() says what went wrong and
+ *    tkv_errstr() says it in words:
+ *      TKV_EK_SERVER   the server answered with an error (a bad argument, a
+ *                      full disk...). The connection stays usable;
+ *                      tkv_server_code() gives the protocol's status code.
+ *      TKV_EK_USAGE    the library refused an argument before sending it.
+ *                      The connection stays usable.
+ *      TKV_EK_IO, TKV_EK_EOF, TKV_EK_PROTOCOL, TKV_EK_TIMEOUT, TKV_EK_NOMEM
+ *                      the connection is broken; these errors stick, every
+ *                      later call fails the same way. Free the context.
+ *  - Keys are binary-safe byte strings of 1 byte or more; values are
+ *    binary-safe byte strings of 0 bytes or more. The server limits both
+ *    (by default 1 KiB keys, 1 MiB values).
+ *  - Pointers the library hands out (values, entries, stats) point into
+ *    memory owned by the context and stay valid until the next call on the
+ *    same context. Copy what you want to keep.
+ *  - Nothing in the library exits, aborts or prints.
+ *  - Every _free function accepts NULL.
+ *
+ * The wire protocol is specified in PROTOCOL.md.
+ */
+#ifndef TKV_CLIENT_H
+#define TKV_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define TKV_API __attribute__((visibility("default")))
+#else
+#define TKV_API
+#endif
+
+#define TKV_OK 0
+#define TKV_NOT_FOUND 1
+#define TKV_ERR (-1)
+
+/* The largest timestamp. GET as of TKV_LATEST returns the newest version. */
+#define TKV_LATEST UINT64_MAX
+
+typedef enum tkv_errkind {
+    TKV_EK_NONE = 0,
+    TKV_EK_IO,       /* a system call failed; errstr has the reason */
+    TKV_EK_EOF,      /* the server closed the connection */
+    TKV_EK_PROTOCOL, /* the server sent something that is not a valid reply */
+    TKV_EK_TIMEOUT,  /* no progress within the context's timeout */
+    TKV_EK_NOMEM,    /* out of memory */
+    TKV_EK_SERVER,   /* the server replied with an error status */
+    TKV_EK_USAGE,    /* invalid argument; nothing was sent */
+} tkv_errkind;
+
+/* Status codes the server sends (TKV_EK_SERVER errors). */
+#define TKV_SC_BAD_REQUEST 10
+#define TKV_SC_UNKNOWN_COMMAND 11
+#define TKV_SC_TOO_LARGE 12
+#define TKV_SC_OUT_OF_RANGE 13
+#define TKV_SC_STORAGE 20
+#define TKV_SC_BUSY 21
+#define TKV_SC_AUTH_REQUIRED 30
+#define TKV_SC_AUTH_FAILED 31
+#define TKV_SC_INTERNAL 40
+
+/* Why a GET found nothing (tkv_version.miss). */
+#define TKV_MISS_NO_KEY 0       /* the key has no versions at all */
+#define TKV_MISS_BEFORE_FIRST 1 /* the key's first version is later than asked */
+
+typedef struct tkv_ctx tkv_ctx;
+
+/* The answer of a GET. */
+typedef struct tkv_version {
+    uint64_t ts;          /* TKV_OK: the version's timestamp */
+    const uint8_t *value; /* TKV_OK: its bytes (valid until the next call) */
+    size_t len;
+    int has_next;         /* 1 if a newer version exists: the answer holds */
+    uint64_t next;        /* for every time in [ts, next). On TKV_NOT_FOUND,
+                             next is the key's first version, if any. */
+    int miss;             /* TKV_NOT_FOUND: a TKV_MISS_* reason */
+} tkv_version;
+
+/* One version returned by RANGE. */
+typedef struct tkv_entry {
+    uint64_t ts;
+    const uint8_t *value; /* valid until the next call */
+    size_t len;
+} tkv_entry;
+
+/* RANGE parameters. Zero-initialise, then set what you need: with from = 0
+ * and to = 0 the whole history is returned (to = 0 means TKV_LATEST unless
+ * to_set is 1); limit = 0 means no limit. */
+typedef struct tkv_range_opts {
+    uint64_t from;  /* inclusive */
+    uint64_t to;    /* inclusive; see to_set */
+    int to_set;     /* 1: `to` is meant literally, even 0 */
+    uint64_t limit; /* at most this many versions; 0: all */
+    int reverse;    /* 1: newest first */
+} tkv_range_opts;
+
+/* One STATS field: a number, or a string when is_str is 1. */
+typedef struct tkv_stat {
+    const char *name;
+    int is_str;
+    uint64_t num;
+    const char *str;
+} tkv_stat;
+
+/* A reply read with tkv_read_reply(), decoded according to the request it
+ * answers (op is a TKV_OP_* value). */
+#define TKV_OP_PING 0
+#define TKV_OP_PUT 1
+#define TKV_OP_GET 2
+#define TKV_OP_RANGE 3
+#define TKV_OP_DEL 4
+#define TKV_OP_STATS 5
+
+typedef struct tkv_reply {
+    int op;                   /* which request this answers (TKV_OP_*) */
+    int status;               /* TKV_OK, TKV_NOT_FOUND, or TKV_ERR for a server
+                                 error (code and message in the context) */
+    uint64_t ts;              /* PUT: the timestamp stored */
+    uint64_t count;           /* DEL: versions removed */
+    tkv_version version;      /* GET */
+    const tkv_entry *entries; /* RANGE */
+    size_t n_entries;
+    int truncated;            /* RANGE: 1 if the reply was cut short by the
+                                 server's frame limit; ask again from the
+                                 last ts + 1 */
+    const tkv_stat *stats;    /* STATS */
+    size_t n_stats;
+    const uint8_t *text;      /* PING: the echoed message or "PONG" */
+    size_t text_len;
+} tkv_reply;
+
+/* ---- connections -------------------------------------------------------- */
+
+/* Connects to host (a name or an address) and port, waiting at most
+ * timeout_ms (0: no limit) for the connection and, later, for each reply.
+ * Returns a context - check tkv_err(ctx) != TKV_EK_NONE for failure -
+ * or NULL only if memory is exhausted. Free it with tkv_free() either way. */
+TKV_API tkv_ctx *tkv_connect(const char *host, uint16_t port, int timeout_ms);
+
+/* Closes the connection and frees everything the context owns. */
+TKV_API void tkv_free(tkv_ctx *ctx);
+
+/* Changes the per-operation timeout (milliseconds, 0: none). */
+TKV_API void tkv_set_timeout(tkv_ctx *ctx, int timeout_ms);
+
+/* The last error: its kind, its message, and for TKV_EK_SERVER the status
+ * code the server sent. The message stays valid until the next call. */
+TKV_API tkv_errkind tkv_err(const tkv_ctx *ctx);
+TKV_API const char *tkv_errstr(const tkv_ctx *ctx);
+TKV_API int tkv_server_code(const tkv_ctx *ctx);
+
+/* A fixed description of an error kind ("I/O error"). */
+TKV_API const char *tkv_strerror(tkv_errkind kind);
+
+/* Called with every frame sent (dir '>') and received (dir '<'), payload
+ * only; for debugging tools. NULL turns tracing off. */
+typedef void (*tkv_trace_fn)(void *arg, char dir, const uint8_t *frame, size_t len);
+TKV_API void tkv_set_trace(tkv_ctx *ctx, tkv_trace_fn fn, void *arg);
+
+/* ---- blocking commands -------------------------------------------------- */
+/* Each sends one request and waits for its reply. Earlier pipelined
+ * requests whose replies are unread are an error (TKV_EK_USAGE). */
+
+/* Checks the connection. TKV_OK or TKV_ERR. */
+TKV_API int tkv_ping(tkv_ctx *ctx);
+
+/* Stores a version of key at ts; a version already at ts is replaced.
+ * out_ts (may be NULL) receives ts. TKV_OK or TKV_ERR. */
+TKV_API int tkv_put(tkv_ctx *ctx, const void *key, size_t klen, const void *val, size_t vlen,
+                    uint64_t ts, uint64_t *out_ts);
+
+/* Stores a version at the server's clock, strictly after the key's newest
+ * version. out_ts (may be NULL) receives the timestamp used. */
+TKV_API int tkv_put_now(tkv_ctx *ctx, const void *key, size_t klen, const void *val,
+                        size_t vlen, uint64_t *out_ts);
+
+/* The version current at ts (largest timestamp <= ts); ts = TKV_LATEST for
+ * the newest. TKV_OK (out filled), TKV_NOT_FOUND (out->miss, out->has_next
+ * filled) or TKV_ERR. */
+TKV_API int tkv_get(tkv_ctx *ctx, const void *key, size_t klen, uint64_t ts, tkv_version *out);
+
+/* Versions of key within opts (NULL: all), oldest first unless reverse.
+ * *entries points to *n entries owned by the context; *truncated (may be
+ * NULL) is set to 1 if the server stopped at its reply size limit.
+ * TKV_OK or TKV_ERR. */
+TKV_API int tkv_range(tkv_ctx *ctx, const void *key, size_t klen, const tkv_range_opts *opts,
+                      const tkv_entry **entries, size_t *n, int *truncated);
+
+/* Removes every version of key; *removed (may be NULL) gets their number.
+ * TKV_OK or TKV_ERR. */
+TKV_API int tkv_del(tkv_ctx *ctx, const void *key, size_t klen, uint64_t *removed);
+
+/* Server statistics: *stats points to *n fields owned by the context. */
+TKV_API int tkv_stats(tkv_ctx *ctx, const tkv_stat **stats, size_t *n);
+
+/* ---- pipelining ---------------------------------------------------------- */
+/* tkv_append_* queue requests without waiting; tkv_read_reply() returns the
+ * replies one by one in the order the requests were queued (sending any
+ * still queued first). Appends return TKV_OK or TKV_ERR (usage, memory or a
+ * broken connection). */
+
+TKV_API int tkv_append_ping(tkv_ctx *ctx);
+TKV_API int tkv_append_put(tkv_ctx *ctx, const void *key, size_t klen, const void *val,
+                           size_t vlen, uint64_t ts);
+TKV_API int tkv_append_put_now(tkv_ctx *ctx, const void *key, size_t klen, const void *val,
+                               size_t vlen);
+TKV_API int tkv_append_get(tkv_ctx *ctx, const void *key, size_t klen, uint64_t ts);
+TKV_API int tkv_append_range(tkv_ctx *ctx, const void *key, size_t klen,
+                             const tkv_range_opts *opts);
+TKV_API int tkv_append_del(tkv_ctx *ctx, const void *key, size_t klen);
+TKV_API int tkv_append_stats(tkv_ctx *ctx);
+
+/* Sends every queued request without waiting for replies. TKV_OK or
+ * TKV_ERR. */
+TKV_API int tkv_flush(tkv_ctx *ctx);
+
+/* Replies still to be read. */
+TKV_API size_t tkv_pending(const tkv_ctx *ctx);
+
+/* Reads the next reply into *r. Returns r->status: TKV_OK, TKV_NOT_FOUND,
+ * or TKV_ERR - a server error for this request (the connection stays usable
+ * and later replies can be read) or a broken connection (tkv_err()
+ * tells which). With nothing pending: TKV_ERR, TKV_EK_USAGE. */
+TKV_API int tkv_read_reply(tkv_ctx *ctx, tkv_reply *r);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

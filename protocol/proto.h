@@ -1,0 +1,143 @@
+/*
+ * proto.h - tkv's wire protocol: statuses, commands, request parsing and
+ * reply writing. No sockets and no storage live here; the server and the
+ * client library both build on this file, and PROTOCOL.md is its prose twin.
+ *
+ * Every message is a frame (frame.h) whose payload is one MessagePack array.
+ * A request is [NAME, arg...] with NAME a string matched case-insensitively.
+ * A reply is [STATUS, ...]: STATUS 0 (OK) and 1 (NOT_FOUND) are followed by
+ * the command's fields; any other STATUS is an error followed by a readable
+ * message string.
+ */
+#ifndef TKV_PROTO_H
+#define TKV_PROTO_H
+
+#include <msgpack.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "mp.h"
+
+#define TKV_PROTO_VERSION 1
+
+/* Statuses, first element of every reply. Values are part of the protocol. */
+typedef enum tkv_status {
+    TKV_ST_OK = 0,
+    TKV_ST_NOT_FOUND = 1,
+    TKV_ST_BAD_REQUEST = 10,     /* malformed request: arity, types, encoding */
+    TKV_ST_UNKNOWN_COMMAND = 11,
+    TKV_ST_TOO_LARGE = 12,       /* key, value, frame or reply above a limit */
+    TKV_ST_OUT_OF_RANGE = 13,    /* an integer outside its allowed range */
+    TKV_ST_STORAGE = 20,         /* the storage engine failed; nothing was written */
+    TKV_ST_BUSY = 21,            /* server at a limit (clients, memory) */
+    TKV_ST_AUTH_REQUIRED = 30,
+    TKV_ST_AUTH_FAILED = 31,
+    TKV_ST_INTERNAL = 40,
+} tkv_status;
+
+/* Why a GET found nothing; second element of a NOT_FOUND reply. */
+typedef enum tkv_miss {
+    TKV_M_NO_KEY = 0,       /* the key has no versions at all */
+    TKV_M_BEFORE_FIRST = 1, /* every version is newer than the time asked */
+} tkv_miss;
+
+typedef enum tkv_cmd {
+    TKV_CMD_PING,
+    TKV_CMD_PUT,
+    TKV_CMD_GET,
+    TKV_CMD_RANGE,
+    TKV_CMD_DEL,
+    TKV_CMD_STATS,
+    TKV_CMD__COUNT
+} tkv_cmd;
+
+/* Hard ceilings of the encoding; servers configure lower limits. */
+#define TKV_KEY_MAX_LIMIT 65535u
+#define TKV_FRAME_MAX_LIMIT 0xffffffffu
+
+/* Defaults a server starts with (see tkvd --help). */
+#define TKV_DEFAULT_MAX_KEY 1024u
+#define TKV_DEFAULT_MAX_VALUE (1024u * 1024u)
+#define TKV_DEFAULT_MAX_FRAME (8u * 1024u * 1024u)
+
+#define TKV_TS_MAX UINT64_MAX
+
+typedef struct tkv_span {
+    const uint8_t *ptr;
+    uint32_t len;
+} tkv_span;
+
+/* A parsed request. Spans point into the frame it was parsed from. */
+typedef struct tkv_req {
+    tkv_cmd cmd;
+    tkv_span key;
+    tkv_span value;   /* PUT */
+    tkv_span msg;     /* PING's optional echo */
+    uint64_t ts;      /* PUT, GET: valid if has_ts */
+    uint64_t from;    /* RANGE: inclusive, default 0 */
+    uint64_t to;      /* RANGE: inclusive, default TKV_TS_MAX */
+    uint64_t limit;   /* RANGE: default UINT64_MAX (no limit) */
+    bool has_ts;
+    bool has_msg;
+    bool reverse;     /* RANGE: newest first */
+} tkv_req;
+
+typedef struct tkv_limits {
+    uint32_t max_key;   /* longest key accepted, >= 1 */
+    uint32_t max_value; /* longest value accepted */
+} tkv_limits;
+
+/* Name of a command as it travels on the wire ("PUT"). */
+const char *tkv_cmd_name(tkv_cmd cmd);
+
+/* Looks a wire name up, case-insensitively. Returns -1 if unknown. */
+int tkv_cmd_lookup(const uint8_t *name, size_t len);
+
+/* Parses one request frame. On success returns TKV_ST_OK and fills *req.
+ * Otherwise returns the error status for the reply and writes a one-line
+ * message into err (always NUL-terminated). Never allocates. */
+tkv_status tkv_req_parse(const uint8_t *frame, size_t len, const tkv_limits *lim,
+                         tkv_req *req, char *err, size_t errlen);
+
+/* Appends one complete request frame (header included) for req to out.
+ * Only fields meaningful for req->cmd are encoded; trailing absent optional
+ * arguments are omitted. Returns 0, or -1 if out of memory. */
+int tkv_req_encode(tkv_buf *out, const tkv_req *req);
+
+/*
+ * Frame writer: begin reserves the 4-byte header in b, the packer appends
+ * MessagePack into b, end patches the header. Errors (out of memory) are
+ * sticky in w->failed and reported by end, which then rolls b back.
+ */
+typedef struct tkv_wr {
+    tkv_buf *b;
+    size_t start;
+    bool failed;
+    msgpack_packer pk;
+} tkv_wr;
+
+void tkv_wr_begin(tkv_wr *w, tkv_buf *b);
+int tkv_wr_end(tkv_wr *w);
+
+/* Writes a whole error reply frame [status, message]. */
+int tkv_write_error(tkv_buf *b, tkv_status st, const char *msg);
+
+/* Packs a byte string as MessagePack bin. */
+static inline void tkv_pack_bytes(msgpack_packer *pk, const void *p, size_t n)
+{
+    msgpack_pack_bin(pk, n);
+    msgpack_pack_bin_body(pk, p, n);
+}
+
+/* A reply's status and, for errors, its message. Reads the first elements of
+ * frame: *count is the array length, m is left after the status (or after
+ * the message for errors). Returns 0 or -1 if the frame is not a reply. */
+int tkv_reply_head(const uint8_t *frame, size_t len, tkv_mp *m, uint32_t *count,
+                   uint64_t *status, tkv_span *errmsg);
+
+/* A readable name for a status ("NOT_FOUND", "TOO_LARGE"). */
+const char *tkv_status_name(uint64_t st);
+
+#endif

@@ -1,0 +1,297 @@
+/*
+ * cmd.c - implements command dispatch (cmd.h): parse, run against the
+ * engine, write the reply. One function per command.
+ */
+#include "cmd.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "frame.h"
+
+typedef struct exec_ctx {
+    tkv_dispatch *d;
+    const tkv_req *req;
+    tkv_buf *out;
+    bool dirty;
+} exec_ctx;
+
+static int reply_error(exec_ctx *x, tkv_status st, const char *msg)
+{
+    x->d->errors++;
+    if (tkv_write_error(x->out, st, msg) < 0)
+        return -1;
+    return (int)st;
+}
+
+static int reply_engine_error(exec_ctx *x, tkv_status st)
+{
+    char msg[320];
+    const char *why = tkv_engine_errmsg(x->d->eng);
+    snprintf(msg, sizeof msg, "%s: %s",
+             st == TKV_ST_STORAGE ? "storage error" : tkv_status_name(st),
+             why[0] ? why : "unknown");
+    return reply_error(x, st, msg);
+}
+
+static int exec_ping(exec_ctx *x)
+{
+    tkv_wr w;
+    tkv_wr_begin(&w, x->out);
+    msgpack_pack_array(&w.pk, 2);
+    msgpack_pack_uint8(&w.pk, TKV_ST_OK);
+    if (x->req->has_msg) {
+        tkv_pack_bytes(&w.pk, x->req->msg.ptr, x->req->msg.len);
+    } else {
+        msgpack_pack_str(&w.pk, 4);
+        msgpack_pack_str_body(&w.pk, "PONG", 4);
+    }
+    return tkv_wr_end(&w) < 0 ? -1 : TKV_ST_OK;
+}
+
+static int exec_put(exec_ctx *x)
+{
+    const tkv_req *r = x->req;
+    uint64_t ts;
+    tkv_status st = tkv_engine_put(x->d->eng, r->key.ptr, r->key.len, r->value.ptr, r->value.len,
+                                   r->ts, r->has_ts, &ts, &x->dirty);
+    if (st != TKV_ST_OK)
+        return reply_engine_error(x, st);
+    tkv_wr w;
+    tkv_wr_begin(&w, x->out);
+    msgpack_pack_array(&w.pk, 2);
+    msgpack_pack_uint8(&w.pk, TKV_ST_OK);
+    msgpack_pack_uint64(&w.pk, ts);
+    return tkv_wr_end(&w) < 0 ? -1 : TKV_ST_OK;
+}
+
+static void pack_opt(msgpack_packer *pk, bool has, uint64_t v)
+{
+    if (has)
+        msgpack_pack_uint64(pk, v);
+    else
+        msgpack_pack_nil(pk);
+}
+
+static int exec_get(exec_ctx *x)
+{
+    const tkv_req *r = x->req;
+    tkv_answer v;
+    tkv_status st = tkv_engine_get(x->d->eng, r->key.ptr, r->key.len,
+                                   r->has_ts ? r->ts : TKV_TS_MAX, &v);
+    x->dirty = v.dirty;
+    if (st != TKV_ST_OK && st != TKV_ST_NOT_FOUND)
+        return reply_engine_error(x, st);
+    tkv_wr w;
+    tkv_wr_begin(&w, x->out);
+    if (st == TKV_ST_OK) {
+        msgpack_pack_array(&w.pk, 4);
+        msgpack_pack_uint8(&w.pk, TKV_ST_OK);
+        tkv_pack_bytes(&w.pk, v.value, v.len);
+        msgpack_pack_uint64(&w.pk, v.ts);
+    } else {
+        msgpack_pack_array(&w.pk, 3);
+        msgpack_pack_uint8(&w.pk, TKV_ST_NOT_FOUND);
+        msgpack_pack_uint8(&w.pk, (uint8_t)v.miss);
+    }
+    pack_opt(&w.pk, v.has_next, v.next);
+    return tkv_wr_end(&w) < 0 ? -1 : (int)st;
+}
+
+/* RANGE writes entries straight into the reply; the entry array's header is
+ * a fixed-width array32 patched once the count is known. */
+typedef struct range_ctx {
+    tkv_wr *w;
+    size_t limit_end; /* the reply may not grow past this offset */
+    uint32_t count;
+    bool truncated;
+    bool failed;
+} range_ctx;
+
+static bool range_entry(void *ctx, uint64_t ts, const uint8_t *value, uint32_t len)
+{
+    range_ctx *rc = ctx;
+    /* fixarray + uint64 + bin32 header + value: an upper bound. */
+    size_t need = 1 + 9 + 5 + (size_t)len;
+    if (rc->w->b->len + need > rc->limit_end || rc->count == UINT32_MAX) {
+        rc->truncated = true;
+        return false;
+    }
+    msgpack_pack_array(&rc->w->pk, 2);
+    msgpack_pack_uint64(&rc->w->pk, ts);
+    tkv_pack_bytes(&rc->w->pk, value, len);
+    rc->count++;
+    if (rc->w->failed) {
+        rc->failed = true;
+        return false;
+    }
+    return true;
+}
+
+static int exec_range(exec_ctx *x)
+{
+    const tkv_req *r = x->req;
+    tkv_wr w;
+    tkv_wr_begin(&w, x->out);
+    msgpack_pack_array(&w.pk, 3);
+    msgpack_pack_uint8(&w.pk, TKV_ST_OK);
+    size_t hdr = x->out->len;
+    static const uint8_t arr32[5] = {0xdd, 0, 0, 0, 0};
+    if (tkv_buf_append(x->out, arr32, sizeof arr32) < 0)
+        w.failed = true;
+    /* Leave room for the trailing boolean. */
+    range_ctx rc = {.w = &w, .limit_end = w.start + TKV_FRAME_HEADER + x->d->max_reply - 1};
+    tkv_status st = w.failed ? TKV_ST_INTERNAL
+                             : tkv_engine_range(x->d->eng, r->key.ptr, r->key.len, r->from,
+                                                r->to, r->limit, r->reverse, range_entry, &rc,
+                                                &x->dirty);
+    if (w.failed || rc.failed) {
+        tkv_wr_end(&w);
+        return -1;
+    }
+    if (st != TKV_ST_OK) {
+        x->out->len = w.start;
+        return reply_engine_error(x, st);
+    }
+    uint8_t *p = x->out->data + hdr + 1;
+    p[0] = (uint8_t)(rc.count >> 24);
+    p[1] = (uint8_t)(rc.count >> 16);
+    p[2] = (uint8_t)(rc.count >> 8);
+    p[3] = (uint8_t)rc.count;
+    if (rc.truncated)
+        msgpack_pack_true(&w.pk);
+    else
+        msgpack_pack_false(&w.pk);
+    return tkv_wr_end(&w) < 0 ? -1 : TKV_ST_OK;
+}
+
+static int exec_del(exec_ctx *x)
+{
+    const tkv_req *r = x->req;
+    uint64_t removed;
+    tkv_status st = tkv_engine_del(x->d->eng, r->key.ptr, r->key.len, &removed, &x->dirty);
+    if (st != TKV_ST_OK)
+        return reply_engine_error(x, st);
+    tkv_wr w;
+    tkv_wr_begin(&w, x->out);
+    msgpack_pack_array(&w.pk, 2);
+    msgpack_pack_uint8(&w.pk, TKV_ST_OK);
+    msgpack_pack_uint64(&w.pk, removed);
+    return tkv_wr_end(&w) < 0 ? -1 : TKV_ST_OK;
+}
+
+static void kv_u64(msgpack_packer *pk, const char *name, uint64_t v)
+{
+    size_t n = strlen(name);
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, name, n);
+    msgpack_pack_uint64(pk, v);
+}
+
+static void kv_str(msgpack_packer *pk, const char *name, const char *v)
+{
+    size_t n = strlen(name), m = strlen(v);
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, name, n);
+    msgpack_pack_str(pk, m);
+    msgpack_pack_str_body(pk, v, m);
+}
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+#define N_SERVER_STATS 9
+#define N_ENGINE_STATS 11
+
+static void pack_server_stats(msgpack_packer *pk, const tkv_server_info *in)
+{
+    kv_str(pk, "version", TKV_VERSION_STRING);
+    kv_u64(pk, "uptime_s", (now_us() - in->start_us) / 1000000u);
+    kv_u64(pk, "connections", in->conns_current);
+    kv_u64(pk, "connections_total", in->conns_total);
+    kv_u64(pk, "connections_rejected", in->conns_rejected);
+    kv_u64(pk, "max_clients", in->max_clients);
+    kv_u64(pk, "bytes_in", in->bytes_in);
+    kv_u64(pk, "bytes_out", in->bytes_out);
+    kv_str(pk, "fsync", in->fsync ? in->fsync : "");
+}
+
+static void pack_engine_stats(msgpack_packer *pk, const tkv_engine_stats *s)
+{
+    kv_u64(pk, "keys", s->keys);
+    kv_u64(pk, "versions", s->versions);
+    kv_u64(pk, "mem_keys", s->mem_keys);
+    kv_u64(pk, "mem_versions", s->mem_versions);
+    kv_u64(pk, "mem_bytes", s->mem_bytes);
+    kv_u64(pk, "reads_mem", s->reads_mem);
+    kv_u64(pk, "reads_disk", s->reads_disk);
+    kv_u64(pk, "fills", s->fills);
+    kv_u64(pk, "commits", s->commits);
+    kv_u64(pk, "commit_writes", s->commit_writes);
+    kv_u64(pk, "commit_errors", s->commit_errors);
+}
+
+static int exec_stats(exec_ctx *x)
+{
+    tkv_dispatch *d = x->d;
+    tkv_engine_stats es;
+    tkv_engine_stats_get(d->eng, &es);
+    char *lstats = tkv_engine_property(d->eng, "leveldb.stats");
+    char *lsize = tkv_engine_property(d->eng, "leveldb.approximate-memory-usage");
+    uint32_t n = N_ENGINE_STATS + TKV_CMD__COUNT + 2 + (lstats ? 1 : 0) + (lsize ? 1 : 0) +
+                 (d->info ? N_SERVER_STATS : 0);
+    tkv_wr w;
+    tkv_wr_begin(&w, x->out);
+    msgpack_pack_array(&w.pk, 2);
+    msgpack_pack_uint8(&w.pk, TKV_ST_OK);
+    msgpack_pack_map(&w.pk, n);
+    if (d->info)
+        pack_server_stats(&w.pk, d->info);
+    pack_engine_stats(&w.pk, &es);
+    for (int i = 0; i < TKV_CMD__COUNT; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "cmd_%s", tkv_cmd_name((tkv_cmd)i));
+        for (char *p = name; *p; p++)
+            *p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+        kv_u64(&w.pk, name, d->calls[i]);
+    }
+    kv_u64(&w.pk, "errors", d->errors);
+    kv_u64(&w.pk, "pid", (uint64_t)getpid());
+    if (lsize)
+        kv_u64(&w.pk, "leveldb_memory_bytes", strtoull(lsize, NULL, 10));
+    if (lstats)
+        kv_str(&w.pk, "leveldb_stats", lstats);
+    free(lstats);
+    free(lsize);
+    return tkv_wr_end(&w) < 0 ? -1 : TKV_ST_OK;
+}
+
+typedef int (*exec_fn)(exec_ctx *x);
+
+static const exec_fn exec_table[TKV_CMD__COUNT] = {
+    [TKV_CMD_PING] = exec_ping,   [TKV_CMD_PUT] = exec_put, [TKV_CMD_GET] = exec_get,
+    [TKV_CMD_RANGE] = exec_range, [TKV_CMD_DEL] = exec_del, [TKV_CMD_STATS] = exec_stats,
+};
+
+int tkv_dispatch_frame(tkv_dispatch *d, const uint8_t *frame, size_t len, tkv_buf *out,
+                       bool *dirty)
+{
+    tkv_req req;
+    char err[160];
+    exec_ctx x = {.d = d, .req = &req, .out = out};
+    *dirty = false;
+    tkv_status st = tkv_req_parse(frame, len, &d->lim, &req, err, sizeof err);
+    if (st != TKV_ST_OK)
+        return reply_error(&x, st, err);
+    d->calls[req.cmd]++;
+    int rc = exec_table[req.cmd](&x);
+    *dirty = x.dirty;
+    return rc;
+}

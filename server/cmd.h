@@ -1,0 +1,48 @@
+/*
+ * cmd.h - command dispatch: one request frame in, one reply frame out.
+ *
+ * The dispatcher sits between the wire (proto.h) and the engine (engine.h)
+ * and does no I/O, so the reactor, the unit tests and the fuzzers all drive
+ * exactly the same code.
+ */
+#ifndef TKV_CMD_H
+#define TKV_CMD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "engine.h"
+#include "proto.h"
+
+/* What the server knows that the dispatcher reports in STATS. */
+typedef struct tkv_server_info {
+    uint64_t start_us;         /* when the server started */
+    uint64_t conns_current;
+    uint64_t conns_total;      /* accepted since start */
+    uint64_t conns_rejected;   /* refused: max clients, out of descriptors */
+    uint64_t bytes_in;
+    uint64_t bytes_out;
+    uint64_t max_clients;
+    const char *fsync;         /* durability mode name */
+} tkv_server_info;
+
+typedef struct tkv_dispatch {
+    tkv_engine *eng;
+    tkv_limits lim;
+    size_t max_reply;                 /* largest reply payload; RANGE stops short of it */
+    const tkv_server_info *info;      /* may be NULL */
+    uint64_t calls[TKV_CMD__COUNT];   /* requests by command */
+    uint64_t errors;                  /* replies with an error status */
+} tkv_dispatch;
+
+/* Executes one request frame and appends exactly one reply frame to out.
+ * *dirty is set when the reply depends on writes not yet committed (the
+ * caller must hold it until tkv_engine_commit() succeeds, and replace it
+ * with an error if the commit fails). Returns the reply's status, or -1 if
+ * out of memory (nothing appended; the caller should drop the client). */
+int tkv_dispatch_frame(tkv_dispatch *d, const uint8_t *frame, size_t len, tkv_buf *out,
+                       bool *dirty);
+
+#endif

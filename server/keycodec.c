@@ -1,0 +1,89 @@
+/*
+ * keycodec.c - implements the order-preserving version encoding of
+ * keycodec.h.
+ */
+#include "keycodec.h"
+
+#include <string.h>
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+static uint64_t get_be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+size_t tkv_kc_prefix(uint8_t *out, const uint8_t *key, size_t klen)
+{
+    size_t n = 0;
+    out[n++] = TKV_KC_VERSION;
+    const uint8_t *zero;
+    while (klen > 0 && (zero = memchr(key, 0, klen)) != NULL) {
+        size_t run = (size_t)(zero - key);
+        memcpy(out + n, key, run);
+        n += run;
+        out[n++] = 0x00;
+        out[n++] = 0xff;
+        key += run + 1;
+        klen -= run + 1;
+    }
+    memcpy(out + n, key, klen);
+    n += klen;
+    out[n++] = 0x00;
+    out[n++] = 0x01;
+    return n;
+}
+
+size_t tkv_kc_with_ts(uint8_t *out, size_t plen, uint64_t ts)
+{
+    put_be64(out + plen, ~ts);
+    return plen + 8;
+}
+
+size_t tkv_kc_encode(uint8_t *out, const uint8_t *key, size_t klen, uint64_t ts)
+{
+    return tkv_kc_with_ts(out, tkv_kc_prefix(out, key, klen), ts);
+}
+
+bool tkv_kc_match(const uint8_t *enc, size_t n, const uint8_t *prefix, size_t plen,
+                  uint64_t *ts)
+{
+    if (n != plen + 8 || memcmp(enc, prefix, plen) != 0)
+        return false;
+    *ts = ~get_be64(enc + plen);
+    return true;
+}
+
+long tkv_kc_decode(const uint8_t *enc, size_t n, uint8_t *keyout, uint64_t *ts)
+{
+    if (n < 1 + 2 + 8 || enc[0] != TKV_KC_VERSION)
+        return -1;
+    size_t end = n - 8, k = 0;
+    for (size_t i = 1; i < end; i++) {
+        if (enc[i] != 0x00) {
+            keyout[k++] = enc[i];
+            continue;
+        }
+        if (i + 1 >= end)
+            return -1;
+        if (enc[i + 1] == 0xff) {
+            keyout[k++] = 0x00;
+            i++;
+        } else if (enc[i + 1] == 0x01 && i + 2 == end) {
+            *ts = ~get_be64(enc + end);
+            return (long)k;
+        } else {
+            return -1;
+        }
+    }
+    return -1;
+}

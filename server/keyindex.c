@@ -1,0 +1,259 @@
+/*
+ * keyindex.c - implements the skiplist + hash index of keyindex.h.
+ *
+ * The skiplist follows Pugh (and Redis's t_zset.c): a level is added with
+ * probability 1/4, so an entry carries 1.33 forward pointers on average and
+ * a search touches about 2 * log4(n) nodes. It is only walked in order or
+ * searched when an entry is added or removed; point lookups use the hash
+ * table, which resizes at 3/4 load and deletes by backward shift so no
+ * tombstones accumulate.
+ */
+#include "keyindex.h"
+
+#include <malloc.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+int tkv_key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+{
+    size_t n = alen < blen ? alen : blen;
+    int c = n ? memcmp(a, b, n) : 0;
+    if (c)
+        return c;
+    return alen < blen ? -1 : alen > blen ? 1 : 0;
+}
+
+#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND                                                                       \
+    do {                                                                               \
+        v0 += v1; v1 = ROTL(v1, 13); v1 ^= v0; v0 = ROTL(v0, 32);                      \
+        v2 += v3; v3 = ROTL(v3, 16); v3 ^= v2;                                         \
+        v0 += v3; v3 = ROTL(v3, 21); v3 ^= v0;                                         \
+        v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32);                      \
+    } while (0)
+
+uint64_t tkv_siphash(const uint64_t k[2], const void *data, size_t n)
+{
+    const uint8_t *p = data;
+    uint64_t v0 = 0x736f6d6570736575ULL ^ k[0], v1 = 0x646f72616e646f6dULL ^ k[1];
+    uint64_t v2 = 0x6c7967656e657261ULL ^ k[0], v3 = 0x7465646279746573ULL ^ k[1];
+    uint64_t b = (uint64_t)n << 56;
+    const uint8_t *end = p + (n & ~(size_t)7);
+    for (; p != end; p += 8) {
+        uint64_t m;
+        memcpy(&m, p, 8); /* little-endian hosts only; fine for a hash */
+        v3 ^= m;
+        SIPROUND;
+        v0 ^= m;
+    }
+    for (size_t i = 0; i < (n & 7); i++)
+        b |= (uint64_t)p[i] << (8 * i);
+    v3 ^= b;
+    SIPROUND;
+    v0 ^= b;
+    v2 ^= 0xff;
+    SIPROUND;
+    SIPROUND;
+    SIPROUND;
+    return v0 ^ v1 ^ v2 ^ v3;
+}
+
+static int random_level(tkv_keyindex *ix)
+{
+    /* xorshift64*: two bits per level give p = 1/4. */
+    ix->rng ^= ix->rng >> 12;
+    ix->rng ^= ix->rng << 25;
+    ix->rng ^= ix->rng >> 27;
+    uint64_t r = ix->rng * 0x2545F4914F6CDD1DULL;
+    int level = 1;
+    while ((r & 3) == 0 && level < TKV_SKIPLIST_MAXLEVEL) {
+        level++;
+        r >>= 2;
+    }
+    return level;
+}
+
+static void seed(tkv_keyindex *ix)
+{
+    uint64_t s[3] = {0, 0, 0};
+    if (getrandom(s, sizeof s, GRND_NONBLOCK) != (ssize_t)sizeof s) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        s[0] = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ULL ^ (uint64_t)(uintptr_t)ix;
+        s[1] = (uint64_t)ts.tv_sec ^ 0xD1B54A32D192ED03ULL;
+        s[2] = s[0] ^ s[1];
+    }
+    ix->sip[0] = s[0];
+    ix->sip[1] = s[1];
+    ix->rng = s[2] | 1;
+}
+
+int tkv_keyindex_init(tkv_keyindex *ix)
+{
+    memset(ix, 0, sizeof *ix);
+    seed(ix);
+    ix->head = calloc(1, sizeof(tkv_kentry) + TKV_SKIPLIST_MAXLEVEL * sizeof(tkv_kentry *));
+    ix->tab = calloc(64, sizeof(tkv_hslot));
+    if (!ix->head || !ix->tab) {
+        free(ix->head);
+        free(ix->tab);
+        return -1;
+    }
+    ix->head->height = TKV_SKIPLIST_MAXLEVEL;
+    ix->level = 1;
+    ix->mask = 63;
+    ix->bytes = malloc_usable_size(ix->head) + malloc_usable_size(ix->tab);
+    return 0;
+}
+
+void tkv_keyindex_deinit(tkv_keyindex *ix)
+{
+    if (!ix || !ix->head)
+        return;
+    tkv_kentry *e = ix->head->next[0];
+    while (e) {
+        tkv_kentry *n = e->next[0];
+        tkv_vpage_free(e->page);
+        free(e);
+        e = n;
+    }
+    free(ix->head);
+    free(ix->tab);
+    memset(ix, 0, sizeof *ix);
+}
+
+static int same_key(const tkv_kentry *e, const uint8_t *key, size_t klen)
+{
+    return e->klen == klen && memcmp(tkv_kentry_key(e), key, klen) == 0;
+}
+
+tkv_kentry *tkv_keyindex_find(const tkv_keyindex *ix, const uint8_t *key, size_t klen)
+{
+    uint64_t h = tkv_siphash(ix->sip, key, klen);
+    for (size_t i = h & ix->mask;; i = (i + 1) & ix->mask) {
+        const tkv_hslot *s = &ix->tab[i];
+        if (!s->e)
+            return NULL;
+        if (s->hash == h && same_key(s->e, key, klen))
+            return s->e;
+    }
+}
+
+static void table_put(tkv_hslot *tab, size_t mask, uint64_t h, tkv_kentry *e)
+{
+    size_t i = h & mask;
+    while (tab[i].e)
+        i = (i + 1) & mask;
+    tab[i].hash = h;
+    tab[i].e = e;
+}
+
+static int table_grow(tkv_keyindex *ix)
+{
+    size_t ncap = (ix->mask + 1) * 2;
+    tkv_hslot *nt = calloc(ncap, sizeof *nt);
+    if (!nt)
+        return -1;
+    for (size_t i = 0; i <= ix->mask; i++)
+        if (ix->tab[i].e)
+            table_put(nt, ncap - 1, ix->tab[i].hash, ix->tab[i].e);
+    ix->bytes -= malloc_usable_size(ix->tab);
+    free(ix->tab);
+    ix->tab = nt;
+    ix->mask = ncap - 1;
+    ix->bytes += malloc_usable_size(nt);
+    return 0;
+}
+
+/* Backward-shift deletion keeps every probe chain unbroken. */
+static void table_del(tkv_keyindex *ix, const tkv_kentry *e)
+{
+    size_t i = e->hash & ix->mask;
+    while (ix->tab[i].e != e)
+        i = (i + 1) & ix->mask;
+    for (;;) {
+        ix->tab[i].e = NULL;
+        size_t j = i;
+        for (;;) {
+            j = (j + 1) & ix->mask;
+            if (!ix->tab[j].e)
+                return;
+            size_t home = ix->tab[j].hash & ix->mask;
+            /* Move j into the hole at i unless its home lies in (i, j]. */
+            if (((j - home) & ix->mask) >= ((j - i) & ix->mask))
+                break;
+        }
+        ix->tab[i] = ix->tab[j];
+        i = j;
+    }
+}
+
+/* Fills update[] with the last node before key on each level. */
+static tkv_kentry *find_preds(const tkv_keyindex *ix, const uint8_t *key, size_t klen,
+                              tkv_kentry **update)
+{
+    tkv_kentry *x = ix->head;
+    for (int l = ix->level - 1; l >= 0; l--) {
+        while (x->next[l] &&
+               tkv_key_cmp(tkv_kentry_key(x->next[l]), x->next[l]->klen, key, klen) < 0)
+            x = x->next[l];
+        if (update)
+            update[l] = x;
+    }
+    return x->next[0];
+}
+
+tkv_kentry *tkv_keyindex_insert(tkv_keyindex *ix, const uint8_t *key, size_t klen)
+{
+    if ((ix->count + 1) * 4 > (ix->mask + 1) * 3 && table_grow(ix) < 0)
+        return NULL;
+    tkv_kentry *update[TKV_SKIPLIST_MAXLEVEL];
+    find_preds(ix, key, klen, update);
+    int h = random_level(ix);
+    tkv_kentry *e = malloc(sizeof *e + (size_t)h * sizeof(tkv_kentry *) + klen);
+    if (!e)
+        return NULL;
+    e->page = NULL;
+    e->lo = 0;
+    e->hash = tkv_siphash(ix->sip, key, klen);
+    e->dirty_epoch = 0;
+    e->klen = (uint16_t)klen;
+    e->height = (uint8_t)h;
+    e->ref = 1;
+    memcpy((uint8_t *)&e->next[h], key, klen);
+    if (h > ix->level) {
+        for (int l = ix->level; l < h; l++)
+            update[l] = ix->head;
+        ix->level = h;
+    }
+    for (int l = 0; l < h; l++) {
+        e->next[l] = update[l]->next[l];
+        update[l]->next[l] = e;
+    }
+    table_put(ix->tab, ix->mask, e->hash, e);
+    ix->count++;
+    ix->bytes += malloc_usable_size(e);
+    return e;
+}
+
+void tkv_keyindex_remove(tkv_keyindex *ix, tkv_kentry *e)
+{
+    tkv_kentry *update[TKV_SKIPLIST_MAXLEVEL];
+    find_preds(ix, tkv_kentry_key(e), e->klen, update);
+    for (int l = 0; l < e->height; l++)
+        if (update[l]->next[l] == e)
+            update[l]->next[l] = e->next[l];
+    while (ix->level > 1 && !ix->head->next[ix->level - 1])
+        ix->level--;
+    table_del(ix, e);
+    ix->count--;
+    ix->bytes -= malloc_usable_size(e);
+    free(e);
+}
+
+tkv_kentry *tkv_keyindex_seek(const tkv_keyindex *ix, const uint8_t *key, size_t klen)
+{
+    return find_preds(ix, key, klen, NULL);
+}

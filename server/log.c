@@ -1,0 +1,52 @@
+/*
+ * log.c - implements the stderr logger of log.h. Each record is formatted
+ * into one buffer and written with a single write(2), so records from a
+ * crashing process are not interleaved mid-line.
+ */
+#include "log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static tkv_log_level min_level = TKV_LOG_INFO;
+static const char *const names[] = {"debug", "info", "warn", "error"};
+
+void tkv_log_set_level(tkv_log_level level) { min_level = level; }
+
+int tkv_log_parse_level(const char *s, tkv_log_level *out)
+{
+    for (int i = 0; i < 4; i++) {
+        if (strcmp(s, names[i]) == 0) {
+            *out = (tkv_log_level)i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+void tkv_log(tkv_log_level level, const char *fmt, ...)
+{
+    if (level < min_level)
+        return;
+    char line[1024];
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &tm);
+    n += (size_t)snprintf(line + n, sizeof line - n, ".%03ldZ [%s] ", ts.tv_nsec / 1000000L,
+                          names[level]);
+    va_list ap;
+    va_start(ap, fmt);
+    int m = vsnprintf(line + n, sizeof line - n - 1, fmt, ap);
+    va_end(ap);
+    if (m < 0)
+        m = 0;
+    n += (size_t)m < sizeof line - n - 1 ? (size_t)m : sizeof line - n - 2;
+    line[n++] = '\n';
+    ssize_t w = write(STDERR_FILENO, line, n);
+    (void)w;
+}

@@ -1,0 +1,25 @@
+/*
+ * log.h - one-line log records on stderr: UTC time to the millisecond, the
+ * level, the message. The reactor is single-threaded; so is logging.
+ */
+#ifndef TKV_LOG_H
+#define TKV_LOG_H
+
+typedef enum tkv_log_level {
+    TKV_LOG_DEBUG,
+    TKV_LOG_INFO,
+    TKV_LOG_WARN,
+    TKV_LOG_ERROR,
+} tkv_log_level;
+
+void tkv_log_set_level(tkv_log_level level);
+/* Parses "debug", "info", "warn" or "error". Returns 0 or -1. */
+int tkv_log_parse_level(const char *s, tkv_log_level *out);
+void tkv_log(tkv_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define tkv_debug(...) tkv_log(TKV_LOG_DEBUG, __VA_ARGS__)
+#define tkv_info(...) tkv_log(TKV_LOG_INFO, __VA_ARGS__)
+#define tkv_warn(...) tkv_log(TKV_LOG_WARN, __VA_ARGS__)
+#define tkv_error(...) tkv_log(TKV_LOG_ERROR, __VA_ARGS__)
+
+#endif

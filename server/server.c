@@ -1,0 +1,766 @@
+/*
+ * server.c - implements the tkvd reactor of server.h.
+ *
+ * One loop iteration, in libev's order:
+ *   poll -> check (serve connections left over by the fairness cap)
+ *        -> io (accept; read and serve new requests)
+ *        -> prepare (commit the iteration's writes; send all replies)
+ * Replies are appended to each connection's output buffer as requests run
+ * and go out in one write per connection from the prepare callback, after
+ * the commit: no reply to a write leaves before that write is in LevelDB,
+ * and a pipelined batch costs one read and one write system call. A write
+ * watcher is armed only when a socket's buffer is full.
+ *
+ * Connections live in three intrusive lists: all of them, those with output
+ * to flush after the commit ("pending"), and those with requests left over
+ * by the per-iteration cap ("backlog").
+ */
+#include "server.h"
+
+#include <errno.h>
+#include <ev.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cmd.h"
+#include "frame.h"
+#include "log.h"
+
+#define READ_CHUNK (64 * 1024)
+#define KEEP_BUF (64 * 1024)
+#define SHUTDOWN_GRACE 5.0
+
+typedef struct dep {
+    size_t off; /* reply frame offset in the output buffer */
+    size_t len;
+} dep;
+
+typedef struct conn conn;
+
+typedef struct clink {
+    conn *prev, *next;
+    bool on;
+} clink;
+
+typedef struct list {
+    conn *head;
+    size_t n;
+} list;
+
+struct tkv_srv;
+
+struct conn {
+    int fd;
+    ev_io rio, wio;
+    struct tkv_srv *srv;
+    tkv_frame_reader in;
+    tkv_buf out;        /* replies not yet written */
+    size_t sent;        /* bytes of out already written */
+    dep *deps;          /* replies that wait on the current commit */
+    size_t ndeps, deps_cap;
+    clink all, pend, back;
+    bool reading;       /* read watcher active */
+    bool throttled;     /* input paused until output drains */
+    bool closing;       /* close once out is written */
+    uint64_t id;
+    char peer[64];
+};
+
+typedef struct tkv_srv {
+    struct ev_loop *loop;
+    tkv_server_opts o;
+    tkv_engine *eng;
+    tkv_dispatch disp;
+    tkv_server_info info;
+    int lfd;
+    int spare_fd;       /* released to accept-and-close when out of descriptors */
+    ev_io lio;
+    ev_prepare prep;
+    ev_check chk;
+    ev_idle idl;
+    ev_signal sigint, sigterm;
+    ev_timer sync_timer, grace_timer;
+    list all, pend, back;
+    uint64_t next_id;
+    bool unsynced;        /* everysec: commits since the last sync */
+    bool stopping;
+    bool storage_failing; /* a commit failed and none has succeeded since */
+} tkv_srv;
+
+/* ---- intrusive lists -------------------------------------------------- */
+
+#define ALL offsetof(conn, all)
+#define PEND offsetof(conn, pend)
+#define BACK offsetof(conn, back)
+
+static clink *link_of(conn *c, size_t off) { return (clink *)((char *)c + off); }
+
+static void list_add(list *l, conn *c, size_t off)
+{
+    clink *k = link_of(c, off);
+    if (k->on)
+        return;
+    k->on = true;
+    k->prev = NULL;
+    k->next = l->head;
+    if (l->head)
+        link_of(l->head, off)->prev = c;
+    l->head = c;
+    l->n++;
+}
+
+static void list_del(list *l, conn *c, size_t off)
+{
+    clink *k = link_of(c, off);
+    if (!k->on)
+        return;
+    if (k->prev)
+        link_of(k->prev, off)->next = k->next;
+    else
+        l->head = k->next;
+    if (k->next)
+        link_of(k->next, off)->prev = k->prev;
+    k->on = false;
+    l->n--;
+}
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* ---- connection lifecycle --------------------------------------------- */
+
+static void on_read(struct ev_loop *loop, ev_io *w, int revents);
+static void on_write(struct ev_loop *loop, ev_io *w, int revents);
+
+static void conn_close(conn *c, const char *why)
+{
+    tkv_srv *s = c->srv;
+    if (why)
+        tkv_debug("client %llu (%s) closed: %s", (unsigned long long)c->id, c->peer, why);
+    ev_io_stop(s->loop, &c->rio);
+    ev_io_stop(s->loop, &c->wio);
+    list_del(&s->all, c, ALL);
+    list_del(&s->pend, c, PEND);
+    list_del(&s->back, c, BACK);
+    close(c->fd);
+    tkv_frame_reader_deinit(&c->in);
+    tkv_buf_deinit(&c->out);
+    free(c->deps);
+    free(c);
+    s->info.conns_current--;
+}
+
+static void set_reading(conn *c, bool on)
+{
+    if (on == c->reading)
+        return;
+    c->reading = on;
+    if (on)
+        ev_io_start(c->srv->loop, &c->rio);
+    else
+        ev_io_stop(c->srv->loop, &c->rio);
+}
+
+/* Input is read while the client is neither being closed, nor throttled by
+ * its own unread output, nor the server shutting down. */
+static void update_reading(conn *c)
+{
+    set_reading(c, !c->closing && !c->throttled && !c->srv->stopping);
+}
+
+static void describe_peer(conn *c, const struct sockaddr_storage *sa)
+{
+    char host[INET6_ADDRSTRLEN] = "?", port[8] = "?";
+    getnameinfo((const struct sockaddr *)sa, sizeof *sa, host, sizeof host, port, sizeof port,
+                NI_NUMERICHOST | NI_NUMERICSERV);
+    snprintf(c->peer, sizeof c->peer, "%s:%s", host, port);
+}
+
+static conn *conn_new(tkv_srv *s, int fd, const struct sockaddr_storage *sa)
+{
+    conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->fd = fd;
+    c->srv = s;
+    c->id = ++s->next_id;
+    tkv_frame_reader_init(&c->in, s->o.max_frame);
+    describe_peer(c, sa);
+    ev_io_init(&c->rio, on_read, fd, EV_READ);
+    ev_io_init(&c->wio, on_write, fd, EV_WRITE);
+    c->rio.data = c->wio.data = c;
+    list_add(&s->all, c, ALL);
+    s->info.conns_current++;
+    s->info.conns_total++;
+    set_reading(c, true);
+    return c;
+}
+
+/* Replies to a connection that is refused before it is served: best effort,
+ * one non-blocking write, then close. */
+static void refuse(int fd, tkv_status st, const char *msg)
+{
+    tkv_buf b;
+    tkv_buf_init(&b);
+    if (tkv_write_error(&b, st, msg) == 0) {
+        ssize_t n = send(fd, b.data, b.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void)n;
+    }
+    tkv_buf_deinit(&b);
+    close(fd);
+}
+
+/* Out of descriptors: free the spare, accept the waiting peer to tell it so,
+ * and take the spare back. Without this the listener stays readable and the
+ * loop spins. */
+static void accept_emfile(tkv_srv *s)
+{
+    if (s->spare_fd < 0)
+        return;
+    close(s->spare_fd);
+    int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+        s->info.conns_rejected++;
+        refuse(fd, TKV_ST_BUSY, "server out of file descriptors");
+    }
+    s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    tkv_warn("out of file descriptors: refusing connections (raise ulimit -n?)");
+}
+
+static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+    tkv_srv *s = w->data;
+    for (int i = 0; i < 256; i++) {
+        struct sockaddr_storage sa;
+        socklen_t salen = sizeof sa;
+        int fd = accept4(s->lfd, (struct sockaddr *)&sa, &salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE)
+                accept_emfile(s);
+            else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+                     errno != ECONNABORTED)
+                tkv_warn("accept: %s", strerror(errno));
+            return;
+        }
+        if (s->info.conns_current >= s->o.max_clients) {
+            s->info.conns_rejected++;
+            refuse(fd, TKV_ST_BUSY, "max number of clients reached");
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (!conn_new(s, fd, &sa))
+            refuse(fd, TKV_ST_INTERNAL, "out of memory");
+    }
+}
+
+/* ---- serving requests ------------------------------------------------- */
+
+static int add_dep(conn *c, size_t off, size_t len)
+{
+    if (c->ndeps == c->deps_cap) {
+        size_t cap = c->deps_cap ? c->deps_cap * 2 : 16;
+        dep *d = realloc(c->deps, cap * sizeof *d);
+        if (!d)
+            return -1;
+        c->deps = d;
+        c->deps_cap = cap;
+    }
+    c->deps[c->ndeps++] = (dep){off, len};
+    return 0;
+}
+
+static size_t unsent(const conn *c) { return c->out.len - c->sent; }
+
+/* Answers an oversize frame and arranges for the connection to close: the
+ * stream cannot be resynchronised once a length is refused. */
+static void reject_frame(conn *c)
+{
+    char msg[160];
+    snprintf(msg, sizeof msg, "frame of %u bytes exceeds the maximum of %zu", c->in.bad_len,
+             c->in.max_frame);
+    tkv_write_error(&c->out, TKV_ST_TOO_LARGE, msg);
+    c->closing = true;
+    update_reading(c);
+    list_add(&c->srv->pend, c, PEND);
+}
+
+/* Serves up to `budget` buffered requests; with drain, ignores the output
+ * high-water mark (the client has stopped sending or the server is
+ * stopping). Returns -1 if c was closed. */
+static int serve(conn *c, uint32_t budget, bool drain)
+{
+    tkv_srv *s = c->srv;
+    while (budget-- > 0 && !c->closing) {
+        if (unsent(c) > s->o.max_output) {
+            tkv_warn("client %llu (%s) dropped: %zu bytes of unread replies",
+                     (unsigned long long)c->id, c->peer, unsent(c));
+            conn_close(c, NULL);
+            return -1;
+        }
+        if (unsent(c) > s->o.output_high_water && !drain) {
+            c->throttled = true;
+            update_reading(c);
+            list_del(&s->back, c, BACK);
+            return 0;
+        }
+        const uint8_t *f;
+        size_t n;
+        int rc = tkv_frame_reader_next(&c->in, &f, &n);
+        if (rc == TKV_FRAME_AGAIN) {
+            list_del(&s->back, c, BACK);
+            tkv_frame_reader_shrink(&c->in, KEEP_BUF);
+            if (!drain)
+                update_reading(c);
+            return 0;
+        }
+        if (rc < 0) {
+            reject_frame(c);
+            return 0;
+        }
+        size_t off = c->out.len;
+        bool dirty;
+        if (tkv_dispatch_frame(&s->disp, f, n, &c->out, &dirty) < 0 ||
+            (dirty && add_dep(c, off, c->out.len - off) < 0)) {
+            tkv_error("out of memory serving client %llu", (unsigned long long)c->id);
+            conn_close(c, NULL);
+            return -1;
+        }
+        list_add(&s->pend, c, PEND);
+    }
+    /* The cap was reached: finish next iteration, after the other clients. */
+    if (!c->closing)
+        list_add(&s->back, c, BACK);
+    return 0;
+}
+
+static void on_read(struct ev_loop *loop, ev_io *w, int revents)
+{
+    conn *c = w->data;
+    tkv_srv *s = c->srv;
+    uint8_t *p;
+    size_t avail;
+    if (tkv_frame_reader_space(&c->in, READ_CHUNK, &p, &avail) < 0) {
+        conn_close(c, "out of memory");
+        return;
+    }
+    if (avail == 0) {
+        /* A buffer full of unserved frames: serve them before reading on. */
+        set_reading(c, false);
+        list_add(&s->back, c, BACK);
+        return;
+    }
+    ssize_t n = read(c->fd, p, avail);
+    if (n > 0) {
+        tkv_frame_reader_commit(&c->in, (size_t)n);
+        s->info.bytes_in += (uint64_t)n;
+        serve(c, s->o.max_pipeline, false);
+        return;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    if (n < 0) {
+        conn_close(c, strerror(errno));
+        return;
+    }
+    /* EOF: answer what already arrived, then close. */
+    set_reading(c, false);
+    if (serve(c, UINT32_MAX, true) < 0)
+        return;
+    list_del(&s->back, c, BACK);
+    c->closing = true;
+    list_add(&s->pend, c, PEND);
+}
+
+/* Writes as much output as the socket takes. Returns -1 if c was closed. */
+static int flush_out(conn *c)
+{
+    tkv_srv *s = c->srv;
+    while (c->sent < c->out.len) {
+        ssize_t n = send(c->fd, c->out.data + c->sent, c->out.len - c->sent, MSG_NOSIGNAL);
+        if (n > 0) {
+            c->sent += (size_t)n;
+            s->info.bytes_out += (uint64_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            ev_io_start(s->loop, &c->wio);
+            return 0;
+        }
+        conn_close(c, n < 0 ? strerror(errno) : "write returned 0");
+        return -1;
+    }
+    ev_io_stop(s->loop, &c->wio);
+    c->out.len = c->sent = 0;
+    tkv_buf_shrink(&c->out, KEEP_BUF);
+    if (c->closing) {
+        conn_close(c, "closed after its last reply");
+        return -1;
+    }
+    if (c->throttled) {
+        c->throttled = false;
+        update_reading(c);
+        if (tkv_frame_reader_pending(&c->in) > 0)
+            list_add(&s->back, c, BACK);
+    }
+    return 0;
+}
+
+static void on_write(struct ev_loop *loop, ev_io *w, int revents)
+{
+    conn *c = w->data;
+    /* Replies that wait on an uncommitted batch must not leave early; the
+     * prepare callback sends them after the commit. */
+    if (c->ndeps > 0)
+        return;
+    flush_out(c);
+}
+
+/* Replaces every reply that depended on a failed commit by an error. */
+static int withdraw_deps(conn *c, const char *why)
+{
+    tkv_buf nb;
+    tkv_buf_init(&nb);
+    size_t at = 0;
+    char msg[320];
+    snprintf(msg, sizeof msg, "storage error, not written: %s", why);
+    for (size_t i = 0; i < c->ndeps; i++) {
+        if (tkv_buf_append(&nb, c->out.data + at, c->deps[i].off - at) < 0 ||
+            tkv_write_error(&nb, TKV_ST_STORAGE, msg) < 0) {
+            tkv_buf_deinit(&nb);
+            return -1;
+        }
+        at = c->deps[i].off + c->deps[i].len;
+    }
+    if (tkv_buf_append(&nb, c->out.data + at, c->out.len - at) < 0) {
+        tkv_buf_deinit(&nb);
+        return -1;
+    }
+    tkv_buf_deinit(&c->out);
+    c->out = nb;
+    c->ndeps = 0;
+    return 0;
+}
+
+static void commit(tkv_srv *s)
+{
+    if (!tkv_engine_pending(s->eng))
+        return;
+    if (tkv_engine_commit(s->eng) == 0) {
+        if (s->storage_failing)
+            tkv_info("storage writes succeed again");
+        s->storage_failing = false;
+        s->unsynced = s->o.fsync == TKV_FSYNC_EVERYSEC;
+        for (conn *c = s->pend.head; c; c = c->pend.next)
+            c->ndeps = 0;
+        return;
+    }
+    const char *why = tkv_engine_errmsg(s->eng);
+    if (!s->storage_failing)
+        tkv_error("storage write failed; writes get errors until it succeeds: %s", why);
+    s->storage_failing = true;
+    for (conn *c = s->pend.head, *next; c; c = next) {
+        next = c->pend.next;
+        if (c->ndeps > 0 && withdraw_deps(c, why) < 0)
+            conn_close(c, "out of memory");
+    }
+}
+
+static void flush_all(tkv_srv *s)
+{
+    for (conn *c = s->pend.head, *next; c; c = next) {
+        next = c->pend.next;
+        list_del(&s->pend, c, PEND);
+        flush_out(c);
+    }
+}
+
+static void maybe_finish(tkv_srv *s)
+{
+    if (!s->stopping)
+        return;
+    for (conn *c = s->all.head; c; c = c->all.next)
+        if (unsent(c) > 0)
+            return;
+    ev_break(s->loop, EVBREAK_ALL);
+}
+
+static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    tkv_srv *s = w->data;
+    commit(s);
+    flush_all(s);
+    if (s->back.n > 0)
+        ev_idle_start(loop, &s->idl);
+    else
+        ev_idle_stop(loop, &s->idl);
+    tkv_engine_idle(s->eng);
+    maybe_finish(s);
+}
+
+static void on_check(struct ev_loop *loop, ev_check *w, int revents)
+{
+    tkv_srv *s = w->data;
+    /* Detach the backlog first: serving a connection may put it back. */
+    conn *c = s->back.head;
+    s->back.head = NULL;
+    s->back.n = 0;
+    while (c) {
+        conn *next = c->back.next;
+        c->back.on = false;
+        c->back.prev = c->back.next = NULL;
+        serve(c, s->o.max_pipeline, false);
+        c = next;
+    }
+}
+
+static void on_idle(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    /* Only keeps the loop from blocking while a backlog exists. */
+}
+
+static void on_sync_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    tkv_srv *s = w->data;
+    if (!s->unsynced)
+        return;
+    if (tkv_engine_sync(s->eng) == 0)
+        s->unsynced = false;
+    else
+        tkv_error("periodic sync failed: %s", tkv_engine_errmsg(s->eng));
+}
+
+static void on_grace(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    tkv_warn("shutdown: clients did not read their last replies in time; closing");
+    ev_break(loop, EVBREAK_ALL);
+}
+
+static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    tkv_srv *s = w->data;
+    if (s->stopping)
+        return;
+    tkv_info("received %s, shutting down", w->signum == SIGINT ? "SIGINT" : "SIGTERM");
+    s->stopping = true;
+    ev_io_stop(loop, &s->lio);
+    close(s->lfd);
+    s->lfd = -1;
+    /* Serve every request already received, then stop reading. */
+    for (conn *c = s->all.head, *next; c; c = next) {
+        next = c->all.next;
+        set_reading(c, false);
+        if (serve(c, UINT32_MAX, true) == 0)
+            list_del(&s->back, c, BACK);
+    }
+    ev_timer_start(loop, &s->grace_timer);
+}
+
+/* ---- start-up --------------------------------------------------------- */
+
+static int listen_on(tkv_srv *s)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    char port[8];
+    snprintf(port, sizeof port, "%u", s->o.port);
+    struct addrinfo *res;
+    int rc = getaddrinfo(s->o.bind, port, &hints, &res);
+    if (rc != 0) {
+        tkv_error("cannot resolve bind address %s: %s", s->o.bind, gai_strerror(rc));
+        return -1;
+    }
+    int fd = -1, err = 0;
+    for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            err = errno;
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 511) < 0) {
+            err = errno;
+            close(fd);
+            fd = -1;
+        }
+    }
+    freeaddrinfo(res);
+    if (fd < 0) {
+        tkv_error("cannot listen on %s port %u: %s", s->o.bind, s->o.port, strerror(err));
+        return -1;
+    }
+    s->lfd = fd;
+    return 0;
+}
+
+static uint16_t bound_port(int fd)
+{
+    struct sockaddr_storage sa;
+    socklen_t len = sizeof sa;
+    if (getsockname(fd, (struct sockaddr *)&sa, &len) < 0)
+        return 0;
+    if (sa.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&sa)->sin6_port);
+    return ntohs(((struct sockaddr_in *)&sa)->sin_port);
+}
+
+/* Written to a temporary name and renamed, so a reader never sees half. */
+static int write_port_file(const char *path, uint16_t port)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return -1;
+    fprintf(f, "%u\n", port);
+    if (fclose(f) != 0 || rename(tmp, path) != 0)
+        return -1;
+    return 0;
+}
+
+static void init_watchers(tkv_srv *s)
+{
+    struct ev_loop *loop = s->loop;
+    ev_io_init(&s->lio, on_accept, s->lfd, EV_READ);
+    ev_prepare_init(&s->prep, on_prepare);
+    ev_check_init(&s->chk, on_check);
+    ev_idle_init(&s->idl, on_idle);
+    ev_signal_init(&s->sigint, on_signal, SIGINT);
+    ev_signal_init(&s->sigterm, on_signal, SIGTERM);
+    ev_timer_init(&s->sync_timer, on_sync_timer, 1.0, 1.0);
+    ev_timer_init(&s->grace_timer, on_grace, SHUTDOWN_GRACE, 0.0);
+    s->lio.data = s->prep.data = s->chk.data = s->idl.data = s;
+    s->sigint.data = s->sigterm.data = s->sync_timer.data = s->grace_timer.data = s;
+    ev_io_start(loop, &s->lio);
+    ev_prepare_start(loop, &s->prep);
+    ev_check_start(loop, &s->chk);
+    ev_signal_start(loop, &s->sigint);
+    ev_signal_start(loop, &s->sigterm);
+    if (s->o.fsync == TKV_FSYNC_EVERYSEC)
+        ev_timer_start(loop, &s->sync_timer);
+}
+
+static void shutdown_all(tkv_srv *s)
+{
+    commit(s);
+    while (s->all.head)
+        conn_close(s->all.head, NULL);
+    if (s->o.fsync != TKV_FSYNC_NEVER && tkv_engine_sync(s->eng) < 0)
+        tkv_error("final sync failed: %s", tkv_engine_errmsg(s->eng));
+    tkv_engine_close(s->eng);
+    s->eng = NULL;
+}
+
+static int start(tkv_srv *s)
+{
+    char err[512];
+    tkv_engine_opts eo = s->o.engine;
+    eo.sync = s->o.fsync == TKV_FSYNC_ALWAYS;
+    if (tkv_engine_open(&eo, &s->eng, err, sizeof err) < 0) {
+        tkv_error("%s", err);
+        return -1;
+    }
+    if (listen_on(s) < 0)
+        return -1;
+    s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    s->disp = (tkv_dispatch){.eng = s->eng,
+                             .lim = {.max_key = s->o.max_key, .max_value = s->o.max_value},
+                             .max_reply = s->o.max_frame,
+                             .info = &s->info};
+    s->info.start_us = now_us();
+    s->info.max_clients = s->o.max_clients;
+    s->info.fsync = tkv_fsync_name(s->o.fsync);
+    init_watchers(s);
+    uint16_t port = bound_port(s->lfd);
+    tkv_engine_stats es;
+    tkv_engine_stats_get(s->eng, &es);
+    tkv_info("tkvd %s listening on %s port %u, data in %s (%llu keys, %llu versions), "
+             "fsync %s",
+             TKV_VERSION_STRING, s->o.bind, port, s->o.engine.dir, (unsigned long long)es.keys,
+             (unsigned long long)es.versions, tkv_fsync_name(s->o.fsync));
+    if (s->o.port_file && write_port_file(s->o.port_file, port) < 0) {
+        tkv_error("cannot write port file %s: %s", s->o.port_file, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int tkv_server_run(const tkv_server_opts *o)
+{
+    tkv_srv s = {.o = *o, .lfd = -1, .spare_fd = -1};
+    signal(SIGPIPE, SIG_IGN);
+    s.loop = ev_default_loop(EVFLAG_AUTO);
+    if (!s.loop) {
+        tkv_error("cannot initialise the event loop");
+        return 1;
+    }
+    int rc = 0;
+    if (start(&s) == 0) {
+        ev_run(s.loop, 0);
+    } else {
+        rc = 1;
+    }
+    if (s.eng)
+        shutdown_all(&s);
+    if (s.lfd >= 0)
+        close(s.lfd);
+    if (s.spare_fd >= 0)
+        close(s.spare_fd);
+    if (rc == 0)
+        tkv_info("shutdown complete");
+    return rc;
+}
+
+void tkv_server_defaults(tkv_server_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->bind = "127.0.0.1";
+    o->port = 7379;
+    o->max_clients = 10000;
+    o->max_frame = TKV_DEFAULT_MAX_FRAME;
+    o->max_key = TKV_DEFAULT_MAX_KEY;
+    o->max_value = TKV_DEFAULT_MAX_VALUE;
+    o->max_output = 64u * 1024 * 1024;
+    o->output_high_water = 1024u * 1024;
+    o->max_pipeline = 128;
+    o->fsync = TKV_FSYNC_ALWAYS;
+    o->engine.dir = "tkv-data";
+}
+
+const char *tkv_fsync_name(tkv_fsync_mode m)
+{
+    switch (m) {
+    case TKV_FSYNC_ALWAYS: return "always";
+    case TKV_FSYNC_EVERYSEC: return "everysec";
+    default: return "never";
+    }
+}
+
+int tkv_fsync_parse(const char *str, tkv_fsync_mode *out)
+{
+    static const tkv_fsync_mode modes[] = {TKV_FSYNC_ALWAYS, TKV_FSYNC_EVERYSEC,
+                                           TKV_FSYNC_NEVER};
+    for (size_t i = 0; i < 3; i++) {
+        if (strcmp(str, tkv_fsync_name(modes[i])) == 0) {
+            *out = modes[i];
+            return 0;
+        }
+    }
+    return -1;
+}

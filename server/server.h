@@ -1,0 +1,50 @@
+/*
+ * server.h - the tkvd reactor: one libev loop that accepts connections,
+ * reads pipelined requests, runs them through the dispatcher, commits the
+ * writes of each loop iteration as one LevelDB batch, and only then sends
+ * that iteration's replies.
+ *
+ * tkvd.c turns command-line flags into tkv_server_opts and calls
+ * tkv_server_run(); everything else lives in the server library.
+ */
+#ifndef TKV_SERVER_H
+#define TKV_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine.h"
+
+typedef enum tkv_fsync_mode {
+    TKV_FSYNC_ALWAYS,   /* each batch is synced before its replies go out */
+    TKV_FSYNC_EVERYSEC, /* batches are synced at least once a second */
+    TKV_FSYNC_NEVER,    /* the operating system decides */
+} tkv_fsync_mode;
+
+typedef struct tkv_server_opts {
+    const char *bind;          /* listen address (IPv4 or IPv6 literal or name) */
+    uint16_t port;             /* 0: any free port */
+    const char *port_file;     /* if set, the bound port is written here when ready */
+    uint32_t max_clients;      /* connections served at once */
+    size_t max_frame;          /* largest request or reply payload */
+    uint32_t max_key;
+    uint32_t max_value;
+    size_t max_output;         /* unsent reply bytes that get a client dropped */
+    size_t output_high_water;  /* unsent bytes above which a client's input waits */
+    uint32_t max_pipeline;     /* requests per connection per loop iteration */
+    tkv_fsync_mode fsync;
+    tkv_engine_opts engine;
+} tkv_server_opts;
+
+/* Fills o with the defaults tkvd documents in --help. */
+void tkv_server_defaults(tkv_server_opts *o);
+
+/* Runs until SIGINT or SIGTERM. Returns the process exit status: 0 after a
+ * clean shutdown, 1 if the server could not start (reason logged). */
+int tkv_server_run(const tkv_server_opts *o);
+
+const char *tkv_fsync_name(tkv_fsync_mode m);
+/* Parses "always", "everysec" or "never". Returns 0 or -1. */
+int tkv_fsync_parse(const char *s, tkv_fsync_mode *out);
+
+#endif

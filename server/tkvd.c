@@ -1,0 +1,196 @@
+/*
+ * tkvd.c - the tkv server's command line: flags in, tkv_server_run() out.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "engine.h"
+#include "log.h"
+#include "server.h"
+
+static void usage(FILE *f, const tkv_server_opts *d)
+{
+    fprintf(f,
+            "Usage: tkvd [OPTION]...\n"
+            "tkv server: a time-versioned key-value store. Every PUT stores a new version of a\n"
+            "key at a 64-bit timestamp; GET answers as of any time.\n"
+            "\n"
+            "Network:\n"
+            "  --bind ADDR          listen address (default %s)\n"
+            "  --port N             TCP port, 0 for any free port (default %u)\n"
+            "  --port-file PATH     write the bound port to PATH once accepting connections\n"
+            "  --max-clients N      connections served at once (default %u)\n"
+            "\n"
+            "Limits:\n"
+            "  --max-frame SIZE     largest request or reply frame (default %zu)\n"
+            "  --max-key SIZE       longest key, at most 65535 (default %u)\n"
+            "  --max-value SIZE     longest value (default %u)\n"
+            "  --max-output SIZE    unread reply bytes after which a client is dropped\n"
+            "                       (default %zu)\n"
+            "  --max-pipeline N     requests served per connection per loop turn (default %u)\n"
+            "\n"
+            "Storage:\n"
+            "  --data-dir DIR       data directory, created if missing (default ./%s)\n"
+            "  --fsync MODE         always: sync every batch before replying (default);\n"
+            "                       everysec: sync at least once a second;\n"
+            "                       never: leave it to the operating system\n"
+            "  --block-cache SIZE   LevelDB block cache (default 8mb)\n"
+            "  --repair             run LevelDB's repair on --data-dir, then exit\n"
+            "\n"
+            "Other:\n"
+            "  --log-level LEVEL    debug, info, warn or error (default info)\n"
+            "  --help               show this help and exit\n"
+            "  --version            show the version and exit\n"
+            "\n"
+            "SIZE takes a unit: 512kb, 64mb, 1g. SIGINT or SIGTERM shut down cleanly.\n",
+            d->bind, d->port, d->max_clients, d->max_frame, d->max_key, d->max_value,
+            d->max_output, d->max_pipeline, d->engine.dir);
+}
+
+enum {
+    OPT_BIND = 256, OPT_PORT, OPT_PORT_FILE, OPT_MAX_CLIENTS, OPT_MAX_FRAME, OPT_MAX_KEY,
+    OPT_MAX_VALUE, OPT_MAX_OUTPUT, OPT_MAX_PIPELINE, OPT_DATA_DIR, OPT_FSYNC, OPT_BLOCK_CACHE,
+    OPT_REPAIR, OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION,
+};
+
+static const struct option long_opts[] = {
+    {"bind", required_argument, NULL, OPT_BIND},
+    {"port", required_argument, NULL, OPT_PORT},
+    {"port-file", required_argument, NULL, OPT_PORT_FILE},
+    {"max-clients", required_argument, NULL, OPT_MAX_CLIENTS},
+    {"max-frame", required_argument, NULL, OPT_MAX_FRAME},
+    {"max-key", required_argument, NULL, OPT_MAX_KEY},
+    {"max-value", required_argument, NULL, OPT_MAX_VALUE},
+    {"max-output", required_argument, NULL, OPT_MAX_OUTPUT},
+    {"max-pipeline", required_argument, NULL, OPT_MAX_PIPELINE},
+    {"data-dir", required_argument, NULL, OPT_DATA_DIR},
+    {"fsync", required_argument, NULL, OPT_FSYNC},
+    {"block-cache", required_argument, NULL, OPT_BLOCK_CACHE},
+    {"repair", no_argument, NULL, OPT_REPAIR},
+    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"help", no_argument, NULL, OPT_HELP},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {NULL, 0, NULL, 0},
+};
+
+static int bad(const char *flag, const char *value, const char *expect)
+{
+    fprintf(stderr, "tkvd: invalid value '%s' for --%s: expected %s\n", value, flag, expect);
+    return 2;
+}
+
+/* Applies one option. Returns -1 to go on, or an exit status. */
+static int apply(int opt, const char *arg, tkv_server_opts *o, bool *repair)
+{
+    uint64_t v;
+    tkv_log_level lvl;
+    switch (opt) {
+    case OPT_BIND: o->bind = arg; break;
+    case OPT_PORT:
+        if (tkv_parse_uint(arg, 0, 65535, &v) < 0)
+            return bad("port", arg, "a port number 0-65535");
+        o->port = (uint16_t)v;
+        break;
+    case OPT_PORT_FILE: o->port_file = arg; break;
+    case OPT_MAX_CLIENTS:
+        if (tkv_parse_uint(arg, 1, 1000000, &v) < 0)
+            return bad("max-clients", arg, "a number 1-1000000");
+        o->max_clients = (uint32_t)v;
+        break;
+    case OPT_MAX_FRAME:
+        if (tkv_parse_size(arg, TKV_FRAME_MAX_LIMIT, &v) < 0 || v < 1024)
+            return bad("max-frame", arg, "a size from 1kb to 4gb-1");
+        o->max_frame = v;
+        break;
+    case OPT_MAX_KEY:
+        if (tkv_parse_size(arg, TKV_KEY_MAX_LIMIT, &v) < 0 || v < 1)
+            return bad("max-key", arg, "a size from 1 to 65535");
+        o->max_key = (uint32_t)v;
+        break;
+    case OPT_MAX_VALUE:
+        if (tkv_parse_size(arg, TKV_FRAME_MAX_LIMIT, &v) < 0)
+            return bad("max-value", arg, "a size below 4gb");
+        o->max_value = (uint32_t)v;
+        break;
+    case OPT_MAX_OUTPUT:
+        if (tkv_parse_size(arg, UINT64_MAX, &v) < 0 || v < 1024)
+            return bad("max-output", arg, "a size of at least 1kb");
+        o->max_output = v;
+        break;
+    case OPT_MAX_PIPELINE:
+        if (tkv_parse_uint(arg, 1, 1000000, &v) < 0)
+            return bad("max-pipeline", arg, "a number 1-1000000");
+        o->max_pipeline = (uint32_t)v;
+        break;
+    case OPT_DATA_DIR: o->engine.dir = arg; break;
+    case OPT_FSYNC:
+        if (tkv_fsync_parse(arg, &o->fsync) < 0)
+            return bad("fsync", arg, "always, everysec or never");
+        break;
+    case OPT_BLOCK_CACHE:
+        if (tkv_parse_size(arg, UINT64_MAX, &v) < 0)
+            return bad("block-cache", arg, "a size such as 64mb");
+        o->engine.block_cache = v;
+        break;
+    case OPT_REPAIR: *repair = true; break;
+    case OPT_LOG_LEVEL:
+        if (tkv_log_parse_level(arg, &lvl) < 0)
+            return bad("log-level", arg, "debug, info, warn or error");
+        tkv_log_set_level(lvl);
+        break;
+    case OPT_HELP: {
+        tkv_server_opts d;
+        tkv_server_defaults(&d);
+        usage(stdout, &d);
+        return 0;
+    }
+    case OPT_VERSION: printf("tkvd %s\n", TKV_VERSION_STRING); return 0;
+    default:
+        fprintf(stderr, "Try 'tkvd --help' for more information.\n");
+        return 2;
+    }
+    return -1;
+}
+
+static int check(const tkv_server_opts *o)
+{
+    if (o->max_value > o->max_frame - 64 || o->max_key > o->max_frame - 64) {
+        fprintf(stderr, "tkvd: --max-key and --max-value must leave room in --max-frame (%zu)\n",
+                o->max_frame);
+        return 2;
+    }
+    return -1;
+}
+
+int main(int argc, char **argv)
+{
+    tkv_server_opts o;
+    tkv_server_defaults(&o);
+    bool repair = false;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
+        int rc = apply(opt, optarg, &o, &repair);
+        if (rc >= 0)
+            return rc;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "tkvd: unexpected argument '%s'\nTry 'tkvd --help'.\n", argv[optind]);
+        return 2;
+    }
+    int rc = check(&o);
+    if (rc >= 0)
+        return rc;
+    if (repair) {
+        char err[512];
+        if (tkv_engine_repair(o.engine.dir, err, sizeof err) < 0) {
+            tkv_error("%s", err);
+            return 1;
+        }
+        tkv_info("repaired the database in %s", o.engine.dir);
+        return 0;
+    }
+    return tkv_server_run(&o);
+}

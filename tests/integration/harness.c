@@ -1,0 +1,282 @@
+/*
+ * harness.c - implements the tkvd test harness of harness.h.
+ */
+#include "harness.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../common/tmpdir.h"
+
+#define START_TIMEOUT_MS 20000
+
+static const char *tkvd_path(void)
+{
+    const char *p = getenv("TKVD");
+    cr_assert(p && *p, "TKVD must name the tkvd binary (meson test sets it)");
+    return p;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+char *tkvd_log(const tkvd *d)
+{
+    FILE *f = fopen(d->logfile, "r");
+    char *buf = calloc(1, 1 << 20);
+    if (f) {
+        size_t n = fread(buf, 1, (1 << 20) - 1, f);
+        buf[n] = '\0';
+        fclose(f);
+    }
+    return buf;
+}
+
+static void spawn(tkvd *d, const char *port)
+{
+    const char *argv[48];
+    int n = 0;
+    argv[n++] = tkvd_path();
+    argv[n++] = "--data-dir";
+    argv[n++] = d->dir;
+    argv[n++] = "--port";
+    argv[n++] = port;
+    argv[n++] = "--port-file";
+    argv[n++] = d->portfile;
+    argv[n++] = "--log-level";
+    argv[n++] = "debug";
+    for (int i = 0; d->args[i] && n < 46; i++)
+        argv[n++] = d->args[i];
+    argv[n] = NULL;
+    unlink(d->portfile);
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        int fd = open(d->logfile, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, STDERR_FILENO);
+            dup2(fd, STDOUT_FILENO);
+        }
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    d->pid = pid;
+}
+
+/* Waits for the port file: tkvd writes it once it accepts connections. */
+static void wait_ready(tkvd *d)
+{
+    for (int waited = 0; waited < START_TIMEOUT_MS; waited += 5) {
+        FILE *f = fopen(d->portfile, "r");
+        if (f) {
+            unsigned port = 0;
+            int ok = fscanf(f, "%u", &port);
+            fclose(f);
+            if (ok == 1 && port > 0) {
+                d->port = (uint16_t)port;
+                return;
+            }
+        }
+        int status;
+        if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
+            d->pid = 0;
+            char *log = tkvd_log(d);
+            cr_assert_fail("tkvd exited during start-up (status %d):\n%s", status, log);
+        }
+        sleep_ms(5);
+    }
+    char *log = tkvd_log(d);
+    cr_assert_fail("tkvd did not become ready:\n%s", log);
+}
+
+void tkvd_start(tkvd *d, const char *const *extra)
+{
+    memset(d, 0, sizeof *d);
+    int n = 0;
+    for (; extra && extra[n] && n < 31; n++)
+        d->args[n] = extra[n];
+    d->args[n] = NULL;
+    d->dir = tmpdir_make("it");
+    snprintf(d->portfile, sizeof d->portfile, "%s/port", d->dir);
+    snprintf(d->logfile, sizeof d->logfile, "%s/tkvd.log", d->dir);
+    spawn(d, "0");
+    wait_ready(d);
+}
+
+void tkvd_restart(tkvd *d)
+{
+    cr_assert_eq(d->pid, 0, "restart while running");
+    char port[8];
+    snprintf(port, sizeof port, "%u", d->port);
+    spawn(d, port);
+    wait_ready(d);
+}
+
+int tkvd_signal(tkvd *d, int sig)
+{
+    int status = 0;
+    if (d->pid > 0) {
+        kill(d->pid, sig);
+        waitpid(d->pid, &status, 0);
+        d->pid = 0;
+    }
+    return status;
+}
+
+void tkvd_stop(tkvd *d)
+{
+    int st = tkvd_signal(d, SIGTERM);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        char *log = tkvd_log(d);
+        cr_assert_fail("tkvd did not exit cleanly (status %d):\n%s", st, log);
+    }
+}
+
+void tkvd_cleanup(tkvd *d)
+{
+    if (d->pid > 0)
+        tkvd_signal(d, SIGKILL);
+    tmpdir_remove(d->dir);
+    d->dir = NULL;
+}
+
+tkv_ctx *tkvd_client(const tkvd *d)
+{
+    tkv_ctx *c = tkv_connect("127.0.0.1", d->port, 10000);
+    cr_assert_not_null(c);
+    cr_assert_eq(tkv_err(c), TKV_EK_NONE, "connect: %s", tkv_errstr(c));
+    return c;
+}
+
+int tkvd_raw(const tkvd *d)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(d->port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0, "connect: %s",
+                 strerror(errno));
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd;
+}
+
+void raw_send(int fd, const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    while (n > 0) {
+        ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        cr_assert_gt(w, 0, "send: %s", strerror(errno));
+        b += w;
+        n -= (size_t)w;
+    }
+}
+
+static int read_full(int fd, uint8_t *p, size_t n, int timeout_ms)
+{
+    while (n > 0) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, timeout_ms) <= 0)
+            return -1;
+        ssize_t r = recv(fd, p, n, 0);
+        if (r <= 0)
+            return -1;
+        p += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+long raw_frame(int fd, uint8_t *buf, size_t cap)
+{
+    uint8_t h[4];
+    if (read_full(fd, h, 4, 10000) < 0)
+        return -1;
+    uint32_t n = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
+    cr_assert_leq(n, cap, "reply frame of %u bytes", n);
+    if (read_full(fd, buf, n, 10000) < 0)
+        return -1;
+    return (long)n;
+}
+
+bool raw_wait_eof(int fd, int timeout_ms)
+{
+    uint8_t b[4096];
+    for (;;) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, timeout_ms) <= 0)
+            return false;
+        ssize_t r = recv(fd, b, sizeof b, 0);
+        if (r == 0 || (r < 0 && errno == ECONNRESET))
+            return true;
+        if (r < 0 && errno != EINTR)
+            return false;
+    }
+}
+
+static char *slurp_fd(int fd)
+{
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (n + 1 >= cap)
+            buf = realloc(buf, cap *= 2);
+        ssize_t r = read(fd, buf + n, cap - n - 1);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
+int run_capture(const char *const *argv, const char *input, char **out, char **err)
+{
+    char *odir = tmpdir_make("run");
+    char opath[4200], epath[4200], ipath[4200];
+    snprintf(opath, sizeof opath, "%s/out", odir);
+    snprintf(epath, sizeof epath, "%s/err", odir);
+    snprintf(ipath, sizeof ipath, "%s/in", odir);
+    FILE *in = fopen(ipath, "w");
+    if (input)
+        fputs(input, in);
+    fclose(in);
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        int i = open(ipath, O_RDONLY), o = open(opath, O_WRONLY | O_CREAT | O_TRUNC, 0644),
+            e = open(epath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(i, 0);
+        dup2(o, 1);
+        dup2(e, 2);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    int fo = open(opath, O_RDONLY), fe = open(epath, O_RDONLY);
+    *out = slurp_fd(fo);
+    *err = slurp_fd(fe);
+    close(fo);
+    close(fe);
+    tmpdir_remove(odir);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}

@@ -208,7 +208,7 @@ static uint64_t now_us(void)
 }
 
 #define N_SERVER_STATS 9
-#define N_ENGINE_STATS 11
+#define N_ENGINE_STATS 15
 
 static void pack_server_stats(msgpack_packer *pk, const tkv_server_info *in)
 {
@@ -223,8 +223,9 @@ static void pack_server_stats(msgpack_packer *pk, const tkv_server_info *in)
     kv_str(pk, "fsync", in->fsync ? in->fsync : "");
 }
 
-static void pack_engine_stats(msgpack_packer *pk, const tkv_engine_stats *s)
+static void pack_engine_stats(msgpack_packer *pk, const tkv_engine_stats *s, bool failing)
 {
+    kv_u64(pk, "storage_failing", failing);
     kv_u64(pk, "keys", s->keys);
     kv_u64(pk, "versions", s->versions);
     kv_u64(pk, "mem_keys", s->mem_keys);
@@ -233,6 +234,9 @@ static void pack_engine_stats(msgpack_packer *pk, const tkv_engine_stats *s)
     kv_u64(pk, "reads_mem", s->reads_mem);
     kv_u64(pk, "reads_disk", s->reads_disk);
     kv_u64(pk, "fills", s->fills);
+    kv_u64(pk, "evictions", s->evictions);
+    kv_u64(pk, "max_memory", s->max_memory);
+    kv_u64(pk, "reopens", s->reopens);
     kv_u64(pk, "commits", s->commits);
     kv_u64(pk, "commit_writes", s->commit_writes);
     kv_u64(pk, "commit_errors", s->commit_errors);
@@ -254,7 +258,7 @@ static int exec_stats(exec_ctx *x)
     msgpack_pack_map(&w.pk, n);
     if (d->info)
         pack_server_stats(&w.pk, d->info);
-    pack_engine_stats(&w.pk, &es);
+    pack_engine_stats(&w.pk, &es, tkv_engine_failing(d->eng));
     for (int i = 0; i < TKV_CMD__COUNT; i++) {
         char name[32];
         snprintf(name, sizeof name, "cmd_%s", tkv_cmd_name((tkv_cmd)i));

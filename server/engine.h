@@ -17,7 +17,13 @@
  * commit. If a commit fails, every key the batch touched is dropped from
  * memory, so memory falls back to what LevelDB holds; reads that observed a
  * staged change report it through tkv_answer.dirty so their replies can be
- * withdrawn too.
+ * withdrawn too. The failed LevelDB handle is never written again: later
+ * commits fail fast until a synced probe write in the data directory
+ * succeeds, then LevelDB is reopened and writes resume.
+ *
+ * Memory is bounded by max_memory: tkv_engine_maintain() evicts keys not
+ * used recently (a clock sweep). Eviction only drops copies of committed
+ * data.
  *
  * Versions are stored as blobs: one flags byte (0 for a plain value), then
  * the value bytes. Memory and disk hold identical blobs.
@@ -45,6 +51,7 @@ typedef struct tkv_engine_opts {
     size_t write_buffer;        /* LevelDB memtable bytes (0: default) */
     uint32_t fill_versions;     /* newest versions loaded on a miss (0: 256) */
     uint32_t resident_versions; /* most versions a key keeps in memory (0: 4096) */
+    size_t max_memory;          /* budget of the in-memory index (0: none) */
     bool sync;                  /* fsync every commit */
     tkv_clock_fn clock;         /* NULL: the real-time clock */
     void *clock_ctx;
@@ -74,6 +81,9 @@ typedef struct tkv_engine_stats {
     uint64_t reads_mem;      /* reads answered from memory alone */
     uint64_t reads_disk;     /* reads that needed LevelDB */
     uint64_t fills;          /* keys loaded from LevelDB */
+    uint64_t evictions;      /* keys dropped from memory to hold the budget */
+    uint64_t max_memory;     /* the budget (0: none) */
+    uint64_t reopens;        /* LevelDB reopened after a failed write */
     uint64_t commits;        /* batches written */
     uint64_t commit_writes;  /* versions written or deleted by those batches */
     uint64_t commit_errors;  /* failed batch writes */
@@ -118,6 +128,18 @@ int tkv_engine_commit(tkv_engine *e);
 
 /* Forces what was committed to stable storage (one synced empty write). */
 int tkv_engine_sync(tkv_engine *e);
+
+/* Evicts cold keys while the in-memory index is above max_memory. Call
+ * between commits (it does nothing while writes are staged); the work per
+ * call is bounded. */
+void tkv_engine_maintain(tkv_engine *e);
+
+/* True after a failed write until writes succeed again. */
+bool tkv_engine_failing(const tkv_engine *e);
+
+/* Periodic housekeeping (call about once a second): retries opening the
+ * store if a recovery left it closed. */
+void tkv_engine_tick(tkv_engine *e);
 
 /* Releases resources held between operations (the cached LevelDB iterator).
  * Call when idle. */

@@ -88,7 +88,7 @@ typedef struct tkv_srv {
     ev_check chk;
     ev_idle idl;
     ev_signal sigint, sigterm;
-    ev_timer sync_timer, grace_timer;
+    ev_timer sync_timer, grace_timer, tick_timer;
     list all, pend, back;
     uint64_t next_id;
     bool unsynced;        /* everysec: commits since the last sync */
@@ -505,6 +505,7 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
     tkv_srv *s = w->data;
     commit(s);
     flush_all(s);
+    tkv_engine_maintain(s->eng);
     if (s->back.n > 0)
         ev_idle_start(loop, &s->idl);
     else
@@ -543,6 +544,12 @@ static void on_sync_timer(struct ev_loop *loop, ev_timer *w, int revents)
         s->unsynced = false;
     else
         tkv_error("periodic sync failed: %s", tkv_engine_errmsg(s->eng));
+}
+
+static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    tkv_srv *s = w->data;
+    tkv_engine_tick(s->eng);
 }
 
 static void on_grace(struct ev_loop *loop, ev_timer *w, int revents)
@@ -645,13 +652,16 @@ static void init_watchers(tkv_srv *s)
     ev_signal_init(&s->sigterm, on_signal, SIGTERM);
     ev_timer_init(&s->sync_timer, on_sync_timer, 1.0, 1.0);
     ev_timer_init(&s->grace_timer, on_grace, SHUTDOWN_GRACE, 0.0);
+    ev_timer_init(&s->tick_timer, on_tick, 1.0, 1.0);
     s->lio.data = s->prep.data = s->chk.data = s->idl.data = s;
     s->sigint.data = s->sigterm.data = s->sync_timer.data = s->grace_timer.data = s;
+    s->tick_timer.data = s;
     ev_io_start(loop, &s->lio);
     ev_prepare_start(loop, &s->prep);
     ev_check_start(loop, &s->chk);
     ev_signal_start(loop, &s->sigint);
     ev_signal_start(loop, &s->sigterm);
+    ev_timer_start(loop, &s->tick_timer);
     if (s->o.fsync == TKV_FSYNC_EVERYSEC)
         ev_timer_start(loop, &s->sync_timer);
 }
@@ -691,9 +701,10 @@ static int start(tkv_srv *s)
     tkv_engine_stats es;
     tkv_engine_stats_get(s->eng, &es);
     tkv_info("tkvd %s listening on %s port %u, data in %s (%llu keys, %llu versions), "
-             "fsync %s",
+             "fsync %s, max-memory %zu bytes",
              TKV_VERSION_STRING, s->o.bind, port, s->o.engine.dir, (unsigned long long)es.keys,
-             (unsigned long long)es.versions, tkv_fsync_name(s->o.fsync));
+             (unsigned long long)es.versions, tkv_fsync_name(s->o.fsync),
+             s->o.engine.max_memory);
     if (s->o.port_file && write_port_file(s->o.port_file, port) < 0) {
         tkv_error("cannot write port file %s: %s", s->o.port_file, strerror(errno));
         return -1;
@@ -741,6 +752,15 @@ void tkv_server_defaults(tkv_server_opts *o)
     o->max_pipeline = 128;
     o->fsync = TKV_FSYNC_ALWAYS;
     o->engine.dir = "tkv-data";
+    o->engine.max_memory = tkv_default_max_memory();
+}
+
+size_t tkv_default_max_memory(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+    if (pages <= 0 || size <= 0)
+        return (size_t)1 << 30;
+    return (size_t)pages * (size_t)size / 4;
 }
 
 const char *tkv_fsync_name(tkv_fsync_mode m)

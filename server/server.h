@@ -43,6 +43,9 @@ void tkv_server_defaults(tkv_server_opts *o);
  * clean shutdown, 1 if the server could not start (reason logged). */
 int tkv_server_run(const tkv_server_opts *o);
 
+/* A quarter of physical memory: the default --max-memory. */
+size_t tkv_default_max_memory(void);
+
 const char *tkv_fsync_name(tkv_fsync_mode m);
 /* Parses "always", "everysec" or "never". Returns 0 or -1. */
 int tkv_fsync_parse(const char *s, tkv_fsync_mode *out);

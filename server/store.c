@@ -85,6 +85,53 @@ static void make_options(tkv_store *s, const tkv_store_opts *o)
     leveldb_writeoptions_set_sync(s->wnosync, 0);
 }
 
+static int open_db(tkv_store *s, const tkv_store_opts *o, char *err, size_t errlen)
+{
+    make_options(s, o);
+    char *lerr = NULL;
+    s->db = leveldb_open(s->opts, s->dbpath, &lerr);
+    if (!s->db) {
+        char what[600];
+        snprintf(what, sizeof what, "cannot open the database in %s", s->dbpath);
+        set_err(err, errlen, what, lerr);
+        if (strstr(lerr, "Corruption")) {
+            size_t n = strlen(err);
+            snprintf(err + n, errlen - n,
+                     ". The data directory is damaged: stop tkvd, back the directory up, "
+                     "then run 'tkvd --data-dir DIR --repair' (see README.md)");
+        }
+        leveldb_free(lerr);
+        return -1;
+    }
+    return 0;
+}
+
+/* Releases LevelDB's handles but not the directory lock. */
+static void close_db(tkv_store *s)
+{
+    tkv_store_iter_drop(s);
+    if (s->db)
+        leveldb_close(s->db);
+    if (s->opts)
+        leveldb_options_destroy(s->opts);
+    if (s->cache)
+        leveldb_cache_destroy(s->cache);
+    if (s->bloom)
+        leveldb_filterpolicy_destroy(s->bloom);
+    if (s->ropts)
+        leveldb_readoptions_destroy(s->ropts);
+    if (s->wsync)
+        leveldb_writeoptions_destroy(s->wsync);
+    if (s->wnosync)
+        leveldb_writeoptions_destroy(s->wnosync);
+    s->db = NULL;
+    s->opts = NULL;
+    s->cache = NULL;
+    s->bloom = NULL;
+    s->ropts = NULL;
+    s->wsync = s->wnosync = NULL;
+}
+
 int tkv_store_open(tkv_store *s, const tkv_store_opts *o, char *err, size_t errlen)
 {
     memset(s, 0, sizeof *s);
@@ -101,15 +148,18 @@ int tkv_store_open(tkv_store *s, const tkv_store_opts *o, char *err, size_t errl
         return -1;
     }
     snprintf(s->dbpath, n, "%s/db", o->dir);
-    make_options(s, o);
-    char *lerr = NULL;
-    s->db = leveldb_open(s->opts, s->dbpath, &lerr);
-    if (!s->db) {
-        char what[600];
-        snprintf(what, sizeof what, "cannot open the database in %s", s->dbpath);
-        set_err(err, errlen, what, lerr);
-        leveldb_free(lerr);
+    if (open_db(s, o, err, errlen) < 0) {
         tkv_store_close(s);
+        return -1;
+    }
+    return 0;
+}
+
+int tkv_store_reopen(tkv_store *s, const tkv_store_opts *o, char *err, size_t errlen)
+{
+    close_db(s);
+    if (open_db(s, o, err, errlen) < 0) {
+        close_db(s);
         return -1;
     }
     return 0;
@@ -119,21 +169,7 @@ void tkv_store_close(tkv_store *s)
 {
     if (!s)
         return;
-    tkv_store_iter_drop(s);
-    if (s->db)
-        leveldb_close(s->db);
-    if (s->opts)
-        leveldb_options_destroy(s->opts);
-    if (s->cache)
-        leveldb_cache_destroy(s->cache);
-    if (s->bloom)
-        leveldb_filterpolicy_destroy(s->bloom);
-    if (s->ropts)
-        leveldb_readoptions_destroy(s->ropts);
-    if (s->wsync)
-        leveldb_writeoptions_destroy(s->wsync);
-    if (s->wnosync)
-        leveldb_writeoptions_destroy(s->wnosync);
+    close_db(s);
     if (s->lock_fd >= 0)
         close(s->lock_fd);
     free(s->dbpath);

@@ -38,6 +38,11 @@ typedef struct tkv_store {
 /* Opens (creating if allowed) the database under o->dir. Returns 0, or -1
  * with a one-line explanation in err. */
 int tkv_store_open(tkv_store *s, const tkv_store_opts *o, char *err, size_t errlen);
+/* Closes and reopens LevelDB, keeping the directory lock: after a failed
+ * write LevelDB's log may be out of step with its file, so the handle must
+ * not write again. On failure the store is left closed (db == NULL). */
+int tkv_store_reopen(tkv_store *s, const tkv_store_opts *o, char *err, size_t errlen);
+
 /* Closes the database and releases the lock. NULL-safe, idempotent. */
 void tkv_store_close(tkv_store *s);
 

@@ -37,6 +37,9 @@ static void usage(FILE *f, const tkv_server_opts *d)
             "  --fsync MODE         always: sync every batch before replying (default);\n"
             "                       everysec: sync at least once a second;\n"
             "                       never: leave it to the operating system\n"
+            "  --max-memory SIZE    budget of the in-memory index; cold keys are evicted\n"
+            "                       from memory (never from disk) beyond it\n"
+            "                       (default a quarter of RAM, here %zu)\n"
             "  --block-cache SIZE   LevelDB block cache (default 8mb)\n"
             "  --repair             run LevelDB's repair on --data-dir, then exit\n"
             "\n"
@@ -47,13 +50,13 @@ static void usage(FILE *f, const tkv_server_opts *d)
             "\n"
             "SIZE takes a unit: 512kb, 64mb, 1g. SIGINT or SIGTERM shut down cleanly.\n",
             d->bind, d->port, d->max_clients, d->max_frame, d->max_key, d->max_value,
-            d->max_output, d->max_pipeline, d->engine.dir);
+            d->max_output, d->max_pipeline, d->engine.dir, d->engine.max_memory);
 }
 
 enum {
     OPT_BIND = 256, OPT_PORT, OPT_PORT_FILE, OPT_MAX_CLIENTS, OPT_MAX_FRAME, OPT_MAX_KEY,
     OPT_MAX_VALUE, OPT_MAX_OUTPUT, OPT_MAX_PIPELINE, OPT_DATA_DIR, OPT_FSYNC, OPT_BLOCK_CACHE,
-    OPT_REPAIR, OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION,
+    OPT_REPAIR, OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION, OPT_MAX_MEMORY,
 };
 
 static const struct option long_opts[] = {
@@ -69,6 +72,7 @@ static const struct option long_opts[] = {
     {"data-dir", required_argument, NULL, OPT_DATA_DIR},
     {"fsync", required_argument, NULL, OPT_FSYNC},
     {"block-cache", required_argument, NULL, OPT_BLOCK_CACHE},
+    {"max-memory", required_argument, NULL, OPT_MAX_MEMORY},
     {"repair", no_argument, NULL, OPT_REPAIR},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"help", no_argument, NULL, OPT_HELP},
@@ -134,6 +138,11 @@ static int apply(int opt, const char *arg, tkv_server_opts *o, bool *repair)
         if (tkv_parse_size(arg, UINT64_MAX, &v) < 0)
             return bad("block-cache", arg, "a size such as 64mb");
         o->engine.block_cache = v;
+        break;
+    case OPT_MAX_MEMORY:
+        if (tkv_parse_size(arg, UINT64_MAX, &v) < 0 || v < 64 * 1024)
+            return bad("max-memory", arg, "a size of at least 64kb, such as 512mb");
+        o->engine.max_memory = v;
         break;
     case OPT_REPAIR: *repair = true; break;
     case OPT_LOG_LEVEL:

@@ -47,6 +47,23 @@ char *tkvd_log(const tkvd *d)
     return buf;
 }
 
+/* Replaces each "{dir}" in s by the data directory (child process only:
+ * the result is never freed). */
+static char *expand_dir(const char *s, const char *dir)
+{
+    char *out = malloc(strlen(s) * 2 + 8 * strlen(dir) + 1), *o = out;
+    while (*s) {
+        if (strncmp(s, "{dir}", 5) == 0) {
+            o = stpcpy(o, dir);
+            s += 5;
+        } else {
+            *o++ = *s++;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
 static void spawn(tkvd *d, const char *port)
 {
     const char *argv[48];
@@ -72,6 +89,8 @@ static void spawn(tkvd *d, const char *port)
             dup2(fd, STDERR_FILENO);
             dup2(fd, STDOUT_FILENO);
         }
+        for (int i = 0; d->env[i]; i++)
+            putenv(expand_dir(d->env[i], d->dir));
         execv(argv[0], (char *const *)argv);
         _exit(127);
     }
@@ -106,11 +125,19 @@ static void wait_ready(tkvd *d)
 
 void tkvd_start(tkvd *d, const char *const *extra)
 {
+    tkvd_start_env(d, extra, NULL);
+}
+
+void tkvd_start_env(tkvd *d, const char *const *extra, const char *const *env)
+{
     memset(d, 0, sizeof *d);
     int n = 0;
     for (; extra && extra[n] && n < 31; n++)
         d->args[n] = extra[n];
     d->args[n] = NULL;
+    for (n = 0; env && env[n] && n < 7; n++)
+        d->env[n] = env[n];
+    d->env[n] = NULL;
     d->dir = tmpdir_make("it");
     snprintf(d->portfile, sizeof d->portfile, "%s/port", d->dir);
     snprintf(d->logfile, sizeof d->logfile, "%s/tkvd.log", d->dir);

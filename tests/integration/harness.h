@@ -20,11 +20,16 @@ typedef struct tkvd {
     char portfile[4200];
     char logfile[4200];
     const char *args[32]; /* extra arguments, NULL-terminated */
+    const char *env[8];   /* extra NAME=VALUE environment, NULL-terminated */
 } tkvd;
 
 /* Starts tkvd with extra arguments (NULL-terminated list, may be NULL) in a
  * new data directory. Aborts the test on failure. */
 void tkvd_start(tkvd *d, const char *const *extra);
+/* Like tkvd_start, with extra environment entries (NAME=VALUE) for the
+ * server process; "{dir}" in a value stands for the data directory. */
+void tkvd_start_env(tkvd *d, const char *const *extra, const char *const *env);
+
 /* Starts again on the same directory and port; the previous process must
  * be gone. */
 void tkvd_restart(tkvd *d);

@@ -46,6 +46,7 @@ typedef struct world {
     uint64_t clock;
     long ops;
     uint64_t reads_disk, reads_mem, fills; /* summed over restarts */
+    uint64_t evictions, evictions_seen;
 } world;
 
 static uint64_t test_clock(void *ctx) { return ((world *)ctx)->clock; }
@@ -61,6 +62,7 @@ static void reopen(world *w)
         w->reads_mem += st.reads_mem;
         w->fills += st.fills;
         tkv_engine_close(w->e);
+        w->evictions_seen = 0;
     }
     w->o.dir = w->dir;
     cr_assert_eq(tkv_engine_open(&w->o, &w->e, err, sizeof err), 0, "%s", err);
@@ -235,12 +237,13 @@ static void check_counts(world *w)
                  (unsigned long long)s.versions, (unsigned long long)versions);
 }
 
-static void run(uint32_t fill, uint32_t resident, long nops, const char *name)
+static void run(uint32_t fill, uint32_t resident, size_t max_memory, long nops,
+                const char *name)
 {
     world w = {.r = {test_seed(name)}, .clock = 10};
     w.dir = tmpdir_make("model");
     w.o = (tkv_engine_opts){.fill_versions = fill, .resident_versions = resident,
-                            .clock = test_clock, .clock_ctx = &w};
+                            .max_memory = max_memory, .clock = test_clock, .clock_ctx = &w};
     reopen(&w);
     for (w.ops = 0; w.ops < nops; w.ops++) {
         int k = (int)test_rng_below(&w.r, NKEYS);
@@ -255,8 +258,17 @@ static void run(uint32_t fill, uint32_t resident, long nops, const char *name)
             op_range(&w, k);
         else if (what < 86)
             op_del(&w, k);
-        else if (what < 98)
+        else if (what < 98) {
             cr_assert_eq(tkv_engine_commit(w.e), 0);
+            tkv_engine_maintain(w.e);
+            if (max_memory) {
+                tkv_engine_stats st;
+                tkv_engine_stats_get(w.e, &st);
+                w.evictions += st.evictions - w.evictions_seen;
+                w.evictions_seen = st.evictions;
+                cr_assert_leq(st.mem_bytes, max_memory, "op %ld: budget not held", w.ops);
+            }
+        }
         else
             reopen(&w);
         if (w.ops % 97 == 0)
@@ -264,9 +276,12 @@ static void run(uint32_t fill, uint32_t resident, long nops, const char *name)
     }
     reopen(&w);
     check_counts(&w);
-    fprintf(stderr, "%s: %llu reads needed LevelDB, %llu memory alone, %llu keys loaded\n",
+    fprintf(stderr,
+            "%s: %llu reads needed LevelDB, %llu memory alone, %llu keys loaded, %llu evicted\n",
             name, (unsigned long long)w.reads_disk, (unsigned long long)w.reads_mem,
-            (unsigned long long)w.fills);
+            (unsigned long long)w.fills, (unsigned long long)w.evictions);
+    if (max_memory)
+        cr_assert_gt(w.evictions, 100, "the budget must force evictions");
     for (int k = 0; k < NKEYS; k++) {
         for (int i = 0; i < 20; i++)
             op_get(&w, k);
@@ -279,15 +294,22 @@ static void run(uint32_t fill, uint32_t resident, long nops, const char *name)
 
 Test(model, tiny_cache_one_version_per_fill, .timeout = 120)
 {
-    run(1, 2, 6000, "model-1-2");
+    run(1, 2, 0, 6000, "model-1-2");
 }
 
 Test(model, small_cache, .timeout = 120)
 {
-    run(3, 5, 6000, "model-3-5");
+    run(3, 5, 0, 6000, "model-3-5");
 }
 
 Test(model, default_cache, .timeout = 120)
 {
-    run(0, 0, 6000, "model-default");
+    run(0, 0, 0, 6000, "model-default");
+}
+
+Test(model, tiny_memory_budget_evicts_constantly, .timeout = 120)
+{
+    /* Each key's page and entry cost a few hundred bytes: 1.5 KiB holds
+     * only a couple of keys, so nearly every access reloads from LevelDB. */
+    run(4, 8, 1536, 6000, "model-budget");
 }

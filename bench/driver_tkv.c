@@ -1,0 +1,122 @@
+/*
+ * driver_tkv.c - implements the tkv driver of driver.h on top of protocol/:
+ * tkv_req_encode() writes requests, tkv_frame_reader splits the reply
+ * stream, tkv_reply_head() reads each reply's status.
+ *
+ * Replies are validated as whole MessagePack values and their arity checked
+ * against the command, so a server that answers with something other than
+ * the protocol's replies is caught, not counted as a success.
+ */
+#include <stdio.h>
+
+#include "driver.h"
+#include "mp.h"
+#include "proto.h"
+
+static int tkv_encode(tkv_buf *out, const bench_op *op)
+{
+    char key[BENCH_KEY_LEN];
+    bench_key(key, op->key);
+    tkv_req req = {.key = {(const uint8_t *)key, BENCH_KEY_LEN}};
+    switch (op->kind) {
+    case OP_PUT:
+        req.cmd = TKV_CMD_PUT;
+        req.value = (tkv_span){op->value, op->value_len};
+        req.ts = op->ts;
+        req.has_ts = true;
+        break;
+    case OP_GET:
+        req.cmd = TKV_CMD_GET;
+        req.ts = op->ts;
+        req.has_ts = op->ts != BENCH_TS_LATEST;
+        break;
+    default:
+        req.cmd = TKV_CMD_RANGE;
+        req.from = op->ts;
+        req.to = op->to == BENCH_TS_LATEST ? TKV_TS_MAX : op->to;
+        req.limit = op->limit;
+        break;
+    }
+    return tkv_req_encode(out, &req);
+}
+
+static void tkv_reader_init(bench_reader *r, size_t max_reply)
+{
+    tkv_frame_reader_init(&r->tkv, max_reply);
+}
+
+static void tkv_reader_deinit(bench_reader *r)
+{
+    if (r)
+        tkv_frame_reader_deinit(&r->tkv);
+}
+
+static int tkv_reader_space(bench_reader *r, size_t want, uint8_t **p, size_t *avail)
+{
+    return tkv_frame_reader_space(&r->tkv, want, p, avail) < 0 ? -1 : 0;
+}
+
+static void tkv_reader_commit(bench_reader *r, size_t n) { tkv_frame_reader_commit(&r->tkv, n); }
+
+/* The fewest elements a successful reply to each command has:
+ * PUT [0, ts], GET [0, value, ts, next], RANGE [0, versions, truncated]. */
+static const uint32_t ok_arity[OP__COUNT] = {2, 4, 3};
+
+static int classify(const uint8_t *frame, size_t len, bench_opkind kind, bench_reply *cls,
+                    bench_text *msg, char *err, size_t errlen)
+{
+    tkv_mp m;
+    uint32_t count;
+    uint64_t st;
+    tkv_span text;
+    if (tkv_mp_validate(frame, len) < 0 ||
+        tkv_reply_head(frame, len, &m, &count, &st, &text) < 0) {
+        snprintf(err, errlen, "malformed reply (%zu bytes) to %s", len, bench_op_names[kind]);
+        return -1;
+    }
+    if (st == TKV_ST_OK && count >= ok_arity[kind]) {
+        *cls = REPLY_OK;
+    } else if (st == TKV_ST_NOT_FOUND && kind == OP_GET && count >= 3) {
+        *cls = REPLY_MISS;
+    } else if (st >= TKV_ST_BAD_REQUEST) {
+        *cls = REPLY_ERROR;
+        msg->ptr = text.ptr;
+        msg->len = text.len;
+    } else {
+        snprintf(err, errlen, "reply to %s has status %llu and %u elements",
+                 bench_op_names[kind], (unsigned long long)st, count);
+        return -1;
+    }
+    return 1;
+}
+
+static int tkv_next_reply(bench_reader *r, bench_opkind kind, bench_reply *cls, bench_text *msg,
+                          char *err, size_t errlen)
+{
+    const uint8_t *frame;
+    size_t len;
+    int rc = tkv_frame_reader_next(&r->tkv, &frame, &len);
+    if (rc == TKV_FRAME_AGAIN)
+        return 0;
+    if (rc == TKV_FRAME_ETOOBIG) {
+        snprintf(err, errlen, "reply frame of %u bytes exceeds the %zu-byte limit",
+                 r->tkv.bad_len, r->tkv.max_frame);
+        return -1;
+    }
+    if (rc != TKV_FRAME_OK) {
+        snprintf(err, errlen, "out of memory reading replies");
+        return -1;
+    }
+    return classify(frame, len, kind, cls, msg, err, errlen);
+}
+
+const bench_driver bench_driver_tkv = {
+    .name = "tkv",
+    .default_port = 7379,
+    .encode = tkv_encode,
+    .reader_init = tkv_reader_init,
+    .reader_deinit = tkv_reader_deinit,
+    .reader_space = tkv_reader_space,
+    .reader_commit = tkv_reader_commit,
+    .next_reply = tkv_next_reply,
+};

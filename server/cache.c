@@ -1,0 +1,229 @@
+/*
+ * cache.c - what the engine keeps in memory: loading keys from LevelDB,
+ * trimming their pages, and evicting cold keys to hold the memory budget.
+ *
+ * The cache is organised per key (see engine.h for the invariant). A key is
+ * loaded whole-or-suffix on first access; its page is trimmed to the
+ * residency limits after each commit; and when the index passes the memory
+ * budget, a clock sweep over the keys evicts those not used since the hand
+ * last passed them. Evicting a key only ever drops copies: LevelDB holds
+ * every committed version, so nothing is lost to the budget.
+ */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine_int.h"
+
+/* Sweep steps per maintenance call: eviction never stalls the reactor for
+ * long, even when most keys were used recently. */
+#define EVICT_STEPS 20000
+
+size_t eng_mem_bytes(const tkv_engine *e) { return e->ix.bytes + e->page_bytes; }
+
+void eng_account_page(tkv_engine *e, long delta)
+{
+    e->page_bytes = (size_t)((long)e->page_bytes + delta);
+}
+
+/* Makes room to track one more dirty entry before anything is staged, so
+ * that recording it afterwards cannot fail. */
+int eng_reserve_dirty(tkv_engine *e)
+{
+    if (e->ndirty < e->dirty_cap)
+        return 0;
+    size_t cap = e->dirty_cap ? e->dirty_cap * 2 : 64;
+    tkv_kentry **d = realloc(e->dirty, cap * sizeof *d);
+    if (!d) {
+        snprintf(e->errmsg, sizeof e->errmsg, "out of memory");
+        return -1;
+    }
+    e->dirty = d;
+    e->dirty_cap = cap;
+    return 0;
+}
+
+void eng_mark_dirty(tkv_engine *e, tkv_kentry *E)
+{
+    if (E->dirty_epoch == e->epoch)
+        return;
+    e->dirty[e->ndirty++] = E;
+    E->dirty_epoch = e->epoch;
+}
+
+void eng_drop_entry(tkv_engine *e, tkv_kentry *E)
+{
+    if (e->hand == E)
+        e->hand = tkv_keyindex_next(E);
+    if (E->page || E->lo > 0)
+        e->all_resident = false; /* the index no longer knows this key */
+    e->st.mem_versions -= tkv_vpage_count(E->page);
+    eng_account_page(e, -(long)tkv_vpage_bytes(E->page));
+    tkv_vpage_free(E->page);
+    E->page = NULL;
+    tkv_keyindex_remove(&e->ix, E);
+}
+
+void eng_remove_slots(tkv_engine *e, tkv_kentry *E, uint32_t from, uint32_t to)
+{
+    uint32_t before = tkv_vpage_count(E->page);
+    eng_account_page(e, tkv_vpage_remove(&E->page, from, to));
+    e->st.mem_versions -= before - tkv_vpage_count(E->page);
+}
+
+/* ---- loading keys from LevelDB ------------------------------------------ */
+
+static int gather(tkv_engine *e, leveldb_iterator_t *it, size_t *n, bool *exhausted)
+{
+    uint32_t want = e->opts.fill_versions;
+    tkv_buf_reset(&e->fillbuf);
+    *n = 0;
+    uint64_t ts;
+    leveldb_iter_seek(it, (const char *)e->pfx, eng_with_ts(e, TKV_TS_MAX));
+    while (*n < want && eng_iter_match(e, it, &ts)) {
+        size_t vlen;
+        const char *v = leveldb_iter_value(it, &vlen);
+        if (*n == e->nrecs_cap) {
+            size_t cap = e->nrecs_cap ? e->nrecs_cap * 2 : 64;
+            fill_rec *r = realloc(e->recs, cap * sizeof *r);
+            if (!r)
+                return -1;
+            e->recs = r;
+            e->nrecs_cap = cap;
+        }
+        e->recs[*n] = (fill_rec){.ts = ts, .off = e->fillbuf.len, .len = (uint32_t)vlen};
+        if (tkv_buf_append(&e->fillbuf, v, vlen) < 0)
+            return -1;
+        (*n)++;
+        leveldb_iter_next(it);
+    }
+    *exhausted = !eng_iter_match(e, it, &ts);
+    return 0;
+}
+
+/* Makes key resident with its newest versions. The prefix must be set. */
+static tkv_kentry *fill(tkv_engine *e, const uint8_t *key, size_t klen, tkv_status *st)
+{
+    leveldb_iterator_t *it = eng_iter(e);
+    if (!it) {
+        *st = TKV_ST_STORAGE;
+        return NULL;
+    }
+    size_t n;
+    bool exhausted;
+    if (gather(e, it, &n, &exhausted) < 0) {
+        snprintf(e->errmsg, sizeof e->errmsg, "out of memory");
+        *st = TKV_ST_INTERNAL;
+        return NULL;
+    }
+    if (eng_iter_failed(e, it) < 0) {
+        *st = TKV_ST_STORAGE;
+        return NULL;
+    }
+    tkv_kentry *E = tkv_keyindex_insert(&e->ix, key, klen);
+    if (!E) {
+        snprintf(e->errmsg, sizeof e->errmsg, "out of memory");
+        *st = TKV_ST_INTERNAL;
+        return NULL;
+    }
+    /* Gathered newest first; append oldest first so every put is an append. */
+    for (size_t i = n; i-- > 0;) {
+        bool replaced;
+        long d = tkv_vpage_put(&E->page, e->recs[i].ts, e->fillbuf.data + e->recs[i].off,
+                               e->recs[i].len, NULL, 0, &replaced);
+        if (d == LONG_MIN) {
+            eng_drop_entry(e, E);
+            snprintf(e->errmsg, sizeof e->errmsg, "out of memory");
+            *st = TKV_ST_INTERNAL;
+            return NULL;
+        }
+        eng_account_page(e, d);
+        e->st.mem_versions++;
+    }
+    E->lo = exhausted || n == 0 ? 0 : e->recs[n - 1].ts;
+    e->st.fills++;
+    return E;
+}
+
+tkv_kentry *eng_lookup(tkv_engine *e, const uint8_t *key, size_t klen, bool create,
+                       tkv_status *st)
+{
+    *st = TKV_ST_OK;
+    tkv_kentry *E = tkv_keyindex_find(&e->ix, key, klen);
+    if (E) {
+        E->ref = 1;
+        return E;
+    }
+    if (e->all_resident) {
+        if (!create)
+            return NULL;
+        E = tkv_keyindex_insert(&e->ix, key, klen);
+        if (!E) {
+            snprintf(e->errmsg, sizeof e->errmsg, "out of memory");
+            *st = TKV_ST_INTERNAL;
+        }
+        return E;
+    }
+    eng_set_prefix(e, key, klen);
+    return fill(e, key, klen, st);
+}
+
+/* ---- holding the budget ---------------------------------------------------- */
+
+/* The most page bytes one key may keep: a single huge key must not crowd
+ * out every other. */
+static size_t key_budget(const tkv_engine *e)
+{
+    return e->opts.max_memory ? e->opts.max_memory / 16 : SIZE_MAX;
+}
+
+/* After a successful commit: drops staged deep-past versions (now on disk)
+ * and holds the page to the residency limits, raising lo accordingly. The
+ * newest version always stays. */
+void eng_trim(tkv_engine *e, tkv_kentry *E)
+{
+    if (E->lo > 0)
+        eng_remove_slots(e, E, 0, tkv_vpage_lower(E->page, E->lo));
+    uint32_t n = tkv_vpage_count(E->page);
+    uint32_t drop = n > e->opts.resident_versions ? n - e->opts.resident_versions : 0;
+    size_t live = 0, cap = key_budget(e);
+    for (uint32_t i = n; i-- > drop;) {
+        live += E->page->slot[i].len + sizeof(tkv_vslot);
+        if (live > cap && i + 1 < n) {
+            drop = i + 1;
+            break;
+        }
+    }
+    if (drop > 0) {
+        eng_remove_slots(e, E, 0, drop);
+        E->lo = E->page->slot[0].ts;
+    }
+}
+
+/* A clock sweep: a key used since the hand last passed gets a second
+ * chance; one that was not is evicted. */
+static void evict(tkv_engine *e, size_t target)
+{
+    for (int steps = 0; steps < EVICT_STEPS && eng_mem_bytes(e) > target; steps++) {
+        tkv_kentry *E = e->hand ? e->hand : tkv_keyindex_first(&e->ix);
+        if (!E)
+            return;
+        e->hand = tkv_keyindex_next(E);
+        if (E->ref) {
+            E->ref = 0;
+            continue;
+        }
+        eng_drop_entry(e, E);
+        e->st.evictions++;
+    }
+}
+
+void tkv_engine_maintain(tkv_engine *e)
+{
+    /* Staged entries are pinned until their commit decides their fate. */
+    if (e->batch_ops > 0 || !e->opts.max_memory)
+        return;
+    if (eng_mem_bytes(e) > e->opts.max_memory)
+        evict(e, e->opts.max_memory - e->opts.max_memory / 20);
+}

@@ -1,0 +1,196 @@
+/*
+ * fuzz_keycodec.c - libFuzzer target for the LevelDB key encoding
+ * (server/keycodec.h).
+ *
+ * The input is a list of records, each one (key, ts):
+ *
+ *     [mode][key bytes][ts bytes]
+ *
+ * mode bits 0-4: key length (0-31); bit 5: reuse the previous record's key
+ * (no key bytes follow) so equal keys with different timestamps are common;
+ * bits 6-7: how ts is given - 0: 8 raw bytes, 1: one byte (small ts),
+ * 2: UINT64_MAX minus one byte, 3: the previous record's ts.
+ *
+ * For every record: encode/prefix/with_ts agree, the encoding fits
+ * tkv_kc_max(), decode inverts encode, and tkv_kc_match() accepts the
+ * encoding under its own key's prefix only. For every pair: the bytewise
+ * order of the encodings (memcmp, then length) is (key ascending by memcmp
+ * then length, ts descending). Finally the raw input itself is decoded: if
+ * decode accepts it, re-encoding the result must give back the same bytes
+ * (decoding is canonical and never reads past its input).
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fuzz_common.h"
+#include "keycodec.h"
+
+#define MAX_RECS 64
+#define MAX_KEY 31
+
+typedef struct rec {
+    uint8_t key[MAX_KEY];
+    size_t klen;
+    uint64_t ts;
+    uint8_t *enc; /* exactly elen bytes */
+    size_t elen;
+    uint8_t *pfx; /* exactly plen bytes */
+    size_t plen;
+} rec;
+
+static int sign(int c) { return (c > 0) - (c < 0); }
+
+/* memcmp, then the shorter first: the order LevelDB's bytewise comparator
+ * gives, and the order the engine assumes for keys. */
+static int bytes_cmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
+{
+    size_t n = an < bn ? an : bn;
+    int c = n ? memcmp(a, b, n) : 0;
+    if (c)
+        return sign(c);
+    return an < bn ? -1 : an > bn ? 1 : 0;
+}
+
+static int model_cmp(const rec *x, const rec *y)
+{
+    int c = bytes_cmp(x->key, x->klen, y->key, y->klen);
+    if (c)
+        return c;
+    return x->ts > y->ts ? -1 : x->ts < y->ts ? 1 : 0; /* newest first */
+}
+
+static size_t zeros(const uint8_t *p, size_t n)
+{
+    size_t z = 0;
+    for (size_t i = 0; i < n; i++)
+        z += p[i] == 0;
+    return z;
+}
+
+static void read_rec(fz *f, rec *r, const rec *prev)
+{
+    uint8_t mode = fz_u8(f);
+    if ((mode & 0x20) && prev) {
+        memcpy(r->key, prev->key, prev->klen);
+        r->klen = prev->klen;
+    } else {
+        const uint8_t *p;
+        r->klen = fz_bytes(f, mode & 0x1f, &p);
+        if (r->klen)
+            memcpy(r->key, p, r->klen);
+    }
+    switch (mode >> 6) {
+    case 0: r->ts = fz_u64(f); break;
+    case 1: r->ts = fz_u8(f); break;
+    case 2: r->ts = UINT64_MAX - fz_u8(f); break;
+    default: r->ts = prev ? prev->ts : 0; break;
+    }
+}
+
+static void check_one(rec *r)
+{
+    size_t max = tkv_kc_max(r->klen);
+    /* Exactly max bytes: writing past what tkv_kc_max() promises is caught. */
+    r->enc = malloc(max);
+    r->pfx = malloc(max);
+    if (!r->enc || !r->pfx)
+        abort();
+    r->elen = tkv_kc_encode(r->enc, r->key, r->klen, r->ts);
+    size_t want = 1 + r->klen + zeros(r->key, r->klen) + 2 + 8;
+    FUZZ_CHECK(r->elen == want, "encoding of a %zu-byte key is %zu bytes, expected %zu",
+               r->klen, r->elen, want);
+    FUZZ_CHECK(r->elen <= max, "encoding is %zu bytes, tkv_kc_max says %zu", r->elen, max);
+    FUZZ_CHECK(r->enc[0] == TKV_KC_VERSION, "encoding starts with 0x%02x", r->enc[0]);
+
+    r->plen = tkv_kc_prefix(r->pfx, r->key, r->klen);
+    FUZZ_CHECK(r->plen + 8 == r->elen, "prefix %zu bytes, encoding %zu", r->plen, r->elen);
+    FUZZ_CHECK(memcmp(r->pfx, r->enc, r->plen) == 0, "prefix is not a prefix of the encoding");
+    FUZZ_CHECK(tkv_kc_with_ts(r->pfx, r->plen, r->ts) == r->elen, "with_ts length");
+    FUZZ_CHECK(memcmp(r->pfx, r->enc, r->elen) == 0, "prefix + with_ts differs from encode");
+    r->pfx = realloc(r->pfx, r->plen); /* shrink to exact size for the match checks */
+    if (!r->pfx)
+        abort();
+
+    /* Decode from an exactly sized copy into an exactly sized key buffer
+     * (the header promises room for n bytes suffices). */
+    uint8_t *enc = fz_dup(r->enc, r->elen);
+    uint8_t *key = malloc(r->elen);
+    uint64_t ts = ~r->ts;
+    long k = tkv_kc_decode(enc, r->elen, key, &ts);
+    FUZZ_CHECK(k == (long)r->klen, "decode returned %ld for a %zu-byte key", k, r->klen);
+    FUZZ_CHECK(k <= 0 || memcmp(key, r->key, r->klen) == 0, "decoded key differs");
+    FUZZ_CHECK(ts == r->ts, "decoded ts %llu, encoded %llu", (unsigned long long)ts,
+               (unsigned long long)r->ts);
+
+    ts = ~r->ts;
+    FUZZ_CHECK(tkv_kc_match(enc, r->elen, r->pfx, r->plen, &ts) && ts == r->ts,
+               "match rejects the encoding under its own prefix");
+    FUZZ_CHECK(!tkv_kc_match(enc, r->elen - 1, r->pfx, r->plen, &ts),
+               "match accepts a truncated encoding");
+    FUZZ_CHECK(tkv_kc_decode(enc, r->elen - 1, key, &ts) < 0,
+               "decode accepts a truncated encoding");
+    free(key);
+    free(enc);
+}
+
+static void check_pair(const rec *a, const rec *b)
+{
+    int want = model_cmp(a, b);
+    int got = bytes_cmp(a->enc, a->elen, b->enc, b->elen);
+    FUZZ_CHECK(got == want,
+               "order of encodings is %d, of (key asc, ts desc) %d (klen %zu/%zu, ts %llu/%llu)",
+               got, want, a->klen, b->klen, (unsigned long long)a->ts,
+               (unsigned long long)b->ts);
+    bool same_key = a->klen == b->klen && (a->klen == 0 || memcmp(a->key, b->key, a->klen) == 0);
+    uint64_t ts;
+    bool m = tkv_kc_match(a->enc, a->elen, b->pfx, b->plen, &ts);
+    FUZZ_CHECK(m == same_key, "match of one key's encoding under another's prefix: %d", m);
+    FUZZ_CHECK(!m || ts == a->ts, "match returned the wrong ts");
+}
+
+/* Whatever bytes decode accepts must be the canonical encoding of what it
+ * returned. */
+static void check_raw(const uint8_t *data, size_t size)
+{
+    uint8_t *in = fz_dup(data, size);
+    uint8_t *key = malloc(size);
+    uint64_t ts = 0;
+    long k = tkv_kc_decode(in, size, key, &ts);
+    if (k >= 0) {
+        FUZZ_CHECK((size_t)k <= size, "decode returned %ld for %zu bytes", k, size);
+        uint8_t *enc = malloc(tkv_kc_max((size_t)k));
+        size_t n = tkv_kc_encode(enc, key, (size_t)k, ts);
+        FUZZ_CHECK(n == size && memcmp(enc, in, n) == 0,
+                   "decode accepted %zu bytes that are not the encoding of what it returned",
+                   size);
+        free(enc);
+    }
+    free(key);
+    free(in);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static rec recs[MAX_RECS];
+    fz f = {data, size};
+    size_t n = 0;
+    while (!fz_empty(&f) && n < MAX_RECS) {
+        memset(&recs[n], 0, sizeof recs[n]);
+        read_rec(&f, &recs[n], n ? &recs[n - 1] : NULL);
+        check_one(&recs[n]);
+        for (size_t j = 0; j < n; j++) {
+            check_pair(&recs[j], &recs[n]);
+            check_pair(&recs[n], &recs[j]);
+        }
+        n++;
+    }
+    for (size_t i = 0; i < n; i++) {
+        free(recs[i].enc);
+        free(recs[i].pfx);
+    }
+    check_raw(data, size);
+    return 0;
+}

@@ -50,6 +50,15 @@ static int disk_floor(tkv_engine *e, uint64_t T, disk_hit *h)
     return eng_iter_failed(e, it);
 }
 
+/* A read counts as from disk if it loaded the key or merged with LevelDB. */
+static void count_read(tkv_engine *e, bool disk)
+{
+    if (disk)
+        e->st.reads_disk++;
+    else
+        e->st.reads_mem++;
+}
+
 static void answer(tkv_answer *out, uint64_t ts, const uint8_t *blob, uint32_t len)
 {
     out->ts = ts;
@@ -65,7 +74,6 @@ static tkv_status answer_below_lo(tkv_engine *e, const tkv_kentry *E, const uint
     disk_hit d;
     if (disk_floor(e, T < E->lo ? T : E->lo - 1, &d) < 0)
         return TKV_ST_STORAGE;
-    e->st.reads_disk++;
     /* The page holds the key's newest version (>= lo > T), so a next newer
      * one always exists in memory; the disk may know a closer one below lo. */
     uint32_t ni = (uint32_t)(i + 1);
@@ -92,9 +100,11 @@ tkv_status tkv_engine_get(tkv_engine *e, const uint8_t *key, size_t klen, uint64
 {
     memset(out, 0, sizeof *out);
     tkv_status st;
+    uint64_t fills = e->st.fills;
     tkv_kentry *E = eng_lookup(e, key, klen, false, &st);
     if (st != TKV_ST_OK)
         return st;
+    bool loaded = e->st.fills != fills;
     if (!E) {
         e->st.reads_mem++;
         out->miss = TKV_M_NO_KEY;
@@ -104,15 +114,17 @@ tkv_status tkv_engine_get(tkv_engine *e, const uint8_t *key, size_t klen, uint64
     const tkv_vpage *p = E->page;
     long i = tkv_vpage_floor(p, T);
     if (i >= 0 && p->slot[i].ts >= E->lo) {
-        e->st.reads_mem++;
+        count_read(e, loaded);
         answer(out, p->slot[i].ts, tkv_vpage_blob(p, (uint32_t)i), p->slot[i].len);
         out->has_next = (uint32_t)(i + 1) < p->count;
         out->next = out->has_next ? p->slot[i + 1].ts : 0;
         return TKV_ST_OK;
     }
-    if (E->lo > 0)
+    if (E->lo > 0) {
+        count_read(e, true);
         return answer_below_lo(e, E, key, klen, T, i, out);
-    e->st.reads_mem++;
+    }
+    count_read(e, loaded);
     if (tkv_vpage_count(p) == 0) {
         out->miss = TKV_M_NO_KEY;
     } else {
@@ -232,10 +244,12 @@ tkv_status tkv_engine_range(tkv_engine *e, const uint8_t *key, size_t klen, uint
 {
     *dirty = false;
     tkv_status st;
+    uint64_t fills = e->st.fills;
     tkv_kentry *E = eng_lookup(e, key, klen, false, &st);
+    bool loaded = e->st.fills != fills;
     if (st != TKV_ST_OK || !E || from > to || limit == 0) {
         if (st == TKV_ST_OK)
-            e->st.reads_mem++;
+            count_read(e, loaded);
         return st;
     }
     *dirty = E->dirty_epoch == e->epoch;
@@ -249,11 +263,11 @@ tkv_status tkv_engine_range(tkv_engine *e, const uint8_t *key, size_t klen, uint
         hi_b = hi_a;
     bool low = lo > 0 && from < lo;
     if (!low) {
-        e->st.reads_mem++;
+        count_read(e, loaded);
         emit_page(&em, p, hi_a, hi_b, !reverse);
         return TKV_ST_OK;
     }
-    e->st.reads_disk++;
+    count_read(e, true);
     uint64_t low_to = to < lo ? to : lo - 1;
     uint32_t lo_a = tkv_vpage_lower(p, from), lo_b = tkv_vpage_lower(p, low_to + 1);
     eng_set_prefix(e, key, klen);

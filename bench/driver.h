@@ -57,6 +57,8 @@ typedef struct bench_driver {
      * size limit is pending). Returns 0, or -1 if out of memory. */
     int (*reader_space)(bench_reader *r, size_t want, uint8_t **p, size_t *avail);
     void (*reader_commit)(bench_reader *r, size_t n);
+    /* Bytes received and not yet consumed as replies. */
+    size_t (*pending)(const bench_reader *r);
     /* Consumes the next whole reply to a request of kind `kind`. Returns 1
      * with *cls set (and *msg for REPLY_ERROR), 0 if more bytes are
      * needed, or -1 with a message in err if the stream is malformed. */

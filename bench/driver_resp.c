@@ -166,6 +166,8 @@ static int resp_reader_space(bench_reader *rd, size_t want, uint8_t **p, size_t 
 
 static void resp_reader_commit(bench_reader *r, size_t n) { r->resp.end += n; }
 
+static size_t resp_pending(const bench_reader *r) { return r->resp.end - r->resp.start; }
+
 /* ---- parsing ----------------------------------------------------------- */
 
 /* What a parsed top-level reply was. */
@@ -341,5 +343,6 @@ const bench_driver bench_driver_redis = {
     .reader_deinit = resp_reader_deinit,
     .reader_space = resp_reader_space,
     .reader_commit = resp_reader_commit,
+    .pending = resp_pending,
     .next_reply = resp_next_reply,
 };

@@ -58,6 +58,8 @@ static int tkv_reader_space(bench_reader *r, size_t want, uint8_t **p, size_t *a
 
 static void tkv_reader_commit(bench_reader *r, size_t n) { tkv_frame_reader_commit(&r->tkv, n); }
 
+static size_t tkv_pending(const bench_reader *r) { return tkv_frame_reader_pending(&r->tkv); }
+
 /* The fewest elements a successful reply to each command has:
  * PUT [0, ts], GET [0, value, ts, next], RANGE [0, versions, truncated]. */
 static const uint32_t ok_arity[OP__COUNT] = {2, 4, 3};
@@ -118,5 +120,6 @@ const bench_driver bench_driver_tkv = {
     .reader_deinit = tkv_reader_deinit,
     .reader_space = tkv_reader_space,
     .reader_commit = tkv_reader_commit,
+    .pending = tkv_pending,
     .next_reply = tkv_next_reply,
 };

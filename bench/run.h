@@ -60,6 +60,7 @@ typedef struct bench_run {
     bool stopping;            /* deadline or SIGINT: drain, issue nothing */
     bool interrupted;         /* SIGINT seen */
     bool failed;              /* a connection broke: the phase is over */
+    bool show_progress;       /* live line on stderr (a terminal, not --quiet) */
     uint64_t start_ns;
     uint64_t last_done;       /* `done` at the previous progress tick */
     uint64_t last_tick_ns;

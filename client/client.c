@@ -32,7 +32,8 @@
 
 _Static_assert(TKV_OP_PING == TKV_CMD_PING && TKV_OP_PUT == TKV_CMD_PUT &&
                    TKV_OP_GET == TKV_CMD_GET && TKV_OP_RANGE == TKV_CMD_RANGE &&
-                   TKV_OP_DEL == TKV_CMD_DEL && TKV_OP_STATS == TKV_CMD_STATS,
+                   TKV_OP_DEL == TKV_CMD_DEL && TKV_OP_STATS == TKV_CMD_STATS &&
+                   TKV_OP_AUTH == TKV_CMD_AUTH,
                "public op numbers follow the protocol's command numbers");
 _Static_assert(TKV_SC_BAD_REQUEST == TKV_ST_BAD_REQUEST && TKV_SC_STORAGE == TKV_ST_STORAGE &&
                    TKV_SC_AUTH_FAILED == TKV_ST_AUTH_FAILED && TKV_SC_INTERNAL == TKV_ST_INTERNAL,
@@ -305,7 +306,9 @@ static int append(tkv_ctx *c, const tkv_req *r)
 {
     if (begin(c) < 0)
         return TKV_ERR;
-    if (r->key.len == 0 && r->cmd != TKV_CMD_PING && r->cmd != TKV_CMD_STATS)
+    bool keyed = r->cmd == TKV_CMD_PUT || r->cmd == TKV_CMD_GET || r->cmd == TKV_CMD_RANGE ||
+                 r->cmd == TKV_CMD_DEL;
+    if (keyed && r->key.len == 0)
         return set_err(c, TKV_EK_USAGE, "key must not be empty");
     size_t before = c->out.len;
     if (tkv_req_encode(&c->out, r) < 0)
@@ -557,6 +560,8 @@ static int decode_ok(tkv_ctx *c, int op, tkv_mp *m, uint32_t count, uint64_t st,
         return count < 2 || tkv_mp_read_uint(m, &r->count) < 0 ? bad_reply(c, "DEL") : 0;
     case TKV_CMD_STATS:
         return decode_stats(c, m, count, r);
+    case TKV_CMD_AUTH:
+        return 0;
     default:
         return bad_reply(c, "unexpected command");
     }
@@ -632,6 +637,17 @@ int tkv_ping(tkv_ctx *c)
     if (no_backlog(c) < 0)
         return TKV_ERR;
     return roundtrip(c, tkv_append_ping(c), &r);
+}
+
+int tkv_auth(tkv_ctx *c, const void *secret, size_t len)
+{
+    tkv_reply r;
+    if (no_backlog(c) < 0)
+        return TKV_ERR;
+    if (len > UINT32_MAX)
+        return set_err(c, TKV_EK_USAGE, "secret too long");
+    tkv_req q = {.cmd = TKV_CMD_AUTH, .msg = span(secret, len), .has_msg = true};
+    return roundtrip(c, append(c, &q), &r);
 }
 
 int tkv_put(tkv_ctx *c, const void *key, size_t klen, const void *val, size_t vlen, uint64_t ts,

@@ -21,6 +21,7 @@
 
 typedef struct cli {
     const char *host;
+    const char *secret; /* AUTH after connecting, if set */
     uint16_t port;
     int timeout_ms;
     bool trace;
@@ -85,6 +86,8 @@ static int connect_cli(cli *c)
         return fail("%s", tkv_errstr(c->ctx));
     if (c->trace)
         tkv_set_trace(c->ctx, trace_frame, NULL);
+    if (c->secret && tkv_auth(c->ctx, c->secret, strlen(c->secret)) != TKV_OK)
+        return fail("%s", tkv_errstr(c->ctx));
     return 0;
 }
 
@@ -363,6 +366,8 @@ static void usage(FILE *f)
             "  -H, --host HOST     server host (default $TKV_HOST or 127.0.0.1)\n"
             "  -p, --port PORT     server port (default $TKV_PORT or %d)\n"
             "  -t, --timeout MS    give up after MS milliseconds without progress (default 10000)\n"
+            "  -a, --auth SECRET   authenticate with SECRET (default $TKV_AUTH; prefer the\n"
+            "                      variable: arguments are visible to other users in ps)\n"
             "      --trace         show every request and reply frame in hex on stderr\n"
             "  -h, --help          show this help\n"
             "      --version       show the version\n\n"
@@ -380,12 +385,13 @@ static int parse_globals(cli *c, int argc, char **argv)
     static const struct option opts[] = {
         {"host", required_argument, NULL, 'H'}, {"port", required_argument, NULL, 'p'},
         {"timeout", required_argument, NULL, 't'}, {"trace", no_argument, NULL, 'T'},
+        {"auth", required_argument, NULL, 'a'},
         {"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     int opt;
     uint64_t v;
-    while ((opt = getopt_long(argc, argv, "+H:p:t:h", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "+H:p:t:a:h", opts, NULL)) != -1) {
         switch (opt) {
         case 'H': c->host = optarg; break;
         case 'p':
@@ -399,6 +405,7 @@ static int parse_globals(cli *c, int argc, char **argv)
             c->timeout_ms = (int)v;
             break;
         case 'T': c->trace = true; break;
+        case 'a': c->secret = optarg; break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("tkvctl %s\n", TKV_VERSION_STRING); return 0;
         default: fprintf(stderr, "Try 'tkvctl --help'.\n"); return EXIT_ERROR;
@@ -419,6 +426,8 @@ static void env_defaults(cli *c)
             c->port = (uint16_t)v;
     }
     c->timeout_ms = 10000;
+    const char *a = getenv("TKV_AUTH");
+    c->secret = a && *a ? a : NULL;
 }
 
 int main(int argc, char **argv)

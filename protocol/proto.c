@@ -133,6 +133,16 @@ static tkv_status parse_range(parse_ctx *c)
 
 static tkv_status parse_del(parse_ctx *c) { return parse_key(c); }
 
+static tkv_status parse_auth(parse_ctx *c)
+{
+    if (tkv_mp_read_bytes(c->m, &c->req->msg.ptr, &c->req->msg.len) < 0)
+        return fail(c, TKV_ST_BAD_REQUEST, "AUTH takes the secret as a string or binary");
+    if (c->req->msg.len > TKV_AUTH_MAX_SECRET)
+        return fail(c, TKV_ST_TOO_LARGE, "secret longer than %u bytes", TKV_AUTH_MAX_SECRET);
+    c->req->has_msg = true;
+    return TKV_ST_OK;
+}
+
 static tkv_status parse_none(parse_ctx *c) { return TKV_ST_OK; }
 
 static const struct cmd_spec {
@@ -146,6 +156,7 @@ static const struct cmd_spec {
     [TKV_CMD_RANGE] = {"RANGE", 1, 5, parse_range},
     [TKV_CMD_DEL] = {"DEL", 1, 1, parse_del},
     [TKV_CMD_STATS] = {"STATS", 0, 0, parse_none},
+    [TKV_CMD_AUTH] = {"AUTH", 1, 1, parse_auth},
 };
 
 const char *tkv_cmd_name(tkv_cmd cmd)
@@ -326,6 +337,11 @@ int tkv_req_encode(tkv_buf *out, const tkv_req *r)
         msgpack_pack_array(pk, 2);
         pack_name(pk, r->cmd);
         tkv_pack_bytes(pk, r->key.ptr, r->key.len);
+        break;
+    case TKV_CMD_AUTH:
+        msgpack_pack_array(pk, 2);
+        pack_name(pk, r->cmd);
+        tkv_pack_bytes(pk, r->msg.ptr, r->msg.len);
         break;
     default:
         msgpack_pack_array(pk, 1);

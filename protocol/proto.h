@@ -50,12 +50,17 @@ typedef enum tkv_cmd {
     TKV_CMD_RANGE,
     TKV_CMD_DEL,
     TKV_CMD_STATS,
+    TKV_CMD_AUTH,
     TKV_CMD__COUNT
 } tkv_cmd;
 
 /* Hard ceilings of the encoding; servers configure lower limits. */
 #define TKV_KEY_MAX_LIMIT 65535u
 #define TKV_FRAME_MAX_LIMIT 0xffffffffu
+
+/* Before a connection authenticates, frames are limited to this size. */
+#define TKV_PREAUTH_MAX_FRAME 1024u
+#define TKV_AUTH_MAX_SECRET 512u
 
 /* Defaults a server starts with (see tkvd --help). */
 #define TKV_DEFAULT_MAX_KEY 1024u
@@ -74,7 +79,7 @@ typedef struct tkv_req {
     tkv_cmd cmd;
     tkv_span key;
     tkv_span value;   /* PUT */
-    tkv_span msg;     /* PING's optional echo */
+    tkv_span msg;     /* PING's optional echo; AUTH's secret */
     uint64_t ts;      /* PUT, GET: valid if has_ts */
     uint64_t from;    /* RANGE: inclusive, default 0 */
     uint64_t to;      /* RANGE: inclusive, default TKV_TS_MAX */

@@ -14,6 +14,7 @@
 
 typedef struct exec_ctx {
     tkv_dispatch *d;
+    tkv_session *sess;
     const tkv_req *req;
     tkv_buf *out;
     bool dirty;
@@ -249,7 +250,7 @@ static int exec_stats(exec_ctx *x)
     tkv_engine_stats_get(d->eng, &es);
     char *lstats = tkv_engine_property(d->eng, "leveldb.stats");
     char *lsize = tkv_engine_property(d->eng, "leveldb.approximate-memory-usage");
-    uint32_t n = N_ENGINE_STATS + TKV_CMD__COUNT + 2 + (lstats ? 1 : 0) + (lsize ? 1 : 0) +
+    uint32_t n = N_ENGINE_STATS + TKV_CMD__COUNT + 3 + (lstats ? 1 : 0) + (lsize ? 1 : 0) +
                  (d->info ? N_SERVER_STATS : 0);
     tkv_wr w;
     tkv_wr_begin(&w, x->out);
@@ -267,6 +268,7 @@ static int exec_stats(exec_ctx *x)
         kv_u64(&w.pk, name, d->calls[i]);
     }
     kv_u64(&w.pk, "errors", d->errors);
+    kv_u64(&w.pk, "auth_failures", d->auth_failures);
     kv_u64(&w.pk, "pid", (uint64_t)getpid());
     if (lsize)
         kv_u64(&w.pk, "leveldb_memory_bytes", strtoull(lsize, NULL, 10));
@@ -277,25 +279,60 @@ static int exec_stats(exec_ctx *x)
     return tkv_wr_end(&w) < 0 ? -1 : TKV_ST_OK;
 }
 
+static int reply_ok_empty(exec_ctx *x)
+{
+    tkv_wr w;
+    tkv_wr_begin(&w, x->out);
+    msgpack_pack_array(&w.pk, 1);
+    msgpack_pack_uint8(&w.pk, TKV_ST_OK);
+    return tkv_wr_end(&w) < 0 ? -1 : TKV_ST_OK;
+}
+
+static int exec_auth(exec_ctx *x)
+{
+    tkv_dispatch *d = x->d;
+    if (!d->auth)
+        return reply_error(x, TKV_ST_BAD_REQUEST, "AUTH: this server has no secret configured");
+    if (!tkv_auth_check(d->auth, x->req->msg.ptr, x->req->msg.len)) {
+        d->auth_failures++;
+        if (x->sess)
+            x->sess->auth_failures++;
+        return reply_error(x, TKV_ST_AUTH_FAILED, "invalid secret");
+    }
+    if (x->sess)
+        x->sess->authed = true;
+    return reply_ok_empty(x);
+}
+
 typedef int (*exec_fn)(exec_ctx *x);
 
 static const exec_fn exec_table[TKV_CMD__COUNT] = {
     [TKV_CMD_PING] = exec_ping,   [TKV_CMD_PUT] = exec_put, [TKV_CMD_GET] = exec_get,
     [TKV_CMD_RANGE] = exec_range, [TKV_CMD_DEL] = exec_del, [TKV_CMD_STATS] = exec_stats,
+    [TKV_CMD_AUTH] = exec_auth,
 };
 
-int tkv_dispatch_frame(tkv_dispatch *d, const uint8_t *frame, size_t len, tkv_buf *out,
-                       bool *dirty)
+int tkv_dispatch_session(tkv_dispatch *d, tkv_session *sess, const uint8_t *frame, size_t len,
+                         tkv_buf *out, bool *dirty)
 {
     tkv_req req;
     char err[160];
-    exec_ctx x = {.d = d, .req = &req, .out = out};
+    exec_ctx x = {.d = d, .sess = sess, .req = &req, .out = out};
     *dirty = false;
     tkv_status st = tkv_req_parse(frame, len, &d->lim, &req, err, sizeof err);
     if (st != TKV_ST_OK)
         return reply_error(&x, st, err);
     d->calls[req.cmd]++;
+    bool trusted = !d->auth || !sess || sess->authed;
+    if (!trusted && req.cmd != TKV_CMD_AUTH && req.cmd != TKV_CMD_PING)
+        return reply_error(&x, TKV_ST_AUTH_REQUIRED, "authentication required: send AUTH first");
     int rc = exec_table[req.cmd](&x);
     *dirty = x.dirty;
     return rc;
+}
+
+int tkv_dispatch_frame(tkv_dispatch *d, const uint8_t *frame, size_t len, tkv_buf *out,
+                       bool *dirty)
+{
+    return tkv_dispatch_session(d, NULL, frame, len, out, dirty);
 }

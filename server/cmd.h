@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "auth.h"
 #include "buf.h"
 #include "engine.h"
 #include "proto.h"
@@ -28,13 +29,21 @@ typedef struct tkv_server_info {
     const char *fsync;         /* durability mode name */
 } tkv_server_info;
 
+/* What a connection has established: the dispatcher's per-client state. */
+typedef struct tkv_session {
+    bool authed;          /* AUTH succeeded (or no secret is configured) */
+    uint32_t auth_failures;
+} tkv_session;
+
 typedef struct tkv_dispatch {
     tkv_engine *eng;
     tkv_limits lim;
+    const tkv_auth *auth;             /* NULL: no secret, every client is trusted */
     size_t max_reply;                 /* largest reply payload; RANGE stops short of it */
     const tkv_server_info *info;      /* may be NULL */
     uint64_t calls[TKV_CMD__COUNT];   /* requests by command */
     uint64_t errors;                  /* replies with an error status */
+    uint64_t auth_failures;           /* AUTH attempts with a wrong secret */
 } tkv_dispatch;
 
 /* Executes one request frame and appends exactly one reply frame to out.
@@ -44,5 +53,11 @@ typedef struct tkv_dispatch {
  * out of memory (nothing appended; the caller should drop the client). */
 int tkv_dispatch_frame(tkv_dispatch *d, const uint8_t *frame, size_t len, tkv_buf *out,
                        bool *dirty);
+
+/* The same for a connection's session: until it authenticates (when the
+ * dispatcher has a secret), only AUTH and PING are served; anything else
+ * gets AUTH_REQUIRED. */
+int tkv_dispatch_session(tkv_dispatch *d, tkv_session *s, const uint8_t *frame, size_t len,
+                         tkv_buf *out, bool *dirty);
 
 #endif

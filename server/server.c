@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -71,6 +72,8 @@ struct conn {
     bool reading;       /* read watcher active */
     bool throttled;     /* input paused until output drains */
     bool closing;       /* close once out is written */
+    tkv_session sess;   /* authentication state */
+    double last_active; /* loop time of the last byte read or written */
     uint64_t id;
     char peer[64];
 };
@@ -81,6 +84,8 @@ typedef struct tkv_srv {
     tkv_engine *eng;
     tkv_dispatch disp;
     tkv_server_info info;
+    tkv_auth auth;
+    bool has_auth;
     int lfd;
     int spare_fd;       /* released to accept-and-close when out of descriptors */
     ev_io lio;
@@ -197,7 +202,12 @@ static conn *conn_new(tkv_srv *s, int fd, const struct sockaddr_storage *sa)
     c->fd = fd;
     c->srv = s;
     c->id = ++s->next_id;
-    tkv_frame_reader_init(&c->in, s->o.max_frame);
+    c->sess.authed = !s->has_auth;
+    c->last_active = ev_now(s->loop);
+    /* Until a client authenticates it may only send small frames. */
+    tkv_frame_reader_init(&c->in, c->sess.authed || s->o.max_frame < TKV_PREAUTH_MAX_FRAME
+                                      ? s->o.max_frame
+                                      : TKV_PREAUTH_MAX_FRAME);
     describe_peer(c, sa);
     ev_io_init(&c->rio, on_read, fd, EV_READ);
     ev_io_init(&c->wio, on_write, fd, EV_WRITE);
@@ -332,13 +342,15 @@ static int serve(conn *c, uint32_t budget, bool drain)
             return 0;
         }
         size_t off = c->out.len;
-        bool dirty;
-        if (tkv_dispatch_frame(&s->disp, f, n, &c->out, &dirty) < 0 ||
+        bool dirty, was_authed = c->sess.authed;
+        if (tkv_dispatch_session(&s->disp, &c->sess, f, n, &c->out, &dirty) < 0 ||
             (dirty && add_dep(c, off, c->out.len - off) < 0)) {
             tkv_error("out of memory serving client %llu", (unsigned long long)c->id);
             conn_close(c, NULL);
             return -1;
         }
+        if (c->sess.authed && !was_authed)
+            c->in.max_frame = s->o.max_frame;
         list_add(&s->pend, c, PEND);
     }
     /* The cap was reached: finish next iteration, after the other clients. */
@@ -365,6 +377,7 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents)
     }
     ssize_t n = read(c->fd, p, avail);
     if (n > 0) {
+        c->last_active = ev_now(loop);
         tkv_frame_reader_commit(&c->in, (size_t)n);
         s->info.bytes_in += (uint64_t)n;
         serve(c, s->o.max_pipeline, false);
@@ -394,6 +407,7 @@ static int flush_out(conn *c)
         if (n > 0) {
             c->sent += (size_t)n;
             s->info.bytes_out += (uint64_t)n;
+            c->last_active = ev_now(s->loop);
             continue;
         }
         if (n < 0 && errno == EINTR)
@@ -546,10 +560,23 @@ static void on_sync_timer(struct ev_loop *loop, ev_timer *w, int revents)
         tkv_error("periodic sync failed: %s", tkv_engine_errmsg(s->eng));
 }
 
+/* Closes clients that sent and received nothing for idle_timeout seconds,
+ * including those stuck with unread replies. */
+static void close_idle(tkv_srv *s, double now)
+{
+    for (conn *c = s->all.head, *next; c; c = next) {
+        next = c->all.next;
+        if (now - c->last_active > s->o.idle_timeout)
+            conn_close(c, "idle timeout");
+    }
+}
+
 static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
     tkv_srv *s = w->data;
     tkv_engine_tick(s->eng);
+    if (s->o.idle_timeout > 0 && !s->stopping)
+        close_idle(s, ev_now(loop));
 }
 
 static void on_grace(struct ev_loop *loop, ev_timer *w, int revents)
@@ -580,6 +607,20 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 
 /* ---- start-up --------------------------------------------------------- */
 
+static bool is_loopback(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_LOOPBACK(a))
+            return true;
+        if (IN6_IS_ADDR_V4MAPPED(a))
+            return a->s6_addr[12] == 127;
+    }
+    return false;
+}
+
 static int listen_on(tkv_srv *s)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
@@ -591,6 +632,19 @@ static int listen_on(tkv_srv *s)
     if (rc != 0) {
         tkv_error("cannot resolve bind address %s: %s", s->o.bind, gai_strerror(rc));
         return -1;
+    }
+    if (s->o.protected_mode && !s->has_auth) {
+        for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+            if (!is_loopback(ai->ai_addr)) {
+                tkv_error("refusing to listen on %s: it is not a loopback address and no secret "
+                          "is set. Set one with --requirepass or --auth-file, or pass "
+                          "--protected-mode no if every host that can reach this address is "
+                          "trusted",
+                          s->o.bind);
+                freeaddrinfo(res);
+                return -1;
+            }
+        }
     }
     int fd = -1, err = 0;
     for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
@@ -677,9 +731,67 @@ static void shutdown_all(tkv_srv *s)
     s->eng = NULL;
 }
 
+static int setup_auth(tkv_srv *s)
+{
+    char err[512];
+    size_t len = 0;
+    char *secret = NULL;
+    if (s->o.auth_file) {
+        secret = tkv_auth_read_file(s->o.auth_file, &len, err, sizeof err);
+        if (!secret) {
+            tkv_error("%s", err);
+            return -1;
+        }
+    } else if (s->o.requirepass) {
+        len = strlen(s->o.requirepass);
+        secret = strdup(s->o.requirepass);
+    }
+    if (!secret)
+        return 0;
+    if (len > TKV_AUTH_MAX_SECRET) {
+        tkv_error("the secret is longer than %u bytes", TKV_AUTH_MAX_SECRET);
+        free(secret);
+        return -1;
+    }
+    int rc = tkv_auth_init(&s->auth, secret, len);
+    explicit_bzero(secret, len);
+    free(secret);
+    if (rc < 0) {
+        tkv_error("no randomness available to protect the secret");
+        return -1;
+    }
+    s->has_auth = true;
+    return 0;
+}
+
+/* Every client needs a descriptor: raise the soft limit as far as the hard
+ * limit allows, and serve fewer clients if even that is not enough. */
+static void fit_descriptors(tkv_srv *s)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    rlim_t want = (rlim_t)s->o.max_clients + 64;
+    if (rl.rlim_cur < want) {
+        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur < want && rl.rlim_cur > 64) {
+        tkv_warn("only %llu file descriptors available: serving at most %llu clients "
+                 "(raise ulimit -n for %u)",
+                 (unsigned long long)rl.rlim_cur, (unsigned long long)(rl.rlim_cur - 64),
+                 s->o.max_clients);
+        s->o.max_clients = (uint32_t)(rl.rlim_cur - 64);
+    }
+}
+
 static int start(tkv_srv *s)
 {
     char err[512];
+    if (setup_auth(s) < 0)
+        return -1;
+    fit_descriptors(s);
     tkv_engine_opts eo = s->o.engine;
     eo.sync = s->o.fsync == TKV_FSYNC_ALWAYS;
     if (tkv_engine_open(&eo, &s->eng, err, sizeof err) < 0) {
@@ -692,6 +804,7 @@ static int start(tkv_srv *s)
     s->disp = (tkv_dispatch){.eng = s->eng,
                              .lim = {.max_key = s->o.max_key, .max_value = s->o.max_value},
                              .max_reply = s->o.max_frame,
+                             .auth = s->has_auth ? &s->auth : NULL,
                              .info = &s->info};
     s->info.start_us = now_us();
     s->info.max_clients = s->o.max_clients;
@@ -750,6 +863,7 @@ void tkv_server_defaults(tkv_server_opts *o)
     o->max_output = 64u * 1024 * 1024;
     o->output_high_water = 1024u * 1024;
     o->max_pipeline = 128;
+    o->protected_mode = true;
     o->fsync = TKV_FSYNC_ALWAYS;
     o->engine.dir = "tkv-data";
     o->engine.max_memory = tkv_default_max_memory();

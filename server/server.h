@@ -10,6 +10,7 @@
 #ifndef TKV_SERVER_H
 #define TKV_SERVER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,6 +33,10 @@ typedef struct tkv_server_opts {
     size_t max_output;         /* unsent reply bytes that get a client dropped */
     size_t output_high_water;  /* unsent bytes above which a client's input waits */
     uint32_t max_pipeline;     /* requests per connection per loop iteration */
+    double idle_timeout;       /* seconds without traffic before a client is closed; 0: never */
+    const char *requirepass;   /* shared secret, or NULL */
+    const char *auth_file;     /* file holding the secret, or NULL */
+    bool protected_mode;       /* refuse non-loopback addresses without a secret */
     tkv_fsync_mode fsync;
     tkv_engine_opts engine;
 } tkv_server_opts;

@@ -23,6 +23,15 @@ static void usage(FILE *f, const tkv_server_opts *d)
             "  --port N             TCP port, 0 for any free port (default %u)\n"
             "  --port-file PATH     write the bound port to PATH once accepting connections\n"
             "  --max-clients N      connections served at once (default %u)\n"
+            "  --timeout SECONDS    close clients idle that long, 0 for never (default 0)\n"
+            "\n"
+            "Security:\n"
+            "  --requirepass SECRET clients must send AUTH SECRET first (visible in ps:\n"
+            "                       prefer --auth-file)\n"
+            "  --auth-file PATH     read the secret from the first line of PATH\n"
+            "  --protected-mode yes|no\n"
+            "                       yes (default): refuse to listen on a non-loopback\n"
+            "                       address unless a secret is set\n"
             "\n"
             "Limits:\n"
             "  --max-frame SIZE     largest request or reply frame (default %zu)\n"
@@ -56,7 +65,8 @@ static void usage(FILE *f, const tkv_server_opts *d)
 enum {
     OPT_BIND = 256, OPT_PORT, OPT_PORT_FILE, OPT_MAX_CLIENTS, OPT_MAX_FRAME, OPT_MAX_KEY,
     OPT_MAX_VALUE, OPT_MAX_OUTPUT, OPT_MAX_PIPELINE, OPT_DATA_DIR, OPT_FSYNC, OPT_BLOCK_CACHE,
-    OPT_REPAIR, OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION, OPT_MAX_MEMORY,
+    OPT_REPAIR, OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION, OPT_MAX_MEMORY, OPT_TIMEOUT,
+    OPT_REQUIREPASS, OPT_AUTH_FILE, OPT_PROTECTED,
 };
 
 static const struct option long_opts[] = {
@@ -73,6 +83,10 @@ static const struct option long_opts[] = {
     {"fsync", required_argument, NULL, OPT_FSYNC},
     {"block-cache", required_argument, NULL, OPT_BLOCK_CACHE},
     {"max-memory", required_argument, NULL, OPT_MAX_MEMORY},
+    {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"requirepass", required_argument, NULL, OPT_REQUIREPASS},
+    {"auth-file", required_argument, NULL, OPT_AUTH_FILE},
+    {"protected-mode", required_argument, NULL, OPT_PROTECTED},
     {"repair", no_argument, NULL, OPT_REPAIR},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"help", no_argument, NULL, OPT_HELP},
@@ -143,6 +157,22 @@ static int apply(int opt, const char *arg, tkv_server_opts *o, bool *repair)
         if (tkv_parse_size(arg, UINT64_MAX, &v) < 0 || v < 64 * 1024)
             return bad("max-memory", arg, "a size of at least 64kb, such as 512mb");
         o->engine.max_memory = v;
+        break;
+    case OPT_TIMEOUT:
+        if (tkv_parse_uint(arg, 0, 100000000, &v) < 0)
+            return bad("timeout", arg, "a number of seconds, 0 for never");
+        o->idle_timeout = (double)v;
+        break;
+    case OPT_REQUIREPASS:
+        if (!*arg)
+            return bad("requirepass", arg, "a non-empty secret");
+        o->requirepass = arg;
+        break;
+    case OPT_AUTH_FILE: o->auth_file = arg; break;
+    case OPT_PROTECTED:
+        if (strcmp(arg, "yes") != 0 && strcmp(arg, "no") != 0)
+            return bad("protected-mode", arg, "yes or no");
+        o->protected_mode = strcmp(arg, "yes") == 0;
         break;
     case OPT_REPAIR: *repair = true; break;
     case OPT_LOG_LEVEL:

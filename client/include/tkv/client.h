@@ -128,6 +128,7 @@ typedef struct tkv_stat {
 #define TKV_OP_RANGE 3
 #define TKV_OP_DEL 4
 #define TKV_OP_STATS 5
+#define TKV_OP_AUTH 6
 
 typedef struct tkv_reply {
     int op;                   /* which request this answers (TKV_OP_*) */
@@ -181,6 +182,11 @@ TKV_API void tkv_set_trace(tkv_ctx *ctx, tkv_trace_fn fn, void *arg);
 
 /* Checks the connection. TKV_OK or TKV_ERR. */
 TKV_API int tkv_ping(tkv_ctx *ctx);
+
+/* Presents the server's shared secret. Until it succeeds, a server that has
+ * one answers everything but PING with TKV_SC_AUTH_REQUIRED. TKV_OK, or
+ * TKV_ERR with tkv_server_code() TKV_SC_AUTH_FAILED for a wrong secret. */
+TKV_API int tkv_auth(tkv_ctx *ctx, const void *secret, size_t len);
 
 /* Stores a version of key at ts; a version already at ts is replaced.
  * out_ts (may be NULL) receives ts. TKV_OK or TKV_ERR. */

@@ -1,0 +1,549 @@
+/*
+ * run.c - implements the connection engine of run.h: connecting, the
+ * per-connection pipeline, batched writes, reply accounting, progress,
+ * deadlines and timeouts.
+ *
+ * A connection's state is its pipeline ring (the kind and send time of each
+ * request in flight, oldest first), its output buffer and its reply reader.
+ * All of it is allocated when the connection opens; the steady state
+ * allocates nothing. A connection that fails - EOF, a socket error, a
+ * malformed reply, no reply within the timeout - fails the whole run: the
+ * numbers of a run with a dead connection would not mean much.
+ */
+#include "run.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define READ_WANT (64 * 1024) /* room offered to each read() */
+#define READS_PER_EVENT 4     /* then let other connections have a turn */
+
+struct bench_conn {
+    ev_io io;                 /* first member: the watcher leads back to the conn */
+    bench_run *run;
+    int fd;
+    uint32_t id;
+    bool writing;             /* EV_WRITE armed: the socket was full */
+    tkv_buf out;              /* encoded requests not yet written */
+    size_t out_off;           /* bytes of out already written */
+    bench_reader rd;
+    uint8_t *ring_kind;       /* pipeline ring: kind of each request in flight */
+    uint64_t *ring_sent;      /* ... and its send time */
+    uint32_t ring_cap, head, count;
+    uint64_t progress_ns;     /* last reply, or the start of waiting for one */
+    bench_rng rng;
+    uint8_t *value;           /* PUT payload, re-stamped per request */
+    uint64_t seq;             /* PUTs sent, stamped into the value */
+};
+
+uint64_t bench_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+static void fail(bench_run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Only the first failure is kept: later ones are usually its echoes. */
+static void fail(bench_run *r, const char *fmt, ...)
+{
+    if (!r->failed) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(r->errmsg, sizeof r->errmsg, fmt, ap);
+        va_end(ap);
+        r->failed = true;
+    }
+    ev_break(r->loop, EVBREAK_ALL);
+}
+
+/* ---- connecting -------------------------------------------------------- */
+
+static int connect_one(const struct addrinfo *ai, int timeout_ms, char *err, size_t errlen)
+{
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                    ai->ai_protocol);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return -1;
+    }
+    int e = 0;
+    if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+        e = errno;
+        if (e == EINPROGRESS) {
+            struct pollfd p = {.fd = fd, .events = POLLOUT};
+            int n = poll(&p, 1, timeout_ms);
+            socklen_t len = sizeof e;
+            if (n == 0)
+                e = ETIMEDOUT;
+            else if (n < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0)
+                e = errno;
+        }
+    }
+    if (e) {
+        snprintf(err, errlen, "connect: %s", strerror(e));
+        close(fd);
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd;
+}
+
+static int resolve(const bench_cfg *cfg, struct addrinfo **res, char *err, size_t errlen)
+{
+    char port[8];
+    snprintf(port, sizeof port, "%u", cfg->port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    int rc = getaddrinfo(cfg->host, port, &hints, res);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot resolve %s: %s", cfg->host, gai_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
+static void on_io(struct ev_loop *loop, ev_io *w, int events);
+
+static int conn_init(bench_run *r, bench_conn *c, uint32_t id, int fd, uint32_t depth)
+{
+    c->run = r;
+    c->fd = fd;
+    c->id = id;
+    c->ring_cap = depth;
+    c->ring_kind = malloc(depth);
+    c->ring_sent = malloc(depth * sizeof *c->ring_sent);
+    c->value = malloc(r->cfg->value_size ? r->cfg->value_size : 1);
+    if (!c->ring_kind || !c->ring_sent || !c->value)
+        return -1;
+    rng_seed(&c->rng, r->cfg->seed * 1000003u + id);
+    /* Printable filler; the first bytes change with every PUT. */
+    for (uint32_t i = 0; i < r->cfg->value_size; i++)
+        c->value[i] = (uint8_t)('a' + rng_below(&c->rng, 26));
+    r->drv->reader_init(&c->rd, r->max_reply);
+    ev_io_init(&c->io, on_io, fd, EV_READ);
+    ev_io_start(r->loop, &c->io);
+    return 0;
+}
+
+static void conn_deinit(bench_conn *c)
+{
+    if (c->fd >= 0) {
+        ev_io_stop(c->run->loop, &c->io);
+        close(c->fd);
+        c->fd = -1;
+    }
+    c->run->drv->reader_deinit(&c->rd);
+    tkv_buf_deinit(&c->out);
+    free(c->ring_kind);
+    free(c->ring_sent);
+    free(c->value);
+}
+
+/* Room for GET values and RANGE results of the configured size, and never
+ * less than tkvd's default frame limit. */
+static size_t max_reply_for(const bench_cfg *cfg)
+{
+    uint64_t need = 2 * ((uint64_t)cfg->value_size + 64) * ((uint64_t)cfg->range_limit + 1);
+    if (need < TKV_DEFAULT_MAX_FRAME)
+        need = TKV_DEFAULT_MAX_FRAME;
+    return need > UINT32_MAX ? UINT32_MAX : (size_t)need;
+}
+
+int run_open(bench_run *r, const bench_cfg *cfg, const bench_driver *drv, bench_workload *wl,
+             uint32_t max_depth)
+{
+    memset(r, 0, sizeof *r);
+    r->cfg = cfg;
+    r->drv = drv;
+    r->wl = wl;
+    r->max_reply = max_reply_for(cfg);
+    r->loop = ev_loop_new(EVFLAG_AUTO);
+    r->conns = calloc(cfg->conns, sizeof *r->conns);
+    if (!r->loop || !r->conns) {
+        snprintf(r->errmsg, sizeof r->errmsg, "out of memory");
+        return -1;
+    }
+    struct addrinfo *res;
+    char err[200];
+    if (resolve(cfg, &res, r->errmsg, sizeof r->errmsg) < 0)
+        return -1;
+    int rc = 0;
+    for (uint32_t i = 0; i < cfg->conns && rc == 0; i++) {
+        int fd = connect_one(res, (int)(cfg->timeout * 1000), err, sizeof err);
+        if (fd < 0) {
+            snprintf(r->errmsg, sizeof r->errmsg, "%s port %u, connection %u: %s", cfg->host,
+                     cfg->port, i + 1, err);
+            rc = -1;
+            break;
+        }
+        r->nconns++;
+        if (conn_init(r, &r->conns[i], i, fd, max_depth) < 0) {
+            snprintf(r->errmsg, sizeof r->errmsg, "out of memory");
+            rc = -1;
+        }
+    }
+    freeaddrinfo(res);
+    return rc;
+}
+
+void run_close(bench_run *r)
+{
+    if (!r)
+        return;
+    for (uint32_t i = 0; i < r->nconns; i++)
+        conn_deinit(&r->conns[i]);
+    free(r->conns);
+    r->conns = NULL;
+    r->nconns = 0;
+    if (r->loop)
+        ev_loop_destroy(r->loop);
+    r->loop = NULL;
+}
+
+/* ---- requests out ------------------------------------------------------ */
+
+static void set_writing(bench_conn *c, bool on)
+{
+    if (c->writing == on)
+        return;
+    c->writing = on;
+    ev_io_stop(c->run->loop, &c->io);
+    ev_io_set(&c->io, c->fd, on ? EV_READ | EV_WRITE : EV_READ);
+    ev_io_start(c->run->loop, &c->io);
+}
+
+static int flush(bench_conn *c)
+{
+    while (c->out_off < c->out.len) {
+        ssize_t n = send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            set_writing(c, true);
+            return 0;
+        }
+        if (n < 0) {
+            fail(c->run, "connection %u: send: %s", c->id + 1, strerror(errno));
+            return -1;
+        }
+        c->out_off += (size_t)n;
+    }
+    c->out.len = c->out_off = 0;
+    set_writing(c, false);
+    return 0;
+}
+
+/* The next request of the phase, or false if there is none to issue. */
+static bool next_op(bench_run *r, bench_conn *c, bench_op *op)
+{
+    if (r->stopping || r->exhausted)
+        return false;
+    if (r->phase == PHASE_PRELOAD) {
+        if (!workload_preload_next(r->wl, op)) {
+            r->exhausted = true;
+            return false;
+        }
+    } else {
+        if (r->limit && r->issued >= r->limit) {
+            r->exhausted = true;
+            return false;
+        }
+        workload_next(r->wl, &c->rng, op);
+    }
+    if (op->kind == OP_PUT) {
+        uint64_t seq = ++c->seq ^ ((uint64_t)c->id << 48);
+        uint32_t n = r->cfg->value_size < 8 ? r->cfg->value_size : 8;
+        memcpy(c->value, &seq, n);
+        op->value = c->value;
+        op->value_len = r->cfg->value_size;
+    }
+    r->issued++;
+    return true;
+}
+
+/* Fills the free pipeline slots with new requests and sends them. */
+static void refill(bench_conn *c)
+{
+    bench_run *r = c->run;
+    uint32_t first = c->count;
+    while (c->count < r->depth) {
+        bench_op op;
+        if (!next_op(r, c, &op))
+            break;
+        if (r->drv->encode(&c->out, &op) < 0) {
+            fail(r, "out of memory encoding requests");
+            return;
+        }
+        c->ring_kind[(c->head + c->count) % c->ring_cap] = (uint8_t)op.kind;
+        c->count++;
+    }
+    if (c->count == first)
+        return;
+    uint64_t now = bench_now_ns();
+    for (uint32_t i = first; i < c->count; i++)
+        c->ring_sent[(c->head + i) % c->ring_cap] = now;
+    if (first == 0)
+        c->progress_ns = now;
+    r->inflight += c->count - first;
+    flush(c);
+}
+
+/* ---- replies in -------------------------------------------------------- */
+
+static void finish_if_done(bench_run *r, uint64_t now)
+{
+    if (r->inflight == 0 && (r->exhausted || r->stopping)) {
+        r->stats->elapsed_ns = now - r->start_ns;
+        ev_break(r->loop, EVBREAK_ALL);
+    }
+}
+
+static void note_error(bench_run *r, bench_opkind kind, const bench_text *msg)
+{
+    if (r->first_error[0])
+        return;
+    int len = msg->len > 200 ? 200 : (int)msg->len;
+    snprintf(r->first_error, sizeof r->first_error, "%s: %.*s", bench_op_names[kind], len,
+             msg->ptr ? (const char *)msg->ptr : "");
+}
+
+static void account(bench_run *r, bench_opkind kind, bench_reply cls, const bench_text *msg,
+                    uint64_t latency)
+{
+    bench_stats *s = r->stats;
+    s->replies[kind]++;
+    if (cls == REPLY_MISS)
+        s->misses[kind]++;
+    if (cls == REPLY_ERROR) {
+        s->errors[kind]++;
+        note_error(r, kind, msg);
+    }
+    hist_record(&s->hist[kind], latency);
+}
+
+/* Consumes every complete reply in the reader. Returns -1 on failure. */
+static int take_replies(bench_conn *c, uint64_t now)
+{
+    bench_run *r = c->run;
+    for (;;) {
+        if (c->count == 0) {
+            if (r->drv->pending(&c->rd) == 0)
+                return 0;
+            fail(r, "connection %u: %zu bytes received with no request in flight", c->id + 1,
+                 r->drv->pending(&c->rd));
+            return -1;
+        }
+        bench_opkind kind = (bench_opkind)c->ring_kind[c->head];
+        bench_reply cls;
+        bench_text msg = {NULL, 0};
+        char err[200];
+        int rc = r->drv->next_reply(&c->rd, kind, &cls, &msg, err, sizeof err);
+        if (rc < 0) {
+            fail(r, "connection %u: %s", c->id + 1, err);
+            return -1;
+        }
+        if (rc == 0)
+            return 0;
+        account(r, kind, cls, &msg, now - c->ring_sent[c->head]);
+        c->head = (c->head + 1) % c->ring_cap;
+        c->count--;
+        r->inflight--;
+        r->done++;
+        c->progress_ns = now;
+    }
+}
+
+/* Reads what the socket has (a few reads at most) and handles the replies.
+ * Returns -1 if the connection failed. */
+static int read_replies(bench_conn *c)
+{
+    bench_run *r = c->run;
+    for (int i = 0; i < READS_PER_EVENT; i++) {
+        uint8_t *p;
+        size_t avail;
+        if (r->drv->reader_space(&c->rd, READ_WANT, &p, &avail) < 0 || avail == 0) {
+            fail(r, "connection %u: %s", c->id + 1,
+                 avail == 0 ? "reply buffer full" : "out of memory");
+            return -1;
+        }
+        ssize_t n = recv(c->fd, p, avail, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        if (n <= 0) {
+            fail(r, "connection %u: %s", c->id + 1,
+                 n == 0 ? "the server closed the connection" : strerror(errno));
+            return -1;
+        }
+        r->drv->reader_commit(&c->rd, (size_t)n);
+        if (take_replies(c, bench_now_ns()) < 0)
+            return -1;
+        if ((size_t)n < avail)
+            return 0; /* the socket is most likely drained */
+    }
+    return 0;
+}
+
+static void on_io(struct ev_loop *loop, ev_io *w, int events)
+{
+    bench_conn *c = (bench_conn *)w;
+    bench_run *r = c->run;
+    if ((events & EV_WRITE) && flush(c) < 0)
+        return;
+    if (!(events & EV_READ))
+        return;
+    if (read_replies(c) < 0)
+        return;
+    refill(c);
+    finish_if_done(r, bench_now_ns());
+}
+
+/* ---- the phase --------------------------------------------------------- */
+
+static void check_timeouts(bench_run *r, uint64_t now)
+{
+    uint64_t limit = (uint64_t)(r->cfg->timeout * 1e9);
+    for (uint32_t i = 0; i < r->nconns; i++) {
+        const bench_conn *c = &r->conns[i];
+        if (c->count > 0 && now - c->progress_ns > limit) {
+            fail(r, "connection %u: no reply for %.0f s with %u requests in flight", c->id + 1,
+                 r->cfg->timeout, c->count);
+            return;
+        }
+    }
+}
+
+static uint64_t total_errors(const bench_stats *s)
+{
+    uint64_t n = 0;
+    for (int k = 0; k < OP__COUNT; k++)
+        n += s->errors[k];
+    return n;
+}
+
+static void print_progress(bench_run *r, uint64_t now)
+{
+    double secs = (double)(now - r->start_ns) / 1e9;
+    double rate = (double)(r->done - r->last_done) * 1e9 / (double)(now - r->last_tick_ns);
+    if (r->phase == PHASE_PRELOAD) {
+        double pct = 100.0 * (double)r->done / (double)(r->wl->preload_total ? r->wl->preload_total : 1);
+        fprintf(stderr, "\rpreload %6.1f s %10.0f ops/s %5.1f%%  errors %llu   ", secs, rate, pct,
+                (unsigned long long)total_errors(r->stats));
+    } else {
+        fprintf(stderr, "\rrun     %6.1f s %10.0f ops/s %12llu done  errors %llu   ", secs, rate,
+                (unsigned long long)r->done, (unsigned long long)total_errors(r->stats));
+    }
+    r->last_done = r->done;
+    r->last_tick_ns = now;
+}
+
+static void on_tick(struct ev_loop *loop, ev_timer *w, int events)
+{
+    bench_run *r = w->data;
+    uint64_t now = bench_now_ns();
+    check_timeouts(r, now);
+    if (r->show_progress && !r->failed)
+        print_progress(r, now);
+}
+
+static void on_deadline(struct ev_loop *loop, ev_timer *w, int events)
+{
+    bench_run *r = w->data;
+    r->stopping = true;
+    finish_if_done(r, bench_now_ns());
+}
+
+/* The first Ctrl-C ends the phase early but still answers what is in flight,
+ * so the report covers complete requests; a second one gives up. */
+static void on_sigint(struct ev_loop *loop, ev_signal *w, int events)
+{
+    bench_run *r = w->data;
+    if (r->interrupted) {
+        fail(r, "interrupted");
+        return;
+    }
+    r->interrupted = r->stopping = true;
+    finish_if_done(r, bench_now_ns());
+}
+
+static void reset_phase(bench_run *r, bench_phase phase, uint32_t depth, bench_stats *stats)
+{
+    memset(stats, 0, sizeof *stats);
+    for (int k = 0; k < OP__COUNT; k++)
+        hist_init(&stats->hist[k]);
+    r->phase = phase;
+    r->stats = stats;
+    r->depth = depth < 1 ? 1 : depth;
+    for (uint32_t i = 0; i < r->nconns; i++)
+        if (r->depth > r->conns[i].ring_cap)
+            r->depth = r->conns[i].ring_cap;
+    r->limit = phase == PHASE_MEASURE ? r->cfg->requests : 0;
+    r->issued = r->done = r->inflight = 0;
+    r->exhausted = r->stopping = false;
+    r->start_ns = r->last_tick_ns = bench_now_ns();
+    r->last_done = 0;
+}
+
+static void start_watchers(bench_run *r, bench_phase phase)
+{
+    ev_timer_init(&r->tick, on_tick, 1.0, 1.0);
+    ev_timer_init(&r->deadline, on_deadline, r->cfg->seconds, 0.0);
+    ev_signal_init(&r->sigint, on_sigint, SIGINT);
+    r->tick.data = r->deadline.data = r->sigint.data = r;
+    ev_now_update(r->loop);
+    ev_timer_start(r->loop, &r->tick);
+    if (phase == PHASE_MEASURE && r->limit == 0)
+        ev_timer_start(r->loop, &r->deadline);
+    ev_signal_start(r->loop, &r->sigint);
+}
+
+static void stop_watchers(bench_run *r)
+{
+    ev_timer_stop(r->loop, &r->tick);
+    ev_timer_stop(r->loop, &r->deadline);
+    ev_signal_stop(r->loop, &r->sigint);
+}
+
+int run_phase(bench_run *r, bench_phase phase, uint32_t depth, bench_stats *stats)
+{
+    reset_phase(r, phase, depth, stats);
+    double cpu0 = cpu_seconds();
+    start_watchers(r, phase);
+    for (uint32_t i = 0; i < r->nconns && !r->failed; i++)
+        refill(&r->conns[i]);
+    /* An ev_break() before ev_run() would be forgotten: only enter the loop
+     * if there is something to wait for. */
+    if (!r->failed && r->inflight > 0)
+        ev_run(r->loop, 0);
+    if (r->failed || stats->elapsed_ns == 0)
+        stats->elapsed_ns = bench_now_ns() - r->start_ns;
+    stop_watchers(r);
+    stats->cpu_s = cpu_seconds() - cpu0;
+    if (r->show_progress)
+        fprintf(stderr, "\r%78s\r", "");
+    return r->failed ? -1 : 0;
+}

@@ -28,6 +28,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "proto.h"
+
 #define READ_WANT (64 * 1024) /* room offered to each read() */
 #define READS_PER_EVENT 4     /* then let other connections have a turn */
 

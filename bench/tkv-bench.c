@@ -1,0 +1,473 @@
+/*
+ * tkv-bench.c - the load generator's command line and report: options in,
+ * a preload and a measured phase (run.c) run, latency tables or JSON out.
+ *
+ * The same workload can be driven against tkvd or, with --target redis,
+ * against a Redis server using sorted sets (driver_resp.c), so that both
+ * are measured by one client with one cost per request.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "driver.h"
+#include "run.h"
+#include "workload.h"
+
+#define PRELOAD_DEPTH 64 /* requests in flight per connection while preloading */
+
+enum { EXIT_OK = 0, EXIT_ERRORS = 1, EXIT_FAILED = 2 };
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: tkv-bench [OPTION]...\n"
+            "Load generator for tkvd (and, to compare, Redis). Opens many connections on one\n"
+            "thread, keeps a pipeline of requests in flight on each, and reports throughput and\n"
+            "latency percentiles per operation.\n"
+            "\n"
+            "Target:\n"
+            "  -H HOST               server address (default 127.0.0.1)\n"
+            "  -p PORT               server port (default 7379 for tkv, 6379 for redis)\n"
+            "  --target tkv|redis    protocol to speak (default tkv)\n"
+            "  --timeout SECONDS     give up when a connection gets no reply for this long\n"
+            "                        (default 10)\n"
+            "\n"
+            "Load:\n"
+            "  -c CONNECTIONS        connections (default 50)\n"
+            "  -P PIPELINE           requests in flight per connection (default 1)\n"
+            "  -n REQUESTS           measure this many requests; 0 = none (e.g. preload only)\n"
+            "  -d SECONDS            measure for this long (default 5); the last of -n/-d wins\n"
+            "  --mix put=W,get=W,range=W\n"
+            "                        relative weights of the operations (default put=1,get=1);\n"
+            "                        operations not named get weight 0\n"
+            "  --seed N              random seed (default 1): runs are reproducible\n"
+            "\n"
+            "Data:\n"
+            "  --keys N              key space (default 100000). Keys are \"key:\" and the key\n"
+            "                        number in 12 zero-padded digits, 16 bytes:\n"
+            "                        key:000000000000 ... key:000000099999\n"
+            "  --versions N          versions per key (default 10). Version v of a key sits at\n"
+            "                        timestamp v * %u (microseconds)\n"
+            "  --value-size BYTES    bytes per value (default 32); the first 8 change with\n"
+            "                        every PUT\n"
+            "  --preload             before measuring, store every version of every key,\n"
+            "                        %u requests in flight per connection, and report how long\n"
+            "                        it took\n"
+            "  --dist uniform|zipf   key popularity (default uniform); zipf has exponent 0.99,\n"
+            "                        its hot keys scattered over the key space\n"
+            "  --ts rising|random    PUT timestamps: rising = the key's next version number,\n"
+            "                        strictly increasing per key (default); random = uniform\n"
+            "                        within the key's history (writes into the past)\n"
+            "  --read-at latest|random-past\n"
+            "                        GET the newest version (default), or as of a random time\n"
+            "                        within the key's history\n"
+            "  --range-limit N       RANGE returns at most N versions, from a random start in\n"
+            "                        the key's history chosen so that N follow (default 10)\n"
+            "\n"
+            "With --target redis each key is a sorted set scored by timestamp: PUT is ZADD key\n"
+            "ts member (member = 8-byte big-endian ts + value), GET is ZREVRANGEBYSCORE key ts\n"
+            "-inf LIMIT 0 1, RANGE is ZRANGEBYSCORE key from to LIMIT 0 N; latest is +inf.\n"
+            "\n"
+            "Output:\n"
+            "  --json                one JSON object per line per operation kind: op, requests,\n"
+            "                        seconds, ops_per_sec, p50_us, p90_us, p99_us, p999_us,\n"
+            "                        max_us, errors, misses; plus op \"all\" when the mix has\n"
+            "                        several kinds and op \"preload\" with --preload\n"
+            "  --quiet               no progress line and no header\n"
+            "  --help                show this help and exit\n"
+            "\n"
+            "Latency runs from just before the write() carrying a request to just after the\n"
+            "read() returning its reply (CLOCK_MONOTONIC, one reading per batch and per read).\n"
+            "Errors are replies with an error status; a GET that finds nothing is a miss, not an\n"
+            "error. Exit status: 0 success, 1 error replies, 2 a connection failed or timed\n"
+            "out, or bad usage.\n",
+            BENCH_TS_SPACING, PRELOAD_DEPTH);
+}
+
+/* ---- option parsing ---------------------------------------------------- */
+
+static int parse_u64(const char *flag, const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-' || v < min || v > max) {
+        fprintf(stderr, "tkv-bench: %s wants an integer from %llu to %llu, not '%s'\n", flag,
+                (unsigned long long)min, (unsigned long long)max, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_u32(const char *flag, const char *s, uint32_t min, uint32_t max, uint32_t *out)
+{
+    uint64_t v;
+    if (parse_u64(flag, s, min, max, &v) < 0)
+        return -1;
+    *out = (uint32_t)v;
+    return 0;
+}
+
+static int parse_seconds(const char *flag, const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= 0) || v > 1e7) {
+        fprintf(stderr, "tkv-bench: %s wants a number of seconds, not '%s'\n", flag, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* One of `names` (NULL-terminated); returns its index or -1. */
+static int parse_choice(const char *flag, const char *s, const char *const *names)
+{
+    for (int i = 0; names[i]; i++)
+        if (strcmp(s, names[i]) == 0)
+            return i;
+    fprintf(stderr, "tkv-bench: %s: unknown value '%s'\n", flag, s);
+    return -1;
+}
+
+static int parse_mix(const char *s, uint32_t mix[OP__COUNT])
+{
+    uint32_t m[OP__COUNT] = {0};
+    char buf[256];
+    if (snprintf(buf, sizeof buf, "%s", s) >= (int)sizeof buf)
+        return fprintf(stderr, "tkv-bench: --mix is too long\n"), -1;
+    for (char *save, *item = strtok_r(buf, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(item, '=');
+        int k = -1;
+        for (int i = 0; eq && i < OP__COUNT; i++)
+            if ((size_t)(eq - item) == strlen(bench_op_names[i]) &&
+                strncmp(item, bench_op_names[i], (size_t)(eq - item)) == 0)
+                k = i;
+        if (k < 0)
+            return fprintf(stderr, "tkv-bench: --mix: expected put=W, get=W or range=W, not '%s'\n",
+                           item), -1;
+        if (parse_u32("--mix", eq + 1, 0, 1000000, &m[k]) < 0)
+            return -1;
+    }
+    if (m[OP_PUT] + m[OP_GET] + m[OP_RANGE] == 0)
+        return fprintf(stderr, "tkv-bench: --mix: every weight is 0\n"), -1;
+    memcpy(mix, m, sizeof m);
+    return 0;
+}
+
+enum {
+    OPT_KEYS = 256, OPT_VERSIONS, OPT_VALUE_SIZE, OPT_MIX, OPT_TS, OPT_READ_AT, OPT_RANGE_LIMIT,
+    OPT_DIST, OPT_PRELOAD, OPT_SEED, OPT_TARGET, OPT_JSON, OPT_QUIET, OPT_TIMEOUT, OPT_HELP,
+};
+
+static const struct option long_opts[] = {
+    {"keys", required_argument, NULL, OPT_KEYS},
+    {"versions", required_argument, NULL, OPT_VERSIONS},
+    {"value-size", required_argument, NULL, OPT_VALUE_SIZE},
+    {"mix", required_argument, NULL, OPT_MIX},
+    {"ts", required_argument, NULL, OPT_TS},
+    {"read-at", required_argument, NULL, OPT_READ_AT},
+    {"range-limit", required_argument, NULL, OPT_RANGE_LIMIT},
+    {"dist", required_argument, NULL, OPT_DIST},
+    {"preload", no_argument, NULL, OPT_PRELOAD},
+    {"seed", required_argument, NULL, OPT_SEED},
+    {"target", required_argument, NULL, OPT_TARGET},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"quiet", no_argument, NULL, OPT_QUIET},
+    {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"help", no_argument, NULL, OPT_HELP},
+    {NULL, 0, NULL, 0},
+};
+
+static const char *const ts_names[] = {"rising", "random", NULL};
+static const char *const read_names[] = {"latest", "random-past", NULL};
+static const char *const dist_names[] = {"uniform", "zipf", NULL};
+static const char *const target_names[] = {"tkv", "redis", NULL};
+
+/* Sets an enum from a named choice; -1 if the name is unknown. */
+static int set_choice(int *field, const char *flag, const char *arg, const char *const *names)
+{
+    int v = parse_choice(flag, arg, names);
+    if (v >= 0)
+        *field = v;
+    return v < 0 ? -1 : 0;
+}
+
+static int apply_short(bench_cfg *c, int opt, const char *arg, bool *port_set)
+{
+    uint32_t port;
+    switch (opt) {
+    case 'H': c->host = arg; return 0;
+    case 'p':
+        *port_set = true;
+        if (parse_u32("-p", arg, 1, 65535, &port) < 0)
+            return -1;
+        c->port = (uint16_t)port;
+        return 0;
+    case 'c': return parse_u32("-c", arg, 1, 100000, &c->conns);
+    case 'P': return parse_u32("-P", arg, 1, 1000000, &c->pipeline);
+    case 'n':
+        c->seconds = 0;
+        return parse_u64("-n", arg, 0, UINT64_MAX / 2, &c->requests);
+    case 'd':
+        c->requests = 0;
+        return parse_seconds("-d", arg, &c->seconds);
+    default: return -1;
+    }
+}
+
+static int apply_long(bench_cfg *c, int opt, const char *arg)
+{
+    int v = 0, rc = 0;
+    switch (opt) {
+    case OPT_KEYS: return parse_u64("--keys", arg, 1, BENCH_KEYS_MAX, &c->keys);
+    case OPT_VERSIONS: return parse_u32("--versions", arg, 1, 1000000, &c->versions);
+    case OPT_VALUE_SIZE: return parse_u32("--value-size", arg, 0, 16u << 20, &c->value_size);
+    case OPT_RANGE_LIMIT: return parse_u32("--range-limit", arg, 1, 1000000, &c->range_limit);
+    case OPT_MIX: return parse_mix(arg, c->mix);
+    case OPT_SEED: return parse_u64("--seed", arg, 0, UINT64_MAX, &c->seed);
+    case OPT_TIMEOUT:
+        rc = parse_seconds("--timeout", arg, &c->timeout);
+        return rc < 0 || c->timeout > 0 ? rc : (fprintf(stderr, "tkv-bench: --timeout 0\n"), -1);
+    case OPT_PRELOAD: c->preload = true; return 0;
+    case OPT_JSON: c->json = true; return 0;
+    case OPT_QUIET: c->quiet = true; return 0;
+    case OPT_TS: rc = set_choice(&v, "--ts", arg, ts_names); c->ts = (bench_tsmode)v; break;
+    case OPT_READ_AT:
+        rc = set_choice(&v, "--read-at", arg, read_names);
+        c->read_at = (bench_readmode)v;
+        break;
+    case OPT_DIST: rc = set_choice(&v, "--dist", arg, dist_names); c->dist = (bench_dist)v; break;
+    case OPT_TARGET:
+        rc = set_choice(&v, "--target", arg, target_names);
+        c->target = (bench_target)v;
+        break;
+    default: return -1;
+    }
+    return rc;
+}
+
+static void cfg_defaults(bench_cfg *c)
+{
+    memset(c, 0, sizeof *c);
+    c->host = "127.0.0.1";
+    c->conns = 50;
+    c->pipeline = 1;
+    c->seconds = 5;
+    c->keys = 100000;
+    c->versions = 10;
+    c->value_size = 32;
+    c->mix[OP_PUT] = c->mix[OP_GET] = 1;
+    c->range_limit = 10;
+    c->seed = 1;
+    c->timeout = 10;
+}
+
+/* Returns 0 to run, 1 after --help, -1 on bad usage. */
+static int parse_args(int argc, char **argv, bench_cfg *c)
+{
+    bool port_set = false;
+    cfg_defaults(c);
+    int opt;
+    while ((opt = getopt_long(argc, argv, "H:p:c:P:n:d:", long_opts, NULL)) != -1) {
+        int rc;
+        if (opt == OPT_HELP)
+            return usage(stdout), 1;
+        if (opt == '?')
+            return fprintf(stderr, "Try 'tkv-bench --help'.\n"), -1;
+        rc = opt < 256 ? apply_short(c, opt, optarg, &port_set) : apply_long(c, opt, optarg);
+        if (rc < 0)
+            return -1;
+    }
+    if (optind < argc)
+        return fprintf(stderr, "tkv-bench: unexpected argument '%s'\n", argv[optind]), -1;
+    if (!port_set)
+        c->port = c->target == TARGET_REDIS ? bench_driver_redis.default_port
+                                            : bench_driver_tkv.default_port;
+    return 0;
+}
+
+/* ---- the report -------------------------------------------------------- */
+
+typedef struct op_summary {
+    const char *name;
+    uint64_t requests, errors, misses;
+    double secs, ops, p50, p90, p99, p999, max; /* latencies in microseconds */
+} op_summary;
+
+static void summarize(op_summary *o, const char *name, const bench_hist *h, uint64_t replies,
+                      uint64_t errors, uint64_t misses, uint64_t elapsed_ns)
+{
+    o->name = name;
+    o->requests = replies;
+    o->errors = errors;
+    o->misses = misses;
+    o->secs = (double)elapsed_ns / 1e9;
+    o->ops = elapsed_ns ? (double)replies * 1e9 / (double)elapsed_ns : 0;
+    o->p50 = (double)hist_quantile(h, 0.50) / 1e3;
+    o->p90 = (double)hist_quantile(h, 0.90) / 1e3;
+    o->p99 = (double)hist_quantile(h, 0.99) / 1e3;
+    o->p999 = (double)hist_quantile(h, 0.999) / 1e3;
+    o->max = (double)h->max / 1e3;
+}
+
+static void print_json(const op_summary *o, const char *target)
+{
+    printf("{\"op\":\"%s\",\"target\":\"%s\",\"requests\":%llu,\"seconds\":%.3f,"
+           "\"ops_per_sec\":%.1f,\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,"
+           "\"p999_us\":%.1f,\"max_us\":%.1f,\"errors\":%llu,\"misses\":%llu}\n",
+           o->name, target, (unsigned long long)o->requests, o->secs, o->ops, o->p50, o->p90,
+           o->p99, o->p999, o->max, (unsigned long long)o->errors,
+           (unsigned long long)o->misses);
+}
+
+static void print_row(const op_summary *o)
+{
+    printf("%-8s %10llu %11.0f %8.1f %8.1f %8.1f %8.1f %9.1f %8llu %8llu\n", o->name,
+           (unsigned long long)o->requests, o->ops, o->p50, o->p90, o->p99, o->p999, o->max,
+           (unsigned long long)o->errors, (unsigned long long)o->misses);
+}
+
+static void emit(const op_summary *o, const bench_cfg *cfg)
+{
+    if (cfg->json)
+        print_json(o, target_names[cfg->target]);
+    else
+        print_row(o);
+}
+
+/* One line per operation kind in the mix, then their sum if several. */
+static uint64_t report_ops(const bench_cfg *cfg, const bench_stats *s)
+{
+    bench_hist all;
+    hist_init(&all);
+    uint64_t replies = 0, errors = 0, misses = 0;
+    int kinds = 0;
+    op_summary o;
+    for (int k = 0; k < OP__COUNT; k++) {
+        if (cfg->mix[k] == 0)
+            continue;
+        kinds++;
+        summarize(&o, bench_op_names[k], &s->hist[k], s->replies[k], s->errors[k],
+                  s->misses[k], s->elapsed_ns);
+        emit(&o, cfg);
+        hist_merge(&all, &s->hist[k]);
+        replies += s->replies[k];
+        errors += s->errors[k];
+        misses += s->misses[k];
+    }
+    if (kinds > 1) {
+        summarize(&o, "all", &all, replies, errors, misses, s->elapsed_ns);
+        emit(&o, cfg);
+    }
+    return errors;
+}
+
+static void print_header(const bench_cfg *c)
+{
+    printf("tkv-bench: %s at %s port %u, %u connections x %u in flight, mix put=%u,get=%u,"
+           "range=%u\n",
+           target_names[c->target], c->host, c->port, c->conns, c->pipeline, c->mix[OP_PUT],
+           c->mix[OP_GET], c->mix[OP_RANGE]);
+    printf("  %llu keys x %u versions, %u-byte values, ts %s, read-at %s, dist %s, "
+           "range-limit %u, seed %llu\n",
+           (unsigned long long)c->keys, c->versions, c->value_size, ts_names[c->ts],
+           read_names[c->read_at], dist_names[c->dist], c->range_limit,
+           (unsigned long long)c->seed);
+    fflush(stdout);
+}
+
+static uint64_t report_preload(const bench_cfg *cfg, const bench_stats *s)
+{
+    op_summary o;
+    summarize(&o, "preload", &s->hist[OP_PUT], s->replies[OP_PUT], s->errors[OP_PUT], 0,
+              s->elapsed_ns);
+    if (cfg->json) {
+        print_json(&o, target_names[cfg->target]);
+    } else {
+        printf("preload: %llu versions in %.2f s (%.0f versions/s, p50 %.1f us, p99 %.1f us), "
+               "errors %llu\n",
+               (unsigned long long)o.requests, o.secs, o.ops, o.p50, o.p99,
+               (unsigned long long)o.errors);
+    }
+    fflush(stdout);
+    return o.errors;
+}
+
+static uint64_t report_measure(const bench_cfg *cfg, const bench_stats *s)
+{
+    if (!cfg->json) {
+        double secs = (double)s->elapsed_ns / 1e9;
+        printf("run: %.2f s; tkv-bench itself used %.2f s of CPU (%.0f%% of one core)\n", secs,
+               s->cpu_s, secs > 0 ? 100 * s->cpu_s / secs : 0);
+        printf("\n%-8s %10s %11s %8s %8s %8s %8s %9s %8s %8s   (latency in us)\n", "op",
+               "requests", "ops/s", "p50", "p90", "p99", "p99.9", "max", "errors", "misses");
+    }
+    uint64_t errors = report_ops(cfg, s);
+    fflush(stdout);
+    return errors;
+}
+
+/* ---- main -------------------------------------------------------------- */
+
+/* Runs the preload and measured phases; returns the exit status. */
+static int bench(const bench_cfg *cfg, bench_run *run, bench_workload *wl)
+{
+    const bench_driver *drv = cfg->target == TARGET_REDIS ? &bench_driver_redis
+                                                          : &bench_driver_tkv;
+    uint32_t depth = cfg->pipeline;
+    if (cfg->preload && depth < PRELOAD_DEPTH)
+        depth = PRELOAD_DEPTH;
+    if (run_open(run, cfg, drv, wl, depth) < 0) {
+        fprintf(stderr, "tkv-bench: %s\n", run->errmsg);
+        return EXIT_FAILED;
+    }
+    run->show_progress = !cfg->quiet && isatty(STDERR_FILENO);
+    uint64_t errors = 0;
+    static bench_stats stats; /* large (histograms): not on the stack */
+    if (cfg->preload) {
+        int rc = run_phase(run, PHASE_PRELOAD, PRELOAD_DEPTH, &stats);
+        errors += report_preload(cfg, &stats);
+        if (rc < 0 || run->interrupted)
+            goto done;
+    }
+    if (cfg->requests > 0 || cfg->seconds > 0) {
+        run_phase(run, PHASE_MEASURE, cfg->pipeline, &stats);
+        errors += report_measure(cfg, &stats);
+    }
+done:
+    if (run->failed)
+        fprintf(stderr, "tkv-bench: %s\n", run->errmsg);
+    if (run->first_error[0])
+        fprintf(stderr, "tkv-bench: first error reply: %s\n", run->first_error);
+    return run->failed ? EXIT_FAILED : errors ? EXIT_ERRORS : EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+    bench_cfg cfg;
+    int rc = parse_args(argc, argv, &cfg);
+    if (rc != 0)
+        return rc > 0 ? EXIT_OK : EXIT_FAILED;
+    bench_workload wl;
+    char err[200];
+    if (workload_init(&wl, &cfg, err, sizeof err) < 0) {
+        fprintf(stderr, "tkv-bench: %s\n", err);
+        return EXIT_FAILED;
+    }
+    if (!cfg.quiet && !cfg.json)
+        print_header(&cfg);
+    bench_run run;
+    rc = bench(&cfg, &run, &wl);
+    run_close(&run);
+    workload_deinit(&wl);
+    return rc;
+}

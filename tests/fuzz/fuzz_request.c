@@ -549,7 +549,6 @@ static void gen_valid(fz *f, gen *g, tkv_cmd cmd, bool pad_nils)
         drop_trailing_nils(g, cmd == TKV_CMD_PUT ? 2 : cmd == TKV_CMD_PING ? 0 : 1);
 }
 
-static const uint8_t min_args[TKV_CMD__COUNT] = {0, 2, 1, 1, 1, 0};
 static const uint8_t max_args[TKV_CMD__COUNT] = {1, 3, 2, 5, 1, 0};
 
 /* Turns a valid request into one the parser must refuse, with the status it

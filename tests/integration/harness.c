@@ -66,8 +66,17 @@ static char *expand_dir(const char *s, const char *dir)
 
 static void spawn(tkvd *d, const char *port)
 {
-    const char *argv[48];
+    const char *argv[64];
     int n = 0;
+    /* TKVD_WRAPPER runs the server under a tool, e.g. valgrind: its words
+     * come first. */
+    static char wrapper[1024];
+    const char *w = getenv("TKVD_WRAPPER");
+    if (w && *w) {
+        snprintf(wrapper, sizeof wrapper, "%s", w);
+        for (char *tok = strtok(wrapper, " "); tok && n < 16; tok = strtok(NULL, " "))
+            argv[n++] = tok;
+    }
     argv[n++] = tkvd_path();
     argv[n++] = "--data-dir";
     argv[n++] = d->dir;
@@ -77,7 +86,7 @@ static void spawn(tkvd *d, const char *port)
     argv[n++] = d->portfile;
     argv[n++] = "--log-level";
     argv[n++] = "debug";
-    for (int i = 0; d->args[i] && n < 46; i++)
+    for (int i = 0; d->args[i] && n < 62; i++)
         argv[n++] = d->args[i];
     argv[n] = NULL;
     unlink(d->portfile);
@@ -91,7 +100,7 @@ static void spawn(tkvd *d, const char *port)
         }
         for (int i = 0; d->env[i]; i++)
             putenv(expand_dir(d->env[i], d->dir));
-        execv(argv[0], (char *const *)argv);
+        execvp(argv[0], (char *const *)argv);
         _exit(127);
     }
     d->pid = pid;
@@ -174,10 +183,36 @@ void tkvd_stop(tkvd *d)
     }
 }
 
+/* Waits up to ms for the server to exit; returns its status or -1. */
+static int wait_exit(tkvd *d, int ms)
+{
+    for (int waited = 0; waited <= ms; waited += 5) {
+        int status;
+        if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
+            d->pid = 0;
+            return status;
+        }
+        sleep_ms(5);
+    }
+    return -1;
+}
+
 void tkvd_cleanup(tkvd *d)
 {
-    if (d->pid > 0)
-        tkvd_signal(d, SIGKILL);
+    /* Every test ends with a clean shutdown, so that a memory checker
+     * wrapping the server gets to report (and fail the test). */
+    if (d->pid > 0) {
+        kill(d->pid, SIGTERM);
+        int st = wait_exit(d, 60000);
+        if (st == -1) {
+            tkvd_signal(d, SIGKILL);
+            cr_assert_fail("tkvd did not stop within 60 s of SIGTERM");
+        }
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            char *log = tkvd_log(d);
+            cr_assert_fail("tkvd exited with status %d at the end of the test:\n%s", st, log);
+        }
+    }
     tmpdir_remove(d->dir);
     d->dir = NULL;
 }

@@ -33,6 +33,7 @@
 typedef struct writer {
     int id;
     uint16_t port;
+    atomic_long acked_now;    /* acknowledged in this cycle */
     uint64_t next_seq;        /* first sequence number not yet sent */
     uint64_t cycle_start;     /* first sequence number of this cycle */
     uint8_t *acked;           /* acked[seq]: the server said OK */
@@ -78,6 +79,7 @@ static void *write_loop(void *arg)
             if (rc == TKV_OK) {
                 cr_assert_eq(r.ts, first + (uint64_t)i);
                 wr->acked[first + (uint64_t)i] = 1;
+                atomic_fetch_add(&wr->acked_now, 1);
                 continue;
             }
             if (tkv_err(c) == TKV_EK_SERVER)
@@ -153,10 +155,14 @@ static void crash_cycles(const char *mode)
         for (int i = 0; i < WRITERS; i++) {
             w[i].port = d.port;
             w[i].cycle_start = w[i].next_seq;
+            atomic_store(&w[i].acked_now, 0);
             pthread_create(&w[i].thread, NULL, write_loop, &w[i]);
         }
-        /* Let the writers run a random while; this is the crash moment,
-         * not a wait for a condition. */
+        /* Wait until writes are flowing (a slow server, e.g. under
+         * valgrind, takes a while), then let them run a random while: that
+         * is the crash moment, not a wait for a condition. */
+        for (int waited = 0; waited < 60000 && atomic_load(&w[0].acked_now) == 0; waited++)
+            usleep(1000);
         usleep((useconds_t)(20000 + test_rng_below(&r, 180000)));
         tkvd_signal(&d, SIGKILL);
         for (int i = 0; i < WRITERS; i++)

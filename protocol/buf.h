@@ -44,7 +44,8 @@ static inline int tkv_buf_append_fast(tkv_buf *b, const void *p, size_t n)
 {
     if (b->cap - b->len < n)
         return tkv_buf_append(b, p, n);
-    memcpy(b->data + b->len, p, n);
+    if (n) /* p may be NULL for an empty string */
+        memcpy(b->data + b->len, p, n);
     b->len += n;
     return 0;
 }

@@ -315,10 +315,10 @@ static void refill(bench_conn *c)
 
 /* ---- replies in -------------------------------------------------------- */
 
-static void finish_if_done(bench_run *r, uint64_t now)
+static void finish_if_done(bench_run *r)
 {
     if (r->inflight == 0 && (r->exhausted || r->stopping)) {
-        r->stats->elapsed_ns = now - r->start_ns;
+        r->stats->elapsed_ns = bench_now_ns() - r->start_ns;
         ev_break(r->loop, EVBREAK_ALL);
     }
 }
@@ -421,7 +421,7 @@ static void on_io(struct ev_loop *loop, ev_io *w, int events)
     if (read_replies(c) < 0)
         return;
     refill(c);
-    finish_if_done(r, bench_now_ns());
+    finish_if_done(r);
 }
 
 /* ---- the phase --------------------------------------------------------- */
@@ -476,7 +476,7 @@ static void on_deadline(struct ev_loop *loop, ev_timer *w, int events)
 {
     bench_run *r = w->data;
     r->stopping = true;
-    finish_if_done(r, bench_now_ns());
+    finish_if_done(r);
 }
 
 /* The first Ctrl-C ends the phase early but still answers what is in flight,
@@ -489,7 +489,7 @@ static void on_sigint(struct ev_loop *loop, ev_signal *w, int events)
         return;
     }
     r->interrupted = r->stopping = true;
-    finish_if_done(r, bench_now_ns());
+    finish_if_done(r);
 }
 
 static void reset_phase(bench_run *r, bench_phase phase, uint32_t depth, bench_stats *stats)

@@ -77,7 +77,8 @@ static void usage(FILE *f)
             "Output:\n"
             "  --json                one JSON object per line per operation kind: op, requests,\n"
             "                        seconds, ops_per_sec, p50_us, p90_us, p99_us, p999_us,\n"
-            "                        max_us, errors, misses; plus op \"all\" when the mix has\n"
+            "                        max_us, errors, misses, bench_cpu_pct (tkv-bench's own CPU\n"
+            "                        use, %% of one core); plus op \"all\" when the mix has\n"
             "                        several kinds and op \"preload\" with --preload\n"
             "  --quiet               no progress line and no header\n"
             "  --help                show this help and exit\n"
@@ -301,11 +302,13 @@ typedef struct op_summary {
     const char *name;
     uint64_t requests, errors, misses;
     double secs, ops, p50, p90, p99, p999, max; /* latencies in microseconds */
+    double cpu_pct;  /* tkv-bench's own CPU use during the phase, % of one core */
 } op_summary;
 
 static void summarize(op_summary *o, const char *name, const bench_hist *h, uint64_t replies,
-                      uint64_t errors, uint64_t misses, uint64_t elapsed_ns)
+                      uint64_t errors, uint64_t misses, const bench_stats *s)
 {
+    uint64_t elapsed_ns = s->elapsed_ns;
     o->name = name;
     o->requests = replies;
     o->errors = errors;
@@ -317,16 +320,18 @@ static void summarize(op_summary *o, const char *name, const bench_hist *h, uint
     o->p99 = (double)hist_quantile(h, 0.99) / 1e3;
     o->p999 = (double)hist_quantile(h, 0.999) / 1e3;
     o->max = (double)h->max / 1e3;
+    o->cpu_pct = elapsed_ns ? 100 * s->cpu_s * 1e9 / (double)elapsed_ns : 0;
 }
 
 static void print_json(const op_summary *o, const char *target)
 {
     printf("{\"op\":\"%s\",\"target\":\"%s\",\"requests\":%llu,\"seconds\":%.3f,"
            "\"ops_per_sec\":%.1f,\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,"
-           "\"p999_us\":%.1f,\"max_us\":%.1f,\"errors\":%llu,\"misses\":%llu}\n",
+           "\"p999_us\":%.1f,\"max_us\":%.1f,\"errors\":%llu,\"misses\":%llu,"
+           "\"bench_cpu_pct\":%.0f}\n",
            o->name, target, (unsigned long long)o->requests, o->secs, o->ops, o->p50, o->p90,
            o->p99, o->p999, o->max, (unsigned long long)o->errors,
-           (unsigned long long)o->misses);
+           (unsigned long long)o->misses, o->cpu_pct);
 }
 
 static void print_row(const op_summary *o)
@@ -357,7 +362,7 @@ static uint64_t report_ops(const bench_cfg *cfg, const bench_stats *s)
             continue;
         kinds++;
         summarize(&o, bench_op_names[k], &s->hist[k], s->replies[k], s->errors[k],
-                  s->misses[k], s->elapsed_ns);
+                  s->misses[k], s);
         emit(&o, cfg);
         hist_merge(&all, &s->hist[k]);
         replies += s->replies[k];
@@ -365,7 +370,7 @@ static uint64_t report_ops(const bench_cfg *cfg, const bench_stats *s)
         misses += s->misses[k];
     }
     if (kinds > 1) {
-        summarize(&o, "all", &all, replies, errors, misses, s->elapsed_ns);
+        summarize(&o, "all", &all, replies, errors, misses, s);
         emit(&o, cfg);
     }
     return errors;
@@ -388,8 +393,7 @@ static void print_header(const bench_cfg *c)
 static uint64_t report_preload(const bench_cfg *cfg, const bench_stats *s)
 {
     op_summary o;
-    summarize(&o, "preload", &s->hist[OP_PUT], s->replies[OP_PUT], s->errors[OP_PUT], 0,
-              s->elapsed_ns);
+    summarize(&o, "preload", &s->hist[OP_PUT], s->replies[OP_PUT], s->errors[OP_PUT], 0, s);
     if (cfg->json) {
         print_json(&o, target_names[cfg->target]);
     } else {
@@ -444,6 +448,8 @@ static int bench(const bench_cfg *cfg, bench_run *run, bench_workload *wl)
         errors += report_measure(cfg, &stats);
     }
 done:
+    if (run->interrupted && !run->failed)
+        fprintf(stderr, "tkv-bench: interrupted: the report covers the requests answered\n");
     if (run->failed)
         fprintf(stderr, "tkv-bench: %s\n", run->errmsg);
     if (run->first_error[0])

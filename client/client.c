@@ -8,8 +8,6 @@
  * that queues megabytes of requests never deadlocks against a server that
  * stops reading until its replies are read.
  */
-#include "tkv/client.h"
-
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -23,9 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "frame.h"
-#include "mp.h"
-#include "proto.h"
+#include "client_int.h"
 
 #define CLIENT_MAX_FRAME (1u << 30)
 #define READ_CHUNK (64 * 1024)
@@ -33,38 +29,23 @@
 _Static_assert(TKV_OP_PING == TKV_CMD_PING && TKV_OP_PUT == TKV_CMD_PUT &&
                    TKV_OP_GET == TKV_CMD_GET && TKV_OP_RANGE == TKV_CMD_RANGE &&
                    TKV_OP_DEL == TKV_CMD_DEL && TKV_OP_STATS == TKV_CMD_STATS &&
-                   TKV_OP_AUTH == TKV_CMD_AUTH,
+                   TKV_OP_AUTH == TKV_CMD_AUTH && TKV_OP_COUNT == TKV_CMD_COUNT &&
+                   TKV_OP_MPUT == TKV_CMD_MPUT && TKV_OP_MGET == TKV_CMD_MGET &&
+                   TKV_OP_SCAN == TKV_CMD_SCAN && TKV_OP_RETAIN == TKV_CMD_RETAIN &&
+                   TKV_OP_POLICY == TKV_CMD_POLICY,
                "public op numbers follow the protocol's command numbers");
 _Static_assert(TKV_SC_BAD_REQUEST == TKV_ST_BAD_REQUEST && TKV_SC_STORAGE == TKV_ST_STORAGE &&
                    TKV_SC_AUTH_FAILED == TKV_ST_AUTH_FAILED && TKV_SC_INTERNAL == TKV_ST_INTERNAL,
                "public status codes are the wire's");
-_Static_assert(TKV_MISS_NO_KEY == TKV_M_NO_KEY && TKV_MISS_BEFORE_FIRST == TKV_M_BEFORE_FIRST,
+_Static_assert(TKV_MISS_NO_KEY == TKV_M_NO_KEY && TKV_MISS_BEFORE_FIRST == TKV_M_BEFORE_FIRST &&
+                   TKV_MISS_DELETED == TKV_M_DELETED &&
+                   TKV_MISS_BELOW_HORIZON == TKV_M_BELOW_HORIZON &&
+                   TKV_MISS_NO_SUCH_VERSION == TKV_M_NO_SUCH_VERSION,
                "public miss reasons are the wire's");
 
-struct tkv_ctx {
-    int fd;
-    int timeout_ms;
-    tkv_errkind err;
-    int server_code;
-    char errstr[256];
-    tkv_frame_reader in;
-    tkv_buf out;          /* encoded requests not yet sent */
-    size_t out_sent;
-    uint8_t *ops;         /* ring of commands awaiting replies */
-    size_t ops_cap, ops_head, ops_n;
-    tkv_entry *entries;   /* RANGE results */
-    size_t entries_cap;
-    tkv_stat *stats;      /* STATS results */
-    size_t stats_cap;
-    tkv_buf strbuf;       /* NUL-terminated copies of STATS strings */
-    tkv_trace_fn trace;
-    void *trace_arg;
-};
 
-static int set_err(tkv_ctx *c, tkv_errkind kind, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 
-static int set_err(tkv_ctx *c, tkv_errkind kind, const char *fmt, ...)
+int cl_set_err(tkv_ctx *c, tkv_errkind kind, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -79,8 +60,7 @@ static bool broken(const tkv_ctx *c)
     return c->err != TKV_EK_NONE && c->err != TKV_EK_SERVER && c->err != TKV_EK_USAGE;
 }
 
-/* Clears a non-sticky error before a new call. */
-static int begin(tkv_ctx *c)
+int cl_begin(tkv_ctx *c)
 {
     if (broken(c))
         return TKV_ERR;
@@ -129,10 +109,10 @@ static int wait_fd(tkv_ctx *c, short events, short *revents)
             return 0;
         }
         if (n == 0)
-            return set_err(c, TKV_EK_TIMEOUT, "no answer from the server within %d ms",
+            return cl_set_err(c, TKV_EK_TIMEOUT, "no answer from the server within %d ms",
                            c->timeout_ms);
         if (errno != EINTR)
-            return set_err(c, TKV_EK_IO, "poll: %s", strerror(errno));
+            return cl_set_err(c, TKV_EK_IO, "poll: %s", strerror(errno));
     }
 }
 
@@ -141,10 +121,10 @@ static int try_connect(tkv_ctx *c, const struct addrinfo *ai)
     c->fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
                    ai->ai_protocol);
     if (c->fd < 0)
-        return set_err(c, TKV_EK_IO, "socket: %s", strerror(errno));
+        return cl_set_err(c, TKV_EK_IO, "socket: %s", strerror(errno));
     if (connect(c->fd, ai->ai_addr, ai->ai_addrlen) < 0) {
         if (errno != EINPROGRESS)
-            return set_err(c, TKV_EK_IO, "connect: %s", strerror(errno));
+            return cl_set_err(c, TKV_EK_IO, "connect: %s", strerror(errno));
         short rev;
         if (wait_fd(c, POLLOUT, &rev) < 0)
             return TKV_ERR;
@@ -152,7 +132,7 @@ static int try_connect(tkv_ctx *c, const struct addrinfo *ai)
         socklen_t len = sizeof soerr;
         getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &len);
         if (soerr)
-            return set_err(c, TKV_EK_IO, "connect: %s", strerror(soerr));
+            return cl_set_err(c, TKV_EK_IO, "connect: %s", strerror(soerr));
     }
     int one = 1;
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -174,7 +154,7 @@ tkv_ctx *tkv_connect(const char *host, uint16_t port, int timeout_ms)
     struct addrinfo *res;
     int rc = getaddrinfo(host, portstr, &hints, &res);
     if (rc != 0) {
-        set_err(c, TKV_EK_IO, "cannot resolve %s: %s", host, gai_strerror(rc));
+        cl_set_err(c, TKV_EK_IO, "cannot resolve %s: %s", host, gai_strerror(rc));
         return c;
     }
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
@@ -188,7 +168,7 @@ tkv_ctx *tkv_connect(const char *host, uint16_t port, int timeout_ms)
     if (c->err != TKV_EK_NONE) {
         char why[sizeof c->errstr];
         memcpy(why, c->errstr, sizeof why);
-        set_err(c, c->err, "cannot connect to %s port %u: %s", host, port, why);
+        cl_set_err(c, c->err, "cannot connect to %s port %u: %s", host, port, why);
     }
     return c;
 }
@@ -202,6 +182,10 @@ void tkv_free(tkv_ctx *c)
     tkv_frame_reader_deinit(&c->in);
     tkv_buf_deinit(&c->out);
     tkv_buf_deinit(&c->strbuf);
+    tkv_buf_deinit(&c->scratch);
+    free(c->versions);
+    free(c->stamps);
+    free(c->keys);
     free(c->ops);
     free(c->entries);
     free(c->stats);
@@ -216,9 +200,9 @@ static int fill_in(tkv_ctx *c)
     uint8_t *p;
     size_t avail;
     if (tkv_frame_reader_space(&c->in, READ_CHUNK, &p, &avail) < 0)
-        return set_err(c, TKV_EK_NOMEM, "out of memory reading a reply");
+        return cl_set_err(c, TKV_EK_NOMEM, "out of memory reading a reply");
     if (avail == 0)
-        return set_err(c, TKV_EK_PROTOCOL, "reply buffer full");
+        return cl_set_err(c, TKV_EK_PROTOCOL, "reply buffer full");
     ssize_t n = recv(c->fd, p, avail, 0);
     if (n > 0) {
         tkv_frame_reader_commit(&c->in, (size_t)n);
@@ -227,8 +211,8 @@ static int fill_in(tkv_ctx *c)
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return 0;
     if (n == 0)
-        return set_err(c, TKV_EK_EOF, "connection closed by the server");
-    return set_err(c, TKV_EK_IO, "read: %s", strerror(errno));
+        return cl_set_err(c, TKV_EK_EOF, "connection closed by the server");
+    return cl_set_err(c, TKV_EK_IO, "read: %s", strerror(errno));
 }
 
 static int flush_out(tkv_ctx *c)
@@ -243,7 +227,7 @@ static int flush_out(tkv_ctx *c)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
-            return set_err(c, errno == EPIPE || errno == ECONNRESET ? TKV_EK_EOF : TKV_EK_IO,
+            return cl_set_err(c, errno == EPIPE || errno == ECONNRESET ? TKV_EK_EOF : TKV_EK_IO,
                            "write: %s", strerror(errno));
         short rev;
         if (wait_fd(c, POLLOUT | POLLIN, &rev) < 0)
@@ -267,7 +251,7 @@ static int read_frame(tkv_ctx *c, const uint8_t **f, size_t *n)
             return 0;
         }
         if (rc < 0)
-            return set_err(c, TKV_EK_PROTOCOL, "reply frame of %u bytes is too large",
+            return cl_set_err(c, TKV_EK_PROTOCOL, "reply frame of %u bytes is too large",
                            c->in.bad_len);
         short rev;
         if (wait_fd(c, POLLIN, &rev) < 0 || fill_in(c) < 0)
@@ -281,7 +265,7 @@ static int push_op(tkv_ctx *c, int op)
         size_t cap = c->ops_cap ? c->ops_cap * 2 : 64;
         uint8_t *r = malloc(cap);
         if (!r)
-            return set_err(c, TKV_EK_NOMEM, "out of memory");
+            return cl_set_err(c, TKV_EK_NOMEM, "out of memory");
         for (size_t i = 0; i < c->ops_n; i++)
             r[i] = c->ops[(c->ops_head + i) % c->ops_cap];
         free(c->ops);
@@ -302,18 +286,10 @@ static int pop_op(tkv_ctx *c)
     return op;
 }
 
-static int append(tkv_ctx *c, const tkv_req *r)
+/* Records that the frame appended at `before` awaits a reply to op. */
+static int queued(tkv_ctx *c, size_t before, int op)
 {
-    if (begin(c) < 0)
-        return TKV_ERR;
-    bool keyed = r->cmd == TKV_CMD_PUT || r->cmd == TKV_CMD_GET || r->cmd == TKV_CMD_RANGE ||
-                 r->cmd == TKV_CMD_DEL;
-    if (keyed && r->key.len == 0)
-        return set_err(c, TKV_EK_USAGE, "key must not be empty");
-    size_t before = c->out.len;
-    if (tkv_req_encode(&c->out, r) < 0)
-        return set_err(c, TKV_EK_NOMEM, "out of memory encoding a request");
-    if (push_op(c, r->cmd) < 0) {
+    if (push_op(c, op) < 0) {
         c->out.len = before;
         return TKV_ERR;
     }
@@ -323,17 +299,32 @@ static int append(tkv_ctx *c, const tkv_req *r)
     return TKV_OK;
 }
 
+static bool keyed(tkv_cmd cmd)
+{
+    return cmd != TKV_CMD_PING && cmd != TKV_CMD_STATS && cmd != TKV_CMD_AUTH &&
+           cmd != TKV_CMD_SCAN && cmd != TKV_CMD_MPUT && cmd != TKV_CMD_MGET;
+}
+
+static int append(tkv_ctx *c, const tkv_req *r)
+{
+    if (cl_begin(c) < 0)
+        return TKV_ERR;
+    if (keyed(r->cmd) && r->key.len == 0)
+        return cl_set_err(c, TKV_EK_USAGE, "key must not be empty");
+    size_t before = c->out.len;
+    if (tkv_req_encode(&c->out, r) < 0)
+        return cl_set_err(c, TKV_EK_NOMEM, "out of memory encoding a request");
+    return queued(c, before, r->cmd);
+}
+
 static int check_len(tkv_ctx *c, size_t klen, size_t vlen)
 {
     if (klen > UINT32_MAX || vlen > UINT32_MAX)
-        return set_err(c, TKV_EK_USAGE, "key or value longer than 4 GiB");
+        return cl_set_err(c, TKV_EK_USAGE, "key or value longer than 4 GiB");
     return TKV_OK;
 }
 
-static tkv_span span(const void *p, size_t n)
-{
-    return (tkv_span){.ptr = p, .len = (uint32_t)n};
-}
+int cl_append_req(tkv_ctx *c, const tkv_req *r) { return append(c, r); }
 
 int tkv_append_ping(tkv_ctx *c)
 {
@@ -346,7 +337,7 @@ int tkv_append_put(tkv_ctx *c, const void *key, size_t klen, const void *val, si
 {
     if (check_len(c, klen, vlen) < 0)
         return TKV_ERR;
-    tkv_req r = {.cmd = TKV_CMD_PUT, .key = span(key, klen), .value = span(val, vlen),
+    tkv_req r = {.cmd = TKV_CMD_PUT, .key = cl_span(key, klen), .value = cl_span(val, vlen),
                  .ts = ts, .has_ts = true};
     return append(c, &r);
 }
@@ -355,7 +346,7 @@ int tkv_append_put_now(tkv_ctx *c, const void *key, size_t klen, const void *val
 {
     if (check_len(c, klen, vlen) < 0)
         return TKV_ERR;
-    tkv_req r = {.cmd = TKV_CMD_PUT, .key = span(key, klen), .value = span(val, vlen)};
+    tkv_req r = {.cmd = TKV_CMD_PUT, .key = cl_span(key, klen), .value = cl_span(val, vlen)};
     return append(c, &r);
 }
 
@@ -363,7 +354,7 @@ int tkv_append_get(tkv_ctx *c, const void *key, size_t klen, uint64_t ts)
 {
     if (check_len(c, klen, 0) < 0)
         return TKV_ERR;
-    tkv_req r = {.cmd = TKV_CMD_GET, .key = span(key, klen), .ts = ts,
+    tkv_req r = {.cmd = TKV_CMD_GET, .key = cl_span(key, klen), .ts = ts,
                  .has_ts = ts != TKV_LATEST};
     return append(c, &r);
 }
@@ -372,7 +363,7 @@ int tkv_append_range(tkv_ctx *c, const void *key, size_t klen, const tkv_range_o
 {
     if (check_len(c, klen, 0) < 0)
         return TKV_ERR;
-    tkv_req r = {.cmd = TKV_CMD_RANGE, .key = span(key, klen), .to = TKV_TS_MAX,
+    tkv_req r = {.cmd = TKV_CMD_RANGE, .key = cl_span(key, klen), .to = TKV_TS_MAX,
                  .limit = UINT64_MAX};
     if (o) {
         r.from = o->from;
@@ -387,7 +378,7 @@ int tkv_append_del(tkv_ctx *c, const void *key, size_t klen)
 {
     if (check_len(c, klen, 0) < 0)
         return TKV_ERR;
-    tkv_req r = {.cmd = TKV_CMD_DEL, .key = span(key, klen)};
+    tkv_req r = {.cmd = TKV_CMD_DEL, .key = cl_span(key, klen)};
     return append(c, &r);
 }
 
@@ -397,329 +388,151 @@ int tkv_append_stats(tkv_ctx *c)
     return append(c, &r);
 }
 
-int tkv_flush(tkv_ctx *c)
+int tkv_append_put_ex(tkv_ctx *c, const void *key, size_t klen, const void *val, size_t vlen,
+                      uint64_t ts, int has_ts, uint64_t ttl_us)
 {
-    if (begin(c) < 0)
+    if (check_len(c, klen, vlen) < 0)
         return TKV_ERR;
-    return flush_out(c) < 0 ? TKV_ERR : TKV_OK;
+    tkv_req r = {.cmd = TKV_CMD_PUT, .key = cl_span(key, klen), .value = cl_span(val, vlen),
+                 .ts = ts, .has_ts = has_ts != 0, .ttl = ttl_us};
+    return append(c, &r);
 }
 
-/* ---- decoding replies ----------------------------------------------------- */
-
-static int bad_reply(tkv_ctx *c, const char *what)
+int tkv_append_get_version(tkv_ctx *c, const void *key, size_t klen, int64_t n)
 {
-    return set_err(c, TKV_EK_PROTOCOL, "malformed reply: %s", what);
-}
-
-static int opt_uint(tkv_mp *m, uint64_t *v, int *has)
-{
-    if (tkv_mp_read_nil(m)) {
-        *has = 0;
-        return 0;
-    }
-    *has = 1;
-    return tkv_mp_read_uint(m, v);
-}
-
-static int decode_get(tkv_ctx *c, tkv_mp *m, uint32_t count, uint64_t st, tkv_reply *r)
-{
-    tkv_version *v = &r->version;
-    if (st == TKV_ST_OK) {
-        const uint8_t *p;
-        uint32_t len;
-        if (count < 4 || tkv_mp_read_bytes(m, &p, &len) < 0 || tkv_mp_read_uint(m, &v->ts) < 0 ||
-            opt_uint(m, &v->next, &v->has_next) < 0)
-            return bad_reply(c, "GET");
-        v->value = p;
-        v->len = len;
-        return 0;
-    }
-    uint64_t reason;
-    if (count < 3 || tkv_mp_read_uint(m, &reason) < 0 || opt_uint(m, &v->next, &v->has_next) < 0)
-        return bad_reply(c, "GET miss");
-    v->miss = (int)(reason > 255 ? 255 : reason);
-    return 0;
-}
-
-static int grow_entries(tkv_ctx *c, size_t n)
-{
-    if (n <= c->entries_cap)
-        return 0;
-    tkv_entry *e = realloc(c->entries, n * sizeof *e);
-    if (!e)
-        return set_err(c, TKV_EK_NOMEM, "out of memory");
-    c->entries = e;
-    c->entries_cap = n;
-    return 0;
-}
-
-static int decode_range(tkv_ctx *c, tkv_mp *m, uint32_t count, tkv_reply *r)
-{
-    uint32_t n;
-    if (count < 2 || tkv_mp_read_array(m, &n) < 0)
-        return bad_reply(c, "RANGE");
-    /* n was checked against the frame's bytes: the allocation is bounded. */
-    if (grow_entries(c, n) < 0)
+    if (check_len(c, klen, 0) < 0)
         return TKV_ERR;
-    for (uint32_t i = 0; i < n; i++) {
-        uint32_t pair, len;
-        const uint8_t *p;
-        if (tkv_mp_read_array(m, &pair) < 0 || pair < 2 ||
-            tkv_mp_read_uint(m, &c->entries[i].ts) < 0 || tkv_mp_read_bytes(m, &p, &len) < 0)
-            return bad_reply(c, "RANGE entry");
-        for (uint32_t k = 2; k < pair; k++)
-            if (tkv_mp_skip(m) < 0)
-                return bad_reply(c, "RANGE entry");
-        c->entries[i].value = p;
-        c->entries[i].len = len;
-    }
-    bool trunc = false;
-    if (count >= 3 && tkv_mp_read_bool(m, &trunc) < 0)
-        return bad_reply(c, "RANGE flag");
-    r->entries = c->entries;
-    r->n_entries = n;
-    r->truncated = trunc;
-    return 0;
+    if (n == 0)
+        return cl_set_err(c, TKV_EK_USAGE, "versions are numbered from 1, or from -1 (newest)");
+    tkv_req r = {.cmd = TKV_CMD_GET, .key = cl_span(key, klen), .version = n, .has_version = true};
+    return append(c, &r);
 }
 
-/* Copies a string into strbuf with a NUL; returns its offset or -1. */
-static long keep_str(tkv_ctx *c, const uint8_t *p, uint32_t n)
+int tkv_append_del_at(tkv_ctx *c, const void *key, size_t klen, uint64_t ts, int has_ts)
 {
-    size_t off = c->strbuf.len;
-    static const uint8_t nul = 0;
-    if (tkv_buf_append(&c->strbuf, p, n) < 0 || tkv_buf_append(&c->strbuf, &nul, 1) < 0)
-        return -1;
-    return (long)off;
-}
-
-static int decode_stat(tkv_ctx *c, tkv_mp *m, tkv_stat *s, long *name_off, long *str_off)
-{
-    const uint8_t *p;
-    uint32_t n;
-    if (tkv_mp_read_bytes(m, &p, &n) < 0 || (*name_off = keep_str(c, p, n)) < 0)
-        return -1;
-    *str_off = -1;
-    s->is_str = 0;
-    if (tkv_mp_read_uint(m, &s->num) == 0)
-        return 0;
-    if (tkv_mp_read_bytes(m, &p, &n) < 0 || (*str_off = keep_str(c, p, n)) < 0)
-        return -1;
-    s->is_str = 1;
-    return 0;
-}
-
-static int decode_stats(tkv_ctx *c, tkv_mp *m, uint32_t count, tkv_reply *r)
-{
-    uint32_t n;
-    if (count < 2 || tkv_mp_read_map(m, &n) < 0)
-        return bad_reply(c, "STATS");
-    if (n > c->stats_cap) {
-        tkv_stat *s = realloc(c->stats, n * sizeof *s);
-        if (!s)
-            return set_err(c, TKV_EK_NOMEM, "out of memory");
-        c->stats = s;
-        c->stats_cap = n;
-    }
-    tkv_buf_reset(&c->strbuf);
-    /* Offsets first: strbuf may move while it grows. */
-    for (uint32_t i = 0; i < n; i++) {
-        long name_off, str_off;
-        if (decode_stat(c, m, &c->stats[i], &name_off, &str_off) < 0)
-            return bad_reply(c, "STATS field");
-        c->stats[i].name = (const char *)(uintptr_t)name_off;
-        c->stats[i].str = (const char *)(uintptr_t)(str_off < 0 ? 0 : str_off);
-    }
-    for (uint32_t i = 0; i < n; i++) {
-        const char *base = (const char *)c->strbuf.data;
-        c->stats[i].name = base + (uintptr_t)c->stats[i].name;
-        c->stats[i].str = c->stats[i].is_str ? base + (uintptr_t)c->stats[i].str : NULL;
-    }
-    r->stats = c->stats;
-    r->n_stats = n;
-    return 0;
-}
-
-static int decode_ok(tkv_ctx *c, int op, tkv_mp *m, uint32_t count, uint64_t st, tkv_reply *r)
-{
-    const uint8_t *p;
-    uint32_t n;
-    switch (op) {
-    case TKV_CMD_PING:
-        if (count < 2 || tkv_mp_read_bytes(m, &p, &n) < 0)
-            return bad_reply(c, "PING");
-        r->text = p;
-        r->text_len = n;
-        return 0;
-    case TKV_CMD_PUT:
-        return count < 2 || tkv_mp_read_uint(m, &r->ts) < 0 ? bad_reply(c, "PUT") : 0;
-    case TKV_CMD_GET:
-        return decode_get(c, m, count, st, r);
-    case TKV_CMD_RANGE:
-        return decode_range(c, m, count, r);
-    case TKV_CMD_DEL:
-        return count < 2 || tkv_mp_read_uint(m, &r->count) < 0 ? bad_reply(c, "DEL") : 0;
-    case TKV_CMD_STATS:
-        return decode_stats(c, m, count, r);
-    case TKV_CMD_AUTH:
-        return 0;
-    default:
-        return bad_reply(c, "unexpected command");
-    }
-}
-
-static int decode(tkv_ctx *c, int op, const uint8_t *f, size_t n, tkv_reply *r)
-{
-    memset(r, 0, sizeof *r);
-    r->op = op;
-    r->status = TKV_ERR;
-    if (tkv_mp_validate(f, n) < 0)
-        return bad_reply(c, "not a MessagePack value");
-    tkv_mp m;
-    uint32_t count;
-    uint64_t st;
-    tkv_span msg;
-    if (tkv_reply_head(f, n, &m, &count, &st, &msg) < 0)
-        return bad_reply(c, "no status");
-    if (st > TKV_ST_NOT_FOUND) {
-        c->server_code = (int)(st > 9999 ? 9999 : st);
-        set_err(c, TKV_EK_SERVER, "%s: %.*s", tkv_status_name(st), (int)msg.len,
-                msg.ptr ? (const char *)msg.ptr : "");
+    if (check_len(c, klen, 0) < 0)
         return TKV_ERR;
-    }
-    if (st == TKV_ST_NOT_FOUND && op != TKV_CMD_GET)
-        return bad_reply(c, "NOT_FOUND for a command that cannot miss");
-    if (decode_ok(c, op, &m, count, st, r) < 0)
+    tkv_req r = {.cmd = TKV_CMD_DEL, .key = cl_span(key, klen), .ts = ts, .has_ts = has_ts != 0,
+                 .tombstone = true};
+    return append(c, &r);
+}
+
+int tkv_append_count(tkv_ctx *c, const void *key, size_t klen, uint64_t from, uint64_t to)
+{
+    if (check_len(c, klen, 0) < 0)
         return TKV_ERR;
-    r->status = st == TKV_ST_OK ? TKV_OK : TKV_NOT_FOUND;
-    return r->status;
+    tkv_req r = {.cmd = TKV_CMD_COUNT, .key = cl_span(key, klen), .from = from, .to = to};
+    return append(c, &r);
+}
+
+int tkv_append_retain(tkv_ctx *c, const void *key, size_t klen, uint32_t versions,
+                      uint64_t age_us, int dry_run)
+{
+    if (check_len(c, klen, 0) < 0)
+        return TKV_ERR;
+    tkv_req r = {.cmd = TKV_CMD_RETAIN, .key = cl_span(key, klen), .keep_versions = versions,
+                 .keep_age = age_us, .dry_run = dry_run != 0};
+    return append(c, &r);
+}
+
+int tkv_append_policy(tkv_ctx *c, const void *key, size_t klen)
+{
+    if (check_len(c, klen, 0) < 0)
+        return TKV_ERR;
+    tkv_req r = {.cmd = TKV_CMD_POLICY, .key = cl_span(key, klen)};
+    return append(c, &r);
+}
+
+int tkv_append_scan(tkv_ctx *c, const void *prefix, size_t plen, tkv_bytes cursor,
+                    uint32_t count)
+{
+    if (check_len(c, plen, cursor.len) < 0)
+        return TKV_ERR;
+    tkv_req r = {.cmd = TKV_CMD_SCAN, .prefix = cl_span(prefix, plen),
+                 .has_prefix = prefix && plen > 0, .cursor = cl_span(cursor.ptr, cursor.len),
+                 .has_cursor = cursor.ptr != NULL, .limit = count};
+    return append(c, &r);
+}
+
+int tkv_append_mput(tkv_ctx *c, const tkv_item *items, size_t n)
+{
+    if (cl_begin(c) < 0)
+        return TKV_ERR;
+    if (n == 0)
+        return cl_set_err(c, TKV_EK_USAGE, "MPUT needs at least one item");
+    tkv_buf_reset(&c->scratch);
+    if (tkv_buf_reserve(&c->scratch, n * sizeof(tkv_put_item)) < 0)
+        return cl_set_err(c, TKV_EK_NOMEM, "out of memory");
+    tkv_put_item *w = (tkv_put_item *)(void *)c->scratch.data;
+    for (size_t i = 0; i < n; i++) {
+        if (items[i].key.len == 0 || items[i].key.len > UINT32_MAX ||
+            items[i].value.len > UINT32_MAX)
+            return cl_set_err(c, TKV_EK_USAGE, "item %zu: empty or oversized key or value", i);
+        w[i] = (tkv_put_item){.key = cl_span(items[i].key.ptr, items[i].key.len),
+                              .value = cl_span(items[i].value.ptr, items[i].value.len),
+                              .ts = items[i].ts, .has_ts = items[i].has_ts != 0,
+                              .ttl = items[i].ttl};
+    }
+    size_t before = c->out.len;
+    if (tkv_encode_mput(&c->out, w, n) < 0)
+        return cl_set_err(c, TKV_EK_NOMEM, "out of memory encoding a request");
+    return queued(c, before, TKV_CMD_MPUT);
+}
+
+int tkv_append_mget(tkv_ctx *c, uint64_t ts, const tkv_bytes *keys, size_t n)
+{
+    if (cl_begin(c) < 0)
+        return TKV_ERR;
+    if (n == 0)
+        return cl_set_err(c, TKV_EK_USAGE, "MGET needs at least one key");
+    tkv_buf_reset(&c->scratch);
+    if (tkv_buf_reserve(&c->scratch, n * sizeof(tkv_span)) < 0)
+        return cl_set_err(c, TKV_EK_NOMEM, "out of memory");
+    tkv_span *k = (tkv_span *)(void *)c->scratch.data;
+    for (size_t i = 0; i < n; i++) {
+        if (keys[i].len == 0 || keys[i].len > UINT32_MAX)
+            return cl_set_err(c, TKV_EK_USAGE, "key %zu is empty or oversized", i);
+        k[i] = cl_span(keys[i].ptr, keys[i].len);
+    }
+    size_t before = c->out.len;
+    if (tkv_encode_mget(&c->out, ts, ts != TKV_LATEST, k, n) < 0)
+        return cl_set_err(c, TKV_EK_NOMEM, "out of memory encoding a request");
+    return queued(c, before, TKV_CMD_MGET);
+}
+
+int cl_grow(tkv_ctx *c, void **arr, size_t *cap, size_t n, size_t sz)
+{
+    if (n <= *cap)
+        return TKV_OK;
+    void *p = realloc(*arr, n * sz);
+    if (!p)
+        return cl_set_err(c, TKV_EK_NOMEM, "out of memory");
+    *arr = p;
+    *cap = n;
+    return TKV_OK;
 }
 
 int tkv_read_reply(tkv_ctx *c, tkv_reply *r)
 {
     memset(r, 0, sizeof *r);
     r->status = TKV_ERR;
-    if (begin(c) < 0)
+    if (cl_begin(c) < 0)
         return TKV_ERR;
     if (c->ops_n == 0)
-        return set_err(c, TKV_EK_USAGE, "no reply is pending");
+        return cl_set_err(c, TKV_EK_USAGE, "no reply is pending");
     if (flush_out(c) < 0)
         return TKV_ERR;
     const uint8_t *f;
     size_t n;
     if (read_frame(c, &f, &n) < 0)
         return TKV_ERR;
-    return decode(c, pop_op(c), f, n, r);
+    return cl_decode(c, pop_op(c), f, n, r);
 }
 
-/* ---- blocking commands ---------------------------------------------------- */
-
-/* Runs one appended request to completion. */
-static int roundtrip(tkv_ctx *c, int appended, tkv_reply *r)
+int tkv_flush(tkv_ctx *c)
 {
-    if (appended < 0)
+    if (cl_begin(c) < 0)
         return TKV_ERR;
-    return tkv_read_reply(c, r);
+    return flush_out(c) < 0 ? TKV_ERR : TKV_OK;
 }
 
-static int no_backlog(tkv_ctx *c)
-{
-    if (begin(c) < 0)
-        return TKV_ERR;
-    if (c->ops_n > 0)
-        return set_err(c, TKV_EK_USAGE, "read the %zu pending pipelined replies first",
-                       c->ops_n);
-    return TKV_OK;
-}
-
-int tkv_ping(tkv_ctx *c)
-{
-    tkv_reply r;
-    if (no_backlog(c) < 0)
-        return TKV_ERR;
-    return roundtrip(c, tkv_append_ping(c), &r);
-}
-
-int tkv_auth(tkv_ctx *c, const void *secret, size_t len)
-{
-    tkv_reply r;
-    if (no_backlog(c) < 0)
-        return TKV_ERR;
-    if (len > UINT32_MAX)
-        return set_err(c, TKV_EK_USAGE, "secret too long");
-    tkv_req q = {.cmd = TKV_CMD_AUTH, .msg = span(secret, len), .has_msg = true};
-    return roundtrip(c, append(c, &q), &r);
-}
-
-int tkv_put(tkv_ctx *c, const void *key, size_t klen, const void *val, size_t vlen, uint64_t ts,
-            uint64_t *out_ts)
-{
-    tkv_reply r;
-    if (no_backlog(c) < 0)
-        return TKV_ERR;
-    int rc = roundtrip(c, tkv_append_put(c, key, klen, val, vlen, ts), &r);
-    if (rc == TKV_OK && out_ts)
-        *out_ts = r.ts;
-    return rc;
-}
-
-int tkv_put_now(tkv_ctx *c, const void *key, size_t klen, const void *val, size_t vlen,
-                uint64_t *out_ts)
-{
-    tkv_reply r;
-    if (no_backlog(c) < 0)
-        return TKV_ERR;
-    int rc = roundtrip(c, tkv_append_put_now(c, key, klen, val, vlen), &r);
-    if (rc == TKV_OK && out_ts)
-        *out_ts = r.ts;
-    return rc;
-}
-
-int tkv_get(tkv_ctx *c, const void *key, size_t klen, uint64_t ts, tkv_version *out)
-{
-    tkv_reply r;
-    if (no_backlog(c) < 0)
-        return TKV_ERR;
-    int rc = roundtrip(c, tkv_append_get(c, key, klen, ts), &r);
-    *out = r.version;
-    return rc;
-}
-
-int tkv_range(tkv_ctx *c, const void *key, size_t klen, const tkv_range_opts *opts,
-              const tkv_entry **entries, size_t *n, int *truncated)
-{
-    tkv_reply r;
-    *entries = NULL;
-    *n = 0;
-    if (no_backlog(c) < 0)
-        return TKV_ERR;
-    int rc = roundtrip(c, tkv_append_range(c, key, klen, opts), &r);
-    *entries = r.entries;
-    *n = r.n_entries;
-    if (truncated)
-        *truncated = r.truncated;
-    return rc;
-}
-
-int tkv_del(tkv_ctx *c, const void *key, size_t klen, uint64_t *removed)
-{
-    tkv_reply r;
-    if (no_backlog(c) < 0)
-        return TKV_ERR;
-    int rc = roundtrip(c, tkv_append_del(c, key, klen), &r);
-    if (rc == TKV_OK && removed)
-        *removed = r.count;
-    return rc;
-}
-
-int tkv_stats(tkv_ctx *c, const tkv_stat **stats, size_t *n)
-{
-    tkv_reply r;
-    *stats = NULL;
-    *n = 0;
-    if (no_backlog(c) < 0)
-        return TKV_ERR;
-    int rc = roundtrip(c, tkv_append_stats(c), &r);
-    *stats = r.stats;
-    *n = r.n_stats;
-    return rc;
-}

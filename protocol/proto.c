@@ -96,15 +96,30 @@ static tkv_status parse_put(parse_ctx *c)
     if (c->req->value.len > c->lim->max_value)
         return fail(c, TKV_ST_TOO_LARGE, "value is %u bytes, the limit is %u",
                     c->req->value.len, c->lim->max_value);
-    return parse_opt_uint(c, 3, "ts", &c->req->ts, &c->req->has_ts);
+    st = parse_opt_uint(c, 3, "ts", &c->req->ts, &c->req->has_ts);
+    bool has_ttl;
+    if (st == TKV_ST_OK)
+        st = parse_opt_uint(c, 4, "ttl", &c->req->ttl, &has_ttl);
+    if (st == TKV_ST_OK && has_ttl && c->req->ttl == 0)
+        return fail(c, TKV_ST_OUT_OF_RANGE, "ttl must be positive (omit it for no expiry)");
+    return st;
 }
 
 static tkv_status parse_get(parse_ctx *c)
 {
     tkv_status st = parse_key(c);
-    if (st != TKV_ST_OK)
+    if (st == TKV_ST_OK)
+        st = parse_opt_uint(c, 2, "ts", &c->req->ts, &c->req->has_ts);
+    if (st != TKV_ST_OK || c->nargs < 3 || tkv_mp_read_nil(c->m))
         return st;
-    return parse_opt_uint(c, 2, "ts", &c->req->ts, &c->req->has_ts);
+    if (tkv_mp_read_int(c->m, &c->req->version) < 0)
+        return fail(c, TKV_ST_BAD_REQUEST, "version must be an integer or nil");
+    if (c->req->version == 0)
+        return fail(c, TKV_ST_OUT_OF_RANGE, "versions are numbered from 1, or from -1 (newest)");
+    if (c->req->has_ts)
+        return fail(c, TKV_ST_BAD_REQUEST, "give a ts or a version, not both");
+    c->req->has_version = true;
+    return TKV_ST_OK;
 }
 
 static tkv_status parse_range(parse_ctx *c)
@@ -131,7 +146,172 @@ static tkv_status parse_range(parse_ctx *c)
     return TKV_ST_OK;
 }
 
-static tkv_status parse_del(parse_ctx *c) { return parse_key(c); }
+/* DEL key: remove every version. DEL key ts: a tombstone at ts. DEL key
+ * true: a tombstone at the server's clock. */
+static tkv_status parse_del(parse_ctx *c)
+{
+    tkv_status st = parse_key(c);
+    if (st != TKV_ST_OK || c->nargs < 2 || tkv_mp_read_nil(c->m))
+        return st;
+    bool now;
+    if (tkv_mp_read_bool(c->m, &now) == 0) {
+        if (!now)
+            return fail(c, TKV_ST_BAD_REQUEST, "DEL's third element is a ts, true or nil");
+        c->req->tombstone = true;
+        return TKV_ST_OK;
+    }
+    st = parse_opt_uint(c, 2, "at", &c->req->ts, &c->req->has_ts);
+    c->req->tombstone = st == TKV_ST_OK;
+    return st;
+}
+
+static tkv_status parse_count(parse_ctx *c)
+{
+    tkv_req *r = c->req;
+    bool has;
+    tkv_status st = parse_key(c);
+    if (st == TKV_ST_OK)
+        st = parse_opt_uint(c, 2, "from", &r->from, &has);
+    if (st == TKV_ST_OK && !has)
+        r->from = 0;
+    if (st == TKV_ST_OK)
+        st = parse_opt_uint(c, 3, "to", &r->to, &has);
+    if (st == TKV_ST_OK && !has)
+        r->to = TKV_TS_MAX;
+    return st;
+}
+
+static tkv_status parse_retain(parse_ctx *c)
+{
+    tkv_req *r = c->req;
+    uint64_t versions = 0;
+    bool has;
+    tkv_status st = parse_key(c);
+    if (st == TKV_ST_OK)
+        st = parse_opt_uint(c, 2, "versions", &versions, &has);
+    if (st == TKV_ST_OK && versions > UINT32_MAX)
+        return fail(c, TKV_ST_OUT_OF_RANGE, "versions must be below 2^32");
+    r->keep_versions = (uint32_t)versions;
+    if (st == TKV_ST_OK)
+        st = parse_opt_uint(c, 3, "age", &r->keep_age, &has);
+    if (st != TKV_ST_OK || c->nargs < 4 || tkv_mp_read_nil(c->m))
+        return st;
+    if (tkv_mp_read_bool(c->m, &r->dry_run) < 0)
+        return fail(c, TKV_ST_BAD_REQUEST, "dry_run must be a boolean or nil");
+    return TKV_ST_OK;
+}
+
+static uint32_t max_batch(const parse_ctx *c)
+{
+    return c->lim->max_batch ? c->lim->max_batch : TKV_DEFAULT_MAX_BATCH;
+}
+
+/* Reads an item array header and checks its size against the limit. */
+static tkv_status parse_items(parse_ctx *c, const char *what)
+{
+    uint32_t n;
+    if (tkv_mp_read_array(c->m, &n) < 0)
+        return fail(c, TKV_ST_BAD_REQUEST, "%s takes an array of items", what);
+    if (n == 0)
+        return fail(c, TKV_ST_BAD_REQUEST, "%s of no items", what);
+    if (n > max_batch(c))
+        return fail(c, TKV_ST_TOO_LARGE, "%s of %u items, the limit is %u", what, n,
+                    max_batch(c));
+    c->req->nitems = n;
+    c->req->items = c->m->p;
+    return TKV_ST_OK;
+}
+
+int tkv_mput_item_next(tkv_mp *m, tkv_put_item *it)
+{
+    uint32_t n;
+    memset(it, 0, sizeof *it);
+    if (tkv_mp_read_array(m, &n) < 0 || n < 2 || n > 4 ||
+        tkv_mp_read_bytes(m, &it->key.ptr, &it->key.len) < 0 ||
+        tkv_mp_read_bytes(m, &it->value.ptr, &it->value.len) < 0)
+        return -1;
+    if (n >= 3 && !tkv_mp_read_nil(m)) {
+        if (tkv_mp_read_uint(m, &it->ts) < 0)
+            return -1;
+        it->has_ts = true;
+    }
+    if (n >= 4 && !tkv_mp_read_nil(m) && (tkv_mp_read_uint(m, &it->ttl) < 0 || it->ttl == 0))
+        return -1;
+    return 0;
+}
+
+static tkv_status parse_mput(parse_ctx *c)
+{
+    tkv_status st = parse_items(c, "MPUT");
+    for (uint32_t i = 0; st == TKV_ST_OK && i < c->req->nitems; i++) {
+        tkv_put_item it;
+        if (tkv_mput_item_next(c->m, &it) < 0)
+            return fail(c, TKV_ST_BAD_REQUEST,
+                        "MPUT item %u must be [key, value, ts or nil, ttl or nil] "
+                        "with a positive ttl",
+                        i);
+        if (it.key.len == 0 || it.key.len > c->lim->max_key)
+            return fail(c, it.key.len ? TKV_ST_TOO_LARGE : TKV_ST_BAD_REQUEST,
+                        "MPUT item %u: key of %u bytes (1 to %u allowed)", i, it.key.len,
+                        c->lim->max_key);
+        if (it.value.len > c->lim->max_value)
+            return fail(c, TKV_ST_TOO_LARGE, "MPUT item %u: value of %u bytes, the limit is %u",
+                        i, it.value.len, c->lim->max_value);
+    }
+    c->req->items_len = (size_t)(c->m->p - c->req->items);
+    return st;
+}
+
+static tkv_status parse_mget(parse_ctx *c)
+{
+    tkv_status st = parse_opt_uint(c, 1, "ts", &c->req->ts, &c->req->has_ts);
+    if (st == TKV_ST_OK)
+        st = parse_items(c, "MGET");
+    for (uint32_t i = 0; st == TKV_ST_OK && i < c->req->nitems; i++) {
+        const uint8_t *p;
+        uint32_t n;
+        if (tkv_mp_read_bytes(c->m, &p, &n) < 0)
+            return fail(c, TKV_ST_BAD_REQUEST, "MGET key %u must be a string or binary", i);
+        if (n == 0 || n > c->lim->max_key)
+            return fail(c, n ? TKV_ST_TOO_LARGE : TKV_ST_BAD_REQUEST,
+                        "MGET key %u of %u bytes (1 to %u allowed)", i, n, c->lim->max_key);
+    }
+    c->req->items_len = (size_t)(c->m->p - c->req->items);
+    return st;
+}
+
+static tkv_status parse_opt_bytes(parse_ctx *c, uint32_t pos, const char *what, tkv_span *out,
+                                  bool *has)
+{
+    *has = false;
+    if (pos > c->nargs || tkv_mp_read_nil(c->m))
+        return TKV_ST_OK;
+    if (tkv_mp_read_bytes(c->m, &out->ptr, &out->len) < 0)
+        return fail(c, TKV_ST_BAD_REQUEST, "%s must be a string, binary or nil", what);
+    if (out->len > c->lim->max_key)
+        return fail(c, TKV_ST_TOO_LARGE, "%s of %u bytes, the limit is %u", what, out->len,
+                    c->lim->max_key);
+    *has = true;
+    return TKV_ST_OK;
+}
+
+static tkv_status parse_scan(parse_ctx *c)
+{
+    tkv_req *r = c->req;
+    bool has;
+    tkv_status st = parse_opt_bytes(c, 1, "prefix", &r->prefix, &r->has_prefix);
+    if (st == TKV_ST_OK)
+        st = parse_opt_bytes(c, 2, "cursor", &r->cursor, &r->has_cursor);
+    if (st == TKV_ST_OK)
+        st = parse_opt_uint(c, 3, "count", &r->limit, &has);
+    if (st != TKV_ST_OK)
+        return st;
+    if (!has)
+        r->limit = TKV_SCAN_DEFAULT_COUNT;
+    if (r->limit == 0 || r->limit > TKV_SCAN_MAX_COUNT)
+        return fail(c, TKV_ST_OUT_OF_RANGE, "count must be 1 to %u", TKV_SCAN_MAX_COUNT);
+    return TKV_ST_OK;
+}
 
 static tkv_status parse_auth(parse_ctx *c)
 {
@@ -145,18 +325,26 @@ static tkv_status parse_auth(parse_ctx *c)
 
 static tkv_status parse_none(parse_ctx *c) { return TKV_ST_OK; }
 
+static tkv_status parse_key_only(parse_ctx *c) { return parse_key(c); }
+
 static const struct cmd_spec {
     const char *name;
     uint8_t min_args, max_args;
     parse_fn parse;
 } cmd_specs[TKV_CMD__COUNT] = {
     [TKV_CMD_PING] = {"PING", 0, 1, parse_ping},
-    [TKV_CMD_PUT] = {"PUT", 2, 3, parse_put},
-    [TKV_CMD_GET] = {"GET", 1, 2, parse_get},
+    [TKV_CMD_PUT] = {"PUT", 2, 4, parse_put},
+    [TKV_CMD_GET] = {"GET", 1, 3, parse_get},
     [TKV_CMD_RANGE] = {"RANGE", 1, 5, parse_range},
-    [TKV_CMD_DEL] = {"DEL", 1, 1, parse_del},
+    [TKV_CMD_DEL] = {"DEL", 1, 2, parse_del},
     [TKV_CMD_STATS] = {"STATS", 0, 0, parse_none},
     [TKV_CMD_AUTH] = {"AUTH", 1, 1, parse_auth},
+    [TKV_CMD_COUNT] = {"COUNT", 1, 3, parse_count},
+    [TKV_CMD_MPUT] = {"MPUT", 1, 1, parse_mput},
+    [TKV_CMD_MGET] = {"MGET", 2, 2, parse_mget},
+    [TKV_CMD_SCAN] = {"SCAN", 0, 3, parse_scan},
+    [TKV_CMD_RETAIN] = {"RETAIN", 1, 4, parse_retain},
+    [TKV_CMD_POLICY] = {"POLICY", 1, 1, parse_key_only},
 };
 
 const char *tkv_cmd_name(tkv_cmd cmd)
@@ -285,69 +473,136 @@ static void pack_name(msgpack_packer *pk, tkv_cmd cmd)
     msgpack_pack_str_body(pk, name, n);
 }
 
-static void encode_range(msgpack_packer *pk, const tkv_req *r)
+/* Encoders build requests from a list of arguments; trailing absent ones
+ * are left out, absent ones in between are sent as nil. */
+typedef enum arg_kind { A_NONE, A_BYTES, A_UINT, A_INT, A_BOOL } arg_kind;
+
+typedef struct arg {
+    arg_kind kind;
+    tkv_span bytes;
+    uint64_t u;
+    int64_t i;
+    bool b;
+} arg;
+
+static arg a_bytes(tkv_span s) { return (arg){.kind = A_BYTES, .bytes = s}; }
+static arg a_uint(bool has, uint64_t u) { return (arg){.kind = has ? A_UINT : A_NONE, .u = u}; }
+
+static void encode_args(msgpack_packer *pk, tkv_cmd cmd, const arg *args, unsigned n)
 {
-    bool has_from = r->from != 0, has_to = r->to != TKV_TS_MAX;
-    bool has_limit = r->limit != UINT64_MAX;
-    unsigned n = r->reverse ? 6 : has_limit ? 5 : has_to ? 4 : has_from ? 3 : 2;
-    msgpack_pack_array(pk, n);
-    pack_name(pk, TKV_CMD_RANGE);
-    tkv_pack_bytes(pk, r->key.ptr, r->key.len);
-    if (n > 2)
-        pack_opt_uint(pk, has_from, r->from);
-    if (n > 3)
-        pack_opt_uint(pk, has_to, r->to);
-    if (n > 4)
-        pack_opt_uint(pk, has_limit, r->limit);
-    if (n > 5)
-        msgpack_pack_true(pk);
+    while (n > 0 && args[n - 1].kind == A_NONE)
+        n--;
+    msgpack_pack_array(pk, n + 1);
+    pack_name(pk, cmd);
+    for (unsigned i = 0; i < n; i++) {
+        switch (args[i].kind) {
+        case A_NONE: msgpack_pack_nil(pk); break;
+        case A_BYTES: tkv_pack_bytes(pk, args[i].bytes.ptr, args[i].bytes.len); break;
+        case A_UINT: msgpack_pack_uint64(pk, args[i].u); break;
+        case A_INT: msgpack_pack_int64(pk, args[i].i); break;
+        case A_BOOL: args[i].b ? msgpack_pack_true(pk) : msgpack_pack_false(pk); break;
+        }
+    }
+}
+
+static unsigned request_args(const tkv_req *r, arg *a)
+{
+    switch (r->cmd) {
+    case TKV_CMD_PING:
+        a[0] = r->has_msg ? a_bytes(r->msg) : (arg){0};
+        return 1;
+    case TKV_CMD_AUTH:
+        a[0] = a_bytes(r->msg);
+        return 1;
+    case TKV_CMD_PUT:
+        a[0] = a_bytes(r->key);
+        a[1] = a_bytes(r->value);
+        a[2] = a_uint(r->has_ts, r->ts);
+        a[3] = a_uint(r->ttl > 0, r->ttl);
+        return 4;
+    case TKV_CMD_GET:
+        a[0] = a_bytes(r->key);
+        a[1] = a_uint(r->has_ts, r->ts);
+        a[2] = r->has_version ? (arg){.kind = A_INT, .i = r->version} : (arg){0};
+        return 3;
+    case TKV_CMD_RANGE:
+        a[0] = a_bytes(r->key);
+        a[1] = a_uint(r->from != 0, r->from);
+        a[2] = a_uint(r->to != TKV_TS_MAX, r->to);
+        a[3] = a_uint(r->limit != UINT64_MAX, r->limit);
+        a[4] = r->reverse ? (arg){.kind = A_BOOL, .b = true} : (arg){0};
+        return 5;
+    case TKV_CMD_COUNT:
+        a[0] = a_bytes(r->key);
+        a[1] = a_uint(r->from != 0, r->from);
+        a[2] = a_uint(r->to != TKV_TS_MAX, r->to);
+        return 3;
+    case TKV_CMD_DEL:
+        a[0] = a_bytes(r->key);
+        a[1] = !r->tombstone ? (arg){0}
+               : r->has_ts   ? a_uint(true, r->ts)
+                             : (arg){.kind = A_BOOL, .b = true};
+        return 2;
+    case TKV_CMD_RETAIN:
+        a[0] = a_bytes(r->key);
+        a[1] = a_uint(r->keep_versions > 0, r->keep_versions);
+        a[2] = a_uint(r->keep_age > 0, r->keep_age);
+        a[3] = r->dry_run ? (arg){.kind = A_BOOL, .b = true} : (arg){0};
+        return 4;
+    case TKV_CMD_POLICY:
+        a[0] = a_bytes(r->key);
+        return 1;
+    case TKV_CMD_SCAN:
+        a[0] = r->has_prefix ? a_bytes(r->prefix) : (arg){0};
+        a[1] = r->has_cursor ? a_bytes(r->cursor) : (arg){0};
+        a[2] = a_uint(r->limit != 0 && r->limit != UINT64_MAX, r->limit);
+        return 3;
+    default:
+        return 0;
+    }
 }
 
 int tkv_req_encode(tkv_buf *out, const tkv_req *r)
 {
     tkv_wr w;
     tkv_wr_begin(&w, out);
-    msgpack_packer *pk = &w.pk;
-    switch (r->cmd) {
-    case TKV_CMD_PING:
-        msgpack_pack_array(pk, r->has_msg ? 2 : 1);
-        pack_name(pk, r->cmd);
-        if (r->has_msg)
-            tkv_pack_bytes(pk, r->msg.ptr, r->msg.len);
-        break;
-    case TKV_CMD_PUT:
-        msgpack_pack_array(pk, r->has_ts ? 4 : 3);
-        pack_name(pk, r->cmd);
-        tkv_pack_bytes(pk, r->key.ptr, r->key.len);
-        tkv_pack_bytes(pk, r->value.ptr, r->value.len);
-        if (r->has_ts)
-            msgpack_pack_uint64(pk, r->ts);
-        break;
-    case TKV_CMD_GET:
-        msgpack_pack_array(pk, r->has_ts ? 3 : 2);
-        pack_name(pk, r->cmd);
-        tkv_pack_bytes(pk, r->key.ptr, r->key.len);
-        if (r->has_ts)
-            msgpack_pack_uint64(pk, r->ts);
-        break;
-    case TKV_CMD_RANGE:
-        encode_range(pk, r);
-        break;
-    case TKV_CMD_DEL:
-        msgpack_pack_array(pk, 2);
-        pack_name(pk, r->cmd);
-        tkv_pack_bytes(pk, r->key.ptr, r->key.len);
-        break;
-    case TKV_CMD_AUTH:
-        msgpack_pack_array(pk, 2);
-        pack_name(pk, r->cmd);
-        tkv_pack_bytes(pk, r->msg.ptr, r->msg.len);
-        break;
-    default:
-        msgpack_pack_array(pk, 1);
-        pack_name(pk, r->cmd);
-        break;
+    arg a[6];
+    unsigned n = request_args(r, a);
+    encode_args(&w.pk, r->cmd, a, n);
+    return tkv_wr_end(&w);
+}
+
+int tkv_encode_mput(tkv_buf *out, const tkv_put_item *items, size_t n)
+{
+    tkv_wr w;
+    tkv_wr_begin(&w, out);
+    msgpack_pack_array(&w.pk, 2);
+    pack_name(&w.pk, TKV_CMD_MPUT);
+    msgpack_pack_array(&w.pk, n);
+    for (size_t i = 0; i < n; i++) {
+        const tkv_put_item *it = &items[i];
+        unsigned k = it->ttl ? 4 : it->has_ts ? 3 : 2;
+        msgpack_pack_array(&w.pk, k);
+        tkv_pack_bytes(&w.pk, it->key.ptr, it->key.len);
+        tkv_pack_bytes(&w.pk, it->value.ptr, it->value.len);
+        if (k > 2)
+            pack_opt_uint(&w.pk, it->has_ts, it->ts);
+        if (k > 3)
+            msgpack_pack_uint64(&w.pk, it->ttl);
     }
+    return tkv_wr_end(&w);
+}
+
+int tkv_encode_mget(tkv_buf *out, uint64_t ts, bool has_ts, const tkv_span *keys, size_t n)
+{
+    tkv_wr w;
+    tkv_wr_begin(&w, out);
+    msgpack_pack_array(&w.pk, 3);
+    pack_name(&w.pk, TKV_CMD_MGET);
+    pack_opt_uint(&w.pk, has_ts, ts);
+    msgpack_pack_array(&w.pk, n);
+    for (size_t i = 0; i < n; i++)
+        tkv_pack_bytes(&w.pk, keys[i].ptr, keys[i].len);
     return tkv_wr_end(&w);
 }
 

@@ -39,8 +39,11 @@ typedef enum tkv_status {
 
 /* Why a GET found nothing; second element of a NOT_FOUND reply. */
 typedef enum tkv_miss {
-    TKV_M_NO_KEY = 0,       /* the key has no versions at all */
-    TKV_M_BEFORE_FIRST = 1, /* every version is newer than the time asked */
+    TKV_M_NO_KEY = 0,          /* the key has no visible versions at all */
+    TKV_M_BEFORE_FIRST = 1,    /* every version is newer than the time asked */
+    TKV_M_DELETED = 2,         /* the version current then is a tombstone */
+    TKV_M_BELOW_HORIZON = 3,   /* retention removed the version current then */
+    TKV_M_NO_SUCH_VERSION = 4, /* an ordinal beyond the key's versions */
 } tkv_miss;
 
 typedef enum tkv_cmd {
@@ -51,6 +54,12 @@ typedef enum tkv_cmd {
     TKV_CMD_DEL,
     TKV_CMD_STATS,
     TKV_CMD_AUTH,
+    TKV_CMD_COUNT,
+    TKV_CMD_MPUT,
+    TKV_CMD_MGET,
+    TKV_CMD_SCAN,
+    TKV_CMD_RETAIN,
+    TKV_CMD_POLICY,
     TKV_CMD__COUNT
 } tkv_cmd;
 
@@ -66,6 +75,9 @@ typedef enum tkv_cmd {
 #define TKV_DEFAULT_MAX_KEY 1024u
 #define TKV_DEFAULT_MAX_VALUE (1024u * 1024u)
 #define TKV_DEFAULT_MAX_FRAME (8u * 1024u * 1024u)
+#define TKV_DEFAULT_MAX_BATCH 10000u
+#define TKV_SCAN_DEFAULT_COUNT 100u
+#define TKV_SCAN_MAX_COUNT 10000u
 
 #define TKV_TS_MAX UINT64_MAX
 
@@ -78,21 +90,45 @@ typedef struct tkv_span {
 typedef struct tkv_req {
     tkv_cmd cmd;
     tkv_span key;
-    tkv_span value;   /* PUT */
-    tkv_span msg;     /* PING's optional echo; AUTH's secret */
-    uint64_t ts;      /* PUT, GET: valid if has_ts */
-    uint64_t from;    /* RANGE: inclusive, default 0 */
-    uint64_t to;      /* RANGE: inclusive, default TKV_TS_MAX */
-    uint64_t limit;   /* RANGE: default UINT64_MAX (no limit) */
+    tkv_span value;    /* PUT */
+    tkv_span msg;      /* PING's optional echo; AUTH's secret */
+    uint64_t ts;       /* PUT, GET, MGET: valid if has_ts; DEL: the tombstone's */
+    uint64_t ttl;      /* PUT: microseconds until the version expires; 0: never */
+    int64_t version;   /* GET: ordinal, valid if has_version */
+    uint64_t from;     /* RANGE, COUNT: inclusive, default 0 */
+    uint64_t to;       /* RANGE, COUNT: inclusive, default TKV_TS_MAX */
+    uint64_t limit;    /* RANGE: default UINT64_MAX (no limit); SCAN: count */
+    uint32_t keep_versions; /* RETAIN: 0 for no limit */
+    uint64_t keep_age; /* RETAIN: microseconds, 0 for no limit */
+    tkv_span prefix;   /* SCAN */
+    tkv_span cursor;   /* SCAN: the last key of the previous page */
+    const uint8_t *items; /* MPUT, MGET: the elements of the item array */
+    size_t items_len;  /* bytes from items to the end of the array */
+    uint32_t nitems;
     bool has_ts;
+    bool has_version;
     bool has_msg;
-    bool reverse;     /* RANGE: newest first */
+    bool has_prefix;
+    bool has_cursor;
+    bool tombstone;    /* DEL: write a tombstone (at ts, or the clock if !has_ts) */
+    bool reverse;      /* RANGE: newest first */
+    bool dry_run;      /* RETAIN */
 } tkv_req;
 
 typedef struct tkv_limits {
     uint32_t max_key;   /* longest key accepted, >= 1 */
     uint32_t max_value; /* longest value accepted */
+    uint32_t max_batch; /* most items in one MPUT or MGET (0: the default) */
 } tkv_limits;
+
+/* One item of an MPUT, for encoding and as parsed. */
+typedef struct tkv_put_item {
+    tkv_span key;
+    tkv_span value;
+    uint64_t ts;       /* valid if has_ts */
+    uint64_t ttl;      /* 0: never expires */
+    bool has_ts;
+} tkv_put_item;
 
 /* Name of a command as it travels on the wire ("PUT"). */
 const char *tkv_cmd_name(tkv_cmd cmd);
@@ -105,6 +141,13 @@ int tkv_cmd_lookup(const uint8_t *name, size_t len);
  * message into err (always NUL-terminated). Never allocates. */
 tkv_status tkv_req_parse(const uint8_t *frame, size_t len, const tkv_limits *lim,
                          tkv_req *req, char *err, size_t errlen);
+
+/* Reads the next MPUT item from m (items validated by tkv_req_parse). */
+int tkv_mput_item_next(tkv_mp *m, tkv_put_item *it);
+
+/* Appends a whole MPUT or MGET request frame. Returns 0 or -1 (memory). */
+int tkv_encode_mput(tkv_buf *out, const tkv_put_item *items, size_t n);
+int tkv_encode_mget(tkv_buf *out, uint64_t ts, bool has_ts, const tkv_span *keys, size_t n);
 
 /* Appends one complete request frame (header included) for req to out.
  * Only fields meaningful for req->cmd are encoded; trailing absent optional

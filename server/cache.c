@@ -58,10 +58,14 @@ void eng_drop_entry(tkv_engine *e, tkv_kentry *E)
         e->hand = tkv_keyindex_next(E);
     if (E->page || E->lo > 0)
         e->all_resident = false; /* the index no longer knows this key */
+    if (E->meta)
+        e->all_resident = false; /* its metadata must be reloaded */
     e->st.mem_versions -= tkv_vpage_count(E->page);
     eng_account_page(e, -(long)tkv_vpage_bytes(E->page));
     tkv_vpage_free(E->page);
     E->page = NULL;
+    free(E->meta);
+    E->meta = NULL;
     tkv_keyindex_remove(&e->ix, E);
 }
 
@@ -74,13 +78,37 @@ void eng_remove_slots(tkv_engine *e, tkv_kentry *E, uint32_t from, uint32_t to)
 
 /* ---- loading keys from LevelDB ------------------------------------------ */
 
+/* Reads the key's metadata record, if any, and leaves the iterator on the
+ * key's newest version: the record sorts right before it. */
+static int read_meta(tkv_engine *e, leveldb_iterator_t *it, const uint8_t *key, size_t klen,
+                     tkv_kmeta *m, bool *found)
+{
+    size_t mlen = tkv_kc_meta(e->kbuf, key, klen);
+    leveldb_iter_seek(it, (const char *)e->kbuf, mlen);
+    *found = false;
+    if (!leveldb_iter_valid(it))
+        return 0;
+    size_t n;
+    const char *k = leveldb_iter_key(it, &n);
+    if (n != mlen || memcmp(k, e->kbuf, mlen) != 0)
+        return 0;
+    size_t vlen;
+    const char *v = leveldb_iter_value(it, &vlen);
+    if (eng_meta_decode((const uint8_t *)v, vlen, m) < 0) {
+        snprintf(e->errmsg, sizeof e->errmsg, "malformed metadata record");
+        return -1;
+    }
+    *found = true;
+    leveldb_iter_next(it);
+    return 0;
+}
+
 static int gather(tkv_engine *e, leveldb_iterator_t *it, size_t *n, bool *exhausted)
 {
     uint32_t want = e->opts.fill_versions;
     tkv_buf_reset(&e->fillbuf);
     *n = 0;
     uint64_t ts;
-    leveldb_iter_seek(it, (const char *)e->pfx, eng_with_ts(e, TKV_TS_MAX));
     while (*n < want && eng_iter_match(e, it, &ts)) {
         size_t vlen;
         const char *v = leveldb_iter_value(it, &vlen);
@@ -111,7 +139,12 @@ static tkv_kentry *fill(tkv_engine *e, const uint8_t *key, size_t klen, tkv_stat
         return NULL;
     }
     size_t n;
-    bool exhausted;
+    bool exhausted, has_meta;
+    tkv_kmeta meta;
+    if (read_meta(e, it, key, klen, &meta, &has_meta) < 0) {
+        *st = TKV_ST_STORAGE;
+        return NULL;
+    }
     if (gather(e, it, &n, &exhausted) < 0) {
         snprintf(e->errmsg, sizeof e->errmsg, "out of memory");
         *st = TKV_ST_INTERNAL;
@@ -122,11 +155,15 @@ static tkv_kentry *fill(tkv_engine *e, const uint8_t *key, size_t klen, tkv_stat
         return NULL;
     }
     tkv_kentry *E = tkv_keyindex_insert(&e->ix, key, klen);
-    if (!E) {
+    if (!E || (has_meta && !(E->meta = malloc(sizeof meta)))) {
+        if (E)
+            eng_drop_entry(e, E);
         snprintf(e->errmsg, sizeof e->errmsg, "out of memory");
         *st = TKV_ST_INTERNAL;
         return NULL;
     }
+    if (has_meta)
+        *E->meta = meta;
     /* Gathered newest first; append oldest first so every put is an append. */
     for (size_t i = n; i-- > 0;) {
         bool replaced;

@@ -58,7 +58,7 @@ static int exec_put(exec_ctx *x)
     const tkv_req *r = x->req;
     uint64_t ts;
     tkv_status st = tkv_engine_put(x->d->eng, r->key.ptr, r->key.len, r->value.ptr, r->value.len,
-                                   r->ts, r->has_ts, &ts, &x->dirty);
+                                   r->ts, r->has_ts, r->ttl, &ts, &x->dirty);
     if (st != TKV_ST_OK)
         return reply_engine_error(x, st);
     tkv_wr w;
@@ -77,28 +77,40 @@ static void pack_opt(msgpack_packer *pk, bool has, uint64_t v)
         msgpack_pack_nil(pk);
 }
 
+/* [0, value, ts, next, expires] or [1, reason, next, at]: the shape of a
+ * GET reply, also used for each key of an MGET. */
+static void pack_answer(msgpack_packer *pk, tkv_status st, const tkv_answer *a)
+{
+    if (st == TKV_ST_OK) {
+        msgpack_pack_array(pk, 5);
+        msgpack_pack_uint8(pk, TKV_ST_OK);
+        tkv_pack_bytes(pk, a->value, a->len);
+        msgpack_pack_uint64(pk, a->ts);
+        pack_opt(pk, a->has_next, a->next);
+        pack_opt(pk, a->expires != 0, a->expires);
+        return;
+    }
+    msgpack_pack_array(pk, 4);
+    msgpack_pack_uint8(pk, TKV_ST_NOT_FOUND);
+    msgpack_pack_uint8(pk, (uint8_t)a->miss);
+    pack_opt(pk, a->has_next, a->next);
+    pack_opt(pk, a->miss == TKV_M_DELETED || a->miss == TKV_M_BELOW_HORIZON, a->at);
+}
+
 static int exec_get(exec_ctx *x)
 {
     const tkv_req *r = x->req;
-    tkv_answer v;
-    tkv_status st = tkv_engine_get(x->d->eng, r->key.ptr, r->key.len,
-                                   r->has_ts ? r->ts : TKV_TS_MAX, &v);
-    x->dirty = v.dirty;
+    tkv_answer a;
+    tkv_status st = r->has_version
+                        ? tkv_engine_get_nth(x->d->eng, r->key.ptr, r->key.len, r->version, &a)
+                        : tkv_engine_get(x->d->eng, r->key.ptr, r->key.len,
+                                         r->has_ts ? r->ts : TKV_TS_MAX, &a);
+    x->dirty = a.dirty;
     if (st != TKV_ST_OK && st != TKV_ST_NOT_FOUND)
         return reply_engine_error(x, st);
     tkv_wr w;
     tkv_wr_begin(&w, x->out);
-    if (st == TKV_ST_OK) {
-        msgpack_pack_array(&w.pk, 4);
-        msgpack_pack_uint8(&w.pk, TKV_ST_OK);
-        tkv_pack_bytes(&w.pk, v.value, v.len);
-        msgpack_pack_uint64(&w.pk, v.ts);
-    } else {
-        msgpack_pack_array(&w.pk, 3);
-        msgpack_pack_uint8(&w.pk, TKV_ST_NOT_FOUND);
-        msgpack_pack_uint8(&w.pk, (uint8_t)v.miss);
-    }
-    pack_opt(&w.pk, v.has_next, v.next);
+    pack_answer(&w.pk, st, &a);
     return tkv_wr_end(&w) < 0 ? -1 : (int)st;
 }
 
@@ -112,18 +124,23 @@ typedef struct range_ctx {
     bool failed;
 } range_ctx;
 
-static bool range_entry(void *ctx, uint64_t ts, const uint8_t *value, uint32_t len)
+static bool range_entry(void *ctx, const tkv_entry_view *v)
 {
     range_ctx *rc = ctx;
-    /* fixarray + uint64 + bin32 header + value: an upper bound. */
-    size_t need = 1 + 9 + 5 + (size_t)len;
+    /* fixarray + uint64 + bin32 header + value + expiry: an upper bound. */
+    size_t need = 1 + 9 + 5 + (size_t)v->len + 9;
     if (rc->w->b->len + need > rc->limit_end || rc->count == UINT32_MAX) {
         rc->truncated = true;
         return false;
     }
-    msgpack_pack_array(&rc->w->pk, 2);
-    msgpack_pack_uint64(&rc->w->pk, ts);
-    tkv_pack_bytes(&rc->w->pk, value, len);
+    msgpack_pack_array(&rc->w->pk, v->expires ? 3 : 2);
+    msgpack_pack_uint64(&rc->w->pk, v->ts);
+    if (v->value)
+        tkv_pack_bytes(&rc->w->pk, v->value, v->len);
+    else
+        msgpack_pack_nil(&rc->w->pk); /* a tombstone */
+    if (v->expires)
+        msgpack_pack_uint64(&rc->w->pk, v->expires);
     rc->count++;
     if (rc->w->failed) {
         rc->failed = true;
@@ -169,18 +186,201 @@ static int exec_range(exec_ctx *x)
     return tkv_wr_end(&w) < 0 ? -1 : TKV_ST_OK;
 }
 
-static int exec_del(exec_ctx *x)
+static int reply_u64(exec_ctx *x, uint64_t v)
 {
-    const tkv_req *r = x->req;
-    uint64_t removed;
-    tkv_status st = tkv_engine_del(x->d->eng, r->key.ptr, r->key.len, &removed, &x->dirty);
-    if (st != TKV_ST_OK)
-        return reply_engine_error(x, st);
     tkv_wr w;
     tkv_wr_begin(&w, x->out);
     msgpack_pack_array(&w.pk, 2);
     msgpack_pack_uint8(&w.pk, TKV_ST_OK);
-    msgpack_pack_uint64(&w.pk, removed);
+    msgpack_pack_uint64(&w.pk, v);
+    return tkv_wr_end(&w) < 0 ? -1 : TKV_ST_OK;
+}
+
+static int exec_del(exec_ctx *x)
+{
+    const tkv_req *r = x->req;
+    uint64_t v;
+    tkv_status st = r->tombstone ? tkv_engine_tombstone(x->d->eng, r->key.ptr, r->key.len, r->ts,
+                                                        r->has_ts, &v, &x->dirty)
+                                 : tkv_engine_del(x->d->eng, r->key.ptr, r->key.len, &v,
+                                                  &x->dirty);
+    if (st != TKV_ST_OK)
+        return reply_engine_error(x, st);
+    return reply_u64(x, v);
+}
+
+static int exec_count(exec_ctx *x)
+{
+    const tkv_req *r = x->req;
+    uint64_t n;
+    tkv_status st =
+        tkv_engine_count(x->d->eng, r->key.ptr, r->key.len, r->from, r->to, &n, &x->dirty);
+    if (st != TKV_ST_OK)
+        return reply_engine_error(x, st);
+    return reply_u64(x, n);
+}
+
+static int exec_retain(exec_ctx *x)
+{
+    const tkv_req *r = x->req;
+    tkv_policy p = {.versions = r->keep_versions, .age_us = r->keep_age};
+    tkv_retain_result res;
+    tkv_status st = tkv_engine_retain(x->d->eng, r->key.ptr, r->key.len, &p, r->dry_run, &res,
+                                      &x->dirty);
+    if (st != TKV_ST_OK)
+        return reply_engine_error(x, st);
+    tkv_wr w;
+    tkv_wr_begin(&w, x->out);
+    msgpack_pack_array(&w.pk, 4);
+    msgpack_pack_uint8(&w.pk, TKV_ST_OK);
+    msgpack_pack_uint64(&w.pk, res.removable);
+    pack_opt(&w.pk, res.horizon != 0, res.horizon);
+    res.complete ? msgpack_pack_true(&w.pk) : msgpack_pack_false(&w.pk);
+    return tkv_wr_end(&w) < 0 ? -1 : TKV_ST_OK;
+}
+
+static int exec_policy(exec_ctx *x)
+{
+    const tkv_req *r = x->req;
+    tkv_policy_info pi;
+    tkv_status st = tkv_engine_policy(x->d->eng, r->key.ptr, r->key.len, &pi);
+    if (st != TKV_ST_OK)
+        return reply_engine_error(x, st);
+    tkv_wr w;
+    tkv_wr_begin(&w, x->out);
+    msgpack_pack_array(&w.pk, 5);
+    msgpack_pack_uint8(&w.pk, TKV_ST_OK);
+    pack_opt(&w.pk, pi.policy.versions != 0, pi.policy.versions);
+    pack_opt(&w.pk, pi.policy.age_us != 0, pi.policy.age_us);
+    pi.own ? msgpack_pack_true(&w.pk) : msgpack_pack_false(&w.pk);
+    pack_opt(&w.pk, pi.horizon != 0, pi.horizon);
+    return tkv_wr_end(&w) < 0 ? -1 : TKV_ST_OK;
+}
+
+/* All items go into the current batch; if one fails half-way the batch is
+ * made to fail as a whole, so MPUT is all or nothing. */
+static int exec_mput(exec_ctx *x)
+{
+    const tkv_req *r = x->req;
+    tkv_mp m;
+    tkv_mp_init(&m, r->items, r->items_len);
+    tkv_wr w;
+    tkv_wr_begin(&w, x->out);
+    msgpack_pack_array(&w.pk, 2);
+    msgpack_pack_uint8(&w.pk, TKV_ST_OK);
+    msgpack_pack_array(&w.pk, r->nitems);
+    for (uint32_t i = 0; i < r->nitems; i++) {
+        tkv_put_item it;
+        uint64_t ts;
+        bool dirty;
+        tkv_mput_item_next(&m, &it);
+        tkv_status st = tkv_engine_put(x->d->eng, it.key.ptr, it.key.len, it.value.ptr,
+                                       it.value.len, it.ts, it.has_ts, it.ttl, &ts, &dirty);
+        x->dirty |= dirty;
+        if (st != TKV_ST_OK) {
+            x->out->len = w.start;
+            char why[300];
+            snprintf(why, sizeof why, "MPUT item %u: %s", i, tkv_engine_errmsg(x->d->eng));
+            if (i > 0)
+                tkv_engine_poison(x->d->eng, why);
+            x->dirty = i > 0;
+            return reply_error(x, st, why);
+        }
+        msgpack_pack_uint64(&w.pk, ts);
+    }
+    return tkv_wr_end(&w) < 0 ? -1 : TKV_ST_OK;
+}
+
+static int exec_mget(exec_ctx *x)
+{
+    const tkv_req *r = x->req;
+    tkv_mp m;
+    tkv_mp_init(&m, r->items, r->items_len);
+    tkv_wr w;
+    tkv_wr_begin(&w, x->out);
+    msgpack_pack_array(&w.pk, 2);
+    msgpack_pack_uint8(&w.pk, TKV_ST_OK);
+    msgpack_pack_array(&w.pk, r->nitems);
+    /* One thread serves every request, so no write lands between two keys:
+     * the answers form one consistent snapshot. */
+    for (uint32_t i = 0; i < r->nitems; i++) {
+        const uint8_t *key;
+        uint32_t klen;
+        tkv_mp_read_bytes(&m, &key, &klen);
+        tkv_answer a;
+        tkv_status st = tkv_engine_get(x->d->eng, key, klen, r->has_ts ? r->ts : TKV_TS_MAX, &a);
+        x->dirty |= a.dirty;
+        if (st != TKV_ST_OK && st != TKV_ST_NOT_FOUND) {
+            x->out->len = w.start;
+            return reply_engine_error(x, st);
+        }
+        pack_answer(&w.pk, st, &a);
+    }
+    return tkv_wr_end(&w) < 0 ? -1 : TKV_ST_OK;
+}
+
+typedef struct scan_ctx {
+    tkv_wr *w;
+    size_t limit_end;
+    uint32_t count;
+    size_t last_off, last_len; /* the last key packed, for the cursor */
+    bool full;
+} scan_ctx;
+
+static bool scan_key(void *ctx, const uint8_t *key, size_t klen)
+{
+    scan_ctx *sc = ctx;
+    if (sc->w->b->len + 5 + klen > sc->limit_end) {
+        sc->full = true;
+        return false;
+    }
+    msgpack_pack_bin(&sc->w->pk, klen);
+    sc->last_off = sc->w->b->len;
+    sc->last_len = klen;
+    msgpack_pack_bin_body(&sc->w->pk, key, klen);
+    sc->count++;
+    return true;
+}
+
+static int exec_scan(exec_ctx *x)
+{
+    const tkv_req *r = x->req;
+    tkv_wr w;
+    tkv_wr_begin(&w, x->out);
+    msgpack_pack_array(&w.pk, 3);
+    msgpack_pack_uint8(&w.pk, TKV_ST_OK);
+    size_t hdr = x->out->len;
+    static const uint8_t arr32[5] = {0xdd, 0, 0, 0, 0};
+    tkv_buf_append(x->out, arr32, sizeof arr32);
+    scan_ctx sc = {.w = &w, .limit_end = w.start + x->d->max_reply - 64 - x->d->lim.max_key};
+    bool more;
+    tkv_status st = tkv_engine_scan(x->d->eng, r->has_prefix ? r->prefix.ptr : NULL,
+                                    r->prefix.len, r->has_cursor ? r->cursor.ptr : NULL,
+                                    r->cursor.len, (uint32_t)r->limit, scan_key, &sc, &more);
+    if (st != TKV_ST_OK) {
+        x->out->len = w.start;
+        return reply_engine_error(x, st);
+    }
+    if (w.failed) {
+        tkv_wr_end(&w);
+        return -1;
+    }
+    uint8_t *p = x->out->data + hdr + 1;
+    p[0] = (uint8_t)(sc.count >> 24);
+    p[1] = (uint8_t)(sc.count >> 16);
+    p[2] = (uint8_t)(sc.count >> 8);
+    p[3] = (uint8_t)sc.count;
+    if ((more || sc.full) && sc.count > 0) {
+        /* The cursor repeats the last key: copy it out first, as packing
+         * may move the buffer. */
+        tkv_buf_reset(&x->d->scratch);
+        if (tkv_buf_append(&x->d->scratch, x->out->data + sc.last_off, sc.last_len) < 0)
+            w.failed = true;
+        else
+            tkv_pack_bytes(&w.pk, x->d->scratch.data, sc.last_len);
+    } else {
+        msgpack_pack_nil(&w.pk);
+    }
     return tkv_wr_end(&w) < 0 ? -1 : TKV_ST_OK;
 }
 
@@ -209,7 +409,7 @@ static uint64_t now_us(void)
 }
 
 #define N_SERVER_STATS 9
-#define N_ENGINE_STATS 15
+#define N_ENGINE_STATS 18
 
 static void pack_server_stats(msgpack_packer *pk, const tkv_server_info *in)
 {
@@ -241,6 +441,9 @@ static void pack_engine_stats(msgpack_packer *pk, const tkv_engine_stats *s, boo
     kv_u64(pk, "commits", s->commits);
     kv_u64(pk, "commit_writes", s->commit_writes);
     kv_u64(pk, "commit_errors", s->commit_errors);
+    kv_u64(pk, "swept_expired", s->swept_expired);
+    kv_u64(pk, "swept_retained", s->swept_retained);
+    kv_u64(pk, "sweeps", s->sweeps);
 }
 
 static int exec_stats(exec_ctx *x)
@@ -309,7 +512,9 @@ typedef int (*exec_fn)(exec_ctx *x);
 static const exec_fn exec_table[TKV_CMD__COUNT] = {
     [TKV_CMD_PING] = exec_ping,   [TKV_CMD_PUT] = exec_put, [TKV_CMD_GET] = exec_get,
     [TKV_CMD_RANGE] = exec_range, [TKV_CMD_DEL] = exec_del, [TKV_CMD_STATS] = exec_stats,
-    [TKV_CMD_AUTH] = exec_auth,
+    [TKV_CMD_AUTH] = exec_auth,   [TKV_CMD_COUNT] = exec_count, [TKV_CMD_MPUT] = exec_mput,
+    [TKV_CMD_MGET] = exec_mget,   [TKV_CMD_SCAN] = exec_scan,   [TKV_CMD_RETAIN] = exec_retain,
+    [TKV_CMD_POLICY] = exec_policy,
 };
 
 int tkv_dispatch_session(tkv_dispatch *d, tkv_session *sess, const uint8_t *frame, size_t len,

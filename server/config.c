@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <strings.h>
 
 int tkv_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
@@ -43,4 +44,49 @@ int tkv_parse_size(const char *s, uint64_t max, uint64_t *out)
         return 0;
     }
     return -1;
+}
+
+static const struct {
+    const char *unit;
+    uint64_t us;
+} duration_units[] = {
+    {"us", 1},
+    {"ms", 1000},
+    {"s", 1000000},
+    {"m", 60000000},
+    {"h", 3600000000ULL},
+    {"d", 86400000000ULL},
+    {"w", 604800000000ULL},
+};
+
+int tkv_parse_duration(const char *s, uint64_t *us)
+{
+    if (!s || !isdigit((unsigned char)s[0]))
+        return -1;
+    uint64_t total = 0;
+    while (*s) {
+        if (!isdigit((unsigned char)*s))
+            return -1;
+        errno = 0;
+        char *end;
+        unsigned long long v = strtoull(s, &end, 10);
+        if (errno)
+            return -1;
+        size_t ulen = 0;
+        while (end[ulen] && !isdigit((unsigned char)end[ulen]))
+            ulen++;
+        uint64_t mult = 0;
+        if (ulen == 0 && end == s + strlen(s) && total == 0)
+            mult = 1; /* a bare number: microseconds */
+        for (size_t i = 0; i < sizeof duration_units / sizeof duration_units[0]; i++)
+            if (ulen && strlen(duration_units[i].unit) == ulen &&
+                strncmp(end, duration_units[i].unit, ulen) == 0)
+                mult = duration_units[i].us;
+        if (!mult || v > (UINT64_MAX - total) / mult)
+            return -1;
+        total += v * mult;
+        s = end + ulen;
+    }
+    *us = total;
+    return 0;
 }

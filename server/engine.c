@@ -73,6 +73,25 @@ leveldb_iterator_t *eng_iter(tkv_engine *e)
 
 /* ---- writes ----------------------------------------------------------- */
 
+uint64_t eng_now(tkv_engine *e) { return e->opts.clock(e->opts.clock_ctx); }
+
+void eng_stage_put(tkv_engine *e, const void *k, size_t klen, const void *v, size_t vlen)
+{
+    leveldb_writebatch_put(e->batch, k, klen, v, vlen);
+    e->batch_ops++;
+}
+
+void eng_stage_del(tkv_engine *e, const void *k, size_t klen)
+{
+    leveldb_writebatch_delete(e->batch, k, klen);
+    e->batch_ops++;
+}
+
+void tkv_engine_poison(tkv_engine *e, const char *why)
+{
+    snprintf(e->poison, sizeof e->poison, "%s", why);
+}
+
 /* Whether a version at ts exists, for a key whose prefix is set. */
 static int exists_below_lo(tkv_engine *e, const tkv_kentry *E, uint64_t ts, bool *exists)
 {
@@ -93,15 +112,38 @@ static int exists_below_lo(tkv_engine *e, const tkv_kentry *E, uint64_t ts, bool
     return 0;
 }
 
+/* The key's newest stored version: the page's last one, or - if the sweep
+ * emptied a page whose older versions live in LevelDB - LevelDB's first. */
+static int newest_stored(tkv_engine *e, const tkv_kentry *E, bool *has, uint64_t *ts)
+{
+    uint32_t n = tkv_vpage_count(E->page);
+    *has = n > 0;
+    if (n > 0) {
+        *ts = E->page->slot[n - 1].ts;
+        return 0;
+    }
+    if (E->lo == 0)
+        return 0;
+    leveldb_iterator_t *it = eng_iter(e);
+    if (!it)
+        return -1;
+    leveldb_iter_seek(it, (const char *)e->pfx, eng_with_ts(e, TKV_TS_MAX));
+    *has = eng_iter_match(e, it, ts);
+    return eng_iter_failed(e, it);
+}
+
+/* The timestamp of a write without one: the clock, but strictly after the
+ * key's newest version. The prefix must be set. */
 static tkv_status pick_ts(tkv_engine *e, const tkv_kentry *E, uint64_t *ts)
 {
-    uint64_t now = e->opts.clock(e->opts.clock_ctx);
-    uint32_t n = tkv_vpage_count(E->page);
-    if (n == 0) {
+    uint64_t now = eng_now(e), newest;
+    bool has;
+    if (newest_stored(e, E, &has, &newest) < 0)
+        return TKV_ST_STORAGE;
+    if (!has) {
         *ts = now;
         return TKV_ST_OK;
     }
-    uint64_t newest = E->page->slot[n - 1].ts;
     if (newest == TKV_TS_MAX) {
         snprintf(e->errmsg, sizeof e->errmsg,
                  "the key has a version at the largest timestamp; no later one exists");
@@ -111,28 +153,33 @@ static tkv_status pick_ts(tkv_engine *e, const tkv_kentry *E, uint64_t *ts)
     return TKV_ST_OK;
 }
 
-tkv_status tkv_engine_put(tkv_engine *e, const uint8_t *key, size_t klen, const uint8_t *val,
-                          size_t vlen, uint64_t ts, bool has_ts, uint64_t *out_ts, bool *dirty)
+/* Stages one version blob (header + value) of key at ts. */
+static tkv_status stage_version(tkv_engine *e, const uint8_t *key, size_t klen,
+                                const uint8_t *hdr, uint32_t hlen, const uint8_t *val,
+                                size_t vlen, uint64_t ts, bool has_ts, uint64_t *out_ts,
+                                tkv_kentry **out_E)
 {
-    *dirty = false;
     if (eng_reserve_dirty(e) < 0)
         return TKV_ST_INTERNAL;
     tkv_status st;
     tkv_kentry *E = eng_lookup(e, key, klen, true, &st);
     if (st != TKV_ST_OK)
         return st;
+    eng_set_prefix(e, key, klen);
     if (!has_ts && (st = pick_ts(e, E, &ts)) != TKV_ST_OK)
         return st;
-    eng_set_prefix(e, key, klen);
-    bool existed = false;
-    if (E->lo > 0 && ts < E->lo) {
-        if (exists_below_lo(e, E, ts, &existed) < 0)
-            return TKV_ST_STORAGE;
+    if (E->meta && ts < E->meta->horizon) {
+        snprintf(e->errmsg, sizeof e->errmsg,
+                 "timestamp %llu is before the key's retention horizon %llu",
+                 (unsigned long long)ts, (unsigned long long)E->meta->horizon);
+        return TKV_ST_OUT_OF_RANGE;
     }
+    bool existed = false;
+    if (E->lo > 0 && ts < E->lo && exists_below_lo(e, E, ts, &existed) < 0)
+        return TKV_ST_STORAGE;
     bool new_key = E->lo == 0 && tkv_vpage_count(E->page) == 0;
-    static const uint8_t hdr = BLOB_PLAIN;
     bool replaced;
-    long d = tkv_vpage_put(&E->page, ts, &hdr, 1, val, (uint32_t)vlen, &replaced);
+    long d = tkv_vpage_put(&E->page, ts, hdr, hlen, val, (uint32_t)vlen, &replaced);
     if (d == LONG_MIN) {
         snprintf(e->errmsg, sizeof e->errmsg, "out of memory");
         return TKV_ST_INTERNAL;
@@ -141,18 +188,61 @@ tkv_status tkv_engine_put(tkv_engine *e, const uint8_t *key, size_t klen, const 
     if (!replaced)
         e->st.mem_versions++;
     long i = tkv_vpage_find(E->page, ts);
-    leveldb_writebatch_put(e->batch, (const char *)e->pfx, eng_with_ts(e, ts),
-                           (const char *)tkv_vpage_blob(E->page, (uint32_t)i),
-                           E->page->slot[i].len);
-    e->batch_ops++;
+    eng_stage_put(e, e->pfx, eng_with_ts(e, ts), tkv_vpage_blob(E->page, (uint32_t)i),
+                  E->page->slot[i].len);
     if (!replaced && !existed)
         e->cnt.versions++;
     if (new_key)
         e->cnt.keys++;
+    E->ref = 1;
     eng_mark_dirty(e, E);
-    *dirty = true;
     *out_ts = ts;
+    *out_E = E;
     return TKV_ST_OK;
+}
+
+tkv_status tkv_engine_put(tkv_engine *e, const uint8_t *key, size_t klen, const uint8_t *val,
+                          size_t vlen, uint64_t ts, bool has_ts, uint64_t ttl_us,
+                          uint64_t *out_ts, bool *dirty)
+{
+    *dirty = false;
+    uint8_t hdr[9] = {BLOB_PLAIN};
+    uint32_t hlen = 1;
+    uint64_t expires = 0;
+    if (ttl_us) {
+        uint64_t now = eng_now(e);
+        expires = ttl_us > UINT64_MAX - now ? UINT64_MAX : now + ttl_us;
+        hdr[0] = BLOB_EXPIRES;
+        eng_put_be64(hdr + 1, expires);
+        hlen = 9;
+    }
+    tkv_kentry *E;
+    tkv_status st = stage_version(e, key, klen, hdr, hlen, val, vlen, ts, has_ts, out_ts, &E);
+    if (st != TKV_ST_OK)
+        return st;
+    *dirty = true;
+    if (expires && (!E->meta || expires < E->meta->min_expiry)) {
+        bool was = eng_meta_swept(E->meta);
+        tkv_kmeta *m = eng_meta_get(e, E);
+        if (!m) {
+            tkv_engine_poison(e, "out of memory");
+            return TKV_ST_INTERNAL;
+        }
+        m->min_expiry = expires;
+        eng_meta_save(e, E, was);
+    }
+    return TKV_ST_OK;
+}
+
+tkv_status tkv_engine_tombstone(tkv_engine *e, const uint8_t *key, size_t klen, uint64_t ts,
+                                bool has_ts, uint64_t *out_ts, bool *dirty)
+{
+    *dirty = false;
+    static const uint8_t hdr = BLOB_TOMBSTONE;
+    tkv_kentry *E;
+    tkv_status st = stage_version(e, key, klen, &hdr, 1, NULL, 0, ts, has_ts, out_ts, &E);
+    *dirty = st == TKV_ST_OK;
+    return st;
 }
 
 /* Stages deletes for every LevelDB version of the key whose prefix is set;
@@ -168,8 +258,7 @@ static int del_disk(tkv_engine *e, const tkv_kentry *E, uint64_t *extra)
     while (eng_iter_match(e, it, &ts)) {
         size_t n;
         const char *k = leveldb_iter_key(it, &n);
-        leveldb_writebatch_delete(e->batch, k, n);
-        e->batch_ops++;
+        eng_stage_del(e, k, n);
         bool in_page = E && tkv_vpage_find(E->page, ts) >= 0;
         if (!in_page && (!E || ts < E->lo))
             (*extra)++;
@@ -185,29 +274,33 @@ tkv_status tkv_engine_del(tkv_engine *e, const uint8_t *key, size_t klen, uint64
     *dirty = false;
     if (eng_reserve_dirty(e) < 0)
         return TKV_ST_INTERNAL;
-    tkv_kentry *E = tkv_keyindex_find(&e->ix, key, klen);
-    if (!E && e->all_resident)
+    tkv_status st;
+    /* Loading the key brings its metadata along, which goes too. */
+    tkv_kentry *E = eng_lookup(e, key, klen, false, &st);
+    if (st != TKV_ST_OK)
+        return st;
+    if (!E)
         return TKV_ST_OK;
     eng_set_prefix(e, key, klen);
     uint64_t on_disk_only = 0;
     /* A complete page is the whole truth; otherwise LevelDB has more. */
-    if ((!E || E->lo > 0) && del_disk(e, E, &on_disk_only) < 0)
+    if (E->lo > 0 && del_disk(e, E, &on_disk_only) < 0)
         return TKV_ST_STORAGE;
-    if (!E && !(E = tkv_keyindex_insert(&e->ix, key, klen))) {
-        snprintf(e->errmsg, sizeof e->errmsg, "out of memory");
-        return TKV_ST_INTERNAL;
-    }
     E->ref = 1;
     uint32_t n = tkv_vpage_count(E->page);
-    for (uint32_t i = 0; i < n; i++) {
-        leveldb_writebatch_delete(e->batch, (const char *)e->pfx,
-                                  eng_with_ts(e, E->page->slot[i].ts));
-        e->batch_ops++;
-    }
+    for (uint32_t i = 0; i < n; i++)
+        eng_stage_del(e, e->pfx, eng_with_ts(e, E->page->slot[i].ts));
     *removed = n + on_disk_only;
     *dirty = E->dirty_epoch == e->epoch;
     eng_remove_slots(e, E, 0, n);
     E->lo = 0; /* known to have no versions at all */
+    if (E->meta) {
+        bool was = eng_meta_swept(E->meta);
+        free(E->meta);
+        E->meta = NULL;
+        eng_meta_save(e, E, was);
+        *dirty = true;
+    }
     if (*removed > 0) {
         e->cnt.versions -= *removed;
         e->cnt.keys--;
@@ -220,20 +313,6 @@ tkv_status tkv_engine_del(tkv_engine *e, const uint8_t *key, size_t klen, uint64
 /* ---- commit ----------------------------------------------------------- */
 
 bool tkv_engine_pending(const tkv_engine *e) { return e->batch_ops > 0; }
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        p[i] = (uint8_t)v;
-}
-
-static uint64_t get_be64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
 
 static tkv_store_opts store_opts(const tkv_engine *e)
 {
@@ -250,12 +329,14 @@ static int load_state(tkv_engine *e, char *err, size_t errlen)
                            errlen);
     if (rc < 0)
         return -1;
-    e->cnt = (counters){0, 0};
+    e->cnt = (counters){0, 0, 0};
     if (rc == 1) {
-        if (vlen == 16) {
-            e->cnt.keys = get_be64((const uint8_t *)v);
-            e->cnt.versions = get_be64((const uint8_t *)v + 8);
+        if (vlen >= 16) {
+            e->cnt.keys = eng_be64((const uint8_t *)v);
+            e->cnt.versions = eng_be64((const uint8_t *)v + 8);
         }
+        if (vlen >= 24)
+            e->cnt.swept_keys = eng_be64((const uint8_t *)v + 16);
         leveldb_free(v);
     }
     e->cnt_committed = e->cnt;
@@ -331,12 +412,18 @@ void tkv_engine_tick(tkv_engine *e)
 
 static int write_batch(tkv_engine *e)
 {
+    if (e->poison[0]) {
+        snprintf(e->errmsg, sizeof e->errmsg, "%s", e->poison);
+        e->poison[0] = '\0';
+        return -1;
+    }
     if ((e->broken || !e->store_open) && recover(e) < 0)
         return -1;
     if (memcmp(&e->cnt, &e->cnt_committed, sizeof e->cnt) != 0) {
-        uint8_t v[16];
-        put_be64(v, e->cnt.keys);
-        put_be64(v + 8, e->cnt.versions);
+        uint8_t v[24];
+        eng_put_be64(v, e->cnt.keys);
+        eng_put_be64(v + 8, e->cnt.versions);
+        eng_put_be64(v + 16, e->cnt.swept_keys);
         leveldb_writebatch_put(e->batch, COUNTERS_KEY, sizeof COUNTERS_KEY - 1,
                                (const char *)v, sizeof v);
     }
@@ -421,8 +508,9 @@ int tkv_engine_open(const tkv_engine_opts *o, tkv_engine **out, char *err, size_
     e->epoch = 1;
     e->dir = strdup(o->dir ? o->dir : ".");
     e->pfx = malloc(tkv_kc_max(TKV_KEY_MAX_LIMIT));
+    e->kbuf = malloc(tkv_kc_max(TKV_KEY_MAX_LIMIT));
     e->batch = leveldb_writebatch_create();
-    if (!e->dir || !e->pfx || tkv_keyindex_init(&e->ix) < 0) {
+    if (!e->dir || !e->pfx || !e->kbuf || tkv_keyindex_init(&e->ix) < 0) {
         snprintf(err, errlen, "out of memory");
         tkv_engine_close(e);
         return -1;
@@ -450,8 +538,10 @@ void tkv_engine_close(tkv_engine *e)
     tkv_keyindex_deinit(&e->ix);
     if (e->batch)
         leveldb_writebatch_destroy(e->batch);
+    eng_sweep_free(e);
     free(e->dir);
     free(e->pfx);
+    free(e->kbuf);
     free(e->dirty);
     free(e->recs);
     tkv_buf_deinit(&e->scratch);

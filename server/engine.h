@@ -3,20 +3,27 @@
  *
  * LevelDB holds every committed version. Memory is a cache of it, organised
  * per key: a resident key has a version page and a watermark `lo`, and the
- * page holds *every* version of the key with ts >= lo (lo = 0: every version
- * at all). Reads answer from the page when the answer lies at or above lo
- * and merge with LevelDB below it, so a key whose old versions were evicted
- * still answers exactly. A key that is not resident is loaded on first
- * access: its newest versions (up to fill_versions) become resident.
+ * page holds *every* stored version of the key with ts >= lo (lo = 0: every
+ * version at all). Reads answer from the page at or above lo and merge with
+ * LevelDB below it, so a key whose old versions were evicted still answers
+ * exactly. A key that is not resident is loaded on first access: its
+ * metadata and its newest versions (up to fill_versions) become resident.
  *
- * Writes are staged: a PUT or DEL changes memory at once - later reads, on
- * any connection, see it - and joins the current write batch. Nothing is
+ * Versions: a value, or a tombstone (DEL at a time), optionally with an
+ * expiry time. A version is *visible* when it has not expired and lies at or
+ * after the key's retention horizon; every read sees visible versions only.
+ * Expired versions and versions below the horizon are removed physically by
+ * an incremental sweep (tkv_engine_sweep), whose timing therefore never
+ * changes an answer.
+ *
+ * Writes are staged: a write changes memory at once - later reads, on any
+ * connection, see it - and joins the current write batch. Nothing is
  * durable until tkv_engine_commit() writes the batch to LevelDB in one
  * atomic write. The caller (the server's reactor) commits once per loop
  * iteration and only then releases the replies of that iteration: group
  * commit. If a commit fails, every key the batch touched is dropped from
  * memory, so memory falls back to what LevelDB holds; reads that observed a
- * staged change report it through tkv_answer.dirty so their replies can be
+ * staged change report it through their `dirty` flag so their replies can be
  * withdrawn too. The failed LevelDB handle is never written again: later
  * commits fail fast until a synced probe write in the data directory
  * succeeds, then LevelDB is reopened and writes resume.
@@ -25,12 +32,10 @@
  * used recently (a clock sweep). Eviction only drops copies of committed
  * data.
  *
- * Versions are stored as blobs: one flags byte (0 for a plain value), then
- * the value bytes. Memory and disk hold identical blobs.
- *
- * Conventions: functions return a tkv_status (proto.h); TKV_ST_STORAGE means
- * LevelDB failed and a message is available from tkv_engine_errmsg(). Value
- * pointers handed out stay valid until the next call into the engine.
+ * Conventions: functions return a tkv_status (proto.h); STORAGE means
+ * LevelDB failed, INTERNAL that memory ran out; tkv_engine_errmsg() tells
+ * more. Value pointers handed out stay valid until the next call into the
+ * engine. Timestamps and times are microseconds.
  */
 #ifndef TKV_ENGINE_H
 #define TKV_ENGINE_H
@@ -45,6 +50,14 @@ typedef struct tkv_engine tkv_engine;
 
 typedef uint64_t (*tkv_clock_fn)(void *ctx); /* microseconds since the epoch */
 
+/* A retention policy: keep at most `versions` versions (0: no limit) and
+ * none older than `age_us` before now (0: no limit) - except the version
+ * current at the resulting horizon, which is always kept. */
+typedef struct tkv_policy {
+    uint32_t versions;
+    uint64_t age_us;
+} tkv_policy;
+
 typedef struct tkv_engine_opts {
     const char *dir;            /* data directory */
     size_t block_cache;         /* LevelDB block cache bytes (0: default) */
@@ -52,6 +65,7 @@ typedef struct tkv_engine_opts {
     uint32_t fill_versions;     /* newest versions loaded on a miss (0: 256) */
     uint32_t resident_versions; /* most versions a key keeps in memory (0: 4096) */
     size_t max_memory;          /* budget of the in-memory index (0: none) */
+    tkv_policy retain;          /* server-wide retention (zero: keep all) */
     bool sync;                  /* fsync every commit */
     tkv_clock_fn clock;         /* NULL: the real-time clock */
     void *clock_ctx;
@@ -60,33 +74,66 @@ typedef struct tkv_engine_opts {
 /* The answer to a GET. */
 typedef struct tkv_answer {
     uint64_t ts;          /* found: the version's timestamp */
-    uint64_t next;        /* timestamp of the next newer version, if has_next;
-                             for a miss, of the key's first version */
     const uint8_t *value; /* found: value bytes (valid until the next call) */
     uint32_t len;
-    bool has_next;
-    bool dirty;           /* the answer depends on uncommitted writes */
+    uint64_t expires;     /* found: when the version expires; 0: never */
+    bool has_next;        /* next: the timestamp of the next newer visible */
+    uint64_t next;        /* version: the answer holds for [ts, next). On a
+                             miss, the first visible version after the time
+                             asked. */
     tkv_miss miss;        /* NOT_FOUND: why */
+    uint64_t at;          /* DELETED: the tombstone's timestamp;
+                             BELOW_HORIZON: the horizon */
+    bool dirty;           /* the answer depends on uncommitted writes */
 } tkv_answer;
 
-/* One RANGE entry; return false to stop the scan. */
-typedef bool (*tkv_range_cb)(void *ctx, uint64_t ts, const uint8_t *value, uint32_t len);
+/* One version seen by RANGE. */
+typedef struct tkv_entry_view {
+    uint64_t ts;
+    const uint8_t *value; /* NULL for a tombstone */
+    uint32_t len;
+    uint64_t expires;     /* 0: never */
+} tkv_entry_view;
+
+/* Called per RANGE entry; return false to stop. */
+typedef bool (*tkv_range_cb)(void *ctx, const tkv_entry_view *v);
+
+/* Called per SCAN key; return false to stop. */
+typedef bool (*tkv_scan_cb)(void *ctx, const uint8_t *key, size_t klen);
+
+/* What RETAIN reports: versions the policy makes invisible, and the
+ * horizon it sets (0: none). */
+typedef struct tkv_retain_result {
+    uint64_t removable;
+    uint64_t horizon;
+    bool complete;        /* false: a dry run stopped at its scan bound */
+} tkv_retain_result;
+
+/* What POLICY reports. */
+typedef struct tkv_policy_info {
+    tkv_policy policy;    /* in effect for the key */
+    bool own;             /* set on the key (true) or the server default */
+    uint64_t horizon;     /* answers before it are gone (0: none) */
+} tkv_policy_info;
 
 typedef struct tkv_engine_stats {
-    uint64_t keys;           /* keys with at least one version (exact) */
-    uint64_t versions;       /* versions stored (exact) */
+    uint64_t keys;           /* keys with at least one stored version (exact) */
+    uint64_t versions;       /* versions stored, tombstones included (exact) */
     uint64_t mem_keys;       /* resident keys, including known-empty ones */
     uint64_t mem_versions;   /* resident versions */
     uint64_t mem_bytes;      /* allocator bytes of the in-memory index */
     uint64_t reads_mem;      /* reads answered from memory alone */
-    uint64_t reads_disk;     /* reads that needed LevelDB */
+    uint64_t reads_disk;     /* reads that loaded a key or merged with LevelDB */
     uint64_t fills;          /* keys loaded from LevelDB */
     uint64_t evictions;      /* keys dropped from memory to hold the budget */
     uint64_t max_memory;     /* the budget (0: none) */
     uint64_t reopens;        /* LevelDB reopened after a failed write */
     uint64_t commits;        /* batches written */
-    uint64_t commit_writes;  /* versions written or deleted by those batches */
+    uint64_t commit_writes;  /* records written or deleted by those batches */
     uint64_t commit_errors;  /* failed batch writes */
+    uint64_t swept_expired;  /* expired versions removed by the sweep */
+    uint64_t swept_retained; /* versions removed by retention */
+    uint64_t sweeps;         /* full passes of the sweep over all keys */
 } tkv_engine_stats;
 
 /* Opens the engine on o->dir, creating it if missing. Returns 0, or -1 with
@@ -96,30 +143,79 @@ int tkv_engine_open(const tkv_engine_opts *o, tkv_engine **out, char *err, size_
 /* Closes without committing; staged writes are lost. NULL-safe. */
 void tkv_engine_close(tkv_engine *e);
 
-/* Stages a version of key at ts (or, if !has_ts, at the current time but
- * strictly after the key's newest version). A version already at ts is
- * replaced. *out_ts gets the timestamp used. Errors: OUT_OF_RANGE (no later
- * timestamp exists), STORAGE, INTERNAL (out of memory). */
-tkv_status tkv_engine_put(tkv_engine *e, const uint8_t *key, size_t klen, const uint8_t *val,
-                          size_t vlen, uint64_t ts, bool has_ts, uint64_t *out_ts, bool *dirty);
+/* ---- writes (staged) ---- */
 
-/* The version of key current at ts: the largest timestamp <= ts. OK or
+/* Stages a version of key at ts (or, if !has_ts, at the clock but strictly
+ * after the key's newest stored version). ttl_us > 0 makes it expire that
+ * long from now. A version already at ts is replaced. *out_ts gets the
+ * timestamp used. Errors: OUT_OF_RANGE (ts below the key's retention
+ * horizon, or no later timestamp exists), STORAGE, INTERNAL. */
+tkv_status tkv_engine_put(tkv_engine *e, const uint8_t *key, size_t klen, const uint8_t *val,
+                          size_t vlen, uint64_t ts, bool has_ts, uint64_t ttl_us,
+                          uint64_t *out_ts, bool *dirty);
+
+/* Stages a tombstone at ts (or at the clock, as PUT without ts): as of any
+ * time >= ts the key reads as deleted, until a later version. */
+tkv_status tkv_engine_tombstone(tkv_engine *e, const uint8_t *key, size_t klen, uint64_t ts,
+                                bool has_ts, uint64_t *out_ts, bool *dirty);
+
+/* Stages the removal of every version of key and its metadata; *removed
+ * gets the number of versions. */
+tkv_status tkv_engine_del(tkv_engine *e, const uint8_t *key, size_t klen, uint64_t *removed,
+                          bool *dirty);
+
+/* Sets (dry_run false) or evaluates (dry_run true) a per-key retention
+ * policy; a zero policy removes the key's own policy (the server default
+ * applies again). Setting it moves the key's horizon at once: versions the
+ * policy removes become invisible immediately and are deleted by the sweep.
+ * A dry run reads at most a bounded number of versions (r->complete). */
+tkv_status tkv_engine_retain(tkv_engine *e, const uint8_t *key, size_t klen,
+                             const tkv_policy *p, bool dry_run, tkv_retain_result *r,
+                             bool *dirty);
+
+/* ---- reads ---- */
+
+/* The visible version current at ts: the largest timestamp <= ts. OK or
  * NOT_FOUND (with out->miss), or STORAGE. */
 tkv_status tkv_engine_get(tkv_engine *e, const uint8_t *key, size_t klen, uint64_t ts,
                           tkv_answer *out);
 
-/* Calls cb for the versions with from <= ts <= to, oldest first (newest
- * first if reverse), at most limit of them. *dirty as in tkv_answer. */
+/* The n-th visible version: n >= 1 counts from the oldest, n <= -1 from the
+ * newest (-1 is the newest). NOT_FOUND with miss NO_SUCH_VERSION if there
+ * are fewer; a tombstone answers DELETED. n == 0 is OUT_OF_RANGE. */
+tkv_status tkv_engine_get_nth(tkv_engine *e, const uint8_t *key, size_t klen, int64_t n,
+                              tkv_answer *out);
+
+/* Calls cb for the visible versions with from <= ts <= to, oldest first
+ * (newest first if reverse), at most limit of them. */
 tkv_status tkv_engine_range(tkv_engine *e, const uint8_t *key, size_t klen, uint64_t from,
                             uint64_t to, uint64_t limit, bool reverse, tkv_range_cb cb,
                             void *ctx, bool *dirty);
 
-/* Stages the removal of every version of key; *removed gets their number. */
-tkv_status tkv_engine_del(tkv_engine *e, const uint8_t *key, size_t klen, uint64_t *removed,
-                          bool *dirty);
+/* The number of visible versions with from <= ts <= to. */
+tkv_status tkv_engine_count(tkv_engine *e, const uint8_t *key, size_t klen, uint64_t from,
+                            uint64_t to, uint64_t *n, bool *dirty);
+
+/* The retention in effect for key and its horizon. */
+tkv_status tkv_engine_policy(tkv_engine *e, const uint8_t *key, size_t klen,
+                             tkv_policy_info *out);
+
+/* Lists keys with at least one stored version, in byte order, starting
+ * after `after` (NULL: from the start) and within `prefix` (NULL: all),
+ * at most count of them. *more tells whether keys remain. Bounded work:
+ * at most count keys are examined beyond the cursor. */
+tkv_status tkv_engine_scan(tkv_engine *e, const uint8_t *prefix, size_t plen,
+                           const uint8_t *after, size_t alen, uint32_t count, tkv_scan_cb cb,
+                           void *ctx, bool *more);
+
+/* ---- housekeeping ---- */
 
 /* True if writes are staged and not yet committed. */
 bool tkv_engine_pending(const tkv_engine *e);
+
+/* Makes the current batch fail at commit: for a multi-write request that
+ * failed half-way, so that it is all or nothing. */
+void tkv_engine_poison(tkv_engine *e, const char *why);
 
 /* Writes the staged batch to LevelDB (synced if opts.sync). Returns 0; or
  * -1 if LevelDB failed, in which case the staged writes are discarded, every
@@ -133,6 +229,13 @@ int tkv_engine_sync(tkv_engine *e);
  * between commits (it does nothing while writes are staged); the work per
  * call is bounded. */
 void tkv_engine_maintain(tkv_engine *e);
+
+/* Runs the sweep for at most `budget` stored records: deletes expired
+ * versions and versions below retention horizons, moving horizons as age
+ * policies require. Its deletes are staged like writes. Returns true when
+ * a full pass over all keys has just completed. Does nothing (and returns
+ * true) when no key can need sweeping. */
+bool tkv_engine_sweep(tkv_engine *e, uint32_t budget);
 
 /* True after a failed write until writes succeed again. */
 bool tkv_engine_failing(const tkv_engine *e);

@@ -1,7 +1,9 @@
 /*
- * engine_int.h - the engine's private state, shared by its three files:
+ * engine_int.h - the engine's private state, shared by its files:
  * engine.c (writes, commit, open/close), cache.c (what memory holds:
- * loading keys, trimming and evicting them) and read.c (GET and RANGE).
+ * loading keys, trimming and evicting them), read.c (the merged version
+ * cursor, GET, RANGE, COUNT), meta.c (per-key metadata, RETAIN, POLICY),
+ * sweep.c (removing expired and retained versions) and scan.c (SCAN).
  * Nothing outside the engine includes this header.
  */
 #ifndef TKV_ENGINE_INT_H
@@ -17,11 +19,26 @@
 #include "keyindex.h"
 #include "store.h"
 
+/* A version's blob: one flags byte, an 8-byte big-endian expiry time if
+ * BLOB_EXPIRES, then the value (nothing for a tombstone). The same bytes
+ * are stored in LevelDB and in memory. */
 #define BLOB_PLAIN 0x00
+#define BLOB_TOMBSTONE 0x01
+#define BLOB_EXPIRES 0x02
+
+/* A key's metadata: allocated only for keys with a policy, a horizon or
+ * expiring versions; persisted at the key's metadata record. */
+typedef struct tkv_kmeta {
+    uint64_t horizon;    /* versions before it are gone (0: none) */
+    uint64_t min_expiry; /* no stored version expires earlier (UINT64_MAX: none) */
+    tkv_policy policy;   /* the key's own retention */
+    bool has_policy;
+} tkv_kmeta;
 
 typedef struct counters {
     uint64_t keys;
     uint64_t versions;
+    uint64_t swept_keys; /* keys listed in the sweep index */
 } counters;
 
 typedef struct fill_rec {
@@ -30,6 +47,8 @@ typedef struct fill_rec {
     uint32_t len;
 } fill_rec;
 
+typedef struct sweep_state sweep_state;
+
 struct tkv_engine {
     tkv_engine_opts opts;
     char *dir;                /* data directory (owned copy) */
@@ -37,9 +56,10 @@ struct tkv_engine {
     bool store_open;          /* false after a failed reopen */
     bool broken;              /* a write failed: no more writes on this handle */
     uint64_t last_probe_us;   /* when broken: last check for recovery */
+    char poison[160];         /* non-empty: the current batch must fail */
     tkv_keyindex ix;
     leveldb_writebatch_t *batch;
-    uint64_t batch_ops;       /* puts and deletes staged */
+    uint64_t batch_ops;       /* records staged */
     uint32_t epoch;           /* increases with every commit attempt */
     tkv_kentry **dirty;       /* entries changed in this epoch */
     size_t ndirty, dirty_cap;
@@ -48,14 +68,19 @@ struct tkv_engine {
     tkv_kentry *hand;         /* eviction clock hand; NULL: start over */
     uint8_t *pfx;             /* encoded key scratch, room for the longest key */
     size_t plen;              /* length of the prefix currently in pfx */
-    tkv_buf scratch;          /* disk values handed out by get */
+    uint8_t *kbuf;            /* second scratch for keys (metadata, sweep) */
+    tkv_buf scratch;          /* disk values handed out by reads */
     tkv_buf fillbuf;          /* blobs gathered while loading a key */
     fill_rec *recs;
     size_t nrecs_cap;
     size_t page_bytes;        /* allocator bytes of all pages */
+    bool touched_disk;        /* the current read used LevelDB */
+    sweep_state *sweep;
     tkv_engine_stats st;
     char errmsg[256];
 };
+
+/* ---- encoding helpers ---------------------------------------------------- */
 
 static inline void eng_set_prefix(tkv_engine *e, const uint8_t *key, size_t klen)
 {
@@ -78,10 +103,112 @@ static inline bool eng_iter_match(tkv_engine *e, leveldb_iterator_t *it, uint64_
     return tkv_kc_match((const uint8_t *)k, n, e->pfx, e->plen, ts);
 }
 
+static inline uint64_t eng_be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static inline void eng_put_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+/* The expiry time of a blob, 0 if none. */
+static inline uint64_t blob_expires(const uint8_t *b, uint32_t len)
+{
+    return len >= 9 && (b[0] & BLOB_EXPIRES) ? eng_be64(b + 1) : 0;
+}
+
+static inline bool blob_tombstone(const uint8_t *b, uint32_t len)
+{
+    return len >= 1 && (b[0] & BLOB_TOMBSTONE);
+}
+
+/* The value bytes of a blob. */
+static inline const uint8_t *blob_value(const uint8_t *b, uint32_t len, uint32_t *vlen)
+{
+    uint32_t h = len >= 1 && (b[0] & BLOB_EXPIRES) ? 9 : 1;
+    *vlen = len > h ? len - h : 0;
+    return b + (len > h ? h : len);
+}
+
+/* ---- visibility -------------------------------------------------------------- */
+
+/* What a read may see of a key: versions at or after the horizon that have
+ * not expired. */
+typedef struct vis {
+    uint64_t horizon;
+    uint64_t now;
+    bool check_expiry; /* some stored version may have expired */
+} vis;
+
+vis eng_vis(tkv_engine *e, const tkv_kentry *E);
+
+static inline bool vis_ok(const vis *v, uint64_t ts, const uint8_t *b, uint32_t len)
+{
+    if (ts < v->horizon)
+        return false;
+    if (v->check_expiry) {
+        uint64_t x = blob_expires(b, len);
+        if (x && x <= v->now)
+            return false;
+    }
+    return true;
+}
+
+/* ---- the merged version cursor (read.c) -------------------------------------- */
+
+/* One key's LevelDB versions within [from, to], in ts order. */
+typedef struct dcur {
+    tkv_engine *e;
+    leveldb_iterator_t *it;
+    uint64_t from, to;
+    bool asc;
+    bool valid;
+    uint64_t ts;
+} dcur;
+
+/* The visible versions of a resident key within [from, to], in ts order:
+ * its page merged with LevelDB below lo (the page wins on equal
+ * timestamps: it holds the newer state). LevelDB is read only when the
+ * walk goes below lo. The current entry stays valid until vcur_next(). */
+typedef struct vcur {
+    tkv_engine *e;
+    const tkv_kentry *E;
+    vis v;
+    uint64_t from, to;
+    bool asc;
+    long pi, pa, pb;      /* page: current index, slots [pa, pb) in range */
+    bool disk_on;         /* the LevelDB part has been started */
+    bool disk_failed;
+    dcur dc;
+    bool cur_page;        /* the current entry came from the page */
+    bool valid;
+    uint64_t ts;
+    const uint8_t *blob;
+    uint32_t len;
+} vcur;
+
+void vcur_init(vcur *c, tkv_engine *e, const tkv_kentry *E, const vis *v, bool asc,
+               uint64_t from, uint64_t to);
+void vcur_next(vcur *c);
+/* 0, or -1 if LevelDB failed during the walk (errmsg set). */
+int vcur_error(vcur *c);
+
+/* ---- shared internals ------------------------------------------------------- */
+
 /* engine.c */
 int eng_iter_failed(tkv_engine *e, leveldb_iterator_t *it);
 /* The store's iterator, or NULL (with errmsg set) if the store is closed. */
 leveldb_iterator_t *eng_iter(tkv_engine *e);
+uint64_t eng_now(tkv_engine *e);
+/* Stages a put/delete of a raw LevelDB record. */
+void eng_stage_put(tkv_engine *e, const void *k, size_t klen, const void *v, size_t vlen);
+void eng_stage_del(tkv_engine *e, const void *k, size_t klen);
 
 /* cache.c */
 size_t eng_mem_bytes(const tkv_engine *e);
@@ -93,5 +220,25 @@ void eng_remove_slots(tkv_engine *e, tkv_kentry *E, uint32_t from, uint32_t to);
 tkv_kentry *eng_lookup(tkv_engine *e, const uint8_t *key, size_t klen, bool create,
                        tkv_status *st);
 void eng_trim(tkv_engine *e, tkv_kentry *E);
+
+/* meta.c */
+/* Parses a metadata record into m. Returns 0 or -1 if malformed. */
+int eng_meta_decode(const uint8_t *p, size_t n, tkv_kmeta *m);
+/* Whether metadata puts its key in the sweep index (a policy of its own, or
+ * versions that expire). */
+bool eng_meta_swept(const tkv_kmeta *m);
+/* Stages E's metadata record (or its removal, if nothing is left in it)
+ * and the key's entry in the sweep index, given whether the key was in the
+ * index before the change. The prefix must be set. */
+int eng_meta_save(tkv_engine *e, tkv_kentry *E, bool was_swept);
+/* The same for a key that is not resident: stages metadata m (NULL: none). */
+void eng_meta_stage(tkv_engine *e, const uint8_t *key, size_t klen, const tkv_kmeta *m,
+                    bool was_swept);
+/* E's metadata, allocated if missing; NULL if out of memory. */
+tkv_kmeta *eng_meta_get(tkv_engine *e, tkv_kentry *E);
+const tkv_policy *eng_policy(const tkv_engine *e, const tkv_kmeta *m);
+
+/* sweep.c */
+void eng_sweep_free(tkv_engine *e);
 
 #endif

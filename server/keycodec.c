@@ -43,6 +43,13 @@ size_t tkv_kc_prefix(uint8_t *out, const uint8_t *key, size_t klen)
     return n;
 }
 
+size_t tkv_kc_meta(uint8_t *out, const uint8_t *key, size_t klen)
+{
+    size_t n = tkv_kc_prefix(out, key, klen);
+    out[n - 1] = 0x00; /* the 0x00 0x01 terminator becomes 0x00 0x00 */
+    return n;
+}
+
 size_t tkv_kc_with_ts(uint8_t *out, size_t plen, uint64_t ts)
 {
     put_be64(out + plen, ~ts);
@@ -80,6 +87,33 @@ long tkv_kc_decode(const uint8_t *enc, size_t n, uint8_t *keyout, uint64_t *ts)
             i++;
         } else if (enc[i + 1] == 0x01 && i + 2 == end) {
             *ts = ~get_be64(enc + end);
+            return (long)k;
+        } else {
+            return -1;
+        }
+    }
+    return -1;
+}
+
+long tkv_kc_decode_any(const uint8_t *enc, size_t n, uint8_t *keyout, bool *is_meta)
+{
+    if (n < 3 || enc[0] != TKV_KC_VERSION)
+        return -1;
+    size_t k = 0;
+    for (size_t i = 1; i + 1 < n; i++) {
+        if (enc[i] != 0x00) {
+            keyout[k++] = enc[i];
+            continue;
+        }
+        uint8_t t = enc[i + 1];
+        if (t == 0xff) {
+            keyout[k++] = 0x00;
+            i++;
+        } else if (t == 0x00 && i + 2 == n) {
+            *is_meta = true;
+            return (long)k;
+        } else if (t == 0x01 && i + 2 + 8 == n) {
+            *is_meta = false;
             return (long)k;
         } else {
             return -1;

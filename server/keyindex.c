@@ -116,6 +116,7 @@ void tkv_keyindex_deinit(tkv_keyindex *ix)
     while (e) {
         tkv_kentry *n = e->next[0];
         tkv_vpage_free(e->page);
+        free(e->meta);
         free(e);
         e = n;
     }
@@ -216,6 +217,7 @@ tkv_kentry *tkv_keyindex_insert(tkv_keyindex *ix, const uint8_t *key, size_t kle
     if (!e)
         return NULL;
     e->page = NULL;
+    e->meta = NULL;
     e->lo = 0;
     e->hash = tkv_siphash(ix->sip, key, klen);
     e->dirty_epoch = 0;

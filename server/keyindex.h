@@ -20,8 +20,11 @@
 
 #define TKV_SKIPLIST_MAXLEVEL 32
 
+struct tkv_kmeta;
+
 typedef struct tkv_kentry {
     tkv_vpage *page;       /* resident versions; NULL when none */
+    struct tkv_kmeta *meta; /* policy, horizon, expiry; NULL when none */
     uint64_t lo;           /* page holds every version with ts >= lo; 0: all */
     uint64_t hash;         /* of the key, for removal without rehashing */
     uint32_t dirty_epoch;  /* commit epoch of the last uncommitted change */
@@ -54,7 +57,7 @@ typedef struct tkv_keyindex {
 
 /* Returns 0, or -1 if out of memory. */
 int tkv_keyindex_init(tkv_keyindex *ix);
-/* Frees every entry and its page. NULL-safe. */
+/* Frees every entry with its page and metadata. NULL-safe. */
 void tkv_keyindex_deinit(tkv_keyindex *ix);
 
 tkv_kentry *tkv_keyindex_find(const tkv_keyindex *ix, const uint8_t *key, size_t klen);
@@ -63,7 +66,7 @@ tkv_kentry *tkv_keyindex_find(const tkv_keyindex *ix, const uint8_t *key, size_t
  * Returns it, or NULL if out of memory. */
 tkv_kentry *tkv_keyindex_insert(tkv_keyindex *ix, const uint8_t *key, size_t klen);
 
-/* Unlinks and frees e. The caller must have freed or moved e->page. */
+/* Unlinks and frees e. The caller must have freed e->page and e->meta. */
 void tkv_keyindex_remove(tkv_keyindex *ix, tkv_kentry *e);
 
 /* First entry with key >= the given key, or NULL. */

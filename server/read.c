@@ -1,156 +1,30 @@
 /*
- * read.c - GET and RANGE: answers from a key's page where the page is
- * authoritative (at or above its watermark lo), merged with LevelDB below
- * it. On equal timestamps the page wins: it holds the newer state (a staged
- * write not yet committed).
+ * read.c - GET, GET by ordinal, RANGE and COUNT, all built on one merged
+ * cursor over a key's visible versions.
+ *
+ * The cursor walks the key's page and, below the page's watermark lo, the
+ * key's LevelDB records, merging the two by timestamp (the page wins on a
+ * tie: it may hold a staged write LevelDB has not seen) and skipping
+ * versions that are not visible (expired, or before the retention horizon).
+ * In a descending walk LevelDB is only touched once the walk passes below
+ * lo, so the common read - a recent version of a resident key - never
+ * leaves memory.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine_int.h"
 
-typedef struct disk_hit {
-    bool found;
-    uint64_t ts;
-    const uint8_t *blob; /* in e->scratch */
-    uint32_t len;
-    bool has_above;
-    uint64_t above;      /* smallest disk ts > the ts asked */
-} disk_hit;
-
-/* Floor lookup on disk for the key whose prefix is set: one seek, then one
- * step back for the next newer version. */
-static int disk_floor(tkv_engine *e, uint64_t T, disk_hit *h)
-{
-    memset(h, 0, sizeof *h);
-    leveldb_iterator_t *it = eng_iter(e);
-    if (!it)
-        return -1;
-    leveldb_iter_seek(it, (const char *)e->pfx, eng_with_ts(e, T));
-    uint64_t ts;
-    if (eng_iter_match(e, it, &ts)) {
-        size_t vlen;
-        const char *v = leveldb_iter_value(it, &vlen);
-        tkv_buf_reset(&e->scratch);
-        if (tkv_buf_append(&e->scratch, v, vlen) < 0)
-            return -1;
-        h->found = true;
-        h->ts = ts;
-        h->blob = e->scratch.data;
-        h->len = (uint32_t)vlen;
-    }
-    if (leveldb_iter_valid(it))
-        leveldb_iter_prev(it);
-    else
-        leveldb_iter_seek_to_last(it);
-    if (eng_iter_match(e, it, &ts)) {
-        h->has_above = true;
-        h->above = ts;
-    }
-    return eng_iter_failed(e, it);
-}
-
-/* A read counts as from disk if it loaded the key or merged with LevelDB. */
-static void count_read(tkv_engine *e, bool disk)
-{
-    if (disk)
-        e->st.reads_disk++;
-    else
-        e->st.reads_mem++;
-}
-
-static void answer(tkv_answer *out, uint64_t ts, const uint8_t *blob, uint32_t len)
-{
-    out->ts = ts;
-    out->value = blob + 1;
-    out->len = len ? len - 1 : 0;
-}
-
-static tkv_status answer_below_lo(tkv_engine *e, const tkv_kentry *E, const uint8_t *key,
-                                  size_t klen, uint64_t T, long i, tkv_answer *out)
-{
-    const tkv_vpage *p = E->page;
-    eng_set_prefix(e, key, klen);
-    disk_hit d;
-    if (disk_floor(e, T < E->lo ? T : E->lo - 1, &d) < 0)
-        return TKV_ST_STORAGE;
-    /* The page holds the key's newest version (>= lo > T), so a next newer
-     * one always exists in memory; the disk may know a closer one below lo. */
-    uint32_t ni = (uint32_t)(i + 1);
-    out->has_next = ni < tkv_vpage_count(p);
-    out->next = out->has_next ? p->slot[ni].ts : 0;
-    if (d.has_above && d.above < E->lo && (!out->has_next || d.above < out->next)) {
-        out->next = d.above;
-        out->has_next = true;
-    }
-    if (i >= 0 && (!d.found || p->slot[i].ts >= d.ts)) {
-        answer(out, p->slot[i].ts, tkv_vpage_blob(p, (uint32_t)i), p->slot[i].len);
-        return TKV_ST_OK;
-    }
-    if (d.found) {
-        answer(out, d.ts, d.blob, d.len);
-        return TKV_ST_OK;
-    }
-    out->miss = TKV_M_BEFORE_FIRST;
-    return TKV_ST_NOT_FOUND;
-}
-
-tkv_status tkv_engine_get(tkv_engine *e, const uint8_t *key, size_t klen, uint64_t T,
-                          tkv_answer *out)
-{
-    memset(out, 0, sizeof *out);
-    tkv_status st;
-    uint64_t fills = e->st.fills;
-    tkv_kentry *E = eng_lookup(e, key, klen, false, &st);
-    if (st != TKV_ST_OK)
-        return st;
-    bool loaded = e->st.fills != fills;
-    if (!E) {
-        e->st.reads_mem++;
-        out->miss = TKV_M_NO_KEY;
-        return TKV_ST_NOT_FOUND;
-    }
-    out->dirty = E->dirty_epoch == e->epoch;
-    const tkv_vpage *p = E->page;
-    long i = tkv_vpage_floor(p, T);
-    if (i >= 0 && p->slot[i].ts >= E->lo) {
-        count_read(e, loaded);
-        answer(out, p->slot[i].ts, tkv_vpage_blob(p, (uint32_t)i), p->slot[i].len);
-        out->has_next = (uint32_t)(i + 1) < p->count;
-        out->next = out->has_next ? p->slot[i + 1].ts : 0;
-        return TKV_ST_OK;
-    }
-    if (E->lo > 0) {
-        count_read(e, true);
-        return answer_below_lo(e, E, key, klen, T, i, out);
-    }
-    count_read(e, loaded);
-    if (tkv_vpage_count(p) == 0) {
-        out->miss = TKV_M_NO_KEY;
-    } else {
-        out->miss = TKV_M_BEFORE_FIRST;
-        out->has_next = true;
-        out->next = p->slot[0].ts;
-    }
-    return TKV_ST_NOT_FOUND;
-}
-
-/* A LevelDB scan over one key's versions within [from, to], in ts order
- * (asc: oldest first, which is LevelDB's backward direction). */
-typedef struct dcur {
-    tkv_engine *e;
-    leveldb_iterator_t *it;
-    uint64_t from, to;
-    bool asc;
-    bool valid;
-    uint64_t ts;
-} dcur;
+/* ---- the LevelDB part ------------------------------------------------------ */
 
 static void dcur_load(dcur *c)
 {
     c->valid = eng_iter_match(c->e, c->it, &c->ts) && c->ts >= c->from && c->ts <= c->to;
 }
 
+/* LevelDB keeps a key's versions newest first: ascending in time is
+ * LevelDB's backward direction. */
 static void dcur_start(dcur *c)
 {
     tkv_engine *e = c->e;
@@ -181,62 +55,278 @@ static void dcur_next(dcur *c)
     dcur_load(c);
 }
 
-typedef struct emitter {
-    tkv_range_cb cb;
-    void *ctx;
-    uint64_t left;
-    bool stopped;
-} emitter;
+/* ---- the merged cursor --------------------------------------------------------- */
 
-static bool emit(emitter *em, uint64_t ts, const uint8_t *blob, uint32_t len)
+vis eng_vis(tkv_engine *e, const tkv_kentry *E)
 {
-    if (em->stopped || em->left == 0) {
-        em->stopped = true;
-        return false;
-    }
-    em->left--;
-    if (!em->cb(em->ctx, ts, blob + 1, len ? len - 1 : 0))
-        em->stopped = true;
-    return !em->stopped;
-}
-
-/* Page slots [a, b) in order. */
-static void emit_page(emitter *em, const tkv_vpage *p, uint32_t a, uint32_t b, bool asc)
-{
-    for (uint32_t k = 0; k < b - a && !em->stopped; k++) {
-        uint32_t i = asc ? a + k : b - 1 - k;
-        emit(em, p->slot[i].ts, tkv_vpage_blob(p, i), p->slot[i].len);
-    }
-}
-
-/* Versions in [from, to] below lo: LevelDB merged with staged page slots
- * [a, b); on equal timestamps the page (newer state) wins. */
-static int emit_merged(tkv_engine *e, emitter *em, const tkv_vpage *p, uint32_t a, uint32_t b,
-                       uint64_t from, uint64_t to, bool asc)
-{
-    dcur c = {.e = e, .it = eng_iter(e), .from = from, .to = to, .asc = asc};
-    if (!c.it)
-        return -1;
-    dcur_start(&c);
-    uint32_t k = 0, n = b - a;
-    while (!em->stopped && (c.valid || k < n)) {
-        uint32_t i = asc ? a + k : b - 1 - k;
-        bool take_page = k < n && (!c.valid || (asc ? p->slot[i].ts <= c.ts
-                                                    : p->slot[i].ts >= c.ts));
-        if (take_page) {
-            if (c.valid && p->slot[i].ts == c.ts)
-                dcur_next(&c);
-            emit(em, p->slot[i].ts, tkv_vpage_blob(p, i), p->slot[i].len);
-            k++;
-        } else {
-            size_t vlen;
-            const char *v = leveldb_iter_value(c.it, &vlen);
-            emit(em, c.ts, (const uint8_t *)v, (uint32_t)vlen);
-            dcur_next(&c);
+    vis v = {.horizon = 0, .now = 0, .check_expiry = false};
+    if (E && E->meta) {
+        v.horizon = E->meta->horizon;
+        if (E->meta->min_expiry != UINT64_MAX) {
+            v.now = eng_now(e);
+            v.check_expiry = E->meta->min_expiry <= v.now;
         }
     }
-    return eng_iter_failed(e, c.it);
+    return v;
 }
+
+/* The LevelDB part covers [from, min(to, lo - 1)]; in a descending walk it
+ * starts once the page has nothing left at or above lo. */
+static void maybe_start_disk(vcur *c)
+{
+    uint64_t lo = c->E->lo;
+    if (c->disk_on || lo == 0 || c->from >= lo)
+        return;
+    if (!c->asc) {
+        bool page_left = c->pi >= c->pa && c->pi < c->pb;
+        if (page_left && c->E->page->slot[c->pi].ts >= lo)
+            return;
+    }
+    c->disk_on = true;
+    c->e->touched_disk = true;
+    eng_set_prefix(c->e, tkv_kentry_key(c->E), c->E->klen);
+    c->dc = (dcur){.e = c->e, .it = eng_iter(c->e), .from = c->from,
+                   .to = c->to < lo ? c->to : lo - 1, .asc = c->asc};
+    if (!c->dc.it) {
+        c->disk_failed = true;
+        return;
+    }
+    dcur_start(&c->dc);
+}
+
+/* Moves past the current entry's source position. */
+static void advance(vcur *c)
+{
+    if (c->cur_page)
+        c->pi += c->asc ? 1 : -1;
+    else
+        dcur_next(&c->dc);
+}
+
+/* Settles on the next visible entry at or after the sources' positions. */
+static void pick(vcur *c)
+{
+    const tkv_vpage *p = c->E->page;
+    for (;;) {
+        maybe_start_disk(c);
+        bool hp = c->pi >= c->pa && c->pi < c->pb;
+        bool hd = c->disk_on && !c->disk_failed && c->dc.valid;
+        if (hp && hd && p->slot[c->pi].ts == c->dc.ts) {
+            dcur_next(&c->dc); /* shadowed by the page */
+            continue;
+        }
+        if (!hp && !hd) {
+            c->valid = false;
+            return;
+        }
+        c->cur_page = hp && (!hd || (c->asc ? p->slot[c->pi].ts < c->dc.ts
+                                            : p->slot[c->pi].ts > c->dc.ts));
+        if (c->cur_page) {
+            c->ts = p->slot[c->pi].ts;
+            c->blob = tkv_vpage_blob(p, (uint32_t)c->pi);
+            c->len = p->slot[c->pi].len;
+        } else {
+            size_t vlen;
+            c->ts = c->dc.ts;
+            c->blob = (const uint8_t *)leveldb_iter_value(c->dc.it, &vlen);
+            c->len = (uint32_t)vlen;
+        }
+        if (vis_ok(&c->v, c->ts, c->blob, c->len)) {
+            c->valid = true;
+            return;
+        }
+        advance(c);
+    }
+}
+
+void vcur_init(vcur *c, tkv_engine *e, const tkv_kentry *E, const vis *v, bool asc,
+               uint64_t from, uint64_t to)
+{
+    memset(c, 0, sizeof *c);
+    c->e = e;
+    c->E = E;
+    c->v = *v;
+    c->asc = asc;
+    c->from = from > v->horizon ? from : v->horizon;
+    c->to = to;
+    const tkv_vpage *p = E->page;
+    c->pa = (long)tkv_vpage_lower(p, c->from);
+    c->pb = c->to == TKV_TS_MAX ? (long)tkv_vpage_count(p) : (long)tkv_vpage_lower(p, c->to + 1);
+    if (c->from > c->to)
+        c->pb = c->pa;
+    c->pi = asc ? c->pa : c->pb - 1;
+    if (c->from > c->to) {
+        c->valid = false;
+        return;
+    }
+    pick(c);
+}
+
+void vcur_next(vcur *c)
+{
+    if (!c->valid)
+        return;
+    advance(c);
+    pick(c);
+}
+
+int vcur_error(vcur *c)
+{
+    if (c->disk_failed)
+        return -1;
+    return c->disk_on ? eng_iter_failed(c->e, c->dc.it) : 0;
+}
+
+/* ---- GET ------------------------------------------------------------------- */
+
+static void count_read(tkv_engine *e)
+{
+    if (e->touched_disk)
+        e->st.reads_disk++;
+    else
+        e->st.reads_mem++;
+}
+
+/* Looks a key up for a read; NULL with OK means it has no versions. */
+static tkv_kentry *read_lookup(tkv_engine *e, const uint8_t *key, size_t klen, tkv_status *st)
+{
+    uint64_t fills = e->st.fills;
+    e->touched_disk = false;
+    tkv_kentry *E = eng_lookup(e, key, klen, false, st);
+    if (e->st.fills != fills)
+        e->touched_disk = true;
+    return E;
+}
+
+/* The first visible version after t, for validity intervals and misses. */
+static tkv_status next_after(tkv_engine *e, const tkv_kentry *E, const vis *v, uint64_t t,
+                             tkv_answer *out)
+{
+    if (t == TKV_TS_MAX)
+        return TKV_ST_OK;
+    vcur c;
+    vcur_init(&c, e, E, v, true, t + 1, TKV_TS_MAX);
+    if (c.valid) {
+        out->has_next = true;
+        out->next = c.ts;
+    }
+    return vcur_error(&c) < 0 ? TKV_ST_STORAGE : TKV_ST_OK;
+}
+
+/* Fills out from the version under the cursor. A LevelDB value is copied:
+ * the next walk moves the iterator. */
+static tkv_status answer_from(tkv_engine *e, const vcur *c, tkv_answer *out)
+{
+    const uint8_t *blob = c->blob;
+    if (!c->cur_page) {
+        tkv_buf_reset(&e->scratch);
+        if (tkv_buf_append(&e->scratch, c->blob, c->len) < 0) {
+            snprintf(e->errmsg, sizeof e->errmsg, "out of memory");
+            return TKV_ST_INTERNAL;
+        }
+        blob = e->scratch.data;
+    }
+    out->ts = c->ts;
+    if (blob_tombstone(blob, c->len)) {
+        out->miss = TKV_M_DELETED;
+        out->at = c->ts;
+        return TKV_ST_NOT_FOUND;
+    }
+    out->value = blob_value(blob, c->len, &out->len);
+    out->expires = blob_expires(blob, c->len);
+    return TKV_ST_OK;
+}
+
+/* A miss before the first visible version (or of a key without any). */
+static tkv_status answer_none(tkv_engine *e, const tkv_kentry *E, const vis *v, uint64_t t,
+                              tkv_answer *out)
+{
+    tkv_status st = next_after(e, E, v, t, out);
+    if (st != TKV_ST_OK)
+        return st;
+    out->miss = out->has_next ? TKV_M_BEFORE_FIRST : TKV_M_NO_KEY;
+    return TKV_ST_NOT_FOUND;
+}
+
+tkv_status tkv_engine_get(tkv_engine *e, const uint8_t *key, size_t klen, uint64_t T,
+                          tkv_answer *out)
+{
+    memset(out, 0, sizeof *out);
+    tkv_status st;
+    tkv_kentry *E = read_lookup(e, key, klen, &st);
+    if (st != TKV_ST_OK)
+        return st;
+    if (!E) {
+        count_read(e);
+        out->miss = TKV_M_NO_KEY;
+        return TKV_ST_NOT_FOUND;
+    }
+    out->dirty = E->dirty_epoch == e->epoch;
+    vis v = eng_vis(e, E);
+    if (T < v.horizon) {
+        st = next_after(e, E, &v, v.horizon - 1, out);
+        count_read(e);
+        out->miss = TKV_M_BELOW_HORIZON;
+        out->at = v.horizon;
+        return st == TKV_ST_OK ? TKV_ST_NOT_FOUND : st;
+    }
+    vcur c;
+    vcur_init(&c, e, E, &v, false, 0, T);
+    if (vcur_error(&c) < 0)
+        return TKV_ST_STORAGE;
+    if (!c.valid) {
+        st = answer_none(e, E, &v, T, out);
+        count_read(e);
+        return st;
+    }
+    tkv_status found = answer_from(e, &c, out);
+    if (found != TKV_ST_OK && found != TKV_ST_NOT_FOUND)
+        return found;
+    st = next_after(e, E, &v, out->ts, out);
+    count_read(e);
+    return st == TKV_ST_OK ? found : st;
+}
+
+tkv_status tkv_engine_get_nth(tkv_engine *e, const uint8_t *key, size_t klen, int64_t n,
+                              tkv_answer *out)
+{
+    memset(out, 0, sizeof *out);
+    if (n == 0) {
+        snprintf(e->errmsg, sizeof e->errmsg, "versions are numbered from 1 (or -1, newest)");
+        return TKV_ST_OUT_OF_RANGE;
+    }
+    tkv_status st;
+    tkv_kentry *E = read_lookup(e, key, klen, &st);
+    if (st != TKV_ST_OK)
+        return st;
+    if (!E) {
+        count_read(e);
+        out->miss = TKV_M_NO_KEY;
+        return TKV_ST_NOT_FOUND;
+    }
+    out->dirty = E->dirty_epoch == e->epoch;
+    vis v = eng_vis(e, E);
+    vcur c;
+    vcur_init(&c, e, E, &v, n > 0, 0, TKV_TS_MAX);
+    bool any = c.valid;
+    uint64_t steps = n > 0 ? (uint64_t)n - 1 : (uint64_t)(-(n + 1));
+    for (uint64_t i = 0; i < steps && c.valid; i++)
+        vcur_next(&c);
+    if (vcur_error(&c) < 0)
+        return TKV_ST_STORAGE;
+    count_read(e);
+    if (!c.valid) {
+        out->miss = any ? TKV_M_NO_SUCH_VERSION : TKV_M_NO_KEY;
+        return TKV_ST_NOT_FOUND;
+    }
+    tkv_status found = answer_from(e, &c, out);
+    if (found != TKV_ST_OK && found != TKV_ST_NOT_FOUND)
+        return found;
+    st = next_after(e, E, &v, out->ts, out);
+    return st == TKV_ST_OK ? found : st;
+}
+
+/* ---- RANGE and COUNT ------------------------------------------------------------ */
 
 tkv_status tkv_engine_range(tkv_engine *e, const uint8_t *key, size_t klen, uint64_t from,
                             uint64_t to, uint64_t limit, bool reverse, tkv_range_cb cb,
@@ -244,42 +334,60 @@ tkv_status tkv_engine_range(tkv_engine *e, const uint8_t *key, size_t klen, uint
 {
     *dirty = false;
     tkv_status st;
-    uint64_t fills = e->st.fills;
-    tkv_kentry *E = eng_lookup(e, key, klen, false, &st);
-    bool loaded = e->st.fills != fills;
-    if (st != TKV_ST_OK || !E || from > to || limit == 0) {
-        if (st == TKV_ST_OK)
-            count_read(e, loaded);
+    tkv_kentry *E = read_lookup(e, key, klen, &st);
+    if (st != TKV_ST_OK)
         return st;
-    }
-    *dirty = E->dirty_epoch == e->epoch;
-    const tkv_vpage *p = E->page;
-    emitter em = {.cb = cb, .ctx = ctx, .left = limit};
-    uint64_t lo = E->lo;
-    /* [hi_a, hi_b): slots the page is authoritative for within the range. */
-    uint32_t hi_a = tkv_vpage_lower(p, from > lo ? from : lo);
-    uint32_t hi_b = to == TKV_TS_MAX ? tkv_vpage_count(p) : tkv_vpage_lower(p, to + 1);
-    if (hi_b < hi_a)
-        hi_b = hi_a;
-    bool low = lo > 0 && from < lo;
-    if (!low) {
-        count_read(e, loaded);
-        emit_page(&em, p, hi_a, hi_b, !reverse);
+    if (!E || from > to || limit == 0) {
+        count_read(e);
         return TKV_ST_OK;
     }
-    count_read(e, true);
-    uint64_t low_to = to < lo ? to : lo - 1;
-    uint32_t lo_a = tkv_vpage_lower(p, from), lo_b = tkv_vpage_lower(p, low_to + 1);
-    eng_set_prefix(e, key, klen);
-    int rc = 0;
-    if (reverse) {
-        emit_page(&em, p, hi_a, hi_b, false);
-        if (!em.stopped)
-            rc = emit_merged(e, &em, p, lo_a, lo_b, from, low_to, false);
-    } else {
-        rc = emit_merged(e, &em, p, lo_a, lo_b, from, low_to, true);
-        emit_page(&em, p, hi_a, hi_b, true);
+    *dirty = E->dirty_epoch == e->epoch;
+    vis v = eng_vis(e, E);
+    vcur c;
+    vcur_init(&c, e, E, &v, !reverse, from, to);
+    for (uint64_t n = 0; c.valid && n < limit; n++) {
+        tkv_entry_view ev = {.ts = c.ts, .expires = blob_expires(c.blob, c.len)};
+        if (!blob_tombstone(c.blob, c.len))
+            ev.value = blob_value(c.blob, c.len, &ev.len);
+        if (!cb(ctx, &ev))
+            break;
+        vcur_next(&c);
     }
-    return rc < 0 ? TKV_ST_STORAGE : TKV_ST_OK;
+    count_read(e);
+    return vcur_error(&c) < 0 ? TKV_ST_STORAGE : TKV_ST_OK;
 }
 
+tkv_status tkv_engine_count(tkv_engine *e, const uint8_t *key, size_t klen, uint64_t from,
+                            uint64_t to, uint64_t *n, bool *dirty)
+{
+    *n = 0;
+    *dirty = false;
+    tkv_status st;
+    tkv_kentry *E = read_lookup(e, key, klen, &st);
+    if (st != TKV_ST_OK)
+        return st;
+    if (!E || from > to) {
+        count_read(e);
+        return TKV_ST_OK;
+    }
+    *dirty = E->dirty_epoch == e->epoch;
+    vis v = eng_vis(e, E);
+    uint64_t lo_bound = from > v.horizon ? from : v.horizon;
+    if (!v.check_expiry && (E->lo == 0 || lo_bound >= E->lo)) {
+        /* Every stored version in range is visible and in the page. */
+        const tkv_vpage *p = E->page;
+        uint32_t a = tkv_vpage_lower(p, lo_bound);
+        uint32_t b = to == TKV_TS_MAX ? tkv_vpage_count(p) : tkv_vpage_lower(p, to + 1);
+        *n = lo_bound > to || b < a ? 0 : b - a;
+        count_read(e);
+        return TKV_ST_OK;
+    }
+    vcur c;
+    vcur_init(&c, e, E, &v, true, from, to);
+    while (c.valid) {
+        (*n)++;
+        vcur_next(&c);
+    }
+    count_read(e);
+    return vcur_error(&c) < 0 ? TKV_ST_STORAGE : TKV_ST_OK;
+}

@@ -93,7 +93,7 @@ typedef struct tkv_srv {
     ev_check chk;
     ev_idle idl;
     ev_signal sigint, sigterm;
-    ev_timer sync_timer, grace_timer, tick_timer;
+    ev_timer sync_timer, grace_timer, tick_timer, sweep_timer;
     list all, pend, back;
     uint64_t next_id;
     bool unsynced;        /* everysec: commits since the last sync */
@@ -579,6 +579,18 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
         close_idle(s, ev_now(loop));
 }
 
+/* The sweep removes expired and retained versions a little at a time: a
+ * bounded number of records every tenth of a second, its deletes going out
+ * with the next commit. */
+#define SWEEP_BUDGET 5000
+
+static void on_sweep(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    tkv_srv *s = w->data;
+    if (!s->stopping && !tkv_engine_failing(s->eng))
+        tkv_engine_sweep(s->eng, SWEEP_BUDGET);
+}
+
 static void on_grace(struct ev_loop *loop, ev_timer *w, int revents)
 {
     tkv_warn("shutdown: clients did not read their last replies in time; closing");
@@ -707,15 +719,17 @@ static void init_watchers(tkv_srv *s)
     ev_timer_init(&s->sync_timer, on_sync_timer, 1.0, 1.0);
     ev_timer_init(&s->grace_timer, on_grace, SHUTDOWN_GRACE, 0.0);
     ev_timer_init(&s->tick_timer, on_tick, 1.0, 1.0);
+    ev_timer_init(&s->sweep_timer, on_sweep, 0.1, 0.1);
     s->lio.data = s->prep.data = s->chk.data = s->idl.data = s;
     s->sigint.data = s->sigterm.data = s->sync_timer.data = s->grace_timer.data = s;
-    s->tick_timer.data = s;
+    s->tick_timer.data = s->sweep_timer.data = s;
     ev_io_start(loop, &s->lio);
     ev_prepare_start(loop, &s->prep);
     ev_check_start(loop, &s->chk);
     ev_signal_start(loop, &s->sigint);
     ev_signal_start(loop, &s->sigterm);
     ev_timer_start(loop, &s->tick_timer);
+    ev_timer_start(loop, &s->sweep_timer);
     if (s->o.fsync == TKV_FSYNC_EVERYSEC)
         ev_timer_start(loop, &s->sync_timer);
 }
@@ -802,7 +816,8 @@ static int start(tkv_srv *s)
         return -1;
     s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     s->disp = (tkv_dispatch){.eng = s->eng,
-                             .lim = {.max_key = s->o.max_key, .max_value = s->o.max_value},
+                             .lim = {.max_key = s->o.max_key, .max_value = s->o.max_value,
+                                     .max_batch = s->o.max_batch},
                              .max_reply = s->o.max_frame,
                              .auth = s->has_auth ? &s->auth : NULL,
                              .info = &s->info};
@@ -842,6 +857,7 @@ int tkv_server_run(const tkv_server_opts *o)
     }
     if (s.eng)
         shutdown_all(&s);
+    tkv_buf_deinit(&s.disp.scratch);
     if (s.lfd >= 0)
         close(s.lfd);
     if (s.spare_fd >= 0)
@@ -864,6 +880,7 @@ void tkv_server_defaults(tkv_server_opts *o)
     o->output_high_water = 1024u * 1024;
     o->max_pipeline = 128;
     o->protected_mode = true;
+    o->max_batch = TKV_DEFAULT_MAX_BATCH;
     o->fsync = TKV_FSYNC_ALWAYS;
     o->engine.dir = "tkv-data";
     o->engine.max_memory = tkv_default_max_memory();

@@ -37,6 +37,7 @@ typedef struct tkv_server_opts {
     const char *requirepass;   /* shared secret, or NULL */
     const char *auth_file;     /* file holding the secret, or NULL */
     bool protected_mode;       /* refuse non-loopback addresses without a secret */
+    uint32_t max_batch;        /* items in one MPUT or MGET */
     tkv_fsync_mode fsync;
     tkv_engine_opts engine;
 } tkv_server_opts;

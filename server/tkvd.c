@@ -40,6 +40,7 @@ static void usage(FILE *f, const tkv_server_opts *d)
             "  --max-output SIZE    unread reply bytes after which a client is dropped\n"
             "                       (default %zu)\n"
             "  --max-pipeline N     requests served per connection per loop turn (default %u)\n"
+            "  --max-batch N        items in one MPUT or MGET (default %u)\n"
             "\n"
             "Storage:\n"
             "  --data-dir DIR       data directory, created if missing (default ./%s)\n"
@@ -50,6 +51,10 @@ static void usage(FILE *f, const tkv_server_opts *d)
             "                       from memory (never from disk) beyond it\n"
             "                       (default a quarter of RAM, here %zu)\n"
             "  --block-cache SIZE   LevelDB block cache (default 8mb)\n"
+            "  --retain-versions N  keep at most N versions of every key (default all)\n"
+            "  --retain-age DURATION\n"
+            "                       keep no version older than DURATION (default all);\n"
+            "                       the version current at the horizon always stays\n"
             "  --repair             run LevelDB's repair on --data-dir, then exit\n"
             "\n"
             "Other:\n"
@@ -57,16 +62,18 @@ static void usage(FILE *f, const tkv_server_opts *d)
             "  --help               show this help and exit\n"
             "  --version            show the version and exit\n"
             "\n"
-            "SIZE takes a unit: 512kb, 64mb, 1g. SIGINT or SIGTERM shut down cleanly.\n",
+            "SIZE takes a unit: 512kb, 64mb, 1g. DURATION takes units us, ms, s, m, h, d,\n"
+            "w (7d, 1h30m). SIGINT or SIGTERM shut down cleanly.\n",
             d->bind, d->port, d->max_clients, d->max_frame, d->max_key, d->max_value,
-            d->max_output, d->max_pipeline, d->engine.dir, d->engine.max_memory);
+            d->max_output, d->max_pipeline, d->max_batch, d->engine.dir, d->engine.max_memory);
 }
 
 enum {
     OPT_BIND = 256, OPT_PORT, OPT_PORT_FILE, OPT_MAX_CLIENTS, OPT_MAX_FRAME, OPT_MAX_KEY,
     OPT_MAX_VALUE, OPT_MAX_OUTPUT, OPT_MAX_PIPELINE, OPT_DATA_DIR, OPT_FSYNC, OPT_BLOCK_CACHE,
     OPT_REPAIR, OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION, OPT_MAX_MEMORY, OPT_TIMEOUT,
-    OPT_REQUIREPASS, OPT_AUTH_FILE, OPT_PROTECTED,
+    OPT_REQUIREPASS, OPT_AUTH_FILE, OPT_PROTECTED, OPT_MAX_BATCH, OPT_RETAIN_VERSIONS,
+    OPT_RETAIN_AGE,
 };
 
 static const struct option long_opts[] = {
@@ -87,6 +94,9 @@ static const struct option long_opts[] = {
     {"requirepass", required_argument, NULL, OPT_REQUIREPASS},
     {"auth-file", required_argument, NULL, OPT_AUTH_FILE},
     {"protected-mode", required_argument, NULL, OPT_PROTECTED},
+    {"max-batch", required_argument, NULL, OPT_MAX_BATCH},
+    {"retain-versions", required_argument, NULL, OPT_RETAIN_VERSIONS},
+    {"retain-age", required_argument, NULL, OPT_RETAIN_AGE},
     {"repair", no_argument, NULL, OPT_REPAIR},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"help", no_argument, NULL, OPT_HELP},
@@ -173,6 +183,21 @@ static int apply(int opt, const char *arg, tkv_server_opts *o, bool *repair)
         if (strcmp(arg, "yes") != 0 && strcmp(arg, "no") != 0)
             return bad("protected-mode", arg, "yes or no");
         o->protected_mode = strcmp(arg, "yes") == 0;
+        break;
+    case OPT_MAX_BATCH:
+        if (tkv_parse_uint(arg, 1, 1000000, &v) < 0)
+            return bad("max-batch", arg, "a number 1-1000000");
+        o->max_batch = (uint32_t)v;
+        break;
+    case OPT_RETAIN_VERSIONS:
+        if (tkv_parse_uint(arg, 1, UINT32_MAX, &v) < 0)
+            return bad("retain-versions", arg, "a number of versions, at least 1");
+        o->engine.retain.versions = (uint32_t)v;
+        break;
+    case OPT_RETAIN_AGE:
+        if (tkv_parse_duration(arg, &v) < 0 || v == 0)
+            return bad("retain-age", arg, "a duration such as 7d or 12h");
+        o->engine.retain.age_us = v;
         break;
     case OPT_REPAIR: *repair = true; break;
     case OPT_LOG_LEVEL:

@@ -98,27 +98,34 @@ def request_seeds():
     write("fuzz_request", "raw_range_small_reply",
           b"\x82" + raw("put_ts", "put_101", "range")[1:])
 
-    # Structured: op bytes as read by run_structured()/gen_request().
+    # Structured: op bytes as read by run_structured() and request_gen.c.
+    PUT, GET, RANGE, DEL, PING, STATS, AUTH = 0, 4, 7, 9, 10, 11, 12
+
     def put(key, ts=None, val=0x04):
         opt = 1 if ts is not None else 0
-        out = bytes([0, 0, 0, opt, key, val])
+        out = bytes([PUT, 0, 0, opt, key, val])
         return out + (bytes([ts]) if ts is not None else b"")
 
     def get(key, ts=None):
         opt = 1 if ts is not None else 0
-        return bytes([5, 0, 0, opt, key]) + (bytes([ts]) if ts is not None else b"")
+        return bytes([GET, 0, 0, opt, key]) + (bytes([ts]) if ts is not None else b"")
 
     def rng(key, frm=None, to=None, limit=None, reverse=None):
         opt = (frm is not None) | (to is not None) << 1 | (limit is not None) << 2
         if reverse is not None:
             opt |= 8 | (16 if reverse else 0)
-        out = bytes([8, 0, 0, opt, key])
+        out = bytes([RANGE, 0, 0, opt, key])
         for v in (frm, to, limit):
             if v is not None:
                 out += bytes([v])
         return out
 
-    COMMIT, REOPEN = b"\x0d", b"\x0f\x00"
+    def auth(which):  # 0: the secret, 2: wrong case
+        return bytes([AUTH, 0, 0, which])
+
+    COMMIT = b"\x0d"
+    REOPEN = b"\x0f\x00"            # with the default memory budget
+    REOPEN_TINY = b"\x0f\x10"       # 4 KiB budget: keys get evicted
     # Six versions of "a", committed: only three stay in memory, so reads
     # and writes below the watermark go to LevelDB.
     history = b"".join(put(0, ts) for ts in (1, 3, 5, 7, 9, 11)) + COMMIT
@@ -128,17 +135,26 @@ def request_seeds():
           COMMIT + rng(0, 1, 11, 3))
     write("fuzz_request", "reopen_and_fill",
           b"\x00" + history + put(1, 2) + REOPEN + get(0, 4) + rng(0) + put(0, 0) +
-          bytes([10, 0, 0, 0, 0]) + get(0))
+          bytes([DEL, 0, 0, 0, 0]) + get(0))
+    write("fuzz_request", "tiny_budget_evictions",
+          b"\x00" + REOPEN_TINY + b"".join(put(k, ts, 0x81) for k in (0, 1, 2, 3)
+                                          for ts in (1, 2)) + COMMIT +
+          get(0, 1) + get(3) + rng(1) + COMMIT + put(2, 0) + COMMIT + rng(2, reverse=True))
     # PUT without ts while the clock is behind, and after UINT64_MAX (ts
     # byte 0x82 is special_ts[2]).
     write("fuzz_request", "auto_ts",
           b"\x00" + b"\x0e\x02" + put(2) + put(2) + put(2, 0x82) + put(2) + get(2))
     write("fuzz_request", "injected_errors",
-          b"\x00" + bytes([0, 0x03, 0x0e, 1, 0, 4, 1, 2]) + bytes([5, 0x51, 0x0f, 0, 1, 5]) +
-          bytes([11, 0, 0x0e, 1, 3, 0x61, 0x62, 0x63]) + bytes([12, 0, 0]))
+          b"\x00" + bytes([PUT, 0x03, 0x0e, 1, 0, 4, 1, 2]) +
+          bytes([GET, 0x51, 0x0f, 0, 1, 5]) + bytes([PING, 0, 0x0e, 1, 3, 0x61, 0x62]) +
+          bytes([STATS, 0, 0]))
     write("fuzz_request", "small_reply_truncation",
           b"\x01" + b"".join(put(0, ts, 0x87) for ts in (1, 2, 3, 4)) + rng(0) +
           rng(0, reverse=True))
+    # A session on a server with a secret: refused, wrong secret, secret.
+    write("fuzz_request", "auth_session",
+          b"\x0c" + put(0, 1) + auth(2) + get(0) + auth(0) + put(0, 1) + get(0) +
+          bytes([STATS, 0, 0]))
 
 
 def keycodec_seeds():

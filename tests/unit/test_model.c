@@ -119,7 +119,7 @@ static void op_put(world *w, int k, bool auto_ts)
     bool dirty;
     w->clock += test_rng_below(&w->r, 4);
     tkv_status st = tkv_engine_put(w->e, (const uint8_t *)KEYS[k].b, KEYS[k].n, v, len, ts,
-                                   !auto_ts, &got, &dirty);
+                                   !auto_ts, 0, &got, &dirty);
     if (auto_ts) {
         uint64_t newest = m->n ? m->v[m->n - 1].ts : 0;
         if (m->n && newest == UINT64_MAX) {
@@ -172,14 +172,14 @@ typedef struct collected {
     size_t n;
 } collected;
 
-static bool collect(void *ctx, uint64_t ts, const uint8_t *value, uint32_t len)
+static bool collect(void *ctx, const tkv_entry_view *e)
 {
     collected *c = ctx;
     cr_assert_lt(c->n, 256);
-    cr_assert_leq(len, 12);
-    c->v[c->n].ts = ts;
-    c->v[c->n].len = (uint8_t)len;
-    memcpy(c->v[c->n].v, value, len);
+    cr_assert_leq(e->len, 12);
+    c->v[c->n].ts = e->ts;
+    c->v[c->n].len = (uint8_t)e->len;
+    memcpy(c->v[c->n].v, e->value, e->len);
     c->n++;
     return true;
 }

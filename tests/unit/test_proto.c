@@ -134,8 +134,8 @@ Test(proto, rejections_say_why)
     CASE("name not a string", TKV_ST_BAD_REQUEST, "au", 1u, (uint64_t)1);
     CASE("unknown command", TKV_ST_UNKNOWN_COMMAND, "as", 1u, "FLY");
     CASE("too few args", TKV_ST_BAD_REQUEST, "asb", 2u, "PUT", "k");
-    CASE("too many args", TKV_ST_BAD_REQUEST, "asbbuu", 5u, "PUT", "k", "v", (uint64_t)1,
-         (uint64_t)2);
+    CASE("too many args", TKV_ST_BAD_REQUEST, "asbbuuu", 6u, "PUT", "k", "v", (uint64_t)1,
+         (uint64_t)2, (uint64_t)3);
     CASE("empty key", TKV_ST_BAD_REQUEST, "asb", 2u, "GET", "");
     CASE("key too long", TKV_ST_TOO_LARGE, "asb", 2u, "GET", "0123456789abcdefX");
     CASE("value too long", TKV_ST_TOO_LARGE, "asbb", 3u, "PUT", "k",

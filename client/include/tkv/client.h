@@ -78,28 +78,68 @@ typedef enum tkv_errkind {
 #define TKV_SC_INTERNAL 40
 
 /* Why a GET found nothing (tkv_version.miss). */
-#define TKV_MISS_NO_KEY 0       /* the key has no versions at all */
-#define TKV_MISS_BEFORE_FIRST 1 /* the key's first version is later than asked */
+#define TKV_MISS_NO_KEY 0          /* the key has no versions at all */
+#define TKV_MISS_BEFORE_FIRST 1    /* the key's first version is later than asked */
+#define TKV_MISS_DELETED 2         /* a tombstone is current then (at: its ts) */
+#define TKV_MISS_BELOW_HORIZON 3   /* retention removed the version current then
+                                      (at: the horizon) */
+#define TKV_MISS_NO_SUCH_VERSION 4 /* GET by ordinal: the key has fewer versions */
 
 typedef struct tkv_ctx tkv_ctx;
 
 /* The answer of a GET. */
 typedef struct tkv_version {
+    int status;           /* TKV_OK or TKV_NOT_FOUND (for MGET's answers) */
     uint64_t ts;          /* TKV_OK: the version's timestamp */
     const uint8_t *value; /* TKV_OK: its bytes (valid until the next call) */
     size_t len;
+    uint64_t expires;     /* TKV_OK: when the version expires (us); 0: never */
     int has_next;         /* 1 if a newer version exists: the answer holds */
     uint64_t next;        /* for every time in [ts, next). On TKV_NOT_FOUND,
-                             next is the key's first version, if any. */
+                             next is the first version after the time asked,
+                             if any. */
     int miss;             /* TKV_NOT_FOUND: a TKV_MISS_* reason */
+    uint64_t at;          /* TKV_MISS_DELETED: the tombstone's timestamp;
+                             TKV_MISS_BELOW_HORIZON: the horizon */
 } tkv_version;
 
 /* One version returned by RANGE. */
 typedef struct tkv_entry {
     uint64_t ts;
-    const uint8_t *value; /* valid until the next call */
+    const uint8_t *value; /* valid until the next call; NULL for a tombstone */
     size_t len;
+    uint64_t expires;     /* 0: never */
 } tkv_entry;
+
+/* A key or any byte string the library reads from you or hands back. */
+typedef struct tkv_bytes {
+    const void *ptr;
+    size_t len;
+} tkv_bytes;
+
+/* One version to write with tkv_mput(). */
+typedef struct tkv_item {
+    tkv_bytes key;
+    tkv_bytes value;
+    uint64_t ts;    /* used if has_ts */
+    int has_ts;     /* 0: the server's clock, after the key's newest version */
+    uint64_t ttl;   /* microseconds until it expires; 0: never */
+} tkv_item;
+
+/* What RETAIN reports. */
+typedef struct tkv_retain_info {
+    uint64_t removable; /* versions the policy removes */
+    uint64_t horizon;   /* the horizon it sets; 0: none */
+    int complete;       /* 0: a dry run stopped counting early */
+} tkv_retain_info;
+
+/* What POLICY reports. */
+typedef struct tkv_policy_info {
+    uint32_t versions;  /* keep at most this many versions; 0: no limit */
+    uint64_t age_us;    /* keep none older than this; 0: no limit */
+    int own;            /* 1: set on the key; 0: the server's default */
+    uint64_t horizon;   /* answers before it are gone; 0: none */
+} tkv_policy_info;
 
 /* RANGE parameters. Zero-initialise, then set what you need: with from = 0
  * and to = 0 the whole history is returned (to = 0 means TKV_LATEST unless
@@ -129,14 +169,27 @@ typedef struct tkv_stat {
 #define TKV_OP_DEL 4
 #define TKV_OP_STATS 5
 #define TKV_OP_AUTH 6
+#define TKV_OP_COUNT 7
+#define TKV_OP_MPUT 8
+#define TKV_OP_MGET 9
+#define TKV_OP_SCAN 10
+#define TKV_OP_RETAIN 11
+#define TKV_OP_POLICY 12
 
 typedef struct tkv_reply {
     int op;                   /* which request this answers (TKV_OP_*) */
     int status;               /* TKV_OK, TKV_NOT_FOUND, or TKV_ERR for a server
                                  error (code and message in the context) */
-    uint64_t ts;              /* PUT: the timestamp stored */
-    uint64_t count;           /* DEL: versions removed */
+    uint64_t ts;              /* PUT, DEL with a time: the timestamp stored */
+    uint64_t count;           /* DEL: versions removed; COUNT: versions */
     tkv_version version;      /* GET */
+    const tkv_version *versions; /* MGET: one answer per key */
+    const uint64_t *stamps;   /* MPUT: one timestamp per item */
+    size_t n;                 /* MGET, MPUT, SCAN: how many */
+    const tkv_bytes *keys;    /* SCAN: the keys of this page */
+    tkv_bytes cursor;         /* SCAN: pass to the next call; ptr NULL: done */
+    tkv_retain_info retain;   /* RETAIN */
+    tkv_policy_info policy;   /* POLICY */
     const tkv_entry *entries; /* RANGE */
     size_t n_entries;
     int truncated;            /* RANGE: 1 if the reply was cut short by the
@@ -214,6 +267,56 @@ TKV_API int tkv_range(tkv_ctx *ctx, const void *key, size_t klen, const tkv_rang
  * TKV_OK or TKV_ERR. */
 TKV_API int tkv_del(tkv_ctx *ctx, const void *key, size_t klen, uint64_t *removed);
 
+/* Stores a version with options: at ts if has_ts (else the server's clock,
+ * after the newest version), expiring ttl_us microseconds from now if
+ * ttl_us > 0. An expired version disappears from every read. */
+TKV_API int tkv_put_ex(tkv_ctx *ctx, const void *key, size_t klen, const void *val,
+                       size_t vlen, uint64_t ts, int has_ts, uint64_t ttl_us,
+                       uint64_t *out_ts);
+
+/* The n-th version: n >= 1 counts from the oldest, n <= -1 from the newest
+ * (-1 is the newest). TKV_NOT_FOUND with miss TKV_MISS_NO_SUCH_VERSION if
+ * the key has fewer. */
+TKV_API int tkv_get_version(tkv_ctx *ctx, const void *key, size_t klen, int64_t n,
+                            tkv_version *out);
+
+/* Writes a tombstone at ts (has_ts 1) or at the server's clock: as of any
+ * time >= that, the key reads as deleted (TKV_MISS_DELETED) until a later
+ * version; earlier versions still answer. *out_ts gets the tombstone's ts. */
+TKV_API int tkv_del_at(tkv_ctx *ctx, const void *key, size_t klen, uint64_t ts, int has_ts,
+                       uint64_t *out_ts);
+
+/* The number of versions with from <= ts <= to (tombstones included). */
+TKV_API int tkv_count(tkv_ctx *ctx, const void *key, size_t klen, uint64_t from, uint64_t to,
+                      uint64_t *n);
+
+/* Sets a key's retention - keep at most `versions` versions (0: no limit),
+ * none older than age_us (0: no limit), always the one current at the
+ * resulting horizon; both 0 returns the key to the server's default - or,
+ * with dry_run 1, only reports what it would remove. */
+TKV_API int tkv_retain(tkv_ctx *ctx, const void *key, size_t klen, uint32_t versions,
+                       uint64_t age_us, int dry_run, tkv_retain_info *out);
+
+/* The retention in effect for a key and its horizon. */
+TKV_API int tkv_policy(tkv_ctx *ctx, const void *key, size_t klen, tkv_policy_info *out);
+
+/* Writes n versions atomically: all or none. *stamps (may be NULL) points
+ * to the n timestamps used, owned by the context. */
+TKV_API int tkv_mput(tkv_ctx *ctx, const tkv_item *items, size_t n, const uint64_t **stamps);
+
+/* Reads n keys as of ts (TKV_LATEST: newest) as one consistent snapshot.
+ * *out points to n answers owned by the context; each has status TKV_OK or
+ * TKV_NOT_FOUND. Returns TKV_OK or TKV_ERR. */
+TKV_API int tkv_mget(tkv_ctx *ctx, uint64_t ts, const tkv_bytes *keys, size_t n,
+                     const tkv_version **out);
+
+/* Lists keys in byte order: those starting with prefix (NULL or empty:
+ * all), after cursor (ptr NULL: from the start), at most count (0: 100).
+ * *keys points to *n keys owned by the context; *next is the cursor for
+ * the next page, with ptr NULL when the scan is complete. */
+TKV_API int tkv_scan(tkv_ctx *ctx, const void *prefix, size_t plen, tkv_bytes cursor,
+                     uint32_t count, const tkv_bytes **keys, size_t *n, tkv_bytes *next);
+
 /* Server statistics: *stats points to *n fields owned by the context. */
 TKV_API int tkv_stats(tkv_ctx *ctx, const tkv_stat **stats, size_t *n);
 
@@ -233,6 +336,20 @@ TKV_API int tkv_append_range(tkv_ctx *ctx, const void *key, size_t klen,
                              const tkv_range_opts *opts);
 TKV_API int tkv_append_del(tkv_ctx *ctx, const void *key, size_t klen);
 TKV_API int tkv_append_stats(tkv_ctx *ctx);
+TKV_API int tkv_append_put_ex(tkv_ctx *ctx, const void *key, size_t klen, const void *val,
+                              size_t vlen, uint64_t ts, int has_ts, uint64_t ttl_us);
+TKV_API int tkv_append_get_version(tkv_ctx *ctx, const void *key, size_t klen, int64_t n);
+TKV_API int tkv_append_del_at(tkv_ctx *ctx, const void *key, size_t klen, uint64_t ts,
+                              int has_ts);
+TKV_API int tkv_append_count(tkv_ctx *ctx, const void *key, size_t klen, uint64_t from,
+                             uint64_t to);
+TKV_API int tkv_append_mput(tkv_ctx *ctx, const tkv_item *items, size_t n);
+TKV_API int tkv_append_retain(tkv_ctx *ctx, const void *key, size_t klen, uint32_t versions,
+                              uint64_t age_us, int dry_run);
+TKV_API int tkv_append_policy(tkv_ctx *ctx, const void *key, size_t klen);
+TKV_API int tkv_append_scan(tkv_ctx *ctx, const void *prefix, size_t plen, tkv_bytes cursor,
+                            uint32_t count);
+TKV_API int tkv_append_mget(tkv_ctx *ctx, uint64_t ts, const tkv_bytes *keys, size_t n);
 
 /* Sends every queued request without waiting for replies. TKV_OK or
  * TKV_ERR. */

@@ -1,0 +1,62 @@
+/*
+ * client_int.h - libtkvclient's private state, shared by client.c
+ * (connections, I/O, queueing requests), reply.c (decoding replies) and
+ * commands.c (the blocking calls). Not installed.
+ */
+#ifndef TKV_CLIENT_INT_H
+#define TKV_CLIENT_INT_H
+
+#include <stdbool.h>
+
+#include "buf.h"
+#include "frame.h"
+#include "mp.h"
+#include "proto.h"
+#include "tkv/client.h"
+
+struct tkv_ctx {
+    int fd;
+    int timeout_ms;
+    tkv_errkind err;
+    int server_code;
+    char errstr[256];
+    tkv_frame_reader in;
+    tkv_buf out;           /* encoded requests not yet sent */
+    size_t out_sent;
+    uint8_t *ops;          /* ring of commands awaiting replies */
+    size_t ops_cap, ops_head, ops_n;
+    tkv_entry *entries;    /* RANGE results */
+    size_t entries_cap;
+    tkv_stat *stats;       /* STATS results */
+    size_t stats_cap;
+    tkv_buf strbuf;        /* NUL-terminated copies of STATS strings */
+    tkv_version *versions; /* MGET results */
+    size_t versions_cap;
+    uint64_t *stamps;      /* MPUT results */
+    size_t stamps_cap;
+    tkv_bytes *keys;       /* SCAN results */
+    size_t keys_cap;
+    tkv_buf scratch;       /* request building */
+    tkv_trace_fn trace;
+    void *trace_arg;
+};
+
+int cl_set_err(tkv_ctx *c, tkv_errkind kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Clears a non-sticky error before a new call; TKV_ERR if the connection
+ * is broken. */
+int cl_begin(tkv_ctx *c);
+/* Grows *arr (elements of size sz) to hold n; TKV_ERR if out of memory. */
+int cl_grow(tkv_ctx *c, void **arr, size_t *cap, size_t n, size_t sz);
+static inline tkv_span cl_span(const void *p, size_t n)
+{
+    return (tkv_span){.ptr = p, .len = (uint32_t)n};
+}
+
+/* Queues one request; TKV_OK or TKV_ERR. */
+int cl_append_req(tkv_ctx *c, const tkv_req *r);
+
+/* Decodes one reply frame for command op into r; returns r->status. */
+int cl_decode(tkv_ctx *c, int op, const uint8_t *f, size_t n, tkv_reply *r);
+
+#endif

@@ -1,0 +1,224 @@
+/*
+ * meta.c - per-key metadata (retention policy, horizon, earliest expiry),
+ * RETAIN and POLICY.
+ *
+ * A key's horizon H means: every answer as of a time >= H is exact, and
+ * nothing before H can be answered any more. Retention moves H forward:
+ *
+ *   H starts at now - age (if the policy has an age);
+ *   walking the key's visible versions newest first, the versions-th one
+ *   raises H to its own timestamp (if the policy counts versions);
+ *   versions after H are kept, the first version at or before H - the one
+ *   current at H - is kept too and becomes the new horizon, and every
+ *   older version is removed.
+ *
+ * Moving H makes the removed versions invisible at once; the sweep deletes
+ * them later. The metadata record (keycodec.h) is written in the same batch
+ * as the change that needs it, and the sweep index ('s' records) lists the
+ * keys that need the sweep's attention: those with a policy of their own or
+ * with versions that expire.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine_int.h"
+
+#define META_FORMAT 1
+#define META_LEN 30
+#define META_HAS_POLICY 0x01
+#define DRY_RUN_BOUND 1000000
+
+int eng_meta_decode(const uint8_t *p, size_t n, tkv_kmeta *m)
+{
+    if (n < META_LEN || p[0] != META_FORMAT)
+        return -1;
+    m->has_policy = p[1] & META_HAS_POLICY;
+    m->horizon = eng_be64(p + 2);
+    m->min_expiry = eng_be64(p + 10);
+    m->policy.versions = (uint32_t)p[18] << 24 | (uint32_t)p[19] << 16 |
+                         (uint32_t)p[20] << 8 | p[21];
+    m->policy.age_us = eng_be64(p + 22);
+    return 0;
+}
+
+static void meta_encode(const tkv_kmeta *m, uint8_t out[META_LEN])
+{
+    out[0] = META_FORMAT;
+    out[1] = m->has_policy ? META_HAS_POLICY : 0;
+    eng_put_be64(out + 2, m->horizon);
+    eng_put_be64(out + 10, m->min_expiry);
+    uint32_t n = m->policy.versions;
+    out[18] = (uint8_t)(n >> 24);
+    out[19] = (uint8_t)(n >> 16);
+    out[20] = (uint8_t)(n >> 8);
+    out[21] = (uint8_t)n;
+    eng_put_be64(out + 22, m->policy.age_us);
+}
+
+static bool meta_empty(const tkv_kmeta *m)
+{
+    return !m->has_policy && m->horizon == 0 && m->min_expiry == UINT64_MAX;
+}
+
+bool eng_meta_swept(const tkv_kmeta *m)
+{
+    return m && (m->has_policy || m->min_expiry != UINT64_MAX);
+}
+
+/* The sweep index record of the key whose prefix is set: 's' and the
+ * version prefix without its leading 'v'. */
+static size_t sweep_key(tkv_engine *e, uint8_t *out)
+{
+    out[0] = 's';
+    memcpy(out + 1, e->pfx + 1, e->plen - 1);
+    return e->plen;
+}
+
+tkv_kmeta *eng_meta_get(tkv_engine *e, tkv_kentry *E)
+{
+    if (E->meta)
+        return E->meta;
+    E->meta = malloc(sizeof *E->meta);
+    if (!E->meta) {
+        snprintf(e->errmsg, sizeof e->errmsg, "out of memory");
+        return NULL;
+    }
+    *E->meta = (tkv_kmeta){.min_expiry = UINT64_MAX};
+    return E->meta;
+}
+
+/* Called with the metadata as it was before the change (was_swept), so the
+ * sweep index and its count stay exact. */
+static void save_index(tkv_engine *e, bool was_swept, bool is_swept)
+{
+    if (was_swept == is_swept)
+        return;
+    uint8_t *k = e->kbuf;
+    size_t n = sweep_key(e, k);
+    if (is_swept) {
+        eng_stage_put(e, k, n, "", 0);
+        e->cnt.swept_keys++;
+    } else {
+        eng_stage_del(e, k, n);
+        e->cnt.swept_keys--;
+    }
+}
+
+void eng_meta_stage(tkv_engine *e, const uint8_t *key, size_t klen, const tkv_kmeta *m,
+                    bool was_swept)
+{
+    uint8_t *k = e->kbuf;
+    size_t n = tkv_kc_meta(k, key, klen);
+    if (!m || meta_empty(m)) {
+        eng_stage_del(e, k, n);
+    } else {
+        uint8_t v[META_LEN];
+        meta_encode(m, v);
+        eng_stage_put(e, k, n, v, sizeof v);
+    }
+    eng_set_prefix(e, key, klen);
+    save_index(e, was_swept, eng_meta_swept(m));
+}
+
+int eng_meta_save(tkv_engine *e, tkv_kentry *E, bool was_swept)
+{
+    eng_meta_stage(e, tkv_kentry_key(E), E->klen, E->meta, was_swept);
+    if (E->meta && meta_empty(E->meta)) {
+        free(E->meta);
+        E->meta = NULL;
+    }
+    eng_mark_dirty(e, E);
+    return 0;
+}
+
+const tkv_policy *eng_policy(const tkv_engine *e, const tkv_kmeta *m)
+{
+    if (m && m->has_policy)
+        return &m->policy;
+    return &e->opts.retain;
+}
+
+/* Walks the visible versions newest first and finds where policy p puts
+ * the horizon. */
+static tkv_status evaluate(tkv_engine *e, tkv_kentry *E, const tkv_policy *p,
+                           tkv_retain_result *r)
+{
+    vis v = eng_vis(e, E);
+    uint64_t now = eng_now(e);
+    uint64_t H = p->age_us && now > p->age_us ? now - p->age_us : 0;
+    bool floor = false;
+    uint64_t n = 0, seen = 0;
+    vcur c;
+    vcur_init(&c, e, E, &v, false, 0, TKV_TS_MAX);
+    r->complete = true;
+    for (; c.valid; vcur_next(&c), seen++) {
+        if (seen == DRY_RUN_BOUND) {
+            r->complete = false;
+            break;
+        }
+        n++;
+        if (p->versions && n == p->versions && c.ts > H)
+            H = c.ts;
+        if (c.ts > H)
+            continue;
+        if (!floor) {
+            floor = true;
+            r->horizon = c.ts;
+            continue;
+        }
+        r->removable++;
+    }
+    if (!r->removable)
+        r->horizon = 0;
+    return vcur_error(&c) < 0 ? TKV_ST_STORAGE : TKV_ST_OK;
+}
+
+tkv_status tkv_engine_retain(tkv_engine *e, const uint8_t *key, size_t klen,
+                             const tkv_policy *p, bool dry_run, tkv_retain_result *r,
+                             bool *dirty)
+{
+    memset(r, 0, sizeof *r);
+    *dirty = false;
+    if (!dry_run && eng_reserve_dirty(e) < 0)
+        return TKV_ST_INTERNAL;
+    tkv_status st;
+    tkv_kentry *E = eng_lookup(e, key, klen, true, &st);
+    if (st != TKV_ST_OK)
+        return st;
+    bool clearing = !p->versions && !p->age_us;
+    const tkv_policy *eff = clearing ? &e->opts.retain : p;
+    if (eff->versions || eff->age_us)
+        st = evaluate(e, E, eff, r);
+    if (st != TKV_ST_OK || dry_run) {
+        *dirty = E->dirty_epoch == e->epoch;
+        return st;
+    }
+    bool was_swept = eng_meta_swept(E->meta);
+    tkv_kmeta *m = eng_meta_get(e, E);
+    if (!m)
+        return TKV_ST_INTERNAL;
+    m->has_policy = !clearing;
+    m->policy = clearing ? (tkv_policy){0, 0} : *p;
+    if (r->horizon > m->horizon)
+        m->horizon = r->horizon;
+    eng_set_prefix(e, key, klen);
+    eng_meta_save(e, E, was_swept);
+    *dirty = true;
+    return TKV_ST_OK;
+}
+
+tkv_status tkv_engine_policy(tkv_engine *e, const uint8_t *key, size_t klen,
+                             tkv_policy_info *out)
+{
+    memset(out, 0, sizeof *out);
+    tkv_status st;
+    tkv_kentry *E = eng_lookup(e, key, klen, false, &st);
+    if (st != TKV_ST_OK)
+        return st;
+    const tkv_kmeta *m = E ? E->meta : NULL;
+    out->policy = *eng_policy(e, m);
+    out->own = m && m->has_policy;
+    out->horizon = m ? m->horizon : 0;
+    return TKV_ST_OK;
+}

@@ -1,0 +1,377 @@
+/*
+ * sweep.c - removes what no read can see any more: expired versions, and
+ * versions before a key's retention horizon; and moves horizons forward as
+ * policies require (an age policy's horizon moves with the clock).
+ *
+ * The sweep walks keys in LevelDB order - every key when a server-wide
+ * policy is set, otherwise only the keys in the sweep index ('s' records:
+ * keys with a policy of their own or with expiring versions). Each call
+ * examines at most `budget` records and remembers where it stopped, inside a
+ * key if need be, so a huge key or a huge backlog is worked through in small
+ * steps across loop iterations. Its deletes are staged in the current batch
+ * like any write. Keys with uncommitted changes are left for the next pass.
+ *
+ * Because reads already hide what the sweep deletes, the sweep's timing
+ * never changes an answer; it only gives the space back.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine_int.h"
+
+struct sweep_state {
+    tkv_buf resume;     /* LevelDB key to continue from; empty: start a pass */
+    bool in_key;        /* resume is inside the current key's versions */
+    bool index_mode;    /* this pass walks the sweep index */
+    tkv_buf key;        /* the key being swept (raw bytes) */
+    tkv_kmeta meta;     /* its metadata as the sweep found it */
+    bool had_meta;
+    tkv_policy policy;  /* in effect for it */
+    uint64_t now;
+    uint64_t H;         /* the horizon being computed */
+    uint64_t n;         /* visible versions seen, newest first */
+    bool floor;         /* the version current at H was seen */
+    uint64_t new_horizon;
+    uint64_t min_expiry;
+    uint64_t kept;      /* versions left */
+    uint64_t deleted;
+    bool skip;          /* the key has uncommitted changes */
+};
+
+void eng_sweep_free(tkv_engine *e)
+{
+    if (!e->sweep)
+        return;
+    tkv_buf_deinit(&e->sweep->resume);
+    tkv_buf_deinit(&e->sweep->key);
+    free(e->sweep);
+    e->sweep = NULL;
+}
+
+static bool server_policy(const tkv_engine *e)
+{
+    return e->opts.retain.versions || e->opts.retain.age_us;
+}
+
+/* Starts sweeping a key: its metadata (memory's if resident, else the
+ * record just read), its policy, the horizon's starting point. */
+static void begin_key(tkv_engine *e, sweep_state *s, const uint8_t *key, size_t klen,
+                      const tkv_kmeta *disk_meta)
+{
+    tkv_buf_reset(&s->key);
+    tkv_buf_append(&s->key, key, klen);
+    tkv_kentry *E = tkv_keyindex_find(&e->ix, key, klen);
+    /* A key with uncommitted changes waits for the next pass; a resident
+     * one needs room in the dirty list, as the sweep may change its page. */
+    s->skip = E && (E->dirty_epoch == e->epoch || eng_reserve_dirty(e) < 0);
+    const tkv_kmeta *m = E ? E->meta : disk_meta; /* a resident key's is current */
+    s->had_meta = m != NULL;
+    s->meta = m ? *m : (tkv_kmeta){.min_expiry = UINT64_MAX};
+    s->policy = *eng_policy(e, s->had_meta ? &s->meta : NULL);
+    s->now = eng_now(e);
+    s->H = s->policy.age_us && s->now > s->policy.age_us ? s->now - s->policy.age_us : 0;
+    s->n = 0;
+    s->floor = false;
+    s->new_horizon = s->meta.horizon;
+    s->min_expiry = UINT64_MAX;
+    s->kept = s->deleted = 0;
+    eng_set_prefix(e, key, klen);
+}
+
+/* Removes one version from LevelDB (staged) and from the page. */
+static void delete_version(tkv_engine *e, sweep_state *s, const char *k, size_t klen,
+                           uint64_t ts)
+{
+    eng_stage_del(e, k, klen);
+    tkv_kentry *E = tkv_keyindex_find(&e->ix, s->key.data, s->key.len);
+    long i = E ? tkv_vpage_find(E->page, ts) : -1;
+    if (i >= 0) {
+        eng_remove_slots(e, E, (uint32_t)i, (uint32_t)i + 1);
+        eng_mark_dirty(e, E);
+    }
+    e->cnt.versions--;
+    s->deleted++;
+}
+
+/* Decides one version's fate, newest first (see meta.c for the rule). */
+static void visit(tkv_engine *e, sweep_state *s, const char *k, size_t klen, uint64_t ts,
+                  const uint8_t *blob, uint32_t len)
+{
+    uint64_t x = blob_expires(blob, len);
+    if (x && x <= s->now) {
+        delete_version(e, s, k, klen, ts);
+        e->st.swept_expired++;
+        return;
+    }
+    bool keep;
+    if (ts < s->meta.horizon) {
+        keep = false;
+    } else {
+        s->n++;
+        if (s->policy.versions && s->n == s->policy.versions && ts > s->H)
+            s->H = ts;
+        keep = ts > s->H || !s->floor;
+        if (ts <= s->H && !s->floor) {
+            s->floor = true;
+            s->new_horizon = ts > s->new_horizon ? ts : s->new_horizon;
+        }
+    }
+    if (!keep) {
+        delete_version(e, s, k, klen, ts);
+        e->st.swept_retained++;
+        return;
+    }
+    s->kept++;
+    if (x && x < s->min_expiry)
+        s->min_expiry = x;
+}
+
+/* Records what the sweep learned about a finished key. */
+static void end_key(tkv_engine *e, sweep_state *s)
+{
+    if (s->skip)
+        return;
+    tkv_kentry *E = tkv_keyindex_find(&e->ix, s->key.data, s->key.len);
+    if (s->kept == 0 && s->deleted > 0) {
+        /* Every version went: the key no longer exists. */
+        e->cnt.keys--;
+        if (E) {
+            E->lo = 0;
+            bool was = eng_meta_swept(E->meta);
+            free(E->meta);
+            E->meta = NULL;
+            eng_meta_save(e, E, was);
+        } else {
+            eng_meta_stage(e, s->key.data, s->key.len, NULL,
+                           eng_meta_swept(s->had_meta ? &s->meta : NULL));
+        }
+        return;
+    }
+    bool deleted_below = s->floor && s->new_horizon > s->meta.horizon && s->deleted > 0;
+    uint64_t horizon = deleted_below ? s->new_horizon : s->meta.horizon;
+    if (horizon == s->meta.horizon && s->min_expiry == s->meta.min_expiry)
+        return;
+    tkv_kmeta m = s->meta;
+    m.horizon = horizon;
+    m.min_expiry = s->min_expiry;
+    bool was = eng_meta_swept(s->had_meta ? &s->meta : NULL);
+    if (E) {
+        tkv_kmeta *em = eng_meta_get(e, E);
+        if (!em)
+            return;
+        *em = m;
+        eng_set_prefix(e, s->key.data, s->key.len);
+        eng_meta_save(e, E, was);
+    } else {
+        eng_meta_stage(e, s->key.data, s->key.len, &m, was);
+    }
+}
+
+/* Sweeps the key whose prefix is set from the iterator's position; stops
+ * early when the budget runs out (then *done is false). */
+static int sweep_versions(tkv_engine *e, sweep_state *s, leveldb_iterator_t *it,
+                          uint32_t *budget, bool *done)
+{
+    uint64_t ts;
+    *done = true;
+    while (eng_iter_match(e, it, &ts)) {
+        if (*budget == 0) {
+            size_t n;
+            const char *k = leveldb_iter_key(it, &n);
+            tkv_buf_reset(&s->resume);
+            tkv_buf_append(&s->resume, k, n);
+            s->in_key = true;
+            *done = false;
+            return 0;
+        }
+        (*budget)--;
+        if (!s->skip) {
+            size_t kn, vn;
+            const char *k = leveldb_iter_key(it, &kn);
+            const char *v = leveldb_iter_value(it, &vn);
+            visit(e, s, k, kn, ts, (const uint8_t *)v, (uint32_t)vn);
+        }
+        leveldb_iter_next(it);
+    }
+    s->in_key = false;
+    return eng_iter_failed(e, it);
+}
+
+/* Reads the metadata record under the iterator, if it is one for key. */
+static bool take_meta(tkv_engine *e, leveldb_iterator_t *it, tkv_kmeta *m)
+{
+    size_t n, vn;
+    const char *k = leveldb_iter_key(it, &n);
+    bool is_meta;
+    long klen = tkv_kc_decode_any((const uint8_t *)k, n, e->kbuf, &is_meta);
+    if (klen < 0 || !is_meta)
+        return false;
+    const char *v = leveldb_iter_value(it, &vn);
+    return eng_meta_decode((const uint8_t *)v, vn, m) == 0;
+}
+
+/* One key of a full pass, starting at the iterator (a metadata record or
+ * the key's newest version). */
+static int sweep_next_key(tkv_engine *e, sweep_state *s, leveldb_iterator_t *it,
+                          uint32_t *budget, bool *done)
+{
+    size_t n;
+    const char *k = leveldb_iter_key(it, &n);
+    bool is_meta;
+    long klen = tkv_kc_decode_any((const uint8_t *)k, n, e->kbuf, &is_meta);
+    if (klen < 0) { /* not ours: step over it */
+        leveldb_iter_next(it);
+        *done = true;
+        return 0;
+    }
+    tkv_kmeta dm;
+    bool has_dm = is_meta && take_meta(e, it, &dm);
+    uint8_t *key = malloc((size_t)klen + 1);
+    if (!key)
+        return -1;
+    memcpy(key, e->kbuf, (size_t)klen);
+    begin_key(e, s, key, (size_t)klen, has_dm ? &dm : NULL);
+    free(key);
+    if (is_meta)
+        leveldb_iter_next(it);
+    (*budget)--;
+    int rc = sweep_versions(e, s, it, budget, done);
+    if (rc == 0 && *done)
+        end_key(e, s);
+    return rc;
+}
+
+/* Positions the resume point just after `k`: the smallest greater key. */
+static void resume_after(sweep_state *s, const void *k, size_t n)
+{
+    static const uint8_t zero = 0;
+    tkv_buf_reset(&s->resume);
+    tkv_buf_append(&s->resume, k, n);
+    tkv_buf_append(&s->resume, &zero, 1);
+}
+
+/* One key of an index pass: the index record under the iterator names it. */
+static int sweep_indexed_key(tkv_engine *e, sweep_state *s, leveldb_iterator_t *it,
+                             uint32_t *budget, bool *done)
+{
+    size_t n;
+    const char *rec = leveldb_iter_key(it, &n);
+    /* The record is the key's version prefix with 's' for 'v'. */
+    uint8_t *enc = malloc(n + 8);
+    if (!enc)
+        return -1;
+    enc[0] = TKV_KC_VERSION;
+    memcpy(enc + 1, rec + 1, n - 1);
+    memset(enc + n, 0, 8);
+    resume_after(s, rec, n);
+    bool is_meta;
+    long klen = tkv_kc_decode_any(enc, n + 8, e->kbuf, &is_meta);
+    free(enc);
+    (*budget)--;
+    *done = true;
+    if (klen < 0)
+        return 0;
+    uint8_t *key = malloc((size_t)klen + 1);
+    if (!key)
+        return -1;
+    memcpy(key, e->kbuf, (size_t)klen);
+    size_t mlen = tkv_kc_meta(e->kbuf, key, (size_t)klen);
+    leveldb_iter_seek(it, (const char *)e->kbuf, mlen);
+    tkv_kmeta dm;
+    bool has_dm = leveldb_iter_valid(it) && take_meta(e, it, &dm);
+    begin_key(e, s, key, (size_t)klen, has_dm ? &dm : NULL);
+    free(key);
+    if (has_dm)
+        leveldb_iter_next(it);
+    int rc = sweep_versions(e, s, it, budget, done);
+    if (rc == 0 && *done)
+        end_key(e, s);
+    return rc;
+}
+
+/* Continues a key the previous call stopped inside. */
+static int resume_key(tkv_engine *e, sweep_state *s, leveldb_iterator_t *it, uint32_t *budget,
+                      bool *done)
+{
+    eng_set_prefix(e, s->key.data, s->key.len);
+    tkv_kentry *E = tkv_keyindex_find(&e->ix, s->key.data, s->key.len);
+    if (E && (E->dirty_epoch == e->epoch || eng_reserve_dirty(e) < 0))
+        s->skip = true;
+    leveldb_iter_seek(it, (const char *)s->resume.data, s->resume.len);
+    int rc = sweep_versions(e, s, it, budget, done);
+    if (rc == 0 && *done)
+        end_key(e, s);
+    return rc;
+}
+
+static void start_pass(tkv_engine *e, sweep_state *s)
+{
+    s->index_mode = !server_policy(e);
+    tkv_buf_reset(&s->resume);
+    uint8_t first = s->index_mode ? 's' : TKV_KC_VERSION;
+    tkv_buf_append(&s->resume, &first, 1);
+    s->in_key = false;
+}
+
+static bool end_pass(tkv_engine *e, sweep_state *s)
+{
+    tkv_buf_reset(&s->resume);
+    s->in_key = false;
+    e->st.sweeps++;
+    return true;
+}
+
+bool tkv_engine_sweep(tkv_engine *e, uint32_t budget)
+{
+    sweep_state *s = e->sweep;
+    bool pending = s && (s->in_key || s->resume.len > 0);
+    if (!pending && !server_policy(e) && e->cnt.swept_keys == 0)
+        return true;
+    if (!s) {
+        s = e->sweep = calloc(1, sizeof *s);
+        if (!s)
+            return false;
+    }
+    leveldb_iterator_t *it = eng_iter(e);
+    if (!it)
+        return false;
+    if (s->resume.len == 0)
+        start_pass(e, s);
+    while (budget > 0) {
+        bool done = true;
+        int rc;
+        if (s->in_key) {
+            rc = resume_key(e, s, it, &budget, &done);
+            if (rc == 0 && done && !s->index_mode && leveldb_iter_valid(it)) {
+                size_t n;
+                const char *k = leveldb_iter_key(it, &n);
+                tkv_buf_reset(&s->resume);
+                tkv_buf_append(&s->resume, k, n);
+            } else if (rc == 0 && done && !s->index_mode) {
+                return end_pass(e, s);
+            }
+        } else {
+            leveldb_iter_seek(it, (const char *)s->resume.data, s->resume.len);
+            if (!leveldb_iter_valid(it))
+                return eng_iter_failed(e, it) == 0 && end_pass(e, s);
+            size_t n;
+            const char *k = leveldb_iter_key(it, &n);
+            char want = s->index_mode ? 's' : TKV_KC_VERSION;
+            if (n == 0 || k[0] != want)
+                return end_pass(e, s);
+            rc = s->index_mode ? sweep_indexed_key(e, s, it, &budget, &done)
+                               : sweep_next_key(e, s, it, &budget, &done);
+            if (rc == 0 && done && !s->index_mode) {
+                if (!leveldb_iter_valid(it))
+                    return eng_iter_failed(e, it) == 0 && end_pass(e, s);
+                k = leveldb_iter_key(it, &n);
+                tkv_buf_reset(&s->resume);
+                tkv_buf_append(&s->resume, k, n);
+            }
+        }
+        if (rc < 0)
+            return false;
+    }
+    return false;
+}

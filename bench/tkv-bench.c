@@ -61,9 +61,10 @@ static void usage(FILE *f)
             "                        it took\n"
             "  --dist uniform|zipf   key popularity (default uniform); zipf has exponent 0.99,\n"
             "                        its hot keys scattered over the key space\n"
-            "  --ts rising|random    PUT timestamps: rising = the key's next version number,\n"
-            "                        strictly increasing per key (default); random = uniform\n"
-            "                        within the key's history (writes into the past)\n"
+            "  --ts rising|random    PUT timestamps: rising = versions N+1, N+2, ... of each key\n"
+            "                        (N = --versions), strictly increasing per key (default);\n"
+            "                        random = uniform within the key's history (writes into\n"
+            "                        the past)\n"
             "  --read-at latest|random-past\n"
             "                        GET the newest version (default), or as of a random time\n"
             "                        within the key's history\n"
@@ -85,9 +86,9 @@ static void usage(FILE *f)
             "\n"
             "Latency runs from just before the write() carrying a request to just after the\n"
             "read() returning its reply (CLOCK_MONOTONIC, one reading per batch and per read).\n"
-            "Errors are replies with an error status; a GET that finds nothing is a miss, not an\n"
-            "error. Exit status: 0 success, 1 error replies, 2 a connection failed or timed\n"
-            "out, or bad usage.\n",
+            "requests counts every reply, errors and misses included. Errors are replies with an\n"
+            "error status; a GET that finds nothing is a miss, not an error. Exit status:\n"
+            "0 success, 1 error replies, 2 a connection failed or timed out, or bad usage.\n",
             BENCH_TS_SPACING, PRELOAD_DEPTH);
 }
 

@@ -112,23 +112,27 @@ static int exists_below_lo(tkv_engine *e, const tkv_kentry *E, uint64_t ts, bool
     return 0;
 }
 
-/* The key's newest stored version: the page's last one, or - if the sweep
- * emptied a page whose older versions live in LevelDB - LevelDB's first. */
+/* The key's newest stored version. The page holds every stored version at
+ * or above lo, so its last one is the newest - unless it lies below lo
+ * (the sweep emptied the page above lo, then a write went into the past):
+ * then LevelDB may hold a newer one. */
 static int newest_stored(tkv_engine *e, const tkv_kentry *E, bool *has, uint64_t *ts)
 {
     uint32_t n = tkv_vpage_count(E->page);
     *has = n > 0;
-    if (n > 0) {
+    if (n > 0)
         *ts = E->page->slot[n - 1].ts;
-        return 0;
-    }
-    if (E->lo == 0)
+    if (E->lo == 0 || (n > 0 && *ts >= E->lo))
         return 0;
     leveldb_iterator_t *it = eng_iter(e);
     if (!it)
         return -1;
     leveldb_iter_seek(it, (const char *)e->pfx, eng_with_ts(e, TKV_TS_MAX));
-    *has = eng_iter_match(e, it, ts);
+    uint64_t disk;
+    if (eng_iter_match(e, it, &disk) && (!*has || disk > *ts)) {
+        *has = true;
+        *ts = disk;
+    }
     return eng_iter_failed(e, it);
 }
 

@@ -179,6 +179,7 @@ tkv_status tkv_engine_retain(tkv_engine *e, const uint8_t *key, size_t klen,
                              bool *dirty)
 {
     memset(r, 0, sizeof *r);
+    r->complete = true;
     *dirty = false;
     if (!dry_run && eng_reserve_dirty(e) < 0)
         return TKV_ST_INTERNAL;

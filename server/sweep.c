@@ -21,8 +21,10 @@
 #include "engine_int.h"
 
 struct sweep_state {
-    tkv_buf resume;     /* LevelDB key to continue from; empty: start a pass */
-    bool in_key;        /* resume is inside the current key's versions */
+    tkv_buf resume;     /* where the pass goes on: the next index record or
+                           key; empty: start a pass */
+    tkv_buf inner;      /* with in_key: the next version of the current key */
+    bool in_key;        /* stopped inside the current key's versions */
     bool index_mode;    /* this pass walks the sweep index */
     tkv_buf key;        /* the key being swept (raw bytes) */
     tkv_kmeta meta;     /* its metadata as the sweep found it */
@@ -36,6 +38,7 @@ struct sweep_state {
     uint64_t min_expiry;
     uint64_t kept;      /* versions left */
     uint64_t deleted;
+    uint64_t cut;       /* deleted for being older than the version at H */
     bool skip;          /* the key has uncommitted changes */
 };
 
@@ -44,6 +47,7 @@ void eng_sweep_free(tkv_engine *e)
     if (!e->sweep)
         return;
     tkv_buf_deinit(&e->sweep->resume);
+    tkv_buf_deinit(&e->sweep->inner);
     tkv_buf_deinit(&e->sweep->key);
     free(e->sweep);
     e->sweep = NULL;
@@ -75,7 +79,7 @@ static void begin_key(tkv_engine *e, sweep_state *s, const uint8_t *key, size_t 
     s->floor = false;
     s->new_horizon = s->meta.horizon;
     s->min_expiry = UINT64_MAX;
-    s->kept = s->deleted = 0;
+    s->kept = s->deleted = s->cut = 0;
     eng_set_prefix(e, key, klen);
 }
 
@@ -104,10 +108,11 @@ static void visit(tkv_engine *e, sweep_state *s, const char *k, size_t klen, uin
         e->st.swept_expired++;
         return;
     }
-    bool keep;
+    bool keep, policy = false;
     if (ts < s->meta.horizon) {
         keep = false;
     } else {
+        policy = true;
         s->n++;
         if (s->policy.versions && s->n == s->policy.versions && ts > s->H)
             s->H = ts;
@@ -120,6 +125,7 @@ static void visit(tkv_engine *e, sweep_state *s, const char *k, size_t klen, uin
     if (!keep) {
         delete_version(e, s, k, klen, ts);
         e->st.swept_retained++;
+        s->cut += policy;
         return;
     }
     s->kept++;
@@ -148,7 +154,7 @@ static void end_key(tkv_engine *e, sweep_state *s)
         }
         return;
     }
-    bool deleted_below = s->floor && s->new_horizon > s->meta.horizon && s->deleted > 0;
+    bool deleted_below = s->floor && s->new_horizon > s->meta.horizon && s->cut > 0;
     uint64_t horizon = deleted_below ? s->new_horizon : s->meta.horizon;
     if (horizon == s->meta.horizon && s->min_expiry == s->meta.min_expiry)
         return;
@@ -179,8 +185,8 @@ static int sweep_versions(tkv_engine *e, sweep_state *s, leveldb_iterator_t *it,
         if (*budget == 0) {
             size_t n;
             const char *k = leveldb_iter_key(it, &n);
-            tkv_buf_reset(&s->resume);
-            tkv_buf_append(&s->resume, k, n);
+            tkv_buf_reset(&s->inner);
+            tkv_buf_append(&s->inner, k, n);
             s->in_key = true;
             *done = false;
             return 0;
@@ -298,7 +304,7 @@ static int resume_key(tkv_engine *e, sweep_state *s, leveldb_iterator_t *it, uin
     tkv_kentry *E = tkv_keyindex_find(&e->ix, s->key.data, s->key.len);
     if (E && (E->dirty_epoch == e->epoch || eng_reserve_dirty(e) < 0))
         s->skip = true;
-    leveldb_iter_seek(it, (const char *)s->resume.data, s->resume.len);
+    leveldb_iter_seek(it, (const char *)s->inner.data, s->inner.len);
     int rc = sweep_versions(e, s, it, budget, done);
     if (rc == 0 && *done)
         end_key(e, s);

@@ -84,7 +84,8 @@
 
 static pthread_t g_main;
 static char *g_dir;           /* the data directory */
-static int g_fail_syncs;      /* syncs of the fuzzing thread left to fail */
+static int g_skip_syncs;      /* syncs of the fuzzing thread to let through first */
+static int g_fail_syncs;      /* then how many to fail */
 static int g_fail_writes;     /* writes to a LevelDB log left to fail */
 static unsigned g_faults;     /* faults that struck during this input */
 static int64_t g_mono_skew_s; /* added to CLOCK_MONOTONIC */
@@ -94,6 +95,10 @@ static bool on_fuzz_thread(void) { return pthread_equal(pthread_self(), g_main);
 static int failed_sync(void)
 {
     if (g_fail_syncs > 0 && on_fuzz_thread()) {
+        if (g_skip_syncs > 0) {
+            g_skip_syncs--;
+            return 0;
+        }
         g_fail_syncs--;
         g_faults++;
         errno = EIO;
@@ -180,7 +185,8 @@ static void engine_open(size_t budget)
         .clock = fake_clock,
     };
     char err[512];
-    g_fail_syncs = g_fail_writes = 0; /* transient: a restart gets a working disk */
+    /* Faults are transient: a restart gets a working disk. */
+    g_skip_syncs = g_fail_syncs = g_fail_writes = 0;
     if (tkv_engine_open(&o, &g_eng, err, sizeof err) < 0) {
         fprintf(stderr, "fuzz_request: cannot open the engine in %s: %s\n", g_dir, err);
         abort();
@@ -804,14 +810,23 @@ static void run_special(fz *f, wbuf *w)
             break;
         /* 0: a sync fails after the write; 1: a log write fails before
          * anything reaches the file; 2: two syncs (the recovery probe's
-         * too); 3: a write, then a sync. */
-        switch ((b >> 3) & 3) {
+         * too); 3: a write, then a sync; 4, 5: a write, then - the probe
+         * passing - the syncs of LevelDB's reopen, so the store stays
+         * closed; 6, 7: a write. */
+        switch ((b >> 3) & 7) {
         case 0: g_fail_syncs = 1; break;
-        case 1: g_fail_writes = 1; break;
         case 2: g_fail_syncs = 2; break;
-        default: g_fail_writes = g_fail_syncs = 1; break;
+        case 3: g_fail_writes = g_fail_syncs = 1; break;
+        case 4:
+        case 5:
+            g_fail_writes = 1;
+            g_skip_syncs = 1;
+            g_fail_syncs = (b & 0x20) ? 3 : 1;
+            break;
+        default: g_fail_writes = 1; break;
         }
-        if (g_no_sync_faults && g_fail_syncs) {
+        /* Sync faults under a commit resurrect its batch (reported). */
+        if (g_no_sync_faults && g_fail_syncs && !g_skip_syncs) {
             g_fail_syncs = 0;
             g_fail_writes = 1;
         }
@@ -905,7 +920,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     g_use_sess = mode & 8;
     memset(&g_sess, 0, sizeof g_sess);
     g_clock = clocks[0];
-    g_fail_syncs = g_fail_writes = 0;
+    g_skip_syncs = g_fail_syncs = g_fail_writes = 0;
     g_faults = 0;
     g_mono_skew_s = 0;
     g_counters_off = false;
@@ -915,7 +930,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         run_raw(&f);
     else
         run_structured(&f);
-    g_fail_syncs = g_fail_writes = 0;
+    g_skip_syncs = g_fail_syncs = g_fail_writes = 0;
     finish_input();
     return 0;
 }

@@ -151,6 +151,21 @@ def request_seeds():
     write("fuzz_request", "small_reply_truncation",
           b"\x01" + b"".join(put(0, ts, 0x87) for ts in (1, 2, 3, 4)) + rng(0) +
           rng(0, reverse=True))
+    # Storage faults (run_special: 0x0f then 0x?4 = FAULT, 0x05 = ADVANCE,
+    # 0x06 = TICK). A log write fails: the commit is rolled back, reads see
+    # the committed state, a restart loses nothing committed.
+    FAULT_WRITE, FAULT_REOPEN = b"\x0f\x34", b"\x0f\x24"
+    ADVANCE, TICK = b"\x0f\x05", b"\x0f\x06"
+    hist5 = b"".join(put(0, ts) for ts in (1, 3, 5, 7, 9)) + COMMIT
+    write("fuzz_request", "write_fault_rollback",
+          b"\x00" + hist5 + FAULT_WRITE + put(1, 2) + put(0, 4) + COMMIT + get(1) + get(0, 4) +
+          rng(0) + REOPEN + get(1) + put(1, 2) + COMMIT + get(1))
+    # The write fails, then LevelDB's reopen in the recovery fails too: the
+    # store stays closed and reads that need LevelDB get STORAGE.
+    write("fuzz_request", "store_stays_closed",
+          b"\x00" + hist5 + FAULT_REOPEN + put(1, 2) + COMMIT + ADVANCE + put(1, 3) + COMMIT +
+          get(0, 2) + rng(0) + get(0) + ADVANCE + TICK + get(0, 2) + rng(0) + put(1, 4) +
+          COMMIT + get(1))
     # A session on a server with a secret: refused, wrong secret, secret.
     write("fuzz_request", "auth_session",
           b"\x0c" + put(0, 1) + auth(2) + get(0) + auth(0) + put(0, 1) + get(0) +

@@ -1,0 +1,180 @@
+/*
+ * model.h - a trivially correct model of tkv's versioned keys, for the
+ * randomized engine test: each key's stored versions in a sorted array,
+ * and every rule (visibility, miss reasons, validity intervals, retention,
+ * the sweep) written the plainest way, by linear scans.
+ */
+#ifndef TKV_TEST_MODEL_H
+#define TKV_TEST_MODEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define M_MAXV 12
+
+typedef struct mver {
+    uint64_t ts;
+    uint8_t v[M_MAXV];
+    uint8_t len;
+    bool tomb;
+    uint64_t expires; /* 0: never */
+} mver;
+
+typedef struct mkey {
+    mver *v; /* stored versions, ascending ts */
+    size_t n, cap;
+    uint64_t horizon;
+    bool has_policy;
+    uint32_t keep_versions;
+    uint64_t keep_age;
+    uint64_t min_expiry; /* as the engine keeps it: a lower bound */
+} mkey;
+
+static inline void mkey_reset_meta(mkey *k)
+{
+    k->horizon = 0;
+    k->has_policy = false;
+    k->keep_versions = 0;
+    k->keep_age = 0;
+    k->min_expiry = UINT64_MAX;
+}
+
+static inline bool m_visible(const mkey *k, const mver *v, uint64_t now)
+{
+    return v->ts >= k->horizon && !(v->expires && v->expires <= now);
+}
+
+static inline long m_find(const mkey *k, uint64_t ts)
+{
+    for (size_t i = 0; i < k->n; i++)
+        if (k->v[i].ts == ts)
+            return (long)i;
+    return -1;
+}
+
+static inline void m_store(mkey *k, const mver *nv)
+{
+    long at = m_find(k, nv->ts);
+    if (at < 0) {
+        if (k->n == k->cap) {
+            k->cap = k->cap ? k->cap * 2 : 8;
+            k->v = realloc(k->v, k->cap * sizeof *k->v);
+        }
+        size_t i = 0;
+        while (i < k->n && k->v[i].ts < nv->ts)
+            i++;
+        memmove(&k->v[i + 1], &k->v[i], (k->n - i) * sizeof *k->v);
+        k->n++;
+        at = (long)i;
+    }
+    k->v[at] = *nv;
+    if (nv->expires && nv->expires < k->min_expiry)
+        k->min_expiry = nv->expires;
+}
+
+static inline void m_remove(mkey *k, size_t i)
+{
+    memmove(&k->v[i], &k->v[i + 1], (k->n - i - 1) * sizeof *k->v);
+    k->n--;
+}
+
+/* Index of the largest visible version with ts <= T, or -1. */
+static inline long m_floor(const mkey *k, uint64_t T, uint64_t now)
+{
+    long r = -1;
+    for (size_t i = 0; i < k->n && k->v[i].ts <= T; i++)
+        if (m_visible(k, &k->v[i], now))
+            r = (long)i;
+    return r;
+}
+
+/* Index of the smallest visible version with ts > T, or -1. */
+static inline long m_after(const mkey *k, uint64_t T, uint64_t now)
+{
+    for (size_t i = 0; i < k->n; i++)
+        if (k->v[i].ts > T && m_visible(k, &k->v[i], now))
+            return (long)i;
+    return -1;
+}
+
+/* Where a policy puts the horizon (see server/meta.c); *removable gets the
+ * visible versions it removes. */
+static inline uint64_t m_evaluate(const mkey *k, uint32_t versions, uint64_t age, uint64_t now,
+                                  uint64_t *removable)
+{
+    uint64_t H = age && now > age ? now - age : 0, horizon = 0, n = 0;
+    bool floor = false;
+    *removable = 0;
+    for (size_t j = k->n; j-- > 0;) {
+        const mver *v = &k->v[j];
+        if (!m_visible(k, v, now))
+            continue;
+        n++;
+        if (versions && n == versions && v->ts > H)
+            H = v->ts;
+        if (v->ts > H)
+            continue;
+        if (!floor) {
+            floor = true;
+            horizon = v->ts;
+            continue;
+        }
+        (*removable)++;
+    }
+    return *removable ? horizon : 0;
+}
+
+/* One full sweep of a key with policy (versions, age); returns the number
+ * of versions deleted. Mirrors server/sweep.c's rule. */
+static inline uint64_t m_sweep_key(mkey *k, uint32_t versions, uint64_t age, uint64_t now,
+                                   uint64_t *keys_gone)
+{
+    uint64_t H = age && now > age ? now - age : 0, n = 0, kept = 0, deleted = 0, cut = 0;
+    uint64_t new_horizon = k->horizon, min_exp = UINT64_MAX;
+    bool floor = false;
+    for (size_t j = k->n; j-- > 0;) {
+        mver *v = &k->v[j];
+        if (v->expires && v->expires <= now) {
+            m_remove(k, j);
+            deleted++;
+            continue;
+        }
+        bool keep, policy = false;
+        if (v->ts < k->horizon) {
+            keep = false;
+        } else {
+            policy = true;
+            n++;
+            if (versions && n == versions && v->ts > H)
+                H = v->ts;
+            keep = v->ts > H || !floor;
+            if (v->ts <= H && !floor) {
+                floor = true;
+                if (v->ts > new_horizon)
+                    new_horizon = v->ts;
+            }
+        }
+        if (!keep) {
+            m_remove(k, j);
+            deleted++;
+            cut += policy;
+            continue;
+        }
+        kept++;
+        if (v->expires && v->expires < min_exp)
+            min_exp = v->expires;
+    }
+    if (kept == 0 && deleted > 0) {
+        mkey_reset_meta(k);
+        (*keys_gone)++;
+        return deleted;
+    }
+    if (floor && cut > 0 && new_horizon > k->horizon)
+        k->horizon = new_horizon;
+    k->min_expiry = min_exp;
+    return deleted;
+}
+
+#endif

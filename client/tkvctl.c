@@ -1,7 +1,10 @@
 /*
  * tkvctl.c - the tkv command-line client, a thin layer over libtkvclient.
  *
- * Exit status: 0 success, 1 not found, 2 any error (one line on stderr).
+ * Every command prints text by default and one JSON object per reply with
+ * --json (see jsonout.h for how bytes that are not UTF-8 are shown).
+ * Timestamps and durations take human forms (units.h). Exit status: 0
+ * success, 1 not found, 2 any error (one line on stderr).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -11,36 +14,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
+#include <time.h>
 
-#include "tkv/client.h"
+#include "tkvctl.h"
+#include "units.h"
 
-#define EXIT_NOTFOUND 1
-#define EXIT_ERROR 2
-#define DEFAULT_PORT 7379
-
-typedef struct cli {
-    const char *host;
-    const char *secret; /* AUTH after connecting, if set */
-    uint16_t port;
-    int timeout_ms;
-    bool trace;
-    tkv_ctx *ctx;
-} cli;
-
-typedef struct command {
-    const char *name;
-    const char *args;
-    const char *help;
-    int (*run)(cli *c, int argc, char **argv);
-} command;
-
-#define N_COMMANDS 6
-static const command commands[N_COMMANDS];
-
-static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static int fail(const char *fmt, ...)
+int fail(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -51,21 +30,42 @@ static int fail(const char *fmt, ...)
     return EXIT_ERROR;
 }
 
-static int server_fail(cli *c)
+int server_fail(cli *c) { return fail("%s", tkv_errstr(c->ctx)); }
+
+const char *opt(const args *a, const char *name)
 {
-    return fail("%s", tkv_errstr(c->ctx));
+    for (int i = 0; i < a->nopts; i++)
+        if (strcmp(a->names[i], name) == 0)
+            return a->values[i];
+    return NULL;
 }
 
-static int parse_u64(const char *s, const char *what, uint64_t *out)
+uint64_t now_us(void)
 {
-    char *end;
-    errno = 0;
-    if (!s || !*s || *s == '-' || *s == '+')
-        return fail("invalid %s '%s': expected an unsigned integer", what, s ? s : "");
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end)
-        return fail("invalid %s '%s': expected an unsigned integer", what, s);
-    *out = v;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+int parse_time(const char *s, const char *what, uint64_t *out)
+{
+    if (tkv_parse_time(s, now_us(), out) < 0)
+        return fail("invalid %s '%s': expected now, -5m, 2026-01-31T12:00:00Z or microseconds",
+                    what, s);
+    return 0;
+}
+
+static int parse_duration(const char *s, const char *what, uint64_t *out)
+{
+    if (tkv_parse_duration(s, out) < 0 || *out == 0)
+        return fail("invalid %s '%s': expected a duration such as 30s, 2h, 7d", what, s);
+    return 0;
+}
+
+int parse_count(const char *s, const char *what, uint64_t max, uint64_t *out)
+{
+    if (tkv_parse_uint(s, 0, max, out) < 0)
+        return fail("invalid %s '%s': expected a number", what, s);
     return 0;
 }
 
@@ -77,7 +77,7 @@ static void trace_frame(void *arg, char dir, const uint8_t *f, size_t n)
     fputc('\n', stderr);
 }
 
-static int connect_cli(cli *c)
+int connect_cli(cli *c)
 {
     c->ctx = tkv_connect(c->host, c->port, c->timeout_ms);
     if (!c->ctx)
@@ -119,265 +119,450 @@ static int read_stdin(char **out, size_t *len)
     return 0;
 }
 
-/* Whether name is one of the space-separated words of list. */
-static bool has_word(const char *list, const char *name)
+/* ---- printing answers ---------------------------------------------------- */
+
+static const char *miss_name(int miss)
 {
-    size_t n = strlen(name);
-    for (const char *p = list; n && (p = strstr(p, name)) != NULL; p += n) {
-        bool starts = p == list || p[-1] == ' ';
-        bool ends = p[n] == '\0' || p[n] == ' ';
-        if (starts && ends)
-            return true;
+    switch (miss) {
+    case TKV_MISS_NO_KEY: return "no_key";
+    case TKV_MISS_BEFORE_FIRST: return "before_first";
+    case TKV_MISS_DELETED: return "deleted";
+    case TKV_MISS_BELOW_HORIZON: return "below_horizon";
+    case TKV_MISS_NO_SUCH_VERSION: return "no_such_version";
+    default: return "unknown";
     }
-    return false;
 }
 
-/* Splits a command's arguments into positionals and the --name options it
- * allows (all take a value except --reverse). */
-typedef struct args {
-    char *pos[4];
-    int npos;
-    const char *ts, *from, *to, *limit;
-    bool reverse;
-} args;
-
-static int parse_args(const command *cmd, int argc, char **argv, int maxpos, const char *allowed,
-                      args *a)
+void explain_miss(const char *key, const tkv_version *v)
 {
-    memset(a, 0, sizeof *a);
-    for (int i = 1; i < argc; i++) {
-        const char *s = argv[i];
-        if (strcmp(s, "--") == 0) {
-            for (i++; i < argc; i++) {
-                if (a->npos >= maxpos)
-                    return fail("%s: too many arguments (see tkvctl %s --help)", cmd->name,
-                                cmd->name);
-                a->pos[a->npos++] = argv[i];
-            }
-            break;
-        }
-        if (s[0] != '-' || s[1] != '-' || strcmp(s, "-") == 0) {
-            if (a->npos >= maxpos)
-                return fail("%s: too many arguments (see tkvctl %s --help)", cmd->name,
-                            cmd->name);
-            a->pos[a->npos++] = argv[i];
-            continue;
-        }
-        const char *name = s + 2;
-        if (!has_word(allowed, name))
-            return fail("%s: unknown option '%s' (see tkvctl %s --help)", cmd->name, s,
-                        cmd->name);
-        if (strcmp(name, "reverse") == 0) {
-            a->reverse = true;
-            continue;
-        }
-        if (i + 1 >= argc)
-            return fail("%s: option '%s' needs a value", cmd->name, s);
-        const char *v = argv[++i];
-        if (strcmp(name, "ts") == 0)
-            a->ts = v;
-        else if (strcmp(name, "from") == 0)
-            a->from = v;
-        else if (strcmp(name, "to") == 0)
-            a->to = v;
-        else if (strcmp(name, "limit") == 0)
-            a->limit = v;
-        else
-            return fail("%s: unknown option '%s'", cmd->name, s);
+    switch (v->miss) {
+    case TKV_MISS_NO_KEY: fprintf(stderr, "%s: not found (no such key)\n", key); break;
+    case TKV_MISS_BEFORE_FIRST:
+        fprintf(stderr, "%s: not found (before its first version, at %" PRIu64 ")\n", key,
+                v->next);
+        break;
+    case TKV_MISS_DELETED:
+        fprintf(stderr, "%s: not found (deleted at %" PRIu64 ")\n", key, v->at);
+        break;
+    case TKV_MISS_BELOW_HORIZON:
+        fprintf(stderr, "%s: not found (before the retention horizon %" PRIu64 ")\n", key,
+                v->at);
+        break;
+    case TKV_MISS_NO_SUCH_VERSION:
+        fprintf(stderr, "%s: not found (no such version)\n", key);
+        break;
+    default: fprintf(stderr, "%s: not found\n", key);
     }
-    return 0;
 }
 
-static int need(const command *cmd, const args *a, int n)
+/* The fields of one answer inside an open JSON object. */
+void json_answer(json_out *j, const tkv_version *v)
 {
-    if (a->npos != n)
-        return fail("%s: expected %s (see tkvctl %s --help)", cmd->name, cmd->args, cmd->name);
-    return 0;
+    json_bool(j, "found", v->status == TKV_OK);
+    if (v->status == TKV_OK) {
+        json_bytes(j, "value", v->value, v->len);
+        json_u64(j, "ts", v->ts);
+        json_opt_u64(j, "next", v->has_next, v->next);
+        json_opt_u64(j, "expires", v->expires != 0, v->expires);
+        return;
+    }
+    json_str(j, "reason", miss_name(v->miss));
+    json_opt_u64(j, "next", v->has_next, v->next);
+    bool at = v->miss == TKV_MISS_DELETED || v->miss == TKV_MISS_BELOW_HORIZON;
+    json_opt_u64(j, "at", at, v->at);
 }
 
-static int run_put(cli *c, int argc, char **argv)
+/* ---- commands ------------------------------------------------------------ */
+
+static int run_put(cli *c, const args *a)
 {
-    args a;
-    const command *cmd = &commands[0];
-    if (parse_args(cmd, argc, argv, 2, "ts", &a) || need(cmd, &a, 2))
+    uint64_t ts = 0, ttl = 0, out;
+    const char *t = opt(a, "ts"), *d = opt(a, "ttl");
+    bool has_ts = t && strcmp(t, "now") != 0;
+    if ((has_ts && parse_time(t, "--ts", &ts)) || (d && parse_duration(d, "--ttl", &ttl)))
         return EXIT_ERROR;
-    uint64_t ts = 0, out;
-    if (a.ts && parse_u64(a.ts, "--ts", &ts))
-        return EXIT_ERROR;
-    char *val = a.pos[1];
+    const char *key = a->pos[0];
+    char *val = (char *)a->pos[1];
     size_t vlen = strlen(val);
     bool from_stdin = strcmp(val, "-") == 0;
     if (from_stdin && read_stdin(&val, &vlen))
         return EXIT_ERROR;
     int rc = connect_cli(c);
     if (rc == 0)
-        rc = a.ts ? tkv_put(c->ctx, a.pos[0], strlen(a.pos[0]), val, vlen, ts, &out)
-                  : tkv_put_now(c->ctx, a.pos[0], strlen(a.pos[0]), val, vlen, &out);
+        rc = tkv_put_ex(c->ctx, key, strlen(key), val, vlen, ts, has_ts, ttl, &out);
     if (from_stdin)
         free(val);
     if (rc == EXIT_ERROR)
         return rc;
     if (rc != TKV_OK)
         return server_fail(c);
-    printf("%" PRIu64 "\n", out);
+    if (c->json) {
+        json_out j;
+        json_begin(&j, stdout);
+        json_u64(&j, "ts", out);
+        json_end(&j);
+    } else {
+        printf("%" PRIu64 "\n", out);
+    }
     return 0;
 }
 
-static void explain_miss(const char *key, const tkv_version *v)
+static int print_version(cli *c, const char *key, int rc, const tkv_version *v)
 {
-    if (v->miss == TKV_MISS_NO_KEY)
-        fprintf(stderr, "%s: not found (no such key)\n", key);
-    else if (v->has_next)
-        fprintf(stderr, "%s: not found (its first version is at %" PRIu64 ")\n", key, v->next);
-    else
-        fprintf(stderr, "%s: not found\n", key);
+    if (rc != TKV_OK && rc != TKV_NOT_FOUND)
+        return server_fail(c);
+    if (c->json) {
+        json_out j;
+        json_begin(&j, stdout);
+        json_bytes(&j, "key", key, strlen(key));
+        json_answer(&j, v);
+        json_end(&j);
+    } else if (rc == TKV_OK) {
+        fwrite(v->value, 1, v->len, stdout);
+        putchar('\n');
+    }
+    if (rc == TKV_NOT_FOUND) {
+        if (!c->json)
+            explain_miss(key, v);
+        return EXIT_NOTFOUND;
+    }
+    return 0;
 }
 
-static int run_get(cli *c, int argc, char **argv)
+static int run_get(cli *c, const args *a)
 {
-    args a;
-    const command *cmd = &commands[1];
-    if (parse_args(cmd, argc, argv, 1, "ts", &a) || need(cmd, &a, 1))
-        return EXIT_ERROR;
+    const char *t = opt(a, "ts"), *n = opt(a, "version");
     uint64_t ts = TKV_LATEST;
-    if (a.ts && parse_u64(a.ts, "--ts", &ts))
+    int64_t version = 0;
+    if (t && n)
+        return fail("get: give --ts or --version, not both");
+    if (t && parse_time(t, "--ts", &ts))
         return EXIT_ERROR;
+    if (n) {
+        char *end;
+        errno = 0;
+        version = strtoll(n, &end, 10);
+        if (errno || *end || version == 0 || !*n)
+            return fail("invalid --version '%s': 1 is the oldest, -1 the newest", n);
+    }
     if (connect_cli(c))
         return EXIT_ERROR;
     tkv_version v;
-    int rc = tkv_get(c->ctx, a.pos[0], strlen(a.pos[0]), ts, &v);
-    if (rc == TKV_NOT_FOUND) {
-        explain_miss(a.pos[0], &v);
-        return EXIT_NOTFOUND;
+    const char *key = a->pos[0];
+    int rc = n ? tkv_get_version(c->ctx, key, strlen(key), version, &v)
+               : tkv_get(c->ctx, key, strlen(key), ts, &v);
+    return print_version(c, key, rc, &v);
+}
+
+static int time_range(const args *a, uint64_t *from, uint64_t *to)
+{
+    const char *f = opt(a, "from"), *t = opt(a, "to");
+    *from = 0;
+    *to = TKV_LATEST;
+    return (f && parse_time(f, "--from", from)) || (t && parse_time(t, "--to", to));
+}
+
+static void print_entries(cli *c, const tkv_entry *e, size_t n, json_out *j)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (c->json) {
+            json_item_begin(j);
+            json_u64(j, "ts", e[i].ts);
+            if (e[i].value)
+                json_bytes(j, "value", e[i].value, e[i].len);
+            else
+                json_null(j, "value");
+            json_bool(j, "tombstone", e[i].value == NULL);
+            json_opt_u64(j, "expires", e[i].expires != 0, e[i].expires);
+            json_item_end(j);
+            continue;
+        }
+        printf("%" PRIu64 "\t", e[i].ts);
+        if (e[i].value)
+            fwrite(e[i].value, 1, e[i].len, stdout);
+        else
+            fputs("(deleted)", stdout);
+        putchar('\n');
     }
+}
+
+static int run_range(cli *c, const args *a)
+{
+    tkv_range_opts o = {.reverse = opt(a, "reverse") != NULL, .to_set = 1};
+    const char *l = opt(a, "limit");
+    if (time_range(a, &o.from, &o.to) || (l && parse_count(l, "--limit", UINT64_MAX, &o.limit)))
+        return EXIT_ERROR;
+    if (l && o.limit == 0)
+        return 0;
+    if (connect_cli(c))
+        return EXIT_ERROR;
+    const char *key = a->pos[0];
+    const tkv_entry *e;
+    size_t n;
+    int truncated;
+    if (tkv_range(c->ctx, key, strlen(key), &o, &e, &n, &truncated) != TKV_OK)
+        return server_fail(c);
+    json_out j;
+    if (c->json) {
+        json_begin(&j, stdout);
+        json_bytes(&j, "key", key, strlen(key));
+        json_array_begin(&j, "versions");
+    }
+    print_entries(c, e, n, &j);
+    if (c->json) {
+        json_array_end(&j);
+        json_bool(&j, "truncated", truncated);
+        json_end(&j);
+    } else if (truncated) {
+        uint64_t last = n ? e[n - 1].ts : 0;
+        fprintf(stderr, "tkvctl: reply cut at the server's frame limit; continue with --%s %" PRIu64
+                        "\n",
+                o.reverse ? "to" : "from", o.reverse ? last - 1 : last + 1);
+    }
+    return 0;
+}
+
+static int run_count(cli *c, const args *a)
+{
+    uint64_t from, to, n;
+    if (time_range(a, &from, &to) || connect_cli(c))
+        return EXIT_ERROR;
+    if (tkv_count(c->ctx, a->pos[0], strlen(a->pos[0]), from, to, &n) != TKV_OK)
+        return server_fail(c);
+    if (c->json) {
+        json_out j;
+        json_begin(&j, stdout);
+        json_u64(&j, "count", n);
+        json_end(&j);
+    } else {
+        printf("%" PRIu64 "\n", n);
+    }
+    return 0;
+}
+
+static int run_del(cli *c, const args *a)
+{
+    const char *at = opt(a, "at");
+    uint64_t ts = 0, v;
+    bool server_clock = at && strcmp(at, "now") == 0;
+    if (at && !server_clock && parse_time(at, "--at", &ts))
+        return EXIT_ERROR;
+    if (connect_cli(c))
+        return EXIT_ERROR;
+    const char *key = a->pos[0];
+    int rc = at ? tkv_del_at(c->ctx, key, strlen(key), ts, !server_clock, &v)
+                : tkv_del(c->ctx, key, strlen(key), &v);
     if (rc != TKV_OK)
         return server_fail(c);
-    fwrite(v.value, 1, v.len, stdout);
+    if (c->json) {
+        json_out j;
+        json_begin(&j, stdout);
+        json_u64(&j, at ? "tombstone" : "removed", v);
+        json_end(&j);
+    } else {
+        printf("%" PRIu64 "\n", v);
+    }
+    return 0;
+}
+
+static int run_retain(cli *c, const args *a)
+{
+    const char *n = opt(a, "versions"), *age = opt(a, "age");
+    bool clear = opt(a, "clear") != NULL, dry = opt(a, "dry-run") != NULL;
+    uint64_t versions = 0, age_us = 0;
+    if (!n && !age && !clear)
+        return fail("retain: give --versions, --age, or --clear");
+    if (clear && (n || age))
+        return fail("retain: --clear takes no --versions or --age");
+    if ((n && (parse_count(n, "--versions", UINT32_MAX, &versions) || versions == 0)) ||
+        (age && parse_duration(age, "--age", &age_us)))
+        return n && versions == 0 ? fail("retain: --versions must be at least 1") : EXIT_ERROR;
+    if (connect_cli(c))
+        return EXIT_ERROR;
+    tkv_retain_info r;
+    const char *key = a->pos[0];
+    if (tkv_retain(c->ctx, key, strlen(key), (uint32_t)versions, age_us, dry, &r) != TKV_OK)
+        return server_fail(c);
+    if (c->json) {
+        json_out j;
+        json_begin(&j, stdout);
+        json_bool(&j, "dry_run", dry);
+        json_u64(&j, "removable", r.removable);
+        json_opt_u64(&j, "horizon", r.horizon != 0, r.horizon);
+        json_bool(&j, "complete", r.complete);
+        json_end(&j);
+        return 0;
+    }
+    printf("%s %" PRIu64 " version%s%s", dry ? "would remove" : "removes", r.removable,
+           r.removable == 1 ? "" : "s", r.complete ? "" : " or more");
+    if (r.horizon)
+        printf("; horizon %" PRIu64, r.horizon);
     putchar('\n');
     return 0;
 }
 
-static int run_range(cli *c, int argc, char **argv)
+static int run_policy(cli *c, const args *a)
 {
-    args a;
-    const command *cmd = &commands[2];
-    if (parse_args(cmd, argc, argv, 1, "from to limit reverse", &a) || need(cmd, &a, 1))
-        return EXIT_ERROR;
-    tkv_range_opts o = {.reverse = a.reverse};
-    if ((a.from && parse_u64(a.from, "--from", &o.from)) ||
-        (a.to && parse_u64(a.to, "--to", &o.to)) ||
-        (a.limit && parse_u64(a.limit, "--limit", &o.limit)))
-        return EXIT_ERROR;
-    o.to_set = a.to != NULL;
-    if (a.limit && o.limit == 0)
-        return 0;
     if (connect_cli(c))
         return EXIT_ERROR;
-    const tkv_entry *e;
-    size_t n;
-    int truncated;
-    if (tkv_range(c->ctx, a.pos[0], strlen(a.pos[0]), &o, &e, &n, &truncated) != TKV_OK)
+    tkv_policy_info p;
+    const char *key = a->pos[0];
+    if (tkv_policy(c->ctx, key, strlen(key), &p) != TKV_OK)
         return server_fail(c);
-    for (size_t i = 0; i < n; i++) {
-        printf("%" PRIu64 "\t", e[i].ts);
-        fwrite(e[i].value, 1, e[i].len, stdout);
-        putchar('\n');
+    if (c->json) {
+        json_out j;
+        json_begin(&j, stdout);
+        json_opt_u64(&j, "versions", p.versions != 0, p.versions);
+        json_opt_u64(&j, "age_us", p.age_us != 0, p.age_us);
+        json_str(&j, "source", p.own ? "key" : "server");
+        json_opt_u64(&j, "horizon", p.horizon != 0, p.horizon);
+        json_end(&j);
+        return 0;
     }
-    if (truncated)
-        fprintf(stderr, "tkvctl: reply truncated at the server's frame limit; continue with "
-                        "--%s %" PRIu64 "\n",
-                a.reverse ? "to" : "from", n ? (a.reverse ? e[n - 1].ts - 1 : e[n - 1].ts + 1)
-                                             : o.from);
+    printf("source: %s\n", p.own ? "key" : "server");
+    if (p.versions)
+        printf("versions: %" PRIu32 "\n", p.versions);
+    else
+        printf("versions: all\n");
+    if (p.age_us)
+        printf("age_us: %" PRIu64 "\n", p.age_us);
+    else
+        printf("age: unlimited\n");
+    if (p.horizon)
+        printf("horizon: %" PRIu64 "\n", p.horizon);
     return 0;
 }
 
-static int run_del(cli *c, int argc, char **argv)
-{
-    args a;
-    const command *cmd = &commands[3];
-    if (parse_args(cmd, argc, argv, 1, "", &a) || need(cmd, &a, 1) || connect_cli(c))
-        return EXIT_ERROR;
-    uint64_t removed;
-    if (tkv_del(c->ctx, a.pos[0], strlen(a.pos[0]), &removed) != TKV_OK)
-        return server_fail(c);
-    printf("%" PRIu64 "\n", removed);
-    return 0;
-}
-
-static int run_ping(cli *c, int argc, char **argv)
-{
-    args a;
-    const command *cmd = &commands[4];
-    if (parse_args(cmd, argc, argv, 0, "", &a) || connect_cli(c))
-        return EXIT_ERROR;
-    if (tkv_ping(c->ctx) != TKV_OK)
-        return server_fail(c);
-    puts("PONG");
-    return 0;
-}
-
-static int run_stats(cli *c, int argc, char **argv)
-{
-    args a;
-    const command *cmd = &commands[5];
-    if (parse_args(cmd, argc, argv, 0, "", &a) || connect_cli(c))
-        return EXIT_ERROR;
-    const tkv_stat *s;
-    size_t n;
-    if (tkv_stats(c->ctx, &s, &n) != TKV_OK)
-        return server_fail(c);
-    for (size_t i = 0; i < n; i++) {
-        if (!s[i].is_str)
-            printf("%s: %" PRIu64 "\n", s[i].name, s[i].num);
-        else if (!strchr(s[i].str, '\n'))
-            printf("%s: %s\n", s[i].name, s[i].str);
-        else
-            printf("%s: |\n  %s\n", s[i].name, s[i].str);
-    }
-    return 0;
-}
-
-static const command commands[N_COMMANDS] = {
-    {"put", "KEY VALUE [--ts TS]",
-     "Stores VALUE as a new version of KEY and prints its timestamp. Without --ts the\n"
-     "server's clock is used (microseconds, always after the key's newest version).\n"
-     "A version already at TS is replaced. VALUE '-' reads the value from stdin.",
-     run_put},
-    {"get", "KEY [--ts TS]",
-     "Prints the value of KEY as of TS: the version with the largest timestamp <= TS\n"
-     "(the newest without --ts). Exit status 1 if there is none.",
-     run_get},
-    {"range", "KEY [--from TS] [--to TS] [--limit N] [--reverse]",
+static const command commands[] = {
+    {"put", "KEY VALUE [--ts T] [--ttl D]",
+     "Stores VALUE as a new version of KEY and prints its timestamp. Without --ts (or\n"
+     "with --ts now) the server's clock is used, always after the key's newest version.\n"
+     "A version already at T is replaced. --ttl makes the version expire D from now.\n"
+     "VALUE '-' reads the value from standard input.",
+     "ts= ttl=", 2, 2, run_put},
+    {"get", "KEY [--ts T | --version N]",
+     "Prints the value of KEY as of T: the version with the largest timestamp <= T\n"
+     "(the newest without --ts). --version N picks the N-th version instead: 1 is the\n"
+     "oldest, -1 the newest. Exit status 1 if there is none; stderr says why.",
+     "ts= version=", 1, 1, run_get},
+    {"range", "KEY [--from T] [--to T] [--limit N] [--reverse]",
      "Prints the versions of KEY with FROM <= timestamp <= TO, one per line as\n"
-     "TIMESTAMP<TAB>VALUE, oldest first (newest first with --reverse), at most N.",
-     run_range},
-    {"del", "KEY", "Removes every version of KEY and prints how many there were.", run_del},
-    {"ping", "", "Checks that the server answers; prints PONG.", run_ping},
-    {"stats", "", "Prints the server's statistics, one 'name: value' per line.", run_stats},
+     "TIMESTAMP<TAB>VALUE, oldest first (newest first with --reverse), at most N.\n"
+     "A tombstone shows as (deleted).",
+     "from= to= limit= reverse", 1, 1, run_range},
+    {"count", "KEY [--from T] [--to T]", "Prints how many versions KEY has in the range.",
+     "from= to=", 1, 1, run_count},
+    {"del", "KEY [--at T]",
+     "Without --at, removes every version of KEY and prints how many there were.\n"
+     "With --at T, writes a tombstone at T (now: the server's clock) and prints its\n"
+     "timestamp: as of T and later the key reads as deleted, until a newer version;\n"
+     "older versions still answer.",
+     "at=", 1, 1, run_del},
+    {"retain", "KEY [--versions N] [--age D] [--dry-run] | KEY --clear",
+     "Sets KEY's retention: keep at most N versions and none older than D (the\n"
+     "version current at the resulting horizon always stays); older versions are\n"
+     "removed. --dry-run only reports what would go. --clear returns KEY to the\n"
+     "server's default.",
+     "versions= age= dry-run clear", 1, 1, run_retain},
+    {"policy", "KEY", "Prints the retention in effect for KEY and its horizon.", "", 1, 1,
+     run_policy},
+    {"mput", "[KEY TS VALUE]...",
+     "Writes many versions atomically: all or none. Triples come from the arguments\n"
+     "or, if there are none, from standard input as lines KEY<TAB>TS<TAB>VALUE (what\n"
+     "mget prints). TS 'now' uses the server's clock. Prints one timestamp per line.",
+     "", 0, MAX_POS, run_mput},
+    {"mget", "--ts T KEY...",
+     "Reads many keys as of one time, as one consistent snapshot, and prints one line\n"
+     "per key in the order given: KEY<TAB>TS<TAB>VALUE, or KEY<TAB>-<TAB> for a key\n"
+     "without a version then (the reason on stderr). Exit status 1 if any is missing.",
+     "ts=", 1, MAX_POS, run_mget},
+    {"scan", "[--prefix P] [--cursor C] [--count N] [--all]",
+     "Lists keys in byte order, one per line, N at a time (default 100). The cursor\n"
+     "for the next page goes to stderr (in the JSON with --json); --all follows it to\n"
+     "the end.",
+     "prefix= cursor= count= all", 0, 0, run_scan},
+    {"ping", "", "Checks that the server answers; prints PONG.", "", 0, 0, run_ping},
+    {"stats", "", "Prints the server's statistics, one 'name: value' per line.", "", 0, 0,
+     run_stats},
 };
 
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+/* Whether name is one of the space-separated words of list; *takes tells
+ * if it is written "name=" (takes a value). */
+static bool allowed(const char *list, const char *name, bool *takes)
+{
+    size_t n = strlen(name);
+    for (const char *p = list; *p;) {
+        const char *end = strchr(p, ' ');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        bool v = len > 0 && p[len - 1] == '=';
+        if (len - v == n && strncmp(p, name, n) == 0) {
+            *takes = v;
+            return true;
+        }
+        if (!end)
+            break;
+        p = end + 1;
+    }
+    return false;
+}
+
+static int parse_args(const command *cmd, int argc, char **argv, args *a)
+{
+    memset(a, 0, sizeof *a);
+    for (int i = 1; i < argc; i++) {
+        const char *s = argv[i];
+        bool takes;
+        if (strcmp(s, "--") == 0) {
+            while (++i < argc && a->npos < MAX_POS)
+                a->pos[a->npos++] = argv[i];
+            break;
+        }
+        if (s[0] != '-' || s[1] != '-') {
+            if (a->npos >= MAX_POS)
+                return fail("%s: too many arguments", cmd->name);
+            a->pos[a->npos++] = s;
+            continue;
+        }
+        if (!allowed(cmd->options, s + 2, &takes) || a->nopts == 12)
+            return fail("%s: unknown option '%s' (see tkvctl %s --help)", cmd->name, s,
+                        cmd->name);
+        if (takes && i + 1 >= argc)
+            return fail("%s: option '%s' needs a value", cmd->name, s);
+        a->names[a->nopts] = s + 2;
+        a->values[a->nopts++] = takes ? argv[++i] : "";
+    }
+    if (a->npos < cmd->min_pos || a->npos > cmd->max_pos)
+        return fail("%s: expected %s (see tkvctl %s --help)", cmd->name, cmd->usage, cmd->name);
+    return 0;
+}
 
 static void usage(FILE *f)
 {
     fprintf(f,
-            "Usage: tkvctl [-H HOST] [-p PORT] [-t MS] [--trace] COMMAND [ARG]...\n"
+            "Usage: tkvctl [-H HOST] [-p PORT] [-a SECRET] [-t MS] [--json] [--trace]\n"
+            "              COMMAND [ARG]...\n"
             "Client for tkvd, the time-versioned key-value server.\n\n"
             "Options:\n"
             "  -H, --host HOST     server host (default $TKV_HOST or 127.0.0.1)\n"
             "  -p, --port PORT     server port (default $TKV_PORT or %d)\n"
-            "  -t, --timeout MS    give up after MS milliseconds without progress (default 10000)\n"
             "  -a, --auth SECRET   authenticate with SECRET (default $TKV_AUTH; prefer the\n"
             "                      variable: arguments are visible to other users in ps)\n"
+            "  -t, --timeout MS    give up after MS milliseconds without progress (default 10000)\n"
+            "      --json          print one JSON object per reply\n"
             "      --trace         show every request and reply frame in hex on stderr\n"
             "  -h, --help          show this help\n"
             "      --version       show the version\n\n"
             "Commands:\n",
             DEFAULT_PORT);
     for (size_t i = 0; i < N_COMMANDS; i++)
-        fprintf(f, "  %-6s %s\n", commands[i].name, commands[i].args);
-    fprintf(f, "\nRun 'tkvctl COMMAND --help' for details. Timestamps are unsigned 64-bit\n"
-               "integers, by convention microseconds since the Unix epoch.\n"
-               "Exit status: 0 success, 1 not found, 2 error.\n");
+        fprintf(f, "  %-7s %s\n", commands[i].name, commands[i].usage);
+    fprintf(f,
+            "\nRun 'tkvctl COMMAND --help' for details.\n"
+            "Times T: now, -5m or +1h (from now), 2026-01-31T12:00:00Z, or microseconds\n"
+            "since the Unix epoch. Durations D: 30s, 15m, 2h, 7d, 1h30m, or microseconds.\n"
+            "Exit status: 0 success, 1 not found, 2 error.\n");
 }
 
 static int parse_globals(cli *c, int argc, char **argv)
@@ -385,26 +570,27 @@ static int parse_globals(cli *c, int argc, char **argv)
     static const struct option opts[] = {
         {"host", required_argument, NULL, 'H'}, {"port", required_argument, NULL, 'p'},
         {"timeout", required_argument, NULL, 't'}, {"trace", no_argument, NULL, 'T'},
-        {"auth", required_argument, NULL, 'a'},
+        {"auth", required_argument, NULL, 'a'}, {"json", no_argument, NULL, 'J'},
         {"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
-    int opt;
+    int o;
     uint64_t v;
-    while ((opt = getopt_long(argc, argv, "+H:p:t:a:h", opts, NULL)) != -1) {
-        switch (opt) {
+    while ((o = getopt_long(argc, argv, "+H:p:t:a:h", opts, NULL)) != -1) {
+        switch (o) {
         case 'H': c->host = optarg; break;
         case 'p':
-            if (parse_u64(optarg, "port", &v) || v == 0 || v > 65535)
-                return v > 65535 || v == 0 ? fail("invalid port '%s'", optarg) : EXIT_ERROR;
+            if (tkv_parse_uint(optarg, 1, 65535, &v) < 0)
+                return fail("invalid port '%s'", optarg);
             c->port = (uint16_t)v;
             break;
         case 't':
-            if (parse_u64(optarg, "timeout", &v) || v > 86400000)
-                return EXIT_ERROR;
+            if (tkv_parse_uint(optarg, 0, 86400000, &v) < 0)
+                return fail("invalid timeout '%s'", optarg);
             c->timeout_ms = (int)v;
             break;
         case 'T': c->trace = true; break;
+        case 'J': c->json = true; break;
         case 'a': c->secret = optarg; break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("tkvctl %s\n", TKV_VERSION_STRING); return 0;
@@ -416,17 +602,11 @@ static int parse_globals(cli *c, int argc, char **argv)
 
 static void env_defaults(cli *c)
 {
-    const char *h = getenv("TKV_HOST"), *p = getenv("TKV_PORT");
+    const char *h = getenv("TKV_HOST"), *p = getenv("TKV_PORT"), *a = getenv("TKV_AUTH");
+    uint64_t v;
     c->host = h && *h ? h : "127.0.0.1";
-    c->port = DEFAULT_PORT;
-    if (p && *p) {
-        char *end;
-        unsigned long v = strtoul(p, &end, 10);
-        if (!*end && v > 0 && v <= 65535)
-            c->port = (uint16_t)v;
-    }
+    c->port = p && tkv_parse_uint(p, 1, 65535, &v) == 0 ? (uint16_t)v : DEFAULT_PORT;
     c->timeout_ms = 10000;
-    const char *a = getenv("TKV_AUTH");
     c->secret = a && *a ? a : NULL;
 }
 
@@ -443,16 +623,19 @@ int main(int argc, char **argv)
     }
     const char *name = argv[optind];
     for (size_t i = 0; i < N_COMMANDS; i++) {
-        if (strcmp(commands[i].name, name) != 0)
+        const command *cmd = &commands[i];
+        if (strcmp(cmd->name, name) != 0)
             continue;
         for (int k = optind + 1; k < argc && strcmp(argv[k], "--") != 0; k++) {
             if (strcmp(argv[k], "--help") == 0 || strcmp(argv[k], "-h") == 0) {
-                printf("Usage: tkvctl %s %s\n%s\n", commands[i].name, commands[i].args,
-                       commands[i].help);
+                printf("Usage: tkvctl %s %s\n%s\n", cmd->name, cmd->usage, cmd->help);
                 return 0;
             }
         }
-        rc = commands[i].run(&c, argc - optind, argv + optind);
+        args a;
+        if (parse_args(cmd, argc - optind, argv + optind, &a))
+            return EXIT_ERROR;
+        rc = cmd->run(&c, &a);
         fflush(stdout);
         tkv_free(c.ctx);
         return rc;

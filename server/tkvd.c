@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
+#include "units.h"
 #include "engine.h"
 #include "log.h"
 #include "server.h"

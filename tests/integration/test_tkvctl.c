@@ -96,7 +96,9 @@ Test(tkvctl, value_from_stdin_and_server_clock, .init = setup, .fini = teardown)
 Test(tkvctl, usage_errors_exit_2, .init = setup, .fini = teardown)
 {
     free(ctl(2, "", NULL, "get", NULL));
-    free(ctl(2, "", NULL, "get", "k", "--ts", "-5", NULL));
+    free(ctl(2, "", NULL, "get", "k", "--ts", "yesterday", NULL));
+    free(ctl(2, "", NULL, "get", "k", "--ts", "5", "--version", "1", NULL));
+    free(ctl(2, "", NULL, "put", "k", "v", "--ttl", "0", NULL));
     free(ctl(2, "", NULL, "get", "k", "--bogus", "1", NULL));
     free(ctl(2, "", NULL, "frobnicate", NULL));
     char *err = ctl(2, "", NULL, "put", "", "v", NULL);

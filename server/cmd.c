@@ -257,11 +257,34 @@ static int exec_policy(exec_ctx *x)
     return tkv_wr_end(&w) < 0 ? -1 : TKV_ST_OK;
 }
 
-/* All items go into the current batch; if one fails half-way the batch is
- * made to fail as a whole, so MPUT is all or nothing. */
+/* Every item is checked before any is staged, so a refused item leaves no
+ * trace. Staging itself can then only fail for want of memory; should it
+ * fail half-way, the whole batch is made to fail: MPUT is all or nothing. */
+static int check_mput(exec_ctx *x)
+{
+    const tkv_req *r = x->req;
+    tkv_mp m;
+    tkv_mp_init(&m, r->items, r->items_len);
+    for (uint32_t i = 0; i < r->nitems; i++) {
+        tkv_put_item it;
+        tkv_mput_item_next(&m, &it);
+        tkv_status st = tkv_engine_check_put(x->d->eng, it.key.ptr, it.key.len, it.ts, it.has_ts);
+        if (st != TKV_ST_OK) {
+            char why[300];
+            snprintf(why, sizeof why, "MPUT item %u: %s; nothing was written", i,
+                     tkv_engine_errmsg(x->d->eng));
+            return reply_error(x, st, why);
+        }
+    }
+    return TKV_ST_OK;
+}
+
 static int exec_mput(exec_ctx *x)
 {
     const tkv_req *r = x->req;
+    int rc = check_mput(x);
+    if (rc != TKV_ST_OK)
+        return rc;
     tkv_mp m;
     tkv_mp_init(&m, r->items, r->items_len);
     tkv_wr w;
@@ -283,7 +306,8 @@ static int exec_mput(exec_ctx *x)
             snprintf(why, sizeof why, "MPUT item %u: %s", i, tkv_engine_errmsg(x->d->eng));
             if (i > 0)
                 tkv_engine_poison(x->d->eng, why);
-            x->dirty = i > 0;
+            /* This reply is already an error: nothing to withdraw. */
+            x->dirty = false;
             return reply_error(x, st, why);
         }
         msgpack_pack_uint64(&w.pk, ts);

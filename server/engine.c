@@ -157,6 +157,32 @@ static tkv_status pick_ts(tkv_engine *e, const tkv_kentry *E, uint64_t *ts)
     return TKV_ST_OK;
 }
 
+/* The checks a write passes before anything is staged. */
+static tkv_status check_write(tkv_engine *e, tkv_kentry *E, uint64_t *ts, bool has_ts)
+{
+    tkv_status st;
+    if (!has_ts && (st = pick_ts(e, E, ts)) != TKV_ST_OK)
+        return st;
+    if (E->meta && *ts < E->meta->horizon) {
+        snprintf(e->errmsg, sizeof e->errmsg,
+                 "timestamp %llu is before the key's retention horizon %llu",
+                 (unsigned long long)*ts, (unsigned long long)E->meta->horizon);
+        return TKV_ST_OUT_OF_RANGE;
+    }
+    return TKV_ST_OK;
+}
+
+tkv_status tkv_engine_check_put(tkv_engine *e, const uint8_t *key, size_t klen, uint64_t ts,
+                                bool has_ts)
+{
+    tkv_status st;
+    tkv_kentry *E = eng_lookup(e, key, klen, true, &st);
+    if (st != TKV_ST_OK)
+        return st;
+    eng_set_prefix(e, key, klen);
+    return check_write(e, E, &ts, has_ts);
+}
+
 /* Stages one version blob (header + value) of key at ts. */
 static tkv_status stage_version(tkv_engine *e, const uint8_t *key, size_t klen,
                                 const uint8_t *hdr, uint32_t hlen, const uint8_t *val,
@@ -170,14 +196,8 @@ static tkv_status stage_version(tkv_engine *e, const uint8_t *key, size_t klen,
     if (st != TKV_ST_OK)
         return st;
     eng_set_prefix(e, key, klen);
-    if (!has_ts && (st = pick_ts(e, E, &ts)) != TKV_ST_OK)
+    if ((st = check_write(e, E, &ts, has_ts)) != TKV_ST_OK)
         return st;
-    if (E->meta && ts < E->meta->horizon) {
-        snprintf(e->errmsg, sizeof e->errmsg,
-                 "timestamp %llu is before the key's retention horizon %llu",
-                 (unsigned long long)ts, (unsigned long long)E->meta->horizon);
-        return TKV_ST_OUT_OF_RANGE;
-    }
     bool existed = false;
     if (E->lo > 0 && ts < E->lo && exists_below_lo(e, E, ts, &existed) < 0)
         return TKV_ST_STORAGE;

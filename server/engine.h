@@ -154,6 +154,11 @@ tkv_status tkv_engine_put(tkv_engine *e, const uint8_t *key, size_t klen, const 
                           size_t vlen, uint64_t ts, bool has_ts, uint64_t ttl_us,
                           uint64_t *out_ts, bool *dirty);
 
+/* Checks that a PUT of key at ts (or at the clock) would be accepted,
+ * without staging anything: OK, OUT_OF_RANGE, STORAGE or INTERNAL. */
+tkv_status tkv_engine_check_put(tkv_engine *e, const uint8_t *key, size_t klen, uint64_t ts,
+                                bool has_ts);
+
 /* Stages a tombstone at ts (or at the clock, as PUT without ts): as of any
  * time >= ts the key reads as deleted, until a later version. */
 tkv_status tkv_engine_tombstone(tkv_engine *e, const uint8_t *key, size_t klen, uint64_t ts,

@@ -452,7 +452,7 @@ static int withdraw_deps(conn *c, const char *why)
     tkv_buf_init(&nb);
     size_t at = 0;
     char msg[320];
-    snprintf(msg, sizeof msg, "storage error, not written: %s", why);
+    snprintf(msg, sizeof msg, "not written: %s", why);
     for (size_t i = 0; i < c->ndeps; i++) {
         if (tkv_buf_append(&nb, c->out.data + at, c->deps[i].off - at) < 0 ||
             tkv_write_error(&nb, TKV_ST_STORAGE, msg) < 0) {
@@ -485,9 +485,13 @@ static void commit(tkv_srv *s)
         return;
     }
     const char *why = tkv_engine_errmsg(s->eng);
-    if (!s->storage_failing)
+    if (!tkv_engine_failing(s->eng)) {
+        /* Not the disk: a multi-write request failed half-way. */
+        tkv_warn("a write batch was rolled back: %s", why);
+    } else if (!s->storage_failing) {
         tkv_error("storage write failed; writes get errors until it succeeds: %s", why);
-    s->storage_failing = true;
+        s->storage_failing = true;
+    }
     for (conn *c = s->pend.head, *next; c; c = next) {
         next = c->pend.next;
         if (c->ndeps > 0 && withdraw_deps(c, why) < 0)

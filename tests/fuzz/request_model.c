@@ -46,12 +46,18 @@ mkey *model_find(const uint8_t *key, uint32_t klen, bool create)
 size_t model_nkeys(void) { return nkeys; }
 mkey *model_key(size_t i) { return &keys[i]; }
 
-long model_floor(const mkey *k, uint64_t T)
+bool model_visible(const mkey *k, const mver *v, uint64_t now)
 {
-    long i = -1;
-    for (size_t j = 0; k && j < k->cur.n && k->cur.v[j].ts <= T; j++)
-        i = (long)j;
-    return i;
+    return v->ts >= k->cur.horizon && (v->expires == 0 || v->expires > now);
+}
+
+size_t model_visible_list(const mkey *k, uint64_t now, const mver **out)
+{
+    size_t n = 0;
+    for (size_t i = 0; k && i < k->cur.n; i++)
+        if (model_visible(k, &k->cur.v[i], now))
+            out[n++] = &k->cur.v[i];
+    return n;
 }
 
 static const uint8_t *keep_value(const uint8_t *val, uint32_t len)
@@ -67,58 +73,56 @@ static const uint8_t *keep_value(const uint8_t *val, uint32_t len)
     return p;
 }
 
-static void reserve(mvlist *l, size_t n)
+static void reserve(kstate *s, size_t n)
 {
-    if (n <= l->cap)
+    if (n <= s->cap)
         return;
-    l->cap = n < 8 ? 8 : 2 * n;
-    l->v = xrealloc(l->v, l->cap * sizeof *l->v);
+    s->cap = n < 8 ? 8 : 2 * n;
+    s->v = xrealloc(s->v, s->cap * sizeof *s->v);
 }
 
-void model_put(mkey *k, uint64_t ts, const uint8_t *val, uint32_t len)
+void model_put(mkey *k, uint64_t ts, const uint8_t *val, uint32_t len, uint64_t expires)
 {
-    mvlist *l = &k->cur;
+    kstate *s = &k->cur;
     size_t i = 0;
-    while (i < l->n && l->v[i].ts < ts)
+    while (i < s->n && s->v[i].ts < ts)
         i++;
-    if (i == l->n || l->v[i].ts != ts) {
-        reserve(l, l->n + 1);
-        memmove(&l->v[i + 1], &l->v[i], (l->n - i) * sizeof *l->v);
-        l->n++;
+    if (i == s->n || s->v[i].ts != ts) {
+        reserve(s, s->n + 1);
+        memmove(&s->v[i + 1], &s->v[i], (s->n - i) * sizeof *s->v);
+        s->n++;
     }
-    l->v[i] = (mver){.ts = ts, .val = keep_value(val, len), .len = len};
+    s->v[i] = (mver){.ts = ts, .val = val ? keep_value(val, len) : NULL,
+                     .len = val ? len : 0, .expires = expires};
     k->dirty = true;
 }
 
-void model_clear(mkey *k)
+void model_del(mkey *k)
 {
     if (k->cur.n)
         k->dirty = true;
     k->cur.n = 0;
+    k->cur.horizon = 0;
+    k->cur.has_policy = false;
+    k->cur.policy = (tkv_policy){0, 0};
+    k->unsure = false;
 }
 
-void model_totals(uint64_t *nk, uint64_t *nv)
-{
-    *nk = *nv = 0;
-    for (size_t i = 0; i < nkeys; i++) {
-        *nk += keys[i].cur.n > 0;
-        *nv += keys[i].cur.n;
-    }
-}
-
-static void copy_list(mvlist *to, const mvlist *from)
+static void copy_state(kstate *to, const kstate *from)
 {
     reserve(to, from->n);
     if (from->n)
         memcpy(to->v, from->v, from->n * sizeof *from->v);
     to->n = from->n;
+    to->horizon = from->horizon;
+    to->policy = from->policy;
+    to->has_policy = from->has_policy;
 }
 
 void model_commit(void)
 {
     for (size_t i = 0; i < nkeys; i++) {
-        if (keys[i].dirty)
-            copy_list(&keys[i].com, &keys[i].cur);
+        copy_state(&keys[i].com, &keys[i].cur);
         keys[i].dirty = false;
     }
 }
@@ -126,8 +130,7 @@ void model_commit(void)
 void model_rollback(void)
 {
     for (size_t i = 0; i < nkeys; i++) {
-        if (keys[i].dirty)
-            copy_list(&keys[i].cur, &keys[i].com);
+        copy_state(&keys[i].cur, &keys[i].com);
         keys[i].dirty = false;
     }
 }

@@ -1,13 +1,20 @@
 /*
- * request_model.h - fuzz_request's model of the store: every key's versions
- * as the engine must show them, both the current (staged) state and the
- * state as of the last successful commit, so a failed commit can be rolled
- * back exactly as the engine promises.
+ * request_model.h - fuzz_request's model of the store: every key's stored
+ * versions (values and tombstones, with expiry times), its retention
+ * horizon and policy, both as they are now (staged) and as of the last
+ * successful commit, so a failed commit can be rolled back exactly as the
+ * engine promises.
+ *
+ * Visibility follows engine.h: a version is visible when it lies at or
+ * after the key's horizon and has not expired (expires == 0 or > now).
+ * What is stored but invisible may be removed by the engine's sweep at any
+ * time; after a sweep the model marks keys `unsure` and checks that depend
+ * on such versions (DEL's count, the counters, SCAN) accept either.
  *
  * Values are copied into storage that lives until model_free(), so a
  * snapshot never copies value bytes. Keys are never removed during an
- * input: a deleted key keeps its entry (with no versions), which is how the
- * driver finds every key to clean up afterwards.
+ * input: a deleted key keeps its entry, which is how the driver finds
+ * every key to clean up afterwards.
  */
 #ifndef TKV_FUZZ_REQUEST_MODEL_H
 #define TKV_FUZZ_REQUEST_MODEL_H
@@ -16,23 +23,30 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine.h"
+
 typedef struct mver {
     uint64_t ts;
-    const uint8_t *val;
+    const uint8_t *val; /* NULL for a tombstone */
     uint32_t len;
+    uint64_t expires;   /* 0: never */
 } mver;
 
-typedef struct mvlist {
-    mver *v; /* ascending ts, unique */
+typedef struct kstate {
+    mver *v; /* stored versions, ascending ts, unique */
     size_t n, cap;
-} mvlist;
+    uint64_t horizon;   /* 0: none */
+    tkv_policy policy;  /* the key's own, if has_policy */
+    bool has_policy;
+} kstate;
 
 typedef struct mkey {
     uint8_t *key;
     uint32_t klen;
-    mvlist cur;  /* what reads must see now */
-    mvlist com;  /* as of the last successful commit */
+    kstate cur;  /* what reads must see now */
+    kstate com;  /* as of the last successful commit */
     bool dirty;  /* changed since the last commit */
+    bool unsure; /* a sweep may have removed invisible versions */
 } mkey;
 
 /* The key's entry, or NULL if absent and !create. Pointers stay valid
@@ -41,15 +55,16 @@ mkey *model_find(const uint8_t *key, uint32_t klen, bool create);
 size_t model_nkeys(void);
 mkey *model_key(size_t i);
 
-/* Index of the largest ts <= T in k->cur, or -1 (also for k == NULL). */
-long model_floor(const mkey *k, uint64_t T);
-/* Inserts or replaces the version at ts; marks the key dirty. */
-void model_put(mkey *k, uint64_t ts, const uint8_t *val, uint32_t len);
-/* Removes every version; marks the key dirty if it had any. */
-void model_clear(mkey *k);
+bool model_visible(const mkey *k, const mver *v, uint64_t now);
+/* Visible versions of k (NULL: none) into out (room for k->cur.n),
+ * ascending; returns their number. */
+size_t model_visible_list(const mkey *k, uint64_t now, const mver **out);
 
-/* Keys with at least one version, and versions, in the current state. */
-void model_totals(uint64_t *keys, uint64_t *versions);
+/* Inserts or replaces the version at ts; marks the key dirty. val NULL
+ * stores a tombstone. */
+void model_put(mkey *k, uint64_t ts, const uint8_t *val, uint32_t len, uint64_t expires);
+/* DEL: removes every version and the key's metadata. */
+void model_del(mkey *k);
 
 /* A commit succeeded: the current state becomes the committed one. */
 void model_commit(void);

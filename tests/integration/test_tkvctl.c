@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 
@@ -114,4 +115,155 @@ Test(tkvctl, unreachable_server_exits_2, .init = setup, .fini = teardown)
     char *err = ctl(2, "", NULL, "ping", NULL);
     cr_assert(strstr(err, "cannot connect"), "stderr: %s", err);
     free(err);
+}
+
+Test(tkvctl, tombstones_versions_and_counts, .init = setup, .fini = teardown)
+{
+    CTL(0, "100\n", "put", "k", "one", "--ts", "100");
+    CTL(0, "200\n", "put", "k", "two", "--ts", "200");
+    CTL(0, "300\n", "del", "k", "--at", "300");
+    CTL(0, "400\n", "put", "k", "four", "--ts", "400");
+    char *err = ctl(1, "", NULL, "get", "k", "--ts", "350", NULL);
+    cr_assert(strstr(err, "deleted at 300"), "stderr: %s", err);
+    free(err);
+    CTL(0, "two\n", "get", "k", "--ts", "299");
+    CTL(0, "four\n", "get", "k");
+    CTL(0, "100\tone\n200\ttwo\n300\t(deleted)\n400\tfour\n", "range", "k");
+    CTL(0, "4\n", "count", "k");
+    CTL(0, "2\n", "count", "k", "--from", "150", "--to", "300");
+    CTL(0, "one\n", "get", "k", "--version", "1");
+    CTL(0, "four\n", "get", "k", "--version", "-1");
+    free(ctl(1, "", NULL, "get", "k", "--version", "-2", NULL));
+    free(ctl(1, "", NULL, "get", "k", "--version", "9", NULL));
+    free(ctl(1, "{\"key\":\"k\",\"found\":false,\"reason\":\"deleted\",\"next\":400,\"at\":300}\n",
+             NULL, "--json", "get", "k", "--ts", "350", NULL));
+    CTL(0,
+        "{\"key\":\"k\",\"found\":true,\"value\":\"two\",\"ts\":200,\"next\":300,"
+        "\"expires\":null}\n",
+        "--json", "get", "k", "--ts", "250");
+    CTL(0, "{\"count\":4}\n", "--json", "count", "k");
+    free(ctl(1,
+             "{\"key\":\"k\",\"found\":false,\"reason\":\"before_first\",\"next\":100,"
+             "\"at\":null}\n",
+             NULL, "--json", "get", "k", "--ts", "50", NULL));
+}
+
+Test(tkvctl, human_times, .init = setup, .fini = teardown)
+{
+    CTL(0, "1769860800000000\n", "put", "t", "noon", "--ts", "2026-01-31T12:00:00Z");
+    CTL(0, "noon\n", "get", "t", "--ts", "2026-01-31T13:00:00+01:00");
+    free(ctl(1, "", NULL, "get", "t", "--ts", "2026-01-31T11:59:59Z", NULL));
+    CTL(0, "noon\n", "get", "t", "--ts", "now");
+    CTL(0, "noon\n", "get", "t", "--ts", "-1h");
+}
+
+Test(tkvctl, ttl_versions_expire, .init = setup, .fini = teardown, .timeout = 30)
+{
+    CTL(0, "5\n", "put", "session", "old", "--ts", "5");
+    char *err = ctl(0, NULL, NULL, "put", "session", "token", "--ttl", "1s", NULL);
+    free(err);
+    CTL(0, "token\n", "get", "session");
+    /* Wait for the expiry, bounded: the version then disappears and the one
+     * before it answers again. */
+    bool expired = false;
+    for (int i = 0; i < 400 && !expired; i++) {
+        const char *argv[] = {getenv("TKVCTL"), "-p", port, "get", "session", NULL};
+        char *out, *e;
+        run_capture(argv, NULL, &out, &e);
+        expired = strcmp(out, "old\n") == 0;
+        free(out);
+        free(e);
+        if (!expired)
+            usleep(10000);
+    }
+    cr_assert(expired, "the version with a TTL never expired");
+    CTL(0, "5\told\n", "range", "session");
+    CTL(0, "1\n", "count", "session");
+}
+
+Test(tkvctl, retention_and_policy, .init = setup, .fini = teardown)
+{
+    for (int ts = 1; ts <= 6; ts++) {
+        char t[8], v[8];
+        snprintf(t, sizeof t, "%d", ts * 10);
+        snprintf(v, sizeof v, "v%d", ts);
+        free(ctl(0, NULL, NULL, "put", "r", v, "--ts", t, NULL));
+    }
+    CTL(0, "would remove 2 versions; horizon 30\n", "retain", "r", "--versions", "4",
+        "--dry-run");
+    CTL(0, "6\n", "count", "r", "--from", "0");
+    CTL(0, "{\"dry_run\":false,\"removable\":2,\"horizon\":30,\"complete\":true}\n", "--json",
+        "retain", "r", "--versions", "4");
+    CTL(0, "30\tv3\n40\tv4\n50\tv5\n60\tv6\n", "range", "r");
+    char *err = ctl(1, "", NULL, "get", "r", "--ts", "25", NULL);
+    cr_assert(strstr(err, "retention horizon 30"), "stderr: %s", err);
+    free(err);
+    CTL(0, "source: key\nversions: 4\nage: unlimited\nhorizon: 30\n", "policy", "r");
+    CTL(0, "{\"versions\":4,\"age_us\":null,\"source\":\"key\",\"horizon\":30}\n", "--json",
+        "policy", "r");
+    err = ctl(2, "", NULL, "put", "r", "late", "--ts", "20", NULL);
+    cr_assert(strstr(err, "horizon"), "a write below the horizon is refused: %s", err);
+    free(err);
+    CTL(0, "removes 0 versions\n", "retain", "r", "--clear");
+    CTL(0, "source: server\nversions: all\nage: unlimited\nhorizon: 30\n", "policy", "r");
+}
+
+Test(tkvctl, mput_mget_and_scan, .init = setup, .fini = teardown)
+{
+    CTL(0, "10\n20\n30\n", "mput", "a", "10", "alpha", "b", "20", "beta", "c", "30", "gamma");
+    free(ctl(0, "40\n50\n", "d\t40\tdelta\ne\t50\tepsilon with spaces\n", "mput", NULL));
+    free(ctl(1, "a\t10\talpha\nnope\t-\t\ne\t50\tepsilon with spaces\n", NULL, "mget", "--ts", "60",
+        "a", "nope", "e", NULL));
+    CTL(0, "a\t10\talpha\nb\t20\tbeta\n", "mget", "--ts", "25", "a", "b");
+    free(ctl(1,
+        "{\"ts\":15,\"results\":[{\"key\":\"a\",\"found\":true,\"value\":\"alpha\",\"ts\":10,"
+        "\"next\":null,\"expires\":null},{\"key\":\"b\",\"found\":false,\"reason\":"
+        "\"before_first\",\"next\":20,\"at\":null}]}\n",
+        NULL, "--json", "mget", "--ts", "15", "a", "b", NULL));
+    char *err = ctl(2, "", NULL, "mput", "a", "10", NULL);
+    cr_assert(strstr(err, "triples"), "%s", err);
+    free(err);
+    CTL(0, "a\nb\nc\n", "scan", "--count", "3");
+    err = ctl(0, "a\nb\nc\nd\ne\n", NULL, "scan", "--count", "2", "--all", NULL);
+    free(err);
+    err = ctl(0, "a\nb\n", NULL, "scan", "--count", "2", NULL);
+    cr_assert(strstr(err, "--cursor 'b'"), "%s", err);
+    free(err);
+    CTL(0, "c\nd\n", "scan", "--count", "2", "--cursor", "b");
+    CTL(0, "{\"keys\":[\"d\",\"e\"],\"cursor\":null}\n", "--json", "scan", "--cursor", "c");
+    CTL(0, "{\"keys\":[\"c\"],\"cursor\":null}\n", "--json", "scan", "--prefix", "c");
+}
+
+Test(tkvctl, json_for_binary_and_other_commands, .init = setup, .fini = teardown)
+{
+    CTL(0, "{\"ts\":1}\n", "--json", "put", "bin", "\xff\xfe", "--ts", "1");
+    CTL(0,
+        "{\"key\":\"bin\",\"found\":true,\"value_b64\":\"//4=\",\"ts\":1,\"next\":null,"
+        "\"expires\":null}\n",
+        "--json", "get", "bin");
+    CTL(0,
+        "{\"key\":\"bin\",\"versions\":[{\"ts\":1,\"value_b64\":\"//4=\",\"tombstone\":false,"
+        "\"expires\":null}],\"truncated\":false}\n",
+        "--json", "range", "bin");
+    CTL(0, "{\"tombstone\":2}\n", "--json", "del", "bin", "--at", "2");
+    CTL(0, "{\"removed\":2}\n", "--json", "del", "bin");
+    CTL(0, "{\"pong\":true}\n", "--json", "ping");
+    CTL(0, "{\"ts\":[7]}\n", "--json", "mput", "m", "7", "seven");
+    char *err = ctl(0, NULL, NULL, "--json", "stats", NULL);
+    free(err);
+}
+
+Test(tkvctl, every_command_has_help, .init = setup, .fini = teardown)
+{
+    static const char *cmds[] = {"put", "get", "range", "count", "del", "retain", "policy",
+                                 "mput", "mget", "scan", "ping", "stats"};
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        const char *argv[] = {getenv("TKVCTL"), cmds[i], "--help", NULL};
+        char *out, *err;
+        cr_assert_eq(run_capture(argv, NULL, &out, &err), 0, "%s --help", cmds[i]);
+        cr_assert(strncmp(out, "Usage: tkvctl ", 14) == 0, "%s --help: %s", cmds[i], out);
+        cr_assert_gt(strlen(out), 40);
+        free(out);
+        free(err);
+    }
 }

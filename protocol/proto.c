@@ -122,19 +122,28 @@ static tkv_status parse_get(parse_ctx *c)
     return TKV_ST_OK;
 }
 
+/* Optional [from, to] at argument positions pos and pos + 1. */
+static tkv_status parse_time_range(parse_ctx *c, uint32_t pos)
+{
+    tkv_req *r = c->req;
+    bool has;
+    tkv_status st = parse_opt_uint(c, pos, "from", &r->from, &has);
+    if (st == TKV_ST_OK && !has)
+        r->from = 0;
+    if (st == TKV_ST_OK)
+        st = parse_opt_uint(c, pos + 1, "to", &r->to, &has);
+    if (st == TKV_ST_OK && !has)
+        r->to = TKV_TS_MAX;
+    return st;
+}
+
 static tkv_status parse_range(parse_ctx *c)
 {
     tkv_req *r = c->req;
     bool has;
     tkv_status st = parse_key(c);
     if (st == TKV_ST_OK)
-        st = parse_opt_uint(c, 2, "from", &r->from, &has);
-    if (st == TKV_ST_OK && !has)
-        r->from = 0;
-    if (st == TKV_ST_OK)
-        st = parse_opt_uint(c, 3, "to", &r->to, &has);
-    if (st == TKV_ST_OK && !has)
-        r->to = TKV_TS_MAX;
+        st = parse_time_range(c, 2);
     if (st == TKV_ST_OK)
         st = parse_opt_uint(c, 4, "limit", &r->limit, &has);
     if (st == TKV_ST_OK && !has)
@@ -167,18 +176,8 @@ static tkv_status parse_del(parse_ctx *c)
 
 static tkv_status parse_count(parse_ctx *c)
 {
-    tkv_req *r = c->req;
-    bool has;
     tkv_status st = parse_key(c);
-    if (st == TKV_ST_OK)
-        st = parse_opt_uint(c, 2, "from", &r->from, &has);
-    if (st == TKV_ST_OK && !has)
-        r->from = 0;
-    if (st == TKV_ST_OK)
-        st = parse_opt_uint(c, 3, "to", &r->to, &has);
-    if (st == TKV_ST_OK && !has)
-        r->to = TKV_TS_MAX;
-    return st;
+    return st == TKV_ST_OK ? parse_time_range(c, 2) : st;
 }
 
 static tkv_status parse_retain(parse_ctx *c)

@@ -114,6 +114,29 @@ static int exec_get(exec_ctx *x)
     return tkv_wr_end(&w) < 0 ? -1 : (int)st;
 }
 
+/* Lists of unknown length (RANGE's versions, SCAN's keys) are written
+ * straight into the reply behind a fixed-width array32 header, which is
+ * patched once the count is known. Returns the header's offset. */
+static size_t begin_list(tkv_wr *w)
+{
+    static const uint8_t arr32[5] = {0xdd, 0, 0, 0, 0};
+    size_t at = w->b->len;
+    if (tkv_buf_append(w->b, arr32, sizeof arr32) < 0)
+        w->failed = true;
+    return at;
+}
+
+static void end_list(tkv_wr *w, size_t at, uint32_t count)
+{
+    if (w->failed)
+        return;
+    uint8_t *p = w->b->data + at + 1;
+    p[0] = (uint8_t)(count >> 24);
+    p[1] = (uint8_t)(count >> 16);
+    p[2] = (uint8_t)(count >> 8);
+    p[3] = (uint8_t)count;
+}
+
 /* RANGE writes entries straight into the reply; the entry array's header is
  * a fixed-width array32 patched once the count is known. */
 typedef struct range_ctx {
@@ -156,10 +179,7 @@ static int exec_range(exec_ctx *x)
     tkv_wr_begin(&w, x->out);
     msgpack_pack_array(&w.pk, 3);
     msgpack_pack_uint8(&w.pk, TKV_ST_OK);
-    size_t hdr = x->out->len;
-    static const uint8_t arr32[5] = {0xdd, 0, 0, 0, 0};
-    if (tkv_buf_append(x->out, arr32, sizeof arr32) < 0)
-        w.failed = true;
+    size_t hdr = begin_list(&w);
     /* Leave room for the trailing boolean. */
     range_ctx rc = {.w = &w, .limit_end = w.start + TKV_FRAME_HEADER + x->d->max_reply - 1};
     tkv_status st = w.failed ? TKV_ST_INTERNAL
@@ -174,11 +194,7 @@ static int exec_range(exec_ctx *x)
         x->out->len = w.start;
         return reply_engine_error(x, st);
     }
-    uint8_t *p = x->out->data + hdr + 1;
-    p[0] = (uint8_t)(rc.count >> 24);
-    p[1] = (uint8_t)(rc.count >> 16);
-    p[2] = (uint8_t)(rc.count >> 8);
-    p[3] = (uint8_t)rc.count;
+    end_list(&w, hdr, rc.count);
     if (rc.truncated)
         msgpack_pack_true(&w.pk);
     else
@@ -373,9 +389,7 @@ static int exec_scan(exec_ctx *x)
     tkv_wr_begin(&w, x->out);
     msgpack_pack_array(&w.pk, 3);
     msgpack_pack_uint8(&w.pk, TKV_ST_OK);
-    size_t hdr = x->out->len;
-    static const uint8_t arr32[5] = {0xdd, 0, 0, 0, 0};
-    tkv_buf_append(x->out, arr32, sizeof arr32);
+    size_t hdr = begin_list(&w);
     scan_ctx sc = {.w = &w, .limit_end = w.start + x->d->max_reply - 64 - x->d->lim.max_key};
     bool more;
     tkv_status st = tkv_engine_scan(x->d->eng, r->has_prefix ? r->prefix.ptr : NULL,
@@ -389,11 +403,7 @@ static int exec_scan(exec_ctx *x)
         tkv_wr_end(&w);
         return -1;
     }
-    uint8_t *p = x->out->data + hdr + 1;
-    p[0] = (uint8_t)(sc.count >> 24);
-    p[1] = (uint8_t)(sc.count >> 16);
-    p[2] = (uint8_t)(sc.count >> 8);
-    p[3] = (uint8_t)sc.count;
+    end_list(&w, hdr, sc.count);
     if ((more || sc.full) && sc.count > 0) {
         /* The cursor repeats the last key: copy it out first, as packing
          * may move the buffer. */

@@ -248,21 +248,35 @@ static tkv_status answer_none(tkv_engine *e, const tkv_kentry *E, const vis *v, 
     return TKV_ST_NOT_FOUND;
 }
 
-tkv_status tkv_engine_get(tkv_engine *e, const uint8_t *key, size_t klen, uint64_t T,
-                          tkv_answer *out)
+/* The start of every single-key answer: the key's entry and what is
+ * visible of it. Returns OK with *E set, or the final status (NOT_FOUND:
+ * no such key). */
+static tkv_status answer_key(tkv_engine *e, const uint8_t *key, size_t klen, tkv_answer *out,
+                             tkv_kentry **E, vis *v)
 {
     memset(out, 0, sizeof *out);
     tkv_status st;
-    tkv_kentry *E = read_lookup(e, key, klen, &st);
+    *E = read_lookup(e, key, klen, &st);
     if (st != TKV_ST_OK)
         return st;
-    if (!E) {
+    if (!*E) {
         count_read(e);
         out->miss = TKV_M_NO_KEY;
         return TKV_ST_NOT_FOUND;
     }
-    out->dirty = E->dirty_epoch == e->epoch;
-    vis v = eng_vis(e, E);
+    out->dirty = (*E)->dirty_epoch == e->epoch;
+    *v = eng_vis(e, *E);
+    return TKV_ST_OK;
+}
+
+tkv_status tkv_engine_get(tkv_engine *e, const uint8_t *key, size_t klen, uint64_t T,
+                          tkv_answer *out)
+{
+    tkv_kentry *E;
+    vis v;
+    tkv_status st = answer_key(e, key, klen, out, &E, &v);
+    if (st != TKV_ST_OK)
+        return st;
     if (T < v.horizon) {
         st = next_after(e, E, &v, v.horizon - 1, out);
         count_read(e);
@@ -290,22 +304,16 @@ tkv_status tkv_engine_get(tkv_engine *e, const uint8_t *key, size_t klen, uint64
 tkv_status tkv_engine_get_nth(tkv_engine *e, const uint8_t *key, size_t klen, int64_t n,
                               tkv_answer *out)
 {
-    memset(out, 0, sizeof *out);
     if (n == 0) {
+        memset(out, 0, sizeof *out);
         snprintf(e->errmsg, sizeof e->errmsg, "versions are numbered from 1 (or -1, newest)");
         return TKV_ST_OUT_OF_RANGE;
     }
-    tkv_status st;
-    tkv_kentry *E = read_lookup(e, key, klen, &st);
+    tkv_kentry *E;
+    vis v;
+    tkv_status st = answer_key(e, key, klen, out, &E, &v);
     if (st != TKV_ST_OK)
         return st;
-    if (!E) {
-        count_read(e);
-        out->miss = TKV_M_NO_KEY;
-        return TKV_ST_NOT_FOUND;
-    }
-    out->dirty = E->dirty_epoch == e->epoch;
-    vis v = eng_vis(e, E);
     vcur c;
     vcur_init(&c, e, E, &v, n > 0, 0, TKV_TS_MAX);
     bool any = c.valid;

@@ -235,13 +235,16 @@ int tkv_mp_validate(const void *p, size_t n)
     return m.p == m.end ? 0 : TKV_MP_ETRUNC;
 }
 
-/* Reads the next header and accepts it only if it has type t. */
+/* Reads the next header and accepts it only if it has type t. On any
+ * failure the cursor stays where it was. */
 static int read_typed(tkv_mp *m, tkv_mp_obj *o, tkv_mp_type t)
 {
     tkv_mp save = *m;
     int rc = tkv_mp_next(m, o);
-    if (rc < 0)
+    if (rc < 0) {
+        *m = save;
         return rc;
+    }
     if (o->type != t) {
         *m = save;
         return TKV_MP_ETYPE;
@@ -249,7 +252,7 @@ static int read_typed(tkv_mp *m, tkv_mp_obj *o, tkv_mp_type t)
     return 0;
 }
 
-int tkv_mp_read_array(tkv_mp *m, uint32_t *count)
+int tkv_mp_read_array_slow(tkv_mp *m, uint32_t *count)
 {
     tkv_mp_obj o;
     int rc = read_typed(m, &o, TKV_MP_ARRAY);
@@ -267,7 +270,7 @@ int tkv_mp_read_map(tkv_mp *m, uint32_t *pairs)
     return rc;
 }
 
-int tkv_mp_read_uint(tkv_mp *m, uint64_t *u)
+int tkv_mp_read_uint_slow(tkv_mp *m, uint64_t *u)
 {
     tkv_mp_obj o;
     int rc = read_typed(m, &o, TKV_MP_UINT);
@@ -281,8 +284,10 @@ int tkv_mp_read_int(tkv_mp *m, int64_t *i)
     tkv_mp save = *m;
     tkv_mp_obj o;
     int rc = tkv_mp_next(m, &o);
-    if (rc < 0)
+    if (rc < 0) {
+        *m = save;
         return rc;
+    }
     if (o.type == TKV_MP_INT) {
         *i = o.v.i;
         return 0;
@@ -304,13 +309,15 @@ int tkv_mp_read_bool(tkv_mp *m, bool *b)
     return rc;
 }
 
-int tkv_mp_read_bytes(tkv_mp *m, const uint8_t **p, uint32_t *len)
+int tkv_mp_read_bytes_slow(tkv_mp *m, const uint8_t **p, uint32_t *len)
 {
     tkv_mp save = *m;
     tkv_mp_obj o;
     int rc = tkv_mp_next(m, &o);
-    if (rc < 0)
+    if (rc < 0) {
+        *m = save;
         return rc;
+    }
     if (o.type != TKV_MP_STR && o.type != TKV_MP_BIN) {
         *m = save;
         return TKV_MP_ETYPE;

@@ -10,8 +10,9 @@
  * input).
  *
  * Conventions: functions return 0 on success or a negative TKV_MP_E* code.
- * On TKV_MP_ETYPE the cursor has not moved, so the caller may try another
- * type; on TKV_MP_ETRUNC the input is malformed and the cursor is undefined.
+ * The typed readers (tkv_mp_read_*) never move the cursor when they fail,
+ * so a caller may try another type; after tkv_mp_next() or tkv_mp_skip()
+ * fail the input is malformed and the cursor is undefined.
  */
 #ifndef TKV_MP_H
 #define TKV_MP_H
@@ -80,14 +81,53 @@ int tkv_mp_skip(tkv_mp *m);
 /* Returns 0 if [p, p+n) holds exactly one complete, well-formed value. */
 int tkv_mp_validate(const void *p, size_t n);
 
-/* Typed readers. Each returns TKV_MP_ETYPE without moving on a type mismatch. */
-int tkv_mp_read_array(tkv_mp *m, uint32_t *count);
+/* Typed readers. Each returns TKV_MP_ETYPE without moving on a type
+ * mismatch. The common encodings are decoded inline; the rest goes through
+ * tkv_mp_next(). */
 int tkv_mp_read_map(tkv_mp *m, uint32_t *pairs);
-int tkv_mp_read_uint(tkv_mp *m, uint64_t *u);
 int tkv_mp_read_int(tkv_mp *m, int64_t *i);     /* any integer fitting int64 */
 int tkv_mp_read_bool(tkv_mp *m, bool *b);
+int tkv_mp_read_array_slow(tkv_mp *m, uint32_t *count);
+int tkv_mp_read_uint_slow(tkv_mp *m, uint64_t *u);
+int tkv_mp_read_bytes_slow(tkv_mp *m, const uint8_t **p, uint32_t *len);
+
+static inline int tkv_mp_read_array(tkv_mp *m, uint32_t *count)
+{
+    /* fixarray: its count is at most 15, each element takes a byte */
+    if (m->p < m->end && (*m->p & 0xf0) == 0x90 && (size_t)(*m->p & 0x0f) < tkv_mp_left(m)) {
+        *count = *m->p++ & 0x0f;
+        return 0;
+    }
+    return tkv_mp_read_array_slow(m, count);
+}
+
+static inline int tkv_mp_read_uint(tkv_mp *m, uint64_t *u)
+{
+    if (m->p < m->end && *m->p <= 0x7f) {
+        *u = *m->p++;
+        return 0;
+    }
+    return tkv_mp_read_uint_slow(m, u);
+}
+
 /* STR or BIN: both are byte strings to tkv. */
-int tkv_mp_read_bytes(tkv_mp *m, const uint8_t **p, uint32_t *len);
+static inline int tkv_mp_read_bytes(tkv_mp *m, const uint8_t **p, uint32_t *len)
+{
+    size_t left = tkv_mp_left(m);
+    if (left >= 1 && (*m->p & 0xe0) == 0xa0 && (size_t)(*m->p & 0x1f) < left) { /* fixstr */
+        *len = *m->p & 0x1f;
+        *p = m->p + 1;
+        m->p += 1 + *len;
+        return 0;
+    }
+    if (left >= 2 && *m->p == 0xc4 && (size_t)m->p[1] <= left - 2) { /* bin 8 */
+        *len = m->p[1];
+        *p = m->p + 2;
+        m->p += 2 + *len;
+        return 0;
+    }
+    return tkv_mp_read_bytes_slow(m, p, len);
+}
 /* Consumes a nil and returns true, or returns false without moving. */
 bool tkv_mp_read_nil(tkv_mp *m);
 

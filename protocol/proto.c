@@ -9,7 +9,6 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 
 #include "frame.h"
 
@@ -58,7 +57,11 @@ static tkv_status parse_opt_uint(parse_ctx *c, uint32_t pos, const char *what,
     *has = false;
     if (pos > c->nargs || tkv_mp_read_nil(c->m))
         return TKV_ST_OK;
-    tkv_mp_obj o;
+    if (tkv_mp_read_uint(c->m, out) == 0) {
+        *has = true;
+        return TKV_ST_OK;
+    }
+    tkv_mp_obj o; /* not an unsigned integer: say what it is */
     if (tkv_mp_next(c->m, &o) < 0)
         return fail(c, TKV_ST_BAD_REQUEST, "malformed MessagePack");
     if (o.type == TKV_MP_INT)
@@ -351,13 +354,27 @@ const char *tkv_cmd_name(tkv_cmd cmd)
     return (unsigned)cmd < TKV_CMD__COUNT ? cmd_specs[cmd].name : "?";
 }
 
+/* Every request names its command: fold the name to upper case once and
+ * compare 8-byte words, instead of a string compare per table entry. The
+ * names are zero-padded to 8 bytes. */
+static const char padded_names[TKV_CMD__COUNT][8] = {
+    [TKV_CMD_PING] = "PING",     [TKV_CMD_PUT] = "PUT",       [TKV_CMD_GET] = "GET",
+    [TKV_CMD_RANGE] = "RANGE",   [TKV_CMD_DEL] = "DEL",       [TKV_CMD_STATS] = "STATS",
+    [TKV_CMD_AUTH] = "AUTH",     [TKV_CMD_COUNT] = "COUNT",   [TKV_CMD_MPUT] = "MPUT",
+    [TKV_CMD_MGET] = "MGET",     [TKV_CMD_SCAN] = "SCAN",     [TKV_CMD_RETAIN] = "RETAIN",
+    [TKV_CMD_POLICY] = "POLICY",
+};
+
 int tkv_cmd_lookup(const uint8_t *name, size_t len)
 {
-    for (int i = 0; i < TKV_CMD__COUNT; i++) {
-        const char *n = cmd_specs[i].name;
-        if (strlen(n) == len && strncasecmp(n, (const char *)name, len) == 0)
+    if (len == 0 || len > 8 || memchr(name, 0, len))
+        return -1;
+    char up[8] = {0};
+    for (size_t i = 0; i < len; i++)
+        up[i] = (char)(name[i] >= 'a' && name[i] <= 'z' ? name[i] - 32 : name[i]);
+    for (int i = 0; i < TKV_CMD__COUNT; i++)
+        if (memcmp(up, padded_names[i], 8) == 0)
             return i;
-    }
     return -1;
 }
 

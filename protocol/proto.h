@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "buf.h"
 #include "mp.h"
@@ -177,6 +178,84 @@ static inline void tkv_pack_bytes(msgpack_packer *pk, const void *p, size_t n)
 {
     msgpack_pack_bin(pk, n);
     msgpack_pack_bin_body(pk, p, n);
+}
+
+/*
+ * Direct MessagePack writers for the hottest replies: each writes at p and
+ * returns the new end. The caller reserves room first (at most 9 bytes for
+ * an integer, 5 plus the bytes for a bin). msgpack-c's packer calls back
+ * once per element; these are a few stores each.
+ */
+static inline uint8_t *tkv_mpw_uint(uint8_t *p, uint64_t v)
+{
+    if (v < 128) {
+        *p++ = (uint8_t)v;
+    } else if (v <= 0xff) {
+        *p++ = 0xcc;
+        *p++ = (uint8_t)v;
+    } else if (v <= 0xffff) {
+        *p++ = 0xcd;
+        *p++ = (uint8_t)(v >> 8);
+        *p++ = (uint8_t)v;
+    } else if (v <= 0xffffffffu) {
+        *p++ = 0xce;
+        for (int s = 24; s >= 0; s -= 8)
+            *p++ = (uint8_t)(v >> s);
+    } else {
+        *p++ = 0xcf;
+        for (int s = 56; s >= 0; s -= 8)
+            *p++ = (uint8_t)(v >> s);
+    }
+    return p;
+}
+
+static inline uint8_t *tkv_mpw_opt(uint8_t *p, bool has, uint64_t v)
+{
+    if (!has) {
+        *p++ = 0xc0;
+        return p;
+    }
+    return tkv_mpw_uint(p, v);
+}
+
+static inline uint8_t *tkv_mpw_bin(uint8_t *p, const void *v, uint32_t n)
+{
+    if (n <= 0xff) {
+        *p++ = 0xc4;
+        *p++ = (uint8_t)n;
+    } else if (n <= 0xffff) {
+        *p++ = 0xc5;
+        *p++ = (uint8_t)(n >> 8);
+        *p++ = (uint8_t)n;
+    } else {
+        *p++ = 0xc6;
+        for (int s = 24; s >= 0; s -= 8)
+            *p++ = (uint8_t)(n >> s);
+    }
+    if (n)
+        memcpy(p, v, n);
+    return p + n;
+}
+
+/* Opens a reply frame with room for `max` payload bytes; returns where the
+ * payload starts, or NULL if out of memory. tkv_frame_close() ends it at
+ * `end` (which must lie within the room). */
+static inline uint8_t *tkv_frame_open(tkv_buf *b, size_t max)
+{
+    if (tkv_buf_reserve(b, 4 + max) < 0)
+        return NULL;
+    return b->data + b->len + 4;
+}
+
+static inline void tkv_frame_close(tkv_buf *b, uint8_t *end)
+{
+    uint8_t *start = b->data + b->len;
+    uint32_t n = (uint32_t)(end - start - 4);
+    start[0] = (uint8_t)(n >> 24);
+    start[1] = (uint8_t)(n >> 16);
+    start[2] = (uint8_t)(n >> 8);
+    start[3] = (uint8_t)n;
+    b->len = (size_t)(end - b->data);
 }
 
 /* A reply's status and, for errors, its message. Reads the first elements of

@@ -53,6 +53,18 @@ static int exec_ping(exec_ctx *x)
     return tkv_wr_end(&w) < 0 ? -1 : TKV_ST_OK;
 }
 
+/* [0, v]: the reply of PUT, DEL and COUNT. */
+static int reply_u64(exec_ctx *x, uint64_t v)
+{
+    uint8_t *p = tkv_frame_open(x->out, 11);
+    if (!p)
+        return -1;
+    *p++ = 0x92;
+    *p++ = TKV_ST_OK;
+    tkv_frame_close(x->out, tkv_mpw_uint(p, v));
+    return TKV_ST_OK;
+}
+
 static int exec_put(exec_ctx *x)
 {
     const tkv_req *r = x->req;
@@ -61,12 +73,7 @@ static int exec_put(exec_ctx *x)
                                    r->ts, r->has_ts, r->ttl, &ts, &x->dirty);
     if (st != TKV_ST_OK)
         return reply_engine_error(x, st);
-    tkv_wr w;
-    tkv_wr_begin(&w, x->out);
-    msgpack_pack_array(&w.pk, 2);
-    msgpack_pack_uint8(&w.pk, TKV_ST_OK);
-    msgpack_pack_uint64(&w.pk, ts);
-    return tkv_wr_end(&w) < 0 ? -1 : TKV_ST_OK;
+    return reply_u64(x, ts);
 }
 
 static void pack_opt(msgpack_packer *pk, bool has, uint64_t v)
@@ -78,23 +85,25 @@ static void pack_opt(msgpack_packer *pk, bool has, uint64_t v)
 }
 
 /* [0, value, ts, next, expires] or [1, reason, next, at]: the shape of a
- * GET reply, also used for each key of an MGET. */
-static void pack_answer(msgpack_packer *pk, tkv_status st, const tkv_answer *a)
+ * GET reply, also used for each key of an MGET. Written directly: this is
+ * the reply tkvd sends most. Returns the end, given room from room(). */
+static size_t answer_room(const tkv_answer *a) { return 1 + 1 + 5 + (size_t)a->len + 3 * 9; }
+
+static uint8_t *put_answer(uint8_t *p, tkv_status st, const tkv_answer *a)
 {
     if (st == TKV_ST_OK) {
-        msgpack_pack_array(pk, 5);
-        msgpack_pack_uint8(pk, TKV_ST_OK);
-        tkv_pack_bytes(pk, a->value, a->len);
-        msgpack_pack_uint64(pk, a->ts);
-        pack_opt(pk, a->has_next, a->next);
-        pack_opt(pk, a->expires != 0, a->expires);
-        return;
+        *p++ = 0x95; /* fixarray of 5 */
+        *p++ = TKV_ST_OK;
+        p = tkv_mpw_bin(p, a->value, a->len);
+        p = tkv_mpw_uint(p, a->ts);
+        p = tkv_mpw_opt(p, a->has_next, a->next);
+        return tkv_mpw_opt(p, a->expires != 0, a->expires);
     }
-    msgpack_pack_array(pk, 4);
-    msgpack_pack_uint8(pk, TKV_ST_NOT_FOUND);
-    msgpack_pack_uint8(pk, (uint8_t)a->miss);
-    pack_opt(pk, a->has_next, a->next);
-    pack_opt(pk, a->miss == TKV_M_DELETED || a->miss == TKV_M_BELOW_HORIZON, a->at);
+    *p++ = 0x94; /* fixarray of 4 */
+    *p++ = TKV_ST_NOT_FOUND;
+    *p++ = (uint8_t)a->miss;
+    p = tkv_mpw_opt(p, a->has_next, a->next);
+    return tkv_mpw_opt(p, a->miss == TKV_M_DELETED || a->miss == TKV_M_BELOW_HORIZON, a->at);
 }
 
 static int exec_get(exec_ctx *x)
@@ -108,10 +117,11 @@ static int exec_get(exec_ctx *x)
     x->dirty = a.dirty;
     if (st != TKV_ST_OK && st != TKV_ST_NOT_FOUND)
         return reply_engine_error(x, st);
-    tkv_wr w;
-    tkv_wr_begin(&w, x->out);
-    pack_answer(&w.pk, st, &a);
-    return tkv_wr_end(&w) < 0 ? -1 : (int)st;
+    uint8_t *p = tkv_frame_open(x->out, answer_room(&a));
+    if (!p)
+        return -1;
+    tkv_frame_close(x->out, put_answer(p, st, &a));
+    return (int)st;
 }
 
 /* Lists of unknown length (RANGE's versions, SCAN's keys) are written
@@ -199,16 +209,6 @@ static int exec_range(exec_ctx *x)
         msgpack_pack_true(&w.pk);
     else
         msgpack_pack_false(&w.pk);
-    return tkv_wr_end(&w) < 0 ? -1 : TKV_ST_OK;
-}
-
-static int reply_u64(exec_ctx *x, uint64_t v)
-{
-    tkv_wr w;
-    tkv_wr_begin(&w, x->out);
-    msgpack_pack_array(&w.pk, 2);
-    msgpack_pack_uint8(&w.pk, TKV_ST_OK);
-    msgpack_pack_uint64(&w.pk, v);
     return tkv_wr_end(&w) < 0 ? -1 : TKV_ST_OK;
 }
 
@@ -354,7 +354,11 @@ static int exec_mget(exec_ctx *x)
             x->out->len = w.start;
             return reply_engine_error(x, st);
         }
-        pack_answer(&w.pk, st, &a);
+        if (w.failed || tkv_buf_reserve(x->out, answer_room(&a)) < 0) {
+            w.failed = true;
+            break;
+        }
+        x->out->len = (size_t)(put_answer(x->out->data + x->out->len, st, &a) - x->out->data);
     }
     return tkv_wr_end(&w) < 0 ? -1 : TKV_ST_OK;
 }

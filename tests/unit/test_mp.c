@@ -217,3 +217,26 @@ Test(mp, typed_readers_do_not_move_on_mismatch)
     cr_assert_eq(tkv_mp_left(&m), 0);
     cr_assert_eq(tkv_mp_next(&m, &(tkv_mp_obj){0}), TKV_MP_ETRUNC);
 }
+
+Test(mp, typed_readers_do_not_move_on_truncation)
+{
+    /* uint64, str8, bin16 and array16 headers, each cut short. */
+    static const uint8_t cut[][4] = {{3, 0xcf, 0x00, 0x01}, {3, 0xd9, 0x05, 'a'},
+                                     {3, 0xc5, 0x00, 0x09}, {2, 0xdc, 0x00}};
+    for (size_t i = 0; i < sizeof cut / sizeof cut[0]; i++) {
+        tkv_mp m;
+        tkv_mp_init(&m, cut[i] + 1, cut[i][0]);
+        uint64_t u;
+        const uint8_t *p;
+        uint32_t n;
+        int64_t s;
+        cr_assert_lt(tkv_mp_read_uint(&m, &u), 0);
+        cr_assert_eq(m.p, cut[i] + 1, "case %zu: read_uint moved", i);
+        cr_assert_lt(tkv_mp_read_bytes(&m, &p, &n), 0);
+        cr_assert_eq(m.p, cut[i] + 1, "case %zu: read_bytes moved", i);
+        cr_assert_lt(tkv_mp_read_array(&m, &n), 0);
+        cr_assert_eq(m.p, cut[i] + 1, "case %zu: read_array moved", i);
+        cr_assert_lt(tkv_mp_read_int(&m, &s), 0);
+        cr_assert_eq(m.p, cut[i] + 1, "case %zu: read_int moved", i);
+    }
+}

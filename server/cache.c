@@ -31,25 +31,27 @@ void eng_account_page(tkv_engine *e, long delta)
  * that recording it afterwards cannot fail. */
 int eng_reserve_dirty(tkv_engine *e)
 {
-    if (e->ndirty < e->dirty_cap)
+    eng_batch *b = &e->stage;
+    if (b->ndirty < b->cap)
         return 0;
-    size_t cap = e->dirty_cap ? e->dirty_cap * 2 : 64;
-    tkv_kentry **d = realloc(e->dirty, cap * sizeof *d);
+    size_t cap = b->cap ? b->cap * 2 : 64;
+    tkv_kentry **d = realloc(b->dirty, cap * sizeof *d);
     if (!d) {
         snprintf(e->errmsg, sizeof e->errmsg, "out of memory");
         return -1;
     }
-    e->dirty = d;
-    e->dirty_cap = cap;
+    b->dirty = d;
+    b->cap = cap;
     return 0;
 }
 
 void eng_mark_dirty(tkv_engine *e, tkv_kentry *E)
 {
-    if (E->dirty_epoch == e->epoch)
+    eng_batch *b = &e->stage;
+    if (E->dirty_epoch == b->epoch)
         return;
-    e->dirty[e->ndirty++] = E;
-    E->dirty_epoch = e->epoch;
+    b->dirty[b->ndirty++] = E;
+    E->dirty_epoch = b->epoch;
 }
 
 void eng_drop_entry(tkv_engine *e, tkv_kentry *E)
@@ -251,6 +253,8 @@ static void evict(tkv_engine *e, size_t target)
             E->ref = 0;
             continue;
         }
+        if (eng_uncommitted(e, E))
+            continue; /* its batch may still need it for a rollback */
         eng_drop_entry(e, E);
         e->st.evictions++;
     }
@@ -258,8 +262,7 @@ static void evict(tkv_engine *e, size_t target)
 
 void tkv_engine_maintain(tkv_engine *e)
 {
-    /* Staged entries are pinned until their commit decides their fate. */
-    if (e->batch_ops > 0 || !e->opts.max_memory)
+    if (!e->opts.max_memory)
         return;
     if (eng_mem_bytes(e) > e->opts.max_memory)
         evict(e, e->opts.max_memory - e->opts.max_memory / 20);

@@ -1,7 +1,7 @@
 /*
  * engine.c - implements the storage engine of engine.h: staging writes,
- * committing them to LevelDB, recovering from failed writes, and opening
- * and closing. What memory holds lives in cache.c; reads in read.c.
+ * opening and closing. What memory holds lives in cache.c; reads in
+ * read.c; committing in commit.c.
  *
  * The invariant everything rests on: for a resident key E, E->page holds
  * exactly the versions of the key with ts >= E->lo, committed or staged.
@@ -14,10 +14,8 @@
  * written with each batch, so they survive restarts and roll back with a
  * failed commit.
  *
- * After a failed LevelDB write the handle is not written again (LevelDB's
- * log writer may be out of step with its file): reads keep using it, and
- * the next commit first checks that the disk takes writes again, then
- * reopens LevelDB.
+ * Batches, the writer thread and recovery from failed writes are in
+ * commit.c.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -32,23 +30,12 @@
 
 #define DEFAULT_FILL 256
 #define DEFAULT_RESIDENT 4096
-#define PROBE_INTERVAL_US 100000
-#define PROBE_BYTES (64 * 1024)
-
-static const char COUNTERS_KEY[] = "mcounters";
 
 static uint64_t real_clock(void *ctx)
 {
     (void)ctx;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-static uint64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
@@ -77,19 +64,14 @@ uint64_t eng_now(tkv_engine *e) { return e->opts.clock(e->opts.clock_ctx); }
 
 void eng_stage_put(tkv_engine *e, const void *k, size_t klen, const void *v, size_t vlen)
 {
-    leveldb_writebatch_put(e->batch, k, klen, v, vlen);
-    e->batch_ops++;
+    leveldb_writebatch_put(e->stage.wb, k, klen, v, vlen);
+    e->stage.ops++;
 }
 
 void eng_stage_del(tkv_engine *e, const void *k, size_t klen)
 {
-    leveldb_writebatch_delete(e->batch, k, klen);
-    e->batch_ops++;
-}
-
-void tkv_engine_poison(tkv_engine *e, const char *why)
-{
-    snprintf(e->poison, sizeof e->poison, "%s", why);
+    leveldb_writebatch_delete(e->stage.wb, k, klen);
+    e->stage.ops++;
 }
 
 /* Whether a version at ts exists, for a key whose prefix is set. */
@@ -315,7 +297,7 @@ tkv_status tkv_engine_del(tkv_engine *e, const uint8_t *key, size_t klen, uint64
     for (uint32_t i = 0; i < n; i++)
         eng_stage_del(e, e->pfx, eng_with_ts(e, E->page->slot[i].ts));
     *removed = n + on_disk_only;
-    *dirty = E->dirty_epoch == e->epoch;
+    *dirty = eng_uncommitted(e, E);
     eng_remove_slots(e, E, 0, n);
     E->lo = 0; /* known to have no versions at all */
     if (E->meta) {
@@ -332,176 +314,6 @@ tkv_status tkv_engine_del(tkv_engine *e, const uint8_t *key, size_t klen, uint64
         *dirty = true;
     }
     return TKV_ST_OK;
-}
-
-/* ---- commit ----------------------------------------------------------- */
-
-bool tkv_engine_pending(const tkv_engine *e) { return e->batch_ops > 0; }
-
-static tkv_store_opts store_opts(const tkv_engine *e)
-{
-    return (tkv_store_opts){.dir = e->dir, .block_cache = e->opts.block_cache,
-                            .write_buffer = e->opts.write_buffer, .create = true};
-}
-
-/* Reads the persistent counters and whether any version exists at all. */
-static int load_state(tkv_engine *e, char *err, size_t errlen)
-{
-    char *v;
-    size_t vlen;
-    int rc = tkv_store_get(&e->store, COUNTERS_KEY, sizeof COUNTERS_KEY - 1, &v, &vlen, err,
-                           errlen);
-    if (rc < 0)
-        return -1;
-    e->cnt = (counters){0, 0, 0};
-    if (rc == 1) {
-        if (vlen >= 16) {
-            e->cnt.keys = eng_be64((const uint8_t *)v);
-            e->cnt.versions = eng_be64((const uint8_t *)v + 8);
-        }
-        if (vlen >= 24)
-            e->cnt.swept_keys = eng_be64((const uint8_t *)v + 16);
-        leveldb_free(v);
-    }
-    e->cnt_committed = e->cnt;
-    /* An empty database means every key that will ever exist passes through
-     * memory first: misses need no disk lookup until something is evicted. */
-    leveldb_iterator_t *it = tkv_store_iter(&e->store);
-    const char first = TKV_KC_VERSION;
-    leveldb_iter_seek(it, &first, 1);
-    size_t n = 0;
-    const char *k = leveldb_iter_valid(it) ? leveldb_iter_key(it, &n) : NULL;
-    e->all_resident = !(k && n > 0 && k[0] == TKV_KC_VERSION);
-    tkv_store_iter_drop(&e->store);
-    return 0;
-}
-
-/* Whether the data directory takes a synced write again. */
-static int probe_disk(tkv_engine *e)
-{
-    char path[4200];
-    snprintf(path, sizeof path, "%s/write-probe.tmp", e->dir);
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        snprintf(e->errmsg, sizeof e->errmsg, "data directory not writable: %s",
-                 strerror(errno));
-        return -1;
-    }
-    static const char zeros[PROBE_BYTES];
-    ssize_t n = write(fd, zeros, sizeof zeros);
-    int err = n == (ssize_t)sizeof zeros ? (fsync(fd) == 0 ? 0 : errno) : (n < 0 ? errno : ENOSPC);
-    close(fd);
-    unlink(path);
-    if (err) {
-        snprintf(e->errmsg, sizeof e->errmsg, "data directory still refuses writes: %s",
-                 strerror(err));
-        return -1;
-    }
-    return 0;
-}
-
-/* Brings a failed store back: at most once per PROBE_INTERVAL_US, check
- * that the disk takes writes, then reopen LevelDB on a fresh log. */
-static int recover(tkv_engine *e)
-{
-    uint64_t now = mono_us();
-    if (now - e->last_probe_us < PROBE_INTERVAL_US)
-        return -1;
-    e->last_probe_us = now;
-    if (probe_disk(e) < 0)
-        return -1;
-    tkv_store_opts so = store_opts(e);
-    char err[256];
-    e->store_open = false;
-    if (tkv_store_reopen(&e->store, &so, err, sizeof err) < 0 ||
-        load_state(e, err, sizeof err) < 0) {
-        snprintf(e->errmsg, sizeof e->errmsg, "%s", err);
-        return -1;
-    }
-    e->store_open = true;
-    e->broken = false;
-    e->st.reopens++;
-    return 0;
-}
-
-bool tkv_engine_failing(const tkv_engine *e) { return e->broken || !e->store_open; }
-
-void tkv_engine_tick(tkv_engine *e)
-{
-    /* Writes trigger recovery themselves; only a closed store needs help
-     * for reads to come back. */
-    if (!e->store_open && e->batch_ops == 0)
-        recover(e);
-}
-
-static int write_batch(tkv_engine *e)
-{
-    if (e->poison[0]) {
-        snprintf(e->errmsg, sizeof e->errmsg, "%s", e->poison);
-        e->poison[0] = '\0';
-        return -1;
-    }
-    if ((e->broken || !e->store_open) && recover(e) < 0)
-        return -1;
-    if (memcmp(&e->cnt, &e->cnt_committed, sizeof e->cnt) != 0) {
-        uint8_t v[24];
-        eng_put_be64(v, e->cnt.keys);
-        eng_put_be64(v + 8, e->cnt.versions);
-        eng_put_be64(v + 16, e->cnt.swept_keys);
-        leveldb_writebatch_put(e->batch, COUNTERS_KEY, sizeof COUNTERS_KEY - 1,
-                               (const char *)v, sizeof v);
-    }
-    if (tkv_store_write(&e->store, e->batch, e->opts.sync, e->errmsg, sizeof e->errmsg) < 0) {
-        e->broken = true;
-        e->last_probe_us = mono_us();
-        return -1;
-    }
-    return 0;
-}
-
-int tkv_engine_commit(tkv_engine *e)
-{
-    if (e->batch_ops == 0)
-        return 0;
-    int rc = write_batch(e);
-    leveldb_writebatch_clear(e->batch);
-    if (e->store_open)
-        tkv_store_iter_drop(&e->store);
-    if (rc == 0) {
-        e->st.commits++;
-        e->st.commit_writes += e->batch_ops;
-        e->cnt_committed = e->cnt;
-        for (size_t i = 0; i < e->ndirty; i++)
-            eng_trim(e, e->dirty[i]);
-    } else {
-        /* Memory falls back to what LevelDB holds: the touched keys are
-         * forgotten and reloaded on their next use. */
-        e->st.commit_errors++;
-        e->cnt = e->cnt_committed;
-        for (size_t i = 0; i < e->ndirty; i++)
-            eng_drop_entry(e, e->dirty[i]);
-        e->all_resident = false;
-    }
-    e->batch_ops = 0;
-    e->ndirty = 0;
-    e->epoch++;
-    return rc;
-}
-
-int tkv_engine_sync(tkv_engine *e)
-{
-    if (e->broken || !e->store_open) {
-        snprintf(e->errmsg, sizeof e->errmsg, "storage unavailable after a failed write");
-        return -1;
-    }
-    leveldb_writebatch_t *b = leveldb_writebatch_create();
-    int rc = tkv_store_write(&e->store, b, true, e->errmsg, sizeof e->errmsg);
-    leveldb_writebatch_destroy(b);
-    if (rc < 0) {
-        e->broken = true;
-        e->last_probe_us = mono_us();
-    }
-    return rc;
 }
 
 void tkv_engine_idle(tkv_engine *e)
@@ -529,24 +341,29 @@ int tkv_engine_open(const tkv_engine_opts *o, tkv_engine **out, char *err, size_
         e->opts.resident_versions = DEFAULT_RESIDENT;
     if (!e->opts.clock)
         e->opts.clock = real_clock;
-    e->epoch = 1;
     e->dir = strdup(o->dir ? o->dir : ".");
     e->pfx = malloc(tkv_kc_max(TKV_KEY_MAX_LIMIT));
     e->kbuf = malloc(tkv_kc_max(TKV_KEY_MAX_LIMIT));
-    e->batch = leveldb_writebatch_create();
-    if (!e->dir || !e->pfx || !e->kbuf || tkv_keyindex_init(&e->ix) < 0) {
+    e->all_resident = true;
+    if (!e->dir || !e->pfx || !e->kbuf || tkv_keyindex_init(&e->ix) < 0 ||
+        eng_batch_init(&e->stage, 1) < 0 || eng_batch_init(&e->flight, 0) < 0) {
         snprintf(err, errlen, "out of memory");
         tkv_engine_close(e);
         return -1;
     }
     e->opts.dir = e->dir;
-    tkv_store_opts so = store_opts(e);
+    tkv_store_opts so = eng_store_opts(e);
     if (tkv_store_open(&e->store, &so, err, errlen) < 0) {
         tkv_engine_close(e);
         return -1;
     }
     e->store_open = true;
-    if (load_state(e, err, errlen) < 0) {
+    if (eng_load_state(e, err, errlen) < 0) {
+        tkv_engine_close(e);
+        return -1;
+    }
+    if (eng_writer_start(e) < 0) {
+        snprintf(err, errlen, "cannot start the writer thread");
         tkv_engine_close(e);
         return -1;
     }
@@ -558,15 +375,20 @@ void tkv_engine_close(tkv_engine *e)
 {
     if (!e)
         return;
+    if (e->in_flight) {
+        uint32_t failed;
+        tkv_engine_commit(e); /* never leave the writer mid-batch */
+        tkv_engine_commit_finish(e, &failed);
+    }
+    eng_writer_stop(e);
     tkv_store_close(&e->store);
     tkv_keyindex_deinit(&e->ix);
-    if (e->batch)
-        leveldb_writebatch_destroy(e->batch);
+    eng_batch_free(&e->stage);
+    eng_batch_free(&e->flight);
     eng_sweep_free(e);
     free(e->dir);
     free(e->pfx);
     free(e->kbuf);
-    free(e->dirty);
     free(e->recs);
     tkv_buf_deinit(&e->scratch);
     tkv_buf_deinit(&e->fillbuf);

@@ -50,6 +50,13 @@ typedef struct tkv_engine tkv_engine;
 
 typedef uint64_t (*tkv_clock_fn)(void *ctx); /* microseconds since the epoch */
 
+/* When a committed batch reaches stable storage. */
+typedef enum tkv_sync_mode {
+    TKV_SYNC_ALWAYS,   /* every batch is synced before it counts as written */
+    TKV_SYNC_EVERYSEC, /* a write syncs if the last sync is a second old */
+    TKV_SYNC_NEVER,    /* the operating system decides */
+} tkv_sync_mode;
+
 /* A retention policy: keep at most `versions` versions (0: no limit) and
  * none older than `age_us` before now (0: no limit) - except the version
  * current at the resulting horizon, which is always kept. */
@@ -66,7 +73,11 @@ typedef struct tkv_engine_opts {
     uint32_t resident_versions; /* most versions a key keeps in memory (0: 4096) */
     size_t max_memory;          /* budget of the in-memory index (0: none) */
     tkv_policy retain;          /* server-wide retention (zero: keep all) */
-    bool sync;                  /* fsync every commit */
+    tkv_sync_mode fsync;
+    bool writer_thread;         /* write batches on a thread of their own */
+    void (*on_written)(void *ctx); /* called (from the writer thread) when
+                                      the in-flight batch is written */
+    void *on_written_ctx;
     tkv_clock_fn clock;         /* NULL: the real-time clock */
     void *clock_ctx;
 } tkv_engine_opts;
@@ -215,24 +226,48 @@ tkv_status tkv_engine_scan(tkv_engine *e, const uint8_t *prefix, size_t plen,
 
 /* ---- housekeeping ---- */
 
-/* True if writes are staged and not yet committed. */
+/* True if writes are staged or in flight. */
 bool tkv_engine_pending(const tkv_engine *e);
+
+/* The epoch writes staged now belong to. A reply that depends on them
+ * (a write's, or a read's that saw one: its `dirty` flag) is safe to send
+ * once this epoch is committed. */
+uint32_t tkv_engine_epoch(const tkv_engine *e);
+
+/* Every epoch up to this one is written: the last committed epoch, or -
+ * when nothing is staged or in flight - the current one. A reply tagged
+ * with an epoch at or below it may be sent. */
+uint32_t tkv_engine_settled_epoch(const tkv_engine *e);
 
 /* Makes the current batch fail at commit: for a multi-write request that
  * failed half-way, so that it is all or nothing. */
 void tkv_engine_poison(tkv_engine *e, const char *why);
 
-/* Writes the staged batch to LevelDB (synced if opts.sync). Returns 0; or
- * -1 if LevelDB failed, in which case the staged writes are discarded, every
- * key they touched is dropped from memory, and the reason is in errmsg. */
+/* Hands the staging batch to the writer (or, without a writer thread,
+ * writes it now) and opens the next one. Returns 1 if a batch was started,
+ * 0 if there is nothing to write or a batch is already in flight, -1 if
+ * the staging batch failed before it could be written (a poisoned batch,
+ * or storage that is still failing): its writes are rolled back and
+ * *failed is its epoch. */
+int tkv_engine_commit_start(tkv_engine *e, uint32_t *failed);
+
+/* Collects the in-flight batch's result, on the thread that uses the
+ * engine. Returns 1 if it was written (every epoch up to it is committed),
+ * 0 if it is still in flight or none is, -1 if it failed: it and the
+ * staging batch are rolled back (errmsg says why) and every epoch from
+ * *failed on failed. */
+int tkv_engine_commit_finish(tkv_engine *e, uint32_t *failed);
+
+/* Writes everything staged, waiting for it. Returns 0, or -1 if a batch
+ * failed (and was rolled back). */
 int tkv_engine_commit(tkv_engine *e);
 
-/* Forces what was committed to stable storage (one synced empty write). */
+/* everysec: syncs writes made since the last sync, unless a batch is in
+ * flight (it syncs itself when due). Returns 0 or -1. */
 int tkv_engine_sync(tkv_engine *e);
 
-/* Evicts cold keys while the in-memory index is above max_memory. Call
- * between commits (it does nothing while writes are staged); the work per
- * call is bounded. */
+/* Evicts cold keys while the in-memory index is above max_memory (never a
+ * key with uncommitted changes); the work per call is bounded. */
 void tkv_engine_maintain(tkv_engine *e);
 
 /* Runs the sweep for at most `budget` stored records: deletes expired

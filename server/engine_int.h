@@ -10,6 +10,7 @@
 #define TKV_ENGINE_INT_H
 
 #include <leveldb/c.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -49,6 +50,15 @@ typedef struct fill_rec {
 
 typedef struct sweep_state sweep_state;
 
+/* A write batch and the entries its writes changed (for rollback). */
+typedef struct eng_batch {
+    leveldb_writebatch_t *wb;
+    uint64_t ops;             /* records staged */
+    uint32_t epoch;
+    tkv_kentry **dirty;       /* entries changed by this batch */
+    size_t ndirty, cap;
+} eng_batch;
+
 struct tkv_engine {
     tkv_engine_opts opts;
     char *dir;                /* data directory (owned copy) */
@@ -58,12 +68,23 @@ struct tkv_engine {
     uint64_t last_probe_us;   /* when broken: last check for recovery */
     char poison[160];         /* non-empty: the current batch must fail */
     tkv_keyindex ix;
-    leveldb_writebatch_t *batch;
-    uint64_t batch_ops;       /* records staged */
-    uint32_t epoch;           /* increases with every commit attempt */
-    tkv_kentry **dirty;       /* entries changed in this epoch */
-    size_t ndirty, dirty_cap;
-    counters cnt, cnt_committed;
+    eng_batch stage;          /* where writes go now */
+    eng_batch flight;         /* being written by the writer, if in_flight */
+    bool in_flight;
+    uint32_t committed;       /* the last epoch written to LevelDB */
+    counters cnt;             /* with every staged write */
+    counters cnt_flight;      /* as of the end of the in-flight batch */
+    counters cnt_committed;   /* as LevelDB has them */
+    /* The writer thread; mu guards the fields below it. */
+    pthread_t writer;
+    bool writer_running, sync_ready;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool writer_go, writer_quit, flight_done;
+    int flight_rc;
+    char flight_err[256];
+    bool unsynced;            /* everysec: written but not yet synced */
+    uint64_t last_sync_us;
     bool all_resident;        /* every key with versions is in the index */
     tkv_kentry *hand;         /* eviction clock hand; NULL: start over */
     uint8_t *pfx;             /* encoded key scratch, room for the longest key */
@@ -200,6 +221,22 @@ void vcur_next(vcur *c);
 int vcur_error(vcur *c);
 
 /* ---- shared internals ------------------------------------------------------- */
+
+/* Changed by a batch that is not yet in LevelDB (staged or in flight). */
+static inline bool eng_uncommitted(const tkv_engine *e, const tkv_kentry *E)
+{
+    return E->dirty_epoch > e->committed;
+}
+
+/* commit.c */
+tkv_store_opts eng_store_opts(const tkv_engine *e);
+/* Reads the persistent counters (keeping staged changes on top) and
+ * whether LevelDB holds any version at all. */
+int eng_load_state(tkv_engine *e, char *err, size_t errlen);
+int eng_batch_init(eng_batch *b, uint32_t epoch);
+void eng_batch_free(eng_batch *b);
+int eng_writer_start(tkv_engine *e);
+void eng_writer_stop(tkv_engine *e);
 
 /* engine.c */
 int eng_iter_failed(tkv_engine *e, leveldb_iterator_t *it);

@@ -192,7 +192,7 @@ tkv_status tkv_engine_retain(tkv_engine *e, const uint8_t *key, size_t klen,
     if (eff->versions || eff->age_us)
         st = evaluate(e, E, eff, r);
     if (st != TKV_ST_OK || dry_run) {
-        *dirty = E->dirty_epoch == e->epoch;
+        *dirty = eng_uncommitted(e, E);
         return st;
     }
     bool was_swept = eng_meta_swept(E->meta);

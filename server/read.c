@@ -264,7 +264,7 @@ static tkv_status answer_key(tkv_engine *e, const uint8_t *key, size_t klen, tkv
         out->miss = TKV_M_NO_KEY;
         return TKV_ST_NOT_FOUND;
     }
-    out->dirty = (*E)->dirty_epoch == e->epoch;
+    out->dirty = eng_uncommitted(e, *E);
     *v = eng_vis(e, *E);
     return TKV_ST_OK;
 }
@@ -382,7 +382,7 @@ tkv_status tkv_engine_range(tkv_engine *e, const uint8_t *key, size_t klen, uint
         count_read(e);
         return TKV_ST_OK;
     }
-    *dirty = E->dirty_epoch == e->epoch;
+    *dirty = eng_uncommitted(e, E);
     vis v = eng_vis(e, E);
     vcur c;
     vcur_init(&c, e, E, &v, !reverse, from, to);
@@ -411,7 +411,7 @@ tkv_status tkv_engine_count(tkv_engine *e, const uint8_t *key, size_t klen, uint
         count_read(e);
         return TKV_ST_OK;
     }
-    *dirty = E->dirty_epoch == e->epoch;
+    *dirty = eng_uncommitted(e, E);
     vis v = eng_vis(e, E);
     uint64_t lo_bound = from > v.horizon ? from : v.horizon;
     if (!v.check_expiry && (E->lo == 0 || lo_bound >= E->lo)) {

@@ -3,17 +3,20 @@
  *
  * One loop iteration, in libev's order:
  *   poll -> check (serve connections left over by the fairness cap)
- *        -> io (accept; read and serve new requests)
- *        -> prepare (commit the iteration's writes; send all replies)
- * Replies are appended to each connection's output buffer as requests run
- * and go out in one write per connection from the prepare callback, after
- * the commit: no reply to a write leaves before that write is in LevelDB,
- * and a pipelined batch costs one read and one write system call. A write
- * watcher is armed only when a socket's buffer is full.
+ *        -> io (accept; read and serve new requests; the writer's wake-up)
+ *        -> prepare (hand the staged writes to the writer; send replies)
+ * Writes are staged in the engine and written to LevelDB by its writer
+ * thread one batch at a time (commit.c), while this thread goes on
+ * serving. A reply that depends on staged writes remembers their epoch; a
+ * connection's replies go out in order, up to the first one whose epoch is
+ * not yet written - so no reply to a write leaves before the write is in
+ * LevelDB. Replies go out in one write per connection per iteration; a
+ * write watcher is armed only when a socket's buffer is full.
  *
- * Connections live in three intrusive lists: all of them, those with output
- * to flush after the commit ("pending"), and those with requests left over
- * by the per-iteration cap ("backlog").
+ * Connections live in four intrusive lists: all of them, those with output
+ * to flush ("pending"), those with requests left over by the per-iteration
+ * cap ("backlog"), and those holding replies that wait for a batch
+ * ("waiting").
  */
 #include "server.h"
 
@@ -41,8 +44,9 @@
 #define SHUTDOWN_GRACE 5.0
 
 typedef struct dep {
-    size_t off; /* reply frame offset in the output buffer */
+    size_t off;     /* reply frame offset in the output buffer */
     size_t len;
+    uint32_t epoch; /* the batch that must be written first */
 } dep;
 
 typedef struct conn conn;
@@ -68,7 +72,7 @@ struct conn {
     size_t sent;        /* bytes of out already written */
     dep *deps;          /* replies that wait on the current commit */
     size_t ndeps, deps_cap;
-    clink all, pend, back;
+    clink all, pend, back, wait;
     bool reading;       /* read watcher active */
     bool throttled;     /* input paused until output drains */
     bool closing;       /* close once out is written */
@@ -94,9 +98,9 @@ typedef struct tkv_srv {
     ev_idle idl;
     ev_signal sigint, sigterm;
     ev_timer sync_timer, grace_timer, tick_timer, sweep_timer;
-    list all, pend, back;
+    ev_async written;     /* the writer finished a batch */
+    list all, pend, back, wait;
     uint64_t next_id;
-    bool unsynced;        /* everysec: commits since the last sync */
     bool stopping;
     bool storage_failing; /* a commit failed and none has succeeded since */
 } tkv_srv;
@@ -106,6 +110,7 @@ typedef struct tkv_srv {
 #define ALL offsetof(conn, all)
 #define PEND offsetof(conn, pend)
 #define BACK offsetof(conn, back)
+#define WAIT offsetof(conn, wait)
 
 static clink *link_of(conn *c, size_t off) { return (clink *)((char *)c + off); }
 
@@ -160,6 +165,7 @@ static void conn_close(conn *c, const char *why)
     list_del(&s->all, c, ALL);
     list_del(&s->pend, c, PEND);
     list_del(&s->back, c, BACK);
+    list_del(&s->wait, c, WAIT);
     close(c->fd);
     tkv_frame_reader_deinit(&c->in);
     tkv_buf_deinit(&c->out);
@@ -279,7 +285,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 
 /* ---- serving requests ------------------------------------------------- */
 
-static int add_dep(conn *c, size_t off, size_t len)
+static int add_dep(conn *c, size_t off, size_t len, uint32_t epoch)
 {
     if (c->ndeps == c->deps_cap) {
         size_t cap = c->deps_cap ? c->deps_cap * 2 : 16;
@@ -289,7 +295,8 @@ static int add_dep(conn *c, size_t off, size_t len)
         c->deps = d;
         c->deps_cap = cap;
     }
-    c->deps[c->ndeps++] = (dep){off, len};
+    c->deps[c->ndeps++] = (dep){off, len, epoch};
+    list_add(&c->srv->wait, c, WAIT);
     return 0;
 }
 
@@ -344,7 +351,7 @@ static int serve(conn *c, uint32_t budget, bool drain)
         size_t off = c->out.len;
         bool dirty, was_authed = c->sess.authed;
         if (tkv_dispatch_session(&s->disp, &c->sess, f, n, &c->out, &dirty) < 0 ||
-            (dirty && add_dep(c, off, c->out.len - off) < 0)) {
+            (dirty && add_dep(c, off, c->out.len - off, tkv_engine_epoch(s->eng)) < 0)) {
             tkv_error("out of memory serving client %llu", (unsigned long long)c->id);
             conn_close(c, NULL);
             return -1;
@@ -398,12 +405,14 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents)
     list_add(&s->pend, c, PEND);
 }
 
-/* Writes as much output as the socket takes. Returns -1 if c was closed. */
+/* Writes as much output as the socket takes, up to the first reply that
+ * waits for a batch. Returns -1 if c was closed. */
 static int flush_out(conn *c)
 {
     tkv_srv *s = c->srv;
-    while (c->sent < c->out.len) {
-        ssize_t n = send(c->fd, c->out.data + c->sent, c->out.len - c->sent, MSG_NOSIGNAL);
+    size_t limit = c->ndeps > 0 ? c->deps[0].off : c->out.len;
+    while (c->sent < limit) {
+        ssize_t n = send(c->fd, c->out.data + c->sent, limit - c->sent, MSG_NOSIGNAL);
         if (n > 0) {
             c->sent += (size_t)n;
             s->info.bytes_out += (uint64_t)n;
@@ -420,6 +429,8 @@ static int flush_out(conn *c)
         return -1;
     }
     ev_io_stop(s->loop, &c->wio);
+    if (c->sent < c->out.len)
+        return 0; /* the rest waits for a batch to be written */
     c->out.len = c->sent = 0;
     tkv_buf_shrink(&c->out, KEEP_BUF);
     if (c->closing) {
@@ -437,15 +448,12 @@ static int flush_out(conn *c)
 
 static void on_write(struct ev_loop *loop, ev_io *w, int revents)
 {
-    conn *c = w->data;
-    /* Replies that wait on an uncommitted batch must not leave early; the
-     * prepare callback sends them after the commit. */
-    if (c->ndeps > 0)
-        return;
-    flush_out(c);
+    flush_out(w->data);
 }
 
-/* Replaces every reply that depended on a failed commit by an error. */
+/* Replaces every reply that depended on a failed batch by an error. All
+ * of c's waiting replies depend on it or on a later batch, which failed
+ * with it. */
 static int withdraw_deps(conn *c, const char *why)
 {
     tkv_buf nb;
@@ -468,22 +476,32 @@ static int withdraw_deps(conn *c, const char *why)
     tkv_buf_deinit(&c->out);
     c->out = nb;
     c->ndeps = 0;
+    list_del(&c->srv->wait, c, WAIT);
     return 0;
 }
 
-static void commit(tkv_srv *s)
+/* Replies waiting for batches up to `epoch` may go. */
+static void release_deps(tkv_srv *s, uint32_t epoch)
 {
-    if (!tkv_engine_pending(s->eng))
-        return;
-    if (tkv_engine_commit(s->eng) == 0) {
-        if (s->storage_failing)
-            tkv_info("storage writes succeed again");
-        s->storage_failing = false;
-        s->unsynced = s->o.fsync == TKV_FSYNC_EVERYSEC;
-        for (conn *c = s->pend.head; c; c = c->pend.next)
-            c->ndeps = 0;
-        return;
+    for (conn *c = s->wait.head, *next; c; c = next) {
+        next = c->wait.next;
+        size_t k = 0;
+        while (k < c->ndeps && c->deps[k].epoch <= epoch)
+            k++;
+        if (k == 0)
+            continue;
+        memmove(c->deps, c->deps + k, (c->ndeps - k) * sizeof *c->deps);
+        c->ndeps -= k;
+        if (c->ndeps == 0)
+            list_del(&s->wait, c, WAIT);
+        list_add(&s->pend, c, PEND);
     }
+}
+
+/* A batch failed: every reply that waits for it (or for the batch staged
+ * after it, rolled back with it) becomes an error. */
+static void batch_failed(tkv_srv *s)
+{
     const char *why = tkv_engine_errmsg(s->eng);
     if (!tkv_engine_failing(s->eng)) {
         /* Not the disk: a multi-write request failed half-way. */
@@ -492,11 +510,34 @@ static void commit(tkv_srv *s)
         tkv_error("storage write failed; writes get errors until it succeeds: %s", why);
         s->storage_failing = true;
     }
-    for (conn *c = s->pend.head, *next; c; c = next) {
-        next = c->pend.next;
-        if (c->ndeps > 0 && withdraw_deps(c, why) < 0)
+    for (conn *c = s->wait.head, *next; c; c = next) {
+        next = c->wait.next;
+        list_add(&s->pend, c, PEND);
+        if (withdraw_deps(c, why) < 0)
             conn_close(c, "out of memory");
     }
+}
+
+static void batch_written(tkv_srv *s)
+{
+    if (s->storage_failing)
+        tkv_info("storage writes succeed again");
+    s->storage_failing = false;
+}
+
+/* Collects a finished batch and starts the next, keeping the writer busy
+ * while there is anything to write. */
+static void commit(tkv_srv *s)
+{
+    uint32_t failed;
+    int rc = tkv_engine_commit_finish(s->eng, &failed);
+    if (rc > 0)
+        batch_written(s);
+    else if (rc < 0)
+        batch_failed(s);
+    if (tkv_engine_commit_start(s->eng, &failed) < 0)
+        batch_failed(s);
+    release_deps(s, tkv_engine_settled_epoch(s->eng));
 }
 
 static void flush_all(tkv_srv *s)
@@ -510,7 +551,7 @@ static void flush_all(tkv_srv *s)
 
 static void maybe_finish(tkv_srv *s)
 {
-    if (!s->stopping)
+    if (!s->stopping || tkv_engine_pending(s->eng))
         return;
     for (conn *c = s->all.head; c; c = c->all.next)
         if (unsent(c) > 0)
@@ -556,11 +597,7 @@ static void on_idle(struct ev_loop *loop, ev_idle *w, int revents)
 static void on_sync_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
     tkv_srv *s = w->data;
-    if (!s->unsynced)
-        return;
-    if (tkv_engine_sync(s->eng) == 0)
-        s->unsynced = false;
-    else
+    if (tkv_engine_sync(s->eng) < 0)
         tkv_error("periodic sync failed: %s", tkv_engine_errmsg(s->eng));
 }
 
@@ -573,6 +610,21 @@ static void close_idle(tkv_srv *s, double now)
         if (now - c->last_active > s->o.idle_timeout)
             conn_close(c, "idle timeout");
     }
+}
+
+/* The writer finished a batch: send what waited for it, start the next. */
+static void on_written(struct ev_loop *loop, ev_async *w, int revents)
+{
+    tkv_srv *s = w->data;
+    commit(s);
+    flush_all(s);
+}
+
+/* Runs on the writer thread. */
+static void wake_loop(void *ctx)
+{
+    tkv_srv *s = ctx;
+    ev_async_send(s->loop, &s->written);
 }
 
 static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
@@ -724,9 +776,10 @@ static void init_watchers(tkv_srv *s)
     ev_timer_init(&s->grace_timer, on_grace, SHUTDOWN_GRACE, 0.0);
     ev_timer_init(&s->tick_timer, on_tick, 1.0, 1.0);
     ev_timer_init(&s->sweep_timer, on_sweep, 0.1, 0.1);
+    ev_async_init(&s->written, on_written);
     s->lio.data = s->prep.data = s->chk.data = s->idl.data = s;
     s->sigint.data = s->sigterm.data = s->sync_timer.data = s->grace_timer.data = s;
-    s->tick_timer.data = s->sweep_timer.data = s;
+    s->tick_timer.data = s->sweep_timer.data = s->written.data = s;
     ev_io_start(loop, &s->lio);
     ev_prepare_start(loop, &s->prep);
     ev_check_start(loop, &s->chk);
@@ -734,13 +787,15 @@ static void init_watchers(tkv_srv *s)
     ev_signal_start(loop, &s->sigterm);
     ev_timer_start(loop, &s->tick_timer);
     ev_timer_start(loop, &s->sweep_timer);
+    ev_async_start(loop, &s->written);
     if (s->o.fsync == TKV_FSYNC_EVERYSEC)
         ev_timer_start(loop, &s->sync_timer);
 }
 
 static void shutdown_all(tkv_srv *s)
 {
-    commit(s);
+    if (tkv_engine_commit(s->eng) < 0)
+        tkv_error("final write failed: %s", tkv_engine_errmsg(s->eng));
     while (s->all.head)
         conn_close(s->all.head, NULL);
     if (s->o.fsync != TKV_FSYNC_NEVER && tkv_engine_sync(s->eng) < 0)
@@ -811,7 +866,12 @@ static int start(tkv_srv *s)
         return -1;
     fit_descriptors(s);
     tkv_engine_opts eo = s->o.engine;
-    eo.sync = s->o.fsync == TKV_FSYNC_ALWAYS;
+    eo.fsync = s->o.fsync == TKV_FSYNC_ALWAYS     ? TKV_SYNC_ALWAYS
+               : s->o.fsync == TKV_FSYNC_EVERYSEC ? TKV_SYNC_EVERYSEC
+                                                  : TKV_SYNC_NEVER;
+    eo.writer_thread = true;
+    eo.on_written = wake_loop;
+    eo.on_written_ctx = s;
     if (tkv_engine_open(&eo, &s->eng, err, sizeof err) < 0) {
         tkv_error("%s", err);
         return -1;

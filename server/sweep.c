@@ -68,7 +68,7 @@ static void begin_key(tkv_engine *e, sweep_state *s, const uint8_t *key, size_t 
     tkv_kentry *E = tkv_keyindex_find(&e->ix, key, klen);
     /* A key with uncommitted changes waits for the next pass; a resident
      * one needs room in the dirty list, as the sweep may change its page. */
-    s->skip = E && (E->dirty_epoch == e->epoch || eng_reserve_dirty(e) < 0);
+    s->skip = E && (eng_uncommitted(e, E) || eng_reserve_dirty(e) < 0);
     const tkv_kmeta *m = E ? E->meta : disk_meta; /* a resident key's is current */
     s->had_meta = m != NULL;
     s->meta = m ? *m : (tkv_kmeta){.min_expiry = UINT64_MAX};
@@ -302,7 +302,7 @@ static int resume_key(tkv_engine *e, sweep_state *s, leveldb_iterator_t *it, uin
 {
     eng_set_prefix(e, s->key.data, s->key.len);
     tkv_kentry *E = tkv_keyindex_find(&e->ix, s->key.data, s->key.len);
-    if (E && (E->dirty_epoch == e->epoch || eng_reserve_dirty(e) < 0))
+    if (E && (eng_uncommitted(e, E) || eng_reserve_dirty(e) < 0))
         s->skip = true;
     leveldb_iter_seek(it, (const char *)s->inner.data, s->inner.len);
     int rc = sweep_versions(e, s, it, budget, done);

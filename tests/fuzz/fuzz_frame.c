@@ -30,7 +30,9 @@
  *
  * Every frame of the first repetition is then copied to an exactly sized
  * heap block (so ASan sees any over-read) and walked with tkv_mp_next(),
- * tkv_mp_skip(), the typed readers and tkv_mp_validate(). When validate
+ * tkv_mp_skip(), the typed readers and tkv_mp_validate(); the typed
+ * readers' inline fast paths must agree exactly with their general
+ * (_slow) versions, at every starting offset. When validate
  * accepts it, msgpack-c's msgpack_unpack() must accept it too, as exactly
  * one complete value with the same tree; when validate rejects it,
  * msgpack-c is never called (it allocates from declared counts). The frame
@@ -110,8 +112,36 @@ static void walk_flat(const uint8_t *q, size_t n)
     }
 }
 
-/* The typed readers: a mismatch must leave the cursor where it was and agree
- * with peek. */
+/* The inline fast paths of the typed readers (mp.h) must agree with the
+ * general ones exactly: status, value and cursor. */
+static void check_fast_paths(const uint8_t *q, size_t n)
+{
+    tkv_mp a, b;
+    uint32_t ca = 0, cb = 0;
+    tkv_mp_init(&a, q, n);
+    tkv_mp_init(&b, q, n);
+    int ra = tkv_mp_read_array(&a, &ca), rb = tkv_mp_read_array_slow(&b, &cb);
+    FUZZ_CHECK(ra == rb && a.p == b.p && (ra < 0 || ca == cb),
+               "read_array %d/%u, its slow path %d/%u", ra, ca, rb, cb);
+    uint64_t ua = 0, ub = 0;
+    tkv_mp_init(&a, q, n);
+    tkv_mp_init(&b, q, n);
+    ra = tkv_mp_read_uint(&a, &ua);
+    rb = tkv_mp_read_uint_slow(&b, &ub);
+    FUZZ_CHECK(ra == rb && a.p == b.p && (ra < 0 || ua == ub),
+               "read_uint %d/%llu, its slow path %d/%llu", ra, (unsigned long long)ua, rb,
+               (unsigned long long)ub);
+    const uint8_t *pa = NULL, *pb = NULL;
+    tkv_mp_init(&a, q, n);
+    tkv_mp_init(&b, q, n);
+    ra = tkv_mp_read_bytes(&a, &pa, &ca);
+    rb = tkv_mp_read_bytes_slow(&b, &pb, &cb);
+    FUZZ_CHECK(ra == rb && a.p == b.p && (ra < 0 || (ca == cb && pa == pb)),
+               "read_bytes %d/%u, its slow path %d/%u", ra, ca, rb, cb);
+}
+
+/* The typed readers: a failure must leave the cursor where it was, and
+ * each must agree with peek. */
 static void check_typed(const uint8_t *q, size_t n)
 {
     tkv_mp m;
@@ -136,8 +166,8 @@ static void check_typed(const uint8_t *q, size_t n)
     rc[4] = tkv_mp_read_bool(&c[4], &b);
     rc[5] = tkv_mp_read_bytes(&c[5], &p, &len);
     for (int k = 0; k < 6; k++) {
-        if (rc[k] == TKV_MP_ETYPE)
-            FUZZ_CHECK(c[k].p == q, "typed reader %d moved on a type mismatch", k);
+        if (rc[k] < 0)
+            FUZZ_CHECK(c[k].p == q, "typed reader %d moved on failure %d", k, rc[k]);
         if (prc < 0)
             FUZZ_CHECK(rc[k] == prc, "peek failed with %d, typed reader %d gave %d", prc, k,
                        rc[k]);
@@ -284,6 +314,15 @@ static void check_payload(const uint8_t *frame, size_t n)
     uint8_t *q = fz_dup(frame, n);
     walk_flat(q, n);
     check_typed(q, n);
+    check_fast_paths(q, n);
+    /* The same at every offset: the fast paths' bounds checks see every
+     * "bytes left" a frame can present. */
+    for (size_t off = 1; off < n && off < 64; off++) {
+        uint8_t *t = fz_dup(q + off, n - off);
+        check_typed(t, n - off);
+        check_fast_paths(t, n - off);
+        free(t);
+    }
 
     int v = tkv_mp_validate(q, n);
     FUZZ_CHECK(v == 0 || v == TKV_MP_ETRUNC || v == TKV_MP_EINVAL, "validate returned %d", v);

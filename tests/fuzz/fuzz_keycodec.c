@@ -12,12 +12,15 @@
  * 2: UINT64_MAX minus one byte, 3: the previous record's ts.
  *
  * For every record: encode/prefix/with_ts agree, the encoding fits
- * tkv_kc_max(), decode inverts encode, and tkv_kc_match() accepts the
- * encoding under its own key's prefix only. For every pair: the bytewise
- * order of the encodings (memcmp, then length) is (key ascending by memcmp
- * then length, ts descending). Finally the raw input itself is decoded: if
- * decode accepts it, re-encoding the result must give back the same bytes
- * (decoding is canonical and never reads past its input).
+ * tkv_kc_max(), decode and decode_any invert encode and tkv_kc_meta(),
+ * and tkv_kc_match() accepts the encoding under its own key's prefix only.
+ * For every pair: the bytewise order of the records (memcmp, then length)
+ * is key ascending (memcmp, then length), then the key's metadata record,
+ * then its versions newest first; and the bound SCAN seeks past a key
+ * with (its prefix ending 0x00 0x02) lies above every record of the key
+ * and below every record of any greater key. Finally the raw input itself
+ * is decoded with both decoders: whatever they accept must be the
+ * canonical encoding of what they return (and they never read past it).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -37,6 +40,8 @@ typedef struct rec {
     size_t elen;
     uint8_t *pfx; /* exactly plen bytes */
     size_t plen;
+    uint8_t *meta; /* the metadata record, plen bytes */
+    uint8_t *bound; /* past every record of the key, plen bytes */
 } rec;
 
 static int sign(int c) { return (c > 0) - (c < 0); }
@@ -111,6 +116,13 @@ static void check_one(rec *r)
     r->pfx = realloc(r->pfx, r->plen); /* shrink to exact size for the match checks */
     if (!r->pfx)
         abort();
+    r->meta = malloc(max);
+    FUZZ_CHECK(tkv_kc_meta(r->meta, r->key, r->klen) == r->plen, "meta length differs");
+    FUZZ_CHECK(memcmp(r->meta, r->pfx, r->plen - 1) == 0 && r->meta[r->plen - 1] == 0x00,
+               "meta record is not the prefix ending 0x00 0x00");
+    r->meta = realloc(r->meta, r->plen);
+    r->bound = fz_dup(r->pfx, r->plen);
+    r->bound[r->plen - 1] = 0x02;
 
     /* Decode from an exactly sized copy into an exactly sized key buffer
      * (the header promises room for n bytes suffices). */
@@ -122,6 +134,21 @@ static void check_one(rec *r)
     FUZZ_CHECK(k <= 0 || memcmp(key, r->key, r->klen) == 0, "decoded key differs");
     FUZZ_CHECK(ts == r->ts, "decoded ts %llu, encoded %llu", (unsigned long long)ts,
                (unsigned long long)r->ts);
+
+    bool is_meta = true;
+    k = tkv_kc_decode_any(enc, r->elen, key, &is_meta);
+    FUZZ_CHECK(k == (long)r->klen && !is_meta && (k <= 0 || !memcmp(key, r->key, r->klen)),
+               "decode_any of a version returned %ld (meta %d)", k, is_meta);
+    is_meta = false;
+    k = tkv_kc_decode_any(r->meta, r->plen, key, &is_meta);
+    FUZZ_CHECK(k == (long)r->klen && is_meta && (k <= 0 || !memcmp(key, r->key, r->klen)),
+               "decode_any of a metadata record returned %ld (meta %d)", k, is_meta);
+    FUZZ_CHECK(tkv_kc_decode_any(r->bound, r->plen, key, &is_meta) < 0,
+               "decode_any accepts the scan bound");
+    FUZZ_CHECK(bytes_cmp(r->meta, r->plen, r->enc, r->elen) < 0 &&
+                   bytes_cmp(r->enc, r->elen, r->bound, r->plen) < 0 &&
+                   bytes_cmp(r->meta, r->plen, r->bound, r->plen) < 0,
+               "metadata < versions < bound does not hold within a key");
 
     ts = ~r->ts;
     FUZZ_CHECK(tkv_kc_match(enc, r->elen, r->pfx, r->plen, &ts) && ts == r->ts,
@@ -143,6 +170,16 @@ static void check_pair(const rec *a, const rec *b)
                got, want, a->klen, b->klen, (unsigned long long)a->ts,
                (unsigned long long)b->ts);
     bool same_key = a->klen == b->klen && (a->klen == 0 || memcmp(a->key, b->key, a->klen) == 0);
+    int kc = bytes_cmp(a->key, a->klen, b->key, b->klen);
+    FUZZ_CHECK(bytes_cmp(a->meta, a->plen, b->meta, b->plen) == kc,
+               "order of metadata records differs from the keys'");
+    FUZZ_CHECK(same_key ? bytes_cmp(a->meta, a->plen, b->enc, b->elen) < 0
+                        : bytes_cmp(a->meta, a->plen, b->enc, b->elen) == kc,
+               "a metadata record is out of order with another key's version");
+    if (kc < 0)
+        FUZZ_CHECK(bytes_cmp(a->bound, a->plen, b->meta, b->plen) < 0 &&
+                       bytes_cmp(a->bound, a->plen, b->enc, b->elen) < 0,
+                   "the scan bound of a key passes a greater key's records");
     uint64_t ts;
     bool m = tkv_kc_match(a->enc, a->elen, b->pfx, b->plen, &ts);
     FUZZ_CHECK(m == same_key, "match of one key's encoding under another's prefix: %d", m);
@@ -164,6 +201,19 @@ static void check_raw(const uint8_t *data, size_t size)
         FUZZ_CHECK(n == size && memcmp(enc, in, n) == 0,
                    "decode accepted %zu bytes that are not the encoding of what it returned",
                    size);
+        free(enc);
+    }
+    bool is_meta;
+    k = tkv_kc_decode_any(in, size, key, &is_meta);
+    if (k >= 0) {
+        uint8_t *enc = malloc(tkv_kc_max((size_t)k));
+        size_t plen = tkv_kc_prefix(enc, key, (size_t)k);
+        if (is_meta)
+            FUZZ_CHECK(tkv_kc_meta(enc, key, (size_t)k) == size && !memcmp(enc, in, size),
+                       "decode_any accepted %zu bytes that are not a metadata record", size);
+        else
+            FUZZ_CHECK(size == plen + 8 && !memcmp(enc, in, plen),
+                       "decode_any accepted %zu bytes that are not a version", size);
         free(enc);
     }
     free(key);
@@ -190,6 +240,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (size_t i = 0; i < n; i++) {
         free(recs[i].enc);
         free(recs[i].pfx);
+        free(recs[i].meta);
+        free(recs[i].bound);
     }
     check_raw(data, size);
     return 0;

@@ -1,22 +1,25 @@
 /*
  * fuzz_request.c - libFuzzer target for request parsing and command
  * dispatch (protocol/proto.h, server/cmd.h) against a real engine, with
- * storage faults.
+ * storage faults and the sweep.
  *
  * The engine runs in a mkdtemp directory (on /dev/shm when it can) with
  * tiny fill_versions (2), resident_versions (3) and a small memory budget,
  * so the memory/LevelDB merge paths run all the time: reads below a key's
- * watermark, writes into the deep past, merged RANGE scans, DEL of
- * versions only on disk, keys evicted and loaded again. Its clock is a
- * variable the input sets, so PUT without a timestamp is deterministic.
+ * watermark, writes into the deep past, merged scans, DEL of versions only
+ * on disk, keys evicted and loaded again. Its clock is a variable the input
+ * moves forward, so timestamps chosen by the server and expiry are
+ * deterministic.
  *
  * The first input byte chooses the mode: bit 7 set - raw frames, the rest
  * is [u16 big-endian length][payload]...; clear - structured: the rest
- * drives request_gen.c's grammar plus driver operations (COMMIT, SETCLOCK,
- * REOPEN, storage FAULT, time ADVANCE, TICK, SYNC, mutated frames). Bits
- * 0-1 pick the reply size limit (RANGE truncation), bit 2 gives the
- * dispatcher an AUTH secret, bit 3 serves the input as one session (so
- * AUTH_REQUIRED applies) rather than trusted frames.
+ * drives request_gen.c's grammar (every command, every encoding, one
+ * injected error now and then) plus driver operations (COMMIT, SETCLOCK,
+ * CLOCK+, SWEEP, REOPEN, storage FAULT, time ADVANCE, TICK, SYNC, raw and
+ * mutated frames). Bits 0-1 pick the limits (max reply 8 MiB, 4 KiB, 1200
+ * or 256 bytes, with keys and values that fit, as tkvd requires), bit 2
+ * gives the dispatcher an AUTH secret, bit 3 serves the input as one
+ * session (so AUTH_REQUIRED applies) rather than as trusted frames.
  *
  * Storage faults: this file defines write(), fdatasync(), fsync() and
  * clock_gettime(), which take precedence over libc's (and ASan's weak
@@ -26,15 +29,6 @@
  * LevelDB log fail with ENOSPC before anything is written, or both; ADVANCE
  * moves CLOCK_MONOTONIC past the engine's recovery probe interval.
  *
- * Reported findings can be let through so fuzzing goes on past them, with
- * TKV_FUZZ_KNOWN set to a comma-separated list of:
- *   fault-resurrect  no sync faults (a batch whose sync failed reappears
- *                    when LevelDB is reopened), only write faults;
- *   fault-counters   no counter checks once the engine has recovered from a
- *                    fault in this input (recovery drops the staged counter
- *                    deltas), and a fresh directory afterwards;
- *   storage-faults   no faults at all.
- *
  * Every request frame goes through tkv_dispatch_session() from an exactly
  * sized heap copy, and everything about the reply is checked:
  *  - it is exactly one frame: a 4-byte length equal to the payload size
@@ -42,21 +36,41 @@
  *    are [status, str]; the error counter moves exactly for errors;
  *  - the status is what tkv_req_parse() says (and, for a frame the grammar
  *    built, what the grammar meant, fields included), and a parsed request
- *    survives tkv_req_encode() + tkv_req_parse() unchanged;
- *  - the answer matches the model (request_model.c): PUT's timestamp
- *    (explicit, max(clock, newest + 1), or OUT_OF_RANGE after UINT64_MAX),
- *    GET's value/ts/next or miss reason, RANGE's list (order, limit,
- *    truncation exactly at the reply size limit), DEL's count, STATS's
- *    keys/versions, AUTH and AUTH_REQUIRED;
+ *    survives the library's encoders + tkv_req_parse() unchanged;
+ *  - the answer matches the model (request_check.c, request_model.c);
  *  - a read of a key with uncommitted writes is reported dirty;
- *  - STORAGE errors and failed commits happen only after a fault, and a
- *    failed commit rolls everything back to the last successful commit;
- *  - the engine's exact key/version counters equal the model's after every
- *    request and commit.
+ *  - STORAGE errors and failed commits happen only after a fault or a
+ *    half-failed MPUT, and a failed commit rolls everything back to the
+ *    last successful commit;
+ *  - the engine's exact key/version counters agree with the model after
+ *    every request and commit;
+ *  - the sweep never changes an answer (engine.h): every key's versions
+ *    and policy read the same before a sweep, after it and after its
+ *    commit.
+ *
+ * Reported findings can be let through so fuzzing goes on past them, with
+ * TKV_FUZZ_KNOWN set to a comma-separated list of:
+ *   fault-resurrect  no sync faults (a batch whose sync failed reappears
+ *                    when LevelDB is reopened), only write faults;
+ *   fault-counters   no counter checks once the engine has recovered from a
+ *                    fault in this input (recovery drops the staged counter
+ *                    deltas), and a fresh directory afterwards;
+ *   storage-faults   no faults at all;
+ *   sweep-answers    no sweep while a key has a retention policy or horizon
+ *                    (the sweep moves horizons, which reads do not);
+ *   read-dirty       SCAN and POLICY replies need not be marked dirty;
+ *   scan-null        no SCAN without prefix and cursor (memcpy from NULL);
+ *   sweep-uncommitted  compare reads only after the sweep's commit (an
+ *                    expired version below lo reappears until then);
+ *   sweep-staged     always commit right after a sweep (a DEL that loads a
+ *                    key whose versions the sweep deleted, uncommitted,
+ *                    counts them again).
  *
  * Each input starts from an empty store on a freshly opened engine: at its
  * end every key it touched is deleted and committed (the counters must
  * then be zero) and the engine is closed and opened again.
+ *
+ * TKV_FUZZ_TRACE=1 narrates every step on stderr, for reading reproducers.
  */
 #include <errno.h>
 #include <ftw.h>
@@ -72,6 +86,7 @@
 #include "engine.h"
 #include "fuzz_common.h"
 #include "proto.h"
+#include "request_check.h"
 #include "request_gen.h"
 #include "request_model.h"
 
@@ -80,6 +95,8 @@
 #define RECYCLE_INPUTS 50000  /* inputs between fresh data directories */
 #define DEFAULT_BUDGET (64 * 1024)
 
+fuzz_state F;
+
 /* ---- fault injection ---------------------------------------------------- */
 
 static pthread_t g_main;
@@ -87,7 +104,6 @@ static char *g_dir;           /* the data directory */
 static int g_skip_syncs;      /* syncs of the fuzzing thread to let through first */
 static int g_fail_syncs;      /* then how many to fail */
 static int g_fail_writes;     /* writes to a LevelDB log left to fail */
-static unsigned g_faults;     /* faults that struck during this input */
 static int64_t g_mono_skew_s; /* added to CLOCK_MONOTONIC */
 
 static bool on_fuzz_thread(void) { return pthread_equal(pthread_self(), g_main); }
@@ -100,7 +116,7 @@ static int failed_sync(void)
             return 0;
         }
         g_fail_syncs--;
-        g_faults++;
+        F.faults++;
         errno = EIO;
         return 1;
     }
@@ -128,7 +144,7 @@ ssize_t write(int fd, const void *buf, size_t n)
 {
     if (g_fail_writes > 0 && on_fuzz_thread() && is_log(fd)) {
         g_fail_writes--;
-        g_faults++;
+        F.faults++;
         errno = ENOSPC;
         return -1;
     }
@@ -149,19 +165,22 @@ int clock_gettime(clockid_t clk, struct timespec *tp)
 
 /* ---- the engine under test -------------------------------------------- */
 
-static tkv_engine *g_eng;
-static tkv_dispatch g_d;
 static tkv_auth g_auth;
-static tkv_session g_sess;
-static bool g_use_sess;
-static uint64_t g_clock;
 static tkv_buf g_out;
 static unsigned long g_inputs;
+static bool g_no_faults, g_no_sync_faults, g_no_policy_sweeps, g_no_bare_scan, g_trace;
+static bool g_lax_sweep_window, g_no_staged_sweep;
+
+#define TRACE(...)                                                                       \
+    do {                                                                                 \
+        if (g_trace)                                                                     \
+            fprintf(stderr, "trace: " __VA_ARGS__);                                      \
+    } while (0)
 
 static uint64_t fake_clock(void *ctx)
 {
     (void)ctx;
-    return g_clock;
+    return F.clock;
 }
 
 static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -187,17 +206,17 @@ static void engine_open(size_t budget)
     char err[512];
     /* Faults are transient: a restart gets a working disk. */
     g_skip_syncs = g_fail_syncs = g_fail_writes = 0;
-    if (tkv_engine_open(&o, &g_eng, err, sizeof err) < 0) {
+    if (tkv_engine_open(&o, &F.eng, err, sizeof err) < 0) {
         fprintf(stderr, "fuzz_request: cannot open the engine in %s: %s\n", g_dir, err);
         abort();
     }
-    g_d.eng = g_eng;
+    F.d.eng = F.eng;
 }
 
 static void engine_close(void)
 {
-    tkv_engine_close(g_eng);
-    g_eng = NULL;
+    tkv_engine_close(F.eng);
+    F.eng = NULL;
 }
 
 /* The store lives in $TKV_FUZZ_DIR, else /dev/shm (LevelDB syncs each
@@ -238,6 +257,7 @@ static void at_exit(void)
     engine_close();
     remove_dir();
     tkv_buf_deinit(&g_out);
+    tkv_buf_deinit(&F.d.scratch);
 }
 
 static bool known(const char *tag)
@@ -250,86 +270,54 @@ static bool known(const char *tag)
     return false;
 }
 
-static bool g_no_faults, g_no_sync_faults, g_lax_counters;
-static bool g_trace; /* TKV_FUZZ_TRACE=1: narrate each step on stderr */
-
-#define TRACE(...)                                                                       \
-    do {                                                                                 \
-        if (g_trace)                                                                     \
-            fprintf(stderr, "trace: " __VA_ARGS__);                                      \
-    } while (0)
-
 static void setup_once(void)
 {
-    if (g_eng)
+    if (F.eng)
         return;
     g_main = pthread_self();
     g_no_faults = known("storage-faults");
     g_no_sync_faults = known("fault-resurrect");
-    g_lax_counters = known("fault-counters");
+    g_no_policy_sweeps = known("sweep-answers");
+    g_no_bare_scan = known("scan-null");
+    g_lax_sweep_window = known("sweep-uncommitted");
+    g_no_staged_sweep = known("sweep-staged");
+    F.lax_counters = known("fault-counters");
+    F.lax_read_dirty = known("read-dirty");
     g_trace = getenv("TKV_FUZZ_TRACE") && *getenv("TKV_FUZZ_TRACE") == '1';
     new_dir();
     engine_open(DEFAULT_BUDGET);
-    g_d.lim.max_key = TKV_DEFAULT_MAX_KEY;
-    g_d.lim.max_value = GEN_MAX_VALUE;
     if (tkv_auth_init(&g_auth, GEN_SECRET, sizeof GEN_SECRET - 1) < 0)
         abort();
     atexit(at_exit);
 }
 
-/* Whether the engine recovered from a fault during this input (it is
- * opened afresh for every input). */
-static bool recovered(void)
-{
-    tkv_engine_stats s;
-    tkv_engine_stats_get(g_eng, &s);
-    return s.reopens > 0;
-}
-
-static bool g_counters_off; /* fault-counters: a recovery made them unreliable */
-
-static bool counters_trusted(void)
-{
-    return !(g_lax_counters && (g_counters_off || (g_counters_off = recovered())));
-}
-
-static void check_counters(const char *when)
-{
-    if (!counters_trusted())
-        return;
-    tkv_engine_stats s;
-    tkv_engine_stats_get(g_eng, &s);
-    uint64_t keys, versions;
-    model_totals(&keys, &versions);
-    FUZZ_CHECK(s.keys == keys && s.versions == versions,
-               "%s: the engine counts %llu keys / %llu versions, the model %llu / %llu%s", when,
-               (unsigned long long)s.keys, (unsigned long long)s.versions,
-               (unsigned long long)keys, (unsigned long long)versions,
-               g_faults ? " (after an injected storage fault)" : "");
-}
-
 static unsigned g_since_commit;
 
 /* Commits like the server's loop does (then holds the memory budget), and
- * follows the outcome in the model. A commit may fail only when a sync
- * failed under it or the engine was already failing. */
+ * follows the outcome in the model. A commit fails when an MPUT poisoned
+ * the batch, and may fail only when a fault struck under it or the engine
+ * was already failing. */
 static void do_commit(const char *why)
 {
-    bool failing = tkv_engine_failing(g_eng);
-    unsigned faults = g_faults;
-    int rc = tkv_engine_commit(g_eng);
-    TRACE("%s: commit -> %d%s%s\n", why, rc, rc ? ": " : "", rc ? tkv_engine_errmsg(g_eng) : "");
-    FUZZ_CHECK(!tkv_engine_pending(g_eng), "writes pending after a commit");
+    bool failing = tkv_engine_failing(F.eng), poisoned = F.poisoned;
+    unsigned faults = F.faults;
+    bool pending = tkv_engine_pending(F.eng);
+    int rc = tkv_engine_commit(F.eng);
+    TRACE("%s: commit -> %d%s%s\n", why, rc, rc ? ": " : "", rc ? tkv_engine_errmsg(F.eng) : "");
+    FUZZ_CHECK(!tkv_engine_pending(F.eng), "writes pending after a commit");
+    F.poisoned = false;
     if (rc == 0) {
+        FUZZ_CHECK(!poisoned || !pending, "%s: a batch poisoned by a failed MPUT committed",
+                   why);
         model_commit();
     } else {
-        FUZZ_CHECK(failing || g_faults != faults, "%s: commit failed without a fault: %s", why,
-                   tkv_engine_errmsg(g_eng));
+        FUZZ_CHECK(poisoned || failing || F.faults != faults,
+                   "%s: commit failed without a fault: %s", why, tkv_engine_errmsg(F.eng));
         model_rollback();
     }
     g_since_commit = 0;
     check_counters(rc == 0 ? "after a commit" : "after a failed commit");
-    tkv_engine_maintain(g_eng);
+    tkv_engine_maintain(F.eng);
     check_counters("after maintain");
 }
 
@@ -344,51 +332,7 @@ static void reopen(size_t budget, const char *why)
     check_counters(why);
 }
 
-/* ---- checking replies ------------------------------------------------- */
-
-static bool span_eq(tkv_span a, tkv_span b)
-{
-    return a.len == b.len && (a.len == 0 || memcmp(a.ptr, b.ptr, a.len) == 0);
-}
-
-/* Two parsed requests mean the same thing. */
-static bool req_eq(const tkv_req *a, const tkv_req *b)
-{
-    if (a->cmd != b->cmd)
-        return false;
-    switch (a->cmd) {
-    case TKV_CMD_PING:
-        return a->has_msg == b->has_msg && (!a->has_msg || span_eq(a->msg, b->msg));
-    case TKV_CMD_AUTH: return span_eq(a->msg, b->msg);
-    case TKV_CMD_PUT:
-        return span_eq(a->key, b->key) && span_eq(a->value, b->value) &&
-               a->has_ts == b->has_ts && (!a->has_ts || a->ts == b->ts);
-    case TKV_CMD_GET:
-        return span_eq(a->key, b->key) && a->has_ts == b->has_ts &&
-               (!a->has_ts || a->ts == b->ts);
-    case TKV_CMD_RANGE:
-        return span_eq(a->key, b->key) && a->from == b->from && a->to == b->to &&
-               a->limit == b->limit && a->reverse == b->reverse;
-    case TKV_CMD_DEL: return span_eq(a->key, b->key);
-    default: return true;
-    }
-}
-
-static void check_roundtrip(const tkv_req *req)
-{
-    tkv_buf b = {0};
-    FUZZ_CHECK(tkv_req_encode(&b, req) == 0, "tkv_req_encode failed");
-    FUZZ_CHECK(b.len >= 4 && fz_be32(b.data) == b.len - 4, "encoded request is not one frame");
-    uint8_t *q = fz_dup(b.data + 4, b.len - 4);
-    tkv_req again;
-    char err[160];
-    tkv_status st = tkv_req_parse(q, b.len - 4, &g_d.lim, &again, err, sizeof err);
-    FUZZ_CHECK(st == TKV_ST_OK && req_eq(req, &again),
-               "%s request does not survive encode + parse (status %d: %s)",
-               tkv_cmd_name(req->cmd), st, err);
-    free(q);
-    tkv_buf_deinit(&b);
-}
+/* ---- one request -------------------------------------------------------- */
 
 static bool known_status(uint64_t st)
 {
@@ -403,269 +347,61 @@ static bool known_status(uint64_t st)
     }
 }
 
-static uint64_t rd_uint(tkv_mp *m, const char *what)
-{
-    uint64_t u = 0;
-    FUZZ_CHECK(tkv_mp_read_uint(m, &u) == 0, "reply: %s is not an unsigned integer", what);
-    return u;
-}
-
-/* A uint or nil; returns whether it was a uint. */
-static bool rd_opt_uint(tkv_mp *m, uint64_t *u, const char *what)
-{
-    if (tkv_mp_read_nil(m))
-        return false;
-    *u = rd_uint(m, what);
-    return true;
-}
-
-static tkv_span rd_bin(tkv_mp *m, const char *what)
-{
-    tkv_mp_obj o;
-    FUZZ_CHECK(tkv_mp_next(m, &o) == 0 && o.type == TKV_MP_BIN, "reply: %s is not a bin",
-               what);
-    return (tkv_span){o.v.bytes.ptr, o.v.bytes.len};
-}
-
-static unsigned long long ull(uint64_t v) { return (unsigned long long)v; }
-
-static void expect_found(tkv_mp *m, uint64_t st, uint32_t count, const mkey *k, long i,
-                         uint64_t T)
-{
-    const mver *want = &k->cur.v[i];
-    FUZZ_CHECK(st == TKV_ST_OK && count == 4,
-               "GET as of %llu: status %llu with %u fields, expected the version at %llu",
-               ull(T), ull(st), count, ull(want->ts));
-    tkv_span v = rd_bin(m, "GET value");
-    uint64_t ts = rd_uint(m, "GET ts"), next = 0;
-    bool has_next = rd_opt_uint(m, &next, "GET next");
-    FUZZ_CHECK(ts == want->ts, "GET as of %llu: version %llu, the model says %llu%s", ull(T),
-               ull(ts), ull(want->ts), g_faults ? " (after an injected storage fault)" : "");
-    FUZZ_CHECK(span_eq(v, (tkv_span){want->val, want->len}),
-               "GET as of %llu: wrong value for version %llu (%u bytes, want %u)", ull(T),
-               ull(ts), v.len, want->len);
-    bool want_next = (size_t)i + 1 < k->cur.n;
-    uint64_t wnext = want_next ? k->cur.v[i + 1].ts : 0;
-    FUZZ_CHECK(has_next == want_next && (!want_next || next == wnext),
-               "GET as of %llu: next is %s%llu, the model says %s%llu", ull(T),
-               has_next ? "" : "nil/", ull(next), want_next ? "" : "nil/", ull(wnext));
-}
-
-static void expect_get(tkv_mp *m, uint64_t st, uint32_t count, const tkv_req *r)
-{
-    mkey *k = model_find(r->key.ptr, r->key.len, false);
-    uint64_t T = r->has_ts ? r->ts : TKV_TS_MAX;
-    long i = model_floor(k, T);
-    if (i >= 0) {
-        expect_found(m, st, count, k, i, T);
-        return;
-    }
-    bool any = k && k->cur.n > 0;
-    FUZZ_CHECK(st == TKV_ST_NOT_FOUND && count == 3,
-               "GET as of %llu: status %llu, expected NOT_FOUND (the key has %zu versions)%s",
-               ull(T), ull(st), k ? k->cur.n : 0,
-               g_faults ? " (after an injected storage fault)" : "");
-    uint64_t reason = rd_uint(m, "GET reason"), next = 0;
-    bool has_next = rd_opt_uint(m, &next, "GET next");
-    FUZZ_CHECK(reason == (any ? TKV_M_BEFORE_FIRST : TKV_M_NO_KEY),
-               "GET as of %llu: miss reason %llu, the key has %zu versions", ull(T),
-               ull(reason), k ? k->cur.n : 0);
-    FUZZ_CHECK(has_next == any && (!any || next == k->cur.v[0].ts),
-               "GET miss: next %s%llu, first version %llu", has_next ? "" : "nil/", ull(next),
-               any ? ull(k->cur.v[0].ts) : 0ull);
-}
-
-static size_t uint_size(uint64_t v)
-{
-    return v < 128 ? 1 : v < 256 ? 2 : v < 65536 ? 3 : v <= UINT32_MAX ? 5 : 9;
-}
-
-static size_t bin_hdr(size_t n) { return n < 256 ? 2 : n < 65536 ? 3 : 5; }
-
-static void expect_range(tkv_mp *m, uint64_t st, uint32_t count, const tkv_req *r,
-                         size_t payload_len)
-{
-    FUZZ_CHECK(st == TKV_ST_OK && count == 3, "RANGE: status %llu, %u fields", ull(st), count);
-    mkey *k = model_find(r->key.ptr, r->key.len, false);
-    /* The model's answer, in reply order. */
-    size_t n = 0, all = k ? k->cur.n : 0;
-    const mver **want = malloc((all ? all : 1) * sizeof *want);
-    for (size_t j = 0; j < all && r->from <= r->to; j++) {
-        const mver *v = &k->cur.v[r->reverse ? all - 1 - j : j];
-        if (v->ts >= r->from && v->ts <= r->to)
-            want[n++] = v;
-    }
-    if (r->limit < n)
-        n = (size_t)r->limit;
-    /* Where the reply must stop: cmd.c reserves 15 bytes of headers per
-     * entry and one byte for the final boolean, against max_reply. */
-    size_t used = 1 + 1 + 5, fit = 0;
-    while (fit < n && used + 15 + want[fit]->len <= g_d.max_reply - 1) {
-        used += 1 + uint_size(want[fit]->ts) + bin_hdr(want[fit]->len) + want[fit]->len;
-        fit++;
-    }
-    uint32_t got;
-    FUZZ_CHECK(tkv_mp_read_array(m, &got) == 0, "RANGE: no list");
-    FUZZ_CHECK(got == fit,
-               "RANGE [%llu, %llu] limit %llu%s: %u versions, the model %zu (%zu before the "
-               "size limit %zu)%s",
-               ull(r->from), ull(r->to), ull(r->limit), r->reverse ? " reverse" : "", got, fit,
-               n, g_d.max_reply, g_faults ? " (after an injected storage fault)" : "");
-    for (uint32_t j = 0; j < got; j++) {
-        uint32_t two;
-        FUZZ_CHECK(tkv_mp_read_array(m, &two) == 0 && two == 2, "RANGE entry is not a pair");
-        uint64_t ts = rd_uint(m, "RANGE ts");
-        tkv_span v = rd_bin(m, "RANGE value");
-        FUZZ_CHECK(ts == want[j]->ts, "RANGE entry %u: ts %llu, the model %llu", j, ull(ts),
-                   ull(want[j]->ts));
-        FUZZ_CHECK(span_eq(v, (tkv_span){want[j]->val, want[j]->len}),
-                   "RANGE entry %u (ts %llu): wrong value", j, ull(ts));
-    }
-    bool truncated;
-    FUZZ_CHECK(tkv_mp_read_bool(m, &truncated) == 0, "RANGE: no truncated flag");
-    FUZZ_CHECK(truncated == (fit < n), "RANGE: truncated is %d with %zu of %zu versions",
-               truncated, fit, n);
-    FUZZ_CHECK(payload_len <= g_d.max_reply, "RANGE reply of %zu bytes above max_reply %zu",
-               payload_len, g_d.max_reply);
-    free(want);
-}
-
-static void expect_stats(tkv_mp *m, uint64_t st, uint32_t count)
-{
-    FUZZ_CHECK(st == TKV_ST_OK && count == 2, "STATS: status %llu", ull(st));
-    uint32_t pairs;
-    FUZZ_CHECK(tkv_mp_read_map(m, &pairs) == 0, "STATS: no map");
-    uint64_t keys, versions, seen = 0;
-    model_totals(&keys, &versions);
-    if (!counters_trusted())
-        seen = 3; /* known-wrong after a recovery: only check the shape */
-    for (uint32_t i = 0; i < pairs; i++) {
-        const uint8_t *name;
-        uint32_t nlen;
-        tkv_mp_obj o;
-        FUZZ_CHECK(tkv_mp_read_bytes(m, &name, &nlen) == 0, "STATS: field name");
-        FUZZ_CHECK(tkv_mp_next(m, &o) == 0 && (o.type == TKV_MP_UINT || o.type == TKV_MP_STR),
-                   "STATS: field %.*s is not a uint or str", (int)nlen, name);
-        if (seen == 3)
-            continue;
-        if (nlen == 4 && memcmp(name, "keys", 4) == 0) {
-            FUZZ_CHECK(o.type == TKV_MP_UINT && o.v.u == keys, "STATS keys %llu, model %llu",
-                       ull(o.v.u), ull(keys));
-            seen |= 1;
-        } else if (nlen == 8 && memcmp(name, "versions", 8) == 0) {
-            FUZZ_CHECK(o.type == TKV_MP_UINT && o.v.u == versions,
-                       "STATS versions %llu, model %llu", ull(o.v.u), ull(versions));
-            seen |= 2;
-        }
-    }
-    FUZZ_CHECK(seen == 3, "STATS without keys or versions");
-}
-
-static void expect_put(tkv_mp *m, uint64_t st, uint32_t count, const tkv_req *r, bool dirty)
-{
-    mkey *k = model_find(r->key.ptr, r->key.len, true);
-    uint64_t ts = r->ts;
-    if (!r->has_ts) {
-        if (k->cur.n && k->cur.v[k->cur.n - 1].ts == TKV_TS_MAX) {
-            FUZZ_CHECK(st == TKV_ST_OUT_OF_RANGE,
-                       "PUT without ts after a version at UINT64_MAX: status %llu", ull(st));
-            return;
-        }
-        uint64_t newest1 = k->cur.n ? k->cur.v[k->cur.n - 1].ts + 1 : 0;
-        ts = g_clock > newest1 ? g_clock : newest1;
-    }
-    FUZZ_CHECK(st == TKV_ST_OK && count == 2, "PUT: status %llu", ull(st));
-    uint64_t got = rd_uint(m, "PUT ts");
-    FUZZ_CHECK(got == ts, "PUT%s stored at %llu, expected %llu (clock %llu)",
-               r->has_ts ? "" : " without ts", ull(got), ull(ts), ull(g_clock));
-    FUZZ_CHECK(dirty && tkv_engine_pending(g_eng), "PUT not reported dirty/pending");
-    model_put(k, ts, r->value.ptr, r->value.len);
-}
-
-static void expect_del(tkv_mp *m, uint64_t st, uint32_t count, const tkv_req *r, bool dirty)
-{
-    FUZZ_CHECK(st == TKV_ST_OK && count == 2, "DEL: status %llu", ull(st));
-    mkey *k = model_find(r->key.ptr, r->key.len, true);
-    uint64_t got = rd_uint(m, "DEL count");
-    FUZZ_CHECK(got == k->cur.n, "DEL removed %llu versions, the model has %zu%s", ull(got),
-               k->cur.n, g_faults ? " (after an injected storage fault)" : "");
-    FUZZ_CHECK(!k->cur.n || dirty, "DEL that removed versions not reported dirty");
-    model_clear(k);
-}
-
-static void expect_auth(tkv_mp *m, uint64_t st, uint32_t count, const tkv_req *r,
-                        uint64_t fails0)
-{
-    (void)m;
-    if (!g_d.auth) {
-        FUZZ_CHECK(st == TKV_ST_BAD_REQUEST, "AUTH without a secret: status %llu", ull(st));
-        return;
-    }
-    bool right = r->msg.len == sizeof GEN_SECRET - 1 &&
-                 memcmp(r->msg.ptr, GEN_SECRET, r->msg.len) == 0;
-    if (right) {
-        FUZZ_CHECK(st == TKV_ST_OK && count == 1, "AUTH with the secret: status %llu", ull(st));
-        if (g_use_sess)
-            FUZZ_CHECK(g_sess.authed, "AUTH succeeded, session not authenticated");
-    } else {
-        FUZZ_CHECK(st == TKV_ST_AUTH_FAILED, "AUTH with a wrong secret: status %llu", ull(st));
-        FUZZ_CHECK(g_d.auth_failures == fails0 + 1, "auth_failures not counted");
-    }
-}
-
-/* What a parsed request must get back; the model follows. */
-static void expect(tkv_mp *m, uint64_t st, uint32_t count, const tkv_req *req, bool dirty,
-                   size_t plen, uint64_t fails0, bool trusted)
-{
-    if (!trusted && req->cmd != TKV_CMD_AUTH && req->cmd != TKV_CMD_PING) {
-        FUZZ_CHECK(st == TKV_ST_AUTH_REQUIRED, "%s before AUTH: status %llu",
-                   tkv_cmd_name(req->cmd), ull(st));
-        return;
-    }
-    switch (req->cmd) {
-    case TKV_CMD_PING: {
-        FUZZ_CHECK(st == TKV_ST_OK && count == 2, "PING: status %llu", ull(st));
-        const uint8_t *echo;
-        uint32_t elen;
-        FUZZ_CHECK(tkv_mp_read_bytes(m, &echo, &elen) == 0, "PING: no message");
-        tkv_span want = req->has_msg ? req->msg : (tkv_span){(const uint8_t *)"PONG", 4};
-        FUZZ_CHECK(span_eq((tkv_span){echo, elen}, want), "PING echoed something else");
-        break;
-    }
-    case TKV_CMD_PUT: expect_put(m, st, count, req, dirty); break;
-    case TKV_CMD_GET: expect_get(m, st, count, req); break;
-    case TKV_CMD_RANGE: expect_range(m, st, count, req, plen); break;
-    case TKV_CMD_DEL: expect_del(m, st, count, req, dirty); break;
-    case TKV_CMD_AUTH: expect_auth(m, st, count, req, fails0); break;
-    default: expect_stats(m, st, count); break;
-    }
-}
-
-/* Parses the reply in g_out; returns a heap copy of its payload with *m
- * after the status. */
-static uint8_t *reply_head(tkv_mp *m, uint32_t *count, uint64_t *st, int rc)
+/* Parses the reply in g_out; returns a heap copy of its payload, with
+ * r->m after the status. */
+static uint8_t *reply_head(reply *r, int rc)
 {
     FUZZ_CHECK(rc >= 0, "dispatch failed (%d) without running out of memory", rc);
     FUZZ_CHECK(g_out.len >= 4 && fz_be32(g_out.data) == g_out.len - 4,
                "reply is not exactly one frame (%zu bytes, header %u)", g_out.len,
                g_out.len >= 4 ? fz_be32(g_out.data) : 0);
-    size_t plen = g_out.len - 4;
-    uint8_t *p = fz_dup(g_out.data + 4, plen);
-    FUZZ_CHECK(tkv_mp_validate(p, plen) == 0, "reply payload is not one MessagePack value");
-    tkv_mp_init(m, p, plen);
-    FUZZ_CHECK(tkv_mp_read_array(m, count) == 0 && *count >= 1, "reply is not an array");
-    *st = rd_uint(m, "status");
-    FUZZ_CHECK(known_status(*st), "unknown status %llu", ull(*st));
-    FUZZ_CHECK((uint64_t)rc == *st, "dispatch returned %d for a reply with status %llu", rc,
-               ull(*st));
-    if (*st >= 10) {
+    r->plen = g_out.len - 4;
+    uint8_t *p = fz_dup(g_out.data + 4, r->plen);
+    FUZZ_CHECK(tkv_mp_validate(p, r->plen) == 0, "reply payload is not one MessagePack value");
+    tkv_mp_init(&r->m, p, r->plen);
+    FUZZ_CHECK(tkv_mp_read_array(&r->m, &r->count) == 0 && r->count >= 1,
+               "reply is not an array");
+    FUZZ_CHECK(tkv_mp_read_uint(&r->m, &r->st) == 0 && known_status(r->st),
+               "reply status missing or unknown");
+    FUZZ_CHECK((uint64_t)rc == r->st, "dispatch returned %d for a reply with status %llu", rc,
+               ull(r->st));
+    if (r->st >= 10) {
         tkv_mp_obj o;
-        tkv_mp save = *m;
-        FUZZ_CHECK(*count == 2 && tkv_mp_next(m, &o) == 0 && o.type == TKV_MP_STR,
+        tkv_mp save = r->m;
+        FUZZ_CHECK(r->count == 2 && tkv_mp_next(&r->m, &o) == 0 && o.type == TKV_MP_STR,
                    "error reply is not [status, str]");
-        *m = save;
+        r->m = save;
     }
     return p;
+}
+
+static void trace_request(tkv_status pst, const tkv_req *req, const reply *r)
+{
+    if (!g_trace)
+        return;
+    TRACE("%s", pst == TKV_ST_OK ? tkv_cmd_name(req->cmd) : "(refused)");
+    if (pst == TKV_ST_OK && req->key.len)
+        fprintf(stderr, " key %u bytes %02x..", req->key.len, req->key.ptr[0]);
+    if (pst == TKV_ST_OK && req->has_ts)
+        fprintf(stderr, " ts %llu", ull(req->ts));
+    if (pst == TKV_ST_OK && req->cmd == TKV_CMD_RANGE)
+        fprintf(stderr, " [%llu, %llu]", ull(req->from), ull(req->to));
+    tkv_engine_stats s;
+    tkv_engine_stats_get(F.eng, &s);
+    fprintf(stderr, " -> status %llu, %zu reply bytes%s [engine: %llu keys, %llu versions]\n",
+            ull(r->st), r->plen, r->dirty ? ", dirty" : "", ull(s.keys), ull(s.versions));
+}
+
+/* Whether a read's answer depends on the key's uncommitted writes. */
+static bool read_depends(const tkv_req *req)
+{
+    if (req->cmd != TKV_CMD_GET && req->cmd != TKV_CMD_RANGE && req->cmd != TKV_CMD_COUNT)
+        return false;
+    const mkey *k = model_find(req->key.ptr, req->key.len, false);
+    if (!k || !k->dirty)
+        return false;
+    return req->cmd == TKV_CMD_GET || (req->from <= req->to &&
+                                       (req->cmd == TKV_CMD_COUNT || req->limit > 0));
 }
 
 /* Runs one request frame and checks everything about its reply. intent is
@@ -675,71 +411,220 @@ static void run_frame(const uint8_t *frame, size_t len, const gen *intent)
     uint8_t *q = fz_dup(frame, len);
     tkv_req req;
     char err[160];
-    tkv_status pst = tkv_req_parse(q, len, &g_d.lim, &req, err, sizeof err);
+    tkv_status pst = tkv_req_parse(q, len, &F.d.lim, &req, err, sizeof err);
     if (intent) {
         FUZZ_CHECK(pst == intent->st, "%s request built to get status %d parses to %d (%s)",
                    tkv_cmd_name(intent->req.cmd), intent->st, pst, err);
-        FUZZ_CHECK(pst != TKV_ST_OK || req_eq(&req, &intent->req),
+        FUZZ_CHECK(pst != TKV_ST_OK || (req_eq(&req, &intent->req) &&
+                                         ((req.cmd != TKV_CMD_MPUT && req.cmd != TKV_CMD_MGET) ||
+                                          gen_items_eq(&req, intent))),
                    "%s request parses to different fields", tkv_cmd_name(req.cmd));
     }
-    if (pst == TKV_ST_OK)
-        check_roundtrip(&req);
-
-    bool trusted = !g_d.auth || !g_use_sess || g_sess.authed;
-    bool failing = tkv_engine_failing(g_eng);
-    uint64_t errors0 = g_d.errors, fails0 = g_d.auth_failures;
-    uint64_t calls0 = pst == TKV_ST_OK ? g_d.calls[req.cmd] : 0;
-    mkey *k = pst == TKV_ST_OK && (req.cmd == TKV_CMD_GET || req.cmd == TKV_CMD_RANGE)
-                  ? model_find(req.key.ptr, req.key.len, false)
-                  : NULL;
-    bool reads_dirty = k && k->dirty && trusted &&
-                       (req.cmd == TKV_CMD_GET || (req.from <= req.to && req.limit > 0));
-    bool dirty = false;
-    tkv_buf_reset(&g_out);
-    int rc = tkv_dispatch_session(&g_d, g_use_sess ? &g_sess : NULL, q, len, &g_out, &dirty);
-
-    tkv_mp m;
-    uint32_t count;
-    uint64_t st;
-    uint8_t *p = reply_head(&m, &count, &st, rc);
-    if (g_trace) {
-        TRACE("%s", pst == TKV_ST_OK ? tkv_cmd_name(req.cmd) : "(refused)");
-        if (pst == TKV_ST_OK && req.cmd != TKV_CMD_PING && req.cmd != TKV_CMD_STATS &&
-            req.cmd != TKV_CMD_AUTH)
-            fprintf(stderr, " key %u bytes %02x..%s%llu", req.key.len, req.key.ptr[0],
-                    req.cmd == TKV_CMD_RANGE ? " from " : req.has_ts ? " ts " : " ",
-                    req.cmd == TKV_CMD_RANGE ? ull(req.from) : req.has_ts ? ull(req.ts) : 0);
-        fprintf(stderr, " -> status %llu, %zu reply bytes%s\n", ull(st), g_out.len - 4,
-                dirty ? ", dirty" : "");
+    if (pst == TKV_ST_OK) {
+        check_roundtrip(&req, &F.d.lim);
+        if (uncertain(&req)) {
+            TRACE("%s skipped: its answer depends on what the sweep removed\n",
+                  tkv_cmd_name(req.cmd));
+            free(q);
+            return;
+        }
+        if (g_no_bare_scan && req.cmd == TKV_CMD_SCAN && !req.has_prefix && !req.has_cursor) {
+            free(q);
+            return;
+        }
     }
-    FUZZ_CHECK(g_d.errors - errors0 == (st >= 10), "error counter moved by %llu for status %llu",
-               ull(g_d.errors - errors0), ull(st));
+    bool trusted = !F.d.auth || !F.use_sess || F.sess.authed;
+    bool failing = tkv_engine_failing(F.eng);
+    bool depends = pst == TKV_ST_OK && trusted && read_depends(&req);
+    uint64_t errors0 = F.d.errors, fails0 = F.d.auth_failures;
+    uint64_t calls0 = pst == TKV_ST_OK ? F.d.calls[req.cmd] : 0;
+    reply r = {0};
+    tkv_buf_reset(&g_out);
+    int rc = tkv_dispatch_session(&F.d, F.use_sess ? &F.sess : NULL, q, len, &g_out, &r.dirty);
+    uint8_t *p = reply_head(&r, rc);
+    trace_request(pst, &req, &r);
+    FUZZ_CHECK(F.d.errors - errors0 == (r.st >= 10), "error counter moved by %llu for status %llu",
+               ull(F.d.errors - errors0), ull(r.st));
     if (pst != TKV_ST_OK) {
-        FUZZ_CHECK(st == pst, "parser says %d, the reply %llu", pst, ull(st));
-    } else if (st == TKV_ST_STORAGE) {
+        FUZZ_CHECK(r.st == pst, "parser says %d, the reply %llu", pst, ull(r.st));
+    } else if (!trusted && req.cmd != TKV_CMD_AUTH && req.cmd != TKV_CMD_PING) {
+        FUZZ_CHECK(r.st == TKV_ST_AUTH_REQUIRED, "%s before AUTH: status %llu",
+                   tkv_cmd_name(req.cmd), ull(r.st));
+    } else if (r.st == TKV_ST_STORAGE) {
         /* Legitimate only while the store is down after a fault. */
-        FUZZ_CHECK(failing && g_faults, "%s: STORAGE error without a fault",
+        FUZZ_CHECK(failing && F.faults, "%s: STORAGE error without a fault",
                    tkv_cmd_name(req.cmd));
     } else {
-        FUZZ_CHECK(g_d.calls[req.cmd] == calls0 + 1, "calls[%s] not counted",
+        FUZZ_CHECK(F.d.calls[req.cmd] == calls0 + 1, "calls[%s] not counted",
                    tkv_cmd_name(req.cmd));
-        expect(&m, st, count, &req, dirty, g_out.len - 4, fails0, trusted);
-        FUZZ_CHECK(!reads_dirty || dirty, "%s of a key with uncommitted writes not reported "
-                   "dirty", tkv_cmd_name(req.cmd));
-        if (st < 10)
-            FUZZ_CHECK(tkv_mp_left(&m) == 0, "reply has fields the model did not expect");
+        expect_reply(&req, &r, fails0);
+        FUZZ_CHECK(!depends || r.dirty, "%s of a key with uncommitted writes not reported dirty",
+                   tkv_cmd_name(req.cmd));
+        if (r.st < 10)
+            FUZZ_CHECK(tkv_mp_left(&r.m) == 0, "reply has fields the model did not expect");
     }
     check_counters(pst == TKV_ST_OK ? tkv_cmd_name(req.cmd) : "a refused request");
     free(p);
     free(q);
 }
 
+/* ---- the sweep -------------------------------------------------------------- */
+
+static bool probe_entry(void *ctx, const tkv_entry_view *v)
+{
+    tkv_buf *b = ctx;
+    uint8_t tomb = v->value == NULL;
+    tkv_buf_append(b, &v->ts, sizeof v->ts);
+    tkv_buf_append(b, &v->expires, sizeof v->expires);
+    tkv_buf_append(b, &tomb, 1);
+    tkv_buf_append(b, &v->len, sizeof v->len);
+    if (v->len)
+        tkv_buf_append(b, v->value, v->len);
+    return true;
+}
+
+/* Everything reads can see of the input's keys: each key's visible
+ * versions and its policy and horizon. Returns false if the store could
+ * not be read (after a fault). */
+static bool probe(tkv_buf *b)
+{
+    tkv_buf_reset(b);
+    for (size_t i = 0; i < model_nkeys(); i++) {
+        const mkey *k = model_key(i);
+        bool dirty;
+        if (tkv_engine_range(F.eng, k->key, k->klen, 0, TKV_TS_MAX, UINT64_MAX, false,
+                             probe_entry, b, &dirty) != TKV_ST_OK)
+            return false;
+        tkv_policy_info pi;
+        if (tkv_engine_policy(F.eng, k->key, k->klen, &pi) != TKV_ST_OK)
+            return false;
+        tkv_buf_append(b, &pi.policy.versions, sizeof pi.policy.versions);
+        tkv_buf_append(b, &pi.policy.age_us, sizeof pi.policy.age_us);
+        tkv_buf_append(b, &pi.horizon, sizeof pi.horizon);
+        tkv_buf_append(b, &pi.own, 1);
+    }
+    return true;
+}
+
+static bool any_retention(void)
+{
+    for (size_t i = 0; i < model_nkeys(); i++)
+        if (model_key(i)->cur.has_policy || model_key(i)->cur.horizon)
+            return true;
+    return false;
+}
+
+/* Prints a probe (TKV_FUZZ_TRACE=1), to see what a sweep changed. */
+static void trace_probe(const char *what, const tkv_buf *b)
+{
+    if (!g_trace)
+        return;
+    TRACE("%s:", what);
+    size_t i = 0;
+    while (i + 21 <= b->len) {
+        uint64_t ts, x;
+        uint32_t len;
+        memcpy(&ts, b->data + i, 8);
+        memcpy(&x, b->data + i + 8, 8);
+        memcpy(&len, b->data + i + 17, 4);
+        if (i + 21 + len > b->len)
+            break;
+        fprintf(stderr, " %llu%s%s", ull(ts), b->data[i + 16] ? "(tomb)" : "",
+                x ? "(expires)" : "");
+        i += 21 + len;
+    }
+    fprintf(stderr, " [%zu bytes]\n", b->len);
+}
+
+static void check_same(const tkv_buf *before, const char *when)
+{
+    tkv_buf after = {0};
+    bool ok = probe(&after);
+    if (ok && (after.len != before->len || (after.len && memcmp(after.data, before->data, after.len)))) {
+        trace_probe("before the sweep", before);
+        trace_probe("after the sweep", &after);
+    }
+    if (ok)
+        FUZZ_CHECK(after.len == before->len &&
+                       (!after.len || !memcmp(after.data, before->data, after.len)),
+                   "the sweep changed what reads see (%s)%s", when, AFTER_FAULT);
+    tkv_buf_deinit(&after);
+}
+
+/* SWEEP: a partial step with a small budget, or (after a commit, so no key
+ * is skipped as dirty) whole passes; reads must not notice either. Bit 4
+ * leaves the sweep's deletes staged, as the server's sweep timer does, for
+ * the requests that follow to run into. */
+static void run_sweep(uint8_t b)
+{
+    static const uint32_t budgets[4] = {1, 2, 5, 20};
+    if (g_no_policy_sweeps && any_retention()) {
+        TRACE("SWEEP skipped (a key has a retention policy or horizon)\n");
+        return;
+    }
+    if (b & 1)
+        do_commit("before a full sweep");
+    tkv_buf before = {0};
+    if ((b & 0x10) && !g_no_staged_sweep) {
+        /* No probe: its reads would load the keys the sweep is to meet. */
+        bool done = tkv_engine_sweep(F.eng, budgets[(b >> 1) & 3]);
+        TRACE("SWEEP step, left staged: pass %s\n", done ? "complete" : "in progress");
+        F.swept = true;
+        for (size_t i = 0; i < model_nkeys(); i++)
+            model_key(i)->unsure = true;
+        return;
+    }
+    if (!probe(&before)) {
+        tkv_buf_deinit(&before);
+        return;
+    }
+    int calls = 0;
+    bool done = false;
+    if (b & 1) {
+        while (!done && calls++ < 100)
+            done = tkv_engine_sweep(F.eng, 1000);
+    } else {
+        done = tkv_engine_sweep(F.eng, budgets[(b >> 1) & 3]);
+    }
+    tkv_engine_stats s;
+    tkv_engine_stats_get(F.eng, &s);
+    TRACE("SWEEP %s: %d calls, pass %s, %llu expired and %llu retained versions swept so far\n",
+          b & 1 ? "full" : "step", calls ? calls : 1, done ? "complete" : "in progress",
+          ull(s.swept_expired), ull(s.swept_retained));
+    F.swept = true;
+    for (size_t i = 0; i < model_nkeys(); i++)
+        model_key(i)->unsure = true;
+    if (!g_lax_sweep_window)
+        check_same(&before, "before its commit");
+    unsigned faults = F.faults;
+    do_commit("after a sweep");
+    if (F.faults == faults && !tkv_engine_failing(F.eng))
+        check_same(&before, "after its commit");
+    tkv_buf_deinit(&before);
+}
+
 /* ---- driving an input ------------------------------------------------- */
 
-static const size_t max_replies[4] = {TKV_DEFAULT_MAX_FRAME, 64, 200, 4096};
-static const uint64_t clocks[8] = {
-    1000, 0, 5, 100, UINT64_MAX - 1, UINT64_MAX, UINT64_C(1795313217177998), 1u << 16,
+/* Limits as tkvd allows them: keys and values fit a reply with 64 bytes
+ * to spare. Small replies make RANGE and SCAN stop early. */
+static const struct {
+    size_t max_reply;
+    uint32_t max_key, max_value;
+} configs[4] = {
+    {TKV_DEFAULT_MAX_FRAME, TKV_DEFAULT_MAX_KEY, GEN_MAX_VALUE},
+    {4096, TKV_DEFAULT_MAX_KEY, 4096 - 64},
+    {1200, 64, 1200 - 64},
+    {256, 16, 256 - 64},
 };
+/* The clock stops short of UINT64_MAX: an expiry that saturates there
+ * doubles as min_expiry's "none", so at now == UINT64_MAX whether such a
+ * version reads as expired depends on its key's other versions (a quirk no
+ * real clock reaches). */
+#define CLOCK_MAX (UINT64_MAX - 1)
+static const uint64_t clocks[8] = {
+    0, 5, 100, 1000, 1u << 16, UINT64_C(1795313217177998), UINT64_MAX - 2, CLOCK_MAX,
+};
+static const uint64_t steps[4] = {1, 7, 100, 1000};
 static const size_t budgets[4] = {DEFAULT_BUDGET, 0, 4096, 1u << 20};
 
 static void after_request(void)
@@ -785,70 +670,82 @@ static void run_mutated(fz *f, wbuf *w)
     run_frame(w->p, w->n, NULL);
 }
 
-/* The operations that are not requests. */
-static void run_special(fz *f, wbuf *w)
+static void arm_fault(uint8_t b)
 {
-    uint8_t b = fz_u8(f);
+    if (g_no_faults)
+        return;
+    /* 0: a sync fails after the write; 1: a log write fails before
+     * anything reaches the file; 2: two syncs (the recovery probe's too);
+     * 3: a write, then a sync; 4, 5: a write, then - the probe passing - the
+     * syncs of LevelDB's reopen, so the store stays closed; 6, 7: a write. */
     switch (b & 7) {
-    case 0:
-        reopen(budgets[(b >> 3) & 3], "REOPEN");
+    case 0: g_fail_syncs = 1; break;
+    case 2: g_fail_syncs = 2; break;
+    case 3: g_fail_writes = g_fail_syncs = 1; break;
+    case 4:
+    case 5:
+        g_fail_writes = 1;
+        g_skip_syncs = 1;
+        g_fail_syncs = (b & 8) ? 3 : 1;
         break;
-    case 1: {
+    default: g_fail_writes = 1; break;
+    }
+    /* Sync faults under a commit resurrect its batch (reported). */
+    if (g_no_sync_faults && g_fail_syncs && !g_skip_syncs) {
+        g_fail_syncs = 0;
+        g_fail_writes = 1;
+    }
+    TRACE("FAULT: the next %d syncs (after %d) and %d log writes fail\n", g_fail_syncs,
+          g_skip_syncs, g_fail_writes);
+}
+
+/* The operations that are not requests; op is 20..31. */
+static void run_op(fz *f, wbuf *w, unsigned op)
+{
+    uint8_t b;
+    switch (op) {
+    case 20: do_commit("COMMIT"); break;
+    case 21:
+        b = fz_u8(f);
+        F.clock = clocks[b & 7] > F.clock ? clocks[b & 7] : F.clock;
+        TRACE("SETCLOCK %llu\n", ull(F.clock));
+        break;
+    case 22:
+        b = fz_u8(f);
+        F.clock = steps[b & 3] > CLOCK_MAX - F.clock ? CLOCK_MAX : F.clock + steps[b & 3];
+        TRACE("CLOCK+ -> %llu\n", ull(F.clock));
+        break;
+    case 23: run_sweep(fz_u8(f)); break;
+    case 24: reopen(budgets[fz_u8(f) & 3], "REOPEN"); break;
+    case 25: {
         const uint8_t *p;
         size_t n = fz_bytes(f, fz_u8(f), &p);
         run_frame(p, n, NULL);
         after_request();
         break;
     }
-    case 2:
-    case 3:
+    case 26:
+    case 27:
         run_mutated(f, w);
         after_request();
         break;
-    case 4:
-        if (g_no_faults)
-            break;
-        /* 0: a sync fails after the write; 1: a log write fails before
-         * anything reaches the file; 2: two syncs (the recovery probe's
-         * too); 3: a write, then a sync; 4, 5: a write, then - the probe
-         * passing - the syncs of LevelDB's reopen, so the store stays
-         * closed; 6, 7: a write. */
-        switch ((b >> 3) & 7) {
-        case 0: g_fail_syncs = 1; break;
-        case 2: g_fail_syncs = 2; break;
-        case 3: g_fail_writes = g_fail_syncs = 1; break;
-        case 4:
-        case 5:
-            g_fail_writes = 1;
-            g_skip_syncs = 1;
-            g_fail_syncs = (b & 0x20) ? 3 : 1;
-            break;
-        default: g_fail_writes = 1; break;
-        }
-        /* Sync faults under a commit resurrect its batch (reported). */
-        if (g_no_sync_faults && g_fail_syncs && !g_skip_syncs) {
-            g_fail_syncs = 0;
-            g_fail_writes = 1;
-        }
-        TRACE("FAULT: the next %d syncs and %d log writes fail\n", g_fail_syncs,
-              g_fail_writes);
-        break;
-    case 5: /* past the recovery probe interval */
+    case 28: arm_fault(fz_u8(f)); break;
+    case 29: /* past the recovery probe interval */
         g_mono_skew_s += 1;
         TRACE("ADVANCE: CLOCK_MONOTONIC +%llds\n", (long long)g_mono_skew_s);
         break;
-    case 6:
+    case 30:
         TRACE("TICK\n");
-        tkv_engine_tick(g_eng);
+        tkv_engine_tick(F.eng);
         check_counters("tick");
         break;
     default: {
-        bool failing = tkv_engine_failing(g_eng);
-        unsigned faults = g_faults;
-        int rc = tkv_engine_sync(g_eng);
+        bool failing = tkv_engine_failing(F.eng);
+        unsigned faults = F.faults;
+        int rc = tkv_engine_sync(F.eng);
         TRACE("SYNC -> %d\n", rc);
-        FUZZ_CHECK(rc == 0 || failing || g_faults != faults, "sync failed without a fault: %s",
-                   tkv_engine_errmsg(g_eng));
+        FUZZ_CHECK(rc == 0 || failing || F.faults != faults, "sync failed without a fault: %s",
+                   tkv_engine_errmsg(F.eng));
         break;
     }
     }
@@ -858,19 +755,14 @@ static void run_structured(fz *f)
 {
     wbuf w = {0};
     for (int i = 0; i < MAX_OPS && !fz_empty(f); i++) {
-        uint8_t op = fz_u8(f) % 16;
+        unsigned op = fz_u8(f) % 32;
         if (op < GEN_NCMDS) {
             gen g;
             gen_request(f, &g, &w, gen_cmds[op]);
             run_frame(w.p, w.n, &g);
             after_request();
-        } else if (op == 13) {
-            do_commit("COMMIT");
-        } else if (op == 14) {
-            g_clock = clocks[fz_u8(f) & 7];
-            TRACE("SETCLOCK %llu\n", ull(g_clock));
         } else {
-            run_special(f, &w);
+            run_op(f, &w, op);
         }
     }
     wbuf_free(&w);
@@ -880,27 +772,29 @@ static void run_structured(fz *f)
  * leaves a freshly opened engine behind. */
 static void finish_input(void)
 {
-    if (g_faults || tkv_engine_failing(g_eng))
+    g_skip_syncs = g_fail_syncs = g_fail_writes = 0;
+    if (F.faults || tkv_engine_failing(F.eng))
         reopen(DEFAULT_BUDGET, "restart after a storage fault");
+    do_commit("last commit"); /* a poisoned batch fails here, not the cleanup */
     for (size_t i = 0; i < model_nkeys(); i++) {
         mkey *k = model_key(i);
         uint64_t removed;
         bool dirty;
-        tkv_status st = tkv_engine_del(g_eng, k->key, k->klen, &removed, &dirty);
-        FUZZ_CHECK(st == TKV_ST_OK && removed == k->cur.n,
+        tkv_status st = tkv_engine_del(F.eng, k->key, k->klen, &removed, &dirty);
+        FUZZ_CHECK(st == TKV_ST_OK && (k->unsure ? removed <= k->cur.n : removed == k->cur.n),
                    "cleanup DEL: status %d, removed %llu versions, the model has %zu%s", st,
-                   ull(removed), k->cur.n, g_faults ? " (after an injected storage fault)" : "");
-        model_clear(k);
+                   ull(removed), k->cur.n, AFTER_FAULT);
+        model_del(k);
     }
     do_commit("cleanup commit");
     tkv_engine_stats s;
-    tkv_engine_stats_get(g_eng, &s);
-    FUZZ_CHECK(g_counters_off || (s.keys == 0 && s.versions == 0),
+    tkv_engine_stats_get(F.eng, &s);
+    FUZZ_CHECK(F.counters_off || (s.keys == 0 && s.versions == 0),
                "after deleting every key the engine still counts %llu keys / %llu versions",
                ull(s.keys), ull(s.versions));
     engine_close();
     /* Wrong counters persist: start the next input in a new directory. */
-    if (++g_inputs % RECYCLE_INPUTS == 0 || g_counters_off) {
+    if (++g_inputs % RECYCLE_INPUTS == 0 || F.counters_off) {
         remove_dir();
         new_dir();
     }
@@ -915,22 +809,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     setup_once();
     fz f = {data, size};
     uint8_t mode = fz_u8(&f);
-    g_d.max_reply = max_replies[mode & 3];
-    g_d.auth = mode & 4 ? &g_auth : NULL;
-    g_use_sess = mode & 8;
-    memset(&g_sess, 0, sizeof g_sess);
-    g_clock = clocks[0];
+    F.d.max_reply = configs[mode & 3].max_reply;
+    F.d.lim = (tkv_limits){.max_key = configs[mode & 3].max_key,
+                           .max_value = configs[mode & 3].max_value,
+                           .max_batch = GEN_MAX_BATCH};
+    gen_set_limits(&F.d.lim);
+    F.d.auth = mode & 4 ? &g_auth : NULL;
+    F.use_sess = mode & 8;
+    memset(&F.sess, 0, sizeof F.sess);
+    F.clock = 100;
+    F.faults = 0;
+    F.poisoned = F.swept = F.counters_off = false;
     g_skip_syncs = g_fail_syncs = g_fail_writes = 0;
-    g_faults = 0;
     g_mono_skew_s = 0;
-    g_counters_off = false;
     g_since_commit = 0;
     gen_reset();
     if (mode & 0x80)
         run_raw(&f);
     else
         run_structured(&f);
-    g_skip_syncs = g_fail_syncs = g_fail_writes = 0;
     finish_input();
     return 0;
 }

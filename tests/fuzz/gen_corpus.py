@@ -32,6 +32,18 @@ REQ = {
     "del": h("92 a3 44 45 4c c4 05 69 74 65 6d 31"),
     "fly": h("91 a3 46 4c 59"),
     "stats": h("91 a5 53 54 41 54 53"),
+    "put_ttl": h("95 a3 50 55 54 c4 01 73 c4 03 74 6f 6b cd 01 2c ce 03 93 87 00"),
+    "get_260": h("93 a3 47 45 54 c4 01 6b cd 01 04"),
+    "get_newest_version": h("94 a3 47 45 54 c4 01 6b c0 ff"),
+    "range_k": h("92 a5 52 41 4e 47 45 c4 01 6b"),
+    "count_k": h("92 a5 43 4f 55 4e 54 c4 01 6b"),
+    "del_at_250": h("93 a3 44 45 4c c4 01 6b cc fa"),
+    "retain_dry": h("95 a6 52 45 54 41 49 4e c4 01 6b 01 c0 c3"),
+    "policy_k": h("92 a6 50 4f 4c 49 43 59 c4 01 6b"),
+    "mput": h("92 a4 4d 50 55 54 92 93 c4 01 61 c4 01 78 01 93 c4 01 62 c4 01 79 02"),
+    "mget": h("93 a4 4d 47 45 54 05 92 c4 01 61 c4 02 7a 7a"),
+    "scan_a": h("94 a4 53 43 41 4e c4 01 61 c0 0a"),
+    "auth": h("92 a4 41 55 54 48 a5 73 33 63 72 33"),
     # PUT item1 "iPhone 17" at 101, for the README's history.
     "put_101": h("94 a3 50 55 54 c4 05 69 74 65 6d 31 c4 09 69 50 68 6f 6e 65 20 31 37 65"),
 }
@@ -85,91 +97,177 @@ def frame_seeds():
 
 
 def request_seeds():
-    def raw(*names):
-        out = b"\x80"
+    def raw(mode, *names):
+        out = bytes([0x80 | mode])
         for n in names:
             out += struct.pack(">H", len(REQ[n])) + REQ[n]
         return out
 
     write("fuzz_request", "raw_protocol_examples",
-          raw("ping", "put_ts", "put_101", "put_nots", "get_100", "get_99", "get_nosuch",
+          raw(0, "ping", "put_ts", "put_101", "put_nots", "get_100", "get_99", "get_nosuch",
               "range", "stats", "del", "fly"))
-    write("fuzz_request", "raw_put_get", raw("put_ts", "get_100", "get_99"))
-    write("fuzz_request", "raw_range_small_reply",
-          b"\x82" + raw("put_ts", "put_101", "range")[1:])
+    write("fuzz_request", "raw_versioned_examples",
+          raw(0, "put_ttl", "put_nots", "get_260", "get_newest_version", "range_k", "count_k",
+              "del_at_250", "get_260", "retain_dry", "policy_k", "mput", "mget", "scan_a"))
+    write("fuzz_request", "raw_auth_session", raw(0x0c, "put_nots", "auth", "put_nots"))
+    write("fuzz_request", "raw_range_small_reply", raw(3, "put_ts", "put_101", "range"))
 
-    # Structured: op bytes as read by run_structured() and request_gen.c.
-    PUT, GET, RANGE, DEL, PING, STATS, AUTH = 0, 4, 7, 9, 10, 11, 12
+    # Structured: op bytes as read by run_structured() and request_gen.c
+    # (op, enc, flags, opt, then the command's own bytes).
+    PUT, GET, RANGE, DEL, COUNT, MPUT, MGET, SCAN, RETAIN, POLICY, PING, STATS, AUTH = (
+        0, 4, 7, 9, 11, 12, 13, 14, 15, 16, 17, 18, 19)
+    COMMIT, SETCLOCK, CLOCK_UP, SWEEP, REOPEN = 20, 21, 22, 23, 24
+    FAULT, ADVANCE, TICK = 28, 29, 30
 
-    def put(key, ts=None, val=0x04):
-        opt = 1 if ts is not None else 0
-        out = bytes([PUT, 0, 0, opt, key, val])
-        return out + (bytes([ts]) if ts is not None else b"")
+    def op(o, *rest):
+        return bytes([o, 0, 0]) + bytes(rest)
 
-    def get(key, ts=None):
-        opt = 1 if ts is not None else 0
-        return bytes([GET, 0, 0, opt, key]) + (bytes([ts]) if ts is not None else b"")
+    def put(key, ts=None, val=0x04, ttl=None):
+        opt = (ts is not None) | (ttl is not None) << 1
+        out = op(PUT, opt, key, val)
+        out += bytes([ts]) if ts is not None else b""
+        return out + (bytes([ttl]) if ttl is not None else b"")
+
+    def get(key, ts=None, version=None):
+        if version is not None:
+            return op(GET, 2, key, version)
+        return op(GET, 1, key, ts) if ts is not None else op(GET, 0, key)
 
     def rng(key, frm=None, to=None, limit=None, reverse=None):
         opt = (frm is not None) | (to is not None) << 1 | (limit is not None) << 2
         if reverse is not None:
             opt |= 8 | (16 if reverse else 0)
-        out = bytes([RANGE, 0, 0, opt, key])
-        for v in (frm, to, limit):
-            if v is not None:
-                out += bytes([v])
-        return out
+        return op(RANGE, opt, key) + bytes(v for v in (frm, to, limit) if v is not None)
 
-    def auth(which):  # 0: the secret, 2: wrong case
-        return bytes([AUTH, 0, 0, which])
+    def tomb(key, ts=None):
+        return op(DEL, 1, key, ts) if ts is not None else op(DEL, 2, key)
 
-    COMMIT = b"\x0d"
-    REOPEN = b"\x0f\x00"            # with the default memory budget
-    REOPEN_TINY = b"\x0f\x10"       # 4 KiB budget: keys get evicted
+    def delete(key):
+        return op(DEL, 0, key)
+
+    def count(key):
+        return op(COUNT, 0, key)
+
+    def retain(key, versions, dry=False):
+        return op(RETAIN, 2 | (4 if dry else 0), key, versions)
+
+    def sweep(full=True):
+        return bytes([SWEEP, 1 if full else 0])
+
+    C = bytes([COMMIT])
     # Six versions of "a", committed: only three stay in memory, so reads
     # and writes below the watermark go to LevelDB.
-    history = b"".join(put(0, ts) for ts in (1, 3, 5, 7, 9, 11)) + COMMIT
+    history = b"".join(put(0, ts) for ts in (1, 3, 5, 7, 9, 11)) + C
     write("fuzz_request", "evicted_history",
-          b"\x00" + history + get(0, 2) + get(0, 6) + get(0, 0) + get(0) +
-          rng(0) + rng(0, 2, 8, reverse=True) + put(0, 4) + get(0, 4) + rng(0, 0, 9) +
-          COMMIT + rng(0, 1, 11, 3))
+          b"\x00" + history + get(0, 2) + get(0, 6) + get(0, 0) + get(0) + rng(0) +
+          rng(0, 2, 8, reverse=True) + put(0, 4) + get(0, 4) + rng(0, 0, 9) + C +
+          rng(0, 1, 11, 3) + count(0) + get(0, version=1) + get(0, version=4))
     write("fuzz_request", "reopen_and_fill",
-          b"\x00" + history + put(1, 2) + REOPEN + get(0, 4) + rng(0) + put(0, 0) +
-          bytes([DEL, 0, 0, 0, 0]) + get(0))
+          b"\x00" + history + put(1, 2) + bytes([REOPEN, 0]) + get(0, 4) + rng(0) +
+          put(0, 0) + delete(0) + get(0))
     write("fuzz_request", "tiny_budget_evictions",
-          b"\x00" + REOPEN_TINY + b"".join(put(k, ts, 0x81) for k in (0, 1, 2, 3)
-                                          for ts in (1, 2)) + COMMIT +
-          get(0, 1) + get(3) + rng(1) + COMMIT + put(2, 0) + COMMIT + rng(2, reverse=True))
-    # PUT without ts while the clock is behind, and after UINT64_MAX (ts
-    # byte 0x82 is special_ts[2]).
+          b"\x00" + bytes([REOPEN, 2]) + b"".join(put(k, ts, 0x81) for k in (0, 1, 2, 3)
+                                                 for ts in (1, 2)) + C +
+          get(0, 1) + get(3) + rng(1) + C + put(2, 0) + C + rng(2, reverse=True))
+    # PUT without ts after a version in the future and at UINT64_MAX
+    # (ts bytes 0x8e, 0x82: special_ts[14] = 1000, [2] = UINT64_MAX).
     write("fuzz_request", "auto_ts",
-          b"\x00" + b"\x0e\x02" + put(2) + put(2) + put(2, 0x82) + put(2) + get(2))
+          b"\x00" + put(2, 0x8e) + put(2) + put(2) + put(2, 0x82) + put(2) + get(2))
     write("fuzz_request", "injected_errors",
           b"\x00" + bytes([PUT, 0x03, 0x0e, 1, 0, 4, 1, 2]) +
           bytes([GET, 0x51, 0x0f, 0, 1, 5]) + bytes([PING, 0, 0x0e, 1, 3, 0x61, 0x62]) +
-          bytes([STATS, 0, 0]))
+          bytes([STATS, 0, 0, 0]) + bytes([RETAIN, 0, 0x0e, 0, 0, 7, 7]))
     write("fuzz_request", "small_reply_truncation",
-          b"\x01" + b"".join(put(0, ts, 0x87) for ts in (1, 2, 3, 4)) + rng(0) +
+          b"\x03" + b"".join(put(0, ts, 0x87) for ts in (1, 2, 3, 4)) + rng(0) +
           rng(0, reverse=True))
-    # Storage faults (run_special: 0x0f then 0x?4 = FAULT, 0x05 = ADVANCE,
-    # 0x06 = TICK). A log write fails: the commit is rolled back, reads see
-    # the committed state, a restart loses nothing committed.
-    FAULT_WRITE, FAULT_REOPEN = b"\x0f\x34", b"\x0f\x24"
-    ADVANCE, TICK = b"\x0f\x05", b"\x0f\x06"
-    hist5 = b"".join(put(0, ts) for ts in (1, 3, 5, 7, 9)) + COMMIT
-    write("fuzz_request", "write_fault_rollback",
-          b"\x00" + hist5 + FAULT_WRITE + put(1, 2) + put(0, 4) + COMMIT + get(1) + get(0, 4) +
-          rng(0) + REOPEN + get(1) + put(1, 2) + COMMIT + get(1))
-    # The write fails, then LevelDB's reopen in the recovery fails too: the
-    # store stays closed and reads that need LevelDB get STORAGE.
-    write("fuzz_request", "store_stays_closed",
-          b"\x00" + hist5 + FAULT_REOPEN + put(1, 2) + COMMIT + ADVANCE + put(1, 3) + COMMIT +
-          get(0, 2) + rng(0) + get(0) + ADVANCE + TICK + get(0, 2) + rng(0) + put(1, 4) +
-          COMMIT + get(1))
     # A session on a server with a secret: refused, wrong secret, secret.
     write("fuzz_request", "auth_session",
-          b"\x0c" + put(0, 1) + auth(2) + get(0) + auth(0) + put(0, 1) + get(0) +
-          bytes([STATS, 0, 0]))
+          b"\x0c" + put(0, 1) + op(AUTH, 2) + get(0) + op(AUTH, 0) + put(0, 1) + get(0) +
+          op(STATS, 0))
+    # Tombstones: DEL at a time, DEL true (at the clock), versions by number.
+    write("fuzz_request", "tombstones",
+          b"\x00" + put(0, 1) + tomb(0, 3) + get(0, 2) + get(0, 4) + get(0) + rng(0) +
+          count(0) + get(0, version=3) + put(0, 5) + tomb(0) + get(0) + C + get(0, 3))
+    # TTL: expiring versions disappear as the clock moves; the sweep
+    # removes them without changing an answer (ttl byte 1: 5 us).
+    write("fuzz_request", "ttl_expiry",
+          b"\x00" + put(0, 1, ttl=1) + put(0, 2) + put(0, 3, ttl=2) + get(0) + C +
+          bytes([CLOCK_UP, 1]) + get(0) + rng(0) + count(0) + sweep() + get(0) + rng(0) +
+          op(SCAN, 1, 0x01) + delete(0))
+    # Retention: keep 2 versions; reads before the horizon are refused, so
+    # are writes; a dry run; the policy; then a sweep.
+    write("fuzz_request", "retention",
+          b"\x00" + b"".join(put(1, ts) for ts in (1, 2, 3, 4, 5, 6)) +
+          retain(1, 2, dry=True) + retain(1, 2) + C + op(POLICY, 0, 1) + get(1, 1) +
+          get(1, 5) + rng(1) + put(1, 2) + put(1, 7) + count(1) + C + op(POLICY, 0, 1))
+    # MPUT, MGET, SCAN with a prefix and a cursor.
+    write("fuzz_request", "batches_and_scan",
+          b"\x00" + op(MPUT, 2, 0, 0, 4, 1, 1, 4, 3, 0, 0x10, 4) + op(MGET, 3, 0, 1, 0x10, 2) +
+          C + op(SCAN, 1, 0x02) + op(SCAN, 5, 1, 0) + op(SCAN, 6, 0, 0) + op(MGET, 8, 1, 0))
+    # MPUT of the same key twice: checked one by one it is fine, staged in
+    # order the second write has no later timestamp: the batch must fail.
+    write("fuzz_request", "mput_dependent_items",
+          b"\x00" + put(3, 1) + op(MPUT, 1, 1, 0, 4, 0x82, 0, 0, 4) + get(0) + C + get(3))
+    # Storage faults: a log write fails (FAULT 0x07), the commit is rolled
+    # back, a restart loses nothing committed.
+    hist5 = b"".join(put(0, ts) for ts in (1, 3, 5, 7, 9)) + C
+    write("fuzz_request", "write_fault_rollback",
+          b"\x00" + hist5 + bytes([FAULT, 7]) + put(1, 2) + put(0, 4) + C + get(1) +
+          get(0, 4) + rng(0) + bytes([REOPEN, 0]) + get(1) + put(1, 2) + C + get(1))
+    # The write fails, then LevelDB's reopen in the recovery fails too
+    # (FAULT 0x04): the store stays closed, reads that need LevelDB get
+    # STORAGE, a TICK after the probe interval brings it back.
+    write("fuzz_request", "store_stays_closed",
+          b"\x00" + hist5 + bytes([FAULT, 4]) + put(1, 2) + C + bytes([ADVANCE]) +
+          put(1, 3) + C + get(0, 2) + rng(0) + get(0) + bytes([ADVANCE, TICK]) + get(0, 2) +
+          rng(0) + put(1, 4) + C + get(1))
+
+
+def request_regressions():
+    """Reproducers of reported findings (tests/fuzz/regressions/), in the
+    structured layout: they fail until the code under test is fixed."""
+    def reg(name, data):
+        d = os.path.join(HERE, "regressions", "fuzz_request")
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, name), "wb") as f:
+            f.write(data)
+
+    def put(key, ts):
+        return bytes([0, 0, 0, 1, key, 4, ts])
+
+    def get(key, ts=None):
+        return bytes([4, 0, 0, 1, key, ts]) if ts is not None else bytes([4, 0, 0, 0, key])
+
+    C, FAULT_SYNC, SYNC, ADVANCE = b"\x14", b"\x1c\x00", b"\x1f", b"\x1d"
+    # The commit's sync fails: STORAGE, rolled back; a restart brings the
+    # batch back from LevelDB's log.
+    reg("sync-failure-resurrected-on-reopen", b"\x00" + FAULT_SYNC + put(0, 1) + C + get(0))
+    # A failed sync; the next commit recovers the store and reloads the
+    # counters from disk, losing its own staged deltas.
+    reg("recovery-loses-counter-deltas",
+        b"\x00" + put(0, 1) + C + FAULT_SYNC + SYNC + ADVANCE + put(1, 5) + C + get(0))
+    # ["SCAN"]: no prefix, no cursor: memcpy from NULL (UBSan).
+    reg("scan-without-prefix-memcpy-null", b"\x80\x00\x06\x91\xa4SCAN")
+    # RETAIN keeps 1 version; a newer PUT; the sweep moves the horizon and
+    # the older version disappears from reads: the sweep changed an answer.
+    reg("sweep-moves-retention-horizon",
+        b"\x00" + b"".join(put(1, ts) for ts in (1, 2, 3)) +
+        bytes([15, 0, 0, 0, 1, 1]) + C + put(1, 4) + C + b"\x17\x01" + get(1, 3))
+    # An expired version below the watermark: the sweep deletes it (staged)
+    # and raises the key's earliest expiry at once, so until the commit
+    # reads take it from LevelDB as if it had never expired.
+    reg("sweep-uncommitted-expired-version-reappears",
+        b"\x00" + bytes([0, 0, 0, 3, 0, 4, 1, 1]) + put(0, 2) + put(0, 3) + put(0, 4) + C +
+        b"\x16\x01\x17\x01")
+    # The sweep deletes a non-resident key's expired version (staged) and
+    # counts it; a DEL in the same batch loads the key from LevelDB, where
+    # the version still is, and counts it again: versions = 2^64 - 1.
+    reg("sweep-then-del-counts-twice",
+        b"\x00" + bytes([0, 0, 0, 3, 0, 4, 1, 1]) + put(0, 2) + C + b"\x18\x00\x16\x01\x17\x16" +
+        bytes([9, 0, 0, 0, 0]) + C)
+    # POLICY and SCAN replies that show uncommitted changes are not dirty.
+    reg("policy-reply-not-dirty", b"\x00" + put(1, 1) + bytes([15, 0, 0, 0, 1, 1, 16, 0, 0, 0, 1]))
+    reg("scan-reply-not-dirty", b"\x00" + put(0, 1) + bytes([14, 0, 0, 1, 0x02]))
 
 
 def keycodec_seeds():
@@ -187,6 +285,7 @@ def keycodec_seeds():
 def main():
     frame_seeds()
     request_seeds()
+    request_regressions()
     keycodec_seeds()
     return 0
 

@@ -15,6 +15,7 @@
 #include "fuzz_common.h"
 #include "mp.h"
 #include "proto.h"
+#include "request_gen.h"
 #include "request_model.h"
 
 typedef struct fuzz_state {
@@ -28,6 +29,7 @@ typedef struct fuzz_state {
     bool swept;        /* the sweep ran during this input */
     bool lax_counters; /* TKV_FUZZ_KNOWN=fault-counters */
     bool counters_off; /* ... and a recovery made the counters unreliable */
+    bool lax_read_dirty; /* TKV_FUZZ_KNOWN=read-dirty: SCAN, POLICY */
 } fuzz_state;
 
 extern fuzz_state F;
@@ -43,6 +45,9 @@ typedef struct reply {
 
 /* Two parsed requests mean the same thing (MPUT/MGET items included). */
 bool req_eq(const tkv_req *a, const tkv_req *b);
+
+/* A parsed MPUT's items or MGET's keys are the ones the grammar built. */
+bool gen_items_eq(const tkv_req *r, const gen *g);
 
 /* The request survives encoding and parsing again unchanged. */
 void check_roundtrip(const tkv_req *req, const tkv_limits *lim);

@@ -215,7 +215,9 @@ Test(timetravel, server_retention_is_carried_out_by_the_sweep, .fini = teardown,
     tkvd_stop(&d);
     tkvd_restart(&d);
     c = tkvd_client(&d);
-    cr_assert_eq(tkv_get(c, "ret7", 4, 750, &v), TKV_NOT_FOUND);
+    int rc = tkv_get(c, "ret7", 4, 750, &v);
+    cr_assert_eq(rc, TKV_NOT_FOUND, "after a restart: rc %d ts %llu (%s)", rc,
+                 (unsigned long long)v.ts, tkv_errstr(c));
     cr_assert_eq(v.miss, TKV_MISS_BELOW_HORIZON);
     cr_assert_eq(stat_of(c, "versions"), 150);
     tkv_free(c);

@@ -1,0 +1,436 @@
+/*
+ * commit.c - getting staged writes into LevelDB: batches, the writer
+ * thread, and recovery after a failed write.
+ *
+ * Writes join the *staging* batch. tkv_engine_commit_start() hands it to a
+ * writer thread as the *in-flight* batch and opens a new staging batch at
+ * once, so the reactor goes on serving (and staging) while LevelDB inserts
+ * and syncs; tkv_engine_commit_finish() runs on the reactor when the writer
+ * reports back. At most one batch is in flight: LevelDB serialises writers
+ * anyway, and everything staged meanwhile forms the next, larger batch -
+ * group commit that grows with the load.
+ *
+ * Batches are numbered by epoch. An entry changed by a batch carries its
+ * epoch; it is uncommitted while that epoch is above the last committed one,
+ * and uncommitted entries are never evicted or swept. If the in-flight
+ * batch fails, it and the staging batch (whose changes were made on top of
+ * it) are both rolled back: every entry either touched is dropped from
+ * memory, to be reloaded from what LevelDB holds.
+ *
+ * After a failed write the LevelDB handle is never written again (its log
+ * writer may be out of step with the file): commits fail fast until a
+ * synced probe write in the data directory succeeds, then LevelDB is
+ * reopened on a fresh log.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine_int.h"
+
+#define PROBE_INTERVAL_US 100000
+#define PROBE_BYTES (64 * 1024)
+#define EVERYSEC_US 1000000
+
+static const char COUNTERS_KEY[] = "mcounters";
+
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+tkv_store_opts eng_store_opts(const tkv_engine *e)
+{
+    return (tkv_store_opts){.dir = e->dir, .block_cache = e->opts.block_cache,
+                            .write_buffer = e->opts.write_buffer, .create = true};
+}
+
+int eng_load_state(tkv_engine *e, char *err, size_t errlen)
+{
+    char *v;
+    size_t vlen;
+    int rc = tkv_store_get(&e->store, COUNTERS_KEY, sizeof COUNTERS_KEY - 1, &v, &vlen, err,
+                           errlen);
+    if (rc < 0)
+        return -1;
+    /* Writes staged but not committed keep their effect on the counters. */
+    counters staged = {e->cnt.keys - e->cnt_committed.keys,
+                       e->cnt.versions - e->cnt_committed.versions,
+                       e->cnt.swept_keys - e->cnt_committed.swept_keys};
+    e->cnt_committed = (counters){0, 0, 0};
+    if (rc == 1) {
+        if (vlen >= 16) {
+            e->cnt_committed.keys = eng_be64((const uint8_t *)v);
+            e->cnt_committed.versions = eng_be64((const uint8_t *)v + 8);
+        }
+        if (vlen >= 24)
+            e->cnt_committed.swept_keys = eng_be64((const uint8_t *)v + 16);
+        leveldb_free(v);
+    }
+    e->cnt = (counters){e->cnt_committed.keys + staged.keys,
+                        e->cnt_committed.versions + staged.versions,
+                        e->cnt_committed.swept_keys + staged.swept_keys};
+    e->cnt_flight = e->cnt_committed;
+    /* An empty database means every key that will ever exist passes through
+     * memory first: misses need no disk lookup until something is evicted. */
+    leveldb_iterator_t *it = tkv_store_iter(&e->store);
+    const char first = TKV_KC_VERSION;
+    leveldb_iter_seek(it, &first, 1);
+    size_t n = 0;
+    const char *k = leveldb_iter_valid(it) ? leveldb_iter_key(it, &n) : NULL;
+    e->all_resident = e->all_resident && !(k && n > 0 && k[0] == TKV_KC_VERSION);
+    tkv_store_iter_drop(&e->store);
+    return 0;
+}
+
+/* ---- recovery --------------------------------------------------------------- */
+
+/* Whether the data directory takes a synced write again. */
+static int probe_disk(tkv_engine *e)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/write-probe.tmp", e->dir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        snprintf(e->errmsg, sizeof e->errmsg, "data directory not writable: %s",
+                 strerror(errno));
+        return -1;
+    }
+    static const char zeros[PROBE_BYTES];
+    ssize_t n = write(fd, zeros, sizeof zeros);
+    int err = n == (ssize_t)sizeof zeros ? (fsync(fd) == 0 ? 0 : errno) : (n < 0 ? errno : ENOSPC);
+    close(fd);
+    unlink(path);
+    if (err) {
+        snprintf(e->errmsg, sizeof e->errmsg, "data directory still refuses writes: %s",
+                 strerror(err));
+        return -1;
+    }
+    return 0;
+}
+
+/* Brings a failed store back: at most once per PROBE_INTERVAL_US, check
+ * that the disk takes writes, then reopen LevelDB on a fresh log. Only
+ * with nothing in flight. */
+static int recover(tkv_engine *e)
+{
+    uint64_t now = mono_us();
+    if (e->in_flight || now - e->last_probe_us < PROBE_INTERVAL_US)
+        return -1;
+    e->last_probe_us = now;
+    if (probe_disk(e) < 0)
+        return -1;
+    tkv_store_opts so = eng_store_opts(e);
+    char err[256];
+    e->store_open = false;
+    if (tkv_store_reopen(&e->store, &so, err, sizeof err) < 0 ||
+        eng_load_state(e, err, sizeof err) < 0) {
+        snprintf(e->errmsg, sizeof e->errmsg, "%s", err);
+        return -1;
+    }
+    e->store_open = true;
+    e->broken = false;
+    e->st.reopens++;
+    return 0;
+}
+
+bool tkv_engine_failing(const tkv_engine *e) { return e->broken || !e->store_open; }
+
+void tkv_engine_tick(tkv_engine *e)
+{
+    /* Writes trigger recovery themselves; only a closed store needs help
+     * for reads to come back. */
+    if (!e->store_open && !tkv_engine_pending(e))
+        recover(e);
+}
+
+/* ---- batches ---------------------------------------------------------------- */
+
+int eng_batch_init(eng_batch *b, uint32_t epoch)
+{
+    memset(b, 0, sizeof *b);
+    b->wb = leveldb_writebatch_create();
+    b->epoch = epoch;
+    return b->wb ? 0 : -1;
+}
+
+void eng_batch_free(eng_batch *b)
+{
+    if (b->wb)
+        leveldb_writebatch_destroy(b->wb);
+    free(b->dirty);
+    memset(b, 0, sizeof *b);
+}
+
+static void batch_reset(eng_batch *b, uint32_t epoch)
+{
+    leveldb_writebatch_clear(b->wb);
+    b->ops = 0;
+    b->ndirty = 0;
+    b->epoch = epoch;
+}
+
+bool tkv_engine_pending(const tkv_engine *e) { return e->stage.ops > 0 || e->in_flight; }
+
+uint32_t tkv_engine_epoch(const tkv_engine *e) { return e->stage.epoch; }
+
+uint32_t tkv_engine_settled_epoch(const tkv_engine *e)
+{
+    /* A read that saw the in-flight batch is tagged with the staging epoch;
+     * if nothing was staged after it, that epoch is settled as soon as the
+     * in-flight batch is. */
+    return !e->in_flight && e->stage.ops == 0 ? e->stage.epoch : e->committed;
+}
+
+void tkv_engine_poison(tkv_engine *e, const char *why)
+{
+    snprintf(e->poison, sizeof e->poison, "%s", why);
+}
+
+/* Forgets an uncommitted batch's entries (memory falls back to LevelDB). An
+ * entry re-dirtied by a later batch is left for that batch's list. */
+static void drop_batch(tkv_engine *e, eng_batch *b)
+{
+    for (size_t i = 0; i < b->ndirty; i++)
+        if (b->dirty[i]->dirty_epoch == b->epoch)
+            eng_drop_entry(e, b->dirty[i]);
+    b->ndirty = 0;
+}
+
+/* Rolls back the staging batch alone (nothing in flight) or both batches,
+ * and opens a fresh staging batch. */
+static void roll_back(tkv_engine *e)
+{
+    e->st.commit_errors++;
+    if (e->in_flight) {
+        drop_batch(e, &e->flight);
+        batch_reset(&e->flight, 0);
+        e->in_flight = false;
+    }
+    drop_batch(e, &e->stage);
+    batch_reset(&e->stage, e->stage.epoch + 1);
+    e->cnt = e->cnt_committed;
+    e->cnt_flight = e->cnt_committed;
+    e->all_resident = false;
+    e->poison[0] = '\0';
+    if (e->store_open)
+        tkv_store_iter_drop(&e->store);
+}
+
+/* ---- the writer thread --------------------------------------------------------- */
+
+static bool want_sync(tkv_engine *e)
+{
+    if (e->opts.fsync == TKV_SYNC_ALWAYS)
+        return true;
+    if (e->opts.fsync == TKV_SYNC_NEVER)
+        return false;
+    /* everysec: this write syncs if the last sync is a second old. */
+    uint64_t now = mono_us();
+    if (now - e->last_sync_us < EVERYSEC_US)
+        return false;
+    e->last_sync_us = now;
+    return true;
+}
+
+/* Writes the in-flight batch; any thread. */
+static void write_flight(tkv_engine *e)
+{
+    char err[256] = "";
+    bool sync = want_sync(e);
+    int rc = tkv_store_write(&e->store, e->flight.wb, sync, err, sizeof err);
+    pthread_mutex_lock(&e->mu);
+    e->flight_rc = rc;
+    snprintf(e->flight_err, sizeof e->flight_err, "%s", err);
+    e->flight_done = true;
+    e->unsynced = !sync && rc == 0;
+    pthread_cond_broadcast(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+    if (e->opts.on_written)
+        e->opts.on_written(e->opts.on_written_ctx);
+}
+
+static void *writer_main(void *arg)
+{
+    tkv_engine *e = arg;
+    pthread_mutex_lock(&e->mu);
+    for (;;) {
+        while (!e->writer_go && !e->writer_quit)
+            pthread_cond_wait(&e->cv, &e->mu);
+        if (e->writer_go) {
+            e->writer_go = false;
+            pthread_mutex_unlock(&e->mu);
+            write_flight(e);
+            pthread_mutex_lock(&e->mu);
+            continue;
+        }
+        break;
+    }
+    pthread_mutex_unlock(&e->mu);
+    return NULL;
+}
+
+int eng_writer_start(tkv_engine *e)
+{
+    if (pthread_mutex_init(&e->mu, NULL) != 0 || pthread_cond_init(&e->cv, NULL) != 0)
+        return -1;
+    e->sync_ready = true;
+    if (!e->opts.writer_thread)
+        return 0;
+    if (pthread_create(&e->writer, NULL, writer_main, e) != 0)
+        return -1;
+    e->writer_running = true;
+    return 0;
+}
+
+void eng_writer_stop(tkv_engine *e)
+{
+    if (e->writer_running) {
+        pthread_mutex_lock(&e->mu);
+        e->writer_quit = true;
+        pthread_cond_broadcast(&e->cv);
+        pthread_mutex_unlock(&e->mu);
+        pthread_join(e->writer, NULL);
+        e->writer_running = false;
+    }
+    if (e->sync_ready) {
+        pthread_mutex_destroy(&e->mu);
+        pthread_cond_destroy(&e->cv);
+        e->sync_ready = false;
+    }
+}
+
+/* ---- commit ------------------------------------------------------------------- */
+
+static void put_counters(tkv_engine *e)
+{
+    if (memcmp(&e->cnt, &e->cnt_flight, sizeof e->cnt) == 0)
+        return;
+    uint8_t v[24];
+    eng_put_be64(v, e->cnt.keys);
+    eng_put_be64(v + 8, e->cnt.versions);
+    eng_put_be64(v + 16, e->cnt.swept_keys);
+    leveldb_writebatch_put(e->stage.wb, COUNTERS_KEY, sizeof COUNTERS_KEY - 1, (const char *)v,
+                           sizeof v);
+}
+
+int tkv_engine_commit_start(tkv_engine *e, uint32_t *failed)
+{
+    if (e->in_flight || e->stage.ops == 0)
+        return 0;
+    if (e->poison[0] || ((e->broken || !e->store_open) && recover(e) < 0)) {
+        if (e->poison[0])
+            snprintf(e->errmsg, sizeof e->errmsg, "%s", e->poison);
+        *failed = e->stage.epoch;
+        roll_back(e);
+        return -1;
+    }
+    put_counters(e);
+    eng_batch tmp = e->flight;
+    e->flight = e->stage;
+    e->stage = tmp;
+    batch_reset(&e->stage, e->flight.epoch + 1);
+    e->cnt_flight = e->cnt;
+    e->in_flight = true;
+    e->flight_done = false;
+    if (!e->writer_running) {
+        write_flight(e);
+        return 1;
+    }
+    pthread_mutex_lock(&e->mu);
+    e->writer_go = true;
+    pthread_cond_broadcast(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+    return 1;
+}
+
+/* After a successful commit: the batch's entries become clean; those the
+ * staging batch has not touched again are trimmed to the residency limits. */
+static void committed(tkv_engine *e)
+{
+    eng_batch *b = &e->flight;
+    e->committed = b->epoch;
+    e->cnt_committed = e->cnt_flight;
+    e->st.commits++;
+    e->st.commit_writes += b->ops;
+    for (size_t i = 0; i < b->ndirty; i++)
+        if (b->dirty[i]->dirty_epoch == b->epoch)
+            eng_trim(e, b->dirty[i]);
+    batch_reset(b, 0);
+    e->in_flight = false;
+    if (e->store_open)
+        tkv_store_iter_drop(&e->store);
+}
+
+int tkv_engine_commit_finish(tkv_engine *e, uint32_t *failed)
+{
+    if (!e->in_flight)
+        return 0;
+    pthread_mutex_lock(&e->mu);
+    bool done = e->flight_done;
+    int rc = e->flight_rc;
+    if (done && rc < 0)
+        snprintf(e->errmsg, sizeof e->errmsg, "%s", e->flight_err);
+    pthread_mutex_unlock(&e->mu);
+    if (!done)
+        return 0;
+    if (rc == 0) {
+        committed(e);
+        return 1;
+    }
+    e->broken = true;
+    e->last_probe_us = mono_us();
+    *failed = e->flight.epoch;
+    roll_back(e);
+    return -1;
+}
+
+/* Waits for the in-flight batch, if any, to be written. */
+static void wait_flight(tkv_engine *e)
+{
+    pthread_mutex_lock(&e->mu);
+    while (e->in_flight && !e->flight_done)
+        pthread_cond_wait(&e->cv, &e->mu);
+    pthread_mutex_unlock(&e->mu);
+}
+
+int tkv_engine_commit(tkv_engine *e)
+{
+    uint32_t failed;
+    int rc = 0;
+    while (tkv_engine_pending(e)) {
+        wait_flight(e);
+        if (tkv_engine_commit_finish(e, &failed) < 0)
+            rc = -1;
+        if (tkv_engine_commit_start(e, &failed) < 0)
+            rc = -1;
+    }
+    return rc;
+}
+
+int tkv_engine_sync(tkv_engine *e)
+{
+    if (e->in_flight || !e->unsynced)
+        return 0; /* an in-flight write syncs itself if it is due */
+    if (e->broken || !e->store_open) {
+        snprintf(e->errmsg, sizeof e->errmsg, "storage unavailable after a failed write");
+        return -1;
+    }
+    leveldb_writebatch_t *b = leveldb_writebatch_create();
+    int rc = tkv_store_write(&e->store, b, true, e->errmsg, sizeof e->errmsg);
+    leveldb_writebatch_destroy(b);
+    if (rc < 0) {
+        e->broken = true;
+        e->last_probe_us = mono_us();
+        return -1;
+    }
+    e->unsynced = false;
+    e->last_sync_us = mono_us();
+    return 0;
+}

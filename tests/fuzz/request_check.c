@@ -1,0 +1,812 @@
+/*
+ * request_check.c - implements fuzz_request's reply checks (request_check.h).
+ *
+ * Each command's answer is computed from the model the way engine.h and
+ * cmd.c define it - visible versions only, tombstones answering DELETED,
+ * BELOW_HORIZON before a retention horizon, validity intervals from the
+ * next visible version - and compared field by field with the reply.
+ */
+#include "request_check.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "request_gen.h"
+
+#define MAX_ITEMS (GEN_MAX_BATCH + 1)
+
+/* ---- requests ------------------------------------------------------------ */
+
+static bool span_eq(tkv_span a, tkv_span b)
+{
+    return a.len == b.len && (a.len == 0 || memcmp(a.ptr, b.ptr, a.len) == 0);
+}
+
+static bool items_eq(const tkv_req *a, const tkv_req *b)
+{
+    if (a->nitems != b->nitems)
+        return false;
+    if (!a->items || !b->items)
+        return true; /* a generated request: gen_items_eq() compares them */
+    tkv_mp ma, mb;
+    tkv_mp_init(&ma, a->items, a->items_len);
+    tkv_mp_init(&mb, b->items, b->items_len);
+    for (uint32_t i = 0; i < a->nitems; i++) {
+        if (a->cmd == TKV_CMD_MPUT) {
+            tkv_put_item x, y;
+            if (tkv_mput_item_next(&ma, &x) < 0 || tkv_mput_item_next(&mb, &y) < 0)
+                return false;
+            if (!span_eq(x.key, y.key) || !span_eq(x.value, y.value) || x.has_ts != y.has_ts ||
+                (x.has_ts && x.ts != y.ts) || x.ttl != y.ttl)
+                return false;
+        } else {
+            tkv_span x, y;
+            if (tkv_mp_read_bytes(&ma, &x.ptr, &x.len) < 0 ||
+                tkv_mp_read_bytes(&mb, &y.ptr, &y.len) < 0 || !span_eq(x, y))
+                return false;
+        }
+    }
+    return true;
+}
+
+bool req_eq(const tkv_req *a, const tkv_req *b)
+{
+    if (a->cmd != b->cmd)
+        return false;
+    bool key = span_eq(a->key, b->key);
+    bool ts = a->has_ts == b->has_ts && (!a->has_ts || a->ts == b->ts);
+    switch (a->cmd) {
+    case TKV_CMD_PING:
+        return a->has_msg == b->has_msg && (!a->has_msg || span_eq(a->msg, b->msg));
+    case TKV_CMD_AUTH: return span_eq(a->msg, b->msg);
+    case TKV_CMD_PUT: return key && span_eq(a->value, b->value) && ts && a->ttl == b->ttl;
+    case TKV_CMD_GET:
+        return key && ts && a->has_version == b->has_version &&
+               (!a->has_version || a->version == b->version);
+    case TKV_CMD_RANGE:
+        return key && a->from == b->from && a->to == b->to && a->limit == b->limit &&
+               a->reverse == b->reverse;
+    case TKV_CMD_COUNT: return key && a->from == b->from && a->to == b->to;
+    case TKV_CMD_DEL: return key && a->tombstone == b->tombstone && ts;
+    case TKV_CMD_RETAIN:
+        return key && a->keep_versions == b->keep_versions && a->keep_age == b->keep_age &&
+               a->dry_run == b->dry_run;
+    case TKV_CMD_POLICY: return key;
+    case TKV_CMD_SCAN:
+        return a->has_prefix == b->has_prefix && (!a->has_prefix || span_eq(a->prefix, b->prefix)) &&
+               a->has_cursor == b->has_cursor && (!a->has_cursor || span_eq(a->cursor, b->cursor)) &&
+               a->limit == b->limit;
+    case TKV_CMD_MPUT: return items_eq(a, b);
+    case TKV_CMD_MGET: return ts && items_eq(a, b);
+    default: return true;
+    }
+}
+
+bool gen_items_eq(const tkv_req *r, const gen *g)
+{
+    if (r->nitems != g->nitems)
+        return false;
+    tkv_mp m;
+    tkv_mp_init(&m, r->items, r->items_len);
+    for (uint32_t i = 0; i < r->nitems; i++) {
+        const tkv_put_item *y = &g->items[i];
+        tkv_put_item x;
+        if (r->cmd == TKV_CMD_MGET) {
+            if (tkv_mp_read_bytes(&m, &x.key.ptr, &x.key.len) < 0 || !span_eq(x.key, y->key))
+                return false;
+            continue;
+        }
+        if (tkv_mput_item_next(&m, &x) < 0 || !span_eq(x.key, y->key) ||
+            !span_eq(x.value, y->value) || x.has_ts != y->has_ts ||
+            (x.has_ts && x.ts != y->ts) || x.ttl != y->ttl)
+            return false;
+    }
+    return true;
+}
+
+/* Re-encodes with the library's own encoders: tkv_req_encode(), or the
+ * MPUT/MGET ones from the parsed items. */
+static int encode(tkv_buf *b, const tkv_req *req)
+{
+    if (req->cmd != TKV_CMD_MPUT && req->cmd != TKV_CMD_MGET)
+        return tkv_req_encode(b, req);
+    tkv_put_item it[MAX_ITEMS];
+    tkv_span keys[MAX_ITEMS];
+    tkv_mp m;
+    tkv_mp_init(&m, req->items, req->items_len);
+    for (uint32_t i = 0; i < req->nitems; i++) {
+        if (req->cmd == TKV_CMD_MPUT)
+            FUZZ_CHECK(tkv_mput_item_next(&m, &it[i]) == 0, "parsed MPUT item %u unreadable", i);
+        else
+            FUZZ_CHECK(tkv_mp_read_bytes(&m, &keys[i].ptr, &keys[i].len) == 0,
+                       "parsed MGET key %u unreadable", i);
+    }
+    return req->cmd == TKV_CMD_MPUT ? tkv_encode_mput(b, it, req->nitems)
+                                    : tkv_encode_mget(b, req->ts, req->has_ts, keys, req->nitems);
+}
+
+void check_roundtrip(const tkv_req *req, const tkv_limits *lim)
+{
+    tkv_buf b = {0};
+    FUZZ_CHECK(encode(&b, req) == 0, "encoding a parsed %s request failed",
+               tkv_cmd_name(req->cmd));
+    FUZZ_CHECK(b.len >= 4 && fz_be32(b.data) == b.len - 4, "encoded request is not one frame");
+    uint8_t *q = fz_dup(b.data + 4, b.len - 4);
+    tkv_req again;
+    char err[160];
+    tkv_status st = tkv_req_parse(q, b.len - 4, lim, &again, err, sizeof err);
+    FUZZ_CHECK(st == TKV_ST_OK && req_eq(req, &again),
+               "%s request does not survive encode + parse (status %d: %s)",
+               tkv_cmd_name(req->cmd), st, err);
+    free(q);
+    tkv_buf_deinit(&b);
+}
+
+/* ---- reading replies ------------------------------------------------------ */
+
+static uint64_t rd_uint(tkv_mp *m, const char *what)
+{
+    uint64_t u = 0;
+    FUZZ_CHECK(tkv_mp_read_uint(m, &u) == 0, "reply: %s is not an unsigned integer", what);
+    return u;
+}
+
+/* A uint or nil; returns whether it was a uint. */
+static bool rd_opt(tkv_mp *m, uint64_t *u, const char *what)
+{
+    *u = 0;
+    if (tkv_mp_read_nil(m))
+        return false;
+    *u = rd_uint(m, what);
+    return true;
+}
+
+static bool rd_bool(tkv_mp *m, const char *what)
+{
+    bool b = false;
+    FUZZ_CHECK(tkv_mp_read_bool(m, &b) == 0, "reply: %s is not a boolean", what);
+    return b;
+}
+
+static tkv_span rd_bin(tkv_mp *m, const char *what)
+{
+    tkv_mp_obj o;
+    FUZZ_CHECK(tkv_mp_next(m, &o) == 0 && o.type == TKV_MP_BIN, "reply: %s is not a bin",
+               what);
+    return (tkv_span){o.v.bytes.ptr, o.v.bytes.len};
+}
+
+static uint32_t rd_array(tkv_mp *m, const char *what)
+{
+    uint32_t n = 0;
+    FUZZ_CHECK(tkv_mp_read_array(m, &n) == 0, "reply: %s is not an array", what);
+    return n;
+}
+
+/* ---- the model's answers ---------------------------------------------------- */
+
+/* What GET (or one MGET element) must answer. */
+typedef struct manswer {
+    const mver *v;     /* found: the version */
+    tkv_miss miss;     /* otherwise */
+    bool has_next;
+    uint64_t next;
+    bool has_at;
+    uint64_t at;
+} manswer;
+
+static const mver **vbuf;
+static size_t vbuf_cap;
+
+/* The visible versions of k, ascending (storage reused between calls). */
+static size_t visible(const mkey *k, const mver ***out)
+{
+    size_t need = k ? k->cur.n : 0;
+    if (need > vbuf_cap) {
+        vbuf_cap = 2 * need;
+        vbuf = realloc(vbuf, vbuf_cap * sizeof *vbuf);
+        if (!vbuf)
+            abort();
+    }
+    *out = vbuf;
+    return model_visible_list(k, F.clock, vbuf);
+}
+
+/* The first visible version after t. */
+static void next_after(const mver **vis, size_t n, uint64_t t, manswer *a)
+{
+    if (t == TKV_TS_MAX)
+        return;
+    for (size_t i = 0; i < n; i++)
+        if (vis[i]->ts > t) {
+            a->has_next = true;
+            a->next = vis[i]->ts;
+            return;
+        }
+}
+
+/* The answer for the version vis[i]: a value, or a tombstone's DELETED. */
+static void at_version(const mver **vis, size_t n, size_t i, manswer *a)
+{
+    if (vis[i]->val) {
+        a->v = vis[i];
+    } else {
+        a->miss = TKV_M_DELETED;
+        a->has_at = true;
+        a->at = vis[i]->ts;
+    }
+    next_after(vis, n, vis[i]->ts, a);
+}
+
+static manswer model_get(const mkey *k, uint64_t T)
+{
+    manswer a = {0};
+    const mver **vis;
+    size_t n = visible(k, &vis);
+    if (k && T < k->cur.horizon) {
+        a.miss = TKV_M_BELOW_HORIZON;
+        a.has_at = true;
+        a.at = k->cur.horizon;
+        next_after(vis, n, k->cur.horizon - 1, &a);
+        return a;
+    }
+    long f = -1;
+    for (size_t i = 0; i < n && vis[i]->ts <= T; i++)
+        f = (long)i;
+    if (f >= 0) {
+        at_version(vis, n, (size_t)f, &a);
+        return a;
+    }
+    next_after(vis, n, T, &a);
+    a.miss = a.has_next ? TKV_M_BEFORE_FIRST : TKV_M_NO_KEY;
+    return a;
+}
+
+static manswer model_nth(const mkey *k, int64_t ord)
+{
+    manswer a = {0};
+    const mver **vis;
+    size_t n = visible(k, &vis);
+    uint64_t mag = ord > 0 ? (uint64_t)ord : (uint64_t)(-(ord + 1)) + 1;
+    if (mag > n) {
+        a.miss = n ? TKV_M_NO_SUCH_VERSION : TKV_M_NO_KEY;
+        return a;
+    }
+    at_version(vis, n, ord > 0 ? (size_t)(mag - 1) : n - (size_t)mag, &a);
+    return a;
+}
+
+static void expect_answer(tkv_mp *m, uint64_t st, uint32_t count, const manswer *a,
+                          const char *what)
+{
+    uint64_t next, at, x;
+    if (a->v) {
+        FUZZ_CHECK(st == TKV_ST_OK && count == 5,
+                   "%s: status %llu with %u fields, the model has the version at %llu%s", what,
+                   ull(st), count, ull(a->v->ts), AFTER_FAULT);
+        tkv_span v = rd_bin(m, "value");
+        uint64_t ts = rd_uint(m, "ts");
+        bool hn = rd_opt(m, &next, "next"), hx = rd_opt(m, &x, "expires");
+        FUZZ_CHECK(ts == a->v->ts, "%s: version %llu, the model %llu%s", what, ull(ts),
+                   ull(a->v->ts), AFTER_FAULT);
+        FUZZ_CHECK(span_eq(v, (tkv_span){a->v->val, a->v->len}),
+                   "%s: wrong value for version %llu (%u bytes, the model %u)", what, ull(ts),
+                   v.len, a->v->len);
+        FUZZ_CHECK(hx == (a->v->expires != 0) && x == a->v->expires,
+                   "%s: expires %s%llu, the model %llu", what, hx ? "" : "nil/", ull(x),
+                   ull(a->v->expires));
+        FUZZ_CHECK(hn == a->has_next && next == a->next,
+                   "%s as of version %llu: next %s%llu, the model %s%llu%s", what, ull(ts),
+                   hn ? "" : "nil/", ull(next), a->has_next ? "" : "nil/", ull(a->next),
+                   AFTER_FAULT);
+    } else {
+        FUZZ_CHECK(st == TKV_ST_NOT_FOUND && count == 4,
+                   "%s: status %llu with %u fields, the model misses with reason %d%s", what,
+                   ull(st), count, a->miss, AFTER_FAULT);
+        uint64_t reason = rd_uint(m, "reason");
+        bool hn = rd_opt(m, &next, "next"), ha = rd_opt(m, &at, "at");
+        FUZZ_CHECK(reason == a->miss, "%s: miss reason %llu, the model %d%s", what, ull(reason),
+                   a->miss, AFTER_FAULT);
+        FUZZ_CHECK(ha == a->has_at && at == a->at, "%s: at %s%llu, the model %s%llu", what,
+                   ha ? "" : "nil/", ull(at), a->has_at ? "" : "nil/", ull(a->at));
+        FUZZ_CHECK(hn == a->has_next && next == a->next, "%s: next %s%llu, the model %s%llu",
+                   what, hn ? "" : "nil/", ull(next), a->has_next ? "" : "nil/", ull(a->next));
+    }
+}
+
+/* ---- per command -------------------------------------------------------------- */
+
+static mkey *find(tkv_span key, bool create) { return model_find(key.ptr, key.len, create); }
+
+static void expect_get(const tkv_req *r, reply *rp)
+{
+    mkey *k = find(r->key, false);
+    manswer a = r->has_version ? model_nth(k, r->version)
+                               : model_get(k, r->has_ts ? r->ts : TKV_TS_MAX);
+    expect_answer(&rp->m, rp->st, rp->count, &a, "GET");
+}
+
+static size_t uint_size(uint64_t v)
+{
+    return v < 128 ? 1 : v < 256 ? 2 : v < 65536 ? 3 : v <= UINT32_MAX ? 5 : 9;
+}
+
+static size_t bin_hdr(size_t n) { return n < 256 ? 2 : n < 65536 ? 3 : 5; }
+
+static void expect_range(const tkv_req *r, reply *rp)
+{
+    FUZZ_CHECK(rp->st == TKV_ST_OK && rp->count == 3, "RANGE: status %llu, %u fields",
+               ull(rp->st), rp->count);
+    const mver **vis;
+    size_t all = visible(find(r->key, false), &vis), n = 0;
+    const mver **want = malloc((all ? all : 1) * sizeof *want);
+    for (size_t j = 0; j < all && r->from <= r->to; j++) {
+        const mver *v = vis[r->reverse ? all - 1 - j : j];
+        if (v->ts >= r->from && v->ts <= r->to)
+            want[n++] = v;
+    }
+    if (r->limit < n)
+        n = (size_t)r->limit;
+    /* cmd.c reserves 24 bytes of headers per entry, and one byte for the
+     * final boolean, against max_reply. */
+    size_t used = 1 + 1 + 5, fit = 0;
+    while (fit < n && used + 24 + want[fit]->len <= F.d.max_reply - 1) {
+        const mver *v = want[fit++];
+        used += 1 + uint_size(v->ts) + (v->val ? bin_hdr(v->len) + v->len : 1) +
+                (v->expires ? uint_size(v->expires) : 0);
+    }
+    uint32_t got = rd_array(&rp->m, "RANGE list");
+    FUZZ_CHECK(got == fit,
+               "RANGE [%llu, %llu] limit %llu%s: %u versions, the model %zu (%zu before the "
+               "size limit %zu)%s",
+               ull(r->from), ull(r->to), ull(r->limit), r->reverse ? " reverse" : "", got, fit,
+               n, F.d.max_reply, AFTER_FAULT);
+    for (uint32_t j = 0; j < got; j++) {
+        uint32_t len = rd_array(&rp->m, "RANGE entry");
+        const mver *w = want[j];
+        FUZZ_CHECK(len == (w->expires ? 3u : 2u), "RANGE entry %u has %u elements", j, len);
+        uint64_t ts = rd_uint(&rp->m, "RANGE ts"), x = 0;
+        FUZZ_CHECK(ts == w->ts, "RANGE entry %u: ts %llu, the model %llu%s", j, ull(ts),
+                   ull(w->ts), AFTER_FAULT);
+        if (w->val) {
+            tkv_span v = rd_bin(&rp->m, "RANGE value");
+            FUZZ_CHECK(span_eq(v, (tkv_span){w->val, w->len}),
+                       "RANGE entry %u (ts %llu): wrong value", j, ull(ts));
+        } else {
+            FUZZ_CHECK(tkv_mp_read_nil(&rp->m), "RANGE entry %u (ts %llu): not a tombstone", j,
+                       ull(ts));
+        }
+        if (w->expires)
+            x = rd_uint(&rp->m, "RANGE expires");
+        FUZZ_CHECK(x == w->expires, "RANGE entry %u: expires %llu, the model %llu", j, ull(x),
+                   ull(w->expires));
+    }
+    bool truncated = rd_bool(&rp->m, "RANGE truncated");
+    FUZZ_CHECK(truncated == (fit < n), "RANGE: truncated is %d with %zu of %zu versions",
+               truncated, fit, n);
+    FUZZ_CHECK(rp->plen <= F.d.max_reply, "RANGE reply of %zu bytes above max_reply %zu",
+               rp->plen, F.d.max_reply);
+    free(want);
+}
+
+static void expect_count(const tkv_req *r, reply *rp)
+{
+    const mver **vis;
+    size_t all = visible(find(r->key, false), &vis);
+    uint64_t n = 0;
+    for (size_t j = 0; j < all; j++)
+        n += r->from <= r->to && vis[j]->ts >= r->from && vis[j]->ts <= r->to;
+    FUZZ_CHECK(rp->st == TKV_ST_OK && rp->count == 2, "COUNT: status %llu", ull(rp->st));
+    uint64_t got = rd_uint(&rp->m, "COUNT");
+    FUZZ_CHECK(got == n, "COUNT [%llu, %llu]: %llu, the model %llu%s", ull(r->from), ull(r->to),
+               ull(got), ull(n), AFTER_FAULT);
+}
+
+/* The timestamp a write without one gets, or OUT_OF_RANGE: after the
+ * newest stored version (visible or not), at least the clock. */
+static tkv_status auto_ts(const mkey *k, uint64_t *ts)
+{
+    if (!k->cur.n) {
+        *ts = F.clock;
+        return TKV_ST_OK;
+    }
+    uint64_t newest = k->cur.v[k->cur.n - 1].ts;
+    if (newest == TKV_TS_MAX)
+        return TKV_ST_OUT_OF_RANGE;
+    *ts = F.clock > newest ? F.clock : newest + 1;
+    return TKV_ST_OK;
+}
+
+bool uncertain(const tkv_req *r)
+{
+    const tkv_span *keys = &r->key;
+    tkv_put_item it;
+    tkv_mp m;
+    if (r->cmd == TKV_CMD_MPUT) {
+        tkv_mp_init(&m, r->items, r->items_len);
+        for (uint32_t i = 0; i < r->nitems && tkv_mput_item_next(&m, &it) == 0; i++) {
+            const mkey *k = find(it.key, false);
+            if (!it.has_ts && k && k->unsure && k->cur.n &&
+                !model_visible(k, &k->cur.v[k->cur.n - 1], F.clock))
+                return true;
+        }
+        return false;
+    }
+    bool write = (r->cmd == TKV_CMD_PUT || (r->cmd == TKV_CMD_DEL && r->tombstone)) &&
+                 !r->has_ts;
+    const mkey *k = write ? find(*keys, false) : NULL;
+    return k && k->unsure && k->cur.n && !model_visible(k, &k->cur.v[k->cur.n - 1], F.clock);
+}
+
+/* One write (PUT, an MPUT item, a tombstone): its status and timestamp. */
+static tkv_status model_write(mkey *k, bool has_ts, uint64_t ts, uint64_t *out)
+{
+    if (!has_ts && auto_ts(k, &ts) != TKV_ST_OK)
+        return TKV_ST_OUT_OF_RANGE;
+    if (ts < k->cur.horizon)
+        return TKV_ST_OUT_OF_RANGE;
+    *out = ts;
+    return TKV_ST_OK;
+}
+
+static uint64_t expiry(uint64_t ttl)
+{
+    return !ttl ? 0 : ttl > UINT64_MAX - F.clock ? UINT64_MAX : F.clock + ttl;
+}
+
+static void expect_put(const tkv_req *r, reply *rp)
+{
+    mkey *k = find(r->key, true);
+    uint64_t ts = 0;
+    tkv_status st = model_write(k, r->has_ts, r->ts, &ts);
+    if (st != TKV_ST_OK) {
+        FUZZ_CHECK(rp->st == st, "PUT%s at %llu (horizon %llu): status %llu, the model %d",
+                   r->has_ts ? "" : " without ts", ull(r->ts), ull(k->cur.horizon), ull(rp->st),
+                   st);
+        return;
+    }
+    FUZZ_CHECK(rp->st == TKV_ST_OK && rp->count == 2, "PUT: status %llu", ull(rp->st));
+    uint64_t got = rd_uint(&rp->m, "PUT ts");
+    FUZZ_CHECK(got == ts, "PUT%s stored at %llu, expected %llu (clock %llu)",
+               r->has_ts ? "" : " without ts", ull(got), ull(ts), ull(F.clock));
+    FUZZ_CHECK(rp->dirty && tkv_engine_pending(F.eng), "PUT not reported dirty/pending");
+    model_put(k, ts, r->value.ptr ? r->value.ptr : (const uint8_t *)"", r->value.len,
+              expiry(r->ttl));
+}
+
+static void expect_del(const tkv_req *r, reply *rp)
+{
+    mkey *k = find(r->key, true);
+    if (r->tombstone) {
+        uint64_t ts = 0;
+        tkv_status st = model_write(k, r->has_ts, r->ts, &ts);
+        FUZZ_CHECK(rp->st == st, "DEL at %llu (tombstone): status %llu, the model %d",
+                   ull(r->ts), ull(rp->st), st);
+        if (st != TKV_ST_OK)
+            return;
+        uint64_t got = rd_uint(&rp->m, "tombstone ts");
+        FUZZ_CHECK(got == ts, "tombstone stored at %llu, expected %llu", ull(got), ull(ts));
+        FUZZ_CHECK(rp->dirty, "tombstone not reported dirty");
+        model_put(k, ts, NULL, 0, 0);
+        return;
+    }
+    FUZZ_CHECK(rp->st == TKV_ST_OK && rp->count == 2, "DEL: status %llu", ull(rp->st));
+    uint64_t got = rd_uint(&rp->m, "DEL count");
+    const mver **vis;
+    size_t nvis = visible(k, &vis);
+    if (k->unsure)
+        FUZZ_CHECK(got >= nvis && got <= k->cur.n,
+                   "DEL removed %llu versions; the model has %zu stored, %zu visible", ull(got),
+                   k->cur.n, nvis);
+    else
+        FUZZ_CHECK(got == k->cur.n, "DEL removed %llu versions, the model has %zu%s", ull(got),
+                   k->cur.n, AFTER_FAULT);
+    FUZZ_CHECK(!got || rp->dirty, "DEL that removed versions not reported dirty");
+    model_del(k);
+}
+
+/* MPUT checks every item against the store as it is, and stages nothing
+ * if one is refused; then it stages the items in order. Items that depend
+ * on each other (the same key twice) can still fail while staging: then
+ * the batch is poisoned, and its commit fails as a whole. */
+static void expect_mput(const tkv_req *r, reply *rp)
+{
+    tkv_mp m;
+    tkv_mp_init(&m, r->items, r->items_len);
+    uint64_t ts[MAX_ITEMS];
+    tkv_put_item items[MAX_ITEMS];
+    for (uint32_t i = 0; i < r->nitems; i++) {
+        tkv_mput_item_next(&m, &items[i]);
+        tkv_status st = model_write(find(items[i].key, true), items[i].has_ts, items[i].ts,
+                                    &ts[i]);
+        if (st != TKV_ST_OK) {
+            FUZZ_CHECK(rp->st == st, "MPUT item %u refused by the model (%d): status %llu", i,
+                       st, ull(rp->st));
+            FUZZ_CHECK(!rp->dirty, "a refused MPUT reported dirty");
+            return;
+        }
+    }
+    for (uint32_t i = 0; i < r->nitems; i++) {
+        tkv_put_item it = items[i];
+        mkey *k = find(it.key, true);
+        tkv_status st = model_write(k, it.has_ts, it.ts, &ts[i]);
+        if (st != TKV_ST_OK) {
+            FUZZ_CHECK(rp->st == st, "MPUT item %u failing while staged: status %llu, the "
+                       "model %d", i, ull(rp->st), st);
+            FUZZ_CHECK(!rp->dirty, "a failed MPUT reported dirty");
+            /* Items before it are staged; the batch is poisoned. */
+            F.poisoned |= i > 0;
+            return;
+        }
+        model_put(k, ts[i], it.value.ptr ? it.value.ptr : (const uint8_t *)"", it.value.len,
+                  expiry(it.ttl));
+    }
+    FUZZ_CHECK(rp->st == TKV_ST_OK && rp->count == 2, "MPUT: status %llu", ull(rp->st));
+    uint32_t n = rd_array(&rp->m, "MPUT timestamps");
+    FUZZ_CHECK(n == r->nitems, "MPUT: %u timestamps for %u items", n, r->nitems);
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t got = rd_uint(&rp->m, "MPUT ts");
+        FUZZ_CHECK(got == ts[i], "MPUT item %u stored at %llu, expected %llu", i, ull(got),
+                   ull(ts[i]));
+    }
+    FUZZ_CHECK(rp->dirty, "MPUT not reported dirty");
+}
+
+static void expect_mget(const tkv_req *r, reply *rp)
+{
+    FUZZ_CHECK(rp->st == TKV_ST_OK && rp->count == 2, "MGET: status %llu", ull(rp->st));
+    uint32_t n = rd_array(&rp->m, "MGET answers");
+    FUZZ_CHECK(n == r->nitems, "MGET: %u answers for %u keys", n, r->nitems);
+    tkv_mp keys;
+    tkv_mp_init(&keys, r->items, r->items_len);
+    bool any_dirty = false;
+    for (uint32_t i = 0; i < n; i++) {
+        tkv_span key;
+        tkv_mp_read_bytes(&keys, &key.ptr, &key.len);
+        const mkey *k = find(key, false);
+        any_dirty |= k && k->dirty;
+        manswer a = model_get(k, r->has_ts ? r->ts : TKV_TS_MAX);
+        uint32_t count = rd_array(&rp->m, "MGET answer");
+        uint64_t st = rd_uint(&rp->m, "MGET status");
+        expect_answer(&rp->m, st, count, &a, "MGET");
+    }
+    FUZZ_CHECK(!any_dirty || rp->dirty, "MGET of a key with uncommitted writes not dirty");
+}
+
+/* RETAIN's evaluation, as meta.c defines it: walking the visible versions
+ * newest first, the horizon starts at now - age, the versions-th one
+ * raises it to its own ts; the first version at or before it is kept and
+ * becomes the horizon, older ones are removable. */
+static void evaluate(const mkey *k, const tkv_policy *p, uint64_t *removable, uint64_t *hor)
+{
+    const mver **vis;
+    size_t n = visible(k, &vis);
+    uint64_t H = p->age_us && F.clock > p->age_us ? F.clock - p->age_us : 0;
+    bool floor = false;
+    *removable = *hor = 0;
+    for (size_t j = 0; j < n; j++) {
+        const mver *v = vis[n - 1 - j];
+        if (p->versions && j + 1 == p->versions && v->ts > H)
+            H = v->ts;
+        if (v->ts > H)
+            continue;
+        if (!floor) {
+            floor = true;
+            *hor = v->ts;
+            continue;
+        }
+        (*removable)++;
+    }
+    if (!*removable)
+        *hor = 0;
+}
+
+static void expect_retain(const tkv_req *r, reply *rp)
+{
+    mkey *k = find(r->key, true);
+    tkv_policy p = {.versions = r->keep_versions, .age_us = r->keep_age};
+    bool clearing = !p.versions && !p.age_us;
+    uint64_t removable = 0, hor = 0;
+    if (!clearing)
+        evaluate(k, &p, &removable, &hor);
+    FUZZ_CHECK(rp->st == TKV_ST_OK && rp->count == 4, "RETAIN: status %llu", ull(rp->st));
+    uint64_t got_rem = rd_uint(&rp->m, "RETAIN removable"), got_hor;
+    bool has_hor = rd_opt(&rp->m, &got_hor, "RETAIN horizon");
+    bool complete = rd_bool(&rp->m, "RETAIN complete");
+    FUZZ_CHECK(got_rem == removable && has_hor == (hor != 0) && got_hor == hor,
+               "RETAIN %u versions / %llu us at clock %llu: removable %llu, horizon %llu; the "
+               "model %llu, %llu%s",
+               p.versions, ull(p.age_us), ull(F.clock), ull(got_rem), ull(got_hor),
+               ull(removable), ull(hor), AFTER_FAULT);
+    FUZZ_CHECK(complete, "RETAIN: not complete (the dry-run bound is far away)");
+    if (r->dry_run)
+        return;
+    FUZZ_CHECK(rp->dirty, "RETAIN not reported dirty");
+    k->cur.has_policy = !clearing;
+    k->cur.policy = clearing ? (tkv_policy){0, 0} : p;
+    if (hor > k->cur.horizon)
+        k->cur.horizon = hor;
+    k->dirty = true;
+}
+
+static void expect_policy(const tkv_req *r, reply *rp)
+{
+    const mkey *k = find(r->key, false);
+    bool own = k && k->cur.has_policy;
+    tkv_policy p = own ? k->cur.policy : (tkv_policy){0, 0};
+    uint64_t horizon = k ? k->cur.horizon : 0, v, a, h;
+    FUZZ_CHECK(rp->st == TKV_ST_OK && rp->count == 5, "POLICY: status %llu", ull(rp->st));
+    bool hv = rd_opt(&rp->m, &v, "versions"), ha = rd_opt(&rp->m, &a, "age");
+    bool got_own = rd_bool(&rp->m, "own");
+    bool hh = rd_opt(&rp->m, &h, "horizon");
+    FUZZ_CHECK(hv == (p.versions != 0) && v == p.versions && ha == (p.age_us != 0) &&
+                   a == p.age_us && got_own == own && hh == (horizon != 0) && h == horizon,
+               "POLICY: %llu versions, %llu us, own %d, horizon %llu; the model %u, %llu, %d, "
+               "%llu%s",
+               ull(v), ull(a), got_own, ull(h), p.versions, ull(p.age_us), own, ull(horizon),
+               AFTER_FAULT);
+    FUZZ_CHECK(!(k && k->dirty) || rp->dirty || F.lax_read_dirty,
+               "POLICY of a key with uncommitted changes not reported dirty");
+}
+
+static int key_cmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
+{
+    size_t n = an < bn ? an : bn;
+    int c = n ? memcmp(a, b, n) : 0;
+    return c ? c : an < bn ? -1 : an > bn ? 1 : 0;
+}
+
+/* SCAN lists keys with a stored version: those with a visible one must be
+ * there, those with only invisible ones may be gone after a sweep. */
+static void expect_scan(const tkv_req *r, reply *rp)
+{
+    FUZZ_CHECK(rp->st == TKV_ST_OK && rp->count == 3, "SCAN: status %llu", ull(rp->st));
+    uint32_t n = rd_array(&rp->m, "SCAN keys");
+    FUZZ_CHECK(n <= r->limit, "SCAN returned %u keys for a count of %llu", n, ull(r->limit));
+    tkv_span last = {0}, *listed_keys = malloc((n ? n : 1) * sizeof *listed_keys);
+    bool dirty = false;
+    for (uint32_t i = 0; i < n; i++) {
+        tkv_span key = listed_keys[i] = rd_bin(&rp->m, "SCAN key");
+        FUZZ_CHECK(i == 0 || key_cmp(last.ptr, last.len, key.ptr, key.len) < 0,
+                   "SCAN keys out of order at %u", i);
+        FUZZ_CHECK(!r->has_prefix || (key.len >= r->prefix.len &&
+                                      !memcmp(key.ptr, r->prefix.ptr, r->prefix.len)),
+                   "SCAN key %u outside the prefix", i);
+        FUZZ_CHECK(!r->has_cursor ||
+                       key_cmp(key.ptr, key.len, r->cursor.ptr, r->cursor.len) > 0,
+                   "SCAN key %u not after the cursor", i);
+        const mkey *k = find(key, false);
+        FUZZ_CHECK(k && k->cur.n > 0, "SCAN lists key %u (%u bytes) that has no versions%s", i,
+                   key.len, AFTER_FAULT);
+        dirty |= k->dirty;
+        last = key;
+    }
+    tkv_span cursor = {0};
+    bool has_cursor = !tkv_mp_read_nil(&rp->m);
+    if (has_cursor) {
+        cursor = rd_bin(&rp->m, "SCAN cursor");
+        FUZZ_CHECK(n > 0 && span_eq(cursor, last), "SCAN cursor is not the last key");
+    }
+    /* No key that must be listed is skipped: every one in range up to the
+     * cursor (all of them without one) is among the keys returned. */
+    for (size_t i = 0; i < model_nkeys(); i++) {
+        const mkey *k = model_key(i);
+        const mver **vis;
+        bool must = visible(k, &vis) > 0 || (k->cur.n > 0 && !k->unsure);
+        if (!must || (r->has_prefix && (k->klen < r->prefix.len ||
+                                        memcmp(k->key, r->prefix.ptr, r->prefix.len))) ||
+            (r->has_cursor && key_cmp(k->key, k->klen, r->cursor.ptr, r->cursor.len) <= 0) ||
+            (has_cursor && key_cmp(k->key, k->klen, last.ptr, last.len) > 0))
+            continue;
+        dirty |= k->dirty;
+        bool listed = false;
+        for (uint32_t j = 0; j < n && !listed; j++)
+            listed = span_eq(listed_keys[j], (tkv_span){k->key, k->klen});
+        FUZZ_CHECK(listed, "SCAN skipped a key (%u bytes, %zu versions)%s%s", k->klen, k->cur.n,
+                   has_cursor ? " before its cursor" : " and gave no cursor", AFTER_FAULT);
+    }
+    FUZZ_CHECK(rp->plen <= F.d.max_reply, "SCAN reply of %zu bytes above max_reply %zu",
+               rp->plen, F.d.max_reply);
+    FUZZ_CHECK(!dirty || rp->dirty || F.lax_read_dirty,
+               "SCAN depending on uncommitted writes not reported dirty");
+    free(listed_keys);
+}
+
+static void expect_auth(const tkv_req *r, reply *rp, uint64_t fails0)
+{
+    if (!F.d.auth) {
+        FUZZ_CHECK(rp->st == TKV_ST_BAD_REQUEST, "AUTH without a secret: status %llu",
+                   ull(rp->st));
+        return;
+    }
+    bool right = r->msg.len == sizeof GEN_SECRET - 1 &&
+                 memcmp(r->msg.ptr, GEN_SECRET, r->msg.len) == 0;
+    if (right) {
+        FUZZ_CHECK(rp->st == TKV_ST_OK && rp->count == 1, "AUTH with the secret: status %llu",
+                   ull(rp->st));
+        FUZZ_CHECK(!F.use_sess || F.sess.authed, "AUTH succeeded, session not authenticated");
+    } else {
+        FUZZ_CHECK(rp->st == TKV_ST_AUTH_FAILED, "AUTH with a wrong secret: status %llu",
+                   ull(rp->st));
+        FUZZ_CHECK(F.d.auth_failures == fails0 + 1, "auth_failures not counted");
+    }
+}
+
+/* ---- counters ------------------------------------------------------------------ */
+
+void check_counters(const char *when)
+{
+    tkv_engine_stats s;
+    tkv_engine_stats_get(F.eng, &s);
+    if (F.lax_counters && (F.counters_off || (F.counters_off = s.reopens > 0)))
+        return;
+    uint64_t klo = 0, khi = 0, vlo = 0, vhi = 0;
+    for (size_t i = 0; i < model_nkeys(); i++) {
+        const mkey *k = model_key(i);
+        const mver **vis;
+        size_t nvis = visible(k, &vis);
+        vhi += k->cur.n;
+        vlo += k->unsure ? nvis : k->cur.n;
+        khi += k->cur.n > 0;
+        klo += k->unsure ? nvis > 0 : k->cur.n > 0;
+    }
+    FUZZ_CHECK(s.keys >= klo && s.keys <= khi && s.versions >= vlo && s.versions <= vhi,
+               "%s: the engine counts %llu keys / %llu versions, the model %llu..%llu / "
+               "%llu..%llu%s",
+               when, ull(s.keys), ull(s.versions), ull(klo), ull(khi), ull(vlo), ull(vhi),
+               AFTER_FAULT);
+}
+
+static void expect_stats(reply *rp)
+{
+    FUZZ_CHECK(rp->st == TKV_ST_OK && rp->count == 2, "STATS: status %llu", ull(rp->st));
+    uint32_t pairs;
+    FUZZ_CHECK(tkv_mp_read_map(&rp->m, &pairs) == 0, "STATS: no map");
+    tkv_engine_stats s;
+    tkv_engine_stats_get(F.eng, &s);
+    int seen = 0;
+    for (uint32_t i = 0; i < pairs; i++) {
+        const uint8_t *name;
+        uint32_t nlen;
+        tkv_mp_obj o;
+        FUZZ_CHECK(tkv_mp_read_bytes(&rp->m, &name, &nlen) == 0, "STATS: field name");
+        FUZZ_CHECK(tkv_mp_next(&rp->m, &o) == 0 &&
+                       (o.type == TKV_MP_UINT || o.type == TKV_MP_STR),
+                   "STATS: field %.*s is not a uint or str", (int)nlen, name);
+        /* The same counters check_counters() holds to the model. */
+        if (nlen == 4 && !memcmp(name, "keys", 4))
+            FUZZ_CHECK(o.v.u == s.keys && ++seen, "STATS keys %llu, engine %llu", ull(o.v.u),
+                       ull(s.keys));
+        else if (nlen == 8 && !memcmp(name, "versions", 8))
+            FUZZ_CHECK(o.v.u == s.versions && ++seen, "STATS versions %llu, engine %llu",
+                       ull(o.v.u), ull(s.versions));
+    }
+    FUZZ_CHECK(seen == 2, "STATS without keys or versions");
+}
+
+void expect_reply(const tkv_req *req, reply *rp, uint64_t fails0)
+{
+    switch (req->cmd) {
+    case TKV_CMD_PING: {
+        FUZZ_CHECK(rp->st == TKV_ST_OK && rp->count == 2, "PING: status %llu", ull(rp->st));
+        const uint8_t *echo;
+        uint32_t elen;
+        FUZZ_CHECK(tkv_mp_read_bytes(&rp->m, &echo, &elen) == 0, "PING: no message");
+        tkv_span want = req->has_msg ? req->msg : (tkv_span){(const uint8_t *)"PONG", 4};
+        FUZZ_CHECK(span_eq((tkv_span){echo, elen}, want), "PING echoed something else");
+        break;
+    }
+    case TKV_CMD_PUT: expect_put(req, rp); break;
+    case TKV_CMD_GET: expect_get(req, rp); break;
+    case TKV_CMD_RANGE: expect_range(req, rp); break;
+    case TKV_CMD_COUNT: expect_count(req, rp); break;
+    case TKV_CMD_DEL: expect_del(req, rp); break;
+    case TKV_CMD_MPUT: expect_mput(req, rp); break;
+    case TKV_CMD_MGET: expect_mget(req, rp); break;
+    case TKV_CMD_RETAIN: expect_retain(req, rp); break;
+    case TKV_CMD_POLICY: expect_policy(req, rp); break;
+    case TKV_CMD_SCAN: expect_scan(req, rp); break;
+    case TKV_CMD_AUTH: expect_auth(req, rp, fails0); break;
+    default: expect_stats(rp); break;
+    }
+}

@@ -168,10 +168,11 @@ static int table_grow(tkv_keyindex *ix)
     return 0;
 }
 
-/* Backward-shift deletion keeps every probe chain unbroken. */
+/* Backward-shift deletion keeps every probe chain unbroken. The hash is
+ * computed again rather than stored in every entry: removals are rare. */
 static void table_del(tkv_keyindex *ix, const tkv_kentry *e)
 {
-    size_t i = e->hash & ix->mask;
+    size_t i = tkv_siphash(ix->sip, tkv_kentry_key(e), e->klen) & ix->mask;
     while (ix->tab[i].e != e)
         i = (i + 1) & ix->mask;
     for (;;) {
@@ -216,10 +217,10 @@ tkv_kentry *tkv_keyindex_insert(tkv_keyindex *ix, const uint8_t *key, size_t kle
     tkv_kentry *e = malloc(sizeof *e + (size_t)h * sizeof(tkv_kentry *) + klen);
     if (!e)
         return NULL;
+    uint64_t hash = tkv_siphash(ix->sip, key, klen);
     e->page = NULL;
     e->meta = NULL;
     e->lo = 0;
-    e->hash = tkv_siphash(ix->sip, key, klen);
     e->dirty_epoch = 0;
     e->klen = (uint16_t)klen;
     e->height = (uint8_t)h;
@@ -234,7 +235,7 @@ tkv_kentry *tkv_keyindex_insert(tkv_keyindex *ix, const uint8_t *key, size_t kle
         e->next[l] = update[l]->next[l];
         update[l]->next[l] = e;
     }
-    table_put(ix->tab, ix->mask, e->hash, e);
+    table_put(ix->tab, ix->mask, hash, e);
     ix->count++;
     ix->bytes += malloc_usable_size(e);
     return e;

@@ -26,7 +26,6 @@ typedef struct tkv_kentry {
     tkv_vpage *page;       /* resident versions; NULL when none */
     struct tkv_kmeta *meta; /* policy, horizon, expiry; NULL when none */
     uint64_t lo;           /* page holds every version with ts >= lo; 0: all */
-    uint64_t hash;         /* of the key, for removal without rehashing */
     uint32_t dirty_epoch;  /* commit epoch of the last uncommitted change */
     uint16_t klen;
     uint8_t height;        /* forward pointers in next[] */

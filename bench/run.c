@@ -114,6 +114,16 @@ static int connect_one(const struct addrinfo *ai, int timeout_ms, char *err, siz
     return fd;
 }
 
+/* Tries each address in turn ("localhost" may name ::1 first while the
+ * server listens on 127.0.0.1 only). */
+static int connect_any(const struct addrinfo *res, int timeout_ms, char *err, size_t errlen)
+{
+    int fd = -1;
+    for (const struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next)
+        fd = connect_one(ai, timeout_ms, err, errlen);
+    return fd;
+}
+
 static int resolve(const bench_cfg *cfg, struct addrinfo **res, char *err, size_t errlen)
 {
     char port[8];
@@ -194,7 +204,7 @@ int run_open(bench_run *r, const bench_cfg *cfg, const bench_driver *drv, bench_
         return -1;
     int rc = 0;
     for (uint32_t i = 0; i < cfg->conns && rc == 0; i++) {
-        int fd = connect_one(res, (int)(cfg->timeout * 1000), err, sizeof err);
+        int fd = connect_any(res, (int)(cfg->timeout * 1000), err, sizeof err);
         if (fd < 0) {
             snprintf(r->errmsg, sizeof r->errmsg, "%s port %u, connection %u: %s", cfg->host,
                      cfg->port, i + 1, err);

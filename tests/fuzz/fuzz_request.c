@@ -14,9 +14,10 @@
  * The first input byte chooses the mode: bit 7 set - raw frames, the rest
  * is [u16 big-endian length][payload]...; clear - structured: the rest
  * drives request_gen.c's grammar (every command, every encoding, one
- * injected error now and then) plus driver operations (COMMIT, SETCLOCK,
- * CLOCK+, SWEEP, REOPEN, storage FAULT, time ADVANCE, TICK, SYNC, raw and
- * mutated frames). Bits 0-1 pick the limits (max reply 8 MiB, 4 KiB, 1200
+ * injected error now and then) plus driver operations (COMMIT, or its two
+ * halves COMMIT_START and COMMIT_FINISH with requests in between, SETCLOCK,
+ * CLOCK+, SWEEP, REOPEN with a memory budget and fsync mode, storage FAULT,
+ * time ADVANCE, TICK, SYNC, raw and mutated frames). Bits 0-1 pick the limits (max reply 8 MiB, 4 KiB, 1200
  * or 256 bytes, with keys and values that fit, as tkvd requires), bit 2
  * gives the dispatcher an AUTH secret, bit 3 serves the input as one
  * session (so AUTH_REQUIRED applies) rather than as trusted frames.
@@ -26,8 +27,9 @@
  * interceptors) for LevelDB and the engine. FAULT makes the next sync of
  * the fuzzing thread fail with EIO after the data was written (the engine
  * is opened with sync on, so every commit syncs), or the next write to a
- * LevelDB log fail with ENOSPC before anything is written, or both; ADVANCE
- * moves CLOCK_MONOTONIC past the engine's recovery probe interval.
+ * LevelDB log fail with ENOSPC before anything is written, or both.
+ * CLOCK_MONOTONIC stands still during an input (for the fuzzing thread);
+ * ADVANCE moves it past the engine's recovery probe interval.
  *
  * Every request frame goes through tkv_dispatch_session() from an exactly
  * sized heap copy, and everything about the reply is checked:
@@ -62,6 +64,9 @@
  *   scan-null        no SCAN without prefix and cursor (memcpy from NULL);
  *   sweep-uncommitted  compare reads only after the sweep's commit (an
  *                    expired version below lo reappears until then);
+ *   sweep-rollback   no sweep after a fault struck (a sweep that resumes
+ *                    inside a key after its batch was rolled back skips the
+ *                    versions it had deleted, and unhides them);
  *   sweep-staged     always commit right after a sweep (a DEL that loads a
  *                    key whose versions the sweep deleted, uncommitted,
  *                    counts them again).
@@ -105,6 +110,12 @@ static int g_skip_syncs;      /* syncs of the fuzzing thread to let through firs
 static int g_fail_syncs;      /* then how many to fail */
 static int g_fail_writes;     /* writes to a LevelDB log left to fail */
 static int64_t g_mono_skew_s; /* added to CLOCK_MONOTONIC */
+static struct timespec g_mono_base; /* CLOCK_MONOTONIC stands still here
+                                       during an input, so the engine's
+                                       recovery interval passes only on
+                                       ADVANCE, never because an input ran
+                                       slowly */
+static bool g_mono_frozen;
 
 static bool on_fuzz_thread(void) { return pthread_equal(pthread_self(), g_main); }
 
@@ -157,10 +168,12 @@ int fsync(int fd) { return failed_sync() ? -1 : (int)syscall(SYS_fsync, fd); }
 
 int clock_gettime(clockid_t clk, struct timespec *tp)
 {
-    int rc = (int)syscall(SYS_clock_gettime, clk, tp);
-    if (rc == 0 && clk == CLOCK_MONOTONIC)
+    if (clk == CLOCK_MONOTONIC && g_mono_frozen && on_fuzz_thread()) {
+        *tp = g_mono_base;
         tp->tv_sec += g_mono_skew_s;
-    return rc;
+        return 0;
+    }
+    return (int)syscall(SYS_clock_gettime, clk, tp);
 }
 
 /* ---- the engine under test -------------------------------------------- */
@@ -169,7 +182,7 @@ static tkv_auth g_auth;
 static tkv_buf g_out;
 static unsigned long g_inputs;
 static bool g_no_faults, g_no_sync_faults, g_no_policy_sweeps, g_no_bare_scan, g_trace;
-static bool g_lax_sweep_window, g_no_staged_sweep;
+static bool g_lax_sweep_window, g_no_staged_sweep, g_no_sweep_after_fault;
 
 #define TRACE(...)                                                                       \
     do {                                                                                 \
@@ -191,7 +204,7 @@ static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *
     return remove(path);
 }
 
-static void engine_open(size_t budget)
+static void engine_open(size_t budget, tkv_sync_mode fsync)
 {
     tkv_engine_opts o = {
         .dir = g_dir,
@@ -200,7 +213,8 @@ static void engine_open(size_t budget)
         .fill_versions = 2,
         .resident_versions = 3,
         .max_memory = budget,
-        .sync = true, /* a sync per commit, where FAULT strikes */
+        .fsync = fsync, /* ALWAYS by default: a sync per commit, where FAULT strikes */
+        .writer_thread = false, /* batches are written within commit_start() */
         .clock = fake_clock,
     };
     char err[512];
@@ -281,54 +295,102 @@ static void setup_once(void)
     g_no_bare_scan = known("scan-null");
     g_lax_sweep_window = known("sweep-uncommitted");
     g_no_staged_sweep = known("sweep-staged");
+    g_no_sweep_after_fault = known("sweep-rollback");
     F.lax_counters = known("fault-counters");
     F.lax_read_dirty = known("read-dirty");
     g_trace = getenv("TKV_FUZZ_TRACE") && *getenv("TKV_FUZZ_TRACE") == '1';
     new_dir();
-    engine_open(DEFAULT_BUDGET);
+    engine_open(DEFAULT_BUDGET, TKV_SYNC_ALWAYS);
     if (tkv_auth_init(&g_auth, GEN_SECRET, sizeof GEN_SECRET - 1) < 0)
         abort();
     atexit(at_exit);
 }
 
 static unsigned g_since_commit;
+static bool g_in_flight;        /* a batch was handed over and not collected */
+static unsigned g_flight_faults; /* F.faults before it was written */
 
-/* Commits like the server's loop does (then holds the memory budget), and
- * follows the outcome in the model. A commit fails when an MPUT poisoned
- * the batch, and may fail only when a fault struck under it or the engine
- * was already failing. */
-static void do_commit(const char *why)
+/* Collects the batch in flight (without a writer thread it was written by
+ * commit_start() already). It may fail only after a fault; then it and the
+ * staging batch are rolled back. Returns -1 if it failed. */
+static int finish_flight(const char *why)
 {
-    bool failing = tkv_engine_failing(F.eng), poisoned = F.poisoned;
-    unsigned faults = F.faults;
-    bool pending = tkv_engine_pending(F.eng);
-    int rc = tkv_engine_commit(F.eng);
-    TRACE("%s: commit -> %d%s%s\n", why, rc, rc ? ": " : "", rc ? tkv_engine_errmsg(F.eng) : "");
-    FUZZ_CHECK(!tkv_engine_pending(F.eng), "writes pending after a commit");
-    F.poisoned = false;
-    if (rc == 0) {
-        FUZZ_CHECK(!poisoned || !pending, "%s: a batch poisoned by a failed MPUT committed",
-                   why);
-        model_commit();
-    } else {
-        FUZZ_CHECK(poisoned || failing || F.faults != faults,
-                   "%s: commit failed without a fault: %s", why, tkv_engine_errmsg(F.eng));
-        model_rollback();
+    if (!g_in_flight)
+        return 0;
+    bool failing = tkv_engine_failing(F.eng);
+    uint32_t failed;
+    int rc = tkv_engine_commit_finish(F.eng, &failed);
+    TRACE("%s: commit_finish -> %d%s%s\n", why, rc, rc < 0 ? ": " : "",
+          rc < 0 ? tkv_engine_errmsg(F.eng) : "");
+    FUZZ_CHECK(rc != 0, "%s: the batch in flight is not done, without a writer thread", why);
+    g_in_flight = false;
+    if (rc > 0) {
+        model_commit_done();
+        return 0;
     }
+    FUZZ_CHECK(failing || F.faults != g_flight_faults, "%s: a batch failed without a fault: %s",
+               why, tkv_engine_errmsg(F.eng));
+    model_rollback();
+    F.poisoned = false;
+    return -1;
+}
+
+/* Hands the staging batch to the writer. Fails (rolling it back) when an
+ * MPUT poisoned it, and otherwise only while the store is failing. */
+static int start_flight(const char *why)
+{
+    if (g_in_flight)
+        return 0;
+    bool failing = tkv_engine_failing(F.eng), poisoned = F.poisoned;
+    bool pending = tkv_engine_pending(F.eng);
+    unsigned faults = F.faults;
+    uint32_t failed;
+    int rc = tkv_engine_commit_start(F.eng, &failed);
+    TRACE("%s: commit_start -> %d%s%s\n", why, rc, rc < 0 ? ": " : "",
+          rc < 0 ? tkv_engine_errmsg(F.eng) : "");
+    if (rc > 0) {
+        FUZZ_CHECK(!poisoned, "%s: a batch poisoned by a failed MPUT went to the writer", why);
+        model_commit_start();
+        g_in_flight = true;
+        g_flight_faults = faults;
+        return 0;
+    }
+    if (rc == 0) {
+        FUZZ_CHECK(!pending, "%s: commit_start left staged writes alone", why);
+        return 0;
+    }
+    FUZZ_CHECK(poisoned || failing || F.faults != faults,
+               "%s: commit_start failed without a fault: %s", why, tkv_engine_errmsg(F.eng));
+    model_rollback();
+    F.poisoned = false;
+    return -1;
+}
+
+/* Commits everything like tkv_engine_commit() (then holds the memory
+ * budget, as the server's loop does), following each step in the model. */
+static int do_commit(const char *why)
+{
+    int rc = finish_flight(why);
+    if (start_flight(why) < 0)
+        rc = -1;
+    if (finish_flight(why) < 0)
+        rc = -1;
+    FUZZ_CHECK(!tkv_engine_pending(F.eng), "writes pending after a commit");
     g_since_commit = 0;
     check_counters(rc == 0 ? "after a commit" : "after a failed commit");
     tkv_engine_maintain(F.eng);
     check_counters("after maintain");
+    return rc;
 }
 
 /* Closes the engine and opens it again on the same directory, as a tkvd
  * restart would: only what LevelDB holds survives. */
-static void reopen(size_t budget, const char *why)
+static void reopen(size_t budget, tkv_sync_mode fsync, const char *why)
 {
-    TRACE("%s: reopen with a budget of %zu bytes\n", why, budget);
+    TRACE("%s: reopen with a budget of %zu bytes, fsync mode %d\n", why, budget, fsync);
     do_commit(why);
     engine_close();
-    engine_open(budget);
+    engine_open(budget, fsync);
     check_counters(why);
 }
 
@@ -558,6 +620,10 @@ static void check_same(const tkv_buf *before, const char *when)
 static void run_sweep(uint8_t b)
 {
     static const uint32_t budgets[4] = {1, 2, 5, 20};
+    if (g_no_sweep_after_fault && F.faults) {
+        TRACE("SWEEP skipped (after a fault)\n");
+        return;
+    }
     if (g_no_policy_sweeps && any_retention()) {
         TRACE("SWEEP skipped (a key has a retention policy or horizon)\n");
         return;
@@ -571,7 +637,7 @@ static void run_sweep(uint8_t b)
         TRACE("SWEEP step, left staged: pass %s\n", done ? "complete" : "in progress");
         F.swept = true;
         for (size_t i = 0; i < model_nkeys(); i++)
-            model_key(i)->unsure = true;
+            model_key(i)->cur.unsure = true;
         return;
     }
     if (!probe(&before)) {
@@ -593,12 +659,12 @@ static void run_sweep(uint8_t b)
           ull(s.swept_expired), ull(s.swept_retained));
     F.swept = true;
     for (size_t i = 0; i < model_nkeys(); i++)
-        model_key(i)->unsure = true;
+        model_key(i)->cur.unsure = true;
     if (!g_lax_sweep_window)
         check_same(&before, "before its commit");
-    unsigned faults = F.faults;
-    do_commit("after a sweep");
-    if (F.faults == faults && !tkv_engine_failing(F.eng))
+    /* A failed commit (a fault, a poisoned batch) rolls back more than the
+     * sweep: then there is nothing to compare. */
+    if (do_commit("after a sweep") == 0)
         check_same(&before, "after its commit");
     tkv_buf_deinit(&before);
 }
@@ -716,7 +782,13 @@ static void run_op(fz *f, wbuf *w, unsigned op)
         TRACE("CLOCK+ -> %llu\n", ull(F.clock));
         break;
     case 23: run_sweep(fz_u8(f)); break;
-    case 24: reopen(budgets[fz_u8(f) & 3], "REOPEN"); break;
+    case 24: {
+        static const tkv_sync_mode modes[4] = {TKV_SYNC_ALWAYS, TKV_SYNC_EVERYSEC,
+                                               TKV_SYNC_NEVER, TKV_SYNC_ALWAYS};
+        b = fz_u8(f);
+        reopen(budgets[b & 3], modes[(b >> 2) & 3], "REOPEN");
+        break;
+    }
     case 25: {
         const uint8_t *p;
         size_t n = fz_bytes(f, fz_u8(f), &p);
@@ -739,15 +811,24 @@ static void run_op(fz *f, wbuf *w, unsigned op)
         tkv_engine_tick(F.eng);
         check_counters("tick");
         break;
-    default: {
-        bool failing = tkv_engine_failing(F.eng);
-        unsigned faults = F.faults;
-        int rc = tkv_engine_sync(F.eng);
-        TRACE("SYNC -> %d\n", rc);
-        FUZZ_CHECK(rc == 0 || failing || F.faults != faults, "sync failed without a fault: %s",
-                   tkv_engine_errmsg(F.eng));
+    default:
+        /* The server's two commit halves, apart: reads and writes go on
+         * while a batch is in flight. */
+        b = fz_u8(f);
+        if ((b & 3) == 1) {
+            start_flight("COMMIT_START");
+        } else if ((b & 3) == 2) {
+            finish_flight("COMMIT_FINISH");
+            check_counters("after COMMIT_FINISH");
+        } else {
+            bool failing = tkv_engine_failing(F.eng);
+            unsigned faults = F.faults;
+            int rc = tkv_engine_sync(F.eng);
+            TRACE("SYNC -> %d\n", rc);
+            FUZZ_CHECK(rc == 0 || failing || F.faults != faults,
+                       "sync failed without a fault: %s", tkv_engine_errmsg(F.eng));
+        }
         break;
-    }
     }
 }
 
@@ -774,14 +855,14 @@ static void finish_input(void)
 {
     g_skip_syncs = g_fail_syncs = g_fail_writes = 0;
     if (F.faults || tkv_engine_failing(F.eng))
-        reopen(DEFAULT_BUDGET, "restart after a storage fault");
+        reopen(DEFAULT_BUDGET, TKV_SYNC_ALWAYS, "restart after a storage fault");
     do_commit("last commit"); /* a poisoned batch fails here, not the cleanup */
     for (size_t i = 0; i < model_nkeys(); i++) {
         mkey *k = model_key(i);
         uint64_t removed;
         bool dirty;
         tkv_status st = tkv_engine_del(F.eng, k->key, k->klen, &removed, &dirty);
-        FUZZ_CHECK(st == TKV_ST_OK && (k->unsure ? removed <= k->cur.n : removed == k->cur.n),
+        FUZZ_CHECK(st == TKV_ST_OK && (k->cur.unsure ? removed <= k->cur.n : removed == k->cur.n),
                    "cleanup DEL: status %d, removed %llu versions, the model has %zu%s", st,
                    ull(removed), k->cur.n, AFTER_FAULT);
         model_del(k);
@@ -798,7 +879,7 @@ static void finish_input(void)
         remove_dir();
         new_dir();
     }
-    engine_open(DEFAULT_BUDGET);
+    engine_open(DEFAULT_BUDGET, TKV_SYNC_ALWAYS);
     model_free();
 }
 
@@ -822,6 +903,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     F.poisoned = F.swept = F.counters_off = false;
     g_skip_syncs = g_fail_syncs = g_fail_writes = 0;
     g_mono_skew_s = 0;
+    g_in_flight = false; /* finish_input() collected every batch */
+    syscall(SYS_clock_gettime, CLOCK_MONOTONIC, &g_mono_base);
+    g_mono_frozen = true;
     g_since_commit = 0;
     gen_reset();
     if (mode & 0x80)
@@ -829,5 +913,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     else
         run_structured(&f);
     finish_input();
+    g_mono_frozen = false;
     return 0;
 }

@@ -223,6 +223,17 @@ def request_seeds():
           rng(0) + put(1, 4) + C + get(1))
 
 
+def frame_regressions():
+    d = os.path.join(HERE, "regressions", "fuzz_frame")
+    os.makedirs(d, exist_ok=True)
+    # Empty frames with max_frame 0, repeated 16 times (67 KB), read through
+    # space() (want 4 KB) without serving any: once the buffer holds
+    # max_frame + 4 + 64 KiB, space() grows it by one byte per call instead
+    # of offering 0 bytes.
+    with open(os.path.join(d, "space-grows-past-cap"), "wb") as f:
+        f.write(bytes([0xf0, 1, 0x9a]) + b"\0" * 4200)
+
+
 def request_regressions():
     """Reproducers of reported findings (tests/fuzz/regressions/), in the
     structured layout: they fail until the code under test is fixed."""
@@ -238,14 +249,18 @@ def request_regressions():
     def get(key, ts=None):
         return bytes([4, 0, 0, 1, key, ts]) if ts is not None else bytes([4, 0, 0, 0, key])
 
-    C, FAULT_SYNC, SYNC, ADVANCE = b"\x14", b"\x1c\x00", b"\x1f", b"\x1d"
+    C, FAULT_SYNC, SYNC, ADVANCE = b"\x14", b"\x1c\x00", b"\x1f\x00", b"\x1d"
+    REOPEN_EVERYSEC = b"\x18\x04"
     # The commit's sync fails: STORAGE, rolled back; a restart brings the
     # batch back from LevelDB's log.
     reg("sync-failure-resurrected-on-reopen", b"\x00" + FAULT_SYNC + put(0, 1) + C + get(0))
     # A failed sync; the next commit recovers the store and reloads the
     # counters from disk, losing its own staged deltas.
+    # (everysec: the second commit within the second leaves a write unsynced
+    # for SYNC to sync.)
     reg("recovery-loses-counter-deltas",
-        b"\x00" + put(0, 1) + C + FAULT_SYNC + SYNC + ADVANCE + put(1, 5) + C + get(0))
+        b"\x00" + REOPEN_EVERYSEC + put(0, 1) + C + put(0, 2) + C + FAULT_SYNC + SYNC +
+        ADVANCE + put(1, 5) + C + get(0))
     # ["SCAN"]: no prefix, no cursor: memcpy from NULL (UBSan).
     reg("scan-without-prefix-memcpy-null", b"\x80\x00\x06\x91\xa4SCAN")
     # RETAIN keeps 1 version; a newer PUT; the sweep moves the horizon and
@@ -265,6 +280,15 @@ def request_regressions():
     reg("sweep-then-del-counts-twice",
         b"\x00" + bytes([0, 0, 0, 3, 0, 4, 1, 1]) + put(0, 2) + C + b"\x18\x00\x16\x01\x17\x16" +
         bytes([9, 0, 0, 0, 0]) + C)
+    # A partial sweep deletes four expired versions and stops inside the
+    # key; its commit fails (a log write) and is rolled back. The next pass
+    # resumes inside the key, past the versions it had deleted, finds no
+    # expiring version left and clears the key's earliest expiry: the four
+    # expired versions, still stored, read as live again.
+    reg("sweep-resume-after-rollback-unhides-expired",
+        b"\x00" + put(0, 0) + b"".join(bytes([0, 0, 0, 3, 0, 4, t, 1]) for t in range(1, 7)) +
+        C + b"\x16\x01\x1c\x07\x17\x04" + ADVANCE + put(1, 1) + b"\x17\x01" +
+        bytes([7, 0, 0, 0, 0]))
     # POLICY and SCAN replies that show uncommitted changes are not dirty.
     reg("policy-reply-not-dirty", b"\x00" + put(1, 1) + bytes([15, 0, 0, 0, 1, 1, 16, 0, 0, 0, 1]))
     reg("scan-reply-not-dirty", b"\x00" + put(0, 1) + bytes([14, 0, 0, 1, 0x02]))
@@ -285,6 +309,7 @@ def keycodec_seeds():
 def main():
     frame_seeds()
     request_seeds()
+    frame_regressions()
     request_regressions()
     keycodec_seeds()
     return 0

@@ -426,7 +426,7 @@ bool uncertain(const tkv_req *r)
         tkv_mp_init(&m, r->items, r->items_len);
         for (uint32_t i = 0; i < r->nitems && tkv_mput_item_next(&m, &it) == 0; i++) {
             const mkey *k = find(it.key, false);
-            if (!it.has_ts && k && k->unsure && k->cur.n &&
+            if (!it.has_ts && k && k->cur.unsure && k->cur.n &&
                 !model_visible(k, &k->cur.v[k->cur.n - 1], F.clock))
                 return true;
         }
@@ -435,7 +435,7 @@ bool uncertain(const tkv_req *r)
     bool write = (r->cmd == TKV_CMD_PUT || (r->cmd == TKV_CMD_DEL && r->tombstone)) &&
                  !r->has_ts;
     const mkey *k = write ? find(*keys, false) : NULL;
-    return k && k->unsure && k->cur.n && !model_visible(k, &k->cur.v[k->cur.n - 1], F.clock);
+    return k && k->cur.unsure && k->cur.n && !model_visible(k, &k->cur.v[k->cur.n - 1], F.clock);
 }
 
 /* One write (PUT, an MPUT item, a tombstone): its status and timestamp. */
@@ -494,7 +494,7 @@ static void expect_del(const tkv_req *r, reply *rp)
     uint64_t got = rd_uint(&rp->m, "DEL count");
     const mver **vis;
     size_t nvis = visible(k, &vis);
-    if (k->unsure)
+    if (k->cur.unsure)
         FUZZ_CHECK(got >= nvis && got <= k->cur.n,
                    "DEL removed %llu versions; the model has %zu stored, %zu visible", ull(got),
                    k->cur.n, nvis);
@@ -626,7 +626,7 @@ static void expect_retain(const tkv_req *r, reply *rp)
     k->cur.policy = clearing ? (tkv_policy){0, 0} : p;
     if (hor > k->cur.horizon)
         k->cur.horizon = hor;
-    k->dirty = true;
+    model_touch(k);
 }
 
 static void expect_policy(const tkv_req *r, reply *rp)
@@ -692,7 +692,7 @@ static void expect_scan(const tkv_req *r, reply *rp)
     for (size_t i = 0; i < model_nkeys(); i++) {
         const mkey *k = model_key(i);
         const mver **vis;
-        bool must = visible(k, &vis) > 0 || (k->cur.n > 0 && !k->unsure);
+        bool must = visible(k, &vis) > 0 || (k->cur.n > 0 && !k->cur.unsure);
         if (!must || (r->has_prefix && (k->klen < r->prefix.len ||
                                         memcmp(k->key, r->prefix.ptr, r->prefix.len))) ||
             (r->has_cursor && key_cmp(k->key, k->klen, r->cursor.ptr, r->cursor.len) <= 0) ||
@@ -746,9 +746,9 @@ void check_counters(const char *when)
         const mver **vis;
         size_t nvis = visible(k, &vis);
         vhi += k->cur.n;
-        vlo += k->unsure ? nvis : k->cur.n;
+        vlo += k->cur.unsure ? nvis : k->cur.n;
         khi += k->cur.n > 0;
-        klo += k->unsure ? nvis > 0 : k->cur.n > 0;
+        klo += k->cur.unsure ? nvis > 0 : k->cur.n > 0;
     }
     FUZZ_CHECK(s.keys >= klo && s.keys <= khi && s.versions >= vlo && s.versions <= vhi,
                "%s: the engine counts %llu keys / %llu versions, the model %llu..%llu / "

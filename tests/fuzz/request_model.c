@@ -94,18 +94,20 @@ void model_put(mkey *k, uint64_t ts, const uint8_t *val, uint32_t len, uint64_t 
     }
     s->v[i] = (mver){.ts = ts, .val = val ? keep_value(val, len) : NULL,
                      .len = val ? len : 0, .expires = expires};
-    k->dirty = true;
+    model_touch(k);
 }
+
+void model_touch(mkey *k) { k->dirty = k->stage_dirty = true; }
 
 void model_del(mkey *k)
 {
     if (k->cur.n)
-        k->dirty = true;
+        model_touch(k);
     k->cur.n = 0;
     k->cur.horizon = 0;
     k->cur.has_policy = false;
     k->cur.policy = (tkv_policy){0, 0};
-    k->unsure = false;
+    k->cur.unsure = false;
 }
 
 static void copy_state(kstate *to, const kstate *from)
@@ -117,13 +119,22 @@ static void copy_state(kstate *to, const kstate *from)
     to->horizon = from->horizon;
     to->policy = from->policy;
     to->has_policy = from->has_policy;
+    to->unsure = from->unsure;
 }
 
-void model_commit(void)
+void model_commit_start(void)
 {
     for (size_t i = 0; i < nkeys; i++) {
-        copy_state(&keys[i].com, &keys[i].cur);
-        keys[i].dirty = false;
+        copy_state(&keys[i].fl, &keys[i].cur);
+        keys[i].stage_dirty = false;
+    }
+}
+
+void model_commit_done(void)
+{
+    for (size_t i = 0; i < nkeys; i++) {
+        copy_state(&keys[i].com, &keys[i].fl);
+        keys[i].dirty = keys[i].stage_dirty;
     }
 }
 
@@ -131,7 +142,8 @@ void model_rollback(void)
 {
     for (size_t i = 0; i < nkeys; i++) {
         copy_state(&keys[i].cur, &keys[i].com);
-        keys[i].dirty = false;
+        copy_state(&keys[i].fl, &keys[i].com);
+        keys[i].dirty = keys[i].stage_dirty = false;
     }
 }
 
@@ -139,6 +151,7 @@ void model_free(void)
 {
     for (size_t i = 0; i < nkeys; i++) {
         free(keys[i].cur.v);
+        free(keys[i].fl.v);
         free(keys[i].com.v);
         free(keys[i].key);
     }

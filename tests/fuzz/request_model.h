@@ -5,11 +5,16 @@
  * successful commit, so a failed commit can be rolled back exactly as the
  * engine promises.
  *
+ * With the engine's pipelined commit there are three states: committed,
+ * in flight (handed to the writer, not yet known to be written) and
+ * current; a failed flight rolls back everything after the committed one.
+ *
  * Visibility follows engine.h: a version is visible when it lies at or
  * after the key's horizon and has not expired (expires == 0 or > now).
  * What is stored but invisible may be removed by the engine's sweep at any
- * time; after a sweep the model marks keys `unsure` and checks that depend
- * on such versions (DEL's count, the counters, SCAN) accept either.
+ * time; after a sweep the model marks keys `unsure` (a commit or rollback
+ * carries the mark like the rest of the state) and checks that depend on
+ * such versions (DEL's count, the counters, SCAN) accept either.
  *
  * Values are copied into storage that lives until model_free(), so a
  * snapshot never copies value bytes. Keys are never removed during an
@@ -38,15 +43,17 @@ typedef struct kstate {
     uint64_t horizon;   /* 0: none */
     tkv_policy policy;  /* the key's own, if has_policy */
     bool has_policy;
+    bool unsure;        /* a sweep may have removed invisible versions */
 } kstate;
 
 typedef struct mkey {
     uint8_t *key;
     uint32_t klen;
     kstate cur;  /* what reads must see now */
+    kstate fl;   /* as handed to the writer (== com when nothing is in flight) */
     kstate com;  /* as of the last successful commit */
-    bool dirty;  /* changed since the last commit */
-    bool unsure; /* a sweep may have removed invisible versions */
+    bool dirty;  /* changed since the last successful commit */
+    bool stage_dirty; /* changed since the last commit start */
 } mkey;
 
 /* The key's entry, or NULL if absent and !create. Pointers stay valid
@@ -66,10 +73,14 @@ void model_put(mkey *k, uint64_t ts, const uint8_t *val, uint32_t len, uint64_t 
 /* DEL: removes every version and the key's metadata. */
 void model_del(mkey *k);
 
-/* A commit succeeded: the current state becomes the committed one. */
-void model_commit(void);
-/* A commit failed: back to the committed state. */
+/* The staging batch went to the writer: the current state is in flight. */
+void model_commit_start(void);
+/* The batch in flight was written: its state is committed. */
+void model_commit_done(void);
+/* A commit failed: everything after the committed state is undone. */
 void model_rollback(void);
+/* Marks a key changed (dirty) in the current state. */
+void model_touch(mkey *k);
 
 void model_free(void);
 

@@ -67,9 +67,11 @@ int tkv_frame_reader_space(tkv_frame_reader *r, size_t want, uint8_t **p, size_t
     if (r->cap - r->end < want) {
         compact(r);
         if (r->cap - r->end < want) {
+            /* At the cap, offer what is left (possibly nothing): the caller
+             * serves the pending frames before reading more. */
             size_t need = r->end + want;
             if (need > cap_limit(r))
-                need = cap_limit(r) > r->end ? cap_limit(r) : r->end + 1;
+                need = cap_limit(r);
             if (need > r->cap && grow(r, need) < 0)
                 return TKV_FRAME_ENOMEM;
         }

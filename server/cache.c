@@ -50,6 +50,8 @@ void eng_mark_dirty(tkv_engine *e, tkv_kentry *E)
     eng_batch *b = &e->stage;
     if (E->dirty_epoch == b->epoch)
         return;
+    if (e->sweep)
+        eng_sweep_touched(e, E);
     b->dirty[b->ndirty++] = E;
     E->dirty_epoch = b->epoch;
 }

@@ -262,6 +262,7 @@ static int exec_policy(exec_ctx *x)
     tkv_status st = tkv_engine_policy(x->d->eng, r->key.ptr, r->key.len, &pi);
     if (st != TKV_ST_OK)
         return reply_engine_error(x, st);
+    x->dirty = pi.dirty;
     tkv_wr w;
     tkv_wr_begin(&w, x->out);
     msgpack_pack_array(&w.pk, 5);
@@ -398,7 +399,8 @@ static int exec_scan(exec_ctx *x)
     bool more;
     tkv_status st = tkv_engine_scan(x->d->eng, r->has_prefix ? r->prefix.ptr : NULL,
                                     r->prefix.len, r->has_cursor ? r->cursor.ptr : NULL,
-                                    r->cursor.len, (uint32_t)r->limit, scan_key, &sc, &more);
+                                    r->cursor.len, (uint32_t)r->limit, scan_key, &sc, &more,
+                                    &x->dirty);
     if (st != TKV_ST_OK) {
         x->out->len = w.start;
         return reply_engine_error(x, st);

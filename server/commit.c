@@ -18,9 +18,14 @@
  * memory, to be reloaded from what LevelDB holds.
  *
  * After a failed write the LevelDB handle is never written again (its log
- * writer may be out of step with the file): commits fail fast until a
- * synced probe write in the data directory succeeds, then LevelDB is
- * reopened on a fresh log.
+ * writer may be out of step with the file): writes are refused at once
+ * until a synced probe write in the data directory succeeds, then LevelDB
+ * is reopened on a fresh log. Recovery runs only with nothing staged or in
+ * flight, and forgets everything memory holds: a batch whose write reached
+ * the log but whose sync failed may be replayed by the reopen (LevelDB's
+ * own rule), so after it only LevelDB knows the truth. Such a batch was
+ * reported as failed; its outcome was indeterminate, as with any database
+ * whose sync fails.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -115,38 +120,73 @@ static int probe_disk(tkv_engine *e)
     return 0;
 }
 
+static void set_broken(tkv_engine *e, const char *why)
+{
+    e->broken = true;
+    e->last_probe_us = mono_us();
+    snprintf(e->fail_msg, sizeof e->fail_msg, "%s", why);
+}
+
+/* Drops every resident key: after a reopen, memory may disagree with what
+ * LevelDB replayed. Nothing is uncommitted when this runs. */
+static void forget_all(tkv_engine *e)
+{
+    for (tkv_kentry *E = tkv_keyindex_first(&e->ix), *next; E; E = next) {
+        next = tkv_keyindex_next(E);
+        eng_drop_entry(e, E);
+    }
+    e->hand = NULL;
+    e->all_resident = false;
+    eng_sweep_free(e);
+}
+
 /* Brings a failed store back: at most once per PROBE_INTERVAL_US, check
  * that the disk takes writes, then reopen LevelDB on a fresh log. Only
- * with nothing in flight. */
+ * with nothing staged or in flight. */
 static int recover(tkv_engine *e)
 {
     uint64_t now = mono_us();
-    if (e->in_flight || now - e->last_probe_us < PROBE_INTERVAL_US)
+    if (tkv_engine_pending(e) || now - e->last_probe_us < PROBE_INTERVAL_US)
         return -1;
     e->last_probe_us = now;
-    if (probe_disk(e) < 0)
+    if (probe_disk(e) < 0) {
+        snprintf(e->fail_msg, sizeof e->fail_msg, "%s", e->errmsg);
         return -1;
+    }
     tkv_store_opts so = eng_store_opts(e);
     char err[256];
     e->store_open = false;
+    forget_all(e);
     if (tkv_store_reopen(&e->store, &so, err, sizeof err) < 0 ||
         eng_load_state(e, err, sizeof err) < 0) {
         snprintf(e->errmsg, sizeof e->errmsg, "%s", err);
+        snprintf(e->fail_msg, sizeof e->fail_msg, "reopening the store failed: %.200s", err);
         return -1;
     }
     e->store_open = true;
     e->broken = false;
+    e->fail_msg[0] = '\0';
     e->st.reopens++;
     return 0;
 }
 
 bool tkv_engine_failing(const tkv_engine *e) { return e->broken || !e->store_open; }
 
+int eng_writable(tkv_engine *e)
+{
+    if (!e->broken && e->store_open)
+        return 0;
+    if (recover(e) == 0)
+        return 0;
+    snprintf(e->errmsg, sizeof e->errmsg, "writes refused until storage recovers (%.200s)",
+             e->fail_msg[0] ? e->fail_msg : "a write failed");
+    return -1;
+}
+
 void tkv_engine_tick(tkv_engine *e)
 {
-    /* Writes trigger recovery themselves; only a closed store needs help
-     * for reads to come back. */
-    if (!e->store_open && !tkv_engine_pending(e))
+    /* Writes try to recover themselves; this brings reads back too. */
+    if (tkv_engine_failing(e))
         recover(e);
 }
 
@@ -324,9 +364,13 @@ int tkv_engine_commit_start(tkv_engine *e, uint32_t *failed)
 {
     if (e->in_flight || e->stage.ops == 0)
         return 0;
-    if (e->poison[0] || ((e->broken || !e->store_open) && recover(e) < 0)) {
+    /* Writes staged before a failed sync was noticed were made on a view
+     * the recovery may change: they fail with it. */
+    if (e->poison[0] || e->broken || !e->store_open) {
         if (e->poison[0])
             snprintf(e->errmsg, sizeof e->errmsg, "%s", e->poison);
+        else
+            snprintf(e->errmsg, sizeof e->errmsg, "storage failing: %.200s", e->fail_msg);
         *failed = e->stage.epoch;
         roll_back(e);
         return -1;
@@ -384,15 +428,13 @@ int tkv_engine_commit_finish(tkv_engine *e, uint32_t *failed)
         committed(e);
         return 1;
     }
-    e->broken = true;
-    e->last_probe_us = mono_us();
+    set_broken(e, e->errmsg);
     *failed = e->flight.epoch;
     roll_back(e);
     return -1;
 }
 
-/* Waits for the in-flight batch, if any, to be written. */
-static void wait_flight(tkv_engine *e)
+void tkv_engine_wait(tkv_engine *e)
 {
     pthread_mutex_lock(&e->mu);
     while (e->in_flight && !e->flight_done)
@@ -405,7 +447,7 @@ int tkv_engine_commit(tkv_engine *e)
     uint32_t failed;
     int rc = 0;
     while (tkv_engine_pending(e)) {
-        wait_flight(e);
+        tkv_engine_wait(e);
         if (tkv_engine_commit_finish(e, &failed) < 0)
             rc = -1;
         if (tkv_engine_commit_start(e, &failed) < 0)
@@ -426,8 +468,7 @@ int tkv_engine_sync(tkv_engine *e)
     int rc = tkv_store_write(&e->store, b, true, e->errmsg, sizeof e->errmsg);
     leveldb_writebatch_destroy(b);
     if (rc < 0) {
-        e->broken = true;
-        e->last_probe_us = mono_us();
+        set_broken(e, e->errmsg);
         return -1;
     }
     e->unsynced = false;

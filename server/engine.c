@@ -157,6 +157,8 @@ static tkv_status check_write(tkv_engine *e, tkv_kentry *E, uint64_t *ts, bool h
 tkv_status tkv_engine_check_put(tkv_engine *e, const uint8_t *key, size_t klen, uint64_t ts,
                                 bool has_ts)
 {
+    if (eng_writable(e) < 0)
+        return TKV_ST_STORAGE;
     tkv_status st;
     tkv_kentry *E = eng_lookup(e, key, klen, true, &st);
     if (st != TKV_ST_OK)
@@ -171,6 +173,8 @@ static tkv_status stage_version(tkv_engine *e, const uint8_t *key, size_t klen,
                                 size_t vlen, uint64_t ts, bool has_ts, uint64_t *out_ts,
                                 tkv_kentry **out_E)
 {
+    if (eng_writable(e) < 0)
+        return TKV_ST_STORAGE;
     if (eng_reserve_dirty(e) < 0)
         return TKV_ST_INTERNAL;
     tkv_status st;
@@ -278,6 +282,8 @@ tkv_status tkv_engine_del(tkv_engine *e, const uint8_t *key, size_t klen, uint64
 {
     *removed = 0;
     *dirty = false;
+    if (eng_writable(e) < 0)
+        return TKV_ST_STORAGE;
     if (eng_reserve_dirty(e) < 0)
         return TKV_ST_INTERNAL;
     tkv_status st;

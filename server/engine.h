@@ -13,8 +13,10 @@
  * expiry time. A version is *visible* when it has not expired and lies at or
  * after the key's retention horizon; every read sees visible versions only.
  * Expired versions and versions below the horizon are removed physically by
- * an incremental sweep (tkv_engine_sweep), whose timing therefore never
- * changes an answer.
+ * an incremental sweep (tkv_engine_sweep); removing them changes no answer.
+ * The sweep also enforces retention policies by count and age: it moves a
+ * key's horizon when it finds versions the policy excludes, so those stay
+ * readable until the sweep reaches the key (RETAIN moves it at once).
  *
  * Writes are staged: a write changes memory at once - later reads, on any
  * connection, see it - and joins the current write batch. Nothing is
@@ -24,9 +26,11 @@
  * commit. If a commit fails, every key the batch touched is dropped from
  * memory, so memory falls back to what LevelDB holds; reads that observed a
  * staged change report it through their `dirty` flag so their replies can be
- * withdrawn too. The failed LevelDB handle is never written again: later
- * commits fail fast until a synced probe write in the data directory
- * succeeds, then LevelDB is reopened and writes resume.
+ * withdrawn too. The failed LevelDB handle is never written again: writes
+ * fail at once (STORAGE) until a synced probe write in the data directory
+ * succeeds, then LevelDB is reopened, memory is emptied and writes resume.
+ * A failed batch's outcome is indeterminate: if its write reached
+ * LevelDB's log and only the sync failed, the reopen replays it.
  *
  * Memory is bounded by max_memory: tkv_engine_maintain() evicts keys not
  * used recently (a clock sweep). Eviction only drops copies of committed
@@ -125,6 +129,7 @@ typedef struct tkv_policy_info {
     tkv_policy policy;    /* in effect for the key */
     bool own;             /* set on the key (true) or the server default */
     uint64_t horizon;     /* answers before it are gone (0: none) */
+    bool dirty;           /* the answer depends on uncommitted writes */
 } tkv_policy_info;
 
 typedef struct tkv_engine_stats {
@@ -218,11 +223,12 @@ tkv_status tkv_engine_policy(tkv_engine *e, const uint8_t *key, size_t klen,
 
 /* Lists keys with at least one stored version, in byte order, starting
  * after `after` (NULL: from the start) and within `prefix` (NULL: all),
- * at most count of them. *more tells whether keys remain. Bounded work:
- * at most count keys are examined beyond the cursor. */
+ * at most count of them. *more tells whether keys remain; *dirty whether
+ * the listing depends on uncommitted writes. Bounded work: at most count
+ * keys are examined beyond the cursor. */
 tkv_status tkv_engine_scan(tkv_engine *e, const uint8_t *prefix, size_t plen,
                            const uint8_t *after, size_t alen, uint32_t count, tkv_scan_cb cb,
-                           void *ctx, bool *more);
+                           void *ctx, bool *more, bool *dirty);
 
 /* ---- housekeeping ---- */
 
@@ -262,6 +268,10 @@ int tkv_engine_commit_finish(tkv_engine *e, uint32_t *failed);
  * failed (and was rolled back). */
 int tkv_engine_commit(tkv_engine *e);
 
+/* Blocks until the in-flight batch, if any, is written (then collect it
+ * with tkv_engine_commit_finish()). */
+void tkv_engine_wait(tkv_engine *e);
+
 /* everysec: syncs writes made since the last sync, unless a batch is in
  * flight (it syncs itself when due). Returns 0 or -1. */
 int tkv_engine_sync(tkv_engine *e);
@@ -270,18 +280,24 @@ int tkv_engine_sync(tkv_engine *e);
  * key with uncommitted changes); the work per call is bounded. */
 void tkv_engine_maintain(tkv_engine *e);
 
-/* Runs the sweep for at most `budget` stored records: deletes expired
- * versions and versions below retention horizons, moving horizons as age
- * policies require. Its deletes are staged like writes. Returns true when
- * a full pass over all keys has just completed. Does nothing (and returns
- * true) when no key can need sweeping. */
+/* Runs a step of the sweep over at most `budget` stored records: deletes
+ * expired versions and versions below retention horizons, moving horizons
+ * as policies require, and commits that at once (waiting for it). Runs
+ * only when nothing is pending (tkv_engine_pending() false): otherwise, or
+ * while the store is failing, it does nothing. Returns true when a full
+ * pass over all keys has just completed, or when no key can need sweeping
+ * (tkv_engine_sweep_needed() false). */
 bool tkv_engine_sweep(tkv_engine *e, uint32_t budget);
+
+/* Whether some key may need the sweep: a server-wide policy, keys in the
+ * sweep index, or a pass under way. */
+bool tkv_engine_sweep_needed(const tkv_engine *e);
 
 /* True after a failed write until writes succeed again. */
 bool tkv_engine_failing(const tkv_engine *e);
 
-/* Periodic housekeeping (call about once a second): retries opening the
- * store if a recovery left it closed. */
+/* Periodic housekeeping (call about once a second): after a failed write,
+ * tries to recover the store when nothing is pending. */
 void tkv_engine_tick(tkv_engine *e);
 
 /* Releases resources held between operations (the cached LevelDB iterator).

@@ -34,6 +34,7 @@ typedef struct tkv_kmeta {
     uint64_t min_expiry; /* no stored version expires earlier (UINT64_MAX: none) */
     tkv_policy policy;   /* the key's own retention */
     bool has_policy;
+    bool below;          /* versions below the horizon may still be stored */
 } tkv_kmeta;
 
 typedef struct counters {
@@ -66,6 +67,7 @@ struct tkv_engine {
     bool store_open;          /* false after a failed reopen */
     bool broken;              /* a write failed: no more writes on this handle */
     uint64_t last_probe_us;   /* when broken: last check for recovery */
+    char fail_msg[256];       /* when failing: why writes are refused */
     char poison[160];         /* non-empty: the current batch must fail */
     tkv_keyindex ix;
     eng_batch stage;          /* where writes go now */
@@ -233,6 +235,9 @@ tkv_store_opts eng_store_opts(const tkv_engine *e);
 /* Reads the persistent counters (keeping staged changes on top) and
  * whether LevelDB holds any version at all. */
 int eng_load_state(tkv_engine *e, char *err, size_t errlen);
+/* 0 if writes may be staged; after a failed write, tries to recover
+ * (rate-limited) and otherwise returns -1 with errmsg set. */
+int eng_writable(tkv_engine *e);
 int eng_batch_init(eng_batch *b, uint32_t epoch);
 void eng_batch_free(eng_batch *b);
 int eng_writer_start(tkv_engine *e);
@@ -277,5 +282,7 @@ const tkv_policy *eng_policy(const tkv_engine *e, const tkv_kmeta *m);
 
 /* sweep.c */
 void eng_sweep_free(tkv_engine *e);
+/* E is about to change: if the sweep stopped inside it, it starts it over. */
+void eng_sweep_touched(tkv_engine *e, const tkv_kentry *E);
 
 #endif

@@ -36,7 +36,8 @@ size_t tkv_kc_prefix(uint8_t *out, const uint8_t *key, size_t klen)
         key += run + 1;
         klen -= run + 1;
     }
-    memcpy(out + n, key, klen);
+    if (klen) /* the empty key may come as NULL */
+        memcpy(out + n, key, klen);
     n += klen;
     out[n++] = 0x00;
     out[n++] = 0x01;

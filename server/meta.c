@@ -15,8 +15,8 @@
  * Moving H makes the removed versions invisible at once; the sweep deletes
  * them later. The metadata record (keycodec.h) is written in the same batch
  * as the change that needs it, and the sweep index ('s' records) lists the
- * keys that need the sweep's attention: those with a policy of their own or
- * with versions that expire.
+ * keys that need the sweep's attention: those with a policy of their own,
+ * with versions that expire, or with versions below a horizon RETAIN moved.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +27,7 @@
 #define META_FORMAT 1
 #define META_LEN 30
 #define META_HAS_POLICY 0x01
+#define META_BELOW 0x02
 #define DRY_RUN_BOUND 1000000
 
 int eng_meta_decode(const uint8_t *p, size_t n, tkv_kmeta *m)
@@ -34,6 +35,7 @@ int eng_meta_decode(const uint8_t *p, size_t n, tkv_kmeta *m)
     if (n < META_LEN || p[0] != META_FORMAT)
         return -1;
     m->has_policy = p[1] & META_HAS_POLICY;
+    m->below = p[1] & META_BELOW;
     m->horizon = eng_be64(p + 2);
     m->min_expiry = eng_be64(p + 10);
     m->policy.versions = (uint32_t)p[18] << 24 | (uint32_t)p[19] << 16 |
@@ -45,7 +47,7 @@ int eng_meta_decode(const uint8_t *p, size_t n, tkv_kmeta *m)
 static void meta_encode(const tkv_kmeta *m, uint8_t out[META_LEN])
 {
     out[0] = META_FORMAT;
-    out[1] = m->has_policy ? META_HAS_POLICY : 0;
+    out[1] = (m->has_policy ? META_HAS_POLICY : 0) | (m->below ? META_BELOW : 0);
     eng_put_be64(out + 2, m->horizon);
     eng_put_be64(out + 10, m->min_expiry);
     uint32_t n = m->policy.versions;
@@ -63,7 +65,7 @@ static bool meta_empty(const tkv_kmeta *m)
 
 bool eng_meta_swept(const tkv_kmeta *m)
 {
-    return m && (m->has_policy || m->min_expiry != UINT64_MAX);
+    return m && (m->has_policy || m->min_expiry != UINT64_MAX || m->below);
 }
 
 /* The sweep index record of the key whose prefix is set: 's' and the
@@ -181,6 +183,8 @@ tkv_status tkv_engine_retain(tkv_engine *e, const uint8_t *key, size_t klen,
     memset(r, 0, sizeof *r);
     r->complete = true;
     *dirty = false;
+    if (!dry_run && eng_writable(e) < 0)
+        return TKV_ST_STORAGE;
     if (!dry_run && eng_reserve_dirty(e) < 0)
         return TKV_ST_INTERNAL;
     tkv_status st;
@@ -201,8 +205,10 @@ tkv_status tkv_engine_retain(tkv_engine *e, const uint8_t *key, size_t klen,
         return TKV_ST_INTERNAL;
     m->has_policy = !clearing;
     m->policy = clearing ? (tkv_policy){0, 0} : *p;
-    if (r->horizon > m->horizon)
+    if (r->horizon > m->horizon) {
         m->horizon = r->horizon;
+        m->below = true; /* for the sweep, even if the policy goes again */
+    }
     eng_set_prefix(e, key, klen);
     eng_meta_save(e, E, was_swept);
     *dirty = true;
@@ -221,5 +227,6 @@ tkv_status tkv_engine_policy(tkv_engine *e, const uint8_t *key, size_t klen,
     out->policy = *eng_policy(e, m);
     out->own = m && m->has_policy;
     out->horizon = m ? m->horizon : 0;
+    out->dirty = E && eng_uncommitted(e, E);
     return TKV_ST_OK;
 }

@@ -110,9 +110,10 @@ static void start(scan_ctx *c, const uint8_t *after, size_t alen)
 
 tkv_status tkv_engine_scan(tkv_engine *e, const uint8_t *prefix, size_t plen,
                            const uint8_t *after, size_t alen, uint32_t count, tkv_scan_cb cb,
-                           void *ctx, bool *more)
+                           void *ctx, bool *more, bool *dirty)
 {
     *more = false;
+    *dirty = false;
     scan_ctx c = {.e = e, .it = eng_iter(e), .prefix = prefix, .plen = prefix ? plen : 0};
     if (!c.it)
         return TKV_ST_STORAGE;
@@ -134,6 +135,7 @@ tkv_status tkv_engine_scan(tkv_engine *e, const uint8_t *prefix, size_t plen,
         }
         bool go_on;
         if (cmp <= 0) {
+            *dirty |= eng_uncommitted(e, c.mem);
             go_on = cb(ctx, tkv_kentry_key(c.mem), c.mem->klen);
             if (cmp == 0)
                 disk_skip_key(&c);
@@ -142,6 +144,7 @@ tkv_status tkv_engine_scan(tkv_engine *e, const uint8_t *prefix, size_t plen,
         } else {
             /* A resident key without versions hides its LevelDB records. */
             tkv_kentry *E = tkv_keyindex_find(&e->ix, c.dkey, c.dlen);
+            *dirty |= E && eng_uncommitted(e, E);
             go_on = E ? true : cb(ctx, c.dkey, c.dlen);
             if (!E)
                 emitted++;

@@ -636,15 +636,27 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 /* The sweep removes expired and retained versions a little at a time: a
- * bounded number of records every tenth of a second, its deletes going out
- * with the next commit. */
+ * bounded number of records every tenth of a second. A step runs between
+ * batches and commits its own, so the batch under way is finished first
+ * (its replies released as usual). */
 #define SWEEP_BUDGET 5000
 
 static void on_sweep(struct ev_loop *loop, ev_timer *w, int revents)
 {
     tkv_srv *s = w->data;
-    if (!s->stopping && !tkv_engine_failing(s->eng))
-        tkv_engine_sweep(s->eng, SWEEP_BUDGET);
+    if (s->stopping || !tkv_engine_sweep_needed(s->eng))
+        return;
+    for (int i = 0; i < 3 && tkv_engine_pending(s->eng); i++) {
+        tkv_engine_wait(s->eng);
+        commit(s);
+    }
+    bool failing = tkv_engine_failing(s->eng);
+    tkv_engine_sweep(s->eng, SWEEP_BUDGET);
+    if (!failing && tkv_engine_failing(s->eng) && !s->storage_failing) {
+        tkv_error("storage write failed (sweep); writes get errors until it succeeds: %s",
+                  tkv_engine_errmsg(s->eng));
+        s->storage_failing = true;
+    }
 }
 
 static void on_grace(struct ev_loop *loop, ev_timer *w, int revents)

@@ -8,11 +8,20 @@
  * keys with a policy of their own or with expiring versions). Each call
  * examines at most `budget` records and remembers where it stopped, inside a
  * key if need be, so a huge key or a huge backlog is worked through in small
- * steps across loop iterations. Its deletes are staged in the current batch
- * like any write. Keys with uncommitted changes are left for the next pass.
+ * steps across loop iterations.
  *
- * Because reads already hide what the sweep deletes, the sweep's timing
- * never changes an answer; it only gives the space back.
+ * A step runs only when nothing is staged or in flight, and commits its own
+ * batch before it returns: no read ever sees half of a step, and a step
+ * that fails to commit is rolled back alone (the pass then starts over).
+ * A key written between two steps that stopped inside it is swept again
+ * from its start, so what the sweep learnt about it is never stale.
+ *
+ * Expired versions and versions below a horizon are already invisible:
+ * deleting them changes no answer. Retention by count or age is enforced
+ * here: when the sweep finds versions a policy excludes, it moves the
+ * key's horizon (in the same batch as the first delete below it), and from
+ * then on they are gone - so until the sweep reaches a key, versions its
+ * policy excludes stay readable. RETAIN moves the horizon at once.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,7 +33,11 @@ struct sweep_state {
     tkv_buf resume;     /* where the pass goes on: the next index record or
                            key; empty: start a pass */
     tkv_buf inner;      /* with in_key: the next version of the current key */
+    tkv_buf restart;    /* where the current key starts (its index record,
+                           or its metadata record's position) */
     bool in_key;        /* stopped inside the current key's versions */
+    bool changed;       /* the current key was written since then */
+    bool active;        /* a step is running: its own writes are no change */
     bool index_mode;    /* this pass walks the sweep index */
     tkv_buf key;        /* the key being swept (raw bytes) */
     tkv_kmeta meta;     /* its metadata as the sweep found it */
@@ -38,8 +51,7 @@ struct sweep_state {
     uint64_t min_expiry;
     uint64_t kept;      /* versions left */
     uint64_t deleted;
-    uint64_t cut;       /* deleted for being older than the version at H */
-    bool skip;          /* the key has uncommitted changes */
+    bool skip;          /* leave the key alone (out of memory) */
 };
 
 void eng_sweep_free(tkv_engine *e)
@@ -48,6 +60,7 @@ void eng_sweep_free(tkv_engine *e)
         return;
     tkv_buf_deinit(&e->sweep->resume);
     tkv_buf_deinit(&e->sweep->inner);
+    tkv_buf_deinit(&e->sweep->restart);
     tkv_buf_deinit(&e->sweep->key);
     free(e->sweep);
     e->sweep = NULL;
@@ -58,6 +71,14 @@ static bool server_policy(const tkv_engine *e)
     return e->opts.retain.versions || e->opts.retain.age_us;
 }
 
+void eng_sweep_touched(tkv_engine *e, const tkv_kentry *E)
+{
+    sweep_state *s = e->sweep;
+    if (s->in_key && !s->active && E->klen == s->key.len &&
+        memcmp(tkv_kentry_key(E), s->key.data, E->klen) == 0)
+        s->changed = true;
+}
+
 /* Starts sweeping a key: its metadata (memory's if resident, else the
  * record just read), its policy, the horizon's starting point. */
 static void begin_key(tkv_engine *e, sweep_state *s, const uint8_t *key, size_t klen,
@@ -66,9 +87,10 @@ static void begin_key(tkv_engine *e, sweep_state *s, const uint8_t *key, size_t 
     tkv_buf_reset(&s->key);
     tkv_buf_append(&s->key, key, klen);
     tkv_kentry *E = tkv_keyindex_find(&e->ix, key, klen);
-    /* A key with uncommitted changes waits for the next pass; a resident
-     * one needs room in the dirty list, as the sweep may change its page. */
-    s->skip = E && (eng_uncommitted(e, E) || eng_reserve_dirty(e) < 0);
+    /* A resident key needs room in the dirty list: the sweep may change its
+     * page. (Nothing is uncommitted while the sweep runs.) */
+    s->skip = E && eng_reserve_dirty(e) < 0;
+    s->changed = false;
     const tkv_kmeta *m = E ? E->meta : disk_meta; /* a resident key's is current */
     s->had_meta = m != NULL;
     s->meta = m ? *m : (tkv_kmeta){.min_expiry = UINT64_MAX};
@@ -79,8 +101,28 @@ static void begin_key(tkv_engine *e, sweep_state *s, const uint8_t *key, size_t 
     s->floor = false;
     s->new_horizon = s->meta.horizon;
     s->min_expiry = UINT64_MAX;
-    s->kept = s->deleted = s->cut = 0;
+    s->kept = s->deleted = 0;
     eng_set_prefix(e, key, klen);
+}
+
+/* Stages new metadata for the key being swept, resident or not. */
+static int save_meta(tkv_engine *e, sweep_state *s, const tkv_kmeta *m)
+{
+    bool was = eng_meta_swept(s->had_meta ? &s->meta : NULL);
+    tkv_kentry *E = tkv_keyindex_find(&e->ix, s->key.data, s->key.len);
+    if (E) {
+        tkv_kmeta *em = eng_meta_get(e, E);
+        if (!em)
+            return -1;
+        *em = *m;
+        eng_set_prefix(e, s->key.data, s->key.len);
+        eng_meta_save(e, E, was);
+    } else {
+        eng_meta_stage(e, s->key.data, s->key.len, m, was);
+    }
+    s->meta = *m;
+    s->had_meta = true;
+    return 0;
 }
 
 /* Removes one version from LevelDB (staged) and from the page. */
@@ -123,9 +165,18 @@ static void visit(tkv_engine *e, sweep_state *s, const char *k, size_t klen, uin
         }
     }
     if (!keep) {
+        if (policy && s->new_horizon > s->meta.horizon) {
+            /* The first version the policy excludes: the horizon moves
+             * first, so that no read sees the key without it. */
+            tkv_kmeta m = s->meta;
+            m.horizon = s->new_horizon;
+            if (save_meta(e, s, &m) < 0) {
+                s->skip = true;
+                return;
+            }
+        }
         delete_version(e, s, k, klen, ts);
         e->st.swept_retained++;
-        s->cut += policy;
         return;
     }
     s->kept++;
@@ -133,45 +184,25 @@ static void visit(tkv_engine *e, sweep_state *s, const char *k, size_t klen, uin
         s->min_expiry = x;
 }
 
-/* Records what the sweep learned about a finished key. */
+/* Records what the sweep learned about a finished key: its earliest
+ * expiry, and that nothing below its horizon is left. A key whose every
+ * version went keeps its policy and horizon (only DEL forgets them), so
+ * that the sweep's timing does not change what later writes may do. */
 static void end_key(tkv_engine *e, sweep_state *s)
 {
     if (s->skip)
         return;
-    tkv_kentry *E = tkv_keyindex_find(&e->ix, s->key.data, s->key.len);
-    if (s->kept == 0 && s->deleted > 0) {
-        /* Every version went: the key no longer exists. */
-        e->cnt.keys--;
-        if (E) {
-            E->lo = 0;
-            bool was = eng_meta_swept(E->meta);
-            free(E->meta);
-            E->meta = NULL;
-            eng_meta_save(e, E, was);
-        } else {
-            eng_meta_stage(e, s->key.data, s->key.len, NULL,
-                           eng_meta_swept(s->had_meta ? &s->meta : NULL));
-        }
-        return;
-    }
-    bool deleted_below = s->floor && s->new_horizon > s->meta.horizon && s->cut > 0;
-    uint64_t horizon = deleted_below ? s->new_horizon : s->meta.horizon;
-    if (horizon == s->meta.horizon && s->min_expiry == s->meta.min_expiry)
-        return;
     tkv_kmeta m = s->meta;
-    m.horizon = horizon;
     m.min_expiry = s->min_expiry;
-    bool was = eng_meta_swept(s->had_meta ? &s->meta : NULL);
-    if (E) {
-        tkv_kmeta *em = eng_meta_get(e, E);
-        if (!em)
-            return;
-        *em = m;
-        eng_set_prefix(e, s->key.data, s->key.len);
-        eng_meta_save(e, E, was);
-    } else {
-        eng_meta_stage(e, s->key.data, s->key.len, &m, was);
+    m.below = false;
+    if (s->kept == 0 && s->deleted > 0) {
+        e->cnt.keys--;
+        tkv_kentry *E = tkv_keyindex_find(&e->ix, s->key.data, s->key.len);
+        if (E)
+            E->lo = 0; /* known to have no versions at all */
     }
+    if (m.min_expiry != s->meta.min_expiry || m.below != s->meta.below)
+        save_meta(e, s, &m);
 }
 
 /* Sweeps the key whose prefix is set from the iterator's position; stops
@@ -237,6 +268,11 @@ static int sweep_next_key(tkv_engine *e, sweep_state *s, leveldb_iterator_t *it,
     if (!key)
         return -1;
     memcpy(key, e->kbuf, (size_t)klen);
+    tkv_buf_reset(&s->restart);
+    if (tkv_buf_append(&s->restart, e->kbuf, tkv_kc_meta(e->kbuf, key, (size_t)klen)) < 0) {
+        free(key);
+        return -1;
+    }
     begin_key(e, s, key, (size_t)klen, has_dm ? &dm : NULL);
     free(key);
     if (is_meta)
@@ -270,6 +306,11 @@ static int sweep_indexed_key(tkv_engine *e, sweep_state *s, leveldb_iterator_t *
     enc[0] = TKV_KC_VERSION;
     memcpy(enc + 1, rec + 1, n - 1);
     memset(enc + n, 0, 8);
+    tkv_buf_reset(&s->restart);
+    if (tkv_buf_append(&s->restart, rec, n) < 0) {
+        free(enc);
+        return -1;
+    }
     resume_after(s, rec, n);
     bool is_meta;
     long klen = tkv_kc_decode_any(enc, n + 8, e->kbuf, &is_meta);
@@ -302,7 +343,7 @@ static int resume_key(tkv_engine *e, sweep_state *s, leveldb_iterator_t *it, uin
 {
     eng_set_prefix(e, s->key.data, s->key.len);
     tkv_kentry *E = tkv_keyindex_find(&e->ix, s->key.data, s->key.len);
-    if (E && (eng_uncommitted(e, E) || eng_reserve_dirty(e) < 0))
+    if (E && eng_reserve_dirty(e) < 0)
         s->skip = true;
     leveldb_iter_seek(it, (const char *)s->inner.data, s->inner.len);
     int rc = sweep_versions(e, s, it, budget, done);
@@ -328,22 +369,20 @@ static bool end_pass(tkv_engine *e, sweep_state *s)
     return true;
 }
 
-bool tkv_engine_sweep(tkv_engine *e, uint32_t budget)
+static bool step(tkv_engine *e, sweep_state *s, uint32_t budget)
 {
-    sweep_state *s = e->sweep;
-    bool pending = s && (s->in_key || s->resume.len > 0);
-    if (!pending && !server_policy(e) && e->cnt.swept_keys == 0)
-        return true;
-    if (!s) {
-        s = e->sweep = calloc(1, sizeof *s);
-        if (!s)
-            return false;
-    }
     leveldb_iterator_t *it = eng_iter(e);
     if (!it)
         return false;
     if (s->resume.len == 0)
         start_pass(e, s);
+    if (s->in_key && s->changed) {
+        /* Written since the last step: sweep the key again from its start. */
+        tkv_buf_reset(&s->resume);
+        if (tkv_buf_append(&s->resume, s->restart.data, s->restart.len) < 0)
+            return false;
+        s->in_key = s->changed = false;
+    }
     while (budget > 0) {
         bool done = true;
         int rc;
@@ -379,5 +418,35 @@ bool tkv_engine_sweep(tkv_engine *e, uint32_t budget)
         if (rc < 0)
             return false;
     }
+    return false;
+}
+
+bool tkv_engine_sweep_needed(const tkv_engine *e)
+{
+    const sweep_state *s = e->sweep;
+    return (s && (s->in_key || s->resume.len > 0)) || server_policy(e) || e->cnt.swept_keys > 0;
+}
+
+bool tkv_engine_sweep(tkv_engine *e, uint32_t budget)
+{
+    if (!tkv_engine_sweep_needed(e))
+        return true;
+    if (tkv_engine_pending(e) || eng_writable(e) < 0)
+        return false;
+    if (!e->sweep && !(e->sweep = calloc(1, sizeof *e->sweep)))
+        return false;
+    sweep_state *s = e->sweep;
+    tkv_engine_stats before = e->st;
+    s->active = true;
+    bool done = step(e, s, budget);
+    s->active = false;
+    if (e->stage.ops == 0 || tkv_engine_commit(e) == 0)
+        return done;
+    /* Rolled back (the store failed): forget the step and start over. */
+    e->st.swept_expired = before.swept_expired;
+    e->st.swept_retained = before.swept_retained;
+    e->st.sweeps = before.sweeps;
+    tkv_buf_reset(&s->resume);
+    s->in_key = s->changed = false;
     return false;
 }

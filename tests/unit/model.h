@@ -30,6 +30,7 @@ typedef struct mkey {
     uint32_t keep_versions;
     uint64_t keep_age;
     uint64_t min_expiry; /* as the engine keeps it: a lower bound */
+    bool below;          /* RETAIN moved the horizon; the sweep has not been */
 } mkey;
 
 static inline void mkey_reset_meta(mkey *k)
@@ -39,6 +40,7 @@ static inline void mkey_reset_meta(mkey *k)
     k->keep_versions = 0;
     k->keep_age = 0;
     k->min_expiry = UINT64_MAX;
+    k->below = false;
 }
 
 static inline bool m_visible(const mkey *k, const mver *v, uint64_t now)
@@ -127,7 +129,8 @@ static inline uint64_t m_evaluate(const mkey *k, uint32_t versions, uint64_t age
 }
 
 /* One full sweep of a key with policy (versions, age); returns the number
- * of versions deleted. Mirrors server/sweep.c's rule. */
+ * of versions deleted. Mirrors server/sweep.c's rule: a key that loses
+ * every version keeps its policy and horizon. */
 static inline uint64_t m_sweep_key(mkey *k, uint32_t versions, uint64_t age, uint64_t now,
                                    uint64_t *keys_gone)
 {
@@ -166,14 +169,12 @@ static inline uint64_t m_sweep_key(mkey *k, uint32_t versions, uint64_t age, uin
         if (v->expires && v->expires < min_exp)
             min_exp = v->expires;
     }
-    if (kept == 0 && deleted > 0) {
-        mkey_reset_meta(k);
+    if (kept == 0 && deleted > 0)
         (*keys_gone)++;
-        return deleted;
-    }
     if (floor && cut > 0 && new_horizon > k->horizon)
         k->horizon = new_horizon;
     k->min_expiry = min_exp;
+    k->below = false;
     return deleted;
 }
 

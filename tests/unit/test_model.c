@@ -294,8 +294,10 @@ static void op_retain(world *w, int k)
     m->has_policy = !clearing;
     m->keep_versions = versions;
     m->keep_age = age;
-    if (horizon > m->horizon)
+    if (horizon > m->horizon) {
         m->horizon = horizon;
+        m->below = true;
+    }
 }
 
 static void op_policy(world *w, int k)
@@ -330,7 +332,8 @@ static void op_sweep(world *w)
     bool full = w->o.retain.versions || w->o.retain.age_us;
     bool in_scope[NKEYS];
     for (int k = 0; k < NKEYS; k++)
-        in_scope[k] = full || w->m[k].has_policy || w->m[k].min_expiry != UINT64_MAX;
+        in_scope[k] = full || w->m[k].has_policy || w->m[k].min_expiry != UINT64_MAX ||
+                      w->m[k].below;
     for (int guard = 0;; guard++) {
         cr_assert_lt(guard, 100000, "op %ld: the sweep never finished", w->ops);
         bool done = tkv_engine_sweep(w->e, 1 + (uint32_t)test_rng_below(&w->r, 6));
@@ -413,12 +416,13 @@ static void op_scan(world *w)
     scanned s = {.n = 0};
     uint8_t cursor[4];
     size_t clen = 0;
-    bool more = true, first = true;
+    bool more = true, first = true, dirty;
     while (more) {
         size_t before = s.n;
         uint32_t count = 1 + (uint32_t)test_rng_below(&w->r, 3);
         cr_assert_eq(tkv_engine_scan(w->e, (const uint8_t *)prefixes[pi].p, prefixes[pi].n,
-                                     first ? NULL : cursor, clen, count, scan_cb, &s, &more),
+                                     first ? NULL : cursor, clen, count, scan_cb, &s, &more,
+                                     &dirty),
                      TKV_ST_OK);
         first = false;
         cr_assert_leq(s.n - before, count);

@@ -62,19 +62,6 @@ static const size_t budgets[8] = {UNLIMITED, UNLIMITED, UNLIMITED, UNLIMITED, 0,
 
 static size_t cap_limit(size_t max_frame) { return max_frame + TKV_FRAME_HEADER + 64 * 1024; }
 
-/* Known, reported findings can be let through while fuzzing for others:
- * TKV_FUZZ_KNOWN=space-cap (comma-separated tags). Replaying the
- * regressions without it still fails until the code is fixed. */
-static bool known(const char *tag)
-{
-    const char *k = getenv("TKV_FUZZ_KNOWN");
-    size_t n = strlen(tag);
-    for (const char *p = k; p && *p; p += strcspn(p, ","), p += *p == ',')
-        if (strncmp(p, tag, n) == 0 && (p[n] == ',' || p[n] == '\0'))
-            return true;
-    return false;
-}
-
 /* ---- MessagePack checks ------------------------------------------------ */
 
 static void check_obj_bounds(const uint8_t *q, size_t n, const tkv_mp *m, const tkv_mp_obj *o)
@@ -455,9 +442,9 @@ static void deliver_space(run *x, size_t want, size_t n)
     FUZZ_CHECK(avail >= (want < room ? want : room),
                "space offers %zu bytes for want %zu with %zu pending (cap %zu)", avail, want,
                pending, lim);
-    /* Reported: once `lim` bytes are pending, space() grows the buffer by
-     * one byte per call instead of offering 0 (regressions/fuzz_frame). */
-    FUZZ_CHECK(x->r.cap <= (cap0 > lim ? cap0 : lim) || known("space-cap"),
+    /* At the cap, space() offers nothing rather than growing the buffer
+     * (regressions/fuzz_frame/space-grows-past-cap). */
+    FUZZ_CHECK(x->r.cap <= (cap0 > lim ? cap0 : lim),
                "space grew the buffer from %zu to %zu bytes, past its cap of %zu "
                "(max_frame + 4 + 64 KiB) with %zu bytes pending",
                cap0, x->r.cap, lim, pending);

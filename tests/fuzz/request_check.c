@@ -645,7 +645,7 @@ static void expect_policy(const tkv_req *r, reply *rp)
                "%llu%s",
                ull(v), ull(a), got_own, ull(h), p.versions, ull(p.age_us), own, ull(horizon),
                AFTER_FAULT);
-    FUZZ_CHECK(!(k && k->dirty) || rp->dirty || F.lax_read_dirty,
+    FUZZ_CHECK(!(k && k->dirty) || rp->dirty,
                "POLICY of a key with uncommitted changes not reported dirty");
 }
 
@@ -707,7 +707,7 @@ static void expect_scan(const tkv_req *r, reply *rp)
     }
     FUZZ_CHECK(rp->plen <= F.d.max_reply, "SCAN reply of %zu bytes above max_reply %zu",
                rp->plen, F.d.max_reply);
-    FUZZ_CHECK(!dirty || rp->dirty || F.lax_read_dirty,
+    FUZZ_CHECK(!dirty || rp->dirty,
                "SCAN depending on uncommitted writes not reported dirty");
     free(listed_keys);
 }
@@ -738,8 +738,6 @@ void check_counters(const char *when)
 {
     tkv_engine_stats s;
     tkv_engine_stats_get(F.eng, &s);
-    if (F.lax_counters && (F.counters_off || (F.counters_off = s.reopens > 0)))
-        return;
     uint64_t klo = 0, khi = 0, vlo = 0, vhi = 0;
     for (size_t i = 0; i < model_nkeys(); i++) {
         const mkey *k = model_key(i);

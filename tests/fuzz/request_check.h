@@ -27,9 +27,6 @@ typedef struct fuzz_state {
     unsigned faults;   /* storage faults that struck during this input */
     bool poisoned;     /* an MPUT failed half-way: the next commit must fail */
     bool swept;        /* the sweep ran during this input */
-    bool lax_counters; /* TKV_FUZZ_KNOWN=fault-counters */
-    bool counters_off; /* ... and a recovery made the counters unreliable */
-    bool lax_read_dirty; /* TKV_FUZZ_KNOWN=read-dirty: SCAN, POLICY */
 } fuzz_state;
 
 extern fuzz_state F;

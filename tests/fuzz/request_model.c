@@ -147,12 +147,65 @@ void model_rollback(void)
     }
 }
 
+static bool limbo;
+
+void model_limbo(void)
+{
+    for (size_t i = 0; i < nkeys; i++)
+        copy_state(&keys[i].lim, &keys[i].fl);
+    limbo = true;
+    model_rollback();
+}
+
+bool model_in_limbo(void) { return limbo; }
+
+void model_resurrect(void)
+{
+    if (!limbo)
+        return;
+    /* Keys created since hold nothing in the flight: their lim is empty. */
+    for (size_t i = 0; i < nkeys; i++) {
+        copy_state(&keys[i].com, &keys[i].lim);
+        copy_state(&keys[i].fl, &keys[i].lim);
+        copy_state(&keys[i].cur, &keys[i].lim);
+        keys[i].dirty = keys[i].stage_dirty = false;
+    }
+    limbo = false;
+}
+
+uint64_t model_policy_horizon(const mkey *k, const tkv_policy *p, uint64_t now)
+{
+    if (!p->versions && !p->age_us)
+        return 0;
+    uint64_t H = p->age_us && now > p->age_us ? now - p->age_us : 0, n = 0, floor = 0;
+    bool has_floor = false;
+    for (size_t j = k->cur.n; j-- > 0;) {
+        const mver *v = &k->cur.v[j];
+        if (!model_visible(k, v, now))
+            continue;
+        n++;
+        if (p->versions && n == p->versions && v->ts > H)
+            H = v->ts;
+        if (v->ts > H)
+            continue;
+        if (!has_floor) {
+            has_floor = true;
+            floor = v->ts;
+            continue;
+        }
+        return floor; /* an older visible version: the policy cuts */
+    }
+    return 0;
+}
+
 void model_free(void)
 {
+    limbo = false;
     for (size_t i = 0; i < nkeys; i++) {
         free(keys[i].cur.v);
         free(keys[i].fl.v);
         free(keys[i].com.v);
+        free(keys[i].lim.v);
         free(keys[i].key);
     }
     free(keys);

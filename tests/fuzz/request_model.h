@@ -8,6 +8,10 @@
  * With the engine's pipelined commit there are three states: committed,
  * in flight (handed to the writer, not yet known to be written) and
  * current; a failed flight rolls back everything after the committed one.
+ * A flight whose write reached LevelDB's log but whose sync failed is
+ * indeterminate: reads go on without it, and when the engine reopens
+ * LevelDB the log replays it. The model keeps such a flight in *limbo*
+ * until then.
  *
  * Visibility follows engine.h: a version is visible when it lies at or
  * after the key's horizon and has not expired (expires == 0 or > now).
@@ -52,6 +56,7 @@ typedef struct mkey {
     kstate cur;  /* what reads must see now */
     kstate fl;   /* as handed to the writer (== com when nothing is in flight) */
     kstate com;  /* as of the last successful commit */
+    kstate lim;  /* a failed flight's state, while one is in limbo */
     bool dirty;  /* changed since the last successful commit */
     bool stage_dirty; /* changed since the last commit start */
 } mkey;
@@ -79,6 +84,17 @@ void model_commit_start(void);
 void model_commit_done(void);
 /* A commit failed: everything after the committed state is undone. */
 void model_rollback(void);
+/* The flight failed after its write reached the log: it rolls back now and
+ * comes back at the next reopen (model_resurrect). */
+void model_limbo(void);
+bool model_in_limbo(void);
+/* LevelDB was reopened: a flight in limbo is committed after all. Nothing
+ * is staged or in flight when this happens. */
+void model_resurrect(void);
+/* Where policy p puts k's horizon at time now, by meta.c's rule: the
+ * timestamp of the visible version current at the policy's cut-off, if an
+ * older visible version exists; else 0 (the horizon stays). */
+uint64_t model_policy_horizon(const mkey *k, const tkv_policy *p, uint64_t now);
 /* Marks a key changed (dirty) in the current state. */
 void model_touch(mkey *k);
 

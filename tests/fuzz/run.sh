@@ -19,11 +19,9 @@
 #   TKV_FUZZ_KEEP   keep the scratch directory (grown corpora, logs) even
 #                   when everything passed
 #   TKV_FUZZ_KNOWN  reported findings to let through while fuzzing, so it
-#                   can look for others (comma-separated; fuzz_frame.c and
-#                   fuzz_request.c say what each does): space-cap,
-#                   fault-resurrect, fault-counters, storage-faults,
-#                   sweep-answers, sweep-uncommitted, sweep-staged, sweep-rollback,
-#                   read-dirty, scan-null. Replaying regressions ignores it.
+#                   can look for others (comma-separated tags; fuzz_request.c
+#                   lists them - none is open now; storage-faults turns off
+#                   fault injection). Replaying regressions ignores it.
 #
 # The build is configured, if build.ninja is missing, with
 #   CC=clang meson setup BUILD -Dfuzz=true -Db_sanitize=address,undefined \

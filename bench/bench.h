@@ -29,6 +29,7 @@
 #define BENCH_KEY_DIGITS 12
 #define BENCH_KEY_LEN (sizeof BENCH_KEY_PREFIX - 1 + BENCH_KEY_DIGITS)
 #define BENCH_KEYS_MAX 1000000000ull /* keeps 12 digits and the per-key counters sane */
+#define BENCH_RATE_MAX 100000000ull  /* keeps the pacing arithmetic within 64 bits */
 
 typedef enum bench_opkind { OP_PUT, OP_GET, OP_RANGE, OP__COUNT } bench_opkind;
 typedef enum bench_target { TARGET_TKV, TARGET_REDIS } bench_target;
@@ -43,6 +44,7 @@ typedef struct bench_cfg {
     uint32_t pipeline;         /* requests in flight per connection */
     uint64_t requests;         /* measured requests; 0 with seconds == 0: none */
     double seconds;            /* measured duration when requests == 0 */
+    uint64_t rate;             /* requests/s in total, paced (open loop); 0: closed loop */
     uint64_t keys;             /* key space */
     uint32_t versions;         /* preloaded versions per key */
     uint32_t value_size;       /* bytes per PUT value */
@@ -54,6 +56,7 @@ typedef struct bench_cfg {
     bool preload;
     uint64_t seed;
     bench_target target;
+    const char *auth;          /* AUTH secret sent first on every connection, or NULL */
     bool json, quiet;
     double timeout;            /* seconds without progress before giving up */
 } bench_cfg;

@@ -229,7 +229,9 @@ void eng_trim(tkv_engine *e, tkv_kentry *E)
     uint32_t n = tkv_vpage_count(E->page);
     uint32_t drop = n > e->opts.resident_versions ? n - e->opts.resident_versions : 0;
     size_t live = 0, cap = key_budget(e);
-    for (uint32_t i = n; i-- > drop;) {
+    /* The whole page within the key's budget: no need to walk it. */
+    uint32_t stop = tkv_vpage_bytes(E->page) <= cap ? n : drop;
+    for (uint32_t i = n; i-- > stop;) {
         live += E->page->slot[i].len + sizeof(tkv_vslot);
         if (live > cap && i + 1 < n) {
             drop = i + 1;

@@ -103,6 +103,7 @@ typedef struct tkv_srv {
     uint64_t next_id;
     bool stopping;
     bool storage_failing; /* a commit failed and none has succeeded since */
+    int sweep_waits;      /* sweep ticks skipped for want of a quiet moment */
 } tkv_srv;
 
 /* ---- intrusive lists -------------------------------------------------- */
@@ -637,15 +638,21 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* The sweep removes expired and retained versions a little at a time: a
  * bounded number of records every tenth of a second. A step runs between
- * batches and commits its own, so the batch under way is finished first
- * (its replies released as usual). */
+ * batches and commits its own. Under a steady write load there may be no
+ * moment between batches: after SWEEP_PATIENCE ticks the batches under way
+ * are finished first (their replies released as usual), which stalls the
+ * loop for their sync. */
 #define SWEEP_BUDGET 5000
+#define SWEEP_PATIENCE 10
 
 static void on_sweep(struct ev_loop *loop, ev_timer *w, int revents)
 {
     tkv_srv *s = w->data;
     if (s->stopping || !tkv_engine_sweep_needed(s->eng))
         return;
+    if (tkv_engine_pending(s->eng) && ++s->sweep_waits < SWEEP_PATIENCE)
+        return;
+    s->sweep_waits = 0;
     for (int i = 0; i < 3 && tkv_engine_pending(s->eng); i++) {
         tkv_engine_wait(s->eng);
         commit(s);

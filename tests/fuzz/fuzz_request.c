@@ -943,7 +943,7 @@ static void finish_input(void)
         FUZZ_CHECK(st == TKV_ST_OK && (k->cur.unsure ? removed <= k->cur.n : removed == k->cur.n),
                    "cleanup DEL: status %d, removed %llu versions, the model has %zu%s", st,
                    ull(removed), k->cur.n, AFTER_FAULT);
-        model_del(k);
+        model_del(k, removed);
     }
     do_commit("cleanup commit");
     tkv_engine_stats s;

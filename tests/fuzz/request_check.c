@@ -502,7 +502,7 @@ static void expect_del(const tkv_req *r, reply *rp)
         FUZZ_CHECK(got == k->cur.n, "DEL removed %llu versions, the model has %zu%s", ull(got),
                    k->cur.n, AFTER_FAULT);
     FUZZ_CHECK(!got || rp->dirty, "DEL that removed versions not reported dirty");
-    model_del(k);
+    model_del(k, got);
 }
 
 /* MPUT checks every item against the store as it is, and stages nothing

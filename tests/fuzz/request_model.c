@@ -99,9 +99,9 @@ void model_put(mkey *k, uint64_t ts, const uint8_t *val, uint32_t len, uint64_t 
 
 void model_touch(mkey *k) { k->dirty = k->stage_dirty = true; }
 
-void model_del(mkey *k)
+void model_del(mkey *k, uint64_t removed)
 {
-    if (k->cur.n)
+    if (removed)
         model_touch(k);
     k->cur.n = 0;
     k->cur.horizon = 0;

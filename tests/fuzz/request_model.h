@@ -75,8 +75,9 @@ size_t model_visible_list(const mkey *k, uint64_t now, const mver **out);
 /* Inserts or replaces the version at ts; marks the key dirty. val NULL
  * stores a tombstone. */
 void model_put(mkey *k, uint64_t ts, const uint8_t *val, uint32_t len, uint64_t expires);
-/* DEL: removes every version and the key's metadata. */
-void model_del(mkey *k);
+/* DEL: removes every version and the key's metadata; the key changed if
+ * the engine removed any version (after a sweep the model cannot know). */
+void model_del(mkey *k, uint64_t removed);
 
 /* The staging batch went to the writer: the current state is in flight. */
 void model_commit_start(void);

@@ -64,6 +64,13 @@ typedef struct bench_driver {
      * needed, or -1 with a message in err if the stream is malformed. */
     int (*next_reply)(bench_reader *r, bench_opkind kind, bench_reply *cls, bench_text *msg,
                       char *err, size_t errlen);
+    /* Appends an AUTH request carrying the secret. Returns 0, or -1 if out
+     * of memory. */
+    int (*encode_auth)(tkv_buf *out, const uint8_t *secret, size_t len);
+    /* Consumes the reply to AUTH, as next_reply does: REPLY_OK if the server
+     * accepted the secret, REPLY_ERROR (with *msg) if it refused it. */
+    int (*auth_reply)(bench_reader *r, bench_reply *cls, bench_text *msg, char *err,
+                      size_t errlen);
 } bench_driver;
 
 extern const bench_driver bench_driver_tkv;

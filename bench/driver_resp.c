@@ -308,30 +308,74 @@ static bench_reply classify(const resp_val *v, bench_opkind kind)
     }
 }
 
-static int resp_next_reply(bench_reader *rd, bench_opkind kind, bench_reply *cls,
-                           bench_text *msg, char *err, size_t errlen)
+/* Consumes the next whole reply into *v: 1, 0 if more bytes are needed, or
+ * -1 with a message naming `what` the reply answers in err. */
+static int take_reply(resp_reader *r, resp_val *v, const char *what, char *err, size_t errlen)
 {
-    resp_reader *r = &rd->resp;
     resp_parse ps = {r->buf + r->start, r->buf + r->end, r->max, NULL};
     if (r->start == r->end)
         return 0;
-    resp_val v;
-    int rc = parse_value(&ps, 0, &v);
+    int rc = parse_value(&ps, 0, v);
     if (rc == P_MORE && r->end - r->start > r->max)
         rc = bad(&ps, "reply larger than the limit");
     if (rc == P_BAD) {
-        snprintf(err, errlen, "malformed RESP reply to %s: %s", bench_op_names[kind], ps.why);
+        snprintf(err, errlen, "malformed RESP reply to %s: %s", what, ps.why);
         return -1;
     }
     if (rc == P_MORE)
         return 0;
     r->start = (size_t)(ps.p - r->buf);
+    return 1;
+}
+
+static void error_text(const resp_val *v, bench_text *msg)
+{
+    static const char wrong[] = "unexpected reply type";
+    msg->ptr = v->type == '-' ? v->line : (const uint8_t *)wrong;
+    msg->len = v->type == '-' ? v->line_len : sizeof wrong - 1;
+}
+
+static int resp_next_reply(bench_reader *rd, bench_opkind kind, bench_reply *cls,
+                           bench_text *msg, char *err, size_t errlen)
+{
+    resp_val v;
+    int rc = take_reply(&rd->resp, &v, bench_op_names[kind], err, errlen);
+    if (rc != 1)
+        return rc;
     *cls = classify(&v, kind);
-    if (*cls == REPLY_ERROR) {
-        static const char wrong[] = "unexpected reply type";
-        msg->ptr = v.type == '-' ? v.line : (const uint8_t *)wrong;
-        msg->len = v.type == '-' ? v.line_len : sizeof wrong - 1;
-    }
+    if (*cls == REPLY_ERROR)
+        error_text(&v, msg);
+    return 1;
+}
+
+/* AUTH secret: Redis 6's single-argument form, which checks the default
+ * user's password (requirepass). */
+static int resp_encode_auth(tkv_buf *out, const uint8_t *secret, size_t len)
+{
+    if (tkv_buf_reserve(out, 64 + len) < 0)
+        return -1;
+    char *start = (char *)out->data + out->len, *p = start;
+    p = PUT_LIT(p, "*2\r\n$4\r\nAUTH\r\n$");
+    p = put_u64(p, len);
+    p = PUT_LIT(p, "\r\n");
+    if (len)
+        p = put_lit(p, (const char *)secret, len);
+    p = PUT_LIT(p, "\r\n");
+    out->len += (size_t)(p - start);
+    return 0;
+}
+
+/* +OK, or an error such as -WRONGPASS or -ERR ... without any password. */
+static int resp_auth_reply(bench_reader *rd, bench_reply *cls, bench_text *msg, char *err,
+                           size_t errlen)
+{
+    resp_val v;
+    int rc = take_reply(&rd->resp, &v, "AUTH", err, errlen);
+    if (rc != 1)
+        return rc;
+    *cls = v.type == '+' ? REPLY_OK : REPLY_ERROR;
+    if (*cls == REPLY_ERROR)
+        error_text(&v, msg);
     return 1;
 }
 
@@ -345,4 +389,6 @@ const bench_driver bench_driver_redis = {
     .reader_commit = resp_reader_commit,
     .pending = resp_pending,
     .next_reply = resp_next_reply,
+    .encode_auth = resp_encode_auth,
+    .auth_reply = resp_auth_reply,
 };

@@ -92,12 +92,12 @@ static int classify(const uint8_t *frame, size_t len, bench_opkind kind, bench_r
     return 1;
 }
 
-static int tkv_next_reply(bench_reader *r, bench_opkind kind, bench_reply *cls, bench_text *msg,
-                          char *err, size_t errlen)
+/* The next whole reply frame: 1 with *frame and *len set, 0 if more bytes
+ * are needed, -1 with a message in err. */
+static int next_frame(bench_reader *r, const uint8_t **frame, size_t *len, char *err,
+                      size_t errlen)
 {
-    const uint8_t *frame;
-    size_t len;
-    int rc = tkv_frame_reader_next(&r->tkv, &frame, &len);
+    int rc = tkv_frame_reader_next(&r->tkv, frame, len);
     if (rc == TKV_FRAME_AGAIN)
         return 0;
     if (rc == TKV_FRAME_ETOOBIG) {
@@ -109,7 +109,48 @@ static int tkv_next_reply(bench_reader *r, bench_opkind kind, bench_reply *cls, 
         snprintf(err, errlen, "out of memory reading replies");
         return -1;
     }
-    return classify(frame, len, kind, cls, msg, err, errlen);
+    return 1;
+}
+
+static int tkv_next_reply(bench_reader *r, bench_opkind kind, bench_reply *cls, bench_text *msg,
+                          char *err, size_t errlen)
+{
+    const uint8_t *frame;
+    size_t len;
+    int rc = next_frame(r, &frame, &len, err, errlen);
+    return rc == 1 ? classify(frame, len, kind, cls, msg, err, errlen) : rc;
+}
+
+static int tkv_encode_auth(tkv_buf *out, const uint8_t *secret, size_t len)
+{
+    tkv_req req = {.cmd = TKV_CMD_AUTH, .msg = {secret, (uint32_t)len}, .has_msg = true};
+    return tkv_req_encode(out, &req);
+}
+
+/* AUTH answers [0], or [status, message]: 31 for a wrong secret, 10 from a
+ * server that has no secret. */
+static int tkv_auth_reply(bench_reader *r, bench_reply *cls, bench_text *msg, char *err,
+                          size_t errlen)
+{
+    const uint8_t *frame;
+    size_t len;
+    int rc = next_frame(r, &frame, &len, err, errlen);
+    if (rc != 1)
+        return rc;
+    tkv_mp m;
+    uint32_t count;
+    uint64_t st;
+    tkv_span text = {NULL, 0};
+    if (tkv_mp_validate(frame, len) < 0 ||
+        tkv_reply_head(frame, len, &m, &count, &st, &text) < 0 ||
+        (st != TKV_ST_OK && st < TKV_ST_BAD_REQUEST)) {
+        snprintf(err, errlen, "malformed reply (%zu bytes) to AUTH", len);
+        return -1;
+    }
+    *cls = st == TKV_ST_OK ? REPLY_OK : REPLY_ERROR;
+    msg->ptr = text.ptr;
+    msg->len = text.len;
+    return 1;
 }
 
 const bench_driver bench_driver_tkv = {
@@ -122,4 +163,6 @@ const bench_driver bench_driver_tkv = {
     .reader_commit = tkv_reader_commit,
     .pending = tkv_pending,
     .next_reply = tkv_next_reply,
+    .encode_auth = tkv_encode_auth,
+    .auth_reply = tkv_auth_reply,
 };

@@ -9,6 +9,10 @@
  * allocates nothing. A connection that fails - EOF, a socket error, a
  * malformed reply, no reply within the timeout - fails the whole run: the
  * numbers of a run with a dead connection would not mean much.
+ *
+ * Pacing (run.h) adds one counter per connection, the requests of its
+ * schedule it has sent; whether a request is due is arithmetic on the
+ * request's number, so the schedule itself takes no memory.
  */
 #include "run.h"
 
@@ -25,13 +29,16 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "proto.h"
 
 #define READ_WANT (64 * 1024) /* room offered to each read() */
 #define READS_PER_EVENT 4     /* then let other connections have a turn */
+#define NS 1000000000u
 
 struct bench_conn {
     ev_io io;                 /* first member: the watcher leads back to the conn */
@@ -49,6 +56,7 @@ struct bench_conn {
     bench_rng rng;
     uint8_t *value;           /* PUT payload, re-stamped per request */
     uint64_t seq;             /* PUTs sent, stamped into the value */
+    uint64_t paced;           /* paced phase: requests of its schedule sent */
 };
 
 uint64_t bench_now_ns(void)
@@ -138,6 +146,7 @@ static int resolve(const bench_cfg *cfg, struct addrinfo **res, char *err, size_
 }
 
 static void on_io(struct ev_loop *loop, ev_io *w, int events);
+static void on_pace(struct ev_loop *loop, ev_io *w, int events);
 
 static int conn_init(bench_run *r, bench_conn *c, uint32_t id, int fd, uint32_t depth)
 {
@@ -188,6 +197,7 @@ int run_open(bench_run *r, const bench_cfg *cfg, const bench_driver *drv, bench_
              uint32_t max_depth)
 {
     memset(r, 0, sizeof *r);
+    r->pace_fd = -1;
     r->cfg = cfg;
     r->drv = drv;
     r->wl = wl;
@@ -198,6 +208,16 @@ int run_open(bench_run *r, const bench_cfg *cfg, const bench_driver *drv, bench_
         snprintf(r->errmsg, sizeof r->errmsg, "out of memory");
         return -1;
     }
+    if (cfg->rate) {
+        r->pace_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+        if (r->pace_fd < 0) {
+            snprintf(r->errmsg, sizeof r->errmsg, "timerfd_create: %s", strerror(errno));
+            return -1;
+        }
+        ev_io_init(&r->pace, on_pace, r->pace_fd, EV_READ);
+        ev_set_priority(&r->pace, EV_MAXPRI); /* due requests before replies */
+        r->pace.data = r;
+    }
     struct addrinfo *res;
     char err[200];
     if (resolve(cfg, &res, r->errmsg, sizeof r->errmsg) < 0)
@@ -205,6 +225,12 @@ int run_open(bench_run *r, const bench_cfg *cfg, const bench_driver *drv, bench_
     int rc = 0;
     for (uint32_t i = 0; i < cfg->conns && rc == 0; i++) {
         int fd = connect_any(res, (int)(cfg->timeout * 1000), err, sizeof err);
+        if (fd >= 0 && cfg->auth &&
+            bench_auth(fd, drv, cfg->auth, r->max_reply, (int)(cfg->timeout * 1000), err,
+                       sizeof err) < 0) {
+            close(fd);
+            fd = -1;
+        }
         if (fd < 0) {
             snprintf(r->errmsg, sizeof r->errmsg, "%s port %u, connection %u: %s", cfg->host,
                      cfg->port, i + 1, err);
@@ -230,9 +256,54 @@ void run_close(bench_run *r)
     free(r->conns);
     r->conns = NULL;
     r->nconns = 0;
+    if (r->pace_fd >= 0)
+        close(r->pace_fd);
+    r->pace_fd = -1;
     if (r->loop)
         ev_loop_destroy(r->loop);
     r->loop = NULL;
+}
+
+/* ---- pacing ------------------------------------------------------------ */
+
+/* Requests due at `now`. Request g is due once g * NS / rate <= now - start;
+ * split into whole seconds and the rest, every product stays below 2^57
+ * (rate <= BENCH_RATE_MAX, phases shorter than 10^7 s). */
+static uint64_t pace_count(const bench_run *r, uint64_t now)
+{
+    uint64_t el = now > r->start_ns ? now - r->start_ns : 0;
+    return el / NS * r->rate + el % NS * r->rate / NS + 1;
+}
+
+/* When request g falls due: the first nanosecond at which pace_count()
+ * exceeds g. */
+static uint64_t pace_time(const bench_run *r, uint64_t g)
+{
+    return r->start_ns + g / r->rate * NS + (g % r->rate * NS + r->rate - 1) / r->rate;
+}
+
+/* Requests of c's schedule (numbers id, id + nconns, id + 2 * nconns, ...)
+ * that are due. */
+static uint64_t pace_owed(const bench_run *r, const bench_conn *c)
+{
+    return r->pace_due > c->id ? (r->pace_due - 1 - c->id) / r->nconns + 1 : 0;
+}
+
+/* Which of c's requests is due when: its number `paced` in c's schedule. */
+static uint64_t pace_due_time(const bench_run *r, const bench_conn *c)
+{
+    return pace_time(r, c->id + c->paced * r->nconns);
+}
+
+/* Arms the timerfd for monotonic time t, or disarms it (t == 0). */
+static void pace_arm(bench_run *r, uint64_t t)
+{
+    if (t == r->pace_armed)
+        return;
+    struct itimerspec its = {.it_value = {(time_t)(t / NS), (long)(t % NS)}};
+    if (timerfd_settime(r->pace_fd, TFD_TIMER_ABSTIME, &its, NULL) < 0)
+        fail(r, "timerfd_settime: %s", strerror(errno));
+    r->pace_armed = t;
 }
 
 /* ---- requests out ------------------------------------------------------ */
@@ -296,12 +367,14 @@ static bool next_op(bench_run *r, bench_conn *c, bench_op *op)
     return true;
 }
 
-/* Fills the free pipeline slots with new requests and sends them. */
+/* Fills the free pipeline slots with new requests and sends them; paced,
+ * only with requests that are due. */
 static void refill(bench_conn *c)
 {
     bench_run *r = c->run;
     uint32_t first = c->count;
-    while (c->count < r->depth) {
+    uint64_t owed = r->rate ? pace_owed(r, c) : UINT64_MAX;
+    while (c->count < r->depth && (!r->rate || c->paced < owed)) {
         bench_op op;
         if (!next_op(r, c, &op))
             break;
@@ -309,18 +382,77 @@ static void refill(bench_conn *c)
             fail(r, "out of memory encoding requests");
             return;
         }
-        c->ring_kind[(c->head + c->count) % c->ring_cap] = (uint8_t)op.kind;
+        uint32_t slot = (c->head + c->count) % c->ring_cap;
+        c->ring_kind[slot] = (uint8_t)op.kind;
+        if (r->rate) {
+            c->ring_sent[slot] = pace_due_time(r, c);
+            c->paced++;
+        }
         c->count++;
     }
     if (c->count == first)
         return;
     uint64_t now = bench_now_ns();
-    for (uint32_t i = first; i < c->count; i++)
-        c->ring_sent[(c->head + i) % c->ring_cap] = now;
+    for (uint32_t i = first; i < c->count; i++) {
+        uint64_t *sent = &c->ring_sent[(c->head + i) % c->ring_cap];
+        if (r->rate)
+            hist_record(&r->stats->lag, now - *sent); /* latency runs from *sent */
+        else
+            *sent = now;
+    }
     if (first == 0)
         c->progress_ns = now;
     r->inflight += c->count - first;
     flush(c);
+}
+
+/* When the pacer must wake next: when the first request falls due on a
+ * connection with room for it. A connection whose pipeline is full sends
+ * what fell due on it as soon as a reply frees a slot, so it needs no
+ * wake, and when every pipeline is full (the server is behind) the pacer
+ * sleeps (0) instead of spinning. Looks at the next nconns requests: one
+ * per connection. */
+static uint64_t pace_next(const bench_run *r)
+{
+    if (r->stopping || r->exhausted)
+        return 0;
+    for (uint64_t g = r->pace_due; g < r->pace_due + r->nconns; g++)
+        if (r->conns[g % r->nconns].count < r->depth)
+            return pace_time(r, g);
+    return 0;
+}
+
+/* Brings the schedule up to `now`: wakes the connections that requests fell
+ * due on since the last wake (each once, however many fell due on it), then
+ * sleeps until pace_next(). Every connection with room has then sent all
+ * that is due on it. */
+static void pace_wake(bench_run *r, uint64_t now)
+{
+    if (!r->stopping && !r->exhausted) {
+        r->pace_due = pace_count(r, now);
+        uint64_t fresh = r->pace_due - r->pace_woken;
+        uint32_t n = fresh < r->nconns ? (uint32_t)fresh : r->nconns;
+        uint32_t first = (uint32_t)(r->pace_woken % r->nconns);
+        r->pace_woken = r->pace_due;
+        for (uint32_t i = 0; i < n && !r->failed; i++)
+            refill(&r->conns[(first + i) % r->nconns]);
+    }
+    if (!r->failed)
+        pace_arm(r, pace_next(r));
+}
+
+/* After replies freed room on c and it refilled: if it still has room, the
+ * pacer must wake by the time its next request falls due - at once if that
+ * time has passed while c was full and the pacer slept. */
+static void pace_room(bench_run *r, bench_conn *c, uint64_t now)
+{
+    if (c->count >= r->depth || r->stopping || r->exhausted)
+        return;
+    uint64_t t = pace_due_time(r, c);
+    if (t <= now)
+        pace_wake(r, now);
+    else if (r->pace_armed == 0 || t < r->pace_armed)
+        pace_arm(r, t);
 }
 
 /* ---- replies in -------------------------------------------------------- */
@@ -431,6 +563,8 @@ static void on_io(struct ev_loop *loop, ev_io *w, int events)
     if (read_replies(c) < 0)
         return;
     refill(c);
+    if (r->rate && !r->failed)
+        pace_room(r, c, bench_now_ns());
     finish_if_done(r);
 }
 
@@ -482,10 +616,39 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int events)
         print_progress(r, now);
 }
 
+/* Ends issuing at `end`. A paced phase notes how many requests due by then
+ * it never sent: a backlog its latencies do not cover. */
+static void stop_issuing(bench_run *r, uint64_t end)
+{
+    if (r->rate && !r->stopping && !r->exhausted) {
+        uint64_t due = pace_count(r, end);
+        if (r->limit && due > r->limit)
+            due = r->limit;
+        r->stats->unsent = due > r->issued ? due - r->issued : 0;
+    }
+    r->stopping = true;
+}
+
+static void on_pace(struct ev_loop *loop, ev_io *w, int events)
+{
+    bench_run *r = w->data;
+    uint64_t expirations;
+    /* Only clears the readiness: how many expirations does not matter, the
+     * clock says what is due. */
+    ssize_t n = read(r->pace_fd, &expirations, sizeof expirations);
+    (void)n;
+    pace_wake(r, bench_now_ns());
+    finish_if_done(r);
+}
+
 static void on_deadline(struct ev_loop *loop, ev_timer *w, int events)
 {
     bench_run *r = w->data;
-    r->stopping = true;
+    /* libev's timers may run a millisecond late: count what was due at the
+     * end the user asked for. */
+    uint64_t end = r->start_ns + (uint64_t)(r->cfg->seconds * 1e9);
+    uint64_t now = bench_now_ns();
+    stop_issuing(r, now < end ? now : end);
     finish_if_done(r);
 }
 
@@ -498,7 +661,8 @@ static void on_sigint(struct ev_loop *loop, ev_signal *w, int events)
         fail(r, "interrupted");
         return;
     }
-    r->interrupted = r->stopping = true;
+    stop_issuing(r, bench_now_ns());
+    r->interrupted = true;
     finish_if_done(r);
 }
 
@@ -507,6 +671,7 @@ static void reset_phase(bench_run *r, bench_phase phase, uint32_t depth, bench_s
     memset(stats, 0, sizeof *stats);
     for (int k = 0; k < OP__COUNT; k++)
         hist_init(&stats->hist[k]);
+    hist_init(&stats->lag);
     r->phase = phase;
     r->stats = stats;
     r->depth = depth < 1 ? 1 : depth;
@@ -516,6 +681,10 @@ static void reset_phase(bench_run *r, bench_phase phase, uint32_t depth, bench_s
     r->limit = phase == PHASE_MEASURE ? r->cfg->requests : 0;
     r->issued = r->done = r->inflight = 0;
     r->exhausted = r->stopping = false;
+    r->rate = phase == PHASE_MEASURE ? r->cfg->rate : 0;
+    r->pace_due = r->pace_woken = r->pace_armed = 0;
+    for (uint32_t i = 0; i < r->nconns; i++)
+        r->conns[i].paced = 0;
     r->start_ns = r->last_tick_ns = bench_now_ns();
     r->last_done = 0;
 }
@@ -531,6 +700,8 @@ static void start_watchers(bench_run *r, bench_phase phase)
     if (phase == PHASE_MEASURE && r->limit == 0)
         ev_timer_start(r->loop, &r->deadline);
     ev_signal_start(r->loop, &r->sigint);
+    if (r->rate)
+        ev_io_start(r->loop, &r->pace);
 }
 
 static void stop_watchers(bench_run *r)
@@ -538,6 +709,10 @@ static void stop_watchers(bench_run *r)
     ev_timer_stop(r->loop, &r->tick);
     ev_timer_stop(r->loop, &r->deadline);
     ev_signal_stop(r->loop, &r->sigint);
+    if (r->pace_fd >= 0) {
+        ev_io_stop(r->loop, &r->pace);
+        pace_arm(r, 0);
+    }
 }
 
 int run_phase(bench_run *r, bench_phase phase, uint32_t depth, bench_stats *stats)
@@ -545,11 +720,16 @@ int run_phase(bench_run *r, bench_phase phase, uint32_t depth, bench_stats *stat
     reset_phase(r, phase, depth, stats);
     double cpu0 = cpu_seconds();
     start_watchers(r, phase);
-    for (uint32_t i = 0; i < r->nconns && !r->failed; i++)
-        refill(&r->conns[i]);
+    if (r->rate) {
+        pace_wake(r, r->start_ns);
+    } else {
+        for (uint32_t i = 0; i < r->nconns && !r->failed; i++)
+            refill(&r->conns[i]);
+    }
     /* An ev_break() before ev_run() would be forgotten: only enter the loop
      * if there is something to wait for. */
-    if (!r->failed && r->inflight > 0)
+    bool pacing = r->rate && !r->stopping && !r->exhausted;
+    if (!r->failed && (r->inflight > 0 || pacing))
         ev_run(r->loop, 0);
     if (r->failed || stats->elapsed_ns == 0)
         stats->elapsed_ns = bench_now_ns() - r->start_ns;

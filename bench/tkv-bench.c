@@ -16,10 +16,12 @@
 
 #include "bench.h"
 #include "driver.h"
+#include "proto.h"
 #include "run.h"
 #include "workload.h"
 
-#define PRELOAD_DEPTH 64 /* requests in flight per connection while preloading */
+#define PRELOAD_DEPTH 64   /* requests in flight per connection while preloading */
+#define RATE_SHORTFALL 0.99 /* below this share of --rate, say it was not sustained */
 
 enum { EXIT_OK = 0, EXIT_ERRORS = 1, EXIT_FAILED = 2 };
 
@@ -37,12 +39,22 @@ static void usage(FILE *f)
             "  --target tkv|redis    protocol to speak (default tkv)\n"
             "  --timeout SECONDS     give up when a connection gets no reply for this long\n"
             "                        (default 10)\n"
+            "  --auth SECRET         send AUTH SECRET first on every connection (default\n"
+            "                        $TKV_AUTH; prefer the variable: arguments show in ps);\n"
+            "                        a refused secret ends the run with status 2\n"
             "\n"
             "Load:\n"
             "  -c CONNECTIONS        connections (default 50)\n"
             "  -P PIPELINE           requests in flight per connection (default 1)\n"
             "  -n REQUESTS           measure this many requests; 0 = none (e.g. preload only)\n"
             "  -d SECONDS            measure for this long (default 5); the last of -n/-d wins\n"
+            "  --rate N              open loop: N requests per second in total, paced (the\n"
+            "                        preload is not). Request g is due g/N s into the run\n"
+            "                        and goes on connection g %% CONNECTIONS; a connection\n"
+            "                        sends it once it is due and has room in its pipeline.\n"
+            "                        Latency then runs from the due time, so waiting caused\n"
+            "                        by a slow server counts. Default: closed loop, each\n"
+            "                        connection sends as soon as a reply frees a slot\n"
             "  --mix put=W,get=W,range=W\n"
             "                        relative weights of the operations (default put=1,get=1);\n"
             "                        operations not named get weight 0\n"
@@ -74,22 +86,34 @@ static void usage(FILE *f)
             "With --target redis each key is a sorted set scored by timestamp: PUT is ZADD key\n"
             "ts member (member = 8-byte big-endian ts + value), GET is ZREVRANGEBYSCORE key ts\n"
             "-inf LIMIT 0 1, RANGE is ZRANGEBYSCORE key from to LIMIT 0 N; latest is +inf.\n"
-            "\n"
+            "\n",
+            BENCH_TS_SPACING, PRELOAD_DEPTH);
+    /* Two strings: C99 compilers need only take 4095 bytes in one. */
+    fprintf(f,
             "Output:\n"
             "  --json                one JSON object per line per operation kind: op, requests,\n"
             "                        seconds, ops_per_sec, p50_us, p90_us, p99_us, p999_us,\n"
             "                        max_us, errors, misses, bench_cpu_pct (tkv-bench's own CPU\n"
             "                        use, %% of one core); plus op \"all\" when the mix has\n"
-            "                        several kinds and op \"preload\" with --preload\n"
+            "                        several kinds and op \"preload\" with --preload. With\n"
+            "                        --rate, the line covering every request (\"all\", or\n"
+            "                        the only op) adds target_rate, unsent (due requests\n"
+            "                        never sent by the end) and lag_p99_us, lag_max_us (how\n"
+            "                        late requests went out: no room in the pipeline, or\n"
+            "                        tkv-bench itself behind); its ops_per_sec is the\n"
+            "                        achieved rate\n"
             "  --quiet               no progress line and no header\n"
             "  --help                show this help and exit\n"
             "\n"
-            "Latency runs from just before the write() carrying a request to just after the\n"
-            "read() returning its reply (CLOCK_MONOTONIC, one reading per batch and per read).\n"
+            "Latency runs from just before the write() carrying a request (with --rate: from\n"
+            "the time the request was due) to just after the read() returning its reply\n"
+            "(CLOCK_MONOTONIC, one reading per batch and per read). With --rate, an achieved\n"
+            "rate more than 1%% below the target prints \"could not sustain\" on stderr: the\n"
+            "server (or tkv-bench) fell behind, and requests still due at the end are in no\n"
+            "percentile.\n"
             "requests counts every reply, errors and misses included. Errors are replies with an\n"
             "error status; a GET that finds nothing is a miss, not an error. Exit status:\n"
-            "0 success, 1 error replies, 2 a connection failed or timed out, or bad usage.\n",
-            BENCH_TS_SPACING, PRELOAD_DEPTH);
+            "0 success, 1 error replies, 2 a connection failed or timed out, or bad usage.\n");
 }
 
 /* ---- option parsing ---------------------------------------------------- */
@@ -168,6 +192,7 @@ static int parse_mix(const char *s, uint32_t mix[OP__COUNT])
 enum {
     OPT_KEYS = 256, OPT_VERSIONS, OPT_VALUE_SIZE, OPT_MIX, OPT_TS, OPT_READ_AT, OPT_RANGE_LIMIT,
     OPT_DIST, OPT_PRELOAD, OPT_SEED, OPT_TARGET, OPT_JSON, OPT_QUIET, OPT_TIMEOUT, OPT_HELP,
+    OPT_RATE, OPT_AUTH,
 };
 
 static const struct option long_opts[] = {
@@ -186,6 +211,8 @@ static const struct option long_opts[] = {
     {"quiet", no_argument, NULL, OPT_QUIET},
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
     {"help", no_argument, NULL, OPT_HELP},
+    {"rate", required_argument, NULL, OPT_RATE},
+    {"auth", required_argument, NULL, OPT_AUTH},
     {NULL, 0, NULL, 0},
 };
 
@@ -236,6 +263,8 @@ static int apply_long(bench_cfg *c, int opt, const char *arg)
     case OPT_RANGE_LIMIT: return parse_u32("--range-limit", arg, 1, 1000000, &c->range_limit);
     case OPT_MIX: return parse_mix(arg, c->mix);
     case OPT_SEED: return parse_u64("--seed", arg, 0, UINT64_MAX, &c->seed);
+    case OPT_RATE: return parse_u64("--rate", arg, 1, BENCH_RATE_MAX, &c->rate);
+    case OPT_AUTH: c->auth = arg; return 0;
     case OPT_TIMEOUT:
         rc = parse_seconds("--timeout", arg, &c->timeout);
         return rc < 0 || c->timeout > 0 ? rc : (fprintf(stderr, "tkv-bench: --timeout 0\n"), -1);
@@ -273,6 +302,21 @@ static void cfg_defaults(bench_cfg *c)
     c->timeout = 10;
 }
 
+/* Falls back on $TKV_AUTH, as tkvctl does, and checks the secret fits an
+ * AUTH request a server accepts before authenticating. */
+static int check_auth(bench_cfg *c)
+{
+    const char *env = getenv("TKV_AUTH");
+    if (!c->auth && env && *env)
+        c->auth = env;
+    if (c->auth && !*c->auth)
+        return fprintf(stderr, "tkv-bench: --auth: empty secret\n"), -1;
+    if (c->auth && c->target == TARGET_TKV && strlen(c->auth) > TKV_AUTH_MAX_SECRET)
+        return fprintf(stderr, "tkv-bench: --auth: the secret is longer than %u bytes\n",
+                       TKV_AUTH_MAX_SECRET), -1;
+    return 0;
+}
+
 /* Returns 0 to run, 1 after --help, -1 on bad usage. */
 static int parse_args(int argc, char **argv, bench_cfg *c)
 {
@@ -294,7 +338,7 @@ static int parse_args(int argc, char **argv, bench_cfg *c)
     if (!port_set)
         c->port = c->target == TARGET_REDIS ? bench_driver_redis.default_port
                                             : bench_driver_tkv.default_port;
-    return 0;
+    return check_auth(c);
 }
 
 /* ---- the report -------------------------------------------------------- */
@@ -304,12 +348,17 @@ typedef struct op_summary {
     uint64_t requests, errors, misses;
     double secs, ops, p50, p90, p99, p999, max; /* latencies in microseconds */
     double cpu_pct;  /* tkv-bench's own CPU use during the phase, % of one core */
+    bool paced;      /* the line covering every request of a --rate run: */
+    uint64_t target; /*   --rate */
+    uint64_t unsent; /*   requests due by the end and never sent */
+    double lag_p99, lag_max; /* how late requests went out, microseconds */
 } op_summary;
 
 static void summarize(op_summary *o, const char *name, const bench_hist *h, uint64_t replies,
                       uint64_t errors, uint64_t misses, const bench_stats *s)
 {
     uint64_t elapsed_ns = s->elapsed_ns;
+    memset(o, 0, sizeof *o);
     o->name = name;
     o->requests = replies;
     o->errors = errors;
@@ -324,15 +373,31 @@ static void summarize(op_summary *o, const char *name, const bench_hist *h, uint
     o->cpu_pct = elapsed_ns ? 100 * s->cpu_s * 1e9 / (double)elapsed_ns : 0;
 }
 
+/* The pacing figures of a --rate run, on the line that covers every
+ * request. */
+static void add_rate(op_summary *o, const bench_cfg *cfg, const bench_stats *s)
+{
+    o->paced = cfg->rate > 0;
+    o->target = cfg->rate;
+    o->unsent = s->unsent;
+    o->lag_p99 = (double)hist_quantile(&s->lag, 0.99) / 1e3;
+    o->lag_max = s->lag.count ? (double)s->lag.max / 1e3 : 0;
+}
+
 static void print_json(const op_summary *o, const char *target)
 {
     printf("{\"op\":\"%s\",\"target\":\"%s\",\"requests\":%llu,\"seconds\":%.3f,"
            "\"ops_per_sec\":%.1f,\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,"
            "\"p999_us\":%.1f,\"max_us\":%.1f,\"errors\":%llu,\"misses\":%llu,"
-           "\"bench_cpu_pct\":%.0f}\n",
+           "\"bench_cpu_pct\":%.0f",
            o->name, target, (unsigned long long)o->requests, o->secs, o->ops, o->p50, o->p90,
            o->p99, o->p999, o->max, (unsigned long long)o->errors,
            (unsigned long long)o->misses, o->cpu_pct);
+    if (o->paced)
+        printf(",\"target_rate\":%llu,\"unsent\":%llu,\"lag_p99_us\":%.1f,\"lag_max_us\":%.1f",
+               (unsigned long long)o->target, (unsigned long long)o->unsent, o->lag_p99,
+               o->lag_max);
+    printf("}\n");
 }
 
 static void print_row(const op_summary *o)
@@ -358,12 +423,15 @@ static uint64_t report_ops(const bench_cfg *cfg, const bench_stats *s)
     uint64_t replies = 0, errors = 0, misses = 0;
     int kinds = 0;
     op_summary o;
+    for (int k = 0; k < OP__COUNT; k++)
+        kinds += cfg->mix[k] > 0;
     for (int k = 0; k < OP__COUNT; k++) {
         if (cfg->mix[k] == 0)
             continue;
-        kinds++;
         summarize(&o, bench_op_names[k], &s->hist[k], s->replies[k], s->errors[k],
                   s->misses[k], s);
+        if (kinds == 1)
+            add_rate(&o, cfg, s);
         emit(&o, cfg);
         hist_merge(&all, &s->hist[k]);
         replies += s->replies[k];
@@ -372,6 +440,7 @@ static uint64_t report_ops(const bench_cfg *cfg, const bench_stats *s)
     }
     if (kinds > 1) {
         summarize(&o, "all", &all, replies, errors, misses, s);
+        add_rate(&o, cfg, s);
         emit(&o, cfg);
     }
     return errors;
@@ -388,6 +457,8 @@ static void print_header(const bench_cfg *c)
            (unsigned long long)c->keys, c->versions, c->value_size, ts_names[c->ts],
            read_names[c->read_at], dist_names[c->dist], c->range_limit,
            (unsigned long long)c->seed);
+    if (c->rate)
+        printf("  open loop: paced at %llu requests/s in total\n", (unsigned long long)c->rate);
     fflush(stdout);
 }
 
@@ -407,17 +478,48 @@ static uint64_t report_preload(const bench_cfg *cfg, const bench_stats *s)
     return o.errors;
 }
 
+/* Replies per second over the whole measured phase, every kind together. */
+static double achieved_rate(const bench_stats *s)
+{
+    uint64_t replies = 0;
+    for (int k = 0; k < OP__COUNT; k++)
+        replies += s->replies[k];
+    return s->elapsed_ns ? (double)replies * 1e9 / (double)s->elapsed_ns : 0;
+}
+
+static void print_rate(const bench_cfg *cfg, const bench_stats *s)
+{
+    printf("rate: target %llu ops/s, achieved %.0f ops/s; requests went out behind schedule "
+           "by p99 %.1f us, max %.1f us; %llu due requests never sent\n",
+           (unsigned long long)cfg->rate, achieved_rate(s),
+           (double)hist_quantile(&s->lag, 0.99) / 1e3,
+           s->lag.count ? (double)s->lag.max / 1e3 : 0, (unsigned long long)s->unsent);
+}
+
+/* A paced run that fell short: its latencies leave out the requests the
+ * server did not get to, so the reader must know. */
+static void warn_shortfall(const bench_cfg *cfg, const bench_stats *s)
+{
+    double achieved = achieved_rate(s);
+    if (cfg->rate && achieved < RATE_SHORTFALL * (double)cfg->rate)
+        fprintf(stderr, "tkv-bench: warning: could not sustain %llu ops/s: achieved %.0f\n",
+                (unsigned long long)cfg->rate, achieved);
+}
+
 static uint64_t report_measure(const bench_cfg *cfg, const bench_stats *s)
 {
     if (!cfg->json) {
         double secs = (double)s->elapsed_ns / 1e9;
         printf("run: %.2f s; tkv-bench itself used %.2f s of CPU (%.0f%% of one core)\n", secs,
                s->cpu_s, secs > 0 ? 100 * s->cpu_s / secs : 0);
+        if (cfg->rate)
+            print_rate(cfg, s);
         printf("\n%-8s %10s %11s %8s %8s %8s %8s %9s %8s %8s   (latency in us)\n", "op",
                "requests", "ops/s", "p50", "p90", "p99", "p99.9", "max", "errors", "misses");
     }
     uint64_t errors = report_ops(cfg, s);
     fflush(stdout);
+    warn_shortfall(cfg, s);
     return errors;
 }
 

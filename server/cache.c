@@ -107,9 +107,9 @@ static int read_meta(tkv_engine *e, leveldb_iterator_t *it, const uint8_t *key, 
     return 0;
 }
 
-static int gather(tkv_engine *e, leveldb_iterator_t *it, size_t *n, bool *exhausted)
+static int gather(tkv_engine *e, leveldb_iterator_t *it, uint32_t want, size_t *n,
+                  bool *exhausted)
 {
-    uint32_t want = e->opts.fill_versions;
     tkv_buf_reset(&e->fillbuf);
     *n = 0;
     uint64_t ts;
@@ -134,8 +134,10 @@ static int gather(tkv_engine *e, leveldb_iterator_t *it, size_t *n, bool *exhaus
     return 0;
 }
 
-/* Makes key resident with its newest versions. The prefix must be set. */
-static tkv_kentry *fill(tkv_engine *e, const uint8_t *key, size_t klen, tkv_status *st)
+/* Makes key resident with its newest `want` versions. The prefix must be
+ * set. */
+static tkv_kentry *fill(tkv_engine *e, const uint8_t *key, size_t klen, uint32_t want,
+                        tkv_status *st)
 {
     leveldb_iterator_t *it = eng_iter(e);
     if (!it) {
@@ -149,7 +151,7 @@ static tkv_kentry *fill(tkv_engine *e, const uint8_t *key, size_t klen, tkv_stat
         *st = TKV_ST_STORAGE;
         return NULL;
     }
-    if (gather(e, it, &n, &exhausted) < 0) {
+    if (gather(e, it, want, &n, &exhausted) < 0) {
         snprintf(e->errmsg, sizeof e->errmsg, "out of memory");
         *st = TKV_ST_INTERNAL;
         return NULL;
@@ -207,7 +209,9 @@ tkv_kentry *eng_lookup(tkv_engine *e, const uint8_t *key, size_t klen, bool crea
         return E;
     }
     eng_set_prefix(e, key, klen);
-    return fill(e, key, klen, st);
+    /* A write needs the newest version at most (and the metadata): loading
+     * more of a cold key would make ingest read what it writes past. */
+    return fill(e, key, klen, create ? 1 : e->opts.fill_versions, st);
 }
 
 /* ---- holding the budget ---------------------------------------------------- */

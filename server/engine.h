@@ -7,7 +7,8 @@
  * version at all). Reads answer from the page at or above lo and merge with
  * LevelDB below it, so a key whose old versions were evicted still answers
  * exactly. A key that is not resident is loaded on first access: its
- * metadata and its newest versions (up to fill_versions) become resident.
+ * metadata and its newest versions (up to fill_versions; a write loads
+ * only the newest) become resident.
  *
  * Versions: a value, or a tombstone (DEL at a time), optionally with an
  * expiry time. A version is *visible* when it has not expired and lies at or

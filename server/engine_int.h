@@ -259,6 +259,9 @@ int eng_reserve_dirty(tkv_engine *e);
 void eng_mark_dirty(tkv_engine *e, tkv_kentry *E);
 void eng_drop_entry(tkv_engine *e, tkv_kentry *E);
 void eng_remove_slots(tkv_engine *e, tkv_kentry *E, uint32_t from, uint32_t to);
+/* The key's entry, loaded if need be: a reader's (create false) with up to
+ * fill_versions versions, a writer's (create true, made if the key does not
+ * exist) with its newest version only. */
 tkv_kentry *eng_lookup(tkv_engine *e, const uint8_t *key, size_t klen, bool create,
                        tkv_status *st);
 void eng_trim(tkv_engine *e, tkv_kentry *E);

@@ -53,7 +53,8 @@ static uint64_t mono_us(void)
 tkv_store_opts eng_store_opts(const tkv_engine *e)
 {
     return (tkv_store_opts){.dir = e->dir, .block_cache = e->opts.block_cache,
-                            .write_buffer = e->opts.write_buffer, .create = true};
+                            .write_buffer = e->opts.write_buffer,
+                            .no_compression = e->opts.no_compression, .create = true};
 }
 
 int eng_load_state(tkv_engine *e, char *err, size_t errlen)

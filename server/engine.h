@@ -74,6 +74,7 @@ typedef struct tkv_engine_opts {
     const char *dir;            /* data directory */
     size_t block_cache;         /* LevelDB block cache bytes (0: default) */
     size_t write_buffer;        /* LevelDB memtable bytes (0: default) */
+    bool no_compression;        /* LevelDB tables without Snappy */
     uint32_t fill_versions;     /* newest versions loaded on a miss (0: 256) */
     uint32_t resident_versions; /* most versions a key keeps in memory (0: 4096) */
     size_t max_memory;          /* budget of the in-memory index (0: none) */

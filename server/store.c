@@ -67,8 +67,10 @@ static void make_options(tkv_store *s, const tkv_store_opts *o)
     s->opts = leveldb_options_create();
     leveldb_options_set_create_if_missing(s->opts, o->create);
     leveldb_options_set_paranoid_checks(s->opts, 1);
-    /* Version keys share long prefixes and values are often small. */
-    leveldb_options_set_compression(s->opts, leveldb_snappy_compression);
+    /* Each table block records its own compression, so a directory written
+     * in either mode opens in the other. */
+    leveldb_options_set_compression(s->opts, o->no_compression ? leveldb_no_compression
+                                                               : leveldb_snappy_compression);
     if (o->block_cache) {
         s->cache = leveldb_cache_create_lru(o->block_cache);
         leveldb_options_set_cache(s->opts, s->cache);

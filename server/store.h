@@ -19,6 +19,7 @@ typedef struct tkv_store_opts {
     const char *dir;         /* data directory; created if missing */
     size_t block_cache;      /* LevelDB block cache bytes; 0: LevelDB default */
     size_t write_buffer;     /* LevelDB memtable bytes; 0: LevelDB default */
+    bool no_compression;     /* write tables uncompressed (reads take either) */
     bool create;             /* create the database if missing */
 } tkv_store_opts;
 

@@ -51,6 +51,8 @@ static void usage(FILE *f, const tkv_server_opts *d)
             "                       from memory (never from disk) beyond it\n"
             "                       (default a quarter of RAM, here %zu)\n"
             "  --block-cache SIZE   LevelDB block cache (default 8mb)\n"
+            "  --compression MODE   snappy (default) or none: how LevelDB stores tables;\n"
+            "                       none reads faster from disk, takes more space\n"
             "  --retain-versions N  keep at most N versions of every key (default all)\n"
             "  --retain-age DURATION\n"
             "                       keep no version older than DURATION (default all);\n"
@@ -73,7 +75,7 @@ enum {
     OPT_MAX_VALUE, OPT_MAX_OUTPUT, OPT_MAX_PIPELINE, OPT_DATA_DIR, OPT_FSYNC, OPT_BLOCK_CACHE,
     OPT_REPAIR, OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION, OPT_MAX_MEMORY, OPT_TIMEOUT,
     OPT_REQUIREPASS, OPT_AUTH_FILE, OPT_PROTECTED, OPT_MAX_BATCH, OPT_RETAIN_VERSIONS,
-    OPT_RETAIN_AGE,
+    OPT_RETAIN_AGE, OPT_COMPRESSION,
 };
 
 static const struct option long_opts[] = {
@@ -89,6 +91,7 @@ static const struct option long_opts[] = {
     {"data-dir", required_argument, NULL, OPT_DATA_DIR},
     {"fsync", required_argument, NULL, OPT_FSYNC},
     {"block-cache", required_argument, NULL, OPT_BLOCK_CACHE},
+    {"compression", required_argument, NULL, OPT_COMPRESSION},
     {"max-memory", required_argument, NULL, OPT_MAX_MEMORY},
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
     {"requirepass", required_argument, NULL, OPT_REQUIREPASS},
@@ -162,6 +165,14 @@ static int apply(int opt, const char *arg, tkv_server_opts *o, bool *repair)
         if (tkv_parse_size(arg, UINT64_MAX, &v) < 0)
             return bad("block-cache", arg, "a size such as 64mb");
         o->engine.block_cache = v;
+        break;
+    case OPT_COMPRESSION:
+        if (strcmp(arg, "snappy") == 0)
+            o->engine.no_compression = false;
+        else if (strcmp(arg, "none") == 0)
+            o->engine.no_compression = true;
+        else
+            return bad("compression", arg, "snappy or none");
         break;
     case OPT_MAX_MEMORY:
         if (tkv_parse_size(arg, UINT64_MAX, &v) < 0 || v < 64 * 1024)

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -170,4 +171,104 @@ Test(storage, corrupted_directory_fails_clearly_and_repair_recovers, .fini = tea
     c = tkvd_client(&d);
     expect_get(c, "k", 1, "v");
     tkv_free(c);
+}
+
+/* ---- --compression ------------------------------------------------------ */
+
+static tkvd other;
+
+static void teardown_both(void)
+{
+    tkvd_cleanup(&d);
+    tkvd_cleanup(&other);
+}
+
+enum { CMP_VERSIONS = 3000, CMP_VALUE = 2000 };
+
+/* A value that compresses well, as neighbouring versions often do. */
+static void cmp_value(char *buf, int v)
+{
+    int n = snprintf(buf, CMP_VALUE + 1, "version %05d:", v);
+    for (int i = n; i < CMP_VALUE; i++)
+        buf[i] = "time-versioned "[i % 15];
+    buf[CMP_VALUE] = '\0';
+}
+
+/* 6 MB of versions: more than one LevelDB memtable, so at least one table
+ * is written while the server runs. */
+static void cmp_fill(tkvd *s)
+{
+    tkv_ctx *c = tkvd_client(s);
+    static char val[CMP_VALUE + 1];
+    for (int v = 0; v < CMP_VERSIONS; v++) {
+        cmp_value(val, v);
+        cr_assert_eq(tkv_append_put(c, "doc", 3, val, CMP_VALUE, (uint64_t)v + 1), TKV_OK);
+    }
+    for (int v = 0; v < CMP_VERSIONS; v++) {
+        tkv_reply r;
+        cr_assert_eq(tkv_read_reply(c, &r), TKV_OK, "%s", tkv_errstr(c));
+        cr_assert_eq(r.status, TKV_OK, "PUT %d: %s", v, tkv_errstr(c));
+    }
+    tkv_free(c);
+}
+
+static void cmp_check(tkvd *s)
+{
+    tkv_ctx *c = tkvd_client(s);
+    static char val[CMP_VALUE + 1];
+    for (int v = 0; v < CMP_VERSIONS; v += 97) {
+        cmp_value(val, v);
+        expect_get(c, "doc", (uint64_t)v + 1, val);
+    }
+    tkv_free(c);
+}
+
+/* Bytes in LevelDB's table files. */
+static long table_bytes(const tkvd *s)
+{
+    char cmd[4400];
+    snprintf(cmd, sizeof cmd, "cat %s/db/*.ldb 2>/dev/null | wc -c", s->dir);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    long n = -1;
+    cr_assert_eq(fscanf(p, "%ld", &n), 1);
+    pclose(p);
+    return n;
+}
+
+Test(storage, compression_none_stores_raw_tables_and_both_modes_read_each_other,
+     .fini = teardown_both, .timeout = 60)
+{
+    const char *none[] = {"--compression", "none", NULL};
+    tkvd_start(&d, none);
+    tkvd_start(&other, NULL);
+    cmp_fill(&d);
+    cmp_fill(&other);
+    tkvd_stop(&d);
+    tkvd_stop(&other);
+    long raw = table_bytes(&d), snappy = table_bytes(&other);
+    /* A full memtable (4 MiB) reached a table in each; Snappy shrinks these
+     * values many times over. */
+    cr_assert_gt(raw, 3L << 20, "uncompressed tables hold %ld bytes", raw);
+    cr_assert_lt(snappy * 4, raw, "snappy %ld bytes vs none %ld", snappy, raw);
+    /* Swap the modes: every table stays readable. */
+    d.args[0] = NULL;
+    other.args[0] = "--compression";
+    other.args[1] = "none";
+    other.args[2] = NULL;
+    tkvd_restart(&d);
+    tkvd_restart(&other);
+    cmp_check(&d);
+    cmp_check(&other);
+}
+
+Test(storage, unknown_compression_is_refused)
+{
+    const char *argv[] = {getenv("TKVD"), "--compression", "lz4", "--port", "0", NULL};
+    char *out, *err;
+    int rc = run_capture(argv, NULL, &out, &err);
+    cr_assert_eq(rc, 2, "rc %d, stderr: %s", rc, err);
+    cr_assert(strstr(err, "--compression"), "stderr: %s", err);
+    free(out);
+    free(err);
 }

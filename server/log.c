@@ -5,6 +5,7 @@
  */
 #include "log.h"
 
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -13,6 +14,38 @@
 
 static tkv_log_level min_level = TKV_LOG_INFO;
 static const char *const names[] = {"debug", "info", "warn", "error"};
+static const char *log_path;
+
+const char *tkv_log_path(void) { return log_path; }
+
+/* dup2 swaps the file under STDERR_FILENO atomically: a record written by
+ * another thread meanwhile goes wholly to the old file or the new one. */
+static int point_stderr_at(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0)
+        return -1;
+    if (fd != STDERR_FILENO) {
+        int rc = dup2(fd, STDERR_FILENO);
+        close(fd);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int tkv_log_open(const char *path)
+{
+    if (point_stderr_at(path) < 0)
+        return -1;
+    log_path = path;
+    return 0;
+}
+
+int tkv_log_reopen(void)
+{
+    return log_path ? point_stderr_at(log_path) : 0;
+}
 
 void tkv_log_set_level(tkv_log_level level) { min_level = level; }
 

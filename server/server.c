@@ -96,7 +96,7 @@ typedef struct tkv_srv {
     ev_prepare prep;
     ev_check chk;
     ev_idle idl;
-    ev_signal sigint, sigterm;
+    ev_signal sigint, sigterm, sighup;
     ev_timer sync_timer, grace_timer, tick_timer, sweep_timer;
     ev_async written;     /* the writer finished a batch */
     list all, pend, back, wait;
@@ -692,6 +692,22 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
     ev_timer_start(loop, &s->grace_timer);
 }
 
+/* SIGHUP must not stop a server (a closed terminal, a careless kill -HUP):
+ * as in most daemons it reopens the log file, for logrotate. */
+static void on_sighup(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    const char *path = tkv_log_path();
+    if (!path) {
+        tkv_info("received SIGHUP: ignored (no --log-file to reopen; SIGTERM stops tkvd)");
+        return;
+    }
+    if (tkv_log_reopen() < 0)
+        tkv_error("received SIGHUP: cannot reopen log file %s: %s; still logging to the old one",
+                  path, strerror(errno));
+    else
+        tkv_info("received SIGHUP: reopened log file %s", path);
+}
+
 /* ---- start-up --------------------------------------------------------- */
 
 static bool is_loopback(const struct sockaddr *sa)
@@ -791,19 +807,21 @@ static void init_watchers(tkv_srv *s)
     ev_idle_init(&s->idl, on_idle);
     ev_signal_init(&s->sigint, on_signal, SIGINT);
     ev_signal_init(&s->sigterm, on_signal, SIGTERM);
+    ev_signal_init(&s->sighup, on_sighup, SIGHUP);
     ev_timer_init(&s->sync_timer, on_sync_timer, 1.0, 1.0);
     ev_timer_init(&s->grace_timer, on_grace, SHUTDOWN_GRACE, 0.0);
     ev_timer_init(&s->tick_timer, on_tick, 1.0, 1.0);
     ev_timer_init(&s->sweep_timer, on_sweep, 0.1, 0.1);
     ev_async_init(&s->written, on_written);
     s->lio.data = s->prep.data = s->chk.data = s->idl.data = s;
-    s->sigint.data = s->sigterm.data = s->sync_timer.data = s->grace_timer.data = s;
+    s->sigint.data = s->sigterm.data = s->sighup.data = s->sync_timer.data = s->grace_timer.data = s;
     s->tick_timer.data = s->sweep_timer.data = s->written.data = s;
     ev_io_start(loop, &s->lio);
     ev_prepare_start(loop, &s->prep);
     ev_check_start(loop, &s->chk);
     ev_signal_start(loop, &s->sigint);
     ev_signal_start(loop, &s->sigterm);
+    ev_signal_start(loop, &s->sighup);
     ev_timer_start(loop, &s->tick_timer);
     ev_timer_start(loop, &s->sweep_timer);
     ev_async_start(loop, &s->written);
@@ -927,6 +945,9 @@ int tkv_server_run(const tkv_server_opts *o)
 {
     tkv_srv s = {.o = *o, .lfd = -1, .spare_fd = -1};
     signal(SIGPIPE, SIG_IGN);
+    /* Until the loop's own handler takes over, opening a large store must
+     * not be cut short by a hangup either. */
+    signal(SIGHUP, SIG_IGN);
     s.loop = ev_default_loop(EVFLAG_AUTO);
     if (!s.loop) {
         tkv_error("cannot initialise the event loop");

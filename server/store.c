@@ -38,7 +38,10 @@ static int take_lock(tkv_store *s, const char *dir, char *err, size_t errlen)
     snprintf(path, sizeof path, "%s/tkvd.lock", dir);
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) {
-        set_err(err, errlen, "cannot open lock file", strerror(errno));
+        char what[4200];
+        snprintf(what, sizeof what, "cannot open lock file %s", path);
+        set_err(err, errlen, what,
+                errno == ENOTDIR ? "Not a directory (is --data-dir a file?)" : strerror(errno));
         return -1;
     }
     if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
@@ -179,14 +182,30 @@ void tkv_store_close(tkv_store *s)
     s->lock_fd = -1;
 }
 
+/* Repair rewrites LevelDB's files wholesale and moves any log it cannot
+ * account for into lost/: run against a live server's directory it would
+ * take that server's acknowledged writes with it. So it takes the same
+ * lock tkvd holds, and refuses while anyone else has it. */
 int tkv_store_repair(const char *dir, char *err, size_t errlen)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/db", dir);
+    struct stat st;
+    int serr = stat(path, &st) < 0 ? errno : S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
+    if (serr) {
+        char what[4200];
+        snprintf(what, sizeof what, "no database to repair in %s", path);
+        set_err(err, errlen, what, strerror(serr));
+        return -1;
+    }
+    tkv_store s = {.lock_fd = -1};
+    if (take_lock(&s, dir, err, errlen) < 0)
+        return -1;
     leveldb_options_t *o = leveldb_options_create();
     char *lerr = NULL;
     leveldb_repair_db(o, path, &lerr);
     leveldb_options_destroy(o);
+    close(s.lock_fd);
     if (lerr) {
         set_err(err, errlen, "repair failed", lerr);
         leveldb_free(lerr);

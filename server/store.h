@@ -47,7 +47,9 @@ int tkv_store_reopen(tkv_store *s, const tkv_store_opts *o, char *err, size_t er
 /* Closes the database and releases the lock. NULL-safe, idempotent. */
 void tkv_store_close(tkv_store *s);
 
-/* Runs LevelDB's repair on the database under dir. Returns 0 or -1. */
+/* Runs LevelDB's repair on the database under dir, holding the directory's
+ * lock for the duration. Returns 0, or -1 with a one-line explanation in err
+ * (a running tkvd on dir: the message names its pid; nothing is touched). */
 int tkv_store_repair(const char *dir, char *err, size_t errlen);
 
 /* The cached iterator, created on first use after a drop. */

@@ -1,18 +1,38 @@
 /*
  * tkvd.c - the tkv server's command line: flags in, tkv_server_run() out.
  */
+#include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "units.h"
 #include "engine.h"
 #include "log.h"
 #include "server.h"
 
+/* The data directory as an absolute path, so the log and every message say
+ * where the data really is; a relative --data-dir (or the default) is taken
+ * from the directory tkvd was started in. */
+static const char *absolute_dir(const char *dir, char *buf, size_t len)
+{
+    char cwd[PATH_MAX];
+    if (dir[0] == '/' || !getcwd(cwd, sizeof cwd))
+        return dir;
+    while (dir[0] == '.' && dir[1] == '/')
+        dir += 2;
+    if (strcmp(dir, ".") == 0)
+        dir = "";
+    int n = snprintf(buf, len, "%s%s%s", cwd, dir[0] && strcmp(cwd, "/") ? "/" : "", dir);
+    return n > 0 && (size_t)n < len ? buf : dir;
+}
+
 static void usage(FILE *f, const tkv_server_opts *d)
 {
+    char abs[PATH_MAX + 64];
     fprintf(f,
             "Usage: tkvd [OPTION]...\n"
             "tkv server: a time-versioned key-value store. Every PUT stores a new version of a\n"
@@ -43,7 +63,9 @@ static void usage(FILE *f, const tkv_server_opts *d)
             "  --max-batch N        items in one MPUT or MGET (default %u)\n"
             "\n"
             "Storage:\n"
-            "  --data-dir DIR       data directory, created if missing (default ./%s)\n"
+            "  --data-dir DIR       data directory, created if missing; relative to the\n"
+            "                       directory tkvd starts in (default ./%s, here\n"
+            "                       %s)\n"
             "  --fsync MODE         always: sync every batch before replying (default);\n"
             "                       everysec: sync at least once a second;\n"
             "                       never: leave it to the operating system\n"
@@ -61,13 +83,17 @@ static void usage(FILE *f, const tkv_server_opts *d)
             "\n"
             "Other:\n"
             "  --log-level LEVEL    debug, info, warn or error (default info)\n"
+            "  --log-file PATH      append the log to PATH instead of stderr; SIGHUP\n"
+            "                       reopens it (for logrotate)\n"
             "  --help               show this help and exit\n"
             "  --version            show the version and exit\n"
             "\n"
             "SIZE takes a unit: 512kb, 64mb, 1g. DURATION takes units us, ms, s, m, h, d,\n"
-            "w (7d, 1h30m). SIGINT or SIGTERM shut down cleanly.\n",
+            "w (7d, 1h30m). SIGINT or SIGTERM shut down cleanly; SIGHUP reopens the\n"
+            "log file and never stops the server.\n",
             d->bind, d->port, d->max_clients, d->max_frame, d->max_key, d->max_value,
-            d->max_output, d->max_pipeline, d->max_batch, d->engine.dir, d->engine.max_memory);
+            d->max_output, d->max_pipeline, d->max_batch, d->engine.dir,
+            absolute_dir(d->engine.dir, abs, sizeof abs), d->engine.max_memory);
 }
 
 enum {
@@ -75,7 +101,7 @@ enum {
     OPT_MAX_VALUE, OPT_MAX_OUTPUT, OPT_MAX_PIPELINE, OPT_DATA_DIR, OPT_FSYNC, OPT_BLOCK_CACHE,
     OPT_REPAIR, OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION, OPT_MAX_MEMORY, OPT_TIMEOUT,
     OPT_REQUIREPASS, OPT_AUTH_FILE, OPT_PROTECTED, OPT_MAX_BATCH, OPT_RETAIN_VERSIONS,
-    OPT_RETAIN_AGE, OPT_COMPRESSION,
+    OPT_RETAIN_AGE, OPT_COMPRESSION, OPT_LOG_FILE,
 };
 
 static const struct option long_opts[] = {
@@ -102,6 +128,7 @@ static const struct option long_opts[] = {
     {"retain-age", required_argument, NULL, OPT_RETAIN_AGE},
     {"repair", no_argument, NULL, OPT_REPAIR},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"log-file", required_argument, NULL, OPT_LOG_FILE},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -114,7 +141,8 @@ static int bad(const char *flag, const char *value, const char *expect)
 }
 
 /* Applies one option. Returns -1 to go on, or an exit status. */
-static int apply(int opt, const char *arg, tkv_server_opts *o, bool *repair)
+static int apply(int opt, const char *arg, tkv_server_opts *o, bool *repair,
+                 const char **log_file)
 {
     uint64_t v;
     tkv_log_level lvl;
@@ -211,6 +239,7 @@ static int apply(int opt, const char *arg, tkv_server_opts *o, bool *repair)
         o->engine.retain.age_us = v;
         break;
     case OPT_REPAIR: *repair = true; break;
+    case OPT_LOG_FILE: *log_file = arg; break;
     case OPT_LOG_LEVEL:
         if (tkv_log_parse_level(arg, &lvl) < 0)
             return bad("log-level", arg, "debug, info, warn or error");
@@ -245,9 +274,10 @@ int main(int argc, char **argv)
     tkv_server_opts o;
     tkv_server_defaults(&o);
     bool repair = false;
+    const char *log_file = NULL;
     int opt;
     while ((opt = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
-        int rc = apply(opt, optarg, &o, &repair);
+        int rc = apply(opt, optarg, &o, &repair, &log_file);
         if (rc >= 0)
             return rc;
     }
@@ -258,6 +288,12 @@ int main(int argc, char **argv)
     int rc = check(&o);
     if (rc >= 0)
         return rc;
+    char abs[PATH_MAX + 64];
+    o.engine.dir = absolute_dir(o.engine.dir, abs, sizeof abs);
+    if (log_file && tkv_log_open(log_file) < 0) {
+        fprintf(stderr, "tkvd: cannot open log file %s: %s\n", log_file, strerror(errno));
+        return 1;
+    }
     if (repair) {
         char err[512];
         if (tkv_engine_repair(o.engine.dir, err, sizeof err) < 0) {

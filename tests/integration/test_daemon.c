@@ -1,0 +1,203 @@
+/*
+ * test_daemon.c - the server's life as an operator sees it: the data
+ * directory lock held against offline tools (--repair on a live directory
+ * must refuse and lose nothing), signals that must not stop the server
+ * (SIGHUP reopens the log file), and start-up messages that say where the
+ * data is.
+ */
+#include <criterion/criterion.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static tkvd d;
+
+static void teardown(void) { tkvd_cleanup(&d); }
+
+static void put_key(tkv_ctx *c, int i)
+{
+    char key[32], val[32];
+    int kn = snprintf(key, sizeof key, "key%04d", i);
+    int vn = snprintf(val, sizeof val, "value %d", i);
+    cr_assert_eq(tkv_put(c, key, (size_t)kn, val, (size_t)vn, (uint64_t)i + 1, NULL), TKV_OK,
+                 "put %s: %s", key, tkv_errstr(c));
+}
+
+static void expect_key(tkv_ctx *c, int i)
+{
+    char key[32], val[32];
+    int kn = snprintf(key, sizeof key, "key%04d", i);
+    int vn = snprintf(val, sizeof val, "value %d", i);
+    tkv_version v;
+    cr_assert_eq(tkv_get(c, key, (size_t)kn, TKV_LATEST, &v), TKV_OK, "get %s: %s", key,
+                 tkv_errstr(c));
+    cr_assert_eq(v.len, (size_t)vn);
+    cr_assert_eq(memcmp(v.value, val, v.len), 0, "%s has the wrong value", key);
+}
+
+/* The bug: repair on a live directory moved the server's LevelDB log into
+ * lost/, so writes acknowledged before and after it vanished on restart. */
+Test(daemon, repair_refuses_a_live_directory_and_loses_nothing, .fini = teardown)
+{
+    tkvd_start(&d, NULL);
+    tkv_ctx *c = tkvd_client(&d);
+    for (int i = 0; i < 200; i++)
+        put_key(c, i);
+
+    const char *repair[] = {getenv("TKVD"), "--data-dir", d.dir, "--repair", NULL};
+    char *out, *err;
+    int rc = run_capture(repair, NULL, &out, &err);
+    cr_assert_neq(rc, 0, "repair must refuse while tkvd runs; it said: %s", err);
+    char pid[32];
+    snprintf(pid, sizeof pid, "pid %d", (int)d.pid);
+    cr_assert(strstr(err, "in use"), "the refusal says why: %s", err);
+    cr_assert(strstr(err, pid), "the refusal names the owner (%s): %s", pid, err);
+    free(out);
+    free(err);
+    char lost[4300];
+    snprintf(lost, sizeof lost, "%s/db/lost", d.dir);
+    struct stat st;
+    cr_assert_neq(stat(lost, &st), 0, "nothing was moved into %s", lost);
+
+    for (int i = 200; i < 400; i++)
+        put_key(c, i);
+    tkv_free(c);
+    tkvd_stop(&d);
+    tkvd_restart(&d);
+    c = tkvd_client(&d);
+    for (int i = 0; i < 400; i++)
+        expect_key(c, i);
+    tkv_free(c);
+}
+
+Test(daemon, repair_of_a_directory_without_a_database_fails_clearly)
+{
+    char dir[] = "/tmp/tkv-repair-XXXXXX";
+    cr_assert(mkdtemp(dir));
+    const char *repair[] = {getenv("TKVD"), "--data-dir", dir, "--repair", NULL};
+    char *out, *err;
+    int rc = run_capture(repair, NULL, &out, &err);
+    cr_assert_neq(rc, 0);
+    cr_assert(strstr(err, "no database to repair") && strstr(err, dir), "stderr: %s", err);
+    free(out);
+    free(err);
+    rmdir(dir);
+}
+
+Test(daemon, a_file_as_data_directory_is_named_in_the_error)
+{
+    char path[] = "/tmp/tkv-notadir-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    close(fd);
+    const char *argv[] = {getenv("TKVD"), "--data-dir", path, "--port", "0", NULL};
+    char *out, *err;
+    int rc = run_capture(argv, NULL, &out, &err);
+    unlink(path);
+    cr_assert_neq(rc, 0);
+    cr_assert(strstr(err, path), "the message names the path: %s", err);
+    cr_assert(strstr(err, "Not a directory"), "and says what is wrong: %s", err);
+    free(out);
+    free(err);
+}
+
+static bool file_contains(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return strstr(buf, needle) != NULL;
+}
+
+static void wait_for_text(const char *path, const char *needle)
+{
+    for (int waited = 0; waited < 10000; waited += 10) {
+        if (file_contains(path, needle))
+            return;
+        nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
+    }
+    cr_assert_fail("%s never said '%s'", path, needle);
+}
+
+Test(daemon, sighup_reopens_the_log_file_and_never_stops_the_server, .fini = teardown)
+{
+    static char logpath[4300], rotated[4300];
+    char tmpl[] = "/tmp/tkv-log-XXXXXX";
+    cr_assert(mkdtemp(tmpl));
+    snprintf(logpath, sizeof logpath, "%s/tkvd.log", tmpl);
+    snprintf(rotated, sizeof rotated, "%s/tkvd.log.1", tmpl);
+    const char *args[] = {"--log-file", logpath, NULL};
+    tkvd_start(&d, args);
+    wait_for_text(logpath, "listening on");
+
+    /* logrotate: move the file away, then HUP. */
+    cr_assert_eq(rename(logpath, rotated), 0);
+    cr_assert_eq(kill(d.pid, SIGHUP), 0);
+    wait_for_text(logpath, "reopened log file");
+    cr_assert(!file_contains(rotated, "reopened"), "the old file got no new lines");
+
+    tkv_ctx *c = tkvd_client(&d);
+    cr_assert_eq(tkv_ping(c), TKV_OK, "the server still serves after SIGHUP: %s",
+                 tkv_errstr(c));
+    put_key(c, 1);
+    expect_key(c, 1);
+    tkv_free(c);
+    tkvd_stop(&d);
+    cr_assert(file_contains(logpath, "shutdown complete"), "the rest of the log follows");
+    unlink(logpath);
+    unlink(rotated);
+    rmdir(tmpl);
+}
+
+Test(daemon, sighup_without_a_log_file_is_logged_and_ignored, .fini = teardown)
+{
+    tkvd_start(&d, NULL);
+    cr_assert_eq(kill(d.pid, SIGHUP), 0);
+    wait_for_text(d.logfile, "received SIGHUP");
+    tkv_ctx *c = tkvd_client(&d);
+    cr_assert_eq(tkv_ping(c), TKV_OK, "%s", tkv_errstr(c));
+    tkv_free(c);
+    tkvd_stop(&d);
+}
+
+/* Where data goes depends on the directory tkvd was started in: --help and
+ * the start-up log say the absolute path. */
+Test(daemon, help_and_start_up_log_name_the_absolute_data_directory, .fini = teardown)
+{
+    char cwd[PATH_MAX];
+    cr_assert(getcwd(cwd, sizeof cwd));
+    char want[PATH_MAX + 32];
+    snprintf(want, sizeof want, "%s/tkv-data", cwd);
+    const char *help[] = {getenv("TKVD"), "--help", NULL};
+    char *out, *err;
+    cr_assert_eq(run_capture(help, NULL, &out, &err), 0);
+    cr_assert(strstr(out, want), "--help names %s:\n%s", want, out);
+    free(out);
+    free(err);
+
+    /* Criterion runs each test in its own process: the chdir stays here. */
+    char tmpl[] = "/tmp/tkv-cwd-XXXXXX";
+    cr_assert(mkdtemp(tmpl));
+    cr_assert_eq(chdir(tmpl), 0);
+    const char *args[] = {"--data-dir", "./rel-data", NULL};
+    tkvd_start(&d, args);
+    char needle[4300];
+    snprintf(needle, sizeof needle, "data in %s/rel-data ", tmpl);
+    wait_for_text(d.logfile, needle);
+    tkvd_stop(&d);
+    char rm[4400];
+    snprintf(rm, sizeof rm, "rm -rf '%s'", tmpl);
+    cr_assert_eq(system(rm), 0);
+}

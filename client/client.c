@@ -215,6 +215,41 @@ static int fill_in(tkv_ctx *c)
     return cl_set_err(c, TKV_EK_IO, "read: %s", strerror(errno));
 }
 
+static bool whole_frame_held(const tkv_frame_reader *r)
+{
+    size_t held = tkv_frame_reader_pending(r);
+    if (held < TKV_FRAME_HEADER)
+        return false;
+    const uint8_t *h = r->buf + r->start;
+    uint64_t len = (uint64_t)h[0] << 24 | (uint64_t)h[1] << 16 | (uint64_t)h[2] << 8 | h[3];
+    return held - TKV_FRAME_HEADER >= len;
+}
+
+/* A server that refuses a request outright (a frame over its limit) answers
+ * and then closes, so a client still sending sees EPIPE or ECONNRESET before
+ * it looks for the answer. Takes in what the server said before it closed:
+ * if a whole reply arrived, the caller reads it (and reports the server's
+ * reason, not "Broken pipe"); the requests not yet sent are dropped, and the
+ * replies they wait for end in "connection closed". */
+static int write_failed(tkv_ctx *c, int err)
+{
+    if (err != EPIPE && err != ECONNRESET)
+        return cl_set_err(c, TKV_EK_IO, "write: %s", strerror(err));
+    c->out.len = c->out_sent = 0;
+    for (;;) {
+        short rev;
+        if (wait_fd(c, POLLIN, &rev) < 0 || fill_in(c) < 0)
+            break;
+    }
+    if (whole_frame_held(&c->in)) {
+        c->err = TKV_EK_NONE;
+        c->errstr[0] = '\0';
+        return 0;
+    }
+    return cl_set_err(c, TKV_EK_EOF, "write: connection closed by the server (%s)",
+                      strerror(err));
+}
+
 static int flush_out(tkv_ctx *c)
 {
     while (c->out_sent < c->out.len) {
@@ -227,8 +262,7 @@ static int flush_out(tkv_ctx *c)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
-            return cl_set_err(c, errno == EPIPE || errno == ECONNRESET ? TKV_EK_EOF : TKV_EK_IO,
-                           "write: %s", strerror(errno));
+            return write_failed(c, errno);
         short rev;
         if (wait_fd(c, POLLOUT | POLLIN, &rev) < 0)
             return TKV_ERR;

@@ -14,7 +14,12 @@
  *    TKV_ERR (-1). On TKV_ERR, tkv_err() says what went wrong and
  *    tkv_errstr() says it in words:
  *      TKV_EK_SERVER   the server answered with an error (a bad argument, a
- *                      full disk...). The connection stays usable;
+ *                      full disk...). The connection stays usable, except
+ *                      after TKV_SC_TOO_LARGE (a request over the server's
+ *                      --max-frame): the server answers that and closes, so
+ *                      later calls fail with TKV_EK_EOF. The answer is
+ *                      reported even when the server closed while the
+ *                      request was still being sent.
  *                      tkv_server_code() gives the protocol's status code.
  *      TKV_EK_USAGE    the library refused an argument before sending it.
  *                      The connection stays usable.
@@ -47,6 +52,11 @@ extern "C" {
 #else
 #define TKV_API
 #endif
+
+/* The library's version; the shared library's soname follows the major. */
+#define TKV_CLIENT_VERSION_MAJOR 0
+#define TKV_CLIENT_VERSION_MINOR 1
+#define TKV_CLIENT_VERSION_PATCH 0
 
 #define TKV_OK 0
 #define TKV_NOT_FOUND 1

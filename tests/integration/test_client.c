@@ -1,0 +1,75 @@
+/*
+ * test_client.c - libtkvclient against the real tkvd where the library, not
+ * the server, decides what the caller sees: a request over the server's
+ * frame limit is answered (TOO_LARGE) and then the server closes, usually
+ * while the client is still sending; the caller must get that answer, not
+ * "Broken pipe".
+ */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+static tkvd d;
+
+static void teardown(void) { tkvd_cleanup(&d); }
+
+static void start_small_frames(void)
+{
+    const char *args[] = {"--max-frame", "64kb", "--max-value", "60kb", NULL};
+    tkvd_start(&d, args);
+}
+
+/* Far more than socket buffers hold, so the server closes mid-send. */
+enum { BIG = 20 * 1024 * 1024 };
+
+Test(client, oversize_request_reports_the_servers_answer, .init = start_small_frames,
+     .fini = teardown)
+{
+    char *big = calloc(1, BIG);
+    cr_assert(big);
+    /* Whether the client is still sending when the server closes depends on
+     * timing: try enough times that both orders occur. */
+    for (int i = 0; i < 8; i++) {
+        tkv_ctx *c = tkvd_client(&d);
+        int rc = tkv_put(c, "k", 1, big, BIG, 1, NULL);
+        cr_assert_eq(rc, TKV_ERR);
+        cr_assert_eq(tkv_err(c), TKV_EK_SERVER, "round %d: %s", i, tkv_errstr(c));
+        cr_assert_eq(tkv_server_code(c), TKV_SC_TOO_LARGE);
+        cr_assert(strstr(tkv_errstr(c), "exceeds the maximum of 65536"), "errstr: %s",
+                  tkv_errstr(c));
+        /* The server has closed: the next call says so. */
+        cr_assert_eq(tkv_ping(c), TKV_ERR);
+        cr_assert(tkv_err(c) == TKV_EK_EOF || tkv_err(c) == TKV_EK_IO, "%s", tkv_errstr(c));
+        tkv_free(c);
+    }
+    free(big);
+    tkv_ctx *c = tkvd_client(&d);
+    cr_assert_eq(tkv_put(c, "k", 1, "small", 5, 1, NULL), TKV_OK, "%s", tkv_errstr(c));
+    tkv_free(c);
+}
+
+Test(client, pipelined_replies_before_an_oversize_request_still_arrive,
+     .init = start_small_frames, .fini = teardown)
+{
+    char *big = calloc(1, BIG);
+    cr_assert(big);
+    tkv_ctx *c = tkvd_client(&d);
+    cr_assert_eq(tkv_append_put(c, "a", 1, "1", 1, 1), TKV_OK);
+    cr_assert_eq(tkv_append_put(c, "b", 1, big, BIG, 1), TKV_OK);
+    cr_assert_eq(tkv_append_put(c, "c", 1, "3", 1, 1), TKV_OK);
+    tkv_reply r;
+    cr_assert_eq(tkv_read_reply(c, &r), TKV_OK, "%s", tkv_errstr(c));
+    cr_assert_eq(tkv_read_reply(c, &r), TKV_ERR);
+    cr_assert_eq(tkv_server_code(c), TKV_SC_TOO_LARGE, "%s", tkv_errstr(c));
+    cr_assert_eq(tkv_read_reply(c, &r), TKV_ERR, "nothing after the refusal was served");
+    cr_assert(tkv_err(c) == TKV_EK_EOF || tkv_err(c) == TKV_EK_IO, "%s", tkv_errstr(c));
+    tkv_free(c);
+    free(big);
+    c = tkvd_client(&d);
+    tkv_version v;
+    cr_assert_eq(tkv_get(c, "a", 1, TKV_LATEST, &v), TKV_OK, "the first PUT was applied");
+    cr_assert_eq(tkv_get(c, "c", 1, TKV_LATEST, &v), TKV_NOT_FOUND, "the third was not");
+    tkv_free(c);
+}

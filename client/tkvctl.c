@@ -49,8 +49,14 @@ uint64_t now_us(void)
 
 int parse_time(const char *s, const char *what, uint64_t *out)
 {
-    if (tkv_parse_time(s, now_us(), out) < 0)
-        return fail("invalid %s '%s': expected now, -5m, 2026-01-31T12:00:00Z or microseconds",
+    int rc = tkv_parse_time(s, now_us(), out);
+    if (rc == TKV_TIME_AMBIGUOUS)
+        return fail("ambiguous %s '%s': a bare number is microseconds, but this looks like "
+                    "epoch seconds or milliseconds; write %ss, %sms or %sus",
+                    what, s, s, s, s);
+    if (rc < 0)
+        return fail("invalid %s '%s': expected now, -5m, 2026-01-31T12:00:00Z (a real date; "
+                    "UTC unless a zone is given), 1700000000s, or microseconds",
                     what, s);
     return 0;
 }
@@ -560,8 +566,12 @@ static void usage(FILE *f)
         fprintf(f, "  %-7s %s\n", commands[i].name, commands[i].usage);
     fprintf(f,
             "\nRun 'tkvctl COMMAND --help' for details.\n"
-            "Times T: now, -5m or +1h (from now), 2026-01-31T12:00:00Z, or microseconds\n"
-            "since the Unix epoch. Durations D: 30s, 15m, 2h, 7d, 1h30m, or microseconds.\n"
+            "Times T: now; -5m or +1h (from now); ISO-8601 such as 2026-01-31 or\n"
+            "2026-01-31T12:00:00.5+01:00 (a real date; without a zone it is UTC); seconds,\n"
+            "milliseconds or microseconds since the Unix epoch with their unit (1700000000s,\n"
+            "1700000000000ms, 5us); or a bare number of microseconds, except that one of 10\n"
+            "or 13 digits (epoch seconds or ms of 2001-2286) is refused: give its unit.\n"
+            "Durations D: 30s, 15m, 2h, 7d, 1h30m, or microseconds.\n"
             "Exit status: 0 success, 1 not found, 2 error.\n");
 }
 

@@ -157,6 +157,24 @@ Test(tkvctl, human_times, .init = setup, .fini = teardown)
     CTL(0, "noon\n", "get", "t", "--ts", "-1h");
 }
 
+Test(tkvctl, impossible_dates_and_bare_epoch_seconds_are_refused, .init = setup,
+     .fini = teardown)
+{
+    char *err = ctl(2, "", NULL, "put", "t", "v", "--ts", "2026-02-31", NULL);
+    cr_assert(strstr(err, "invalid --ts"), "stderr: %s", err);
+    free(err);
+    err = ctl(2, "", NULL, "put", "t", "v", "--ts", "1700000000", NULL);
+    cr_assert(strstr(err, "1700000000s"), "suggests the unit: %s", err);
+    free(err);
+    free(ctl(2, "", NULL, "get", "t", "--ts", "1700000000000", NULL));
+    free(ctl(2, "", "t\t1700000000\tv\n", "mput", NULL));
+    CTL(0, "1700000000000000\n", "put", "t", "v", "--ts", "1700000000s");
+    CTL(0, "v\n", "get", "t", "--ts", "1700000000000ms");
+    CTL(0, "v\n", "get", "t", "--ts", "2023-11-14T22:13:20");
+    CTL(0, "1\n", "count", "t", "--to", "1700000000000000");
+    CTL(0, "10\n", "put", "small", "v", "--ts", "10");
+}
+
 Test(tkvctl, ttl_versions_expire, .init = setup, .fini = teardown, .timeout = 30)
 {
     CTL(0, "5\n", "put", "session", "old", "--ts", "5");

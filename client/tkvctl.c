@@ -7,7 +7,6 @@
  * success, 1 not found, 2 any error (one line on stderr).
  */
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -17,6 +16,7 @@
 #include <time.h>
 
 #include "tkvctl.h"
+#include "proto.h"
 #include "units.h"
 
 int fail(const char *fmt, ...)
@@ -30,7 +30,28 @@ int fail(const char *fmt, ...)
     return EXIT_ERROR;
 }
 
-int server_fail(cli *c) { return fail("%s", tkv_errstr(c->ctx)); }
+/* The library's message for a server error is "NAME: text", and tkvd's
+ * text may itself begin with the same "NAME: ": print the name once. */
+static const char *errstr_once(const tkv_ctx *ctx)
+{
+    const char *s = tkv_errstr(ctx), *colon = strstr(s, ": ");
+    if (!colon || colon == s)
+        return s;
+    size_t n = (size_t)(colon - s) + 2;
+    return strncmp(colon + 2, s, n) == 0 ? colon + 2 : s;
+}
+
+int server_fail(cli *c) { return fail("%s", errstr_once(c->ctx)); }
+
+int check_frame(const cli *c, const char *what, uint64_t bytes)
+{
+    if (bytes <= c->max_frame)
+        return 0;
+    return fail("%s: the request needs at least %" PRIu64 " bytes, more than the server's frame "
+                "limit of %" PRIu64 " bytes (tkvd's default; if it runs with a larger "
+                "--max-frame, give tkvctl the same --max-frame)",
+                what, bytes, c->max_frame);
+}
 
 const char *opt(const args *a, const char *name)
 {
@@ -89,11 +110,11 @@ int connect_cli(cli *c)
     if (!c->ctx)
         return fail("out of memory");
     if (tkv_err(c->ctx) != TKV_EK_NONE)
-        return fail("%s", tkv_errstr(c->ctx));
+        return fail("%s", errstr_once(c->ctx));
     if (c->trace)
         tkv_set_trace(c->ctx, trace_frame, NULL);
     if (c->secret && tkv_auth(c->ctx, c->secret, strlen(c->secret)) != TKV_OK)
-        return fail("%s", tkv_errstr(c->ctx));
+        return fail("%s", errstr_once(c->ctx));
     return 0;
 }
 
@@ -193,7 +214,9 @@ static int run_put(cli *c, const args *a)
     bool from_stdin = strcmp(val, "-") == 0;
     if (from_stdin && read_stdin(&val, &vlen))
         return EXIT_ERROR;
-    int rc = connect_cli(c);
+    int rc = check_frame(c, "put", strlen(key) + vlen + PUT_OVERHEAD);
+    if (rc == 0)
+        rc = connect_cli(c);
     if (rc == 0)
         rc = tkv_put_ex(c->ctx, key, strlen(key), val, vlen, ts, has_ts, ttl, &out);
     if (from_stdin)
@@ -494,122 +517,6 @@ static const command commands[] = {
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
-/* Whether name is one of the space-separated words of list; *takes tells
- * if it is written "name=" (takes a value). */
-static bool allowed(const char *list, const char *name, bool *takes)
-{
-    size_t n = strlen(name);
-    for (const char *p = list; *p;) {
-        const char *end = strchr(p, ' ');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        bool v = len > 0 && p[len - 1] == '=';
-        if (len - v == n && strncmp(p, name, n) == 0) {
-            *takes = v;
-            return true;
-        }
-        if (!end)
-            break;
-        p = end + 1;
-    }
-    return false;
-}
-
-static int parse_args(const command *cmd, int argc, char **argv, args *a)
-{
-    memset(a, 0, sizeof *a);
-    for (int i = 1; i < argc; i++) {
-        const char *s = argv[i];
-        bool takes;
-        if (strcmp(s, "--") == 0) {
-            while (++i < argc && a->npos < MAX_POS)
-                a->pos[a->npos++] = argv[i];
-            break;
-        }
-        if (s[0] != '-' || s[1] != '-') {
-            if (a->npos >= MAX_POS)
-                return fail("%s: too many arguments", cmd->name);
-            a->pos[a->npos++] = s;
-            continue;
-        }
-        if (!allowed(cmd->options, s + 2, &takes) || a->nopts == 12)
-            return fail("%s: unknown option '%s' (see tkvctl %s --help)", cmd->name, s,
-                        cmd->name);
-        if (takes && i + 1 >= argc)
-            return fail("%s: option '%s' needs a value", cmd->name, s);
-        a->names[a->nopts] = s + 2;
-        a->values[a->nopts++] = takes ? argv[++i] : "";
-    }
-    if (a->npos < cmd->min_pos || a->npos > cmd->max_pos)
-        return fail("%s: expected %s (see tkvctl %s --help)", cmd->name, cmd->usage, cmd->name);
-    return 0;
-}
-
-static void usage(FILE *f)
-{
-    fprintf(f,
-            "Usage: tkvctl [-H HOST] [-p PORT] [-a SECRET] [-t MS] [--json] [--trace]\n"
-            "              COMMAND [ARG]...\n"
-            "Client for tkvd, the time-versioned key-value server.\n\n"
-            "Options:\n"
-            "  -H, --host HOST     server host (default $TKV_HOST or 127.0.0.1)\n"
-            "  -p, --port PORT     server port (default $TKV_PORT or %d)\n"
-            "  -a, --auth SECRET   authenticate with SECRET (default $TKV_AUTH; prefer the\n"
-            "                      variable: arguments are visible to other users in ps)\n"
-            "  -t, --timeout MS    give up after MS milliseconds without progress (default 10000)\n"
-            "      --json          print one JSON object per reply\n"
-            "      --trace         show every request and reply frame in hex on stderr\n"
-            "  -h, --help          show this help\n"
-            "      --version       show the version\n\n"
-            "Commands:\n",
-            DEFAULT_PORT);
-    for (size_t i = 0; i < N_COMMANDS; i++)
-        fprintf(f, "  %-7s %s\n", commands[i].name, commands[i].usage);
-    fprintf(f,
-            "\nRun 'tkvctl COMMAND --help' for details.\n"
-            "Times T: now; -5m or +1h (from now); ISO-8601 such as 2026-01-31 or\n"
-            "2026-01-31T12:00:00.5+01:00 (a real date; without a zone it is UTC); seconds,\n"
-            "milliseconds or microseconds since the Unix epoch with their unit (1700000000s,\n"
-            "1700000000000ms, 5us); or a bare number of microseconds, except that one of 10\n"
-            "or 13 digits (epoch seconds or ms of 2001-2286) is refused: give its unit.\n"
-            "Durations D: 30s, 15m, 2h, 7d, 1h30m, or microseconds.\n"
-            "Exit status: 0 success, 1 not found, 2 error.\n");
-}
-
-static int parse_globals(cli *c, int argc, char **argv)
-{
-    static const struct option opts[] = {
-        {"host", required_argument, NULL, 'H'}, {"port", required_argument, NULL, 'p'},
-        {"timeout", required_argument, NULL, 't'}, {"trace", no_argument, NULL, 'T'},
-        {"auth", required_argument, NULL, 'a'}, {"json", no_argument, NULL, 'J'},
-        {"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, 'V'},
-        {NULL, 0, NULL, 0},
-    };
-    int o;
-    uint64_t v;
-    while ((o = getopt_long(argc, argv, "+H:p:t:a:h", opts, NULL)) != -1) {
-        switch (o) {
-        case 'H': c->host = optarg; break;
-        case 'p':
-            if (tkv_parse_uint(optarg, 1, 65535, &v) < 0)
-                return fail("invalid port '%s'", optarg);
-            c->port = (uint16_t)v;
-            break;
-        case 't':
-            if (tkv_parse_uint(optarg, 0, 86400000, &v) < 0)
-                return fail("invalid timeout '%s'", optarg);
-            c->timeout_ms = (int)v;
-            break;
-        case 'T': c->trace = true; break;
-        case 'J': c->json = true; break;
-        case 'a': c->secret = optarg; break;
-        case 'h': usage(stdout); return 0;
-        case 'V': printf("tkvctl %s\n", TKV_VERSION_STRING); return 0;
-        default: fprintf(stderr, "Try 'tkvctl --help'.\n"); return EXIT_ERROR;
-        }
-    }
-    return -1;
-}
-
 static void env_defaults(cli *c)
 {
     const char *h = getenv("TKV_HOST"), *p = getenv("TKV_PORT"), *a = getenv("TKV_AUTH");
@@ -617,6 +524,7 @@ static void env_defaults(cli *c)
     c->host = h && *h ? h : "127.0.0.1";
     c->port = p && tkv_parse_uint(p, 1, 65535, &v) == 0 ? (uint16_t)v : DEFAULT_PORT;
     c->timeout_ms = 10000;
+    c->max_frame = TKV_DEFAULT_MAX_FRAME;
     c->secret = a && *a ? a : NULL;
 }
 
@@ -624,31 +532,13 @@ int main(int argc, char **argv)
 {
     cli c = {0};
     env_defaults(&c);
-    int rc = parse_globals(&c, argc, argv);
+    const command *cmd = NULL;
+    args a;
+    int rc = parse_line(&c, commands, N_COMMANDS, argc, argv, &cmd, &a);
     if (rc >= 0)
         return rc;
-    if (optind >= argc) {
-        usage(stderr);
-        return EXIT_ERROR;
-    }
-    const char *name = argv[optind];
-    for (size_t i = 0; i < N_COMMANDS; i++) {
-        const command *cmd = &commands[i];
-        if (strcmp(cmd->name, name) != 0)
-            continue;
-        for (int k = optind + 1; k < argc && strcmp(argv[k], "--") != 0; k++) {
-            if (strcmp(argv[k], "--help") == 0 || strcmp(argv[k], "-h") == 0) {
-                printf("Usage: tkvctl %s %s\n%s\n", cmd->name, cmd->usage, cmd->help);
-                return 0;
-            }
-        }
-        args a;
-        if (parse_args(cmd, argc - optind, argv + optind, &a))
-            return EXIT_ERROR;
-        rc = cmd->run(&c, &a);
-        fflush(stdout);
-        tkv_free(c.ctx);
-        return rc;
-    }
-    return fail("unknown command '%s' (see tkvctl --help)", name);
+    rc = cmd->run(&c, &a);
+    fflush(stdout);
+    tkv_free(c.ctx);
+    return rc;
 }

@@ -84,7 +84,10 @@ static int send_mput(cli *c, const triples *t)
 {
     if (t->n == 0)
         return fail("mput: no KEY TS VALUE triples given");
-    if (connect_cli(c))
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < t->n; i++)
+        bytes += t->items[i].key.len + t->items[i].value.len + PUT_OVERHEAD;
+    if (check_frame(c, "mput", bytes) || connect_cli(c))
         return 2;
     const uint64_t *stamps;
     if (tkv_mput(c->ctx, t->items, t->n, &stamps) != TKV_OK)

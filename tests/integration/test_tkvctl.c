@@ -285,3 +285,81 @@ Test(tkvctl, every_command_has_help, .init = setup, .fini = teardown)
         free(err);
     }
 }
+
+Test(tkvctl, server_errors_name_their_status_once, .init = setup, .fini = teardown)
+{
+    CTL(0, "18446744073709551615\n", "put", "k", "last", "--ts", "18446744073709551615");
+    char *err = ctl(2, "", NULL, "put", "k", "later", NULL);
+    cr_assert(strstr(err, "tkvctl: OUT_OF_RANGE: the key"), "stderr: %s", err);
+    cr_assert_null(strstr(err, "OUT_OF_RANGE: OUT_OF_RANGE"), "stderr: %s", err);
+    free(err);
+}
+
+Test(tkvctl, wrong_argument_counts_show_real_usage, .init = setup, .fini = teardown)
+{
+    static const struct { const char *cmd, *extra, *usage; } cases[] = {
+        {"stats", "extra", "usage: tkvctl stats ("},
+        {"ping", "extra", "usage: tkvctl ping ("},
+        {"policy", NULL, "usage: tkvctl policy KEY ("},
+        {"get", NULL, "usage: tkvctl get KEY [--ts T"},
+        {"scan", "extra", "usage: tkvctl scan [--prefix P]"},
+        {"mget", NULL, "usage: tkvctl mget --ts T KEY..."},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *err = ctl(2, "", NULL, cases[i].cmd, cases[i].extra, NULL);
+        cr_assert(strstr(err, cases[i].usage), "%s: %s", cases[i].cmd, err);
+        free(err);
+    }
+    char *err = ctl(2, "", NULL, "put", "k", "v", "w", NULL);
+    cr_assert(strstr(err, "put: too many arguments; usage: tkvctl put KEY VALUE"), "%s", err);
+    free(err);
+}
+
+/* A request bigger than tkvd's frame limit makes it close the connection
+ * while tkvctl still writes; tkvctl knows the default and says so first. */
+Test(tkvctl, requests_over_the_frame_limit_are_refused_before_sending, .init = setup,
+     .fini = teardown)
+{
+    size_t n = 9u << 20;
+    char *big = malloc(n + 16);
+    memset(big, 'a', n);
+    big[n] = '\0';
+    char *err = ctl(2, "", big, "put", "k", "-", NULL);
+    cr_assert(strstr(err, "frame limit of 8388608 bytes"), "stderr: %s", err);
+    free(err);
+    /* Two 5 MiB values: each fits, the MPUT does not. */
+    memcpy(big, "a\t1\t", 4);
+    memcpy(big + (5u << 20), "\nb\t2\t", 5);
+    err = ctl(2, "", big, "mput", NULL);
+    cr_assert(strstr(err, "mput: the request needs at least"), "stderr: %s", err);
+    free(err);
+    free(big);
+    CTL(0, "", "scan");
+}
+
+Test(tkvctl, global_options_anywhere, .init = setup, .fini = teardown)
+{
+    CTL(0, "{\"ts\":5}\n", "put", "k", "five", "--ts", "5", "--json");
+    CTL(0, "{\"key\":\"k\",\"found\":true,\"value\":\"five\",\"ts\":5,\"next\":null,"
+           "\"expires\":null}\n",
+        "get", "k", "--ts", "5", "--json");
+    CTL(0, "five\n", "get", "k", "--ts=5", "--timeout=5000");
+    CTL(0, "five\n", "get", "k", "--version", "1", "-t", "5000");
+    const char *argv[] = {getenv("TKVCTL"), "get", "k", "--port", port, NULL};
+    char *out, *err;
+    cr_assert_eq(run_capture(argv, NULL, &out, &err), 0, "stderr: %s", err);
+    cr_assert_str_eq(out, "five\n");
+    free(out);
+    free(err);
+    /* After "--", arguments until the command has its KEY and VALUE. */
+    CTL(0, "1\n", "put", "--", "-dash", "v", "--ts", "1");
+    CTL(0, "v\n", "get", "--", "-dash");
+    CTL(0, "2\n", "put", "--", "--json", "dj", "--ts", "2");
+    CTL(0, "dj\n", "get", "--", "--json");
+    CTL(0, "3\n", "put", "neg", "-5", "--ts", "3");
+    CTL(0, "-5\n", "get", "neg");
+    free(ctl(1, "-dash\t1\tv\n--json\t2\tdj\n--ts\t-\t\n", NULL, "mget", "--", "-dash", "--json",
+             "--ts", NULL));
+    free(ctl(2, "", NULL, "get", "k", "--jsonx", NULL));
+    free(ctl(2, "", NULL, "get", "k", "-p", NULL));
+}

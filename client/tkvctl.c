@@ -118,6 +118,29 @@ int connect_cli(cli *c)
     return 0;
 }
 
+const char *ts_text(const cli *c, uint64_t ts, bool reparse, char *buf)
+{
+    if (c->iso && tkv_format_time(ts, buf, TS_TEXT_MAX))
+        return buf;
+    int n = snprintf(buf, TS_TEXT_MAX, "%" PRIu64, ts);
+    if (reparse && (n == 10 || n == 13))
+        strcpy(buf + n, "us"); /* a bare number this long is refused as input */
+    return buf;
+}
+
+void json_ts(const cli *c, json_out *j, const char *name, bool has, uint64_t ts)
+{
+    json_opt_u64(j, name, has, ts);
+    if (!c->iso)
+        return;
+    char field[64], buf[TS_TEXT_MAX];
+    snprintf(field, sizeof field, "%s_iso", name);
+    if (has && tkv_format_time(ts, buf, sizeof buf))
+        json_str(j, field, buf);
+    else
+        json_null(j, field);
+}
+
 /* Reads all of standard input, for VALUE "-". */
 static int read_stdin(char **out, size_t *len)
 {
@@ -160,20 +183,21 @@ static const char *miss_name(int miss)
     }
 }
 
-void explain_miss(const char *key, const tkv_version *v)
+void explain_miss(const cli *c, const char *key, const tkv_version *v)
 {
+    char t[TS_TEXT_MAX];
     switch (v->miss) {
     case TKV_MISS_NO_KEY: fprintf(stderr, "%s: not found (no such key)\n", key); break;
     case TKV_MISS_BEFORE_FIRST:
-        fprintf(stderr, "%s: not found (before its first version, at %" PRIu64 ")\n", key,
-                v->next);
+        fprintf(stderr, "%s: not found (before its first version, at %s)\n", key,
+                ts_text(c, v->next, false, t));
         break;
     case TKV_MISS_DELETED:
-        fprintf(stderr, "%s: not found (deleted at %" PRIu64 ")\n", key, v->at);
+        fprintf(stderr, "%s: not found (deleted at %s)\n", key, ts_text(c, v->at, false, t));
         break;
     case TKV_MISS_BELOW_HORIZON:
-        fprintf(stderr, "%s: not found (before the retention horizon %" PRIu64 ")\n", key,
-                v->at);
+        fprintf(stderr, "%s: not found (before the retention horizon %s)\n", key,
+                ts_text(c, v->at, false, t));
         break;
     case TKV_MISS_NO_SUCH_VERSION:
         fprintf(stderr, "%s: not found (no such version)\n", key);
@@ -183,20 +207,20 @@ void explain_miss(const char *key, const tkv_version *v)
 }
 
 /* The fields of one answer inside an open JSON object. */
-void json_answer(json_out *j, const tkv_version *v)
+void json_answer(const cli *c, json_out *j, const tkv_version *v)
 {
     json_bool(j, "found", v->status == TKV_OK);
     if (v->status == TKV_OK) {
         json_bytes(j, "value", v->value, v->len);
-        json_u64(j, "ts", v->ts);
-        json_opt_u64(j, "next", v->has_next, v->next);
-        json_opt_u64(j, "expires", v->expires != 0, v->expires);
+        json_ts(c, j, "ts", true, v->ts);
+        json_ts(c, j, "next", v->has_next, v->next);
+        json_ts(c, j, "expires", v->expires != 0, v->expires);
         return;
     }
     json_str(j, "reason", miss_name(v->miss));
-    json_opt_u64(j, "next", v->has_next, v->next);
+    json_ts(c, j, "next", v->has_next, v->next);
     bool at = v->miss == TKV_MISS_DELETED || v->miss == TKV_MISS_BELOW_HORIZON;
-    json_opt_u64(j, "at", at, v->at);
+    json_ts(c, j, "at", at, v->at);
 }
 
 /* ---- commands ------------------------------------------------------------ */
@@ -228,10 +252,11 @@ static int run_put(cli *c, const args *a)
     if (c->json) {
         json_out j;
         json_begin(&j, stdout);
-        json_u64(&j, "ts", out);
+        json_ts(c, &j, "ts", true, out);
         json_end(&j);
     } else {
-        printf("%" PRIu64 "\n", out);
+        char tt[TS_TEXT_MAX];
+        puts(ts_text(c, out, false, tt));
     }
     return 0;
 }
@@ -244,7 +269,7 @@ static int print_version(cli *c, const char *key, int rc, const tkv_version *v)
         json_out j;
         json_begin(&j, stdout);
         json_bytes(&j, "key", key, strlen(key));
-        json_answer(&j, v);
+        json_answer(c, &j, v);
         json_end(&j);
     } else if (rc == TKV_OK) {
         fwrite(v->value, 1, v->len, stdout);
@@ -252,7 +277,7 @@ static int print_version(cli *c, const char *key, int rc, const tkv_version *v)
     }
     if (rc == TKV_NOT_FOUND) {
         if (!c->json)
-            explain_miss(key, v);
+            explain_miss(c, key, v);
         return EXIT_NOTFOUND;
     }
     return 0;
@@ -293,20 +318,21 @@ static int time_range(const args *a, uint64_t *from, uint64_t *to)
 
 static void print_entries(cli *c, const tkv_entry *e, size_t n, json_out *j)
 {
+    char t[TS_TEXT_MAX];
     for (size_t i = 0; i < n; i++) {
         if (c->json) {
             json_item_begin(j);
-            json_u64(j, "ts", e[i].ts);
+            json_ts(c, j, "ts", true, e[i].ts);
             if (e[i].value)
                 json_bytes(j, "value", e[i].value, e[i].len);
             else
                 json_null(j, "value");
             json_bool(j, "tombstone", e[i].value == NULL);
-            json_opt_u64(j, "expires", e[i].expires != 0, e[i].expires);
+            json_ts(c, j, "expires", e[i].expires != 0, e[i].expires);
             json_item_end(j);
             continue;
         }
-        printf("%" PRIu64 "\t", e[i].ts);
+        printf("%s\t", ts_text(c, e[i].ts, false, t));
         if (e[i].value)
             fwrite(e[i].value, 1, e[i].len, stdout);
         else
@@ -386,10 +412,16 @@ static int run_del(cli *c, const args *a)
     if (c->json) {
         json_out j;
         json_begin(&j, stdout);
-        json_u64(&j, at ? "tombstone" : "removed", v);
+        if (at)
+            json_ts(c, &j, "tombstone", true, v);
+        else
+            json_u64(&j, "removed", v);
         json_end(&j);
+    } else if (at) {
+        char t[TS_TEXT_MAX];
+        puts(ts_text(c, v, false, t));
     } else {
-        printf("%" PRIu64 "\n", v);
+        printf("%" PRIu64 "\n", v); /* a count, not a time */
     }
     return 0;
 }
@@ -417,15 +449,16 @@ static int run_retain(cli *c, const args *a)
         json_begin(&j, stdout);
         json_bool(&j, "dry_run", dry);
         json_u64(&j, "removable", r.removable);
-        json_opt_u64(&j, "horizon", r.horizon != 0, r.horizon);
+        json_ts(c, &j, "horizon", r.horizon != 0, r.horizon);
         json_bool(&j, "complete", r.complete);
         json_end(&j);
         return 0;
     }
     printf("%s %" PRIu64 " version%s%s", dry ? "would remove" : "removes", r.removable,
            r.removable == 1 ? "" : "s", r.complete ? "" : " or more");
+    char t[TS_TEXT_MAX];
     if (r.horizon)
-        printf("; horizon %" PRIu64, r.horizon);
+        printf("; horizon %s", ts_text(c, r.horizon, false, t));
     putchar('\n');
     return 0;
 }
@@ -444,7 +477,7 @@ static int run_policy(cli *c, const args *a)
         json_opt_u64(&j, "versions", p.versions != 0, p.versions);
         json_opt_u64(&j, "age_us", p.age_us != 0, p.age_us);
         json_str(&j, "source", p.own ? "key" : "server");
-        json_opt_u64(&j, "horizon", p.horizon != 0, p.horizon);
+        json_ts(c, &j, "horizon", p.horizon != 0, p.horizon);
         json_end(&j);
         return 0;
     }
@@ -457,8 +490,9 @@ static int run_policy(cli *c, const args *a)
         printf("age_us: %" PRIu64 "\n", p.age_us);
     else
         printf("age: unlimited\n");
+    char t[TS_TEXT_MAX];
     if (p.horizon)
-        printf("horizon: %" PRIu64 "\n", p.horizon);
+        printf("horizon: %s\n", ts_text(c, p.horizon, false, t));
     return 0;
 }
 
@@ -495,15 +529,20 @@ static const command commands[] = {
      "versions= age= dry-run clear", 1, 1, run_retain},
     {"policy", "KEY", "Prints the retention in effect for KEY and its horizon.", "", 1, 1,
      run_policy},
-    {"mput", "[KEY TS VALUE]...",
+    {"mput", "[KEY TS VALUE]... | [--skip-missing] < LINES",
      "Writes many versions atomically: all or none. Triples come from the arguments\n"
-     "or, if there are none, from standard input as lines KEY<TAB>TS<TAB>VALUE (what\n"
-     "mget prints). TS 'now' uses the server's clock. Prints one timestamp per line.",
-     "", 0, MAX_POS, run_mput},
+     "(taken as they are) or, if there are none, from standard input as lines\n"
+     "KEY<TAB>TS<TAB>VALUE in mget's format, KEY and VALUE escaped: \\\\ \\t \\n \\r \\xHH.\n"
+     "TS 'now' uses the server's clock. TS '-' (a key mget did not find) is an error,\n"
+     "or with --skip-missing the line is skipped. Prints one timestamp per line.",
+     "skip-missing", 0, MAX_POS, run_mput},
     {"mget", "--ts T KEY...",
      "Reads many keys as of one time, as one consistent snapshot, and prints one line\n"
      "per key in the order given: KEY<TAB>TS<TAB>VALUE, or KEY<TAB>-<TAB> for a key\n"
-     "without a version then (the reason on stderr). Exit status 1 if any is missing.",
+     "without a version then (the reason on stderr). Exit status 1 if any is missing.\n"
+     "KEY and VALUE are escaped so that any bytes survive: backslash \\\\, tab \\t,\n"
+     "newline \\n, carriage return \\r, other control bytes, and bytes 0x80-0xff of\n"
+     "a string that is not UTF-8, as \\xHH; everything else as is. mput reads it back.",
      "ts=", 1, MAX_POS, run_mget},
     {"scan", "[--prefix P] [--cursor C] [--count N] [--all]",
      "Lists keys in byte order, one per line, N at a time (default 100). The cursor\n"

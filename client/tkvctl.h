@@ -71,8 +71,23 @@ int connect_cli(cli *c);
  * c->max_frame: tkvd would close the connection mid-send, and the reason
  * would be lost as "connection reset". Returns 0 if it may fit. */
 int check_frame(const cli *c, const char *what, uint64_t bytes);
-void explain_miss(const char *key, const tkv_version *v);
-void json_answer(json_out *j, const tkv_version *v);
+void explain_miss(const cli *c, const char *key, const tkv_version *v);
+void json_answer(const cli *c, json_out *j, const tkv_version *v);
+
+/* A timestamp as tkvctl prints it into buf (TS_TEXT_MAX bytes): ISO-8601
+ * UTC with --iso (a number past the year 9999), else microseconds. With
+ * reparse, a number that tkv_parse_time would refuse as ambiguous gets its
+ * unit ("1000000000us"), so the text always reads back as the same time. */
+#define TS_TEXT_MAX 40
+const char *ts_text(const cli *c, uint64_t ts, bool reparse, char *buf);
+/* The JSON field name (null if !has) and, with --iso, name_iso beside it. */
+void json_ts(const cli *c, json_out *j, const char *name, bool has, uint64_t ts);
+
+/* tkvctl_lines.c: mget's and mput's escaped KEY<TAB>TS<TAB>VALUE lines. */
+void line_write_bytes(FILE *f, const void *p, size_t n);
+/* Unescapes s[0..*len) in place, setting *len. Returns 0, or -1 for a
+ * backslash that starts no escape. */
+int line_unescape(char *s, size_t *len);
 
 int run_mput(cli *c, const args *a);
 int run_mget(cli *c, const args *a);

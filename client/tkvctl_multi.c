@@ -67,8 +67,11 @@ static int add_line(triples *t, char *line, size_t len, size_t no, bool skip_mis
 {
     char *tab1 = memchr(line, '\t', len);
     char *tab2 = tab1 ? memchr(tab1 + 1, '\t', len - (size_t)(tab1 + 1 - line)) : NULL;
-    if (!tab2 || memchr(tab2 + 1, '\t', len - (size_t)(tab2 + 1 - line)))
+    if (!tab2)
         return fail("mput: line %zu is not KEY<TAB>TS<TAB>VALUE", no);
+    if (memchr(tab2 + 1, '\t', len - (size_t)(tab2 + 1 - line)))
+        return fail("mput: line %zu has more than two tabs: a tab in a value is written \\t",
+                    no);
     *tab1 = *tab2 = '\0';
     if (skip_missing && strcmp(tab1 + 1, "-") == 0)
         return 0;
@@ -125,8 +128,10 @@ static void print_stamps(const cli *c, const uint64_t *stamps, size_t n)
     if (c->iso) {
         json_array_begin(&j, "ts_iso");
         for (size_t i = 0; i < n; i++) {
-            int iso = tkv_format_time(stamps[i], t, sizeof t);
-            json_value_bytes(&j, iso ? t : "", iso ? strlen(t) : 0);
+            if (tkv_format_time(stamps[i], t, sizeof t))
+                json_value_bytes(&j, t, strlen(t));
+            else
+                json_value_null(&j);
         }
         json_array_end(&j);
     }

@@ -178,8 +178,8 @@ static int parse_cmd_words(cli *c, const command *cmd, int argc, char **argv, in
             verbatim = true;
             continue;
         }
-        int rc = 0;
-        if (!verbatim && (rc = take_cmd_opt(cmd, argc, argv, &i, a)) == 0)
+        int rc = verbatim ? 0 : take_cmd_opt(cmd, argc, argv, &i, a);
+        if (rc == 0 && !verbatim) /* the command's own names come first: get --version */
             rc = take_global(c, argc, argv, &i, false);
         if (rc == 1)
             continue;

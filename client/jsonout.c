@@ -158,6 +158,12 @@ void json_item_end(json_out *j)
     j->first = false;
 }
 
+void json_value_null(json_out *j)
+{
+    sep(j);
+    fputs("null", j->f);
+}
+
 void json_value_u64(json_out *j, uint64_t v)
 {
     sep(j);

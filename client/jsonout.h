@@ -36,6 +36,7 @@ void json_item_begin(json_out *j);
 void json_item_end(json_out *j);
 /* An array of plain values: json_value_u64 / json_value_bytes inside. */
 void json_value_u64(json_out *j, uint64_t v);
+void json_value_null(json_out *j);
 /* A byte string as an array element: a string, or {"b64": "..."}. */
 void json_value_bytes(json_out *j, const void *p, size_t n);
 

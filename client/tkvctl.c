@@ -7,7 +7,6 @@
  * success, 1 not found, 2 any error (one line on stderr).
  */
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -17,6 +16,7 @@
 #include <time.h>
 
 #include "tkvctl.h"
+#include "proto.h"
 #include "units.h"
 
 int fail(const char *fmt, ...)
@@ -30,7 +30,28 @@ int fail(const char *fmt, ...)
     return EXIT_ERROR;
 }
 
-int server_fail(cli *c) { return fail("%s", tkv_errstr(c->ctx)); }
+/* The library's message for a server error is "NAME: text", and tkvd's
+ * text may itself begin with the same "NAME: ": print the name once. */
+static const char *errstr_once(const tkv_ctx *ctx)
+{
+    const char *s = tkv_errstr(ctx), *colon = strstr(s, ": ");
+    if (!colon || colon == s)
+        return s;
+    size_t n = (size_t)(colon - s) + 2;
+    return strncmp(colon + 2, s, n) == 0 ? colon + 2 : s;
+}
+
+int server_fail(cli *c) { return fail("%s", errstr_once(c->ctx)); }
+
+int check_frame(const cli *c, const char *what, uint64_t bytes)
+{
+    if (bytes <= c->max_frame)
+        return 0;
+    return fail("%s: the request needs at least %" PRIu64 " bytes, more than the server's frame "
+                "limit of %" PRIu64 " bytes (tkvd's default; if it runs with a larger "
+                "--max-frame, give tkvctl the same --max-frame)",
+                what, bytes, c->max_frame);
+}
 
 const char *opt(const args *a, const char *name)
 {
@@ -49,8 +70,14 @@ uint64_t now_us(void)
 
 int parse_time(const char *s, const char *what, uint64_t *out)
 {
-    if (tkv_parse_time(s, now_us(), out) < 0)
-        return fail("invalid %s '%s': expected now, -5m, 2026-01-31T12:00:00Z or microseconds",
+    int rc = tkv_parse_time(s, now_us(), out);
+    if (rc == TKV_TIME_AMBIGUOUS)
+        return fail("ambiguous %s '%s': a bare number is microseconds, but this looks like "
+                    "epoch seconds or milliseconds; write %ss, %sms or %sus",
+                    what, s, s, s, s);
+    if (rc < 0)
+        return fail("invalid %s '%s': expected now, -5m, 2026-01-31T12:00:00Z (a real date; "
+                    "UTC unless a zone is given), 1700000000s, or microseconds",
                     what, s);
     return 0;
 }
@@ -83,12 +110,35 @@ int connect_cli(cli *c)
     if (!c->ctx)
         return fail("out of memory");
     if (tkv_err(c->ctx) != TKV_EK_NONE)
-        return fail("%s", tkv_errstr(c->ctx));
+        return fail("%s", errstr_once(c->ctx));
     if (c->trace)
         tkv_set_trace(c->ctx, trace_frame, NULL);
     if (c->secret && tkv_auth(c->ctx, c->secret, strlen(c->secret)) != TKV_OK)
-        return fail("%s", tkv_errstr(c->ctx));
+        return fail("%s", errstr_once(c->ctx));
     return 0;
+}
+
+const char *ts_text(const cli *c, uint64_t ts, bool reparse, char *buf)
+{
+    if (c->iso && tkv_format_time(ts, buf, TS_TEXT_MAX))
+        return buf;
+    int n = snprintf(buf, TS_TEXT_MAX, "%" PRIu64, ts);
+    if (reparse && (n == 10 || n == 13))
+        strcpy(buf + n, "us"); /* a bare number this long is refused as input */
+    return buf;
+}
+
+void json_ts(const cli *c, json_out *j, const char *name, bool has, uint64_t ts)
+{
+    json_opt_u64(j, name, has, ts);
+    if (!c->iso)
+        return;
+    char field[64], buf[TS_TEXT_MAX];
+    snprintf(field, sizeof field, "%s_iso", name);
+    if (has && tkv_format_time(ts, buf, sizeof buf))
+        json_str(j, field, buf);
+    else
+        json_null(j, field);
 }
 
 /* Reads all of standard input, for VALUE "-". */
@@ -133,20 +183,21 @@ static const char *miss_name(int miss)
     }
 }
 
-void explain_miss(const char *key, const tkv_version *v)
+void explain_miss(const cli *c, const char *key, const tkv_version *v)
 {
+    char t[TS_TEXT_MAX];
     switch (v->miss) {
     case TKV_MISS_NO_KEY: fprintf(stderr, "%s: not found (no such key)\n", key); break;
     case TKV_MISS_BEFORE_FIRST:
-        fprintf(stderr, "%s: not found (before its first version, at %" PRIu64 ")\n", key,
-                v->next);
+        fprintf(stderr, "%s: not found (before its first version, at %s)\n", key,
+                ts_text(c, v->next, false, t));
         break;
     case TKV_MISS_DELETED:
-        fprintf(stderr, "%s: not found (deleted at %" PRIu64 ")\n", key, v->at);
+        fprintf(stderr, "%s: not found (deleted at %s)\n", key, ts_text(c, v->at, false, t));
         break;
     case TKV_MISS_BELOW_HORIZON:
-        fprintf(stderr, "%s: not found (before the retention horizon %" PRIu64 ")\n", key,
-                v->at);
+        fprintf(stderr, "%s: not found (before the retention horizon %s)\n", key,
+                ts_text(c, v->at, false, t));
         break;
     case TKV_MISS_NO_SUCH_VERSION:
         fprintf(stderr, "%s: not found (no such version)\n", key);
@@ -156,20 +207,20 @@ void explain_miss(const char *key, const tkv_version *v)
 }
 
 /* The fields of one answer inside an open JSON object. */
-void json_answer(json_out *j, const tkv_version *v)
+void json_answer(const cli *c, json_out *j, const tkv_version *v)
 {
     json_bool(j, "found", v->status == TKV_OK);
     if (v->status == TKV_OK) {
         json_bytes(j, "value", v->value, v->len);
-        json_u64(j, "ts", v->ts);
-        json_opt_u64(j, "next", v->has_next, v->next);
-        json_opt_u64(j, "expires", v->expires != 0, v->expires);
+        json_ts(c, j, "ts", true, v->ts);
+        json_ts(c, j, "next", v->has_next, v->next);
+        json_ts(c, j, "expires", v->expires != 0, v->expires);
         return;
     }
     json_str(j, "reason", miss_name(v->miss));
-    json_opt_u64(j, "next", v->has_next, v->next);
+    json_ts(c, j, "next", v->has_next, v->next);
     bool at = v->miss == TKV_MISS_DELETED || v->miss == TKV_MISS_BELOW_HORIZON;
-    json_opt_u64(j, "at", at, v->at);
+    json_ts(c, j, "at", at, v->at);
 }
 
 /* ---- commands ------------------------------------------------------------ */
@@ -187,7 +238,9 @@ static int run_put(cli *c, const args *a)
     bool from_stdin = strcmp(val, "-") == 0;
     if (from_stdin && read_stdin(&val, &vlen))
         return EXIT_ERROR;
-    int rc = connect_cli(c);
+    int rc = check_frame(c, "put", strlen(key) + vlen + PUT_OVERHEAD);
+    if (rc == 0)
+        rc = connect_cli(c);
     if (rc == 0)
         rc = tkv_put_ex(c->ctx, key, strlen(key), val, vlen, ts, has_ts, ttl, &out);
     if (from_stdin)
@@ -199,10 +252,11 @@ static int run_put(cli *c, const args *a)
     if (c->json) {
         json_out j;
         json_begin(&j, stdout);
-        json_u64(&j, "ts", out);
+        json_ts(c, &j, "ts", true, out);
         json_end(&j);
     } else {
-        printf("%" PRIu64 "\n", out);
+        char tt[TS_TEXT_MAX];
+        puts(ts_text(c, out, false, tt));
     }
     return 0;
 }
@@ -215,7 +269,7 @@ static int print_version(cli *c, const char *key, int rc, const tkv_version *v)
         json_out j;
         json_begin(&j, stdout);
         json_bytes(&j, "key", key, strlen(key));
-        json_answer(&j, v);
+        json_answer(c, &j, v);
         json_end(&j);
     } else if (rc == TKV_OK) {
         fwrite(v->value, 1, v->len, stdout);
@@ -223,7 +277,7 @@ static int print_version(cli *c, const char *key, int rc, const tkv_version *v)
     }
     if (rc == TKV_NOT_FOUND) {
         if (!c->json)
-            explain_miss(key, v);
+            explain_miss(c, key, v);
         return EXIT_NOTFOUND;
     }
     return 0;
@@ -264,20 +318,21 @@ static int time_range(const args *a, uint64_t *from, uint64_t *to)
 
 static void print_entries(cli *c, const tkv_entry *e, size_t n, json_out *j)
 {
+    char t[TS_TEXT_MAX];
     for (size_t i = 0; i < n; i++) {
         if (c->json) {
             json_item_begin(j);
-            json_u64(j, "ts", e[i].ts);
+            json_ts(c, j, "ts", true, e[i].ts);
             if (e[i].value)
                 json_bytes(j, "value", e[i].value, e[i].len);
             else
                 json_null(j, "value");
             json_bool(j, "tombstone", e[i].value == NULL);
-            json_opt_u64(j, "expires", e[i].expires != 0, e[i].expires);
+            json_ts(c, j, "expires", e[i].expires != 0, e[i].expires);
             json_item_end(j);
             continue;
         }
-        printf("%" PRIu64 "\t", e[i].ts);
+        printf("%s\t", ts_text(c, e[i].ts, false, t));
         if (e[i].value)
             fwrite(e[i].value, 1, e[i].len, stdout);
         else
@@ -357,10 +412,16 @@ static int run_del(cli *c, const args *a)
     if (c->json) {
         json_out j;
         json_begin(&j, stdout);
-        json_u64(&j, at ? "tombstone" : "removed", v);
+        if (at)
+            json_ts(c, &j, "tombstone", true, v);
+        else
+            json_u64(&j, "removed", v);
         json_end(&j);
+    } else if (at) {
+        char t[TS_TEXT_MAX];
+        puts(ts_text(c, v, false, t));
     } else {
-        printf("%" PRIu64 "\n", v);
+        printf("%" PRIu64 "\n", v); /* a count, not a time */
     }
     return 0;
 }
@@ -388,15 +449,16 @@ static int run_retain(cli *c, const args *a)
         json_begin(&j, stdout);
         json_bool(&j, "dry_run", dry);
         json_u64(&j, "removable", r.removable);
-        json_opt_u64(&j, "horizon", r.horizon != 0, r.horizon);
+        json_ts(c, &j, "horizon", r.horizon != 0, r.horizon);
         json_bool(&j, "complete", r.complete);
         json_end(&j);
         return 0;
     }
     printf("%s %" PRIu64 " version%s%s", dry ? "would remove" : "removes", r.removable,
            r.removable == 1 ? "" : "s", r.complete ? "" : " or more");
+    char t[TS_TEXT_MAX];
     if (r.horizon)
-        printf("; horizon %" PRIu64, r.horizon);
+        printf("; horizon %s", ts_text(c, r.horizon, false, t));
     putchar('\n');
     return 0;
 }
@@ -415,7 +477,7 @@ static int run_policy(cli *c, const args *a)
         json_opt_u64(&j, "versions", p.versions != 0, p.versions);
         json_opt_u64(&j, "age_us", p.age_us != 0, p.age_us);
         json_str(&j, "source", p.own ? "key" : "server");
-        json_opt_u64(&j, "horizon", p.horizon != 0, p.horizon);
+        json_ts(c, &j, "horizon", p.horizon != 0, p.horizon);
         json_end(&j);
         return 0;
     }
@@ -428,8 +490,9 @@ static int run_policy(cli *c, const args *a)
         printf("age_us: %" PRIu64 "\n", p.age_us);
     else
         printf("age: unlimited\n");
+    char t[TS_TEXT_MAX];
     if (p.horizon)
-        printf("horizon: %" PRIu64 "\n", p.horizon);
+        printf("horizon: %s\n", ts_text(c, p.horizon, false, t));
     return 0;
 }
 
@@ -466,15 +529,20 @@ static const command commands[] = {
      "versions= age= dry-run clear", 1, 1, run_retain},
     {"policy", "KEY", "Prints the retention in effect for KEY and its horizon.", "", 1, 1,
      run_policy},
-    {"mput", "[KEY TS VALUE]...",
+    {"mput", "[KEY TS VALUE]... | [--skip-missing] < LINES",
      "Writes many versions atomically: all or none. Triples come from the arguments\n"
-     "or, if there are none, from standard input as lines KEY<TAB>TS<TAB>VALUE (what\n"
-     "mget prints). TS 'now' uses the server's clock. Prints one timestamp per line.",
-     "", 0, MAX_POS, run_mput},
+     "(taken as they are) or, if there are none, from standard input as lines\n"
+     "KEY<TAB>TS<TAB>VALUE in mget's format, KEY and VALUE escaped: \\\\ \\t \\n \\r \\xHH.\n"
+     "TS 'now' uses the server's clock. TS '-' (a key mget did not find) is an error,\n"
+     "or with --skip-missing the line is skipped. Prints one timestamp per line.",
+     "skip-missing", 0, MAX_POS, run_mput},
     {"mget", "--ts T KEY...",
      "Reads many keys as of one time, as one consistent snapshot, and prints one line\n"
      "per key in the order given: KEY<TAB>TS<TAB>VALUE, or KEY<TAB>-<TAB> for a key\n"
-     "without a version then (the reason on stderr). Exit status 1 if any is missing.",
+     "without a version then (the reason on stderr). Exit status 1 if any is missing.\n"
+     "KEY and VALUE are escaped so that any bytes survive: backslash \\\\, tab \\t,\n"
+     "newline \\n, carriage return \\r, other control bytes, and bytes 0x80-0xff of\n"
+     "a string that is not UTF-8, as \\xHH; everything else as is. mput reads it back.",
      "ts=", 1, MAX_POS, run_mget},
     {"scan", "[--prefix P] [--cursor C] [--count N] [--all]",
      "Lists keys in byte order, one per line, N at a time (default 100). The cursor\n"
@@ -488,118 +556,6 @@ static const command commands[] = {
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
-/* Whether name is one of the space-separated words of list; *takes tells
- * if it is written "name=" (takes a value). */
-static bool allowed(const char *list, const char *name, bool *takes)
-{
-    size_t n = strlen(name);
-    for (const char *p = list; *p;) {
-        const char *end = strchr(p, ' ');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        bool v = len > 0 && p[len - 1] == '=';
-        if (len - v == n && strncmp(p, name, n) == 0) {
-            *takes = v;
-            return true;
-        }
-        if (!end)
-            break;
-        p = end + 1;
-    }
-    return false;
-}
-
-static int parse_args(const command *cmd, int argc, char **argv, args *a)
-{
-    memset(a, 0, sizeof *a);
-    for (int i = 1; i < argc; i++) {
-        const char *s = argv[i];
-        bool takes;
-        if (strcmp(s, "--") == 0) {
-            while (++i < argc && a->npos < MAX_POS)
-                a->pos[a->npos++] = argv[i];
-            break;
-        }
-        if (s[0] != '-' || s[1] != '-') {
-            if (a->npos >= MAX_POS)
-                return fail("%s: too many arguments", cmd->name);
-            a->pos[a->npos++] = s;
-            continue;
-        }
-        if (!allowed(cmd->options, s + 2, &takes) || a->nopts == 12)
-            return fail("%s: unknown option '%s' (see tkvctl %s --help)", cmd->name, s,
-                        cmd->name);
-        if (takes && i + 1 >= argc)
-            return fail("%s: option '%s' needs a value", cmd->name, s);
-        a->names[a->nopts] = s + 2;
-        a->values[a->nopts++] = takes ? argv[++i] : "";
-    }
-    if (a->npos < cmd->min_pos || a->npos > cmd->max_pos)
-        return fail("%s: expected %s (see tkvctl %s --help)", cmd->name, cmd->usage, cmd->name);
-    return 0;
-}
-
-static void usage(FILE *f)
-{
-    fprintf(f,
-            "Usage: tkvctl [-H HOST] [-p PORT] [-a SECRET] [-t MS] [--json] [--trace]\n"
-            "              COMMAND [ARG]...\n"
-            "Client for tkvd, the time-versioned key-value server.\n\n"
-            "Options:\n"
-            "  -H, --host HOST     server host (default $TKV_HOST or 127.0.0.1)\n"
-            "  -p, --port PORT     server port (default $TKV_PORT or %d)\n"
-            "  -a, --auth SECRET   authenticate with SECRET (default $TKV_AUTH; prefer the\n"
-            "                      variable: arguments are visible to other users in ps)\n"
-            "  -t, --timeout MS    give up after MS milliseconds without progress (default 10000)\n"
-            "      --json          print one JSON object per reply\n"
-            "      --trace         show every request and reply frame in hex on stderr\n"
-            "  -h, --help          show this help\n"
-            "      --version       show the version\n\n"
-            "Commands:\n",
-            DEFAULT_PORT);
-    for (size_t i = 0; i < N_COMMANDS; i++)
-        fprintf(f, "  %-7s %s\n", commands[i].name, commands[i].usage);
-    fprintf(f,
-            "\nRun 'tkvctl COMMAND --help' for details.\n"
-            "Times T: now, -5m or +1h (from now), 2026-01-31T12:00:00Z, or microseconds\n"
-            "since the Unix epoch. Durations D: 30s, 15m, 2h, 7d, 1h30m, or microseconds.\n"
-            "Exit status: 0 success, 1 not found, 2 error.\n");
-}
-
-static int parse_globals(cli *c, int argc, char **argv)
-{
-    static const struct option opts[] = {
-        {"host", required_argument, NULL, 'H'}, {"port", required_argument, NULL, 'p'},
-        {"timeout", required_argument, NULL, 't'}, {"trace", no_argument, NULL, 'T'},
-        {"auth", required_argument, NULL, 'a'}, {"json", no_argument, NULL, 'J'},
-        {"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, 'V'},
-        {NULL, 0, NULL, 0},
-    };
-    int o;
-    uint64_t v;
-    while ((o = getopt_long(argc, argv, "+H:p:t:a:h", opts, NULL)) != -1) {
-        switch (o) {
-        case 'H': c->host = optarg; break;
-        case 'p':
-            if (tkv_parse_uint(optarg, 1, 65535, &v) < 0)
-                return fail("invalid port '%s'", optarg);
-            c->port = (uint16_t)v;
-            break;
-        case 't':
-            if (tkv_parse_uint(optarg, 0, 86400000, &v) < 0)
-                return fail("invalid timeout '%s'", optarg);
-            c->timeout_ms = (int)v;
-            break;
-        case 'T': c->trace = true; break;
-        case 'J': c->json = true; break;
-        case 'a': c->secret = optarg; break;
-        case 'h': usage(stdout); return 0;
-        case 'V': printf("tkvctl %s\n", TKV_VERSION_STRING); return 0;
-        default: fprintf(stderr, "Try 'tkvctl --help'.\n"); return EXIT_ERROR;
-        }
-    }
-    return -1;
-}
-
 static void env_defaults(cli *c)
 {
     const char *h = getenv("TKV_HOST"), *p = getenv("TKV_PORT"), *a = getenv("TKV_AUTH");
@@ -607,6 +563,7 @@ static void env_defaults(cli *c)
     c->host = h && *h ? h : "127.0.0.1";
     c->port = p && tkv_parse_uint(p, 1, 65535, &v) == 0 ? (uint16_t)v : DEFAULT_PORT;
     c->timeout_ms = 10000;
+    c->max_frame = TKV_DEFAULT_MAX_FRAME;
     c->secret = a && *a ? a : NULL;
 }
 
@@ -614,31 +571,13 @@ int main(int argc, char **argv)
 {
     cli c = {0};
     env_defaults(&c);
-    int rc = parse_globals(&c, argc, argv);
+    const command *cmd = NULL;
+    args a;
+    int rc = parse_line(&c, commands, N_COMMANDS, argc, argv, &cmd, &a);
     if (rc >= 0)
         return rc;
-    if (optind >= argc) {
-        usage(stderr);
-        return EXIT_ERROR;
-    }
-    const char *name = argv[optind];
-    for (size_t i = 0; i < N_COMMANDS; i++) {
-        const command *cmd = &commands[i];
-        if (strcmp(cmd->name, name) != 0)
-            continue;
-        for (int k = optind + 1; k < argc && strcmp(argv[k], "--") != 0; k++) {
-            if (strcmp(argv[k], "--help") == 0 || strcmp(argv[k], "-h") == 0) {
-                printf("Usage: tkvctl %s %s\n%s\n", cmd->name, cmd->usage, cmd->help);
-                return 0;
-            }
-        }
-        args a;
-        if (parse_args(cmd, argc - optind, argv + optind, &a))
-            return EXIT_ERROR;
-        rc = cmd->run(&c, &a);
-        fflush(stdout);
-        tkv_free(c.ctx);
-        return rc;
-    }
-    return fail("unknown command '%s' (see tkvctl --help)", name);
+    rc = cmd->run(&c, &a);
+    fflush(stdout);
+    tkv_free(c.ctx);
+    return rc;
 }

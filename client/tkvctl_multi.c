@@ -18,7 +18,8 @@ typedef struct triples {
     size_t nlines;
 } triples;
 
-static int add_item(triples *t, const char *key, const char *ts, const char *val, size_t vlen)
+/* Adds one triple; where says "item N" or "line N" for errors. */
+static int add_item(triples *t, tkv_bytes key, const char *ts, tkv_bytes val, const char *where)
 {
     if (t->n == t->cap) {
         size_t cap = t->cap ? t->cap * 2 : 64;
@@ -29,20 +30,60 @@ static int add_item(triples *t, const char *key, const char *ts, const char *val
         t->cap = cap;
     }
     tkv_item *it = &t->items[t->n];
-    *it = (tkv_item){.key = {key, strlen(key)}, .value = {val, vlen}};
-    if (!*key)
-        return fail("mput: item %zu has an empty key", t->n + 1);
-    if (strcmp(ts, "now") != 0 && strcmp(ts, "-") != 0) {
-        if (parse_time(ts, "timestamp", &it->ts))
-            return 2;
+    *it = (tkv_item){.key = key, .value = val};
+    if (key.len == 0)
+        return fail("mput: %s has an empty key", where);
+    if (strcmp(ts, "-") == 0)
+        return fail("mput: %s has TS '-', a key mget did not find: nothing to write "
+                    "(--skip-missing skips such lines)",
+                    where);
+    if (strcmp(ts, "now") != 0) {
+        char what[48];
+        snprintf(what, sizeof what, "timestamp in %s", where);
+        if (parse_time(ts, what, &it->ts))
+            return EXIT_ERROR;
         it->has_ts = 1;
     }
     t->n++;
     return 0;
 }
 
-/* Lines KEY<TAB>TS<TAB>VALUE; the value runs to the end of the line. */
-static int read_triples(triples *t)
+/* Keeps line (owned) in t->lines so items may point into it. */
+static int keep_line(triples *t, char *line)
+{
+    char **lines = realloc(t->lines, (t->nlines + 1) * sizeof *lines);
+    if (!lines) {
+        free(line);
+        return fail("out of memory");
+    }
+    t->lines = lines;
+    t->lines[t->nlines++] = line;
+    return 0;
+}
+
+/* One line KEY<TAB>TS<TAB>VALUE of len bytes, escaped (tkvctl_lines.c);
+ * unescapes it in place. */
+static int add_line(triples *t, char *line, size_t len, size_t no, bool skip_missing)
+{
+    char *tab1 = memchr(line, '\t', len);
+    char *tab2 = tab1 ? memchr(tab1 + 1, '\t', len - (size_t)(tab1 + 1 - line)) : NULL;
+    if (!tab2)
+        return fail("mput: line %zu is not KEY<TAB>TS<TAB>VALUE", no);
+    if (memchr(tab2 + 1, '\t', len - (size_t)(tab2 + 1 - line)))
+        return fail("mput: line %zu has more than two tabs: a tab in a value is written \\t",
+                    no);
+    *tab1 = *tab2 = '\0';
+    if (skip_missing && strcmp(tab1 + 1, "-") == 0)
+        return 0;
+    size_t klen = (size_t)(tab1 - line), vlen = (size_t)(line + len - (tab2 + 1));
+    if (line_unescape(line, &klen) || line_unescape(tab2 + 1, &vlen))
+        return fail("mput: line %zu: a backslash must start \\\\, \\t, \\n, \\r or \\xHH", no);
+    char where[32];
+    snprintf(where, sizeof where, "line %zu", no);
+    return add_item(t, (tkv_bytes){line, klen}, tab1 + 1, (tkv_bytes){tab2 + 1, vlen}, where);
+}
+
+static int read_triples(triples *t, bool skip_missing)
 {
     char *line = NULL;
     size_t cap = 0;
@@ -50,21 +91,10 @@ static int read_triples(triples *t)
     for (size_t no = 1; (len = getline(&line, &cap, stdin)) >= 0; no++) {
         if (len > 0 && line[len - 1] == '\n')
             line[--len] = '\0';
-        char *tab1 = strchr(line, '\t'), *tab2 = tab1 ? strchr(tab1 + 1, '\t') : NULL;
-        if (!tab2) {
-            free(line);
-            return fail("mput: line %zu is not KEY<TAB>TS<TAB>VALUE", no);
-        }
-        *tab1 = *tab2 = '\0';
-        char **lines = realloc(t->lines, (t->nlines + 1) * sizeof *lines);
-        if (!lines) {
-            free(line);
-            return fail("out of memory");
-        }
-        t->lines = lines;
-        t->lines[t->nlines++] = line;
-        if (add_item(t, line, tab1 + 1, tab2 + 1, (size_t)(line + len - (tab2 + 1))))
-            return 2;
+        if (keep_line(t, line))
+            return EXIT_ERROR;
+        if (add_line(t, line, (size_t)len, no, skip_missing))
+            return EXIT_ERROR;
         line = NULL;
         cap = 0;
     }
@@ -80,30 +110,47 @@ static void free_triples(triples *t)
     free(t->items);
 }
 
+/* MPUT's answer: one timestamp per line, or {"ts":[...]} (and "ts_iso"). */
+static void print_stamps(const cli *c, const uint64_t *stamps, size_t n)
+{
+    char t[TS_TEXT_MAX];
+    if (!c->json) {
+        for (size_t i = 0; i < n; i++)
+            puts(ts_text(c, stamps[i], false, t));
+        return;
+    }
+    json_out j;
+    json_begin(&j, stdout);
+    json_array_begin(&j, "ts");
+    for (size_t i = 0; i < n; i++)
+        json_value_u64(&j, stamps[i]);
+    json_array_end(&j);
+    if (c->iso) {
+        json_array_begin(&j, "ts_iso");
+        for (size_t i = 0; i < n; i++) {
+            if (tkv_format_time(stamps[i], t, sizeof t))
+                json_value_bytes(&j, t, strlen(t));
+            else
+                json_value_null(&j);
+        }
+        json_array_end(&j);
+    }
+    json_end(&j);
+}
+
 static int send_mput(cli *c, const triples *t)
 {
     if (t->n == 0)
         return fail("mput: no KEY TS VALUE triples given");
-    if (connect_cli(c))
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < t->n; i++)
+        bytes += t->items[i].key.len + t->items[i].value.len + PUT_OVERHEAD;
+    if (check_frame(c, "mput", bytes) || connect_cli(c))
         return 2;
     const uint64_t *stamps;
     if (tkv_mput(c->ctx, t->items, t->n, &stamps) != TKV_OK)
         return server_fail(c);
-    json_out j;
-    if (c->json) {
-        json_begin(&j, stdout);
-        json_array_begin(&j, "ts");
-    }
-    for (size_t i = 0; i < t->n; i++) {
-        if (c->json)
-            json_value_u64(&j, stamps[i]);
-        else
-            printf("%" PRIu64 "\n", stamps[i]);
-    }
-    if (c->json) {
-        json_array_end(&j);
-        json_end(&j);
-    }
+    print_stamps(c, stamps, t->n);
     return 0;
 }
 
@@ -113,14 +160,35 @@ int run_mput(cli *c, const args *a)
     int rc = 0;
     if (a->npos % 3 != 0)
         rc = fail("mput: arguments come in KEY TS VALUE triples");
-    for (int i = 0; rc == 0 && i + 2 < a->npos; i += 3)
-        rc = add_item(&t, a->pos[i], a->pos[i + 1], a->pos[i + 2], strlen(a->pos[i + 2]));
+    for (int i = 0; rc == 0 && i + 2 < a->npos; i += 3) {
+        const char *k = a->pos[i], *v = a->pos[i + 2];
+        char where[32];
+        snprintf(where, sizeof where, "item %d", i / 3 + 1);
+        rc = add_item(&t, (tkv_bytes){k, strlen(k)}, a->pos[i + 1], (tkv_bytes){v, strlen(v)},
+                      where);
+    }
     if (rc == 0 && a->npos == 0)
-        rc = read_triples(&t);
+        rc = read_triples(&t, opt(a, "skip-missing") != NULL);
     if (rc == 0)
         rc = send_mput(c, &t);
     free_triples(&t);
     return rc;
+}
+
+/* One line of mget's output (tkvctl_lines.c); a miss also explained on
+ * stderr. */
+static void print_line(const cli *c, const char *key, const tkv_version *v)
+{
+    char ts[TS_TEXT_MAX];
+    line_write_bytes(stdout, key, strlen(key));
+    if (v->status != TKV_OK) {
+        fputs("\t-\t\n", stdout);
+        explain_miss(c, key, v);
+        return;
+    }
+    printf("\t%s\t", ts_text(c, v->ts, true, ts));
+    line_write_bytes(stdout, v->value, v->len);
+    putchar('\n');
 }
 
 int run_mget(cli *c, const args *a)
@@ -144,7 +212,7 @@ int run_mget(cli *c, const args *a)
     json_out j;
     if (c->json) {
         json_begin(&j, stdout);
-        json_opt_u64(&j, "ts", t != NULL, ts);
+        json_ts(c, &j, "ts", t != NULL, ts);
         json_array_begin(&j, "results");
     }
     for (int i = 0; i < a->npos; i++) {
@@ -154,15 +222,10 @@ int run_mget(cli *c, const args *a)
         if (c->json) {
             json_item_begin(&j);
             json_bytes(&j, "key", key, strlen(key));
-            json_answer(&j, &v[i]);
+            json_answer(c, &j, &v[i]);
             json_item_end(&j);
-        } else if (v[i].status == TKV_OK) {
-            printf("%s\t%" PRIu64 "\t", key, v[i].ts);
-            fwrite(v[i].value, 1, v[i].len, stdout);
-            putchar('\n');
         } else {
-            printf("%s\t-\t\n", key);
-            explain_miss(key, &v[i]);
+            print_line(c, key, &v[i]);
         }
     }
     if (c->json) {

@@ -1,15 +1,21 @@
 /*
- * units.c - implements the parsers of units.h.
+ * units.c - implements the parsers of units.h, and the ISO-8601 form
+ * tkvctl prints timestamps in. Dates are checked field by field: the C
+ * library's calendar functions normalize (Feb 31 becomes Mar 3) where a
+ * person who typed a date wants an error.
  */
 #include "units.h"
 
 #include <ctype.h>
-#include <stdio.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+
+/* 9999-12-31T23:59:59Z, the last second with a four-digit year. */
+#define TKV_ISO_MAX_SECONDS 253402300799ULL
 
 int tkv_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 {
@@ -93,52 +99,121 @@ int tkv_parse_duration(const char *s, uint64_t *us)
     return 0;
 }
 
+/* Reads exactly n decimal digits. */
+static int digits(const char **s, int n, int *v)
+{
+    *v = 0;
+    for (int i = 0; i < n; i++, (*s)++) {
+        if (!isdigit((unsigned char)**s))
+            return -1;
+        *v = *v * 10 + (**s - '0');
+    }
+    return 0;
+}
+
+/* "THH:MM[:SS[.frac]]"'s part after the T; fraction digits past the sixth
+ * are dropped (timestamps hold microseconds). */
+static int parse_clock(const char **s, struct tm *tm, uint64_t *frac_us)
+{
+    if (digits(s, 2, &tm->tm_hour) || *(*s)++ != ':' || digits(s, 2, &tm->tm_min))
+        return -1;
+    if (**s != ':')
+        return 0;
+    (*s)++;
+    if (digits(s, 2, &tm->tm_sec))
+        return -1;
+    if (**s != '.' && **s != ',')
+        return 0;
+    (*s)++;
+    if (!isdigit((unsigned char)**s))
+        return -1;
+    uint64_t scale = 100000;
+    for (; isdigit((unsigned char)**s); (*s)++, scale /= 10)
+        *frac_us += (uint64_t)(**s - '0') * scale;
+    return 0;
+}
+
+/* "Z", "+HH:MM" or "-HH:MM" into seconds east of UTC; nothing means UTC. */
+static int parse_zone(const char **s, long *offset)
+{
+    *offset = 0;
+    if (**s == 'Z' || **s == 'z') {
+        (*s)++;
+        return 0;
+    }
+    if (**s != '+' && **s != '-')
+        return 0;
+    long sign = *(*s)++ == '-' ? -1 : 1;
+    int hh, mm;
+    if (digits(s, 2, &hh) || *(*s)++ != ':' || digits(s, 2, &mm) || hh > 23 || mm > 59)
+        return -1;
+    *offset = sign * (hh * 3600L + mm * 60L);
+    return 0;
+}
+
+/* Whether the fields name a real date and time: timegm() quietly carries
+ * 2026-02-31 into March, so the result must convert back to the same
+ * fields. Leap seconds (:60) cannot be told apart in Unix time: refused. */
+static int valid_fields(const struct tm *want, time_t t)
+{
+    struct tm got;
+    if (!gmtime_r(&t, &got))
+        return 0;
+    return got.tm_year == want->tm_year && got.tm_mon == want->tm_mon &&
+           got.tm_mday == want->tm_mday && got.tm_hour == want->tm_hour &&
+           got.tm_min == want->tm_min && got.tm_sec == want->tm_sec;
+}
+
 /* "YYYY-MM-DD" with an optional "THH:MM[:SS[.frac]]" and zone ("Z" or
  * "+HH:MM"/"-HH:MM"; none means UTC). */
 static int parse_iso8601(const char *s, uint64_t *out)
 {
     struct tm tm = {0};
-    int n = 0;
-    if (sscanf(s, "%4d-%2d-%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &n) != 3 || n != 10)
+    if (digits(&s, 4, &tm.tm_year) || *s++ != '-' || digits(&s, 2, &tm.tm_mon) ||
+        *s++ != '-' || digits(&s, 2, &tm.tm_mday))
         return -1;
-    s += n;
     uint64_t frac_us = 0;
     long offset = 0;
     if (*s == 'T' || *s == 't' || *s == ' ') {
         s++;
-        if (sscanf(s, "%2d:%2d%n", &tm.tm_hour, &tm.tm_min, &n) != 2 || n != 5)
+        if (parse_clock(&s, &tm, &frac_us) || parse_zone(&s, &offset))
             return -1;
-        s += n;
-        if (*s == ':') {
-            if (sscanf(s + 1, "%2d%n", &tm.tm_sec, &n) != 1 || n != 2)
-                return -1;
-            s += 3;
-            if (*s == '.' || *s == ',') {
-                uint64_t scale = 100000;
-                for (s++; isdigit((unsigned char)*s); s++, scale /= 10)
-                    frac_us += (uint64_t)(*s - '0') * scale;
-            }
-        }
-        if (*s == 'Z' || *s == 'z') {
-            s++;
-        } else if (*s == '+' || *s == '-') {
-            int hh, mm;
-            if (sscanf(s + 1, "%2d:%2d%n", &hh, &mm, &n) != 2 || n != 5)
-                return -1;
-            offset = (hh * 3600L + mm * 60L) * (*s == '-' ? -1 : 1);
-            s += 6;
-        }
     }
-    if (*s || tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 ||
-        tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60 || tm.tm_year < 1970)
+    if (*s || tm.tm_year < 1970 || tm.tm_mon < 1)
         return -1;
     tm.tm_year -= 1900;
     tm.tm_mon -= 1;
-    time_t t = timegm(&tm);
-    if (t == (time_t)-1 || (long long)t - offset < 0)
+    struct tm norm = tm;
+    time_t t = timegm(&norm);
+    if (t == (time_t)-1 || !valid_fields(&tm, t) || (long long)t - offset < 0)
         return -1;
     *out = (uint64_t)((long long)t - offset) * 1000000u + frac_us;
     return 0;
+}
+
+/* A number with an explicit unit, "1700000000s", "…ms" or "…us": a point
+ * that many units after the epoch. */
+static int parse_epoch(const char *s, uint64_t *out)
+{
+    static const struct { const char *unit; uint64_t us; } units[] = {
+        {"us", 1}, {"ms", 1000}, {"s", 1000000},
+    };
+    if (!isdigit((unsigned char)s[0]))
+        return -1;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno)
+        return -1;
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+        if (strcmp(end, units[i].unit) != 0)
+            continue;
+        if (v > UINT64_MAX / units[i].us)
+            return -1;
+        *out = (uint64_t)v * units[i].us;
+        return 0;
+    }
+    return -1;
 }
 
 int tkv_parse_time(const char *s, uint64_t now_us, uint64_t *out)
@@ -162,5 +237,28 @@ int tkv_parse_time(const char *s, uint64_t now_us, uint64_t *out)
     }
     if (strlen(s) >= 10 && s[4] == '-')
         return parse_iso8601(s, out);
+    size_t ndig = strspn(s, "0123456789");
+    if (s[ndig])
+        return parse_epoch(s, out);
+    /* A bare number is microseconds, but one as long as epoch seconds (10
+     * digits) or milliseconds (13) of a date in 2001-2286 almost surely is
+     * one of those: taking it as microseconds would land in January 1970. */
+    if (ndig == 10 || ndig == 13)
+        return TKV_TIME_AMBIGUOUS;
     return tkv_parse_uint(s, 0, UINT64_MAX, out);
+}
+
+int tkv_format_time(uint64_t us, char *buf, size_t cap)
+{
+    time_t secs = (time_t)(us / 1000000u);
+    struct tm tm;
+    /* Past 9999 an ISO year needs a sign and more digits than readers
+     * expect; such stamps (TKV_LATEST among them) are shown as numbers. */
+    if (us / 1000000u > TKV_ISO_MAX_SECONDS || !gmtime_r(&secs, &tm)) {
+        snprintf(buf, cap, "%llu", (unsigned long long)us);
+        return 0;
+    }
+    snprintf(buf, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%06uZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(us % 1000000u));
+    return 1;
 }

@@ -536,24 +536,50 @@ static void expect_mput(const tkv_req *r, reply *rp)
     FUZZ_CHECK(rp->dirty, "MPUT not reported dirty");
 }
 
+/* The bytes of one GET-shaped answer, as cmd.c encodes it. */
+static size_t answer_size(const manswer *a)
+{
+    size_t opt_next = a->has_next ? uint_size(a->next) : 1;
+    if (a->v)
+        return 2 + bin_hdr(a->v->len) + a->v->len + uint_size(a->v->ts) + opt_next +
+               (a->v->expires ? uint_size(a->v->expires) : 1);
+    return 3 + opt_next + (a->has_at ? uint_size(a->at) : 1);
+}
+
+/* MGET answers keys in order while the next answer's upper bound (cmd.c's
+ * answer_room: 34 bytes and the value) fits max_reply less the final
+ * boolean; the first always goes in. */
 static void expect_mget(const tkv_req *r, reply *rp)
 {
-    FUZZ_CHECK(rp->st == TKV_ST_OK && rp->count == 2, "MGET: status %llu", ull(rp->st));
+    FUZZ_CHECK(rp->st == TKV_ST_OK && rp->count == 3, "MGET: status %llu, %u fields",
+               ull(rp->st), rp->count);
     uint32_t n = rd_array(&rp->m, "MGET answers");
-    FUZZ_CHECK(n == r->nitems, "MGET: %u answers for %u keys", n, r->nitems);
     tkv_mp keys;
     tkv_mp_init(&keys, r->items, r->items_len);
     bool any_dirty = false;
-    for (uint32_t i = 0; i < n; i++) {
+    size_t used = 1 + 1 + 5;
+    uint32_t fit = 0;
+    for (; fit < r->nitems; fit++) {
         tkv_span key;
         tkv_mp_read_bytes(&keys, &key.ptr, &key.len);
         const mkey *k = find(key, false);
-        any_dirty |= k && k->dirty;
         manswer a = model_get(k, r->has_ts ? r->ts : TKV_TS_MAX);
+        if (fit > 0 && used + 34 + (a.v ? a.v->len : 0) > F.d.max_reply - 1)
+            break;
+        any_dirty |= k && k->dirty;
+        used += answer_size(&a);
+        FUZZ_CHECK(fit < n, "MGET: %u answers for %u keys, the model fits more (%zu of %zu "
+                   "bytes)", n, r->nitems, used, F.d.max_reply);
         uint32_t count = rd_array(&rp->m, "MGET answer");
         uint64_t st = rd_uint(&rp->m, "MGET status");
         expect_answer(&rp->m, st, count, &a, "MGET");
     }
+    FUZZ_CHECK(n == fit, "MGET: %u answers for %u keys, the model %u", n, r->nitems, fit);
+    bool truncated = rd_bool(&rp->m, "MGET truncated");
+    FUZZ_CHECK(truncated == (fit < r->nitems), "MGET: truncated is %d with %u of %u answers",
+               truncated, fit, r->nitems);
+    FUZZ_CHECK(rp->plen <= F.d.max_reply, "MGET reply of %zu bytes above max_reply %zu",
+               rp->plen, F.d.max_reply);
     FUZZ_CHECK(!any_dirty || rp->dirty, "MGET of a key with uncommitted writes not dirty");
 }
 

@@ -193,9 +193,15 @@ static tkv_status parse_retain(parse_ctx *c)
         st = parse_opt_uint(c, 2, "versions", &versions, &has);
     if (st == TKV_ST_OK && versions > UINT32_MAX)
         return fail(c, TKV_ST_OUT_OF_RANGE, "versions must be below 2^32");
+    /* 0 would be read as "no limit" by the engine (and "keep nothing" by a
+     * reader): refuse it rather than guess; nil says "no limit". */
+    if (st == TKV_ST_OK && has && versions == 0)
+        return fail(c, TKV_ST_OUT_OF_RANGE, "versions must be at least 1 (nil: no limit)");
     r->keep_versions = (uint32_t)versions;
     if (st == TKV_ST_OK)
         st = parse_opt_uint(c, 3, "age", &r->keep_age, &has);
+    if (st == TKV_ST_OK && has && r->keep_age == 0)
+        return fail(c, TKV_ST_OUT_OF_RANGE, "age must be at least 1 microsecond (nil: no limit)");
     if (st != TKV_ST_OK || c->nargs < 4 || tkv_mp_read_nil(c->m))
         return st;
     if (tkv_mp_read_bool(c->m, &r->dry_run) < 0)
@@ -224,22 +230,33 @@ static tkv_status parse_items(parse_ctx *c, const char *what)
     return TKV_ST_OK;
 }
 
-int tkv_mput_item_next(tkv_mp *m, tkv_put_item *it)
+/* Reads one MPUT item, [key, value, ts|nil, ttl|nil], with PUT's own rules
+ * (an item is a PUT's arguments in an array), so an item is refused with
+ * exactly the status and message the same PUT would get. */
+static tkv_status read_item(tkv_mp *m, const tkv_limits *lim, tkv_put_item *it, char *err,
+                            size_t errlen)
 {
     uint32_t n;
     memset(it, 0, sizeof *it);
-    if (tkv_mp_read_array(m, &n) < 0 || n < 2 || n > 4 ||
-        tkv_mp_read_bytes(m, &it->key.ptr, &it->key.len) < 0 ||
-        tkv_mp_read_bytes(m, &it->value.ptr, &it->value.len) < 0)
-        return -1;
-    if (n >= 3 && !tkv_mp_read_nil(m)) {
-        if (tkv_mp_read_uint(m, &it->ts) < 0)
-            return -1;
-        it->has_ts = true;
+    if (tkv_mp_read_array(m, &n) < 0 || n < 2 || n > 4) {
+        snprintf(err, errlen, "must be an array [key, value, ts or nil, ttl or nil]");
+        return TKV_ST_BAD_REQUEST;
     }
-    if (n >= 4 && !tkv_mp_read_nil(m) && (tkv_mp_read_uint(m, &it->ttl) < 0 || it->ttl == 0))
-        return -1;
-    return 0;
+    tkv_req r;
+    memset(&r, 0, sizeof r);
+    parse_ctx c = {.m = m, .lim = lim, .req = &r, .nargs = n, .err = err, .errlen = errlen};
+    tkv_status st = parse_put(&c);
+    *it = (tkv_put_item){.key = r.key, .value = r.value, .ts = r.ts, .ttl = r.ttl,
+                         .has_ts = r.has_ts};
+    return st;
+}
+
+int tkv_mput_item_next(tkv_mp *m, tkv_put_item *it)
+{
+    /* Items reach here already checked against the server's limits. */
+    static const tkv_limits any = {.max_key = UINT32_MAX, .max_value = UINT32_MAX};
+    char err[8];
+    return read_item(m, &any, it, err, sizeof err) == TKV_ST_OK ? 0 : -1;
 }
 
 static tkv_status parse_mput(parse_ctx *c)
@@ -247,18 +264,10 @@ static tkv_status parse_mput(parse_ctx *c)
     tkv_status st = parse_items(c, "MPUT");
     for (uint32_t i = 0; st == TKV_ST_OK && i < c->req->nitems; i++) {
         tkv_put_item it;
-        if (tkv_mput_item_next(c->m, &it) < 0)
-            return fail(c, TKV_ST_BAD_REQUEST,
-                        "MPUT item %u must be [key, value, ts or nil, ttl or nil] "
-                        "with a positive ttl",
-                        i);
-        if (it.key.len == 0 || it.key.len > c->lim->max_key)
-            return fail(c, it.key.len ? TKV_ST_TOO_LARGE : TKV_ST_BAD_REQUEST,
-                        "MPUT item %u: key of %u bytes (1 to %u allowed)", i, it.key.len,
-                        c->lim->max_key);
-        if (it.value.len > c->lim->max_value)
-            return fail(c, TKV_ST_TOO_LARGE, "MPUT item %u: value of %u bytes, the limit is %u",
-                        i, it.value.len, c->lim->max_value);
+        char why[160];
+        st = read_item(c->m, c->lim, &it, why, sizeof why);
+        if (st != TKV_ST_OK)
+            return fail(c, st, "MPUT item %u: %s", i, why);
     }
     c->req->items_len = (size_t)(c->m->p - c->req->items);
     return st;

@@ -332,6 +332,10 @@ static int exec_mput(exec_ctx *x)
     return tkv_wr_end(&w) < 0 ? -1 : TKV_ST_OK;
 }
 
+/* MGET answers keys in order until the next answer might not fit the
+ * frame, then sets `truncated` and the client asks again for the rest (as
+ * RANGE and SCAN do). The first answer always fits - tkvd keeps values 64
+ * bytes below the frame size - so every call makes progress. */
 static int exec_mget(exec_ctx *x)
 {
     const tkv_req *r = x->req;
@@ -339,12 +343,15 @@ static int exec_mget(exec_ctx *x)
     tkv_mp_init(&m, r->items, r->items_len);
     tkv_wr w;
     tkv_wr_begin(&w, x->out);
-    msgpack_pack_array(&w.pk, 2);
+    msgpack_pack_array(&w.pk, 3);
     msgpack_pack_uint8(&w.pk, TKV_ST_OK);
-    msgpack_pack_array(&w.pk, r->nitems);
+    size_t hdr = begin_list(&w);
+    /* Leave room for the trailing boolean. */
+    size_t limit_end = w.start + TKV_FRAME_HEADER + x->d->max_reply - 1;
+    uint32_t count = 0;
     /* One thread serves every request, so no write lands between two keys:
      * the answers form one consistent snapshot. */
-    for (uint32_t i = 0; i < r->nitems; i++) {
+    for (; count < r->nitems && !w.failed; count++) {
         const uint8_t *key;
         uint32_t klen;
         tkv_mp_read_bytes(&m, &key, &klen);
@@ -355,12 +362,19 @@ static int exec_mget(exec_ctx *x)
             x->out->len = w.start;
             return reply_engine_error(x, st);
         }
-        if (w.failed || tkv_buf_reserve(x->out, answer_room(&a)) < 0) {
+        if (count > 0 && x->out->len + answer_room(&a) > limit_end)
+            break;
+        if (tkv_buf_reserve(x->out, answer_room(&a)) < 0) {
             w.failed = true;
             break;
         }
         x->out->len = (size_t)(put_answer(x->out->data + x->out->len, st, &a) - x->out->data);
     }
+    end_list(&w, hdr, count);
+    if (count < r->nitems)
+        msgpack_pack_true(&w.pk);
+    else
+        msgpack_pack_false(&w.pk);
     return tkv_wr_end(&w) < 0 ? -1 : TKV_ST_OK;
 }
 

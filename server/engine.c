@@ -94,48 +94,39 @@ static int exists_below_lo(tkv_engine *e, const tkv_kentry *E, uint64_t ts, bool
     return 0;
 }
 
-/* The key's newest stored version. The page holds every stored version at
- * or above lo, so its last one is the newest - unless it lies below lo
- * (the sweep emptied the page above lo, then a write went into the past):
- * then LevelDB may hold a newer one. */
-static int newest_stored(tkv_engine *e, const tkv_kentry *E, bool *has, uint64_t *ts)
+/* The key's newest visible version: an expired version, or one below the
+ * horizon, must not move a server-picked timestamp, or the answer would
+ * depend on whether the sweep had deleted it yet. The merged cursor starts
+ * at the top of the page, so this leaves memory only when the newest
+ * resident versions are all invisible. */
+static int newest_visible(tkv_engine *e, const tkv_kentry *E, bool *has, uint64_t *ts)
 {
-    uint32_t n = tkv_vpage_count(E->page);
-    *has = n > 0;
-    if (n > 0)
-        *ts = E->page->slot[n - 1].ts;
-    if (E->lo == 0 || (n > 0 && *ts >= E->lo))
-        return 0;
-    leveldb_iterator_t *it = eng_iter(e);
-    if (!it)
-        return -1;
-    leveldb_iter_seek(it, (const char *)e->pfx, eng_with_ts(e, TKV_TS_MAX));
-    uint64_t disk;
-    if (eng_iter_match(e, it, &disk) && (!*has || disk > *ts)) {
-        *has = true;
-        *ts = disk;
-    }
-    return eng_iter_failed(e, it);
+    vis v = eng_vis(e, E);
+    vcur c;
+    vcur_init(&c, e, E, &v, false, 0, TKV_TS_MAX);
+    *has = c.valid;
+    *ts = c.valid ? c.ts : 0;
+    return vcur_error(&c);
 }
 
 /* The timestamp of a write without one: the clock, but strictly after the
- * key's newest version. The prefix must be set. */
+ * key's newest visible version and never below its horizon (a write there
+ * would be refused). It may land on an invisible version, which it
+ * replaces: nothing could read that one anyway. */
 static tkv_status pick_ts(tkv_engine *e, const tkv_kentry *E, uint64_t *ts)
 {
     uint64_t now = eng_now(e), newest;
     bool has;
-    if (newest_stored(e, E, &has, &newest) < 0)
+    if (newest_visible(e, E, &has, &newest) < 0)
         return TKV_ST_STORAGE;
-    if (!has) {
-        *ts = now;
-        return TKV_ST_OK;
-    }
-    if (newest == TKV_TS_MAX) {
+    if (has && newest == TKV_TS_MAX) {
         snprintf(e->errmsg, sizeof e->errmsg,
                  "the key has a version at the largest timestamp; no later one exists");
         return TKV_ST_OUT_OF_RANGE;
     }
-    *ts = now > newest ? now : newest + 1;
+    *ts = has && newest >= now ? newest + 1 : now;
+    if (E->meta && *ts < E->meta->horizon)
+        *ts = E->meta->horizon;
     return TKV_ST_OK;
 }
 
@@ -277,6 +268,24 @@ static int del_disk(tkv_engine *e, const tkv_kentry *E, uint64_t *extra)
     return eng_iter_failed(e, it);
 }
 
+/* How many of the key's versions a reader can see. DEL reports this, not
+ * what is stored: expired versions and those below the horizon are already
+ * gone for every reader, whether or not the sweep has deleted them. Only a
+ * key with metadata can hold invisible versions; for the others it is -1:
+ * every stored version counts. */
+static int count_visible(tkv_engine *e, const tkv_kentry *E, int64_t *n)
+{
+    *n = -1;
+    if (!E->meta)
+        return 0;
+    vis v = eng_vis(e, E);
+    vcur c;
+    vcur_init(&c, e, E, &v, true, 0, TKV_TS_MAX);
+    for (*n = 0; c.valid; vcur_next(&c))
+        (*n)++;
+    return vcur_error(&c);
+}
+
 tkv_status tkv_engine_del(tkv_engine *e, const uint8_t *key, size_t klen, uint64_t *removed,
                           bool *dirty)
 {
@@ -293,6 +302,9 @@ tkv_status tkv_engine_del(tkv_engine *e, const uint8_t *key, size_t klen, uint64
         return st;
     if (!E)
         return TKV_ST_OK;
+    int64_t visible;
+    if (count_visible(e, E, &visible) < 0)
+        return TKV_ST_STORAGE;
     eng_set_prefix(e, key, klen);
     uint64_t on_disk_only = 0;
     /* A complete page is the whole truth; otherwise LevelDB has more. */
@@ -302,7 +314,8 @@ tkv_status tkv_engine_del(tkv_engine *e, const uint8_t *key, size_t klen, uint64
     uint32_t n = tkv_vpage_count(E->page);
     for (uint32_t i = 0; i < n; i++)
         eng_stage_del(e, e->pfx, eng_with_ts(e, E->page->slot[i].ts));
-    *removed = n + on_disk_only;
+    uint64_t stored = n + on_disk_only;
+    *removed = visible < 0 ? stored : (uint64_t)visible;
     *dirty = eng_uncommitted(e, E);
     eng_remove_slots(e, E, 0, n);
     E->lo = 0; /* known to have no versions at all */
@@ -313,8 +326,8 @@ tkv_status tkv_engine_del(tkv_engine *e, const uint8_t *key, size_t klen, uint64
         eng_meta_save(e, E, was);
         *dirty = true;
     }
-    if (*removed > 0) {
-        e->cnt.versions -= *removed;
+    if (stored > 0) {
+        e->cnt.versions -= stored;
         e->cnt.keys--;
         eng_mark_dirty(e, E);
         *dirty = true;

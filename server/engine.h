@@ -164,10 +164,11 @@ void tkv_engine_close(tkv_engine *e);
 /* ---- writes (staged) ---- */
 
 /* Stages a version of key at ts (or, if !has_ts, at the clock but strictly
- * after the key's newest stored version). ttl_us > 0 makes it expire that
- * long from now. A version already at ts is replaced. *out_ts gets the
- * timestamp used. Errors: OUT_OF_RANGE (ts below the key's retention
- * horizon, or no later timestamp exists), STORAGE, INTERNAL. */
+ * after the key's newest visible version and not below its horizon, so the
+ * choice does not depend on what the sweep has deleted). ttl_us > 0 makes it
+ * expire that long from now. A version already at ts is replaced. *out_ts
+ * gets the timestamp used. Errors: OUT_OF_RANGE (ts below the key's
+ * retention horizon, or no later timestamp exists), STORAGE, INTERNAL. */
 tkv_status tkv_engine_put(tkv_engine *e, const uint8_t *key, size_t klen, const uint8_t *val,
                           size_t vlen, uint64_t ts, bool has_ts, uint64_t ttl_us,
                           uint64_t *out_ts, bool *dirty);
@@ -183,7 +184,9 @@ tkv_status tkv_engine_tombstone(tkv_engine *e, const uint8_t *key, size_t klen, 
                                 bool has_ts, uint64_t *out_ts, bool *dirty);
 
 /* Stages the removal of every version of key and its metadata; *removed
- * gets the number of versions. */
+ * gets the number of visible versions (expired ones and those below the
+ * horizon are deleted too but not counted: the sweep may have taken them
+ * already). */
 tkv_status tkv_engine_del(tkv_engine *e, const uint8_t *key, size_t klen, uint64_t *removed,
                           bool *dirty);
 

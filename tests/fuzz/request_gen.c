@@ -596,13 +596,15 @@ static void inject_late(fz *f, gen *g, tkv_cmd cmd)
         break;
     case TKV_CMD_MPUT:
         if (b & 1) {
-            item_args[0][3] = a_uint(0); /* ttl 0 */
+            item_args[0][3] = a_uint(0); /* ttl 0: refused as PUT refuses it */
             items[0].n = 4;
         } else {
             items[0].n = b & 2 ? 1 : 5; /* [key] or five elements */
             item_args[0][4] = a_nil();
         }
-        g->st = g->nitems > GEN_MAX_BATCH ? TKV_ST_TOO_LARGE : TKV_ST_BAD_REQUEST;
+        g->st = g->nitems > GEN_MAX_BATCH ? TKV_ST_TOO_LARGE
+                : b & 1                   ? TKV_ST_OUT_OF_RANGE
+                                          : TKV_ST_BAD_REQUEST;
         break;
     case TKV_CMD_MGET:
         items[0] = a_bytes(empty, 0);

@@ -99,3 +99,98 @@ Test(engine, a_poisoned_batch_rolls_back_every_write_in_it, .init = open_engine,
     put("after", "v", 1);
     cr_assert_eq(tkv_engine_commit(e), 0);
 }
+
+/* ---- answers that must not depend on when the sweep runs --------------------
+ * The engine below runs on a clock the test moves, and the sweep never runs:
+ * each answer must already be what it is after the sweep. */
+
+static uint64_t fake_now;
+
+static uint64_t fake_clock(void *ctx)
+{
+    (void)ctx;
+    return fake_now;
+}
+
+static void open_clocked(void)
+{
+    char err[256];
+    dir = tmpdir_make("engine");
+    fake_now = 100;
+    tkv_engine_opts o = {.dir = dir, .clock = fake_clock};
+    cr_assert_eq(tkv_engine_open(&o, &e, err, sizeof err), 0, "%s", err);
+}
+
+#define K(s) (const uint8_t *)(s), strlen(s)
+
+static uint64_t put_at(const char *k, uint64_t ts, bool has_ts, uint64_t ttl)
+{
+    uint64_t got;
+    bool dirty;
+    cr_assert_eq(tkv_engine_put(e, K(k), (const uint8_t *)"v", 1, ts, has_ts, ttl, &got, &dirty),
+                 TKV_ST_OK, "%s", tkv_engine_errmsg(e));
+    return got;
+}
+
+static uint64_t del_all(const char *k)
+{
+    uint64_t removed;
+    bool dirty;
+    cr_assert_eq(tkv_engine_del(e, K(k), &removed, &dirty), TKV_ST_OK);
+    return removed;
+}
+
+Test(engine, del_counts_only_versions_still_visible, .init = open_clocked,
+     .fini = close_engine)
+{
+    put_at("x", 10, true, 5); /* expires at 105 */
+    put_at("x", 20, true, 0);
+    cr_assert_eq(tkv_engine_commit(e), 0);
+    fake_now = 200;
+    cr_assert_eq(del_all("x"), 1, "an expired version is not there to remove");
+
+    put_at("r", 1, true, 0);
+    put_at("r", 2, true, 0);
+    put_at("r", 3, true, 0);
+    tkv_policy p = {.versions = 1};
+    tkv_retain_result rr;
+    bool dirty;
+    cr_assert_eq(tkv_engine_retain(e, K("r"), &p, false, &rr, &dirty), TKV_ST_OK);
+    cr_assert_eq(rr.removable, 2);
+    cr_assert_eq(del_all("r"), 1, "versions RETAIN removed are not there to remove");
+
+    tkv_engine_stats st;
+    cr_assert_eq(tkv_engine_commit(e), 0);
+    tkv_engine_stats_get(e, &st);
+    cr_assert_eq(st.versions, 0, "every stored version was deleted all the same");
+    cr_assert_eq(st.keys, 0);
+}
+
+Test(engine, put_without_ts_ignores_expired_versions, .init = open_clocked,
+     .fini = close_engine)
+{
+    put_at("x", 1000, true, 5); /* expires at 105 */
+    cr_assert_eq(tkv_engine_commit(e), 0);
+    fake_now = 200;
+    cr_assert_eq(put_at("x", 0, false, 0), 200,
+                 "an expired version in the future must not push the clock's timestamp");
+}
+
+Test(engine, put_without_ts_never_lands_below_the_horizon, .init = open_clocked,
+     .fini = close_engine)
+{
+    put_at("x", 400, true, 0);
+    put_at("x", 500, true, 50); /* expires at 150 */
+    tkv_policy p = {.versions = 1};
+    tkv_retain_result rr;
+    bool dirty;
+    cr_assert_eq(tkv_engine_retain(e, K("x"), &p, false, &rr, &dirty), TKV_ST_OK);
+    cr_assert_eq(rr.horizon, 500);
+    cr_assert_eq(tkv_engine_commit(e), 0);
+    fake_now = 200; /* 500 has expired: no visible version is left */
+    cr_assert_eq(put_at("x", 0, false, 0), 500, "the clock is below the horizon: use it");
+    tkv_answer a;
+    cr_assert_eq(tkv_engine_get(e, K("x"), TKV_TS_MAX, &a), TKV_ST_OK);
+    cr_assert_eq(a.ts, 500);
+    cr_assert_eq(a.expires, 0, "the new version replaced the expired one");
+}

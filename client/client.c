@@ -184,6 +184,8 @@ void tkv_free(tkv_ctx *c)
     tkv_buf_deinit(&c->strbuf);
     tkv_buf_deinit(&c->scratch);
     free(c->versions);
+    free(c->mget_all);
+    tkv_buf_deinit(&c->mget_values);
     free(c->stamps);
     free(c->keys);
     free(c->ops);
@@ -212,6 +214,8 @@ static int fill_in(tkv_ctx *c)
         return 0;
     if (n == 0)
         return cl_set_err(c, TKV_EK_EOF, "connection closed by the server");
+    if (errno == ECONNRESET)
+        return cl_set_err(c, TKV_EK_EOF, "connection reset by the server");
     return cl_set_err(c, TKV_EK_IO, "read: %s", strerror(errno));
 }
 
@@ -266,9 +270,10 @@ static int flush_out(tkv_ctx *c)
         short rev;
         if (wait_fd(c, POLLOUT | POLLIN, &rev) < 0)
             return TKV_ERR;
-        /* Take in replies while blocked, so neither side waits on the other. */
+        /* Take in replies while blocked, so neither side waits on the other.
+         * A server that closes while we send may have answered first. */
         if ((rev & (POLLIN | POLLHUP | POLLERR)) && fill_in(c) < 0)
-            return TKV_ERR;
+            return c->err == TKV_EK_EOF ? write_failed(c, EPIPE) : TKV_ERR;
     }
     c->out.len = c->out_sent = 0;
     tkv_buf_shrink(&c->out, 1 << 20);

@@ -32,6 +32,9 @@ struct tkv_ctx {
     tkv_buf strbuf;        /* NUL-terminated copies of STATS strings */
     tkv_version *versions; /* MGET results */
     size_t versions_cap;
+    tkv_version *mget_all; /* MGET results gathered over several replies */
+    size_t mget_all_cap;
+    tkv_buf mget_values;   /* their values, copied out of the reply buffer */
     uint64_t *stamps;      /* MPUT results */
     size_t stamps_cap;
     tkv_bytes *keys;       /* SCAN results */

@@ -198,6 +198,25 @@ int tkv_mput(tkv_ctx *c, const tkv_item *items, size_t n, const uint64_t **stamp
     return rc;
 }
 
+/* Keeps the answers of one MGET reply past the next read: the values point
+ * into the reply buffer, so they are copied, and pointed at once all are
+ * in (the copy buffer may move while it grows). */
+static int gather_mget(tkv_ctx *c, const tkv_reply *r, size_t done)
+{
+    if (cl_grow(c, (void **)&c->mget_all, &c->mget_all_cap, done + r->n,
+                sizeof(tkv_version)) < 0)
+        return TKV_ERR;
+    for (size_t i = 0; i < r->n; i++) {
+        tkv_version v = r->versions[i];
+        size_t off = c->mget_values.len;
+        if (v.status == TKV_OK && tkv_buf_append(&c->mget_values, v.value, v.len) < 0)
+            return cl_set_err(c, TKV_EK_NOMEM, "out of memory");
+        v.value = (const uint8_t *)(uintptr_t)off; /* an offset until the end */
+        c->mget_all[done + i] = v;
+    }
+    return TKV_OK;
+}
+
 int tkv_mget(tkv_ctx *c, uint64_t ts, const tkv_bytes *keys, size_t n, const tkv_version **out)
 {
     tkv_reply r;
@@ -205,9 +224,37 @@ int tkv_mget(tkv_ctx *c, uint64_t ts, const tkv_bytes *keys, size_t n, const tkv
     if (no_backlog(c) < 0)
         return TKV_ERR;
     int rc = roundtrip(c, tkv_append_mget(c, ts, keys, n), &r);
-    if (rc == TKV_OK)
+    if (rc != TKV_OK)
+        return rc;
+    if (!r.truncated && r.n == n) {
         *out = r.versions;
-    return rc;
+        return TKV_OK;
+    }
+    tkv_buf_reset(&c->mget_values);
+    size_t done = 0;
+    for (;;) {
+        /* The server answers at least one key per reply (a value always fits
+         * a frame); a reply with none would never finish. */
+        if (r.n == 0 || r.n > n - done || (!r.truncated && done + r.n != n))
+            return cl_set_err(c, TKV_EK_PROTOCOL, "MGET: %zu answers for %zu keys",
+                              done + r.n, n);
+        if (gather_mget(c, &r, done) < 0)
+            return TKV_ERR;
+        done += r.n;
+        if (done == n)
+            break;
+        rc = roundtrip(c, tkv_append_mget(c, ts, keys + done, n - done), &r);
+        if (rc != TKV_OK)
+            return rc;
+    }
+    static const uint8_t empty[1];
+    for (size_t i = 0; i < n; i++) {
+        tkv_version *v = &c->mget_all[i];
+        if (v->status == TKV_OK)
+            v->value = c->mget_values.data ? c->mget_values.data + (uintptr_t)v->value : empty;
+    }
+    *out = c->mget_all;
+    return TKV_OK;
 }
 
 int tkv_scan(tkv_ctx *c, const void *prefix, size_t plen, tkv_bytes cursor, uint32_t count,

@@ -86,8 +86,12 @@ static int decode_mget(tkv_ctx *c, tkv_mp *m, uint32_t count, tkv_reply *r)
             st > TKV_ST_NOT_FOUND || decode_answer(c, m, k, st, &c->versions[i]) < 0)
             return bad_reply(c, "MGET answer");
     }
+    bool trunc = false;
+    if (count >= 3 && tkv_mp_read_bool(m, &trunc) < 0)
+        return bad_reply(c, "MGET flag");
     r->versions = c->versions;
     r->n = n;
+    r->truncated = trunc;
     return 0;
 }
 

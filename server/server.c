@@ -42,6 +42,12 @@
 #define READ_CHUNK (64 * 1024)
 #define KEEP_BUF (64 * 1024)
 #define SHUTDOWN_GRACE 5.0
+/* A refused connection is half-closed and its input read and dropped for at
+ * most this long (or this many bytes) before the close: closing a socket
+ * with unread input sends a reset, which can destroy the error reply still
+ * on its way to the client (the lingering close of HTTP servers). */
+#define LINGER_SECONDS 2.0
+#define LINGER_MAX_BYTES (64u * 1024 * 1024)
 
 typedef struct dep {
     size_t off;     /* reply frame offset in the output buffer */
@@ -76,6 +82,9 @@ struct conn {
     bool reading;       /* read watcher active */
     bool throttled;     /* input paused until output drains */
     bool closing;       /* close once out is written */
+    bool linger;        /* ... and drain its input first (see LINGER_SECONDS) */
+    bool lingering;     /* half-closed, input being dropped */
+    size_t lingered;    /* bytes dropped so far */
     tkv_session sess;   /* authentication state */
     double last_active; /* loop time of the last byte read or written */
     uint64_t id;
@@ -155,6 +164,7 @@ static uint64_t now_us(void)
 
 static void on_read(struct ev_loop *loop, ev_io *w, int revents);
 static void on_write(struct ev_loop *loop, ev_io *w, int revents);
+static void start_linger(conn *c);
 
 static void conn_close(conn *c, const char *why)
 {
@@ -312,6 +322,7 @@ static void reject_frame(conn *c)
              c->in.max_frame);
     tkv_write_error(&c->out, TKV_ST_TOO_LARGE, msg);
     c->closing = true;
+    c->linger = true;
     update_reading(c);
     list_add(&c->srv->pend, c, PEND);
 }
@@ -434,6 +445,11 @@ static int flush_out(conn *c)
         return 0; /* the rest waits for a batch to be written */
     c->out.len = c->sent = 0;
     tkv_buf_shrink(&c->out, KEEP_BUF);
+    if (c->closing && c->linger && !s->stopping) {
+        if (!c->lingering)
+            start_linger(c);
+        return -1;
+    }
     if (c->closing) {
         conn_close(c, "closed after its last reply");
         return -1;
@@ -445,6 +461,42 @@ static int flush_out(conn *c)
             list_add(&s->back, c, BACK);
     }
     return 0;
+}
+
+static void on_linger_read(struct ev_loop *loop, ev_io *w, int revents)
+{
+    conn *c = w->data;
+    char sink[READ_CHUNK];
+    for (int i = 0; i < 16; i++) {
+        ssize_t n = read(c->fd, sink, sizeof sink);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            return;
+        if (n <= 0) {
+            conn_close(c, n == 0 ? "closed after its last reply" : strerror(errno));
+            return;
+        }
+        c->lingered += (size_t)n;
+        if (c->lingered > LINGER_MAX_BYTES ||
+            ev_now(loop) - c->last_active > LINGER_SECONDS) {
+            conn_close(c, "closed after its last reply (input dropped)");
+            return;
+        }
+    }
+}
+
+/* The last reply is out: stop sending (the client sees EOF after it) and
+ * drop what the client still sends until it closes too. */
+static void start_linger(conn *c)
+{
+    struct ev_loop *loop = c->srv->loop;
+    shutdown(c->fd, SHUT_WR);
+    ev_io_stop(loop, &c->rio);
+    ev_io_init(&c->rio, on_linger_read, c->fd, EV_READ);
+    c->rio.data = c;
+    ev_io_start(loop, &c->rio);
+    c->reading = true;
+    c->lingering = true;
+    c->last_active = ev_now(loop);
 }
 
 static void on_write(struct ev_loop *loop, ev_io *w, int revents)
@@ -608,7 +660,9 @@ static void close_idle(tkv_srv *s, double now)
 {
     for (conn *c = s->all.head, *next; c; c = next) {
         next = c->all.next;
-        if (now - c->last_active > s->o.idle_timeout)
+        if (c->lingering && now - c->last_active > LINGER_SECONDS)
+            conn_close(c, "closed after its last reply (linger timeout)");
+        else if (s->o.idle_timeout > 0 && now - c->last_active > s->o.idle_timeout)
             conn_close(c, "idle timeout");
     }
 }
@@ -632,7 +686,7 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
     tkv_srv *s = w->data;
     tkv_engine_tick(s->eng);
-    if (s->o.idle_timeout > 0 && !s->stopping)
+    if (!s->stopping)
         close_idle(s, ev_now(loop));
 }
 

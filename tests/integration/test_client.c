@@ -6,6 +6,8 @@
  * "Broken pipe".
  */
 #include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -72,4 +74,65 @@ Test(client, pipelined_replies_before_an_oversize_request_still_arrive,
     cr_assert_eq(tkv_get(c, "a", 1, TKV_LATEST, &v), TKV_OK, "the first PUT was applied");
     cr_assert_eq(tkv_get(c, "c", 1, TKV_LATEST, &v), TKV_NOT_FOUND, "the third was not");
     tkv_free(c);
+}
+
+/* An MGET whose answers do not fit one frame: the server answers the first
+ * keys and says so; tkv_mget asks again for the rest and returns them all,
+ * values intact, misses in place. */
+Test(client, mget_over_the_frame_limit_returns_every_answer, .init = start_small_frames,
+     .fini = teardown)
+{
+    enum { KEYS = 12, VAL = 50 * 1000 };
+    static char vals[KEYS][VAL];
+    char names[KEYS][16];
+    tkv_bytes keys[KEYS];
+    tkv_ctx *c = tkvd_client(&d);
+    for (int i = 0; i < KEYS; i++) {
+        snprintf(names[i], sizeof names[i], "big%02d", i);
+        keys[i] = (tkv_bytes){names[i], strlen(names[i])};
+        memset(vals[i], 'a' + i, VAL);
+        if (i == 5)
+            continue; /* a miss in the middle */
+        size_t len = i == 7 ? 0 : VAL; /* and an empty value */
+        cr_assert_eq(tkv_put(c, names[i], strlen(names[i]), vals[i], len, 10 + (uint64_t)i,
+                             NULL), TKV_OK, "%s", tkv_errstr(c));
+    }
+    /* The server cuts the reply short... */
+    tkv_reply r;
+    cr_assert_eq(tkv_append_mget(c, TKV_LATEST, keys, KEYS), TKV_OK);
+    cr_assert_eq(tkv_read_reply(c, &r), TKV_OK, "%s", tkv_errstr(c));
+    cr_assert(r.truncated, "12 x 50 kB cannot fit a 64 kB frame");
+    cr_assert(r.n >= 1 && r.n < KEYS, "answered %zu", r.n);
+    /* ... and tkv_mget completes it. */
+    const tkv_version *v;
+    cr_assert_eq(tkv_mget(c, TKV_LATEST, keys, KEYS, &v), TKV_OK, "%s", tkv_errstr(c));
+    for (int i = 0; i < KEYS; i++) {
+        if (i == 5) {
+            cr_assert_eq(v[i].status, TKV_NOT_FOUND);
+            cr_assert_eq(v[i].miss, TKV_MISS_NO_KEY);
+            continue;
+        }
+        cr_assert_eq(v[i].status, TKV_OK, "key %d", i);
+        cr_assert_eq(v[i].ts, 10 + (uint64_t)i);
+        size_t len = i == 7 ? 0 : VAL;
+        cr_assert_eq(v[i].len, len, "key %d: %zu bytes", i, v[i].len);
+        cr_assert_eq(memcmp(v[i].value, vals[i], len), 0, "key %d: wrong bytes", i);
+    }
+    tkv_free(c);
+
+    /* tkvctl prints one line per key. */
+    char port[16];
+    snprintf(port, sizeof port, "%u", d.port);
+    const char *argv[] = {getenv("TKVCTL"), "-p", port, "--max-frame", "64kb", "mget",
+                          "big00", "big05", "big11", NULL};
+    char *out, *err;
+    int rc = run_capture(argv, NULL, &out, &err);
+    cr_assert_eq(rc, 1, "a miss exits 1: %s", err);
+    int lines = 0;
+    for (char *p = out; *p; p++)
+        lines += *p == '\n';
+    cr_assert_eq(lines, 3, "three lines:\n%s", out);
+    cr_assert(strstr(out, "big11\t21\t"), "%s", out);
+    free(out);
+    free(err);
 }

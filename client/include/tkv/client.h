@@ -204,7 +204,8 @@ typedef struct tkv_reply {
     size_t n_entries;
     int truncated;            /* RANGE: 1 if the reply was cut short by the
                                  server's frame limit; ask again from the
-                                 last ts + 1 */
+                                 last ts + 1. MGET: 1 if only the first n
+                                 keys were answered; ask again for the rest */
     const tkv_stat *stats;    /* STATS */
     size_t n_stats;
     const uint8_t *text;      /* PING: the echoed message or "PONG" */
@@ -314,9 +315,15 @@ TKV_API int tkv_policy(tkv_ctx *ctx, const void *key, size_t klen, tkv_policy_in
  * to the n timestamps used, owned by the context. */
 TKV_API int tkv_mput(tkv_ctx *ctx, const tkv_item *items, size_t n, const uint64_t **stamps);
 
-/* Reads n keys as of ts (TKV_LATEST: newest) as one consistent snapshot.
- * *out points to n answers owned by the context; each has status TKV_OK or
- * TKV_NOT_FOUND. Returns TKV_OK or TKV_ERR. */
+/* Reads n keys as of ts (TKV_LATEST: newest). *out points to n answers
+ * owned by the context, in the order of keys; each has status TKV_OK or
+ * TKV_NOT_FOUND. Returns TKV_OK or TKV_ERR.
+ * The answers are one consistent snapshot when they fit in one reply frame
+ * (the server's --max-frame, 8 MiB by default). When they do not, the
+ * server answers the first keys and says so, and tkv_mget asks again for
+ * the rest, as of the same ts: each reply is a snapshot of its own, so a
+ * write that lands between two of them may be seen by the later one only.
+ * Then the values are copied into the context (no copy otherwise). */
 TKV_API int tkv_mget(tkv_ctx *ctx, uint64_t ts, const tkv_bytes *keys, size_t n,
                      const tkv_version **out);
 

@@ -33,6 +33,22 @@ libdir=$(dirname "$(dirname "$pcfile")")
 "$cc" -std=c11 -o "$tmp/history-static" "$src/client/examples/history.c" \
     -I"$(dirname "$(find "$tmp/root" -path '*/tkv/client.h')")/.." "$libdir/libtkvclient.a"
 
+# Both installed libraries define the public API and nothing else: every
+# global symbol is a function the header declares.
+api=$(grep -o 'TKV_API [^(]*(' "$src/client/include/tkv/client.h" |
+      grep -o 'tkv_[a-z_0-9]*' | sort -u)
+for lib in "$libdir/libtkvclient.a" "$libdir/libtkvclient.so"; do
+    case $lib in
+    *.a) syms=$(nm -g --defined-only "$lib" | awk 'NF == 3 { print $3 }' | sort -u) ;;
+    *) syms=$(nm -D --defined-only "$lib" | awk '{ print $3 }' | sort -u) ;;
+    esac
+    extra=$(comm -23 <(echo "$syms") <(echo "$api"))
+    if [ -n "$extra" ]; then
+        echo "FAIL: $(basename "$lib") defines symbols that are not the API:" $extra
+        exit 1
+    fi
+done
+
 cat > "$tmp/v.c" <<'C'
 #include <stdio.h>
 #include <tkv/client.h>

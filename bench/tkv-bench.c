@@ -20,7 +20,7 @@
 #include "run.h"
 #include "workload.h"
 
-#define PRELOAD_DEPTH 64   /* requests in flight per connection while preloading */
+#define PRELOAD_DEPTH 64u  /* requests in flight per connection while preloading */
 #define RATE_SHORTFALL 0.99 /* below this share of --rate, say it was not sustained */
 
 enum { EXIT_OK = 0, EXIT_ERRORS = 1, EXIT_FAILED = 2 };

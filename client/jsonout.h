@@ -27,7 +27,7 @@ void json_bool(json_out *j, const char *name, bool v);
 void json_str(json_out *j, const char *name, const char *s);
 void json_null(json_out *j, const char *name);
 /* name: "..." or name_b64: "..." */
-void json_bytes(json_out *j, const char *name, const void *p, size_t n);
+void json_bytes(json_out *j, const char *n, const void *p, size_t len);
 /* Arrays of objects: json_array_begin, then json_item_begin/json_item_end
  * around each element's fields, then json_array_end. */
 void json_array_begin(json_out *j, const char *name);

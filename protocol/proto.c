@@ -187,7 +187,7 @@ static tkv_status parse_retain(parse_ctx *c)
 {
     tkv_req *r = c->req;
     uint64_t versions = 0;
-    bool has;
+    bool has = false;
     tkv_status st = parse_key(c);
     if (st == TKV_ST_OK)
         st = parse_opt_uint(c, 2, "versions", &versions, &has);
@@ -564,9 +564,12 @@ static unsigned request_args(const tkv_req *r, arg *a)
         return 3;
     case TKV_CMD_DEL:
         a[0] = a_bytes(r->key);
-        a[1] = !r->tombstone ? (arg){0}
-               : r->has_ts   ? a_uint(true, r->ts)
-                             : (arg){.kind = A_BOOL, .b = true};
+        if (!r->tombstone)
+            a[1] = (arg){0};
+        else if (r->has_ts)
+            a[1] = a_uint(true, r->ts);
+        else
+            a[1] = (arg){.kind = A_BOOL, .b = true};
         return 2;
     case TKV_CMD_RETAIN:
         a[0] = a_bytes(r->key);

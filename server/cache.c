@@ -84,30 +84,30 @@ void eng_remove_slots(tkv_engine *e, tkv_kentry *E, uint32_t from, uint32_t to)
 
 /* Reads the key's metadata record, if any, and leaves the iterator on the
  * key's newest version: the record sorts right before it. */
-static int read_meta(tkv_engine *e, leveldb_iterator_t *it, const uint8_t *key, size_t klen,
+static int read_meta(tkv_engine *e, tkv_store_iter *it, const uint8_t *key, size_t klen,
                      tkv_kmeta *m, bool *found)
 {
     size_t mlen = tkv_kc_meta(e->kbuf, key, klen);
-    leveldb_iter_seek(it, (const char *)e->kbuf, mlen);
+    tkv_store_iter_seek(it, (const char *)e->kbuf, mlen);
     *found = false;
-    if (!leveldb_iter_valid(it))
+    if (!tkv_store_iter_valid(it))
         return 0;
     size_t n;
-    const char *k = leveldb_iter_key(it, &n);
+    const uint8_t *k = tkv_store_iter_key(it, &n);
     if (n != mlen || memcmp(k, e->kbuf, mlen) != 0)
         return 0;
     size_t vlen;
-    const char *v = leveldb_iter_value(it, &vlen);
+    const uint8_t *v = tkv_store_iter_value(it, &vlen);
     if (eng_meta_decode((const uint8_t *)v, vlen, m) < 0) {
         snprintf(e->errmsg, sizeof e->errmsg, "malformed metadata record");
         return -1;
     }
     *found = true;
-    leveldb_iter_next(it);
+    tkv_store_iter_next(it);
     return 0;
 }
 
-static int gather(tkv_engine *e, leveldb_iterator_t *it, uint32_t want, size_t *n,
+static int gather(tkv_engine *e, tkv_store_iter *it, uint32_t want, size_t *n,
                   bool *exhausted)
 {
     tkv_buf_reset(&e->fillbuf);
@@ -115,7 +115,7 @@ static int gather(tkv_engine *e, leveldb_iterator_t *it, uint32_t want, size_t *
     uint64_t ts;
     while (*n < want && eng_iter_match(e, it, &ts)) {
         size_t vlen;
-        const char *v = leveldb_iter_value(it, &vlen);
+        const uint8_t *v = tkv_store_iter_value(it, &vlen);
         if (*n == e->nrecs_cap) {
             size_t cap = e->nrecs_cap ? e->nrecs_cap * 2 : 64;
             fill_rec *r = realloc(e->recs, cap * sizeof *r);
@@ -128,7 +128,7 @@ static int gather(tkv_engine *e, leveldb_iterator_t *it, uint32_t want, size_t *
         if (tkv_buf_append(&e->fillbuf, v, vlen) < 0)
             return -1;
         (*n)++;
-        leveldb_iter_next(it);
+        tkv_store_iter_next(it);
     }
     *exhausted = !eng_iter_match(e, it, &ts);
     return 0;
@@ -139,7 +139,7 @@ static int gather(tkv_engine *e, leveldb_iterator_t *it, uint32_t want, size_t *
 static tkv_kentry *fill(tkv_engine *e, const uint8_t *key, size_t klen, uint32_t want,
                         tkv_status *st)
 {
-    leveldb_iterator_t *it = eng_iter(e);
+    tkv_store_iter *it = eng_iter(e);
     if (!it) {
         *st = TKV_ST_STORAGE;
         return NULL;

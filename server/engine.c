@@ -39,22 +39,20 @@ static uint64_t real_clock(void *ctx)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-int eng_iter_failed(tkv_engine *e, leveldb_iterator_t *it)
+int eng_iter_failed(tkv_engine *e, tkv_store_iter *it)
 {
-    char *err = NULL;
-    leveldb_iter_get_error(it, &err);
-    if (!err)
+    char err[200];
+    if (tkv_store_iter_status(it, err, sizeof err) == 0)
         return 0;
     snprintf(e->errmsg, sizeof e->errmsg, "read failed: %s", err);
-    leveldb_free(err);
-    tkv_store_iter_drop(&e->store);
+    tkv_store_iter_release_shared(e->store);
     return -1;
 }
 
-leveldb_iterator_t *eng_iter(tkv_engine *e)
+tkv_store_iter *eng_iter(tkv_engine *e)
 {
     if (e->store_open)
-        return tkv_store_iter(&e->store);
+        return tkv_store_iter_shared(e->store);
     return NULL;
 }
 
@@ -64,13 +62,13 @@ uint64_t eng_now(tkv_engine *e) { return e->opts.clock(e->opts.clock_ctx); }
 
 void eng_stage_put(tkv_engine *e, const void *k, size_t klen, const void *v, size_t vlen)
 {
-    leveldb_writebatch_put(e->stage.wb, k, klen, v, vlen);
+    tkv_store_batch_put(e->stage.wb, k, klen, v, vlen);
     e->stage.ops++;
 }
 
 void eng_stage_del(tkv_engine *e, const void *k, size_t klen)
 {
-    leveldb_writebatch_delete(e->stage.wb, k, klen);
+    tkv_store_batch_delete(e->stage.wb, k, klen);
     e->stage.ops++;
 }
 
@@ -85,11 +83,11 @@ static int exists_below_lo(tkv_engine *e, const tkv_kentry *E, uint64_t ts, bool
     size_t vlen;
     if (!e->store_open)
         return -1;
-    int rc = tkv_store_get(&e->store, e->pfx, eng_with_ts(e, ts), &v, &vlen, e->errmsg,
+    int rc = tkv_store_get(e->store, NULL, e->pfx, eng_with_ts(e, ts), &v, &vlen, e->errmsg,
                            sizeof e->errmsg);
     if (rc < 0)
         return -1;
-    leveldb_free(v);
+    tkv_store_free(v);
     *exists = rc == 1;
     return 0;
 }
@@ -250,20 +248,20 @@ tkv_status tkv_engine_tombstone(tkv_engine *e, const uint8_t *key, size_t klen, 
  * counts those below lo that the page does not hold. */
 static int del_disk(tkv_engine *e, const tkv_kentry *E, uint64_t *extra)
 {
-    leveldb_iterator_t *it = eng_iter(e);
+    tkv_store_iter *it = eng_iter(e);
     *extra = 0;
     if (!it)
         return -1;
-    leveldb_iter_seek(it, (const char *)e->pfx, eng_with_ts(e, TKV_TS_MAX));
+    tkv_store_iter_seek(it, (const char *)e->pfx, eng_with_ts(e, TKV_TS_MAX));
     uint64_t ts;
     while (eng_iter_match(e, it, &ts)) {
         size_t n;
-        const char *k = leveldb_iter_key(it, &n);
+        const uint8_t *k = tkv_store_iter_key(it, &n);
         eng_stage_del(e, k, n);
         bool in_page = E && tkv_vpage_find(E->page, ts) >= 0;
         if (!in_page && (!E || ts < E->lo))
             (*extra)++;
-        leveldb_iter_next(it);
+        tkv_store_iter_next(it);
     }
     return eng_iter_failed(e, it);
 }
@@ -338,7 +336,7 @@ tkv_status tkv_engine_del(tkv_engine *e, const uint8_t *key, size_t klen, uint64
 void tkv_engine_idle(tkv_engine *e)
 {
     if (e->store_open)
-        tkv_store_iter_drop(&e->store);
+        tkv_store_iter_release_shared(e->store);
 }
 
 const char *tkv_engine_errmsg(const tkv_engine *e) { return e->errmsg; }
@@ -372,7 +370,7 @@ int tkv_engine_open(const tkv_engine_opts *o, tkv_engine **out, char *err, size_
     }
     e->opts.dir = e->dir;
     tkv_store_opts so = eng_store_opts(e);
-    if (tkv_store_open(&e->store, &so, err, errlen) < 0) {
+    if (tkv_store_open(&so, &e->store, err, errlen) < 0) {
         tkv_engine_close(e);
         return -1;
     }
@@ -400,7 +398,7 @@ void tkv_engine_close(tkv_engine *e)
         tkv_engine_commit_finish(e, &failed);
     }
     eng_writer_stop(e);
-    tkv_store_close(&e->store);
+    tkv_store_close(e->store);
     tkv_keyindex_deinit(&e->ix);
     eng_batch_free(&e->stage);
     eng_batch_free(&e->flight);
@@ -426,7 +424,7 @@ void tkv_engine_stats_get(const tkv_engine *e, tkv_engine_stats *s)
 
 char *tkv_engine_property(tkv_engine *e, const char *name)
 {
-    return e->store_open ? tkv_store_property(&e->store, name) : NULL;
+    return e->store_open ? tkv_store_property(e->store, name) : NULL;
 }
 
 int tkv_engine_repair(const char *dir, char *err, size_t errlen)

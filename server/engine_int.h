@@ -9,7 +9,6 @@
 #ifndef TKV_ENGINE_INT_H
 #define TKV_ENGINE_INT_H
 
-#include <leveldb/c.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -53,7 +52,7 @@ typedef struct sweep_state sweep_state;
 
 /* A write batch and the entries its writes changed (for rollback). */
 typedef struct eng_batch {
-    leveldb_writebatch_t *wb;
+    tkv_store_batch *wb;
     uint64_t ops;             /* records staged */
     uint32_t epoch;
     tkv_kentry **dirty;       /* entries changed by this batch */
@@ -63,7 +62,7 @@ typedef struct eng_batch {
 struct tkv_engine {
     tkv_engine_opts opts;
     char *dir;                /* data directory (owned copy) */
-    tkv_store store;
+    tkv_store *store;
     bool store_open;          /* false after a failed reopen */
     bool broken;              /* a write failed: no more writes on this handle */
     uint64_t last_probe_us;   /* when broken: last check for recovery */
@@ -117,13 +116,13 @@ static inline size_t eng_with_ts(tkv_engine *e, uint64_t ts)
 }
 
 /* True if the iterator sits on a version of the current prefix's key. */
-static inline bool eng_iter_match(tkv_engine *e, leveldb_iterator_t *it, uint64_t *ts)
+static inline bool eng_iter_match(tkv_engine *e, tkv_store_iter *it, uint64_t *ts)
 {
-    if (!leveldb_iter_valid(it))
+    if (!tkv_store_iter_valid(it))
         return false;
     size_t n;
-    const char *k = leveldb_iter_key(it, &n);
-    return tkv_kc_match((const uint8_t *)k, n, e->pfx, e->plen, ts);
+    const uint8_t *k = tkv_store_iter_key(it, &n);
+    return tkv_kc_match(k, n, e->pfx, e->plen, ts);
 }
 
 static inline uint64_t eng_be64(const uint8_t *p)
@@ -188,7 +187,7 @@ static inline bool vis_ok(const vis *v, uint64_t ts, const uint8_t *b, uint32_t 
 /* One key's LevelDB versions within [from, to], in ts order. */
 typedef struct dcur {
     tkv_engine *e;
-    leveldb_iterator_t *it;
+    tkv_store_iter *it;
     uint64_t from, to;
     bool asc;
     bool valid;
@@ -244,9 +243,9 @@ int eng_writer_start(tkv_engine *e);
 void eng_writer_stop(tkv_engine *e);
 
 /* engine.c */
-int eng_iter_failed(tkv_engine *e, leveldb_iterator_t *it);
+int eng_iter_failed(tkv_engine *e, tkv_store_iter *it);
 /* The store's iterator, or NULL (with errmsg set) if the store is closed. */
-leveldb_iterator_t *eng_iter(tkv_engine *e);
+tkv_store_iter *eng_iter(tkv_engine *e);
 uint64_t eng_now(tkv_engine *e);
 /* Stages a put/delete of a raw LevelDB record. */
 void eng_stage_put(tkv_engine *e, const void *k, size_t klen, const void *v, size_t vlen);

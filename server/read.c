@@ -29,29 +29,29 @@ static void dcur_start(dcur *c)
 {
     tkv_engine *e = c->e;
     if (!c->asc) {
-        leveldb_iter_seek(c->it, (const char *)e->pfx, eng_with_ts(e, c->to));
+        tkv_store_iter_seek(c->it, (const char *)e->pfx, eng_with_ts(e, c->to));
         dcur_load(c);
         return;
     }
-    leveldb_iter_seek(c->it, (const char *)e->pfx, eng_with_ts(e, c->from));
+    tkv_store_iter_seek(c->it, (const char *)e->pfx, eng_with_ts(e, c->from));
     uint64_t ts;
     if (eng_iter_match(e, c->it, &ts) && ts == c->from) {
         dcur_load(c);
         return;
     }
-    if (leveldb_iter_valid(c->it))
-        leveldb_iter_prev(c->it);
+    if (tkv_store_iter_valid(c->it))
+        tkv_store_iter_prev(c->it);
     else
-        leveldb_iter_seek_to_last(c->it);
+        tkv_store_iter_seek_last(c->it);
     dcur_load(c);
 }
 
 static void dcur_next(dcur *c)
 {
     if (c->asc)
-        leveldb_iter_prev(c->it);
+        tkv_store_iter_prev(c->it);
     else
-        leveldb_iter_next(c->it);
+        tkv_store_iter_next(c->it);
     dcur_load(c);
 }
 
@@ -128,7 +128,7 @@ static void pick(vcur *c)
         } else {
             size_t vlen;
             c->ts = c->dc.ts;
-            c->blob = (const uint8_t *)leveldb_iter_value(c->dc.it, &vlen);
+            c->blob = (const uint8_t *)tkv_store_iter_value(c->dc.it, &vlen);
             c->len = (uint32_t)vlen;
         }
         if (vis_ok(&c->v, c->ts, c->blob, c->len)) {

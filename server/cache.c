@@ -107,13 +107,13 @@ static int read_meta(tkv_engine *e, tkv_store_iter *it, const uint8_t *key, size
     return 0;
 }
 
-static int gather(tkv_engine *e, tkv_store_iter *it, uint32_t want, size_t *n,
+static int gather(tkv_engine *e, eng_key *k, tkv_store_iter *it, uint32_t want, size_t *n,
                   bool *exhausted)
 {
     tkv_buf_reset(&e->fillbuf);
     *n = 0;
     uint64_t ts;
-    while (*n < want && eng_iter_match(e, it, &ts)) {
+    while (*n < want && eng_iter_match(k, it, &ts)) {
         size_t vlen;
         const uint8_t *v = tkv_store_iter_value(it, &vlen);
         if (*n == e->nrecs_cap) {
@@ -130,14 +130,12 @@ static int gather(tkv_engine *e, tkv_store_iter *it, uint32_t want, size_t *n,
         (*n)++;
         tkv_store_iter_next(it);
     }
-    *exhausted = !eng_iter_match(e, it, &ts);
+    *exhausted = !eng_iter_match(k, it, &ts);
     return 0;
 }
 
-/* Makes key resident with its newest `want` versions. The prefix must be
- * set. */
-static tkv_kentry *fill(tkv_engine *e, const uint8_t *key, size_t klen, uint32_t want,
-                        tkv_status *st)
+/* Makes k resident with its newest `want` versions. */
+static tkv_kentry *fill(tkv_engine *e, eng_key *k, uint32_t want, tkv_status *st)
 {
     tkv_store_iter *it = eng_iter(e);
     if (!it) {
@@ -147,11 +145,11 @@ static tkv_kentry *fill(tkv_engine *e, const uint8_t *key, size_t klen, uint32_t
     size_t n;
     bool exhausted, has_meta;
     tkv_kmeta meta;
-    if (read_meta(e, it, key, klen, &meta, &has_meta) < 0) {
+    if (read_meta(e, it, k->key, k->klen, &meta, &has_meta) < 0) {
         *st = TKV_ST_STORAGE;
         return NULL;
     }
-    if (gather(e, it, want, &n, &exhausted) < 0) {
+    if (gather(e, k, it, want, &n, &exhausted) < 0) {
         snprintf(e->errmsg, sizeof e->errmsg, "out of memory");
         *st = TKV_ST_INTERNAL;
         return NULL;
@@ -160,7 +158,7 @@ static tkv_kentry *fill(tkv_engine *e, const uint8_t *key, size_t klen, uint32_t
         *st = TKV_ST_STORAGE;
         return NULL;
     }
-    tkv_kentry *E = tkv_keyindex_insert(&e->ix, key, klen);
+    tkv_kentry *E = tkv_keyindex_insert(&e->ix, k->key, k->klen);
     if (!E || (has_meta && !(E->meta = malloc(sizeof meta)))) {
         if (E)
             eng_drop_entry(e, E);
@@ -189,11 +187,10 @@ static tkv_kentry *fill(tkv_engine *e, const uint8_t *key, size_t klen, uint32_t
     return E;
 }
 
-tkv_kentry *eng_lookup(tkv_engine *e, const uint8_t *key, size_t klen, bool create,
-                       tkv_status *st)
+tkv_kentry *eng_lookup(tkv_engine *e, eng_key *k, bool create, tkv_status *st)
 {
     *st = TKV_ST_OK;
-    tkv_kentry *E = tkv_keyindex_find(&e->ix, key, klen);
+    tkv_kentry *E = tkv_keyindex_find(&e->ix, k->key, k->klen);
     if (E) {
         E->ref = 1;
         return E;
@@ -201,17 +198,16 @@ tkv_kentry *eng_lookup(tkv_engine *e, const uint8_t *key, size_t klen, bool crea
     if (e->all_resident) {
         if (!create)
             return NULL;
-        E = tkv_keyindex_insert(&e->ix, key, klen);
+        E = tkv_keyindex_insert(&e->ix, k->key, k->klen);
         if (!E) {
             snprintf(e->errmsg, sizeof e->errmsg, "out of memory");
             *st = TKV_ST_INTERNAL;
         }
         return E;
     }
-    eng_set_prefix(e, key, klen);
     /* A write needs the newest version at most (and the metadata): loading
      * more of a cold key would make ingest read what it writes past. */
-    return fill(e, key, klen, create ? 1 : e->opts.fill_versions, st);
+    return fill(e, k, create ? 1 : e->opts.fill_versions, st);
 }
 
 /* ---- holding the budget ---------------------------------------------------- */

@@ -65,9 +65,9 @@ static void disk_settle(scan_ctx *c)
             return;
         }
         tkv_store_iter_next(c->it); /* the key's versions, if any, follow */
-        eng_set_prefix(c->e, c->dkey, (size_t)klen);
+        eng_key dk = eng_key_make(c->e->keybuf, c->dkey, (size_t)klen);
         uint64_t ts;
-        if (eng_iter_match(c->e, c->it, &ts)) {
+        if (eng_iter_match(&dk, c->it, &ts)) {
             c->dlen = (size_t)klen;
             c->has_disk = true;
             return;
@@ -79,9 +79,11 @@ static void disk_settle(scan_ctx *c)
  * terminator 0x00 0x02, just above all of its versions. */
 static void disk_skip_key(scan_ctx *c)
 {
-    eng_set_prefix(c->e, c->dkey, c->dlen);
-    c->e->pfx[c->e->plen - 1] = 0x02;
-    tkv_store_iter_seek(c->it, (const char *)c->e->pfx, c->e->plen);
+    eng_key k = eng_key_make(c->e->keybuf, c->dkey, c->dlen);
+    size_t plen;
+    eng_key_prefix(&k, &plen);
+    k.buf[plen - 1] = 0x02;
+    tkv_store_iter_seek(c->it, k.buf, plen);
     disk_settle(c);
 }
 
@@ -99,12 +101,14 @@ static void start(scan_ctx *c, const uint8_t *after, size_t alen)
     if (after && c->mem && tkv_key_cmp(tkv_kentry_key(c->mem), c->mem->klen, after, alen) == 0)
         c->mem = tkv_keyindex_next(c->mem);
     mem_settle(c);
-    eng_set_prefix(e, from, flen);
+    eng_key k = eng_key_make(e->keybuf, from, flen);
+    size_t plen;
+    eng_key_prefix(&k, &plen);
     if (after)
-        e->pfx[e->plen - 1] = 0x02; /* strictly after every record of `after` */
+        k.buf[plen - 1] = 0x02; /* strictly after every record of `after` */
     else
-        e->plen -= 2;               /* every key starting with the prefix */
-    tkv_store_iter_seek(c->it, (const char *)e->pfx, e->plen);
+        plen -= 2;              /* every key starting with the prefix */
+    tkv_store_iter_seek(c->it, k.buf, plen);
     disk_settle(c);
 }
 

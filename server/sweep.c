@@ -40,6 +40,8 @@ struct sweep_state {
     bool active;        /* a step is running: its own writes are no change */
     bool index_mode;    /* this pass walks the sweep index */
     tkv_buf key;        /* the key being swept (raw bytes) */
+    eng_key k;          /* its context, encoded into keybuf */
+    uint8_t *keybuf;    /* the sweep's own: its key outlives a call */
     tkv_kmeta meta;     /* its metadata as the sweep found it */
     bool had_meta;
     tkv_policy policy;  /* in effect for it */
@@ -62,6 +64,7 @@ void eng_sweep_free(tkv_engine *e)
     tkv_buf_deinit(&e->sweep->inner);
     tkv_buf_deinit(&e->sweep->restart);
     tkv_buf_deinit(&e->sweep->key);
+    free(e->sweep->keybuf);
     free(e->sweep);
     e->sweep = NULL;
 }
@@ -102,7 +105,7 @@ static void begin_key(tkv_engine *e, sweep_state *s, const uint8_t *key, size_t 
     s->new_horizon = s->meta.horizon;
     s->min_expiry = UINT64_MAX;
     s->kept = s->deleted = 0;
-    eng_set_prefix(e, key, klen);
+    s->k = eng_key_make(s->keybuf, s->key.data, s->key.len);
 }
 
 /* Stages new metadata for the key being swept, resident or not. */
@@ -115,10 +118,9 @@ static int save_meta(tkv_engine *e, sweep_state *s, const tkv_kmeta *m)
         if (!em)
             return -1;
         *em = *m;
-        eng_set_prefix(e, s->key.data, s->key.len);
-        eng_meta_save(e, E, was);
+        eng_meta_save(e, &s->k, E, was);
     } else {
-        eng_meta_stage(e, s->key.data, s->key.len, m, was);
+        eng_meta_stage(e, &s->k, m, was);
     }
     s->meta = *m;
     s->had_meta = true;
@@ -212,7 +214,7 @@ static int sweep_versions(tkv_engine *e, sweep_state *s, tkv_store_iter *it,
 {
     uint64_t ts;
     *done = true;
-    while (eng_iter_match(e, it, &ts)) {
+    while (eng_iter_match(&s->k, it, &ts)) {
         if (*budget == 0) {
             size_t n;
             const uint8_t *k = tkv_store_iter_key(it, &n);
@@ -341,7 +343,6 @@ static int sweep_indexed_key(tkv_engine *e, sweep_state *s, tkv_store_iter *it,
 static int resume_key(tkv_engine *e, sweep_state *s, tkv_store_iter *it, uint32_t *budget,
                       bool *done)
 {
-    eng_set_prefix(e, s->key.data, s->key.len);
     tkv_kentry *E = tkv_keyindex_find(&e->ix, s->key.data, s->key.len);
     if (E && eng_reserve_dirty(e) < 0)
         s->skip = true;
@@ -434,6 +435,8 @@ bool tkv_engine_sweep(tkv_engine *e, uint32_t budget)
     if (tkv_engine_pending(e) || eng_writable(e) < 0)
         return false;
     if (!e->sweep && !(e->sweep = calloc(1, sizeof *e->sweep)))
+        return false;
+    if (!e->sweep->keybuf && !(e->sweep->keybuf = malloc(tkv_kc_max(TKV_KEY_MAX_LIMIT))))
         return false;
     sweep_state *s = e->sweep;
     tkv_engine_stats before = e->st;

@@ -27,35 +27,6 @@ void eng_account_page(tkv_engine *e, long delta)
     e->page_bytes = (size_t)((long)e->page_bytes + delta);
 }
 
-/* Makes room to track one more dirty entry before anything is staged, so
- * that recording it afterwards cannot fail. */
-int eng_reserve_dirty(tkv_engine *e)
-{
-    eng_batch *b = &e->stage;
-    if (b->ndirty < b->cap)
-        return 0;
-    size_t cap = b->cap ? b->cap * 2 : 64;
-    tkv_kentry **d = realloc(b->dirty, cap * sizeof *d);
-    if (!d) {
-        snprintf(e->errmsg, sizeof e->errmsg, "out of memory");
-        return -1;
-    }
-    b->dirty = d;
-    b->cap = cap;
-    return 0;
-}
-
-void eng_mark_dirty(tkv_engine *e, tkv_kentry *E)
-{
-    eng_batch *b = &e->stage;
-    if (E->dirty_epoch == b->epoch)
-        return;
-    if (e->sweep)
-        eng_sweep_touched(e, E);
-    b->dirty[b->ndirty++] = E;
-    E->dirty_epoch = b->epoch;
-}
-
 void eng_drop_entry(tkv_engine *e, tkv_kentry *E)
 {
     if (e->hand == E)

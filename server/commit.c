@@ -1,8 +1,11 @@
 /*
- * commit.c - getting staged writes into LevelDB: batches, the writer
- * thread, and recovery after a failed write.
+ * commit.c - getting staged writes into LevelDB: the staging batch and the
+ * entries its writes dirty, the writer thread, rollback, and recovery after
+ * a failed write. Writes reach LevelDB only through store.h's batches.
  *
- * Writes join the *staging* batch. tkv_engine_commit_start() hands it to a
+ * Writes join the *staging* batch: each reserves room in its dirty list,
+ * stages its records (eng_stage_put/del) and marks what it changed
+ * (eng_mark_dirty). tkv_engine_commit_start() hands it to a
  * writer thread as the *in-flight* batch and opens a new staging batch at
  * once, so the reactor goes on serving (and staging) while LevelDB inserts
  * and syncs; tkv_engine_commit_finish() runs on the reactor when the writer
@@ -214,6 +217,49 @@ static void batch_reset(eng_batch *b, uint32_t epoch)
     b->ops = 0;
     b->ndirty = 0;
     b->epoch = epoch;
+}
+
+/* ---- staging: the records a write adds and the entries it changes ---------- */
+
+void eng_stage_put(tkv_engine *e, const void *k, size_t klen, const void *v, size_t vlen)
+{
+    tkv_store_batch_put(e->stage.wb, k, klen, v, vlen);
+    e->stage.ops++;
+}
+
+void eng_stage_del(tkv_engine *e, const void *k, size_t klen)
+{
+    tkv_store_batch_delete(e->stage.wb, k, klen);
+    e->stage.ops++;
+}
+
+/* Makes room to track one more dirty entry before anything is staged, so
+ * that recording it afterwards cannot fail. */
+int eng_reserve_dirty(tkv_engine *e)
+{
+    eng_batch *b = &e->stage;
+    if (b->ndirty < b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap * 2 : 64;
+    tkv_kentry **d = realloc(b->dirty, cap * sizeof *d);
+    if (!d) {
+        snprintf(e->errmsg, sizeof e->errmsg, "out of memory");
+        return -1;
+    }
+    b->dirty = d;
+    b->cap = cap;
+    return 0;
+}
+
+void eng_mark_dirty(tkv_engine *e, tkv_kentry *E)
+{
+    eng_batch *b = &e->stage;
+    if (E->dirty_epoch == b->epoch)
+        return;
+    if (e->sweep)
+        eng_sweep_touched(e, E);
+    b->dirty[b->ndirty++] = E;
+    E->dirty_epoch = b->epoch;
 }
 
 bool tkv_engine_pending(const tkv_engine *e) { return e->stage.ops > 0 || e->in_flight; }

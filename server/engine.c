@@ -1,7 +1,9 @@
 /*
- * engine.c - implements the storage engine of engine.h: staging writes,
- * opening and closing. What memory holds lives in cache.c; reads in
- * read.c; committing in commit.c.
+ * engine.c - implements the write operations of engine.h (PUT, tombstone,
+ * DEL and the checks before them) and opening and closing the engine. What
+ * memory holds lives in cache.c; reads in read.c; the staging batch, the
+ * entries it dirties and committing it in commit.c; LevelDB behind
+ * store.h.
  *
  * The invariant everything rests on: for a resident key E, E->page holds
  * exactly the versions of the key with ts >= E->lo, committed or staged.
@@ -14,8 +16,9 @@
  * written with each batch, so they survive restarts and roll back with a
  * failed commit.
  *
- * Batches, the writer thread and recovery from failed writes are in
- * commit.c.
+ * A write passes its key as an eng_key (engine_int.h) to everything that
+ * encodes or seeks that key's records: there is no "current key" to set
+ * first.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -59,18 +62,6 @@ tkv_store_iter *eng_iter(tkv_engine *e)
 /* ---- writes ----------------------------------------------------------- */
 
 uint64_t eng_now(tkv_engine *e) { return e->opts.clock(e->opts.clock_ctx); }
-
-void eng_stage_put(tkv_engine *e, const void *k, size_t klen, const void *v, size_t vlen)
-{
-    tkv_store_batch_put(e->stage.wb, k, klen, v, vlen);
-    e->stage.ops++;
-}
-
-void eng_stage_del(tkv_engine *e, const void *k, size_t klen)
-{
-    tkv_store_batch_delete(e->stage.wb, k, klen);
-    e->stage.ops++;
-}
 
 /* Whether a version of k (E) at ts exists. */
 static int exists_below_lo(tkv_engine *e, eng_key *k, const tkv_kentry *E, uint64_t ts,

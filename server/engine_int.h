@@ -1,10 +1,13 @@
 /*
  * engine_int.h - the engine's private state, shared by its files:
- * engine.c (writes, commit, open/close), cache.c (what memory holds:
- * loading keys, trimming and evicting them), read.c (the merged version
- * cursor, GET, RANGE, COUNT), meta.c (per-key metadata, RETAIN, POLICY),
- * sweep.c (removing expired and retained versions) and scan.c (SCAN).
- * Nothing outside the engine includes this header.
+ * engine.c (the write operations PUT, tombstone and DEL; open/close),
+ * commit.c (the staging batch and the entries it dirties, the writer
+ * thread, rollback and recovery), cache.c (what memory holds: loading keys,
+ * trimming and evicting them), read.c (the merged version cursor, GET,
+ * RANGE, COUNT), meta.c (per-key metadata, RETAIN, POLICY), sweep.c
+ * (removing expired and retained versions) and scan.c (SCAN). LevelDB is
+ * reached only through store.h. Nothing outside the engine includes this
+ * header.
  */
 #ifndef TKV_ENGINE_INT_H
 #define TKV_ENGINE_INT_H
@@ -50,7 +53,8 @@ typedef struct fill_rec {
 
 typedef struct sweep_state sweep_state;
 
-/* A write batch and the entries its writes changed (for rollback). */
+/* A write batch and the entries its writes changed (for rollback); built
+ * by the staging functions of commit.c. */
 typedef struct eng_batch {
     tkv_store_batch *wb;
     uint64_t ops;             /* records staged */
@@ -257,7 +261,18 @@ static inline bool eng_uncommitted(const tkv_engine *e, const tkv_kentry *E)
     return E->dirty_epoch > e->committed;
 }
 
-/* commit.c */
+/* commit.c: staging. A write reserves room in the dirty list before it
+ * changes anything (so recording the entry cannot fail half-way), stages
+ * its LevelDB records, then marks the entries it changed. */
+int eng_reserve_dirty(tkv_engine *e);
+/* Stages a put/delete of a raw LevelDB record in the staging batch. */
+void eng_stage_put(tkv_engine *e, const void *k, size_t klen, const void *v, size_t vlen);
+void eng_stage_del(tkv_engine *e, const void *k, size_t klen);
+/* E changed in the staging batch: rolled back with it, kept in memory
+ * until it commits. Needs a prior eng_reserve_dirty(). */
+void eng_mark_dirty(tkv_engine *e, tkv_kentry *E);
+
+/* commit.c: committing and recovery */
 tkv_store_opts eng_store_opts(const tkv_engine *e);
 /* Reads the persistent counters (keeping staged changes on top) and
  * whether LevelDB holds any version at all. */
@@ -275,15 +290,10 @@ int eng_iter_failed(tkv_engine *e, tkv_store_iter *it);
 /* The store's iterator, or NULL (with errmsg set) if the store is closed. */
 tkv_store_iter *eng_iter(tkv_engine *e);
 uint64_t eng_now(tkv_engine *e);
-/* Stages a put/delete of a raw LevelDB record. */
-void eng_stage_put(tkv_engine *e, const void *k, size_t klen, const void *v, size_t vlen);
-void eng_stage_del(tkv_engine *e, const void *k, size_t klen);
 
 /* cache.c */
 size_t eng_mem_bytes(const tkv_engine *e);
 void eng_account_page(tkv_engine *e, long delta);
-int eng_reserve_dirty(tkv_engine *e);
-void eng_mark_dirty(tkv_engine *e, tkv_kentry *E);
 void eng_drop_entry(tkv_engine *e, tkv_kentry *E);
 void eng_remove_slots(tkv_engine *e, tkv_kentry *E, uint32_t from, uint32_t to);
 /* The key's entry, loaded if need be: a reader's (create false) with up to

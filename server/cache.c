@@ -27,35 +27,6 @@ void eng_account_page(tkv_engine *e, long delta)
     e->page_bytes = (size_t)((long)e->page_bytes + delta);
 }
 
-/* Makes room to track one more dirty entry before anything is staged, so
- * that recording it afterwards cannot fail. */
-int eng_reserve_dirty(tkv_engine *e)
-{
-    eng_batch *b = &e->stage;
-    if (b->ndirty < b->cap)
-        return 0;
-    size_t cap = b->cap ? b->cap * 2 : 64;
-    tkv_kentry **d = realloc(b->dirty, cap * sizeof *d);
-    if (!d) {
-        snprintf(e->errmsg, sizeof e->errmsg, "out of memory");
-        return -1;
-    }
-    b->dirty = d;
-    b->cap = cap;
-    return 0;
-}
-
-void eng_mark_dirty(tkv_engine *e, tkv_kentry *E)
-{
-    eng_batch *b = &e->stage;
-    if (E->dirty_epoch == b->epoch)
-        return;
-    if (e->sweep)
-        eng_sweep_touched(e, E);
-    b->dirty[b->ndirty++] = E;
-    E->dirty_epoch = b->epoch;
-}
-
 void eng_drop_entry(tkv_engine *e, tkv_kentry *E)
 {
     if (e->hand == E)
@@ -84,38 +55,38 @@ void eng_remove_slots(tkv_engine *e, tkv_kentry *E, uint32_t from, uint32_t to)
 
 /* Reads the key's metadata record, if any, and leaves the iterator on the
  * key's newest version: the record sorts right before it. */
-static int read_meta(tkv_engine *e, leveldb_iterator_t *it, const uint8_t *key, size_t klen,
+static int read_meta(tkv_engine *e, tkv_store_iter *it, const uint8_t *key, size_t klen,
                      tkv_kmeta *m, bool *found)
 {
     size_t mlen = tkv_kc_meta(e->kbuf, key, klen);
-    leveldb_iter_seek(it, (const char *)e->kbuf, mlen);
+    tkv_store_iter_seek(it, (const char *)e->kbuf, mlen);
     *found = false;
-    if (!leveldb_iter_valid(it))
+    if (!tkv_store_iter_valid(it))
         return 0;
     size_t n;
-    const char *k = leveldb_iter_key(it, &n);
+    const uint8_t *k = tkv_store_iter_key(it, &n);
     if (n != mlen || memcmp(k, e->kbuf, mlen) != 0)
         return 0;
     size_t vlen;
-    const char *v = leveldb_iter_value(it, &vlen);
+    const uint8_t *v = tkv_store_iter_value(it, &vlen);
     if (eng_meta_decode((const uint8_t *)v, vlen, m) < 0) {
         snprintf(e->errmsg, sizeof e->errmsg, "malformed metadata record");
         return -1;
     }
     *found = true;
-    leveldb_iter_next(it);
+    tkv_store_iter_next(it);
     return 0;
 }
 
-static int gather(tkv_engine *e, leveldb_iterator_t *it, uint32_t want, size_t *n,
+static int gather(tkv_engine *e, eng_key *k, tkv_store_iter *it, uint32_t want, size_t *n,
                   bool *exhausted)
 {
     tkv_buf_reset(&e->fillbuf);
     *n = 0;
     uint64_t ts;
-    while (*n < want && eng_iter_match(e, it, &ts)) {
+    while (*n < want && eng_iter_match(k, it, &ts)) {
         size_t vlen;
-        const char *v = leveldb_iter_value(it, &vlen);
+        const uint8_t *v = tkv_store_iter_value(it, &vlen);
         if (*n == e->nrecs_cap) {
             size_t cap = e->nrecs_cap ? e->nrecs_cap * 2 : 64;
             fill_rec *r = realloc(e->recs, cap * sizeof *r);
@@ -128,18 +99,16 @@ static int gather(tkv_engine *e, leveldb_iterator_t *it, uint32_t want, size_t *
         if (tkv_buf_append(&e->fillbuf, v, vlen) < 0)
             return -1;
         (*n)++;
-        leveldb_iter_next(it);
+        tkv_store_iter_next(it);
     }
-    *exhausted = !eng_iter_match(e, it, &ts);
+    *exhausted = !eng_iter_match(k, it, &ts);
     return 0;
 }
 
-/* Makes key resident with its newest `want` versions. The prefix must be
- * set. */
-static tkv_kentry *fill(tkv_engine *e, const uint8_t *key, size_t klen, uint32_t want,
-                        tkv_status *st)
+/* Makes k resident with its newest `want` versions. */
+static tkv_kentry *fill(tkv_engine *e, eng_key *k, uint32_t want, tkv_status *st)
 {
-    leveldb_iterator_t *it = eng_iter(e);
+    tkv_store_iter *it = eng_iter(e);
     if (!it) {
         *st = TKV_ST_STORAGE;
         return NULL;
@@ -147,11 +116,11 @@ static tkv_kentry *fill(tkv_engine *e, const uint8_t *key, size_t klen, uint32_t
     size_t n;
     bool exhausted, has_meta;
     tkv_kmeta meta;
-    if (read_meta(e, it, key, klen, &meta, &has_meta) < 0) {
+    if (read_meta(e, it, k->key, k->klen, &meta, &has_meta) < 0) {
         *st = TKV_ST_STORAGE;
         return NULL;
     }
-    if (gather(e, it, want, &n, &exhausted) < 0) {
+    if (gather(e, k, it, want, &n, &exhausted) < 0) {
         snprintf(e->errmsg, sizeof e->errmsg, "out of memory");
         *st = TKV_ST_INTERNAL;
         return NULL;
@@ -160,7 +129,7 @@ static tkv_kentry *fill(tkv_engine *e, const uint8_t *key, size_t klen, uint32_t
         *st = TKV_ST_STORAGE;
         return NULL;
     }
-    tkv_kentry *E = tkv_keyindex_insert(&e->ix, key, klen);
+    tkv_kentry *E = tkv_keyindex_insert(&e->ix, k->key, k->klen);
     if (!E || (has_meta && !(E->meta = malloc(sizeof meta)))) {
         if (E)
             eng_drop_entry(e, E);
@@ -189,11 +158,10 @@ static tkv_kentry *fill(tkv_engine *e, const uint8_t *key, size_t klen, uint32_t
     return E;
 }
 
-tkv_kentry *eng_lookup(tkv_engine *e, const uint8_t *key, size_t klen, bool create,
-                       tkv_status *st)
+tkv_kentry *eng_lookup(tkv_engine *e, eng_key *k, bool create, tkv_status *st)
 {
     *st = TKV_ST_OK;
-    tkv_kentry *E = tkv_keyindex_find(&e->ix, key, klen);
+    tkv_kentry *E = tkv_keyindex_find(&e->ix, k->key, k->klen);
     if (E) {
         E->ref = 1;
         return E;
@@ -201,17 +169,16 @@ tkv_kentry *eng_lookup(tkv_engine *e, const uint8_t *key, size_t klen, bool crea
     if (e->all_resident) {
         if (!create)
             return NULL;
-        E = tkv_keyindex_insert(&e->ix, key, klen);
+        E = tkv_keyindex_insert(&e->ix, k->key, k->klen);
         if (!E) {
             snprintf(e->errmsg, sizeof e->errmsg, "out of memory");
             *st = TKV_ST_INTERNAL;
         }
         return E;
     }
-    eng_set_prefix(e, key, klen);
     /* A write needs the newest version at most (and the metadata): loading
      * more of a cold key would make ingest read what it writes past. */
-    return fill(e, key, klen, create ? 1 : e->opts.fill_versions, st);
+    return fill(e, k, create ? 1 : e->opts.fill_versions, st);
 }
 
 /* ---- holding the budget ---------------------------------------------------- */

@@ -1,8 +1,11 @@
 /*
- * commit.c - getting staged writes into LevelDB: batches, the writer
- * thread, and recovery after a failed write.
+ * commit.c - getting staged writes into LevelDB: the staging batch and the
+ * entries its writes dirty, the writer thread, rollback, and recovery after
+ * a failed write. Writes reach LevelDB only through store.h's batches.
  *
- * Writes join the *staging* batch. tkv_engine_commit_start() hands it to a
+ * Writes join the *staging* batch: each reserves room in its dirty list,
+ * stages its records (eng_stage_put/del) and marks what it changed
+ * (eng_mark_dirty). tkv_engine_commit_start() hands it to a
  * writer thread as the *in-flight* batch and opens a new staging batch at
  * once, so the reactor goes on serving (and staging) while LevelDB inserts
  * and syncs; tkv_engine_commit_finish() runs on the reactor when the writer
@@ -61,7 +64,7 @@ int eng_load_state(tkv_engine *e, char *err, size_t errlen)
 {
     char *v;
     size_t vlen;
-    int rc = tkv_store_get(&e->store, COUNTERS_KEY, sizeof COUNTERS_KEY - 1, &v, &vlen, err,
+    int rc = tkv_store_get(e->store, NULL, COUNTERS_KEY, sizeof COUNTERS_KEY - 1, &v, &vlen, err,
                            errlen);
     if (rc < 0)
         return -1;
@@ -77,7 +80,7 @@ int eng_load_state(tkv_engine *e, char *err, size_t errlen)
         }
         if (vlen >= 24)
             e->cnt_committed.swept_keys = eng_be64((const uint8_t *)v + 16);
-        leveldb_free(v);
+        tkv_store_free(v);
     }
     e->cnt = (counters){e->cnt_committed.keys + staged.keys,
                         e->cnt_committed.versions + staged.versions,
@@ -85,13 +88,13 @@ int eng_load_state(tkv_engine *e, char *err, size_t errlen)
     e->cnt_flight = e->cnt_committed;
     /* An empty database means every key that will ever exist passes through
      * memory first: misses need no disk lookup until something is evicted. */
-    leveldb_iterator_t *it = tkv_store_iter(&e->store);
+    tkv_store_iter *it = tkv_store_iter_shared(e->store);
     const char first = TKV_KC_VERSION;
-    leveldb_iter_seek(it, &first, 1);
+    tkv_store_iter_seek(it, &first, 1);
     size_t n = 0;
-    const char *k = leveldb_iter_valid(it) ? leveldb_iter_key(it, &n) : NULL;
+    const uint8_t *k = tkv_store_iter_valid(it) ? tkv_store_iter_key(it, &n) : NULL;
     e->all_resident = e->all_resident && !(k && n > 0 && k[0] == TKV_KC_VERSION);
-    tkv_store_iter_drop(&e->store);
+    tkv_store_iter_release_shared(e->store);
     return 0;
 }
 
@@ -158,7 +161,7 @@ static int recover(tkv_engine *e)
     char err[256];
     e->store_open = false;
     forget_all(e);
-    if (tkv_store_reopen(&e->store, &so, err, sizeof err) < 0 ||
+    if (tkv_store_reopen(e->store, &so, err, sizeof err) < 0 ||
         eng_load_state(e, err, sizeof err) < 0) {
         snprintf(e->errmsg, sizeof e->errmsg, "%s", err);
         snprintf(e->fail_msg, sizeof e->fail_msg, "reopening the store failed: %.200s", err);
@@ -196,25 +199,67 @@ void tkv_engine_tick(tkv_engine *e)
 int eng_batch_init(eng_batch *b, uint32_t epoch)
 {
     memset(b, 0, sizeof *b);
-    b->wb = leveldb_writebatch_create();
+    b->wb = tkv_store_batch_new();
     b->epoch = epoch;
     return b->wb ? 0 : -1;
 }
 
 void eng_batch_free(eng_batch *b)
 {
-    if (b->wb)
-        leveldb_writebatch_destroy(b->wb);
+    tkv_store_batch_free(b->wb);
     free(b->dirty);
     memset(b, 0, sizeof *b);
 }
 
 static void batch_reset(eng_batch *b, uint32_t epoch)
 {
-    leveldb_writebatch_clear(b->wb);
+    tkv_store_batch_clear(b->wb);
     b->ops = 0;
     b->ndirty = 0;
     b->epoch = epoch;
+}
+
+/* ---- staging: the records a write adds and the entries it changes ---------- */
+
+void eng_stage_put(tkv_engine *e, const void *k, size_t klen, const void *v, size_t vlen)
+{
+    tkv_store_batch_put(e->stage.wb, k, klen, v, vlen);
+    e->stage.ops++;
+}
+
+void eng_stage_del(tkv_engine *e, const void *k, size_t klen)
+{
+    tkv_store_batch_delete(e->stage.wb, k, klen);
+    e->stage.ops++;
+}
+
+/* Makes room to track one more dirty entry before anything is staged, so
+ * that recording it afterwards cannot fail. */
+int eng_reserve_dirty(tkv_engine *e)
+{
+    eng_batch *b = &e->stage;
+    if (b->ndirty < b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap * 2 : 64;
+    tkv_kentry **d = realloc(b->dirty, cap * sizeof *d);
+    if (!d) {
+        snprintf(e->errmsg, sizeof e->errmsg, "out of memory");
+        return -1;
+    }
+    b->dirty = d;
+    b->cap = cap;
+    return 0;
+}
+
+void eng_mark_dirty(tkv_engine *e, tkv_kentry *E)
+{
+    eng_batch *b = &e->stage;
+    if (E->dirty_epoch == b->epoch)
+        return;
+    if (e->sweep)
+        eng_sweep_touched(e, E);
+    b->dirty[b->ndirty++] = E;
+    E->dirty_epoch = b->epoch;
 }
 
 bool tkv_engine_pending(const tkv_engine *e) { return e->stage.ops > 0 || e->in_flight; }
@@ -261,7 +306,7 @@ static void roll_back(tkv_engine *e)
     e->all_resident = false;
     e->poison[0] = '\0';
     if (e->store_open)
-        tkv_store_iter_drop(&e->store);
+        tkv_store_iter_release_shared(e->store);
 }
 
 /* ---- the writer thread --------------------------------------------------------- */
@@ -285,7 +330,7 @@ static void write_flight(tkv_engine *e)
 {
     char err[256] = "";
     bool sync = want_sync(e);
-    int rc = tkv_store_write(&e->store, e->flight.wb, sync, err, sizeof err);
+    int rc = tkv_store_write(e->store, e->flight.wb, sync, err, sizeof err);
     pthread_mutex_lock(&e->mu);
     e->flight_rc = rc;
     snprintf(e->flight_err, sizeof e->flight_err, "%s", err);
@@ -357,8 +402,7 @@ static void put_counters(tkv_engine *e)
     eng_put_be64(v, e->cnt.keys);
     eng_put_be64(v + 8, e->cnt.versions);
     eng_put_be64(v + 16, e->cnt.swept_keys);
-    leveldb_writebatch_put(e->stage.wb, COUNTERS_KEY, sizeof COUNTERS_KEY - 1, (const char *)v,
-                           sizeof v);
+    tkv_store_batch_put(e->stage.wb, COUNTERS_KEY, sizeof COUNTERS_KEY - 1, v, sizeof v);
 }
 
 int tkv_engine_commit_start(tkv_engine *e, uint32_t *failed)
@@ -410,7 +454,7 @@ static void committed(tkv_engine *e)
     batch_reset(b, 0);
     e->in_flight = false;
     if (e->store_open)
-        tkv_store_iter_drop(&e->store);
+        tkv_store_iter_release_shared(e->store);
 }
 
 int tkv_engine_commit_finish(tkv_engine *e, uint32_t *failed)
@@ -465,9 +509,11 @@ int tkv_engine_sync(tkv_engine *e)
         snprintf(e->errmsg, sizeof e->errmsg, "storage unavailable after a failed write");
         return -1;
     }
-    leveldb_writebatch_t *b = leveldb_writebatch_create();
-    int rc = tkv_store_write(&e->store, b, true, e->errmsg, sizeof e->errmsg);
-    leveldb_writebatch_destroy(b);
+    tkv_store_batch *b = tkv_store_batch_new();
+    int rc = b ? tkv_store_write(e->store, b, true, e->errmsg, sizeof e->errmsg) : -1;
+    if (!b)
+        snprintf(e->errmsg, sizeof e->errmsg, "out of memory");
+    tkv_store_batch_free(b);
     if (rc < 0) {
         set_broken(e, e->errmsg);
         return -1;

@@ -1,7 +1,9 @@
 /*
- * engine.c - implements the storage engine of engine.h: staging writes,
- * opening and closing. What memory holds lives in cache.c; reads in
- * read.c; committing in commit.c.
+ * engine.c - implements the write operations of engine.h (PUT, tombstone,
+ * DEL and the checks before them) and opening and closing the engine. What
+ * memory holds lives in cache.c; reads in read.c; the staging batch, the
+ * entries it dirties and committing it in commit.c; LevelDB behind
+ * store.h.
  *
  * The invariant everything rests on: for a resident key E, E->page holds
  * exactly the versions of the key with ts >= E->lo, committed or staged.
@@ -14,8 +16,9 @@
  * written with each batch, so they survive restarts and roll back with a
  * failed commit.
  *
- * Batches, the writer thread and recovery from failed writes are in
- * commit.c.
+ * A write passes its key as an eng_key (engine_int.h) to everything that
+ * encodes or seeks that key's records: there is no "current key" to set
+ * first.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -39,22 +42,20 @@ static uint64_t real_clock(void *ctx)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-int eng_iter_failed(tkv_engine *e, leveldb_iterator_t *it)
+int eng_iter_failed(tkv_engine *e, tkv_store_iter *it)
 {
-    char *err = NULL;
-    leveldb_iter_get_error(it, &err);
-    if (!err)
+    char err[200];
+    if (tkv_store_iter_status(it, err, sizeof err) == 0)
         return 0;
     snprintf(e->errmsg, sizeof e->errmsg, "read failed: %s", err);
-    leveldb_free(err);
-    tkv_store_iter_drop(&e->store);
+    tkv_store_iter_release_shared(e->store);
     return -1;
 }
 
-leveldb_iterator_t *eng_iter(tkv_engine *e)
+tkv_store_iter *eng_iter(tkv_engine *e)
 {
     if (e->store_open)
-        return tkv_store_iter(&e->store);
+        return tkv_store_iter_shared(e->store);
     return NULL;
 }
 
@@ -62,20 +63,9 @@ leveldb_iterator_t *eng_iter(tkv_engine *e)
 
 uint64_t eng_now(tkv_engine *e) { return e->opts.clock(e->opts.clock_ctx); }
 
-void eng_stage_put(tkv_engine *e, const void *k, size_t klen, const void *v, size_t vlen)
-{
-    leveldb_writebatch_put(e->stage.wb, k, klen, v, vlen);
-    e->stage.ops++;
-}
-
-void eng_stage_del(tkv_engine *e, const void *k, size_t klen)
-{
-    leveldb_writebatch_delete(e->stage.wb, k, klen);
-    e->stage.ops++;
-}
-
-/* Whether a version at ts exists, for a key whose prefix is set. */
-static int exists_below_lo(tkv_engine *e, const tkv_kentry *E, uint64_t ts, bool *exists)
+/* Whether a version of k (E) at ts exists. */
+static int exists_below_lo(tkv_engine *e, eng_key *k, const tkv_kentry *E, uint64_t ts,
+                           bool *exists)
 {
     if (tkv_vpage_find(E->page, ts) >= 0) {
         *exists = true;
@@ -85,11 +75,11 @@ static int exists_below_lo(tkv_engine *e, const tkv_kentry *E, uint64_t ts, bool
     size_t vlen;
     if (!e->store_open)
         return -1;
-    int rc = tkv_store_get(&e->store, e->pfx, eng_with_ts(e, ts), &v, &vlen, e->errmsg,
-                           sizeof e->errmsg);
+    size_t n = eng_key_at(k, ts);
+    int rc = tkv_store_get(e->store, NULL, k->buf, n, &v, &vlen, e->errmsg, sizeof e->errmsg);
     if (rc < 0)
         return -1;
-    leveldb_free(v);
+    tkv_store_free(v);
     *exists = rc == 1;
     return 0;
 }
@@ -99,11 +89,12 @@ static int exists_below_lo(tkv_engine *e, const tkv_kentry *E, uint64_t ts, bool
  * depend on whether the sweep had deleted it yet. The merged cursor starts
  * at the top of the page, so this leaves memory only when the newest
  * resident versions are all invisible. */
-static int newest_visible(tkv_engine *e, const tkv_kentry *E, bool *has, uint64_t *ts)
+static int newest_visible(tkv_engine *e, eng_key *k, const tkv_kentry *E, bool *has,
+                          uint64_t *ts)
 {
     vis v = eng_vis(e, E);
     vcur c;
-    vcur_init(&c, e, E, &v, false, 0, TKV_TS_MAX);
+    vcur_init(&c, e, k, E, &v, false, 0, TKV_TS_MAX);
     *has = c.valid;
     *ts = c.valid ? c.ts : 0;
     return vcur_error(&c);
@@ -113,11 +104,11 @@ static int newest_visible(tkv_engine *e, const tkv_kentry *E, bool *has, uint64_
  * key's newest visible version and never below its horizon (a write there
  * would be refused). It may land on an invisible version, which it
  * replaces: nothing could read that one anyway. */
-static tkv_status pick_ts(tkv_engine *e, const tkv_kentry *E, uint64_t *ts)
+static tkv_status pick_ts(tkv_engine *e, eng_key *k, const tkv_kentry *E, uint64_t *ts)
 {
     uint64_t now = eng_now(e), newest;
     bool has;
-    if (newest_visible(e, E, &has, &newest) < 0)
+    if (newest_visible(e, k, E, &has, &newest) < 0)
         return TKV_ST_STORAGE;
     if (has && newest == TKV_TS_MAX) {
         snprintf(e->errmsg, sizeof e->errmsg,
@@ -131,10 +122,11 @@ static tkv_status pick_ts(tkv_engine *e, const tkv_kentry *E, uint64_t *ts)
 }
 
 /* The checks a write passes before anything is staged. */
-static tkv_status check_write(tkv_engine *e, tkv_kentry *E, uint64_t *ts, bool has_ts)
+static tkv_status check_write(tkv_engine *e, eng_key *k, tkv_kentry *E, uint64_t *ts,
+                              bool has_ts)
 {
     tkv_status st;
-    if (!has_ts && (st = pick_ts(e, E, ts)) != TKV_ST_OK)
+    if (!has_ts && (st = pick_ts(e, k, E, ts)) != TKV_ST_OK)
         return st;
     if (E->meta && *ts < E->meta->horizon) {
         snprintf(e->errmsg, sizeof e->errmsg,
@@ -151,32 +143,30 @@ tkv_status tkv_engine_check_put(tkv_engine *e, const uint8_t *key, size_t klen, 
     if (eng_writable(e) < 0)
         return TKV_ST_STORAGE;
     tkv_status st;
-    tkv_kentry *E = eng_lookup(e, key, klen, true, &st);
+    eng_key k = eng_key_make(e->keybuf, key, klen);
+    tkv_kentry *E = eng_lookup(e, &k, true, &st);
     if (st != TKV_ST_OK)
         return st;
-    eng_set_prefix(e, key, klen);
-    return check_write(e, E, &ts, has_ts);
+    return check_write(e, &k, E, &ts, has_ts);
 }
 
-/* Stages one version blob (header + value) of key at ts. */
-static tkv_status stage_version(tkv_engine *e, const uint8_t *key, size_t klen,
-                                const uint8_t *hdr, uint32_t hlen, const uint8_t *val,
-                                size_t vlen, uint64_t ts, bool has_ts, uint64_t *out_ts,
-                                tkv_kentry **out_E)
+/* Stages one version blob (header + value) of k at ts. */
+static tkv_status stage_version(tkv_engine *e, eng_key *k, const uint8_t *hdr, uint32_t hlen,
+                                const uint8_t *val, size_t vlen, uint64_t ts, bool has_ts,
+                                uint64_t *out_ts, tkv_kentry **out_E)
 {
     if (eng_writable(e) < 0)
         return TKV_ST_STORAGE;
     if (eng_reserve_dirty(e) < 0)
         return TKV_ST_INTERNAL;
     tkv_status st;
-    tkv_kentry *E = eng_lookup(e, key, klen, true, &st);
+    tkv_kentry *E = eng_lookup(e, k, true, &st);
     if (st != TKV_ST_OK)
         return st;
-    eng_set_prefix(e, key, klen);
-    if ((st = check_write(e, E, &ts, has_ts)) != TKV_ST_OK)
+    if ((st = check_write(e, k, E, &ts, has_ts)) != TKV_ST_OK)
         return st;
     bool existed = false;
-    if (E->lo > 0 && ts < E->lo && exists_below_lo(e, E, ts, &existed) < 0)
+    if (E->lo > 0 && ts < E->lo && exists_below_lo(e, k, E, ts, &existed) < 0)
         return TKV_ST_STORAGE;
     bool new_key = E->lo == 0 && tkv_vpage_count(E->page) == 0;
     bool replaced;
@@ -189,7 +179,7 @@ static tkv_status stage_version(tkv_engine *e, const uint8_t *key, size_t klen,
     if (!replaced)
         e->st.mem_versions++;
     long i = tkv_vpage_find(E->page, ts);
-    eng_stage_put(e, e->pfx, eng_with_ts(e, ts), tkv_vpage_blob(E->page, (uint32_t)i),
+    eng_stage_put(e, k->buf, eng_key_at(k, ts), tkv_vpage_blob(E->page, (uint32_t)i),
                   E->page->slot[i].len);
     if (!replaced && !existed)
         e->cnt.versions++;
@@ -218,7 +208,8 @@ tkv_status tkv_engine_put(tkv_engine *e, const uint8_t *key, size_t klen, const 
         hlen = 9;
     }
     tkv_kentry *E;
-    tkv_status st = stage_version(e, key, klen, hdr, hlen, val, vlen, ts, has_ts, out_ts, &E);
+    eng_key k = eng_key_make(e->keybuf, key, klen);
+    tkv_status st = stage_version(e, &k, hdr, hlen, val, vlen, ts, has_ts, out_ts, &E);
     if (st != TKV_ST_OK)
         return st;
     *dirty = true;
@@ -230,7 +221,7 @@ tkv_status tkv_engine_put(tkv_engine *e, const uint8_t *key, size_t klen, const 
             return TKV_ST_INTERNAL;
         }
         m->min_expiry = expires;
-        eng_meta_save(e, E, was);
+        eng_meta_save(e, &k, E, was);
     }
     return TKV_ST_OK;
 }
@@ -241,29 +232,30 @@ tkv_status tkv_engine_tombstone(tkv_engine *e, const uint8_t *key, size_t klen, 
     *dirty = false;
     static const uint8_t hdr = BLOB_TOMBSTONE;
     tkv_kentry *E;
-    tkv_status st = stage_version(e, key, klen, &hdr, 1, NULL, 0, ts, has_ts, out_ts, &E);
+    eng_key k = eng_key_make(e->keybuf, key, klen);
+    tkv_status st = stage_version(e, &k, &hdr, 1, NULL, 0, ts, has_ts, out_ts, &E);
     *dirty = st == TKV_ST_OK;
     return st;
 }
 
-/* Stages deletes for every LevelDB version of the key whose prefix is set;
- * counts those below lo that the page does not hold. */
-static int del_disk(tkv_engine *e, const tkv_kentry *E, uint64_t *extra)
+/* Stages deletes for every LevelDB version of k (E); counts those below lo
+ * that the page does not hold. */
+static int del_disk(tkv_engine *e, eng_key *k, const tkv_kentry *E, uint64_t *extra)
 {
-    leveldb_iterator_t *it = eng_iter(e);
+    tkv_store_iter *it = eng_iter(e);
     *extra = 0;
     if (!it)
         return -1;
-    leveldb_iter_seek(it, (const char *)e->pfx, eng_with_ts(e, TKV_TS_MAX));
+    tkv_store_iter_seek(it, k->buf, eng_key_at(k, TKV_TS_MAX));
     uint64_t ts;
-    while (eng_iter_match(e, it, &ts)) {
+    while (eng_iter_match(k, it, &ts)) {
         size_t n;
-        const char *k = leveldb_iter_key(it, &n);
-        eng_stage_del(e, k, n);
+        const uint8_t *rec = tkv_store_iter_key(it, &n);
+        eng_stage_del(e, rec, n);
         bool in_page = E && tkv_vpage_find(E->page, ts) >= 0;
         if (!in_page && (!E || ts < E->lo))
             (*extra)++;
-        leveldb_iter_next(it);
+        tkv_store_iter_next(it);
     }
     return eng_iter_failed(e, it);
 }
@@ -273,14 +265,14 @@ static int del_disk(tkv_engine *e, const tkv_kentry *E, uint64_t *extra)
  * gone for every reader, whether or not the sweep has deleted them. Only a
  * key with metadata can hold invisible versions; for the others it is -1:
  * every stored version counts. */
-static int count_visible(tkv_engine *e, const tkv_kentry *E, int64_t *n)
+static int count_visible(tkv_engine *e, eng_key *k, const tkv_kentry *E, int64_t *n)
 {
     *n = -1;
     if (!E->meta)
         return 0;
     vis v = eng_vis(e, E);
     vcur c;
-    vcur_init(&c, e, E, &v, true, 0, TKV_TS_MAX);
+    vcur_init(&c, e, k, E, &v, true, 0, TKV_TS_MAX);
     for (*n = 0; c.valid; vcur_next(&c))
         (*n)++;
     return vcur_error(&c);
@@ -297,23 +289,23 @@ tkv_status tkv_engine_del(tkv_engine *e, const uint8_t *key, size_t klen, uint64
         return TKV_ST_INTERNAL;
     tkv_status st;
     /* Loading the key brings its metadata along, which goes too. */
-    tkv_kentry *E = eng_lookup(e, key, klen, false, &st);
+    eng_key k = eng_key_make(e->keybuf, key, klen);
+    tkv_kentry *E = eng_lookup(e, &k, false, &st);
     if (st != TKV_ST_OK)
         return st;
     if (!E)
         return TKV_ST_OK;
     int64_t visible;
-    if (count_visible(e, E, &visible) < 0)
+    if (count_visible(e, &k, E, &visible) < 0)
         return TKV_ST_STORAGE;
-    eng_set_prefix(e, key, klen);
     uint64_t on_disk_only = 0;
     /* A complete page is the whole truth; otherwise LevelDB has more. */
-    if (E->lo > 0 && del_disk(e, E, &on_disk_only) < 0)
+    if (E->lo > 0 && del_disk(e, &k, E, &on_disk_only) < 0)
         return TKV_ST_STORAGE;
     E->ref = 1;
     uint32_t n = tkv_vpage_count(E->page);
     for (uint32_t i = 0; i < n; i++)
-        eng_stage_del(e, e->pfx, eng_with_ts(e, E->page->slot[i].ts));
+        eng_stage_del(e, k.buf, eng_key_at(&k, E->page->slot[i].ts));
     uint64_t stored = n + on_disk_only;
     *removed = visible < 0 ? stored : (uint64_t)visible;
     *dirty = eng_uncommitted(e, E);
@@ -323,7 +315,7 @@ tkv_status tkv_engine_del(tkv_engine *e, const uint8_t *key, size_t klen, uint64
         bool was = eng_meta_swept(E->meta);
         free(E->meta);
         E->meta = NULL;
-        eng_meta_save(e, E, was);
+        eng_meta_save(e, &k, E, was);
         *dirty = true;
     }
     if (stored > 0) {
@@ -338,7 +330,7 @@ tkv_status tkv_engine_del(tkv_engine *e, const uint8_t *key, size_t klen, uint64
 void tkv_engine_idle(tkv_engine *e)
 {
     if (e->store_open)
-        tkv_store_iter_drop(&e->store);
+        tkv_store_iter_release_shared(e->store);
 }
 
 const char *tkv_engine_errmsg(const tkv_engine *e) { return e->errmsg; }
@@ -361,10 +353,10 @@ int tkv_engine_open(const tkv_engine_opts *o, tkv_engine **out, char *err, size_
     if (!e->opts.clock)
         e->opts.clock = real_clock;
     e->dir = strdup(o->dir ? o->dir : ".");
-    e->pfx = malloc(tkv_kc_max(TKV_KEY_MAX_LIMIT));
+    e->keybuf = malloc(tkv_kc_max(TKV_KEY_MAX_LIMIT));
     e->kbuf = malloc(tkv_kc_max(TKV_KEY_MAX_LIMIT));
     e->all_resident = true;
-    if (!e->dir || !e->pfx || !e->kbuf || tkv_keyindex_init(&e->ix) < 0 ||
+    if (!e->dir || !e->keybuf || !e->kbuf || tkv_keyindex_init(&e->ix) < 0 ||
         eng_batch_init(&e->stage, 1) < 0 || eng_batch_init(&e->flight, 0) < 0) {
         snprintf(err, errlen, "out of memory");
         tkv_engine_close(e);
@@ -372,7 +364,7 @@ int tkv_engine_open(const tkv_engine_opts *o, tkv_engine **out, char *err, size_
     }
     e->opts.dir = e->dir;
     tkv_store_opts so = eng_store_opts(e);
-    if (tkv_store_open(&e->store, &so, err, errlen) < 0) {
+    if (tkv_store_open(&so, &e->store, err, errlen) < 0) {
         tkv_engine_close(e);
         return -1;
     }
@@ -400,13 +392,13 @@ void tkv_engine_close(tkv_engine *e)
         tkv_engine_commit_finish(e, &failed);
     }
     eng_writer_stop(e);
-    tkv_store_close(&e->store);
+    tkv_store_close(e->store);
     tkv_keyindex_deinit(&e->ix);
     eng_batch_free(&e->stage);
     eng_batch_free(&e->flight);
     eng_sweep_free(e);
     free(e->dir);
-    free(e->pfx);
+    free(e->keybuf);
     free(e->kbuf);
     free(e->recs);
     tkv_buf_deinit(&e->scratch);
@@ -426,7 +418,7 @@ void tkv_engine_stats_get(const tkv_engine *e, tkv_engine_stats *s)
 
 char *tkv_engine_property(tkv_engine *e, const char *name)
 {
-    return e->store_open ? tkv_store_property(&e->store, name) : NULL;
+    return e->store_open ? tkv_store_property(e->store, name) : NULL;
 }
 
 int tkv_engine_repair(const char *dir, char *err, size_t errlen)

@@ -1,15 +1,17 @@
 /*
  * engine_int.h - the engine's private state, shared by its files:
- * engine.c (writes, commit, open/close), cache.c (what memory holds:
- * loading keys, trimming and evicting them), read.c (the merged version
- * cursor, GET, RANGE, COUNT), meta.c (per-key metadata, RETAIN, POLICY),
- * sweep.c (removing expired and retained versions) and scan.c (SCAN).
- * Nothing outside the engine includes this header.
+ * engine.c (the write operations PUT, tombstone and DEL; open/close),
+ * commit.c (the staging batch and the entries it dirties, the writer
+ * thread, rollback and recovery), cache.c (what memory holds: loading keys,
+ * trimming and evicting them), read.c (the merged version cursor, GET,
+ * RANGE, COUNT), meta.c (per-key metadata, RETAIN, POLICY), sweep.c
+ * (removing expired and retained versions) and scan.c (SCAN). LevelDB is
+ * reached only through store.h. Nothing outside the engine includes this
+ * header.
  */
 #ifndef TKV_ENGINE_INT_H
 #define TKV_ENGINE_INT_H
 
-#include <leveldb/c.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -51,9 +53,10 @@ typedef struct fill_rec {
 
 typedef struct sweep_state sweep_state;
 
-/* A write batch and the entries its writes changed (for rollback). */
+/* A write batch and the entries its writes changed (for rollback); built
+ * by the staging functions of commit.c. */
 typedef struct eng_batch {
-    leveldb_writebatch_t *wb;
+    tkv_store_batch *wb;
     uint64_t ops;             /* records staged */
     uint32_t epoch;
     tkv_kentry **dirty;       /* entries changed by this batch */
@@ -63,7 +66,7 @@ typedef struct eng_batch {
 struct tkv_engine {
     tkv_engine_opts opts;
     char *dir;                /* data directory (owned copy) */
-    tkv_store store;
+    tkv_store *store;
     bool store_open;          /* false after a failed reopen */
     bool broken;              /* a write failed: no more writes on this handle */
     uint64_t last_probe_us;   /* when broken: last check for recovery */
@@ -89,9 +92,8 @@ struct tkv_engine {
     uint64_t last_sync_us;
     bool all_resident;        /* every key with versions is in the index */
     tkv_kentry *hand;         /* eviction clock hand; NULL: start over */
-    uint8_t *pfx;             /* encoded key scratch, room for the longest key */
-    size_t plen;              /* length of the prefix currently in pfx */
-    uint8_t *kbuf;            /* second scratch for keys (metadata, sweep) */
+    uint8_t *keybuf;          /* the running operation's eng_key encoding */
+    uint8_t *kbuf;            /* scratch for keys used at once (metadata, sweep) */
     tkv_buf scratch;          /* disk values handed out by reads */
     tkv_buf fillbuf;          /* blobs gathered while loading a key */
     fill_rec *recs;
@@ -105,25 +107,52 @@ struct tkv_engine {
 
 /* ---- encoding helpers ---------------------------------------------------- */
 
-static inline void eng_set_prefix(tkv_engine *e, const uint8_t *key, size_t klen)
+/* The key an operation works on, passed to every function that encodes,
+ * seeks or matches that key's records (never parked in the engine). Its
+ * version prefix is encoded into buf on first use, so an operation that
+ * stays in memory never pays for it. buf holds tkv_kc_max() of the longest
+ * key; whoever makes the context owns it for the context's life: the
+ * engine's keybuf serves the one operation running (the engine serves one
+ * call at a time), the sweep - whose key outlives a call - has its own. */
+typedef struct eng_key {
+    const uint8_t *key;
+    size_t klen;
+    uint8_t *buf;        /* the version prefix, then room for a timestamp */
+    size_t plen;         /* 0 until the prefix is encoded */
+} eng_key;
+
+static inline eng_key eng_key_make(uint8_t *buf, const uint8_t *key, size_t klen)
 {
-    e->plen = tkv_kc_prefix(e->pfx, key, klen);
+    return (eng_key){.key = key, .klen = klen, .buf = buf, .plen = 0};
 }
 
-/* Encodes (current prefix, ts) into pfx and returns its length. */
-static inline size_t eng_with_ts(tkv_engine *e, uint64_t ts)
+/* The key's version prefix (every version's key starts with it). */
+static inline const uint8_t *eng_key_prefix(eng_key *k, size_t *plen)
 {
-    return tkv_kc_with_ts(e->pfx, e->plen, ts);
+    if (!k->plen)
+        k->plen = tkv_kc_prefix(k->buf, k->key, k->klen);
+    *plen = k->plen;
+    return k->buf;
 }
 
-/* True if the iterator sits on a version of the current prefix's key. */
-static inline bool eng_iter_match(tkv_engine *e, leveldb_iterator_t *it, uint64_t *ts)
+/* Encodes the key's version at ts into buf; returns its length. The
+ * encoding stays valid until the next call on k. */
+static inline size_t eng_key_at(eng_key *k, uint64_t ts)
 {
-    if (!leveldb_iter_valid(it))
+    size_t plen;
+    eng_key_prefix(k, &plen);
+    return tkv_kc_with_ts(k->buf, plen, ts);
+}
+
+/* True if the iterator sits on a version of k (its timestamp in *ts). */
+static inline bool eng_iter_match(eng_key *k, tkv_store_iter *it, uint64_t *ts)
+{
+    if (!tkv_store_iter_valid(it))
         return false;
-    size_t n;
-    const char *k = leveldb_iter_key(it, &n);
-    return tkv_kc_match((const uint8_t *)k, n, e->pfx, e->plen, ts);
+    size_t n, plen;
+    const uint8_t *rec = tkv_store_iter_key(it, &n);
+    const uint8_t *pfx = eng_key_prefix(k, &plen);
+    return tkv_kc_match(rec, n, pfx, plen, ts);
 }
 
 static inline uint64_t eng_be64(const uint8_t *p)
@@ -188,7 +217,8 @@ static inline bool vis_ok(const vis *v, uint64_t ts, const uint8_t *b, uint32_t 
 /* One key's LevelDB versions within [from, to], in ts order. */
 typedef struct dcur {
     tkv_engine *e;
-    leveldb_iterator_t *it;
+    eng_key *k;
+    tkv_store_iter *it;
     uint64_t from, to;
     bool asc;
     bool valid;
@@ -201,6 +231,7 @@ typedef struct dcur {
  * walk goes below lo. The current entry stays valid until vcur_next(). */
 typedef struct vcur {
     tkv_engine *e;
+    eng_key *k;           /* E's key */
     const tkv_kentry *E;
     vis v;
     uint64_t from, to;
@@ -216,8 +247,8 @@ typedef struct vcur {
     uint32_t len;
 } vcur;
 
-void vcur_init(vcur *c, tkv_engine *e, const tkv_kentry *E, const vis *v, bool asc,
-               uint64_t from, uint64_t to);
+void vcur_init(vcur *c, tkv_engine *e, eng_key *k, const tkv_kentry *E, const vis *v,
+               bool asc, uint64_t from, uint64_t to);
 void vcur_next(vcur *c);
 /* 0, or -1 if LevelDB failed during the walk (errmsg set). */
 int vcur_error(vcur *c);
@@ -230,7 +261,18 @@ static inline bool eng_uncommitted(const tkv_engine *e, const tkv_kentry *E)
     return E->dirty_epoch > e->committed;
 }
 
-/* commit.c */
+/* commit.c: staging. A write reserves room in the dirty list before it
+ * changes anything (so recording the entry cannot fail half-way), stages
+ * its LevelDB records, then marks the entries it changed. */
+int eng_reserve_dirty(tkv_engine *e);
+/* Stages a put/delete of a raw LevelDB record in the staging batch. */
+void eng_stage_put(tkv_engine *e, const void *k, size_t klen, const void *v, size_t vlen);
+void eng_stage_del(tkv_engine *e, const void *k, size_t klen);
+/* E changed in the staging batch: rolled back with it, kept in memory
+ * until it commits. Needs a prior eng_reserve_dirty(). */
+void eng_mark_dirty(tkv_engine *e, tkv_kentry *E);
+
+/* commit.c: committing and recovery */
 tkv_store_opts eng_store_opts(const tkv_engine *e);
 /* Reads the persistent counters (keeping staged changes on top) and
  * whether LevelDB holds any version at all. */
@@ -244,26 +286,20 @@ int eng_writer_start(tkv_engine *e);
 void eng_writer_stop(tkv_engine *e);
 
 /* engine.c */
-int eng_iter_failed(tkv_engine *e, leveldb_iterator_t *it);
+int eng_iter_failed(tkv_engine *e, tkv_store_iter *it);
 /* The store's iterator, or NULL (with errmsg set) if the store is closed. */
-leveldb_iterator_t *eng_iter(tkv_engine *e);
+tkv_store_iter *eng_iter(tkv_engine *e);
 uint64_t eng_now(tkv_engine *e);
-/* Stages a put/delete of a raw LevelDB record. */
-void eng_stage_put(tkv_engine *e, const void *k, size_t klen, const void *v, size_t vlen);
-void eng_stage_del(tkv_engine *e, const void *k, size_t klen);
 
 /* cache.c */
 size_t eng_mem_bytes(const tkv_engine *e);
 void eng_account_page(tkv_engine *e, long delta);
-int eng_reserve_dirty(tkv_engine *e);
-void eng_mark_dirty(tkv_engine *e, tkv_kentry *E);
 void eng_drop_entry(tkv_engine *e, tkv_kentry *E);
 void eng_remove_slots(tkv_engine *e, tkv_kentry *E, uint32_t from, uint32_t to);
 /* The key's entry, loaded if need be: a reader's (create false) with up to
  * fill_versions versions, a writer's (create true, made if the key does not
  * exist) with its newest version only. */
-tkv_kentry *eng_lookup(tkv_engine *e, const uint8_t *key, size_t klen, bool create,
-                       tkv_status *st);
+tkv_kentry *eng_lookup(tkv_engine *e, eng_key *k, bool create, tkv_status *st);
 void eng_trim(tkv_engine *e, tkv_kentry *E);
 
 /* meta.c */
@@ -274,11 +310,10 @@ int eng_meta_decode(const uint8_t *p, size_t n, tkv_kmeta *m);
 bool eng_meta_swept(const tkv_kmeta *m);
 /* Stages E's metadata record (or its removal, if nothing is left in it)
  * and the key's entry in the sweep index, given whether the key was in the
- * index before the change. The prefix must be set. */
-int eng_meta_save(tkv_engine *e, tkv_kentry *E, bool was_swept);
+ * index before the change; k is E's key. */
+int eng_meta_save(tkv_engine *e, eng_key *k, tkv_kentry *E, bool was_swept);
 /* The same for a key that is not resident: stages metadata m (NULL: none). */
-void eng_meta_stage(tkv_engine *e, const uint8_t *key, size_t klen, const tkv_kmeta *m,
-                    bool was_swept);
+void eng_meta_stage(tkv_engine *e, eng_key *k, const tkv_kmeta *m, bool was_swept);
 /* E's metadata, allocated if missing; NULL if out of memory. */
 tkv_kmeta *eng_meta_get(tkv_engine *e, tkv_kentry *E);
 const tkv_policy *eng_policy(const tkv_engine *e, const tkv_kmeta *m);

@@ -68,13 +68,15 @@ bool eng_meta_swept(const tkv_kmeta *m)
     return m && (m->has_policy || m->min_expiry != UINT64_MAX || m->below);
 }
 
-/* The sweep index record of the key whose prefix is set: 's' and the
- * version prefix without its leading 'v'. */
-static size_t sweep_key(tkv_engine *e, uint8_t *out)
+/* k's sweep index record: 's' and the version prefix without its leading
+ * 'v'. */
+static size_t sweep_key(eng_key *k, uint8_t *out)
 {
+    size_t plen;
+    const uint8_t *pfx = eng_key_prefix(k, &plen);
     out[0] = 's';
-    memcpy(out + 1, e->pfx + 1, e->plen - 1);
-    return e->plen;
+    memcpy(out + 1, pfx + 1, plen - 1);
+    return plen;
 }
 
 tkv_kmeta *eng_meta_get(tkv_engine *e, tkv_kentry *E)
@@ -92,40 +94,38 @@ tkv_kmeta *eng_meta_get(tkv_engine *e, tkv_kentry *E)
 
 /* Called with the metadata as it was before the change (was_swept), so the
  * sweep index and its count stay exact. */
-static void save_index(tkv_engine *e, bool was_swept, bool is_swept)
+static void save_index(tkv_engine *e, eng_key *k, bool was_swept, bool is_swept)
 {
     if (was_swept == is_swept)
         return;
-    uint8_t *k = e->kbuf;
-    size_t n = sweep_key(e, k);
+    uint8_t *rec = e->kbuf;
+    size_t n = sweep_key(k, rec);
     if (is_swept) {
-        eng_stage_put(e, k, n, "", 0);
+        eng_stage_put(e, rec, n, "", 0);
         e->cnt.swept_keys++;
     } else {
-        eng_stage_del(e, k, n);
+        eng_stage_del(e, rec, n);
         e->cnt.swept_keys--;
     }
 }
 
-void eng_meta_stage(tkv_engine *e, const uint8_t *key, size_t klen, const tkv_kmeta *m,
-                    bool was_swept)
+void eng_meta_stage(tkv_engine *e, eng_key *k, const tkv_kmeta *m, bool was_swept)
 {
-    uint8_t *k = e->kbuf;
-    size_t n = tkv_kc_meta(k, key, klen);
+    uint8_t *rec = e->kbuf;
+    size_t n = tkv_kc_meta(rec, k->key, k->klen);
     if (!m || meta_empty(m)) {
-        eng_stage_del(e, k, n);
+        eng_stage_del(e, rec, n);
     } else {
         uint8_t v[META_LEN];
         meta_encode(m, v);
-        eng_stage_put(e, k, n, v, sizeof v);
+        eng_stage_put(e, rec, n, v, sizeof v);
     }
-    eng_set_prefix(e, key, klen);
-    save_index(e, was_swept, eng_meta_swept(m));
+    save_index(e, k, was_swept, eng_meta_swept(m));
 }
 
-int eng_meta_save(tkv_engine *e, tkv_kentry *E, bool was_swept)
+int eng_meta_save(tkv_engine *e, eng_key *k, tkv_kentry *E, bool was_swept)
 {
-    eng_meta_stage(e, tkv_kentry_key(E), E->klen, E->meta, was_swept);
+    eng_meta_stage(e, k, E->meta, was_swept);
     if (E->meta && meta_empty(E->meta)) {
         free(E->meta);
         E->meta = NULL;
@@ -143,7 +143,7 @@ const tkv_policy *eng_policy(const tkv_engine *e, const tkv_kmeta *m)
 
 /* Walks the visible versions newest first and finds where policy p puts
  * the horizon. */
-static tkv_status evaluate(tkv_engine *e, tkv_kentry *E, const tkv_policy *p,
+static tkv_status evaluate(tkv_engine *e, eng_key *k, tkv_kentry *E, const tkv_policy *p,
                            tkv_retain_result *r)
 {
     vis v = eng_vis(e, E);
@@ -152,7 +152,7 @@ static tkv_status evaluate(tkv_engine *e, tkv_kentry *E, const tkv_policy *p,
     bool floor = false;
     uint64_t n = 0, seen = 0;
     vcur c;
-    vcur_init(&c, e, E, &v, false, 0, TKV_TS_MAX);
+    vcur_init(&c, e, k, E, &v, false, 0, TKV_TS_MAX);
     r->complete = true;
     for (; c.valid; vcur_next(&c), seen++) {
         if (seen == DRY_RUN_BOUND) {
@@ -188,13 +188,14 @@ tkv_status tkv_engine_retain(tkv_engine *e, const uint8_t *key, size_t klen,
     if (!dry_run && eng_reserve_dirty(e) < 0)
         return TKV_ST_INTERNAL;
     tkv_status st;
-    tkv_kentry *E = eng_lookup(e, key, klen, true, &st);
+    eng_key k = eng_key_make(e->keybuf, key, klen);
+    tkv_kentry *E = eng_lookup(e, &k, true, &st);
     if (st != TKV_ST_OK)
         return st;
     bool clearing = !p->versions && !p->age_us;
     const tkv_policy *eff = clearing ? &e->opts.retain : p;
     if (eff->versions || eff->age_us)
-        st = evaluate(e, E, eff, r);
+        st = evaluate(e, &k, E, eff, r);
     if (st != TKV_ST_OK || dry_run) {
         *dirty = eng_uncommitted(e, E);
         return st;
@@ -209,8 +210,7 @@ tkv_status tkv_engine_retain(tkv_engine *e, const uint8_t *key, size_t klen,
         m->horizon = r->horizon;
         m->below = true; /* for the sweep, even if the policy goes again */
     }
-    eng_set_prefix(e, key, klen);
-    eng_meta_save(e, E, was_swept);
+    eng_meta_save(e, &k, E, was_swept);
     *dirty = true;
     return TKV_ST_OK;
 }
@@ -220,7 +220,8 @@ tkv_status tkv_engine_policy(tkv_engine *e, const uint8_t *key, size_t klen,
 {
     memset(out, 0, sizeof *out);
     tkv_status st;
-    tkv_kentry *E = eng_lookup(e, key, klen, false, &st);
+    eng_key k = eng_key_make(e->keybuf, key, klen);
+    tkv_kentry *E = eng_lookup(e, &k, false, &st);
     if (st != TKV_ST_OK)
         return st;
     const tkv_kmeta *m = E ? E->meta : NULL;

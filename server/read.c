@@ -20,38 +20,38 @@
 
 static void dcur_load(dcur *c)
 {
-    c->valid = eng_iter_match(c->e, c->it, &c->ts) && c->ts >= c->from && c->ts <= c->to;
+    c->valid = eng_iter_match(c->k, c->it, &c->ts) && c->ts >= c->from && c->ts <= c->to;
 }
 
 /* LevelDB keeps a key's versions newest first: ascending in time is
  * LevelDB's backward direction. */
 static void dcur_start(dcur *c)
 {
-    tkv_engine *e = c->e;
+    eng_key *k = c->k;
     if (!c->asc) {
-        leveldb_iter_seek(c->it, (const char *)e->pfx, eng_with_ts(e, c->to));
+        tkv_store_iter_seek(c->it, k->buf, eng_key_at(k, c->to));
         dcur_load(c);
         return;
     }
-    leveldb_iter_seek(c->it, (const char *)e->pfx, eng_with_ts(e, c->from));
+    tkv_store_iter_seek(c->it, k->buf, eng_key_at(k, c->from));
     uint64_t ts;
-    if (eng_iter_match(e, c->it, &ts) && ts == c->from) {
+    if (eng_iter_match(k, c->it, &ts) && ts == c->from) {
         dcur_load(c);
         return;
     }
-    if (leveldb_iter_valid(c->it))
-        leveldb_iter_prev(c->it);
+    if (tkv_store_iter_valid(c->it))
+        tkv_store_iter_prev(c->it);
     else
-        leveldb_iter_seek_to_last(c->it);
+        tkv_store_iter_seek_last(c->it);
     dcur_load(c);
 }
 
 static void dcur_next(dcur *c)
 {
     if (c->asc)
-        leveldb_iter_prev(c->it);
+        tkv_store_iter_prev(c->it);
     else
-        leveldb_iter_next(c->it);
+        tkv_store_iter_next(c->it);
     dcur_load(c);
 }
 
@@ -84,8 +84,7 @@ static void maybe_start_disk(vcur *c)
     }
     c->disk_on = true;
     c->e->touched_disk = true;
-    eng_set_prefix(c->e, tkv_kentry_key(c->E), c->E->klen);
-    c->dc = (dcur){.e = c->e, .it = eng_iter(c->e), .from = c->from,
+    c->dc = (dcur){.e = c->e, .k = c->k, .it = eng_iter(c->e), .from = c->from,
                    .to = c->to < lo ? c->to : lo - 1, .asc = c->asc};
     if (!c->dc.it) {
         c->disk_failed = true;
@@ -128,7 +127,7 @@ static void pick(vcur *c)
         } else {
             size_t vlen;
             c->ts = c->dc.ts;
-            c->blob = (const uint8_t *)leveldb_iter_value(c->dc.it, &vlen);
+            c->blob = (const uint8_t *)tkv_store_iter_value(c->dc.it, &vlen);
             c->len = (uint32_t)vlen;
         }
         if (vis_ok(&c->v, c->ts, c->blob, c->len)) {
@@ -139,11 +138,12 @@ static void pick(vcur *c)
     }
 }
 
-void vcur_init(vcur *c, tkv_engine *e, const tkv_kentry *E, const vis *v, bool asc,
-               uint64_t from, uint64_t to)
+void vcur_init(vcur *c, tkv_engine *e, eng_key *k, const tkv_kentry *E, const vis *v,
+               bool asc, uint64_t from, uint64_t to)
 {
     memset(c, 0, sizeof *c);
     c->e = e;
+    c->k = k;
     c->E = E;
     c->v = *v;
     c->asc = asc;
@@ -188,24 +188,24 @@ static void count_read(tkv_engine *e)
 }
 
 /* Looks a key up for a read; NULL with OK means it has no versions. */
-static tkv_kentry *read_lookup(tkv_engine *e, const uint8_t *key, size_t klen, tkv_status *st)
+static tkv_kentry *read_lookup(tkv_engine *e, eng_key *k, tkv_status *st)
 {
     uint64_t fills = e->st.fills;
     e->touched_disk = false;
-    tkv_kentry *E = eng_lookup(e, key, klen, false, st);
+    tkv_kentry *E = eng_lookup(e, k, false, st);
     if (e->st.fills != fills)
         e->touched_disk = true;
     return E;
 }
 
 /* The first visible version after t, for validity intervals and misses. */
-static tkv_status next_after(tkv_engine *e, const tkv_kentry *E, const vis *v, uint64_t t,
-                             tkv_answer *out)
+static tkv_status next_after(tkv_engine *e, eng_key *k, const tkv_kentry *E, const vis *v,
+                             uint64_t t, tkv_answer *out)
 {
     if (t == TKV_TS_MAX)
         return TKV_ST_OK;
     vcur c;
-    vcur_init(&c, e, E, v, true, t + 1, TKV_TS_MAX);
+    vcur_init(&c, e, k, E, v, true, t + 1, TKV_TS_MAX);
     if (c.valid) {
         out->has_next = true;
         out->next = c.ts;
@@ -238,10 +238,10 @@ static tkv_status answer_from(tkv_engine *e, const vcur *c, tkv_answer *out)
 }
 
 /* A miss before the first visible version (or of a key without any). */
-static tkv_status answer_none(tkv_engine *e, const tkv_kentry *E, const vis *v, uint64_t t,
-                              tkv_answer *out)
+static tkv_status answer_none(tkv_engine *e, eng_key *k, const tkv_kentry *E, const vis *v,
+                              uint64_t t, tkv_answer *out)
 {
-    tkv_status st = next_after(e, E, v, t, out);
+    tkv_status st = next_after(e, k, E, v, t, out);
     if (st != TKV_ST_OK)
         return st;
     out->miss = out->has_next ? TKV_M_BEFORE_FIRST : TKV_M_NO_KEY;
@@ -251,12 +251,12 @@ static tkv_status answer_none(tkv_engine *e, const tkv_kentry *E, const vis *v, 
 /* The start of every single-key answer: the key's entry and what is
  * visible of it. Returns OK with *E set, or the final status (NOT_FOUND:
  * no such key). */
-static tkv_status answer_key(tkv_engine *e, const uint8_t *key, size_t klen, tkv_answer *out,
-                             tkv_kentry **E, vis *v)
+static tkv_status answer_key(tkv_engine *e, eng_key *k, tkv_answer *out, tkv_kentry **E,
+                             vis *v)
 {
     memset(out, 0, sizeof *out);
     tkv_status st;
-    *E = read_lookup(e, key, klen, &st);
+    *E = read_lookup(e, k, &st);
     if (st != TKV_ST_OK)
         return st;
     if (!*E) {
@@ -305,31 +305,32 @@ tkv_status tkv_engine_get(tkv_engine *e, const uint8_t *key, size_t klen, uint64
 {
     tkv_kentry *E;
     vis v;
-    tkv_status st = answer_key(e, key, klen, out, &E, &v);
+    eng_key k = eng_key_make(e->keybuf, key, klen);
+    tkv_status st = answer_key(e, &k, out, &E, &v);
     if (st != TKV_ST_OK)
         return st;
     if (fast_get(e, E, &v, T, out, &st))
         return st;
     if (T < v.horizon) {
-        st = next_after(e, E, &v, v.horizon - 1, out);
+        st = next_after(e, &k, E, &v, v.horizon - 1, out);
         count_read(e);
         out->miss = TKV_M_BELOW_HORIZON;
         out->at = v.horizon;
         return st == TKV_ST_OK ? TKV_ST_NOT_FOUND : st;
     }
     vcur c;
-    vcur_init(&c, e, E, &v, false, 0, T);
+    vcur_init(&c, e, &k, E, &v, false, 0, T);
     if (vcur_error(&c) < 0)
         return TKV_ST_STORAGE;
     if (!c.valid) {
-        st = answer_none(e, E, &v, T, out);
+        st = answer_none(e, &k, E, &v, T, out);
         count_read(e);
         return st;
     }
     tkv_status found = answer_from(e, &c, out);
     if (found != TKV_ST_OK && found != TKV_ST_NOT_FOUND)
         return found;
-    st = next_after(e, E, &v, out->ts, out);
+    st = next_after(e, &k, E, &v, out->ts, out);
     count_read(e);
     return st == TKV_ST_OK ? found : st;
 }
@@ -344,11 +345,12 @@ tkv_status tkv_engine_get_nth(tkv_engine *e, const uint8_t *key, size_t klen, in
     }
     tkv_kentry *E;
     vis v;
-    tkv_status st = answer_key(e, key, klen, out, &E, &v);
+    eng_key k = eng_key_make(e->keybuf, key, klen);
+    tkv_status st = answer_key(e, &k, out, &E, &v);
     if (st != TKV_ST_OK)
         return st;
     vcur c;
-    vcur_init(&c, e, E, &v, n > 0, 0, TKV_TS_MAX);
+    vcur_init(&c, e, &k, E, &v, n > 0, 0, TKV_TS_MAX);
     bool any = c.valid;
     uint64_t steps = n > 0 ? (uint64_t)n - 1 : (uint64_t)(-(n + 1));
     for (uint64_t i = 0; i < steps && c.valid; i++)
@@ -363,7 +365,7 @@ tkv_status tkv_engine_get_nth(tkv_engine *e, const uint8_t *key, size_t klen, in
     tkv_status found = answer_from(e, &c, out);
     if (found != TKV_ST_OK && found != TKV_ST_NOT_FOUND)
         return found;
-    st = next_after(e, E, &v, out->ts, out);
+    st = next_after(e, &k, E, &v, out->ts, out);
     return st == TKV_ST_OK ? found : st;
 }
 
@@ -375,7 +377,8 @@ tkv_status tkv_engine_range(tkv_engine *e, const uint8_t *key, size_t klen, uint
 {
     *dirty = false;
     tkv_status st;
-    tkv_kentry *E = read_lookup(e, key, klen, &st);
+    eng_key k = eng_key_make(e->keybuf, key, klen);
+    tkv_kentry *E = read_lookup(e, &k, &st);
     if (st != TKV_ST_OK)
         return st;
     if (!E || from > to || limit == 0) {
@@ -385,7 +388,7 @@ tkv_status tkv_engine_range(tkv_engine *e, const uint8_t *key, size_t klen, uint
     *dirty = eng_uncommitted(e, E);
     vis v = eng_vis(e, E);
     vcur c;
-    vcur_init(&c, e, E, &v, !reverse, from, to);
+    vcur_init(&c, e, &k, E, &v, !reverse, from, to);
     for (uint64_t n = 0; c.valid && n < limit; n++) {
         tkv_entry_view ev = {.ts = c.ts, .expires = blob_expires(c.blob, c.len)};
         if (!blob_tombstone(c.blob, c.len))
@@ -404,7 +407,8 @@ tkv_status tkv_engine_count(tkv_engine *e, const uint8_t *key, size_t klen, uint
     *n = 0;
     *dirty = false;
     tkv_status st;
-    tkv_kentry *E = read_lookup(e, key, klen, &st);
+    eng_key k = eng_key_make(e->keybuf, key, klen);
+    tkv_kentry *E = read_lookup(e, &k, &st);
     if (st != TKV_ST_OK)
         return st;
     if (!E || from > to) {
@@ -424,7 +428,7 @@ tkv_status tkv_engine_count(tkv_engine *e, const uint8_t *key, size_t klen, uint
         return TKV_ST_OK;
     }
     vcur c;
-    vcur_init(&c, e, E, &v, true, from, to);
+    vcur_init(&c, e, &k, E, &v, true, from, to);
     while (c.valid) {
         (*n)++;
         vcur_next(&c);

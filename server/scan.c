@@ -16,7 +16,7 @@
 
 typedef struct scan_ctx {
     tkv_engine *e;
-    leveldb_iterator_t *it;
+    tkv_store_iter *it;
     const uint8_t *prefix;
     size_t plen;
     tkv_kentry *mem;   /* next resident key, or NULL */
@@ -46,15 +46,15 @@ static void mem_settle(scan_ctx *c)
 static void disk_settle(scan_ctx *c)
 {
     c->has_disk = false;
-    while (leveldb_iter_valid(c->it)) {
+    while (tkv_store_iter_valid(c->it)) {
         size_t n;
-        const char *k = leveldb_iter_key(c->it, &n);
+        const uint8_t *k = tkv_store_iter_key(c->it, &n);
         if (n == 0 || k[0] != TKV_KC_VERSION)
             return;
         bool is_meta;
         long klen = tkv_kc_decode_any((const uint8_t *)k, n, c->dkey, &is_meta);
         if (klen < 0) {
-            leveldb_iter_next(c->it);
+            tkv_store_iter_next(c->it);
             continue;
         }
         if (!has_prefix(c, c->dkey, (size_t)klen))
@@ -64,10 +64,10 @@ static void disk_settle(scan_ctx *c)
             c->has_disk = true;
             return;
         }
-        leveldb_iter_next(c->it); /* the key's versions, if any, follow */
-        eng_set_prefix(c->e, c->dkey, (size_t)klen);
+        tkv_store_iter_next(c->it); /* the key's versions, if any, follow */
+        eng_key dk = eng_key_make(c->e->keybuf, c->dkey, (size_t)klen);
         uint64_t ts;
-        if (eng_iter_match(c->e, c->it, &ts)) {
+        if (eng_iter_match(&dk, c->it, &ts)) {
             c->dlen = (size_t)klen;
             c->has_disk = true;
             return;
@@ -79,9 +79,11 @@ static void disk_settle(scan_ctx *c)
  * terminator 0x00 0x02, just above all of its versions. */
 static void disk_skip_key(scan_ctx *c)
 {
-    eng_set_prefix(c->e, c->dkey, c->dlen);
-    c->e->pfx[c->e->plen - 1] = 0x02;
-    leveldb_iter_seek(c->it, (const char *)c->e->pfx, c->e->plen);
+    eng_key k = eng_key_make(c->e->keybuf, c->dkey, c->dlen);
+    size_t plen;
+    eng_key_prefix(&k, &plen);
+    k.buf[plen - 1] = 0x02;
+    tkv_store_iter_seek(c->it, k.buf, plen);
     disk_settle(c);
 }
 
@@ -99,12 +101,14 @@ static void start(scan_ctx *c, const uint8_t *after, size_t alen)
     if (after && c->mem && tkv_key_cmp(tkv_kentry_key(c->mem), c->mem->klen, after, alen) == 0)
         c->mem = tkv_keyindex_next(c->mem);
     mem_settle(c);
-    eng_set_prefix(e, from, flen);
+    eng_key k = eng_key_make(e->keybuf, from, flen);
+    size_t plen;
+    eng_key_prefix(&k, &plen);
     if (after)
-        e->pfx[e->plen - 1] = 0x02; /* strictly after every record of `after` */
+        k.buf[plen - 1] = 0x02; /* strictly after every record of `after` */
     else
-        e->plen -= 2;               /* every key starting with the prefix */
-    leveldb_iter_seek(c->it, (const char *)e->pfx, e->plen);
+        plen -= 2;              /* every key starting with the prefix */
+    tkv_store_iter_seek(c->it, k.buf, plen);
     disk_settle(c);
 }
 

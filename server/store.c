@@ -1,5 +1,12 @@
 /*
- * store.c - implements the LevelDB handle of store.h.
+ * store.c - implements store.h on LevelDB's C API; the only file that
+ * includes <leveldb/c.h>.
+ *
+ * The handles are thin: a batch is a LevelDB write batch plus the record
+ * and byte counts LevelDB's C API does not report; an iterator is a LevelDB
+ * iterator plus the read options that carry its snapshot; a snapshot is a
+ * LevelDB snapshot plus read options aimed at it. Every read verifies
+ * checksums (paranoid: a damaged block is an error, never wrong data).
  *
  * The data directory holds LevelDB's files under db/ and tkvd.lock, a file
  * locked with flock() for the life of the process and holding the owner's
@@ -7,6 +14,8 @@
  * has it.
  */
 #include "store.h"
+
+#include <leveldb/c.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +25,36 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+struct tkv_store_iter {
+    leveldb_iterator_t *it;
+};
+
+struct tkv_store_batch {
+    leveldb_writebatch_t *wb;
+    size_t records;
+    size_t bytes;
+};
+
+struct tkv_store_snapshot {
+    const leveldb_snapshot_t *snap;
+    leveldb_readoptions_t *ropts; /* verify checksums, read at snap */
+};
+
+struct tkv_store {
+    leveldb_t *db;
+    leveldb_options_t *opts;
+    leveldb_cache_t *cache;
+    leveldb_filterpolicy_t *bloom;
+    leveldb_readoptions_t *ropts;
+    leveldb_writeoptions_t *wsync;   /* sync = true */
+    leveldb_writeoptions_t *wnosync; /* sync = false */
+    tkv_store_iter shared;           /* shared.it NULL when released */
+    tkv_store_observer observer;
+    void *observer_ctx;
+    int lock_fd;
+    char *dbpath;
+};
 
 static void set_err(char *err, size_t errlen, const char *what, const char *detail)
 {
@@ -114,7 +153,7 @@ static int open_db(tkv_store *s, const tkv_store_opts *o, char *err, size_t errl
 /* Releases LevelDB's handles but not the directory lock. */
 static void close_db(tkv_store *s)
 {
-    tkv_store_iter_drop(s);
+    tkv_store_iter_release_shared(s);
     if (s->db)
         leveldb_close(s->db);
     if (s->opts)
@@ -137,14 +176,20 @@ static void close_db(tkv_store *s)
     s->wsync = s->wnosync = NULL;
 }
 
-int tkv_store_open(tkv_store *s, const tkv_store_opts *o, char *err, size_t errlen)
+int tkv_store_open(const tkv_store_opts *o, tkv_store **out, char *err, size_t errlen)
 {
-    memset(s, 0, sizeof *s);
+    *out = NULL;
+    tkv_store *s = calloc(1, sizeof *s);
+    if (!s) {
+        set_err(err, errlen, "out of memory", NULL);
+        return -1;
+    }
     s->lock_fd = -1;
-    if (o->create && make_dir(o->dir, err, errlen) < 0)
+    if ((o->create && make_dir(o->dir, err, errlen) < 0) ||
+        take_lock(s, o->dir, err, errlen) < 0) {
+        tkv_store_close(s);
         return -1;
-    if (take_lock(s, o->dir, err, errlen) < 0)
-        return -1;
+    }
     size_t n = strlen(o->dir) + sizeof "/db";
     s->dbpath = malloc(n);
     if (!s->dbpath) {
@@ -157,6 +202,7 @@ int tkv_store_open(tkv_store *s, const tkv_store_opts *o, char *err, size_t errl
         tkv_store_close(s);
         return -1;
     }
+    *out = s;
     return 0;
 }
 
@@ -178,8 +224,7 @@ void tkv_store_close(tkv_store *s)
     if (s->lock_fd >= 0)
         close(s->lock_fd);
     free(s->dbpath);
-    memset(s, 0, sizeof *s);
-    s->lock_fd = -1;
+    free(s);
 }
 
 /* Repair rewrites LevelDB's files wholesale and moves any log it cannot
@@ -214,47 +259,218 @@ int tkv_store_repair(const char *dir, char *err, size_t errlen)
     return 0;
 }
 
-leveldb_iterator_t *tkv_store_iter(tkv_store *s)
+/* LevelDB hands out its messages malloc'd; this copies one into err. */
+static int take_lerr(char *lerr, char *err, size_t errlen)
 {
-    if (!s->iter)
-        s->iter = leveldb_create_iterator(s->db, s->ropts);
-    return s->iter;
+    if (!lerr)
+        return 0;
+    set_err(err, errlen, lerr, NULL);
+    leveldb_free(lerr);
+    return -1;
 }
 
-void tkv_store_iter_drop(tkv_store *s)
-{
-    if (s->iter) {
-        leveldb_iter_destroy(s->iter);
-        s->iter = NULL;
-    }
-}
-
-int tkv_store_write(tkv_store *s, leveldb_writebatch_t *b, bool sync, char *err, size_t errlen)
+int tkv_store_get(tkv_store *s, const tkv_store_snapshot *snap, const void *k, size_t klen,
+                  char **val, size_t *vlen, char *err, size_t errlen)
 {
     char *lerr = NULL;
-    leveldb_write(s->db, sync ? s->wsync : s->wnosync, b, &lerr);
-    if (lerr) {
-        set_err(err, errlen, lerr, NULL);
-        leveldb_free(lerr);
-        return -1;
-    }
-    return 0;
-}
-
-int tkv_store_get(tkv_store *s, const void *k, size_t klen, char **val, size_t *vlen,
-                  char *err, size_t errlen)
-{
-    char *lerr = NULL;
-    *val = leveldb_get(s->db, s->ropts, k, klen, vlen, &lerr);
-    if (lerr) {
-        set_err(err, errlen, lerr, NULL);
-        leveldb_free(lerr);
+    *val = leveldb_get(s->db, snap ? snap->ropts : s->ropts, k, klen, vlen, &lerr);
+    if (take_lerr(lerr, err, errlen) < 0) {
+        *val = NULL;
         return -1;
     }
     return *val ? 1 : 0;
 }
 
+void tkv_store_free(void *p)
+{
+    if (p)
+        leveldb_free(p);
+}
+
 char *tkv_store_property(tkv_store *s, const char *name)
 {
-    return leveldb_property_value(s->db, name);
+    /* Copied so that the caller's free() is the right deallocator whatever
+     * LevelDB's allocator is. */
+    char *v = leveldb_property_value(s->db, name);
+    char *copy = v ? strdup(v) : NULL;
+    tkv_store_free(v);
+    return copy;
+}
+
+/* ---- batches -------------------------------------------------------------- */
+
+tkv_store_batch *tkv_store_batch_new(void)
+{
+    tkv_store_batch *b = calloc(1, sizeof *b);
+    if (b && !(b->wb = leveldb_writebatch_create())) {
+        free(b);
+        return NULL;
+    }
+    return b;
+}
+
+void tkv_store_batch_free(tkv_store_batch *b)
+{
+    if (!b)
+        return;
+    leveldb_writebatch_destroy(b->wb);
+    free(b);
+}
+
+void tkv_store_batch_put(tkv_store_batch *b, const void *k, size_t klen, const void *v,
+                         size_t vlen)
+{
+    leveldb_writebatch_put(b->wb, k, klen, v, vlen);
+    b->records++;
+    b->bytes += klen + vlen;
+}
+
+void tkv_store_batch_delete(tkv_store_batch *b, const void *k, size_t klen)
+{
+    leveldb_writebatch_delete(b->wb, k, klen);
+    b->records++;
+    b->bytes += klen;
+}
+
+void tkv_store_batch_clear(tkv_store_batch *b)
+{
+    leveldb_writebatch_clear(b->wb);
+    b->records = 0;
+    b->bytes = 0;
+}
+
+size_t tkv_store_batch_size(const tkv_store_batch *b) { return b->records; }
+
+size_t tkv_store_batch_bytes(const tkv_store_batch *b) { return b->bytes; }
+
+typedef struct iterate_ctx {
+    void *ctx;
+    tkv_store_put_fn put;
+    tkv_store_del_fn del;
+} iterate_ctx;
+
+static void iterate_put(void *p, const char *k, size_t klen, const char *v, size_t vlen)
+{
+    iterate_ctx *c = p;
+    c->put(c->ctx, k, klen, v, vlen);
+}
+
+static void iterate_del(void *p, const char *k, size_t klen)
+{
+    iterate_ctx *c = p;
+    c->del(c->ctx, k, klen);
+}
+
+void tkv_store_batch_iterate(const tkv_store_batch *b, void *ctx, tkv_store_put_fn put,
+                             tkv_store_del_fn del)
+{
+    iterate_ctx c = {ctx, put, del};
+    leveldb_writebatch_iterate(b->wb, &c, iterate_put, iterate_del);
+}
+
+int tkv_store_write(tkv_store *s, tkv_store_batch *b, bool sync, char *err, size_t errlen)
+{
+    char *lerr = NULL;
+    leveldb_write(s->db, sync ? s->wsync : s->wnosync, b->wb, &lerr);
+    if (take_lerr(lerr, err, errlen) < 0)
+        return -1;
+    if (s->observer)
+        s->observer(s->observer_ctx, b, sync);
+    return 0;
+}
+
+void tkv_store_set_observer(tkv_store *s, tkv_store_observer fn, void *ctx)
+{
+    s->observer = fn;
+    s->observer_ctx = ctx;
+}
+
+/* ---- iterators ------------------------------------------------------------ */
+
+tkv_store_iter *tkv_store_iter_new(tkv_store *s, const tkv_store_snapshot *snap)
+{
+    /* A snapshot's read options live as long as the snapshot, which the
+     * iterator may not outlive. */
+    tkv_store_iter *it = malloc(sizeof *it);
+    if (it)
+        it->it = leveldb_create_iterator(s->db, snap ? snap->ropts : s->ropts);
+    return it;
+}
+
+void tkv_store_iter_free(tkv_store_iter *it)
+{
+    if (!it)
+        return;
+    leveldb_iter_destroy(it->it);
+    free(it);
+}
+
+tkv_store_iter *tkv_store_iter_shared(tkv_store *s)
+{
+    if (!s->shared.it)
+        s->shared.it = leveldb_create_iterator(s->db, s->ropts);
+    return &s->shared;
+}
+
+void tkv_store_iter_release_shared(tkv_store *s)
+{
+    if (s->shared.it) {
+        leveldb_iter_destroy(s->shared.it);
+        s->shared.it = NULL;
+    }
+}
+
+void tkv_store_iter_seek(tkv_store_iter *it, const void *k, size_t klen)
+{
+    leveldb_iter_seek(it->it, k, klen);
+}
+
+void tkv_store_iter_seek_first(tkv_store_iter *it) { leveldb_iter_seek_to_first(it->it); }
+
+void tkv_store_iter_seek_last(tkv_store_iter *it) { leveldb_iter_seek_to_last(it->it); }
+
+void tkv_store_iter_next(tkv_store_iter *it) { leveldb_iter_next(it->it); }
+
+void tkv_store_iter_prev(tkv_store_iter *it) { leveldb_iter_prev(it->it); }
+
+bool tkv_store_iter_valid(const tkv_store_iter *it) { return leveldb_iter_valid(it->it); }
+
+const uint8_t *tkv_store_iter_key(const tkv_store_iter *it, size_t *klen)
+{
+    return (const uint8_t *)leveldb_iter_key(it->it, klen);
+}
+
+const uint8_t *tkv_store_iter_value(const tkv_store_iter *it, size_t *vlen)
+{
+    return (const uint8_t *)leveldb_iter_value(it->it, vlen);
+}
+
+int tkv_store_iter_status(const tkv_store_iter *it, char *err, size_t errlen)
+{
+    char *lerr = NULL;
+    leveldb_iter_get_error(it->it, &lerr);
+    return take_lerr(lerr, err, errlen);
+}
+
+/* ---- snapshots ------------------------------------------------------------ */
+
+tkv_store_snapshot *tkv_store_snapshot_new(tkv_store *s)
+{
+    tkv_store_snapshot *snap = calloc(1, sizeof *snap);
+    if (!snap)
+        return NULL;
+    snap->snap = leveldb_create_snapshot(s->db);
+    snap->ropts = leveldb_readoptions_create();
+    leveldb_readoptions_set_verify_checksums(snap->ropts, 1);
+    leveldb_readoptions_set_snapshot(snap->ropts, snap->snap);
+    return snap;
+}
+
+void tkv_store_snapshot_free(tkv_store *s, tkv_store_snapshot *snap)
+{
+    if (!snap)
+        return;
+    leveldb_readoptions_destroy(snap->ropts);
+    leveldb_release_snapshot(s->db, snap->snap);
+    free(snap);
 }

@@ -40,6 +40,8 @@ struct sweep_state {
     bool active;        /* a step is running: its own writes are no change */
     bool index_mode;    /* this pass walks the sweep index */
     tkv_buf key;        /* the key being swept (raw bytes) */
+    eng_key k;          /* its context, encoded into keybuf */
+    uint8_t *keybuf;    /* the sweep's own: its key outlives a call */
     tkv_kmeta meta;     /* its metadata as the sweep found it */
     bool had_meta;
     tkv_policy policy;  /* in effect for it */
@@ -62,6 +64,7 @@ void eng_sweep_free(tkv_engine *e)
     tkv_buf_deinit(&e->sweep->inner);
     tkv_buf_deinit(&e->sweep->restart);
     tkv_buf_deinit(&e->sweep->key);
+    free(e->sweep->keybuf);
     free(e->sweep);
     e->sweep = NULL;
 }
@@ -102,7 +105,7 @@ static void begin_key(tkv_engine *e, sweep_state *s, const uint8_t *key, size_t 
     s->new_horizon = s->meta.horizon;
     s->min_expiry = UINT64_MAX;
     s->kept = s->deleted = 0;
-    eng_set_prefix(e, key, klen);
+    s->k = eng_key_make(s->keybuf, s->key.data, s->key.len);
 }
 
 /* Stages new metadata for the key being swept, resident or not. */
@@ -115,10 +118,9 @@ static int save_meta(tkv_engine *e, sweep_state *s, const tkv_kmeta *m)
         if (!em)
             return -1;
         *em = *m;
-        eng_set_prefix(e, s->key.data, s->key.len);
-        eng_meta_save(e, E, was);
+        eng_meta_save(e, &s->k, E, was);
     } else {
-        eng_meta_stage(e, s->key.data, s->key.len, m, was);
+        eng_meta_stage(e, &s->k, m, was);
     }
     s->meta = *m;
     s->had_meta = true;
@@ -126,7 +128,7 @@ static int save_meta(tkv_engine *e, sweep_state *s, const tkv_kmeta *m)
 }
 
 /* Removes one version from LevelDB (staged) and from the page. */
-static void delete_version(tkv_engine *e, sweep_state *s, const char *k, size_t klen,
+static void delete_version(tkv_engine *e, sweep_state *s, const uint8_t *k, size_t klen,
                            uint64_t ts)
 {
     eng_stage_del(e, k, klen);
@@ -141,7 +143,7 @@ static void delete_version(tkv_engine *e, sweep_state *s, const char *k, size_t 
 }
 
 /* Decides one version's fate, newest first (see meta.c for the rule). */
-static void visit(tkv_engine *e, sweep_state *s, const char *k, size_t klen, uint64_t ts,
+static void visit(tkv_engine *e, sweep_state *s, const uint8_t *k, size_t klen, uint64_t ts,
                   const uint8_t *blob, uint32_t len)
 {
     uint64_t x = blob_expires(blob, len);
@@ -207,15 +209,15 @@ static void end_key(tkv_engine *e, sweep_state *s)
 
 /* Sweeps the key whose prefix is set from the iterator's position; stops
  * early when the budget runs out (then *done is false). */
-static int sweep_versions(tkv_engine *e, sweep_state *s, leveldb_iterator_t *it,
+static int sweep_versions(tkv_engine *e, sweep_state *s, tkv_store_iter *it,
                           uint32_t *budget, bool *done)
 {
     uint64_t ts;
     *done = true;
-    while (eng_iter_match(e, it, &ts)) {
+    while (eng_iter_match(&s->k, it, &ts)) {
         if (*budget == 0) {
             size_t n;
-            const char *k = leveldb_iter_key(it, &n);
+            const uint8_t *k = tkv_store_iter_key(it, &n);
             tkv_buf_reset(&s->inner);
             tkv_buf_append(&s->inner, k, n);
             s->in_key = true;
@@ -225,40 +227,40 @@ static int sweep_versions(tkv_engine *e, sweep_state *s, leveldb_iterator_t *it,
         (*budget)--;
         if (!s->skip) {
             size_t kn, vn;
-            const char *k = leveldb_iter_key(it, &kn);
-            const char *v = leveldb_iter_value(it, &vn);
+            const uint8_t *k = tkv_store_iter_key(it, &kn);
+            const uint8_t *v = tkv_store_iter_value(it, &vn);
             visit(e, s, k, kn, ts, (const uint8_t *)v, (uint32_t)vn);
         }
-        leveldb_iter_next(it);
+        tkv_store_iter_next(it);
     }
     s->in_key = false;
     return eng_iter_failed(e, it);
 }
 
 /* Reads the metadata record under the iterator, if it is one for key. */
-static bool take_meta(tkv_engine *e, leveldb_iterator_t *it, tkv_kmeta *m)
+static bool take_meta(tkv_engine *e, tkv_store_iter *it, tkv_kmeta *m)
 {
     size_t n, vn;
-    const char *k = leveldb_iter_key(it, &n);
+    const uint8_t *k = tkv_store_iter_key(it, &n);
     bool is_meta;
     long klen = tkv_kc_decode_any((const uint8_t *)k, n, e->kbuf, &is_meta);
     if (klen < 0 || !is_meta)
         return false;
-    const char *v = leveldb_iter_value(it, &vn);
+    const uint8_t *v = tkv_store_iter_value(it, &vn);
     return eng_meta_decode((const uint8_t *)v, vn, m) == 0;
 }
 
 /* One key of a full pass, starting at the iterator (a metadata record or
  * the key's newest version). */
-static int sweep_next_key(tkv_engine *e, sweep_state *s, leveldb_iterator_t *it,
+static int sweep_next_key(tkv_engine *e, sweep_state *s, tkv_store_iter *it,
                           uint32_t *budget, bool *done)
 {
     size_t n;
-    const char *k = leveldb_iter_key(it, &n);
+    const uint8_t *k = tkv_store_iter_key(it, &n);
     bool is_meta;
     long klen = tkv_kc_decode_any((const uint8_t *)k, n, e->kbuf, &is_meta);
     if (klen < 0) { /* not ours: step over it */
-        leveldb_iter_next(it);
+        tkv_store_iter_next(it);
         *done = true;
         return 0;
     }
@@ -276,7 +278,7 @@ static int sweep_next_key(tkv_engine *e, sweep_state *s, leveldb_iterator_t *it,
     begin_key(e, s, key, (size_t)klen, has_dm ? &dm : NULL);
     free(key);
     if (is_meta)
-        leveldb_iter_next(it);
+        tkv_store_iter_next(it);
     (*budget)--;
     int rc = sweep_versions(e, s, it, budget, done);
     if (rc == 0 && *done)
@@ -294,11 +296,11 @@ static void resume_after(sweep_state *s, const void *k, size_t n)
 }
 
 /* One key of an index pass: the index record under the iterator names it. */
-static int sweep_indexed_key(tkv_engine *e, sweep_state *s, leveldb_iterator_t *it,
+static int sweep_indexed_key(tkv_engine *e, sweep_state *s, tkv_store_iter *it,
                              uint32_t *budget, bool *done)
 {
     size_t n;
-    const char *rec = leveldb_iter_key(it, &n);
+    const uint8_t *rec = tkv_store_iter_key(it, &n);
     /* The record is the key's version prefix with 's' for 'v'. */
     uint8_t *enc = malloc(n + 8);
     if (!enc)
@@ -324,13 +326,13 @@ static int sweep_indexed_key(tkv_engine *e, sweep_state *s, leveldb_iterator_t *
         return -1;
     memcpy(key, e->kbuf, (size_t)klen);
     size_t mlen = tkv_kc_meta(e->kbuf, key, (size_t)klen);
-    leveldb_iter_seek(it, (const char *)e->kbuf, mlen);
+    tkv_store_iter_seek(it, (const char *)e->kbuf, mlen);
     tkv_kmeta dm;
-    bool has_dm = leveldb_iter_valid(it) && take_meta(e, it, &dm);
+    bool has_dm = tkv_store_iter_valid(it) && take_meta(e, it, &dm);
     begin_key(e, s, key, (size_t)klen, has_dm ? &dm : NULL);
     free(key);
     if (has_dm)
-        leveldb_iter_next(it);
+        tkv_store_iter_next(it);
     int rc = sweep_versions(e, s, it, budget, done);
     if (rc == 0 && *done)
         end_key(e, s);
@@ -338,14 +340,13 @@ static int sweep_indexed_key(tkv_engine *e, sweep_state *s, leveldb_iterator_t *
 }
 
 /* Continues a key the previous call stopped inside. */
-static int resume_key(tkv_engine *e, sweep_state *s, leveldb_iterator_t *it, uint32_t *budget,
+static int resume_key(tkv_engine *e, sweep_state *s, tkv_store_iter *it, uint32_t *budget,
                       bool *done)
 {
-    eng_set_prefix(e, s->key.data, s->key.len);
     tkv_kentry *E = tkv_keyindex_find(&e->ix, s->key.data, s->key.len);
     if (E && eng_reserve_dirty(e) < 0)
         s->skip = true;
-    leveldb_iter_seek(it, (const char *)s->inner.data, s->inner.len);
+    tkv_store_iter_seek(it, (const char *)s->inner.data, s->inner.len);
     int rc = sweep_versions(e, s, it, budget, done);
     if (rc == 0 && *done)
         end_key(e, s);
@@ -371,7 +372,7 @@ static bool end_pass(tkv_engine *e, sweep_state *s)
 
 static bool step(tkv_engine *e, sweep_state *s, uint32_t budget)
 {
-    leveldb_iterator_t *it = eng_iter(e);
+    tkv_store_iter *it = eng_iter(e);
     if (!it)
         return false;
     if (s->resume.len == 0)
@@ -388,29 +389,29 @@ static bool step(tkv_engine *e, sweep_state *s, uint32_t budget)
         int rc;
         if (s->in_key) {
             rc = resume_key(e, s, it, &budget, &done);
-            if (rc == 0 && done && !s->index_mode && leveldb_iter_valid(it)) {
+            if (rc == 0 && done && !s->index_mode && tkv_store_iter_valid(it)) {
                 size_t n;
-                const char *k = leveldb_iter_key(it, &n);
+                const uint8_t *k = tkv_store_iter_key(it, &n);
                 tkv_buf_reset(&s->resume);
                 tkv_buf_append(&s->resume, k, n);
             } else if (rc == 0 && done && !s->index_mode) {
                 return end_pass(e, s);
             }
         } else {
-            leveldb_iter_seek(it, (const char *)s->resume.data, s->resume.len);
-            if (!leveldb_iter_valid(it))
+            tkv_store_iter_seek(it, (const char *)s->resume.data, s->resume.len);
+            if (!tkv_store_iter_valid(it))
                 return eng_iter_failed(e, it) == 0 && end_pass(e, s);
             size_t n;
-            const char *k = leveldb_iter_key(it, &n);
+            const uint8_t *k = tkv_store_iter_key(it, &n);
             char want = s->index_mode ? 's' : TKV_KC_VERSION;
             if (n == 0 || k[0] != want)
                 return end_pass(e, s);
             rc = s->index_mode ? sweep_indexed_key(e, s, it, &budget, &done)
                                : sweep_next_key(e, s, it, &budget, &done);
             if (rc == 0 && done && !s->index_mode) {
-                if (!leveldb_iter_valid(it))
+                if (!tkv_store_iter_valid(it))
                     return eng_iter_failed(e, it) == 0 && end_pass(e, s);
-                k = leveldb_iter_key(it, &n);
+                k = tkv_store_iter_key(it, &n);
                 tkv_buf_reset(&s->resume);
                 tkv_buf_append(&s->resume, k, n);
             }
@@ -434,6 +435,8 @@ bool tkv_engine_sweep(tkv_engine *e, uint32_t budget)
     if (tkv_engine_pending(e) || eng_writable(e) < 0)
         return false;
     if (!e->sweep && !(e->sweep = calloc(1, sizeof *e->sweep)))
+        return false;
+    if (!e->sweep->keybuf && !(e->sweep->keybuf = malloc(tkv_kc_max(TKV_KEY_MAX_LIMIT))))
         return false;
     sweep_state *s = e->sweep;
     tkv_engine_stats before = e->st;

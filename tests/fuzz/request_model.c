@@ -5,6 +5,8 @@
  */
 #include "request_model.h"
 
+#include "../common/retention.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -175,27 +177,11 @@ void model_resurrect(void)
 
 uint64_t model_policy_horizon(const mkey *k, const tkv_policy *p, uint64_t now)
 {
-    if (!p->versions && !p->age_us)
-        return 0;
-    uint64_t H = p->age_us && now > p->age_us ? now - p->age_us : 0, n = 0, floor = 0;
-    bool has_floor = false;
-    for (size_t j = k->cur.n; j-- > 0;) {
-        const mver *v = &k->cur.v[j];
-        if (!model_visible(k, v, now))
-            continue;
-        n++;
-        if (p->versions && n == p->versions && v->ts > H)
-            H = v->ts;
-        if (v->ts > H)
-            continue;
-        if (!has_floor) {
-            has_floor = true;
-            floor = v->ts;
-            continue;
-        }
-        return floor; /* an older visible version: the policy cuts */
-    }
-    return 0;
+    ret_walk w = ret_begin(p->versions, p->age_us, now);
+    for (size_t j = k->cur.n; j-- > 0 && !w.cut;)
+        if (model_visible(k, &k->cur.v[j], now))
+            ret_step(&w, k->cur.v[j].ts);
+    return ret_horizon(&w);
 }
 
 void model_free(void)

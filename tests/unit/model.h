@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/retention.h"
+
 #define M_MAXV 12
 
 typedef struct mver {
@@ -106,26 +108,12 @@ static inline long m_after(const mkey *k, uint64_t T, uint64_t now)
 static inline uint64_t m_evaluate(const mkey *k, uint32_t versions, uint64_t age, uint64_t now,
                                   uint64_t *removable)
 {
-    uint64_t H = age && now > age ? now - age : 0, horizon = 0, n = 0;
-    bool floor = false;
-    *removable = 0;
-    for (size_t j = k->n; j-- > 0;) {
-        const mver *v = &k->v[j];
-        if (!m_visible(k, v, now))
-            continue;
-        n++;
-        if (versions && n == versions && v->ts > H)
-            H = v->ts;
-        if (v->ts > H)
-            continue;
-        if (!floor) {
-            floor = true;
-            horizon = v->ts;
-            continue;
-        }
-        (*removable)++;
-    }
-    return *removable ? horizon : 0;
+    ret_walk w = ret_begin(versions, age, now);
+    for (size_t j = k->n; j-- > 0;)
+        if (m_visible(k, &k->v[j], now))
+            ret_step(&w, k->v[j].ts);
+    *removable = w.cut;
+    return ret_horizon(&w);
 }
 
 /* One full sweep of a key with policy (versions, age); returns the number
@@ -134,9 +122,8 @@ static inline uint64_t m_evaluate(const mkey *k, uint32_t versions, uint64_t age
 static inline uint64_t m_sweep_key(mkey *k, uint32_t versions, uint64_t age, uint64_t now,
                                    uint64_t *keys_gone)
 {
-    uint64_t H = age && now > age ? now - age : 0, n = 0, kept = 0, deleted = 0, cut = 0;
-    uint64_t new_horizon = k->horizon, min_exp = UINT64_MAX;
-    bool floor = false;
+    uint64_t kept = 0, deleted = 0, min_exp = UINT64_MAX;
+    ret_walk w = ret_begin(versions, age, now);
     for (size_t j = k->n; j-- > 0;) {
         mver *v = &k->v[j];
         if (v->expires && v->expires <= now) {
@@ -144,25 +131,9 @@ static inline uint64_t m_sweep_key(mkey *k, uint32_t versions, uint64_t age, uin
             deleted++;
             continue;
         }
-        bool keep, policy = false;
-        if (v->ts < k->horizon) {
-            keep = false;
-        } else {
-            policy = true;
-            n++;
-            if (versions && n == versions && v->ts > H)
-                H = v->ts;
-            keep = v->ts > H || !floor;
-            if (v->ts <= H && !floor) {
-                floor = true;
-                if (v->ts > new_horizon)
-                    new_horizon = v->ts;
-            }
-        }
-        if (!keep) {
+        if (v->ts < k->horizon || ret_step(&w, v->ts) == RET_CUT) {
             m_remove(k, j);
             deleted++;
-            cut += policy;
             continue;
         }
         kept++;
@@ -171,8 +142,8 @@ static inline uint64_t m_sweep_key(mkey *k, uint32_t versions, uint64_t age, uin
     }
     if (kept == 0 && deleted > 0)
         (*keys_gone)++;
-    if (floor && cut > 0 && new_horizon > k->horizon)
-        k->horizon = new_horizon;
+    if (ret_horizon(&w) > k->horizon)
+        k->horizon = ret_horizon(&w);
     k->min_expiry = min_exp;
     k->below = false;
     return deleted;

@@ -35,7 +35,6 @@
 
 #include "cmd.h"
 #include "conn.h"
-#include "frame.h"
 #include "log.h"
 
 #define SHUTDOWN_GRACE 5.0

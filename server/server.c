@@ -3,20 +3,18 @@
  *
  * One loop iteration, in libev's order:
  *   poll -> check (serve connections left over by the fairness cap)
- *        -> io (accept; read and serve new requests; the writer's wake-up)
+ *        -> io (accept; connections read and serve; the writer's wake-up)
  *        -> prepare (hand the staged writes to the writer; send replies)
  * Writes are staged in the engine and written to LevelDB by its writer
  * thread one batch at a time (commit.c), while this thread goes on
- * serving. A reply that depends on staged writes remembers their epoch; a
- * connection's replies go out in order, up to the first one whose epoch is
- * not yet written - so no reply to a write leaves before the write is in
- * LevelDB. Replies go out in one write per connection per iteration; a
- * write watcher is armed only when a socket's buffer is full.
+ * serving. Replies that depend on staged writes wait in their connection
+ * until the batch is written (conn.c); each commit here releases them, or
+ * turns them into errors if the batch failed. Replies go out in one write
+ * per connection per iteration, just before the loop sleeps.
  *
- * Connections live in four intrusive lists: all of them, those with output
- * to flush ("pending"), those with requests left over by the per-iteration
- * cap ("backlog"), and those holding replies that wait for a batch
- * ("waiting").
+ * This file owns the listener, the loop's watchers, group commit, the
+ * timers, signals and shutdown; everything about one client is in conn.c,
+ * reached through the conn_hub embedded here.
  */
 #include "server.h"
 
@@ -36,60 +34,10 @@
 #include <unistd.h>
 
 #include "cmd.h"
-#include "frame.h"
+#include "conn.h"
 #include "log.h"
 
-#define READ_CHUNK (64 * 1024)
-#define KEEP_BUF (64 * 1024)
 #define SHUTDOWN_GRACE 5.0
-/* A refused connection is half-closed and its input read and dropped for at
- * most this long (or this many bytes) before the close: closing a socket
- * with unread input sends a reset, which can destroy the error reply still
- * on its way to the client (the lingering close of HTTP servers). */
-#define LINGER_SECONDS 2.0
-#define LINGER_MAX_BYTES (64u * 1024 * 1024)
-
-typedef struct dep {
-    size_t off;     /* reply frame offset in the output buffer */
-    size_t len;
-    uint32_t epoch; /* the batch that must be written first */
-} dep;
-
-typedef struct conn conn;
-
-typedef struct clink {
-    conn *prev, *next;
-    bool on;
-} clink;
-
-typedef struct list {
-    conn *head;
-    size_t n;
-} list;
-
-struct tkv_srv;
-
-struct conn {
-    int fd;
-    ev_io rio, wio;
-    struct tkv_srv *srv;
-    tkv_frame_reader in;
-    tkv_buf out;        /* replies not yet written */
-    size_t sent;        /* bytes of out already written */
-    dep *deps;          /* replies that wait on the current commit */
-    size_t ndeps, deps_cap;
-    clink all, pend, back, wait;
-    bool reading;       /* read watcher active */
-    bool throttled;     /* input paused until output drains */
-    bool closing;       /* close once out is written */
-    bool linger;        /* ... and drain its input first (see LINGER_SECONDS) */
-    bool lingering;     /* half-closed, input being dropped */
-    size_t lingered;    /* bytes dropped so far */
-    tkv_session sess;   /* authentication state */
-    double last_active; /* loop time of the last byte read or written */
-    uint64_t id;
-    char peer[64];
-};
 
 typedef struct tkv_srv {
     struct ev_loop *loop;
@@ -108,50 +56,10 @@ typedef struct tkv_srv {
     ev_signal sigint, sigterm, sighup;
     ev_timer sync_timer, grace_timer, tick_timer, sweep_timer;
     ev_async written;     /* the writer finished a batch */
-    list all, pend, back, wait;
-    uint64_t next_id;
-    bool stopping;
+    conn_hub hub;         /* the connections; hub.stopping: shutdown has begun */
     bool storage_failing; /* a commit failed and none has succeeded since */
     int sweep_waits;      /* sweep ticks skipped for want of a quiet moment */
 } tkv_srv;
-
-/* ---- intrusive lists -------------------------------------------------- */
-
-#define ALL offsetof(conn, all)
-#define PEND offsetof(conn, pend)
-#define BACK offsetof(conn, back)
-#define WAIT offsetof(conn, wait)
-
-static clink *link_of(conn *c, size_t off) { return (clink *)((char *)c + off); }
-
-static void list_add(list *l, conn *c, size_t off)
-{
-    clink *k = link_of(c, off);
-    if (k->on)
-        return;
-    k->on = true;
-    k->prev = NULL;
-    k->next = l->head;
-    if (l->head)
-        link_of(l->head, off)->prev = c;
-    l->head = c;
-    l->n++;
-}
-
-static void list_del(list *l, conn *c, size_t off)
-{
-    clink *k = link_of(c, off);
-    if (!k->on)
-        return;
-    if (k->prev)
-        link_of(k->prev, off)->next = k->next;
-    else
-        l->head = k->next;
-    if (k->next)
-        link_of(k->next, off)->prev = k->prev;
-    k->on = false;
-    l->n--;
-}
 
 static uint64_t now_us(void)
 {
@@ -160,81 +68,7 @@ static uint64_t now_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-/* ---- connection lifecycle --------------------------------------------- */
-
-static void on_read(struct ev_loop *loop, ev_io *w, int revents);
-static void on_write(struct ev_loop *loop, ev_io *w, int revents);
-static void start_linger(conn *c);
-
-static void conn_close(conn *c, const char *why)
-{
-    tkv_srv *s = c->srv;
-    if (why)
-        tkv_debug("client %llu (%s) closed: %s", (unsigned long long)c->id, c->peer, why);
-    ev_io_stop(s->loop, &c->rio);
-    ev_io_stop(s->loop, &c->wio);
-    list_del(&s->all, c, ALL);
-    list_del(&s->pend, c, PEND);
-    list_del(&s->back, c, BACK);
-    list_del(&s->wait, c, WAIT);
-    close(c->fd);
-    tkv_frame_reader_deinit(&c->in);
-    tkv_buf_deinit(&c->out);
-    free(c->deps);
-    free(c);
-    s->info.conns_current--;
-}
-
-static void set_reading(conn *c, bool on)
-{
-    if (on == c->reading)
-        return;
-    c->reading = on;
-    if (on)
-        ev_io_start(c->srv->loop, &c->rio);
-    else
-        ev_io_stop(c->srv->loop, &c->rio);
-}
-
-/* Input is read while the client is neither being closed, nor throttled by
- * its own unread output, nor the server shutting down. */
-static void update_reading(conn *c)
-{
-    set_reading(c, !c->closing && !c->throttled && !c->srv->stopping);
-}
-
-static void describe_peer(conn *c, const struct sockaddr_storage *sa)
-{
-    char host[INET6_ADDRSTRLEN] = "?", port[8] = "?";
-    getnameinfo((const struct sockaddr *)sa, sizeof *sa, host, sizeof host, port, sizeof port,
-                NI_NUMERICHOST | NI_NUMERICSERV);
-    snprintf(c->peer, sizeof c->peer, "%s:%s", host, port);
-}
-
-static conn *conn_new(tkv_srv *s, int fd, const struct sockaddr_storage *sa)
-{
-    conn *c = calloc(1, sizeof *c);
-    if (!c)
-        return NULL;
-    c->fd = fd;
-    c->srv = s;
-    c->id = ++s->next_id;
-    c->sess.authed = !s->has_auth;
-    c->last_active = ev_now(s->loop);
-    /* Until a client authenticates it may only send small frames. */
-    tkv_frame_reader_init(&c->in, c->sess.authed || s->o.max_frame < TKV_PREAUTH_MAX_FRAME
-                                      ? s->o.max_frame
-                                      : TKV_PREAUTH_MAX_FRAME);
-    describe_peer(c, sa);
-    ev_io_init(&c->rio, on_read, fd, EV_READ);
-    ev_io_init(&c->wio, on_write, fd, EV_WRITE);
-    c->rio.data = c->wio.data = c;
-    list_add(&s->all, c, ALL);
-    s->info.conns_current++;
-    s->info.conns_total++;
-    set_reading(c, true);
-    return c;
-}
+/* ---- accepting -------------------------------------------------------- */
 
 /* Replies to a connection that is refused before it is served: best effort,
  * one non-blocking write, then close. */
@@ -289,267 +123,12 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        if (!conn_new(s, fd, &sa))
+        if (!conn_new(&s->hub, fd, &sa))
             refuse(fd, TKV_ST_INTERNAL, "out of memory");
     }
 }
 
-/* ---- serving requests ------------------------------------------------- */
-
-static int add_dep(conn *c, size_t off, size_t len, uint32_t epoch)
-{
-    if (c->ndeps == c->deps_cap) {
-        size_t cap = c->deps_cap ? c->deps_cap * 2 : 16;
-        dep *d = realloc(c->deps, cap * sizeof *d);
-        if (!d)
-            return -1;
-        c->deps = d;
-        c->deps_cap = cap;
-    }
-    c->deps[c->ndeps++] = (dep){off, len, epoch};
-    list_add(&c->srv->wait, c, WAIT);
-    return 0;
-}
-
-static size_t unsent(const conn *c) { return c->out.len - c->sent; }
-
-/* Answers an oversize frame and arranges for the connection to close: the
- * stream cannot be resynchronised once a length is refused. */
-static void reject_frame(conn *c)
-{
-    char msg[160];
-    snprintf(msg, sizeof msg, "frame of %u bytes exceeds the maximum of %zu", c->in.bad_len,
-             c->in.max_frame);
-    tkv_write_error(&c->out, TKV_ST_TOO_LARGE, msg);
-    c->closing = true;
-    c->linger = true;
-    update_reading(c);
-    list_add(&c->srv->pend, c, PEND);
-}
-
-/* Serves up to `budget` buffered requests; with drain, ignores the output
- * high-water mark (the client has stopped sending or the server is
- * stopping). Returns -1 if c was closed. */
-static int serve(conn *c, uint32_t budget, bool drain)
-{
-    tkv_srv *s = c->srv;
-    while (budget-- > 0 && !c->closing) {
-        if (unsent(c) > s->o.max_output) {
-            tkv_warn("client %llu (%s) dropped: %zu bytes of unread replies",
-                     (unsigned long long)c->id, c->peer, unsent(c));
-            conn_close(c, NULL);
-            return -1;
-        }
-        if (unsent(c) > s->o.output_high_water && !drain) {
-            c->throttled = true;
-            update_reading(c);
-            list_del(&s->back, c, BACK);
-            return 0;
-        }
-        const uint8_t *f;
-        size_t n;
-        int rc = tkv_frame_reader_next(&c->in, &f, &n);
-        if (rc == TKV_FRAME_AGAIN) {
-            list_del(&s->back, c, BACK);
-            tkv_frame_reader_shrink(&c->in, KEEP_BUF);
-            if (!drain)
-                update_reading(c);
-            return 0;
-        }
-        if (rc < 0) {
-            reject_frame(c);
-            return 0;
-        }
-        size_t off = c->out.len;
-        bool dirty, was_authed = c->sess.authed;
-        if (tkv_dispatch_session(&s->disp, &c->sess, f, n, &c->out, &dirty) < 0 ||
-            (dirty && add_dep(c, off, c->out.len - off, tkv_engine_epoch(s->eng)) < 0)) {
-            tkv_error("out of memory serving client %llu", (unsigned long long)c->id);
-            conn_close(c, NULL);
-            return -1;
-        }
-        if (c->sess.authed && !was_authed)
-            c->in.max_frame = s->o.max_frame;
-        list_add(&s->pend, c, PEND);
-    }
-    /* The cap was reached: finish next iteration, after the other clients. */
-    if (!c->closing)
-        list_add(&s->back, c, BACK);
-    return 0;
-}
-
-static void on_read(struct ev_loop *loop, ev_io *w, int revents)
-{
-    conn *c = w->data;
-    tkv_srv *s = c->srv;
-    uint8_t *p;
-    size_t avail;
-    if (tkv_frame_reader_space(&c->in, READ_CHUNK, &p, &avail) < 0) {
-        conn_close(c, "out of memory");
-        return;
-    }
-    if (avail == 0) {
-        /* A buffer full of unserved frames: serve them before reading on. */
-        set_reading(c, false);
-        list_add(&s->back, c, BACK);
-        return;
-    }
-    ssize_t n = read(c->fd, p, avail);
-    if (n > 0) {
-        c->last_active = ev_now(loop);
-        tkv_frame_reader_commit(&c->in, (size_t)n);
-        s->info.bytes_in += (uint64_t)n;
-        serve(c, s->o.max_pipeline, false);
-        return;
-    }
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-        return;
-    if (n < 0) {
-        conn_close(c, strerror(errno));
-        return;
-    }
-    /* EOF: answer what already arrived, then close. */
-    set_reading(c, false);
-    if (serve(c, UINT32_MAX, true) < 0)
-        return;
-    list_del(&s->back, c, BACK);
-    c->closing = true;
-    list_add(&s->pend, c, PEND);
-}
-
-/* Writes as much output as the socket takes, up to the first reply that
- * waits for a batch. Returns -1 if c was closed. */
-static int flush_out(conn *c)
-{
-    tkv_srv *s = c->srv;
-    size_t limit = c->ndeps > 0 ? c->deps[0].off : c->out.len;
-    while (c->sent < limit) {
-        ssize_t n = send(c->fd, c->out.data + c->sent, limit - c->sent, MSG_NOSIGNAL);
-        if (n > 0) {
-            c->sent += (size_t)n;
-            s->info.bytes_out += (uint64_t)n;
-            c->last_active = ev_now(s->loop);
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            ev_io_start(s->loop, &c->wio);
-            return 0;
-        }
-        conn_close(c, n < 0 ? strerror(errno) : "write returned 0");
-        return -1;
-    }
-    ev_io_stop(s->loop, &c->wio);
-    if (c->sent < c->out.len)
-        return 0; /* the rest waits for a batch to be written */
-    c->out.len = c->sent = 0;
-    tkv_buf_shrink(&c->out, KEEP_BUF);
-    if (c->closing && c->linger && !s->stopping) {
-        if (!c->lingering)
-            start_linger(c);
-        return -1;
-    }
-    if (c->closing) {
-        conn_close(c, "closed after its last reply");
-        return -1;
-    }
-    if (c->throttled) {
-        c->throttled = false;
-        update_reading(c);
-        if (tkv_frame_reader_pending(&c->in) > 0)
-            list_add(&s->back, c, BACK);
-    }
-    return 0;
-}
-
-static void on_linger_read(struct ev_loop *loop, ev_io *w, int revents)
-{
-    conn *c = w->data;
-    char sink[READ_CHUNK];
-    for (int i = 0; i < 16; i++) {
-        ssize_t n = read(c->fd, sink, sizeof sink);
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-            return;
-        if (n <= 0) {
-            conn_close(c, n == 0 ? "closed after its last reply" : strerror(errno));
-            return;
-        }
-        c->lingered += (size_t)n;
-        if (c->lingered > LINGER_MAX_BYTES ||
-            ev_now(loop) - c->last_active > LINGER_SECONDS) {
-            conn_close(c, "closed after its last reply (input dropped)");
-            return;
-        }
-    }
-}
-
-/* The last reply is out: stop sending (the client sees EOF after it) and
- * drop what the client still sends until it closes too. */
-static void start_linger(conn *c)
-{
-    struct ev_loop *loop = c->srv->loop;
-    shutdown(c->fd, SHUT_WR);
-    ev_io_stop(loop, &c->rio);
-    ev_io_init(&c->rio, on_linger_read, c->fd, EV_READ);
-    c->rio.data = c;
-    ev_io_start(loop, &c->rio);
-    c->reading = true;
-    c->lingering = true;
-    c->last_active = ev_now(loop);
-}
-
-static void on_write(struct ev_loop *loop, ev_io *w, int revents)
-{
-    flush_out(w->data);
-}
-
-/* Replaces every reply that depended on a failed batch by an error. All
- * of c's waiting replies depend on it or on a later batch, which failed
- * with it. */
-static int withdraw_deps(conn *c, const char *why)
-{
-    tkv_buf nb;
-    tkv_buf_init(&nb);
-    size_t at = 0;
-    char msg[320];
-    snprintf(msg, sizeof msg, "not written: %s", why);
-    for (size_t i = 0; i < c->ndeps; i++) {
-        if (tkv_buf_append(&nb, c->out.data + at, c->deps[i].off - at) < 0 ||
-            tkv_write_error(&nb, TKV_ST_STORAGE, msg) < 0) {
-            tkv_buf_deinit(&nb);
-            return -1;
-        }
-        at = c->deps[i].off + c->deps[i].len;
-    }
-    if (tkv_buf_append(&nb, c->out.data + at, c->out.len - at) < 0) {
-        tkv_buf_deinit(&nb);
-        return -1;
-    }
-    tkv_buf_deinit(&c->out);
-    c->out = nb;
-    c->ndeps = 0;
-    list_del(&c->srv->wait, c, WAIT);
-    return 0;
-}
-
-/* Replies waiting for batches up to `epoch` may go. */
-static void release_deps(tkv_srv *s, uint32_t epoch)
-{
-    for (conn *c = s->wait.head, *next; c; c = next) {
-        next = c->wait.next;
-        size_t k = 0;
-        while (k < c->ndeps && c->deps[k].epoch <= epoch)
-            k++;
-        if (k == 0)
-            continue;
-        memmove(c->deps, c->deps + k, (c->ndeps - k) * sizeof *c->deps);
-        c->ndeps -= k;
-        if (c->ndeps == 0)
-            list_del(&s->wait, c, WAIT);
-        list_add(&s->pend, c, PEND);
-    }
-}
+/* ---- group commit ----------------------------------------------------- */
 
 /* A batch failed: every reply that waits for it (or for the batch staged
  * after it, rolled back with it) becomes an error. */
@@ -563,12 +142,7 @@ static void batch_failed(tkv_srv *s)
         tkv_error("storage write failed; writes get errors until it succeeds: %s", why);
         s->storage_failing = true;
     }
-    for (conn *c = s->wait.head, *next; c; c = next) {
-        next = c->wait.next;
-        list_add(&s->pend, c, PEND);
-        if (withdraw_deps(c, why) < 0)
-            conn_close(c, "out of memory");
-    }
+    conn_withdraw(&s->hub, why);
 }
 
 static void batch_written(tkv_srv *s)
@@ -590,25 +164,17 @@ static void commit(tkv_srv *s)
         batch_failed(s);
     if (tkv_engine_commit_start(s->eng, &failed) < 0)
         batch_failed(s);
-    release_deps(s, tkv_engine_settled_epoch(s->eng));
+    conn_release(&s->hub, tkv_engine_settled_epoch(s->eng));
 }
 
-static void flush_all(tkv_srv *s)
-{
-    for (conn *c = s->pend.head, *next; c; c = next) {
-        next = c->pend.next;
-        list_del(&s->pend, c, PEND);
-        flush_out(c);
-    }
-}
+/* ---- the loop's watchers ---------------------------------------------- */
 
+/* Once stopping, the loop ends when every batch is written and every reply
+ * has gone out (or the grace timer gives up). */
 static void maybe_finish(tkv_srv *s)
 {
-    if (!s->stopping || tkv_engine_pending(s->eng))
+    if (!s->hub.stopping || tkv_engine_pending(s->eng) || conn_any_unsent(&s->hub))
         return;
-    for (conn *c = s->all.head; c; c = c->all.next)
-        if (unsent(c) > 0)
-            return;
     ev_break(s->loop, EVBREAK_ALL);
 }
 
@@ -616,9 +182,9 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     tkv_srv *s = w->data;
     commit(s);
-    flush_all(s);
+    conn_flush_pending(&s->hub);
     tkv_engine_maintain(s->eng);
-    if (s->back.n > 0)
+    if (s->hub.back.n > 0)
         ev_idle_start(loop, &s->idl);
     else
         ev_idle_stop(loop, &s->idl);
@@ -629,17 +195,7 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
 static void on_check(struct ev_loop *loop, ev_check *w, int revents)
 {
     tkv_srv *s = w->data;
-    /* Detach the backlog first: serving a connection may put it back. */
-    conn *c = s->back.head;
-    s->back.head = NULL;
-    s->back.n = 0;
-    while (c) {
-        conn *next = c->back.next;
-        c->back.on = false;
-        c->back.prev = c->back.next = NULL;
-        serve(c, s->o.max_pipeline, false);
-        c = next;
-    }
+    conn_serve_backlog(&s->hub);
 }
 
 static void on_idle(struct ev_loop *loop, ev_idle *w, int revents)
@@ -654,25 +210,12 @@ static void on_sync_timer(struct ev_loop *loop, ev_timer *w, int revents)
         tkv_error("periodic sync failed: %s", tkv_engine_errmsg(s->eng));
 }
 
-/* Closes clients that sent and received nothing for idle_timeout seconds,
- * including those stuck with unread replies. */
-static void close_idle(tkv_srv *s, double now)
-{
-    for (conn *c = s->all.head, *next; c; c = next) {
-        next = c->all.next;
-        if (c->lingering && now - c->last_active > LINGER_SECONDS)
-            conn_close(c, "closed after its last reply (linger timeout)");
-        else if (s->o.idle_timeout > 0 && now - c->last_active > s->o.idle_timeout)
-            conn_close(c, "idle timeout");
-    }
-}
-
 /* The writer finished a batch: send what waited for it, start the next. */
 static void on_written(struct ev_loop *loop, ev_async *w, int revents)
 {
     tkv_srv *s = w->data;
     commit(s);
-    flush_all(s);
+    conn_flush_pending(&s->hub);
 }
 
 /* Runs on the writer thread. */
@@ -686,8 +229,10 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
     tkv_srv *s = w->data;
     tkv_engine_tick(s->eng);
-    if (!s->stopping)
-        close_idle(s, ev_now(loop));
+    /* Idle clients, including those stuck with unread replies, are closed;
+     * not once stopping, when the grace timer decides. */
+    if (!s->hub.stopping)
+        conn_close_idle(&s->hub, ev_now(loop));
 }
 
 /* The sweep removes expired and retained versions a little at a time: a
@@ -702,7 +247,7 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 static void on_sweep(struct ev_loop *loop, ev_timer *w, int revents)
 {
     tkv_srv *s = w->data;
-    if (s->stopping || !tkv_engine_sweep_needed(s->eng))
+    if (s->hub.stopping || !tkv_engine_sweep_needed(s->eng))
         return;
     if (tkv_engine_pending(s->eng) && ++s->sweep_waits < SWEEP_PATIENCE)
         return;
@@ -729,20 +274,14 @@ static void on_grace(struct ev_loop *loop, ev_timer *w, int revents)
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
     tkv_srv *s = w->data;
-    if (s->stopping)
+    if (s->hub.stopping)
         return;
     tkv_info("received %s, shutting down", w->signum == SIGINT ? "SIGINT" : "SIGTERM");
-    s->stopping = true;
     ev_io_stop(loop, &s->lio);
     close(s->lfd);
     s->lfd = -1;
     /* Serve every request already received, then stop reading. */
-    for (conn *c = s->all.head, *next; c; c = next) {
-        next = c->all.next;
-        set_reading(c, false);
-        if (serve(c, UINT32_MAX, true) == 0)
-            list_del(&s->back, c, BACK);
-    }
+    conn_stop_all(&s->hub);
     ev_timer_start(loop, &s->grace_timer);
 }
 
@@ -887,8 +426,7 @@ static void shutdown_all(tkv_srv *s)
 {
     if (tkv_engine_commit(s->eng) < 0)
         tkv_error("final write failed: %s", tkv_engine_errmsg(s->eng));
-    while (s->all.head)
-        conn_close(s->all.head, NULL);
+    conn_close_all(&s->hub);
     if (s->o.fsync != TKV_FSYNC_NEVER && tkv_engine_sync(s->eng) < 0)
         tkv_error("final sync failed: %s", tkv_engine_errmsg(s->eng));
     tkv_engine_close(s->eng);
@@ -976,6 +514,7 @@ static int start(tkv_srv *s)
                              .max_reply = s->o.max_frame,
                              .auth = s->has_auth ? &s->auth : NULL,
                              .info = &s->info};
+    s->hub = (conn_hub){.loop = s->loop, .o = &s->o, .disp = &s->disp, .info = &s->info};
     s->info.start_us = now_us();
     s->info.max_clients = s->o.max_clients;
     s->info.fsync = tkv_fsync_name(s->o.fsync);

@@ -2,7 +2,8 @@
  * test_server.c - the real tkvd over TCP through libtkvclient: the issue's
  * sequence across a SIGKILL, server-assigned timestamps, binary data,
  * pipelining, truncated ranges, malformed and oversize frames, many
- * connections, shutdown and the data-directory lock.
+ * connections, shutdown and the data-directory lock, a throttled client
+ * and what shutdown does to throttled and lingering connections.
  */
 #include <criterion/criterion.h>
 #include <signal.h>
@@ -403,4 +404,60 @@ Test(server, memory_budget_holds_and_nothing_is_lost, .fini = teardown, .timeout
     cr_assert_gt(stat_of(c, "reads_disk"), 0, "evicted keys are read from LevelDB");
     cr_assert_leq(stat_of(c, "mem_bytes"), 256 * 1024 + 64 * 1024);
     tkv_free(c);
+}
+
+/* Pipelines `n` GETs of a 64 KiB value on a raw socket and reads nothing:
+ * the replies pass the output high water, so the server stops reading and
+ * serving that client (THROTTLED) with requests still buffered. */
+static int pipeline_big_gets(int n)
+{
+    tkv_ctx *c = tkvd_client(&d);
+    char *v = calloc(1, 64 * 1024);
+    cr_assert_eq(tkv_put(c, "big", 3, v, 64 * 1024, 1, NULL), TKV_OK);
+    tkv_free(c);
+    free(v);
+    int fd = tkvd_raw(&d);
+    /* ["GET", "big"] */
+    const uint8_t get[] = {0, 0, 0, 9, 0x92, 0xa3, 'G', 'E', 'T', 0xa3, 'b', 'i', 'g'};
+    for (int i = 0; i < n; i++)
+        raw_send(fd, get, sizeof get);
+    usleep(300 * 1000);
+    return fd;
+}
+
+static void expect_big_replies(int fd, int n)
+{
+    static uint8_t buf[80 * 1024];
+    for (int i = 0; i < n; i++) {
+        long len = raw_frame(fd, buf, sizeof buf);
+        cr_assert_gt(len, 64 * 1024, "reply %d of %d missing or short (%ld bytes)", i, n, len);
+        cr_assert_eq(buf[1], 0, "reply %d: status %u", i, buf[1]);
+    }
+}
+
+Test(server, a_throttled_client_gets_every_reply_once_it_reads, .init = start_default,
+     .fini = teardown)
+{
+    int fd = pipeline_big_gets(200);
+    expect_big_replies(fd, 200);
+    raw_send(fd, PING, sizeof PING);
+    expect_status(fd, 0);
+    close(fd);
+}
+
+Test(server, shutdown_serves_buffered_requests_and_ends_a_lingering_close, .init = start_default,
+     .fini = teardown)
+{
+    int refused = tkvd_raw(&d);
+    const uint8_t huge[] = {0x7f, 0xff, 0xff, 0xff, 0x91};
+    raw_send(refused, huge, sizeof huge);
+    expect_status(refused, 12);
+    int fd = pipeline_big_gets(200);
+    cr_assert_eq(kill(d.pid, SIGTERM), 0);
+    expect_big_replies(fd, 200);
+    int st = tkvd_signal(&d, SIGTERM);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d", st);
+    cr_assert(raw_wait_eof(refused, 5000));
+    close(refused);
+    close(fd);
 }

@@ -1,0 +1,609 @@
+/*
+ * conn.c - implements tkvd's client connections (conn.h).
+ *
+ * A connection reads pipelined request frames into one buffer, serves them
+ * in place through the dispatcher, and appends each reply to one output
+ * buffer that goes out in one write per loop iteration (Redis's client
+ * struct). A reply that depends on writes still staged in the engine is
+ * recorded as a "dep" with the epoch of its batch: output is written up to
+ * the first such reply, so no reply to a write leaves before the write is
+ * in LevelDB, and replies still leave in request order. Waiting for a
+ * batch is a property of some replies, not a state of the connection: it
+ * goes on reading and serving meanwhile.
+ *
+ * What a connection does next is one explicit state, changed only by
+ * conn_set_state(), which also starts or stops the read watcher and takes
+ * the connection off the backlog when the state forbids serving
+ * (memcached's conn_set_state):
+ *
+ *   from         event                                     to
+ *   (accept)                                               READING
+ *   READING      input buffer full of unserved frames      BACKLOGGED
+ *   BACKLOGGED   its frames served, buffer has room        READING
+ *   READING, BACKLOGGED
+ *                unread replies above the high water       THROTTLED
+ *   THROTTLED    every reply written                       READING
+ *   READING      end of input; what arrived is served      CLOSING
+ *   READING, BACKLOGGED (THROTTLED while stopping)
+ *                a frame longer than allowed               REFUSED
+ *   REFUSED      its replies written                       LINGERING
+ *   READING, BACKLOGGED, THROTTLED, LINGERING
+ *                the server stops; buffered frames served  STOPPING
+ *   CLOSING      its replies written                       (closed)
+ *   REFUSED      its replies written while stopping        (closed)
+ *   LINGERING    EOF, LINGER_MAX_BYTES or LINGER_SECONDS   (closed)
+ *   STOPPING     the loop ends (conn_close_all)            (closed)
+ *   any          error, idle timeout, too much unread output (closed)
+ *
+ * The write watcher is not a state: it is armed when the socket is full
+ * and disarmed when it drains, whatever the state. Lists that remain are
+ * work queues (conn.h says what each means), not states.
+ *
+ * Two kinds of waiting will be added here. A request that must wait for
+ * the disk (reader threads) becomes a state in which the connection stops
+ * serving its buffer until the read completes, as THROTTLED does, its
+ * reply queued in order like a dep. A connection that becomes a
+ * replication stream leaves READING for states of its own, fed by commits
+ * rather than by frames; serve() is the step it would replace.
+ */
+#include "conn.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "frame.h"
+#include "log.h"
+
+#define READ_CHUNK (64 * 1024)
+#define KEEP_BUF (64 * 1024)
+/* A refused connection is half-closed and its input read and dropped for at
+ * most this long (or this many bytes) before the close: closing a socket
+ * with unread input sends a reset, which can destroy the error reply still
+ * on its way to the client (the lingering close of HTTP servers). */
+#define LINGER_SECONDS 2.0
+#define LINGER_MAX_BYTES (64u * 1024 * 1024)
+
+typedef enum conn_state {
+    CONN_READING,    /* reads input and serves requests */
+    CONN_BACKLOGGED, /* input buffer full of unserved frames: serve them, read nothing */
+    CONN_THROTTLED,  /* unread replies above the high water: neither read nor serve */
+    CONN_CLOSING,    /* input ended: write the remaining replies, then close */
+    CONN_REFUSED,    /* an oversize frame was refused: write the replies, then linger */
+    CONN_LINGERING,  /* half-closed after a refusal: drop input until EOF or timeout */
+    CONN_STOPPING,   /* the server stops: write the remaining replies, read nothing */
+} conn_state;
+
+typedef struct dep {
+    size_t off;     /* reply frame offset in the output buffer */
+    size_t len;
+    uint32_t epoch; /* the batch that must be written first */
+} dep;
+
+struct conn {
+    int fd;
+    conn_state state;   /* changed only by conn_set_state() */
+    ev_io rio, wio;
+    conn_hub *hub;
+    tkv_frame_reader in;
+    tkv_buf out;        /* replies not yet written */
+    size_t sent;        /* bytes of out already written */
+    dep *deps;          /* replies that wait on a batch, in output order */
+    size_t ndeps, deps_cap;
+    conn_link all, pend, back, wait;
+    size_t lingered;    /* bytes dropped while LINGERING */
+    tkv_session sess;   /* authentication state */
+    double last_active; /* loop time of the last byte read or written */
+    uint64_t id;
+    char peer[64];
+};
+
+/* ---- intrusive lists -------------------------------------------------- */
+
+#define ALL offsetof(conn, all)
+#define PEND offsetof(conn, pend)
+#define BACK offsetof(conn, back)
+#define WAIT offsetof(conn, wait)
+
+static conn_link *link_of(conn *c, size_t off) { return (conn_link *)((char *)c + off); }
+
+static void list_add(conn_list *l, conn *c, size_t off)
+{
+    conn_link *k = link_of(c, off);
+    if (k->on)
+        return;
+    k->on = true;
+    k->prev = NULL;
+    k->next = l->head;
+    if (l->head)
+        link_of(l->head, off)->prev = c;
+    l->head = c;
+    l->n++;
+}
+
+static void list_del(conn_list *l, conn *c, size_t off)
+{
+    conn_link *k = link_of(c, off);
+    if (!k->on)
+        return;
+    if (k->prev)
+        link_of(k->prev, off)->next = k->next;
+    else
+        l->head = k->next;
+    if (k->next)
+        link_of(k->next, off)->prev = k->prev;
+    k->on = false;
+    l->n--;
+}
+
+/* ---- state ------------------------------------------------------------ */
+
+static bool state_reads(conn_state s) { return s == CONN_READING || s == CONN_LINGERING; }
+
+static bool state_serves(conn_state s) { return s == CONN_READING || s == CONN_BACKLOGGED; }
+
+/* The one place a connection's state changes. */
+static void conn_set_state(conn *c, conn_state to)
+{
+    conn_hub *h = c->hub;
+    /* A stopping server reads no more: nothing may go back to serving. */
+    if (h->stopping && (state_serves(to) || to == CONN_THROTTLED))
+        to = CONN_STOPPING;
+    conn_state from = c->state;
+    if (to == from)
+        return;
+    c->state = to;
+    if (state_reads(to) && !state_reads(from))
+        ev_io_start(h->loop, &c->rio);
+    else if (!state_reads(to) && state_reads(from))
+        ev_io_stop(h->loop, &c->rio);
+    /* READING keeps its place on the backlog: the fairness cap may have
+     * left frames there while the buffer still has room. */
+    if (to == CONN_BACKLOGGED)
+        list_add(&h->back, c, BACK);
+    else if (to != CONN_READING)
+        list_del(&h->back, c, BACK);
+    if (to == CONN_LINGERING) {
+        /* Stop sending (the client sees EOF after the last reply) and drop
+         * what it still sends until it closes too. */
+        shutdown(c->fd, SHUT_WR);
+        c->lingered = 0;
+        c->last_active = ev_now(h->loop);
+    }
+}
+
+/* ---- lifecycle -------------------------------------------------------- */
+
+static void on_read(struct ev_loop *loop, ev_io *w, int revents);
+static void on_write(struct ev_loop *loop, ev_io *w, int revents);
+
+static void conn_close(conn *c, const char *why)
+{
+    conn_hub *h = c->hub;
+    if (why)
+        tkv_debug("client %llu (%s) closed: %s", (unsigned long long)c->id, c->peer, why);
+    ev_io_stop(h->loop, &c->rio);
+    ev_io_stop(h->loop, &c->wio);
+    list_del(&h->all, c, ALL);
+    list_del(&h->pend, c, PEND);
+    list_del(&h->back, c, BACK);
+    list_del(&h->wait, c, WAIT);
+    close(c->fd);
+    tkv_frame_reader_deinit(&c->in);
+    tkv_buf_deinit(&c->out);
+    free(c->deps);
+    free(c);
+    h->info->conns_current--;
+}
+
+static void describe_peer(conn *c, const struct sockaddr_storage *sa)
+{
+    char host[INET6_ADDRSTRLEN] = "?", port[8] = "?";
+    getnameinfo((const struct sockaddr *)sa, sizeof *sa, host, sizeof host, port, sizeof port,
+                NI_NUMERICHOST | NI_NUMERICSERV);
+    snprintf(c->peer, sizeof c->peer, "%s:%s", host, port);
+}
+
+conn *conn_new(conn_hub *h, int fd, const struct sockaddr_storage *sa)
+{
+    conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->fd = fd;
+    c->hub = h;
+    c->id = ++h->next_id;
+    c->sess.authed = h->disp->auth == NULL;
+    c->last_active = ev_now(h->loop);
+    /* Until a client authenticates it may only send small frames. */
+    size_t max = h->o->max_frame;
+    tkv_frame_reader_init(&c->in, c->sess.authed || max < TKV_PREAUTH_MAX_FRAME
+                                      ? max
+                                      : TKV_PREAUTH_MAX_FRAME);
+    describe_peer(c, sa);
+    ev_io_init(&c->rio, on_read, fd, EV_READ);
+    ev_io_init(&c->wio, on_write, fd, EV_WRITE);
+    c->rio.data = c->wio.data = c;
+    list_add(&h->all, c, ALL);
+    h->info->conns_current++;
+    h->info->conns_total++;
+    /* calloc left state at READING with the watcher stopped. */
+    ev_io_start(h->loop, &c->rio);
+    return c;
+}
+
+/* ---- serving requests ------------------------------------------------- */
+
+static size_t unsent(const conn *c) { return c->out.len - c->sent; }
+
+static int add_dep(conn *c, size_t off, size_t len, uint32_t epoch)
+{
+    if (c->ndeps == c->deps_cap) {
+        size_t cap = c->deps_cap ? c->deps_cap * 2 : 16;
+        dep *d = realloc(c->deps, cap * sizeof *d);
+        if (!d)
+            return -1;
+        c->deps = d;
+        c->deps_cap = cap;
+    }
+    c->deps[c->ndeps++] = (dep){off, len, epoch};
+    list_add(&c->hub->wait, c, WAIT);
+    return 0;
+}
+
+/* Answers an oversize frame: the stream cannot be resynchronised once a
+ * length is refused, so the connection ends after this reply. */
+static void refuse_frame(conn *c)
+{
+    char msg[160];
+    snprintf(msg, sizeof msg, "frame of %u bytes exceeds the maximum of %zu", c->in.bad_len,
+             c->in.max_frame);
+    tkv_write_error(&c->out, TKV_ST_TOO_LARGE, msg);
+    conn_set_state(c, CONN_REFUSED);
+    list_add(&c->hub->pend, c, PEND);
+}
+
+/* Runs one request frame and queues its reply. Returns -1 if c was closed. */
+static int serve_frame(conn *c, const uint8_t *f, size_t n)
+{
+    conn_hub *h = c->hub;
+    size_t off = c->out.len;
+    bool dirty, was_authed = c->sess.authed;
+    if (tkv_dispatch_session(h->disp, &c->sess, f, n, &c->out, &dirty) < 0 ||
+        (dirty && add_dep(c, off, c->out.len - off, tkv_engine_epoch(h->disp->eng)) < 0)) {
+        tkv_error("out of memory serving client %llu", (unsigned long long)c->id);
+        conn_close(c, NULL);
+        return -1;
+    }
+    if (c->sess.authed && !was_authed)
+        c->in.max_frame = h->o->max_frame;
+    list_add(&h->pend, c, PEND);
+    return 0;
+}
+
+/* Why serve() stopped; the caller picks the state that follows. */
+typedef enum serve_end {
+    SERVED_ALL,     /* no complete frame left in the buffer */
+    SERVED_CAP,     /* the budget ran out with frames left */
+    SERVED_FULL,    /* unread replies passed the high water */
+    SERVED_REFUSED, /* an oversize frame: now REFUSED */
+    SERVED_CLOSED,  /* c was closed and freed */
+} serve_end;
+
+/* Serves up to `budget` buffered requests; with drain, ignores the output
+ * high water (the client has stopped sending or the server is stopping). */
+static serve_end serve(conn *c, uint32_t budget, bool drain)
+{
+    const tkv_server_opts *o = c->hub->o;
+    while (budget-- > 0) {
+        if (unsent(c) > o->max_output) {
+            tkv_warn("client %llu (%s) dropped: %zu bytes of unread replies",
+                     (unsigned long long)c->id, c->peer, unsent(c));
+            conn_close(c, NULL);
+            return SERVED_CLOSED;
+        }
+        if (unsent(c) > o->output_high_water && !drain)
+            return SERVED_FULL;
+        const uint8_t *f;
+        size_t n;
+        int rc = tkv_frame_reader_next(&c->in, &f, &n);
+        if (rc == TKV_FRAME_AGAIN) {
+            tkv_frame_reader_shrink(&c->in, KEEP_BUF);
+            return SERVED_ALL;
+        }
+        if (rc < 0) {
+            refuse_frame(c);
+            return SERVED_REFUSED;
+        }
+        if (serve_frame(c, f, n) < 0)
+            return SERVED_CLOSED;
+    }
+    return SERVED_CAP;
+}
+
+/* Serves a fair share of a READING or BACKLOGGED connection's requests. */
+static void serve_share(conn *c)
+{
+    switch (serve(c, c->hub->o->max_pipeline, false)) {
+    case SERVED_ALL:
+        list_del(&c->hub->back, c, BACK);
+        conn_set_state(c, CONN_READING);
+        break;
+    case SERVED_CAP:
+        /* Finish next iteration, after the other clients. */
+        list_add(&c->hub->back, c, BACK);
+        break;
+    case SERVED_FULL:
+        conn_set_state(c, CONN_THROTTLED);
+        break;
+    case SERVED_REFUSED:
+    case SERVED_CLOSED:
+        break;
+    }
+}
+
+/* Serves everything buffered, then moves to `then` (CLOSING or STOPPING)
+ * unless the connection was refused on the way. Returns -1 if c was
+ * closed. */
+static int serve_all_then(conn *c, conn_state then)
+{
+    serve_end e = serve(c, UINT32_MAX, true);
+    if (e == SERVED_CLOSED)
+        return -1;
+    if (e != SERVED_REFUSED)
+        conn_set_state(c, then);
+    return 0;
+}
+
+void conn_serve_backlog(conn_hub *h)
+{
+    /* Detach the backlog first: serving a connection may put it back. */
+    conn *c = h->back.head;
+    h->back.head = NULL;
+    h->back.n = 0;
+    while (c) {
+        conn *next = c->back.next;
+        c->back.on = false;
+        c->back.prev = c->back.next = NULL;
+        serve_share(c);
+        c = next;
+    }
+}
+
+/* ---- reading ---------------------------------------------------------- */
+
+static void read_requests(conn *c)
+{
+    conn_hub *h = c->hub;
+    uint8_t *p;
+    size_t avail;
+    if (tkv_frame_reader_space(&c->in, READ_CHUNK, &p, &avail) < 0) {
+        conn_close(c, "out of memory");
+        return;
+    }
+    if (avail == 0) {
+        conn_set_state(c, CONN_BACKLOGGED);
+        return;
+    }
+    ssize_t n = read(c->fd, p, avail);
+    if (n > 0) {
+        c->last_active = ev_now(h->loop);
+        tkv_frame_reader_commit(&c->in, (size_t)n);
+        h->info->bytes_in += (uint64_t)n;
+        serve_share(c);
+        return;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    if (n < 0) {
+        conn_close(c, strerror(errno));
+        return;
+    }
+    /* EOF: answer what already arrived, then close. */
+    if (serve_all_then(c, CONN_CLOSING) == 0)
+        list_add(&h->pend, c, PEND);
+}
+
+/* LINGERING: reads and drops input until EOF, LINGER_MAX_BYTES or
+ * LINGER_SECONDS, a bounded amount per event. */
+static void drop_input(conn *c)
+{
+    char sink[READ_CHUNK];
+    for (int i = 0; i < 16; i++) {
+        ssize_t n = read(c->fd, sink, sizeof sink);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            return;
+        if (n <= 0) {
+            conn_close(c, n == 0 ? "closed after its last reply" : strerror(errno));
+            return;
+        }
+        c->lingered += (size_t)n;
+        if (c->lingered > LINGER_MAX_BYTES ||
+            ev_now(c->hub->loop) - c->last_active > LINGER_SECONDS) {
+            conn_close(c, "closed after its last reply (input dropped)");
+            return;
+        }
+    }
+}
+
+static void on_read(struct ev_loop *loop, ev_io *w, int revents)
+{
+    conn *c = w->data;
+    if (c->state == CONN_LINGERING)
+        drop_input(c);
+    else
+        read_requests(c);
+}
+
+/* ---- writing ---------------------------------------------------------- */
+
+/* Every reply is written: the state decides what follows. Returns -1 if c
+ * was closed. */
+static int output_drained(conn *c)
+{
+    conn_hub *h = c->hub;
+    c->out.len = c->sent = 0;
+    tkv_buf_shrink(&c->out, KEEP_BUF);
+    switch (c->state) {
+    case CONN_REFUSED:
+        /* A stopping server does not linger. */
+        if (!h->stopping) {
+            conn_set_state(c, CONN_LINGERING);
+            return 0;
+        }
+        conn_close(c, "closed after its last reply");
+        return -1;
+    case CONN_CLOSING:
+        conn_close(c, "closed after its last reply");
+        return -1;
+    case CONN_THROTTLED:
+        conn_set_state(c, CONN_READING);
+        if (tkv_frame_reader_pending(&c->in) > 0)
+            list_add(&h->back, c, BACK);
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+/* Writes as much output as the socket takes, up to the first reply that
+ * waits for a batch. Returns -1 if c was closed. */
+static int flush_out(conn *c)
+{
+    conn_hub *h = c->hub;
+    size_t limit = c->ndeps > 0 ? c->deps[0].off : c->out.len;
+    while (c->sent < limit) {
+        ssize_t n = send(c->fd, c->out.data + c->sent, limit - c->sent, MSG_NOSIGNAL);
+        if (n > 0) {
+            c->sent += (size_t)n;
+            h->info->bytes_out += (uint64_t)n;
+            c->last_active = ev_now(h->loop);
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            ev_io_start(h->loop, &c->wio);
+            return 0;
+        }
+        conn_close(c, n < 0 ? strerror(errno) : "write returned 0");
+        return -1;
+    }
+    ev_io_stop(h->loop, &c->wio);
+    if (c->sent < c->out.len)
+        return 0; /* the rest waits for a batch to be written */
+    return output_drained(c);
+}
+
+static void on_write(struct ev_loop *loop, ev_io *w, int revents)
+{
+    flush_out(w->data);
+}
+
+void conn_flush_pending(conn_hub *h)
+{
+    for (conn *c = h->pend.head, *next; c; c = next) {
+        next = c->pend.next;
+        list_del(&h->pend, c, PEND);
+        flush_out(c);
+    }
+}
+
+/* ---- replies that wait for a batch ------------------------------------ */
+
+void conn_release(conn_hub *h, uint32_t epoch)
+{
+    for (conn *c = h->wait.head, *next; c; c = next) {
+        next = c->wait.next;
+        size_t k = 0;
+        while (k < c->ndeps && c->deps[k].epoch <= epoch)
+            k++;
+        if (k == 0)
+            continue;
+        memmove(c->deps, c->deps + k, (c->ndeps - k) * sizeof *c->deps);
+        c->ndeps -= k;
+        if (c->ndeps == 0)
+            list_del(&h->wait, c, WAIT);
+        list_add(&h->pend, c, PEND);
+    }
+}
+
+/* Replaces every reply of c that waits for a batch by an error. All of
+ * them depend on the failed batch or on a later one, which failed with it. */
+static int withdraw_deps(conn *c, const char *why)
+{
+    tkv_buf nb;
+    tkv_buf_init(&nb);
+    size_t at = 0;
+    char msg[320];
+    snprintf(msg, sizeof msg, "not written: %s", why);
+    for (size_t i = 0; i < c->ndeps; i++) {
+        if (tkv_buf_append(&nb, c->out.data + at, c->deps[i].off - at) < 0 ||
+            tkv_write_error(&nb, TKV_ST_STORAGE, msg) < 0) {
+            tkv_buf_deinit(&nb);
+            return -1;
+        }
+        at = c->deps[i].off + c->deps[i].len;
+    }
+    if (tkv_buf_append(&nb, c->out.data + at, c->out.len - at) < 0) {
+        tkv_buf_deinit(&nb);
+        return -1;
+    }
+    tkv_buf_deinit(&c->out);
+    c->out = nb;
+    c->ndeps = 0;
+    list_del(&c->hub->wait, c, WAIT);
+    return 0;
+}
+
+void conn_withdraw(conn_hub *h, const char *why)
+{
+    for (conn *c = h->wait.head, *next; c; c = next) {
+        next = c->wait.next;
+        list_add(&h->pend, c, PEND);
+        if (withdraw_deps(c, why) < 0)
+            conn_close(c, "out of memory");
+    }
+}
+
+/* ---- every connection ------------------------------------------------- */
+
+void conn_close_idle(conn_hub *h, double now)
+{
+    double idle = h->o->idle_timeout;
+    for (conn *c = h->all.head, *next; c; c = next) {
+        next = c->all.next;
+        if (c->state == CONN_LINGERING && now - c->last_active > LINGER_SECONDS)
+            conn_close(c, "closed after its last reply (linger timeout)");
+        else if (idle > 0 && now - c->last_active > idle)
+            conn_close(c, "idle timeout");
+    }
+}
+
+void conn_stop_all(conn_hub *h)
+{
+    h->stopping = true;
+    for (conn *c = h->all.head, *next; c; c = next) {
+        next = c->all.next;
+        if (state_serves(c->state) || c->state == CONN_THROTTLED)
+            serve_all_then(c, CONN_STOPPING);
+        else if (c->state == CONN_LINGERING)
+            conn_set_state(c, CONN_STOPPING);
+    }
+}
+
+bool conn_any_unsent(const conn_hub *h)
+{
+    for (const conn *c = h->all.head; c; c = c->all.next)
+        if (unsent(c) > 0)
+            return true;
+    return false;
+}
+
+void conn_close_all(conn_hub *h)
+{
+    while (h->all.head)
+        conn_close(h->all.head, NULL);
+}

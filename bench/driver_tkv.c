@@ -1,17 +1,18 @@
 /*
  * driver_tkv.c - implements the tkv driver of driver.h on top of protocol/:
  * tkv_req_encode() writes requests, tkv_frame_reader splits the reply
- * stream, tkv_reply_head() reads each reply's status.
+ * stream, tkv_rep_decode() reads each reply.
  *
- * Replies are validated as whole MessagePack values and their arity checked
- * against the command, so a server that answers with something other than
- * the protocol's replies is caught, not counted as a success.
+ * Replies go through the same decoder as libtkvclient's, which checks them
+ * against the command's shape in protocol/reply.c, so a server that answers
+ * with something other than the protocol's replies is caught, not counted
+ * as a success.
  */
 #include <stdio.h>
 
 #include "driver.h"
-#include "mp.h"
 #include "proto.h"
+#include "reply.h"
 
 static int tkv_encode(tkv_buf *out, const bench_op *op)
 {
@@ -60,33 +61,30 @@ static void tkv_reader_commit(bench_reader *r, size_t n) { tkv_frame_reader_comm
 
 static size_t tkv_pending(const bench_reader *r) { return tkv_frame_reader_pending(&r->tkv); }
 
-/* The fewest elements a successful reply to each command has:
- * PUT [0, ts], GET [0, value, ts, next], RANGE [0, versions, truncated]. */
-static const uint32_t ok_arity[OP__COUNT] = {2, 4, 3};
+static const tkv_cmd op_cmd[OP__COUNT] = {
+    [OP_PUT] = TKV_CMD_PUT, [OP_GET] = TKV_CMD_GET, [OP_RANGE] = TKV_CMD_RANGE};
 
-static int classify(const uint8_t *frame, size_t len, bench_opkind kind, bench_reply *cls,
-                    bench_text *msg, char *err, size_t errlen)
+/* Decodes a reply to cmd (named `what` in messages): OK, a miss (only GET
+ * can), or an error status with its message. */
+static int classify(const uint8_t *frame, size_t len, tkv_cmd cmd, const char *what,
+                    bench_reply *cls, bench_text *msg, char *err, size_t errlen)
 {
-    tkv_mp m;
-    uint32_t count;
-    uint64_t st;
-    tkv_span text;
-    if (tkv_mp_validate(frame, len) < 0 ||
-        tkv_reply_head(frame, len, &m, &count, &st, &text) < 0) {
-        snprintf(err, errlen, "malformed reply (%zu bytes) to %s", len, bench_op_names[kind]);
+    tkv_rep rep;
+    if (tkv_rep_decode(cmd, frame, len, &rep) < 0) {
+        snprintf(err, errlen, "malformed reply (%zu bytes) to %s: %s", len, what, rep.what);
         return -1;
     }
-    if (st == TKV_ST_OK && count >= ok_arity[kind]) {
+    if (rep.status == TKV_ST_OK) {
         *cls = REPLY_OK;
-    } else if (st == TKV_ST_NOT_FOUND && kind == OP_GET && count >= 3) {
+    } else if (rep.status == TKV_ST_NOT_FOUND) {
         *cls = REPLY_MISS;
-    } else if (st >= TKV_ST_BAD_REQUEST) {
+    } else if (rep.status >= TKV_ST_BAD_REQUEST) {
         *cls = REPLY_ERROR;
-        msg->ptr = text.ptr;
-        msg->len = text.len;
+        msg->ptr = rep.errmsg.ptr;
+        msg->len = rep.errmsg.len;
     } else {
-        snprintf(err, errlen, "reply to %s has status %llu and %u elements",
-                 bench_op_names[kind], (unsigned long long)st, count);
+        snprintf(err, errlen, "reply to %s has the unknown status %llu", what,
+                 (unsigned long long)rep.status);
         return -1;
     }
     return 1;
@@ -118,7 +116,8 @@ static int tkv_next_reply(bench_reader *r, bench_opkind kind, bench_reply *cls, 
     const uint8_t *frame;
     size_t len;
     int rc = next_frame(r, &frame, &len, err, errlen);
-    return rc == 1 ? classify(frame, len, kind, cls, msg, err, errlen) : rc;
+    return rc == 1 ? classify(frame, len, op_cmd[kind], bench_op_names[kind], cls, msg, err, errlen)
+                   : rc;
 }
 
 static int tkv_encode_auth(tkv_buf *out, const uint8_t *secret, size_t len)
@@ -135,22 +134,7 @@ static int tkv_auth_reply(bench_reader *r, bench_reply *cls, bench_text *msg, ch
     const uint8_t *frame;
     size_t len;
     int rc = next_frame(r, &frame, &len, err, errlen);
-    if (rc != 1)
-        return rc;
-    tkv_mp m;
-    uint32_t count;
-    uint64_t st;
-    tkv_span text = {NULL, 0};
-    if (tkv_mp_validate(frame, len) < 0 ||
-        tkv_reply_head(frame, len, &m, &count, &st, &text) < 0 ||
-        (st != TKV_ST_OK && st < TKV_ST_BAD_REQUEST)) {
-        snprintf(err, errlen, "malformed reply (%zu bytes) to AUTH", len);
-        return -1;
-    }
-    *cls = st == TKV_ST_OK ? REPLY_OK : REPLY_ERROR;
-    msg->ptr = text.ptr;
-    msg->len = text.len;
-    return 1;
+    return rc == 1 ? classify(frame, len, TKV_CMD_AUTH, "AUTH", cls, msg, err, errlen) : rc;
 }
 
 const bench_driver bench_driver_tkv = {

@@ -7,7 +7,10 @@
  * A request is [NAME, arg...] with NAME a string matched case-insensitively.
  * A reply is [STATUS, ...]: STATUS 0 (OK) and 1 (NOT_FOUND) are followed by
  * the command's fields; any other STATUS is an error followed by a readable
- * message string.
+ * message string. The fields of each command's reply, their encoders and
+ * the reply decoder are in reply.h; this file keeps what requests and
+ * replies share (statuses, the frame writer, the direct MessagePack
+ * writers reply.h builds on, tkv_reply_head()).
  */
 #ifndef TKV_PROTO_H
 #define TKV_PROTO_H

@@ -1,6 +1,8 @@
 /*
  * cmd.c - implements command dispatch (cmd.h): parse, run against the
- * engine, write the reply. One function per command.
+ * engine, write the reply. One function per command. Replies are written
+ * with protocol/reply.h's encoders, which hold their shapes; this file only
+ * maps the engine's results onto them and decides where a list stops.
  */
 #include "cmd.h"
 
@@ -11,6 +13,7 @@
 #include <unistd.h>
 
 #include "frame.h"
+#include "reply.h"
 
 typedef struct exec_ctx {
     tkv_dispatch *d;
@@ -38,32 +41,18 @@ static int reply_engine_error(exec_ctx *x, tkv_status st)
     return reply_error(x, st, msg);
 }
 
+/* An encoder's 0 or -1 (out of memory) as a dispatch result. */
+static int sent(int rc) { return rc < 0 ? -1 : TKV_ST_OK; }
+
 static int exec_ping(exec_ctx *x)
 {
-    tkv_wr w;
-    tkv_wr_begin(&w, x->out);
-    msgpack_pack_array(&w.pk, 2);
-    msgpack_pack_uint8(&w.pk, TKV_ST_OK);
-    if (x->req->has_msg) {
-        tkv_pack_bytes(&w.pk, x->req->msg.ptr, x->req->msg.len);
-    } else {
-        msgpack_pack_str(&w.pk, 4);
-        msgpack_pack_str_body(&w.pk, "PONG", 4);
-    }
-    return tkv_wr_end(&w) < 0 ? -1 : TKV_ST_OK;
+    return sent(tkv_rep_put_ping(x->out, x->req->has_msg ? &x->req->msg : NULL));
 }
 
 /* [0, v]: the reply of PUT, DEL and COUNT. */
-static int reply_u64(exec_ctx *x, uint64_t v)
-{
-    uint8_t *p = tkv_frame_open(x->out, 11);
-    if (!p)
-        return -1;
-    *p++ = 0x92;
-    *p++ = TKV_ST_OK;
-    tkv_frame_close(x->out, tkv_mpw_uint(p, v));
-    return TKV_ST_OK;
-}
+static int reply_u64(exec_ctx *x, uint64_t v) { return sent(tkv_rep_put_uint(x->out, v)); }
+
+static tkv_rep_opt opt(bool has, uint64_t v) { return (tkv_rep_opt){.v = has ? v : 0, .has = has}; }
 
 static int exec_put(exec_ctx *x)
 {
@@ -76,34 +65,21 @@ static int exec_put(exec_ctx *x)
     return reply_u64(x, ts);
 }
 
-static void pack_opt(msgpack_packer *pk, bool has, uint64_t v)
+/* The engine's answer to a GET (or one MGET key) in the wire's terms:
+ * expires 0 means never, and a miss has a time only when it is DELETED
+ * (the tombstone) or BELOW_HORIZON (the horizon). */
+static tkv_rep_answer wire_answer(tkv_status st, const tkv_answer *a)
 {
-    if (has)
-        msgpack_pack_uint64(pk, v);
-    else
-        msgpack_pack_nil(pk);
-}
-
-/* [0, value, ts, next, expires] or [1, reason, next, at]: the shape of a
- * GET reply, also used for each key of an MGET. Written directly: this is
- * the reply tkvd sends most. Returns the end, given room from room(). */
-static size_t answer_room(const tkv_answer *a) { return 1 + 1 + 5 + (size_t)a->len + 3 * 9; }
-
-static uint8_t *put_answer(uint8_t *p, tkv_status st, const tkv_answer *a)
-{
+    tkv_rep_answer w = {.status = st, .next = opt(a->has_next, a->next)};
     if (st == TKV_ST_OK) {
-        *p++ = 0x95; /* fixarray of 5 */
-        *p++ = TKV_ST_OK;
-        p = tkv_mpw_bin(p, a->value, a->len);
-        p = tkv_mpw_uint(p, a->ts);
-        p = tkv_mpw_opt(p, a->has_next, a->next);
-        return tkv_mpw_opt(p, a->expires != 0, a->expires);
+        w.value = (tkv_span){a->value, a->len};
+        w.ts = a->ts;
+        w.expires = opt(a->expires != 0, a->expires);
+    } else {
+        w.miss = (uint64_t)a->miss;
+        w.at = opt(a->miss == TKV_M_DELETED || a->miss == TKV_M_BELOW_HORIZON, a->at);
     }
-    *p++ = 0x94; /* fixarray of 4 */
-    *p++ = TKV_ST_NOT_FOUND;
-    *p++ = (uint8_t)a->miss;
-    p = tkv_mpw_opt(p, a->has_next, a->next);
-    return tkv_mpw_opt(p, a->miss == TKV_M_DELETED || a->miss == TKV_M_BELOW_HORIZON, a->at);
+    return w;
 }
 
 static int exec_get(exec_ctx *x)
@@ -117,99 +93,50 @@ static int exec_get(exec_ctx *x)
     x->dirty = a.dirty;
     if (st != TKV_ST_OK && st != TKV_ST_NOT_FOUND)
         return reply_engine_error(x, st);
-    uint8_t *p = tkv_frame_open(x->out, answer_room(&a));
-    if (!p)
-        return -1;
-    tkv_frame_close(x->out, put_answer(p, st, &a));
-    return (int)st;
+    tkv_rep_answer w = wire_answer(st, &a);
+    return tkv_rep_put_answer(x->out, &w) < 0 ? -1 : (int)st;
 }
 
-/* Lists of unknown length (RANGE's versions, SCAN's keys) are written
- * straight into the reply behind a fixed-width array32 header, which is
- * patched once the count is known. Returns the header's offset. */
-static size_t begin_list(tkv_wr *w)
-{
-    static const uint8_t arr32[5] = {0xdd, 0, 0, 0, 0};
-    size_t at = w->b->len;
-    if (tkv_buf_append(w->b, arr32, sizeof arr32) < 0)
-        w->failed = true;
-    return at;
-}
-
-static void end_list(tkv_wr *w, size_t at, uint32_t count)
-{
-    if (w->failed)
-        return;
-    uint8_t *p = w->b->data + at + 1;
-    p[0] = (uint8_t)(count >> 24);
-    p[1] = (uint8_t)(count >> 16);
-    p[2] = (uint8_t)(count >> 8);
-    p[3] = (uint8_t)count;
-}
-
-/* RANGE writes entries straight into the reply; the entry array's header is
- * a fixed-width array32 patched once the count is known. */
+/* RANGE writes entries straight into the reply as the engine visits
+ * them, and stops before one might take the reply past max_reply. */
 typedef struct range_ctx {
-    tkv_wr *w;
+    tkv_rep_wr *lw;
     size_t limit_end; /* the reply may not grow past this offset */
-    uint32_t count;
     bool truncated;
-    bool failed;
 } range_ctx;
 
 static bool range_entry(void *ctx, const tkv_entry_view *v)
 {
     range_ctx *rc = ctx;
-    /* fixarray + uint64 + bin32 header + value + expiry: an upper bound. */
-    size_t need = 1 + 9 + 5 + (size_t)v->len + 9;
-    if (rc->w->b->len + need > rc->limit_end || rc->count == UINT32_MAX) {
+    tkv_rep_wr *lw = rc->lw;
+    if (lw->w.b->len + tkv_rep_entry_room(v->len) > rc->limit_end || lw->n == UINT32_MAX) {
         rc->truncated = true;
         return false;
     }
-    msgpack_pack_array(&rc->w->pk, v->expires ? 3 : 2);
-    msgpack_pack_uint64(&rc->w->pk, v->ts);
-    if (v->value)
-        tkv_pack_bytes(&rc->w->pk, v->value, v->len);
-    else
-        msgpack_pack_nil(&rc->w->pk); /* a tombstone */
-    if (v->expires)
-        msgpack_pack_uint64(&rc->w->pk, v->expires);
-    rc->count++;
-    if (rc->w->failed) {
-        rc->failed = true;
-        return false;
-    }
-    return true;
+    tkv_rep_range_entry(lw, v->ts, v->value, v->len, v->expires);
+    return !lw->w.failed;
 }
 
 static int exec_range(exec_ctx *x)
 {
     const tkv_req *r = x->req;
-    tkv_wr w;
-    tkv_wr_begin(&w, x->out);
-    msgpack_pack_array(&w.pk, 3);
-    msgpack_pack_uint8(&w.pk, TKV_ST_OK);
-    size_t hdr = begin_list(&w);
+    tkv_rep_wr lw;
+    tkv_rep_range_begin(&lw, x->out);
     /* Leave room for the trailing boolean. */
-    range_ctx rc = {.w = &w, .limit_end = w.start + TKV_FRAME_HEADER + x->d->max_reply - 1};
-    tkv_status st = w.failed ? TKV_ST_INTERNAL
-                             : tkv_engine_range(x->d->eng, r->key.ptr, r->key.len, r->from,
-                                                r->to, r->limit, r->reverse, range_entry, &rc,
-                                                &x->dirty);
-    if (w.failed || rc.failed) {
-        tkv_wr_end(&w);
+    range_ctx rc = {.lw = &lw, .limit_end = lw.w.start + TKV_FRAME_HEADER + x->d->max_reply - 1};
+    tkv_status st = lw.w.failed ? TKV_ST_INTERNAL
+                                : tkv_engine_range(x->d->eng, r->key.ptr, r->key.len, r->from,
+                                                   r->to, r->limit, r->reverse, range_entry, &rc,
+                                                   &x->dirty);
+    if (lw.w.failed) {
+        tkv_rep_abort(&lw);
         return -1;
     }
     if (st != TKV_ST_OK) {
-        x->out->len = w.start;
+        tkv_rep_abort(&lw);
         return reply_engine_error(x, st);
     }
-    end_list(&w, hdr, rc.count);
-    if (rc.truncated)
-        msgpack_pack_true(&w.pk);
-    else
-        msgpack_pack_false(&w.pk);
-    return tkv_wr_end(&w) < 0 ? -1 : TKV_ST_OK;
+    return sent(tkv_rep_range_end(&lw, rc.truncated));
 }
 
 static int exec_del(exec_ctx *x)
@@ -245,14 +172,8 @@ static int exec_retain(exec_ctx *x)
                                       &x->dirty);
     if (st != TKV_ST_OK)
         return reply_engine_error(x, st);
-    tkv_wr w;
-    tkv_wr_begin(&w, x->out);
-    msgpack_pack_array(&w.pk, 4);
-    msgpack_pack_uint8(&w.pk, TKV_ST_OK);
-    msgpack_pack_uint64(&w.pk, res.removable);
-    pack_opt(&w.pk, res.horizon != 0, res.horizon);
-    res.complete ? msgpack_pack_true(&w.pk) : msgpack_pack_false(&w.pk);
-    return tkv_wr_end(&w) < 0 ? -1 : TKV_ST_OK;
+    return sent(tkv_rep_put_retain(x->out, res.removable, opt(res.horizon != 0, res.horizon),
+                                   res.complete));
 }
 
 static int exec_policy(exec_ctx *x)
@@ -263,15 +184,9 @@ static int exec_policy(exec_ctx *x)
     if (st != TKV_ST_OK)
         return reply_engine_error(x, st);
     x->dirty = pi.dirty;
-    tkv_wr w;
-    tkv_wr_begin(&w, x->out);
-    msgpack_pack_array(&w.pk, 5);
-    msgpack_pack_uint8(&w.pk, TKV_ST_OK);
-    pack_opt(&w.pk, pi.policy.versions != 0, pi.policy.versions);
-    pack_opt(&w.pk, pi.policy.age_us != 0, pi.policy.age_us);
-    pi.own ? msgpack_pack_true(&w.pk) : msgpack_pack_false(&w.pk);
-    pack_opt(&w.pk, pi.horizon != 0, pi.horizon);
-    return tkv_wr_end(&w) < 0 ? -1 : TKV_ST_OK;
+    return sent(tkv_rep_put_policy(x->out, opt(pi.policy.versions != 0, pi.policy.versions),
+                                   opt(pi.policy.age_us != 0, pi.policy.age_us), pi.own,
+                                   opt(pi.horizon != 0, pi.horizon)));
 }
 
 /* Every item is checked before any is staged, so a refused item leaves no
@@ -304,11 +219,8 @@ static int exec_mput(exec_ctx *x)
         return rc;
     tkv_mp m;
     tkv_mp_init(&m, r->items, r->items_len);
-    tkv_wr w;
-    tkv_wr_begin(&w, x->out);
-    msgpack_pack_array(&w.pk, 2);
-    msgpack_pack_uint8(&w.pk, TKV_ST_OK);
-    msgpack_pack_array(&w.pk, r->nitems);
+    tkv_rep_wr lw;
+    tkv_rep_mput_begin(&lw, x->out, r->nitems);
     for (uint32_t i = 0; i < r->nitems; i++) {
         tkv_put_item it;
         uint64_t ts;
@@ -318,7 +230,7 @@ static int exec_mput(exec_ctx *x)
                                        it.value.len, it.ts, it.has_ts, it.ttl, &ts, &dirty);
         x->dirty |= dirty;
         if (st != TKV_ST_OK) {
-            x->out->len = w.start;
+            tkv_rep_abort(&lw);
             char why[300];
             snprintf(why, sizeof why, "MPUT item %u: %s", i, tkv_engine_errmsg(x->d->eng));
             if (i > 0)
@@ -327,9 +239,9 @@ static int exec_mput(exec_ctx *x)
             x->dirty = false;
             return reply_error(x, st, why);
         }
-        msgpack_pack_uint64(&w.pk, ts);
+        tkv_rep_mput_ts(&lw, ts);
     }
-    return tkv_wr_end(&w) < 0 ? -1 : TKV_ST_OK;
+    return sent(tkv_rep_mput_end(&lw));
 }
 
 /* MGET answers keys in order until the next answer might not fit the
@@ -341,17 +253,13 @@ static int exec_mget(exec_ctx *x)
     const tkv_req *r = x->req;
     tkv_mp m;
     tkv_mp_init(&m, r->items, r->items_len);
-    tkv_wr w;
-    tkv_wr_begin(&w, x->out);
-    msgpack_pack_array(&w.pk, 3);
-    msgpack_pack_uint8(&w.pk, TKV_ST_OK);
-    size_t hdr = begin_list(&w);
+    tkv_rep_wr lw;
+    tkv_rep_mget_begin(&lw, x->out);
     /* Leave room for the trailing boolean. */
-    size_t limit_end = w.start + TKV_FRAME_HEADER + x->d->max_reply - 1;
-    uint32_t count = 0;
+    size_t limit_end = lw.w.start + TKV_FRAME_HEADER + x->d->max_reply - 1;
     /* One thread serves every request, so no write lands between two keys:
      * the answers form one consistent snapshot. */
-    for (; count < r->nitems && !w.failed; count++) {
+    while (lw.n < r->nitems && !lw.w.failed) {
         const uint8_t *key;
         uint32_t klen;
         tkv_mp_read_bytes(&m, &key, &klen);
@@ -359,100 +267,61 @@ static int exec_mget(exec_ctx *x)
         tkv_status st = tkv_engine_get(x->d->eng, key, klen, r->has_ts ? r->ts : TKV_TS_MAX, &a);
         x->dirty |= a.dirty;
         if (st != TKV_ST_OK && st != TKV_ST_NOT_FOUND) {
-            x->out->len = w.start;
+            tkv_rep_abort(&lw);
             return reply_engine_error(x, st);
         }
-        if (count > 0 && x->out->len + answer_room(&a) > limit_end)
+        tkv_rep_answer w = wire_answer(st, &a);
+        if (lw.n > 0 && x->out->len + tkv_rep_answer_room(&w) > limit_end)
             break;
-        if (tkv_buf_reserve(x->out, answer_room(&a)) < 0) {
-            w.failed = true;
-            break;
-        }
-        x->out->len = (size_t)(put_answer(x->out->data + x->out->len, st, &a) - x->out->data);
+        tkv_rep_mget_answer(&lw, &w);
     }
-    end_list(&w, hdr, count);
-    if (count < r->nitems)
-        msgpack_pack_true(&w.pk);
-    else
-        msgpack_pack_false(&w.pk);
-    return tkv_wr_end(&w) < 0 ? -1 : TKV_ST_OK;
+    return sent(tkv_rep_mget_end(&lw, lw.n < r->nitems));
 }
 
 typedef struct scan_ctx {
-    tkv_wr *w;
+    tkv_rep_wr *lw;
     size_t limit_end;
-    uint32_t count;
-    size_t last_off, last_len; /* the last key packed, for the cursor */
     bool full;
 } scan_ctx;
 
 static bool scan_key(void *ctx, const uint8_t *key, size_t klen)
 {
     scan_ctx *sc = ctx;
-    if (sc->w->b->len + 5 + klen > sc->limit_end) {
+    if (sc->lw->w.b->len + tkv_rep_key_room(klen) > sc->limit_end) {
         sc->full = true;
         return false;
     }
-    msgpack_pack_bin(&sc->w->pk, klen);
-    sc->last_off = sc->w->b->len;
-    sc->last_len = klen;
-    msgpack_pack_bin_body(&sc->w->pk, key, klen);
-    sc->count++;
+    tkv_rep_scan_key(sc->lw, key, (uint32_t)klen);
     return true;
 }
 
 static int exec_scan(exec_ctx *x)
 {
     const tkv_req *r = x->req;
-    tkv_wr w;
-    tkv_wr_begin(&w, x->out);
-    msgpack_pack_array(&w.pk, 3);
-    msgpack_pack_uint8(&w.pk, TKV_ST_OK);
-    size_t hdr = begin_list(&w);
-    scan_ctx sc = {.w = &w, .limit_end = w.start + x->d->max_reply - 64 - x->d->lim.max_key};
+    tkv_rep_wr lw;
+    tkv_rep_scan_begin(&lw, x->out);
+    /* Room for the cursor, which repeats a key. */
+    scan_ctx sc = {.lw = &lw, .limit_end = lw.w.start + x->d->max_reply - 64 - x->d->lim.max_key};
     bool more;
     tkv_status st = tkv_engine_scan(x->d->eng, r->has_prefix ? r->prefix.ptr : NULL,
                                     r->prefix.len, r->has_cursor ? r->cursor.ptr : NULL,
                                     r->cursor.len, (uint32_t)r->limit, scan_key, &sc, &more,
                                     &x->dirty);
     if (st != TKV_ST_OK) {
-        x->out->len = w.start;
+        tkv_rep_abort(&lw);
         return reply_engine_error(x, st);
     }
-    if (w.failed) {
-        tkv_wr_end(&w);
-        return -1;
-    }
-    end_list(&w, hdr, sc.count);
-    if ((more || sc.full) && sc.count > 0) {
-        /* The cursor repeats the last key: copy it out first, as packing
-         * may move the buffer. */
-        tkv_buf_reset(&x->d->scratch);
-        if (tkv_buf_append(&x->d->scratch, x->out->data + sc.last_off, sc.last_len) < 0)
-            w.failed = true;
-        else
-            tkv_pack_bytes(&w.pk, x->d->scratch.data, sc.last_len);
-    } else {
-        msgpack_pack_nil(&w.pk);
-    }
-    return tkv_wr_end(&w) < 0 ? -1 : TKV_ST_OK;
+    return sent(tkv_rep_scan_end(&lw, more || sc.full));
 }
 
-static void kv_u64(msgpack_packer *pk, const char *name, uint64_t v)
+static void kv_u64(tkv_rep_wr *lw, const char *name, uint64_t v)
 {
-    size_t n = strlen(name);
-    msgpack_pack_str(pk, n);
-    msgpack_pack_str_body(pk, name, n);
-    msgpack_pack_uint64(pk, v);
+    tkv_rep_stats_uint(lw, name, strlen(name), v);
 }
 
-static void kv_str(msgpack_packer *pk, const char *name, const char *v)
+static void kv_str(tkv_rep_wr *lw, const char *name, const char *v)
 {
-    size_t n = strlen(name), m = strlen(v);
-    msgpack_pack_str(pk, n);
-    msgpack_pack_str_body(pk, name, n);
-    msgpack_pack_str(pk, m);
-    msgpack_pack_str_body(pk, v, m);
+    tkv_rep_stats_str(lw, name, strlen(name), v, strlen(v));
 }
 
 static uint64_t now_us(void)
@@ -465,7 +334,7 @@ static uint64_t now_us(void)
 #define N_SERVER_STATS 9
 #define N_ENGINE_STATS 18
 
-static void pack_server_stats(msgpack_packer *pk, const tkv_server_info *in)
+static void pack_server_stats(tkv_rep_wr *pk, const tkv_server_info *in)
 {
     kv_str(pk, "version", TKV_VERSION_STRING);
     kv_u64(pk, "uptime_s", (now_us() - in->start_us) / 1000000u);
@@ -478,7 +347,7 @@ static void pack_server_stats(msgpack_packer *pk, const tkv_server_info *in)
     kv_str(pk, "fsync", in->fsync ? in->fsync : "");
 }
 
-static void pack_engine_stats(msgpack_packer *pk, const tkv_engine_stats *s, bool failing)
+static void pack_engine_stats(tkv_rep_wr *pk, const tkv_engine_stats *s, bool failing)
 {
     kv_u64(pk, "storage_failing", failing);
     kv_u64(pk, "keys", s->keys);
@@ -509,40 +378,34 @@ static int exec_stats(exec_ctx *x)
     char *lsize = tkv_engine_property(d->eng, "leveldb.approximate-memory-usage");
     uint32_t n = N_ENGINE_STATS + TKV_CMD__COUNT + 3 + (lstats ? 1 : 0) + (lsize ? 1 : 0) +
                  (d->info ? N_SERVER_STATS : 0);
-    tkv_wr w;
-    tkv_wr_begin(&w, x->out);
-    msgpack_pack_array(&w.pk, 2);
-    msgpack_pack_uint8(&w.pk, TKV_ST_OK);
-    msgpack_pack_map(&w.pk, n);
+    tkv_rep_wr lw;
+    tkv_rep_stats_begin(&lw, x->out, n);
     if (d->info)
-        pack_server_stats(&w.pk, d->info);
-    pack_engine_stats(&w.pk, &es, tkv_engine_failing(d->eng));
+        pack_server_stats(&lw, d->info);
+    pack_engine_stats(&lw, &es, tkv_engine_failing(d->eng));
     for (int i = 0; i < TKV_CMD__COUNT; i++) {
         char name[32];
         snprintf(name, sizeof name, "cmd_%s", tkv_cmd_name((tkv_cmd)i));
         for (char *p = name; *p; p++)
             *p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
-        kv_u64(&w.pk, name, d->calls[i]);
+        kv_u64(&lw, name, d->calls[i]);
     }
-    kv_u64(&w.pk, "errors", d->errors);
-    kv_u64(&w.pk, "auth_failures", d->auth_failures);
-    kv_u64(&w.pk, "pid", (uint64_t)getpid());
+    kv_u64(&lw, "errors", d->errors);
+    kv_u64(&lw, "auth_failures", d->auth_failures);
+    kv_u64(&lw, "pid", (uint64_t)getpid());
     if (lsize)
-        kv_u64(&w.pk, "leveldb_memory_bytes", strtoull(lsize, NULL, 10));
+        kv_u64(&lw, "leveldb_memory_bytes", strtoull(lsize, NULL, 10));
     if (lstats)
-        kv_str(&w.pk, "leveldb_stats", lstats);
+        kv_str(&lw, "leveldb_stats", lstats);
     free(lstats);
     free(lsize);
-    return tkv_wr_end(&w) < 0 ? -1 : TKV_ST_OK;
-}
-
-static int reply_ok_empty(exec_ctx *x)
-{
-    tkv_wr w;
-    tkv_wr_begin(&w, x->out);
-    msgpack_pack_array(&w.pk, 1);
-    msgpack_pack_uint8(&w.pk, TKV_ST_OK);
-    return tkv_wr_end(&w) < 0 ? -1 : TKV_ST_OK;
+    /* The count was promised up front: a field missed here would shift
+     * every name and value after it. */
+    if (lw.n != n) {
+        tkv_rep_abort(&lw);
+        return reply_error(x, TKV_ST_INTERNAL, "STATS: field count mismatch");
+    }
+    return sent(tkv_rep_stats_end(&lw));
 }
 
 static int exec_auth(exec_ctx *x)
@@ -558,7 +421,7 @@ static int exec_auth(exec_ctx *x)
     }
     if (x->sess)
         x->sess->authed = true;
-    return reply_ok_empty(x);
+    return sent(tkv_rep_put_empty(x->out));
 }
 
 typedef int (*exec_fn)(exec_ctx *x);

@@ -294,6 +294,40 @@ def request_regressions():
     reg("scan-reply-not-dirty", b"\x00" + put(0, 1) + bytes([14, 0, 0, 1, 0x02]))
 
 
+def reply_seeds():
+    # [cfg: first command | max_frame index << 4][stream of reply frames]
+    cmds = ["PING", "PUT", "GET", "RANGE", "DEL", "STATS", "AUTH", "COUNT", "MPUT", "MGET",
+            "SCAN", "RETAIN", "POLICY"]
+    c = {name: i for i, name in enumerate(cmds)}
+    # Each PROTOCOL.md reply as an answer to every command in turn.
+    write("fuzz_reply", "protocol_examples", bytes([0]) + b"".join(frame(p) for p in REPLY))
+    # One reply of each shape, in command order, as tkvd writes them.
+    shapes = [
+        h("92 00 c4 02 68 69"),                                   # PING echo
+        h("92 00 cd 01 2c"),                                      # PUT
+        h("95 00 c4 01 76 64 65 ce 05 f5 e1 00"),                 # GET found
+        h("93 00 dd 00 00 00 02 92 01 c0 93 02 c4 01 61 05 c3"),  # RANGE, a tombstone
+        h("92 00 03"),                                            # DEL
+        h("92 00 82 a4 6b 65 79 73 05 a7 76 65 72 73 69 6f 6e a5 30 2e 31 2e 30"),  # STATS
+        h("91 00"),                                               # AUTH
+        h("92 00 00"),                                            # COUNT
+        h("92 00 92 01 02"),                                      # MPUT
+        h("93 00 dd 00 00 00 02 95 00 c4 00 01 c0 c0 94 01 02 c0 05 c2"),  # MGET
+        h("93 00 dd 00 00 00 02 c4 01 61 c4 01 62 c4 01 62"),     # SCAN with a cursor
+        h("94 00 02 cc c8 c3"),                                   # RETAIN
+        h("95 00 03 c0 c2 c0"),                                   # POLICY
+    ]
+    write("fuzz_reply", "every_shape", bytes([0]) + b"".join(frame(p) for p in shapes))
+    write("fuzz_reply", "get_miss_small_frames", bytes([c["GET"] | 0x20]) +
+          frame(h("94 01 02 c0 cd 01 2c")) + frame(h("94 01 03 05 cc 64")))
+    # Lies: counts beyond the bytes, a deep nest, a header above max_frame.
+    write("fuzz_reply", "lying_counts", bytes([c["RANGE"]]) +
+          frame(h("93 00 dd ff ff ff ff c2")) + frame(h("92 00 df 00 01 00 00")) +
+          frame(b"\x91" * 40 + b"\xc0") + frame(h("92 28 a3 62 61 64")))
+    write("fuzz_reply", "too_big", bytes([c["MGET"] | 0x10]) + frame(h("91 00")) +
+          struct.pack(">I", 65) + b"\0" * 65)
+
+
 def keycodec_seeds():
     # [mode: klen | 0x20 same key | ts mode << 6][key][ts]
     write("fuzz_keycodec", "plain", bytes([0x45]) + b"item1" + b"\x64" +
@@ -312,6 +346,7 @@ def main():
     frame_regressions()
     request_regressions()
     keycodec_seeds()
+    reply_seeds()
     return 0
 
 

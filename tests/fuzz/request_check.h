@@ -15,6 +15,7 @@
 #include "fuzz_common.h"
 #include "mp.h"
 #include "proto.h"
+#include "reply.h"
 #include "request_gen.h"
 #include "request_model.h"
 
@@ -31,11 +32,10 @@ typedef struct fuzz_state {
 
 extern fuzz_state F;
 
-/* One reply, parsed as far as its status. */
+/* One reply, decoded by protocol/reply.c. */
 typedef struct reply {
-    tkv_mp m;          /* after the status */
+    tkv_rep rep;       /* its fields, spans into the payload */
     uint64_t st;
-    uint32_t count;    /* array elements */
     size_t plen;       /* payload bytes */
     bool dirty;        /* as the dispatcher reported it */
 } reply;

@@ -6,7 +6,7 @@
 #   tests/fuzz/run.sh [SECONDS [TARGET...]]
 #
 # SECONDS per target (default 30; 0 only replays). TARGETs default to
-# frame, request and keycodec. Exits non-zero if any replay or fuzzing run
+# frame, request, keycodec and reply. Exits non-zero if any replay or fuzzing run
 # crashed, leaked, hit a sanitizer report or broke an invariant; crashing
 # inputs are kept in the scratch directory it prints - copy them to
 # tests/fuzz/regressions/fuzz_<target>/ (not named crash-*: .gitignore
@@ -36,7 +36,7 @@ root=$(cd "$here/../.." && pwd)
 seconds=${1:-30}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(frame request keycodec)
+[ ${#targets[@]} -gt 0 ] || targets=(frame request keycodec reply)
 build=${TKV_FUZZ_BUILD:-$root/build-fuzz}
 jobs=${TKV_FUZZ_JOBS:-1}
 
@@ -81,6 +81,7 @@ max_len() {
     case "$1" in
     frame) echo 16384 ;;   # repeated up to 16 times: enough to fill the reader
     request) echo 4096 ;;  # up to 256 requests
+    reply) echo 4096 ;;    # a few replies, each decoded for every command
     *) echo 1024 ;;
     esac
 }

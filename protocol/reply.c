@@ -1,0 +1,555 @@
+/*
+ * reply.c - implements reply.h: the table of reply shapes, the decoder
+ * that walks it, and the encoders tkvd writes replies with.
+ *
+ * The table is the one place a reply's fields are listed. The decoder is
+ * generic over it: each field kind has one reader, writing at the field's
+ * offset in tkv_rep (or tkv_rep_answer), so adding a command means adding
+ * a row, not a decoder. Lists are read once in full at decode time, with
+ * the same element readers the iterators use later; a hostile reply is
+ * therefore refused as a whole, before a caller has sized anything from it.
+ *
+ * The encoders write what tkvd has always written, byte for byte (the
+ * spec test replays PROTOCOL.md's examples): fixarray headers for the
+ * reply itself, a patched array32 for lists whose length is only known at
+ * the end, the smallest integer and bin encodings otherwise.
+ */
+#include "reply.h"
+
+#include <string.h>
+
+#include "frame.h"
+
+/* ---- the table ---------------------------------------------------------- */
+
+#define F(kind, field, name) {TKV_RF_##kind, (uint16_t)offsetof(tkv_rep, field), name}
+#define A(kind, field, name) {TKV_RF_##kind, (uint16_t)offsetof(tkv_rep_answer, field), name}
+#define SHAPE(fields, min) {fields, (uint8_t)(sizeof fields / sizeof fields[0]), min}
+
+static const tkv_rfield ping_f[] = {F(TEXT, text, "message")};
+static const tkv_rfield put_f[] = {F(UINT, u, "ts")};
+static const tkv_rfield del_f[] = {F(UINT, u, "removed")}; /* or a tombstone's ts */
+static const tkv_rfield count_f[] = {F(UINT, u, "count")};
+static const tkv_rfield range_f[] = {F(ENTRIES, list, "versions"), F(BOOL, truncated, "truncated")};
+static const tkv_rfield stats_f[] = {F(STATS, list, "stats")};
+static const tkv_rfield mput_f[] = {F(UINTS, list, "timestamps")};
+static const tkv_rfield mget_f[] = {F(ANSWERS, list, "answers"), F(BOOL, truncated, "truncated")};
+static const tkv_rfield scan_f[] = {F(KEYS, list, "keys"), F(CURSOR, cursor, "cursor")};
+static const tkv_rfield retain_f[] = {F(UINT, u, "removable"), F(OPT, horizon, "horizon"),
+                                      F(BOOL, flag, "complete")};
+static const tkv_rfield policy_f[] = {F(OPT, versions, "versions"), F(OPT, age, "age"),
+                                      F(BOOL, flag, "own"), F(OPT, horizon, "horizon")};
+static const tkv_rfield answer_ok_f[] = {A(BYTES, value, "value"), A(UINT, ts, "ts"),
+                                         A(OPT, next, "next"), A(OPT, expires, "expires")};
+static const tkv_rfield answer_miss_f[] = {A(UINT, miss, "reason"), A(OPT, next, "next"),
+                                           A(OPT, at, "at")};
+
+/* expires and at came later: servers before them sent one field fewer. */
+const tkv_rshape tkv_answer_ok = SHAPE(answer_ok_f, 3);
+const tkv_rshape tkv_answer_miss = SHAPE(answer_miss_f, 2);
+
+const tkv_reply_desc tkv_reply_descs[TKV_CMD__COUNT] = {
+    [TKV_CMD_PING] = {.ok = SHAPE(ping_f, 1)},
+    [TKV_CMD_PUT] = {.ok = SHAPE(put_f, 1)},
+    [TKV_CMD_GET] = {.ok = SHAPE(answer_ok_f, 3), .miss = SHAPE(answer_miss_f, 2), .answer = true},
+    /* RANGE's and MGET's truncated flag came later: absent reads false. */
+    [TKV_CMD_RANGE] = {.ok = SHAPE(range_f, 1)},
+    [TKV_CMD_DEL] = {.ok = SHAPE(del_f, 1)},
+    [TKV_CMD_STATS] = {.ok = SHAPE(stats_f, 1)},
+    [TKV_CMD_AUTH] = {.ok = {NULL, 0, 0}},
+    [TKV_CMD_COUNT] = {.ok = SHAPE(count_f, 1)},
+    [TKV_CMD_MPUT] = {.ok = SHAPE(mput_f, 1)},
+    [TKV_CMD_MGET] = {.ok = SHAPE(mget_f, 1)},
+    [TKV_CMD_SCAN] = {.ok = SHAPE(scan_f, 2)},
+    [TKV_CMD_RETAIN] = {.ok = SHAPE(retain_f, 3)},
+    [TKV_CMD_POLICY] = {.ok = SHAPE(policy_f, 4)},
+};
+
+/* ---- element readers ------------------------------------------------------ */
+
+static int rd_opt(tkv_mp *m, tkv_rep_opt *o)
+{
+    o->v = 0;
+    o->has = !tkv_mp_read_nil(m);
+    return o->has ? tkv_mp_read_uint(m, &o->v) : 0;
+}
+
+static int rd_key(tkv_mp *m, tkv_span *k) { return tkv_mp_read_bytes(m, &k->ptr, &k->len); }
+
+/* Skips the elements past the `known` a reader understands. */
+static int skip_extra(tkv_mp *m, uint32_t have, uint32_t known)
+{
+    for (; have > known; have--)
+        if (tkv_mp_skip(m) < 0)
+            return -1;
+    return 0;
+}
+
+/* [ts, value or nil, expires?]; later elements are skipped. */
+static int rd_entry(tkv_mp *m, tkv_rep_entry *e)
+{
+    uint32_t n;
+    memset(e, 0, sizeof *e);
+    if (tkv_mp_read_array(m, &n) < 0 || n < 2 || tkv_mp_read_uint(m, &e->ts) < 0)
+        return -1;
+    if (!tkv_mp_read_nil(m) && rd_key(m, &e->value) < 0)
+        return -1;
+    if (n >= 3 && tkv_mp_read_uint(m, &e->expires) < 0)
+        return -1;
+    return skip_extra(m, n, 3);
+}
+
+static int decode_shape(tkv_mp *m, uint32_t have, const tkv_rshape *s, void *base,
+                        const char **what);
+
+/* [status, answer fields...] */
+static int rd_answer(tkv_mp *m, tkv_rep_answer *a)
+{
+    uint32_t n;
+    const char *what;
+    memset(a, 0, sizeof *a);
+    if (tkv_mp_read_array(m, &n) < 0 || n < 1 || tkv_mp_read_uint(m, &a->status) < 0 ||
+        a->status > TKV_ST_NOT_FOUND)
+        return -1;
+    return decode_shape(m, n - 1, a->status == TKV_ST_OK ? &tkv_answer_ok : &tkv_answer_miss, a,
+                        &what);
+}
+
+/* name: uint or str (or bin) */
+static int rd_stat(tkv_mp *m, tkv_rep_stat *s)
+{
+    memset(s, 0, sizeof *s);
+    if (rd_key(m, &s->name) < 0)
+        return -1;
+    if (tkv_mp_read_uint(m, &s->num) == 0)
+        return 0;
+    s->is_str = true;
+    return rd_key(m, &s->str);
+}
+
+/* Reads a list header into l and checks every element. */
+static int rd_list(tkv_mp *m, tkv_rf kind, tkv_rep_list *l)
+{
+    if (kind == TKV_RF_STATS ? tkv_mp_read_map(m, &l->n) < 0 : tkv_mp_read_array(m, &l->n) < 0)
+        return -1;
+    l->m = *m;
+    for (uint32_t i = 0; i < l->n; i++) {
+        union {
+            uint64_t u;
+            tkv_span k;
+            tkv_rep_entry e;
+            tkv_rep_answer a;
+            tkv_rep_stat s;
+        } x;
+        int rc = kind == TKV_RF_UINTS     ? tkv_mp_read_uint(m, &x.u)
+                 : kind == TKV_RF_KEYS    ? rd_key(m, &x.k)
+                 : kind == TKV_RF_ENTRIES ? rd_entry(m, &x.e)
+                 : kind == TKV_RF_ANSWERS ? rd_answer(m, &x.a)
+                                          : rd_stat(m, &x.s);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int rd_field(tkv_mp *m, const tkv_rfield *f, void *base)
+{
+    void *at = (char *)base + f->off;
+    switch (f->kind) {
+    case TKV_RF_UINT: return tkv_mp_read_uint(m, at);
+    case TKV_RF_OPT: return rd_opt(m, at);
+    case TKV_RF_BOOL: return tkv_mp_read_bool(m, at);
+    case TKV_RF_BYTES: return rd_key(m, at);
+    case TKV_RF_TEXT: {
+        tkv_rep_text *t = at;
+        tkv_mp_type ty;
+        if (tkv_mp_peek(m, &ty) < 0)
+            return -1;
+        t->is_str = ty == TKV_MP_STR;
+        return rd_key(m, &t->s);
+    }
+    case TKV_RF_CURSOR: {
+        tkv_span *c = at;
+        if (tkv_mp_read_nil(m)) {
+            *c = (tkv_span){NULL, 0};
+            return 0;
+        }
+        return rd_key(m, c);
+    }
+    default: return rd_list(m, f->kind, at);
+    }
+}
+
+/* The `have` elements after a status, read as shape s into base. */
+static int decode_shape(tkv_mp *m, uint32_t have, const tkv_rshape *s, void *base,
+                        const char **what)
+{
+    if (have < s->min) {
+        *what = s->f[have].name;
+        return TKV_REP_EPROTO;
+    }
+    for (uint32_t i = 0; i < s->n && i < have; i++) {
+        if (rd_field(m, &s->f[i], base) < 0) {
+            *what = s->f[i].name;
+            return TKV_REP_EPROTO;
+        }
+    }
+    if (skip_extra(m, have, s->n) < 0) {
+        *what = "trailing fields";
+        return TKV_REP_EPROTO;
+    }
+    return 0;
+}
+
+static int fail(tkv_rep *rep, const char *what)
+{
+    rep->what = what;
+    return TKV_REP_EPROTO;
+}
+
+int tkv_rep_decode(tkv_cmd cmd, const uint8_t *p, size_t n, tkv_rep *rep)
+{
+    memset(rep, 0, sizeof *rep);
+    rep->cmd = cmd;
+    if ((unsigned)cmd >= TKV_CMD__COUNT)
+        return fail(rep, "unknown command");
+    /* A whole, well-formed value first: the readers below may then skip
+     * fields they do not know without re-checking them. */
+    if (tkv_mp_validate(p, n) < 0)
+        return fail(rep, "not a MessagePack value");
+    tkv_mp m;
+    uint32_t count;
+    if (tkv_reply_head(p, n, &m, &count, &rep->status, &rep->errmsg) < 0)
+        return fail(rep, "status");
+    rep->nfields = count - 1;
+    if (rep->status > TKV_ST_NOT_FOUND)
+        return 0;
+    const tkv_reply_desc *d = &tkv_reply_descs[cmd];
+    if (rep->status == TKV_ST_NOT_FOUND && d->miss.n == 0)
+        return fail(rep, "NOT_FOUND for a command that cannot miss");
+    void *base = rep;
+    if (d->answer) {
+        rep->answer.status = rep->status;
+        base = &rep->answer;
+    }
+    return decode_shape(&m, rep->nfields, rep->status == TKV_ST_OK ? &d->ok : &d->miss, base,
+                        &rep->what);
+}
+
+/* After tkv_rep_decode() every element reads; the checks only guard
+ * against a list used with the wrong iterator. */
+bool tkv_rep_next_uint(tkv_rep_list *l, uint64_t *v)
+{
+    return l->n && tkv_mp_read_uint(&l->m, v) == 0 && (l->n--, true);
+}
+
+bool tkv_rep_next_key(tkv_rep_list *l, tkv_span *key)
+{
+    return l->n && rd_key(&l->m, key) == 0 && (l->n--, true);
+}
+
+bool tkv_rep_next_entry(tkv_rep_list *l, tkv_rep_entry *e)
+{
+    return l->n && rd_entry(&l->m, e) == 0 && (l->n--, true);
+}
+
+bool tkv_rep_next_answer(tkv_rep_list *l, tkv_rep_answer *a)
+{
+    return l->n && rd_answer(&l->m, a) == 0 && (l->n--, true);
+}
+
+bool tkv_rep_next_stat(tkv_rep_list *l, tkv_rep_stat *s)
+{
+    return l->n && rd_stat(&l->m, s) == 0 && (l->n--, true);
+}
+
+/* ---- encoders --------------------------------------------------------------- */
+
+static void pack_opt(msgpack_packer *pk, tkv_rep_opt o)
+{
+    if (o.has)
+        msgpack_pack_uint64(pk, o.v);
+    else
+        msgpack_pack_nil(pk);
+}
+
+static void pack_bool(msgpack_packer *pk, bool b)
+{
+    if (b)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
+}
+
+/* Opens [0, ...] with n elements in all. */
+static void begin(tkv_rep_wr *lw, tkv_buf *b, uint32_t n)
+{
+    memset(lw, 0, sizeof *lw);
+    tkv_wr_begin(&lw->w, b);
+    msgpack_pack_array(&lw->w.pk, n);
+    msgpack_pack_uint8(&lw->w.pk, TKV_ST_OK);
+}
+
+static void pack_str(msgpack_packer *pk, const char *s, size_t n)
+{
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s, n);
+}
+
+static int put_text(tkv_buf *b, tkv_span s, bool is_str)
+{
+    tkv_rep_wr lw;
+    begin(&lw, b, 2);
+    if (is_str)
+        pack_str(&lw.w.pk, (const char *)s.ptr, s.len);
+    else
+        tkv_pack_bytes(&lw.w.pk, s.ptr, s.len);
+    return tkv_wr_end(&lw.w);
+}
+
+int tkv_rep_put_ping(tkv_buf *b, const tkv_span *msg)
+{
+    return msg ? put_text(b, *msg, false) : put_text(b, (tkv_span){(const uint8_t *)"PONG", 4}, true);
+}
+
+int tkv_rep_put_empty(tkv_buf *b)
+{
+    tkv_rep_wr lw;
+    begin(&lw, b, 1);
+    return tkv_wr_end(&lw.w);
+}
+
+int tkv_rep_put_retain(tkv_buf *b, uint64_t removable, tkv_rep_opt horizon, bool complete)
+{
+    tkv_rep_wr lw;
+    begin(&lw, b, 4);
+    msgpack_pack_uint64(&lw.w.pk, removable);
+    pack_opt(&lw.w.pk, horizon);
+    pack_bool(&lw.w.pk, complete);
+    return tkv_wr_end(&lw.w);
+}
+
+int tkv_rep_put_policy(tkv_buf *b, tkv_rep_opt versions, tkv_rep_opt age, bool own,
+                       tkv_rep_opt horizon)
+{
+    tkv_rep_wr lw;
+    begin(&lw, b, 5);
+    pack_opt(&lw.w.pk, versions);
+    pack_opt(&lw.w.pk, age);
+    pack_bool(&lw.w.pk, own);
+    pack_opt(&lw.w.pk, horizon);
+    return tkv_wr_end(&lw.w);
+}
+
+/* [0, array32 (patched by end_list), ...] */
+static void begin_list(tkv_rep_wr *lw, tkv_buf *b, uint32_t n)
+{
+    static const uint8_t arr32[5] = {0xdd, 0, 0, 0, 0};
+    begin(lw, b, n);
+    lw->list_at = b->len;
+    if (tkv_buf_append(b, arr32, sizeof arr32) < 0)
+        lw->w.failed = true;
+}
+
+static void end_list(tkv_rep_wr *lw)
+{
+    if (!lw->w.failed)
+        tkv_frame_put_header(lw->w.b->data + lw->list_at + 1, lw->n);
+}
+
+/* Room for n more bytes at the end of the frame, or NULL (sticky). */
+static uint8_t *room(tkv_rep_wr *lw, size_t n)
+{
+    if (lw->w.failed || tkv_buf_reserve(lw->w.b, n) < 0) {
+        lw->w.failed = true;
+        return NULL;
+    }
+    return lw->w.b->data + lw->w.b->len;
+}
+
+static void advance(tkv_rep_wr *lw, const uint8_t *end)
+{
+    lw->w.b->len = (size_t)(end - lw->w.b->data);
+    lw->n++;
+}
+
+void tkv_rep_range_begin(tkv_rep_wr *lw, tkv_buf *b) { begin_list(lw, b, 3); }
+
+void tkv_rep_range_entry(tkv_rep_wr *lw, uint64_t ts, const void *value, uint32_t len,
+                         uint64_t expires)
+{
+    uint8_t *p = room(lw, tkv_rep_entry_room(len));
+    if (!p)
+        return;
+    *p++ = expires ? 0x93 : 0x92;
+    p = tkv_mpw_uint(p, ts);
+    if (value) {
+        p = tkv_mpw_bin(p, value, len);
+    } else {
+        *p++ = 0xc0; /* a tombstone */
+    }
+    if (expires)
+        p = tkv_mpw_uint(p, expires);
+    advance(lw, p);
+}
+
+static int end_flagged(tkv_rep_wr *lw, bool flag)
+{
+    end_list(lw);
+    pack_bool(&lw->w.pk, flag);
+    return tkv_wr_end(&lw->w);
+}
+
+int tkv_rep_range_end(tkv_rep_wr *lw, bool truncated) { return end_flagged(lw, truncated); }
+
+void tkv_rep_mget_begin(tkv_rep_wr *lw, tkv_buf *b) { begin_list(lw, b, 3); }
+
+void tkv_rep_mget_answer(tkv_rep_wr *lw, const tkv_rep_answer *a)
+{
+    uint8_t *p = room(lw, tkv_rep_answer_room(a));
+    if (p)
+        advance(lw, tkv_rep_write_answer(p, a));
+}
+
+int tkv_rep_mget_end(tkv_rep_wr *lw, bool truncated) { return end_flagged(lw, truncated); }
+
+void tkv_rep_scan_begin(tkv_rep_wr *lw, tkv_buf *b) { begin_list(lw, b, 3); }
+
+void tkv_rep_scan_key(tkv_rep_wr *lw, const void *key, uint32_t len)
+{
+    uint8_t *p = room(lw, tkv_rep_key_room(len));
+    if (!p)
+        return;
+    uint8_t *end = tkv_mpw_bin(p, key, len);
+    lw->last_off = (size_t)(end - len - lw->w.b->data);
+    lw->last_len = len;
+    advance(lw, end);
+}
+
+int tkv_rep_scan_end(tkv_rep_wr *lw, bool more)
+{
+    end_list(lw);
+    if (more && lw->n > 0) {
+        /* The cursor repeats the last key. Reserve first: the copy's
+         * source is in the same buffer, which reserving may move. */
+        uint8_t *p = room(lw, tkv_rep_key_room(lw->last_len));
+        if (p) {
+            const uint8_t *last = lw->w.b->data + lw->last_off;
+            lw->w.b->len = (size_t)(tkv_mpw_bin(p, last, lw->last_len) - lw->w.b->data);
+        }
+    } else {
+        msgpack_pack_nil(&lw->w.pk);
+    }
+    return tkv_wr_end(&lw->w);
+}
+
+void tkv_rep_mput_begin(tkv_rep_wr *lw, tkv_buf *b, uint32_t n)
+{
+    begin(lw, b, 2);
+    msgpack_pack_array(&lw->w.pk, n);
+}
+
+void tkv_rep_mput_ts(tkv_rep_wr *lw, uint64_t ts)
+{
+    msgpack_pack_uint64(&lw->w.pk, ts);
+    lw->n++;
+}
+
+int tkv_rep_mput_end(tkv_rep_wr *lw) { return tkv_wr_end(&lw->w); }
+
+void tkv_rep_stats_begin(tkv_rep_wr *lw, tkv_buf *b, uint32_t n)
+{
+    begin(lw, b, 2);
+    msgpack_pack_map(&lw->w.pk, n);
+}
+
+void tkv_rep_stats_uint(tkv_rep_wr *lw, const char *name, size_t nlen, uint64_t v)
+{
+    pack_str(&lw->w.pk, name, nlen);
+    msgpack_pack_uint64(&lw->w.pk, v);
+    lw->n++;
+}
+
+void tkv_rep_stats_str(tkv_rep_wr *lw, const char *name, size_t nlen, const char *v,
+                       size_t vlen)
+{
+    pack_str(&lw->w.pk, name, nlen);
+    pack_str(&lw->w.pk, v, vlen);
+    lw->n++;
+}
+
+int tkv_rep_stats_end(tkv_rep_wr *lw) { return tkv_wr_end(&lw->w); }
+
+void tkv_rep_abort(tkv_rep_wr *lw) { lw->w.b->len = lw->w.start; }
+
+/* ---- re-encoding a decoded reply ------------------------------------------------ */
+
+static int encode_list(tkv_buf *b, const tkv_rep *rep)
+{
+    tkv_rep_wr lw;
+    tkv_rep_list l = rep->list;
+    switch (rep->cmd) {
+    case TKV_CMD_RANGE: {
+        tkv_rep_entry e;
+        tkv_rep_range_begin(&lw, b);
+        while (tkv_rep_next_entry(&l, &e))
+            tkv_rep_range_entry(&lw, e.ts, e.value.ptr, e.value.len, e.expires);
+        return tkv_rep_range_end(&lw, rep->truncated);
+    }
+    case TKV_CMD_MGET: {
+        tkv_rep_answer a;
+        tkv_rep_mget_begin(&lw, b);
+        while (tkv_rep_next_answer(&l, &a))
+            tkv_rep_mget_answer(&lw, &a);
+        return tkv_rep_mget_end(&lw, rep->truncated);
+    }
+    case TKV_CMD_SCAN: {
+        tkv_span k;
+        tkv_rep_scan_begin(&lw, b);
+        while (tkv_rep_next_key(&l, &k))
+            tkv_rep_scan_key(&lw, k.ptr, k.len);
+        /* tkvd's cursor is always the last key listed. */
+        return tkv_rep_scan_end(&lw, rep->cursor.ptr != NULL);
+    }
+    case TKV_CMD_MPUT: {
+        uint64_t ts;
+        tkv_rep_mput_begin(&lw, b, l.n);
+        while (tkv_rep_next_uint(&l, &ts))
+            tkv_rep_mput_ts(&lw, ts);
+        return tkv_rep_mput_end(&lw);
+    }
+    default: { /* STATS */
+        tkv_rep_stat s;
+        tkv_rep_stats_begin(&lw, b, l.n);
+        while (tkv_rep_next_stat(&l, &s)) {
+            if (s.is_str)
+                tkv_rep_stats_str(&lw, (const char *)s.name.ptr, s.name.len,
+                                  (const char *)s.str.ptr, s.str.len);
+            else
+                tkv_rep_stats_uint(&lw, (const char *)s.name.ptr, s.name.len, s.num);
+        }
+        return tkv_rep_stats_end(&lw);
+    }
+    }
+}
+
+int tkv_rep_encode(tkv_buf *b, const tkv_rep *rep)
+{
+    switch (rep->cmd) {
+    case TKV_CMD_PING: return put_text(b, rep->text.s, rep->text.is_str);
+    case TKV_CMD_PUT:
+    case TKV_CMD_DEL:
+    case TKV_CMD_COUNT: return tkv_rep_put_uint(b, rep->u);
+    case TKV_CMD_GET: return tkv_rep_put_answer(b, &rep->answer);
+    case TKV_CMD_AUTH: return tkv_rep_put_empty(b);
+    case TKV_CMD_RETAIN: return tkv_rep_put_retain(b, rep->u, rep->horizon, rep->flag);
+    case TKV_CMD_POLICY:
+        return tkv_rep_put_policy(b, rep->versions, rep->age, rep->flag, rep->horizon);
+    case TKV_CMD_RANGE:
+    case TKV_CMD_MGET:
+    case TKV_CMD_SCAN:
+    case TKV_CMD_MPUT:
+    case TKV_CMD_STATS: return encode_list(b, rep);
+    default: return -1;
+    }
+}

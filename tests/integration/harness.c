@@ -346,3 +346,14 @@ int run_capture(const char *const *argv, const char *input, char **out, char **e
     tmpdir_remove(odir);
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
+
+void tkvd_put_zeros(const tkvd *d, const char *key, size_t len)
+{
+    tkv_ctx *c = tkvd_client(d);
+    char *v = calloc(1, len ? len : 1);
+    cr_assert(v);
+    cr_assert_eq(tkv_put(c, key, strlen(key), v, len, 1, NULL), TKV_OK, "put %s: %s", key,
+                 tkv_errstr(c));
+    tkv_free(c);
+    free(v);
+}

@@ -41,6 +41,8 @@ void tkvd_stop(tkvd *d);
 void tkvd_cleanup(tkvd *d);
 /* A connected client context with a 10 s timeout; asserts success. */
 tkv_ctx *tkvd_client(const tkvd *d);
+/* Stores a value of len zero bytes under key at ts 1; asserts success. */
+void tkvd_put_zeros(const tkvd *d, const char *key, size_t len);
 /* A raw blocking TCP socket to the server. */
 int tkvd_raw(const tkvd *d);
 /* The server's log so far (malloc'd). */

@@ -8,6 +8,7 @@
 #include <criterion/criterion.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -233,13 +234,21 @@ Test(server, malformed_requests_get_errors_and_the_connection_lives, .init = sta
     close(fd);
 }
 
-Test(server, oversize_frame_gets_an_error_and_a_close, .init = start_default,
-     .fini = teardown)
+/* A connection that announced a frame far over the limit: refused with
+ * TOO_LARGE (12), after which the server closes it. */
+static int refused_connection(void)
 {
     int fd = tkvd_raw(&d);
     const uint8_t huge[] = {0x7f, 0xff, 0xff, 0xff, 0x91};
     raw_send(fd, huge, sizeof huge);
     expect_status(fd, 12);
+    return fd;
+}
+
+Test(server, oversize_frame_gets_an_error_and_a_close, .init = start_default,
+     .fini = teardown)
+{
+    int fd = refused_connection();
     cr_assert(raw_wait_eof(fd, 5000), "the server must close a desynchronised stream");
     close(fd);
     tkv_ctx *c = tkvd_client(&d);
@@ -406,22 +415,40 @@ Test(server, memory_budget_holds_and_nothing_is_lost, .fini = teardown, .timeout
     tkv_free(c);
 }
 
+static uint64_t stat_bytes_in(tkv_ctx *c)
+{
+    const tkv_stat *st;
+    size_t n;
+    cr_assert_eq(tkv_stats(c, &st, &n), TKV_OK, "%s", tkv_errstr(c));
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(st[i].name, "bytes_in") == 0)
+            return st[i].num;
+    cr_assert_fail("STATS has no bytes_in");
+    return 0;
+}
+
 /* Pipelines `n` GETs of a 64 KiB value on a raw socket and reads nothing:
  * the replies pass the output high water, so the server stops reading and
  * serving that client (THROTTLED) with requests still buffered. */
 static int pipeline_big_gets(int n)
 {
-    tkv_ctx *c = tkvd_client(&d);
-    char *v = calloc(1, 64 * 1024);
-    cr_assert_eq(tkv_put(c, "big", 3, v, 64 * 1024, 1, NULL), TKV_OK);
-    tkv_free(c);
-    free(v);
+    tkvd_put_zeros(&d, "big", 64 * 1024);
     int fd = tkvd_raw(&d);
-    /* ["GET", "big"] */
+    /* ["GET", "big"] x n, in one write so that they arrive together and the
+     * server reads them all before its replies throttle it. */
     const uint8_t get[] = {0, 0, 0, 9, 0x92, 0xa3, 'G', 'E', 'T', 0xa3, 'b', 'i', 'g'};
+    uint8_t *all = malloc((size_t)n * sizeof get);
+    cr_assert(all);
     for (int i = 0; i < n; i++)
-        raw_send(fd, get, sizeof get);
-    usleep(300 * 1000);
+        memcpy(all + (size_t)i * sizeof get, get, sizeof get);
+    tkv_ctx *c = tkvd_client(&d);
+    uint64_t before = stat_bytes_in(c);
+    raw_send(fd, all, (size_t)n * sizeof get);
+    free(all);
+    /* Wait until the server has read them (its bytes_in counts them). */
+    while (stat_bytes_in(c) < before + (uint64_t)n * sizeof get)
+        usleep(1000);
+    tkv_free(c);
     return fd;
 }
 
@@ -448,10 +475,7 @@ Test(server, a_throttled_client_gets_every_reply_once_it_reads, .init = start_de
 Test(server, shutdown_serves_buffered_requests_and_ends_a_lingering_close, .init = start_default,
      .fini = teardown)
 {
-    int refused = tkvd_raw(&d);
-    const uint8_t huge[] = {0x7f, 0xff, 0xff, 0xff, 0x91};
-    raw_send(refused, huge, sizeof huge);
-    expect_status(refused, 12);
+    int refused = refused_connection();
     int fd = pipeline_big_gets(200);
     cr_assert_eq(kill(d.pid, SIGTERM), 0);
     expect_big_replies(fd, 200);

@@ -12,6 +12,7 @@
 #include "units.h"
 #include "engine.h"
 #include "log.h"
+#include "proto.h"
 #include "server.h"
 
 /* The data directory as an absolute path, so the log and every message say

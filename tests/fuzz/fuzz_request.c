@@ -572,9 +572,9 @@ static bool probe_key(const mkey *k, tkv_buf *vers, tkv_policy_info *pi)
 {
     bool dirty;
     tkv_buf_reset(vers);
-    return tkv_engine_range(F.eng, k->key, k->klen, 0, TKV_TS_MAX, UINT64_MAX, false,
-                            probe_entry, vers, &dirty) == TKV_ST_OK &&
-           tkv_engine_policy(F.eng, k->key, k->klen, pi) == TKV_ST_OK;
+    return tkv_engine_range(F.eng, k->key, k->klen, 0, TKV_ENG_TS_MAX, UINT64_MAX, false,
+                            probe_entry, vers, &dirty) == TKV_E_OK &&
+           tkv_engine_policy(F.eng, k->key, k->klen, pi) == TKV_E_OK;
 }
 
 typedef struct probe {
@@ -988,8 +988,8 @@ static void finish_input(void)
         uint64_t nvis = 0; /* DEL counts what a reader could see */
         for (size_t j = 0; j < k->cur.n; j++)
             nvis += model_visible(k, &k->cur.v[j], F.clock);
-        tkv_status st = tkv_engine_del(F.eng, k->key, k->klen, &removed, &dirty);
-        FUZZ_CHECK(st == TKV_ST_OK && removed == nvis,
+        tkv_eng_rc st = tkv_engine_del(F.eng, k->key, k->klen, &removed, &dirty);
+        FUZZ_CHECK(st == TKV_E_OK && removed == nvis,
                    "cleanup DEL: status %d, removed %llu versions, the model has %llu visible "
                    "(%zu stored)%s",
                    st, ull(removed), ull(nvis), k->cur.n, AFTER_FAULT);

@@ -118,7 +118,7 @@ typedef struct tkv_engine_opts {
     uint32_t resident_versions; /* most versions a key keeps in memory (0: 4096) */
     size_t max_memory;          /* budget of the in-memory index (0: none) */
     tkv_policy retain;          /* server-wide retention (zero: keep all) */
-    tkv_sync_mode fsync;
+    tkv_sync_mode fsync;        /* zero: ALWAYS; tkvd names them (--fsync) */
     bool writer_thread;         /* write batches on a thread of their own */
     void (*on_written)(void *ctx); /* called (from the writer thread) when
                                       the in-flight batch is written */

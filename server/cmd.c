@@ -181,7 +181,7 @@ static int exec_retain(exec_ctx *x)
 static int exec_policy(exec_ctx *x)
 {
     const tkv_req *r = x->req;
-    tkv_policy_info pi;
+    tkv_eng_policy_info pi;
     tkv_eng_rc st = tkv_engine_policy(x->d->eng, r->key.ptr, r->key.len, &pi);
     if (st != TKV_E_OK)
         return reply_engine_error(x, st);

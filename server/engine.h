@@ -165,13 +165,14 @@ typedef struct tkv_retain_result {
     bool complete;        /* false: a dry run stopped at its scan bound */
 } tkv_retain_result;
 
-/* What POLICY reports. */
-typedef struct tkv_policy_info {
+/* What tkv_engine_policy() reports. (Not the client's tkv_policy_info, which
+ * is the wire's view of the same answer.) */
+typedef struct tkv_eng_policy_info {
     tkv_policy policy;    /* in effect for the key */
     bool own;             /* set on the key (true) or the server default */
     uint64_t horizon;     /* answers before it are gone (0: none) */
     bool dirty;           /* the answer depends on uncommitted writes */
-} tkv_policy_info;
+} tkv_eng_policy_info;
 
 typedef struct tkv_engine_stats {
     uint64_t keys;           /* keys with at least one stored version (exact) */
@@ -266,7 +267,7 @@ tkv_eng_rc tkv_engine_count(tkv_engine *e, const uint8_t *key, size_t klen, uint
 
 /* The retention in effect for key and its horizon. */
 tkv_eng_rc tkv_engine_policy(tkv_engine *e, const uint8_t *key, size_t klen,
-                             tkv_policy_info *out);
+                             tkv_eng_policy_info *out);
 
 /* Lists keys with at least one stored version, in byte order, starting
  * after `after` (NULL: from the start) and within `prefix` (NULL: all),

@@ -216,7 +216,7 @@ tkv_eng_rc tkv_engine_retain(tkv_engine *e, const uint8_t *key, size_t klen,
 }
 
 tkv_eng_rc tkv_engine_policy(tkv_engine *e, const uint8_t *key, size_t klen,
-                             tkv_policy_info *out)
+                             tkv_eng_policy_info *out)
 {
     memset(out, 0, sizeof *out);
     tkv_eng_rc st;

@@ -568,7 +568,7 @@ static bool probe_entry(void *ctx, const tkv_entry_view *v)
 
 /* What reads can see of one key: its visible versions, and its policy and
  * horizon. Returns false if the store could not be read (after a fault). */
-static bool probe_key(const mkey *k, tkv_buf *vers, tkv_policy_info *pi)
+static bool probe_key(const mkey *k, tkv_buf *vers, tkv_eng_policy_info *pi)
 {
     bool dirty;
     tkv_buf_reset(vers);
@@ -579,7 +579,7 @@ static bool probe_key(const mkey *k, tkv_buf *vers, tkv_policy_info *pi)
 
 typedef struct probe {
     tkv_buf *vers;       /* per key */
-    tkv_policy_info *pi; /* per key */
+    tkv_eng_policy_info *pi; /* per key */
     size_t n;
 } probe;
 
@@ -654,7 +654,7 @@ static void check_swept(const probe *before, const char *when)
     bool ok = probe_all(&after);
     for (size_t i = 0; ok && i < before->n; i++) {
         mkey *k = model_key(i);
-        const tkv_policy_info *b = &before->pi[i], *a = &after.pi[i];
+        const tkv_eng_policy_info *b = &before->pi[i], *a = &after.pi[i];
         FUZZ_CHECK(a->own == b->own && a->policy.versions == b->policy.versions &&
                        a->policy.age_us == b->policy.age_us,
                    "the sweep changed key %zu's policy (%s)%s", i, when, AFTER_FAULT);
@@ -691,7 +691,7 @@ static void follow_horizons(const char *when)
     bool ok = probe_all(&after);
     for (size_t i = 0; ok && i < after.n; i++) {
         mkey *k = model_key(i);
-        const tkv_policy_info *a = &after.pi[i];
+        const tkv_eng_policy_info *a = &after.pi[i];
         if (a->horizon == k->cur.horizon)
             continue;
         uint64_t want = model_policy_horizon(k, &a->policy, F.clock);
@@ -712,7 +712,7 @@ static void check_unchanged(const probe *before, const char *when)
     probe after = {0};
     bool ok = probe_all(&after);
     for (size_t i = 0; ok && i < before->n; i++) {
-        const tkv_policy_info *b = &before->pi[i], *a = &after.pi[i];
+        const tkv_eng_policy_info *b = &before->pi[i], *a = &after.pi[i];
         const tkv_buf *bv = &before->vers[i], *av = &after.vers[i];
         bool same = av->len == bv->len && (!av->len || !memcmp(av->data, bv->data, av->len));
         if (!same) {

@@ -321,7 +321,7 @@ static void op_retain(world *w, int k)
 static void op_policy(world *w, int k)
 {
     const mkey *m = &w->m[k];
-    tkv_policy_info pi;
+    tkv_eng_policy_info pi;
     cr_assert_eq(tkv_engine_policy(w->e, KEY(k), &pi), TKV_E_OK);
     cr_assert_eq(pi.own, m->has_policy, "op %ld: policy own", w->ops);
     cr_assert_eq(pi.policy.versions, m->has_policy ? m->keep_versions : w->o.retain.versions);

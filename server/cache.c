@@ -106,27 +106,27 @@ static int gather(tkv_engine *e, eng_key *k, tkv_store_iter *it, uint32_t want, 
 }
 
 /* Makes k resident with its newest `want` versions. */
-static tkv_kentry *fill(tkv_engine *e, eng_key *k, uint32_t want, tkv_status *st)
+static tkv_kentry *fill(tkv_engine *e, eng_key *k, uint32_t want, tkv_eng_rc *st)
 {
     tkv_store_iter *it = eng_iter(e);
     if (!it) {
-        *st = TKV_ST_STORAGE;
+        *st = TKV_E_STORAGE;
         return NULL;
     }
     size_t n;
     bool exhausted, has_meta;
     tkv_kmeta meta;
     if (read_meta(e, it, k->key, k->klen, &meta, &has_meta) < 0) {
-        *st = TKV_ST_STORAGE;
+        *st = TKV_E_STORAGE;
         return NULL;
     }
     if (gather(e, k, it, want, &n, &exhausted) < 0) {
         snprintf(e->errmsg, sizeof e->errmsg, "out of memory");
-        *st = TKV_ST_INTERNAL;
+        *st = TKV_E_NOMEM;
         return NULL;
     }
     if (eng_iter_failed(e, it) < 0) {
-        *st = TKV_ST_STORAGE;
+        *st = TKV_E_STORAGE;
         return NULL;
     }
     tkv_kentry *E = tkv_keyindex_insert(&e->ix, k->key, k->klen);
@@ -134,7 +134,7 @@ static tkv_kentry *fill(tkv_engine *e, eng_key *k, uint32_t want, tkv_status *st
         if (E)
             eng_drop_entry(e, E);
         snprintf(e->errmsg, sizeof e->errmsg, "out of memory");
-        *st = TKV_ST_INTERNAL;
+        *st = TKV_E_NOMEM;
         return NULL;
     }
     if (has_meta)
@@ -147,7 +147,7 @@ static tkv_kentry *fill(tkv_engine *e, eng_key *k, uint32_t want, tkv_status *st
         if (d == LONG_MIN) {
             eng_drop_entry(e, E);
             snprintf(e->errmsg, sizeof e->errmsg, "out of memory");
-            *st = TKV_ST_INTERNAL;
+            *st = TKV_E_NOMEM;
             return NULL;
         }
         eng_account_page(e, d);
@@ -158,9 +158,9 @@ static tkv_kentry *fill(tkv_engine *e, eng_key *k, uint32_t want, tkv_status *st
     return E;
 }
 
-tkv_kentry *eng_lookup(tkv_engine *e, eng_key *k, bool create, tkv_status *st)
+tkv_kentry *eng_lookup(tkv_engine *e, eng_key *k, bool create, tkv_eng_rc *st)
 {
-    *st = TKV_ST_OK;
+    *st = TKV_E_OK;
     tkv_kentry *E = tkv_keyindex_find(&e->ix, k->key, k->klen);
     if (E) {
         E->ref = 1;
@@ -172,7 +172,7 @@ tkv_kentry *eng_lookup(tkv_engine *e, eng_key *k, bool create, tkv_status *st)
         E = tkv_keyindex_insert(&e->ix, k->key, k->klen);
         if (!E) {
             snprintf(e->errmsg, sizeof e->errmsg, "out of memory");
-            *st = TKV_ST_INTERNAL;
+            *st = TKV_E_NOMEM;
         }
         return E;
     }

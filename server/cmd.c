@@ -14,6 +14,7 @@
 
 #include "frame.h"
 #include "reply.h"
+#include "wire.h"
 
 typedef struct exec_ctx {
     tkv_dispatch *d;
@@ -31,8 +32,9 @@ static int reply_error(exec_ctx *x, tkv_status st, const char *msg)
     return (int)st;
 }
 
-static int reply_engine_error(exec_ctx *x, tkv_status st)
+static int reply_engine_error(exec_ctx *x, tkv_eng_rc rc)
 {
+    tkv_status st = tkv_wire_status(rc);
     char msg[320];
     const char *why = tkv_engine_errmsg(x->d->eng);
     snprintf(msg, sizeof msg, "%s: %s",
@@ -58,26 +60,26 @@ static int exec_put(exec_ctx *x)
 {
     const tkv_req *r = x->req;
     uint64_t ts;
-    tkv_status st = tkv_engine_put(x->d->eng, r->key.ptr, r->key.len, r->value.ptr, r->value.len,
+    tkv_eng_rc rc = tkv_engine_put(x->d->eng, r->key.ptr, r->key.len, r->value.ptr, r->value.len,
                                    r->ts, r->has_ts, r->ttl, &ts, &x->dirty);
-    if (st != TKV_ST_OK)
-        return reply_engine_error(x, st);
+    if (rc != TKV_E_OK)
+        return reply_engine_error(x, rc);
     return reply_u64(x, ts);
 }
 
 /* The engine's answer to a GET (or one MGET key) in the wire's terms:
  * expires 0 means never, and a miss has a time only when it is DELETED
  * (the tombstone) or BELOW_HORIZON (the horizon). */
-static tkv_rep_answer wire_answer(tkv_status st, const tkv_answer *a)
+static tkv_rep_answer wire_answer(tkv_eng_rc rc, const tkv_answer *a)
 {
-    tkv_rep_answer w = {.status = st, .next = opt(a->has_next, a->next)};
-    if (st == TKV_ST_OK) {
+    tkv_rep_answer w = {.status = tkv_wire_status(rc), .next = opt(a->has_next, a->next)};
+    if (rc == TKV_E_OK) {
         w.value = (tkv_span){a->value, a->len};
         w.ts = a->ts;
         w.expires = opt(a->expires != 0, a->expires);
     } else {
-        w.miss = (uint64_t)a->miss;
-        w.at = opt(a->miss == TKV_M_DELETED || a->miss == TKV_M_BELOW_HORIZON, a->at);
+        w.miss = (uint64_t)tkv_wire_miss(a->miss);
+        w.at = opt(a->miss == TKV_EM_DELETED || a->miss == TKV_EM_BELOW_HORIZON, a->at);
     }
     return w;
 }
@@ -86,15 +88,15 @@ static int exec_get(exec_ctx *x)
 {
     const tkv_req *r = x->req;
     tkv_answer a;
-    tkv_status st = r->has_version
+    tkv_eng_rc rc = r->has_version
                         ? tkv_engine_get_nth(x->d->eng, r->key.ptr, r->key.len, r->version, &a)
                         : tkv_engine_get(x->d->eng, r->key.ptr, r->key.len,
                                          r->has_ts ? r->ts : TKV_TS_MAX, &a);
     x->dirty = a.dirty;
-    if (st != TKV_ST_OK && st != TKV_ST_NOT_FOUND)
-        return reply_engine_error(x, st);
-    tkv_rep_answer w = wire_answer(st, &a);
-    return tkv_rep_put_answer(x->out, &w) < 0 ? -1 : (int)st;
+    if (rc != TKV_E_OK && rc != TKV_E_NOT_FOUND)
+        return reply_engine_error(x, rc);
+    tkv_rep_answer w = wire_answer(rc, &a);
+    return tkv_rep_put_answer(x->out, &w) < 0 ? -1 : (int)w.status;
 }
 
 /* RANGE writes entries straight into the reply as the engine visits
@@ -124,7 +126,7 @@ static int exec_range(exec_ctx *x)
     tkv_rep_range_begin(&lw, x->out);
     /* Leave room for the trailing boolean. */
     range_ctx rc = {.lw = &lw, .limit_end = lw.w.start + TKV_FRAME_HEADER + x->d->max_reply - 1};
-    tkv_status st = lw.w.failed ? TKV_ST_INTERNAL
+    tkv_eng_rc st = lw.w.failed ? TKV_E_NOMEM
                                 : tkv_engine_range(x->d->eng, r->key.ptr, r->key.len, r->from,
                                                    r->to, r->limit, r->reverse, range_entry, &rc,
                                                    &x->dirty);
@@ -132,7 +134,7 @@ static int exec_range(exec_ctx *x)
         tkv_rep_abort(&lw);
         return -1;
     }
-    if (st != TKV_ST_OK) {
+    if (st != TKV_E_OK) {
         tkv_rep_abort(&lw);
         return reply_engine_error(x, st);
     }
@@ -143,11 +145,11 @@ static int exec_del(exec_ctx *x)
 {
     const tkv_req *r = x->req;
     uint64_t v;
-    tkv_status st = r->tombstone ? tkv_engine_tombstone(x->d->eng, r->key.ptr, r->key.len, r->ts,
+    tkv_eng_rc st = r->tombstone ? tkv_engine_tombstone(x->d->eng, r->key.ptr, r->key.len, r->ts,
                                                         r->has_ts, &v, &x->dirty)
                                  : tkv_engine_del(x->d->eng, r->key.ptr, r->key.len, &v,
                                                   &x->dirty);
-    if (st != TKV_ST_OK)
+    if (st != TKV_E_OK)
         return reply_engine_error(x, st);
     return reply_u64(x, v);
 }
@@ -156,9 +158,9 @@ static int exec_count(exec_ctx *x)
 {
     const tkv_req *r = x->req;
     uint64_t n;
-    tkv_status st =
+    tkv_eng_rc st =
         tkv_engine_count(x->d->eng, r->key.ptr, r->key.len, r->from, r->to, &n, &x->dirty);
-    if (st != TKV_ST_OK)
+    if (st != TKV_E_OK)
         return reply_engine_error(x, st);
     return reply_u64(x, n);
 }
@@ -168,9 +170,9 @@ static int exec_retain(exec_ctx *x)
     const tkv_req *r = x->req;
     tkv_policy p = {.versions = r->keep_versions, .age_us = r->keep_age};
     tkv_retain_result res;
-    tkv_status st = tkv_engine_retain(x->d->eng, r->key.ptr, r->key.len, &p, r->dry_run, &res,
+    tkv_eng_rc st = tkv_engine_retain(x->d->eng, r->key.ptr, r->key.len, &p, r->dry_run, &res,
                                       &x->dirty);
-    if (st != TKV_ST_OK)
+    if (st != TKV_E_OK)
         return reply_engine_error(x, st);
     return sent(tkv_rep_put_retain(x->out, res.removable, opt(res.horizon != 0, res.horizon),
                                    res.complete));
@@ -179,9 +181,9 @@ static int exec_retain(exec_ctx *x)
 static int exec_policy(exec_ctx *x)
 {
     const tkv_req *r = x->req;
-    tkv_policy_info pi;
-    tkv_status st = tkv_engine_policy(x->d->eng, r->key.ptr, r->key.len, &pi);
-    if (st != TKV_ST_OK)
+    tkv_eng_policy_info pi;
+    tkv_eng_rc st = tkv_engine_policy(x->d->eng, r->key.ptr, r->key.len, &pi);
+    if (st != TKV_E_OK)
         return reply_engine_error(x, st);
     x->dirty = pi.dirty;
     return sent(tkv_rep_put_policy(x->out, opt(pi.policy.versions != 0, pi.policy.versions),
@@ -200,12 +202,12 @@ static int check_mput(exec_ctx *x)
     for (uint32_t i = 0; i < r->nitems; i++) {
         tkv_put_item it;
         tkv_mput_item_next(&m, &it);
-        tkv_status st = tkv_engine_check_put(x->d->eng, it.key.ptr, it.key.len, it.ts, it.has_ts);
-        if (st != TKV_ST_OK) {
+        tkv_eng_rc st = tkv_engine_check_put(x->d->eng, it.key.ptr, it.key.len, it.ts, it.has_ts);
+        if (st != TKV_E_OK) {
             char why[300];
             snprintf(why, sizeof why, "MPUT item %u: %s; nothing was written", i,
                      tkv_engine_errmsg(x->d->eng));
-            return reply_error(x, st, why);
+            return reply_error(x, tkv_wire_status(st), why);
         }
     }
     return TKV_ST_OK;
@@ -226,10 +228,10 @@ static int exec_mput(exec_ctx *x)
         uint64_t ts;
         bool dirty;
         tkv_mput_item_next(&m, &it);
-        tkv_status st = tkv_engine_put(x->d->eng, it.key.ptr, it.key.len, it.value.ptr,
+        tkv_eng_rc st = tkv_engine_put(x->d->eng, it.key.ptr, it.key.len, it.value.ptr,
                                        it.value.len, it.ts, it.has_ts, it.ttl, &ts, &dirty);
         x->dirty |= dirty;
-        if (st != TKV_ST_OK) {
+        if (st != TKV_E_OK) {
             tkv_rep_abort(&lw);
             char why[300];
             snprintf(why, sizeof why, "MPUT item %u: %s", i, tkv_engine_errmsg(x->d->eng));
@@ -237,7 +239,7 @@ static int exec_mput(exec_ctx *x)
                 tkv_engine_poison(x->d->eng, why);
             /* This reply is already an error: nothing to withdraw. */
             x->dirty = false;
-            return reply_error(x, st, why);
+            return reply_error(x, tkv_wire_status(st), why);
         }
         tkv_rep_mput_ts(&lw, ts);
     }
@@ -264,9 +266,9 @@ static int exec_mget(exec_ctx *x)
         uint32_t klen;
         tkv_mp_read_bytes(&m, &key, &klen);
         tkv_answer a;
-        tkv_status st = tkv_engine_get(x->d->eng, key, klen, r->has_ts ? r->ts : TKV_TS_MAX, &a);
+        tkv_eng_rc st = tkv_engine_get(x->d->eng, key, klen, r->has_ts ? r->ts : TKV_TS_MAX, &a);
         x->dirty |= a.dirty;
-        if (st != TKV_ST_OK && st != TKV_ST_NOT_FOUND) {
+        if (st != TKV_E_OK && st != TKV_E_NOT_FOUND) {
             tkv_rep_abort(&lw);
             return reply_engine_error(x, st);
         }
@@ -303,11 +305,11 @@ static int exec_scan(exec_ctx *x)
     /* Room for the cursor, which repeats a key. */
     scan_ctx sc = {.lw = &lw, .limit_end = lw.w.start + x->d->max_reply - 64 - x->d->lim.max_key};
     bool more;
-    tkv_status st = tkv_engine_scan(x->d->eng, r->has_prefix ? r->prefix.ptr : NULL,
+    tkv_eng_rc st = tkv_engine_scan(x->d->eng, r->has_prefix ? r->prefix.ptr : NULL,
                                     r->prefix.len, r->has_cursor ? r->cursor.ptr : NULL,
                                     r->cursor.len, (uint32_t)r->limit, scan_key, &sc, &more,
                                     &x->dirty);
-    if (st != TKV_ST_OK) {
+    if (st != TKV_E_OK) {
         tkv_rep_abort(&lw);
         return reply_engine_error(x, st);
     }

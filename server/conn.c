@@ -57,6 +57,7 @@
 
 #include "frame.h"
 #include "log.h"
+#include "wire.h"
 
 #define READ_CHUNK (64 * 1024)
 #define KEEP_BUF (64 * 1024)
@@ -531,7 +532,8 @@ void conn_release(conn_hub *h, uint32_t epoch)
 }
 
 /* Replaces every reply of c that waits for a batch by an error. All of
- * them depend on the failed batch or on a later one, which failed with it. */
+ * them depend on the failed batch or on a later one, which failed with it.
+ * A failed batch is the engine's storage failure, mapped like any other. */
 static int withdraw_deps(conn *c, const char *why)
 {
     tkv_buf nb;
@@ -541,7 +543,7 @@ static int withdraw_deps(conn *c, const char *why)
     snprintf(msg, sizeof msg, "not written: %s", why);
     for (size_t i = 0; i < c->ndeps; i++) {
         if (tkv_buf_append(&nb, c->out.data + at, c->deps[i].off - at) < 0 ||
-            tkv_write_error(&nb, TKV_ST_STORAGE, msg) < 0) {
+            tkv_write_error(&nb, tkv_wire_status(TKV_E_STORAGE), msg) < 0) {
             tkv_buf_deinit(&nb);
             return -1;
         }

@@ -94,7 +94,7 @@ static int newest_visible(tkv_engine *e, eng_key *k, const tkv_kentry *E, bool *
 {
     vis v = eng_vis(e, E);
     vcur c;
-    vcur_init(&c, e, k, E, &v, false, 0, TKV_TS_MAX);
+    vcur_init(&c, e, k, E, &v, false, 0, TKV_ENG_TS_MAX);
     *has = c.valid;
     *ts = c.valid ? c.ts : 0;
     return vcur_error(&c);
@@ -104,76 +104,76 @@ static int newest_visible(tkv_engine *e, eng_key *k, const tkv_kentry *E, bool *
  * key's newest visible version and never below its horizon (a write there
  * would be refused). It may land on an invisible version, which it
  * replaces: nothing could read that one anyway. */
-static tkv_status pick_ts(tkv_engine *e, eng_key *k, const tkv_kentry *E, uint64_t *ts)
+static tkv_eng_rc pick_ts(tkv_engine *e, eng_key *k, const tkv_kentry *E, uint64_t *ts)
 {
     uint64_t now = eng_now(e), newest;
     bool has;
     if (newest_visible(e, k, E, &has, &newest) < 0)
-        return TKV_ST_STORAGE;
-    if (has && newest == TKV_TS_MAX) {
+        return TKV_E_STORAGE;
+    if (has && newest == TKV_ENG_TS_MAX) {
         snprintf(e->errmsg, sizeof e->errmsg,
                  "the key has a version at the largest timestamp; no later one exists");
-        return TKV_ST_OUT_OF_RANGE;
+        return TKV_E_OUT_OF_RANGE;
     }
     *ts = has && newest >= now ? newest + 1 : now;
     if (E->meta && *ts < E->meta->horizon)
         *ts = E->meta->horizon;
-    return TKV_ST_OK;
+    return TKV_E_OK;
 }
 
 /* The checks a write passes before anything is staged. */
-static tkv_status check_write(tkv_engine *e, eng_key *k, tkv_kentry *E, uint64_t *ts,
+static tkv_eng_rc check_write(tkv_engine *e, eng_key *k, tkv_kentry *E, uint64_t *ts,
                               bool has_ts)
 {
-    tkv_status st;
-    if (!has_ts && (st = pick_ts(e, k, E, ts)) != TKV_ST_OK)
+    tkv_eng_rc st;
+    if (!has_ts && (st = pick_ts(e, k, E, ts)) != TKV_E_OK)
         return st;
     if (E->meta && *ts < E->meta->horizon) {
         snprintf(e->errmsg, sizeof e->errmsg,
                  "timestamp %llu is before the key's retention horizon %llu",
                  (unsigned long long)*ts, (unsigned long long)E->meta->horizon);
-        return TKV_ST_OUT_OF_RANGE;
+        return TKV_E_OUT_OF_RANGE;
     }
-    return TKV_ST_OK;
+    return TKV_E_OK;
 }
 
-tkv_status tkv_engine_check_put(tkv_engine *e, const uint8_t *key, size_t klen, uint64_t ts,
+tkv_eng_rc tkv_engine_check_put(tkv_engine *e, const uint8_t *key, size_t klen, uint64_t ts,
                                 bool has_ts)
 {
     if (eng_writable(e) < 0)
-        return TKV_ST_STORAGE;
-    tkv_status st;
+        return TKV_E_STORAGE;
+    tkv_eng_rc st;
     eng_key k = eng_key_make(e->keybuf, key, klen);
     tkv_kentry *E = eng_lookup(e, &k, true, &st);
-    if (st != TKV_ST_OK)
+    if (st != TKV_E_OK)
         return st;
     return check_write(e, &k, E, &ts, has_ts);
 }
 
 /* Stages one version blob (header + value) of k at ts. */
-static tkv_status stage_version(tkv_engine *e, eng_key *k, const uint8_t *hdr, uint32_t hlen,
+static tkv_eng_rc stage_version(tkv_engine *e, eng_key *k, const uint8_t *hdr, uint32_t hlen,
                                 const uint8_t *val, size_t vlen, uint64_t ts, bool has_ts,
                                 uint64_t *out_ts, tkv_kentry **out_E)
 {
     if (eng_writable(e) < 0)
-        return TKV_ST_STORAGE;
+        return TKV_E_STORAGE;
     if (eng_reserve_dirty(e) < 0)
-        return TKV_ST_INTERNAL;
-    tkv_status st;
+        return TKV_E_NOMEM;
+    tkv_eng_rc st;
     tkv_kentry *E = eng_lookup(e, k, true, &st);
-    if (st != TKV_ST_OK)
+    if (st != TKV_E_OK)
         return st;
-    if ((st = check_write(e, k, E, &ts, has_ts)) != TKV_ST_OK)
+    if ((st = check_write(e, k, E, &ts, has_ts)) != TKV_E_OK)
         return st;
     bool existed = false;
     if (E->lo > 0 && ts < E->lo && exists_below_lo(e, k, E, ts, &existed) < 0)
-        return TKV_ST_STORAGE;
+        return TKV_E_STORAGE;
     bool new_key = E->lo == 0 && tkv_vpage_count(E->page) == 0;
     bool replaced;
     long d = tkv_vpage_put(&E->page, ts, hdr, hlen, val, (uint32_t)vlen, &replaced);
     if (d == LONG_MIN) {
         snprintf(e->errmsg, sizeof e->errmsg, "out of memory");
-        return TKV_ST_INTERNAL;
+        return TKV_E_NOMEM;
     }
     eng_account_page(e, d);
     if (!replaced)
@@ -189,10 +189,10 @@ static tkv_status stage_version(tkv_engine *e, eng_key *k, const uint8_t *hdr, u
     eng_mark_dirty(e, E);
     *out_ts = ts;
     *out_E = E;
-    return TKV_ST_OK;
+    return TKV_E_OK;
 }
 
-tkv_status tkv_engine_put(tkv_engine *e, const uint8_t *key, size_t klen, const uint8_t *val,
+tkv_eng_rc tkv_engine_put(tkv_engine *e, const uint8_t *key, size_t klen, const uint8_t *val,
                           size_t vlen, uint64_t ts, bool has_ts, uint64_t ttl_us,
                           uint64_t *out_ts, bool *dirty)
 {
@@ -209,8 +209,8 @@ tkv_status tkv_engine_put(tkv_engine *e, const uint8_t *key, size_t klen, const 
     }
     tkv_kentry *E;
     eng_key k = eng_key_make(e->keybuf, key, klen);
-    tkv_status st = stage_version(e, &k, hdr, hlen, val, vlen, ts, has_ts, out_ts, &E);
-    if (st != TKV_ST_OK)
+    tkv_eng_rc st = stage_version(e, &k, hdr, hlen, val, vlen, ts, has_ts, out_ts, &E);
+    if (st != TKV_E_OK)
         return st;
     *dirty = true;
     if (expires && (!E->meta || expires < E->meta->min_expiry)) {
@@ -218,23 +218,23 @@ tkv_status tkv_engine_put(tkv_engine *e, const uint8_t *key, size_t klen, const 
         tkv_kmeta *m = eng_meta_get(e, E);
         if (!m) {
             tkv_engine_poison(e, "out of memory");
-            return TKV_ST_INTERNAL;
+            return TKV_E_NOMEM;
         }
         m->min_expiry = expires;
         eng_meta_save(e, &k, E, was);
     }
-    return TKV_ST_OK;
+    return TKV_E_OK;
 }
 
-tkv_status tkv_engine_tombstone(tkv_engine *e, const uint8_t *key, size_t klen, uint64_t ts,
+tkv_eng_rc tkv_engine_tombstone(tkv_engine *e, const uint8_t *key, size_t klen, uint64_t ts,
                                 bool has_ts, uint64_t *out_ts, bool *dirty)
 {
     *dirty = false;
     static const uint8_t hdr = BLOB_TOMBSTONE;
     tkv_kentry *E;
     eng_key k = eng_key_make(e->keybuf, key, klen);
-    tkv_status st = stage_version(e, &k, &hdr, 1, NULL, 0, ts, has_ts, out_ts, &E);
-    *dirty = st == TKV_ST_OK;
+    tkv_eng_rc st = stage_version(e, &k, &hdr, 1, NULL, 0, ts, has_ts, out_ts, &E);
+    *dirty = st == TKV_E_OK;
     return st;
 }
 
@@ -246,7 +246,7 @@ static int del_disk(tkv_engine *e, eng_key *k, const tkv_kentry *E, uint64_t *ex
     *extra = 0;
     if (!it)
         return -1;
-    tkv_store_iter_seek(it, k->buf, eng_key_at(k, TKV_TS_MAX));
+    tkv_store_iter_seek(it, k->buf, eng_key_at(k, TKV_ENG_TS_MAX));
     uint64_t ts;
     while (eng_iter_match(k, it, &ts)) {
         size_t n;
@@ -272,36 +272,36 @@ static int count_visible(tkv_engine *e, eng_key *k, const tkv_kentry *E, int64_t
         return 0;
     vis v = eng_vis(e, E);
     vcur c;
-    vcur_init(&c, e, k, E, &v, true, 0, TKV_TS_MAX);
+    vcur_init(&c, e, k, E, &v, true, 0, TKV_ENG_TS_MAX);
     for (*n = 0; c.valid; vcur_next(&c))
         (*n)++;
     return vcur_error(&c);
 }
 
-tkv_status tkv_engine_del(tkv_engine *e, const uint8_t *key, size_t klen, uint64_t *removed,
+tkv_eng_rc tkv_engine_del(tkv_engine *e, const uint8_t *key, size_t klen, uint64_t *removed,
                           bool *dirty)
 {
     *removed = 0;
     *dirty = false;
     if (eng_writable(e) < 0)
-        return TKV_ST_STORAGE;
+        return TKV_E_STORAGE;
     if (eng_reserve_dirty(e) < 0)
-        return TKV_ST_INTERNAL;
-    tkv_status st;
+        return TKV_E_NOMEM;
+    tkv_eng_rc st;
     /* Loading the key brings its metadata along, which goes too. */
     eng_key k = eng_key_make(e->keybuf, key, klen);
     tkv_kentry *E = eng_lookup(e, &k, false, &st);
-    if (st != TKV_ST_OK)
+    if (st != TKV_E_OK)
         return st;
     if (!E)
-        return TKV_ST_OK;
+        return TKV_E_OK;
     int64_t visible;
     if (count_visible(e, &k, E, &visible) < 0)
-        return TKV_ST_STORAGE;
+        return TKV_E_STORAGE;
     uint64_t on_disk_only = 0;
     /* A complete page is the whole truth; otherwise LevelDB has more. */
     if (E->lo > 0 && del_disk(e, &k, E, &on_disk_only) < 0)
-        return TKV_ST_STORAGE;
+        return TKV_E_STORAGE;
     E->ref = 1;
     uint32_t n = tkv_vpage_count(E->page);
     for (uint32_t i = 0; i < n; i++)
@@ -324,7 +324,7 @@ tkv_status tkv_engine_del(tkv_engine *e, const uint8_t *key, size_t klen, uint64
         eng_mark_dirty(e, E);
         *dirty = true;
     }
-    return TKV_ST_OK;
+    return TKV_E_OK;
 }
 
 void tkv_engine_idle(tkv_engine *e)
@@ -353,8 +353,8 @@ int tkv_engine_open(const tkv_engine_opts *o, tkv_engine **out, char *err, size_
     if (!e->opts.clock)
         e->opts.clock = real_clock;
     e->dir = strdup(o->dir ? o->dir : ".");
-    e->keybuf = malloc(tkv_kc_max(TKV_KEY_MAX_LIMIT));
-    e->kbuf = malloc(tkv_kc_max(TKV_KEY_MAX_LIMIT));
+    e->keybuf = malloc(tkv_kc_max(TKV_ENG_KEY_MAX));
+    e->kbuf = malloc(tkv_kc_max(TKV_ENG_KEY_MAX));
     e->all_resident = true;
     if (!e->dir || !e->keybuf || !e->kbuf || tkv_keyindex_init(&e->ix) < 0 ||
         eng_batch_init(&e->stage, 1) < 0 || eng_batch_init(&e->flight, 0) < 0) {

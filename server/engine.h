@@ -37,10 +37,25 @@
  * used recently (a clock sweep). Eviction only drops copies of committed
  * data.
  *
- * Conventions: functions return a tkv_status (proto.h); STORAGE means
- * LevelDB failed, INTERNAL that memory ran out; tkv_engine_errmsg() tells
- * more. Value pointers handed out stay valid until the next call into the
- * engine. Timestamps and times are microseconds.
+ * Conventions. The engine knows nothing of the wire: it reports in its own
+ * terms and the server maps them (server/wire.h). How each family reports:
+ *  - operations on keys (the writes and reads below) return a tkv_eng_rc.
+ *    Any of them can give TKV_E_STORAGE (LevelDB failed, or the store is
+ *    failing and refuses writes) and TKV_E_NOMEM (memory ran out; a write
+ *    that ran out half-way poisons its batch, so none of it commits);
+ *    tkv_engine_errmsg() then tells more. Each states the other codes it
+ *    can give; a read's miss is TKV_E_NOT_FOUND with tkv_answer.miss.
+ *  - tkv_engine_open() and tkv_engine_repair() return 0, or -1 with a
+ *    readable reason in their err buffer (there is no engine to ask yet).
+ *  - the commit family returns 1/0/-1 as each states, and tkv_engine_commit()
+ *    and tkv_engine_sync() 0 or -1; on -1 tkv_engine_errmsg() says why.
+ *  - tkv_engine_sweep() returns whether a pass completed, not an error: a
+ *    failed sweep commit is a failed commit (tkv_engine_failing() turns
+ *    true, errmsg says why). maintain, tick, idle, poison and wait cannot
+ *    fail. Booleans are bool.
+ * Value pointers handed out stay valid until the next call into the
+ * engine. Timestamps and times are microseconds; TKV_ENG_TS_MAX is the
+ * latest time.
  */
 #ifndef TKV_ENGINE_H
 #define TKV_ENGINE_H
@@ -49,9 +64,33 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "proto.h"
-
 typedef struct tkv_engine tkv_engine;
+
+/* What an operation on keys returns; only these. */
+typedef enum tkv_eng_rc {
+    TKV_E_OK = 0,
+    TKV_E_NOT_FOUND,    /* a read found no visible version: see tkv_answer.miss */
+    TKV_E_OUT_OF_RANGE, /* a timestamp or ordinal the key cannot take */
+    TKV_E_STORAGE,      /* LevelDB failed, or refuses writes until it recovers */
+    TKV_E_NOMEM,        /* memory ran out */
+} tkv_eng_rc;
+
+/* Why a read found nothing (with TKV_E_NOT_FOUND). */
+typedef enum tkv_eng_miss {
+    TKV_EM_NO_KEY,          /* the key has no visible versions at all */
+    TKV_EM_BEFORE_FIRST,    /* every visible version is newer than the time asked */
+    TKV_EM_DELETED,         /* the version current then is a tombstone */
+    TKV_EM_BELOW_HORIZON,   /* retention removed the version current then */
+    TKV_EM_NO_SUCH_VERSION, /* an ordinal beyond the key's versions */
+} tkv_eng_miss;
+
+/* The latest time: a read "at TKV_ENG_TS_MAX" reads the newest version, and
+ * no version can be written after it. */
+#define TKV_ENG_TS_MAX UINT64_MAX
+
+/* The longest key the engine takes; its buffers are sized for it. The
+ * caller checks: a longer key is a bug, not an error code. */
+#define TKV_ENG_KEY_MAX 65535u
 
 typedef uint64_t (*tkv_clock_fn)(void *ctx); /* microseconds since the epoch */
 
@@ -79,7 +118,7 @@ typedef struct tkv_engine_opts {
     uint32_t resident_versions; /* most versions a key keeps in memory (0: 4096) */
     size_t max_memory;          /* budget of the in-memory index (0: none) */
     tkv_policy retain;          /* server-wide retention (zero: keep all) */
-    tkv_sync_mode fsync;
+    tkv_sync_mode fsync;        /* zero: ALWAYS; tkvd names them (--fsync) */
     bool writer_thread;         /* write batches on a thread of their own */
     void (*on_written)(void *ctx); /* called (from the writer thread) when
                                       the in-flight batch is written */
@@ -98,7 +137,7 @@ typedef struct tkv_answer {
     uint64_t next;        /* version: the answer holds for [ts, next). On a
                              miss, the first visible version after the time
                              asked. */
-    tkv_miss miss;        /* NOT_FOUND: why */
+    tkv_eng_miss miss;    /* NOT_FOUND: why */
     uint64_t at;          /* DELETED: the tombstone's timestamp;
                              BELOW_HORIZON: the horizon */
     bool dirty;           /* the answer depends on uncommitted writes */
@@ -126,13 +165,14 @@ typedef struct tkv_retain_result {
     bool complete;        /* false: a dry run stopped at its scan bound */
 } tkv_retain_result;
 
-/* What POLICY reports. */
-typedef struct tkv_policy_info {
+/* What tkv_engine_policy() reports. (Not the client's tkv_policy_info, which
+ * is the wire's view of the same answer.) */
+typedef struct tkv_eng_policy_info {
     tkv_policy policy;    /* in effect for the key */
     bool own;             /* set on the key (true) or the server default */
     uint64_t horizon;     /* answers before it are gone (0: none) */
     bool dirty;           /* the answer depends on uncommitted writes */
-} tkv_policy_info;
+} tkv_eng_policy_info;
 
 typedef struct tkv_engine_stats {
     uint64_t keys;           /* keys with at least one stored version (exact) */
@@ -167,27 +207,29 @@ void tkv_engine_close(tkv_engine *e);
  * after the key's newest visible version and not below its horizon, so the
  * choice does not depend on what the sweep has deleted). ttl_us > 0 makes it
  * expire that long from now. A version already at ts is replaced. *out_ts
- * gets the timestamp used. Errors: OUT_OF_RANGE (ts below the key's
- * retention horizon, or no later timestamp exists), STORAGE, INTERNAL. */
-tkv_status tkv_engine_put(tkv_engine *e, const uint8_t *key, size_t klen, const uint8_t *val,
+ * gets the timestamp used. TKV_E_OUT_OF_RANGE: ts below the key's
+ * retention horizon, or no later timestamp exists. */
+tkv_eng_rc tkv_engine_put(tkv_engine *e, const uint8_t *key, size_t klen, const uint8_t *val,
                           size_t vlen, uint64_t ts, bool has_ts, uint64_t ttl_us,
                           uint64_t *out_ts, bool *dirty);
 
 /* Checks that a PUT of key at ts (or at the clock) would be accepted,
- * without staging anything: OK, OUT_OF_RANGE, STORAGE or INTERNAL. */
-tkv_status tkv_engine_check_put(tkv_engine *e, const uint8_t *key, size_t klen, uint64_t ts,
+ * without staging anything: TKV_E_OK or TKV_E_OUT_OF_RANGE as PUT would
+ * give them. */
+tkv_eng_rc tkv_engine_check_put(tkv_engine *e, const uint8_t *key, size_t klen, uint64_t ts,
                                 bool has_ts);
 
 /* Stages a tombstone at ts (or at the clock, as PUT without ts): as of any
- * time >= ts the key reads as deleted, until a later version. */
-tkv_status tkv_engine_tombstone(tkv_engine *e, const uint8_t *key, size_t klen, uint64_t ts,
+ * time >= ts the key reads as deleted, until a later version. Codes as
+ * PUT. */
+tkv_eng_rc tkv_engine_tombstone(tkv_engine *e, const uint8_t *key, size_t klen, uint64_t ts,
                                 bool has_ts, uint64_t *out_ts, bool *dirty);
 
 /* Stages the removal of every version of key and its metadata; *removed
  * gets the number of visible versions (expired ones and those below the
  * horizon are deleted too but not counted: the sweep may have taken them
  * already). */
-tkv_status tkv_engine_del(tkv_engine *e, const uint8_t *key, size_t klen, uint64_t *removed,
+tkv_eng_rc tkv_engine_del(tkv_engine *e, const uint8_t *key, size_t klen, uint64_t *removed,
                           bool *dirty);
 
 /* Sets (dry_run false) or evaluates (dry_run true) a per-key retention
@@ -195,43 +237,44 @@ tkv_status tkv_engine_del(tkv_engine *e, const uint8_t *key, size_t klen, uint64
  * applies again). Setting it moves the key's horizon at once: versions the
  * policy removes become invisible immediately and are deleted by the sweep.
  * A dry run reads at most a bounded number of versions (r->complete). */
-tkv_status tkv_engine_retain(tkv_engine *e, const uint8_t *key, size_t klen,
+tkv_eng_rc tkv_engine_retain(tkv_engine *e, const uint8_t *key, size_t klen,
                              const tkv_policy *p, bool dry_run, tkv_retain_result *r,
                              bool *dirty);
 
 /* ---- reads ---- */
 
-/* The visible version current at ts: the largest timestamp <= ts. OK or
- * NOT_FOUND (with out->miss), or STORAGE. */
-tkv_status tkv_engine_get(tkv_engine *e, const uint8_t *key, size_t klen, uint64_t ts,
+/* The visible version current at ts: the largest timestamp <= ts.
+ * TKV_E_OK or TKV_E_NOT_FOUND (with out->miss). */
+tkv_eng_rc tkv_engine_get(tkv_engine *e, const uint8_t *key, size_t klen, uint64_t ts,
                           tkv_answer *out);
 
 /* The n-th visible version: n >= 1 counts from the oldest, n <= -1 from the
- * newest (-1 is the newest). NOT_FOUND with miss NO_SUCH_VERSION if there
- * are fewer; a tombstone answers DELETED. n == 0 is OUT_OF_RANGE. */
-tkv_status tkv_engine_get_nth(tkv_engine *e, const uint8_t *key, size_t klen, int64_t n,
+ * newest (-1 is the newest). TKV_E_NOT_FOUND with miss
+ * TKV_EM_NO_SUCH_VERSION if there are fewer; a tombstone answers
+ * TKV_EM_DELETED. n == 0 is TKV_E_OUT_OF_RANGE. */
+tkv_eng_rc tkv_engine_get_nth(tkv_engine *e, const uint8_t *key, size_t klen, int64_t n,
                               tkv_answer *out);
 
 /* Calls cb for the visible versions with from <= ts <= to, oldest first
  * (newest first if reverse), at most limit of them. */
-tkv_status tkv_engine_range(tkv_engine *e, const uint8_t *key, size_t klen, uint64_t from,
+tkv_eng_rc tkv_engine_range(tkv_engine *e, const uint8_t *key, size_t klen, uint64_t from,
                             uint64_t to, uint64_t limit, bool reverse, tkv_range_cb cb,
                             void *ctx, bool *dirty);
 
 /* The number of visible versions with from <= ts <= to. */
-tkv_status tkv_engine_count(tkv_engine *e, const uint8_t *key, size_t klen, uint64_t from,
+tkv_eng_rc tkv_engine_count(tkv_engine *e, const uint8_t *key, size_t klen, uint64_t from,
                             uint64_t to, uint64_t *n, bool *dirty);
 
 /* The retention in effect for key and its horizon. */
-tkv_status tkv_engine_policy(tkv_engine *e, const uint8_t *key, size_t klen,
-                             tkv_policy_info *out);
+tkv_eng_rc tkv_engine_policy(tkv_engine *e, const uint8_t *key, size_t klen,
+                             tkv_eng_policy_info *out);
 
 /* Lists keys with at least one stored version, in byte order, starting
  * after `after` (NULL: from the start) and within `prefix` (NULL: all),
  * at most count of them. *more tells whether keys remain; *dirty whether
  * the listing depends on uncommitted writes. Bounded work: at most count
  * keys are examined beyond the cursor. */
-tkv_status tkv_engine_scan(tkv_engine *e, const uint8_t *prefix, size_t plen,
+tkv_eng_rc tkv_engine_scan(tkv_engine *e, const uint8_t *prefix, size_t plen,
                            const uint8_t *after, size_t alen, uint32_t count, tkv_scan_cb cb,
                            void *ctx, bool *more, bool *dirty);
 

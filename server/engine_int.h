@@ -299,7 +299,7 @@ void eng_remove_slots(tkv_engine *e, tkv_kentry *E, uint32_t from, uint32_t to);
 /* The key's entry, loaded if need be: a reader's (create false) with up to
  * fill_versions versions, a writer's (create true, made if the key does not
  * exist) with its newest version only. */
-tkv_kentry *eng_lookup(tkv_engine *e, eng_key *k, bool create, tkv_status *st);
+tkv_kentry *eng_lookup(tkv_engine *e, eng_key *k, bool create, tkv_eng_rc *st);
 void eng_trim(tkv_engine *e, tkv_kentry *E);
 
 /* meta.c */

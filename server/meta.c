@@ -143,7 +143,7 @@ const tkv_policy *eng_policy(const tkv_engine *e, const tkv_kmeta *m)
 
 /* Walks the visible versions newest first and finds where policy p puts
  * the horizon. */
-static tkv_status evaluate(tkv_engine *e, eng_key *k, tkv_kentry *E, const tkv_policy *p,
+static tkv_eng_rc evaluate(tkv_engine *e, eng_key *k, tkv_kentry *E, const tkv_policy *p,
                            tkv_retain_result *r)
 {
     vis v = eng_vis(e, E);
@@ -152,7 +152,7 @@ static tkv_status evaluate(tkv_engine *e, eng_key *k, tkv_kentry *E, const tkv_p
     bool floor = false;
     uint64_t n = 0, seen = 0;
     vcur c;
-    vcur_init(&c, e, k, E, &v, false, 0, TKV_TS_MAX);
+    vcur_init(&c, e, k, E, &v, false, 0, TKV_ENG_TS_MAX);
     r->complete = true;
     for (; c.valid; vcur_next(&c), seen++) {
         if (seen == DRY_RUN_BOUND) {
@@ -173,10 +173,10 @@ static tkv_status evaluate(tkv_engine *e, eng_key *k, tkv_kentry *E, const tkv_p
     }
     if (!r->removable)
         r->horizon = 0;
-    return vcur_error(&c) < 0 ? TKV_ST_STORAGE : TKV_ST_OK;
+    return vcur_error(&c) < 0 ? TKV_E_STORAGE : TKV_E_OK;
 }
 
-tkv_status tkv_engine_retain(tkv_engine *e, const uint8_t *key, size_t klen,
+tkv_eng_rc tkv_engine_retain(tkv_engine *e, const uint8_t *key, size_t klen,
                              const tkv_policy *p, bool dry_run, tkv_retain_result *r,
                              bool *dirty)
 {
@@ -184,26 +184,26 @@ tkv_status tkv_engine_retain(tkv_engine *e, const uint8_t *key, size_t klen,
     r->complete = true;
     *dirty = false;
     if (!dry_run && eng_writable(e) < 0)
-        return TKV_ST_STORAGE;
+        return TKV_E_STORAGE;
     if (!dry_run && eng_reserve_dirty(e) < 0)
-        return TKV_ST_INTERNAL;
-    tkv_status st;
+        return TKV_E_NOMEM;
+    tkv_eng_rc st;
     eng_key k = eng_key_make(e->keybuf, key, klen);
     tkv_kentry *E = eng_lookup(e, &k, true, &st);
-    if (st != TKV_ST_OK)
+    if (st != TKV_E_OK)
         return st;
     bool clearing = !p->versions && !p->age_us;
     const tkv_policy *eff = clearing ? &e->opts.retain : p;
     if (eff->versions || eff->age_us)
         st = evaluate(e, &k, E, eff, r);
-    if (st != TKV_ST_OK || dry_run) {
+    if (st != TKV_E_OK || dry_run) {
         *dirty = eng_uncommitted(e, E);
         return st;
     }
     bool was_swept = eng_meta_swept(E->meta);
     tkv_kmeta *m = eng_meta_get(e, E);
     if (!m)
-        return TKV_ST_INTERNAL;
+        return TKV_E_NOMEM;
     m->has_policy = !clearing;
     m->policy = clearing ? (tkv_policy){0, 0} : *p;
     if (r->horizon > m->horizon) {
@@ -212,22 +212,22 @@ tkv_status tkv_engine_retain(tkv_engine *e, const uint8_t *key, size_t klen,
     }
     eng_meta_save(e, &k, E, was_swept);
     *dirty = true;
-    return TKV_ST_OK;
+    return TKV_E_OK;
 }
 
-tkv_status tkv_engine_policy(tkv_engine *e, const uint8_t *key, size_t klen,
-                             tkv_policy_info *out)
+tkv_eng_rc tkv_engine_policy(tkv_engine *e, const uint8_t *key, size_t klen,
+                             tkv_eng_policy_info *out)
 {
     memset(out, 0, sizeof *out);
-    tkv_status st;
+    tkv_eng_rc st;
     eng_key k = eng_key_make(e->keybuf, key, klen);
     tkv_kentry *E = eng_lookup(e, &k, false, &st);
-    if (st != TKV_ST_OK)
+    if (st != TKV_E_OK)
         return st;
     const tkv_kmeta *m = E ? E->meta : NULL;
     out->policy = *eng_policy(e, m);
     out->own = m && m->has_policy;
     out->horizon = m ? m->horizon : 0;
     out->dirty = E && eng_uncommitted(e, E);
-    return TKV_ST_OK;
+    return TKV_E_OK;
 }

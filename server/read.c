@@ -151,7 +151,8 @@ void vcur_init(vcur *c, tkv_engine *e, eng_key *k, const tkv_kentry *E, const vi
     c->to = to;
     const tkv_vpage *p = E->page;
     c->pa = (long)tkv_vpage_lower(p, c->from);
-    c->pb = c->to == TKV_TS_MAX ? (long)tkv_vpage_count(p) : (long)tkv_vpage_lower(p, c->to + 1);
+    c->pb = c->to == TKV_ENG_TS_MAX ? (long)tkv_vpage_count(p)
+                                    : (long)tkv_vpage_lower(p, c->to + 1);
     if (c->from > c->to)
         c->pb = c->pa;
     c->pi = asc ? c->pa : c->pb - 1;
@@ -188,7 +189,7 @@ static void count_read(tkv_engine *e)
 }
 
 /* Looks a key up for a read; NULL with OK means it has no versions. */
-static tkv_kentry *read_lookup(tkv_engine *e, eng_key *k, tkv_status *st)
+static tkv_kentry *read_lookup(tkv_engine *e, eng_key *k, tkv_eng_rc *st)
 {
     uint64_t fills = e->st.fills;
     e->touched_disk = false;
@@ -199,74 +200,74 @@ static tkv_kentry *read_lookup(tkv_engine *e, eng_key *k, tkv_status *st)
 }
 
 /* The first visible version after t, for validity intervals and misses. */
-static tkv_status next_after(tkv_engine *e, eng_key *k, const tkv_kentry *E, const vis *v,
+static tkv_eng_rc next_after(tkv_engine *e, eng_key *k, const tkv_kentry *E, const vis *v,
                              uint64_t t, tkv_answer *out)
 {
-    if (t == TKV_TS_MAX)
-        return TKV_ST_OK;
+    if (t == TKV_ENG_TS_MAX)
+        return TKV_E_OK;
     vcur c;
-    vcur_init(&c, e, k, E, v, true, t + 1, TKV_TS_MAX);
+    vcur_init(&c, e, k, E, v, true, t + 1, TKV_ENG_TS_MAX);
     if (c.valid) {
         out->has_next = true;
         out->next = c.ts;
     }
-    return vcur_error(&c) < 0 ? TKV_ST_STORAGE : TKV_ST_OK;
+    return vcur_error(&c) < 0 ? TKV_E_STORAGE : TKV_E_OK;
 }
 
 /* Fills out from the version under the cursor. A LevelDB value is copied:
  * the next walk moves the iterator. */
-static tkv_status answer_from(tkv_engine *e, const vcur *c, tkv_answer *out)
+static tkv_eng_rc answer_from(tkv_engine *e, const vcur *c, tkv_answer *out)
 {
     const uint8_t *blob = c->blob;
     if (!c->cur_page) {
         tkv_buf_reset(&e->scratch);
         if (tkv_buf_append(&e->scratch, c->blob, c->len) < 0) {
             snprintf(e->errmsg, sizeof e->errmsg, "out of memory");
-            return TKV_ST_INTERNAL;
+            return TKV_E_NOMEM;
         }
         blob = e->scratch.data;
     }
     out->ts = c->ts;
     if (blob_tombstone(blob, c->len)) {
-        out->miss = TKV_M_DELETED;
+        out->miss = TKV_EM_DELETED;
         out->at = c->ts;
-        return TKV_ST_NOT_FOUND;
+        return TKV_E_NOT_FOUND;
     }
     out->value = blob_value(blob, c->len, &out->len);
     out->expires = blob_expires(blob, c->len);
-    return TKV_ST_OK;
+    return TKV_E_OK;
 }
 
 /* A miss before the first visible version (or of a key without any). */
-static tkv_status answer_none(tkv_engine *e, eng_key *k, const tkv_kentry *E, const vis *v,
+static tkv_eng_rc answer_none(tkv_engine *e, eng_key *k, const tkv_kentry *E, const vis *v,
                               uint64_t t, tkv_answer *out)
 {
-    tkv_status st = next_after(e, k, E, v, t, out);
-    if (st != TKV_ST_OK)
+    tkv_eng_rc st = next_after(e, k, E, v, t, out);
+    if (st != TKV_E_OK)
         return st;
-    out->miss = out->has_next ? TKV_M_BEFORE_FIRST : TKV_M_NO_KEY;
-    return TKV_ST_NOT_FOUND;
+    out->miss = out->has_next ? TKV_EM_BEFORE_FIRST : TKV_EM_NO_KEY;
+    return TKV_E_NOT_FOUND;
 }
 
 /* The start of every single-key answer: the key's entry and what is
  * visible of it. Returns OK with *E set, or the final status (NOT_FOUND:
  * no such key). */
-static tkv_status answer_key(tkv_engine *e, eng_key *k, tkv_answer *out, tkv_kentry **E,
+static tkv_eng_rc answer_key(tkv_engine *e, eng_key *k, tkv_answer *out, tkv_kentry **E,
                              vis *v)
 {
     memset(out, 0, sizeof *out);
-    tkv_status st;
+    tkv_eng_rc st;
     *E = read_lookup(e, k, &st);
-    if (st != TKV_ST_OK)
+    if (st != TKV_E_OK)
         return st;
     if (!*E) {
         count_read(e);
-        out->miss = TKV_M_NO_KEY;
-        return TKV_ST_NOT_FOUND;
+        out->miss = TKV_EM_NO_KEY;
+        return TKV_E_NOT_FOUND;
     }
     out->dirty = eng_uncommitted(e, *E);
     *v = eng_vis(e, *E);
-    return TKV_ST_OK;
+    return TKV_E_OK;
 }
 
 /* The common read: the version current at T is in the page at or above
@@ -274,7 +275,7 @@ static tkv_status answer_key(tkv_engine *e, eng_key *k, tkv_answer *out, tkv_ken
  * Then the page alone answers - its next slot is the next version - in a
  * binary search, without the merged cursor. Returns false to fall back. */
 static bool fast_get(tkv_engine *e, const tkv_kentry *E, const vis *v, uint64_t T,
-                     tkv_answer *out, tkv_status *st)
+                     tkv_answer *out, tkv_eng_rc *st)
 {
     const tkv_vpage *p = E->page;
     if (v->check_expiry || !p)
@@ -288,102 +289,102 @@ static bool fast_get(tkv_engine *e, const tkv_kentry *E, const vis *v, uint64_t 
     out->has_next = (uint32_t)(i + 1) < p->count;
     out->next = out->has_next ? p->slot[i + 1].ts : 0;
     if (blob_tombstone(blob, len)) {
-        out->miss = TKV_M_DELETED;
+        out->miss = TKV_EM_DELETED;
         out->at = out->ts;
-        *st = TKV_ST_NOT_FOUND;
+        *st = TKV_E_NOT_FOUND;
     } else {
         out->value = blob_value(blob, len, &out->len);
         out->expires = blob_expires(blob, len);
-        *st = TKV_ST_OK;
+        *st = TKV_E_OK;
     }
     count_read(e);
     return true;
 }
 
-tkv_status tkv_engine_get(tkv_engine *e, const uint8_t *key, size_t klen, uint64_t T,
+tkv_eng_rc tkv_engine_get(tkv_engine *e, const uint8_t *key, size_t klen, uint64_t T,
                           tkv_answer *out)
 {
     tkv_kentry *E;
     vis v;
     eng_key k = eng_key_make(e->keybuf, key, klen);
-    tkv_status st = answer_key(e, &k, out, &E, &v);
-    if (st != TKV_ST_OK)
+    tkv_eng_rc st = answer_key(e, &k, out, &E, &v);
+    if (st != TKV_E_OK)
         return st;
     if (fast_get(e, E, &v, T, out, &st))
         return st;
     if (T < v.horizon) {
         st = next_after(e, &k, E, &v, v.horizon - 1, out);
         count_read(e);
-        out->miss = TKV_M_BELOW_HORIZON;
+        out->miss = TKV_EM_BELOW_HORIZON;
         out->at = v.horizon;
-        return st == TKV_ST_OK ? TKV_ST_NOT_FOUND : st;
+        return st == TKV_E_OK ? TKV_E_NOT_FOUND : st;
     }
     vcur c;
     vcur_init(&c, e, &k, E, &v, false, 0, T);
     if (vcur_error(&c) < 0)
-        return TKV_ST_STORAGE;
+        return TKV_E_STORAGE;
     if (!c.valid) {
         st = answer_none(e, &k, E, &v, T, out);
         count_read(e);
         return st;
     }
-    tkv_status found = answer_from(e, &c, out);
-    if (found != TKV_ST_OK && found != TKV_ST_NOT_FOUND)
+    tkv_eng_rc found = answer_from(e, &c, out);
+    if (found != TKV_E_OK && found != TKV_E_NOT_FOUND)
         return found;
     st = next_after(e, &k, E, &v, out->ts, out);
     count_read(e);
-    return st == TKV_ST_OK ? found : st;
+    return st == TKV_E_OK ? found : st;
 }
 
-tkv_status tkv_engine_get_nth(tkv_engine *e, const uint8_t *key, size_t klen, int64_t n,
+tkv_eng_rc tkv_engine_get_nth(tkv_engine *e, const uint8_t *key, size_t klen, int64_t n,
                               tkv_answer *out)
 {
     if (n == 0) {
         memset(out, 0, sizeof *out);
         snprintf(e->errmsg, sizeof e->errmsg, "versions are numbered from 1 (or -1, newest)");
-        return TKV_ST_OUT_OF_RANGE;
+        return TKV_E_OUT_OF_RANGE;
     }
     tkv_kentry *E;
     vis v;
     eng_key k = eng_key_make(e->keybuf, key, klen);
-    tkv_status st = answer_key(e, &k, out, &E, &v);
-    if (st != TKV_ST_OK)
+    tkv_eng_rc st = answer_key(e, &k, out, &E, &v);
+    if (st != TKV_E_OK)
         return st;
     vcur c;
-    vcur_init(&c, e, &k, E, &v, n > 0, 0, TKV_TS_MAX);
+    vcur_init(&c, e, &k, E, &v, n > 0, 0, TKV_ENG_TS_MAX);
     bool any = c.valid;
     uint64_t steps = n > 0 ? (uint64_t)n - 1 : (uint64_t)(-(n + 1));
     for (uint64_t i = 0; i < steps && c.valid; i++)
         vcur_next(&c);
     if (vcur_error(&c) < 0)
-        return TKV_ST_STORAGE;
+        return TKV_E_STORAGE;
     count_read(e);
     if (!c.valid) {
-        out->miss = any ? TKV_M_NO_SUCH_VERSION : TKV_M_NO_KEY;
-        return TKV_ST_NOT_FOUND;
+        out->miss = any ? TKV_EM_NO_SUCH_VERSION : TKV_EM_NO_KEY;
+        return TKV_E_NOT_FOUND;
     }
-    tkv_status found = answer_from(e, &c, out);
-    if (found != TKV_ST_OK && found != TKV_ST_NOT_FOUND)
+    tkv_eng_rc found = answer_from(e, &c, out);
+    if (found != TKV_E_OK && found != TKV_E_NOT_FOUND)
         return found;
     st = next_after(e, &k, E, &v, out->ts, out);
-    return st == TKV_ST_OK ? found : st;
+    return st == TKV_E_OK ? found : st;
 }
 
 /* ---- RANGE and COUNT ------------------------------------------------------------ */
 
-tkv_status tkv_engine_range(tkv_engine *e, const uint8_t *key, size_t klen, uint64_t from,
+tkv_eng_rc tkv_engine_range(tkv_engine *e, const uint8_t *key, size_t klen, uint64_t from,
                             uint64_t to, uint64_t limit, bool reverse, tkv_range_cb cb,
                             void *ctx, bool *dirty)
 {
     *dirty = false;
-    tkv_status st;
+    tkv_eng_rc st;
     eng_key k = eng_key_make(e->keybuf, key, klen);
     tkv_kentry *E = read_lookup(e, &k, &st);
-    if (st != TKV_ST_OK)
+    if (st != TKV_E_OK)
         return st;
     if (!E || from > to || limit == 0) {
         count_read(e);
-        return TKV_ST_OK;
+        return TKV_E_OK;
     }
     *dirty = eng_uncommitted(e, E);
     vis v = eng_vis(e, E);
@@ -398,22 +399,22 @@ tkv_status tkv_engine_range(tkv_engine *e, const uint8_t *key, size_t klen, uint
         vcur_next(&c);
     }
     count_read(e);
-    return vcur_error(&c) < 0 ? TKV_ST_STORAGE : TKV_ST_OK;
+    return vcur_error(&c) < 0 ? TKV_E_STORAGE : TKV_E_OK;
 }
 
-tkv_status tkv_engine_count(tkv_engine *e, const uint8_t *key, size_t klen, uint64_t from,
+tkv_eng_rc tkv_engine_count(tkv_engine *e, const uint8_t *key, size_t klen, uint64_t from,
                             uint64_t to, uint64_t *n, bool *dirty)
 {
     *n = 0;
     *dirty = false;
-    tkv_status st;
+    tkv_eng_rc st;
     eng_key k = eng_key_make(e->keybuf, key, klen);
     tkv_kentry *E = read_lookup(e, &k, &st);
-    if (st != TKV_ST_OK)
+    if (st != TKV_E_OK)
         return st;
     if (!E || from > to) {
         count_read(e);
-        return TKV_ST_OK;
+        return TKV_E_OK;
     }
     *dirty = eng_uncommitted(e, E);
     vis v = eng_vis(e, E);
@@ -422,10 +423,10 @@ tkv_status tkv_engine_count(tkv_engine *e, const uint8_t *key, size_t klen, uint
         /* Every stored version in range is visible and in the page. */
         const tkv_vpage *p = E->page;
         uint32_t a = tkv_vpage_lower(p, lo_bound);
-        uint32_t b = to == TKV_TS_MAX ? tkv_vpage_count(p) : tkv_vpage_lower(p, to + 1);
+        uint32_t b = to == TKV_ENG_TS_MAX ? tkv_vpage_count(p) : tkv_vpage_lower(p, to + 1);
         *n = lo_bound > to || b < a ? 0 : b - a;
         count_read(e);
-        return TKV_ST_OK;
+        return TKV_E_OK;
     }
     vcur c;
     vcur_init(&c, e, &k, E, &v, true, from, to);
@@ -434,5 +435,5 @@ tkv_status tkv_engine_count(tkv_engine *e, const uint8_t *key, size_t klen, uint
         vcur_next(&c);
     }
     count_read(e);
-    return vcur_error(&c) < 0 ? TKV_ST_STORAGE : TKV_ST_OK;
+    return vcur_error(&c) < 0 ? TKV_E_STORAGE : TKV_E_OK;
 }

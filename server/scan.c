@@ -9,6 +9,7 @@
  * next page starts strictly after it, so a scan never repeats or skips a
  * key that exists throughout, whatever is written in between.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -112,7 +113,7 @@ static void start(scan_ctx *c, const uint8_t *after, size_t alen)
     disk_settle(c);
 }
 
-tkv_status tkv_engine_scan(tkv_engine *e, const uint8_t *prefix, size_t plen,
+tkv_eng_rc tkv_engine_scan(tkv_engine *e, const uint8_t *prefix, size_t plen,
                            const uint8_t *after, size_t alen, uint32_t count, tkv_scan_cb cb,
                            void *ctx, bool *more, bool *dirty)
 {
@@ -120,11 +121,11 @@ tkv_status tkv_engine_scan(tkv_engine *e, const uint8_t *prefix, size_t plen,
     *dirty = false;
     scan_ctx c = {.e = e, .it = eng_iter(e), .prefix = prefix, .plen = prefix ? plen : 0};
     if (!c.it)
-        return TKV_ST_STORAGE;
-    c.dkey = malloc(TKV_KEY_MAX_LIMIT + 1);
+        return TKV_E_STORAGE;
+    c.dkey = malloc(TKV_ENG_KEY_MAX + 1);
     if (!c.dkey) {
         snprintf(e->errmsg, sizeof e->errmsg, "out of memory");
-        return TKV_ST_INTERNAL;
+        return TKV_E_NOMEM;
     }
     start(&c, after, alen);
     uint32_t emitted = 0;
@@ -163,5 +164,5 @@ tkv_status tkv_engine_scan(tkv_engine *e, const uint8_t *prefix, size_t plen,
     }
     int rc = eng_iter_failed(e, c.it);
     free(c.dkey);
-    return rc < 0 ? TKV_ST_STORAGE : TKV_ST_OK;
+    return rc < 0 ? TKV_E_STORAGE : TKV_E_OK;
 }

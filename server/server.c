@@ -418,7 +418,7 @@ static void init_watchers(tkv_srv *s)
     ev_timer_start(loop, &s->tick_timer);
     ev_timer_start(loop, &s->sweep_timer);
     ev_async_start(loop, &s->written);
-    if (s->o.fsync == TKV_FSYNC_EVERYSEC)
+    if (s->o.engine.fsync == TKV_SYNC_EVERYSEC)
         ev_timer_start(loop, &s->sync_timer);
 }
 
@@ -427,7 +427,7 @@ static void shutdown_all(tkv_srv *s)
     if (tkv_engine_commit(s->eng) < 0)
         tkv_error("final write failed: %s", tkv_engine_errmsg(s->eng));
     conn_close_all(&s->hub);
-    if (s->o.fsync != TKV_FSYNC_NEVER && tkv_engine_sync(s->eng) < 0)
+    if (s->o.engine.fsync != TKV_SYNC_NEVER && tkv_engine_sync(s->eng) < 0)
         tkv_error("final sync failed: %s", tkv_engine_errmsg(s->eng));
     tkv_engine_close(s->eng);
     s->eng = NULL;
@@ -495,9 +495,6 @@ static int start(tkv_srv *s)
         return -1;
     fit_descriptors(s);
     tkv_engine_opts eo = s->o.engine;
-    eo.fsync = s->o.fsync == TKV_FSYNC_ALWAYS     ? TKV_SYNC_ALWAYS
-               : s->o.fsync == TKV_FSYNC_EVERYSEC ? TKV_SYNC_EVERYSEC
-                                                  : TKV_SYNC_NEVER;
     eo.writer_thread = true;
     eo.on_written = wake_loop;
     eo.on_written_ctx = s;
@@ -517,7 +514,7 @@ static int start(tkv_srv *s)
     s->hub = (conn_hub){.loop = s->loop, .o = &s->o, .disp = &s->disp, .info = &s->info};
     s->info.start_us = now_us();
     s->info.max_clients = s->o.max_clients;
-    s->info.fsync = tkv_fsync_name(s->o.fsync);
+    s->info.fsync = tkv_fsync_name(s->o.engine.fsync);
     init_watchers(s);
     uint16_t port = bound_port(s->lfd);
     tkv_engine_stats es;
@@ -525,7 +522,7 @@ static int start(tkv_srv *s)
     tkv_info("tkvd %s listening on %s port %u, data in %s (%llu keys, %llu versions), "
              "fsync %s, max-memory %zu bytes",
              TKV_VERSION_STRING, s->o.bind, port, s->o.engine.dir, (unsigned long long)es.keys,
-             (unsigned long long)es.versions, tkv_fsync_name(s->o.fsync),
+             (unsigned long long)es.versions, tkv_fsync_name(s->o.engine.fsync),
              s->o.engine.max_memory);
     if (s->o.port_file && write_port_file(s->o.port_file, port) < 0) {
         tkv_error("cannot write port file %s: %s", s->o.port_file, strerror(errno));
@@ -578,7 +575,7 @@ void tkv_server_defaults(tkv_server_opts *o)
     o->max_pipeline = 128;
     o->protected_mode = true;
     o->max_batch = TKV_DEFAULT_MAX_BATCH;
-    o->fsync = TKV_FSYNC_ALWAYS;
+    o->engine.fsync = TKV_SYNC_ALWAYS;
     o->engine.dir = "tkv-data";
     o->engine.max_memory = tkv_default_max_memory();
 }
@@ -591,19 +588,18 @@ size_t tkv_default_max_memory(void)
     return (size_t)pages * (size_t)size / 4;
 }
 
-const char *tkv_fsync_name(tkv_fsync_mode m)
+const char *tkv_fsync_name(tkv_sync_mode m)
 {
     switch (m) {
-    case TKV_FSYNC_ALWAYS: return "always";
-    case TKV_FSYNC_EVERYSEC: return "everysec";
+    case TKV_SYNC_ALWAYS: return "always";
+    case TKV_SYNC_EVERYSEC: return "everysec";
     default: return "never";
     }
 }
 
-int tkv_fsync_parse(const char *str, tkv_fsync_mode *out)
+int tkv_fsync_parse(const char *str, tkv_sync_mode *out)
 {
-    static const tkv_fsync_mode modes[] = {TKV_FSYNC_ALWAYS, TKV_FSYNC_EVERYSEC,
-                                           TKV_FSYNC_NEVER};
+    static const tkv_sync_mode modes[] = {TKV_SYNC_ALWAYS, TKV_SYNC_EVERYSEC, TKV_SYNC_NEVER};
     for (size_t i = 0; i < 3; i++) {
         if (strcmp(str, tkv_fsync_name(modes[i])) == 0) {
             *out = modes[i];

@@ -16,12 +16,6 @@
 
 #include "engine.h"
 
-typedef enum tkv_fsync_mode {
-    TKV_FSYNC_ALWAYS,   /* each batch is synced before its replies go out */
-    TKV_FSYNC_EVERYSEC, /* batches are synced at least once a second */
-    TKV_FSYNC_NEVER,    /* the operating system decides */
-} tkv_fsync_mode;
-
 typedef struct tkv_server_opts {
     const char *bind;          /* listen address (IPv4 or IPv6 literal or name) */
     uint16_t port;             /* 0: any free port */
@@ -38,8 +32,7 @@ typedef struct tkv_server_opts {
     const char *auth_file;     /* file holding the secret, or NULL */
     bool protected_mode;       /* refuse non-loopback addresses without a secret */
     uint32_t max_batch;        /* items in one MPUT or MGET */
-    tkv_fsync_mode fsync;
-    tkv_engine_opts engine;
+    tkv_engine_opts engine;    /* engine.fsync is the --fsync mode */
 } tkv_server_opts;
 
 /* Fills o with the defaults tkvd documents in --help. */
@@ -52,8 +45,9 @@ int tkv_server_run(const tkv_server_opts *o);
 /* A quarter of physical memory: the default --max-memory. */
 size_t tkv_default_max_memory(void);
 
-const char *tkv_fsync_name(tkv_fsync_mode m);
+/* The engine's sync modes (engine.h) by their --fsync names. */
+const char *tkv_fsync_name(tkv_sync_mode m);
 /* Parses "always", "everysec" or "never". Returns 0 or -1. */
-int tkv_fsync_parse(const char *s, tkv_fsync_mode *out);
+int tkv_fsync_parse(const char *s, tkv_sync_mode *out);
 
 #endif

@@ -436,7 +436,7 @@ bool tkv_engine_sweep(tkv_engine *e, uint32_t budget)
         return false;
     if (!e->sweep && !(e->sweep = calloc(1, sizeof *e->sweep)))
         return false;
-    if (!e->sweep->keybuf && !(e->sweep->keybuf = malloc(tkv_kc_max(TKV_KEY_MAX_LIMIT))))
+    if (!e->sweep->keybuf && !(e->sweep->keybuf = malloc(tkv_kc_max(TKV_ENG_KEY_MAX))))
         return false;
     sweep_state *s = e->sweep;
     tkv_engine_stats before = e->st;

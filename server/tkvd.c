@@ -12,6 +12,7 @@
 #include "units.h"
 #include "engine.h"
 #include "log.h"
+#include "proto.h"
 #include "server.h"
 
 /* The data directory as an absolute path, so the log and every message say
@@ -186,7 +187,7 @@ static int apply(int opt, const char *arg, tkv_server_opts *o, bool *repair,
         break;
     case OPT_DATA_DIR: o->engine.dir = arg; break;
     case OPT_FSYNC:
-        if (tkv_fsync_parse(arg, &o->fsync) < 0)
+        if (tkv_fsync_parse(arg, &o->engine.fsync) < 0)
             return bad("fsync", arg, "always, everysec or never");
         break;
     case OPT_BLOCK_CACHE:

@@ -568,18 +568,18 @@ static bool probe_entry(void *ctx, const tkv_entry_view *v)
 
 /* What reads can see of one key: its visible versions, and its policy and
  * horizon. Returns false if the store could not be read (after a fault). */
-static bool probe_key(const mkey *k, tkv_buf *vers, tkv_policy_info *pi)
+static bool probe_key(const mkey *k, tkv_buf *vers, tkv_eng_policy_info *pi)
 {
     bool dirty;
     tkv_buf_reset(vers);
-    return tkv_engine_range(F.eng, k->key, k->klen, 0, TKV_TS_MAX, UINT64_MAX, false,
-                            probe_entry, vers, &dirty) == TKV_ST_OK &&
-           tkv_engine_policy(F.eng, k->key, k->klen, pi) == TKV_ST_OK;
+    return tkv_engine_range(F.eng, k->key, k->klen, 0, TKV_ENG_TS_MAX, UINT64_MAX, false,
+                            probe_entry, vers, &dirty) == TKV_E_OK &&
+           tkv_engine_policy(F.eng, k->key, k->klen, pi) == TKV_E_OK;
 }
 
 typedef struct probe {
     tkv_buf *vers;       /* per key */
-    tkv_policy_info *pi; /* per key */
+    tkv_eng_policy_info *pi; /* per key */
     size_t n;
 } probe;
 
@@ -654,7 +654,7 @@ static void check_swept(const probe *before, const char *when)
     bool ok = probe_all(&after);
     for (size_t i = 0; ok && i < before->n; i++) {
         mkey *k = model_key(i);
-        const tkv_policy_info *b = &before->pi[i], *a = &after.pi[i];
+        const tkv_eng_policy_info *b = &before->pi[i], *a = &after.pi[i];
         FUZZ_CHECK(a->own == b->own && a->policy.versions == b->policy.versions &&
                        a->policy.age_us == b->policy.age_us,
                    "the sweep changed key %zu's policy (%s)%s", i, when, AFTER_FAULT);
@@ -691,7 +691,7 @@ static void follow_horizons(const char *when)
     bool ok = probe_all(&after);
     for (size_t i = 0; ok && i < after.n; i++) {
         mkey *k = model_key(i);
-        const tkv_policy_info *a = &after.pi[i];
+        const tkv_eng_policy_info *a = &after.pi[i];
         if (a->horizon == k->cur.horizon)
             continue;
         uint64_t want = model_policy_horizon(k, &a->policy, F.clock);
@@ -712,7 +712,7 @@ static void check_unchanged(const probe *before, const char *when)
     probe after = {0};
     bool ok = probe_all(&after);
     for (size_t i = 0; ok && i < before->n; i++) {
-        const tkv_policy_info *b = &before->pi[i], *a = &after.pi[i];
+        const tkv_eng_policy_info *b = &before->pi[i], *a = &after.pi[i];
         const tkv_buf *bv = &before->vers[i], *av = &after.vers[i];
         bool same = av->len == bv->len && (!av->len || !memcmp(av->data, bv->data, av->len));
         if (!same) {
@@ -988,8 +988,8 @@ static void finish_input(void)
         uint64_t nvis = 0; /* DEL counts what a reader could see */
         for (size_t j = 0; j < k->cur.n; j++)
             nvis += model_visible(k, &k->cur.v[j], F.clock);
-        tkv_status st = tkv_engine_del(F.eng, k->key, k->klen, &removed, &dirty);
-        FUZZ_CHECK(st == TKV_ST_OK && removed == nvis,
+        tkv_eng_rc st = tkv_engine_del(F.eng, k->key, k->klen, &removed, &dirty);
+        FUZZ_CHECK(st == TKV_E_OK && removed == nvis,
                    "cleanup DEL: status %d, removed %llu versions, the model has %llu visible "
                    "(%zu stored)%s",
                    st, ull(removed), ull(nvis), k->cur.n, AFTER_FAULT);

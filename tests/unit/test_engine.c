@@ -31,7 +31,7 @@ static void put(const char *k, const char *v, uint64_t ts)
     bool dirty;
     cr_assert_eq(tkv_engine_put(e, (const uint8_t *)k, strlen(k), (const uint8_t *)v,
                                 strlen(v), ts, true, 0, &got, &dirty),
-                 TKV_ST_OK);
+                 TKV_E_OK);
     cr_assert(dirty);
 }
 
@@ -46,7 +46,7 @@ Test(engine, a_read_of_the_batch_in_flight_is_settled_with_it, .init = open_engi
     /* The batch is in flight; a read sees its write and is tagged with the
      * epoch current now - the new, empty staging batch. */
     tkv_answer a;
-    cr_assert_eq(tkv_engine_get(e, (const uint8_t *)"k", 1, 5, &a), TKV_ST_OK);
+    cr_assert_eq(tkv_engine_get(e, (const uint8_t *)"k", 1, 5, &a), TKV_E_OK);
     cr_assert(a.dirty, "the read depends on the batch in flight");
     uint32_t read_epoch = tkv_engine_epoch(e);
     cr_assert_gt(read_epoch, write_epoch);
@@ -87,8 +87,8 @@ Test(engine, a_poisoned_batch_rolls_back_every_write_in_it, .init = open_engine,
     cr_assert_eq(tkv_engine_commit_start(e, &failed), -1);
     cr_assert_eq(failed, epoch);
     tkv_answer a;
-    cr_assert_eq(tkv_engine_get(e, (const uint8_t *)"lost", 4, 9, &a), TKV_ST_NOT_FOUND);
-    cr_assert_eq(tkv_engine_get(e, (const uint8_t *)"kept", 4, 9, &a), TKV_ST_OK);
+    cr_assert_eq(tkv_engine_get(e, (const uint8_t *)"lost", 4, 9, &a), TKV_E_NOT_FOUND);
+    cr_assert_eq(tkv_engine_get(e, (const uint8_t *)"kept", 4, 9, &a), TKV_E_OK);
     cr_assert_eq(a.ts, 1, "the rolled-back version at 2 is gone");
     tkv_engine_stats st;
     tkv_engine_stats_get(e, &st);
@@ -128,7 +128,7 @@ static uint64_t put_at(const char *k, uint64_t ts, bool has_ts, uint64_t ttl)
     uint64_t got;
     bool dirty;
     cr_assert_eq(tkv_engine_put(e, K(k), (const uint8_t *)"v", 1, ts, has_ts, ttl, &got, &dirty),
-                 TKV_ST_OK, "%s", tkv_engine_errmsg(e));
+                 TKV_E_OK, "%s", tkv_engine_errmsg(e));
     return got;
 }
 
@@ -136,7 +136,7 @@ static uint64_t del_all(const char *k)
 {
     uint64_t removed;
     bool dirty;
-    cr_assert_eq(tkv_engine_del(e, K(k), &removed, &dirty), TKV_ST_OK);
+    cr_assert_eq(tkv_engine_del(e, K(k), &removed, &dirty), TKV_E_OK);
     return removed;
 }
 
@@ -155,7 +155,7 @@ Test(engine, del_counts_only_versions_still_visible, .init = open_clocked,
     tkv_policy p = {.versions = 1};
     tkv_retain_result rr;
     bool dirty;
-    cr_assert_eq(tkv_engine_retain(e, K("r"), &p, false, &rr, &dirty), TKV_ST_OK);
+    cr_assert_eq(tkv_engine_retain(e, K("r"), &p, false, &rr, &dirty), TKV_E_OK);
     cr_assert_eq(rr.removable, 2);
     cr_assert_eq(del_all("r"), 1, "versions RETAIN removed are not there to remove");
 
@@ -184,13 +184,13 @@ Test(engine, put_without_ts_never_lands_below_the_horizon, .init = open_clocked,
     tkv_policy p = {.versions = 1};
     tkv_retain_result rr;
     bool dirty;
-    cr_assert_eq(tkv_engine_retain(e, K("x"), &p, false, &rr, &dirty), TKV_ST_OK);
+    cr_assert_eq(tkv_engine_retain(e, K("x"), &p, false, &rr, &dirty), TKV_E_OK);
     cr_assert_eq(rr.horizon, 500);
     cr_assert_eq(tkv_engine_commit(e), 0);
     fake_now = 200; /* 500 has expired: no visible version is left */
     cr_assert_eq(put_at("x", 0, false, 0), 500, "the clock is below the horizon: use it");
     tkv_answer a;
-    cr_assert_eq(tkv_engine_get(e, K("x"), TKV_TS_MAX, &a), TKV_ST_OK);
+    cr_assert_eq(tkv_engine_get(e, K("x"), TKV_ENG_TS_MAX, &a), TKV_E_OK);
     cr_assert_eq(a.ts, 500);
     cr_assert_eq(a.expires, 0, "the new version replaced the expired one");
 }

@@ -105,19 +105,19 @@ static void op_write(world *w, int k, bool auto_ts, bool tomb, uint64_t ttl)
         nv.v[i] = (uint8_t)test_rng_next(&w->r);
     uint64_t ts = pick_ts(w), got;
     bool dirty;
-    tkv_status st = tomb ? tkv_engine_tombstone(w->e, KEY(k), ts, !auto_ts, &got, &dirty)
+    tkv_eng_rc st = tomb ? tkv_engine_tombstone(w->e, KEY(k), ts, !auto_ts, &got, &dirty)
                          : tkv_engine_put(w->e, KEY(k), nv.v, nv.len, ts, !auto_ts, ttl, &got,
                                           &dirty);
     if (auto_ts && !auto_ts_of(m, w->clock, &ts)) {
-        cr_assert_eq(st, TKV_ST_OUT_OF_RANGE, "op %ld: auto ts after UINT64_MAX", w->ops);
+        cr_assert_eq(st, TKV_E_OUT_OF_RANGE, "op %ld: auto ts after UINT64_MAX", w->ops);
         return;
     }
     if (ts < m->horizon) {
-        cr_assert_eq(st, TKV_ST_OUT_OF_RANGE, "op %ld: write below the horizon accepted",
+        cr_assert_eq(st, TKV_E_OUT_OF_RANGE, "op %ld: write below the horizon accepted",
                      w->ops);
         return;
     }
-    cr_assert_eq(st, TKV_ST_OK, "op %ld: write failed (%d): %s", w->ops, st,
+    cr_assert_eq(st, TKV_E_OK, "op %ld: write failed (%d): %s", w->ops, st,
                  tkv_engine_errmsg(w->e));
     cr_assert_eq(got, ts, "op %ld: stored at %llu, want %llu", w->ops, (unsigned long long)got,
                  (unsigned long long)ts);
@@ -131,7 +131,7 @@ static void op_del(world *w, int k)
 {
     uint64_t removed;
     bool dirty;
-    cr_assert_eq(tkv_engine_del(w->e, KEY(k), &removed, &dirty), TKV_ST_OK);
+    cr_assert_eq(tkv_engine_del(w->e, KEY(k), &removed, &dirty), TKV_E_OK);
     /* Only what a reader could see counts, swept or not. */
     size_t want = visible_count(&w->m[k], w->clock);
     cr_assert_eq(removed, want, "op %ld: del removed %llu, want %zu", w->ops,
@@ -142,7 +142,7 @@ static void op_del(world *w, int k)
 
 /* ---- reads --------------------------------------------------------------- */
 
-static void expect_found(world *w, const tkv_answer *a, tkv_status st, const mkey *m, long f,
+static void expect_found(world *w, const tkv_answer *a, tkv_eng_rc st, const mkey *m, long f,
                          const char *what)
 {
     const mver *v = &m->v[f];
@@ -153,12 +153,12 @@ static void expect_found(world *w, const tkv_answer *a, tkv_status st, const mke
     if (nx >= 0)
         cr_assert_eq(a->next, m->v[nx].ts, "op %ld %s: next", w->ops, what);
     if (v->tomb) {
-        cr_assert_eq(st, TKV_ST_NOT_FOUND, "op %ld %s: a tombstone answered", w->ops, what);
-        cr_assert_eq(a->miss, TKV_M_DELETED, "op %ld %s: miss reason %d", w->ops, what, a->miss);
+        cr_assert_eq(st, TKV_E_NOT_FOUND, "op %ld %s: a tombstone answered", w->ops, what);
+        cr_assert_eq(a->miss, TKV_EM_DELETED, "op %ld %s: miss reason %d", w->ops, what, a->miss);
         cr_assert_eq(a->at, v->ts);
         return;
     }
-    cr_assert_eq(st, TKV_ST_OK, "op %ld %s: status %d", w->ops, what, st);
+    cr_assert_eq(st, TKV_E_OK, "op %ld %s: status %d", w->ops, what, st);
     cr_assert_eq(a->len, v->len, "op %ld %s: value length", w->ops, what);
     cr_assert(a->len == 0 || memcmp(a->value, v->v, a->len) == 0, "op %ld %s: value", w->ops,
               what);
@@ -169,12 +169,12 @@ static void op_get(world *w, int k)
 {
     uint64_t T = pick_ts(w);
     tkv_answer a;
-    tkv_status st = tkv_engine_get(w->e, KEY(k), T, &a);
+    tkv_eng_rc st = tkv_engine_get(w->e, KEY(k), T, &a);
     const mkey *m = &w->m[k];
     if (T < m->horizon) {
         long nx = m_after(m, m->horizon - 1, w->clock);
-        cr_assert_eq(st, TKV_ST_NOT_FOUND, "op %ld: get below the horizon", w->ops);
-        cr_assert_eq(a.miss, TKV_M_BELOW_HORIZON, "op %ld: miss reason %d", w->ops, a.miss);
+        cr_assert_eq(st, TKV_E_NOT_FOUND, "op %ld: get below the horizon", w->ops);
+        cr_assert_eq(a.miss, TKV_EM_BELOW_HORIZON, "op %ld: miss reason %d", w->ops, a.miss);
         cr_assert_eq(a.at, m->horizon);
         cr_assert_eq(a.has_next, nx >= 0);
         if (nx >= 0)
@@ -187,9 +187,9 @@ static void op_get(world *w, int k)
         return;
     }
     long nx = m_after(m, T, w->clock);
-    cr_assert_eq(st, TKV_ST_NOT_FOUND, "op %ld: get key %d at %llu found %llu", w->ops, k,
+    cr_assert_eq(st, TKV_E_NOT_FOUND, "op %ld: get key %d at %llu found %llu", w->ops, k,
                  (unsigned long long)T, (unsigned long long)a.ts);
-    cr_assert_eq(a.miss, nx >= 0 ? TKV_M_BEFORE_FIRST : TKV_M_NO_KEY, "op %ld: miss %d", w->ops,
+    cr_assert_eq(a.miss, nx >= 0 ? TKV_EM_BEFORE_FIRST : TKV_EM_NO_KEY, "op %ld: miss %d", w->ops,
                  a.miss);
     cr_assert_eq(a.has_next, nx >= 0);
     if (nx >= 0)
@@ -208,12 +208,12 @@ static void op_get_nth(world *w, int k)
     if (test_rng_below(&w->r, 2))
         n = -n;
     tkv_answer a;
-    tkv_status st = tkv_engine_get_nth(w->e, KEY(k), n, &a);
+    tkv_eng_rc st = tkv_engine_get_nth(w->e, KEY(k), n, &a);
     long idx = n > 0 ? n - 1 : (long)nv + n;
     if (idx < 0 || idx >= (long)nv) {
-        cr_assert_eq(st, TKV_ST_NOT_FOUND, "op %ld: version %lld of %zu", w->ops, (long long)n,
+        cr_assert_eq(st, TKV_E_NOT_FOUND, "op %ld: version %lld of %zu", w->ops, (long long)n,
                      nv);
-        cr_assert_eq(a.miss, nv ? TKV_M_NO_SUCH_VERSION : TKV_M_NO_KEY);
+        cr_assert_eq(a.miss, nv ? TKV_EM_NO_SUCH_VERSION : TKV_EM_NO_KEY);
         free(vis);
         return;
     }
@@ -249,7 +249,7 @@ static void op_range(world *w, int k)
     bool reverse = test_rng_below(&w->r, 2), dirty;
     collected c = {.n = 0};
     cr_assert_eq(tkv_engine_range(w->e, KEY(k), from, to, limit, reverse, collect, &c, &dirty),
-                 TKV_ST_OK);
+                 TKV_E_OK);
     const mkey *m = &w->m[k];
     size_t want = 0;
     for (size_t j = 0; j < m->n; j++) {
@@ -274,7 +274,7 @@ static void op_count(world *w, int k)
     uint64_t a = pick_ts(w), b = pick_ts(w), n;
     uint64_t from = a < b ? a : b, to = a < b ? b : a;
     bool dirty;
-    cr_assert_eq(tkv_engine_count(w->e, KEY(k), from, to, &n, &dirty), TKV_ST_OK);
+    cr_assert_eq(tkv_engine_count(w->e, KEY(k), from, to, &n, &dirty), TKV_E_OK);
     const mkey *m = &w->m[k];
     uint64_t want = 0;
     for (size_t j = 0; j < m->n; j++)
@@ -296,8 +296,8 @@ static void op_retain(world *w, int k)
     bool dry = test_rng_below(&w->r, 3) == 0, dirty;
     tkv_policy p = {versions, age};
     tkv_retain_result r;
-    tkv_status st = tkv_engine_retain(w->e, KEY(k), &p, dry, &r, &dirty);
-    cr_assert_eq(st, TKV_ST_OK, "op %ld: retain: %s", w->ops, tkv_engine_errmsg(w->e));
+    tkv_eng_rc st = tkv_engine_retain(w->e, KEY(k), &p, dry, &r, &dirty);
+    cr_assert_eq(st, TKV_E_OK, "op %ld: retain: %s", w->ops, tkv_engine_errmsg(w->e));
     bool clearing = !versions && !age;
     uint32_t ev = clearing ? w->o.retain.versions : versions;
     uint64_t ea = clearing ? w->o.retain.age_us : age, removable = 0, horizon = 0;
@@ -321,8 +321,8 @@ static void op_retain(world *w, int k)
 static void op_policy(world *w, int k)
 {
     const mkey *m = &w->m[k];
-    tkv_policy_info pi;
-    cr_assert_eq(tkv_engine_policy(w->e, KEY(k), &pi), TKV_ST_OK);
+    tkv_eng_policy_info pi;
+    cr_assert_eq(tkv_engine_policy(w->e, KEY(k), &pi), TKV_E_OK);
     cr_assert_eq(pi.own, m->has_policy, "op %ld: policy own", w->ops);
     cr_assert_eq(pi.policy.versions, m->has_policy ? m->keep_versions : w->o.retain.versions);
     cr_assert_eq(pi.policy.age_us, m->has_policy ? m->keep_age : w->o.retain.age_us);
@@ -441,7 +441,7 @@ static void op_scan(world *w)
         cr_assert_eq(tkv_engine_scan(w->e, (const uint8_t *)prefixes[pi].p, prefixes[pi].n,
                                      first ? NULL : cursor, clen, count, scan_cb, &s, &more,
                                      &dirty),
-                     TKV_ST_OK);
+                     TKV_E_OK);
         first = false;
         cr_assert_leq(s.n - before, count);
         if (s.n > before) {

@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "byteorder.h"
 #include "client_int.h"
 
 #define CLIENT_MAX_FRAME (1u << 30)
@@ -225,7 +226,7 @@ static bool whole_frame_held(const tkv_frame_reader *r)
     if (held < TKV_FRAME_HEADER)
         return false;
     const uint8_t *h = r->buf + r->start;
-    uint64_t len = (uint64_t)h[0] << 24 | (uint64_t)h[1] << 16 | (uint64_t)h[2] << 8 | h[3];
+    uint64_t len = tkv_load_be32(h);
     return held - TKV_FRAME_HEADER >= len;
 }
 

@@ -75,11 +75,11 @@ int eng_load_state(tkv_engine *e, char *err, size_t errlen)
     e->cnt_committed = (counters){0, 0, 0};
     if (rc == 1) {
         if (vlen >= 16) {
-            e->cnt_committed.keys = eng_be64((const uint8_t *)v);
-            e->cnt_committed.versions = eng_be64((const uint8_t *)v + 8);
+            e->cnt_committed.keys = tkv_load_be64((const uint8_t *)v);
+            e->cnt_committed.versions = tkv_load_be64((const uint8_t *)v + 8);
         }
         if (vlen >= 24)
-            e->cnt_committed.swept_keys = eng_be64((const uint8_t *)v + 16);
+            e->cnt_committed.swept_keys = tkv_load_be64((const uint8_t *)v + 16);
         tkv_store_free(v);
     }
     e->cnt = (counters){e->cnt_committed.keys + staged.keys,
@@ -399,9 +399,9 @@ static void put_counters(tkv_engine *e)
     if (memcmp(&e->cnt, &e->cnt_flight, sizeof e->cnt) == 0)
         return;
     uint8_t v[24];
-    eng_put_be64(v, e->cnt.keys);
-    eng_put_be64(v + 8, e->cnt.versions);
-    eng_put_be64(v + 16, e->cnt.swept_keys);
+    tkv_store_be64(v, e->cnt.keys);
+    tkv_store_be64(v + 8, e->cnt.versions);
+    tkv_store_be64(v + 16, e->cnt.swept_keys);
     tkv_store_batch_put(e->stage.wb, COUNTERS_KEY, sizeof COUNTERS_KEY - 1, v, sizeof v);
 }
 

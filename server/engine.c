@@ -204,7 +204,7 @@ tkv_status tkv_engine_put(tkv_engine *e, const uint8_t *key, size_t klen, const 
         uint64_t now = eng_now(e);
         expires = ttl_us > UINT64_MAX - now ? UINT64_MAX : now + ttl_us;
         hdr[0] = BLOB_EXPIRES;
-        eng_put_be64(hdr + 1, expires);
+        tkv_store_be64(hdr + 1, expires);
         hlen = 9;
     }
     tkv_kentry *E;

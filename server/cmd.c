@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "frame.h"
@@ -324,20 +323,13 @@ static void kv_str(tkv_rep_wr *lw, const char *name, const char *v)
     tkv_rep_stats_str(lw, name, strlen(name), v, strlen(v));
 }
 
-static uint64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 #define N_SERVER_STATS 9
 #define N_ENGINE_STATS 18
 
-static void pack_server_stats(tkv_rep_wr *pk, const tkv_server_info *in)
+static void pack_server_stats(tkv_rep_wr *pk, const tkv_server_info *in, uint64_t now_us)
 {
     kv_str(pk, "version", TKV_VERSION_STRING);
-    kv_u64(pk, "uptime_s", (now_us() - in->start_us) / 1000000u);
+    kv_u64(pk, "uptime_s", (now_us - in->start_us) / 1000000u);
     kv_u64(pk, "connections", in->conns_current);
     kv_u64(pk, "connections_total", in->conns_total);
     kv_u64(pk, "connections_rejected", in->conns_rejected);
@@ -381,7 +373,7 @@ static int exec_stats(exec_ctx *x)
     tkv_rep_wr lw;
     tkv_rep_stats_begin(&lw, x->out, n);
     if (d->info)
-        pack_server_stats(&lw, d->info);
+        pack_server_stats(&lw, d->info, tkv_engine_now(d->eng));
     pack_engine_stats(&lw, &es, tkv_engine_failing(d->eng));
     for (int i = 0; i < TKV_CMD__COUNT; i++) {
         char name[32];

@@ -35,9 +35,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "engine_int.h"
 
 #define PROBE_INTERVAL_US 100000
@@ -45,13 +45,6 @@
 #define EVERYSEC_US 1000000
 
 static const char COUNTERS_KEY[] = "mcounters";
-
-static uint64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
 
 tkv_store_opts eng_store_opts(const tkv_engine *e)
 {
@@ -127,7 +120,7 @@ static int probe_disk(tkv_engine *e)
 static void set_broken(tkv_engine *e, const char *why)
 {
     e->broken = true;
-    e->last_probe_us = mono_us();
+    e->last_probe_us = tkv_clock_mono_us();
     snprintf(e->fail_msg, sizeof e->fail_msg, "%s", why);
 }
 
@@ -149,7 +142,7 @@ static void forget_all(tkv_engine *e)
  * with nothing staged or in flight. */
 static int recover(tkv_engine *e)
 {
-    uint64_t now = mono_us();
+    uint64_t now = tkv_clock_mono_us();
     if (tkv_engine_pending(e) || now - e->last_probe_us < PROBE_INTERVAL_US)
         return -1;
     e->last_probe_us = now;
@@ -318,7 +311,7 @@ static bool want_sync(tkv_engine *e)
     if (e->opts.fsync == TKV_SYNC_NEVER)
         return false;
     /* everysec: this write syncs if the last sync is a second old. */
-    uint64_t now = mono_us();
+    uint64_t now = tkv_clock_mono_us();
     if (now - e->last_sync_us < EVERYSEC_US)
         return false;
     e->last_sync_us = now;
@@ -519,6 +512,6 @@ int tkv_engine_sync(tkv_engine *e)
         return -1;
     }
     e->unsynced = false;
-    e->last_sync_us = mono_us();
+    e->last_sync_us = tkv_clock_mono_us();
     return 0;
 }

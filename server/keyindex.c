@@ -14,7 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <time.h>
+
+#include "clock.h"
 
 int tkv_key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
 {
@@ -79,10 +80,9 @@ static void seed(tkv_keyindex *ix)
 {
     uint64_t s[3] = {0, 0, 0};
     if (getrandom(s, sizeof s, GRND_NONBLOCK) != (ssize_t)sizeof s) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        s[0] = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ULL ^ (uint64_t)(uintptr_t)ix;
-        s[1] = (uint64_t)ts.tv_sec ^ 0xD1B54A32D192ED03ULL;
+        uint64_t us = tkv_clock_realtime_us();
+        s[0] = us % 1000000u * 0x9E3779B97F4A7C15ULL ^ (uint64_t)(uintptr_t)ix;
+        s[1] = us / 1000000u ^ 0xD1B54A32D192ED03ULL;
         s[2] = s[0] ^ s[1];
     }
     ix->sip[0] = s[0];

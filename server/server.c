@@ -30,7 +30,6 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cmd.h"
@@ -60,13 +59,6 @@ typedef struct tkv_srv {
     bool storage_failing; /* a commit failed and none has succeeded since */
     int sweep_waits;      /* sweep ticks skipped for want of a quiet moment */
 } tkv_srv;
-
-static uint64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
 
 /* ---- accepting -------------------------------------------------------- */
 
@@ -515,7 +507,7 @@ static int start(tkv_srv *s)
                              .auth = s->has_auth ? &s->auth : NULL,
                              .info = &s->info};
     s->hub = (conn_hub){.loop = s->loop, .o = &s->o, .disp = &s->disp, .info = &s->info};
-    s->info.start_us = now_us();
+    s->info.start_us = tkv_engine_now(s->eng); /* the clock STATS reads uptime on */
     s->info.max_clients = s->o.max_clients;
     s->info.fsync = tkv_fsync_name(s->o.fsync);
     init_watchers(s);

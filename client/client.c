@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "byteorder.h"
+#include "grow.h"
 #include "client_int.h"
 
 #define CLIENT_MAX_FRAME (1u << 30)
@@ -302,8 +303,9 @@ static int read_frame(tkv_ctx *c, const uint8_t **f, size_t *n)
 static int push_op(tkv_ctx *c, int op)
 {
     if (c->ops_n == c->ops_cap) {
-        size_t cap = c->ops_cap ? c->ops_cap * 2 : 64;
-        uint8_t *r = malloc(cap);
+        /* A ring: copied out in order rather than realloc'd. */
+        size_t cap = tkv_grow_cap(c->ops_cap, c->ops_n + 1, 64);
+        uint8_t *r = cap ? malloc(cap) : NULL;
         if (!r)
             return cl_set_err(c, TKV_EK_NOMEM, "out of memory");
         for (size_t i = 0; i < c->ops_n; i++)
@@ -542,13 +544,8 @@ int tkv_append_mget(tkv_ctx *c, uint64_t ts, const tkv_bytes *keys, size_t n)
 
 int cl_grow(tkv_ctx *c, void **arr, size_t *cap, size_t n, size_t sz)
 {
-    if (n <= *cap)
-        return TKV_OK;
-    void *p = realloc(*arr, n * sz);
-    if (!p)
+    if (tkv_grow(arr, cap, n, sz, n) < 0)
         return cl_set_err(c, TKV_EK_NOMEM, "out of memory");
-    *arr = p;
-    *cap = n;
     return TKV_OK;
 }
 

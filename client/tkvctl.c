@@ -16,6 +16,7 @@
 
 #include "tkvctl.h"
 #include "clock.h"
+#include "grow.h"
 #include "proto.h"
 #include "units.h"
 
@@ -144,11 +145,9 @@ static int read_stdin(char **out, size_t *len)
         n += got;
         if (got == 0)
             break;
-        if (n == cap) {
-            char *nb = realloc(buf, cap *= 2);
-            if (!nb)
-                free(buf);
-            buf = nb;
+        if (n == cap && tkv_grow(&buf, &cap, cap + 1, 1, 0) < 0) {
+            free(buf);
+            buf = NULL;
         }
     }
     if (!buf)

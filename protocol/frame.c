@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "byteorder.h"
+#include "grow.h"
 
 #define MIN_CAP 4096
 
@@ -49,10 +50,8 @@ static void compact(tkv_frame_reader *r)
 
 static int grow(tkv_frame_reader *r, size_t need)
 {
-    size_t cap = r->cap ? r->cap : MIN_CAP;
-    while (cap < need)
-        cap *= 2;
-    if (cap > cap_limit(r))
+    size_t cap = tkv_grow_cap(r->cap, need, MIN_CAP);
+    if (cap == 0 || cap > cap_limit(r))
         cap = cap_limit(r) > need ? cap_limit(r) : need;
     uint8_t *p = realloc(r->buf, cap);
     if (!p)

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "engine_int.h"
+#include "grow.h"
 
 /* Sweep steps per maintenance call: eviction never stalls the reactor for
  * long, even when most keys were used recently. */
@@ -87,14 +88,8 @@ static int gather(tkv_engine *e, eng_key *k, tkv_store_iter *it, uint32_t want, 
     while (*n < want && eng_iter_match(k, it, &ts)) {
         size_t vlen;
         const uint8_t *v = tkv_store_iter_value(it, &vlen);
-        if (*n == e->nrecs_cap) {
-            size_t cap = e->nrecs_cap ? e->nrecs_cap * 2 : 64;
-            fill_rec *r = realloc(e->recs, cap * sizeof *r);
-            if (!r)
-                return -1;
-            e->recs = r;
-            e->nrecs_cap = cap;
-        }
+        if (tkv_grow(&e->recs, &e->nrecs_cap, *n + 1, sizeof *e->recs, 64) < 0)
+            return -1;
         e->recs[*n] = (fill_rec){.ts = ts, .off = e->fillbuf.len, .len = (uint32_t)vlen};
         if (tkv_buf_append(&e->fillbuf, v, vlen) < 0)
             return -1;

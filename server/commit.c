@@ -39,6 +39,7 @@
 
 #include "clock.h"
 #include "engine_int.h"
+#include "grow.h"
 
 #define PROBE_INTERVAL_US 100000
 #define PROBE_BYTES (64 * 1024)
@@ -231,16 +232,10 @@ void eng_stage_del(tkv_engine *e, const void *k, size_t klen)
 int eng_reserve_dirty(tkv_engine *e)
 {
     eng_batch *b = &e->stage;
-    if (b->ndirty < b->cap)
-        return 0;
-    size_t cap = b->cap ? b->cap * 2 : 64;
-    tkv_kentry **d = realloc(b->dirty, cap * sizeof *d);
-    if (!d) {
+    if (tkv_grow(&b->dirty, &b->cap, b->ndirty + 1, sizeof *b->dirty, 64) < 0) {
         snprintf(e->errmsg, sizeof e->errmsg, "out of memory");
         return -1;
     }
-    b->dirty = d;
-    b->cap = cap;
     return 0;
 }
 

@@ -77,7 +77,4 @@ static inline tkv_kentry *tkv_keyindex_next(const tkv_kentry *e) { return e->nex
 /* Byte order of keys, shorter first on a common prefix (memcmp semantics). */
 int tkv_key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen);
 
-/* SipHash-1-3 of p under key k. */
-uint64_t tkv_siphash(const uint64_t k[2], const void *p, size_t n);
-
 #endif

@@ -80,6 +80,11 @@ typedef enum tkv_cmd {
 #define TKV_DEFAULT_MAX_KEY 1024u
 #define TKV_DEFAULT_MAX_VALUE (1024u * 1024u)
 #define TKV_DEFAULT_MAX_FRAME (8u * 1024u * 1024u)
+/* Bytes of a reply frame a server keeps for everything around one key or
+ * value (array and bin headers, status, timestamps, a SCAN cursor's
+ * header): --max-key and --max-value must stay this far below
+ * --max-frame, so the first answer of any reply always fits. */
+#define TKV_REPLY_SLACK 64u
 #define TKV_DEFAULT_MAX_BATCH 10000u
 #define TKV_SCAN_DEFAULT_COUNT 100u
 #define TKV_SCAN_MAX_COUNT 10000u

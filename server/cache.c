@@ -178,11 +178,14 @@ tkv_kentry *eng_lookup(tkv_engine *e, eng_key *k, bool create, tkv_status *st)
 
 /* ---- holding the budget ---------------------------------------------------- */
 
-/* The most page bytes one key may keep: a single huge key must not crowd
- * out every other. */
+/* The share of --max-memory one key's page may keep: a single huge key must
+ * not crowd out every other, yet a hot key's history still fits. */
+#define KEY_BUDGET_DIV 16
+
+/* The most page bytes one key may keep. */
 static size_t key_budget(const tkv_engine *e)
 {
-    return e->opts.max_memory ? e->opts.max_memory / 16 : SIZE_MAX;
+    return e->opts.max_memory ? e->opts.max_memory / KEY_BUDGET_DIV : SIZE_MAX;
 }
 
 /* After a successful commit: drops staged deep-past versions (now on disk)

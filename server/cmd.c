@@ -245,8 +245,8 @@ static int exec_mput(exec_ctx *x)
 
 /* MGET answers keys in order until the next answer might not fit the
  * frame, then sets `truncated` and the client asks again for the rest (as
- * RANGE and SCAN do). The first answer always fits - tkvd keeps values 64
- * bytes below the frame size - so every call makes progress. */
+ * RANGE and SCAN do). The first answer always fits - tkvd keeps values
+ * TKV_REPLY_SLACK bytes below the frame size - so every call makes progress. */
 static int exec_mget(exec_ctx *x)
 {
     const tkv_req *r = x->req;
@@ -300,7 +300,8 @@ static int exec_scan(exec_ctx *x)
     tkv_rep_wr lw;
     tkv_rep_scan_begin(&lw, x->out);
     /* Room for the cursor, which repeats a key. */
-    scan_ctx sc = {.lw = &lw, .limit_end = lw.w.start + x->d->max_reply - 64 - x->d->lim.max_key};
+    scan_ctx sc = {.lw = &lw,
+                   .limit_end = lw.w.start + x->d->max_reply - TKV_REPLY_SLACK - x->d->lim.max_key};
     bool more;
     tkv_status st = tkv_engine_scan(x->d->eng, r->has_prefix ? r->prefix.ptr : NULL,
                                     r->prefix.len, r->has_cursor ? r->cursor.ptr : NULL,

@@ -7,8 +7,8 @@
  * entry carries its key bytes inline and a pointer to the key's version page
  * (vpage.h); the index itself knows nothing of versions.
  *
- * The hash is SipHash-1-3 with a per-process random key, so clients cannot
- * choose keys that collide.
+ * The hash is SipHash-1-3 (common/siphash.h) with a per-process random key,
+ * so clients cannot choose keys that collide.
  */
 #ifndef TKV_KEYINDEX_H
 #define TKV_KEYINDEX_H

@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "driver.h"
+#include "grow.h"
 
 #define RESP_MAX_DEPTH 8        /* nesting tkv-bench's commands never exceed */
 #define RESP_READ_SLACK (64 * 1024)
@@ -148,10 +149,8 @@ static int resp_reader_space(bench_reader *rd, size_t want, uint8_t **p, size_t 
         r->start = 0;
     }
     if (r->cap - r->end < want && r->cap < limit) {
-        size_t cap = r->cap ? r->cap : RESP_MIN_CAP;
-        while (cap < r->end + want && cap < limit)
-            cap *= 2;
-        if (cap > limit)
+        size_t cap = tkv_grow_cap(r->cap, r->end + want, RESP_MIN_CAP);
+        if (cap == 0 || cap > limit)
             cap = limit;
         uint8_t *nb = realloc(r->buf, cap);
         if (!nb)

@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "clock.h"
 #include "proto.h"
 
 #define READ_WANT (64 * 1024) /* room offered to each read() */
@@ -58,13 +59,6 @@ struct bench_conn {
     uint64_t seq;             /* PUTs sent, stamped into the value */
     uint64_t paced;           /* paced phase: requests of its schedule sent */
 };
-
-uint64_t bench_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static double cpu_seconds(void)
 {
@@ -392,7 +386,7 @@ static void refill(bench_conn *c)
     }
     if (c->count == first)
         return;
-    uint64_t now = bench_now_ns();
+    uint64_t now = tkv_clock_mono_ns();
     for (uint32_t i = first; i < c->count; i++) {
         uint64_t *sent = &c->ring_sent[(c->head + i) % c->ring_cap];
         if (r->rate)
@@ -460,7 +454,7 @@ static void pace_room(bench_run *r, bench_conn *c, uint64_t now)
 static void finish_if_done(bench_run *r)
 {
     if (r->inflight == 0 && (r->exhausted || r->stopping)) {
-        r->stats->elapsed_ns = bench_now_ns() - r->start_ns;
+        r->stats->elapsed_ns = tkv_clock_mono_ns() - r->start_ns;
         ev_break(r->loop, EVBREAK_ALL);
     }
 }
@@ -544,7 +538,7 @@ static int read_replies(bench_conn *c)
             return -1;
         }
         r->drv->reader_commit(&c->rd, (size_t)n);
-        if (take_replies(c, bench_now_ns()) < 0)
+        if (take_replies(c, tkv_clock_mono_ns()) < 0)
             return -1;
         if ((size_t)n < avail)
             return 0; /* the socket is most likely drained */
@@ -564,7 +558,7 @@ static void on_io(struct ev_loop *loop, ev_io *w, int events)
         return;
     refill(c);
     if (r->rate && !r->failed)
-        pace_room(r, c, bench_now_ns());
+        pace_room(r, c, tkv_clock_mono_ns());
     finish_if_done(r);
 }
 
@@ -610,7 +604,7 @@ static void print_progress(bench_run *r, uint64_t now)
 static void on_tick(struct ev_loop *loop, ev_timer *w, int events)
 {
     bench_run *r = w->data;
-    uint64_t now = bench_now_ns();
+    uint64_t now = tkv_clock_mono_ns();
     check_timeouts(r, now);
     if (r->show_progress && !r->failed)
         print_progress(r, now);
@@ -637,7 +631,7 @@ static void on_pace(struct ev_loop *loop, ev_io *w, int events)
      * clock says what is due. */
     ssize_t n = read(r->pace_fd, &expirations, sizeof expirations);
     (void)n;
-    pace_wake(r, bench_now_ns());
+    pace_wake(r, tkv_clock_mono_ns());
     finish_if_done(r);
 }
 
@@ -647,7 +641,7 @@ static void on_deadline(struct ev_loop *loop, ev_timer *w, int events)
     /* libev's timers may run a millisecond late: count what was due at the
      * end the user asked for. */
     uint64_t end = r->start_ns + (uint64_t)(r->cfg->seconds * 1e9);
-    uint64_t now = bench_now_ns();
+    uint64_t now = tkv_clock_mono_ns();
     stop_issuing(r, now < end ? now : end);
     finish_if_done(r);
 }
@@ -661,7 +655,7 @@ static void on_sigint(struct ev_loop *loop, ev_signal *w, int events)
         fail(r, "interrupted");
         return;
     }
-    stop_issuing(r, bench_now_ns());
+    stop_issuing(r, tkv_clock_mono_ns());
     r->interrupted = true;
     finish_if_done(r);
 }
@@ -685,7 +679,7 @@ static void reset_phase(bench_run *r, bench_phase phase, uint32_t depth, bench_s
     r->pace_due = r->pace_woken = r->pace_armed = 0;
     for (uint32_t i = 0; i < r->nconns; i++)
         r->conns[i].paced = 0;
-    r->start_ns = r->last_tick_ns = bench_now_ns();
+    r->start_ns = r->last_tick_ns = tkv_clock_mono_ns();
     r->last_done = 0;
 }
 
@@ -732,7 +726,7 @@ int run_phase(bench_run *r, bench_phase phase, uint32_t depth, bench_stats *stat
     if (!r->failed && (r->inflight > 0 || pacing))
         ev_run(r->loop, 0);
     if (r->failed || stats->elapsed_ns == 0)
-        stats->elapsed_ns = bench_now_ns() - r->start_ns;
+        stats->elapsed_ns = tkv_clock_mono_ns() - r->start_ns;
     stop_watchers(r);
     stats->cpu_s = cpu_seconds() - cpu0;
     if (r->show_progress)

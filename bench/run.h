@@ -95,9 +95,6 @@ typedef struct bench_run {
     ev_signal sigint;
 } bench_run;
 
-/* Monotonic time in nanoseconds. */
-uint64_t bench_now_ns(void);
-
 /* Resolves the target and opens cfg->conns connections, each with room for
  * `max_depth` requests in flight, and authenticates each with cfg->auth if
  * set (a refused secret fails the open). Returns 0, or -1 with r->errmsg

@@ -21,6 +21,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "byteorder.h"
+#include "grow.h"
 #include "client_int.h"
 
 #define CLIENT_MAX_FRAME (1u << 30)
@@ -225,7 +227,7 @@ static bool whole_frame_held(const tkv_frame_reader *r)
     if (held < TKV_FRAME_HEADER)
         return false;
     const uint8_t *h = r->buf + r->start;
-    uint64_t len = (uint64_t)h[0] << 24 | (uint64_t)h[1] << 16 | (uint64_t)h[2] << 8 | h[3];
+    uint64_t len = tkv_load_be32(h);
     return held - TKV_FRAME_HEADER >= len;
 }
 
@@ -301,8 +303,9 @@ static int read_frame(tkv_ctx *c, const uint8_t **f, size_t *n)
 static int push_op(tkv_ctx *c, int op)
 {
     if (c->ops_n == c->ops_cap) {
-        size_t cap = c->ops_cap ? c->ops_cap * 2 : 64;
-        uint8_t *r = malloc(cap);
+        /* A ring: copied out in order rather than realloc'd. */
+        size_t cap = tkv_grow_cap(c->ops_cap, c->ops_n + 1, 64);
+        uint8_t *r = cap ? malloc(cap) : NULL;
         if (!r)
             return cl_set_err(c, TKV_EK_NOMEM, "out of memory");
         for (size_t i = 0; i < c->ops_n; i++)
@@ -541,13 +544,8 @@ int tkv_append_mget(tkv_ctx *c, uint64_t ts, const tkv_bytes *keys, size_t n)
 
 int cl_grow(tkv_ctx *c, void **arr, size_t *cap, size_t n, size_t sz)
 {
-    if (n <= *cap)
-        return TKV_OK;
-    void *p = realloc(*arr, n * sz);
-    if (!p)
+    if (tkv_grow(arr, cap, n, sz, n) < 0)
         return cl_set_err(c, TKV_EK_NOMEM, "out of memory");
-    *arr = p;
-    *cap = n;
     return TKV_OK;
 }
 

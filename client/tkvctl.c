@@ -13,9 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "tkvctl.h"
+#include "clock.h"
+#include "grow.h"
 #include "proto.h"
 #include "units.h"
 
@@ -61,16 +62,9 @@ const char *opt(const args *a, const char *name)
     return NULL;
 }
 
-uint64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 int parse_time(const char *s, const char *what, uint64_t *out)
 {
-    int rc = tkv_parse_time(s, now_us(), out);
+    int rc = tkv_parse_time(s, tkv_clock_realtime_us(), out);
     if (rc == TKV_TIME_AMBIGUOUS)
         return fail("ambiguous %s '%s': a bare number is microseconds, but this looks like "
                     "epoch seconds or milliseconds; write %ss, %sms or %sus",
@@ -151,11 +145,9 @@ static int read_stdin(char **out, size_t *len)
         n += got;
         if (got == 0)
             break;
-        if (n == cap) {
-            char *nb = realloc(buf, cap *= 2);
-            if (!nb)
-                free(buf);
-            buf = nb;
+        if (n == cap && tkv_grow(&buf, &cap, cap + 1, 1, 0) < 0) {
+            free(buf);
+            buf = NULL;
         }
     }
     if (!buf)

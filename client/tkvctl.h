@@ -60,7 +60,6 @@ void print_usage(const command *cmds, size_t ncmds, FILE *f);
 int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int server_fail(cli *c);
 const char *opt(const args *a, const char *name);
-uint64_t now_us(void);
 int parse_time(const char *s, const char *what, uint64_t *out);
 int parse_count(const char *s, const char *what, uint64_t max, uint64_t *out);
 int connect_cli(cli *c);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "tkvctl.h"
+#include "grow.h"
 #include "units.h"
 
 /* Triples kept for an MPUT: keys and values point into argv or lines. */
@@ -15,20 +16,14 @@ typedef struct triples {
     tkv_item *items;
     size_t n, cap;
     char **lines; /* owned lines read from stdin */
-    size_t nlines;
+    size_t nlines, lines_cap;
 } triples;
 
 /* Adds one triple; where says "item N" or "line N" for errors. */
 static int add_item(triples *t, tkv_bytes key, const char *ts, tkv_bytes val, const char *where)
 {
-    if (t->n == t->cap) {
-        size_t cap = t->cap ? t->cap * 2 : 64;
-        tkv_item *p = realloc(t->items, cap * sizeof *p);
-        if (!p)
-            return fail("out of memory");
-        t->items = p;
-        t->cap = cap;
-    }
+    if (tkv_grow(&t->items, &t->cap, t->n + 1, sizeof *t->items, 64) < 0)
+        return fail("out of memory");
     tkv_item *it = &t->items[t->n];
     *it = (tkv_item){.key = key, .value = val};
     if (key.len == 0)
@@ -51,12 +46,10 @@ static int add_item(triples *t, tkv_bytes key, const char *ts, tkv_bytes val, co
 /* Keeps line (owned) in t->lines so items may point into it. */
 static int keep_line(triples *t, char *line)
 {
-    char **lines = realloc(t->lines, (t->nlines + 1) * sizeof *lines);
-    if (!lines) {
+    if (tkv_grow(&t->lines, &t->lines_cap, t->nlines + 1, sizeof *t->lines, 64) < 0) {
         free(line);
         return fail("out of memory");
     }
-    t->lines = lines;
     t->lines[t->nlines++] = line;
     return 0;
 }

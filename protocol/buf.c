@@ -5,6 +5,8 @@
 
 #include <stdlib.h>
 
+#include "grow.h"
+
 void tkv_buf_init(tkv_buf *b)
 {
     b->data = NULL;
@@ -26,16 +28,7 @@ int tkv_buf_reserve(tkv_buf *b, size_t extra)
         return 0;
     if (extra > SIZE_MAX / 2 - b->len)
         return -1;
-    size_t need = b->len + extra;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < need)
-        cap *= 2;
-    uint8_t *p = realloc(b->data, cap);
-    if (!p)
-        return -1;
-    b->data = p;
-    b->cap = cap;
-    return 0;
+    return tkv_grow(&b->data, &b->cap, b->len + extra, 1, 256);
 }
 
 int tkv_buf_append(tkv_buf *b, const void *p, size_t n)

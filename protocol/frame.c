@@ -10,6 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "byteorder.h"
+#include "grow.h"
+
 #define MIN_CAP 4096
 
 void tkv_frame_reader_init(tkv_frame_reader *r, size_t max_frame)
@@ -47,10 +50,8 @@ static void compact(tkv_frame_reader *r)
 
 static int grow(tkv_frame_reader *r, size_t need)
 {
-    size_t cap = r->cap ? r->cap : MIN_CAP;
-    while (cap < need)
-        cap *= 2;
-    if (cap > cap_limit(r))
+    size_t cap = tkv_grow_cap(r->cap, need, MIN_CAP);
+    if (cap == 0 || cap > cap_limit(r))
         cap = cap_limit(r) > need ? cap_limit(r) : need;
     uint8_t *p = realloc(r->buf, cap);
     if (!p)
@@ -118,7 +119,7 @@ int tkv_frame_reader_next(tkv_frame_reader *r, const uint8_t **frame, size_t *le
     if (have < TKV_FRAME_HEADER)
         return TKV_FRAME_AGAIN;
     const uint8_t *h = r->buf + r->start;
-    uint32_t n = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
+    uint32_t n = tkv_load_be32(h);
     if (n > r->max_frame) {
         r->bad_len = n;
         r->err = TKV_FRAME_ETOOBIG;

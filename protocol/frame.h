@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "byteorder.h"
+
 #define TKV_FRAME_HEADER 4
 
 enum {
@@ -69,10 +71,7 @@ void tkv_frame_reader_shrink(tkv_frame_reader *r, size_t keep);
 /* Writes the 4-byte header for a payload of n bytes. */
 static inline void tkv_frame_put_header(uint8_t out[4], uint32_t n)
 {
-    out[0] = (uint8_t)(n >> 24);
-    out[1] = (uint8_t)(n >> 16);
-    out[2] = (uint8_t)(n >> 8);
-    out[3] = (uint8_t)n;
+    tkv_store_be32(out, n);
 }
 
 #endif

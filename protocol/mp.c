@@ -11,21 +11,14 @@
 
 #include <string.h>
 
-static inline uint16_t ld16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
-
-static inline uint32_t ld32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static inline uint64_t ld64(const uint8_t *p) { return (uint64_t)ld32(p) << 32 | ld32(p + 4); }
+#include "byteorder.h"
 
 /* Reads a big-endian length of `width` bytes following the tag. */
 static int take_len(tkv_mp *m, unsigned width, uint32_t *len)
 {
     if (tkv_mp_left(m) < width)
         return TKV_MP_ETRUNC;
-    *len = width == 1 ? m->p[0] : width == 2 ? ld16(m->p) : ld32(m->p);
+    *len = width == 1 ? m->p[0] : width == 2 ? tkv_load_be16(m->p) : tkv_load_be32(m->p);
     m->p += width;
     return 0;
 }
@@ -59,9 +52,9 @@ static int take_fixed(tkv_mp *m, unsigned width, uint64_t *u)
         return TKV_MP_ETRUNC;
     switch (width) {
     case 1: *u = m->p[0]; break;
-    case 2: *u = ld16(m->p); break;
-    case 4: *u = ld32(m->p); break;
-    default: *u = ld64(m->p); break;
+    case 2: *u = tkv_load_be16(m->p); break;
+    case 4: *u = tkv_load_be32(m->p); break;
+    default: *u = tkv_load_be64(m->p); break;
     }
     m->p += width;
     return 0;

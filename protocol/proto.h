@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "byteorder.h"
 #include "mp.h"
 
 #define TKV_PROTO_VERSION 1
@@ -79,6 +80,11 @@ typedef enum tkv_cmd {
 #define TKV_DEFAULT_MAX_KEY 1024u
 #define TKV_DEFAULT_MAX_VALUE (1024u * 1024u)
 #define TKV_DEFAULT_MAX_FRAME (8u * 1024u * 1024u)
+/* Bytes of a reply frame a server keeps for everything around one key or
+ * value (array and bin headers, status, timestamps, a SCAN cursor's
+ * header): --max-key and --max-value must stay this far below
+ * --max-frame, so the first answer of any reply always fits. */
+#define TKV_REPLY_SLACK 64u
 #define TKV_DEFAULT_MAX_BATCH 10000u
 #define TKV_SCAN_DEFAULT_COUNT 100u
 #define TKV_SCAN_MAX_COUNT 10000u
@@ -198,16 +204,16 @@ static inline uint8_t *tkv_mpw_uint(uint8_t *p, uint64_t v)
         *p++ = (uint8_t)v;
     } else if (v <= 0xffff) {
         *p++ = 0xcd;
-        *p++ = (uint8_t)(v >> 8);
-        *p++ = (uint8_t)v;
+        tkv_store_be16(p, (uint16_t)v);
+        p += 2;
     } else if (v <= 0xffffffffu) {
         *p++ = 0xce;
-        for (int s = 24; s >= 0; s -= 8)
-            *p++ = (uint8_t)(v >> s);
+        tkv_store_be32(p, (uint32_t)v);
+        p += 4;
     } else {
         *p++ = 0xcf;
-        for (int s = 56; s >= 0; s -= 8)
-            *p++ = (uint8_t)(v >> s);
+        tkv_store_be64(p, v);
+        p += 8;
     }
     return p;
 }
@@ -228,12 +234,12 @@ static inline uint8_t *tkv_mpw_bin(uint8_t *p, const void *v, uint32_t n)
         *p++ = (uint8_t)n;
     } else if (n <= 0xffff) {
         *p++ = 0xc5;
-        *p++ = (uint8_t)(n >> 8);
-        *p++ = (uint8_t)n;
+        tkv_store_be16(p, (uint16_t)n);
+        p += 2;
     } else {
         *p++ = 0xc6;
-        for (int s = 24; s >= 0; s -= 8)
-            *p++ = (uint8_t)(n >> s);
+        tkv_store_be32(p, n);
+        p += 4;
     }
     if (n)
         memcpy(p, v, n);
@@ -254,10 +260,7 @@ static inline void tkv_frame_close(tkv_buf *b, uint8_t *end)
 {
     uint8_t *start = b->data + b->len;
     uint32_t n = (uint32_t)(end - start - 4);
-    start[0] = (uint8_t)(n >> 24);
-    start[1] = (uint8_t)(n >> 16);
-    start[2] = (uint8_t)(n >> 8);
-    start[3] = (uint8_t)n;
+    tkv_store_be32(start, n);
     b->len = (size_t)(end - b->data);
 }
 

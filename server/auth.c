@@ -9,7 +9,7 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include "keyindex.h"
+#include "siphash.h"
 
 int tkv_auth_init(tkv_auth *a, const void *secret, size_t len)
 {

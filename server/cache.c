@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "engine_int.h"
+#include "grow.h"
 
 /* Sweep steps per maintenance call: eviction never stalls the reactor for
  * long, even when most keys were used recently. */
@@ -87,14 +88,8 @@ static int gather(tkv_engine *e, eng_key *k, tkv_store_iter *it, uint32_t want, 
     while (*n < want && eng_iter_match(k, it, &ts)) {
         size_t vlen;
         const uint8_t *v = tkv_store_iter_value(it, &vlen);
-        if (*n == e->nrecs_cap) {
-            size_t cap = e->nrecs_cap ? e->nrecs_cap * 2 : 64;
-            fill_rec *r = realloc(e->recs, cap * sizeof *r);
-            if (!r)
-                return -1;
-            e->recs = r;
-            e->nrecs_cap = cap;
-        }
+        if (tkv_grow(&e->recs, &e->nrecs_cap, *n + 1, sizeof *e->recs, 64) < 0)
+            return -1;
         e->recs[*n] = (fill_rec){.ts = ts, .off = e->fillbuf.len, .len = (uint32_t)vlen};
         if (tkv_buf_append(&e->fillbuf, v, vlen) < 0)
             return -1;
@@ -183,11 +178,14 @@ tkv_kentry *eng_lookup(tkv_engine *e, eng_key *k, bool create, tkv_eng_rc *st)
 
 /* ---- holding the budget ---------------------------------------------------- */
 
-/* The most page bytes one key may keep: a single huge key must not crowd
- * out every other. */
+/* The share of --max-memory one key's page may keep: a single huge key must
+ * not crowd out every other, yet a hot key's history still fits. */
+#define KEY_BUDGET_DIV 16
+
+/* The most page bytes one key may keep. */
 static size_t key_budget(const tkv_engine *e)
 {
-    return e->opts.max_memory ? e->opts.max_memory / 16 : SIZE_MAX;
+    return e->opts.max_memory ? e->opts.max_memory / KEY_BUDGET_DIV : SIZE_MAX;
 }
 
 /* After a successful commit: drops staged deep-past versions (now on disk)

@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "frame.h"
@@ -248,8 +247,8 @@ static int exec_mput(exec_ctx *x)
 
 /* MGET answers keys in order until the next answer might not fit the
  * frame, then sets `truncated` and the client asks again for the rest (as
- * RANGE and SCAN do). The first answer always fits - tkvd keeps values 64
- * bytes below the frame size - so every call makes progress. */
+ * RANGE and SCAN do). The first answer always fits - tkvd keeps values
+ * TKV_REPLY_SLACK bytes below the frame size - so every call makes progress. */
 static int exec_mget(exec_ctx *x)
 {
     const tkv_req *r = x->req;
@@ -303,7 +302,8 @@ static int exec_scan(exec_ctx *x)
     tkv_rep_wr lw;
     tkv_rep_scan_begin(&lw, x->out);
     /* Room for the cursor, which repeats a key. */
-    scan_ctx sc = {.lw = &lw, .limit_end = lw.w.start + x->d->max_reply - 64 - x->d->lim.max_key};
+    scan_ctx sc = {.lw = &lw,
+                   .limit_end = lw.w.start + x->d->max_reply - TKV_REPLY_SLACK - x->d->lim.max_key};
     bool more;
     tkv_eng_rc st = tkv_engine_scan(x->d->eng, r->has_prefix ? r->prefix.ptr : NULL,
                                     r->prefix.len, r->has_cursor ? r->cursor.ptr : NULL,
@@ -326,20 +326,13 @@ static void kv_str(tkv_rep_wr *lw, const char *name, const char *v)
     tkv_rep_stats_str(lw, name, strlen(name), v, strlen(v));
 }
 
-static uint64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 #define N_SERVER_STATS 9
 #define N_ENGINE_STATS 18
 
-static void pack_server_stats(tkv_rep_wr *pk, const tkv_server_info *in)
+static void pack_server_stats(tkv_rep_wr *pk, const tkv_server_info *in, uint64_t now_us)
 {
     kv_str(pk, "version", TKV_VERSION_STRING);
-    kv_u64(pk, "uptime_s", (now_us() - in->start_us) / 1000000u);
+    kv_u64(pk, "uptime_s", (now_us - in->start_us) / 1000000u);
     kv_u64(pk, "connections", in->conns_current);
     kv_u64(pk, "connections_total", in->conns_total);
     kv_u64(pk, "connections_rejected", in->conns_rejected);
@@ -383,7 +376,7 @@ static int exec_stats(exec_ctx *x)
     tkv_rep_wr lw;
     tkv_rep_stats_begin(&lw, x->out, n);
     if (d->info)
-        pack_server_stats(&lw, d->info);
+        pack_server_stats(&lw, d->info, tkv_engine_now(d->eng));
     pack_engine_stats(&lw, &es, tkv_engine_failing(d->eng));
     for (int i = 0; i < TKV_CMD__COUNT; i++) {
         char name[32];

@@ -35,23 +35,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "engine_int.h"
+#include "grow.h"
 
 #define PROBE_INTERVAL_US 100000
 #define PROBE_BYTES (64 * 1024)
 #define EVERYSEC_US 1000000
 
 static const char COUNTERS_KEY[] = "mcounters";
-
-static uint64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
 
 tkv_store_opts eng_store_opts(const tkv_engine *e)
 {
@@ -75,11 +69,11 @@ int eng_load_state(tkv_engine *e, char *err, size_t errlen)
     e->cnt_committed = (counters){0, 0, 0};
     if (rc == 1) {
         if (vlen >= 16) {
-            e->cnt_committed.keys = eng_be64((const uint8_t *)v);
-            e->cnt_committed.versions = eng_be64((const uint8_t *)v + 8);
+            e->cnt_committed.keys = tkv_load_be64((const uint8_t *)v);
+            e->cnt_committed.versions = tkv_load_be64((const uint8_t *)v + 8);
         }
         if (vlen >= 24)
-            e->cnt_committed.swept_keys = eng_be64((const uint8_t *)v + 16);
+            e->cnt_committed.swept_keys = tkv_load_be64((const uint8_t *)v + 16);
         tkv_store_free(v);
     }
     e->cnt = (counters){e->cnt_committed.keys + staged.keys,
@@ -127,7 +121,7 @@ static int probe_disk(tkv_engine *e)
 static void set_broken(tkv_engine *e, const char *why)
 {
     e->broken = true;
-    e->last_probe_us = mono_us();
+    e->last_probe_us = tkv_clock_mono_us();
     snprintf(e->fail_msg, sizeof e->fail_msg, "%s", why);
 }
 
@@ -149,7 +143,7 @@ static void forget_all(tkv_engine *e)
  * with nothing staged or in flight. */
 static int recover(tkv_engine *e)
 {
-    uint64_t now = mono_us();
+    uint64_t now = tkv_clock_mono_us();
     if (tkv_engine_pending(e) || now - e->last_probe_us < PROBE_INTERVAL_US)
         return -1;
     e->last_probe_us = now;
@@ -238,16 +232,10 @@ void eng_stage_del(tkv_engine *e, const void *k, size_t klen)
 int eng_reserve_dirty(tkv_engine *e)
 {
     eng_batch *b = &e->stage;
-    if (b->ndirty < b->cap)
-        return 0;
-    size_t cap = b->cap ? b->cap * 2 : 64;
-    tkv_kentry **d = realloc(b->dirty, cap * sizeof *d);
-    if (!d) {
+    if (tkv_grow(&b->dirty, &b->cap, b->ndirty + 1, sizeof *b->dirty, 64) < 0) {
         snprintf(e->errmsg, sizeof e->errmsg, "out of memory");
         return -1;
     }
-    b->dirty = d;
-    b->cap = cap;
     return 0;
 }
 
@@ -318,7 +306,7 @@ static bool want_sync(tkv_engine *e)
     if (e->opts.fsync == TKV_SYNC_NEVER)
         return false;
     /* everysec: this write syncs if the last sync is a second old. */
-    uint64_t now = mono_us();
+    uint64_t now = tkv_clock_mono_us();
     if (now - e->last_sync_us < EVERYSEC_US)
         return false;
     e->last_sync_us = now;
@@ -399,9 +387,9 @@ static void put_counters(tkv_engine *e)
     if (memcmp(&e->cnt, &e->cnt_flight, sizeof e->cnt) == 0)
         return;
     uint8_t v[24];
-    eng_put_be64(v, e->cnt.keys);
-    eng_put_be64(v + 8, e->cnt.versions);
-    eng_put_be64(v + 16, e->cnt.swept_keys);
+    tkv_store_be64(v, e->cnt.keys);
+    tkv_store_be64(v + 8, e->cnt.versions);
+    tkv_store_be64(v + 16, e->cnt.swept_keys);
     tkv_store_batch_put(e->stage.wb, COUNTERS_KEY, sizeof COUNTERS_KEY - 1, v, sizeof v);
 }
 
@@ -519,6 +507,6 @@ int tkv_engine_sync(tkv_engine *e)
         return -1;
     }
     e->unsynced = false;
-    e->last_sync_us = mono_us();
+    e->last_sync_us = tkv_clock_mono_us();
     return 0;
 }

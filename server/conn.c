@@ -56,6 +56,7 @@
 #include <unistd.h>
 
 #include "frame.h"
+#include "grow.h"
 #include "log.h"
 #include "wire.h"
 
@@ -241,14 +242,8 @@ static size_t unsent(const conn *c) { return c->out.len - c->sent; }
 
 static int add_dep(conn *c, size_t off, size_t len, uint32_t epoch)
 {
-    if (c->ndeps == c->deps_cap) {
-        size_t cap = c->deps_cap ? c->deps_cap * 2 : 16;
-        dep *d = realloc(c->deps, cap * sizeof *d);
-        if (!d)
-            return -1;
-        c->deps = d;
-        c->deps_cap = cap;
-    }
+    if (tkv_grow(&c->deps, &c->deps_cap, c->ndeps + 1, sizeof *c->deps, 16) < 0)
+        return -1;
     c->deps[c->ndeps++] = (dep){off, len, epoch};
     list_add(&c->hub->wait, c, WAIT);
     return 0;

@@ -26,9 +26,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "engine_int.h"
 
 #define DEFAULT_FILL 256
@@ -37,9 +37,7 @@
 static uint64_t real_clock(void *ctx)
 {
     (void)ctx;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+    return tkv_clock_realtime_us();
 }
 
 int eng_iter_failed(tkv_engine *e, tkv_store_iter *it)
@@ -62,6 +60,8 @@ tkv_store_iter *eng_iter(tkv_engine *e)
 /* ---- writes ----------------------------------------------------------- */
 
 uint64_t eng_now(tkv_engine *e) { return e->opts.clock(e->opts.clock_ctx); }
+
+uint64_t tkv_engine_now(tkv_engine *e) { return eng_now(e); }
 
 /* Whether a version of k (E) at ts exists. */
 static int exists_below_lo(tkv_engine *e, eng_key *k, const tkv_kentry *E, uint64_t ts,
@@ -204,7 +204,7 @@ tkv_eng_rc tkv_engine_put(tkv_engine *e, const uint8_t *key, size_t klen, const 
         uint64_t now = eng_now(e);
         expires = ttl_us > UINT64_MAX - now ? UINT64_MAX : now + ttl_us;
         hdr[0] = BLOB_EXPIRES;
-        eng_put_be64(hdr + 1, expires);
+        tkv_store_be64(hdr + 1, expires);
         hlen = 9;
     }
     tkv_kentry *E;

@@ -355,6 +355,10 @@ void tkv_engine_idle(tkv_engine *e);
 /* The message of the last STORAGE error or failed commit. */
 const char *tkv_engine_errmsg(const tkv_engine *e);
 
+/* The engine's clock (tkv_engine_opts.clock), in microseconds since the
+ * epoch: the time versions are stamped with, so the server reads it too. */
+uint64_t tkv_engine_now(tkv_engine *e);
+
 void tkv_engine_stats_get(const tkv_engine *e, tkv_engine_stats *s);
 
 /* A LevelDB property ("leveldb.stats"); malloc'd, caller frees; or NULL. */

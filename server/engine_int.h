@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "byteorder.h"
 #include "engine.h"
 #include "keycodec.h"
 #include "keyindex.h"
@@ -155,24 +156,10 @@ static inline bool eng_iter_match(eng_key *k, tkv_store_iter *it, uint64_t *ts)
     return tkv_kc_match(rec, n, pfx, plen, ts);
 }
 
-static inline uint64_t eng_be64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
-static inline void eng_put_be64(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        p[i] = (uint8_t)v;
-}
-
 /* The expiry time of a blob, 0 if none. */
 static inline uint64_t blob_expires(const uint8_t *b, uint32_t len)
 {
-    return len >= 9 && (b[0] & BLOB_EXPIRES) ? eng_be64(b + 1) : 0;
+    return len >= 9 && (b[0] & BLOB_EXPIRES) ? tkv_load_be64(b + 1) : 0;
 }
 
 static inline bool blob_tombstone(const uint8_t *b, uint32_t len)

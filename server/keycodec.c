@@ -6,21 +6,7 @@
 
 #include <string.h>
 
-static void put_be64(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (uint8_t)v;
-        v >>= 8;
-    }
-}
-
-static uint64_t get_be64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
+#include "byteorder.h"
 
 size_t tkv_kc_prefix(uint8_t *out, const uint8_t *key, size_t klen)
 {
@@ -53,7 +39,7 @@ size_t tkv_kc_meta(uint8_t *out, const uint8_t *key, size_t klen)
 
 size_t tkv_kc_with_ts(uint8_t *out, size_t plen, uint64_t ts)
 {
-    put_be64(out + plen, ~ts);
+    tkv_store_be64(out + plen, ~ts);
     return plen + 8;
 }
 
@@ -67,7 +53,7 @@ bool tkv_kc_match(const uint8_t *enc, size_t n, const uint8_t *prefix, size_t pl
 {
     if (n != plen + 8 || memcmp(enc, prefix, plen) != 0)
         return false;
-    *ts = ~get_be64(enc + plen);
+    *ts = ~tkv_load_be64(enc + plen);
     return true;
 }
 
@@ -87,7 +73,7 @@ long tkv_kc_decode(const uint8_t *enc, size_t n, uint8_t *keyout, uint64_t *ts)
             keyout[k++] = 0x00;
             i++;
         } else if (enc[i + 1] == 0x01 && i + 2 == end) {
-            *ts = ~get_be64(enc + end);
+            *ts = ~tkv_load_be64(enc + end);
             return (long)k;
         } else {
             return -1;

@@ -7,8 +7,8 @@
  * entry carries its key bytes inline and a pointer to the key's version page
  * (vpage.h); the index itself knows nothing of versions.
  *
- * The hash is SipHash-1-3 with a per-process random key, so clients cannot
- * choose keys that collide.
+ * The hash is SipHash-1-3 (common/siphash.h) with a per-process random key,
+ * so clients cannot choose keys that collide.
  */
 #ifndef TKV_KEYINDEX_H
 #define TKV_KEYINDEX_H
@@ -76,8 +76,5 @@ static inline tkv_kentry *tkv_keyindex_next(const tkv_kentry *e) { return e->nex
 
 /* Byte order of keys, shorter first on a common prefix (memcmp semantics). */
 int tkv_key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen);
-
-/* SipHash-1-3 of p under key k. */
-uint64_t tkv_siphash(const uint64_t k[2], const void *p, size_t n);
 
 #endif

@@ -12,6 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+
 static tkv_log_level min_level = TKV_LOG_INFO;
 static const char *const names[] = {"debug", "info", "warn", "error"};
 static const char *log_path;
@@ -65,12 +67,12 @@ void tkv_log(tkv_log_level level, const char *fmt, ...)
     if (level < min_level)
         return;
     char line[1024];
-    struct timespec ts;
+    uint64_t us = tkv_clock_realtime_us();
+    time_t sec = (time_t)(us / 1000000u);
     struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
+    gmtime_r(&sec, &tm);
     size_t n = strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &tm);
-    n += (size_t)snprintf(line + n, sizeof line - n, ".%03ldZ [%s] ", ts.tv_nsec / 1000000L,
+    n += (size_t)snprintf(line + n, sizeof line - n, ".%03dZ [%s] ", (int)(us % 1000000u / 1000u),
                           names[level]);
     va_list ap;
     va_start(ap, fmt);

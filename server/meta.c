@@ -36,11 +36,10 @@ int eng_meta_decode(const uint8_t *p, size_t n, tkv_kmeta *m)
         return -1;
     m->has_policy = p[1] & META_HAS_POLICY;
     m->below = p[1] & META_BELOW;
-    m->horizon = eng_be64(p + 2);
-    m->min_expiry = eng_be64(p + 10);
-    m->policy.versions = (uint32_t)p[18] << 24 | (uint32_t)p[19] << 16 |
-                         (uint32_t)p[20] << 8 | p[21];
-    m->policy.age_us = eng_be64(p + 22);
+    m->horizon = tkv_load_be64(p + 2);
+    m->min_expiry = tkv_load_be64(p + 10);
+    m->policy.versions = tkv_load_be32(p + 18);
+    m->policy.age_us = tkv_load_be64(p + 22);
     return 0;
 }
 
@@ -48,14 +47,10 @@ static void meta_encode(const tkv_kmeta *m, uint8_t out[META_LEN])
 {
     out[0] = META_FORMAT;
     out[1] = (m->has_policy ? META_HAS_POLICY : 0) | (m->below ? META_BELOW : 0);
-    eng_put_be64(out + 2, m->horizon);
-    eng_put_be64(out + 10, m->min_expiry);
-    uint32_t n = m->policy.versions;
-    out[18] = (uint8_t)(n >> 24);
-    out[19] = (uint8_t)(n >> 16);
-    out[20] = (uint8_t)(n >> 8);
-    out[21] = (uint8_t)n;
-    eng_put_be64(out + 22, m->policy.age_us);
+    tkv_store_be64(out + 2, m->horizon);
+    tkv_store_be64(out + 10, m->min_expiry);
+    tkv_store_be32(out + 18, m->policy.versions);
+    tkv_store_be64(out + 22, m->policy.age_us);
 }
 
 static bool meta_empty(const tkv_kmeta *m)

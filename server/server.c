@@ -30,7 +30,6 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cmd.h"
@@ -38,6 +37,22 @@
 #include "log.h"
 
 #define SHUTDOWN_GRACE 5.0
+
+/* listen(2)'s backlog: Redis's and nginx's default; the kernel caps it at
+ * net.core.somaxconn, so asking for more than most systems allow costs
+ * nothing. */
+#define LISTEN_BACKLOG 511
+/* Connections accepted per readiness event: drains a burst in few loop
+ * turns without starving the clients already served. */
+#define ACCEPT_BATCH 256
+/* Descriptors kept for what is not a client (listeners, LevelDB's files,
+ * the log, the spare descriptor) when fitting --max-clients to ulimit -n. */
+#define FD_RESERVE 64
+/* --fsync everysec promises at most a second of writes lost. */
+#define SYNC_PERIOD 1.0
+/* The engine's tick (retrying a failed store) and idle clients'
+ * --timeout, whose unit is the second, need nothing finer. */
+#define TICK_PERIOD 1.0
 
 typedef struct tkv_srv {
     struct ev_loop *loop;
@@ -60,13 +75,6 @@ typedef struct tkv_srv {
     bool storage_failing; /* a commit failed and none has succeeded since */
     int sweep_waits;      /* sweep ticks skipped for want of a quiet moment */
 } tkv_srv;
-
-static uint64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
 
 /* ---- accepting -------------------------------------------------------- */
 
@@ -104,7 +112,7 @@ static void accept_emfile(tkv_srv *s)
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
     tkv_srv *s = w->data;
-    for (int i = 0; i < 256; i++) {
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
         struct sockaddr_storage sa;
         socklen_t salen = sizeof sa;
         int fd = accept4(s->lfd, (struct sockaddr *)&sa, &salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -243,6 +251,7 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
  * loop for their sync. */
 #define SWEEP_BUDGET 5000
 #define SWEEP_PATIENCE 10
+#define SWEEP_PERIOD 0.1 /* short steps often, not a long pause now and then */
 
 static void on_sweep(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -351,7 +360,7 @@ static int listen_on(tkv_srv *s)
         }
         int one = 1;
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 511) < 0) {
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, LISTEN_BACKLOG) < 0) {
             err = errno;
             close(fd);
             fd = -1;
@@ -401,10 +410,10 @@ static void init_watchers(tkv_srv *s)
     ev_signal_init(&s->sigint, on_signal, SIGINT);
     ev_signal_init(&s->sigterm, on_signal, SIGTERM);
     ev_signal_init(&s->sighup, on_sighup, SIGHUP);
-    ev_timer_init(&s->sync_timer, on_sync_timer, 1.0, 1.0);
+    ev_timer_init(&s->sync_timer, on_sync_timer, SYNC_PERIOD, SYNC_PERIOD);
     ev_timer_init(&s->grace_timer, on_grace, SHUTDOWN_GRACE, 0.0);
-    ev_timer_init(&s->tick_timer, on_tick, 1.0, 1.0);
-    ev_timer_init(&s->sweep_timer, on_sweep, 0.1, 0.1);
+    ev_timer_init(&s->tick_timer, on_tick, TICK_PERIOD, TICK_PERIOD);
+    ev_timer_init(&s->sweep_timer, on_sweep, SWEEP_PERIOD, SWEEP_PERIOD);
     ev_async_init(&s->written, on_written);
     s->lio.data = s->prep.data = s->chk.data = s->idl.data = s;
     s->sigint.data = s->sigterm.data = s->sighup.data = s->sync_timer.data = s->grace_timer.data = s;
@@ -473,18 +482,18 @@ static void fit_descriptors(tkv_srv *s)
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
         return;
-    rlim_t want = (rlim_t)s->o.max_clients + 64;
+    rlim_t want = (rlim_t)s->o.max_clients + FD_RESERVE;
     if (rl.rlim_cur < want) {
         rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
         getrlimit(RLIMIT_NOFILE, &rl);
     }
-    if (rl.rlim_cur < want && rl.rlim_cur > 64) {
+    if (rl.rlim_cur < want && rl.rlim_cur > FD_RESERVE) {
         tkv_warn("only %llu file descriptors available: serving at most %llu clients "
                  "(raise ulimit -n for %u)",
-                 (unsigned long long)rl.rlim_cur, (unsigned long long)(rl.rlim_cur - 64),
+                 (unsigned long long)rl.rlim_cur, (unsigned long long)(rl.rlim_cur - FD_RESERVE),
                  s->o.max_clients);
-        s->o.max_clients = (uint32_t)(rl.rlim_cur - 64);
+        s->o.max_clients = (uint32_t)(rl.rlim_cur - FD_RESERVE);
     }
 }
 
@@ -512,7 +521,7 @@ static int start(tkv_srv *s)
                              .auth = s->has_auth ? &s->auth : NULL,
                              .info = &s->info};
     s->hub = (conn_hub){.loop = s->loop, .o = &s->o, .disp = &s->disp, .info = &s->info};
-    s->info.start_us = now_us();
+    s->info.start_us = tkv_engine_now(s->eng); /* the clock STATS reads uptime on */
     s->info.max_clients = s->o.max_clients;
     s->info.fsync = tkv_fsync_name(s->o.engine.fsync);
     init_watchers(s);

@@ -262,7 +262,8 @@ static int apply(int opt, const char *arg, tkv_server_opts *o, bool *repair,
 
 static int check(const tkv_server_opts *o)
 {
-    if (o->max_value > o->max_frame - 64 || o->max_key > o->max_frame - 64) {
+    if (o->max_value > o->max_frame - TKV_REPLY_SLACK ||
+        o->max_key > o->max_frame - TKV_REPLY_SLACK) {
         fprintf(stderr, "tkvd: --max-key and --max-value must leave room in --max-frame (%zu)\n",
                 o->max_frame);
         return 2;

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "../common/tmpdir.h"
+#include "byteorder.h"
 
 #define START_TIMEOUT_MS 20000
 
@@ -274,7 +275,7 @@ long raw_frame(int fd, uint8_t *buf, size_t cap)
     uint8_t h[4];
     if (read_full(fd, h, 4, 10000) < 0)
         return -1;
-    uint32_t n = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
+    uint32_t n = tkv_load_be32(h);
     cr_assert_leq(n, cap, "reply frame of %u bytes", n);
     if (read_full(fd, buf, n, 10000) < 0)
         return -1;

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "byteorder.h"
 #include "harness.h"
 #include "mp.h"
 
@@ -87,8 +88,8 @@ static long reply_len;
 
 static void send_frame(int fd, const mw *w)
 {
-    uint8_t h[4] = {(uint8_t)(w->n >> 24), (uint8_t)(w->n >> 16), (uint8_t)(w->n >> 8),
-                    (uint8_t)w->n};
+    uint8_t h[4];
+    tkv_store_be32(h, (uint32_t)w->n);
     raw_send(fd, h, 4);
     raw_send(fd, w->b, w->n);
 }
@@ -208,8 +209,7 @@ Test(spec, every_documented_frame_is_well_formed)
     cr_assert_geq(n, 30, "only %zu example frames found", n);
     for (size_t i = 0; i < n; i++) {
         cr_assert_geq(ex[i].n, 5, "line %d: a frame without a payload", ex[i].line);
-        uint32_t len = (uint32_t)ex[i].b[0] << 24 | (uint32_t)ex[i].b[1] << 16 |
-                       (uint32_t)ex[i].b[2] << 8 | ex[i].b[3];
+        uint32_t len = tkv_load_be32(ex[i].b);
         cr_assert_eq(len, ex[i].n - 4, "line %d: length prefix %u for a %zu-byte payload",
                      ex[i].line, len, ex[i].n - 4);
         tkv_mp m;

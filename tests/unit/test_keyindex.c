@@ -7,6 +7,7 @@
 
 #include "../common/rng.h"
 #include "keyindex.h"
+#include "siphash.h"
 
 #define MAXK 3000
 

@@ -6,6 +6,7 @@
 #include <msgpack.h>
 #include <string.h>
 
+#include "byteorder.h"
 #include "frame.h"
 #include "proto.h"
 
@@ -188,7 +189,7 @@ Test(proto, encoder_and_parser_agree)
         tkv_buf b;
         tkv_buf_init(&b);
         cr_assert_eq(tkv_req_encode(&b, &in[i]), 0);
-        uint32_t len = (uint32_t)b.data[0] << 24 | b.data[1] << 16 | b.data[2] << 8 | b.data[3];
+        uint32_t len = tkv_load_be32(b.data);
         cr_assert_eq(len + 4, b.len);
         tkv_req out;
         char err[160];

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "byteorder.h"
 #include "frame.h"
 #include "reply.h"
 
@@ -179,8 +180,7 @@ Test(reply, every_shape_roundtrips)
     build_samples();
     for (size_t i = 0; i < nsamples; i++) {
         const sample *s = &samples[i];
-        uint32_t hdr = (uint32_t)all.data[s->off] << 24 | (uint32_t)all.data[s->off + 1] << 16 |
-                       (uint32_t)all.data[s->off + 2] << 8 | all.data[s->off + 3];
+        uint32_t hdr = tkv_load_be32(all.data + s->off);
         cr_assert_eq(hdr, plen(s), "sample %zu: frame header", i);
         check_roundtrip(s, payload(s), plen(s));
     }

@@ -33,8 +33,7 @@ static int wait_for(int fd, short events, int timeout_ms, char *err, size_t errl
     }
 }
 
-static int send_all(int fd, const uint8_t *p, size_t len, int timeout_ms, char *err,
-                    size_t errlen)
+static int send_all(int fd, const uint8_t *p, size_t len, int timeout_ms, char *err, size_t errlen)
 {
     while (len > 0) {
         ssize_t n = send(fd, p, len, MSG_NOSIGNAL);

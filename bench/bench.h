@@ -40,35 +40,35 @@ typedef enum bench_dist { DIST_UNIFORM, DIST_ZIPF } bench_dist;
 typedef struct bench_cfg {
     const char *host;
     uint16_t port;
-    uint32_t conns;            /* connections */
-    uint32_t pipeline;         /* requests in flight per connection */
-    uint64_t requests;         /* measured requests; 0 with seconds == 0: none */
-    double seconds;            /* measured duration when requests == 0 */
-    uint64_t rate;             /* requests/s in total, paced (open loop); 0: closed loop */
-    uint64_t keys;             /* key space */
-    uint32_t versions;         /* preloaded versions per key */
-    uint32_t value_size;       /* bytes per PUT value */
-    uint32_t mix[OP__COUNT];   /* relative weights of the operations */
-    uint32_t range_limit;      /* versions per RANGE */
+    uint32_t conns;          /* connections */
+    uint32_t pipeline;       /* requests in flight per connection */
+    uint64_t requests;       /* measured requests; 0 with seconds == 0: none */
+    double seconds;          /* measured duration when requests == 0 */
+    uint64_t rate;           /* requests/s in total, paced (open loop); 0: closed loop */
+    uint64_t keys;           /* key space */
+    uint32_t versions;       /* preloaded versions per key */
+    uint32_t value_size;     /* bytes per PUT value */
+    uint32_t mix[OP__COUNT]; /* relative weights of the operations */
+    uint32_t range_limit;    /* versions per RANGE */
     bench_tsmode ts;
     bench_readmode read_at;
     bench_dist dist;
     bool preload;
     uint64_t seed;
     bench_target target;
-    const char *auth;          /* AUTH secret sent first on every connection, or NULL */
+    const char *auth; /* AUTH secret sent first on every connection, or NULL */
     bool json, quiet;
-    double timeout;            /* seconds without progress before giving up */
+    double timeout; /* seconds without progress before giving up */
 } bench_cfg;
 
 /* One request, in the generator's terms; the driver encodes it. */
 typedef struct bench_op {
     bench_opkind kind;
-    uint64_t key;          /* index in [0, keys) */
-    uint64_t ts;           /* PUT: its time; GET: as of (BENCH_TS_LATEST); RANGE: from */
-    uint64_t to;           /* RANGE: inclusive upper bound (BENCH_TS_LATEST: none) */
-    uint32_t limit;        /* RANGE: most versions returned */
-    const uint8_t *value;  /* PUT */
+    uint64_t key;         /* index in [0, keys) */
+    uint64_t ts;          /* PUT: its time; GET: as of (BENCH_TS_LATEST); RANGE: from */
+    uint64_t to;          /* RANGE: inclusive upper bound (BENCH_TS_LATEST: none) */
+    uint32_t limit;       /* RANGE: most versions returned */
+    const uint8_t *value; /* PUT */
     uint32_t value_len;
 } bench_op;
 

@@ -31,7 +31,7 @@ typedef enum bench_reply {
 typedef struct resp_reader {
     uint8_t *buf;
     size_t cap, start, end;
-    size_t max;        /* largest reply accepted */
+    size_t max; /* largest reply accepted */
 } resp_reader;
 
 typedef union bench_reader {
@@ -69,8 +69,7 @@ typedef struct bench_driver {
     int (*encode_auth)(tkv_buf *out, const uint8_t *secret, size_t len);
     /* Consumes the reply to AUTH, as next_reply does: REPLY_OK if the server
      * accepted the secret, REPLY_ERROR (with *msg) if it refused it. */
-    int (*auth_reply)(bench_reader *r, bench_reply *cls, bench_text *msg, char *err,
-                      size_t errlen);
+    int (*auth_reply)(bench_reader *r, bench_reply *cls, bench_text *msg, char *err, size_t errlen);
 } bench_driver;
 
 extern const bench_driver bench_driver_tkv;

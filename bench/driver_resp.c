@@ -27,10 +27,10 @@
 #include "driver.h"
 #include "grow.h"
 
-#define RESP_MAX_DEPTH 8        /* nesting tkv-bench's commands never exceed */
+#define RESP_MAX_DEPTH 8 /* nesting tkv-bench's commands never exceed */
 #define RESP_READ_SLACK (64 * 1024)
 #define RESP_MIN_CAP 16384
-#define RESP_REQ_OVERHEAD 256   /* command, key, numbers and framing of one request */
+#define RESP_REQ_OVERHEAD 256 /* command, key, numbers and framing of one request */
 
 /* ---- encoding ---------------------------------------------------------- */
 
@@ -171,16 +171,16 @@ static size_t resp_pending(const bench_reader *r) { return r->resp.end - r->resp
 
 /* What a parsed top-level reply was. */
 typedef struct resp_val {
-    char type;            /* '+', '-', ':', '$' or '*' */
-    int64_t n;            /* ':' the integer; '$' and '*' the length, -1 for null */
-    const uint8_t *line;  /* '+' and '-': the text */
+    char type;           /* '+', '-', ':', '$' or '*' */
+    int64_t n;           /* ':' the integer; '$' and '*' the length, -1 for null */
+    const uint8_t *line; /* '+' and '-': the text */
     size_t line_len;
 } resp_val;
 
 typedef struct resp_parse {
     const uint8_t *p, *end;
     size_t max;
-    const char *why;      /* set when the stream is malformed */
+    const char *why; /* set when the stream is malformed */
 } resp_parse;
 
 enum { P_BAD = -1, P_MORE = 0, P_DONE = 1 };
@@ -275,16 +275,14 @@ static int parse_value(resp_parse *ps, int depth, resp_val *v)
         v->line = line + 1;
         v->line_len = len - 1;
         return P_DONE;
-    case ':':
-        return parse_int(ps, line + 1, len - 1, &v->n);
+    case ':': return parse_int(ps, line + 1, len - 1, &v->n);
     case '$':
         rc = parse_int(ps, line + 1, len - 1, &v->n);
         return rc == P_DONE ? parse_bulk(ps, v) : rc;
     case '*':
         rc = parse_int(ps, line + 1, len - 1, &v->n);
         return rc == P_DONE ? parse_array(ps, depth, v) : rc;
-    default:
-        return bad(ps, "unknown RESP type byte");
+    default: return bad(ps, "unknown RESP type byte");
     }
 }
 
@@ -296,14 +294,12 @@ static bench_reply classify(const resp_val *v, bench_opkind kind)
     if (v->type == '-')
         return REPLY_ERROR;
     switch (kind) {
-    case OP_PUT:
-        return v->type == ':' ? REPLY_OK : REPLY_ERROR;
+    case OP_PUT: return v->type == ':' ? REPLY_OK : REPLY_ERROR;
     case OP_GET:
         if (v->type != '*' || v->n < 0)
             return REPLY_ERROR;
         return v->n == 0 ? REPLY_MISS : REPLY_OK;
-    default:
-        return v->type == '*' && v->n >= 0 ? REPLY_OK : REPLY_ERROR;
+    default: return v->type == '*' && v->n >= 0 ? REPLY_OK : REPLY_ERROR;
     }
 }
 
@@ -334,8 +330,8 @@ static void error_text(const resp_val *v, bench_text *msg)
     msg->len = v->type == '-' ? v->line_len : sizeof wrong - 1;
 }
 
-static int resp_next_reply(bench_reader *rd, bench_opkind kind, bench_reply *cls,
-                           bench_text *msg, char *err, size_t errlen)
+static int resp_next_reply(bench_reader *rd, bench_opkind kind, bench_reply *cls, bench_text *msg,
+                           char *err, size_t errlen)
 {
     resp_val v;
     int rc = take_reply(&rd->resp, &v, bench_op_names[kind], err, errlen);

@@ -92,15 +92,14 @@ static int classify(const uint8_t *frame, size_t len, tkv_cmd cmd, const char *w
 
 /* The next whole reply frame: 1 with *frame and *len set, 0 if more bytes
  * are needed, -1 with a message in err. */
-static int next_frame(bench_reader *r, const uint8_t **frame, size_t *len, char *err,
-                      size_t errlen)
+static int next_frame(bench_reader *r, const uint8_t **frame, size_t *len, char *err, size_t errlen)
 {
     int rc = tkv_frame_reader_next(&r->tkv, frame, len);
     if (rc == TKV_FRAME_AGAIN)
         return 0;
     if (rc == TKV_FRAME_ETOOBIG) {
-        snprintf(err, errlen, "reply frame of %u bytes exceeds the %zu-byte limit",
-                 r->tkv.bad_len, r->tkv.max_frame);
+        snprintf(err, errlen, "reply frame of %u bytes exceeds the %zu-byte limit", r->tkv.bad_len,
+                 r->tkv.max_frame);
         return -1;
     }
     if (rc != TKV_FRAME_OK) {

@@ -14,13 +14,13 @@
 
 #include <stdint.h>
 
-#define HIST_SUB_BITS 7                          /* 128 sub-buckets per power of two */
+#define HIST_SUB_BITS 7 /* 128 sub-buckets per power of two */
 #define HIST_SUB (1u << HIST_SUB_BITS)
 #define HIST_BUCKETS ((63 - HIST_SUB_BITS) * HIST_SUB + 2 * HIST_SUB)
 
 typedef struct bench_hist {
-    uint64_t count;                /* values recorded */
-    uint64_t min, max;             /* exact extremes; min is UINT64_MAX when empty */
+    uint64_t count;    /* values recorded */
+    uint64_t min, max; /* exact extremes; min is UINT64_MAX when empty */
     uint64_t buckets[HIST_BUCKETS];
 } bench_hist;
 

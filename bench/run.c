@@ -42,22 +42,22 @@
 #define NS 1000000000u
 
 struct bench_conn {
-    ev_io io;                 /* first member: the watcher leads back to the conn */
+    ev_io io; /* first member: the watcher leads back to the conn */
     bench_run *run;
     int fd;
     uint32_t id;
-    bool writing;             /* EV_WRITE armed: the socket was full */
-    tkv_buf out;              /* encoded requests not yet written */
-    size_t out_off;           /* bytes of out already written */
+    bool writing;   /* EV_WRITE armed: the socket was full */
+    tkv_buf out;    /* encoded requests not yet written */
+    size_t out_off; /* bytes of out already written */
     bench_reader rd;
-    uint8_t *ring_kind;       /* pipeline ring: kind of each request in flight */
-    uint64_t *ring_sent;      /* ... and its send time */
+    uint8_t *ring_kind;  /* pipeline ring: kind of each request in flight */
+    uint64_t *ring_sent; /* ... and its send time */
     uint32_t ring_cap, head, count;
-    uint64_t progress_ns;     /* last reply, or the start of waiting for one */
+    uint64_t progress_ns; /* last reply, or the start of waiting for one */
     bench_rng rng;
-    uint8_t *value;           /* PUT payload, re-stamped per request */
-    uint64_t seq;             /* PUTs sent, stamped into the value */
-    uint64_t paced;           /* paced phase: requests of its schedule sent */
+    uint8_t *value; /* PUT payload, re-stamped per request */
+    uint64_t seq;   /* PUTs sent, stamped into the value */
+    uint64_t paced; /* paced phase: requests of its schedule sent */
 };
 
 static double cpu_seconds(void)
@@ -87,8 +87,7 @@ static void fail(bench_run *r, const char *fmt, ...)
 
 static int connect_one(const struct addrinfo *ai, int timeout_ms, char *err, size_t errlen)
 {
-    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                    ai->ai_protocol);
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
     if (fd < 0) {
         snprintf(err, errlen, "socket: %s", strerror(errno));
         return -1;
@@ -590,7 +589,8 @@ static void print_progress(bench_run *r, uint64_t now)
     double secs = (double)(now - r->start_ns) / 1e9;
     double rate = (double)(r->done - r->last_done) * 1e9 / (double)(now - r->last_tick_ns);
     if (r->phase == PHASE_PRELOAD) {
-        double pct = 100.0 * (double)r->done / (double)(r->wl->preload_total ? r->wl->preload_total : 1);
+        double pct =
+            100.0 * (double)r->done / (double)(r->wl->preload_total ? r->wl->preload_total : 1);
         fprintf(stderr, "\rpreload %6.1f s %10.0f ops/s %5.1f%%  errors %llu   ", secs, rate, pct,
                 (unsigned long long)total_errors(r->stats));
     } else {

@@ -45,12 +45,12 @@ typedef struct bench_stats {
     uint64_t replies[OP__COUNT]; /* every reply, errors and misses included */
     uint64_t errors[OP__COUNT];
     uint64_t misses[OP__COUNT];
-    bench_hist hist[OP__COUNT];  /* latency, nanoseconds */
-    uint64_t elapsed_ns;         /* phase start to its last reply */
-    double cpu_s;                /* tkv-bench's own user + system CPU time */
+    bench_hist hist[OP__COUNT]; /* latency, nanoseconds */
+    uint64_t elapsed_ns;        /* phase start to its last reply */
+    double cpu_s;               /* tkv-bench's own user + system CPU time */
     /* Paced phases only. */
-    uint64_t unsent;             /* requests due by the end that were never sent */
-    bench_hist lag;              /* send time minus due time, nanoseconds */
+    uint64_t unsent; /* requests due by the end that were never sent */
+    bench_hist lag;  /* send time minus due time, nanoseconds */
 } bench_stats;
 
 typedef enum bench_phase { PHASE_PRELOAD, PHASE_MEASURE } bench_phase;
@@ -64,34 +64,34 @@ typedef struct bench_run {
     bench_workload *wl;
     bench_conn *conns;
     uint32_t nconns;
-    size_t max_reply;         /* largest reply accepted */
+    size_t max_reply; /* largest reply accepted */
 
     /* State of the current phase. */
     bench_phase phase;
     bench_stats *stats;
-    uint32_t depth;           /* requests in flight per connection */
-    uint64_t limit;           /* requests to issue, 0 = until stopped */
+    uint32_t depth; /* requests in flight per connection */
+    uint64_t limit; /* requests to issue, 0 = until stopped */
     uint64_t issued, done, inflight;
-    bool exhausted;           /* the generator has nothing more to issue */
-    bool stopping;            /* deadline or SIGINT: drain, issue nothing */
-    bool interrupted;         /* SIGINT seen */
-    bool failed;              /* a connection broke: the phase is over */
-    bool show_progress;       /* live line on stderr (a terminal, not --quiet) */
+    bool exhausted;     /* the generator has nothing more to issue */
+    bool stopping;      /* deadline or SIGINT: drain, issue nothing */
+    bool interrupted;   /* SIGINT seen */
+    bool failed;        /* a connection broke: the phase is over */
+    bool show_progress; /* live line on stderr (a terminal, not --quiet) */
     uint64_t start_ns;
-    uint64_t rate;            /* requests/s of a paced phase; 0: closed loop */
-    uint64_t pace_due;        /* requests due so far (numbers below it) */
-    uint64_t pace_woken;      /* pace_due when the pacer last woke connections */
-    int pace_fd;              /* timerfd woken when a request falls due, or -1 */
-    uint64_t pace_armed;      /* when pace_fd fires; 0: disarmed */
-    uint64_t last_done;       /* `done` at the previous progress tick */
+    uint64_t rate;       /* requests/s of a paced phase; 0: closed loop */
+    uint64_t pace_due;   /* requests due so far (numbers below it) */
+    uint64_t pace_woken; /* pace_due when the pacer last woke connections */
+    int pace_fd;         /* timerfd woken when a request falls due, or -1 */
+    uint64_t pace_armed; /* when pace_fd fires; 0: disarmed */
+    uint64_t last_done;  /* `done` at the previous progress tick */
     uint64_t last_tick_ns;
 
-    char errmsg[256];         /* why the run failed */
-    char first_error[256];    /* the first error reply, for the report */
+    char errmsg[256];      /* why the run failed */
+    char first_error[256]; /* the first error reply, for the report */
 
-    ev_timer tick;            /* progress line and timeouts, every second */
-    ev_timer deadline;        /* end of a timed phase */
-    ev_io pace;               /* pace_fd: a paced request is due */
+    ev_timer tick;     /* progress line and timeouts, every second */
+    ev_timer deadline; /* end of a timed phase */
+    ev_io pace;        /* pace_fd: a paced request is due */
     ev_signal sigint;
 } bench_run;
 

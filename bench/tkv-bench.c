@@ -20,7 +20,7 @@
 #include "run.h"
 #include "workload.h"
 
-#define PRELOAD_DEPTH 64u  /* requests in flight per connection while preloading */
+#define PRELOAD_DEPTH 64u   /* requests in flight per connection while preloading */
 #define RATE_SHORTFALL 0.99 /* below this share of --rate, say it was not sustained */
 
 enum { EXIT_OK = 0, EXIT_ERRORS = 1, EXIT_FAILED = 2 };
@@ -179,7 +179,8 @@ static int parse_mix(const char *s, uint32_t mix[OP__COUNT])
                 k = i;
         if (k < 0)
             return fprintf(stderr, "tkv-bench: --mix: expected put=W, get=W or range=W, not '%s'\n",
-                           item), -1;
+                           item),
+                   -1;
         if (parse_u32("--mix", eq + 1, 0, 1000000, &m[k]) < 0)
             return -1;
     }
@@ -190,9 +191,23 @@ static int parse_mix(const char *s, uint32_t mix[OP__COUNT])
 }
 
 enum {
-    OPT_KEYS = 256, OPT_VERSIONS, OPT_VALUE_SIZE, OPT_MIX, OPT_TS, OPT_READ_AT, OPT_RANGE_LIMIT,
-    OPT_DIST, OPT_PRELOAD, OPT_SEED, OPT_TARGET, OPT_JSON, OPT_QUIET, OPT_TIMEOUT, OPT_HELP,
-    OPT_RATE, OPT_AUTH,
+    OPT_KEYS = 256,
+    OPT_VERSIONS,
+    OPT_VALUE_SIZE,
+    OPT_MIX,
+    OPT_TS,
+    OPT_READ_AT,
+    OPT_RANGE_LIMIT,
+    OPT_DIST,
+    OPT_PRELOAD,
+    OPT_SEED,
+    OPT_TARGET,
+    OPT_JSON,
+    OPT_QUIET,
+    OPT_TIMEOUT,
+    OPT_HELP,
+    OPT_RATE,
+    OPT_AUTH,
 };
 
 static const struct option long_opts[] = {
@@ -243,12 +258,8 @@ static int apply_short(bench_cfg *c, int opt, const char *arg, bool *port_set)
         return 0;
     case 'c': return parse_u32("-c", arg, 1, 100000, &c->conns);
     case 'P': return parse_u32("-P", arg, 1, 1000000, &c->pipeline);
-    case 'n':
-        c->seconds = 0;
-        return parse_u64("-n", arg, 0, UINT64_MAX / 2, &c->requests);
-    case 'd':
-        c->requests = 0;
-        return parse_seconds("-d", arg, &c->seconds);
+    case 'n': c->seconds = 0; return parse_u64("-n", arg, 0, UINT64_MAX / 2, &c->requests);
+    case 'd': c->requests = 0; return parse_seconds("-d", arg, &c->seconds);
     default: return -1;
     }
 }
@@ -271,12 +282,18 @@ static int apply_long(bench_cfg *c, int opt, const char *arg)
     case OPT_PRELOAD: c->preload = true; return 0;
     case OPT_JSON: c->json = true; return 0;
     case OPT_QUIET: c->quiet = true; return 0;
-    case OPT_TS: rc = set_choice(&v, "--ts", arg, ts_names); c->ts = (bench_tsmode)v; break;
+    case OPT_TS:
+        rc = set_choice(&v, "--ts", arg, ts_names);
+        c->ts = (bench_tsmode)v;
+        break;
     case OPT_READ_AT:
         rc = set_choice(&v, "--read-at", arg, read_names);
         c->read_at = (bench_readmode)v;
         break;
-    case OPT_DIST: rc = set_choice(&v, "--dist", arg, dist_names); c->dist = (bench_dist)v; break;
+    case OPT_DIST:
+        rc = set_choice(&v, "--dist", arg, dist_names);
+        c->dist = (bench_dist)v;
+        break;
     case OPT_TARGET:
         rc = set_choice(&v, "--target", arg, target_names);
         c->target = (bench_target)v;
@@ -313,7 +330,8 @@ static int check_auth(bench_cfg *c)
         return fprintf(stderr, "tkv-bench: --auth: empty secret\n"), -1;
     if (c->auth && c->target == TARGET_TKV && strlen(c->auth) > TKV_AUTH_MAX_SECRET)
         return fprintf(stderr, "tkv-bench: --auth: the secret is longer than %u bytes\n",
-                       TKV_AUTH_MAX_SECRET), -1;
+                       TKV_AUTH_MAX_SECRET),
+               -1;
     return 0;
 }
 
@@ -347,10 +365,10 @@ typedef struct op_summary {
     const char *name;
     uint64_t requests, errors, misses;
     double secs, ops, p50, p90, p99, p999, max; /* latencies in microseconds */
-    double cpu_pct;  /* tkv-bench's own CPU use during the phase, % of one core */
-    bool paced;      /* the line covering every request of a --rate run: */
-    uint64_t target; /*   --rate */
-    uint64_t unsent; /*   requests due by the end and never sent */
+    double cpu_pct;          /* tkv-bench's own CPU use during the phase, % of one core */
+    bool paced;              /* the line covering every request of a --rate run: */
+    uint64_t target;         /*   --rate */
+    uint64_t unsent;         /*   requests due by the end and never sent */
     double lag_p99, lag_max; /* how late requests went out, microseconds */
 } op_summary;
 
@@ -391,8 +409,8 @@ static void print_json(const op_summary *o, const char *target)
            "\"p999_us\":%.1f,\"max_us\":%.1f,\"errors\":%llu,\"misses\":%llu,"
            "\"bench_cpu_pct\":%.0f",
            o->name, target, (unsigned long long)o->requests, o->secs, o->ops, o->p50, o->p90,
-           o->p99, o->p999, o->max, (unsigned long long)o->errors,
-           (unsigned long long)o->misses, o->cpu_pct);
+           o->p99, o->p999, o->max, (unsigned long long)o->errors, (unsigned long long)o->misses,
+           o->cpu_pct);
     if (o->paced)
         printf(",\"target_rate\":%llu,\"unsent\":%llu,\"lag_p99_us\":%.1f,\"lag_max_us\":%.1f",
                (unsigned long long)o->target, (unsigned long long)o->unsent, o->lag_p99,
@@ -428,8 +446,7 @@ static uint64_t report_ops(const bench_cfg *cfg, const bench_stats *s)
     for (int k = 0; k < OP__COUNT; k++) {
         if (cfg->mix[k] == 0)
             continue;
-        summarize(&o, bench_op_names[k], &s->hist[k], s->replies[k], s->errors[k],
-                  s->misses[k], s);
+        summarize(&o, bench_op_names[k], &s->hist[k], s->replies[k], s->errors[k], s->misses[k], s);
         if (kinds == 1)
             add_rate(&o, cfg, s);
         emit(&o, cfg);
@@ -492,8 +509,8 @@ static void print_rate(const bench_cfg *cfg, const bench_stats *s)
     printf("rate: target %llu ops/s, achieved %.0f ops/s; requests went out behind schedule "
            "by p99 %.1f us, max %.1f us; %llu due requests never sent\n",
            (unsigned long long)cfg->rate, achieved_rate(s),
-           (double)hist_quantile(&s->lag, 0.99) / 1e3,
-           s->lag.count ? (double)s->lag.max / 1e3 : 0, (unsigned long long)s->unsent);
+           (double)hist_quantile(&s->lag, 0.99) / 1e3, s->lag.count ? (double)s->lag.max / 1e3 : 0,
+           (unsigned long long)s->unsent);
 }
 
 /* A paced run that fell short: its latencies leave out the requests the
@@ -514,8 +531,8 @@ static uint64_t report_measure(const bench_cfg *cfg, const bench_stats *s)
                s->cpu_s, secs > 0 ? 100 * s->cpu_s / secs : 0);
         if (cfg->rate)
             print_rate(cfg, s);
-        printf("\n%-8s %10s %11s %8s %8s %8s %8s %9s %8s %8s   (latency in us)\n", "op",
-               "requests", "ops/s", "p50", "p90", "p99", "p99.9", "max", "errors", "misses");
+        printf("\n%-8s %10s %11s %8s %8s %8s %8s %9s %8s %8s   (latency in us)\n", "op", "requests",
+               "ops/s", "p50", "p90", "p99", "p99.9", "max", "errors", "misses");
     }
     uint64_t errors = report_ops(cfg, s);
     fflush(stdout);
@@ -528,8 +545,7 @@ static uint64_t report_measure(const bench_cfg *cfg, const bench_stats *s)
 /* Runs the preload and measured phases; returns the exit status. */
 static int bench(const bench_cfg *cfg, bench_run *run, bench_workload *wl)
 {
-    const bench_driver *drv = cfg->target == TARGET_REDIS ? &bench_driver_redis
-                                                          : &bench_driver_tkv;
+    const bench_driver *drv = cfg->target == TARGET_REDIS ? &bench_driver_redis : &bench_driver_tkv;
     uint32_t depth = cfg->pipeline;
     if (cfg->preload && depth < PRELOAD_DEPTH)
         depth = PRELOAD_DEPTH;

@@ -184,9 +184,7 @@ void workload_next(bench_workload *w, bench_rng *r, bench_op *op)
     op->key = pick_key(w, r);
     uint64_t latest = (uint64_t)(w->next_ver[op->key] - 1) * BENCH_TS_SPACING;
     switch (op->kind) {
-    case OP_PUT:
-        next_put(w, r, op);
-        break;
+    case OP_PUT: next_put(w, r, op); break;
     case OP_GET:
         op->ts = c->read_at == READ_LATEST || latest < BENCH_TS_SPACING
                      ? BENCH_TS_LATEST

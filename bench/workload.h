@@ -49,10 +49,10 @@ static inline double rng_unit(bench_rng *r) { return (double)(rng_next(r) >> 11)
  * sample, whatever n is. */
 typedef struct bench_zipf {
     uint64_t n;
-    double q;       /* exponent */
-    double h_x1;    /* H(1.5) - 1 */
-    double h_n;     /* H(n + 0.5) */
-    double s;       /* acceptance shortcut */
+    double q;    /* exponent */
+    double h_x1; /* H(1.5) - 1 */
+    double h_n;  /* H(n + 0.5) */
+    double s;    /* acceptance shortcut */
 } bench_zipf;
 
 void zipf_init(bench_zipf *z, uint64_t n, double exponent);
@@ -60,12 +60,12 @@ uint64_t zipf_sample(const bench_zipf *z, bench_rng *r);
 
 typedef struct bench_workload {
     const bench_cfg *cfg;
-    uint32_t *next_ver;         /* per key: version number of its next rising PUT */
+    uint32_t *next_ver; /* per key: version number of its next rising PUT */
     bench_zipf zipf;
     uint64_t perm_mul, perm_add; /* scatters zipf ranks over the key space */
     uint32_t mix_cum[OP__COUNT]; /* cumulative weights */
-    uint64_t preload_next;      /* preload requests handed out so far */
-    uint64_t preload_total;     /* keys * versions */
+    uint64_t preload_next;       /* preload requests handed out so far */
+    uint64_t preload_total;      /* keys * versions */
 } bench_workload;
 
 /* Allocates the per-key counters (4 bytes per key). Returns 0, or -1 with a

@@ -46,7 +46,6 @@ _Static_assert(TKV_MISS_NO_KEY == TKV_M_NO_KEY && TKV_MISS_BEFORE_FIRST == TKV_M
                "public miss reasons are the wire's");
 
 
-
 int cl_set_err(tkv_ctx *c, tkv_errkind kind, const char *fmt, ...)
 {
     va_list ap;
@@ -112,7 +111,7 @@ static int wait_fd(tkv_ctx *c, short events, short *revents)
         }
         if (n == 0)
             return cl_set_err(c, TKV_EK_TIMEOUT, "no answer from the server within %d ms",
-                           c->timeout_ms);
+                              c->timeout_ms);
         if (errno != EINTR)
             return cl_set_err(c, TKV_EK_IO, "poll: %s", strerror(errno));
     }
@@ -120,8 +119,7 @@ static int wait_fd(tkv_ctx *c, short events, short *revents)
 
 static int try_connect(tkv_ctx *c, const struct addrinfo *ai)
 {
-    c->fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                   ai->ai_protocol);
+    c->fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
     if (c->fd < 0)
         return cl_set_err(c, TKV_EK_IO, "socket: %s", strerror(errno));
     if (connect(c->fd, ai->ai_addr, ai->ai_addrlen) < 0) {
@@ -151,8 +149,8 @@ tkv_ctx *tkv_connect(const char *host, uint16_t port, int timeout_ms)
     tkv_frame_reader_init(&c->in, CLIENT_MAX_FRAME);
     char portstr[8];
     snprintf(portstr, sizeof portstr, "%u", port);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_NUMERICSERV};
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
     struct addrinfo *res;
     int rc = getaddrinfo(host, portstr, &hints, &res);
     if (rc != 0) {
@@ -252,15 +250,13 @@ static int write_failed(tkv_ctx *c, int err)
         c->errstr[0] = '\0';
         return 0;
     }
-    return cl_set_err(c, TKV_EK_EOF, "write: connection closed by the server (%s)",
-                      strerror(err));
+    return cl_set_err(c, TKV_EK_EOF, "write: connection closed by the server (%s)", strerror(err));
 }
 
 static int flush_out(tkv_ctx *c)
 {
     while (c->out_sent < c->out.len) {
-        ssize_t n = send(c->fd, c->out.data + c->out_sent, c->out.len - c->out_sent,
-                         MSG_NOSIGNAL);
+        ssize_t n = send(c->fd, c->out.data + c->out_sent, c->out.len - c->out_sent, MSG_NOSIGNAL);
         if (n > 0) {
             c->out_sent += (size_t)n;
             continue;
@@ -293,7 +289,7 @@ static int read_frame(tkv_ctx *c, const uint8_t **f, size_t *n)
         }
         if (rc < 0)
             return cl_set_err(c, TKV_EK_PROTOCOL, "reply frame of %u bytes is too large",
-                           c->in.bad_len);
+                              c->in.bad_len);
         short rev;
         if (wait_fd(c, POLLIN, &rev) < 0 || fill_in(c) < 0)
             return TKV_ERR;
@@ -379,8 +375,11 @@ int tkv_append_put(tkv_ctx *c, const void *key, size_t klen, const void *val, si
 {
     if (check_len(c, klen, vlen) < 0)
         return TKV_ERR;
-    tkv_req r = {.cmd = TKV_CMD_PUT, .key = cl_span(key, klen), .value = cl_span(val, vlen),
-                 .ts = ts, .has_ts = true};
+    tkv_req r = {.cmd = TKV_CMD_PUT,
+                 .key = cl_span(key, klen),
+                 .value = cl_span(val, vlen),
+                 .ts = ts,
+                 .has_ts = true};
     return append(c, &r);
 }
 
@@ -396,8 +395,8 @@ int tkv_append_get(tkv_ctx *c, const void *key, size_t klen, uint64_t ts)
 {
     if (check_len(c, klen, 0) < 0)
         return TKV_ERR;
-    tkv_req r = {.cmd = TKV_CMD_GET, .key = cl_span(key, klen), .ts = ts,
-                 .has_ts = ts != TKV_LATEST};
+    tkv_req r = {
+        .cmd = TKV_CMD_GET, .key = cl_span(key, klen), .ts = ts, .has_ts = ts != TKV_LATEST};
     return append(c, &r);
 }
 
@@ -405,8 +404,8 @@ int tkv_append_range(tkv_ctx *c, const void *key, size_t klen, const tkv_range_o
 {
     if (check_len(c, klen, 0) < 0)
         return TKV_ERR;
-    tkv_req r = {.cmd = TKV_CMD_RANGE, .key = cl_span(key, klen), .to = TKV_TS_MAX,
-                 .limit = UINT64_MAX};
+    tkv_req r = {
+        .cmd = TKV_CMD_RANGE, .key = cl_span(key, klen), .to = TKV_TS_MAX, .limit = UINT64_MAX};
     if (o) {
         r.from = o->from;
         r.to = o->to_set || o->to ? o->to : TKV_TS_MAX;
@@ -435,8 +434,12 @@ int tkv_append_put_ex(tkv_ctx *c, const void *key, size_t klen, const void *val,
 {
     if (check_len(c, klen, vlen) < 0)
         return TKV_ERR;
-    tkv_req r = {.cmd = TKV_CMD_PUT, .key = cl_span(key, klen), .value = cl_span(val, vlen),
-                 .ts = ts, .has_ts = has_ts != 0, .ttl = ttl_us};
+    tkv_req r = {.cmd = TKV_CMD_PUT,
+                 .key = cl_span(key, klen),
+                 .value = cl_span(val, vlen),
+                 .ts = ts,
+                 .has_ts = has_ts != 0,
+                 .ttl = ttl_us};
     return append(c, &r);
 }
 
@@ -454,7 +457,10 @@ int tkv_append_del_at(tkv_ctx *c, const void *key, size_t klen, uint64_t ts, int
 {
     if (check_len(c, klen, 0) < 0)
         return TKV_ERR;
-    tkv_req r = {.cmd = TKV_CMD_DEL, .key = cl_span(key, klen), .ts = ts, .has_ts = has_ts != 0,
+    tkv_req r = {.cmd = TKV_CMD_DEL,
+                 .key = cl_span(key, klen),
+                 .ts = ts,
+                 .has_ts = has_ts != 0,
                  .tombstone = true};
     return append(c, &r);
 }
@@ -467,13 +473,16 @@ int tkv_append_count(tkv_ctx *c, const void *key, size_t klen, uint64_t from, ui
     return append(c, &r);
 }
 
-int tkv_append_retain(tkv_ctx *c, const void *key, size_t klen, uint32_t versions,
-                      uint64_t age_us, int dry_run)
+int tkv_append_retain(tkv_ctx *c, const void *key, size_t klen, uint32_t versions, uint64_t age_us,
+                      int dry_run)
 {
     if (check_len(c, klen, 0) < 0)
         return TKV_ERR;
-    tkv_req r = {.cmd = TKV_CMD_RETAIN, .key = cl_span(key, klen), .keep_versions = versions,
-                 .keep_age = age_us, .dry_run = dry_run != 0};
+    tkv_req r = {.cmd = TKV_CMD_RETAIN,
+                 .key = cl_span(key, klen),
+                 .keep_versions = versions,
+                 .keep_age = age_us,
+                 .dry_run = dry_run != 0};
     return append(c, &r);
 }
 
@@ -485,14 +494,16 @@ int tkv_append_policy(tkv_ctx *c, const void *key, size_t klen)
     return append(c, &r);
 }
 
-int tkv_append_scan(tkv_ctx *c, const void *prefix, size_t plen, tkv_bytes cursor,
-                    uint32_t count)
+int tkv_append_scan(tkv_ctx *c, const void *prefix, size_t plen, tkv_bytes cursor, uint32_t count)
 {
     if (check_len(c, plen, cursor.len) < 0)
         return TKV_ERR;
-    tkv_req r = {.cmd = TKV_CMD_SCAN, .prefix = cl_span(prefix, plen),
-                 .has_prefix = prefix && plen > 0, .cursor = cl_span(cursor.ptr, cursor.len),
-                 .has_cursor = cursor.ptr != NULL, .limit = count};
+    tkv_req r = {.cmd = TKV_CMD_SCAN,
+                 .prefix = cl_span(prefix, plen),
+                 .has_prefix = prefix && plen > 0,
+                 .cursor = cl_span(cursor.ptr, cursor.len),
+                 .has_cursor = cursor.ptr != NULL,
+                 .limit = count};
     return append(c, &r);
 }
 
@@ -512,7 +523,8 @@ int tkv_append_mput(tkv_ctx *c, const tkv_item *items, size_t n)
             return cl_set_err(c, TKV_EK_USAGE, "item %zu: empty or oversized key or value", i);
         w[i] = (tkv_put_item){.key = cl_span(items[i].key.ptr, items[i].key.len),
                               .value = cl_span(items[i].value.ptr, items[i].value.len),
-                              .ts = items[i].ts, .has_ts = items[i].has_ts != 0,
+                              .ts = items[i].ts,
+                              .has_ts = items[i].has_ts != 0,
                               .ttl = items[i].ttl};
     }
     size_t before = c->out.len;
@@ -572,4 +584,3 @@ int tkv_flush(tkv_ctx *c)
         return TKV_ERR;
     return flush_out(c) < 0 ? TKV_ERR : TKV_OK;
 }
-

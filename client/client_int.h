@@ -21,25 +21,25 @@ struct tkv_ctx {
     int server_code;
     char errstr[256];
     tkv_frame_reader in;
-    tkv_buf out;           /* encoded requests not yet sent */
+    tkv_buf out; /* encoded requests not yet sent */
     size_t out_sent;
-    uint8_t *ops;          /* ring of commands awaiting replies */
+    uint8_t *ops; /* ring of commands awaiting replies */
     size_t ops_cap, ops_head, ops_n;
-    tkv_entry *entries;    /* RANGE results */
+    tkv_entry *entries; /* RANGE results */
     size_t entries_cap;
-    tkv_stat *stats;       /* STATS results */
+    tkv_stat *stats; /* STATS results */
     size_t stats_cap;
     tkv_buf strbuf;        /* NUL-terminated copies of STATS strings */
     tkv_version *versions; /* MGET results */
     size_t versions_cap;
     tkv_version *mget_all; /* MGET results gathered over several replies */
     size_t mget_all_cap;
-    tkv_buf mget_values;   /* their values, copied out of the reply buffer */
-    uint64_t *stamps;      /* MPUT results */
+    tkv_buf mget_values; /* their values, copied out of the reply buffer */
+    uint64_t *stamps;    /* MPUT results */
     size_t stamps_cap;
-    tkv_bytes *keys;       /* SCAN results */
+    tkv_bytes *keys; /* SCAN results */
     size_t keys_cap;
-    tkv_buf scratch;       /* request building */
+    tkv_buf scratch; /* request building */
     tkv_trace_fn trace;
     void *trace_arg;
 };

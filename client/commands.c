@@ -21,7 +21,7 @@ static int no_backlog(tkv_ctx *c)
         return TKV_ERR;
     if (c->ops_n > 0)
         return cl_set_err(c, TKV_EK_USAGE, "read the %zu pending pipelined replies first",
-                       c->ops_n);
+                          c->ops_n);
     return TKV_OK;
 }
 
@@ -118,8 +118,8 @@ int tkv_stats(tkv_ctx *c, const tkv_stat **stats, size_t *n)
     return rc;
 }
 
-int tkv_put_ex(tkv_ctx *c, const void *key, size_t klen, const void *val, size_t vlen,
-               uint64_t ts, int has_ts, uint64_t ttl_us, uint64_t *out_ts)
+int tkv_put_ex(tkv_ctx *c, const void *key, size_t klen, const void *val, size_t vlen, uint64_t ts,
+               int has_ts, uint64_t ttl_us, uint64_t *out_ts)
 {
     tkv_reply r;
     if (no_backlog(c) < 0)
@@ -140,8 +140,7 @@ int tkv_get_version(tkv_ctx *c, const void *key, size_t klen, int64_t n, tkv_ver
     return rc;
 }
 
-int tkv_del_at(tkv_ctx *c, const void *key, size_t klen, uint64_t ts, int has_ts,
-               uint64_t *out_ts)
+int tkv_del_at(tkv_ctx *c, const void *key, size_t klen, uint64_t ts, int has_ts, uint64_t *out_ts)
 {
     tkv_reply r;
     if (no_backlog(c) < 0)
@@ -152,8 +151,7 @@ int tkv_del_at(tkv_ctx *c, const void *key, size_t klen, uint64_t ts, int has_ts
     return rc;
 }
 
-int tkv_count(tkv_ctx *c, const void *key, size_t klen, uint64_t from, uint64_t to,
-              uint64_t *n)
+int tkv_count(tkv_ctx *c, const void *key, size_t klen, uint64_t from, uint64_t to, uint64_t *n)
 {
     tkv_reply r;
     if (no_backlog(c) < 0)
@@ -203,8 +201,7 @@ int tkv_mput(tkv_ctx *c, const tkv_item *items, size_t n, const uint64_t **stamp
  * in (the copy buffer may move while it grows). */
 static int gather_mget(tkv_ctx *c, const tkv_reply *r, size_t done)
 {
-    if (cl_grow(c, (void **)&c->mget_all, &c->mget_all_cap, done + r->n,
-                sizeof(tkv_version)) < 0)
+    if (cl_grow(c, (void **)&c->mget_all, &c->mget_all_cap, done + r->n, sizeof(tkv_version)) < 0)
         return TKV_ERR;
     for (size_t i = 0; i < r->n; i++) {
         tkv_version v = r->versions[i];
@@ -236,8 +233,7 @@ int tkv_mget(tkv_ctx *c, uint64_t ts, const tkv_bytes *keys, size_t n, const tkv
         /* The server answers at least one key per reply (a value always fits
          * a frame); a reply with none would never finish. */
         if (r.n == 0 || r.n > n - done || (!r.truncated && done + r.n != n))
-            return cl_set_err(c, TKV_EK_PROTOCOL, "MGET: %zu answers for %zu keys",
-                              done + r.n, n);
+            return cl_set_err(c, TKV_EK_PROTOCOL, "MGET: %zu answers for %zu keys", done + r.n, n);
         if (gather_mget(c, &r, done) < 0)
             return TKV_ERR;
         done += r.n;

@@ -25,10 +25,7 @@ void json_begin(json_out *j, FILE *f)
     fputc('{', f);
 }
 
-void json_end(json_out *j)
-{
-    fputs("}\n", j->f);
-}
+void json_end(json_out *j) { fputs("}\n", j->f); }
 
 void json_u64(json_out *j, const char *n, uint64_t v)
 {

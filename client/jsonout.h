@@ -19,8 +19,8 @@ typedef struct json_out {
     bool first; /* no field written yet in the current object or array */
 } json_out;
 
-void json_begin(json_out *j, FILE *f);          /* { */
-void json_end(json_out *j);                      /* }\n */
+void json_begin(json_out *j, FILE *f); /* { */
+void json_end(json_out *j);            /* }\n */
 void json_u64(json_out *j, const char *name, uint64_t v);
 void json_opt_u64(json_out *j, const char *name, bool has, uint64_t v); /* null if !has */
 void json_bool(json_out *j, const char *name, bool v);

@@ -105,8 +105,10 @@ static int copy_stats(tkv_ctx *c, tkv_rep *rep, tkv_reply *r)
         long name_off = keep_str(c, s.name), str_off = s.is_str ? keep_str(c, s.str) : 0;
         if (name_off < 0 || str_off < 0)
             return cl_set_err(c, TKV_EK_NOMEM, "out of memory");
-        c->stats[i] = (tkv_stat){.name = (const char *)(uintptr_t)name_off, .num = s.num,
-                                 .is_str = s.is_str, .str = (const char *)(uintptr_t)str_off};
+        c->stats[i] = (tkv_stat){.name = (const char *)(uintptr_t)name_off,
+                                 .num = s.num,
+                                 .is_str = s.is_str,
+                                 .str = (const char *)(uintptr_t)str_off};
     }
     for (size_t i = 0; i < n; i++) {
         const char *base = (const char *)c->strbuf.data;
@@ -137,16 +139,14 @@ static int copy_ok(tkv_ctx *c, tkv_rep *rep, tkv_reply *r)
     case TKV_CMD_SCAN: return copy_scan(c, rep, r);
     case TKV_CMD_RANGE: return copy_range(c, rep, r);
     case TKV_CMD_STATS: return copy_stats(c, rep, r);
-    case TKV_CMD_RETAIN:
-        r->retain = (tkv_retain_info){rep->u, rep->horizon.v, rep->flag};
-        return 0;
+    case TKV_CMD_RETAIN: r->retain = (tkv_retain_info){rep->u, rep->horizon.v, rep->flag}; return 0;
     case TKV_CMD_POLICY:
         if (rep->versions.v > UINT32_MAX) {
             rep->what = "versions";
             return bad_reply(c, rep);
         }
-        r->policy = (tkv_policy_info){(uint32_t)rep->versions.v, rep->age.v, rep->flag,
-                                      rep->horizon.v};
+        r->policy =
+            (tkv_policy_info){(uint32_t)rep->versions.v, rep->age.v, rep->flag, rep->horizon.v};
         return 0;
     default: return 0; /* AUTH */
     }
@@ -162,8 +162,8 @@ int cl_decode(tkv_ctx *c, int op, const uint8_t *f, size_t n, tkv_reply *r)
         return bad_reply(c, &rep);
     if (rep.status > TKV_ST_NOT_FOUND) {
         c->server_code = (int)(rep.status > 9999 ? 9999 : rep.status);
-        cl_set_err(c, TKV_EK_SERVER, "%s: %.*s", tkv_status_name(rep.status),
-                   (int)rep.errmsg.len, rep.errmsg.ptr ? (const char *)rep.errmsg.ptr : "");
+        cl_set_err(c, TKV_EK_SERVER, "%s: %.*s", tkv_status_name(rep.status), (int)rep.errmsg.len,
+                   rep.errmsg.ptr ? (const char *)rep.errmsg.ptr : "");
         return TKV_ERR;
     }
     if (copy_ok(c, &rep, r) < 0)

@@ -191,9 +191,7 @@ void explain_miss(const cli *c, const char *key, const tkv_version *v)
         fprintf(stderr, "%s: not found (before the retention horizon %s)\n", key,
                 ts_text(c, v->at, false, t));
         break;
-    case TKV_MISS_NO_SUCH_VERSION:
-        fprintf(stderr, "%s: not found (no such version)\n", key);
-        break;
+    case TKV_MISS_NO_SUCH_VERSION: fprintf(stderr, "%s: not found (no such version)\n", key); break;
     default: fprintf(stderr, "%s: not found\n", key);
     }
 }
@@ -362,8 +360,8 @@ static int run_range(cli *c, const args *a)
         json_end(&j);
     } else if (truncated) {
         uint64_t last = n ? e[n - 1].ts : 0;
-        fprintf(stderr, "tkvctl: reply cut at the server's frame limit; continue with --%s %" PRIu64
-                        "\n",
+        fprintf(stderr,
+                "tkvctl: reply cut at the server's frame limit; continue with --%s %" PRIu64 "\n",
                 o.reverse ? "to" : "from", o.reverse ? last - 1 : last + 1);
     }
     return 0;

@@ -31,10 +31,10 @@ static const struct gopt {
     bool takes;  /* takes a value */
     gopt_id id;
 } gopts[] = {
-    {"host", 'H', true, G_HOST},       {"port", 'p', true, G_PORT},
-    {"timeout", 't', true, G_TIMEOUT}, {"auth", 'a', true, G_AUTH},
+    {"host", 'H', true, G_HOST},        {"port", 'p', true, G_PORT},
+    {"timeout", 't', true, G_TIMEOUT},  {"auth", 'a', true, G_AUTH},
     {"max-frame", 0, true, G_MAXFRAME}, {"json", 0, false, G_JSON},
-    {"iso", 0, false, G_ISO},          {"trace", 0, false, G_TRACE},
+    {"iso", 0, false, G_ISO},           {"trace", 0, false, G_TRACE},
 };
 
 #define N_GOPTS (sizeof gopts / sizeof gopts[0])
@@ -161,13 +161,12 @@ static int check_count(const command *cmd, const args *a)
     if (a->npos >= cmd->min_pos && a->npos <= cmd->max_pos)
         return 0;
     return fail("%s: %s; usage: tkvctl %s%s%s (see tkvctl %s --help)", cmd->name,
-                a->npos < cmd->min_pos ? "missing arguments" : "too many arguments",
-                cmd->name, cmd->usage[0] ? " " : "", cmd->usage, cmd->name);
+                a->npos < cmd->min_pos ? "missing arguments" : "too many arguments", cmd->name,
+                cmd->usage[0] ? " " : "", cmd->usage, cmd->name);
 }
 
 /* The words after the command name (argv[start] onwards). */
-static int parse_cmd_words(cli *c, const command *cmd, int argc, char **argv, int start,
-                           args *a)
+static int parse_cmd_words(cli *c, const command *cmd, int argc, char **argv, int start, args *a)
 {
     bool verbatim = false; /* after "--", until the arguments are complete */
     for (int i = start; i < argc; i++) {
@@ -272,13 +271,12 @@ void print_usage(const command *cmds, size_t ncmds, FILE *f)
             DEFAULT_PORT);
     for (size_t i = 0; i < ncmds; i++)
         fprintf(f, "  %-7s %s\n", cmds[i].name, cmds[i].usage);
-    fprintf(f,
-            "\nRun 'tkvctl COMMAND --help' for details.\n"
-            "Times T: now; -5m or +1h (from now); ISO-8601 such as 2026-01-31 or\n"
-            "2026-01-31T12:00:00.5+01:00 (a real date; without a zone it is UTC); seconds,\n"
-            "milliseconds or microseconds since the Unix epoch with their unit (1700000000s,\n"
-            "1700000000000ms, 5us); or a bare number of microseconds, except that one of 10\n"
-            "or 13 digits (epoch seconds or ms of 2001-2286) is refused: give its unit.\n"
-            "Durations D: 30s, 15m, 2h, 7d, 1h30m, or microseconds.\n"
-            "Exit status: 0 success, 1 not found, 2 error.\n");
+    fprintf(f, "\nRun 'tkvctl COMMAND --help' for details.\n"
+               "Times T: now; -5m or +1h (from now); ISO-8601 such as 2026-01-31 or\n"
+               "2026-01-31T12:00:00.5+01:00 (a real date; without a zone it is UTC); seconds,\n"
+               "milliseconds or microseconds since the Unix epoch with their unit (1700000000s,\n"
+               "1700000000000ms, 5us); or a bare number of microseconds, except that one of 10\n"
+               "or 13 digits (epoch seconds or ms of 2001-2286) is refused: give its unit.\n"
+               "Durations D: 30s, 15m, 2h, 7d, 1h30m, or microseconds.\n"
+               "Exit status: 0 success, 1 not found, 2 error.\n");
 }

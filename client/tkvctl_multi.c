@@ -63,8 +63,7 @@ static int add_line(triples *t, char *line, size_t len, size_t no, bool skip_mis
     if (!tab2)
         return fail("mput: line %zu is not KEY<TAB>TS<TAB>VALUE", no);
     if (memchr(tab2 + 1, '\t', len - (size_t)(tab2 + 1 - line)))
-        return fail("mput: line %zu has more than two tabs: a tab in a value is written \\t",
-                    no);
+        return fail("mput: line %zu has more than two tabs: a tab in a value is written \\t", no);
     *tab1 = *tab2 = '\0';
     if (skip_missing && strcmp(tab1 + 1, "-") == 0)
         return 0;
@@ -229,8 +228,7 @@ int run_mget(cli *c, const args *a)
 }
 
 /* One page; returns 0 with the next cursor in *next (ptr NULL at the end). */
-static int scan_page(cli *c, const char *prefix, tkv_bytes cursor, uint32_t count,
-                     tkv_bytes *next)
+static int scan_page(cli *c, const char *prefix, tkv_bytes cursor, uint32_t count, tkv_bytes *next)
 {
     const tkv_bytes *keys;
     size_t n;

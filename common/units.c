@@ -39,9 +39,12 @@ int tkv_parse_size(const char *s, uint64_t max, uint64_t *out)
     unsigned long long v = strtoull(s, &end, 10);
     if (errno)
         return -1;
-    static const struct { const char *unit; unsigned shift; } units[] = {
-        {"", 0}, {"b", 0}, {"k", 10}, {"kb", 10}, {"m", 20}, {"mb", 20},
-        {"g", 30}, {"gb", 30}, {"t", 40}, {"tb", 40},
+    static const struct {
+        const char *unit;
+        unsigned shift;
+    } units[] = {
+        {"", 0},    {"b", 0},  {"k", 10},  {"kb", 10}, {"m", 20},
+        {"mb", 20}, {"g", 30}, {"gb", 30}, {"t", 40},  {"tb", 40},
     };
     for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
         if (strcasecmp(end, units[i].unit) != 0)
@@ -169,8 +172,8 @@ static int valid_fields(const struct tm *want, time_t t)
 static int parse_iso8601(const char *s, uint64_t *out)
 {
     struct tm tm = {0};
-    if (digits(&s, 4, &tm.tm_year) || *s++ != '-' || digits(&s, 2, &tm.tm_mon) ||
-        *s++ != '-' || digits(&s, 2, &tm.tm_mday))
+    if (digits(&s, 4, &tm.tm_year) || *s++ != '-' || digits(&s, 2, &tm.tm_mon) || *s++ != '-' ||
+        digits(&s, 2, &tm.tm_mday))
         return -1;
     uint64_t frac_us = 0;
     long offset = 0;
@@ -195,8 +198,13 @@ static int parse_iso8601(const char *s, uint64_t *out)
  * that many units after the epoch. */
 static int parse_epoch(const char *s, uint64_t *out)
 {
-    static const struct { const char *unit; uint64_t us; } units[] = {
-        {"us", 1}, {"ms", 1000}, {"s", 1000000},
+    static const struct {
+        const char *unit;
+        uint64_t us;
+    } units[] = {
+        {"us", 1},
+        {"ms", 1000},
+        {"s", 1000000},
     };
     if (!isdigit((unsigned char)s[0]))
         return -1;

@@ -82,10 +82,7 @@ int tkv_frame_reader_space(tkv_frame_reader *r, size_t want, uint8_t **p, size_t
     return 0;
 }
 
-void tkv_frame_reader_commit(tkv_frame_reader *r, size_t n)
-{
-    r->end += n;
-}
+void tkv_frame_reader_commit(tkv_frame_reader *r, size_t n) { r->end += n; }
 
 int tkv_frame_reader_feed(tkv_frame_reader *r, const void *p, size_t n)
 {

@@ -22,8 +22,8 @@
 #define TKV_FRAME_HEADER 4
 
 enum {
-    TKV_FRAME_OK = 0,      /* a frame was returned */
-    TKV_FRAME_AGAIN = 1,   /* need more bytes */
+    TKV_FRAME_OK = 0,       /* a frame was returned */
+    TKV_FRAME_AGAIN = 1,    /* need more bytes */
     TKV_FRAME_ETOOBIG = -1, /* declared length above max_frame: the stream is unusable */
     TKV_FRAME_ENOMEM = -2,
 };
@@ -69,9 +69,6 @@ static inline size_t tkv_frame_reader_pending(const tkv_frame_reader *r)
 void tkv_frame_reader_shrink(tkv_frame_reader *r, size_t keep);
 
 /* Writes the 4-byte header for a payload of n bytes. */
-static inline void tkv_frame_put_header(uint8_t out[4], uint32_t n)
-{
-    tkv_store_be32(out, n);
-}
+static inline void tkv_frame_put_header(uint8_t out[4], uint32_t n) { tkv_store_be32(out, n); }
 
 #endif

@@ -154,7 +154,11 @@ int tkv_mp_next(tkv_mp *m, tkv_mp_obj *o)
         return take_bytes(m, o, TKV_MP_STR, c & 0x1f);
     switch (c) {
     case 0xc0: o->type = TKV_MP_NIL; return 0;
-    case 0xc2: case 0xc3: o->type = TKV_MP_BOOL; o->v.b = c == 0xc3; return 0;
+    case 0xc2:
+    case 0xc3:
+        o->type = TKV_MP_BOOL;
+        o->v.b = c == 0xc3;
+        return 0;
     case 0xc4: return take_sized(m, o, TKV_MP_BIN, 1);
     case 0xc5: return take_sized(m, o, TKV_MP_BIN, 2);
     case 0xc6: return take_sized(m, o, TKV_MP_BIN, 4);

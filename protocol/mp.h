@@ -49,8 +49,11 @@ typedef struct tkv_mp_obj {
         uint64_t u;
         int64_t i;
         double f;
-        uint32_t count;                               /* ARRAY, MAP (pairs) */
-        struct { const uint8_t *ptr; uint32_t len; } bytes; /* STR, BIN, EXT */
+        uint32_t count; /* ARRAY, MAP (pairs) */
+        struct {
+            const uint8_t *ptr;
+            uint32_t len;
+        } bytes; /* STR, BIN, EXT */
     } v;
     int8_t ext_type;
 } tkv_mp_obj;
@@ -85,7 +88,7 @@ int tkv_mp_validate(const void *p, size_t n);
  * mismatch. The common encodings are decoded inline; the rest goes through
  * tkv_mp_next(). */
 int tkv_mp_read_map(tkv_mp *m, uint32_t *pairs);
-int tkv_mp_read_int(tkv_mp *m, int64_t *i);     /* any integer fitting int64 */
+int tkv_mp_read_int(tkv_mp *m, int64_t *i); /* any integer fitting int64 */
 int tkv_mp_read_bool(tkv_mp *m, bool *b);
 int tkv_mp_read_array_slow(tkv_mp *m, uint32_t *count);
 int tkv_mp_read_uint_slow(tkv_mp *m, uint64_t *u);

@@ -45,14 +45,14 @@ static tkv_status parse_key(parse_ctx *c)
     if (c->req->key.len == 0)
         return fail(c, TKV_ST_BAD_REQUEST, "key must not be empty");
     if (c->req->key.len > c->lim->max_key)
-        return fail(c, TKV_ST_TOO_LARGE, "key is %u bytes, the limit is %u",
-                    c->req->key.len, c->lim->max_key);
+        return fail(c, TKV_ST_TOO_LARGE, "key is %u bytes, the limit is %u", c->req->key.len,
+                    c->lim->max_key);
     return TKV_ST_OK;
 }
 
 /* An optional unsigned argument: nil or absent leaves *has false. */
-static tkv_status parse_opt_uint(parse_ctx *c, uint32_t pos, const char *what,
-                                 uint64_t *out, bool *has)
+static tkv_status parse_opt_uint(parse_ctx *c, uint32_t pos, const char *what, uint64_t *out,
+                                 bool *has)
 {
     *has = false;
     if (pos > c->nargs || tkv_mp_read_nil(c->m))
@@ -97,8 +97,8 @@ static tkv_status parse_put(parse_ctx *c)
     if (rc < 0)
         return fail(c, TKV_ST_BAD_REQUEST, "malformed MessagePack");
     if (c->req->value.len > c->lim->max_value)
-        return fail(c, TKV_ST_TOO_LARGE, "value is %u bytes, the limit is %u",
-                    c->req->value.len, c->lim->max_value);
+        return fail(c, TKV_ST_TOO_LARGE, "value is %u bytes, the limit is %u", c->req->value.len,
+                    c->lim->max_value);
     st = parse_opt_uint(c, 3, "ts", &c->req->ts, &c->req->has_ts);
     bool has_ttl;
     if (st == TKV_ST_OK)
@@ -223,8 +223,7 @@ static tkv_status parse_items(parse_ctx *c, const char *what)
     if (n == 0)
         return fail(c, TKV_ST_BAD_REQUEST, "%s of no items", what);
     if (n > max_batch(c))
-        return fail(c, TKV_ST_TOO_LARGE, "%s of %u items, the limit is %u", what, n,
-                    max_batch(c));
+        return fail(c, TKV_ST_TOO_LARGE, "%s of %u items, the limit is %u", what, n, max_batch(c));
     c->req->nitems = n;
     c->req->items = c->m->p;
     return TKV_ST_OK;
@@ -246,8 +245,8 @@ static tkv_status read_item(tkv_mp *m, const tkv_limits *lim, tkv_put_item *it, 
     memset(&r, 0, sizeof r);
     parse_ctx c = {.m = m, .lim = lim, .req = &r, .nargs = n, .err = err, .errlen = errlen};
     tkv_status st = parse_put(&c);
-    *it = (tkv_put_item){.key = r.key, .value = r.value, .ts = r.ts, .ttl = r.ttl,
-                         .has_ts = r.has_ts};
+    *it = (tkv_put_item){
+        .key = r.key, .value = r.value, .ts = r.ts, .ttl = r.ttl, .has_ts = r.has_ts};
     return st;
 }
 
@@ -367,10 +366,10 @@ const char *tkv_cmd_name(tkv_cmd cmd)
  * compare 8-byte words, instead of a string compare per table entry. The
  * names are zero-padded to 8 bytes. */
 static const char padded_names[TKV_CMD__COUNT][8] = {
-    [TKV_CMD_PING] = "PING",     [TKV_CMD_PUT] = "PUT",       [TKV_CMD_GET] = "GET",
-    [TKV_CMD_RANGE] = "RANGE",   [TKV_CMD_DEL] = "DEL",       [TKV_CMD_STATS] = "STATS",
-    [TKV_CMD_AUTH] = "AUTH",     [TKV_CMD_COUNT] = "COUNT",   [TKV_CMD_MPUT] = "MPUT",
-    [TKV_CMD_MGET] = "MGET",     [TKV_CMD_SCAN] = "SCAN",     [TKV_CMD_RETAIN] = "RETAIN",
+    [TKV_CMD_PING] = "PING",     [TKV_CMD_PUT] = "PUT",     [TKV_CMD_GET] = "GET",
+    [TKV_CMD_RANGE] = "RANGE",   [TKV_CMD_DEL] = "DEL",     [TKV_CMD_STATS] = "STATS",
+    [TKV_CMD_AUTH] = "AUTH",     [TKV_CMD_COUNT] = "COUNT", [TKV_CMD_MPUT] = "MPUT",
+    [TKV_CMD_MGET] = "MGET",     [TKV_CMD_SCAN] = "SCAN",   [TKV_CMD_RETAIN] = "RETAIN",
     [TKV_CMD_POLICY] = "POLICY",
 };
 
@@ -396,8 +395,8 @@ static void show_name(char *out, size_t outlen, const uint8_t *p, uint32_t n)
     out[j] = '\0';
 }
 
-tkv_status tkv_req_parse(const uint8_t *frame, size_t len, const tkv_limits *lim,
-                         tkv_req *req, char *err, size_t errlen)
+tkv_status tkv_req_parse(const uint8_t *frame, size_t len, const tkv_limits *lim, tkv_req *req,
+                         char *err, size_t errlen)
 {
     tkv_mp m;
     tkv_mp_init(&m, frame, len);
@@ -533,12 +532,8 @@ static void encode_args(msgpack_packer *pk, tkv_cmd cmd, const arg *args, unsign
 static unsigned request_args(const tkv_req *r, arg *a)
 {
     switch (r->cmd) {
-    case TKV_CMD_PING:
-        a[0] = r->has_msg ? a_bytes(r->msg) : (arg){0};
-        return 1;
-    case TKV_CMD_AUTH:
-        a[0] = a_bytes(r->msg);
-        return 1;
+    case TKV_CMD_PING: a[0] = r->has_msg ? a_bytes(r->msg) : (arg){0}; return 1;
+    case TKV_CMD_AUTH: a[0] = a_bytes(r->msg); return 1;
     case TKV_CMD_PUT:
         a[0] = a_bytes(r->key);
         a[1] = a_bytes(r->value);
@@ -577,16 +572,13 @@ static unsigned request_args(const tkv_req *r, arg *a)
         a[2] = a_uint(r->keep_age > 0, r->keep_age);
         a[3] = r->dry_run ? (arg){.kind = A_BOOL, .b = true} : (arg){0};
         return 4;
-    case TKV_CMD_POLICY:
-        a[0] = a_bytes(r->key);
-        return 1;
+    case TKV_CMD_POLICY: a[0] = a_bytes(r->key); return 1;
     case TKV_CMD_SCAN:
         a[0] = r->has_prefix ? a_bytes(r->prefix) : (arg){0};
         a[1] = r->has_cursor ? a_bytes(r->cursor) : (arg){0};
         a[2] = a_uint(r->limit != 0 && r->limit != UINT64_MAX, r->limit);
         return 3;
-    default:
-        return 0;
+    default: return 0;
     }
 }
 
@@ -634,8 +626,8 @@ int tkv_encode_mget(tkv_buf *out, uint64_t ts, bool has_ts, const tkv_span *keys
     return tkv_wr_end(&w);
 }
 
-int tkv_reply_head(const uint8_t *frame, size_t len, tkv_mp *m, uint32_t *count,
-                   uint64_t *status, tkv_span *errmsg)
+int tkv_reply_head(const uint8_t *frame, size_t len, tkv_mp *m, uint32_t *count, uint64_t *status,
+                   tkv_span *errmsg)
 {
     tkv_mp_init(m, frame, len);
     errmsg->ptr = NULL;

@@ -31,12 +31,12 @@
 typedef enum tkv_status {
     TKV_ST_OK = 0,
     TKV_ST_NOT_FOUND = 1,
-    TKV_ST_BAD_REQUEST = 10,     /* malformed request: arity, types, encoding */
+    TKV_ST_BAD_REQUEST = 10, /* malformed request: arity, types, encoding */
     TKV_ST_UNKNOWN_COMMAND = 11,
-    TKV_ST_TOO_LARGE = 12,       /* key, value, frame or reply above a limit */
-    TKV_ST_OUT_OF_RANGE = 13,    /* an integer outside its allowed range */
-    TKV_ST_STORAGE = 20,         /* the storage engine failed; nothing was written */
-    TKV_ST_BUSY = 21,            /* server at a limit (clients, memory) */
+    TKV_ST_TOO_LARGE = 12,    /* key, value, frame or reply above a limit */
+    TKV_ST_OUT_OF_RANGE = 13, /* an integer outside its allowed range */
+    TKV_ST_STORAGE = 20,      /* the storage engine failed; nothing was written */
+    TKV_ST_BUSY = 21,         /* server at a limit (clients, memory) */
     TKV_ST_AUTH_REQUIRED = 30,
     TKV_ST_AUTH_FAILED = 31,
     TKV_ST_INTERNAL = 40,
@@ -100,29 +100,29 @@ typedef struct tkv_span {
 typedef struct tkv_req {
     tkv_cmd cmd;
     tkv_span key;
-    tkv_span value;    /* PUT */
-    tkv_span msg;      /* PING's optional echo; AUTH's secret */
-    uint64_t ts;       /* PUT, GET, MGET: valid if has_ts; DEL: the tombstone's */
-    uint64_t ttl;      /* PUT: microseconds until the version expires; 0: never */
-    int64_t version;   /* GET: ordinal, valid if has_version */
-    uint64_t from;     /* RANGE, COUNT: inclusive, default 0 */
-    uint64_t to;       /* RANGE, COUNT: inclusive, default TKV_TS_MAX */
-    uint64_t limit;    /* RANGE: default UINT64_MAX (no limit); SCAN: count */
+    tkv_span value;         /* PUT */
+    tkv_span msg;           /* PING's optional echo; AUTH's secret */
+    uint64_t ts;            /* PUT, GET, MGET: valid if has_ts; DEL: the tombstone's */
+    uint64_t ttl;           /* PUT: microseconds until the version expires; 0: never */
+    int64_t version;        /* GET: ordinal, valid if has_version */
+    uint64_t from;          /* RANGE, COUNT: inclusive, default 0 */
+    uint64_t to;            /* RANGE, COUNT: inclusive, default TKV_TS_MAX */
+    uint64_t limit;         /* RANGE: default UINT64_MAX (no limit); SCAN: count */
     uint32_t keep_versions; /* RETAIN: 0 for no limit */
-    uint64_t keep_age; /* RETAIN: microseconds, 0 for no limit */
-    tkv_span prefix;   /* SCAN */
-    tkv_span cursor;   /* SCAN: the last key of the previous page */
-    const uint8_t *items; /* MPUT, MGET: the elements of the item array */
-    size_t items_len;  /* bytes from items to the end of the array */
+    uint64_t keep_age;      /* RETAIN: microseconds, 0 for no limit */
+    tkv_span prefix;        /* SCAN */
+    tkv_span cursor;        /* SCAN: the last key of the previous page */
+    const uint8_t *items;   /* MPUT, MGET: the elements of the item array */
+    size_t items_len;       /* bytes from items to the end of the array */
     uint32_t nitems;
     bool has_ts;
     bool has_version;
     bool has_msg;
     bool has_prefix;
     bool has_cursor;
-    bool tombstone;    /* DEL: write a tombstone (at ts, or the clock if !has_ts) */
-    bool reverse;      /* RANGE: newest first */
-    bool dry_run;      /* RETAIN */
+    bool tombstone; /* DEL: write a tombstone (at ts, or the clock if !has_ts) */
+    bool reverse;   /* RANGE: newest first */
+    bool dry_run;   /* RETAIN */
 } tkv_req;
 
 typedef struct tkv_limits {
@@ -135,8 +135,8 @@ typedef struct tkv_limits {
 typedef struct tkv_put_item {
     tkv_span key;
     tkv_span value;
-    uint64_t ts;       /* valid if has_ts */
-    uint64_t ttl;      /* 0: never expires */
+    uint64_t ts;  /* valid if has_ts */
+    uint64_t ttl; /* 0: never expires */
     bool has_ts;
 } tkv_put_item;
 
@@ -149,8 +149,8 @@ int tkv_cmd_lookup(const uint8_t *name, size_t len);
 /* Parses one request frame. On success returns TKV_ST_OK and fills *req.
  * Otherwise returns the error status for the reply and writes a one-line
  * message into err (always NUL-terminated). Never allocates. */
-tkv_status tkv_req_parse(const uint8_t *frame, size_t len, const tkv_limits *lim,
-                         tkv_req *req, char *err, size_t errlen);
+tkv_status tkv_req_parse(const uint8_t *frame, size_t len, const tkv_limits *lim, tkv_req *req,
+                         char *err, size_t errlen);
 
 /* Reads the next MPUT item from m (items validated by tkv_req_parse). */
 int tkv_mput_item_next(tkv_mp *m, tkv_put_item *it);
@@ -267,8 +267,8 @@ static inline void tkv_frame_close(tkv_buf *b, uint8_t *end)
 /* A reply's status and, for errors, its message. Reads the first elements of
  * frame: *count is the array length, m is left after the status (or after
  * the message for errors). Returns 0 or -1 if the frame is not a reply. */
-int tkv_reply_head(const uint8_t *frame, size_t len, tkv_mp *m, uint32_t *count,
-                   uint64_t *status, tkv_span *errmsg);
+int tkv_reply_head(const uint8_t *frame, size_t len, tkv_mp *m, uint32_t *count, uint64_t *status,
+                   tkv_span *errmsg);
 
 /* A readable name for a status ("NOT_FOUND", "TOO_LARGE"). */
 const char *tkv_status_name(uint64_t st);

@@ -22,9 +22,18 @@
 
 /* ---- the table ---------------------------------------------------------- */
 
-#define F(kind, field, name) {TKV_RF_##kind, (uint16_t)offsetof(tkv_rep, field), name}
-#define A(kind, field, name) {TKV_RF_##kind, (uint16_t)offsetof(tkv_rep_answer, field), name}
-#define SHAPE(fields, min) {fields, (uint8_t)(sizeof fields / sizeof fields[0]), min}
+#define F(kind, field, name)                                    \
+    {                                                           \
+        TKV_RF_##kind, (uint16_t)offsetof(tkv_rep, field), name \
+    }
+#define A(kind, field, name)                                           \
+    {                                                                  \
+        TKV_RF_##kind, (uint16_t)offsetof(tkv_rep_answer, field), name \
+    }
+#define SHAPE(fields, min)                                       \
+    {                                                            \
+        fields, (uint8_t)(sizeof fields / sizeof fields[0]), min \
+    }
 
 static const tkv_rfield ping_f[] = {F(TEXT, text, "message")};
 static const tkv_rfield put_f[] = {F(UINT, u, "ts")};
@@ -309,7 +318,8 @@ static int put_text(tkv_buf *b, tkv_span s, bool is_str)
 
 int tkv_rep_put_ping(tkv_buf *b, const tkv_span *msg)
 {
-    return msg ? put_text(b, *msg, false) : put_text(b, (tkv_span){(const uint8_t *)"PONG", 4}, true);
+    return msg ? put_text(b, *msg, false)
+               : put_text(b, (tkv_span){(const uint8_t *)"PONG", 4}, true);
 }
 
 int tkv_rep_put_empty(tkv_buf *b)
@@ -470,8 +480,7 @@ void tkv_rep_stats_uint(tkv_rep_wr *lw, const char *name, size_t nlen, uint64_t 
     lw->n++;
 }
 
-void tkv_rep_stats_str(tkv_rep_wr *lw, const char *name, size_t nlen, const char *v,
-                       size_t vlen)
+void tkv_rep_stats_str(tkv_rep_wr *lw, const char *name, size_t nlen, const char *v, size_t vlen)
 {
     pack_str(&lw->w.pk, name, nlen);
     pack_str(&lw->w.pk, v, vlen);

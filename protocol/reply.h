@@ -42,7 +42,7 @@
 
 /* An optional unsigned integer: nil on the wire when !has. */
 typedef struct tkv_rep_opt {
-    uint64_t v;  /* 0 when !has */
+    uint64_t v; /* 0 when !has */
     bool has;
 } tkv_rep_opt;
 
@@ -87,10 +87,10 @@ typedef struct tkv_rep_list {
 } tkv_rep_list;
 
 typedef struct tkv_rep {
-    tkv_cmd cmd;           /* the command it answers */
-    uint64_t status;       /* TKV_ST_OK, TKV_ST_NOT_FOUND (GET) or an error */
-    tkv_span errmsg;       /* errors: the message (may be empty) */
-    uint32_t nfields;      /* elements after the status, as received */
+    tkv_cmd cmd;      /* the command it answers */
+    uint64_t status;  /* TKV_ST_OK, TKV_ST_NOT_FOUND (GET) or an error */
+    tkv_span errmsg;  /* errors: the message (may be empty) */
+    uint32_t nfields; /* elements after the status, as received */
     /* Command fields; which ones a command sets is in tkv_reply_descs[]. */
     uint64_t u;            /* PUT: ts; DEL: removed, or the tombstone's ts;
                               COUNT: versions; RETAIN: removable */
@@ -112,17 +112,17 @@ typedef struct tkv_rep {
 
 /* What one field of a reply is on the wire. */
 typedef enum tkv_rf {
-    TKV_RF_UINT,     /* unsigned integer */
-    TKV_RF_OPT,      /* unsigned integer or nil (tkv_rep_opt) */
+    TKV_RF_UINT, /* unsigned integer */
+    TKV_RF_OPT,  /* unsigned integer or nil (tkv_rep_opt) */
     TKV_RF_BOOL,
-    TKV_RF_BYTES,    /* str or bin (tkv_span) */
-    TKV_RF_TEXT,     /* str or bin, remembering which (tkv_rep_text) */
-    TKV_RF_CURSOR,   /* bin or nil: SCAN's cursor */
-    TKV_RF_UINTS,    /* array of unsigned integers (tkv_rep_list) */
-    TKV_RF_KEYS,     /* array of bin */
-    TKV_RF_ENTRIES,  /* array of RANGE entries */
-    TKV_RF_ANSWERS,  /* array of [status, answer fields...] */
-    TKV_RF_STATS,    /* map of name -> uint or str */
+    TKV_RF_BYTES,   /* str or bin (tkv_span) */
+    TKV_RF_TEXT,    /* str or bin, remembering which (tkv_rep_text) */
+    TKV_RF_CURSOR,  /* bin or nil: SCAN's cursor */
+    TKV_RF_UINTS,   /* array of unsigned integers (tkv_rep_list) */
+    TKV_RF_KEYS,    /* array of bin */
+    TKV_RF_ENTRIES, /* array of RANGE entries */
+    TKV_RF_ANSWERS, /* array of [status, answer fields...] */
+    TKV_RF_STATS,   /* map of name -> uint or str */
 } tkv_rf;
 
 typedef struct tkv_rfield {
@@ -166,11 +166,11 @@ int tkv_rep_decode(tkv_cmd cmd, const uint8_t *p, size_t n, tkv_rep *rep);
 
 /* Iterate a list of a decoded reply; each returns false once the list is
  * exhausted. Call the one matching the list's kind. */
-bool tkv_rep_next_uint(tkv_rep_list *l, uint64_t *v);            /* MPUT */
-bool tkv_rep_next_key(tkv_rep_list *l, tkv_span *key);           /* SCAN */
-bool tkv_rep_next_entry(tkv_rep_list *l, tkv_rep_entry *e);      /* RANGE */
-bool tkv_rep_next_answer(tkv_rep_list *l, tkv_rep_answer *a);    /* MGET */
-bool tkv_rep_next_stat(tkv_rep_list *l, tkv_rep_stat *s);        /* STATS */
+bool tkv_rep_next_uint(tkv_rep_list *l, uint64_t *v);         /* MPUT */
+bool tkv_rep_next_key(tkv_rep_list *l, tkv_span *key);        /* SCAN */
+bool tkv_rep_next_entry(tkv_rep_list *l, tkv_rep_entry *e);   /* RANGE */
+bool tkv_rep_next_answer(tkv_rep_list *l, tkv_rep_answer *a); /* MGET */
+bool tkv_rep_next_stat(tkv_rep_list *l, tkv_rep_stat *s);     /* STATS */
 
 /* Re-encodes a decoded reply with the encoders below (status OK or
  * NOT_FOUND; errors with tkv_write_error()). A reply tkvd wrote comes out
@@ -246,10 +246,10 @@ int tkv_rep_put_policy(tkv_buf *b, tkv_rep_opt versions, tkv_rep_opt age, bool o
  * size limit (the *_room() bounds say what the next element may take).
  */
 typedef struct tkv_rep_wr {
-    tkv_wr w;         /* the frame */
-    size_t list_at;   /* offset of the array32 header, or 0 */
-    uint32_t n;       /* elements written */
-    size_t last_off;  /* SCAN: the last key's bytes, for the cursor */
+    tkv_wr w;        /* the frame */
+    size_t list_at;  /* offset of the array32 header, or 0 */
+    uint32_t n;      /* elements written */
+    size_t last_off; /* SCAN: the last key's bytes, for the cursor */
     uint32_t last_len;
 } tkv_rep_wr;
 
@@ -281,8 +281,7 @@ int tkv_rep_mput_end(tkv_rep_wr *lw);
 /* STATS: [0, {name: value...}] with n fields. */
 void tkv_rep_stats_begin(tkv_rep_wr *lw, tkv_buf *b, uint32_t n);
 void tkv_rep_stats_uint(tkv_rep_wr *lw, const char *name, size_t nlen, uint64_t v);
-void tkv_rep_stats_str(tkv_rep_wr *lw, const char *name, size_t nlen, const char *v,
-                       size_t vlen);
+void tkv_rep_stats_str(tkv_rep_wr *lw, const char *name, size_t nlen, const char *v, size_t vlen);
 int tkv_rep_stats_end(tkv_rep_wr *lw);
 
 /* Drops a reply begun with one of the *_begin() calls (the engine failed

@@ -87,10 +87,10 @@ static int exec_get(exec_ctx *x)
 {
     const tkv_req *r = x->req;
     tkv_answer a;
-    tkv_eng_rc rc = r->has_version
-                        ? tkv_engine_get_nth(x->d->eng, r->key.ptr, r->key.len, r->version, &a)
-                        : tkv_engine_get(x->d->eng, r->key.ptr, r->key.len,
-                                         r->has_ts ? r->ts : TKV_TS_MAX, &a);
+    tkv_eng_rc rc =
+        r->has_version
+            ? tkv_engine_get_nth(x->d->eng, r->key.ptr, r->key.len, r->version, &a)
+            : tkv_engine_get(x->d->eng, r->key.ptr, r->key.len, r->has_ts ? r->ts : TKV_TS_MAX, &a);
     x->dirty = a.dirty;
     if (rc != TKV_E_OK && rc != TKV_E_NOT_FOUND)
         return reply_engine_error(x, rc);
@@ -125,10 +125,10 @@ static int exec_range(exec_ctx *x)
     tkv_rep_range_begin(&lw, x->out);
     /* Leave room for the trailing boolean. */
     range_ctx rc = {.lw = &lw, .limit_end = lw.w.start + TKV_FRAME_HEADER + x->d->max_reply - 1};
-    tkv_eng_rc st = lw.w.failed ? TKV_E_NOMEM
-                                : tkv_engine_range(x->d->eng, r->key.ptr, r->key.len, r->from,
-                                                   r->to, r->limit, r->reverse, range_entry, &rc,
-                                                   &x->dirty);
+    tkv_eng_rc st = lw.w.failed
+                        ? TKV_E_NOMEM
+                        : tkv_engine_range(x->d->eng, r->key.ptr, r->key.len, r->from, r->to,
+                                           r->limit, r->reverse, range_entry, &rc, &x->dirty);
     if (lw.w.failed) {
         tkv_rep_abort(&lw);
         return -1;
@@ -146,8 +146,7 @@ static int exec_del(exec_ctx *x)
     uint64_t v;
     tkv_eng_rc st = r->tombstone ? tkv_engine_tombstone(x->d->eng, r->key.ptr, r->key.len, r->ts,
                                                         r->has_ts, &v, &x->dirty)
-                                 : tkv_engine_del(x->d->eng, r->key.ptr, r->key.len, &v,
-                                                  &x->dirty);
+                                 : tkv_engine_del(x->d->eng, r->key.ptr, r->key.len, &v, &x->dirty);
     if (st != TKV_E_OK)
         return reply_engine_error(x, st);
     return reply_u64(x, v);
@@ -169,8 +168,8 @@ static int exec_retain(exec_ctx *x)
     const tkv_req *r = x->req;
     tkv_policy p = {.versions = r->keep_versions, .age_us = r->keep_age};
     tkv_retain_result res;
-    tkv_eng_rc st = tkv_engine_retain(x->d->eng, r->key.ptr, r->key.len, &p, r->dry_run, &res,
-                                      &x->dirty);
+    tkv_eng_rc st =
+        tkv_engine_retain(x->d->eng, r->key.ptr, r->key.len, &p, r->dry_run, &res, &x->dirty);
     if (st != TKV_E_OK)
         return reply_engine_error(x, st);
     return sent(tkv_rep_put_retain(x->out, res.removable, opt(res.horizon != 0, res.horizon),
@@ -305,10 +304,9 @@ static int exec_scan(exec_ctx *x)
     scan_ctx sc = {.lw = &lw,
                    .limit_end = lw.w.start + x->d->max_reply - TKV_REPLY_SLACK - x->d->lim.max_key};
     bool more;
-    tkv_eng_rc st = tkv_engine_scan(x->d->eng, r->has_prefix ? r->prefix.ptr : NULL,
-                                    r->prefix.len, r->has_cursor ? r->cursor.ptr : NULL,
-                                    r->cursor.len, (uint32_t)r->limit, scan_key, &sc, &more,
-                                    &x->dirty);
+    tkv_eng_rc st = tkv_engine_scan(x->d->eng, r->has_prefix ? r->prefix.ptr : NULL, r->prefix.len,
+                                    r->has_cursor ? r->cursor.ptr : NULL, r->cursor.len,
+                                    (uint32_t)r->limit, scan_key, &sc, &more, &x->dirty);
     if (st != TKV_E_OK) {
         tkv_rep_abort(&lw);
         return reply_engine_error(x, st);
@@ -422,10 +420,10 @@ static int exec_auth(exec_ctx *x)
 typedef int (*exec_fn)(exec_ctx *x);
 
 static const exec_fn exec_table[TKV_CMD__COUNT] = {
-    [TKV_CMD_PING] = exec_ping,   [TKV_CMD_PUT] = exec_put, [TKV_CMD_GET] = exec_get,
-    [TKV_CMD_RANGE] = exec_range, [TKV_CMD_DEL] = exec_del, [TKV_CMD_STATS] = exec_stats,
-    [TKV_CMD_AUTH] = exec_auth,   [TKV_CMD_COUNT] = exec_count, [TKV_CMD_MPUT] = exec_mput,
-    [TKV_CMD_MGET] = exec_mget,   [TKV_CMD_SCAN] = exec_scan,   [TKV_CMD_RETAIN] = exec_retain,
+    [TKV_CMD_PING] = exec_ping,     [TKV_CMD_PUT] = exec_put,     [TKV_CMD_GET] = exec_get,
+    [TKV_CMD_RANGE] = exec_range,   [TKV_CMD_DEL] = exec_del,     [TKV_CMD_STATS] = exec_stats,
+    [TKV_CMD_AUTH] = exec_auth,     [TKV_CMD_COUNT] = exec_count, [TKV_CMD_MPUT] = exec_mput,
+    [TKV_CMD_MGET] = exec_mget,     [TKV_CMD_SCAN] = exec_scan,   [TKV_CMD_RETAIN] = exec_retain,
     [TKV_CMD_POLICY] = exec_policy,
 };
 
@@ -448,8 +446,7 @@ int tkv_dispatch_session(tkv_dispatch *d, tkv_session *sess, const uint8_t *fram
     return rc;
 }
 
-int tkv_dispatch_frame(tkv_dispatch *d, const uint8_t *frame, size_t len, tkv_buf *out,
-                       bool *dirty)
+int tkv_dispatch_frame(tkv_dispatch *d, const uint8_t *frame, size_t len, tkv_buf *out, bool *dirty)
 {
     return tkv_dispatch_session(d, NULL, frame, len, out, dirty);
 }

@@ -19,32 +19,32 @@
 
 /* What the server knows that the dispatcher reports in STATS. */
 typedef struct tkv_server_info {
-    uint64_t start_us;         /* when the server started */
+    uint64_t start_us; /* when the server started */
     uint64_t conns_current;
-    uint64_t conns_total;      /* accepted since start */
-    uint64_t conns_rejected;   /* refused: max clients, out of descriptors */
+    uint64_t conns_total;    /* accepted since start */
+    uint64_t conns_rejected; /* refused: max clients, out of descriptors */
     uint64_t bytes_in;
     uint64_t bytes_out;
     uint64_t max_clients;
-    const char *fsync;         /* durability mode name */
+    const char *fsync; /* durability mode name */
 } tkv_server_info;
 
 /* What a connection has established: the dispatcher's per-client state. */
 typedef struct tkv_session {
-    bool authed;          /* AUTH succeeded (or no secret is configured) */
+    bool authed; /* AUTH succeeded (or no secret is configured) */
     uint32_t auth_failures;
 } tkv_session;
 
 typedef struct tkv_dispatch {
     tkv_engine *eng;
     tkv_limits lim;
-    const tkv_auth *auth;             /* NULL: no secret, every client is trusted */
-    size_t max_reply;                 /* largest reply payload; RANGE stops short of it */
-    const tkv_server_info *info;      /* may be NULL */
-    uint64_t calls[TKV_CMD__COUNT];   /* requests by command */
-    uint64_t errors;                  /* replies with an error status */
-    uint64_t auth_failures;           /* AUTH attempts with a wrong secret */
-    tkv_buf scratch;                  /* reply building space */
+    const tkv_auth *auth;           /* NULL: no secret, every client is trusted */
+    size_t max_reply;               /* largest reply payload; RANGE stops short of it */
+    const tkv_server_info *info;    /* may be NULL */
+    uint64_t calls[TKV_CMD__COUNT]; /* requests by command */
+    uint64_t errors;                /* replies with an error status */
+    uint64_t auth_failures;         /* AUTH attempts with a wrong secret */
+    tkv_buf scratch;                /* reply building space */
 } tkv_dispatch;
 
 /* Executes one request frame and appends exactly one reply frame to out.

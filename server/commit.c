@@ -49,9 +49,11 @@ static const char COUNTERS_KEY[] = "mcounters";
 
 tkv_store_opts eng_store_opts(const tkv_engine *e)
 {
-    return (tkv_store_opts){.dir = e->dir, .block_cache = e->opts.block_cache,
+    return (tkv_store_opts){.dir = e->dir,
+                            .block_cache = e->opts.block_cache,
                             .write_buffer = e->opts.write_buffer,
-                            .no_compression = e->opts.no_compression, .create = true};
+                            .no_compression = e->opts.no_compression,
+                            .create = true};
 }
 
 int eng_load_state(tkv_engine *e, char *err, size_t errlen)
@@ -76,9 +78,9 @@ int eng_load_state(tkv_engine *e, char *err, size_t errlen)
             e->cnt_committed.swept_keys = tkv_load_be64((const uint8_t *)v + 16);
         tkv_store_free(v);
     }
-    e->cnt = (counters){e->cnt_committed.keys + staged.keys,
-                        e->cnt_committed.versions + staged.versions,
-                        e->cnt_committed.swept_keys + staged.swept_keys};
+    e->cnt =
+        (counters){e->cnt_committed.keys + staged.keys, e->cnt_committed.versions + staged.versions,
+                   e->cnt_committed.swept_keys + staged.swept_keys};
     e->cnt_flight = e->cnt_committed;
     /* An empty database means every key that will ever exist passes through
      * memory first: misses need no disk lookup until something is evicted. */
@@ -101,8 +103,7 @@ static int probe_disk(tkv_engine *e)
     snprintf(path, sizeof path, "%s/write-probe.tmp", e->dir);
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
-        snprintf(e->errmsg, sizeof e->errmsg, "data directory not writable: %s",
-                 strerror(errno));
+        snprintf(e->errmsg, sizeof e->errmsg, "data directory not writable: %s", strerror(errno));
         return -1;
     }
     static const char zeros[PROBE_BYTES];

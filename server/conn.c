@@ -80,20 +80,20 @@ typedef enum conn_state {
 } conn_state;
 
 typedef struct dep {
-    size_t off;     /* reply frame offset in the output buffer */
+    size_t off; /* reply frame offset in the output buffer */
     size_t len;
     uint32_t epoch; /* the batch that must be written first */
 } dep;
 
 struct conn {
     int fd;
-    conn_state state;   /* changed only by conn_set_state() */
+    conn_state state; /* changed only by conn_set_state() */
     ev_io rio, wio;
     conn_hub *hub;
     tkv_frame_reader in;
-    tkv_buf out;        /* replies not yet written */
-    size_t sent;        /* bytes of out already written */
-    dep *deps;          /* replies that wait on a batch, in output order */
+    tkv_buf out; /* replies not yet written */
+    size_t sent; /* bytes of out already written */
+    dep *deps;   /* replies that wait on a batch, in output order */
     size_t ndeps, deps_cap;
     conn_link all, pend, back, wait;
     size_t lingered;    /* bytes dropped while LINGERING */
@@ -221,9 +221,8 @@ conn *conn_new(conn_hub *h, int fd, const struct sockaddr_storage *sa)
     c->last_active = ev_now(h->loop);
     /* Until a client authenticates it may only send small frames. */
     size_t max = h->o->max_frame;
-    tkv_frame_reader_init(&c->in, c->sess.authed || max < TKV_PREAUTH_MAX_FRAME
-                                      ? max
-                                      : TKV_PREAUTH_MAX_FRAME);
+    tkv_frame_reader_init(
+        &c->in, c->sess.authed || max < TKV_PREAUTH_MAX_FRAME ? max : TKV_PREAUTH_MAX_FRAME);
     describe_peer(c, sa);
     ev_io_init(&c->rio, on_read, fd, EV_READ);
     ev_io_init(&c->wio, on_write, fd, EV_WRITE);
@@ -331,12 +330,9 @@ static void serve_share(conn *c)
         /* Finish next iteration, after the other clients. */
         list_add(&c->hub->back, c, BACK);
         break;
-    case SERVED_FULL:
-        conn_set_state(c, CONN_THROTTLED);
-        break;
+    case SERVED_FULL: conn_set_state(c, CONN_THROTTLED); break;
     case SERVED_REFUSED:
-    case SERVED_CLOSED:
-        break;
+    case SERVED_CLOSED: break;
     }
 }
 
@@ -451,16 +447,13 @@ static int output_drained(conn *c)
         }
         conn_close(c, "closed after its last reply");
         return -1;
-    case CONN_CLOSING:
-        conn_close(c, "closed after its last reply");
-        return -1;
+    case CONN_CLOSING: conn_close(c, "closed after its last reply"); return -1;
     case CONN_THROTTLED:
         conn_set_state(c, CONN_READING);
         if (tkv_frame_reader_pending(&c->in) > 0)
             list_add(&h->back, c, BACK);
         return 0;
-    default:
-        return 0;
+    default: return 0;
     }
 }
 
@@ -493,10 +486,7 @@ static int flush_out(conn *c)
     return output_drained(c);
 }
 
-static void on_write(struct ev_loop *loop, ev_io *w, int revents)
-{
-    flush_out(w->data);
-}
+static void on_write(struct ev_loop *loop, ev_io *w, int revents) { flush_out(w->data); }
 
 void conn_flush_pending(conn_hub *h)
 {

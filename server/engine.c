@@ -89,8 +89,7 @@ static int exists_below_lo(tkv_engine *e, eng_key *k, const tkv_kentry *E, uint6
  * depend on whether the sweep had deleted it yet. The merged cursor starts
  * at the top of the page, so this leaves memory only when the newest
  * resident versions are all invisible. */
-static int newest_visible(tkv_engine *e, eng_key *k, const tkv_kentry *E, bool *has,
-                          uint64_t *ts)
+static int newest_visible(tkv_engine *e, eng_key *k, const tkv_kentry *E, bool *has, uint64_t *ts)
 {
     vis v = eng_vis(e, E);
     vcur c;
@@ -122,8 +121,7 @@ static tkv_eng_rc pick_ts(tkv_engine *e, eng_key *k, const tkv_kentry *E, uint64
 }
 
 /* The checks a write passes before anything is staged. */
-static tkv_eng_rc check_write(tkv_engine *e, eng_key *k, tkv_kentry *E, uint64_t *ts,
-                              bool has_ts)
+static tkv_eng_rc check_write(tkv_engine *e, eng_key *k, tkv_kentry *E, uint64_t *ts, bool has_ts)
 {
     tkv_eng_rc st;
     if (!has_ts && (st = pick_ts(e, k, E, ts)) != TKV_E_OK)
@@ -193,8 +191,8 @@ static tkv_eng_rc stage_version(tkv_engine *e, eng_key *k, const uint8_t *hdr, u
 }
 
 tkv_eng_rc tkv_engine_put(tkv_engine *e, const uint8_t *key, size_t klen, const uint8_t *val,
-                          size_t vlen, uint64_t ts, bool has_ts, uint64_t ttl_us,
-                          uint64_t *out_ts, bool *dirty)
+                          size_t vlen, uint64_t ts, bool has_ts, uint64_t ttl_us, uint64_t *out_ts,
+                          bool *dirty)
 {
     *dirty = false;
     uint8_t hdr[9] = {BLOB_PLAIN};

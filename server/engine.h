@@ -110,20 +110,20 @@ typedef struct tkv_policy {
 } tkv_policy;
 
 typedef struct tkv_engine_opts {
-    const char *dir;            /* data directory */
-    size_t block_cache;         /* LevelDB block cache bytes (0: default) */
-    size_t write_buffer;        /* LevelDB memtable bytes (0: default) */
-    bool no_compression;        /* LevelDB tables without Snappy */
-    uint32_t fill_versions;     /* newest versions loaded on a miss (0: 256) */
-    uint32_t resident_versions; /* most versions a key keeps in memory (0: 4096) */
-    size_t max_memory;          /* budget of the in-memory index (0: none) */
-    tkv_policy retain;          /* server-wide retention (zero: keep all) */
-    tkv_sync_mode fsync;        /* zero: ALWAYS; tkvd names them (--fsync) */
-    bool writer_thread;         /* write batches on a thread of their own */
+    const char *dir;               /* data directory */
+    size_t block_cache;            /* LevelDB block cache bytes (0: default) */
+    size_t write_buffer;           /* LevelDB memtable bytes (0: default) */
+    bool no_compression;           /* LevelDB tables without Snappy */
+    uint32_t fill_versions;        /* newest versions loaded on a miss (0: 256) */
+    uint32_t resident_versions;    /* most versions a key keeps in memory (0: 4096) */
+    size_t max_memory;             /* budget of the in-memory index (0: none) */
+    tkv_policy retain;             /* server-wide retention (zero: keep all) */
+    tkv_sync_mode fsync;           /* zero: ALWAYS; tkvd names them (--fsync) */
+    bool writer_thread;            /* write batches on a thread of their own */
     void (*on_written)(void *ctx); /* called (from the writer thread) when
                                       the in-flight batch is written */
     void *on_written_ctx;
-    tkv_clock_fn clock;         /* NULL: the real-time clock */
+    tkv_clock_fn clock; /* NULL: the real-time clock */
     void *clock_ctx;
 } tkv_engine_opts;
 
@@ -132,15 +132,15 @@ typedef struct tkv_answer {
     uint64_t ts;          /* found: the version's timestamp */
     const uint8_t *value; /* found: value bytes (valid until the next call) */
     uint32_t len;
-    uint64_t expires;     /* found: when the version expires; 0: never */
-    bool has_next;        /* next: the timestamp of the next newer visible */
-    uint64_t next;        /* version: the answer holds for [ts, next). On a
+    uint64_t expires;  /* found: when the version expires; 0: never */
+    bool has_next;     /* next: the timestamp of the next newer visible */
+    uint64_t next;     /* version: the answer holds for [ts, next). On a
                              miss, the first visible version after the time
                              asked. */
-    tkv_eng_miss miss;    /* NOT_FOUND: why */
-    uint64_t at;          /* DELETED: the tombstone's timestamp;
+    tkv_eng_miss miss; /* NOT_FOUND: why */
+    uint64_t at;       /* DELETED: the tombstone's timestamp;
                              BELOW_HORIZON: the horizon */
-    bool dirty;           /* the answer depends on uncommitted writes */
+    bool dirty;        /* the answer depends on uncommitted writes */
 } tkv_answer;
 
 /* One version seen by RANGE. */
@@ -148,7 +148,7 @@ typedef struct tkv_entry_view {
     uint64_t ts;
     const uint8_t *value; /* NULL for a tombstone */
     uint32_t len;
-    uint64_t expires;     /* 0: never */
+    uint64_t expires; /* 0: never */
 } tkv_entry_view;
 
 /* Called per RANGE entry; return false to stop. */
@@ -162,16 +162,16 @@ typedef bool (*tkv_scan_cb)(void *ctx, const uint8_t *key, size_t klen);
 typedef struct tkv_retain_result {
     uint64_t removable;
     uint64_t horizon;
-    bool complete;        /* false: a dry run stopped at its scan bound */
+    bool complete; /* false: a dry run stopped at its scan bound */
 } tkv_retain_result;
 
 /* What tkv_engine_policy() reports. (Not the client's tkv_policy_info, which
  * is the wire's view of the same answer.) */
 typedef struct tkv_eng_policy_info {
-    tkv_policy policy;    /* in effect for the key */
-    bool own;             /* set on the key (true) or the server default */
-    uint64_t horizon;     /* answers before it are gone (0: none) */
-    bool dirty;           /* the answer depends on uncommitted writes */
+    tkv_policy policy; /* in effect for the key */
+    bool own;          /* set on the key (true) or the server default */
+    uint64_t horizon;  /* answers before it are gone (0: none) */
+    bool dirty;        /* the answer depends on uncommitted writes */
 } tkv_eng_policy_info;
 
 typedef struct tkv_engine_stats {
@@ -210,8 +210,8 @@ void tkv_engine_close(tkv_engine *e);
  * gets the timestamp used. TKV_E_OUT_OF_RANGE: ts below the key's
  * retention horizon, or no later timestamp exists. */
 tkv_eng_rc tkv_engine_put(tkv_engine *e, const uint8_t *key, size_t klen, const uint8_t *val,
-                          size_t vlen, uint64_t ts, bool has_ts, uint64_t ttl_us,
-                          uint64_t *out_ts, bool *dirty);
+                          size_t vlen, uint64_t ts, bool has_ts, uint64_t ttl_us, uint64_t *out_ts,
+                          bool *dirty);
 
 /* Checks that a PUT of key at ts (or at the clock) would be accepted,
  * without staging anything: TKV_E_OK or TKV_E_OUT_OF_RANGE as PUT would
@@ -237,9 +237,8 @@ tkv_eng_rc tkv_engine_del(tkv_engine *e, const uint8_t *key, size_t klen, uint64
  * applies again). Setting it moves the key's horizon at once: versions the
  * policy removes become invisible immediately and are deleted by the sweep.
  * A dry run reads at most a bounded number of versions (r->complete). */
-tkv_eng_rc tkv_engine_retain(tkv_engine *e, const uint8_t *key, size_t klen,
-                             const tkv_policy *p, bool dry_run, tkv_retain_result *r,
-                             bool *dirty);
+tkv_eng_rc tkv_engine_retain(tkv_engine *e, const uint8_t *key, size_t klen, const tkv_policy *p,
+                             bool dry_run, tkv_retain_result *r, bool *dirty);
 
 /* ---- reads ---- */
 
@@ -258,8 +257,8 @@ tkv_eng_rc tkv_engine_get_nth(tkv_engine *e, const uint8_t *key, size_t klen, in
 /* Calls cb for the visible versions with from <= ts <= to, oldest first
  * (newest first if reverse), at most limit of them. */
 tkv_eng_rc tkv_engine_range(tkv_engine *e, const uint8_t *key, size_t klen, uint64_t from,
-                            uint64_t to, uint64_t limit, bool reverse, tkv_range_cb cb,
-                            void *ctx, bool *dirty);
+                            uint64_t to, uint64_t limit, bool reverse, tkv_range_cb cb, void *ctx,
+                            bool *dirty);
 
 /* The number of visible versions with from <= ts <= to. */
 tkv_eng_rc tkv_engine_count(tkv_engine *e, const uint8_t *key, size_t klen, uint64_t from,
@@ -274,9 +273,9 @@ tkv_eng_rc tkv_engine_policy(tkv_engine *e, const uint8_t *key, size_t klen,
  * at most count of them. *more tells whether keys remain; *dirty whether
  * the listing depends on uncommitted writes. Bounded work: at most count
  * keys are examined beyond the cursor. */
-tkv_eng_rc tkv_engine_scan(tkv_engine *e, const uint8_t *prefix, size_t plen,
-                           const uint8_t *after, size_t alen, uint32_t count, tkv_scan_cb cb,
-                           void *ctx, bool *more, bool *dirty);
+tkv_eng_rc tkv_engine_scan(tkv_engine *e, const uint8_t *prefix, size_t plen, const uint8_t *after,
+                           size_t alen, uint32_t count, tkv_scan_cb cb, void *ctx, bool *more,
+                           bool *dirty);
 
 /* ---- housekeeping ---- */
 

@@ -37,7 +37,7 @@ typedef struct tkv_kmeta {
     uint64_t min_expiry; /* no stored version expires earlier (UINT64_MAX: none) */
     tkv_policy policy;   /* the key's own retention */
     bool has_policy;
-    bool below;          /* versions below the horizon may still be stored */
+    bool below; /* versions below the horizon may still be stored */
 } tkv_kmeta;
 
 typedef struct counters {
@@ -58,29 +58,29 @@ typedef struct sweep_state sweep_state;
  * by the staging functions of commit.c. */
 typedef struct eng_batch {
     tkv_store_batch *wb;
-    uint64_t ops;             /* records staged */
+    uint64_t ops; /* records staged */
     uint32_t epoch;
-    tkv_kentry **dirty;       /* entries changed by this batch */
+    tkv_kentry **dirty; /* entries changed by this batch */
     size_t ndirty, cap;
 } eng_batch;
 
 struct tkv_engine {
     tkv_engine_opts opts;
-    char *dir;                /* data directory (owned copy) */
+    char *dir; /* data directory (owned copy) */
     tkv_store *store;
-    bool store_open;          /* false after a failed reopen */
-    bool broken;              /* a write failed: no more writes on this handle */
-    uint64_t last_probe_us;   /* when broken: last check for recovery */
-    char fail_msg[256];       /* when failing: why writes are refused */
-    char poison[160];         /* non-empty: the current batch must fail */
+    bool store_open;        /* false after a failed reopen */
+    bool broken;            /* a write failed: no more writes on this handle */
+    uint64_t last_probe_us; /* when broken: last check for recovery */
+    char fail_msg[256];     /* when failing: why writes are refused */
+    char poison[160];       /* non-empty: the current batch must fail */
     tkv_keyindex ix;
-    eng_batch stage;          /* where writes go now */
-    eng_batch flight;         /* being written by the writer, if in_flight */
+    eng_batch stage;  /* where writes go now */
+    eng_batch flight; /* being written by the writer, if in_flight */
     bool in_flight;
-    uint32_t committed;       /* the last epoch written to LevelDB */
-    counters cnt;             /* with every staged write */
-    counters cnt_flight;      /* as of the end of the in-flight batch */
-    counters cnt_committed;   /* as LevelDB has them */
+    uint32_t committed;     /* the last epoch written to LevelDB */
+    counters cnt;           /* with every staged write */
+    counters cnt_flight;    /* as of the end of the in-flight batch */
+    counters cnt_committed; /* as LevelDB has them */
     /* The writer thread; mu guards the fields below it. */
     pthread_t writer;
     bool writer_running, sync_ready;
@@ -89,18 +89,18 @@ struct tkv_engine {
     bool writer_go, writer_quit, flight_done;
     int flight_rc;
     char flight_err[256];
-    bool unsynced;            /* everysec: written but not yet synced */
+    bool unsynced; /* everysec: written but not yet synced */
     uint64_t last_sync_us;
-    bool all_resident;        /* every key with versions is in the index */
-    tkv_kentry *hand;         /* eviction clock hand; NULL: start over */
-    uint8_t *keybuf;          /* the running operation's eng_key encoding */
-    uint8_t *kbuf;            /* scratch for keys used at once (metadata, sweep) */
-    tkv_buf scratch;          /* disk values handed out by reads */
-    tkv_buf fillbuf;          /* blobs gathered while loading a key */
+    bool all_resident; /* every key with versions is in the index */
+    tkv_kentry *hand;  /* eviction clock hand; NULL: start over */
+    uint8_t *keybuf;   /* the running operation's eng_key encoding */
+    uint8_t *kbuf;     /* scratch for keys used at once (metadata, sweep) */
+    tkv_buf scratch;   /* disk values handed out by reads */
+    tkv_buf fillbuf;   /* blobs gathered while loading a key */
     fill_rec *recs;
     size_t nrecs_cap;
-    size_t page_bytes;        /* allocator bytes of all pages */
-    bool touched_disk;        /* the current read used LevelDB */
+    size_t page_bytes; /* allocator bytes of all pages */
+    bool touched_disk; /* the current read used LevelDB */
     sweep_state *sweep;
     tkv_engine_stats st;
     char errmsg[256];
@@ -118,8 +118,8 @@ struct tkv_engine {
 typedef struct eng_key {
     const uint8_t *key;
     size_t klen;
-    uint8_t *buf;        /* the version prefix, then room for a timestamp */
-    size_t plen;         /* 0 until the prefix is encoded */
+    uint8_t *buf; /* the version prefix, then room for a timestamp */
+    size_t plen;  /* 0 until the prefix is encoded */
 } eng_key;
 
 static inline eng_key eng_key_make(uint8_t *buf, const uint8_t *key, size_t klen)
@@ -218,24 +218,24 @@ typedef struct dcur {
  * walk goes below lo. The current entry stays valid until vcur_next(). */
 typedef struct vcur {
     tkv_engine *e;
-    eng_key *k;           /* E's key */
+    eng_key *k; /* E's key */
     const tkv_kentry *E;
     vis v;
     uint64_t from, to;
     bool asc;
-    long pi, pa, pb;      /* page: current index, slots [pa, pb) in range */
-    bool disk_on;         /* the LevelDB part has been started */
+    long pi, pa, pb; /* page: current index, slots [pa, pb) in range */
+    bool disk_on;    /* the LevelDB part has been started */
     bool disk_failed;
     dcur dc;
-    bool cur_page;        /* the current entry came from the page */
+    bool cur_page; /* the current entry came from the page */
     bool valid;
     uint64_t ts;
     const uint8_t *blob;
     uint32_t len;
 } vcur;
 
-void vcur_init(vcur *c, tkv_engine *e, eng_key *k, const tkv_kentry *E, const vis *v,
-               bool asc, uint64_t from, uint64_t to);
+void vcur_init(vcur *c, tkv_engine *e, eng_key *k, const tkv_kentry *E, const vis *v, bool asc,
+               uint64_t from, uint64_t to);
 void vcur_next(vcur *c);
 /* 0, or -1 if LevelDB failed during the walk (errmsg set). */
 int vcur_error(vcur *c);

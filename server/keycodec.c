@@ -48,8 +48,7 @@ size_t tkv_kc_encode(uint8_t *out, const uint8_t *key, size_t klen, uint64_t ts)
     return tkv_kc_with_ts(out, tkv_kc_prefix(out, key, klen), ts);
 }
 
-bool tkv_kc_match(const uint8_t *enc, size_t n, const uint8_t *prefix, size_t plen,
-                  uint64_t *ts)
+bool tkv_kc_match(const uint8_t *enc, size_t n, const uint8_t *prefix, size_t plen, uint64_t *ts)
 {
     if (n != plen + 8 || memcmp(enc, prefix, plen) != 0)
         return false;

@@ -47,8 +47,7 @@ size_t tkv_kc_with_ts(uint8_t *out, size_t plen, uint64_t ts);
 
 /* If enc is a version of the key whose prefix is given, stores its
  * timestamp and returns true. */
-bool tkv_kc_match(const uint8_t *enc, size_t n, const uint8_t *prefix, size_t plen,
-                  uint64_t *ts);
+bool tkv_kc_match(const uint8_t *enc, size_t n, const uint8_t *prefix, size_t plen, uint64_t *ts);
 
 /* Decodes any version encoding: the key into keyout (room for n bytes) and
  * the timestamp. Returns the key length, or -1 if enc is not a version. */

@@ -23,13 +23,13 @@
 struct tkv_kmeta;
 
 typedef struct tkv_kentry {
-    tkv_vpage *page;       /* resident versions; NULL when none */
+    tkv_vpage *page;        /* resident versions; NULL when none */
     struct tkv_kmeta *meta; /* policy, horizon, expiry; NULL when none */
-    uint64_t lo;           /* page holds every version with ts >= lo; 0: all */
-    uint32_t dirty_epoch;  /* commit epoch of the last uncommitted change */
+    uint64_t lo;            /* page holds every version with ts >= lo; 0: all */
+    uint32_t dirty_epoch;   /* commit epoch of the last uncommitted change */
     uint16_t klen;
-    uint8_t height;        /* forward pointers in next[] */
-    uint8_t ref;           /* recently used: the eviction hand spares it once */
+    uint8_t height;            /* forward pointers in next[] */
+    uint8_t ref;               /* recently used: the eviction hand spares it once */
     struct tkv_kentry *next[]; /* forward pointers, then klen key bytes */
 } tkv_kentry;
 
@@ -44,14 +44,14 @@ typedef struct tkv_hslot {
 } tkv_hslot;
 
 typedef struct tkv_keyindex {
-    tkv_kentry *head;   /* sentinel holding TKV_SKIPLIST_MAXLEVEL pointers */
-    int level;          /* levels in use, >= 1 */
-    uint64_t count;     /* entries */
-    tkv_hslot *tab;     /* open addressing, linear probing */
-    size_t mask;        /* table size - 1 */
-    uint64_t sip[2];    /* hash key */
-    uint64_t rng;       /* level generator state */
-    size_t bytes;       /* allocator bytes of entries and table */
+    tkv_kentry *head; /* sentinel holding TKV_SKIPLIST_MAXLEVEL pointers */
+    int level;        /* levels in use, >= 1 */
+    uint64_t count;   /* entries */
+    tkv_hslot *tab;   /* open addressing, linear probing */
+    size_t mask;      /* table size - 1 */
+    uint64_t sip[2];  /* hash key */
+    uint64_t rng;     /* level generator state */
+    size_t bytes;     /* allocator bytes of entries and table */
 } tkv_keyindex;
 
 /* Returns 0, or -1 if out of memory. */

@@ -44,10 +44,7 @@ int tkv_log_open(const char *path)
     return 0;
 }
 
-int tkv_log_reopen(void)
-{
-    return log_path ? point_stderr_at(log_path) : 0;
-}
+int tkv_log_reopen(void) { return log_path ? point_stderr_at(log_path) : 0; }
 
 void tkv_log_set_level(tkv_log_level level) { min_level = level; }
 

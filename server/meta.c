@@ -171,9 +171,8 @@ static tkv_eng_rc evaluate(tkv_engine *e, eng_key *k, tkv_kentry *E, const tkv_p
     return vcur_error(&c) < 0 ? TKV_E_STORAGE : TKV_E_OK;
 }
 
-tkv_eng_rc tkv_engine_retain(tkv_engine *e, const uint8_t *key, size_t klen,
-                             const tkv_policy *p, bool dry_run, tkv_retain_result *r,
-                             bool *dirty)
+tkv_eng_rc tkv_engine_retain(tkv_engine *e, const uint8_t *key, size_t klen, const tkv_policy *p,
+                             bool dry_run, tkv_retain_result *r, bool *dirty)
 {
     memset(r, 0, sizeof *r);
     r->complete = true;

@@ -84,8 +84,12 @@ static void maybe_start_disk(vcur *c)
     }
     c->disk_on = true;
     c->e->touched_disk = true;
-    c->dc = (dcur){.e = c->e, .k = c->k, .it = eng_iter(c->e), .from = c->from,
-                   .to = c->to < lo ? c->to : lo - 1, .asc = c->asc};
+    c->dc = (dcur){.e = c->e,
+                   .k = c->k,
+                   .it = eng_iter(c->e),
+                   .from = c->from,
+                   .to = c->to < lo ? c->to : lo - 1,
+                   .asc = c->asc};
     if (!c->dc.it) {
         c->disk_failed = true;
         return;
@@ -118,8 +122,8 @@ static void pick(vcur *c)
             c->valid = false;
             return;
         }
-        c->cur_page = hp && (!hd || (c->asc ? p->slot[c->pi].ts < c->dc.ts
-                                            : p->slot[c->pi].ts > c->dc.ts));
+        c->cur_page =
+            hp && (!hd || (c->asc ? p->slot[c->pi].ts < c->dc.ts : p->slot[c->pi].ts > c->dc.ts));
         if (c->cur_page) {
             c->ts = p->slot[c->pi].ts;
             c->blob = tkv_vpage_blob(p, (uint32_t)c->pi);
@@ -138,8 +142,8 @@ static void pick(vcur *c)
     }
 }
 
-void vcur_init(vcur *c, tkv_engine *e, eng_key *k, const tkv_kentry *E, const vis *v,
-               bool asc, uint64_t from, uint64_t to)
+void vcur_init(vcur *c, tkv_engine *e, eng_key *k, const tkv_kentry *E, const vis *v, bool asc,
+               uint64_t from, uint64_t to)
 {
     memset(c, 0, sizeof *c);
     c->e = e;
@@ -151,8 +155,8 @@ void vcur_init(vcur *c, tkv_engine *e, eng_key *k, const tkv_kentry *E, const vi
     c->to = to;
     const tkv_vpage *p = E->page;
     c->pa = (long)tkv_vpage_lower(p, c->from);
-    c->pb = c->to == TKV_ENG_TS_MAX ? (long)tkv_vpage_count(p)
-                                    : (long)tkv_vpage_lower(p, c->to + 1);
+    c->pb =
+        c->to == TKV_ENG_TS_MAX ? (long)tkv_vpage_count(p) : (long)tkv_vpage_lower(p, c->to + 1);
     if (c->from > c->to)
         c->pb = c->pa;
     c->pi = asc ? c->pa : c->pb - 1;
@@ -252,8 +256,7 @@ static tkv_eng_rc answer_none(tkv_engine *e, eng_key *k, const tkv_kentry *E, co
 /* The start of every single-key answer: the key's entry and what is
  * visible of it. Returns OK with *E set, or the final status (NOT_FOUND:
  * no such key). */
-static tkv_eng_rc answer_key(tkv_engine *e, eng_key *k, tkv_answer *out, tkv_kentry **E,
-                             vis *v)
+static tkv_eng_rc answer_key(tkv_engine *e, eng_key *k, tkv_answer *out, tkv_kentry **E, vis *v)
 {
     memset(out, 0, sizeof *out);
     tkv_eng_rc st;
@@ -274,8 +277,8 @@ static tkv_eng_rc answer_key(tkv_engine *e, eng_key *k, tkv_answer *out, tkv_ken
  * lo, and no version can be hidden (no horizon past it, nothing expired).
  * Then the page alone answers - its next slot is the next version - in a
  * binary search, without the merged cursor. Returns false to fall back. */
-static bool fast_get(tkv_engine *e, const tkv_kentry *E, const vis *v, uint64_t T,
-                     tkv_answer *out, tkv_eng_rc *st)
+static bool fast_get(tkv_engine *e, const tkv_kentry *E, const vis *v, uint64_t T, tkv_answer *out,
+                     tkv_eng_rc *st)
 {
     const tkv_vpage *p = E->page;
     if (v->check_expiry || !p)
@@ -373,8 +376,8 @@ tkv_eng_rc tkv_engine_get_nth(tkv_engine *e, const uint8_t *key, size_t klen, in
 /* ---- RANGE and COUNT ------------------------------------------------------------ */
 
 tkv_eng_rc tkv_engine_range(tkv_engine *e, const uint8_t *key, size_t klen, uint64_t from,
-                            uint64_t to, uint64_t limit, bool reverse, tkv_range_cb cb,
-                            void *ctx, bool *dirty)
+                            uint64_t to, uint64_t limit, bool reverse, tkv_range_cb cb, void *ctx,
+                            bool *dirty)
 {
     *dirty = false;
     tkv_eng_rc st;

@@ -20,8 +20,8 @@ typedef struct scan_ctx {
     tkv_store_iter *it;
     const uint8_t *prefix;
     size_t plen;
-    tkv_kentry *mem;   /* next resident key, or NULL */
-    uint8_t *dkey;     /* next LevelDB key (decoded), valid if has_disk */
+    tkv_kentry *mem; /* next resident key, or NULL */
+    uint8_t *dkey;   /* next LevelDB key (decoded), valid if has_disk */
     size_t dlen;
     bool has_disk;
 } scan_ctx;
@@ -108,14 +108,14 @@ static void start(scan_ctx *c, const uint8_t *after, size_t alen)
     if (after)
         k.buf[plen - 1] = 0x02; /* strictly after every record of `after` */
     else
-        plen -= 2;              /* every key starting with the prefix */
+        plen -= 2; /* every key starting with the prefix */
     tkv_store_iter_seek(c->it, k.buf, plen);
     disk_settle(c);
 }
 
-tkv_eng_rc tkv_engine_scan(tkv_engine *e, const uint8_t *prefix, size_t plen,
-                           const uint8_t *after, size_t alen, uint32_t count, tkv_scan_cb cb,
-                           void *ctx, bool *more, bool *dirty)
+tkv_eng_rc tkv_engine_scan(tkv_engine *e, const uint8_t *prefix, size_t plen, const uint8_t *after,
+                           size_t alen, uint32_t count, tkv_scan_cb cb, void *ctx, bool *more,
+                           bool *dirty)
 {
     *more = false;
     *dirty = false;
@@ -130,10 +130,9 @@ tkv_eng_rc tkv_engine_scan(tkv_engine *e, const uint8_t *prefix, size_t plen,
     start(&c, after, alen);
     uint32_t emitted = 0;
     while (c.mem || c.has_disk) {
-        int cmp = !c.mem ? 1
-                  : !c.has_disk
-                      ? -1
-                      : tkv_key_cmp(tkv_kentry_key(c.mem), c.mem->klen, c.dkey, c.dlen);
+        int cmp = !c.mem        ? 1
+                  : !c.has_disk ? -1
+                                : tkv_key_cmp(tkv_kentry_key(c.mem), c.mem->klen, c.dkey, c.dlen);
         if (emitted == count) {
             *more = true;
             break;

@@ -63,7 +63,7 @@ typedef struct tkv_srv {
     tkv_auth auth;
     bool has_auth;
     int lfd;
-    int spare_fd;       /* released to accept-and-close when out of descriptors */
+    int spare_fd; /* released to accept-and-close when out of descriptors */
     ev_io lio;
     ev_prepare prep;
     ev_check chk;
@@ -328,7 +328,8 @@ static bool is_loopback(const struct sockaddr *sa)
 
 static int listen_on(tkv_srv *s)
 {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     char port[8];
     snprintf(port, sizeof port, "%u", s->o.port);
@@ -416,7 +417,8 @@ static void init_watchers(tkv_srv *s)
     ev_timer_init(&s->sweep_timer, on_sweep, SWEEP_PERIOD, SWEEP_PERIOD);
     ev_async_init(&s->written, on_written);
     s->lio.data = s->prep.data = s->chk.data = s->idl.data = s;
-    s->sigint.data = s->sigterm.data = s->sighup.data = s->sync_timer.data = s->grace_timer.data = s;
+    s->sigint.data = s->sigterm.data = s->sighup.data = s->sync_timer.data = s->grace_timer.data =
+        s;
     s->tick_timer.data = s->sweep_timer.data = s->written.data = s;
     ev_io_start(loop, &s->lio);
     ev_prepare_start(loop, &s->prep);
@@ -514,12 +516,12 @@ static int start(tkv_srv *s)
     if (listen_on(s) < 0)
         return -1;
     s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    s->disp = (tkv_dispatch){.eng = s->eng,
-                             .lim = {.max_key = s->o.max_key, .max_value = s->o.max_value,
-                                     .max_batch = s->o.max_batch},
-                             .max_reply = s->o.max_frame,
-                             .auth = s->has_auth ? &s->auth : NULL,
-                             .info = &s->info};
+    s->disp = (tkv_dispatch){
+        .eng = s->eng,
+        .lim = {.max_key = s->o.max_key, .max_value = s->o.max_value, .max_batch = s->o.max_batch},
+        .max_reply = s->o.max_frame,
+        .auth = s->has_auth ? &s->auth : NULL,
+        .info = &s->info};
     s->hub = (conn_hub){.loop = s->loop, .o = &s->o, .disp = &s->disp, .info = &s->info};
     s->info.start_us = tkv_engine_now(s->eng); /* the clock STATS reads uptime on */
     s->info.max_clients = s->o.max_clients;

@@ -17,22 +17,22 @@
 #include "engine.h"
 
 typedef struct tkv_server_opts {
-    const char *bind;          /* listen address (IPv4 or IPv6 literal or name) */
-    uint16_t port;             /* 0: any free port */
-    const char *port_file;     /* if set, the bound port is written here when ready */
-    uint32_t max_clients;      /* connections served at once */
-    size_t max_frame;          /* largest request or reply payload */
+    const char *bind;      /* listen address (IPv4 or IPv6 literal or name) */
+    uint16_t port;         /* 0: any free port */
+    const char *port_file; /* if set, the bound port is written here when ready */
+    uint32_t max_clients;  /* connections served at once */
+    size_t max_frame;      /* largest request or reply payload */
     uint32_t max_key;
     uint32_t max_value;
-    size_t max_output;         /* unsent reply bytes that get a client dropped */
-    size_t output_high_water;  /* unsent bytes above which a client's input waits */
-    uint32_t max_pipeline;     /* requests per connection per loop iteration */
-    double idle_timeout;       /* seconds without traffic before a client is closed; 0: never */
-    const char *requirepass;   /* shared secret, or NULL */
-    const char *auth_file;     /* file holding the secret, or NULL */
-    bool protected_mode;       /* refuse non-loopback addresses without a secret */
-    uint32_t max_batch;        /* items in one MPUT or MGET */
-    tkv_engine_opts engine;    /* engine.fsync is the --fsync mode */
+    size_t max_output;        /* unsent reply bytes that get a client dropped */
+    size_t output_high_water; /* unsent bytes above which a client's input waits */
+    uint32_t max_pipeline;    /* requests per connection per loop iteration */
+    double idle_timeout;      /* seconds without traffic before a client is closed; 0: never */
+    const char *requirepass;  /* shared secret, or NULL */
+    const char *auth_file;    /* file holding the secret, or NULL */
+    bool protected_mode;      /* refuse non-loopback addresses without a secret */
+    uint32_t max_batch;       /* items in one MPUT or MGET */
+    tkv_engine_opts engine;   /* engine.fsync is the --fsync mode */
 } tkv_server_opts;
 
 /* Fills o with the defaults tkvd documents in --help. */

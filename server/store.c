@@ -185,8 +185,7 @@ int tkv_store_open(const tkv_store_opts *o, tkv_store **out, char *err, size_t e
         return -1;
     }
     s->lock_fd = -1;
-    if ((o->create && make_dir(o->dir, err, errlen) < 0) ||
-        take_lock(s, o->dir, err, errlen) < 0) {
+    if ((o->create && make_dir(o->dir, err, errlen) < 0) || take_lock(s, o->dir, err, errlen) < 0) {
         tkv_store_close(s);
         return -1;
     }
@@ -317,8 +316,7 @@ void tkv_store_batch_free(tkv_store_batch *b)
     free(b);
 }
 
-void tkv_store_batch_put(tkv_store_batch *b, const void *k, size_t klen, const void *v,
-                         size_t vlen)
+void tkv_store_batch_put(tkv_store_batch *b, const void *k, size_t klen, const void *v, size_t vlen)
 {
     leveldb_writebatch_put(b->wb, k, klen, v, vlen);
     b->records++;

@@ -40,11 +40,11 @@
 #include <stdint.h>
 
 typedef struct tkv_store_opts {
-    const char *dir;         /* data directory; created if missing */
-    size_t block_cache;      /* LevelDB block cache bytes; 0: LevelDB default */
-    size_t write_buffer;     /* LevelDB memtable bytes; 0: LevelDB default */
-    bool no_compression;     /* write tables uncompressed (reads take either) */
-    bool create;             /* create the database if missing */
+    const char *dir;     /* data directory; created if missing */
+    size_t block_cache;  /* LevelDB block cache bytes; 0: LevelDB default */
+    size_t write_buffer; /* LevelDB memtable bytes; 0: LevelDB default */
+    bool no_compression; /* write tables uncompressed (reads take either) */
+    bool create;         /* create the database if missing */
 } tkv_store_opts;
 
 typedef struct tkv_store tkv_store;                   /* an open database */
@@ -114,8 +114,7 @@ size_t tkv_store_batch_bytes(const tkv_store_batch *b);
 
 /* Calls put or del for each record in the order they were added. The
  * pointers are valid during the call only. */
-typedef void (*tkv_store_put_fn)(void *ctx, const void *k, size_t klen, const void *v,
-                                 size_t vlen);
+typedef void (*tkv_store_put_fn)(void *ctx, const void *k, size_t klen, const void *v, size_t vlen);
 typedef void (*tkv_store_del_fn)(void *ctx, const void *k, size_t klen);
 void tkv_store_batch_iterate(const tkv_store_batch *b, void *ctx, tkv_store_put_fn put,
                              tkv_store_del_fn del);

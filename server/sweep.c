@@ -30,30 +30,30 @@
 #include "engine_int.h"
 
 struct sweep_state {
-    tkv_buf resume;     /* where the pass goes on: the next index record or
+    tkv_buf resume;  /* where the pass goes on: the next index record or
                            key; empty: start a pass */
-    tkv_buf inner;      /* with in_key: the next version of the current key */
-    tkv_buf restart;    /* where the current key starts (its index record,
+    tkv_buf inner;   /* with in_key: the next version of the current key */
+    tkv_buf restart; /* where the current key starts (its index record,
                            or its metadata record's position) */
-    bool in_key;        /* stopped inside the current key's versions */
-    bool changed;       /* the current key was written since then */
-    bool active;        /* a step is running: its own writes are no change */
-    bool index_mode;    /* this pass walks the sweep index */
-    tkv_buf key;        /* the key being swept (raw bytes) */
-    eng_key k;          /* its context, encoded into keybuf */
-    uint8_t *keybuf;    /* the sweep's own: its key outlives a call */
-    tkv_kmeta meta;     /* its metadata as the sweep found it */
+    bool in_key;     /* stopped inside the current key's versions */
+    bool changed;    /* the current key was written since then */
+    bool active;     /* a step is running: its own writes are no change */
+    bool index_mode; /* this pass walks the sweep index */
+    tkv_buf key;     /* the key being swept (raw bytes) */
+    eng_key k;       /* its context, encoded into keybuf */
+    uint8_t *keybuf; /* the sweep's own: its key outlives a call */
+    tkv_kmeta meta;  /* its metadata as the sweep found it */
     bool had_meta;
-    tkv_policy policy;  /* in effect for it */
+    tkv_policy policy; /* in effect for it */
     uint64_t now;
-    uint64_t H;         /* the horizon being computed */
-    uint64_t n;         /* visible versions seen, newest first */
-    bool floor;         /* the version current at H was seen */
+    uint64_t H; /* the horizon being computed */
+    uint64_t n; /* visible versions seen, newest first */
+    bool floor; /* the version current at H was seen */
     uint64_t new_horizon;
     uint64_t min_expiry;
-    uint64_t kept;      /* versions left */
+    uint64_t kept; /* versions left */
     uint64_t deleted;
-    bool skip;          /* leave the key alone (out of memory) */
+    bool skip; /* leave the key alone (out of memory) */
 };
 
 void eng_sweep_free(tkv_engine *e)
@@ -209,8 +209,8 @@ static void end_key(tkv_engine *e, sweep_state *s)
 
 /* Sweeps the key whose prefix is set from the iterator's position; stops
  * early when the budget runs out (then *done is false). */
-static int sweep_versions(tkv_engine *e, sweep_state *s, tkv_store_iter *it,
-                          uint32_t *budget, bool *done)
+static int sweep_versions(tkv_engine *e, sweep_state *s, tkv_store_iter *it, uint32_t *budget,
+                          bool *done)
 {
     uint64_t ts;
     *done = true;
@@ -252,8 +252,8 @@ static bool take_meta(tkv_engine *e, tkv_store_iter *it, tkv_kmeta *m)
 
 /* One key of a full pass, starting at the iterator (a metadata record or
  * the key's newest version). */
-static int sweep_next_key(tkv_engine *e, sweep_state *s, tkv_store_iter *it,
-                          uint32_t *budget, bool *done)
+static int sweep_next_key(tkv_engine *e, sweep_state *s, tkv_store_iter *it, uint32_t *budget,
+                          bool *done)
 {
     size_t n;
     const uint8_t *k = tkv_store_iter_key(it, &n);
@@ -296,8 +296,8 @@ static void resume_after(sweep_state *s, const void *k, size_t n)
 }
 
 /* One key of an index pass: the index record under the iterator names it. */
-static int sweep_indexed_key(tkv_engine *e, sweep_state *s, tkv_store_iter *it,
-                             uint32_t *budget, bool *done)
+static int sweep_indexed_key(tkv_engine *e, sweep_state *s, tkv_store_iter *it, uint32_t *budget,
+                             bool *done)
 {
     size_t n;
     const uint8_t *rec = tkv_store_iter_key(it, &n);

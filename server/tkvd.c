@@ -92,17 +92,38 @@ static void usage(FILE *f, const tkv_server_opts *d)
             "SIZE takes a unit: 512kb, 64mb, 1g. DURATION takes units us, ms, s, m, h, d,\n"
             "w (7d, 1h30m). SIGINT or SIGTERM shut down cleanly; SIGHUP reopens the\n"
             "log file and never stops the server.\n",
-            d->bind, d->port, d->max_clients, d->max_frame, d->max_key, d->max_value,
-            d->max_output, d->max_pipeline, d->max_batch, d->engine.dir,
+            d->bind, d->port, d->max_clients, d->max_frame, d->max_key, d->max_value, d->max_output,
+            d->max_pipeline, d->max_batch, d->engine.dir,
             absolute_dir(d->engine.dir, abs, sizeof abs), d->engine.max_memory);
 }
 
 enum {
-    OPT_BIND = 256, OPT_PORT, OPT_PORT_FILE, OPT_MAX_CLIENTS, OPT_MAX_FRAME, OPT_MAX_KEY,
-    OPT_MAX_VALUE, OPT_MAX_OUTPUT, OPT_MAX_PIPELINE, OPT_DATA_DIR, OPT_FSYNC, OPT_BLOCK_CACHE,
-    OPT_REPAIR, OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION, OPT_MAX_MEMORY, OPT_TIMEOUT,
-    OPT_REQUIREPASS, OPT_AUTH_FILE, OPT_PROTECTED, OPT_MAX_BATCH, OPT_RETAIN_VERSIONS,
-    OPT_RETAIN_AGE, OPT_COMPRESSION, OPT_LOG_FILE,
+    OPT_BIND = 256,
+    OPT_PORT,
+    OPT_PORT_FILE,
+    OPT_MAX_CLIENTS,
+    OPT_MAX_FRAME,
+    OPT_MAX_KEY,
+    OPT_MAX_VALUE,
+    OPT_MAX_OUTPUT,
+    OPT_MAX_PIPELINE,
+    OPT_DATA_DIR,
+    OPT_FSYNC,
+    OPT_BLOCK_CACHE,
+    OPT_REPAIR,
+    OPT_LOG_LEVEL,
+    OPT_HELP,
+    OPT_VERSION,
+    OPT_MAX_MEMORY,
+    OPT_TIMEOUT,
+    OPT_REQUIREPASS,
+    OPT_AUTH_FILE,
+    OPT_PROTECTED,
+    OPT_MAX_BATCH,
+    OPT_RETAIN_VERSIONS,
+    OPT_RETAIN_AGE,
+    OPT_COMPRESSION,
+    OPT_LOG_FILE,
 };
 
 static const struct option long_opts[] = {
@@ -142,8 +163,7 @@ static int bad(const char *flag, const char *value, const char *expect)
 }
 
 /* Applies one option. Returns -1 to go on, or an exit status. */
-static int apply(int opt, const char *arg, tkv_server_opts *o, bool *repair,
-                 const char **log_file)
+static int apply(int opt, const char *arg, tkv_server_opts *o, bool *repair, const char **log_file)
 {
     uint64_t v;
     tkv_log_level lvl;
@@ -253,9 +273,7 @@ static int apply(int opt, const char *arg, tkv_server_opts *o, bool *repair,
         return 0;
     }
     case OPT_VERSION: printf("tkvd %s\n", TKV_VERSION_STRING); return 0;
-    default:
-        fprintf(stderr, "Try 'tkvd --help' for more information.\n");
-        return 2;
+    default: fprintf(stderr, "Try 'tkvd --help' for more information.\n"); return 2;
     }
     return -1;
 }

@@ -22,10 +22,7 @@ static size_t free_bytes(const tkv_vpage *p)
     return p->blob_lo - (HDR + (size_t)p->count * SLOT);
 }
 
-static size_t live_blob_bytes(const tkv_vpage *p)
-{
-    return p->cap - p->blob_lo - p->dead;
-}
+static size_t live_blob_bytes(const tkv_vpage *p) { return p->cap - p->blob_lo - p->dead; }
 
 uint32_t tkv_vpage_lower(const tkv_vpage *p, uint64_t t)
 {
@@ -61,10 +58,7 @@ long tkv_vpage_find(const tkv_vpage *p, uint64_t ts)
     return p && i < p->count && p->slot[i].ts == ts ? (long)i : -1;
 }
 
-size_t tkv_vpage_bytes(const tkv_vpage *p)
-{
-    return p ? malloc_usable_size((void *)p) : 0;
-}
+size_t tkv_vpage_bytes(const tkv_vpage *p) { return p ? malloc_usable_size((void *)p) : 0; }
 
 void tkv_vpage_free(tkv_vpage *p) { free(p); }
 

@@ -25,11 +25,11 @@ typedef struct tkv_vslot {
 } tkv_vslot;
 
 typedef struct tkv_vpage {
-    uint32_t count;    /* slots in use */
-    uint32_t cap;      /* bytes allocated, header included */
-    uint32_t blob_lo;  /* blobs occupy [blob_lo, cap) */
-    uint32_t dead;     /* bytes in [blob_lo, cap) no slot refers to */
-    tkv_vslot slot[];  /* ascending ts, unique */
+    uint32_t count;   /* slots in use */
+    uint32_t cap;     /* bytes allocated, header included */
+    uint32_t blob_lo; /* blobs occupy [blob_lo, cap) */
+    uint32_t dead;    /* bytes in [blob_lo, cap) no slot refers to */
+    tkv_vslot slot[]; /* ascending ts, unique */
 } tkv_vpage;
 
 static inline const uint8_t *tkv_vpage_blob(const tkv_vpage *p, uint32_t i)

@@ -10,7 +10,8 @@
  * the same on both sides. */
 _Static_assert(TKV_TS_MAX == TKV_ENG_TS_MAX, "the wire's and the engine's latest time differ");
 /* No key the wire can carry is too long for the engine. */
-_Static_assert(TKV_KEY_MAX_LIMIT <= TKV_ENG_KEY_MAX, "the wire carries keys the engine cannot hold");
+_Static_assert(TKV_KEY_MAX_LIMIT <= TKV_ENG_KEY_MAX,
+               "the wire carries keys the engine cannot hold");
 
 tkv_status tkv_wire_status(tkv_eng_rc rc)
 {

@@ -27,8 +27,8 @@ typedef struct ret_walk {
     uint64_t H;        /* the cut-off so far */
     uint64_t seen;     /* visible versions walked */
     bool has_floor;
-    uint64_t floor;    /* the floor's ts, once has_floor */
-    uint64_t cut;      /* versions cut so far */
+    uint64_t floor; /* the floor's ts, once has_floor */
+    uint64_t cut;   /* versions cut so far */
 } ret_walk;
 
 static inline ret_walk ret_begin(uint32_t versions, uint64_t age, uint64_t now)
@@ -55,9 +55,6 @@ static inline ret_verdict ret_step(ret_walk *w, uint64_t ts)
 
 /* Where the walk puts the horizon: the floor if anything was cut, else 0
  * (the horizon stays where it was). */
-static inline uint64_t ret_horizon(const ret_walk *w)
-{
-    return w->cut ? w->floor : 0;
-}
+static inline uint64_t ret_horizon(const ret_walk *w) { return w->cut ? w->floor : 0; }
 
 #endif

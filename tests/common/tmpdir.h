@@ -10,8 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static inline int tmpdir_rm_cb(const char *path, const struct stat *st, int flag,
-                               struct FTW *ftw)
+static inline int tmpdir_rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     (void)st;
     (void)flag;

@@ -137,10 +137,7 @@ static void wait_ready(tkvd *d)
     cr_assert_fail("tkvd did not become ready:\n%s", log);
 }
 
-void tkvd_start(tkvd *d, const char *const *extra)
-{
-    tkvd_start_env(d, extra, NULL);
-}
+void tkvd_start(tkvd *d, const char *const *extra) { tkvd_start_env(d, extra, NULL); }
 
 void tkvd_start_env(tkvd *d, const char *const *extra, const char *const *env)
 {
@@ -233,10 +230,10 @@ tkv_ctx *tkvd_client(const tkvd *d)
 int tkvd_raw(const tkvd *d)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(d->port),
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons(d->port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0, "connect: %s",
-                 strerror(errno));
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0, "connect: %s", strerror(errno));
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     return fd;

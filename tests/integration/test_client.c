@@ -51,8 +51,8 @@ Test(client, oversize_request_reports_the_servers_answer, .init = start_small_fr
     tkv_free(c);
 }
 
-Test(client, pipelined_replies_before_an_oversize_request_still_arrive,
-     .init = start_small_frames, .fini = teardown)
+Test(client, pipelined_replies_before_an_oversize_request_still_arrive, .init = start_small_frames,
+     .fini = teardown)
 {
     char *big = calloc(1, BIG);
     cr_assert(big);
@@ -91,10 +91,10 @@ Test(client, mget_over_the_frame_limit_returns_every_answer, .init = start_small
         keys[i] = (tkv_bytes){names[i], strlen(names[i])};
         memset(vals[i], 'a' + i, VAL);
         if (i == 5)
-            continue; /* a miss in the middle */
+            continue;                  /* a miss in the middle */
         size_t len = i == 7 ? 0 : VAL; /* and an empty value */
-        cr_assert_eq(tkv_put(c, names[i], strlen(names[i]), vals[i], len, 10 + (uint64_t)i,
-                             NULL), TKV_OK, "%s", tkv_errstr(c));
+        cr_assert_eq(tkv_put(c, names[i], strlen(names[i]), vals[i], len, 10 + (uint64_t)i, NULL),
+                     TKV_OK, "%s", tkv_errstr(c));
     }
     /* The server cuts the reply short... */
     tkv_reply r;
@@ -122,8 +122,8 @@ Test(client, mget_over_the_frame_limit_returns_every_answer, .init = start_small
     /* tkvctl prints one line per key. */
     char port[16];
     snprintf(port, sizeof port, "%u", d.port);
-    const char *argv[] = {getenv("TKVCTL"), "-p", port, "--max-frame", "64kb", "mget",
-                          "big00", "big05", "big11", NULL};
+    const char *argv[] = {getenv("TKVCTL"), "-p",    port,    "--max-frame", "64kb",
+                          "mget",           "big00", "big05", "big11",       NULL};
     char *out, *err;
     int rc = run_capture(argv, NULL, &out, &err);
     cr_assert_eq(rc, 1, "a miss exits 1: %s", err);

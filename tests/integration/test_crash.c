@@ -33,10 +33,10 @@
 typedef struct writer {
     int id;
     uint16_t port;
-    atomic_long acked_now;    /* acknowledged in this cycle */
-    uint64_t next_seq;        /* first sequence number not yet sent */
-    uint64_t cycle_start;     /* first sequence number of this cycle */
-    uint8_t *acked;           /* acked[seq]: the server said OK */
+    atomic_long acked_now; /* acknowledged in this cycle */
+    uint64_t next_seq;     /* first sequence number not yet sent */
+    uint64_t cycle_start;  /* first sequence number of this cycle */
+    uint8_t *acked;        /* acked[seq]: the server said OK */
     pthread_t thread;
 } writer;
 
@@ -126,8 +126,8 @@ static void verify_writer(tkv_ctx *c, writer *wr, uint64_t from, tally *t)
             if (n)
                 start = e[n - 1].ts + 1;
         }
-        for (uint64_t seq = from + ((uint64_t)k + KEYS_PER_WRITER - from % KEYS_PER_WRITER) %
-                                       KEYS_PER_WRITER;
+        for (uint64_t seq =
+                 from + ((uint64_t)k + KEYS_PER_WRITER - from % KEYS_PER_WRITER) % KEYS_PER_WRITER;
              seq < wr->next_seq; seq += KEYS_PER_WRITER) {
             if (!wr->acked[seq])
                 continue;
@@ -203,17 +203,8 @@ static void crash_cycles(const char *mode)
             (unsigned long long)all.present);
 }
 
-Test(crash, kill9_fsync_always, .fini = teardown, .timeout = 3600)
-{
-    crash_cycles("always");
-}
+Test(crash, kill9_fsync_always, .fini = teardown, .timeout = 3600) { crash_cycles("always"); }
 
-Test(crash, kill9_fsync_everysec, .fini = teardown, .timeout = 3600)
-{
-    crash_cycles("everysec");
-}
+Test(crash, kill9_fsync_everysec, .fini = teardown, .timeout = 3600) { crash_cycles("everysec"); }
 
-Test(crash, kill9_fsync_never, .fini = teardown, .timeout = 3600)
-{
-    crash_cycles("never");
-}
+Test(crash, kill9_fsync_never, .fini = teardown, .timeout = 3600) { crash_cycles("never"); }

@@ -149,8 +149,7 @@ Test(daemon, sighup_reopens_the_log_file_and_never_stops_the_server, .fini = tea
     cr_assert(!file_contains(rotated, "reopened"), "the old file got no new lines");
 
     tkv_ctx *c = tkvd_client(&d);
-    cr_assert_eq(tkv_ping(c), TKV_OK, "the server still serves after SIGHUP: %s",
-                 tkv_errstr(c));
+    cr_assert_eq(tkv_ping(c), TKV_OK, "the server still serves after SIGHUP: %s", tkv_errstr(c));
     put_key(c, 1);
     expect_key(c, 1);
     tkv_free(c);

@@ -37,8 +37,8 @@ static void *good_client(void *arg)
         snprintf(val, sizeof val, "good value %llu", (unsigned long long)i);
         tkv_version v;
         if (tkv_put(c, key, strlen(key), val, strlen(val), i, NULL) != TKV_OK ||
-            tkv_get(c, key, strlen(key), i, &v) != TKV_OK || v.ts != i ||
-            v.len != strlen(val) || memcmp(v.value, val, v.len) != 0) {
+            tkv_get(c, key, strlen(key), i, &v) != TKV_OK || v.ts != i || v.len != strlen(val) ||
+            memcmp(v.value, val, v.len) != 0) {
             if (atomic_fetch_add(&good_errors, 1) == 0)
                 snprintf(good_error, sizeof good_error, "op %llu: %s", (unsigned long long)i,
                          tkv_errstr(c));
@@ -93,11 +93,11 @@ static void huge_length(void)
 static void bombs(void)
 {
     static const uint8_t frames[][12] = {
-        {0, 0, 0, 5, 0xdd, 0xff, 0xff, 0xff, 0xff},             /* array32 of 2^32-1 */
-        {0, 0, 0, 5, 0xdf, 0xff, 0xff, 0xff, 0xff},             /* map32 */
-        {0, 0, 0, 7, 0x92, 0xa3, 'P', 'U', 'T', 0xdd, 0xff},    /* nested, truncated */
+        {0, 0, 0, 5, 0xdd, 0xff, 0xff, 0xff, 0xff},                /* array32 of 2^32-1 */
+        {0, 0, 0, 5, 0xdf, 0xff, 0xff, 0xff, 0xff},                /* map32 */
+        {0, 0, 0, 7, 0x92, 0xa3, 'P', 'U', 'T', 0xdd, 0xff},       /* nested, truncated */
         {0, 0, 0, 8, 0x93, 0xa3, 'G', 'E', 'T', 0xc6, 0xff, 0xff}, /* bin32 of 4 GiB */
-        {0, 0, 0, 6, 0x9f, 0x9f, 0x9f, 0x9f, 0x9f, 0x9f},       /* deep, short */
+        {0, 0, 0, 6, 0x9f, 0x9f, 0x9f, 0x9f, 0x9f, 0x9f},          /* deep, short */
     };
     int fd = tkvd_raw(&d);
     for (size_t i = 0; i < sizeof frames / sizeof frames[0]; i++) {
@@ -113,8 +113,8 @@ static void bombs(void)
 static void split_everywhere(void)
 {
     /* ["PUT", "split", "value", 7] */
-    const uint8_t f[] = {0, 0, 0, 18, 0x94, 0xa3, 'P', 'U', 'T', 0xa5, 's', 'p', 'l', 'i', 't',
-                         0xa5, 'v', 'a', 'l', 'u', 'e', 7};
+    const uint8_t f[] = {0,   0,   0,   18,  0x94, 0xa3, 'P', 'U', 'T', 0xa5, 's',
+                         'p', 'l', 'i', 't', 0xa5, 'v',  'a', 'l', 'u', 'e',  7};
     for (size_t cut = 1; cut < sizeof f; cut++) {
         int fd = tkvd_raw(&d);
         raw_send(fd, f, cut);

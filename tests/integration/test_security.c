@@ -83,8 +83,8 @@ Test(security, protected_mode_refuses_public_addresses_without_a_secret, .fini =
 {
     tkvd_start(&d, NULL); /* only to own a data directory */
     tkvd_stop(&d);
-    const char *argv[] = {getenv("TKVD"), "--data-dir", d.dir, "--bind", "0.0.0.0",
-                          "--port", "0", NULL};
+    const char *argv[] = {getenv("TKVD"), "--data-dir", d.dir, "--bind",
+                          "0.0.0.0",      "--port",     "0",   NULL};
     char *out, *err;
     cr_assert_neq(run_capture(argv, NULL, &out, &err), 0);
     cr_assert(strstr(err, "not a loopback address"), "%s", err);

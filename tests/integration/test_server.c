@@ -26,8 +26,8 @@ static void expect_value(tkv_ctx *c, const char *key, uint64_t ts, const char *w
     tkv_version v;
     int rc = tkv_get(c, key, strlen(key), ts, &v);
     if (!want) {
-        cr_assert_eq(rc, TKV_NOT_FOUND, "get %s@%llu: rc %d (%s)", key, (unsigned long long)ts,
-                     rc, tkv_errstr(c));
+        cr_assert_eq(rc, TKV_NOT_FOUND, "get %s@%llu: rc %d (%s)", key, (unsigned long long)ts, rc,
+                     tkv_errstr(c));
         return;
     }
     cr_assert_eq(rc, TKV_OK, "get %s@%llu: rc %d (%s)", key, (unsigned long long)ts, rc,
@@ -245,8 +245,7 @@ static int refused_connection(void)
     return fd;
 }
 
-Test(server, oversize_frame_gets_an_error_and_a_close, .init = start_default,
-     .fini = teardown)
+Test(server, oversize_frame_gets_an_error_and_a_close, .init = start_default, .fini = teardown)
 {
     int fd = refused_connection();
     cr_assert(raw_wait_eof(fd, 5000), "the server must close a desynchronised stream");
@@ -392,8 +391,7 @@ Test(server, memory_budget_holds_and_nothing_is_lost, .fini = teardown, .timeout
         for (int k = 0; k < KEYS; k++) {
             snprintf(key, sizeof key, "budget:%05d", k);
             snprintf(val, sizeof val, "value of %d at %d, padded to be longer", k, v);
-            cr_assert_eq(tkv_append_put(c, key, strlen(key), val, strlen(val),
-                                        (uint64_t)v * 10),
+            cr_assert_eq(tkv_append_put(c, key, strlen(key), val, strlen(val), (uint64_t)v * 10),
                          TKV_OK);
         }
         for (int k = 0; k < KEYS; k++) {

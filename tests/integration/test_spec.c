@@ -105,8 +105,8 @@ static void xchg(int fd, const mw *w)
 static void expect_reply(const mw *want, const char *what)
 {
     cr_assert(reply_len == (long)want->n && memcmp(reply, want->b, want->n) == 0,
-              "%s: reply of %ld bytes differs from the %zu expected (status %u)", what,
-              reply_len, want->n, reply[1]);
+              "%s: reply of %ld bytes differs from the %zu expected (status %u)", what, reply_len,
+              want->n, reply[1]);
 }
 
 /* The reply must be [status, message] with why somewhere in the message. */
@@ -145,7 +145,7 @@ static uint64_t expect_u64(const char *what)
 /* ---- PROTOCOL.md's examples -------------------------------------------------- */
 
 typedef struct example {
-    bool request;  /* '>' (false: '<') */
+    bool request; /* '>' (false: '<') */
     uint8_t b[256];
     size_t n;
     int line;
@@ -217,8 +217,10 @@ Test(spec, every_documented_frame_is_well_formed)
         cr_assert(tkv_mp_skip(&m) == 0 && tkv_mp_left(&m) == 0,
                   "line %d: the payload is not exactly one MessagePack value", ex[i].line);
         if (i > 0)
-            cr_assert(ex[i].request != ex[i - 1].request, "line %d: requests and replies "
-                      "must alternate", ex[i].line);
+            cr_assert(ex[i].request != ex[i - 1].request,
+                      "line %d: requests and replies "
+                      "must alternate",
+                      ex[i].line);
     }
 }
 
@@ -231,8 +233,10 @@ static bool starts(const example *e, const char *name)
 /* What the examples assume was written before them. */
 static void examples_preamble(int fd)
 {
-    static const struct { const char *k, *v; uint64_t ts; } puts_[] = {
-        {"item1", "iPhone 17", 101}, {"k", "v100", 100}, {"k", "v200", 200}};
+    static const struct {
+        const char *k, *v;
+        uint64_t ts;
+    } puts_[] = {{"item1", "iPhone 17", 101}, {"k", "v100", 100}, {"k", "v200", 200}};
     mw w;
     for (size_t i = 0; i < 3; i++) {
         w.n = 0;
@@ -371,8 +375,7 @@ Test(spec, get_by_version_of_a_key_without_versions_is_no_such_key, .init = star
     expect_reply(&want, "GET by version of a deleted key");
 }
 
-Test(spec, del_at_a_time_below_the_horizon_is_out_of_range, .init = start_plain,
-     .fini = stop_plain)
+Test(spec, del_at_a_time_below_the_horizon_is_out_of_range, .init = start_plain, .fini = stop_plain)
 {
     for (uint64_t ts = 10; ts <= 30; ts += 10)
         put("h", "v", ts, true, 0);
@@ -403,8 +406,7 @@ Test(spec, empty_keys_are_bad_requests, .init = start_plain, .fini = stop_plain)
     expect_error(10, "MGET key 0", "MGET of an empty key");
 }
 
-Test(spec, a_bad_mput_item_gets_the_error_put_would_get, .init = start_plain,
-     .fini = stop_plain)
+Test(spec, a_bad_mput_item_gets_the_error_put_would_get, .init = start_plain, .fini = stop_plain)
 {
     req(4, "PUT");
     w_bin(&w, "k"), w_bin(&w, "v"), w_neg(&w, -5);
@@ -463,8 +465,7 @@ Test(spec, empty_lists_and_over_limit_counts, .init = start_plain, .fini = stop_
     }
 }
 
-Test(spec, retain_refuses_zero_and_nil_means_no_limit, .init = start_plain,
-     .fini = stop_plain)
+Test(spec, retain_refuses_zero_and_nil_means_no_limit, .init = start_plain, .fini = stop_plain)
 {
     for (uint64_t ts = 1; ts <= 3; ts++)
         put("r", "v", ts, true, 0);
@@ -498,8 +499,7 @@ Test(spec, retain_refuses_zero_and_nil_means_no_limit, .init = start_plain,
     expect_reply(&want, "POLICY after clearing: the horizon stays");
 }
 
-Test(spec, an_oversized_auth_secret_is_too_large_and_the_connection_stays,
-     .fini = teardown)
+Test(spec, an_oversized_auth_secret_is_too_large_and_the_connection_stays, .fini = teardown)
 {
     tkvd_start(&d, (const char *const[]){"--requirepass", "s3cr3", NULL});
     fd = tkvd_raw(&d);
@@ -552,8 +552,7 @@ static void start_small_frames(void)
     fd = tkvd_raw(&d);
 }
 
-Test(spec, mget_stops_at_the_frame_size_and_says_so, .init = start_small_frames,
-     .fini = stop_plain)
+Test(spec, mget_stops_at_the_frame_size_and_says_so, .init = start_small_frames, .fini = stop_plain)
 {
     static char big[30001];
     char key[16];
@@ -576,7 +575,8 @@ Test(spec, mget_stops_at_the_frame_size_and_says_so, .init = start_small_frames,
         bool truncated;
         tkv_mp_init(&m, reply, (size_t)reply_len);
         cr_assert(tkv_mp_read_array(&m, &n) == 0 && n == 3 && tkv_mp_read_uint(&m, &st) == 0 &&
-                  st == 0 && tkv_mp_read_array(&m, &got) == 0, "MGET: malformed reply");
+                      st == 0 && tkv_mp_read_array(&m, &got) == 0,
+                  "MGET: malformed reply");
         cr_assert(got >= 1 && got <= (uint32_t)(5 - from), "MGET answered %u keys", got);
         for (uint32_t i = 0; i < got; i++)
             cr_assert_eq(tkv_mp_skip(&m), 0);

@@ -99,8 +99,7 @@ static void full_disk_scenario(const char *mode)
     }
     cr_assert_eq(refused, 50);
     char *log = tkvd_log(&d);
-    cr_assert_eq(count(log, "storage write failed"), 1, "logged once, not per request:\n%s",
-                 log);
+    cr_assert_eq(count(log, "storage write failed"), 1, "logged once, not per request:\n%s", log);
     free(log);
 
     disk_full(false);

@@ -71,7 +71,8 @@ static void *round_writer(void *arg)
             snprintf(keys[k], sizeof keys[k], "snap%d", k);
             snprintf(vals[k], sizeof vals[k], "%llu", (unsigned long long)r);
             items[k] = (tkv_item){.key = {keys[k], strlen(keys[k])},
-                                  .value = {vals[k], strlen(vals[k])}, .ts = r * 10,
+                                  .value = {vals[k], strlen(vals[k])},
+                                  .ts = r * 10,
                                   .has_ts = 1};
         }
         cr_assert_eq(tkv_mput(c, items, 10, NULL), TKV_OK, "%s", tkv_errstr(c));
@@ -223,8 +224,8 @@ Test(timetravel, server_retention_is_carried_out_by_the_sweep, .fini = teardown,
     tkv_free(c);
 }
 
-Test(timetravel, expired_versions_disappear_and_are_swept, .init = start_default,
-     .fini = teardown, .timeout = 60)
+Test(timetravel, expired_versions_disappear_and_are_swept, .init = start_default, .fini = teardown,
+     .timeout = 60)
 {
     tkv_ctx *c = tkvd_client(&d);
     cr_assert_eq(tkv_put(c, "cache", 5, "durable", 7, 1, NULL), TKV_OK);

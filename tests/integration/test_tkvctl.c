@@ -158,8 +158,7 @@ Test(tkvctl, human_times, .init = setup, .fini = teardown)
     CTL(0, "noon\n", "get", "t", "--ts", "-1h");
 }
 
-Test(tkvctl, impossible_dates_and_bare_epoch_seconds_are_refused, .init = setup,
-     .fini = teardown)
+Test(tkvctl, impossible_dates_and_bare_epoch_seconds_are_refused, .init = setup, .fini = teardown)
 {
     char *err = ctl(2, "", NULL, "put", "t", "v", "--ts", "2026-02-31", NULL);
     cr_assert(strstr(err, "invalid --ts"), "stderr: %s", err);
@@ -208,8 +207,7 @@ Test(tkvctl, retention_and_policy, .init = setup, .fini = teardown)
         snprintf(v, sizeof v, "v%d", ts);
         free(ctl(0, NULL, NULL, "put", "r", v, "--ts", t, NULL));
     }
-    CTL(0, "would remove 2 versions; horizon 30\n", "retain", "r", "--versions", "4",
-        "--dry-run");
+    CTL(0, "would remove 2 versions; horizon 30\n", "retain", "r", "--versions", "4", "--dry-run");
     CTL(0, "6\n", "count", "r", "--from", "0");
     CTL(0, "{\"dry_run\":false,\"removable\":2,\"horizon\":30,\"complete\":true}\n", "--json",
         "retain", "r", "--versions", "4");
@@ -232,13 +230,13 @@ Test(tkvctl, mput_mget_and_scan, .init = setup, .fini = teardown)
     CTL(0, "10\n20\n30\n", "mput", "a", "10", "alpha", "b", "20", "beta", "c", "30", "gamma");
     free(ctl(0, "40\n50\n", "d\t40\tdelta\ne\t50\tepsilon with spaces\n", "mput", NULL));
     free(ctl(1, "a\t10\talpha\nnope\t-\t\ne\t50\tepsilon with spaces\n", NULL, "mget", "--ts", "60",
-        "a", "nope", "e", NULL));
+             "a", "nope", "e", NULL));
     CTL(0, "a\t10\talpha\nb\t20\tbeta\n", "mget", "--ts", "25", "a", "b");
     free(ctl(1,
-        "{\"ts\":15,\"results\":[{\"key\":\"a\",\"found\":true,\"value\":\"alpha\",\"ts\":10,"
-        "\"next\":null,\"expires\":null},{\"key\":\"b\",\"found\":false,\"reason\":"
-        "\"before_first\",\"next\":20,\"at\":null}]}\n",
-        NULL, "--json", "mget", "--ts", "15", "a", "b", NULL));
+             "{\"ts\":15,\"results\":[{\"key\":\"a\",\"found\":true,\"value\":\"alpha\",\"ts\":10,"
+             "\"next\":null,\"expires\":null},{\"key\":\"b\",\"found\":false,\"reason\":"
+             "\"before_first\",\"next\":20,\"at\":null}]}\n",
+             NULL, "--json", "mget", "--ts", "15", "a", "b", NULL));
     char *err = ctl(2, "", NULL, "mput", "a", "10", NULL);
     cr_assert(strstr(err, "triples"), "%s", err);
     free(err);
@@ -274,8 +272,8 @@ Test(tkvctl, json_for_binary_and_other_commands, .init = setup, .fini = teardown
 
 Test(tkvctl, every_command_has_help, .init = setup, .fini = teardown)
 {
-    static const char *cmds[] = {"put", "get", "range", "count", "del", "retain", "policy",
-                                 "mput", "mget", "scan", "ping", "stats"};
+    static const char *cmds[] = {"put",    "get",  "range", "count", "del",  "retain",
+                                 "policy", "mput", "mget",  "scan",  "ping", "stats"};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         const char *argv[] = {getenv("TKVCTL"), cmds[i], "--help", NULL};
         char *out, *err;
@@ -298,7 +296,9 @@ Test(tkvctl, server_errors_name_their_status_once, .init = setup, .fini = teardo
 
 Test(tkvctl, wrong_argument_counts_show_real_usage, .init = setup, .fini = teardown)
 {
-    static const struct { const char *cmd, *extra, *usage; } cases[] = {
+    static const struct {
+        const char *cmd, *extra, *usage;
+    } cases[] = {
         {"stats", "extra", "usage: tkvctl stats ("},
         {"ping", "extra", "usage: tkvctl ping ("},
         {"policy", NULL, "usage: tkvctl policy KEY ("},
@@ -341,8 +341,9 @@ Test(tkvctl, requests_over_the_frame_limit_are_refused_before_sending, .init = s
 Test(tkvctl, global_options_anywhere, .init = setup, .fini = teardown)
 {
     CTL(0, "{\"ts\":5}\n", "put", "k", "five", "--ts", "5", "--json");
-    CTL(0, "{\"key\":\"k\",\"found\":true,\"value\":\"five\",\"ts\":5,\"next\":null,"
-           "\"expires\":null}\n",
+    CTL(0,
+        "{\"key\":\"k\",\"found\":true,\"value\":\"five\",\"ts\":5,\"next\":null,"
+        "\"expires\":null}\n",
         "get", "k", "--ts", "5", "--json");
     CTL(0, "five\n", "get", "k", "--ts=5", "--timeout=5000");
     CTL(0, "five\n", "get", "k", "--version", "1", "-t", "5000");
@@ -391,10 +392,13 @@ static char *rename_lines(const char *text)
 static void random_data(test_rng *r, char keys[RT_KEYS][24], uint8_t vals[RT_KEYS][64],
                         size_t vlen[RT_KEYS])
 {
-    static const struct { const char *k, *v; size_t vn; } fixed[] = {
-        {"empty", "", 0},      {"tab", "a\tb", 3},       {"nl", "line1\nline2\n", 12},
-        {"nul", "\0x\0", 3},   {"bs", "\\x41\\t\\", 7}, {"k\tey\n", "\r\n\x7f\xff", 4},
-        {"-", "-", 1},         {"utf8", "caf\xc3\xa9", 5}, {"\\x00", "\x80", 1},
+    static const struct {
+        const char *k, *v;
+        size_t vn;
+    } fixed[] = {
+        {"empty", "", 0},    {"tab", "a\tb", 3},         {"nl", "line1\nline2\n", 12},
+        {"nul", "\0x\0", 3}, {"bs", "\\x41\\t\\", 7},    {"k\tey\n", "\r\n\x7f\xff", 4},
+        {"-", "-", 1},       {"utf8", "caf\xc3\xa9", 5}, {"\\x00", "\x80", 1},
     };
     size_t nf = sizeof fixed / sizeof fixed[0];
     for (size_t i = 0; i < RT_KEYS; i++) {
@@ -423,8 +427,9 @@ Test(tkvctl, mget_output_round_trips_through_mput, .init = setup, .fini = teardo
     random_data(&r, keys, vals, vlen);
     tkv_ctx *cx = tkvd_client(&d);
     for (size_t i = 0; i < RT_KEYS; i++)
-        cr_assert_eq(tkv_put_ex(cx, keys[i], strlen(keys[i]), vals[i], vlen[i], 100 + i, 1, 0,
-                                NULL), TKV_OK, "%s", tkv_errstr(cx));
+        cr_assert_eq(
+            tkv_put_ex(cx, keys[i], strlen(keys[i]), vals[i], vlen[i], 100 + i, 1, 0, NULL), TKV_OK,
+            "%s", tkv_errstr(cx));
     const char *argv[RT_KEYS + 8] = {getenv("TKVCTL"), "-p", port, "mget", "--"};
     int n = 5;
     for (size_t i = 0; i < RT_KEYS; i++)
@@ -494,10 +499,10 @@ Test(tkvctl, iso_timestamps, .init = setup, .fini = teardown)
         "\"ts_iso\":\"2026-01-31T12:00:00.250000Z\",\"next\":null,\"next_iso\":null,"
         "\"expires\":null,\"expires_iso\":null}\n",
         "get", "t", "--json", "--iso");
-    CTL(0, "{\"ts\":[5],\"ts_iso\":[\"1970-01-01T00:00:00.000005Z\"]}\n", "--json", "--iso",
-        "mput", "u", "5", "v");
-    CTL(0, "{\"ts\":[18446744073709551615],\"ts_iso\":[null]}\n", "--json", "--iso", "mput",
-        "u", "18446744073709551615", "v");
+    CTL(0, "{\"ts\":[5],\"ts_iso\":[\"1970-01-01T00:00:00.000005Z\"]}\n", "--json", "--iso", "mput",
+        "u", "5", "v");
+    CTL(0, "{\"ts\":[18446744073709551615],\"ts_iso\":[null]}\n", "--json", "--iso", "mput", "u",
+        "18446744073709551615", "v");
     CTL(0, "18446744073709551615\n", "--iso", "put", "u", "w", "--ts", "18446744073709551615");
     char *err = ctl(1, "", NULL, "--iso", "get", "t", "--ts", "2026-01-31", NULL);
     cr_assert(strstr(err, "at 2026-01-31T12:00:00.250000Z"), "stderr: %s", err);

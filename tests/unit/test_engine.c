@@ -29,8 +29,8 @@ static void put(const char *k, const char *v, uint64_t ts)
 {
     uint64_t got;
     bool dirty;
-    cr_assert_eq(tkv_engine_put(e, (const uint8_t *)k, strlen(k), (const uint8_t *)v,
-                                strlen(v), ts, true, 0, &got, &dirty),
+    cr_assert_eq(tkv_engine_put(e, (const uint8_t *)k, strlen(k), (const uint8_t *)v, strlen(v), ts,
+                                true, 0, &got, &dirty),
                  TKV_E_OK);
     cr_assert(dirty);
 }
@@ -140,8 +140,7 @@ static uint64_t del_all(const char *k)
     return removed;
 }
 
-Test(engine, del_counts_only_versions_still_visible, .init = open_clocked,
-     .fini = close_engine)
+Test(engine, del_counts_only_versions_still_visible, .init = open_clocked, .fini = close_engine)
 {
     put_at("x", 10, true, 5); /* expires at 105 */
     put_at("x", 20, true, 0);
@@ -166,8 +165,7 @@ Test(engine, del_counts_only_versions_still_visible, .init = open_clocked,
     cr_assert_eq(st.keys, 0);
 }
 
-Test(engine, put_without_ts_ignores_expired_versions, .init = open_clocked,
-     .fini = close_engine)
+Test(engine, put_without_ts_ignores_expired_versions, .init = open_clocked, .fini = close_engine)
 {
     put_at("x", 1000, true, 5); /* expires at 105 */
     cr_assert_eq(tkv_engine_commit(e), 0);

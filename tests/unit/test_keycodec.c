@@ -43,7 +43,7 @@ Test(keycodec, order_is_key_then_newest_first)
         item *it = &items[i];
         it->klen = 1 + test_rng_below(&r, 6);
         for (size_t k = 0; k < it->klen; k++)
-            it->key[k] = (uint8_t)"\0\1a\xfe\xff"[test_rng_below(&r, 5)];
+            it->key[k] = (uint8_t) "\0\1a\xfe\xff"[test_rng_below(&r, 5)];
         it->ts = test_rng_below(&r, 3) ? edge[test_rng_below(&r, 6)] : test_rng_next(&r);
         it->elen = tkv_kc_encode(it->enc, it->key, it->klen, it->ts);
         cr_assert_leq(it->elen, tkv_kc_max(it->klen));
@@ -61,8 +61,8 @@ Test(keycodec, prefix_matches_exactly_one_key)
         uint8_t a[5], b[5], pa[16], enc[32], out[8];
         size_t alen = 1 + test_rng_below(&r, 5), blen = 1 + test_rng_below(&r, 5);
         for (size_t k = 0; k < 5; k++) {
-            a[k] = (uint8_t)"\0\1\xff"[test_rng_below(&r, 3)];
-            b[k] = (uint8_t)"\0\1\xff"[test_rng_below(&r, 3)];
+            a[k] = (uint8_t) "\0\1\xff"[test_rng_below(&r, 3)];
+            b[k] = (uint8_t) "\0\1\xff"[test_rng_below(&r, 3)];
         }
         size_t plen = tkv_kc_prefix(pa, a, alen);
         uint64_t ts = test_rng_next(&r), got;

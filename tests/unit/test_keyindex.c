@@ -28,7 +28,7 @@ static mkey random_key(test_rng *r)
     mkey k;
     k.n = 1 + test_rng_below(r, 5);
     for (size_t i = 0; i < k.n; i++)
-        k.b[i] = (uint8_t)"\0ab\xff"[test_rng_below(r, 4)];
+        k.b[i] = (uint8_t) "\0ab\xff"[test_rng_below(r, 4)];
     return k;
 }
 

@@ -105,16 +105,15 @@ static void op_write(world *w, int k, bool auto_ts, bool tomb, uint64_t ttl)
         nv.v[i] = (uint8_t)test_rng_next(&w->r);
     uint64_t ts = pick_ts(w), got;
     bool dirty;
-    tkv_eng_rc st = tomb ? tkv_engine_tombstone(w->e, KEY(k), ts, !auto_ts, &got, &dirty)
-                         : tkv_engine_put(w->e, KEY(k), nv.v, nv.len, ts, !auto_ts, ttl, &got,
-                                          &dirty);
+    tkv_eng_rc st =
+        tomb ? tkv_engine_tombstone(w->e, KEY(k), ts, !auto_ts, &got, &dirty)
+             : tkv_engine_put(w->e, KEY(k), nv.v, nv.len, ts, !auto_ts, ttl, &got, &dirty);
     if (auto_ts && !auto_ts_of(m, w->clock, &ts)) {
         cr_assert_eq(st, TKV_E_OUT_OF_RANGE, "op %ld: auto ts after UINT64_MAX", w->ops);
         return;
     }
     if (ts < m->horizon) {
-        cr_assert_eq(st, TKV_E_OUT_OF_RANGE, "op %ld: write below the horizon accepted",
-                     w->ops);
+        cr_assert_eq(st, TKV_E_OUT_OF_RANGE, "op %ld: write below the horizon accepted", w->ops);
         return;
     }
     cr_assert_eq(st, TKV_E_OK, "op %ld: write failed (%d): %s", w->ops, st,
@@ -160,8 +159,7 @@ static void expect_found(world *w, const tkv_answer *a, tkv_eng_rc st, const mke
     }
     cr_assert_eq(st, TKV_E_OK, "op %ld %s: status %d", w->ops, what, st);
     cr_assert_eq(a->len, v->len, "op %ld %s: value length", w->ops, what);
-    cr_assert(a->len == 0 || memcmp(a->value, v->v, a->len) == 0, "op %ld %s: value", w->ops,
-              what);
+    cr_assert(a->len == 0 || memcmp(a->value, v->v, a->len) == 0, "op %ld %s: value", w->ops, what);
     cr_assert_eq(a->expires, v->expires, "op %ld %s: expiry", w->ops, what);
 }
 
@@ -211,8 +209,7 @@ static void op_get_nth(world *w, int k)
     tkv_eng_rc st = tkv_engine_get_nth(w->e, KEY(k), n, &a);
     long idx = n > 0 ? n - 1 : (long)nv + n;
     if (idx < 0 || idx >= (long)nv) {
-        cr_assert_eq(st, TKV_E_NOT_FOUND, "op %ld: version %lld of %zu", w->ops, (long long)n,
-                     nv);
+        cr_assert_eq(st, TKV_E_NOT_FOUND, "op %ld: version %lld of %zu", w->ops, (long long)n, nv);
         cr_assert_eq(a.miss, nv ? TKV_EM_NO_SUCH_VERSION : TKV_EM_NO_KEY);
         free(vis);
         return;
@@ -350,8 +347,8 @@ static void op_sweep(world *w)
     bool full = w->o.retain.versions || w->o.retain.age_us;
     bool in_scope[NKEYS];
     for (int k = 0; k < NKEYS; k++)
-        in_scope[k] = full || w->m[k].has_policy || w->m[k].min_expiry != UINT64_MAX ||
-                      w->m[k].below;
+        in_scope[k] =
+            full || w->m[k].has_policy || w->m[k].min_expiry != UINT64_MAX || w->m[k].below;
     for (int guard = 0;; guard++) {
         cr_assert_lt(guard, 100000, "op %ld: the sweep never finished", w->ops);
         bool done = tkv_engine_sweep(w->e, 1 + (uint32_t)test_rng_below(&w->r, 6));
@@ -391,8 +388,8 @@ static void check_counts(world *w)
         keys += w->m[k].n > 0;
         versions += w->m[k].n;
     }
-    cr_assert_eq(s.keys, keys, "op %ld: %llu keys, want %llu", w->ops,
-                 (unsigned long long)s.keys, (unsigned long long)keys);
+    cr_assert_eq(s.keys, keys, "op %ld: %llu keys, want %llu", w->ops, (unsigned long long)s.keys,
+                 (unsigned long long)keys);
     cr_assert_eq(s.versions, versions, "op %ld: %llu versions, want %llu", w->ops,
                  (unsigned long long)s.versions, (unsigned long long)versions);
 }
@@ -423,7 +420,10 @@ static int key_order(const void *a, const void *b)
 
 static void op_scan(world *w)
 {
-    static const struct { const char *p; size_t n; } prefixes[] = {{"", 0}, {"k", 1}, {"\0", 1}};
+    static const struct {
+        const char *p;
+        size_t n;
+    } prefixes[] = {{"", 0}, {"k", 1}, {"\0", 1}};
     int pi = (int)test_rng_below(&w->r, 3);
     int order[NKEYS], want = 0;
     for (int k = 0; k < NKEYS; k++)
@@ -486,8 +486,8 @@ static void step(world *w)
     int k = (int)test_rng_below(&w->r, NKEYS);
     uint64_t x = test_rng_below(&w->r, 1000);
     if (getenv("TKV_MODEL_TRACE"))
-        fprintf(stderr, "op %ld: key %d action %llu clock %llu\n", w->ops, k,
-                (unsigned long long)x, (unsigned long long)w->clock);
+        fprintf(stderr, "op %ld: key %d action %llu clock %llu\n", w->ops, k, (unsigned long long)x,
+                (unsigned long long)w->clock);
     if (x < 230)
         op_write(w, k, false, false, 0);
     else if (x < 290)
@@ -529,9 +529,13 @@ static void run_opts(uint32_t fill, uint32_t resident, size_t max_memory, tkv_po
     for (int k = 0; k < NKEYS; k++)
         mkey_reset_meta(&w.m[k]);
     w.dir = tmpdir_make("model");
-    w.o = (tkv_engine_opts){.fill_versions = fill, .resident_versions = resident,
-                            .max_memory = max_memory, .retain = retain,
-                            .writer_thread = threaded, .clock = test_clock, .clock_ctx = &w};
+    w.o = (tkv_engine_opts){.fill_versions = fill,
+                            .resident_versions = resident,
+                            .max_memory = max_memory,
+                            .retain = retain,
+                            .writer_thread = threaded,
+                            .clock = test_clock,
+                            .clock_ctx = &w};
     reopen(&w);
     for (w.ops = 0; w.ops < nops; w.ops++) {
         step(&w);
@@ -559,8 +563,8 @@ static void run_opts(uint32_t fill, uint32_t resident, size_t max_memory, tkv_po
     tmpdir_remove(w.dir);
 }
 
-static void run(uint32_t fill, uint32_t resident, size_t max_memory, tkv_policy retain,
-                long nops, const char *name)
+static void run(uint32_t fill, uint32_t resident, size_t max_memory, tkv_policy retain, long nops,
+                const char *name)
 {
     run_opts(fill, resident, max_memory, retain, false, nops, name);
 }
@@ -572,15 +576,9 @@ Test(model, tiny_cache_one_version_per_fill, .timeout = 120)
     run(1, 2, 0, NONE, 8000, "model-1-2");
 }
 
-Test(model, small_cache, .timeout = 120)
-{
-    run(3, 5, 0, NONE, 8000, "model-3-5");
-}
+Test(model, small_cache, .timeout = 120) { run(3, 5, 0, NONE, 8000, "model-3-5"); }
 
-Test(model, default_cache, .timeout = 120)
-{
-    run(0, 0, 0, NONE, 8000, "model-default");
-}
+Test(model, default_cache, .timeout = 120) { run(0, 0, 0, NONE, 8000, "model-default"); }
 
 Test(model, tiny_memory_budget_evicts_constantly, .timeout = 120)
 {

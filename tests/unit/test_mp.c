@@ -162,15 +162,15 @@ Test(mp, agrees_with_msgpack_c_on_random_documents)
 Test(mp, declared_counts_beyond_the_input_are_rejected)
 {
     static const uint8_t bombs[][9] = {
-        {5, 0xdd, 0xff, 0xff, 0xff, 0xff},        /* array32 of 4G elements */
-        {5, 0xdf, 0xff, 0xff, 0xff, 0xff},        /* map32 of 4G pairs */
-        {5, 0xc6, 0xff, 0xff, 0xff, 0xff},        /* bin32 of 4 GiB */
-        {5, 0xdb, 0x7f, 0xff, 0xff, 0xff},        /* str32 */
-        {6, 0xc9, 0x00, 0x10, 0x00, 0x00, 0x01},  /* ext32 */
-        {3, 0xdc, 0x00, 0x03},                    /* array16 of 3, nothing after */
-        {4, 0x92, 0x01, 0xde, 0x00},              /* truncated map16 header */
-        {1, 0xc1},                                /* never used */
-        {2, 0x9f, 0x01},                          /* fixarray of 15, one element */
+        {5, 0xdd, 0xff, 0xff, 0xff, 0xff},       /* array32 of 4G elements */
+        {5, 0xdf, 0xff, 0xff, 0xff, 0xff},       /* map32 of 4G pairs */
+        {5, 0xc6, 0xff, 0xff, 0xff, 0xff},       /* bin32 of 4 GiB */
+        {5, 0xdb, 0x7f, 0xff, 0xff, 0xff},       /* str32 */
+        {6, 0xc9, 0x00, 0x10, 0x00, 0x00, 0x01}, /* ext32 */
+        {3, 0xdc, 0x00, 0x03},                   /* array16 of 3, nothing after */
+        {4, 0x92, 0x01, 0xde, 0x00},             /* truncated map16 header */
+        {1, 0xc1},                               /* never used */
+        {2, 0x9f, 0x01},                         /* fixarray of 15, one element */
     };
     for (size_t i = 0; i < sizeof bombs / sizeof bombs[0]; i++) {
         const uint8_t *b = bombs[i] + 1;
@@ -221,8 +221,8 @@ Test(mp, typed_readers_do_not_move_on_mismatch)
 Test(mp, typed_readers_do_not_move_on_truncation)
 {
     /* uint64, str8, bin16 and array16 headers, each cut short. */
-    static const uint8_t cut[][4] = {{3, 0xcf, 0x00, 0x01}, {3, 0xd9, 0x05, 'a'},
-                                     {3, 0xc5, 0x00, 0x09}, {2, 0xdc, 0x00}};
+    static const uint8_t cut[][4] = {
+        {3, 0xcf, 0x00, 0x01}, {3, 0xd9, 0x05, 'a'}, {3, 0xc5, 0x00, 0x09}, {2, 0xdc, 0x00}};
     for (size_t i = 0; i < sizeof cut / sizeof cut[0]; i++) {
         tkv_mp m;
         tkv_mp_init(&m, cut[i] + 1, cut[i][0]);

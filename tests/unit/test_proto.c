@@ -123,12 +123,12 @@ Test(proto, rejections_say_why)
 {
     struct bad_case cases[16];
     int k = 0;
-#define CASE(w, st, ...)                                                                     \
-    do {                                                                                     \
-        cases[k].what = w;                                                                   \
-        cases[k].want = st;                                                                  \
-        cases[k].n = build(cases[k].b, __VA_ARGS__);                                         \
-        k++;                                                                                 \
+#define CASE(w, st, ...)                             \
+    do {                                             \
+        cases[k].what = w;                           \
+        cases[k].want = st;                          \
+        cases[k].n = build(cases[k].b, __VA_ARGS__); \
+        k++;                                         \
     } while (0)
     CASE("not an array", TKV_ST_BAD_REQUEST, "s", "PUT");
     CASE("empty array", TKV_ST_BAD_REQUEST, "a", 0u);
@@ -175,13 +175,23 @@ Test(proto, encoder_and_parser_agree)
         {.cmd = TKV_CMD_PING},
         {.cmd = TKV_CMD_PING, .msg = {(const uint8_t *)"hi", 2}, .has_msg = true},
         {.cmd = TKV_CMD_PUT, .key = {(const uint8_t *)"a\0b", 3}, .value = {NULL, 0}},
-        {.cmd = TKV_CMD_PUT, .key = {(const uint8_t *)"k", 1}, .value = {(const uint8_t *)"v", 1},
-         .ts = 0, .has_ts = true},
+        {.cmd = TKV_CMD_PUT,
+         .key = {(const uint8_t *)"k", 1},
+         .value = {(const uint8_t *)"v", 1},
+         .ts = 0,
+         .has_ts = true},
         {.cmd = TKV_CMD_GET, .key = {(const uint8_t *)"k", 1}, .ts = 42, .has_ts = true},
-        {.cmd = TKV_CMD_RANGE, .key = {(const uint8_t *)"k", 1}, .from = 0, .to = UINT64_MAX,
+        {.cmd = TKV_CMD_RANGE,
+         .key = {(const uint8_t *)"k", 1},
+         .from = 0,
+         .to = UINT64_MAX,
          .limit = 7},
-        {.cmd = TKV_CMD_RANGE, .key = {(const uint8_t *)"k", 1}, .from = 3, .to = 9,
-         .limit = UINT64_MAX, .reverse = true},
+        {.cmd = TKV_CMD_RANGE,
+         .key = {(const uint8_t *)"k", 1},
+         .from = 3,
+         .to = 9,
+         .limit = UINT64_MAX,
+         .reverse = true},
         {.cmd = TKV_CMD_DEL, .key = {(const uint8_t *)"k", 1}},
         {.cmd = TKV_CMD_STATS},
     };

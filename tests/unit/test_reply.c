@@ -39,7 +39,10 @@ static bool answer_eq(const tkv_rep_answer *a, const tkv_rep_answer *b)
 
 static const tkv_rep_answer answers[] = {
     {.status = TKV_ST_OK, .value = {(const uint8_t *)"v1", 2}, .ts = 100},
-    {.status = TKV_ST_OK, .value = {big, 300}, .ts = 1u << 20, .next = {200, true},
+    {.status = TKV_ST_OK,
+     .value = {big, 300},
+     .ts = 1u << 20,
+     .next = {200, true},
      .expires = {UINT64_MAX, true}},
     {.status = TKV_ST_OK, .value = {big, 70000}, .ts = UINT64_MAX - 1},
     {.status = TKV_ST_OK, .value = {big, 0}, .ts = 0, .expires = {128, true}},
@@ -74,11 +77,11 @@ static void add(tkv_cmd cmd, size_t start)
     samples[nsamples++] = (sample){cmd, start, all.len - start};
 }
 
-#define ADD(cmd, call)                                                                            \
-    do {                                                                                          \
-        size_t start_ = all.len;                                                                  \
-        cr_assert_eq((call), 0);                                                                  \
-        add(cmd, start_);                                                                         \
+#define ADD(cmd, call)           \
+    do {                         \
+        size_t start_ = all.len; \
+        cr_assert_eq((call), 0); \
+        add(cmd, start_);        \
     } while (0)
 
 static int range_sample(size_t n, bool truncated)
@@ -164,14 +167,12 @@ static size_t plen(const sample *s) { return s->len - 4; }
 static void check_roundtrip(const sample *s, const uint8_t *p, size_t n)
 {
     tkv_rep rep;
-    cr_assert_eq(tkv_rep_decode(s->cmd, p, n, &rep), 0, "%s: %s", tkv_cmd_name(s->cmd),
-                 rep.what);
+    cr_assert_eq(tkv_rep_decode(s->cmd, p, n, &rep), 0, "%s: %s", tkv_cmd_name(s->cmd), rep.what);
     tkv_buf again = {0};
     cr_assert_eq(tkv_rep_encode(&again, &rep), 0);
     cr_assert_eq(again.len, n + 4, "%s: %zu bytes re-encoded, %zu sent", tkv_cmd_name(s->cmd),
                  again.len, n + 4);
-    cr_assert_eq(memcmp(again.data + 4, p, n), 0, "%s: re-encoding differs",
-                 tkv_cmd_name(s->cmd));
+    cr_assert_eq(memcmp(again.data + 4, p, n), 0, "%s: re-encoding differs", tkv_cmd_name(s->cmd));
     tkv_buf_deinit(&again);
 }
 
@@ -192,8 +193,8 @@ Test(reply, every_shape_roundtrips)
 static tkv_rep decode_ok(tkv_cmd cmd, tkv_buf *b)
 {
     tkv_rep rep;
-    cr_assert_eq(tkv_rep_decode(cmd, b->data + 4, b->len - 4, &rep), 0, "%s: %s",
-                 tkv_cmd_name(cmd), rep.what);
+    cr_assert_eq(tkv_rep_decode(cmd, b->data + 4, b->len - 4, &rep), 0, "%s: %s", tkv_cmd_name(cmd),
+                 rep.what);
     return rep;
 }
 
@@ -244,8 +245,8 @@ Test(reply, fields_decode_as_encoded)
     stats_sample();
     rep = decode_ok(TKV_CMD_STATS, &all);
     tkv_rep_stat st;
-    cr_assert(tkv_rep_next_stat(&rep.list, &st) && span_eq(st.name, SPAN("keys")) &&
-              !st.is_str && st.num == 12);
+    cr_assert(tkv_rep_next_stat(&rep.list, &st) && span_eq(st.name, SPAN("keys")) && !st.is_str &&
+              st.num == 12);
     cr_assert(tkv_rep_next_stat(&rep.list, &st) && st.is_str && span_eq(st.str, SPAN("0.1.0")));
     cr_assert(tkv_rep_next_stat(&rep.list, &st) && st.num == 1ull << 33);
     cr_assert(!tkv_rep_next_stat(&rep.list, &st));
@@ -276,8 +277,7 @@ Test(reply, exact_bytes)
     cr_assert_eq(memcmp(b.data + 4, "\x95\x00\xc4\x02v1\x64\xc0\xc0", b.len - 4), 0);
     tkv_buf_reset(&b);
     tkv_rep_put_answer(&b, &answers[6]);
-    cr_assert_eq(memcmp(b.data + 4, "\x94\x01\x02\xce\x00\x01\x11\x70\xcd\x01\x2c", b.len - 4),
-                 0);
+    cr_assert_eq(memcmp(b.data + 4, "\x94\x01\x02\xce\x00\x01\x11\x70\xcd\x01\x2c", b.len - 4), 0);
     tkv_buf_reset(&b);
     tkv_rep_put_ping(&b, NULL);
     cr_assert_eq(memcmp(b.data + 4, "\x92\x00\xa4PONG", b.len - 4), 0);
@@ -361,46 +361,46 @@ static int decode_hex(tkv_cmd cmd, const char *hex, tkv_rep *rep)
     return tkv_rep_decode(cmd, q, n, rep);
 }
 
-#define REFUSED(cmd, hex)                                                                         \
-    do {                                                                                          \
-        tkv_rep r_;                                                                               \
-        cr_assert_eq(decode_hex(cmd, hex, &r_), TKV_REP_EPROTO, "%s accepted %s",                 \
-                     tkv_cmd_name(cmd), hex);                                                     \
+#define REFUSED(cmd, hex)                                                         \
+    do {                                                                          \
+        tkv_rep r_;                                                               \
+        cr_assert_eq(decode_hex(cmd, hex, &r_), TKV_REP_EPROTO, "%s accepted %s", \
+                     tkv_cmd_name(cmd), hex);                                     \
     } while (0)
 
 Test(reply, hostile_replies_are_refused)
 {
-    REFUSED(TKV_CMD_PUT, "");                   /* nothing */
-    REFUSED(TKV_CMD_PUT, "90");                 /* no status */
-    REFUSED(TKV_CMD_PUT, "92 a1 30 05");        /* status is a string */
-    REFUSED(TKV_CMD_PUT, "92 00 05 00");        /* trailing bytes */
-    REFUSED(TKV_CMD_PUT, "92 00 c1");           /* the never-used byte */
-    REFUSED(TKV_CMD_PUT, "91 00");              /* too few fields */
-    REFUSED(TKV_CMD_PUT, "92 00 ff");           /* a negative timestamp */
-    REFUSED(TKV_CMD_PUT, "92 01 05");           /* NOT_FOUND to a command that cannot miss */
-    REFUSED(TKV_CMD_GET, "95 00 05 05 c0 c0");  /* value is an integer */
-    REFUSED(TKV_CMD_GET, "93 00 c4 01 61");     /* no ts/next */
-    REFUSED(TKV_CMD_GET, "92 01 00");           /* miss without next */
-    REFUSED(TKV_CMD_GET, "94 01 00 c3 c0");     /* next is a bool */
-    REFUSED(TKV_CMD_RANGE, "93 00 dd ff ff ff ff c2");     /* four billion entries claimed */
-    REFUSED(TKV_CMD_RANGE, "93 00 91 91 01 c2");          /* an entry of one element */
-    REFUSED(TKV_CMD_RANGE, "93 00 91 92 01 01 c2");       /* value is an integer */
-    REFUSED(TKV_CMD_RANGE, "93 00 91 93 01 c0 c0 c2");    /* expires is nil */
-    REFUSED(TKV_CMD_RANGE, "93 00 90 00");                /* truncated is not a bool */
-    REFUSED(TKV_CMD_MGET, "93 00 91 92 05 00 c2");        /* an answer with an error status */
-    REFUSED(TKV_CMD_MGET, "93 00 91 90 c2");              /* an empty answer */
-    REFUSED(TKV_CMD_MGET, "93 00 91 93 00 c4 00 00 c2");  /* an answer missing next */
-    REFUSED(TKV_CMD_MGET, "93 00 dd 00 01 00 00 c2");     /* 65536 answers in 8 bytes */
-    REFUSED(TKV_CMD_SCAN, "92 00 90");                    /* no cursor */
-    REFUSED(TKV_CMD_SCAN, "93 00 91 01 c0");              /* a key that is a number */
-    REFUSED(TKV_CMD_MPUT, "92 00 92 01 c0");              /* a nil timestamp */
-    REFUSED(TKV_CMD_STATS, "92 00 81 01 01");             /* a numeric name */
-    REFUSED(TKV_CMD_STATS, "92 00 81 a1 61 c3");          /* a bool value */
-    REFUSED(TKV_CMD_STATS, "92 00 df ff ff ff ff");       /* a lying map count */
-    REFUSED(TKV_CMD_RETAIN, "94 00 01 c0 01");            /* complete is not a bool */
-    REFUSED(TKV_CMD_POLICY, "94 00 c0 c0 c2");            /* no horizon */
-    REFUSED(TKV_CMD_PING, "91 00");                       /* no echo */
-    REFUSED((tkv_cmd)TKV_CMD__COUNT, "91 00");            /* not a command */
+    REFUSED(TKV_CMD_PUT, "");                          /* nothing */
+    REFUSED(TKV_CMD_PUT, "90");                        /* no status */
+    REFUSED(TKV_CMD_PUT, "92 a1 30 05");               /* status is a string */
+    REFUSED(TKV_CMD_PUT, "92 00 05 00");               /* trailing bytes */
+    REFUSED(TKV_CMD_PUT, "92 00 c1");                  /* the never-used byte */
+    REFUSED(TKV_CMD_PUT, "91 00");                     /* too few fields */
+    REFUSED(TKV_CMD_PUT, "92 00 ff");                  /* a negative timestamp */
+    REFUSED(TKV_CMD_PUT, "92 01 05");                  /* NOT_FOUND to a command that cannot miss */
+    REFUSED(TKV_CMD_GET, "95 00 05 05 c0 c0");         /* value is an integer */
+    REFUSED(TKV_CMD_GET, "93 00 c4 01 61");            /* no ts/next */
+    REFUSED(TKV_CMD_GET, "92 01 00");                  /* miss without next */
+    REFUSED(TKV_CMD_GET, "94 01 00 c3 c0");            /* next is a bool */
+    REFUSED(TKV_CMD_RANGE, "93 00 dd ff ff ff ff c2"); /* four billion entries claimed */
+    REFUSED(TKV_CMD_RANGE, "93 00 91 91 01 c2");       /* an entry of one element */
+    REFUSED(TKV_CMD_RANGE, "93 00 91 92 01 01 c2");    /* value is an integer */
+    REFUSED(TKV_CMD_RANGE, "93 00 91 93 01 c0 c0 c2"); /* expires is nil */
+    REFUSED(TKV_CMD_RANGE, "93 00 90 00");             /* truncated is not a bool */
+    REFUSED(TKV_CMD_MGET, "93 00 91 92 05 00 c2");     /* an answer with an error status */
+    REFUSED(TKV_CMD_MGET, "93 00 91 90 c2");           /* an empty answer */
+    REFUSED(TKV_CMD_MGET, "93 00 91 93 00 c4 00 00 c2"); /* an answer missing next */
+    REFUSED(TKV_CMD_MGET, "93 00 dd 00 01 00 00 c2");    /* 65536 answers in 8 bytes */
+    REFUSED(TKV_CMD_SCAN, "92 00 90");                   /* no cursor */
+    REFUSED(TKV_CMD_SCAN, "93 00 91 01 c0");             /* a key that is a number */
+    REFUSED(TKV_CMD_MPUT, "92 00 92 01 c0");             /* a nil timestamp */
+    REFUSED(TKV_CMD_STATS, "92 00 81 01 01");            /* a numeric name */
+    REFUSED(TKV_CMD_STATS, "92 00 81 a1 61 c3");         /* a bool value */
+    REFUSED(TKV_CMD_STATS, "92 00 df ff ff ff ff");      /* a lying map count */
+    REFUSED(TKV_CMD_RETAIN, "94 00 01 c0 01");           /* complete is not a bool */
+    REFUSED(TKV_CMD_POLICY, "94 00 c0 c0 c2");           /* no horizon */
+    REFUSED(TKV_CMD_PING, "91 00");                      /* no echo */
+    REFUSED((tkv_cmd)TKV_CMD__COUNT, "91 00");           /* not a command */
     REFUSED(TKV_CMD_GET, "91 91 91 91 91 91 91 91 91 91 91 91 91 91 91 91 91 91 91 91 91 c0");
 }
 

@@ -326,8 +326,7 @@ Test(store, reopen_keeps_data_and_observer, .init = open_store, .fini = close_st
     tkv_store_batch_free(b);
 }
 
-Test(store, a_second_open_of_the_directory_is_refused, .init = open_store,
-     .fini = close_store)
+Test(store, a_second_open_of_the_directory_is_refused, .init = open_store, .fini = close_store)
 {
     char err[256];
     tkv_store *other;

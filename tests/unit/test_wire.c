@@ -40,8 +40,7 @@ Test(wire, every_engine_code_maps)
         cr_assert_eq((size_t)status_map[i].rc, i, "engine codes are listed in order");
         tkv_status got = tkv_wire_status(status_map[i].rc);
         cr_assert_eq(got, status_map[i].want, "engine code %zu maps to %d", i, got);
-        cr_assert_str_neq(tkv_status_name(got), "ERROR", "engine code %zu: not a wire status",
-                          i);
+        cr_assert_str_neq(tkv_status_name(got), "ERROR", "engine code %zu: not a wire status", i);
     }
     /* Distinct engine codes stay distinct on the wire: a client can tell
      * each outcome apart. */

@@ -88,10 +88,11 @@ typedef enum tkv_errkind {
 #define TKV_SC_INTERNAL 40
 
 /* Why a GET found nothing (tkv_version.miss). */
-#define TKV_MISS_NO_KEY 0          /* the key has no versions at all */
-#define TKV_MISS_BEFORE_FIRST 1    /* the key's first version is later than asked */
-#define TKV_MISS_DELETED 2         /* a tombstone is current then (at: its ts) */
-#define TKV_MISS_BELOW_HORIZON 3   /* retention removed the version current then
+#define TKV_MISS_NO_KEY 0       /* the key has no versions at all */
+#define TKV_MISS_BEFORE_FIRST 1 /* the key's first version is later than asked */
+#define TKV_MISS_DELETED 2      /* a tombstone is current then (at: its ts) */
+#define TKV_MISS_BELOW_HORIZON \
+    3                              /* retention removed the version current then
                                       (at: the horizon) */
 #define TKV_MISS_NO_SUCH_VERSION 4 /* GET by ordinal: the key has fewer versions */
 
@@ -103,13 +104,13 @@ typedef struct tkv_version {
     uint64_t ts;          /* TKV_OK: the version's timestamp */
     const uint8_t *value; /* TKV_OK: its bytes (valid until the next call) */
     size_t len;
-    uint64_t expires;     /* TKV_OK: when the version expires (us); 0: never */
-    int has_next;         /* 1 if a newer version exists: the answer holds */
-    uint64_t next;        /* for every time in [ts, next). On TKV_NOT_FOUND,
+    uint64_t expires; /* TKV_OK: when the version expires (us); 0: never */
+    int has_next;     /* 1 if a newer version exists: the answer holds */
+    uint64_t next;    /* for every time in [ts, next). On TKV_NOT_FOUND,
                              next is the first version after the time asked,
                              if any. */
-    int miss;             /* TKV_NOT_FOUND: a TKV_MISS_* reason */
-    uint64_t at;          /* TKV_MISS_DELETED: the tombstone's timestamp;
+    int miss;         /* TKV_NOT_FOUND: a TKV_MISS_* reason */
+    uint64_t at;      /* TKV_MISS_DELETED: the tombstone's timestamp;
                              TKV_MISS_BELOW_HORIZON: the horizon */
 } tkv_version;
 
@@ -118,7 +119,7 @@ typedef struct tkv_entry {
     uint64_t ts;
     const uint8_t *value; /* valid until the next call; NULL for a tombstone */
     size_t len;
-    uint64_t expires;     /* 0: never */
+    uint64_t expires; /* 0: never */
 } tkv_entry;
 
 /* A key or any byte string the library reads from you or hands back. */
@@ -131,9 +132,9 @@ typedef struct tkv_bytes {
 typedef struct tkv_item {
     tkv_bytes key;
     tkv_bytes value;
-    uint64_t ts;    /* used if has_ts */
-    int has_ts;     /* 0: the server's clock, after the key's newest version */
-    uint64_t ttl;   /* microseconds until it expires; 0: never */
+    uint64_t ts;  /* used if has_ts */
+    int has_ts;   /* 0: the server's clock, after the key's newest version */
+    uint64_t ttl; /* microseconds until it expires; 0: never */
 } tkv_item;
 
 /* What RETAIN reports. */
@@ -145,10 +146,10 @@ typedef struct tkv_retain_info {
 
 /* What POLICY reports. */
 typedef struct tkv_policy_info {
-    uint32_t versions;  /* keep at most this many versions; 0: no limit */
-    uint64_t age_us;    /* keep none older than this; 0: no limit */
-    int own;            /* 1: set on the key; 0: the server's default */
-    uint64_t horizon;   /* answers before it are gone; 0: none */
+    uint32_t versions; /* keep at most this many versions; 0: no limit */
+    uint64_t age_us;   /* keep none older than this; 0: no limit */
+    int own;           /* 1: set on the key; 0: the server's default */
+    uint64_t horizon;  /* answers before it are gone; 0: none */
 } tkv_policy_info;
 
 /* RANGE parameters. Zero-initialise, then set what you need: with from = 0
@@ -187,28 +188,28 @@ typedef struct tkv_stat {
 #define TKV_OP_POLICY 12
 
 typedef struct tkv_reply {
-    int op;                   /* which request this answers (TKV_OP_*) */
-    int status;               /* TKV_OK, TKV_NOT_FOUND, or TKV_ERR for a server
+    int op;                      /* which request this answers (TKV_OP_*) */
+    int status;                  /* TKV_OK, TKV_NOT_FOUND, or TKV_ERR for a server
                                  error (code and message in the context) */
-    uint64_t ts;              /* PUT, DEL with a time: the timestamp stored */
-    uint64_t count;           /* DEL: versions removed; COUNT: versions */
-    tkv_version version;      /* GET */
+    uint64_t ts;                 /* PUT, DEL with a time: the timestamp stored */
+    uint64_t count;              /* DEL: versions removed; COUNT: versions */
+    tkv_version version;         /* GET */
     const tkv_version *versions; /* MGET: one answer per key */
-    const uint64_t *stamps;   /* MPUT: one timestamp per item */
-    size_t n;                 /* MGET, MPUT, SCAN: how many */
-    const tkv_bytes *keys;    /* SCAN: the keys of this page */
-    tkv_bytes cursor;         /* SCAN: pass to the next call; ptr NULL: done */
-    tkv_retain_info retain;   /* RETAIN */
-    tkv_policy_info policy;   /* POLICY */
-    const tkv_entry *entries; /* RANGE */
+    const uint64_t *stamps;      /* MPUT: one timestamp per item */
+    size_t n;                    /* MGET, MPUT, SCAN: how many */
+    const tkv_bytes *keys;       /* SCAN: the keys of this page */
+    tkv_bytes cursor;            /* SCAN: pass to the next call; ptr NULL: done */
+    tkv_retain_info retain;      /* RETAIN */
+    tkv_policy_info policy;      /* POLICY */
+    const tkv_entry *entries;    /* RANGE */
     size_t n_entries;
-    int truncated;            /* RANGE: 1 if the reply was cut short by the
+    int truncated;         /* RANGE: 1 if the reply was cut short by the
                                  server's frame limit; ask again from the
                                  last ts + 1. MGET: 1 if only the first n
                                  keys were answered; ask again for the rest */
-    const tkv_stat *stats;    /* STATS */
+    const tkv_stat *stats; /* STATS */
     size_t n_stats;
-    const uint8_t *text;      /* PING: the echoed message or "PONG" */
+    const uint8_t *text; /* PING: the echoed message or "PONG" */
     size_t text_len;
 } tkv_reply;
 
@@ -259,8 +260,8 @@ TKV_API int tkv_put(tkv_ctx *ctx, const void *key, size_t klen, const void *val,
 
 /* Stores a version at the server's clock, strictly after the key's newest
  * version. out_ts (may be NULL) receives the timestamp used. */
-TKV_API int tkv_put_now(tkv_ctx *ctx, const void *key, size_t klen, const void *val,
-                        size_t vlen, uint64_t *out_ts);
+TKV_API int tkv_put_now(tkv_ctx *ctx, const void *key, size_t klen, const void *val, size_t vlen,
+                        uint64_t *out_ts);
 
 /* The version current at ts (largest timestamp <= ts); ts = TKV_LATEST for
  * the newest. TKV_OK (out filled), TKV_NOT_FOUND (out->miss, out->has_next
@@ -281,9 +282,8 @@ TKV_API int tkv_del(tkv_ctx *ctx, const void *key, size_t klen, uint64_t *remove
 /* Stores a version with options: at ts if has_ts (else the server's clock,
  * after the newest version), expiring ttl_us microseconds from now if
  * ttl_us > 0. An expired version disappears from every read. */
-TKV_API int tkv_put_ex(tkv_ctx *ctx, const void *key, size_t klen, const void *val,
-                       size_t vlen, uint64_t ts, int has_ts, uint64_t ttl_us,
-                       uint64_t *out_ts);
+TKV_API int tkv_put_ex(tkv_ctx *ctx, const void *key, size_t klen, const void *val, size_t vlen,
+                       uint64_t ts, int has_ts, uint64_t ttl_us, uint64_t *out_ts);
 
 /* The n-th version: n >= 1 counts from the oldest, n <= -1 from the newest
  * (-1 is the newest). TKV_NOT_FOUND with miss TKV_MISS_NO_SUCH_VERSION if
@@ -344,8 +344,8 @@ TKV_API int tkv_stats(tkv_ctx *ctx, const tkv_stat **stats, size_t *n);
  * broken connection). */
 
 TKV_API int tkv_append_ping(tkv_ctx *ctx);
-TKV_API int tkv_append_put(tkv_ctx *ctx, const void *key, size_t klen, const void *val,
-                           size_t vlen, uint64_t ts);
+TKV_API int tkv_append_put(tkv_ctx *ctx, const void *key, size_t klen, const void *val, size_t vlen,
+                           uint64_t ts);
 TKV_API int tkv_append_put_now(tkv_ctx *ctx, const void *key, size_t klen, const void *val,
                                size_t vlen);
 TKV_API int tkv_append_get(tkv_ctx *ctx, const void *key, size_t klen, uint64_t ts);
@@ -356,8 +356,7 @@ TKV_API int tkv_append_stats(tkv_ctx *ctx);
 TKV_API int tkv_append_put_ex(tkv_ctx *ctx, const void *key, size_t klen, const void *val,
                               size_t vlen, uint64_t ts, int has_ts, uint64_t ttl_us);
 TKV_API int tkv_append_get_version(tkv_ctx *ctx, const void *key, size_t klen, int64_t n);
-TKV_API int tkv_append_del_at(tkv_ctx *ctx, const void *key, size_t klen, uint64_t ts,
-                              int has_ts);
+TKV_API int tkv_append_del_at(tkv_ctx *ctx, const void *key, size_t klen, uint64_t ts, int has_ts);
 TKV_API int tkv_append_count(tkv_ctx *ctx, const void *key, size_t klen, uint64_t from,
                              uint64_t to);
 TKV_API int tkv_append_mput(tkv_ctx *ctx, const tkv_item *items, size_t n);

@@ -17,14 +17,23 @@
 /* 9999-12-31T23:59:59Z, the last second with a four-digit year. */
 #define TKV_ISO_MAX_SECONDS 253402300799ULL
 
-int tkv_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+/* The decimal number s starts with (no sign, no space: strtoull would take
+ * both); *end is where it stops. Returns 0, or -1 if s does not start with
+ * a digit or the number does not fit 64 bits. */
+static int leading_number(const char *s, unsigned long long *v, char **end)
 {
     if (!s || !isdigit((unsigned char)s[0]))
         return -1;
     errno = 0;
+    *v = strtoull(s, end, 10);
+    return errno ? -1 : 0;
+}
+
+int tkv_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+    unsigned long long v;
     char *end;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end || v < min || v > max)
+    if (leading_number(s, &v, &end) < 0 || *end || v < min || v > max)
         return -1;
     *out = v;
     return 0;
@@ -32,12 +41,9 @@ int tkv_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 
 int tkv_parse_size(const char *s, uint64_t max, uint64_t *out)
 {
-    if (!s || !isdigit((unsigned char)s[0]))
-        return -1;
-    errno = 0;
+    unsigned long long v;
     char *end;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno)
+    if (leading_number(s, &v, &end) < 0)
         return -1;
     static const struct {
         const char *unit;
@@ -57,6 +63,8 @@ int tkv_parse_size(const char *s, uint64_t max, uint64_t *out)
     return -1;
 }
 
+/* The first EPOCH_UNITS also count time since the epoch (parse_epoch). */
+#define EPOCH_UNITS 3
 static const struct {
     const char *unit;
     uint64_t us;
@@ -78,10 +86,9 @@ int tkv_parse_duration(const char *s, uint64_t *us)
     while (*s) {
         if (!isdigit((unsigned char)*s))
             return -1;
-        errno = 0;
+        unsigned long long v;
         char *end;
-        unsigned long long v = strtoull(s, &end, 10);
-        if (errno)
+        if (leading_number(s, &v, &end) < 0)
             return -1;
         size_t ulen = 0;
         while (end[ulen] && !isdigit((unsigned char)end[ulen]))
@@ -198,27 +205,16 @@ static int parse_iso8601(const char *s, uint64_t *out)
  * that many units after the epoch. */
 static int parse_epoch(const char *s, uint64_t *out)
 {
-    static const struct {
-        const char *unit;
-        uint64_t us;
-    } units[] = {
-        {"us", 1},
-        {"ms", 1000},
-        {"s", 1000000},
-    };
-    if (!isdigit((unsigned char)s[0]))
-        return -1;
-    errno = 0;
+    unsigned long long v;
     char *end;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno)
+    if (leading_number(s, &v, &end) < 0)
         return -1;
-    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
-        if (strcmp(end, units[i].unit) != 0)
+    for (size_t i = 0; i < EPOCH_UNITS; i++) {
+        if (strcmp(end, duration_units[i].unit) != 0)
             continue;
-        if (v > UINT64_MAX / units[i].us)
+        if (v > UINT64_MAX / duration_units[i].us)
             return -1;
-        *out = (uint64_t)v * units[i].us;
+        *out = (uint64_t)v * duration_units[i].us;
         return 0;
     }
     return -1;

@@ -208,7 +208,8 @@ static int gather_mget(tkv_ctx *c, const tkv_reply *r, size_t done)
         size_t off = c->mget_values.len;
         if (v.status == TKV_OK && tkv_buf_append(&c->mget_values, v.value, v.len) < 0)
             return cl_set_err(c, TKV_EK_NOMEM, "out of memory");
-        v.value = (const uint8_t *)(uintptr_t)off; /* an offset until the end */
+        /* An offset until every answer is in; a miss has no value. */
+        v.value = v.status == TKV_OK ? (const uint8_t *)(uintptr_t)off : NULL;
         c->mget_all[done + i] = v;
     }
     return TKV_OK;

@@ -189,9 +189,80 @@ static int exec_policy(exec_ctx *x)
                                    opt(pi.horizon != 0, pi.horizon)));
 }
 
-/* Every item is checked before any is staged, so a refused item leaves no
- * trace. Staging itself can then only fail for want of memory; should it
- * fail half-way, the whole batch is made to fail: MPUT is all or nothing. */
+/* An item that wrote its key at the largest timestamp, for the check below. */
+typedef struct top_item {
+    tkv_span key;
+    uint32_t index;
+} top_item;
+
+static int top_cmp(const void *a, const void *b)
+{
+    const top_item *x = a, *y = b;
+    if (x->key.len != y->key.len)
+        return x->key.len < y->key.len ? -1 : 1;
+    int c = memcmp(x->key.ptr, y->key.ptr, x->key.len);
+    if (c)
+        return c;
+    return x->index < y->index ? -1 : x->index > y->index;
+}
+
+/* The one way an item can pass the check against the stored state and then
+ * fail when staged: an earlier item of the same MPUT wrote its key at the
+ * largest timestamp, so this one, without a timestamp, has none left. The
+ * items that do so are few (usually none): sorted, they are looked up in
+ * O(log n) each. Returns the index of the first such item, or -1 (also if
+ * out of memory: staging then fails and poisons the batch as before). */
+static long late_after_top(const tkv_req *r)
+{
+    tkv_mp m;
+    tkv_put_item it;
+    uint32_t ntop = 0;
+    tkv_mp_init(&m, r->items, r->items_len);
+    for (uint32_t i = 0; i < r->nitems; i++) {
+        tkv_mput_item_next(&m, &it);
+        ntop += it.has_ts && it.ts == TKV_ENG_TS_MAX;
+    }
+    if (ntop == 0)
+        return -1;
+    top_item *top = malloc(ntop * sizeof *top);
+    if (!top)
+        return -1;
+    uint32_t n = 0;
+    tkv_mp_init(&m, r->items, r->items_len);
+    for (uint32_t i = 0; i < r->nitems; i++) {
+        tkv_mput_item_next(&m, &it);
+        if (it.has_ts && it.ts == TKV_ENG_TS_MAX)
+            top[n++] = (top_item){it.key, i};
+    }
+    qsort(top, n, sizeof *top, top_cmp);
+    long bad = -1;
+    tkv_mp_init(&m, r->items, r->items_len);
+    for (uint32_t i = 0; i < r->nitems && bad < 0; i++) {
+        tkv_mput_item_next(&m, &it);
+        if (it.has_ts)
+            continue;
+        /* The first entry of this key has its smallest index. */
+        top_item want = {it.key, 0};
+        size_t lo = 0, hi = n;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (top_cmp(&top[mid], &want) < 0)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (lo < n && top[lo].key.len == it.key.len &&
+            memcmp(top[lo].key.ptr, it.key.ptr, it.key.len) == 0 && top[lo].index < i)
+            bad = i;
+    }
+    free(top);
+    return bad;
+}
+
+/* Every item is checked before any is staged - against the stored state and
+ * against the items before it - so a refused item leaves no trace. Staging
+ * itself can then only fail for want of memory or storage; should it fail
+ * half-way, the whole batch is made to fail: MPUT is all or nothing. */
 static int check_mput(exec_ctx *x)
 {
     const tkv_req *r = x->req;
@@ -207,6 +278,15 @@ static int check_mput(exec_ctx *x)
                      tkv_engine_errmsg(x->d->eng));
             return reply_error(x, tkv_wire_status(st), why);
         }
+    }
+    long late = late_after_top(r);
+    if (late >= 0) {
+        char why[300];
+        snprintf(why, sizeof why,
+                 "MPUT item %ld: an earlier item has the key's version at the largest "
+                 "timestamp; no later one exists; nothing was written",
+                 late);
+        return reply_error(x, tkv_wire_status(TKV_E_OUT_OF_RANGE), why);
     }
     return TKV_ST_OK;
 }
@@ -287,7 +367,9 @@ typedef struct scan_ctx {
 static bool scan_key(void *ctx, const uint8_t *key, size_t klen)
 {
     scan_ctx *sc = ctx;
-    if (sc->lw->w.b->len + tkv_rep_key_room(klen) > sc->limit_end) {
+    /* The first key always goes in (tkvd checks that two fit a frame), so
+     * a page is never empty while keys remain. */
+    if (sc->lw->n > 0 && sc->lw->w.b->len + tkv_rep_key_room(klen) > sc->limit_end) {
         sc->full = true;
         return false;
     }

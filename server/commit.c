@@ -191,7 +191,7 @@ void tkv_engine_tick(tkv_engine *e)
 
 /* ---- batches ---------------------------------------------------------------- */
 
-int eng_batch_init(eng_batch *b, uint32_t epoch)
+int eng_batch_init(eng_batch *b, uint64_t epoch)
 {
     memset(b, 0, sizeof *b);
     b->wb = tkv_store_batch_new();
@@ -206,7 +206,7 @@ void eng_batch_free(eng_batch *b)
     memset(b, 0, sizeof *b);
 }
 
-static void batch_reset(eng_batch *b, uint32_t epoch)
+static void batch_reset(eng_batch *b, uint64_t epoch)
 {
     tkv_store_batch_clear(b->wb);
     b->ops = 0;
@@ -253,9 +253,9 @@ void eng_mark_dirty(tkv_engine *e, tkv_kentry *E)
 
 bool tkv_engine_pending(const tkv_engine *e) { return e->stage.ops > 0 || e->in_flight; }
 
-uint32_t tkv_engine_epoch(const tkv_engine *e) { return e->stage.epoch; }
+uint64_t tkv_engine_epoch(const tkv_engine *e) { return e->stage.epoch; }
 
-uint32_t tkv_engine_settled_epoch(const tkv_engine *e)
+uint64_t tkv_engine_settled_epoch(const tkv_engine *e)
 {
     /* A read that saw the in-flight batch is tagged with the staging epoch;
      * if nothing was staged after it, that epoch is settled as soon as the
@@ -394,7 +394,7 @@ static void put_counters(tkv_engine *e)
     tkv_store_batch_put(e->stage.wb, COUNTERS_KEY, sizeof COUNTERS_KEY - 1, v, sizeof v);
 }
 
-int tkv_engine_commit_start(tkv_engine *e, uint32_t *failed)
+int tkv_engine_commit_start(tkv_engine *e, uint64_t *failed)
 {
     if (e->in_flight || e->stage.ops == 0)
         return 0;
@@ -446,7 +446,7 @@ static void committed(tkv_engine *e)
         tkv_store_iter_release_shared(e->store);
 }
 
-int tkv_engine_commit_finish(tkv_engine *e, uint32_t *failed)
+int tkv_engine_commit_finish(tkv_engine *e, uint64_t *failed)
 {
     if (!e->in_flight)
         return 0;
@@ -478,7 +478,7 @@ void tkv_engine_wait(tkv_engine *e)
 
 int tkv_engine_commit(tkv_engine *e)
 {
-    uint32_t failed;
+    uint64_t failed;
     int rc = 0;
     while (tkv_engine_pending(e)) {
         tkv_engine_wait(e);

@@ -82,7 +82,7 @@ typedef enum conn_state {
 typedef struct dep {
     size_t off; /* reply frame offset in the output buffer */
     size_t len;
-    uint32_t epoch; /* the batch that must be written first */
+    uint64_t epoch; /* the batch that must be written first */
 } dep;
 
 struct conn {
@@ -239,7 +239,7 @@ conn *conn_new(conn_hub *h, int fd, const struct sockaddr_storage *sa)
 
 static size_t unsent(const conn *c) { return c->out.len - c->sent; }
 
-static int add_dep(conn *c, size_t off, size_t len, uint32_t epoch)
+static int add_dep(conn *c, size_t off, size_t len, uint64_t epoch)
 {
     if (tkv_grow(&c->deps, &c->deps_cap, c->ndeps + 1, sizeof *c->deps, 16) < 0)
         return -1;
@@ -499,7 +499,7 @@ void conn_flush_pending(conn_hub *h)
 
 /* ---- replies that wait for a batch ------------------------------------ */
 
-void conn_release(conn_hub *h, uint32_t epoch)
+void conn_release(conn_hub *h, uint64_t epoch)
 {
     for (conn *c = h->wait.head, *next; c; c = next) {
         next = c->wait.next;

@@ -73,7 +73,7 @@ void conn_flush_pending(conn_hub *h);
 
 /* Batches up to `epoch` are written: their replies may go (queued on
  * h->pend). */
-void conn_release(conn_hub *h, uint32_t epoch);
+void conn_release(conn_hub *h, uint64_t epoch);
 
 /* The batches under way failed: every waiting reply becomes a STORAGE
  * error carrying `why` (queued on h->pend). May close connections. */

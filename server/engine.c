@@ -385,7 +385,7 @@ void tkv_engine_close(tkv_engine *e)
     if (!e)
         return;
     if (e->in_flight) {
-        uint32_t failed;
+        uint64_t failed;
         tkv_engine_commit(e); /* never leave the writer mid-batch */
         tkv_engine_commit_finish(e, &failed);
     }

@@ -285,12 +285,12 @@ bool tkv_engine_pending(const tkv_engine *e);
 /* The epoch writes staged now belong to. A reply that depends on them
  * (a write's, or a read's that saw one: its `dirty` flag) is safe to send
  * once this epoch is committed. */
-uint32_t tkv_engine_epoch(const tkv_engine *e);
+uint64_t tkv_engine_epoch(const tkv_engine *e);
 
 /* Every epoch up to this one is written: the last committed epoch, or -
  * when nothing is staged or in flight - the current one. A reply tagged
  * with an epoch at or below it may be sent. */
-uint32_t tkv_engine_settled_epoch(const tkv_engine *e);
+uint64_t tkv_engine_settled_epoch(const tkv_engine *e);
 
 /* Makes the current batch fail at commit: for a multi-write request that
  * failed half-way, so that it is all or nothing. */
@@ -302,14 +302,14 @@ void tkv_engine_poison(tkv_engine *e, const char *why);
  * the staging batch failed before it could be written (a poisoned batch,
  * or storage that is still failing): its writes are rolled back and
  * *failed is its epoch. */
-int tkv_engine_commit_start(tkv_engine *e, uint32_t *failed);
+int tkv_engine_commit_start(tkv_engine *e, uint64_t *failed);
 
 /* Collects the in-flight batch's result, on the thread that uses the
  * engine. Returns 1 if it was written (every epoch up to it is committed),
  * 0 if it is still in flight or none is, -1 if it failed: it and the
  * staging batch are rolled back (errmsg says why) and every epoch from
  * *failed on failed. */
-int tkv_engine_commit_finish(tkv_engine *e, uint32_t *failed);
+int tkv_engine_commit_finish(tkv_engine *e, uint64_t *failed);
 
 /* Writes everything staged, waiting for it. Returns 0, or -1 if a batch
  * failed (and was rolled back). */

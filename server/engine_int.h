@@ -59,7 +59,7 @@ typedef struct sweep_state sweep_state;
 typedef struct eng_batch {
     tkv_store_batch *wb;
     uint64_t ops; /* records staged */
-    uint32_t epoch;
+    uint64_t epoch;
     tkv_kentry **dirty; /* entries changed by this batch */
     size_t ndirty, cap;
 } eng_batch;
@@ -77,7 +77,7 @@ struct tkv_engine {
     eng_batch stage;  /* where writes go now */
     eng_batch flight; /* being written by the writer, if in_flight */
     bool in_flight;
-    uint32_t committed;     /* the last epoch written to LevelDB */
+    uint64_t committed;     /* the last epoch written to LevelDB */
     counters cnt;           /* with every staged write */
     counters cnt_flight;    /* as of the end of the in-flight batch */
     counters cnt_committed; /* as LevelDB has them */
@@ -267,7 +267,7 @@ int eng_load_state(tkv_engine *e, char *err, size_t errlen);
 /* 0 if writes may be staged; after a failed write, tries to recover
  * (rate-limited) and otherwise returns -1 with errmsg set. */
 int eng_writable(tkv_engine *e);
-int eng_batch_init(eng_batch *b, uint32_t epoch);
+int eng_batch_init(eng_batch *b, uint64_t epoch);
 void eng_batch_free(eng_batch *b);
 int eng_writer_start(tkv_engine *e);
 void eng_writer_stop(tkv_engine *e);

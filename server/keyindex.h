@@ -26,7 +26,8 @@ typedef struct tkv_kentry {
     tkv_vpage *page;        /* resident versions; NULL when none */
     struct tkv_kmeta *meta; /* policy, horizon, expiry; NULL when none */
     uint64_t lo;            /* page holds every version with ts >= lo; 0: all */
-    uint32_t dirty_epoch;   /* commit epoch of the last uncommitted change */
+    uint64_t dirty_epoch;   /* commit epoch of the last uncommitted change (64 bits:
+                               a batch or more per millisecond never wraps) */
     uint16_t klen;
     uint8_t height;            /* forward pointers in next[] */
     uint8_t ref;               /* recently used: the eviction hand spares it once */

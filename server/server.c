@@ -164,12 +164,16 @@ static void batch_written(tkv_srv *s)
  * while there is anything to write. */
 static void commit(tkv_srv *s)
 {
-    uint32_t failed;
+    uint64_t failed;
     int rc = tkv_engine_commit_finish(s->eng, &failed);
-    if (rc > 0)
+    if (rc > 0) {
         batch_written(s);
-    else if (rc < 0)
+        /* Its replies go now: if the next batch fails to start, only the
+         * replies waiting for that one may be withdrawn. */
+        conn_release(&s->hub, tkv_engine_settled_epoch(s->eng));
+    } else if (rc < 0) {
         batch_failed(s);
+    }
     if (tkv_engine_commit_start(s->eng, &failed) < 0)
         batch_failed(s);
     conn_release(&s->hub, tkv_engine_settled_epoch(s->eng));

@@ -280,9 +280,12 @@ static int apply(int opt, const char *arg, tkv_server_opts *o, bool *repair, con
 
 static int check(const tkv_server_opts *o)
 {
+    /* A SCAN reply holds at least one key and the cursor, which repeats a
+     * key: two of the longest must fit one frame. */
     if (o->max_value > o->max_frame - TKV_REPLY_SLACK ||
-        o->max_key > o->max_frame - TKV_REPLY_SLACK) {
-        fprintf(stderr, "tkvd: --max-key and --max-value must leave room in --max-frame (%zu)\n",
+        2 * (uint64_t)o->max_key > o->max_frame - 2 * TKV_REPLY_SLACK) {
+        fprintf(stderr,
+                "tkvd: --max-value, and twice --max-key, must leave room in --max-frame (%zu)\n",
                 o->max_frame);
         return 2;
     }

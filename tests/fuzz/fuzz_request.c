@@ -316,7 +316,7 @@ static int finish_flight(const char *why)
     if (!g_in_flight)
         return 0;
     bool failing = tkv_engine_failing(F.eng);
-    uint32_t failed;
+    uint64_t failed;
     int rc = tkv_engine_commit_finish(F.eng, &failed);
     TRACE("%s: commit_finish -> %d%s%s\n", why, rc, rc < 0 ? ": " : "",
           rc < 0 ? tkv_engine_errmsg(F.eng) : "");
@@ -347,7 +347,7 @@ static int start_flight(const char *why)
     bool failing = tkv_engine_failing(F.eng), poisoned = F.poisoned;
     bool pending = tkv_engine_pending(F.eng);
     unsigned faults = F.faults, log_syncs = g_log_sync_faults;
-    uint32_t failed;
+    uint64_t failed;
     int rc = tkv_engine_commit_start(F.eng, &failed);
     TRACE("%s: commit_start -> %d%s%s\n", why, rc, rc < 0 ? ": " : "",
           rc < 0 ? tkv_engine_errmsg(F.eng) : "");

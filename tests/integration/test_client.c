@@ -135,3 +135,33 @@ Test(client, mget_over_the_frame_limit_returns_every_answer, .init = start_small
     free(out);
     free(err);
 }
+
+/* An MPUT whose second item cannot be staged after its first (the first
+ * wrote the key at the largest timestamp; the second has no timestamp) is
+ * refused before anything is staged: the other writes of the same batch -
+ * here a PUT pipelined just before it - are not rolled back with it. */
+Test(client, a_refused_mput_does_not_fail_the_writes_beside_it, .init = start_small_frames,
+     .fini = teardown)
+{
+    tkv_ctx *c = tkvd_client(&d);
+    tkv_item items[2] = {
+        {.key = {"k", 1}, .value = {"a", 1}, .ts = UINT64_MAX, .has_ts = 1},
+        {.key = {"k", 1}, .value = {"b", 1}},
+    };
+    for (int round = 0; round < 20; round++) {
+        char key[16];
+        int kn = snprintf(key, sizeof key, "x%d", round);
+        /* One write: both frames are served in the same loop turn. */
+        cr_assert_eq(tkv_append_put(c, key, (size_t)kn, "v", 1, 5), TKV_OK);
+        cr_assert_eq(tkv_append_mput(c, items, 2), TKV_OK);
+        tkv_reply r;
+        cr_assert_eq(tkv_read_reply(c, &r), TKV_OK, "round %d: the PUT beside it: %s", round,
+                     tkv_errstr(c));
+        cr_assert_eq(tkv_read_reply(c, &r), TKV_ERR);
+        cr_assert_eq(tkv_server_code(c), TKV_SC_OUT_OF_RANGE, "%s", tkv_errstr(c));
+        tkv_version v;
+        cr_assert_eq(tkv_get(c, key, (size_t)kn, TKV_LATEST, &v), TKV_OK);
+        cr_assert_eq(tkv_get(c, "k", 1, TKV_LATEST, &v), TKV_NOT_FOUND, "nothing was written");
+    }
+    tkv_free(c);
+}

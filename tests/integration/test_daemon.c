@@ -200,3 +200,45 @@ Test(daemon, help_and_start_up_log_name_the_absolute_data_directory, .fini = tea
     snprintf(rm, sizeof rm, "rm -rf '%s'", tmpl);
     cr_assert_eq(system(rm), 0);
 }
+
+/* A SCAN page holds a key and the cursor, which repeats one: tkvd refuses a
+ * --max-key that two of cannot fit --max-frame (a page could otherwise end
+ * empty, which says "done" while keys remain), and serves the longest key
+ * a frame can take. */
+Test(daemon, max_key_must_fit_twice_in_a_frame, .fini = teardown)
+{
+    const char *argv[] = {getenv("TKVD"), "--max-frame", "1kb",    "--max-key", "900",
+                          "--max-value",  "512",         "--port", "0",         NULL};
+    char *out, *err;
+    cr_assert_eq(run_capture(argv, NULL, &out, &err), 2);
+    cr_assert(strstr(err, "twice --max-key"), "stderr: %s", err);
+    free(out);
+    free(err);
+
+    const char *args[] = {"--max-frame", "1kb", "--max-key", "448", "--max-value", "512", NULL};
+    tkvd_start(&d, args);
+    tkv_ctx *c = tkvd_client(&d);
+    char longkey[448];
+    memset(longkey, 'm', sizeof longkey);
+    cr_assert_eq(tkv_put(c, "a", 1, "1", 1, 1, NULL), TKV_OK);
+    cr_assert_eq(tkv_put(c, longkey, sizeof longkey, "2", 1, 1, NULL), TKV_OK, "%s", tkv_errstr(c));
+    cr_assert_eq(tkv_put(c, "z", 1, "3", 1, 1, NULL), TKV_OK);
+    tkv_bytes cursor = {NULL, 0};
+    size_t seen = 0;
+    for (int page = 0; page < 10; page++) {
+        const tkv_bytes *keys;
+        size_t n;
+        tkv_bytes next;
+        cr_assert_eq(tkv_scan(c, NULL, 0, cursor, 100, &keys, &n, &next), TKV_OK, "%s",
+                     tkv_errstr(c));
+        cr_assert(n > 0 || next.ptr == NULL, "a page without keys must be the last");
+        seen += n;
+        if (!next.ptr)
+            break;
+        static char keep[448];
+        memcpy(keep, next.ptr, next.len);
+        cursor = (tkv_bytes){keep, next.len};
+    }
+    cr_assert_eq(seen, 3, "every key listed, the longest included");
+    tkv_free(c);
+}

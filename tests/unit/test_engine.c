@@ -38,9 +38,9 @@ static void put(const char *k, const char *v, uint64_t ts)
 Test(engine, a_read_of_the_batch_in_flight_is_settled_with_it, .init = open_engine,
      .fini = close_engine)
 {
-    uint32_t failed;
+    uint64_t failed;
     put("k", "v", 1);
-    uint32_t write_epoch = tkv_engine_epoch(e);
+    uint64_t write_epoch = tkv_engine_epoch(e);
     cr_assert_lt(tkv_engine_settled_epoch(e), write_epoch, "a staged write is not settled");
     cr_assert_eq(tkv_engine_commit_start(e, &failed), 1);
     /* The batch is in flight; a read sees its write and is tagged with the
@@ -48,7 +48,7 @@ Test(engine, a_read_of_the_batch_in_flight_is_settled_with_it, .init = open_engi
     tkv_answer a;
     cr_assert_eq(tkv_engine_get(e, (const uint8_t *)"k", 1, 5, &a), TKV_E_OK);
     cr_assert(a.dirty, "the read depends on the batch in flight");
-    uint32_t read_epoch = tkv_engine_epoch(e);
+    uint64_t read_epoch = tkv_engine_epoch(e);
     cr_assert_gt(read_epoch, write_epoch);
     cr_assert_lt(tkv_engine_settled_epoch(e), write_epoch);
     cr_assert_eq(tkv_engine_commit_finish(e, &failed), 1);
@@ -60,11 +60,11 @@ Test(engine, a_read_of_the_batch_in_flight_is_settled_with_it, .init = open_engi
 Test(engine, writes_staged_during_a_flight_wait_for_their_own_batch, .init = open_engine,
      .fini = close_engine)
 {
-    uint32_t failed;
+    uint64_t failed;
     put("a", "1", 1);
     cr_assert_eq(tkv_engine_commit_start(e, &failed), 1);
     put("b", "2", 1);
-    uint32_t b_epoch = tkv_engine_epoch(e);
+    uint64_t b_epoch = tkv_engine_epoch(e);
     cr_assert_eq(tkv_engine_commit_start(e, &failed), 0, "one batch in flight at a time");
     cr_assert_eq(tkv_engine_commit_finish(e, &failed), 1);
     cr_assert_lt(tkv_engine_settled_epoch(e), b_epoch, "b is still only staged");
@@ -77,12 +77,12 @@ Test(engine, writes_staged_during_a_flight_wait_for_their_own_batch, .init = ope
 Test(engine, a_poisoned_batch_rolls_back_every_write_in_it, .init = open_engine,
      .fini = close_engine)
 {
-    uint32_t failed;
+    uint64_t failed;
     put("kept", "v", 1);
     cr_assert_eq(tkv_engine_commit(e), 0);
     put("lost", "v", 1);
     put("kept", "w", 2);
-    uint32_t epoch = tkv_engine_epoch(e);
+    uint64_t epoch = tkv_engine_epoch(e);
     tkv_engine_poison(e, "test");
     cr_assert_eq(tkv_engine_commit_start(e, &failed), -1);
     cr_assert_eq(failed, epoch);

@@ -463,7 +463,7 @@ static void op_commit(world *w)
     bool async = w->o.writer_thread && test_rng_below(&w->r, 4);
     if (async) {
         /* Hand the batch over and go on while the writer writes it. */
-        uint32_t failed;
+        uint64_t failed;
         cr_assert_geq(tkv_engine_commit_finish(w->e, &failed), 0);
         cr_assert_geq(tkv_engine_commit_start(w->e, &failed), 0);
     } else {

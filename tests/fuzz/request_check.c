@@ -481,10 +481,24 @@ static void expect_del(const tkv_req *r, reply *rp)
     model_del(k, got);
 }
 
-/* MPUT checks every item against the store as it is, and stages nothing
- * if one is refused; then it stages the items in order. Items that depend
- * on each other (the same key twice) can still fail while staging: then
- * the batch is poisoned, and its commit fails as a whole. */
+/* An item without a timestamp after an earlier item that wrote the same key
+ * at the largest timestamp: no time is left for it (cmd.c's check). */
+static int after_top(const tkv_put_item *items, uint32_t i)
+{
+    if (items[i].has_ts)
+        return 0;
+    for (uint32_t j = 0; j < i; j++)
+        if (items[j].has_ts && items[j].ts == TKV_TS_MAX &&
+            items[j].key.len == items[i].key.len &&
+            memcmp(items[j].key.ptr, items[i].key.ptr, items[i].key.len) == 0)
+            return 1;
+    return 0;
+}
+
+/* MPUT checks every item against the store as it is and against the items
+ * before it, and stages nothing if one is refused; then it stages the
+ * items in order. Should staging still fail (it should not), the batch is
+ * poisoned, and its commit fails as a whole. */
 static void expect_mput(const tkv_req *r, reply *rp)
 {
     tkv_mp m;
@@ -498,6 +512,14 @@ static void expect_mput(const tkv_req *r, reply *rp)
         if (st != TKV_ST_OK) {
             FUZZ_CHECK(rp->st == st, "MPUT item %u refused by the model (%d): status %llu", i,
                        st, ull(rp->st));
+            FUZZ_CHECK(!rp->dirty, "a refused MPUT reported dirty");
+            return;
+        }
+    }
+    for (uint32_t i = 0; i < r->nitems; i++) {
+        if (after_top(items, i)) {
+            FUZZ_CHECK(rp->st == TKV_ST_OUT_OF_RANGE,
+                       "MPUT item %u after one at the largest ts: status %llu", i, ull(rp->st));
             FUZZ_CHECK(!rp->dirty, "a refused MPUT reported dirty");
             return;
         }

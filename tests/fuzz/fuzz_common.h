@@ -91,6 +91,29 @@ static inline uint8_t *fz_dup(const void *p, size_t n)
     return q;
 }
 
+/* Marks [p, p + n) unreadable to ASan (use-after-poison on any access) or
+ * readable again; no-ops without ASan. ASan tracks 8-byte granules: a
+ * region that does not end on a granule boundary stays readable in its
+ * last partial granule, so poison only whole granules from the start of a
+ * heap block. */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define FUZZ_ASAN 1
+#endif
+#endif
+#if !defined(FUZZ_ASAN) && defined(__SANITIZE_ADDRESS__)
+#define FUZZ_ASAN 1
+#endif
+#ifdef FUZZ_ASAN
+void __asan_poison_memory_region(void const volatile *addr, size_t size);
+void __asan_unpoison_memory_region(void const volatile *addr, size_t size);
+#define FUZZ_POISON(p, n) __asan_poison_memory_region((p), (n))
+#define FUZZ_UNPOISON(p, n) __asan_unpoison_memory_region((p), (n))
+#else
+#define FUZZ_POISON(p, n) ((void)(p), (void)(n))
+#define FUZZ_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 static inline uint32_t fz_be32(const uint8_t *p)
 {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];

@@ -57,9 +57,14 @@
  * TKV_FUZZ_KNOWN set to a comma-separated list of tags (none is open now;
  * `storage-faults` turns the injected faults off altogether).
  *
- * Each input starts from an empty store on a freshly opened engine: at its
- * end every key it touched is deleted and committed (the counters must
- * then be zero) and the engine is closed and opened again.
+ * Each input starts from an empty store: at its end every key it touched
+ * is deleted and committed (the counters must then be zero, nothing
+ * pending, the store not failing). The engine is then closed and opened
+ * again only if the input left it with other options, a sweep pass under
+ * way or after a fault, and every REOPEN_INPUTS inputs; otherwise the next
+ * input gets the same engine, as a long-running tkvd's clients do (opening
+ * LevelDB cost more than most inputs). TKV_FUZZ_FRESH=1 opens a fresh one
+ * for every input, to tell whether a finding needs the inputs before it.
  *
  * TKV_FUZZ_TRACE=1 narrates every step on stderr, for reading reproducers.
  */
@@ -84,6 +89,7 @@
 #define MAX_OPS 256
 #define AUTO_COMMIT 16        /* requests between forced commits */
 #define RECYCLE_INPUTS 50000  /* inputs between fresh data directories */
+#define REOPEN_INPUTS 32      /* inputs at most between fresh engines */
 #define DEFAULT_BUDGET (64 * 1024)
 
 fuzz_state F;
@@ -173,6 +179,10 @@ static tkv_buf g_out;
 static unsigned long g_inputs;
 static bool g_no_faults, g_trace;
 static uint64_t g_reopens; /* the engine's reopens as last seen */
+static bool g_fresh;       /* TKV_FUZZ_FRESH=1: a fresh engine for every input */
+static size_t g_budget;    /* the open engine's memory budget */
+static tkv_sync_mode g_fsync; /* and its fsync mode */
+static bool g_midpass;     /* a sweep pass is under way */
 
 #define TRACE(...)                                                                       \
     do {                                                                                 \
@@ -208,6 +218,9 @@ static void engine_open(size_t budget, tkv_sync_mode fsync)
         .clock = fake_clock,
     };
     char err[512];
+    g_budget = budget;
+    g_fsync = fsync;
+    g_midpass = false;
     /* Faults are transient: a restart gets a working disk. */
     g_skip_syncs = g_fail_syncs = g_fail_writes = 0;
     if (tkv_engine_open(&o, &F.eng, err, sizeof err) < 0) {
@@ -281,6 +294,7 @@ static void setup_once(void)
     g_main = pthread_self();
     g_no_faults = known("storage-faults");
     g_trace = getenv("TKV_FUZZ_TRACE") && *getenv("TKV_FUZZ_TRACE") == '1';
+    g_fresh = getenv("TKV_FUZZ_FRESH") && *getenv("TKV_FUZZ_FRESH") == '1';
     new_dir();
     engine_open(DEFAULT_BUDGET, TKV_SYNC_ALWAYS);
     if (tkv_auth_init(&g_auth, GEN_SECRET, sizeof GEN_SECRET - 1) < 0)
@@ -754,8 +768,10 @@ static void run_sweep(uint8_t b)
     if (b & 1) {
         while (!done && calls++ < 100)
             done = tkv_engine_sweep(F.eng, 1000);
+        g_midpass = !done;
     } else {
         done = tkv_engine_sweep(F.eng, budgets[(b >> 1) & 3]);
+        g_midpass = !done;
     }
     tkv_engine_stats_get(F.eng, &s1);
     TRACE("SWEEP %s: %d calls, pass %s, %llu expired and %llu retained versions swept so far\n",
@@ -1001,14 +1017,31 @@ static void finish_input(void)
     FUZZ_CHECK(s.keys == 0 && s.versions == 0,
                "after deleting every key the engine still counts %llu keys / %llu versions",
                ull(s.keys), ull(s.versions));
+    FUZZ_CHECK(!tkv_engine_pending(F.eng) && !tkv_engine_failing(F.eng),
+               "the engine is not idle after the cleanup commit");
+    model_free();
+    ++g_inputs;
+    /* The engine stays open for the next input when it holds nothing an
+     * input could tell from a freshly opened one (the checks above) and
+     * carries no state tied to this input: the default options, no sweep
+     * pass under way (a step remembers its clock, and the next input's
+     * clock starts again at 100). Opening LevelDB costs more than most
+     * inputs. What remains - known-empty keys in the index, LevelDB's
+     * tombstones, counters - is state any long-running tkvd has; a fresh
+     * engine every REOPEN_INPUTS inputs bounds how far back a finding can
+     * depend on, and TKV_FUZZ_FRESH=1 opens one for every input (to tell
+     * whether a finding needs the inputs before it). */
+    bool recycle = g_inputs % RECYCLE_INPUTS == 0;
+    if (!recycle && !g_fresh && g_inputs % REOPEN_INPUTS != 0 && g_budget == DEFAULT_BUDGET &&
+        g_fsync == TKV_SYNC_ALWAYS && !g_midpass)
+        return;
     engine_close();
     /* Wrong counters persist: start the next input in a new directory. */
-    if (++g_inputs % RECYCLE_INPUTS == 0) {
+    if (recycle) {
         remove_dir();
         new_dir();
     }
     engine_open(DEFAULT_BUDGET, TKV_SYNC_ALWAYS);
-    model_free();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -16,15 +16,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FUZZ_CHECK(cond, ...)                                                            \
-    do {                                                                                 \
-        if (!(cond)) {                                                                   \
-            fprintf(stderr, "\nINVARIANT VIOLATED at %s:%d: %s\n  ", __FILE__, __LINE__, \
-                    #cond);                                                              \
-            fprintf(stderr, __VA_ARGS__);                                                \
-            fprintf(stderr, "\n");                                                       \
-            abort();                                                                     \
-        }                                                                                \
+#define FUZZ_CHECK(cond, ...)                                                                    \
+    do {                                                                                         \
+        if (!(cond)) {                                                                           \
+            fprintf(stderr, "\nINVARIANT VIOLATED at %s:%d: %s\n  ", __FILE__, __LINE__, #cond); \
+            fprintf(stderr, __VA_ARGS__);                                                        \
+            fprintf(stderr, "\n");                                                               \
+            abort();                                                                             \
+        }                                                                                        \
     } while (0)
 
 /* Reads choices from the front of the input. Once it runs dry every read

@@ -75,11 +75,11 @@ static void check_obj_bounds(const uint8_t *q, size_t n, const tkv_mp *m, const 
         FUZZ_CHECK(p + o->v.bytes.len == m->p, "cursor not right after the byte string");
     }
     if (o->type == TKV_MP_ARRAY)
-        FUZZ_CHECK(o->v.count <= tkv_mp_left(m), "array count %u above %zu bytes left",
-                   o->v.count, tkv_mp_left(m));
+        FUZZ_CHECK(o->v.count <= tkv_mp_left(m), "array count %u above %zu bytes left", o->v.count,
+                   tkv_mp_left(m));
     if (o->type == TKV_MP_MAP)
-        FUZZ_CHECK((uint64_t)o->v.count * 2 <= tkv_mp_left(m),
-                   "map count %u above %zu bytes left", o->v.count, tkv_mp_left(m));
+        FUZZ_CHECK((uint64_t)o->v.count * 2 <= tkv_mp_left(m), "map count %u above %zu bytes left",
+                   o->v.count, tkv_mp_left(m));
 }
 
 /* Reads every header in sequence, as a flat token stream. */
@@ -157,8 +157,7 @@ static void check_typed(const uint8_t *q, size_t n)
         if (rc[k] < 0)
             FUZZ_CHECK(c[k].p == q, "typed reader %d moved on failure %d", k, rc[k]);
         if (prc < 0)
-            FUZZ_CHECK(rc[k] == prc, "peek failed with %d, typed reader %d gave %d", prc, k,
-                       rc[k]);
+            FUZZ_CHECK(rc[k] == prc, "peek failed with %d, typed reader %d gave %d", prc, k, rc[k]);
     }
     if (prc == 0) {
         FUZZ_CHECK((rc[0] == 0) == (t == TKV_MP_ARRAY), "read_array vs peek");
@@ -256,11 +255,11 @@ static void compare(tkv_mp *m, const msgpack_object *o)
         break;
     }
     case TKV_MP_EXT:
-        FUZZ_CHECK(o->type == MSGPACK_OBJECT_EXT && o->via.ext.type == t.ext_type &&
-                       o->via.ext.size == t.v.bytes.len &&
-                       (t.v.bytes.len == 0 ||
-                        memcmp(o->via.ext.ptr, t.v.bytes.ptr, t.v.bytes.len) == 0),
-                   "ext differs");
+        FUZZ_CHECK(
+            o->type == MSGPACK_OBJECT_EXT && o->via.ext.type == t.ext_type &&
+                o->via.ext.size == t.v.bytes.len &&
+                (t.v.bytes.len == 0 || memcmp(o->via.ext.ptr, t.v.bytes.ptr, t.v.bytes.len) == 0),
+            "ext differs");
         break;
     case TKV_MP_ARRAY:
         FUZZ_CHECK(o->type == MSGPACK_OBJECT_ARRAY && o->via.array.size == t.v.count,
@@ -403,13 +402,13 @@ static void check_shape(const run *x)
     FUZZ_CHECK(r->start <= r->end && r->end <= r->cap, "start %zu end %zu cap %zu", r->start,
                r->end, r->cap);
     FUZZ_CHECK(tkv_frame_reader_pending(r) == x->fed - x->pos,
-               "pending %zu, delivered %zu minus returned %zu", tkv_frame_reader_pending(r),
-               x->fed, x->pos);
+               "pending %zu, delivered %zu minus returned %zu", tkv_frame_reader_pending(r), x->fed,
+               x->pos);
     size_t lim = cap_limit(r->max_frame);
     if (x->drained_all)
         FUZZ_CHECK(r->cap <= lim + x->max_feed,
-                   "buffer of %zu bytes above max_frame + 4 + 64 KiB + largest feed = %zu",
-                   r->cap, lim + x->max_feed);
+                   "buffer of %zu bytes above max_frame + 4 + 64 KiB + largest feed = %zu", r->cap,
+                   lim + x->max_feed);
 }
 
 /* Takes up to budget frames out, checking each against the reference. */
@@ -421,13 +420,13 @@ static void drain(run *x, size_t budget)
         const uint8_t *f;
         size_t len;
         int got = tkv_frame_reader_next(&x->r, &f, &len);
-        FUZZ_CHECK(got == want, "next returned %d, the reference %d (at %zu of %zu delivered)",
-                   got, want, x->pos, x->fed);
+        FUZZ_CHECK(got == want, "next returned %d, the reference %d (at %zu of %zu delivered)", got,
+                   want, x->pos, x->fed);
         if (got == TKV_FRAME_AGAIN)
             return;
         if (got == TKV_FRAME_ETOOBIG) {
-            FUZZ_CHECK(x->dead || x->r.bad_len == fz_be32(x->s + x->pos),
-                       "bad_len %u, declared %u", x->r.bad_len, fz_be32(x->s + x->pos));
+            FUZZ_CHECK(x->dead || x->r.bad_len == fz_be32(x->s + x->pos), "bad_len %u, declared %u",
+                       x->r.bad_len, fz_be32(x->s + x->pos));
             x->dead = true;
             return;
         }
@@ -451,8 +450,8 @@ static void deliver_feed(run *x, size_t n)
     size_t need = tkv_frame_reader_pending(&x->r), lim = cap_limit(x->r.max_frame);
     size_t bound = cap0 > lim ? cap0 : lim;
     FUZZ_CHECK(x->r.cap <= (bound > need ? bound : need),
-               "feed grew the buffer from %zu to %zu to hold %zu bytes (cap %zu)", cap0,
-               x->r.cap, need, lim);
+               "feed grew the buffer from %zu to %zu to hold %zu bytes (cap %zu)", cap0, x->r.cap,
+               need, lim);
 }
 
 /* The socket path: ask for room for want bytes, write up to n of them. */
@@ -494,9 +493,7 @@ static void step(run *x, uint8_t s)
     case 0: deliver_feed(x, n); break;
     case 1: deliver_space(x, n, n); break;
     case 2: deliver_space(x, 4096, n); break; /* like a socket read of up to n bytes */
-    default:
-        deliver_feed(x, n);
-        break;
+    default: deliver_feed(x, n); break;
     }
     if (n > x->max_feed)
         x->max_feed = n;

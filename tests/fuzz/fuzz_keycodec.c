@@ -44,7 +44,7 @@ typedef struct rec {
     size_t elen;
     uint8_t *pfx; /* exactly plen bytes */
     size_t plen;
-    uint8_t *meta; /* the metadata record, plen bytes */
+    uint8_t *meta;  /* the metadata record, plen bytes */
     uint8_t *bound; /* past every record of the key, plen bytes */
     size_t group;   /* equal for equal keys (set by check_order()) */
 } rec;
@@ -108,8 +108,8 @@ static void check_one(rec *r)
         abort();
     r->elen = tkv_kc_encode(r->enc, r->key, r->klen, r->ts);
     size_t want = 1 + r->klen + zeros(r->key, r->klen) + 2 + 8;
-    FUZZ_CHECK(r->elen == want, "encoding of a %zu-byte key is %zu bytes, expected %zu",
-               r->klen, r->elen, want);
+    FUZZ_CHECK(r->elen == want, "encoding of a %zu-byte key is %zu bytes, expected %zu", r->klen,
+               r->elen, want);
     FUZZ_CHECK(r->elen <= max, "encoding is %zu bytes, tkv_kc_max says %zu", r->elen, max);
     FUZZ_CHECK(r->enc[0] == TKV_KC_VERSION, "encoding starts with 0x%02x", r->enc[0]);
 
@@ -226,8 +226,8 @@ static void check_order(rec *recs, size_t n)
                    "a %s (key of %zu bytes, ts %llu) compares %d to a %s (key of %zu bytes, ts "
                    "%llu), the model says %d (keys ascending; metadata, versions newest first, "
                    "scan bound)",
-                   kinds[x->kind], x->r->klen, (unsigned long long)x->r->ts, got,
-                   kinds[y->kind], y->r->klen, (unsigned long long)y->r->ts, want);
+                   kinds[x->kind], x->r->klen, (unsigned long long)x->r->ts, got, kinds[y->kind],
+                   y->r->klen, (unsigned long long)y->r->ts, want);
     }
 }
 
@@ -255,8 +255,7 @@ static void check_raw(const uint8_t *data, size_t size)
         uint8_t *enc = malloc(tkv_kc_max((size_t)k));
         size_t n = tkv_kc_encode(enc, key, (size_t)k, ts);
         FUZZ_CHECK(n == size && memcmp(enc, in, n) == 0,
-                   "decode accepted %zu bytes that are not the encoding of what it returned",
-                   size);
+                   "decode accepted %zu bytes that are not the encoding of what it returned", size);
         free(enc);
     }
     bool is_meta;

@@ -91,8 +91,7 @@ static void check_lists(const tkv_rep *rep, const uint8_t *p, size_t n)
         }
         break;
     }
-    default:
-        return;
+    default: return;
     }
     FUZZ_CHECK(got == want, "%s list of %u elements iterated %u times", tkv_cmd_name(rep->cmd),
                want, got);
@@ -108,8 +107,7 @@ static void check_reencode(const tkv_rep *rep)
     uint8_t *q = fz_dup(a.data + 4, a.len - 4);
     tkv_rep again;
     FUZZ_CHECK(tkv_rep_decode(rep->cmd, q, a.len - 4, &again) == 0,
-               "the re-encoded %s reply does not decode: %s", tkv_cmd_name(rep->cmd),
-               again.what);
+               "the re-encoded %s reply does not decode: %s", tkv_cmd_name(rep->cmd), again.what);
     FUZZ_CHECK(again.status == rep->status, "status %llu re-encoded as %llu",
                (unsigned long long)rep->status, (unsigned long long)again.status);
     FUZZ_CHECK(tkv_rep_encode(&b, &again) == 0 && b.len == a.len &&
@@ -135,8 +133,8 @@ static void check_frame(const uint8_t *frame, size_t len, tkv_cmd first)
         check_span(rep.errmsg, p, len, "error message");
         if (rep.status > TKV_ST_NOT_FOUND)
             continue;
-        FUZZ_CHECK(rep.status == TKV_ST_OK || cmd == TKV_CMD_GET,
-                   "NOT_FOUND accepted for %s", tkv_cmd_name(cmd));
+        FUZZ_CHECK(rep.status == TKV_ST_OK || cmd == TKV_CMD_GET, "NOT_FOUND accepted for %s",
+                   tkv_cmd_name(cmd));
         check_span(rep.text.s, p, len, "PING text");
         if (cmd == TKV_CMD_GET)
             check_answer(&rep.answer, p, len);

@@ -87,9 +87,9 @@
 #include "request_model.h"
 
 #define MAX_OPS 256
-#define AUTO_COMMIT 16        /* requests between forced commits */
-#define RECYCLE_INPUTS 50000  /* inputs between fresh data directories */
-#define REOPEN_INPUTS 32      /* inputs at most between fresh engines */
+#define AUTO_COMMIT 16       /* requests between forced commits */
+#define RECYCLE_INPUTS 50000 /* inputs between fresh data directories */
+#define REOPEN_INPUTS 32     /* inputs at most between fresh engines */
 #define DEFAULT_BUDGET (64 * 1024)
 
 fuzz_state F;
@@ -97,12 +97,12 @@ fuzz_state F;
 /* ---- fault injection ---------------------------------------------------- */
 
 static pthread_t g_main;
-static char *g_dir;           /* the data directory */
-static int g_skip_syncs;      /* syncs of the fuzzing thread to let through first */
-static unsigned g_log_sync_faults; /* failed syncs of a LevelDB log: its data was written */
-static int g_fail_syncs;      /* then how many to fail */
-static int g_fail_writes;     /* writes to a LevelDB log left to fail */
-static int64_t g_mono_skew_s; /* added to CLOCK_MONOTONIC */
+static char *g_dir;                 /* the data directory */
+static int g_skip_syncs;            /* syncs of the fuzzing thread to let through first */
+static unsigned g_log_sync_faults;  /* failed syncs of a LevelDB log: its data was written */
+static int g_fail_syncs;            /* then how many to fail */
+static int g_fail_writes;           /* writes to a LevelDB log left to fail */
+static int64_t g_mono_skew_s;       /* added to CLOCK_MONOTONIC */
 static struct timespec g_mono_base; /* CLOCK_MONOTONIC stands still here
                                        during an input, so the engine's
                                        recovery interval passes only on
@@ -178,16 +178,16 @@ static tkv_auth g_auth;
 static tkv_buf g_out;
 static unsigned long g_inputs;
 static bool g_no_faults, g_trace;
-static uint64_t g_reopens; /* the engine's reopens as last seen */
-static bool g_fresh;       /* TKV_FUZZ_FRESH=1: a fresh engine for every input */
-static size_t g_budget;    /* the open engine's memory budget */
+static uint64_t g_reopens;    /* the engine's reopens as last seen */
+static bool g_fresh;          /* TKV_FUZZ_FRESH=1: a fresh engine for every input */
+static size_t g_budget;       /* the open engine's memory budget */
 static tkv_sync_mode g_fsync; /* and its fsync mode */
-static bool g_midpass;     /* a sweep pass is under way */
+static bool g_midpass;        /* a sweep pass is under way */
 
-#define TRACE(...)                                                                       \
-    do {                                                                                 \
-        if (g_trace)                                                                     \
-            fprintf(stderr, "trace: " __VA_ARGS__);                                      \
+#define TRACE(...)                                  \
+    do {                                            \
+        if (g_trace)                                \
+            fprintf(stderr, "trace: " __VA_ARGS__); \
     } while (0)
 
 static uint64_t fake_clock(void *ctx)
@@ -213,7 +213,7 @@ static void engine_open(size_t budget, tkv_sync_mode fsync)
         .fill_versions = 2,
         .resident_versions = 3,
         .max_memory = budget,
-        .fsync = fsync, /* ALWAYS by default: a sync per commit, where FAULT strikes */
+        .fsync = fsync,         /* ALWAYS by default: a sync per commit, where FAULT strikes */
         .writer_thread = false, /* batches are written within commit_start() */
         .clock = fake_clock,
     };
@@ -303,8 +303,8 @@ static void setup_once(void)
 }
 
 static unsigned g_since_commit;
-static bool g_in_flight;        /* a batch was handed over and not collected */
-static unsigned g_flight_faults; /* F.faults before it was written */
+static bool g_in_flight;            /* a batch was handed over and not collected */
+static unsigned g_flight_faults;    /* F.faults before it was written */
 static unsigned g_flight_log_syncs; /* g_log_sync_faults before it was written */
 
 /* If the engine reopened LevelDB since we last looked (recovering from a
@@ -420,13 +420,18 @@ static void reopen(size_t budget, tkv_sync_mode fsync, const char *why)
 static bool known_status(uint64_t st)
 {
     switch (st) {
-    case TKV_ST_OK: case TKV_ST_NOT_FOUND: case TKV_ST_BAD_REQUEST:
-    case TKV_ST_UNKNOWN_COMMAND: case TKV_ST_TOO_LARGE: case TKV_ST_OUT_OF_RANGE:
-    case TKV_ST_STORAGE: case TKV_ST_BUSY: case TKV_ST_AUTH_REQUIRED:
-    case TKV_ST_AUTH_FAILED: case TKV_ST_INTERNAL:
-        return true;
-    default:
-        return false;
+    case TKV_ST_OK:
+    case TKV_ST_NOT_FOUND:
+    case TKV_ST_BAD_REQUEST:
+    case TKV_ST_UNKNOWN_COMMAND:
+    case TKV_ST_TOO_LARGE:
+    case TKV_ST_OUT_OF_RANGE:
+    case TKV_ST_STORAGE:
+    case TKV_ST_BUSY:
+    case TKV_ST_AUTH_REQUIRED:
+    case TKV_ST_AUTH_FAILED:
+    case TKV_ST_INTERNAL: return true;
+    default: return false;
     }
 }
 
@@ -464,8 +469,8 @@ static void check_shape(const reply *r, tkv_cmd cmd, const uint8_t *p)
 {
     const tkv_reply_desc *d = &tkv_reply_descs[cmd];
     const tkv_rshape *s = r->st == TKV_ST_OK ? &d->ok : &d->miss;
-    FUZZ_CHECK(r->rep.nfields == s->n, "%s reply has %u fields, the table %u",
-               tkv_cmd_name(cmd), r->rep.nfields, s->n);
+    FUZZ_CHECK(r->rep.nfields == s->n, "%s reply has %u fields, the table %u", tkv_cmd_name(cmd),
+               r->rep.nfields, s->n);
     tkv_buf b = {0};
     FUZZ_CHECK(tkv_rep_encode(&b, &r->rep) == 0, "re-encoding a %s reply failed",
                tkv_cmd_name(cmd));
@@ -500,8 +505,8 @@ static bool read_depends(const tkv_req *req)
     const mkey *k = model_find(req->key.ptr, req->key.len, false);
     if (!k || !k->dirty)
         return false;
-    return req->cmd == TKV_CMD_GET || (req->from <= req->to &&
-                                       (req->cmd == TKV_CMD_COUNT || req->limit > 0));
+    return req->cmd == TKV_CMD_GET ||
+           (req->from <= req->to && (req->cmd == TKV_CMD_COUNT || req->limit > 0));
 }
 
 /* Runs one request frame and checks everything about its reply. intent is
@@ -516,8 +521,8 @@ static void run_frame(const uint8_t *frame, size_t len, const gen *intent)
         FUZZ_CHECK(pst == intent->st, "%s request built to get status %d parses to %d (%s)",
                    tkv_cmd_name(intent->req.cmd), intent->st, pst, err);
         FUZZ_CHECK(pst != TKV_ST_OK || (req_eq(&req, &intent->req) &&
-                                         ((req.cmd != TKV_CMD_MPUT && req.cmd != TKV_CMD_MGET) ||
-                                          gen_items_eq(&req, intent))),
+                                        ((req.cmd != TKV_CMD_MPUT && req.cmd != TKV_CMD_MGET) ||
+                                         gen_items_eq(&req, intent))),
                    "%s request parses to different fields", tkv_cmd_name(req.cmd));
     }
     if (pst == TKV_ST_OK) {
@@ -549,8 +554,7 @@ static void run_frame(const uint8_t *frame, size_t len, const gen *intent)
                    tkv_cmd_name(req.cmd), ull(r.st));
     } else if (r.st == TKV_ST_STORAGE) {
         /* Legitimate only while the store is down after a fault. */
-        FUZZ_CHECK(failing && F.faults, "%s: STORAGE error without a fault",
-                   tkv_cmd_name(req.cmd));
+        FUZZ_CHECK(failing && F.faults, "%s: STORAGE error without a fault", tkv_cmd_name(req.cmd));
     } else {
         FUZZ_CHECK(F.d.calls[req.cmd] == calls0 + 1, "calls[%s] not counted",
                    tkv_cmd_name(req.cmd));
@@ -592,7 +596,7 @@ static bool probe_key(const mkey *k, tkv_buf *vers, tkv_eng_policy_info *pi)
 }
 
 typedef struct probe {
-    tkv_buf *vers;       /* per key */
+    tkv_buf *vers;           /* per key */
     tkv_eng_policy_info *pi; /* per key */
     size_t n;
 } probe;
@@ -685,8 +689,8 @@ static void check_swept(const probe *before, const char *when)
             TRACE("the sweep moved key %zu's horizon to %llu\n", i, ull(a->horizon));
         }
         const tkv_buf *bv = &before->vers[i], *av = &after.vers[i];
-        bool same = av->len == bv->len - from &&
-                    (!av->len || !memcmp(av->data, bv->data + from, av->len));
+        bool same =
+            av->len == bv->len - from && (!av->len || !memcmp(av->data, bv->data + from, av->len));
         if (!same) {
             trace_versions("before the sweep", i, bv);
             trace_versions("after the sweep", i, av);
@@ -922,8 +926,8 @@ static void run_op(fz *f, wbuf *w, unsigned op)
         break;
     case 23: run_sweep(fz_u8(f)); break;
     case 24: {
-        static const tkv_sync_mode modes[4] = {TKV_SYNC_ALWAYS, TKV_SYNC_EVERYSEC,
-                                               TKV_SYNC_NEVER, TKV_SYNC_ALWAYS};
+        static const tkv_sync_mode modes[4] = {TKV_SYNC_ALWAYS, TKV_SYNC_EVERYSEC, TKV_SYNC_NEVER,
+                                               TKV_SYNC_ALWAYS};
         b = fz_u8(f);
         reopen(budgets[b & 3], modes[(b >> 2) & 3], "REOPEN");
         break;
@@ -965,8 +969,8 @@ static void run_op(fz *f, wbuf *w, unsigned op)
             unsigned faults = F.faults;
             int rc = tkv_engine_sync(F.eng);
             TRACE("SYNC -> %d\n", rc);
-            FUZZ_CHECK(rc == 0 || failing || F.faults != faults,
-                       "sync failed without a fault: %s", tkv_engine_errmsg(F.eng));
+            FUZZ_CHECK(rc == 0 || failing || F.faults != faults, "sync failed without a fault: %s",
+                       tkv_engine_errmsg(F.eng));
         }
         break;
     }

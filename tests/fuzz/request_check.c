@@ -60,8 +60,7 @@ bool req_eq(const tkv_req *a, const tkv_req *b)
     bool key = span_eq(a->key, b->key);
     bool ts = a->has_ts == b->has_ts && (!a->has_ts || a->ts == b->ts);
     switch (a->cmd) {
-    case TKV_CMD_PING:
-        return a->has_msg == b->has_msg && (!a->has_msg || span_eq(a->msg, b->msg));
+    case TKV_CMD_PING: return a->has_msg == b->has_msg && (!a->has_msg || span_eq(a->msg, b->msg));
     case TKV_CMD_AUTH: return span_eq(a->msg, b->msg);
     case TKV_CMD_PUT: return key && span_eq(a->value, b->value) && ts && a->ttl == b->ttl;
     case TKV_CMD_GET:
@@ -77,9 +76,10 @@ bool req_eq(const tkv_req *a, const tkv_req *b)
                a->dry_run == b->dry_run;
     case TKV_CMD_POLICY: return key;
     case TKV_CMD_SCAN:
-        return a->has_prefix == b->has_prefix && (!a->has_prefix || span_eq(a->prefix, b->prefix)) &&
-               a->has_cursor == b->has_cursor && (!a->has_cursor || span_eq(a->cursor, b->cursor)) &&
-               a->limit == b->limit;
+        return a->has_prefix == b->has_prefix &&
+               (!a->has_prefix || span_eq(a->prefix, b->prefix)) &&
+               a->has_cursor == b->has_cursor &&
+               (!a->has_cursor || span_eq(a->cursor, b->cursor)) && a->limit == b->limit;
     case TKV_CMD_MPUT: return items_eq(a, b);
     case TKV_CMD_MGET: return ts && items_eq(a, b);
     default: return true;
@@ -101,8 +101,8 @@ bool gen_items_eq(const tkv_req *r, const gen *g)
             continue;
         }
         if (tkv_mput_item_next(&m, &x) < 0 || !span_eq(x.key, y->key) ||
-            !span_eq(x.value, y->value) || x.has_ts != y->has_ts ||
-            (x.has_ts && x.ts != y->ts) || x.ttl != y->ttl)
+            !span_eq(x.value, y->value) || x.has_ts != y->has_ts || (x.has_ts && x.ts != y->ts) ||
+            x.ttl != y->ttl)
             return false;
     }
     return true;
@@ -132,16 +132,15 @@ static int encode(tkv_buf *b, const tkv_req *req)
 void check_roundtrip(const tkv_req *req, const tkv_limits *lim)
 {
     tkv_buf b = {0};
-    FUZZ_CHECK(encode(&b, req) == 0, "encoding a parsed %s request failed",
-               tkv_cmd_name(req->cmd));
+    FUZZ_CHECK(encode(&b, req) == 0, "encoding a parsed %s request failed", tkv_cmd_name(req->cmd));
     FUZZ_CHECK(b.len >= 4 && fz_be32(b.data) == b.len - 4, "encoded request is not one frame");
     uint8_t *q = fz_dup(b.data + 4, b.len - 4);
     tkv_req again;
     char err[160];
     tkv_status st = tkv_req_parse(q, b.len - 4, lim, &again, err, sizeof err);
     FUZZ_CHECK(st == TKV_ST_OK && req_eq(req, &again),
-               "%s request does not survive encode + parse (status %d: %s)",
-               tkv_cmd_name(req->cmd), st, err);
+               "%s request does not survive encode + parse (status %d: %s)", tkv_cmd_name(req->cmd),
+               st, err);
     free(q);
     tkv_buf_deinit(&b);
 }
@@ -179,8 +178,8 @@ static size_t entry_size(const mver *v)
 
 /* What GET (or one MGET element) must answer. */
 typedef struct manswer {
-    const mver *v;     /* found: the version */
-    tkv_miss miss;     /* otherwise */
+    const mver *v; /* found: the version */
+    tkv_miss miss; /* otherwise */
     bool has_next;
     uint64_t next;
     bool has_at;
@@ -290,8 +289,8 @@ static void expect_answer(const tkv_rep_answer *got, const manswer *a, const cha
     uint64_t st = got->status, next = got->next.v;
     bool hn = got->next.has;
     if (a->v) {
-        FUZZ_CHECK(st == TKV_ST_OK, "%s: status %llu, the model has the version at %llu%s",
-                   what, ull(st), ull(a->v->ts), AFTER_FAULT);
+        FUZZ_CHECK(st == TKV_ST_OK, "%s: status %llu, the model has the version at %llu%s", what,
+                   ull(st), ull(a->v->ts), AFTER_FAULT);
         tkv_span v = got->value;
         uint64_t ts = got->ts, x = got->expires.v;
         bool hx = got->expires.has;
@@ -316,8 +315,8 @@ static void expect_answer(const tkv_rep_answer *got, const manswer *a, const cha
                    a->miss, AFTER_FAULT);
         FUZZ_CHECK(ha == a->has_at && at == a->at, "%s: at %s%llu, the model %s%llu", what,
                    ha ? "" : "nil/", ull(at), a->has_at ? "" : "nil/", ull(a->at));
-        FUZZ_CHECK(hn == a->has_next && next == a->next, "%s: next %s%llu, the model %s%llu",
-                   what, hn ? "" : "nil/", ull(next), a->has_next ? "" : "nil/", ull(a->next));
+        FUZZ_CHECK(hn == a->has_next && next == a->next, "%s: next %s%llu, the model %s%llu", what,
+                   hn ? "" : "nil/", ull(next), a->has_next ? "" : "nil/", ull(a->next));
     }
 }
 
@@ -328,8 +327,8 @@ static mkey *find(tkv_span key, bool create) { return model_find(key.ptr, key.le
 static void expect_get(const tkv_req *r, reply *rp)
 {
     mkey *k = find(r->key, false);
-    manswer a = r->has_version ? model_nth(k, r->version)
-                               : model_get(k, r->has_ts ? r->ts : TKV_TS_MAX);
+    manswer a =
+        r->has_version ? model_nth(k, r->version) : model_get(k, r->has_ts ? r->ts : TKV_TS_MAX);
     expect_answer(&rp->rep.answer, &a, "GET");
 }
 
@@ -356,14 +355,14 @@ static void expect_range(const tkv_req *r, reply *rp)
     FUZZ_CHECK(got == fit,
                "RANGE [%llu, %llu] limit %llu%s: %u versions, the model %zu (%zu before the "
                "size limit %zu)%s",
-               ull(r->from), ull(r->to), ull(r->limit), r->reverse ? " reverse" : "", got, fit,
-               n, F.d.max_reply, AFTER_FAULT);
+               ull(r->from), ull(r->to), ull(r->limit), r->reverse ? " reverse" : "", got, fit, n,
+               F.d.max_reply, AFTER_FAULT);
     tkv_rep_entry e;
     for (uint32_t j = 0; tkv_rep_next_entry(&l, &e); j++) {
         const mver *w = want[j];
         uint64_t ts = e.ts, x = e.expires;
-        FUZZ_CHECK(ts == w->ts, "RANGE entry %u: ts %llu, the model %llu%s", j, ull(ts),
-                   ull(w->ts), AFTER_FAULT);
+        FUZZ_CHECK(ts == w->ts, "RANGE entry %u: ts %llu, the model %llu%s", j, ull(ts), ull(w->ts),
+                   AFTER_FAULT);
         if (w->val) {
             FUZZ_CHECK(e.value.ptr && span_eq(e.value, (tkv_span){w->val, w->len}),
                        "RANGE entry %u (ts %llu): wrong value", j, ull(ts));
@@ -374,10 +373,10 @@ static void expect_range(const tkv_req *r, reply *rp)
                    ull(w->expires));
     }
     bool truncated = rp->rep.truncated;
-    FUZZ_CHECK(truncated == (fit < n), "RANGE: truncated is %d with %zu of %zu versions",
-               truncated, fit, n);
-    FUZZ_CHECK(rp->plen <= F.d.max_reply, "RANGE reply of %zu bytes above max_reply %zu",
-               rp->plen, F.d.max_reply);
+    FUZZ_CHECK(truncated == (fit < n), "RANGE: truncated is %d with %zu of %zu versions", truncated,
+               fit, n);
+    FUZZ_CHECK(rp->plen <= F.d.max_reply, "RANGE reply of %zu bytes above max_reply %zu", rp->plen,
+               F.d.max_reply);
     free(want);
 }
 
@@ -461,8 +460,8 @@ static void expect_del(const tkv_req *r, reply *rp)
     if (r->tombstone) {
         uint64_t ts = 0;
         tkv_status st = model_write(k, r->has_ts, r->ts, &ts);
-        FUZZ_CHECK(rp->st == st, "DEL at %llu (tombstone): status %llu, the model %d",
-                   ull(r->ts), ull(rp->st), st);
+        FUZZ_CHECK(rp->st == st, "DEL at %llu (tombstone): status %llu, the model %d", ull(r->ts),
+                   ull(rp->st), st);
         if (st != TKV_ST_OK)
             return;
         uint64_t got = rp->rep.u;
@@ -488,8 +487,7 @@ static int after_top(const tkv_put_item *items, uint32_t i)
     if (items[i].has_ts)
         return 0;
     for (uint32_t j = 0; j < i; j++)
-        if (items[j].has_ts && items[j].ts == TKV_TS_MAX &&
-            items[j].key.len == items[i].key.len &&
+        if (items[j].has_ts && items[j].ts == TKV_TS_MAX && items[j].key.len == items[i].key.len &&
             memcmp(items[j].key.ptr, items[i].key.ptr, items[i].key.len) == 0)
             return 1;
     return 0;
@@ -507,11 +505,10 @@ static void expect_mput(const tkv_req *r, reply *rp)
     tkv_put_item items[MAX_ITEMS];
     for (uint32_t i = 0; i < r->nitems; i++) {
         tkv_mput_item_next(&m, &items[i]);
-        tkv_status st = model_write(find(items[i].key, true), items[i].has_ts, items[i].ts,
-                                    &ts[i]);
+        tkv_status st = model_write(find(items[i].key, true), items[i].has_ts, items[i].ts, &ts[i]);
         if (st != TKV_ST_OK) {
-            FUZZ_CHECK(rp->st == st, "MPUT item %u refused by the model (%d): status %llu", i,
-                       st, ull(rp->st));
+            FUZZ_CHECK(rp->st == st, "MPUT item %u refused by the model (%d): status %llu", i, st,
+                       ull(rp->st));
             FUZZ_CHECK(!rp->dirty, "a refused MPUT reported dirty");
             return;
         }
@@ -529,8 +526,10 @@ static void expect_mput(const tkv_req *r, reply *rp)
         mkey *k = find(it.key, true);
         tkv_status st = model_write(k, it.has_ts, it.ts, &ts[i]);
         if (st != TKV_ST_OK) {
-            FUZZ_CHECK(rp->st == st, "MPUT item %u failing while staged: status %llu, the "
-                       "model %d", i, ull(rp->st), st);
+            FUZZ_CHECK(rp->st == st,
+                       "MPUT item %u failing while staged: status %llu, the "
+                       "model %d",
+                       i, ull(rp->st), st);
             FUZZ_CHECK(!rp->dirty, "a failed MPUT reported dirty");
             /* Items before it are staged; the batch is poisoned. */
             F.poisoned |= i > 0;
@@ -591,8 +590,8 @@ static void expect_mget(const tkv_req *r, reply *rp)
     bool truncated = rp->rep.truncated;
     FUZZ_CHECK(truncated == (fit < r->nitems), "MGET: truncated is %d with %u of %u answers",
                truncated, fit, r->nitems);
-    FUZZ_CHECK(rp->plen <= F.d.max_reply, "MGET reply of %zu bytes above max_reply %zu",
-               rp->plen, F.d.max_reply);
+    FUZZ_CHECK(rp->plen <= F.d.max_reply, "MGET reply of %zu bytes above max_reply %zu", rp->plen,
+               F.d.max_reply);
     FUZZ_CHECK(!any_dirty || rp->dirty, "MGET of a key with uncommitted writes not dirty");
 }
 
@@ -639,8 +638,8 @@ static void expect_retain(const tkv_req *r, reply *rp)
     FUZZ_CHECK(got_rem == removable && has_hor == (hor != 0) && got_hor == hor,
                "RETAIN %u versions / %llu us at clock %llu: removable %llu, horizon %llu; the "
                "model %llu, %llu%s",
-               p.versions, ull(p.age_us), ull(F.clock), ull(got_rem), ull(got_hor),
-               ull(removable), ull(hor), AFTER_FAULT);
+               p.versions, ull(p.age_us), ull(F.clock), ull(got_rem), ull(got_hor), ull(removable),
+               ull(hor), AFTER_FAULT);
     FUZZ_CHECK(complete, "RETAIN: not complete (the dry-run bound is far away)");
     if (r->dry_run)
         return;
@@ -694,11 +693,10 @@ static void expect_scan(const tkv_req *r, reply *rp)
         listed_keys[i] = key;
         FUZZ_CHECK(i == 0 || key_cmp(last.ptr, last.len, key.ptr, key.len) < 0,
                    "SCAN keys out of order at %u", i);
-        FUZZ_CHECK(!r->has_prefix || (key.len >= r->prefix.len &&
-                                      !memcmp(key.ptr, r->prefix.ptr, r->prefix.len)),
+        FUZZ_CHECK(!r->has_prefix ||
+                       (key.len >= r->prefix.len && !memcmp(key.ptr, r->prefix.ptr, r->prefix.len)),
                    "SCAN key %u outside the prefix", i);
-        FUZZ_CHECK(!r->has_cursor ||
-                       key_cmp(key.ptr, key.len, r->cursor.ptr, r->cursor.len) > 0,
+        FUZZ_CHECK(!r->has_cursor || key_cmp(key.ptr, key.len, r->cursor.ptr, r->cursor.len) > 0,
                    "SCAN key %u not after the cursor", i);
         const mkey *k = find(key, false);
         FUZZ_CHECK(k && k->cur.n > 0, "SCAN lists key %u (%u bytes) that has no versions%s", i,
@@ -716,8 +714,9 @@ static void expect_scan(const tkv_req *r, reply *rp)
         const mkey *k = model_key(i);
         const mver **vis;
         bool must = visible(k, &vis) > 0 || (k->cur.n > 0 && !k->cur.unsure);
-        if (!must || (r->has_prefix && (k->klen < r->prefix.len ||
-                                        memcmp(k->key, r->prefix.ptr, r->prefix.len))) ||
+        if (!must ||
+            (r->has_prefix &&
+             (k->klen < r->prefix.len || memcmp(k->key, r->prefix.ptr, r->prefix.len))) ||
             (r->has_cursor && key_cmp(k->key, k->klen, r->cursor.ptr, r->cursor.len) <= 0) ||
             (has_cursor && key_cmp(k->key, k->klen, last.ptr, last.len) > 0))
             continue;
@@ -728,25 +727,22 @@ static void expect_scan(const tkv_req *r, reply *rp)
         FUZZ_CHECK(listed, "SCAN skipped a key (%u bytes, %zu versions)%s%s", k->klen, k->cur.n,
                    has_cursor ? " before its cursor" : " and gave no cursor", AFTER_FAULT);
     }
-    FUZZ_CHECK(rp->plen <= F.d.max_reply, "SCAN reply of %zu bytes above max_reply %zu",
-               rp->plen, F.d.max_reply);
-    FUZZ_CHECK(!dirty || rp->dirty,
-               "SCAN depending on uncommitted writes not reported dirty");
+    FUZZ_CHECK(rp->plen <= F.d.max_reply, "SCAN reply of %zu bytes above max_reply %zu", rp->plen,
+               F.d.max_reply);
+    FUZZ_CHECK(!dirty || rp->dirty, "SCAN depending on uncommitted writes not reported dirty");
     free(listed_keys);
 }
 
 static void expect_auth(const tkv_req *r, reply *rp, uint64_t fails0)
 {
     if (!F.d.auth) {
-        FUZZ_CHECK(rp->st == TKV_ST_BAD_REQUEST, "AUTH without a secret: status %llu",
-                   ull(rp->st));
+        FUZZ_CHECK(rp->st == TKV_ST_BAD_REQUEST, "AUTH without a secret: status %llu", ull(rp->st));
         return;
     }
-    bool right = r->msg.len == sizeof GEN_SECRET - 1 &&
-                 memcmp(r->msg.ptr, GEN_SECRET, r->msg.len) == 0;
+    bool right =
+        r->msg.len == sizeof GEN_SECRET - 1 && memcmp(r->msg.ptr, GEN_SECRET, r->msg.len) == 0;
     if (right) {
-        FUZZ_CHECK(rp->st == TKV_ST_OK, "AUTH with the secret: status %llu",
-                   ull(rp->st));
+        FUZZ_CHECK(rp->st == TKV_ST_OK, "AUTH with the secret: status %llu", ull(rp->st));
         FUZZ_CHECK(!F.use_sess || F.sess.authed, "AUTH succeeded, session not authenticated");
     } else {
         FUZZ_CHECK(rp->st == TKV_ST_AUTH_FAILED, "AUTH with a wrong secret: status %llu",

@@ -23,21 +23,21 @@ typedef struct fuzz_state {
     tkv_engine *eng;
     tkv_dispatch d;
     tkv_session sess;
-    bool use_sess;     /* serve the input as one session (else trusted) */
-    uint64_t clock;    /* the engine's clock, never going back */
-    unsigned faults;   /* storage faults that struck during this input */
-    bool poisoned;     /* an MPUT failed half-way: the next commit must fail */
-    bool swept;        /* the sweep ran during this input */
+    bool use_sess;   /* serve the input as one session (else trusted) */
+    uint64_t clock;  /* the engine's clock, never going back */
+    unsigned faults; /* storage faults that struck during this input */
+    bool poisoned;   /* an MPUT failed half-way: the next commit must fail */
+    bool swept;      /* the sweep ran during this input */
 } fuzz_state;
 
 extern fuzz_state F;
 
 /* One reply, decoded by protocol/reply.c. */
 typedef struct reply {
-    tkv_rep rep;       /* its fields, spans into the payload */
+    tkv_rep rep; /* its fields, spans into the payload */
     uint64_t st;
-    size_t plen;       /* payload bytes */
-    bool dirty;        /* as the dispatcher reported it */
+    size_t plen; /* payload bytes */
+    bool dirty;  /* as the dispatcher reported it */
 } reply;
 
 /* Two parsed requests mean the same thing (MPUT/MGET items included). */

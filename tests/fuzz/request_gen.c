@@ -188,8 +188,8 @@ static size_t gen_key(fz *f, int slot, const uint8_t **key)
 }
 
 static const uint64_t special_ts[16] = {
-    0, 1, UINT64_MAX, UINT64_MAX - 1, UINT64_C(1) << 63, (UINT64_C(1) << 63) - 1, 127, 128,
-    255, 256, 65535, 65536, UINT32_MAX, UINT64_C(1) << 32, 1000, 999,
+    0,   1,   UINT64_MAX, UINT64_MAX - 1, UINT64_C(1) << 63, (UINT64_C(1) << 63) - 1, 127,  128,
+    255, 256, 65535,      65536,          UINT32_MAX,        UINT64_C(1) << 32,       1000, 999,
 };
 
 /* Small timestamps collide (replacing versions); special ones probe the
@@ -212,7 +212,7 @@ static size_t gen_value(fz *f, int slot, const uint8_t **val)
 {
     uint8_t v = fz_u8(f);
     static const uint32_t small[4] = {0, 255, 256, 32};
-    uint32_t n = !(v & 0x80)     ? v & 7
+    uint32_t n = !(v & 0x80)    ? v & 7
                  : (v & 4) == 0 ? small[v & 3]
                  : (v & 1)      ? lim.max_value + 1
                                 : lim.max_value;
@@ -231,21 +231,15 @@ static size_t gen_secret(fz *f, uint8_t opt, const uint8_t **p)
 {
     *p = secretbuf;
     switch (opt & 3) {
-    case 0:
-        memcpy(secretbuf, GEN_SECRET, sizeof GEN_SECRET - 1);
-        return sizeof GEN_SECRET - 1;
+    case 0: memcpy(secretbuf, GEN_SECRET, sizeof GEN_SECRET - 1); return sizeof GEN_SECRET - 1;
     case 1: {
         const uint8_t *q;
         size_t n = fz_bytes(f, fz_u8(f) & 15, &q);
         memcpy(secretbuf, q, n);
         return n;
     }
-    case 2:
-        memcpy(secretbuf, "S3CR3", 5);
-        return 5;
-    default:
-        memset(secretbuf, 's', TKV_AUTH_MAX_SECRET + 1);
-        return TKV_AUTH_MAX_SECRET + 1;
+    case 2: memcpy(secretbuf, "S3CR3", 5); return 5;
+    default: memset(secretbuf, 's', TKV_AUTH_MAX_SECRET + 1); return TKV_AUTH_MAX_SECRET + 1;
     }
 }
 
@@ -286,15 +280,15 @@ static const int64_t ordinals[8] = {1, 2, 3, -1, -2, -3, INT64_MIN, INT64_MAX};
 
 #define NCMD TKV_CMD__COUNT
 static const uint8_t min_args[NCMD] = {
-    [TKV_CMD_PING] = 0,  [TKV_CMD_PUT] = 2,  [TKV_CMD_GET] = 1,    [TKV_CMD_RANGE] = 1,
-    [TKV_CMD_DEL] = 1,   [TKV_CMD_STATS] = 0, [TKV_CMD_AUTH] = 1,  [TKV_CMD_COUNT] = 1,
-    [TKV_CMD_MPUT] = 1,  [TKV_CMD_MGET] = 2, [TKV_CMD_SCAN] = 0,   [TKV_CMD_RETAIN] = 1,
+    [TKV_CMD_PING] = 0,   [TKV_CMD_PUT] = 2,   [TKV_CMD_GET] = 1,  [TKV_CMD_RANGE] = 1,
+    [TKV_CMD_DEL] = 1,    [TKV_CMD_STATS] = 0, [TKV_CMD_AUTH] = 1, [TKV_CMD_COUNT] = 1,
+    [TKV_CMD_MPUT] = 1,   [TKV_CMD_MGET] = 2,  [TKV_CMD_SCAN] = 0, [TKV_CMD_RETAIN] = 1,
     [TKV_CMD_POLICY] = 1,
 };
 static const uint8_t max_args[NCMD] = {
-    [TKV_CMD_PING] = 1,  [TKV_CMD_PUT] = 4,  [TKV_CMD_GET] = 3,    [TKV_CMD_RANGE] = 5,
-    [TKV_CMD_DEL] = 2,   [TKV_CMD_STATS] = 0, [TKV_CMD_AUTH] = 1,  [TKV_CMD_COUNT] = 3,
-    [TKV_CMD_MPUT] = 1,  [TKV_CMD_MGET] = 2, [TKV_CMD_SCAN] = 3,   [TKV_CMD_RETAIN] = 4,
+    [TKV_CMD_PING] = 1,   [TKV_CMD_PUT] = 4,   [TKV_CMD_GET] = 3,  [TKV_CMD_RANGE] = 5,
+    [TKV_CMD_DEL] = 2,    [TKV_CMD_STATS] = 0, [TKV_CMD_AUTH] = 1, [TKV_CMD_COUNT] = 3,
+    [TKV_CMD_MPUT] = 1,   [TKV_CMD_MGET] = 2,  [TKV_CMD_SCAN] = 3, [TKV_CMD_RETAIN] = 4,
     [TKV_CMD_POLICY] = 1,
 };
 
@@ -545,8 +539,7 @@ static void gen_valid(fz *f, gen *g, tkv_cmd cmd, bool pad_nils)
         if (n > TKV_AUTH_MAX_SECRET)
             set_st(g, TKV_ST_TOO_LARGE);
         break;
-    default:
-        break;
+    default: break;
     }
     if (!pad_nils)
         drop_trailing_nils(g, min_args[cmd]);
@@ -610,8 +603,7 @@ static void inject_late(fz *f, gen *g, tkv_cmd cmd)
         items[0] = a_bytes(empty, 0);
         g->st = g->nitems > GEN_MAX_BATCH ? TKV_ST_TOO_LARGE : TKV_ST_BAD_REQUEST;
         break;
-    default:
-        break;
+    default: break;
     }
 }
 
@@ -631,8 +623,11 @@ static void inject(fz *f, gen *g, tkv_cmd cmd)
         g->st = TKV_ST_BAD_REQUEST;
         break;
     case 2: { /* a negative number where the first integer goes */
-        int at = cmd == TKV_CMD_PUT ? 2 : cmd == TKV_CMD_MGET ? 0 : cmd == TKV_CMD_SCAN ? 2
-                 : takes_key(cmd) && cmd != TKV_CMD_POLICY ? 1 : -1;
+        int at = cmd == TKV_CMD_PUT                        ? 2
+                 : cmd == TKV_CMD_MGET                     ? 0
+                 : cmd == TKV_CMD_SCAN                     ? 2
+                 : takes_key(cmd) && cmd != TKV_CMD_POLICY ? 1
+                                                           : -1;
         if (at < 0)
             break;
         pad(g, (uint32_t)at + 1);
@@ -695,10 +690,10 @@ static void emit(const gen *g, wbuf *w)
 }
 
 const tkv_cmd gen_cmds[GEN_NCMDS] = {
-    TKV_CMD_PUT,   TKV_CMD_PUT,    TKV_CMD_PUT,   TKV_CMD_PUT,  TKV_CMD_GET,
-    TKV_CMD_GET,   TKV_CMD_GET,    TKV_CMD_RANGE, TKV_CMD_RANGE, TKV_CMD_DEL,
-    TKV_CMD_DEL,   TKV_CMD_COUNT,  TKV_CMD_MPUT,  TKV_CMD_MGET, TKV_CMD_SCAN,
-    TKV_CMD_RETAIN, TKV_CMD_POLICY, TKV_CMD_PING, TKV_CMD_STATS, TKV_CMD_AUTH,
+    TKV_CMD_PUT,    TKV_CMD_PUT,    TKV_CMD_PUT,   TKV_CMD_PUT,   TKV_CMD_GET,
+    TKV_CMD_GET,    TKV_CMD_GET,    TKV_CMD_RANGE, TKV_CMD_RANGE, TKV_CMD_DEL,
+    TKV_CMD_DEL,    TKV_CMD_COUNT,  TKV_CMD_MPUT,  TKV_CMD_MGET,  TKV_CMD_SCAN,
+    TKV_CMD_RETAIN, TKV_CMD_POLICY, TKV_CMD_PING,  TKV_CMD_STATS, TKV_CMD_AUTH,
 };
 
 void gen_request(fz *f, gen *g, wbuf *w, tkv_cmd cmd)

@@ -94,8 +94,10 @@ void model_put(mkey *k, uint64_t ts, const uint8_t *val, uint32_t len, uint64_t 
         memmove(&s->v[i + 1], &s->v[i], (s->n - i) * sizeof *s->v);
         s->n++;
     }
-    s->v[i] = (mver){.ts = ts, .val = val ? keep_value(val, len) : NULL,
-                     .len = val ? len : 0, .expires = expires};
+    s->v[i] = (mver){.ts = ts,
+                     .val = val ? keep_value(val, len) : NULL,
+                     .len = val ? len : 0,
+                     .expires = expires};
     model_touch(k);
 }
 

@@ -38,26 +38,26 @@ typedef struct mver {
     uint64_t ts;
     const uint8_t *val; /* NULL for a tombstone */
     uint32_t len;
-    uint64_t expires;   /* 0: never */
+    uint64_t expires; /* 0: never */
 } mver;
 
 typedef struct kstate {
     mver *v; /* stored versions, ascending ts, unique */
     size_t n, cap;
-    uint64_t horizon;   /* 0: none */
-    tkv_policy policy;  /* the key's own, if has_policy */
+    uint64_t horizon;  /* 0: none */
+    tkv_policy policy; /* the key's own, if has_policy */
     bool has_policy;
-    bool unsure;        /* a sweep may have removed invisible versions */
+    bool unsure; /* a sweep may have removed invisible versions */
 } kstate;
 
 typedef struct mkey {
     uint8_t *key;
     uint32_t klen;
-    kstate cur;  /* what reads must see now */
-    kstate fl;   /* as handed to the writer (== com when nothing is in flight) */
-    kstate com;  /* as of the last successful commit */
-    kstate lim;  /* a failed flight's state, while one is in limbo */
-    bool dirty;  /* changed since the last successful commit */
+    kstate cur;       /* what reads must see now */
+    kstate fl;        /* as handed to the writer (== com when nothing is in flight) */
+    kstate com;       /* as of the last successful commit */
+    kstate lim;       /* a failed flight's state, while one is in limbo */
+    bool dirty;       /* changed since the last successful commit */
     bool stage_dirty; /* changed since the last commit start */
 } mkey;
 

@@ -259,7 +259,9 @@ void eng_stage_del(tkv_engine *e, const void *k, size_t klen);
  * until it commits. Needs a prior eng_reserve_dirty(). */
 void eng_mark_dirty(tkv_engine *e, tkv_kentry *E);
 
-/* commit.c: committing and recovery */
+/* recover.c: the store's state at open, and recovery after a failure */
+/* The record holding the persistent counters. */
+#define ENG_COUNTERS_KEY "mcounters"
 tkv_store_opts eng_store_opts(const tkv_engine *e);
 /* Reads the persistent counters (keeping staged changes on top) and
  * whether LevelDB holds any version at all. */
@@ -267,6 +269,10 @@ int eng_load_state(tkv_engine *e, char *err, size_t errlen);
 /* 0 if writes may be staged; after a failed write, tries to recover
  * (rate-limited) and otherwise returns -1 with errmsg set. */
 int eng_writable(tkv_engine *e);
+/* A write failed: the store takes no more writes until recovery. */
+void eng_set_broken(tkv_engine *e, const char *why);
+
+/* commit.c: batches and the writer thread */
 int eng_batch_init(eng_batch *b, uint64_t epoch);
 void eng_batch_free(eng_batch *b);
 int eng_writer_start(tkv_engine *e);

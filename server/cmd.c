@@ -210,20 +210,13 @@ static int top_cmp(const void *a, const void *b)
  * fail when staged: an earlier item of the same MPUT wrote its key at the
  * largest timestamp, so this one, without a timestamp, has none left. The
  * items that do so are few (usually none): sorted, they are looked up in
- * O(log n) each. Returns the index of the first such item, or -1 (also if
- * out of memory: staging then fails and poisons the batch as before). */
-static long late_after_top(const tkv_req *r)
+ * O(log n) each. ntop counts them (check_mput's first pass). Returns the
+ * index of the first such item, or -1 (also if out of memory: staging then
+ * fails and poisons the batch as before). */
+static long late_after_top(const tkv_req *r, uint32_t ntop)
 {
     tkv_mp m;
     tkv_put_item it;
-    uint32_t ntop = 0;
-    tkv_mp_init(&m, r->items, r->items_len);
-    for (uint32_t i = 0; i < r->nitems; i++) {
-        tkv_mput_item_next(&m, &it);
-        ntop += it.has_ts && it.ts == TKV_ENG_TS_MAX;
-    }
-    if (ntop == 0)
-        return -1;
     top_item *top = malloc(ntop * sizeof *top);
     if (!top)
         return -1;
@@ -267,10 +260,12 @@ static int check_mput(exec_ctx *x)
 {
     const tkv_req *r = x->req;
     tkv_mp m;
+    uint32_t ntop = 0;
     tkv_mp_init(&m, r->items, r->items_len);
     for (uint32_t i = 0; i < r->nitems; i++) {
         tkv_put_item it;
         tkv_mput_item_next(&m, &it);
+        ntop += it.has_ts && it.ts == TKV_ENG_TS_MAX;
         tkv_eng_rc st = tkv_engine_check_put(x->d->eng, it.key.ptr, it.key.len, it.ts, it.has_ts);
         if (st != TKV_E_OK) {
             char why[300];
@@ -279,7 +274,7 @@ static int check_mput(exec_ctx *x)
             return reply_error(x, tkv_wire_status(st), why);
         }
     }
-    long late = late_after_top(r);
+    long late = ntop ? late_after_top(r, ntop) : -1;
     if (late >= 0) {
         char why[300];
         snprintf(why, sizeof why,

@@ -10,10 +10,11 @@ command, run with bash in a scratch directory on a pseudo-terminal, as a
 person would run it; the lines after it, up to the next command, are what
 it prints (stdout and stderr together, in the order a terminal shows them).
 In those lines:
-  - a 16-digit number stands for any 16-digit number: a time in
-    microseconds taken from the clock when the command ran;
-  - an ISO-8601 time of the form 2026-12-01T10:00:00.000000Z stands for any
-    such time, for the same reason;
+  - the README shows times taken from the clock when a command ran ("now")
+    as microseconds of 2026-11-22T02:06:57Z, 1795313217xxxxxx: such a
+    number stands for any 16-digit number, and an ISO-8601 time on that day
+    (2026-11-22T02:06:57.177998Z) for any such time. Every other number and
+    time must match exactly, so a wrongly parsed --ts still fails;
   - a line "..." stands for any number of lines.
 A "# exit status N" comment on a command checks its exit status too; other
 commands must exit 0.
@@ -30,8 +31,8 @@ import sys
 import tempfile
 import time
 
-US = re.compile(r"\b\d{16}\b")
-ISO = re.compile(r"\b\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
+NOW_US = re.compile(r"\b1795313217\d{6}\b")
+NOW_ISO = re.compile(r"\b2026-11-22T\d\d:\d\d:\d\d\.\d{6}Z")
 
 
 def sessions(readme):
@@ -58,8 +59,8 @@ def sessions(readme):
 
 def line_matches(want, got):
     pattern = re.escape(want)
-    pattern = US.sub(lambda m: r"\d{16}", pattern)
-    pattern = ISO.sub(lambda m: r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", pattern)
+    pattern = NOW_US.sub(lambda m: r"\d{16}", pattern)
+    pattern = NOW_ISO.sub(lambda m: r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", pattern)
     return re.fullmatch(pattern, got) is not None
 
 

@@ -44,7 +44,6 @@ typedef struct tkv_dispatch {
     uint64_t calls[TKV_CMD__COUNT]; /* requests by command */
     uint64_t errors;                /* replies with an error status */
     uint64_t auth_failures;         /* AUTH attempts with a wrong secret */
-    tkv_buf scratch;                /* reply building space */
 } tkv_dispatch;
 
 /* Executes one request frame and appends exactly one reply frame to out.

@@ -566,7 +566,6 @@ int tkv_server_run(const tkv_server_opts *o)
     }
     if (s.eng)
         shutdown_all(&s);
-    tkv_buf_deinit(&s.disp.scratch);
     if (s.lfd >= 0)
         close(s.lfd);
     if (s.spare_fd >= 0)

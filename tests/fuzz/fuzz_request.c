@@ -274,7 +274,6 @@ static void at_exit(void)
     engine_close();
     remove_dir();
     tkv_buf_deinit(&g_out);
-    tkv_buf_deinit(&F.d.scratch);
 }
 
 static bool known(const char *tag)

@@ -31,18 +31,7 @@ int fail(const char *fmt, ...)
     return EXIT_ERROR;
 }
 
-/* The library's message for a server error is "NAME: text", and tkvd's
- * text may itself begin with the same "NAME: ": print the name once. */
-static const char *errstr_once(const tkv_ctx *ctx)
-{
-    const char *s = tkv_errstr(ctx), *colon = strstr(s, ": ");
-    if (!colon || colon == s)
-        return s;
-    size_t n = (size_t)(colon - s) + 2;
-    return strncmp(colon + 2, s, n) == 0 ? colon + 2 : s;
-}
-
-int server_fail(cli *c) { return fail("%s", errstr_once(c->ctx)); }
+int server_fail(cli *c) { return fail("%s", tkv_errstr(c->ctx)); }
 
 int check_frame(const cli *c, const char *what, uint64_t bytes)
 {
@@ -104,11 +93,11 @@ int connect_cli(cli *c)
     if (!c->ctx)
         return fail("out of memory");
     if (tkv_err(c->ctx) != TKV_EK_NONE)
-        return fail("%s", errstr_once(c->ctx));
+        return fail("%s", tkv_errstr(c->ctx));
     if (c->trace)
         tkv_set_trace(c->ctx, trace_frame, NULL);
     if (c->secret && tkv_auth(c->ctx, c->secret, strlen(c->secret)) != TKV_OK)
-        return fail("%s", errstr_once(c->ctx));
+        return fail("%s", tkv_errstr(c->ctx));
     return 0;
 }
 

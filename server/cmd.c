@@ -31,15 +31,12 @@ static int reply_error(exec_ctx *x, tkv_status st, const char *msg)
     return (int)st;
 }
 
+/* The message is the engine's alone: the reply's status already names the
+ * kind of error, and clients print that name in front of the message. */
 static int reply_engine_error(exec_ctx *x, tkv_eng_rc rc)
 {
-    tkv_status st = tkv_wire_status(rc);
-    char msg[320];
     const char *why = tkv_engine_errmsg(x->d->eng);
-    snprintf(msg, sizeof msg, "%s: %s",
-             st == TKV_ST_STORAGE ? "storage error" : tkv_status_name(st),
-             why[0] ? why : "unknown");
-    return reply_error(x, st, msg);
+    return reply_error(x, tkv_wire_status(rc), why[0] ? why : "no detail");
 }
 
 /* An encoder's 0 or -1 (out of memory) as a dispatch result. */

@@ -19,14 +19,15 @@
  * Directories. A store still lives in a real directory: open creates it
  * (with create), takes tkvd.lock with flock() exactly as store.c does (so a
  * second open of the directory, in this process or another, is refused
- * and names the holder), and marks it with an empty db/ directory. The
- * data itself lives in a process-global registry keyed by the directory's
- * real path and the identity (device, inode) of its db/: closing a store
- * and opening the same directory again in the same process finds the data
- * again, while a directory removed and made anew (no db/, or another one)
- * starts empty. The registry keeps each directory's data until the process
- * exits. LevelDB's files, if a directory has some, are never read or
- * touched: such a directory opens empty.
+ * and names the holder), and writes db/MEMORY, a line naming this
+ * process and a token. The data itself lives in a process-global registry
+ * keyed by the directory's real path and that token: closing a store and
+ * opening the same directory again in the same process finds the data
+ * again, while a directory removed and made anew, or one another process
+ * wrote, starts empty (opening it without `create` fails only if it has
+ * no db/MEMORY at all). The registry keeps each directory's data until the
+ * process exits. LevelDB's files, if a directory has some, are never read
+ * or touched: such a directory opens empty.
  *
  * Failures come only from the test hook (store_mem.h), at the points where
  * LevelDB writes or syncs its files: a failed log write leaves the store
@@ -336,8 +337,7 @@ static tkv_store_batch *batch_copy(const tkv_store_batch *b)
 typedef struct mem_db {
     struct mem_db *next;
     char *path;              /* the directory's real path */
-    dev_t dev;               /* and its db/ directory's identity: */
-    ino_t ino;               /* another one means other data */
+    unsigned long token;     /* its db/MEMORY's: another means other data */
     pthread_mutex_t mu;      /* guards root and the counts */
     pthread_mutex_t wmu;     /* serialises writers */
     node *root;              /* the current state */
@@ -371,50 +371,80 @@ static void db_clear(mem_db *db)
     db->nlimbo = 0;
 }
 
-/* The registry's entry for dir (which exists), made if missing: with a
- * db/ marker that is new to it, the data starts empty. */
+/* Reads the token db/MEMORY holds: 0 if it has none of this process's. */
+static unsigned long read_token(const char *marker)
+{
+    FILE *f = fopen(marker, "r");
+    unsigned long pid = 0, token = 0;
+    if (f) {
+        if (fscanf(f, "tkv memory store: pid %lu token %lu", &pid, &token) != 2)
+            token = 0;
+        fclose(f);
+    }
+    return pid == (unsigned long)getpid() ? token : 0;
+}
+
+static int write_token(const char *dir, const char *marker, unsigned long token, char *err,
+                       size_t errlen)
+{
+    char db[4200];
+    snprintf(db, sizeof db, "%s/db", dir);
+    FILE *f = mkdir(db, 0755) == 0 || errno == EEXIST ? fopen(marker, "w") : NULL;
+    if (!f ||
+        fprintf(f, "tkv memory store: pid %lu token %lu\n", (unsigned long)getpid(), token) < 0) {
+        snprintf(err, errlen, "cannot open the database in %s: %s", db, strerror(errno));
+        if (f)
+            fclose(f);
+        return -1;
+    }
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+/* The registry's entry for dir (which exists and is locked), made if
+ * missing. db/MEMORY names the data it holds by a token unique in the
+ * process: a directory without it, or with another, starts empty. */
 static mem_db *db_attach(const char *dir, bool create, char *err, size_t errlen)
 {
+    static unsigned long next_token;
     char *path = realpath(dir, NULL);
     if (!path) {
         snprintf(err, errlen, "cannot open the database in %s/db: %s", dir, strerror(errno));
         return NULL;
     }
-    size_t n = strlen(path) + sizeof "/db";
-    char *marker = xmalloc(n);
-    snprintf(marker, n, "%s/db", path);
-    struct stat st;
-    if (stat(marker, &st) < 0 && (!create || mkdir(marker, 0755) < 0 || stat(marker, &st) < 0)) {
-        snprintf(err, errlen, "cannot open the database in %s/db: %s", dir,
-                 create ? strerror(errno) : "does not exist (create_if_missing is false)");
-        free(marker);
-        free(path);
-        return NULL;
-    }
-    free(marker);
+    char marker[4200];
+    snprintf(marker, sizeof marker, "%s/db/MEMORY", path);
     pthread_mutex_lock(&g_registry);
     mem_db *db = g_dbs;
     while (db && strcmp(db->path, path) != 0)
         db = db->next;
-    if (db) {
-        free(path);
-        if (db->dev != st.st_dev || db->ino != st.st_ino)
+    unsigned long token = read_token(marker);
+    if (!db || !token || token != db->token) {
+        struct stat st;
+        if (!create && stat(marker, &st) < 0) {
+            snprintf(err, errlen,
+                     "cannot open the database in %s/db: does not exist "
+                     "(create_if_missing is false)",
+                     dir);
+            db = NULL;
+        } else if (write_token(path, marker, ++next_token, err, errlen) < 0) {
+            db = NULL;
+        } else if (db) {
             db_clear(db);
-    } else {
-        db = calloc(1, sizeof *db);
-        if (!db) {
-            fprintf(stderr, "tkv memory store: out of memory\n");
-            abort();
+        } else if ((db = calloc(1, sizeof *db)) != NULL) {
+            db->path = path;
+            path = NULL;
+            pthread_mutex_init(&db->mu, NULL);
+            pthread_mutex_init(&db->wmu, NULL);
+            db->next = g_dbs;
+            g_dbs = db;
+        } else {
+            snprintf(err, errlen, "out of memory");
         }
-        db->path = path;
-        pthread_mutex_init(&db->mu, NULL);
-        pthread_mutex_init(&db->wmu, NULL);
-        db->next = g_dbs;
-        g_dbs = db;
+        if (db)
+            db->token = next_token;
     }
-    db->dev = st.st_dev;
-    db->ino = st.st_ino;
     pthread_mutex_unlock(&g_registry);
+    free(path);
     return db;
 }
 

@@ -220,8 +220,18 @@ static size_t gen_value(fz *f, int slot, const uint8_t **val)
         abort();
     uint8_t *b = valbufs[slot];
     uint32_t s = ++serial;
-    for (uint32_t i = 0; i < n; i++)
+    /* b[i] = s * 131 + i * 7 (mod 256) after the serial repeats every 256
+     * bytes: one period by hand, the rest by doubling copies. A byte loop
+     * over 70000 bytes cost a fifth of all the time under coverage
+     * instrumentation (a comparison callback per byte). */
+    uint32_t head = n < 4 + 256 ? n : 4 + 256;
+    for (uint32_t i = 0; i < head; i++)
         b[i] = i < 4 ? (uint8_t)(s >> (8 * i)) : (uint8_t)(s * 131 + i * 7);
+    for (uint32_t done = head; done < n;) {
+        uint32_t k = done - 4 < n - done ? done - 4 : n - done;
+        memcpy(b + done, b + 4, k);
+        done += k;
+    }
     *val = b;
     return n;
 }

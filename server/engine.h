@@ -73,6 +73,7 @@ typedef enum tkv_eng_rc {
     TKV_E_OUT_OF_RANGE, /* a timestamp or ordinal the key cannot take */
     TKV_E_STORAGE,      /* LevelDB failed, or refuses writes until it recovers */
     TKV_E_NOMEM,        /* memory ran out */
+    TKV_E_WOULD_BLOCK,  /* nonblocking mode: the answer needs LevelDB (see "Loads") */
 } tkv_eng_rc;
 
 /* Why a read found nothing (with TKV_E_NOT_FOUND). */
@@ -192,6 +193,8 @@ typedef struct tkv_engine_stats {
     uint64_t swept_expired;  /* expired versions removed by the sweep */
     uint64_t swept_retained; /* versions removed by retention */
     uint64_t sweeps;         /* full passes of the sweep over all keys */
+    uint64_t loads;          /* loads asked for by nonblocking operations */
+    uint64_t loads_stale;    /* loads not installed: the key changed meanwhile */
 } tkv_engine_stats;
 
 /* Opens the engine on o->dir, creating it if missing. Returns 0, or -1 with
@@ -276,6 +279,51 @@ tkv_eng_rc tkv_engine_policy(tkv_engine *e, const uint8_t *key, size_t klen,
 tkv_eng_rc tkv_engine_scan(tkv_engine *e, const uint8_t *prefix, size_t plen, const uint8_t *after,
                            size_t alen, uint32_t count, tkv_scan_cb cb, void *ctx, bool *more,
                            bool *dirty);
+
+/* ---- loads: reading LevelDB off the caller's thread ----
+ *
+ * In nonblocking mode an operation on keys never reads LevelDB itself.
+ * Where it would - a key that is not resident, a walk below a resident
+ * key's watermark lo, a write into the deep past - it stops before changing
+ * anything and returns TKV_E_WOULD_BLOCK, leaving a *load* to take: the
+ * key's metadata and newest versions, or the versions below lo that the walk
+ * needs. Any thread runs the load (it only reads LevelDB); the engine's
+ * thread then installs it into memory and runs the operation again from
+ * the start, now answered from memory. So a read that went through a load
+ * answers exactly as it would have inline at the moment it is run again:
+ * the load only ever adds committed versions to memory, and an install is
+ * refused (the load is *stale*) if any batch changed the key after the
+ * load read LevelDB, if a batch failed, or if the key's residency moved.
+ * A stale load or one larger than a key's memory share makes the caller
+ * try again - in blocking mode after a few attempts, so every request ends.
+ *
+ * Only the operations on keys above block; SCAN, the sweep, maintain and
+ * the commit family never do. Loads in flight hold the store open: the
+ * recovery of a failed store waits until every taken load is installed or
+ * freed. */
+
+typedef struct tkv_eng_load tkv_eng_load;
+
+/* Turns nonblocking mode on or off. `attempt` counts the times the coming
+ * operation already waited for a load: walks into the past load more each
+ * time (geometrically). */
+void tkv_engine_set_nonblocking(tkv_engine *e, bool on, unsigned attempt);
+
+/* After TKV_E_WOULD_BLOCK: the load the operation needs, now the caller's;
+ * NULL if out of memory (then run the operation in blocking mode). */
+tkv_eng_load *tkv_engine_load_take(tkv_engine *e);
+
+/* Reads what l asks for from LevelDB. Any thread, several at once; touches
+ * nothing but the store and l. */
+void tkv_engine_load_run(tkv_engine *e, tkv_eng_load *l);
+
+/* On the engine's thread: puts what l loaded into memory, unless it is
+ * stale, and frees l. Returns 1 if installed, 0 if stale, failed or too
+ * large (run the operation again either way). */
+int tkv_engine_load_install(tkv_engine *e, tkv_eng_load *l);
+
+/* Frees a load without installing it (it must not be running). NULL-safe. */
+void tkv_engine_load_free(tkv_engine *e, tkv_eng_load *l);
 
 /* ---- housekeeping ---- */
 

@@ -160,8 +160,7 @@ static tkv_kentry *fill(tkv_engine *e, eng_key *k, uint32_t want, tkv_eng_rc *st
         *st = TKV_E_STORAGE;
         return NULL;
     }
-    return eng_fill_from(e, k, has_meta ? &meta : NULL, e->recs, n, e->fillbuf.data, exhausted,
-                         st);
+    return eng_fill_from(e, k, has_meta ? &meta : NULL, e->recs, n, e->fillbuf.data, exhausted, st);
 }
 
 tkv_kentry *eng_lookup(tkv_engine *e, eng_key *k, bool create, tkv_eng_rc *st)

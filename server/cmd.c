@@ -407,7 +407,7 @@ static void kv_str(tkv_rep_wr *lw, const char *name, const char *v)
 }
 
 #define N_SERVER_STATS 9
-#define N_ENGINE_STATS 18
+#define N_ENGINE_STATS 20
 
 static void pack_server_stats(tkv_rep_wr *pk, const tkv_server_info *in, uint64_t now_us)
 {
@@ -433,6 +433,8 @@ static void pack_engine_stats(tkv_rep_wr *pk, const tkv_engine_stats *s, bool fa
     kv_u64(pk, "reads_mem", s->reads_mem);
     kv_u64(pk, "reads_disk", s->reads_disk);
     kv_u64(pk, "fills", s->fills);
+    kv_u64(pk, "loads", s->loads);
+    kv_u64(pk, "loads_stale", s->loads_stale);
     kv_u64(pk, "evictions", s->evictions);
     kv_u64(pk, "max_memory", s->max_memory);
     kv_u64(pk, "reopens", s->reopens);

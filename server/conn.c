@@ -110,8 +110,8 @@ struct conn {
     dep *deps;   /* replies that wait on a batch, in output order */
     size_t ndeps, deps_cap;
     conn_link all, pend, back, wait;
-    size_t lingered;    /* bytes dropped while LINGERING */
-    tkv_session sess;   /* authentication state */
+    size_t lingered;  /* bytes dropped while LINGERING */
+    tkv_session sess; /* authentication state */
     /* WAITING: the request's frame (in the input buffer), its load, and the
      * state it goes to when served. */
     const uint8_t *wait_frame;

@@ -40,12 +40,12 @@ typedef struct conn_list {
  * fields before the first conn_new() and zeroes the rest. */
 typedef struct conn_hub {
     struct ev_loop *loop;
-    const tkv_server_opts *o; /* limits: frame, output, high water, pipeline */
-    tkv_dispatch *disp;       /* runs requests; disp->eng stages their writes */
-    tkv_server_info *info;    /* connection and byte counters */
+    const tkv_server_opts *o;    /* limits: frame, output, high water, pipeline */
+    tkv_dispatch *disp;          /* runs requests; disp->eng stages their writes */
+    tkv_server_info *info;       /* connection and byte counters */
     struct tkv_readers *readers; /* NULL: requests read LevelDB inline */
-    bool stopping;            /* conn_stop_all() ran: no connection reads again */
-    uint64_t next_id;         /* the last connection's id (for the log) */
+    bool stopping;               /* conn_stop_all() ran: no connection reads again */
+    uint64_t next_id;            /* the last connection's id (for the log) */
     /* Every open connection (for timeouts and shutdown). */
     conn_list all;
     /* Work queue: replies were added or released since the last flush, to

@@ -117,8 +117,8 @@ uint32_t eng_want_chunk(const tkv_engine *e)
 
 tkv_eng_rc eng_want_fill(tkv_engine *e, eng_key *k, uint32_t versions)
 {
-    e->want = (eng_want){
-        .set = true, .fill = true, .versions = versions, .key = k->key, .klen = k->klen};
+    e->want =
+        (eng_want){.set = true, .fill = true, .versions = versions, .key = k->key, .klen = k->klen};
     snprintf(e->errmsg, sizeof e->errmsg, "waiting for a load");
     return TKV_E_WOULD_BLOCK;
 }
@@ -255,8 +255,7 @@ static int install_below(tkv_engine *e, tkv_kentry *E, tkv_eng_load *l)
     size_t li = l->n;
     uint32_t added = 0;
     while (li > 0 || pi < pn) {
-        bool from_load =
-            li > 0 && (pi >= pn || l->recs[li - 1].ts < E->page->slot[pi].ts);
+        bool from_load = li > 0 && (pi >= pn || l->recs[li - 1].ts < E->page->slot[pi].ts);
         if (li > 0 && pi < pn && l->recs[li - 1].ts == E->page->slot[pi].ts) {
             li--; /* shadowed by the page */
             continue;

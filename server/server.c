@@ -531,9 +531,8 @@ static int start(tkv_srv *s)
         .auth = s->has_auth ? &s->auth : NULL,
         .info = &s->info};
     s->hub = (conn_hub){.loop = s->loop, .o = &s->o, .disp = &s->disp, .info = &s->info};
-    if (s->o.readers > 0 &&
-        !(s->hub.readers =
-              tkv_readers_start(s->loop, s->eng, s->o.readers, conn_load_done, &s->hub)))
+    if (s->o.readers > 0 && !(s->hub.readers = tkv_readers_start(s->loop, s->eng, s->o.readers,
+                                                                 conn_load_done, &s->hub)))
         tkv_warn("cannot start reader threads: requests read LevelDB on the loop thread");
     s->info.start_us = tkv_engine_now(s->eng); /* the clock STATS reads uptime on */
     s->info.max_clients = s->o.max_clients;

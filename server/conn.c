@@ -427,12 +427,12 @@ void conn_serve_backlog(conn_hub *h)
 void conn_load_done(void *ctx, tkv_eng_load *l, void *cookie)
 {
     conn_hub *h = ctx;
-    tkv_engine_load_install(h->disp->eng, l);
+    int installed = tkv_engine_load_install(h->disp->eng, l);
     conn *c = cookie;
     if (!c)
         return;
     c->job = NULL;
-    c->attempt++;
+    c->attempt = installed < 0 ? MAX_ATTEMPTS : c->attempt + 1;
     int rc = serve_frame(c, c->wait_frame, c->wait_len);
     if (rc != 0)
         return; /* closed, or waiting for another load */

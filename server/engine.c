@@ -32,7 +32,6 @@
 #include "engine_int.h"
 
 #define DEFAULT_FILL 256
-#define DEFAULT_RESIDENT 4096
 
 static uint64_t real_clock(void *ctx)
 {
@@ -362,8 +361,11 @@ int tkv_engine_open(const tkv_engine_opts *o, tkv_engine **out, char *err, size_
     e->opts = *o;
     if (!e->opts.fill_versions)
         e->opts.fill_versions = DEFAULT_FILL;
+    /* No count limit by default: a deep history stays resident as long as
+     * it fits the key's share of the budget, so reads of its past never
+     * leave memory. */
     if (!e->opts.resident_versions)
-        e->opts.resident_versions = DEFAULT_RESIDENT;
+        e->opts.resident_versions = UINT32_MAX;
     if (!e->opts.clock)
         e->opts.clock = real_clock;
     e->dir = strdup(o->dir ? o->dir : ".");

@@ -116,7 +116,8 @@ typedef struct tkv_engine_opts {
     size_t write_buffer;           /* LevelDB memtable bytes (0: default) */
     bool no_compression;           /* LevelDB tables without Snappy */
     uint32_t fill_versions;        /* newest versions loaded on a miss (0: 256) */
-    uint32_t resident_versions;    /* most versions a key keeps in memory (0: 4096) */
+    uint32_t resident_versions;    /* most versions a key keeps in memory (0: no
+                                      limit but its share of max_memory) */
     size_t max_memory;             /* budget of the in-memory index (0: none) */
     tkv_policy retain;             /* server-wide retention (zero: keep all) */
     tkv_sync_mode fsync;           /* zero: ALWAYS; tkvd names them (--fsync) */
@@ -318,8 +319,10 @@ tkv_eng_load *tkv_engine_load_take(tkv_engine *e);
 void tkv_engine_load_run(tkv_engine *e, tkv_eng_load *l);
 
 /* On the engine's thread: puts what l loaded into memory, unless it is
- * stale, and frees l. Returns 1 if installed, 0 if stale, failed or too
- * large (run the operation again either way). */
+ * stale, and frees l. Returns 1 if installed, 0 if stale (run the operation
+ * again), -1 if the load failed or is larger than the key's share of
+ * memory (run it again in blocking mode: it reads LevelDB inline, and
+ * reports a storage failure as such). */
 int tkv_engine_load_install(tkv_engine *e, tkv_eng_load *l);
 
 /* Frees a load without installing it (it must not be running). NULL-safe. */

@@ -309,8 +309,9 @@ int tkv_engine_load_install(tkv_engine *e, tkv_eng_load *l)
             e->st.fills++;
         }
     }
-    if (!installed && l->rc == 0)
+    int rc = installed ? 1 : l->rc == 0 ? 0 : -1;
+    if (rc == 0)
         e->st.loads_stale++;
     tkv_engine_load_free(e, l);
-    return installed;
+    return rc;
 }

@@ -114,6 +114,17 @@ tkv_kentry *eng_fill_from(tkv_engine *e, eng_key *k, const tkv_kmeta *m, const f
     }
     if (m)
         *E->meta = *m;
+    size_t blobs = 0;
+    for (size_t i = 0; i < n; i++)
+        blobs += recs[i].len;
+    long r = n ? tkv_vpage_reserve(&E->page, (uint32_t)n, blobs) : 0;
+    if (r == LONG_MIN) {
+        eng_drop_entry(e, E);
+        snprintf(e->errmsg, sizeof e->errmsg, "out of memory");
+        *st = TKV_E_NOMEM;
+        return NULL;
+    }
+    eng_account_page(e, r);
     /* Gathered newest first; append oldest first so every put is an append. */
     for (size_t i = n; i-- > 0;) {
         bool replaced;

@@ -254,6 +254,11 @@ static int install_below(tkv_engine *e, tkv_kentry *E, tkv_eng_load *l)
     uint32_t pn = tkv_vpage_count(E->page), pi = 0;
     size_t li = l->n;
     uint32_t added = 0;
+    size_t blobs = l->data.len;
+    for (uint32_t i = 0; i < pn; i++)
+        blobs += E->page->slot[i].len;
+    if (pn + l->n > 0 && tkv_vpage_reserve(&np, (uint32_t)(pn + l->n), blobs) == LONG_MIN)
+        return -1;
     while (li > 0 || pi < pn) {
         bool from_load = li > 0 && (pi >= pn || l->recs[li - 1].ts < E->page->slot[pi].ts);
         if (li > 0 && pi < pn && l->recs[li - 1].ts == E->page->slot[pi].ts) {

@@ -53,9 +53,10 @@ typedef struct mhist {
     uint64_t horizon;    /* answers before it are gone (0: none) */
     tkv_policy policy;   /* the key's own, if has_policy */
     bool has_policy;     /* set by RETAIN; else the server's default applies */
-    uint64_t min_expiry; /* earliest expiry stored since the last sweep of the
-                            key or DEL (0: none): a lower bound, as the
-                            engine keeps it */
+    uint64_t min_expiry; /* the earliest expiry the key may hold (0: none):
+                            lowered by writes, recomputed by its sweep,
+                            cleared by DEL; a lower bound, as the engine
+                            keeps it */
     bool below;          /* RETAIN moved the horizon; no sweep since */
 } mhist;
 
@@ -77,8 +78,8 @@ typedef struct manswer {
     tkv_eng_miss miss; /* a miss: why */
     bool has_at;       /* DELETED: the tombstone's ts; BELOW_HORIZON: the */
     uint64_t at;       /*   horizon */
-    bool has_next;     /* the next newer visible version after the version */
-    uint64_t next;     /*   found (or the time asked, on a miss) */
+    bool has_next;     /* the first visible version after the one found, */
+    uint64_t next;     /*   or after the time asked (an ordinal miss: none) */
 } manswer;
 
 /* The visible version current at T: the one with the largest ts <= T. */

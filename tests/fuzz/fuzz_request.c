@@ -684,7 +684,7 @@ static void check_swept(const probe *before, const char *when)
                        i, ull(b->horizon), ull(a->horizon), b->policy.versions,
                        ull(b->policy.age_us), ull(want), when, AFTER_FAULT);
             from = suffix_at(&before->vers[i], a->horizon);
-            k->cur.horizon = k->fl.horizon = k->com.horizon = a->horizon;
+            k->cur.h.horizon = k->fl.h.horizon = k->com.h.horizon = a->horizon;
             TRACE("the sweep moved key %zu's horizon to %llu\n", i, ull(a->horizon));
         }
         const tkv_buf *bv = &before->vers[i], *av = &after.vers[i];
@@ -709,15 +709,15 @@ static void follow_horizons(const char *when)
     for (size_t i = 0; ok && i < after.n; i++) {
         mkey *k = model_key(i);
         const tkv_eng_policy_info *a = &after.pi[i];
-        if (a->horizon == k->cur.horizon)
+        if (a->horizon == k->cur.h.horizon)
             continue;
         uint64_t want = model_policy_horizon(k, &a->policy, F.clock);
-        FUZZ_CHECK(a->horizon == want && want > k->cur.horizon,
+        FUZZ_CHECK(a->horizon == want && want > k->cur.h.horizon,
                    "the sweep moved key %zu's horizon from %llu to %llu; its policy "
                    "(%u versions, age %llu) puts it at %llu (%s)%s",
-                   i, ull(k->cur.horizon), ull(a->horizon), a->policy.versions,
+                   i, ull(k->cur.h.horizon), ull(a->horizon), a->policy.versions,
                    ull(a->policy.age_us), ull(want), when, AFTER_FAULT);
-        k->cur.horizon = k->fl.horizon = k->com.horizon = a->horizon;
+        k->cur.h.horizon = k->fl.h.horizon = k->com.h.horizon = a->horizon;
         TRACE("the sweep moved key %zu's horizon to %llu\n", i, ull(a->horizon));
     }
     probe_free(&after);
@@ -1004,14 +1004,13 @@ static void finish_input(void)
         mkey *k = model_key(i);
         uint64_t removed;
         bool dirty;
-        uint64_t nvis = 0; /* DEL counts what a reader could see */
-        for (size_t j = 0; j < k->cur.n; j++)
-            nvis += model_visible(k, &k->cur.v[j], F.clock);
+        /* DEL counts what a reader could see */
+        uint64_t nvis = mhist_visible_count(&k->cur.h, F.clock);
         tkv_eng_rc st = tkv_engine_del(F.eng, k->key, k->klen, &removed, &dirty);
         FUZZ_CHECK(st == TKV_E_OK && removed == nvis,
                    "cleanup DEL: status %d, removed %llu versions, the model has %llu visible "
                    "(%zu stored)%s",
-                   st, ull(removed), ull(nvis), k->cur.n, AFTER_FAULT);
+                   st, ull(removed), ull(nvis), k->cur.h.n, AFTER_FAULT);
         model_del(k, removed);
     }
     do_commit("cleanup commit");

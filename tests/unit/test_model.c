@@ -14,8 +14,17 @@
  * Variants shrink the cache (one version per load, a 1.5 KiB budget) so
  * answers constantly merge memory with LevelDB, and set server-wide
  * retention so the sweep walks every key.
+ *
+ * The nonblocking variants run every operation as tkvd does with reader
+ * threads (engine.h, "Loads"): where it would read LevelDB it stops, its
+ * load runs on a thread of its own while other operations - writes to the
+ * same key, commits, evictions, sweeps, clock moves - go on (nested up to
+ * two deep), then the load is installed and the operation runs again. The
+ * model takes each operation when it finally runs, so every answer must
+ * still be exactly the model's.
  */
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "../common/rng.h"
@@ -42,6 +51,9 @@ typedef struct world {
     long ops;
     uint64_t reads_disk, fills, evictions, swept; /* summed over restarts */
     uint64_t evictions_seen;
+    bool nonblocking; /* operations wait for loads, as with reader threads */
+    int depth;        /* operations nested inside a wait */
+    uint64_t loads, stale;
 } world;
 
 #define KEY(k) (const uint8_t *)KEYS[k].b, KEYS[k].n
@@ -76,6 +88,64 @@ static uint64_t pick_ts(world *w)
     return test_rng_below(&w->r, w->clock + 50);
 }
 
+/* ---- loads: operations that wait for the disk ----------------------------- */
+
+/* Attempts before an operation runs in blocking mode, as tkvd's conn.c. */
+#define MAX_ATTEMPTS 4
+
+typedef struct loader {
+    pthread_t th;
+    tkv_engine *e;
+    tkv_eng_load *l;
+} loader;
+
+static void *load_main(void *arg)
+{
+    loader *x = arg;
+    tkv_engine_load_run(x->e, x->l);
+    return NULL;
+}
+
+static void nb_begin(world *w, unsigned attempt)
+{
+    tkv_engine_set_nonblocking(w->e, w->nonblocking && attempt < MAX_ATTEMPTS, attempt);
+}
+
+static void nb_end(world *w) { tkv_engine_set_nonblocking(w->e, false, 0); }
+
+static void step_nested(world *w);
+
+/* The operation stopped for a load: the load runs on a thread while other
+ * operations go on, then is installed. Returns the next attempt. */
+static unsigned nb_wait(world *w, unsigned attempt)
+{
+    tkv_eng_load *l = tkv_engine_load_take(w->e);
+    cr_assert_not_null(l, "op %ld: WOULD_BLOCK without a load", w->ops);
+    nb_end(w);
+    loader x = {.e = w->e, .l = l};
+    cr_assert_eq(pthread_create(&x.th, NULL, load_main, &x), 0);
+    if (w->depth < 2) {
+        w->depth++;
+        for (uint64_t n = test_rng_below(&w->r, 4); n > 0; n--)
+            step_nested(w);
+        w->depth--;
+    }
+    pthread_join(x.th, NULL);
+    /* -1: larger than the key's share of the budget (or failed): the next
+     * attempt runs in blocking mode, and would report a failure itself. */
+    int rc = tkv_engine_load_install(w->e, l);
+    w->loads++;
+    w->stale += rc == 0;
+    return rc < 0 ? MAX_ATTEMPTS : attempt + 1;
+}
+
+/* st = call, waiting for loads as tkvd does; call runs again after each. */
+#define NB(w, st, call)                                                                \
+    for (unsigned nb_a_ = 0; nb_begin(w, nb_a_), ((st) = (call)) == TKV_E_WOULD_BLOCK; \
+         nb_a_ = nb_wait(w, nb_a_))                                                    \
+        ;                                                                              \
+    nb_end(w)
+
 /* ---- writes -------------------------------------------------------------- */
 
 static void op_write(world *w, int k, bool auto_ts, bool tomb, uint64_t ttl)
@@ -87,8 +157,10 @@ static void op_write(world *w, int k, bool auto_ts, bool tomb, uint64_t ttl)
         val[i] = (uint8_t)test_rng_next(&w->r);
     uint64_t ts = pick_ts(w), got, want;
     bool dirty;
-    tkv_eng_rc st = tomb ? tkv_engine_tombstone(w->e, KEY(k), ts, !auto_ts, &got, &dirty)
-                         : tkv_engine_put(w->e, KEY(k), val, len, ts, !auto_ts, ttl, &got, &dirty);
+    tkv_eng_rc st;
+    NB(w, st,
+       tomb ? tkv_engine_tombstone(w->e, KEY(k), ts, !auto_ts, &got, &dirty)
+            : tkv_engine_put(w->e, KEY(k), val, len, ts, !auto_ts, ttl, &got, &dirty));
     if (!mhist_write_ts(m, !auto_ts, ts, w->clock, &want)) {
         cr_assert_eq(st, TKV_E_OUT_OF_RANGE, "op %ld: %s accepted (horizon %llu)", w->ops,
                      auto_ts ? "auto ts after the largest" : "write below the horizon",
@@ -108,7 +180,9 @@ static void op_del(world *w, int k)
 {
     uint64_t removed;
     bool dirty;
-    cr_assert_eq(tkv_engine_del(w->e, KEY(k), &removed, &dirty), TKV_E_OK);
+    tkv_eng_rc st;
+    NB(w, st, tkv_engine_del(w->e, KEY(k), &removed, &dirty));
+    cr_assert_eq(st, TKV_E_OK);
     /* Only what a reader could see counts, swept or not. */
     size_t want = mhist_visible_count(&w->m[k], w->clock);
     cr_assert_eq(removed, want, "op %ld: del removed %llu, want %zu", w->ops,
@@ -151,7 +225,8 @@ static void op_get(world *w, int k)
 {
     uint64_t T = pick_ts(w);
     tkv_answer a;
-    tkv_eng_rc st = tkv_engine_get(w->e, KEY(k), T, &a);
+    tkv_eng_rc st;
+    NB(w, st, tkv_engine_get(w->e, KEY(k), T, &a));
     manswer want = mhist_get(&w->m[k], T, w->clock);
     expect_answer(w, &a, st, &want, "get");
 }
@@ -162,7 +237,8 @@ static void op_get_nth(world *w, int k)
     if (test_rng_below(&w->r, 2))
         n = -n;
     tkv_answer a;
-    tkv_eng_rc st = tkv_engine_get_nth(w->e, KEY(k), n, &a);
+    tkv_eng_rc st;
+    NB(w, st, tkv_engine_get_nth(w->e, KEY(k), n, &a));
     manswer want = mhist_get_nth(&w->m[k], n, w->clock);
     expect_answer(w, &a, st, &want, "get_nth");
 }
@@ -202,9 +278,11 @@ static void op_range(world *w, int k)
     uint64_t from = a < b ? a : b, to = a < b ? b : a;
     uint64_t limit = test_rng_below(&w->r, 3) ? UINT64_MAX : test_rng_below(&w->r, 6);
     bool reverse = test_rng_below(&w->r, 2), dirty;
-    collected c = {.n = 0};
-    cr_assert_eq(tkv_engine_range(w->e, KEY(k), from, to, limit, reverse, collect, &c, &dirty),
-                 TKV_E_OK);
+    static collected c; /* large: not on the stack of nested operations */
+    tkv_eng_rc st;
+    NB(w, st,
+       (c.n = 0, tkv_engine_range(w->e, KEY(k), from, to, limit, reverse, collect, &c, &dirty)));
+    cr_assert_eq(st, TKV_E_OK);
     const mhist *m = &w->m[k];
     const mver **want = malloc((m->n + 1) * sizeof *want);
     size_t n = mhist_range(m, from, to, limit, reverse, w->clock, want);
@@ -227,7 +305,9 @@ static void op_count(world *w, int k)
     uint64_t a = pick_ts(w), b = pick_ts(w), n;
     uint64_t from = a < b ? a : b, to = a < b ? b : a;
     bool dirty;
-    cr_assert_eq(tkv_engine_count(w->e, KEY(k), from, to, &n, &dirty), TKV_E_OK);
+    tkv_eng_rc st;
+    NB(w, st, tkv_engine_count(w->e, KEY(k), from, to, &n, &dirty));
+    cr_assert_eq(st, TKV_E_OK);
     uint64_t want = mhist_count(&w->m[k], from, to, w->clock);
     cr_assert_eq(n, want, "op %ld: count %llu, want %llu", w->ops, (unsigned long long)n,
                  (unsigned long long)want);
@@ -246,7 +326,8 @@ static void op_retain(world *w, int k)
     bool dry = test_rng_below(&w->r, 3) == 0, dirty;
     tkv_policy p = {versions, age};
     tkv_retain_result r;
-    tkv_eng_rc st = tkv_engine_retain(w->e, KEY(k), &p, dry, &r, &dirty);
+    tkv_eng_rc st;
+    NB(w, st, tkv_engine_retain(w->e, KEY(k), &p, dry, &r, &dirty));
     cr_assert_eq(st, TKV_E_OK, "op %ld: retain: %s", w->ops, tkv_engine_errmsg(w->e));
     /* Clearing evaluates the server's default, which applies again. */
     mretain want = mhist_retain(m, &p, &w->o.retain, dry, w->clock);
@@ -260,7 +341,9 @@ static void op_policy(world *w, int k)
 {
     const mhist *m = &w->m[k];
     tkv_eng_policy_info pi;
-    cr_assert_eq(tkv_engine_policy(w->e, KEY(k), &pi), TKV_E_OK);
+    tkv_eng_rc st;
+    NB(w, st, tkv_engine_policy(w->e, KEY(k), &pi));
+    cr_assert_eq(st, TKV_E_OK);
     tkv_policy want = mhist_policy(m, &w->o.retain);
     cr_assert_eq(pi.own, m->has_policy, "op %ld: policy own", w->ops);
     cr_assert_eq(pi.policy.versions, want.versions);
@@ -418,10 +501,12 @@ static void op_commit(world *w)
     }
 }
 
-static void step(world *w)
+/* One random operation; inside a wait (nested) anything but a restart,
+ * which must not close the store under a running load. */
+static void step_any(world *w, bool nested)
 {
     int k = (int)test_rng_below(&w->r, NKEYS);
-    uint64_t x = test_rng_below(&w->r, 1000);
+    uint64_t x = test_rng_below(&w->r, nested ? 985 : 1000);
     if (getenv("TKV_MODEL_TRACE"))
         fprintf(stderr, "op %ld: key %d action %llu clock %llu\n", w->ops, k, (unsigned long long)x,
                 (unsigned long long)w->clock);
@@ -459,10 +544,14 @@ static void step(world *w)
         reopen(w);
 }
 
+static void step(world *w) { step_any(w, false); }
+
+static void step_nested(world *w) { step_any(w, true); }
+
 static void run_opts(uint32_t fill, uint32_t resident, size_t max_memory, tkv_policy retain,
-                     bool threaded, long nops, const char *name)
+                     bool threaded, bool nonblocking, long nops, const char *name)
 {
-    world w = {.r = {test_seed(name)}, .clock = 100};
+    world w = {.r = {test_seed(name)}, .clock = 100, .nonblocking = nonblocking};
     w.dir = tmpdir_make("model");
     w.o = (tkv_engine_opts){.fill_versions = fill,
                             .resident_versions = resident,
@@ -477,6 +566,9 @@ static void run_opts(uint32_t fill, uint32_t resident, size_t max_memory, tkv_po
         if (w.ops % 97 == 0 || getenv("TKV_MODEL_TRACE"))
             check_counts(&w);
     }
+    /* The final checks free each key's model as they go: nothing may run
+     * nested inside them. */
+    w.depth = 2;
     op_sweep(&w);
     reopen(&w);
     check_counts(&w);
@@ -495,6 +587,12 @@ static void run_opts(uint32_t fill, uint32_t resident, size_t max_memory, tkv_po
             (unsigned long long)w.evictions, (unsigned long long)w.swept);
     if (max_memory)
         cr_assert_gt(w.evictions, 100, "the budget must force evictions");
+    if (nonblocking) {
+        fprintf(stderr, "%s: %llu loads, %llu of them stale\n", name, (unsigned long long)w.loads,
+                (unsigned long long)w.stale);
+        cr_assert_gt(w.loads, 500, "operations must wait for loads");
+        cr_assert_gt(w.stale, 0, "writes must race loads");
+    }
     tkv_engine_close(w.e);
     tmpdir_remove(w.dir);
 }
@@ -502,7 +600,7 @@ static void run_opts(uint32_t fill, uint32_t resident, size_t max_memory, tkv_po
 static void run(uint32_t fill, uint32_t resident, size_t max_memory, tkv_policy retain, long nops,
                 const char *name)
 {
-    run_opts(fill, resident, max_memory, retain, false, nops, name);
+    run_opts(fill, resident, max_memory, retain, false, false, nops, name);
 }
 
 static const tkv_policy NONE = {0, 0};
@@ -537,5 +635,20 @@ Test(model, writer_thread_with_a_batch_in_flight, .timeout = 120)
 {
     /* Commits return at once; reads, writes and evictions go on while the
      * writer thread writes the previous batch. */
-    run_opts(2, 4, 1536, NONE, true, 8000, "model-threaded");
+    run_opts(2, 4, 1536, NONE, true, false, 8000, "model-threaded");
+}
+
+Test(model, loads_race_writes_with_one_version_per_fill, .timeout = 120)
+{
+    run_opts(1, 2, 0, NONE, false, true, 8000, "model-nb-1-2");
+}
+
+Test(model, loads_race_evictions_and_writes_in_flight, .timeout = 120)
+{
+    run_opts(2, 4, 1536, NONE, true, true, 8000, "model-nb-threaded");
+}
+
+Test(model, loads_race_retention_and_the_sweep, .timeout = 120)
+{
+    run_opts(2, 4, 1536, (tkv_policy){3, 40}, true, true, 8000, "model-nb-retain");
 }

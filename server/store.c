@@ -258,6 +258,8 @@ int tkv_store_repair(const char *dir, char *err, size_t errlen)
     return 0;
 }
 
+bool tkv_store_is_persistent(void) { return true; }
+
 /* LevelDB hands out its messages malloc'd; this copies one into err. */
 static int take_lerr(char *lerr, char *err, size_t errlen)
 {

@@ -77,6 +77,11 @@ void tkv_store_close(tkv_store *s);
  * nothing is touched). */
 int tkv_store_repair(const char *dir, char *err, size_t errlen);
 
+/* Whether what the store holds outlives the process: false only for the
+ * memory backend (store_mem.c, meson -Dstore=memory), built for fuzzing
+ * and tests. */
+bool tkv_store_is_persistent(void);
+
 /* Point lookup of k, in the current state (snap NULL) or as of snap.
  * Returns 1 with *val a malloc'd copy of the value (*vlen bytes; free it
  * with tkv_store_free()), 0 if k is absent (*val NULL), or -1 with the

@@ -12,6 +12,7 @@
 #include "units.h"
 #include "engine.h"
 #include "log.h"
+#include "store.h"
 #include "proto.h"
 #include "server.h"
 
@@ -327,6 +328,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "tkvd: cannot open log file %s: %s\n", log_file, strerror(errno));
         return 1;
     }
+    if (!tkv_store_is_persistent())
+        tkv_warn("THIS tkvd USES THE MEMORY STORE (-Dstore=memory), FOR TESTS ONLY: NO DATA "
+                 "OUTLIVES IT");
     if (repair) {
         char err[512];
         if (tkv_engine_repair(o.engine.dir, err, sizeof err) < 0) {

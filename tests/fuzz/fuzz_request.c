@@ -29,7 +29,12 @@
  * is opened with sync on, so every commit syncs), or the next write to a
  * LevelDB log fail with ENOSPC before anything is written, or both.
  * CLOCK_MONOTONIC stands still during an input (for the fuzzing thread);
- * ADVANCE moves it past the engine's recovery probe interval.
+ * ADVANCE moves it past the engine's recovery probe interval. Built with
+ * the memory store (meson -Dstore=memory, which defines TKV_STORE_MEMORY),
+ * the store has no files: its hook (store_mem.h) asks the same counters at
+ * the same points - a log write, a log sync, the sync of an open - and
+ * fails them the same way, limbo included; write() and fsync() then only
+ * see the engine's recovery probe.
  *
  * Every request frame goes through tkv_dispatch_session() from an exactly
  * sized heap copy, and everything about the reply is checked:
@@ -85,6 +90,9 @@
 #include "request_check.h"
 #include "request_gen.h"
 #include "request_model.h"
+#ifdef TKV_STORE_MEMORY
+#include "store_mem.h"
+#endif
 
 #define MAX_OPS 256
 #define AUTO_COMMIT 16       /* requests between forced commits */
@@ -114,21 +122,48 @@ static bool on_fuzz_thread(void) { return pthread_equal(pthread_self(), g_main);
 
 static bool is_log(int fd);
 
-static int failed_sync(int fd)
+/* Whether this sync of the fuzzing thread fails; log: of a LevelDB log. */
+static bool sync_fails(bool log)
 {
     if (g_fail_syncs > 0 && on_fuzz_thread()) {
         if (g_skip_syncs > 0) {
             g_skip_syncs--;
-            return 0;
+            return false;
         }
         g_fail_syncs--;
         F.faults++;
-        g_log_sync_faults += is_log(fd);
+        g_log_sync_faults += log;
+        return true;
+    }
+    return false;
+}
+
+static int failed_sync(int fd)
+{
+    if (g_fail_syncs > 0 && on_fuzz_thread() && sync_fails(is_log(fd))) {
         errno = EIO;
         return 1;
     }
     return 0;
 }
+
+#ifdef TKV_STORE_MEMORY
+/* The memory store has no files: it asks here where LevelDB would write
+ * or sync its log (or sync its manifest on opening), and the same counters
+ * answer, so a FAULT means the same with either store. */
+static int mem_fault(void *ctx, tkv_store_mem_event ev)
+{
+    (void)ctx;
+    if (ev == TKV_STORE_MEM_LOG_WRITE) {
+        if (g_fail_writes <= 0 || !on_fuzz_thread())
+            return 0;
+        g_fail_writes--;
+        F.faults++;
+        return ENOSPC;
+    }
+    return sync_fails(ev == TKV_STORE_MEM_LOG_SYNC) ? EIO : 0;
+}
+#endif
 
 /* Whether fd is a LevelDB write-ahead log in the data directory. */
 static bool is_log(int fd)
@@ -294,6 +329,9 @@ static void setup_once(void)
     g_no_faults = known("storage-faults");
     g_trace = getenv("TKV_FUZZ_TRACE") && *getenv("TKV_FUZZ_TRACE") == '1';
     g_fresh = getenv("TKV_FUZZ_FRESH") && *getenv("TKV_FUZZ_FRESH") == '1';
+#ifdef TKV_STORE_MEMORY
+    tkv_store_mem_set_fault_hook(mem_fault, NULL);
+#endif
     new_dir();
     engine_open(DEFAULT_BUDGET, TKV_SYNC_ALWAYS);
     if (tkv_auth_init(&g_auth, GEN_SECRET, sizeof GEN_SECRET - 1) < 0)

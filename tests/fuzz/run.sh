@@ -13,7 +13,11 @@
 # ignores those) so the replay step keeps testing them.
 #
 # Environment:
-#   TKV_FUZZ_BUILD  build directory (default: build-fuzz in the repository)
+#   TKV_FUZZ_STORE  the store behind fuzz_request: memory (default) or
+#                   leveldb - see README.md. The build is configured with
+#                   -Dstore=<it> (the other targets do not use the store).
+#   TKV_FUZZ_BUILD  build directory (default: build-fuzz-mem in the
+#                   repository for the memory store, build-fuzz for LevelDB)
 #   TKV_FUZZ_JOBS   targets fuzzed at the same time (default 1; at most 2
 #                   on a shared machine)
 #   TKV_FUZZ_KEEP   keep the scratch directory (grown corpora, logs) even
@@ -25,7 +29,8 @@
 #
 # The build is configured, if build.ninja is missing, with
 #   CC=clang meson setup BUILD -Dfuzz=true -Db_sanitize=address,undefined \
-#     -Db_lundef=false -Dc_args='-fsanitize=fuzzer-no-link -fno-sanitize-recover=all'
+#     -Db_lundef=false -Dc_args='-fsanitize=fuzzer-no-link -fno-sanitize-recover=all' \
+#     -Dstore=$TKV_FUZZ_STORE
 # -fsanitize=fuzzer-no-link instruments libtkvproto and libtkvserver for
 # coverage (the top-level meson.build cannot add it); tests/fuzz/meson.build
 # adds -fsanitize=fuzzer to the fuzz executables only.
@@ -37,7 +42,12 @@ seconds=${1:-30}
 shift || true
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(frame request keycodec reply)
-build=${TKV_FUZZ_BUILD:-$root/build-fuzz}
+store=${TKV_FUZZ_STORE:-memory}
+case "$store" in
+memory) build=${TKV_FUZZ_BUILD:-$root/build-fuzz-mem} ;;
+leveldb) build=${TKV_FUZZ_BUILD:-$root/build-fuzz} ;;
+*) echo "run.sh: TKV_FUZZ_STORE must be memory or leveldb, got '$store'" >&2; exit 2 ;;
+esac
 jobs=${TKV_FUZZ_JOBS:-1}
 
 case "$seconds" in
@@ -50,11 +60,24 @@ done
 if [ ! -f "$build/build.ninja" ]; then
     CC=clang meson setup "$build" "$root" -Dfuzz=true -Db_sanitize=address,undefined \
         -Db_lundef=false \
-        "-Dc_args=-fsanitize=fuzzer-no-link -fno-sanitize-recover=all" >/dev/null || {
+        "-Dc_args=-fsanitize=fuzzer-no-link -fno-sanitize-recover=all" -Dstore="$store" \
+        >/dev/null || {
         echo "run.sh: meson setup failed (clang, libclang-rt-dev, meson installed?)" >&2
         exit 2
     }
+else
+    # An existing build keeps its options: switch its store if it differs.
+    configured=$(meson introspect --buildoptions "$build" 2>/dev/null | python3 -c \
+        'import json, sys; print([o["value"] for o in json.load(sys.stdin) if o["name"] == "store"][0])' \
+        2>/dev/null)
+    if [ "$configured" != "$store" ]; then
+        meson configure "$build" -Dstore="$store" >/dev/null || {
+            echo "run.sh: cannot switch $build to -Dstore=$store" >&2
+            exit 2
+        }
+    fi
 fi
+echo "run.sh: fuzz_request runs on the $store store (build $build)"
 ninja -C "$build" "${targets[@]/#/tests/fuzz/fuzz_}" >/dev/null || {
     echo "run.sh: build failed" >&2
     exit 2

@@ -9,14 +9,25 @@
  *
  * Keys are short strings over {0x00, 'a', 'b', 0xff}, so that the empty
  * key, prefixes and bytes above 0x7f (signedness) all come up often.
+ *
+ * The same file tests both backends: LevelDB's (store.c, unit/store) and
+ * the memory store (store_mem.c, unit/store_mem, built with
+ * TKV_STORE_MEMORY, which also tests its fault hook).
  */
 #include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "../common/rng.h"
 #include "../common/tmpdir.h"
 #include "store.h"
+#ifdef TKV_STORE_MEMORY
+#include "store_mem.h"
+#endif
 
 #define MAXK 5
 #define MAXV 24
@@ -221,8 +232,9 @@ Test(store, random_batches_agree_with_a_sorted_array, .init = open_store, .fini 
     model *pending = calloc(1, sizeof *pending);
     model *frozen = calloc(1, sizeof *frozen);
     tkv_store_snapshot *snap = NULL;
+    tkv_store_iter *old_it = NULL; /* over the current state when snap was taken */
     size_t written = 0, writes = 0;
-    for (int round = 0; round < 300; round++) {
+    for (int round = 0; round < 600; round++) {
         /* A batch of puts and deletes, applied to a copy of the model. */
         *pending = *live;
         size_t ops = test_rng_below(&r, 12), bytes = 0;
@@ -262,15 +274,23 @@ Test(store, random_batches_agree_with_a_sorted_array, .init = open_store, .fini 
         check_all(NULL, live, &r);
         /* Snapshots: take one now and then; it must keep answering as the
          * model did when it was taken, however the store moves on. */
-        if (snap)
+        if (snap) {
             check_all(snap, frozen, &r);
+            /* So must an iterator made then over the current state. */
+            check_walk(old_it, frozen, test_rng_below(&r, 2));
+            check_seek(old_it, frozen, &r);
+        }
         if (test_rng_below(&r, 10) == 0) {
+            tkv_store_iter_free(old_it);
             tkv_store_snapshot_free(s, snap);
             snap = tkv_store_snapshot_new(s);
+            old_it = tkv_store_iter_new(s, NULL);
             cr_assert_not_null(snap);
+            cr_assert_not_null(old_it);
             *frozen = *live;
         }
     }
+    tkv_store_iter_free(old_it);
     /* The observer saw every write and nothing else, and what it saw
      * rebuilds the store. */
     cr_assert_eq(observed_batches, writes);
@@ -339,3 +359,205 @@ Test(store, a_second_open_of_the_directory_is_refused, .init = open_store, .fini
     tkv_store_iter_free(NULL);
     tkv_store_snapshot_free(s, NULL);
 }
+
+Test(store, close_and_open_again_keep_the_data, .init = open_store, .fini = close_store)
+{
+    char err[256], *v;
+    size_t vn;
+    tkv_store_batch *b = tkv_store_batch_new();
+    tkv_store_batch_put(b, "k", 1, "v", 1);
+    cr_assert_eq(tkv_store_write(s, b, true, err, sizeof err), 0, "%s", err);
+    tkv_store_close(s);
+    tkv_store_opts o = {.dir = dir, .create = false};
+    cr_assert_eq(tkv_store_open(&o, &s, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(tkv_store_get(s, NULL, "k", 1, &v, &vn, err, sizeof err), 1);
+    tkv_store_free(v);
+    /* A directory removed and made again holds nothing. */
+    tkv_store_close(s);
+    nftw(dir, tmpdir_rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    cr_assert_eq(mkdir(dir, 0755), 0);
+    s = NULL;
+    cr_assert_eq(tkv_store_open(&o, &s, err, sizeof err), -1, "no database, no create");
+    cr_assert_null(s);
+    o.create = true;
+    cr_assert_eq(tkv_store_open(&o, &s, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(tkv_store_get(s, NULL, "k", 1, &v, &vn, err, sizeof err), 0);
+    cr_assert_null(v);
+    tkv_store_batch_free(b);
+}
+
+/* Writers and readers on several threads: each batch gives all NKEYS keys
+ * one generation number, and the key "odd" exists in odd generations only,
+ * so any view a reader takes - an iterator, a snapshot, gets through it -
+ * must show exactly one generation, whole. */
+#define NKEYS 16
+
+typedef struct reader_ctx {
+    tkv_store *s;
+    atomic_bool stop;
+    atomic_int torn;  /* views that mixed generations */
+    atomic_int views; /* views checked */
+} reader_ctx;
+
+/* The generation of the view through it (seeks, then steps), or -1 if torn. */
+static long view_generation(tkv_store_iter *it)
+{
+    long gen = -2;
+    int keys = 0;
+    bool odd = false;
+    for (tkv_store_iter_seek(it, "", 0); tkv_store_iter_valid(it); tkv_store_iter_next(it)) {
+        size_t kn, vn;
+        const uint8_t *k = tkv_store_iter_key(it, &kn);
+        const uint8_t *v = tkv_store_iter_value(it, &vn);
+        if (kn == 3 && memcmp(k, "odd", 3) == 0) {
+            odd = true;
+            continue;
+        }
+        long g = 0;
+        memcpy(&g, v, vn < sizeof g ? vn : sizeof g);
+        if (gen != -2 && g != gen)
+            return -1;
+        gen = g;
+        keys++;
+    }
+    if (gen == -2)
+        return 0; /* before the first batch */
+    return keys == NKEYS && odd == (gen % 2 == 1) ? gen : -1;
+}
+
+static void *reader(void *p)
+{
+    reader_ctx *c = p;
+    while (!atomic_load(&c->stop)) {
+        tkv_store_snapshot *snap = tkv_store_snapshot_new(c->s);
+        tkv_store_iter *it = tkv_store_iter_new(c->s, NULL);
+        tkv_store_iter *sit = tkv_store_iter_new(c->s, snap);
+        long g = view_generation(it), sg = view_generation(sit);
+        char key[8], *v, err[128];
+        size_t vn;
+        snprintf(key, sizeof key, "k%02d", (int)(sg % NKEYS));
+        int rc = tkv_store_get(c->s, snap, key, 3, &v, &vn, err, sizeof err);
+        long got = 0;
+        if (rc == 1)
+            memcpy(&got, v, vn < sizeof got ? vn : sizeof got);
+        tkv_store_free(v);
+        if (g < 0 || sg < 0 || (sg > 0 && (rc != 1 || got != sg)) || (sg == 0 && rc != 0))
+            atomic_fetch_add(&c->torn, 1);
+        atomic_fetch_add(&c->views, 1);
+        tkv_store_iter_free(it);
+        tkv_store_iter_free(sit);
+        tkv_store_snapshot_free(c->s, snap);
+    }
+    return NULL;
+}
+
+Test(store, readers_on_other_threads_see_whole_batches, .init = open_store, .fini = close_store)
+{
+    reader_ctx c = {.s = s};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(pthread_create(&th[i], NULL, reader, &c), 0);
+    tkv_store_batch *b = tkv_store_batch_new();
+    char err[256];
+    for (long gen = 1; gen <= 2000 || atomic_load(&c.views) < 50; gen++) {
+        tkv_store_batch_clear(b);
+        for (int i = 0; i < NKEYS; i++) {
+            char key[8];
+            snprintf(key, sizeof key, "k%02d", i);
+            tkv_store_batch_put(b, key, 3, &gen, sizeof gen);
+        }
+        if (gen % 2)
+            tkv_store_batch_put(b, "odd", 3, "", 0);
+        else
+            tkv_store_batch_delete(b, "odd", 3);
+        cr_assert_eq(tkv_store_write(s, b, false, err, sizeof err), 0, "%s", err);
+    }
+    atomic_store(&c.stop, true);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    cr_assert_eq(atomic_load(&c.torn), 0, "%d of %d views were torn", atomic_load(&c.torn),
+                 atomic_load(&c.views));
+    tkv_store_batch_free(b);
+}
+
+#ifdef TKV_STORE_MEMORY
+/* The memory store's fault hook: the next event of kind fail_ev fails. */
+static int fail_ev = -1, fail_errno;
+
+static int fail_hook(void *ctx, tkv_store_mem_event ev)
+{
+    (void)ctx;
+    if ((int)ev != fail_ev)
+        return 0;
+    fail_ev = -1;
+    return fail_errno;
+}
+
+static void fail_next(tkv_store_mem_event ev, int e)
+{
+    fail_ev = (int)ev;
+    fail_errno = e;
+}
+
+static int get1(const char *k)
+{
+    char *v, err[256];
+    size_t vn;
+    int rc = tkv_store_get(s, NULL, k, strlen(k), &v, &vn, err, sizeof err);
+    tkv_store_free(v);
+    return rc;
+}
+
+static int put1(const char *k, bool sync)
+{
+    char err[256];
+    tkv_store_batch *b = tkv_store_batch_new();
+    tkv_store_batch_put(b, k, strlen(k), "v", 1);
+    int rc = tkv_store_write(s, b, sync, err, sizeof err);
+    tkv_store_batch_free(b);
+    return rc;
+}
+
+Test(store_mem, faults_fail_like_leveldb_files, .init = open_store, .fini = close_store)
+{
+    char err[256];
+    tkv_store_opts o = {.dir = dir, .create = true};
+    tkv_store_mem_set_fault_hook(fail_hook, NULL);
+    cr_assert_eq(put1("a", true), 0);
+    /* A failed log write: nothing changes, nothing is observed, and the
+     * handle writes no more until reopened. */
+    fail_next(TKV_STORE_MEM_LOG_WRITE, ENOSPC);
+    cr_assert_eq(put1("b", false), -1);
+    cr_assert_eq(get1("b"), 0);
+    cr_assert_eq(observed_batches, 1);
+    cr_assert_eq(put1("c", false), -1, "writes are refused after a failure");
+    cr_assert_eq(tkv_store_reopen(s, &o, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(get1("b"), 0, "a batch that never reached the log stays lost");
+    cr_assert_eq(put1("c", false), 0);
+    /* A failed log sync: the batch is in limbo - invisible now, replayed
+     * by the next successful open, however many fail before. */
+    fail_next(TKV_STORE_MEM_LOG_SYNC, EIO);
+    cr_assert_eq(put1("d", false), 0, "an unsynced write does not sync");
+    fail_next(TKV_STORE_MEM_LOG_SYNC, EIO);
+    cr_assert_eq(put1("e", true), -1);
+    cr_assert_eq(get1("e"), 0);
+    fail_next(TKV_STORE_MEM_OPEN_SYNC, EIO);
+    cr_assert_eq(tkv_store_reopen(s, &o, err, sizeof err), -1);
+    cr_assert(strstr(err, "Input/output error"), "%s", err);
+    cr_assert_eq(get1("a"), -1, "a store whose reopen failed is closed");
+    tkv_store_iter *it = tkv_store_iter_new(s, NULL);
+    cr_assert_eq(tkv_store_iter_status(it, NULL, 0), -1);
+    tkv_store_iter_free(it);
+    cr_assert_eq(tkv_store_reopen(s, &o, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(get1("e"), 1, "the batch in limbo is back");
+    cr_assert_eq(get1("d"), 1);
+    /* Limbo survives a close too (the directory's data is the process's). */
+    fail_next(TKV_STORE_MEM_LOG_SYNC, EIO);
+    cr_assert_eq(put1("f", true), -1);
+    tkv_store_close(s);
+    cr_assert_eq(tkv_store_open(&o, &s, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(get1("f"), 1);
+    cr_assert_eq(observed_batches, 3, "only successful writes are observed");
+    tkv_store_mem_set_fault_hook(NULL, NULL);
+}
+#endif

@@ -115,7 +115,8 @@ typedef struct op {
 
 /* Queues one random operation and records what it must answer, applying
  * writes to the model in request order (the server serves a connection's
- * requests in order, loads or not). */
+ * requests in order, loads or not). Client threads report through FAIL:
+ * Criterion's assertions belong to the test's own thread. */
 static void queue_op(client *cl, tkv_ctx *c, op *o)
 {
     char key[32], val[64];
@@ -131,23 +132,27 @@ static void queue_op(client *cl, tkv_ctx *c, op *o)
         o->kind = OP_PUT;
         uint32_t v = (uint32_t)test_rng_next(&cl->seed);
         val_text(v, val, sizeof val);
-        cr_assert_eq(tkv_append_put(c, key, strlen(key), val, strlen(val), t), TKV_OK);
+        if (tkv_append_put(c, key, strlen(key), val, strlen(val), t) != TKV_OK)
+            FAIL(cl, "client %d: queueing a request failed", cl->id);
         m_put(m, t, v, false);
         o->ts = t;
     } else if (r < 34 && m->n < MAXV - 1) {
         o->kind = OP_TOMB;
-        cr_assert_eq(tkv_append_del_at(c, key, strlen(key), t, 1), TKV_OK);
+        if (tkv_append_del_at(c, key, strlen(key), t, 1) != TKV_OK)
+            FAIL(cl, "client %d: queueing a request failed", cl->id);
         m_put(m, t, 0, true);
         o->ts = t;
     } else if (r < 36) {
         o->kind = OP_DEL;
-        cr_assert_eq(tkv_append_del(c, key, strlen(key)), TKV_OK);
+        if (tkv_append_del(c, key, strlen(key)) != TKV_OK)
+            FAIL(cl, "client %d: queueing a request failed", cl->id);
         o->want_n = (uint64_t)m->n;
         m->n = 0;
     } else if (r < 80) {
         o->kind = OP_GET;
         uint64_t at = t + test_rng_next(&cl->seed) % 1000;
-        cr_assert_eq(tkv_append_get(c, key, strlen(key), at), TKV_OK);
+        if (tkv_append_get(c, key, strlen(key), at) != TKV_OK)
+            FAIL(cl, "client %d: queueing a request failed", cl->id);
         int f = m_floor(m, at);
         o->ts = at;
         o->want_status = f >= 0 && !m->tomb[f] ? TKV_OK : TKV_NOT_FOUND;
@@ -161,7 +166,8 @@ static void queue_op(client *cl, tkv_ctx *c, op *o)
         o->kind = OP_COUNT;
         o->from = t;
         o->to = t + 1000 * (test_rng_next(&cl->seed) % 200);
-        cr_assert_eq(tkv_append_count(c, key, strlen(key), o->from, o->to), TKV_OK);
+        if (tkv_append_count(c, key, strlen(key), o->from, o->to) != TKV_OK)
+            FAIL(cl, "client %d: queueing a request failed", cl->id);
         for (int i = 0; i < m->n; i++)
             o->want_n += m->ts[i] >= o->from && m->ts[i] <= o->to;
     } else {
@@ -169,7 +175,8 @@ static void queue_op(client *cl, tkv_ctx *c, op *o)
         o->from = t;
         o->to = t + 1000 * (test_rng_next(&cl->seed) % 50);
         tkv_range_opts ro = {.from = o->from, .to = o->to, .to_set = 1, .limit = 1000};
-        cr_assert_eq(tkv_append_range(c, key, strlen(key), &ro), TKV_OK);
+        if (tkv_append_range(c, key, strlen(key), &ro) != TKV_OK)
+            FAIL(cl, "client %d: queueing a request failed", cl->id);
         for (int i = 0; i < m->n; i++) {
             if (m->ts[i] >= o->from && m->ts[i] <= o->to) {
                 if (o->want_n++ == 0)

@@ -251,6 +251,20 @@ static long late_after_top(const tkv_req *r, uint32_t ntop)
     return bad;
 }
 
+/* An item had to wait for a load: the items after it are checked only to
+ * add what they need to the same load, so the request waits once, not
+ * once per cold key. */
+static int probe_mput(exec_ctx *x, tkv_mp *m, uint32_t from)
+{
+    const tkv_req *r = x->req;
+    for (uint32_t i = from; i < r->nitems && tkv_engine_load_room(x->d->eng); i++) {
+        tkv_put_item it;
+        tkv_mput_item_next(m, &it);
+        tkv_engine_check_put(x->d->eng, it.key.ptr, it.key.len, it.ts, it.has_ts);
+    }
+    return TKV_DISPATCH_WAIT;
+}
+
 /* Every item is checked before any is staged - against the stored state and
  * against the items before it - so a refused item leaves no trace. Staging
  * itself can then only fail for want of memory or storage; should it fail
@@ -267,7 +281,7 @@ static int check_mput(exec_ctx *x)
         ntop += it.has_ts && it.ts == TKV_ENG_TS_MAX;
         tkv_eng_rc st = tkv_engine_check_put(x->d->eng, it.key.ptr, it.key.len, it.ts, it.has_ts);
         if (st == TKV_E_WOULD_BLOCK)
-            return TKV_DISPATCH_WAIT;
+            return probe_mput(x, &m, i + 1);
         if (st != TKV_E_OK) {
             char why[300];
             snprintf(why, sizeof why, "MPUT item %u: %s; nothing was written", i,
@@ -346,6 +360,15 @@ static int exec_mget(exec_ctx *x)
         tkv_answer a;
         tkv_eng_rc st = tkv_engine_get(x->d->eng, key, klen, r->has_ts ? r->ts : TKV_TS_MAX, &a);
         x->dirty |= a.dirty;
+        if (st == TKV_E_WOULD_BLOCK) {
+            /* The keys after it join the same load (answers discarded). */
+            for (uint32_t i = lw.n + 1; i < r->nitems && tkv_engine_load_room(x->d->eng); i++) {
+                tkv_mp_read_bytes(&m, &key, &klen);
+                tkv_engine_get(x->d->eng, key, klen, r->has_ts ? r->ts : TKV_TS_MAX, &a);
+            }
+            tkv_rep_abort(&lw);
+            return TKV_DISPATCH_WAIT;
+        }
         if (st != TKV_E_OK && st != TKV_E_NOT_FOUND) {
             tkv_rep_abort(&lw);
             return reply_engine_error(x, st);
@@ -407,7 +430,7 @@ static void kv_str(tkv_rep_wr *lw, const char *name, const char *v)
 }
 
 #define N_SERVER_STATS 9
-#define N_ENGINE_STATS 20
+#define N_ENGINE_STATS 21
 
 static void pack_server_stats(tkv_rep_wr *pk, const tkv_server_info *in, uint64_t now_us)
 {
@@ -433,6 +456,7 @@ static void pack_engine_stats(tkv_rep_wr *pk, const tkv_engine_stats *s, bool fa
     kv_u64(pk, "reads_mem", s->reads_mem);
     kv_u64(pk, "reads_disk", s->reads_disk);
     kv_u64(pk, "fills", s->fills);
+    kv_u64(pk, "load_waits", s->load_waits);
     kv_u64(pk, "loads", s->loads);
     kv_u64(pk, "loads_stale", s->loads_stale);
     kv_u64(pk, "evictions", s->evictions);

@@ -49,8 +49,8 @@
  * and the loop has installed it; then the same frame runs again and the
  * connection goes on where it was going. So its later requests wait for
  * it and replies keep request order, while every other connection is
- * served meanwhile. After MAX_ATTEMPTS loads a request runs inline, so a
- * key that keeps changing under its loads cannot starve it.
+ * served meanwhile. After MAX_STALE stale loads a request runs inline, so
+ * a key that keeps changing under its loads cannot starve it.
  *
  * A connection that becomes a replication stream will leave READING for
  * states of its own, fed by commits rather than by frames; serve() is the
@@ -79,8 +79,9 @@
  * on its way to the client (the lingering close of HTTP servers). */
 #define LINGER_SECONDS 2.0
 #define LINGER_MAX_BYTES (64u * 1024 * 1024)
-/* Loads one request may wait for before it runs inline. */
-#define MAX_ATTEMPTS 4
+/* Stale loads one request may wait for before it runs inline (loads that
+ * were installed are progress and do not count). */
+#define MAX_STALE 4
 
 typedef enum conn_state {
     CONN_READING,    /* reads input and serves requests */
@@ -116,7 +117,8 @@ struct conn {
      * state it goes to when served. */
     const uint8_t *wait_frame;
     size_t wait_len;
-    unsigned attempt;
+    unsigned waits; /* loads this request waited for (walks load more each time) */
+    unsigned stale; /* of them found stale: at MAX_STALE it runs inline */
     tkv_reader_job *job;
     conn_state after_wait;
     double last_active; /* loop time of the last byte read or written */
@@ -288,10 +290,10 @@ static void refuse_frame(conn *c)
 static int dispatch(conn *c, const uint8_t *f, size_t n, bool *dirty)
 {
     conn_hub *h = c->hub;
-    if (!h->readers || c->attempt >= MAX_ATTEMPTS)
+    if (!h->readers || c->stale >= MAX_STALE)
         return tkv_dispatch_session(h->disp, &c->sess, f, n, &c->out, dirty);
     tkv_eng_load *l;
-    int rc = tkv_dispatch_try(h->disp, &c->sess, f, n, &c->out, dirty, c->attempt, &l);
+    int rc = tkv_dispatch_try(h->disp, &c->sess, f, n, &c->out, dirty, c->waits, &l);
     if (rc != TKV_DISPATCH_WAIT)
         return rc;
     if ((c->job = tkv_readers_submit(h->readers, l, c)) != NULL) {
@@ -313,7 +315,7 @@ static int serve_frame(conn *c, const uint8_t *f, size_t n)
     int rc = dispatch(c, f, n, &dirty);
     if (rc == TKV_DISPATCH_WAIT)
         return 1;
-    c->attempt = 0;
+    c->waits = c->stale = 0;
     if (rc < 0 ||
         (dirty && add_dep(c, off, c->out.len - off, tkv_engine_epoch(h->disp->eng)) < 0)) {
         tkv_error("out of memory serving client %llu", (unsigned long long)c->id);
@@ -432,7 +434,8 @@ void conn_load_done(void *ctx, tkv_eng_load *l, void *cookie)
     if (!c)
         return;
     c->job = NULL;
-    c->attempt = installed < 0 ? MAX_ATTEMPTS : c->attempt + 1;
+    c->waits++;
+    c->stale = installed < 0 ? MAX_STALE : c->stale + (installed == 0);
     int rc = serve_frame(c, c->wait_frame, c->wait_len);
     if (rc != 0)
         return; /* closed, or waiting for another load */

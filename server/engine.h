@@ -194,8 +194,9 @@ typedef struct tkv_engine_stats {
     uint64_t swept_expired;  /* expired versions removed by the sweep */
     uint64_t swept_retained; /* versions removed by retention */
     uint64_t sweeps;         /* full passes of the sweep over all keys */
-    uint64_t loads;          /* loads asked for by nonblocking operations */
-    uint64_t loads_stale;    /* loads not installed: the key changed meanwhile */
+    uint64_t load_waits;     /* times an operation waited for a load */
+    uint64_t loads;          /* keys those loads read */
+    uint64_t loads_stale;    /* keys not installed: the key changed meanwhile */
 } tkv_engine_stats;
 
 /* Opens the engine on o->dir, creating it if missing. Returns 0, or -1 with
@@ -310,19 +311,25 @@ typedef struct tkv_eng_load tkv_eng_load;
  * time (geometrically). */
 void tkv_engine_set_nonblocking(tkv_engine *e, bool on, unsigned attempt);
 
-/* After TKV_E_WOULD_BLOCK: the load the operation needs, now the caller's;
- * NULL if out of memory (then run the operation in blocking mode). */
+/* After TKV_E_WOULD_BLOCK a multi-key request may go on with its other
+ * keys, only to collect what they need too (their answers are discarded):
+ * further operations add to the same load while this is true. */
+bool tkv_engine_load_room(const tkv_engine *e);
+
+/* After TKV_E_WOULD_BLOCK: the load the operation (or operations) need,
+ * now the caller's; NULL if out of memory (then run the operation in
+ * blocking mode). */
 tkv_eng_load *tkv_engine_load_take(tkv_engine *e);
 
 /* Reads what l asks for from LevelDB. Any thread, several at once; touches
  * nothing but the store and l. */
 void tkv_engine_load_run(tkv_engine *e, tkv_eng_load *l);
 
-/* On the engine's thread: puts what l loaded into memory, unless it is
- * stale, and frees l. Returns 1 if installed, 0 if stale (run the operation
- * again), -1 if the load failed or is larger than the key's share of
- * memory (run it again in blocking mode: it reads LevelDB inline, and
- * reports a storage failure as such). */
+/* On the engine's thread: puts what l loaded into memory, key by key,
+ * except what is stale, and frees l. Returns 1 if every key was installed,
+ * 0 if some was stale (run the operation again), -1 if the load failed or a
+ * key's part is larger than its share of memory (run it again in blocking
+ * mode: it reads LevelDB inline, and reports a storage failure as such). */
 int tkv_engine_load_install(tkv_engine *e, tkv_eng_load *l);
 
 /* Frees a load without installing it (it must not be running). NULL-safe. */

@@ -55,9 +55,12 @@ typedef struct fill_rec {
 
 typedef struct sweep_state sweep_state;
 
-/* The load an operation in nonblocking mode asked for (load.c). */
-typedef struct eng_want {
-    bool set;           /* asked for since tkv_engine_set_nonblocking() */
+/* What an operation in nonblocking mode asked to load (load.c): one key,
+ * or - when a multi-key request goes on probing its other keys after the
+ * first one that must wait - up to ENG_WANT_MAX of them, loaded together. */
+#define ENG_WANT_MAX 256
+
+typedef struct eng_want_item {
     bool fill;          /* the key is not resident: metadata + newest versions */
     uint32_t versions;  /* fill: this many newest versions */
     uint64_t below;     /* extend: the key's lo; load versions below it */
@@ -65,6 +68,11 @@ typedef struct eng_want {
     uint32_t extra;     /* ... and this many older ones */
     const uint8_t *key; /* the operation's key (copied by the take) */
     size_t klen;
+} eng_want_item;
+
+typedef struct eng_want {
+    size_t n; /* items asked for since tkv_engine_set_nonblocking() */
+    eng_want_item item[ENG_WANT_MAX];
 } eng_want;
 
 /* Batches that staged records of a key, by a hash of the key: touch[h] is
@@ -286,7 +294,7 @@ void eng_touch_record(tkv_engine *e, const uint8_t *rec, size_t n);
  * STORAGE if LevelDB failed. */
 static inline tkv_eng_rc eng_read_failed(const tkv_engine *e)
 {
-    return e->want.set ? TKV_E_WOULD_BLOCK : TKV_E_STORAGE;
+    return e->want.n > 0 ? TKV_E_WOULD_BLOCK : TKV_E_STORAGE;
 }
 
 /* ---- shared internals ------------------------------------------------------- */

@@ -39,26 +39,34 @@
 #define CHUNK_FIRST 256u
 #define CHUNK_MAX (1u << 22)
 
-struct tkv_eng_load {
+/* One key of a load: what to load, and what was loaded (its records are a
+ * run of the load's recs, their bytes in the load's data). */
+typedef struct load_item {
     /* what to load */
     bool fill;
     uint32_t versions;
     uint64_t below, down_to;
     uint32_t extra;
-    uint64_t gen;
-    size_t max_bytes;
     uint8_t *key; /* klen bytes, then tkv_kc_max(klen) bytes of encoding room */
     size_t klen;
     /* what was loaded */
-    uint64_t seen; /* every batch up to this epoch was in what the load read */
-    int rc;        /* 0, -1 failed (err), 1 larger than max_bytes */
-    char err[200];
+    int rc; /* 0, -1 failed (the load's err), 1 larger than max_bytes */
     bool has_meta;
     tkv_kmeta meta;
-    fill_rec *recs; /* newest first */
-    size_t n, cap;
-    tkv_buf data;
+    size_t r0, n;   /* its records: recs[r0, r0 + n), newest first */
     bool exhausted; /* no version of the key older than the last loaded */
+} load_item;
+
+struct tkv_eng_load {
+    uint64_t gen;
+    size_t max_bytes; /* per key */
+    uint64_t seen;    /* every batch up to this epoch was in what the load read */
+    char err[200];
+    load_item *item;
+    size_t nitems;
+    fill_rec *recs; /* every item's records; offsets into data */
+    size_t nrecs, cap;
+    tkv_buf data;
 };
 
 /* ---- asking ----------------------------------------------------------------- */
@@ -115,58 +123,85 @@ uint32_t eng_want_chunk(const tkv_engine *e)
     return c;
 }
 
-tkv_eng_rc eng_want_fill(tkv_engine *e, eng_key *k, uint32_t versions)
+/* The key's item if the want has it already: a probing request may ask for
+ * a key twice (MGET of the same key), and one load serves both. */
+static eng_want_item *want_find(tkv_engine *e, const eng_key *k)
 {
-    e->want =
-        (eng_want){.set = true, .fill = true, .versions = versions, .key = k->key, .klen = k->klen};
+    for (size_t i = 0; i < e->want.n; i++) {
+        eng_want_item *w = &e->want.item[i];
+        if (w->klen == k->klen && memcmp(w->key, k->key, k->klen) == 0)
+            return w;
+    }
+    return NULL;
+}
+
+static tkv_eng_rc want_add(tkv_engine *e, const eng_want_item *it)
+{
+    if (e->want.n < ENG_WANT_MAX && !want_find(e, &(eng_key){.key = it->key, .klen = it->klen}))
+        e->want.item[e->want.n++] = *it;
     snprintf(e->errmsg, sizeof e->errmsg, "waiting for a load");
     return TKV_E_WOULD_BLOCK;
+}
+
+tkv_eng_rc eng_want_fill(tkv_engine *e, eng_key *k, uint32_t versions)
+{
+    return want_add(
+        e, &(eng_want_item){.fill = true, .versions = versions, .key = k->key, .klen = k->klen});
 }
 
 tkv_eng_rc eng_want_extend(tkv_engine *e, eng_key *k, uint64_t below, uint64_t down_to,
                            uint32_t extra)
 {
-    e->want = (eng_want){.set = true,
-                         .below = below,
-                         .down_to = down_to,
-                         .extra = extra,
-                         .key = k->key,
-                         .klen = k->klen};
-    snprintf(e->errmsg, sizeof e->errmsg, "waiting for a load");
-    return TKV_E_WOULD_BLOCK;
+    return want_add(
+        e, &(eng_want_item){
+               .below = below, .down_to = down_to, .extra = extra, .key = k->key, .klen = k->klen});
 }
 
 void tkv_engine_set_nonblocking(tkv_engine *e, bool on, unsigned attempt)
 {
     e->nonblock = on;
     e->nb_attempt = attempt;
-    e->want.set = false;
+    e->want.n = 0;
 }
+
+bool tkv_engine_load_room(const tkv_engine *e) { return e->want.n < ENG_WANT_MAX; }
 
 tkv_eng_load *tkv_engine_load_take(tkv_engine *e)
 {
-    if (!e->want.set)
+    size_t n = e->want.n;
+    if (n == 0)
         return NULL;
-    e->want.set = false;
-    size_t klen = e->want.klen;
+    e->want.n = 0;
     tkv_eng_load *l = calloc(1, sizeof *l);
-    if (!l || !(l->key = malloc(klen + tkv_kc_max(klen)))) {
+    if (!l || !(l->item = calloc(n, sizeof *l->item))) {
         free(l);
         return NULL;
     }
-    memcpy(l->key, e->want.key, klen);
-    l->klen = klen;
-    l->fill = e->want.fill;
-    l->versions = e->want.versions;
-    l->below = e->want.below;
-    l->down_to = e->want.down_to;
-    l->extra = e->want.extra;
+    l->nitems = n;
+    tkv_buf_init(&l->data);
+    for (size_t i = 0; i < n; i++) {
+        const eng_want_item *w = &e->want.item[i];
+        load_item *it = &l->item[i];
+        if (!(it->key = malloc(w->klen + tkv_kc_max(w->klen)))) {
+            l->nitems = i;
+            e->loads_out++;
+            tkv_engine_load_free(e, l);
+            return NULL;
+        }
+        memcpy(it->key, w->key, w->klen);
+        it->klen = w->klen;
+        it->fill = w->fill;
+        it->versions = w->versions;
+        it->below = w->below;
+        it->down_to = w->down_to;
+        it->extra = w->extra;
+    }
     l->gen = e->gen;
     /* A key's share of the budget: what does not fit could not stay. */
     l->max_bytes = eng_key_budget(e);
-    tkv_buf_init(&l->data);
     e->loads_out++;
-    e->st.loads++;
+    e->st.loads += n;
+    e->st.load_waits++;
     return l;
 }
 
@@ -175,7 +210,9 @@ void tkv_engine_load_free(tkv_engine *e, tkv_eng_load *l)
     if (!l)
         return;
     e->loads_out--;
-    free(l->key);
+    for (size_t i = 0; i < l->nitems; i++)
+        free(l->item[i].key);
+    free(l->item);
     free(l->recs);
     tkv_buf_deinit(&l->data);
     free(l);
@@ -183,92 +220,131 @@ void tkv_engine_load_free(tkv_engine *e, tkv_eng_load *l)
 
 /* ---- loading (any thread) -------------------------------------------------- */
 
-/* An extend: the key's versions below l->below, newest first, down to
- * down_to and then `extra` more. */
-static int gather_below(tkv_eng_load *l, eng_key *k, tkv_store_iter *it)
+/* Adds the iterator's record (of k, at ts) to the load. 1 if the item passed
+ * max_bytes, -1 if out of memory. */
+static int take_record(tkv_eng_load *l, load_item *it, tkv_store_iter *iter, uint64_t ts,
+                       size_t item_bytes)
 {
-    tkv_store_iter_seek(it, k->buf, eng_key_at(k, l->below - 1));
-    uint32_t extra = l->extra;
+    size_t vlen;
+    const uint8_t *v = tkv_store_iter_value(iter, &vlen);
+    if (item_bytes + vlen > l->max_bytes)
+        return 1;
+    if (tkv_grow(&l->recs, &l->cap, l->nrecs + 1, sizeof *l->recs, 64) < 0)
+        return -1;
+    l->recs[l->nrecs++] = (fill_rec){.ts = ts, .off = l->data.len, .len = (uint32_t)vlen};
+    if (tkv_buf_append(&l->data, v, vlen) < 0)
+        return -1;
+    it->n++;
+    return 0;
+}
+
+/* A fill: the metadata, then the newest `versions` versions. */
+static int gather_fill(tkv_eng_load *l, load_item *it, eng_key *k, tkv_store_iter *iter)
+{
+    if (eng_read_meta(iter, k->buf, it->key, it->klen, &it->meta, &it->has_meta) < 0) {
+        snprintf(l->err, sizeof l->err, "malformed metadata record");
+        return -1;
+    }
+    size_t d0 = l->data.len;
     uint64_t ts;
-    while (eng_iter_match(k, it, &ts)) {
-        if (ts < l->down_to) {
+    while (it->n < it->versions && eng_iter_match(k, iter, &ts)) {
+        int rc = take_record(l, it, iter, ts, l->data.len - d0);
+        if (rc != 0)
+            return rc;
+        tkv_store_iter_next(iter);
+    }
+    it->exhausted = !eng_iter_match(k, iter, &ts);
+    return 0;
+}
+
+/* An extend: the key's versions below `below`, newest first, down to
+ * down_to and then `extra` more. */
+static int gather_below(tkv_eng_load *l, load_item *it, eng_key *k, tkv_store_iter *iter)
+{
+    if (it->below == 0) {
+        it->exhausted = true;
+        return 0;
+    }
+    tkv_store_iter_seek(iter, k->buf, eng_key_at(k, it->below - 1));
+    uint32_t extra = it->extra;
+    size_t d0 = l->data.len;
+    uint64_t ts;
+    while (eng_iter_match(k, iter, &ts)) {
+        if (ts < it->down_to) {
             if (extra == 0)
                 break;
             extra--;
         }
-        size_t vlen;
-        const uint8_t *v = tkv_store_iter_value(it, &vlen);
-        if (l->data.len + vlen > l->max_bytes)
-            return 1;
-        if (tkv_grow(&l->recs, &l->cap, l->n + 1, sizeof *l->recs, 64) < 0)
-            return -1;
-        l->recs[l->n++] = (fill_rec){.ts = ts, .off = l->data.len, .len = (uint32_t)vlen};
-        if (tkv_buf_append(&l->data, v, vlen) < 0)
-            return -1;
-        tkv_store_iter_next(it);
+        int rc = take_record(l, it, iter, ts, l->data.len - d0);
+        if (rc != 0)
+            return rc;
+        tkv_store_iter_next(iter);
     }
-    l->exhausted = !eng_iter_match(k, it, &ts);
+    it->exhausted = !eng_iter_match(k, iter, &ts);
     return 0;
 }
 
 void tkv_engine_load_run(tkv_engine *e, tkv_eng_load *l)
 {
     l->seen = atomic_load(&e->disk_epoch);
-    tkv_store_iter *it = tkv_store_iter_new(e->store, NULL);
-    if (!it) {
-        l->rc = -1;
-        snprintf(l->err, sizeof l->err, "out of memory");
-        return;
+    tkv_store_iter *iter = tkv_store_iter_new(e->store, NULL);
+    for (size_t i = 0; i < l->nitems; i++) {
+        load_item *it = &l->item[i];
+        it->r0 = l->nrecs;
+        if (!iter) {
+            it->rc = -1;
+            snprintf(l->err, sizeof l->err, "out of memory");
+            continue;
+        }
+        eng_key k = eng_key_make(it->key + it->klen, it->key, it->klen);
+        it->rc = it->fill ? gather_fill(l, it, &k, iter) : gather_below(l, it, &k, iter);
+        if (it->rc < 0 && !l->err[0])
+            snprintf(l->err, sizeof l->err, "out of memory");
+        if (it->rc > 0) {
+            /* Too large: its records go, the next item reuses the room. */
+            l->nrecs = it->r0;
+            l->data.len = it->n ? l->recs[it->r0].off : l->data.len;
+            it->n = 0;
+        }
     }
-    eng_key k = eng_key_make(l->key + l->klen, l->key, l->klen);
-    if (l->fill) {
-        l->rc = eng_read_meta(it, l->key + l->klen, l->key, l->klen, &l->meta, &l->has_meta);
-        if (l->rc < 0)
-            snprintf(l->err, sizeof l->err, "malformed metadata record");
-        else
-            l->rc = eng_gather(&k, it, l->versions, l->max_bytes, &l->recs, &l->cap, &l->data,
-                               &l->n, &l->exhausted);
-    } else if (l->below > 0) {
-        l->rc = gather_below(l, &k, it);
-    } else {
-        l->exhausted = true;
-    }
-    if (l->rc < 0 && !l->err[0])
-        snprintf(l->err, sizeof l->err, "out of memory");
     char err[160];
-    if (tkv_store_iter_status(it, err, sizeof err) < 0) {
-        l->rc = -1;
+    if (iter && tkv_store_iter_status(iter, err, sizeof err) < 0) {
+        for (size_t i = 0; i < l->nitems; i++)
+            l->item[i].rc = -1;
         snprintf(l->err, sizeof l->err, "read failed: %s", err);
     }
-    tkv_store_iter_free(it);
+    tkv_store_iter_free(iter);
 }
 
 /* ---- installing (the engine's thread) --------------------------------------- */
 
-/* Puts the loaded versions (all below E->lo's old value) under E's page in
+/* Puts the item's versions (all below E->lo's old value) under E's page in
  * one rebuild - each put an append - and lowers lo. The page wins on equal
  * timestamps: a staged version there is at least as new. */
-static int install_below(tkv_engine *e, tkv_kentry *E, tkv_eng_load *l)
+static int install_below(tkv_engine *e, tkv_kentry *E, const tkv_eng_load *l, const load_item *it)
 {
+    const fill_rec *recs = l->recs + it->r0;
     tkv_vpage *np = NULL;
     uint32_t pn = tkv_vpage_count(E->page), pi = 0;
-    size_t li = l->n;
+    size_t li = it->n;
     uint32_t added = 0;
-    size_t blobs = l->data.len;
+    size_t blobs = 0;
+    for (size_t i = 0; i < it->n; i++)
+        blobs += recs[i].len;
     for (uint32_t i = 0; i < pn; i++)
         blobs += E->page->slot[i].len;
-    if (pn + l->n > 0 && tkv_vpage_reserve(&np, (uint32_t)(pn + l->n), blobs) == LONG_MIN)
+    if (pn + it->n > 0 && tkv_vpage_reserve(&np, (uint32_t)(pn + it->n), blobs) == LONG_MIN)
         return -1;
     while (li > 0 || pi < pn) {
-        bool from_load = li > 0 && (pi >= pn || l->recs[li - 1].ts < E->page->slot[pi].ts);
-        if (li > 0 && pi < pn && l->recs[li - 1].ts == E->page->slot[pi].ts) {
+        bool from_load = li > 0 && (pi >= pn || recs[li - 1].ts < E->page->slot[pi].ts);
+        if (li > 0 && pi < pn && recs[li - 1].ts == E->page->slot[pi].ts) {
             li--; /* shadowed by the page */
             continue;
         }
         bool replaced;
         long d;
         if (from_load) {
-            const fill_rec *r = &l->recs[--li];
+            const fill_rec *r = &recs[--li];
             d = tkv_vpage_put(&np, r->ts, l->data.data + r->off, r->len, NULL, 0, &replaced);
             added++;
         } else {
@@ -285,38 +361,51 @@ static int install_below(tkv_engine *e, tkv_kentry *E, tkv_eng_load *l)
     tkv_vpage_free(E->page);
     E->page = np;
     e->st.mem_versions += added;
-    if (l->exhausted)
+    if (it->exhausted)
         E->lo = 0;
-    else if (l->n > 0 && l->recs[l->n - 1].ts < l->down_to)
-        E->lo = l->recs[l->n - 1].ts;
+    else if (it->n > 0 && recs[it->n - 1].ts < it->down_to)
+        E->lo = recs[it->n - 1].ts;
     else
-        E->lo = l->down_to > 0 ? l->down_to : 1;
+        E->lo = it->down_to > 0 ? it->down_to : 1;
+    return 0;
+}
+
+/* 1 installed, 0 stale, -1 failed or too large. */
+static int install_item(tkv_engine *e, const tkv_eng_load *l, load_item *it)
+{
+    if (it->rc != 0)
+        return -1;
+    tkv_kentry *E = tkv_keyindex_find(&e->ix, it->key, it->klen);
+    uint8_t *kbuf = it->key + it->klen;
+    bool fresh =
+        l->gen == e->gen && e->store_open && touch_of(e, kbuf, it->key, it->klen) <= l->seen;
+    if (fresh && it->fill && !E && !e->all_resident) {
+        eng_key k = eng_key_make(kbuf, it->key, it->klen);
+        tkv_eng_rc st;
+        E = eng_fill_from(e, &k, it->has_meta ? &it->meta : NULL, l->recs + it->r0, it->n,
+                          l->data.data, it->exhausted, &st);
+        return E ? 1 : -1;
+    }
+    if (fresh && !it->fill && E && E->lo == it->below && E->lo > 0) {
+        if (install_below(e, E, l, it) < 0)
+            return -1;
+        E->ref = 1;
+        e->st.fills++;
+        return 1;
+    }
     return 0;
 }
 
 int tkv_engine_load_install(tkv_engine *e, tkv_eng_load *l)
 {
-    int installed = 0;
-    tkv_kentry *E = tkv_keyindex_find(&e->ix, l->key, l->klen);
-    uint8_t *kbuf = l->key + l->klen;
-    bool fresh = l->rc == 0 && l->gen == e->gen && e->store_open &&
-                 touch_of(e, kbuf, l->key, l->klen) <= l->seen;
-    if (fresh && l->fill && !E && !e->all_resident) {
-        eng_key k = eng_key_make(kbuf, l->key, l->klen);
-        tkv_eng_rc st;
-        E = eng_fill_from(e, &k, l->has_meta ? &l->meta : NULL, l->recs, l->n, l->data.data,
-                          l->exhausted, &st);
-        installed = E != NULL;
-    } else if (fresh && !l->fill && E && E->lo == l->below && E->lo > 0) {
-        installed = install_below(e, E, l) == 0;
-        if (installed) {
-            E->ref = 1;
-            e->st.fills++;
-        }
+    int rc = 1;
+    for (size_t i = 0; i < l->nitems; i++) {
+        int r = install_item(e, l, &l->item[i]);
+        if (r == 0)
+            e->st.loads_stale++;
+        if (r < rc)
+            rc = r;
     }
-    int rc = installed ? 1 : l->rc == 0 ? 0 : -1;
-    if (rc == 0)
-        e->st.loads_stale++;
     tkv_engine_load_free(e, l);
     return rc;
 }

@@ -552,3 +552,69 @@ Test(readers, zero_readers_reads_inline_and_bad_counts_are_refused, .fini = tear
     free(out);
     free(err);
 }
+
+Test(readers, mget_and_mput_of_cold_keys_wait_once_and_answer_exactly, .fini = teardown,
+     .timeout = 60)
+{
+    const char *args[] = {"--max-memory", "64kb", "--readers", "2", NULL};
+    tkvd_start(&d, args);
+    tkv_ctx *c = tkvd_client(&d);
+    enum { N = 4000, BATCH = 200 };
+    char key[32], val[64];
+    for (int k = 0; k < N; k++) {
+        snprintf(key, sizeof key, "multi:%05d", k);
+        val_text((uint32_t)k, val, sizeof val);
+        cr_assert_eq(tkv_append_put(c, key, strlen(key), val, strlen(val), 10), TKV_OK);
+    }
+    tkv_reply r;
+    for (int k = 0; k < N; k++)
+        cr_assert_eq(tkv_read_reply(c, &r), TKV_OK);
+    /* MGET of 200 keys at a time, nearly all cold (64 KiB holds few). */
+    static char names[BATCH][32];
+    tkv_bytes keys[BATCH];
+    uint64_t waits0 = stat_of(c, "load_waits");
+    int rounds = 0;
+    for (int base = 0; base + BATCH <= N; base += 5 * BATCH, rounds++) {
+        for (int i = 0; i < BATCH; i++) {
+            snprintf(names[i], sizeof names[i], "multi:%05d", base + i);
+            keys[i] = (tkv_bytes){.ptr = (const uint8_t *)names[i], .len = strlen(names[i])};
+        }
+        const tkv_version *v;
+        cr_assert_eq(tkv_mget(c, TKV_LATEST, keys, BATCH, &v), TKV_OK, "%s", tkv_errstr(c));
+        for (int i = 0; i < BATCH; i++) {
+            val_text((uint32_t)(base + i), val, sizeof val);
+            cr_assert_eq(v[i].status, TKV_OK);
+            cr_assert_eq(v[i].ts, 10);
+            cr_assert(v[i].len == strlen(val) && memcmp(v[i].value, val, v[i].len) == 0, "key %d",
+                      base + i);
+        }
+    }
+    uint64_t waits = stat_of(c, "load_waits") - waits0;
+    /* One wait per MGET, give or take a stale load: not one per key. */
+    cr_assert_leq(waits, (uint64_t)rounds * 3, "%llu waits for %d MGETs", (unsigned long long)waits,
+                  rounds);
+    /* MPUT over cold keys: one wait, every item written once. */
+    tkv_item items[BATCH];
+    static char vals[BATCH][64];
+    for (int i = 0; i < BATCH; i++) {
+        snprintf(names[i], sizeof names[i], "multi:%05d", 2 * N / 3 + i);
+        snprintf(vals[i], sizeof vals[i], "new value %d", i);
+        items[i] = (tkv_item){.key = {.ptr = (const uint8_t *)names[i], .len = strlen(names[i])},
+                              .value = {.ptr = (const uint8_t *)vals[i], .len = strlen(vals[i])},
+                              .ts = 20,
+                              .has_ts = 1};
+    }
+    waits0 = stat_of(c, "load_waits");
+    cr_assert_eq(tkv_mput(c, items, BATCH, NULL), TKV_OK, "%s", tkv_errstr(c));
+    cr_assert_leq(stat_of(c, "load_waits") - waits0, 3);
+    for (int i = 0; i < BATCH; i += 7) {
+        tkv_version v;
+        cr_assert_eq(tkv_get(c, names[i], strlen(names[i]), 15, &v), TKV_OK);
+        cr_assert_eq(v.ts, 10, "the old version stays readable in the past");
+        cr_assert_eq(tkv_get(c, names[i], strlen(names[i]), TKV_LATEST, &v), TKV_OK);
+        cr_assert_eq(v.ts, 20);
+        cr_assert(v.len == strlen(vals[i]) && memcmp(v.value, vals[i], v.len) == 0);
+    }
+    tkv_free(c);
+    tkvd_stop(&d);
+}

@@ -55,49 +55,94 @@ void eng_remove_slots(tkv_engine *e, tkv_kentry *E, uint32_t from, uint32_t to)
 /* ---- loading keys from LevelDB ------------------------------------------ */
 
 /* Reads the key's metadata record, if any, and leaves the iterator on the
- * key's newest version: the record sorts right before it. */
-static int read_meta(tkv_engine *e, tkv_store_iter *it, const uint8_t *key, size_t klen,
-                     tkv_kmeta *m, bool *found)
+ * key's newest version: the record sorts right before it. kbuf has room
+ * for the key's encoding. */
+int eng_read_meta(tkv_store_iter *it, uint8_t *kbuf, const uint8_t *key, size_t klen, tkv_kmeta *m,
+                  bool *found)
 {
-    size_t mlen = tkv_kc_meta(e->kbuf, key, klen);
-    tkv_store_iter_seek(it, (const char *)e->kbuf, mlen);
+    size_t mlen = tkv_kc_meta(kbuf, key, klen);
+    tkv_store_iter_seek(it, (const char *)kbuf, mlen);
     *found = false;
     if (!tkv_store_iter_valid(it))
         return 0;
     size_t n;
     const uint8_t *k = tkv_store_iter_key(it, &n);
-    if (n != mlen || memcmp(k, e->kbuf, mlen) != 0)
+    if (n != mlen || memcmp(k, kbuf, mlen) != 0)
         return 0;
     size_t vlen;
     const uint8_t *v = tkv_store_iter_value(it, &vlen);
-    if (eng_meta_decode((const uint8_t *)v, vlen, m) < 0) {
-        snprintf(e->errmsg, sizeof e->errmsg, "malformed metadata record");
+    if (eng_meta_decode((const uint8_t *)v, vlen, m) < 0)
         return -1;
-    }
     *found = true;
     tkv_store_iter_next(it);
     return 0;
 }
 
-static int gather(tkv_engine *e, eng_key *k, tkv_store_iter *it, uint32_t want, size_t *n,
-                  bool *exhausted)
+int eng_gather(eng_key *k, tkv_store_iter *it, uint32_t want, size_t max_bytes, fill_rec **recs,
+               size_t *cap, tkv_buf *data, size_t *n, bool *exhausted)
 {
-    tkv_buf_reset(&e->fillbuf);
+    tkv_buf_reset(data);
     *n = 0;
     uint64_t ts;
     while (*n < want && eng_iter_match(k, it, &ts)) {
         size_t vlen;
         const uint8_t *v = tkv_store_iter_value(it, &vlen);
-        if (tkv_grow(&e->recs, &e->nrecs_cap, *n + 1, sizeof *e->recs, 64) < 0)
+        if (data->len + vlen > max_bytes)
+            return 1;
+        if (tkv_grow(recs, cap, *n + 1, sizeof **recs, 64) < 0)
             return -1;
-        e->recs[*n] = (fill_rec){.ts = ts, .off = e->fillbuf.len, .len = (uint32_t)vlen};
-        if (tkv_buf_append(&e->fillbuf, v, vlen) < 0)
+        (*recs)[*n] = (fill_rec){.ts = ts, .off = data->len, .len = (uint32_t)vlen};
+        if (tkv_buf_append(data, v, vlen) < 0)
             return -1;
         (*n)++;
         tkv_store_iter_next(it);
     }
     *exhausted = !eng_iter_match(k, it, &ts);
     return 0;
+}
+
+tkv_kentry *eng_fill_from(tkv_engine *e, eng_key *k, const tkv_kmeta *m, const fill_rec *recs,
+                          size_t n, const uint8_t *data, bool exhausted, tkv_eng_rc *st)
+{
+    tkv_kentry *E = tkv_keyindex_insert(&e->ix, k->key, k->klen);
+    if (!E || (m && !(E->meta = malloc(sizeof *m)))) {
+        if (E)
+            eng_drop_entry(e, E);
+        snprintf(e->errmsg, sizeof e->errmsg, "out of memory");
+        *st = TKV_E_NOMEM;
+        return NULL;
+    }
+    if (m)
+        *E->meta = *m;
+    size_t blobs = 0;
+    for (size_t i = 0; i < n; i++)
+        blobs += recs[i].len;
+    long r = n ? tkv_vpage_reserve(&E->page, (uint32_t)n, blobs) : 0;
+    if (r == LONG_MIN) {
+        eng_drop_entry(e, E);
+        snprintf(e->errmsg, sizeof e->errmsg, "out of memory");
+        *st = TKV_E_NOMEM;
+        return NULL;
+    }
+    eng_account_page(e, r);
+    /* Gathered newest first; append oldest first so every put is an append. */
+    for (size_t i = n; i-- > 0;) {
+        bool replaced;
+        long d = tkv_vpage_put(&E->page, recs[i].ts, data + recs[i].off, recs[i].len, NULL, 0,
+                               &replaced);
+        if (d == LONG_MIN) {
+            eng_drop_entry(e, E);
+            snprintf(e->errmsg, sizeof e->errmsg, "out of memory");
+            *st = TKV_E_NOMEM;
+            return NULL;
+        }
+        eng_account_page(e, d);
+        e->st.mem_versions++;
+    }
+    E->lo = exhausted || n == 0 ? 0 : recs[n - 1].ts;
+    e->st.fills++;
+    *st = TKV_E_OK;
+    return E;
 }
 
 /* Makes k resident with its newest `want` versions. */
@@ -111,11 +156,13 @@ static tkv_kentry *fill(tkv_engine *e, eng_key *k, uint32_t want, tkv_eng_rc *st
     size_t n;
     bool exhausted, has_meta;
     tkv_kmeta meta;
-    if (read_meta(e, it, k->key, k->klen, &meta, &has_meta) < 0) {
+    if (eng_read_meta(it, e->kbuf, k->key, k->klen, &meta, &has_meta) < 0) {
+        snprintf(e->errmsg, sizeof e->errmsg, "malformed metadata record");
         *st = TKV_E_STORAGE;
         return NULL;
     }
-    if (gather(e, k, it, want, &n, &exhausted) < 0) {
+    if (eng_gather(k, it, want, SIZE_MAX, &e->recs, &e->nrecs_cap, &e->fillbuf, &n, &exhausted) <
+        0) {
         snprintf(e->errmsg, sizeof e->errmsg, "out of memory");
         *st = TKV_E_NOMEM;
         return NULL;
@@ -124,33 +171,7 @@ static tkv_kentry *fill(tkv_engine *e, eng_key *k, uint32_t want, tkv_eng_rc *st
         *st = TKV_E_STORAGE;
         return NULL;
     }
-    tkv_kentry *E = tkv_keyindex_insert(&e->ix, k->key, k->klen);
-    if (!E || (has_meta && !(E->meta = malloc(sizeof meta)))) {
-        if (E)
-            eng_drop_entry(e, E);
-        snprintf(e->errmsg, sizeof e->errmsg, "out of memory");
-        *st = TKV_E_NOMEM;
-        return NULL;
-    }
-    if (has_meta)
-        *E->meta = meta;
-    /* Gathered newest first; append oldest first so every put is an append. */
-    for (size_t i = n; i-- > 0;) {
-        bool replaced;
-        long d = tkv_vpage_put(&E->page, e->recs[i].ts, e->fillbuf.data + e->recs[i].off,
-                               e->recs[i].len, NULL, 0, &replaced);
-        if (d == LONG_MIN) {
-            eng_drop_entry(e, E);
-            snprintf(e->errmsg, sizeof e->errmsg, "out of memory");
-            *st = TKV_E_NOMEM;
-            return NULL;
-        }
-        eng_account_page(e, d);
-        e->st.mem_versions++;
-    }
-    E->lo = exhausted || n == 0 ? 0 : e->recs[n - 1].ts;
-    e->st.fills++;
-    return E;
+    return eng_fill_from(e, k, has_meta ? &meta : NULL, e->recs, n, e->fillbuf.data, exhausted, st);
 }
 
 tkv_kentry *eng_lookup(tkv_engine *e, eng_key *k, bool create, tkv_eng_rc *st)
@@ -173,7 +194,12 @@ tkv_kentry *eng_lookup(tkv_engine *e, eng_key *k, bool create, tkv_eng_rc *st)
     }
     /* A write needs the newest version at most (and the metadata): loading
      * more of a cold key would make ingest read what it writes past. */
-    return fill(e, k, create ? 1 : e->opts.fill_versions, st);
+    uint32_t want = create ? 1 : e->opts.fill_versions;
+    if (e->nonblock) {
+        *st = eng_want_fill(e, k, want);
+        return NULL;
+    }
+    return fill(e, k, want, st);
 }
 
 /* ---- holding the budget ---------------------------------------------------- */
@@ -182,8 +208,7 @@ tkv_kentry *eng_lookup(tkv_engine *e, eng_key *k, bool create, tkv_eng_rc *st)
  * not crowd out every other, yet a hot key's history still fits. */
 #define KEY_BUDGET_DIV 16
 
-/* The most page bytes one key may keep. */
-static size_t key_budget(const tkv_engine *e)
+size_t eng_key_budget(const tkv_engine *e)
 {
     return e->opts.max_memory ? e->opts.max_memory / KEY_BUDGET_DIV : SIZE_MAX;
 }
@@ -197,7 +222,7 @@ void eng_trim(tkv_engine *e, tkv_kentry *E)
         eng_remove_slots(e, E, 0, tkv_vpage_lower(E->page, E->lo));
     uint32_t n = tkv_vpage_count(E->page);
     uint32_t drop = n > e->opts.resident_versions ? n - e->opts.resident_versions : 0;
-    size_t live = 0, cap = key_budget(e);
+    size_t live = 0, cap = eng_key_budget(e);
     /* The whole page within the key's budget: no need to walk it. */
     uint32_t stop = tkv_vpage_bytes(E->page) <= cap ? n : drop;
     for (uint32_t i = n; i-- > stop;) {

@@ -35,6 +35,8 @@ static int reply_error(exec_ctx *x, tkv_status st, const char *msg)
  * kind of error, and clients print that name in front of the message. */
 static int reply_engine_error(exec_ctx *x, tkv_eng_rc rc)
 {
+    if (rc == TKV_E_WOULD_BLOCK)
+        return TKV_DISPATCH_WAIT; /* no reply: the request runs again after a load */
     const char *why = tkv_engine_errmsg(x->d->eng);
     return reply_error(x, tkv_wire_status(rc), why[0] ? why : "no detail");
 }
@@ -249,6 +251,20 @@ static long late_after_top(const tkv_req *r, uint32_t ntop)
     return bad;
 }
 
+/* An item had to wait for a load: the items after it are checked only to
+ * add what they need to the same load, so the request waits once, not
+ * once per cold key. */
+static int probe_mput(exec_ctx *x, tkv_mp *m, uint32_t from)
+{
+    const tkv_req *r = x->req;
+    for (uint32_t i = from; i < r->nitems && tkv_engine_load_room(x->d->eng); i++) {
+        tkv_put_item it;
+        tkv_mput_item_next(m, &it);
+        tkv_engine_check_put(x->d->eng, it.key.ptr, it.key.len, it.ts, it.has_ts);
+    }
+    return TKV_DISPATCH_WAIT;
+}
+
 /* Every item is checked before any is staged - against the stored state and
  * against the items before it - so a refused item leaves no trace. Staging
  * itself can then only fail for want of memory or storage; should it fail
@@ -264,6 +280,8 @@ static int check_mput(exec_ctx *x)
         tkv_mput_item_next(&m, &it);
         ntop += it.has_ts && it.ts == TKV_ENG_TS_MAX;
         tkv_eng_rc st = tkv_engine_check_put(x->d->eng, it.key.ptr, it.key.len, it.ts, it.has_ts);
+        if (st == TKV_E_WOULD_BLOCK)
+            return probe_mput(x, &m, i + 1);
         if (st != TKV_E_OK) {
             char why[300];
             snprintf(why, sizeof why, "MPUT item %u: %s; nothing was written", i,
@@ -289,6 +307,10 @@ static int exec_mput(exec_ctx *x)
     int rc = check_mput(x);
     if (rc != TKV_ST_OK)
         return rc;
+    /* The checks loaded every key the items need; nothing below may stop
+     * for a load half-way through the batch (a read it still needed would
+     * run inline). */
+    tkv_engine_set_nonblocking(x->d->eng, false, 0);
     tkv_mp m;
     tkv_mp_init(&m, r->items, r->items_len);
     tkv_rep_wr lw;
@@ -338,6 +360,15 @@ static int exec_mget(exec_ctx *x)
         tkv_answer a;
         tkv_eng_rc st = tkv_engine_get(x->d->eng, key, klen, r->has_ts ? r->ts : TKV_TS_MAX, &a);
         x->dirty |= a.dirty;
+        if (st == TKV_E_WOULD_BLOCK) {
+            /* The keys after it join the same load (answers discarded). */
+            for (uint32_t i = lw.n + 1; i < r->nitems && tkv_engine_load_room(x->d->eng); i++) {
+                tkv_mp_read_bytes(&m, &key, &klen);
+                tkv_engine_get(x->d->eng, key, klen, r->has_ts ? r->ts : TKV_TS_MAX, &a);
+            }
+            tkv_rep_abort(&lw);
+            return TKV_DISPATCH_WAIT;
+        }
         if (st != TKV_E_OK && st != TKV_E_NOT_FOUND) {
             tkv_rep_abort(&lw);
             return reply_engine_error(x, st);
@@ -399,7 +430,7 @@ static void kv_str(tkv_rep_wr *lw, const char *name, const char *v)
 }
 
 #define N_SERVER_STATS 9
-#define N_ENGINE_STATS 18
+#define N_ENGINE_STATS 21
 
 static void pack_server_stats(tkv_rep_wr *pk, const tkv_server_info *in, uint64_t now_us)
 {
@@ -425,6 +456,9 @@ static void pack_engine_stats(tkv_rep_wr *pk, const tkv_engine_stats *s, bool fa
     kv_u64(pk, "reads_mem", s->reads_mem);
     kv_u64(pk, "reads_disk", s->reads_disk);
     kv_u64(pk, "fills", s->fills);
+    kv_u64(pk, "load_waits", s->load_waits);
+    kv_u64(pk, "loads", s->loads);
+    kv_u64(pk, "loads_stale", s->loads_stale);
     kv_u64(pk, "evictions", s->evictions);
     kv_u64(pk, "max_memory", s->max_memory);
     kv_u64(pk, "reopens", s->reopens);
@@ -501,8 +535,8 @@ static const exec_fn exec_table[TKV_CMD__COUNT] = {
     [TKV_CMD_POLICY] = exec_policy,
 };
 
-int tkv_dispatch_session(tkv_dispatch *d, tkv_session *sess, const uint8_t *frame, size_t len,
-                         tkv_buf *out, bool *dirty)
+static int dispatch(tkv_dispatch *d, tkv_session *sess, const uint8_t *frame, size_t len,
+                    tkv_buf *out, bool *dirty)
 {
     tkv_req req;
     char err[160];
@@ -515,8 +549,34 @@ int tkv_dispatch_session(tkv_dispatch *d, tkv_session *sess, const uint8_t *fram
     bool trusted = !d->auth || !sess || sess->authed;
     if (!trusted && req.cmd != TKV_CMD_AUTH && req.cmd != TKV_CMD_PING)
         return reply_error(&x, TKV_ST_AUTH_REQUIRED, "authentication required: send AUTH first");
+    size_t start = out->len;
     int rc = exec_table[req.cmd](&x);
+    if (rc == TKV_DISPATCH_WAIT) {
+        d->calls[req.cmd]--; /* counted when it runs to the end */
+        out->len = start;    /* whatever a list reply began goes */
+        return rc;
+    }
     *dirty = x.dirty;
+    return rc;
+}
+
+int tkv_dispatch_session(tkv_dispatch *d, tkv_session *sess, const uint8_t *frame, size_t len,
+                         tkv_buf *out, bool *dirty)
+{
+    return dispatch(d, sess, frame, len, out, dirty);
+}
+
+int tkv_dispatch_try(tkv_dispatch *d, tkv_session *sess, const uint8_t *frame, size_t len,
+                     tkv_buf *out, bool *dirty, unsigned attempt, tkv_eng_load **load)
+{
+    *load = NULL;
+    tkv_engine_set_nonblocking(d->eng, true, attempt);
+    int rc = dispatch(d, sess, frame, len, out, dirty);
+    if (rc == TKV_DISPATCH_WAIT)
+        *load = tkv_engine_load_take(d->eng);
+    tkv_engine_set_nonblocking(d->eng, false, 0);
+    if (rc == TKV_DISPATCH_WAIT && !*load)
+        rc = dispatch(d, sess, frame, len, out, dirty); /* out of memory: run it inline */
     return rc;
 }
 

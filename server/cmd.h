@@ -60,4 +60,15 @@ int tkv_dispatch_frame(tkv_dispatch *d, const uint8_t *frame, size_t len, tkv_bu
 int tkv_dispatch_session(tkv_dispatch *d, tkv_session *s, const uint8_t *frame, size_t len,
                          tkv_buf *out, bool *dirty);
 
+/* tkv_dispatch_try()'s result when the request waits for a load. */
+#define TKV_DISPATCH_WAIT (-2)
+
+/* The same, with the engine in nonblocking mode (engine.h, "Loads"): if the
+ * request needs LevelDB, nothing is appended or changed, *load is the load
+ * it needs and the result is TKV_DISPATCH_WAIT. Run the load (any thread),
+ * install it with tkv_engine_load_install(), then call this again with the
+ * same frame and attempt + 1. Otherwise as tkv_dispatch_session(). */
+int tkv_dispatch_try(tkv_dispatch *d, tkv_session *s, const uint8_t *frame, size_t len,
+                     tkv_buf *out, bool *dirty, unsigned attempt, tkv_eng_load **load);
+
 #endif

@@ -62,12 +62,14 @@ void eng_stage_put(tkv_engine *e, const void *k, size_t klen, const void *v, siz
 {
     tkv_store_batch_put(e->stage.wb, k, klen, v, vlen);
     e->stage.ops++;
+    eng_touch_record(e, k, klen);
 }
 
 void eng_stage_del(tkv_engine *e, const void *k, size_t klen)
 {
     tkv_store_batch_delete(e->stage.wb, k, klen);
     e->stage.ops++;
+    eng_touch_record(e, k, klen);
 }
 
 /* Makes room to track one more dirty entry before anything is staged, so
@@ -125,6 +127,7 @@ static void drop_batch(tkv_engine *e, eng_batch *b)
 static void roll_back(tkv_engine *e)
 {
     e->st.commit_errors++;
+    e->gen++; /* loads read before the failure may see what memory drops */
     if (e->in_flight) {
         drop_batch(e, &e->flight);
         batch_reset(&e->flight, 0);
@@ -162,6 +165,9 @@ static void write_flight(tkv_engine *e)
     char err[256] = "";
     bool sync = want_sync(e);
     int rc = tkv_store_write(e->store, e->flight.wb, sync, err, sizeof err);
+    /* Loads that read LevelDB from now on see this batch (load.c). */
+    if (rc == 0)
+        atomic_store(&e->disk_epoch, e->flight.epoch);
     pthread_mutex_lock(&e->mu);
     e->flight_rc = rc;
     snprintf(e->flight_err, sizeof e->flight_err, "%s", err);

@@ -24,6 +24,10 @@
  *                unread replies above the high water       THROTTLED
  *   THROTTLED    every reply written                       READING
  *   READING      end of input; what arrived is served      CLOSING
+ *   READING, BACKLOGGED (CLOSING, STOPPING on the way there)
+ *                a request needs LevelDB: a load is queued  WAITING
+ *   WAITING      the load is back and the request served   what it was going to
+ *                                                          (READING, CLOSING, STOPPING)
  *   READING, BACKLOGGED (THROTTLED while stopping)
  *                a frame longer than allowed               REFUSED
  *   REFUSED      its replies written                       LINGERING
@@ -39,12 +43,18 @@
  * and disarmed when it drains, whatever the state. Lists that remain are
  * work queues (conn.h says what each means), not states.
  *
- * Two kinds of waiting will be added here. A request that must wait for
- * the disk (reader threads) becomes a state in which the connection stops
- * serving its buffer until the read completes, as THROTTLED does, its
- * reply queued in order like a dep. A connection that becomes a
- * replication stream leaves READING for states of its own, fed by commits
- * rather than by frames; serve() is the step it would replace.
+ * A request that needs LevelDB (engine.h, "Loads") puts its connection in
+ * WAITING: the request's frame stays where it is in the input buffer, which
+ * is neither read into nor served until a reader thread has run the load
+ * and the loop has installed it; then the same frame runs again and the
+ * connection goes on where it was going. So its later requests wait for
+ * it and replies keep request order, while every other connection is
+ * served meanwhile. After MAX_STALE stale loads a request runs inline, so
+ * a key that keeps changing under its loads cannot starve it.
+ *
+ * A connection that becomes a replication stream will leave READING for
+ * states of its own, fed by commits rather than by frames; serve() is the
+ * step it would replace.
  */
 #include "conn.h"
 
@@ -58,6 +68,7 @@
 #include "frame.h"
 #include "grow.h"
 #include "log.h"
+#include "readers.h"
 #include "wire.h"
 
 #define READ_CHUNK (64 * 1024)
@@ -68,6 +79,9 @@
  * on its way to the client (the lingering close of HTTP servers). */
 #define LINGER_SECONDS 2.0
 #define LINGER_MAX_BYTES (64u * 1024 * 1024)
+/* Stale loads one request may wait for before it runs inline (loads that
+ * were installed are progress and do not count). */
+#define MAX_STALE 4
 
 typedef enum conn_state {
     CONN_READING,    /* reads input and serves requests */
@@ -77,6 +91,7 @@ typedef enum conn_state {
     CONN_REFUSED,    /* an oversize frame was refused: write the replies, then linger */
     CONN_LINGERING,  /* half-closed after a refusal: drop input until EOF or timeout */
     CONN_STOPPING,   /* the server stops: write the remaining replies, read nothing */
+    CONN_WAITING,    /* a request waits for a load: neither read nor serve */
 } conn_state;
 
 typedef struct dep {
@@ -96,8 +111,16 @@ struct conn {
     dep *deps;   /* replies that wait on a batch, in output order */
     size_t ndeps, deps_cap;
     conn_link all, pend, back, wait;
-    size_t lingered;    /* bytes dropped while LINGERING */
-    tkv_session sess;   /* authentication state */
+    size_t lingered;  /* bytes dropped while LINGERING */
+    tkv_session sess; /* authentication state */
+    /* WAITING: the request's frame (in the input buffer), its load, and the
+     * state it goes to when served. */
+    const uint8_t *wait_frame;
+    size_t wait_len;
+    unsigned waits; /* loads this request waited for (walks load more each time) */
+    unsigned stale; /* of them found stale: at MAX_STALE it runs inline */
+    tkv_reader_job *job;
+    conn_state after_wait;
     double last_active; /* loop time of the last byte read or written */
     uint64_t id;
     char peer[64];
@@ -189,6 +212,8 @@ static void conn_close(conn *c, const char *why)
         tkv_debug("client %llu (%s) closed: %s", (unsigned long long)c->id, c->peer, why);
     ev_io_stop(h->loop, &c->rio);
     ev_io_stop(h->loop, &c->wio);
+    if (c->job)
+        tkv_readers_forget(c->job); /* the load still comes back, to no one */
     list_del(&h->all, c, ALL);
     list_del(&h->pend, c, PEND);
     list_del(&h->back, c, BACK);
@@ -260,13 +285,38 @@ static void refuse_frame(conn *c)
     list_add(&c->hub->pend, c, PEND);
 }
 
-/* Runs one request frame and queues its reply. Returns -1 if c was closed. */
+/* Runs a request through the dispatcher, or queues the load it waits for.
+ * Returns the dispatcher's result, or TKV_DISPATCH_WAIT with c->job set. */
+static int dispatch(conn *c, const uint8_t *f, size_t n, bool *dirty)
+{
+    conn_hub *h = c->hub;
+    if (!h->readers || c->stale >= MAX_STALE)
+        return tkv_dispatch_session(h->disp, &c->sess, f, n, &c->out, dirty);
+    tkv_eng_load *l;
+    int rc = tkv_dispatch_try(h->disp, &c->sess, f, n, &c->out, dirty, c->waits, &l);
+    if (rc != TKV_DISPATCH_WAIT)
+        return rc;
+    if ((c->job = tkv_readers_submit(h->readers, l, c)) != NULL) {
+        c->wait_frame = f;
+        c->wait_len = n;
+        return rc;
+    }
+    tkv_engine_load_free(h->disp->eng, l);
+    return tkv_dispatch_session(h->disp, &c->sess, f, n, &c->out, dirty);
+}
+
+/* Runs one request frame and queues its reply. Returns -1 if c was closed,
+ * 1 if the request waits for a load (c->job), 0 when it was served. */
 static int serve_frame(conn *c, const uint8_t *f, size_t n)
 {
     conn_hub *h = c->hub;
     size_t off = c->out.len;
     bool dirty, was_authed = c->sess.authed;
-    if (tkv_dispatch_session(h->disp, &c->sess, f, n, &c->out, &dirty) < 0 ||
+    int rc = dispatch(c, f, n, &dirty);
+    if (rc == TKV_DISPATCH_WAIT)
+        return 1;
+    c->waits = c->stale = 0;
+    if (rc < 0 ||
         (dirty && add_dep(c, off, c->out.len - off, tkv_engine_epoch(h->disp->eng)) < 0)) {
         tkv_error("out of memory serving client %llu", (unsigned long long)c->id);
         conn_close(c, NULL);
@@ -284,6 +334,7 @@ typedef enum serve_end {
     SERVED_CAP,     /* the budget ran out with frames left */
     SERVED_FULL,    /* unread replies passed the high water */
     SERVED_REFUSED, /* an oversize frame: now REFUSED */
+    SERVED_WAITING, /* a request waits for a load: the caller moves to WAITING */
     SERVED_CLOSED,  /* c was closed and freed */
 } serve_end;
 
@@ -312,8 +363,11 @@ static serve_end serve(conn *c, uint32_t budget, bool drain)
             refuse_frame(c);
             return SERVED_REFUSED;
         }
-        if (serve_frame(c, f, n) < 0)
+        int served = serve_frame(c, f, n);
+        if (served < 0)
             return SERVED_CLOSED;
+        if (served > 0)
+            return SERVED_WAITING;
     }
     return SERVED_CAP;
 }
@@ -331,6 +385,10 @@ static void serve_share(conn *c)
         list_add(&c->hub->back, c, BACK);
         break;
     case SERVED_FULL: conn_set_state(c, CONN_THROTTLED); break;
+    case SERVED_WAITING:
+        c->after_wait = CONN_READING;
+        conn_set_state(c, CONN_WAITING);
+        break;
     case SERVED_REFUSED:
     case SERVED_CLOSED: break;
     }
@@ -344,8 +402,12 @@ static int serve_all_then(conn *c, conn_state then)
     serve_end e = serve(c, UINT32_MAX, true);
     if (e == SERVED_CLOSED)
         return -1;
-    if (e != SERVED_REFUSED)
+    if (e == SERVED_WAITING) {
+        c->after_wait = then;
+        conn_set_state(c, CONN_WAITING);
+    } else if (e != SERVED_REFUSED) {
         conn_set_state(c, then);
+    }
     return 0;
 }
 
@@ -361,6 +423,28 @@ void conn_serve_backlog(conn_hub *h)
         c->back.prev = c->back.next = NULL;
         serve_share(c);
         c = next;
+    }
+}
+
+void conn_load_done(void *ctx, tkv_eng_load *l, void *cookie)
+{
+    conn_hub *h = ctx;
+    int installed = tkv_engine_load_install(h->disp->eng, l);
+    conn *c = cookie;
+    if (!c)
+        return;
+    c->job = NULL;
+    c->waits++;
+    c->stale = installed < 0 ? MAX_STALE : c->stale + (installed == 0);
+    int rc = serve_frame(c, c->wait_frame, c->wait_len);
+    if (rc != 0)
+        return; /* closed, or waiting for another load */
+    conn_state then = h->stopping ? CONN_STOPPING : c->after_wait;
+    if (then == CONN_READING) {
+        conn_set_state(c, CONN_READING);
+        serve_share(c);
+    } else {
+        serve_all_then(c, then);
     }
 }
 
@@ -576,6 +660,8 @@ void conn_stop_all(conn_hub *h)
         next = c->all.next;
         if (state_serves(c->state) || c->state == CONN_THROTTLED)
             serve_all_then(c, CONN_STOPPING);
+        else if (c->state == CONN_WAITING)
+            c->after_wait = CONN_STOPPING;
         else if (c->state == CONN_LINGERING)
             conn_set_state(c, CONN_STOPPING);
     }
@@ -584,7 +670,7 @@ void conn_stop_all(conn_hub *h)
 bool conn_any_unsent(const conn_hub *h)
 {
     for (const conn *c = h->all.head; c; c = c->all.next)
-        if (unsent(c) > 0)
+        if (unsent(c) > 0 || c->state == CONN_WAITING)
             return true;
     return false;
 }

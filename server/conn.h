@@ -36,15 +36,16 @@ typedef struct conn_list {
     size_t n;
 } conn_list;
 
-/* What connections share with the server. The server sets the first four
+/* What connections share with the server. The server sets the first five
  * fields before the first conn_new() and zeroes the rest. */
 typedef struct conn_hub {
     struct ev_loop *loop;
-    const tkv_server_opts *o; /* limits: frame, output, high water, pipeline */
-    tkv_dispatch *disp;       /* runs requests; disp->eng stages their writes */
-    tkv_server_info *info;    /* connection and byte counters */
-    bool stopping;            /* conn_stop_all() ran: no connection reads again */
-    uint64_t next_id;         /* the last connection's id (for the log) */
+    const tkv_server_opts *o;    /* limits: frame, output, high water, pipeline */
+    tkv_dispatch *disp;          /* runs requests; disp->eng stages their writes */
+    tkv_server_info *info;       /* connection and byte counters */
+    struct tkv_readers *readers; /* NULL: requests read LevelDB inline */
+    bool stopping;               /* conn_stop_all() ran: no connection reads again */
+    uint64_t next_id;            /* the last connection's id (for the log) */
     /* Every open connection (for timeouts and shutdown). */
     conn_list all;
     /* Work queue: replies were added or released since the last flush, to
@@ -87,7 +88,13 @@ void conn_close_idle(conn_hub *h, double now);
  * everywhere and sets h->stopping. Replies still go out. */
 void conn_stop_all(conn_hub *h);
 
-/* True while any connection has replies not yet written. */
+/* readers.h's done callback (ctx: the hub): installs a finished load and
+ * serves the connection that waited for it, if it is still open. May close
+ * connections. */
+void conn_load_done(void *ctx, tkv_eng_load *l, void *cookie);
+
+/* True while any connection has replies not yet written, or waits for a
+ * load. */
 bool conn_any_unsent(const conn_hub *h);
 
 /* Closes every connection, written or not. */

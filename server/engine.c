@@ -32,7 +32,6 @@
 #include "engine_int.h"
 
 #define DEFAULT_FILL 256
-#define DEFAULT_RESIDENT 4096
 
 static uint64_t real_clock(void *ctx)
 {
@@ -71,6 +70,10 @@ static int exists_below_lo(tkv_engine *e, eng_key *k, const tkv_kentry *E, uint6
         *exists = true;
         return 0;
     }
+    if (e->nonblock) {
+        eng_want_extend(e, k, E->lo, ts, 0);
+        return -1;
+    }
     char *v;
     size_t vlen;
     if (!e->store_open)
@@ -108,7 +111,7 @@ static tkv_eng_rc pick_ts(tkv_engine *e, eng_key *k, const tkv_kentry *E, uint64
     uint64_t now = eng_now(e), newest;
     bool has;
     if (newest_visible(e, k, E, &has, &newest) < 0)
-        return TKV_E_STORAGE;
+        return eng_read_failed(e);
     if (has && newest == TKV_ENG_TS_MAX) {
         snprintf(e->errmsg, sizeof e->errmsg,
                  "the key has a version at the largest timestamp; no later one exists");
@@ -145,7 +148,15 @@ tkv_eng_rc tkv_engine_check_put(tkv_engine *e, const uint8_t *key, size_t klen, 
     tkv_kentry *E = eng_lookup(e, &k, true, &st);
     if (st != TKV_E_OK)
         return st;
-    return check_write(e, &k, E, &ts, has_ts);
+    if ((st = check_write(e, &k, E, &ts, has_ts)) != TKV_E_OK)
+        return st;
+    /* The PUT itself will ask whether a version exists at ts below lo: in
+     * nonblocking mode that load must happen now, before a multi-write
+     * request stages anything. */
+    bool existed;
+    if (e->nonblock && E->lo > 0 && ts < E->lo && exists_below_lo(e, &k, E, ts, &existed) < 0)
+        return eng_read_failed(e);
+    return TKV_E_OK;
 }
 
 /* Stages one version blob (header + value) of k at ts. */
@@ -165,7 +176,7 @@ static tkv_eng_rc stage_version(tkv_engine *e, eng_key *k, const uint8_t *hdr, u
         return st;
     bool existed = false;
     if (E->lo > 0 && ts < E->lo && exists_below_lo(e, k, E, ts, &existed) < 0)
-        return TKV_E_STORAGE;
+        return eng_read_failed(e);
     bool new_key = E->lo == 0 && tkv_vpage_count(E->page) == 0;
     bool replaced;
     long d = tkv_vpage_put(&E->page, ts, hdr, hlen, val, (uint32_t)vlen, &replaced);
@@ -240,8 +251,12 @@ tkv_eng_rc tkv_engine_tombstone(tkv_engine *e, const uint8_t *key, size_t klen, 
  * that the page does not hold. */
 static int del_disk(tkv_engine *e, eng_key *k, const tkv_kentry *E, uint64_t *extra)
 {
-    tkv_store_iter *it = eng_iter(e);
     *extra = 0;
+    if (e->nonblock) {
+        eng_want_extend(e, k, E->lo, 0, 0);
+        return -1;
+    }
+    tkv_store_iter *it = eng_iter(e);
     if (!it)
         return -1;
     tkv_store_iter_seek(it, k->buf, eng_key_at(k, TKV_ENG_TS_MAX));
@@ -295,11 +310,11 @@ tkv_eng_rc tkv_engine_del(tkv_engine *e, const uint8_t *key, size_t klen, uint64
         return TKV_E_OK;
     int64_t visible;
     if (count_visible(e, &k, E, &visible) < 0)
-        return TKV_E_STORAGE;
+        return eng_read_failed(e);
     uint64_t on_disk_only = 0;
     /* A complete page is the whole truth; otherwise LevelDB has more. */
     if (E->lo > 0 && del_disk(e, &k, E, &on_disk_only) < 0)
-        return TKV_E_STORAGE;
+        return eng_read_failed(e);
     E->ref = 1;
     uint32_t n = tkv_vpage_count(E->page);
     for (uint32_t i = 0; i < n; i++)
@@ -346,15 +361,19 @@ int tkv_engine_open(const tkv_engine_opts *o, tkv_engine **out, char *err, size_
     e->opts = *o;
     if (!e->opts.fill_versions)
         e->opts.fill_versions = DEFAULT_FILL;
+    /* No count limit by default: a deep history stays resident as long as
+     * it fits the key's share of the budget, so reads of its past never
+     * leave memory. */
     if (!e->opts.resident_versions)
-        e->opts.resident_versions = DEFAULT_RESIDENT;
+        e->opts.resident_versions = UINT32_MAX;
     if (!e->opts.clock)
         e->opts.clock = real_clock;
     e->dir = strdup(o->dir ? o->dir : ".");
     e->keybuf = malloc(tkv_kc_max(TKV_ENG_KEY_MAX));
     e->kbuf = malloc(tkv_kc_max(TKV_ENG_KEY_MAX));
+    e->touch = calloc(ENG_TOUCH_SLOTS, sizeof *e->touch);
     e->all_resident = true;
-    if (!e->dir || !e->keybuf || !e->kbuf || tkv_keyindex_init(&e->ix) < 0 ||
+    if (!e->dir || !e->keybuf || !e->kbuf || !e->touch || tkv_keyindex_init(&e->ix) < 0 ||
         eng_batch_init(&e->stage, 1) < 0 || eng_batch_init(&e->flight, 0) < 0) {
         snprintf(err, errlen, "out of memory");
         tkv_engine_close(e);
@@ -398,6 +417,7 @@ void tkv_engine_close(tkv_engine *e)
     free(e->dir);
     free(e->keybuf);
     free(e->kbuf);
+    free(e->touch);
     free(e->recs);
     tkv_buf_deinit(&e->scratch);
     tkv_buf_deinit(&e->fillbuf);

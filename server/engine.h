@@ -73,6 +73,7 @@ typedef enum tkv_eng_rc {
     TKV_E_OUT_OF_RANGE, /* a timestamp or ordinal the key cannot take */
     TKV_E_STORAGE,      /* LevelDB failed, or refuses writes until it recovers */
     TKV_E_NOMEM,        /* memory ran out */
+    TKV_E_WOULD_BLOCK,  /* nonblocking mode: the answer needs LevelDB (see "Loads") */
 } tkv_eng_rc;
 
 /* Why a read found nothing (with TKV_E_NOT_FOUND). */
@@ -115,7 +116,8 @@ typedef struct tkv_engine_opts {
     size_t write_buffer;           /* LevelDB memtable bytes (0: default) */
     bool no_compression;           /* LevelDB tables without Snappy */
     uint32_t fill_versions;        /* newest versions loaded on a miss (0: 256) */
-    uint32_t resident_versions;    /* most versions a key keeps in memory (0: 4096) */
+    uint32_t resident_versions;    /* most versions a key keeps in memory (0: no
+                                      limit but its share of max_memory) */
     size_t max_memory;             /* budget of the in-memory index (0: none) */
     tkv_policy retain;             /* server-wide retention (zero: keep all) */
     tkv_sync_mode fsync;           /* zero: ALWAYS; tkvd names them (--fsync) */
@@ -192,6 +194,9 @@ typedef struct tkv_engine_stats {
     uint64_t swept_expired;  /* expired versions removed by the sweep */
     uint64_t swept_retained; /* versions removed by retention */
     uint64_t sweeps;         /* full passes of the sweep over all keys */
+    uint64_t load_waits;     /* times an operation waited for a load */
+    uint64_t loads;          /* keys those loads read */
+    uint64_t loads_stale;    /* keys not installed: the key changed meanwhile */
 } tkv_engine_stats;
 
 /* Opens the engine on o->dir, creating it if missing. Returns 0, or -1 with
@@ -276,6 +281,59 @@ tkv_eng_rc tkv_engine_policy(tkv_engine *e, const uint8_t *key, size_t klen,
 tkv_eng_rc tkv_engine_scan(tkv_engine *e, const uint8_t *prefix, size_t plen, const uint8_t *after,
                            size_t alen, uint32_t count, tkv_scan_cb cb, void *ctx, bool *more,
                            bool *dirty);
+
+/* ---- loads: reading LevelDB off the caller's thread ----
+ *
+ * In nonblocking mode an operation on keys never reads LevelDB itself.
+ * Where it would - a key that is not resident, a walk below a resident
+ * key's watermark lo, a write into the deep past - it stops before changing
+ * anything and returns TKV_E_WOULD_BLOCK, leaving a *load* to take: the
+ * key's metadata and newest versions, or the versions below lo that the walk
+ * needs. Any thread runs the load (it only reads LevelDB); the engine's
+ * thread then installs it into memory and runs the operation again from
+ * the start, now answered from memory. So a read that went through a load
+ * answers exactly as it would have inline at the moment it is run again:
+ * the load only ever adds committed versions to memory, and an install is
+ * refused (the load is *stale*) if any batch changed the key after the
+ * load read LevelDB, if a batch failed, or if the key's residency moved.
+ * A stale load or one larger than a key's memory share makes the caller
+ * try again - in blocking mode after a few attempts, so every request ends.
+ *
+ * Only the operations on keys above block; SCAN, the sweep, maintain and
+ * the commit family never do. Loads in flight hold the store open: the
+ * recovery of a failed store waits until every taken load is installed or
+ * freed. */
+
+typedef struct tkv_eng_load tkv_eng_load;
+
+/* Turns nonblocking mode on or off. `attempt` counts the times the coming
+ * operation already waited for a load: walks into the past load more each
+ * time (geometrically). */
+void tkv_engine_set_nonblocking(tkv_engine *e, bool on, unsigned attempt);
+
+/* After TKV_E_WOULD_BLOCK a multi-key request may go on with its other
+ * keys, only to collect what they need too (their answers are discarded):
+ * further operations add to the same load while this is true. */
+bool tkv_engine_load_room(const tkv_engine *e);
+
+/* After TKV_E_WOULD_BLOCK: the load the operation (or operations) need,
+ * now the caller's; NULL if out of memory (then run the operation in
+ * blocking mode). */
+tkv_eng_load *tkv_engine_load_take(tkv_engine *e);
+
+/* Reads what l asks for from LevelDB. Any thread, several at once; touches
+ * nothing but the store and l. */
+void tkv_engine_load_run(tkv_engine *e, tkv_eng_load *l);
+
+/* On the engine's thread: puts what l loaded into memory, key by key,
+ * except what is stale, and frees l. Returns 1 if every key was installed,
+ * 0 if some was stale (run the operation again), -1 if the load failed or a
+ * key's part is larger than its share of memory (run it again in blocking
+ * mode: it reads LevelDB inline, and reports a storage failure as such). */
+int tkv_engine_load_install(tkv_engine *e, tkv_eng_load *l);
+
+/* Frees a load without installing it (it must not be running). NULL-safe. */
+void tkv_engine_load_free(tkv_engine *e, tkv_eng_load *l);
 
 /* ---- housekeeping ---- */
 

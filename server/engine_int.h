@@ -13,6 +13,7 @@
 #define TKV_ENGINE_INT_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -53,6 +54,32 @@ typedef struct fill_rec {
 } fill_rec;
 
 typedef struct sweep_state sweep_state;
+
+/* What an operation in nonblocking mode asked to load (load.c): one key,
+ * or - when a multi-key request goes on probing its other keys after the
+ * first one that must wait - up to ENG_WANT_MAX of them, loaded together. */
+#define ENG_WANT_MAX 256
+
+typedef struct eng_want_item {
+    bool fill;          /* the key is not resident: metadata + newest versions */
+    uint32_t versions;  /* fill: this many newest versions */
+    uint64_t below;     /* extend: the key's lo; load versions below it */
+    uint64_t down_to;   /* extend: every version at or after down_to ... */
+    uint32_t extra;     /* ... and this many older ones */
+    const uint8_t *key; /* the operation's key (copied by the take) */
+    size_t klen;
+} eng_want_item;
+
+typedef struct eng_want {
+    size_t n; /* items asked for since tkv_engine_set_nonblocking() */
+    eng_want_item item[ENG_WANT_MAX];
+} eng_want;
+
+/* Batches that staged records of a key, by a hash of the key: touch[h] is
+ * the newest epoch that changed any key hashing to h. A load that read
+ * LevelDB after every batch up to epoch S was written is stale iff the
+ * key's slot is above S (collisions only make a load stale needlessly). */
+#define ENG_TOUCH_SLOTS 16384
 
 /* A write batch and the entries its writes changed (for rollback); built
  * by the staging functions of commit.c. */
@@ -102,6 +129,16 @@ struct tkv_engine {
     size_t page_bytes; /* allocator bytes of all pages */
     bool touched_disk; /* the current read used LevelDB */
     sweep_state *sweep;
+    /* Loads (load.c). disk_epoch is written by the writer thread after each
+     * batch it wrote and read by loads on any thread; gen moves whenever
+     * memory is rolled back or emptied, which makes older loads stale. */
+    bool nonblock;
+    unsigned nb_attempt;
+    eng_want want;
+    _Atomic uint64_t disk_epoch;
+    uint64_t gen;
+    uint64_t loads_out; /* taken and not yet installed or freed */
+    uint64_t *touch;    /* ENG_TOUCH_SLOTS epochs */
     tkv_engine_stats st;
     char errmsg[256];
 };
@@ -240,6 +277,26 @@ void vcur_next(vcur *c);
 /* 0, or -1 if LevelDB failed during the walk (errmsg set). */
 int vcur_error(vcur *c);
 
+/* ---- loads (load.c) ------------------------------------------------------------ */
+
+/* Nonblocking mode: asks for a fill of k (versions newest), or for k's
+ * versions below `below` down to down_to plus `extra` older ones. Return
+ * TKV_E_WOULD_BLOCK for the caller to pass up. */
+tkv_eng_rc eng_want_fill(tkv_engine *e, eng_key *k, uint32_t versions);
+tkv_eng_rc eng_want_extend(tkv_engine *e, eng_key *k, uint64_t below, uint64_t down_to,
+                           uint32_t extra);
+/* How many older versions a walk into the past asks for: more each attempt. */
+uint32_t eng_want_chunk(const tkv_engine *e);
+/* A record key was staged: its key's touch slot takes the staging epoch. */
+void eng_touch_record(tkv_engine *e, const uint8_t *rec, size_t n);
+
+/* What a failed read walk returns: WOULD_BLOCK if it stopped for a load,
+ * STORAGE if LevelDB failed. */
+static inline tkv_eng_rc eng_read_failed(const tkv_engine *e)
+{
+    return e->want.n > 0 ? TKV_E_WOULD_BLOCK : TKV_E_STORAGE;
+}
+
 /* ---- shared internals ------------------------------------------------------- */
 
 /* Changed by a batch that is not yet in LevelDB (staged or in flight). */
@@ -294,6 +351,21 @@ void eng_remove_slots(tkv_engine *e, tkv_kentry *E, uint32_t from, uint32_t to);
  * exist) with its newest version only. */
 tkv_kentry *eng_lookup(tkv_engine *e, eng_key *k, bool create, tkv_eng_rc *st);
 void eng_trim(tkv_engine *e, tkv_kentry *E);
+/* Reads k's metadata record through it (kbuf: room for k's encoding) and
+ * leaves it on k's newest version. -1 if the record is malformed. */
+int eng_read_meta(tkv_store_iter *it, uint8_t *kbuf, const uint8_t *key, size_t klen, tkv_kmeta *m,
+                  bool *found);
+/* Gathers up to `want` of k's versions from the iterator's position on,
+ * newest first, into recs (growing it) and data. Returns 0, 1 if they would
+ * pass max_bytes, -1 if out of memory. *exhausted: no more versions of k. */
+int eng_gather(eng_key *k, tkv_store_iter *it, uint32_t want, size_t max_bytes, fill_rec **recs,
+               size_t *cap, tkv_buf *data, size_t *n, bool *exhausted);
+/* Makes k resident from gathered records (newest first, blobs in data):
+ * the metadata m (NULL: none), and lo from whether older versions remain. */
+tkv_kentry *eng_fill_from(tkv_engine *e, eng_key *k, const tkv_kmeta *m, const fill_rec *recs,
+                          size_t n, const uint8_t *data, bool exhausted, tkv_eng_rc *st);
+/* The most page bytes one key may keep. */
+size_t eng_key_budget(const tkv_engine *e);
 
 /* meta.c */
 /* Parses a metadata record into m. Returns 0 or -1 if malformed. */

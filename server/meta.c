@@ -168,7 +168,7 @@ static tkv_eng_rc evaluate(tkv_engine *e, eng_key *k, tkv_kentry *E, const tkv_p
     }
     if (!r->removable)
         r->horizon = 0;
-    return vcur_error(&c) < 0 ? TKV_E_STORAGE : TKV_E_OK;
+    return vcur_error(&c) < 0 ? eng_read_failed(e) : TKV_E_OK;
 }
 
 tkv_eng_rc tkv_engine_retain(tkv_engine *e, const uint8_t *key, size_t klen, const tkv_policy *p,

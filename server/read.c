@@ -82,6 +82,18 @@ static void maybe_start_disk(vcur *c)
         if (page_left && c->E->page->slot[c->pi].ts >= lo)
             return;
     }
+    if (c->e->nonblock) {
+        /* An ascending walk needs every version from `from` up; a descending
+         * one the versions down to `to` and then a chunk more. */
+        uint64_t top = c->to < lo ? c->to : lo - 1;
+        if (c->asc)
+            eng_want_extend(c->e, c->k, lo, c->from, 0);
+        else
+            eng_want_extend(c->e, c->k, lo, top, eng_want_chunk(c->e));
+        c->disk_on = true;
+        c->disk_failed = true;
+        return;
+    }
     c->disk_on = true;
     c->e->touched_disk = true;
     c->dc = (dcur){.e = c->e,
@@ -186,7 +198,8 @@ int vcur_error(vcur *c)
 
 static void count_read(tkv_engine *e)
 {
-    if (e->touched_disk)
+    /* A read run again after a load went to LevelDB too, off the loop. */
+    if (e->touched_disk || e->nb_attempt > 0)
         e->st.reads_disk++;
     else
         e->st.reads_mem++;
@@ -215,7 +228,7 @@ static tkv_eng_rc next_after(tkv_engine *e, eng_key *k, const tkv_kentry *E, con
         out->has_next = true;
         out->next = c.ts;
     }
-    return vcur_error(&c) < 0 ? TKV_E_STORAGE : TKV_E_OK;
+    return vcur_error(&c) < 0 ? eng_read_failed(e) : TKV_E_OK;
 }
 
 /* Fills out from the version under the cursor. A LevelDB value is copied:
@@ -325,7 +338,7 @@ tkv_eng_rc tkv_engine_get(tkv_engine *e, const uint8_t *key, size_t klen, uint64
     vcur c;
     vcur_init(&c, e, &k, E, &v, false, 0, T);
     if (vcur_error(&c) < 0)
-        return TKV_E_STORAGE;
+        return eng_read_failed(e);
     if (!c.valid) {
         st = answer_none(e, &k, E, &v, T, out);
         count_read(e);
@@ -360,7 +373,7 @@ tkv_eng_rc tkv_engine_get_nth(tkv_engine *e, const uint8_t *key, size_t klen, in
     for (uint64_t i = 0; i < steps && c.valid; i++)
         vcur_next(&c);
     if (vcur_error(&c) < 0)
-        return TKV_E_STORAGE;
+        return eng_read_failed(e);
     count_read(e);
     if (!c.valid) {
         out->miss = any ? TKV_EM_NO_SUCH_VERSION : TKV_EM_NO_KEY;
@@ -402,7 +415,7 @@ tkv_eng_rc tkv_engine_range(tkv_engine *e, const uint8_t *key, size_t klen, uint
         vcur_next(&c);
     }
     count_read(e);
-    return vcur_error(&c) < 0 ? TKV_E_STORAGE : TKV_E_OK;
+    return vcur_error(&c) < 0 ? eng_read_failed(e) : TKV_E_OK;
 }
 
 tkv_eng_rc tkv_engine_count(tkv_engine *e, const uint8_t *key, size_t klen, uint64_t from,
@@ -438,5 +451,5 @@ tkv_eng_rc tkv_engine_count(tkv_engine *e, const uint8_t *key, size_t klen, uint
         vcur_next(&c);
     }
     count_read(e);
-    return vcur_error(&c) < 0 ? TKV_E_STORAGE : TKV_E_OK;
+    return vcur_error(&c) < 0 ? eng_read_failed(e) : TKV_E_OK;
 }

@@ -114,6 +114,7 @@ static void forget_all(tkv_engine *e)
     }
     e->hand = NULL;
     e->all_resident = false;
+    e->gen++;
     eng_sweep_free(e);
 }
 
@@ -123,7 +124,8 @@ static void forget_all(tkv_engine *e)
 static int recover(tkv_engine *e)
 {
     uint64_t now = tkv_clock_mono_us();
-    if (tkv_engine_pending(e) || now - e->last_probe_us < PROBE_INTERVAL_US)
+    /* Loads in flight read the store: it is not reopened under them. */
+    if (tkv_engine_pending(e) || e->loads_out > 0 || now - e->last_probe_us < PROBE_INTERVAL_US)
         return -1;
     e->last_probe_us = now;
     if (probe_disk(e) < 0) {

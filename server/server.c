@@ -35,6 +35,7 @@
 #include "cmd.h"
 #include "conn.h"
 #include "log.h"
+#include "readers.h"
 
 #define SHUTDOWN_GRACE 5.0
 
@@ -442,6 +443,9 @@ static void shutdown_all(tkv_srv *s)
     if (tkv_engine_commit(s->eng) < 0)
         tkv_error("final write failed: %s", tkv_engine_errmsg(s->eng));
     conn_close_all(&s->hub);
+    /* Loads still running read the store: it closes after them. */
+    tkv_readers_stop(s->hub.readers);
+    s->hub.readers = NULL;
     if (s->o.engine.fsync != TKV_SYNC_NEVER && tkv_engine_sync(s->eng) < 0)
         tkv_error("final sync failed: %s", tkv_engine_errmsg(s->eng));
     tkv_engine_close(s->eng);
@@ -527,6 +531,9 @@ static int start(tkv_srv *s)
         .auth = s->has_auth ? &s->auth : NULL,
         .info = &s->info};
     s->hub = (conn_hub){.loop = s->loop, .o = &s->o, .disp = &s->disp, .info = &s->info};
+    if (s->o.readers > 0 && !(s->hub.readers = tkv_readers_start(s->loop, s->eng, s->o.readers,
+                                                                 conn_load_done, &s->hub)))
+        tkv_warn("cannot start reader threads: requests read LevelDB on the loop thread");
     s->info.start_us = tkv_engine_now(s->eng); /* the clock STATS reads uptime on */
     s->info.max_clients = s->o.max_clients;
     s->info.fsync = tkv_fsync_name(s->o.engine.fsync);
@@ -535,10 +542,10 @@ static int start(tkv_srv *s)
     tkv_engine_stats es;
     tkv_engine_stats_get(s->eng, &es);
     tkv_info("tkvd %s listening on %s port %u, data in %s (%llu keys, %llu versions), "
-             "fsync %s, max-memory %zu bytes",
+             "fsync %s, max-memory %zu bytes, %u reader threads",
              TKV_VERSION_STRING, s->o.bind, port, s->o.engine.dir, (unsigned long long)es.keys,
              (unsigned long long)es.versions, tkv_fsync_name(s->o.engine.fsync),
-             s->o.engine.max_memory);
+             s->o.engine.max_memory, s->hub.readers ? s->o.readers : 0);
     if (s->o.port_file && write_port_file(s->o.port_file, port) < 0) {
         tkv_error("cannot write port file %s: %s", s->o.port_file, strerror(errno));
         return -1;
@@ -589,6 +596,7 @@ void tkv_server_defaults(tkv_server_opts *o)
     o->max_pipeline = 128;
     o->protected_mode = true;
     o->max_batch = TKV_DEFAULT_MAX_BATCH;
+    o->readers = TKV_DEFAULT_READERS;
     o->engine.fsync = TKV_SYNC_ALWAYS;
     o->engine.dir = "tkv-data";
     o->engine.max_memory = tkv_default_max_memory();

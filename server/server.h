@@ -16,6 +16,10 @@
 
 #include "engine.h"
 
+/* Reader threads by default: enough to keep a disk busy while the loop
+ * serves, few enough to leave the loop a core on a small machine. */
+#define TKV_DEFAULT_READERS 2
+
 typedef struct tkv_server_opts {
     const char *bind;      /* listen address (IPv4 or IPv6 literal or name) */
     uint16_t port;         /* 0: any free port */
@@ -32,6 +36,7 @@ typedef struct tkv_server_opts {
     const char *auth_file;    /* file holding the secret, or NULL */
     bool protected_mode;      /* refuse non-loopback addresses without a secret */
     uint32_t max_batch;       /* items in one MPUT or MGET */
+    uint32_t readers;         /* threads reading LevelDB; 0: the loop reads it */
     tkv_engine_opts engine;   /* engine.fsync is the --fsync mode */
 } tkv_server_opts;
 

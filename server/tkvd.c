@@ -75,6 +75,9 @@ static void usage(FILE *f, const tkv_server_opts *d)
             "                       from memory (never from disk) beyond it\n"
             "                       (default a quarter of RAM, here %zu)\n"
             "  --block-cache SIZE   LevelDB block cache (default 8mb)\n"
+            "  --readers N          threads that read LevelDB, so requests for keys in\n"
+            "                       memory never wait behind the disk; 0 reads on the\n"
+            "                       event loop (default %u)\n"
             "  --compression MODE   snappy (default) or none: how LevelDB stores tables;\n"
             "                       none reads faster from disk, takes more space\n"
             "  --retain-versions N  keep at most N versions of every key (default all)\n"
@@ -95,7 +98,7 @@ static void usage(FILE *f, const tkv_server_opts *d)
             "log file and never stops the server.\n",
             d->bind, d->port, d->max_clients, d->max_frame, d->max_key, d->max_value, d->max_output,
             d->max_pipeline, d->max_batch, d->engine.dir,
-            absolute_dir(d->engine.dir, abs, sizeof abs), d->engine.max_memory);
+            absolute_dir(d->engine.dir, abs, sizeof abs), d->engine.max_memory, d->readers);
 }
 
 enum {
@@ -125,6 +128,7 @@ enum {
     OPT_RETAIN_AGE,
     OPT_COMPRESSION,
     OPT_LOG_FILE,
+    OPT_READERS,
 };
 
 static const struct option long_opts[] = {
@@ -152,6 +156,7 @@ static const struct option long_opts[] = {
     {"repair", no_argument, NULL, OPT_REPAIR},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"log-file", required_argument, NULL, OPT_LOG_FILE},
+    {"readers", required_argument, NULL, OPT_READERS},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -244,6 +249,11 @@ static int apply(int opt, const char *arg, tkv_server_opts *o, bool *repair, con
         if (strcmp(arg, "yes") != 0 && strcmp(arg, "no") != 0)
             return bad("protected-mode", arg, "yes or no");
         o->protected_mode = strcmp(arg, "yes") == 0;
+        break;
+    case OPT_READERS:
+        if (tkv_parse_uint(arg, 0, 64, &v) < 0)
+            return bad("readers", arg, "a number of threads 0-64");
+        o->readers = (uint32_t)v;
         break;
     case OPT_MAX_BATCH:
         if (tkv_parse_uint(arg, 1, 1000000, &v) < 0)

@@ -91,6 +91,20 @@ static tkv_vpage *rebuild(tkv_vpage *p, size_t extra, size_t headroom_div)
     return n;
 }
 
+long tkv_vpage_reserve(tkv_vpage **pp, uint32_t slots, size_t bytes)
+{
+    tkv_vpage *p = *pp;
+    size_t need = (size_t)slots * SLOT + bytes;
+    if (p && free_bytes(p) >= need)
+        return 0;
+    size_t before = tkv_vpage_bytes(p);
+    tkv_vpage *n = rebuild(p, need, 0);
+    if (!n)
+        return LONG_MIN;
+    *pp = n;
+    return (long)tkv_vpage_bytes(n) - (long)before;
+}
+
 long tkv_vpage_put(tkv_vpage **pp, uint64_t ts, const void *a, uint32_t alen, const void *b,
                    uint32_t blen, bool *replaced)
 {

@@ -56,6 +56,13 @@ long tkv_vpage_find(const tkv_vpage *p, uint64_t ts);
 long tkv_vpage_put(tkv_vpage **pp, uint64_t ts, const void *a, uint32_t alen, const void *b,
                    uint32_t blen, bool *replaced);
 
+/* Makes room for `slots` more versions holding `bytes` of blobs in all, so
+ * that many puts rebuild nothing (a bulk load: one allocation of the final
+ * size instead of a geometric series of copies). *pp may be NULL. Returns
+ * the change in allocated bytes, or LONG_MIN if out of memory (nothing
+ * changed then). */
+long tkv_vpage_reserve(tkv_vpage **pp, uint32_t slots, size_t bytes);
+
 /* Removes slots [from, to). Frees the page when it becomes empty (then *pp
  * is NULL). Returns the change in allocated bytes (<= 0). */
 long tkv_vpage_remove(tkv_vpage **pp, uint32_t from, uint32_t to);

@@ -21,6 +21,8 @@ tkv_status tkv_wire_status(tkv_eng_rc rc)
     case TKV_E_OUT_OF_RANGE: return TKV_ST_OUT_OF_RANGE;
     case TKV_E_STORAGE: return TKV_ST_STORAGE;
     case TKV_E_NOMEM: return TKV_ST_INTERNAL;
+    /* The dispatcher waits for the load instead; never a reply. */
+    case TKV_E_WOULD_BLOCK: return TKV_ST_INTERNAL;
     }
     /* Not an engine code at all: a bug, reported as one. */
     return TKV_ST_INTERNAL;

@@ -20,7 +20,13 @@
  * time ADVANCE, TICK, SYNC, raw and mutated frames). Bits 0-1 pick the limits (max reply 8 MiB, 4 KiB, 1200
  * or 256 bytes, with keys and values that fit, as tkvd requires), bit 2
  * gives the dispatcher an AUTH secret, bit 3 serves the input as one
- * session (so AUTH_REQUIRED applies) rather than as trusted frames.
+ * session (so AUTH_REQUIRED applies) rather than as trusted frames, and
+ * bit 4 runs requests as tkvd does with reader threads: through
+ * tkv_dispatch_try(), so a request that needs LevelDB waits for a load;
+ * the load runs, then the input may commit, start or collect a batch,
+ * evict, or make the next commit fail before it is installed, and the
+ * request runs again - every answer is still checked against the model,
+ * and a waiting request must have changed nothing.
  *
  * Storage faults: this file defines write(), fdatasync(), fsync() and
  * clock_gettime(), which take precedence over libc's (and ASan's weak
@@ -211,6 +217,9 @@ int clock_gettime(clockid_t clk, struct timespec *tp)
 
 static tkv_auth g_auth;
 static tkv_buf g_out;
+static fz *g_fz;        /* the input being run (between a load and its install) */
+static bool g_nonblock; /* mode bit 4: requests wait for loads */
+static unsigned g_loads, g_stale;
 static unsigned long g_inputs;
 static bool g_no_faults, g_trace;
 static uint64_t g_reopens;    /* the engine's reopens as last seen */
@@ -548,6 +557,52 @@ static bool read_depends(const tkv_req *req)
 
 /* Runs one request frame and checks everything about its reply. intent is
  * NULL for frames the grammar did not build (or mutated). */
+/* Attempts a request makes before it runs in blocking mode (tkvd's conn.c). */
+#define MAX_ATTEMPTS 4
+
+static tkv_eng_load *g_load; /* the load the request waits for */
+
+static void arm_fault(uint8_t b);
+
+static int dispatch_once(const uint8_t *q, size_t len, bool *dirty, unsigned attempt)
+{
+    tkv_session *sess = F.use_sess ? &F.sess : NULL;
+    if (!g_nonblock || attempt >= MAX_ATTEMPTS)
+        return tkv_dispatch_session(&F.d, sess, q, len, &g_out, dirty);
+    return tkv_dispatch_try(&F.d, sess, q, len, &g_out, dirty, attempt, &g_load);
+}
+
+/* Runs the load (as a reader thread would), lets the input change the store
+ * before it is installed, and installs it. Returns the install's result. */
+static int wait_for_load(void)
+{
+    tkv_engine_load_run(F.eng, g_load);
+    uint8_t b = fz_empty(g_fz) ? 0 : fz_u8(g_fz);
+    switch (b & 7) {
+    case 1: do_commit("a commit while a load waits"); break;
+    case 2: start_flight("a batch handed over while a load waits"); break;
+    case 3:
+        finish_flight("a batch collected while a load waits");
+        check_counters("after COMMIT_FINISH");
+        break;
+    case 4:
+        TRACE("MAINTAIN while a load waits\n");
+        tkv_engine_maintain(F.eng);
+        break;
+    case 5:
+        arm_fault(b >> 3);
+        do_commit("a commit with a fault while a load waits");
+        break;
+    default: break;
+    }
+    int rc = tkv_engine_load_install(F.eng, g_load);
+    g_load = NULL;
+    g_loads++;
+    g_stale += rc == 0;
+    TRACE("load installed: %d\n", rc);
+    return rc;
+}
+
 static void run_frame(const uint8_t *frame, size_t len, const gen *intent)
 {
     uint8_t *q = fz_dup(frame, len);
@@ -572,13 +627,30 @@ static void run_frame(const uint8_t *frame, size_t len, const gen *intent)
         }
     }
     bool trusted = !F.d.auth || !F.use_sess || F.sess.authed;
-    bool failing = tkv_engine_failing(F.eng);
-    bool depends = pst == TKV_ST_OK && trusted && read_depends(&req);
-    uint64_t errors0 = F.d.errors, fails0 = F.d.auth_failures;
-    uint64_t calls0 = pst == TKV_ST_OK ? F.d.calls[req.cmd] : 0;
+    bool failing, depends;
+    uint64_t errors0, fails0, calls0;
     reply r = {0};
-    tkv_buf_reset(&g_out);
-    int rc = tkv_dispatch_session(&F.d, F.use_sess ? &F.sess : NULL, q, len, &g_out, &r.dirty);
+    int rc;
+    /* What a check needs is taken before each attempt: what runs between a
+     * load and its install may commit, or fail a commit. */
+    for (unsigned attempt = 0;; attempt++) {
+        failing = tkv_engine_failing(F.eng);
+        depends = pst == TKV_ST_OK && trusted && read_depends(&req);
+        errors0 = F.d.errors;
+        fails0 = F.d.auth_failures;
+        calls0 = pst == TKV_ST_OK ? F.d.calls[req.cmd] : 0;
+        tkv_buf_reset(&g_out);
+        rc = dispatch_once(q, len, &r.dirty, attempt);
+        if (rc != TKV_DISPATCH_WAIT)
+            break;
+        FUZZ_CHECK(g_out.len == 0 && F.d.errors == errors0 &&
+                       (pst != TKV_ST_OK || F.d.calls[req.cmd] == calls0),
+                   "%s waiting for a load changed the reply or the counters",
+                   tkv_cmd_name(req.cmd));
+        check_counters("a request waiting for a load");
+        if (wait_for_load() < 0)
+            attempt = MAX_ATTEMPTS - 1; /* too large for memory: inline next */
+    }
     settle_limbo(pst == TKV_ST_OK ? tkv_cmd_name(req.cmd) : "a refused request");
     uint8_t *p = reply_head(&r, rc, pst == TKV_ST_OK ? req.cmd : TKV_CMD_PING);
     trace_request(pst, &req, &r);
@@ -722,7 +794,7 @@ static void check_swept(const probe *before, const char *when)
                        i, ull(b->horizon), ull(a->horizon), b->policy.versions,
                        ull(b->policy.age_us), ull(want), when, AFTER_FAULT);
             from = suffix_at(&before->vers[i], a->horizon);
-            k->cur.horizon = k->fl.horizon = k->com.horizon = a->horizon;
+            k->cur.h.horizon = k->fl.h.horizon = k->com.h.horizon = a->horizon;
             TRACE("the sweep moved key %zu's horizon to %llu\n", i, ull(a->horizon));
         }
         const tkv_buf *bv = &before->vers[i], *av = &after.vers[i];
@@ -747,15 +819,15 @@ static void follow_horizons(const char *when)
     for (size_t i = 0; ok && i < after.n; i++) {
         mkey *k = model_key(i);
         const tkv_eng_policy_info *a = &after.pi[i];
-        if (a->horizon == k->cur.horizon)
+        if (a->horizon == k->cur.h.horizon)
             continue;
         uint64_t want = model_policy_horizon(k, &a->policy, F.clock);
-        FUZZ_CHECK(a->horizon == want && want > k->cur.horizon,
+        FUZZ_CHECK(a->horizon == want && want > k->cur.h.horizon,
                    "the sweep moved key %zu's horizon from %llu to %llu; its policy "
                    "(%u versions, age %llu) puts it at %llu (%s)%s",
-                   i, ull(k->cur.horizon), ull(a->horizon), a->policy.versions,
+                   i, ull(k->cur.h.horizon), ull(a->horizon), a->policy.versions,
                    ull(a->policy.age_us), ull(want), when, AFTER_FAULT);
-        k->cur.horizon = k->fl.horizon = k->com.horizon = a->horizon;
+        k->cur.h.horizon = k->fl.h.horizon = k->com.h.horizon = a->horizon;
         TRACE("the sweep moved key %zu's horizon to %llu\n", i, ull(a->horizon));
     }
     probe_free(&after);
@@ -886,6 +958,7 @@ static void after_request(void)
 
 static void run_raw(fz *f)
 {
+    g_fz = f;
     for (int i = 0; i < MAX_OPS && !fz_empty(f); i++) {
         const uint8_t *p;
         size_t n = fz_bytes(f, fz_u16(f), &p);
@@ -1015,6 +1088,7 @@ static void run_op(fz *f, wbuf *w, unsigned op)
 
 static void run_structured(fz *f)
 {
+    g_fz = f;
     wbuf w = {0};
     for (int i = 0; i < MAX_OPS && !fz_empty(f); i++) {
         unsigned op = fz_u8(f) % 32;
@@ -1042,14 +1116,13 @@ static void finish_input(void)
         mkey *k = model_key(i);
         uint64_t removed;
         bool dirty;
-        uint64_t nvis = 0; /* DEL counts what a reader could see */
-        for (size_t j = 0; j < k->cur.n; j++)
-            nvis += model_visible(k, &k->cur.v[j], F.clock);
+        /* DEL counts what a reader could see */
+        uint64_t nvis = mhist_visible_count(&k->cur.h, F.clock);
         tkv_eng_rc st = tkv_engine_del(F.eng, k->key, k->klen, &removed, &dirty);
         FUZZ_CHECK(st == TKV_E_OK && removed == nvis,
                    "cleanup DEL: status %d, removed %llu versions, the model has %llu visible "
                    "(%zu stored)%s",
-                   st, ull(removed), ull(nvis), k->cur.n, AFTER_FAULT);
+                   st, ull(removed), ull(nvis), k->cur.h.n, AFTER_FAULT);
         model_del(k, removed);
     }
     do_commit("cleanup commit");
@@ -1099,6 +1172,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     gen_set_limits(&F.d.lim);
     F.d.auth = mode & 4 ? &g_auth : NULL;
     F.use_sess = mode & 8;
+    g_nonblock = mode & 16;
     memset(&F.sess, 0, sizeof F.sess);
     F.clock = 100;
     F.faults = 0;

@@ -1,10 +1,11 @@
 /*
  * request_check.c - implements fuzz_request's reply checks (request_check.h).
  *
- * Each command's answer is computed from the model the way engine.h and
- * cmd.c define it - visible versions only, tombstones answering DELETED,
- * BELOW_HORIZON before a retention horizon, validity intervals from the
- * next visible version - and compared field by field with the reply,
+ * Each command's answer is computed from the model - the shared key model
+ * (tests/common/model.h) has every rule of engine.h: visible versions
+ * only, tombstones answering DELETED, BELOW_HORIZON before a retention
+ * horizon, validity intervals from the next visible version; this file
+ * adds what cmd.c does on top - and compared field by field with the reply,
  * which protocol/reply.c has decoded (the driver checked its shape: the
  * table's fields, re-encoded to the same bytes). Sizes that decide where
  * a list stops come from the same encoders and room bounds tkvd uses.
@@ -176,95 +177,36 @@ static size_t entry_size(const mver *v)
 
 /* ---- the model's answers ---------------------------------------------------- */
 
-/* What GET (or one MGET element) must answer. */
-typedef struct manswer {
-    const mver *v; /* found: the version */
-    tkv_miss miss; /* otherwise */
-    bool has_next;
-    uint64_t next;
-    bool has_at;
-    uint64_t at;
-} manswer;
+/* fuzz_request opens the engine without server-wide retention. */
+static const tkv_policy NO_DEFAULT = {0, 0};
 
 static const mver **vbuf;
 static size_t vbuf_cap;
 
-/* The visible versions of k, ascending (storage reused between calls). */
-static size_t visible(const mkey *k, const mver ***out)
+/* Room for a list of h's versions (reused between calls). */
+static const mver **room(const mhist *h)
 {
-    size_t need = k ? k->cur.n : 0;
+    size_t need = h ? h->n : 0;
     if (need > vbuf_cap) {
         vbuf_cap = 2 * need;
         vbuf = realloc(vbuf, vbuf_cap * sizeof *vbuf);
         if (!vbuf)
             abort();
     }
-    *out = vbuf;
-    return model_visible_list(k, F.clock, vbuf);
+    return vbuf;
 }
 
-/* The first visible version after t. */
-static void next_after(const mver **vis, size_t n, uint64_t t, manswer *a)
+/* PROTOCOL.md's miss reasons, for the engine's. */
+static tkv_miss wire_miss(tkv_eng_miss m)
 {
-    if (t == TKV_TS_MAX)
-        return;
-    for (size_t i = 0; i < n; i++)
-        if (vis[i]->ts > t) {
-            a->has_next = true;
-            a->next = vis[i]->ts;
-            return;
-        }
-}
-
-/* The answer for the version vis[i]: a value, or a tombstone's DELETED. */
-static void at_version(const mver **vis, size_t n, size_t i, manswer *a)
-{
-    if (vis[i]->val) {
-        a->v = vis[i];
-    } else {
-        a->miss = TKV_M_DELETED;
-        a->has_at = true;
-        a->at = vis[i]->ts;
+    switch (m) {
+    case TKV_EM_NO_KEY: return TKV_M_NO_KEY;
+    case TKV_EM_BEFORE_FIRST: return TKV_M_BEFORE_FIRST;
+    case TKV_EM_DELETED: return TKV_M_DELETED;
+    case TKV_EM_BELOW_HORIZON: return TKV_M_BELOW_HORIZON;
+    case TKV_EM_NO_SUCH_VERSION: return TKV_M_NO_SUCH_VERSION;
     }
-    next_after(vis, n, vis[i]->ts, a);
-}
-
-static manswer model_get(const mkey *k, uint64_t T)
-{
-    manswer a = {0};
-    const mver **vis;
-    size_t n = visible(k, &vis);
-    if (k && T < k->cur.horizon) {
-        a.miss = TKV_M_BELOW_HORIZON;
-        a.has_at = true;
-        a.at = k->cur.horizon;
-        next_after(vis, n, k->cur.horizon - 1, &a);
-        return a;
-    }
-    long f = -1;
-    for (size_t i = 0; i < n && vis[i]->ts <= T; i++)
-        f = (long)i;
-    if (f >= 0) {
-        at_version(vis, n, (size_t)f, &a);
-        return a;
-    }
-    next_after(vis, n, T, &a);
-    a.miss = a.has_next ? TKV_M_BEFORE_FIRST : TKV_M_NO_KEY;
-    return a;
-}
-
-static manswer model_nth(const mkey *k, int64_t ord)
-{
-    manswer a = {0};
-    const mver **vis;
-    size_t n = visible(k, &vis);
-    uint64_t mag = ord > 0 ? (uint64_t)ord : (uint64_t)(-(ord + 1)) + 1;
-    if (mag > n) {
-        a.miss = n ? TKV_M_NO_SUCH_VERSION : TKV_M_NO_KEY;
-        return a;
-    }
-    at_version(vis, n, ord > 0 ? (size_t)(mag - 1) : n - (size_t)mag, &a);
-    return a;
+    abort();
 }
 
 /* The model's answer as the wire carries it. */
@@ -278,7 +220,7 @@ static tkv_rep_answer wire(const manswer *a)
         w.expires = (tkv_rep_opt){a->v->expires, a->v->expires != 0};
     } else {
         w.status = TKV_ST_NOT_FOUND;
-        w.miss = (uint64_t)a->miss;
+        w.miss = (uint64_t)wire_miss(a->miss);
         w.at = (tkv_rep_opt){a->at, a->has_at};
     }
     return w;
@@ -307,12 +249,13 @@ static void expect_answer(const tkv_rep_answer *got, const manswer *a, const cha
                    hn ? "" : "nil/", ull(next), a->has_next ? "" : "nil/", ull(a->next),
                    AFTER_FAULT);
     } else {
+        tkv_miss miss = wire_miss(a->miss);
         FUZZ_CHECK(st == TKV_ST_NOT_FOUND, "%s: status %llu, the model misses with reason %d%s",
-                   what, ull(st), a->miss, AFTER_FAULT);
+                   what, ull(st), miss, AFTER_FAULT);
         uint64_t reason = got->miss, at = got->at.v;
         bool ha = got->at.has;
-        FUZZ_CHECK(reason == a->miss, "%s: miss reason %llu, the model %d%s", what, ull(reason),
-                   a->miss, AFTER_FAULT);
+        FUZZ_CHECK(reason == miss, "%s: miss reason %llu, the model %d%s", what, ull(reason), miss,
+                   AFTER_FAULT);
         FUZZ_CHECK(ha == a->has_at && at == a->at, "%s: at %s%llu, the model %s%llu", what,
                    ha ? "" : "nil/", ull(at), a->has_at ? "" : "nil/", ull(a->at));
         FUZZ_CHECK(hn == a->has_next && next == a->next, "%s: next %s%llu, the model %s%llu", what,
@@ -324,27 +267,23 @@ static void expect_answer(const tkv_rep_answer *got, const manswer *a, const cha
 
 static mkey *find(tkv_span key, bool create) { return model_find(key.ptr, key.len, create); }
 
+/* The key's current state; NULL (never written) for a key the model lacks. */
+static const mhist *now_of(tkv_span key) { return model_now(find(key, false)); }
+
 static void expect_get(const tkv_req *r, reply *rp)
 {
-    mkey *k = find(r->key, false);
-    manswer a =
-        r->has_version ? model_nth(k, r->version) : model_get(k, r->has_ts ? r->ts : TKV_TS_MAX);
+    const mhist *h = now_of(r->key);
+    manswer a = r->has_version ? mhist_get_nth(h, r->version, F.clock)
+                               : mhist_get(h, r->has_ts ? r->ts : TKV_TS_MAX, F.clock);
     expect_answer(&rp->rep.answer, &a, "GET");
 }
 
 static void expect_range(const tkv_req *r, reply *rp)
 {
     FUZZ_CHECK(rp->st == TKV_ST_OK, "RANGE: status %llu", ull(rp->st));
-    const mver **vis;
-    size_t all = visible(find(r->key, false), &vis), n = 0;
-    const mver **want = malloc((all ? all : 1) * sizeof *want);
-    for (size_t j = 0; j < all && r->from <= r->to; j++) {
-        const mver *v = vis[r->reverse ? all - 1 - j : j];
-        if (v->ts >= r->from && v->ts <= r->to)
-            want[n++] = v;
-    }
-    if (r->limit < n)
-        n = (size_t)r->limit;
+    const mhist *h = now_of(r->key);
+    const mver **want = room(h);
+    size_t n = mhist_range(h, r->from, r->to, r->limit, r->reverse, F.clock, want);
     /* cmd.c stops before an entry's room (tkv_rep_entry_room) would take
      * the reply past max_reply less the final boolean. */
     size_t used = list_head(), fit = 0;
@@ -377,36 +316,15 @@ static void expect_range(const tkv_req *r, reply *rp)
                fit, n);
     FUZZ_CHECK(rp->plen <= F.d.max_reply, "RANGE reply of %zu bytes above max_reply %zu", rp->plen,
                F.d.max_reply);
-    free(want);
 }
 
 static void expect_count(const tkv_req *r, reply *rp)
 {
-    const mver **vis;
-    size_t all = visible(find(r->key, false), &vis);
-    uint64_t n = 0;
-    for (size_t j = 0; j < all; j++)
-        n += r->from <= r->to && vis[j]->ts >= r->from && vis[j]->ts <= r->to;
+    uint64_t n = mhist_count(now_of(r->key), r->from, r->to, F.clock);
     FUZZ_CHECK(rp->st == TKV_ST_OK, "COUNT: status %llu", ull(rp->st));
     uint64_t got = rp->rep.u;
     FUZZ_CHECK(got == n, "COUNT [%llu, %llu]: %llu, the model %llu%s", ull(r->from), ull(r->to),
                ull(got), ull(n), AFTER_FAULT);
-}
-
-/* The timestamp a write without one gets, or OUT_OF_RANGE: after the
- * newest visible version, at least the clock, never below the horizon.
- * What the sweep has or has not removed cannot change it: only visible
- * versions count. */
-static tkv_status auto_ts(const mkey *k, uint64_t *ts)
-{
-    const mver **vis;
-    size_t n = visible(k, &vis);
-    if (n && vis[n - 1]->ts == TKV_TS_MAX)
-        return TKV_ST_OUT_OF_RANGE;
-    *ts = n && vis[n - 1]->ts >= F.clock ? vis[n - 1]->ts + 1 : F.clock;
-    if (*ts < k->cur.horizon)
-        *ts = k->cur.horizon;
-    return TKV_ST_OK;
 }
 
 /* No request's answer depends on what the sweep has removed: expired and
@@ -419,20 +337,12 @@ bool uncertain(const tkv_req *r)
 }
 
 /* One write (PUT, an MPUT item, a tombstone): its status and timestamp. */
-static tkv_status model_write(mkey *k, bool has_ts, uint64_t ts, uint64_t *out)
+static tkv_status model_write(const mkey *k, bool has_ts, uint64_t ts, uint64_t *out)
 {
-    if (!has_ts && auto_ts(k, &ts) != TKV_ST_OK)
-        return TKV_ST_OUT_OF_RANGE;
-    if (ts < k->cur.horizon)
-        return TKV_ST_OUT_OF_RANGE;
-    *out = ts;
-    return TKV_ST_OK;
+    return mhist_write_ts(model_now(k), has_ts, ts, F.clock, out) ? TKV_ST_OK : TKV_ST_OUT_OF_RANGE;
 }
 
-static uint64_t expiry(uint64_t ttl)
-{
-    return !ttl ? 0 : ttl > UINT64_MAX - F.clock ? UINT64_MAX : F.clock + ttl;
-}
+static uint64_t expiry(uint64_t ttl) { return mhist_expiry(ttl, F.clock); }
 
 static void expect_put(const tkv_req *r, reply *rp)
 {
@@ -441,7 +351,7 @@ static void expect_put(const tkv_req *r, reply *rp)
     tkv_status st = model_write(k, r->has_ts, r->ts, &ts);
     if (st != TKV_ST_OK) {
         FUZZ_CHECK(rp->st == st, "PUT%s at %llu (horizon %llu): status %llu, the model %d",
-                   r->has_ts ? "" : " without ts", ull(r->ts), ull(k->cur.horizon), ull(rp->st),
+                   r->has_ts ? "" : " without ts", ull(r->ts), ull(k->cur.h.horizon), ull(rp->st),
                    st);
         return;
     }
@@ -472,10 +382,9 @@ static void expect_del(const tkv_req *r, reply *rp)
     }
     FUZZ_CHECK(rp->st == TKV_ST_OK, "DEL: status %llu", ull(rp->st));
     uint64_t got = rp->rep.u;
-    const mver **vis;
-    size_t nvis = visible(k, &vis);
+    size_t nvis = mhist_visible_count(&k->cur.h, F.clock);
     FUZZ_CHECK(got == nvis, "DEL removed %llu versions; the model has %zu visible (%zu stored)%s",
-               ull(got), nvis, k->cur.n, AFTER_FAULT);
+               ull(got), nvis, k->cur.h.n, AFTER_FAULT);
     FUZZ_CHECK(!got || rp->dirty, "DEL that removed versions not reported dirty");
     model_del(k, got);
 }
@@ -574,7 +483,7 @@ static void expect_mget(const tkv_req *r, reply *rp)
         tkv_span key;
         tkv_mp_read_bytes(&keys, &key.ptr, &key.len);
         const mkey *k = find(key, false);
-        manswer a = model_get(k, r->has_ts ? r->ts : TKV_TS_MAX);
+        manswer a = mhist_get(model_now(k), r->has_ts ? r->ts : TKV_TS_MAX, F.clock);
         tkv_rep_answer w = wire(&a);
         if (fit > 0 && used + tkv_rep_answer_room(&w) > F.d.max_reply - 1)
             break;
@@ -595,42 +504,13 @@ static void expect_mget(const tkv_req *r, reply *rp)
     FUZZ_CHECK(!any_dirty || rp->dirty, "MGET of a key with uncommitted writes not dirty");
 }
 
-/* RETAIN's evaluation, as meta.c defines it: walking the visible versions
- * newest first, the horizon starts at now - age, the versions-th one
- * raises it to its own ts; the first version at or before it is kept and
- * becomes the horizon, older ones are removable. */
-static void evaluate(const mkey *k, const tkv_policy *p, uint64_t *removable, uint64_t *hor)
-{
-    const mver **vis;
-    size_t n = visible(k, &vis);
-    uint64_t H = p->age_us && F.clock > p->age_us ? F.clock - p->age_us : 0;
-    bool floor = false;
-    *removable = *hor = 0;
-    for (size_t j = 0; j < n; j++) {
-        const mver *v = vis[n - 1 - j];
-        if (p->versions && j + 1 == p->versions && v->ts > H)
-            H = v->ts;
-        if (v->ts > H)
-            continue;
-        if (!floor) {
-            floor = true;
-            *hor = v->ts;
-            continue;
-        }
-        (*removable)++;
-    }
-    if (!*removable)
-        *hor = 0;
-}
-
 static void expect_retain(const tkv_req *r, reply *rp)
 {
     mkey *k = find(r->key, true);
     tkv_policy p = {.versions = r->keep_versions, .age_us = r->keep_age};
-    bool clearing = !p.versions && !p.age_us;
-    uint64_t removable = 0, hor = 0;
-    if (!clearing)
-        evaluate(k, &p, &removable, &hor);
+    /* Sets the policy and moves the horizon in the model unless dry. */
+    mretain want = mhist_retain(&k->cur.h, &p, &NO_DEFAULT, r->dry_run, F.clock);
+    uint64_t removable = want.removable, hor = want.horizon;
     FUZZ_CHECK(rp->st == TKV_ST_OK, "RETAIN: status %llu", ull(rp->st));
     uint64_t got_rem = rp->rep.u, got_hor = rp->rep.horizon.v;
     bool has_hor = rp->rep.horizon.has;
@@ -644,19 +524,16 @@ static void expect_retain(const tkv_req *r, reply *rp)
     if (r->dry_run)
         return;
     FUZZ_CHECK(rp->dirty, "RETAIN not reported dirty");
-    k->cur.has_policy = !clearing;
-    k->cur.policy = clearing ? (tkv_policy){0, 0} : p;
-    if (hor > k->cur.horizon)
-        k->cur.horizon = hor;
     model_touch(k);
 }
 
 static void expect_policy(const tkv_req *r, reply *rp)
 {
     const mkey *k = find(r->key, false);
-    bool own = k && k->cur.has_policy;
-    tkv_policy p = own ? k->cur.policy : (tkv_policy){0, 0};
-    uint64_t horizon = k ? k->cur.horizon : 0;
+    const mhist *m = model_now(k);
+    bool own = m && m->has_policy;
+    tkv_policy p = mhist_policy(m, &NO_DEFAULT);
+    uint64_t horizon = m ? m->horizon : 0;
     FUZZ_CHECK(rp->st == TKV_ST_OK, "POLICY: status %llu", ull(rp->st));
     const tkv_rep *g = &rp->rep;
     uint64_t v = g->versions.v, a = g->age.v, h = g->horizon.v;
@@ -699,7 +576,7 @@ static void expect_scan(const tkv_req *r, reply *rp)
         FUZZ_CHECK(!r->has_cursor || key_cmp(key.ptr, key.len, r->cursor.ptr, r->cursor.len) > 0,
                    "SCAN key %u not after the cursor", i);
         const mkey *k = find(key, false);
-        FUZZ_CHECK(k && k->cur.n > 0, "SCAN lists key %u (%u bytes) that has no versions%s", i,
+        FUZZ_CHECK(k && k->cur.h.n > 0, "SCAN lists key %u (%u bytes) that has no versions%s", i,
                    key.len, AFTER_FAULT);
         dirty |= k->dirty;
         last = key;
@@ -712,8 +589,8 @@ static void expect_scan(const tkv_req *r, reply *rp)
      * cursor (all of them without one) is among the keys returned. */
     for (size_t i = 0; i < model_nkeys(); i++) {
         const mkey *k = model_key(i);
-        const mver **vis;
-        bool must = visible(k, &vis) > 0 || (k->cur.n > 0 && !k->cur.unsure);
+        bool must =
+            mhist_visible_count(&k->cur.h, F.clock) > 0 || (k->cur.h.n > 0 && !k->cur.unsure);
         if (!must ||
             (r->has_prefix &&
              (k->klen < r->prefix.len || memcmp(k->key, r->prefix.ptr, r->prefix.len))) ||
@@ -724,7 +601,7 @@ static void expect_scan(const tkv_req *r, reply *rp)
         bool listed = false;
         for (uint32_t j = 0; j < n && !listed; j++)
             listed = span_eq(listed_keys[j], (tkv_span){k->key, k->klen});
-        FUZZ_CHECK(listed, "SCAN skipped a key (%u bytes, %zu versions)%s%s", k->klen, k->cur.n,
+        FUZZ_CHECK(listed, "SCAN skipped a key (%u bytes, %zu versions)%s%s", k->klen, k->cur.h.n,
                    has_cursor ? " before its cursor" : " and gave no cursor", AFTER_FAULT);
     }
     FUZZ_CHECK(rp->plen <= F.d.max_reply, "SCAN reply of %zu bytes above max_reply %zu", rp->plen,
@@ -759,13 +636,13 @@ void check_counters(const char *when)
     tkv_engine_stats_get(F.eng, &s);
     uint64_t klo = 0, khi = 0, vlo = 0, vhi = 0;
     for (size_t i = 0; i < model_nkeys(); i++) {
-        const mkey *k = model_key(i);
-        const mver **vis;
-        size_t nvis = visible(k, &vis);
-        vhi += k->cur.n;
-        vlo += k->cur.unsure ? nvis : k->cur.n;
-        khi += k->cur.n > 0;
-        klo += k->cur.unsure ? nvis > 0 : k->cur.n > 0;
+        const mhist *h = &model_key(i)->cur.h;
+        bool unsure = model_key(i)->cur.unsure;
+        size_t nvis = mhist_visible_count(h, F.clock);
+        vhi += h->n;
+        vlo += unsure ? nvis : h->n;
+        khi += h->n > 0;
+        klo += unsure ? nvis > 0 : h->n > 0;
     }
     FUZZ_CHECK(s.keys >= klo && s.keys <= khi && s.versions >= vlo && s.versions <= vhi,
                "%s: the engine counts %llu keys / %llu versions, the model %llu..%llu / "

@@ -1,11 +1,9 @@
 /*
- * request_model.c - implements the store model of request_model.h with
- * plain arrays and linear search: inputs touch tens of keys and hundreds of
- * versions, and this has to be obviously right rather than fast.
+ * request_model.c - implements the store model of request_model.h: a plain
+ * array of keys searched linearly (inputs touch tens of keys), each with
+ * its snapshots of the shared key model (tests/common/model.h).
  */
 #include "request_model.h"
-
-#include "../common/retention.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -14,8 +12,7 @@ static mkey *keys;
 static size_t nkeys, keys_cap;
 
 /* Every value ever stored during the input, freed together. */
-static uint8_t **vals;
-static size_t nvals, vals_cap;
+static mvals vals;
 
 static void *xrealloc(void *p, size_t n)
 {
@@ -48,56 +45,11 @@ mkey *model_find(const uint8_t *key, uint32_t klen, bool create)
 size_t model_nkeys(void) { return nkeys; }
 mkey *model_key(size_t i) { return &keys[i]; }
 
-bool model_visible(const mkey *k, const mver *v, uint64_t now)
-{
-    return v->ts >= k->cur.horizon && (v->expires == 0 || v->expires > now);
-}
-
-size_t model_visible_list(const mkey *k, uint64_t now, const mver **out)
-{
-    size_t n = 0;
-    for (size_t i = 0; k && i < k->cur.n; i++)
-        if (model_visible(k, &k->cur.v[i], now))
-            out[n++] = &k->cur.v[i];
-    return n;
-}
-
-static const uint8_t *keep_value(const uint8_t *val, uint32_t len)
-{
-    if (nvals == vals_cap) {
-        vals_cap = vals_cap ? 2 * vals_cap : 64;
-        vals = xrealloc(vals, vals_cap * sizeof *vals);
-    }
-    uint8_t *p = xrealloc(NULL, len);
-    if (len)
-        memcpy(p, val, len);
-    vals[nvals++] = p;
-    return p;
-}
-
-static void reserve(kstate *s, size_t n)
-{
-    if (n <= s->cap)
-        return;
-    s->cap = n < 8 ? 8 : 2 * n;
-    s->v = xrealloc(s->v, s->cap * sizeof *s->v);
-}
+const mhist *model_now(const mkey *k) { return k ? &k->cur.h : NULL; }
 
 void model_put(mkey *k, uint64_t ts, const uint8_t *val, uint32_t len, uint64_t expires)
 {
-    kstate *s = &k->cur;
-    size_t i = 0;
-    while (i < s->n && s->v[i].ts < ts)
-        i++;
-    if (i == s->n || s->v[i].ts != ts) {
-        reserve(s, s->n + 1);
-        memmove(&s->v[i + 1], &s->v[i], (s->n - i) * sizeof *s->v);
-        s->n++;
-    }
-    s->v[i] = (mver){.ts = ts,
-                     .val = val ? keep_value(val, len) : NULL,
-                     .len = val ? len : 0,
-                     .expires = expires};
+    mhist_put(&k->cur.h, ts, val ? mvals_keep(&vals, val, len) : NULL, len, expires);
     model_touch(k);
 }
 
@@ -107,22 +59,13 @@ void model_del(mkey *k, uint64_t removed)
 {
     if (removed)
         model_touch(k);
-    k->cur.n = 0;
-    k->cur.horizon = 0;
-    k->cur.has_policy = false;
-    k->cur.policy = (tkv_policy){0, 0};
+    mhist_del(&k->cur.h);
     k->cur.unsure = false;
 }
 
 static void copy_state(kstate *to, const kstate *from)
 {
-    reserve(to, from->n);
-    if (from->n)
-        memcpy(to->v, from->v, from->n * sizeof *from->v);
-    to->n = from->n;
-    to->horizon = from->horizon;
-    to->policy = from->policy;
-    to->has_policy = from->has_policy;
+    mhist_copy(&to->h, &from->h);
     to->unsure = from->unsure;
 }
 
@@ -179,29 +122,21 @@ void model_resurrect(void)
 
 uint64_t model_policy_horizon(const mkey *k, const tkv_policy *p, uint64_t now)
 {
-    ret_walk w = ret_begin(p->versions, p->age_us, now);
-    for (size_t j = k->cur.n; j-- > 0 && !w.cut;)
-        if (model_visible(k, &k->cur.v[j], now))
-            ret_step(&w, k->cur.v[j].ts);
-    return ret_horizon(&w);
+    return mhist_evaluate(&k->cur.h, p, now, NULL);
 }
 
 void model_free(void)
 {
     limbo = false;
     for (size_t i = 0; i < nkeys; i++) {
-        free(keys[i].cur.v);
-        free(keys[i].fl.v);
-        free(keys[i].com.v);
-        free(keys[i].lim.v);
+        mhist_free(&keys[i].cur.h);
+        mhist_free(&keys[i].fl.h);
+        mhist_free(&keys[i].com.h);
+        mhist_free(&keys[i].lim.h);
         free(keys[i].key);
     }
     free(keys);
     keys = NULL;
     nkeys = keys_cap = 0;
-    for (size_t i = 0; i < nvals; i++)
-        free(vals[i]);
-    free(vals);
-    vals = NULL;
-    nvals = vals_cap = 0;
+    mvals_free(&vals);
 }

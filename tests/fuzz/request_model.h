@@ -13,12 +13,14 @@
  * LevelDB the log replays it. The model keeps such a flight in *limbo*
  * until then.
  *
- * Visibility follows engine.h: a version is visible when it lies at or
- * after the key's horizon and has not expired (expires == 0 or > now).
+ * Each state of a key is the shared model of its versions and metadata
+ * (tests/common/model.h, which test_model holds the engine to as well):
+ * every rule of what reads see, what writes get and what retention does is
+ * there; this file adds only the snapshots and the `unsure` marks.
  * What is stored but invisible may be removed by the engine's sweep at any
  * time; after a sweep the model marks keys `unsure` (a commit or rollback
  * carries the mark like the rest of the state) and checks that depend on
- * such versions (DEL's count, the counters, SCAN) accept either.
+ * such versions (the counters, SCAN) accept either.
  *
  * Values are copied into storage that lives until model_free(), so a
  * snapshot never copies value bytes. Keys are never removed during an
@@ -32,21 +34,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../common/model.h"
 #include "engine.h"
 
-typedef struct mver {
-    uint64_t ts;
-    const uint8_t *val; /* NULL for a tombstone */
-    uint32_t len;
-    uint64_t expires; /* 0: never */
-} mver;
-
 typedef struct kstate {
-    mver *v; /* stored versions, ascending ts, unique */
-    size_t n, cap;
-    uint64_t horizon;  /* 0: none */
-    tkv_policy policy; /* the key's own, if has_policy */
-    bool has_policy;
+    mhist h;     /* the key's versions and metadata */
     bool unsure; /* a sweep may have removed invisible versions */
 } kstate;
 
@@ -67,10 +59,9 @@ mkey *model_find(const uint8_t *key, uint32_t klen, bool create);
 size_t model_nkeys(void);
 mkey *model_key(size_t i);
 
-bool model_visible(const mkey *k, const mver *v, uint64_t now);
-/* Visible versions of k (NULL: none) into out (room for k->cur.n),
- * ascending; returns their number. */
-size_t model_visible_list(const mkey *k, uint64_t now, const mver **out);
+/* The key's current state (what reads must see now); NULL for NULL, a key
+ * the input never named, which reads as never written. */
+const mhist *model_now(const mkey *k);
 
 /* Inserts or replaces the version at ts; marks the key dirty. val NULL
  * stores a tombstone. */
@@ -92,9 +83,8 @@ bool model_in_limbo(void);
 /* LevelDB was reopened: a flight in limbo is committed after all. Nothing
  * is staged or in flight when this happens. */
 void model_resurrect(void);
-/* Where policy p puts k's horizon at time now, by meta.c's rule: the
- * timestamp of the visible version current at the policy's cut-off, if an
- * older visible version exists; else 0 (the horizon stays). */
+/* Where policy p puts k's horizon at time now (mhist_evaluate): 0 if it
+ * removes nothing (the horizon stays). */
 uint64_t model_policy_horizon(const mkey *k, const tkv_policy *p, uint64_t now);
 /* Marks a key changed (dirty) in the current state. */
 void model_touch(mkey *k);

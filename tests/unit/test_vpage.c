@@ -129,3 +129,43 @@ Test(vpage, appends_in_time_order_do_not_rebuild_every_time)
     cr_assert_eq(p->count, 10000);
     tkv_vpage_free(p);
 }
+
+Test(vpage, a_reserved_page_takes_its_bulk_load_without_a_rebuild)
+{
+    tkv_vpage *p = NULL;
+    bool replaced;
+    uint8_t v[40];
+    for (uint64_t ts = 100000; ts < 100010; ts++) {
+        memset(v, (int)ts, sizeof v);
+        cr_assert_neq(tkv_vpage_put(&p, ts, v, 20, NULL, 0, &replaced), LONG_MIN);
+    }
+    /* 5000 more, of 1..40 bytes each, below and above what is there. */
+    size_t bytes = 0;
+    for (uint32_t i = 0; i < 5000; i++)
+        bytes += 1 + i % 40;
+    long d = tkv_vpage_reserve(&p, 5000, bytes);
+    cr_assert_neq(d, LONG_MIN);
+    cr_assert_eq(tkv_vpage_reserve(&p, 5000, bytes), 0, "already room: nothing to do");
+    const tkv_vpage *kept = p;
+    for (uint32_t i = 0; i < 5000; i++) {
+        uint64_t ts = i < 2500 ? i : 200000 + i;
+        memset(v, (int)i, sizeof v);
+        cr_assert_neq(tkv_vpage_put(&p, ts, v, 1 + i % 40, NULL, 0, &replaced), LONG_MIN);
+        cr_assert_eq(p, kept, "put %u rebuilt a reserved page", i);
+    }
+    cr_assert_eq(p->count, 5010);
+    /* Everything reads back: the old versions and the bulk ones. */
+    for (uint64_t ts = 100000; ts < 100010; ts++) {
+        long i = tkv_vpage_find(p, ts);
+        cr_assert_geq(i, 0);
+        cr_assert_eq(p->slot[i].len, 20);
+        cr_assert_eq(tkv_vpage_blob(p, (uint32_t)i)[19], (uint8_t)ts);
+    }
+    for (uint32_t i = 0; i < 5000; i++) {
+        long k = tkv_vpage_find(p, i < 2500 ? i : 200000 + i);
+        cr_assert_geq(k, 0);
+        cr_assert_eq(p->slot[k].len, 1 + i % 40);
+        cr_assert_eq(tkv_vpage_blob(p, (uint32_t)k)[0], (uint8_t)i);
+    }
+    tkv_vpage_free(p);
+}

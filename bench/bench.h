@@ -29,6 +29,7 @@
 #define BENCH_KEY_DIGITS 12
 #define BENCH_KEY_LEN (sizeof BENCH_KEY_PREFIX - 1 + BENCH_KEY_DIGITS)
 #define BENCH_KEYS_MAX 1000000000ull /* keeps 12 digits and the per-key counters sane */
+#define BENCH_KEY_NUMBER_MAX 999999999999ull /* the largest 12-digit key number */
 #define BENCH_RATE_MAX 100000000ull  /* keeps the pacing arithmetic within 64 bits */
 
 typedef enum bench_opkind { OP_PUT, OP_GET, OP_RANGE, OP__COUNT } bench_opkind;
@@ -46,6 +47,7 @@ typedef struct bench_cfg {
     double seconds;          /* measured duration when requests == 0 */
     uint64_t rate;           /* requests/s in total, paced (open loop); 0: closed loop */
     uint64_t keys;           /* key space */
+    uint64_t key_offset;     /* number of the first key on the wire (--key-offset) */
     uint32_t versions;       /* preloaded versions per key */
     uint32_t value_size;     /* bytes per PUT value */
     uint32_t mix[OP__COUNT]; /* relative weights of the operations */
@@ -64,7 +66,7 @@ typedef struct bench_cfg {
 /* One request, in the generator's terms; the driver encodes it. */
 typedef struct bench_op {
     bench_opkind kind;
-    uint64_t key;         /* index in [0, keys) */
+    uint64_t key;         /* index in [0, keys); run.c adds key_offset to encode it */
     uint64_t ts;          /* PUT: its time; GET: as of (BENCH_TS_LATEST); RANGE: from */
     uint64_t to;          /* RANGE: inclusive upper bound (BENCH_TS_LATEST: none) */
     uint32_t limit;       /* RANGE: most versions returned */

@@ -349,6 +349,10 @@ static bool next_op(bench_run *r, bench_conn *c, bench_op *op)
         }
         workload_next(r->wl, &c->rng, op);
     }
+    /* The generator counts keys from 0 (its per-key state is an array);
+     * the offset only moves them on the wire, so two tkv-bench processes
+     * can drive disjoint key sets of one server. */
+    op->key += r->cfg->key_offset;
     if (op->kind == OP_PUT) {
         uint64_t seq = ++c->seq ^ ((uint64_t)c->id << 48);
         uint32_t n = r->cfg->value_size < 8 ? r->cfg->value_size : 8;

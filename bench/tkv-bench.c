@@ -64,6 +64,10 @@ static void usage(FILE *f)
             "  --keys N              key space (default 100000). Keys are \"key:\" and the key\n"
             "                        number in 12 zero-padded digits, 16 bytes:\n"
             "                        key:000000000000 ... key:000000099999\n"
+            "  --key-offset N        number the keys from N instead of 0 (default 0): with\n"
+            "                        --keys 100 --key-offset 900000000, key:000900000000 ...\n"
+            "                        key:000900000099, so two tkv-bench processes can use\n"
+            "                        disjoint key sets of one server\n"
             "  --versions N          versions per key (default 10). Version v of a key sits at\n"
             "                        timestamp v * %u (microseconds)\n"
             "  --value-size BYTES    bytes per value (default 32); the first 8 change with\n"
@@ -208,6 +212,7 @@ enum {
     OPT_HELP,
     OPT_RATE,
     OPT_AUTH,
+    OPT_KEY_OFFSET,
 };
 
 static const struct option long_opts[] = {
@@ -228,6 +233,7 @@ static const struct option long_opts[] = {
     {"help", no_argument, NULL, OPT_HELP},
     {"rate", required_argument, NULL, OPT_RATE},
     {"auth", required_argument, NULL, OPT_AUTH},
+    {"key-offset", required_argument, NULL, OPT_KEY_OFFSET},
     {NULL, 0, NULL, 0},
 };
 
@@ -276,6 +282,8 @@ static int apply_long(bench_cfg *c, int opt, const char *arg)
     case OPT_SEED: return parse_u64("--seed", arg, 0, UINT64_MAX, &c->seed);
     case OPT_RATE: return parse_u64("--rate", arg, 1, BENCH_RATE_MAX, &c->rate);
     case OPT_AUTH: c->auth = arg; return 0;
+    case OPT_KEY_OFFSET:
+        return parse_u64("--key-offset", arg, 0, BENCH_KEY_NUMBER_MAX, &c->key_offset);
     case OPT_TIMEOUT:
         rc = parse_seconds("--timeout", arg, &c->timeout);
         return rc < 0 || c->timeout > 0 ? rc : (fprintf(stderr, "tkv-bench: --timeout 0\n"), -1);
@@ -353,6 +361,11 @@ static int parse_args(int argc, char **argv, bench_cfg *c)
     }
     if (optind < argc)
         return fprintf(stderr, "tkv-bench: unexpected argument '%s'\n", argv[optind]), -1;
+    if (c->keys - 1 > BENCH_KEY_NUMBER_MAX - c->key_offset)
+        return fprintf(stderr, "tkv-bench: --key-offset %llu + --keys %llu: key numbers must stay "
+                               "below 10^12 (12 digits)\n",
+                       (unsigned long long)c->key_offset, (unsigned long long)c->keys),
+               -1;
     if (!port_set)
         c->port = c->target == TARGET_REDIS ? bench_driver_redis.default_port
                                             : bench_driver_tkv.default_port;
@@ -469,9 +482,9 @@ static void print_header(const bench_cfg *c)
            "range=%u\n",
            target_names[c->target], c->host, c->port, c->conns, c->pipeline, c->mix[OP_PUT],
            c->mix[OP_GET], c->mix[OP_RANGE]);
-    printf("  %llu keys x %u versions, %u-byte values, ts %s, read-at %s, dist %s, "
-           "range-limit %u, seed %llu\n",
-           (unsigned long long)c->keys, c->versions, c->value_size, ts_names[c->ts],
+    printf("  %llu keys (from key number %llu) x %u versions, %u-byte values, ts %s, read-at %s, "
+           "dist %s, range-limit %u, seed %llu\n",
+           (unsigned long long)c->keys, (unsigned long long)c->key_offset, c->versions, c->value_size, ts_names[c->ts],
            read_names[c->read_at], dist_names[c->dist], c->range_limit,
            (unsigned long long)c->seed);
     if (c->rate)

@@ -323,7 +323,7 @@ void tkv_engine_load_run(tkv_engine *e, tkv_eng_load *l)
  * timestamps: a staged version there is at least as new. */
 static int install_below(tkv_engine *e, tkv_kentry *E, const tkv_eng_load *l, const load_item *it)
 {
-    const fill_rec *recs = l->recs + it->r0;
+    const fill_rec *recs = it->n ? l->recs + it->r0 : NULL;
     tkv_vpage *np = NULL;
     uint32_t pn = tkv_vpage_count(E->page), pi = 0;
     size_t li = it->n;
@@ -382,8 +382,8 @@ static int install_item(tkv_engine *e, const tkv_eng_load *l, load_item *it)
     if (fresh && it->fill && !E && !e->all_resident) {
         eng_key k = eng_key_make(kbuf, it->key, it->klen);
         tkv_eng_rc st;
-        E = eng_fill_from(e, &k, it->has_meta ? &it->meta : NULL, l->recs + it->r0, it->n,
-                          l->data.data, it->exhausted, &st);
+        E = eng_fill_from(e, &k, it->has_meta ? &it->meta : NULL, it->n ? l->recs + it->r0 : NULL,
+                          it->n, l->data.data, it->exhausted, &st);
         return E ? 1 : -1;
     }
     if (fresh && !it->fill && E && E->lo == it->below && E->lo > 0) {

@@ -28,9 +28,9 @@
 #define BENCH_KEY_PREFIX "key:"
 #define BENCH_KEY_DIGITS 12
 #define BENCH_KEY_LEN (sizeof BENCH_KEY_PREFIX - 1 + BENCH_KEY_DIGITS)
-#define BENCH_KEYS_MAX 1000000000ull /* keeps 12 digits and the per-key counters sane */
+#define BENCH_KEYS_MAX 1000000000ull         /* keeps 12 digits and the per-key counters sane */
 #define BENCH_KEY_NUMBER_MAX 999999999999ull /* the largest 12-digit key number */
-#define BENCH_RATE_MAX 100000000ull  /* keeps the pacing arithmetic within 64 bits */
+#define BENCH_RATE_MAX 100000000ull          /* keeps the pacing arithmetic within 64 bits */
 
 typedef enum bench_opkind { OP_PUT, OP_GET, OP_RANGE, OP__COUNT } bench_opkind;
 typedef enum bench_target { TARGET_TKV, TARGET_REDIS } bench_target;

@@ -362,8 +362,9 @@ static int parse_args(int argc, char **argv, bench_cfg *c)
     if (optind < argc)
         return fprintf(stderr, "tkv-bench: unexpected argument '%s'\n", argv[optind]), -1;
     if (c->keys - 1 > BENCH_KEY_NUMBER_MAX - c->key_offset)
-        return fprintf(stderr, "tkv-bench: --key-offset %llu + --keys %llu: key numbers must stay "
-                               "below 10^12 (12 digits)\n",
+        return fprintf(stderr,
+                       "tkv-bench: --key-offset %llu + --keys %llu: key numbers must stay "
+                       "below 10^12 (12 digits)\n",
                        (unsigned long long)c->key_offset, (unsigned long long)c->keys),
                -1;
     if (!port_set)
@@ -484,9 +485,9 @@ static void print_header(const bench_cfg *c)
            c->mix[OP_GET], c->mix[OP_RANGE]);
     printf("  %llu keys (from key number %llu) x %u versions, %u-byte values, ts %s, read-at %s, "
            "dist %s, range-limit %u, seed %llu\n",
-           (unsigned long long)c->keys, (unsigned long long)c->key_offset, c->versions, c->value_size, ts_names[c->ts],
-           read_names[c->read_at], dist_names[c->dist], c->range_limit,
-           (unsigned long long)c->seed);
+           (unsigned long long)c->keys, (unsigned long long)c->key_offset, c->versions,
+           c->value_size, ts_names[c->ts], read_names[c->read_at], dist_names[c->dist],
+           c->range_limit, (unsigned long long)c->seed);
     if (c->rate)
         printf("  open loop: paced at %llu requests/s in total\n", (unsigned long long)c->rate);
     fflush(stdout);

@@ -15,6 +15,8 @@
  */
 #include "store.h"
 
+#include "datadir.h"
+
 #include <leveldb/c.h>
 
 #include <errno.h>
@@ -56,54 +58,6 @@ struct tkv_store {
     char *dbpath;
 };
 
-static void set_err(char *err, size_t errlen, const char *what, const char *detail)
-{
-    snprintf(err, errlen, "%s%s%s", what, detail ? ": " : "", detail ? detail : "");
-}
-
-static int make_dir(const char *path, char *err, size_t errlen)
-{
-    if (mkdir(path, 0755) == 0 || errno == EEXIST)
-        return 0;
-    char what[600];
-    snprintf(what, sizeof what, "cannot create directory %s", path);
-    set_err(err, errlen, what, strerror(errno));
-    return -1;
-}
-
-static int take_lock(tkv_store *s, const char *dir, char *err, size_t errlen)
-{
-    char path[4096];
-    snprintf(path, sizeof path, "%s/tkvd.lock", dir);
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        char what[4200];
-        snprintf(what, sizeof what, "cannot open lock file %s", path);
-        set_err(err, errlen, what,
-                errno == ENOTDIR ? "Not a directory (is --data-dir a file?)" : strerror(errno));
-        return -1;
-    }
-    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-        char pid[32] = "";
-        ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
-        pid[n > 0 ? n : 0] = '\0';
-        pid[strcspn(pid, "\n")] = '\0';
-        snprintf(err, errlen,
-                 "data directory %s is in use by another tkvd (pid %s); stop it or "
-                 "choose another --data-dir",
-                 dir, pid[0] ? pid : "unknown");
-        close(fd);
-        return -1;
-    }
-    char pid[32];
-    int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
-    if (ftruncate(fd, 0) == 0 && pwrite(fd, pid, (size_t)n, 0) < 0) {
-        /* The pid is only informative; the lock is what counts. */
-    }
-    s->lock_fd = fd;
-    return 0;
-}
-
 static void make_options(tkv_store *s, const tkv_store_opts *o)
 {
     s->opts = leveldb_options_create();
@@ -137,7 +91,7 @@ static int open_db(tkv_store *s, const tkv_store_opts *o, char *err, size_t errl
     if (!s->db) {
         char what[600];
         snprintf(what, sizeof what, "cannot open the database in %s", s->dbpath);
-        set_err(err, errlen, what, lerr);
+        tkv_datadir_err(err, errlen, what, lerr);
         if (strstr(lerr, "Corruption")) {
             size_t n = strlen(err);
             snprintf(err + n, errlen - n,
@@ -181,18 +135,19 @@ int tkv_store_open(const tkv_store_opts *o, tkv_store **out, char *err, size_t e
     *out = NULL;
     tkv_store *s = calloc(1, sizeof *s);
     if (!s) {
-        set_err(err, errlen, "out of memory", NULL);
+        tkv_datadir_err(err, errlen, "out of memory", NULL);
         return -1;
     }
     s->lock_fd = -1;
-    if ((o->create && make_dir(o->dir, err, errlen) < 0) || take_lock(s, o->dir, err, errlen) < 0) {
+    if ((o->create && tkv_datadir_make(o->dir, err, errlen) < 0) ||
+        tkv_datadir_lock(o->dir, &s->lock_fd, err, errlen) < 0) {
         tkv_store_close(s);
         return -1;
     }
     size_t n = strlen(o->dir) + sizeof "/db";
     s->dbpath = malloc(n);
     if (!s->dbpath) {
-        set_err(err, errlen, "out of memory", NULL);
+        tkv_datadir_err(err, errlen, "out of memory", NULL);
         tkv_store_close(s);
         return -1;
     }
@@ -239,11 +194,11 @@ int tkv_store_repair(const char *dir, char *err, size_t errlen)
     if (serr) {
         char what[4200];
         snprintf(what, sizeof what, "no database to repair in %s", path);
-        set_err(err, errlen, what, strerror(serr));
+        tkv_datadir_err(err, errlen, what, strerror(serr));
         return -1;
     }
     tkv_store s = {.lock_fd = -1};
-    if (take_lock(&s, dir, err, errlen) < 0)
+    if (tkv_datadir_lock(dir, &s.lock_fd, err, errlen) < 0)
         return -1;
     leveldb_options_t *o = leveldb_options_create();
     char *lerr = NULL;
@@ -251,7 +206,7 @@ int tkv_store_repair(const char *dir, char *err, size_t errlen)
     leveldb_options_destroy(o);
     close(s.lock_fd);
     if (lerr) {
-        set_err(err, errlen, "repair failed", lerr);
+        tkv_datadir_err(err, errlen, "repair failed", lerr);
         leveldb_free(lerr);
         return -1;
     }
@@ -265,7 +220,7 @@ static int take_lerr(char *lerr, char *err, size_t errlen)
 {
     if (!lerr)
         return 0;
-    set_err(err, errlen, lerr, NULL);
+    tkv_datadir_err(err, errlen, lerr, NULL);
     leveldb_free(lerr);
     return -1;
 }

@@ -52,6 +52,7 @@
 #include <unistd.h>
 
 #include "store.h"
+#include "datadir.h"
 
 /* AVL trees of fewer than 2^64 nodes are at most this high. */
 #define MAX_HEIGHT 96
@@ -481,54 +482,6 @@ static node *current(tkv_store *s)
     return r;
 }
 
-static void set_err(char *err, size_t errlen, const char *what, const char *detail)
-{
-    snprintf(err, errlen, "%s%s%s", what, detail ? ": " : "", detail ? detail : "");
-}
-
-static int make_dir(const char *path, char *err, size_t errlen)
-{
-    if (mkdir(path, 0755) == 0 || errno == EEXIST)
-        return 0;
-    char what[600];
-    snprintf(what, sizeof what, "cannot create directory %s", path);
-    set_err(err, errlen, what, strerror(errno));
-    return -1;
-}
-
-/* The lock, exactly as store.c takes it. */
-static int take_lock(int *lock_fd, const char *dir, char *err, size_t errlen)
-{
-    char path[4096];
-    snprintf(path, sizeof path, "%s/tkvd.lock", dir);
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        char what[4200];
-        snprintf(what, sizeof what, "cannot open lock file %s", path);
-        set_err(err, errlen, what,
-                errno == ENOTDIR ? "Not a directory (is --data-dir a file?)" : strerror(errno));
-        return -1;
-    }
-    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-        char pid[32] = "";
-        ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
-        pid[n > 0 ? n : 0] = '\0';
-        pid[strcspn(pid, "\n")] = '\0';
-        snprintf(err, errlen,
-                 "data directory %s is in use by another tkvd (pid %s); stop it or "
-                 "choose another --data-dir",
-                 dir, pid[0] ? pid : "unknown");
-        close(fd);
-        return -1;
-    }
-    char pid[32];
-    int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
-    if (ftruncate(fd, 0) == 0 && pwrite(fd, pid, (size_t)n, 0) < 0) {
-        /* The pid is only informative; the lock is what counts. */
-    }
-    *lock_fd = fd;
-    return 0;
-}
 
 static void apply_put(void *ctx, const void *k, size_t klen, const void *v, size_t vlen)
 {
@@ -599,12 +552,12 @@ int tkv_store_open(const tkv_store_opts *o, tkv_store **out, char *err, size_t e
     *out = NULL;
     tkv_store *s = calloc(1, sizeof *s);
     if (!s) {
-        set_err(err, errlen, "out of memory", NULL);
+        tkv_datadir_err(err, errlen, "out of memory", NULL);
         return -1;
     }
     s->lock_fd = -1;
-    if ((o->create && make_dir(o->dir, err, errlen) < 0) ||
-        take_lock(&s->lock_fd, o->dir, err, errlen) < 0 ||
+    if ((o->create && tkv_datadir_make(o->dir, err, errlen) < 0) ||
+        tkv_datadir_lock(o->dir, &s->lock_fd, err, errlen) < 0 ||
         !(s->db = db_attach(o->dir, o->create, err, errlen)) || open_db(s, err, errlen) < 0) {
         tkv_store_close(s);
         return -1;
@@ -641,11 +594,11 @@ int tkv_store_repair(const char *dir, char *err, size_t errlen)
     if (serr) {
         char what[4200];
         snprintf(what, sizeof what, "no database to repair in %s", path);
-        set_err(err, errlen, what, strerror(serr));
+        tkv_datadir_err(err, errlen, what, strerror(serr));
         return -1;
     }
     int fd = -1;
-    if (take_lock(&fd, dir, err, errlen) < 0)
+    if (tkv_datadir_lock(dir, &fd, err, errlen) < 0)
         return -1;
     close(fd);
     return 0;
@@ -659,7 +612,7 @@ int tkv_store_get(tkv_store *s, const tkv_store_snapshot *snap, const void *k, s
     *val = NULL;
     *vlen = 0;
     if (s->closed && !snap) {
-        set_err(err, errlen, "the store is closed (a reopen failed)", NULL);
+        tkv_datadir_err(err, errlen, "the store is closed (a reopen failed)", NULL);
         return -1;
     }
     node *root = snap ? snap->root : current(s);
@@ -708,8 +661,8 @@ char *tkv_store_property(tkv_store *s, const char *name)
 int tkv_store_write(tkv_store *s, tkv_store_batch *b, bool sync, char *err, size_t errlen)
 {
     if (s->closed || s->failed) {
-        set_err(err, errlen, s->closed ? "the store is closed (a reopen failed)" : s->fail_msg,
-                NULL);
+        tkv_datadir_err(err, errlen,
+                        s->closed ? "the store is closed (a reopen failed)" : s->fail_msg, NULL);
         return -1;
     }
     int e = fault(TKV_STORE_MEM_LOG_WRITE);
@@ -728,7 +681,7 @@ int tkv_store_write(tkv_store *s, tkv_store_batch *b, bool sync, char *err, size
     if (e) {
         snprintf(s->fail_msg, sizeof s->fail_msg, "IO error: %.60s (memory store log): %s",
                  s->db->path, strerror(e));
-        set_err(err, errlen, s->fail_msg, NULL);
+        tkv_datadir_err(err, errlen, s->fail_msg, NULL);
         s->failed = true;
         return -1;
     }
@@ -871,7 +824,7 @@ int tkv_store_iter_status(const tkv_store_iter *it, char *err, size_t errlen)
 {
     if (!it->closed)
         return 0;
-    set_err(err, errlen, "the store is closed (a reopen failed)", NULL);
+    tkv_datadir_err(err, errlen, "the store is closed (a reopen failed)", NULL);
     return -1;
 }
 

@@ -355,3 +355,15 @@ void tkvd_put_zeros(const tkvd *d, const char *key, size_t len)
     tkv_free(c);
     free(v);
 }
+
+uint64_t tkvd_stat(tkv_ctx *c, const char *name)
+{
+    const tkv_stat *s;
+    size_t n;
+    cr_assert_eq(tkv_stats(c, &s, &n), TKV_OK);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(s[i].name, name) == 0)
+            return s[i].num;
+    cr_assert_fail("STATS has no %s", name);
+    return 0;
+}

@@ -43,6 +43,8 @@ void tkvd_cleanup(tkvd *d);
 tkv_ctx *tkvd_client(const tkvd *d);
 /* Stores a value of len zero bytes under key at ts 1; asserts success. */
 void tkvd_put_zeros(const tkvd *d, const char *key, size_t len);
+/* A numeric STATS field; asserts that STATS answers and has it. */
+uint64_t tkvd_stat(tkv_ctx *c, const char *name);
 /* A raw blocking TCP socket to the server. */
 int tkvd_raw(const tkvd *d);
 /* The server's log so far (malloc'd). */

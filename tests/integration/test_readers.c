@@ -24,18 +24,6 @@ static tkvd d;
 
 static void teardown(void) { tkvd_cleanup(&d); }
 
-static uint64_t stat_of(tkv_ctx *c, const char *name)
-{
-    const tkv_stat *s;
-    size_t n;
-    cr_assert_eq(tkv_stats(c, &s, &n), TKV_OK);
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(s[i].name, name) == 0)
-            return s[i].num;
-    cr_assert_fail("STATS has no %s", name);
-    return 0;
-}
-
 /* ---- a client's own keys, modelled ---------------------------------------- */
 
 enum { KEYS = 40, MAXV = 400, ROUNDS = 60, PIPE = 64, CLIENTS = 4 };
@@ -63,6 +51,21 @@ static void key_name(const client *cl, int k, char *out, size_t cap)
 static void val_text(uint32_t v, char *out, size_t cap)
 {
     snprintf(out, cap, "value %u padded to 40 bytes ......", v);
+}
+
+/* Writes PREFIX:00000 .. PREFIX:n-1 at ts 10, value val_text(k),
+ * pipelined: far more than the 64 KiB budgets below keep in memory. */
+static void put_numbered(tkv_ctx *c, const char *prefix, int n)
+{
+    char key[32], val[64];
+    for (int k = 0; k < n; k++) {
+        snprintf(key, sizeof key, "%s:%05d", prefix, k);
+        val_text((uint32_t)k, val, sizeof val);
+        cr_assert_eq(tkv_append_put(c, key, strlen(key), val, strlen(val), 10), TKV_OK);
+    }
+    tkv_reply r;
+    for (int k = 0; k < n; k++)
+        cr_assert_eq(tkv_read_reply(c, &r), TKV_OK, "%s", tkv_errstr(c));
 }
 
 static void m_put(mkey *m, uint64_t ts, uint32_t v, bool tomb)
@@ -308,8 +311,8 @@ Test(readers, answers_stay_exact_while_loads_race_writes_and_eviction, .fini = t
         cr_assert_eq(cls[i].err[0], '\0', "%s", cls[i].err);
         cr_assert_gt(cls[i].checked, ROUNDS, "client %d answered too little", i);
     }
-    cr_assert_gt(stat_of(c, "loads"), 100, "reads went through the reader threads");
-    cr_assert_gt(stat_of(c, "evictions"), 0);
+    cr_assert_gt(tkvd_stat(c, "loads"), 100, "reads went through the reader threads");
+    cr_assert_gt(tkvd_stat(c, "evictions"), 0);
     tkv_free(c);
     tkvd_stop(&d);
 }
@@ -437,8 +440,8 @@ Test(readers, a_read_never_misses_an_acknowledged_write_while_loads_race_it, .fi
     for (int i = 0; i < READERS; i++)
         pthread_join(rd[i], NULL);
     cr_assert_eq(shared_err[0], '\0', "%s", shared_err);
-    cr_assert_gt(stat_of(c, "loads"), 100);
-    cr_assert_gt(stat_of(c, "evictions"), 100);
+    cr_assert_gt(tkvd_stat(c, "loads"), 100);
+    cr_assert_gt(tkvd_stat(c, "evictions"), 100);
     tkv_free(c);
     tkvd_stop(&d);
 }
@@ -450,14 +453,8 @@ Test(readers, a_waiting_request_keeps_its_connections_order, .fini = teardown, .
     tkv_ctx *c = tkvd_client(&d);
     enum { N = 3000 };
     char key[32], val[64];
-    for (int k = 0; k < N; k++) {
-        snprintf(key, sizeof key, "order:%05d", k);
-        val_text((uint32_t)k, val, sizeof val);
-        cr_assert_eq(tkv_append_put(c, key, strlen(key), val, strlen(val), 10), TKV_OK);
-    }
+    put_numbered(c, "order", N);
     tkv_reply r;
-    for (int k = 0; k < N; k++)
-        cr_assert_eq(tkv_read_reply(c, &r), TKV_OK);
     /* For cold keys: a read that must wait for a load, then a write and a
      * read of the same key pipelined behind it. The first read must not
      * see the write; the second must. */
@@ -476,7 +473,7 @@ Test(readers, a_waiting_request_keeps_its_connections_order, .fini = teardown, .
         cr_assert_eq(tkv_read_reply(c, &r), TKV_OK);
         cr_assert_eq(r.version.ts, 20, "key %d: the read after the write missed it", k);
     }
-    cr_assert_gt(stat_of(c, "loads"), 0);
+    cr_assert_gt(tkvd_stat(c, "loads"), 0);
     tkv_free(c);
     tkvd_stop(&d);
 }
@@ -487,15 +484,9 @@ Test(readers, shutdown_with_loads_in_flight_is_clean, .fini = teardown, .timeout
     tkvd_start(&d, args);
     tkv_ctx *c = tkvd_client(&d);
     enum { N = 4000 };
-    char key[32], val[64];
-    for (int k = 0; k < N; k++) {
-        snprintf(key, sizeof key, "stop:%05d", k);
-        val_text((uint32_t)k, val, sizeof val);
-        cr_assert_eq(tkv_append_put(c, key, strlen(key), val, strlen(val), 10), TKV_OK);
-    }
+    char key[32];
+    put_numbered(c, "stop", N);
     tkv_reply r;
-    for (int k = 0; k < N; k++)
-        cr_assert_eq(tkv_read_reply(c, &r), TKV_OK);
     /* Reads of cold keys in flight on several connections, then SIGTERM:
      * the server answers what it received and exits 0. */
     tkv_ctx *cs[4];
@@ -525,23 +516,16 @@ Test(readers, zero_readers_reads_inline_and_bad_counts_are_refused, .fini = tear
     const char *args[] = {"--max-memory", "64kb", "--readers", "0", NULL};
     tkvd_start(&d, args);
     tkv_ctx *c = tkvd_client(&d);
-    char key[32], val[64];
-    for (int k = 0; k < 2000; k++) {
-        snprintf(key, sizeof key, "inline:%05d", k);
-        val_text((uint32_t)k, val, sizeof val);
-        cr_assert_eq(tkv_append_put(c, key, strlen(key), val, strlen(val), 10), TKV_OK);
-    }
-    tkv_reply r;
-    for (int k = 0; k < 2000; k++)
-        cr_assert_eq(tkv_read_reply(c, &r), TKV_OK);
+    char key[32];
+    put_numbered(c, "inline", 2000);
     for (int k = 0; k < 2000; k += 13) {
         snprintf(key, sizeof key, "inline:%05d", k);
         tkv_version v;
         cr_assert_eq(tkv_get(c, key, strlen(key), TKV_LATEST, &v), TKV_OK);
         cr_assert_eq(v.ts, 10);
     }
-    cr_assert_eq(stat_of(c, "loads"), 0, "--readers 0 reads on the loop");
-    cr_assert_gt(stat_of(c, "reads_disk"), 0);
+    cr_assert_eq(tkvd_stat(c, "loads"), 0, "--readers 0 reads on the loop");
+    cr_assert_gt(tkvd_stat(c, "reads_disk"), 0);
     tkv_free(c);
     tkvd_stop(&d);
 
@@ -560,19 +544,12 @@ Test(readers, mget_and_mput_of_cold_keys_wait_once_and_answer_exactly, .fini = t
     tkvd_start(&d, args);
     tkv_ctx *c = tkvd_client(&d);
     enum { N = 4000, BATCH = 200 };
-    char key[32], val[64];
-    for (int k = 0; k < N; k++) {
-        snprintf(key, sizeof key, "multi:%05d", k);
-        val_text((uint32_t)k, val, sizeof val);
-        cr_assert_eq(tkv_append_put(c, key, strlen(key), val, strlen(val), 10), TKV_OK);
-    }
-    tkv_reply r;
-    for (int k = 0; k < N; k++)
-        cr_assert_eq(tkv_read_reply(c, &r), TKV_OK);
+    char val[64];
+    put_numbered(c, "multi", N);
     /* MGET of 200 keys at a time, nearly all cold (64 KiB holds few). */
     static char names[BATCH][32];
     tkv_bytes keys[BATCH];
-    uint64_t waits0 = stat_of(c, "load_waits");
+    uint64_t waits0 = tkvd_stat(c, "load_waits");
     int rounds = 0;
     for (int base = 0; base + BATCH <= N; base += 5 * BATCH, rounds++) {
         for (int i = 0; i < BATCH; i++) {
@@ -589,7 +566,7 @@ Test(readers, mget_and_mput_of_cold_keys_wait_once_and_answer_exactly, .fini = t
                       base + i);
         }
     }
-    uint64_t waits = stat_of(c, "load_waits") - waits0;
+    uint64_t waits = tkvd_stat(c, "load_waits") - waits0;
     /* One wait per MGET, give or take a stale load: not one per key. */
     cr_assert_leq(waits, (uint64_t)rounds * 3, "%llu waits for %d MGETs", (unsigned long long)waits,
                   rounds);
@@ -604,9 +581,9 @@ Test(readers, mget_and_mput_of_cold_keys_wait_once_and_answer_exactly, .fini = t
                               .ts = 20,
                               .has_ts = 1};
     }
-    waits0 = stat_of(c, "load_waits");
+    waits0 = tkvd_stat(c, "load_waits");
     cr_assert_eq(tkv_mput(c, items, BATCH, NULL), TKV_OK, "%s", tkv_errstr(c));
-    cr_assert_leq(stat_of(c, "load_waits") - waits0, 3);
+    cr_assert_leq(tkvd_stat(c, "load_waits") - waits0, 3);
     for (int i = 0; i < BATCH; i += 7) {
         tkv_version v;
         cr_assert_eq(tkv_get(c, names[i], strlen(names[i]), 15, &v), TKV_OK);

@@ -368,18 +368,6 @@ Test(server, second_server_on_the_same_directory_fails_clearly, .init = start_de
     free(err);
 }
 
-static uint64_t stat_of(tkv_ctx *c, const char *name)
-{
-    const tkv_stat *s;
-    size_t n;
-    cr_assert_eq(tkv_stats(c, &s, &n), TKV_OK);
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(s[i].name, name) == 0)
-            return s[i].num;
-    cr_assert_fail("STATS has no %s", name);
-    return 0;
-}
-
 Test(server, memory_budget_holds_and_nothing_is_lost, .fini = teardown, .timeout = 60)
 {
     const char *args[] = {"--max-memory", "256kb", NULL};
@@ -400,16 +388,16 @@ Test(server, memory_budget_holds_and_nothing_is_lost, .fini = teardown, .timeout
         }
     }
     /* 20000 versions of ~60 bytes cannot fit in 256 KiB of index. */
-    cr_assert_gt(stat_of(c, "evictions"), 0);
-    cr_assert_leq(stat_of(c, "mem_bytes"), 256 * 1024);
-    cr_assert_eq(stat_of(c, "versions"), KEYS * VERSIONS);
+    cr_assert_gt(tkvd_stat(c, "evictions"), 0);
+    cr_assert_leq(tkvd_stat(c, "mem_bytes"), 256 * 1024);
+    cr_assert_eq(tkvd_stat(c, "versions"), KEYS * VERSIONS);
     for (int k = 0; k < KEYS; k += 7) {
         snprintf(key, sizeof key, "budget:%05d", k);
         snprintf(val, sizeof val, "value of %d at %d, padded to be longer", k, 2);
         expect_value(c, key, 25, val);
     }
-    cr_assert_gt(stat_of(c, "reads_disk"), 0, "evicted keys are read from LevelDB");
-    cr_assert_leq(stat_of(c, "mem_bytes"), 256 * 1024 + 64 * 1024);
+    cr_assert_gt(tkvd_stat(c, "reads_disk"), 0, "evicted keys are read from LevelDB");
+    cr_assert_leq(tkvd_stat(c, "mem_bytes"), 256 * 1024 + 64 * 1024);
     tkv_free(c);
 }
 

@@ -19,18 +19,6 @@ static atomic_bool stop;
 static void teardown(void) { tkvd_cleanup(&d); }
 static void start_default(void) { tkvd_start(&d, NULL); }
 
-static uint64_t stat_of(tkv_ctx *c, const char *name)
-{
-    const tkv_stat *s;
-    size_t n;
-    cr_assert_eq(tkv_stats(c, &s, &n), TKV_OK);
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(s[i].name, name) == 0)
-            return s[i].num;
-    cr_assert_fail("STATS has no %s", name);
-    return 0;
-}
-
 Test(timetravel, mput_is_all_or_nothing, .init = start_default, .fini = teardown)
 {
     tkv_ctx *c = tkvd_client(&d);
@@ -196,7 +184,7 @@ Test(timetravel, server_retention_is_carried_out_by_the_sweep, .fini = teardown,
     }
     /* The sweep runs in the background: wait for its result, bounded. */
     uint64_t versions = 0;
-    for (int i = 0; i < 1000 && (versions = stat_of(c, "versions")) != 150; i++)
+    for (int i = 0; i < 1000 && (versions = tkvd_stat(c, "versions")) != 150; i++)
         usleep(10000);
     cr_assert_eq(versions, 150, "3 versions of 50 keys should remain, not %llu",
                  (unsigned long long)versions);
@@ -220,7 +208,7 @@ Test(timetravel, server_retention_is_carried_out_by_the_sweep, .fini = teardown,
     cr_assert_eq(rc, TKV_NOT_FOUND, "after a restart: rc %d ts %llu (%s)", rc,
                  (unsigned long long)v.ts, tkv_errstr(c));
     cr_assert_eq(v.miss, TKV_MISS_BELOW_HORIZON);
-    cr_assert_eq(stat_of(c, "versions"), 150);
+    cr_assert_eq(tkvd_stat(c, "versions"), 150);
     tkv_free(c);
 }
 
@@ -240,14 +228,14 @@ Test(timetravel, expired_versions_disappear_and_are_swept, .init = start_default
     cr_assert_eq(v.len, 5, "the fresh version answers while it lives");
     cr_assert_gt(v.expires, 0);
     uint64_t swept = 0;
-    for (int i = 0; i < 1000 && (swept = stat_of(c, "swept_expired")) < 21; i++)
+    for (int i = 0; i < 1000 && (swept = tkvd_stat(c, "swept_expired")) < 21; i++)
         usleep(10000);
     cr_assert_eq(swept, 21, "the sweep removed %llu expired versions", (unsigned long long)swept);
     cr_assert_eq(tkv_get(c, "cache", 5, TKV_LATEST, &v), TKV_OK);
     cr_assert_eq(v.len, 7, "the version before it answers again");
     cr_assert_eq(tkv_get(c, "eph3", 4, TKV_LATEST, &v), TKV_NOT_FOUND);
-    cr_assert_eq(stat_of(c, "keys"), 1);
-    cr_assert_eq(stat_of(c, "versions"), 1);
+    cr_assert_eq(tkvd_stat(c, "keys"), 1);
+    cr_assert_eq(tkvd_stat(c, "versions"), 1);
     tkv_free(c);
 }
 
@@ -292,7 +280,7 @@ Test(timetravel, the_sweep_progresses_under_a_steady_write_load, .init = start_d
         cr_assert_eq(pthread_create(&t[i], NULL, steady_writer, w[i]), 0);
     }
     uint64_t swept = 0;
-    for (int i = 0; i < 1000 && (swept = stat_of(c, "swept_expired")) < 10; i++)
+    for (int i = 0; i < 1000 && (swept = tkvd_stat(c, "swept_expired")) < 10; i++)
         usleep(10000);
     atomic_store(&stop, true);
     for (int i = 0; i < WRITERS; i++) {
@@ -301,6 +289,6 @@ Test(timetravel, the_sweep_progresses_under_a_steady_write_load, .init = start_d
     }
     cr_assert_eq(swept, 10, "the sweep removed %llu of 10 expired versions",
                  (unsigned long long)swept);
-    cr_assert_gt(stat_of(c, "versions"), 10 + WRITERS * 32, "the writers kept writing");
+    cr_assert_gt(tkvd_stat(c, "versions"), 10 + WRITERS * 32, "the writers kept writing");
     tkv_free(c);
 }

@@ -14,7 +14,11 @@
  * batch before it returns: no read ever sees half of a step, and a step
  * that fails to commit is rolled back alone (the pass then starts over).
  * A key written between two steps that stopped inside it is swept again
- * from its start, so what the sweep learnt about it is never stale.
+ * from its start, so what the sweep learnt about it is never stale; so is
+ * one whose verdict the clock has changed since (a version it counted has
+ * expired, an age horizon has passed versions it kept): every horizon the
+ * sweep moves is where the policy puts it at the clock of the step that
+ * moves it.
  *
  * Expired versions and versions below a horizon are already invisible:
  * deleting them changes no answer. Retention by count or age is enforced
@@ -51,9 +55,12 @@ struct sweep_state {
     bool floor; /* the version current at H was seen */
     uint64_t new_horizon;
     uint64_t min_expiry;
+    uint64_t low;  /* the oldest version kept for being above H */
     uint64_t kept; /* versions left */
     uint64_t deleted;
-    bool skip; /* leave the key alone (out of memory) */
+    unsigned restarts; /* of this key in this pass, for a moved clock */
+    bool skip;         /* leave the key alone (out of memory, or a clock
+                          that keeps invalidating its walk) */
 };
 
 void eng_sweep_free(tkv_engine *e)
@@ -84,9 +91,16 @@ void eng_sweep_touched(tkv_engine *e, const tkv_kentry *E)
 
 /* Starts sweeping a key: its metadata (memory's if resident, else the
  * record just read), its policy, the horizon's starting point. */
+static uint64_t age_horizon(const tkv_policy *p, uint64_t now)
+{
+    return p->age_us && now > p->age_us ? now - p->age_us : 0;
+}
+
 static void begin_key(tkv_engine *e, sweep_state *s, const uint8_t *key, size_t klen,
                       const tkv_kmeta *disk_meta)
 {
+    if (klen != s->key.len || memcmp(key, s->key.data, klen) != 0)
+        s->restarts = 0;
     tkv_buf_reset(&s->key);
     tkv_buf_append(&s->key, key, klen);
     tkv_kentry *E = tkv_keyindex_find(&e->ix, key, klen);
@@ -99,8 +113,9 @@ static void begin_key(tkv_engine *e, sweep_state *s, const uint8_t *key, size_t 
     s->meta = m ? *m : (tkv_kmeta){.min_expiry = UINT64_MAX};
     s->policy = *eng_policy(e, s->had_meta ? &s->meta : NULL);
     s->now = eng_now(e);
-    s->H = s->policy.age_us && s->now > s->policy.age_us ? s->now - s->policy.age_us : 0;
+    s->H = age_horizon(&s->policy, s->now);
     s->n = 0;
+    s->low = UINT64_MAX;
     s->floor = false;
     s->new_horizon = s->meta.horizon;
     s->min_expiry = UINT64_MAX;
@@ -181,6 +196,8 @@ static void visit(tkv_engine *e, sweep_state *s, const uint8_t *k, size_t klen, 
         e->st.swept_retained++;
         return;
     }
+    if (policy && ts > s->H)
+        s->low = ts;
     s->kept++;
     if (x && x < s->min_expiry)
         s->min_expiry = x;
@@ -339,6 +356,30 @@ static int sweep_indexed_key(tkv_engine *e, sweep_state *s, tkv_store_iter *it, 
     return rc;
 }
 
+/* Before continuing a key at a later clock: whether what the walk decided
+ * so far is what it would decide now. Once the key's new horizon is staged
+ * (or known not to move) the rest is deletes below it, right at any clock.
+ * Until then the clock matters twice: a version the walk counted as visible
+ * may have expired since (the policy's n-th version is then an older one),
+ * and an age policy's H may have passed versions kept for being above it.
+ * If neither happened, the walk goes on with the new clock and H. */
+static bool walk_still_holds(tkv_engine *e, sweep_state *s)
+{
+    uint64_t now = eng_now(e);
+    if (now == s->now)
+        return true;
+    bool decided = s->floor && s->new_horizon == s->meta.horizon;
+    if (!decided) {
+        uint64_t H = age_horizon(&s->policy, now);
+        if (s->min_expiry <= now || H >= s->low)
+            return false;
+        if (H > s->H)
+            s->H = H;
+    }
+    s->now = now;
+    return true;
+}
+
 /* Continues a key the previous call stopped inside. */
 static int resume_key(tkv_engine *e, sweep_state *s, tkv_store_iter *it, uint32_t *budget,
                       bool *done)
@@ -356,6 +397,7 @@ static int resume_key(tkv_engine *e, sweep_state *s, tkv_store_iter *it, uint32_
 static void start_pass(tkv_engine *e, sweep_state *s)
 {
     s->index_mode = !server_policy(e);
+    s->restarts = 0;
     tkv_buf_reset(&s->resume);
     uint8_t first = s->index_mode ? 's' : TKV_KC_VERSION;
     tkv_buf_append(&s->resume, &first, 1);
@@ -377,8 +419,18 @@ static bool step(tkv_engine *e, sweep_state *s, uint32_t budget)
         return false;
     if (s->resume.len == 0)
         start_pass(e, s);
+    if (s->in_key && !s->changed && !s->skip && !walk_still_holds(e, s)) {
+        /* A walk invalidated again and again (a huge key under an age
+         * policy, a clock that moves between every two steps) leaves the
+         * key to the next pass rather than never finishing this one. */
+        if (++s->restarts > 3)
+            s->skip = true;
+        else
+            s->changed = true;
+    }
     if (s->in_key && s->changed) {
-        /* Written since the last step: sweep the key again from its start. */
+        /* Written since the last step, or walked at a clock whose verdict
+         * no longer holds: sweep the key again from its start. */
         tkv_buf_reset(&s->resume);
         if (tkv_buf_append(&s->resume, s->restart.data, s->restart.len) < 0)
             return false;

@@ -192,3 +192,97 @@ Test(engine, put_without_ts_never_lands_below_the_horizon, .init = open_clocked,
     cr_assert_eq(a.ts, 500);
     cr_assert_eq(a.expires, 0, "the new version replaced the expired one");
 }
+
+/* ---- a sweep pass that stops inside a key and goes on at a later clock -----
+ * Every horizon the sweep moves must be where the policy puts it at the
+ * clock of the step that moves it, however the pass was cut into steps. */
+
+static tkv_policy server_retain;
+
+static void open_retaining(void)
+{
+    char err[256];
+    dir = tmpdir_make("engine");
+    fake_now = 100;
+    tkv_engine_opts o = {.dir = dir, .clock = fake_clock, .retain = server_retain};
+    cr_assert_eq(tkv_engine_open(&o, &e, err, sizeof err), 0, "%s", err);
+}
+
+static void open_keep_one(void)
+{
+    server_retain = (tkv_policy){.versions = 1};
+    open_retaining();
+}
+
+static void open_keep_55us(void)
+{
+    server_retain = (tkv_policy){.age_us = 55};
+    open_retaining();
+}
+
+static void sweep_to_the_end(void)
+{
+    for (int guard = 0; !tkv_engine_sweep(e, 1000); guard++)
+        cr_assert_lt(guard, 100, "the pass never ended");
+}
+
+static uint64_t horizon_of(const char *k)
+{
+    tkv_eng_policy_info pi;
+    cr_assert_eq(tkv_engine_policy(e, K(k), &pi), TKV_E_OK);
+    return pi.horizon;
+}
+
+Test(engine, a_counted_version_that_expires_between_steps_is_counted_no_more,
+     .init = open_keep_one, .fini = close_engine)
+{
+    put_at("k", 10, true, 0);
+    put_at("k", 20, true, 50); /* expires at 150 */
+    cr_assert_eq(tkv_engine_commit(e), 0);
+    cr_assert(!tkv_engine_sweep(e, 1), "a step of one record stops inside the key");
+    fake_now = 200; /* 20 has expired: the one version to keep is 10 */
+    sweep_to_the_end();
+    tkv_answer a;
+    cr_assert_eq(tkv_engine_get(e, K("k"), TKV_ENG_TS_MAX, &a), TKV_E_OK,
+                 "the sweep removed the only version its policy keeps now");
+    cr_assert_eq(a.ts, 10);
+    tkv_engine_stats st;
+    tkv_engine_stats_get(e, &st);
+    cr_assert_eq(st.versions, 1, "only the expired version is gone");
+    cr_assert_eq(st.swept_expired, 1);
+}
+
+Test(engine, an_age_horizon_that_passes_kept_versions_between_steps_is_applied_whole,
+     .init = open_keep_55us, .fini = close_engine)
+{
+    put_at("k", 30, true, 0);
+    put_at("k", 40, true, 0);
+    put_at("k", 50, true, 0);
+    cr_assert_eq(tkv_engine_commit(e), 0);
+    /* At 100 the age horizon is 45: 50 is kept for being above it. */
+    cr_assert(!tkv_engine_sweep(e, 2), "the step stops after the newest version");
+    fake_now = 200; /* now it is 145: 50 is the version current at it */
+    sweep_to_the_end();
+    cr_assert_eq(horizon_of("k"), 50, "the horizon is where the policy puts it at 200");
+    tkv_answer a;
+    cr_assert_eq(tkv_engine_get(e, K("k"), 45, &a), TKV_E_NOT_FOUND);
+    tkv_engine_stats st;
+    tkv_engine_stats_get(e, &st);
+    cr_assert_eq(st.versions, 1, "40 and 30 are gone");
+}
+
+Test(engine, a_later_clock_that_changes_no_verdict_changes_nothing, .init = open_keep_one,
+     .fini = close_engine)
+{
+    for (uint64_t ts = 1; ts <= 10; ts++)
+        put_at("k", ts, true, 0);
+    cr_assert_eq(tkv_engine_commit(e), 0);
+    cr_assert(!tkv_engine_sweep(e, 3), "the step stops inside the key");
+    fake_now = 200; /* no version expires and no age applies: nothing changes */
+    sweep_to_the_end();
+    cr_assert_eq(horizon_of("k"), 10);
+    tkv_engine_stats st;
+    tkv_engine_stats_get(e, &st);
+    cr_assert_eq(st.versions, 1);
+    cr_assert_eq(st.swept_retained, 9);
+}

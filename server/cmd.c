@@ -584,3 +584,26 @@ int tkv_dispatch_frame(tkv_dispatch *d, const uint8_t *frame, size_t len, tkv_bu
 {
     return tkv_dispatch_session(d, NULL, frame, len, out, dirty);
 }
+
+void tkv_dispatch_prefetch(const tkv_dispatch *d, const uint8_t *const *frames, const size_t *lens,
+                           size_t n)
+{
+    tkv_eng_kref k[TKV_ENG_PREFETCH_MAX];
+    size_t m = 0;
+    for (size_t i = 0; i < n && m < TKV_ENG_PREFETCH_MAX; i++) {
+        tkv_req r;
+        char err[8];
+        if (tkv_req_parse(frames[i], lens[i], &d->lim, &r, err, sizeof err) != TKV_ST_OK)
+            continue;
+        switch (r.cmd) {
+        case TKV_CMD_GET:
+        case TKV_CMD_PUT:
+        case TKV_CMD_DEL:
+        case TKV_CMD_RANGE:
+        case TKV_CMD_COUNT: k[m++] = (tkv_eng_kref){r.key.ptr, r.key.len}; break;
+        default: break;
+        }
+    }
+    if (m > 1)
+        tkv_engine_prefetch(d->eng, k, m);
+}

@@ -96,6 +96,11 @@ static int same_key(const tkv_kentry *e, const uint8_t *key, size_t klen)
     return e->klen == klen && memcmp(tkv_kentry_key(e), key, klen) == 0;
 }
 
+uint64_t tkv_keyindex_hash(const tkv_keyindex *ix, const uint8_t *key, size_t klen)
+{
+    return tkv_siphash(ix->sip, key, klen);
+}
+
 tkv_kentry *tkv_keyindex_find(const tkv_keyindex *ix, const uint8_t *key, size_t klen)
 {
     uint64_t h = tkv_siphash(ix->sip, key, klen);

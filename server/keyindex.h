@@ -75,6 +75,24 @@ tkv_kentry *tkv_keyindex_seek(const tkv_keyindex *ix, const uint8_t *key, size_t
 static inline tkv_kentry *tkv_keyindex_first(const tkv_keyindex *ix) { return ix->head->next[0]; }
 static inline tkv_kentry *tkv_keyindex_next(const tkv_kentry *e) { return e->next[0]; }
 
+/* Batched lookups, for prefetching: a key's hash, and the entry in its home
+ * slot when the hash there matches (a guess: the key is not compared, and
+ * a collision moved it elsewhere). Prefetching the slot, then the entry,
+ * then its page for many keys in turn lets the cache misses of a pipeline
+ * of lookups overlap instead of following each other. */
+uint64_t tkv_keyindex_hash(const tkv_keyindex *ix, const uint8_t *key, size_t klen);
+
+static inline const tkv_hslot *tkv_keyindex_home(const tkv_keyindex *ix, uint64_t h)
+{
+    return &ix->tab[h & ix->mask];
+}
+
+static inline const tkv_kentry *tkv_keyindex_guess(const tkv_keyindex *ix, uint64_t h)
+{
+    const tkv_hslot *s = tkv_keyindex_home(ix, h);
+    return s->hash == h ? s->e : NULL;
+}
+
 /* Byte order of keys, shorter first on a common prefix (memcmp semantics). */
 int tkv_key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen);
 

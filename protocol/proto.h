@@ -65,6 +65,8 @@ typedef enum tkv_cmd {
     TKV_CMD_SCAN,
     TKV_CMD_RETAIN,
     TKV_CMD_POLICY,
+    TKV_CMD_DIGEST,
+    TKV_CMD_BACKUP,
     TKV_CMD__COUNT
 } tkv_cmd;
 
@@ -102,7 +104,8 @@ typedef struct tkv_req {
     tkv_span key;
     tkv_span value;         /* PUT */
     tkv_span msg;           /* PING's optional echo; AUTH's secret */
-    uint64_t ts;            /* PUT, GET, MGET: valid if has_ts; DEL: the tombstone's */
+    uint64_t ts;            /* PUT, GET, MGET: valid if has_ts; DEL: the tombstone's;
+                               DIGEST: the clock to judge expiry by */
     uint64_t ttl;           /* PUT: microseconds until the version expires; 0: never */
     int64_t version;        /* GET: ordinal, valid if has_version */
     uint64_t from;          /* RANGE, COUNT: inclusive, default 0 */

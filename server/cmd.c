@@ -525,14 +525,26 @@ static int exec_auth(exec_ctx *x)
     return sent(tkv_rep_put_empty(x->out));
 }
 
+/* DIGEST and BACKUP walk the whole store: the connection streams their
+ * replies in steps (stream.h), so the dispatcher only says what to
+ * stream. */
+static int exec_stream(exec_ctx *x)
+{
+    if (!x->sess)
+        return reply_error(x, TKV_ST_BAD_REQUEST, "this command needs a connection of its own");
+    x->sess->stream =
+        (tkv_stream_req){.cmd = x->req->cmd, .has_at = x->req->has_ts, .at = x->req->ts};
+    return TKV_DISPATCH_STREAM;
+}
+
 typedef int (*exec_fn)(exec_ctx *x);
 
 static const exec_fn exec_table[TKV_CMD__COUNT] = {
-    [TKV_CMD_PING] = exec_ping,     [TKV_CMD_PUT] = exec_put,     [TKV_CMD_GET] = exec_get,
-    [TKV_CMD_RANGE] = exec_range,   [TKV_CMD_DEL] = exec_del,     [TKV_CMD_STATS] = exec_stats,
-    [TKV_CMD_AUTH] = exec_auth,     [TKV_CMD_COUNT] = exec_count, [TKV_CMD_MPUT] = exec_mput,
-    [TKV_CMD_MGET] = exec_mget,     [TKV_CMD_SCAN] = exec_scan,   [TKV_CMD_RETAIN] = exec_retain,
-    [TKV_CMD_POLICY] = exec_policy,
+    [TKV_CMD_PING] = exec_ping,     [TKV_CMD_PUT] = exec_put,       [TKV_CMD_GET] = exec_get,
+    [TKV_CMD_RANGE] = exec_range,   [TKV_CMD_DEL] = exec_del,       [TKV_CMD_STATS] = exec_stats,
+    [TKV_CMD_AUTH] = exec_auth,     [TKV_CMD_COUNT] = exec_count,   [TKV_CMD_MPUT] = exec_mput,
+    [TKV_CMD_MGET] = exec_mget,     [TKV_CMD_SCAN] = exec_scan,     [TKV_CMD_RETAIN] = exec_retain,
+    [TKV_CMD_POLICY] = exec_policy, [TKV_CMD_DIGEST] = exec_stream, [TKV_CMD_BACKUP] = exec_stream,
 };
 
 static int dispatch(tkv_dispatch *d, tkv_session *sess, const uint8_t *frame, size_t len,

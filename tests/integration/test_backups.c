@@ -1,0 +1,511 @@
+/*
+ * test_backups.c - DIGEST, BACKUP and restore against the real tkvd: the
+ * digest depends on the visible state only (not on the path that built it,
+ * the sweep or the cache) and on every part of it; a backup taken while
+ * writers run restores to exactly the state its trailer names and holds
+ * every write acknowledged before it began; a damaged backup is refused
+ * with nothing written; tkvctl's commands and exit statuses.
+ */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../common/tmpdir.h"
+#include "backup.h"
+#include "harness.h"
+
+static tkvd a, b;
+
+static void teardown(void)
+{
+    tkvd_cleanup(&a);
+    tkvd_cleanup(&b);
+}
+
+static void put(tkv_ctx *c, const char *key, const char *val, uint64_t ts, uint64_t ttl)
+{
+    cr_assert_eq(tkv_put_ex(c, key, strlen(key), val, strlen(val), ts, 1, ttl, NULL), TKV_OK, "%s",
+                 tkv_errstr(c));
+}
+
+static tkv_digest_info digest_at(tkv_ctx *c, uint64_t at)
+{
+    tkv_digest_info d;
+    cr_assert_eq(tkv_digest(c, at, 1, &d), TKV_OK, "%s", tkv_errstr(c));
+    cr_assert_eq(d.at, at);
+    return d;
+}
+
+static bool same(const tkv_digest_info *x, const tkv_digest_info *y)
+{
+    return memcmp(x->digest, y->digest, TKV_DIGEST_LEN) == 0;
+}
+
+/* The data both servers of the path test hold: histories, a tombstone, a
+ * key with a policy and a horizon, a binary key. */
+static void load_common(tkv_ctx *c, bool reverse)
+{
+    for (int i = 0; i < 40; i++) {
+        int k = reverse ? 39 - i : i;
+        char key[16], val[16];
+        snprintf(key, sizeof key, "key%02d", k);
+        for (int v = 0; v < 3; v++) {
+            int vv = reverse ? 2 - v : v;
+            snprintf(val, sizeof val, "v%d-%d", k, vv);
+            put(c, key, val, 100 + (uint64_t)vv * 10, 0);
+        }
+    }
+    uint64_t ts;
+    cr_assert_eq(tkv_del_at(c, "key07", 5, 125, 1, &ts), TKV_OK);
+    tkv_retain_info r;
+    cr_assert_eq(tkv_retain(c, "key03", 5, 1, 0, 0, &r), TKV_OK);
+    cr_assert_eq(r.horizon, 120);
+    cr_assert_eq(tkv_put(c, "b\0in", 4, "\0\1", 2, 7, NULL), TKV_OK);
+}
+
+/* More than a 64 KiB memory budget holds. */
+static void load_padding(tkv_ctx *c)
+{
+    char val[1000];
+    memset(val, 'p', sizeof val - 1);
+    val[sizeof val - 1] = 0;
+    for (int i = 0; i < 200; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "pad%03d", i);
+        put(c, key, val, 1, 0);
+    }
+}
+
+static uint64_t now_us(tkv_ctx *c)
+{
+    tkv_digest_info d;
+    cr_assert_eq(tkv_digest(c, 0, 0, &d), TKV_OK);
+    return d.at;
+}
+
+Test(backups, empty_store_digest_is_sha256_of_nothing, .fini = teardown)
+{
+    tkvd_start(&a, NULL);
+    tkv_ctx *c = tkvd_client(&a);
+    tkv_digest_info d;
+    cr_assert_eq(tkv_digest(c, 0, 0, &d), TKV_OK);
+    char hex[65];
+    tkv_bk_hex(d.digest, hex);
+    cr_assert_str_eq(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    cr_assert_eq(d.keys, 0);
+    cr_assert_eq(d.versions, 0);
+    cr_assert_gt(d.at, 0, "the reply names the clock it used");
+    tkv_free(c);
+}
+
+/* One server evicts (a tiny memory budget), holds versions that have
+ * expired and were swept, and wrote in one order; the other wrote the same
+ * visible data in the opposite order and never saw the expired versions. */
+Test(backups, digest_is_the_same_whatever_the_path, .fini = teardown, .timeout = 60)
+{
+    const char *small[] = {"--max-memory", "64kb", NULL};
+    tkvd_start(&a, small);
+    tkvd_start(&b, NULL);
+    tkv_ctx *ca = tkvd_client(&a), *cb = tkvd_client(&b);
+    load_common(ca, false);
+    for (int i = 0; i < 20; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "key%02d", i);
+        put(ca, key, "gone soon", 135, 1); /* expires at once */
+        put(ca, "only-expired", "x", 1 + (uint64_t)i, 1);
+    }
+    load_common(cb, true);
+    load_padding(ca);
+    load_padding(cb);
+    /* Wait for the sweep to delete what expired: then a's store and b's
+     * differ, their visible state does not. */
+    for (int i = 0; i < 200 && tkvd_stat(ca, "swept_expired") < 21; i++)
+        usleep(20000);
+    cr_assert_geq(tkvd_stat(ca, "swept_expired"), 21);
+    cr_assert_gt(tkvd_stat(ca, "evictions"), 0);
+    uint64_t at = now_us(ca);
+    tkv_digest_info da = digest_at(ca, at), db = digest_at(cb, at);
+    cr_assert(same(&da, &db));
+    cr_assert_eq(da.keys, 241);
+    cr_assert_eq(da.keys, db.keys);
+    cr_assert_eq(da.versions, db.versions);
+    tkv_free(ca);
+    tkv_free(cb);
+}
+
+/* Each single change - a value byte, a timestamp, an expiry time, a
+ * horizon, a policy - changes the digest, and undoing it brings the
+ * digest back: it is a function of the visible state. */
+Test(backups, any_single_change_changes_the_digest, .fini = teardown)
+{
+    tkvd_start(&a, NULL);
+    tkv_ctx *c = tkvd_client(&a);
+    load_common(c, false);
+    put(c, "ttl", "t", 50, 3600000000ull);
+    uint64_t at = now_us(c);
+    tkv_digest_info d0 = digest_at(c, at), d;
+
+    put(c, "key05", "v5-2", 120, 0); /* the same again: nothing changes */
+    d = digest_at(c, at);
+    cr_assert(same(&d, &d0));
+    put(c, "key05", "v5-3", 120, 0); /* one value byte */
+    d = digest_at(c, at);
+    cr_assert(!same(&d, &d0));
+    put(c, "key05", "v5-2", 120, 0);
+    d = digest_at(c, at);
+    cr_assert(same(&d, &d0));
+
+    uint64_t removed; /* one timestamp: 120 becomes 121 */
+    cr_assert_eq(tkv_del(c, "key05", 5, &removed), TKV_OK);
+    put(c, "key05", "v5-0", 100, 0);
+    put(c, "key05", "v5-1", 110, 0);
+    put(c, "key05", "v5-2", 121, 0);
+    d = digest_at(c, at);
+    cr_assert(!same(&d, &d0));
+    cr_assert_eq(tkv_del(c, "key05", 5, &removed), TKV_OK);
+    put(c, "key05", "v5-0", 100, 0);
+    put(c, "key05", "v5-1", 110, 0);
+    put(c, "key05", "v5-2", 120, 0);
+    d = digest_at(c, at);
+    cr_assert(same(&d, &d0));
+
+    put(c, "ttl", "t", 50, 7200000000ull); /* one expiry time */
+    d = digest_at(c, at);
+    cr_assert(!same(&d, &d0));
+
+    tkv_digest_info d1 = d;
+    tkv_retain_info r; /* a policy of its own, removing nothing */
+    cr_assert_eq(tkv_retain(c, "key10", 5, 100, 0, 0, &r), TKV_OK);
+    cr_assert_eq(r.horizon, 0);
+    d = digest_at(c, at);
+    cr_assert(!same(&d, &d1));
+    cr_assert_eq(tkv_retain(c, "key10", 5, 0, 0, 0, &r), TKV_OK); /* back to the default */
+    d = digest_at(c, at);
+    cr_assert(same(&d, &d1));
+
+    cr_assert_eq(tkv_retain(c, "key11", 5, 2, 0, 0, &r), TKV_OK); /* a horizon */
+    cr_assert_eq(tkv_retain(c, "key11", 5, 0, 0, 0, &r), TKV_OK);
+    tkv_policy_info p;
+    cr_assert_eq(tkv_policy(c, "key11", 5, &p), TKV_OK);
+    cr_assert_eq(p.horizon, 110);
+    d = digest_at(c, at);
+    cr_assert(!same(&d, &d1));
+    tkv_free(c);
+}
+
+/* ---- backups ------------------------------------------------------------- */
+
+typedef struct membuf {
+    tkv_buf b;
+    int calls;
+} membuf;
+
+static int to_mem(void *arg, const uint8_t *p, size_t n)
+{
+    membuf *m = arg;
+    m->calls++;
+    return tkv_buf_append(&m->b, p, n);
+}
+
+static char *write_file(const char *dir, const char *name, const void *p, size_t n)
+{
+    char *path = malloc(4096);
+    snprintf(path, 4096, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    cr_assert_not_null(f);
+    cr_assert_eq(fwrite(p, 1, n, f), n);
+    fclose(f);
+    return path;
+}
+
+typedef struct writer {
+    const tkvd *d;
+    int id;
+    atomic_int acked; /* versions acknowledged so far: ts 1..acked */
+    atomic_bool stop;
+} writer;
+
+static void *write_loop(void *arg)
+{
+    writer *w = arg;
+    tkv_ctx *c = tkvd_client(w->d);
+    char key[16], val[32];
+    snprintf(key, sizeof key, "w%d", w->id);
+    for (int i = 1; !atomic_load(&w->stop); i++) {
+        snprintf(val, sizeof val, "w%d-%d", w->id, i);
+        if (tkv_put(c, key, strlen(key), val, strlen(val), (uint64_t)i, NULL) != TKV_OK)
+            break;
+        atomic_store(&w->acked, i);
+    }
+    tkv_free(c);
+    return NULL;
+}
+
+/* A backup taken while two clients write restores to exactly the digest
+ * in its trailer - the source's state at the backup's moment - and holds
+ * every version acknowledged before the backup began. */
+Test(backups, backup_while_writers_run_restores_to_its_digest, .fini = teardown, .timeout = 60)
+{
+    const char *args[] = {"--max-memory", "256kb", NULL};
+    tkvd_start(&a, args);
+    tkv_ctx *c = tkvd_client(&a);
+    load_common(c, false);
+    put(c, "ttl", "t", 50, 3600000000ull);
+    /* Enough data for many frames (256 KiB each). */
+    char big[4000];
+    memset(big, 'z', sizeof big - 1);
+    big[sizeof big - 1] = 0;
+    for (int i = 0; i < 400; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "big%03d", i);
+        put(c, key, big, 1, 0);
+    }
+    writer w[2] = {{.d = &a, .id = 0}, {.d = &a, .id = 1}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        pthread_create(&th[i], NULL, write_loop, &w[i]);
+    while (atomic_load(&w[0].acked) < 50 || atomic_load(&w[1].acked) < 50)
+        usleep(1000);
+    int before[2] = {atomic_load(&w[0].acked), atomic_load(&w[1].acked)};
+    membuf m = {0};
+    tkv_digest_info info;
+    cr_assert_eq(tkv_backup(c, to_mem, &m, &info), TKV_OK, "%s", tkv_errstr(c));
+    int after[2] = {atomic_load(&w[0].acked), atomic_load(&w[1].acked)};
+    for (int i = 0; i < 2; i++) {
+        atomic_store(&w[i].stop, true);
+        pthread_join(th[i], NULL);
+    }
+    cr_assert_gt(m.calls, 4, "streamed in several frames");
+    cr_assert_eq(info.bytes, m.b.len);
+    cr_assert(after[0] > before[0] || after[1] > before[1], "the writers went on meanwhile");
+
+    char *dir = tmpdir_make("bk");
+    char *file = write_file(dir, "one.tkvbak", m.b.data, m.b.len);
+    tkvd_start_restored(&b, NULL, file);
+    tkv_ctx *r = tkvd_client(&b);
+    tkv_digest_info got = digest_at(r, info.at);
+    cr_assert(same(&got, &info), "restored state = the backup's moment");
+    cr_assert_eq(got.versions, info.versions);
+    for (int i = 0; i < 2; i++) {
+        char key[16], val[32];
+        snprintf(key, sizeof key, "w%d", i);
+        for (int ts = 1; ts <= before[i]; ts++) {
+            tkv_version v;
+            cr_assert_eq(tkv_get(r, key, strlen(key), (uint64_t)ts, &v), TKV_OK);
+            snprintf(val, sizeof val, "w%d-%d", i, ts);
+            cr_assert_eq(v.ts, (uint64_t)ts, "%s@%d acknowledged before the backup", key, ts);
+            cr_assert(v.len == strlen(val) && memcmp(v.value, val, v.len) == 0);
+        }
+    }
+    tkv_version v; /* expiry times come back exactly */
+    cr_assert_eq(tkv_get(r, "ttl", 3, TKV_LATEST, &v), TKV_OK);
+    tkv_version src;
+    cr_assert_eq(tkv_get(c, "ttl", 3, TKV_LATEST, &src), TKV_OK);
+    cr_assert_eq(v.expires, src.expires);
+    tkv_policy_info p;
+    cr_assert_eq(tkv_policy(r, "key03", 5, &p), TKV_OK);
+    cr_assert(p.own && p.versions == 1 && p.horizon == 120);
+    tkv_free(r);
+    tkv_free(c);
+    free(file);
+    tkvd_cleanup(&b);
+    tmpdir_remove(dir);
+    tkv_buf_deinit(&m.b);
+}
+
+/* With nothing written meanwhile, the backup's digest is the source's
+ * DIGEST at the backup's moment. */
+Test(backups, quiet_backup_digest_is_the_sources_digest, .fini = teardown)
+{
+    tkvd_start(&a, NULL);
+    tkv_ctx *c = tkvd_client(&a);
+    load_common(c, false);
+    membuf m = {0};
+    tkv_digest_info info;
+    cr_assert_eq(tkv_backup(c, to_mem, &m, &info), TKV_OK, "%s", tkv_errstr(c));
+    tkv_digest_info d = digest_at(c, info.at);
+    cr_assert(same(&d, &info));
+    cr_assert_eq(d.keys, info.keys);
+    /* The connection is in step afterwards. */
+    cr_assert_eq(tkv_ping(c), TKV_OK);
+    tkv_free(c);
+    tkv_buf_deinit(&m.b);
+}
+
+/* A client that does not read its backup holds up only itself: the
+ * server stops producing above the connection's output limit, serves
+ * others meanwhile, and the backup is whole once read. */
+Test(backups, unread_backup_does_not_block_others, .fini = teardown, .timeout = 60)
+{
+    tkvd_start(&a, NULL);
+    tkv_ctx *c = tkvd_client(&a);
+    char big[60000];
+    memset(big, 'q', sizeof big - 1);
+    big[sizeof big - 1] = 0;
+    for (int i = 0; i < 300; i++) { /* 18 MB */
+        char key[16];
+        snprintf(key, sizeof key, "k%03d", i);
+        put(c, key, big, 1, 0);
+    }
+    int fd = tkvd_raw(&a);
+    raw_send(fd,
+             "\x00\x00\x00\x08\x91\xa6"
+             "BACKUP",
+             12);
+    usleep(300000);
+    uint64_t out1 = tkvd_stat(c, "bytes_out");
+    for (int i = 0; i < 20; i++)
+        put(c, "other", "served", 1000 + (uint64_t)i, 0);
+    usleep(200000);
+    uint64_t out2 = tkvd_stat(c, "bytes_out");
+    cr_assert_lt(out2 - out1, 1u << 20, "nothing more was produced for the stalled reader");
+    /* Now read it all: frames until `last`, and the bytes form a backup. */
+    uint8_t *frame = malloc(1 << 20);
+    tkv_bk_reader bk;
+    tkv_bk_reader_init(&bk, 1 << 20);
+    tkv_buf hold = {0};
+    tkv_bk_rc rc = TKV_BK_MORE;
+    for (bool last = false; !last;) {
+        long n = raw_frame(fd, frame, 1 << 20);
+        cr_assert_gt(n, 0);
+        cr_assert_eq(frame[0], 0x93);
+        cr_assert_eq(frame[1], 0x00);
+        cr_assert_eq(frame[2], 0xc6, "bin 32 header");
+        uint32_t len = (uint32_t)frame[3] << 24 | (uint32_t)frame[4] << 16 |
+                       (uint32_t)frame[5] << 8 | frame[6];
+        cr_assert_leq(len, 256 * 1024, "frames are bounded");
+        tkv_buf_append(&hold, frame + 7, len);
+        last = frame[7 + len] == 0xc3;
+        size_t at = 0, used;
+        tkv_bk_rec rec;
+        while ((rc = tkv_bk_read(&bk, hold.data + at, hold.len - at, &rec, &used)) == TKV_BK_REC)
+            at += used;
+        at += used;
+        tkv_buf_consume(&hold, at);
+    }
+    cr_assert_eq(rc, TKV_BK_DONE, "%s", bk.err);
+    cr_assert_eq(bk.versions, 300);
+    close(fd);
+    free(frame);
+    tkv_buf_deinit(&hold);
+    tkv_free(c);
+}
+
+/* ---- tkvctl and tkvd --restore -------------------------------------------- */
+
+static int run(char **out, char **err, const char *const *argv)
+{
+    char *o, *e;
+    int rc = run_capture(argv, NULL, &o, &e);
+    if (out)
+        *out = o;
+    else
+        free(o);
+    if (err)
+        *err = e;
+    else
+        free(e);
+    return rc;
+}
+
+/* The value of "name: value" in tkvctl's text output. */
+static const char *field(const char *out, const char *name, char *buf, size_t cap)
+{
+    const char *p = strstr(out, name);
+    cr_assert_not_null(p, "no %s in %s", name, out);
+    p += strlen(name) + 2;
+    size_t n = strcspn(p, "\n");
+    snprintf(buf, cap, "%.*s", (int)(n < cap ? n : cap - 1), p);
+    return buf;
+}
+
+Test(backups, tkvctl_round_trip_and_damaged_files, .fini = teardown, .timeout = 60)
+{
+    tkvd_start(&a, NULL);
+    tkv_ctx *c = tkvd_client(&a);
+    load_common(c, false);
+    char port[8], path[4200], digest[80], at[40], at_us[48];
+    snprintf(port, sizeof port, "%u", a.port);
+    char *dir = tmpdir_make("bk");
+    snprintf(path, sizeof path, "%s/x.tkvbak", dir);
+    const char *ctl = getenv("TKVCTL"), *server = getenv("TKVD");
+    char *out, *err;
+    const char *bk[] = {ctl, "-p", port, "backup", path, NULL};
+    cr_assert_eq(run(&out, &err, bk), 0, "%s", err);
+    field(out, "digest", digest, sizeof digest);
+    field(out, "at", at, sizeof at);
+    snprintf(at_us, sizeof at_us, "%sus", at);
+    free(out);
+    free(err);
+    cr_assert_eq(access(path, F_OK), 0);
+
+    const char *ver[] = {ctl, "verify", path, NULL};
+    cr_assert_eq(run(&out, NULL, ver), 0);
+    char d2[80];
+    cr_assert_str_eq(field(out, "digest", d2, sizeof d2), digest);
+    free(out);
+
+    /* The same digest from the source, from tkvctl digest --at. */
+    const char *dg[] = {ctl, "-p", port, "digest", "--at", at_us, NULL};
+    cr_assert_eq(run(&out, NULL, dg), 0);
+    cr_assert_str_eq(field(out, "digest", d2, sizeof d2), digest);
+    free(out);
+
+    /* Restored, the server answers the same digest. */
+    tkvd_start_restored(&b, NULL, path);
+    char bport[8];
+    snprintf(bport, sizeof bport, "%u", b.port);
+    const char *dgb[] = {ctl, "-p", bport, "digest", "--at", at_us, NULL};
+    cr_assert_eq(run(&out, NULL, dgb), 0);
+    cr_assert_str_eq(field(out, "digest", d2, sizeof d2), digest);
+    free(out);
+
+    /* Into a directory that holds anything: refused, nothing touched. */
+    const char *busy[] = {server, "--restore", path, "--data-dir", b.dir, NULL};
+    cr_assert_eq(run(NULL, &err, busy), 1);
+    cr_assert(strstr(err, "not empty"), "%s", err);
+    free(err);
+
+    /* One flipped byte anywhere, or a truncation: refused by verify and by
+     * restore, and the data directory is not even created. */
+    FILE *f = fopen(path, "rb");
+    uint8_t data[65536];
+    size_t n = fread(data, 1, sizeof data, f);
+    fclose(f);
+    cr_assert_lt(n, sizeof data);
+    size_t spots[] = {3, 30, n / 2, n - 40, n - 1};
+    for (int i = 0; i < 6; i++) {
+        char *bad;
+        if (i < 5) {
+            data[spots[i]] ^= 0x10;
+            bad = write_file(dir, "bad.tkvbak", data, n);
+            data[spots[i]] ^= 0x10;
+        } else {
+            bad = write_file(dir, "bad.tkvbak", data, n - 7);
+        }
+        const char *v[] = {ctl, "verify", bad, NULL};
+        cr_assert_eq(run(NULL, &err, v), 2);
+        cr_assert(strstr(err, "not a valid backup"), "%s", err);
+        free(err);
+        char target[4200];
+        snprintf(target, sizeof target, "%s/restored", dir);
+        const char *rs[] = {server, "--restore", bad, "--data-dir", target, NULL};
+        cr_assert_eq(run(NULL, &err, rs), 1);
+        cr_assert(strstr(err, "not a valid backup"), "%s", err);
+        cr_assert_neq(access(target, F_OK), 0, "nothing written for a damaged backup");
+        free(err);
+        free(bad);
+    }
+
+    /* Exit statuses: a server that is not there, a file that cannot be made. */
+    const char *nowhere[] = {ctl, "-p", port, "backup", "/nonexistent/dir/x", NULL};
+    cr_assert_eq(run(NULL, NULL, nowhere), 2);
+    const char *none[] = {ctl, "verify", "/nonexistent/x", NULL};
+    cr_assert_eq(run(NULL, NULL, none), 2);
+    tkv_free(c);
+    tmpdir_remove(dir);
+}

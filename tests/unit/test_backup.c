@@ -174,3 +174,31 @@ Test(backup, lengths_are_checked_before_waiting)
     cr_assert_eq(tkv_bk_read(&r, (const uint8_t *)"TKVBAD", 6, &rec, &used), TKV_BK_ERR);
     cr_assert(strstr(r.err, "magic"));
 }
+
+/* PROTOCOL.md's example, byte for byte: a stranger's writer must agree. */
+Test(backup, the_documented_example)
+{
+    tkv_buf b = {0};
+    tkv_bk_writer w;
+    uint8_t d[TKV_SHA256_LEN];
+    tkv_bk_write_begin(&w, &b, 1000);
+    tkv_bk_rec k = {.type = TKV_BK_KEY, .key = (const uint8_t *)"k", .klen = 1};
+    tkv_bk_rec v = {.type = TKV_BK_VER, .ts = 5, .value = (const uint8_t *)"v", .vlen = 1};
+    tkv_bk_write_rec(&w, &b, &k);
+    tkv_bk_write_rec(&w, &b, &v);
+    tkv_bk_write_end(&w, &b, d);
+    cr_assert_eq(b.len, 159);
+    static const uint8_t head[] = {
+        0x54, 0x4b, 0x56, 0x42, 0x41, 0x43, 0x4b, 0x50, 0,    0,    0,    1, 0,    0, 0,    0,
+        0,    0,    0,    0,    0,    0,    0x03, 0xe8, 0x4b, 0,    0,    0, 0x16, 0, 0,    0,
+        0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0, 0,    0, 0,    0,
+        0,    0,    0x6b, 0x56, 0,    0,    0,    0x12, 0,    0,    0,    0, 0,    0, 0,    5,
+        0,    0,    0,    0,    0,    0,    0,    0,    0,    0x76, 0x45, 0, 0,    0, 0x50, 0,
+        0,    0,    0,    0,    0,    0,    1,    0,    0,    0,    0,    0, 0,    0, 1};
+    cr_assert(memcmp(b.data, head, sizeof head) == 0);
+    char hex[65];
+    tkv_bk_hex(d, hex);
+    cr_assert_str_eq(hex, "a6bf1a01df224e7c333e28f75cac872501d44fcd910bccff03d22bae85a66b15");
+    cr_assert(memcmp(b.data + sizeof head, d, sizeof d) == 0);
+    tkv_buf_deinit(&b);
+}

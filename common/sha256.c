@@ -64,6 +64,8 @@ void tkv_sha256_init(tkv_sha256 *s)
 
 void tkv_sha256_update(tkv_sha256 *s, const void *data, size_t n)
 {
+    if (n == 0)
+        return; /* data may be NULL then, which memcpy must not see */
     const uint8_t *p = data;
     size_t have = (size_t)(s->bytes % 64);
     s->bytes += n;

@@ -343,7 +343,7 @@ static bool keyed(tkv_cmd cmd)
 {
     return cmd != TKV_CMD_PING && cmd != TKV_CMD_STATS && cmd != TKV_CMD_AUTH &&
            cmd != TKV_CMD_SCAN && cmd != TKV_CMD_MPUT && cmd != TKV_CMD_MGET &&
-           cmd != TKV_CMD_DIGEST && cmd != TKV_CMD_BACKUP;
+           cmd != TKV_CMD_DIGEST && cmd != TKV_CMD_BACKUP && cmd != TKV_CMD_RESTORE;
 }
 
 static int append(tkv_ctx *c, const tkv_req *r)

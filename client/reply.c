@@ -148,6 +148,10 @@ static int copy_ok(tkv_ctx *c, tkv_rep *rep, tkv_reply *r)
         r->policy =
             (tkv_policy_info){(uint32_t)rep->versions.v, rep->age.v, rep->flag, rep->horizon.v};
         return 0;
+    case TKV_CMD_RESTORE:
+        r->count = rep->u;
+        r->skipped = rep->skipped;
+        return 0;
     case TKV_CMD_DIGEST:
         if (rep->data.len != TKV_DIGEST_LEN) {
             rep->what = "digest";

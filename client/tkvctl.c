@@ -548,6 +548,14 @@ static const command commands[] = {
      "Checks a backup file (- for standard input) without a server: format, counts,\n"
      "digest and checksum. Prints what backup printed; exit status 2 if damaged.",
      "", 1, 1, run_verify},
+    {"restore", "FILE [--merge]",
+     "Loads a backup (- for standard input) into the running server. The whole file\n"
+     "is checked first: a damaged one sends nothing. Without --merge the server must\n"
+     "hold no keys. With --merge, keys it has keep their policy, horizon and\n"
+     "versions, and get the backup's other versions. Prints the versions written and\n"
+     "skipped, then the backup's digest: into an empty server, digest --at AT then\n"
+     "prints the same.",
+     "merge", 1, 1, run_restore},
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])

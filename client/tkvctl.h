@@ -98,5 +98,6 @@ int run_stats(cli *c, const args *a);
 int run_digest(cli *c, const args *a);
 int run_backup(cli *c, const args *a);
 int run_verify(cli *c, const args *a);
+int run_restore(cli *c, const args *a);
 
 #endif

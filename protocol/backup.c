@@ -22,6 +22,8 @@
  * digest for records. */
 static int emit(tkv_bk_writer *w, tkv_buf *out, const void *p, size_t n, bool record)
 {
+    if (n == 0)
+        return 0; /* an empty value may come as NULL */
     if (out && tkv_buf_append(out, p, n) < 0)
         return -1;
     if (out)
@@ -107,6 +109,13 @@ void tkv_bk_reader_init(tkv_bk_reader *r, uint32_t max_value)
     tkv_sha256_init(&r->digest);
 }
 
+void tkv_bk_reader_init_records(tkv_bk_reader *r, uint32_t max_value)
+{
+    tkv_bk_reader_init(r, max_value);
+    r->have_header = true;
+    r->records_only = true;
+}
+
 static tkv_bk_rc fail(tkv_bk_reader *r, const char *what)
 {
     if (!r->err[0])
@@ -171,6 +180,8 @@ static tkv_bk_rc check_len(tkv_bk_reader *r, uint8_t type, uint32_t len)
             return fail(r, "version record of a bad length (or a value above the limit)");
         return TKV_BK_REC;
     case TKV_BK_END:
+        if (r->records_only)
+            return fail(r, "a trailer among bare records");
         if (len != TKV_BK_TRAILER_BODY)
             return fail(r, "trailer of a bad length");
         return TKV_BK_REC;

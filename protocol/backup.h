@@ -98,8 +98,9 @@ typedef enum tkv_bk_rc {
 typedef struct tkv_bk_reader {
     uint32_t max_value; /* longest value accepted */
     bool have_header, in_key, done;
-    uint64_t at;      /* from the header */
-    uint32_t version; /* from the header */
+    bool records_only; /* tkv_bk_reader_init_records() */
+    uint64_t at;       /* from the header */
+    uint32_t version;  /* from the header */
     tkv_sha256 sum, digest;
     uint64_t keys, versions; /* records read so far */
     uint64_t offset;         /* bytes consumed so far */
@@ -110,6 +111,11 @@ typedef struct tkv_bk_reader {
 /* Starts reading a backup; values above max_value are refused (a reader
  * never allocates from a declared length it did not check). */
 void tkv_bk_reader_init(tkv_bk_reader *r, uint32_t max_value);
+
+/* Starts reading bare records (RESTORE's payload): no header, and a
+ * trailer is refused; no hash covers them - the file they came from was
+ * checked by whoever read it whole. */
+void tkv_bk_reader_init_records(tkv_bk_reader *r, uint32_t max_value);
 
 /* Reads the next item from the n bytes at p, which start where the last
  * call's *used ended. TKV_BK_REC: *rec is the next record (pointing into

@@ -93,7 +93,8 @@ typedef struct tkv_rep {
     uint32_t nfields; /* elements after the status, as received */
     /* Command fields; which ones a command sets is in tkv_reply_descs[]. */
     uint64_t u;            /* PUT: ts; DEL: removed, or the tombstone's ts;
-                              COUNT: versions; RETAIN: removable */
+                              COUNT: versions; RETAIN: removable;
+                              RESTORE: versions written */
     tkv_rep_text text;     /* PING: the echo (bin), or "PONG" (str) */
     tkv_rep_answer answer; /* GET */
     tkv_rep_list list;     /* MPUT: stamps; SCAN: keys; RANGE: entries;
@@ -109,6 +110,7 @@ typedef struct tkv_rep {
     uint64_t at;           /* DIGEST: the clock expiry was judged by */
     uint64_t nkeys;        /* DIGEST: keys hashed */
     uint64_t nversions;    /* DIGEST: versions hashed */
+    uint64_t skipped;      /* RESTORE: versions the target kept (merge) */
     const char *what;      /* after a failed decode: the field at fault */
 } tkv_rep;
 
@@ -239,6 +241,9 @@ int tkv_rep_put_retain(tkv_buf *b, uint64_t removable, tkv_rep_opt horizon, bool
 /* POLICY: [0, versions, age, own, horizon]. */
 int tkv_rep_put_policy(tkv_buf *b, tkv_rep_opt versions, tkv_rep_opt age, bool own,
                        tkv_rep_opt horizon);
+
+/* RESTORE: [0, written, skipped]. */
+int tkv_rep_put_restore(tkv_buf *b, uint64_t written, uint64_t skipped);
 
 /* DIGEST: [0, digest, at, keys, versions]. */
 int tkv_rep_put_digest(tkv_buf *b, const uint8_t *digest, uint32_t len, uint64_t at, uint64_t keys,

@@ -509,3 +509,130 @@ Test(backups, tkvctl_round_trip_and_damaged_files, .fini = teardown, .timeout = 
     tkv_free(c);
     tmpdir_remove(dir);
 }
+
+/* ---- restore into a running server ------------------------------------------ */
+
+static tkv_digest_info backup_to_file(tkv_ctx *c, const char *dir, const char *name, char **path)
+{
+    membuf m = {0};
+    tkv_digest_info info;
+    cr_assert_eq(tkv_backup(c, to_mem, &m, &info), TKV_OK, "%s", tkv_errstr(c));
+    *path = write_file(dir, name, m.b.data, m.b.len);
+    tkv_buf_deinit(&m.b);
+    return info;
+}
+
+Test(backups, tkvctl_restore_into_a_running_server, .fini = teardown, .timeout = 60)
+{
+    tkvd_start(&a, NULL);
+    tkvd_start(&b, NULL);
+    tkv_ctx *ca = tkvd_client(&a), *cb = tkvd_client(&b);
+    load_common(ca, false);
+    put(ca, "ttl", "t", 50, 3600000000ull);
+    /* One key with more versions than one RESTORE request carries. */
+    tkv_item items[500];
+    for (int round = 0; round < 5; round++) {
+        for (int i = 0; i < 500; i++)
+            items[i] = (tkv_item){.key = {(const uint8_t *)"long", 4},
+                                  .value = {(const uint8_t *)"x", 1},
+                                  .ts = (uint64_t)(round * 500 + i + 1),
+                                  .has_ts = 1};
+        cr_assert_eq(tkv_mput(ca, items, 500, NULL), TKV_OK);
+    }
+    char *dir = tmpdir_make("bk"), *file;
+    tkv_digest_info info = backup_to_file(ca, dir, "r.tkvbak", &file);
+    char port[8], at_us[48], got[80], want[65];
+    snprintf(port, sizeof port, "%u", b.port);
+    snprintf(at_us, sizeof at_us, "%lluus", (unsigned long long)info.at);
+    tkv_bk_hex(info.digest, want);
+    const char *ctl = getenv("TKVCTL");
+    char *out, *err;
+    const char *rs[] = {ctl, "-p", port, "restore", file, NULL};
+    cr_assert_eq(run(&out, &err, rs), 0, "%s", err);
+    char all[24];
+    snprintf(all, sizeof all, "%llu", (unsigned long long)info.versions);
+    cr_assert_eq(info.versions, 2621);
+    cr_assert_str_eq(field(out, "written", got, sizeof got), all);
+    free(out);
+    free(err);
+    tkv_digest_info d = digest_at(cb, info.at);
+    cr_assert(same(&d, &info), "restored into a running server: the backup's digest");
+    tkv_version v, src;
+    cr_assert_eq(tkv_get(cb, "ttl", 3, TKV_LATEST, &v), TKV_OK);
+    cr_assert_eq(tkv_get(ca, "ttl", 3, TKV_LATEST, &src), TKV_OK);
+    cr_assert_eq(v.expires, src.expires);
+
+    /* Again: the server has the keys now. Refused without --merge; with
+     * it, nothing is written twice and the state is the same. */
+    cr_assert_eq(run(NULL, &err, rs), 2);
+    cr_assert(strstr(err, "holds keys"), "%s", err);
+    free(err);
+    const char *mg[] = {ctl, "-p", port, "restore", file, "--merge", NULL};
+    cr_assert_eq(run(&out, NULL, mg), 0);
+    cr_assert_str_eq(field(out, "written", got, sizeof got), "0");
+    cr_assert_str_eq(field(out, "digest", got, sizeof got), want);
+    free(out);
+    d = digest_at(cb, info.at);
+    cr_assert(same(&d, &info));
+
+    /* A damaged file sends nothing. */
+    tkvd_cleanup(&b);
+    tkvd_start(&b, NULL);
+    snprintf(port, sizeof port, "%u", b.port);
+    FILE *f = fopen(file, "r+b");
+    fseek(f, 200, SEEK_SET);
+    fputc(0x5a, f);
+    fclose(f);
+    const char *bad[] = {ctl, "-p", port, "restore", file, NULL};
+    cr_assert_eq(run(NULL, &err, bad), 2);
+    cr_assert(strstr(err, "not a valid backup"), "%s", err);
+    free(err);
+    tkv_ctx *cb2 = tkvd_client(&b);
+    cr_assert_eq(tkvd_stat(cb2, "keys"), 0, "nothing was written");
+    tkv_free(cb2);
+    tkv_free(ca);
+    tkv_free(cb);
+    free(file);
+    tmpdir_remove(dir);
+}
+
+/* Merge keeps what the target has - its version at a timestamp the backup
+ * also has, its horizon - and adds the rest; without merge a key the
+ * target has refuses the request whole. */
+Test(backups, restore_merge_keeps_what_the_target_has, .fini = teardown)
+{
+    tkvd_start(&a, NULL);
+    tkvd_start(&b, NULL);
+    tkv_ctx *ca = tkvd_client(&a), *cb = tkvd_client(&b);
+    put(ca, "k", "theirs", 5, 0);
+    put(ca, "k", "new", 6, 0);
+    put(ca, "x", "only in the backup", 1, 0);
+    membuf m = {0};
+    tkv_digest_info info;
+    cr_assert_eq(tkv_backup(ca, to_mem, &m, &info), TKV_OK);
+    put(cb, "k", "mine", 5, 0);
+    tkv_restore_info r;
+    cr_assert_eq(tkv_restore(cb, m.b.data, m.b.len, 0, &r), TKV_ERR);
+    cr_assert_eq(tkv_server_code(cb), TKV_SC_BAD_REQUEST);
+    cr_assert(strstr(tkv_errstr(cb), "'k' exists"), "%s", tkv_errstr(cb));
+    tkv_version v;
+    cr_assert_eq(tkv_get(cb, "x", 1, TKV_LATEST, &v), TKV_NOT_FOUND, "nothing was written");
+    cr_assert_eq(tkv_restore(cb, m.b.data, m.b.len, TKV_RESTORE_MERGE, &r), TKV_OK, "%s",
+                 tkv_errstr(cb));
+    cr_assert_eq(r.written, 2);
+    cr_assert_eq(r.skipped, 1);
+    cr_assert_eq(tkv_get(cb, "k", 1, 5, &v), TKV_OK);
+    cr_assert(v.len == 4 && memcmp(v.value, "mine", 4) == 0);
+    cr_assert_eq(tkv_get(cb, "k", 1, 6, &v), TKV_OK);
+    cr_assert(v.len == 3 && memcmp(v.value, "new", 3) == 0);
+    cr_assert_eq(tkv_get(cb, "x", 1, TKV_LATEST, &v), TKV_OK);
+    /* A damaged backup is refused before anything is sent. */
+    m.b.data[m.b.len / 2] ^= 1;
+    cr_assert_eq(tkv_restore(cb, m.b.data, m.b.len, TKV_RESTORE_MERGE, &r), TKV_ERR);
+    cr_assert_eq(tkv_err(cb), TKV_EK_USAGE);
+    cr_assert_eq(r.requests, 0);
+    cr_assert_eq(tkv_ping(cb), TKV_OK);
+    tkv_buf_deinit(&m.b);
+    tkv_free(ca);
+    tkv_free(cb);
+}

@@ -226,6 +226,7 @@ typedef struct tkv_reply {
     const uint8_t *text; /* PING: the echoed message or "PONG" */
     size_t text_len;
     tkv_digest_info digest; /* DIGEST */
+    uint64_t skipped;       /* RESTORE (tkv_restore): versions kept; count: written */
 } tkv_reply;
 
 /* ---- connections -------------------------------------------------------- */
@@ -383,6 +384,39 @@ typedef int (*tkv_backup_fn)(void *arg, const uint8_t *chunk, size_t len);
  * (TKV_EK_PROTOCOL), fn's refusal (TKV_EK_IO) or a broken connection.
  * Whatever fn received before an error is not a backup. */
 TKV_API int tkv_backup(tkv_ctx *ctx, tkv_backup_fn fn, void *arg, tkv_digest_info *out);
+
+/* What tkv_restore() did. */
+typedef struct tkv_restore_info {
+    tkv_digest_info backup; /* what the backup holds (its trailer) */
+    uint64_t written;       /* versions written to the server */
+    uint64_t skipped;       /* versions the server kept instead (merge) */
+    uint64_t requests;      /* RESTORE requests it took */
+} tkv_restore_info;
+
+/* tkv_restore() flags. */
+#define TKV_RESTORE_MERGE \
+    1 /* keys the server has keep their own policy,
+                               horizon and versions; only the backup's other
+                               versions (at or after the key's horizon) are
+                               added. Without it, a key the server has stops
+                               the restore. */
+
+/* Restores a backup (the len bytes at backup, as tkv_backup() produced
+ * them) into the running server. The whole backup is checked first
+ * (format, counts, digest, checksum): a damaged or truncated one is
+ * refused with TKV_EK_USAGE and nothing is sent. Then it goes in RESTORE
+ * requests of at most a thousand versions each, each applied by the
+ * server all or nothing. Without TKV_RESTORE_MERGE a key the server
+ * already has is refused (TKV_EK_SERVER, TKV_SC_BAD_REQUEST, naming the
+ * key); check that the server is empty first if the restore must be whole
+ * or nothing. A failure after the first request leaves the keys before it
+ * restored: run again with TKV_RESTORE_MERGE to complete it (a merge
+ * never writes a version twice). Into an empty server, a restore leaves
+ * it answering tkv_digest(out->backup.at) with out->backup.digest.
+ * TKV_OK with *out (may be NULL) filled, or TKV_ERR; out->written and
+ * out->skipped count what was done even then. */
+TKV_API int tkv_restore(tkv_ctx *ctx, const void *backup, size_t len, int flags,
+                        tkv_restore_info *out);
 
 /* ---- pipelining ---------------------------------------------------------- */
 /* tkv_append_* queue requests without waiting; tkv_read_reply() returns the

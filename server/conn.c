@@ -518,6 +518,10 @@ bool conn_stream_steps(conn_hub *h)
         if (unsent(c) > h->o->output_high_water || !tkv_stream_ready(c->stream))
             continue; /* flush_out or a commit wakes the loop again */
         int rc = tkv_stream_step(c->stream, &c->out);
+        /* The server works for it: not idle (--timeout), however long a
+         * DIGEST runs before its one reply. A reader that stops reading
+         * stops the steps, and then does count as idle. */
+        c->last_active = ev_now(h->loop);
         if (rc < 0) {
             tkv_error("out of memory streaming to client %llu", (unsigned long long)c->id);
             conn_close(c, NULL);

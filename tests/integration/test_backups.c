@@ -9,11 +9,13 @@
 #include <criterion/criterion.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../common/tmpdir.h"
@@ -682,4 +684,45 @@ Test(backups, restore_merge_keeps_what_the_target_has, .fini = teardown)
     tkv_buf_deinit(&m.b);
     tkv_free(ca);
     tkv_free(cb);
+}
+
+/* SIGTERM during a BACKUP: the stream ends with an error frame (what came
+ * before it is no backup), the connection then closes, and tkvd exits 0. */
+Test(backups, shutdown_ends_a_stream_with_an_error, .fini = teardown, .timeout = 60)
+{
+    tkvd_start(&a, NULL);
+    tkv_ctx *c = tkvd_client(&a);
+    char big[60000];
+    memset(big, 's', sizeof big - 1);
+    big[sizeof big - 1] = 0;
+    for (int i = 0; i < 100; i++) { /* 6 MB: more than the socket buffers hold */
+        char key[16];
+        snprintf(key, sizeof key, "k%03d", i);
+        put(c, key, big, 1, 0);
+    }
+    tkv_free(c);
+    int fd = tkvd_raw(&a);
+    raw_send(fd,
+             "\x00\x00\x00\x08\x91\xa6"
+             "BACKUP",
+             12);
+    settled_unread(fd);
+    kill(a.pid, SIGTERM);
+    uint8_t *frame = malloc(1 << 20);
+    long n;
+    int chunks = 0;
+    while ((n = raw_frame(fd, frame, 1 << 20)) > 0 && frame[1] == 0x00) {
+        cr_assert_eq(frame[0], 0x93);
+        chunks++;
+    }
+    cr_assert_gt(n, 0, "an error frame, not just the end of the connection");
+    cr_assert_eq(frame[0], 0x92);
+    cr_assert_eq(frame[1], 21, "BUSY");
+    cr_assert(memmem(frame, (size_t)n, "shutting down", 13));
+    cr_assert_gt(chunks, 0);
+    cr_assert(raw_wait_eof(fd, 10000));
+    close(fd);
+    free(frame);
+    int st = tkvd_signal(&a, SIGTERM);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d", st);
 }

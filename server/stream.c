@@ -74,6 +74,8 @@ int tkv_stream_abort(tkv_stream *s, tkv_buf *out, const char *why)
     return end_with_error(out, TKV_ST_BUSY, tkv_cmd_name(s->cmd), why);
 }
 
+/* Opens the dump and starts the writer: 0, -1 if the dump could not be
+ * opened (errmsg says why), -2 if out of memory. */
 static int open_dump(tkv_stream *s)
 {
     if (!s->has_at)
@@ -81,8 +83,8 @@ static int open_dump(tkv_stream *s)
     s->dump = tkv_engine_dump_open(s->e, s->at);
     if (!s->dump)
         return -1;
-    tkv_bk_write_begin(&s->w, s->cmd == TKV_CMD_BACKUP ? &s->pend : NULL, s->at);
-    return 0;
+    return tkv_bk_write_begin(&s->w, s->cmd == TKV_CMD_BACKUP ? &s->pend : NULL, s->at) < 0 ? -2
+                                                                                            : 0;
 }
 
 /* The dump's record as a backup record. */
@@ -137,7 +139,10 @@ int tkv_stream_step(tkv_stream *s, tkv_buf *out)
     if (!s->dump) {
         if (!tkv_stream_ready(s))
             return 0;
-        if (open_dump(s) < 0)
+        int rc = open_dump(s);
+        if (rc == -2)
+            return -1;
+        if (rc < 0)
             return end_with_error(out, tkv_wire_status(TKV_E_STORAGE), tkv_cmd_name(s->cmd),
                                   tkv_engine_errmsg(s->e));
     }

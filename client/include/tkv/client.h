@@ -405,8 +405,10 @@ typedef struct tkv_restore_info {
  * them) into the running server. The whole backup is checked first
  * (format, counts, digest, checksum): a damaged or truncated one is
  * refused with TKV_EK_USAGE and nothing is sent. Then it goes in RESTORE
- * requests of at most a thousand versions each, each applied by the
- * server all or nothing. Without TKV_RESTORE_MERGE a key the server
+ * requests of at most a thousand versions and 1 MiB each (more only for a
+ * single larger version, which then goes alone with its key; a server
+ * whose --max-frame is below that refuses it with TKV_SC_TOO_LARGE), each
+ * applied by the server all or nothing. Without TKV_RESTORE_MERGE a key the server
  * already has is refused (TKV_EK_SERVER, TKV_SC_BAD_REQUEST, naming the
  * key); check that the server is empty first if the restore must be whole
  * or nothing. A failure after the first request leaves the keys before it

@@ -772,3 +772,183 @@ Test(backups, shutdown_ends_a_stream_with_an_error, .fini = teardown, .timeout =
     int st = tkvd_signal(&a, SIGTERM);
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d", st);
 }
+
+/* ---- hostile and malformed requests, as raw frames --------------------------- */
+
+typedef struct rawreq {
+    uint8_t b[1 << 19];
+    size_t n;
+} rawreq;
+
+static void rr_bytes(rawreq *q, const void *p, size_t n)
+{
+    memcpy(q->b + q->n, p, n);
+    q->n += n;
+}
+
+static void rr_be(rawreq *q, uint64_t v, int bytes)
+{
+    for (int i = bytes - 1; i >= 0; i--)
+        q->b[q->n++] = (uint8_t)(v >> (8 * i));
+}
+
+/* A backup record: type, length, body. */
+static void rr_rec(rawreq *q, char type, const void *body, size_t n)
+{
+    q->b[q->n++] = (uint8_t)type;
+    rr_be(q, n, 4);
+    rr_bytes(q, body, n);
+}
+
+static void rr_key(rawreq *q, size_t klen)
+{
+    uint8_t body[21 + 4096] = {0};
+    memset(body + 21, 'k', klen);
+    rr_rec(q, 'K', body, 21 + klen);
+}
+
+static void rr_version(rawreq *q, uint64_t ts, uint8_t kind, uint64_t expires)
+{
+    uint8_t body[17];
+    for (int i = 0; i < 8; i++) {
+        body[i] = (uint8_t)(ts >> (56 - 8 * i));
+        body[9 + i] = (uint8_t)(expires >> (56 - 8 * i));
+    }
+    body[8] = kind;
+    rr_rec(q, 'V', body, sizeof body);
+}
+
+/* Sends ["RESTORE", bin(records)] and returns the reply's status; the
+ * message goes to msg. */
+static int send_restore(int fd, const rawreq *records, char *msg, size_t cap)
+{
+    static rawreq f;
+    f.n = 0;
+    rr_be(&f, 0, 4); /* the length, patched below */
+    rr_bytes(&f, "\x92\xa7RESTORE\xc6", 10);
+    rr_be(&f, records->n, 4);
+    rr_bytes(&f, records->b, records->n);
+    uint32_t len = (uint32_t)(f.n - 4);
+    for (int i = 0; i < 4; i++)
+        f.b[i] = (uint8_t)(len >> (24 - 8 * i));
+    raw_send(fd, f.b, f.n);
+    uint8_t reply[512];
+    long n = raw_frame(fd, reply, sizeof reply);
+    cr_assert_gt(n, 2);
+    msg[0] = 0;
+    if (reply[0] == 0x92 && (reply[2] & 0xe0) == 0xa0) /* [status, fixstr] */
+        snprintf(msg, cap, "%.*s", reply[2] & 0x1f, (const char *)reply + 3);
+    else if (reply[0] == 0x92 && reply[2] == 0xd9)
+        snprintf(msg, cap, "%.*s", reply[3], (const char *)reply + 4);
+    return reply[1];
+}
+
+Test(backups, malformed_restores_are_refused_whole, .fini = teardown)
+{
+    tkvd_start(&a, NULL);
+    tkv_ctx *c = tkvd_client(&a);
+    int fd = tkvd_raw(&a);
+    char msg[256];
+    static rawreq q;
+
+    q.n = 0;
+    rr_bytes(&q, "xyzzy", 5);
+    cr_assert_eq(send_restore(fd, &q, msg, sizeof msg), 10);
+    cr_assert(strstr(msg, "unknown record type"), "%s", msg);
+    q.n = 0;
+    rr_bytes(&q, "K\0", 2); /* shorter than a record's head */
+    cr_assert_eq(send_restore(fd, &q, msg, sizeof msg), 10);
+    cr_assert(strstr(msg, "cut short"), "%s", msg);
+
+    q.n = 0;
+    rr_version(&q, 1, 0, 0);
+    cr_assert_eq(send_restore(fd, &q, msg, sizeof msg), 10);
+    cr_assert(strstr(msg, "before any key"), "%s", msg);
+
+    q.n = 0;
+    rr_key(&q, 2000); /* above --max-key */
+    rr_version(&q, 1, 0, 0);
+    cr_assert_eq(send_restore(fd, &q, msg, sizeof msg), 12);
+
+    q.n = 0;
+    rr_key(&q, 3);
+    rr_version(&q, 1, 0, 0);
+    q.n -= 5; /* the last record cut short */
+    cr_assert_eq(send_restore(fd, &q, msg, sizeof msg), 10);
+    cr_assert(strstr(msg, "cut short"), "%s", msg);
+
+    q.n = 0;
+    rr_key(&q, 3);
+    uint8_t trailer[80] = {0};
+    rr_rec(&q, 'E', trailer, sizeof trailer);
+    cr_assert_eq(send_restore(fd, &q, msg, sizeof msg), 10);
+    cr_assert(strstr(msg, "trailer"), "%s", msg);
+
+    q.n = 0;
+    rr_key(&q, 3);
+    rr_version(&q, 1, 1, 99); /* a tombstone that expires */
+    cr_assert_eq(send_restore(fd, &q, msg, sizeof msg), 10);
+
+    q.n = 0;
+    rr_key(&q, 3);
+    rr_version(&q, 1, 2, 0); /* an unknown kind */
+    cr_assert_eq(send_restore(fd, &q, msg, sizeof msg), 10);
+
+    q.n = 0; /* more versions than --max-batch, the first ones valid */
+    rr_key(&q, 3);
+    for (int i = 0; i < 10001; i++)
+        rr_version(&q, (uint64_t)i + 1, 0, 0);
+    cr_assert_eq(send_restore(fd, &q, msg, sizeof msg), 12);
+
+    cr_assert_eq(tkvd_stat(c, "keys"), 0, "nothing was written by any of them");
+
+    /* And a good one, on the same connection: it is still in step. */
+    q.n = 0;
+    rr_key(&q, 3);
+    rr_version(&q, 7, 0, 0);
+    cr_assert_eq(send_restore(fd, &q, msg, sizeof msg), 0);
+    tkv_version v;
+    cr_assert_eq(tkv_get(c, "kkk", 3, TKV_LATEST, &v), TKV_OK);
+    cr_assert_eq(v.ts, 7);
+    close(fd);
+    tkv_free(c);
+}
+
+/* Pipelined PUT, BACKUP, GET: the PUT (staged in the same turn) is in the
+ * backup, the backup's frames come between the two replies, and the GET
+ * is answered after them. DIGEST and BACKUP refuse bad arguments. */
+Test(backups, backup_keeps_pipeline_order, .fini = teardown)
+{
+    tkvd_start(&a, NULL);
+    int fd = tkvd_raw(&a);
+    static const uint8_t pipeline[] = {
+        0, 0, 0, 0x0a, 0x94, 0xa3, 'P', 'U', 'T', 0xa1, 'k', 0xa1, 'v', 0x05, /* PUT k v 5 */
+        0, 0, 0, 0x08, 0x91, 0xa6, 'B', 'A', 'C', 'K',  'U', 'P',             /* BACKUP */
+        0, 0, 0, 0x07, 0x92, 0xa3, 'G', 'E', 'T', 0xa1, 'k'};                 /* GET k */
+    raw_send(fd, pipeline, sizeof pipeline);
+    uint8_t f[4096];
+    cr_assert_eq(raw_frame(fd, f, sizeof f), 3);
+    cr_assert(memcmp(f, "\x92\x00\x05", 3) == 0, "PUT's reply first");
+    long n = raw_frame(fd, f, sizeof f);
+    cr_assert_gt(n, 0);
+    cr_assert_eq(f[0], 0x93);
+    cr_assert_eq(f[n - 1], 0xc3, "one frame holds this small backup");
+    cr_assert(memmem(f, (size_t)n, "\x56\x00\x00\x00\x12\x00\x00\x00\x00\x00\x00\x00\x05", 13),
+              "the PUT's version is in it");
+    n = raw_frame(fd, f, sizeof f);
+    cr_assert_gt(n, 0);
+    cr_assert_eq(f[0], 0x95, "GET's answer last");
+
+    static const uint8_t bad[] = {
+        0, 0, 0, 0x09, 0x92, 0xa6, 'D', 'I', 'G', 'E', 'S', 'T', 0xff,  /* at -1 */
+        0, 0, 0, 0x09, 0x92, 0xa6, 'B', 'A', 'C', 'K', 'U', 'P', 0x01,  /* an argument */
+        0, 0, 0, 0x09, 0x92, 0xa6, 'D', 'I', 'G', 'E', 'S', 'T', 0xc3}; /* at true */
+    raw_send(fd, bad, sizeof bad);
+    cr_assert_gt(raw_frame(fd, f, sizeof f), 0);
+    cr_assert_eq(f[1], 13, "a negative at is OUT_OF_RANGE");
+    cr_assert_gt(raw_frame(fd, f, sizeof f), 0);
+    cr_assert_eq(f[1], 10);
+    cr_assert_gt(raw_frame(fd, f, sizeof f), 0);
+    cr_assert_eq(f[1], 10);
+    close(fd);
+}

@@ -24,6 +24,18 @@
 
 static tkvd a, b;
 
+/* This suite built with a sanitizer: so is the tkvd it starts. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SANITIZED true
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define SANITIZED true
+#endif
+#endif
+#ifndef SANITIZED
+#define SANITIZED false
+#endif
+
 static void teardown(void)
 {
     tkvd_cleanup(&a);
@@ -437,9 +449,10 @@ Test(backups, unread_backup_does_not_block_others, .fini = teardown, .timeout = 
         snprintf(key, sizeof key, "k%03d", i);
         put(c, key, big, 1, 0);
     }
-    /* Under valgrind or TSan memory says little: the rest still holds. */
+    /* Under valgrind, TSan or ASan memory says little (ASan's quarantine
+     * alone keeps every block LevelDB read and freed): the rest holds. */
     const char *wrap = getenv("TKVD_WRAPPER"), *other = getenv("TKVD_OVERRIDE");
-    bool plain = (!wrap || !*wrap) && (!other || !*other);
+    bool plain = (!wrap || !*wrap) && (!other || !*other) && !SANITIZED;
     uint64_t rss0 = rss_kb(a.pid);
     int fd = tkvd_raw(&a);
     raw_send(fd,

@@ -16,6 +16,11 @@
  * while it streams.
  *
  * Every function runs on the loop thread. No I/O: frames go to a tkv_buf.
+ * The walk itself reads LevelDB there, a step at a time, as the sweep
+ * does - the one place besides the sweep where the loop reads the store.
+ * Should its steps show in other clients' latency (BENCHMARKS.md has a
+ * first measurement), the step can run on a reader thread over the same
+ * snapshot: the dump and the writer belong to one thread at a time.
  */
 #ifndef TKV_STREAM_H
 #define TKV_STREAM_H

@@ -57,9 +57,10 @@
  * a key that keeps changing under its loads cannot starve it.
  *
  * DIGEST and BACKUP (stream.h) put their connection in STREAMING: their
- * frames come from the stream, a bounded step per loop turn
- * (conn_stream_steps), and only while the connection's unsent output is
- * below the high water - a client that reads slowly slows its backup, it
+ * frames come from the stream, a bounded step at a time run by the
+ * stream's helper thread and picked up by conn_stream_steps once per loop
+ * turn, and only while the connection's unsent output is below the high
+ * water - a client that reads slowly slows its backup, it
  * does not grow the server's memory. Its later requests wait, as in
  * WAITING.
  *
@@ -304,6 +305,22 @@ static void refuse_frame(conn *c)
     list_add(&c->hub->pend, c, PEND);
 }
 
+/* A stream's helper finished a step: the loop wakes, and its prepare
+ * watcher runs conn_stream_steps(), which picks the step's frames up. */
+static void on_stream_wake(struct ev_loop *loop, ev_async *w, int revents)
+{
+    (void)loop;
+    (void)w;
+    (void)revents;
+}
+
+/* Runs on a stream's helper thread. */
+static void wake_streams(void *ctx)
+{
+    conn_hub *h = ctx;
+    ev_async_send(h->loop, &h->stream_wake);
+}
+
 /* The request is a DIGEST or BACKUP: its stream starts (the caller moves
  * the connection to STREAMING). Returns TKV_DISPATCH_WAIT, or -1 if out of
  * memory. */
@@ -312,7 +329,12 @@ static int start_stream(conn *c)
     conn_hub *h = c->hub;
     const tkv_stream_req *r = &c->sess.stream;
     size_t chunk = h->o->max_frame > STREAM_CHUNK + 64 ? STREAM_CHUNK : h->o->max_frame - 64;
-    c->stream = tkv_stream_new(h->disp->eng, r->cmd, r->has_at, r->at, chunk);
+    if (!h->stream_wake_on) {
+        ev_async_init(&h->stream_wake, on_stream_wake);
+        ev_async_start(h->loop, &h->stream_wake);
+        h->stream_wake_on = true;
+    }
+    c->stream = tkv_stream_new(h->disp->eng, r->cmd, r->has_at, r->at, chunk, wake_streams, h);
     if (!c->stream)
         return -1;
     list_add(&h->streams, c, STRM);
@@ -529,7 +551,9 @@ bool conn_stream_steps(conn_hub *h)
         }
         list_add(&h->pend, c, PEND);
         if (rc == 0) {
-            more |= unsent(c) <= h->o->output_high_water;
+            /* With a helper the step is under way and will wake the loop;
+             * without one the loop must not sleep. */
+            more |= unsent(c) <= h->o->output_high_water && tkv_stream_ready(c->stream);
             continue;
         }
         end_stream(c);
@@ -784,4 +808,8 @@ void conn_close_all(conn_hub *h)
 {
     while (h->all.head)
         conn_close(h->all.head, NULL);
+    if (h->stream_wake_on) {
+        ev_async_stop(h->loop, &h->stream_wake);
+        h->stream_wake_on = false;
+    }
 }

@@ -61,6 +61,8 @@ typedef struct conn_hub {
     /* Work queue: connections streaming a DIGEST or BACKUP (stream.h),
      * stepped by conn_stream_steps() once per iteration. */
     conn_list streams;
+    ev_async stream_wake; /* a stream's helper finished a step */
+    bool stream_wake_on;  /* stream_wake is started (with the first stream) */
 } conn_hub;
 
 /* Opens a connection on an accepted, non-blocking socket and starts

@@ -16,11 +16,9 @@
  * while it streams.
  *
  * Every function runs on the loop thread. No I/O: frames go to a tkv_buf.
- * The walk itself reads LevelDB there, a step at a time, as the sweep
- * does - the one place besides the sweep where the loop reads the store.
- * Should its steps show in other clients' latency (BENCHMARKS.md has a
- * first measurement), the step can run on a reader thread over the same
- * snapshot: the dump and the writer belong to one thread at a time.
+ * The walk itself, which reads LevelDB, runs a step at a time on a helper
+ * thread of the stream's own (stream.c says how they hand over), which
+ * calls `wake` when a step is done so the loop comes back for it.
  */
 #ifndef TKV_STREAM_H
 #define TKV_STREAM_H
@@ -37,23 +35,27 @@ typedef struct tkv_stream tkv_stream;
 
 /* A stream answering cmd (TKV_CMD_DIGEST or TKV_CMD_BACKUP); for DIGEST,
  * has_at/at name the clock expiry is judged by (else the engine's clock
- * when the dump opens). NULL if out of memory. */
-tkv_stream *tkv_stream_new(tkv_engine *e, tkv_cmd cmd, bool has_at, uint64_t at, size_t max_chunk);
+ * when the dump opens). wake (any thread; NULL: steps run on the loop) is
+ * called with wake_ctx each time the helper finishes a step. NULL if out
+ * of memory. */
+tkv_stream *tkv_stream_new(tkv_engine *e, tkv_cmd cmd, bool has_at, uint64_t at, size_t max_chunk,
+                           void (*wake)(void *ctx), void *wake_ctx);
 
 /* Whether a step can make progress now (false while the stream waits for
- * its batch to commit). */
-bool tkv_stream_ready(const tkv_stream *s);
+ * its batch to commit, or while the helper runs a step). */
+bool tkv_stream_ready(tkv_stream *s);
 
-/* Runs one bounded step, appending any frames to out. Returns 1 when the
- * stream has written its last frame (a final reply, or an error reply
- * that ends it), 0 if more remains, -1 if out of memory (the connection
- * should be dropped). */
+/* Appends the frames the last step produced and hands the next step to
+ * the helper (or runs it). Returns 1 when the stream has written its last
+ * frame (a final reply, or an error reply that ends it), 0 if more
+ * remains, -1 if out of memory (the connection should be dropped). */
 int tkv_stream_step(tkv_stream *s, tkv_buf *out);
 
 /* Ends the stream early with an error reply (the server stops). */
 int tkv_stream_abort(tkv_stream *s, tkv_buf *out, const char *why);
 
-/* Frees the stream and its dump. NULL-safe. */
+/* Frees the stream and its dump, after the step under way if any (its
+ * helper is joined). NULL-safe. */
 void tkv_stream_free(tkv_stream *s);
 
 #endif

@@ -21,8 +21,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backup.h"
 #include "byteorder.h"
 #include "grow.h"
+#include "reply.h"
 #include "client_int.h"
 
 #define CLIENT_MAX_FRAME (1u << 30)
@@ -34,7 +36,7 @@ _Static_assert(TKV_OP_PING == TKV_CMD_PING && TKV_OP_PUT == TKV_CMD_PUT &&
                    TKV_OP_AUTH == TKV_CMD_AUTH && TKV_OP_COUNT == TKV_CMD_COUNT &&
                    TKV_OP_MPUT == TKV_CMD_MPUT && TKV_OP_MGET == TKV_CMD_MGET &&
                    TKV_OP_SCAN == TKV_CMD_SCAN && TKV_OP_RETAIN == TKV_CMD_RETAIN &&
-                   TKV_OP_POLICY == TKV_CMD_POLICY,
+                   TKV_OP_POLICY == TKV_CMD_POLICY && TKV_OP_DIGEST == TKV_CMD_DIGEST,
                "public op numbers follow the protocol's command numbers");
 _Static_assert(TKV_SC_BAD_REQUEST == TKV_ST_BAD_REQUEST && TKV_SC_STORAGE == TKV_ST_STORAGE &&
                    TKV_SC_AUTH_FAILED == TKV_ST_AUTH_FAILED && TKV_SC_INTERNAL == TKV_ST_INTERNAL,
@@ -340,7 +342,8 @@ static int queued(tkv_ctx *c, size_t before, int op)
 static bool keyed(tkv_cmd cmd)
 {
     return cmd != TKV_CMD_PING && cmd != TKV_CMD_STATS && cmd != TKV_CMD_AUTH &&
-           cmd != TKV_CMD_SCAN && cmd != TKV_CMD_MPUT && cmd != TKV_CMD_MGET;
+           cmd != TKV_CMD_SCAN && cmd != TKV_CMD_MPUT && cmd != TKV_CMD_MGET &&
+           cmd != TKV_CMD_DIGEST && cmd != TKV_CMD_BACKUP && cmd != TKV_CMD_RESTORE;
 }
 
 static int append(tkv_ctx *c, const tkv_req *r)
@@ -554,6 +557,12 @@ int tkv_append_mget(tkv_ctx *c, uint64_t ts, const tkv_bytes *keys, size_t n)
     return queued(c, before, TKV_CMD_MGET);
 }
 
+int tkv_append_digest(tkv_ctx *c, uint64_t at, int has_at)
+{
+    tkv_req r = {.cmd = TKV_CMD_DIGEST, .ts = at, .has_ts = has_at != 0};
+    return append(c, &r);
+}
+
 int cl_grow(tkv_ctx *c, void **arr, size_t *cap, size_t n, size_t sz)
 {
     if (tkv_grow(arr, cap, n, sz, n) < 0)
@@ -583,4 +592,102 @@ int tkv_flush(tkv_ctx *c)
     if (cl_begin(c) < 0)
         return TKV_ERR;
     return flush_out(c) < 0 ? TKV_ERR : TKV_OK;
+}
+
+/* ---- BACKUP: one request, a stream of replies ----------------------------- */
+
+/* Checks one chunk with the backup reader: bytes a record still lacks wait
+ * in hold (at most one record). */
+static int check_chunk(tkv_ctx *c, tkv_bk_reader *bk, tkv_buf *hold, const uint8_t *p, size_t n,
+                       bool *done)
+{
+    if (tkv_buf_append(hold, p, n) < 0)
+        return cl_set_err(c, TKV_EK_NOMEM, "out of memory");
+    size_t at = 0;
+    for (;;) {
+        tkv_bk_rec rec;
+        size_t used;
+        tkv_bk_rc rc = tkv_bk_read(bk, hold->data + at, hold->len - at, &rec, &used);
+        at += used;
+        if (rc == TKV_BK_ERR)
+            return cl_set_err(c, TKV_EK_PROTOCOL, "backup stream: %s", bk->err);
+        if (rc == TKV_BK_DONE)
+            *done = true;
+        if (rc != TKV_BK_REC)
+            break;
+    }
+    tkv_buf_consume(hold, at);
+    return TKV_OK;
+}
+
+/* Reads the stream's frames until the last; 1 when it ended, 0 on an error
+ * reply (the connection is still in step), TKV_ERR otherwise. */
+static int read_stream(tkv_ctx *c, tkv_backup_fn fn, void *arg, tkv_bk_reader *bk, tkv_buf *hold,
+                       uint64_t *bytes)
+{
+    bool done = false;
+    for (;;) {
+        const uint8_t *f;
+        size_t n;
+        tkv_rep rep;
+        if (read_frame(c, &f, &n) < 0)
+            return TKV_ERR;
+        if (tkv_rep_decode(TKV_CMD_BACKUP, f, n, &rep) < 0)
+            return cl_set_err(c, TKV_EK_PROTOCOL, "malformed BACKUP reply (%s)",
+                              rep.what ? rep.what : "?");
+        if (rep.status != TKV_ST_OK) {
+            c->server_code = (int)(rep.status > 9999 ? 9999 : rep.status);
+            cl_set_err(c, TKV_EK_SERVER, "%s: %.*s", tkv_status_name(rep.status),
+                       (int)rep.errmsg.len, rep.errmsg.ptr ? (const char *)rep.errmsg.ptr : "");
+            return 0;
+        }
+        if (done && rep.data.len > 0)
+            return cl_set_err(c, TKV_EK_PROTOCOL, "backup stream: data after the trailer");
+        if (check_chunk(c, bk, hold, rep.data.ptr, rep.data.len, &done) < 0)
+            return TKV_ERR;
+        *bytes += rep.data.len;
+        if (fn && rep.data.len > 0 && fn(arg, rep.data.ptr, rep.data.len) != 0)
+            return cl_set_err(c, TKV_EK_USAGE, "stopped by the caller");
+        if (rep.flag && !done)
+            return cl_set_err(c, TKV_EK_PROTOCOL, "backup stream ended before its trailer");
+        if (rep.flag)
+            return 1;
+    }
+}
+
+int tkv_backup(tkv_ctx *c, tkv_backup_fn fn, void *arg, tkv_digest_info *out)
+{
+    if (cl_begin(c) < 0)
+        return TKV_ERR;
+    if (c->ops_n > 0)
+        return cl_set_err(c, TKV_EK_USAGE, "read the %zu pending pipelined replies first",
+                          c->ops_n);
+    tkv_req r = {.cmd = TKV_CMD_BACKUP};
+    if (append(c, &r) < 0 || flush_out(c) < 0)
+        return TKV_ERR;
+    tkv_bk_reader bk;
+    tkv_bk_reader_init(&bk, CLIENT_MAX_FRAME);
+    tkv_buf hold;
+    tkv_buf_init(&hold);
+    uint64_t bytes = 0;
+    int rc = read_stream(c, fn, arg, &bk, &hold, &bytes);
+    tkv_buf_deinit(&hold);
+    if (rc < 0 && c->err == TKV_EK_USAGE) {
+        /* The rest of the stream is still coming: the connection is out of
+         * step for good. */
+        close(c->fd);
+        c->fd = -1;
+        cl_set_err(c, TKV_EK_IO, "backup stopped by the caller; connection closed");
+    }
+    if (rc < 0)
+        return TKV_ERR;
+    pop_op(c);
+    if (rc == 0)
+        return TKV_ERR;
+    if (out) {
+        *out = (tkv_digest_info){
+            .at = bk.at, .keys = bk.keys, .versions = bk.versions, .bytes = bytes};
+        memcpy(out->digest, bk.digest_out, TKV_DIGEST_LEN);
+    }
+    return TKV_OK;
 }

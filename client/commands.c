@@ -271,3 +271,14 @@ int tkv_scan(tkv_ctx *c, const void *prefix, size_t plen, tkv_bytes cursor, uint
     }
     return rc;
 }
+
+int tkv_digest(tkv_ctx *c, uint64_t at, int has_at, tkv_digest_info *out)
+{
+    tkv_reply r;
+    if (no_backlog(c) < 0)
+        return TKV_ERR;
+    int rc = roundtrip(c, tkv_append_digest(c, at, has_at), &r);
+    if (rc == TKV_OK && out)
+        *out = r.digest;
+    return rc;
+}

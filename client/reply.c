@@ -148,6 +148,20 @@ static int copy_ok(tkv_ctx *c, tkv_rep *rep, tkv_reply *r)
         r->policy =
             (tkv_policy_info){(uint32_t)rep->versions.v, rep->age.v, rep->flag, rep->horizon.v};
         return 0;
+    case TKV_CMD_RESTORE:
+        r->count = rep->u;
+        r->skipped = rep->skipped;
+        return 0;
+    case TKV_CMD_DIGEST:
+        if (rep->data.len != TKV_DIGEST_LEN) {
+            rep->what = "digest";
+            return bad_reply(c, rep);
+        }
+        memcpy(r->digest.digest, rep->data.ptr, TKV_DIGEST_LEN);
+        r->digest.at = rep->at;
+        r->digest.keys = rep->nkeys;
+        r->digest.versions = rep->nversions;
+        return 0;
     default: return 0; /* AUTH */
     }
 }

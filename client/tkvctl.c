@@ -531,6 +531,31 @@ static const command commands[] = {
     {"ping", "", "Checks that the server answers; prints PONG.", "", 0, 0, run_ping},
     {"stats", "", "Prints the server's statistics, one 'name: value' per line.", "", 0, 0,
      run_stats},
+    {"digest", "[--at T]",
+     "Prints a SHA-256 digest of the server's whole visible state (keys, versions,\n"
+     "values, tombstones, expiry times, retention policies and horizons) as of the\n"
+     "server's clock, or of T: versions expired by then do not count. Two servers\n"
+     "with the same data print the same digest.",
+     "at=", 0, 0, run_digest},
+    {"backup", "FILE",
+     "Writes a consistent backup of the whole store, as of one moment, to FILE (- for\n"
+     "standard output) while other clients go on writing, then prints its digest,\n"
+     "its moment (at), and its counts. The stream is verified as it arrives; FILE\n"
+     "appears only once the backup is whole and on disk. Restore it with\n"
+     "tkvd --restore FILE --data-dir DIR.",
+     "", 1, 1, run_backup},
+    {"verify", "FILE",
+     "Checks a backup file (- for standard input) without a server: format, counts,\n"
+     "digest and checksum. Prints what backup printed; exit status 2 if damaged.",
+     "", 1, 1, run_verify},
+    {"restore", "FILE [--merge]",
+     "Loads a backup (- for standard input) into the running server. The whole file\n"
+     "is checked first: a damaged one sends nothing. Without --merge the server must\n"
+     "hold no keys. With --merge, keys it has keep their policy, horizon and\n"
+     "versions, and get the backup's other versions. Prints the versions written and\n"
+     "skipped, then the backup's digest: into an empty server, digest --at AT then\n"
+     "prints the same.",
+     "merge", 1, 1, run_restore},
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])

@@ -94,4 +94,10 @@ int run_scan(cli *c, const args *a);
 int run_ping(cli *c, const args *a);
 int run_stats(cli *c, const args *a);
 
+/* tkvctl_backup.c: the commands over the whole store. */
+int run_digest(cli *c, const args *a);
+int run_backup(cli *c, const args *a);
+int run_verify(cli *c, const args *a);
+int run_restore(cli *c, const args *a);
+
 #endif

@@ -337,6 +337,36 @@ static tkv_status parse_none(parse_ctx *c) { return TKV_ST_OK; }
 
 static tkv_status parse_key_only(parse_ctx *c) { return parse_key(c); }
 
+/* Optional flag at argument position pos. */
+static tkv_status parse_opt_bool(parse_ctx *c, uint32_t pos, const char *what, bool *out)
+{
+    *out = false;
+    if (pos > c->nargs || tkv_mp_read_nil(c->m))
+        return TKV_ST_OK;
+    if (tkv_mp_read_bool(c->m, out) < 0)
+        return fail(c, TKV_ST_BAD_REQUEST, "%s must be a boolean or nil", what);
+    return TKV_ST_OK;
+}
+
+/* The records are a byte string here; the server checks them as backup
+ * records (protocol/backup.h) before it writes anything. */
+static tkv_status parse_restore(parse_ctx *c)
+{
+    tkv_req *r = c->req;
+    int rc = tkv_mp_read_bytes(c->m, &r->records.ptr, &r->records.len);
+    if (rc < 0)
+        return fail(c, TKV_ST_BAD_REQUEST, "records must be a binary string");
+    if (r->records.len == 0)
+        return fail(c, TKV_ST_BAD_REQUEST, "records must not be empty");
+    tkv_status st = parse_opt_bool(c, 2, "merge", &r->merge);
+    return st == TKV_ST_OK ? parse_opt_bool(c, 3, "continue", &r->cont) : st;
+}
+
+static tkv_status parse_digest(parse_ctx *c)
+{
+    return parse_opt_uint(c, 1, "at", &c->req->ts, &c->req->has_ts);
+}
+
 static const struct cmd_spec {
     const char *name;
     uint8_t min_args, max_args;
@@ -355,6 +385,9 @@ static const struct cmd_spec {
     [TKV_CMD_SCAN] = {"SCAN", 0, 3, parse_scan},
     [TKV_CMD_RETAIN] = {"RETAIN", 1, 4, parse_retain},
     [TKV_CMD_POLICY] = {"POLICY", 1, 1, parse_key_only},
+    [TKV_CMD_DIGEST] = {"DIGEST", 0, 1, parse_digest},
+    [TKV_CMD_BACKUP] = {"BACKUP", 0, 0, parse_none},
+    [TKV_CMD_RESTORE] = {"RESTORE", 1, 3, parse_restore},
 };
 
 const char *tkv_cmd_name(tkv_cmd cmd)
@@ -366,11 +399,12 @@ const char *tkv_cmd_name(tkv_cmd cmd)
  * compare 8-byte words, instead of a string compare per table entry. The
  * names are zero-padded to 8 bytes. */
 static const char padded_names[TKV_CMD__COUNT][8] = {
-    [TKV_CMD_PING] = "PING",     [TKV_CMD_PUT] = "PUT",     [TKV_CMD_GET] = "GET",
-    [TKV_CMD_RANGE] = "RANGE",   [TKV_CMD_DEL] = "DEL",     [TKV_CMD_STATS] = "STATS",
-    [TKV_CMD_AUTH] = "AUTH",     [TKV_CMD_COUNT] = "COUNT", [TKV_CMD_MPUT] = "MPUT",
-    [TKV_CMD_MGET] = "MGET",     [TKV_CMD_SCAN] = "SCAN",   [TKV_CMD_RETAIN] = "RETAIN",
-    [TKV_CMD_POLICY] = "POLICY",
+    [TKV_CMD_PING] = "PING",       [TKV_CMD_PUT] = "PUT",       [TKV_CMD_GET] = "GET",
+    [TKV_CMD_RANGE] = "RANGE",     [TKV_CMD_DEL] = "DEL",       [TKV_CMD_STATS] = "STATS",
+    [TKV_CMD_AUTH] = "AUTH",       [TKV_CMD_COUNT] = "COUNT",   [TKV_CMD_MPUT] = "MPUT",
+    [TKV_CMD_MGET] = "MGET",       [TKV_CMD_SCAN] = "SCAN",     [TKV_CMD_RETAIN] = "RETAIN",
+    [TKV_CMD_POLICY] = "POLICY",   [TKV_CMD_DIGEST] = "DIGEST", [TKV_CMD_BACKUP] = "BACKUP",
+    [TKV_CMD_RESTORE] = "RESTORE",
 };
 
 int tkv_cmd_lookup(const uint8_t *name, size_t len)
@@ -573,6 +607,12 @@ static unsigned request_args(const tkv_req *r, arg *a)
         a[3] = r->dry_run ? (arg){.kind = A_BOOL, .b = true} : (arg){0};
         return 4;
     case TKV_CMD_POLICY: a[0] = a_bytes(r->key); return 1;
+    case TKV_CMD_DIGEST: a[0] = a_uint(r->has_ts, r->ts); return 1;
+    case TKV_CMD_RESTORE:
+        a[0] = a_bytes(r->records);
+        a[1] = r->merge ? (arg){.kind = A_BOOL, .b = true} : (arg){0};
+        a[2] = r->cont ? (arg){.kind = A_BOOL, .b = true} : (arg){0};
+        return 3;
     case TKV_CMD_SCAN:
         a[0] = r->has_prefix ? a_bytes(r->prefix) : (arg){0};
         a[1] = r->has_cursor ? a_bytes(r->cursor) : (arg){0};

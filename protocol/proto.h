@@ -65,6 +65,9 @@ typedef enum tkv_cmd {
     TKV_CMD_SCAN,
     TKV_CMD_RETAIN,
     TKV_CMD_POLICY,
+    TKV_CMD_DIGEST,
+    TKV_CMD_BACKUP,
+    TKV_CMD_RESTORE,
     TKV_CMD__COUNT
 } tkv_cmd;
 
@@ -102,7 +105,8 @@ typedef struct tkv_req {
     tkv_span key;
     tkv_span value;         /* PUT */
     tkv_span msg;           /* PING's optional echo; AUTH's secret */
-    uint64_t ts;            /* PUT, GET, MGET: valid if has_ts; DEL: the tombstone's */
+    uint64_t ts;            /* PUT, GET, MGET: valid if has_ts; DEL: the tombstone's;
+                               DIGEST: the clock to judge expiry by */
     uint64_t ttl;           /* PUT: microseconds until the version expires; 0: never */
     int64_t version;        /* GET: ordinal, valid if has_version */
     uint64_t from;          /* RANGE, COUNT: inclusive, default 0 */
@@ -112,6 +116,7 @@ typedef struct tkv_req {
     uint64_t keep_age;      /* RETAIN: microseconds, 0 for no limit */
     tkv_span prefix;        /* SCAN */
     tkv_span cursor;        /* SCAN: the last key of the previous page */
+    tkv_span records;       /* RESTORE: backup records (checked by the server) */
     const uint8_t *items;   /* MPUT, MGET: the elements of the item array */
     size_t items_len;       /* bytes from items to the end of the array */
     uint32_t nitems;
@@ -123,6 +128,8 @@ typedef struct tkv_req {
     bool tombstone; /* DEL: write a tombstone (at ts, or the clock if !has_ts) */
     bool reverse;   /* RANGE: newest first */
     bool dry_run;   /* RETAIN */
+    bool merge;     /* RESTORE: keep what keys that exist hold, add the rest */
+    bool cont;      /* RESTORE: the first key continues the previous request's */
 } tkv_req;
 
 typedef struct tkv_limits {

@@ -48,6 +48,10 @@ static const tkv_rfield retain_f[] = {F(UINT, u, "removable"), F(OPT, horizon, "
                                       F(BOOL, flag, "complete")};
 static const tkv_rfield policy_f[] = {F(OPT, versions, "versions"), F(OPT, age, "age"),
                                       F(BOOL, flag, "own"), F(OPT, horizon, "horizon")};
+static const tkv_rfield digest_f[] = {F(BYTES, data, "digest"), F(UINT, at, "at"),
+                                      F(UINT, nkeys, "keys"), F(UINT, nversions, "versions")};
+static const tkv_rfield restore_f[] = {F(UINT, u, "written"), F(UINT, skipped, "skipped")};
+static const tkv_rfield backup_f[] = {F(BYTES, data, "chunk"), F(BOOL, flag, "last")};
 static const tkv_rfield answer_ok_f[] = {A(BYTES, value, "value"), A(UINT, ts, "ts"),
                                          A(OPT, next, "next"), A(OPT, expires, "expires")};
 static const tkv_rfield answer_miss_f[] = {A(UINT, miss, "reason"), A(OPT, next, "next"),
@@ -72,6 +76,9 @@ const tkv_reply_desc tkv_reply_descs[TKV_CMD__COUNT] = {
     [TKV_CMD_SCAN] = {.ok = SHAPE(scan_f, 2)},
     [TKV_CMD_RETAIN] = {.ok = SHAPE(retain_f, 3)},
     [TKV_CMD_POLICY] = {.ok = SHAPE(policy_f, 4)},
+    [TKV_CMD_DIGEST] = {.ok = SHAPE(digest_f, 4)},
+    [TKV_CMD_BACKUP] = {.ok = SHAPE(backup_f, 2)},
+    [TKV_CMD_RESTORE] = {.ok = SHAPE(restore_f, 2)},
 };
 
 /* ---- element readers ------------------------------------------------------ */
@@ -351,6 +358,27 @@ int tkv_rep_put_policy(tkv_buf *b, tkv_rep_opt versions, tkv_rep_opt age, bool o
     return tkv_wr_end(&lw.w);
 }
 
+int tkv_rep_put_restore(tkv_buf *b, uint64_t written, uint64_t skipped)
+{
+    tkv_rep_wr lw;
+    begin(&lw, b, 3);
+    msgpack_pack_uint64(&lw.w.pk, written);
+    msgpack_pack_uint64(&lw.w.pk, skipped);
+    return tkv_wr_end(&lw.w);
+}
+
+int tkv_rep_put_digest(tkv_buf *b, const uint8_t *digest, uint32_t len, uint64_t at, uint64_t keys,
+                       uint64_t versions)
+{
+    tkv_rep_wr lw;
+    begin(&lw, b, 5);
+    tkv_pack_bytes(&lw.w.pk, digest, len);
+    msgpack_pack_uint64(&lw.w.pk, at);
+    msgpack_pack_uint64(&lw.w.pk, keys);
+    msgpack_pack_uint64(&lw.w.pk, versions);
+    return tkv_wr_end(&lw.w);
+}
+
 /* [0, array32 (patched by end_list), ...] */
 static void begin_list(tkv_rep_wr *lw, tkv_buf *b, uint32_t n)
 {
@@ -554,6 +582,11 @@ int tkv_rep_encode(tkv_buf *b, const tkv_rep *rep)
     case TKV_CMD_RETAIN: return tkv_rep_put_retain(b, rep->u, rep->horizon, rep->flag);
     case TKV_CMD_POLICY:
         return tkv_rep_put_policy(b, rep->versions, rep->age, rep->flag, rep->horizon);
+    case TKV_CMD_DIGEST:
+        return tkv_rep_put_digest(b, rep->data.ptr, rep->data.len, rep->at, rep->nkeys,
+                                  rep->nversions);
+    case TKV_CMD_RESTORE: return tkv_rep_put_restore(b, rep->u, rep->skipped);
+    case TKV_CMD_BACKUP: return tkv_rep_put_chunk(b, rep->data.ptr, rep->data.len, rep->flag);
     case TKV_CMD_RANGE:
     case TKV_CMD_MGET:
     case TKV_CMD_SCAN:

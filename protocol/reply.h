@@ -93,7 +93,8 @@ typedef struct tkv_rep {
     uint32_t nfields; /* elements after the status, as received */
     /* Command fields; which ones a command sets is in tkv_reply_descs[]. */
     uint64_t u;            /* PUT: ts; DEL: removed, or the tombstone's ts;
-                              COUNT: versions; RETAIN: removable */
+                              COUNT: versions; RETAIN: removable;
+                              RESTORE: versions written */
     tkv_rep_text text;     /* PING: the echo (bin), or "PONG" (str) */
     tkv_rep_answer answer; /* GET */
     tkv_rep_list list;     /* MPUT: stamps; SCAN: keys; RANGE: entries;
@@ -102,9 +103,14 @@ typedef struct tkv_rep {
     tkv_span cursor;       /* SCAN: the last key listed, more may follow;
                               ptr NULL: nil, the scan is complete */
     tkv_rep_opt horizon;   /* RETAIN, POLICY */
-    bool flag;             /* RETAIN: complete; POLICY: own */
+    bool flag;             /* RETAIN: complete; POLICY: own; BACKUP: last */
     tkv_rep_opt versions;  /* POLICY */
     tkv_rep_opt age;       /* POLICY: microseconds */
+    tkv_span data;         /* DIGEST: the digest; BACKUP: a chunk */
+    uint64_t at;           /* DIGEST: the clock expiry was judged by */
+    uint64_t nkeys;        /* DIGEST: keys hashed */
+    uint64_t nversions;    /* DIGEST: versions hashed */
+    uint64_t skipped;      /* RESTORE: versions the target kept (merge) */
     const char *what;      /* after a failed decode: the field at fault */
 } tkv_rep;
 
@@ -235,6 +241,29 @@ int tkv_rep_put_retain(tkv_buf *b, uint64_t removable, tkv_rep_opt horizon, bool
 /* POLICY: [0, versions, age, own, horizon]. */
 int tkv_rep_put_policy(tkv_buf *b, tkv_rep_opt versions, tkv_rep_opt age, bool own,
                        tkv_rep_opt horizon);
+
+/* RESTORE: [0, written, skipped]. */
+int tkv_rep_put_restore(tkv_buf *b, uint64_t written, uint64_t skipped);
+
+/* DIGEST: [0, digest, at, keys, versions]. */
+int tkv_rep_put_digest(tkv_buf *b, const uint8_t *digest, uint32_t len, uint64_t at, uint64_t keys,
+                       uint64_t versions);
+
+/* BACKUP: one frame of the stream, [0, chunk, last]: the bytes of the
+ * backup that follow the previous frame's; `last` ends the stream. Written
+ * in place (the chunk is copied once), like GET's answer. */
+static inline int tkv_rep_put_chunk(tkv_buf *b, const uint8_t *p, uint32_t n, bool last)
+{
+    uint8_t *w = tkv_frame_open(b, 1 + 1 + 5 + (size_t)n + 1);
+    if (!w)
+        return -1;
+    *w++ = 0x93; /* fixarray of 3 */
+    *w++ = TKV_ST_OK;
+    w = tkv_mpw_bin(w, p, n);
+    *w++ = last ? 0xc3 : 0xc2;
+    tkv_frame_close(b, w);
+    return 0;
+}
 
 /*
  * Replies with a list (RANGE, MGET, SCAN, MPUT, STATS) are written

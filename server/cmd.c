@@ -13,6 +13,7 @@
 
 #include "frame.h"
 #include "reply.h"
+#include "restore.h"
 #include "wire.h"
 
 typedef struct exec_ctx {
@@ -545,14 +546,54 @@ static int exec_auth(exec_ctx *x)
     return sent(tkv_rep_put_empty(x->out));
 }
 
+/* RESTORE: backup records into this server (restore.h), all or nothing
+ * like MPUT. */
+static int exec_restore(exec_ctx *x)
+{
+    const tkv_req *r = x->req;
+    tkv_restore_req q = {.records = r->records.ptr,
+                         .len = r->records.len,
+                         .merge = r->merge,
+                         .cont = r->cont,
+                         .max_key = x->d->lim.max_key,
+                         .max_value = x->d->lim.max_value,
+                         .max_versions =
+                             x->d->lim.max_batch ? x->d->lim.max_batch : TKV_DEFAULT_MAX_BATCH};
+    uint64_t written, skipped;
+    tkv_status st;
+    char msg[320];
+    int rc = tkv_restore_records(x->d->eng, &q, &written, &skipped, &st, msg, sizeof msg);
+    if (rc == -2)
+        return TKV_DISPATCH_WAIT;
+    if (rc < 0)
+        return reply_error(x, st, msg);
+    x->dirty = true; /* its writes, or the reads of a merge, are in the batch */
+    return sent(tkv_rep_put_restore(x->out, written, skipped));
+}
+
+/* DIGEST and BACKUP walk the whole store: the connection streams their
+ * replies in steps (stream.h), so the dispatcher only says what to
+ * stream. */
+static int exec_stream(exec_ctx *x)
+{
+    if (!x->sess)
+        return reply_error(x, TKV_ST_BAD_REQUEST, "this command needs a connection of its own");
+    x->sess->stream =
+        (tkv_stream_req){.cmd = x->req->cmd, .has_at = x->req->has_ts, .at = x->req->ts};
+    return TKV_DISPATCH_STREAM;
+}
+
 typedef int (*exec_fn)(exec_ctx *x);
 
 static const exec_fn exec_table[TKV_CMD__COUNT] = {
-    [TKV_CMD_PING] = exec_ping,     [TKV_CMD_PUT] = exec_put,     [TKV_CMD_GET] = exec_get,
-    [TKV_CMD_RANGE] = exec_range,   [TKV_CMD_DEL] = exec_del,     [TKV_CMD_STATS] = exec_stats,
-    [TKV_CMD_AUTH] = exec_auth,     [TKV_CMD_COUNT] = exec_count, [TKV_CMD_MPUT] = exec_mput,
-    [TKV_CMD_MGET] = exec_mget,     [TKV_CMD_SCAN] = exec_scan,   [TKV_CMD_RETAIN] = exec_retain,
-    [TKV_CMD_POLICY] = exec_policy,
+    [TKV_CMD_PING] = exec_ping,     [TKV_CMD_PUT] = exec_put,
+    [TKV_CMD_GET] = exec_get,       [TKV_CMD_RANGE] = exec_range,
+    [TKV_CMD_DEL] = exec_del,       [TKV_CMD_STATS] = exec_stats,
+    [TKV_CMD_AUTH] = exec_auth,     [TKV_CMD_COUNT] = exec_count,
+    [TKV_CMD_MPUT] = exec_mput,     [TKV_CMD_MGET] = exec_mget,
+    [TKV_CMD_SCAN] = exec_scan,     [TKV_CMD_RETAIN] = exec_retain,
+    [TKV_CMD_POLICY] = exec_policy, [TKV_CMD_DIGEST] = exec_stream,
+    [TKV_CMD_BACKUP] = exec_stream, [TKV_CMD_RESTORE] = exec_restore,
 };
 
 static int dispatch(tkv_dispatch *d, tkv_session *sess, const uint8_t *frame, size_t len,

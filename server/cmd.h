@@ -29,10 +29,18 @@ typedef struct tkv_server_info {
     const char *fsync; /* durability mode name */
 } tkv_server_info;
 
+/* A request whose reply the connection produces in steps (stream.h). */
+typedef struct tkv_stream_req {
+    tkv_cmd cmd; /* TKV_CMD_DIGEST or TKV_CMD_BACKUP */
+    bool has_at; /* DIGEST: at was given */
+    uint64_t at;
+} tkv_stream_req;
+
 /* What a connection has established: the dispatcher's per-client state. */
 typedef struct tkv_session {
     bool authed; /* AUTH succeeded (or no secret is configured) */
     uint32_t auth_failures;
+    tkv_stream_req stream; /* set when dispatch returns TKV_DISPATCH_STREAM */
 } tkv_session;
 
 typedef struct tkv_dispatch {
@@ -62,6 +70,12 @@ int tkv_dispatch_session(tkv_dispatch *d, tkv_session *s, const uint8_t *frame, 
 
 /* tkv_dispatch_try()'s result when the request waits for a load. */
 #define TKV_DISPATCH_WAIT (-2)
+
+/* The result for DIGEST and BACKUP on a session: nothing is appended; the
+ * session's `stream` says what the connection is to stream (stream.h).
+ * Without a session (tkv_dispatch_frame) they are refused: their replies
+ * need a connection to come in steps. */
+#define TKV_DISPATCH_STREAM (-3)
 
 /* The same, with the engine in nonblocking mode (engine.h, "Loads"): if the
  * request needs LevelDB, nothing is appended or changed, *load is the load

@@ -28,6 +28,10 @@
  *                a request needs LevelDB: a load is queued  WAITING
  *   WAITING      the load is back and the request served   what it was going to
  *                                                          (READING, CLOSING, STOPPING)
+ *   READING, BACKLOGGED (CLOSING, STOPPING on the way there)
+ *                a DIGEST or BACKUP starts its stream       STREAMING
+ *   STREAMING    its last frame is queued                  what it was going to
+ *                the server stops: an error frame ends it  STOPPING
  *   READING, BACKLOGGED (THROTTLED while stopping)
  *                a frame longer than allowed               REFUSED
  *   REFUSED      its replies written                       LINGERING
@@ -52,6 +56,14 @@
  * served meanwhile. After MAX_STALE stale loads a request runs inline, so
  * a key that keeps changing under its loads cannot starve it.
  *
+ * DIGEST and BACKUP (stream.h) put their connection in STREAMING: their
+ * frames come from the stream, a bounded step at a time run by the
+ * stream's helper thread and picked up by conn_stream_steps once per loop
+ * turn, and only while the connection's unsent output is below the high
+ * water - a client that reads slowly slows its backup, it
+ * does not grow the server's memory. Its later requests wait, as in
+ * WAITING.
+ *
  * A connection that becomes a replication stream will leave READING for
  * states of its own, fed by commits rather than by frames; serve() is the
  * step it would replace.
@@ -69,6 +81,7 @@
 #include "grow.h"
 #include "log.h"
 #include "readers.h"
+#include "stream.h"
 #include "wire.h"
 
 #define READ_CHUNK (64 * 1024)
@@ -82,6 +95,8 @@
 /* Stale loads one request may wait for before it runs inline (loads that
  * were installed are progress and do not count). */
 #define MAX_STALE 4
+/* Backup bytes in one BACKUP reply frame (less if --max-frame is lower). */
+#define STREAM_CHUNK (256 * 1024)
 
 typedef enum conn_state {
     CONN_READING,    /* reads input and serves requests */
@@ -92,6 +107,7 @@ typedef enum conn_state {
     CONN_LINGERING,  /* half-closed after a refusal: drop input until EOF or timeout */
     CONN_STOPPING,   /* the server stops: write the remaining replies, read nothing */
     CONN_WAITING,    /* a request waits for a load: neither read nor serve */
+    CONN_STREAMING,  /* a DIGEST or BACKUP streams its reply: neither read nor serve */
 } conn_state;
 
 typedef struct dep {
@@ -110,7 +126,7 @@ struct conn {
     size_t sent; /* bytes of out already written */
     dep *deps;   /* replies that wait on a batch, in output order */
     size_t ndeps, deps_cap;
-    conn_link all, pend, back, wait;
+    conn_link all, pend, back, wait, strm;
     size_t lingered;  /* bytes dropped while LINGERING */
     tkv_session sess; /* authentication state */
     /* WAITING: the request's frame (in the input buffer), its load, and the
@@ -120,6 +136,7 @@ struct conn {
     unsigned waits; /* loads this request waited for (walks load more each time) */
     unsigned stale; /* of them found stale: at MAX_STALE it runs inline */
     tkv_reader_job *job;
+    tkv_stream *stream; /* STREAMING: what produces its frames */
     conn_state after_wait;
     double last_active; /* loop time of the last byte read or written */
     uint64_t id;
@@ -132,6 +149,7 @@ struct conn {
 #define PEND offsetof(conn, pend)
 #define BACK offsetof(conn, back)
 #define WAIT offsetof(conn, wait)
+#define STRM offsetof(conn, strm)
 
 static conn_link *link_of(conn *c, size_t off) { return (conn_link *)((char *)c + off); }
 
@@ -214,6 +232,8 @@ static void conn_close(conn *c, const char *why)
     ev_io_stop(h->loop, &c->wio);
     if (c->job)
         tkv_readers_forget(c->job); /* the load still comes back, to no one */
+    tkv_stream_free(c->stream);
+    list_del(&h->streams, c, STRM);
     list_del(&h->all, c, ALL);
     list_del(&h->pend, c, PEND);
     list_del(&h->back, c, BACK);
@@ -285,15 +305,55 @@ static void refuse_frame(conn *c)
     list_add(&c->hub->pend, c, PEND);
 }
 
+/* A stream's helper finished a step: the loop wakes, and its prepare
+ * watcher runs conn_stream_steps(), which picks the step's frames up. */
+static void on_stream_wake(struct ev_loop *loop, ev_async *w, int revents)
+{
+    (void)loop;
+    (void)w;
+    (void)revents;
+}
+
+/* Runs on a stream's helper thread. */
+static void wake_streams(void *ctx)
+{
+    conn_hub *h = ctx;
+    ev_async_send(h->loop, &h->stream_wake);
+}
+
+/* The request is a DIGEST or BACKUP: its stream starts (the caller moves
+ * the connection to STREAMING). Returns TKV_DISPATCH_WAIT, or -1 if out of
+ * memory. */
+static int start_stream(conn *c)
+{
+    conn_hub *h = c->hub;
+    const tkv_stream_req *r = &c->sess.stream;
+    size_t chunk = h->o->max_frame > STREAM_CHUNK + 64 ? STREAM_CHUNK : h->o->max_frame - 64;
+    if (!h->stream_wake_on) {
+        ev_async_init(&h->stream_wake, on_stream_wake);
+        ev_async_start(h->loop, &h->stream_wake);
+        h->stream_wake_on = true;
+    }
+    c->stream = tkv_stream_new(h->disp->eng, r->cmd, r->has_at, r->at, chunk, wake_streams, h);
+    if (!c->stream)
+        return -1;
+    list_add(&h->streams, c, STRM);
+    return TKV_DISPATCH_WAIT;
+}
+
 /* Runs a request through the dispatcher, or queues the load it waits for.
  * Returns the dispatcher's result, or TKV_DISPATCH_WAIT with c->job set. */
 static int dispatch(conn *c, const uint8_t *f, size_t n, bool *dirty)
 {
     conn_hub *h = c->hub;
+    int rc;
+    tkv_eng_load *l = NULL;
     if (!h->readers || c->stale >= MAX_STALE)
-        return tkv_dispatch_session(h->disp, &c->sess, f, n, &c->out, dirty);
-    tkv_eng_load *l;
-    int rc = tkv_dispatch_try(h->disp, &c->sess, f, n, &c->out, dirty, c->waits, &l);
+        rc = tkv_dispatch_session(h->disp, &c->sess, f, n, &c->out, dirty);
+    else
+        rc = tkv_dispatch_try(h->disp, &c->sess, f, n, &c->out, dirty, c->waits, &l);
+    if (rc == TKV_DISPATCH_STREAM)
+        return start_stream(c);
     if (rc != TKV_DISPATCH_WAIT)
         return rc;
     if ((c->job = tkv_readers_submit(h->readers, l, c)) != NULL) {
@@ -306,15 +366,19 @@ static int dispatch(conn *c, const uint8_t *f, size_t n, bool *dirty)
 }
 
 /* Runs one request frame and queues its reply. Returns -1 if c was closed,
- * 1 if the request waits for a load (c->job), 0 when it was served. */
+ * 1 if the request waits for a load (c->job) or streams (c->stream), 0
+ * when it was served. */
 static int serve_frame(conn *c, const uint8_t *f, size_t n)
 {
     conn_hub *h = c->hub;
     size_t off = c->out.len;
     bool dirty, was_authed = c->sess.authed;
     int rc = dispatch(c, f, n, &dirty);
-    if (rc == TKV_DISPATCH_WAIT)
+    if (rc == TKV_DISPATCH_WAIT) {
+        if (c->stream)
+            list_add(&h->pend, c, PEND); /* replies before it still go */
         return 1;
+    }
     c->waits = c->stale = 0;
     if (rc < 0 ||
         (dirty && add_dep(c, off, c->out.len - off, tkv_engine_epoch(h->disp->eng)) < 0)) {
@@ -334,7 +398,8 @@ typedef enum serve_end {
     SERVED_CAP,     /* the budget ran out with frames left */
     SERVED_FULL,    /* unread replies passed the high water */
     SERVED_REFUSED, /* an oversize frame: now REFUSED */
-    SERVED_WAITING, /* a request waits for a load: the caller moves to WAITING */
+    SERVED_WAITING, /* a request waits for a load or streams: the caller moves
+                       to wait_state() */
     SERVED_CLOSED,  /* c was closed and freed */
 } serve_end;
 
@@ -396,6 +461,9 @@ static serve_end serve(conn *c, uint32_t budget, bool drain)
     return SERVED_CAP;
 }
 
+/* Where a connection whose request could not be answered at once waits. */
+static conn_state wait_state(const conn *c) { return c->stream ? CONN_STREAMING : CONN_WAITING; }
+
 /* Serves a fair share of a READING or BACKLOGGED connection's requests. */
 static void serve_share(conn *c)
 {
@@ -411,7 +479,7 @@ static void serve_share(conn *c)
     case SERVED_FULL: conn_set_state(c, CONN_THROTTLED); break;
     case SERVED_WAITING:
         c->after_wait = CONN_READING;
-        conn_set_state(c, CONN_WAITING);
+        conn_set_state(c, wait_state(c));
         break;
     case SERVED_REFUSED:
     case SERVED_CLOSED: break;
@@ -428,7 +496,7 @@ static int serve_all_then(conn *c, conn_state then)
         return -1;
     if (e == SERVED_WAITING) {
         c->after_wait = then;
-        conn_set_state(c, CONN_WAITING);
+        conn_set_state(c, wait_state(c));
     } else if (e != SERVED_REFUSED) {
         conn_set_state(c, then);
     }
@@ -450,6 +518,19 @@ void conn_serve_backlog(conn_hub *h)
     }
 }
 
+/* A WAITING or STREAMING connection's request is answered: it goes where
+ * it was going. May close c. */
+static void resume(conn *c)
+{
+    conn_state then = c->hub->stopping ? CONN_STOPPING : c->after_wait;
+    if (then == CONN_READING) {
+        conn_set_state(c, CONN_READING);
+        serve_share(c);
+    } else {
+        serve_all_then(c, then);
+    }
+}
+
 void conn_load_done(void *ctx, tkv_eng_load *l, void *cookie)
 {
     conn_hub *h = ctx;
@@ -463,13 +544,46 @@ void conn_load_done(void *ctx, tkv_eng_load *l, void *cookie)
     int rc = serve_frame(c, c->wait_frame, c->wait_len);
     if (rc != 0)
         return; /* closed, or waiting for another load */
-    conn_state then = h->stopping ? CONN_STOPPING : c->after_wait;
-    if (then == CONN_READING) {
-        conn_set_state(c, CONN_READING);
-        serve_share(c);
-    } else {
-        serve_all_then(c, then);
+    resume(c);
+}
+
+/* ---- streams ---------------------------------------------------------- */
+
+static void end_stream(conn *c)
+{
+    tkv_stream_free(c->stream);
+    c->stream = NULL;
+    list_del(&c->hub->streams, c, STRM);
+}
+
+bool conn_stream_steps(conn_hub *h)
+{
+    bool more = false;
+    for (conn *c = h->streams.head, *next; c; c = next) {
+        next = c->strm.next;
+        if (unsent(c) > h->o->output_high_water || !tkv_stream_ready(c->stream))
+            continue; /* flush_out or a commit wakes the loop again */
+        int rc = tkv_stream_step(c->stream, &c->out);
+        /* The server works for it: not idle (--timeout), however long a
+         * DIGEST runs before its one reply. A reader that stops reading
+         * stops the steps, and then does count as idle. */
+        c->last_active = ev_now(h->loop);
+        if (rc < 0) {
+            tkv_error("out of memory streaming to client %llu", (unsigned long long)c->id);
+            conn_close(c, NULL);
+            continue;
+        }
+        list_add(&h->pend, c, PEND);
+        if (rc == 0) {
+            /* With a helper the step is under way and will wake the loop;
+             * without one the loop must not sleep. */
+            more |= unsent(c) <= h->o->output_high_water && tkv_stream_ready(c->stream);
+            continue;
+        }
+        end_stream(c);
+        resume(c);
     }
+    return more;
 }
 
 /* ---- reading ---------------------------------------------------------- */
@@ -677,6 +791,19 @@ void conn_close_idle(conn_hub *h, double now)
     }
 }
 
+/* The server stops: a stream under way ends with an error frame (a backup
+ * the client could not finish is no backup) and its replies go out. */
+static void stop_stream(conn *c)
+{
+    if (tkv_stream_abort(c->stream, &c->out, "the server is shutting down") < 0) {
+        conn_close(c, "out of memory");
+        return;
+    }
+    end_stream(c);
+    list_add(&c->hub->pend, c, PEND);
+    conn_set_state(c, CONN_STOPPING);
+}
+
 void conn_stop_all(conn_hub *h)
 {
     h->stopping = true;
@@ -686,6 +813,8 @@ void conn_stop_all(conn_hub *h)
             serve_all_then(c, CONN_STOPPING);
         else if (c->state == CONN_WAITING)
             c->after_wait = CONN_STOPPING;
+        else if (c->state == CONN_STREAMING)
+            stop_stream(c);
         else if (c->state == CONN_LINGERING)
             conn_set_state(c, CONN_STOPPING);
     }
@@ -694,7 +823,7 @@ void conn_stop_all(conn_hub *h)
 bool conn_any_unsent(const conn_hub *h)
 {
     for (const conn *c = h->all.head; c; c = c->all.next)
-        if (unsent(c) > 0 || c->state == CONN_WAITING)
+        if (unsent(c) > 0 || c->state == CONN_WAITING || c->state == CONN_STREAMING)
             return true;
     return false;
 }
@@ -703,4 +832,8 @@ void conn_close_all(conn_hub *h)
 {
     while (h->all.head)
         conn_close(h->all.head, NULL);
+    if (h->stream_wake_on) {
+        ev_async_stop(h->loop, &h->stream_wake);
+        h->stream_wake_on = false;
+    }
 }

@@ -58,6 +58,11 @@ typedef struct conn_hub {
     /* Work queue: holds replies that wait for a batch to be written; each
      * commit releases or withdraws them (conn_release, conn_withdraw). */
     conn_list wait;
+    /* Work queue: connections streaming a DIGEST or BACKUP (stream.h),
+     * stepped by conn_stream_steps() once per iteration. */
+    conn_list streams;
+    ev_async stream_wake; /* a stream's helper finished a step */
+    bool stream_wake_on;  /* stream_wake is started (with the first stream) */
 } conn_hub;
 
 /* Opens a connection on an accepted, non-blocking socket and starts
@@ -93,8 +98,13 @@ void conn_stop_all(conn_hub *h);
  * connections. */
 void conn_load_done(void *ctx, tkv_eng_load *l, void *cookie);
 
-/* True while any connection has replies not yet written, or waits for a
- * load. */
+/* Runs one step of every stream whose connection has room for output;
+ * returns true if some stream could go on at once (the loop must not
+ * sleep). May close connections. */
+bool conn_stream_steps(conn_hub *h);
+
+/* True while any connection has replies not yet written, waits for a
+ * load or streams. */
 bool conn_any_unsent(const conn_hub *h);
 
 /* Closes every connection, written or not. */

@@ -205,13 +205,22 @@ tkv_eng_rc tkv_engine_put(tkv_engine *e, const uint8_t *key, size_t klen, const 
                           size_t vlen, uint64_t ts, bool has_ts, uint64_t ttl_us, uint64_t *out_ts,
                           bool *dirty)
 {
-    *dirty = false;
-    uint8_t hdr[9] = {BLOB_PLAIN};
-    uint32_t hlen = 1;
     uint64_t expires = 0;
     if (ttl_us) {
         uint64_t now = eng_now(e);
         expires = ttl_us > UINT64_MAX - now ? UINT64_MAX : now + ttl_us;
+    }
+    return tkv_engine_put_until(e, key, klen, val, vlen, ts, has_ts, expires, out_ts, dirty);
+}
+
+tkv_eng_rc tkv_engine_put_until(tkv_engine *e, const uint8_t *key, size_t klen, const uint8_t *val,
+                                size_t vlen, uint64_t ts, bool has_ts, uint64_t expires,
+                                uint64_t *out_ts, bool *dirty)
+{
+    *dirty = false;
+    uint8_t hdr[9] = {BLOB_PLAIN};
+    uint32_t hlen = 1;
+    if (expires) {
         hdr[0] = BLOB_EXPIRES;
         tkv_store_be64(hdr + 1, expires);
         hlen = 9;

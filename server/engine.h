@@ -218,6 +218,12 @@ tkv_eng_rc tkv_engine_put(tkv_engine *e, const uint8_t *key, size_t klen, const 
                           size_t vlen, uint64_t ts, bool has_ts, uint64_t ttl_us, uint64_t *out_ts,
                           bool *dirty);
 
+/* The same with the expiry time itself (0: never), not a ttl: a restore
+ * writes a version back exactly as it was. */
+tkv_eng_rc tkv_engine_put_until(tkv_engine *e, const uint8_t *key, size_t klen, const uint8_t *val,
+                                size_t vlen, uint64_t ts, bool has_ts, uint64_t expires,
+                                uint64_t *out_ts, bool *dirty);
+
 /* Checks that a PUT of key at ts (or at the clock) would be accepted,
  * without staging anything: TKV_E_OK or TKV_E_OUT_OF_RANGE as PUT would
  * give them. */
@@ -244,6 +250,13 @@ tkv_eng_rc tkv_engine_del(tkv_engine *e, const uint8_t *key, size_t klen, uint64
  * A dry run reads at most a bounded number of versions (r->complete). */
 tkv_eng_rc tkv_engine_retain(tkv_engine *e, const uint8_t *key, size_t klen, const tkv_policy *p,
                              bool dry_run, tkv_retain_result *r, bool *dirty);
+
+/* For a restore: gives key its own policy (own non-NULL) and raises its
+ * horizon to `horizon` (0: leaves it), exactly as a backup recorded them,
+ * without evaluating the policy; versions below the new horizon become
+ * invisible, as with RETAIN. */
+tkv_eng_rc tkv_engine_restore_meta(tkv_engine *e, const uint8_t *key, size_t klen,
+                                   const tkv_policy *own, uint64_t horizon, bool *dirty);
 
 /* ---- reads ---- */
 

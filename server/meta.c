@@ -209,6 +209,36 @@ tkv_eng_rc tkv_engine_retain(tkv_engine *e, const uint8_t *key, size_t klen, con
     return TKV_E_OK;
 }
 
+tkv_eng_rc tkv_engine_restore_meta(tkv_engine *e, const uint8_t *key, size_t klen,
+                                   const tkv_policy *own, uint64_t horizon, bool *dirty)
+{
+    *dirty = false;
+    if (eng_writable(e) < 0)
+        return TKV_E_STORAGE;
+    if (eng_reserve_dirty(e) < 0)
+        return TKV_E_NOMEM;
+    tkv_eng_rc st;
+    eng_key k = eng_key_make(e->keybuf, key, klen);
+    tkv_kentry *E = eng_lookup(e, &k, true, &st);
+    if (st != TKV_E_OK)
+        return st;
+    bool was_swept = eng_meta_swept(E->meta);
+    tkv_kmeta *m = eng_meta_get(e, E);
+    if (!m)
+        return TKV_E_NOMEM;
+    if (own) {
+        m->has_policy = true;
+        m->policy = *own;
+    }
+    if (horizon > m->horizon) {
+        m->horizon = horizon;
+        m->below = true; /* for the sweep, as RETAIN does */
+    }
+    eng_meta_save(e, &k, E, was_swept);
+    *dirty = true;
+    return TKV_E_OK;
+}
+
 tkv_eng_rc tkv_engine_policy(tkv_engine *e, const uint8_t *key, size_t klen,
                              tkv_eng_policy_info *out)
 {

@@ -195,9 +195,10 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     tkv_srv *s = w->data;
     commit(s);
+    bool streams = conn_stream_steps(&s->hub);
     conn_flush_pending(&s->hub);
     tkv_engine_maintain(s->eng);
-    if (s->hub.back.n > 0)
+    if (s->hub.back.n > 0 || streams)
         ev_idle_start(loop, &s->idl);
     else
         ev_idle_stop(loop, &s->idl);

@@ -10,10 +10,12 @@
 #include <unistd.h>
 
 #include "units.h"
+#include "backup.h"
 #include "engine.h"
 #include "log.h"
 #include "store.h"
 #include "proto.h"
+#include "restore.h"
 #include "server.h"
 
 /* The data directory as an absolute path, so the log and every message say
@@ -85,6 +87,9 @@ static void usage(FILE *f, const tkv_server_opts *d)
             "                       keep no version older than DURATION (default all);\n"
             "                       the version current at the horizon always stays\n"
             "  --repair             run LevelDB's repair on --data-dir, then exit\n"
+            "  --restore FILE       load a backup (tkvctl backup) into --data-dir, which\n"
+            "                       must be empty or new, then exit; a damaged or\n"
+            "                       truncated FILE is refused before anything is written\n"
             "\n"
             "Other:\n"
             "  --log-level LEVEL    debug, info, warn or error (default info)\n"
@@ -129,6 +134,7 @@ enum {
     OPT_COMPRESSION,
     OPT_LOG_FILE,
     OPT_READERS,
+    OPT_RESTORE,
 };
 
 static const struct option long_opts[] = {
@@ -154,6 +160,7 @@ static const struct option long_opts[] = {
     {"retain-versions", required_argument, NULL, OPT_RETAIN_VERSIONS},
     {"retain-age", required_argument, NULL, OPT_RETAIN_AGE},
     {"repair", no_argument, NULL, OPT_REPAIR},
+    {"restore", required_argument, NULL, OPT_RESTORE},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"log-file", required_argument, NULL, OPT_LOG_FILE},
     {"readers", required_argument, NULL, OPT_READERS},
@@ -169,7 +176,14 @@ static int bad(const char *flag, const char *value, const char *expect)
 }
 
 /* Applies one option. Returns -1 to go on, or an exit status. */
-static int apply(int opt, const char *arg, tkv_server_opts *o, bool *repair, const char **log_file)
+/* What tkvd does instead of serving, if anything. */
+typedef struct offline_job {
+    bool repair;
+    const char *restore; /* a backup file */
+} offline_job;
+
+static int apply(int opt, const char *arg, tkv_server_opts *o, offline_job *job,
+                 const char **log_file)
 {
     uint64_t v;
     tkv_log_level lvl;
@@ -270,7 +284,8 @@ static int apply(int opt, const char *arg, tkv_server_opts *o, bool *repair, con
             return bad("retain-age", arg, "a duration such as 7d or 12h");
         o->engine.retain.age_us = v;
         break;
-    case OPT_REPAIR: *repair = true; break;
+    case OPT_REPAIR: job->repair = true; break;
+    case OPT_RESTORE: job->restore = arg; break;
     case OPT_LOG_FILE: *log_file = arg; break;
     case OPT_LOG_LEVEL:
         if (tkv_log_parse_level(arg, &lvl) < 0)
@@ -303,15 +318,32 @@ static int check(const tkv_server_opts *o)
     return -1;
 }
 
+static int restore(const tkv_server_opts *o, const char *file)
+{
+    char err[1024];
+    tkv_restore_info r;
+    if (tkv_restore_offline(&o->engine, file, o->max_key, o->max_value, &r, err, sizeof err) < 0) {
+        tkv_error("restore: %s", err);
+        return 1;
+    }
+    char hex[2 * TKV_SHA256_LEN + 1];
+    tkv_bk_hex(r.digest, hex);
+    tkv_info("restored %llu keys and %llu versions from %s into %s", (unsigned long long)r.keys,
+             (unsigned long long)r.versions, file, o->engine.dir);
+    tkv_info("backup taken at %llu; its digest (tkvctl digest --at %lluus): %s",
+             (unsigned long long)r.at, (unsigned long long)r.at, hex);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     tkv_server_opts o;
     tkv_server_defaults(&o);
-    bool repair = false;
+    offline_job job = {0};
     const char *log_file = NULL;
     int opt;
     while ((opt = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
-        int rc = apply(opt, optarg, &o, &repair, &log_file);
+        int rc = apply(opt, optarg, &o, &job, &log_file);
         if (rc >= 0)
             return rc;
     }
@@ -331,7 +363,13 @@ int main(int argc, char **argv)
     if (!tkv_store_is_persistent())
         tkv_warn("THIS tkvd USES THE MEMORY STORE (-Dstore=memory), FOR TESTS ONLY: NO DATA "
                  "OUTLIVES IT");
-    if (repair) {
+    if (job.restore && job.repair) {
+        fprintf(stderr, "tkvd: --restore and --repair do not go together\n");
+        return 2;
+    }
+    if (job.restore)
+        return restore(&o, job.restore);
+    if (job.repair) {
         char err[512];
         if (tkv_engine_repair(o.engine.dir, err, sizeof err) < 0) {
             tkv_error("%s", err);

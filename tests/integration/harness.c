@@ -156,6 +156,27 @@ void tkvd_start_env(tkvd *d, const char *const *extra, const char *const *env)
     wait_ready(d);
 }
 
+void tkvd_start_restored(tkvd *d, const char *const *extra, const char *backup)
+{
+    memset(d, 0, sizeof *d);
+    int n = 0;
+    for (; extra && extra[n] && n < 31; n++)
+        d->args[n] = extra[n];
+    d->args[n] = NULL;
+    d->dir = tmpdir_make("it");
+    snprintf(d->portfile, sizeof d->portfile, "%s/port", d->dir);
+    snprintf(d->logfile, sizeof d->logfile, "%s/tkvd.log", d->dir);
+    /* Before the server's own files: a restore wants an empty directory. */
+    const char *argv[] = {tkvd_path(), "--restore", backup, "--data-dir", d->dir, NULL};
+    char *out, *err;
+    int rc = run_capture(argv, NULL, &out, &err);
+    cr_assert_eq(rc, 0, "tkvd --restore %s: exit %d: %s", backup, rc, err);
+    free(out);
+    free(err);
+    spawn(d, "0");
+    wait_ready(d);
+}
+
 void tkvd_restart(tkvd *d)
 {
     cr_assert_eq(d->pid, 0, "restart while running");

@@ -30,6 +30,10 @@ void tkvd_start(tkvd *d, const char *const *extra);
  * server process; "{dir}" in a value stands for the data directory. */
 void tkvd_start_env(tkvd *d, const char *const *extra, const char *const *env);
 
+/* Like tkvd_start, on a new data directory first filled by
+ * `tkvd --restore backup` (asserted to succeed). */
+void tkvd_start_restored(tkvd *d, const char *const *extra, const char *backup);
+
 /* Starts again on the same directory and port; the previous process must
  * be gone. */
 void tkvd_restart(tkvd *d);

@@ -6,12 +6,14 @@
  */
 #include <criterion/criterion.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "byteorder.h"
 #include "clock.h"
 #include "grow.h"
+#include "sha256.h"
 
 Test(byteorder, most_significant_byte_first)
 {
@@ -69,4 +71,53 @@ Test(clock, units)
     cr_assert_geq(ns / 1000, us);
     cr_assert_leq(tkv_clock_mono_us(), ns / 1000 + 1000000);
     cr_assert_geq(tkv_clock_mono_us(), us);
+}
+
+static void hex(const uint8_t *d, char out[65])
+{
+    for (int i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+/* The digest of msg, hashed whole and in two parts split at every byte:
+ * the partial-block path must agree with the one-call path. */
+static void check_sha(const char *msg, size_t n, const char *want)
+{
+    for (size_t cut = 0; cut <= n; cut++) {
+        tkv_sha256 s;
+        uint8_t d[TKV_SHA256_LEN];
+        char got[65];
+        tkv_sha256_init(&s);
+        tkv_sha256_update(&s, msg, cut);
+        tkv_sha256_update(&s, msg + cut, n - cut);
+        tkv_sha256_final(&s, d);
+        hex(d, got);
+        cr_assert_str_eq(got, want, "split at %zu", cut);
+    }
+}
+
+Test(sha256, fips_180_4_vectors)
+{
+    check_sha("", 0, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    check_sha("abc", 3, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    const char *two = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+    check_sha(two, strlen(two), "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+}
+
+Test(sha256, a_million_a)
+{
+    char *m = malloc(1000000);
+    cr_assert_not_null(m);
+    memset(m, 'a', 1000000);
+    tkv_sha256 s;
+    uint8_t d[TKV_SHA256_LEN];
+    char got[65];
+    tkv_sha256_init(&s);
+    /* Odd-sized pieces cross block boundaries at every offset. */
+    for (size_t at = 0; at < 1000000; at += 997)
+        tkv_sha256_update(&s, m + at, 1000000 - at < 997 ? 1000000 - at : 997);
+    tkv_sha256_final(&s, d);
+    hex(d, got);
+    cr_assert_str_eq(got, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+    free(m);
 }

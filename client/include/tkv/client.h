@@ -186,6 +186,20 @@ typedef struct tkv_stat {
 #define TKV_OP_SCAN 10
 #define TKV_OP_RETAIN 11
 #define TKV_OP_POLICY 12
+#define TKV_OP_DIGEST 13 /* BACKUP has no TKV_OP_: its reply is a stream (tkv_backup) */
+
+/* The length of a digest: SHA-256. */
+#define TKV_DIGEST_LEN 32
+
+/* What DIGEST reports, and what tkv_backup() verified a backup to hold. */
+typedef struct tkv_digest_info {
+    uint8_t digest[TKV_DIGEST_LEN]; /* SHA-256 of the visible state as of `at`
+                                       (PROTOCOL.md, DIGEST) */
+    uint64_t at;                    /* the clock expiry was judged by */
+    uint64_t keys;                  /* keys hashed (or in the backup) */
+    uint64_t versions;              /* versions hashed (or in the backup) */
+    uint64_t bytes;                 /* tkv_backup(): the backup's size; DIGEST: 0 */
+} tkv_digest_info;
 
 typedef struct tkv_reply {
     int op;                      /* which request this answers (TKV_OP_*) */
@@ -211,6 +225,8 @@ typedef struct tkv_reply {
     size_t n_stats;
     const uint8_t *text; /* PING: the echoed message or "PONG" */
     size_t text_len;
+    tkv_digest_info digest; /* DIGEST */
+    uint64_t skipped;       /* RESTORE (tkv_restore): versions kept; count: written */
 } tkv_reply;
 
 /* ---- connections -------------------------------------------------------- */
@@ -337,6 +353,73 @@ TKV_API int tkv_scan(tkv_ctx *ctx, const void *prefix, size_t plen, tkv_bytes cu
 /* Server statistics: *stats points to *n fields owned by the context. */
 TKV_API int tkv_stats(tkv_ctx *ctx, const tkv_stat **stats, size_t *n);
 
+/* ---- the whole store ------------------------------------------------------ */
+
+/* A hash of the server's whole visible state - every key with its
+ * versions (timestamps, values, tombstones, expiry times), its own
+ * retention policy and its horizon - as of the server's clock (has_at 0)
+ * or of `at`: versions expired by then do not count. Two servers holding
+ * the same data give the same digest, whatever their sweeps have removed
+ * already or their caches hold (PROTOCOL.md says exactly what is hashed).
+ * The server walks its store in the background; the call waits for it
+ * (mind the context's timeout on a large store). TKV_OK with *out filled
+ * (bytes 0), or TKV_ERR. */
+TKV_API int tkv_digest(tkv_ctx *ctx, uint64_t at, int has_at, tkv_digest_info *out);
+
+/* Receives each piece of a backup in order; the pieces concatenated are
+ * the backup file. Return 0 to go on, anything else to stop (tkv_backup()
+ * then fails with TKV_EK_IO and the connection is closed: the rest of the
+ * stream cannot be skipped). */
+typedef int (*tkv_backup_fn)(void *arg, const uint8_t *chunk, size_t len);
+
+/* Takes a consistent backup of the whole store - every write acknowledged
+ * before the call is in it, and it is the state of one moment even while
+ * other clients write - and hands it to fn as it streams in (format:
+ * PROTOCOL.md, "The backup format"). The library checks the stream as it
+ * goes (lengths, counts, digest, checksum); *out (may be NULL) gets the
+ * trailer's digest, counts and `at`, and the bytes received: a server
+ * restored from the backup answers tkv_digest(at) with that digest.
+ * TKV_OK; or TKV_ERR: a server error (the stream ended early; the
+ * connection stays usable), a stream that fails the checks
+ * (TKV_EK_PROTOCOL), fn's refusal (TKV_EK_IO) or a broken connection.
+ * Whatever fn received before an error is not a backup. */
+TKV_API int tkv_backup(tkv_ctx *ctx, tkv_backup_fn fn, void *arg, tkv_digest_info *out);
+
+/* What tkv_restore() did. */
+typedef struct tkv_restore_info {
+    tkv_digest_info backup; /* what the backup holds (its trailer) */
+    uint64_t written;       /* versions written to the server */
+    uint64_t skipped;       /* versions the server kept instead (merge) */
+    uint64_t requests;      /* RESTORE requests it took */
+} tkv_restore_info;
+
+/* tkv_restore() flags. */
+#define TKV_RESTORE_MERGE \
+    1 /* keys the server has keep their own policy,
+                               horizon and versions; only the backup's other
+                               versions (at or after the key's horizon) are
+                               added. Without it, a key the server has stops
+                               the restore. */
+
+/* Restores a backup (the len bytes at backup, as tkv_backup() produced
+ * them) into the running server. The whole backup is checked first
+ * (format, counts, digest, checksum): a damaged or truncated one is
+ * refused with TKV_EK_USAGE and nothing is sent. Then it goes in RESTORE
+ * requests of at most a thousand versions and 1 MiB each (more only for a
+ * single larger version, which then goes alone with its key; a server
+ * whose --max-frame is below that refuses it with TKV_SC_TOO_LARGE), each
+ * applied by the server all or nothing. Without TKV_RESTORE_MERGE a key the server
+ * already has is refused (TKV_EK_SERVER, TKV_SC_BAD_REQUEST, naming the
+ * key); check that the server is empty first if the restore must be whole
+ * or nothing. A failure after the first request leaves the keys before it
+ * restored: run again with TKV_RESTORE_MERGE to complete it (a merge
+ * never writes a version twice). Into an empty server, a restore leaves
+ * it answering tkv_digest(out->backup.at) with out->backup.digest.
+ * TKV_OK with *out (may be NULL) filled, or TKV_ERR; out->written and
+ * out->skipped count what was done even then. */
+TKV_API int tkv_restore(tkv_ctx *ctx, const void *backup, size_t len, int flags,
+                        tkv_restore_info *out);
+
 /* ---- pipelining ---------------------------------------------------------- */
 /* tkv_append_* queue requests without waiting; tkv_read_reply() returns the
  * replies one by one in the order the requests were queued (sending any
@@ -366,6 +449,7 @@ TKV_API int tkv_append_policy(tkv_ctx *ctx, const void *key, size_t klen);
 TKV_API int tkv_append_scan(tkv_ctx *ctx, const void *prefix, size_t plen, tkv_bytes cursor,
                             uint32_t count);
 TKV_API int tkv_append_mget(tkv_ctx *ctx, uint64_t ts, const tkv_bytes *keys, size_t n);
+TKV_API int tkv_append_digest(tkv_ctx *ctx, uint64_t at, int has_at);
 
 /* Sends every queued request without waiting for replies. TKV_OK or
  * TKV_ERR. */

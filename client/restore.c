@@ -1,0 +1,139 @@
+/*
+ * restore.c - tkv_restore(): a backup into a running server.
+ *
+ * Two walks over the backup, which the caller holds in memory (tkvctl maps
+ * the file): the first only checks it whole, so a damaged or truncated
+ * backup sends nothing; the second cuts its records into RESTORE requests
+ * of at most REQ_VERSIONS versions and REQ_BYTES bytes. A key whose
+ * versions do not fit one request goes on in the next, which repeats the
+ * key record and says it continues (the server then does not take the key
+ * it created itself for someone else's).
+ */
+#include <string.h>
+
+#include "backup.h"
+#include "client_int.h"
+
+#define REQ_VERSIONS 1000
+#define REQ_BYTES (1024 * 1024)
+
+typedef struct batcher {
+    tkv_ctx *c;
+    int flags;
+    tkv_buf req;         /* the records of the request being built */
+    uint32_t versions;   /* in req */
+    bool cont;           /* req's first key continues the last request's */
+    const uint8_t *krec; /* the current key's record, to repeat */
+    size_t krec_len;
+    tkv_restore_info *info;
+} batcher;
+
+static int check_whole(tkv_ctx *c, const uint8_t *p, size_t n, tkv_restore_info *info)
+{
+    tkv_bk_reader bk;
+    tkv_bk_reader_init(&bk, UINT32_MAX - TKV_BK_VERSION_FIXED);
+    size_t at = 0, used;
+    tkv_bk_rec r;
+    tkv_bk_rc rc;
+    do {
+        rc = tkv_bk_read(&bk, p + at, n - at, &r, &used);
+        at += used;
+    } while (rc == TKV_BK_REC);
+    if (rc == TKV_BK_DONE && at < n)
+        rc = tkv_bk_read(&bk, p + at, n - at, &r, &used); /* data after the trailer */
+    if (rc == TKV_BK_ERR)
+        return cl_set_err(c, TKV_EK_USAGE, "not a valid backup: %s", bk.err);
+    if (rc != TKV_BK_DONE)
+        return cl_set_err(c, TKV_EK_USAGE, "not a valid backup: it ends early (truncated)");
+    info->backup =
+        (tkv_digest_info){.at = bk.at, .keys = bk.keys, .versions = bk.versions, .bytes = n};
+    memcpy(info->backup.digest, bk.digest_out, TKV_DIGEST_LEN);
+    return TKV_OK;
+}
+
+/* Sends the request built so far and reads its answer. */
+static int send_req(batcher *b)
+{
+    if (b->req.len == 0)
+        return TKV_OK;
+    tkv_req q = {.cmd = TKV_CMD_RESTORE,
+                 .records = cl_span(b->req.data, b->req.len),
+                 .merge = (b->flags & TKV_RESTORE_MERGE) != 0,
+                 .cont = b->cont};
+    tkv_reply r;
+    if (cl_append_req(b->c, &q) < 0 || tkv_read_reply(b->c, &r) != TKV_OK)
+        return TKV_ERR;
+    b->info->written += r.count;
+    b->info->skipped += r.skipped;
+    b->info->requests++;
+    tkv_buf_reset(&b->req);
+    b->versions = 0;
+    return TKV_OK;
+}
+
+static int add(batcher *b, const uint8_t *p, size_t n)
+{
+    if (tkv_buf_append(&b->req, p, n) < 0)
+        return cl_set_err(b->c, TKV_EK_NOMEM, "out of memory");
+    return TKV_OK;
+}
+
+/* Adds one record (its bytes at p), sending the request first if it is
+ * full. */
+static int add_record(batcher *b, const tkv_bk_rec *r, const uint8_t *p, size_t n)
+{
+    if (r->type == TKV_BK_KEY) {
+        b->krec = p;
+        b->krec_len = n;
+        if (b->req.len + n > REQ_BYTES && send_req(b) < 0)
+            return TKV_ERR;
+        if (b->req.len == 0)
+            b->cont = false;
+        return add(b, p, n);
+    }
+    if (b->versions == REQ_VERSIONS || (b->req.len + n > REQ_BYTES && b->versions > 0)) {
+        /* This key goes on in the next request. */
+        if (send_req(b) < 0)
+            return TKV_ERR;
+        b->cont = true;
+        if (add(b, b->krec, b->krec_len) < 0)
+            return TKV_ERR;
+    }
+    b->versions++;
+    return add(b, p, n);
+}
+
+int tkv_restore(tkv_ctx *c, const void *backup, size_t len, int flags, tkv_restore_info *out)
+{
+    tkv_restore_info info = {0};
+    if (out)
+        *out = info;
+    if (cl_begin(c) < 0)
+        return TKV_ERR;
+    if (c->ops_n > 0)
+        return cl_set_err(c, TKV_EK_USAGE, "read the %zu pending pipelined replies first",
+                          c->ops_n);
+    const uint8_t *p = backup;
+    if (check_whole(c, p, len, &info) < 0)
+        return TKV_ERR;
+    batcher b = {.c = c, .flags = flags, .info = &info};
+    tkv_bk_reader bk;
+    tkv_bk_reader_init(&bk, UINT32_MAX - TKV_BK_VERSION_FIXED);
+    size_t at = 0, used;
+    tkv_bk_rec r;
+    int rc = TKV_OK;
+    while (rc == TKV_OK && tkv_bk_read(&bk, p + at, len - at, &r, &used) == TKV_BK_REC) {
+        if (at == 0) { /* the header came with the first record */
+            at = TKV_BK_HEADER_LEN;
+            used -= TKV_BK_HEADER_LEN;
+        }
+        rc = add_record(&b, &r, p + at, used);
+        at += used;
+    }
+    if (rc == TKV_OK)
+        rc = send_req(&b);
+    tkv_buf_deinit(&b.req);
+    if (out)
+        *out = info;
+    return rc;
+}

@@ -10,7 +10,9 @@
  */
 #include "keyindex.h"
 
+#include <assert.h>
 #include <malloc.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -96,27 +98,48 @@ static int same_key(const tkv_kentry *e, const uint8_t *key, size_t klen)
     return e->klen == klen && memcmp(tkv_kentry_key(e), key, klen) == 0;
 }
 
+/* The table's slots: an entry with the top bits of its hash as a tag. The
+ * index uses the low bits, so the tag adds what the position does not say. */
+#define TAG_MASK (((uintptr_t)1 << TKV_HTAG_BITS) - 1)
+static_assert(_Alignof(max_align_t) >= ((size_t)1 << TKV_HTAG_BITS),
+              "malloc'd entries leave the tag bits zero");
+
+static tkv_hslot slot_of(uint64_t h, const tkv_kentry *e)
+{
+    return (uintptr_t)e | (uintptr_t)(h >> (64 - TKV_HTAG_BITS));
+}
+
+static tkv_kentry *slot_entry(tkv_hslot s) { return (tkv_kentry *)(s & ~TAG_MASK); }
+
+static uint64_t entry_hash(const tkv_keyindex *ix, const tkv_kentry *e)
+{
+    return tkv_siphash(ix->sip, tkv_kentry_key(e), e->klen);
+}
+
 tkv_kentry *tkv_keyindex_find(const tkv_keyindex *ix, const uint8_t *key, size_t klen)
 {
     uint64_t h = tkv_siphash(ix->sip, key, klen);
+    uintptr_t tag = (uintptr_t)(h >> (64 - TKV_HTAG_BITS));
     for (size_t i = h & ix->mask;; i = (i + 1) & ix->mask) {
-        const tkv_hslot *s = &ix->tab[i];
-        if (!s->e)
+        tkv_hslot s = ix->tab[i];
+        if (!s)
             return NULL;
-        if (s->hash == h && same_key(s->e, key, klen))
-            return s->e;
+        if ((s & TAG_MASK) == tag && same_key(slot_entry(s), key, klen))
+            return slot_entry(s);
     }
 }
 
 static void table_put(tkv_hslot *tab, size_t mask, uint64_t h, tkv_kentry *e)
 {
     size_t i = h & mask;
-    while (tab[i].e)
+    while (tab[i])
         i = (i + 1) & mask;
-    tab[i].hash = h;
-    tab[i].e = e;
+    tab[i] = slot_of(h, e);
 }
 
+/* Doubles the table. Every key's hash is computed again (the slots keep
+ * only 4 bits of it): a cost paid once per doubling, against 8 bytes per
+ * slot saved all the time. */
 static int table_grow(tkv_keyindex *ix)
 {
     size_t ncap = (ix->mask + 1) * 2;
@@ -124,8 +147,10 @@ static int table_grow(tkv_keyindex *ix)
     if (!nt)
         return -1;
     for (size_t i = 0; i <= ix->mask; i++)
-        if (ix->tab[i].e)
-            table_put(nt, ncap - 1, ix->tab[i].hash, ix->tab[i].e);
+        if (ix->tab[i]) {
+            tkv_kentry *e = slot_entry(ix->tab[i]);
+            table_put(nt, ncap - 1, entry_hash(ix, e), e);
+        }
     ix->bytes -= malloc_usable_size(ix->tab);
     free(ix->tab);
     ix->tab = nt;
@@ -134,21 +159,21 @@ static int table_grow(tkv_keyindex *ix)
     return 0;
 }
 
-/* Backward-shift deletion keeps every probe chain unbroken. The hash is
- * computed again rather than stored in every entry: removals are rare. */
+/* Backward-shift deletion keeps every probe chain unbroken. The hash of each
+ * key it may shift is computed again rather than stored: removals are rare. */
 static void table_del(tkv_keyindex *ix, const tkv_kentry *e)
 {
-    size_t i = tkv_siphash(ix->sip, tkv_kentry_key(e), e->klen) & ix->mask;
-    while (ix->tab[i].e != e)
+    size_t i = entry_hash(ix, e) & ix->mask;
+    while (slot_entry(ix->tab[i]) != e)
         i = (i + 1) & ix->mask;
     for (;;) {
-        ix->tab[i].e = NULL;
+        ix->tab[i] = 0;
         size_t j = i;
         for (;;) {
             j = (j + 1) & ix->mask;
-            if (!ix->tab[j].e)
+            if (!ix->tab[j])
                 return;
-            size_t home = ix->tab[j].hash & ix->mask;
+            size_t home = entry_hash(ix, slot_entry(ix->tab[j])) & ix->mask;
             /* Move j into the hole at i unless its home lies in (i, j]. */
             if (((j - home) & ix->mask) >= ((j - i) & ix->mask))
                 break;

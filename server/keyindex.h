@@ -8,7 +8,9 @@
  * (vpage.h); the index itself knows nothing of versions.
  *
  * The hash is SipHash-1-3 (common/siphash.h) with a per-process random key,
- * so clients cannot choose keys that collide.
+ * so clients cannot choose keys that collide. Neither entries nor the table
+ * keep it whole: a slot is a tagged pointer, and the table computes a key's
+ * hash again when it moves the key (growth, deletion).
  */
 #ifndef TKV_KEYINDEX_H
 #define TKV_KEYINDEX_H
@@ -39,10 +41,13 @@ static inline const uint8_t *tkv_kentry_key(const tkv_kentry *e)
     return (const uint8_t *)&e->next[e->height];
 }
 
-typedef struct tkv_hslot {
-    uint64_t hash;
-    tkv_kentry *e; /* NULL: empty */
-} tkv_hslot;
+/* A hash table slot: an entry's address with TKV_HTAG_BITS bits of its key's
+ * hash in the low bits, which the allocator's alignment leaves zero; 0 when
+ * empty. Eight bytes rather than sixteen for (hash, entry); a probe still
+ * compares the tag before it touches an entry, so it follows a wrong one
+ * one time in 16. */
+typedef uintptr_t tkv_hslot;
+#define TKV_HTAG_BITS 4
 
 typedef struct tkv_keyindex {
     tkv_kentry *head; /* sentinel holding TKV_SKIPLIST_MAXLEVEL pointers */

@@ -62,14 +62,14 @@ int tkv_keyindex_init(tkv_keyindex *ix)
 {
     memset(ix, 0, sizeof *ix);
     seed(ix);
-    ix->head = calloc(1, sizeof(tkv_kentry) + TKV_SKIPLIST_MAXLEVEL * sizeof(tkv_kentry *));
+    ix->head = calloc(1, sizeof(tkv_kentry) + TKV_SKIPLIST_MAXLEVEL * sizeof(uintptr_t));
     ix->tab = calloc(64, sizeof(tkv_hslot));
     if (!ix->head || !ix->tab) {
         free(ix->head);
         free(ix->tab);
         return -1;
     }
-    ix->head->height = TKV_SKIPLIST_MAXLEVEL;
+    ix->head->link[0] = TKV_SKIPLIST_MAXLEVEL - 1; /* its height */
     ix->level = 1;
     ix->mask = 63;
     ix->bytes = malloc_usable_size(ix->head) + malloc_usable_size(ix->tab);
@@ -80,9 +80,9 @@ void tkv_keyindex_deinit(tkv_keyindex *ix)
 {
     if (!ix || !ix->head)
         return;
-    tkv_kentry *e = ix->head->next[0];
+    tkv_kentry *e = tkv_keyindex_first(ix);
     while (e) {
-        tkv_kentry *n = e->next[0];
+        tkv_kentry *n = tkv_keyindex_next(e);
         tkv_vpage_free(e->page);
         free(e->meta);
         free(e);
@@ -183,19 +183,33 @@ static void table_del(tkv_keyindex *ix, const tkv_kentry *e)
     }
 }
 
+/* The skiplist's links: level 0 keeps its entry's height in the tag bits. */
+static_assert(TKV_SKIPLIST_MAXLEVEL <= 16 && _Alignof(max_align_t) >= 16,
+              "the height fits the low bits malloc's alignment leaves zero");
+
+static tkv_kentry *link_at(const tkv_kentry *x, int l)
+{
+    return l ? (tkv_kentry *)x->link[l] : tkv_keyindex_next(x);
+}
+
+static void set_link(tkv_kentry *x, int l, const tkv_kentry *to)
+{
+    x->link[l] = (uintptr_t)to | (l ? 0 : x->link[0] & TKV_KENTRY_LINK_TAG);
+}
+
 /* Fills update[] with the last node before key on each level. */
 static tkv_kentry *find_preds(const tkv_keyindex *ix, const uint8_t *key, size_t klen,
                               tkv_kentry **update)
 {
     tkv_kentry *x = ix->head;
     for (int l = ix->level - 1; l >= 0; l--) {
-        while (x->next[l] &&
-               tkv_key_cmp(tkv_kentry_key(x->next[l]), x->next[l]->klen, key, klen) < 0)
-            x = x->next[l];
+        tkv_kentry *n;
+        while ((n = link_at(x, l)) && tkv_key_cmp(tkv_kentry_key(n), n->klen, key, klen) < 0)
+            x = n;
         if (update)
             update[l] = x;
     }
-    return x->next[0];
+    return link_at(x, 0);
 }
 
 tkv_kentry *tkv_keyindex_insert(tkv_keyindex *ix, const uint8_t *key, size_t klen)
@@ -205,7 +219,7 @@ tkv_kentry *tkv_keyindex_insert(tkv_keyindex *ix, const uint8_t *key, size_t kle
     tkv_kentry *update[TKV_SKIPLIST_MAXLEVEL];
     find_preds(ix, key, klen, update);
     int h = random_level(ix);
-    tkv_kentry *e = malloc(sizeof *e + (size_t)h * sizeof(tkv_kentry *) + klen);
+    tkv_kentry *e = malloc(sizeof *e + (size_t)h * sizeof(uintptr_t) + klen);
     if (!e)
         return NULL;
     uint64_t hash = tkv_siphash(ix->sip, key, klen);
@@ -214,17 +228,17 @@ tkv_kentry *tkv_keyindex_insert(tkv_keyindex *ix, const uint8_t *key, size_t kle
     e->lo = 0;
     e->dirty_epoch = 0;
     e->klen = (uint16_t)klen;
-    e->height = (uint8_t)h;
     e->ref = 1;
-    memcpy((uint8_t *)&e->next[h], key, klen);
+    e->link[0] = (uintptr_t)(h - 1);
+    memcpy((uint8_t *)&e->link[h], key, klen);
     if (h > ix->level) {
         for (int l = ix->level; l < h; l++)
             update[l] = ix->head;
         ix->level = h;
     }
     for (int l = 0; l < h; l++) {
-        e->next[l] = update[l]->next[l];
-        update[l]->next[l] = e;
+        set_link(e, l, link_at(update[l], l));
+        set_link(update[l], l, e);
     }
     table_put(ix->tab, ix->mask, hash, e);
     ix->count++;
@@ -236,10 +250,10 @@ void tkv_keyindex_remove(tkv_keyindex *ix, tkv_kentry *e)
 {
     tkv_kentry *update[TKV_SKIPLIST_MAXLEVEL];
     find_preds(ix, tkv_kentry_key(e), e->klen, update);
-    for (int l = 0; l < e->height; l++)
-        if (update[l]->next[l] == e)
-            update[l]->next[l] = e->next[l];
-    while (ix->level > 1 && !ix->head->next[ix->level - 1])
+    for (int l = 0; l < (int)tkv_kentry_height(e); l++)
+        if (link_at(update[l], l) == e)
+            set_link(update[l], l, link_at(e, l));
+    while (ix->level > 1 && !link_at(ix->head, ix->level - 1))
         ix->level--;
     table_del(ix, e);
     ix->count--;

@@ -20,25 +20,41 @@
 
 #include "vpage.h"
 
-#define TKV_SKIPLIST_MAXLEVEL 32
+/* Levels of the skiplist: at p = 1/4, 16 levels serve 4^15 (10^9) keys
+ * before searches lengthen; the height (1..16) fits the 4 tag bits of an
+ * entry's first link. */
+#define TKV_SKIPLIST_MAXLEVEL 16
 
 struct tkv_kmeta;
 
+/* An entry is 32 bytes, its tower and its key: with a 16-byte key and one
+ * level (3 entries in 4), 56 bytes, which malloc serves from a 64-byte
+ * chunk. The fields that would not fit share one word, and the height rides
+ * in link[0]'s low bits (entries are 16-byte aligned). */
 typedef struct tkv_kentry {
-    tkv_vpage *page;        /* resident versions; NULL when none */
-    struct tkv_kmeta *meta; /* policy, horizon, expiry; NULL when none */
-    uint64_t lo;            /* page holds every version with ts >= lo; 0: all */
-    uint64_t dirty_epoch;   /* commit epoch of the last uncommitted change (64 bits:
-                               a batch or more per millisecond never wraps) */
-    uint16_t klen;
-    uint8_t height;            /* forward pointers in next[] */
-    uint8_t ref;               /* recently used: the eviction hand spares it once */
-    struct tkv_kentry *next[]; /* forward pointers, then klen key bytes */
+    tkv_vpage *page;           /* resident versions; NULL when none */
+    struct tkv_kmeta *meta;    /* policy, horizon, expiry; NULL when none */
+    uint64_t lo;               /* page holds every version with ts >= lo; 0: all */
+    uint64_t dirty_epoch : 47; /* commit epoch of the last uncommitted change (47 bits:
+                                  a batch waits for a LevelDB write, and at 200,000
+                                  batches a second they last 22 years) */
+    uint64_t ref : 1;          /* recently used: the eviction hand spares it once */
+    uint64_t klen : 16;        /* key bytes, <= TKV_ENG_KEY_MAX */
+    uintptr_t link[];          /* forward pointers, link[0] tagged with the height - 1;
+                                  then klen key bytes */
 } tkv_kentry;
+
+#define TKV_KENTRY_LINK_TAG ((uintptr_t)(TKV_SKIPLIST_MAXLEVEL - 1))
+
+/* Forward pointers in link[]. */
+static inline unsigned tkv_kentry_height(const tkv_kentry *e)
+{
+    return (unsigned)(e->link[0] & TKV_KENTRY_LINK_TAG) + 1;
+}
 
 static inline const uint8_t *tkv_kentry_key(const tkv_kentry *e)
 {
-    return (const uint8_t *)&e->next[e->height];
+    return (const uint8_t *)&e->link[tkv_kentry_height(e)];
 }
 
 /* A hash table slot: an entry's address with TKV_HTAG_BITS bits of its key's
@@ -77,8 +93,14 @@ void tkv_keyindex_remove(tkv_keyindex *ix, tkv_kentry *e);
 /* First entry with key >= the given key, or NULL. */
 tkv_kentry *tkv_keyindex_seek(const tkv_keyindex *ix, const uint8_t *key, size_t klen);
 
-static inline tkv_kentry *tkv_keyindex_first(const tkv_keyindex *ix) { return ix->head->next[0]; }
-static inline tkv_kentry *tkv_keyindex_next(const tkv_kentry *e) { return e->next[0]; }
+static inline tkv_kentry *tkv_keyindex_next(const tkv_kentry *e)
+{
+    return (tkv_kentry *)(e->link[0] & ~TKV_KENTRY_LINK_TAG);
+}
+static inline tkv_kentry *tkv_keyindex_first(const tkv_keyindex *ix)
+{
+    return tkv_keyindex_next(ix->head);
+}
 
 /* Byte order of keys, shorter first on a common prefix (memcmp semantics). */
 int tkv_key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen);

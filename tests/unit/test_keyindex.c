@@ -187,6 +187,37 @@ Test(keyindex, many_keys_through_growth_and_removal)
     tkv_keyindex_deinit(&ix);
 }
 
+Test(keyindex, an_entry_is_32_bytes_and_its_packed_fields_hold_their_ranges)
+{
+    cr_assert_leq(sizeof(tkv_kentry), 32);
+    tkv_keyindex ix;
+    cr_assert_eq(tkv_keyindex_init(&ix), 0);
+    /* Enough keys for towers of several heights. */
+    uint8_t kb[40];
+    for (uint64_t k = 0; k < 2000; k++)
+        cr_assert_not_null(tkv_keyindex_insert(&ix, kb, key_of(k, kb)));
+    unsigned tallest = 0;
+    for (tkv_kentry *x = tkv_keyindex_first(&ix); x; x = tkv_keyindex_next(x)) {
+        x->dirty_epoch = (1ULL << 47) - 1;
+        x->ref = 0;
+        x->lo = UINT64_MAX;
+        uint64_t k = 0;
+        memcpy(&k, tkv_kentry_key(x), 8);
+        cr_assert_eq(x->klen, 8 + k % 33);
+        cr_assert_eq(x->dirty_epoch, (1ULL << 47) - 1);
+        x->ref = 1;
+        x->dirty_epoch = 0;
+        cr_assert_eq(x->klen, 8 + k % 33);
+        cr_assert_eq(x->ref, 1);
+        cr_assert_eq(x->lo, UINT64_MAX);
+        unsigned h = tkv_kentry_height(x);
+        cr_assert(h >= 1 && h <= TKV_SKIPLIST_MAXLEVEL);
+        tallest = h > tallest ? h : tallest;
+    }
+    cr_assert_geq(tallest, 3, "2000 keys at p = 1/4 reach level 3");
+    tkv_keyindex_deinit(&ix);
+}
+
 Test(keyindex, siphash_depends_on_key_and_input)
 {
     uint64_t k1[2] = {1, 2}, k2[2] = {1, 3};

@@ -49,11 +49,6 @@ static unsigned tsw_for(uint64_t span)
     return span <= UINT16_MAX ? 0 : span <= UINT32_MAX ? 1 : 2;
 }
 
-static uint64_t delta_at(const tkv_vpage *p, uint32_t i)
-{
-    return tkv_vpage__load(p->slot + (size_t)i * tkv_vpage_slot_size(p), 2u << p->tsw);
-}
-
 static void set_slot(tkv_vpage *p, uint32_t i, uint64_t delta, uint32_t off)
 {
     uint8_t *s = p->slot + (size_t)i * tkv_vpage_slot_size(p);
@@ -76,6 +71,21 @@ static size_t free_bytes(const tkv_vpage *p)
     return p->end - live_bytes(p) - (HDR + (size_t)p->count * tkv_vpage_slot_size(p));
 }
 
+/* Narrows [lo, hi) to the first slot whose delta (of type T) is >= d; one
+ * loop per width, so each step is a load and a compare. */
+#define LOWER_LOOP(T)                                         \
+    do {                                                      \
+        while (lo < hi) {                                     \
+            uint32_t mid = lo + (hi - lo) / 2;                \
+            T x;                                              \
+            memcpy(&x, p->slot + (size_t)mid * sw, sizeof x); \
+            if (x < d)                                        \
+                lo = mid + 1;                                 \
+            else                                              \
+                hi = mid;                                     \
+        }                                                     \
+    } while (0)
+
 uint32_t tkv_vpage_lower(const tkv_vpage *p, uint64_t t)
 {
     if (!p || p->count == 0 || t <= p->base)
@@ -83,13 +93,11 @@ uint32_t tkv_vpage_lower(const tkv_vpage *p, uint64_t t)
     uint64_t d = t - p->base;
     if (d > span_max(p->tsw))
         return p->count;
-    uint32_t lo = 0, hi = p->count;
-    while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        if (delta_at(p, mid) < d)
-            lo = mid + 1;
-        else
-            hi = mid;
+    uint32_t lo = 0, hi = p->count, sw = tkv_vpage_slot_size(p);
+    switch (p->tsw) {
+    case 0: LOWER_LOOP(uint16_t); break;
+    case 1: LOWER_LOOP(uint32_t); break;
+    default: LOWER_LOOP(uint64_t); break;
     }
     return lo;
 }
@@ -164,6 +172,11 @@ static tkv_vpage *build(const tkv_vpage *p, const vput *v, size_t more_slots, si
         widen(hi, &any, &mn, &mx);
     }
     unsigned tsw = tsw_for(mx - mn), ow;
+    /* Keeping p's base where it costs no width lets p's slots be copied
+     * as they are (growth by an append copies two runs of bytes). */
+    uint64_t base = mn;
+    if (count && p->base <= mn && tsw_for(mx - p->base) == tsw)
+        base = p->base;
     uint32_t live = live_bytes(p);
     uint32_t pre = count ? tkv_vpage__off(p, (long)k0 - 1) : 0;
     uint32_t cut = count ? tkv_vpage__off(p, (long)k1 - 1) : 0; /* old bytes up to k1 */
@@ -184,7 +197,7 @@ static tkv_vpage *build(const tkv_vpage *p, const vput *v, size_t more_slots, si
     /* The allocator's rounding is free room too. */
     size_t usable = malloc_usable_size(q), lim = ow ? UINT32_MAX : UINT16_MAX;
     q->end = (uint32_t)(usable < lim ? usable : lim);
-    q->base = mn;
+    q->base = base;
     q->tsw = tsw & 3;
     q->ow = ow & 1;
     q->count = (uint32_t)n & TKV_VPAGE_COUNT_MAX;
@@ -200,12 +213,17 @@ static tkv_vpage *build(const tkv_vpage *p, const vput *v, size_t more_slots, si
             memcpy(qe - pre - vlen + v->alen, v->b, v->blen);
     }
     uint32_t j = 0;
-    for (uint32_t i = 0; i < k0; i++)
-        set_slot(q, j++, tkv_vpage_ts(p, i) - mn, tkv_vpage__off(p, i));
+    if (count && base == p->base && q->tsw == p->tsw && q->ow == p->ow) {
+        size_t sw = tkv_vpage_slot_size(q);
+        memcpy(q->slot, p->slot, k0 * sw);
+        j = k0;
+    }
+    for (uint32_t i = j; i < k0; i++)
+        set_slot(q, j++, tkv_vpage_ts(p, i) - base, tkv_vpage__off(p, i));
     if (v)
-        set_slot(q, j++, v->ts - mn, pre + vlen);
+        set_slot(q, j++, v->ts - base, pre + vlen);
     for (uint32_t i = k1; i < count; i++)
-        set_slot(q, j++, tkv_vpage_ts(p, i) - mn, tkv_vpage__off(p, i) - cut + pre + vlen);
+        set_slot(q, j++, tkv_vpage_ts(p, i) - base, tkv_vpage__off(p, i) - cut + pre + vlen);
     return q;
 }
 

@@ -157,7 +157,7 @@ Test(vpage, matches_a_sorted_array_model)
                      * allocator's rounding. */
                     uint64_t span = m.ts[m.n - 1] - m.ts[0];
                     cr_assert_eq(p->tsw, span <= UINT16_MAX ? 0 : span <= UINT32_MAX ? 1 : 2);
-                    cr_assert_eq(p->base, m.ts[0]);
+                    cr_assert_leq(p->base, m.ts[0]);
                     size_t live = 0;
                     for (uint32_t i = 0; i < m.n; i++)
                         live += m.len[i];

@@ -130,6 +130,24 @@ int tkv_frame_reader_next(tkv_frame_reader *r, const uint8_t **frame, size_t *le
     return TKV_FRAME_OK;
 }
 
+int tkv_frame_reader_peek(const tkv_frame_reader *r, size_t *pos, const uint8_t **frame,
+                          size_t *len)
+{
+    if (r->err)
+        return TKV_FRAME_AGAIN;
+    size_t at = r->start + *pos;
+    if (at > r->end || r->end - at < TKV_FRAME_HEADER)
+        return TKV_FRAME_AGAIN;
+    uint32_t n = tkv_load_be32(r->buf + at);
+    /* An oversize length is next()'s to report, not a peek's. */
+    if (n > r->max_frame || r->end - at - TKV_FRAME_HEADER < n)
+        return TKV_FRAME_AGAIN;
+    *frame = r->buf + at + TKV_FRAME_HEADER;
+    *len = n;
+    *pos += TKV_FRAME_HEADER + (size_t)n;
+    return TKV_FRAME_OK;
+}
+
 void tkv_frame_reader_shrink(tkv_frame_reader *r, size_t keep)
 {
     if (r->start == r->end && r->cap > keep) {

@@ -59,6 +59,14 @@ void tkv_frame_reader_commit(tkv_frame_reader *r, size_t n);
  * frame is not complete, or TKV_FRAME_ETOOBIG. */
 int tkv_frame_reader_next(tkv_frame_reader *r, const uint8_t **frame, size_t *len);
 
+/* Looks at the whole frame *pos bytes past the next one without consuming
+ * anything (start with *pos = 0; each call moves *pos past the frame it
+ * returns). TKV_FRAME_OK with the payload as next() would give it, or
+ * TKV_FRAME_AGAIN when no whole frame is there - also for an oversize
+ * length, which only next() reports. For looking ahead at a pipeline. */
+int tkv_frame_reader_peek(const tkv_frame_reader *r, size_t *pos, const uint8_t **frame,
+                          size_t *len);
+
 /* Bytes received but not yet returned as frames. */
 static inline size_t tkv_frame_reader_pending(const tkv_frame_reader *r)
 {

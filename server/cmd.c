@@ -342,11 +342,29 @@ static int exec_mput(exec_ctx *x)
  * frame, then sets `truncated` and the client asks again for the rest (as
  * RANGE and SCAN do). The first answer always fits - tkvd keeps values
  * TKV_REPLY_SLACK bytes below the frame size - so every call makes progress. */
+/* Reads up to 16 more MGET keys from `ahead` and prefetches them; returns
+ * how many it read. */
+static uint32_t prefetch_mget(tkv_engine *e, tkv_mp *ahead, uint32_t left)
+{
+    tkv_eng_kref k[16];
+    uint32_t n = 0;
+    for (; n < left && n < 16; n++) {
+        uint32_t klen;
+        tkv_mp_read_bytes(ahead, &k[n].key, &klen);
+        k[n].len = klen;
+    }
+    if (n > 1)
+        tkv_engine_prefetch(e, k, n);
+    return n;
+}
+
 static int exec_mget(exec_ctx *x)
 {
     const tkv_req *r = x->req;
     tkv_mp m;
     tkv_mp_init(&m, r->items, r->items_len);
+    tkv_mp ahead = m; /* keys whose lookups are prefetched run ahead */
+    uint32_t fetched = 0;
     tkv_rep_wr lw;
     tkv_rep_mget_begin(&lw, x->out);
     /* Leave room for the trailing boolean. */
@@ -354,6 +372,8 @@ static int exec_mget(exec_ctx *x)
     /* One thread serves every request, so no write lands between two keys:
      * the answers form one consistent snapshot. */
     while (lw.n < r->nitems && !lw.w.failed) {
+        if (fetched == lw.n)
+            fetched += prefetch_mget(x->d->eng, &ahead, r->nitems - fetched);
         const uint8_t *key;
         uint32_t klen;
         tkv_mp_read_bytes(&m, &key, &klen);
@@ -583,4 +603,27 @@ int tkv_dispatch_try(tkv_dispatch *d, tkv_session *sess, const uint8_t *frame, s
 int tkv_dispatch_frame(tkv_dispatch *d, const uint8_t *frame, size_t len, tkv_buf *out, bool *dirty)
 {
     return tkv_dispatch_session(d, NULL, frame, len, out, dirty);
+}
+
+void tkv_dispatch_prefetch(const tkv_dispatch *d, const uint8_t *const *frames, const size_t *lens,
+                           size_t n)
+{
+    tkv_eng_kref k[TKV_ENG_PREFETCH_MAX];
+    size_t m = 0;
+    for (size_t i = 0; i < n && m < TKV_ENG_PREFETCH_MAX; i++) {
+        tkv_req r;
+        char err[8];
+        if (tkv_req_parse(frames[i], lens[i], &d->lim, &r, err, sizeof err) != TKV_ST_OK)
+            continue;
+        switch (r.cmd) {
+        case TKV_CMD_GET:
+        case TKV_CMD_PUT:
+        case TKV_CMD_DEL:
+        case TKV_CMD_RANGE:
+        case TKV_CMD_COUNT: k[m++] = (tkv_eng_kref){r.key.ptr, r.key.len}; break;
+        default: break;
+        }
+    }
+    if (m > 1)
+        tkv_engine_prefetch(d->eng, k, m);
 }

@@ -71,4 +71,11 @@ int tkv_dispatch_session(tkv_dispatch *d, tkv_session *s, const uint8_t *frame, 
 int tkv_dispatch_try(tkv_dispatch *d, tkv_session *s, const uint8_t *frame, size_t len,
                      tkv_buf *out, bool *dirty, unsigned attempt, tkv_eng_load **load);
 
+/* A hint before serving a run of request frames read in one go: brings
+ * what their single-key commands will touch toward the cache
+ * (tkv_engine_prefetch). Changes nothing, replies nothing; frames that do
+ * not parse are skipped (serving them reports the error). */
+void tkv_dispatch_prefetch(const tkv_dispatch *d, const uint8_t *const *frames, const size_t *lens,
+                           size_t n);
+
 #endif

@@ -247,6 +247,19 @@ tkv_eng_rc tkv_engine_retain(tkv_engine *e, const uint8_t *key, size_t klen, con
 
 /* ---- reads ---- */
 
+/* A key, for tkv_engine_prefetch(). */
+typedef struct tkv_eng_kref {
+    const uint8_t *key;
+    size_t len;
+} tkv_eng_kref;
+
+/* A hint before a run of requests on these keys (a pipeline read in one
+ * go): brings their index slots, entries and pages toward the cache in
+ * stages, so that the misses of n lookups overlap. Changes nothing and
+ * reads no disk; at most TKV_ENG_PREFETCH_MAX keys are used. */
+#define TKV_ENG_PREFETCH_MAX 32
+void tkv_engine_prefetch(const tkv_engine *e, const tkv_eng_kref *keys, size_t n);
+
 /* The visible version current at ts: the largest timestamp <= ts.
  * TKV_E_OK or TKV_E_NOT_FOUND (with out->miss). */
 tkv_eng_rc tkv_engine_get(tkv_engine *e, const uint8_t *key, size_t klen, uint64_t ts,

@@ -98,34 +98,37 @@ static int same_key(const tkv_kentry *e, const uint8_t *key, size_t klen)
     return e->klen == klen && memcmp(tkv_kentry_key(e), key, klen) == 0;
 }
 
-/* The table's slots: an entry with the top bits of its hash as a tag. The
- * index uses the low bits, so the tag adds what the position does not say. */
-#define TAG_MASK (((uintptr_t)1 << TKV_HTAG_BITS) - 1)
+/* The table's slots: an entry with the top bits of its hash as a tag
+ * (keyindex.h). The index uses the low bits, so the tag adds what the
+ * position does not say. */
 static_assert(_Alignof(max_align_t) >= ((size_t)1 << TKV_HTAG_BITS),
               "malloc'd entries leave the tag bits zero");
 
 static tkv_hslot slot_of(uint64_t h, const tkv_kentry *e)
 {
-    return (uintptr_t)e | (uintptr_t)(h >> (64 - TKV_HTAG_BITS));
+    return (uintptr_t)e | tkv_hslot_tag(h);
 }
-
-static tkv_kentry *slot_entry(tkv_hslot s) { return (tkv_kentry *)(s & ~TAG_MASK); }
 
 static uint64_t entry_hash(const tkv_keyindex *ix, const tkv_kentry *e)
 {
     return tkv_siphash(ix->sip, tkv_kentry_key(e), e->klen);
 }
 
+uint64_t tkv_keyindex_hash(const tkv_keyindex *ix, const uint8_t *key, size_t klen)
+{
+    return tkv_siphash(ix->sip, key, klen);
+}
+
 tkv_kentry *tkv_keyindex_find(const tkv_keyindex *ix, const uint8_t *key, size_t klen)
 {
     uint64_t h = tkv_siphash(ix->sip, key, klen);
-    uintptr_t tag = (uintptr_t)(h >> (64 - TKV_HTAG_BITS));
+    uintptr_t tag = tkv_hslot_tag(h);
     for (size_t i = h & ix->mask;; i = (i + 1) & ix->mask) {
         tkv_hslot s = ix->tab[i];
         if (!s)
             return NULL;
-        if ((s & TAG_MASK) == tag && same_key(slot_entry(s), key, klen))
-            return slot_entry(s);
+        if ((s & TKV_HTAG_MASK) == tag && same_key(tkv_hslot_entry(s), key, klen))
+            return tkv_hslot_entry(s);
     }
 }
 
@@ -148,7 +151,7 @@ static int table_grow(tkv_keyindex *ix)
         return -1;
     for (size_t i = 0; i <= ix->mask; i++)
         if (ix->tab[i]) {
-            tkv_kentry *e = slot_entry(ix->tab[i]);
+            tkv_kentry *e = tkv_hslot_entry(ix->tab[i]);
             table_put(nt, ncap - 1, entry_hash(ix, e), e);
         }
     ix->bytes -= malloc_usable_size(ix->tab);
@@ -164,7 +167,7 @@ static int table_grow(tkv_keyindex *ix)
 static void table_del(tkv_keyindex *ix, const tkv_kentry *e)
 {
     size_t i = entry_hash(ix, e) & ix->mask;
-    while (slot_entry(ix->tab[i]) != e)
+    while (tkv_hslot_entry(ix->tab[i]) != e)
         i = (i + 1) & ix->mask;
     for (;;) {
         ix->tab[i] = 0;
@@ -173,7 +176,7 @@ static void table_del(tkv_keyindex *ix, const tkv_kentry *e)
             j = (j + 1) & ix->mask;
             if (!ix->tab[j])
                 return;
-            size_t home = entry_hash(ix, slot_entry(ix->tab[j])) & ix->mask;
+            size_t home = entry_hash(ix, tkv_hslot_entry(ix->tab[j])) & ix->mask;
             /* Move j into the hole at i unless its home lies in (i, j]. */
             if (((j - home) & ix->mask) >= ((j - i) & ix->mask))
                 break;

@@ -64,6 +64,15 @@ static inline const uint8_t *tkv_kentry_key(const tkv_kentry *e)
  * one time in 16. */
 typedef uintptr_t tkv_hslot;
 #define TKV_HTAG_BITS 4
+#define TKV_HTAG_MASK (((uintptr_t)1 << TKV_HTAG_BITS) - 1)
+
+/* A hash's tag: its top bits (the table's index is its low bits). */
+static inline uintptr_t tkv_hslot_tag(uint64_t h) { return (uintptr_t)(h >> (64 - TKV_HTAG_BITS)); }
+
+static inline tkv_kentry *tkv_hslot_entry(tkv_hslot s)
+{
+    return (tkv_kentry *)(s & ~TKV_HTAG_MASK);
+}
 
 typedef struct tkv_keyindex {
     tkv_kentry *head; /* sentinel holding TKV_SKIPLIST_MAXLEVEL pointers */
@@ -100,6 +109,25 @@ static inline tkv_kentry *tkv_keyindex_next(const tkv_kentry *e)
 static inline tkv_kentry *tkv_keyindex_first(const tkv_keyindex *ix)
 {
     return tkv_keyindex_next(ix->head);
+}
+
+/* Batched lookups, for prefetching: a key's hash, and the entry in its home
+ * slot when the tag there matches (a guess: 4 bits of the hash, the key not
+ * compared, and a collision may have moved it elsewhere; a wrong guess is a
+ * live entry all the same). Prefetching the slot, then the entry, then its
+ * page for many keys in turn lets the cache misses of a pipeline of lookups
+ * overlap instead of following each other. */
+uint64_t tkv_keyindex_hash(const tkv_keyindex *ix, const uint8_t *key, size_t klen);
+
+static inline const tkv_hslot *tkv_keyindex_home(const tkv_keyindex *ix, uint64_t h)
+{
+    return &ix->tab[h & ix->mask];
+}
+
+static inline const tkv_kentry *tkv_keyindex_guess(const tkv_keyindex *ix, uint64_t h)
+{
+    tkv_hslot s = *tkv_keyindex_home(ix, h);
+    return s && (s & TKV_HTAG_MASK) == tkv_hslot_tag(h) ? tkv_hslot_entry(s) : NULL;
 }
 
 /* Byte order of keys, shorter first on a common prefix (memcmp semantics). */

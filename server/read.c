@@ -453,3 +453,31 @@ tkv_eng_rc tkv_engine_count(tkv_engine *e, const uint8_t *key, size_t klen, uint
     count_read(e);
     return vcur_error(&c) < 0 ? eng_read_failed(e) : TKV_E_OK;
 }
+
+void tkv_engine_prefetch(const tkv_engine *e, const tkv_eng_kref *keys, size_t n)
+{
+    uint64_t h[TKV_ENG_PREFETCH_MAX];
+    const tkv_kentry *E[TKV_ENG_PREFETCH_MAX];
+    if (n > TKV_ENG_PREFETCH_MAX)
+        n = TKV_ENG_PREFETCH_MAX;
+    /* Each stage reads what the one before asked for: by the time it comes
+     * back to the first key, that key's line has had n lookups' time to
+     * arrive. */
+    for (size_t i = 0; i < n; i++) {
+        h[i] = tkv_keyindex_hash(&e->ix, keys[i].key, keys[i].len);
+        __builtin_prefetch(tkv_keyindex_home(&e->ix, h[i]));
+    }
+    for (size_t i = 0; i < n; i++) {
+        E[i] = tkv_keyindex_guess(&e->ix, h[i]);
+        if (E[i])
+            __builtin_prefetch(E[i]), __builtin_prefetch(tkv_kentry_key(E[i]));
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!E[i])
+            continue;
+        if (E[i]->page)
+            tkv_vpage_prefetch(E[i]->page);
+        if (E[i]->meta)
+            __builtin_prefetch(E[i]->meta);
+    }
+}

@@ -647,6 +647,9 @@ static void run_frame(const uint8_t *frame, size_t len, const gen *intent)
                        (pst != TKV_ST_OK || F.d.calls[req.cmd] == calls0),
                    "%s waiting for a load changed the reply or the counters",
                    tkv_cmd_name(req.cmd));
+        /* The attempt may have recovered the store first (a failing
+         * engine retries at its next operation): a batch in limbo is back. */
+        settle_limbo("a request waiting for a load");
         check_counters("a request waiting for a load");
         if (wait_for_load() < 0)
             attempt = MAX_ATTEMPTS - 1; /* too large for memory: inline next */

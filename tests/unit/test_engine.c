@@ -3,6 +3,7 @@
  * the epochs replies wait for, batches in flight, and rollbacks.
  */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "../common/tmpdir.h"
@@ -233,8 +234,8 @@ static uint64_t horizon_of(const char *k)
     return pi.horizon;
 }
 
-Test(engine, a_counted_version_that_expires_between_steps_is_counted_no_more,
-     .init = open_keep_one, .fini = close_engine)
+Test(engine, a_counted_version_that_expires_between_steps_is_counted_no_more, .init = open_keep_one,
+     .fini = close_engine)
 {
     put_at("k", 10, true, 0);
     put_at("k", 20, true, 50); /* expires at 150 */
@@ -285,4 +286,32 @@ Test(engine, a_later_clock_that_changes_no_verdict_changes_nothing, .init = open
     tkv_engine_stats_get(e, &st);
     cr_assert_eq(st.versions, 1);
     cr_assert_eq(st.swept_retained, 9);
+}
+
+/* ---- the prefetch hint ------------------------------------------------------ */
+
+Test(engine, prefetch_is_only_a_hint, .init = open_engine, .fini = close_engine)
+{
+    tkv_eng_kref none[] = {{(const uint8_t *)"a", 1}, {(const uint8_t *)"b", 1}};
+    tkv_engine_prefetch(e, none, 2); /* an empty index */
+    char key[TKV_ENG_PREFETCH_MAX + 8][8];
+    tkv_eng_kref refs[TKV_ENG_PREFETCH_MAX + 8];
+    for (int i = 0; i < TKV_ENG_PREFETCH_MAX + 8; i++) {
+        snprintf(key[i], sizeof key[i], "k%d", i);
+        refs[i] = (tkv_eng_kref){(const uint8_t *)key[i], strlen(key[i])};
+        if (i % 2 == 0)
+            put(key[i], "v", 1);
+    }
+    uint64_t removed;
+    bool dirty;
+    cr_assert_eq(tkv_engine_del(e, K("k0"), &removed, &dirty), TKV_E_OK);
+    /* More keys than it uses, present, absent and just deleted. */
+    tkv_engine_prefetch(e, refs, TKV_ENG_PREFETCH_MAX + 8);
+    tkv_answer a;
+    cr_assert_eq(tkv_engine_get(e, K("k0"), 5, &a), TKV_E_NOT_FOUND);
+    cr_assert_eq(tkv_engine_get(e, K("k1"), 5, &a), TKV_E_NOT_FOUND);
+    cr_assert_eq(tkv_engine_get(e, K("k2"), 5, &a), TKV_E_OK);
+    tkv_engine_stats st;
+    tkv_engine_stats_get(e, &st);
+    cr_assert_eq(st.keys, (TKV_ENG_PREFETCH_MAX + 8) / 2 - 1);
 }

@@ -172,3 +172,49 @@ Test(frame, truncated_frame_stays_pending)
     cr_assert_null(r.buf);
     tkv_frame_reader_deinit(&r);
 }
+
+Test(frame, peek_looks_ahead_without_consuming)
+{
+    size_t sizes[] = {3, 0, 40, 7};
+    uint8_t buf[128];
+    size_t n = make_frames(buf, 4, sizes);
+    tkv_frame_reader r;
+    tkv_frame_reader_init(&r, 1 << 10);
+    /* All but the last byte: three whole frames and a partial one. */
+    cr_assert_eq(tkv_frame_reader_feed(&r, buf, n - 1), 0);
+    const uint8_t *f;
+    size_t len, pos = 0;
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(tkv_frame_reader_peek(&r, &pos, &f, &len), TKV_FRAME_OK, "frame %d", i);
+        cr_assert_eq(len, sizes[i]);
+        if (len)
+            cr_assert_eq(f[0], (uint8_t)(i * 31));
+    }
+    cr_assert_eq(tkv_frame_reader_peek(&r, &pos, &f, &len), TKV_FRAME_AGAIN,
+                 "the last frame is one byte short");
+    /* Peeking consumed nothing: next() returns the same frames, in order. */
+    for (int i = 0; i < 3; i++)
+        expect_frame(&r, i, sizes[i]);
+    cr_assert_eq(tkv_frame_reader_feed(&r, buf + n - 1, 1), 0);
+    pos = 0;
+    cr_assert_eq(tkv_frame_reader_peek(&r, &pos, &f, &len), TKV_FRAME_OK);
+    cr_assert_eq(len, 7);
+    expect_frame(&r, 3, 7);
+    tkv_frame_reader_deinit(&r);
+}
+
+Test(frame, peek_leaves_an_oversize_length_to_next)
+{
+    uint8_t buf[8];
+    tkv_frame_put_header(buf, 1000);
+    tkv_frame_reader r;
+    tkv_frame_reader_init(&r, 100);
+    cr_assert_eq(tkv_frame_reader_feed(&r, buf, 4), 0);
+    const uint8_t *f;
+    size_t len, pos = 0;
+    cr_assert_eq(tkv_frame_reader_peek(&r, &pos, &f, &len), TKV_FRAME_AGAIN);
+    cr_assert_eq(pos, 0);
+    cr_assert_eq(tkv_frame_reader_next(&r, &f, &len), TKV_FRAME_ETOOBIG);
+    cr_assert_eq(tkv_frame_reader_peek(&r, &pos, &f, &len), TKV_FRAME_AGAIN);
+    tkv_frame_reader_deinit(&r);
+}

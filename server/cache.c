@@ -117,7 +117,7 @@ tkv_kentry *eng_fill_from(tkv_engine *e, eng_key *k, const tkv_kmeta *m, const f
     size_t blobs = 0;
     for (size_t i = 0; i < n; i++)
         blobs += recs[i].len;
-    long r = n ? tkv_vpage_reserve(&E->page, (uint32_t)n, blobs) : 0;
+    long r = n ? tkv_vpage_reserve(&E->page, (uint32_t)n, blobs, recs[n - 1].ts, recs[0].ts) : 0;
     if (r == LONG_MIN) {
         eng_drop_entry(e, E);
         snprintf(e->errmsg, sizeof e->errmsg, "out of memory");
@@ -226,7 +226,7 @@ void eng_trim(tkv_engine *e, tkv_kentry *E)
     /* The whole page within the key's budget: no need to walk it. */
     uint32_t stop = tkv_vpage_bytes(E->page) <= cap ? n : drop;
     for (uint32_t i = n; i-- > stop;) {
-        live += E->page->slot[i].len + sizeof(tkv_vslot);
+        live += tkv_vpage_len(E->page, i) + tkv_vpage_slot_size(E->page);
         if (live > cap && i + 1 < n) {
             drop = i + 1;
             break;
@@ -234,7 +234,7 @@ void eng_trim(tkv_engine *e, tkv_kentry *E)
     }
     if (drop > 0) {
         eng_remove_slots(e, E, 0, drop);
-        E->lo = E->page->slot[0].ts;
+        E->lo = tkv_vpage_ts(E->page, 0);
     }
 }
 

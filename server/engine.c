@@ -189,7 +189,7 @@ static tkv_eng_rc stage_version(tkv_engine *e, eng_key *k, const uint8_t *hdr, u
         e->st.mem_versions++;
     long i = tkv_vpage_find(E->page, ts);
     eng_stage_put(e, k->buf, eng_key_at(k, ts), tkv_vpage_blob(E->page, (uint32_t)i),
-                  E->page->slot[i].len);
+                  tkv_vpage_len(E->page, (uint32_t)i));
     if (!replaced && !existed)
         e->cnt.versions++;
     if (new_key)
@@ -327,7 +327,7 @@ tkv_eng_rc tkv_engine_del(tkv_engine *e, const uint8_t *key, size_t klen, uint64
     E->ref = 1;
     uint32_t n = tkv_vpage_count(E->page);
     for (uint32_t i = 0; i < n; i++)
-        eng_stage_del(e, k.buf, eng_key_at(&k, E->page->slot[i].ts));
+        eng_stage_del(e, k.buf, eng_key_at(&k, tkv_vpage_ts(E->page, i)));
     uint64_t stored = n + on_disk_only;
     *removed = visible < 0 ? stored : (uint64_t)visible;
     *dirty = eng_uncommitted(e, E);

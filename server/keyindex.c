@@ -10,7 +10,9 @@
  */
 #include "keyindex.h"
 
+#include <assert.h>
 #include <malloc.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -60,14 +62,14 @@ int tkv_keyindex_init(tkv_keyindex *ix)
 {
     memset(ix, 0, sizeof *ix);
     seed(ix);
-    ix->head = calloc(1, sizeof(tkv_kentry) + TKV_SKIPLIST_MAXLEVEL * sizeof(tkv_kentry *));
+    ix->head = calloc(1, sizeof(tkv_kentry) + TKV_SKIPLIST_MAXLEVEL * sizeof(uintptr_t));
     ix->tab = calloc(64, sizeof(tkv_hslot));
     if (!ix->head || !ix->tab) {
         free(ix->head);
         free(ix->tab);
         return -1;
     }
-    ix->head->height = TKV_SKIPLIST_MAXLEVEL;
+    ix->head->link[0] = TKV_SKIPLIST_MAXLEVEL - 1; /* its height */
     ix->level = 1;
     ix->mask = 63;
     ix->bytes = malloc_usable_size(ix->head) + malloc_usable_size(ix->tab);
@@ -78,9 +80,9 @@ void tkv_keyindex_deinit(tkv_keyindex *ix)
 {
     if (!ix || !ix->head)
         return;
-    tkv_kentry *e = ix->head->next[0];
+    tkv_kentry *e = tkv_keyindex_first(ix);
     while (e) {
-        tkv_kentry *n = e->next[0];
+        tkv_kentry *n = tkv_keyindex_next(e);
         tkv_vpage_free(e->page);
         free(e->meta);
         free(e);
@@ -96,6 +98,22 @@ static int same_key(const tkv_kentry *e, const uint8_t *key, size_t klen)
     return e->klen == klen && memcmp(tkv_kentry_key(e), key, klen) == 0;
 }
 
+/* The table's slots: an entry with the top bits of its hash as a tag
+ * (keyindex.h). The index uses the low bits, so the tag adds what the
+ * position does not say. */
+static_assert(_Alignof(max_align_t) >= ((size_t)1 << TKV_HTAG_BITS),
+              "malloc'd entries leave the tag bits zero");
+
+static tkv_hslot slot_of(uint64_t h, const tkv_kentry *e)
+{
+    return (uintptr_t)e | tkv_hslot_tag(h);
+}
+
+static uint64_t entry_hash(const tkv_keyindex *ix, const tkv_kentry *e)
+{
+    return tkv_siphash(ix->sip, tkv_kentry_key(e), e->klen);
+}
+
 uint64_t tkv_keyindex_hash(const tkv_keyindex *ix, const uint8_t *key, size_t klen)
 {
     return tkv_siphash(ix->sip, key, klen);
@@ -104,24 +122,27 @@ uint64_t tkv_keyindex_hash(const tkv_keyindex *ix, const uint8_t *key, size_t kl
 tkv_kentry *tkv_keyindex_find(const tkv_keyindex *ix, const uint8_t *key, size_t klen)
 {
     uint64_t h = tkv_siphash(ix->sip, key, klen);
+    uintptr_t tag = tkv_hslot_tag(h);
     for (size_t i = h & ix->mask;; i = (i + 1) & ix->mask) {
-        const tkv_hslot *s = &ix->tab[i];
-        if (!s->e)
+        tkv_hslot s = ix->tab[i];
+        if (!s)
             return NULL;
-        if (s->hash == h && same_key(s->e, key, klen))
-            return s->e;
+        if ((s & TKV_HTAG_MASK) == tag && same_key(tkv_hslot_entry(s), key, klen))
+            return tkv_hslot_entry(s);
     }
 }
 
 static void table_put(tkv_hslot *tab, size_t mask, uint64_t h, tkv_kentry *e)
 {
     size_t i = h & mask;
-    while (tab[i].e)
+    while (tab[i])
         i = (i + 1) & mask;
-    tab[i].hash = h;
-    tab[i].e = e;
+    tab[i] = slot_of(h, e);
 }
 
+/* Doubles the table. Every key's hash is computed again (the slots keep
+ * only 4 bits of it): a cost paid once per doubling, against 8 bytes per
+ * slot saved all the time. */
 static int table_grow(tkv_keyindex *ix)
 {
     size_t ncap = (ix->mask + 1) * 2;
@@ -129,8 +150,10 @@ static int table_grow(tkv_keyindex *ix)
     if (!nt)
         return -1;
     for (size_t i = 0; i <= ix->mask; i++)
-        if (ix->tab[i].e)
-            table_put(nt, ncap - 1, ix->tab[i].hash, ix->tab[i].e);
+        if (ix->tab[i]) {
+            tkv_kentry *e = tkv_hslot_entry(ix->tab[i]);
+            table_put(nt, ncap - 1, entry_hash(ix, e), e);
+        }
     ix->bytes -= malloc_usable_size(ix->tab);
     free(ix->tab);
     ix->tab = nt;
@@ -139,21 +162,21 @@ static int table_grow(tkv_keyindex *ix)
     return 0;
 }
 
-/* Backward-shift deletion keeps every probe chain unbroken. The hash is
- * computed again rather than stored in every entry: removals are rare. */
+/* Backward-shift deletion keeps every probe chain unbroken. The hash of each
+ * key it may shift is computed again rather than stored: removals are rare. */
 static void table_del(tkv_keyindex *ix, const tkv_kentry *e)
 {
-    size_t i = tkv_siphash(ix->sip, tkv_kentry_key(e), e->klen) & ix->mask;
-    while (ix->tab[i].e != e)
+    size_t i = entry_hash(ix, e) & ix->mask;
+    while (tkv_hslot_entry(ix->tab[i]) != e)
         i = (i + 1) & ix->mask;
     for (;;) {
-        ix->tab[i].e = NULL;
+        ix->tab[i] = 0;
         size_t j = i;
         for (;;) {
             j = (j + 1) & ix->mask;
-            if (!ix->tab[j].e)
+            if (!ix->tab[j])
                 return;
-            size_t home = ix->tab[j].hash & ix->mask;
+            size_t home = entry_hash(ix, tkv_hslot_entry(ix->tab[j])) & ix->mask;
             /* Move j into the hole at i unless its home lies in (i, j]. */
             if (((j - home) & ix->mask) >= ((j - i) & ix->mask))
                 break;
@@ -163,19 +186,33 @@ static void table_del(tkv_keyindex *ix, const tkv_kentry *e)
     }
 }
 
+/* The skiplist's links: level 0 keeps its entry's height in the tag bits. */
+static_assert(TKV_SKIPLIST_MAXLEVEL <= 16 && _Alignof(max_align_t) >= 16,
+              "the height fits the low bits malloc's alignment leaves zero");
+
+static tkv_kentry *link_at(const tkv_kentry *x, int l)
+{
+    return l ? (tkv_kentry *)x->link[l] : tkv_keyindex_next(x);
+}
+
+static void set_link(tkv_kentry *x, int l, const tkv_kentry *to)
+{
+    x->link[l] = (uintptr_t)to | (l ? 0 : x->link[0] & TKV_KENTRY_LINK_TAG);
+}
+
 /* Fills update[] with the last node before key on each level. */
 static tkv_kentry *find_preds(const tkv_keyindex *ix, const uint8_t *key, size_t klen,
                               tkv_kentry **update)
 {
     tkv_kentry *x = ix->head;
     for (int l = ix->level - 1; l >= 0; l--) {
-        while (x->next[l] &&
-               tkv_key_cmp(tkv_kentry_key(x->next[l]), x->next[l]->klen, key, klen) < 0)
-            x = x->next[l];
+        tkv_kentry *n;
+        while ((n = link_at(x, l)) && tkv_key_cmp(tkv_kentry_key(n), n->klen, key, klen) < 0)
+            x = n;
         if (update)
             update[l] = x;
     }
-    return x->next[0];
+    return link_at(x, 0);
 }
 
 tkv_kentry *tkv_keyindex_insert(tkv_keyindex *ix, const uint8_t *key, size_t klen)
@@ -185,7 +222,7 @@ tkv_kentry *tkv_keyindex_insert(tkv_keyindex *ix, const uint8_t *key, size_t kle
     tkv_kentry *update[TKV_SKIPLIST_MAXLEVEL];
     find_preds(ix, key, klen, update);
     int h = random_level(ix);
-    tkv_kentry *e = malloc(sizeof *e + (size_t)h * sizeof(tkv_kentry *) + klen);
+    tkv_kentry *e = malloc(sizeof *e + (size_t)h * sizeof(uintptr_t) + klen);
     if (!e)
         return NULL;
     uint64_t hash = tkv_siphash(ix->sip, key, klen);
@@ -194,17 +231,17 @@ tkv_kentry *tkv_keyindex_insert(tkv_keyindex *ix, const uint8_t *key, size_t kle
     e->lo = 0;
     e->dirty_epoch = 0;
     e->klen = (uint16_t)klen;
-    e->height = (uint8_t)h;
     e->ref = 1;
-    memcpy((uint8_t *)&e->next[h], key, klen);
+    e->link[0] = (uintptr_t)(h - 1);
+    memcpy((uint8_t *)&e->link[h], key, klen);
     if (h > ix->level) {
         for (int l = ix->level; l < h; l++)
             update[l] = ix->head;
         ix->level = h;
     }
     for (int l = 0; l < h; l++) {
-        e->next[l] = update[l]->next[l];
-        update[l]->next[l] = e;
+        set_link(e, l, link_at(update[l], l));
+        set_link(update[l], l, e);
     }
     table_put(ix->tab, ix->mask, hash, e);
     ix->count++;
@@ -216,10 +253,10 @@ void tkv_keyindex_remove(tkv_keyindex *ix, tkv_kentry *e)
 {
     tkv_kentry *update[TKV_SKIPLIST_MAXLEVEL];
     find_preds(ix, tkv_kentry_key(e), e->klen, update);
-    for (int l = 0; l < e->height; l++)
-        if (update[l]->next[l] == e)
-            update[l]->next[l] = e->next[l];
-    while (ix->level > 1 && !ix->head->next[ix->level - 1])
+    for (int l = 0; l < (int)tkv_kentry_height(e); l++)
+        if (link_at(update[l], l) == e)
+            set_link(update[l], l, link_at(e, l));
+    while (ix->level > 1 && !link_at(ix->head, ix->level - 1))
         ix->level--;
     table_del(ix, e);
     ix->count--;

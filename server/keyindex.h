@@ -8,7 +8,9 @@
  * (vpage.h); the index itself knows nothing of versions.
  *
  * The hash is SipHash-1-3 (common/siphash.h) with a per-process random key,
- * so clients cannot choose keys that collide.
+ * so clients cannot choose keys that collide. Neither entries nor the table
+ * keep it whole: a slot is a tagged pointer, and the table computes a key's
+ * hash again when it moves the key (growth, deletion).
  */
 #ifndef TKV_KEYINDEX_H
 #define TKV_KEYINDEX_H
@@ -18,31 +20,59 @@
 
 #include "vpage.h"
 
-#define TKV_SKIPLIST_MAXLEVEL 32
+/* Levels of the skiplist: at p = 1/4, 16 levels serve 4^15 (10^9) keys
+ * before searches lengthen; the height (1..16) fits the 4 tag bits of an
+ * entry's first link. */
+#define TKV_SKIPLIST_MAXLEVEL 16
 
 struct tkv_kmeta;
 
+/* An entry is 32 bytes, its tower and its key: with a 16-byte key and one
+ * level (3 entries in 4), 56 bytes, which malloc serves from a 64-byte
+ * chunk. The fields that would not fit share one word, and the height rides
+ * in link[0]'s low bits (entries are 16-byte aligned). */
 typedef struct tkv_kentry {
-    tkv_vpage *page;        /* resident versions; NULL when none */
-    struct tkv_kmeta *meta; /* policy, horizon, expiry; NULL when none */
-    uint64_t lo;            /* page holds every version with ts >= lo; 0: all */
-    uint64_t dirty_epoch;   /* commit epoch of the last uncommitted change (64 bits:
-                               a batch or more per millisecond never wraps) */
-    uint16_t klen;
-    uint8_t height;            /* forward pointers in next[] */
-    uint8_t ref;               /* recently used: the eviction hand spares it once */
-    struct tkv_kentry *next[]; /* forward pointers, then klen key bytes */
+    tkv_vpage *page;           /* resident versions; NULL when none */
+    struct tkv_kmeta *meta;    /* policy, horizon, expiry; NULL when none */
+    uint64_t lo;               /* page holds every version with ts >= lo; 0: all */
+    uint64_t dirty_epoch : 47; /* commit epoch of the last uncommitted change (47 bits:
+                                  a batch waits for a LevelDB write, and at 200,000
+                                  batches a second they last 22 years) */
+    uint64_t ref : 1;          /* recently used: the eviction hand spares it once */
+    uint64_t klen : 16;        /* key bytes, <= TKV_ENG_KEY_MAX */
+    uintptr_t link[];          /* forward pointers, link[0] tagged with the height - 1;
+                                  then klen key bytes */
 } tkv_kentry;
+
+#define TKV_KENTRY_LINK_TAG ((uintptr_t)(TKV_SKIPLIST_MAXLEVEL - 1))
+
+/* Forward pointers in link[]. */
+static inline unsigned tkv_kentry_height(const tkv_kentry *e)
+{
+    return (unsigned)(e->link[0] & TKV_KENTRY_LINK_TAG) + 1;
+}
 
 static inline const uint8_t *tkv_kentry_key(const tkv_kentry *e)
 {
-    return (const uint8_t *)&e->next[e->height];
+    return (const uint8_t *)&e->link[tkv_kentry_height(e)];
 }
 
-typedef struct tkv_hslot {
-    uint64_t hash;
-    tkv_kentry *e; /* NULL: empty */
-} tkv_hslot;
+/* A hash table slot: an entry's address with TKV_HTAG_BITS bits of its key's
+ * hash in the low bits, which the allocator's alignment leaves zero; 0 when
+ * empty. Eight bytes rather than sixteen for (hash, entry); a probe still
+ * compares the tag before it touches an entry, so it follows a wrong one
+ * one time in 16. */
+typedef uintptr_t tkv_hslot;
+#define TKV_HTAG_BITS 4
+#define TKV_HTAG_MASK (((uintptr_t)1 << TKV_HTAG_BITS) - 1)
+
+/* A hash's tag: its top bits (the table's index is its low bits). */
+static inline uintptr_t tkv_hslot_tag(uint64_t h) { return (uintptr_t)(h >> (64 - TKV_HTAG_BITS)); }
+
+static inline tkv_kentry *tkv_hslot_entry(tkv_hslot s)
+{
+    return (tkv_kentry *)(s & ~TKV_HTAG_MASK);
+}
 
 typedef struct tkv_keyindex {
     tkv_kentry *head; /* sentinel holding TKV_SKIPLIST_MAXLEVEL pointers */
@@ -72,14 +102,21 @@ void tkv_keyindex_remove(tkv_keyindex *ix, tkv_kentry *e);
 /* First entry with key >= the given key, or NULL. */
 tkv_kentry *tkv_keyindex_seek(const tkv_keyindex *ix, const uint8_t *key, size_t klen);
 
-static inline tkv_kentry *tkv_keyindex_first(const tkv_keyindex *ix) { return ix->head->next[0]; }
-static inline tkv_kentry *tkv_keyindex_next(const tkv_kentry *e) { return e->next[0]; }
+static inline tkv_kentry *tkv_keyindex_next(const tkv_kentry *e)
+{
+    return (tkv_kentry *)(e->link[0] & ~TKV_KENTRY_LINK_TAG);
+}
+static inline tkv_kentry *tkv_keyindex_first(const tkv_keyindex *ix)
+{
+    return tkv_keyindex_next(ix->head);
+}
 
 /* Batched lookups, for prefetching: a key's hash, and the entry in its home
- * slot when the hash there matches (a guess: the key is not compared, and
- * a collision moved it elsewhere). Prefetching the slot, then the entry,
- * then its page for many keys in turn lets the cache misses of a pipeline
- * of lookups overlap instead of following each other. */
+ * slot when the tag there matches (a guess: 4 bits of the hash, the key not
+ * compared, and a collision may have moved it elsewhere; a wrong guess is a
+ * live entry all the same). Prefetching the slot, then the entry, then its
+ * page for many keys in turn lets the cache misses of a pipeline of lookups
+ * overlap instead of following each other. */
 uint64_t tkv_keyindex_hash(const tkv_keyindex *ix, const uint8_t *key, size_t klen);
 
 static inline const tkv_hslot *tkv_keyindex_home(const tkv_keyindex *ix, uint64_t h)
@@ -89,8 +126,8 @@ static inline const tkv_hslot *tkv_keyindex_home(const tkv_keyindex *ix, uint64_
 
 static inline const tkv_kentry *tkv_keyindex_guess(const tkv_keyindex *ix, uint64_t h)
 {
-    const tkv_hslot *s = tkv_keyindex_home(ix, h);
-    return s->hash == h ? s->e : NULL;
+    tkv_hslot s = *tkv_keyindex_home(ix, h);
+    return s && (s & TKV_HTAG_MASK) == tkv_hslot_tag(h) ? tkv_hslot_entry(s) : NULL;
 }
 
 /* Byte order of keys, shorter first on a common prefix (memcmp semantics). */

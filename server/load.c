@@ -332,12 +332,23 @@ static int install_below(tkv_engine *e, tkv_kentry *E, const tkv_eng_load *l, co
     for (size_t i = 0; i < it->n; i++)
         blobs += recs[i].len;
     for (uint32_t i = 0; i < pn; i++)
-        blobs += E->page->slot[i].len;
-    if (pn + it->n > 0 && tkv_vpage_reserve(&np, (uint32_t)(pn + it->n), blobs) == LONG_MIN)
+        blobs += tkv_vpage_len(E->page, i);
+    /* The timestamps np will hold (recs newest first, the page ascending). */
+    uint64_t ts_lo = UINT64_MAX, ts_hi = 0;
+    if (it->n > 0) {
+        ts_lo = recs[it->n - 1].ts;
+        ts_hi = recs[0].ts;
+    }
+    if (pn > 0) {
+        ts_lo = tkv_vpage_ts(E->page, 0) < ts_lo ? tkv_vpage_ts(E->page, 0) : ts_lo;
+        ts_hi = tkv_vpage_ts(E->page, pn - 1) > ts_hi ? tkv_vpage_ts(E->page, pn - 1) : ts_hi;
+    }
+    if (pn + it->n > 0 &&
+        tkv_vpage_reserve(&np, (uint32_t)(pn + it->n), blobs, ts_lo, ts_hi) == LONG_MIN)
         return -1;
     while (li > 0 || pi < pn) {
-        bool from_load = li > 0 && (pi >= pn || recs[li - 1].ts < E->page->slot[pi].ts);
-        if (li > 0 && pi < pn && recs[li - 1].ts == E->page->slot[pi].ts) {
+        bool from_load = li > 0 && (pi >= pn || recs[li - 1].ts < tkv_vpage_ts(E->page, pi));
+        if (li > 0 && pi < pn && recs[li - 1].ts == tkv_vpage_ts(E->page, pi)) {
             li--; /* shadowed by the page */
             continue;
         }
@@ -348,8 +359,8 @@ static int install_below(tkv_engine *e, tkv_kentry *E, const tkv_eng_load *l, co
             d = tkv_vpage_put(&np, r->ts, l->data.data + r->off, r->len, NULL, 0, &replaced);
             added++;
         } else {
-            d = tkv_vpage_put(&np, E->page->slot[pi].ts, tkv_vpage_blob(E->page, pi),
-                              E->page->slot[pi].len, NULL, 0, &replaced);
+            d = tkv_vpage_put(&np, tkv_vpage_ts(E->page, pi), tkv_vpage_blob(E->page, pi),
+                              tkv_vpage_len(E->page, pi), NULL, 0, &replaced);
             pi++;
         }
         if (d == LONG_MIN) {

@@ -79,7 +79,7 @@ static void maybe_start_disk(vcur *c)
         return;
     if (!c->asc) {
         bool page_left = c->pi >= c->pa && c->pi < c->pb;
-        if (page_left && c->E->page->slot[c->pi].ts >= lo)
+        if (page_left && tkv_vpage_ts(c->E->page, (uint32_t)c->pi) >= lo)
             return;
     }
     if (c->e->nonblock) {
@@ -126,7 +126,7 @@ static void pick(vcur *c)
         maybe_start_disk(c);
         bool hp = c->pi >= c->pa && c->pi < c->pb;
         bool hd = c->disk_on && !c->disk_failed && c->dc.valid;
-        if (hp && hd && p->slot[c->pi].ts == c->dc.ts) {
+        if (hp && hd && tkv_vpage_ts(p, (uint32_t)c->pi) == c->dc.ts) {
             dcur_next(&c->dc); /* shadowed by the page */
             continue;
         }
@@ -134,12 +134,12 @@ static void pick(vcur *c)
             c->valid = false;
             return;
         }
-        c->cur_page =
-            hp && (!hd || (c->asc ? p->slot[c->pi].ts < c->dc.ts : p->slot[c->pi].ts > c->dc.ts));
+        c->cur_page = hp && (!hd || (c->asc ? tkv_vpage_ts(p, (uint32_t)c->pi) < c->dc.ts
+                                            : tkv_vpage_ts(p, (uint32_t)c->pi) > c->dc.ts));
         if (c->cur_page) {
-            c->ts = p->slot[c->pi].ts;
+            c->ts = tkv_vpage_ts(p, (uint32_t)c->pi);
             c->blob = tkv_vpage_blob(p, (uint32_t)c->pi);
-            c->len = p->slot[c->pi].len;
+            c->len = tkv_vpage_len(p, (uint32_t)c->pi);
         } else {
             size_t vlen;
             c->ts = c->dc.ts;
@@ -297,13 +297,13 @@ static bool fast_get(tkv_engine *e, const tkv_kentry *E, const vis *v, uint64_t 
     if (v->check_expiry || !p)
         return false;
     long i = tkv_vpage_floor(p, T);
-    if (i < 0 || p->slot[i].ts < E->lo || p->slot[i].ts < v->horizon)
+    if (i < 0 || tkv_vpage_ts(p, (uint32_t)i) < E->lo || tkv_vpage_ts(p, (uint32_t)i) < v->horizon)
         return false;
     const uint8_t *blob = tkv_vpage_blob(p, (uint32_t)i);
-    uint32_t len = p->slot[i].len;
-    out->ts = p->slot[i].ts;
+    uint32_t len = tkv_vpage_len(p, (uint32_t)i);
+    out->ts = tkv_vpage_ts(p, (uint32_t)i);
     out->has_next = (uint32_t)(i + 1) < p->count;
-    out->next = out->has_next ? p->slot[i + 1].ts : 0;
+    out->next = out->has_next ? tkv_vpage_ts(p, (uint32_t)i + 1) : 0;
     if (blob_tombstone(blob, len)) {
         out->miss = TKV_EM_DELETED;
         out->at = out->ts;

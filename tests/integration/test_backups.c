@@ -926,7 +926,7 @@ Test(backups, malformed_restores_are_refused_whole, .fini = teardown)
     q.n = 0; /* more versions than --max-batch, the first ones valid */
     rr_key(&q, 3);
     for (int i = 0; i < 10001; i++)
-        rr_version(&q, (uint64_t)i + 1, 0, 0);
+        rr_version(&q, (uint64_t)(10001 - i), 0, 0); /* newest first */
     cr_assert_eq(send_restore(fd, &q, msg, sizeof msg), 12);
 
     cr_assert_eq(tkvd_stat(c, "keys"), 0, "nothing was written by any of them");

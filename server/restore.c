@@ -266,16 +266,36 @@ static int refuse(tkv_status *st, tkv_status s, char *msg, size_t msglen, const 
     return -1;
 }
 
-/* Checks the records' form and limits, before anything else. */
+/* Whether key b sorts after key a (bytewise, a prefix first). */
+static bool key_after(const uint8_t *a, uint32_t alen, const uint8_t *b, uint32_t blen)
+{
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+    return c < 0 || (c == 0 && alen < blen);
+}
+
+/* Checks the records' form and limits, before anything else. The keys
+ * must come in byte order, each once (as a backup has them): the check
+ * pass reads what the server holds of each key before any write, and a
+ * key met again would find the request's own writes and be refused
+ * half-way through them. */
 static int check_records(const tkv_restore_req *q, tkv_status *st, char *msg, size_t msglen)
 {
     walk w;
     tkv_bk_rec r;
     int rc;
     uint32_t versions = 0;
+    const uint8_t *prev = NULL;
+    uint32_t plen = 0;
     char why[200];
     walk_init(&w, q);
     while ((rc = walk_next(&w, &r)) > 0) {
+        if (r.type == TKV_BK_KEY && prev && !key_after(prev, plen, r.key, r.klen))
+            return refuse(st, TKV_ST_BAD_REQUEST, msg, msglen,
+                          "its keys are not in byte order, each once");
+        if (r.type == TKV_BK_KEY) {
+            prev = r.key;
+            plen = r.klen;
+        }
         if (r.type == TKV_BK_KEY && r.klen > q->max_key) {
             snprintf(why, sizeof why, "a key of %u bytes is above the limit of %u", r.klen,
                      q->max_key);

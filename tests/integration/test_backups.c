@@ -981,3 +981,46 @@ Test(backups, backup_keeps_pipeline_order, .fini = teardown)
     cr_assert_eq(f[1], 10);
     close(fd);
 }
+
+/* One RESTORE whose records repeat a key, pipelined behind another
+ * client's... (here: the same connection's) PUT so that both are staged
+ * in one batch. The repeated key is refused in the checks, before any
+ * write: it must not fail the batch - and so the PUT - half-way. */
+Test(backups, restore_repeating_a_key_is_refused_before_writing, .fini = teardown)
+{
+    tkvd_start(&a, NULL);
+    tkv_ctx *c = tkvd_client(&a);
+    int fd = tkvd_raw(&a);
+    static rawreq q, f;
+    q.n = 0;
+    rr_key(&q, 3);
+    rr_version(&q, 2, 0, 0);
+    rr_key(&q, 3); /* again */
+    rr_version(&q, 1, 0, 0);
+    f.n = 0;
+    static const uint8_t put[] = {0,   0,   0,    0x0a, 0x94, 0xa3, 'P',
+                                  'U', 'T', 0xa1, 'p',  0xa1, 'v',  0x05};
+    rr_bytes(&f, put, sizeof put);
+    size_t len_at = f.n;
+    rr_be(&f, 0, 4);
+    rr_bytes(&f, "\x92\xa7RESTORE\xc6", 10);
+    rr_be(&f, q.n, 4);
+    rr_bytes(&f, q.b, q.n);
+    uint32_t len = (uint32_t)(f.n - len_at - 4);
+    for (int i = 0; i < 4; i++)
+        f.b[len_at + i] = (uint8_t)(len >> (24 - 8 * i));
+    raw_send(fd, f.b, f.n);
+    uint8_t reply[512];
+    long n = raw_frame(fd, reply, sizeof reply);
+    cr_assert_eq(n, 3);
+    cr_assert(memcmp(reply, "\x92\x00\x05", 3) == 0, "the PUT is written (status %d)", reply[1]);
+    n = raw_frame(fd, reply, sizeof reply);
+    cr_assert_gt(n, 2);
+    cr_assert_eq(reply[1], 10, "the RESTORE is a BAD_REQUEST");
+    cr_assert_eq(tkvd_stat(c, "commit_errors"), 0);
+    tkv_version v;
+    cr_assert_eq(tkv_get(c, "p", 1, TKV_LATEST, &v), TKV_OK);
+    cr_assert_eq(tkv_get(c, "kkk", 3, TKV_LATEST, &v), TKV_NOT_FOUND, "nothing of the RESTORE");
+    close(fd);
+    tkv_free(c);
+}

@@ -382,13 +382,17 @@ static int check_target(tkv_engine *e, const tkv_restore_req *q, tkv_status *st,
     return blocked ? -2 : 0;
 }
 
-/* Stages one version record of k, unless the server keeps its own. */
+/* Stages one version record of k, unless the server keeps its own. A
+ * version below the server's horizon is skipped, merging or not: a key
+ * continued from the request before may have had its horizon moved since
+ * (a RETAIN, the sweep enforcing the policy the first part restored), and
+ * the write would be refused half-way through the batch. */
 static tkv_eng_rc apply_one(tkv_engine *e, const cur_key *k, const tkv_bk_rec *r, bool *wrote)
 {
     *wrote = false;
     bool has = false, dirty;
     uint64_t ts;
-    if (k->keep && r->ts < k->horizon)
+    if (r->ts < k->horizon)
         return TKV_E_OK;
     tkv_eng_rc rc = k->keep ? target_has(e, k->key, k->klen, r->ts, &has) : TKV_E_OK;
     if (rc != TKV_E_OK || has)

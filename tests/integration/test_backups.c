@@ -7,6 +7,7 @@
  * with nothing written; tkvctl's commands and exit statuses.
  */
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
@@ -1071,6 +1072,54 @@ Test(backups, continued_key_below_a_moved_horizon_is_skipped, .fini = teardown)
     cr_assert_eq(n, 4);
     cr_assert(memcmp(reply, "\x93\x00\x00\x01", 4) == 0, "none written, one skipped");
     cr_assert_eq(tkvd_stat(c, "commit_errors"), 0);
+    close(fd);
+    tkv_free(c);
+}
+
+/* A BACKUP whose reader stopped reading holds a snapshot of the store,
+ * which recovery from a failed write must reopen: when the store fails the
+ * stream ends with STORAGE (PROTOCOL.md), so writes resume once the disk
+ * takes them again instead of waiting for a reader that may never read. */
+Test(backups, storage_failure_ends_a_stalled_backup, .fini = teardown, .timeout = 60)
+{
+    static char preload[4200], trigger[4300];
+    snprintf(preload, sizeof preload, "LD_PRELOAD=%s", getenv("TKV_FAULT_LIB"));
+    const char *env[] = {preload, "TKV_FAULT_PATHS={dir}/db:{dir}/write-probe",
+                         "TKV_FAULT_TRIGGER={dir}.full", NULL};
+    tkvd_start_env(&a, NULL, env);
+    snprintf(trigger, sizeof trigger, "%s.full", a.dir);
+    tkv_ctx *c = tkvd_client(&a);
+    static char big[60000];
+    memset(big, 'q', sizeof big - 1);
+    for (int i = 0; i < 200; i++) { /* 12 MB: more than the socket and the limit hold */
+        char key[16];
+        snprintf(key, sizeof key, "k%03d", i);
+        put(c, key, big, 1, 0);
+    }
+    int fd = tkvd_raw(&a);
+    static const uint8_t backup[] = {0, 0, 0, 0x08, 0x91, 0xa6, 'B', 'A', 'C', 'K', 'U', 'P'};
+    raw_send(fd, backup, sizeof backup);
+    cr_assert_gt(settled_unread(fd), 0, "the backup stalls on its unread output");
+
+    close(open(trigger, O_CREAT | O_WRONLY, 0644));
+    cr_assert_neq(tkv_put(c, "x", 1, "y", 1, 1, NULL), TKV_OK, "the disk is full");
+    unlink(trigger);
+    int rc = TKV_ERR;
+    for (int i = 0; i < 300 && rc != TKV_OK; i++) {
+        rc = tkv_put(c, "x", 1, "y", 1, 1, NULL);
+        if (rc != TKV_OK)
+            usleep(10000);
+    }
+    cr_assert_eq(rc, TKV_OK, "writes did not resume: %s", tkv_errstr(c));
+
+    /* The stream's frames, then an error frame that ends it. */
+    static uint8_t f[1 << 20];
+    long n;
+    while ((n = raw_frame(fd, f, sizeof f)) > 0 && f[1] == 0)
+        cr_assert_eq(f[n - 1], 0xc2, "no frame says the backup is complete");
+    cr_assert_gt(n, 2);
+    cr_assert_eq(f[0], 0x92);
+    cr_assert_eq(f[1], TKV_SC_STORAGE);
     close(fd);
     tkv_free(c);
 }

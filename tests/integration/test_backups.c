@@ -1123,3 +1123,37 @@ Test(backups, storage_failure_ends_a_stalled_backup, .fini = teardown, .timeout 
     close(fd);
     tkv_free(c);
 }
+
+/* A backup whose keys are out of order (well-formed and checksummed, but
+ * not what a server writes) is refused whole by tkv_restore before it
+ * sends anything: the server refuses such records a request at a time,
+ * which after a first request would leave half of it restored. */
+Test(backups, restore_refuses_keys_out_of_order_before_sending, .fini = teardown)
+{
+    tkvd_start(&a, NULL);
+    tkv_ctx *c = tkvd_client(&a);
+    tkv_buf bk = {0};
+    tkv_bk_writer w;
+    uint8_t d[TKV_SHA256_LEN];
+    cr_assert_eq(tkv_bk_write_begin(&w, &bk, 1000), 0);
+    tkv_bk_rec k = {.type = TKV_BK_KEY, .key = (const uint8_t *)"b", .klen = 1};
+    cr_assert_eq(tkv_bk_write_rec(&w, &bk, &k), 0);
+    for (uint64_t ts = 1200; ts > 0; ts--) { /* more than one request carries */
+        tkv_bk_rec v = {.type = TKV_BK_VER, .ts = ts, .value = (const uint8_t *)"x", .vlen = 1};
+        cr_assert_eq(tkv_bk_write_rec(&w, &bk, &v), 0);
+    }
+    k.key = (const uint8_t *)"a";
+    cr_assert_eq(tkv_bk_write_rec(&w, &bk, &k), 0);
+    tkv_bk_rec v = {.type = TKV_BK_VER, .ts = 1, .value = (const uint8_t *)"y", .vlen = 1};
+    cr_assert_eq(tkv_bk_write_rec(&w, &bk, &v), 0);
+    cr_assert_eq(tkv_bk_write_end(&w, &bk, d), 0);
+
+    tkv_restore_info info;
+    cr_assert_eq(tkv_restore(c, bk.data, bk.len, 0, &info), TKV_ERR);
+    cr_assert_eq(tkv_err(c), TKV_EK_USAGE, "%s", tkv_errstr(c));
+    cr_assert(strstr(tkv_errstr(c), "order"), "%s", tkv_errstr(c));
+    cr_assert_eq(info.requests, 0);
+    cr_assert_eq(tkvd_stat(c, "keys"), 0, "nothing was written");
+    tkv_buf_deinit(&bk);
+    tkv_free(c);
+}

@@ -129,7 +129,8 @@ void tkv_bk_reader_init_records(tkv_bk_reader *r, uint32_t max_value);
  * the first record (r->at is then set). TKV_BK_DONE: the trailer checked
  * out (counts, digest, checksum: r->digest_out holds the digest) and *used
  * covers it; bytes after it are an error on the next call. TKV_BK_MORE:
- * give more bytes (a record may be as long as max_value + 22). TKV_BK_ERR:
+ * give more bytes (a record may be as long as max_value + 22, or 65561 for
+ * a key). TKV_BK_ERR:
  * r->err says what and r->offset where; every later call fails too. In
  * every case the caller drops the first *used bytes before the next call
  * (the header alone may be consumed with TKV_BK_MORE). */

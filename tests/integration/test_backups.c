@@ -1157,3 +1157,51 @@ Test(backups, restore_refuses_keys_out_of_order_before_sending, .fini = teardown
     tkv_buf_deinit(&bk);
     tkv_free(c);
 }
+
+/* A BACKUP that the server reaches only while stopping - pipelined behind
+ * replies the client had not read yet, served by the shutdown's drain - is
+ * answered BUSY at once, like one under way when the stop began: not a
+ * whole store streamed during the shutdown grace. */
+Test(backups, backup_reached_while_stopping_is_busy, .fini = teardown, .timeout = 60)
+{
+    tkvd_start(&a, NULL);
+    tkv_ctx *c = tkvd_client(&a);
+    static char big[60000];
+    memset(big, 's', sizeof big - 1);
+    put(c, "big", big, 1, 0);
+    tkv_free(c);
+    int fd = tkvd_raw(&a);
+    static uint8_t pipeline[100 * 13 + 12];
+    size_t n = 0;
+    for (int i = 0; i < 100; i++) { /* 6 MB of replies: the connection is throttled */
+        memcpy(pipeline + n,
+               "\x00\x00\x00\x09\x92\xa3GET\xa3"
+               "big",
+               13);
+        n += 13;
+    }
+    memcpy(pipeline + n,
+           "\x00\x00\x00\x08\x91\xa6"
+           "BACKUP",
+           12);
+    n += 12;
+    raw_send(fd, pipeline, n);
+    settled_unread(fd);
+    kill(a.pid, SIGTERM);
+    uint8_t *frame = malloc(1 << 20);
+    long len;
+    for (int i = 0; i < 100; i++) {
+        len = raw_frame(fd, frame, 1 << 20);
+        cr_assert_gt(len, 0);
+        cr_assert_eq(frame[1], 0, "GET %d answered", i);
+    }
+    while ((len = raw_frame(fd, frame, 1 << 20)) > 0 && frame[1] == 0x00)
+        cr_assert_eq(frame[len - 1], 0xc2, "no frame says the backup is complete");
+    cr_assert_gt(len, 0, "an error frame, not just the end of the connection");
+    cr_assert_eq(frame[0], 0x92);
+    cr_assert_eq(frame[1], 21, "BUSY");
+    free(frame);
+    close(fd);
+    int st = tkvd_signal(&a, SIGTERM);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d", st);
+}

@@ -126,8 +126,9 @@ static tkv_bk_rc fail(tkv_bk_reader *r, const char *what)
 static tkv_bk_rc read_header(tkv_bk_reader *r, const uint8_t *p, size_t n, size_t *used)
 {
     if (n < TKV_BK_HEADER_LEN) {
-        /* A wrong magic is told at once, not after waiting for more. */
-        if (memcmp(p, TKV_BK_MAGIC, n < 8 ? n : 8) != 0)
+        /* A wrong magic is told at once, not after waiting for more (with
+         * no bytes p may be NULL, which memcmp must not see). */
+        if (n > 0 && memcmp(p, TKV_BK_MAGIC, n < 8 ? n : 8) != 0)
             return fail(r, "not a tkv backup (bad magic)");
         return TKV_BK_MORE;
     }

@@ -286,3 +286,17 @@ Test(backup, checksum_covers_every_byte_before_it)
     cr_assert(memcmp(sum, b.data + b.len - TKV_SHA256_LEN, sizeof sum) == 0);
     tkv_buf_deinit(&b);
 }
+
+/* An empty file: no bytes at all, perhaps no buffer either (a reader is
+ * fed what a caller holds, and an empty tkv_buf holds NULL). */
+Test(backup, nothing_yet_is_more)
+{
+    tkv_bk_reader r;
+    tkv_bk_rec rec;
+    size_t used;
+    tkv_bk_reader_init(&r, 10);
+    cr_assert_eq(tkv_bk_read(&r, NULL, 0, &rec, &used), TKV_BK_MORE);
+    cr_assert_eq(used, 0);
+    tkv_bk_reader_init_records(&r, 10);
+    cr_assert_eq(tkv_bk_read(&r, NULL, 0, &rec, &used), TKV_BK_MORE);
+}

@@ -260,6 +260,9 @@ tkv_bk_rc tkv_bk_read(tkv_bk_reader *r, const uint8_t *p, size_t n, tkv_bk_rec *
     }
     if (type == TKV_BK_VER && (b[8] > 1 || (b[8] == 1 && len > TKV_BK_VERSION_FIXED)))
         return fail(r, "version record of an unknown kind");
+    /* tkv writes none, and a restore could not write it back. */
+    if (type == TKV_BK_VER && b[8] == 1 && tkv_load_be64(b + 9) != 0)
+        return fail(r, "a tombstone with an expiry time");
     if (type == TKV_BK_VER && check_order(r, tkv_load_be64(b)) < 0)
         return TKV_BK_ERR;
     decode(b, type, len, rec);

@@ -114,8 +114,8 @@ typedef struct tkv_bk_reader {
 /* Starts reading a backup; values above max_value are refused (a reader
  * never allocates from a declared length it did not check), and so are a
  * key's versions out of order (newest first, each timestamp once) or
- * below its horizon: PROTOCOL.md says a backup holds none, and a restore
- * would refuse them half-way. */
+ * below its horizon, and tombstones with an expiry time: PROTOCOL.md says
+ * a backup holds none, and a restore would refuse them half-way. */
 void tkv_bk_reader_init(tkv_bk_reader *r, uint32_t max_value);
 
 /* Starts reading bare records (RESTORE's payload): no header, and a

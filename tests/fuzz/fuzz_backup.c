@@ -67,6 +67,7 @@ static void check_rec(rules *ru, const tkv_bk_rec *r, const uint8_t *p, size_t n
     FUZZ_CHECK(r->type == TKV_BK_VER, "a record of type %d", r->type);
     FUZZ_CHECK(r->vlen <= ru->max_value, "a value of %u bytes above %u", r->vlen, ru->max_value);
     FUZZ_CHECK(!r->tombstone || r->vlen == 0, "a tombstone with a value");
+    FUZZ_CHECK(!r->tombstone || r->expires == 0, "a tombstone with an expiry time");
     FUZZ_CHECK(r->vlen == 0 || (r->value >= p && (size_t)(r->value - p) + r->vlen <= n),
                "value outside the bytes");
     FUZZ_CHECK(r->ts >= ru->horizon, "a version below its key's horizon");

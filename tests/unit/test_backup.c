@@ -269,6 +269,15 @@ Test(backup, versions_in_order_and_at_or_after_the_horizon)
     bare_version(&b, 5);
     bare_version(&b, 5);
     cr_assert_eq(read_bare(&b, &r), TKV_BK_ERR);
+
+    /* A tombstone that expires: tkv writes none, a restore cannot. */
+    tkv_buf_reset(&b);
+    bare_key(&b, "a", 0);
+    tkv_bk_writer w = {0};
+    tkv_bk_rec t = {.type = TKV_BK_VER, .ts = 5, .tombstone = true, .expires = 9};
+    cr_assert_eq(tkv_bk_write_rec(&w, &b, &t), 0);
+    cr_assert_eq(read_bare(&b, &r), TKV_BK_ERR);
+    cr_assert(strstr(r.err, "tombstone"), "%s", r.err);
     tkv_buf_deinit(&b);
 }
 

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -1204,4 +1205,43 @@ Test(backups, backup_reached_while_stopping_is_busy, .fini = teardown, .timeout 
     close(fd);
     int st = tkvd_signal(&a, SIGTERM);
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d", st);
+}
+
+/* tkvctl restore from a pipe given by name (a FIFO, or bash's <(...)):
+ * read whole like standard input, not mapped as a file of st_size bytes
+ * - which a pipe reports as 0, "truncated at 0 bytes". */
+Test(backups, tkvctl_restore_from_a_named_pipe, .fini = teardown, .timeout = 60)
+{
+    tkvd_start(&a, NULL);
+    tkvd_start(&b, NULL);
+    tkv_ctx *ca = tkvd_client(&a), *cb = tkvd_client(&b);
+    load_common(ca, false);
+    char *dir = tmpdir_make("bk"), *file, fifo[4200], port[8];
+    tkv_digest_info info = backup_to_file(ca, dir, "p.tkvbak", &file);
+    snprintf(fifo, sizeof fifo, "%s/pipe", dir);
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) { /* the writer: the backup into the pipe */
+        FILE *in = fopen(file, "rb"), *out = fopen(fifo, "wb");
+        char buf[4096];
+        size_t n;
+        while (in && out && (n = fread(buf, 1, sizeof buf, in)) > 0)
+            fwrite(buf, 1, n, out);
+        _exit(in && out && fclose(out) == 0 ? 0 : 1);
+    }
+    snprintf(port, sizeof port, "%u", b.port);
+    const char *rs[] = {getenv("TKVCTL"), "-p", port, "restore", fifo, NULL};
+    char *err;
+    int rc = run(NULL, &err, rs);
+    int st;
+    waitpid(pid, &st, 0);
+    cr_assert_eq(rc, 0, "%s", err);
+    free(err);
+    tkv_digest_info d = digest_at(cb, info.at);
+    cr_assert(same(&d, &info), "restored from the pipe: the backup's digest");
+    free(file);
+    tmpdir_remove(dir);
+    tkv_free(ca);
+    tkv_free(cb);
 }

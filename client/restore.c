@@ -28,16 +28,32 @@ typedef struct batcher {
     tkv_restore_info *info;
 } batcher;
 
+/* Whether key b sorts after key a (bytewise, a prefix first). */
+static bool key_after(const tkv_bk_rec *a, const tkv_bk_rec *b)
+{
+    int d = memcmp(a->key, b->key, a->klen < b->klen ? a->klen : b->klen);
+    return d < 0 || (d == 0 && a->klen < b->klen);
+}
+
+/* The backup checks out whole - and its keys come in byte order, each
+ * once, as a server writes them: the server refuses others a request at a
+ * time, which past the first request would leave part of them restored. */
 static int check_whole(tkv_ctx *c, const uint8_t *p, size_t n, tkv_restore_info *info)
 {
     tkv_bk_reader bk;
     tkv_bk_reader_init(&bk, UINT32_MAX - TKV_BK_VERSION_FIXED);
     size_t at = 0, used;
-    tkv_bk_rec r;
+    tkv_bk_rec r, last = {0};
     tkv_bk_rc rc;
     do {
         rc = tkv_bk_read(&bk, p + at, n - at, &r, &used);
         at += used;
+        if (rc == TKV_BK_REC && r.type == TKV_BK_KEY) {
+            if (last.key && !key_after(&last, &r))
+                return cl_set_err(c, TKV_EK_USAGE,
+                                  "not a valid backup: its keys are not in byte order, each once");
+            last = r; /* its key points into p, which stays */
+        }
     } while (rc == TKV_BK_REC);
     if (rc == TKV_BK_DONE && at < n)
         rc = tkv_bk_read(&bk, p + at, n - at, &r, &used); /* data after the trailer */

@@ -208,20 +208,36 @@ typedef struct held {
     bool mapped;
 } held;
 
+/* Reads fd to its end into h. */
+static int hold_stream(int fd, const char *name, held *h)
+{
+    tkv_buf b = {0};
+    uint8_t chunk[64 * 1024];
+    ssize_t n;
+    while ((n = read(fd, chunk, sizeof chunk)) != 0) {
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int e = errno;
+            tkv_buf_deinit(&b);
+            return fail("cannot read %s: %s", name, strerror(e));
+        }
+        if (tkv_buf_append(&b, chunk, (size_t)n) < 0) {
+            tkv_buf_deinit(&b);
+            return fail("out of memory reading %s", name);
+        }
+    }
+    *h = (held){b.data, b.len, false};
+    return 0;
+}
+
+/* FILE is mapped if it is a regular file; anything else (standard input,
+ * a pipe given by name as bash's <(...) gives one) is read to its end: a
+ * pipe's size says nothing of what it holds. */
 static int hold_file(const char *file, held *h)
 {
-    if (strcmp(file, "-") == 0) {
-        tkv_buf b = {0};
-        uint8_t chunk[64 * 1024];
-        size_t n;
-        while ((n = fread(chunk, 1, sizeof chunk, stdin)) > 0)
-            if (tkv_buf_append(&b, chunk, n) < 0)
-                return fail("out of memory reading standard input");
-        if (ferror(stdin))
-            return fail("cannot read standard input: %s", strerror(errno));
-        *h = (held){b.data, b.len, false};
-        return 0;
-    }
+    if (strcmp(file, "-") == 0)
+        return hold_stream(STDIN_FILENO, "standard input", h);
     int fd = open(file, O_RDONLY);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) < 0) {
@@ -229,6 +245,11 @@ static int hold_file(const char *file, held *h)
         if (fd >= 0)
             close(fd);
         return fail("cannot open %s: %s", file, strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        int rc = hold_stream(fd, file, h);
+        close(fd);
+        return rc;
     }
     *h = (held){NULL, (size_t)st.st_size, true};
     if (h->n > 0) {

@@ -126,8 +126,9 @@ static tkv_bk_rc fail(tkv_bk_reader *r, const char *what)
 static tkv_bk_rc read_header(tkv_bk_reader *r, const uint8_t *p, size_t n, size_t *used)
 {
     if (n < TKV_BK_HEADER_LEN) {
-        /* A wrong magic is told at once, not after waiting for more. */
-        if (memcmp(p, TKV_BK_MAGIC, n < 8 ? n : 8) != 0)
+        /* A wrong magic is told at once, not after waiting for more (with
+         * no bytes p may be NULL, which memcmp must not see). */
+        if (n > 0 && memcmp(p, TKV_BK_MAGIC, n < 8 ? n : 8) != 0)
             return fail(r, "not a tkv backup (bad magic)");
         return TKV_BK_MORE;
     }
@@ -189,6 +190,21 @@ static tkv_bk_rc check_len(tkv_bk_reader *r, uint8_t type, uint32_t len)
     }
 }
 
+/* A version's timestamp against its key's horizon and the version
+ * before it: a restore writes what the reader passed, and a write below a
+ * horizon is refused, so a reader that let one through would have a
+ * checked backup fail half-way. */
+static tkv_bk_rc check_order(tkv_bk_reader *r, uint64_t ts)
+{
+    if (ts < r->horizon)
+        return fail(r, "a version below its key's horizon");
+    if (r->have_ts && ts >= r->last_ts)
+        return fail(r, "a key's versions not newest first (or a timestamp twice)");
+    r->last_ts = ts;
+    r->have_ts = true;
+    return TKV_BK_REC;
+}
+
 static void decode(const uint8_t *b, uint8_t type, uint32_t len, tkv_bk_rec *rec)
 {
     memset(rec, 0, sizeof *rec);
@@ -244,8 +260,17 @@ tkv_bk_rc tkv_bk_read(tkv_bk_reader *r, const uint8_t *p, size_t n, tkv_bk_rec *
     }
     if (type == TKV_BK_VER && (b[8] > 1 || (b[8] == 1 && len > TKV_BK_VERSION_FIXED)))
         return fail(r, "version record of an unknown kind");
+    /* tkv writes none, and a restore could not write it back. */
+    if (type == TKV_BK_VER && b[8] == 1 && tkv_load_be64(b + 9) != 0)
+        return fail(r, "a tombstone with an expiry time");
+    if (type == TKV_BK_VER && check_order(r, tkv_load_be64(b)) < 0)
+        return TKV_BK_ERR;
     decode(b, type, len, rec);
     r->in_key = true;
+    if (type == TKV_BK_KEY) {
+        r->horizon = rec->horizon;
+        r->have_ts = false;
+    }
     r->keys += type == TKV_BK_KEY;
     r->versions += type == TKV_BK_VER;
     tkv_sha256_update(&r->sum, p, REC_HEAD + len);

@@ -103,13 +103,19 @@ typedef struct tkv_bk_reader {
     uint32_t version;  /* from the header */
     tkv_sha256 sum, digest;
     uint64_t keys, versions; /* records read so far */
-    uint64_t offset;         /* bytes consumed so far */
+    uint64_t horizon;        /* the current key's */
+    uint64_t last_ts;        /* its last version's, if have_ts */
+    bool have_ts;
+    uint64_t offset; /* bytes consumed so far */
     uint8_t digest_out[TKV_SHA256_LEN];
     char err[160];
 } tkv_bk_reader;
 
 /* Starts reading a backup; values above max_value are refused (a reader
- * never allocates from a declared length it did not check). */
+ * never allocates from a declared length it did not check), and so are a
+ * key's versions out of order (newest first, each timestamp once) or
+ * below its horizon, and tombstones with an expiry time: PROTOCOL.md says
+ * a backup holds none, and a restore would refuse them half-way. */
 void tkv_bk_reader_init(tkv_bk_reader *r, uint32_t max_value);
 
 /* Starts reading bare records (RESTORE's payload): no header, and a
@@ -123,7 +129,8 @@ void tkv_bk_reader_init_records(tkv_bk_reader *r, uint32_t max_value);
  * the first record (r->at is then set). TKV_BK_DONE: the trailer checked
  * out (counts, digest, checksum: r->digest_out holds the digest) and *used
  * covers it; bytes after it are an error on the next call. TKV_BK_MORE:
- * give more bytes (a record may be as long as max_value + 22). TKV_BK_ERR:
+ * give more bytes (a record may be as long as max_value + 22, or 65561 for
+ * a key). TKV_BK_ERR:
  * r->err says what and r->offset where; every later call fails too. In
  * every case the caller drops the first *used bytes before the next call
  * (the header alone may be consumed with TKV_BK_MORE). */

@@ -556,11 +556,37 @@ static void end_stream(conn *c)
     list_del(&c->hub->streams, c, STRM);
 }
 
+/* Ends a stream early with an error frame, and the connection goes on.
+ * If the store failed: a stream's dump holds a snapshot of it, and
+ * recovery reopens the store only once no dump is open (dump.h), so the
+ * stream ends with STORAGE - rather than hold recovery back for as long as
+ * its reader takes, which for a reader that stopped reading is forever.
+ * If the server stops: a stream that began after conn_stop_all (a request
+ * its drain served) ends BUSY like the ones it cut. May close c. */
+static void cut_stream(conn *c, bool failing)
+{
+    int rc = failing ? tkv_stream_fail(c->stream, &c->out,
+                                       "the store failed; try again once it has recovered")
+                     : tkv_stream_abort(c->stream, &c->out, "the server is shutting down");
+    if (rc < 0) {
+        conn_close(c, "out of memory");
+        return;
+    }
+    end_stream(c);
+    list_add(&c->hub->pend, c, PEND);
+    resume(c);
+}
+
 bool conn_stream_steps(conn_hub *h)
 {
     bool more = false;
+    bool failing = tkv_engine_failing(h->disp->eng);
     for (conn *c = h->streams.head, *next; c; c = next) {
         next = c->strm.next;
+        if (failing || h->stopping) {
+            cut_stream(c, failing);
+            continue;
+        }
         if (unsent(c) > h->o->output_high_water || !tkv_stream_ready(c->stream))
             continue; /* flush_out or a commit wakes the loop again */
         int rc = tkv_stream_step(c->stream, &c->out);

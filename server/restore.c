@@ -266,16 +266,36 @@ static int refuse(tkv_status *st, tkv_status s, char *msg, size_t msglen, const 
     return -1;
 }
 
-/* Checks the records' form and limits, before anything else. */
+/* Whether key b sorts after key a (bytewise, a prefix first). */
+static bool key_after(const uint8_t *a, uint32_t alen, const uint8_t *b, uint32_t blen)
+{
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+    return c < 0 || (c == 0 && alen < blen);
+}
+
+/* Checks the records' form and limits, before anything else. The keys
+ * must come in byte order, each once (as a backup has them): the check
+ * pass reads what the server holds of each key before any write, and a
+ * key met again would find the request's own writes and be refused
+ * half-way through them. */
 static int check_records(const tkv_restore_req *q, tkv_status *st, char *msg, size_t msglen)
 {
     walk w;
     tkv_bk_rec r;
     int rc;
     uint32_t versions = 0;
+    const uint8_t *prev = NULL;
+    uint32_t plen = 0;
     char why[200];
     walk_init(&w, q);
     while ((rc = walk_next(&w, &r)) > 0) {
+        if (r.type == TKV_BK_KEY && prev && !key_after(prev, plen, r.key, r.klen))
+            return refuse(st, TKV_ST_BAD_REQUEST, msg, msglen,
+                          "its keys are not in byte order, each once");
+        if (r.type == TKV_BK_KEY) {
+            prev = r.key;
+            plen = r.klen;
+        }
         if (r.type == TKV_BK_KEY && r.klen > q->max_key) {
             snprintf(why, sizeof why, "a key of %u bytes is above the limit of %u", r.klen,
                      q->max_key);
@@ -362,13 +382,17 @@ static int check_target(tkv_engine *e, const tkv_restore_req *q, tkv_status *st,
     return blocked ? -2 : 0;
 }
 
-/* Stages one version record of k, unless the server keeps its own. */
+/* Stages one version record of k, unless the server keeps its own. A
+ * version below the server's horizon is skipped, merging or not: a key
+ * continued from the request before may have had its horizon moved since
+ * (a RETAIN, the sweep enforcing the policy the first part restored), and
+ * the write would be refused half-way through the batch. */
 static tkv_eng_rc apply_one(tkv_engine *e, const cur_key *k, const tkv_bk_rec *r, bool *wrote)
 {
     *wrote = false;
     bool has = false, dirty;
     uint64_t ts;
-    if (k->keep && r->ts < k->horizon)
+    if (r->ts < k->horizon)
         return TKV_E_OK;
     tkv_eng_rc rc = k->keep ? target_has(e, k->key, k->klen, r->ts, &has) : TKV_E_OK;
     if (rc != TKV_E_OK || has)

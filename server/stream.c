@@ -114,6 +114,11 @@ int tkv_stream_abort(tkv_stream *s, tkv_buf *out, const char *why)
     return end_with_error(out, TKV_ST_BUSY, tkv_cmd_name(s->cmd), why);
 }
 
+int tkv_stream_fail(tkv_stream *s, tkv_buf *out, const char *why)
+{
+    return end_with_error(out, tkv_wire_status(TKV_E_STORAGE), tkv_cmd_name(s->cmd), why);
+}
+
 /* Opens the dump and starts the writer: 0, -1 if the dump could not be
  * opened (errmsg says why), -2 if out of memory. */
 static int open_dump(tkv_stream *s)

@@ -54,6 +54,11 @@ int tkv_stream_step(tkv_stream *s, tkv_buf *out);
 /* Ends the stream early with an error reply (the server stops). */
 int tkv_stream_abort(tkv_stream *s, tkv_buf *out, const char *why);
 
+/* Ends the stream early with a STORAGE error reply: the store failed, and
+ * its recovery must wait for every open dump to close. Returns as
+ * tkv_stream_abort(). */
+int tkv_stream_fail(tkv_stream *s, tkv_buf *out, const char *why);
+
 /* Frees the stream and its dump, after the step under way if any (its
  * helper is joined). NULL-safe. */
 void tkv_stream_free(tkv_stream *s);

@@ -340,6 +340,42 @@ def keycodec_seeds():
     write("fuzz_keycodec", "encoded_version", b"vitem1\x00\x01" + b"\xff" * 7 + b"\x9b")
 
 
+def bk_rec(t, body):
+    return t + struct.pack(">I", len(body)) + body
+
+
+def bk_key(key, own=False, versions=0, age=0, horizon=0):
+    return bk_rec(b"K", struct.pack(">BIQQ", 1 if own else 0, versions, age, horizon) + key)
+
+
+def bk_ver(ts, value=b"", tombstone=False, expires=0):
+    return bk_rec(b"V", struct.pack(">QBQ", ts, 1 if tombstone else 0, expires) + value)
+
+
+def bk_file(at, recs, keys, versions):
+    import hashlib
+    head = b"TKVBACKP" + struct.pack(">IIQ", 1, 0, at)
+    body = b"".join(recs)
+    trailer = b"E" + struct.pack(">IQQ", 80, keys, versions) + hashlib.sha256(body).digest()
+    return head + body + trailer + hashlib.sha256(head + body + trailer).digest()
+
+
+def backup_seeds():
+    # [cfg: bit 0 bare records | max_value index << 1 | chunk size - 1 << 3][bytes]
+    # PROTOCOL.md's example, fed whole-ish and a byte at a time.
+    example = bk_file(1000, [bk_key(b"k"), bk_ver(5, b"v")], 1, 1)
+    write("fuzz_backup", "protocol_example", bytes([0xf8]) + example)
+    write("fuzz_backup", "protocol_example_bytewise", bytes([0x00]) + example)
+    # Policies, horizons, tombstones, expiry, an empty store.
+    write("fuzz_backup", "every_field", bytes([0x10]) + bk_file(
+        77, [bk_key(b"a\0b", True, 3, 7, 50), bk_ver(60, b"xy", expires=999),
+             bk_ver(50, tombstone=True), bk_key(b"z", horizon=9)], 2, 2))
+    write("fuzz_backup", "empty_store", bytes([0x08]) + bk_file(0, [], 0, 0))
+    # RESTORE's payload: bare records, two keys.
+    write("fuzz_backup", "bare_records", bytes([0x01]) + bk_key(b"kkk") + bk_ver(7, b"v") +
+          bk_ver(3, tombstone=True) + bk_key(b"kkl", horizon=2) + bk_ver(2, b"w"))
+
+
 def main():
     frame_seeds()
     request_seeds()
@@ -347,6 +383,7 @@ def main():
     request_regressions()
     keycodec_seeds()
     reply_seeds()
+    backup_seeds()
     return 0
 
 

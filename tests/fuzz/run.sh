@@ -41,7 +41,7 @@ root=$(cd "$here/../.." && pwd)
 seconds=${1:-30}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(frame request keycodec reply)
+[ ${#targets[@]} -gt 0 ] || targets=(frame request keycodec reply backup)
 store=${TKV_FUZZ_STORE:-memory}
 case "$store" in
 memory) build=${TKV_FUZZ_BUILD:-$root/build-fuzz-mem} ;;
@@ -105,6 +105,7 @@ max_len() {
     frame) echo 16384 ;;   # repeated up to 16 times: enough to fill the reader
     request) echo 4096 ;;  # up to 256 requests
     reply) echo 4096 ;;    # a few replies, each decoded for every command
+    backup) echo 4096 ;;   # a backup of a few dozen records
     *) echo 1024 ;;
     esac
 }

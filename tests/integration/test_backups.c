@@ -7,6 +7,7 @@
  * with nothing written; tkvctl's commands and exit statuses.
  */
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -926,7 +928,7 @@ Test(backups, malformed_restores_are_refused_whole, .fini = teardown)
     q.n = 0; /* more versions than --max-batch, the first ones valid */
     rr_key(&q, 3);
     for (int i = 0; i < 10001; i++)
-        rr_version(&q, (uint64_t)i + 1, 0, 0);
+        rr_version(&q, (uint64_t)(10001 - i), 0, 0); /* newest first */
     cr_assert_eq(send_restore(fd, &q, msg, sizeof msg), 12);
 
     cr_assert_eq(tkvd_stat(c, "keys"), 0, "nothing was written by any of them");
@@ -980,4 +982,266 @@ Test(backups, backup_keeps_pipeline_order, .fini = teardown)
     cr_assert_gt(raw_frame(fd, f, sizeof f), 0);
     cr_assert_eq(f[1], 10);
     close(fd);
+}
+
+/* One RESTORE whose records repeat a key, pipelined behind another
+ * client's... (here: the same connection's) PUT so that both are staged
+ * in one batch. The repeated key is refused in the checks, before any
+ * write: it must not fail the batch - and so the PUT - half-way. */
+Test(backups, restore_repeating_a_key_is_refused_before_writing, .fini = teardown)
+{
+    tkvd_start(&a, NULL);
+    tkv_ctx *c = tkvd_client(&a);
+    int fd = tkvd_raw(&a);
+    static rawreq q, f;
+    q.n = 0;
+    rr_key(&q, 3);
+    rr_version(&q, 2, 0, 0);
+    rr_key(&q, 3); /* again */
+    rr_version(&q, 1, 0, 0);
+    f.n = 0;
+    static const uint8_t put[] = {0,   0,   0,    0x0a, 0x94, 0xa3, 'P',
+                                  'U', 'T', 0xa1, 'p',  0xa1, 'v',  0x05};
+    rr_bytes(&f, put, sizeof put);
+    size_t len_at = f.n;
+    rr_be(&f, 0, 4);
+    rr_bytes(&f, "\x92\xa7RESTORE\xc6", 10);
+    rr_be(&f, q.n, 4);
+    rr_bytes(&f, q.b, q.n);
+    uint32_t len = (uint32_t)(f.n - len_at - 4);
+    for (int i = 0; i < 4; i++)
+        f.b[len_at + i] = (uint8_t)(len >> (24 - 8 * i));
+    raw_send(fd, f.b, f.n);
+    uint8_t reply[512];
+    long n = raw_frame(fd, reply, sizeof reply);
+    cr_assert_eq(n, 3);
+    cr_assert(memcmp(reply, "\x92\x00\x05", 3) == 0, "the PUT is written (status %d)", reply[1]);
+    n = raw_frame(fd, reply, sizeof reply);
+    cr_assert_gt(n, 2);
+    cr_assert_eq(reply[1], 10, "the RESTORE is a BAD_REQUEST");
+    cr_assert_eq(tkvd_stat(c, "commit_errors"), 0);
+    tkv_version v;
+    cr_assert_eq(tkv_get(c, "p", 1, TKV_LATEST, &v), TKV_OK);
+    cr_assert_eq(tkv_get(c, "kkk", 3, TKV_LATEST, &v), TKV_NOT_FOUND, "nothing of the RESTORE");
+    close(fd);
+    tkv_free(c);
+}
+
+/* A key cut across requests, whose horizon moved between them (a RETAIN,
+ * or the sweep enforcing the policy the first part restored): the
+ * continuing request's versions below the horizon are skipped - they
+ * would be invisible - not refused half-way, which failed the batch and
+ * with it the PUT staged beside it. */
+Test(backups, continued_key_below_a_moved_horizon_is_skipped, .fini = teardown)
+{
+    tkvd_start(&a, NULL);
+    tkv_ctx *c = tkvd_client(&a);
+    int fd = tkvd_raw(&a);
+    char msg[256];
+    static rawreq q, f;
+    q.n = 0;
+    rr_key(&q, 3);
+    rr_version(&q, 10, 0, 0);
+    rr_version(&q, 9, 0, 0);
+    cr_assert_eq(send_restore(fd, &q, msg, sizeof msg), 0, "%s", msg);
+    tkv_retain_info ri;
+    cr_assert_eq(tkv_retain(c, "kkk", 3, 1, 0, 0, &ri), TKV_OK);
+    cr_assert_eq(ri.horizon, 10);
+
+    q.n = 0;
+    rr_key(&q, 3);
+    rr_version(&q, 8, 0, 0);
+    f.n = 0;
+    static const uint8_t put[] = {0,   0,   0,    0x0a, 0x94, 0xa3, 'P',
+                                  'U', 'T', 0xa1, 'p',  0xa1, 'v',  0x05};
+    rr_bytes(&f, put, sizeof put);
+    size_t len_at = f.n;
+    rr_be(&f, 0, 4);
+    rr_bytes(&f, "\x94\xa7RESTORE\xc6", 10);
+    rr_be(&f, q.n, 4);
+    rr_bytes(&f, q.b, q.n);
+    rr_bytes(&f, "\xc0\xc3", 2); /* merge nil, continue true */
+    uint32_t len = (uint32_t)(f.n - len_at - 4);
+    for (int i = 0; i < 4; i++)
+        f.b[len_at + i] = (uint8_t)(len >> (24 - 8 * i));
+    raw_send(fd, f.b, f.n);
+    uint8_t reply[512];
+    long n = raw_frame(fd, reply, sizeof reply);
+    cr_assert_eq(n, 3);
+    cr_assert(memcmp(reply, "\x92\x00\x05", 3) == 0, "the PUT is written (status %d)", reply[1]);
+    n = raw_frame(fd, reply, sizeof reply);
+    cr_assert_eq(n, 4);
+    cr_assert(memcmp(reply, "\x93\x00\x00\x01", 4) == 0, "none written, one skipped");
+    cr_assert_eq(tkvd_stat(c, "commit_errors"), 0);
+    close(fd);
+    tkv_free(c);
+}
+
+/* A BACKUP whose reader stopped reading holds a snapshot of the store,
+ * which recovery from a failed write must reopen: when the store fails the
+ * stream ends with STORAGE (PROTOCOL.md), so writes resume once the disk
+ * takes them again instead of waiting for a reader that may never read. */
+Test(backups, storage_failure_ends_a_stalled_backup, .fini = teardown, .timeout = 60)
+{
+    static char preload[4200], trigger[4300];
+    snprintf(preload, sizeof preload, "LD_PRELOAD=%s", getenv("TKV_FAULT_LIB"));
+    const char *env[] = {preload, "TKV_FAULT_PATHS={dir}/db:{dir}/write-probe",
+                         "TKV_FAULT_TRIGGER={dir}.full", NULL};
+    tkvd_start_env(&a, NULL, env);
+    snprintf(trigger, sizeof trigger, "%s.full", a.dir);
+    tkv_ctx *c = tkvd_client(&a);
+    static char big[60000];
+    memset(big, 'q', sizeof big - 1);
+    for (int i = 0; i < 200; i++) { /* 12 MB: more than the socket and the limit hold */
+        char key[16];
+        snprintf(key, sizeof key, "k%03d", i);
+        put(c, key, big, 1, 0);
+    }
+    int fd = tkvd_raw(&a);
+    static const uint8_t backup[] = {0, 0, 0, 0x08, 0x91, 0xa6, 'B', 'A', 'C', 'K', 'U', 'P'};
+    raw_send(fd, backup, sizeof backup);
+    cr_assert_gt(settled_unread(fd), 0, "the backup stalls on its unread output");
+
+    close(open(trigger, O_CREAT | O_WRONLY, 0644));
+    cr_assert_neq(tkv_put(c, "x", 1, "y", 1, 1, NULL), TKV_OK, "the disk is full");
+    unlink(trigger);
+    int rc = TKV_ERR;
+    for (int i = 0; i < 300 && rc != TKV_OK; i++) {
+        rc = tkv_put(c, "x", 1, "y", 1, 1, NULL);
+        if (rc != TKV_OK)
+            usleep(10000);
+    }
+    cr_assert_eq(rc, TKV_OK, "writes did not resume: %s", tkv_errstr(c));
+
+    /* The stream's frames, then an error frame that ends it. */
+    static uint8_t f[1 << 20];
+    long n;
+    while ((n = raw_frame(fd, f, sizeof f)) > 0 && f[1] == 0)
+        cr_assert_eq(f[n - 1], 0xc2, "no frame says the backup is complete");
+    cr_assert_gt(n, 2);
+    cr_assert_eq(f[0], 0x92);
+    cr_assert_eq(f[1], TKV_SC_STORAGE);
+    close(fd);
+    tkv_free(c);
+}
+
+/* A backup whose keys are out of order (well-formed and checksummed, but
+ * not what a server writes) is refused whole by tkv_restore before it
+ * sends anything: the server refuses such records a request at a time,
+ * which after a first request would leave half of it restored. */
+Test(backups, restore_refuses_keys_out_of_order_before_sending, .fini = teardown)
+{
+    tkvd_start(&a, NULL);
+    tkv_ctx *c = tkvd_client(&a);
+    tkv_buf bk = {0};
+    tkv_bk_writer w;
+    uint8_t d[TKV_SHA256_LEN];
+    cr_assert_eq(tkv_bk_write_begin(&w, &bk, 1000), 0);
+    tkv_bk_rec k = {.type = TKV_BK_KEY, .key = (const uint8_t *)"b", .klen = 1};
+    cr_assert_eq(tkv_bk_write_rec(&w, &bk, &k), 0);
+    for (uint64_t ts = 1200; ts > 0; ts--) { /* more than one request carries */
+        tkv_bk_rec v = {.type = TKV_BK_VER, .ts = ts, .value = (const uint8_t *)"x", .vlen = 1};
+        cr_assert_eq(tkv_bk_write_rec(&w, &bk, &v), 0);
+    }
+    k.key = (const uint8_t *)"a";
+    cr_assert_eq(tkv_bk_write_rec(&w, &bk, &k), 0);
+    tkv_bk_rec v = {.type = TKV_BK_VER, .ts = 1, .value = (const uint8_t *)"y", .vlen = 1};
+    cr_assert_eq(tkv_bk_write_rec(&w, &bk, &v), 0);
+    cr_assert_eq(tkv_bk_write_end(&w, &bk, d), 0);
+
+    tkv_restore_info info;
+    cr_assert_eq(tkv_restore(c, bk.data, bk.len, 0, &info), TKV_ERR);
+    cr_assert_eq(tkv_err(c), TKV_EK_USAGE, "%s", tkv_errstr(c));
+    cr_assert(strstr(tkv_errstr(c), "order"), "%s", tkv_errstr(c));
+    cr_assert_eq(info.requests, 0);
+    cr_assert_eq(tkvd_stat(c, "keys"), 0, "nothing was written");
+    tkv_buf_deinit(&bk);
+    tkv_free(c);
+}
+
+/* A BACKUP that the server reaches only while stopping - pipelined behind
+ * replies the client had not read yet, served by the shutdown's drain - is
+ * answered BUSY at once, like one under way when the stop began: not a
+ * whole store streamed during the shutdown grace. */
+Test(backups, backup_reached_while_stopping_is_busy, .fini = teardown, .timeout = 60)
+{
+    tkvd_start(&a, NULL);
+    tkv_ctx *c = tkvd_client(&a);
+    static char big[60000];
+    memset(big, 's', sizeof big - 1);
+    put(c, "big", big, 1, 0);
+    tkv_free(c);
+    int fd = tkvd_raw(&a);
+    static uint8_t pipeline[100 * 13 + 12];
+    size_t n = 0;
+    for (int i = 0; i < 100; i++) { /* 6 MB of replies: the connection is throttled */
+        memcpy(pipeline + n,
+               "\x00\x00\x00\x09\x92\xa3GET\xa3"
+               "big",
+               13);
+        n += 13;
+    }
+    memcpy(pipeline + n,
+           "\x00\x00\x00\x08\x91\xa6"
+           "BACKUP",
+           12);
+    n += 12;
+    raw_send(fd, pipeline, n);
+    settled_unread(fd);
+    kill(a.pid, SIGTERM);
+    uint8_t *frame = malloc(1 << 20);
+    long len;
+    for (int i = 0; i < 100; i++) {
+        len = raw_frame(fd, frame, 1 << 20);
+        cr_assert_gt(len, 0);
+        cr_assert_eq(frame[1], 0, "GET %d answered", i);
+    }
+    while ((len = raw_frame(fd, frame, 1 << 20)) > 0 && frame[1] == 0x00)
+        cr_assert_eq(frame[len - 1], 0xc2, "no frame says the backup is complete");
+    cr_assert_gt(len, 0, "an error frame, not just the end of the connection");
+    cr_assert_eq(frame[0], 0x92);
+    cr_assert_eq(frame[1], 21, "BUSY");
+    free(frame);
+    close(fd);
+    int st = tkvd_signal(&a, SIGTERM);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d", st);
+}
+
+/* tkvctl restore from a pipe given by name (a FIFO, or bash's <(...)):
+ * read whole like standard input, not mapped as a file of st_size bytes
+ * - which a pipe reports as 0, "truncated at 0 bytes". */
+Test(backups, tkvctl_restore_from_a_named_pipe, .fini = teardown, .timeout = 60)
+{
+    tkvd_start(&a, NULL);
+    tkvd_start(&b, NULL);
+    tkv_ctx *ca = tkvd_client(&a), *cb = tkvd_client(&b);
+    load_common(ca, false);
+    char *dir = tmpdir_make("bk"), *file, fifo[4200], port[8];
+    tkv_digest_info info = backup_to_file(ca, dir, "p.tkvbak", &file);
+    snprintf(fifo, sizeof fifo, "%s/pipe", dir);
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) { /* the writer: the backup into the pipe */
+        FILE *in = fopen(file, "rb"), *out = fopen(fifo, "wb");
+        char buf[4096];
+        size_t n;
+        while (in && out && (n = fread(buf, 1, sizeof buf, in)) > 0)
+            fwrite(buf, 1, n, out);
+        _exit(in && out && fclose(out) == 0 ? 0 : 1);
+    }
+    snprintf(port, sizeof port, "%u", b.port);
+    const char *rs[] = {getenv("TKVCTL"), "-p", port, "restore", fifo, NULL};
+    char *err;
+    int rc = run(NULL, &err, rs);
+    int st;
+    waitpid(pid, &st, 0);
+    cr_assert_eq(rc, 0, "%s", err);
+    free(err);
+    tkv_digest_info d = digest_at(cb, info.at);
+    cr_assert(same(&d, &info), "restored from the pipe: the backup's digest");
+    free(file);
+    tmpdir_remove(dir);
+    tkv_free(ca);
+    tkv_free(cb);
 }

@@ -202,3 +202,110 @@ Test(backup, the_documented_example)
     cr_assert(memcmp(b.data + sizeof head, d, sizeof d) == 0);
     tkv_buf_deinit(&b);
 }
+
+/* Bare records for a records-only reader. */
+static void bare_key(tkv_buf *b, const char *key, uint64_t horizon)
+{
+    tkv_bk_writer w = {0};
+    tkv_bk_rec k = {.type = TKV_BK_KEY,
+                    .key = (const uint8_t *)key,
+                    .klen = (uint32_t)strlen(key),
+                    .horizon = horizon};
+    cr_assert_eq(tkv_bk_write_rec(&w, b, &k), 0);
+}
+
+static void bare_version(tkv_buf *b, uint64_t ts)
+{
+    tkv_bk_writer w = {0};
+    tkv_bk_rec v = {.type = TKV_BK_VER, .ts = ts, .value = (const uint8_t *)"x", .vlen = 1};
+    cr_assert_eq(tkv_bk_write_rec(&w, b, &v), 0);
+}
+
+/* Reads bare records to the end: TKV_BK_REC if all were read, else the
+ * failing code. */
+static tkv_bk_rc read_bare(const tkv_buf *b, tkv_bk_reader *r)
+{
+    tkv_bk_reader_init_records(r, 100);
+    size_t at = 0, used;
+    tkv_bk_rec rec;
+    while (at < b->len) {
+        tkv_bk_rc rc = tkv_bk_read(r, b->data + at, b->len - at, &rec, &used);
+        if (rc != TKV_BK_REC)
+            return rc;
+        at += used;
+    }
+    return TKV_BK_REC;
+}
+
+/* PROTOCOL.md: a key's versions newest first, none below its horizon. A
+ * reader that let others through would have a restore fail half-way
+ * (a write below a horizon is refused) after checking the file. */
+Test(backup, versions_in_order_and_at_or_after_the_horizon)
+{
+    tkv_buf b = {0};
+    tkv_bk_reader r;
+    bare_key(&b, "a", 50);
+    bare_version(&b, 60);
+    bare_version(&b, 50);
+    bare_key(&b, "b", 0);
+    bare_version(&b, 70); /* a new key: its versions start afresh */
+    cr_assert_eq(read_bare(&b, &r), TKV_BK_REC, "%s", r.err);
+
+    tkv_buf_reset(&b);
+    bare_key(&b, "a", 50);
+    bare_version(&b, 49);
+    cr_assert_eq(read_bare(&b, &r), TKV_BK_ERR);
+    cr_assert(strstr(r.err, "horizon"), "%s", r.err);
+
+    tkv_buf_reset(&b);
+    bare_key(&b, "a", 0);
+    bare_version(&b, 5);
+    bare_version(&b, 6);
+    cr_assert_eq(read_bare(&b, &r), TKV_BK_ERR);
+    cr_assert(strstr(r.err, "newest first"), "%s", r.err);
+
+    tkv_buf_reset(&b);
+    bare_key(&b, "a", 0);
+    bare_version(&b, 5);
+    bare_version(&b, 5);
+    cr_assert_eq(read_bare(&b, &r), TKV_BK_ERR);
+
+    /* A tombstone that expires: tkv writes none, a restore cannot. */
+    tkv_buf_reset(&b);
+    bare_key(&b, "a", 0);
+    tkv_bk_writer w = {0};
+    tkv_bk_rec t = {.type = TKV_BK_VER, .ts = 5, .tombstone = true, .expires = 9};
+    cr_assert_eq(tkv_bk_write_rec(&w, &b, &t), 0);
+    cr_assert_eq(read_bare(&b, &r), TKV_BK_ERR);
+    cr_assert(strstr(r.err, "tombstone"), "%s", r.err);
+    tkv_buf_deinit(&b);
+}
+
+/* PROTOCOL.md: the checksum is SHA-256 of every byte before it - the
+ * trailer record's type and length included. */
+Test(backup, checksum_covers_every_byte_before_it)
+{
+    tkv_buf b = {0};
+    uint8_t d[TKV_SHA256_LEN], sum[TKV_SHA256_LEN];
+    write_sample(&b, d, false);
+    tkv_sha256 s;
+    tkv_sha256_init(&s);
+    tkv_sha256_update(&s, b.data, b.len - TKV_SHA256_LEN);
+    tkv_sha256_final(&s, sum);
+    cr_assert(memcmp(sum, b.data + b.len - TKV_SHA256_LEN, sizeof sum) == 0);
+    tkv_buf_deinit(&b);
+}
+
+/* An empty file: no bytes at all, perhaps no buffer either (a reader is
+ * fed what a caller holds, and an empty tkv_buf holds NULL). */
+Test(backup, nothing_yet_is_more)
+{
+    tkv_bk_reader r;
+    tkv_bk_rec rec;
+    size_t used;
+    tkv_bk_reader_init(&r, 10);
+    cr_assert_eq(tkv_bk_read(&r, NULL, 0, &rec, &used), TKV_BK_MORE);
+    cr_assert_eq(used, 0);
+    tkv_bk_reader_init_records(&r, 10);
+    cr_assert_eq(tkv_bk_read(&r, NULL, 0, &rec, &used), TKV_BK_MORE);
+}

@@ -202,6 +202,19 @@ tkv_kentry *eng_lookup(tkv_engine *e, eng_key *k, bool create, tkv_eng_rc *st)
     return fill(e, k, want, st);
 }
 
+tkv_kentry *eng_write_lookup(tkv_engine *e, eng_key *k, bool create, tkv_eng_rc *st)
+{
+    if (eng_writable(e) < 0) {
+        *st = TKV_E_STORAGE;
+        return NULL;
+    }
+    if (eng_reserve_dirty(e) < 0) {
+        *st = TKV_E_NOMEM;
+        return NULL;
+    }
+    return eng_lookup(e, k, create, st);
+}
+
 /* ---- holding the budget ---------------------------------------------------- */
 
 /* The share of --max-memory one key's page may keep: a single huge key must

@@ -164,12 +164,8 @@ static tkv_eng_rc stage_version(tkv_engine *e, eng_key *k, const uint8_t *hdr, u
                                 const uint8_t *val, size_t vlen, uint64_t ts, bool has_ts,
                                 uint64_t *out_ts, tkv_kentry **out_E)
 {
-    if (eng_writable(e) < 0)
-        return TKV_E_STORAGE;
-    if (eng_reserve_dirty(e) < 0)
-        return TKV_E_NOMEM;
     tkv_eng_rc st;
-    tkv_kentry *E = eng_lookup(e, k, true, &st);
+    tkv_kentry *E = eng_write_lookup(e, k, true, &st);
     if (st != TKV_E_OK)
         return st;
     if ((st = check_write(e, k, E, &ts, has_ts)) != TKV_E_OK)
@@ -305,14 +301,10 @@ tkv_eng_rc tkv_engine_del(tkv_engine *e, const uint8_t *key, size_t klen, uint64
 {
     *removed = 0;
     *dirty = false;
-    if (eng_writable(e) < 0)
-        return TKV_E_STORAGE;
-    if (eng_reserve_dirty(e) < 0)
-        return TKV_E_NOMEM;
     tkv_eng_rc st;
     /* Loading the key brings its metadata along, which goes too. */
     eng_key k = eng_key_make(e->keybuf, key, klen);
-    tkv_kentry *E = eng_lookup(e, &k, false, &st);
+    tkv_kentry *E = eng_write_lookup(e, &k, false, &st);
     if (st != TKV_E_OK)
         return st;
     if (!E)

@@ -350,6 +350,10 @@ void eng_remove_slots(tkv_engine *e, tkv_kentry *E, uint32_t from, uint32_t to);
  * fill_versions versions, a writer's (create true, made if the key does not
  * exist) with its newest version only. */
 tkv_kentry *eng_lookup(tkv_engine *e, eng_key *k, bool create, tkv_eng_rc *st);
+/* How every write starts: the store writable, room in the dirty list, then
+ * eng_lookup(). NULL with *st set on failure (or, without create, with
+ * TKV_E_OK for a key that does not exist). */
+tkv_kentry *eng_write_lookup(tkv_engine *e, eng_key *k, bool create, tkv_eng_rc *st);
 void eng_trim(tkv_engine *e, tkv_kentry *E);
 /* Reads k's metadata record through it (kbuf: room for k's encoding) and
  * leaves it on k's newest version. -1 if the record is malformed. */

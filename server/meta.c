@@ -213,13 +213,9 @@ tkv_eng_rc tkv_engine_restore_meta(tkv_engine *e, const uint8_t *key, size_t kle
                                    const tkv_policy *own, uint64_t horizon, bool *dirty)
 {
     *dirty = false;
-    if (eng_writable(e) < 0)
-        return TKV_E_STORAGE;
-    if (eng_reserve_dirty(e) < 0)
-        return TKV_E_NOMEM;
     tkv_eng_rc st;
     eng_key k = eng_key_make(e->keybuf, key, klen);
-    tkv_kentry *E = eng_lookup(e, &k, true, &st);
+    tkv_kentry *E = eng_write_lookup(e, &k, true, &st);
     if (st != TKV_E_OK)
         return st;
     bool was_swept = eng_meta_swept(E->meta);

@@ -143,14 +143,17 @@ int run_backup(cli *c, const args *a)
 
 /* Reads a backup file through the format's reader: 0 with *d set, or the
  * exit status after saying what is wrong. */
-static int read_backup_file(const char *file, tkv_bk_reader *bk, tkv_digest_info *d,
-                            int (*rec_fn)(void *arg, const tkv_bk_rec *r), void *arg)
+/* Reads and checks a whole backup file: the reader's checks, and that its
+ * keys come in byte order, each once, as a server writes them (the reader
+ * cannot keep a key to compare with; restore refuses other orders). */
+static int read_backup_file(const char *file, tkv_bk_reader *bk, tkv_digest_info *d)
 {
     FILE *f = strcmp(file, "-") == 0 ? stdin : fopen(file, "rb");
     if (!f)
         return fail("cannot open %s: %s", file, strerror(errno));
     tkv_bk_reader_init(bk, UINT32_MAX - TKV_BK_VERSION_FIXED);
-    tkv_buf hold = {0};
+    tkv_buf hold = {0}, last = {0};
+    bool any_key = false;
     uint8_t chunk[64 * 1024];
     tkv_bk_rc rc = TKV_BK_MORE;
     uint64_t bytes = 0;
@@ -168,8 +171,21 @@ static int read_backup_file(const char *file, tkv_bk_reader *bk, tkv_digest_info
         do {
             rc = tkv_bk_read(bk, hold.data + at, hold.len - at, &r, &used);
             at += used;
-            if (rc == TKV_BK_REC && rec_fn && rec_fn(arg, &r) != 0)
-                rc = TKV_BK_ERR;
+            if (rc == TKV_BK_REC && r.type == TKV_BK_KEY) {
+                size_t m = last.len < r.klen ? last.len : r.klen;
+                int cmp = m ? memcmp(last.data, r.key, m) : 0;
+                if (any_key && !(cmp < 0 || (cmp == 0 && last.len < r.klen))) {
+                    snprintf(bk->err, sizeof bk->err, "its keys are not in byte order, each once");
+                    rc = TKV_BK_ERR;
+                } else {
+                    tkv_buf_reset(&last);
+                    if (tkv_buf_append(&last, r.key, r.klen) < 0) {
+                        snprintf(bk->err, sizeof bk->err, "out of memory");
+                        rc = TKV_BK_ERR;
+                    }
+                    any_key = true;
+                }
+            }
         } while (rc == TKV_BK_REC);
         tkv_buf_consume(&hold, at);
     }
@@ -177,6 +193,7 @@ static int read_backup_file(const char *file, tkv_bk_reader *bk, tkv_digest_info
     if (f != stdin)
         fclose(f);
     tkv_buf_deinit(&hold);
+    tkv_buf_deinit(&last);
     if (bad_read)
         return fail("cannot read %s: %s", file, strerror(errno));
     if (rc == TKV_BK_ERR)
@@ -194,7 +211,7 @@ int run_verify(cli *c, const args *a)
 {
     tkv_bk_reader bk;
     tkv_digest_info d;
-    int rc = read_backup_file(a->pos[0], &bk, &d, NULL, NULL);
+    int rc = read_backup_file(a->pos[0], &bk, &d);
     if (rc)
         return rc;
     print_digest(c, &d, stdout, a->pos[0], NULL);

@@ -1245,3 +1245,42 @@ Test(backups, tkvctl_restore_from_a_named_pipe, .fini = teardown, .timeout = 60)
     tkv_free(ca);
     tkv_free(cb);
 }
+
+/* tkvctl verify reads a file no server wrote: keys out of order (or one
+ * twice) are refused there, before a restore would stop part-way on them. */
+Test(backups, verify_refuses_keys_out_of_order)
+{
+    const char *ctl = getenv("TKVCTL");
+    cr_assert_not_null(ctl);
+    char *dir = tmpdir_make("bk");
+    const char *orders[][2] = {{"b", "a"}, {"a", "a"}, {"ab", "a"}, {"a", "ab"}};
+    for (int i = 0; i < 4; i++) {
+        tkv_buf bk = {0};
+        tkv_bk_writer w;
+        uint8_t d[TKV_SHA256_LEN];
+        cr_assert_eq(tkv_bk_write_begin(&w, &bk, 1000), 0);
+        for (int j = 0; j < 2; j++) {
+            tkv_bk_rec k = {.type = TKV_BK_KEY,
+                            .key = (const uint8_t *)orders[i][j],
+                            .klen = (uint32_t)strlen(orders[i][j])};
+            cr_assert_eq(tkv_bk_write_rec(&w, &bk, &k), 0);
+            tkv_bk_rec v = {.type = TKV_BK_VER, .ts = 1, .value = (const uint8_t *)"x", .vlen = 1};
+            cr_assert_eq(tkv_bk_write_rec(&w, &bk, &v), 0);
+        }
+        cr_assert_eq(tkv_bk_write_end(&w, &bk, d), 0);
+        char *path = write_file(dir, "order.tkvbak", bk.data, bk.len);
+        const char *v[] = {ctl, "verify", path, NULL};
+        char *err = NULL;
+        int rc = run(NULL, &err, v);
+        if (i < 3) {
+            cr_assert_eq(rc, 2, "keys %s then %s", orders[i][0], orders[i][1]);
+            cr_assert(strstr(err, "not in byte order"), "%s", err);
+        } else {
+            cr_assert_eq(rc, 0, "a key before a longer one it is a prefix of is in order: %s", err);
+        }
+        free(err);
+        free(path);
+        tkv_buf_deinit(&bk);
+    }
+    tmpdir_remove(dir);
+}

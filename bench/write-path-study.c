@@ -107,7 +107,9 @@ typedef struct result {
 static leveldb_t *open_db(const char *path, const opts *op, leveldb_options_t **o)
 {
     char *err = NULL;
-    leveldb_destroy_db(leveldb_options_create(), path, &err);
+    leveldb_options_t *plain = leveldb_options_create();
+    leveldb_destroy_db(plain, path, &err); /* a run before this one's */
+    leveldb_options_destroy(plain);
     free(err);
     err = NULL;
     *o = leveldb_options_create();
@@ -139,6 +141,26 @@ static double compaction_mb(leveldb_t *db)
     }
     leveldb_free(s);
     return total;
+}
+
+/* Writes b (dying on an error) and empties it for the next batch. */
+static void write_batch(leveldb_t *db, leveldb_writeoptions_t *wo, leveldb_writebatch_t *b)
+{
+    char *err = NULL;
+    leveldb_write(db, wo, b, &err);
+    if (err)
+        die("leveldb_write", err);
+    leveldb_writebatch_clear(b);
+}
+
+/* Closes the database - which waits for the compaction under way - and
+ * takes the figures of a run that started at wall time w0, CPU time c0. */
+static void finish(leveldb_t *db, result *r, double w0, double c0)
+{
+    r->written_mb = compaction_mb(db);
+    leveldb_close(db);
+    r->wall = now_s() - w0;
+    r->cpu = cpu_s() - c0;
 }
 
 /* The order versions arrive in: a uniform random key, its next timestamp. */
@@ -206,20 +228,13 @@ static result run_per_version(const opts *o)
             r.records++;
         }
         if (in == o->batch || (!more && in > 0)) {
-            char *err = NULL;
-            leveldb_write(db, wo, b, &err);
-            if (err)
-                die("leveldb_write", err);
-            leveldb_writebatch_clear(b);
+            write_batch(db, wo, b);
             in = 0;
         }
         if (!more)
             break;
     }
-    r.written_mb = compaction_mb(db);
-    leveldb_close(db);
-    r.wall = now_s() - w0;
-    r.cpu = cpu_s() - c0;
+    finish(db, &r, w0, c0);
     leveldb_writebatch_destroy(b);
     leveldb_writeoptions_destroy(wo);
     leveldb_options_destroy(lo);
@@ -280,20 +295,13 @@ static void flush_chunks(leveldb_t *db, leveldb_writeoptions_t *wo, const opts *
             r->records++;
             bytes += kn + vn;
             if (bytes >= (1u << 20)) {
-                char *err = NULL;
-                leveldb_write(db, wo, b, &err);
-                if (err)
-                    die("leveldb_write", err);
-                leveldb_writebatch_clear(b);
+                write_batch(db, wo, b);
                 bytes = 0;
             }
         }
         q->n = 0;
     }
-    char *err = NULL;
-    leveldb_write(db, wo, b, &err);
-    if (err)
-        die("leveldb_write", err);
+    write_batch(db, wo, b);
     leveldb_writebatch_destroy(b);
     free(val);
 }
@@ -359,10 +367,7 @@ static result run_log_chunks(const opts *o)
         if (!more)
             break;
     }
-    r.written_mb = compaction_mb(db);
-    leveldb_close(db);
-    r.wall = now_s() - w0;
-    r.cpu = cpu_s() - c0;
+    finish(db, &r, w0, c0);
     close(fd);
     for (uint64_t i = 0; i < o->keys; i++)
         free(p[i].ts);

@@ -849,19 +849,34 @@ static void rr_version(rawreq *q, uint64_t ts, uint8_t kind, uint64_t expires)
     rr_rec(q, 'V', body, sizeof body);
 }
 
+/* Appends a whole frame ["RESTORE", bin(records)], or with cont
+ * ["RESTORE", bin(records), nil, true] (a key continued from the last
+ * request), to f. */
+static void rr_restore_frame(rawreq *f, const rawreq *records, bool cont)
+{
+    size_t len_at = f->n;
+    rr_be(f, 0, 4); /* the length, patched below */
+    rr_bytes(f, cont ? "\x94\xa7RESTORE\xc6" : "\x92\xa7RESTORE\xc6", 10);
+    rr_be(f, records->n, 4);
+    rr_bytes(f, records->b, records->n);
+    if (cont)
+        rr_bytes(f, "\xc0\xc3", 2); /* merge nil, continue true */
+    uint32_t len = (uint32_t)(f->n - len_at - 4);
+    for (int i = 0; i < 4; i++)
+        f->b[len_at + i] = (uint8_t)(len >> (24 - 8 * i));
+}
+
+/* A whole frame ["PUT", "p", "v"], to stage a write beside a RESTORE. */
+static const uint8_t put_p_frame[] = {0,   0,   0,    0x0a, 0x94, 0xa3, 'P',
+                                      'U', 'T', 0xa1, 'p',  0xa1, 'v',  0x05};
+
 /* Sends ["RESTORE", bin(records)] and returns the reply's status; the
  * message goes to msg. */
 static int send_restore(int fd, const rawreq *records, char *msg, size_t cap)
 {
     static rawreq f;
     f.n = 0;
-    rr_be(&f, 0, 4); /* the length, patched below */
-    rr_bytes(&f, "\x92\xa7RESTORE\xc6", 10);
-    rr_be(&f, records->n, 4);
-    rr_bytes(&f, records->b, records->n);
-    uint32_t len = (uint32_t)(f.n - 4);
-    for (int i = 0; i < 4; i++)
-        f.b[i] = (uint8_t)(len >> (24 - 8 * i));
+    rr_restore_frame(&f, records, false);
     raw_send(fd, f.b, f.n);
     uint8_t reply[512];
     long n = raw_frame(fd, reply, sizeof reply);
@@ -1000,17 +1015,8 @@ Test(backups, restore_repeating_a_key_is_refused_before_writing, .fini = teardow
     rr_key(&q, 3); /* again */
     rr_version(&q, 1, 0, 0);
     f.n = 0;
-    static const uint8_t put[] = {0,   0,   0,    0x0a, 0x94, 0xa3, 'P',
-                                  'U', 'T', 0xa1, 'p',  0xa1, 'v',  0x05};
-    rr_bytes(&f, put, sizeof put);
-    size_t len_at = f.n;
-    rr_be(&f, 0, 4);
-    rr_bytes(&f, "\x92\xa7RESTORE\xc6", 10);
-    rr_be(&f, q.n, 4);
-    rr_bytes(&f, q.b, q.n);
-    uint32_t len = (uint32_t)(f.n - len_at - 4);
-    for (int i = 0; i < 4; i++)
-        f.b[len_at + i] = (uint8_t)(len >> (24 - 8 * i));
+    rr_bytes(&f, put_p_frame, sizeof put_p_frame);
+    rr_restore_frame(&f, &q, false);
     raw_send(fd, f.b, f.n);
     uint8_t reply[512];
     long n = raw_frame(fd, reply, sizeof reply);
@@ -1052,18 +1058,8 @@ Test(backups, continued_key_below_a_moved_horizon_is_skipped, .fini = teardown)
     rr_key(&q, 3);
     rr_version(&q, 8, 0, 0);
     f.n = 0;
-    static const uint8_t put[] = {0,   0,   0,    0x0a, 0x94, 0xa3, 'P',
-                                  'U', 'T', 0xa1, 'p',  0xa1, 'v',  0x05};
-    rr_bytes(&f, put, sizeof put);
-    size_t len_at = f.n;
-    rr_be(&f, 0, 4);
-    rr_bytes(&f, "\x94\xa7RESTORE\xc6", 10);
-    rr_be(&f, q.n, 4);
-    rr_bytes(&f, q.b, q.n);
-    rr_bytes(&f, "\xc0\xc3", 2); /* merge nil, continue true */
-    uint32_t len = (uint32_t)(f.n - len_at - 4);
-    for (int i = 0; i < 4; i++)
-        f.b[len_at + i] = (uint8_t)(len >> (24 - 8 * i));
+    rr_bytes(&f, put_p_frame, sizeof put_p_frame);
+    rr_restore_frame(&f, &q, true);
     raw_send(fd, f.b, f.n);
     uint8_t reply[512];
     long n = raw_frame(fd, reply, sizeof reply);

@@ -469,8 +469,13 @@ void tkv_engine_prefetch(const tkv_engine *e, const tkv_eng_kref *keys, size_t n
     }
     for (size_t i = 0; i < n; i++) {
         E[i] = tkv_keyindex_guess(&e->ix, h[i]);
-        if (E[i])
-            __builtin_prefetch(E[i]), __builtin_prefetch(tkv_kentry_key(E[i]));
+        if (E[i]) {
+            /* The entry and the line after it, where the key bytes of a
+             * short key end: tkv_kentry_key() would read the entry's
+             * height, waiting for the very miss being prefetched. */
+            __builtin_prefetch(E[i]);
+            __builtin_prefetch((const char *)E[i] + 64);
+        }
     }
     for (size_t i = 0; i < n; i++) {
         if (!E[i])

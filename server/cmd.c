@@ -583,17 +583,26 @@ static int exec_stream(exec_ctx *x)
     return TKV_DISPATCH_STREAM;
 }
 
+/* Replication commands: not served yet. */
+static int exec_repl(exec_ctx *x)
+{
+    return reply_error(x, TKV_ST_BAD_REQUEST, "replication is not available on this server");
+}
+
 typedef int (*exec_fn)(exec_ctx *x);
 
 static const exec_fn exec_table[TKV_CMD__COUNT] = {
-    [TKV_CMD_PING] = exec_ping,     [TKV_CMD_PUT] = exec_put,
-    [TKV_CMD_GET] = exec_get,       [TKV_CMD_RANGE] = exec_range,
-    [TKV_CMD_DEL] = exec_del,       [TKV_CMD_STATS] = exec_stats,
-    [TKV_CMD_AUTH] = exec_auth,     [TKV_CMD_COUNT] = exec_count,
-    [TKV_CMD_MPUT] = exec_mput,     [TKV_CMD_MGET] = exec_mget,
-    [TKV_CMD_SCAN] = exec_scan,     [TKV_CMD_RETAIN] = exec_retain,
-    [TKV_CMD_POLICY] = exec_policy, [TKV_CMD_DIGEST] = exec_stream,
-    [TKV_CMD_BACKUP] = exec_stream, [TKV_CMD_RESTORE] = exec_restore,
+    [TKV_CMD_PING] = exec_ping,      [TKV_CMD_PUT] = exec_put,
+    [TKV_CMD_GET] = exec_get,        [TKV_CMD_RANGE] = exec_range,
+    [TKV_CMD_DEL] = exec_del,        [TKV_CMD_STATS] = exec_stats,
+    [TKV_CMD_AUTH] = exec_auth,      [TKV_CMD_COUNT] = exec_count,
+    [TKV_CMD_MPUT] = exec_mput,      [TKV_CMD_MGET] = exec_mget,
+    [TKV_CMD_SCAN] = exec_scan,      [TKV_CMD_RETAIN] = exec_retain,
+    [TKV_CMD_POLICY] = exec_policy,  [TKV_CMD_DIGEST] = exec_stream,
+    [TKV_CMD_BACKUP] = exec_stream,  [TKV_CMD_RESTORE] = exec_restore,
+    [TKV_CMD_REPLICAOF] = exec_repl, [TKV_CMD_ROLE] = exec_repl,
+    [TKV_CMD_WAIT] = exec_repl,      [TKV_CMD_PSYNC] = exec_repl,
+    [TKV_CMD_REPLACK] = exec_repl,
 };
 
 static int dispatch(tkv_dispatch *d, tkv_session *sess, const uint8_t *frame, size_t len,

@@ -143,11 +143,11 @@ struct tkv_engine {
      * staging batch and of the in-flight one (the writer's while it
      * writes); a primary's feed: the "B" frame of the batch written. */
     tkv_eng_repl repl, repl_stage, repl_flight;
-    bool repl_feed;        /* a primary: encode every batch */
-    bool flight_feed;      /* the in-flight batch is encoded */
-    bool repl_incomplete;  /* the store holds part of a replica's full copy */
-    tkv_buf feed;          /* the writer's, then the loop's once committed */
-    bool feed_ready;       /* feed holds a committed batch not yet taken */
+    bool repl_feed;       /* a primary: encode every batch */
+    bool flight_feed;     /* the in-flight batch is encoded */
+    bool repl_incomplete; /* the store holds part of a replica's full copy */
+    tkv_buf feed;         /* the writer's, then the loop's once committed */
+    bool feed_ready;      /* feed holds a committed batch not yet taken */
     tkv_engine_stats st;
     char errmsg[256];
 };
@@ -342,6 +342,8 @@ int eng_writable(tkv_engine *e);
 void eng_set_broken(tkv_engine *e, const char *why);
 
 /* replog.c */
+/* Parses a replication state record. 0 or -1 if malformed. */
+int eng_repl_decode(const uint8_t *p, size_t n, tkv_eng_repl *r);
 /* Reads the replication state at open or after a reopen (reopened). */
 int eng_repl_load(tkv_engine *e, bool reopened, char *err, size_t errlen);
 /* On the writer, before the in-flight batch is written: encodes it (a

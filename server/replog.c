@@ -47,7 +47,7 @@ static void state_encode(const tkv_eng_repl *r, uint8_t out[REPL_LEN])
     tkv_store_be64(out + 9 + 2 * TKV_REPLID_LEN, r->off2);
 }
 
-static int state_decode(const uint8_t *p, size_t n, tkv_eng_repl *r)
+int eng_repl_decode(const uint8_t *p, size_t n, tkv_eng_repl *r)
 {
     if (n < REPL_LEN || p[0] != REPL_FORMAT)
         return -1;
@@ -92,7 +92,7 @@ int eng_repl_load(tkv_engine *e, bool reopened, char *err, size_t errlen)
     if (rc < 0)
         return -1;
     tkv_eng_repl disk = {0};
-    bool have = rc == 1 && state_decode((const uint8_t *)v, vlen, &disk) == 0;
+    bool have = rc == 1 && eng_repl_decode((const uint8_t *)v, vlen, &disk) == 0;
     if (rc == 1)
         tkv_store_free(v);
     /* A reopen after a failed write may have replayed a batch whose frame

@@ -422,6 +422,7 @@ void tkv_engine_close(tkv_engine *e)
     free(e->touch);
     free(e->recs);
     tkv_buf_deinit(&e->feed);
+    tkv_buf_deinit(&e->feed_out);
     tkv_buf_deinit(&e->scratch);
     tkv_buf_deinit(&e->fillbuf);
     free(e);

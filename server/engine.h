@@ -390,10 +390,12 @@ int tkv_engine_repl_primary(tkv_engine *e);
 void tkv_engine_repl_replica(tkv_engine *e);
 bool tkv_engine_repl_is_primary(const tkv_engine *e);
 
-/* A primary, after tkv_engine_commit_finish() returned 1: the frame of the
- * batch just committed (valid until the next commit_start). False if there
- * is none. */
-bool tkv_engine_feed_take(tkv_engine *e, const uint8_t **frame, size_t *len);
+/* A primary: the frames of the batches committed since the last call,
+ * however their commits were collected (tkv_engine_commit_finish, the
+ * sweep's own commit), in commit order; *frames stays valid until the next
+ * commit. Returns 1 with frames, 0 with none, -1 if memory ran out keeping
+ * one: the stream has a gap, and its replicas must start over. */
+int tkv_engine_feed_take(tkv_engine *e, const uint8_t **frames, size_t *len);
 
 /* A replica: stages one record of its primary's batch as it is (put, or a
  * delete), dropping the key it belongs to from memory. -1 if the store

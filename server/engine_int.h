@@ -146,8 +146,10 @@ struct tkv_engine {
     bool repl_feed;       /* a primary: encode every batch */
     bool flight_feed;     /* the in-flight batch is encoded */
     bool repl_incomplete; /* the store holds part of a replica's full copy */
-    tkv_buf feed;         /* the writer's, then the loop's once committed */
-    bool feed_ready;      /* feed holds a committed batch not yet taken */
+    tkv_buf feed;         /* the writer's; the loop's once written */
+    bool feed_ready;      /* feed holds the frame of the batch written */
+    tkv_buf feed_out;     /* frames of committed batches not yet taken */
+    bool feed_lost;       /* out of memory keeping one: the stream broke */
     tkv_engine_stats st;
     char errmsg[256];
 };

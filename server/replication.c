@@ -214,6 +214,7 @@ static int link_flush(rlink *l)
 static size_t link_unsent(const rlink *l) { return l->out.len - l->sent; }
 
 static void check_waiters(tkv_repl *r);
+static void close_links(tkv_repl *r, const char *why);
 static void on_wait_timer(struct ev_loop *loop, ev_timer *w, int revents);
 
 /* Gives an ONLINE link what the backlog holds beyond its offset, up to the
@@ -566,8 +567,15 @@ static int up_on_frame(tkv_repl *r, const uint8_t *p, size_t n, const char **why
                  (unsigned long long)u->off);
         return 0;
     case TKV_RF_BATCH:
-        if (u->state != UP_ONLINE || f.offset != u->off || up_stage(r, &f) < 0) {
-            *why = "a batch out of order";
+        if (u->state != UP_ONLINE || f.offset != u->off) {
+            static char buf[160];
+            snprintf(buf, sizeof buf, "a batch at offset %llu, expected %llu",
+                     (unsigned long long)f.offset, (unsigned long long)u->off);
+            *why = buf;
+            return -1;
+        }
+        if (up_stage(r, &f) < 0) {
+            *why = tkv_engine_failing(r->e) ? tkv_engine_errmsg(r->e) : "a malformed batch";
             return -1;
         }
         u->off += TKV_FRAME_HEADER + n;
@@ -804,8 +812,16 @@ void tkv_repl_committed(tkv_repl *r)
 {
     const uint8_t *f;
     size_t n;
-    if (tkv_engine_feed_take(r->e, &f, &n))
+    int got = tkv_engine_feed_take(r->e, &f, &n);
+    if (got > 0) {
         bl_append(&r->bl, f, n);
+    } else if (got < 0) {
+        /* A gap in the stream: nothing before it can be continued from. */
+        tkv_eng_repl st;
+        tkv_engine_repl_get(r->e, &st);
+        bl_reset(&r->bl, st.off);
+        close_links(r, "out of memory keeping the stream");
+    }
     for (rlink *l = r->links, *next; l; l = next) {
         next = l->next;
         link_feed(l);

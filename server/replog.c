@@ -143,6 +143,11 @@ int eng_repl_seal(tkv_engine *e)
 void eng_repl_committed(tkv_engine *e)
 {
     e->repl = e->repl_flight;
+    /* Whoever collected the commit (the server, the sweep's own commit,
+     * a blocking tkv_engine_commit), the frame waits for the server. */
+    if (e->feed_ready && tkv_buf_append(&e->feed_out, e->feed.data, e->feed.len) < 0)
+        e->feed_lost = true;
+    e->feed_ready = false;
     if (e->repl_feed)
         e->repl_stage.off = e->repl.off;
 }
@@ -156,14 +161,17 @@ void eng_repl_rolled_back(tkv_engine *e)
 
 void tkv_engine_repl_get(const tkv_engine *e, tkv_eng_repl *out) { *out = e->repl; }
 
-bool tkv_engine_feed_take(tkv_engine *e, const uint8_t **frame, size_t *len)
+int tkv_engine_feed_take(tkv_engine *e, const uint8_t **frames, size_t *len)
 {
-    if (!e->feed_ready)
-        return false;
-    e->feed_ready = false;
-    *frame = e->feed.data;
-    *len = e->feed.len;
-    return true;
+    if (e->feed_lost) {
+        e->feed_lost = false;
+        tkv_buf_reset(&e->feed_out);
+        return -1;
+    }
+    *frames = e->feed_out.data;
+    *len = e->feed_out.len;
+    tkv_buf_reset(&e->feed_out); /* the bytes stay valid until the next commit */
+    return *len > 0;
 }
 
 int tkv_engine_repl_primary(tkv_engine *e)

@@ -102,28 +102,29 @@ static const char *replica_suffix(const char *name, size_t *i)
 static int take_replicas(tkv_ctx *c, const tkv_stat *f, size_t n, tkv_role_info *out)
 {
     uint64_t count = 0;
+    size_t described = 0, i;
     for (size_t k = 0; k < n; k++) {
+        described += replica_suffix(f[k].name, &i) != NULL;
         if (strcmp(f[k].name, "replicas") != 0)
             continue;
         if (f[k].is_str)
             return cl_set_err(c, TKV_EK_PROTOCOL,
-                              "malformed reply to ROLE: replicas is not a "
-                              "number");
+                              "malformed reply to ROLE: replicas is not a number");
         count = f[k].num;
     }
     if (count == 0)
         return TKV_OK;
-    /* Each replica comes with fields of its own in the same map. */
-    if (count > n)
+    /* Each replica comes with fields of its own in the same map: a count
+     * beyond them is not believed, nor sized from. */
+    if (count > described)
         return cl_set_err(c, TKV_EK_PROTOCOL,
-                          "malformed reply to ROLE: %llu replicas in %zu fields",
-                          (unsigned long long)count, n);
+                          "malformed reply to ROLE: %llu replicas, fields for at most %zu",
+                          (unsigned long long)count, described);
     if (cl_grow(c, (void **)&c->replicas, &c->replicas_cap, (size_t)count,
                 sizeof(tkv_replica_info)) < 0)
         return TKV_ERR;
     memset(c->replicas, 0, (size_t)count * sizeof(tkv_replica_info));
     for (size_t k = 0; k < n; k++) {
-        size_t i;
         const char *suffix = replica_suffix(f[k].name, &i);
         if (suffix && i < count &&
             take_field(c, replica_fields, N(replica_fields), suffix, &f[k], &c->replicas[i]) < 0)

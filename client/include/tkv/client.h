@@ -480,9 +480,8 @@ typedef struct tkv_role_info {
  * a server error, or a broken connection. */
 TKV_API int tkv_replicaof(tkv_ctx *ctx, const char *host, uint16_t port);
 
-/* Makes a replica a primary again (REPLICAOF NO ONE): it keeps the data
- * it has and accepts writes. On a primary it changes nothing. TKV_OK or
- * TKV_ERR. */
+/* Makes a replica a primary again (REPLICAOF NO ONE): it accepts writes.
+ * TKV_OK or TKV_ERR. */
 TKV_API int tkv_replicaof_none(tkv_ctx *ctx);
 
 /* The server's replication role and state, into *out. Its pointers point

@@ -256,8 +256,9 @@ TKV_API void tkv_free(tkv_ctx *ctx);
 /* Changes the per-operation timeout (milliseconds, 0: none). */
 TKV_API void tkv_set_timeout(tkv_ctx *ctx, int timeout_ms);
 
-/* The last error: its kind, its message, and for TKV_EK_SERVER the status
- * code the server sent. The message stays valid until the next call. */
+/* The last error: its kind, its message, and for TKV_EK_SERVER and
+ * TKV_EK_READONLY the status code the server sent (0 otherwise). The
+ * message stays valid until the next call. */
 TKV_API tkv_errkind tkv_err(const tkv_ctx *ctx);
 TKV_API const char *tkv_errstr(const tkv_ctx *ctx);
 TKV_API int tkv_server_code(const tkv_ctx *ctx);

@@ -1,7 +1,8 @@
 /*
  * tkvctl.h - what tkvctl's files share: tkvctl.c (the single-key commands,
  * the command table, main), tkvctl_args.c (the command line and usage) and
- * tkvctl_multi.c (the commands over many keys, ping, stats).
+ * tkvctl_multi.c (the commands over many keys, ping, stats) and
+ * tkvctl_repl.c (replication).
  */
 #ifndef TKV_TKVCTL_H
 #define TKV_TKVCTL_H
@@ -99,5 +100,13 @@ int run_digest(cli *c, const args *a);
 int run_backup(cli *c, const args *a);
 int run_verify(cli *c, const args *a);
 int run_restore(cli *c, const args *a);
+
+/* tkvctl_repl.c: replication. The parsers check a command's positionals
+ * (as parse_line left them) and print why they refuse: EXIT_ERROR. */
+int parse_replicaof(const args *a, const char **host, uint16_t *port); /* host NULL: NO ONE */
+int parse_wait(const args *a, uint64_t *n, uint64_t *timeout_ms);
+int run_replicaof(cli *c, const args *a);
+int run_role(cli *c, const args *a);
+int run_wait(cli *c, const args *a);
 
 #endif

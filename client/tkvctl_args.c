@@ -270,7 +270,7 @@ void print_usage(const command *cmds, size_t ncmds, FILE *f)
             "Commands:\n",
             DEFAULT_PORT);
     for (size_t i = 0; i < ncmds; i++)
-        fprintf(f, "  %-7s %s\n", cmds[i].name, cmds[i].usage);
+        fprintf(f, "  %-9s %s\n", cmds[i].name, cmds[i].usage);
     fprintf(f, "\nRun 'tkvctl COMMAND --help' for details.\n"
                "Times T: now; -5m or +1h (from now); ISO-8601 such as 2026-01-31 or\n"
                "2026-01-31T12:00:00.5+01:00 (a real date; without a zone it is UTC); seconds,\n"
@@ -278,5 +278,7 @@ void print_usage(const command *cmds, size_t ncmds, FILE *f)
                "1700000000000ms, 5us); or a bare number of microseconds, except that one of 10\n"
                "or 13 digits (epoch seconds or ms of 2001-2286) is refused: give its unit.\n"
                "Durations D: 30s, 15m, 2h, 7d, 1h30m, or microseconds.\n"
-               "Exit status: 0 success, 1 not found, 2 error.\n");
+               "Exit status: 0 success, 1 not found (wait: fewer replicas than asked), 2 error\n"
+               "(a write refused by a read-only replica included: the message names its\n"
+               "primary).\n");
 }

@@ -1,0 +1,248 @@
+"""The asyncio client: the same commands as ``Client``, awaited.
+
+One :class:`AsyncClient` is one connection shared by any number of tasks:
+each command holds the connection while its request and reply pass (a
+lock), so replies cannot be matched to the wrong request. For many
+commands in one round trip, use :meth:`AsyncClient.pipeline`.
+
+The pipeline writes its requests into the transport whole and then reads:
+asyncio's transport sends in the background as the socket drains, so the
+reading goes on while the server is still receiving (tkvd stops reading a
+connection once 1 MiB of its replies are unread, PROTOCOL.md §7).
+"""
+
+import asyncio
+
+from . import commands as cmds
+from . import protocol as p
+from .client import DEFAULT_PORT
+from .errors import ConnectionError, ProtocolError, ServerError, TimeoutError, TkvError
+
+
+class AsyncClient(cmds.Commands):
+    """An asyncio connection to tkvd; arguments as for ``Client``.
+
+    Every command method is a coroutine function: ``await c.put(k, v)``.
+    """
+
+    def __init__(self, host="127.0.0.1", port=DEFAULT_PORT, secret=None, timeout=30.0,
+                 max_frame=p.DEFAULT_MAX_FRAME, max_reply=p.DEFAULT_MAX_REPLY):
+        self.host = host
+        self.port = port
+        self.secret = secret
+        self.timeout = timeout
+        self.max_frame = max_frame
+        self.max_reply = max_reply
+        self._reader = None
+        self._writer = None
+        self._lock = asyncio.Lock()
+
+    async def connect(self):
+        """Opens the connection now (commands do it when needed)."""
+        async with self._lock:
+            await self._connect()
+
+    async def _connect(self):
+        if self._writer is not None:
+            return
+        try:
+            r, w = await asyncio.wait_for(
+                asyncio.open_connection(self.host, self.port), self.timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"connect to {self.host}:{self.port}: timed out") from None
+        except OSError as e:
+            raise ConnectionError(f"connect to {self.host}:{self.port}: {e}") from None
+        self._reader, self._writer = r, w
+        if self.secret is not None:
+            try:
+                await self._drive(cmds.auth(self.secret))
+            except BaseException:
+                await self._close()
+                raise
+
+    async def close(self):
+        """Closes the connection; the next command opens a new one."""
+        await self._close()
+
+    async def _close(self):
+        w, self._reader, self._writer = self._writer, None, None
+        if w is not None:
+            w.close()
+            try:
+                await w.wait_closed()
+            except (OSError, asyncio.CancelledError):
+                pass
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.close()
+
+    async def _ensure(self):
+        # The server closed this idle connection (restart, --timeout, or the
+        # close after a frame-level TOO_LARGE): open another; nothing was
+        # sent on it, so nothing is lost.
+        if self._writer is not None and (self._reader.at_eof() or self._writer.is_closing()):
+            await self._close()
+        await self._connect()
+
+    async def _read_frame(self):
+        try:
+            head = await self._reader.readexactly(p.HEADER.size)
+            (n,) = p.HEADER.unpack(head)
+            if n > self.max_reply:  # checked before a byte of it is read
+                raise ProtocolError(
+                    f"reply frame of {n} bytes exceeds the client's limit ({self.max_reply})")
+            return await self._reader.readexactly(n)
+        except asyncio.IncompleteReadError:
+            raise ConnectionError("the server closed the connection") from None
+        except OSError as e:
+            raise ConnectionError(f"recv: {e}") from None
+
+    async def _exchange(self, out, n):
+        """Writes out and reads n frames; as Client._exchange, a reply that
+        never came is the ConnectionError in its place, and the connection
+        is then dropped."""
+        frames = []
+        try:
+            if out:
+                self._writer.write(out)
+            for _ in range(n):
+                frames.append(await asyncio.wait_for(self._read_frame(), self.timeout))
+            if out:
+                await self._writer.drain()
+        except asyncio.TimeoutError:
+            failure = TimeoutError(f"no reply within {self.timeout} s")
+        except ConnectionError as e:
+            failure = e
+        except OSError as e:
+            failure = ConnectionError(f"send: {e}")
+        except BaseException:
+            await self._close()  # cancelled mid-reply: the stream is lost
+            raise
+        else:
+            return frames
+        if len(frames) < n:
+            await self._close()
+        return frames + [failure] * (n - len(frames))
+
+    async def _drive(self, gen, req=None, reply=None):
+        if req is None:
+            req = next(gen)
+        while True:
+            if reply is None:
+                out = b"" if req is cmds.MORE else p.encode(req, self.max_frame)
+                if self._writer is None:
+                    await self._connect()
+                (reply,) = await self._exchange(out, 1)
+            try:
+                if isinstance(reply, Exception):
+                    raise reply
+                req = gen.send(p.decode(reply))
+            except StopIteration as stop:
+                return stop.value
+            except ServerError as e:
+                gen.close()
+                raise e from None
+            reply = None
+
+    async def _run(self, gen):
+        req = next(gen)  # argument errors surface before any I/O
+        async with self._lock:
+            await self._ensure()
+            return await self._drive(gen, req)
+
+    def pipeline(self, raise_on_error=True):
+        """An AsyncPipeline on this connection."""
+        return AsyncPipeline(self, raise_on_error)
+
+    async def scan_iter(self, prefix=None, count=None):
+        """Yields every key starting with prefix (``async for``)."""
+        cursor = None
+        while True:
+            page = await self.scan(prefix, cursor, count)
+            for k in page.keys:
+                yield k
+            if page.cursor is None:
+                return
+            cursor = page.cursor
+
+    async def range_iter(self, key, from_ts=None, to_ts=None, limit=None, reverse=False):
+        """Yields the key's history lazily, one RANGE reply at a time."""
+        while True:
+            entries, truncated = await self.range_page(key, from_ts, to_ts, limit, reverse)
+            for e in entries:
+                yield e
+            step = cmds.next_range(entries, truncated, from_ts, to_ts, limit, reverse)
+            if step is None:
+                return
+            from_ts, to_ts, limit = step
+
+    async def backup(self, out):
+        """As Client.backup; out is a binary file object or a callable."""
+        write = out if callable(out) else out.write
+        try:
+            return await self._run(cmds.backup(write))
+        except BaseException:
+            await self._close()
+            raise
+
+
+class AsyncPipeline(cmds.Commands):
+    """As ``Pipeline``, for AsyncClient: queue without awaiting, then
+    ``await pipe.execute()``."""
+
+    def __init__(self, client, raise_on_error=True):
+        self.client = client
+        self.raise_on_error = raise_on_error
+        self._queue = []
+
+    def _run(self, gen):
+        req = next(gen)
+        if req is cmds.MORE:
+            raise TypeError("a streamed command cannot be pipelined")
+        self._queue.append((gen, req))
+        return self
+
+    def __len__(self):
+        return len(self._queue)
+
+    def reset(self):
+        for gen, _ in self._queue:
+            gen.close()
+        self._queue = []
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        self.reset()
+
+    async def execute(self, raise_on_error=None):
+        if raise_on_error is None:
+            raise_on_error = self.raise_on_error
+        queue, self._queue = self._queue, []
+        if not queue:
+            return []
+        c = self.client
+        try:
+            out = b"".join(p.encode(req, c.max_frame) for _, req in queue)
+        except BaseException:
+            for gen, _ in queue:
+                gen.close()
+            raise
+        results = []
+        async with c._lock:
+            await c._ensure()
+            replies = await c._exchange(out, len(queue))
+            for (gen, req), reply in zip(queue, replies):
+                try:
+                    results.append(await c._drive(gen, req, reply))
+                except TkvError as e:
+                    results.append(e)
+        if raise_on_error:
+            for r in results:
+                if isinstance(r, TkvError):
+                    raise r
+        return results

@@ -1,0 +1,298 @@
+"""The blocking client and its pipeline.
+
+One :class:`Client` is one TCP connection (opened lazily, and opened again
+by the next command after it broke - a command is never re-sent, so a write
+is never applied twice behind the caller's back). It is not thread-safe:
+use one per thread, as libtkvclient's contexts.
+
+Sending and receiving are interleaved (a selector watches both ways): tkvd
+stops reading a connection once 1 MiB of its replies are unread (PROTOCOL.md
+§7), so a client that wrote a long pipeline whole before reading would wait
+for the server while the server waited for it.
+"""
+
+import selectors
+import socket
+import time
+
+from . import commands as cmds
+from . import protocol as p
+from .errors import ConnectionError, ProtocolError, ServerError, TimeoutError, TkvError
+
+DEFAULT_PORT = 7379
+
+
+class Client(cmds.Commands):
+    """A blocking connection to tkvd.
+
+    ``timeout`` (seconds, None: wait for ever) bounds the connect and each
+    wait for progress while a reply is due; a timeout drops the connection.
+    ``secret`` is sent with AUTH on every (re)connection. ``max_frame`` is
+    the largest request sent (set it to the server's --max-frame if that is
+    lower than 8 MiB: the server closes the connection on a larger frame);
+    ``max_reply`` the largest reply frame accepted.
+    """
+
+    def __init__(self, host="127.0.0.1", port=DEFAULT_PORT, secret=None, timeout=30.0,
+                 max_frame=p.DEFAULT_MAX_FRAME, max_reply=p.DEFAULT_MAX_REPLY):
+        self.host = host
+        self.port = port
+        self.secret = secret
+        self.timeout = timeout
+        self.max_frame = max_frame
+        self.max_reply = max_reply
+        self._sock = None
+        self._reader = None
+
+    # ---- the connection ---------------------------------------------------
+
+    def connect(self):
+        """Opens the connection now (commands do it when needed)."""
+        if self._sock is not None:
+            return
+        try:
+            sock = socket.create_connection((self.host, self.port), self.timeout)
+        except socket.timeout as e:
+            raise TimeoutError(f"connect to {self.host}:{self.port}: {e}") from None
+        except OSError as e:
+            raise ConnectionError(f"connect to {self.host}:{self.port}: {e}") from None
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setblocking(False)
+        self._sock = sock
+        self._reader = p.FrameReader(self.max_reply)
+        if self.secret is not None:
+            try:
+                self._run(cmds.auth(self.secret))
+            except BaseException:
+                self.close()
+                raise
+
+    def close(self):
+        """Closes the connection; the next command opens a new one."""
+        if self._sock is not None:
+            self._sock.close()
+        self._sock = None
+        self._reader = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        state = "connected" if self._sock is not None else "not connected"
+        return f"<tkv.Client {self.host}:{self.port} {state}>"
+
+    def _ensure(self):
+        """A usable socket: reconnects if the server closed this one while it
+        was idle (restart, --timeout, or the close after a frame-level
+        TOO_LARGE), which a readable idle socket means - nothing is due."""
+        if self._sock is not None:
+            sel = selectors.DefaultSelector()
+            try:
+                sel.register(self._sock, selectors.EVENT_READ)
+                if sel.select(0):
+                    self.close()
+            finally:
+                sel.close()
+        self.connect()
+
+    # ---- moving frames ----------------------------------------------------
+
+    def _exchange(self, out, n):
+        """Sends the bytes `out` and reads n reply frames, interleaved.
+
+        Returns n items, each a payload (bytes) or, for replies that never
+        came, the ConnectionError that stopped them. The replies that did
+        arrive are kept even when sending failed: the server may answer and
+        close (PROTOCOL.md §1), and that answer is the one to report.
+        """
+        sock, reader = self._sock, self._reader
+        frames, failure, sent = [], None, 0
+        view = memoryview(out)
+        sel = selectors.DefaultSelector()
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        try:
+            sel.register(sock, selectors.EVENT_READ | (selectors.EVENT_WRITE if out else 0))
+            while len(frames) < n:
+                wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+                events = sel.select(wait)
+                if not events:
+                    failure = TimeoutError(f"no reply within {self.timeout} s")
+                    break
+                mask = events[0][1]
+                if mask & selectors.EVENT_WRITE:
+                    try:
+                        sent += sock.send(view[sent:sent + 262144])
+                    except (BlockingIOError, InterruptedError):
+                        pass
+                    except OSError as e:
+                        failure = ConnectionError(f"send: {e}")
+                        sent = len(out)  # stop writing, but read what came
+                    if sent >= len(out):
+                        sel.modify(sock, selectors.EVENT_READ)
+                if mask & selectors.EVENT_READ:
+                    try:
+                        data = sock.recv(262144)
+                    except (BlockingIOError, InterruptedError):
+                        continue
+                    except OSError as e:
+                        failure = ConnectionError(f"recv: {e}")
+                        break
+                    if not data:
+                        failure = failure or ConnectionError("the server closed the connection")
+                        break
+                    reader.feed(data)
+                    while len(frames) < n and (f := reader.frame()) is not None:
+                        frames.append(f)
+                    if deadline is not None:
+                        deadline = time.monotonic() + self.timeout
+        except ProtocolError as e:
+            failure = e
+        finally:
+            sel.close()
+        if len(frames) < n:
+            # The stream's position is lost: later replies cannot be matched.
+            self.close()
+            frames += [failure] * (n - len(frames))
+        return frames
+
+    def _run(self, gen):
+        """Drives one command: each request it yields is sent and answered
+        before the next."""
+        req = next(gen)  # argument errors surface before any I/O
+        self._ensure()
+        return self._drive(gen, req)
+
+    def _drive(self, gen, req, reply=None):
+        """Continues a command generator from `req` (or, given a reply,
+        from that reply) until it returns."""
+        while True:
+            if reply is None:
+                out = b"" if req is cmds.MORE else p.encode(req, self.max_frame)
+                if self._sock is None:
+                    self.connect()
+                (reply,) = self._exchange(out, 1)
+            try:
+                if isinstance(reply, Exception):
+                    raise reply
+                req = gen.send(p.decode(reply))
+            except StopIteration as stop:
+                return stop.value
+            except ServerError as e:
+                gen.close()
+                raise e from None
+            reply = None
+
+    def pipeline(self, raise_on_error=True):
+        """A Pipeline on this connection: queue commands, then execute()."""
+        return Pipeline(self, raise_on_error)
+
+    # ---- iterators over many requests -------------------------------------
+
+    def scan_iter(self, prefix=None, count=None):
+        """Yields every key (bytes) starting with prefix, in byte order, a
+        page (count keys, server default 100) per request. A key that
+        exists throughout the scan is yielded exactly once."""
+        cursor = None
+        while True:
+            page = self.scan(prefix, cursor, count)
+            yield from page.keys
+            if page.cursor is None:
+                return
+            cursor = page.cursor
+
+    def range_iter(self, key, from_ts=None, to_ts=None, limit=None, reverse=False):
+        """Yields the key's history lazily, one RANGE reply at a time."""
+        while True:
+            entries, truncated = self.range_page(key, from_ts, to_ts, limit, reverse)
+            yield from entries
+            step = cmds.next_range(entries, truncated, from_ts, to_ts, limit, reverse)
+            if step is None:
+                return
+            from_ts, to_ts, limit = step
+
+    def backup(self, out):
+        """Streams a consistent backup of the whole store into out (a binary
+        file object, or a callable taking each chunk) and checks its digest
+        and checksum; returns the Digest it holds. On an error, what was
+        written is not a backup."""
+        write = out if callable(out) else out.write
+        try:
+            return self._run(cmds.backup(write))
+        except BaseException:
+            # A stream stopped part-way cannot be skipped: drop it.
+            self.close()
+            raise
+
+
+class Pipeline(cmds.Commands):
+    """Queues commands and sends them in one write; execute() reads the
+    replies in order and returns the results, in order.
+
+    With raise_on_error (the default) the first failed command's exception
+    is raised after every reply has been read; otherwise each failure is
+    returned in its place. Queuing methods return the pipeline, so calls
+    chain: ``c.pipeline().put(k, v).get(k).execute()``. Commands run in
+    order on the connection but are not a transaction: use MPUT for an
+    atomic write. A Pipeline is also a context manager that discards what
+    was not executed.
+    """
+
+    def __init__(self, client, raise_on_error=True):
+        self.client = client
+        self.raise_on_error = raise_on_error
+        self._queue = []  # (generator, its first request)
+
+    def _run(self, gen):
+        req = next(gen)
+        if req is cmds.MORE:
+            raise TypeError("a streamed command cannot be pipelined")
+        self._queue.append((gen, req))
+        return self
+
+    def __len__(self):
+        return len(self._queue)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.reset()
+
+    def reset(self):
+        """Discards the queued commands."""
+        for gen, _ in self._queue:
+            gen.close()
+        self._queue = []
+
+    def execute(self, raise_on_error=None):
+        """Sends every queued command and returns their results in order."""
+        if raise_on_error is None:
+            raise_on_error = self.raise_on_error
+        queue, self._queue = self._queue, []
+        if not queue:
+            return []
+        c = self.client
+        try:
+            out = b"".join(p.encode(req, c.max_frame) for _, req in queue)
+        except BaseException:
+            for gen, _ in queue:
+                gen.close()
+            raise
+        c._ensure()
+        replies = c._exchange(out, len(queue))
+        results = []
+        # Every reply is read before any follow-up request (an MGET the
+        # server cut short asks again), so those cannot interleave.
+        for (gen, req), reply in zip(queue, replies):
+            try:
+                results.append(c._drive(gen, req, reply))
+            except TkvError as e:
+                results.append(e)
+        if raise_on_error:
+            for r in results:
+                if isinstance(r, TkvError):
+                    raise r
+        return results

@@ -48,6 +48,14 @@ def _ok(reply, what):
     return reply
 
 
+def raw(args):
+    """Any request, for commands this client does not know yet: the reply
+    array as unpacked (after the status check)."""
+    if not args:
+        raise TypeError("command() needs a command name")
+    return (yield list(args))
+
+
 def ping(message=None):
     msg = None if message is None else p.as_bytes(message, "message")
     reply = _ok((yield p.request("PING", msg)), "PING")
@@ -325,6 +333,12 @@ class Commands:
 
     def _run(self, gen):
         raise NotImplementedError
+
+    def command(self, *args):
+        """Sends [args...] as is and returns the reply array unpacked, for
+        commands this client has no method for. Error statuses raise as
+        usual; [1, ...] (a miss) is returned."""
+        return self._run(raw(args))
 
     def ping(self, message=None):
         """b"PONG", or the message echoed back as bytes."""

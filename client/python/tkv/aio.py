@@ -200,8 +200,11 @@ class AsyncPipeline(cmds.Commands):
 
     def _run(self, gen):
         req = next(gen)
-        if req is cmds.MORE:
-            raise TypeError("a streamed command cannot be pipelined")
+        try:
+            cmds.check_pipelinable(req)
+        except TypeError:
+            gen.close()
+            raise
         self._queue.append((gen, req))
         return self
 

@@ -26,6 +26,18 @@ from .types import (LATEST, Digest, Entry, Miss, MissReason, Policy, Restored,
 #: (BACKUP's stream) without sending anything.
 MORE = object()
 
+#: Commands whose reply is a stream of frames: a pipeline cannot carry
+#: them, since it reads exactly one frame per request.
+STREAMED = frozenset({"BACKUP"})
+
+
+def check_pipelinable(req):
+    name = req[0]
+    if isinstance(name, (bytes, bytearray)):
+        name = bytes(name).decode("latin-1")
+    if isinstance(name, str) and name.upper() in STREAMED:
+        raise TypeError(f"{name} streams its reply and cannot be pipelined")
+
 
 def _version(reply, what="GET"):
     """A GET answer: [0, value, ts, next, expires] or [1, reason, next, at]."""
@@ -53,6 +65,7 @@ def raw(args):
     array as unpacked (after the status check)."""
     if not args:
         raise TypeError("command() needs a command name")
+    check_pipelinable(args)  # one reply frame per request, here too
     return (yield list(args))
 
 

@@ -152,3 +152,22 @@ def test_mget_continues_after_a_cut_reply(client, key):
     got = client.pipeline().mget(keys).ping().execute()
     assert len(got[0]) == 10 and got[0][9].value == bytes([74]) * 15000
     assert got[1] == b"PONG"
+
+
+def test_async_timeout_drops_the_connection(server):
+    import asyncio
+
+    async def main():
+        async with tkv.AsyncClient("127.0.0.1", server.port, timeout=0.3) as c:
+            await c.ping()
+            os.kill(server.proc.pid, signal.SIGSTOP)
+            try:
+                with pytest.raises(tkv.TimeoutError):
+                    await c.ping()
+                assert c._writer is None
+            finally:
+                os.kill(server.proc.pid, signal.SIGCONT)
+            c.timeout = 10
+            return await c.ping()
+
+    assert asyncio.run(main()) == b"PONG"

@@ -19,6 +19,10 @@ from .client import DEFAULT_PORT
 from .errors import ConnectionError, ProtocolError, ServerError, TimeoutError, TkvError
 
 
+#: asyncio.timeout (Python 3.11) if there is one.
+_timeout = getattr(asyncio, "timeout", None)
+
+
 class AsyncClient(cmds.Commands):
     """An asyncio connection to tkvd; arguments as for ``Client``.
 
@@ -100,6 +104,24 @@ class AsyncClient(cmds.Commands):
         except OSError as e:
             raise ConnectionError(f"recv: {e}") from None
 
+    async def _read_frames(self, n, frames):
+        """Appends n frames to frames, each within the timeout of the one
+        before (a long pipeline may take longer as a whole)."""
+        if self.timeout is None:
+            for _ in range(n):
+                frames.append(await self._read_frame())
+        elif _timeout is not None:
+            # One rescheduled deadline: wait_for would wrap every frame's
+            # read in a task of its own, which costs more than the read.
+            loop = asyncio.get_running_loop()
+            async with _timeout(self.timeout) as cm:
+                for _ in range(n):
+                    frames.append(await self._read_frame())
+                    cm.reschedule(loop.time() + self.timeout)
+        else:
+            for _ in range(n):
+                frames.append(await asyncio.wait_for(self._read_frame(), self.timeout))
+
     async def _exchange(self, out, n):
         """Writes out and reads n frames; as Client._exchange, a reply that
         never came is the ConnectionError in its place, and the connection
@@ -108,8 +130,7 @@ class AsyncClient(cmds.Commands):
         try:
             if out:
                 self._writer.write(out)
-            for _ in range(n):
-                frames.append(await asyncio.wait_for(self._read_frame(), self.timeout))
+            await self._read_frames(n, frames)
             if out:
                 await self._writer.drain()
         except asyncio.TimeoutError:

@@ -43,6 +43,7 @@ class Client(cmds.Commands):
         self.max_reply = max_reply
         self._sock = None
         self._reader = None
+        self._sel = None
 
     # ---- the connection ---------------------------------------------------
 
@@ -60,6 +61,9 @@ class Client(cmds.Commands):
         sock.setblocking(False)
         self._sock = sock
         self._reader = p.FrameReader(self.max_reply)
+        # One selector for the connection's life, not one per command.
+        self._sel = selectors.DefaultSelector()
+        self._sel.register(sock, selectors.EVENT_READ)
         if self.secret is not None:
             try:
                 self._run(cmds.auth(self.secret))
@@ -70,9 +74,11 @@ class Client(cmds.Commands):
     def close(self):
         """Closes the connection; the next command opens a new one."""
         if self._sock is not None:
+            self._sel.close()
             self._sock.close()
         self._sock = None
         self._reader = None
+        self._sel = None
 
     def __enter__(self):
         return self
@@ -87,15 +93,19 @@ class Client(cmds.Commands):
     def _ensure(self):
         """A usable socket: reconnects if the server closed this one while it
         was idle (restart, --timeout, or the close after a frame-level
-        TOO_LARGE), which a readable idle socket means - nothing is due."""
+        TOO_LARGE). Nothing is due on an idle connection, so anything to
+        read - end-of-file, or a BUSY refusal before its close - means it
+        is finished; nothing was sent on it, so nothing is lost."""
+        if self._sock is not None and self._reader.pending():
+            self.close()  # bytes no request asked for: out of step
         if self._sock is not None:
-            sel = selectors.DefaultSelector()
             try:
-                sel.register(self._sock, selectors.EVENT_READ)
-                if sel.select(0):
-                    self.close()
-            finally:
-                sel.close()
+                self._sock.recv(1, socket.MSG_PEEK)
+                self.close()
+            except (BlockingIOError, InterruptedError):
+                pass  # the normal case: nothing to read
+            except OSError:
+                self.close()
         self.connect()
 
     # ---- moving frames ----------------------------------------------------
@@ -108,14 +118,20 @@ class Client(cmds.Commands):
         arrive are kept even when sending failed: the server may answer and
         close (PROTOCOL.md §1), and that answer is the one to report.
         """
-        sock, reader = self._sock, self._reader
+        sock, reader, sel = self._sock, self._reader, self._sel
         frames, failure, sent = [], None, 0
         view = memoryview(out)
-        sel = selectors.DefaultSelector()
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         try:
-            sel.register(sock, selectors.EVENT_READ | (selectors.EVENT_WRITE if out else 0))
+            # Most requests fit the socket's buffer: send before waiting.
+            sent = self._send(view, 0) if out else 0
+            if sent < len(out):
+                sel.modify(sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
             while len(frames) < n:
+                while len(frames) < n and (f := reader.frame()) is not None:
+                    frames.append(f)
+                if len(frames) == n:
+                    break
                 wait = None if deadline is None else max(0.0, deadline - time.monotonic())
                 events = sel.select(wait)
                 if not events:
@@ -123,13 +139,7 @@ class Client(cmds.Commands):
                     break
                 mask = events[0][1]
                 if mask & selectors.EVENT_WRITE:
-                    try:
-                        sent += sock.send(view[sent:sent + 262144])
-                    except (BlockingIOError, InterruptedError):
-                        pass
-                    except OSError as e:
-                        failure = ConnectionError(f"send: {e}")
-                        sent = len(out)  # stop writing, but read what came
+                    sent = self._send(view, sent)
                     if sent >= len(out):
                         sel.modify(sock, selectors.EVENT_READ)
                 if mask & selectors.EVENT_READ:
@@ -141,21 +151,53 @@ class Client(cmds.Commands):
                         failure = ConnectionError(f"recv: {e}")
                         break
                     if not data:
-                        failure = failure or ConnectionError("the server closed the connection")
+                        failure = ConnectionError("the server closed the connection")
                         break
                     reader.feed(data)
-                    while len(frames) < n and (f := reader.frame()) is not None:
-                        frames.append(f)
                     if deadline is not None:
                         deadline = time.monotonic() + self.timeout
         except ProtocolError as e:
             failure = e
-        finally:
-            sel.close()
+        except _SendFailed as e:
+            failure = ConnectionError(f"send: {e.__cause__}")
+            # Read what came all the same: the server may have answered and
+            # closed (PROTOCOL.md §1), and that answer is the one to report.
+            frames += self._drain(n - len(frames))
         if len(frames) < n:
             # The stream's position is lost: later replies cannot be matched.
             self.close()
             frames += [failure] * (n - len(frames))
+        elif self._sock is not None and sent < len(out):
+            self.close()  # answered in full before our request was sent
+        return frames
+
+    def _send(self, view, sent):
+        """Sends what the socket takes now; returns the new count sent."""
+        try:
+            return sent + self._sock.send(view[sent:sent + 262144])
+        except (BlockingIOError, InterruptedError):
+            return sent
+        except OSError as e:
+            raise _SendFailed() from e
+
+    def _drain(self, n):
+        """After a failed send: up to n frames already received or still
+        arriving, until end-of-file or the timeout."""
+        frames, reader = [], self._reader
+        self._sock.setblocking(True)
+        self._sock.settimeout(self.timeout)
+        try:
+            while len(frames) < n:
+                f = reader.frame()
+                if f is not None:
+                    frames.append(f)
+                    continue
+                data = self._sock.recv(262144)
+                if not data:
+                    break
+                reader.feed(data)
+        except (OSError, ProtocolError):
+            pass
         return frames
 
     def _run(self, gen):
@@ -225,6 +267,10 @@ class Client(cmds.Commands):
             # A stream stopped part-way cannot be skipped: drop it.
             self.close()
             raise
+
+
+class _SendFailed(Exception):
+    """Internal: a send failed (its cause is the OSError)."""
 
 
 class Pipeline(cmds.Commands):

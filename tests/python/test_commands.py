@@ -295,3 +295,34 @@ def test_raw_command(client):
         client.command("FLY")
     assert e.value.message == "unknown command 'FLY'" and e.value.status == 11
     assert client.ping() == b"PONG"
+
+
+def test_restore_a_whole_backup(client, key):
+    # 2500 versions of one key and a few small keys: three requests, the
+    # big key cut across them (each piece repeats its key and continues).
+    big = key("big")
+    client.mput([(big, f"v{ts}", ts) for ts in range(1, 2501)])
+    client.retain(key("policy-only"), versions=3)
+    buf = io.BytesIO()
+    info = client.backup(buf)
+    data = buf.getvalue()
+    from tkv import backup as bk
+    digest, records = bk.check(data)
+    assert digest == info
+    assert [cont for _, cont in bk.batches(records)] == [False, True, True]
+
+    other = Tkvd().start()
+    try:
+        with tkv.Client("127.0.0.1", other.port, timeout=10) as c2:
+            with pytest.raises(tkv.InvalidBackupError):
+                c2.restore(data[:-1])  # truncated: nothing is sent
+            with pytest.raises(tkv.InvalidBackupError):
+                c2.restore(data[:100] + bytes([data[100] ^ 1]) + data[101:])
+            assert c2.digest(info.at).keys == 0
+            assert c2.restore(data) == tkv.Restored(info.versions, 0)
+            assert c2.digest(info.at) == info
+            assert c2.count(big) == 2500
+            assert c2.policy(key("policy-only")).versions == 3
+            assert c2.restore(data, merge=True) == tkv.Restored(0, info.versions)
+    finally:
+        other.cleanup()

@@ -11,6 +11,7 @@ this implements.
 """
 
 from .aio import AsyncClient, AsyncPipeline
+from .backup import InvalidBackupError
 from .client import DEFAULT_PORT, Client, Pipeline
 from .errors import (AuthError, AuthFailedError, AuthRequiredError, BadRequestError,
                      BusyError, ConnectionError, InternalError, OutOfRangeError,
@@ -29,5 +30,5 @@ __all__ = [
     "TkvError", "ConnectionError", "TimeoutError", "ProtocolError", "ServerError",
     "RequestError", "BadRequestError", "UnknownCommandError", "TooLargeError",
     "OutOfRangeError", "ServerStateError", "StorageError", "BusyError", "AuthError",
-    "AuthRequiredError", "AuthFailedError", "InternalError",
+    "AuthRequiredError", "AuthFailedError", "InternalError", "InvalidBackupError",
 ]

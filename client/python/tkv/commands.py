@@ -279,6 +279,22 @@ def restore_records(records, merge=False, cont=False):
     return Restored(p.uint(written, "RESTORE"), p.uint(skipped, "RESTORE"))
 
 
+def restore(data, merge=False):
+    """A whole backup (bytes as BACKUP produced them) into the server, in
+    RESTORE requests of at most a thousand versions and 1 MiB each, each
+    all or nothing. The backup is checked whole first: a damaged one raises
+    InvalidBackupError and sends nothing. Returns the total Restored."""
+    from . import backup as bk
+
+    _, records = bk.check(data)
+    written = skipped = 0
+    for recs, cont in bk.batches(records):
+        r = yield from restore_records(recs, merge, cont)
+        written += r.written
+        skipped += r.skipped
+    return Restored(written, skipped)
+
+
 def backup(write):
     """Streams a backup to write(chunk) and checks it as it goes: the
     trailer's digest and checksum (SHA-256, §9). Returns the Digest the
@@ -429,6 +445,13 @@ class Commands:
     def stats(self):
         """The server's statistics, a dict of str to int or str."""
         return self._run(stats())
+
+    def restore(self, data, merge=False):
+        """Restores a whole backup (checked first); returns a Restored.
+        Without merge a key the server already has fails the request that
+        carries it (BadRequestError): the keys before it stay restored, and
+        a run with merge=True completes it."""
+        return self._run(restore(data, merge))
 
     def restore_records(self, records, merge=False, cont=False):
         """One RESTORE request of backup records; returns a Restored."""

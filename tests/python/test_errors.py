@@ -171,3 +171,11 @@ def test_async_timeout_drops_the_connection(server):
             return await c.ping()
 
     assert asyncio.run(main()) == b"PONG"
+
+
+def test_pipeline_too_large_request_fails_in_place(server, key):
+    with tkv.Client("127.0.0.1", server.port, timeout=10, max_frame=MAX_FRAME) as c:
+        got = c.pipeline(raise_on_error=False).put(key(), "small", ts=1) \
+            .put(key(), b"x" * MAX_FRAME, ts=2).get(key()).execute()
+        assert got[0] == 1 and isinstance(got[1], tkv.TooLargeError)
+        assert got[2] == tkv.Version(b"small", 1, None, None)

@@ -92,12 +92,14 @@ class AsyncClient(cmds.Commands):
         await self._connect()
 
     async def _read_frame(self):
+        (n,) = p.HEADER.unpack(await self._read(p.HEADER.size))
+        if n > self.max_reply:  # checked before a byte of it is read
+            raise ProtocolError(
+                f"reply frame of {n} bytes exceeds the client's limit ({self.max_reply})")
+        return await self._read(n)
+
+    async def _read(self, n):
         try:
-            head = await self._reader.readexactly(p.HEADER.size)
-            (n,) = p.HEADER.unpack(head)
-            if n > self.max_reply:  # checked before a byte of it is read
-                raise ProtocolError(
-                    f"reply frame of {n} bytes exceeds the client's limit ({self.max_reply})")
             return await self._reader.readexactly(n)
         except asyncio.IncompleteReadError:
             raise ConnectionError("the server closed the connection") from None
@@ -166,6 +168,10 @@ class AsyncClient(cmds.Commands):
             except ServerError as e:
                 gen.close()
                 raise e from None
+            except ProtocolError:
+                gen.close()  # a server sending malformed replies: drop it
+                await self._close()
+                raise
             reply = None
 
     async def _run(self, gen):
@@ -250,19 +256,24 @@ class AsyncPipeline(cmds.Commands):
         if not queue:
             return []
         c = self.client
-        try:
-            out = b"".join(p.encode(req, c.max_frame) for _, req in queue)
-        except BaseException:
-            for gen, _ in queue:
+        frames = []  # as Pipeline.execute: a request too large fails in place
+        for gen, req in queue:
+            try:
+                frames.append(p.encode(req, c.max_frame))
+            except TkvError as e:
                 gen.close()
-            raise
+                frames.append(e)
+        sent = [f for f in frames if not isinstance(f, TkvError)]
         results = []
         async with c._lock:
             await c._ensure()
-            replies = await c._exchange(out, len(queue))
-            for (gen, req), reply in zip(queue, replies):
+            replies = iter(await c._exchange(b"".join(sent), len(sent)))
+            for (gen, req), frame in zip(queue, frames):
+                if isinstance(frame, TkvError):
+                    results.append(frame)
+                    continue
                 try:
-                    results.append(await c._drive(gen, req, reply))
+                    results.append(await c._drive(gen, req, next(replies)))
                 except TkvError as e:
                     results.append(e)
         if raise_on_error:

@@ -225,6 +225,12 @@ class Client(cmds.Commands):
             except ServerError as e:
                 gen.close()
                 raise e from None
+            except ProtocolError:
+                # A server that sends malformed replies is not trusted with
+                # the next request either.
+                gen.close()
+                self.close()
+                raise
             reply = None
 
     def pipeline(self, raise_on_error=True):
@@ -324,20 +330,26 @@ class Pipeline(cmds.Commands):
         if not queue:
             return []
         c = self.client
-        try:
-            out = b"".join(p.encode(req, c.max_frame) for _, req in queue)
-        except BaseException:
-            for gen, _ in queue:
+        # A request too large to send fails in its place; the others go.
+        frames = []
+        for gen, req in queue:
+            try:
+                frames.append(p.encode(req, c.max_frame))
+            except TkvError as e:
                 gen.close()
-            raise
+                frames.append(e)
+        sent = [f for f in frames if not isinstance(f, TkvError)]
         c._ensure()
-        replies = c._exchange(out, len(queue))
+        replies = iter(c._exchange(b"".join(sent), len(sent)))
         results = []
         # Every reply is read before any follow-up request (an MGET the
         # server cut short asks again), so those cannot interleave.
-        for (gen, req), reply in zip(queue, replies):
+        for (gen, req), frame in zip(queue, frames):
+            if isinstance(frame, TkvError):
+                results.append(frame)
+                continue
             try:
-                results.append(c._drive(gen, req, reply))
+                results.append(c._drive(gen, req, next(replies)))
             except TkvError as e:
                 results.append(e)
         if raise_on_error:

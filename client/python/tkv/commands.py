@@ -36,7 +36,8 @@ def check_pipelinable(req):
     if isinstance(name, (bytes, bytearray)):
         name = bytes(name).decode("latin-1")
     if isinstance(name, str) and name.upper() in STREAMED:
-        raise TypeError(f"{name} streams its reply and cannot be pipelined")
+        raise TypeError(f"{name} streams its reply: use backup(), not a pipeline or "
+                        "command()")
 
 
 def _version(reply, what="GET"):

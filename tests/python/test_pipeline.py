@@ -91,3 +91,33 @@ def test_streamed_command_refused(client):
     with pytest.raises(TypeError):
         pipe.command("backup")
     assert len(pipe) == 0
+
+
+def test_pool_lends_each_thread_its_own_connection(server, key):
+    import threading
+
+    pool = tkv.Pool("127.0.0.1", server.port, max_connections=3, timeout=10)
+    with pool.client() as c:
+        opened = c.stats()["connections_total"]
+    errors = []
+
+    def work(t):
+        try:
+            for i in range(200):
+                with pool.client() as c:
+                    assert c.put(key(f"t{t}"), f"{i}", ts=i + 1) == i + 1
+                    assert c.get(key(f"t{t}")).value == f"{i}".encode()
+        except Exception as e:  # reported by the main thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert errors == []
+    with pool.client() as c:
+        assert [c.count(key(f"t{t}")) for t in range(8)] == [200] * 8
+        # Connections are reused: at most three exist, one was open already.
+        assert c.stats()["connections_total"] - opened <= 2
+    pool.close()

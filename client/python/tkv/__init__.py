@@ -13,6 +13,7 @@ this implements.
 from .aio import AsyncClient, AsyncPipeline
 from .backup import InvalidBackupError
 from .client import DEFAULT_PORT, Client, Pipeline
+from .pool import Pool
 from .errors import (AuthError, AuthFailedError, AuthRequiredError, BadRequestError,
                      BusyError, ConnectionError, InternalError, OutOfRangeError,
                      ProtocolError, RequestError, ServerError, ServerStateError,
@@ -24,7 +25,7 @@ from .types import (LATEST, Digest, Entry, Miss, MissReason, Policy, Restored, R
 __version__ = "0.1.0"
 
 __all__ = [
-    "AsyncClient", "AsyncPipeline", "Client", "Pipeline", "DEFAULT_PORT", "LATEST",
+    "AsyncClient", "AsyncPipeline", "Client", "Pipeline", "Pool", "DEFAULT_PORT", "LATEST",
     "Version", "Miss", "MissReason", "Entry", "ScanPage", "Retention", "Policy", "Digest",
     "Restored", "Status",
     "TkvError", "ConnectionError", "TimeoutError", "ProtocolError", "ServerError",

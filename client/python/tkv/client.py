@@ -111,6 +111,16 @@ class Client(cmds.Commands):
     # ---- moving frames ----------------------------------------------------
 
     def _exchange(self, out, n):
+        try:
+            return self._exchange_frames(out, n)
+        except BaseException:
+            # Interrupted part-way (KeyboardInterrupt, a signal handler's
+            # exception): the replies still due would answer the next
+            # requests, so the connection goes.
+            self.close()
+            raise
+
+    def _exchange_frames(self, out, n):
         """Sends the bytes `out` and reads n reply frames, interleaved.
 
         Returns n items, each a payload (bytes) or, for replies that never

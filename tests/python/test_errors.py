@@ -179,3 +179,21 @@ def test_pipeline_too_large_request_fails_in_place(server, key):
             .put(key(), b"x" * MAX_FRAME, ts=2).get(key()).execute()
         assert got[0] == 1 and isinstance(got[1], tkv.TooLargeError)
         assert got[2] == tkv.Version(b"small", 1, None, None)
+
+
+def test_async_frame_above_the_servers_limit_reconnects(server, key):
+    import asyncio
+
+    async def main():
+        async with tkv.AsyncClient("127.0.0.1", server.port, timeout=10) as c:
+            with pytest.raises(tkv.TooLargeError) as e:
+                await c.put(key(), b"x" * (MAX_FRAME + 100))
+            assert "exceeds the maximum" in e.value.message
+            assert await c.put(key(), "after", ts=1) == 1
+            with pytest.raises(tkv.TooLargeError):  # a value: the connection stays
+                await c.put(key(), b"x" * (MAX_VALUE + 1))
+            writer = c._writer
+            assert await c.get(key()) == tkv.Version(b"after", 1, None, None)
+            assert c._writer is writer
+
+    asyncio.run(main())

@@ -145,10 +145,22 @@ class AsyncClient(cmds.Commands):
             await self._close()  # cancelled mid-reply: the stream is lost
             raise
         else:
+            if n and p.is_too_large(frames[-1]):
+                await self._probe()
             return frames
-        if len(frames) < n:
-            await self._close()
+        await self._close()  # the stream is broken, even if every reply came
         return frames + [failure] * (n - len(frames))
+
+    async def _probe(self):
+        """As Client._probe: after TOO_LARGE, a PING finds out whether the
+        server is closing the connection, so the next command does not
+        race with that close."""
+        try:
+            self._writer.write(p.PING_FRAME)
+            frames = []
+            await self._read_frames(1, frames)
+        except (asyncio.TimeoutError, TkvError, OSError):
+            await self._close()
 
     async def _drive(self, gen, req=None, reply=None):
         if req is None:

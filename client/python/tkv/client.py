@@ -179,7 +179,22 @@ class Client(cmds.Commands):
             frames += [failure] * (n - len(frames))
         elif self._sock is not None and sent < len(out):
             self.close()  # answered in full before our request was sent
+        elif n and p.is_too_large(frames[-1]):
+            self._probe()
         return frames
+
+    def _probe(self):
+        """After a TOO_LARGE answer: was it for a whole frame, after which
+        the server closes? A PING tells: the server answers it if the
+        connection goes on, and otherwise drops it and sends end-of-file
+        after that answer. Waiting for the close to show up by itself
+        would race with the next command, which would then fail."""
+        try:
+            (reply,) = self._exchange_frames(p.PING_FRAME, 1)
+        except TkvError:
+            reply = None
+        if not isinstance(reply, bytes):
+            self.close()
 
     def _send(self, view, sent):
         """Sends what the socket takes now; returns the new count sent."""

@@ -77,6 +77,24 @@ def decode(payload):
     return reply
 
 
+#: ["PING"], framed: the probe sent after a TOO_LARGE answer.
+PING_FRAME = HEADER.pack(6) + b"\x91\xa4PING"
+
+
+def is_too_large(payload):
+    """Whether a reply payload is a TOO_LARGE error. The server answers a
+    whole frame above its limit with one and then closes the connection,
+    but a key or value above its limit with the same status and keeps it
+    open; the client cannot tell which from the reply alone."""
+    if len(payload) > 4096:  # error replies are short; a value is not one
+        return False
+    try:
+        reply = msgpack.unpackb(payload, raw=True)
+    except Exception:
+        return False
+    return isinstance(reply, list) and len(reply) > 0 and reply[0] == 12
+
+
 class FrameReader:
     """Splits a byte stream into frame payloads; does no I/O.
 

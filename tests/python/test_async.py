@@ -106,3 +106,19 @@ def test_reconnects_after_close(server, key):
         return await c.get(key())
 
     assert run(body, server).value == b"v"
+
+
+def test_cancelled_command_does_not_shift_replies(server, key):
+    # A command cancelled while its reply is due must not leave that reply
+    # to answer the next command.
+    async def body(c):
+        await c.put(key("slow"), b"s" * 500000, ts=1)
+        await c.put(key("fast"), "fast", ts=1)
+        task = asyncio.ensure_future(c.get(key("slow")))
+        await asyncio.sleep(0)  # let it send
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return await c.get(key("fast"))
+
+    assert run(body, server).value == b"fast"

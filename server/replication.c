@@ -115,7 +115,14 @@ typedef struct rlink {
     char peer[64];
 } rlink;
 
-typedef enum up_state { UP_NONE, UP_CONNECTING, UP_HANDSHAKE, UP_SYNC, UP_ONLINE, UP_DOWN } up_state;
+typedef enum up_state {
+    UP_NONE,
+    UP_CONNECTING,
+    UP_HANDSHAKE,
+    UP_SYNC,
+    UP_ONLINE,
+    UP_DOWN
+} up_state;
 
 typedef struct upstream {
     char host[256];
@@ -128,12 +135,13 @@ typedef struct upstream {
     tkv_buf out;
     size_t sent;
     bool auth_sent, auth_ok;
-    bool wipe_due;     /* an "F" came: the store is emptied before more is read */
-    char id[41];       /* the stream's id */
-    uint64_t off;      /* offset after the last frame staged */
-    uint64_t copy_recs; /* records of the full copy staged */
-    uint64_t primary_off; /* the primary's offset, as its last "P" said */
-    uint64_t acked;    /* the last offset acknowledged */
+    bool wipe_due;                      /* an "F" came: the store is emptied before more is read */
+    char id[41];                        /* the stream's id */
+    uint64_t off;                       /* offset after the last frame staged */
+    uint64_t copy_recs;                 /* records of the full copy staged */
+    uint64_t primary_off;               /* the primary's offset, as its last "P" said */
+    uint64_t acked;                     /* the last offset acknowledged */
+    uint64_t full_syncs, partial_syncs; /* taken from primaries */
     double last_io;
     char readonly[320];
 } upstream;
@@ -160,7 +168,7 @@ struct tkv_repl {
     waiter *waiters;
     ev_timer tick;
     ev_timer wait_timer; /* the nearest WAIT deadline */
-    ev_async wake; /* a copy's helper finished a step */
+    ev_async wake;       /* a copy's helper finished a step */
     uint64_t full_syncs, partial_syncs;
 };
 
@@ -317,8 +325,8 @@ static bool can_continue(const tkv_repl *r, const tkv_span *id, uint64_t off)
     return (ours || before) && off >= r->bl.start && off <= r->bl.end;
 }
 
-void tkv_repl_attach(tkv_repl *r, int fd, const char *peer, const tkv_span *replid,
-                     uint64_t offset, const uint8_t *out, size_t n)
+void tkv_repl_attach(tkv_repl *r, int fd, const char *peer, const tkv_span *replid, uint64_t offset,
+                     const uint8_t *out, size_t n)
 {
     rlink *l = calloc(1, sizeof *l);
     if (!l || (n > 0 && tkv_buf_append(&l->out, out, n) < 0)) {
@@ -485,8 +493,7 @@ static int up_stage(tkv_repl *r, tkv_repl_frame *f)
     tkv_repl_rec rec;
     int rc;
     while ((rc = tkv_repl_next_rec(f, &rec)) == 1) {
-        if (tkv_engine_apply_rec(r->e, rec.key, rec.klen, rec.value, rec.vlen, rec.has_value) <
-            0)
+        if (tkv_engine_apply_rec(r->e, rec.key, rec.klen, rec.value, rec.vlen, rec.has_value) < 0)
             return -1;
         if (f->tag == TKV_RF_SNAP)
             r->up.copy_recs++;
@@ -527,9 +534,9 @@ static int up_on_frame(tkv_repl *r, const uint8_t *p, size_t n, const char **why
     switch (f.tag) {
     case TKV_RF_FULL:
         memcpy(u->id, f.replid, sizeof u->id);
-        u->off = f.offset;
+        u->off = u->primary_off = f.offset;
         u->copy_recs = 0;
-        r->full_syncs++;
+        u->full_syncs++;
         u->wipe_due = true;
         u->state = UP_SYNC;
         tkv_info("primary %s:%u: taking a full copy (offset %llu)", u->host, u->port,
@@ -559,7 +566,7 @@ static int up_on_frame(tkv_repl *r, const uint8_t *p, size_t n, const char **why
         }
         memcpy(u->id, f.replid, sizeof u->id);
         u->state = UP_ONLINE;
-        r->partial_syncs++;
+        u->partial_syncs++;
         if (r->bl.end != u->off)
             bl_reset(&r->bl, u->off);
         tkv_engine_apply_at(r->e, u->id, u->off); /* the id may be new */
@@ -888,8 +895,9 @@ int tkv_repl_replicaof(tkv_repl *r, const char *host, uint16_t port, char *err, 
         if (!r->replica)
             return 0;
         if (tkv_engine_repl_incomplete(r->e)) {
-            snprintf(err, errlen, "this replica holds part of a full copy: it cannot become a "
-                                  "primary before the copy completes");
+            snprintf(err, errlen,
+                     "this replica holds part of a full copy: it cannot become a "
+                     "primary before the copy completes");
             return -1;
         }
         u->state = UP_NONE;
@@ -928,10 +936,7 @@ int tkv_repl_replicaof(tkv_repl *r, const char *host, uint16_t port, char *err, 
     return 0;
 }
 
-const char *tkv_repl_readonly(const tkv_repl *r)
-{
-    return r && r->replica ? r->up.readonly : NULL;
-}
+const char *tkv_repl_readonly(const tkv_repl *r) { return r && r->replica ? r->up.readonly : NULL; }
 
 bool tkv_repl_serving(const tkv_repl *r)
 {
@@ -1000,7 +1005,11 @@ int tkv_repl_wait(tkv_repl *r, void *cookie, uint64_t n, uint64_t timeout_ms, ui
     w->deadline = timeout_ms ? ev_now(r->loop) + (double)timeout_ms / 1000.0 : 0;
     w->next = r->waiters;
     r->waiters = w;
-    check_waiters(r);
+    /* Checked on the next loop turn, never from inside the request that
+     * asks: the answer runs the request again (conn_repl_wait_done). */
+    ev_timer_stop(r->loop, &r->wait_timer);
+    ev_timer_set(&r->wait_timer, 0.0, 0.0);
+    ev_timer_start(r->loop, &r->wait_timer);
     return 0;
 }
 
@@ -1045,7 +1054,7 @@ int tkv_repl_role(tkv_repl *r, tkv_buf *out)
     tkv_engine_repl_get(r->e, &st);
     double now = ev_now(r->loop);
     tkv_rep_wr lw;
-    uint32_t n = r->replica ? 8 : 4 + 5 * r->nlinks;
+    uint32_t n = r->replica ? 10 : 4 + 5 * r->nlinks;
     tkv_rep_stats_begin(&lw, out, n);
     kv_str(&lw, "role", r->replica ? "replica" : "primary");
     kv_str(&lw, "replid", st.id);
@@ -1059,6 +1068,8 @@ int tkv_repl_role(tkv_repl *r, tkv_buf *out)
         kv_u64(&lw, "primary_offset", u->primary_off);
         kv_u64(&lw, "lag_bytes", u->primary_off > st.off ? u->primary_off - st.off : 0);
         kv_u64(&lw, "last_io_ms", u->fd >= 0 ? (uint64_t)((now - u->last_io) * 1000) : 0);
+        kv_u64(&lw, "full_syncs", u->full_syncs);
+        kv_u64(&lw, "partial_syncs", u->partial_syncs);
     } else {
         kv_u64(&lw, "replicas", r->nlinks);
         uint32_t i = 0;

@@ -29,12 +29,12 @@
 typedef struct tkv_repl tkv_repl;
 
 typedef struct tkv_repl_opts {
-    size_t backlog;      /* bytes of stream kept for partial resyncs */
-    double timeout;      /* seconds without a frame before a link is dropped */
-    const char *secret;  /* sent as AUTH to a primary; NULL: none */
-    size_t secret_len;   /* bytes of secret */
-    size_t max_frame;    /* largest frame a replica accepts from its primary */
-    size_t output_high;  /* unsent bytes above which a link's feed waits */
+    size_t backlog;     /* bytes of stream kept for partial resyncs */
+    double timeout;     /* seconds without a frame before a link is dropped */
+    const char *secret; /* sent as AUTH to a primary; NULL: none */
+    size_t secret_len;  /* bytes of secret */
+    size_t max_frame;   /* largest frame a replica accepts from its primary */
+    size_t output_high; /* unsent bytes above which a link's feed waits */
     void (*wait_done)(void *cookie, uint64_t acked); /* a WAIT ended */
 } tkv_repl_opts;
 
@@ -70,8 +70,8 @@ bool tkv_repl_prepare(tkv_repl *r);
 
 /* A connection's PSYNC: the link takes its socket (fd) and the replies it
  * had not yet sent (out, n bytes). Closes fd itself on failure. */
-void tkv_repl_attach(tkv_repl *r, int fd, const char *peer, const tkv_span *replid,
-                     uint64_t offset, const uint8_t *out, size_t n);
+void tkv_repl_attach(tkv_repl *r, int fd, const char *peer, const tkv_span *replid, uint64_t offset,
+                     const uint8_t *out, size_t n);
 
 /* WAIT: calls o->wait_done(cookie, acked) once `n` replicas have
  * acknowledged the offset of every batch up to `epoch`, or after

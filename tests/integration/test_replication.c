@@ -10,12 +10,18 @@
  * Waits are on conditions (DIGEST equal, a STATS field), never fixed
  * sleeps; each has a deadline so a broken build fails instead of hanging.
  */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <inttypes.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -271,19 +277,39 @@ Test(replication, a_replica_behind_the_backlog_takes_a_full_copy)
     cr_assert_eq(stat_of(&p, "repl_partial_syncs"), 0);
 }
 
+/* Plain writes only: no policy or expiry, so the primary's sweep writes
+ * nothing of its own afterwards. */
+static void write_plain(const tkvd *d, int round)
+{
+    tkv_ctx *c = tkvd_client(d);
+    for (int i = 0; i < 300; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "plain%d-%d", round, i % 100);
+        cr_assert_eq(tkv_put_now(c, key, strlen(key), "v", 1, NULL), TKV_OK);
+    }
+    tkv_free(c);
+}
+
 Test(replication, a_restarted_primary_is_followed_again)
 {
     tkvd_start(&p, NULL);
     char spec[64];
     const char *args[] = {NULL, NULL, NULL};
     tkvd_start(&r, with(args, &p, spec, sizeof spec));
-    write_everything(&p, 0);
+    write_plain(&p, 0);
     converge(&p, &r, now_us());
+    /* The replica holds the primary's offset, not only its data. */
+    double end = mono() + DEADLINE;
+    while (stat_of(&r, "repl_offset") != stat_of(&p, "repl_offset")) {
+        cr_assert_lt(mono(), end, "the replica's offset never reached the primary's");
+        pause_briefly();
+    }
     tkvd_signal(&p, SIGKILL);
-    tkvd_restart(&p); /* same id and offset: the replica continues */
-    write_everything(&p, 1);
+    tkvd_restart(&p); /* same id and offset, an empty backlog: the replica continues */
+    write_plain(&p, 1);
     converge(&p, &r, now_us());
     cr_assert_eq(stat_of(&p, "repl_full_syncs"), 0, "the replica should have continued");
+    cr_assert_eq(stat_of(&p, "repl_partial_syncs"), 1);
 }
 
 Test(replication, wait_counts_replicas_that_acknowledged)
@@ -368,4 +394,211 @@ Test(replication, a_second_replica_follows_a_promoted_one_without_a_full_copy)
     write_everything(&r, 1);
     converge(&r, &r2, now_us());
     cr_assert_eq(stat_of(&r, "repl_full_syncs"), 0);
+}
+
+/* ---- a primary killed under load ------------------------------------------ */
+
+typedef struct acked_log {
+    const tkvd *primary;
+    int written;  /* PUTs acknowledged by the primary */
+    int waited;   /* of them, the first ones also acknowledged by WAIT 1 */
+    bool stopped; /* the primary went away */
+} acked_log;
+
+/* Writes acked0, acked1, ... each followed by WAIT 1 (100 ms), until the
+ * primary dies: records how far each acknowledgement went. */
+static void *writer(void *arg)
+{
+    acked_log *a = arg;
+    int fd = tkvd_raw(a->primary);
+    tkv_buf b;
+    tkv_buf_init(&b);
+    uint8_t buf[256];
+    for (int i = 0;; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "acked%d", i);
+        tkv_req q = {.cmd = TKV_CMD_PUT,
+                     .key = {(const uint8_t *)key, (uint32_t)strlen(key)},
+                     .value = {(const uint8_t *)"v", 1},
+                     .ts = 7,
+                     .has_ts = true};
+        tkv_req w = {.cmd = TKV_CMD_WAIT, .nreplicas = 1, .timeout_ms = 100};
+        tkv_buf_reset(&b);
+        if (tkv_req_encode(&b, &q) < 0 || tkv_req_encode(&b, &w) < 0)
+            break;
+        if (send(fd, b.data, b.len, MSG_NOSIGNAL) != (ssize_t)b.len)
+            break;
+        tkv_rep rep;
+        long n = raw_frame(fd, buf, sizeof buf);
+        if (n <= 0 || tkv_rep_decode(TKV_CMD_PUT, buf, (size_t)n, &rep) < 0 ||
+            rep.status != TKV_ST_OK)
+            break;
+        a->written = i + 1;
+        n = raw_frame(fd, buf, sizeof buf);
+        if (n <= 0 || tkv_rep_decode(TKV_CMD_WAIT, buf, (size_t)n, &rep) < 0)
+            break;
+        if (rep.u >= 1 && a->waited == i)
+            a->waited = i + 1;
+    }
+    tkv_buf_deinit(&b);
+    close(fd);
+    a->stopped = true;
+    return NULL;
+}
+
+Test(replication, a_write_acknowledged_with_wait_survives_a_failover)
+{
+    tkvd_start(&p, NULL);
+    char spec[64];
+    const char *args[] = {NULL, NULL, NULL};
+    tkvd_start(&r, with(args, &p, spec, sizeof spec));
+    wait_stat(&p, "repl_replicas", 1);
+    acked_log a = {.primary = &p};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, writer, &a), 0);
+    double end = mono() + DEADLINE;
+    while (__atomic_load_n(&a.waited, __ATOMIC_SEQ_CST) < 200) {
+        cr_assert_lt(mono(), end, "the writer made no progress");
+        pause_briefly();
+    }
+    tkvd_signal(&p, SIGKILL); /* mid-stream */
+    pthread_join(th, NULL);
+    cr_assert_geq(a.written, a.waited);
+    /* Every write acknowledged with WAIT 1 is on the replica, promoted. */
+    replicaof(&r, NULL);
+    tkv_ctx *c = tkvd_client(&r);
+    for (int i = 0; i < a.waited; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "acked%d", i);
+        tkv_version v;
+        cr_assert_eq(tkv_get(c, key, strlen(key), TKV_LATEST, &v), TKV_OK,
+                     "%s was acknowledged with WAIT 1 and lost", key);
+    }
+    tkv_free(c);
+    /* Every write the primary acknowledged is on the primary (fsync always). */
+    tkvd_restart(&p);
+    c = tkvd_client(&p);
+    for (int i = 0; i < a.written; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "acked%d", i);
+        tkv_version v;
+        cr_assert_eq(tkv_get(c, key, strlen(key), TKV_LATEST, &v), TKV_OK, "%s was lost", key);
+    }
+    tkv_free(c);
+}
+
+/* ---- a link that stalls, then drops --------------------------------------- */
+
+/* A TCP proxy between a replica and its primary that the test controls:
+ * while `stall` is set it forwards nothing (the link goes silent without
+ * closing, like a dead route); `cut` closes the connections it carries. */
+typedef struct proxy {
+    int lfd;
+    uint16_t port, to;
+    volatile bool stall, cut, quit;
+    int conns; /* connections accepted */
+    pthread_t th;
+} proxy;
+
+static bool pump(int from, int to)
+{
+    char buf[65536];
+    ssize_t n = recv(from, buf, sizeof buf, MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
+        return false;
+    for (ssize_t off = 0; n > 0 && off < n;) {
+        ssize_t w = send(to, buf + off, (size_t)(n - off), MSG_NOSIGNAL);
+        if (w <= 0)
+            return false;
+        off += w;
+    }
+    return true;
+}
+
+static void *proxy_main(void *arg)
+{
+    proxy *x = arg;
+    while (!x->quit) {
+        struct pollfd lp = {.fd = x->lfd, .events = POLLIN};
+        if (poll(&lp, 1, 50) <= 0)
+            continue;
+        int a = accept(x->lfd, NULL, NULL);
+        if (a < 0)
+            continue;
+        x->conns++;
+        int b = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(x->to)};
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (connect(b, (struct sockaddr *)&sa, sizeof sa) < 0) {
+            close(a);
+            close(b);
+            continue;
+        }
+        while (!x->quit && !x->cut) {
+            struct pollfd pf[2] = {{.fd = a, .events = POLLIN}, {.fd = b, .events = POLLIN}};
+            if (poll(pf, 2, 20) <= 0 || x->stall)
+                continue;
+            if ((pf[0].revents && !pump(a, b)) || (pf[1].revents && !pump(b, a)))
+                break;
+        }
+        x->cut = false;
+        close(a);
+        close(b);
+    }
+    return NULL;
+}
+
+static void proxy_start(proxy *x, uint16_t to)
+{
+    memset(x, 0, sizeof *x);
+    x->to = to;
+    x->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof sa;
+    cr_assert_eq(bind(x->lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    cr_assert_eq(listen(x->lfd, 8), 0);
+    getsockname(x->lfd, (struct sockaddr *)&sa, &len);
+    x->port = ntohs(sa.sin_port);
+    cr_assert_eq(pthread_create(&x->th, NULL, proxy_main, x), 0);
+}
+
+static void proxy_stop(proxy *x)
+{
+    x->quit = true;
+    pthread_join(x->th, NULL);
+    close(x->lfd);
+}
+
+Test(replication, a_link_that_stalls_then_drops_resumes_without_a_full_copy)
+{
+    tkvd_start(&p, NULL);
+    proxy x;
+    proxy_start(&x, p.port);
+    char spec[64];
+    snprintf(spec, sizeof spec, "127.0.0.1:%u", x.port);
+    const char *args[] = {"--replica-of", spec, "--repl-timeout", "1", NULL};
+    tkvd_start(&r, args);
+    write_everything(&p, 0);
+    converge(&p, &r, now_us());
+    x.stall = true; /* silence: neither side hears the other */
+    write_everything(&p, 1);
+    /* The replica gives up on the silent link (and tries again). */
+    double end = mono() + DEADLINE;
+    for (;;) {
+        char *log = tkvd_log(&r);
+        bool noticed = strstr(log, "nothing from the primary within --repl-timeout") != NULL;
+        free(log);
+        if (noticed)
+            break;
+        cr_assert_lt(mono(), end, "the replica never noticed the stalled link");
+        pause_briefly();
+    }
+    x.cut = true; /* the stalled connection finally drops */
+    x.stall = false;
+    converge(&p, &r, now_us());
+    cr_assert_eq(stat_of(&p, "repl_full_syncs"), 1, "the resume took a full copy");
+    cr_assert_geq(stat_of(&p, "repl_partial_syncs"), 1);
+    cr_assert_geq(x.conns, 2);
+    proxy_stop(&x);
 }

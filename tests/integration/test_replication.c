@@ -405,8 +405,8 @@ typedef struct acked_log {
     bool stopped; /* the primary went away */
 } acked_log;
 
-/* Writes acked0, acked1, ... each followed by WAIT 1 (100 ms), until the
- * primary dies: records how far each acknowledgement went. */
+/* Writes acked0, acked1, ... each followed by WAIT 1 (no time limit),
+ * until the primary dies: records how far each acknowledgement went. */
 static void *writer(void *arg)
 {
     acked_log *a = arg;
@@ -422,7 +422,7 @@ static void *writer(void *arg)
                      .value = {(const uint8_t *)"v", 1},
                      .ts = 7,
                      .has_ts = true};
-        tkv_req w = {.cmd = TKV_CMD_WAIT, .nreplicas = 1, .timeout_ms = 100};
+        tkv_req w = {.cmd = TKV_CMD_WAIT, .nreplicas = 1, .timeout_ms = 0};
         tkv_buf_reset(&b);
         if (tkv_req_encode(&b, &q) < 0 || tkv_req_encode(&b, &w) < 0)
             break;
@@ -457,7 +457,7 @@ Test(replication, a_write_acknowledged_with_wait_survives_a_failover)
     pthread_t th;
     cr_assert_eq(pthread_create(&th, NULL, writer, &a), 0);
     double end = mono() + DEADLINE;
-    while (__atomic_load_n(&a.waited, __ATOMIC_SEQ_CST) < 200) {
+    while (__atomic_load_n(&a.waited, __ATOMIC_SEQ_CST) < 50) {
         cr_assert_lt(mono(), end, "the writer made no progress");
         pause_briefly();
     }
@@ -581,6 +581,8 @@ Test(replication, a_link_that_stalls_then_drops_resumes_without_a_full_copy)
     tkvd_start(&r, args);
     write_everything(&p, 0);
     converge(&p, &r, now_us());
+    /* (Under valgrind a 1 s timeout may also cut the first copy short.) */
+    uint64_t full = stat_of(&p, "repl_full_syncs"), partial = stat_of(&p, "repl_partial_syncs");
     x.stall = true; /* silence: neither side hears the other */
     write_everything(&p, 1);
     /* The replica gives up on the silent link (and tries again). */
@@ -597,8 +599,8 @@ Test(replication, a_link_that_stalls_then_drops_resumes_without_a_full_copy)
     x.cut = true; /* the stalled connection finally drops */
     x.stall = false;
     converge(&p, &r, now_us());
-    cr_assert_eq(stat_of(&p, "repl_full_syncs"), 1, "the resume took a full copy");
-    cr_assert_geq(stat_of(&p, "repl_partial_syncs"), 1);
+    cr_assert_eq(stat_of(&p, "repl_full_syncs"), full, "the resume took a full copy");
+    cr_assert_gt(stat_of(&p, "repl_partial_syncs"), partial);
     cr_assert_geq(x.conns, 2);
     proxy_stop(&x);
 }

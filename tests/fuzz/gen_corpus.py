@@ -376,6 +376,21 @@ def backup_seeds():
           bk_ver(3, tombstone=True) + bk_key(b"kkl", horizon=2) + bk_ver(2, b"w"))
 
 
+def repl_seeds():
+    # Replication frame payloads (protocol/repl.h), as msgpack by hand.
+    def b(x):
+        return bytes([0xc4, len(x)]) + x
+    batch = (bytes([0x93, 0xa1]) + b"B" + bytes([0xcd, 0x01, 0x00]) +
+             bytes([0xdd, 0, 0, 0, 2]) + bytes([0x92]) + b(b"vk\x00\x01" + bytes(8)) + b(b"\x00v") +
+             bytes([0x91]) + b(b"vj\x00\x01" + bytes(8)))
+    write("fuzz_repl", "batch", batch)
+    snap = (bytes([0x92, 0xa1]) + b"S" + bytes([0xdd, 0, 0, 0, 1]) + bytes([0x92]) + b(b"mcounters") +
+            b(bytes(24)))
+    write("fuzz_repl", "snapshot", snap)
+    write("fuzz_repl", "full", bytes([0x93, 0xa1]) + b"F" + bytes([0xd9, 40]) + b"0" * 40 + bytes([7]))
+    write("fuzz_repl", "ping", bytes([0x92, 0xa1]) + b"P" + bytes([0xcc, 200]))
+
+
 def main():
     frame_seeds()
     request_seeds()
@@ -384,6 +399,7 @@ def main():
     keycodec_seeds()
     reply_seeds()
     backup_seeds()
+    repl_seeds()
     return 0
 
 

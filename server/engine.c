@@ -374,7 +374,7 @@ int tkv_engine_open(const tkv_engine_opts *o, tkv_engine **out, char *err, size_
     e->kbuf = malloc(tkv_kc_max(TKV_ENG_KEY_MAX));
     e->touch = calloc(ENG_TOUCH_SLOTS, sizeof *e->touch);
     e->all_resident = true;
-    e->repl_feed = true; /* a primary until told otherwise */
+    e->repl_feed = o->repl_feed; /* a primary that feeds replicas, if asked */
     if (!e->dir || !e->keybuf || !e->kbuf || !e->touch || tkv_keyindex_init(&e->ix) < 0 ||
         eng_batch_init(&e->stage, 1) < 0 || eng_batch_init(&e->flight, 0) < 0) {
         snprintf(err, errlen, "out of memory");

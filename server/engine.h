@@ -125,6 +125,8 @@ typedef struct tkv_engine_opts {
     void (*on_written)(void *ctx); /* called (from the writer thread) when
                                       the in-flight batch is written */
     void *on_written_ctx;
+    bool repl_feed;     /* encode every batch for replicas and keep the frames
+                           until tkv_engine_feed_take() (the server does) */
     tkv_clock_fn clock; /* NULL: the real-time clock */
     void *clock_ctx;
 } tkv_engine_opts;
@@ -388,7 +390,6 @@ void tkv_engine_repl_get(const tkv_engine *e, tkv_eng_repl *out);
 int tkv_engine_repl_primary(tkv_engine *e);
 /* Makes it a replica: batches are no longer encoded. */
 void tkv_engine_repl_replica(tkv_engine *e);
-bool tkv_engine_repl_is_primary(const tkv_engine *e);
 
 /* A primary: the frames of the batches committed since the last call,
  * however their commits were collected (tkv_engine_commit_finish, the

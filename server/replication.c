@@ -46,6 +46,7 @@
 
 #define PING_PERIOD 1.0
 #define RECONNECT_DELAY 0.5
+#define RECONNECT_MAX 8.0
 #define STAGE_LIMIT (16u * 1024 * 1024) /* staged bytes above which a replica pauses */
 #define SEND_CHUNK (256u * 1024)
 
@@ -142,6 +143,7 @@ typedef struct upstream {
     uint64_t primary_off;               /* the primary's offset, as its last "P" said */
     uint64_t acked;                     /* the last offset acknowledged */
     uint64_t full_syncs, partial_syncs; /* taken from primaries */
+    double retry_delay;                 /* before the next connect */
     double last_io;
     char readonly[320];
 } upstream;
@@ -426,8 +428,14 @@ static void up_drop(tkv_repl *r, const char *why)
     u->sent = 0;
     u->wipe_due = false;
     if (u->state != UP_NONE) {
+        /* Again soon after a link that worked; less often while it keeps
+         * failing (a wrong secret, a primary that is down). */
+        u->retry_delay =
+            u->state == UP_ONLINE || u->retry_delay == 0
+                ? RECONNECT_DELAY
+                : (u->retry_delay * 2 < RECONNECT_MAX ? u->retry_delay * 2 : RECONNECT_MAX);
         u->state = UP_DOWN;
-        ev_timer_set(&u->retry, RECONNECT_DELAY, 0.0);
+        ev_timer_set(&u->retry, u->retry_delay, 0.0);
         ev_timer_start(r->loop, &u->retry);
     }
 }

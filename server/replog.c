@@ -194,8 +194,6 @@ int tkv_engine_repl_primary(tkv_engine *e)
 
 void tkv_engine_repl_replica(tkv_engine *e) { e->repl_feed = false; }
 
-bool tkv_engine_repl_is_primary(const tkv_engine *e) { return e->repl_feed; }
-
 int tkv_engine_apply_rec(tkv_engine *e, const uint8_t *k, size_t klen, const uint8_t *v,
                          size_t vlen, bool put)
 {

@@ -531,6 +531,7 @@ static int start(tkv_srv *s)
     fit_descriptors(s);
     tkv_engine_opts eo = s->o.engine;
     eo.writer_thread = true;
+    eo.repl_feed = true;
     eo.on_written = wake_loop;
     eo.on_written_ctx = s;
     if (tkv_engine_open(&eo, &s->eng, err, sizeof err) < 0) {

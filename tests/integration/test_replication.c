@@ -604,3 +604,49 @@ Test(replication, a_link_that_stalls_then_drops_resumes_without_a_full_copy)
     cr_assert_geq(x.conns, 2);
     proxy_stop(&x);
 }
+
+Test(replication, a_replica_presents_the_shared_secret)
+{
+    const char *pargs[] = {"--requirepass", "s3cr3t", NULL};
+    tkvd_start(&p, pargs);
+    char spec[64];
+    snprintf(spec, sizeof spec, "127.0.0.1:%u", p.port);
+    const char *good[] = {"--replica-of", spec, "--requirepass", "s3cr3t", NULL};
+    const char *bad[] = {"--replica-of", spec, "--requirepass", "wrong", NULL};
+    tkvd_start(&r, good);
+    tkvd_start(&r2, bad);
+    tkv_ctx *c = tkvd_client(&p);
+    cr_assert_eq(tkv_auth(c, "s3cr3t", 6), TKV_OK);
+    cr_assert_eq(tkv_put(c, "k", 1, "v", 1, 5, NULL), TKV_OK);
+    tkv_digest_info want;
+    cr_assert_eq(tkv_digest(c, 1000, 1, &want), TKV_OK);
+    tkv_free(c);
+    /* The replica with the secret converges... */
+    double end = mono() + DEADLINE;
+    for (;;) {
+        c = tkvd_client(&r);
+        tkv_digest_info got;
+        bool same = tkv_auth(c, "s3cr3t", 6) == TKV_OK && tkv_digest(c, 1000, 1, &got) == TKV_OK &&
+                    memcmp(got.digest, want.digest, sizeof got.digest) == 0;
+        tkv_free(c);
+        if (same)
+            break;
+        cr_assert_lt(mono(), end, "the replica with the secret did not converge");
+        pause_briefly();
+    }
+    /* ...the one without is refused, says so, and holds nothing. */
+    for (;;) {
+        char *log = tkvd_log(&r2);
+        bool refused = strstr(log, "the primary refused: AUTH_FAILED") != NULL;
+        free(log);
+        if (refused)
+            break;
+        cr_assert_lt(mono(), end, "the replica with a wrong secret was not refused");
+        pause_briefly();
+    }
+    c = tkvd_client(&r2);
+    cr_assert_eq(tkv_auth(c, "wrong", 5), TKV_OK);
+    tkv_version v;
+    cr_assert_neq(tkv_get(c, "k", 1, TKV_LATEST, &v), TKV_OK);
+    tkv_free(c);
+}

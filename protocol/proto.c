@@ -24,6 +24,8 @@ typedef struct parse_ctx {
 
 typedef tkv_status (*parse_fn)(parse_ctx *c);
 
+static void show_name(char *out, size_t outlen, const uint8_t *p, uint32_t n);
+
 static tkv_status fail(parse_ctx *c, tkv_status st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -420,6 +422,24 @@ static tkv_status parse_replack(parse_ctx *c)
     return TKV_ST_OK;
 }
 
+/* CLUSTER SUBCOMMAND: one word, matched case-insensitively. A command of
+ * its own with subcommands (as Redis's CLUSTER) keeps the cluster's
+ * requests under one name well within the 15-byte limit on names. */
+static tkv_status parse_cluster(parse_ctx *c)
+{
+    const uint8_t *p;
+    uint32_t n;
+    if (tkv_mp_read_bytes(c->m, &p, &n) < 0)
+        return fail(c, TKV_ST_BAD_REQUEST, "CLUSTER takes a subcommand: SHARDS");
+    if (n == 6 && strncasecmp((const char *)p, "SHARDS", 6) == 0) {
+        c->req->sub = TKV_CLUSTER_SHARDS;
+        return TKV_ST_OK;
+    }
+    char shown[40];
+    show_name(shown, sizeof shown, p, n);
+    return fail(c, TKV_ST_BAD_REQUEST, "unknown CLUSTER subcommand '%s'; known: SHARDS", shown);
+}
+
 static const struct cmd_spec {
     const char *name;
     uint8_t min_args, max_args;
@@ -446,6 +466,7 @@ static const struct cmd_spec {
     [TKV_CMD_WAIT] = {"WAIT", 2, 2, parse_wait},
     [TKV_CMD_PSYNC] = {"PSYNC", 2, 2, parse_psync},
     [TKV_CMD_REPLACK] = {"REPLACK", 1, 1, parse_replack},
+    [TKV_CMD_CLUSTER] = {"CLUSTER", 1, 1, parse_cluster},
 };
 
 const char *tkv_cmd_name(tkv_cmd cmd)
@@ -479,6 +500,7 @@ static const char padded_names[TKV_CMD__COUNT][NAME_PAD] = {
     [TKV_CMD_WAIT] = "WAIT",
     [TKV_CMD_PSYNC] = "PSYNC",
     [TKV_CMD_REPLACK] = "REPLACK",
+    [TKV_CMD_CLUSTER] = "CLUSTER",
 };
 
 int tkv_cmd_lookup(const uint8_t *name, size_t len)
@@ -705,6 +727,7 @@ static unsigned request_args(const tkv_req *r, arg *a)
         a[1] = a_uint(true, r->offset);
         return 2;
     case TKV_CMD_REPLACK: a[0] = a_uint(true, r->offset); return 1;
+    case TKV_CMD_CLUSTER: a[0] = a_bytes((tkv_span){(const uint8_t *)"SHARDS", 6}); return 1;
     case TKV_CMD_SCAN:
         a[0] = r->has_prefix ? a_bytes(r->prefix) : (arg){0};
         a[1] = r->has_cursor ? a_bytes(r->cursor) : (arg){0};
@@ -786,6 +809,8 @@ const char *tkv_status_name(uint64_t st)
     case TKV_ST_STORAGE: return "STORAGE";
     case TKV_ST_BUSY: return "BUSY";
     case TKV_ST_READONLY: return "READONLY";
+    case TKV_ST_MOVED: return "MOVED";
+    case TKV_ST_CROSSSLOT: return "CROSSSLOT";
     case TKV_ST_AUTH_REQUIRED: return "AUTH_REQUIRED";
     case TKV_ST_AUTH_FAILED: return "AUTH_FAILED";
     case TKV_ST_INTERNAL: return "INTERNAL";

@@ -38,6 +38,8 @@ typedef enum tkv_status {
     TKV_ST_STORAGE = 20,      /* the storage engine failed; nothing was written */
     TKV_ST_BUSY = 21,         /* server at a limit (clients, memory) */
     TKV_ST_READONLY = 22,     /* a write sent to a replica: the message names the primary */
+    TKV_ST_MOVED = 23,        /* cluster: another node serves the key's slot: "SLOT HOST:PORT" */
+    TKV_ST_CROSSSLOT = 24,    /* cluster: the keys of one request are in different slots */
     TKV_ST_AUTH_REQUIRED = 30,
     TKV_ST_AUTH_FAILED = 31,
     TKV_ST_INTERNAL = 40,
@@ -74,6 +76,7 @@ typedef enum tkv_cmd {
     TKV_CMD_WAIT,
     TKV_CMD_PSYNC,
     TKV_CMD_REPLACK,
+    TKV_CMD_CLUSTER,
     TKV_CMD__COUNT
 } tkv_cmd;
 
@@ -129,6 +132,7 @@ typedef struct tkv_req {
     uint64_t offset;        /* PSYNC, REPLACK: a replication offset */
     uint64_t nreplicas;     /* WAIT: replicas to wait for */
     uint64_t timeout_ms;    /* WAIT: 0 waits for ever */
+    uint32_t sub;           /* CLUSTER: the subcommand (tkv_cluster_sub) */
     const uint8_t *items;   /* MPUT, MGET: the elements of the item array */
     size_t items_len;       /* bytes from items to the end of the array */
     uint32_t nitems;
@@ -143,6 +147,11 @@ typedef struct tkv_req {
     bool merge;     /* RESTORE: keep what keys that exist hold, add the rest */
     bool cont;      /* RESTORE: the first key continues the previous request's */
 } tkv_req;
+
+/* CLUSTER's subcommands, by their wire names. */
+typedef enum tkv_cluster_sub {
+    TKV_CLUSTER_SHARDS, /* "SHARDS": the slot map */
+} tkv_cluster_sub;
 
 typedef struct tkv_limits {
     uint32_t max_key;   /* longest key accepted, >= 1 */

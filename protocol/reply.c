@@ -52,6 +52,7 @@ static const tkv_rfield digest_f[] = {F(BYTES, data, "digest"), F(UINT, at, "at"
                                       F(UINT, nkeys, "keys"), F(UINT, nversions, "versions")};
 static const tkv_rfield restore_f[] = {F(UINT, u, "written"), F(UINT, skipped, "skipped")};
 static const tkv_rfield backup_f[] = {F(BYTES, data, "chunk"), F(BOOL, flag, "last")};
+static const tkv_rfield shards_f[] = {F(UINT, u, "revision"), F(SLOTS, list, "ranges")};
 static const tkv_rfield answer_ok_f[] = {A(BYTES, value, "value"), A(UINT, ts, "ts"),
                                          A(OPT, next, "next"), A(OPT, expires, "expires")};
 static const tkv_rfield answer_miss_f[] = {A(UINT, miss, "reason"), A(OPT, next, "next"),
@@ -86,6 +87,8 @@ const tkv_reply_desc tkv_reply_descs[TKV_CMD__COUNT] = {
     /* PSYNC's answer is the replication stream (PROTOCOL.md §10). */
     [TKV_CMD_PSYNC] = {.ok = {NULL, 0, 0}},
     [TKV_CMD_REPLACK] = {.ok = {NULL, 0, 0}},
+    /* CLUSTER has one subcommand yet, SHARDS. */
+    [TKV_CMD_CLUSTER] = {.ok = SHAPE(shards_f, 2)},
 };
 
 /* ---- element readers ------------------------------------------------------ */
@@ -150,6 +153,24 @@ static int rd_stat(tkv_mp *m, tkv_rep_stat *s)
     return rd_key(m, &s->str);
 }
 
+/* [from, to, primary, [replica...]]; later elements are skipped. */
+static int rd_slots(tkv_mp *m, tkv_rep_slots *s)
+{
+    uint32_t n;
+    memset(s, 0, sizeof *s);
+    if (tkv_mp_read_array(m, &n) < 0 || n < 4 || tkv_mp_read_uint(m, &s->from) < 0 ||
+        tkv_mp_read_uint(m, &s->to) < 0 || rd_key(m, &s->primary) < 0 ||
+        tkv_mp_read_array(m, &s->replicas.n) < 0)
+        return -1;
+    s->replicas.m = *m;
+    for (uint32_t i = 0; i < s->replicas.n; i++) {
+        tkv_span k;
+        if (rd_key(m, &k) < 0)
+            return -1;
+    }
+    return skip_extra(m, n, 4);
+}
+
 /* Reads a list header into l and checks every element. */
 static int rd_list(tkv_mp *m, tkv_rf kind, tkv_rep_list *l)
 {
@@ -163,11 +184,13 @@ static int rd_list(tkv_mp *m, tkv_rf kind, tkv_rep_list *l)
             tkv_rep_entry e;
             tkv_rep_answer a;
             tkv_rep_stat s;
+            tkv_rep_slots r;
         } x;
         int rc = kind == TKV_RF_UINTS     ? tkv_mp_read_uint(m, &x.u)
                  : kind == TKV_RF_KEYS    ? rd_key(m, &x.k)
                  : kind == TKV_RF_ENTRIES ? rd_entry(m, &x.e)
                  : kind == TKV_RF_ANSWERS ? rd_answer(m, &x.a)
+                 : kind == TKV_RF_SLOTS   ? rd_slots(m, &x.r)
                                           : rd_stat(m, &x.s);
         if (rc < 0)
             return -1;
@@ -284,6 +307,11 @@ bool tkv_rep_next_answer(tkv_rep_list *l, tkv_rep_answer *a)
 bool tkv_rep_next_stat(tkv_rep_list *l, tkv_rep_stat *s)
 {
     return l->n && rd_stat(&l->m, s) == 0 && (l->n--, true);
+}
+
+bool tkv_rep_next_slots(tkv_rep_list *l, tkv_rep_slots *s)
+{
+    return l->n && rd_slots(&l->m, s) == 0 && (l->n--, true);
 }
 
 /* ---- encoders --------------------------------------------------------------- */
@@ -524,6 +552,31 @@ void tkv_rep_stats_str(tkv_rep_wr *lw, const char *name, size_t nlen, const char
 
 int tkv_rep_stats_end(tkv_rep_wr *lw) { return tkv_wr_end(&lw->w); }
 
+void tkv_rep_shards_begin(tkv_rep_wr *lw, tkv_buf *b, uint64_t revision, uint32_t n)
+{
+    begin(lw, b, 3);
+    msgpack_pack_uint64(&lw->w.pk, revision);
+    msgpack_pack_array(&lw->w.pk, n);
+}
+
+void tkv_rep_shards_range(tkv_rep_wr *lw, uint64_t from, uint64_t to, tkv_span primary,
+                          uint32_t nrep)
+{
+    msgpack_pack_array(&lw->w.pk, 4);
+    msgpack_pack_uint64(&lw->w.pk, from);
+    msgpack_pack_uint64(&lw->w.pk, to);
+    pack_str(&lw->w.pk, (const char *)primary.ptr, primary.len);
+    msgpack_pack_array(&lw->w.pk, nrep);
+    lw->n++;
+}
+
+void tkv_rep_shards_replica(tkv_rep_wr *lw, tkv_span addr)
+{
+    pack_str(&lw->w.pk, (const char *)addr.ptr, addr.len);
+}
+
+int tkv_rep_shards_end(tkv_rep_wr *lw) { return tkv_wr_end(&lw->w); }
+
 void tkv_rep_abort(tkv_rep_wr *lw) { lw->w.b->len = lw->w.start; }
 
 /* ---- re-encoding a decoded reply ------------------------------------------------ */
@@ -562,6 +615,17 @@ static int encode_list(tkv_buf *b, const tkv_rep *rep)
             tkv_rep_mput_ts(&lw, ts);
         return tkv_rep_mput_end(&lw);
     }
+    case TKV_CMD_CLUSTER: {
+        tkv_rep_slots r;
+        tkv_span a;
+        tkv_rep_shards_begin(&lw, b, rep->u, l.n);
+        while (tkv_rep_next_slots(&l, &r)) {
+            tkv_rep_shards_range(&lw, r.from, r.to, r.primary, r.replicas.n);
+            while (tkv_rep_next_key(&r.replicas, &a))
+                tkv_rep_shards_replica(&lw, a);
+        }
+        return tkv_rep_shards_end(&lw);
+    }
     default: { /* STATS */
         tkv_rep_stat s;
         tkv_rep_stats_begin(&lw, b, l.n);
@@ -598,6 +662,7 @@ int tkv_rep_encode(tkv_buf *b, const tkv_rep *rep)
     case TKV_CMD_MGET:
     case TKV_CMD_SCAN:
     case TKV_CMD_MPUT:
+    case TKV_CMD_CLUSTER:
     case TKV_CMD_STATS: return encode_list(b, rep);
     default: return -1;
     }

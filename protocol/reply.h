@@ -86,6 +86,14 @@ typedef struct tkv_rep_list {
     uint32_t n; /* elements in the list */
 } tkv_rep_list;
 
+/* One range of CLUSTER SHARDS: [from, to, primary, [replica...]], the
+ * addresses "host:port" strings. */
+typedef struct tkv_rep_slots {
+    uint64_t from, to;     /* slots, inclusive */
+    tkv_span primary;      /* the node that serves them */
+    tkv_rep_list replicas; /* its replicas' addresses: tkv_rep_next_key() */
+} tkv_rep_slots;
+
 typedef struct tkv_rep {
     tkv_cmd cmd;      /* the command it answers */
     uint64_t status;  /* TKV_ST_OK, TKV_ST_NOT_FOUND (GET) or an error */
@@ -94,11 +102,12 @@ typedef struct tkv_rep {
     /* Command fields; which ones a command sets is in tkv_reply_descs[]. */
     uint64_t u;            /* PUT: ts; DEL: removed, or the tombstone's ts;
                               COUNT: versions; RETAIN: removable;
-                              RESTORE: versions written */
+                              RESTORE: versions written; CLUSTER: the map's revision */
     tkv_rep_text text;     /* PING: the echo (bin), or "PONG" (str) */
     tkv_rep_answer answer; /* GET */
     tkv_rep_list list;     /* MPUT: stamps; SCAN: keys; RANGE: entries;
-                              MGET: answers; STATS: fields */
+                              MGET: answers; STATS: fields;
+                              CLUSTER SHARDS: slot ranges */
     bool truncated;        /* RANGE, MGET */
     tkv_span cursor;       /* SCAN: the last key listed, more may follow;
                               ptr NULL: nil, the scan is complete */
@@ -129,6 +138,7 @@ typedef enum tkv_rf {
     TKV_RF_ENTRIES, /* array of RANGE entries */
     TKV_RF_ANSWERS, /* array of [status, answer fields...] */
     TKV_RF_STATS,   /* map of name -> uint or str */
+    TKV_RF_SLOTS,   /* array of CLUSTER SHARDS ranges */
 } tkv_rf;
 
 typedef struct tkv_rfield {
@@ -177,6 +187,7 @@ bool tkv_rep_next_key(tkv_rep_list *l, tkv_span *key);        /* SCAN */
 bool tkv_rep_next_entry(tkv_rep_list *l, tkv_rep_entry *e);   /* RANGE */
 bool tkv_rep_next_answer(tkv_rep_list *l, tkv_rep_answer *a); /* MGET */
 bool tkv_rep_next_stat(tkv_rep_list *l, tkv_rep_stat *s);     /* STATS */
+bool tkv_rep_next_slots(tkv_rep_list *l, tkv_rep_slots *s);   /* CLUSTER SHARDS */
 
 /* Re-encodes a decoded reply with the encoders below (status OK or
  * NOT_FOUND; errors with tkv_write_error()). A reply tkvd wrote comes out
@@ -312,6 +323,15 @@ void tkv_rep_stats_begin(tkv_rep_wr *lw, tkv_buf *b, uint32_t n);
 void tkv_rep_stats_uint(tkv_rep_wr *lw, const char *name, size_t nlen, uint64_t v);
 void tkv_rep_stats_str(tkv_rep_wr *lw, const char *name, size_t nlen, const char *v, size_t vlen);
 int tkv_rep_stats_end(tkv_rep_wr *lw);
+
+/* CLUSTER SHARDS: [0, revision, [[from, to, primary, [replica...]]...]]
+ * with n ranges; each range is one tkv_rep_shards_range() followed by its
+ * nrep tkv_rep_shards_replica() calls. Addresses are written as str. */
+void tkv_rep_shards_begin(tkv_rep_wr *lw, tkv_buf *b, uint64_t revision, uint32_t n);
+void tkv_rep_shards_range(tkv_rep_wr *lw, uint64_t from, uint64_t to, tkv_span primary,
+                          uint32_t nrep);
+void tkv_rep_shards_replica(tkv_rep_wr *lw, tkv_span addr);
+int tkv_rep_shards_end(tkv_rep_wr *lw);
 
 /* Drops a reply begun with one of the *_begin() calls (the engine failed
  * half-way, an error reply replaces it). */

@@ -119,6 +119,29 @@ struct bad_case {
     uint8_t b[256];
 };
 
+Test(proto, cluster_subcommands)
+{
+    uint8_t b[64];
+    char err[160];
+    tkv_req r;
+    size_t n = build(b, "ass", 2u, "cluster", "shards");
+    cr_assert_eq(parse(b, n, &r, err), TKV_ST_OK, "%s", err);
+    cr_assert_eq(r.cmd, TKV_CMD_CLUSTER);
+    cr_assert_eq(r.sub, TKV_CLUSTER_SHARDS);
+    n = build(b, "ass", 2u, "CLUSTER", "NODES");
+    cr_assert_eq(parse(b, n, &r, err), TKV_ST_BAD_REQUEST);
+    cr_assert(strstr(err, "unknown CLUSTER subcommand 'NODES'"), "%s", err);
+    n = build(b, "as", 1u, "CLUSTER");
+    cr_assert_eq(parse(b, n, &r, err), TKV_ST_BAD_REQUEST);
+    /* The encoder's request parses back. */
+    tkv_buf out = {0};
+    tkv_req q = {.cmd = TKV_CMD_CLUSTER, .sub = TKV_CLUSTER_SHARDS};
+    cr_assert_eq(tkv_req_encode(&out, &q), 0);
+    cr_assert_eq(parse(out.data + 4, out.len - 4, &r, err), TKV_ST_OK, "%s", err);
+    cr_assert_eq(r.cmd, TKV_CMD_CLUSTER);
+    tkv_buf_deinit(&out);
+}
+
 Test(proto, rejections_say_why)
 {
     struct bad_case cases[16];

@@ -131,6 +131,17 @@ static int stats_sample(void)
     return tkv_rep_stats_end(&lw);
 }
 
+static int shards_sample(void)
+{
+    tkv_rep_wr lw;
+    tkv_rep_shards_begin(&lw, &all, 42, 2);
+    tkv_rep_shards_range(&lw, 0, 8191, SPAN("127.0.0.1:7001"), 0);
+    tkv_rep_shards_range(&lw, 8192, 16383, SPAN("127.0.0.1:7002"), 2);
+    tkv_rep_shards_replica(&lw, SPAN("127.0.0.1:7003"));
+    tkv_rep_shards_replica(&lw, SPAN("[::1]:7004"));
+    return tkv_rep_shards_end(&lw);
+}
+
 static void build_samples(void)
 {
     nsamples = 0;
@@ -158,6 +169,7 @@ static void build_samples(void)
     ADD(TKV_CMD_MPUT, mput_sample(0));
     ADD(TKV_CMD_MPUT, mput_sample(7));
     ADD(TKV_CMD_STATS, stats_sample());
+    ADD(TKV_CMD_CLUSTER, shards_sample());
 }
 
 static const uint8_t *payload(const sample *s) { return all.data + s->off + 4; }
@@ -445,6 +457,34 @@ Test(reply, errors_carry_their_message)
     cr_assert_eq(rep.errmsg.len, 0);
     REFUSED(TKV_CMD_GET, "92 28 05"); /* a message that is a number */
     tkv_buf_deinit(&b);
+}
+
+Test(reply, cluster_shards_fields)
+{
+    build_samples();
+    const sample *s = &samples[nsamples - 1];
+    cr_assert_eq(s->cmd, TKV_CMD_CLUSTER);
+    tkv_rep rep;
+    cr_assert_eq(tkv_rep_decode(TKV_CMD_CLUSTER, payload(s), plen(s), &rep), 0, "%s", rep.what);
+    cr_assert_eq(rep.u, 42);
+    cr_assert_eq(rep.list.n, 2);
+    tkv_rep_slots r;
+    tkv_span a;
+    cr_assert(tkv_rep_next_slots(&rep.list, &r));
+    cr_assert(r.from == 0 && r.to == 8191 && r.replicas.n == 0);
+    cr_assert(span_eq(r.primary, SPAN("127.0.0.1:7001")));
+    cr_assert(tkv_rep_next_slots(&rep.list, &r));
+    cr_assert(r.from == 8192 && r.to == 16383 && r.replicas.n == 2);
+    cr_assert(tkv_rep_next_key(&r.replicas, &a) && span_eq(a, SPAN("127.0.0.1:7003")));
+    cr_assert(tkv_rep_next_key(&r.replicas, &a) && span_eq(a, SPAN("[::1]:7004")));
+    cr_assert_not(tkv_rep_next_key(&r.replicas, &a));
+    cr_assert_not(tkv_rep_next_slots(&rep.list, &r));
+    /* A range of the wrong shape is refused as a whole. */
+    cr_assert_eq(decode_hex(TKV_CMD_CLUSTER, "93 00 01 91 93 00 01 a1 78", &rep), TKV_REP_EPROTO);
+    cr_assert_eq(decode_hex(TKV_CMD_CLUSTER, "93 00 01 91 94 00 01 a1 78 91 05", &rep),
+                 TKV_REP_EPROTO);
+    cr_assert_eq(decode_hex(TKV_CMD_CLUSTER, "93 00 01 91 94 00 01 a1 78 91 a1 79", &rep), 0);
+    tkv_buf_deinit(&all);
 }
 
 /* The table: every command has a row, and each row is coherent. */

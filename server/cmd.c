@@ -15,6 +15,8 @@
 #include "replication.h"
 #include "reply.h"
 #include "restore.h"
+#include "shardmap.h"
+#include "slot.h"
 #include "wire.h"
 
 typedef struct exec_ctx {
@@ -644,6 +646,83 @@ static int exec_replack(exec_ctx *x)
     return reply_error(x, TKV_ST_BAD_REQUEST, "REPLACK is sent on a replication link only");
 }
 
+/* CLUSTER SHARDS: the map as clients route by it, in slot order. Any
+ * node answers, so a client needs one reachable node to start. */
+static int exec_cluster(exec_ctx *x)
+{
+    const tkv_shardmap *m = x->d->map;
+    if (!m)
+        return reply_error(x, TKV_ST_BAD_REQUEST, "this server is not part of a cluster");
+    tkv_rep_wr lw;
+    uint32_t n = tkv_shardmap_nranges(m);
+    tkv_rep_shards_begin(&lw, x->out, tkv_shardmap_revision(m), n);
+    for (uint32_t i = 0; i < n; i++) {
+        tkv_shardmap_range r;
+        tkv_shardmap_get_range(m, i, &r);
+        tkv_rep_shards_range(&lw, r.from, r.to,
+                             (tkv_span){(const uint8_t *)r.primary, (uint32_t)strlen(r.primary)},
+                             r.nreplicas);
+        for (uint32_t j = 0; j < r.nreplicas; j++)
+            tkv_rep_shards_replica(
+                &lw, (tkv_span){(const uint8_t *)r.replicas[j], (uint32_t)strlen(r.replicas[j])});
+    }
+    return sent(tkv_rep_shards_end(&lw));
+}
+
+/* The one slot all of a request's keys are in, Redis's rule: -1 if the
+ * request names no key, -2 if its keys are in more than one slot. */
+static int32_t request_slot(const tkv_req *r)
+{
+    switch (r->cmd) {
+    case TKV_CMD_PUT:
+    case TKV_CMD_GET:
+    case TKV_CMD_RANGE:
+    case TKV_CMD_COUNT:
+    case TKV_CMD_DEL:
+    case TKV_CMD_RETAIN:
+    case TKV_CMD_POLICY: return tkv_slot(r->key.ptr, r->key.len);
+    case TKV_CMD_MPUT:
+    case TKV_CMD_MGET: break;
+    default: return -1;
+    }
+    tkv_mp m;
+    tkv_mp_init(&m, r->items, r->items_len);
+    int32_t slot = -1;
+    for (uint32_t i = 0; i < r->nitems; i++) {
+        tkv_span k;
+        if (r->cmd == TKV_CMD_MPUT) {
+            tkv_put_item it;
+            tkv_mput_item_next(&m, &it);
+            k = it.key;
+        } else {
+            tkv_mp_read_bytes(&m, &k.ptr, &k.len);
+        }
+        int32_t s = tkv_slot(k.ptr, k.len);
+        if (slot >= 0 && s != slot)
+            return -2;
+        slot = s;
+    }
+    return slot;
+}
+
+/* On a cluster node: 0 if this node serves the request's keys, else the
+ * MOVED or CROSSSLOT reply's result. CROSSSLOT comes first, as in Redis:
+ * the request is wrong wherever it is sent. */
+static int cluster_check(exec_ctx *x)
+{
+    int32_t slot = request_slot(x->req);
+    if (slot == -2)
+        return reply_error(x, TKV_ST_CROSSSLOT,
+                           "the request's keys are in different slots; use one hash tag "
+                           "({tag}) for keys written or read together");
+    const char *addr;
+    if (slot < 0 || tkv_shardmap_serves(x->d->map, (uint16_t)slot, &addr))
+        return 0;
+    char msg[320];
+    snprintf(msg, sizeof msg, "%d %s", (int)slot, addr);
+    return reply_error(x, TKV_ST_MOVED, msg);
+}
+
 /* A replica takes no writes of its own; while its data is part of a full
  * copy it answers nothing from it. */
 static bool is_write(const tkv_req *r)
@@ -667,6 +746,7 @@ static bool needs_data(tkv_cmd c)
     case TKV_CMD_ROLE:
     case TKV_CMD_REPLICAOF:
     case TKV_CMD_WAIT:
+    case TKV_CMD_CLUSTER:
     case TKV_CMD_REPLACK: return false;
     default: return true;
     }
@@ -696,6 +776,7 @@ static const exec_fn exec_table[TKV_CMD__COUNT] = {
     [TKV_CMD_WAIT] = exec_wait,
     [TKV_CMD_PSYNC] = exec_psync,
     [TKV_CMD_REPLACK] = exec_replack,
+    [TKV_CMD_CLUSTER] = exec_cluster,
 };
 
 static int dispatch(tkv_dispatch *d, tkv_session *sess, const uint8_t *frame, size_t len,
@@ -712,6 +793,11 @@ static int dispatch(tkv_dispatch *d, tkv_session *sess, const uint8_t *frame, si
     bool trusted = !d->auth || !sess || sess->authed;
     if (!trusted && req.cmd != TKV_CMD_AUTH && req.cmd != TKV_CMD_PING)
         return reply_error(&x, TKV_ST_AUTH_REQUIRED, "authentication required: send AUTH first");
+    /* Before READONLY: a write for a slot another shard serves goes there,
+     * whatever this node's role. */
+    int moved = d->map ? cluster_check(&x) : 0;
+    if (moved != 0)
+        return moved;
     if (d->repl && is_write(&req) && tkv_repl_readonly(d->repl))
         return reply_error(&x, TKV_ST_READONLY, tkv_repl_readonly(d->repl));
     if (d->repl && needs_data(req.cmd) && !tkv_repl_serving(d->repl))
@@ -751,6 +837,12 @@ int tkv_dispatch_try(tkv_dispatch *d, tkv_session *sess, const uint8_t *frame, s
 int tkv_dispatch_frame(tkv_dispatch *d, const uint8_t *frame, size_t len, tkv_buf *out, bool *dirty)
 {
     return tkv_dispatch_session(d, NULL, frame, len, out, dirty);
+}
+
+void tkv_dispatch_set_map(tkv_dispatch *d, tkv_shardmap *m)
+{
+    tkv_shardmap_free(d->map);
+    d->map = m;
 }
 
 void tkv_dispatch_prefetch(const tkv_dispatch *d, const uint8_t *const *frames, const size_t *lens,

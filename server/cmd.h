@@ -55,6 +55,7 @@ typedef struct tkv_session {
 } tkv_session;
 
 struct tkv_repl;
+struct tkv_shardmap;
 
 typedef struct tkv_dispatch {
     tkv_engine *eng;
@@ -63,6 +64,8 @@ typedef struct tkv_dispatch {
     size_t max_reply;               /* largest reply payload; RANGE stops short of it */
     const tkv_server_info *info;    /* may be NULL */
     struct tkv_repl *repl;          /* replication (replication.h); NULL: none */
+    struct tkv_shardmap *map;       /* the cluster's map (shardmap.h), owned; NULL: no
+                                       cluster, every key is served here */
     uint64_t calls[TKV_CMD__COUNT]; /* requests by command */
     uint64_t errors;                /* replies with an error status */
     uint64_t auth_failures;         /* AUTH attempts with a wrong secret */
@@ -107,6 +110,13 @@ int tkv_dispatch_session(tkv_dispatch *d, tkv_session *s, const uint8_t *frame, 
  * same frame and attempt + 1. Otherwise as tkv_dispatch_session(). */
 int tkv_dispatch_try(tkv_dispatch *d, tkv_session *s, const uint8_t *frame, size_t len,
                      tkv_buf *out, bool *dirty, unsigned attempt, tkv_eng_load **load);
+
+/* Installs a new cluster map (or NULL: leave the cluster) and frees the
+ * one before. Call it on the loop's thread between requests: the next
+ * request is checked against the new map, none against half of it. With a
+ * map, key requests for slots whose primary is another node are answered
+ * MOVED, multi-key requests across slots CROSSSLOT. */
+void tkv_dispatch_set_map(tkv_dispatch *d, struct tkv_shardmap *m);
 
 /* A hint before serving a run of request frames read in one go: brings
  * what their single-key commands will touch toward the cache

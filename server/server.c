@@ -37,6 +37,7 @@
 #include "log.h"
 #include "readers.h"
 #include "replication.h"
+#include "shardmap.h"
 
 #define SHUTDOWN_GRACE 5.0
 
@@ -523,6 +524,30 @@ static void fit_descriptors(tkv_srv *s)
     }
 }
 
+/* --cluster-map: a fixed cluster without etcd (and the tests' clusters).
+ * A map from etcd takes the same path: tkv_shardmap_parse() on any thread,
+ * tkv_dispatch_set_map() on the loop. Unlike a map from etcd, a file that does not name this node is refused:
+ * it is a typo, not a node waiting to be added. */
+static int load_static_map(tkv_srv *s)
+{
+    char err[512];
+    tkv_shardmap *m = tkv_shardmap_load(s->o.cluster_map, 0, s->o.node_id, err, sizeof err);
+    if (!m) {
+        tkv_error("--cluster-map %s", err);
+        return -1;
+    }
+    if (!tkv_shardmap_self_known(m)) {
+        tkv_error("--cluster-map %s: node \"%s\" is not in its \"nodes\"", s->o.cluster_map,
+                  s->o.node_id);
+        tkv_shardmap_free(m);
+        return -1;
+    }
+    tkv_dispatch_set_map(&s->disp, m);
+    tkv_info("cluster map %s: this is node %s (%u slot ranges)", s->o.cluster_map, s->o.node_id,
+             tkv_shardmap_nranges(m));
+    return 0;
+}
+
 static int start(tkv_srv *s)
 {
     char err[512];
@@ -548,6 +573,8 @@ static int start(tkv_srv *s)
         .auth = s->has_auth ? &s->auth : NULL,
         .info = &s->info};
     s->hub = (conn_hub){.loop = s->loop, .o = &s->o, .disp = &s->disp, .info = &s->info};
+    if (s->o.cluster_map && load_static_map(s) < 0)
+        return -1;
     tkv_repl_opts ro = {.backlog = s->o.repl_backlog,
                         .timeout = s->o.repl_timeout > 0 ? s->o.repl_timeout : 10.0,
                         .secret = s->secret,
@@ -610,6 +637,7 @@ int tkv_server_run(const tkv_server_opts *o)
     }
     if (s.eng)
         shutdown_all(&s);
+    tkv_dispatch_set_map(&s.disp, NULL);
     if (s.lfd >= 0)
         close(s.lfd);
     if (s.secret) {

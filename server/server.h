@@ -42,6 +42,10 @@ typedef struct tkv_server_opts {
     size_t repl_backlog;    /* bytes of replication stream kept */
     double repl_timeout;    /* seconds of silence before a link drops */
     tkv_engine_opts engine; /* engine.fsync is the --fsync mode */
+
+    /* A cluster node with a fixed map (no etcd). */
+    const char *cluster_map; /* --cluster-map: the shard map file, or NULL */
+    const char *node_id;     /* --node-id: this node's id in the map */
 } tkv_server_opts;
 
 /* Fills o with the defaults tkvd documents in --help. */

@@ -100,6 +100,12 @@ static void usage(FILE *f, const tkv_server_opts *d)
             "  --repl-timeout SECONDS\n"
             "                       drop a replication link silent that long (default 10)\n"
             "\n"
+            "Cluster (static map, without etcd):\n"
+            "  --cluster-map FILE   serve as one node of a cluster whose shard map (JSON,\n"
+            "                       see ARCHITECTURE.md) is FILE; keys of slots other\n"
+            "                       nodes serve are answered MOVED (needs --node-id)\n"
+            "  --node-id ID         this node's id among the map's \"nodes\"\n"
+            "\n"
             "Other:\n"
             "  --log-level LEVEL    debug, info, warn or error (default info)\n"
             "  --log-file PATH      append the log to PATH instead of stderr; SIGHUP\n"
@@ -147,6 +153,8 @@ enum {
     OPT_REPLICA_OF,
     OPT_REPL_BACKLOG,
     OPT_REPL_TIMEOUT,
+    OPT_CLUSTER_MAP,
+    OPT_NODE_ID,
 };
 
 static const struct option long_opts[] = {
@@ -179,6 +187,8 @@ static const struct option long_opts[] = {
     {"replica-of", required_argument, NULL, OPT_REPLICA_OF},
     {"repl-backlog", required_argument, NULL, OPT_REPL_BACKLOG},
     {"repl-timeout", required_argument, NULL, OPT_REPL_TIMEOUT},
+    {"cluster-map", required_argument, NULL, OPT_CLUSTER_MAP},
+    {"node-id", required_argument, NULL, OPT_NODE_ID},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -328,6 +338,12 @@ static int apply(int opt, const char *arg, tkv_server_opts *o, offline_job *job,
             return bad("repl-timeout", arg, "a number of seconds, at least 1");
         o->repl_timeout = (double)v;
         break;
+    case OPT_CLUSTER_MAP: o->cluster_map = arg; break;
+    case OPT_NODE_ID:
+        if (!arg[0])
+            return bad("node-id", arg, "a node id from the cluster map");
+        o->node_id = arg;
+        break;
     case OPT_REPAIR: job->repair = true; break;
     case OPT_RESTORE: job->restore = arg; break;
     case OPT_LOG_FILE: *log_file = arg; break;
@@ -357,6 +373,10 @@ static int check(const tkv_server_opts *o)
         fprintf(stderr,
                 "tkvd: --max-value, and twice --max-key, must leave room in --max-frame (%zu)\n",
                 o->max_frame);
+        return 2;
+    }
+    if (!o->cluster_map != !o->node_id) {
+        fprintf(stderr, "tkvd: --cluster-map and --node-id go together\n");
         return 2;
     }
     return -1;

@@ -42,7 +42,8 @@ _Static_assert(TKV_OP_PING == TKV_CMD_PING && TKV_OP_PUT == TKV_CMD_PUT &&
                "public op numbers follow the protocol's command numbers");
 _Static_assert(TKV_SC_BAD_REQUEST == TKV_ST_BAD_REQUEST && TKV_SC_STORAGE == TKV_ST_STORAGE &&
                    TKV_SC_AUTH_FAILED == TKV_ST_AUTH_FAILED && TKV_SC_INTERNAL == TKV_ST_INTERNAL &&
-                   TKV_SC_READONLY == TKV_ST_READONLY,
+                   TKV_SC_READONLY == TKV_ST_READONLY && TKV_SC_MOVED == TKV_ST_MOVED &&
+                   TKV_SC_CROSSSLOT == TKV_ST_CROSSSLOT,
                "public status codes are the wire's");
 _Static_assert(TKV_MISS_NO_KEY == TKV_M_NO_KEY && TKV_MISS_BEFORE_FIRST == TKV_M_BEFORE_FIRST &&
                    TKV_MISS_DELETED == TKV_M_DELETED &&
@@ -209,6 +210,8 @@ void tkv_free(tkv_ctx *c)
     free(c->entries);
     free(c->stats);
     free(c->replicas);
+    free(c->ranges);
+    free(c->range_addrs);
     free(c);
 }
 
@@ -360,7 +363,8 @@ static bool keyed(tkv_cmd cmd)
     return cmd != TKV_CMD_PING && cmd != TKV_CMD_STATS && cmd != TKV_CMD_AUTH &&
            cmd != TKV_CMD_SCAN && cmd != TKV_CMD_MPUT && cmd != TKV_CMD_MGET &&
            cmd != TKV_CMD_DIGEST && cmd != TKV_CMD_BACKUP && cmd != TKV_CMD_RESTORE &&
-           cmd != TKV_CMD_REPLICAOF && cmd != TKV_CMD_ROLE && cmd != TKV_CMD_WAIT;
+           cmd != TKV_CMD_REPLICAOF && cmd != TKV_CMD_ROLE && cmd != TKV_CMD_WAIT &&
+           cmd != TKV_CMD_CLUSTER;
 }
 
 static int append(tkv_ctx *c, const tkv_req *r)

@@ -41,6 +41,11 @@ struct tkv_ctx {
     size_t stamps_cap;
     tkv_bytes *keys; /* SCAN results */
     size_t keys_cap;
+    tkv_slot_range *ranges; /* CLUSTER SHARDS results (strings in strbuf) */
+    size_t ranges_cap;
+    const char **range_addrs; /* their replicas' addresses */
+    size_t range_addrs_cap;
+    uint64_t map_revision;
     tkv_buf scratch; /* request building */
     tkv_trace_fn trace;
     void *trace_arg;

@@ -120,6 +120,51 @@ static int copy_stats(tkv_ctx *c, tkv_rep *rep, tkv_reply *r)
     return 0;
 }
 
+/* CLUSTER SHARDS into c->ranges: addresses copied into strbuf and the
+ * replicas' into one array, each kept as an offset or index until all are
+ * in (both may move while they grow). The counts are bounded by the frame:
+ * the decoder checked every element. */
+static int copy_shards(tkv_ctx *c, tkv_rep *rep)
+{
+    size_t n = rep->list.n, naddr = 0;
+    if (cl_grow(c, (void **)&c->ranges, &c->ranges_cap, n, sizeof(tkv_slot_range)) < 0)
+        return TKV_ERR;
+    tkv_buf_reset(&c->strbuf);
+    tkv_rep_slots s;
+    tkv_span a;
+    for (size_t i = 0; tkv_rep_next_slots(&rep->list, &s); i++) {
+        if (s.from > s.to || s.to >= TKV_CLUSTER_SLOTS) {
+            rep->what = "slot range";
+            return bad_reply(c, rep);
+        }
+        long p = keep_str(c, s.primary);
+        if (p < 0 || cl_grow(c, (void **)&c->range_addrs, &c->range_addrs_cap, naddr + s.replicas.n,
+                             sizeof(char *)) < 0)
+            return cl_set_err(c, TKV_EK_NOMEM, "out of memory");
+        c->ranges[i] = (tkv_slot_range){.from = (unsigned)s.from,
+                                        .to = (unsigned)s.to,
+                                        .primary = (const char *)(uintptr_t)p,
+                                        .replicas = (const char *const *)(uintptr_t)naddr,
+                                        .n_replicas = s.replicas.n};
+        while (tkv_rep_next_key(&s.replicas, &a)) {
+            long q = keep_str(c, a);
+            if (q < 0)
+                return cl_set_err(c, TKV_EK_NOMEM, "out of memory");
+            c->range_addrs[naddr++] = (const char *)(uintptr_t)q;
+        }
+    }
+    const char *base = (const char *)c->strbuf.data;
+    for (size_t i = 0; i < naddr; i++)
+        c->range_addrs[i] = base + (uintptr_t)c->range_addrs[i];
+    for (size_t i = 0; i < n; i++) {
+        c->ranges[i].primary = base + (uintptr_t)c->ranges[i].primary;
+        uintptr_t first = (uintptr_t)c->ranges[i].replicas;
+        c->ranges[i].replicas = c->ranges[i].n_replicas ? c->range_addrs + first : NULL;
+    }
+    c->map_revision = rep->u;
+    return 0;
+}
+
 static int copy_ok(tkv_ctx *c, tkv_rep *rep, tkv_reply *r)
 {
     switch (rep->cmd) {
@@ -140,7 +185,10 @@ static int copy_ok(tkv_ctx *c, tkv_rep *rep, tkv_reply *r)
     case TKV_CMD_SCAN: return copy_scan(c, rep, r);
     case TKV_CMD_RANGE: return copy_range(c, rep, r);
     case TKV_CMD_STATS:
-    case TKV_CMD_ROLE: return copy_stats(c, rep, r); /* ROLE's map is STATS's shape */
+    case TKV_CMD_ROLE: return copy_stats(c, rep, r);
+    case TKV_CMD_CLUSTER:
+        r->n = rep->list.n;
+        return copy_shards(c, rep); /* ROLE's map is STATS's shape */
     case TKV_CMD_RETAIN: r->retain = (tkv_retain_info){rep->u, rep->horizon.v, rep->flag}; return 0;
     case TKV_CMD_POLICY:
         if (rep->versions.v > UINT32_MAX) {

@@ -98,6 +98,8 @@ static void trace_frame(void *arg, char dir, const uint8_t *f, size_t n)
 
 int connect_cli(cli *c)
 {
+    if (c->cl)
+        return c->ctx ? 0 : EXIT_ERROR; /* -c: the cluster's connection, authenticated */
     c->ctx = tkv_connect(c->host, c->port, c->timeout_ms);
     if (!c->ctx)
         return fail("out of memory");
@@ -576,6 +578,10 @@ static const command commands[] = {
      "and offset; on a primary, one line per replica (address, state, acknowledged\n"
      "offset, lag); on a replica, its primary, the link's state and its lag.",
      "", 0, 0, run_role},
+    {"cluster", "shards",
+     "Prints the cluster's map as the node asked knows it: its revision, then each\n"
+     "range of slots with the node serving it (and its replicas).",
+     "", 1, 1, run_cluster},
     {"wait", "N TIMEOUT_MS",
      "Waits until N replicas have acknowledged every write this connection made, or\n"
      "TIMEOUT_MS milliseconds (0: no limit), and prints how many had. tkvctl's own\n"
@@ -607,8 +613,13 @@ int main(int argc, char **argv)
     int rc = parse_line(&c, commands, N_COMMANDS, argc, argv, &cmd, &a);
     if (rc >= 0)
         return rc;
-    rc = cmd->run(&c, &a);
+    rc = cluster_route(&c, cmd, &a);
+    if (rc == 0)
+        rc = cmd->run(&c, &a);
     fflush(stdout);
-    tkv_free(c.ctx);
+    if (c.cl)
+        tkv_cluster_free(c.cl); /* c.ctx is one of its connections */
+    else
+        tkv_free(c.ctx);
     return rc;
 }

@@ -31,6 +31,8 @@ typedef struct cli {
     bool iso;           /* timestamps as ISO-8601 UTC (in JSON: also) */
     uint64_t max_frame; /* the server's frame limit, as far as we know */
     tkv_ctx *ctx;
+    bool cluster;    /* -c: route by the cluster's map */
+    tkv_cluster *cl; /* -c: the cluster; ctx is then its node's, not ours */
 } cli;
 
 /* A command's arguments: positionals, and --name [value] options. */
@@ -108,5 +110,12 @@ int parse_wait(const args *a, uint64_t *n, uint64_t *timeout_ms);
 int run_replicaof(cli *c, const args *a);
 int run_role(cli *c, const args *a);
 int run_wait(cli *c, const args *a);
+
+/* tkvctl_cluster.c: cluster mode and the cluster commands. */
+/* With -c and a single-key command: connects to the cluster through
+ * -H/-p and points c->ctx at the node serving the key (connect_cli then
+ * keeps it). Returns 0, or EXIT_ERROR after saying why. */
+int cluster_route(cli *c, const command *cmd, const args *a);
+int run_cluster(cli *c, const args *a);
 
 #endif

@@ -90,7 +90,9 @@ typedef enum tkv_errkind {
 #define TKV_SC_OUT_OF_RANGE 13
 #define TKV_SC_STORAGE 20
 #define TKV_SC_BUSY 21
-#define TKV_SC_READONLY 22 /* a write sent to a replica */
+#define TKV_SC_READONLY 22  /* a write sent to a replica */
+#define TKV_SC_MOVED 23     /* cluster: another node serves the key ("SLOT HOST:PORT") */
+#define TKV_SC_CROSSSLOT 24 /* cluster: one request's keys are in different slots */
 #define TKV_SC_AUTH_REQUIRED 30
 #define TKV_SC_AUTH_FAILED 31
 #define TKV_SC_INTERNAL 40
@@ -502,6 +504,123 @@ TKV_API int tkv_role(tkv_ctx *ctx, tkv_role_info *out);
  * call so that it cannot end the wait first; with timeout_ms 0 it still
  * applies (tkv_set_timeout(ctx, 0) to wait for as long as it takes). */
 TKV_API int tkv_wait(tkv_ctx *ctx, uint64_t nreplicas, uint64_t timeout_ms, uint64_t *acked);
+
+/* ---- clusters ------------------------------------------------------------- */
+/* A tkv cluster spreads keys over nodes by hash slot: slot(key) is
+ * CRC16-XMODEM of the key (or of its hash tag, the part between the first
+ * '{' and the next '}' when not empty) mod 16384, as in Redis Cluster; keys
+ * with one tag, "{user:42}:cart" and "{user:42}:orders", share a slot. Each
+ * slot is served by one node (its shard's primary). A node asked for a key
+ * it does not serve answers TKV_SC_MOVED; a request whose keys are in
+ * different slots gets TKV_SC_CROSSSLOT, so that MPUT stays atomic and MGET
+ * one snapshot - within a slot.
+ *
+ * A tkv_cluster is a handle on a whole cluster: it learns the map from any
+ * node (CLUSTER SHARDS), keeps a connection per node (opened when first
+ * needed) and sends each key's request to the node serving its slot. On
+ * TKV_SC_MOVED it refreshes the map and retries once. Like a tkv_ctx it is
+ * not thread-safe; its errors follow the same kinds (tkv_cluster_err()),
+ * taken from the node connection that failed, and a broken node
+ * connection is reopened on the next call that needs it. Results point
+ * into memory the handle owns, valid until the next call on the handle. */
+
+#define TKV_CLUSTER_SLOTS 16384
+
+/* The slot of a key: 0 to TKV_CLUSTER_SLOTS - 1 (the server's function). */
+TKV_API unsigned tkv_key_slot(const void *key, size_t klen);
+
+/* One range of slots of a cluster's map. */
+typedef struct tkv_slot_range {
+    unsigned from, to;           /* slots, inclusive */
+    const char *primary;         /* "host:port" of the node that serves them */
+    const char *const *replicas; /* "host:port" of its replicas */
+    size_t n_replicas;
+} tkv_slot_range;
+
+/* Asks the server (any node of a cluster) for the cluster's map: *ranges
+ * points to *n ranges in slot order, owned by the context (valid until the
+ * next call on it); *revision (may be NULL) gets the map's version, which
+ * grows with every change. TKV_OK, or TKV_ERR (TKV_EK_SERVER with
+ * TKV_SC_BAD_REQUEST from a server that is not a cluster node). */
+TKV_API int tkv_cluster_shards(tkv_ctx *ctx, uint64_t *revision, const tkv_slot_range **ranges,
+                               size_t *n);
+
+typedef struct tkv_cluster tkv_cluster;
+
+/* Connects to a cluster: asks the seeds ("host:port" strings; a bracketed
+ * IPv6 literal works) in turn for the map until one answers. secret (NULL:
+ * none) is presented to every node. timeout_ms as for tkv_connect(). Returns
+ * a handle - check tkv_cluster_err() != TKV_EK_NONE for failure (no seed
+ * answered: the message says why the last one failed) - or NULL only if
+ * memory is exhausted. Free it with tkv_cluster_free() either way. */
+TKV_API tkv_cluster *tkv_cluster_connect(const char *const *seeds, size_t n, int timeout_ms,
+                                         const char *secret);
+
+/* Closes every node connection and frees the handle. */
+TKV_API void tkv_cluster_free(tkv_cluster *cl);
+
+/* The last call's error, as tkv_err(), tkv_errstr() and tkv_server_code()
+ * report a context's. TKV_EK_USAGE also covers a slot the map gives no
+ * node. */
+TKV_API tkv_errkind tkv_cluster_err(const tkv_cluster *cl);
+TKV_API const char *tkv_cluster_errstr(const tkv_cluster *cl);
+TKV_API int tkv_cluster_server_code(const tkv_cluster *cl);
+
+/* Fetches the map again (from the nodes it knows, then the seeds). TKV_OK
+ * or TKV_ERR; the map held before stays on failure. */
+TKV_API int tkv_cluster_refresh(tkv_cluster *cl);
+
+/* The map's revision, as last fetched. */
+TKV_API uint64_t tkv_cluster_revision(const tkv_cluster *cl);
+
+/* The connection to the node serving key's slot (connecting if needed),
+ * owned by the handle: use any call on it, but free it never. Such calls
+ * are not redirected: a TKV_SC_MOVED is theirs to handle (refresh, then
+ * ask again). NULL on failure (tkv_cluster_err() says why). */
+TKV_API tkv_ctx *tkv_cluster_node(tkv_cluster *cl, const void *key, size_t klen);
+
+/* Runs fn(ctx, arg) on the connection serving key's slot and returns its
+ * result; if that is TKV_ERR with TKV_SC_MOVED, refreshes the map and runs
+ * it once more at the new owner. fn is any blocking single-key call on
+ * that key (a retried fn must be safe to run twice: a MOVED request was not
+ * carried out). On TKV_ERR the error is copied to the handle. */
+typedef int (*tkv_cluster_fn)(tkv_ctx *ctx, void *arg);
+TKV_API int tkv_cluster_call(tkv_cluster *cl, const void *key, size_t klen, tkv_cluster_fn fn,
+                             void *arg);
+
+/* The single-key calls, routed as tkv_cluster_call() does; arguments and
+ * results as in tkv_put_ex(), tkv_get(), tkv_del(), tkv_count() and
+ * tkv_range() (results owned by the handle). */
+TKV_API int tkv_cluster_put_ex(tkv_cluster *cl, const void *key, size_t klen, const void *val,
+                               size_t vlen, uint64_t ts, int has_ts, uint64_t ttl_us,
+                               uint64_t *out_ts);
+TKV_API int tkv_cluster_get(tkv_cluster *cl, const void *key, size_t klen, uint64_t ts,
+                            tkv_version *out);
+TKV_API int tkv_cluster_del(tkv_cluster *cl, const void *key, size_t klen, uint64_t *removed);
+TKV_API int tkv_cluster_count(tkv_cluster *cl, const void *key, size_t klen, uint64_t from,
+                              uint64_t to, uint64_t *n);
+TKV_API int tkv_cluster_range(tkv_cluster *cl, const void *key, size_t klen,
+                              const tkv_range_opts *opts, const tkv_entry **entries, size_t *n,
+                              int *truncated);
+
+/* Reads n keys as of ts, any slots: the keys are grouped by slot and each
+ * group is one tkv_mget() at the node serving it (groups one after
+ * another). *out points to n answers in the order of keys, owned by the
+ * handle. Each slot's answers are one snapshot (as tkv_mget() says); the
+ * answers of different slots are NOT: a write may land between two groups.
+ * TKV_OK, or TKV_ERR: no answer is returned then. */
+TKV_API int tkv_cluster_mget(tkv_cluster *cl, uint64_t ts, const tkv_bytes *keys, size_t n,
+                             const tkv_version **out);
+
+/* Writes n items, any slots: grouped by slot, each group one tkv_mput() at
+ * the node serving it (groups one after another, in order of slot).
+ * *stamps (may be NULL) points to the n timestamps in the order of items.
+ * Each slot's items are written all or none; ACROSS SLOTS THERE IS NO
+ * ATOMICITY: on TKV_ERR the groups before the failing one are written and
+ * the rest are not, and the message says how many items were written.
+ * Give keys written together one hash tag to make them one group. */
+TKV_API int tkv_cluster_mput(tkv_cluster *cl, const tkv_item *items, size_t n,
+                             const uint64_t **stamps);
 
 /* ---- pipelining ---------------------------------------------------------- */
 /* tkv_append_* queue requests without waiting; tkv_read_reply() returns the

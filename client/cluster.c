@@ -1,0 +1,585 @@
+/*
+ * cluster.c - libtkvclient's cluster handle (tkv_cluster in client.h):
+ * the map fetched with CLUSTER SHARDS, a tkv_ctx per node, each key's
+ * request sent to the node serving its slot, MOVED followed once.
+ *
+ * The handle routes by a table of 16384 node numbers, filled from the
+ * map's ranges; a node is an address and a connection opened when first
+ * needed. Nodes are never dropped while the handle lives (a map without
+ * them just stops routing to them), so a node number stays valid across
+ * refreshes. Multi-key calls group their keys by slot - the server refuses
+ * a request over more than one (CROSSSLOT) - and send the groups one after
+ * another, each an ordinary tkv_mget()/tkv_mput() on the node's context.
+ * Nothing here parses bytes: the contexts do, through protocol/.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client_int.h"
+#include "grow.h"
+#include "slot.h"
+
+#define NO_NODE UINT16_MAX
+#define MAX_NODES 4096 /* more than any map names: a bound, not a design */
+
+typedef struct cl_node {
+    char *addr;   /* "host:port" as the map gives it */
+    tkv_ctx *ctx; /* NULL until first needed, or after it broke */
+} cl_node;
+
+struct tkv_cluster {
+    int timeout_ms;
+    char *secret;
+    tkv_errkind err;
+    int server_code;
+    char errstr[256];
+    char **seeds;
+    size_t nseeds;
+    cl_node *nodes;
+    size_t nnodes, nodes_cap;
+    uint64_t revision;
+    uint16_t slot_node[TKV_SLOTS]; /* NO_NODE: the map gives the slot no node */
+    /* Results of the multi-key calls, and their scratch. */
+    tkv_version *versions;
+    size_t versions_cap;
+    tkv_buf values;
+    uint64_t *stamps;
+    size_t stamps_cap;
+    uint64_t *order; /* indices of keys or items, sorted by slot */
+    size_t order_cap;
+    uint16_t *slots; /* each key's or item's slot */
+    size_t slots_cap;
+    tkv_bytes *gkeys; /* one group's keys */
+    size_t gkeys_cap;
+    tkv_item *gitems; /* one group's items */
+    size_t gitems_cap;
+};
+
+/* ---- errors ------------------------------------------------------------- */
+
+static int set_err(tkv_cluster *cl, tkv_errkind kind, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int set_err(tkv_cluster *cl, tkv_errkind kind, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cl->errstr, sizeof cl->errstr, fmt, ap);
+    va_end(ap);
+    cl->err = kind;
+    cl->server_code = code;
+    return TKV_ERR;
+}
+
+/* A node connection's error, as the handle's. */
+static int take_err(tkv_cluster *cl, const tkv_ctx *c)
+{
+    return set_err(cl, tkv_err(c), tkv_server_code(c), "%s", tkv_errstr(c));
+}
+
+static void clear_err(tkv_cluster *cl)
+{
+    cl->err = TKV_EK_NONE;
+    cl->server_code = 0;
+    cl->errstr[0] = '\0';
+}
+
+/* Errors after which a context is of no further use (client.h). */
+static bool broken(const tkv_ctx *c)
+{
+    tkv_errkind k = tkv_err(c);
+    return k != TKV_EK_NONE && k != TKV_EK_SERVER && k != TKV_EK_USAGE && k != TKV_EK_READONLY;
+}
+
+/* ---- nodes ---------------------------------------------------------------- */
+
+/* "host:port", the last colon splitting (and "[v6]:port" unbracketed). */
+static int split_addr(const char *addr, char *host, size_t hostlen, uint16_t *port)
+{
+    const char *colon = strrchr(addr, ':');
+    if (!colon || colon == addr)
+        return -1;
+    char *end;
+    unsigned long p = strtoul(colon + 1, &end, 10);
+    if (*end || p == 0 || p > 65535 || colon[1] < '0' || colon[1] > '9')
+        return -1;
+    size_t n = (size_t)(colon - addr);
+    if (addr[0] == '[' && n > 2 && addr[n - 1] == ']') {
+        addr++;
+        n -= 2;
+    }
+    if (n >= hostlen)
+        return -1;
+    memcpy(host, addr, n);
+    host[n] = '\0';
+    *port = (uint16_t)p;
+    return 0;
+}
+
+/* The node with this address, added if new; -1 if out of memory or room. */
+static long node_index(tkv_cluster *cl, const char *addr)
+{
+    for (size_t i = 0; i < cl->nnodes; i++)
+        if (strcmp(cl->nodes[i].addr, addr) == 0)
+            return (long)i;
+    if (cl->nnodes >= MAX_NODES ||
+        tkv_grow(&cl->nodes, &cl->nodes_cap, cl->nnodes + 1, sizeof(cl_node), 8) < 0)
+        return -1;
+    char *copy = strdup(addr);
+    if (!copy)
+        return -1;
+    cl->nodes[cl->nnodes] = (cl_node){.addr = copy};
+    return (long)cl->nnodes++;
+}
+
+/* A working connection to node i, opened (and authenticated) if needed. */
+static tkv_ctx *node_ctx(tkv_cluster *cl, size_t i)
+{
+    cl_node *nd = &cl->nodes[i];
+    if (nd->ctx && !broken(nd->ctx))
+        return nd->ctx;
+    tkv_free(nd->ctx);
+    nd->ctx = NULL;
+    char host[256];
+    uint16_t port;
+    if (split_addr(nd->addr, host, sizeof host, &port) < 0) {
+        set_err(cl, TKV_EK_PROTOCOL, 0, "the map names a node at '%s', not HOST:PORT", nd->addr);
+        return NULL;
+    }
+    tkv_ctx *c = tkv_connect(host, port, cl->timeout_ms);
+    if (!c) {
+        set_err(cl, TKV_EK_NOMEM, 0, "out of memory");
+        return NULL;
+    }
+    if (tkv_err(c) == TKV_EK_NONE && cl->secret)
+        tkv_auth(c, cl->secret, strlen(cl->secret));
+    if (tkv_err(c) != TKV_EK_NONE) {
+        set_err(cl, tkv_err(c), tkv_server_code(c), "%s: %s", nd->addr, tkv_errstr(c));
+        tkv_free(c);
+        return NULL;
+    }
+    return nd->ctx = c;
+}
+
+/* ---- the map ---------------------------------------------------------------- */
+
+/* Takes the map from node i. The table is rebuilt whole: a slot the new
+ * map leaves out has no node (a server sends full maps, but the handle
+ * does not rely on it). */
+static int fetch_map(tkv_cluster *cl, size_t i)
+{
+    tkv_ctx *c = node_ctx(cl, i);
+    if (!c)
+        return TKV_ERR;
+    const tkv_slot_range *r;
+    size_t n;
+    uint64_t rev;
+    if (tkv_cluster_shards(c, &rev, &r, &n) != TKV_OK)
+        return take_err(cl, c);
+    uint16_t table[TKV_SLOTS];
+    for (size_t s = 0; s < TKV_SLOTS; s++)
+        table[s] = NO_NODE;
+    for (size_t k = 0; k < n; k++) {
+        /* Node numbers are stable: adding one never moves another. */
+        long ix = node_index(cl, r[k].primary);
+        if (ix < 0)
+            return set_err(cl, TKV_EK_NOMEM, 0, "out of memory (or over %d nodes)", MAX_NODES);
+        for (unsigned s = r[k].from; s <= r[k].to; s++)
+            table[s] = (uint16_t)ix;
+    }
+    memcpy(cl->slot_node, table, sizeof table);
+    cl->revision = rev;
+    return TKV_OK;
+}
+
+/* Tries node `first` (if >= 0), then every known node, then the seeds. */
+static int refresh_from(tkv_cluster *cl, long first)
+{
+    if (first >= 0 && fetch_map(cl, (size_t)first) == TKV_OK)
+        return TKV_OK;
+    for (size_t i = 0; i < cl->nnodes; i++)
+        if ((long)i != first && fetch_map(cl, i) == TKV_OK)
+            return TKV_OK;
+    for (size_t k = 0; k < cl->nseeds; k++) {
+        long ix = node_index(cl, cl->seeds[k]);
+        if (ix < 0)
+            return set_err(cl, TKV_EK_NOMEM, 0, "out of memory");
+        if (fetch_map(cl, (size_t)ix) == TKV_OK)
+            return TKV_OK;
+    }
+    return TKV_ERR; /* the last failure's error stays */
+}
+
+int tkv_cluster_refresh(tkv_cluster *cl)
+{
+    if (refresh_from(cl, -1) != TKV_OK)
+        return TKV_ERR;
+    clear_err(cl);
+    return TKV_OK;
+}
+
+/* A MOVED's message is "SLOT HOST:PORT" (client errors read "MOVED: ..."):
+ * ask the node it names for the map first - it has the newer one - and if
+ * no node answers, at least send this slot there. */
+static int follow_moved(tkv_cluster *cl, uint16_t slot, const char *errstr)
+{
+    const char *msg = strstr(errstr, ": ");
+    msg = msg ? msg + 2 : errstr;
+    const char *sp = strchr(msg, ' ');
+    long ix = sp ? node_index(cl, sp + 1) : -1;
+    if (refresh_from(cl, ix) == TKV_OK)
+        return TKV_OK;
+    if (ix < 0)
+        return TKV_ERR;
+    cl->slot_node[slot] = (uint16_t)ix;
+    return TKV_OK;
+}
+
+/* ---- routing ------------------------------------------------------------------ */
+
+static tkv_ctx *slot_ctx(tkv_cluster *cl, uint16_t slot)
+{
+    uint16_t ix = cl->slot_node[slot];
+    if (ix == NO_NODE) {
+        set_err(cl, TKV_EK_USAGE, 0, "slot %u has no node in the cluster's map", slot);
+        return NULL;
+    }
+    return node_ctx(cl, ix);
+}
+
+static int route(tkv_cluster *cl, uint16_t slot, tkv_cluster_fn fn, void *arg)
+{
+    for (int attempt = 0;; attempt++) {
+        tkv_ctx *c = slot_ctx(cl, slot);
+        if (!c)
+            return TKV_ERR;
+        int rc = fn(c, arg);
+        if (rc != TKV_ERR) {
+            clear_err(cl);
+            return rc;
+        }
+        take_err(cl, c);
+        if (attempt > 0 || tkv_err(c) != TKV_EK_SERVER || tkv_server_code(c) != TKV_SC_MOVED)
+            return TKV_ERR;
+        char why[sizeof cl->errstr];
+        memcpy(why, cl->errstr, sizeof why);
+        if (follow_moved(cl, slot, why) != TKV_OK)
+            return TKV_ERR;
+    }
+}
+
+unsigned tkv_key_slot(const void *key, size_t klen) { return tkv_slot(key, klen); }
+
+tkv_ctx *tkv_cluster_node(tkv_cluster *cl, const void *key, size_t klen)
+{
+    tkv_ctx *c = slot_ctx(cl, tkv_slot(key, klen));
+    if (c)
+        clear_err(cl);
+    return c;
+}
+
+int tkv_cluster_call(tkv_cluster *cl, const void *key, size_t klen, tkv_cluster_fn fn, void *arg)
+{
+    return route(cl, tkv_slot(key, klen), fn, arg);
+}
+
+/* ---- the handle ------------------------------------------------------------------ */
+
+tkv_cluster *tkv_cluster_connect(const char *const *seeds, size_t n, int timeout_ms,
+                                 const char *secret)
+{
+    tkv_cluster *cl = calloc(1, sizeof *cl);
+    if (!cl)
+        return NULL;
+    cl->timeout_ms = timeout_ms;
+    for (size_t s = 0; s < TKV_SLOTS; s++)
+        cl->slot_node[s] = NO_NODE;
+    if ((secret && !(cl->secret = strdup(secret))) ||
+        (n && !(cl->seeds = calloc(n, sizeof(char *))))) {
+        tkv_cluster_free(cl);
+        return NULL;
+    }
+    for (size_t k = 0; k < n; k++) {
+        if (!(cl->seeds[k] = strdup(seeds[k] ? seeds[k] : ""))) {
+            tkv_cluster_free(cl);
+            return NULL;
+        }
+        cl->nseeds++;
+    }
+    if (n == 0)
+        set_err(cl, TKV_EK_USAGE, 0, "no seed address given");
+    else if (tkv_cluster_refresh(cl) != TKV_OK && cl->err == TKV_EK_NONE)
+        set_err(cl, TKV_EK_IO, 0, "no seed answered");
+    return cl;
+}
+
+void tkv_cluster_free(tkv_cluster *cl)
+{
+    if (!cl)
+        return;
+    for (size_t i = 0; i < cl->nnodes; i++) {
+        tkv_free(cl->nodes[i].ctx);
+        free(cl->nodes[i].addr);
+    }
+    for (size_t k = 0; k < cl->nseeds; k++)
+        free(cl->seeds[k]);
+    free(cl->seeds);
+    free(cl->secret);
+    free(cl->nodes);
+    free(cl->versions);
+    tkv_buf_deinit(&cl->values);
+    free(cl->stamps);
+    free(cl->order);
+    free(cl->slots);
+    free(cl->gkeys);
+    free(cl->gitems);
+    free(cl);
+}
+
+tkv_errkind tkv_cluster_err(const tkv_cluster *cl) { return cl->err; }
+const char *tkv_cluster_errstr(const tkv_cluster *cl) { return cl->errstr; }
+int tkv_cluster_server_code(const tkv_cluster *cl) { return cl->server_code; }
+uint64_t tkv_cluster_revision(const tkv_cluster *cl) { return cl->revision; }
+
+/* ---- CLUSTER SHARDS on one connection --------------------------------------------- */
+
+int tkv_cluster_shards(tkv_ctx *c, uint64_t *revision, const tkv_slot_range **ranges, size_t *n)
+{
+    tkv_reply r;
+    *ranges = NULL;
+    *n = 0;
+    if (cl_no_backlog(c) < 0)
+        return TKV_ERR;
+    tkv_req q = {.cmd = TKV_CMD_CLUSTER, .sub = TKV_CLUSTER_SHARDS};
+    if (cl_append_req(c, &q) < 0 || tkv_read_reply(c, &r) != TKV_OK)
+        return TKV_ERR;
+    *ranges = c->ranges;
+    *n = r.n;
+    if (revision)
+        *revision = c->map_revision;
+    return TKV_OK;
+}
+
+/* ---- single-key calls ------------------------------------------------------------- */
+
+typedef struct kcall {
+    const void *key;
+    size_t klen;
+    const void *val;
+    size_t vlen;
+    uint64_t ts, ttl, from, to;
+    int has_ts;
+    uint64_t *out_u;
+    tkv_version *out_v;
+    const tkv_range_opts *ropts;
+    const tkv_entry **entries;
+    size_t *n;
+    int *truncated;
+} kcall;
+
+static int k_put(tkv_ctx *c, void *arg)
+{
+    kcall *k = arg;
+    return tkv_put_ex(c, k->key, k->klen, k->val, k->vlen, k->ts, k->has_ts, k->ttl, k->out_u);
+}
+
+static int k_get(tkv_ctx *c, void *arg)
+{
+    kcall *k = arg;
+    return tkv_get(c, k->key, k->klen, k->ts, k->out_v);
+}
+
+static int k_del(tkv_ctx *c, void *arg)
+{
+    kcall *k = arg;
+    return tkv_del(c, k->key, k->klen, k->out_u);
+}
+
+static int k_count(tkv_ctx *c, void *arg)
+{
+    kcall *k = arg;
+    return tkv_count(c, k->key, k->klen, k->from, k->to, k->out_u);
+}
+
+static int k_range(tkv_ctx *c, void *arg)
+{
+    kcall *k = arg;
+    return tkv_range(c, k->key, k->klen, k->ropts, k->entries, k->n, k->truncated);
+}
+
+int tkv_cluster_put_ex(tkv_cluster *cl, const void *key, size_t klen, const void *val, size_t vlen,
+                       uint64_t ts, int has_ts, uint64_t ttl_us, uint64_t *out_ts)
+{
+    kcall k = {.key = key,
+               .klen = klen,
+               .val = val,
+               .vlen = vlen,
+               .ts = ts,
+               .has_ts = has_ts,
+               .ttl = ttl_us,
+               .out_u = out_ts};
+    return tkv_cluster_call(cl, key, klen, k_put, &k);
+}
+
+int tkv_cluster_get(tkv_cluster *cl, const void *key, size_t klen, uint64_t ts, tkv_version *out)
+{
+    kcall k = {.key = key, .klen = klen, .ts = ts, .out_v = out};
+    return tkv_cluster_call(cl, key, klen, k_get, &k);
+}
+
+int tkv_cluster_del(tkv_cluster *cl, const void *key, size_t klen, uint64_t *removed)
+{
+    kcall k = {.key = key, .klen = klen, .out_u = removed};
+    return tkv_cluster_call(cl, key, klen, k_del, &k);
+}
+
+int tkv_cluster_count(tkv_cluster *cl, const void *key, size_t klen, uint64_t from, uint64_t to,
+                      uint64_t *n)
+{
+    kcall k = {.key = key, .klen = klen, .from = from, .to = to, .out_u = n};
+    return tkv_cluster_call(cl, key, klen, k_count, &k);
+}
+
+int tkv_cluster_range(tkv_cluster *cl, const void *key, size_t klen, const tkv_range_opts *opts,
+                      const tkv_entry **entries, size_t *n, int *truncated)
+{
+    kcall k = {.key = key,
+               .klen = klen,
+               .ropts = opts,
+               .entries = entries,
+               .n = n,
+               .truncated = truncated};
+    return tkv_cluster_call(cl, key, klen, k_range, &k);
+}
+
+/* ---- multi-key calls -------------------------------------------------------------- */
+
+static int u64_cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* cl->order: 0..n-1 sorted by slot, within a slot in the caller's order
+ * (each sorted as slot << 32 | index: no comparison context needed, and
+ * the library keeps no global state); cl->slots: each one's slot. */
+static int group_by_slot(tkv_cluster *cl, size_t n, const tkv_bytes *keys, const tkv_item *items)
+{
+    if (n > UINT32_MAX || tkv_grow(&cl->order, &cl->order_cap, n, sizeof(uint64_t), n) < 0 ||
+        tkv_grow(&cl->slots, &cl->slots_cap, n, sizeof(uint16_t), n) < 0)
+        return set_err(cl, TKV_EK_NOMEM, 0, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        tkv_bytes k = keys ? keys[i] : items[i].key;
+        cl->slots[i] = tkv_slot(k.ptr, k.len);
+        cl->order[i] = (uint64_t)cl->slots[i] << 32 | i;
+    }
+    qsort(cl->order, n, sizeof(uint64_t), u64_cmp);
+    for (size_t i = 0; i < n; i++)
+        cl->order[i] &= UINT32_MAX;
+    return TKV_OK;
+}
+
+/* The end of the group of equal slots that starts at order[i]. */
+static size_t group_end(const tkv_cluster *cl, size_t i, size_t n)
+{
+    size_t j = i + 1;
+    while (j < n && cl->slots[cl->order[j]] == cl->slots[cl->order[i]])
+        j++;
+    return j;
+}
+
+typedef struct mcall {
+    uint64_t ts;
+    const tkv_bytes *keys;
+    const tkv_item *items;
+    size_t n;
+    const tkv_version *out;
+    const uint64_t *stamps;
+} mcall;
+
+static int m_get(tkv_ctx *c, void *arg)
+{
+    mcall *m = arg;
+    return tkv_mget(c, m->ts, m->keys, m->n, &m->out);
+}
+
+static int m_put(tkv_ctx *c, void *arg)
+{
+    mcall *m = arg;
+    return tkv_mput(c, m->items, m->n, &m->stamps);
+}
+
+/* Copies one group's answers to their places; values into cl->values, as
+ * offsets until every group is in (the buffer may move as it grows). */
+static int keep_answers(tkv_cluster *cl, size_t i, size_t j, const tkv_version *got)
+{
+    for (size_t g = 0; g < j - i; g++) {
+        tkv_version v = got[g];
+        size_t off = cl->values.len;
+        if (v.status == TKV_OK && tkv_buf_append(&cl->values, v.value, v.len) < 0)
+            return set_err(cl, TKV_EK_NOMEM, 0, "out of memory");
+        v.value = v.status == TKV_OK ? (const uint8_t *)(uintptr_t)off : NULL;
+        cl->versions[cl->order[i + g]] = v;
+    }
+    return TKV_OK;
+}
+
+int tkv_cluster_mget(tkv_cluster *cl, uint64_t ts, const tkv_bytes *keys, size_t n,
+                     const tkv_version **out)
+{
+    *out = NULL;
+    if (group_by_slot(cl, n, keys, NULL) < 0 ||
+        tkv_grow(&cl->versions, &cl->versions_cap, n, sizeof(tkv_version), n) < 0 ||
+        tkv_grow(&cl->gkeys, &cl->gkeys_cap, n, sizeof(tkv_bytes), n) < 0)
+        return set_err(cl, TKV_EK_NOMEM, 0, "out of memory");
+    tkv_buf_reset(&cl->values);
+    for (size_t i = 0, j; i < n; i = j) {
+        j = group_end(cl, i, n);
+        for (size_t g = i; g < j; g++)
+            cl->gkeys[g - i] = keys[cl->order[g]];
+        mcall m = {.ts = ts, .keys = cl->gkeys, .n = j - i};
+        if (route(cl, cl->slots[cl->order[i]], m_get, &m) != TKV_OK ||
+            keep_answers(cl, i, j, m.out) < 0)
+            return TKV_ERR;
+    }
+    static const uint8_t empty[1];
+    for (size_t i = 0; i < n; i++) {
+        tkv_version *v = &cl->versions[i];
+        if (v->status == TKV_OK)
+            v->value = cl->values.data ? cl->values.data + (uintptr_t)v->value : empty;
+    }
+    *out = cl->versions;
+    clear_err(cl);
+    return TKV_OK;
+}
+
+int tkv_cluster_mput(tkv_cluster *cl, const tkv_item *items, size_t n, const uint64_t **stamps)
+{
+    if (stamps)
+        *stamps = NULL;
+    if (group_by_slot(cl, n, NULL, items) < 0 ||
+        tkv_grow(&cl->stamps, &cl->stamps_cap, n, sizeof(uint64_t), n) < 0 ||
+        tkv_grow(&cl->gitems, &cl->gitems_cap, n, sizeof(tkv_item), n) < 0)
+        return set_err(cl, TKV_EK_NOMEM, 0, "out of memory");
+    for (size_t i = 0, j; i < n; i = j) {
+        j = group_end(cl, i, n);
+        for (size_t g = i; g < j; g++)
+            cl->gitems[g - i] = items[cl->order[g]];
+        mcall m = {.items = cl->gitems, .n = j - i};
+        if (route(cl, cl->slots[cl->order[i]], m_put, &m) != TKV_OK) {
+            /* Say what is written: a caller cannot tell otherwise. */
+            char why[sizeof cl->errstr];
+            memcpy(why, cl->errstr, sizeof why);
+            return set_err(cl, cl->err, cl->server_code,
+                           "%s (%zu of %zu items, in other slots, were written before)", why, i, n);
+        }
+        for (size_t g = i; g < j; g++)
+            cl->stamps[cl->order[g]] = m.stamps[g - i];
+    }
+    if (stamps)
+        *stamps = cl->stamps;
+    clear_err(cl);
+    return TKV_OK;
+}

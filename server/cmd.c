@@ -600,13 +600,15 @@ static int exec_replicaof(exec_ctx *x)
     if (!x->d->repl)
         return no_repl(x);
     char host[256], err[300];
+    const char *primary = NULL; /* NULL: NO ONE */
     const tkv_req *r = x->req;
     if (r->host.ptr && memchr(r->host.ptr, 0, r->host.len))
         return reply_error(x, TKV_ST_BAD_REQUEST, "the host name holds a NUL byte");
-    if (r->host.ptr)
+    if (r->host.ptr) {
         snprintf(host, sizeof host, "%.*s", (int)r->host.len, (const char *)r->host.ptr);
-    if (tkv_repl_replicaof(x->d->repl, r->host.ptr ? host : NULL, (uint16_t)r->port, err,
-                           sizeof err) < 0)
+        primary = host;
+    }
+    if (tkv_repl_replicaof(x->d->repl, primary, (uint16_t)r->port, err, sizeof err) < 0)
         return reply_error(x, TKV_ST_BUSY, err);
     return sent(tkv_rep_put_empty(x->out));
 }

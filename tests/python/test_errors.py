@@ -66,6 +66,16 @@ def test_unknown_statuses_map_to_their_family():
     assert isinstance(error_for(21, "full"), tkv.BusyError)
 
 
+def test_cluster_redirects_name_where_to_go():
+    from tkv.errors import error_for
+    e = error_for(23, "12182 127.0.0.1:7003")
+    assert isinstance(e, tkv.MovedError) and isinstance(e, tkv.ServerStateError)
+    assert (e.slot, e.addr) == (12182, "127.0.0.1:7003")
+    assert e.status == tkv.Status.MOVED
+    assert (error_for(23, "odd").slot, error_for(23, "odd").addr) == (None, None)
+    assert isinstance(error_for(24, "keys in different slots"), tkv.CrossSlotError)
+
+
 def test_frame_above_the_servers_limit_reconnects(client, key):
     # The client allows 8 MiB frames, the server 64 KiB: it answers
     # TOO_LARGE and closes; the answer is reported, then a new connection

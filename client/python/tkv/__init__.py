@@ -15,8 +15,8 @@ from .backup import InvalidBackupError
 from .client import DEFAULT_PORT, Client, Pipeline
 from .pool import Pool
 from .errors import (AuthError, AuthFailedError, AuthRequiredError, BadRequestError,
-                     BusyError, ConnectionError, InternalError, OutOfRangeError,
-                     ProtocolError, RequestError, ServerError, ServerStateError,
+                     BusyError, ConnectionError, CrossSlotError, InternalError, MovedError,
+                     OutOfRangeError, ProtocolError, RequestError, ServerError, ServerStateError,
                      StorageError, TimeoutError, TkvError, TooLargeError,
                      UnknownCommandError)
 from .types import (LATEST, Digest, Entry, Miss, MissReason, Policy, Restored, Retention,
@@ -30,6 +30,7 @@ __all__ = [
     "Restored", "Status",
     "TkvError", "ConnectionError", "TimeoutError", "ProtocolError", "ServerError",
     "RequestError", "BadRequestError", "UnknownCommandError", "TooLargeError",
-    "OutOfRangeError", "ServerStateError", "StorageError", "BusyError", "AuthError",
+    "OutOfRangeError", "ServerStateError", "StorageError", "BusyError", "MovedError",
+    "CrossSlotError", "AuthError",
     "AuthRequiredError", "AuthFailedError", "InternalError", "InvalidBackupError",
 ]

@@ -92,6 +92,28 @@ class BusyError(ServerStateError):
     name = "BUSY"
 
 
+class MovedError(ServerStateError):
+    """A cluster node does not serve the key's slot (PROTOCOL.md §6,
+    "Clusters"): ``slot`` and ``addr`` ("host:port") name where it is
+    served; nothing was done. ``addr`` is None if the message is not
+    "SLOT HOST:PORT"."""
+
+    name = "MOVED"
+
+    def __init__(self, status, message):
+        super().__init__(status, message)
+        slot, _, addr = message.partition(" ")
+        self.slot = int(slot) if slot.isdigit() else None
+        self.addr = addr or None
+
+
+class CrossSlotError(ServerStateError):
+    """On a cluster node, one request's keys are in different slots;
+    nothing was done. Keys used together need one hash tag ({tag})."""
+
+    name = "CROSSSLOT"
+
+
 class AuthError(ServerError):
     """3x: authentication."""
 
@@ -117,6 +139,8 @@ _BY_STATUS = {
     13: OutOfRangeError,
     20: StorageError,
     21: BusyError,
+    23: MovedError,
+    24: CrossSlotError,
     30: AuthRequiredError,
     31: AuthFailedError,
     40: InternalError,

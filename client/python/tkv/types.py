@@ -25,6 +25,8 @@ class Status(enum.IntEnum):
     OUT_OF_RANGE = 13
     STORAGE = 20
     BUSY = 21
+    MOVED = 23
+    CROSSSLOT = 24
     AUTH_REQUIRED = 30
     AUTH_FAILED = 31
     INTERNAL = 40

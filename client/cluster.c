@@ -8,9 +8,10 @@
  * needed. Nodes are never dropped while the handle lives (a map without
  * them just stops routing to them), so a node number stays valid across
  * refreshes. Multi-key calls group their keys by slot - the server refuses
- * a request over more than one (CROSSSLOT) - and send the groups one after
- * another, each an ordinary tkv_mget()/tkv_mput() on the node's context.
- * Nothing here parses bytes: the contexts do, through protocol/.
+ * a request over more than one (CROSSSLOT) - and send the groups all at
+ * once, pipelined per node, then read the replies; a group that was MOVED
+ * runs again alone (a tkv_mget()/tkv_mput() at the owner). Nothing here
+ * parses bytes: the contexts do, through protocol/.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -51,10 +52,12 @@ struct tkv_cluster {
     size_t order_cap;
     uint16_t *slots; /* each key's or item's slot */
     size_t slots_cap;
-    tkv_bytes *gkeys; /* one group's keys */
+    tkv_bytes *gkeys; /* the keys in the order of cl->order */
     size_t gkeys_cap;
-    tkv_item *gitems; /* one group's items */
+    tkv_item *gitems; /* the items in that order */
     size_t gitems_cap;
+    uint32_t *gstate; /* each group's outcome (G_*), by its first index */
+    size_t gstate_cap;
 };
 
 /* ---- errors ------------------------------------------------------------- */
@@ -335,6 +338,7 @@ void tkv_cluster_free(tkv_cluster *cl)
     free(cl->slots);
     free(cl->gkeys);
     free(cl->gitems);
+    free(cl->gstate);
     free(cl);
 }
 
@@ -526,24 +530,125 @@ static int keep_answers(tkv_cluster *cl, size_t i, size_t j, const tkv_version *
     return TKV_OK;
 }
 
+/* A group's outcome, by its first index in cl->order. */
+#define G_SENT_MAX (UINT32_MAX - 2) /* below: sent to that node */
+#define G_REDO (UINT32_MAX - 1)     /* to run again alone (MOVED, cut short, not sent) */
+#define G_DONE UINT32_MAX
+
+/* The pipelined pass of MGET and MPUT: every group's request appended at
+ * its node, every node flushed (so the nodes work at once), then each
+ * reply read, in the order appended. A group that cannot be sent, is
+ * MOVED or comes back cut short (an MGET above the frame) is marked
+ * G_REDO for the blocking pass; any other error is kept (the first) and
+ * the rest still read, so no connection is left with replies pending. */
+typedef struct mpass {
+    bool put;
+    uint64_t ts;
+    size_t written; /* MPUT: items acknowledged */
+    bool failed;
+} mpass;
+
+static void send_group(tkv_cluster *cl, mpass *p, size_t i, size_t j)
+{
+    uint16_t ix = cl->slot_node[cl->slots[cl->order[i]]];
+    tkv_ctx *c = ix == NO_NODE ? NULL : node_ctx(cl, ix);
+    int rc = !c       ? TKV_ERR
+             : p->put ? tkv_append_mput(c, cl->gitems + i, j - i)
+                      : tkv_append_mget(c, p->ts, cl->gkeys + i, j - i);
+    cl->gstate[i] = rc == TKV_OK ? ix : G_REDO;
+}
+
+static void read_group(tkv_cluster *cl, mpass *p, size_t i, size_t j)
+{
+    tkv_ctx *c = cl->nodes[cl->gstate[i]].ctx;
+    tkv_reply r;
+    int rc = tkv_read_reply(c, &r);
+    cl->gstate[i] = G_DONE;
+    if (rc == TKV_ERR) {
+        if (tkv_err(c) == TKV_EK_SERVER && tkv_server_code(c) == TKV_SC_MOVED) {
+            cl->gstate[i] = G_REDO;
+        } else if (!p->failed) {
+            p->failed = true;
+            take_err(cl, c);
+        }
+        return;
+    }
+    if (r.n != j - i || (!p->put && r.truncated)) {
+        cl->gstate[i] = G_REDO; /* tkv_mget() alone continues a cut reply */
+        return;
+    }
+    if (p->put) {
+        for (size_t g = i; g < j; g++)
+            cl->stamps[cl->order[g]] = r.stamps[g - i];
+        p->written += j - i;
+    } else if (keep_answers(cl, i, j, r.versions) < 0) {
+        p->failed = true;
+    }
+}
+
+static int run_groups(tkv_cluster *cl, mpass *p, size_t n)
+{
+    for (size_t i = 0, j; i < n; i = j) {
+        j = group_end(cl, i, n);
+        send_group(cl, p, i, j);
+    }
+    for (size_t k = 0; k < cl->nnodes; k++)
+        if (cl->nodes[k].ctx && tkv_pending(cl->nodes[k].ctx))
+            tkv_flush(cl->nodes[k].ctx); /* an error sticks: read_group sees it */
+    for (size_t i = 0, j; i < n; i = j) {
+        j = group_end(cl, i, n);
+        if (cl->gstate[i] <= G_SENT_MAX)
+            read_group(cl, p, i, j);
+    }
+    if (p->failed)
+        return TKV_ERR;
+    /* Alone now, each with MOVED followed (and an MGET continued). */
+    for (size_t i = 0, j; i < n; i = j) {
+        j = group_end(cl, i, n);
+        if (cl->gstate[i] != G_REDO)
+            continue;
+        mcall m = {.ts = p->ts, .keys = cl->gkeys + i, .items = cl->gitems + i, .n = j - i};
+        if (route(cl, cl->slots[cl->order[i]], p->put ? m_put : m_get, &m) != TKV_OK)
+            return TKV_ERR;
+        if (p->put) {
+            for (size_t g = i; g < j; g++)
+                cl->stamps[cl->order[g]] = m.stamps[g - i];
+            p->written += j - i;
+        } else if (keep_answers(cl, i, j, m.out) < 0) {
+            return TKV_ERR;
+        }
+    }
+    return TKV_OK;
+}
+
+/* Sorts n keys (or items) into groups and sizes what the passes use. */
+static int prepare(tkv_cluster *cl, size_t n, const tkv_bytes *keys, const tkv_item *items)
+{
+    if (group_by_slot(cl, n, keys, items) < 0 ||
+        tkv_grow(&cl->gstate, &cl->gstate_cap, n, sizeof(uint32_t), n) < 0 ||
+        (keys && tkv_grow(&cl->gkeys, &cl->gkeys_cap, n, sizeof(tkv_bytes), n) < 0) ||
+        (items && tkv_grow(&cl->gitems, &cl->gitems_cap, n, sizeof(tkv_item), n) < 0))
+        return set_err(cl, TKV_EK_NOMEM, 0, "out of memory");
+    for (size_t g = 0; g < n; g++) {
+        if (keys)
+            cl->gkeys[g] = keys[cl->order[g]];
+        else
+            cl->gitems[g] = items[cl->order[g]];
+    }
+    return TKV_OK;
+}
+
 int tkv_cluster_mget(tkv_cluster *cl, uint64_t ts, const tkv_bytes *keys, size_t n,
                      const tkv_version **out)
 {
     *out = NULL;
-    if (group_by_slot(cl, n, keys, NULL) < 0 ||
-        tkv_grow(&cl->versions, &cl->versions_cap, n, sizeof(tkv_version), n) < 0 ||
-        tkv_grow(&cl->gkeys, &cl->gkeys_cap, n, sizeof(tkv_bytes), n) < 0)
+    if (prepare(cl, n, keys, NULL) < 0 ||
+        tkv_grow(&cl->versions, &cl->versions_cap, n, sizeof(tkv_version), n) < 0)
         return set_err(cl, TKV_EK_NOMEM, 0, "out of memory");
     tkv_buf_reset(&cl->values);
-    for (size_t i = 0, j; i < n; i = j) {
-        j = group_end(cl, i, n);
-        for (size_t g = i; g < j; g++)
-            cl->gkeys[g - i] = keys[cl->order[g]];
-        mcall m = {.ts = ts, .keys = cl->gkeys, .n = j - i};
-        if (route(cl, cl->slots[cl->order[i]], m_get, &m) != TKV_OK ||
-            keep_answers(cl, i, j, m.out) < 0)
-            return TKV_ERR;
-    }
+    mpass p = {.ts = ts};
+    if (run_groups(cl, &p, n) != TKV_OK)
+        return TKV_ERR;
     static const uint8_t empty[1];
     for (size_t i = 0; i < n; i++) {
         tkv_version *v = &cl->versions[i];
@@ -559,24 +664,16 @@ int tkv_cluster_mput(tkv_cluster *cl, const tkv_item *items, size_t n, const uin
 {
     if (stamps)
         *stamps = NULL;
-    if (group_by_slot(cl, n, NULL, items) < 0 ||
-        tkv_grow(&cl->stamps, &cl->stamps_cap, n, sizeof(uint64_t), n) < 0 ||
-        tkv_grow(&cl->gitems, &cl->gitems_cap, n, sizeof(tkv_item), n) < 0)
+    if (prepare(cl, n, NULL, items) < 0 ||
+        tkv_grow(&cl->stamps, &cl->stamps_cap, n, sizeof(uint64_t), n) < 0)
         return set_err(cl, TKV_EK_NOMEM, 0, "out of memory");
-    for (size_t i = 0, j; i < n; i = j) {
-        j = group_end(cl, i, n);
-        for (size_t g = i; g < j; g++)
-            cl->gitems[g - i] = items[cl->order[g]];
-        mcall m = {.items = cl->gitems, .n = j - i};
-        if (route(cl, cl->slots[cl->order[i]], m_put, &m) != TKV_OK) {
-            /* Say what is written: a caller cannot tell otherwise. */
-            char why[sizeof cl->errstr];
-            memcpy(why, cl->errstr, sizeof why);
-            return set_err(cl, cl->err, cl->server_code,
-                           "%s (%zu of %zu items, in other slots, were written before)", why, i, n);
-        }
-        for (size_t g = i; g < j; g++)
-            cl->stamps[cl->order[g]] = m.stamps[g - i];
+    mpass p = {.put = true};
+    if (run_groups(cl, &p, n) != TKV_OK) {
+        /* Say what is written: a caller cannot tell otherwise. */
+        char why[sizeof cl->errstr];
+        memcpy(why, cl->errstr, sizeof why);
+        return set_err(cl, cl->err, cl->server_code,
+                       "%s (%zu of %zu items, in other slots, were written)", why, p.written, n);
     }
     if (stamps)
         *stamps = cl->stamps;

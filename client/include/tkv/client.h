@@ -603,22 +603,27 @@ TKV_API int tkv_cluster_range(tkv_cluster *cl, const void *key, size_t klen,
                               const tkv_range_opts *opts, const tkv_entry **entries, size_t *n,
                               int *truncated);
 
-/* Reads n keys as of ts, any slots: the keys are grouped by slot and each
- * group is one tkv_mget() at the node serving it (groups one after
- * another). *out points to n answers in the order of keys, owned by the
- * handle. Each slot's answers are one snapshot (as tkv_mget() says); the
- * answers of different slots are NOT: a write may land between two groups.
- * TKV_OK, or TKV_ERR: no answer is returned then. */
+/* Reads n keys as of ts, any slots. The keys are grouped by slot, and
+ * each group is one MGET at the node serving it; the groups are pipelined
+ * (all sent, every node working at once, then the replies read). A group
+ * that is MOVED, or that its node answers only in part (replies above the
+ * frame limit), runs again alone as tkv_mget() at the owner. *out points to
+ * n answers in the order of keys, owned by the handle. Each slot's answers
+ * are one snapshot (as tkv_mget() says); the answers of different slots
+ * are NOT: a write may land between two groups. TKV_OK, or TKV_ERR (the
+ * first error any group met): no answer is returned then. */
 TKV_API int tkv_cluster_mget(tkv_cluster *cl, uint64_t ts, const tkv_bytes *keys, size_t n,
                              const tkv_version **out);
 
-/* Writes n items, any slots: grouped by slot, each group one tkv_mput() at
- * the node serving it (groups one after another, in order of slot).
- * *stamps (may be NULL) points to the n timestamps in the order of items.
- * Each slot's items are written all or none; ACROSS SLOTS THERE IS NO
- * ATOMICITY: on TKV_ERR the groups before the failing one are written and
- * the rest are not, and the message says how many items were written.
- * Give keys written together one hash tag to make them one group. */
+/* Writes n items, any slots: grouped by slot, each group one MPUT at the
+ * node serving it, pipelined as tkv_cluster_mget() does (a MOVED group
+ * runs again at the owner). *stamps (may be NULL) points to the n
+ * timestamps in the order of items. Each slot's items are written all or
+ * none; ACROSS SLOTS THERE IS NO ATOMICITY: on TKV_ERR every group whose
+ * node acknowledged it is written, the failing one is not, and the others
+ * may or may not be (a broken connection); the message says how many
+ * items were acknowledged. Give keys written together one hash tag to
+ * make them one group. */
 TKV_API int tkv_cluster_mput(tkv_cluster *cl, const tkv_item *items, size_t n,
                              const uint64_t **stamps);
 

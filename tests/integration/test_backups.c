@@ -722,6 +722,32 @@ Test(backups, tkvctl_restore_into_a_running_server, .fini = teardown, .timeout =
     tmpdir_remove(dir);
 }
 
+/* A key with only a policy is state a restore would collide with: tkvctl
+ * says so before sending anything (SCAN alone lists it not). */
+Test(backups, tkvctl_restore_sees_a_policy_only_key, .fini = teardown, .timeout = 60)
+{
+    tkvd_start(&a, NULL);
+    tkvd_start(&b, NULL);
+    tkv_ctx *ca = tkvd_client(&a), *cb = tkvd_client(&b);
+    put(ca, "k", "v", 5, 0);
+    char *dir = tmpdir_make("bk"), *file;
+    backup_to_file(ca, dir, "p.tkvbak", &file);
+    tkv_retain_info ri;
+    cr_assert_eq(tkv_retain(cb, "k", 1, 3, 0, 0, &ri), TKV_OK);
+    char port[8], *err;
+    snprintf(port, sizeof port, "%u", b.port);
+    const char *rs[] = {getenv("TKVCTL"), "-p", port, "restore", file, NULL};
+    cr_assert_eq(run(NULL, &err, rs), 2);
+    cr_assert(strstr(err, "holds keys"), "%s", err);
+    free(err);
+    tkv_version v;
+    cr_assert_eq(tkv_get(cb, "k", 1, TKV_LATEST, &v), TKV_NOT_FOUND, "something was written");
+    tkv_free(ca);
+    tkv_free(cb);
+    free(file);
+    tmpdir_remove(dir);
+}
+
 /* A server with small limits still takes a backup: the client sizes its
  * RESTORE requests by the limits STATS reports. */
 Test(backups, restore_fits_the_servers_limits, .fini = teardown, .timeout = 60)

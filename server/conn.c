@@ -612,9 +612,11 @@ static void end_stream(conn *c)
  * its drain served) ends BUSY like the ones it cut. May close c. */
 static void cut_stream(conn *c, bool failing)
 {
+    const char *why = c->hub->stopping ? "the server is shutting down"
+                                       : "this replica is loading a full copy from its primary";
     int rc = failing ? tkv_stream_fail(c->stream, &c->out,
                                        "the store failed; try again once it has recovered")
-                     : tkv_stream_abort(c->stream, &c->out, "the server is shutting down");
+                     : tkv_stream_abort(c->stream, &c->out, why);
     if (rc < 0) {
         conn_close(c, "out of memory");
         return;
@@ -630,7 +632,9 @@ bool conn_stream_steps(conn_hub *h)
     bool failing = tkv_engine_failing(h->disp->eng);
     for (conn *c = h->streams.head, *next; c; c = next) {
         next = c->strm.next;
-        if (failing || h->stopping) {
+        /* A replica about to empty its store for a full copy: the dump
+         * would hold the store, and the copy replaces what it shows. */
+        if (failing || h->stopping || !tkv_repl_serving(h->repl)) {
             cut_stream(c, failing);
             continue;
         }

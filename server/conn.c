@@ -406,9 +406,18 @@ static int serve_frame(conn *c, const uint8_t *f, size_t n)
     size_t off = c->out.len;
     bool dirty, was_authed = c->sess.authed;
     int rc = dispatch(c, f, n, &dirty);
-    if (rc == TKV_DISPATCH_PSYNC) {
+    if (rc == TKV_DISPATCH_PSYNC && c->ndeps == 0) {
         hand_over(c);
         return -1;
+    }
+    if (rc == TKV_DISPATCH_PSYNC) {
+        /* Its replies that wait for a batch would leave unsettled with the
+         * socket: a replica sends PSYNC alone. */
+        rc = tkv_write_error(&c->out, TKV_ST_BAD_REQUEST,
+                             "PSYNC after writes whose replies are not out yet") < 0
+                 ? -1
+                 : TKV_ST_BAD_REQUEST;
+        dirty = false;
     }
     if (rc == TKV_DISPATCH_WAIT) {
         if (c->stream)

@@ -276,34 +276,31 @@ static void link_on_frame(rlink *l, const uint8_t *f, size_t n)
 static void link_on_read(struct ev_loop *loop, ev_io *w, int revents)
 {
     rlink *l = w->data;
-    for (;;) {
-        uint8_t *p;
-        size_t avail;
-        if (tkv_frame_reader_space(&l->in, 4096, &p, &avail) < 0 || avail == 0) {
-            link_free(l, "out of memory");
-            return;
-        }
-        ssize_t n = recv(l->fd, p, avail, 0);
-        if (n > 0) {
-            tkv_frame_reader_commit(&l->in, (size_t)n);
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            break;
+    /* One read per wake-up, then every whole frame: the buffer never
+     * fills with frames unparsed (libev calls again while data waits). */
+    uint8_t *p;
+    size_t avail;
+    if (tkv_frame_reader_space(&l->in, 4096, &p, &avail) < 0 || avail == 0) {
+        link_free(l, "out of memory");
+        return;
+    }
+    ssize_t n = recv(l->fd, p, avail, 0);
+    if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)) {
         link_free(l, n == 0 ? "the replica closed it" : strerror(errno));
         return;
     }
+    if (n > 0)
+        tkv_frame_reader_commit(&l->in, (size_t)n);
     const uint8_t *f;
-    size_t n;
+    size_t len;
     int rc;
-    while ((rc = tkv_frame_reader_next(&l->in, &f, &n)) == TKV_FRAME_OK)
-        link_on_frame(l, f, n);
+    while ((rc = tkv_frame_reader_next(&l->in, &f, &len)) == TKV_FRAME_OK)
+        link_on_frame(l, f, len);
     if (rc < 0 && rc != TKV_FRAME_AGAIN) {
         link_free(l, "a malformed frame");
         return;
     }
+    tkv_frame_reader_shrink(&l->in, 4096);
     check_waiters(l->r);
 }
 

@@ -604,7 +604,7 @@ static int exec_replicaof(exec_ctx *x)
 {
     if (!x->d->repl)
         return no_repl(x);
-    char host[256], err[300];
+    char host[256] = "", err[300];
     const tkv_req *r = x->req;
     if (r->host.ptr && memchr(r->host.ptr, 0, r->host.len))
         return reply_error(x, TKV_ST_BAD_REQUEST, "the host name holds a NUL byte");

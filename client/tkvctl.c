@@ -124,6 +124,22 @@ void json_ts(const cli *c, json_out *j, const char *name, bool has, uint64_t ts)
         json_null(j, field);
 }
 
+int show_reply(cli *c, const args *a, show_fn show)
+{
+    tkv_reply r;
+    if (tkv_read_reply(c->ctx, &r) == TKV_ERR)
+        return server_fail(c);
+    return show(c, a, &r);
+}
+
+int run_sent(cli *c, const args *a, send_fn send, show_fn show)
+{
+    int rc = send(c, a);
+    if (rc == SENT_NOTHING)
+        return 0;
+    return rc ? rc : show_reply(c, a, show);
+}
+
 /* Reads all of standard input, for VALUE "-". */
 static int read_stdin(char **out, size_t *len)
 {
@@ -204,9 +220,9 @@ void json_answer(const cli *c, json_out *j, const tkv_version *v)
 
 /* ---- commands ------------------------------------------------------------ */
 
-static int run_put(cli *c, const args *a)
+static int send_put(cli *c, const args *a)
 {
-    uint64_t ts = 0, ttl = 0, out;
+    uint64_t ts = 0, ttl = 0;
     const char *t = opt(a, "ts"), *d = opt(a, "ttl");
     bool has_ts = t && strcmp(t, "now") != 0;
     if ((has_ts && parse_time(t, "--ts", &ts)) || (d && parse_duration(d, "--ttl", &ttl)))
@@ -220,22 +236,23 @@ static int run_put(cli *c, const args *a)
     int rc = check_frame(c, "put", strlen(key) + vlen + PUT_OVERHEAD);
     if (rc == 0)
         rc = connect_cli(c);
-    if (rc == 0)
-        rc = tkv_put_ex(c->ctx, key, strlen(key), val, vlen, ts, has_ts, ttl, &out);
+    if (rc == 0 && tkv_append_put_ex(c->ctx, key, strlen(key), val, vlen, ts, has_ts, ttl) < 0)
+        rc = server_fail(c);
     if (from_stdin)
         free(val);
-    if (rc == EXIT_ERROR)
-        return rc;
-    if (rc != TKV_OK)
-        return server_fail(c);
+    return rc;
+}
+
+static int show_put(cli *c, const args *a, const tkv_reply *r)
+{
     if (c->json) {
         json_out j;
         json_begin(&j, stdout);
-        json_ts(c, &j, "ts", true, out);
+        json_ts(c, &j, "ts", true, r->ts);
         json_end(&j);
     } else {
         char tt[TS_TEXT_MAX];
-        puts(ts_text(c, out, false, tt));
+        puts(ts_text(c, r->ts, false, tt));
     }
     return 0;
 }
@@ -262,7 +279,7 @@ static int print_version(cli *c, const char *key, int rc, const tkv_version *v)
     return 0;
 }
 
-static int run_get(cli *c, const args *a)
+static int send_get(cli *c, const args *a)
 {
     const char *t = opt(a, "ts"), *n = opt(a, "version");
     uint64_t ts = TKV_LATEST;
@@ -280,11 +297,15 @@ static int run_get(cli *c, const args *a)
     }
     if (connect_cli(c))
         return EXIT_ERROR;
-    tkv_version v;
     const char *key = a->pos[0];
-    int rc = n ? tkv_get_version(c->ctx, key, strlen(key), version, &v)
-               : tkv_get(c->ctx, key, strlen(key), ts, &v);
-    return print_version(c, key, rc, &v);
+    int rc = n ? tkv_append_get_version(c->ctx, key, strlen(key), version)
+               : tkv_append_get(c->ctx, key, strlen(key), ts);
+    return rc < 0 ? server_fail(c) : 0;
+}
+
+static int show_get(cli *c, const args *a, const tkv_reply *r)
+{
+    return print_version(c, a->pos[0], r->status, &r->version);
 }
 
 static int time_range(const args *a, uint64_t *from, uint64_t *to)
@@ -320,22 +341,26 @@ static void print_entries(cli *c, const tkv_entry *e, size_t n, json_out *j)
     }
 }
 
-static int run_range(cli *c, const args *a)
+static int send_range(cli *c, const args *a)
 {
     tkv_range_opts o = {.reverse = opt(a, "reverse") != NULL, .to_set = 1};
     const char *l = opt(a, "limit");
     if (time_range(a, &o.from, &o.to) || (l && parse_count(l, "--limit", UINT64_MAX, &o.limit)))
         return EXIT_ERROR;
     if (l && o.limit == 0)
-        return 0;
+        return SENT_NOTHING;
     if (connect_cli(c))
         return EXIT_ERROR;
     const char *key = a->pos[0];
-    const tkv_entry *e;
-    size_t n;
-    int truncated;
-    if (tkv_range(c->ctx, key, strlen(key), &o, &e, &n, &truncated) != TKV_OK)
-        return server_fail(c);
+    return tkv_append_range(c->ctx, key, strlen(key), &o) < 0 ? server_fail(c) : 0;
+}
+
+static int show_range(cli *c, const args *a, const tkv_reply *r)
+{
+    const char *key = a->pos[0];
+    const tkv_entry *e = r->entries;
+    size_t n = r->n_entries;
+    bool reverse = opt(a, "reverse") != NULL;
     json_out j;
     if (c->json) {
         json_begin(&j, stdout);
@@ -345,49 +370,59 @@ static int run_range(cli *c, const args *a)
     print_entries(c, e, n, &j);
     if (c->json) {
         json_array_end(&j);
-        json_bool(&j, "truncated", truncated);
+        json_bool(&j, "truncated", r->truncated);
         json_end(&j);
-    } else if (truncated) {
+    } else if (r->truncated) {
         uint64_t last = n ? e[n - 1].ts : 0;
         fprintf(stderr,
                 "tkvctl: reply cut at the server's frame limit; continue with --%s %" PRIu64 "\n",
-                o.reverse ? "to" : "from", o.reverse ? last - 1 : last + 1);
+                reverse ? "to" : "from", reverse ? last - 1 : last + 1);
     }
     return 0;
 }
 
-static int run_count(cli *c, const args *a)
+static int send_count(cli *c, const args *a)
 {
-    uint64_t from, to, n;
+    uint64_t from, to;
     if (time_range(a, &from, &to) || connect_cli(c))
         return EXIT_ERROR;
-    if (tkv_count(c->ctx, a->pos[0], strlen(a->pos[0]), from, to, &n) != TKV_OK)
+    if (tkv_append_count(c->ctx, a->pos[0], strlen(a->pos[0]), from, to) < 0)
         return server_fail(c);
+    return 0;
+}
+
+static int show_count(cli *c, const args *a, const tkv_reply *r)
+{
     if (c->json) {
         json_out j;
         json_begin(&j, stdout);
-        json_u64(&j, "count", n);
+        json_u64(&j, "count", r->count);
         json_end(&j);
     } else {
-        printf("%" PRIu64 "\n", n);
+        printf("%" PRIu64 "\n", r->count);
     }
     return 0;
 }
 
-static int run_del(cli *c, const args *a)
+static int send_del(cli *c, const args *a)
 {
     const char *at = opt(a, "at");
-    uint64_t ts = 0, v;
+    uint64_t ts = 0;
     bool server_clock = at && strcmp(at, "now") == 0;
     if (at && !server_clock && parse_time(at, "--at", &ts))
         return EXIT_ERROR;
     if (connect_cli(c))
         return EXIT_ERROR;
     const char *key = a->pos[0];
-    int rc = at ? tkv_del_at(c->ctx, key, strlen(key), ts, !server_clock, &v)
-                : tkv_del(c->ctx, key, strlen(key), &v);
-    if (rc != TKV_OK)
-        return server_fail(c);
+    int rc = at ? tkv_append_del_at(c->ctx, key, strlen(key), ts, !server_clock)
+                : tkv_append_del(c->ctx, key, strlen(key));
+    return rc < 0 ? server_fail(c) : 0;
+}
+
+static int show_del(cli *c, const args *a, const tkv_reply *r)
+{
+    bool at = opt(a, "at") != NULL;
+    uint64_t v = at ? r->ts : r->count;
     if (c->json) {
         json_out j;
         json_begin(&j, stdout);
@@ -405,7 +440,7 @@ static int run_del(cli *c, const args *a)
     return 0;
 }
 
-static int run_retain(cli *c, const args *a)
+static int send_retain(cli *c, const args *a)
 {
     const char *n = opt(a, "versions"), *age = opt(a, "age");
     bool clear = opt(a, "clear") != NULL, dry = opt(a, "dry-run") != NULL;
@@ -419,10 +454,16 @@ static int run_retain(cli *c, const args *a)
         return n && versions == 0 ? fail("retain: --versions must be at least 1") : EXIT_ERROR;
     if (connect_cli(c))
         return EXIT_ERROR;
-    tkv_retain_info r;
     const char *key = a->pos[0];
-    if (tkv_retain(c->ctx, key, strlen(key), (uint32_t)versions, age_us, dry, &r) != TKV_OK)
+    if (tkv_append_retain(c->ctx, key, strlen(key), (uint32_t)versions, age_us, dry) < 0)
         return server_fail(c);
+    return 0;
+}
+
+static int show_retain(cli *c, const args *a, const tkv_reply *reply)
+{
+    bool dry = opt(a, "dry-run") != NULL;
+    const tkv_retain_info r = reply->retain;
     if (c->json) {
         json_out j;
         json_begin(&j, stdout);
@@ -442,14 +483,17 @@ static int run_retain(cli *c, const args *a)
     return 0;
 }
 
-static int run_policy(cli *c, const args *a)
+static int send_policy(cli *c, const args *a)
 {
     if (connect_cli(c))
         return EXIT_ERROR;
-    tkv_policy_info p;
     const char *key = a->pos[0];
-    if (tkv_policy(c->ctx, key, strlen(key), &p) != TKV_OK)
-        return server_fail(c);
+    return tkv_append_policy(c->ctx, key, strlen(key)) < 0 ? server_fail(c) : 0;
+}
+
+static int show_policy(cli *c, const args *a, const tkv_reply *r)
+{
+    const tkv_policy_info p = r->policy;
     if (c->json) {
         json_out j;
         json_begin(&j, stdout);
@@ -473,6 +517,34 @@ static int run_policy(cli *c, const args *a)
     if (p.horizon)
         printf("horizon: %s\n", ts_text(c, p.horizon, false, t));
     return 0;
+}
+
+/* The one-shot form of each: one request, its reply. */
+static int run_put(cli *c, const args *a) { return run_sent(c, a, send_put, show_put); }
+static int run_get(cli *c, const args *a) { return run_sent(c, a, send_get, show_get); }
+static int run_range(cli *c, const args *a) { return run_sent(c, a, send_range, show_range); }
+static int run_count(cli *c, const args *a) { return run_sent(c, a, send_count, show_count); }
+static int run_del(cli *c, const args *a) { return run_sent(c, a, send_del, show_del); }
+static int run_retain(cli *c, const args *a) { return run_sent(c, a, send_retain, show_retain); }
+static int run_policy(cli *c, const args *a) { return run_sent(c, a, send_policy, show_policy); }
+
+/* What --pipe may keep in flight. The other commands stream (backup),
+ * loop (scan --all, mget's continuations, restore's batches) or read
+ * standard input (mput without triples): --pipe runs them alone. */
+static const pipelined halves[] = {
+    {run_put, send_put, show_put},          {run_get, send_get, show_get},
+    {run_range, send_range, show_range},    {run_count, send_count, show_count},
+    {run_del, send_del, show_del},          {run_retain, send_retain, show_retain},
+    {run_policy, send_policy, show_policy}, {run_ping, send_ping, show_ping},
+    {run_stats, send_stats, show_stats},
+};
+
+const pipelined *find_pipelined(const command *cmd)
+{
+    for (size_t i = 0; i < sizeof halves / sizeof halves[0]; i++)
+        if (halves[i].run == cmd->run)
+            return &halves[i];
+    return NULL;
 }
 
 static const command commands[] = {

@@ -88,6 +88,35 @@ void line_write_bytes(FILE *f, const void *p, size_t n);
  * backslash that starts no escape. */
 int line_unescape(char *s, size_t *len);
 
+/* ---- the commands of one request and one reply -----------------------------
+ * Each is split in two so that --pipe can keep many in flight and still
+ * print exactly what one-shot mode prints. send checks the arguments,
+ * connects (connect_cli) and appends the request: 0 when it did,
+ * SENT_NOTHING when the answer needs no request (range --limit 0), else
+ * the exit status after a message. show prints the reply to that request,
+ * given the same args, and returns the exit status. */
+#define SENT_NOTHING (-1)
+typedef int (*send_fn)(cli *c, const args *a);
+typedef int (*show_fn)(cli *c, const args *a, const tkv_reply *r);
+typedef struct pipelined {
+    int (*run)(cli *c, const args *a); /* the command table's entry */
+    send_fn send;
+    show_fn show;
+} pipelined;
+
+/* The halves of cmd, or NULL if it cannot be pipelined. */
+const pipelined *find_pipelined(const command *cmd);
+/* Reads the next reply and shows it (a server error as one-shot mode
+ * reports it): the exit status. */
+int show_reply(cli *c, const args *a, show_fn show);
+/* send, then show its reply: the one-shot form. */
+int run_sent(cli *c, const args *a, send_fn send, show_fn show);
+
+int send_ping(cli *c, const args *a);
+int show_ping(cli *c, const args *a, const tkv_reply *r);
+int send_stats(cli *c, const args *a);
+int show_stats(cli *c, const args *a, const tkv_reply *r);
+
 int run_mput(cli *c, const args *a);
 int run_mget(cli *c, const args *a);
 int run_scan(cli *c, const args *a);

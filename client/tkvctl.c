@@ -24,6 +24,7 @@ int fail(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
+    fflush(stdout); /* the message comes after the output before it, also in a 2>&1 log */
     fputs("tkvctl: ", stderr);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
@@ -31,7 +32,15 @@ int fail(const char *fmt, ...)
     return EXIT_ERROR;
 }
 
-int server_fail(cli *c) { return fail("%s", tkv_errstr(c->ctx)); }
+int server_fail(cli *c)
+{
+    tkv_errkind k = tkv_err(c->ctx);
+    if (c->retry_lost && (k == TKV_EK_EOF || k == TKV_EK_IO)) {
+        c->lost = true;
+        return EXIT_ERROR;
+    }
+    return fail("%s", tkv_errstr(c->ctx));
+}
 
 int check_frame(const cli *c, const char *what, uint64_t bytes)
 {
@@ -89,16 +98,31 @@ static void trace_frame(void *arg, char dir, const uint8_t *f, size_t n)
 
 int connect_cli(cli *c)
 {
-    c->ctx = tkv_connect(c->host, c->port, c->timeout_ms);
-    if (!c->ctx)
+    if (c->ctx)
+        return 0;
+    tkv_ctx *ctx = tkv_connect(c->host, c->port, c->timeout_ms);
+    if (!ctx)
         return fail("out of memory");
-    if (tkv_err(c->ctx) != TKV_EK_NONE)
-        return fail("%s", tkv_errstr(c->ctx));
-    if (c->trace)
-        tkv_set_trace(c->ctx, trace_frame, NULL);
-    if (c->secret && tkv_auth(c->ctx, c->secret, strlen(c->secret)) != TKV_OK)
-        return fail("%s", tkv_errstr(c->ctx));
+    int rc = 0;
+    if (tkv_err(ctx) != TKV_EK_NONE)
+        rc = fail("%s", tkv_errstr(ctx));
+    if (rc == 0 && c->trace)
+        tkv_set_trace(ctx, trace_frame, NULL);
+    if (rc == 0 && c->secret && tkv_auth(ctx, c->secret, strlen(c->secret)) != TKV_OK)
+        rc = fail("%s", tkv_errstr(ctx));
+    /* A session must not keep a connection that never authenticated. */
+    if (rc) {
+        tkv_free(ctx);
+        return rc;
+    }
+    c->ctx = ctx;
     return 0;
+}
+
+bool conn_broken(const tkv_ctx *ctx)
+{
+    tkv_errkind k = tkv_err(ctx);
+    return k != TKV_EK_NONE && k != TKV_EK_SERVER && k != TKV_EK_USAGE;
 }
 
 const char *ts_text(const cli *c, uint64_t ts, bool reparse, char *buf)
@@ -641,6 +665,7 @@ static void env_defaults(cli *c)
     c->timeout_ms = 10000;
     c->max_frame = TKV_DEFAULT_MAX_FRAME;
     c->secret = a && *a ? a : NULL;
+    c->interval_ms = 10; /* redis-cli --latency's pace */
 }
 
 int main(int argc, char **argv)
@@ -652,7 +677,16 @@ int main(int argc, char **argv)
     int rc = parse_line(&c, commands, N_COMMANDS, argc, argv, &cmd, &a);
     if (rc >= 0)
         return rc;
-    rc = cmd->run(&c, &a);
+    if (cmd && c.mode != MODE_PROMPT)
+        rc = fail("--pipe and --latency take no command");
+    else if (cmd)
+        rc = cmd->run(&c, &a);
+    else if (c.mode == MODE_PIPE)
+        rc = run_pipe(&c, commands, N_COMMANDS);
+    else if (c.mode == MODE_LATENCY)
+        rc = run_latency(&c);
+    else
+        rc = run_prompt(&c, commands, N_COMMANDS);
     fflush(stdout);
     tkv_free(c.ctx);
     return rc;

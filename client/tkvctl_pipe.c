@@ -1,0 +1,155 @@
+/*
+ * tkvctl_pipe.c - tkvctl --pipe: commands from standard input, one per
+ * line (the prompt's syntax, tkvctl_words.c), sent pipelined over one
+ * connection, their replies printed in order as one-shot mode prints them.
+ *
+ * The commands of one request and one reply (put, get, range, count, del,
+ * retain, policy, ping, stats) are kept in flight: each line is sent as it
+ * is read, and the oldest reply is read and printed once PIPE_WINDOW
+ * requests, or PIPE_WINDOW_BYTES of their lines, are outstanding. The
+ * window bounds memory whatever the input's length, and keeps tkvd from
+ * holding more replies than a socket buffer or two while tkvctl is still
+ * writing (a client that only writes while the server's replies pile up
+ * would stall both). The other commands stream, loop or continue (backup,
+ * scan --all, mget, mput, restore): their line waits for the replies
+ * before it, then runs alone on the same connection.
+ *
+ * A line refused before anything is sent (a typo, a bad option) is
+ * reported on stderr at once, so with 2>&1 its message may come before
+ * the replies to the lines just above it; stdout holds every reply in
+ * order. A lost connection ends the run: what is still unanswered counts
+ * as failed, and nothing is retried (tkvctl cannot know which of those
+ * requests the server applied).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tkvctl.h"
+
+#define PIPE_WINDOW 64
+#define PIPE_WINDOW_BYTES (1u << 20)
+
+/* A request in flight: its line (the args point into it) and how to show
+ * its reply. */
+typedef struct slot {
+    char *line;
+    size_t bytes;
+    show_fn show;
+    line_cmd l;
+} slot;
+
+typedef struct pipe_run {
+    cli *base;
+    slot *ring; /* PIPE_WINDOW slots; n in flight from head */
+    size_t head, n, bytes;
+    uint64_t replies, errors; /* what the summary line says */
+    uint64_t unanswered;      /* sent, but the connection was lost first */
+    int worst;                /* the exit status: 2 before 1 before 0 */
+    bool lost;                /* the connection is gone: stop */
+} pipe_run;
+
+static void account(pipe_run *p, int rc, bool answered)
+{
+    p->replies += answered;
+    p->errors += rc == EXIT_ERROR;
+    if (rc == EXIT_ERROR || (rc && !p->worst))
+        p->worst = rc;
+}
+
+/* Reads and prints the oldest reply, then frees its slot. */
+static void show_oldest(pipe_run *p)
+{
+    slot *s = &p->ring[p->head];
+    if (p->lost) {
+        account(p, EXIT_ERROR, false);
+        p->unanswered++;
+    } else {
+        s->l.c.ctx = p->base->ctx;
+        int rc = show_reply(&s->l.c, &s->l.a, s->show);
+        p->lost = conn_broken(p->base->ctx);
+        account(p, rc, !p->lost);
+    }
+    free(s->line);
+    s->line = NULL;
+    p->bytes -= s->bytes;
+    p->head = (p->head + 1) % PIPE_WINDOW;
+    p->n--;
+}
+
+static void drain(pipe_run *p)
+{
+    while (p->n > 0)
+        show_oldest(p);
+}
+
+/* One line, owned by the run from here on. */
+static void pipe_line(pipe_run *p, const command *cmds, size_t ncmds, char *line, size_t len)
+{
+    if (p->n == PIPE_WINDOW)
+        show_oldest(p);
+    slot *s = &p->ring[(p->head + p->n) % PIPE_WINDOW];
+    int rc = parse_session_line(p->base, cmds, ncmds, line, &s->l);
+    if (rc >= 0) {
+        if (rc)
+            account(p, rc, false);
+        free(line);
+        return;
+    }
+    const pipelined *half = find_pipelined(s->l.cmd);
+    s->l.c.ctx = p->base->ctx;
+    if (!half) {
+        drain(p);
+        rc = p->lost ? EXIT_ERROR : s->l.cmd->run(&s->l.c, &s->l.a);
+        p->lost = p->lost || conn_broken(p->base->ctx);
+        account(p, rc, !p->lost);
+        free(line);
+        return;
+    }
+    rc = half->send(&s->l.c, &s->l.a);
+    if (rc != 0) {
+        /* An append refused for a broken connection is a lost one too. */
+        p->lost = p->lost || conn_broken(p->base->ctx);
+        account(p, rc == SENT_NOTHING ? 0 : rc, false);
+        free(line);
+        return;
+    }
+    s->line = line;
+    s->bytes = len;
+    s->show = half->show;
+    p->n++;
+    p->bytes += len;
+    if (p->bytes > PIPE_WINDOW_BYTES)
+        while (p->n > 1 && p->bytes > PIPE_WINDOW_BYTES / 2)
+            show_oldest(p);
+}
+
+int run_pipe(cli *c, const command *cmds, size_t ncmds)
+{
+    if (connect_cli(c))
+        return EXIT_ERROR;
+    pipe_run p = {.base = c, .ring = calloc(PIPE_WINDOW, sizeof(slot))};
+    if (!p.ring)
+        return fail("out of memory");
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    while (!p.lost && (len = getline(&line, &cap, stdin)) >= 0) {
+        if (len > 0 && line[len - 1] == '\n')
+            line[--len] = '\0';
+        pipe_line(&p, cmds, ncmds, line, (size_t)len);
+        line = NULL; /* the slot owns it, or it was freed */
+        cap = 0;
+    }
+    free(line);
+    drain(&p);
+    if (p.lost)
+        fail("the connection was lost; %llu command%s sent got no reply, the rest of the input "
+             "was not read",
+             (unsigned long long)p.unanswered, p.unanswered == 1 ? "" : "s");
+    fflush(stdout);
+    fprintf(stderr, "replies: %llu, errors: %llu\n", (unsigned long long)p.replies,
+            (unsigned long long)p.errors);
+    free(p.ring);
+    return p.worst;
+}

@@ -157,7 +157,8 @@ typedef struct line_cmd {
  * Returns -1 when l->cmd is ready to run; 0 for a line with nothing to run
  * (blank, a comment, or help printed); else EXIT_ERROR after a message:
  * a line may not change the connection (-H, -p, -a, -t, --max-frame), ask
- * for --pipe or --latency, or read standard input (which holds the lines). */
+ * for --pipe or --latency, or read standard input (which holds the lines);
+ * in --pipe, nor ask for --help. */
 int parse_session_line(const cli *base, const command *cmds, size_t ncmds, char *line, line_cmd *l);
 /* Whether a context's error means the connection is gone. */
 bool conn_broken(const tkv_ctx *ctx);

@@ -95,6 +95,17 @@ static bool reads_stdin(const command *cmd, const args *a)
     return false;
 }
 
+/* Whether the words ask for help or the version, which the parser prints
+ * at once. */
+static bool asks_help(char *const *w, int n)
+{
+    for (int k = 0; k < n && strcmp(w[k], "--") != 0; k++)
+        if (strcmp(w[k], "--help") == 0 || strcmp(w[k], "-h") == 0 ||
+            strcmp(w[k], "--version") == 0)
+            return true;
+    return false;
+}
+
 int parse_session_line(const cli *base, const command *cmds, size_t ncmds, char *line, line_cmd *l)
 {
     const char *why;
@@ -103,6 +114,9 @@ int parse_session_line(const cli *base, const command *cmds, size_t ncmds, char 
         return fail("%s", why);
     if (n == 0)
         return 0;
+    /* --pipe prints replies late: text printed now would overtake them. */
+    if (base->mode == MODE_PIPE && asks_help(l->argv + 1, n))
+        return fail("--help and --version are for the prompt, not for --pipe");
     l->argv[0] = "tkvctl";
     l->argv[n + 1] = NULL;
     l->c = *base;

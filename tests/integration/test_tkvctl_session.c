@@ -159,6 +159,13 @@ Test(session, pipe_refuses_a_command_and_an_unreachable_server, .init = setup, .
     cr_assert(strstr(err, "take no command"), "%s", err);
     free(out);
     free(err);
+    /* Help would be printed at once, ahead of the replies still in flight. */
+    cr_assert_eq(ctl("ping\nget --help\nping\n", &out, &err, "--pipe", NULL), 2);
+    cr_assert_str_eq(out, "PONG\nPONG\n");
+    cr_assert(strstr(err, "not for --pipe"), "%s", err);
+    cr_assert(strstr(err, "replies: 2, errors: 1\n"), "%s", err);
+    free(out);
+    free(err);
     tkvd_stop(&d);
     cr_assert_eq(ctl("ping\n", &out, &err, "--pipe", NULL), 2);
     cr_assert(strstr(err, "cannot connect"), "%s", err);

@@ -28,10 +28,11 @@
 
 #define HISTORY_LINES 1000
 
-/* The names completion offers. libedit's callbacks take no argument, so
- * the table is kept here for the session; there is only one. */
+/* What completion offers. libedit's callbacks take no argument, so the
+ * table is kept here for the session; there is only one. */
 static const command *comp_cmds;
 static size_t comp_ncmds;
+static const command *comp_cmd; /* the line's command, for its options */
 static const char *const builtins[] = {"help", "quit", "exit"};
 #define N_BUILTINS (sizeof builtins / sizeof builtins[0])
 
@@ -51,19 +52,55 @@ static char *next_name(const char *text, int state)
     return NULL;
 }
 
-/* The first word completes to a command; so does the word after "help". */
+/* comp_cmd's --options (space-separated, "name=" if it takes a value),
+ * then the global ones that make sense on a line. */
+static char *next_option(const char *text, int state)
+{
+    static const char *p;
+    static int global;
+    static const char *const globals[] = {"json", "iso", "trace", "help", NULL};
+    if (state == 0) {
+        p = comp_cmd->options;
+        global = 0;
+    }
+    char opt[OPT_NAME_MAX + 3];
+    while (*p || globals[global]) {
+        size_t n;
+        if (*p) {
+            n = strcspn(p, " ");
+            snprintf(opt, sizeof opt, "--%.*s", (int)(n && p[n - 1] == '=' ? n - 1 : n), p);
+            p += n + (p[n] == ' ');
+        } else {
+            snprintf(opt, sizeof opt, "--%s", globals[global++]);
+        }
+        if (strncmp(opt, text, strlen(text)) == 0)
+            return strdup(opt);
+    }
+    return NULL;
+}
+
+/* The first word completes to a command, and so does the word after
+ * "help"; a word starting with '-' after a command, to its options. */
 static char **complete(const char *text, int start, int end)
 {
     rl_attempted_completion_over = 1; /* never file names */
-    char before[64], *w[2];
+    char before[4096], *w[64];
     const char *why;
     if ((size_t)start >= sizeof before)
         return NULL;
     memcpy(before, rl_line_buffer, (size_t)start);
     before[start] = '\0';
-    int n = split_words(before, w, 2, &why);
+    int n = split_words(before, w, 64, &why);
     if (n == 0 || (n == 1 && strcmp(w[0], "help") == 0))
         return rl_completion_matches(text, next_name);
+    if (n < 1 || text[0] != '-')
+        return NULL;
+    for (size_t k = 0; k < comp_ncmds; k++) {
+        if (strcmp(comp_cmds[k].name, w[0]) == 0) {
+            comp_cmd = &comp_cmds[k];
+            return rl_completion_matches(text, next_option);
+        }
+    }
     return NULL;
 }
 

@@ -332,6 +332,11 @@ Test(session, prompt_on_a_terminal, .init = setup, .fini = teardown, .timeout = 
     /* "ra" completes to "range". */
     say(fd, "ra\t p\r");
     cr_assert(read_until(fd, &t, "9\ta b\r\n"), "range's answer: %s", t.s);
+    /* "--ve" completes to get's "--version". */
+    t.n = 0;
+    t.s[0] = '\0';
+    say(fd, "get p --ve\t-1\r"); /* completion adds the blank */
+    cr_assert(read_until(fd, &t, "--version -1\r\na b\r\n"), "get's answer: %s", t.s);
     say(fd, "help del\r");
     cr_assert(read_until(fd, &t, "del KEY [--at T]\r\n"), "help: %s", t.s);
     say(fd, "quit\r");

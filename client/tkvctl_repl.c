@@ -3,20 +3,22 @@
  *
  * On a terminal, lines are read with libedit (its readline interface, the
  * part every libedit has): editing, history kept in a file, and completion
- * of command names. When standard input is not a terminal, the same lines
- * are read from it plainly, without a prompt or history, so that
- * "tkvctl < script" runs a script one command at a time (--pipe is the
- * fast way, without reconnection).
+ * of command names and options. When standard input is not a terminal,
+ * the same lines are read from it plainly, without a prompt or history, so
+ * that "tkvctl < script" runs a script one command at a time (--pipe is
+ * the fast way, without reconnection).
  *
  * Each line runs exactly as "tkvctl WORDS..." would (tkvctl_words.c), on
  * one connection kept for the session. When the server restarts, that
  * connection is dead but nothing says so until it is used: the command
  * that finds it dead (the server closed it, or reset it) connects again
  * and runs once more, after a line on stderr that says so. Only a
- * connection carried over from an earlier command is retried that way, so
- * a command is never sent twice to a server that took it. A connection
- * that broke otherwise is dropped after its command; the next one
- * connects afresh.
+ * connection carried over from an earlier command is retried that way: a
+ * server that restarted while the prompt sat idle never saw the command.
+ * One that died while running it may see it twice (so does redis-cli), as
+ * may a command of many requests (scan --all, restore) cut in the middle,
+ * which then starts over. A connection that broke otherwise is dropped
+ * after its command; the next one connects afresh.
  */
 #include <editline/readline.h>
 #include <stdio.h>

@@ -10,7 +10,10 @@
  * window bounds memory whatever the input's length, and keeps tkvd from
  * holding more replies than a socket buffer or two while tkvctl is still
  * writing (a client that only writes while the server's replies pile up
- * would stall both). The other commands stream, loop or continue (backup,
+ * would stall both). When the input pauses (nothing more to read at once,
+ * as from a script that computes its next line), every reply in flight is
+ * read and printed first, so output never waits on input that may be
+ * slow to come. The other commands stream, loop or continue (backup,
  * scan --all, mget, mput, restore): their line waits for the replies
  * before it, then runs alone on the same connection.
  *
@@ -21,11 +24,15 @@
  * as failed, and nothing is retried (tkvctl cannot know which of those
  * requests the server applied).
  */
+#include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tkvctl.h"
+#include "grow.h"
 
 #define PIPE_WINDOW 64
 #define PIPE_WINDOW_BYTES (1u << 20)
@@ -124,6 +131,65 @@ static void pipe_line(pipe_run *p, const command *cmds, size_t ncmds, char *line
             show_oldest(p);
 }
 
+/* Standard input read by hand rather than with stdio, whose buffer cannot
+ * be asked whether it still holds a line: that is how a pause is seen. */
+typedef struct reader {
+    char *buf;
+    size_t start, end, cap; /* unread bytes are buf[start..end) */
+    bool eof;
+    bool failed; /* a read error or no memory, reported */
+} reader;
+
+/* Whether a line can be had without waiting. */
+static bool line_ready(const reader *r)
+{
+    if (memchr(r->buf + r->start, '\n', r->end - r->start) || r->eof)
+        return true;
+    struct pollfd p = {STDIN_FILENO, POLLIN, 0};
+    return poll(&p, 1, 0) > 0;
+}
+
+/* Reads what standard input has (waiting for some): 0, or -1 on error. */
+static int fill(reader *r)
+{
+    memmove(r->buf, r->buf + r->start, r->end - r->start);
+    r->end -= r->start;
+    r->start = 0;
+    r->failed = r->end == r->cap && tkv_grow(&r->buf, &r->cap, r->cap + 1, 1, 65536) < 0;
+    if (r->failed)
+        return fail("out of memory");
+    ssize_t n;
+    do
+        n = read(STDIN_FILENO, r->buf + r->end, r->cap - r->end);
+    while (n < 0 && errno == EINTR);
+    r->failed = n < 0;
+    if (r->failed)
+        return fail("cannot read standard input: %s", strerror(errno));
+    r->eof = n == 0;
+    r->end += (size_t)n;
+    return 0;
+}
+
+/* The next line without its newline (malloc'd, its length in *len), or
+ * NULL at the end of the input (or after an error, reported). */
+static char *next_line(reader *r, size_t *len)
+{
+    for (;;) {
+        char *at = r->buf + r->start, *nl = memchr(at, '\n', r->end - r->start);
+        if (nl || (r->eof && r->end > r->start)) {
+            *len = nl ? (size_t)(nl - at) : r->end - r->start;
+            char *line = strndup(at, *len);
+            r->start += *len + (nl != NULL);
+            r->failed = line == NULL;
+            if (r->failed)
+                fail("out of memory");
+            return line;
+        }
+        if (r->eof || fill(r) < 0)
+            return NULL;
+    }
+}
+
 int run_pipe(cli *c, const command *cmds, size_t ncmds)
 {
     if (connect_cli(c))
@@ -131,18 +197,22 @@ int run_pipe(cli *c, const command *cmds, size_t ncmds)
     pipe_run p = {.base = c, .ring = calloc(PIPE_WINDOW, sizeof(slot))};
     if (!p.ring)
         return fail("out of memory");
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len;
-    while (!p.lost && (len = getline(&line, &cap, stdin)) >= 0) {
-        if (len > 0 && line[len - 1] == '\n')
-            line[--len] = '\0';
-        pipe_line(&p, cmds, ncmds, line, (size_t)len);
-        line = NULL; /* the slot owns it, or it was freed */
-        cap = 0;
+    reader in = {0};
+    char *line;
+    size_t len;
+    while (!p.lost) {
+        if (!line_ready(&in)) {
+            drain(&p);
+            fflush(stdout);
+        }
+        if ((line = next_line(&in, &len)) == NULL)
+            break;
+        pipe_line(&p, cmds, ncmds, line, len); /* the slot owns line now, or it was freed */
     }
-    free(line);
     drain(&p);
+    free(in.buf);
+    if (in.failed)
+        p.worst = EXIT_ERROR;
     if (p.lost)
         fail("the connection was lost; %llu command%s sent got no reply, the rest of the input "
              "was not read",

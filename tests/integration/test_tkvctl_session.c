@@ -308,6 +308,27 @@ Test(session, reconnects_after_a_server_restart, .init = setup, .fini = teardown
     free(err.s);
 }
 
+Test(session, pipe_answers_while_its_input_pauses, .init = setup, .fini = teardown, .timeout = 60)
+{
+    const char *argv[] = {getenv("TKVCTL"), "-p", port, "--pipe", NULL};
+    child k = spawn(argv);
+    text out = {0}, err = {0};
+    /* Each reply comes while the input is still open: tkvctl does not hold
+     * it back for more lines that would fill its window. */
+    say(k.in, "put w 'first value' --ts 1\n");
+    cr_assert(read_until(k.out, &out, "1\n"), "stdout: %s", out.s);
+    say(k.in, "get w\nget w --ts 0\n");
+    cr_assert(read_until(k.out, &out, "1\nfirst value\n"), "stdout: %s", out.s);
+    cr_assert(read_until(k.err, &err, "w: not found"), "stderr: %s", err.s);
+    close(k.in);
+    cr_assert_eq(reap(k.pid), 1, "a miss, no error");
+    cr_assert(read_until(k.err, &err, "replies: 3, errors: 0\n"), "stderr: %s", err.s);
+    close(k.out);
+    close(k.err);
+    free(out.s);
+    free(err.s);
+}
+
 Test(session, prompt_on_a_terminal, .init = setup, .fini = teardown, .timeout = 60)
 {
     char *dir = tmpdir_make("hist");

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "tkvctl.h"
@@ -209,6 +210,17 @@ static void edit_begin(const command *cmds, size_t ncmds, const char *hist)
         read_history(hist);
 }
 
+/* Writes the history now: the session may end by a signal. Values typed
+ * at the prompt are data, so the file is the user's alone, as
+ * redis-cli's is. */
+static void save_history(const char *hist)
+{
+    mode_t old = umask(077);
+    write_history(hist);
+    umask(old);
+    chmod(hist, 0600); /* also a file made before, with a laxer mask */
+}
+
 /* One line from the terminal (with editing) or from a script (without);
  * malloc'd without its newline, or NULL at the end. */
 static char *next_line(bool tty, const char *prompt, const char *hist)
@@ -218,7 +230,7 @@ static char *next_line(bool tty, const char *prompt, const char *hist)
         if (line && line[strspn(line, " \t")]) {
             add_history(line);
             if (hist)
-                write_history(hist); /* now: the session may end by a signal */
+                save_history(hist);
         }
         return line;
     }

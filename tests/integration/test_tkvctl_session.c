@@ -14,6 +14,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -363,6 +364,9 @@ Test(session, prompt_on_a_terminal, .init = setup, .fini = teardown, .timeout = 
     say(fd, "quit\r");
     cr_assert_eq(reap(pid), 0);
     close(fd);
+    struct stat st;
+    cr_assert_eq(stat(hist, &st), 0, "the history file %s", hist);
+    cr_assert_eq(st.st_mode & 0777, 0600, "the user's alone: %o", st.st_mode & 0777);
     FILE *f = fopen(hist, "r");
     cr_assert(f, "the history file %s", hist);
     char buf[4096];

@@ -95,7 +95,7 @@ static char *one_shot(const char *arg, ...)
 
 Test(session, pipe_many_lines_in_order, .init = setup, .fini = teardown, .timeout = 120)
 {
-    const int N = 2000; /* many times the window of 64 in flight */
+    const int N = 2000; /* many times the window of 256 in flight */
     text in = {0}, want = {0};
     for (int i = 0; i < N; i++) {
         add(&in, "put k%d 'value %d, quoted' --ts %d\n", i, i, i + 1);

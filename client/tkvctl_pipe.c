@@ -7,13 +7,16 @@
  * retain, policy, ping, stats) are kept in flight: each line is sent as it
  * is read, and the oldest reply is read and printed once PIPE_WINDOW
  * requests, or PIPE_WINDOW_BYTES of their lines, are outstanding. The
- * window bounds memory whatever the input's length, and keeps tkvd from
- * holding more replies than a socket buffer or two while tkvctl is still
- * writing (a client that only writes while the server's replies pile up
- * would stall both). When the input pauses (nothing more to read at once,
- * as from a script that computes its next line), every reply in flight is
- * read and printed first, so output never waits on input that may be
- * slow to come. The other commands stream, loop or continue (backup,
+ * window bounds tkvctl's memory whatever the input's length. Large
+ * replies need no bound of their own: tkvd stops reading a connection
+ * whose unread replies pass its high water, and libtkvclient takes in
+ * replies while its writes wait, so neither side stalls the other (300
+ * GETs of a 1 MB value in flight kept tkvctl under 4 MB).
+ *
+ * When the input pauses (nothing more to read at once, as from a script
+ * that computes its next line), every reply in flight is read and printed
+ * first, so output never waits on input that may be slow to come. The
+ * other commands stream, loop or continue (backup,
  * scan --all, mget, mput, restore): their line waits for the replies
  * before it, then runs alone on the same connection.
  *

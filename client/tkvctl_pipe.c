@@ -16,9 +16,9 @@
  * When the input pauses (nothing more to read at once, as from a script
  * that computes its next line), every reply in flight is read and printed
  * first, so output never waits on input that may be slow to come. The
- * other commands stream, loop or continue (backup,
- * scan --all, mget, mput, restore): their line waits for the replies
- * before it, then runs alone on the same connection.
+ * other commands stream, loop or continue (backup, scan --all, mget,
+ * mput, restore): their line waits for the replies before it, then runs
+ * alone on the same connection.
  *
  * A line refused before anything is sent (a typo, a bad option) is
  * reported on stderr at once, so with 2>&1 its message may come before

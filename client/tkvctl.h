@@ -3,7 +3,7 @@
  * the command table, main), tkvctl_args.c (the command line and usage),
  * tkvctl_multi.c (the commands over many keys, ping, stats), and the modes
  * without a command: tkvctl_words.c (one line of words, for both of
- * these), tkvctl_repl.c (the prompt), tkvctl_pipe.c (--pipe) and
+ * these), tkvctl_prompt.c (the prompt), tkvctl_pipe.c (--pipe) and
  * tkvctl_latency.c (--latency).
  */
 #ifndef TKV_TKVCTL_H

@@ -1,5 +1,5 @@
 /*
- * tkvctl_repl.c - tkvctl without a command: a prompt, as redis-cli has.
+ * tkvctl_prompt.c - tkvctl without a command: a prompt, as redis-cli has.
  *
  * On a terminal, lines are read with libedit (its readline interface, the
  * part every libedit has): editing, history kept in a file, and completion

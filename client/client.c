@@ -36,10 +36,13 @@ _Static_assert(TKV_OP_PING == TKV_CMD_PING && TKV_OP_PUT == TKV_CMD_PUT &&
                    TKV_OP_AUTH == TKV_CMD_AUTH && TKV_OP_COUNT == TKV_CMD_COUNT &&
                    TKV_OP_MPUT == TKV_CMD_MPUT && TKV_OP_MGET == TKV_CMD_MGET &&
                    TKV_OP_SCAN == TKV_CMD_SCAN && TKV_OP_RETAIN == TKV_CMD_RETAIN &&
-                   TKV_OP_POLICY == TKV_CMD_POLICY && TKV_OP_DIGEST == TKV_CMD_DIGEST,
+                   TKV_OP_POLICY == TKV_CMD_POLICY && TKV_OP_DIGEST == TKV_CMD_DIGEST &&
+                   TKV_OP_REPLICAOF == TKV_CMD_REPLICAOF && TKV_OP_ROLE == TKV_CMD_ROLE &&
+                   TKV_OP_WAIT == TKV_CMD_WAIT,
                "public op numbers follow the protocol's command numbers");
 _Static_assert(TKV_SC_BAD_REQUEST == TKV_ST_BAD_REQUEST && TKV_SC_STORAGE == TKV_ST_STORAGE &&
-                   TKV_SC_AUTH_FAILED == TKV_ST_AUTH_FAILED && TKV_SC_INTERNAL == TKV_ST_INTERNAL,
+                   TKV_SC_AUTH_FAILED == TKV_ST_AUTH_FAILED && TKV_SC_INTERNAL == TKV_ST_INTERNAL &&
+                   TKV_SC_READONLY == TKV_ST_READONLY,
                "public status codes are the wire's");
 _Static_assert(TKV_MISS_NO_KEY == TKV_M_NO_KEY && TKV_MISS_BEFORE_FIRST == TKV_M_BEFORE_FIRST &&
                    TKV_MISS_DELETED == TKV_M_DELETED &&
@@ -58,9 +61,20 @@ int cl_set_err(tkv_ctx *c, tkv_errkind kind, const char *fmt, ...)
     return TKV_ERR;
 }
 
+int cl_server_error(tkv_ctx *c, uint64_t status, tkv_span msg)
+{
+    c->server_code = (int)(status > 9999 ? 9999 : status);
+    /* READONLY has a kind of its own: it is the one server error a program
+     * acts on (it sends the write to the primary the message names). */
+    tkv_errkind kind = status == TKV_ST_READONLY ? TKV_EK_READONLY : TKV_EK_SERVER;
+    return cl_set_err(c, kind, "%s: %.*s", tkv_status_name(status), (int)msg.len,
+                      msg.ptr ? (const char *)msg.ptr : "");
+}
+
 static bool broken(const tkv_ctx *c)
 {
-    return c->err != TKV_EK_NONE && c->err != TKV_EK_SERVER && c->err != TKV_EK_USAGE;
+    return c->err != TKV_EK_NONE && c->err != TKV_EK_SERVER && c->err != TKV_EK_USAGE &&
+           c->err != TKV_EK_READONLY;
 }
 
 int cl_begin(tkv_ctx *c)
@@ -84,6 +98,7 @@ const char *tkv_strerror(tkv_errkind kind)
     case TKV_EK_NOMEM: return "out of memory";
     case TKV_EK_SERVER: return "server error";
     case TKV_EK_USAGE: return "invalid argument";
+    case TKV_EK_READONLY: return "write refused by a read-only replica";
     }
     return "unknown error";
 }
@@ -193,6 +208,7 @@ void tkv_free(tkv_ctx *c)
     free(c->ops);
     free(c->entries);
     free(c->stats);
+    free(c->replicas);
     free(c);
 }
 
@@ -343,7 +359,8 @@ static bool keyed(tkv_cmd cmd)
 {
     return cmd != TKV_CMD_PING && cmd != TKV_CMD_STATS && cmd != TKV_CMD_AUTH &&
            cmd != TKV_CMD_SCAN && cmd != TKV_CMD_MPUT && cmd != TKV_CMD_MGET &&
-           cmd != TKV_CMD_DIGEST && cmd != TKV_CMD_BACKUP && cmd != TKV_CMD_RESTORE;
+           cmd != TKV_CMD_DIGEST && cmd != TKV_CMD_BACKUP && cmd != TKV_CMD_RESTORE &&
+           cmd != TKV_CMD_REPLICAOF && cmd != TKV_CMD_ROLE && cmd != TKV_CMD_WAIT;
 }
 
 static int append(tkv_ctx *c, const tkv_req *r)
@@ -636,9 +653,7 @@ static int read_stream(tkv_ctx *c, tkv_backup_fn fn, void *arg, tkv_bk_reader *b
             return cl_set_err(c, TKV_EK_PROTOCOL, "malformed BACKUP reply (%s)",
                               rep.what ? rep.what : "?");
         if (rep.status != TKV_ST_OK) {
-            c->server_code = (int)(rep.status > 9999 ? 9999 : rep.status);
-            cl_set_err(c, TKV_EK_SERVER, "%s: %.*s", tkv_status_name(rep.status),
-                       (int)rep.errmsg.len, rep.errmsg.ptr ? (const char *)rep.errmsg.ptr : "");
+            cl_server_error(c, rep.status, rep.errmsg);
             return 0;
         }
         if (done && rep.data.len > 0)

@@ -29,7 +29,9 @@ struct tkv_ctx {
     size_t entries_cap;
     tkv_stat *stats; /* STATS results */
     size_t stats_cap;
-    tkv_buf strbuf;        /* NUL-terminated copies of STATS strings */
+    tkv_buf strbuf;             /* NUL-terminated copies of STATS (and ROLE) strings */
+    tkv_replica_info *replicas; /* ROLE results */
+    size_t replicas_cap;
     tkv_version *versions; /* MGET results */
     size_t versions_cap;
     tkv_version *mget_all; /* MGET results gathered over several replies */
@@ -46,6 +48,9 @@ struct tkv_ctx {
 
 int cl_set_err(tkv_ctx *c, tkv_errkind kind, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Records an error reply (status >= 10, its message): TKV_EK_SERVER, or
+ * TKV_EK_READONLY for READONLY. Returns TKV_ERR. */
+int cl_server_error(tkv_ctx *c, uint64_t status, tkv_span msg);
 /* Clears a non-sticky error before a new call; TKV_ERR if the connection
  * is broken. */
 int cl_begin(tkv_ctx *c);
@@ -55,6 +60,10 @@ static inline tkv_span cl_span(const void *p, size_t n)
 {
     return (tkv_span){.ptr = p, .len = (uint32_t)n};
 }
+
+/* cl_begin(), and refuses (TKV_EK_USAGE) while pipelined replies are
+ * unread: a blocking call reads only its own reply. */
+int cl_no_backlog(tkv_ctx *c);
 
 /* Queues one request; TKV_OK or TKV_ERR. */
 int cl_append_req(tkv_ctx *c, const tkv_req *r);

@@ -15,7 +15,7 @@ static int roundtrip(tkv_ctx *c, int appended, tkv_reply *r)
     return tkv_read_reply(c, r);
 }
 
-static int no_backlog(tkv_ctx *c)
+int cl_no_backlog(tkv_ctx *c)
 {
     if (cl_begin(c) < 0)
         return TKV_ERR;
@@ -28,7 +28,7 @@ static int no_backlog(tkv_ctx *c)
 int tkv_ping(tkv_ctx *c)
 {
     tkv_reply r;
-    if (no_backlog(c) < 0)
+    if (cl_no_backlog(c) < 0)
         return TKV_ERR;
     return roundtrip(c, tkv_append_ping(c), &r);
 }
@@ -36,7 +36,7 @@ int tkv_ping(tkv_ctx *c)
 int tkv_auth(tkv_ctx *c, const void *secret, size_t len)
 {
     tkv_reply r;
-    if (no_backlog(c) < 0)
+    if (cl_no_backlog(c) < 0)
         return TKV_ERR;
     if (len > UINT32_MAX)
         return cl_set_err(c, TKV_EK_USAGE, "secret too long");
@@ -48,7 +48,7 @@ int tkv_put(tkv_ctx *c, const void *key, size_t klen, const void *val, size_t vl
             uint64_t *out_ts)
 {
     tkv_reply r;
-    if (no_backlog(c) < 0)
+    if (cl_no_backlog(c) < 0)
         return TKV_ERR;
     int rc = roundtrip(c, tkv_append_put(c, key, klen, val, vlen, ts), &r);
     if (rc == TKV_OK && out_ts)
@@ -60,7 +60,7 @@ int tkv_put_now(tkv_ctx *c, const void *key, size_t klen, const void *val, size_
                 uint64_t *out_ts)
 {
     tkv_reply r;
-    if (no_backlog(c) < 0)
+    if (cl_no_backlog(c) < 0)
         return TKV_ERR;
     int rc = roundtrip(c, tkv_append_put_now(c, key, klen, val, vlen), &r);
     if (rc == TKV_OK && out_ts)
@@ -71,7 +71,7 @@ int tkv_put_now(tkv_ctx *c, const void *key, size_t klen, const void *val, size_
 int tkv_get(tkv_ctx *c, const void *key, size_t klen, uint64_t ts, tkv_version *out)
 {
     tkv_reply r;
-    if (no_backlog(c) < 0)
+    if (cl_no_backlog(c) < 0)
         return TKV_ERR;
     int rc = roundtrip(c, tkv_append_get(c, key, klen, ts), &r);
     *out = r.version;
@@ -84,7 +84,7 @@ int tkv_range(tkv_ctx *c, const void *key, size_t klen, const tkv_range_opts *op
     tkv_reply r;
     *entries = NULL;
     *n = 0;
-    if (no_backlog(c) < 0)
+    if (cl_no_backlog(c) < 0)
         return TKV_ERR;
     int rc = roundtrip(c, tkv_append_range(c, key, klen, opts), &r);
     *entries = r.entries;
@@ -97,7 +97,7 @@ int tkv_range(tkv_ctx *c, const void *key, size_t klen, const tkv_range_opts *op
 int tkv_del(tkv_ctx *c, const void *key, size_t klen, uint64_t *removed)
 {
     tkv_reply r;
-    if (no_backlog(c) < 0)
+    if (cl_no_backlog(c) < 0)
         return TKV_ERR;
     int rc = roundtrip(c, tkv_append_del(c, key, klen), &r);
     if (rc == TKV_OK && removed)
@@ -110,7 +110,7 @@ int tkv_stats(tkv_ctx *c, const tkv_stat **stats, size_t *n)
     tkv_reply r;
     *stats = NULL;
     *n = 0;
-    if (no_backlog(c) < 0)
+    if (cl_no_backlog(c) < 0)
         return TKV_ERR;
     int rc = roundtrip(c, tkv_append_stats(c), &r);
     *stats = r.stats;
@@ -122,7 +122,7 @@ int tkv_put_ex(tkv_ctx *c, const void *key, size_t klen, const void *val, size_t
                int has_ts, uint64_t ttl_us, uint64_t *out_ts)
 {
     tkv_reply r;
-    if (no_backlog(c) < 0)
+    if (cl_no_backlog(c) < 0)
         return TKV_ERR;
     int rc = roundtrip(c, tkv_append_put_ex(c, key, klen, val, vlen, ts, has_ts, ttl_us), &r);
     if (rc == TKV_OK && out_ts)
@@ -133,7 +133,7 @@ int tkv_put_ex(tkv_ctx *c, const void *key, size_t klen, const void *val, size_t
 int tkv_get_version(tkv_ctx *c, const void *key, size_t klen, int64_t n, tkv_version *out)
 {
     tkv_reply r;
-    if (no_backlog(c) < 0)
+    if (cl_no_backlog(c) < 0)
         return TKV_ERR;
     int rc = roundtrip(c, tkv_append_get_version(c, key, klen, n), &r);
     *out = r.version;
@@ -143,7 +143,7 @@ int tkv_get_version(tkv_ctx *c, const void *key, size_t klen, int64_t n, tkv_ver
 int tkv_del_at(tkv_ctx *c, const void *key, size_t klen, uint64_t ts, int has_ts, uint64_t *out_ts)
 {
     tkv_reply r;
-    if (no_backlog(c) < 0)
+    if (cl_no_backlog(c) < 0)
         return TKV_ERR;
     int rc = roundtrip(c, tkv_append_del_at(c, key, klen, ts, has_ts), &r);
     if (rc == TKV_OK && out_ts)
@@ -154,7 +154,7 @@ int tkv_del_at(tkv_ctx *c, const void *key, size_t klen, uint64_t ts, int has_ts
 int tkv_count(tkv_ctx *c, const void *key, size_t klen, uint64_t from, uint64_t to, uint64_t *n)
 {
     tkv_reply r;
-    if (no_backlog(c) < 0)
+    if (cl_no_backlog(c) < 0)
         return TKV_ERR;
     int rc = roundtrip(c, tkv_append_count(c, key, klen, from, to), &r);
     if (rc == TKV_OK && n)
@@ -166,7 +166,7 @@ int tkv_retain(tkv_ctx *c, const void *key, size_t klen, uint32_t versions, uint
                int dry_run, tkv_retain_info *out)
 {
     tkv_reply r;
-    if (no_backlog(c) < 0)
+    if (cl_no_backlog(c) < 0)
         return TKV_ERR;
     int rc = roundtrip(c, tkv_append_retain(c, key, klen, versions, age_us, dry_run), &r);
     if (rc == TKV_OK && out)
@@ -177,7 +177,7 @@ int tkv_retain(tkv_ctx *c, const void *key, size_t klen, uint32_t versions, uint
 int tkv_policy(tkv_ctx *c, const void *key, size_t klen, tkv_policy_info *out)
 {
     tkv_reply r;
-    if (no_backlog(c) < 0)
+    if (cl_no_backlog(c) < 0)
         return TKV_ERR;
     int rc = roundtrip(c, tkv_append_policy(c, key, klen), &r);
     if (rc == TKV_OK && out)
@@ -188,7 +188,7 @@ int tkv_policy(tkv_ctx *c, const void *key, size_t klen, tkv_policy_info *out)
 int tkv_mput(tkv_ctx *c, const tkv_item *items, size_t n, const uint64_t **stamps)
 {
     tkv_reply r;
-    if (no_backlog(c) < 0)
+    if (cl_no_backlog(c) < 0)
         return TKV_ERR;
     int rc = roundtrip(c, tkv_append_mput(c, items, n), &r);
     if (stamps)
@@ -219,7 +219,7 @@ int tkv_mget(tkv_ctx *c, uint64_t ts, const tkv_bytes *keys, size_t n, const tkv
 {
     tkv_reply r;
     *out = NULL;
-    if (no_backlog(c) < 0)
+    if (cl_no_backlog(c) < 0)
         return TKV_ERR;
     int rc = roundtrip(c, tkv_append_mget(c, ts, keys, n), &r);
     if (rc != TKV_OK)
@@ -261,7 +261,7 @@ int tkv_scan(tkv_ctx *c, const void *prefix, size_t plen, tkv_bytes cursor, uint
     *keys = NULL;
     *n = 0;
     *next = (tkv_bytes){NULL, 0};
-    if (no_backlog(c) < 0)
+    if (cl_no_backlog(c) < 0)
         return TKV_ERR;
     int rc = roundtrip(c, tkv_append_scan(c, prefix, plen, cursor, count), &r);
     if (rc == TKV_OK) {
@@ -275,7 +275,7 @@ int tkv_scan(tkv_ctx *c, const void *prefix, size_t plen, tkv_bytes cursor, uint
 int tkv_digest(tkv_ctx *c, uint64_t at, int has_at, tkv_digest_info *out)
 {
     tkv_reply r;
-    if (no_backlog(c) < 0)
+    if (cl_no_backlog(c) < 0)
         return TKV_ERR;
     int rc = roundtrip(c, tkv_append_digest(c, at, has_at), &r);
     if (rc == TKV_OK && out)

@@ -128,7 +128,8 @@ static int copy_ok(tkv_ctx *c, tkv_rep *rep, tkv_reply *r)
         r->text_len = rep->text.s.len;
         return 0;
     case TKV_CMD_PUT: r->ts = rep->u; return 0;
-    case TKV_CMD_COUNT: r->count = rep->u; return 0;
+    case TKV_CMD_COUNT:
+    case TKV_CMD_WAIT: r->count = rep->u; return 0;
     case TKV_CMD_DEL:
         /* [0, removed] or, for a tombstone, [0, ts]: both are set. */
         r->count = r->ts = rep->u;
@@ -138,7 +139,8 @@ static int copy_ok(tkv_ctx *c, tkv_rep *rep, tkv_reply *r)
     case TKV_CMD_MPUT: return copy_mput(c, rep, r);
     case TKV_CMD_SCAN: return copy_scan(c, rep, r);
     case TKV_CMD_RANGE: return copy_range(c, rep, r);
-    case TKV_CMD_STATS: return copy_stats(c, rep, r);
+    case TKV_CMD_STATS:
+    case TKV_CMD_ROLE: return copy_stats(c, rep, r); /* ROLE's map is STATS's shape */
     case TKV_CMD_RETAIN: r->retain = (tkv_retain_info){rep->u, rep->horizon.v, rep->flag}; return 0;
     case TKV_CMD_POLICY:
         if (rep->versions.v > UINT32_MAX) {
@@ -162,7 +164,7 @@ static int copy_ok(tkv_ctx *c, tkv_rep *rep, tkv_reply *r)
         r->digest.keys = rep->nkeys;
         r->digest.versions = rep->nversions;
         return 0;
-    default: return 0; /* AUTH */
+    default: return 0; /* AUTH, REPLICAOF: [0] */
     }
 }
 
@@ -174,12 +176,8 @@ int cl_decode(tkv_ctx *c, int op, const uint8_t *f, size_t n, tkv_reply *r)
     tkv_rep rep;
     if (tkv_rep_decode((tkv_cmd)op, f, n, &rep) < 0)
         return bad_reply(c, &rep);
-    if (rep.status > TKV_ST_NOT_FOUND) {
-        c->server_code = (int)(rep.status > 9999 ? 9999 : rep.status);
-        cl_set_err(c, TKV_EK_SERVER, "%s: %.*s", tkv_status_name(rep.status), (int)rep.errmsg.len,
-                   rep.errmsg.ptr ? (const char *)rep.errmsg.ptr : "");
-        return TKV_ERR;
-    }
+    if (rep.status > TKV_ST_NOT_FOUND)
+        return cl_server_error(c, rep.status, rep.errmsg);
     if (copy_ok(c, &rep, r) < 0)
         return TKV_ERR;
     r->status = rep.status == TKV_ST_OK ? TKV_OK : TKV_NOT_FOUND;

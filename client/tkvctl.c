@@ -4,7 +4,8 @@
  * Every command prints text by default and one JSON object per reply with
  * --json (see jsonout.h for how bytes that are not UTF-8 are shown).
  * Timestamps and durations take human forms (units.h). Exit status: 0
- * success, 1 not found, 2 any error (one line on stderr).
+ * success, 1 not found (wait: fewer replicas than asked), 2 any error (one
+ * line on stderr), a write refused by a replica included.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -39,6 +40,11 @@ int server_fail(cli *c)
         c->lost = true;
         return EXIT_ERROR;
     }
+    /* The server's message names the primary; say what to do with it. */
+    if (k == TKV_EK_READONLY)
+        return fail("%s (%s port %u is a read-only replica: send writes to the primary, "
+                    "tkvctl -H HOST -p PORT)",
+                    tkv_errstr(c->ctx), c->host, c->port);
     return fail("%s", tkv_errstr(c->ctx));
 }
 
@@ -121,8 +127,10 @@ int connect_cli(cli *c)
 
 bool conn_broken(const tkv_ctx *ctx)
 {
+    /* The kinds client.h calls sticky; the others leave it usable. */
     tkv_errkind k = tkv_err(ctx);
-    return k != TKV_EK_NONE && k != TKV_EK_SERVER && k != TKV_EK_USAGE;
+    return k == TKV_EK_IO || k == TKV_EK_EOF || k == TKV_EK_PROTOCOL || k == TKV_EK_TIMEOUT ||
+           k == TKV_EK_NOMEM;
 }
 
 const char *ts_text(const cli *c, uint64_t ts, bool reparse, char *buf)
@@ -652,6 +660,24 @@ static const command commands[] = {
      "skipped, then the backup's digest: into an empty server, digest --at AT then\n"
      "prints the same.",
      "merge", 1, 1, run_restore},
+    {"replicaof", "HOST PORT | no one",
+     "Makes the server a replica of the tkvd at HOST PORT: it follows that primary's\n"
+     "data and refuses writes (a write sent to it fails with exit status 2, naming the\n"
+     "primary). 'replicaof no one' makes a replica a primary again. Prints OK once the\n"
+     "server has taken the order; the link is made in the background (see role).",
+     "", 2, 2, run_replicaof},
+    {"role", "",
+     "Prints the server's replication role (primary or replica), its replication id\n"
+     "and offset; on a primary, one line per replica (address, state, acknowledged\n"
+     "offset, lag); on a replica, its primary, the link's state and its lag.",
+     "", 0, 0, run_role},
+    {"wait", "N TIMEOUT_MS",
+     "Waits until N replicas have acknowledged every write this connection made, or\n"
+     "TIMEOUT_MS milliseconds (0: no limit), and prints how many had. tkvctl's own\n"
+     "connection has written nothing, so there is nothing to wait for: this counts\n"
+     "the replicas linked to the primary. To wait for writes, call tkv_wait() on the\n"
+     "connection that made them. Exit status 1 if fewer than N acknowledged.",
+     "", 2, 2, run_wait},
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])

@@ -1,10 +1,10 @@
 /*
  * tkvctl.h - what tkvctl's files share: tkvctl.c (the single-key commands,
  * the command table, main), tkvctl_args.c (the command line and usage),
- * tkvctl_multi.c (the commands over many keys, ping, stats), and the modes
- * without a command: tkvctl_words.c (one line of words, for both of
- * these), tkvctl_prompt.c (the prompt), tkvctl_pipe.c (--pipe) and
- * tkvctl_latency.c (--latency).
+ * tkvctl_multi.c (the commands over many keys, ping, stats),
+ * tkvctl_repl.c (replication), and the modes without a command:
+ * tkvctl_words.c (one line of words, for both of these), tkvctl_prompt.c
+ * (the prompt), tkvctl_pipe.c (--pipe) and tkvctl_latency.c (--latency).
  */
 #ifndef TKV_TKVCTL_H
 #define TKV_TKVCTL_H
@@ -179,5 +179,13 @@ int run_digest(cli *c, const args *a);
 int run_backup(cli *c, const args *a);
 int run_verify(cli *c, const args *a);
 int run_restore(cli *c, const args *a);
+
+/* tkvctl_repl.c: replication. The parsers check a command's positionals
+ * (as parse_line left them) and print why they refuse: EXIT_ERROR. */
+int parse_replicaof(const args *a, const char **host, uint16_t *port); /* host NULL: NO ONE */
+int parse_wait(const args *a, uint64_t *n, uint64_t *timeout_ms);
+int run_replicaof(cli *c, const args *a);
+int run_role(cli *c, const args *a);
+int run_wait(cli *c, const args *a);
 
 #endif

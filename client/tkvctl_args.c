@@ -324,7 +324,7 @@ void print_usage(const command *cmds, size_t ncmds, FILE *f)
             "Commands:\n",
             DEFAULT_PORT);
     for (size_t i = 0; i < ncmds; i++)
-        fprintf(f, "  %-7s %s\n", cmds[i].name, cmds[i].usage);
+        fprintf(f, "  %-9s %s\n", cmds[i].name, cmds[i].usage);
     fprintf(f, "\nRun 'tkvctl COMMAND --help' for details.\n"
                "Without a command, tkvctl reads commands at a prompt (127.0.0.1:7379>) with\n"
                "line editing, history in ~/.tkvctl_history ($TKVCTL_HISTFILE; empty: none),\n"
@@ -337,5 +337,7 @@ void print_usage(const command *cmds, size_t ncmds, FILE *f)
                "1700000000000ms, 5us); or a bare number of microseconds, except that one of 10\n"
                "or 13 digits (epoch seconds or ms of 2001-2286) is refused: give its unit.\n"
                "Durations D: 30s, 15m, 2h, 7d, 1h30m, or microseconds.\n"
-               "Exit status: 0 success, 1 not found, 2 error.\n");
+               "Exit status: 0 success, 1 not found (wait: fewer replicas than asked), 2 error\n"
+               "(a write refused by a read-only replica included: the message names its\n"
+               "primary).\n");
 }

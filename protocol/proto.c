@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "frame.h"
 
@@ -367,6 +368,58 @@ static tkv_status parse_digest(parse_ctx *c)
     return parse_opt_uint(c, 1, "at", &c->req->ts, &c->req->has_ts);
 }
 
+/* REPLICAOF host port, or REPLICAOF NO ONE (host.ptr NULL). */
+static tkv_status parse_replicaof(parse_ctx *c)
+{
+    tkv_req *r = c->req;
+    const uint8_t *p;
+    uint32_t n;
+    if (tkv_mp_read_bytes(c->m, &r->host.ptr, &r->host.len) < 0 || r->host.len == 0 ||
+        r->host.len > 255)
+        return fail(c, TKV_ST_BAD_REQUEST, "REPLICAOF takes a host name (1 to 255 bytes) or NO");
+    if (tkv_mp_read_uint(c->m, &r->port) == 0) {
+        if (r->port == 0 || r->port > 65535)
+            return fail(c, TKV_ST_OUT_OF_RANGE, "port must be 1 to 65535");
+        return TKV_ST_OK;
+    }
+    if (tkv_mp_read_bytes(c->m, &p, &n) < 0 || n != 3 || r->host.len != 2 ||
+        strncasecmp((const char *)p, "ONE", 3) != 0 ||
+        strncasecmp((const char *)r->host.ptr, "NO", 2) != 0)
+        return fail(c, TKV_ST_BAD_REQUEST, "REPLICAOF takes HOST PORT, or NO ONE");
+    r->host.ptr = NULL;
+    r->host.len = 0;
+    return TKV_ST_OK;
+}
+
+static tkv_status parse_wait(parse_ctx *c)
+{
+    tkv_req *r = c->req;
+    if (tkv_mp_read_uint(c->m, &r->nreplicas) < 0 || tkv_mp_read_uint(c->m, &r->timeout_ms) < 0)
+        return fail(c, TKV_ST_BAD_REQUEST,
+                    "WAIT takes the number of replicas and a timeout in "
+                    "milliseconds (0: none)");
+    return TKV_ST_OK;
+}
+
+/* PSYNC replid|nil offset: a replica asks for the stream from offset. */
+static tkv_status parse_psync(parse_ctx *c)
+{
+    tkv_req *r = c->req;
+    if (!tkv_mp_read_nil(c->m) &&
+        (tkv_mp_read_bytes(c->m, &r->host.ptr, &r->host.len) < 0 || r->host.len > 64))
+        return fail(c, TKV_ST_BAD_REQUEST, "PSYNC takes a replication id (or nil)");
+    if (tkv_mp_read_uint(c->m, &r->offset) < 0)
+        return fail(c, TKV_ST_BAD_REQUEST, "PSYNC takes an offset");
+    return TKV_ST_OK;
+}
+
+static tkv_status parse_replack(parse_ctx *c)
+{
+    if (tkv_mp_read_uint(c->m, &c->req->offset) < 0)
+        return fail(c, TKV_ST_BAD_REQUEST, "REPLACK takes an offset");
+    return TKV_ST_OK;
+}
+
 static const struct cmd_spec {
     const char *name;
     uint8_t min_args, max_args;
@@ -388,6 +441,11 @@ static const struct cmd_spec {
     [TKV_CMD_DIGEST] = {"DIGEST", 0, 1, parse_digest},
     [TKV_CMD_BACKUP] = {"BACKUP", 0, 0, parse_none},
     [TKV_CMD_RESTORE] = {"RESTORE", 1, 3, parse_restore},
+    [TKV_CMD_REPLICAOF] = {"REPLICAOF", 2, 2, parse_replicaof},
+    [TKV_CMD_ROLE] = {"ROLE", 0, 0, parse_none},
+    [TKV_CMD_WAIT] = {"WAIT", 2, 2, parse_wait},
+    [TKV_CMD_PSYNC] = {"PSYNC", 2, 2, parse_psync},
+    [TKV_CMD_REPLACK] = {"REPLACK", 1, 1, parse_replack},
 };
 
 const char *tkv_cmd_name(tkv_cmd cmd)
@@ -396,26 +454,42 @@ const char *tkv_cmd_name(tkv_cmd cmd)
 }
 
 /* Every request names its command: fold the name to upper case once and
- * compare 8-byte words, instead of a string compare per table entry. The
- * names are zero-padded to 8 bytes. */
-static const char padded_names[TKV_CMD__COUNT][8] = {
-    [TKV_CMD_PING] = "PING",       [TKV_CMD_PUT] = "PUT",       [TKV_CMD_GET] = "GET",
-    [TKV_CMD_RANGE] = "RANGE",     [TKV_CMD_DEL] = "DEL",       [TKV_CMD_STATS] = "STATS",
-    [TKV_CMD_AUTH] = "AUTH",       [TKV_CMD_COUNT] = "COUNT",   [TKV_CMD_MPUT] = "MPUT",
-    [TKV_CMD_MGET] = "MGET",       [TKV_CMD_SCAN] = "SCAN",     [TKV_CMD_RETAIN] = "RETAIN",
-    [TKV_CMD_POLICY] = "POLICY",   [TKV_CMD_DIGEST] = "DIGEST", [TKV_CMD_BACKUP] = "BACKUP",
+ * compare fixed-size words, instead of a string compare per table entry.
+ * The names are zero-padded to NAME_PAD bytes. */
+#define NAME_PAD 16
+static const char padded_names[TKV_CMD__COUNT][NAME_PAD] = {
+    [TKV_CMD_PING] = "PING",
+    [TKV_CMD_PUT] = "PUT",
+    [TKV_CMD_GET] = "GET",
+    [TKV_CMD_RANGE] = "RANGE",
+    [TKV_CMD_DEL] = "DEL",
+    [TKV_CMD_STATS] = "STATS",
+    [TKV_CMD_AUTH] = "AUTH",
+    [TKV_CMD_COUNT] = "COUNT",
+    [TKV_CMD_MPUT] = "MPUT",
+    [TKV_CMD_MGET] = "MGET",
+    [TKV_CMD_SCAN] = "SCAN",
+    [TKV_CMD_RETAIN] = "RETAIN",
+    [TKV_CMD_POLICY] = "POLICY",
+    [TKV_CMD_DIGEST] = "DIGEST",
+    [TKV_CMD_BACKUP] = "BACKUP",
     [TKV_CMD_RESTORE] = "RESTORE",
+    [TKV_CMD_REPLICAOF] = "REPLICAOF",
+    [TKV_CMD_ROLE] = "ROLE",
+    [TKV_CMD_WAIT] = "WAIT",
+    [TKV_CMD_PSYNC] = "PSYNC",
+    [TKV_CMD_REPLACK] = "REPLACK",
 };
 
 int tkv_cmd_lookup(const uint8_t *name, size_t len)
 {
-    if (len == 0 || len > 8 || memchr(name, 0, len))
+    if (len == 0 || len >= NAME_PAD || memchr(name, 0, len))
         return -1;
-    char up[8] = {0};
+    char up[NAME_PAD] = {0};
     for (size_t i = 0; i < len; i++)
         up[i] = (char)(name[i] >= 'a' && name[i] <= 'z' ? name[i] - 32 : name[i]);
     for (int i = 0; i < TKV_CMD__COUNT; i++)
-        if (memcmp(up, padded_names[i], 8) == 0)
+        if (memcmp(up, padded_names[i], NAME_PAD) == 0)
             return i;
     return -1;
 }
@@ -613,6 +687,24 @@ static unsigned request_args(const tkv_req *r, arg *a)
         a[1] = r->merge ? (arg){.kind = A_BOOL, .b = true} : (arg){0};
         a[2] = r->cont ? (arg){.kind = A_BOOL, .b = true} : (arg){0};
         return 3;
+    case TKV_CMD_REPLICAOF:
+        if (!r->host.ptr) {
+            a[0] = a_bytes((tkv_span){(const uint8_t *)"NO", 2});
+            a[1] = a_bytes((tkv_span){(const uint8_t *)"ONE", 3});
+        } else {
+            a[0] = a_bytes(r->host);
+            a[1] = a_uint(true, r->port);
+        }
+        return 2;
+    case TKV_CMD_WAIT:
+        a[0] = a_uint(true, r->nreplicas);
+        a[1] = a_uint(true, r->timeout_ms);
+        return 2;
+    case TKV_CMD_PSYNC:
+        a[0] = r->host.ptr ? a_bytes(r->host) : (arg){0};
+        a[1] = a_uint(true, r->offset);
+        return 2;
+    case TKV_CMD_REPLACK: a[0] = a_uint(true, r->offset); return 1;
     case TKV_CMD_SCAN:
         a[0] = r->has_prefix ? a_bytes(r->prefix) : (arg){0};
         a[1] = r->has_cursor ? a_bytes(r->cursor) : (arg){0};
@@ -693,6 +785,7 @@ const char *tkv_status_name(uint64_t st)
     case TKV_ST_OUT_OF_RANGE: return "OUT_OF_RANGE";
     case TKV_ST_STORAGE: return "STORAGE";
     case TKV_ST_BUSY: return "BUSY";
+    case TKV_ST_READONLY: return "READONLY";
     case TKV_ST_AUTH_REQUIRED: return "AUTH_REQUIRED";
     case TKV_ST_AUTH_FAILED: return "AUTH_FAILED";
     case TKV_ST_INTERNAL: return "INTERNAL";

@@ -37,6 +37,7 @@ typedef enum tkv_status {
     TKV_ST_OUT_OF_RANGE = 13, /* an integer outside its allowed range */
     TKV_ST_STORAGE = 20,      /* the storage engine failed; nothing was written */
     TKV_ST_BUSY = 21,         /* server at a limit (clients, memory) */
+    TKV_ST_READONLY = 22,     /* a write sent to a replica: the message names the primary */
     TKV_ST_AUTH_REQUIRED = 30,
     TKV_ST_AUTH_FAILED = 31,
     TKV_ST_INTERNAL = 40,
@@ -68,6 +69,11 @@ typedef enum tkv_cmd {
     TKV_CMD_DIGEST,
     TKV_CMD_BACKUP,
     TKV_CMD_RESTORE,
+    TKV_CMD_REPLICAOF,
+    TKV_CMD_ROLE,
+    TKV_CMD_WAIT,
+    TKV_CMD_PSYNC,
+    TKV_CMD_REPLACK,
     TKV_CMD__COUNT
 } tkv_cmd;
 
@@ -117,6 +123,12 @@ typedef struct tkv_req {
     tkv_span prefix;        /* SCAN */
     tkv_span cursor;        /* SCAN: the last key of the previous page */
     tkv_span records;       /* RESTORE: backup records (checked by the server) */
+    tkv_span host;          /* REPLICAOF: the primary's host; ptr NULL: NO ONE;
+                               PSYNC: the replication id (ptr NULL: none) */
+    uint64_t port;          /* REPLICAOF: the primary's port */
+    uint64_t offset;        /* PSYNC, REPLACK: a replication offset */
+    uint64_t nreplicas;     /* WAIT: replicas to wait for */
+    uint64_t timeout_ms;    /* WAIT: 0 waits for ever */
     const uint8_t *items;   /* MPUT, MGET: the elements of the item array */
     size_t items_len;       /* bytes from items to the end of the array */
     uint32_t nitems;

@@ -79,6 +79,13 @@ const tkv_reply_desc tkv_reply_descs[TKV_CMD__COUNT] = {
     [TKV_CMD_DIGEST] = {.ok = SHAPE(digest_f, 4)},
     [TKV_CMD_BACKUP] = {.ok = SHAPE(backup_f, 2)},
     [TKV_CMD_RESTORE] = {.ok = SHAPE(restore_f, 2)},
+    [TKV_CMD_REPLICAOF] = {.ok = {NULL, 0, 0}},
+    /* ROLE answers a map, as STATS does: the fields depend on the role. */
+    [TKV_CMD_ROLE] = {.ok = SHAPE(stats_f, 1)},
+    [TKV_CMD_WAIT] = {.ok = SHAPE(count_f, 1)},
+    /* PSYNC's answer is the replication stream (PROTOCOL.md §10). */
+    [TKV_CMD_PSYNC] = {.ok = {NULL, 0, 0}},
+    [TKV_CMD_REPLACK] = {.ok = {NULL, 0, 0}},
 };
 
 /* ---- element readers ------------------------------------------------------ */

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "frame.h"
+#include "replication.h"
 #include "reply.h"
 #include "restore.h"
 #include "wire.h"
@@ -499,12 +500,14 @@ static int exec_stats(exec_ctx *x)
     char *lstats = tkv_engine_property(d->eng, "leveldb.stats");
     char *lsize = tkv_engine_property(d->eng, "leveldb.approximate-memory-usage");
     uint32_t n = N_ENGINE_STATS + TKV_CMD__COUNT + 3 + (lstats ? 1 : 0) + (lsize ? 1 : 0) +
-                 (d->info ? N_SERVER_STATS : 0);
+                 (d->info ? N_SERVER_STATS : 0) + (d->repl ? TKV_REPL_NSTATS : 0);
     tkv_rep_wr lw;
     tkv_rep_stats_begin(&lw, x->out, n);
     if (d->info)
         pack_server_stats(&lw, d->info, tkv_engine_now(d->eng));
     pack_engine_stats(&lw, &es, tkv_engine_failing(d->eng));
+    if (d->repl)
+        tkv_repl_stats(d->repl, &lw);
     for (int i = 0; i < TKV_CMD__COUNT; i++) {
         char name[32];
         snprintf(name, sizeof name, "cmd_%s", tkv_cmd_name((tkv_cmd)i));
@@ -583,17 +586,116 @@ static int exec_stream(exec_ctx *x)
     return TKV_DISPATCH_STREAM;
 }
 
+/* Replication (replication.h): the dispatcher only decides; the server's
+ * replication carries out. */
+static int no_repl(exec_ctx *x)
+{
+    return reply_error(x, TKV_ST_BAD_REQUEST, "replication is not available here");
+}
+
+static int exec_replicaof(exec_ctx *x)
+{
+    if (!x->d->repl)
+        return no_repl(x);
+    char host[256], err[300];
+    const tkv_req *r = x->req;
+    if (r->host.ptr && memchr(r->host.ptr, 0, r->host.len))
+        return reply_error(x, TKV_ST_BAD_REQUEST, "the host name holds a NUL byte");
+    if (r->host.ptr)
+        snprintf(host, sizeof host, "%.*s", (int)r->host.len, (const char *)r->host.ptr);
+    if (tkv_repl_replicaof(x->d->repl, r->host.ptr ? host : NULL, (uint16_t)r->port, err,
+                           sizeof err) < 0)
+        return reply_error(x, TKV_ST_BUSY, err);
+    return sent(tkv_rep_put_empty(x->out));
+}
+
+static int exec_role(exec_ctx *x)
+{
+    return x->d->repl ? sent(tkv_repl_role(x->d->repl, x->out)) : no_repl(x);
+}
+
+static int exec_wait(exec_ctx *x)
+{
+    tkv_session *s = x->sess;
+    if (!s)
+        return reply_error(x, TKV_ST_BAD_REQUEST, "this command needs a connection of its own");
+    if (s->repl.wait_done) {
+        s->repl.wait_done = false;
+        return reply_u64(x, s->repl.acked);
+    }
+    if (!x->d->repl || tkv_repl_is_replica(x->d->repl) || x->req->nreplicas == 0)
+        return reply_u64(x, 0);
+    s->repl.nreplicas = x->req->nreplicas;
+    s->repl.timeout_ms = x->req->timeout_ms;
+    return TKV_DISPATCH_REPLWAIT;
+}
+
+static int exec_psync(exec_ctx *x)
+{
+    if (!x->sess || !x->d->repl)
+        return no_repl(x);
+    x->sess->repl.replid = x->req->host;
+    x->sess->repl.offset = x->req->offset;
+    return TKV_DISPATCH_PSYNC;
+}
+
+static int exec_replack(exec_ctx *x)
+{
+    return reply_error(x, TKV_ST_BAD_REQUEST, "REPLACK is sent on a replication link only");
+}
+
+/* A replica takes no writes of its own; while its data is part of a full
+ * copy it answers nothing from it. */
+static bool is_write(const tkv_req *r)
+{
+    switch (r->cmd) {
+    case TKV_CMD_PUT:
+    case TKV_CMD_DEL:
+    case TKV_CMD_MPUT:
+    case TKV_CMD_RESTORE: return true;
+    case TKV_CMD_RETAIN: return !r->dry_run;
+    default: return false;
+    }
+}
+
+static bool needs_data(tkv_cmd c)
+{
+    switch (c) {
+    case TKV_CMD_PING:
+    case TKV_CMD_AUTH:
+    case TKV_CMD_STATS:
+    case TKV_CMD_ROLE:
+    case TKV_CMD_REPLICAOF:
+    case TKV_CMD_WAIT:
+    case TKV_CMD_REPLACK: return false;
+    default: return true;
+    }
+}
+
 typedef int (*exec_fn)(exec_ctx *x);
 
 static const exec_fn exec_table[TKV_CMD__COUNT] = {
-    [TKV_CMD_PING] = exec_ping,     [TKV_CMD_PUT] = exec_put,
-    [TKV_CMD_GET] = exec_get,       [TKV_CMD_RANGE] = exec_range,
-    [TKV_CMD_DEL] = exec_del,       [TKV_CMD_STATS] = exec_stats,
-    [TKV_CMD_AUTH] = exec_auth,     [TKV_CMD_COUNT] = exec_count,
-    [TKV_CMD_MPUT] = exec_mput,     [TKV_CMD_MGET] = exec_mget,
-    [TKV_CMD_SCAN] = exec_scan,     [TKV_CMD_RETAIN] = exec_retain,
-    [TKV_CMD_POLICY] = exec_policy, [TKV_CMD_DIGEST] = exec_stream,
-    [TKV_CMD_BACKUP] = exec_stream, [TKV_CMD_RESTORE] = exec_restore,
+    [TKV_CMD_PING] = exec_ping,
+    [TKV_CMD_PUT] = exec_put,
+    [TKV_CMD_GET] = exec_get,
+    [TKV_CMD_RANGE] = exec_range,
+    [TKV_CMD_DEL] = exec_del,
+    [TKV_CMD_STATS] = exec_stats,
+    [TKV_CMD_AUTH] = exec_auth,
+    [TKV_CMD_COUNT] = exec_count,
+    [TKV_CMD_MPUT] = exec_mput,
+    [TKV_CMD_MGET] = exec_mget,
+    [TKV_CMD_SCAN] = exec_scan,
+    [TKV_CMD_RETAIN] = exec_retain,
+    [TKV_CMD_POLICY] = exec_policy,
+    [TKV_CMD_DIGEST] = exec_stream,
+    [TKV_CMD_BACKUP] = exec_stream,
+    [TKV_CMD_RESTORE] = exec_restore,
+    [TKV_CMD_REPLICAOF] = exec_replicaof,
+    [TKV_CMD_ROLE] = exec_role,
+    [TKV_CMD_WAIT] = exec_wait,
+    [TKV_CMD_PSYNC] = exec_psync,
+    [TKV_CMD_REPLACK] = exec_replack,
 };
 
 static int dispatch(tkv_dispatch *d, tkv_session *sess, const uint8_t *frame, size_t len,
@@ -610,6 +712,11 @@ static int dispatch(tkv_dispatch *d, tkv_session *sess, const uint8_t *frame, si
     bool trusted = !d->auth || !sess || sess->authed;
     if (!trusted && req.cmd != TKV_CMD_AUTH && req.cmd != TKV_CMD_PING)
         return reply_error(&x, TKV_ST_AUTH_REQUIRED, "authentication required: send AUTH first");
+    if (d->repl && is_write(&req) && tkv_repl_readonly(d->repl))
+        return reply_error(&x, TKV_ST_READONLY, tkv_repl_readonly(d->repl));
+    if (d->repl && needs_data(req.cmd) && !tkv_repl_serving(d->repl))
+        return reply_error(&x, TKV_ST_BUSY,
+                           "this replica is loading a full copy from its primary; try again soon");
     size_t start = out->len;
     int rc = exec_table[req.cmd](&x);
     if (rc == TKV_DISPATCH_WAIT) {

@@ -36,12 +36,25 @@ typedef struct tkv_stream_req {
     uint64_t at;
 } tkv_stream_req;
 
+/* A replication request the connection carries out (replication.h). */
+typedef struct tkv_repl_req {
+    tkv_span replid;     /* PSYNC (ptr NULL: none) */
+    uint64_t offset;     /* PSYNC */
+    uint64_t nreplicas;  /* WAIT */
+    uint64_t timeout_ms; /* WAIT */
+    bool wait_done;      /* WAIT ran: its answer is acked */
+    uint64_t acked;
+} tkv_repl_req;
+
 /* What a connection has established: the dispatcher's per-client state. */
 typedef struct tkv_session {
     bool authed; /* AUTH succeeded (or no secret is configured) */
     uint32_t auth_failures;
     tkv_stream_req stream; /* set when dispatch returns TKV_DISPATCH_STREAM */
+    tkv_repl_req repl;     /* set when it returns TKV_DISPATCH_PSYNC or _REPLWAIT */
 } tkv_session;
+
+struct tkv_repl;
 
 typedef struct tkv_dispatch {
     tkv_engine *eng;
@@ -49,6 +62,7 @@ typedef struct tkv_dispatch {
     const tkv_auth *auth;           /* NULL: no secret, every client is trusted */
     size_t max_reply;               /* largest reply payload; RANGE stops short of it */
     const tkv_server_info *info;    /* may be NULL */
+    struct tkv_repl *repl;          /* replication (replication.h); NULL: none */
     uint64_t calls[TKV_CMD__COUNT]; /* requests by command */
     uint64_t errors;                /* replies with an error status */
     uint64_t auth_failures;         /* AUTH attempts with a wrong secret */
@@ -76,6 +90,15 @@ int tkv_dispatch_session(tkv_dispatch *d, tkv_session *s, const uint8_t *frame, 
  * Without a session (tkv_dispatch_frame) they are refused: their replies
  * need a connection to come in steps. */
 #define TKV_DISPATCH_STREAM (-3)
+
+/* PSYNC on a session: nothing is appended; the connection hands its
+ * socket to replication (session.repl says from where). */
+#define TKV_DISPATCH_PSYNC (-4)
+
+/* WAIT on a session: nothing is appended; the connection waits until
+ * replication answers (tkv_repl_wait), sets session.repl.wait_done and
+ * runs the frame again, which then replies. */
+#define TKV_DISPATCH_REPLWAIT (-5)
 
 /* The same, with the engine in nonblocking mode (engine.h, "Loads"): if the
  * request needs LevelDB, nothing is appended or changed, *load is the load

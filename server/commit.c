@@ -137,6 +137,7 @@ static void roll_back(tkv_engine *e)
     batch_reset(&e->stage, e->stage.epoch + 1);
     e->cnt = e->cnt_committed;
     e->cnt_flight = e->cnt_committed;
+    eng_repl_rolled_back(e);
     e->all_resident = false;
     e->poison[0] = '\0';
     if (e->store_open)
@@ -164,7 +165,11 @@ static void write_flight(tkv_engine *e)
 {
     char err[256] = "";
     bool sync = want_sync(e);
-    int rc = tkv_store_write(e->store, e->flight.wb, sync, err, sizeof err);
+    int rc = eng_repl_seal(e);
+    if (rc < 0)
+        snprintf(err, sizeof err, "out of memory encoding the batch for replicas");
+    else
+        rc = tkv_store_write(e->store, e->flight.wb, sync, err, sizeof err);
     /* Loads that read LevelDB from now on see this batch (load.c). */
     if (rc == 0)
         atomic_store(&e->disk_epoch, e->flight.epoch);
@@ -263,6 +268,8 @@ int tkv_engine_commit_start(tkv_engine *e, uint64_t *failed)
     e->stage = tmp;
     batch_reset(&e->stage, e->flight.epoch + 1);
     e->cnt_flight = e->cnt;
+    e->repl_flight = e->repl_stage;
+    e->flight_feed = e->repl_feed;
     e->in_flight = true;
     e->flight_done = false;
     if (!e->writer_running) {
@@ -283,6 +290,7 @@ static void committed(tkv_engine *e)
     eng_batch *b = &e->flight;
     e->committed = b->epoch;
     e->cnt_committed = e->cnt_flight;
+    eng_repl_committed(e);
     e->st.commits++;
     e->st.commit_writes += b->ops;
     for (size_t i = 0; i < b->ndirty; i++)

@@ -81,6 +81,7 @@
 #include "grow.h"
 #include "log.h"
 #include "readers.h"
+#include "replication.h"
 #include "stream.h"
 #include "wire.h"
 
@@ -137,6 +138,7 @@ struct conn {
     unsigned stale; /* of them found stale: at MAX_STALE it runs inline */
     tkv_reader_job *job;
     tkv_stream *stream; /* STREAMING: what produces its frames */
+    bool repl_wait;     /* WAITING: for replicas to acknowledge (WAIT) */
     conn_state after_wait;
     double last_active; /* loop time of the last byte read or written */
     uint64_t id;
@@ -233,12 +235,15 @@ static void conn_close(conn *c, const char *why)
     if (c->job)
         tkv_readers_forget(c->job); /* the load still comes back, to no one */
     tkv_stream_free(c->stream);
+    if (c->repl_wait)
+        tkv_repl_wait_cancel(h->repl, c);
     list_del(&h->streams, c, STRM);
     list_del(&h->all, c, ALL);
     list_del(&h->pend, c, PEND);
     list_del(&h->back, c, BACK);
     list_del(&h->wait, c, WAIT);
-    close(c->fd);
+    if (c->fd >= 0)
+        close(c->fd);
     tkv_frame_reader_deinit(&c->in);
     tkv_buf_deinit(&c->out);
     free(c->deps);
@@ -341,6 +346,23 @@ static int start_stream(conn *c)
     return TKV_DISPATCH_WAIT;
 }
 
+/* PSYNC: the socket becomes a replication link (replication.h), with the
+ * replies this connection had not sent yet; the connection ends here. A
+ * replica waits for each reply before its PSYNC, so none waits for a
+ * batch. */
+static void hand_over(conn *c)
+{
+    conn_hub *h = c->hub;
+    tkv_info("client %llu (%s) is a replica now", (unsigned long long)c->id, c->peer);
+    ev_io_stop(h->loop, &c->rio);
+    ev_io_stop(h->loop, &c->wio);
+    int fd = c->fd;
+    c->fd = -1;
+    tkv_repl_attach(h->repl, fd, c->peer, &c->sess.repl.replid, c->sess.repl.offset,
+                    c->out.data + c->sent, unsent(c));
+    conn_close(c, NULL);
+}
+
 /* Runs a request through the dispatcher, or queues the load it waits for.
  * Returns the dispatcher's result, or TKV_DISPATCH_WAIT with c->job set. */
 static int dispatch(conn *c, const uint8_t *f, size_t n, bool *dirty)
@@ -354,6 +376,16 @@ static int dispatch(conn *c, const uint8_t *f, size_t n, bool *dirty)
         rc = tkv_dispatch_try(h->disp, &c->sess, f, n, &c->out, dirty, c->waits, &l);
     if (rc == TKV_DISPATCH_STREAM)
         return start_stream(c);
+    if (rc == TKV_DISPATCH_REPLWAIT) {
+        const tkv_repl_req *q = &c->sess.repl;
+        if (tkv_repl_wait(h->repl, c, q->nreplicas, q->timeout_ms, tkv_engine_epoch(h->disp->eng)) <
+            0)
+            return -1;
+        c->repl_wait = true;
+        c->wait_frame = f;
+        c->wait_len = n;
+        return TKV_DISPATCH_WAIT;
+    }
     if (rc != TKV_DISPATCH_WAIT)
         return rc;
     if ((c->job = tkv_readers_submit(h->readers, l, c)) != NULL) {
@@ -374,6 +406,10 @@ static int serve_frame(conn *c, const uint8_t *f, size_t n)
     size_t off = c->out.len;
     bool dirty, was_authed = c->sess.authed;
     int rc = dispatch(c, f, n, &dirty);
+    if (rc == TKV_DISPATCH_PSYNC) {
+        hand_over(c);
+        return -1;
+    }
     if (rc == TKV_DISPATCH_WAIT) {
         if (c->stream)
             list_add(&h->pend, c, PEND); /* replies before it still go */
@@ -544,6 +580,17 @@ void conn_load_done(void *ctx, tkv_eng_load *l, void *cookie)
     int rc = serve_frame(c, c->wait_frame, c->wait_len);
     if (rc != 0)
         return; /* closed, or waiting for another load */
+    resume(c);
+}
+
+void conn_repl_wait_done(void *cookie, uint64_t acked)
+{
+    conn *c = cookie;
+    c->repl_wait = false;
+    c->sess.repl.wait_done = true;
+    c->sess.repl.acked = acked;
+    if (serve_frame(c, c->wait_frame, c->wait_len) != 0)
+        return;
     resume(c);
 }
 

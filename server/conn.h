@@ -44,6 +44,7 @@ typedef struct conn_hub {
     tkv_dispatch *disp;          /* runs requests; disp->eng stages their writes */
     tkv_server_info *info;       /* connection and byte counters */
     struct tkv_readers *readers; /* NULL: requests read LevelDB inline */
+    struct tkv_repl *repl;       /* replication (replication.h) */
     bool stopping;               /* conn_stop_all() ran: no connection reads again */
     uint64_t next_id;            /* the last connection's id (for the log) */
     /* Every open connection (for timeouts and shutdown). */
@@ -97,6 +98,10 @@ void conn_stop_all(conn_hub *h);
  * serves the connection that waited for it, if it is still open. May close
  * connections. */
 void conn_load_done(void *ctx, tkv_eng_load *l, void *cookie);
+
+/* replication.h's wait_done callback (cookie: the connection): a WAIT is
+ * answered and the connection goes on. May close it. */
+void conn_repl_wait_done(void *cookie, uint64_t acked);
 
 /* Runs one step of every stream whose connection has room for output;
  * returns true if some stream could go on at once (the loop must not

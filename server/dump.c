@@ -73,6 +73,49 @@ void tkv_engine_dump_close(tkv_engine *e, tkv_eng_dump *d)
 
 const char *tkv_engine_dump_error(const tkv_eng_dump *d) { return d->err; }
 
+/* ---- raw: a replica's full copy -------------------------------------------- */
+
+int tkv_engine_dump_repl(tkv_eng_dump *d, tkv_eng_repl *out)
+{
+    char *v;
+    size_t vlen;
+    int rc = tkv_store_get(d->store, d->snap, ENG_REPL_KEY, sizeof ENG_REPL_KEY - 1, &v, &vlen,
+                           d->err, sizeof d->err);
+    if (rc < 0)
+        return -1;
+    memset(out, 0, sizeof *out);
+    if (rc == 1) {
+        rc = eng_repl_decode((const uint8_t *)v, vlen, out);
+        tkv_store_free(v);
+        if (rc < 0)
+            snprintf(d->err, sizeof d->err, "malformed replication state record");
+        return rc;
+    }
+    return 0; /* nothing written yet: offset 0, id empty */
+}
+
+int tkv_engine_dump_next_raw(tkv_eng_dump *d, const uint8_t **k, size_t *klen, const uint8_t **v,
+                             size_t *vlen)
+{
+    for (;;) {
+        if (!d->started) {
+            tkv_store_iter_seek_first(d->it);
+            d->started = true;
+        } else {
+            tkv_store_iter_next(d->it);
+        }
+        if (!tkv_store_iter_valid(d->it))
+            return tkv_store_iter_status(d->it, d->err, sizeof d->err) < 0 ? -1 : 0;
+        *k = tkv_store_iter_key(d->it, klen);
+        /* The server's own state records stay its own. */
+        if ((*klen == sizeof ENG_REPL_KEY - 1 && memcmp(*k, ENG_REPL_KEY, *klen) == 0) ||
+            (*klen == sizeof ENG_SYNCING_KEY - 1 && memcmp(*k, ENG_SYNCING_KEY, *klen) == 0))
+            continue;
+        *v = tkv_store_iter_value(d->it, vlen);
+        return 1;
+    }
+}
+
 static int dump_fail(tkv_eng_dump *d, const char *why)
 {
     if (!d->err[0])

@@ -56,6 +56,15 @@ int tkv_engine_dump_next(tkv_eng_dump *d, tkv_dump_rec *r);
 
 const char *tkv_engine_dump_error(const tkv_eng_dump *d);
 
+/* A replica's full copy reads the same snapshot raw: every record of the
+ * store as it is (the server's replication state records excepted), in
+ * key order, and the replication state the snapshot is at. Both return as
+ * tkv_engine_dump_next(); next_raw's pointers stay valid until the next
+ * call. Use either the raw calls or tkv_engine_dump_next() on one dump. */
+int tkv_engine_dump_repl(tkv_eng_dump *d, tkv_eng_repl *out);
+int tkv_engine_dump_next_raw(tkv_eng_dump *d, const uint8_t **k, size_t *klen, const uint8_t **v,
+                             size_t *vlen);
+
 /* Ends a dump (on the engine's thread). NULL-safe. */
 void tkv_engine_dump_close(tkv_engine *e, tkv_eng_dump *d);
 

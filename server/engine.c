@@ -374,6 +374,7 @@ int tkv_engine_open(const tkv_engine_opts *o, tkv_engine **out, char *err, size_
     e->kbuf = malloc(tkv_kc_max(TKV_ENG_KEY_MAX));
     e->touch = calloc(ENG_TOUCH_SLOTS, sizeof *e->touch);
     e->all_resident = true;
+    e->repl_feed = true; /* a primary until told otherwise */
     if (!e->dir || !e->keybuf || !e->kbuf || !e->touch || tkv_keyindex_init(&e->ix) < 0 ||
         eng_batch_init(&e->stage, 1) < 0 || eng_batch_init(&e->flight, 0) < 0) {
         snprintf(err, errlen, "out of memory");
@@ -387,7 +388,7 @@ int tkv_engine_open(const tkv_engine_opts *o, tkv_engine **out, char *err, size_
         return -1;
     }
     e->store_open = true;
-    if (eng_load_state(e, err, errlen) < 0) {
+    if (eng_load_state(e, false, err, errlen) < 0) {
         tkv_engine_close(e);
         return -1;
     }
@@ -420,6 +421,8 @@ void tkv_engine_close(tkv_engine *e)
     free(e->kbuf);
     free(e->touch);
     free(e->recs);
+    tkv_buf_deinit(&e->feed);
+    tkv_buf_deinit(&e->feed_out);
     tkv_buf_deinit(&e->scratch);
     tkv_buf_deinit(&e->fillbuf);
     free(e);

@@ -361,6 +361,59 @@ int tkv_engine_load_install(tkv_engine *e, tkv_eng_load *l);
 /* Frees a load without installing it (it must not be running). NULL-safe. */
 void tkv_engine_load_free(tkv_engine *e, tkv_eng_load *l);
 
+/* ---- replication ----
+ *
+ * Every batch written carries the engine's replication state - an id and
+ * the offset the store is at after it - in the same atomic write, so data
+ * and offset are persisted together (server/replog.c). A primary encodes
+ * every batch it writes as a replication frame (protocol/repl.h); its
+ * offset advances by the frame's size. A replica stages its primary's
+ * records as they come, and the primary's offset with them. */
+
+/* A replication id and offset, and the id before it with the offset where
+ * it ended (id2 empty: none), as PSYNC decides by them. */
+typedef struct tkv_eng_repl {
+    char id[41];
+    uint64_t off;
+    char id2[41];
+    uint64_t off2;
+} tkv_eng_repl;
+
+/* The state of what is committed. */
+void tkv_engine_repl_get(const tkv_engine *e, tkv_eng_repl *out);
+
+/* Makes the engine a primary under a new id that continues at its offset
+ * (the old id becomes id2), persisted with the next batch (one is staged).
+ * -1 if writes are pending or no randomness is available. */
+int tkv_engine_repl_primary(tkv_engine *e);
+/* Makes it a replica: batches are no longer encoded. */
+void tkv_engine_repl_replica(tkv_engine *e);
+bool tkv_engine_repl_is_primary(const tkv_engine *e);
+
+/* A primary: the frames of the batches committed since the last call,
+ * however their commits were collected (tkv_engine_commit_finish, the
+ * sweep's own commit), in commit order; *frames stays valid until the next
+ * commit. Returns 1 with frames, 0 with none, -1 if memory ran out keeping
+ * one: the stream has a gap, and its replicas must start over. */
+int tkv_engine_feed_take(tkv_engine *e, const uint8_t **frames, size_t *len);
+
+/* A replica: stages one record of its primary's batch as it is (put, or a
+ * delete), dropping the key it belongs to from memory. -1 if the store
+ * refuses writes (errmsg). */
+int tkv_engine_apply_rec(tkv_engine *e, const uint8_t *k, size_t klen, const uint8_t *v,
+                         size_t vlen, bool put);
+/* A replica: what is staged so far brings the store to the primary's
+ * offset `off` under id; it also ends a full copy. */
+void tkv_engine_apply_at(tkv_engine *e, const char *id, uint64_t off);
+/* Bytes staged (a replica reads no more while too many wait). */
+size_t tkv_engine_staged_bytes(const tkv_engine *e);
+/* A replica's full copy begins: empties the store and memory. Only with
+ * nothing pending and no load or dump out; -1 otherwise (errmsg). */
+int tkv_engine_wipe(tkv_engine *e);
+/* True while the store holds part of a full copy (also after a restart in
+ * the middle of one): its data must not be served. */
+bool tkv_engine_repl_incomplete(const tkv_engine *e);
+
 /* ---- housekeeping ---- */
 
 /* True if writes are staged or in flight. */

@@ -139,6 +139,17 @@ struct tkv_engine {
     uint64_t gen;
     uint64_t loads_out; /* taken and not yet installed or freed */
     uint64_t *touch;    /* ENG_TOUCH_SLOTS epochs */
+    /* Replication (replog.c): the state of what is committed, of the
+     * staging batch and of the in-flight one (the writer's while it
+     * writes); a primary's feed: the "B" frame of the batch written. */
+    tkv_eng_repl repl, repl_stage, repl_flight;
+    bool repl_feed;       /* a primary: encode every batch */
+    bool flight_feed;     /* the in-flight batch is encoded */
+    bool repl_incomplete; /* the store holds part of a replica's full copy */
+    tkv_buf feed;         /* the writer's; the loop's once written */
+    bool feed_ready;      /* feed holds the frame of the batch written */
+    tkv_buf feed_out;     /* frames of committed batches not yet taken */
+    bool feed_lost;       /* out of memory keeping one: the stream broke */
     tkv_engine_stats st;
     char errmsg[256];
 };
@@ -319,15 +330,32 @@ void eng_mark_dirty(tkv_engine *e, tkv_kentry *E);
 /* recover.c: the store's state at open, and recovery after a failure */
 /* The record holding the persistent counters. */
 #define ENG_COUNTERS_KEY "mcounters"
+/* The replication state (replog.c), and the mark of a full copy under way. */
+#define ENG_REPL_KEY "mrepl"
+#define ENG_SYNCING_KEY "msyncing"
 tkv_store_opts eng_store_opts(const tkv_engine *e);
 /* Reads the persistent counters (keeping staged changes on top) and
  * whether LevelDB holds any version at all. */
-int eng_load_state(tkv_engine *e, char *err, size_t errlen);
+int eng_load_state(tkv_engine *e, bool reopened, char *err, size_t errlen);
 /* 0 if writes may be staged; after a failed write, tries to recover
  * (rate-limited) and otherwise returns -1 with errmsg set. */
 int eng_writable(tkv_engine *e);
 /* A write failed: the store takes no more writes until recovery. */
 void eng_set_broken(tkv_engine *e, const char *why);
+
+/* replog.c */
+/* Parses a replication state record. 0 or -1 if malformed. */
+int eng_repl_decode(const uint8_t *p, size_t n, tkv_eng_repl *r);
+/* Reads the replication state at open or after a reopen (reopened). */
+int eng_repl_load(tkv_engine *e, bool reopened, char *err, size_t errlen);
+/* On the writer, before the in-flight batch is written: encodes it (a
+ * primary) and adds the state record. -1 if out of memory. */
+int eng_repl_seal(tkv_engine *e);
+void eng_repl_committed(tkv_engine *e);
+void eng_repl_rolled_back(tkv_engine *e);
+
+/* recover.c: drops every resident key (nothing may be uncommitted). */
+void eng_forget_all(tkv_engine *e);
 
 /* commit.c: batches and the writer thread */
 int eng_batch_init(eng_batch *b, uint64_t epoch);

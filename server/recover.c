@@ -36,8 +36,10 @@ tkv_store_opts eng_store_opts(const tkv_engine *e)
                             .create = true};
 }
 
-int eng_load_state(tkv_engine *e, char *err, size_t errlen)
+int eng_load_state(tkv_engine *e, bool reopened, char *err, size_t errlen)
 {
+    if (eng_repl_load(e, reopened, err, errlen) < 0)
+        return -1;
     char *v;
     size_t vlen;
     int rc = tkv_store_get(e->store, NULL, ENG_COUNTERS_KEY, sizeof ENG_COUNTERS_KEY - 1, &v, &vlen,
@@ -106,7 +108,7 @@ void eng_set_broken(tkv_engine *e, const char *why)
 
 /* Drops every resident key: after a reopen, memory may disagree with what
  * LevelDB replayed. Nothing is uncommitted when this runs. */
-static void forget_all(tkv_engine *e)
+void eng_forget_all(tkv_engine *e)
 {
     for (tkv_kentry *E = tkv_keyindex_first(&e->ix), *next; E; E = next) {
         next = tkv_keyindex_next(E);
@@ -135,9 +137,9 @@ static int recover(tkv_engine *e)
     tkv_store_opts so = eng_store_opts(e);
     char err[256];
     e->store_open = false;
-    forget_all(e);
+    eng_forget_all(e);
     if (tkv_store_reopen(e->store, &so, err, sizeof err) < 0 ||
-        eng_load_state(e, err, sizeof err) < 0) {
+        eng_load_state(e, true, err, sizeof err) < 0) {
         snprintf(e->errmsg, sizeof e->errmsg, "%s", err);
         snprintf(e->fail_msg, sizeof e->fail_msg, "reopening the store failed: %.200s", err);
         return -1;

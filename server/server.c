@@ -36,6 +36,7 @@
 #include "conn.h"
 #include "log.h"
 #include "readers.h"
+#include "replication.h"
 
 #define SHUTDOWN_GRACE 5.0
 
@@ -71,8 +72,11 @@ typedef struct tkv_srv {
     ev_idle idl;
     ev_signal sigint, sigterm, sighup;
     ev_timer sync_timer, grace_timer, tick_timer, sweep_timer;
-    ev_async written;     /* the writer finished a batch */
-    conn_hub hub;         /* the connections; hub.stopping: shutdown has begun */
+    ev_async written; /* the writer finished a batch */
+    conn_hub hub;     /* the connections; hub.stopping: shutdown has begun */
+    tkv_repl *repl;   /* replicas and the link to a primary */
+    char *secret;     /* the shared secret, for AUTH to a primary */
+    size_t secret_len;
     bool storage_failing; /* a commit failed and none has succeeded since */
     int sweep_waits;      /* sweep ticks skipped for want of a quiet moment */
 } tkv_srv;
@@ -172,11 +176,17 @@ static void commit(tkv_srv *s)
         /* Its replies go now: if the next batch fails to start, only the
          * replies waiting for that one may be withdrawn. */
         conn_release(&s->hub, tkv_engine_settled_epoch(s->eng));
+        /* Before the next batch starts: its frame is the engine's until
+         * then. */
+        tkv_repl_committed(s->repl);
     } else if (rc < 0) {
         batch_failed(s);
+        tkv_repl_rolled_back(s->repl);
     }
-    if (tkv_engine_commit_start(s->eng, &failed) < 0)
+    if (tkv_engine_commit_start(s->eng, &failed) < 0) {
         batch_failed(s);
+        tkv_repl_rolled_back(s->repl);
+    }
     conn_release(&s->hub, tkv_engine_settled_epoch(s->eng));
 }
 
@@ -196,6 +206,7 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
     tkv_srv *s = w->data;
     commit(s);
     bool streams = conn_stream_steps(&s->hub);
+    streams |= tkv_repl_prepare(s->repl);
     conn_flush_pending(&s->hub);
     tkv_engine_maintain(s->eng);
     if (s->hub.back.n > 0 || streams)
@@ -262,7 +273,8 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 static void on_sweep(struct ev_loop *loop, ev_timer *w, int revents)
 {
     tkv_srv *s = w->data;
-    if (s->hub.stopping || !tkv_engine_sweep_needed(s->eng))
+    /* A replica deletes what its primary's sweep deletes, no more. */
+    if (s->hub.stopping || tkv_repl_is_replica(s->repl) || !tkv_engine_sweep_needed(s->eng))
         return;
     if (tkv_engine_pending(s->eng) && ++s->sweep_waits < SWEEP_PATIENCE)
         return;
@@ -444,6 +456,8 @@ static void shutdown_all(tkv_srv *s)
     if (tkv_engine_commit(s->eng) < 0)
         tkv_error("final write failed: %s", tkv_engine_errmsg(s->eng));
     conn_close_all(&s->hub);
+    tkv_repl_free(s->repl); /* its copies' dumps hold the store */
+    s->repl = NULL;
     /* Loads still running read the store: it closes after them. */
     tkv_readers_stop(s->hub.readers);
     s->hub.readers = NULL;
@@ -476,8 +490,9 @@ static int setup_auth(tkv_srv *s)
         return -1;
     }
     int rc = tkv_auth_init(&s->auth, secret, len);
-    explicit_bzero(secret, len);
-    free(secret);
+    /* Kept: a replica presents it to its primary. */
+    s->secret = secret;
+    s->secret_len = len;
     if (rc < 0) {
         tkv_error("no randomness available to protect the secret");
         return -1;
@@ -532,6 +547,26 @@ static int start(tkv_srv *s)
         .auth = s->has_auth ? &s->auth : NULL,
         .info = &s->info};
     s->hub = (conn_hub){.loop = s->loop, .o = &s->o, .disp = &s->disp, .info = &s->info};
+    tkv_repl_opts ro = {.backlog = s->o.repl_backlog,
+                        .timeout = s->o.repl_timeout > 0 ? s->o.repl_timeout : 10.0,
+                        .secret = s->secret,
+                        .secret_len = s->secret_len,
+                        .max_frame = 1u << 30, /* a primary's batch can be large: it is trusted */
+                        .output_high = s->o.output_high_water,
+                        .wait_done = conn_repl_wait_done};
+    if (!(s->repl = tkv_repl_new(s->loop, s->eng, &ro))) {
+        tkv_error("out of memory");
+        return -1;
+    }
+    s->disp.repl = s->hub.repl = s->repl;
+    if (s->o.replica_of_host) {
+        char why[320];
+        if (tkv_repl_replicaof(s->repl, s->o.replica_of_host, s->o.replica_of_port, why,
+                               sizeof why) < 0) {
+            tkv_error("%s", why);
+            return -1;
+        }
+    }
     if (s->o.readers > 0 && !(s->hub.readers = tkv_readers_start(s->loop, s->eng, s->o.readers,
                                                                  conn_load_done, &s->hub)))
         tkv_warn("cannot start reader threads: requests read LevelDB on the loop thread");
@@ -576,6 +611,10 @@ int tkv_server_run(const tkv_server_opts *o)
         shutdown_all(&s);
     if (s.lfd >= 0)
         close(s.lfd);
+    if (s.secret) {
+        explicit_bzero(s.secret, s.secret_len);
+        free(s.secret);
+    }
     if (s.spare_fd >= 0)
         close(s.spare_fd);
     if (rc == 0)
@@ -601,6 +640,8 @@ void tkv_server_defaults(tkv_server_opts *o)
     o->engine.fsync = TKV_SYNC_ALWAYS;
     o->engine.dir = "tkv-data";
     o->engine.max_memory = tkv_default_max_memory();
+    o->repl_backlog = 16u * 1024 * 1024;
+    o->repl_timeout = 10.0;
 }
 
 size_t tkv_default_max_memory(void)

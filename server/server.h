@@ -28,16 +28,20 @@ typedef struct tkv_server_opts {
     size_t max_frame;      /* largest request or reply payload */
     uint32_t max_key;
     uint32_t max_value;
-    size_t max_output;        /* unsent reply bytes that get a client dropped */
-    size_t output_high_water; /* unsent bytes above which a client's input waits */
-    uint32_t max_pipeline;    /* requests per connection per loop iteration */
-    double idle_timeout;      /* seconds without traffic before a client is closed; 0: never */
-    const char *requirepass;  /* shared secret, or NULL */
-    const char *auth_file;    /* file holding the secret, or NULL */
-    bool protected_mode;      /* refuse non-loopback addresses without a secret */
-    uint32_t max_batch;       /* items in one MPUT or MGET */
-    uint32_t readers;         /* threads reading LevelDB; 0: the loop reads it */
-    tkv_engine_opts engine;   /* engine.fsync is the --fsync mode */
+    size_t max_output;           /* unsent reply bytes that get a client dropped */
+    size_t output_high_water;    /* unsent bytes above which a client's input waits */
+    uint32_t max_pipeline;       /* requests per connection per loop iteration */
+    double idle_timeout;         /* seconds without traffic before a client is closed; 0: never */
+    const char *requirepass;     /* shared secret, or NULL */
+    const char *auth_file;       /* file holding the secret, or NULL */
+    bool protected_mode;         /* refuse non-loopback addresses without a secret */
+    uint32_t max_batch;          /* items in one MPUT or MGET */
+    uint32_t readers;            /* threads reading LevelDB; 0: the loop reads it */
+    const char *replica_of_host; /* --replica-of: the primary, or NULL */
+    uint16_t replica_of_port;
+    size_t repl_backlog;    /* bytes of replication stream kept */
+    double repl_timeout;    /* seconds of silence before a link drops */
+    tkv_engine_opts engine; /* engine.fsync is the --fsync mode */
 } tkv_server_opts;
 
 /* Fills o with the defaults tkvd documents in --help. */

@@ -170,6 +170,26 @@ int tkv_store_reopen(tkv_store *s, const tkv_store_opts *o, char *err, size_t er
     return 0;
 }
 
+/* LevelDB deletes a database's files faster than a batch could delete its
+ * records, and leaves no tombstones for compaction to carry. */
+int tkv_store_wipe(tkv_store *s, const tkv_store_opts *o, char *err, size_t errlen)
+{
+    close_db(s);
+    leveldb_options_t *lo = leveldb_options_create();
+    char *lerr = NULL;
+    leveldb_destroy_db(lo, s->dbpath, &lerr);
+    leveldb_options_destroy(lo);
+    if (lerr) {
+        tkv_datadir_err(err, errlen, "cannot empty the database", lerr);
+        leveldb_free(lerr);
+    }
+    if (lerr || open_db(s, o, err, errlen) < 0) {
+        close_db(s);
+        return -1;
+    }
+    return 0;
+}
+
 void tkv_store_close(tkv_store *s)
 {
     if (!s)

@@ -68,6 +68,11 @@ int tkv_store_open(const tkv_store_opts *o, tkv_store **out, char *err, size_t e
  * tkv_store_close() may be called on it. */
 int tkv_store_reopen(tkv_store *s, const tkv_store_opts *o, char *err, size_t errlen);
 
+/* Empties the database: afterwards it holds no record (a replica's full
+ * copy starts so). As tkv_store_reopen() for what may be live, what
+ * survives and how it fails. */
+int tkv_store_wipe(tkv_store *s, const tkv_store_opts *o, char *err, size_t errlen);
+
 /* Closes the database, releases the lock and frees s. NULL-safe. */
 void tkv_store_close(tkv_store *s);
 

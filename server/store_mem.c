@@ -573,6 +573,31 @@ int tkv_store_reopen(tkv_store *s, const tkv_store_opts *o, char *err, size_t er
     return open_db(s, err, errlen);
 }
 
+/* Deletes every record through one batch: the memory store has no files
+ * to remove, and its writes are what the fuzzers watch. */
+int tkv_store_wipe(tkv_store *s, const tkv_store_opts *o, char *err, size_t errlen)
+{
+    if (tkv_store_reopen(s, o, err, errlen) < 0)
+        return -1;
+    tkv_store_batch *b = tkv_store_batch_new();
+    tkv_store_iter *it = tkv_store_iter_new(s, NULL);
+    int rc = b && it ? 0 : -1;
+    if (rc == 0) {
+        for (tkv_store_iter_seek_first(it); tkv_store_iter_valid(it); tkv_store_iter_next(it)) {
+            size_t n;
+            const uint8_t *k = tkv_store_iter_key(it, &n);
+            tkv_store_batch_delete(b, k, n);
+        }
+    }
+    tkv_store_iter_free(it);
+    if (rc == 0)
+        rc = tkv_store_write(s, b, false, err, errlen);
+    else
+        tkv_datadir_err(err, errlen, "out of memory", NULL);
+    tkv_store_batch_free(b);
+    return rc;
+}
+
 void tkv_store_close(tkv_store *s)
 {
     if (!s)

@@ -24,6 +24,7 @@
 
 #include "backup.h"
 #include "dump.h"
+#include "repl.h"
 #include "reply.h"
 #include "wire.h"
 
@@ -49,6 +50,8 @@ struct tkv_stream {
     tkv_buf pend; /* BACKUP: bytes produced and not yet framed */
     int result;   /* of the last step (STEP_*) */
     uint8_t digest[TKV_SHA256_LEN];
+    tkv_eng_repl state; /* PSYNC: the state the snapshot is at */
+    uint64_t records;   /* PSYNC: records sent */
     /* The helper thread that runs the steps; while `busy` it owns the
      * dump, the writer, pend, result and digest, otherwise the loop does
      * (mu orders the hand-overs). */
@@ -109,6 +112,14 @@ static int end_with_error(tkv_buf *out, tkv_status st, const char *what, const c
     return tkv_write_error(out, st, msg) < 0 ? -1 : 1;
 }
 
+bool tkv_stream_repl_state(const tkv_stream *s, tkv_eng_repl *out)
+{
+    if (!s->dump)
+        return false;
+    *out = s->state;
+    return true;
+}
+
 int tkv_stream_abort(tkv_stream *s, tkv_buf *out, const char *why)
 {
     return end_with_error(out, TKV_ST_BUSY, tkv_cmd_name(s->cmd), why);
@@ -120,14 +131,26 @@ int tkv_stream_fail(tkv_stream *s, tkv_buf *out, const char *why)
 }
 
 /* Opens the dump and starts the writer: 0, -1 if the dump could not be
- * opened (errmsg says why), -2 if out of memory. */
+ * opened (errmsg says why), -2 if out of memory, -3 if the dump failed
+ * (it says why). */
 static int open_dump(tkv_stream *s)
 {
     if (!s->has_at)
         s->at = tkv_engine_now(s->e);
+    if (s->cmd == TKV_CMD_PSYNC)
+        s->pend.len = 0;
     s->dump = tkv_engine_dump_open(s->e, s->at);
     if (!s->dump)
         return -1;
+    if (s->cmd == TKV_CMD_PSYNC) {
+        if (tkv_engine_dump_repl(s->dump, &s->state) < 0)
+            return -3;
+        if (!s->state.id[0]) { /* nothing written since the id was made */
+            tkv_engine_repl_get(s->e, &s->state);
+            s->state.off = 0;
+        }
+        return tkv_repl_put_id(&s->pend, TKV_RF_FULL, s->state.id, s->state.off) < 0 ? -2 : 0;
+    }
     return tkv_bk_write_begin(&s->w, s->cmd == TKV_CMD_BACKUP ? &s->pend : NULL, s->at) < 0 ? -2
                                                                                             : 0;
 }
@@ -167,10 +190,44 @@ static int send_chunks(tkv_stream *s, tkv_buf *out, bool end)
     return 0;
 }
 
+/* PSYNC's step: store records as they are, one "S" frame. */
+static void raw_step(tkv_stream *s)
+{
+    tkv_repl_wr w;
+    tkv_repl_begin(&w, &s->pend, TKV_RF_SNAP, 0);
+    int rc = 1;
+    for (int i = 0; i < STEP_RECORDS && tkv_repl_size(&w) < STEP_BYTES; i++) {
+        const uint8_t *k, *v;
+        size_t klen, vlen;
+        rc = tkv_engine_dump_next_raw(s->dump, &k, &klen, &v, &vlen);
+        if (rc <= 0)
+            break;
+        tkv_repl_add(&w, k, klen, v, vlen);
+    }
+    uint32_t n = w.n;
+    if (tkv_repl_end(&w) < 0) {
+        s->result = STEP_NOMEM;
+        return;
+    }
+    if (n == 0) /* an empty frame says nothing */
+        s->pend.len = w.start;
+    s->records += n;
+    if (rc < 0)
+        s->result = STEP_FAILED;
+    else if (rc == 0)
+        s->result = tkv_repl_put_end(&s->pend, s->records) < 0 ? STEP_NOMEM : STEP_DONE;
+    else
+        s->result = STEP_MORE;
+}
+
 /* One bounded piece of the walk, by whichever thread owns the stream's
  * dump and writer now: sets s->result. */
 static void walk_step(tkv_stream *s)
 {
+    if (s->cmd == TKV_CMD_PSYNC) {
+        raw_step(s);
+        return;
+    }
     tkv_buf *keep = s->cmd == TKV_CMD_BACKUP ? &s->pend : NULL;
     uint64_t start = s->w.bytes;
     for (int i = 0; i < STEP_RECORDS && s->w.bytes - start < STEP_BYTES; i++) {
@@ -264,13 +321,21 @@ static int deliver(tkv_stream *s, tkv_buf *out)
         return end_with_error(out, tkv_wire_status(TKV_E_STORAGE), name,
                               tkv_engine_dump_error(s->dump));
     case STEP_DONE:
+        if (s->cmd == TKV_CMD_PSYNC)
+            return tkv_buf_append(out, s->pend.data, s->pend.len) < 0 ? -1 : 1;
         if (s->cmd == TKV_CMD_BACKUP)
             return send_chunks(s, out, true) < 0 ? -1 : 1;
         return tkv_rep_put_digest(out, s->digest, sizeof s->digest, s->at, s->w.keys,
                                   s->w.versions) < 0
                    ? -1
                    : 1;
-    default: return s->cmd == TKV_CMD_BACKUP && send_chunks(s, out, false) < 0 ? -1 : 0;
+    default:
+        if (s->cmd == TKV_CMD_PSYNC) {
+            int rc = tkv_buf_append(out, s->pend.data, s->pend.len);
+            tkv_buf_reset(&s->pend);
+            return rc < 0 ? -1 : 0;
+        }
+        return s->cmd == TKV_CMD_BACKUP && send_chunks(s, out, false) < 0 ? -1 : 0;
     }
 }
 
@@ -282,6 +347,9 @@ int tkv_stream_step(tkv_stream *s, tkv_buf *out)
         int rc = open_dump(s);
         if (rc == -2)
             return -1;
+        if (rc == -3)
+            return end_with_error(out, tkv_wire_status(TKV_E_STORAGE), tkv_cmd_name(s->cmd),
+                                  tkv_engine_dump_error(s->dump));
         if (rc < 0)
             return end_with_error(out, tkv_wire_status(TKV_E_STORAGE), tkv_cmd_name(s->cmd),
                                   tkv_engine_errmsg(s->e));

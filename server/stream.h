@@ -33,7 +33,7 @@
 
 typedef struct tkv_stream tkv_stream;
 
-/* A stream answering cmd (TKV_CMD_DIGEST or TKV_CMD_BACKUP); for DIGEST,
+/* A stream answering cmd (TKV_CMD_DIGEST, TKV_CMD_BACKUP or TKV_CMD_PSYNC); for DIGEST,
  * has_at/at name the clock expiry is judged by (else the engine's clock
  * when the dump opens). wake (any thread; NULL: steps run on the loop) is
  * called with wake_ctx each time the helper finishes a step. NULL if out
@@ -50,6 +50,11 @@ bool tkv_stream_ready(tkv_stream *s);
  * frame (a final reply, or an error reply that ends it), 0 if more
  * remains, -1 if out of memory (the connection should be dropped). */
 int tkv_stream_step(tkv_stream *s, tkv_buf *out);
+
+/* PSYNC (a replica's full copy): once the dump is open, the replication
+ * state the copy is at - the stream then sends "F", "S" frames and "E"
+ * (protocol/repl.h). False before. */
+bool tkv_stream_repl_state(const tkv_stream *s, tkv_eng_repl *out);
 
 /* Ends the stream early with an error reply (the server stops). */
 int tkv_stream_abort(tkv_stream *s, tkv_buf *out, const char *why);

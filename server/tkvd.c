@@ -91,6 +91,15 @@ static void usage(FILE *f, const tkv_server_opts *d)
             "                       must be empty or new, then exit; a damaged or\n"
             "                       truncated FILE is refused before anything is written\n"
             "\n"
+            "Replication:\n"
+            "  --replica-of HOST:PORT\n"
+            "                       be a read-only replica of that primary (REPLICAOF at\n"
+            "                       run time); it presents this server's secret\n"
+            "  --repl-backlog SIZE  replication stream kept for replicas that reconnect\n"
+            "                       (partial resync) (default 16mb)\n"
+            "  --repl-timeout SECONDS\n"
+            "                       drop a replication link silent that long (default 10)\n"
+            "\n"
             "Other:\n"
             "  --log-level LEVEL    debug, info, warn or error (default info)\n"
             "  --log-file PATH      append the log to PATH instead of stderr; SIGHUP\n"
@@ -135,6 +144,9 @@ enum {
     OPT_LOG_FILE,
     OPT_READERS,
     OPT_RESTORE,
+    OPT_REPLICA_OF,
+    OPT_REPL_BACKLOG,
+    OPT_REPL_TIMEOUT,
 };
 
 static const struct option long_opts[] = {
@@ -164,6 +176,9 @@ static const struct option long_opts[] = {
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"log-file", required_argument, NULL, OPT_LOG_FILE},
     {"readers", required_argument, NULL, OPT_READERS},
+    {"replica-of", required_argument, NULL, OPT_REPLICA_OF},
+    {"repl-backlog", required_argument, NULL, OPT_REPL_BACKLOG},
+    {"repl-timeout", required_argument, NULL, OPT_REPL_TIMEOUT},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -283,6 +298,35 @@ static int apply(int opt, const char *arg, tkv_server_opts *o, offline_job *job,
         if (tkv_parse_duration(arg, &v) < 0 || v == 0)
             return bad("retain-age", arg, "a duration such as 7d or 12h");
         o->engine.retain.age_us = v;
+        break;
+    case OPT_REPLICA_OF: {
+        /* HOST:PORT; the last colon splits, so an IPv6 literal in brackets
+         * works too. */
+        static char host[256];
+        const char *colon = strrchr(arg, ':');
+        if (!colon || colon == arg || (size_t)(colon - arg) >= sizeof host ||
+            tkv_parse_uint(colon + 1, 1, 65535, &v) < 0)
+            return bad("replica-of", arg, "HOST:PORT");
+        size_t n = (size_t)(colon - arg);
+        if (arg[0] == '[' && n > 2 && arg[n - 1] == ']') {
+            arg++;
+            n -= 2;
+        }
+        memcpy(host, arg, n);
+        host[n] = '\0';
+        o->replica_of_host = host;
+        o->replica_of_port = (uint16_t)v;
+        break;
+    }
+    case OPT_REPL_BACKLOG:
+        if (tkv_parse_size(arg, UINT64_MAX, &v) < 0 || v < 16 * 1024)
+            return bad("repl-backlog", arg, "a size of at least 16kb");
+        o->repl_backlog = v;
+        break;
+    case OPT_REPL_TIMEOUT:
+        if (tkv_parse_uint(arg, 1, 100000, &v) < 0)
+            return bad("repl-timeout", arg, "a number of seconds, at least 1");
+        o->repl_timeout = (double)v;
         break;
     case OPT_REPAIR: job->repair = true; break;
     case OPT_RESTORE: job->restore = arg; break;

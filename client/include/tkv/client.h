@@ -21,6 +21,11 @@
  *                      reported even when the server closed while the
  *                      request was still being sent.
  *                      tkv_server_code() gives the protocol's status code.
+ *      TKV_EK_READONLY the server is a replica and refused a write
+ *                      (tkv_server_code() TKV_SC_READONLY); tkv_errstr()
+ *                      names its primary: send writes there. A server
+ *                      error of its own kind because it is the one a
+ *                      program acts on; the connection stays usable.
  *      TKV_EK_USAGE    the library refused an argument before sending it.
  *                      The connection stays usable.
  *      TKV_EK_IO, TKV_EK_EOF, TKV_EK_PROTOCOL, TKV_EK_TIMEOUT, TKV_EK_NOMEM
@@ -74,15 +79,18 @@ typedef enum tkv_errkind {
     TKV_EK_NOMEM,    /* out of memory */
     TKV_EK_SERVER,   /* the server replied with an error status */
     TKV_EK_USAGE,    /* invalid argument; nothing was sent */
+    TKV_EK_READONLY, /* a write refused by a replica (TKV_SC_READONLY) */
 } tkv_errkind;
 
-/* Status codes the server sends (TKV_EK_SERVER errors). */
+/* Status codes the server sends (TKV_EK_SERVER errors; TKV_SC_READONLY
+ * comes as TKV_EK_READONLY). */
 #define TKV_SC_BAD_REQUEST 10
 #define TKV_SC_UNKNOWN_COMMAND 11
 #define TKV_SC_TOO_LARGE 12
 #define TKV_SC_OUT_OF_RANGE 13
 #define TKV_SC_STORAGE 20
 #define TKV_SC_BUSY 21
+#define TKV_SC_READONLY 22 /* a write sent to a replica */
 #define TKV_SC_AUTH_REQUIRED 30
 #define TKV_SC_AUTH_FAILED 31
 #define TKV_SC_INTERNAL 40
@@ -187,6 +195,9 @@ typedef struct tkv_stat {
 #define TKV_OP_RETAIN 11
 #define TKV_OP_POLICY 12
 #define TKV_OP_DIGEST 13 /* BACKUP has no TKV_OP_: its reply is a stream (tkv_backup) */
+#define TKV_OP_REPLICAOF 16
+#define TKV_OP_ROLE 17
+#define TKV_OP_WAIT 18
 
 /* The length of a digest: SHA-256. */
 #define TKV_DIGEST_LEN 32
@@ -206,7 +217,8 @@ typedef struct tkv_reply {
     int status;                  /* TKV_OK, TKV_NOT_FOUND, or TKV_ERR for a server
                                  error (code and message in the context) */
     uint64_t ts;                 /* PUT, DEL with a time: the timestamp stored */
-    uint64_t count;              /* DEL: versions removed; COUNT: versions */
+    uint64_t count;              /* DEL: versions removed; COUNT: versions;
+                                    WAIT: replicas that acknowledged */
     tkv_version version;         /* GET */
     const tkv_version *versions; /* MGET: one answer per key */
     const uint64_t *stamps;      /* MPUT: one timestamp per item */
@@ -221,7 +233,8 @@ typedef struct tkv_reply {
                                  server's frame limit; ask again from the
                                  last ts + 1. MGET: 1 if only the first n
                                  keys were answered; ask again for the rest */
-    const tkv_stat *stats; /* STATS */
+    const tkv_stat *stats; /* STATS; ROLE: its fields as sent (tkv_role()
+                              reads them into a tkv_role_info) */
     size_t n_stats;
     const uint8_t *text; /* PING: the echoed message or "PONG" */
     size_t text_len;
@@ -243,8 +256,9 @@ TKV_API void tkv_free(tkv_ctx *ctx);
 /* Changes the per-operation timeout (milliseconds, 0: none). */
 TKV_API void tkv_set_timeout(tkv_ctx *ctx, int timeout_ms);
 
-/* The last error: its kind, its message, and for TKV_EK_SERVER the status
- * code the server sent. The message stays valid until the next call. */
+/* The last error: its kind, its message, and for TKV_EK_SERVER and
+ * TKV_EK_READONLY the status code the server sent (0 otherwise). The
+ * message stays valid until the next call. */
 TKV_API tkv_errkind tkv_err(const tkv_ctx *ctx);
 TKV_API const char *tkv_errstr(const tkv_ctx *ctx);
 TKV_API int tkv_server_code(const tkv_ctx *ctx);
@@ -420,6 +434,75 @@ typedef struct tkv_restore_info {
 TKV_API int tkv_restore(tkv_ctx *ctx, const void *backup, size_t len, int flags,
                         tkv_restore_info *out);
 
+/* ---- replication ---------------------------------------------------------- */
+/* A tkvd is a primary, or a replica that copies a primary's writes and
+ * refuses writes of its own (TKV_EK_READONLY). Replication is
+ * asynchronous: a write is acknowledged by the primary alone, and
+ * tkv_wait() tells how many replicas have it. */
+
+/* One replica as its primary sees it. */
+typedef struct tkv_replica_info {
+    const char *addr;   /* "host:port"; NULL if the server did not say */
+    const char *state;  /* "sync" (receiving the primary's data) or "online"
+                           (following its writes); NULL if not said */
+    uint64_t offset;    /* replication offset the replica acknowledged */
+    uint64_t lag_bytes; /* bytes of the stream it has not acknowledged */
+    uint64_t lag_ms;    /* how far behind it is, in milliseconds */
+} tkv_replica_info;
+
+/* What ROLE reports. Strings are NUL-terminated; a field the server did
+ * not send reads as NULL or 0 (another server version may send fewer or
+ * more: every field it sent is in fields, known or not). */
+typedef struct tkv_role_info {
+    const char *role;   /* "primary" or "replica" (never NULL) */
+    int is_replica;     /* 1 if role is "replica" */
+    const char *replid; /* the replication id of the history it holds */
+    uint64_t offset;    /* its replication offset: bytes of the stream */
+    /* On a primary: */
+    const tkv_replica_info *replicas; /* n_replicas entries */
+    size_t n_replicas;
+    /* On a replica: */
+    const char *primary;     /* "host:port" of its primary */
+    const char *link;        /* "connecting", "sync", "online" or "down" */
+    uint64_t primary_offset; /* the primary's offset, as last heard */
+    uint64_t lag_bytes;      /* primary_offset - offset, as last heard */
+    uint64_t last_io_ms;     /* milliseconds since it last heard the primary */
+    /* Every field as sent, in the server's order. */
+    const tkv_stat *fields;
+    size_t n_fields;
+} tkv_role_info;
+
+/* Makes the server a replica of the tkvd at host (a name or an address,
+ * NUL-terminated, 1 to 255 bytes) and port: it follows that primary's
+ * data and refuses writes of its own. The server answers once it has
+ * taken the order; the link is made in the background (tkv_role() shows
+ * its state). TKV_OK, or TKV_ERR:
+ * TKV_EK_USAGE for an empty or longer host or port 0 (nothing is sent),
+ * a server error, or a broken connection. */
+TKV_API int tkv_replicaof(tkv_ctx *ctx, const char *host, uint16_t port);
+
+/* Makes a replica a primary again (REPLICAOF NO ONE): it accepts writes.
+ * TKV_OK or TKV_ERR. */
+TKV_API int tkv_replicaof_none(tkv_ctx *ctx);
+
+/* The server's replication role and state, into *out. Its pointers point
+ * into memory owned by the context and stay valid until the next call on
+ * it. TKV_OK; or TKV_ERR: a server error, a reply whose known fields have
+ * the wrong type or that names no role (TKV_EK_PROTOCOL), or a broken
+ * connection. */
+TKV_API int tkv_role(tkv_ctx *ctx, tkv_role_info *out);
+
+/* Waits until at least nreplicas replicas have acknowledged every write
+ * this connection made before the call, or timeout_ms milliseconds have
+ * passed (0: no limit), and puts in *acked (may be NULL) how many had -
+ * fewer than nreplicas after a timeout (a connection that wrote nothing
+ * has nothing to wait for). Fewer is not an error: TKV_OK either
+ * way, or TKV_ERR (a server error, such as a replica asked; a broken
+ * connection). The context's timeout is lengthened by timeout_ms for this
+ * call so that it cannot end the wait first; with timeout_ms 0 it still
+ * applies (tkv_set_timeout(ctx, 0) to wait for as long as it takes). */
+TKV_API int tkv_wait(tkv_ctx *ctx, uint64_t nreplicas, uint64_t timeout_ms, uint64_t *acked);
+
 /* ---- pipelining ---------------------------------------------------------- */
 /* tkv_append_* queue requests without waiting; tkv_read_reply() returns the
  * replies one by one in the order the requests were queued (sending any
@@ -450,6 +533,10 @@ TKV_API int tkv_append_scan(tkv_ctx *ctx, const void *prefix, size_t plen, tkv_b
                             uint32_t count);
 TKV_API int tkv_append_mget(tkv_ctx *ctx, uint64_t ts, const tkv_bytes *keys, size_t n);
 TKV_API int tkv_append_digest(tkv_ctx *ctx, uint64_t at, int has_at);
+/* ROLE: the reply's stats hold its fields as sent. WAIT: count holds the
+ * replicas that acknowledged; queued after writes, it waits for them. */
+TKV_API int tkv_append_role(tkv_ctx *ctx);
+TKV_API int tkv_append_wait(tkv_ctx *ctx, uint64_t nreplicas, uint64_t timeout_ms);
 
 /* Sends every queued request without waiting for replies. TKV_OK or
  * TKV_ERR. */

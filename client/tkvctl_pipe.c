@@ -145,6 +145,7 @@ static void pipe_line(pipe_run *p, const command *cmds, size_t ncmds, char *line
         drain(p);
         rc = p->lost ? EXIT_ERROR : l->cmd->run(&l->c, &l->a);
         p->lost = p->lost || conn_broken(p->base->ctx);
+        tkv_set_timeout(p->base->ctx, p->base->timeout_ms); /* as wait may have set it */
         account(p, rc, !p->lost);
         free(line);
         return;

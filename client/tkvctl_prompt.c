@@ -182,6 +182,8 @@ static int run_kept(cli *base, line_cmd *l)
         tkv_free(base->ctx);
         base->ctx = NULL;
     }
+    if (base->ctx) /* wait with no limit lifts it for its own call */
+        tkv_set_timeout(base->ctx, base->timeout_ms);
     return rc;
 }
 

@@ -135,7 +135,7 @@ static void print_help(const command *cmds, size_t ncmds, const char *name)
     }
     puts("Commands (words are quoted as in a shell; 'help COMMAND' for details):");
     for (size_t k = 0; k < ncmds; k++)
-        printf("  %-7s %s\n", cmds[k].name, cmds[k].usage);
+        printf(cmds[k].usage[0] ? "  %-7s %s\n" : "  %s\n", cmds[k].name, cmds[k].usage);
     puts("  help [COMMAND]\n  quit");
 }
 

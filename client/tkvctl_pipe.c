@@ -166,6 +166,8 @@ static void pipe_line(pipe_run *p, const command *cmds, size_t ncmds, char *line
             show_oldest(p);
 }
 
+#define READ_FIRST 65536 /* the input buffer's first size; it grows for longer lines */
+
 /* Standard input read by hand rather than with stdio, whose buffer cannot
  * be asked whether it still holds a line: that is how a pause is seen. */
 typedef struct reader {
@@ -190,7 +192,7 @@ static int fill(reader *r)
     memmove(r->buf, r->buf + r->start, r->end - r->start);
     r->end -= r->start;
     r->start = 0;
-    r->failed = r->end == r->cap && tkv_grow(&r->buf, &r->cap, r->cap + 1, 1, 65536) < 0;
+    r->failed = r->end == r->cap && tkv_grow(&r->buf, &r->cap, r->cap + 1, 1, READ_FIRST) < 0;
     if (r->failed)
         return fail("out of memory");
     ssize_t n;
@@ -232,14 +234,15 @@ int run_pipe(cli *c, const command *cmds, size_t ncmds)
     pipe_run *p = calloc(1, sizeof *p);
     slot *ring = calloc(PIPE_WINDOW, sizeof *ring);
     line_cmd *parsed = malloc(sizeof *parsed);
-    if (!p || !ring || !parsed) {
+    reader in = {.buf = malloc(READ_FIRST), .cap = READ_FIRST}; /* never NULL: memchr's */
+    if (!p || !ring || !parsed || !in.buf) {
         free(p);
         free(ring);
         free(parsed);
+        free(in.buf);
         return fail("out of memory");
     }
     *p = (pipe_run){.base = c, .parsed = parsed, .ring = ring};
-    reader in = {0};
     char *line;
     size_t len;
     while (!p->lost) {

@@ -20,10 +20,8 @@
  * mput, restore): their line waits for the replies before it, then runs
  * alone on the same connection.
  *
- * A line refused before anything is sent (a typo, a bad option) is
- * reported on stderr at once, so with 2>&1 its message may come before
- * the replies to the lines just above it; stdout holds every reply in
- * order. A lost connection ends the run: what is still unanswered counts
+ * Every message comes in its line's place, also with 2>&1 (pipe_line).
+ * A lost connection ends the run: what is still unanswered counts
  * as failed, and nothing is retried (tkvctl cannot know which of those
  * requests the server applied).
  */
@@ -32,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "tkvctl.h"
@@ -128,42 +127,79 @@ static void keep(pipe_run *p, const line_cmd *l, show_fn show, char *line, size_
     p->bytes += len;
 }
 
-/* One line, owned by the run from here on. */
-static void pipe_line(pipe_run *p, const command *cmds, size_t ncmds, char *line, size_t len)
+/* What became of a line in prepare(). */
+typedef enum { LINE_DONE, LINE_ALONE, LINE_SENT } line_fate;
+
+/* Parses the line and, if its command is one kept in flight, sends it.
+ * Returns the line's status so far. */
+static int prepare(pipe_run *p, const command *cmds, size_t ncmds, char *line,
+                   const pipelined **half, line_fate *fate)
 {
     line_cmd *l = p->parsed;
+    *fate = LINE_DONE;
     int rc = parse_session_line(p->base, cmds, ncmds, line, l);
-    if (rc >= 0) {
-        if (rc)
-            account(p, rc, false);
-        free(line);
-        return;
-    }
-    const pipelined *half = find_pipelined(l->cmd);
+    if (rc >= 0)
+        return rc;
+    *half = find_pipelined(l->cmd);
     l->c.ctx = p->base->ctx;
-    if (!half || l->a.npos > SLOT_POS) {
+    if (!*half || l->a.npos > SLOT_POS) {
+        *fate = LINE_ALONE;
+        return 0;
+    }
+    rc = (*half)->send(&l->c, &l->a);
+    if (rc == 0)
+        *fate = LINE_SENT;
+    return rc == SENT_NOTHING ? 0 : rc;
+}
+
+/* One line, owned by the run from here on.
+ *
+ * fail() writes to stderr. glibc documents the standard streams as
+ * variables a program may set, so while the line is parsed and sent,
+ * stderr is a memory stream: a line refused then is reported after the
+ * replies to the lines before it, in its place, as one-shot mode would. */
+static void pipe_line(pipe_run *p, const command *cmds, size_t ncmds, char *line, size_t len)
+{
+    if (p->n == PIPE_WINDOW)
+        show_oldest(p);
+    const pipelined *half = NULL;
+    line_fate fate;
+    char *held = NULL;
+    size_t held_len = 0;
+    FILE *err = stderr, *mem = open_memstream(&held, &held_len);
+    if (mem)
+        stderr = mem;
+    int rc = prepare(p, cmds, ncmds, line, &half, &fate);
+    if (mem) {
+        stderr = err;
+        fclose(mem);
+    }
+    if (held_len > 0) {
+        if (rc != 0)
+            drain(p);
+        fflush(stdout);
+        fwrite(held, 1, held_len, stderr);
+    }
+    free(held);
+    line_cmd *l = p->parsed;
+    if (fate == LINE_ALONE) {
         drain(p);
         rc = p->lost ? EXIT_ERROR : l->cmd->run(&l->c, &l->a);
         p->lost = p->lost || conn_broken(p->base->ctx);
         tkv_set_timeout(p->base->ctx, p->base->timeout_ms); /* as wait may have set it */
         account(p, rc, !p->lost);
-        free(line);
-        return;
-    }
-    if (p->n == PIPE_WINDOW)
-        show_oldest(p);
-    rc = half->send(&l->c, &l->a);
-    if (rc != 0) {
+    } else if (fate == LINE_DONE) {
         /* An append refused for a broken connection is a lost one too. */
         p->lost = p->lost || conn_broken(p->base->ctx);
-        account(p, rc == SENT_NOTHING ? 0 : rc, false);
-        free(line);
+        if (rc)
+            account(p, rc, false);
+    } else {
+        keep(p, l, half->show, line, len);
+        while (p->n > 1 && p->bytes > PIPE_WINDOW_BYTES)
+            show_oldest(p);
         return;
     }
-    keep(p, l, half->show, line, len);
-    if (p->bytes > PIPE_WINDOW_BYTES)
-        while (p->n > 1 && p->bytes > PIPE_WINDOW_BYTES / 2)
-            show_oldest(p);
+    free(line);
 }
 
 #define READ_FIRST 65536 /* the input buffer's first size; it grows for longer lines */
@@ -243,6 +279,12 @@ int run_pipe(cli *c, const command *cmds, size_t ncmds)
         return fail("out of memory");
     }
     *p = (pipe_run){.base = c, .parsed = parsed, .ring = ring};
+    /* With 2>&1, each reply's line must reach the file before a message
+     * about a later one. */
+    struct stat so, se;
+    if (fstat(STDOUT_FILENO, &so) == 0 && fstat(STDERR_FILENO, &se) == 0 &&
+        so.st_dev == se.st_dev && so.st_ino == se.st_ino)
+        setvbuf(stdout, NULL, _IOLBF, 0);
     char *line;
     size_t len;
     while (!p->lost) {

@@ -95,14 +95,18 @@ static bool reads_stdin(const command *cmd, const args *a)
     return false;
 }
 
-/* Whether the words ask for help or the version, which the parser prints
- * at once. */
+/* Whether the words ask for help (anywhere before "--") or the version
+ * (before the command; after it, --version is get's), which the parser
+ * prints at once. */
 static bool asks_help(char *const *w, int n)
 {
-    for (int k = 0; k < n && strcmp(w[k], "--") != 0; k++)
+    bool before_cmd = true;
+    for (int k = 0; k < n && strcmp(w[k], "--") != 0; k++) {
         if (strcmp(w[k], "--help") == 0 || strcmp(w[k], "-h") == 0 ||
-            strcmp(w[k], "--version") == 0)
+            (before_cmd && strcmp(w[k], "--version") == 0))
             return true;
+        before_cmd = before_cmd && w[k][0] == '-';
+    }
     return false;
 }
 

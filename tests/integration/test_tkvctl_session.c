@@ -153,6 +153,27 @@ Test(session, pipe_many_lines_in_order, .init = setup, .fini = teardown, .timeou
     free(want.s);
 }
 
+Test(session, pipe_messages_keep_their_place_with_2_to_1, .init = setup, .fini = teardown)
+{
+    const char *argv[] = {"/bin/sh",        "-c", "exec \"$0\" -p \"$1\" --pipe 2>&1",
+                          getenv("TKVCTL"), port, NULL};
+    char *out, *err;
+    int rc = run_capture(argv,
+                         "ping\nbogus\nget nope\nping\nget a --ts 5 --version 1\n"
+                         "put a b --ts 3\n",
+                         &out, &err);
+    cr_assert_eq(rc, 2, "%s", out);
+    cr_assert_str_eq(out, "PONG\n"
+                          "tkvctl: unknown command 'bogus' (see tkvctl --help)\n"
+                          "nope: not found (no such key)\n"
+                          "PONG\n"
+                          "tkvctl: get: give --ts or --version, not both\n"
+                          "3\n"
+                          "replies: 4, errors: 2\n");
+    free(out);
+    free(err);
+}
+
 Test(session, pipe_refuses_a_command_and_an_unreachable_server, .init = setup, .fini = teardown)
 {
     char *out, *err;

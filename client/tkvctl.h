@@ -160,6 +160,9 @@ typedef struct line_cmd {
  * for --pipe or --latency, or read standard input (which holds the lines);
  * in --pipe, nor ask for --help. */
 int parse_session_line(const cli *base, const command *cmds, size_t ncmds, char *line, line_cmd *l);
+/* Makes stdout line-buffered if it goes where stderr goes (2>&1), so a
+ * session's output and messages reach the file in the order they come. */
+void keep_output_in_order(void);
 /* Whether a context's error means the connection is gone. */
 bool conn_broken(const tkv_ctx *ctx);
 

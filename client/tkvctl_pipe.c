@@ -30,7 +30,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "tkvctl.h"
@@ -279,12 +278,7 @@ int run_pipe(cli *c, const command *cmds, size_t ncmds)
         return fail("out of memory");
     }
     *p = (pipe_run){.base = c, .parsed = parsed, .ring = ring};
-    /* With 2>&1, each reply's line must reach the file before a message
-     * about a later one. */
-    struct stat so, se;
-    if (fstat(STDOUT_FILENO, &so) == 0 && fstat(STDERR_FILENO, &se) == 0 &&
-        so.st_dev == se.st_dev && so.st_ino == se.st_ino)
-        setvbuf(stdout, NULL, _IOLBF, 0);
+    keep_output_in_order();
     char *line;
     size_t len;
     while (!p->lost) {

@@ -258,6 +258,7 @@ int run_prompt(cli *c, const command *cmds, size_t ncmds)
         return fail("out of memory");
     }
     snprintf(prompt, sizeof prompt, "%s:%u> ", c->host, c->port);
+    keep_output_in_order();
     if (tty) {
         edit_begin(cmds, ncmds, hist);
         connect_cli(c); /* says at once if the server is not there; the prompt comes anyway */

@@ -12,6 +12,8 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "tkvctl.h"
 
@@ -80,6 +82,14 @@ int split_words(char *line, char **words, int max, const char **why)
         line[w++] = '\0';
         words[n++] = line + start;
     }
+}
+
+void keep_output_in_order(void)
+{
+    struct stat so, se;
+    if (fstat(STDOUT_FILENO, &so) == 0 && fstat(STDERR_FILENO, &se) == 0 &&
+        so.st_dev == se.st_dev && so.st_ino == se.st_ino)
+        setvbuf(stdout, NULL, _IOLBF, 0);
 }
 
 /* Commands that would take standard input, which holds the session. */

@@ -531,14 +531,21 @@ typedef struct proxy {
     int lfd;
     uint16_t port, to;
     volatile bool stall, cut, quit;
-    int conns; /* connections accepted */
+    volatile long budget; /* > 0: bytes primary -> replica before that
+                             direction stalls (acknowledgements still go) */
+    int conns;            /* connections accepted */
     pthread_t th;
 } proxy;
 
-static bool pump(int from, int to)
+static bool pump(int from, int to, volatile long *budget)
 {
     char buf[65536];
-    ssize_t n = recv(from, buf, sizeof buf, MSG_DONTWAIT);
+    size_t want = sizeof buf;
+    if (budget && *budget > 0 && (size_t)*budget < want)
+        want = (size_t)*budget;
+    ssize_t n = recv(from, buf, want, MSG_DONTWAIT);
+    if (budget && *budget > 0 && n > 0)
+        *budget = *budget - n > 0 ? *budget - n : -1; /* -1: spent */
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
         return false;
     for (ssize_t off = 0; n > 0 && off < n;) {
@@ -573,7 +580,8 @@ static void *proxy_main(void *arg)
             struct pollfd pf[2] = {{.fd = a, .events = POLLIN}, {.fd = b, .events = POLLIN}};
             if (poll(pf, 2, 20) <= 0 || x->stall)
                 continue;
-            if ((pf[0].revents && !pump(a, b)) || (pf[1].revents && !pump(b, a)))
+            if ((pf[0].revents && !pump(a, b, NULL)) ||
+                (pf[1].revents && x->budget >= 0 && !pump(b, a, &x->budget)))
                 break;
         }
         x->cut = false;
@@ -587,6 +595,7 @@ static void proxy_start(proxy *x, uint16_t to)
 {
     memset(x, 0, sizeof *x);
     x->to = to;
+    x->budget = 0;
     x->lfd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -743,4 +752,35 @@ Test(replication, a_replica_read_during_apply_does_not_keep_an_old_value)
     cr_assert(memcmp(v.value, "val1999", v.len) == 0, "the replica answers %.*s", (int)v.len,
               (const char *)v.value);
     tkv_free(c);
+}
+
+/* A server that joins as a replica with a longer history of its own (an
+ * old primary coming back) must not count for WAIT while it takes its
+ * full copy: it has none of the new primary's writes yet. */
+Test(replication, a_replica_in_a_full_copy_does_not_count_for_wait)
+{
+    tkvd_start(&p, NULL); /* the new primary: a short history */
+    tkvd_start(&r, NULL); /* the old one: a longer history */
+    write_plain(&p, 0);
+    for (int i = 0; i < 5; i++)
+        write_plain(&r, i);
+    cr_assert_gt(stat_of(&r, "repl_offset"), stat_of(&p, "repl_offset"));
+    proxy x;
+    proxy_start(&x, p.port);
+    x.budget = 100; /* the copy's start and a little of it, then nothing */
+    tkv_req q = {
+        .cmd = TKV_CMD_REPLICAOF, .host = {(const uint8_t *)"127.0.0.1", 9}, .port = x.port};
+    uint8_t buf[4096];
+    tkv_rep rep;
+    raw_cmd(&r, &q, &rep, buf, sizeof buf);
+    cr_assert_eq(rep.status, TKV_ST_OK);
+    wait_stat(&p, "repl_replicas", 1);
+    while (x.budget >= 0) /* the copy is under way and stalls */
+        pause_briefly();
+    int fd = tkvd_raw(&p);
+    raw_put(fd, "new", "1", 1);
+    cr_assert_eq(wait_replicas(fd, 1, 1500), 0, "a replica in its full copy was counted");
+    close(fd);
+    x.quit = true;
+    proxy_stop(&x);
 }

@@ -410,6 +410,10 @@ static bool link_copy_step(rlink *l)
         l->last_ack = ev_now(r->loop);
         tkv_info("replica %s: full copy sent, continuing from offset %llu", l->peer,
                  (unsigned long long)st.off);
+        /* Batches committed during the copy go at once, not with the next
+         * commit or tick. */
+        if (link_flush(l) < 0 || link_feed(l) < 0)
+            return false;
     }
     l->last_send = ev_now(r->loop);
     if (link_flush(l) < 0)

@@ -215,6 +215,35 @@ static void write_everything(const tkvd *d, int round)
     tkv_free(c);
 }
 
+/* A second writer beside write_everything(): late writes, tombstones and
+ * MPUTs on keys the first one also writes (no assertions off the test's
+ * thread: it counts failures). */
+typedef struct side_writer {
+    const tkvd *d;
+    int errors;
+} side_writer;
+
+static void *side_writes(void *arg)
+{
+    side_writer *w = arg;
+    tkv_ctx *c = tkv_connect("127.0.0.1", w->d->port, 10000);
+    if (!c) {
+        w->errors++;
+        return NULL;
+    }
+    char key[32];
+    for (int i = 0; i < 300; i++) {
+        snprintf(key, sizeof key, "k%d", 40 + i % 10);
+        w->errors += tkv_put(c, key, strlen(key), "side", 4, 500 + (uint64_t)i, NULL) != TKV_OK;
+        w->errors += tkv_del_at(c, key, strlen(key), 0, 0, NULL) != TKV_OK;
+        tkv_item it[2] = {{.key = {key, strlen(key)}, .value = {"m", 1}},
+                          {.key = {"side", 4}, .value = {"s", 1}, .ttl = 3600000000u}};
+        w->errors += tkv_mput(c, it, 2, NULL) != TKV_OK;
+    }
+    tkv_free(c);
+    return NULL;
+}
+
 static const char *const *with(const char **args, const tkvd *primary, char *spec, size_t n)
 {
     snprintf(spec, n, "127.0.0.1:%u", primary->port);
@@ -230,7 +259,13 @@ Test(replication, a_replica_converges_and_refuses_writes)
     char spec[64];
     const char *args[] = {NULL, NULL, NULL};
     tkvd_start(&r, with(args, &p, spec, sizeof spec));
-    write_everything(&p, 1); /* after: comes as batches */
+    /* after: comes as batches, from two writers at once */
+    side_writer sw = {.d = &p};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, side_writes, &sw), 0);
+    write_everything(&p, 1);
+    pthread_join(th, NULL);
+    cr_assert_eq(sw.errors, 0, "the second writer's requests failed");
     converge(&p, &r, now_us());
     cr_assert_eq(stat_of(&p, "repl_full_syncs"), 1);
 
@@ -496,14 +531,21 @@ typedef struct proxy {
     int lfd;
     uint16_t port, to;
     volatile bool stall, cut, quit;
-    int conns; /* connections accepted */
+    volatile long budget; /* > 0: bytes primary -> replica before that
+                             direction stalls (acknowledgements still go) */
+    int conns;            /* connections accepted */
     pthread_t th;
 } proxy;
 
-static bool pump(int from, int to)
+static bool pump(int from, int to, volatile long *budget)
 {
     char buf[65536];
-    ssize_t n = recv(from, buf, sizeof buf, MSG_DONTWAIT);
+    size_t want = sizeof buf;
+    if (budget && *budget > 0 && (size_t)*budget < want)
+        want = (size_t)*budget;
+    ssize_t n = recv(from, buf, want, MSG_DONTWAIT);
+    if (budget && *budget > 0 && n > 0)
+        *budget = *budget - n > 0 ? *budget - n : -1; /* -1: spent */
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
         return false;
     for (ssize_t off = 0; n > 0 && off < n;) {
@@ -538,7 +580,8 @@ static void *proxy_main(void *arg)
             struct pollfd pf[2] = {{.fd = a, .events = POLLIN}, {.fd = b, .events = POLLIN}};
             if (poll(pf, 2, 20) <= 0 || x->stall)
                 continue;
-            if ((pf[0].revents && !pump(a, b)) || (pf[1].revents && !pump(b, a)))
+            if ((pf[0].revents && !pump(a, b, NULL)) ||
+                (pf[1].revents && x->budget >= 0 && !pump(b, a, &x->budget)))
                 break;
         }
         x->cut = false;
@@ -552,6 +595,7 @@ static void proxy_start(proxy *x, uint16_t to)
 {
     memset(x, 0, sizeof *x);
     x->to = to;
+    x->budget = 0;
     x->lfd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -649,4 +693,94 @@ Test(replication, a_replica_presents_the_shared_secret)
     tkv_version v;
     cr_assert_neq(tkv_get(c, "k", 1, TKV_LATEST, &v), TKV_OK);
     tkv_free(c);
+}
+
+/* ---- reads on a replica while it applies -------------------------------- */
+
+typedef struct hammer {
+    const tkvd *d;
+    volatile bool stop;
+    int reads;
+} hammer;
+
+static void *read_loop(void *arg)
+{
+    hammer *h = arg;
+    tkv_ctx *c = tkv_connect("127.0.0.1", h->d->port, 10000);
+    while (c && !h->stop) {
+        tkv_version v;
+        tkv_get(c, "hot", 3, TKV_LATEST, &v);
+        h->reads++;
+    }
+    tkv_free(c);
+    return NULL;
+}
+
+/* A read that loaded a key from disk while a batch for it was staged but
+ * not yet written holds the older state; once the batch is committed the
+ * replica must answer the new one, not keep the old in memory. */
+Test(replication, a_replica_read_during_apply_does_not_keep_an_old_value)
+{
+    tkvd_start(&p, NULL);
+    char spec[64];
+    const char *args[] = {"--replica-of", spec, "--readers", "0", NULL};
+    snprintf(spec, sizeof spec, "127.0.0.1:%u", p.port);
+    tkvd_start(&r, args);
+    wait_stat(&p, "repl_replicas", 1);
+    hammer h = {.d = &r};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, read_loop, &h), 0);
+    tkv_ctx *c = tkvd_client(&p);
+    char val[32];
+    for (int i = 0; i < 2000; i++) {
+        snprintf(val, sizeof val, "val%d", i);
+        cr_assert_eq(tkv_put_now(c, "hot", 3, val, strlen(val), NULL), TKV_OK);
+    }
+    tkv_free(c);
+    double end = mono() + DEADLINE;
+    while (stat_of(&r, "repl_offset") != stat_of(&p, "repl_offset")) {
+        cr_assert_lt(mono(), end, "the replica's offset never reached the primary's");
+        pause_briefly();
+    }
+    h.stop = true;
+    pthread_join(th, NULL);
+    cr_assert_gt(h.reads, 0);
+    c = tkvd_client(&r);
+    tkv_version v;
+    cr_assert_eq(tkv_get(c, "hot", 3, TKV_LATEST, &v), TKV_OK);
+    cr_assert_eq(v.len, strlen("val1999"));
+    cr_assert(memcmp(v.value, "val1999", v.len) == 0, "the replica answers %.*s", (int)v.len,
+              (const char *)v.value);
+    tkv_free(c);
+}
+
+/* A server that joins as a replica with a longer history of its own (an
+ * old primary coming back) must not count for WAIT while it takes its
+ * full copy: it has none of the new primary's writes yet. */
+Test(replication, a_replica_in_a_full_copy_does_not_count_for_wait)
+{
+    tkvd_start(&p, NULL); /* the new primary: a short history */
+    tkvd_start(&r, NULL); /* the old one: a longer history */
+    write_plain(&p, 0);
+    for (int i = 0; i < 5; i++)
+        write_plain(&r, i);
+    cr_assert_gt(stat_of(&r, "repl_offset"), stat_of(&p, "repl_offset"));
+    proxy x;
+    proxy_start(&x, p.port);
+    x.budget = 100; /* the copy's start and a little of it, then nothing */
+    tkv_req q = {
+        .cmd = TKV_CMD_REPLICAOF, .host = {(const uint8_t *)"127.0.0.1", 9}, .port = x.port};
+    uint8_t buf[4096];
+    tkv_rep rep;
+    raw_cmd(&r, &q, &rep, buf, sizeof buf);
+    cr_assert_eq(rep.status, TKV_ST_OK);
+    wait_stat(&p, "repl_replicas", 1);
+    while (x.budget >= 0) /* the copy is under way and stalls */
+        pause_briefly();
+    int fd = tkvd_raw(&p);
+    raw_put(fd, "new", "1", 1);
+    cr_assert_eq(wait_replicas(fd, 1, 1500), 0, "a replica in its full copy was counted");
+    close(fd);
+    x.quit = true;
+    proxy_stop(&x);
 }

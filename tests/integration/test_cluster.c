@@ -102,7 +102,9 @@ static void start_node(int i, const char *map)
     static char id[NODES][16], port[NODES][16];
     snprintf(id[i], sizeof id[i], "n%d", i + 1);
     snprintf(port[i], sizeof port[i], "%u", ports[i]);
-    const char *args[] = {"--cluster-map", map, "--node-id", id[i], "--port", port[i], NULL};
+    /* Small frames, so that an MGET reply can be cut short (below). */
+    const char *args[] = {"--cluster-map", map,    "--node-id",   id[i],  "--port", port[i],
+                          "--max-frame",   "64kb", "--max-value", "32kb", NULL};
     tkvd_start(&node[i], args);
     cr_assert_eq(node[i].port, ports[i]);
 }
@@ -227,6 +229,38 @@ Test(cluster, mget_and_mput_across_nodes_split_and_merge)
     cr_assert_eq(tkv_cluster_mget(cl, 1000 + N / 2, keys, N, &out), TKV_OK);
     for (int i = 0; i < N; i++)
         cr_assert_eq(out[i].status, i <= N / 2 ? TKV_OK : TKV_NOT_FOUND, "key %d", i);
+    tkv_cluster_free(cl);
+}
+
+Test(cluster, an_mget_group_above_the_frame_is_continued)
+{
+    /* 24 keys of one hash tag (one slot, one group) with 16 KiB values:
+     * one reply holds at most 3, so the pipelined MGET comes back cut
+     * short and the group runs again as tkv_mget(), which continues it. */
+    start_cluster();
+    tkv_cluster *cl = cluster_client(2);
+    enum { N = 24, VLEN = 16 * 1024 };
+    static char kb[N][16], val[VLEN];
+    tkv_bytes keys[N + 2];
+    for (int i = 0; i < N; i++) {
+        snprintf(kb[i], sizeof kb[i], "{big}%d", i);
+        memset(val, 'a' + i % 26, sizeof val);
+        cr_assert_eq(tkv_cluster_put_ex(cl, kb[i], strlen(kb[i]), val, VLEN, 0, 0, 0, NULL), TKV_OK,
+                     "%s", tkv_cluster_errstr(cl));
+        keys[i] = (tkv_bytes){kb[i], strlen(kb[i])};
+    }
+    keys[N] = (tkv_bytes){"foo", 3}; /* other groups around it */
+    keys[N + 1] = (tkv_bytes){"bar", 3};
+    const tkv_version *out;
+    cr_assert_eq(tkv_cluster_mget(cl, TKV_LATEST, keys, N + 2, &out), TKV_OK, "%s",
+                 tkv_cluster_errstr(cl));
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(out[i].status, TKV_OK, "%s", kb[i]);
+        cr_assert_eq(out[i].len, VLEN);
+        cr_assert(out[i].value[0] == 'a' + i % 26 && out[i].value[VLEN - 1] == 'a' + i % 26,
+                  "answer %d in its place", i);
+    }
+    cr_assert(out[N].status == TKV_NOT_FOUND && out[N + 1].status == TKV_NOT_FOUND);
     tkv_cluster_free(cl);
 }
 

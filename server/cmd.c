@@ -644,6 +644,19 @@ static int exec_replack(exec_ctx *x)
     return reply_error(x, TKV_ST_BAD_REQUEST, "REPLACK is sent on a replication link only");
 }
 
+static int exec_watch(exec_ctx *x)
+{
+    if (!x->sess || !x->d->repl)
+        return reply_error(x, TKV_ST_BAD_REQUEST, "WATCH needs a connection of its own");
+    const tkv_req *r = x->req;
+    x->sess->watch = (tkv_watch_req){.prefix = r->prefix,
+                                     .has_from = r->has_offset,
+                                     .from = r->offset,
+                                     .asof = r->has_ts,
+                                     .at = r->ts};
+    return TKV_DISPATCH_WATCH;
+}
+
 /* A replica takes no writes of its own; while its data is part of a full
  * copy it answers nothing from it. */
 static bool is_write(const tkv_req *r)
@@ -696,6 +709,7 @@ static const exec_fn exec_table[TKV_CMD__COUNT] = {
     [TKV_CMD_WAIT] = exec_wait,
     [TKV_CMD_PSYNC] = exec_psync,
     [TKV_CMD_REPLACK] = exec_replack,
+    [TKV_CMD_WATCH] = exec_watch,
 };
 
 static int dispatch(tkv_dispatch *d, tkv_session *sess, const uint8_t *frame, size_t len,

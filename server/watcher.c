@@ -42,8 +42,9 @@ static uint64_t committed_end(const tkv_repl *r, tkv_engine *e, uint64_t *start)
 }
 
 /* True if a "B" frame starts at off (below `end`): a client's offset is
- * only good at a batch boundary. The frame's own header says where it
- * starts; its first bytes are enough to read that. */
+ * only good at a batch boundary, and the frame's own header says where it
+ * starts. The whole frame is read: MessagePack's counts are checked
+ * against the bytes held, so a cut frame would not decode. */
 static bool at_boundary(const tkv_repl *r, uint64_t off, uint64_t end)
 {
     tkv_buf b = {0};
@@ -51,10 +52,9 @@ static bool at_boundary(const tkv_repl *r, uint64_t off, uint64_t end)
     bool ok = false;
     if (end - off >= TKV_FRAME_HEADER && tkv_repl_backlog_read(r, off, TKV_FRAME_HEADER, &b) == 0) {
         uint32_t len = tkv_load_be32(b.data);
-        size_t head = len < 17 ? len : 17; /* [tag, offset, array32 header] */
         b.len = 0;
         if (len <= end - off - TKV_FRAME_HEADER &&
-            tkv_repl_backlog_read(r, off + TKV_FRAME_HEADER, head, &b) == 0)
+            tkv_repl_backlog_read(r, off + TKV_FRAME_HEADER, len, &b) == 0)
             ok = tkv_repl_decode(b.data, b.len, &fr) == 0 && fr.tag == TKV_RF_BATCH &&
                  fr.offset == off;
     }

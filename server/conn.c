@@ -372,6 +372,10 @@ static int start_watch(conn *c, bool *dirty)
 {
     conn_hub *h = c->hub;
     *dirty = false;
+    if (h->stopping) /* a WATCH its drain served: there is nothing to follow */
+        return tkv_write_error(&c->out, TKV_ST_BUSY, "the server is shutting down") < 0
+                   ? -1
+                   : TKV_ST_BUSY;
     if (tkv_watcher_start(&c->sess.watch, h->repl, h->disp->eng, &c->out, &c->watch) < 0)
         return -1;
     if (!c->watch)

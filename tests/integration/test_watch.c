@@ -19,9 +19,13 @@
 
 #include "harness.h"
 
-static tkvd d;
+static tkvd d, rep;
 
-static void teardown(void) { tkvd_cleanup(&d); }
+static void teardown(void)
+{
+    tkvd_cleanup(&rep);
+    tkvd_cleanup(&d);
+}
 
 TestSuite(watch, .fini = teardown, .timeout = 120);
 
@@ -47,13 +51,19 @@ static void next_change(tkv_ctx *w, tkv_change *ch)
     }
 }
 
-static tkv_ctx *watcher(const char *prefix, const tkv_watch_opts *o, uint64_t *start)
+static tkv_ctx *watcher_on(const tkvd *s, const char *prefix, const tkv_watch_opts *o,
+                           uint64_t *start)
 {
-    tkv_ctx *w = tkvd_client(&d);
+    tkv_ctx *w = tkvd_client(s);
     tkv_set_timeout(w, 200); /* short waits: next_change keeps the deadline */
     cr_assert_eq(tkv_watch(w, prefix, strlen(prefix), o, start), TKV_OK, "WATCH: %s",
                  tkv_errstr(w));
     return w;
+}
+
+static tkv_ctx *watcher(const char *prefix, const tkv_watch_opts *o, uint64_t *start)
+{
+    return watcher_on(&d, prefix, o, start);
 }
 
 static bool key_is(const tkv_change *ch, const char *k)
@@ -219,6 +229,44 @@ Test(watch, an_offset_outside_the_backlog_is_refused_with_a_reason)
     cr_assert_eq(tkv_server_code(c), TKV_SC_OUT_OF_RANGE);
     /* refused, the connection goes on as before */
     cr_assert_eq(tkv_put(c, "k", 1, "w", 1, 2, NULL), TKV_OK);
+    tkv_free(c);
+}
+
+/* ---- on a replica ------------------------------------------------------------ */
+
+Test(watch, a_watcher_on_a_replica_sees_the_primarys_changes_at_the_primarys_offsets)
+{
+    tkvd_start(&d, NULL);
+    char spec[64];
+    snprintf(spec, sizeof spec, "127.0.0.1:%u", d.port);
+    const char *args[] = {"--replica-of", spec, NULL};
+    tkvd_start(&rep, args);
+    /* Writes only once the replica follows batches: one committed while
+     * its full copy is under way reaches it only with the next commit
+     * (replication.c's link_copy_step does not feed the link). */
+    tkv_ctx *rc = tkvd_client(&rep);
+    double until = mono() + DEADLINE;
+    tkv_role_info ri;
+    while (tkv_role(rc, &ri) != TKV_OK || !ri.link || strcmp(ri.link, "online") != 0) {
+        cr_assert_lt(mono(), until, "the replica never came online");
+        usleep(10 * 1000);
+    }
+    tkv_free(rc);
+    tkv_ctx *c = tkvd_client(&d);
+    tkv_ctx *w = watcher_on(&rep, "w/", NULL, NULL);
+    cr_assert_eq(tkv_put(c, "w/1", 3, "one", 3, 2, NULL), TKV_OK);
+    cr_assert_eq(tkv_put(c, "w/2", 3, "two", 3, 3, NULL), TKV_OK);
+    tkv_change ch;
+    next_change(w, &ch);
+    cr_assert(key_is(&ch, "w/1") && ch.batch_end);
+    uint64_t after_one = ch.offset;
+    expect(w, &(want){TKV_CHANGE_WRITE, "w/2", 3, "two"});
+    /* One stream: the replica's offset resumes a watch on the primary. */
+    tkv_watch_opts o = {.has_from = 1, .from = after_one};
+    tkv_ctx *pw = watcher("w/", &o, NULL);
+    expect(pw, &(want){TKV_CHANGE_WRITE, "w/2", 3, "two"});
+    tkv_free(pw);
+    tkv_free(w);
     tkv_free(c);
 }
 

@@ -743,8 +743,14 @@ void conn_watch_feed(conn_hub *h)
             end_watch(c);
             conn_set_state(c, CONN_CLOSING);
         } else if (unsent(c) > h->o->max_output) {
-            drop_watcher(c);
-            continue;
+            /* Judge by what the socket would not take: one large batch
+             * must not drop a watcher that keeps up. */
+            if (flush_out(c) < 0)
+                continue;
+            if (unsent(c) > h->o->max_output) {
+                drop_watcher(c);
+                continue;
+            }
         }
         if (c->out.len != before)
             list_add(&h->pend, c, PEND);

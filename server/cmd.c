@@ -451,7 +451,7 @@ static void kv_str(tkv_rep_wr *lw, const char *name, const char *v)
     tkv_rep_stats_str(lw, name, strlen(name), v, strlen(v));
 }
 
-#define N_SERVER_STATS 9
+#define N_SERVER_STATS 10
 #define N_ENGINE_STATS 21
 
 static void pack_server_stats(tkv_rep_wr *pk, const tkv_server_info *in, uint64_t now_us)
@@ -464,6 +464,7 @@ static void pack_server_stats(tkv_rep_wr *pk, const tkv_server_info *in, uint64_
     kv_u64(pk, "max_clients", in->max_clients);
     kv_u64(pk, "bytes_in", in->bytes_in);
     kv_u64(pk, "bytes_out", in->bytes_out);
+    kv_u64(pk, "watchers", in->watchers);
     kv_str(pk, "fsync", in->fsync ? in->fsync : "");
 }
 

@@ -25,6 +25,7 @@ typedef struct tkv_server_info {
     uint64_t conns_rejected; /* refused: max clients, out of descriptors */
     uint64_t bytes_in;
     uint64_t bytes_out;
+    uint64_t watchers; /* connections following the change feed (WATCH) */
     uint64_t max_clients;
     const char *fsync; /* durability mode name */
 } tkv_server_info;

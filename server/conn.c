@@ -256,6 +256,7 @@ static void conn_close(conn *c, const char *why)
         tkv_repl_wait_cancel(h->repl, c);
     list_del(&h->streams, c, STRM);
     list_del(&h->watchers, c, WCH);
+    h->info->watchers = h->watchers.n;
     list_del(&h->all, c, ALL);
     list_del(&h->pend, c, PEND);
     list_del(&h->back, c, BACK);
@@ -381,6 +382,7 @@ static int start_watch(conn *c, bool *dirty)
     if (!c->watch)
         return TKV_ST_BAD_REQUEST;
     list_add(&h->watchers, c, WCH);
+    h->info->watchers = h->watchers.n;
     tkv_debug("client %llu (%s) watches from offset %llu", (unsigned long long)c->id, c->peer,
               (unsigned long long)tkv_watcher_offset(c->watch));
     return TKV_DISPATCH_WAIT;
@@ -711,6 +713,7 @@ static void end_watch(conn *c)
     tkv_watcher_free(c->watch);
     c->watch = NULL;
     list_del(&c->hub->watchers, c, WCH);
+    c->hub->info->watchers = c->hub->watchers.n;
 }
 
 /* Unread pushes passed --max-output: the watcher is dropped, with an

@@ -1116,7 +1116,7 @@ int tkv_repl_backlog_span(const tkv_repl *r, uint64_t *start, uint64_t *end)
 
 int tkv_repl_backlog_read(const tkv_repl *r, uint64_t from, size_t n, tkv_buf *out)
 {
-    if (from < r->bl.start || from > r->bl.end || n > r->bl.end - from)
+    if (r->bl.cap == 0 || from < r->bl.start || from > r->bl.end || n > r->bl.end - from)
         return -1;
     return bl_copy(&r->bl, from, n, out) < 0 ? -1 : 0;
 }

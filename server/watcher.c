@@ -73,9 +73,9 @@ int tkv_watcher_start(const tkv_watch_req *q, const tkv_repl *r, tkv_engine *e, 
 {
     uint64_t start, end;
     char msg[200];
-    if (tkv_repl_backlog_span(r, &start, &end) < 0)
+    if (tkv_repl_backlog_span(r, &start, &end) < 0) /* tkvd always keeps one */
         return refuse(out, TKV_ST_BAD_REQUEST,
-                      "WATCH follows the replication backlog: start tkvd with --repl-backlog", w);
+                      "WATCH follows the replication backlog: none is kept", w);
     end = committed_end(r, e, &start);
     uint64_t from = q->has_from ? q->from : end;
     if (from < start || from > end || (from < end && !at_boundary(r, from, end))) {

@@ -560,9 +560,9 @@ typedef struct tkv_watch_opts {
  * starts at. From then on the connection only receives changes: every
  * call but tkv_watch_next() fails with TKV_EK_USAGE. TKV_OK; or TKV_ERR:
  * TKV_EK_USAGE (pipelined replies unread, an as-of watch without a key),
- * a server error (TKV_SC_OUT_OF_RANGE: `from` is not in the backlog;
- * TKV_SC_BAD_REQUEST: the server keeps no backlog) - the connection is
- * then as before - or a broken connection. */
+ * a server error (TKV_SC_OUT_OF_RANGE: `from` is not a batch boundary
+ * the backlog holds) - the connection is then as before - or a broken
+ * connection. */
 TKV_API int tkv_watch(tkv_ctx *ctx, const void *prefix, size_t plen, const tkv_watch_opts *opts,
                       uint64_t *offset);
 

@@ -190,5 +190,7 @@ int parse_wait(const args *a, uint64_t *n, uint64_t *timeout_ms);
 int run_replicaof(cli *c, const args *a);
 int run_role(cli *c, const args *a);
 int run_wait(cli *c, const args *a);
+/* tkvctl_watch.c: the change feed. */
+int run_watch(cli *c, const args *a);
 
 #endif

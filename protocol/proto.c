@@ -420,6 +420,23 @@ static tkv_status parse_replack(parse_ctx *c)
     return TKV_ST_OK;
 }
 
+/* WATCH prefix|nil [from|nil [T]]: the change feed (PROTOCOL.md §11). With
+ * T it is an as-of watch of one key, and the prefix is that key. */
+static tkv_status parse_watch(parse_ctx *c)
+{
+    tkv_req *r = c->req;
+    tkv_status st = parse_opt_bytes(c, 1, "prefix", &r->prefix, &r->has_prefix);
+    if (st == TKV_ST_OK)
+        st = parse_opt_uint(c, 2, "offset", &r->offset, &r->has_offset);
+    if (st == TKV_ST_OK)
+        st = parse_opt_uint(c, 3, "as-of time", &r->ts, &r->has_ts);
+    if (st != TKV_ST_OK)
+        return st;
+    if (r->has_ts && (!r->has_prefix || r->prefix.len == 0))
+        return fail(c, TKV_ST_BAD_REQUEST, "an as-of WATCH takes one whole key");
+    return TKV_ST_OK;
+}
+
 static const struct cmd_spec {
     const char *name;
     uint8_t min_args, max_args;
@@ -446,6 +463,7 @@ static const struct cmd_spec {
     [TKV_CMD_WAIT] = {"WAIT", 2, 2, parse_wait},
     [TKV_CMD_PSYNC] = {"PSYNC", 2, 2, parse_psync},
     [TKV_CMD_REPLACK] = {"REPLACK", 1, 1, parse_replack},
+    [TKV_CMD_WATCH] = {"WATCH", 0, 3, parse_watch},
 };
 
 const char *tkv_cmd_name(tkv_cmd cmd)
@@ -479,6 +497,7 @@ static const char padded_names[TKV_CMD__COUNT][NAME_PAD] = {
     [TKV_CMD_WAIT] = "WAIT",
     [TKV_CMD_PSYNC] = "PSYNC",
     [TKV_CMD_REPLACK] = "REPLACK",
+    [TKV_CMD_WATCH] = "WATCH",
 };
 
 int tkv_cmd_lookup(const uint8_t *name, size_t len)
@@ -705,6 +724,11 @@ static unsigned request_args(const tkv_req *r, arg *a)
         a[1] = a_uint(true, r->offset);
         return 2;
     case TKV_CMD_REPLACK: a[0] = a_uint(true, r->offset); return 1;
+    case TKV_CMD_WATCH:
+        a[0] = r->has_prefix ? a_bytes(r->prefix) : (arg){0};
+        a[1] = a_uint(r->has_offset, r->offset);
+        a[2] = a_uint(r->has_ts, r->ts);
+        return 3;
     case TKV_CMD_SCAN:
         a[0] = r->has_prefix ? a_bytes(r->prefix) : (arg){0};
         a[1] = r->has_cursor ? a_bytes(r->cursor) : (arg){0};

@@ -451,7 +451,7 @@ static void kv_str(tkv_rep_wr *lw, const char *name, const char *v)
     tkv_rep_stats_str(lw, name, strlen(name), v, strlen(v));
 }
 
-#define N_SERVER_STATS 9
+#define N_SERVER_STATS 10
 #define N_ENGINE_STATS 21
 #define N_LIMIT_STATS 4
 
@@ -465,6 +465,7 @@ static void pack_server_stats(tkv_rep_wr *pk, const tkv_server_info *in, uint64_
     kv_u64(pk, "max_clients", in->max_clients);
     kv_u64(pk, "bytes_in", in->bytes_in);
     kv_u64(pk, "bytes_out", in->bytes_out);
+    kv_u64(pk, "watchers", in->watchers);
     kv_str(pk, "fsync", in->fsync ? in->fsync : "");
 }
 
@@ -651,6 +652,19 @@ static int exec_replack(exec_ctx *x)
     return reply_error(x, TKV_ST_BAD_REQUEST, "REPLACK is sent on a replication link only");
 }
 
+static int exec_watch(exec_ctx *x)
+{
+    if (!x->sess || !x->d->repl)
+        return reply_error(x, TKV_ST_BAD_REQUEST, "WATCH needs a connection of its own");
+    const tkv_req *r = x->req;
+    x->sess->watch = (tkv_watch_req){.prefix = r->prefix,
+                                     .has_from = r->has_offset,
+                                     .from = r->offset,
+                                     .asof = r->has_ts,
+                                     .at = r->ts};
+    return TKV_DISPATCH_WATCH;
+}
+
 /* A replica takes no writes of its own; while its data is part of a full
  * copy it answers nothing from it. */
 static bool is_write(const tkv_req *r)
@@ -703,6 +717,7 @@ static const exec_fn exec_table[TKV_CMD__COUNT] = {
     [TKV_CMD_WAIT] = exec_wait,
     [TKV_CMD_PSYNC] = exec_psync,
     [TKV_CMD_REPLACK] = exec_replack,
+    [TKV_CMD_WATCH] = exec_watch,
 };
 
 static int dispatch(tkv_dispatch *d, tkv_session *sess, const uint8_t *frame, size_t len,

@@ -217,6 +217,9 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     tkv_srv *s = w->data;
     commit(s);
+    /* Watchers follow what is committed (a replica's included): after the
+     * commit, so a batch's pushes leave in the turn its replies do. */
+    conn_watch_feed(&s->hub);
     bool streams = conn_stream_steps(&s->hub);
     streams |= tkv_repl_prepare(s->repl);
     conn_flush_pending(&s->hub);

@@ -41,7 +41,7 @@ root=$(cd "$here/../.." && pwd)
 seconds=${1:-30}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(frame request keycodec reply backup repl)
+[ ${#targets[@]} -gt 0 ] || targets=(frame request keycodec reply backup repl watch)
 store=${TKV_FUZZ_STORE:-memory}
 case "$store" in
 memory) build=${TKV_FUZZ_BUILD:-$root/build-fuzz-mem} ;;

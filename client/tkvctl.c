@@ -583,6 +583,17 @@ static const command commands[] = {
      "the replicas linked to the primary. To wait for writes, call tkv_wait() on the\n"
      "connection that made them. Exit status 1 if fewer than N acknowledged.",
      "", 2, 2, run_wait},
+    {"cluster", "nodes | create [--shards N] [--replicas R] | info",
+     "The cluster's admin side, through etcd (--etcd URLS, --cluster-name NAME):\n"
+     "  nodes   lists the registered nodes (id and address): the tkvd started with\n"
+     "          --cluster whose lease is alive.\n"
+     "  create  writes the cluster's first map: the 16384 slots spread evenly over N\n"
+     "          shards (default: as many as the nodes make) of one primary and R\n"
+     "          replicas (default 0) each, from the registered nodes in id order.\n"
+     "          Refused if a map exists or there are too few nodes.\n"
+     "  info    prints the map: its revision, each shard's slots, primary and replicas\n"
+     "          with their addresses, and which nodes are alive (registered).",
+     "shards= replicas=", 1, 1, run_cluster},
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
@@ -596,6 +607,9 @@ static void env_defaults(cli *c)
     c->timeout_ms = 10000;
     c->max_frame = TKV_DEFAULT_MAX_FRAME;
     c->secret = a && *a ? a : NULL;
+    const char *e = getenv("TKV_ETCD");
+    c->etcd = e && *e ? e : NULL;
+    c->cluster_name = "tkv";
 }
 
 int main(int argc, char **argv)

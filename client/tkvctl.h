@@ -28,8 +28,10 @@ typedef struct cli {
     int timeout_ms;
     bool trace;
     bool json;
-    bool iso;           /* timestamps as ISO-8601 UTC (in JSON: also) */
-    uint64_t max_frame; /* the server's frame limit, as far as we know */
+    bool iso;                 /* timestamps as ISO-8601 UTC (in JSON: also) */
+    uint64_t max_frame;       /* the server's frame limit, as far as we know */
+    const char *etcd;         /* --etcd: the cluster commands' etcd URLs */
+    const char *cluster_name; /* --cluster-name */
     tkv_ctx *ctx;
 } cli;
 
@@ -108,5 +110,9 @@ int parse_wait(const args *a, uint64_t *n, uint64_t *timeout_ms);
 int run_replicaof(cli *c, const args *a);
 int run_role(cli *c, const args *a);
 int run_wait(cli *c, const args *a);
+
+/* tkvctl_cluster.c: the cluster's admin commands, which talk to etcd (not
+ * to a tkvd): cluster nodes | create | info. */
+int run_cluster(cli *c, const args *a);
 
 #endif

@@ -23,7 +23,18 @@
 #include "tkvctl.h"
 #include "units.h"
 
-typedef enum { G_HOST, G_PORT, G_TIMEOUT, G_AUTH, G_MAXFRAME, G_JSON, G_ISO, G_TRACE } gopt_id;
+typedef enum {
+    G_HOST,
+    G_PORT,
+    G_TIMEOUT,
+    G_AUTH,
+    G_MAXFRAME,
+    G_JSON,
+    G_ISO,
+    G_TRACE,
+    G_ETCD,
+    G_CLUSTER_NAME
+} gopt_id;
 
 static const struct gopt {
     const char *name;
@@ -35,6 +46,7 @@ static const struct gopt {
     {"timeout", 't', true, G_TIMEOUT},  {"auth", 'a', true, G_AUTH},
     {"max-frame", 0, true, G_MAXFRAME}, {"json", 0, false, G_JSON},
     {"iso", 0, false, G_ISO},           {"trace", 0, false, G_TRACE},
+    {"etcd", 0, true, G_ETCD},          {"cluster-name", 0, true, G_CLUSTER_NAME},
 };
 
 #define N_GOPTS (sizeof gopts / sizeof gopts[0])
@@ -48,6 +60,8 @@ static int set_global(cli *c, gopt_id id, const char *v)
     case G_JSON: c->json = true; break;
     case G_ISO: c->iso = true; break;
     case G_TRACE: c->trace = true; break;
+    case G_ETCD: c->etcd = v; break;
+    case G_CLUSTER_NAME: c->cluster_name = v; break;
     case G_PORT:
         if (tkv_parse_uint(v, 1, 65535, &n) < 0)
             return fail("invalid port '%s'", v);
@@ -265,6 +279,9 @@ void print_usage(const command *cmds, size_t ncmds, FILE *f)
             "      --iso           print timestamps as ISO-8601 UTC with microseconds (with\n"
             "                      --json: an extra NAME_iso field beside each one)\n"
             "      --trace         show every request and reply frame in hex on stderr\n"
+            "      --etcd URLS     the cluster commands: etcd's client URLs, comma-separated\n"
+            "                      (default $TKV_ETCD)\n"
+            "      --cluster-name NAME  the cluster commands: which cluster (default tkv)\n"
             "  -h, --help          show this help\n"
             "      --version       show the version\n\n"
             "Commands:\n",

@@ -150,9 +150,14 @@ static int keep_lease(tkv_cluster *c, step_state *st)
 {
     if (st->lease && now_mono() >= st->next_keepalive) {
         int64_t ttl = 0;
-        if (tkv_etcd_lease_keepalive(c->etcd, st->lease, &ttl, st->err, sizeof st->err) < 0)
+        int rc = tkv_etcd_lease_keepalive(c->etcd, st->lease, &ttl, st->err, sizeof st->err);
+        /* etcd answers an expired lease either with TTL 0 or, when it
+         * has just revoked it, "lease not found": either way it is gone,
+         * and only a new one helps. Unreachable is different: the lease
+         * may still be alive. */
+        if (rc < 0 && rc != TKV_ETCD_ESERVER)
             return -1;
-        if (ttl <= 0) {
+        if (rc < 0 || ttl <= 0) {
             /* Unrenewed for longer than its TTL (etcd away, a stopped
              * process): the node key went with it. */
             tkv_warn("cluster: the lease expired; registering node %s again", c->node_id);

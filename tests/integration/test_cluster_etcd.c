@@ -204,8 +204,13 @@ Test(cluster_etcd, nodes_register_see_the_map_and_leave, .fini = teardown, .time
 {
     start_etcd();
     const char *args[] = {"--cluster", etcd_url, "--cluster-name", NAME, NULL};
+    /* The third node's list starts with an endpoint nobody listens on: it
+     * must go on to the next. */
+    char two[160];
+    snprintf(two, sizeof two, "http://127.0.0.1:%d,%s", free_port(), etcd_url);
+    const char *args2[] = {"--cluster", two, "--cluster-name", NAME, NULL};
     for (int i = 0; i < NNODES; i++)
-        tkvd_start(&nodes[i], args);
+        tkvd_start(&nodes[i], i == 2 ? args2 : args);
     for (int i = 0; i < NNODES; i++)
         wait_listed(&nodes[i], true, 15);
     for (int i = 0; i < NNODES; i++)
@@ -261,6 +266,48 @@ Test(cluster_etcd, nodes_register_see_the_map_and_leave, .fini = teardown, .time
     cr_assert_eq(ctl("info", NULL, &out), 0);
     cr_assert(strstr(out, "nodes: 3 in the map, 2 alive"), "%s", out);
     free(out);
+}
+
+/* etcd stops answering for longer than the lease (SIGSTOP), then returns:
+ * the node says so once each way, finds its lease expired, and registers
+ * again under a new one. */
+Test(cluster_etcd, etcd_away_and_back, .fini = teardown, .timeout = 120)
+{
+    start_etcd();
+    const char *args[] = {"--cluster", etcd_url, "--cluster-name", NAME, NULL};
+    tkvd_start(&nodes[0], args);
+    wait_listed(&nodes[0], true, 15);
+    cr_assert_eq(stat_of(&nodes[0], "cluster_etcd_ok"), 1);
+    kill(etcd_pid, SIGSTOP);
+    double t0 = now_s();
+    while (stat_of(&nodes[0], "cluster_etcd_ok") != 0) {
+        cr_assert(now_s() - t0 < 10, "the node did not notice etcd was away");
+        sleep_ms(100);
+    }
+    /* Serving goes on meanwhile. */
+    tkv_ctx *c = tkvd_client(&nodes[0]);
+    uint64_t ts;
+    cr_assert_eq(tkv_put(c, "k", 1, "v", 1, 1, &ts), TKV_OK, "%s", tkv_errstr(c));
+    tkv_free(c);
+    while (now_s() - t0 < 7) /* past the 5 s lease */
+        sleep_ms(100);
+    kill(etcd_pid, SIGCONT);
+    wait_listed(&nodes[0], true, 20);
+    t0 = now_s();
+    while (stat_of(&nodes[0], "cluster_etcd_ok") != 1) {
+        cr_assert(now_s() - t0 < 10, "the node did not notice etcd was back");
+        sleep_ms(100);
+    }
+    char *log = tkvd_log(&nodes[0]);
+    char *away = strstr(log, "etcd unreachable");
+    cr_assert_not_null(away, "%s", log);
+    cr_assert_null(strstr(away + 1, "etcd unreachable"), "logged once:\n%s", log);
+    cr_assert_not_null(strstr(log, "etcd reachable again"), "%s", log);
+    cr_assert_not_null(strstr(log, "the lease expired; registering node"), "%s", log);
+    free(log);
+    /* Still registered a lease period later: the new lease is kept alive. */
+    sleep_ms(6000);
+    cr_assert(listed(&nodes[0]));
 }
 
 /* etcd away: the node serves, reports it, and retries (no etcd started:

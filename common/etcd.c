@@ -187,12 +187,19 @@ static int call(tkv_etcd *e, const char *path, char *body, json_t **out, char *e
         return seterr(err, errlen, TKV_ETCD_ENOMEM, "out of memory");
     answer a = {0};
     int rc = TKV_ETCD_EUNREACHABLE;
+    char unreached[256] = ""; /* the last endpoint that did not answer, and why */
     for (int k = 0; k < e->n; k++) {
         int i = (e->cur + k) % e->n;
-        long status = post_one(e, i, path, body, &a, err, errlen);
+        long status = post_one(e, i, path, body, &a, unreached, sizeof unreached);
         if (status < 0)
             continue;
         e->cur = i;
+        if (status >= 500) {
+            /* This member cannot serve now (no leader, no quorum: gRPC's
+             * Unavailable): another may. */
+            rc = server_error(&a, status, err, errlen);
+            continue;
+        }
         if (status != 200) {
             rc = server_error(&a, status, err, errlen);
             break;
@@ -204,12 +211,9 @@ static int call(tkv_etcd *e, const char *path, char *body, json_t **out, char *e
                                                    "etcd answered no JSON object: %s", je.text);
         break;
     }
-    if (rc == TKV_ETCD_EUNREACHABLE && e->n > 1) {
-        /* err names the last endpoint's failure; say the others failed too. */
-        char last[256];
-        snprintf(last, sizeof last, "%s", err ? err : "");
-        seterr(err, errlen, rc, "no etcd endpoint answered (last: %s)", last);
-    }
+    if (rc == TKV_ETCD_EUNREACHABLE)
+        seterr(err, errlen, rc, e->n > 1 ? "no etcd endpoint answered (last: %s)" : "%s",
+               unreached);
     free(body);
     free(a.data);
     return rc;

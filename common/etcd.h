@@ -57,7 +57,9 @@ typedef struct tkv_etcd tkv_etcd;
  * here. Each call tries the endpoint that answered last, then the others
  * in order, and gives TKV_ETCD_EUNREACHABLE only when none answered within
  * timeout_ms (per endpoint). An endpoint that answers with an error is
- * not skipped: etcd's errors are the cluster's, not one member's.
+ * not skipped (etcd's errors are the cluster's, not one member's), except
+ * HTTP 5xx - a member that cannot serve now (no leader): the next is
+ * tried, and TKV_ETCD_ESERVER given if every one answered so.
  * Returns NULL (reason in err) for an empty or too long list or without
  * memory. Free with tkv_etcd_free(). */
 tkv_etcd *tkv_etcd_new(const char *endpoints, int timeout_ms, char *err, size_t errlen);

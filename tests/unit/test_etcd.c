@@ -208,3 +208,17 @@ Test(etcd, endpoints)
     tkv_etcd_free(e);
     tkv_etcd_free(NULL);
 }
+
+/* Nothing listens on port 1 of loopback: refused at once, every endpoint
+ * tried, the answer says so. */
+Test(etcd, unreachable)
+{
+    char err[256];
+    tkv_etcd *e = tkv_etcd_new("http://127.0.0.1:1,http://127.0.0.1:1/", 500, err, sizeof err);
+    tkv_etcd_kvs kvs;
+    cr_assert_eq(tkv_etcd_get(e, "k", 1, false, &kvs, err, sizeof err), TKV_ETCD_EUNREACHABLE);
+    cr_assert(strstr(err, "no etcd endpoint answered"), "%s", err);
+    int64_t id;
+    cr_assert_eq(tkv_etcd_lease_grant(e, 5, &id, err, sizeof err), TKV_ETCD_EUNREACHABLE);
+    tkv_etcd_free(e);
+}

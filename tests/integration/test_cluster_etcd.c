@@ -268,6 +268,74 @@ Test(cluster_etcd, nodes_register_see_the_map_and_leave, .fini = teardown, .time
     free(out);
 }
 
+/* etcd.h's calls against the real gateway, one by one. */
+Test(cluster_etcd, etcd_client_calls, .fini = teardown, .timeout = 60)
+{
+    start_etcd();
+    char err[256];
+    tkv_etcd *e = tkv_etcd_new(etcd_url, 2000, err, sizeof err);
+    int64_t rev1, rev2, n;
+    cr_assert_eq(tkv_etcd_put(e, "p/a", 3, "1", 1, 0, &rev1, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(tkv_etcd_put(e, "p/b\xff", 4, "", 0, 0, &rev2, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(tkv_etcd_put(e, "q", 1, "x", 1, 0, NULL, err, sizeof err), 0, "%s", err);
+    cr_assert_gt(rev2, rev1);
+
+    tkv_etcd_kvs kvs;
+    cr_assert_eq(tkv_etcd_get(e, "p/", 2, true, &kvs, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(kvs.n, 2, "the prefix, not q");
+    cr_assert_str_eq(kvs.kv[0].key, "p/a");
+    cr_assert_eq(kvs.kv[0].mod_revision, rev1);
+    cr_assert_eq(kvs.kv[1].key_len, 4);
+    cr_assert_eq(kvs.kv[1].value_len, 0);
+    tkv_etcd_kvs_free(&kvs);
+
+    /* Compare-and-swap: create-if-absent, then on mod_revision. */
+    bool swapped;
+    int64_t rev;
+    cr_assert_eq(tkv_etcd_cas(e, "p/a", 3, 0, "2", 1, 0, &swapped, &rev, err, sizeof err), 0);
+    cr_assert_not(swapped, "p/a exists");
+    cr_assert_eq(tkv_etcd_cas(e, "p/a", 3, rev1 + 100, "2", 1, 0, &swapped, &rev, err, sizeof err),
+                 0);
+    cr_assert_not(swapped, "wrong revision");
+    cr_assert_eq(tkv_etcd_cas(e, "p/a", 3, rev1, "2", 1, 0, &swapped, &rev, err, sizeof err), 0);
+    cr_assert(swapped);
+    cr_assert_eq(tkv_etcd_get(e, "p/a", 3, false, &kvs, err, sizeof err), 0);
+    cr_assert_str_eq(kvs.kv[0].value, "2");
+    cr_assert_eq(kvs.kv[0].mod_revision, rev, "the revision cas reported");
+    tkv_etcd_kvs_free(&kvs);
+    cr_assert_eq(tkv_etcd_cas(e, "new", 3, 0, "v", 1, 0, &swapped, NULL, err, sizeof err), 0);
+    cr_assert(swapped, "created");
+
+    cr_assert_eq(tkv_etcd_delete(e, "p/", 2, true, &n, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(n, 2);
+    cr_assert_eq(tkv_etcd_delete(e, "q", 1, false, &n, err, sizeof err), 0);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(tkv_etcd_get(e, "p/", 2, true, &kvs, err, sizeof err), 0);
+    cr_assert_eq(kvs.n, 0);
+    tkv_etcd_kvs_free(&kvs);
+
+    /* Leases: a key put with one goes when it is revoked. */
+    int64_t id, ttl;
+    cr_assert_eq(tkv_etcd_lease_grant(e, 30, &id, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(tkv_etcd_put(e, "l", 1, "v", 1, id, NULL, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(tkv_etcd_get(e, "l", 1, false, &kvs, err, sizeof err), 0);
+    cr_assert_eq(kvs.kv[0].lease, id);
+    tkv_etcd_kvs_free(&kvs);
+    cr_assert_eq(tkv_etcd_lease_keepalive(e, id, &ttl, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(ttl, 30);
+    cr_assert_eq(tkv_etcd_lease_revoke(e, id, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(tkv_etcd_get(e, "l", 1, false, &kvs, err, sizeof err), 0);
+    cr_assert_eq(kvs.n, 0, "revoked with its lease");
+    tkv_etcd_kvs_free(&kvs);
+    int rc = tkv_etcd_lease_keepalive(e, id, &ttl, err, sizeof err);
+    cr_assert(rc == TKV_ETCD_ESERVER || (rc == 0 && ttl == 0), "a revoked lease: rc %d", rc);
+    cr_assert_eq(tkv_etcd_lease_revoke(e, id, err, sizeof err), TKV_ETCD_ESERVER);
+    cr_assert(strstr(err, "lease not found"), "%s", err);
+    cr_assert_eq(tkv_etcd_put(e, "l", 1, "v", 1, id, NULL, err, sizeof err), TKV_ETCD_ESERVER,
+                 "a put with a lease that is gone");
+    tkv_etcd_free(e);
+}
+
 /* etcd stops answering for longer than the lease (SIGSTOP), then returns:
  * the node says so once each way, finds its lease expired, and registers
  * again under a new one. */

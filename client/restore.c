@@ -4,7 +4,8 @@
  * Two walks over the backup, which the caller holds in memory (tkvctl maps
  * the file): the first only checks it whole, so a damaged or truncated
  * backup sends nothing; the second cuts its records into RESTORE requests
- * of at most REQ_VERSIONS versions and REQ_BYTES bytes. A key whose
+ * of at most REQ_VERSIONS versions and REQ_BYTES bytes, or less when the
+ * server's limits (STATS max_batch, max_frame) are smaller. A key whose
  * versions do not fit one request goes on in the next, which repeats the
  * key record and says it continues (the server then does not take the key
  * it created itself for someone else's).
@@ -20,10 +21,12 @@
 typedef struct batcher {
     tkv_ctx *c;
     int flags;
-    tkv_buf req;         /* the records of the request being built */
-    uint32_t versions;   /* in req */
-    bool cont;           /* req's first key continues the last request's */
-    const uint8_t *krec; /* the current key's record, to repeat */
+    uint32_t max_versions; /* per request */
+    size_t max_bytes;      /* of records per request */
+    tkv_buf req;           /* the records of the request being built */
+    uint32_t versions;     /* in req */
+    bool cont;             /* req's first key continues the last request's */
+    const uint8_t *krec;   /* the current key's record, to repeat */
     size_t krec_len;
     tkv_restore_info *info;
 } batcher;
@@ -101,13 +104,13 @@ static int add_record(batcher *b, const tkv_bk_rec *r, const uint8_t *p, size_t 
     if (r->type == TKV_BK_KEY) {
         b->krec = p;
         b->krec_len = n;
-        if (b->req.len + n > REQ_BYTES && send_req(b) < 0)
+        if (b->req.len + n > b->max_bytes && send_req(b) < 0)
             return TKV_ERR;
         if (b->req.len == 0)
             b->cont = false;
         return add(b, p, n);
     }
-    if (b->versions == REQ_VERSIONS || (b->req.len + n > REQ_BYTES && b->versions > 0)) {
+    if (b->versions == b->max_versions || (b->req.len + n > b->max_bytes && b->versions > 0)) {
         /* This key goes on in the next request. */
         if (send_req(b) < 0)
             return TKV_ERR;
@@ -117,6 +120,28 @@ static int add_record(batcher *b, const tkv_bk_rec *r, const uint8_t *p, size_t 
     }
     b->versions++;
     return add(b, p, n);
+}
+
+/* Fits requests to the server's limits, when it reports them (older
+ * servers do not: the defaults fit theirs). */
+static void fit_limits(tkv_ctx *c, batcher *b)
+{
+    b->max_versions = REQ_VERSIONS;
+    b->max_bytes = REQ_BYTES;
+    const tkv_stat *st;
+    size_t n;
+    if (tkv_stats(c, &st, &n) != TKV_OK)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        if (st[i].is_str)
+            continue;
+        if (strcmp(st[i].name, "max_batch") == 0 && st[i].num > 0 && st[i].num < b->max_versions)
+            b->max_versions = (uint32_t)st[i].num;
+        /* The request's own framing (name, flags) needs a little room. */
+        if (strcmp(st[i].name, "max_frame") == 0 && st[i].num > 256 &&
+            st[i].num - 256 < b->max_bytes)
+            b->max_bytes = (size_t)(st[i].num - 256);
+    }
 }
 
 int tkv_restore(tkv_ctx *c, const void *backup, size_t len, int flags, tkv_restore_info *out)
@@ -133,6 +158,7 @@ int tkv_restore(tkv_ctx *c, const void *backup, size_t len, int flags, tkv_resto
     if (check_whole(c, p, len, &info) < 0)
         return TKV_ERR;
     batcher b = {.c = c, .flags = flags, .info = &info};
+    fit_limits(c, &b);
     tkv_bk_reader bk;
     tkv_bk_reader_init(&bk, UINT32_MAX - TKV_BK_VERSION_FIXED);
     size_t at = 0, used;

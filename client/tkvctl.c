@@ -25,6 +25,7 @@ int fail(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
+    fflush(stdout); /* the message comes after the output before it, also in a 2>&1 log */
     fputs("tkvctl: ", stderr);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
@@ -34,8 +35,13 @@ int fail(const char *fmt, ...)
 
 int server_fail(cli *c)
 {
+    tkv_errkind k = tkv_err(c->ctx);
+    if (c->retry_lost && (k == TKV_EK_EOF || k == TKV_EK_IO)) {
+        c->lost = true;
+        return EXIT_ERROR;
+    }
     /* The server's message names the primary; say what to do with it. */
-    if (tkv_err(c->ctx) == TKV_EK_READONLY)
+    if (k == TKV_EK_READONLY)
         return fail("%s (%s port %u is a read-only replica: send writes to the primary, "
                     "tkvctl -H HOST -p PORT)",
                     tkv_errstr(c->ctx), c->host, c->port);
@@ -98,16 +104,33 @@ static void trace_frame(void *arg, char dir, const uint8_t *f, size_t n)
 
 int connect_cli(cli *c)
 {
-    c->ctx = tkv_connect(c->host, c->port, c->timeout_ms);
-    if (!c->ctx)
+    if (c->ctx)
+        return 0;
+    tkv_ctx *ctx = tkv_connect(c->host, c->port, c->timeout_ms);
+    if (!ctx)
         return fail("out of memory");
-    if (tkv_err(c->ctx) != TKV_EK_NONE)
-        return fail("%s", tkv_errstr(c->ctx));
-    if (c->trace)
-        tkv_set_trace(c->ctx, trace_frame, NULL);
-    if (c->secret && tkv_auth(c->ctx, c->secret, strlen(c->secret)) != TKV_OK)
-        return fail("%s", tkv_errstr(c->ctx));
+    int rc = 0;
+    if (tkv_err(ctx) != TKV_EK_NONE)
+        rc = fail("%s", tkv_errstr(ctx));
+    if (rc == 0 && c->trace)
+        tkv_set_trace(ctx, trace_frame, NULL);
+    if (rc == 0 && c->secret && tkv_auth(ctx, c->secret, strlen(c->secret)) != TKV_OK)
+        rc = fail("%s", tkv_errstr(ctx));
+    /* A session must not keep a connection that never authenticated. */
+    if (rc) {
+        tkv_free(ctx);
+        return rc;
+    }
+    c->ctx = ctx;
     return 0;
+}
+
+bool conn_broken(const tkv_ctx *ctx)
+{
+    /* The kinds client.h calls sticky; the others leave it usable. */
+    tkv_errkind k = tkv_err(ctx);
+    return k == TKV_EK_IO || k == TKV_EK_EOF || k == TKV_EK_PROTOCOL || k == TKV_EK_TIMEOUT ||
+           k == TKV_EK_NOMEM;
 }
 
 const char *ts_text(const cli *c, uint64_t ts, bool reparse, char *buf)
@@ -131,6 +154,22 @@ void json_ts(const cli *c, json_out *j, const char *name, bool has, uint64_t ts)
         json_str(j, field, buf);
     else
         json_null(j, field);
+}
+
+int show_reply(cli *c, const args *a, show_fn show)
+{
+    tkv_reply r;
+    if (tkv_read_reply(c->ctx, &r) == TKV_ERR)
+        return server_fail(c);
+    return show(c, a, &r);
+}
+
+int run_sent(cli *c, const args *a, send_fn send, show_fn show)
+{
+    int rc = send(c, a);
+    if (rc == SENT_NOTHING)
+        return 0;
+    return rc ? rc : show_reply(c, a, show);
 }
 
 /* Reads all of standard input, for VALUE "-". */
@@ -213,9 +252,9 @@ void json_answer(const cli *c, json_out *j, const tkv_version *v)
 
 /* ---- commands ------------------------------------------------------------ */
 
-static int run_put(cli *c, const args *a)
+static int send_put(cli *c, const args *a)
 {
-    uint64_t ts = 0, ttl = 0, out;
+    uint64_t ts = 0, ttl = 0;
     const char *t = opt(a, "ts"), *d = opt(a, "ttl");
     bool has_ts = t && strcmp(t, "now") != 0;
     if ((has_ts && parse_time(t, "--ts", &ts)) || (d && parse_duration(d, "--ttl", &ttl)))
@@ -229,22 +268,23 @@ static int run_put(cli *c, const args *a)
     int rc = check_frame(c, "put", strlen(key) + vlen + PUT_OVERHEAD);
     if (rc == 0)
         rc = connect_cli(c);
-    if (rc == 0)
-        rc = tkv_put_ex(c->ctx, key, strlen(key), val, vlen, ts, has_ts, ttl, &out);
+    if (rc == 0 && tkv_append_put_ex(c->ctx, key, strlen(key), val, vlen, ts, has_ts, ttl) < 0)
+        rc = server_fail(c);
     if (from_stdin)
         free(val);
-    if (rc == EXIT_ERROR)
-        return rc;
-    if (rc != TKV_OK)
-        return server_fail(c);
+    return rc;
+}
+
+static int show_put(cli *c, const args *a, const tkv_reply *r)
+{
     if (c->json) {
         json_out j;
         json_begin(&j, stdout);
-        json_ts(c, &j, "ts", true, out);
+        json_ts(c, &j, "ts", true, r->ts);
         json_end(&j);
     } else {
         char tt[TS_TEXT_MAX];
-        puts(ts_text(c, out, false, tt));
+        puts(ts_text(c, r->ts, false, tt));
     }
     return 0;
 }
@@ -271,7 +311,7 @@ static int print_version(cli *c, const char *key, int rc, const tkv_version *v)
     return 0;
 }
 
-static int run_get(cli *c, const args *a)
+static int send_get(cli *c, const args *a)
 {
     const char *t = opt(a, "ts"), *n = opt(a, "version");
     uint64_t ts = TKV_LATEST;
@@ -289,11 +329,15 @@ static int run_get(cli *c, const args *a)
     }
     if (connect_cli(c))
         return EXIT_ERROR;
-    tkv_version v;
     const char *key = a->pos[0];
-    int rc = n ? tkv_get_version(c->ctx, key, strlen(key), version, &v)
-               : tkv_get(c->ctx, key, strlen(key), ts, &v);
-    return print_version(c, key, rc, &v);
+    int rc = n ? tkv_append_get_version(c->ctx, key, strlen(key), version)
+               : tkv_append_get(c->ctx, key, strlen(key), ts);
+    return rc < 0 ? server_fail(c) : 0;
+}
+
+static int show_get(cli *c, const args *a, const tkv_reply *r)
+{
+    return print_version(c, a->pos[0], r->status, &r->version);
 }
 
 static int time_range(const args *a, uint64_t *from, uint64_t *to)
@@ -329,22 +373,26 @@ static void print_entries(cli *c, const tkv_entry *e, size_t n, json_out *j)
     }
 }
 
-static int run_range(cli *c, const args *a)
+static int send_range(cli *c, const args *a)
 {
     tkv_range_opts o = {.reverse = opt(a, "reverse") != NULL, .to_set = 1};
     const char *l = opt(a, "limit");
     if (time_range(a, &o.from, &o.to) || (l && parse_count(l, "--limit", UINT64_MAX, &o.limit)))
         return EXIT_ERROR;
     if (l && o.limit == 0)
-        return 0;
+        return SENT_NOTHING;
     if (connect_cli(c))
         return EXIT_ERROR;
     const char *key = a->pos[0];
-    const tkv_entry *e;
-    size_t n;
-    int truncated;
-    if (tkv_range(c->ctx, key, strlen(key), &o, &e, &n, &truncated) != TKV_OK)
-        return server_fail(c);
+    return tkv_append_range(c->ctx, key, strlen(key), &o) < 0 ? server_fail(c) : 0;
+}
+
+static int show_range(cli *c, const args *a, const tkv_reply *r)
+{
+    const char *key = a->pos[0];
+    const tkv_entry *e = r->entries;
+    size_t n = r->n_entries;
+    bool reverse = opt(a, "reverse") != NULL;
     json_out j;
     if (c->json) {
         json_begin(&j, stdout);
@@ -354,49 +402,59 @@ static int run_range(cli *c, const args *a)
     print_entries(c, e, n, &j);
     if (c->json) {
         json_array_end(&j);
-        json_bool(&j, "truncated", truncated);
+        json_bool(&j, "truncated", r->truncated);
         json_end(&j);
-    } else if (truncated) {
+    } else if (r->truncated) {
         uint64_t last = n ? e[n - 1].ts : 0;
         fprintf(stderr,
                 "tkvctl: reply cut at the server's frame limit; continue with --%s %" PRIu64 "\n",
-                o.reverse ? "to" : "from", o.reverse ? last - 1 : last + 1);
+                reverse ? "to" : "from", reverse ? last - 1 : last + 1);
     }
     return 0;
 }
 
-static int run_count(cli *c, const args *a)
+static int send_count(cli *c, const args *a)
 {
-    uint64_t from, to, n;
+    uint64_t from, to;
     if (time_range(a, &from, &to) || connect_cli(c))
         return EXIT_ERROR;
-    if (tkv_count(c->ctx, a->pos[0], strlen(a->pos[0]), from, to, &n) != TKV_OK)
+    if (tkv_append_count(c->ctx, a->pos[0], strlen(a->pos[0]), from, to) < 0)
         return server_fail(c);
+    return 0;
+}
+
+static int show_count(cli *c, const args *a, const tkv_reply *r)
+{
     if (c->json) {
         json_out j;
         json_begin(&j, stdout);
-        json_u64(&j, "count", n);
+        json_u64(&j, "count", r->count);
         json_end(&j);
     } else {
-        printf("%" PRIu64 "\n", n);
+        printf("%" PRIu64 "\n", r->count);
     }
     return 0;
 }
 
-static int run_del(cli *c, const args *a)
+static int send_del(cli *c, const args *a)
 {
     const char *at = opt(a, "at");
-    uint64_t ts = 0, v;
+    uint64_t ts = 0;
     bool server_clock = at && strcmp(at, "now") == 0;
     if (at && !server_clock && parse_time(at, "--at", &ts))
         return EXIT_ERROR;
     if (connect_cli(c))
         return EXIT_ERROR;
     const char *key = a->pos[0];
-    int rc = at ? tkv_del_at(c->ctx, key, strlen(key), ts, !server_clock, &v)
-                : tkv_del(c->ctx, key, strlen(key), &v);
-    if (rc != TKV_OK)
-        return server_fail(c);
+    int rc = at ? tkv_append_del_at(c->ctx, key, strlen(key), ts, !server_clock)
+                : tkv_append_del(c->ctx, key, strlen(key));
+    return rc < 0 ? server_fail(c) : 0;
+}
+
+static int show_del(cli *c, const args *a, const tkv_reply *r)
+{
+    bool at = opt(a, "at") != NULL;
+    uint64_t v = at ? r->ts : r->count;
     if (c->json) {
         json_out j;
         json_begin(&j, stdout);
@@ -414,7 +472,7 @@ static int run_del(cli *c, const args *a)
     return 0;
 }
 
-static int run_retain(cli *c, const args *a)
+static int send_retain(cli *c, const args *a)
 {
     const char *n = opt(a, "versions"), *age = opt(a, "age");
     bool clear = opt(a, "clear") != NULL, dry = opt(a, "dry-run") != NULL;
@@ -428,10 +486,16 @@ static int run_retain(cli *c, const args *a)
         return n && versions == 0 ? fail("retain: --versions must be at least 1") : EXIT_ERROR;
     if (connect_cli(c))
         return EXIT_ERROR;
-    tkv_retain_info r;
     const char *key = a->pos[0];
-    if (tkv_retain(c->ctx, key, strlen(key), (uint32_t)versions, age_us, dry, &r) != TKV_OK)
+    if (tkv_append_retain(c->ctx, key, strlen(key), (uint32_t)versions, age_us, dry) < 0)
         return server_fail(c);
+    return 0;
+}
+
+static int show_retain(cli *c, const args *a, const tkv_reply *reply)
+{
+    bool dry = opt(a, "dry-run") != NULL;
+    const tkv_retain_info r = reply->retain;
     if (c->json) {
         json_out j;
         json_begin(&j, stdout);
@@ -451,14 +515,17 @@ static int run_retain(cli *c, const args *a)
     return 0;
 }
 
-static int run_policy(cli *c, const args *a)
+static int send_policy(cli *c, const args *a)
 {
     if (connect_cli(c))
         return EXIT_ERROR;
-    tkv_policy_info p;
     const char *key = a->pos[0];
-    if (tkv_policy(c->ctx, key, strlen(key), &p) != TKV_OK)
-        return server_fail(c);
+    return tkv_append_policy(c->ctx, key, strlen(key)) < 0 ? server_fail(c) : 0;
+}
+
+static int show_policy(cli *c, const args *a, const tkv_reply *r)
+{
+    const tkv_policy_info p = r->policy;
     if (c->json) {
         json_out j;
         json_begin(&j, stdout);
@@ -482,6 +549,34 @@ static int run_policy(cli *c, const args *a)
     if (p.horizon)
         printf("horizon: %s\n", ts_text(c, p.horizon, false, t));
     return 0;
+}
+
+/* The one-shot form of each: one request, its reply. */
+static int run_put(cli *c, const args *a) { return run_sent(c, a, send_put, show_put); }
+static int run_get(cli *c, const args *a) { return run_sent(c, a, send_get, show_get); }
+static int run_range(cli *c, const args *a) { return run_sent(c, a, send_range, show_range); }
+static int run_count(cli *c, const args *a) { return run_sent(c, a, send_count, show_count); }
+static int run_del(cli *c, const args *a) { return run_sent(c, a, send_del, show_del); }
+static int run_retain(cli *c, const args *a) { return run_sent(c, a, send_retain, show_retain); }
+static int run_policy(cli *c, const args *a) { return run_sent(c, a, send_policy, show_policy); }
+
+/* What --pipe may keep in flight. The other commands stream (backup),
+ * loop (scan --all, mget's continuations, restore's batches) or read
+ * standard input (mput without triples): --pipe runs them alone. */
+static const pipelined halves[] = {
+    {run_put, send_put, show_put},          {run_get, send_get, show_get},
+    {run_range, send_range, show_range},    {run_count, send_count, show_count},
+    {run_del, send_del, show_del},          {run_retain, send_retain, show_retain},
+    {run_policy, send_policy, show_policy}, {run_ping, send_ping, show_ping},
+    {run_stats, send_stats, show_stats},
+};
+
+const pipelined *find_pipelined(const command *cmd)
+{
+    for (size_t i = 0; i < sizeof halves / sizeof halves[0]; i++)
+        if (halves[i].run == cmd->run)
+            return &halves[i];
+    return NULL;
 }
 
 static const command commands[] = {
@@ -607,6 +702,7 @@ static void env_defaults(cli *c)
     c->timeout_ms = 10000;
     c->max_frame = TKV_DEFAULT_MAX_FRAME;
     c->secret = a && *a ? a : NULL;
+    c->interval_ms = 10; /* redis-cli --latency's pace */
     const char *e = getenv("TKV_ETCD");
     c->etcd = e && *e ? e : NULL;
     c->cluster_name = "tkv";
@@ -621,7 +717,16 @@ int main(int argc, char **argv)
     int rc = parse_line(&c, commands, N_COMMANDS, argc, argv, &cmd, &a);
     if (rc >= 0)
         return rc;
-    rc = cmd->run(&c, &a);
+    if (cmd && c.mode != MODE_PROMPT)
+        rc = fail("--pipe and --latency take no command");
+    else if (cmd)
+        rc = cmd->run(&c, &a);
+    else if (c.mode == MODE_PIPE)
+        rc = run_pipe(&c, commands, N_COMMANDS);
+    else if (c.mode == MODE_LATENCY)
+        rc = run_latency(&c);
+    else
+        rc = run_prompt(&c, commands, N_COMMANDS);
     fflush(stdout);
     tkv_free(c.ctx);
     return rc;

@@ -32,8 +32,12 @@ typedef enum {
     G_JSON,
     G_ISO,
     G_TRACE,
+    G_PIPE,
+    G_LATENCY,
+    G_LATENCY_COUNT,
+    G_INTERVAL,
     G_ETCD,
-    G_CLUSTER_NAME
+    G_CLUSTER_NAME,
 } gopt_id;
 
 static const struct gopt {
@@ -42,19 +46,49 @@ static const struct gopt {
     bool takes;  /* takes a value */
     gopt_id id;
 } gopts[] = {
-    {"host", 'H', true, G_HOST},        {"port", 'p', true, G_PORT},
-    {"timeout", 't', true, G_TIMEOUT},  {"auth", 'a', true, G_AUTH},
-    {"max-frame", 0, true, G_MAXFRAME}, {"json", 0, false, G_JSON},
-    {"iso", 0, false, G_ISO},           {"trace", 0, false, G_TRACE},
-    {"etcd", 0, true, G_ETCD},          {"cluster-name", 0, true, G_CLUSTER_NAME},
+    {"host", 'H', true, G_HOST},
+    {"port", 'p', true, G_PORT},
+    {"timeout", 't', true, G_TIMEOUT},
+    {"auth", 'a', true, G_AUTH},
+    {"max-frame", 0, true, G_MAXFRAME},
+    {"json", 0, false, G_JSON},
+    {"iso", 0, false, G_ISO},
+    {"trace", 0, false, G_TRACE},
+    {"pipe", 0, false, G_PIPE},
+    {"latency", 0, false, G_LATENCY},
+    {"latency-count", 0, true, G_LATENCY_COUNT},
+    {"interval", 0, true, G_INTERVAL},
+    {"etcd", 0, true, G_ETCD},
+    {"cluster-name", 0, true, G_CLUSTER_NAME},
 };
 
 #define N_GOPTS (sizeof gopts / sizeof gopts[0])
+
+/* --pipe and --latency (which --latency-count implies) exclude each other. */
+static int set_mode(cli *c, cli_mode m)
+{
+    if (c->mode != MODE_PROMPT && c->mode != m)
+        return fail("give --pipe or --latency, not both");
+    c->mode = m;
+    return 0;
+}
 
 static int set_global(cli *c, gopt_id id, const char *v)
 {
     uint64_t n;
     switch (id) {
+    case G_PIPE: return set_mode(c, MODE_PIPE);
+    case G_LATENCY: return set_mode(c, MODE_LATENCY);
+    case G_LATENCY_COUNT:
+        if (tkv_parse_uint(v, 1, UINT64_MAX, &n) < 0)
+            return fail("invalid --latency-count '%s': expected a number of PINGs", v);
+        c->latency_count = n;
+        return set_mode(c, MODE_LATENCY);
+    case G_INTERVAL:
+        if (tkv_parse_uint(v, 0, 3600000, &n) < 0)
+            return fail("invalid --interval '%s': expected milliseconds", v);
+        c->interval_ms = (int)n;
+        break;
     case G_HOST: c->host = v; break;
     case G_AUTH: c->secret = v; break;
     case G_JSON: c->json = true; break;
@@ -245,8 +279,8 @@ int parse_line(cli *c, const command *cmds, size_t ncmds, int argc, char **argv,
             break;
     }
     if (i >= argc) {
-        print_usage(cmds, ncmds, stderr);
-        return EXIT_ERROR;
+        *cmd = NULL; /* the prompt, --pipe or --latency */
+        return -1;
     }
     for (size_t k = 0; k < ncmds; k++) {
         if (strcmp(cmds[k].name, argv[i]) != 0)
@@ -265,6 +299,9 @@ void print_usage(const command *cmds, size_t ncmds, FILE *f)
 {
     fprintf(f,
             "Usage: tkvctl [OPTION]... COMMAND [ARG]... [OPTION]...\n"
+            "       tkvctl [OPTION]...             an interactive prompt\n"
+            "       tkvctl [OPTION]... --pipe      commands from standard input, pipelined\n"
+            "       tkvctl [OPTION]... --latency   PING round trips\n"
             "Client for tkvd, the time-versioned key-value server.\n\n"
             "Options (anywhere on the line; after '--' words are arguments until the\n"
             "command has all it takes):\n"
@@ -279,6 +316,15 @@ void print_usage(const command *cmds, size_t ncmds, FILE *f)
             "      --iso           print timestamps as ISO-8601 UTC with microseconds (with\n"
             "                      --json: an extra NAME_iso field beside each one)\n"
             "      --trace         show every request and reply frame in hex on stderr\n"
+            "      --pipe          read commands from standard input, one per line as at the\n"
+            "                      prompt, send them pipelined over one connection, print\n"
+            "                      the replies in order, then 'replies: N, errors: M' on\n"
+            "                      stderr; exit status 2 if any failed, else 1 if any\n"
+            "                      was not found\n"
+            "      --latency       PING again and again; print the round trip's min, avg,\n"
+            "                      max and p99 in ms when interrupted (live on a terminal)\n"
+            "      --latency-count N  --latency that stops after N PINGs\n"
+            "      --interval MS   pause between --latency's PINGs (default 10)\n"
             "      --etcd URLS     the cluster commands: etcd's client URLs, comma-separated\n"
             "                      (default $TKV_ETCD)\n"
             "      --cluster-name NAME  the cluster commands: which cluster (default tkv)\n"
@@ -289,6 +335,11 @@ void print_usage(const command *cmds, size_t ncmds, FILE *f)
     for (size_t i = 0; i < ncmds; i++)
         fprintf(f, "  %-9s %s\n", cmds[i].name, cmds[i].usage);
     fprintf(f, "\nRun 'tkvctl COMMAND --help' for details.\n"
+               "Without a command, tkvctl reads commands at a prompt (127.0.0.1:7379>) with\n"
+               "line editing, history in ~/.tkvctl_history ($TKVCTL_HISTFILE; empty: none),\n"
+               "completion and 'help [COMMAND]'; words are quoted as in a shell. If standard\n"
+               "input is not a terminal, it reads its lines the same way, without a prompt.\n"
+               "A command that finds the connection lost (a server restart) reconnects once.\n"
                "Times T: now; -5m or +1h (from now); ISO-8601 such as 2026-01-31 or\n"
                "2026-01-31T12:00:00.5+01:00 (a real date; without a zone it is UTC); seconds,\n"
                "milliseconds or microseconds since the Unix epoch with their unit (1700000000s,\n"

@@ -294,12 +294,15 @@ int run_scan(cli *c, const args *a)
     }
 }
 
-int run_ping(cli *c, const args *a)
+int send_ping(cli *c, const args *a)
 {
     if (connect_cli(c))
         return 2;
-    if (tkv_ping(c->ctx) != TKV_OK)
-        return server_fail(c);
+    return tkv_append_ping(c->ctx) < 0 ? server_fail(c) : 0;
+}
+
+int show_ping(cli *c, const args *a, const tkv_reply *r)
+{
     if (c->json) {
         json_out j;
         json_begin(&j, stdout);
@@ -311,14 +314,19 @@ int run_ping(cli *c, const args *a)
     return 0;
 }
 
-int run_stats(cli *c, const args *a)
+int run_ping(cli *c, const args *a) { return run_sent(c, a, send_ping, show_ping); }
+
+int send_stats(cli *c, const args *a)
 {
     if (connect_cli(c))
         return 2;
-    const tkv_stat *s;
-    size_t n;
-    if (tkv_stats(c->ctx, &s, &n) != TKV_OK)
-        return server_fail(c);
+    return tkv_append_stats(c->ctx) < 0 ? server_fail(c) : 0;
+}
+
+int show_stats(cli *c, const args *a, const tkv_reply *r)
+{
+    const tkv_stat *s = r->stats;
+    size_t n = r->n_stats;
     json_out j;
     if (c->json)
         json_begin(&j, stdout);
@@ -340,3 +348,5 @@ int run_stats(cli *c, const args *a)
         json_end(&j);
     return 0;
 }
+
+int run_stats(cli *c, const args *a) { return run_sent(c, a, send_stats, show_stats); }

@@ -454,6 +454,7 @@ static void kv_str(tkv_rep_wr *lw, const char *name, const char *v)
 
 #define N_SERVER_STATS 9
 #define N_ENGINE_STATS 21
+#define N_LIMIT_STATS 4
 
 static void pack_server_stats(tkv_rep_wr *pk, const tkv_server_info *in, uint64_t now_us)
 {
@@ -500,14 +501,20 @@ static int exec_stats(exec_ctx *x)
     tkv_engine_stats_get(d->eng, &es);
     char *lstats = tkv_engine_property(d->eng, "leveldb.stats");
     char *lsize = tkv_engine_property(d->eng, "leveldb.approximate-memory-usage");
-    uint32_t n = N_ENGINE_STATS + TKV_CMD__COUNT + 3 + (lstats ? 1 : 0) + (lsize ? 1 : 0) +
-                 (d->info ? N_SERVER_STATS : 0) + (d->repl ? TKV_REPL_NSTATS : 0) +
-                 (d->cluster ? TKV_CLUSTER_NSTATS : 0);
+    uint32_t n = N_ENGINE_STATS + TKV_CMD__COUNT + 3 + N_LIMIT_STATS + (lstats ? 1 : 0) +
+                 (lsize ? 1 : 0) + (d->info ? N_SERVER_STATS : 0) +
+                 (d->repl ? TKV_REPL_NSTATS : 0) + (d->cluster ? TKV_CLUSTER_NSTATS : 0);
     tkv_rep_wr lw;
     tkv_rep_stats_begin(&lw, x->out, n);
     if (d->info)
         pack_server_stats(&lw, d->info, tkv_engine_now(d->eng));
     pack_engine_stats(&lw, &es, tkv_engine_failing(d->eng));
+    /* What a request may carry: tools size what they send by it (tkvctl
+     * restore cuts a backup into requests that fit). */
+    kv_u64(&lw, "max_frame", d->max_reply);
+    kv_u64(&lw, "max_key", d->lim.max_key);
+    kv_u64(&lw, "max_value", d->lim.max_value);
+    kv_u64(&lw, "max_batch", d->lim.max_batch ? d->lim.max_batch : TKV_DEFAULT_MAX_BATCH);
     if (d->repl)
         tkv_repl_stats(d->repl, &lw);
     if (d->cluster)
@@ -601,7 +608,7 @@ static int exec_replicaof(exec_ctx *x)
 {
     if (!x->d->repl)
         return no_repl(x);
-    char host[256], err[300];
+    char host[256] = "", err[300];
     const tkv_req *r = x->req;
     if (r->host.ptr && memchr(r->host.ptr, 0, r->host.len))
         return reply_error(x, TKV_ST_BAD_REQUEST, "the host name holds a NUL byte");

@@ -268,8 +268,7 @@ int tkv_engine_commit_start(tkv_engine *e, uint64_t *failed)
     e->stage = tmp;
     batch_reset(&e->stage, e->flight.epoch + 1);
     e->cnt_flight = e->cnt;
-    e->repl_flight = e->repl_stage;
-    e->flight_feed = e->repl_feed;
+    eng_repl_start(e);
     e->in_flight = true;
     e->flight_done = false;
     if (!e->writer_running) {

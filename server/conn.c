@@ -406,9 +406,18 @@ static int serve_frame(conn *c, const uint8_t *f, size_t n)
     size_t off = c->out.len;
     bool dirty, was_authed = c->sess.authed;
     int rc = dispatch(c, f, n, &dirty);
-    if (rc == TKV_DISPATCH_PSYNC) {
+    if (rc == TKV_DISPATCH_PSYNC && c->ndeps == 0) {
         hand_over(c);
         return -1;
+    }
+    if (rc == TKV_DISPATCH_PSYNC) {
+        /* Its replies that wait for a batch would leave unsettled with the
+         * socket: a replica sends PSYNC alone. */
+        rc = tkv_write_error(&c->out, TKV_ST_BAD_REQUEST,
+                             "PSYNC after writes whose replies are not out yet") < 0
+                 ? -1
+                 : TKV_ST_BAD_REQUEST;
+        dirty = false;
     }
     if (rc == TKV_DISPATCH_WAIT) {
         if (c->stream)
@@ -612,9 +621,11 @@ static void end_stream(conn *c)
  * its drain served) ends BUSY like the ones it cut. May close c. */
 static void cut_stream(conn *c, bool failing)
 {
+    const char *why = c->hub->stopping ? "the server is shutting down"
+                                       : "this replica is loading a full copy from its primary";
     int rc = failing ? tkv_stream_fail(c->stream, &c->out,
                                        "the store failed; try again once it has recovered")
-                     : tkv_stream_abort(c->stream, &c->out, "the server is shutting down");
+                     : tkv_stream_abort(c->stream, &c->out, why);
     if (rc < 0) {
         conn_close(c, "out of memory");
         return;
@@ -630,7 +641,9 @@ bool conn_stream_steps(conn_hub *h)
     bool failing = tkv_engine_failing(h->disp->eng);
     for (conn *c = h->streams.head, *next; c; c = next) {
         next = c->strm.next;
-        if (failing || h->stopping) {
+        /* A replica about to empty its store for a full copy: the dump
+         * would hold the store, and the copy replaces what it shows. */
+        if (failing || h->stopping || !tkv_repl_serving(h->repl)) {
             cut_stream(c, failing);
             continue;
         }

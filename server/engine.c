@@ -423,6 +423,8 @@ void tkv_engine_close(tkv_engine *e)
     free(e->recs);
     tkv_buf_deinit(&e->feed);
     tkv_buf_deinit(&e->feed_out);
+    tkv_buf_deinit(&e->applied_stage);
+    tkv_buf_deinit(&e->applied_flight);
     tkv_buf_deinit(&e->scratch);
     tkv_buf_deinit(&e->fillbuf);
     free(e);

@@ -388,8 +388,12 @@ void tkv_engine_repl_get(const tkv_engine *e, tkv_eng_repl *out);
  * (the old id becomes id2), persisted with the next batch (one is staged).
  * -1 if writes are pending or no randomness is available. */
 int tkv_engine_repl_primary(tkv_engine *e);
-/* Makes it a replica: batches are no longer encoded. */
+/* Makes it a replica: batches are no longer encoded, and frames not yet
+ * taken are dropped. */
 void tkv_engine_repl_replica(tkv_engine *e);
+/* Moves whenever the engine starts a new history (a reopen after a failed
+ * write): the server's backlog must start over at the engine's offset. */
+uint64_t tkv_engine_repl_gen(const tkv_engine *e);
 
 /* A primary: the frames of the batches committed since the last call,
  * however their commits were collected (tkv_engine_commit_finish, the

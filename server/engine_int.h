@@ -143,13 +143,20 @@ struct tkv_engine {
      * staging batch and of the in-flight one (the writer's while it
      * writes); a primary's feed: the "B" frame of the batch written. */
     tkv_eng_repl repl, repl_stage, repl_flight;
-    bool repl_feed;       /* a primary: encode every batch */
-    bool flight_feed;     /* the in-flight batch is encoded */
-    bool repl_incomplete; /* the store holds part of a replica's full copy */
-    tkv_buf feed;         /* the writer's; the loop's once written */
-    bool feed_ready;      /* feed holds the frame of the batch written */
-    tkv_buf feed_out;     /* frames of committed batches not yet taken */
-    bool feed_lost;       /* out of memory keeping one: the stream broke */
+    bool repl_feed;                         /* a primary: encode every batch */
+    bool flight_feed;                       /* the in-flight batch is encoded */
+    bool repl_incomplete;                   /* the store holds part of a replica's full copy */
+    bool stage_completes, flight_completes; /* the batch ends a full copy */
+    uint64_t repl_gen;                      /* moves when a new history starts (replog.c) */
+    /* A replica: keys the staging / in-flight batch applied, each as a
+     * 2-byte length and the key. A read that filled one of them from
+     * LevelDB before the batch was written holds the older state: each is
+     * dropped again once its batch is committed. */
+    tkv_buf applied_stage, applied_flight;
+    tkv_buf feed;     /* the writer's; the loop's once written */
+    bool feed_ready;  /* feed holds the frame of the batch written */
+    tkv_buf feed_out; /* frames of committed batches not yet taken */
+    bool feed_lost;   /* out of memory keeping one: the stream broke */
     tkv_engine_stats st;
     char errmsg[256];
 };
@@ -352,6 +359,8 @@ int eng_repl_load(tkv_engine *e, bool reopened, char *err, size_t errlen);
  * primary) and adds the state record. -1 if out of memory. */
 int eng_repl_seal(tkv_engine *e);
 void eng_repl_committed(tkv_engine *e);
+/* At commit_start: the staging batch's replication state goes in flight. */
+void eng_repl_start(tkv_engine *e);
 void eng_repl_rolled_back(tkv_engine *e);
 
 /* recover.c: drops every resident key (nothing may be uncommitted). */

@@ -172,6 +172,7 @@ struct tkv_repl {
     ev_timer wait_timer; /* the nearest WAIT deadline */
     ev_async wake;       /* a copy's helper finished a step */
     uint64_t full_syncs, partial_syncs;
+    uint64_t gen; /* the engine's history generation the backlog follows */
 };
 
 /* ---- links to replicas --------------------------------------------------- */
@@ -186,6 +187,8 @@ static void link_free(rlink *l, const char *why)
         }
     }
     r->nlinks--;
+    if (r->o.conns)
+        (*r->o.conns)--;
     if (why)
         tkv_info("replica %s: link closed: %s", l->peer, why);
     ev_io_stop(r->loop, &l->rio);
@@ -224,6 +227,7 @@ static int link_flush(rlink *l)
 static size_t link_unsent(const rlink *l) { return l->out.len - l->sent; }
 
 static void check_waiters(tkv_repl *r);
+static void take_feed(tkv_repl *r);
 static void close_links(tkv_repl *r, const char *why);
 static void on_wait_timer(struct ev_loop *loop, ev_timer *w, int revents);
 
@@ -259,43 +263,44 @@ static void link_on_frame(rlink *l, const uint8_t *f, size_t n)
     char err[128];
     tkv_limits lim = {.max_key = 1, .max_value = 0};
     if (tkv_req_parse(f, n, &lim, &q, err, sizeof err) != TKV_ST_OK || q.cmd != TKV_CMD_REPLACK)
-        return; /* a replica sends nothing else; ignore what it should not */
+        return;                       /* a replica sends nothing else; ignore what it should not */
+    l->last_ack = ev_now(l->r->loop); /* alive, whatever it acknowledges */
+    /* WAIT counts an acknowledgement only of what this link sent: not one
+     * from before a full copy, nor beyond what it was given. */
+    if (l->state != LINK_ONLINE || q.offset > l->next_off || q.offset < l->ack || q.offset == 0)
+        return;
     l->ack = q.offset;
     l->acked = true;
-    l->last_ack = ev_now(l->r->loop);
 }
 
 static void link_on_read(struct ev_loop *loop, ev_io *w, int revents)
 {
     rlink *l = w->data;
-    for (;;) {
-        uint8_t *p;
-        size_t avail;
-        if (tkv_frame_reader_space(&l->in, 4096, &p, &avail) < 0 || avail == 0) {
-            link_free(l, "out of memory");
-            return;
-        }
-        ssize_t n = recv(l->fd, p, avail, 0);
-        if (n > 0) {
-            tkv_frame_reader_commit(&l->in, (size_t)n);
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            break;
+    /* One read per wake-up, then every whole frame: the buffer never
+     * fills with frames unparsed (libev calls again while data waits). */
+    uint8_t *p;
+    size_t avail;
+    if (tkv_frame_reader_space(&l->in, 4096, &p, &avail) < 0 || avail == 0) {
+        link_free(l, "out of memory");
+        return;
+    }
+    ssize_t n = recv(l->fd, p, avail, 0);
+    if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)) {
         link_free(l, n == 0 ? "the replica closed it" : strerror(errno));
         return;
     }
+    if (n > 0)
+        tkv_frame_reader_commit(&l->in, (size_t)n);
     const uint8_t *f;
-    size_t n;
+    size_t len;
     int rc;
-    while ((rc = tkv_frame_reader_next(&l->in, &f, &n)) == TKV_FRAME_OK)
-        link_on_frame(l, f, n);
+    while ((rc = tkv_frame_reader_next(&l->in, &f, &len)) == TKV_FRAME_OK)
+        link_on_frame(l, f, len);
     if (rc < 0 && rc != TKV_FRAME_AGAIN) {
         link_free(l, "a malformed frame");
         return;
     }
+    tkv_frame_reader_shrink(&l->in, 4096);
     check_waiters(l->r);
 }
 
@@ -347,6 +352,8 @@ void tkv_repl_attach(tkv_repl *r, int fd, const char *peer, const tkv_span *repl
     l->next = r->links;
     r->links = l;
     r->nlinks++;
+    if (r->o.conns) /* a link is a connection, under --max-clients like any */
+        (*r->o.conns)++;
     ev_io_start(r->loop, &l->rio);
     if (can_continue(r, replid, offset)) {
         tkv_eng_repl st;
@@ -388,7 +395,7 @@ static bool link_copy_step(rlink *l)
     }
     tkv_eng_repl st;
     if (rc == 1) {
-        bool ok = tkv_stream_repl_state(l->stream, &st);
+        bool ok = tkv_stream_repl_state(l->stream, &st) && !tkv_stream_failed(l->stream);
         tkv_stream_free(l->stream);
         l->stream = NULL;
         if (!ok) { /* it ended with an error frame before the snapshot */
@@ -399,6 +406,7 @@ static bool link_copy_step(rlink *l)
         l->state = LINK_ONLINE;
         l->next_off = st.off;
         l->ack = 0;
+        l->acked = false;
         l->last_ack = ev_now(r->loop);
         tkv_info("replica %s: full copy sent, continuing from offset %llu", l->peer,
                  (unsigned long long)st.off);
@@ -733,10 +741,14 @@ static void up_ack(tkv_repl *r, bool force)
         return;
     tkv_eng_repl st;
     tkv_engine_repl_get(r->e, &st);
-    if (!force && st.off == u->acked)
+    /* Only an offset of the primary's history that is committed here
+     * counts; otherwise (a full copy not yet written, the state of a
+     * history before it) 0 says only that the replica is alive. */
+    uint64_t off = u->state == UP_ONLINE && strcmp(st.id, u->id) == 0 ? st.off : 0;
+    if (!force && off == u->acked)
         return;
-    u->acked = st.off;
-    tkv_req q = {.cmd = TKV_CMD_REPLACK, .offset = st.off};
+    u->acked = off;
+    tkv_req q = {.cmd = TKV_CMD_REPLACK, .offset = off};
     up_send_req(r, &q);
     up_flush(r);
 }
@@ -751,7 +763,10 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
     tkv_engine_repl_get(r->e, &st);
     for (rlink *l = r->links, *next; l; l = next) {
         next = l->next;
-        if (now - l->last_ack > r->o.timeout && l->state == LINK_ONLINE) {
+        /* A replica acknowledges every second, also while it takes a copy:
+         * a silent one (dead, or a client that sent PSYNC and no more) goes,
+         * with the snapshot and thread its copy holds. */
+        if (now - l->last_ack > r->o.timeout) {
             link_free(l, "no acknowledgement within --repl-timeout");
             continue;
         }
@@ -762,6 +777,8 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
         }
     }
     upstream *u = &r->up;
+    if (u->fd >= 0 && u->state != UP_CONNECTING && up_paused(r))
+        u->last_io = now; /* it stopped reading on purpose, not the primary */
     if (u->fd >= 0 && u->state != UP_CONNECTING && now - u->last_io > r->o.timeout) {
         up_drop(r, "nothing from the primary within --repl-timeout");
     } else if (u->fd >= 0 && u->state == UP_CONNECTING && now - u->last_io > r->o.timeout) {
@@ -823,20 +840,32 @@ void tkv_repl_free(tkv_repl *r)
     free(r);
 }
 
-void tkv_repl_committed(tkv_repl *r)
+/* Moves the frames of every batch committed since the last call into the
+ * backlog, whoever collected the commit (the server, the sweep's own,
+ * a blocking commit). A gap - a frame lost, or a new history after the
+ * store was reopened - restarts the backlog and every link. */
+static void take_feed(tkv_repl *r)
 {
     const uint8_t *f;
     size_t n;
     int got = tkv_engine_feed_take(r->e, &f, &n);
-    if (got > 0) {
-        bl_append(&r->bl, f, n);
-    } else if (got < 0) {
-        /* A gap in the stream: nothing before it can be continued from. */
+    uint64_t gen = tkv_engine_repl_gen(r->e);
+    if (got < 0 || gen != r->gen) {
+        r->gen = gen;
         tkv_eng_repl st;
         tkv_engine_repl_get(r->e, &st);
         bl_reset(&r->bl, st.off);
-        close_links(r, "out of memory keeping the stream");
+        close_links(r, got < 0 ? "out of memory keeping the stream"
+                               : "the store was reopened: a new history begins");
+        return;
     }
+    if (got > 0)
+        bl_append(&r->bl, f, n);
+}
+
+void tkv_repl_committed(tkv_repl *r)
+{
+    take_feed(r);
     for (rlink *l = r->links, *next; l; l = next) {
         next = l->next;
         link_feed(l);
@@ -857,6 +886,11 @@ void tkv_repl_rolled_back(tkv_repl *r)
 bool tkv_repl_prepare(tkv_repl *r)
 {
     bool more = false;
+    take_feed(r);
+    for (rlink *l = r->links, *next; l; l = next) {
+        next = l->next;
+        link_feed(l);
+    }
     bool failing = tkv_engine_failing(r->e);
     for (rlink *l = r->links, *next; l; l = next) {
         next = l->next;
@@ -877,8 +911,9 @@ bool tkv_repl_prepare(tkv_repl *r)
         } else if (tkv_engine_failing(r->e)) {
             up_drop(r, tkv_engine_errmsg(r->e));
         }
-        /* else: a load or a dump is out; tried again next turn */
-        more |= u->wipe_due;
+        /* else: a load or a dump is out (streams are being cut, loads end
+         * soon); tried again on a later turn - the tick comes at least once
+         * a second - without keeping the loop awake. */
     }
     return more;
 }
@@ -895,10 +930,15 @@ static void close_links(tkv_repl *r, const char *why)
 int tkv_repl_replicaof(tkv_repl *r, const char *host, uint16_t port, char *err, size_t errlen)
 {
     upstream *u = &r->up;
-    if (tkv_engine_commit(r->e) < 0) {
+    /* Through the server's own commit path, so that replies waiting for
+     * these batches are released - or withdrawn if they fail - and their
+     * frames reach the backlog before the role changes. */
+    r->o.settle(r->o.ctx);
+    if (tkv_engine_pending(r->e) || tkv_engine_failing(r->e)) {
         snprintf(err, errlen, "writes under way failed: %s", tkv_engine_errmsg(r->e));
         return -1;
     }
+    take_feed(r);
     if (!host) {
         if (!r->replica)
             return 0;
@@ -929,6 +969,7 @@ int tkv_repl_replicaof(tkv_repl *r, const char *host, uint16_t port, char *err, 
         return -1;
     }
     close_links(r, "this server became a replica");
+    check_waiters(r); /* WAITs under way answer 0 */
     u->state = UP_NONE;
     up_drop(r, "REPLICAOF");
     ev_timer_stop(r->loop, &u->retry);
@@ -963,7 +1004,19 @@ static uint64_t count_acked(const tkv_repl *r, uint64_t off)
     return n;
 }
 
+/* Waiters are looked at from the wait timer only: answering one runs its
+ * connection's request again, which must not happen inside another
+ * request (REPLICAOF settles batches) or inside a commit. */
 static void check_waiters(tkv_repl *r)
+{
+    if (!r->waiters)
+        return;
+    ev_timer_stop(r->loop, &r->wait_timer);
+    ev_timer_set(&r->wait_timer, 0.0, 0.0);
+    ev_timer_start(r->loop, &r->wait_timer);
+}
+
+static void eval_waiters(tkv_repl *r, bool all_zero)
 {
     double now = ev_now(r->loop);
     uint64_t settled = tkv_engine_settled_epoch(r->e);
@@ -975,9 +1028,9 @@ static void check_waiters(tkv_repl *r)
             w->resolved = true;
             w->off = st.off;
         }
-        uint64_t acked = w->resolved ? count_acked(r, w->off) : 0;
+        uint64_t acked = w->resolved && !all_zero ? count_acked(r, w->off) : 0;
         bool timed_out = w->deadline > 0 && now >= w->deadline;
-        if ((w->resolved && acked >= w->n) || timed_out) {
+        if ((w->resolved && acked >= w->n) || timed_out || all_zero) {
             *p = w->next;
             void *cookie = w->cookie;
             free(w);
@@ -999,7 +1052,8 @@ static void check_waiters(tkv_repl *r)
 
 static void on_wait_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    check_waiters(w->data);
+    tkv_repl *r = w->data;
+    eval_waiters(r, r->replica); /* a replica answers every WAIT with 0 */
 }
 
 int tkv_repl_wait(tkv_repl *r, void *cookie, uint64_t n, uint64_t timeout_ms, uint64_t epoch)
@@ -1013,11 +1067,7 @@ int tkv_repl_wait(tkv_repl *r, void *cookie, uint64_t n, uint64_t timeout_ms, ui
     w->deadline = timeout_ms ? ev_now(r->loop) + (double)timeout_ms / 1000.0 : 0;
     w->next = r->waiters;
     r->waiters = w;
-    /* Checked on the next loop turn, never from inside the request that
-     * asks: the answer runs the request again (conn_repl_wait_done). */
-    ev_timer_stop(r->loop, &r->wait_timer);
-    ev_timer_set(&r->wait_timer, 0.0, 0.0);
-    ev_timer_start(r->loop, &r->wait_timer);
+    check_waiters(r); /* on the next loop turn, never inside the request */
     return 0;
 }
 

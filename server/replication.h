@@ -36,6 +36,12 @@ typedef struct tkv_repl_opts {
     size_t max_frame;   /* largest frame a replica accepts from its primary */
     size_t output_high; /* unsent bytes above which a link's feed waits */
     void (*wait_done)(void *cookie, uint64_t acked); /* a WAIT ended */
+    /* Finishes every batch under way through the server's commit path
+     * (replies released, or withdrawn if a batch fails): REPLICAOF runs it
+     * before the role changes. It blocks for the writes' syncs. */
+    void (*settle)(void *ctx);
+    void *ctx;
+    uint64_t *conns; /* the server's count of connections: links count too */
 } tkv_repl_opts;
 
 /* A primary with an empty backlog at the engine's offset. NULL if out of

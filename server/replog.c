@@ -64,6 +64,7 @@ int eng_repl_decode(const uint8_t *p, size_t n, tkv_eng_repl *r)
 
 static int new_history(tkv_engine *e, uint64_t off)
 {
+    e->repl_gen++; /* the server's backlog no longer lines up */
     memset(&e->repl, 0, sizeof e->repl);
     if (tkv_repl_new_id(e->repl.id) < 0) {
         snprintf(e->errmsg, sizeof e->errmsg, "no randomness for a replication id");
@@ -140,9 +141,41 @@ int eng_repl_seal(tkv_engine *e)
 
 /* ---- the loop's part ------------------------------------------------------ */
 
+void eng_repl_start(tkv_engine *e)
+{
+    e->repl_flight = e->repl_stage;
+    e->flight_feed = e->repl_feed;
+    e->flight_completes = e->stage_completes;
+    e->stage_completes = false;
+    tkv_buf tmp = e->applied_flight;
+    e->applied_flight = e->applied_stage;
+    e->applied_stage = tmp;
+    tkv_buf_reset(&e->applied_stage);
+}
+
+/* Drops the keys the committed batch applied (see applied_stage). */
+static void drop_applied(tkv_engine *e)
+{
+    const uint8_t *p = e->applied_flight.data, *end = p + e->applied_flight.len;
+    while (p && p + 2 <= end) {
+        size_t n = tkv_load_be16(p);
+        tkv_kentry *E = tkv_keyindex_find(&e->ix, p + 2, n);
+        if (E && !eng_uncommitted(e, E)) {
+            if (e->sweep)
+                eng_sweep_touched(e, E);
+            eng_drop_entry(e, E);
+        }
+        p += 2 + n;
+    }
+    tkv_buf_reset(&e->applied_flight);
+}
+
 void eng_repl_committed(tkv_engine *e)
 {
     e->repl = e->repl_flight;
+    drop_applied(e);
+    if (e->flight_completes) /* the copy's end is on disk now */
+        e->repl_incomplete = false;
     /* Whoever collected the commit (the server, the sweep's own commit,
      * a blocking tkv_engine_commit), the frame waits for the server. */
     if (e->feed_ready && tkv_buf_append(&e->feed_out, e->feed.data, e->feed.len) < 0)
@@ -155,6 +188,9 @@ void eng_repl_committed(tkv_engine *e)
 void eng_repl_rolled_back(tkv_engine *e)
 {
     e->repl_stage = e->repl;
+    e->stage_completes = e->flight_completes = false;
+    tkv_buf_reset(&e->applied_stage);
+    tkv_buf_reset(&e->applied_flight);
     tkv_buf_reset(&e->feed);
     e->feed_ready = false;
 }
@@ -192,7 +228,15 @@ int tkv_engine_repl_primary(tkv_engine *e)
     return 0;
 }
 
-void tkv_engine_repl_replica(tkv_engine *e) { e->repl_feed = false; }
+void tkv_engine_repl_replica(tkv_engine *e)
+{
+    e->repl_feed = false;
+    /* Frames of the primary it was are no part of the stream it follows. */
+    tkv_buf_reset(&e->feed_out);
+    e->feed_ready = e->feed_lost = false;
+}
+
+uint64_t tkv_engine_repl_gen(const tkv_engine *e) { return e->repl_gen; }
 
 int tkv_engine_apply_rec(tkv_engine *e, const uint8_t *k, size_t klen, const uint8_t *v,
                          size_t vlen, bool put)
@@ -212,6 +256,15 @@ int tkv_engine_apply_rec(tkv_engine *e, const uint8_t *k, size_t klen, const uin
                 eng_sweep_touched(e, E);
             eng_drop_entry(e, E);
         }
+        if (n > 0) {
+            uint8_t len[2];
+            tkv_store_be16(len, (uint16_t)n);
+            if (tkv_buf_append(&e->applied_stage, len, 2) < 0 ||
+                tkv_buf_append(&e->applied_stage, e->kbuf, (size_t)n) < 0) {
+                snprintf(e->errmsg, sizeof e->errmsg, "out of memory");
+                return -1;
+            }
+        }
     }
     if (put && klen == sizeof ENG_COUNTERS_KEY - 1 && memcmp(k, ENG_COUNTERS_KEY, klen) == 0 &&
         vlen >= 24) {
@@ -230,8 +283,9 @@ int tkv_engine_apply_rec(tkv_engine *e, const uint8_t *k, size_t klen, const uin
 void tkv_engine_apply_at(tkv_engine *e, const char *id, uint64_t off)
 {
     if (e->repl_incomplete) {
+        /* Still incomplete until this batch is committed. */
         eng_stage_del(e, ENG_SYNCING_KEY, sizeof ENG_SYNCING_KEY - 1);
-        e->repl_incomplete = false;
+        e->stage_completes = true;
     }
     memcpy(e->repl_stage.id, id, TKV_REPLID_LEN);
     e->repl_stage.id[TKV_REPLID_LEN] = '\0';
@@ -262,10 +316,25 @@ int tkv_engine_wipe(tkv_engine *e)
     }
     e->cnt = e->cnt_flight = e->cnt_committed = (counters){0, 0, 0};
     e->all_resident = false; /* the copy arrives through LevelDB, not memory */
-    /* Until the copy's last batch is written the data is part of a copy:
-     * a replica restarted meanwhile must not serve it. */
+    /* Until the copy's last batch is written the data is part of a copy: a
+     * replica restarted meanwhile must not serve it. The mark is synced at
+     * once, before anything of the copy: an empty store without it would
+     * pass for a complete one. */
     e->repl_incomplete = true;
-    eng_stage_put(e, ENG_SYNCING_KEY, sizeof ENG_SYNCING_KEY - 1, "", 0);
+    tkv_store_batch *b = tkv_store_batch_new();
+    int rc = b ? 0 : -1;
+    if (b) {
+        tkv_store_batch_put(b, ENG_SYNCING_KEY, sizeof ENG_SYNCING_KEY - 1, "", 0);
+        rc = tkv_store_write(e->store, b, true, err, sizeof err);
+        tkv_store_batch_free(b);
+    } else {
+        snprintf(err, sizeof err, "out of memory");
+    }
+    if (rc < 0) {
+        snprintf(e->errmsg, sizeof e->errmsg, "%s", err);
+        eng_set_broken(e, err);
+        return -1;
+    }
     return 0;
 }
 

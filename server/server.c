@@ -192,6 +192,18 @@ static void commit(tkv_srv *s)
     conn_release(&s->hub, tkv_engine_settled_epoch(s->eng));
 }
 
+/* Replication's settle hook (replication.h): the batches under way, written
+ * and collected the usual way. Nothing new is staged meanwhile (the loop
+ * is here), so it ends within a few rounds. */
+static void settle(void *ctx)
+{
+    tkv_srv *s = ctx;
+    for (int i = 0; i < 4 && tkv_engine_pending(s->eng); i++) {
+        tkv_engine_wait(s->eng);
+        commit(s);
+    }
+}
+
 /* ---- the loop's watchers ---------------------------------------------- */
 
 /* Once stopping, the loop ends when every batch is written and every reply
@@ -496,6 +508,7 @@ static void shutdown_all(tkv_srv *s)
 {
     if (tkv_engine_commit(s->eng) < 0)
         tkv_error("final write failed: %s", tkv_engine_errmsg(s->eng));
+    tkv_repl_committed(s->repl); /* the last frames go to the replicas, if they can */
     conn_close_all(&s->hub);
     tkv_repl_free(s->repl); /* its copies' dumps hold the store */
     s->repl = NULL;
@@ -595,7 +608,10 @@ static int start(tkv_srv *s)
                         .secret_len = s->secret_len,
                         .max_frame = 1u << 30, /* a primary's batch can be large: it is trusted */
                         .output_high = s->o.output_high_water,
-                        .wait_done = conn_repl_wait_done};
+                        .wait_done = conn_repl_wait_done,
+                        .settle = settle,
+                        .ctx = s,
+                        .conns = &s->info.conns_current};
     if (!(s->repl = tkv_repl_new(s->loop, s->eng, &ro))) {
         tkv_error("out of memory");
         return -1;

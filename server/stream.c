@@ -112,6 +112,8 @@ static int end_with_error(tkv_buf *out, tkv_status st, const char *what, const c
     return tkv_write_error(out, st, msg) < 0 ? -1 : 1;
 }
 
+bool tkv_stream_failed(const tkv_stream *s) { return s->result == STEP_FAILED; }
+
 bool tkv_stream_repl_state(const tkv_stream *s, tkv_eng_repl *out)
 {
     if (!s->dump)

@@ -56,6 +56,10 @@ int tkv_stream_step(tkv_stream *s, tkv_buf *out);
  * (protocol/repl.h). False before. */
 bool tkv_stream_repl_state(const tkv_stream *s, tkv_eng_repl *out);
 
+/* After the last frame: whether the stream ended with an error frame (the
+ * dump failed part-way). */
+bool tkv_stream_failed(const tkv_stream *s);
+
 /* Ends the stream early with an error reply (the server stops). */
 int tkv_stream_abort(tkv_stream *s, tkv_buf *out, const char *why);
 

@@ -722,6 +722,62 @@ Test(backups, tkvctl_restore_into_a_running_server, .fini = teardown, .timeout =
     tmpdir_remove(dir);
 }
 
+/* A key with only a policy is state a restore would collide with: tkvctl
+ * says so before sending anything (SCAN alone lists it not). */
+Test(backups, tkvctl_restore_sees_a_policy_only_key, .fini = teardown, .timeout = 60)
+{
+    tkvd_start(&a, NULL);
+    tkvd_start(&b, NULL);
+    tkv_ctx *ca = tkvd_client(&a), *cb = tkvd_client(&b);
+    put(ca, "k", "v", 5, 0);
+    char *dir = tmpdir_make("bk"), *file;
+    backup_to_file(ca, dir, "p.tkvbak", &file);
+    tkv_retain_info ri;
+    cr_assert_eq(tkv_retain(cb, "k", 1, 3, 0, 0, &ri), TKV_OK);
+    char port[8], *err;
+    snprintf(port, sizeof port, "%u", b.port);
+    const char *rs[] = {getenv("TKVCTL"), "-p", port, "restore", file, NULL};
+    cr_assert_eq(run(NULL, &err, rs), 2);
+    cr_assert(strstr(err, "holds keys"), "%s", err);
+    free(err);
+    tkv_version v;
+    cr_assert_eq(tkv_get(cb, "k", 1, TKV_LATEST, &v), TKV_NOT_FOUND, "something was written");
+    tkv_free(ca);
+    tkv_free(cb);
+    free(file);
+    tmpdir_remove(dir);
+}
+
+/* A server with small limits still takes a backup: the client sizes its
+ * RESTORE requests by the limits STATS reports. */
+Test(backups, restore_fits_the_servers_limits, .fini = teardown, .timeout = 60)
+{
+    tkvd_start(&a, NULL);
+    const char *small[] = {"--max-batch", "7",         "--max-frame", "2kb", "--max-value",
+                           "512",         "--max-key", "64",          NULL};
+    tkvd_start(&b, small);
+    tkv_ctx *ca = tkvd_client(&a), *cb = tkvd_client(&b);
+    cr_assert_eq(tkvd_stat(cb, "max_batch"), 7);
+    cr_assert_eq(tkvd_stat(cb, "max_frame"), 2048);
+    char val[300];
+    memset(val, 'v', sizeof val);
+    for (int i = 0; i < 60; i++)
+        cr_assert_eq(tkv_put(ca, "k", 1, val, sizeof val, (uint64_t)i + 1, NULL), TKV_OK);
+    membuf m = {0};
+    tkv_digest_info info;
+    cr_assert_eq(tkv_backup(ca, to_mem, &m, &info), TKV_OK, "%s", tkv_errstr(ca));
+    tkv_restore_info r;
+    cr_assert_eq(tkv_restore(cb, m.b.data, m.b.len, 0, &r), TKV_OK, "%s", tkv_errstr(cb));
+    /* 2 KiB frames hold 6 versions of 300 bytes: more requests than 7 a
+     * time would need. */
+    cr_assert_geq(r.requests, 10, "the requests were not cut to the server's frame");
+    tkv_digest_info d = digest_at(cb, info.at);
+    cr_assert(same(&d, &info));
+    tkv_buf_deinit(&m.b);
+    tkv_free(ca);
+    tkv_free(cb);
+}
+
 /* Merge keeps what the target has - its version at a timestamp the backup
  * also has, its horizon - and adds the rest; without merge a key the
  * target has refuses the request whole. */

@@ -215,6 +215,35 @@ static void write_everything(const tkvd *d, int round)
     tkv_free(c);
 }
 
+/* A second writer beside write_everything(): late writes, tombstones and
+ * MPUTs on keys the first one also writes (no assertions off the test's
+ * thread: it counts failures). */
+typedef struct side_writer {
+    const tkvd *d;
+    int errors;
+} side_writer;
+
+static void *side_writes(void *arg)
+{
+    side_writer *w = arg;
+    tkv_ctx *c = tkv_connect("127.0.0.1", w->d->port, 10000);
+    if (!c) {
+        w->errors++;
+        return NULL;
+    }
+    char key[32];
+    for (int i = 0; i < 300; i++) {
+        snprintf(key, sizeof key, "k%d", 40 + i % 10);
+        w->errors += tkv_put(c, key, strlen(key), "side", 4, 500 + (uint64_t)i, NULL) != TKV_OK;
+        w->errors += tkv_del_at(c, key, strlen(key), 0, 0, NULL) != TKV_OK;
+        tkv_item it[2] = {{.key = {key, strlen(key)}, .value = {"m", 1}},
+                          {.key = {"side", 4}, .value = {"s", 1}, .ttl = 3600000000u}};
+        w->errors += tkv_mput(c, it, 2, NULL) != TKV_OK;
+    }
+    tkv_free(c);
+    return NULL;
+}
+
 static const char *const *with(const char **args, const tkvd *primary, char *spec, size_t n)
 {
     snprintf(spec, n, "127.0.0.1:%u", primary->port);
@@ -230,7 +259,13 @@ Test(replication, a_replica_converges_and_refuses_writes)
     char spec[64];
     const char *args[] = {NULL, NULL, NULL};
     tkvd_start(&r, with(args, &p, spec, sizeof spec));
-    write_everything(&p, 1); /* after: comes as batches */
+    /* after: comes as batches, from two writers at once */
+    side_writer sw = {.d = &p};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, side_writes, &sw), 0);
+    write_everything(&p, 1);
+    pthread_join(th, NULL);
+    cr_assert_eq(sw.errors, 0, "the second writer's requests failed");
     converge(&p, &r, now_us());
     cr_assert_eq(stat_of(&p, "repl_full_syncs"), 1);
 
@@ -648,5 +683,64 @@ Test(replication, a_replica_presents_the_shared_secret)
     cr_assert_eq(tkv_auth(c, "wrong", 5), TKV_OK);
     tkv_version v;
     cr_assert_neq(tkv_get(c, "k", 1, TKV_LATEST, &v), TKV_OK);
+    tkv_free(c);
+}
+
+/* ---- reads on a replica while it applies -------------------------------- */
+
+typedef struct hammer {
+    const tkvd *d;
+    volatile bool stop;
+    int reads;
+} hammer;
+
+static void *read_loop(void *arg)
+{
+    hammer *h = arg;
+    tkv_ctx *c = tkv_connect("127.0.0.1", h->d->port, 10000);
+    while (c && !h->stop) {
+        tkv_version v;
+        tkv_get(c, "hot", 3, TKV_LATEST, &v);
+        h->reads++;
+    }
+    tkv_free(c);
+    return NULL;
+}
+
+/* A read that loaded a key from disk while a batch for it was staged but
+ * not yet written holds the older state; once the batch is committed the
+ * replica must answer the new one, not keep the old in memory. */
+Test(replication, a_replica_read_during_apply_does_not_keep_an_old_value)
+{
+    tkvd_start(&p, NULL);
+    char spec[64];
+    const char *args[] = {"--replica-of", spec, "--readers", "0", NULL};
+    snprintf(spec, sizeof spec, "127.0.0.1:%u", p.port);
+    tkvd_start(&r, args);
+    wait_stat(&p, "repl_replicas", 1);
+    hammer h = {.d = &r};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, read_loop, &h), 0);
+    tkv_ctx *c = tkvd_client(&p);
+    char val[32];
+    for (int i = 0; i < 2000; i++) {
+        snprintf(val, sizeof val, "val%d", i);
+        cr_assert_eq(tkv_put_now(c, "hot", 3, val, strlen(val), NULL), TKV_OK);
+    }
+    tkv_free(c);
+    double end = mono() + DEADLINE;
+    while (stat_of(&r, "repl_offset") != stat_of(&p, "repl_offset")) {
+        cr_assert_lt(mono(), end, "the replica's offset never reached the primary's");
+        pause_briefly();
+    }
+    h.stop = true;
+    pthread_join(th, NULL);
+    cr_assert_gt(h.reads, 0);
+    c = tkvd_client(&r);
+    tkv_version v;
+    cr_assert_eq(tkv_get(c, "hot", 3, TKV_LATEST, &v), TKV_OK);
+    cr_assert_eq(v.len, strlen("val1999"));
+    cr_assert(memcmp(v.value, "val1999", v.len) == 0, "the replica answers %.*s", (int)v.len,
+              (const char *)v.value);
     tkv_free(c);
 }

@@ -261,6 +261,14 @@ int run_cluster(cli *c, const args *a)
         return fail("cluster: unknown subcommand '%s' (nodes, create or info)", sub);
     if (strcmp(sub, "create") != 0 && (opt(a, "shards") || opt(a, "replicas")))
         return fail("cluster %s: --shards and --replicas go with create", sub);
+    /* As tkvd checks it: the name is part of etcd keys, and a '/' would
+     * reach another cluster's (or nobody's) keys. */
+    size_t n = strlen(c->cluster_name);
+    if (n == 0 || n > 64 ||
+        strspn(c->cluster_name,
+               "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != n)
+        return fail("invalid --cluster-name '%s': expected 1-64 letters, digits, '-', '_' or '.'",
+                    c->cluster_name);
     tkv_etcd *e = open_etcd(c);
     if (!e)
         return EXIT_ERROR;

@@ -363,6 +363,10 @@ static int start_cluster(tkv_srv *s, uint16_t port)
     char addr[320], err[512];
     const char *announce = s->o.announce;
     if (!announce) {
+        if (strcmp(s->o.bind, "0.0.0.0") == 0 || strcmp(s->o.bind, "::") == 0)
+            tkv_warn("cluster: announcing the wildcard address %s, which no other host can "
+                     "reach: set --announce HOST:PORT",
+                     s->o.bind);
         bool v6 = strchr(s->o.bind, ':') != NULL;
         snprintf(addr, sizeof addr, "%s%s%s:%u", v6 ? "[" : "", s->o.bind, v6 ? "]" : "", port);
         announce = addr;

@@ -217,6 +217,16 @@ Test(cluster_etcd, nodes_register_see_the_map_and_leave, .fini = teardown, .time
         cr_assert_eq(stat_of(&nodes[i], "cluster_etcd_ok"), 1);
 
     char *out;
+    cr_assert_eq(ctl("nodes", "--json", &out), 0);
+    const char head[] = "{\"cluster\":\"" NAME "\",\"nodes\":[{\"id\":";
+    cr_assert(strncmp(out, head, sizeof head - 1) == 0, "%s", out);
+    for (int i = 0; i < NNODES; i++) {
+        char id[17], want[64];
+        node_id(&nodes[i], id);
+        snprintf(want, sizeof want, "{\"id\":\"%s\",\"addr\":\"127.0.0.1:%u\"}", id, nodes[i].port);
+        cr_assert(strstr(out, want), "%s not in %s", want, out);
+    }
+    free(out);
     cr_assert_eq(ctl("info", NULL, &out), 1, "no map yet: not found");
     free(out);
     cr_assert_eq(ctl("create", NULL, &out), 0);

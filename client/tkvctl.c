@@ -688,7 +688,7 @@ static const command commands[] = {
      "          Refused if a map exists or there are too few nodes.\n"
      "  info    prints the map: its revision, each shard's slots, primary and replicas\n"
      "          with their addresses, and which nodes are alive (registered).",
-     "shards= replicas=", 1, 1, run_cluster},
+     "shards= replicas=", 1, 1, run_cluster_admin},
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])

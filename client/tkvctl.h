@@ -193,8 +193,8 @@ int run_replicaof(cli *c, const args *a);
 int run_role(cli *c, const args *a);
 int run_wait(cli *c, const args *a);
 
-/* tkvctl_cluster.c: the cluster's admin commands, which talk to etcd (not
- * to a tkvd): cluster nodes | create | info. */
-int run_cluster(cli *c, const args *a);
+/* tkvctl_etcd.c: the cluster's admin commands, which talk to etcd (not to
+ * a tkvd): cluster nodes | create | info. */
+int run_cluster_admin(cli *c, const args *a);
 
 #endif

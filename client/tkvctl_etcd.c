@@ -1,5 +1,5 @@
 /*
- * tkvctl_cluster.c - tkvctl cluster nodes | create | info: the cluster's
+ * tkvctl_etcd.c - tkvctl cluster nodes | create | info: the cluster's
  * admin side. These talk to etcd, which holds the cluster (ARCHITECTURE.md,
  * "The cluster"), not to a tkvd: the registered nodes are the keys under
  * /tkv/<name>/nodes/ (alive while their lease is), the map is
@@ -254,7 +254,7 @@ static int cmd_create(const cli *c, const args *a, tkv_etcd *e)
     return rc ? rc : cmd_info(c, e);
 }
 
-int run_cluster(cli *c, const args *a)
+int run_cluster_admin(cli *c, const args *a)
 {
     const char *sub = a->pos[0];
     if (strcmp(sub, "nodes") != 0 && strcmp(sub, "create") != 0 && strcmp(sub, "info") != 0)

@@ -688,6 +688,17 @@ static const command commands[] = {
      "while the server's --repl-backlog still holds it. --as-of T watches one KEY and\n"
      "prints only changes that could change its answer as of T (get KEY --ts T).",
      "from= as-of=", 0, 1, run_watch},
+    {"cluster", "nodes | create [--shards N] [--replicas R] | info",
+     "The cluster's admin side, through etcd (--etcd URLS, --cluster-name NAME):\n"
+     "  nodes   lists the registered nodes (id and address): the tkvd started with\n"
+     "          --cluster whose lease is alive.\n"
+     "  create  writes the cluster's first map: the 16384 slots spread evenly over N\n"
+     "          shards (default: as many as the nodes make) of one primary and R\n"
+     "          replicas (default 0) each, from the registered nodes in id order.\n"
+     "          Refused if a map exists or there are too few nodes.\n"
+     "  info    prints the map: its revision, each shard's slots, primary and replicas\n"
+     "          with their addresses, and which nodes are alive (registered).",
+     "shards= replicas=", 1, 1, run_cluster_admin},
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
@@ -702,6 +713,9 @@ static void env_defaults(cli *c)
     c->max_frame = TKV_DEFAULT_MAX_FRAME;
     c->secret = a && *a ? a : NULL;
     c->interval_ms = 10; /* redis-cli --latency's pace */
+    const char *e = getenv("TKV_ETCD");
+    c->etcd = e && *e ? e : NULL;
+    c->cluster_name = "tkv";
 }
 
 int main(int argc, char **argv)

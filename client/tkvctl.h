@@ -33,8 +33,10 @@ typedef struct cli {
     int timeout_ms;
     bool trace;
     bool json;
-    bool iso;           /* timestamps as ISO-8601 UTC (in JSON: also) */
-    uint64_t max_frame; /* the server's frame limit, as far as we know */
+    bool iso;                 /* timestamps as ISO-8601 UTC (in JSON: also) */
+    uint64_t max_frame;       /* the server's frame limit, as far as we know */
+    const char *etcd;         /* --etcd: the cluster commands' etcd URLs */
+    const char *cluster_name; /* --cluster-name */
     cli_mode mode;
     uint64_t latency_count; /* --latency: PINGs to send (0: until interrupted) */
     int interval_ms;        /* --latency: pause between PINGs */
@@ -192,5 +194,9 @@ int run_role(cli *c, const args *a);
 int run_wait(cli *c, const args *a);
 /* tkvctl_watch.c: the change feed. */
 int run_watch(cli *c, const args *a);
+
+/* tkvctl_etcd.c: the cluster's admin commands, which talk to etcd (not to
+ * a tkvd): cluster nodes | create | info. */
+int run_cluster_admin(cli *c, const args *a);
 
 #endif

@@ -36,6 +36,8 @@ typedef enum {
     G_LATENCY,
     G_LATENCY_COUNT,
     G_INTERVAL,
+    G_ETCD,
+    G_CLUSTER_NAME,
 } gopt_id;
 
 static const struct gopt {
@@ -56,6 +58,8 @@ static const struct gopt {
     {"latency", 0, false, G_LATENCY},
     {"latency-count", 0, true, G_LATENCY_COUNT},
     {"interval", 0, true, G_INTERVAL},
+    {"etcd", 0, true, G_ETCD},
+    {"cluster-name", 0, true, G_CLUSTER_NAME},
 };
 
 #define N_GOPTS (sizeof gopts / sizeof gopts[0])
@@ -90,6 +94,8 @@ static int set_global(cli *c, gopt_id id, const char *v)
     case G_JSON: c->json = true; break;
     case G_ISO: c->iso = true; break;
     case G_TRACE: c->trace = true; break;
+    case G_ETCD: c->etcd = v; break;
+    case G_CLUSTER_NAME: c->cluster_name = v; break;
     case G_PORT:
         if (tkv_parse_uint(v, 1, 65535, &n) < 0)
             return fail("invalid port '%s'", v);
@@ -319,6 +325,9 @@ void print_usage(const command *cmds, size_t ncmds, FILE *f)
             "                      max and p99 in ms when interrupted (live on a terminal)\n"
             "      --latency-count N  --latency that stops after N PINGs\n"
             "      --interval MS   pause between --latency's PINGs (default 10)\n"
+            "      --etcd URLS     the cluster commands: etcd's client URLs, comma-separated\n"
+            "                      (default $TKV_ETCD)\n"
+            "      --cluster-name NAME  the cluster commands: which cluster (default tkv)\n"
             "  -h, --help          show this help\n"
             "      --version       show the version\n\n"
             "Commands:\n",

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cluster.h"
 #include "frame.h"
 #include "replication.h"
 #include "reply.h"
@@ -502,7 +503,8 @@ static int exec_stats(exec_ctx *x)
     char *lstats = tkv_engine_property(d->eng, "leveldb.stats");
     char *lsize = tkv_engine_property(d->eng, "leveldb.approximate-memory-usage");
     uint32_t n = N_ENGINE_STATS + TKV_CMD__COUNT + 3 + N_LIMIT_STATS + (lstats ? 1 : 0) +
-                 (lsize ? 1 : 0) + (d->info ? N_SERVER_STATS : 0) + (d->repl ? TKV_REPL_NSTATS : 0);
+                 (lsize ? 1 : 0) + (d->info ? N_SERVER_STATS : 0) +
+                 (d->repl ? TKV_REPL_NSTATS : 0) + (d->cluster ? TKV_CLUSTER_NSTATS : 0);
     tkv_rep_wr lw;
     tkv_rep_stats_begin(&lw, x->out, n);
     if (d->info)
@@ -516,6 +518,8 @@ static int exec_stats(exec_ctx *x)
     kv_u64(&lw, "max_batch", d->lim.max_batch ? d->lim.max_batch : TKV_DEFAULT_MAX_BATCH);
     if (d->repl)
         tkv_repl_stats(d->repl, &lw);
+    if (d->cluster)
+        tkv_cluster_stats(d->cluster, &lw);
     for (int i = 0; i < TKV_CMD__COUNT; i++) {
         char name[32];
         snprintf(name, sizeof name, "cmd_%s", tkv_cmd_name((tkv_cmd)i));

@@ -75,6 +75,7 @@ typedef struct tkv_dispatch {
     size_t max_reply;               /* largest reply payload; RANGE stops short of it */
     const tkv_server_info *info;    /* may be NULL */
     struct tkv_repl *repl;          /* replication (replication.h); NULL: none */
+    struct tkv_cluster *cluster;    /* cluster.h; NULL: not in a cluster */
     uint64_t calls[TKV_CMD__COUNT]; /* requests by command */
     uint64_t errors;                /* replies with an error status */
     uint64_t auth_failures;         /* AUTH attempts with a wrong secret */

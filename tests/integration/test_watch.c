@@ -248,14 +248,15 @@ Test(watch, a_watcher_on_a_replica_sees_the_primarys_changes_at_the_primarys_off
     snprintf(spec, sizeof spec, "127.0.0.1:%u", d.port);
     const char *args[] = {"--replica-of", spec, NULL};
     tkvd_start(&rep, args);
-    /* Writes only once the replica follows batches: one committed while
-     * its full copy is under way reaches it only with the next commit
-     * (replication.c's link_copy_step does not feed the link). */
+    /* Once the replica follows its primary and serves: it answers BUSY (to
+     * WATCH too) until its full copy is committed. */
     tkv_ctx *rc = tkvd_client(&rep);
     double until = mono() + DEADLINE;
+    tkv_version v;
     tkv_role_info ri;
-    while (tkv_role(rc, &ri) != TKV_OK || !ri.link || strcmp(ri.link, "online") != 0) {
-        cr_assert_lt(mono(), until, "the replica never came online");
+    while (tkv_role(rc, &ri) != TKV_OK || !ri.link || strcmp(ri.link, "online") != 0 ||
+           tkv_get(rc, "w/none", 6, TKV_LATEST, &v) != TKV_NOT_FOUND) {
+        cr_assert_lt(mono(), until, "the replica never served: %s", tkv_errstr(rc));
         usleep(10 * 1000);
     }
     tkv_free(rc);

@@ -639,7 +639,8 @@ static const command commands[] = {
      "Prints a SHA-256 digest of the server's whole visible state (keys, versions,\n"
      "values, tombstones, expiry times, retention policies and horizons) as of the\n"
      "server's clock, or of T: versions expired by then do not count. Two servers\n"
-     "with the same data print the same digest.",
+     "with the same data print the same digest. It waits as long as the walk takes\n"
+     "unless -t is given.",
      "at=", 0, 0, run_digest},
     {"backup", "FILE",
      "Writes a consistent backup of the whole store, as of one moment, to FILE (- for\n"
@@ -658,7 +659,7 @@ static const command commands[] = {
      "hold no keys. With --merge, keys it has keep their policy, horizon and\n"
      "versions, and get the backup's other versions. Prints the versions written and\n"
      "skipped, then the backup's digest: into an empty server, digest --at AT then\n"
-     "prints the same.",
+     "prints the same. Each request may take up to 10 minutes unless -t is given.",
      "merge", 1, 1, run_restore},
     {"replicaof", "HOST PORT | no one",
      "Makes the server a replica of the tkvd at HOST PORT: it follows that primary's\n"

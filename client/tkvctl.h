@@ -31,6 +31,7 @@ typedef struct cli {
     const char *secret; /* AUTH after connecting, if set */
     uint16_t port;
     int timeout_ms;
+    bool timeout_given; /* -t was on the command line */
     bool trace;
     bool json;
     bool iso;                 /* timestamps as ISO-8601 UTC (in JSON: also) */

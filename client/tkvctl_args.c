@@ -105,6 +105,7 @@ static int set_global(cli *c, gopt_id id, const char *v)
         if (tkv_parse_uint(v, 0, 86400000, &n) < 0)
             return fail("invalid timeout '%s'", v);
         c->timeout_ms = (int)n;
+        c->timeout_given = true;
         break;
     case G_MAXFRAME:
         if (tkv_parse_size(v, UINT32_MAX, &n) < 0 || n < 1024)

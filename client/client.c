@@ -364,13 +364,15 @@ static bool keyed(tkv_cmd cmd)
            cmd != TKV_CMD_SCAN && cmd != TKV_CMD_MPUT && cmd != TKV_CMD_MGET &&
            cmd != TKV_CMD_DIGEST && cmd != TKV_CMD_BACKUP && cmd != TKV_CMD_RESTORE &&
            cmd != TKV_CMD_REPLICAOF && cmd != TKV_CMD_ROLE && cmd != TKV_CMD_WAIT &&
-           cmd != TKV_CMD_CLUSTER;
+           cmd != TKV_CMD_WATCH && cmd != TKV_CMD_CLUSTER;
 }
 
 static int append(tkv_ctx *c, const tkv_req *r)
 {
     if (cl_begin(c) < 0)
         return TKV_ERR;
+    if (c->watching)
+        return cl_set_err(c, TKV_EK_USAGE, "the connection is watching: only tkv_watch_next()");
     if (keyed(r->cmd) && r->key.len == 0)
         return cl_set_err(c, TKV_EK_USAGE, "key must not be empty");
     size_t before = c->out.len;
@@ -387,6 +389,12 @@ static int check_len(tkv_ctx *c, size_t klen, size_t vlen)
 }
 
 int cl_append_req(tkv_ctx *c, const tkv_req *r) { return append(c, r); }
+
+int cl_flush(tkv_ctx *c) { return flush_out(c) < 0 ? TKV_ERR : TKV_OK; }
+
+int cl_read_frame(tkv_ctx *c, const uint8_t **f, size_t *n) { return read_frame(c, f, n); }
+
+int cl_pop_op(tkv_ctx *c) { return pop_op(c); }
 
 int tkv_append_ping(tkv_ctx *c)
 {

@@ -47,6 +47,7 @@ struct tkv_ctx {
     size_t range_addrs_cap;
     uint64_t map_revision;
     tkv_buf scratch; /* request building */
+    bool watching;   /* after tkv_watch(): the connection only receives pushes */
     tkv_trace_fn trace;
     void *trace_arg;
 };
@@ -72,6 +73,13 @@ int cl_no_backlog(tkv_ctx *c);
 
 /* Queues one request; TKV_OK or TKV_ERR. */
 int cl_append_req(tkv_ctx *c, const tkv_req *r);
+
+/* client.c's I/O for calls with replies of their own shape (watch.c):
+ * sends what is queued; reads the next whole frame (valid until the next
+ * read); takes the oldest queued op off. TKV_OK or TKV_ERR. */
+int cl_flush(tkv_ctx *c);
+int cl_read_frame(tkv_ctx *c, const uint8_t **f, size_t *n);
+int cl_pop_op(tkv_ctx *c);
 
 /* Decodes one reply frame for command op into r; returns r->status. */
 int cl_decode(tkv_ctx *c, int op, const uint8_t *f, size_t n, tkv_reply *r);

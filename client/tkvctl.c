@@ -639,7 +639,8 @@ static const command commands[] = {
      "Prints a SHA-256 digest of the server's whole visible state (keys, versions,\n"
      "values, tombstones, expiry times, retention policies and horizons) as of the\n"
      "server's clock, or of T: versions expired by then do not count. Two servers\n"
-     "with the same data print the same digest.",
+     "with the same data print the same digest. It waits as long as the walk takes\n"
+     "unless -t is given.",
      "at=", 0, 0, run_digest},
     {"backup", "FILE",
      "Writes a consistent backup of the whole store, as of one moment, to FILE (- for\n"
@@ -658,7 +659,7 @@ static const command commands[] = {
      "hold no keys. With --merge, keys it has keep their policy, horizon and\n"
      "versions, and get the backup's other versions. Prints the versions written and\n"
      "skipped, then the backup's digest: into an empty server, digest --at AT then\n"
-     "prints the same.",
+     "prints the same. Each request may take up to 10 minutes unless -t is given.",
      "merge", 1, 1, run_restore},
     {"replicaof", "HOST PORT | no one",
      "Makes the server a replica of the tkvd at HOST PORT: it follows that primary's\n"
@@ -671,10 +672,6 @@ static const command commands[] = {
      "and offset; on a primary, one line per replica (address, state, acknowledged\n"
      "offset, lag); on a replica, its primary, the link's state and its lag.",
      "", 0, 0, run_role},
-    {"cluster", "shards",
-     "Prints the cluster's map as the node asked knows it: its revision, then each\n"
-     "range of slots with the node serving it (and its replicas).",
-     "", 1, 1, run_cluster},
     {"wait", "N TIMEOUT_MS",
      "Waits until N replicas have acknowledged every write this connection made, or\n"
      "TIMEOUT_MS milliseconds (0: no limit), and prints how many had. tkvctl's own\n"
@@ -682,6 +679,29 @@ static const command commands[] = {
      "the replicas linked to the primary. To wait for writes, call tkv_wait() on the\n"
      "connection that made them. Exit status 1 if fewer than N acknowledged.",
      "", 2, 2, run_wait},
+    {"watch", "[PREFIX] [--from OFFSET] [--as-of T]",
+     "Prints every committed change to keys starting with PREFIX (all keys without\n"
+     "one), one line each, until interrupted: OFFSET<TAB>KIND<TAB>KEY<TAB>..., KIND\n"
+     "put (then TS, VALUE and maybe expires=), del (a tombstone at TS), removed (the\n"
+     "version at TS is gone: DEL or the sweep) or meta (the key's horizon and policy).\n"
+     "KEY and VALUE are escaped as by mget. A batch's lines share its OFFSET; after a\n"
+     "disconnect, --from the last OFFSET read resumes with nothing missed or repeated\n"
+     "while the server's --repl-backlog still holds it. --as-of T watches one KEY and\n"
+     "prints only changes that could change its answer as of T (get KEY --ts T).",
+     "from= as-of=", 0, 1, run_watch},
+    {"cluster", "shards | nodes | create [--shards N] [--replicas R] | info",
+     "  shards  asks the node -H/-p names for the map as it holds it: the revision,\n"
+     "          then each range of slots with the node serving it (and replicas).\n"
+     "The cluster's admin side, through etcd (--etcd URLS, --cluster-name NAME):\n"
+     "  nodes   lists the registered nodes (id and address): the tkvd started with\n"
+     "          --cluster whose lease is alive.\n"
+     "  create  writes the cluster's first map: the 16384 slots spread evenly over N\n"
+     "          shards (default: as many as the nodes make) of one primary and R\n"
+     "          replicas (default 0) each, from the registered nodes in id order.\n"
+     "          Refused if a map exists or there are too few nodes.\n"
+     "  info    prints the map: its revision, each shard's slots, primary and replicas\n"
+     "          with their addresses, and which nodes are alive (registered).",
+     "shards= replicas=", 1, 1, run_cluster},
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
@@ -696,6 +716,9 @@ static void env_defaults(cli *c)
     c->max_frame = TKV_DEFAULT_MAX_FRAME;
     c->secret = a && *a ? a : NULL;
     c->interval_ms = 10; /* redis-cli --latency's pace */
+    const char *e = getenv("TKV_ETCD");
+    c->etcd = e && *e ? e : NULL;
+    c->cluster_name = "tkv";
 }
 
 /* One command from the line; with -c, at the node serving its key. */

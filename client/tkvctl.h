@@ -31,10 +31,13 @@ typedef struct cli {
     const char *secret; /* AUTH after connecting, if set */
     uint16_t port;
     int timeout_ms;
+    bool timeout_given; /* -t was on the command line */
     bool trace;
     bool json;
-    bool iso;           /* timestamps as ISO-8601 UTC (in JSON: also) */
-    uint64_t max_frame; /* the server's frame limit, as far as we know */
+    bool iso;                 /* timestamps as ISO-8601 UTC (in JSON: also) */
+    uint64_t max_frame;       /* the server's frame limit, as far as we know */
+    const char *etcd;         /* --etcd: the cluster commands' etcd URLs */
+    const char *cluster_name; /* --cluster-name */
     cli_mode mode;
     uint64_t latency_count; /* --latency: PINGs to send (0: until interrupted) */
     int interval_ms;        /* --latency: pause between PINGs */
@@ -192,12 +195,19 @@ int parse_wait(const args *a, uint64_t *n, uint64_t *timeout_ms);
 int run_replicaof(cli *c, const args *a);
 int run_role(cli *c, const args *a);
 int run_wait(cli *c, const args *a);
+/* tkvctl_watch.c: the change feed. */
+int run_watch(cli *c, const args *a);
+
+/* tkvctl_etcd.c: the cluster's admin commands, which talk to etcd (not to
+ * a tkvd): cluster nodes | create | info. */
+int run_cluster_admin(cli *c, const args *a);
 
 /* tkvctl_cluster.c: cluster mode and the cluster commands. */
 /* With -c and a single-key command: connects to the cluster through
  * -H/-p and points c->ctx at the node serving the key (connect_cli then
  * keeps it). Returns 0, or EXIT_ERROR after saying why. */
 int cluster_route(cli *c, const command *cmd, const args *a);
+/* cluster SUBCOMMAND: shards here, the rest run_cluster_admin(). */
 int run_cluster(cli *c, const args *a);
 
 #endif

@@ -36,6 +36,8 @@ typedef enum {
     G_LATENCY,
     G_LATENCY_COUNT,
     G_INTERVAL,
+    G_ETCD,
+    G_CLUSTER_NAME,
     G_CLUSTER,
 } gopt_id;
 
@@ -57,6 +59,8 @@ static const struct gopt {
     {"latency", 0, false, G_LATENCY},
     {"latency-count", 0, true, G_LATENCY_COUNT},
     {"interval", 0, true, G_INTERVAL},
+    {"etcd", 0, true, G_ETCD},
+    {"cluster-name", 0, true, G_CLUSTER_NAME},
     {"cluster", 'c', false, G_CLUSTER},
 };
 
@@ -92,6 +96,8 @@ static int set_global(cli *c, gopt_id id, const char *v)
     case G_JSON: c->json = true; break;
     case G_ISO: c->iso = true; break;
     case G_TRACE: c->trace = true; break;
+    case G_ETCD: c->etcd = v; break;
+    case G_CLUSTER_NAME: c->cluster_name = v; break;
     case G_CLUSTER: c->cluster = true; break;
     case G_PORT:
         if (tkv_parse_uint(v, 1, 65535, &n) < 0)
@@ -102,6 +108,7 @@ static int set_global(cli *c, gopt_id id, const char *v)
         if (tkv_parse_uint(v, 0, 86400000, &n) < 0)
             return fail("invalid timeout '%s'", v);
         c->timeout_ms = (int)n;
+        c->timeout_given = true;
         break;
     case G_MAXFRAME:
         if (tkv_parse_size(v, UINT32_MAX, &n) < 0 || n < 1024)
@@ -322,6 +329,9 @@ void print_usage(const command *cmds, size_t ncmds, FILE *f)
             "                      max and p99 in ms when interrupted (live on a terminal)\n"
             "      --latency-count N  --latency that stops after N PINGs\n"
             "      --interval MS   pause between --latency's PINGs (default 10)\n"
+            "      --etcd URLS     the cluster commands: etcd's client URLs, comma-separated\n"
+            "                      (default $TKV_ETCD)\n"
+            "      --cluster-name NAME  the cluster commands: which cluster (default tkv)\n"
             "  -c, --cluster       cluster mode: -H/-p name any node; single-key commands\n"
             "                      go to the node serving the key's slot\n"
             "  -h, --help          show this help\n"

@@ -61,6 +61,11 @@ int run_digest(cli *c, const args *a)
         return EXIT_ERROR;
     if (connect_cli(c))
         return EXIT_ERROR;
+    /* DIGEST answers once, after walking the whole store: a large one
+     * takes longer than the default timeout (the server keeps the
+     * connection alive meanwhile). -t still bounds it when given. */
+    if (!c->timeout_given)
+        tkv_set_timeout(c->ctx, 0);
     tkv_digest_info d;
     if (tkv_digest(c->ctx, at, t != NULL, &d) != TKV_OK)
         return server_fail(c);
@@ -344,6 +349,11 @@ int run_restore(cli *c, const args *a)
     int rc = verify_held(file, &h);
     if (rc == 0)
         rc = connect_cli(c);
+    /* Each RESTORE request is bounded, but a server busy compacting may
+     * take a while with one: a timeout cut half-way leaves part of the
+     * backup written. Longer by default; -t still decides when given. */
+    if (rc == 0 && !c->timeout_given)
+        tkv_set_timeout(c->ctx, 600000);
     if (rc == 0 && !merge)
         rc = server_empty(c, &empty);
     if (rc == 0 && !empty)

@@ -1,5 +1,6 @@
 /*
- * tkvctl_cluster.c - tkvctl's cluster mode (-c) and `cluster shards`.
+ * tkvctl_cluster.c - tkvctl's cluster mode (-c) and `cluster shards` (the
+ * admin subcommands, which talk to etcd, are tkvctl_etcd.c's).
  *
  * In cluster mode tkvctl asks the node -H/-p names for the map, connects
  * to the node serving the command's key and runs the command there
@@ -65,10 +66,14 @@ static void print_json(uint64_t rev, const tkv_slot_range *r, size_t n)
     json_end(&j);
 }
 
+/* cluster shards asks a node; the other subcommands ask etcd
+ * (tkvctl_etcd.c). */
 int run_cluster(cli *c, const args *a)
 {
     if (strcmp(a->pos[0], "shards") != 0)
-        return fail("cluster: unknown subcommand '%s'; known: shards", a->pos[0]);
+        return run_cluster_admin(c, a);
+    if (opt(a, "shards") || opt(a, "replicas"))
+        return fail("cluster shards: --shards and --replicas go with create");
     if (connect_cli(c))
         return EXIT_ERROR;
     const tkv_slot_range *r;

@@ -422,6 +422,23 @@ static tkv_status parse_replack(parse_ctx *c)
     return TKV_ST_OK;
 }
 
+/* WATCH prefix|nil [from|nil [T]]: the change feed (PROTOCOL.md §11). With
+ * T it is an as-of watch of one key, and the prefix is that key. */
+static tkv_status parse_watch(parse_ctx *c)
+{
+    tkv_req *r = c->req;
+    tkv_status st = parse_opt_bytes(c, 1, "prefix", &r->prefix, &r->has_prefix);
+    if (st == TKV_ST_OK)
+        st = parse_opt_uint(c, 2, "offset", &r->offset, &r->has_offset);
+    if (st == TKV_ST_OK)
+        st = parse_opt_uint(c, 3, "as-of time", &r->ts, &r->has_ts);
+    if (st != TKV_ST_OK)
+        return st;
+    if (r->has_ts && (!r->has_prefix || r->prefix.len == 0))
+        return fail(c, TKV_ST_BAD_REQUEST, "an as-of WATCH takes one whole key");
+    return TKV_ST_OK;
+}
+
 /* CLUSTER SUBCOMMAND: one word, matched case-insensitively. A command of
  * its own with subcommands (as Redis's CLUSTER) keeps the cluster's
  * requests under one name well within the 15-byte limit on names. */
@@ -466,6 +483,7 @@ static const struct cmd_spec {
     [TKV_CMD_WAIT] = {"WAIT", 2, 2, parse_wait},
     [TKV_CMD_PSYNC] = {"PSYNC", 2, 2, parse_psync},
     [TKV_CMD_REPLACK] = {"REPLACK", 1, 1, parse_replack},
+    [TKV_CMD_WATCH] = {"WATCH", 0, 3, parse_watch},
     [TKV_CMD_CLUSTER] = {"CLUSTER", 1, 1, parse_cluster},
 };
 
@@ -500,6 +518,7 @@ static const char padded_names[TKV_CMD__COUNT][NAME_PAD] = {
     [TKV_CMD_WAIT] = "WAIT",
     [TKV_CMD_PSYNC] = "PSYNC",
     [TKV_CMD_REPLACK] = "REPLACK",
+    [TKV_CMD_WATCH] = "WATCH",
     [TKV_CMD_CLUSTER] = "CLUSTER",
 };
 
@@ -727,6 +746,11 @@ static unsigned request_args(const tkv_req *r, arg *a)
         a[1] = a_uint(true, r->offset);
         return 2;
     case TKV_CMD_REPLACK: a[0] = a_uint(true, r->offset); return 1;
+    case TKV_CMD_WATCH:
+        a[0] = r->has_prefix ? a_bytes(r->prefix) : (arg){0};
+        a[1] = a_uint(r->has_offset, r->offset);
+        a[2] = a_uint(r->has_ts, r->ts);
+        return 3;
     case TKV_CMD_CLUSTER: a[0] = a_bytes((tkv_span){(const uint8_t *)"SHARDS", 6}); return 1;
     case TKV_CMD_SCAN:
         a[0] = r->has_prefix ? a_bytes(r->prefix) : (arg){0};

@@ -76,6 +76,7 @@ typedef enum tkv_cmd {
     TKV_CMD_WAIT,
     TKV_CMD_PSYNC,
     TKV_CMD_REPLACK,
+    TKV_CMD_WATCH,
     TKV_CMD_CLUSTER,
     TKV_CMD__COUNT
 } tkv_cmd;
@@ -115,7 +116,7 @@ typedef struct tkv_req {
     tkv_span value;         /* PUT */
     tkv_span msg;           /* PING's optional echo; AUTH's secret */
     uint64_t ts;            /* PUT, GET, MGET: valid if has_ts; DEL: the tombstone's;
-                               DIGEST: the clock to judge expiry by */
+                               DIGEST: the clock to judge expiry by; WATCH: as of */
     uint64_t ttl;           /* PUT: microseconds until the version expires; 0: never */
     int64_t version;        /* GET: ordinal, valid if has_version */
     uint64_t from;          /* RANGE, COUNT: inclusive, default 0 */
@@ -123,13 +124,13 @@ typedef struct tkv_req {
     uint64_t limit;         /* RANGE: default UINT64_MAX (no limit); SCAN: count */
     uint32_t keep_versions; /* RETAIN: 0 for no limit */
     uint64_t keep_age;      /* RETAIN: microseconds, 0 for no limit */
-    tkv_span prefix;        /* SCAN */
+    tkv_span prefix;        /* SCAN; WATCH: the key prefix (the key if has_ts) */
     tkv_span cursor;        /* SCAN: the last key of the previous page */
     tkv_span records;       /* RESTORE: backup records (checked by the server) */
     tkv_span host;          /* REPLICAOF: the primary's host; ptr NULL: NO ONE;
                                PSYNC: the replication id (ptr NULL: none) */
     uint64_t port;          /* REPLICAOF: the primary's port */
-    uint64_t offset;        /* PSYNC, REPLACK: a replication offset */
+    uint64_t offset;        /* PSYNC, REPLACK, WATCH (if has_offset): a replication offset */
     uint64_t nreplicas;     /* WAIT: replicas to wait for */
     uint64_t timeout_ms;    /* WAIT: 0 waits for ever */
     uint32_t sub;           /* CLUSTER: the subcommand (tkv_cluster_sub) */
@@ -141,11 +142,12 @@ typedef struct tkv_req {
     bool has_msg;
     bool has_prefix;
     bool has_cursor;
-    bool tombstone; /* DEL: write a tombstone (at ts, or the clock if !has_ts) */
-    bool reverse;   /* RANGE: newest first */
-    bool dry_run;   /* RETAIN */
-    bool merge;     /* RESTORE: keep what keys that exist hold, add the rest */
-    bool cont;      /* RESTORE: the first key continues the previous request's */
+    bool has_offset; /* WATCH: resume from offset */
+    bool tombstone;  /* DEL: write a tombstone (at ts, or the clock if !has_ts) */
+    bool reverse;    /* RANGE: newest first */
+    bool dry_run;    /* RETAIN */
+    bool merge;      /* RESTORE: keep what keys that exist hold, add the rest */
+    bool cont;       /* RESTORE: the first key continues the previous request's */
 } tkv_req;
 
 /* CLUSTER's subcommands, by their wire names. */

@@ -52,6 +52,7 @@ static const tkv_rfield digest_f[] = {F(BYTES, data, "digest"), F(UINT, at, "at"
                                       F(UINT, nkeys, "keys"), F(UINT, nversions, "versions")};
 static const tkv_rfield restore_f[] = {F(UINT, u, "written"), F(UINT, skipped, "skipped")};
 static const tkv_rfield backup_f[] = {F(BYTES, data, "chunk"), F(BOOL, flag, "last")};
+static const tkv_rfield watch_f[] = {F(TEXT, text, "replid"), F(UINT, u, "offset")};
 static const tkv_rfield shards_f[] = {F(UINT, u, "revision"), F(SLOTS, list, "ranges")};
 static const tkv_rfield answer_ok_f[] = {A(BYTES, value, "value"), A(UINT, ts, "ts"),
                                          A(OPT, next, "next"), A(OPT, expires, "expires")};
@@ -87,6 +88,8 @@ const tkv_reply_desc tkv_reply_descs[TKV_CMD__COUNT] = {
     /* PSYNC's answer is the replication stream (PROTOCOL.md §10). */
     [TKV_CMD_PSYNC] = {.ok = {NULL, 0, 0}},
     [TKV_CMD_REPLACK] = {.ok = {NULL, 0, 0}},
+    /* WATCH's answer is followed by push frames (PROTOCOL.md §11). */
+    [TKV_CMD_WATCH] = {.ok = SHAPE(watch_f, 2)},
     /* CLUSTER has one subcommand yet, SHARDS. */
     [TKV_CMD_CLUSTER] = {.ok = SHAPE(shards_f, 2)},
 };
@@ -399,6 +402,17 @@ int tkv_rep_put_restore(tkv_buf *b, uint64_t written, uint64_t skipped)
     begin(&lw, b, 3);
     msgpack_pack_uint64(&lw.w.pk, written);
     msgpack_pack_uint64(&lw.w.pk, skipped);
+    return tkv_wr_end(&lw.w);
+}
+
+int tkv_rep_put_watch(tkv_buf *b, const char *replid, uint64_t offset)
+{
+    tkv_rep_wr lw;
+    size_t n = strlen(replid);
+    begin(&lw, b, 3);
+    msgpack_pack_str(&lw.w.pk, n);
+    msgpack_pack_str_body(&lw.w.pk, replid, n);
+    msgpack_pack_uint64(&lw.w.pk, offset);
     return tkv_wr_end(&lw.w);
 }
 

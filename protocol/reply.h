@@ -255,6 +255,8 @@ int tkv_rep_put_policy(tkv_buf *b, tkv_rep_opt versions, tkv_rep_opt age, bool o
 
 /* RESTORE: [0, written, skipped]. */
 int tkv_rep_put_restore(tkv_buf *b, uint64_t written, uint64_t skipped);
+/* WATCH: [0, replid, offset] (push frames follow: watch.h). */
+int tkv_rep_put_watch(tkv_buf *b, const char *replid, uint64_t offset);
 
 /* DIGEST: [0, digest, at, keys, versions]. */
 int tkv_rep_put_digest(tkv_buf *b, const uint8_t *digest, uint32_t len, uint64_t at, uint64_t keys,

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cluster.h"
 #include "frame.h"
 #include "replication.h"
 #include "reply.h"
@@ -453,7 +454,7 @@ static void kv_str(tkv_rep_wr *lw, const char *name, const char *v)
     tkv_rep_stats_str(lw, name, strlen(name), v, strlen(v));
 }
 
-#define N_SERVER_STATS 9
+#define N_SERVER_STATS 10
 #define N_ENGINE_STATS 21
 #define N_LIMIT_STATS 4
 
@@ -467,6 +468,7 @@ static void pack_server_stats(tkv_rep_wr *pk, const tkv_server_info *in, uint64_
     kv_u64(pk, "max_clients", in->max_clients);
     kv_u64(pk, "bytes_in", in->bytes_in);
     kv_u64(pk, "bytes_out", in->bytes_out);
+    kv_u64(pk, "watchers", in->watchers);
     kv_str(pk, "fsync", in->fsync ? in->fsync : "");
 }
 
@@ -503,7 +505,8 @@ static int exec_stats(exec_ctx *x)
     char *lstats = tkv_engine_property(d->eng, "leveldb.stats");
     char *lsize = tkv_engine_property(d->eng, "leveldb.approximate-memory-usage");
     uint32_t n = N_ENGINE_STATS + TKV_CMD__COUNT + 3 + N_LIMIT_STATS + (lstats ? 1 : 0) +
-                 (lsize ? 1 : 0) + (d->info ? N_SERVER_STATS : 0) + (d->repl ? TKV_REPL_NSTATS : 0);
+                 (lsize ? 1 : 0) + (d->info ? N_SERVER_STATS : 0) +
+                 (d->repl ? TKV_REPL_NSTATS : 0) + (d->cluster ? TKV_CLUSTER_NSTATS : 0);
     tkv_rep_wr lw;
     tkv_rep_stats_begin(&lw, x->out, n);
     if (d->info)
@@ -517,6 +520,8 @@ static int exec_stats(exec_ctx *x)
     kv_u64(&lw, "max_batch", d->lim.max_batch ? d->lim.max_batch : TKV_DEFAULT_MAX_BATCH);
     if (d->repl)
         tkv_repl_stats(d->repl, &lw);
+    if (d->cluster)
+        tkv_cluster_stats(d->cluster, &lw);
     for (int i = 0; i < TKV_CMD__COUNT; i++) {
         char name[32];
         snprintf(name, sizeof name, "cmd_%s", tkv_cmd_name((tkv_cmd)i));
@@ -653,6 +658,19 @@ static int exec_replack(exec_ctx *x)
     return reply_error(x, TKV_ST_BAD_REQUEST, "REPLACK is sent on a replication link only");
 }
 
+static int exec_watch(exec_ctx *x)
+{
+    if (!x->sess || !x->d->repl)
+        return reply_error(x, TKV_ST_BAD_REQUEST, "WATCH needs a connection of its own");
+    const tkv_req *r = x->req;
+    x->sess->watch = (tkv_watch_req){.prefix = r->prefix,
+                                     .has_from = r->has_offset,
+                                     .from = r->offset,
+                                     .asof = r->has_ts,
+                                     .at = r->ts};
+    return TKV_DISPATCH_WATCH;
+}
+
 /* CLUSTER SHARDS: the map as clients route by it, in slot order. Any
  * node answers, so a client needs one reachable node to start. */
 static int exec_cluster(exec_ctx *x)
@@ -783,6 +801,7 @@ static const exec_fn exec_table[TKV_CMD__COUNT] = {
     [TKV_CMD_WAIT] = exec_wait,
     [TKV_CMD_PSYNC] = exec_psync,
     [TKV_CMD_REPLACK] = exec_replack,
+    [TKV_CMD_WATCH] = exec_watch,
     [TKV_CMD_CLUSTER] = exec_cluster,
 };
 

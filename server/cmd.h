@@ -25,6 +25,7 @@ typedef struct tkv_server_info {
     uint64_t conns_rejected; /* refused: max clients, out of descriptors */
     uint64_t bytes_in;
     uint64_t bytes_out;
+    uint64_t watchers; /* connections following the change feed (WATCH) */
     uint64_t max_clients;
     const char *fsync; /* durability mode name */
 } tkv_server_info;
@@ -46,12 +47,23 @@ typedef struct tkv_repl_req {
     uint64_t acked;
 } tkv_repl_req;
 
+/* WATCH: what the connection is to follow (server/watcher.h). prefix points
+ * into the request frame: the watcher copies it before the frame goes. */
+typedef struct tkv_watch_req {
+    tkv_span prefix; /* the key prefix; as-of: the key */
+    bool has_from;   /* resume from `from` (else: from now) */
+    uint64_t from;
+    bool asof; /* an as-of watch of GET prefix as of `at` */
+    uint64_t at;
+} tkv_watch_req;
+
 /* What a connection has established: the dispatcher's per-client state. */
 typedef struct tkv_session {
     bool authed; /* AUTH succeeded (or no secret is configured) */
     uint32_t auth_failures;
     tkv_stream_req stream; /* set when dispatch returns TKV_DISPATCH_STREAM */
     tkv_repl_req repl;     /* set when it returns TKV_DISPATCH_PSYNC or _REPLWAIT */
+    tkv_watch_req watch;   /* set when it returns TKV_DISPATCH_WATCH */
 } tkv_session;
 
 struct tkv_repl;
@@ -64,6 +76,7 @@ typedef struct tkv_dispatch {
     size_t max_reply;               /* largest reply payload; RANGE stops short of it */
     const tkv_server_info *info;    /* may be NULL */
     struct tkv_repl *repl;          /* replication (replication.h); NULL: none */
+    struct tkv_cluster *cluster;    /* cluster.h; NULL: not in a cluster */
     struct tkv_shardmap *map;       /* the cluster's map (shardmap.h), owned; NULL: no
                                        cluster, every key is served here */
     uint64_t calls[TKV_CMD__COUNT]; /* requests by command */
@@ -102,6 +115,10 @@ int tkv_dispatch_session(tkv_dispatch *d, tkv_session *s, const uint8_t *frame, 
  * replication answers (tkv_repl_wait), sets session.repl.wait_done and
  * runs the frame again, which then replies. */
 #define TKV_DISPATCH_REPLWAIT (-5)
+
+/* WATCH on a session: nothing is appended; the connection becomes a
+ * watcher (server/watcher.h) of session.watch, which writes the reply. */
+#define TKV_DISPATCH_WATCH (-6)
 
 /* The same, with the engine in nonblocking mode (engine.h, "Loads"): if the
  * request needs LevelDB, nothing is appended or changed, *load is the load

@@ -32,6 +32,10 @@
  *                a DIGEST or BACKUP starts its stream       STREAMING
  *   STREAMING    its last frame is queued                  what it was going to
  *                the server stops: an error frame ends it  STOPPING
+ *   READING, BACKLOGGED
+ *                WATCH started a change feed                WATCHING
+ *   WATCHING     the backlog passed it                      CLOSING
+ *                the server stops: an error frame ends it   STOPPING
  *   READING, BACKLOGGED (THROTTLED while stopping)
  *                a frame longer than allowed               REFUSED
  *   REFUSED      its replies written                       LINGERING
@@ -41,6 +45,7 @@
  *   REFUSED      its replies written while stopping        (closed)
  *   LINGERING    EOF, LINGER_MAX_BYTES or LINGER_SECONDS   (closed)
  *   STOPPING     the loop ends (conn_close_all)            (closed)
+ *   WATCHING     EOF, or unread pushes past --max-output    (closed)
  *   any          error, idle timeout, too much unread output (closed)
  *
  * The write watcher is not a state: it is armed when the socket is full
@@ -64,9 +69,12 @@
  * does not grow the server's memory. Its later requests wait, as in
  * WAITING.
  *
- * A connection that becomes a replication stream will leave READING for
- * states of its own, fed by commits rather than by frames; serve() is the
- * step it would replace.
+ * WATCH (watcher.h) puts its connection in WATCHING for good: fed by
+ * commits rather than by frames, it serves nothing more (what the client
+ * sends is read and dropped, so a close is noticed at once) and is never
+ * idle. A watcher is fed whatever was committed, however slowly it
+ * reads: writers never wait for it, and one whose unread output passes
+ * --max-output is dropped (it resumes from its last whole batch).
  */
 #include "conn.h"
 
@@ -83,6 +91,7 @@
 #include "readers.h"
 #include "replication.h"
 #include "stream.h"
+#include "watcher.h"
 #include "wire.h"
 
 #define READ_CHUNK (64 * 1024)
@@ -109,6 +118,7 @@ typedef enum conn_state {
     CONN_STOPPING,   /* the server stops: write the remaining replies, read nothing */
     CONN_WAITING,    /* a request waits for a load: neither read nor serve */
     CONN_STREAMING,  /* a DIGEST or BACKUP streams its reply: neither read nor serve */
+    CONN_WATCHING,   /* a WATCH feed: pushes go out; input is read and dropped */
 } conn_state;
 
 typedef struct dep {
@@ -127,7 +137,7 @@ struct conn {
     size_t sent; /* bytes of out already written */
     dep *deps;   /* replies that wait on a batch, in output order */
     size_t ndeps, deps_cap;
-    conn_link all, pend, back, wait, strm;
+    conn_link all, pend, back, wait, strm, wch;
     size_t lingered;  /* bytes dropped while LINGERING */
     tkv_session sess; /* authentication state */
     /* WAITING: the request's frame (in the input buffer), its load, and the
@@ -138,6 +148,7 @@ struct conn {
     unsigned stale; /* of them found stale: at MAX_STALE it runs inline */
     tkv_reader_job *job;
     tkv_stream *stream; /* STREAMING: what produces its frames */
+    tkv_watcher *watch; /* WATCHING: its change feed */
     bool repl_wait;     /* WAITING: for replicas to acknowledge (WAIT) */
     conn_state after_wait;
     double last_active; /* loop time of the last byte read or written */
@@ -152,6 +163,7 @@ struct conn {
 #define BACK offsetof(conn, back)
 #define WAIT offsetof(conn, wait)
 #define STRM offsetof(conn, strm)
+#define WCH offsetof(conn, wch)
 
 static conn_link *link_of(conn *c, size_t off) { return (conn_link *)((char *)c + off); }
 
@@ -186,7 +198,10 @@ static void list_del(conn_list *l, conn *c, size_t off)
 
 /* ---- state ------------------------------------------------------------ */
 
-static bool state_reads(conn_state s) { return s == CONN_READING || s == CONN_LINGERING; }
+static bool state_reads(conn_state s)
+{
+    return s == CONN_READING || s == CONN_LINGERING || s == CONN_WATCHING;
+}
 
 static bool state_serves(conn_state s) { return s == CONN_READING || s == CONN_BACKLOGGED; }
 
@@ -195,7 +210,7 @@ static void conn_set_state(conn *c, conn_state to)
 {
     conn_hub *h = c->hub;
     /* A stopping server reads no more: nothing may go back to serving. */
-    if (h->stopping && (state_serves(to) || to == CONN_THROTTLED))
+    if (h->stopping && (state_serves(to) || to == CONN_THROTTLED || to == CONN_WATCHING))
         to = CONN_STOPPING;
     conn_state from = c->state;
     if (to == from)
@@ -224,6 +239,7 @@ static void conn_set_state(conn *c, conn_state to)
 
 static void on_read(struct ev_loop *loop, ev_io *w, int revents);
 static void on_write(struct ev_loop *loop, ev_io *w, int revents);
+static int flush_out(conn *c);
 
 static void conn_close(conn *c, const char *why)
 {
@@ -235,9 +251,12 @@ static void conn_close(conn *c, const char *why)
     if (c->job)
         tkv_readers_forget(c->job); /* the load still comes back, to no one */
     tkv_stream_free(c->stream);
+    tkv_watcher_free(c->watch);
     if (c->repl_wait)
         tkv_repl_wait_cancel(h->repl, c);
     list_del(&h->streams, c, STRM);
+    list_del(&h->watchers, c, WCH);
+    h->info->watchers = h->watchers.n;
     list_del(&h->all, c, ALL);
     list_del(&h->pend, c, PEND);
     list_del(&h->back, c, BACK);
@@ -346,6 +365,29 @@ static int start_stream(conn *c)
     return TKV_DISPATCH_WAIT;
 }
 
+/* WATCH: the connection becomes a watcher (the caller moves it to
+ * WATCHING) and is fed from the next loop turn on; or, refused, goes on.
+ * Returns TKV_DISPATCH_WAIT when watching, the reply's status when
+ * refused, -1 if out of memory. */
+static int start_watch(conn *c, bool *dirty)
+{
+    conn_hub *h = c->hub;
+    *dirty = false;
+    if (h->stopping) /* a WATCH its drain served: there is nothing to follow */
+        return tkv_write_error(&c->out, TKV_ST_BUSY, "the server is shutting down") < 0
+                   ? -1
+                   : TKV_ST_BUSY;
+    if (tkv_watcher_start(&c->sess.watch, h->repl, h->disp->eng, &c->out, &c->watch) < 0)
+        return -1;
+    if (!c->watch)
+        return TKV_ST_BAD_REQUEST;
+    list_add(&h->watchers, c, WCH);
+    h->info->watchers = h->watchers.n;
+    tkv_debug("client %llu (%s) watches from offset %llu", (unsigned long long)c->id, c->peer,
+              (unsigned long long)tkv_watcher_offset(c->watch));
+    return TKV_DISPATCH_WAIT;
+}
+
 /* PSYNC: the socket becomes a replication link (replication.h), with the
  * replies this connection had not sent yet; the connection ends here. A
  * replica waits for each reply before its PSYNC, so none waits for a
@@ -376,6 +418,8 @@ static int dispatch(conn *c, const uint8_t *f, size_t n, bool *dirty)
         rc = tkv_dispatch_try(h->disp, &c->sess, f, n, &c->out, dirty, c->waits, &l);
     if (rc == TKV_DISPATCH_STREAM)
         return start_stream(c);
+    if (rc == TKV_DISPATCH_WATCH)
+        return start_watch(c, dirty);
     if (rc == TKV_DISPATCH_REPLWAIT) {
         const tkv_repl_req *q = &c->sess.repl;
         if (tkv_repl_wait(h->repl, c, q->nreplicas, q->timeout_ms, tkv_engine_epoch(h->disp->eng)) <
@@ -420,7 +464,7 @@ static int serve_frame(conn *c, const uint8_t *f, size_t n)
         dirty = false;
     }
     if (rc == TKV_DISPATCH_WAIT) {
-        if (c->stream)
+        if (c->stream || c->watch)
             list_add(&h->pend, c, PEND); /* replies before it still go */
         return 1;
     }
@@ -507,7 +551,10 @@ static serve_end serve(conn *c, uint32_t budget, bool drain)
 }
 
 /* Where a connection whose request could not be answered at once waits. */
-static conn_state wait_state(const conn *c) { return c->stream ? CONN_STREAMING : CONN_WAITING; }
+static conn_state wait_state(const conn *c)
+{
+    return c->watch ? CONN_WATCHING : c->stream ? CONN_STREAMING : CONN_WAITING;
+}
 
 /* Serves a fair share of a READING or BACKLOGGED connection's requests. */
 static void serve_share(conn *c)
@@ -672,6 +719,60 @@ bool conn_stream_steps(conn_hub *h)
     return more;
 }
 
+/* ---- watchers --------------------------------------------------------- */
+
+static void end_watch(conn *c)
+{
+    tkv_watcher_free(c->watch);
+    c->watch = NULL;
+    list_del(&c->hub->watchers, c, WCH);
+    c->hub->info->watchers = c->hub->watchers.n;
+}
+
+/* Unread pushes passed --max-output: the watcher is dropped, with an
+ * error frame if the socket still takes it. Its client resumes from the
+ * last whole batch it read. */
+static void drop_watcher(conn *c)
+{
+    char msg[200];
+    tkv_warn("client %llu (%s) dropped: %zu bytes of unread changes", (unsigned long long)c->id,
+             c->peer, unsent(c));
+    snprintf(msg, sizeof msg,
+             "dropped: unread changes passed --max-output; WATCH again from the last offset read");
+    end_watch(c);
+    if (tkv_write_error(&c->out, TKV_ST_BUSY, msg) == 0 && flush_out(c) < 0)
+        return;
+    conn_close(c, NULL);
+}
+
+void conn_watch_feed(conn_hub *h)
+{
+    for (conn *c = h->watchers.head, *next; c; c = next) {
+        next = c->wch.next;
+        size_t before = c->out.len;
+        int rc = tkv_watcher_feed(c->watch, h->repl, h->disp->eng, &c->out);
+        if (rc < 0) {
+            conn_close(c, "out of memory");
+            continue;
+        }
+        if (rc > 0) {
+            end_watch(c);
+            conn_set_state(c, CONN_CLOSING);
+        } else if (unsent(c) > h->o->max_output) {
+            /* Judge by what the socket would not take: one large batch
+             * must not drop a watcher that keeps up. */
+            if (flush_out(c) < 0)
+                continue;
+            if (unsent(c) > h->o->max_output) {
+                drop_watcher(c);
+                continue;
+            }
+        }
+        if (c->out.len != before)
+            list_add(&h->pend, c, PEND);
+    }
+}
+
 /* ---- reading ---------------------------------------------------------- */
 
 static void read_requests(conn *c)
@@ -728,10 +829,28 @@ static void drop_input(conn *c)
     }
 }
 
+/* WATCHING: input is read only to notice the close (a watcher that went
+ * away stops costing a feed at once); what it sends is dropped. */
+static void watch_input(conn *c)
+{
+    char sink[4096];
+    for (int i = 0; i < 16; i++) {
+        ssize_t n = read(c->fd, sink, sizeof sink);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            return;
+        if (n <= 0) {
+            conn_close(c, n == 0 ? "closed its watch" : strerror(errno));
+            return;
+        }
+    }
+}
+
 static void on_read(struct ev_loop *loop, ev_io *w, int revents)
 {
     conn *c = w->data;
-    if (c->state == CONN_LINGERING)
+    if (c->state == CONN_WATCHING)
+        watch_input(c);
+    else if (c->state == CONN_LINGERING)
         drop_input(c);
     else
         read_requests(c);
@@ -872,7 +991,7 @@ void conn_close_idle(conn_hub *h, double now)
         next = c->all.next;
         if (c->state == CONN_LINGERING && now - c->last_active > LINGER_SECONDS)
             conn_close(c, "closed after its last reply (linger timeout)");
-        else if (idle > 0 && now - c->last_active > idle)
+        else if (idle > 0 && c->state != CONN_WATCHING && now - c->last_active > idle)
             conn_close(c, "idle timeout");
     }
 }
@@ -890,6 +1009,18 @@ static void stop_stream(conn *c)
     conn_set_state(c, CONN_STOPPING);
 }
 
+/* The server stops: a watch ends with an error frame. */
+static void stop_watch(conn *c)
+{
+    end_watch(c);
+    if (tkv_write_error(&c->out, TKV_ST_BUSY, "the server is shutting down") < 0) {
+        conn_close(c, "out of memory");
+        return;
+    }
+    list_add(&c->hub->pend, c, PEND);
+    conn_set_state(c, CONN_STOPPING);
+}
+
 void conn_stop_all(conn_hub *h)
 {
     h->stopping = true;
@@ -901,6 +1032,8 @@ void conn_stop_all(conn_hub *h)
             c->after_wait = CONN_STOPPING;
         else if (c->state == CONN_STREAMING)
             stop_stream(c);
+        else if (c->state == CONN_WATCHING)
+            stop_watch(c);
         else if (c->state == CONN_LINGERING)
             conn_set_state(c, CONN_STOPPING);
     }

@@ -62,6 +62,9 @@ typedef struct conn_hub {
     /* Work queue: connections streaming a DIGEST or BACKUP (stream.h),
      * stepped by conn_stream_steps() once per iteration. */
     conn_list streams;
+    /* Work queue: connections in WATCHING, fed the pushes of committed
+     * batches by conn_watch_feed() once per iteration. */
+    conn_list watchers;
     ev_async stream_wake; /* a stream's helper finished a step */
     bool stream_wake_on;  /* stream_wake is started (with the first stream) */
 } conn_hub;
@@ -107,6 +110,11 @@ void conn_repl_wait_done(void *cookie, uint64_t acked);
  * returns true if some stream could go on at once (the loop must not
  * sleep). May close connections. */
 bool conn_stream_steps(conn_hub *h);
+
+/* Appends to every watcher the pushes of batches committed since its last
+ * feed (watcher.h); drops a watcher whose unread output passed
+ * --max-output. Cheap when nothing was committed. May close connections. */
+void conn_watch_feed(conn_hub *h);
 
 /* True while any connection has replies not yet written, waits for a
  * load or streams. */

@@ -1164,3 +1164,21 @@ void tkv_repl_stats(tkv_repl *r, tkv_rep_wr *lw)
     kv_u64(lw, "repl_partial_syncs", r->partial_syncs);
     kv_u64(lw, "repl_backlog_bytes", r->bl.end - r->bl.start);
 }
+
+/* ---- the change feed's view of the backlog -------------------------------- */
+
+int tkv_repl_backlog_span(const tkv_repl *r, uint64_t *start, uint64_t *end)
+{
+    if (r->bl.cap == 0)
+        return -1;
+    *start = r->bl.start;
+    *end = r->bl.end;
+    return 0;
+}
+
+int tkv_repl_backlog_read(const tkv_repl *r, uint64_t from, size_t n, tkv_buf *out)
+{
+    if (r->bl.cap == 0 || from < r->bl.start || from > r->bl.end || n > r->bl.end - from)
+        return -1;
+    return bl_copy(&r->bl, from, n, out) < 0 ? -1 : 0;
+}

@@ -86,6 +86,14 @@ int tkv_repl_wait(tkv_repl *r, void *cookie, uint64_t n, uint64_t timeout_ms, ui
 /* The waiter for cookie goes away (its connection closed). */
 void tkv_repl_wait_cancel(tkv_repl *r, void *cookie);
 
+/* The change feed (watcher.h) reads the backlog: the offsets it holds,
+ * [start, end) - on a replica end may be past what is committed - or -1 if
+ * there is no backlog (--repl-backlog 0). */
+int tkv_repl_backlog_span(const tkv_repl *r, uint64_t *start, uint64_t *end);
+/* Appends the n backlog bytes from offset `from` to out. 0, or -1 if the
+ * backlog does not hold them all or out of memory. */
+int tkv_repl_backlog_read(const tkv_repl *r, uint64_t from, size_t n, tkv_buf *out);
+
 /* ROLE's reply. 0 or -1 if out of memory. */
 int tkv_repl_role(tkv_repl *r, tkv_buf *out);
 

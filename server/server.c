@@ -32,6 +32,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "cluster.h"
 #include "cmd.h"
 #include "conn.h"
 #include "log.h"
@@ -73,10 +74,11 @@ typedef struct tkv_srv {
     ev_idle idl;
     ev_signal sigint, sigterm, sighup;
     ev_timer sync_timer, grace_timer, tick_timer, sweep_timer;
-    ev_async written; /* the writer finished a batch */
-    conn_hub hub;     /* the connections; hub.stopping: shutdown has begun */
-    tkv_repl *repl;   /* replicas and the link to a primary */
-    char *secret;     /* the shared secret, for AUTH to a primary */
+    ev_async written;     /* the writer finished a batch */
+    conn_hub hub;         /* the connections; hub.stopping: shutdown has begun */
+    tkv_repl *repl;       /* replicas and the link to a primary */
+    tkv_cluster *cluster; /* --cluster: the etcd thread; NULL: not in a cluster */
+    char *secret;         /* the shared secret, for AUTH to a primary */
     size_t secret_len;
     bool storage_failing; /* a commit failed and none has succeeded since */
     int sweep_waits;      /* sweep ticks skipped for want of a quiet moment */
@@ -218,6 +220,9 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     tkv_srv *s = w->data;
     commit(s);
+    /* Watchers follow what is committed (a replica's included): after the
+     * commit, so a batch's pushes leave in the turn its replies do. */
+    conn_watch_feed(&s->hub);
     bool streams = conn_stream_steps(&s->hub);
     streams |= tkv_repl_prepare(s->repl);
     conn_flush_pending(&s->hub);
@@ -339,6 +344,59 @@ static void on_sighup(struct ev_loop *loop, ev_signal *w, int revents)
                   path, strerror(errno));
     else
         tkv_info("received SIGHUP: reopened log file %s", path);
+}
+
+/* ---- the cluster map's way in ------------------------------------------- */
+
+/* The one place a new cluster map reaches the reactor (cluster.c calls it
+ * on the loop, with the map's JSON text and its etcd mod_revision, after
+ * recording the revision for STATS). The map is checked whole; one that
+ * breaks a rule is logged and the map before stays, so a bad write to
+ * etcd cannot leave the node serving from half a map. */
+static void tkv_server_map_changed(void *ctx, const char *json, uint64_t revision)
+{
+    tkv_srv *s = ctx;
+    char err[512];
+    tkv_shardmap *m = tkv_shardmap_parse(json, strlen(json), revision,
+                                         tkv_cluster_node_id(s->cluster), err, sizeof err);
+    if (!m) {
+        tkv_error("cluster map revision %llu refused (the map before stays): %s",
+                  (unsigned long long)revision, err);
+        return;
+    }
+    tkv_info("cluster map revision %llu installed: %u slot ranges%s", (unsigned long long)revision,
+             tkv_shardmap_nranges(m),
+             tkv_shardmap_self_known(m) ? "" : "; this node is not in it and serves no slot");
+    tkv_dispatch_set_map(&s->disp, m);
+}
+
+/* --cluster: starts the cluster thread, which registers this node as
+ * --announce (default: the bind address and the bound port). */
+static int start_cluster(tkv_srv *s, uint16_t port)
+{
+    char addr[320], err[512];
+    const char *announce = s->o.announce;
+    if (!announce) {
+        if (strcmp(s->o.bind, "0.0.0.0") == 0 || strcmp(s->o.bind, "::") == 0)
+            tkv_warn("cluster: announcing the wildcard address %s, which no other host can "
+                     "reach: set --announce HOST:PORT",
+                     s->o.bind);
+        bool v6 = strchr(s->o.bind, ':') != NULL;
+        snprintf(addr, sizeof addr, "%s%s%s:%u", v6 ? "[" : "", s->o.bind, v6 ? "]" : "", port);
+        announce = addr;
+    }
+    tkv_cluster_opts co = {.endpoints = s->o.cluster,
+                           .name = s->o.cluster_name ? s->o.cluster_name : "tkv",
+                           .announce = announce,
+                           .data_dir = s->o.engine.dir,
+                           .on_map = tkv_server_map_changed,
+                           .ctx = s};
+    if (!(s->cluster = tkv_cluster_start(s->loop, &co, err, sizeof err))) {
+        tkv_error("cluster: %s", err);
+        return -1;
+    }
+    s->disp.cluster = s->cluster;
+    return 0;
 }
 
 /* ---- start-up --------------------------------------------------------- */
@@ -538,9 +596,9 @@ static void fit_descriptors(tkv_srv *s)
 }
 
 /* --cluster-map: a fixed cluster without etcd (and the tests' clusters).
- * A map from etcd takes the same path: tkv_shardmap_parse() on any thread,
- * tkv_dispatch_set_map() on the loop. Unlike a map from etcd, a file that does not name this node is refused:
- * it is a typo, not a node waiting to be added. */
+ * A map from etcd takes the same way in (tkv_server_map_changed). Unlike
+ * a map from etcd, a file that does not name this node is refused: it is
+ * a typo, not a node waiting to be added. */
 static int load_static_map(tkv_srv *s)
 {
     char err[512];
@@ -626,6 +684,8 @@ static int start(tkv_srv *s)
              TKV_VERSION_STRING, s->o.bind, port, s->o.engine.dir, (unsigned long long)es.keys,
              (unsigned long long)es.versions, tkv_fsync_name(s->o.engine.fsync),
              s->o.engine.max_memory, s->hub.readers ? s->o.readers : 0);
+    if (s->o.cluster && start_cluster(s, port) < 0)
+        return -1;
     if (s->o.port_file && write_port_file(s->o.port_file, port) < 0) {
         tkv_error("cannot write port file %s: %s", s->o.port_file, strerror(errno));
         return -1;
@@ -651,6 +711,10 @@ int tkv_server_run(const tkv_server_opts *o)
     } else {
         rc = 1;
     }
+    /* First: its lease is revoked, so the node leaves the cluster's list
+     * now, before the store is closed. */
+    tkv_cluster_stop(s.cluster);
+    s.disp.cluster = NULL;
     if (s.eng)
         shutdown_all(&s);
     tkv_dispatch_set_map(&s.disp, NULL);

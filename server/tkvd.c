@@ -99,26 +99,33 @@ static void usage(FILE *f, const tkv_server_opts *d)
             "                       (partial resync) (default 16mb)\n"
             "  --repl-timeout SECONDS\n"
             "                       drop a replication link silent that long (default 10)\n"
-            "\n"
-            "Cluster (static map, without etcd):\n"
-            "  --cluster-map FILE   serve as one node of a cluster whose shard map (JSON,\n"
-            "                       see ARCHITECTURE.md) is FILE; keys of slots other\n"
-            "                       nodes serve are answered MOVED (needs --node-id)\n"
-            "  --node-id ID         this node's id among the map's \"nodes\"\n"
-            "\n"
-            "Other:\n"
-            "  --log-level LEVEL    debug, info, warn or error (default info)\n"
-            "  --log-file PATH      append the log to PATH instead of stderr; SIGHUP\n"
-            "                       reopens it (for logrotate)\n"
-            "  --help               show this help and exit\n"
-            "  --version            show the version and exit\n"
-            "\n"
-            "SIZE takes a unit: 512kb, 64mb, 1g. DURATION takes units us, ms, s, m, h, d,\n"
-            "w (7d, 1h30m). SIGINT or SIGTERM shut down cleanly; SIGHUP reopens the\n"
-            "log file and never stops the server.\n",
+            "\n",
             d->bind, d->port, d->max_clients, d->max_frame, d->max_key, d->max_value, d->max_output,
             d->max_pipeline, d->max_batch, d->engine.dir,
             absolute_dir(d->engine.dir, abs, sizeof abs), d->engine.max_memory, d->readers);
+    /* Two strings: C99 promises no literal beyond 4095 bytes. */
+    fputs("Cluster (in progress: see README.md):\n"
+          "  --cluster ENDPOINTS  join a cluster whose map etcd holds: etcd's client URLs,\n"
+          "                       comma-separated (http://127.0.0.1:2379,...)\n"
+          "  --cluster-name NAME  the cluster, under /tkv/NAME/ in etcd (default tkv)\n"
+          "  --announce HOST:PORT the address other nodes and clients reach this one at\n"
+          "                       (default the --bind address and the port)\n"
+          "  --cluster-map FILE   without etcd: serve as one node of a cluster whose\n"
+          "                       shard map (JSON, see ARCHITECTURE.md) is FILE; keys of\n"
+          "                       slots other nodes serve are answered MOVED\n"
+          "  --node-id ID         with --cluster-map: this node's id among its \"nodes\"\n"
+          "\n"
+          "Other:\n"
+          "  --log-level LEVEL    debug, info, warn or error (default info)\n"
+          "  --log-file PATH      append the log to PATH instead of stderr; SIGHUP\n"
+          "                       reopens it (for logrotate)\n"
+          "  --help               show this help and exit\n"
+          "  --version            show the version and exit\n"
+          "\n"
+          "SIZE takes a unit: 512kb, 64mb, 1g. DURATION takes units us, ms, s, m, h, d,\n"
+          "w (7d, 1h30m). SIGINT or SIGTERM shut down cleanly; SIGHUP reopens the\n"
+          "log file and never stops the server.\n",
+          f);
 }
 
 enum {
@@ -153,6 +160,9 @@ enum {
     OPT_REPLICA_OF,
     OPT_REPL_BACKLOG,
     OPT_REPL_TIMEOUT,
+    OPT_CLUSTER,
+    OPT_CLUSTER_NAME,
+    OPT_ANNOUNCE,
     OPT_CLUSTER_MAP,
     OPT_NODE_ID,
 };
@@ -187,6 +197,9 @@ static const struct option long_opts[] = {
     {"replica-of", required_argument, NULL, OPT_REPLICA_OF},
     {"repl-backlog", required_argument, NULL, OPT_REPL_BACKLOG},
     {"repl-timeout", required_argument, NULL, OPT_REPL_TIMEOUT},
+    {"cluster", required_argument, NULL, OPT_CLUSTER},
+    {"cluster-name", required_argument, NULL, OPT_CLUSTER_NAME},
+    {"announce", required_argument, NULL, OPT_ANNOUNCE},
     {"cluster-map", required_argument, NULL, OPT_CLUSTER_MAP},
     {"node-id", required_argument, NULL, OPT_NODE_ID},
     {"help", no_argument, NULL, OPT_HELP},
@@ -338,6 +351,27 @@ static int apply(int opt, const char *arg, tkv_server_opts *o, offline_job *job,
             return bad("repl-timeout", arg, "a number of seconds, at least 1");
         o->repl_timeout = (double)v;
         break;
+    case OPT_CLUSTER:
+        if (strncmp(arg, "http://", 7) != 0 && strncmp(arg, "https://", 8) != 0)
+            return bad("cluster", arg, "etcd URLs such as http://127.0.0.1:2379, comma-separated");
+        o->cluster = arg;
+        break;
+    case OPT_CLUSTER_NAME:
+        /* It becomes part of etcd keys: no '/' to break the layout. */
+        if (!*arg || strlen(arg) > 64 ||
+            strspn(arg, "abcdefghijklmnopqrstuvwxyz"
+                        "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != strlen(arg))
+            return bad("cluster-name", arg, "1-64 letters, digits, '-', '_' or '.'");
+        o->cluster_name = arg;
+        break;
+    case OPT_ANNOUNCE: {
+        const char *colon = strrchr(arg, ':');
+        if (!colon || colon == arg || strlen(arg) > 300 ||
+            tkv_parse_uint(colon + 1, 1, 65535, &v) < 0)
+            return bad("announce", arg, "HOST:PORT");
+        o->announce = arg;
+        break;
+    }
     case OPT_CLUSTER_MAP: o->cluster_map = arg; break;
     case OPT_NODE_ID:
         if (!arg[0])
@@ -377,6 +411,11 @@ static int check(const tkv_server_opts *o)
     }
     if (!o->cluster_map != !o->node_id) {
         fprintf(stderr, "tkvd: --cluster-map and --node-id go together\n");
+        return 2;
+    }
+    if (o->cluster_map && o->cluster) {
+        fprintf(stderr, "tkvd: --cluster-map is a map without etcd; --cluster takes it from "
+                        "etcd: give one\n");
         return 2;
     }
     return -1;

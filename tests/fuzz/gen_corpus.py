@@ -391,6 +391,38 @@ def repl_seeds():
     write("fuzz_repl", "ping", bytes([0x92, 0xa1]) + b"P" + bytes([0xcc, 200]))
 
 
+# fuzz_watch: [filter byte][prefix][T] then a "B" frame's payload (or a push).
+def wbin(x):
+    return bytes([0xc4, len(x)]) + x
+
+
+def w_ver(key, ts):
+    return (b"v" + key.replace(b"\0", b"\0\xff") + b"\0\1" +
+            struct.pack(">Q", ~ts & 0xffffffffffffffff))
+
+
+def w_batch(off, recs):
+    out = bytes([0x93, 0xa1, ord("B"), 0xcd]) + struct.pack(">H", off)
+    out += bytes([0xdd]) + struct.pack(">I", len(recs))
+    for r in recs:
+        out += bytes([0x90 | len(r)]) + b"".join(wbin(x) for x in r)
+    return out
+
+
+def watch_seeds():
+    meta = bytes([1, 1]) + struct.pack(">QQIQ", 50, 2**64 - 1, 3, 0)
+    write("fuzz_watch", "prefix_a", bytes([2]) + b"a" + bytes([0]) + w_batch(300, [
+        (w_ver(b"a1", 10), b"\0hello"), (w_ver(b"b", 11), b"\0x"), (w_ver(b"a2", 12), b"\1"),
+        (w_ver(b"a3", 13), b"\2" + struct.pack(">Q", 99) + b"v")]))
+    write("fuzz_watch", "asof_k", bytes([3]) + b"k" + bytes([100]) + w_batch(500, [
+        (w_ver(b"k", 50), b"\0old"), (w_ver(b"k", 150), b"\0new"), (w_ver(b"k", 40),),
+        (b"vk\0\0", meta), (b"vk\0\0",)]))
+    write("fuzz_watch", "all_state", bytes([0, 0]) + w_batch(1000, [
+        (b"mstate", b"x"), (b"sidx",), (w_ver(b"a\0b", 7), b"\0z")]))
+    write("fuzz_watch", "push", bytes([0, 0]) +
+          h("97 a1 57 4b 00 c4 02 61 31 0a c4 05 68 65 6c 6c 6f c0"))
+
+
 def main():
     frame_seeds()
     request_seeds()
@@ -400,6 +432,7 @@ def main():
     reply_seeds()
     backup_seeds()
     repl_seeds()
+    watch_seeds()
     return 0
 
 

@@ -6,7 +6,7 @@
 #   tests/fuzz/run.sh [SECONDS [TARGET...]]
 #
 # SECONDS per target (default 30; 0 only replays). TARGETs default to
-# frame, request, keycodec, reply, backup, repl and shardmap. Exits
+# frame, request, keycodec, reply, backup, repl, watch and shardmap. Exits
 # non-zero if any replay or fuzzing run crashed, leaked, hit a sanitizer
 # report or broke an invariant; crashing inputs are kept in the scratch
 # directory it prints - copy them to tests/fuzz/regressions/fuzz_<target>/
@@ -42,7 +42,7 @@ root=$(cd "$here/../.." && pwd)
 seconds=${1:-30}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(frame request keycodec reply backup repl shardmap)
+[ ${#targets[@]} -gt 0 ] || targets=(frame request keycodec reply backup repl watch shardmap)
 store=${TKV_FUZZ_STORE:-memory}
 case "$store" in
 memory) build=${TKV_FUZZ_BUILD:-$root/build-fuzz-mem} ;;

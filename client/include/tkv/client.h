@@ -505,6 +505,78 @@ TKV_API int tkv_role(tkv_ctx *ctx, tkv_role_info *out);
  * applies (tkv_set_timeout(ctx, 0) to wait for as long as it takes). */
 TKV_API int tkv_wait(tkv_ctx *ctx, uint64_t nreplicas, uint64_t timeout_ms, uint64_t *acked);
 
+/* ---- the change feed ------------------------------------------------------ */
+/* WATCH turns a connection into a feed of the server's committed changes
+ * to keys under a prefix (PROTOCOL.md §11), in commit order. Each change
+ * carries the replication offset at the end of its batch; a program that
+ * keeps the offset of the last change with batch_end set can reconnect
+ * and resume from it (tkv_watch_opts.from) without missing or repeating a
+ * change - as long as the server's replication backlog (--repl-backlog)
+ * still holds it; otherwise tkv_watch() fails with TKV_SC_OUT_OF_RANGE,
+ * and the program must read the state again and watch from now. */
+
+/* What a change is. */
+#define TKV_CHANGE_WRITE 'W' /* a version was written (or a tombstone) */
+#define TKV_CHANGE_REMOVE \
+    'X' /* a version was removed: DEL of the whole key,
+                                 or the server's sweep of an expired or
+                                 retained version */
+#define TKV_CHANGE_META \
+    'M' /* the key's horizon or own policy may have
+                                 changed (also sent when only its record of
+                                 expiring versions did) */
+
+typedef struct tkv_change {
+    int kind;           /* TKV_CHANGE_* */
+    uint64_t offset;    /* replication offset at the end of its batch */
+    int batch_end;      /* 1: the last change of its batch - offset is a
+                            point to resume from */
+    const uint8_t *key; /* valid until the next call on the context */
+    size_t klen;
+    uint64_t ts;          /* WRITE, REMOVE: the version's timestamp */
+    int tombstone;        /* WRITE: 1 for a tombstone (no value) */
+    const uint8_t *value; /* WRITE: the value (valid until the next call) */
+    size_t len;
+    uint64_t expires;       /* WRITE: when the version expires (us); 0: never */
+    uint64_t horizon;       /* META: the key's horizon (0: none) */
+    uint32_t keep_versions; /* META: the key's own policy (0: none/no limit) */
+    uint64_t keep_age_us;
+} tkv_change;
+
+typedef struct tkv_watch_opts {
+    int has_from;  /* 1: resume from `from` (a batch_end offset seen before) */
+    uint64_t from; /* else: changes committed from now on */
+    int has_asof;  /* 1: an as-of watch: prefix is one whole key, and only
+                      changes that could change GET key as of `asof` are
+                      sent - writes and removals at ts <= asof, and every
+                      META change. It notifies; read the answer again with
+                      tkv_get(). Time passing alone sends nothing: a
+                      version expiring, or an age policy moving the
+                      horizon, shows only once the sweep removes what it
+                      hid (a REMOVE) - the WRITE's expires says when. */
+    uint64_t asof;
+} tkv_watch_opts;
+
+/* Starts a watch of keys starting with prefix (plen 0: every key) with
+ * opts (NULL: from now). *offset (may be NULL) gets the offset the feed
+ * starts at. From then on the connection only receives changes: every
+ * call but tkv_watch_next() fails with TKV_EK_USAGE. TKV_OK; or TKV_ERR:
+ * TKV_EK_USAGE (pipelined replies unread, an as-of watch without a key),
+ * a server error (TKV_SC_OUT_OF_RANGE: `from` is not a batch boundary
+ * the backlog holds) - the connection is then as before - or a broken
+ * connection. */
+TKV_API int tkv_watch(tkv_ctx *ctx, const void *prefix, size_t plen, const tkv_watch_opts *opts,
+                      uint64_t *offset);
+
+/* Waits for the next change, at most the context's timeout. TKV_OK with
+ * *out filled (its pointers valid until the next call); TKV_NOT_FOUND if
+ * none came in time (the watch goes on: call again); or TKV_ERR: the
+ * server ended the watch (TKV_EK_SERVER: TKV_SC_OUT_OF_RANGE, it fell
+ * behind the backlog; TKV_SC_BUSY, it did not read fast enough or the
+ * server stops - resume from the last batch_end offset on a new
+ * connection), a broken connection, or TKV_EK_USAGE without a watch. */
+TKV_API int tkv_watch_next(tkv_ctx *ctx, tkv_change *out);
+
 /* ---- clusters ------------------------------------------------------------- */
 /* A tkv cluster spreads keys over nodes by hash slot: slot(key) is
  * CRC16-XMODEM of the key (or of its hash tag, the part between the first

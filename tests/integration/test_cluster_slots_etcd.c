@@ -1,0 +1,201 @@
+/*
+ * test_cluster_slots_etcd.c - the data path behind the etcd side, end to
+ * end: a private etcd, three tkvd with --cluster, `tkvctl cluster create`
+ * writes the map; every node installs it (CLUSTER SHARDS answers it, at
+ * etcd's mod_revision), and keys written through the cluster client live
+ * on the node the map gives their slot - MOVED, naming it, elsewhere.
+ *
+ * etcd is required (scripts/setup installs etcd-server): without it this
+ * test fails rather than skip, as test_cluster_etcd.c does, whose way of
+ * starting etcd this copies.
+ */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "etcd.h"
+#include "harness.h"
+#include "tmpdir.h"
+
+#define NAME "slots"
+#define NNODES 3
+
+static pid_t etcd_pid;
+static char *etcd_dir;
+static char etcd_url[64];
+static tkvd nodes[NNODES];
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static void pause_ms(int ms) { usleep((useconds_t)ms * 1000); }
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    cr_assert(fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+              getsockname(fd, (struct sockaddr *)&sa, &len) == 0);
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+static void start_etcd(void)
+{
+    const char *bin = getenv("ETCD");
+    if (!bin || access(bin, X_OK) != 0)
+        cr_assert_fail("etcd is not installed (ETCD=%s): run scripts/setup", bin ? bin : "unset");
+    etcd_dir = tmpdir_make("etcd");
+    int cport = free_port(), pport = free_port();
+    char data[4200], log[4200], purl[64], initial[96];
+    snprintf(data, sizeof data, "%s/data", etcd_dir);
+    snprintf(log, sizeof log, "%s/etcd.log", etcd_dir);
+    snprintf(etcd_url, sizeof etcd_url, "http://127.0.0.1:%d", cport);
+    snprintf(purl, sizeof purl, "http://127.0.0.1:%d", pport);
+    snprintf(initial, sizeof initial, "default=%s", purl);
+    etcd_pid = fork();
+    cr_assert(etcd_pid >= 0);
+    if (etcd_pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* if the test dies, etcd goes with it */
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execl(bin, bin, "--data-dir", data, "--listen-client-urls", etcd_url,
+              "--advertise-client-urls", etcd_url, "--listen-peer-urls", purl,
+              "--initial-advertise-peer-urls", purl, "--initial-cluster", initial, "--name",
+              "default", (char *)NULL);
+        _exit(127);
+    }
+}
+
+/* Polls etcd for the keys under prefix until there are want of them;
+ * returns the last one's mod_revision. */
+static int64_t wait_keys(const char *prefix, size_t want)
+{
+    char err[256];
+    tkv_etcd *e = tkv_etcd_new(etcd_url, 500, err, sizeof err);
+    cr_assert_not_null(e, "%s", err);
+    double deadline = now_s() + 30;
+    for (;;) {
+        tkv_etcd_kvs kvs;
+        if (tkv_etcd_get(e, prefix, strlen(prefix), true, &kvs, err, sizeof err) == 0) {
+            size_t n = kvs.n;
+            int64_t rev = n ? kvs.kv[n - 1].mod_revision : 0;
+            tkv_etcd_kvs_free(&kvs);
+            if (n == want) {
+                tkv_etcd_free(e);
+                return rev;
+            }
+        }
+        cr_assert(now_s() < deadline, "%zu keys under %s never came (%s)", want, prefix, err);
+        pause_ms(50);
+    }
+}
+
+static void teardown(void)
+{
+    for (int i = 0; i < NNODES; i++)
+        if (nodes[i].dir)
+            tkvd_cleanup(&nodes[i]);
+    if (etcd_pid > 0) {
+        kill(etcd_pid, SIGTERM);
+        waitpid(etcd_pid, NULL, 0);
+        etcd_pid = 0;
+    }
+    tmpdir_remove(etcd_dir);
+    etcd_dir = NULL;
+}
+
+/* The node whose address is addr ("127.0.0.1:PORT"). */
+static int node_at(const char *addr)
+{
+    for (int i = 0; i < NNODES; i++) {
+        char a[32];
+        snprintf(a, sizeof a, "127.0.0.1:%u", nodes[i].port);
+        if (strcmp(a, addr) == 0)
+            return i;
+    }
+    cr_assert_fail("the map names %s, no node of ours", addr);
+    return -1;
+}
+
+Test(cluster_slots_etcd, a_map_from_etcd_routes_every_key, .fini = teardown, .timeout = 120)
+{
+    start_etcd();
+    wait_keys("/tkv/" NAME "/nodes/", 0);
+    const char *args[] = {"--cluster", etcd_url, "--cluster-name", NAME, NULL};
+    for (int i = 0; i < NNODES; i++)
+        tkvd_start(&nodes[i], args);
+    wait_keys("/tkv/" NAME "/nodes/", NNODES);
+    const char *ctl[] = {getenv("TKVCTL"), "--etcd", etcd_url, "--cluster-name", NAME,
+                         "cluster",        "create", NULL};
+    char *out, *err;
+    cr_assert_eq(run_capture(ctl, NULL, &out, &err), 0, "%s", err);
+    free(out);
+    free(err);
+    uint64_t rev = (uint64_t)wait_keys("/tkv/" NAME "/map", 1);
+
+    /* Each node installs the map: CLUSTER SHARDS answers it, at etcd's
+     * revision, with every slot's range naming one of our nodes. */
+    int owner_of[TKV_CLUSTER_SLOTS];
+    for (int i = 0; i < NNODES; i++) {
+        tkv_ctx *c = tkvd_client(&nodes[i]);
+        const tkv_slot_range *r;
+        size_t n;
+        uint64_t got = 0;
+        double deadline = now_s() + 15;
+        while (tkv_cluster_shards(c, &got, &r, &n) != TKV_OK || got != rev) {
+            cr_assert(now_s() < deadline, "node %d has no map at revision %llu: %s", i,
+                      (unsigned long long)rev, tkv_errstr(c));
+            pause_ms(50);
+        }
+        for (size_t k = 0; k < n; k++)
+            for (unsigned s = r[k].from; s <= r[k].to; s++)
+                owner_of[s] = node_at(r[k].primary);
+        tkv_free(c);
+    }
+
+    char seed[32];
+    snprintf(seed, sizeof seed, "127.0.0.1:%u", nodes[1].port);
+    const char *seeds[] = {seed};
+    tkv_cluster *cl = tkv_cluster_connect(seeds, 1, 10000, NULL);
+    cr_assert_eq(tkv_cluster_err(cl), TKV_EK_NONE, "%s", tkv_cluster_errstr(cl));
+    cr_assert_eq(tkv_cluster_revision(cl), rev);
+    tkv_ctx *plain[NNODES];
+    for (int i = 0; i < NNODES; i++)
+        plain[i] = tkvd_client(&nodes[i]);
+    for (int k = 0; k < 200; k++) {
+        char key[16];
+        snprintf(key, sizeof key, "e%d", k);
+        cr_assert_eq(tkv_cluster_put_ex(cl, key, strlen(key), key, strlen(key), 0, 0, 0, NULL),
+                     TKV_OK, "%s", tkv_cluster_errstr(cl));
+        int own = owner_of[tkv_key_slot(key, strlen(key))];
+        for (int i = 0; i < NNODES; i++) {
+            tkv_version v;
+            int rc = tkv_get(plain[i], key, strlen(key), TKV_LATEST, &v);
+            if (i == own)
+                cr_assert_eq(rc, TKV_OK, "%s at its owner: %s", key, tkv_errstr(plain[i]));
+            else
+                cr_assert(rc == TKV_ERR && tkv_server_code(plain[i]) == TKV_SC_MOVED,
+                          "%s answered by node %d, not its owner %d", key, i, own);
+        }
+    }
+    for (int i = 0; i < NNODES; i++)
+        tkv_free(plain[i]);
+    tkv_cluster_free(cl);
+}

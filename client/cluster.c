@@ -471,6 +471,8 @@ static int u64_cmp(const void *a, const void *b)
  * the library keeps no global state); cl->slots: each one's slot. */
 static int group_by_slot(tkv_cluster *cl, size_t n, const tkv_bytes *keys, const tkv_item *items)
 {
+    if (n == 0)
+        return TKV_OK; /* nothing to sort: qsort takes no NULL array */
     if (n > UINT32_MAX || tkv_grow(&cl->order, &cl->order_cap, n, sizeof(uint64_t), n) < 0 ||
         tkv_grow(&cl->slots, &cl->slots_cap, n, sizeof(uint16_t), n) < 0)
         return set_err(cl, TKV_EK_NOMEM, 0, "out of memory");

@@ -333,7 +333,8 @@ void print_usage(const command *cmds, size_t ncmds, FILE *f)
             "                      (default $TKV_ETCD)\n"
             "      --cluster-name NAME  the cluster commands: which cluster (default tkv)\n"
             "  -c, --cluster       cluster mode: -H/-p name any node; single-key commands\n"
-            "                      go to the node serving the key's slot\n"
+            "                      go to the node serving the key's slot, mget and mput\n"
+            "                      are split by slot (atomic and one snapshot per slot)\n"
             "  -h, --help          show this help\n"
             "      --version       show the version\n\n"
             "Commands:\n",

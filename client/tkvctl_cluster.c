@@ -4,10 +4,10 @@
  *
  * In cluster mode tkvctl asks the node -H/-p names for the map, connects
  * to the node serving the command's key and runs the command there
- * unchanged: the commands need not know about clusters. Only single-key
- * commands are routed; the others go to the node named, which answers
- * CROSSSLOT for keys of several slots and MOVED for keys it does not
- * serve. tkvctl routes by the map it fetched at start, so a MOVED during
+ * unchanged: the single-key commands need not know about clusters. mget
+ * and mput go through the cluster handle (tkv_cluster_mget/mput: split by
+ * slot, one snapshot and all-or-nothing per slot only). The other
+ * commands go to the node named. tkvctl routes by the map it fetched at start, so a MOVED during
  * the command (the map changed in between) is reported, not followed.
  */
 #include <stdio.h>
@@ -27,7 +27,8 @@ static bool single_key(const command *cmd)
 
 int cluster_route(cli *c, const command *cmd, const args *a)
 {
-    if (!c->cluster || !single_key(cmd) || a->npos < 1)
+    bool multi = strcmp(cmd->name, "mget") == 0 || strcmp(cmd->name, "mput") == 0;
+    if (!c->cluster || !(multi || (single_key(cmd) && a->npos >= 1)))
         return 0;
     char seed[300];
     /* An IPv6 literal needs brackets to be one "host:port". */
@@ -38,6 +39,8 @@ int cluster_route(cli *c, const command *cmd, const args *a)
         return fail("out of memory");
     if (tkv_cluster_err(c->cl) != TKV_EK_NONE)
         return fail("cluster at %s: %s", seed, tkv_cluster_errstr(c->cl));
+    if (multi)
+        return 0; /* they split their keys by slot through c->cl */
     const char *key = a->pos[0];
     c->ctx = tkv_cluster_node(c->cl, key, strlen(key));
     if (!c->ctx)

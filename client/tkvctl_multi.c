@@ -137,11 +137,15 @@ static int send_mput(cli *c, const triples *t)
     uint64_t bytes = 0;
     for (size_t i = 0; i < t->n; i++)
         bytes += t->items[i].key.len + t->items[i].value.len + PUT_OVERHEAD;
-    if (check_frame(c, "mput", bytes) || connect_cli(c))
+    if (check_frame(c, "mput", bytes) || (!c->cl && connect_cli(c)))
         return 2;
     const uint64_t *stamps;
-    if (tkv_mput(c->ctx, t->items, t->n, &stamps) != TKV_OK)
+    if (c->cl) { /* -c: split by slot (tkvctl_cluster.c) */
+        if (tkv_cluster_mput(c->cl, t->items, t->n, &stamps) != TKV_OK)
+            return fail("%s", tkv_cluster_errstr(c->cl));
+    } else if (tkv_mput(c->ctx, t->items, t->n, &stamps) != TKV_OK) {
         return server_fail(c);
+    }
     print_stamps(c, stamps, t->n);
     return 0;
 }
@@ -195,9 +199,13 @@ int run_mget(cli *c, const args *a)
     for (int i = 0; i < a->npos; i++)
         keys[i] = (tkv_bytes){a->pos[i], strlen(a->pos[i])};
     const tkv_version *v;
-    int rc = connect_cli(c);
-    if (rc == 0 && tkv_mget(c->ctx, ts, keys, (size_t)a->npos, &v) != TKV_OK)
+    int rc = c->cl ? 0 : connect_cli(c);
+    if (rc == 0 && c->cl) { /* -c: split by slot (tkvctl_cluster.c) */
+        if (tkv_cluster_mget(c->cl, ts, keys, (size_t)a->npos, &v) != TKV_OK)
+            rc = fail("%s", tkv_cluster_errstr(c->cl));
+    } else if (rc == 0 && tkv_mget(c->ctx, ts, keys, (size_t)a->npos, &v) != TKV_OK) {
         rc = server_fail(c);
+    }
     free(keys);
     if (rc)
         return rc;

@@ -399,6 +399,19 @@ Test(cluster, tkvctl_c_routes_and_shows_the_map)
     cr_assert_eq(tkvctl(get, &out), 0);
     cr_assert_str_eq(out, "bar\n");
     free(out);
+    /* mget and mput with -c: split by slot over the nodes (b: node 0's,
+     * c: node 1's, foo: node 2's), merged in order. */
+    const char *mput[] = {tk,  "-c", "-p", port, "mput", "foo", "5", "x",
+                          "b", "5",  "y",  "c",  "5",    "z",   NULL};
+    cr_assert_eq(tkvctl(mput, &out), 0);
+    free(out);
+    const char *mget[] = {tk, "-c", "-p", port, "mget", "--ts", "5", "c", "foo", "b", NULL};
+    cr_assert_eq(tkvctl(mget, &out), 0);
+    cr_assert_str_eq(out, "c\t5\tz\nfoo\t5\tx\nb\t5\ty\n");
+    free(out);
+    const char *mget_plain[] = {tk, "-p", port, "mget", "b", "c", NULL};
+    cr_assert_eq(tkvctl(mget_plain, &out), 2, "CROSSSLOT without -c");
+    free(out);
     /* Without -c the node asked answers for itself. */
     const char *plain[] = {tk, "-p", port, "get", "foo", NULL};
     cr_assert_eq(tkvctl(plain, &out), 2);

@@ -20,7 +20,7 @@ import hashlib
 from . import protocol as p
 from .errors import ProtocolError
 from .types import (LATEST, Digest, Entry, Miss, MissReason, Policy, Restored,
-                    Retention, ScanPage, Version)
+                    Retention, ScanPage, SlotRange, Version)
 
 #: Yielded instead of a request: read one more frame of the same reply
 #: (BACKUP's stream) without sending anything.
@@ -270,6 +270,32 @@ def stats():
             for k, v in fields.items()}
 
 
+def _addr(x, what):
+    if isinstance(x, bytes):
+        return x.decode("utf-8", "replace")
+    if isinstance(x, str):
+        return x
+    raise ProtocolError(f"{what}: expected an address, got {x!r:.40}")
+
+
+def cluster_shards():
+    """The cluster's map as the node holds it (PROTOCOL.md §6, "Clusters"):
+    (revision, [SlotRange...]) in slot order. BadRequestError from a server
+    that is not a cluster node."""
+    reply = _ok((yield ["CLUSTER", "SHARDS"]), "CLUSTER")
+    _, rev, ranges = p.fields(reply, 3, "CLUSTER")
+    if not isinstance(ranges, list):
+        raise ProtocolError("CLUSTER SHARDS reply without a list of ranges")
+    out = []
+    for r in ranges:
+        if not isinstance(r, list) or len(r) < 4 or not isinstance(r[3], list):
+            raise ProtocolError(f"CLUSTER SHARDS range {r!r:.60}")
+        out.append(SlotRange(p.uint(r[0], "CLUSTER"), p.uint(r[1], "CLUSTER"),
+                             _addr(r[2], "CLUSTER"),
+                             tuple(_addr(a, "CLUSTER") for a in r[3])))
+    return p.uint(rev, "CLUSTER"), out
+
+
 def restore_records(records, merge=False, cont=False):
     """One RESTORE request: whole backup records (PROTOCOL.md §9), no header
     or trailer. All or nothing."""
@@ -446,6 +472,13 @@ class Commands:
     def stats(self):
         """The server's statistics, a dict of str to int or str."""
         return self._run(stats())
+
+    def cluster_shards(self):
+        """A cluster node's map: (revision, [SlotRange...]) in slot order.
+        Keys of slots another node serves raise MovedError (its slot and
+        addr say where); keys of several slots in one mput or mget raise
+        CrossSlotError."""
+        return self._run(cluster_shards())
 
     def restore(self, data, merge=False):
         """Restores a whole backup (checked first); returns a Restored.

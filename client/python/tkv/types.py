@@ -141,3 +141,15 @@ class Restored:
 
     written: int  #: versions written
     skipped: int  #: versions the server kept instead (merge)
+
+
+@dataclass(frozen=True)
+class SlotRange:
+    """One range of a cluster's map (CLUSTER SHARDS): slots from..to
+    (inclusive) and the "host:port" of the node serving them and of its
+    replicas."""
+
+    start: int
+    end: int
+    primary: str
+    replicas: tuple

@@ -655,6 +655,19 @@ static int encode_list(tkv_buf *b, const tkv_rep *rep)
     }
 }
 
+/* WATCH's [0, replid, offset] as decoded: the id as it came, str or bin. */
+static int put_watch(tkv_buf *b, const tkv_rep *rep)
+{
+    tkv_rep_wr lw;
+    begin(&lw, b, 3);
+    if (rep->text.is_str)
+        pack_str(&lw.w.pk, (const char *)rep->text.s.ptr, rep->text.s.len);
+    else
+        tkv_pack_bytes(&lw.w.pk, rep->text.s.ptr, rep->text.s.len);
+    msgpack_pack_uint64(&lw.w.pk, rep->u);
+    return tkv_wr_end(&lw.w);
+}
+
 int tkv_rep_encode(tkv_buf *b, const tkv_rep *rep)
 {
     switch (rep->cmd) {
@@ -663,7 +676,12 @@ int tkv_rep_encode(tkv_buf *b, const tkv_rep *rep)
     case TKV_CMD_DEL:
     case TKV_CMD_COUNT: return tkv_rep_put_uint(b, rep->u);
     case TKV_CMD_GET: return tkv_rep_put_answer(b, &rep->answer);
-    case TKV_CMD_AUTH: return tkv_rep_put_empty(b);
+    case TKV_CMD_AUTH:
+    case TKV_CMD_REPLICAOF:
+    case TKV_CMD_PSYNC:
+    case TKV_CMD_REPLACK: return tkv_rep_put_empty(b);
+    case TKV_CMD_WAIT: return tkv_rep_put_uint(b, rep->u);
+    case TKV_CMD_WATCH: return put_watch(b, rep);
     case TKV_CMD_RETAIN: return tkv_rep_put_retain(b, rep->u, rep->horizon, rep->flag);
     case TKV_CMD_POLICY:
         return tkv_rep_put_policy(b, rep->versions, rep->age, rep->flag, rep->horizon);
@@ -676,6 +694,7 @@ int tkv_rep_encode(tkv_buf *b, const tkv_rep *rep)
     case TKV_CMD_MGET:
     case TKV_CMD_SCAN:
     case TKV_CMD_MPUT:
+    case TKV_CMD_ROLE:
     case TKV_CMD_CLUSTER:
     case TKV_CMD_STATS: return encode_list(b, rep);
     default: return -1;

@@ -156,8 +156,10 @@ void eng_repl_start(tkv_engine *e)
 /* Drops the keys the committed batch applied (see applied_stage). */
 static void drop_applied(tkv_engine *e)
 {
+    if (e->applied_flight.len == 0)
+        return;
     const uint8_t *p = e->applied_flight.data, *end = p + e->applied_flight.len;
-    while (p && p + 2 <= end) {
+    while (p + 2 <= end) {
         size_t n = tkv_load_be16(p);
         tkv_kentry *E = tkv_keyindex_find(&e->ix, p + 2, n);
         if (E && !eng_uncommitted(e, E)) {

@@ -174,10 +174,11 @@ static int print_info(const cli *c, const tkv_etcd_kv *kv, const node_list *l)
     printf("cluster %s, map revision %" PRId64 "\n", c->cluster_name, kv->mod_revision);
     const char *sid;
     json_t *v;
-    json_object_foreach(json_object_get(map, "shards"), sid, v) print_shard(sid, map, l);
+    json_t *shards = json_object_get(map, "shards");
+    json_object_foreach(shards, sid, v) { print_shard(sid, map, l); }
     json_t *nodes = json_object_get(map, "nodes");
     size_t in_map = json_object_size(nodes), alive = 0;
-    json_object_foreach(nodes, sid, v) alive += alive_addr(l, sid) != NULL;
+    json_object_foreach(nodes, sid, v) { alive += alive_addr(l, sid) != NULL; }
     printf("nodes: %zu in the map, %zu alive", in_map, alive);
     size_t extra = 0;
     for (size_t i = 0; i < l->n; i++)

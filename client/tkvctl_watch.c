@@ -4,43 +4,45 @@
  *
  * Lines are OFFSET<TAB>KIND<TAB>KEY<TAB>..., KEY and VALUE escaped as mget
  * writes them, so any bytes survive a pipe. A batch's lines share its
- * offset and are flushed together: a consumer that stops between batches
+ * offset and are written together once the batch is whole: a consumer
  * resumes with --from the last offset it read.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tkvctl.h"
 
-static void print_text(const cli *c, const tkv_change *ch)
+static void print_text(const cli *c, const tkv_change *ch, FILE *f)
 {
     char t[TS_TEXT_MAX];
-    printf("%llu\t", (unsigned long long)ch->offset);
+    fprintf(f, "%llu\t", (unsigned long long)ch->offset);
     switch (ch->kind) {
-    case TKV_CHANGE_WRITE: fputs(ch->tombstone ? "del\t" : "put\t", stdout); break;
-    case TKV_CHANGE_REMOVE: fputs("removed\t", stdout); break;
-    default: fputs("meta\t", stdout); break;
+    case TKV_CHANGE_WRITE: fputs(ch->tombstone ? "del\t" : "put\t", f); break;
+    case TKV_CHANGE_REMOVE: fputs("removed\t", f); break;
+    default: fputs("meta\t", f); break;
     }
-    line_write_bytes(stdout, ch->key, ch->klen);
+    line_write_bytes(f, ch->key, ch->klen);
     if (ch->kind == TKV_CHANGE_META) {
-        printf("\thorizon=%s", ch->horizon ? ts_text(c, ch->horizon, false, t) : "none");
-        printf("\tversions=%u\tage=%llu\n", ch->keep_versions, (unsigned long long)ch->keep_age_us);
+        fprintf(f, "\thorizon=%s", ch->horizon ? ts_text(c, ch->horizon, false, t) : "none");
+        fprintf(f, "\tversions=%u\tage=%llu\n", ch->keep_versions,
+                (unsigned long long)ch->keep_age_us);
         return;
     }
-    printf("\t%s", ts_text(c, ch->ts, false, t));
+    fprintf(f, "\t%s", ts_text(c, ch->ts, false, t));
     if (ch->kind == TKV_CHANGE_WRITE && !ch->tombstone) {
-        putchar('\t');
-        line_write_bytes(stdout, ch->value, ch->len);
+        fputc('\t', f);
+        line_write_bytes(f, ch->value, ch->len);
         if (ch->expires)
-            printf("\texpires=%s", ts_text(c, ch->expires, false, t));
+            fprintf(f, "\texpires=%s", ts_text(c, ch->expires, false, t));
     }
-    putchar('\n');
+    fputc('\n', f);
 }
 
-static void print_json(const cli *c, const tkv_change *ch)
+static void print_json(const cli *c, const tkv_change *ch, FILE *f)
 {
     json_out j;
-    json_begin(&j, stdout);
+    json_begin(&j, f);
     json_u64(&j, "offset", ch->offset);
     json_bool(&j, "batch_end", ch->batch_end);
     const char *kind = ch->kind == TKV_CHANGE_WRITE    ? (ch->tombstone ? "del" : "put")
@@ -84,18 +86,38 @@ int run_watch(cli *c, const args *a)
     if (tkv_watch(c->ctx, prefix, strlen(prefix), &o, &start) != TKV_OK)
         return server_fail(c);
     fprintf(stderr, "tkvctl: watching from offset %llu\n", (unsigned long long)start);
+    /* A batch's lines are held until its last change has come, then
+     * written at once: a consumer never sees part of a batch, so resuming
+     * --from the last offset it read misses nothing (the rest of a batch
+     * cut off by an error is dropped with it). */
+    char *held = NULL;
+    size_t held_len = 0;
+    FILE *batch = open_memstream(&held, &held_len);
+    if (!batch)
+        return fail("out of memory");
+    int status = 0;
     for (;;) {
         tkv_change ch;
         int rc = tkv_watch_next(c->ctx, &ch);
         if (rc == TKV_NOT_FOUND)
             continue; /* quiet: the watch goes on */
-        if (rc != TKV_OK)
-            return server_fail(c);
+        if (rc != TKV_OK) {
+            status = server_fail(c);
+            break;
+        }
         if (c->json)
-            print_json(c, &ch);
+            print_json(c, &ch, batch);
         else
-            print_text(c, &ch);
-        if (ch.batch_end)
+            print_text(c, &ch, batch);
+        if (ch.batch_end) {
+            fflush(batch);
+            fwrite(held, 1, held_len, stdout);
             fflush(stdout);
+            rewind(batch);
+            held_len = 0;
+        }
     }
+    fclose(batch);
+    free(held);
+    return status;
 }

@@ -745,12 +745,19 @@ static void drop_watcher(conn *c)
     conn_close(c, NULL);
 }
 
-void conn_watch_feed(conn_hub *h)
+bool conn_watch_feed(conn_hub *h)
 {
+    bool any_more = false;
     for (conn *c = h->watchers.head, *next; c; c = next) {
         next = c->wch.next;
+        /* Fed up to the output high water, as a replica link is: a watcher
+         * that reads slowly lags in the backlog, not in memory here. */
+        if (unsent(c) >= h->o->output_high_water)
+            continue; /* its socket's progress (on_write) brings it back */
         size_t before = c->out.len;
-        int rc = tkv_watcher_feed(c->watch, h->repl, h->disp->eng, &c->out);
+        bool more;
+        int rc = tkv_watcher_feed(c->watch, h->repl, h->disp->eng, &c->out,
+                                  h->o->output_high_water - unsent(c), &more);
         if (rc < 0) {
             conn_close(c, "out of memory");
             continue;
@@ -759,8 +766,9 @@ void conn_watch_feed(conn_hub *h)
             end_watch(c);
             conn_set_state(c, CONN_CLOSING);
         } else if (unsent(c) > h->o->max_output) {
-            /* Judge by what the socket would not take: one large batch
-             * must not drop a watcher that keeps up. */
+            /* One batch's pushes can pass the high water; past
+             * --max-output even after writing what the socket takes, the
+             * watcher goes. */
             if (flush_out(c) < 0)
                 continue;
             if (unsent(c) > h->o->max_output) {
@@ -768,9 +776,11 @@ void conn_watch_feed(conn_hub *h)
                 continue;
             }
         }
+        any_more |= rc == 0 && more && unsent(c) < h->o->output_high_water;
         if (c->out.len != before)
             list_add(&h->pend, c, PEND);
     }
+    return any_more;
 }
 
 /* ---- reading ---------------------------------------------------------- */

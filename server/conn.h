@@ -112,9 +112,11 @@ void conn_repl_wait_done(void *cookie, uint64_t acked);
 bool conn_stream_steps(conn_hub *h);
 
 /* Appends to every watcher the pushes of batches committed since its last
- * feed (watcher.h); drops a watcher whose unread output passed
- * --max-output. Cheap when nothing was committed. May close connections. */
-void conn_watch_feed(conn_hub *h);
+ * feed (watcher.h), up to the output high water and a bounded amount per
+ * call; drops a watcher whose unread output passed --max-output. Returns
+ * true if a watcher with room has more to read (the loop must not sleep).
+ * Cheap when nothing was committed. May close connections. */
+bool conn_watch_feed(conn_hub *h);
 
 /* True while any connection has replies not yet written, waits for a
  * load or streams. */

@@ -56,9 +56,14 @@ typedef struct backlog {
     uint8_t *buf;
     size_t cap;
     uint64_t start, end; /* offsets held: [start, end) */
+    uint64_t gen;        /* moves when the stream starts over (a watcher ends) */
 } backlog;
 
-static void bl_reset(backlog *b, uint64_t off) { b->start = b->end = off; }
+static void bl_reset(backlog *b, uint64_t off)
+{
+    b->start = b->end = off;
+    b->gen++;
+}
 
 static void bl_append(backlog *b, const uint8_t *p, size_t n)
 {
@@ -587,7 +592,11 @@ static int up_on_frame(tkv_repl *r, const uint8_t *p, size_t n, const char **why
         memcpy(u->id, f.replid, sizeof u->id);
         u->state = UP_ONLINE;
         u->partial_syncs++;
-        if (r->bl.end != u->off)
+        /* Frames staged past what is committed (a rolled-back batch) go;
+         * what the backlog holds below stays for the watchers behind. */
+        if (u->off >= r->bl.start && u->off <= r->bl.end)
+            r->bl.end = u->off;
+        else
             bl_reset(&r->bl, u->off);
         tkv_engine_apply_at(r->e, u->id, u->off); /* the id may be new */
         tkv_info("primary %s:%u: continuing from offset %llu", u->host, u->port,
@@ -1175,6 +1184,8 @@ int tkv_repl_backlog_span(const tkv_repl *r, uint64_t *start, uint64_t *end)
     *end = r->bl.end;
     return 0;
 }
+
+uint64_t tkv_repl_backlog_gen(const tkv_repl *r) { return r->bl.gen; }
 
 int tkv_repl_backlog_read(const tkv_repl *r, uint64_t from, size_t n, tkv_buf *out)
 {

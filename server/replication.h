@@ -93,6 +93,9 @@ int tkv_repl_backlog_span(const tkv_repl *r, uint64_t *start, uint64_t *end);
 /* Appends the n backlog bytes from offset `from` to out. 0, or -1 if the
  * backlog does not hold them all or out of memory. */
 int tkv_repl_backlog_read(const tkv_repl *r, uint64_t from, size_t n, tkv_buf *out);
+/* Moves whenever the backlog starts over (a full copy, a gap, a new
+ * history): a watcher's offset means nothing across it, even if equal. */
+uint64_t tkv_repl_backlog_gen(const tkv_repl *r);
 
 /* ROLE's reply. 0 or -1 if out of memory. */
 int tkv_repl_role(tkv_repl *r, tkv_buf *out);

@@ -220,11 +220,14 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     tkv_srv *s = w->data;
     commit(s);
+    /* Replication first: it takes every committed frame into the backlog
+     * (the sweep's own commits too), which watchers then read. */
+    bool streams = tkv_repl_prepare(s->repl);
     /* Watchers follow what is committed (a replica's included): after the
-     * commit, so a batch's pushes leave in the turn its replies do. */
-    conn_watch_feed(&s->hub);
-    bool streams = conn_stream_steps(&s->hub);
-    streams |= tkv_repl_prepare(s->repl);
+     * commit, so a batch's pushes leave in the turn its replies do. One
+     * far behind keeps the loop awake until it has caught up. */
+    streams |= conn_watch_feed(&s->hub);
+    streams |= conn_stream_steps(&s->hub);
     conn_flush_pending(&s->hub);
     tkv_engine_maintain(s->eng);
     if (s->hub.back.n > 0 || streams)

@@ -23,10 +23,14 @@
 #include "frame.h"
 #include "reply.h"
 
+/* Batch bytes one feed call reads at most: well under a millisecond. */
+#define WATCH_TURN_BYTES (256 * 1024)
+
 struct tkv_watcher {
     tkv_wfilter f;
     uint8_t *prefix; /* f.prefix's own copy */
     uint64_t next;   /* offset of the next batch to read */
+    uint64_t gen;    /* the backlog's generation it started in */
     tkv_buf frame;   /* the batch being decoded */
     tkv_buf scratch; /* decoded keys */
 };
@@ -94,6 +98,7 @@ int tkv_watcher_start(const tkv_watch_req *q, const tkv_repl *r, tkv_engine *e, 
         memcpy(n->prefix, q->prefix.ptr, q->prefix.len);
     n->f = (tkv_wfilter){.prefix = n->prefix, .plen = q->prefix.len, .asof = q->asof, .at = q->at};
     n->next = from;
+    n->gen = tkv_repl_backlog_gen(r);
     tkv_eng_repl st;
     tkv_engine_repl_get(e, &st);
     if (tkv_rep_put_watch(out, st.id, from) < 0) {
@@ -104,20 +109,27 @@ int tkv_watcher_start(const tkv_watch_req *q, const tkv_repl *r, tkv_engine *e, 
     return 0;
 }
 
-int tkv_watcher_feed(tkv_watcher *w, const tkv_repl *r, tkv_engine *e, tkv_buf *out)
+int tkv_watcher_feed(tkv_watcher *w, const tkv_repl *r, tkv_engine *e, tkv_buf *out, size_t room,
+                     bool *more)
 {
     uint64_t start, end = committed_end(r, e, &start);
     char msg[200];
-    if (w->next < start || w->next > end) {
-        /* Passed by the backlog, or the backlog started over (a replica's
-         * full copy): what came between is unknown here. */
+    *more = false;
+    if (w->next < start || w->next > end || w->gen != tkv_repl_backlog_gen(r)) {
+        /* Passed by the backlog, or the stream started over (a replica's
+         * full copy, a new history): what came between is unknown here,
+         * even at an equal offset. */
         snprintf(msg, sizeof msg,
-                 "the watch fell behind the backlog at offset %llu (it holds %llu to %llu): read "
-                 "the state again, then WATCH without an offset",
+                 "the watch fell behind the backlog at offset %llu (it holds %llu to %llu, or "
+                 "started over): read the state again, then WATCH without an offset",
                  (unsigned long long)w->next, (unsigned long long)start, (unsigned long long)end);
         return tkv_write_error(out, TKV_ST_OUT_OF_RANGE, msg) < 0 ? -1 : 1;
     }
-    while (w->next < end) {
+    /* Pulled, as a replica link is fed: no more than `room` of pushes and
+     * WATCH_TURN_BYTES of batches read per call, so a watcher far behind
+     * neither fills memory nor holds the loop; *more brings it back. */
+    size_t out_start = out->len, read = 0;
+    while (w->next < end && out->len - out_start < room && read < WATCH_TURN_BYTES) {
         w->frame.len = 0;
         if (end - w->next < TKV_FRAME_HEADER ||
             tkv_repl_backlog_read(r, w->next, TKV_FRAME_HEADER, &w->frame) < 0)
@@ -139,7 +151,9 @@ int tkv_watcher_feed(tkv_watcher *w, const tkv_repl *r, tkv_engine *e, tkv_buf *
             return tkv_write_error(out, TKV_ST_INTERNAL, msg) < 0 ? -1 : 1;
         }
         w->next = bend;
+        read += TKV_FRAME_HEADER + len;
     }
+    *more = w->next < end;
     w->frame.len = 0;
     tkv_buf_shrink(&w->frame, 64 * 1024);
     return 0;

@@ -16,6 +16,8 @@
 #ifndef TKV_WATCH_SERVER_H
 #define TKV_WATCH_SERVER_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "buf.h"
@@ -33,10 +35,13 @@ typedef struct tkv_watcher tkv_watcher;
 int tkv_watcher_start(const tkv_watch_req *q, const tkv_repl *r, tkv_engine *e, tkv_buf *out,
                       tkv_watcher **w);
 
-/* Appends the pushes of every batch committed since the last call. Returns
- * 0; 1 if the watch ended with an error frame appended (the backlog passed
- * it); -1 if out of memory (out holds whole frames only). */
-int tkv_watcher_feed(tkv_watcher *w, const tkv_repl *r, tkv_engine *e, tkv_buf *out);
+/* Appends the pushes of the batches committed since the last call - whole
+ * batches, until about `room` bytes are appended or a bounded amount was
+ * read; *more says whether committed batches remain. Returns 0; 1 if the
+ * watch ended with an error frame appended (the backlog passed it or
+ * started over); -1 if out of memory (out holds whole frames only). */
+int tkv_watcher_feed(tkv_watcher *w, const tkv_repl *r, tkv_engine *e, tkv_buf *out, size_t room,
+                     bool *more);
 
 /* The offset of the next batch the watcher reads. */
 uint64_t tkv_watcher_offset(const tkv_watcher *w);

@@ -9,11 +9,14 @@
  * No fixed sleeps: every wait is for a change to arrive (the context's
  * timeout turns a hang into a failure) or for a STATS field to move.
  */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -357,5 +360,52 @@ Test(watch, a_watcher_that_stops_reading_is_dropped_and_writers_go_on)
     cr_assert(strstr(log, "bytes of unread changes"), "%s", log);
     free(log);
     tkv_free(w);
+    tkv_free(c);
+}
+
+/* A watcher that reads slowly lags in the backlog, not in the server's
+ * memory: it is fed only as far as its socket takes, and once the backlog
+ * has passed it, it learns so (OUT_OF_RANGE) after the pushes it had. Its
+ * socket here takes little (a small receive buffer), as a slow reader's
+ * would. */
+Test(watch, a_slow_watcher_lags_in_the_backlog_then_is_told)
+{
+    const char *args[] = {"--repl-backlog", "1mb", NULL};
+    tkvd_start(&d, args);
+    tkv_ctx *c = tkvd_client(&d);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int small = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(d.port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    static const uint8_t watch_all[] = {0, 0, 0, 8, 0x92, 0xa5, 'W', 'A', 'T', 'C', 'H', 0xa0};
+    raw_send(fd, watch_all, sizeof watch_all);
+    uint8_t buf[8192];
+    cr_assert_gt(raw_frame(fd, buf, sizeof buf), 0); /* [0, replid, offset] */
+    cr_assert_eq(buf[1], 0);
+    static char val[2048];
+    memset(val, 'y', sizeof val);
+    /* 16 MiB: far past the backlog, and more than the sockets between
+     * hold. */
+    static char keys[16][32];
+    tkv_item items[16];
+    for (int b = 0; b < 512; b++) {
+        for (int i = 0; i < 16; i++) {
+            snprintf(keys[i], sizeof keys[i], "slow/%d/%d", b, i);
+            items[i] = (tkv_item){.key = {keys[i], strlen(keys[i])}, .value = {val, sizeof val}};
+        }
+        cr_assert_eq(tkv_mput(c, items, 16, NULL), TKV_OK, "%s", tkv_errstr(c));
+    }
+    /* The watcher reads: pushes, then the end of its watch. */
+    long n;
+    size_t pushes = 0;
+    while ((n = raw_frame(fd, buf, sizeof buf)) > 0 && (buf[0] & 0xf0) == 0x90 && buf[1] == 0xa1)
+        pushes++; /* ["W", ...]: a push starts with a one-letter str */
+    cr_assert_gt(n, 1, "the watch ended without saying why (after %zu pushes, %ld)", pushes, n);
+    cr_assert_eq(buf[1], TKV_SC_OUT_OF_RANGE, "the watch did not end OUT_OF_RANGE");
+    cr_assert_gt(pushes, 0);
+    cr_assert_lt(pushes, 512 * 16, "it was fed everything: nothing lagged");
+    close(fd);
     tkv_free(c);
 }

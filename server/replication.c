@@ -1007,6 +1007,11 @@ bool tkv_repl_serving(const tkv_repl *r)
 
 bool tkv_repl_is_replica(const tkv_repl *r) { return r && r->replica; }
 
+bool tkv_repl_follows(const tkv_repl *r, const char *host, uint16_t port)
+{
+    return r && r->replica && r->up.port == port && strcmp(r->up.host, host) == 0;
+}
+
 /* ---- WAIT -------------------------------------------------------------------- */
 
 static uint64_t count_acked(const tkv_repl *r, uint64_t off)

@@ -60,6 +60,9 @@ int tkv_repl_replicaof(tkv_repl *r, const char *host, uint16_t port, char *err, 
 const char *tkv_repl_readonly(const tkv_repl *r);
 /* False while this server's data is part of a full copy: reads get BUSY. */
 bool tkv_repl_serving(const tkv_repl *r);
+/* True if this server is a replica of host:port already. */
+bool tkv_repl_follows(const tkv_repl *r, const char *host, uint16_t port);
+
 /* True on a replica (the sweep leaves deletion to the primary). */
 bool tkv_repl_is_replica(const tkv_repl *r);
 

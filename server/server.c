@@ -356,6 +356,42 @@ static void on_sighup(struct ev_loop *loop, ev_signal *w, int revents)
  * recording the revision for STATS). The map is checked whole; one that
  * breaks a rule is logged and the map before stays, so a bad write to
  * etcd cannot leave the node serving from half a map. */
+/* The map names this node a shard's primary or one of its replicas: its
+ * replication follows (REPLICAOF the primary, or NO ONE). A node named in
+ * no shard keeps the role it has. */
+static void follow_map_role(tkv_srv *s, const tkv_shardmap *m)
+{
+    const char *primary = NULL;
+    char host[300], err[320];
+    tkv_shardmap_role role = tkv_shardmap_self_role(m, &primary);
+    if (role == TKV_SM_PRIMARY && tkv_repl_is_replica(s->repl)) {
+        if (tkv_repl_replicaof(s->repl, NULL, 0, err, sizeof err) < 0)
+            tkv_error("cluster: cannot become the primary the map names: %s", err);
+        else
+            tkv_info("cluster: the map makes this node its shard's primary");
+        return;
+    }
+    if (role != TKV_SM_REPLICA)
+        return;
+    const char *colon = strrchr(primary, ':');
+    size_t hn = colon ? (size_t)(colon - primary) : 0;
+    if (!colon || hn == 0 || hn >= sizeof host)
+        return; /* the map's addresses were checked: HOST:PORT */
+    if (primary[0] == '[' && hn > 2 && primary[hn - 1] == ']') { /* [v6]:port */
+        primary++;
+        hn -= 2;
+    }
+    memcpy(host, primary, hn);
+    host[hn] = '\0';
+    uint16_t port = (uint16_t)strtoul(colon + 1, NULL, 10);
+    if (tkv_repl_follows(s->repl, host, port))
+        return;
+    if (tkv_repl_replicaof(s->repl, host, port, err, sizeof err) < 0)
+        tkv_error("cluster: cannot follow %s as the map says: %s", primary, err);
+    else
+        tkv_info("cluster: the map makes this node a replica of %s", primary);
+}
+
 static void tkv_server_map_changed(void *ctx, const char *json, uint64_t revision)
 {
     tkv_srv *s = ctx;
@@ -371,6 +407,7 @@ static void tkv_server_map_changed(void *ctx, const char *json, uint64_t revisio
              tkv_shardmap_nranges(m),
              tkv_shardmap_self_known(m) ? "" : "; this node is not in it and serves no slot");
     tkv_dispatch_set_map(&s->disp, m);
+    follow_map_role(s, m);
 }
 
 /* --cluster: starts the cluster thread, which registers this node as

@@ -351,6 +351,25 @@ bool tkv_shardmap_serves(const tkv_shardmap *m, uint16_t slot, const char **addr
     return false;
 }
 
+tkv_shardmap_role tkv_shardmap_self_role(const tkv_shardmap *m, const char **primary)
+{
+    if (m->self < 0)
+        return TKV_SM_NONE;
+    const char *mine = m->nodes[m->self].addr;
+    for (uint32_t i = 0; i < m->nshards; i++) {
+        const shard *s = &m->shards[i];
+        if ((int64_t)s->primary == m->self)
+            return TKV_SM_PRIMARY;
+        for (uint32_t r = 0; r < s->nrep; r++) {
+            if (s->rep_addr[r] == mine || strcmp(s->rep_addr[r], mine) == 0) {
+                *primary = m->nodes[s->primary].addr;
+                return TKV_SM_REPLICA;
+            }
+        }
+    }
+    return TKV_SM_NONE;
+}
+
 uint32_t tkv_shardmap_nranges(const tkv_shardmap *m) { return m->nranges; }
 
 void tkv_shardmap_get_range(const tkv_shardmap *m, uint32_t i, tkv_shardmap_range *r)

@@ -58,6 +58,16 @@ bool tkv_shardmap_self_known(const tkv_shardmap *m);
  * *addr is that primary's "host:port" (valid as long as the map). */
 bool tkv_shardmap_serves(const tkv_shardmap *m, uint16_t slot, const char **addr);
 
+/* This node's part in the map: the primary of a shard, a replica of one
+ * (*primary is then that shard's primary's "host:port", valid as long as
+ * the map), or neither. */
+typedef enum tkv_shardmap_role {
+    TKV_SM_NONE,
+    TKV_SM_PRIMARY,
+    TKV_SM_REPLICA,
+} tkv_shardmap_role;
+tkv_shardmap_role tkv_shardmap_self_role(const tkv_shardmap *m, const char **primary);
+
 /* One range of slots as CLUSTER SHARDS lists it. Pointers are the map's. */
 typedef struct tkv_shardmap_range {
     uint16_t from, to;           /* inclusive */

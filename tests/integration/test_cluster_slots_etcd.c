@@ -199,3 +199,61 @@ Test(cluster_slots_etcd, a_map_from_etcd_routes_every_key, .fini = teardown, .ti
         tkv_free(plain[i]);
     tkv_cluster_free(cl);
 }
+
+/* A shard of a primary and a replica: the map makes the second node a
+ * replica of the first (its replication follows the map), it answers
+ * MOVED for the shard's keys, and it holds what the primary holds. */
+Test(cluster_slots_etcd, a_shards_replica_follows_its_primary, .fini = teardown, .timeout = 120)
+{
+    start_etcd();
+    wait_keys("/tkv/" NAME "/nodes/", 0);
+    const char *args[] = {"--cluster", etcd_url, "--cluster-name", NAME, NULL};
+    tkvd_start(&nodes[0], args);
+    tkvd_start(&nodes[1], args);
+    wait_keys("/tkv/" NAME "/nodes/", 2);
+    const char *ctl[] = {
+        getenv("TKVCTL"), "--etcd", etcd_url, "--cluster-name", NAME, "cluster", "create",
+        "--replicas",     "1",      NULL};
+    char *out, *err;
+    cr_assert_eq(run_capture(ctl, NULL, &out, &err), 0, "%s", err);
+    free(out);
+    free(err);
+    /* Which node the map made the primary: the one that serves. */
+    int prim = -1;
+    double deadline = now_s() + 30;
+    while (prim < 0) {
+        for (int i = 0; i < 2 && prim < 0; i++) {
+            tkv_ctx *c = tkvd_client(&nodes[i]);
+            tkv_role_info ri;
+            if (tkv_role(c, &ri) == TKV_OK && ri.role && strcmp(ri.role, "replica") == 0 &&
+                ri.link && strcmp(ri.link, "online") == 0)
+                prim = 1 - i;
+            tkv_free(c);
+        }
+        cr_assert(now_s() < deadline, "no node became a replica of the other");
+        pause_ms(50);
+    }
+    int rep = 1 - prim;
+    tkv_ctx *p = tkvd_client(&nodes[prim]), *r = tkvd_client(&nodes[rep]);
+    for (int k = 0; k < 50; k++) {
+        char key[16];
+        snprintf(key, sizeof key, "r%d", k);
+        cr_assert_eq(tkv_put(p, key, strlen(key), "v", 1, 7, NULL), TKV_OK, "%s", tkv_errstr(p));
+    }
+    tkv_version v;
+    cr_assert_eq(tkv_get(r, "r1", 2, TKV_LATEST, &v), TKV_ERR);
+    cr_assert_eq(tkv_server_code(r), TKV_SC_MOVED, "%s", tkv_errstr(r));
+    tkv_digest_info want, got;
+    cr_assert_eq(tkv_digest(p, 1000, 1, &want), TKV_OK);
+    deadline = now_s() + 30;
+    for (;;) {
+        if (tkv_digest(r, 1000, 1, &got) == TKV_OK &&
+            memcmp(got.digest, want.digest, sizeof got.digest) == 0)
+            break;
+        cr_assert(now_s() < deadline, "the replica never held what its primary holds");
+        pause_ms(50);
+    }
+    cr_assert_eq(want.versions, 50);
+    tkv_free(p);
+    tkv_free(r);
+}

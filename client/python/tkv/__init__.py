@@ -15,7 +15,7 @@ from .backup import InvalidBackupError
 from .client import DEFAULT_PORT, Client, Pipeline
 from .pool import Pool
 from .errors import (AuthError, AuthFailedError, AuthRequiredError, BadRequestError,
-                     BusyError, ConnectionError, CrossSlotError, InternalError, MovedError,
+                     BusyError, ConnectionError, CrossSlotError, InternalError, MovedError, ReadOnlyError,
                      OutOfRangeError, ProtocolError, RequestError, ServerError, ServerStateError,
                      StorageError, TimeoutError, TkvError, TooLargeError,
                      UnknownCommandError)
@@ -30,7 +30,7 @@ __all__ = [
     "Restored", "SlotRange", "Status",
     "TkvError", "ConnectionError", "TimeoutError", "ProtocolError", "ServerError",
     "RequestError", "BadRequestError", "UnknownCommandError", "TooLargeError",
-    "OutOfRangeError", "ServerStateError", "StorageError", "BusyError", "MovedError",
+    "OutOfRangeError", "ServerStateError", "StorageError", "BusyError", "MovedError", "ReadOnlyError",
     "CrossSlotError", "AuthError",
     "AuthRequiredError", "AuthFailedError", "InternalError", "InvalidBackupError",
 ]

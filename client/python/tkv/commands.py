@@ -270,6 +270,29 @@ def stats():
             for k, v in fields.items()}
 
 
+def replicaof(host=None, port=None):
+    """REPLICAOF host port, or REPLICAOF NO ONE when host is None."""
+    args = ["REPLICAOF", "NO", "ONE"] if host is None else ["REPLICAOF", host, int(port)]
+    _ok((yield args), "REPLICAOF")
+    return None
+
+
+def role():
+    """ROLE: the replication role and state, a dict as STATS gives."""
+    reply = _ok((yield ["ROLE"]), "ROLE")
+    fields = p.fields(reply, 2, "ROLE")[1]
+    if not isinstance(fields, dict):
+        raise ProtocolError("ROLE reply without a map")
+    return {(k.decode("utf-8", "replace") if isinstance(k, bytes) else k): v
+            for k, v in fields.items()}
+
+
+def wait(replicas, timeout_ms):
+    """WAIT: how many replicas acknowledged this connection's writes."""
+    reply = _ok((yield ["WAIT", int(replicas), int(timeout_ms)]), "WAIT")
+    return p.uint(p.fields(reply, 2, "WAIT")[1], "WAIT")
+
+
 def _addr(x, what):
     if isinstance(x, bytes):
         return x.decode("utf-8", "replace")
@@ -472,6 +495,22 @@ class Commands:
     def stats(self):
         """The server's statistics, a dict of str to int or str."""
         return self._run(stats())
+
+    def replicaof(self, host=None, port=None):
+        """Makes the server a replica of host:port, or a primary again
+        (host None: REPLICAOF NO ONE)."""
+        return self._run(replicaof(host, port))
+
+    def role(self):
+        """The replication role and state (ROLE): a dict with "role",
+        "replid", "offset", and a primary's replicas or a replica's link."""
+        return self._run(role())
+
+    def wait(self, replicas, timeout_ms):
+        """WAIT: blocks until `replicas` replicas have acknowledged every
+        write this connection made, or timeout_ms (0: no limit); returns
+        how many had. Raise the client's timeout for a long wait."""
+        return self._run(wait(replicas, timeout_ms))
 
     def cluster_shards(self):
         """A cluster node's map: (revision, [SlotRange...]) in slot order.

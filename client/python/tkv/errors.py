@@ -92,6 +92,12 @@ class BusyError(ServerStateError):
     name = "BUSY"
 
 
+class ReadOnlyError(ServerStateError):
+    """A write sent to a replica; the message names its primary."""
+
+    name = "READONLY"
+
+
 class MovedError(ServerStateError):
     """A cluster node does not serve the key's slot (PROTOCOL.md §6,
     "Clusters"): ``slot`` and ``addr`` ("host:port") name where it is
@@ -139,6 +145,7 @@ _BY_STATUS = {
     13: OutOfRangeError,
     20: StorageError,
     21: BusyError,
+    22: ReadOnlyError,
     23: MovedError,
     24: CrossSlotError,
     30: AuthRequiredError,

@@ -25,6 +25,7 @@ class Status(enum.IntEnum):
     OUT_OF_RANGE = 13
     STORAGE = 20
     BUSY = 21
+    READONLY = 22
     MOVED = 23
     CROSSSLOT = 24
     AUTH_REQUIRED = 30

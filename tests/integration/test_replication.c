@@ -169,6 +169,17 @@ static void wait_stat(const tkvd *d, const char *name, uint64_t want)
     }
 }
 
+/* Waits until the replica has committed the primary's offset: it holds
+ * the primary's position, not only its data. */
+static void caught_up(const tkvd *primary, const tkvd *replica)
+{
+    double end = mono() + DEADLINE;
+    while (stat_of(replica, "repl_offset") != stat_of(primary, "repl_offset")) {
+        cr_assert_lt(mono(), end, "the replica's offset never reached the primary's");
+        pause_briefly();
+    }
+}
+
 static uint64_t now_us(void)
 {
     struct timespec t;
@@ -333,12 +344,7 @@ Test(replication, a_restarted_primary_is_followed_again)
     tkvd_start(&r, with(args, &p, spec, sizeof spec));
     write_plain(&p, 0);
     converge(&p, &r, now_us());
-    /* The replica holds the primary's offset, not only its data. */
-    double end = mono() + DEADLINE;
-    while (stat_of(&r, "repl_offset") != stat_of(&p, "repl_offset")) {
-        cr_assert_lt(mono(), end, "the replica's offset never reached the primary's");
-        pause_briefly();
-    }
+    caught_up(&p, &r);
     tkvd_signal(&p, SIGKILL);
     tkvd_restart(&p); /* same id and offset, an empty backlog: the replica continues */
     write_plain(&p, 1);
@@ -737,11 +743,7 @@ Test(replication, a_replica_read_during_apply_does_not_keep_an_old_value)
         cr_assert_eq(tkv_put_now(c, "hot", 3, val, strlen(val), NULL), TKV_OK);
     }
     tkv_free(c);
-    double end = mono() + DEADLINE;
-    while (stat_of(&r, "repl_offset") != stat_of(&p, "repl_offset")) {
-        cr_assert_lt(mono(), end, "the replica's offset never reached the primary's");
-        pause_briefly();
-    }
+    caught_up(&p, &r);
     h.stop = true;
     pthread_join(th, NULL);
     cr_assert_gt(h.reads, 0);

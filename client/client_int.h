@@ -46,8 +46,9 @@ struct tkv_ctx {
     const char **range_addrs; /* their replicas' addresses */
     size_t range_addrs_cap;
     uint64_t map_revision;
-    tkv_buf scratch; /* request building */
-    bool watching;   /* after tkv_watch(): the connection only receives pushes */
+    tkv_buf scratch;       /* request building */
+    bool watching;         /* after tkv_watch(): the connection only receives pushes */
+    char watch_replid[65]; /* the history the watch follows */
     tkv_trace_fn trace;
     void *trace_arg;
 };

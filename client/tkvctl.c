@@ -679,16 +679,18 @@ static const command commands[] = {
      "the replicas linked to the primary. To wait for writes, call tkv_wait() on the\n"
      "connection that made them. Exit status 1 if fewer than N acknowledged.",
      "", 2, 2, run_wait},
-    {"watch", "[PREFIX] [--from OFFSET] [--as-of T]",
+    {"watch", "[PREFIX] [--from OFFSET [--replid ID]] [--as-of T]",
      "Prints every committed change to keys starting with PREFIX (all keys without\n"
      "one), one line each, until interrupted: OFFSET<TAB>KIND<TAB>KEY<TAB>..., KIND\n"
      "put (then TS, VALUE and maybe expires=), del (a tombstone at TS), removed (the\n"
      "version at TS is gone: DEL or the sweep) or meta (the key's horizon and policy).\n"
      "KEY and VALUE are escaped as by mget. A batch's lines share its OFFSET; after a\n"
      "disconnect, --from the last OFFSET read resumes with nothing missed or repeated\n"
-     "while the server's --repl-backlog still holds it. --as-of T watches one KEY and\n"
-     "prints only changes that could change its answer as of T (get KEY --ts T).",
-     "from= as-of=", 0, 1, run_watch},
+     "while the server's --repl-backlog still holds it; with --replid the history\n"
+     "printed at the start, the server refuses an OFFSET of another history (after a\n"
+     "failover, or on another server). --as-of T watches one KEY and prints only\n"
+     "changes that could change its answer as of T (get KEY --ts T).",
+     "from= as-of= replid=", 0, 1, run_watch},
     {"cluster", "shards | nodes | create [--shards N] [--replicas R] | info",
      "  shards  asks the node -H/-p names for the map as it holds it: the revision,\n"
      "          then each range of slots with the node serving it (and replicas).\n"

@@ -69,7 +69,7 @@ static void print_json(const cli *c, const tkv_change *ch, FILE *f)
 
 int run_watch(cli *c, const args *a)
 {
-    const char *from = opt(a, "from"), *asof = opt(a, "as-of");
+    const char *from = opt(a, "from"), *asof = opt(a, "as-of"), *replid = opt(a, "replid");
     const char *prefix = a->npos > 0 ? a->pos[0] : "";
     tkv_watch_opts o = {0};
     if (from && parse_count(from, "--from", UINT64_MAX, &o.from))
@@ -78,6 +78,9 @@ int run_watch(cli *c, const args *a)
     if (asof && parse_time(asof, "--as-of", &o.asof))
         return EXIT_ERROR;
     o.has_asof = asof != NULL;
+    if (replid && !from)
+        return fail("--replid goes with --from");
+    o.replid = replid;
     if (o.has_asof && !*prefix)
         return fail("--as-of watches one KEY");
     if (connect_cli(c))
@@ -85,7 +88,8 @@ int run_watch(cli *c, const args *a)
     uint64_t start;
     if (tkv_watch(c->ctx, prefix, strlen(prefix), &o, &start) != TKV_OK)
         return server_fail(c);
-    fprintf(stderr, "tkvctl: watching from offset %llu\n", (unsigned long long)start);
+    fprintf(stderr, "tkvctl: watching from offset %llu (history %s)\n", (unsigned long long)start,
+            tkv_watch_replid(c->ctx));
     /* A batch's lines are held until its last change has come, then
      * written at once: a consumer never sees part of a batch, so resuming
      * --from the last offset it read misses nothing (the rest of a batch

@@ -33,9 +33,14 @@ static int read_start(tkv_ctx *c, uint64_t *offset)
         return cl_set_err(c, TKV_EK_PROTOCOL, "malformed reply to WATCH");
     if (offset)
         *offset = off;
+    size_t keep = idlen < sizeof c->watch_replid ? idlen : sizeof c->watch_replid - 1;
+    memcpy(c->watch_replid, id, keep);
+    c->watch_replid[keep] = '\0';
     c->watching = true;
     return TKV_OK;
 }
+
+const char *tkv_watch_replid(const tkv_ctx *c) { return c->watch_replid; }
 
 int tkv_watch(tkv_ctx *c, const void *prefix, size_t plen, const tkv_watch_opts *o,
               uint64_t *offset)
@@ -53,6 +58,8 @@ int tkv_watch(tkv_ctx *c, const void *prefix, size_t plen, const tkv_watch_opts 
                  .offset = o ? o->from : 0,
                  .has_ts = o && o->has_asof,
                  .ts = o ? o->asof : 0};
+    if (o && o->has_from && o->replid)
+        q.host = cl_span(o->replid, strlen(o->replid));
     if (cl_append_req(c, &q) < 0 || cl_flush(c) < 0)
         return TKV_ERR;
     return read_start(c, offset);

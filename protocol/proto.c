@@ -434,6 +434,11 @@ static tkv_status parse_watch(parse_ctx *c)
         st = parse_opt_uint(c, 3, "as-of time", &r->ts, &r->has_ts);
     if (st != TKV_ST_OK)
         return st;
+    /* The history `offset` is of: a resume is refused in another one. */
+    if (c->nargs >= 4 && !tkv_mp_read_nil(c->m) &&
+        (tkv_mp_read_bytes(c->m, &r->host.ptr, &r->host.len) < 0 || r->host.len == 0 ||
+         r->host.len > 64))
+        return fail(c, TKV_ST_BAD_REQUEST, "the replication id must be a string of 1 to 64 bytes");
     if (r->has_ts && (!r->has_prefix || r->prefix.len == 0))
         return fail(c, TKV_ST_BAD_REQUEST, "an as-of WATCH takes one whole key");
     return TKV_ST_OK;
@@ -483,7 +488,7 @@ static const struct cmd_spec {
     [TKV_CMD_WAIT] = {"WAIT", 2, 2, parse_wait},
     [TKV_CMD_PSYNC] = {"PSYNC", 2, 2, parse_psync},
     [TKV_CMD_REPLACK] = {"REPLACK", 1, 1, parse_replack},
-    [TKV_CMD_WATCH] = {"WATCH", 0, 3, parse_watch},
+    [TKV_CMD_WATCH] = {"WATCH", 0, 4, parse_watch},
     [TKV_CMD_CLUSTER] = {"CLUSTER", 1, 1, parse_cluster},
 };
 
@@ -750,7 +755,8 @@ static unsigned request_args(const tkv_req *r, arg *a)
         a[0] = r->has_prefix ? a_bytes(r->prefix) : (arg){0};
         a[1] = a_uint(r->has_offset, r->offset);
         a[2] = a_uint(r->has_ts, r->ts);
-        return 3;
+        a[3] = r->host.ptr ? a_bytes(r->host) : (arg){0};
+        return 4;
     case TKV_CMD_CLUSTER: a[0] = a_bytes((tkv_span){(const uint8_t *)"SHARDS", 6}); return 1;
     case TKV_CMD_SCAN:
         a[0] = r->has_prefix ? a_bytes(r->prefix) : (arg){0};

@@ -128,7 +128,7 @@ typedef struct tkv_req {
     tkv_span cursor;        /* SCAN: the last key of the previous page */
     tkv_span records;       /* RESTORE: backup records (checked by the server) */
     tkv_span host;          /* REPLICAOF: the primary's host; ptr NULL: NO ONE;
-                               PSYNC: the replication id (ptr NULL: none) */
+                               PSYNC, WATCH: the replication id (ptr NULL: none) */
     uint64_t port;          /* REPLICAOF: the primary's port */
     uint64_t offset;        /* PSYNC, REPLACK, WATCH (if has_offset): a replication offset */
     uint64_t nreplicas;     /* WAIT: replicas to wait for */

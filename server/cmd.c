@@ -667,7 +667,8 @@ static int exec_watch(exec_ctx *x)
                                      .has_from = r->has_offset,
                                      .from = r->offset,
                                      .asof = r->has_ts,
-                                     .at = r->ts};
+                                     .at = r->ts,
+                                     .replid = r->host};
     return TKV_DISPATCH_WATCH;
 }
 

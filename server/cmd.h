@@ -55,6 +55,7 @@ typedef struct tkv_watch_req {
     uint64_t from;
     bool asof; /* an as-of watch of GET prefix as of `at` */
     uint64_t at;
+    tkv_span replid; /* the history `from` is of (ptr NULL: not said) */
 } tkv_watch_req;
 
 /* What a connection has established: the dispatcher's per-client state. */

@@ -21,6 +21,7 @@
 
 #include "changes.h"
 #include "frame.h"
+#include "repl.h"
 #include "reply.h"
 
 /* Batch bytes one feed call reads at most: well under a millisecond. */
@@ -89,6 +90,19 @@ int tkv_watcher_start(const tkv_watch_req *q, const tkv_repl *r, tkv_engine *e, 
                  (unsigned long long)from, (unsigned long long)start, (unsigned long long)end);
         return refuse(out, TKV_ST_OUT_OF_RANGE, msg, w);
     }
+    /* An offset means something only in its history: this server's id,
+     * or the id before it up to where that history ended (PSYNC's rule). */
+    tkv_eng_repl cur;
+    tkv_engine_repl_get(e, &cur);
+    const tkv_span *id = &q->replid;
+    if (q->has_from && id->ptr &&
+        !(id->len == TKV_REPLID_LEN && memcmp(id->ptr, cur.id, TKV_REPLID_LEN) == 0) &&
+        !(id->len == TKV_REPLID_LEN && cur.id2[0] &&
+          memcmp(id->ptr, cur.id2, TKV_REPLID_LEN) == 0 && from <= cur.off2))
+        return refuse(out, TKV_ST_OUT_OF_RANGE,
+                      "the offset is of another replication history than this server's: read "
+                      "the state again, then WATCH without an offset",
+                      w);
     tkv_watcher *n = calloc(1, sizeof *n);
     if (!n || (q->prefix.len && !(n->prefix = malloc(q->prefix.len)))) {
         free(n);

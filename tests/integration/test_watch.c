@@ -242,6 +242,37 @@ Test(watch, an_offset_outside_the_backlog_is_refused_with_a_reason)
     tkv_free(c);
 }
 
+/* An offset is of one history: resumed with the id the watch had, it goes
+ * on; with another id (another server, a failover) it is refused, though a
+ * batch starts at that offset here too. */
+Test(watch, a_resume_names_its_history_and_another_is_refused)
+{
+    tkvd_start(&d, NULL);
+    tkv_ctx *c = tkvd_client(&d);
+    uint64_t start;
+    tkv_ctx *w = watcher("h/", NULL, &start);
+    char id[65];
+    snprintf(id, sizeof id, "%s", tkv_watch_replid(w));
+    cr_assert_eq(strlen(id), 40, "the watch's history: %s", id);
+    cr_assert_eq(tkv_put(c, "h/1", 3, "a", 1, 1, NULL), TKV_OK);
+    cr_assert_eq(tkv_put(c, "h/2", 3, "b", 1, 2, NULL), TKV_OK);
+    tkv_change ch;
+    next_change(w, &ch);
+    uint64_t after_one = ch.offset;
+    tkv_free(w);
+    tkv_watch_opts o = {.has_from = 1, .from = after_one, .replid = id};
+    w = watcher("h/", &o, NULL);
+    expect(w, &(want){TKV_CHANGE_WRITE, "h/2", 2, "b"});
+    tkv_free(w);
+    o.replid = "0123456789012345678901234567890123456789";
+    w = tkvd_client(&d);
+    cr_assert_eq(tkv_watch(w, "h/", 2, &o, NULL), TKV_ERR);
+    cr_assert_eq(tkv_server_code(w), TKV_SC_OUT_OF_RANGE, "%s", tkv_errstr(w));
+    cr_assert(strstr(tkv_errstr(w), "another replication history"), "%s", tkv_errstr(w));
+    tkv_free(w);
+    tkv_free(c);
+}
+
 /* ---- on a replica ------------------------------------------------------------ */
 
 Test(watch, a_watcher_on_a_replica_sees_the_primarys_changes_at_the_primarys_offsets)

@@ -555,6 +555,11 @@ typedef struct tkv_watch_opts {
                       horizon, shows only once the sweep removes what it
                       hid (a REMOVE) - the WRITE's expires says when. */
     uint64_t asof;
+    const char *replid; /* with has_from: the replication id the watch that
+                           gave `from` had (tkv_watch_replid()); the server
+                           then refuses a `from` of another history, as
+                           after a failover or on another server. NULL: not
+                           checked. */
 } tkv_watch_opts;
 
 /* Starts a watch of keys starting with prefix (plen 0: every key) with
@@ -567,6 +572,11 @@ typedef struct tkv_watch_opts {
  * connection. */
 TKV_API int tkv_watch(tkv_ctx *ctx, const void *prefix, size_t plen, const tkv_watch_opts *opts,
                       uint64_t *offset);
+
+/* The replication id of the history the current watch follows (as the
+ * server answered tkv_watch()), for resuming it with tkv_watch_opts.replid;
+ * "" without a watch. Valid until the next tkv_watch() on ctx. */
+TKV_API const char *tkv_watch_replid(const tkv_ctx *ctx);
 
 /* Waits for the next change, at most the context's timeout. TKV_OK with
  * *out filled (its pointers valid until the next call); TKV_NOT_FOUND if

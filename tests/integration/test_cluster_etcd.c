@@ -18,22 +18,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "etcd.h"
+#include "etcd_proc.h"
 #include "harness.h"
-#include "tmpdir.h"
 
 #define NAME "itest"
 #define NNODES 3
 
-static pid_t etcd_pid;
-static char *etcd_dir;
-static char etcd_url[64];
+static etcd_proc etcd;
+#define etcd_url (etcd.url)
 static tkvd nodes[NNODES];
 
 static double now_s(void)
@@ -49,97 +47,14 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-/* A port free right now on 127.0.0.1 (the kernel's pick). */
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof sa;
-    cr_assert(fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
-              getsockname(fd, (struct sockaddr *)&sa, &len) == 0);
-    close(fd);
-    return ntohs(sa.sin_port);
-}
-
-static char *etcd_log(void)
-{
-    char path[4200], *out = NULL;
-    snprintf(path, sizeof path, "%s/etcd.log", etcd_dir);
-    FILE *f = fopen(path, "r");
-    size_t n = 0;
-    if (f) {
-        out = calloc(1, 1 << 16);
-        n = fread(out, 1, (1 << 16) - 1, f);
-        fclose(f);
-    }
-    (void)n;
-    return out ? out : strdup("(no etcd log)");
-}
-
-/* Starts etcd on two free loopback ports and waits (polling) until it
- * answers a range request. */
-static void start_etcd(void)
-{
-    const char *bin = getenv("ETCD");
-    if (!bin || access(bin, X_OK) != 0)
-        cr_assert_fail("etcd is not installed (ETCD=%s): run scripts/setup, which installs "
-                       "etcd-server; this test does not skip without it",
-                       bin ? bin : "(unset)");
-    etcd_dir = tmpdir_make("etcd");
-    int cport = free_port(), pport = free_port();
-    char data[4200], log[4200], curl[64], purl[64], initial[96];
-    snprintf(data, sizeof data, "%s/data", etcd_dir);
-    snprintf(log, sizeof log, "%s/etcd.log", etcd_dir);
-    snprintf(curl, sizeof curl, "http://127.0.0.1:%d", cport);
-    snprintf(purl, sizeof purl, "http://127.0.0.1:%d", pport);
-    snprintf(initial, sizeof initial, "default=%s", purl);
-    snprintf(etcd_url, sizeof etcd_url, "%s", curl);
-    etcd_pid = fork();
-    cr_assert(etcd_pid >= 0);
-    if (etcd_pid == 0) {
-        /* If the test dies, etcd goes with it. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        execl(bin, bin, "--data-dir", data, "--listen-client-urls", curl, "--advertise-client-urls",
-              curl, "--listen-peer-urls", purl, "--initial-advertise-peer-urls", purl,
-              "--initial-cluster", initial, "--name", "default", (char *)NULL);
-        _exit(127);
-    }
-    char err[256];
-    tkv_etcd *e = tkv_etcd_new(etcd_url, 200, err, sizeof err);
-    cr_assert_not_null(e, "%s", err);
-    double deadline = now_s() + 30;
-    for (;;) {
-        tkv_etcd_kvs kvs;
-        if (tkv_etcd_get(e, "x", 1, false, &kvs, err, sizeof err) == 0) {
-            tkv_etcd_kvs_free(&kvs);
-            break;
-        }
-        int st;
-        if (waitpid(etcd_pid, &st, WNOHANG) == etcd_pid) {
-            etcd_pid = 0;
-            cr_assert_fail("etcd exited (status %d):\n%s", st, etcd_log());
-        }
-        cr_assert(now_s() < deadline, "etcd did not answer within 30 s: %s\n%s", err, etcd_log());
-        sleep_ms(50);
-    }
-    tkv_etcd_free(e);
-}
+static void start_etcd(void) { etcd_start(&etcd); }
 
 static void teardown(void)
 {
     for (int i = 0; i < NNODES; i++)
         if (nodes[i].dir)
             tkvd_cleanup(&nodes[i]);
-    if (etcd_pid > 0) {
-        kill(etcd_pid, SIGTERM);
-        waitpid(etcd_pid, NULL, 0);
-        etcd_pid = 0;
-    }
-    tmpdir_remove(etcd_dir);
-    etcd_dir = NULL;
+    etcd_stop(&etcd);
 }
 
 /* tkvctl --etcd URL --cluster-name NAME cluster SUB [ARG]; returns its exit
@@ -356,7 +271,7 @@ Test(cluster_etcd, etcd_away_and_back, .fini = teardown, .timeout = 120)
     tkvd_start(&nodes[0], args);
     wait_listed(&nodes[0], true, 15);
     cr_assert_eq(stat_of(&nodes[0], "cluster_etcd_ok"), 1);
-    kill(etcd_pid, SIGSTOP);
+    kill(etcd.pid, SIGSTOP);
     double t0 = now_s();
     while (stat_of(&nodes[0], "cluster_etcd_ok") != 0) {
         cr_assert(now_s() - t0 < 10, "the node did not notice etcd was away");
@@ -369,7 +284,7 @@ Test(cluster_etcd, etcd_away_and_back, .fini = teardown, .timeout = 120)
     tkv_free(c);
     while (now_s() - t0 < 7) /* past the 5 s lease */
         sleep_ms(100);
-    kill(etcd_pid, SIGCONT);
+    kill(etcd.pid, SIGCONT);
     wait_listed(&nodes[0], true, 20);
     t0 = now_s();
     while (stat_of(&nodes[0], "cluster_etcd_ok") != 1) {

@@ -9,30 +9,26 @@
  * test fails rather than skip, as test_cluster_etcd.c does, whose way of
  * starting etcd this copies.
  */
-#include <arpa/inet.h>
 #include <criterion/criterion.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "etcd.h"
+#include "etcd_proc.h"
 #include "harness.h"
-#include "tmpdir.h"
 
 #define NAME "slots"
 #define NNODES 3
 
-static pid_t etcd_pid;
-static char *etcd_dir;
-static char etcd_url[64];
+static etcd_proc etcd;
+#define etcd_url (etcd.url)
 static tkvd nodes[NNODES];
 
 static double now_s(void)
@@ -44,44 +40,7 @@ static double now_s(void)
 
 static void pause_ms(int ms) { usleep((useconds_t)ms * 1000); }
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof sa;
-    cr_assert(fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
-              getsockname(fd, (struct sockaddr *)&sa, &len) == 0);
-    close(fd);
-    return ntohs(sa.sin_port);
-}
-
-static void start_etcd(void)
-{
-    const char *bin = getenv("ETCD");
-    if (!bin || access(bin, X_OK) != 0)
-        cr_assert_fail("etcd is not installed (ETCD=%s): run scripts/setup", bin ? bin : "unset");
-    etcd_dir = tmpdir_make("etcd");
-    int cport = free_port(), pport = free_port();
-    char data[4200], log[4200], purl[64], initial[96];
-    snprintf(data, sizeof data, "%s/data", etcd_dir);
-    snprintf(log, sizeof log, "%s/etcd.log", etcd_dir);
-    snprintf(etcd_url, sizeof etcd_url, "http://127.0.0.1:%d", cport);
-    snprintf(purl, sizeof purl, "http://127.0.0.1:%d", pport);
-    snprintf(initial, sizeof initial, "default=%s", purl);
-    etcd_pid = fork();
-    cr_assert(etcd_pid >= 0);
-    if (etcd_pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL); /* if the test dies, etcd goes with it */
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        execl(bin, bin, "--data-dir", data, "--listen-client-urls", etcd_url,
-              "--advertise-client-urls", etcd_url, "--listen-peer-urls", purl,
-              "--initial-advertise-peer-urls", purl, "--initial-cluster", initial, "--name",
-              "default", (char *)NULL);
-        _exit(127);
-    }
-}
+static void start_etcd(void) { etcd_start(&etcd); }
 
 /* Polls etcd for the keys under prefix until there are want of them;
  * returns the last one's mod_revision. */
@@ -112,13 +71,7 @@ static void teardown(void)
     for (int i = 0; i < NNODES; i++)
         if (nodes[i].dir)
             tkvd_cleanup(&nodes[i]);
-    if (etcd_pid > 0) {
-        kill(etcd_pid, SIGTERM);
-        waitpid(etcd_pid, NULL, 0);
-        etcd_pid = 0;
-    }
-    tmpdir_remove(etcd_dir);
-    etcd_dir = NULL;
+    etcd_stop(&etcd);
 }
 
 /* The node whose address is addr ("127.0.0.1:PORT"). */

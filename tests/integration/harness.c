@@ -10,6 +10,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,6 +99,10 @@ static void spawn(tkvd *d, const char *port)
     pid_t pid = fork();
     cr_assert_neq(pid, -1, "fork: %s", strerror(errno));
     if (pid == 0) {
+        /* A test that dies (a crash, Criterion's timeout) takes its server
+         * with it, rather than leaving it running. (Servers are started from
+         * the test's own thread, which lives as long as the test.) */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         int fd = open(d->logfile, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) {
             dup2(fd, STDERR_FILENO);

@@ -506,7 +506,7 @@ static int exec_stats(exec_ctx *x)
     char *lsize = tkv_engine_property(d->eng, "leveldb.approximate-memory-usage");
     uint32_t n = N_ENGINE_STATS + TKV_CMD__COUNT + 3 + N_LIMIT_STATS + (lstats ? 1 : 0) +
                  (lsize ? 1 : 0) + (d->info ? N_SERVER_STATS : 0) +
-                 (d->repl ? TKV_REPL_NSTATS : 0) + (d->cluster ? TKV_CLUSTER_NSTATS : 0);
+                 (d->repl ? tkv_repl_nstats(d->repl) : 0) + (d->cluster ? TKV_CLUSTER_NSTATS : 0);
     tkv_rep_wr lw;
     tkv_rep_stats_begin(&lw, x->out, n);
     if (d->info)

@@ -1167,16 +1167,39 @@ int tkv_repl_role(tkv_repl *r, tkv_buf *out)
     return tkv_rep_stats_end(&lw);
 }
 
+uint32_t tkv_repl_nstats(const tkv_repl *r) { return 6 + (r->replica ? 3 : 4 * r->nlinks); }
+
 void tkv_repl_stats(tkv_repl *r, tkv_rep_wr *lw)
 {
     tkv_eng_repl st;
     tkv_engine_repl_get(r->e, &st);
+    double now = ev_now(r->loop);
     kv_str(lw, "role", r->replica ? "replica" : "primary");
     kv_u64(lw, "repl_offset", st.off);
     kv_u64(lw, "repl_replicas", r->nlinks);
     kv_u64(lw, "repl_full_syncs", r->full_syncs);
     kv_u64(lw, "repl_partial_syncs", r->partial_syncs);
     kv_u64(lw, "repl_backlog_bytes", r->bl.end - r->bl.start);
+    if (r->replica) {
+        const upstream *u = &r->up;
+        kv_str(lw, "repl_link", up_state_name(u->state));
+        kv_u64(lw, "repl_lag_bytes", u->primary_off > st.off ? u->primary_off - st.off : 0);
+        kv_u64(lw, "repl_last_io_ms", u->fd >= 0 ? (uint64_t)((now - u->last_io) * 1000) : 0);
+        return;
+    }
+    uint32_t i = 0;
+    for (const rlink *l = r->links; l; l = l->next, i++) {
+        char name[48];
+        uint64_t lag = l->ack < r->bl.end ? r->bl.end - l->ack : 0;
+        snprintf(name, sizeof name, "repl_replica%u_addr", i);
+        kv_str(lw, name, l->peer);
+        snprintf(name, sizeof name, "repl_replica%u_offset", i);
+        kv_u64(lw, name, l->ack);
+        snprintf(name, sizeof name, "repl_replica%u_lag_bytes", i);
+        kv_u64(lw, name, lag);
+        snprintf(name, sizeof name, "repl_replica%u_lag_ms", i);
+        kv_u64(lw, name, lag ? (uint64_t)((now - l->last_ack) * 1000) : 0);
+    }
 }
 
 /* ---- the change feed's view of the backlog -------------------------------- */

@@ -103,8 +103,10 @@ uint64_t tkv_repl_backlog_gen(const tkv_repl *r);
 /* ROLE's reply. 0 or -1 if out of memory. */
 int tkv_repl_role(tkv_repl *r, tkv_buf *out);
 
-/* The STATS fields of replication (TKV_REPL_NSTATS of them). */
-#define TKV_REPL_NSTATS 6
+/* The STATS fields of replication: tkv_repl_nstats() of them - six, and
+ * on a primary four per linked replica (its offset and lag), on a replica
+ * its link and lag. */
+uint32_t tkv_repl_nstats(const tkv_repl *r);
 struct tkv_rep_wr;
 void tkv_repl_stats(tkv_repl *r, struct tkv_rep_wr *lw);
 

@@ -364,6 +364,10 @@ Test(replication, wait_counts_replicas_that_acknowledged)
     wait_stat(&p, "repl_replicas", 1);
     raw_put(fd, "w", "1", 5);
     cr_assert_eq(wait_replicas(fd, 1, 0), 1, "WAIT 1 without a timeout");
+    /* STATS shows the replica, caught up: WAIT answered on its REPLACK. */
+    cr_assert_eq(stat_of(&p, "repl_replica0_lag_bytes"), 0);
+    cr_assert_eq(stat_of(&p, "repl_replica0_offset"), stat_of(&p, "repl_offset"));
+    cr_assert_geq(stat_of(&r, "repl_last_io_ms"), 0); /* a replica's own fields */
     /* The write is on the replica once WAIT said so. */
     tkv_ctx *c = tkvd_client(&r);
     tkv_version v;

@@ -262,20 +262,25 @@ static int link_feed(rlink *l)
     return 0;
 }
 
-static void link_on_frame(rlink *l, const uint8_t *f, size_t n)
+/* One frame from a replica: REPLACK, or the link goes - a replica sends
+ * nothing else. Returns -1 if the link was closed. */
+static int link_on_frame(rlink *l, const uint8_t *f, size_t n)
 {
     tkv_req q;
     char err[128];
     tkv_limits lim = {.max_key = 1, .max_value = 0};
-    if (tkv_req_parse(f, n, &lim, &q, err, sizeof err) != TKV_ST_OK || q.cmd != TKV_CMD_REPLACK)
-        return;                       /* a replica sends nothing else; ignore what it should not */
+    if (tkv_req_parse(f, n, &lim, &q, err, sizeof err) != TKV_ST_OK || q.cmd != TKV_CMD_REPLACK) {
+        link_free(l, "it sent something other than REPLACK");
+        return -1;
+    }
     l->last_ack = ev_now(l->r->loop); /* alive, whatever it acknowledges */
     /* WAIT counts an acknowledgement only of what this link sent: not one
      * from before a full copy, nor beyond what it was given. */
     if (l->state != LINK_ONLINE || q.offset > l->next_off || q.offset < l->ack || q.offset == 0)
-        return;
+        return 0;
     l->ack = q.offset;
     l->acked = true;
+    return 0;
 }
 
 static void link_on_read(struct ev_loop *loop, ev_io *w, int revents)
@@ -300,7 +305,8 @@ static void link_on_read(struct ev_loop *loop, ev_io *w, int revents)
     size_t len;
     int rc;
     while ((rc = tkv_frame_reader_next(&l->in, &f, &len)) == TKV_FRAME_OK)
-        link_on_frame(l, f, len);
+        if (link_on_frame(l, f, len) < 0)
+            return;
     if (rc < 0 && rc != TKV_FRAME_AGAIN) {
         link_free(l, "a malformed frame");
         return;

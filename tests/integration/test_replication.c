@@ -263,6 +263,15 @@ static const char *const *with(const char **args, const tkvd *primary, char *spe
     return args;
 }
 
+/* A primary, and a replica of it started with --replica-of. */
+static void start_pair(void)
+{
+    static char spec[64];
+    static const char *args[] = {NULL, NULL, NULL};
+    tkvd_start(&p, NULL);
+    tkvd_start(&r, with(args, &p, spec, sizeof spec));
+}
+
 Test(replication, a_replica_converges_and_refuses_writes)
 {
     tkvd_start(&p, NULL);
@@ -291,10 +300,7 @@ Test(replication, a_replica_converges_and_refuses_writes)
 
 Test(replication, a_restarted_replica_resumes_with_a_partial_resync)
 {
-    tkvd_start(&p, NULL);
-    char spec[64];
-    const char *args[] = {NULL, NULL, NULL};
-    tkvd_start(&r, with(args, &p, spec, sizeof spec));
+    start_pair();
     write_everything(&p, 0);
     converge(&p, &r, now_us());
     tkvd_signal(&r, SIGKILL);
@@ -338,10 +344,7 @@ static void write_plain(const tkvd *d, int round)
 
 Test(replication, a_restarted_primary_is_followed_again)
 {
-    tkvd_start(&p, NULL);
-    char spec[64];
-    const char *args[] = {NULL, NULL, NULL};
-    tkvd_start(&r, with(args, &p, spec, sizeof spec));
+    start_pair();
     write_plain(&p, 0);
     converge(&p, &r, now_us());
     caught_up(&p, &r);
@@ -382,10 +385,7 @@ Test(replication, wait_counts_replicas_that_acknowledged)
 
 Test(replication, promotion_keeps_what_wait_acknowledged)
 {
-    tkvd_start(&p, NULL);
-    char spec[64];
-    const char *args[] = {NULL, NULL, NULL};
-    tkvd_start(&r, with(args, &p, spec, sizeof spec));
+    start_pair();
     wait_stat(&p, "repl_replicas", 1);
     int fd = tkvd_raw(&p);
     for (int i = 0; i < 100; i++) {
@@ -493,10 +493,7 @@ static void *writer(void *arg)
 
 Test(replication, a_write_acknowledged_with_wait_survives_a_failover)
 {
-    tkvd_start(&p, NULL);
-    char spec[64];
-    const char *args[] = {NULL, NULL, NULL};
-    tkvd_start(&r, with(args, &p, spec, sizeof spec));
+    start_pair();
     wait_stat(&p, "repl_replicas", 1);
     acked_log a = {.primary = &p};
     pthread_t th;
@@ -789,4 +786,29 @@ Test(replication, a_replica_in_a_full_copy_does_not_count_for_wait)
     close(fd);
     x.quit = true;
     proxy_stop(&x);
+}
+
+/* A replication link carries REPLACK from the replica, nothing else:
+ * anything else ends the link, and the primary says why. */
+Test(replication, a_link_that_sends_something_else_is_closed)
+{
+    tkvd_start(&p, NULL);
+    int fd = tkvd_raw(&p);
+    tkv_buf b;
+    tkv_buf_init(&b);
+    tkv_req psync = {.cmd = TKV_CMD_PSYNC, .offset = 0};
+    tkv_req ping = {.cmd = TKV_CMD_PING};
+    cr_assert_eq(tkv_req_encode(&b, &psync), 0);
+    raw_send(fd, b.data, b.len);
+    uint8_t buf[4096];
+    cr_assert_gt(raw_frame(fd, buf, sizeof buf), 0); /* ["F", ...]: the copy starts */
+    tkv_buf_reset(&b);
+    cr_assert_eq(tkv_req_encode(&b, &ping), 0);
+    raw_send(fd, b.data, b.len);
+    cr_assert(raw_wait_eof(fd, 10000), "the link stayed open");
+    char *log = tkvd_log(&p);
+    cr_assert(strstr(log, "it sent something other than REPLACK"), "%s", log);
+    free(log);
+    tkv_buf_deinit(&b);
+    close(fd);
 }

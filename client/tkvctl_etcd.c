@@ -122,7 +122,7 @@ static void print_node(const char *role, const char *id, json_t *map_nodes, cons
            alive_addr(l, id) ? "alive" : "not registered");
 }
 
-static void print_shard(const char *sid, json_t *map, const node_list *l)
+static void print_shard(const char *sid, json_t *map, const node_list *l, json_t *leaders)
 {
     json_t *slots = json_object_get(map, "slots"), *r;
     json_t *sh = json_object_get(json_object_get(map, "shards"), sid);
@@ -142,6 +142,10 @@ static void print_shard(const char *sid, json_t *map, const node_list *l)
     printf(" (%zu)\n", count);
     const char *primary = json_string_value(json_object_get(sh, "primary"));
     print_node("primary", primary ? primary : "?", nodes, l);
+    /* The leader key is who really leads: it differs from the map's
+     * primary only while a failover is under way. */
+    const char *leader = json_string_value(json_object_get(leaders, sid));
+    printf("  %-8s %s\n", "leader", leader ? leader : "none (the primary is gone or starting)");
     json_t *rep;
     json_array_foreach(json_object_get(sh, "replicas"), i, rep)
     {
@@ -150,7 +154,7 @@ static void print_shard(const char *sid, json_t *map, const node_list *l)
     }
 }
 
-static int print_info(const cli *c, const tkv_etcd_kv *kv, const node_list *l)
+static int print_info(const cli *c, const tkv_etcd_kv *kv, const node_list *l, json_t *leaders)
 {
     json_error_t je;
     json_t *map = json_loadb(kv->value, kv->value_len, 0, &je);
@@ -163,8 +167,9 @@ static int print_info(const cli *c, const tkv_etcd_kv *kv, const node_list *l)
         json_t *alive = json_array();
         for (size_t i = 0; i < l->n; i++)
             json_array_append_new(alive, json_string(l->nodes[i].id));
-        json_t *o = json_pack("{s:s, s:I, s:O, s:o}", "cluster", c->cluster_name, "revision",
-                              (json_int_t)kv->mod_revision, "map", map, "alive", alive);
+        json_t *o =
+            json_pack("{s:s, s:I, s:O, s:o, s:O}", "cluster", c->cluster_name, "revision",
+                      (json_int_t)kv->mod_revision, "map", map, "alive", alive, "leaders", leaders);
         json_dumpf(o, stdout, JSON_COMPACT);
         putchar('\n');
         json_decref(o);
@@ -175,7 +180,7 @@ static int print_info(const cli *c, const tkv_etcd_kv *kv, const node_list *l)
     const char *sid;
     json_t *v;
     json_t *shards = json_object_get(map, "shards");
-    json_object_foreach(shards, sid, v) { print_shard(sid, map, l); }
+    json_object_foreach(shards, sid, v) { print_shard(sid, map, l, leaders); }
     json_t *nodes = json_object_get(map, "nodes");
     size_t in_map = json_object_size(nodes), alive = 0;
     json_object_foreach(nodes, sid, v) { alive += alive_addr(l, sid) != NULL; }
@@ -196,20 +201,42 @@ static int read_map(tkv_etcd *e, const cli *c, tkv_etcd_kvs *out)
     return rc < 0 ? etcd_fail(rc, err) : 0;
 }
 
+/* leaders/<shard> = node id, for every shard that has a leader now. */
+static int read_leaders(tkv_etcd *e, const cli *c, json_t **out)
+{
+    char key[256], err[512];
+    int len = snprintf(key, sizeof key, "/tkv/%s/leaders/", c->cluster_name);
+    tkv_etcd_kvs kvs;
+    int rc = tkv_etcd_get(e, key, (size_t)len, true, &kvs, err, sizeof err);
+    if (rc < 0)
+        return etcd_fail(rc, err);
+    *out = json_object();
+    for (size_t i = 0; i < kvs.n; i++)
+        json_object_set_new(*out, kvs.kv[i].key + len, json_string(kvs.kv[i].value));
+    tkv_etcd_kvs_free(&kvs);
+    return 0;
+}
+
 static int cmd_info(const cli *c, tkv_etcd *e)
 {
     tkv_etcd_kvs m;
     node_list l;
+    json_t *leaders = NULL;
     if (read_map(e, c, &m))
         return EXIT_ERROR;
+    if (read_leaders(e, c, &leaders)) {
+        tkv_etcd_kvs_free(&m);
+        return EXIT_ERROR;
+    }
     int rc = read_nodes(e, c, &l);
     if (rc == 0 && m.n == 0) {
         fprintf(stderr, "tkvctl: cluster %s has no map yet (tkvctl cluster create makes one)\n",
                 c->cluster_name);
         rc = EXIT_NOTFOUND;
     } else if (rc == 0) {
-        rc = print_info(c, &m.kv[0], &l);
+        rc = print_info(c, &m.kv[0], &l, leaders);
     }
+    json_decref(leaders);
     node_list_free(&l);
     tkv_etcd_kvs_free(&m);
     return rc;

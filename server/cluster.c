@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,7 @@
 #include <unistd.h>
 
 #include "etcd.h"
+#include "failover.h"
 #include "log.h"
 #include "reply.h"
 
@@ -36,9 +38,13 @@ struct tkv_cluster {
     pthread_cond_t cv; /* wakes the thread early: stopping */
     /* Under mu. */
     bool stopping;
-    char *slot_json;   /* a map the loop has not taken yet, or NULL */
-    uint64_t slot_rev; /* its mod_revision */
-    bool slot_etcd_ok; /* the thread's view of etcd, for STATS */
+    char *slot_json;         /* a map the loop has not taken yet, or NULL */
+    uint64_t slot_rev;       /* its mod_revision */
+    bool slot_etcd_ok;       /* the thread's view of etcd, for STATS */
+    bool slot_leader;        /* the thread holds its shard's leader key */
+    uint64_t slot_failovers; /* take-overs this node won */
+    uint64_t repl_offset;    /* the loop's: this node's replication offset */
+    bool repl_eligible;      /* the loop's: a replica in step, who may stand */
     /* The loop's own. */
     uint64_t map_revision; /* of the last map handed to on_map; 0: none */
     bool etcd_ok;
@@ -50,6 +56,8 @@ struct tkv_cluster {
     char *node_key; /* /tkv/<name>/nodes/<node-id> */
     char *node_val; /* {"addr":"host:port"} */
     char *map_key;  /* /tkv/<name>/map */
+    char *prefix;   /* /tkv/<name>/ */
+    double ttl;     /* the lease's seconds */
     char node_id[TKV_CLUSTER_NODE_ID_LEN + 1];
 };
 
@@ -59,6 +67,11 @@ typedef struct step_state {
     bool registered;       /* the node key is put under this lease */
     double next_keepalive; /* monotonic seconds */
     uint64_t seen_rev;     /* the map revision last handed over */
+    char *map;             /* that map's JSON (the thread's copy) */
+    bool leader;           /* holds leaders/<shard> */
+    double elect_since;    /* monotonic seconds the primary was seen gone; 0: not */
+    bool standing;         /* a candidacy is published */
+    char said[160];        /* the last thing logged about leadership, said once */
     char err[512];         /* why the last step failed */
 } step_state;
 
@@ -163,13 +176,15 @@ static int keep_lease(tkv_cluster *c, step_state *st)
             tkv_warn("cluster: the lease expired; registering node %s again", c->node_id);
             st->lease = 0;
         }
-        st->next_keepalive = now_mono() + TKV_CLUSTER_KEEPALIVE;
+        st->next_keepalive = now_mono() + c->ttl / 3;
     }
     if (!st->lease) {
         st->registered = false;
-        if (tkv_etcd_lease_grant(c->etcd, TKV_CLUSTER_TTL, &st->lease, st->err, sizeof st->err) < 0)
+        st->leader = false;
+        st->standing = false; /* the keys of the old lease went with it */
+        if (tkv_etcd_lease_grant(c->etcd, (int64_t)c->ttl, &st->lease, st->err, sizeof st->err) < 0)
             return -1;
-        st->next_keepalive = now_mono() + TKV_CLUSTER_KEEPALIVE;
+        st->next_keepalive = now_mono() + c->ttl / 3;
     }
     if (!st->registered) {
         if (tkv_etcd_put(c->etcd, c->node_key, strlen(c->node_key), c->node_val,
@@ -189,12 +204,234 @@ static int read_map(tkv_cluster *c, step_state *st)
                      sizeof st->err) < 0)
         return -1;
     if (kvs.n == 1 && (uint64_t)kvs.kv[0].mod_revision != st->seen_rev) {
+        char *copy = strdup(kvs.kv[0].value);
+        if (!copy) {
+            tkv_etcd_kvs_free(&kvs);
+            snprintf(st->err, sizeof st->err, "out of memory");
+            return -1;
+        }
+        free(st->map);
+        st->map = copy;
         st->seen_rev = (uint64_t)kvs.kv[0].mod_revision;
         publish(c, kvs.kv[0].value, st->seen_rev, true);
         kvs.kv[0].value = NULL; /* the slot's now */
     }
     tkv_etcd_kvs_free(&kvs);
     return 0;
+}
+
+/* ---- leadership and failover (failover.h has the rule) ------------------ */
+
+/* Logs a line about leadership once, not at every step it stays true. */
+static void say(step_state *st, bool warn, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void say(step_state *st, bool warn, const char *fmt, ...)
+{
+    char line[sizeof st->said];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (strcmp(line, st->said) == 0)
+        return;
+    memcpy(st->said, line, sizeof line);
+    if (warn)
+        tkv_warn("cluster: %s", line);
+    else
+        tkv_info("cluster: %s", line);
+}
+
+/* The etcd key /tkv/<name>/<a><b><c> in buf. */
+static const char *key3(const tkv_cluster *c, char *buf, size_t len, const char *a, const char *b,
+                        const char *d)
+{
+    snprintf(buf, len, "%s%s%s%s", c->prefix, a, b, d);
+    return buf;
+}
+
+/* The leader key is ours: the map must say so. A compare-and-swap on the
+ * map's revision, so an admin's change or another take-over in between
+ * is never overwritten (the next step reads the map again and retries). */
+static int take_map(tkv_cluster *c, step_state *st, const char *shard)
+{
+    char *nj = tkv_failover_promote(st->map, strlen(st->map), shard, c->node_id);
+    if (!nj) {
+        say(st, true, "holding the lead of shard %s, but the map does not list this node in it",
+            shard);
+        return 0;
+    }
+    bool swapped = false;
+    int64_t rev = 0;
+    int rc = tkv_etcd_cas(c->etcd, c->map_key, strlen(c->map_key), (int64_t)st->seen_rev, nj,
+                          strlen(nj), 0, &swapped, &rev, st->err, sizeof st->err);
+    if (rc < 0 || !swapped) {
+        free(nj);
+        return rc < 0 ? -1 : 0;
+    }
+    tkv_info("cluster: node %s is now the primary of shard %s (map revision %lld)", c->node_id,
+             shard, (long long)rev);
+    free(st->map);
+    st->map = nj;
+    st->seen_rev = (uint64_t)rev;
+    char *handed = strdup(nj);
+    if (handed)
+        publish(c, handed, (uint64_t)rev, true);
+    return 0;
+}
+
+/* Withdraws this node's candidacy, if it stood. */
+static void stand_down(tkv_cluster *c, step_state *st, const char *shard)
+{
+    st->elect_since = 0;
+    if (!st->standing)
+        return;
+    char key[512];
+    key3(c, key, sizeof key, "candidates/", shard, "/");
+    size_t n = strlen(key);
+    snprintf(key + n, sizeof key - n, "%s", c->node_id);
+    if (tkv_etcd_delete(c->etcd, key, strlen(key), false, NULL, st->err, sizeof st->err) == 0)
+        st->standing = false;
+}
+
+/* A replica whose primary is gone: stand, and take the lead if this node
+ * is the best candidate once the others have had time to stand. */
+static int elect(tkv_cluster *c, step_state *st, const tkv_failover_self *me, const char *lkey)
+{
+    pthread_mutex_lock(&c->mu);
+    uint64_t offset = c->repl_offset;
+    bool eligible = c->repl_eligible;
+    pthread_mutex_unlock(&c->mu);
+    if (!eligible) {
+        say(st, true,
+            "the primary %s of shard %s is gone, and this replica cannot stand: it is not in "
+            "step (offset %llu)",
+            me->leader, me->shard, (unsigned long long)offset);
+        return 0;
+    }
+    char ckey[512];
+    key3(c, ckey, sizeof ckey, "candidates/", me->shard, "/");
+    size_t plen = strlen(ckey);
+    if (!st->elect_since) {
+        st->elect_since = now_mono();
+        tkv_warn("cluster: the primary %s of shard %s is gone; standing for its lead at offset "
+                 "%llu",
+                 me->leader, me->shard, (unsigned long long)offset);
+    }
+    if (!st->standing) {
+        char *val = tkv_failover_candidacy(offset);
+        snprintf(ckey + plen, sizeof ckey - plen, "%s", c->node_id);
+        int rc = val ? tkv_etcd_put(c->etcd, ckey, strlen(ckey), val, strlen(val), st->lease, NULL,
+                                    st->err, sizeof st->err)
+                     : -1;
+        free(val);
+        ckey[plen] = '\0';
+        if (rc < 0)
+            return -1;
+        st->standing = true;
+    }
+    if (now_mono() < st->elect_since + TKV_CLUSTER_SETTLE)
+        return 0;
+    tkv_etcd_kvs kvs;
+    if (tkv_etcd_get(c->etcd, ckey, plen, true, &kvs, st->err, sizeof st->err) < 0)
+        return -1;
+    tkv_failover_candidate mine = {c->node_id, offset};
+    tkv_failover_candidate *all = calloc(kvs.n ? kvs.n : 1, sizeof *all);
+    size_t n = 0;
+    for (size_t i = 0; all && i < kvs.n; i++) {
+        uint64_t off;
+        if (tkv_failover_candidacy_parse(kvs.kv[i].value, kvs.kv[i].value_len, &off) == 0)
+            all[n++] = (tkv_failover_candidate){kvs.kv[i].key + plen, off};
+    }
+    bool best = all && tkv_failover_is_best(&mine, all, n);
+    const char *better = NULL;
+    for (size_t i = 0; all && !best && i < n && !better; i++)
+        if (tkv_failover_is_best(&all[i], all, n))
+            better = all[i].node_id;
+    if (!best)
+        say(st, false, "shard %s: candidate %s holds more (or ties first); waiting for it",
+            me->shard, better ? better : "?");
+    free(all);
+    tkv_etcd_kvs_free(&kvs);
+    if (!best)
+        return 0;
+    bool swapped = false;
+    if (tkv_etcd_cas(c->etcd, lkey, strlen(lkey), 0, c->node_id, strlen(c->node_id), st->lease,
+                     &swapped, NULL, st->err, sizeof st->err) < 0)
+        return -1;
+    if (!swapped)
+        return 0; /* someone else leads: the map will say who */
+    st->leader = true;
+    pthread_mutex_lock(&c->mu);
+    c->slot_failovers++;
+    pthread_mutex_unlock(&c->mu);
+    tkv_warn("cluster: node %s takes the lead of shard %s from %s at offset %llu", c->node_id,
+             me->shard, me->leader, (unsigned long long)offset);
+    stand_down(c, st, me->shard);
+    return take_map(c, st, me->shard);
+}
+
+/* One step of leadership, after the map is read: the map's primary holds
+ * its shard's leader key; a replica whose primary's key and node are both
+ * gone runs the election; whoever holds the key makes the map say so. */
+static int lead(tkv_cluster *c, step_state *st)
+{
+    tkv_failover_self me;
+    if (!st->map || tkv_failover_locate(st->map, strlen(st->map), c->node_id, &me) < 0 ||
+        !me.found) {
+        st->leader = false;
+        st->elect_since = 0;
+        return 0;
+    }
+    char lkey[512];
+    key3(c, lkey, sizeof lkey, "leaders/", me.shard, "");
+    tkv_etcd_kvs kvs;
+    if (tkv_etcd_get(c->etcd, lkey, strlen(lkey), false, &kvs, st->err, sizeof st->err) < 0)
+        return -1;
+    char holder[TKV_FAILOVER_ID_MAX + 1] = "";
+    if (kvs.n == 1 && kvs.kv[0].value_len <= TKV_FAILOVER_ID_MAX)
+        memcpy(holder, kvs.kv[0].value, kvs.kv[0].value_len + 1);
+    bool held = kvs.n == 1;
+    tkv_etcd_kvs_free(&kvs);
+    int rc = 0;
+    if (held && strcmp(holder, c->node_id) == 0) {
+        st->leader = true;
+        stand_down(c, st, me.shard);
+        return me.primary ? 0 : take_map(c, st, me.shard);
+    }
+    st->leader = false;
+    if (held) {
+        stand_down(c, st, me.shard);
+        if (me.primary)
+            say(st, true,
+                "shard %s is led by node %s, not by this node the map names; waiting "
+                "for the map",
+                me.shard, holder);
+        return 0;
+    }
+    if (me.primary) {
+        bool swapped = false;
+        rc = tkv_etcd_cas(c->etcd, lkey, strlen(lkey), 0, c->node_id, strlen(c->node_id), st->lease,
+                          &swapped, NULL, st->err, sizeof st->err);
+        if (rc == 0 && swapped) {
+            st->leader = true;
+            say(st, false, "node %s leads shard %s", c->node_id, me.shard);
+        }
+        return rc;
+    }
+    /* A replica, and no one leads: is the primary alive (starting, about
+     * to take the key), or gone (its node key expired with its lease)? */
+    char nkey[512];
+    key3(c, nkey, sizeof nkey, "nodes/", me.leader, "");
+    if (tkv_etcd_get(c->etcd, nkey, strlen(nkey), false, &kvs, st->err, sizeof st->err) < 0)
+        return -1;
+    bool alive = kvs.n == 1;
+    tkv_etcd_kvs_free(&kvs);
+    if (alive) {
+        stand_down(c, st, me.shard);
+        return 0;
+    }
+    return elect(c, st, &me, lkey);
 }
 
 /* Sleeps until `seconds` have passed or the server stops. Returns whether
@@ -221,7 +458,7 @@ static void *cluster_main(void *arg)
     int reachable = -1; /* -1: not yet known, so the first answer or failure is logged */
     double backoff = 0;
     do {
-        if (keep_lease(c, &st) == 0 && read_map(c, &st) == 0) {
+        if (keep_lease(c, &st) == 0 && read_map(c, &st) == 0 && lead(c, &st) == 0) {
             if (reachable == 0)
                 tkv_info("cluster: etcd reachable again (%s)", tkv_etcd_endpoint(c->etcd));
             reachable = 1;
@@ -235,12 +472,16 @@ static void *cluster_main(void *arg)
             if (backoff > TKV_CLUSTER_BACKOFF_MAX)
                 backoff = TKV_CLUSTER_BACKOFF_MAX;
         }
+        pthread_mutex_lock(&c->mu);
+        c->slot_leader = st.leader;
+        pthread_mutex_unlock(&c->mu);
         publish(c, NULL, 0, reachable == 1);
     } while (!nap(c, backoff ? backoff : TKV_CLUSTER_POLL));
     /* A clean stop: the node key goes now, not a TTL from now. */
     if (st.lease && tkv_etcd_lease_revoke(c->etcd, st.lease, st.err, sizeof st.err) < 0)
-        tkv_warn("cluster: could not revoke the lease (the node key expires in %d s): %s",
-                 TKV_CLUSTER_TTL, st.err);
+        tkv_warn("cluster: could not revoke the lease (the node key expires in %.0f s): %s", c->ttl,
+                 st.err);
+    free(st.map);
     return NULL;
 }
 
@@ -269,6 +510,7 @@ static void cluster_free(tkv_cluster *c)
     free(c->node_key);
     free(c->node_val);
     free(c->map_key);
+    free(c->prefix);
     free(c->slot_json);
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cv);
@@ -305,10 +547,12 @@ tkv_cluster *tkv_cluster_start(struct ev_loop *loop, const tkv_cluster_opts *o, 
     c->name = strdup(o->name);
     c->node_key = etcd_key(o->name, "nodes/", c->node_id);
     c->map_key = etcd_key(o->name, "map", "");
+    c->prefix = etcd_key(o->name, "", "");
+    c->ttl = o->ttl > 0 ? o->ttl : TKV_CLUSTER_TTL;
     json_t *val = json_pack("{s:s}", "addr", o->announce);
     c->node_val = val ? json_dumps(val, JSON_COMPACT) : NULL;
     json_decref(val);
-    if (!c->name || !c->node_key || !c->map_key || !c->node_val) {
+    if (!c->name || !c->node_key || !c->map_key || !c->prefix || !c->node_val) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -347,12 +591,27 @@ void tkv_cluster_stop(tkv_cluster *c)
 
 const char *tkv_cluster_node_id(const tkv_cluster *c) { return c->node_id; }
 
+void tkv_cluster_set_repl(tkv_cluster *c, uint64_t offset, bool eligible)
+{
+    pthread_mutex_lock(&c->mu);
+    c->repl_offset = offset;
+    c->repl_eligible = eligible;
+    pthread_mutex_unlock(&c->mu);
+}
+
 void tkv_cluster_stats(const tkv_cluster *c, struct tkv_rep_wr *lw)
 {
-    static const char *const names[] = {"cluster_name", "cluster_node_id", "cluster_map_revision",
-                                        "cluster_etcd_ok"};
+    static const char *const names[] = {"cluster_name",         "cluster_node_id",
+                                        "cluster_map_revision", "cluster_etcd_ok",
+                                        "cluster_leader",       "cluster_failovers"};
+    pthread_mutex_lock((pthread_mutex_t *)&c->mu);
+    bool leader = c->slot_leader;
+    uint64_t failovers = c->slot_failovers;
+    pthread_mutex_unlock((pthread_mutex_t *)&c->mu);
     tkv_rep_stats_str(lw, names[0], strlen(names[0]), c->name, strlen(c->name));
     tkv_rep_stats_str(lw, names[1], strlen(names[1]), c->node_id, strlen(c->node_id));
     tkv_rep_stats_uint(lw, names[2], strlen(names[2]), c->map_revision);
     tkv_rep_stats_uint(lw, names[3], strlen(names[3]), c->etcd_ok);
+    tkv_rep_stats_uint(lw, names[4], strlen(names[4]), leader);
+    tkv_rep_stats_uint(lw, names[5], strlen(names[5]), failovers);
 }

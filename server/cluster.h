@@ -3,13 +3,18 @@
  * ARCHITECTURE.md describes ("The cluster"), under /tkv/<name>/.
  *
  * The thread, never the loop, talks to etcd (etcd.h blocks):
- *  - it grants a lease (TKV_CLUSTER_TTL seconds) and renews it every
- *    TKV_CLUSTER_KEEPALIVE seconds;
+ *  - it grants a lease (--cluster-timeout seconds, TKV_CLUSTER_TTL by
+ *    default) and renews it three times a lease period;
  *  - it registers nodes/<node-id> = {"addr": "host:port"} with that lease,
  *    so the key disappears when the node stops renewing it (dies), and
  *    at once when it stops cleanly (the lease is revoked);
  *  - it follows the key map (by polling: etcd.h says why) and hands each
- *    new value, with its mod_revision, to the loop.
+ *    new value, with its mod_revision, to the loop;
+ *  - it holds its shard's leader key (leaders/<shard>, with the lease) if
+ *    the map makes it the shard's primary, and, as a replica, stands for
+ *    the lead when the primary is gone and takes it if it holds the most
+ *    (failover.h has the rule), then rewrites the map to say so. The
+ *    node's role follows the map, as for any other change of it.
  * If etcd cannot be reached the node goes on serving; the thread retries
  * with a backoff up to TKV_CLUSTER_BACKOFF_MAX seconds and logs once per
  * change (reachable / unreachable), not once per attempt. A lease that
@@ -31,8 +36,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TKV_CLUSTER_TTL 5             /* seconds a node's lease lasts unrenewed */
-#define TKV_CLUSTER_KEEPALIVE 1.5     /* seconds between renewals */
+#define TKV_CLUSTER_TTL 5             /* default seconds a node's lease lasts unrenewed */
+#define TKV_CLUSTER_SETTLE 1.0        /* seconds candidates are given to stand */
 #define TKV_CLUSTER_POLL 0.5          /* seconds between reads of the map */
 #define TKV_CLUSTER_BACKOFF_MAX 5.0   /* longest wait between failed attempts */
 #define TKV_CLUSTER_HTTP_TIMEOUT 1000 /* ms per etcd endpoint per request */
@@ -49,6 +54,7 @@ typedef struct tkv_cluster_opts {
     const char *name;      /* --cluster-name */
     const char *announce;  /* host:port other nodes and clients reach this one at */
     const char *data_dir;  /* where node-id is kept */
+    double ttl;            /* the lease's seconds (whole); 0: TKV_CLUSTER_TTL */
     tkv_cluster_map_fn on_map;
     void *ctx;
 } tkv_cluster_opts;
@@ -65,10 +71,17 @@ tkv_cluster *tkv_cluster_start(struct ev_loop *loop, const tkv_cluster_opts *o, 
  * frees. Call on the loop's thread. NULL-safe. */
 void tkv_cluster_stop(tkv_cluster *c);
 
+/* The loop tells the thread, now and then, this node's replication offset
+ * and whether it may stand for a lead (a replica not in the middle of a
+ * full copy, with something received). */
+void tkv_cluster_set_repl(tkv_cluster *c, uint64_t offset, bool eligible);
+
 /* The STATS fields (TKV_CLUSTER_NSTATS of them): cluster_name,
- * cluster_node_id, cluster_map_revision (0: no map seen yet) and
- * cluster_etcd_ok (1 if the last request to etcd was answered). */
-#define TKV_CLUSTER_NSTATS 4
+ * cluster_node_id, cluster_map_revision (0: no map seen yet),
+ * cluster_etcd_ok (1 if the last request to etcd was answered),
+ * cluster_leader (1 if this node holds its shard's leader key) and
+ * cluster_failovers (take-overs this node won since it started). */
+#define TKV_CLUSTER_NSTATS 6
 struct tkv_rep_wr;
 void tkv_cluster_stats(const tkv_cluster *c, struct tkv_rep_wr *lw);
 

@@ -271,10 +271,25 @@ static void wake_loop(void *ctx)
     ev_async_send(s->loop, &s->written);
 }
 
+/* What the cluster thread needs to stand for a lead when the primary is
+ * gone: the offset this node holds, and whether it may stand at all - a
+ * replica, not in the middle of a full copy, that has received something
+ * (offset 0 is a node that never synced, which must not win). */
+static void tell_cluster(tkv_srv *s)
+{
+    if (!s->cluster)
+        return;
+    tkv_eng_repl r;
+    tkv_engine_repl_get(s->eng, &r);
+    tkv_cluster_set_repl(s->cluster, r.off,
+                         tkv_repl_is_replica(s->repl) && tkv_repl_serving(s->repl) && r.off > 0);
+}
+
 static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
     tkv_srv *s = w->data;
     tkv_engine_tick(s->eng);
+    tell_cluster(s);
     /* Idle clients, including those stuck with unread replies, are closed;
      * not once stopping, when the grace timer decides. */
     if (!s->hub.stopping)
@@ -408,6 +423,7 @@ static void tkv_server_map_changed(void *ctx, const char *json, uint64_t revisio
              tkv_shardmap_self_known(m) ? "" : "; this node is not in it and serves no slot");
     tkv_dispatch_set_map(&s->disp, m);
     follow_map_role(s, m);
+    tell_cluster(s);
 }
 
 /* --cluster: starts the cluster thread, which registers this node as
@@ -429,6 +445,7 @@ static int start_cluster(tkv_srv *s, uint16_t port)
                            .name = s->o.cluster_name ? s->o.cluster_name : "tkv",
                            .announce = announce,
                            .data_dir = s->o.engine.dir,
+                           .ttl = s->o.cluster_timeout,
                            .on_map = tkv_server_map_changed,
                            .ctx = s};
     if (!(s->cluster = tkv_cluster_start(s->loop, &co, err, sizeof err))) {

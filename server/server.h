@@ -44,6 +44,7 @@ typedef struct tkv_server_opts {
     const char *cluster;      /* --cluster: etcd endpoints, or NULL: no cluster */
     const char *cluster_name; /* --cluster-name */
     const char *announce;     /* --announce HOST:PORT, or NULL: bind:port */
+    double cluster_timeout;   /* --cluster-timeout: seconds; 0: TKV_CLUSTER_TTL */
     tkv_engine_opts engine;   /* engine.fsync is the --fsync mode */
 
     /* A cluster node with a fixed map (no etcd). */

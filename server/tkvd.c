@@ -110,6 +110,9 @@ static void usage(FILE *f, const tkv_server_opts *d)
           "  --cluster-name NAME  the cluster, under /tkv/NAME/ in etcd (default tkv)\n"
           "  --announce HOST:PORT the address other nodes and clients reach this one at\n"
           "                       (default the --bind address and the port)\n"
+          "  --cluster-timeout SECONDS\n"
+          "                       a node silent that long (its etcd lease unrenewed) is\n"
+          "                       gone: its shard's best replica takes over (default 5)\n"
           "  --cluster-map FILE   without etcd: serve as one node of a cluster whose\n"
           "                       shard map (JSON, see ARCHITECTURE.md) is FILE; keys of\n"
           "                       slots other nodes serve are answered MOVED\n"
@@ -165,6 +168,7 @@ enum {
     OPT_ANNOUNCE,
     OPT_CLUSTER_MAP,
     OPT_NODE_ID,
+    OPT_CLUSTER_TIMEOUT,
 };
 
 static const struct option long_opts[] = {
@@ -202,6 +206,7 @@ static const struct option long_opts[] = {
     {"announce", required_argument, NULL, OPT_ANNOUNCE},
     {"cluster-map", required_argument, NULL, OPT_CLUSTER_MAP},
     {"node-id", required_argument, NULL, OPT_NODE_ID},
+    {"cluster-timeout", required_argument, NULL, OPT_CLUSTER_TIMEOUT},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -373,6 +378,12 @@ static int apply(int opt, const char *arg, tkv_server_opts *o, offline_job *job,
         break;
     }
     case OPT_CLUSTER_MAP: o->cluster_map = arg; break;
+    case OPT_CLUSTER_TIMEOUT:
+        /* etcd refuses leases shorter than about two seconds. */
+        if (tkv_parse_uint(arg, 2, 3600, &v) < 0)
+            return bad("cluster-timeout", arg, "a number of seconds, 2 to 3600");
+        o->cluster_timeout = (double)v;
+        break;
     case OPT_NODE_ID:
         if (!arg[0])
             return bad("node-id", arg, "a node id from the cluster map");

@@ -35,6 +35,7 @@
 
 #include "auth.h"
 #include "clock.h"
+#include "cluster.h"
 #include "proto.h"
 
 #define READ_WANT (64 * 1024) /* room offered to each read() */
@@ -58,6 +59,7 @@ struct bench_conn {
     uint8_t *value; /* PUT payload, re-stamped per request */
     uint64_t seq;   /* PUTs sent, stamped into the value */
     uint64_t paced; /* paced phase: requests of its schedule sent */
+    uint32_t node;  /* --cluster: the node it is connected to (cluster.h) */
 };
 
 static double cpu_seconds(void)
@@ -125,16 +127,34 @@ static int connect_any(const struct addrinfo *res, int timeout_ms, char *err, si
     return fd;
 }
 
-static int resolve(const bench_cfg *cfg, struct addrinfo **res, char *err, size_t errlen)
+static int resolve(const char *host, uint16_t portnum, struct addrinfo **res, char *err,
+                   size_t errlen)
 {
     char port[8];
-    snprintf(port, sizeof port, "%u", cfg->port);
+    snprintf(port, sizeof port, "%u", portnum);
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-    int rc = getaddrinfo(cfg->host, port, &hints, res);
+    int rc = getaddrinfo(host, port, &hints, res);
     if (rc != 0) {
-        snprintf(err, errlen, "cannot resolve %s: %s", cfg->host, gai_strerror(rc));
+        snprintf(err, errlen, "cannot resolve %.100s: %s", host, gai_strerror(rc));
         return -1;
     }
+    return 0;
+}
+
+/* With --cluster, connection i's node: the nodes that serve keys of the
+ * run, in turn, so each gets conns / nodes connections (give or take one). */
+static uint32_t conn_node(const bench_cfg *cfg, uint32_t i)
+{
+    const bench_topology *t = cfg->topo;
+    uint32_t serving = 0;
+    for (uint32_t n = 0; n < t->n; n++)
+        serving += t->nodes[n].keys > 0;
+    if (serving == 0)
+        return 0; /* no key: bench_cluster_load() refuses that run */
+    uint32_t want = i % serving;
+    for (uint32_t n = 0; n < t->n; n++)
+        if (t->nodes[n].keys > 0 && want-- == 0)
+            return n;
     return 0;
 }
 
@@ -211,13 +231,17 @@ int run_open(bench_run *r, const bench_cfg *cfg, const bench_driver *drv, bench_
         ev_set_priority(&r->pace, EV_MAXPRI); /* due requests before replies */
         r->pace.data = r;
     }
-    struct addrinfo *res;
     char err[200];
-    if (resolve(cfg, &res, r->errmsg, sizeof r->errmsg) < 0)
-        return -1;
     int rc = 0;
     for (uint32_t i = 0; i < cfg->conns && rc == 0; i++) {
+        uint32_t node = cfg->topo ? conn_node(cfg, i) : 0;
+        const char *host = cfg->topo ? cfg->topo->nodes[node].host : cfg->host;
+        uint16_t port = cfg->topo ? cfg->topo->nodes[node].port : cfg->port;
+        struct addrinfo *res;
+        if (resolve(host, port, &res, r->errmsg, sizeof r->errmsg) < 0)
+            return -1;
         int fd = connect_any(res, (int)(cfg->timeout * 1000), err, sizeof err);
+        freeaddrinfo(res);
         if (fd >= 0 && cfg->auth &&
             bench_auth(fd, drv, cfg->auth, r->max_reply, (int)(cfg->timeout * 1000), err,
                        sizeof err) < 0) {
@@ -225,8 +249,8 @@ int run_open(bench_run *r, const bench_cfg *cfg, const bench_driver *drv, bench_
             fd = -1;
         }
         if (fd < 0) {
-            snprintf(r->errmsg, sizeof r->errmsg, "%s port %u, connection %u: %s", cfg->host,
-                     cfg->port, i + 1, err);
+            snprintf(r->errmsg, sizeof r->errmsg, "%.100s port %u, connection %u: %.100s", host,
+                     port, i + 1, err);
             rc = -1;
             break;
         }
@@ -235,8 +259,8 @@ int run_open(bench_run *r, const bench_cfg *cfg, const bench_driver *drv, bench_
             snprintf(r->errmsg, sizeof r->errmsg, "out of memory");
             rc = -1;
         }
+        r->conns[i].node = node;
     }
-    freeaddrinfo(res);
     return rc;
 }
 
@@ -338,8 +362,10 @@ static bool next_op(bench_run *r, bench_conn *c, bench_op *op)
     if (r->stopping || r->exhausted)
         return false;
     if (r->phase == PHASE_PRELOAD) {
-        if (!workload_preload_next(r->wl, op)) {
-            r->exhausted = true;
+        if (!workload_preload_next(r->wl, op, c->node)) {
+            /* With --cluster this node's part may be done before the
+             * others': the connection idles until the phase ends. */
+            r->exhausted = workload_preload_done(r->wl);
             return false;
         }
     } else {
@@ -347,7 +373,7 @@ static bool next_op(bench_run *r, bench_conn *c, bench_op *op)
             r->exhausted = true;
             return false;
         }
-        workload_next(r->wl, &c->rng, op);
+        workload_next(r->wl, &c->rng, op, c->node);
     }
     /* The generator counts keys from 0 (its per-key state is an array);
      * the offset only moves them on the wire, so two tkv-bench processes

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "cluster.h"
 #include "driver.h"
 #include "proto.h"
 #include "run.h"
@@ -64,6 +65,9 @@ static void usage(FILE *f)
             "  --keys N              key space (default 100000). Keys are \"key:\" and the key\n"
             "                        number in 12 zero-padded digits, 16 bytes:\n"
             "                        key:000000000000 ... key:000000099999\n"
+            "  --cluster             -H/-p is any node of a tkv cluster: read its map\n"
+            "                        (CLUSTER SHARDS), spread the connections over the\n"
+            "                        primaries, each sending only its node's keys\n"
             "  --key-offset N        number the keys from N instead of 0 (default 0): with\n"
             "                        --keys 100 --key-offset 900000000, key:000900000000 ...\n"
             "                        key:000900000099, so two tkv-bench processes can use\n"
@@ -213,6 +217,7 @@ enum {
     OPT_RATE,
     OPT_AUTH,
     OPT_KEY_OFFSET,
+    OPT_CLUSTER,
 };
 
 static const struct option long_opts[] = {
@@ -234,6 +239,7 @@ static const struct option long_opts[] = {
     {"rate", required_argument, NULL, OPT_RATE},
     {"auth", required_argument, NULL, OPT_AUTH},
     {"key-offset", required_argument, NULL, OPT_KEY_OFFSET},
+    {"cluster", no_argument, NULL, OPT_CLUSTER},
     {NULL, 0, NULL, 0},
 };
 
@@ -282,6 +288,7 @@ static int apply_long(bench_cfg *c, int opt, const char *arg)
     case OPT_SEED: return parse_u64("--seed", arg, 0, UINT64_MAX, &c->seed);
     case OPT_RATE: return parse_u64("--rate", arg, 1, BENCH_RATE_MAX, &c->rate);
     case OPT_AUTH: c->auth = arg; return 0;
+    case OPT_CLUSTER: c->cluster = true; return 0;
     case OPT_KEY_OFFSET:
         return parse_u64("--key-offset", arg, 0, BENCH_KEY_NUMBER_MAX, &c->key_offset);
     case OPT_TIMEOUT:
@@ -370,6 +377,8 @@ static int parse_args(int argc, char **argv, bench_cfg *c)
     if (!port_set)
         c->port = c->target == TARGET_REDIS ? bench_driver_redis.default_port
                                             : bench_driver_tkv.default_port;
+    if (c->cluster && c->target != TARGET_TKV)
+        return fprintf(stderr, "tkv-bench: --cluster drives a tkv cluster (--target tkv)\n"), -1;
     return check_auth(c);
 }
 
@@ -490,6 +499,11 @@ static void print_header(const bench_cfg *c)
            c->range_limit, (unsigned long long)c->seed);
     if (c->rate)
         printf("  open loop: paced at %llu requests/s in total\n", (unsigned long long)c->rate);
+    for (uint32_t n = 0; c->topo && n < c->topo->n; n++) {
+        const bench_node *b = &c->topo->nodes[n];
+        printf("  cluster node %s port %u: %llu keys (%.1f%%)\n", b->host, b->port,
+               (unsigned long long)b->keys, 100.0 * (double)b->keys / (double)c->keys);
+    }
     fflush(stdout);
 }
 
@@ -598,6 +612,14 @@ int main(int argc, char **argv)
         return rc > 0 ? EXIT_OK : EXIT_FAILED;
     bench_workload wl;
     char err[200];
+    static bench_topology topo;
+    if (cfg.cluster) {
+        if (bench_cluster_load(&cfg, &topo, err, sizeof err) < 0) {
+            fprintf(stderr, "tkv-bench: %s\n", err);
+            return EXIT_FAILED;
+        }
+        cfg.topo = &topo;
+    }
     if (workload_init(&wl, &cfg, err, sizeof err) < 0) {
         fprintf(stderr, "tkv-bench: %s\n", err);
         return EXIT_FAILED;
@@ -608,5 +630,6 @@ int main(int argc, char **argv)
     rc = bench(&cfg, &run, &wl);
     run_close(&run);
     workload_deinit(&wl);
+    bench_cluster_free(&topo);
     return rc;
 }

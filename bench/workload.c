@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster.h"
+
 #define ZIPF_EXPONENT 0.99
 
 const char *const bench_op_names[OP__COUNT] = {"put", "get", "range"};
@@ -125,6 +127,15 @@ int workload_init(bench_workload *w, const bench_cfg *cfg, char *err, size_t err
         zipf_init(&w->zipf, cfg->keys, ZIPF_EXPONENT);
     init_permutation(w);
     w->preload_total = cfg->keys * cfg->versions;
+    if (cfg->topo) {
+        w->owner = cfg->topo->owner;
+        w->node_next = calloc(cfg->topo->n, sizeof *w->node_next);
+        if (!w->node_next) {
+            free(w->next_ver);
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -133,7 +144,9 @@ void workload_deinit(bench_workload *w)
     if (!w)
         return;
     free(w->next_ver);
+    free(w->node_next);
     w->next_ver = NULL;
+    w->node_next = NULL;
 }
 
 static uint64_t pick_key(const bench_workload *w, bench_rng *r)
@@ -176,12 +189,16 @@ static void next_put(bench_workload *w, bench_rng *r, bench_op *op)
         (*v)++;
 }
 
-void workload_next(bench_workload *w, bench_rng *r, bench_op *op)
+void workload_next(bench_workload *w, bench_rng *r, bench_op *op, uint32_t node)
 {
     const bench_cfg *c = w->cfg;
     memset(op, 0, sizeof *op);
     op->kind = pick_kind(w, r);
-    op->key = pick_key(w, r);
+    /* Rejection: about as many draws as there are nodes. A connection is
+     * only given a node that serves at least one key (run.c). */
+    do
+        op->key = pick_key(w, r);
+    while (w->owner && w->owner[op->key] != node);
     uint64_t latest = (uint64_t)(w->next_ver[op->key] - 1) * BENCH_TS_SPACING;
     switch (op->kind) {
     case OP_PUT: next_put(w, r, op); break;
@@ -202,14 +219,27 @@ void workload_next(bench_workload *w, bench_rng *r, bench_op *op)
     }
 }
 
-bool workload_preload_next(bench_workload *w, bench_op *op)
+bool workload_preload_next(bench_workload *w, bench_op *op, uint32_t node)
 {
     if (w->preload_next >= w->preload_total)
         return false;
-    uint64_t i = w->preload_next++;
+    uint64_t i = w->preload_next;
+    if (w->owner) {
+        /* This node's next key in the global order: the other nodes' keys
+         * in between are theirs to send. */
+        i = w->node_next[node];
+        while (i < w->preload_total && w->owner[i % w->cfg->keys] != node)
+            i++;
+        w->node_next[node] = i + 1;
+        if (i >= w->preload_total)
+            return false;
+    }
+    w->preload_next++;
     memset(op, 0, sizeof *op);
     op->kind = OP_PUT;
     op->key = i % w->cfg->keys;
     op->ts = (i / w->cfg->keys + 1) * BENCH_TS_SPACING;
     return true;
 }
+
+bool workload_preload_done(const bench_workload *w) { return w->preload_next >= w->preload_total; }

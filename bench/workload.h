@@ -66,6 +66,10 @@ typedef struct bench_workload {
     uint32_t mix_cum[OP__COUNT]; /* cumulative weights */
     uint64_t preload_next;       /* preload requests handed out so far */
     uint64_t preload_total;      /* keys * versions */
+    /* --cluster: each key's node (cfg->topo), and per node where its
+     * preload has got to (an index into the global preload order). */
+    const uint16_t *owner;
+    uint64_t *node_next;
 } bench_workload;
 
 /* Allocates the per-key counters (4 bytes per key). Returns 0, or -1 with a
@@ -75,12 +79,18 @@ int workload_init(bench_workload *w, const bench_cfg *cfg, char *err, size_t err
 void workload_deinit(bench_workload *w);
 
 /* Fills op with the next measured request drawn with r. PUT values are the
- * caller's business: op->value is left NULL. */
-void workload_next(bench_workload *w, bench_rng *r, bench_op *op);
+ * caller's business: op->value is left NULL. With --cluster, only keys of
+ * `node` are drawn (the distribution restricted to them); without, node is
+ * ignored. */
+void workload_next(bench_workload *w, bench_rng *r, bench_op *op, uint32_t node);
 
-/* Fills op with the next preload PUT, or returns false once every key has
- * all its versions. Preloading goes version by version over all keys, the
- * order in which a time series arrives. */
-bool workload_preload_next(bench_workload *w, bench_op *op);
+/* Fills op with the next preload PUT (with --cluster: of a key of `node`),
+ * or returns false once every key (of that node) has all its versions.
+ * Preloading goes version by version over all keys, the order in which a
+ * time series arrives. */
+bool workload_preload_next(bench_workload *w, bench_op *op, uint32_t node);
+
+/* Whether the whole preload has been handed out (every node's part). */
+bool workload_preload_done(const bench_workload *w);
 
 #endif

@@ -305,10 +305,10 @@ static enum MHD_Result server_error(struct MHD_Connection *c, const tkv_rep *rep
 /* Runs req on a channel and hands the reply to `then`, or answers 503 if
  * the loop could not be reached, or the server's error. */
 typedef enum MHD_Result (*on_reply)(struct MHD_Connection *c, const tkv_req *req,
-                                    const tkv_rep *rep, void *arg);
+                                    const tkv_rep *rep, void *ctx);
 
 static enum MHD_Result call(tkv_http *h, struct MHD_Connection *c, const tkv_req *req,
-                            on_reply then, void *arg)
+                            on_reply then, void *ctx)
 {
     chan *ch = chan_borrow(h);
     if (!ch)
@@ -320,7 +320,7 @@ static enum MHD_Result call(tkv_http *h, struct MHD_Connection *c, const tkv_req
                           "the server did not answer (stopping or overloaded)");
     }
     enum MHD_Result rc = rep.status == TKV_ST_OK || rep.status == TKV_ST_NOT_FOUND
-                             ? then(c, req, &rep, arg)
+                             ? then(c, req, &rep, ctx)
                              : server_error(c, &rep);
     chan_return(h, ch, false);
     return rc;
@@ -377,10 +377,10 @@ static const char *miss_reason(uint64_t m)
 }
 
 static enum MHD_Result got(struct MHD_Connection *c, const tkv_req *req, const tkv_rep *rep,
-                           void *arg)
+                           void *raw_flag)
 {
     const tkv_rep_answer *a = &rep->answer;
-    bool raw = arg != NULL;
+    bool raw = raw_flag != NULL;
     if (a->status == TKV_ST_NOT_FOUND) {
         char msg[160];
         switch (a->miss) {
@@ -439,14 +439,14 @@ static enum MHD_Result got(struct MHD_Connection *c, const tkv_req *req, const t
 }
 
 static enum MHD_Result put_done(struct MHD_Connection *c, const tkv_req *req, const tkv_rep *rep,
-                                void *arg)
+                                void *ctx)
 {
     return send_json(c, MHD_HTTP_OK,
                      with(keyed(&req->key), "ts", json_integer((json_int_t)rep->u)));
 }
 
 static enum MHD_Result del_done(struct MHD_Connection *c, const tkv_req *req, const tkv_rep *rep,
-                                void *arg)
+                                void *ctx)
 {
     return send_json(c, MHD_HTTP_OK,
                      with(keyed(&req->key), req->tombstone ? "ts" : "removed",
@@ -454,7 +454,7 @@ static enum MHD_Result del_done(struct MHD_Connection *c, const tkv_req *req, co
 }
 
 static enum MHD_Result history_done(struct MHD_Connection *c, const tkv_req *req,
-                                    const tkv_rep *rep, void *arg)
+                                    const tkv_rep *rep, void *ctx)
 {
     json_t *vs = json_array();
     json_t *j = with(keyed(&req->key), "versions", vs);
@@ -634,7 +634,9 @@ static enum MHD_Result text(struct MHD_Connection *c, unsigned status, const cha
 }
 
 /* A PING, then a COUNT: PING proves the loop answers; COUNT needs the data,
- * which a replica loading a full copy answers BUSY. */
+ * which a replica loading a full copy answers BUSY. In a cluster the probe
+ * key's slot may be another node's: MOVED is an answer from a node that
+ * serves, so it counts as healthy. */
 static enum MHD_Result healthz(tkv_http *h, struct MHD_Connection *c)
 {
     static const uint8_t probe[] = "\xfftkv-healthz";
@@ -650,7 +652,7 @@ static enum MHD_Result healthz(tkv_http *h, struct MHD_Connection *c)
             chan_return(h, ch, true);
             return text(c, MHD_HTTP_SERVICE_UNAVAILABLE, "no answer\n", 10, NULL);
         }
-        if (rep.status != TKV_ST_OK) {
+        if (rep.status != TKV_ST_OK && rep.status != TKV_ST_MOVED) {
             char msg[300];
             int n = snprintf(msg, sizeof msg, "%s: %.*s\n", tkv_status_name(rep.status),
                              (int)rep.errmsg.len, (const char *)rep.errmsg.ptr);
@@ -664,7 +666,7 @@ static enum MHD_Result healthz(tkv_http *h, struct MHD_Connection *c)
 }
 
 static enum MHD_Result metrics_done(struct MHD_Connection *c, const tkv_req *req,
-                                    const tkv_rep *rep, void *arg)
+                                    const tkv_rep *rep, void *ctx)
 {
     tkv_buf b;
     tkv_buf_init(&b);

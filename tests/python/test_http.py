@@ -269,3 +269,45 @@ def test_protected_mode_refuses_open_http_bind():
         assert p.returncode == 1, p.stderr
         assert "refusing to listen (HTTP) on 0.0.0.0" in p.stderr
         assert "--requirepass" in p.stderr
+
+
+def until(cond, what, seconds=30):
+    deadline = time.monotonic() + seconds
+    while not cond():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)  # a poll interval, not a guess
+
+
+def test_cluster_node_answers_421_with_the_owner():
+    # n1 serves slots 0-8191 ("hello" is 866), n2 the rest ("foo" is 12182).
+    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="tkv-map-") as m:
+        m.write('{"slots": [[0, 8191, "s1"], [8192, 16383, "s2"]],'
+                ' "shards": {"s1": {"primary": "n1"}, "s2": {"primary": "n2"}},'
+                ' "nodes": {"n1": "127.0.0.1:7001", "n2": "127.0.0.1:7002"}}')
+        m.flush()
+        d = start_http_server("--cluster-map", m.name, "--node-id", "n1")
+        try:
+            assert call(d, "PUT", "/v1/kv/hello?ts=1", b"v")["ts"] == 1
+            status, hdrs, data = request(d, "GET", "/v1/kv/foo")
+            assert status == 421 and hdrs["X-Tkv-Moved"] == "127.0.0.1:7002"
+            assert json.loads(data)["status"] == "MOVED"
+            assert request(d, "GET", "/healthz")[::2] == (200, b"ok\n")
+        finally:
+            d.cleanup()
+
+
+def test_replica_is_healthy_once_copied_and_refuses_writes():
+    p = start_http_server()
+    r = None
+    try:
+        assert call(p, "PUT", "/v1/kv/rk?ts=5", b"from-primary")["ts"] == 5
+        r = start_http_server("--replica-of", f"127.0.0.1:{p.port}")
+        until(lambda: request(r, "GET", "/healthz")[0] == 200, "the replica never got healthy")
+        until(lambda: request(r, "GET", "/v1/kv/rk")[0] == 200, "the write never arrived")
+        assert call(r, "GET", "/v1/kv/rk")["value"] == "from-primary"
+        err = call(r, "PUT", "/v1/kv/rk?ts=6", b"w", expect=503)
+        assert err["status"] == "READONLY" and f"127.0.0.1:{p.port}" in err["error"]
+    finally:
+        if r:
+            r.cleanup()
+        p.cleanup()

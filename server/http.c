@@ -2,8 +2,9 @@
  * http.c - implements tkvd's HTTP front end (http.h).
  *
  * libmicrohttpd parses HTTP and runs TKV_HTTP_THREADS threads of its own;
- * this file routes a request, turns it into one or two protocol requests,
- * and the reply into JSON (or Prometheus text). It assumes HTTP is the
+ * this file routes a request and carries it to the loop and back as one or
+ * two protocol requests; http_kv.c makes the JSON API's requests and
+ * responses, http_metrics.c the Prometheus text. It assumes HTTP is the
  * side door - operators' scrapes, health checks, scripts - not the hot
  * path: a request allocates (its body, its JSON) where a TCP request does
  * not.
@@ -17,9 +18,9 @@
  * (EOF, a timeout, a malformed reply) closes it: a reply arriving late
  * would be read as the next request's.
  *
- * Keys in URLs are percent-decoded here, not by libmicrohttpd (its
+ * Keys in URLs are percent-decoded by tkv, not by libmicrohttpd (its
  * unescaper works on C strings and would cut a key at %00): the unescape
- * callback is the identity and every decoding goes through pct_decode().
+ * callback is the identity and every decoding is http_kv.c's pct_decode().
  */
 #include "http.h"
 
@@ -36,12 +37,9 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#include "clock.h"
 #include "conn.h"
-#include "etcd.h"
 #include "frame.h"
 #include "http_int.h"
-#include "log.h"
 #include "proto.h"
 #include "reply.h"
 #include "units.h"
@@ -213,12 +211,6 @@ static int chan_call(tkv_http *h, chan *ch, const tkv_req *req, tkv_rep *rep)
 
 /* ---- requests -------------------------------------------------------------- */
 
-/* One HTTP request's state across libmicrohttpd's calls. */
-typedef struct hreq {
-    tkv_buf body;  /* PUT: the value so far */
-    bool too_big;  /* the body passed --max-value: 413 */
-    bool answered; /* a response was queued on the first call */
-} hreq;
 
 /* Queues a response and drops it. Takes ownership of body (malloc'd). */
 static enum MHD_Result send_body(struct MHD_Connection *c, unsigned status, char *body, size_t len,
@@ -236,7 +228,7 @@ static enum MHD_Result send_body(struct MHD_Connection *c, unsigned status, char
     return rc;
 }
 
-static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, json_t *j)
+enum MHD_Result tkv_http_send_json(struct MHD_Connection *c, unsigned status, json_t *j)
 {
     char *s = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(j);
@@ -255,9 +247,10 @@ static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, json
     return send_body(c, status, s, n, "application/json");
 }
 
-static enum MHD_Result http_error(struct MHD_Connection *c, unsigned status, const char *msg)
+enum MHD_Result tkv_http_error(struct MHD_Connection *c, unsigned status, const char *msg)
 {
-    return send_json(c, status, json_pack("{s:s, s:i}", "error", msg, "code", (int)status));
+    return tkv_http_send_json(c, status,
+                              json_pack("{s:s, s:i}", "error", msg, "code", (int)status));
 }
 
 /* An error reply from the server, with the HTTP status that fits it. */
@@ -280,7 +273,7 @@ static enum MHD_Result server_error(struct MHD_Connection *c, const tkv_rep *rep
                           (size_t)rep->errmsg.len, "code", (int)code, "status",
                           tkv_status_name(rep->status));
     if (rep->status != TKV_ST_MOVED)
-        return send_json(c, code, j);
+        return tkv_http_send_json(c, code, j);
     /* "SLOT HOST:PORT": the owner's protocol address goes in a header. */
     char *s = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(j);
@@ -304,321 +297,23 @@ static enum MHD_Result server_error(struct MHD_Connection *c, const tkv_rep *rep
 
 /* Runs req on a channel and hands the reply to `then`, or answers 503 if
  * the loop could not be reached, or the server's error. */
-typedef enum MHD_Result (*on_reply)(struct MHD_Connection *c, const tkv_req *req,
-                                    const tkv_rep *rep, void *ctx);
-
-static enum MHD_Result call(tkv_http *h, struct MHD_Connection *c, const tkv_req *req,
-                            on_reply then, void *ctx)
+enum MHD_Result tkv_http_call(tkv_http *h, struct MHD_Connection *c, const tkv_req *req,
+                              tkv_http_on_reply then, void *ctx)
 {
     chan *ch = chan_borrow(h);
     if (!ch)
-        return http_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "the server is stopping");
+        return tkv_http_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "the server is stopping");
     tkv_rep rep;
     if (chan_call(h, ch, req, &rep) < 0) {
         chan_return(h, ch, true);
-        return http_error(c, MHD_HTTP_SERVICE_UNAVAILABLE,
-                          "the server did not answer (stopping or overloaded)");
+        return tkv_http_error(c, MHD_HTTP_SERVICE_UNAVAILABLE,
+                              "the server did not answer (stopping or overloaded)");
     }
     enum MHD_Result rc = rep.status == TKV_ST_OK || rep.status == TKV_ST_NOT_FOUND
                              ? then(c, req, &rep, ctx)
                              : server_error(c, &rep);
     chan_return(h, ch, false);
     return rc;
-}
-
-/* ---- the JSON API ------------------------------------------------------------ */
-
-/* Sets obj[name] to the bytes as a string if they are UTF-8 (jansson
- * checks), else obj[name "_b64"] to their base64. */
-static int set_bytes(json_t *obj, const char *name, const uint8_t *p, size_t n)
-{
-    json_t *s = json_stringn((const char *)p, n);
-    if (s)
-        return json_object_set_new(obj, name, s);
-    char *b = tkv_etcd_b64_encode(p, n);
-    char k[32];
-    snprintf(k, sizeof k, "%s_b64", name);
-    int rc = b ? json_object_set_new(obj, k, json_string(b)) : -1;
-    free(b);
-    return rc;
-}
-
-/* An object whose first member is the key; NULL without memory. */
-static json_t *keyed(const tkv_span *key)
-{
-    json_t *j = json_object();
-    if (j && set_bytes(j, "key", key->ptr, key->len) < 0) {
-        json_decref(j);
-        return NULL;
-    }
-    return j;
-}
-
-/* Sets j[name] = v (consumed); a NULL j or v makes it NULL. */
-static json_t *with(json_t *j, const char *name, json_t *v)
-{
-    if (j && v && json_object_set_new(j, name, v) == 0)
-        return j;
-    json_decref(j);
-    json_decref(v);
-    return NULL;
-}
-
-static json_t *opt(tkv_rep_opt o) { return o.has ? json_integer((json_int_t)o.v) : json_null(); }
-
-/* JSON has no unsigned 64-bit integers: jansson's are int64, so times
- * above 2^63-1 would wrap. They are refused on the way in (parse_ts), and
- * the server never makes one up, so what comes back fits. */
-static const char *miss_reason(uint64_t m)
-{
-    static const char *const names[] = {"no_key", "before_first", "deleted", "below_horizon",
-                                        "no_such_version"};
-    return m < 5 ? names[m] : "unknown";
-}
-
-static enum MHD_Result got(struct MHD_Connection *c, const tkv_req *req, const tkv_rep *rep,
-                           void *raw_flag)
-{
-    const tkv_rep_answer *a = &rep->answer;
-    bool raw = raw_flag != NULL;
-    if (a->status == TKV_ST_NOT_FOUND) {
-        char msg[160];
-        switch (a->miss) {
-        case TKV_M_NO_KEY: snprintf(msg, sizeof msg, "no such key"); break;
-        case TKV_M_BEFORE_FIRST:
-            snprintf(msg, sizeof msg, "no version at or before %llu", (unsigned long long)req->ts);
-            break;
-        case TKV_M_DELETED:
-            snprintf(msg, sizeof msg, "deleted at %llu", (unsigned long long)a->at.v);
-            break;
-        case TKV_M_BELOW_HORIZON:
-            snprintf(msg, sizeof msg, "removed by retention (horizon %llu)",
-                     (unsigned long long)a->at.v);
-            break;
-        default: snprintf(msg, sizeof msg, "not found"); break;
-        }
-        json_t *j = json_pack("{s:s, s:i, s:s, s:o, s:o}", "error", msg, "code", 404, "reason",
-                              miss_reason(a->miss), "next", opt(a->next), "at", opt(a->at));
-        return send_json(c, MHD_HTTP_NOT_FOUND, j);
-    }
-    if (raw) {
-        char *b = malloc(a->value.len ? a->value.len : 1);
-        if (!b)
-            return MHD_NO;
-        memcpy(b, a->value.ptr, a->value.len);
-        struct MHD_Response *r =
-            MHD_create_response_from_buffer(a->value.len, b, MHD_RESPMEM_MUST_FREE);
-        if (!r) {
-            free(b);
-            return MHD_NO;
-        }
-        char v[24];
-        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/octet-stream");
-        snprintf(v, sizeof v, "%llu", (unsigned long long)a->ts);
-        MHD_add_response_header(r, "X-Tkv-Ts", v);
-        if (a->next.has) {
-            snprintf(v, sizeof v, "%llu", (unsigned long long)a->next.v);
-            MHD_add_response_header(r, "X-Tkv-Next", v);
-        }
-        if (a->expires.has) {
-            snprintf(v, sizeof v, "%llu", (unsigned long long)a->expires.v);
-            MHD_add_response_header(r, "X-Tkv-Expires", v);
-        }
-        enum MHD_Result rc = MHD_queue_response(c, MHD_HTTP_OK, r);
-        MHD_destroy_response(r);
-        return rc;
-    }
-    json_t *j = keyed(&req->key);
-    if (j && set_bytes(j, "value", a->value.ptr, a->value.len) < 0) {
-        json_decref(j);
-        j = NULL;
-    }
-    j = with(j, "ts", json_integer((json_int_t)a->ts));
-    j = with(j, "next", opt(a->next));
-    return send_json(c, MHD_HTTP_OK, with(j, "expires", opt(a->expires)));
-}
-
-static enum MHD_Result put_done(struct MHD_Connection *c, const tkv_req *req, const tkv_rep *rep,
-                                void *ctx)
-{
-    return send_json(c, MHD_HTTP_OK,
-                     with(keyed(&req->key), "ts", json_integer((json_int_t)rep->u)));
-}
-
-static enum MHD_Result del_done(struct MHD_Connection *c, const tkv_req *req, const tkv_rep *rep,
-                                void *ctx)
-{
-    return send_json(c, MHD_HTTP_OK,
-                     with(keyed(&req->key), req->tombstone ? "ts" : "removed",
-                          json_integer((json_int_t)rep->u)));
-}
-
-static enum MHD_Result history_done(struct MHD_Connection *c, const tkv_req *req,
-                                    const tkv_rep *rep, void *ctx)
-{
-    json_t *vs = json_array();
-    json_t *j = with(keyed(&req->key), "versions", vs);
-    j = with(j, "truncated", json_boolean(rep->truncated));
-    if (!j)
-        return send_json(c, MHD_HTTP_OK, NULL);
-    tkv_rep_list l = rep->list;
-    tkv_rep_entry e;
-    while (tkv_rep_next_entry(&l, &e)) {
-        json_t *v = json_pack("{s:I}", "ts", (json_int_t)e.ts);
-        if (!v || json_array_append_new(vs, v) < 0) {
-            json_decref(j);
-            return send_json(c, MHD_HTTP_OK, NULL);
-        }
-        if (!e.value.ptr)
-            json_object_set_new(v, "deleted", json_true());
-        else
-            set_bytes(v, "value", e.value.ptr, e.value.len);
-        if (e.expires)
-            json_object_set_new(v, "expires", json_integer((json_int_t)e.expires));
-    }
-    return send_json(c, MHD_HTTP_OK, j);
-}
-
-/* ---- arguments --------------------------------------------------------------- */
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Percent-decodes s[0..n) into out (room for cap bytes). Returns the
- * length, or (size_t)-1 if an escape is malformed or out is too small. */
-static size_t pct_decode(const char *s, size_t n, uint8_t *out, size_t cap)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++, o++) {
-        if (o == cap)
-            return (size_t)-1;
-        if (s[i] != '%') {
-            out[o] = (uint8_t)s[i];
-            continue;
-        }
-        int hi = i + 2 < n ? hexval(s[i + 1]) : -1, lo = i + 2 < n ? hexval(s[i + 2]) : -1;
-        if (hi < 0 || lo < 0)
-            return (size_t)-1;
-        out[o] = (uint8_t)(hi << 4 | lo);
-        i += 2;
-    }
-    return o;
-}
-
-/* A query argument, percent-decoded into buf (NUL-terminated). Returns 0
- * if absent, 1 if present, -1 if malformed or longer than buf. */
-static int arg(struct MHD_Connection *c, const char *name, char *buf, size_t cap)
-{
-    const char *v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, name);
-    if (!v)
-        return 0;
-    size_t n = strlen(v);
-    size_t o = pct_decode(v, n, (uint8_t *)buf, cap - 1);
-    if (o == (size_t)-1 || memchr(buf, '\0', o))
-        return -1;
-    buf[o] = '\0';
-    return 1;
-}
-
-/* A time argument: microseconds, or any form tkv_parse_time() takes
- * ("now", "-5m", ISO-8601, "1700000000s"). "now" alone is *now, so a write
- * lets the server pick the time. Returns 0 absent, 1 set, -1 bad (err). */
-static int arg_time(struct MHD_Connection *c, const char *name, uint64_t *out, bool *now, char *err,
-                    size_t errlen)
-{
-    char v[80];
-    int rc = arg(c, name, v, sizeof v);
-    if (rc <= 0) {
-        if (rc < 0)
-            snprintf(err, errlen, "bad %s: not a time", name);
-        return rc;
-    }
-    if (now)
-        *now = strcmp(v, "now") == 0;
-    int p = tkv_parse_time(v, tkv_clock_realtime_us(), out);
-    if (p == TKV_TIME_AMBIGUOUS) {
-        snprintf(err, errlen,
-                 "bad %s '%.13s': ambiguous, say seconds (%.13ss), milliseconds (%.13sms) or "
-                 "microseconds (%.13sus)",
-                 name, v, v, v, v);
-        return -1;
-    }
-    if (p < 0 || *out > (uint64_t)INT64_MAX) {
-        snprintf(err, errlen,
-                 "bad %s '%.40s': expected microseconds since the epoch (below 2^63), "
-                 "\"now\", a relative time such as -5m, or an ISO-8601 date",
-                 name, v);
-        return -1;
-    }
-    return 1;
-}
-
-/* ---- routes -------------------------------------------------------------------- */
-
-static enum MHD_Result kv(tkv_http *h, struct MHD_Connection *c, const char *method,
-                          const tkv_span *key, bool history, hreq *r)
-{
-    char err[320];
-    tkv_req req = {.key = *key, .to = TKV_TS_MAX, .limit = UINT64_MAX};
-    bool now = false;
-    int rc;
-    if (history) {
-        if (strcmp(method, "GET") != 0)
-            return http_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "history is read with GET");
-        char v[32];
-        req.cmd = TKV_CMD_RANGE;
-        if (arg_time(c, "from", &req.from, NULL, err, sizeof err) < 0 ||
-            arg_time(c, "to", &req.to, NULL, err, sizeof err) < 0)
-            return http_error(c, MHD_HTTP_BAD_REQUEST, err);
-        if ((rc = arg(c, "limit", v, sizeof v)) < 0 ||
-            (rc > 0 && tkv_parse_uint(v, 0, UINT32_MAX, &req.limit) < 0))
-            return http_error(c, MHD_HTTP_BAD_REQUEST, "bad limit: expected a count");
-        return call(h, c, &req, history_done, NULL);
-    }
-    if (strcmp(method, "GET") == 0) {
-        char v[8];
-        req.cmd = TKV_CMD_GET;
-        if ((rc = arg_time(c, "at", &req.ts, NULL, err, sizeof err)) < 0)
-            return http_error(c, MHD_HTTP_BAD_REQUEST, err);
-        req.has_ts = rc > 0;
-        if (!req.has_ts)
-            req.ts = TKV_TS_MAX;
-        bool raw = arg(c, "raw", v, sizeof v) > 0 && strcmp(v, "0") != 0;
-        return call(h, c, &req, got, raw ? (void *)1 : NULL);
-    }
-    if (strcmp(method, "PUT") == 0) {
-        char v[80];
-        if (r->too_big)
-            return http_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "the value is above --max-value");
-        req.cmd = TKV_CMD_PUT;
-        req.value =
-            (tkv_span){r->body.data ? r->body.data : (const uint8_t *)"", (uint32_t)r->body.len};
-        if ((rc = arg_time(c, "ts", &req.ts, &now, err, sizeof err)) < 0)
-            return http_error(c, MHD_HTTP_BAD_REQUEST, err);
-        req.has_ts = rc > 0 && !now;
-        if ((rc = arg(c, "ttl", v, sizeof v)) < 0 ||
-            (rc > 0 && (tkv_parse_duration(v, &req.ttl) < 0 || req.ttl == 0)))
-            return http_error(c, MHD_HTTP_BAD_REQUEST,
-                              "bad ttl: expected a duration such as 30s or 1h30m");
-        return call(h, c, &req, put_done, NULL);
-    }
-    if (strcmp(method, "DELETE") == 0) {
-        req.cmd = TKV_CMD_DEL;
-        if ((rc = arg_time(c, "at", &req.ts, &now, err, sizeof err)) < 0)
-            return http_error(c, MHD_HTTP_BAD_REQUEST, err);
-        req.tombstone = rc > 0;
-        req.has_ts = rc > 0 && !now;
-        return call(h, c, &req, del_done, NULL);
-    }
-    return http_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "a key takes GET, PUT or DELETE");
 }
 
 /* ---- /healthz and /metrics -------------------------------------------------- */
@@ -672,7 +367,7 @@ static enum MHD_Result metrics_done(struct MHD_Connection *c, const tkv_req *req
     tkv_buf_init(&b);
     if (tkv_http_metrics(&b, rep) < 0) {
         tkv_buf_deinit(&b);
-        return http_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+        return tkv_http_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
     }
     /* Ownership moves to the response, which frees it. */
     return send_body(c, MHD_HTTP_OK, (char *)b.data, b.len, "text/plain; version=0.0.4");
@@ -692,38 +387,25 @@ static bool authorized(const tkv_http *h, struct MHD_Connection *c)
 }
 
 static enum MHD_Result route(tkv_http *h, struct MHD_Connection *c, const char *url,
-                             const char *method, hreq *r)
+                             const char *method, tkv_http_req *r)
 {
     bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
     if (strcmp(url, "/healthz") == 0)
         return get ? healthz(h, c)
-                   : http_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "/healthz takes GET");
+                   : tkv_http_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "/healthz takes GET");
     if (strcmp(url, "/metrics") == 0) {
         tkv_req req = {.cmd = TKV_CMD_STATS};
-        return get ? call(h, c, &req, metrics_done, NULL)
-                   : http_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "/metrics takes GET");
+        return get ? tkv_http_call(h, c, &req, metrics_done, NULL)
+                   : tkv_http_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "/metrics takes GET");
     }
     if (strcmp(url, "/openapi.json") == 0)
         return get ? text(c, MHD_HTTP_OK, tkv_openapi_json, strlen(tkv_openapi_json),
                           "application/json")
-                   : http_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "/openapi.json takes GET");
+                   : tkv_http_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "/openapi.json takes GET");
     if (strncmp(url, "/v1/kv/", 7) != 0)
-        return http_error(c, MHD_HTTP_NOT_FOUND,
-                          "no such endpoint: see /openapi.json for the ones there are");
-    const char *k = url + 7, *slash = strchr(k, '/');
-    size_t n = slash ? (size_t)(slash - k) : strlen(k);
-    bool history = slash && strcmp(slash, "/history") == 0;
-    if (slash && !history)
-        return http_error(c, MHD_HTTP_NOT_FOUND, "no such endpoint: a '/' in a key is written %2F");
-    if (n == 0)
-        return http_error(c, MHD_HTTP_BAD_REQUEST, "empty key");
-    uint8_t kb[TKV_KEY_MAX_LIMIT];
-    size_t kl = pct_decode(k, n, kb, h->o.max_key);
-    if (kl == (size_t)-1)
-        return http_error(c, MHD_HTTP_BAD_REQUEST,
-                          "bad key: malformed percent-encoding, or above --max-key");
-    tkv_span key = {kb, (uint32_t)kl};
-    return kv(h, c, method, &key, history, r);
+        return tkv_http_error(c, MHD_HTTP_NOT_FOUND,
+                              "no such endpoint: see /openapi.json for the ones there are");
+    return tkv_http_kv(h, c, method, url + 7, h->o.max_key, r);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
@@ -731,7 +413,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                                   size_t *upload_size, void **con_cls)
 {
     tkv_http *h = cls;
-    hreq *r = *con_cls;
+    tkv_http_req *r = *con_cls;
     if (!r) {
         if (!(r = calloc(1, sizeof *r)))
             return MHD_NO;
@@ -739,15 +421,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         /* Refused before a body is read. */
         if (strcmp(url, "/healthz") != 0 && !authorized(h, c)) {
             r->answered = true;
-            return http_error(c, MHD_HTTP_UNAUTHORIZED,
-                              "authentication required: send Authorization: Bearer SECRET");
+            return tkv_http_error(c, MHD_HTTP_UNAUTHORIZED,
+                                  "authentication required: send Authorization: Bearer SECRET");
         }
         const char *cl =
             MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         uint64_t len;
         if (cl && tkv_parse_uint(cl, 0, UINT64_MAX, &len) == 0 && len > h->o.max_value) {
             r->answered = true;
-            return http_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "the value is above --max-value");
+            return tkv_http_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "the value is above --max-value");
         }
         return MHD_YES;
     }
@@ -771,7 +453,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    hreq *r = *con_cls;
+    tkv_http_req *r = *con_cls;
     if (!r)
         return;
     tkv_buf_deinit(&r->body);
@@ -779,7 +461,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     *con_cls = NULL;
 }
 
-/* Keeps the path as sent: pct_decode() does it, binary-safe. */
+/* Keeps the path as sent: http_kv.c decodes it, binary-safe. */
 static size_t no_unescape(void *cls, struct MHD_Connection *c, char *s) { return strlen(s); }
 
 /* ---- start and stop --------------------------------------------------------- */

@@ -152,6 +152,7 @@ struct conn {
     bool repl_wait;     /* WAITING: for replicas to acknowledge (WAIT) */
     conn_state after_wait;
     double last_active; /* loop time of the last byte read or written */
+    bool internal;      /* the HTTP front end's (conn_adopt): never idle */
     uint64_t id;
     char peer[64];
 };
@@ -292,7 +293,8 @@ conn *conn_new(conn_hub *h, int fd, const struct sockaddr_storage *sa)
     size_t max = h->o->max_frame;
     tkv_frame_reader_init(
         &c->in, c->sess.authed || max < TKV_PREAUTH_MAX_FRAME ? max : TKV_PREAUTH_MAX_FRAME);
-    describe_peer(c, sa);
+    if (sa)
+        describe_peer(c, sa);
     ev_io_init(&c->rio, on_read, fd, EV_READ);
     ev_io_init(&c->wio, on_write, fd, EV_WRITE);
     c->rio.data = c->wio.data = c;
@@ -301,6 +303,21 @@ conn *conn_new(conn_hub *h, int fd, const struct sockaddr_storage *sa)
     h->info->conns_total++;
     /* calloc left state at READING with the watcher stopped. */
     ev_io_start(h->loop, &c->rio);
+    return c;
+}
+
+conn *conn_adopt(conn_hub *h, int fd, const char *peer)
+{
+    conn *c = conn_new(h, fd, NULL);
+    if (!c)
+        return NULL;
+    /* The HTTP front end checked the request's bearer secret itself (or
+     * no secret is set), so the connection starts authenticated and takes
+     * whole frames; it sits idle between requests by design. */
+    c->internal = true;
+    c->sess.authed = true;
+    c->in.max_frame = h->o->max_frame;
+    snprintf(c->peer, sizeof c->peer, "%s", peer);
     return c;
 }
 
@@ -1001,7 +1018,8 @@ void conn_close_idle(conn_hub *h, double now)
         next = c->all.next;
         if (c->state == CONN_LINGERING && now - c->last_active > LINGER_SECONDS)
             conn_close(c, "closed after its last reply (linger timeout)");
-        else if (idle > 0 && c->state != CONN_WATCHING && now - c->last_active > idle)
+        else if (idle > 0 && c->state != CONN_WATCHING && !c->internal &&
+                 now - c->last_active > idle)
             conn_close(c, "idle timeout");
     }
 }

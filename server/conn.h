@@ -73,6 +73,12 @@ typedef struct conn_hub {
  * reading it. Returns NULL if out of memory (the caller still owns fd). */
 conn *conn_new(conn_hub *h, int fd, const struct sockaddr_storage *sa);
 
+/* Opens a connection on the server end of an internal socket pair (the
+ * HTTP front end's, http.h): authenticated from the start, frames up to
+ * --max-frame, never closed as idle. `peer` names it in the log. Returns
+ * NULL if out of memory (the caller still owns fd). */
+conn *conn_adopt(conn_hub *h, int fd, const char *peer);
+
 /* Serves the connections on h->back, a fair share each (check watcher).
  * May close connections. */
 void conn_serve_backlog(conn_hub *h);

@@ -35,6 +35,7 @@
 #include "cluster.h"
 #include "cmd.h"
 #include "conn.h"
+#include "http.h"
 #include "log.h"
 #include "readers.h"
 #include "replication.h"
@@ -78,6 +79,7 @@ typedef struct tkv_srv {
     conn_hub hub;         /* the connections; hub.stopping: shutdown has begun */
     tkv_repl *repl;       /* replicas and the link to a primary */
     tkv_cluster *cluster; /* --cluster: the etcd thread; NULL: not in a cluster */
+    tkv_http *http;       /* --http-port: the HTTP front end; NULL: none */
     char *secret;         /* the shared secret, for AUTH to a primary */
     size_t secret_len;
     bool storage_failing; /* a commit failed and none has succeeded since */
@@ -472,27 +474,30 @@ static bool is_loopback(const struct sockaddr *sa)
     return false;
 }
 
-static int listen_on(tkv_srv *s)
+/* Resolves bind and listens on port (what: "" or " (HTTP)", for messages).
+ * Protected mode refuses a non-loopback address without a secret, for
+ * every port tkvd listens on. Returns the socket, or -1 (reason logged). */
+static int listen_addr(const tkv_srv *s, const char *bind_addr, uint16_t port_no, const char *what)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
                              .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     char port[8];
-    snprintf(port, sizeof port, "%u", s->o.port);
+    snprintf(port, sizeof port, "%u", port_no);
     struct addrinfo *res;
-    int rc = getaddrinfo(s->o.bind, port, &hints, &res);
+    int rc = getaddrinfo(bind_addr, port, &hints, &res);
     if (rc != 0) {
-        tkv_error("cannot resolve bind address %s: %s", s->o.bind, gai_strerror(rc));
+        tkv_error("cannot resolve bind address%s %s: %s", what, bind_addr, gai_strerror(rc));
         return -1;
     }
     if (s->o.protected_mode && !s->has_auth) {
         for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
             if (!is_loopback(ai->ai_addr)) {
-                tkv_error("refusing to listen on %s: it is not a loopback address and no secret "
+                tkv_error("refusing to listen%s on %s: it is not a loopback address and no secret "
                           "is set. Set one with --requirepass or --auth-file, or pass "
                           "--protected-mode no if every host that can reach this address is "
                           "trusted",
-                          s->o.bind);
+                          what, bind_addr);
                 freeaddrinfo(res);
                 return -1;
             }
@@ -515,11 +520,10 @@ static int listen_on(tkv_srv *s)
     }
     freeaddrinfo(res);
     if (fd < 0) {
-        tkv_error("cannot listen on %s port %u: %s", s->o.bind, s->o.port, strerror(err));
+        tkv_error("cannot listen%s on %s port %u: %s", what, bind_addr, port_no, strerror(err));
         return -1;
     }
-    s->lfd = fd;
-    return 0;
+    return fd;
 }
 
 static uint16_t bound_port(int fd)
@@ -676,6 +680,33 @@ static int load_static_map(tkv_srv *s)
     return 0;
 }
 
+/* --http-port: the HTTP front end, on --http-bind (default --bind). */
+static int start_http(tkv_srv *s)
+{
+    char err[256];
+    const char *addr = s->o.http_bind ? s->o.http_bind : s->o.bind;
+    int fd = listen_addr(s, addr, (uint16_t)s->o.http_port, " (HTTP)");
+    if (fd < 0)
+        return -1;
+    uint16_t port = bound_port(fd);
+    tkv_http_opts ho = {.fd = fd,
+                        .hub = &s->hub,
+                        .auth = s->has_auth ? &s->auth : NULL,
+                        .max_key = s->o.max_key,
+                        .max_value = s->o.max_value,
+                        .max_frame = s->o.max_frame};
+    if (!(s->http = tkv_http_start(s->loop, &ho, err, sizeof err))) {
+        tkv_error("HTTP: %s", err);
+        return -1;
+    }
+    tkv_info("HTTP on %s port %u (/metrics, /healthz, /v1/kv/, /openapi.json)", addr, port);
+    if (s->o.http_port_file && write_port_file(s->o.http_port_file, port) < 0) {
+        tkv_error("cannot write HTTP port file %s: %s", s->o.http_port_file, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 static int start(tkv_srv *s)
 {
     char err[512];
@@ -691,7 +722,7 @@ static int start(tkv_srv *s)
         tkv_error("%s", err);
         return -1;
     }
-    if (listen_on(s) < 0)
+    if ((s->lfd = listen_addr(s, s->o.bind, s->o.port, "")) < 0)
         return -1;
     s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     s->disp = (tkv_dispatch){
@@ -743,6 +774,8 @@ static int start(tkv_srv *s)
              s->o.engine.max_memory, s->hub.readers ? s->o.readers : 0);
     if (s->o.cluster && start_cluster(s, port) < 0)
         return -1;
+    if (s->o.http_port >= 0 && start_http(s) < 0)
+        return -1;
     if (s->o.port_file && write_port_file(s->o.port_file, port) < 0) {
         tkv_error("cannot write port file %s: %s", s->o.port_file, strerror(errno));
         return -1;
@@ -768,6 +801,10 @@ int tkv_server_run(const tkv_server_opts *o)
     } else {
         rc = 1;
     }
+    /* Before the connections close: HTTP requests still waiting on theirs
+     * get 503, and its threads are joined. */
+    tkv_http_stop(s.http);
+    s.http = NULL;
     /* First: its lease is revoked, so the node leaves the cluster's list
      * now, before the store is closed. */
     tkv_cluster_stop(s.cluster);
@@ -808,6 +845,7 @@ void tkv_server_defaults(tkv_server_opts *o)
     o->engine.max_memory = tkv_default_max_memory();
     o->repl_backlog = 16u * 1024 * 1024;
     o->repl_timeout = 10.0;
+    o->http_port = -1;
 }
 
 size_t tkv_default_max_memory(void)

@@ -50,6 +50,11 @@ typedef struct tkv_server_opts {
     /* A cluster node with a fixed map (no etcd). */
     const char *cluster_map; /* --cluster-map: the shard map file, or NULL */
     const char *node_id;     /* --node-id: this node's id in the map */
+
+    /* The HTTP front end (http.h). */
+    int32_t http_port;          /* --http-port: -1 off (the default), 0 any free port */
+    const char *http_bind;      /* --http-bind, or NULL: the --bind address */
+    const char *http_port_file; /* if set, the bound HTTP port is written here */
 } tkv_server_opts;
 
 /* Fills o with the defaults tkvd documents in --help. */

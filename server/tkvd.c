@@ -118,6 +118,15 @@ static void usage(FILE *f, const tkv_server_opts *d)
           "                       slots other nodes serve are answered MOVED\n"
           "  --node-id ID         with --cluster-map: this node's id among its \"nodes\"\n"
           "\n"
+          "HTTP (off unless --http-port is given; see README.md):\n"
+          "  --http-port N        serve /metrics, /healthz, /openapi.json and the JSON\n"
+          "                       API /v1/kv/KEY on HTTP port N, 0 for any free port\n"
+          "  --http-bind ADDR     its listen address (default the --bind address); the\n"
+          "                       protected-mode rule applies; with a secret, requests\n"
+          "                       but /healthz need Authorization: Bearer SECRET\n"
+          "  --http-port-file PATH\n"
+          "                       write the bound HTTP port to PATH once serving\n"
+          "\n"
           "Other:\n"
           "  --log-level LEVEL    debug, info, warn or error (default info)\n"
           "  --log-file PATH      append the log to PATH instead of stderr; SIGHUP\n"
@@ -169,6 +178,9 @@ enum {
     OPT_CLUSTER_MAP,
     OPT_NODE_ID,
     OPT_CLUSTER_TIMEOUT,
+    OPT_HTTP_PORT,
+    OPT_HTTP_BIND,
+    OPT_HTTP_PORT_FILE,
 };
 
 static const struct option long_opts[] = {
@@ -207,6 +219,9 @@ static const struct option long_opts[] = {
     {"cluster-map", required_argument, NULL, OPT_CLUSTER_MAP},
     {"node-id", required_argument, NULL, OPT_NODE_ID},
     {"cluster-timeout", required_argument, NULL, OPT_CLUSTER_TIMEOUT},
+    {"http-port", required_argument, NULL, OPT_HTTP_PORT},
+    {"http-bind", required_argument, NULL, OPT_HTTP_BIND},
+    {"http-port-file", required_argument, NULL, OPT_HTTP_PORT_FILE},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -389,6 +404,13 @@ static int apply(int opt, const char *arg, tkv_server_opts *o, offline_job *job,
             return bad("node-id", arg, "a node id from the cluster map");
         o->node_id = arg;
         break;
+    case OPT_HTTP_PORT:
+        if (tkv_parse_uint(arg, 0, 65535, &v) < 0)
+            return bad("http-port", arg, "a port number 0-65535");
+        o->http_port = (int32_t)v;
+        break;
+    case OPT_HTTP_BIND: o->http_bind = arg; break;
+    case OPT_HTTP_PORT_FILE: o->http_port_file = arg; break;
     case OPT_REPAIR: job->repair = true; break;
     case OPT_RESTORE: job->restore = arg; break;
     case OPT_LOG_FILE: *log_file = arg; break;

@@ -60,7 +60,8 @@ typedef struct bench_cfg {
     bench_target target;
     const char *auth; /* AUTH secret sent first on every connection, or NULL */
     bool json, quiet;
-    double timeout; /* seconds without progress before giving up */
+    const char *hdr_out; /* --hdr-out: the measured latencies' histogram file, or NULL */
+    double timeout;      /* seconds without progress before giving up */
 } bench_cfg;
 
 /* One request, in the generator's terms; the driver encodes it. */

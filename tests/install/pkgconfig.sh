@@ -51,11 +51,16 @@ check_operator_files() {
     done
     local example="$root/share/doc/tkv/tkvd.conf.example"
     [ -s "$example" ] || fail "share/doc/tkv/tkvd.conf.example was not installed"
-    cmp -s "$example" "$tmp/root$(meson introspect "$build" --buildoptions | python3 -c '
+    local conf
+    conf="$tmp/root$(meson introspect "$build" --buildoptions | python3 -c '
 import json, sys, os
 o = {x["name"]: x["value"] for x in json.load(sys.stdin)}
-print(os.path.join(o["prefix"], o["sysconfdir"]))')/tkv/tkvd.conf" ||
-        fail "etc/tkv/tkvd.conf (the unit's config) is not the example"
+print(os.path.join(o["prefix"], o["sysconfdir"]))')/tkv/tkvd.conf"
+    cmp -s "$example" "$conf" || fail "etc/tkv/tkvd.conf (the unit's config) is not the example"
+    # Installing again keeps an operator's settings.
+    echo "port 7400" >>"$conf"
+    meson install -C "$build" --no-rebuild --quiet --destdir "$tmp/root" >/dev/null
+    grep -qx "port 7400" "$conf" || fail "a second meson install overwrote etc/tkv/tkvd.conf"
     local flag
     for flag in $(help_flags "$root/bin/tkvd"); do
         grep -qF -- "\fB$flag\fR" "$root/share/man/man1/tkvd.1" || fail "tkvd(1) lacks $flag"

@@ -60,8 +60,9 @@ typedef struct bench_cfg {
     bench_target target;
     const char *auth; /* AUTH secret sent first on every connection, or NULL */
     bool json, quiet;
-    double timeout;                    /* seconds without progress before giving up */
-    bool cluster;                      /* --cluster: -H/-p is any node of a cluster (cluster.h) */
+    const char *hdr_out; /* --hdr-out: the measured latencies' histogram file, or NULL */
+    double timeout;      /* seconds without progress before giving up */
+    bool cluster;        /* --cluster: -H/-p is any node of a cluster (cluster.h) */
     const struct bench_topology *topo; /* with --cluster: its nodes and key owners */
 } bench_cfg;
 

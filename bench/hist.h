@@ -13,6 +13,7 @@
 #define TKV_BENCH_HIST_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #define HIST_SUB_BITS 7 /* 128 sub-buckets per power of two */
 #define HIST_SUB (1u << HIST_SUB_BITS)
@@ -54,5 +55,14 @@ void hist_merge(bench_hist *dst, const bench_hist *src);
  * the ceil(q * count)-th smallest value, clamped to [min, max]. 0 when
  * empty. */
 uint64_t hist_quantile(const bench_hist *h, double q);
+
+/* Writes h to f in HdrHistogram's percentile distribution text format
+ * (outputPercentileDistribution: "Value Percentile TotalCount
+ * 1/(1-Percentile)" rows, 5 reporting ticks per half distance to 100%, then
+ * the Mean/StdDeviation, Max/Total count and Buckets footer), values divided
+ * by unit (1e6: nanoseconds shown as milliseconds), so that HdrHistogram's
+ * plotters and bench/plot-latency read it. Returns 0, or -1 if writing
+ * failed. */
+int hist_write_hdr(const bench_hist *h, FILE *f, double unit);
 
 #endif

@@ -2,9 +2,9 @@
 # smoke.sh TKVD TKV_BENCH - the bench-smoke test: starts tkvd on a free
 # port in a temporary directory, runs a one-second mixed load with preload
 # against it, checks the JSON report (a line per operation, no errors,
-# non-zero throughput), runs one second paced with --rate and checks its
-# report has the rate fields, then stops tkvd with SIGTERM and checks it
-# exited 0. Last, a tkvd with a secret: tkv-bench authenticates with
+# non-zero throughput), writes an --hdr-out file and checks it, runs one
+# second paced with --rate and checks its report has the rate fields, then
+# stops tkvd with SIGTERM and checks it exited 0. Last, a tkvd with a secret: tkv-bench authenticates with
 # $TKV_AUTH, and a wrong --auth fails the run with status 2.
 set -euo pipefail
 
@@ -80,6 +80,41 @@ for op in ("preload", "put", "get", "range"):
 assert ops["preload"]["requests"] == 3000, "preload stored %d versions" % ops["preload"]["requests"]
 assert ops["get"]["misses"] == 0, "GETs of preloaded keys missed"
 PY
+
+# --hdr-out: HdrHistogram's percentile distribution, one row per reporting
+# step, whose values and percentiles only rise and whose count is the
+# number of requests measured; an unwritable path fails before the run.
+status=0
+"$bench" -p "$port" -n 3000 -c 4 -P 4 --keys 1000 --versions 3 --mix put=1,get=2 \
+    --hdr-out "$dir/lat.hdr" --json --quiet >"$dir/hdr.json" || status=$?
+[ "$status" -eq 0 ] || fail "tkv-bench --hdr-out exited with status $status"
+python3 - "$dir/hdr.json" "$dir/lat.hdr" <<'PY' || fail "unexpected --hdr-out file: $(cat "$dir/lat.hdr")"
+import json, re, sys
+lines = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+requests = {l["op"]: l for l in lines}["all"]["requests"]
+assert requests == 3000, "measured %d requests, not -n 3000" % requests
+text = open(sys.argv[2]).read().splitlines()
+assert text[0].split() == ["Value", "Percentile", "TotalCount", "1/(1-Percentile)"], text[0]
+rows = [l.split() for l in text[1:] if l.strip() and not l.startswith("#")]
+assert len(rows) > 10, "only %d rows" % len(rows)
+vals = [float(r[0]) for r in rows]
+pcts = [float(r[1]) for r in rows]
+counts = [int(r[2]) for r in rows]
+assert vals == sorted(vals) and pcts == sorted(pcts) and counts == sorted(counts), "not monotonic"
+assert pcts[0] == 0.0 and pcts[-1] == 1.0 and len(rows[-1]) == 3, "first 0%, last 100%"
+for r in rows[:-1]:
+    assert abs(float(r[3]) - 1 / (1 - float(r[1]))) < 0.01 * float(r[3]), r
+assert counts[-1] == requests, "last TotalCount %d != %d requests" % (counts[-1], requests)
+total = int(re.search(r"Total count\s*=\s*(\d+)", "\n".join(text)).group(1))
+mx = float(re.search(r"Max\s*=\s*([0-9.]+)", "\n".join(text)).group(1))
+assert total == requests, "footer Total count %d" % total
+assert abs(mx - vals[-1]) < 0.001 and 0 < vals[0] <= mx, "max %f, rows %f..%f" % (mx, vals[0], vals[-1])
+PY
+status=0
+"$bench" -p "$port" -n 10 --hdr-out "$dir/no/such/dir/x.hdr" --quiet >/dev/null \
+    2>"$dir/hdr.err" || status=$?
+[ "$status" -eq 2 ] && grep -q "hdr-out" "$dir/hdr.err" ||
+    fail "an unwritable --hdr-out: status $status, $(cat "$dir/hdr.err")"
 
 # Paced: the rate fields are there; how close the achieved rate comes to
 # the target depends on the machine, so only "more than nothing" is checked.

@@ -111,6 +111,10 @@ static void usage(FILE *f)
             "                        tkv-bench itself behind); its ops_per_sec is the\n"
             "                        achieved rate\n"
             "  --quiet               no progress line and no header\n"
+            "  --hdr-out FILE        write the measured requests' latency histogram (every\n"
+            "                        kind together) to FILE in HdrHistogram's percentile\n"
+            "                        distribution format, in milliseconds; bench/plot-latency\n"
+            "                        draws such files\n"
             "  --help                show this help and exit\n"
             "\n"
             "Latency runs from just before the write() carrying a request (with --rate: from\n"
@@ -218,6 +222,7 @@ enum {
     OPT_AUTH,
     OPT_KEY_OFFSET,
     OPT_CLUSTER,
+    OPT_HDR_OUT,
 };
 
 static const struct option long_opts[] = {
@@ -240,6 +245,7 @@ static const struct option long_opts[] = {
     {"auth", required_argument, NULL, OPT_AUTH},
     {"key-offset", required_argument, NULL, OPT_KEY_OFFSET},
     {"cluster", no_argument, NULL, OPT_CLUSTER},
+    {"hdr-out", required_argument, NULL, OPT_HDR_OUT},
     {NULL, 0, NULL, 0},
 };
 
@@ -289,6 +295,7 @@ static int apply_long(bench_cfg *c, int opt, const char *arg)
     case OPT_RATE: return parse_u64("--rate", arg, 1, BENCH_RATE_MAX, &c->rate);
     case OPT_AUTH: c->auth = arg; return 0;
     case OPT_CLUSTER: c->cluster = true; return 0;
+    case OPT_HDR_OUT: c->hdr_out = arg; return 0;
     case OPT_KEY_OFFSET:
         return parse_u64("--key-offset", arg, 0, BENCH_KEY_NUMBER_MAX, &c->key_offset);
     case OPT_TIMEOUT:
@@ -570,8 +577,21 @@ static uint64_t report_measure(const bench_cfg *cfg, const bench_stats *s)
 
 /* ---- main -------------------------------------------------------------- */
 
+/* The measured phase's latencies, every kind in the mix together, as
+ * --hdr-out's file. Returns 0, or -1 with errno set. */
+static int write_hdr(FILE *f, const bench_cfg *cfg, const bench_stats *s)
+{
+    static bench_hist all; /* large: not on the stack */
+    hist_init(&all);
+    for (int k = 0; k < OP__COUNT; k++)
+        if (cfg->mix[k] > 0)
+            hist_merge(&all, &s->hist[k]);
+    int rc = hist_write_hdr(&all, f, 1e6);
+    return fflush(f) != 0 ? -1 : rc;
+}
+
 /* Runs the preload and measured phases; returns the exit status. */
-static int bench(const bench_cfg *cfg, bench_run *run, bench_workload *wl)
+static int bench(const bench_cfg *cfg, bench_run *run, bench_workload *wl, FILE *hdr)
 {
     const bench_driver *drv = cfg->target == TARGET_REDIS ? &bench_driver_redis : &bench_driver_tkv;
     uint32_t depth = cfg->pipeline;
@@ -593,6 +613,10 @@ static int bench(const bench_cfg *cfg, bench_run *run, bench_workload *wl)
     if (cfg->requests > 0 || cfg->seconds > 0) {
         run_phase(run, PHASE_MEASURE, cfg->pipeline, &stats);
         errors += report_measure(cfg, &stats);
+        if (hdr && write_hdr(hdr, cfg, &stats) < 0) {
+            fprintf(stderr, "tkv-bench: --hdr-out %s: %s\n", cfg->hdr_out, strerror(errno));
+            return EXIT_FAILED;
+        }
     }
 done:
     if (run->interrupted && !run->failed)
@@ -626,10 +650,21 @@ int main(int argc, char **argv)
     }
     if (!cfg.quiet && !cfg.json)
         print_header(&cfg);
+    /* Opened first: a path that cannot be written fails before the run. */
+    FILE *hdr = NULL;
+    if (cfg.hdr_out && !(hdr = fopen(cfg.hdr_out, "w"))) {
+        fprintf(stderr, "tkv-bench: --hdr-out %s: %s\n", cfg.hdr_out, strerror(errno));
+        workload_deinit(&wl);
+        return EXIT_FAILED;
+    }
     bench_run run;
-    rc = bench(&cfg, &run, &wl);
+    rc = bench(&cfg, &run, &wl, hdr);
     run_close(&run);
     workload_deinit(&wl);
     bench_cluster_free(&topo);
+    if (hdr && fclose(hdr) != 0 && rc == EXIT_OK) {
+        fprintf(stderr, "tkv-bench: --hdr-out %s: %s\n", cfg.hdr_out, strerror(errno));
+        rc = EXIT_FAILED;
+    }
     return rc;
 }

@@ -30,6 +30,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include "cluster.h"
@@ -342,6 +343,7 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
     if (s->hub.stopping)
         return;
     tkv_info("received %s, shutting down", w->signum == SIGINT ? "SIGINT" : "SIGTERM");
+    sd_notify(0, "STOPPING=1\nSTATUS=shutting down");
     ev_io_stop(loop, &s->lio);
     close(s->lfd);
     s->lfd = -1;
@@ -780,6 +782,11 @@ static int start(tkv_srv *s)
         tkv_error("cannot write port file %s: %s", s->o.port_file, strerror(errno));
         return -1;
     }
+    /* systemd's Type=notify: ready once the socket accepts, as the port
+     * file. Without NOTIFY_SOCKET sd_notify does nothing; it sends one
+     * datagram, so it never waits on the loop's time. */
+    sd_notifyf(0, "READY=1\nSTATUS=serving on %s port %u\nMAINPID=%lu", s->o.bind, port,
+               (unsigned long)getpid());
     return 0;
 }
 

@@ -131,6 +131,8 @@ static void usage(FILE *f, const tkv_server_opts *d)
           "  --log-level LEVEL    debug, info, warn or error (default info)\n"
           "  --log-file PATH      append the log to PATH instead of stderr; SIGHUP\n"
           "                       reopens it (for logrotate)\n"
+          "  --config FILE        read flags from FILE, one a line: `name value`, or\n"
+          "                       `name` alone (see tkvd(1)); the command line wins\n"
           "  --help               show this help and exit\n"
           "  --version            show the version and exit\n"
           "\n"
@@ -157,6 +159,7 @@ enum {
     OPT_LOG_LEVEL,
     OPT_HELP,
     OPT_VERSION,
+    OPT_CONFIG,
     OPT_MAX_MEMORY,
     OPT_TIMEOUT,
     OPT_REQUIREPASS,
@@ -224,12 +227,21 @@ static const struct option long_opts[] = {
     {"http-port-file", required_argument, NULL, OPT_HTTP_PORT_FILE},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
+    {"config", required_argument, NULL, OPT_CONFIG},
     {NULL, 0, NULL, 0},
 };
 
+/* "FILE:LINE" while a line of a --config file is applied, so that every
+ * complaint about a value names where it was written. */
+static char conf_where[PATH_MAX + 32];
+
 static int bad(const char *flag, const char *value, const char *expect)
 {
-    fprintf(stderr, "tkvd: invalid value '%s' for --%s: expected %s\n", value, flag, expect);
+    if (conf_where[0])
+        fprintf(stderr, "tkvd: %s: invalid value '%s' for %s: expected %s\n", conf_where, value,
+                flag, expect);
+    else
+        fprintf(stderr, "tkvd: invalid value '%s' for --%s: expected %s\n", value, flag, expect);
     return 2;
 }
 
@@ -431,6 +443,193 @@ static int apply(int opt, const char *arg, tkv_server_opts *o, offline_job *job,
     return -1;
 }
 
+/* ---- --config FILE --------------------------------------------------------
+ *
+ * A config file holds long flags, one a line, Redis style:
+ *
+ *     # comment
+ *     port 7379
+ *     data-dir /var/lib/tkv
+ *     requirepass "two words"
+ *
+ * Each line goes through getopt_long with the very table of the command
+ * line, as `--name value`, so every flag works in a file with no code of its
+ * own. The file is applied first and the command line after it, so a flag
+ * given on the command line wins wherever --config stands. Values are one
+ * word, or quoted: "..." (with \" and \\) or '...' (literal). */
+
+/* Actions rather than settings: in a file they would make every start of a
+ * service repair, restore or print help instead of serving. */
+static const char *const not_in_file[] = {"config", "help", "version", "repair", "restore"};
+
+#define CONF_MAX (1u << 20) /* a config file is small: refuse anything bigger */
+
+/* Splits a line in place into its name and value (NULL when the flag stands
+ * alone; *name NULL for a blank or comment line). Returns NULL, or what is
+ * wrong with the line. */
+static const char *conf_split(char *p, char **name, char **value)
+{
+    *name = *value = NULL;
+    p += strspn(p, " \t");
+    if (!*p || *p == '#')
+        return NULL;
+    *name = p;
+    p += strcspn(p, " \t");
+    if (*p)
+        *p++ = '\0';
+    p += strspn(p, " \t");
+    if (!*p || *p == '#')
+        return NULL;
+    char *out = p;
+    *value = p;
+    if (*p == '"' || *p == '\'') {
+        char q = *p++;
+        for (; *p != q; *out++ = *p++) {
+            if (!*p)
+                return "unterminated quote";
+            if (q == '"' && p[0] == '\\' && (p[1] == '"' || p[1] == '\\'))
+                p++;
+        }
+        p++;
+    } else {
+        p += strcspn(p, " \t");
+        out = p;
+    }
+    p += strspn(p, " \t");
+    if (*p && *p != '#')
+        return "more than one value (quote a value that has spaces)";
+    *out = '\0';
+    return NULL;
+}
+
+/* Applies one `name value` through getopt_long. Returns -1 to go on, or an
+ * exit status after saying what is wrong. */
+static int conf_apply(char *name, char *value, tkv_server_opts *o, offline_job *job,
+                      const char **log_file)
+{
+    for (size_t i = 0; i < sizeof not_in_file / sizeof *not_in_file; i++) {
+        if (strcmp(name, not_in_file[i]) == 0) {
+            fprintf(stderr,
+                    "tkvd: %s: '%s' is an action, not a setting: give --%s on the "
+                    "command line\n",
+                    conf_where, name, name);
+            return 2;
+        }
+    }
+    char flag[128];
+    int n = snprintf(flag, sizeof flag, "--%s", name);
+    /* '=' would smuggle a value into the name; getopt's prefixes are for
+     * typing, a file spells names out (checked below). */
+    if (n < 0 || (size_t)n >= sizeof flag || name[0] == '-' || strchr(name, '=')) {
+        fprintf(stderr, "tkvd: %s: unknown option '%s'\n", conf_where, name);
+        return 2;
+    }
+    static char prog[] = "tkvd";
+    char *argv[] = {prog, flag, value, NULL};
+    int argc = value ? 3 : 2, idx = -1;
+    optind = 0; /* glibc: start a new scan */
+    opterr = 0;
+    int opt = getopt_long(argc, argv, ":", long_opts, &idx);
+    if (opt == '?' || (opt != ':' && (idx < 0 || strcmp(long_opts[idx].name, name) != 0))) {
+        fprintf(stderr, "tkvd: %s: unknown option '%s'\n", conf_where, name);
+        return 2;
+    }
+    if (opt == ':') {
+        fprintf(stderr, "tkvd: %s: '%s' needs a value\n", conf_where, name);
+        return 2;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "tkvd: %s: '%s' takes no value\n", conf_where, name);
+        return 2;
+    }
+    return apply(opt, optarg, o, job, log_file);
+}
+
+/* The config file's text: the options keep pointers into it, so it lives
+ * as long as the process. */
+static char *conf_text;
+
+/* Reads path whole into conf_text and applies its lines in order. Returns
+ * -1 to go on, or an exit status. */
+static int conf_load(const char *path, tkv_server_opts *o, offline_job *job, const char **log_file)
+{
+    FILE *f = fopen(path, "r");
+    char *buf = f ? malloc(CONF_MAX + 1) : NULL;
+    size_t len = buf ? fread(buf, 1, CONF_MAX + 1, f) : 0;
+    int err = f && ferror(f);
+    if (!f || !buf || err || len > CONF_MAX) {
+        fprintf(stderr, "tkvd: cannot read config file %s: %s\n", path,
+                !f || err ? strerror(errno)
+                : !buf    ? "out of memory"
+                          : "larger than 1mb");
+        if (f)
+            fclose(f);
+        free(buf);
+        return 1;
+    }
+    fclose(f);
+    buf[len] = '\0';
+    conf_text = buf;
+    unsigned line = 0;
+    for (char *p = buf, *next; p && *p; p = next) {
+        line++;
+        next = strchr(p, '\n');
+        if (next)
+            *next++ = '\0';
+        size_t n = strlen(p);
+        if (n && p[n - 1] == '\r')
+            p[n - 1] = '\0';
+        snprintf(conf_where, sizeof conf_where, "%s:%u", path, line);
+        char *name, *value;
+        const char *why = conf_split(p, &name, &value);
+        if (why) {
+            fprintf(stderr, "tkvd: %s: %s\n", conf_where, why);
+            return 2;
+        }
+        int rc = name ? conf_apply(name, value, o, job, log_file) : -1;
+        if (rc >= 0)
+            return rc;
+    }
+    conf_where[0] = '\0';
+    return -1;
+}
+
+/* Options from the config file (if --config names one), then from the
+ * command line. Returns -1 to go on, or an exit status. */
+static int parse_args(int argc, char **argv, tkv_server_opts *o, offline_job *job,
+                      const char **log_file)
+{
+    const char *config = NULL;
+    int opt;
+    opterr = 0; /* the second pass reports what is wrong */
+    while ((opt = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
+        if (opt != OPT_CONFIG)
+            continue;
+        if (config) {
+            fprintf(stderr, "tkvd: --config given twice\n");
+            return 2;
+        }
+        config = optarg;
+    }
+    if (config) {
+        int rc = conf_load(config, o, job, log_file);
+        if (rc >= 0)
+            return rc;
+    }
+    optind = 0;
+    opterr = 1;
+    while ((opt = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
+        int rc = opt == OPT_CONFIG ? -1 : apply(opt, optarg, o, job, log_file);
+        if (rc >= 0)
+            return rc;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "tkvd: unexpected argument '%s'\nTry 'tkvd --help'.\n", argv[optind]);
+        return 2;
+    }
+    return -1;
+}
+
 static int check(const tkv_server_opts *o)
 {
     /* A SCAN reply holds at least one key and the cursor, which repeats a
@@ -477,17 +676,10 @@ int main(int argc, char **argv)
     tkv_server_defaults(&o);
     offline_job job = {0};
     const char *log_file = NULL;
-    int opt;
-    while ((opt = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
-        int rc = apply(opt, optarg, &o, &job, &log_file);
-        if (rc >= 0)
-            return rc;
-    }
-    if (optind < argc) {
-        fprintf(stderr, "tkvd: unexpected argument '%s'\nTry 'tkvd --help'.\n", argv[optind]);
-        return 2;
-    }
-    int rc = check(&o);
+    int rc = parse_args(argc, argv, &o, &job, &log_file);
+    if (rc >= 0)
+        return rc;
+    rc = check(&o);
     if (rc >= 0)
         return rc;
     char abs[PATH_MAX + 64];

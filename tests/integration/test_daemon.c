@@ -2,16 +2,19 @@
  * test_daemon.c - the server's life as an operator sees it: the data
  * directory lock held against offline tools (--repair on a live directory
  * must refuse and lose nothing), signals that must not stop the server
- * (SIGHUP reopens the log file), and start-up messages that say where the
- * data is.
+ * (SIGHUP reopens the log file), start-up messages that say where the
+ * data is, --config files, and systemd's readiness protocol (sd_notify).
  */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -241,4 +244,161 @@ Test(daemon, max_key_must_fit_twice_in_a_frame, .fini = teardown)
     }
     cr_assert_eq(seen, 3, "every key listed, the longest included");
     tkv_free(c);
+}
+
+/* ---- --config ------------------------------------------------------------ */
+
+static char conf_dir[64];
+
+static const char *write_conf(const char *text)
+{
+    static char path[128];
+    if (!conf_dir[0]) {
+        snprintf(conf_dir, sizeof conf_dir, "/tmp/tkv-conf-XXXXXX");
+        cr_assert(mkdtemp(conf_dir));
+    }
+    snprintf(path, sizeof path, "%s/tkvd.conf", conf_dir);
+    FILE *f = fopen(path, "w");
+    cr_assert(f);
+    fputs(text, f);
+    cr_assert_eq(fclose(f), 0);
+    return path;
+}
+
+static void conf_teardown(void)
+{
+    tkvd_cleanup(&d);
+    if (conf_dir[0]) {
+        char rm[128];
+        snprintf(rm, sizeof rm, "rm -rf '%s'", conf_dir);
+        cr_assert_eq(system(rm), 0);
+    }
+}
+
+/* The harness gives --port 0 and --log-level debug on the command line:
+ * they win over the file's port and log-level, wherever --config stands. */
+Test(daemon, config_file_sets_flags_and_the_command_line_wins, .fini = conf_teardown)
+{
+    const char *path = write_conf("# tkvd.conf\n"
+                                  "\n"
+                                  "  max-clients 7   # a comment after a value\n"
+                                  "log-level error\r\n"
+                                  "requirepass \"two \\\"quoted\\\" words\"\n"
+                                  "port 1\n"
+                                  "\tfsync\t'never'\n");
+    const char *args[] = {"--config", path, NULL};
+    tkvd_start(&d, args);
+    cr_assert_neq(d.port, 1, "--port 0 on the command line wins over the file");
+    tkv_ctx *c = tkvd_client(&d);
+    cr_assert_eq(tkv_put(c, "k", 1, "v", 1, 1, NULL), TKV_ERR);
+    cr_assert_eq(tkv_server_code(c), TKV_SC_AUTH_REQUIRED, "the file's secret applies");
+    const char *secret = "two \"quoted\" words";
+    cr_assert_eq(tkv_auth(c, secret, strlen(secret)), TKV_OK, "%s", tkv_errstr(c));
+    cr_assert_eq(tkvd_stat(c, "max_clients"), 7);
+    tkv_free(c);
+    char *log = tkvd_log(&d);
+    cr_assert(strstr(log, "listening on"), "--log-level debug wins over the file's error:\n%s",
+              log);
+    cr_assert(strstr(log, "fsync never"), "the file's fsync applies:\n%s", log);
+    free(log);
+    tkvd_stop(&d);
+}
+
+Test(daemon, config_errors_name_the_file_and_line, .fini = conf_teardown)
+{
+    static const struct {
+        const char *text, *want;
+    } cases[] = {
+        {"port 7379\nnosuch 1\n", ":2: unknown option 'nosuch'"},
+        {"\n# c\nport banana\n", ":3: invalid value 'banana' for port"},
+        {"max-cl 5\n", ":1: unknown option 'max-cl'"},
+        {"--port 5\n", ":1: unknown option '--port'"},
+        {"port=5\n", ":1: unknown option 'port=5'"},
+        {"bind\n", ":1: 'bind' needs a value"},
+        {"repair\n", ":1: 'repair' is an action"},
+        {"config /etc/x\n", ":1: 'config' is an action"},
+        {"bind 127.0.0.1 ::1\n", ":1: more than one value"},
+        {"requirepass \"open\n", ":1: unterminated quote"},
+        {"requirepass \"\"\n", ":1: invalid value '' for requirepass"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const char *path = write_conf(cases[i].text);
+        const char *argv[] = {getenv("TKVD"), "--config", path, "--port", "0", NULL};
+        char *out, *err;
+        int rc = run_capture(argv, NULL, &out, &err);
+        cr_assert_eq(rc, 2, "'%s': exit %d, stderr %s", cases[i].text, rc, err);
+        cr_assert(strstr(err, path) && strstr(err, cases[i].want), "'%s': want %s, got: %s",
+                  cases[i].text, cases[i].want, err);
+        free(out);
+        free(err);
+    }
+    const char *argv[] = {getenv("TKVD"), "--config", "/nonexistent/tkvd.conf", NULL};
+    char *out, *err;
+    cr_assert_eq(run_capture(argv, NULL, &out, &err), 1);
+    cr_assert(strstr(err, "cannot read config file /nonexistent/tkvd.conf"), "%s", err);
+    free(out);
+    free(err);
+}
+
+/* The example shipped (and installed as the default config) is all
+ * comments: a server started with it serves with the defaults. */
+Test(daemon, the_example_config_starts_a_server, .fini = teardown)
+{
+    char path[PATH_MAX];
+    const char *md = getenv("TKV_PROTOCOL_MD"); /* in the source root */
+    cr_assert(md);
+    snprintf(path, sizeof path, "%.*s/server/tkvd.conf.example", (int)(strrchr(md, '/') - md), md);
+    const char *args[] = {"--config", path, NULL};
+    tkvd_start(&d, args);
+    tkv_ctx *c = tkvd_client(&d);
+    cr_assert_eq(tkvd_stat(c, "max_clients"), 10000);
+    tkv_free(c);
+    tkvd_stop(&d);
+}
+
+/* ---- sd_notify ------------------------------------------------------------ */
+
+/* Receives one datagram (NUL-terminated into buf); asserts one comes
+ * within 10 s. */
+static void notify_recv(int fd, char *buf, size_t cap)
+{
+    ssize_t n = recv(fd, buf, cap - 1, 0);
+    cr_assert(n > 0, "no notification within 10 s: %s", strerror(errno));
+    buf[n] = '\0';
+}
+
+/* systemd's Type=notify without systemd: a datagram socket named by
+ * NOTIFY_SOCKET stands in for it. */
+Test(daemon, notifies_ready_when_serving_and_stopping_on_sigterm, .fini = conf_teardown)
+{
+    write_conf("");
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s/notify", conf_dir);
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    cr_assert(fd >= 0);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0, "%s", strerror(errno));
+    struct timeval tv = {.tv_sec = 10};
+    cr_assert_eq(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
+    char env[160];
+    snprintf(env, sizeof env, "NOTIFY_SOCKET=%s", sa.sun_path);
+    const char *envs[] = {env, NULL};
+    tkvd_start_env(&d, NULL, envs);
+
+    char msg[512], want[64];
+    notify_recv(fd, msg, sizeof msg);
+    cr_assert(strstr(msg, "READY=1"), "the first notification is READY=1: %s", msg);
+    snprintf(want, sizeof want, "MAINPID=%d", (int)d.pid);
+    cr_assert(strstr(msg, want), "it names the main pid (%s): %s", want, msg);
+    snprintf(want, sizeof want, "port %u", d.port);
+    cr_assert(strstr(msg, "STATUS=serving") && strstr(msg, want), "and the port: %s", msg);
+    /* Ready means ready: a client is served right away. */
+    tkv_ctx *c = tkv_connect("127.0.0.1", d.port, 1000);
+    cr_assert(c && tkv_ping(c) == TKV_OK, "a connection works at READY=1");
+    tkv_free(c);
+
+    int status = tkvd_signal(&d, SIGTERM);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    notify_recv(fd, msg, sizeof msg);
+    cr_assert(strstr(msg, "STOPPING=1"), "SIGTERM says STOPPING=1: %s", msg);
+    close(fd);
 }

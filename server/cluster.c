@@ -330,7 +330,8 @@ static int elect(tkv_cluster *c, step_state *st, const tkv_failover_self *me, co
             return -1;
         st->standing = true;
     }
-    if (now_mono() < st->elect_since + TKV_CLUSTER_SETTLE)
+    /* The others get time to stand - unless there are none. */
+    if (me->nreplicas > 1 && now_mono() < st->elect_since + TKV_CLUSTER_SETTLE)
         return 0;
     tkv_etcd_kvs kvs;
     if (tkv_etcd_get(c->etcd, ckey, plen, true, &kvs, st->err, sizeof st->err) < 0)

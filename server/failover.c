@@ -46,6 +46,7 @@ int tkv_failover_locate(const char *json, size_t len, const char *node_id, tkv_f
         }
         if (mine && copy_id(self->shard, sid) && copy_id(self->leader, prim)) {
             self->found = true;
+            self->nreplicas = (unsigned)json_array_size(json_object_get(sh, "replicas"));
             self->primary = strcmp(prim, node_id) == 0;
             break;
         }

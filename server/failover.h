@@ -34,6 +34,7 @@ typedef struct tkv_failover_self {
     bool primary;                         /* it is that shard's primary */
     char shard[TKV_FAILOVER_ID_MAX + 1];  /* the shard's id */
     char leader[TKV_FAILOVER_ID_MAX + 1]; /* the shard's primary's node id */
+    unsigned nreplicas;                   /* how many replicas the shard has */
 } tkv_failover_self;
 
 /* Reads the map's "shards" (the JSON of shardmap.h) for node_id. Returns 0

@@ -29,6 +29,9 @@ Test(failover, locate_finds_shard_and_role)
     cr_assert(me.found && !me.primary);
     cr_assert_str_eq(me.shard, "s1");
     cr_assert_str_eq(me.leader, "a");
+    cr_assert_eq(me.nreplicas, 2);
+    cr_assert_eq(tkv_failover_locate(MAP, strlen(MAP), "d", &me), 0);
+    cr_assert_eq(me.nreplicas, 0);
     cr_assert_eq(tkv_failover_locate(MAP, strlen(MAP), "e", &me), 0);
     cr_assert(!me.found);
     cr_assert_eq(tkv_failover_locate("[1,2]", 5, "a", &me), -1);

@@ -28,19 +28,22 @@ static int cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Requests per second of n GETs (put: PUTs) through one of the two. */
-static double run(tkv_ctx *c, tkv_cluster *cl, long n, int put)
+/* Requests per second of n GETs (put: PUTs) through one of the two. Each
+ * has its own keys, and every PUT of a round a new timestamp (base + i),
+ * so both do the same work: new versions, reads of keys they wrote. */
+static double run(tkv_ctx *c, tkv_cluster *cl, long n, int put, uint64_t base)
 {
     double t0 = now_s();
     for (long i = 0; i < n; i++) {
         char key[24];
-        int klen = snprintf(key, sizeof key, "cc:%ld", i % 1000);
+        int klen = snprintf(key, sizeof key, "%s:%ld", c ? "plain" : "clust", i % 1000);
         tkv_version v;
         int rc;
         if (put && c)
-            rc = tkv_put_ex(c, key, (size_t)klen, "value", 5, (uint64_t)i + 1, 1, 0, NULL);
+            rc = tkv_put_ex(c, key, (size_t)klen, "value", 5, base + (uint64_t)i, 1, 0, NULL);
         else if (put)
-            rc = tkv_cluster_put_ex(cl, key, (size_t)klen, "value", 5, (uint64_t)i + 1, 1, 0, NULL);
+            rc = tkv_cluster_put_ex(cl, key, (size_t)klen, "value", 5, base + (uint64_t)i, 1, 0,
+                                    NULL);
         else if (c)
             rc = tkv_get(c, key, (size_t)klen, TKV_LATEST, &v);
         else
@@ -73,9 +76,16 @@ int main(int argc, char **argv)
     }
     for (int put = 1; put >= 0; put--) {
         double *pl = calloc((size_t)rounds, sizeof *pl), *cs = calloc((size_t)rounds, sizeof *cs);
+        /* Alternating, and which goes first alternates too. */
         for (int r = 0; r < rounds; r++) {
-            pl[r] = run(c, NULL, n, put);
-            cs[r] = run(NULL, cl, n, put);
+            uint64_t base = 1 + (uint64_t)r * (uint64_t)n;
+            if (r % 2) {
+                cs[r] = run(NULL, cl, n, put, base);
+                pl[r] = run(c, NULL, n, put, base);
+            } else {
+                pl[r] = run(c, NULL, n, put, base);
+                cs[r] = run(NULL, cl, n, put, base);
+            }
         }
         qsort(pl, (size_t)rounds, sizeof *pl, cmp);
         qsort(cs, (size_t)rounds, sizeof *cs, cmp);

@@ -26,6 +26,7 @@
 #include "byteorder.h"
 #include "grow.h"
 #include "reply.h"
+#include "sockopt.h"
 #include "client_int.h"
 
 #define CLIENT_MAX_FRAME (1u << 30)
@@ -198,18 +199,7 @@ int cl_unix_addr(tkv_ctx *c, const char *path, struct sockaddr_un *sa)
 
 int cl_keepalive(tkv_ctx *c, int fd, int seconds)
 {
-    int on = seconds > 0;
-    if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) < 0)
-        return cl_set_err(c, TKV_EK_IO, "SO_KEEPALIVE: %s", strerror(errno));
-    if (!on)
-        return TKV_OK;
-    /* Redis's choice: probe after `seconds` idle, then every third of it,
-     * and give up after 3 unanswered probes - a dead peer is noticed in
-     * about twice the idle time. */
-    int intvl = seconds / 3 > 0 ? seconds / 3 : 1, cnt = 3;
-    if (setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &seconds, sizeof seconds) < 0 ||
-        setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl) < 0 ||
-        setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt) < 0)
+    if (tkv_sock_keepalive(fd, seconds) < 0)
         return cl_set_err(c, TKV_EK_IO, "TCP keepalive: %s", strerror(errno));
     return TKV_OK;
 }

@@ -106,7 +106,8 @@ int connect_cli(cli *c)
 {
     if (c->ctx)
         return 0;
-    tkv_ctx *ctx = tkv_connect(c->host, c->port, c->timeout_ms);
+    tkv_ctx *ctx = c->socket ? tkv_connect_unix(c->socket, c->timeout_ms)
+                             : tkv_connect(c->host, c->port, c->timeout_ms);
     if (!ctx)
         return fail("out of memory");
     int rc = 0;

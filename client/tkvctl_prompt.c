@@ -257,7 +257,10 @@ int run_prompt(cli *c, const command *cmds, size_t ncmds)
         free(hist);
         return fail("out of memory");
     }
-    snprintf(prompt, sizeof prompt, "%s:%u> ", c->host, c->port);
+    if (c->socket)
+        snprintf(prompt, sizeof prompt, "%s> ", c->socket);
+    else
+        snprintf(prompt, sizeof prompt, "%s:%u> ", c->host, c->port);
     keep_output_in_order();
     if (tty) {
         edit_begin(cmds, ncmds, hist);

@@ -49,7 +49,15 @@ typedef struct tkv_server_opts {
     /* A cluster node with a fixed map (no etcd). */
     const char *cluster_map; /* --cluster-map: the shard map file, or NULL */
     const char *node_id;     /* --node-id: this node's id in the map */
+
+    /* A Unix domain socket, served besides TCP. */
+    const char *unix_path;  /* --unix: its path, or NULL: none */
+    uint32_t unix_perm;     /* --unix-perm: the file's mode bits */
+    uint32_t tcp_keepalive; /* --tcp-keepalive: idle seconds before probes; 0: off */
 } tkv_server_opts;
+
+/* The longest --unix path: sun_path holds 108 bytes with the NUL. */
+#define TKV_UNIX_PATH_MAX 108
 
 /* Fills o with the defaults tkvd documents in --help. */
 void tkv_server_defaults(tkv_server_opts *o);

@@ -48,6 +48,13 @@ static void usage(FILE *f, const tkv_server_opts *d)
             "  --port-file PATH     write the bound port to PATH once accepting connections\n"
             "  --max-clients N      connections served at once (default %u)\n"
             "  --timeout SECONDS    close clients idle that long, 0 for never (default 0)\n"
+            "  --unix PATH          also listen on a Unix domain socket at PATH (a stale\n"
+            "                       one is replaced; removed at a clean shutdown)\n"
+            "  --unix-perm OCTAL    the socket file's permission bits (default 0700); the\n"
+            "                       file system guards it: --protected-mode does not apply\n"
+            "  --tcp-keepalive SECONDS\n"
+            "                       TCP keepalive on client connections: a dead peer is\n"
+            "                       dropped after about twice that (default 300; 0: off)\n"
             "\n"
             "Security:\n"
             "  --requirepass SECRET clients must send AUTH SECRET first (visible in ps:\n"
@@ -165,6 +172,9 @@ enum {
     OPT_ANNOUNCE,
     OPT_CLUSTER_MAP,
     OPT_NODE_ID,
+    OPT_UNIX,
+    OPT_UNIX_PERM,
+    OPT_TCP_KEEPALIVE,
 };
 
 static const struct option long_opts[] = {
@@ -202,6 +212,9 @@ static const struct option long_opts[] = {
     {"announce", required_argument, NULL, OPT_ANNOUNCE},
     {"cluster-map", required_argument, NULL, OPT_CLUSTER_MAP},
     {"node-id", required_argument, NULL, OPT_NODE_ID},
+    {"unix", required_argument, NULL, OPT_UNIX},
+    {"unix-perm", required_argument, NULL, OPT_UNIX_PERM},
+    {"tcp-keepalive", required_argument, NULL, OPT_TCP_KEEPALIVE},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -377,6 +390,25 @@ static int apply(int opt, const char *arg, tkv_server_opts *o, offline_job *job,
         if (!arg[0])
             return bad("node-id", arg, "a node id from the cluster map");
         o->node_id = arg;
+        break;
+    case OPT_UNIX:
+        if (!arg[0] || strlen(arg) >= TKV_UNIX_PATH_MAX)
+            return bad("unix", arg, "a socket path of 1 to 107 bytes");
+        o->unix_path = arg;
+        break;
+    case OPT_UNIX_PERM: {
+        char *end;
+        errno = 0;
+        unsigned long m = strtoul(arg, &end, 8);
+        if (errno || end == arg || *end || m > 0777)
+            return bad("unix-perm", arg, "octal permission bits 0-0777 (0700, 770)");
+        o->unix_perm = (uint32_t)m;
+        break;
+    }
+    case OPT_TCP_KEEPALIVE:
+        if (tkv_parse_uint(arg, 0, 86400, &v) < 0)
+            return bad("tcp-keepalive", arg, "seconds 0-86400 (0: off)");
+        o->tcp_keepalive = (uint32_t)v;
         break;
     case OPT_REPAIR: job->repair = true; break;
     case OPT_RESTORE: job->restore = arg; break;

@@ -522,3 +522,28 @@ Test(async, tcp_keepalive_zero_turns_it_off, .init = start_no_keepalive, .fini =
     cr_assert_eq(keepalive_timer(d.port, true), -1);
     tkv_free(c);
 }
+
+/* ---- reconnecting (the sync context) ------------------------------------------------ */
+
+Test(async, tkv_reconnect_dials_again_after_a_server_restart, .init = start_plain, .fini = teardown)
+{
+    tkv_ctx *c = tkvd_client(&d);
+    cr_assert_eq(tkv_set_keepalive(c, 60), TKV_OK, "%s", tkv_errstr(c));
+    cr_assert_eq(tkv_put(c, "r", 1, "1", 1, 1, NULL), TKV_OK);
+    tkvd_stop(&d);
+    tkvd_restart(&d);
+    /* Not by itself: the broken connection is reported, and it sticks. */
+    cr_assert_eq(tkv_ping(c), TKV_ERR);
+    tkv_errkind k = tkv_err(c);
+    cr_assert(k == TKV_EK_EOF || k == TKV_EK_IO, "%s", tkv_errstr(c));
+    cr_assert_eq(tkv_ping(c), TKV_ERR);
+    cr_assert_eq(tkv_err(c), k);
+    cr_assert_eq(tkv_reconnect(c), TKV_OK, "%s", tkv_errstr(c));
+    tkv_version v;
+    cr_assert_eq(tkv_get(c, "r", 1, TKV_LATEST, &v), TKV_OK, "%s", tkv_errstr(c));
+    cr_assert_eq(v.ts, 1);
+    /* The keepalive asked for holds on the new connection too. */
+    double t = keepalive_timer(d.port, false);
+    cr_assert(t > 0 && t <= 60, "client keepalive timer %.1f s", t);
+    tkv_free(c);
+}

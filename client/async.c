@@ -431,7 +431,28 @@ void tkv_async_handle_read(tkv_async *ac)
         teardown(ac, TKV_ERR);
         return;
     }
+    /* A large reply's buffer is not kept for ever. */
+    tkv_frame_reader_shrink(&ac->c->in, 1u << 20);
     update_events(ac);
+}
+
+/* A server that refuses a request outright (a frame over its limit)
+ * answers and closes, so a client still sending sees EPIPE or ECONNRESET:
+ * the replies it sent before closing are handed out before the end, as
+ * client.c does for the blocking calls. */
+static void write_failed(tkv_async *ac, int err)
+{
+    tkv_errkind kind = TKV_EK_NONE;
+    char why[sizeof ac->c->errstr];
+    if (err == EPIPE || err == ECONNRESET) {
+        fill(ac, &kind, why, sizeof why);
+        if (dispatch(ac) < 0)
+            return;
+        cl_set_err(ac->c, TKV_EK_EOF, "write: connection closed by the server");
+    } else {
+        cl_set_err(ac->c, TKV_EK_IO, "write: %s", strerror(err));
+    }
+    teardown(ac, TKV_ERR);
 }
 
 void tkv_async_handle_write(tkv_async *ac)
@@ -451,11 +472,7 @@ void tkv_async_handle_write(tkv_async *ac)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             break; /* the write watcher stays armed */
-        if (errno == EPIPE || errno == ECONNRESET)
-            cl_set_err(c, TKV_EK_EOF, "write: connection closed by the server");
-        else
-            cl_set_err(c, TKV_EK_IO, "write: %s", strerror(errno));
-        teardown(ac, TKV_ERR);
+        write_failed(ac, errno);
         return;
     }
     if (c->out_sent == c->out.len) {

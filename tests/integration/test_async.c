@@ -547,3 +547,45 @@ Test(async, tkv_reconnect_dials_again_after_a_server_restart, .init = start_plai
     cr_assert(t > 0 && t <= 60, "client keepalive timer %.1f s", t);
     tkv_free(c);
 }
+
+/* ---- a request the server refuses outright ------------------------------------------- */
+
+static void start_small_frames(void)
+{
+    const char *args[] = {"--max-frame", "64kb", "--max-value", "60kb", NULL};
+    tkvd_start(&d, args);
+}
+
+static void big_cb(tkv_async *ac, const tkv_reply *r, void *privdata)
+{
+    note((int)(intptr_t)privdata, r);
+    if (r && r->status == TKV_ERR) {
+        err_kind = tkv_async_err(ac);
+        err_code = tkv_async_server_code(ac);
+    }
+}
+
+Test(async, an_oversize_request_gets_the_servers_answer_then_the_disconnect,
+     .init = start_small_frames, .fini = teardown)
+{
+    enum { BIG = 20 * 1024 * 1024 };
+    char *big = calloc(1, BIG);
+    cr_assert(big);
+    /* Whether the client is still sending when the server closes depends
+     * on timing: a few rounds see both orders. */
+    for (int round = 0; round < 4; round++) {
+        loop_init();
+        err_kind = TKV_EK_NONE;
+        err_code = 0;
+        tkv_async *ac = connect_tcp();
+        cr_assert_eq(tkv_async_put(ac, "k", 1, big, BIG, 1, big_cb, (void *)(intptr_t)0), TKV_OK);
+        loop_run();
+        cr_assert_eq(R.calls[0], 1);
+        cr_assert_eq(R.replies, 1, "round %d: the answer was lost (%s)", round, R.errstr);
+        cr_assert_eq(err_kind, TKV_EK_SERVER);
+        cr_assert_eq(err_code, TKV_SC_TOO_LARGE);
+        cr_assert_eq(R.disconnects, 1);
+        cr_assert_eq(R.disconnect_status, TKV_ERR);
+    }
+    free(big);
+}

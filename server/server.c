@@ -649,7 +649,10 @@ static void shutdown_all(tkv_srv *s)
 {
     if (tkv_engine_commit(s->eng) < 0)
         tkv_error("final write failed: %s", tkv_engine_errmsg(s->eng));
-    tkv_repl_committed(s->repl); /* the last frames go to the replicas, if they can */
+    /* A start that failed before replication was set up (a port or a
+     * Unix socket in use) has none to tell. */
+    if (s->repl)
+        tkv_repl_committed(s->repl); /* the last frames go to the replicas, if they can */
     conn_close_all(&s->hub);
     tkv_repl_free(s->repl); /* its copies' dumps hold the store */
     s->repl = NULL;

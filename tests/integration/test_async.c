@@ -589,3 +589,23 @@ Test(async, an_oversize_request_gets_the_servers_answer_then_the_disconnect,
     }
     free(big);
 }
+
+Test(async, unix_socket_of_a_running_server_is_not_taken, .init = start_unix_default,
+     .fini = teardown)
+{
+    char datadir[600];
+    snprintf(datadir, sizeof datadir, "%s/other-data", sockdir);
+    /* Bounded: a second server that did start would otherwise run on. */
+    const char *argv[] = {"/usr/bin/timeout", "20",    getenv("TKVD"), "--port", "0",
+                          "--data-dir",       datadir, "--unix",       sockpath, NULL};
+    char *out, *err;
+    int rc = run_capture(argv, NULL, &out, &err);
+    cr_assert_eq(rc, 1, "exit %d: %s", rc, err);
+    cr_assert(strstr(err, "a server is listening there"), "%s", err);
+    free(out);
+    free(err);
+    /* The first server's socket is still there and still answers. */
+    tkv_ctx *c = tkv_connect_unix(sockpath, 10000);
+    cr_assert_eq(tkv_ping(c), TKV_OK, "%s", tkv_errstr(c));
+    tkv_free(c);
+}

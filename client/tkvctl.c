@@ -41,6 +41,10 @@ int server_fail(cli *c)
         return EXIT_ERROR;
     }
     /* The server's message names the primary; say what to do with it. */
+    if (k == TKV_EK_READONLY && c->socket)
+        return fail("%s (%s is a read-only replica: send writes to the primary, "
+                    "tkvctl -H HOST -p PORT)",
+                    tkv_errstr(c->ctx), c->socket);
     if (k == TKV_EK_READONLY)
         return fail("%s (%s port %u is a read-only replica: send writes to the primary, "
                     "tkvctl -H HOST -p PORT)",

@@ -170,8 +170,12 @@ static int run_kept(cli *base, line_cmd *l)
     c->retry_lost = base->ctx != NULL;
     int rc = l->cmd->run(c, &l->a);
     if (c->lost) {
-        fprintf(stderr, "tkvctl: connection lost (%s); reconnecting to %s:%u\n", tkv_errstr(c->ctx),
-                c->host, c->port);
+        if (c->socket)
+            fprintf(stderr, "tkvctl: connection lost (%s); reconnecting to %s\n",
+                    tkv_errstr(c->ctx), c->socket);
+        else
+            fprintf(stderr, "tkvctl: connection lost (%s); reconnecting to %s:%u\n",
+                    tkv_errstr(c->ctx), c->host, c->port);
         tkv_free(c->ctx);
         c->ctx = NULL;
         c->retry_lost = c->lost = false;

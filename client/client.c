@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -25,6 +26,7 @@
 #include "byteorder.h"
 #include "grow.h"
 #include "reply.h"
+#include "sockopt.h"
 #include "client_int.h"
 
 #define CLIENT_MAX_FRAME (1u << 30)
@@ -135,12 +137,12 @@ static int wait_fd(tkv_ctx *c, short events, short *revents)
     }
 }
 
-static int try_connect(tkv_ctx *c, const struct addrinfo *ai)
+static int try_connect(tkv_ctx *c, int family, const struct sockaddr *sa, socklen_t salen)
 {
-    c->fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+    c->fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c->fd < 0)
         return cl_set_err(c, TKV_EK_IO, "socket: %s", strerror(errno));
-    if (connect(c->fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+    if (connect(c->fd, sa, salen) < 0) {
         if (errno != EINPROGRESS)
             return cl_set_err(c, TKV_EK_IO, "connect: %s", strerror(errno));
         short rev;
@@ -152,43 +154,142 @@ static int try_connect(tkv_ctx *c, const struct addrinfo *ai)
         if (soerr)
             return cl_set_err(c, TKV_EK_IO, "connect: %s", strerror(soerr));
     }
-    int one = 1;
-    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (family != AF_UNIX) {
+        int one = 1;
+        setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (c->keepalive > 0)
+            return cl_keepalive(c, c->fd, c->keepalive);
+    }
     return TKV_OK;
 }
 
-tkv_ctx *tkv_connect(const char *host, uint16_t port, int timeout_ms)
+tkv_ctx *cl_new(void)
 {
     tkv_ctx *c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
     c->fd = -1;
-    c->timeout_ms = timeout_ms > 0 ? timeout_ms : 0;
     tkv_frame_reader_init(&c->in, CLIENT_MAX_FRAME);
+    return c;
+}
+
+int cl_set_addr(tkv_ctx *c, const char *host, uint16_t port, const char *path)
+{
+    char **slot = host ? &c->host : &c->unix_path;
+    char *copy = strdup(host ? host : path);
+    if (!copy)
+        return cl_set_err(c, TKV_EK_NOMEM, "out of memory");
+    free(*slot);
+    *slot = copy;
+    c->port = port;
+    return TKV_OK;
+}
+
+int cl_unix_addr(tkv_ctx *c, const char *path, struct sockaddr_un *sa)
+{
+    memset(sa, 0, sizeof *sa);
+    sa->sun_family = AF_UNIX;
+    size_t len = strlen(path);
+    if (len == 0 || len >= sizeof sa->sun_path)
+        return cl_set_err(c, TKV_EK_USAGE, "Unix socket path must be 1 to %zu bytes",
+                          sizeof sa->sun_path - 1);
+    memcpy(sa->sun_path, path, len);
+    return TKV_OK;
+}
+
+int cl_keepalive(tkv_ctx *c, int fd, int seconds)
+{
+    if (tkv_sock_keepalive(fd, seconds) < 0)
+        return cl_set_err(c, TKV_EK_IO, "TCP keepalive: %s", strerror(errno));
+    return TKV_OK;
+}
+
+/* Dials c->host/c->port or c->unix_path; TKV_OK or TKV_ERR with the reason
+ * naming the address. */
+static int dial(tkv_ctx *c)
+{
+    if (c->unix_path) {
+        struct sockaddr_un sa;
+        if (cl_unix_addr(c, c->unix_path, &sa) < 0)
+            return TKV_ERR;
+        if (try_connect(c, AF_UNIX, (const struct sockaddr *)&sa, sizeof sa) == TKV_OK)
+            return TKV_OK;
+        char why[sizeof c->errstr];
+        memcpy(why, c->errstr, sizeof why);
+        return cl_set_err(c, c->err, "cannot connect to %s: %s", c->unix_path, why);
+    }
     char portstr[8];
-    snprintf(portstr, sizeof portstr, "%u", port);
+    snprintf(portstr, sizeof portstr, "%u", c->port);
     struct addrinfo hints = {
         .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
     struct addrinfo *res;
-    int rc = getaddrinfo(host, portstr, &hints, &res);
-    if (rc != 0) {
-        cl_set_err(c, TKV_EK_IO, "cannot resolve %s: %s", host, gai_strerror(rc));
-        return c;
-    }
+    int rc = getaddrinfo(c->host, portstr, &hints, &res);
+    if (rc != 0)
+        return cl_set_err(c, TKV_EK_IO, "cannot resolve %s: %s", c->host, gai_strerror(rc));
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
         if (c->fd >= 0)
             close(c->fd);
+        c->fd = -1;
         c->err = TKV_EK_NONE;
-        if (try_connect(c, ai) == TKV_OK)
+        if (try_connect(c, ai->ai_family, ai->ai_addr, ai->ai_addrlen) == TKV_OK)
             break;
     }
     freeaddrinfo(res);
-    if (c->err != TKV_EK_NONE) {
-        char why[sizeof c->errstr];
-        memcpy(why, c->errstr, sizeof why);
-        cl_set_err(c, c->err, "cannot connect to %s port %u: %s", host, port, why);
-    }
+    if (c->err == TKV_EK_NONE)
+        return TKV_OK;
+    char why[sizeof c->errstr];
+    memcpy(why, c->errstr, sizeof why);
+    return cl_set_err(c, c->err, "cannot connect to %s port %u: %s", c->host, c->port, why);
+}
+
+tkv_ctx *tkv_connect(const char *host, uint16_t port, int timeout_ms)
+{
+    tkv_ctx *c = cl_new();
+    if (!c)
+        return NULL;
+    c->timeout_ms = timeout_ms > 0 ? timeout_ms : 0;
+    if (cl_set_addr(c, host, port, NULL) == TKV_OK)
+        dial(c);
     return c;
+}
+
+tkv_ctx *tkv_connect_unix(const char *path, int timeout_ms)
+{
+    tkv_ctx *c = cl_new();
+    if (!c)
+        return NULL;
+    c->timeout_ms = timeout_ms > 0 ? timeout_ms : 0;
+    if (cl_set_addr(c, NULL, 0, path) == TKV_OK)
+        dial(c);
+    return c;
+}
+
+int tkv_set_keepalive(tkv_ctx *c, int seconds)
+{
+    if (cl_begin(c) < 0)
+        return TKV_ERR;
+    c->keepalive = seconds > 0 ? seconds : 0;
+    if (c->unix_path)
+        return TKV_OK; /* a local peer's death is seen at once */
+    return cl_keepalive(c, c->fd, c->keepalive);
+}
+
+int tkv_reconnect(tkv_ctx *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+    /* Whatever was queued or awaited belonged to the old connection. */
+    tkv_frame_reader_deinit(&c->in);
+    tkv_frame_reader_init(&c->in, CLIENT_MAX_FRAME);
+    c->out.len = c->out_sent = 0;
+    c->ops_head = c->ops_n = 0;
+    c->watching = false;
+    c->watch_replid[0] = '\0';
+    c->err = TKV_EK_NONE;
+    c->errstr[0] = '\0';
+    c->server_code = 0;
+    return dial(c);
 }
 
 void tkv_free(tkv_ctx *c)
@@ -212,6 +313,8 @@ void tkv_free(tkv_ctx *c)
     free(c->replicas);
     free(c->ranges);
     free(c->range_addrs);
+    free(c->host);
+    free(c->unix_path);
     free(c);
 }
 

@@ -51,6 +51,10 @@ struct tkv_ctx {
     char watch_replid[65]; /* the history the watch follows */
     tkv_trace_fn trace;
     void *trace_arg;
+    char *host;      /* the address dialled, for tkv_reconnect(): a host and */
+    uint16_t port;   /* port, or */
+    char *unix_path; /* a Unix socket's path */
+    int keepalive;   /* TCP keepalive idle seconds to apply on (re)connect; 0: off */
 };
 
 int cl_set_err(tkv_ctx *c, tkv_errkind kind, const char *fmt, ...)
@@ -81,6 +85,18 @@ int cl_append_req(tkv_ctx *c, const tkv_req *r);
 int cl_flush(tkv_ctx *c);
 int cl_read_frame(tkv_ctx *c, const uint8_t **f, size_t *n);
 int cl_pop_op(tkv_ctx *c);
+
+/* A new unconnected context (fd -1), or NULL if memory is exhausted. */
+tkv_ctx *cl_new(void);
+/* Remembers the address (host and port, or path when host is NULL) for
+ * tkv_reconnect(). TKV_OK or TKV_ERR (memory). */
+int cl_set_addr(tkv_ctx *c, const char *host, uint16_t port, const char *path);
+/* Fills a sockaddr_un for path; TKV_ERR (usage) if it does not fit. */
+struct sockaddr_un;
+int cl_unix_addr(tkv_ctx *c, const char *path, struct sockaddr_un *sa);
+/* Turns on TCP keepalive on fd with idle seconds (0: turns it off).
+ * TKV_OK or TKV_ERR (the reason in c). */
+int cl_keepalive(tkv_ctx *c, int fd, int seconds);
 
 /* Decodes one reply frame for command op into r; returns r->status. */
 int cl_decode(tkv_ctx *c, int op, const uint8_t *f, size_t n, tkv_reply *r);

@@ -41,6 +41,10 @@ int server_fail(cli *c)
         return EXIT_ERROR;
     }
     /* The server's message names the primary; say what to do with it. */
+    if (k == TKV_EK_READONLY && c->socket)
+        return fail("%s (%s is a read-only replica: send writes to the primary, "
+                    "tkvctl -H HOST -p PORT)",
+                    tkv_errstr(c->ctx), c->socket);
     if (k == TKV_EK_READONLY)
         return fail("%s (%s port %u is a read-only replica: send writes to the primary, "
                     "tkvctl -H HOST -p PORT)",
@@ -106,7 +110,8 @@ int connect_cli(cli *c)
 {
     if (c->ctx)
         return 0;
-    tkv_ctx *ctx = tkv_connect(c->host, c->port, c->timeout_ms);
+    tkv_ctx *ctx = c->socket ? tkv_connect_unix(c->socket, c->timeout_ms)
+                             : tkv_connect(c->host, c->port, c->timeout_ms);
     if (!ctx)
         return fail("out of memory");
     int rc = 0;

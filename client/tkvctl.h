@@ -30,6 +30,7 @@ typedef struct cli {
     const char *host;
     const char *secret; /* AUTH after connecting, if set */
     uint16_t port;
+    const char *socket; /* -s: a Unix socket path, used instead of host and port */
     int timeout_ms;
     bool timeout_given; /* -t was on the command line */
     bool trace;
@@ -161,7 +162,7 @@ typedef struct line_cmd {
  * tkvctl's arguments after the program name, with base's settings.
  * Returns -1 when l->cmd is ready to run; 0 for a line with nothing to run
  * (blank, a comment, or help printed); else EXIT_ERROR after a message:
- * a line may not change the connection (-H, -p, -a, -t, --max-frame), ask
+ * a line may not change the connection (-H, -p, -s, -a, -t, --max-frame), ask
  * for --pipe or --latency, or read standard input (which holds the lines);
  * in --pipe, nor ask for --help. */
 int parse_session_line(const cli *base, const command *cmds, size_t ncmds, char *line, line_cmd *l);

@@ -6,7 +6,7 @@
  * git, kubectl and etcdctl: "tkvctl get k --ts 5 --json" is the same as
  * "tkvctl --json get k --ts 5". After the command, a word is an option only
  * if it is one of the command's own --options, a global long option
- * (--json, --host=H...) or exactly a global short one (-H -p -t -a); any
+ * (--json, --host=H...) or exactly a global short one (-H -p -s -t -a); any
  * other word, "-5" or "-" included, is an argument.
  *
  * "--" makes the words after it arguments even if they look like options,
@@ -38,6 +38,7 @@ typedef enum {
     G_INTERVAL,
     G_ETCD,
     G_CLUSTER_NAME,
+    G_SOCKET,
     G_CLUSTER,
 } gopt_id;
 
@@ -62,6 +63,7 @@ static const struct gopt {
     {"etcd", 0, true, G_ETCD},
     {"cluster-name", 0, true, G_CLUSTER_NAME},
     {"cluster", 'c', false, G_CLUSTER},
+    {"socket", 's', true, G_SOCKET},
 };
 
 #define N_GOPTS (sizeof gopts / sizeof gopts[0])
@@ -92,6 +94,7 @@ static int set_global(cli *c, gopt_id id, const char *v)
         c->interval_ms = (int)n;
         break;
     case G_HOST: c->host = v; break;
+    case G_SOCKET: c->socket = v; break;
     case G_AUTH: c->secret = v; break;
     case G_JSON: c->json = true; break;
     case G_ISO: c->iso = true; break;
@@ -311,6 +314,8 @@ void print_usage(const command *cmds, size_t ncmds, FILE *f)
             "command has all it takes):\n"
             "  -H, --host HOST     server host (default $TKV_HOST or 127.0.0.1)\n"
             "  -p, --port PORT     server port (default $TKV_PORT or %d)\n"
+            "  -s, --socket PATH   connect to the server's Unix socket (tkvd --unix PATH)\n"
+            "                      instead of -H and -p\n"
             "  -a, --auth SECRET   authenticate with SECRET (default $TKV_AUTH; prefer the\n"
             "                      variable: arguments are visible to other users in ps)\n"
             "  -t, --timeout MS    give up after MS milliseconds without progress (default 10000)\n"

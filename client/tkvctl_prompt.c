@@ -170,8 +170,12 @@ static int run_kept(cli *base, line_cmd *l)
     c->retry_lost = base->ctx != NULL;
     int rc = l->cmd->run(c, &l->a);
     if (c->lost) {
-        fprintf(stderr, "tkvctl: connection lost (%s); reconnecting to %s:%u\n", tkv_errstr(c->ctx),
-                c->host, c->port);
+        if (c->socket)
+            fprintf(stderr, "tkvctl: connection lost (%s); reconnecting to %s\n",
+                    tkv_errstr(c->ctx), c->socket);
+        else
+            fprintf(stderr, "tkvctl: connection lost (%s); reconnecting to %s:%u\n",
+                    tkv_errstr(c->ctx), c->host, c->port);
         tkv_free(c->ctx);
         c->ctx = NULL;
         c->retry_lost = c->lost = false;
@@ -257,7 +261,10 @@ int run_prompt(cli *c, const command *cmds, size_t ncmds)
         free(hist);
         return fail("out of memory");
     }
-    snprintf(prompt, sizeof prompt, "%s:%u> ", c->host, c->port);
+    if (c->socket)
+        snprintf(prompt, sizeof prompt, "%s> ", c->socket);
+    else
+        snprintf(prompt, sizeof prompt, "%s:%u> ", c->host, c->port);
     keep_output_in_order();
     if (tty) {
         edit_begin(cmds, ncmds, hist);

@@ -140,9 +140,10 @@ int parse_session_line(const cli *base, const command *cmds, size_t ncmds, char 
     const cli *c = &l->c;
     if (!l->cmd)
         return fail("no command on the line (see help)");
-    if (c->host != base->host || c->port != base->port || c->secret != base->secret ||
-        c->timeout_ms != base->timeout_ms || c->max_frame != base->max_frame)
-        return fail("-H, -p, -a, -t and --max-frame are given when tkvctl starts");
+    if (c->host != base->host || c->port != base->port || c->socket != base->socket ||
+        c->secret != base->secret || c->timeout_ms != base->timeout_ms ||
+        c->max_frame != base->max_frame)
+        return fail("-H, -p, -s, -a, -t and --max-frame are given when tkvctl starts");
     if (c->mode != base->mode || c->latency_count != base->latency_count ||
         c->interval_ms != base->interval_ms)
         return fail("--pipe and --latency are given when tkvctl starts");

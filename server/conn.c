@@ -273,6 +273,10 @@ static void conn_close(conn *c, const char *why)
 
 static void describe_peer(conn *c, const struct sockaddr_storage *sa)
 {
+    if (sa->ss_family == AF_UNIX) {
+        snprintf(c->peer, sizeof c->peer, "unix");
+        return;
+    }
     char host[INET6_ADDRSTRLEN] = "?", port[8] = "?";
     getnameinfo((const struct sockaddr *)sa, sizeof *sa, host, sizeof host, port, sizeof port,
                 NI_NUMERICHOST | NI_NUMERICSERV);

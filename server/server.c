@@ -31,6 +31,8 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <systemd/sd-daemon.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "cluster.h"
@@ -41,6 +43,7 @@
 #include "readers.h"
 #include "replication.h"
 #include "shardmap.h"
+#include "sockopt.h"
 
 #define SHUTDOWN_GRACE 5.0
 
@@ -69,8 +72,11 @@ typedef struct tkv_srv {
     tkv_auth auth;
     bool has_auth;
     int lfd;
+    int ufd;      /* the --unix listener, or -1 */
+    bool ufd_own; /* this process made the socket file: removes it at exit */
     int spare_fd; /* released to accept-and-close when out of descriptors */
     ev_io lio;
+    ev_io uio; /* the --unix listener's watcher */
     ev_prepare prep;
     ev_check chk;
     ev_idle idl;
@@ -106,12 +112,12 @@ static void refuse(int fd, tkv_status st, const char *msg)
 /* Out of descriptors: free the spare, accept the waiting peer to tell it so,
  * and take the spare back. Without this the listener stays readable and the
  * loop spins. */
-static void accept_emfile(tkv_srv *s)
+static void accept_emfile(tkv_srv *s, int lfd)
 {
     if (s->spare_fd < 0)
         return;
     close(s->spare_fd);
-    int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
         s->info.conns_rejected++;
         refuse(fd, TKV_ST_BUSY, "server out of file descriptors");
@@ -123,13 +129,15 @@ static void accept_emfile(tkv_srv *s)
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
     tkv_srv *s = w->data;
+    /* Both listeners come here; a Unix socket's peer needs no TCP options. */
+    bool tcp = w == &s->lio;
     for (int i = 0; i < ACCEPT_BATCH; i++) {
         struct sockaddr_storage sa;
         socklen_t salen = sizeof sa;
-        int fd = accept4(s->lfd, (struct sockaddr *)&sa, &salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = accept4(w->fd, (struct sockaddr *)&sa, &salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE)
-                accept_emfile(s);
+                accept_emfile(s, w->fd);
             else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
                      errno != ECONNABORTED)
                 tkv_warn("accept: %s", strerror(errno));
@@ -140,8 +148,12 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
             refuse(fd, TKV_ST_BUSY, "max number of clients reached");
             continue;
         }
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (tcp) {
+            int one = 1;
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            if (s->o.tcp_keepalive > 0 && tkv_sock_keepalive(fd, (int)s->o.tcp_keepalive) < 0)
+                tkv_warn("TCP keepalive: %s", strerror(errno));
+        }
         if (!conn_new(&s->hub, fd, &sa))
             refuse(fd, TKV_ST_INTERNAL, "out of memory");
     }
@@ -347,6 +359,11 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
     ev_io_stop(loop, &s->lio);
     close(s->lfd);
     s->lfd = -1;
+    if (s->ufd >= 0) {
+        ev_io_stop(loop, &s->uio);
+        close(s->ufd);
+        s->ufd = -1;
+    }
     /* Serve every request already received, then stop reading. */
     conn_stop_all(&s->hub);
     ev_timer_start(loop, &s->grace_timer);
@@ -528,6 +545,67 @@ static int listen_addr(const tkv_srv *s, const char *bind_addr, uint16_t port_no
     return fd;
 }
 
+/* A socket file already at path: refused if a server answers there, else
+ * a stale one (a crash left it) and removed, as is nothing at all. */
+static int clear_unix_path(const char *path, const struct sockaddr_un *sa)
+{
+    struct stat st;
+    if (lstat(path, &st) < 0)
+        return errno == ENOENT ? 0 : -1;
+    if (!S_ISSOCK(st.st_mode)) {
+        errno = EEXIST;
+        return -1;
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int rc = connect(fd, (const struct sockaddr *)sa, sizeof *sa);
+    close(fd);
+    if (rc == 0) {
+        errno = EADDRINUSE;
+        return -1;
+    }
+    return unlink(path) < 0 && errno != ENOENT ? -1 : 0;
+}
+
+/* Listens on --unix. The mode is set between bind() and listen(): nobody
+ * can connect before listen(), so no client ever sees the umask's mode.
+ * Protected mode has no say here: the file's permissions are the guard. */
+static int listen_unix(tkv_srv *s)
+{
+    const char *path = s->o.unix_path;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    size_t len = strlen(path);
+    if (len == 0 || len >= sizeof sa.sun_path) {
+        tkv_error("Unix socket path %s is too long (at most %zu bytes)", path,
+                  sizeof sa.sun_path - 1);
+        return -1;
+    }
+    memcpy(sa.sun_path, path, len);
+    if (clear_unix_path(path, &sa) < 0) {
+        tkv_error("cannot use Unix socket %s: %s", path,
+                  errno == EADDRINUSE ? "a server is listening there"
+                  : errno == EEXIST   ? "a file that is not a socket is there"
+                                      : strerror(errno));
+        return -1;
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 || bind(fd, (const struct sockaddr *)&sa, sizeof sa) < 0) {
+        tkv_error("cannot listen on Unix socket %s: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    s->ufd = fd;
+    s->ufd_own = true;
+    if (chmod(path, (mode_t)s->o.unix_perm) < 0 || listen(fd, LISTEN_BACKLOG) < 0) {
+        tkv_error("cannot listen on Unix socket %s: %s", path, strerror(errno));
+        return -1;
+    }
+    tkv_info("listening on Unix socket %s (mode %04o)", path, (unsigned)s->o.unix_perm);
+    return 0;
+}
+
 static uint16_t bound_port(int fd)
 {
     struct sockaddr_storage sa;
@@ -557,6 +635,11 @@ static void init_watchers(tkv_srv *s)
 {
     struct ev_loop *loop = s->loop;
     ev_io_init(&s->lio, on_accept, s->lfd, EV_READ);
+    if (s->ufd >= 0) {
+        ev_io_init(&s->uio, on_accept, s->ufd, EV_READ);
+        s->uio.data = s;
+        ev_io_start(loop, &s->uio);
+    }
     ev_prepare_init(&s->prep, on_prepare);
     ev_check_init(&s->chk, on_check);
     ev_idle_init(&s->idl, on_idle);
@@ -589,7 +672,10 @@ static void shutdown_all(tkv_srv *s)
 {
     if (tkv_engine_commit(s->eng) < 0)
         tkv_error("final write failed: %s", tkv_engine_errmsg(s->eng));
-    tkv_repl_committed(s->repl); /* the last frames go to the replicas, if they can */
+    /* A start that failed before replication was set up (a port or a
+     * Unix socket in use) has none to tell. */
+    if (s->repl)
+        tkv_repl_committed(s->repl); /* the last frames go to the replicas, if they can */
     conn_close_all(&s->hub);
     tkv_repl_free(s->repl); /* its copies' dumps hold the store */
     s->repl = NULL;
@@ -724,7 +810,8 @@ static int start(tkv_srv *s)
         tkv_error("%s", err);
         return -1;
     }
-    if ((s->lfd = listen_addr(s, s->o.bind, s->o.port, "")) < 0)
+    if ((s->lfd = listen_addr(s, s->o.bind, s->o.port, "")) < 0 ||
+        (s->o.unix_path && listen_unix(s) < 0))
         return -1;
     s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     s->disp = (tkv_dispatch){
@@ -792,7 +879,7 @@ static int start(tkv_srv *s)
 
 int tkv_server_run(const tkv_server_opts *o)
 {
-    tkv_srv s = {.o = *o, .lfd = -1, .spare_fd = -1};
+    tkv_srv s = {.o = *o, .lfd = -1, .ufd = -1, .spare_fd = -1};
     signal(SIGPIPE, SIG_IGN);
     /* Until the loop's own handler takes over, opening a large store must
      * not be cut short by a hangup either. */
@@ -821,6 +908,10 @@ int tkv_server_run(const tkv_server_opts *o)
     tkv_dispatch_set_map(&s.disp, NULL);
     if (s.lfd >= 0)
         close(s.lfd);
+    if (s.ufd >= 0)
+        close(s.ufd);
+    if (s.ufd_own && unlink(s.o.unix_path) < 0)
+        tkv_warn("cannot remove Unix socket %s: %s", s.o.unix_path, strerror(errno));
     if (s.secret) {
         explicit_bzero(s.secret, s.secret_len);
         free(s.secret);
@@ -845,6 +936,8 @@ void tkv_server_defaults(tkv_server_opts *o)
     o->output_high_water = 1024u * 1024;
     o->max_pipeline = 128;
     o->protected_mode = true;
+    o->unix_perm = 0700;
+    o->tcp_keepalive = 300;
     o->max_batch = TKV_DEFAULT_MAX_BATCH;
     o->readers = TKV_DEFAULT_READERS;
     o->engine.fsync = TKV_SYNC_ALWAYS;

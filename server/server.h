@@ -55,7 +55,14 @@ typedef struct tkv_server_opts {
     int32_t http_port;          /* --http-port: -1 off (the default), 0 any free port */
     const char *http_bind;      /* --http-bind, or NULL: the --bind address */
     const char *http_port_file; /* if set, the bound HTTP port is written here */
+    /* A Unix domain socket, served besides TCP. */
+    const char *unix_path;  /* --unix: its path, or NULL: none */
+    uint32_t unix_perm;     /* --unix-perm: the file's mode bits */
+    uint32_t tcp_keepalive; /* --tcp-keepalive: idle seconds before probes; 0: off */
 } tkv_server_opts;
+
+/* The longest --unix path: sun_path holds 108 bytes with the NUL. */
+#define TKV_UNIX_PATH_MAX 108
 
 /* Fills o with the defaults tkvd documents in --help. */
 void tkv_server_defaults(tkv_server_opts *o);

@@ -48,6 +48,13 @@ static void usage(FILE *f, const tkv_server_opts *d)
             "  --port-file PATH     write the bound port to PATH once accepting connections\n"
             "  --max-clients N      connections served at once (default %u)\n"
             "  --timeout SECONDS    close clients idle that long, 0 for never (default 0)\n"
+            "  --unix PATH          also listen on a Unix domain socket at PATH (a stale\n"
+            "                       one is replaced; removed at a clean shutdown)\n"
+            "  --unix-perm OCTAL    the socket file's permission bits (default 0700); the\n"
+            "                       file system guards it: --protected-mode does not apply\n"
+            "  --tcp-keepalive SECONDS\n"
+            "                       TCP keepalive on client connections: a dead peer is\n"
+            "                       dropped after about twice that (default 300; 0: off)\n"
             "\n"
             "Security:\n"
             "  --requirepass SECRET clients must send AUTH SECRET first (visible in ps:\n"
@@ -184,6 +191,9 @@ enum {
     OPT_HTTP_PORT,
     OPT_HTTP_BIND,
     OPT_HTTP_PORT_FILE,
+    OPT_UNIX,
+    OPT_UNIX_PERM,
+    OPT_TCP_KEEPALIVE,
 };
 
 static const struct option long_opts[] = {
@@ -225,6 +235,9 @@ static const struct option long_opts[] = {
     {"http-port", required_argument, NULL, OPT_HTTP_PORT},
     {"http-bind", required_argument, NULL, OPT_HTTP_BIND},
     {"http-port-file", required_argument, NULL, OPT_HTTP_PORT_FILE},
+    {"unix", required_argument, NULL, OPT_UNIX},
+    {"unix-perm", required_argument, NULL, OPT_UNIX_PERM},
+    {"tcp-keepalive", required_argument, NULL, OPT_TCP_KEEPALIVE},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {"config", required_argument, NULL, OPT_CONFIG},
@@ -423,6 +436,25 @@ static int apply(int opt, const char *arg, tkv_server_opts *o, offline_job *job,
         break;
     case OPT_HTTP_BIND: o->http_bind = arg; break;
     case OPT_HTTP_PORT_FILE: o->http_port_file = arg; break;
+    case OPT_UNIX:
+        if (!arg[0] || strlen(arg) >= TKV_UNIX_PATH_MAX)
+            return bad("unix", arg, "a socket path of 1 to 107 bytes");
+        o->unix_path = arg;
+        break;
+    case OPT_UNIX_PERM: {
+        char *end;
+        errno = 0;
+        unsigned long m = strtoul(arg, &end, 8);
+        if (errno || end == arg || *end || m > 0777)
+            return bad("unix-perm", arg, "octal permission bits 0-0777 (0700, 770)");
+        o->unix_perm = (uint32_t)m;
+        break;
+    }
+    case OPT_TCP_KEEPALIVE:
+        if (tkv_parse_uint(arg, 0, 86400, &v) < 0)
+            return bad("tcp-keepalive", arg, "seconds 0-86400 (0: off)");
+        o->tcp_keepalive = (uint32_t)v;
+        break;
     case OPT_REPAIR: job->repair = true; break;
     case OPT_RESTORE: job->restore = arg; break;
     case OPT_LOG_FILE: *log_file = arg; break;

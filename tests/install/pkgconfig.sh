@@ -101,9 +101,17 @@ libdir=$(dirname "$(dirname "$pcfile")")
 "$cc" -std=c11 -o "$tmp/history-static" "$src/client/examples/history.c" \
     -I"$(dirname "$(find "$tmp/root" -path '*/tkv/client.h')")/.." "$libdir/libtkvclient.a"
 
+# The async example against the installed async.h and libev adapter; libev
+# is the program's dependency, not the library's.
+# shellcheck disable=SC2046
+"$cc" -std=c11 -o "$tmp/async" "$src/client/examples/async_libev.c" \
+    $(pkg-config --cflags --libs tkvclient) -lev ||
+    { echo "FAIL: the async example does not build against the installed headers"; exit 1; }
+
 # Both installed libraries define the public API and nothing else: every
-# global symbol is a function the header declares.
-api=$(grep -o 'TKV_API [^(]*(' "$src/client/include/tkv/client.h" |
+# global symbol is a function the headers declare.
+api=$(cat "$src/client/include/tkv/client.h" "$src/client/include/tkv/async.h" |
+      grep -o 'TKV_API [^(]*(' |
       grep -o 'tkv_[a-z_0-9]*' | sort -u)
 for lib in "$libdir/libtkvclient.a" "$libdir/libtkvclient.so"; do
     case $lib in

@@ -220,7 +220,7 @@ Test(session, script_on_stdin_runs_like_the_prompt, .init = setup, .fini = teard
                           "1\n");
     cr_assert(strstr(err, "missing: not found (no such key)"), "%s", err);
     cr_assert(strstr(err, "put: standard input holds the commands"), "%s", err);
-    cr_assert(strstr(err, "-H, -p, -a, -t and --max-frame are given when tkvctl starts"), "%s",
+    cr_assert(strstr(err, "-H, -p, -s, -a, -t and --max-frame are given when tkvctl starts"), "%s",
               err);
     cr_assert(strstr(err, "unterminated single quote"), "%s", err);
     free(out);

@@ -254,6 +254,32 @@ TKV_API tkv_ctx *tkv_connect(const char *host, uint16_t port, int timeout_ms);
 
 /* Closes the connection and frees everything the context owns. */
 TKV_API void tkv_free(tkv_ctx *ctx);
+/* Connects to a server's Unix domain socket (tkvd --unix PATH), as
+ * tkv_connect() does otherwise: same timeout, same result. A path longer
+ * than the system allows (107 bytes on Linux) is TKV_EK_USAGE. */
+TKV_API tkv_ctx *tkv_connect_unix(const char *path, int timeout_ms);
+
+/* Turns on TCP keepalive with `seconds` of idleness before the first
+ * probe (then a probe every seconds/3, and 3 unanswered ones end the
+ * connection: a dead server or path is noticed in about 2 * seconds
+ * instead of never, as TKV_EK_IO/TKV_EK_EOF on the next call). 0 turns it
+ * off (the default). Kept across tkv_reconnect(); no effect on a Unix
+ * socket. TKV_OK or TKV_ERR. */
+TKV_API int tkv_set_keepalive(tkv_ctx *ctx, int seconds);
+
+/* RECONNECTING. A context never reconnects by itself: once its connection
+ * is broken (TKV_EK_IO, TKV_EK_EOF, TKV_EK_PROTOCOL, TKV_EK_TIMEOUT) every
+ * call fails the same way, so a program cannot miss that requests may have
+ * been lost. tkv_reconnect() then dials the same address again (host and
+ * port, or the Unix socket path), with the same timeout and keepalive: the
+ * pipelined requests and replies of the old connection are dropped (those
+ * sent may or may not have been carried out), a watch ends, and AUTH must
+ * be sent again. It may be called on a healthy context too (it closes
+ * first). TKV_OK, or TKV_ERR with the reason (the context stays broken;
+ * try again later). The async context (tkv/async.h) does not reconnect
+ * either: it reports the disconnect, and the program makes a new one. */
+TKV_API int tkv_reconnect(tkv_ctx *ctx);
+
 
 /* Changes the per-operation timeout (milliseconds, 0: none). */
 TKV_API void tkv_set_timeout(tkv_ctx *ctx, int timeout_ms);

@@ -33,9 +33,11 @@ class AsyncClient(cmds.Commands):
     """
 
     def __init__(self, host="127.0.0.1", port=DEFAULT_PORT, secret=None, timeout=30.0,
-                 max_frame=p.DEFAULT_MAX_FRAME, max_reply=p.DEFAULT_MAX_REPLY):
+                 max_frame=p.DEFAULT_MAX_FRAME, max_reply=p.DEFAULT_MAX_REPLY,
+                 unix_socket=None):
         self.host = host
         self.port = port
+        self.unix_socket = unix_socket  # a path: tkvd --unix, instead of host and port
         self.secret = secret
         self.timeout = timeout
         self.max_frame = max_frame
@@ -52,13 +54,15 @@ class AsyncClient(cmds.Commands):
     async def _connect(self):
         if self._writer is not None:
             return
+        where = self.unix_socket or f"{self.host}:{self.port}"
+        opening = (asyncio.open_unix_connection(self.unix_socket) if self.unix_socket
+                   else asyncio.open_connection(self.host, self.port))
         try:
-            r, w = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port), self.timeout)
+            r, w = await asyncio.wait_for(opening, self.timeout)
         except asyncio.TimeoutError:
-            raise TimeoutError(f"connect to {self.host}:{self.port}: timed out") from None
+            raise TimeoutError(f"connect to {where}: timed out") from None
         except OSError as e:
-            raise ConnectionError(f"connect to {self.host}:{self.port}: {e}") from None
+            raise ConnectionError(f"connect to {where}: {e}") from None
         self._reader, self._writer = r, w
         if self.secret is not None:
             try:

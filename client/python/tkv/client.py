@@ -30,13 +30,16 @@ class Client(cmds.Commands):
     ``secret`` is sent with AUTH on every (re)connection. ``max_frame`` is
     the largest request sent (set it to the server's --max-frame if that is
     lower than 8 MiB: the server closes the connection on a larger frame);
-    ``max_reply`` the largest reply frame accepted.
+    ``max_reply`` the largest reply frame accepted. ``unix_socket`` (a
+    path: tkvd --unix PATH) connects there instead of host and port.
     """
 
     def __init__(self, host="127.0.0.1", port=DEFAULT_PORT, secret=None, timeout=30.0,
-                 max_frame=p.DEFAULT_MAX_FRAME, max_reply=p.DEFAULT_MAX_REPLY):
+                 max_frame=p.DEFAULT_MAX_FRAME, max_reply=p.DEFAULT_MAX_REPLY,
+                 unix_socket=None):
         self.host = host
         self.port = port
+        self.unix_socket = unix_socket
         self.secret = secret
         self.timeout = timeout
         self.max_frame = max_frame
@@ -52,12 +55,11 @@ class Client(cmds.Commands):
         if self._sock is not None:
             return
         try:
-            sock = socket.create_connection((self.host, self.port), self.timeout)
+            sock = self._dial()
         except socket.timeout as e:
-            raise TimeoutError(f"connect to {self.host}:{self.port}: {e}") from None
+            raise TimeoutError(f"connect to {self._where()}: {e}") from None
         except OSError as e:
-            raise ConnectionError(f"connect to {self.host}:{self.port}: {e}") from None
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            raise ConnectionError(f"connect to {self._where()}: {e}") from None
         sock.setblocking(False)
         self._sock = sock
         self._reader = p.FrameReader(self.max_reply)
@@ -70,6 +72,23 @@ class Client(cmds.Commands):
             except BaseException:
                 self.close()
                 raise
+
+    def _where(self):
+        return self.unix_socket or f"{self.host}:{self.port}"
+
+    def _dial(self):
+        if self.unix_socket is None:
+            sock = socket.create_connection((self.host, self.port), self.timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return sock
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(self.timeout)
+            sock.connect(self.unix_socket)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
 
     def close(self):
         """Closes the connection; the next command opens a new one."""
@@ -88,7 +107,7 @@ class Client(cmds.Commands):
 
     def __repr__(self):
         state = "connected" if self._sock is not None else "not connected"
-        return f"<tkv.Client {self.host}:{self.port} {state}>"
+        return f"<tkv.Client {self._where()} {state}>"
 
     def _ensure(self):
         """A usable socket: reconnects if the server closed this one while it

@@ -15,8 +15,10 @@
  * failure) makes the pair and queues the server end for the loop, which
  * adopts it in its ev_async callback - the request may be written at once,
  * it waits in the socket until the loop reads it. Any failure on a channel
- * (EOF, a timeout, a malformed reply) closes it: a reply arriving late
- * would be read as the next request's.
+ * (EOF, a timeout, a malformed reply, a protocol error such as a refused
+ * frame, after which the loop reads no more of it) closes it: a reply
+ * arriving late would be read as the next request's. A frame above
+ * --max-frame is never sent: it is answered 413 here.
  *
  * Keys in URLs are percent-decoded by tkv, not by libmicrohttpd (its
  * unescaper works on C strings and would cut a key at %00): the unescape

@@ -15,8 +15,10 @@
  * failure) makes the pair and queues the server end for the loop, which
  * adopts it in its ev_async callback - the request may be written at once,
  * it waits in the socket until the loop reads it. Any failure on a channel
- * (EOF, a timeout, a malformed reply) closes it: a reply arriving late
- * would be read as the next request's.
+ * (EOF, a timeout, a malformed reply, a protocol error such as a refused
+ * frame, after which the loop reads no more of it) closes it: a reply
+ * arriving late would be read as the next request's. A frame above
+ * --max-frame is never sent: it is answered 413 here.
  *
  * Keys in URLs are percent-decoded by tkv, not by libmicrohttpd (its
  * unescaper works on C strings and would cut a key at %00): the unescape
@@ -33,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -184,15 +187,24 @@ static int write_full(int fd, const uint8_t *p, size_t n)
     return 0;
 }
 
+/* chan_call(): the request frame is above --max-frame; nothing was sent
+ * and the channel is as good as before. */
+#define CHAN_TOO_LARGE (-2)
+
 /* One round trip: req out, its reply decoded into *rep (whose spans point
- * into ch until it is returned). Returns 0, or -1 if the channel failed
- * (it is then broken: return it so). */
+ * into ch until it is returned). Returns 0, CHAN_TOO_LARGE, or -1 if the
+ * channel failed (it is then broken: return it so). */
 static int chan_call(tkv_http *h, chan *ch, const tkv_req *req, tkv_rep *rep)
 {
     uint8_t hdr[TKV_FRAME_HEADER];
     tkv_buf_reset(&ch->out);
-    if (tkv_req_encode(&ch->out, req) < 0 || write_full(ch->fd, ch->out.data, ch->out.len) < 0 ||
-        read_full(ch->fd, hdr, sizeof hdr) < 0)
+    if (tkv_req_encode(&ch->out, req) < 0)
+        return -1;
+    /* The loop would refuse the frame and then stop reading the channel
+     * (a refused length cannot be resynchronised): never send it. */
+    if (ch->out.len - TKV_FRAME_HEADER > h->o.max_frame)
+        return CHAN_TOO_LARGE;
+    if (write_full(ch->fd, ch->out.data, ch->out.len) < 0 || read_full(ch->fd, hdr, sizeof hdr) < 0)
         return -1;
     size_t len = tkv_load_be32(hdr);
     if (len == 0 || len > h->o.max_frame + TKV_REPLY_SLACK)
@@ -209,12 +221,29 @@ static int chan_call(tkv_http *h, chan *ch, const tkv_req *req, tkv_rep *rep)
     return tkv_rep_decode(req->cmd, ch->in, len, rep) == 0 ? 0 : -1;
 }
 
+/* Whether a reply leaves the channel in doubt: after a refused frame the
+ * loop reads no more of the connection, and a protocol error means the two
+ * ends disagree on what was sent. A new channel costs one socket pair. */
+static bool rep_breaks(const tkv_rep *rep)
+{
+    switch (rep->status) {
+    case TKV_ST_BAD_REQUEST:
+    case TKV_ST_UNKNOWN_COMMAND:
+    case TKV_ST_TOO_LARGE:
+    case TKV_ST_AUTH_REQUIRED:
+    case TKV_ST_AUTH_FAILED:
+    case TKV_ST_INTERNAL: return true;
+    default: return false;
+    }
+}
+
 /* ---- requests -------------------------------------------------------------- */
 
-
-/* Queues a response and drops it. Takes ownership of body (malloc'd). */
-static enum MHD_Result send_body(struct MHD_Connection *c, unsigned status, char *body, size_t len,
-                                 const char *type)
+/* Queues a response and drops it. Takes ownership of body (malloc'd).
+ * hname: an extra header (hval its value), or NULL. */
+static enum MHD_Result send_body_hdr(struct MHD_Connection *c, unsigned status, char *body,
+                                     size_t len, const char *type, const char *hname,
+                                     const char *hval)
 {
     struct MHD_Response *r = MHD_create_response_from_buffer(
         len, body ? body : (char *)"", body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
@@ -223,12 +252,21 @@ static enum MHD_Result send_body(struct MHD_Connection *c, unsigned status, char
         return MHD_NO;
     }
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    if (hname)
+        MHD_add_response_header(r, hname, hval);
     enum MHD_Result rc = MHD_queue_response(c, status, r);
     MHD_destroy_response(r);
     return rc;
 }
 
-enum MHD_Result tkv_http_send_json(struct MHD_Connection *c, unsigned status, json_t *j)
+static enum MHD_Result send_body(struct MHD_Connection *c, unsigned status, char *body, size_t len,
+                                 const char *type)
+{
+    return send_body_hdr(c, status, body, len, type, NULL, NULL);
+}
+
+static enum MHD_Result send_json_hdr(struct MHD_Connection *c, unsigned status, json_t *j,
+                                     const char *hname, const char *hval)
 {
     char *s = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(j);
@@ -244,13 +282,35 @@ enum MHD_Result tkv_http_send_json(struct MHD_Connection *c, unsigned status, js
         s[n++] = '\n';
         s[n] = '\0';
     }
-    return send_body(c, status, s, n, "application/json");
+    return send_body_hdr(c, status, s, n, "application/json", hname, hval);
+}
+
+enum MHD_Result tkv_http_send_json(struct MHD_Connection *c, unsigned status, json_t *j)
+{
+    return send_json_hdr(c, status, j, NULL, NULL);
 }
 
 enum MHD_Result tkv_http_error(struct MHD_Connection *c, unsigned status, const char *msg)
 {
     return tkv_http_send_json(c, status,
                               json_pack("{s:s, s:i}", "error", msg, "code", (int)status));
+}
+
+enum MHD_Result tkv_http_not_allowed(struct MHD_Connection *c, const char *allow, const char *msg)
+{
+    unsigned st = MHD_HTTP_METHOD_NOT_ALLOWED;
+    return send_json_hdr(c, st, json_pack("{s:s, s:i}", "error", msg, "code", (int)st),
+                         MHD_HTTP_HEADER_ALLOW, allow);
+}
+
+static enum MHD_Result unauthorized(struct MHD_Connection *c)
+{
+    unsigned st = MHD_HTTP_UNAUTHORIZED;
+    return send_json_hdr(c, st,
+                         json_pack("{s:s, s:i}", "error",
+                                   "authentication required: send Authorization: Bearer SECRET",
+                                   "code", (int)st),
+                         MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
 }
 
 /* An error reply from the server, with the HTTP status that fits it. */
@@ -304,7 +364,13 @@ enum MHD_Result tkv_http_call(tkv_http *h, struct MHD_Connection *c, const tkv_r
     if (!ch)
         return tkv_http_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "the server is stopping");
     tkv_rep rep;
-    if (chan_call(h, ch, req, &rep) < 0) {
+    int cr = chan_call(h, ch, req, &rep);
+    if (cr == CHAN_TOO_LARGE) {
+        chan_return(h, ch, false);
+        return tkv_http_error(c, MHD_HTTP_CONTENT_TOO_LARGE,
+                              "the request (key and value) is above --max-frame");
+    }
+    if (cr < 0) {
         chan_return(h, ch, true);
         return tkv_http_error(c, MHD_HTTP_SERVICE_UNAVAILABLE,
                               "the server did not answer (stopping or overloaded)");
@@ -312,7 +378,8 @@ enum MHD_Result tkv_http_call(tkv_http *h, struct MHD_Connection *c, const tkv_r
     enum MHD_Result rc = rep.status == TKV_ST_OK || rep.status == TKV_ST_NOT_FOUND
                              ? then(c, req, &rep, ctx)
                              : server_error(c, &rep);
-    chan_return(h, ch, false);
+    /* rep's spans point into ch: it goes back after the response is made. */
+    chan_return(h, ch, rep_breaks(&rep));
     return rc;
 }
 
@@ -343,7 +410,7 @@ static enum MHD_Result healthz(tkv_http *h, struct MHD_Connection *c)
         return text(c, MHD_HTTP_SERVICE_UNAVAILABLE, "stopping\n", 9, NULL);
     for (int i = 0; i < 2; i++) {
         tkv_rep rep;
-        if (chan_call(h, ch, &reqs[i], &rep) < 0) {
+        if (chan_call(h, ch, &reqs[i], &rep) != 0) {
             chan_return(h, ch, true);
             return text(c, MHD_HTTP_SERVICE_UNAVAILABLE, "no answer\n", 10, NULL);
         }
@@ -351,7 +418,7 @@ static enum MHD_Result healthz(tkv_http *h, struct MHD_Connection *c)
             char msg[300];
             int n = snprintf(msg, sizeof msg, "%s: %.*s\n", tkv_status_name(rep.status),
                              (int)rep.errmsg.len, (const char *)rep.errmsg.ptr);
-            chan_return(h, ch, false);
+            chan_return(h, ch, rep_breaks(&rep));
             return text(c, MHD_HTTP_SERVICE_UNAVAILABLE, msg,
                         n < (int)sizeof msg ? (size_t)n : sizeof msg - 1, NULL);
         }
@@ -375,37 +442,75 @@ static enum MHD_Result metrics_done(struct MHD_Connection *c, const tkv_req *req
 
 /* ---- libmicrohttpd's callbacks ---------------------------------------------- */
 
-/* Bearer SECRET, checked as AUTH checks it (constant time, hashed). */
+/* Bearer SECRET, checked as AUTH checks it (constant time, hashed). The
+ * scheme is case-insensitive (RFC 9110 §11.1), the secret is not. */
 static bool authorized(const tkv_http *h, struct MHD_Connection *c)
 {
     if (!h->o.auth)
         return true;
     const char *v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    if (!v || strncmp(v, "Bearer ", 7) != 0)
+    if (!v || strncasecmp(v, "Bearer ", 7) != 0)
         return false;
     return tkv_auth_check(h->o.auth, v + 7, strlen(v + 7));
 }
 
+static bool is_get(const char *method)
+{
+    return strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+}
+
+/* /healthz, /metrics and /openapi.json: read-only, GET or HEAD. */
+static bool fixed_endpoint(const char *url)
+{
+    return strcmp(url, "/healthz") == 0 || strcmp(url, "/metrics") == 0 ||
+           strcmp(url, "/openapi.json") == 0;
+}
+
+/* Runs once the body, if any, is in. Methods on the fixed endpoints were
+ * checked before it was read (on_request). */
 static enum MHD_Result route(tkv_http *h, struct MHD_Connection *c, const char *url,
                              const char *method, tkv_http_req *r)
 {
-    bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
     if (strcmp(url, "/healthz") == 0)
-        return get ? healthz(h, c)
-                   : tkv_http_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "/healthz takes GET");
+        return healthz(h, c);
     if (strcmp(url, "/metrics") == 0) {
         tkv_req req = {.cmd = TKV_CMD_STATS};
-        return get ? tkv_http_call(h, c, &req, metrics_done, NULL)
-                   : tkv_http_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "/metrics takes GET");
+        return tkv_http_call(h, c, &req, metrics_done, NULL);
     }
     if (strcmp(url, "/openapi.json") == 0)
-        return get ? text(c, MHD_HTTP_OK, tkv_openapi_json, strlen(tkv_openapi_json),
-                          "application/json")
-                   : tkv_http_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "/openapi.json takes GET");
+        return text(c, MHD_HTTP_OK, tkv_openapi_json, strlen(tkv_openapi_json), "application/json");
     if (strncmp(url, "/v1/kv/", 7) != 0)
         return tkv_http_error(c, MHD_HTTP_NOT_FOUND,
                               "no such endpoint: see /openapi.json for the ones there are");
     return tkv_http_kv(h, c, method, url + 7, h->o.max_key, r);
+}
+
+/* The first call for a request, before any of its body is read: a request
+ * that is refused here (wrong method, no secret, too large) never makes
+ * the server hold its body - libmicrohttpd discards it. Only a PUT of
+ * /v1/kv/KEY from an authorized client keeps one. */
+static enum MHD_Result admit(tkv_http *h, struct MHD_Connection *c, const char *url,
+                             const char *method, tkv_http_req *r)
+{
+    if (fixed_endpoint(url) && !is_get(method)) {
+        r->answered = true;
+        return tkv_http_not_allowed(c, "GET, HEAD", "this endpoint takes GET or HEAD");
+    }
+    if (strcmp(url, "/healthz") != 0 && !authorized(h, c)) {
+        r->answered = true;
+        return unauthorized(c);
+    }
+    r->keep_body =
+        strcmp(method, "PUT") == 0 && strncmp(url, "/v1/kv/", 7) == 0 && !strchr(url + 7, '/');
+    const char *cl =
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    uint64_t len;
+    if (r->keep_body && cl && tkv_parse_uint(cl, 0, UINT64_MAX, &len) == 0 &&
+        len > h->o.max_value) {
+        r->answered = true;
+        return tkv_http_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "the value is above --max-value");
+    }
+    return MHD_YES;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
@@ -418,24 +523,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (!(r = calloc(1, sizeof *r)))
             return MHD_NO;
         *con_cls = r;
-        /* Refused before a body is read. */
-        if (strcmp(url, "/healthz") != 0 && !authorized(h, c)) {
-            r->answered = true;
-            return tkv_http_error(c, MHD_HTTP_UNAUTHORIZED,
-                                  "authentication required: send Authorization: Bearer SECRET");
-        }
-        const char *cl =
-            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        uint64_t len;
-        if (cl && tkv_parse_uint(cl, 0, UINT64_MAX, &len) == 0 && len > h->o.max_value) {
-            r->answered = true;
-            return tkv_http_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "the value is above --max-value");
-        }
-        return MHD_YES;
+        return admit(h, c, url, method, r);
     }
     if (*upload_size > 0) {
         /* Only a PUT's body is the value; others' are read and dropped. */
-        if (!r->answered && !r->too_big && strcmp(method, "PUT") == 0) {
+        if (!r->answered && !r->too_big && r->keep_body) {
             if (r->body.len + *upload_size > h->o.max_value)
                 r->too_big = true;
             else if (tkv_buf_append(&r->body, upload_data, *upload_size) < 0)

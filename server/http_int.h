@@ -17,9 +17,10 @@
 
 /* One HTTP request's state across libmicrohttpd's calls. */
 typedef struct tkv_http_req {
-    tkv_buf body;  /* PUT: the value so far */
-    bool too_big;  /* the body passed --max-value: 413 */
-    bool answered; /* a response was queued */
+    tkv_buf body;   /* PUT: the value so far */
+    bool keep_body; /* a PUT of /v1/kv/KEY, authorized: its body is the value */
+    bool too_big;   /* the body passed --max-value: 413 */
+    bool answered;  /* a response was queued */
 } tkv_http_req;
 
 /* What a request does with the server's OK or NOT_FOUND reply: queue the
@@ -37,6 +38,9 @@ enum MHD_Result tkv_http_call(tkv_http *h, struct MHD_Connection *c, const tkv_r
 enum MHD_Result tkv_http_send_json(struct MHD_Connection *c, unsigned status, json_t *j);
 /* Queues {"error": msg, "code": status}. */
 enum MHD_Result tkv_http_error(struct MHD_Connection *c, unsigned status, const char *msg);
+
+/* Queues a 405 {"error": msg, ...} with `Allow: allow`. */
+enum MHD_Result tkv_http_not_allowed(struct MHD_Connection *c, const char *allow, const char *msg);
 
 /* /v1/kv/...: path is the URL after "/v1/kv/", still percent-encoded. */
 enum MHD_Result tkv_http_kv(tkv_http *h, struct MHD_Connection *c, const char *method,

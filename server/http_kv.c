@@ -262,9 +262,11 @@ static enum MHD_Result kv(tkv_http *h, struct MHD_Connection *c, const char *met
     tkv_req req = {.key = *key, .to = TKV_TS_MAX, .limit = UINT64_MAX};
     bool now = false;
     int rc;
+    /* HEAD is answered as GET: libmicrohttpd sends the headers only. */
+    bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
     if (history) {
-        if (strcmp(method, "GET") != 0)
-            return tkv_http_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "history is read with GET");
+        if (!get)
+            return tkv_http_not_allowed(c, "GET, HEAD", "history is read with GET");
         char v[32];
         req.cmd = TKV_CMD_RANGE;
         if (arg_time(c, "from", &req.from, NULL, err, sizeof err) < 0 ||
@@ -275,7 +277,7 @@ static enum MHD_Result kv(tkv_http *h, struct MHD_Connection *c, const char *met
             return tkv_http_error(c, MHD_HTTP_BAD_REQUEST, "bad limit: expected a count");
         return tkv_http_call(h, c, &req, history_done, NULL);
     }
-    if (strcmp(method, "GET") == 0) {
+    if (get) {
         char v[8];
         req.cmd = TKV_CMD_GET;
         if ((rc = arg_time(c, "at", &req.ts, NULL, err, sizeof err)) < 0)
@@ -283,7 +285,15 @@ static enum MHD_Result kv(tkv_http *h, struct MHD_Connection *c, const char *met
         req.has_ts = rc > 0;
         if (!req.has_ts)
             req.ts = TKV_TS_MAX;
-        bool raw = arg(c, "raw", v, sizeof v) > 0 && strcmp(v, "0") != 0;
+        /* Exactly these spellings: a typo must not silently pick JSON. */
+        bool raw = false;
+        if ((rc = arg(c, "raw", v, sizeof v)) != 0) {
+            if (rc > 0 && (strcmp(v, "1") == 0 || strcmp(v, "true") == 0))
+                raw = true;
+            else if (rc < 0 || (strcmp(v, "0") != 0 && strcmp(v, "false") != 0))
+                return tkv_http_error(c, MHD_HTTP_BAD_REQUEST,
+                                      "bad raw: expected 1, true, 0 or false");
+        }
         return tkv_http_call(h, c, &req, got, raw ? (void *)1 : NULL);
     }
     if (strcmp(method, "PUT") == 0) {
@@ -310,7 +320,7 @@ static enum MHD_Result kv(tkv_http *h, struct MHD_Connection *c, const char *met
         req.has_ts = rc > 0 && !now;
         return tkv_http_call(h, c, &req, del_done, NULL);
     }
-    return tkv_http_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "a key takes GET, PUT or DELETE");
+    return tkv_http_not_allowed(c, "GET, HEAD, PUT, DELETE", "a key takes GET, PUT or DELETE");
 }
 
 enum MHD_Result tkv_http_kv(tkv_http *h, struct MHD_Connection *c, const char *method,

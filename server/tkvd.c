@@ -101,7 +101,8 @@ static void usage(FILE *f, const tkv_server_opts *d)
             "Replication:\n"
             "  --replica-of HOST:PORT\n"
             "                       be a read-only replica of that primary (REPLICAOF at\n"
-            "                       run time); it presents this server's secret\n"
+            "                       run time); it presents this server's secret; no: be\n"
+            "                       a primary (undoes a config file's)\n"
             "  --repl-backlog SIZE  replication stream kept for replicas that reconnect\n"
             "                       (partial resync) (default 16mb)\n"
             "  --repl-timeout SECONDS\n"
@@ -127,7 +128,8 @@ static void usage(FILE *f, const tkv_server_opts *d)
           "\n"
           "HTTP (off unless --http-port is given; see README.md):\n"
           "  --http-port N        serve /metrics, /healthz, /openapi.json and the JSON\n"
-          "                       API /v1/kv/KEY on HTTP port N, 0 for any free port\n"
+          "                       API /v1/kv/KEY on HTTP port N, 0 for any free port;\n"
+          "                       off (the default) undoes a config file's\n"
           "  --http-bind ADDR     its listen address (default the --bind address); the\n"
           "                       protected-mode rule applies; with a secret, requests\n"
           "                       but /healthz need Authorization: Bearer SECRET\n"
@@ -139,7 +141,9 @@ static void usage(FILE *f, const tkv_server_opts *d)
           "  --log-file PATH      append the log to PATH instead of stderr; SIGHUP\n"
           "                       reopens it (for logrotate)\n"
           "  --config FILE        read flags from FILE, one a line: `name value`, or\n"
-          "                       `name` alone (see tkvd(1)); the command line wins\n"
+          "                       `name` alone (see tkvd(1)); the command line wins,\n"
+          "                       also over the file's other of --requirepass and\n"
+          "                       --auth-file, or of --cluster and --cluster-map\n"
           "  --help               show this help and exit\n"
           "  --version            show the version and exit\n"
           "\n"
@@ -369,12 +373,17 @@ static int apply(int opt, const char *arg, tkv_server_opts *o, offline_job *job,
         break;
     case OPT_REPLICA_OF: {
         /* HOST:PORT; the last colon splits, so an IPv6 literal in brackets
-         * works too. */
+         * works too. "no" undoes a config file's: a primary. */
         static char host[256];
+        if (strcmp(arg, "no") == 0) {
+            o->replica_of_host = NULL;
+            o->replica_of_port = 0;
+            break;
+        }
         const char *colon = strrchr(arg, ':');
         if (!colon || colon == arg || (size_t)(colon - arg) >= sizeof host ||
             tkv_parse_uint(colon + 1, 1, 65535, &v) < 0)
-            return bad("replica-of", arg, "HOST:PORT");
+            return bad("replica-of", arg, "HOST:PORT, or no");
         size_t n = (size_t)(colon - arg);
         if (arg[0] == '[' && n > 2 && arg[n - 1] == ']') {
             arg++;
@@ -430,8 +439,13 @@ static int apply(int opt, const char *arg, tkv_server_opts *o, offline_job *job,
         o->node_id = arg;
         break;
     case OPT_HTTP_PORT:
+        /* "off" undoes a config file's http-port. */
+        if (strcmp(arg, "off") == 0) {
+            o->http_port = -1;
+            break;
+        }
         if (tkv_parse_uint(arg, 0, 65535, &v) < 0)
-            return bad("http-port", arg, "a port number 0-65535");
+            return bad("http-port", arg, "a port number 0-65535, or off");
         o->http_port = (int32_t)v;
         break;
     case OPT_HTTP_BIND: o->http_bind = arg; break;
@@ -603,15 +617,21 @@ static int conf_load(const char *path, tkv_server_opts *o, offline_job *job, con
     buf[len] = '\0';
     conf_text = buf;
     unsigned line = 0;
-    for (char *p = buf, *next; p && *p; p = next) {
+    /* Bounded by len, not by a NUL: one in the file would otherwise end it
+     * silently there, dropping every line after it. */
+    for (char *p = buf, *end = buf + len, *next; p < end; p = next) {
         line++;
-        next = strchr(p, '\n');
-        if (next)
-            *next++ = '\0';
-        size_t n = strlen(p);
+        char *nl = memchr(p, '\n', (size_t)(end - p));
+        next = nl ? nl + 1 : end;
+        size_t n = (size_t)((nl ? nl : end) - p);
+        snprintf(conf_where, sizeof conf_where, "%s:%u", path, line);
+        if (memchr(p, '\0', n)) {
+            fprintf(stderr, "tkvd: %s: NUL byte\n", conf_where);
+            return 2;
+        }
+        p[n] = '\0';
         if (n && p[n - 1] == '\r')
             p[n - 1] = '\0';
-        snprintf(conf_where, sizeof conf_where, "%s:%u", path, line);
         char *name, *value;
         const char *why = conf_split(p, &name, &value);
         if (why) {
@@ -650,7 +670,34 @@ static int parse_args(int argc, char **argv, tkv_server_opts *o, offline_job *jo
     }
     optind = 0;
     opterr = 1;
+    /* Pairs of which the server uses one (it prefers auth-file to
+     * requirepass, and refuses cluster with cluster-map): one given here
+     * replaces the file's other, so the command line wins. Only the file's
+     * value is cleared: both given here are treated as before. */
+    const tkv_server_opts file = *o;
     while ((opt = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
+        switch (opt) {
+        case OPT_REQUIREPASS:
+            if (o->auth_file == file.auth_file)
+                o->auth_file = NULL;
+            break;
+        case OPT_AUTH_FILE:
+            if (o->requirepass == file.requirepass)
+                o->requirepass = NULL;
+            break;
+        case OPT_CLUSTER:
+            if (o->cluster_map == file.cluster_map)
+                o->cluster_map = NULL;
+            if (o->node_id == file.node_id)
+                o->node_id = NULL;
+            break;
+        case OPT_CLUSTER_MAP:
+        case OPT_NODE_ID:
+            if (o->cluster == file.cluster)
+                o->cluster = NULL;
+            break;
+        default: break;
+        }
         int rc = opt == OPT_CONFIG ? -1 : apply(opt, optarg, o, job, log_file);
         if (rc >= 0)
             return rc;

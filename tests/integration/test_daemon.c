@@ -340,6 +340,133 @@ Test(daemon, config_errors_name_the_file_and_line, .fini = conf_teardown)
     free(err);
 }
 
+/* Writes len bytes (NULs too) as conf_dir/name; returns its path. */
+static const char *write_bytes(const char *name, const char *data, size_t len)
+{
+    static char path[2][128];
+    static int turn;
+    write_conf(""); /* makes conf_dir */
+    char *p = path[turn++ % 2];
+    snprintf(p, sizeof path[0], "%s/%s", conf_dir, name);
+    FILE *f = fopen(p, "w");
+    cr_assert(f);
+    cr_assert_eq(fwrite(data, 1, len, f), len);
+    cr_assert_eq(fclose(f), 0);
+    return p;
+}
+
+/* A NUL used to end the file silently there: every line after it was
+ * dropped. --version makes a tkvd that took the file anyway exit at once
+ * (0) rather than serve. */
+Test(daemon, config_with_a_nul_byte_is_refused, .fini = conf_teardown)
+{
+    static const struct {
+        const char text[40];
+        size_t len;
+        const char *want;
+    } cases[] = {
+        {"port 0\n\0nosuch 1\n", 18, ":2: NUL byte"},
+        {"port 0\nlog-level error\0junk\nport 1\n", 36, ":2: NUL byte"},
+        {"\0", 1, ":1: NUL byte"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const char *path = write_bytes("nul.conf", cases[i].text, cases[i].len);
+        const char *argv[] = {getenv("TKVD"), "--config", path, "--version", NULL};
+        char *out, *err;
+        int rc = run_capture(argv, NULL, &out, &err);
+        cr_assert_eq(rc, 2, "case %zu: exit %d, stderr %s", i, rc, err);
+        cr_assert(strstr(err, path) && strstr(err, cases[i].want), "case %zu: want %s, got: %s", i,
+                  cases[i].want, err);
+        free(out);
+        free(err);
+    }
+}
+
+/* One of a pair given on the command line replaces the file's other: the
+ * command line wins even where the server would prefer the other. */
+Test(daemon, command_line_secret_replaces_the_files_other_kind, .fini = conf_teardown)
+{
+    const char *secret_file = write_bytes("secret", "file-secret\n", 12);
+    char text[256];
+    snprintf(text, sizeof text, "auth-file %s\n", secret_file);
+    const char *path = write_conf(text);
+    const char *args[] = {"--config", path, "--requirepass", "cli-secret", NULL};
+    tkvd_start(&d, args);
+    tkv_ctx *c = tkvd_client(&d);
+    cr_assert_eq(tkv_auth(c, "file-secret", 11), TKV_ERR, "the file's auth-file is replaced");
+    tkv_free(c);
+    c = tkvd_client(&d);
+    cr_assert_eq(tkv_auth(c, "cli-secret", 10), TKV_OK, "--requirepass wins: %s", tkv_errstr(c));
+    tkv_free(c);
+    tkvd_stop(&d);
+    tkvd_cleanup(&d);
+
+    /* And the other way round. */
+    const char *cli_file = write_bytes("cli-secret", "cli-file-secret\n", 16);
+    path = write_conf("requirepass file-secret\n");
+    const char *args2[] = {"--config", path, "--auth-file", cli_file, NULL};
+    tkvd_start(&d, args2);
+    c = tkvd_client(&d);
+    cr_assert_eq(tkv_auth(c, "file-secret", 11), TKV_ERR, "the file's requirepass is replaced");
+    tkv_free(c);
+    c = tkvd_client(&d);
+    cr_assert_eq(tkv_auth(c, "cli-file-secret", 15), TKV_OK, "--auth-file wins: %s", tkv_errstr(c));
+    tkv_free(c);
+    tkvd_stop(&d);
+}
+
+Test(daemon, command_line_cluster_map_replaces_the_files_cluster, .fini = conf_teardown)
+{
+    static const char map[] = "{\"slots\": [[0, 16383, \"s1\"]], \"shards\": {\"s1\": "
+                              "{\"primary\": \"n1\"}}, \"nodes\": {\"n1\": \"127.0.0.1:7001\"}}";
+    const char *map_path = write_bytes("map.json", map, sizeof map - 1);
+    const char *path = write_conf("cluster http://127.0.0.1:9\n");
+    const char *args[] = {"--config", path, "--cluster-map", map_path, "--node-id", "n1", NULL};
+    tkvd_start(&d, args);
+    char *log = tkvd_log(&d);
+    cr_assert(strstr(log, "this is node n1"), "the command line's map is served:\n%s", log);
+    free(log);
+    tkvd_stop(&d);
+
+    /* Both on the command line are still refused. */
+    const char *argv[] = {getenv("TKVD"),
+                          "--cluster",
+                          "http://127.0.0.1:9",
+                          "--cluster-map",
+                          map_path,
+                          "--node-id",
+                          "n1",
+                          "--port",
+                          "0",
+                          NULL};
+    char *out, *err;
+    cr_assert_eq(run_capture(argv, NULL, &out, &err), 2, "%s", err);
+    cr_assert(strstr(err, "give one"), "%s", err);
+    free(out);
+    free(err);
+}
+
+/* replica-of no and http-port off undo a file's. */
+Test(daemon, command_line_undoes_the_files_replica_of_and_http_port, .fini = conf_teardown)
+{
+    char http_port_file[160], text[400];
+    write_conf("");
+    snprintf(http_port_file, sizeof http_port_file, "%s/http.port", conf_dir);
+    snprintf(text, sizeof text, "replica-of 127.0.0.1:9\nhttp-port 0\nhttp-port-file %s\n",
+             http_port_file);
+    const char *path = write_conf(text);
+    const char *args[] = {"--config", path, "--replica-of", "no", "--http-port", "off", NULL};
+    tkvd_start(&d, args);
+    tkv_ctx *c = tkvd_client(&d);
+    cr_assert_eq(tkv_put(c, "k", 1, "v", 1, 1, NULL), TKV_OK, "a primary takes writes: %s",
+                 tkv_errstr(c));
+    tkv_free(c);
+    /* tkvd writes the HTTP port file before the main one, which the
+     * harness waited for. */
+    cr_assert_neq(access(http_port_file, F_OK), 0, "HTTP is off");
+    tkvd_stop(&d);
+}
+
 /* The example shipped (and installed as the default config) is all
  * comments: a server started with it serves with the defaults. */
 Test(daemon, the_example_config_starts_a_server, .fini = teardown)

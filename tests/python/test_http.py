@@ -9,6 +9,7 @@ import http.client
 import json
 import os
 import re
+import socket
 import subprocess
 import tempfile
 import threading
@@ -311,3 +312,169 @@ def test_replica_is_healthy_once_copied_and_refuses_writes():
         if r:
             r.cleanup()
         p.cleanup()
+
+
+def test_oversize_frame_is_refused_and_the_next_request_is_served():
+    """A key near --max-key plus a value near --max-value make a frame above
+    --max-frame: 413, and the channel it would have gone on serves the next
+    request (the loop stops reading a connection after refusing a frame)."""
+    d = start_http_server("--max-frame", "1mb", "--max-value", "1048000")
+    try:
+        status, _, data = request(d, "PUT", "/v1/kv/" + "k" * 1000, b"v" * 1048000)
+        assert status == 413, data
+        for _ in range(3):  # whichever channel the next requests borrow
+            assert request(d, "GET", "/v1/kv/x1")[0] == 404
+        assert "--max-frame" in json.loads(data)["error"]
+        assert call(d, "PUT", "/v1/kv/x1?ts=1", b"fine")["ts"] == 1
+        assert call(d, "GET", "/v1/kv/x1")["value"] == "fine"
+    finally:
+        d.cleanup()
+
+
+def test_head_is_get_without_a_body(srv, key):
+    k = key()
+    call(srv, "PUT", kpath(k) + "?ts=3", b"value")
+    status, hdrs, body = request(srv, "HEAD", kpath(k))
+    assert (status, body) == (200, b"") and hdrs["Content-Type"] == "application/json"
+    status, hdrs, body = request(srv, "HEAD", kpath(k) + "?raw=1")
+    assert (status, body, hdrs["X-Tkv-Ts"]) == (200, b"", "3")
+    assert request(srv, "HEAD", kpath(k, "/history"))[::2] == (200, b"")
+    assert request(srv, "HEAD", kpath(key("missing")))[0] == 404
+    assert request(srv, "HEAD", "/healthz")[::2] == (200, b"")
+
+
+def test_405_names_the_allowed_methods(srv, key):
+    k = kpath(key())
+    for method, path, allow in [("POST", "/healthz", "GET, HEAD"),
+                                ("PUT", "/metrics", "GET, HEAD"),
+                                ("DELETE", "/openapi.json", "GET, HEAD"),
+                                ("POST", k, "GET, HEAD, PUT, DELETE"),
+                                ("PUT", k + "/history", "GET, HEAD")]:
+        status, hdrs, data = request(srv, method, path, b"body")
+        assert status == 405, (method, path, status, data)
+        assert hdrs.get("Allow") == allow, (method, path, hdrs)
+        assert json.loads(data)["code"] == 405
+
+
+def test_raw_takes_exactly_1_true_0_false(srv, key):
+    k = kpath(key())
+    call(srv, "PUT", k + "?ts=1", b"bytes")
+    for v in ("1", "true"):
+        assert call(srv, "GET", k + "?raw=" + v) == b"bytes"
+    for v in ("0", "false"):
+        assert call(srv, "GET", k + "?raw=" + v)["value"] == "bytes"
+    for v in ("", "yes", "2", "truetrue", "%00"):
+        err = call(srv, "GET", k + "?raw=" + v, expect=400)
+        assert "raw" in err["error"], v
+
+
+def raw_request(port, head, timeout=10):
+    """Sends head (bytes) on a new connection; returns the socket."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.sendall(head)
+    return s
+
+
+def read_status(s):
+    """The status code of the first response on s ("" if it was closed)."""
+    data = b""
+    while b"\r\n" not in data:
+        chunk = s.recv(4096)
+        if not chunk:
+            return data.decode(errors="replace")
+        data += chunk
+    return data.split(b"\r\n", 1)[0].decode()
+
+
+def test_refused_before_the_body_is_read():
+    """Requests that will be refused are answered from their headers alone:
+    the server never waits for (or holds) a body an unauthenticated client
+    announces - not even on /healthz, which needs no secret."""
+    d = start_http_server("--requirepass", SECRET)
+    try:
+        for method, path, code in [("PUT", "/healthz", 405), ("POST", "/metrics", 405),
+                                   ("PUT", "/v1/kv/k", 401), ("PUT", "/openapi.json", 405)]:
+            s = raw_request(d.http_port, f"{method} {path} HTTP/1.1\r\nHost: x\r\n"
+                            "Content-Length: 1000000\r\n\r\n".encode())
+            try:
+                # No body is sent: an answer proves none was waited for.
+                assert read_status(s).startswith(f"HTTP/1.1 {code} "), (method, path)
+            finally:
+                s.close()
+        assert request(d, "GET", "/healthz")[0] == 200
+    finally:
+        d.cleanup()
+
+
+def test_401_says_bearer_and_the_scheme_is_case_insensitive():
+    d = start_http_server("--requirepass", SECRET)
+    try:
+        status, hdrs, _ = request(d, "GET", "/metrics")
+        assert status == 401 and hdrs.get("WWW-Authenticate") == "Bearer"
+        for scheme in ("bearer", "BEARER", "Bearer"):
+            auth = {"Authorization": f"{scheme} {SECRET}"}
+            assert call(d, "PUT", "/v1/kv/ci?ts=1", b"v", auth)["ts"] == 1
+        # The secret itself is not case-insensitive.
+        status, _, _ = request(d, "GET", "/v1/kv/ci", headers={
+            "Authorization": "Bearer " + SECRET.upper()})
+        assert status == 401
+    finally:
+        d.cleanup()
+
+
+def test_sigterm_with_http_requests_in_flight():
+    """SIGTERM while HTTP requests are in flight - uploads half sent, and
+    clients looping on requests: each gets an answer or a closed connection,
+    and tkvd exits 0 (cleanup asserts it) promptly."""
+    d = start_http_server()
+    stop = threading.Event()
+    done = [0] * 4
+    errors = []
+
+    def looper(n):
+        try:
+            while not stop.is_set():
+                try:
+                    status, _, _ = request(d, "PUT", f"/v1/kv/loop{n}", b"v" * 1000)
+                except (ConnectionError, http.client.HTTPException, OSError):
+                    return  # the server closed it: an allowed end
+                assert status in (200, 503), status
+                done[n] += 1
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    slow = []
+    try:
+        threads = [threading.Thread(target=looper, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        # Half-sent uploads: "100 Continue" proves the server took the
+        # request in (its first callback ran) and now waits for the body.
+        for i in range(3):
+            s = raw_request(d.http_port, f"PUT /v1/kv/slow{i} HTTP/1.1\r\nHost: x\r\n"
+                            "Content-Length: 100000\r\nExpect: 100-continue\r\n\r\n".encode())
+            slow.append(s)
+            assert "100" in read_status(s)
+            s.sendall(b"x" * 50000)
+        until(lambda: all(done), "the looping clients never got an answer")
+        t0 = time.monotonic()
+        d.stop()  # SIGTERM; asserts exit 0
+        assert time.monotonic() - t0 < 30, "tkvd took too long to stop"
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+            assert not t.is_alive()
+        assert not errors, errors
+        for s in slow:
+            s.settimeout(30)
+            try:
+                rest = s.recv(65536)
+            except ConnectionResetError:
+                rest = b""
+            # Closed, or an answer: never left hanging.
+            assert rest == b"" or rest.startswith(b"HTTP/1.1 "), rest
+    finally:
+        stop.set()
+        for s in slow:
+            s.close()
+        d.cleanup()

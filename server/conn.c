@@ -85,8 +85,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "frame.h"
 #include "grow.h"
+#include "latency.h"
 #include "log.h"
 #include "readers.h"
 #include "replication.h"
@@ -152,6 +154,9 @@ struct conn {
     bool repl_wait;     /* WAITING: for replicas to acknowledge (WAIT) */
     conn_state after_wait;
     double last_active; /* loop time of the last byte read or written */
+    /* Monotonic microseconds when the request being served was taken from
+     * the input; kept across its waits (latency.h). 0: none under way. */
+    uint64_t req_start;
     uint64_t id;
     char peer[64];
 };
@@ -441,6 +446,19 @@ static int dispatch(conn *c, const uint8_t *f, size_t n, bool *dirty)
     return tkv_dispatch_session(h->disp, &c->sess, f, n, &c->out, dirty);
 }
 
+/* The request under way is answered (or its stream or feed has started):
+ * its latency is counted. */
+static void request_done(conn *c)
+{
+    tkv_dispatch *d = c->hub->disp;
+    uint64_t us = tkv_clock_mono_us() - c->req_start;
+    c->req_start = 0;
+    if (c->sess.last_cmd < 0) /* it did not parse: no command to count it under */
+        return;
+    if (d->lat)
+        tkv_latency_record(d->lat, (tkv_cmd)c->sess.last_cmd, us);
+}
+
 /* Runs one request frame and queues its reply. Returns -1 if c was closed,
  * 1 if the request waits for a load (c->job) or streams (c->stream), 0
  * when it was served. */
@@ -449,8 +467,11 @@ static int serve_frame(conn *c, const uint8_t *f, size_t n)
     conn_hub *h = c->hub;
     size_t off = c->out.len;
     bool dirty, was_authed = c->sess.authed;
+    if (c->req_start == 0)
+        c->req_start = tkv_clock_mono_us();
     int rc = dispatch(c, f, n, &dirty);
     if (rc == TKV_DISPATCH_PSYNC && c->ndeps == 0) {
+        request_done(c);
         hand_over(c);
         return -1;
     }
@@ -464,10 +485,13 @@ static int serve_frame(conn *c, const uint8_t *f, size_t n)
         dirty = false;
     }
     if (rc == TKV_DISPATCH_WAIT) {
-        if (c->stream || c->watch)
+        if (c->stream || c->watch) {
+            request_done(c);
             list_add(&h->pend, c, PEND); /* replies before it still go */
+        }
         return 1;
     }
+    request_done(c);
     c->waits = c->stale = 0;
     if (rc < 0 ||
         (dirty && add_dep(c, off, c->out.len - off, tkv_engine_epoch(h->disp->eng)) < 0)) {

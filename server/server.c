@@ -35,10 +35,12 @@
 #include "cluster.h"
 #include "cmd.h"
 #include "conn.h"
+#include "latency.h"
 #include "log.h"
 #include "readers.h"
 #include "replication.h"
 #include "shardmap.h"
+#include "usage.h"
 
 #define SHUTDOWN_GRACE 5.0
 
@@ -682,7 +684,15 @@ static int start(tkv_srv *s)
         .lim = {.max_key = s->o.max_key, .max_value = s->o.max_value, .max_batch = s->o.max_batch},
         .max_reply = s->o.max_frame,
         .auth = s->has_auth ? &s->auth : NULL,
-        .info = &s->info};
+        .info = &s->info,
+        .lat = tkv_latency_new()};
+    if (!s->disp.lat) {
+        tkv_error("out of memory");
+        return -1;
+    }
+    /* After the engine opened it: the directory exists. */
+    if (!(s->info.du = tkv_du_start(s->o.engine.dir)))
+        tkv_warn("cannot start the disk usage thread: STATS shows disk_bytes 0");
     s->hub = (conn_hub){.loop = s->loop, .o = &s->o, .disp = &s->disp, .info = &s->info};
     if (s->o.cluster_map && load_static_map(s) < 0)
         return -1;
@@ -758,6 +768,8 @@ int tkv_server_run(const tkv_server_opts *o)
     if (s.eng)
         shutdown_all(&s);
     tkv_dispatch_set_map(&s.disp, NULL);
+    tkv_du_stop(s.info.du);
+    tkv_latency_free(s.disp.lat);
     if (s.lfd >= 0)
         close(s.lfd);
     if (s.secret) {

@@ -19,6 +19,7 @@
 #include "restore.h"
 #include "shardmap.h"
 #include "slot.h"
+#include "slowlog.h"
 #include "usage.h"
 #include "wire.h"
 
@@ -702,6 +703,19 @@ static int exec_cluster(exec_ctx *x)
     return sent(tkv_rep_shards_end(&lw));
 }
 
+/* SLOWLOG GET [n] | LEN | RESET (slowlog.h). */
+static int exec_slowlog(exec_ctx *x)
+{
+    tkv_slowlog *s = x->d->slow;
+    if (!s)
+        return reply_error(x, TKV_ST_BAD_REQUEST, "this server keeps no slow log");
+    switch (x->req->sub) {
+    case TKV_SLOWLOG_GET: return sent(tkv_slowlog_reply(s, x->req->limit, x->d->max_reply, x->out));
+    case TKV_SLOWLOG_LEN: return reply_u64(x, tkv_slowlog_len(s));
+    default: return reply_u64(x, tkv_slowlog_reset(s));
+    }
+}
+
 /* The one slot all of a request's keys are in, Redis's rule: -1 if the
  * request names no key, -2 if its keys are in more than one slot. */
 static int32_t request_slot(const tkv_req *r)
@@ -813,6 +827,7 @@ static bool needs_data(tkv_cmd c)
     case TKV_CMD_REPLICAOF:
     case TKV_CMD_WAIT:
     case TKV_CMD_CLUSTER:
+    case TKV_CMD_SLOWLOG:
     case TKV_CMD_REPLACK: return false;
     default: return true;
     }
@@ -844,6 +859,7 @@ static const exec_fn exec_table[TKV_CMD__COUNT] = {
     [TKV_CMD_REPLACK] = exec_replack,
     [TKV_CMD_WATCH] = exec_watch,
     [TKV_CMD_CLUSTER] = exec_cluster,
+    [TKV_CMD_SLOWLOG] = exec_slowlog,
 };
 
 static int dispatch(tkv_dispatch *d, tkv_session *sess, const uint8_t *frame, size_t len,

@@ -76,6 +76,7 @@ typedef struct tkv_session {
 struct tkv_repl;
 struct tkv_shardmap;
 struct tkv_latency;
+struct tkv_slowlog;
 
 typedef struct tkv_dispatch {
     tkv_engine *eng;
@@ -91,6 +92,7 @@ typedef struct tkv_dispatch {
     uint64_t errors;                /* replies with an error status */
     uint64_t auth_failures;         /* AUTH attempts with a wrong secret */
     struct tkv_latency *lat;        /* per-command latencies (latency.h); NULL: none */
+    struct tkv_slowlog *slow;       /* the slow log (slowlog.h); NULL: SLOWLOG is refused */
 } tkv_dispatch;
 
 /* Executes one request frame and appends exactly one reply frame to out.

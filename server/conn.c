@@ -92,6 +92,7 @@
 #include "log.h"
 #include "readers.h"
 #include "replication.h"
+#include "slowlog.h"
 #include "stream.h"
 #include "watcher.h"
 #include "wire.h"
@@ -455,8 +456,12 @@ static void request_done(conn *c)
     c->req_start = 0;
     if (c->sess.last_cmd < 0) /* it did not parse: no command to count it under */
         return;
+    tkv_cmd cmd = (tkv_cmd)c->sess.last_cmd;
     if (d->lat)
-        tkv_latency_record(d->lat, (tkv_cmd)c->sess.last_cmd, us);
+        tkv_latency_record(d->lat, cmd, us);
+    /* SLOWLOG itself is left out: polling the log would fill it. */
+    if (d->slow && cmd != TKV_CMD_SLOWLOG && tkv_slowlog_wants(d->slow, us))
+        tkv_slowlog_add(d->slow, tkv_clock_realtime_us(), us, cmd, c->sess.last_key, c->peer);
 }
 
 /* Runs one request frame and queues its reply. Returns -1 if c was closed,

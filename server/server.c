@@ -40,6 +40,7 @@
 #include "readers.h"
 #include "replication.h"
 #include "shardmap.h"
+#include "slowlog.h"
 #include "usage.h"
 
 #define SHUTDOWN_GRACE 5.0
@@ -685,8 +686,9 @@ static int start(tkv_srv *s)
         .max_reply = s->o.max_frame,
         .auth = s->has_auth ? &s->auth : NULL,
         .info = &s->info,
-        .lat = tkv_latency_new()};
-    if (!s->disp.lat) {
+        .lat = tkv_latency_new(),
+        .slow = tkv_slowlog_new(s->o.slowlog_slower_than, s->o.slowlog_max_len)};
+    if (!s->disp.lat || !s->disp.slow) {
         tkv_error("out of memory");
         return -1;
     }
@@ -770,6 +772,7 @@ int tkv_server_run(const tkv_server_opts *o)
     tkv_dispatch_set_map(&s.disp, NULL);
     tkv_du_stop(s.info.du);
     tkv_latency_free(s.disp.lat);
+    tkv_slowlog_free(s.disp.slow);
     if (s.lfd >= 0)
         close(s.lfd);
     if (s.secret) {
@@ -790,6 +793,8 @@ void tkv_server_defaults(tkv_server_opts *o)
     o->port = 7379;
     o->max_clients = 10000;
     o->max_frame = TKV_DEFAULT_MAX_FRAME;
+    o->slowlog_slower_than = TKV_SLOWLOG_DEFAULT_SLOWER_THAN;
+    o->slowlog_max_len = TKV_SLOWLOG_DEFAULT_MAX_LEN;
     o->max_key = TKV_DEFAULT_MAX_KEY;
     o->max_value = TKV_DEFAULT_MAX_VALUE;
     o->max_output = 64u * 1024 * 1024;

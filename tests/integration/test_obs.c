@@ -125,3 +125,120 @@ Test(obs, rss_and_disk_usage, .init = start_default, .fini = teardown)
     wait_stat_above(c, "disk_bytes", before + 1024 * 1024);
     tkv_free(c);
 }
+
+static void start_slowlog_all(void)
+{
+    static const char *const args[] = {"--slowlog-slower-than", "0", "--slowlog-max-len", "4",
+                                       NULL};
+    tkvd_start(&d, args);
+}
+
+static void expect_entry(const tkv_slowlog_entry *e, const char *cmd, const char *key)
+{
+    cr_assert_str_eq(e->cmd, cmd);
+    cr_assert_eq(e->key_len, strlen(key), "%s: key of %zu bytes", cmd, e->key_len);
+    cr_assert_eq(memcmp(e->key, key, e->key_len), 0, "%s: key", cmd);
+    cr_assert_eq(e->key_full_len, e->key_len, "%s: not cut", cmd);
+    cr_assert(strncmp(e->client, "127.0.0.1:", 10) == 0, "%s: client %s", cmd, e->client);
+}
+
+Test(obs, slowlog_records_in_order_and_trims, .init = start_slowlog_all, .fini = teardown)
+{
+    tkv_ctx *c = tkvd_client(&d);
+    uint64_t n, ts;
+    cr_assert_eq(tkv_slowlog_reset(c, NULL), TKV_OK, "%s", tkv_errstr(c));
+    cr_assert_eq(tkv_slowlog_len(c, &n), TKV_OK);
+    cr_assert_eq(n, 0, "RESET empties the log; SLOWLOG itself is not logged");
+    uint64_t before = (uint64_t)time(NULL) * 1000000u;
+    cr_assert_eq(tkv_put(c, "a", 1, "v", 1, 0, &ts), TKV_OK);
+    tkv_version v;
+    tkv_get(c, "bb", 2, TKV_LATEST, &v);
+    uint64_t removed;
+    cr_assert_eq(tkv_del(c, "ccc", 3, &removed), TKV_OK);
+    const tkv_version *answers;
+    tkv_bytes keys[2] = {{(const uint8_t *)"dddd", 4}, {(const uint8_t *)"e", 1}};
+    cr_assert_eq(tkv_mget(c, TKV_LATEST, keys, 2, &answers), TKV_OK);
+    const tkv_bytes *page;
+    size_t np;
+    tkv_bytes next;
+    cr_assert_eq(tkv_scan(c, "pre", 3, (tkv_bytes){NULL, 0}, 10, &page, &np, &next), TKV_OK);
+
+    /* Five requests into a log of four: the PUT went. */
+    cr_assert_eq(tkv_slowlog_len(c, &n), TKV_OK);
+    cr_assert_eq(n, 4);
+    const tkv_slowlog_entry *e;
+    size_t ne;
+    cr_assert_eq(tkv_slowlog_get(c, 10, &e, &ne), TKV_OK, "%s", tkv_errstr(c));
+    cr_assert_eq(ne, 4);
+    expect_entry(&e[0], "SCAN", "pre");
+    expect_entry(&e[1], "MGET", "dddd");
+    expect_entry(&e[2], "DEL", "ccc");
+    expect_entry(&e[3], "GET", "bb");
+    for (size_t i = 0; i < ne; i++) {
+        if (i > 0) {
+            cr_assert_eq(e[i].id + 1, e[i - 1].id, "ids count up, newest first");
+            cr_assert_leq(e[i].time_us, e[i - 1].time_us);
+        }
+        cr_assert_geq(e[i].time_us, before, "answered after the test began");
+        cr_assert_lt(e[i].time_us, before + 60u * 1000000u);
+        cr_assert_lt(e[i].duration_us, 60u * 1000000u);
+    }
+    cr_assert_eq(tkv_slowlog_get(c, 2, &e, &ne), TKV_OK);
+    cr_assert_eq(ne, 2, "GET n gives the newest n");
+    cr_assert_str_eq(e[0].cmd, "SCAN");
+    cr_assert_str_eq(e[1].cmd, "MGET");
+
+    /* A key above 128 bytes is kept cut, with its length. */
+    char big[300];
+    memset(big, 'k', sizeof big);
+    tkv_get(c, big, sizeof big, TKV_LATEST, &v);
+    cr_assert_eq(tkv_slowlog_get(c, 1, &e, &ne), TKV_OK);
+    cr_assert_eq(ne, 1);
+    cr_assert_str_eq(e[0].cmd, "GET");
+    cr_assert_eq(e[0].key_len, 128);
+    cr_assert_eq(e[0].key_full_len, sizeof big);
+    cr_assert_eq(memcmp(e[0].key, big, 128), 0);
+
+    cr_assert_eq(tkv_slowlog_reset(c, &removed), TKV_OK);
+    cr_assert_eq(removed, 4);
+    cr_assert_eq(tkv_slowlog_len(c, &n), TKV_OK);
+    cr_assert_eq(n, 0);
+    cr_assert_eq(tkv_slowlog_get(c, 10, &e, &ne), TKV_OK);
+    cr_assert_eq(ne, 0);
+    tkv_free(c);
+}
+
+static void start_slowlog_off(void)
+{
+    static const char *const args[] = {"--slowlog-slower-than", "-1", NULL};
+    tkvd_start(&d, args);
+}
+
+Test(obs, slowlog_negative_threshold_logs_nothing, .init = start_slowlog_off, .fini = teardown)
+{
+    tkv_ctx *c = tkvd_client(&d);
+    uint64_t n, ts;
+    for (int i = 0; i < 20; i++)
+        cr_assert_eq(tkv_put(c, "a", 1, "v", 1, 0, &ts), TKV_OK);
+    cr_assert_eq(tkv_slowlog_len(c, &n), TKV_OK);
+    cr_assert_eq(n, 0);
+    tkv_free(c);
+}
+
+Test(obs, slowlog_options_are_checked)
+{
+    const char *tkvd_bin = getenv("TKVD");
+    cr_assert(tkvd_bin);
+    const char *bad[][3] = {{"--slowlog-slower-than", "fast", NULL},
+                            {"--slowlog-max-len", "-3", NULL},
+                            {"--slowlog-max-len", "2000000", NULL}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *argv[] = {tkvd_bin, bad[i][0], bad[i][1], NULL};
+        char *out, *err;
+        int st = run_capture(argv, NULL, &out, &err);
+        cr_assert_neq(st, 0, "%s %s was taken", bad[i][0], bad[i][1]);
+        cr_assert(strstr(err, bad[i][0] + 2), "%s %s: %s", bad[i][0], bad[i][1], err);
+        free(out);
+        free(err);
+    }
+}

@@ -242,3 +242,48 @@ Test(obs, slowlog_options_are_checked)
         free(err);
     }
 }
+
+/* tkvctl ARGS... against d; asserts the exit status; returns stdout. */
+static char *ctl(const char *const *args)
+{
+    char port[8];
+    snprintf(port, sizeof port, "%u", d.port);
+    const char *argv[16] = {getenv("TKVCTL"), "-p", port};
+    int n = 3;
+    for (; args[n - 3] && n < 15; n++)
+        argv[n] = args[n - 3];
+    argv[n] = NULL;
+    char *out, *err;
+    int st = run_capture(argv, NULL, &out, &err);
+    cr_assert_eq(st, 0, "tkvctl %s %s: %s", args[0], args[1] ? args[1] : "", err);
+    free(err);
+    return out;
+}
+
+Test(obs, tkvctl_slowlog, .init = start_slowlog_all, .fini = teardown)
+{
+    free(ctl((const char *[]){"slowlog", "reset", NULL}));
+    free(ctl((const char *[]){"put", "user:1", "v", NULL}));
+    free(ctl((const char *[]){"count", "user:2", NULL}));
+    char *out = ctl((const char *[]){"slowlog", "get", NULL});
+    /* ID TIME DURATION COMMAND KEY CLIENT, newest first. */
+    char *count = strstr(out, "\tCOUNT\tuser:2\t127.0.0.1:");
+    char *put = strstr(out, "\tPUT\tuser:1\t127.0.0.1:");
+    cr_assert(count && put && count < put, "%s", out);
+    free(out);
+    out = ctl((const char *[]){"slowlog", "len", NULL});
+    cr_assert_str_eq(out, "2\n");
+    free(out);
+    out = ctl((const char *[]){"--json", "slowlog", "get", "1", NULL});
+    cr_assert(strstr(out, "{\"length\":2,\"entries\":[{\"id\":") &&
+                  strstr(out, "\"command\":\"COUNT\""),
+              "%s", out);
+    cr_assert(strstr(out, "\"key\":\"user:2\",\"key_len\":6,\"client\":\"127.0.0.1:"), "%s", out);
+    free(out);
+    out = ctl((const char *[]){"slowlog", "reset", NULL});
+    cr_assert_str_eq(out, "OK\n");
+    free(out);
+    out = ctl((const char *[]){"--json", "slowlog", "len", NULL});
+    cr_assert_str_eq(out, "{\"length\":0}\n");
+    free(out);
+}

@@ -452,7 +452,8 @@ static int dispatch(conn *c, const uint8_t *f, size_t n, bool *dirty)
 static void request_done(conn *c)
 {
     tkv_dispatch *d = c->hub->disp;
-    uint64_t us = tkv_clock_mono_us() - c->req_start;
+    uint64_t now = tkv_clock_mono_us(), us = now - c->req_start;
+    c->hub->served_at = now;
     c->req_start = 0;
     if (c->sess.last_cmd < 0) /* it did not parse: no command to count it under */
         return;
@@ -473,7 +474,7 @@ static int serve_frame(conn *c, const uint8_t *f, size_t n)
     size_t off = c->out.len;
     bool dirty, was_authed = c->sess.authed;
     if (c->req_start == 0)
-        c->req_start = tkv_clock_mono_us();
+        c->req_start = h->served_at ? h->served_at : tkv_clock_mono_us();
     int rc = dispatch(c, f, n, &dirty);
     if (rc == TKV_DISPATCH_PSYNC && c->ndeps == 0) {
         request_done(c);
@@ -547,6 +548,7 @@ static serve_end serve(conn *c, uint32_t budget, bool drain)
 {
     const tkv_server_opts *o = c->hub->o;
     uint32_t ahead = 0;
+    c->hub->served_at = 0; /* the run's first request reads the clock */
     while (budget-- > 0) {
         if (unsent(c) > o->max_output) {
             tkv_warn("client %llu (%s) dropped: %zu bytes of unread replies",
@@ -662,6 +664,7 @@ void conn_load_done(void *ctx, tkv_eng_load *l, void *cookie)
     c->job = NULL;
     c->waits++;
     c->stale = installed < 0 ? MAX_STALE : c->stale + (installed == 0);
+    h->served_at = 0;
     int rc = serve_frame(c, c->wait_frame, c->wait_len);
     if (rc != 0)
         return; /* closed, or waiting for another load */
@@ -674,6 +677,7 @@ void conn_repl_wait_done(void *cookie, uint64_t acked)
     c->repl_wait = false;
     c->sess.repl.wait_done = true;
     c->sess.repl.acked = acked;
+    c->hub->served_at = 0;
     if (serve_frame(c, c->wait_frame, c->wait_len) != 0)
         return;
     resume(c);

@@ -6,7 +6,10 @@
  * waits for a reader thread's load (readers.h) counts that wait, and a
  * write whose reply is held for its batch does not count the batch's
  * sync (the reply is queued, only not yet released). DIGEST, BACKUP and
- * WATCH are timed to the moment their stream or feed starts.
+ * WATCH are timed to the moment their stream or feed starts. Within a run
+ * of pipelined requests served back to back, a request starts when the
+ * one before it was queued (conn.c: one clock read per request, not two);
+ * what lies between is taking its frame from the buffer.
  *
  * One histogram (common/hist.h) per command, allocated once: recording is
  * O(1) and allocates nothing. Values are microseconds since start; nothing

@@ -419,7 +419,7 @@ static void refill(bench_conn *c)
     for (uint32_t i = first; i < c->count; i++) {
         uint64_t *sent = &c->ring_sent[(c->head + i) % c->ring_cap];
         if (r->rate)
-            hist_record(&r->stats->lag, now - *sent); /* latency runs from *sent */
+            tkv_hist_record(&r->stats->lag, now - *sent); /* latency runs from *sent */
         else
             *sent = now;
     }
@@ -508,7 +508,7 @@ static void account(bench_run *r, bench_opkind kind, bench_reply cls, const benc
         s->errors[kind]++;
         note_error(r, kind, msg);
     }
-    hist_record(&s->hist[kind], latency);
+    tkv_hist_record(&s->hist[kind], latency);
 }
 
 /* Consumes every complete reply in the reader. Returns -1 on failure. */
@@ -694,8 +694,8 @@ static void reset_phase(bench_run *r, bench_phase phase, uint32_t depth, bench_s
 {
     memset(stats, 0, sizeof *stats);
     for (int k = 0; k < OP__COUNT; k++)
-        hist_init(&stats->hist[k]);
-    hist_init(&stats->lag);
+        tkv_hist_init(&stats->hist[k]);
+    tkv_hist_init(&stats->lag);
     r->phase = phase;
     r->stats = stats;
     r->depth = depth < 1 ? 1 : depth;

@@ -45,12 +45,12 @@ typedef struct bench_stats {
     uint64_t replies[OP__COUNT]; /* every reply, errors and misses included */
     uint64_t errors[OP__COUNT];
     uint64_t misses[OP__COUNT];
-    bench_hist hist[OP__COUNT]; /* latency, nanoseconds */
-    uint64_t elapsed_ns;        /* phase start to its last reply */
-    double cpu_s;               /* tkv-bench's own user + system CPU time */
+    tkv_hist hist[OP__COUNT]; /* latency, nanoseconds */
+    uint64_t elapsed_ns;      /* phase start to its last reply */
+    double cpu_s;             /* tkv-bench's own user + system CPU time */
     /* Paced phases only. */
     uint64_t unsent; /* requests due by the end that were never sent */
-    bench_hist lag;  /* send time minus due time, nanoseconds */
+    tkv_hist lag;    /* send time minus due time, nanoseconds */
 } bench_stats;
 
 typedef enum bench_phase { PHASE_PRELOAD, PHASE_MEASURE } bench_phase;

@@ -17,6 +17,7 @@
 #include "bench.h"
 #include "cluster.h"
 #include "driver.h"
+#include "hdr.h"
 #include "proto.h"
 #include "run.h"
 #include "workload.h"
@@ -402,7 +403,7 @@ typedef struct op_summary {
     double lag_p99, lag_max; /* how late requests went out, microseconds */
 } op_summary;
 
-static void summarize(op_summary *o, const char *name, const bench_hist *h, uint64_t replies,
+static void summarize(op_summary *o, const char *name, const tkv_hist *h, uint64_t replies,
                       uint64_t errors, uint64_t misses, const bench_stats *s)
 {
     uint64_t elapsed_ns = s->elapsed_ns;
@@ -413,10 +414,10 @@ static void summarize(op_summary *o, const char *name, const bench_hist *h, uint
     o->misses = misses;
     o->secs = (double)elapsed_ns / 1e9;
     o->ops = elapsed_ns ? (double)replies * 1e9 / (double)elapsed_ns : 0;
-    o->p50 = (double)hist_quantile(h, 0.50) / 1e3;
-    o->p90 = (double)hist_quantile(h, 0.90) / 1e3;
-    o->p99 = (double)hist_quantile(h, 0.99) / 1e3;
-    o->p999 = (double)hist_quantile(h, 0.999) / 1e3;
+    o->p50 = (double)tkv_hist_quantile(h, 0.50) / 1e3;
+    o->p90 = (double)tkv_hist_quantile(h, 0.90) / 1e3;
+    o->p99 = (double)tkv_hist_quantile(h, 0.99) / 1e3;
+    o->p999 = (double)tkv_hist_quantile(h, 0.999) / 1e3;
     o->max = (double)h->max / 1e3;
     o->cpu_pct = elapsed_ns ? 100 * s->cpu_s * 1e9 / (double)elapsed_ns : 0;
 }
@@ -428,7 +429,7 @@ static void add_rate(op_summary *o, const bench_cfg *cfg, const bench_stats *s)
     o->paced = cfg->rate > 0;
     o->target = cfg->rate;
     o->unsent = s->unsent;
-    o->lag_p99 = (double)hist_quantile(&s->lag, 0.99) / 1e3;
+    o->lag_p99 = (double)tkv_hist_quantile(&s->lag, 0.99) / 1e3;
     o->lag_max = s->lag.count ? (double)s->lag.max / 1e3 : 0;
 }
 
@@ -466,8 +467,8 @@ static void emit(const op_summary *o, const bench_cfg *cfg)
 /* One line per operation kind in the mix, then their sum if several. */
 static uint64_t report_ops(const bench_cfg *cfg, const bench_stats *s)
 {
-    bench_hist all;
-    hist_init(&all);
+    tkv_hist all;
+    tkv_hist_init(&all);
     uint64_t replies = 0, errors = 0, misses = 0;
     int kinds = 0;
     op_summary o;
@@ -480,7 +481,7 @@ static uint64_t report_ops(const bench_cfg *cfg, const bench_stats *s)
         if (kinds == 1)
             add_rate(&o, cfg, s);
         emit(&o, cfg);
-        hist_merge(&all, &s->hist[k]);
+        tkv_hist_merge(&all, &s->hist[k]);
         replies += s->replies[k];
         errors += s->errors[k];
         misses += s->misses[k];
@@ -544,8 +545,8 @@ static void print_rate(const bench_cfg *cfg, const bench_stats *s)
     printf("rate: target %llu ops/s, achieved %.0f ops/s; requests went out behind schedule "
            "by p99 %.1f us, max %.1f us; %llu due requests never sent\n",
            (unsigned long long)cfg->rate, achieved_rate(s),
-           (double)hist_quantile(&s->lag, 0.99) / 1e3, s->lag.count ? (double)s->lag.max / 1e3 : 0,
-           (unsigned long long)s->unsent);
+           (double)tkv_hist_quantile(&s->lag, 0.99) / 1e3,
+           s->lag.count ? (double)s->lag.max / 1e3 : 0, (unsigned long long)s->unsent);
 }
 
 /* A paced run that fell short: its latencies leave out the requests the
@@ -581,11 +582,11 @@ static uint64_t report_measure(const bench_cfg *cfg, const bench_stats *s)
  * --hdr-out's file. Returns 0, or -1 with errno set. */
 static int write_hdr(FILE *f, const bench_cfg *cfg, const bench_stats *s)
 {
-    static bench_hist all; /* large: not on the stack */
-    hist_init(&all);
+    static tkv_hist all; /* large: not on the stack */
+    tkv_hist_init(&all);
     for (int k = 0; k < OP__COUNT; k++)
         if (cfg->mix[k] > 0)
-            hist_merge(&all, &s->hist[k]);
+            tkv_hist_merge(&all, &s->hist[k]);
     int rc = hist_write_hdr(&all, f, 1e6);
     return fflush(f) != 0 ? -1 : rc;
 }

@@ -312,6 +312,7 @@ void tkv_free(tkv_ctx *c)
     free(c->stats);
     free(c->replicas);
     free(c->ranges);
+    free(c->slow);
     free(c->range_addrs);
     free(c->host);
     free(c->unix_path);
@@ -467,7 +468,7 @@ static bool keyed(tkv_cmd cmd)
            cmd != TKV_CMD_SCAN && cmd != TKV_CMD_MPUT && cmd != TKV_CMD_MGET &&
            cmd != TKV_CMD_DIGEST && cmd != TKV_CMD_BACKUP && cmd != TKV_CMD_RESTORE &&
            cmd != TKV_CMD_REPLICAOF && cmd != TKV_CMD_ROLE && cmd != TKV_CMD_WAIT &&
-           cmd != TKV_CMD_WATCH && cmd != TKV_CMD_CLUSTER;
+           cmd != TKV_CMD_WATCH && cmd != TKV_CMD_CLUSTER && cmd != TKV_CMD_SLOWLOG;
 }
 
 static int append(tkv_ctx *c, const tkv_req *r)
@@ -563,6 +564,18 @@ int tkv_append_stats(tkv_ctx *c)
     tkv_req r = {.cmd = TKV_CMD_STATS};
     return append(c, &r);
 }
+
+static int append_slowlog(tkv_ctx *c, tkv_slowlog_sub sub, uint32_t n)
+{
+    tkv_req r = {.cmd = TKV_CMD_SLOWLOG, .sub = sub, .limit = n};
+    return append(c, &r);
+}
+
+int tkv_append_slowlog_get(tkv_ctx *c, uint32_t n) { return append_slowlog(c, TKV_SLOWLOG_GET, n); }
+
+int tkv_append_slowlog_len(tkv_ctx *c) { return append_slowlog(c, TKV_SLOWLOG_LEN, 0); }
+
+int tkv_append_slowlog_reset(tkv_ctx *c) { return append_slowlog(c, TKV_SLOWLOG_RESET, 0); }
 
 int tkv_append_put_ex(tkv_ctx *c, const void *key, size_t klen, const void *val, size_t vlen,
                       uint64_t ts, int has_ts, uint64_t ttl_us)

@@ -45,6 +45,8 @@ struct tkv_ctx {
     size_t ranges_cap;
     const char **range_addrs; /* their replicas' addresses */
     size_t range_addrs_cap;
+    tkv_slowlog_entry *slow; /* SLOWLOG GET results (strings in strbuf) */
+    size_t slow_cap;
     uint64_t map_revision;
     tkv_buf scratch;       /* request building */
     bool watching;         /* after tkv_watch(): the connection only receives pushes */

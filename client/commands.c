@@ -118,6 +118,43 @@ int tkv_stats(tkv_ctx *c, const tkv_stat **stats, size_t *n)
     return rc;
 }
 
+int tkv_slowlog_get(tkv_ctx *c, uint32_t n, const tkv_slowlog_entry **entries, size_t *count)
+{
+    tkv_reply r;
+    *entries = NULL;
+    *count = 0;
+    if (cl_no_backlog(c) < 0)
+        return TKV_ERR;
+    int rc = roundtrip(c, tkv_append_slowlog_get(c, n), &r);
+    if (rc == TKV_OK) {
+        *entries = r.slowlog;
+        *count = r.n;
+    }
+    return rc;
+}
+
+int tkv_slowlog_len(tkv_ctx *c, uint64_t *len)
+{
+    tkv_reply r;
+    if (cl_no_backlog(c) < 0)
+        return TKV_ERR;
+    int rc = roundtrip(c, tkv_append_slowlog_len(c), &r);
+    if (rc == TKV_OK && len)
+        *len = r.count;
+    return rc;
+}
+
+int tkv_slowlog_reset(tkv_ctx *c, uint64_t *removed)
+{
+    tkv_reply r;
+    if (cl_no_backlog(c) < 0)
+        return TKV_ERR;
+    int rc = roundtrip(c, tkv_append_slowlog_reset(c), &r);
+    if (rc == TKV_OK && removed)
+        *removed = r.count;
+    return rc;
+}
+
 int tkv_put_ex(tkv_ctx *c, const void *key, size_t klen, const void *val, size_t vlen, uint64_t ts,
                int has_ts, uint64_t ttl_us, uint64_t *out_ts)
 {

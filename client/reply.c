@@ -165,6 +165,42 @@ static int copy_shards(tkv_ctx *c, tkv_rep *rep)
     return 0;
 }
 
+/* SLOWLOG GET into c->slow: command names and addresses copied into
+ * strbuf (kept as offsets until all are in: it may move while it grows),
+ * keys pointing into the reply. */
+static int copy_slowlog(tkv_ctx *c, tkv_rep *rep, tkv_reply *r)
+{
+    size_t n = rep->list.n;
+    r->count = rep->u;
+    r->n = n;
+    if (n == 0)
+        return 0;
+    if (cl_grow(c, (void **)&c->slow, &c->slow_cap, n, sizeof(tkv_slowlog_entry)) < 0)
+        return TKV_ERR;
+    tkv_buf_reset(&c->strbuf);
+    tkv_rep_slow e;
+    for (size_t i = 0; tkv_rep_next_slow(&rep->list, &e); i++) {
+        long cmd = keep_str(c, e.cmd), client = keep_str(c, e.client);
+        if (cmd < 0 || client < 0)
+            return cl_set_err(c, TKV_EK_NOMEM, "out of memory");
+        c->slow[i] = (tkv_slowlog_entry){.id = e.id,
+                                         .time_us = e.time_us,
+                                         .duration_us = e.duration_us,
+                                         .cmd = (const char *)(uintptr_t)cmd,
+                                         .key = e.key.ptr,
+                                         .key_len = e.key.len,
+                                         .key_full_len = (size_t)e.key_len,
+                                         .client = (const char *)(uintptr_t)client};
+    }
+    const char *base = (const char *)c->strbuf.data;
+    for (size_t i = 0; i < n; i++) {
+        c->slow[i].cmd = base + (uintptr_t)c->slow[i].cmd;
+        c->slow[i].client = base + (uintptr_t)c->slow[i].client;
+    }
+    r->slowlog = c->slow;
+    return 0;
+}
+
 static int copy_ok(tkv_ctx *c, tkv_rep *rep, tkv_reply *r)
 {
     switch (rep->cmd) {
@@ -189,6 +225,7 @@ static int copy_ok(tkv_ctx *c, tkv_rep *rep, tkv_reply *r)
     case TKV_CMD_CLUSTER:
         r->n = rep->list.n;
         return copy_shards(c, rep); /* ROLE's map is STATS's shape */
+    case TKV_CMD_SLOWLOG: return copy_slowlog(c, rep, r);
     case TKV_CMD_RETAIN: r->retain = (tkv_retain_info){rep->u, rep->horizon.v, rep->flag}; return 0;
     case TKV_CMD_POLICY:
         if (rep->versions.v > UINT32_MAX) {

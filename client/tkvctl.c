@@ -573,7 +573,7 @@ static const pipelined halves[] = {
     {run_range, send_range, show_range},    {run_count, send_count, show_count},
     {run_del, send_del, show_del},          {run_retain, send_retain, show_retain},
     {run_policy, send_policy, show_policy}, {run_ping, send_ping, show_ping},
-    {run_stats, send_stats, show_stats},
+    {run_stats, send_stats, show_stats},    {run_slowlog, send_slowlog, show_slowlog},
 };
 
 const pipelined *find_pipelined(const command *cmd)
@@ -709,6 +709,15 @@ static const command commands[] = {
      "  info    prints the map: its revision, each shard's slots, primary and replicas\n"
      "          with their addresses, and which nodes are alive (registered).",
      "shards= replicas=", 1, 1, run_cluster},
+    {"slowlog", "get [N] | len | reset",
+     "The server's slow log: the requests that took at least its --slowlog-slower-than\n"
+     "(10 ms by default), the newest --slowlog-max-len (128) of them.\n"
+     "  get    prints the newest N entries (default 10), newest first, one per line:\n"
+     "         ID<TAB>TIME<TAB>DURATION_US<TAB>COMMAND<TAB>KEY<TAB>CLIENT, KEY escaped as\n"
+     "         by mget and followed by ...(N bytes) if the server kept only 128 bytes.\n"
+     "  len    prints how many entries the log holds.\n"
+     "  reset  empties the log.",
+     "", 1, 2, run_slowlog},
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])

@@ -211,4 +211,9 @@ int cluster_route(cli *c, const command *cmd, const args *a);
 /* cluster SUBCOMMAND: shards here, the rest run_cluster_admin(). */
 int run_cluster(cli *c, const args *a);
 
+/* tkvctl_slowlog.c: slowlog get [N] | len | reset, one request each. */
+int send_slowlog(cli *c, const args *a);
+int show_slowlog(cli *c, const args *a, const tkv_reply *r);
+int run_slowlog(cli *c, const args *a);
+
 #endif

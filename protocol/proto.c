@@ -462,6 +462,37 @@ static tkv_status parse_cluster(parse_ctx *c)
     return fail(c, TKV_ST_BAD_REQUEST, "unknown CLUSTER subcommand '%s'; known: SHARDS", shown);
 }
 
+/* SLOWLOG GET [n] | LEN | RESET, the subcommand in any case, as Redis's. */
+static tkv_status parse_slowlog(parse_ctx *c)
+{
+    const uint8_t *p;
+    uint32_t n;
+    tkv_req *r = c->req;
+    if (tkv_mp_read_bytes(c->m, &p, &n) < 0)
+        return fail(c, TKV_ST_BAD_REQUEST, "SLOWLOG takes a subcommand: GET, LEN or RESET");
+    static const char *const subs[] = {
+        [TKV_SLOWLOG_GET] = "GET", [TKV_SLOWLOG_LEN] = "LEN", [TKV_SLOWLOG_RESET] = "RESET"};
+    for (uint32_t i = 0; i < sizeof subs / sizeof subs[0]; i++) {
+        if (n != strlen(subs[i]) || strncasecmp((const char *)p, subs[i], n) != 0)
+            continue;
+        r->sub = i;
+        if (i != TKV_SLOWLOG_GET) {
+            if (c->nargs > 1)
+                return fail(c, TKV_ST_BAD_REQUEST, "SLOWLOG %s takes no argument", subs[i]);
+            return TKV_ST_OK;
+        }
+        bool has;
+        tkv_status st = parse_opt_uint(c, 2, "the number of entries", &r->limit, &has);
+        if (!has)
+            r->limit = TKV_SLOWLOG_GET_DEFAULT;
+        return st;
+    }
+    char shown[40];
+    show_name(shown, sizeof shown, p, n);
+    return fail(c, TKV_ST_BAD_REQUEST, "unknown SLOWLOG subcommand '%s'; known: GET, LEN, RESET",
+                shown);
+}
+
 static const struct cmd_spec {
     const char *name;
     uint8_t min_args, max_args;
@@ -490,6 +521,7 @@ static const struct cmd_spec {
     [TKV_CMD_REPLACK] = {"REPLACK", 1, 1, parse_replack},
     [TKV_CMD_WATCH] = {"WATCH", 0, 4, parse_watch},
     [TKV_CMD_CLUSTER] = {"CLUSTER", 1, 1, parse_cluster},
+    [TKV_CMD_SLOWLOG] = {"SLOWLOG", 1, 2, parse_slowlog},
 };
 
 const char *tkv_cmd_name(tkv_cmd cmd)
@@ -525,6 +557,7 @@ static const char padded_names[TKV_CMD__COUNT][NAME_PAD] = {
     [TKV_CMD_REPLACK] = "REPLACK",
     [TKV_CMD_WATCH] = "WATCH",
     [TKV_CMD_CLUSTER] = "CLUSTER",
+    [TKV_CMD_SLOWLOG] = "SLOWLOG",
 };
 
 int tkv_cmd_lookup(const uint8_t *name, size_t len)
@@ -758,6 +791,13 @@ static unsigned request_args(const tkv_req *r, arg *a)
         a[3] = r->host.ptr ? a_bytes(r->host) : (arg){0};
         return 4;
     case TKV_CMD_CLUSTER: a[0] = a_bytes((tkv_span){(const uint8_t *)"SHARDS", 6}); return 1;
+    case TKV_CMD_SLOWLOG: {
+        static const char *const subs[] = {"GET", "LEN", "RESET"};
+        const char *sub = subs[r->sub < 3 ? r->sub : 0];
+        a[0] = a_bytes((tkv_span){(const uint8_t *)sub, (uint32_t)strlen(sub)});
+        a[1] = a_uint(r->sub == TKV_SLOWLOG_GET, r->limit);
+        return 2;
+    }
     case TKV_CMD_SCAN:
         a[0] = r->has_prefix ? a_bytes(r->prefix) : (arg){0};
         a[1] = r->has_cursor ? a_bytes(r->cursor) : (arg){0};

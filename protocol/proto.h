@@ -78,6 +78,7 @@ typedef enum tkv_cmd {
     TKV_CMD_REPLACK,
     TKV_CMD_WATCH,
     TKV_CMD_CLUSTER,
+    TKV_CMD_SLOWLOG,
     TKV_CMD__COUNT
 } tkv_cmd;
 
@@ -121,7 +122,8 @@ typedef struct tkv_req {
     int64_t version;        /* GET: ordinal, valid if has_version */
     uint64_t from;          /* RANGE, COUNT: inclusive, default 0 */
     uint64_t to;            /* RANGE, COUNT: inclusive, default TKV_TS_MAX */
-    uint64_t limit;         /* RANGE: default UINT64_MAX (no limit); SCAN: count */
+    uint64_t limit;         /* RANGE: default UINT64_MAX (no limit); SCAN: count;
+                               SLOWLOG GET: entries, default TKV_SLOWLOG_GET_DEFAULT */
     uint32_t keep_versions; /* RETAIN: 0 for no limit */
     uint64_t keep_age;      /* RETAIN: microseconds, 0 for no limit */
     tkv_span prefix;        /* SCAN; WATCH: the key prefix (the key if has_ts) */
@@ -133,7 +135,8 @@ typedef struct tkv_req {
     uint64_t offset;        /* PSYNC, REPLACK, WATCH (if has_offset): a replication offset */
     uint64_t nreplicas;     /* WAIT: replicas to wait for */
     uint64_t timeout_ms;    /* WAIT: 0 waits for ever */
-    uint32_t sub;           /* CLUSTER: the subcommand (tkv_cluster_sub) */
+    uint32_t sub;           /* CLUSTER: the subcommand (tkv_cluster_sub);
+                               SLOWLOG: (tkv_slowlog_sub) */
     const uint8_t *items;   /* MPUT, MGET: the elements of the item array */
     size_t items_len;       /* bytes from items to the end of the array */
     uint32_t nitems;
@@ -154,6 +157,18 @@ typedef struct tkv_req {
 typedef enum tkv_cluster_sub {
     TKV_CLUSTER_SHARDS, /* "SHARDS": the slot map */
 } tkv_cluster_sub;
+
+/* SLOWLOG's subcommands, by their wire names. */
+typedef enum tkv_slowlog_sub {
+    TKV_SLOWLOG_GET,   /* "GET" [n]: the newest n entries, newest first */
+    TKV_SLOWLOG_LEN,   /* "LEN": how many entries the log holds */
+    TKV_SLOWLOG_RESET, /* "RESET": empties the log */
+} tkv_slowlog_sub;
+
+/* Entries SLOWLOG GET answers when it names no count (Redis's default). */
+#define TKV_SLOWLOG_GET_DEFAULT 10u
+/* Bytes of a key a slow log entry keeps (Redis keeps 128 per argument). */
+#define TKV_SLOWLOG_KEY_MAX 128u
 
 typedef struct tkv_limits {
     uint32_t max_key;   /* longest key accepted, >= 1 */

@@ -54,6 +54,7 @@ static const tkv_rfield restore_f[] = {F(UINT, u, "written"), F(UINT, skipped, "
 static const tkv_rfield backup_f[] = {F(BYTES, data, "chunk"), F(BOOL, flag, "last")};
 static const tkv_rfield watch_f[] = {F(TEXT, text, "replid"), F(UINT, u, "offset")};
 static const tkv_rfield shards_f[] = {F(UINT, u, "revision"), F(SLOTS, list, "ranges")};
+static const tkv_rfield slowlog_f[] = {F(UINT, u, "length"), F(SLOWLOG, list, "entries")};
 static const tkv_rfield answer_ok_f[] = {A(BYTES, value, "value"), A(UINT, ts, "ts"),
                                          A(OPT, next, "next"), A(OPT, expires, "expires")};
 static const tkv_rfield answer_miss_f[] = {A(UINT, miss, "reason"), A(OPT, next, "next"),
@@ -92,6 +93,8 @@ const tkv_reply_desc tkv_reply_descs[TKV_CMD__COUNT] = {
     [TKV_CMD_WATCH] = {.ok = SHAPE(watch_f, 2)},
     /* CLUSTER has one subcommand yet, SHARDS. */
     [TKV_CMD_CLUSTER] = {.ok = SHAPE(shards_f, 2)},
+    /* GET lists entries; LEN and RESET answer the length alone. */
+    [TKV_CMD_SLOWLOG] = {.ok = SHAPE(slowlog_f, 1)},
 };
 
 /* ---- element readers ------------------------------------------------------ */
@@ -174,6 +177,20 @@ static int rd_slots(tkv_mp *m, tkv_rep_slots *s)
     return skip_extra(m, n, 4);
 }
 
+/* [id, time, duration, command, key, key_len, client]; later elements are
+ * skipped. */
+static int rd_slow(tkv_mp *m, tkv_rep_slow *e)
+{
+    uint32_t n;
+    memset(e, 0, sizeof *e);
+    if (tkv_mp_read_array(m, &n) < 0 || n < 7 || tkv_mp_read_uint(m, &e->id) < 0 ||
+        tkv_mp_read_uint(m, &e->time_us) < 0 || tkv_mp_read_uint(m, &e->duration_us) < 0 ||
+        rd_key(m, &e->cmd) < 0 || rd_key(m, &e->key) < 0 || tkv_mp_read_uint(m, &e->key_len) < 0 ||
+        rd_key(m, &e->client) < 0)
+        return -1;
+    return skip_extra(m, n, 7);
+}
+
 /* Reads a list header into l and checks every element. */
 static int rd_list(tkv_mp *m, tkv_rf kind, tkv_rep_list *l)
 {
@@ -188,12 +205,14 @@ static int rd_list(tkv_mp *m, tkv_rf kind, tkv_rep_list *l)
             tkv_rep_answer a;
             tkv_rep_stat s;
             tkv_rep_slots r;
+            tkv_rep_slow w;
         } x;
         int rc = kind == TKV_RF_UINTS     ? tkv_mp_read_uint(m, &x.u)
                  : kind == TKV_RF_KEYS    ? rd_key(m, &x.k)
                  : kind == TKV_RF_ENTRIES ? rd_entry(m, &x.e)
                  : kind == TKV_RF_ANSWERS ? rd_answer(m, &x.a)
                  : kind == TKV_RF_SLOTS   ? rd_slots(m, &x.r)
+                 : kind == TKV_RF_SLOWLOG ? rd_slow(m, &x.w)
                                           : rd_stat(m, &x.s);
         if (rc < 0)
             return -1;
@@ -315,6 +334,11 @@ bool tkv_rep_next_stat(tkv_rep_list *l, tkv_rep_stat *s)
 bool tkv_rep_next_slots(tkv_rep_list *l, tkv_rep_slots *s)
 {
     return l->n && rd_slots(&l->m, s) == 0 && (l->n--, true);
+}
+
+bool tkv_rep_next_slow(tkv_rep_list *l, tkv_rep_slow *e)
+{
+    return l->n && rd_slow(&l->m, e) == 0 && (l->n--, true);
 }
 
 /* ---- encoders --------------------------------------------------------------- */
@@ -591,6 +615,29 @@ void tkv_rep_shards_replica(tkv_rep_wr *lw, tkv_span addr)
 
 int tkv_rep_shards_end(tkv_rep_wr *lw) { return tkv_wr_end(&lw->w); }
 
+void tkv_rep_slowlog_begin(tkv_rep_wr *lw, tkv_buf *b, uint64_t length, uint32_t n)
+{
+    begin(lw, b, 3);
+    msgpack_pack_uint64(&lw->w.pk, length);
+    msgpack_pack_array(&lw->w.pk, n);
+}
+
+void tkv_rep_slowlog_entry(tkv_rep_wr *lw, const tkv_rep_slow *e)
+{
+    msgpack_packer *pk = &lw->w.pk;
+    msgpack_pack_array(pk, 7);
+    msgpack_pack_uint64(pk, e->id);
+    msgpack_pack_uint64(pk, e->time_us);
+    msgpack_pack_uint64(pk, e->duration_us);
+    pack_str(pk, (const char *)e->cmd.ptr, e->cmd.len);
+    tkv_pack_bytes(pk, e->key.ptr, e->key.len);
+    msgpack_pack_uint64(pk, e->key_len);
+    pack_str(pk, (const char *)e->client.ptr, e->client.len);
+    lw->n++;
+}
+
+int tkv_rep_slowlog_end(tkv_rep_wr *lw) { return tkv_wr_end(&lw->w); }
+
 void tkv_rep_abort(tkv_rep_wr *lw) { lw->w.b->len = lw->w.start; }
 
 /* ---- re-encoding a decoded reply ------------------------------------------------ */
@@ -639,6 +686,13 @@ static int encode_list(tkv_buf *b, const tkv_rep *rep)
                 tkv_rep_shards_replica(&lw, a);
         }
         return tkv_rep_shards_end(&lw);
+    }
+    case TKV_CMD_SLOWLOG: {
+        tkv_rep_slow e;
+        tkv_rep_slowlog_begin(&lw, b, rep->u, l.n);
+        while (tkv_rep_next_slow(&l, &e))
+            tkv_rep_slowlog_entry(&lw, &e);
+        return tkv_rep_slowlog_end(&lw);
     }
     default: { /* STATS */
         tkv_rep_stat s;
@@ -697,6 +751,9 @@ int tkv_rep_encode(tkv_buf *b, const tkv_rep *rep)
     case TKV_CMD_ROLE:
     case TKV_CMD_CLUSTER:
     case TKV_CMD_STATS: return encode_list(b, rep);
+    /* LEN and RESET: the length alone. */
+    case TKV_CMD_SLOWLOG:
+        return rep->nfields < 2 ? tkv_rep_put_uint(b, rep->u) : encode_list(b, rep);
     default: return -1;
     }
 }

@@ -94,6 +94,19 @@ typedef struct tkv_rep_slots {
     tkv_rep_list replicas; /* its replicas' addresses: tkv_rep_next_key() */
 } tkv_rep_slots;
 
+/* One SLOWLOG GET entry: [id, time, duration, command, key, key_len,
+ * client]. */
+typedef struct tkv_rep_slow {
+    uint64_t id;          /* increasing from 1 since the server started */
+    uint64_t time_us;     /* when the request was answered, Unix microseconds */
+    uint64_t duration_us; /* its latency (latency.h's definition) */
+    tkv_span cmd;         /* the command's name ("GET") */
+    tkv_span key;         /* its first key, at most TKV_SLOWLOG_KEY_MAX bytes;
+                             empty if it has none */
+    uint64_t key_len;     /* the whole key's length: above key.len if cut */
+    tkv_span client;      /* the client's address, "host:port" */
+} tkv_rep_slow;
+
 typedef struct tkv_rep {
     tkv_cmd cmd;      /* the command it answers */
     uint64_t status;  /* TKV_ST_OK, TKV_ST_NOT_FOUND (GET) or an error */
@@ -107,7 +120,8 @@ typedef struct tkv_rep {
     tkv_rep_answer answer; /* GET */
     tkv_rep_list list;     /* MPUT: stamps; SCAN: keys; RANGE: entries;
                               MGET: answers; STATS: fields;
-                              CLUSTER SHARDS: slot ranges */
+                              CLUSTER SHARDS: slot ranges;
+                              SLOWLOG GET: entries */
     bool truncated;        /* RANGE, MGET */
     tkv_span cursor;       /* SCAN: the last key listed, more may follow;
                               ptr NULL: nil, the scan is complete */
@@ -139,6 +153,7 @@ typedef enum tkv_rf {
     TKV_RF_ANSWERS, /* array of [status, answer fields...] */
     TKV_RF_STATS,   /* map of name -> uint or str */
     TKV_RF_SLOTS,   /* array of CLUSTER SHARDS ranges */
+    TKV_RF_SLOWLOG, /* array of SLOWLOG GET entries */
 } tkv_rf;
 
 typedef struct tkv_rfield {
@@ -188,6 +203,7 @@ bool tkv_rep_next_entry(tkv_rep_list *l, tkv_rep_entry *e);   /* RANGE */
 bool tkv_rep_next_answer(tkv_rep_list *l, tkv_rep_answer *a); /* MGET */
 bool tkv_rep_next_stat(tkv_rep_list *l, tkv_rep_stat *s);     /* STATS */
 bool tkv_rep_next_slots(tkv_rep_list *l, tkv_rep_slots *s);   /* CLUSTER SHARDS */
+bool tkv_rep_next_slow(tkv_rep_list *l, tkv_rep_slow *e);     /* SLOWLOG GET */
 
 /* Re-encodes a decoded reply with the encoders below (status OK or
  * NOT_FOUND; errors with tkv_write_error()). A reply tkvd wrote comes out
@@ -334,6 +350,13 @@ void tkv_rep_shards_range(tkv_rep_wr *lw, uint64_t from, uint64_t to, tkv_span p
                           uint32_t nrep);
 void tkv_rep_shards_replica(tkv_rep_wr *lw, tkv_span addr);
 int tkv_rep_shards_end(tkv_rep_wr *lw);
+
+/* SLOWLOG GET: [0, length, [entry...]] with n entries, each written by
+ * tkv_rep_slowlog_entry() (command and client as str, key as bin).
+ * SLOWLOG LEN and RESET answer [0, length] (tkv_rep_put_uint). */
+void tkv_rep_slowlog_begin(tkv_rep_wr *lw, tkv_buf *b, uint64_t length, uint32_t n);
+void tkv_rep_slowlog_entry(tkv_rep_wr *lw, const tkv_rep_slow *e);
+int tkv_rep_slowlog_end(tkv_rep_wr *lw);
 
 /* Drops a reply begun with one of the *_begin() calls (the engine failed
  * half-way, an error reply replaces it). */

@@ -13,11 +13,14 @@
 
 #include "cluster.h"
 #include "frame.h"
+#include "latency.h"
 #include "replication.h"
 #include "reply.h"
 #include "restore.h"
 #include "shardmap.h"
 #include "slot.h"
+#include "slowlog.h"
+#include "usage.h"
 #include "wire.h"
 
 typedef struct exec_ctx {
@@ -454,7 +457,7 @@ static void kv_str(tkv_rep_wr *lw, const char *name, const char *v)
     tkv_rep_stats_str(lw, name, strlen(name), v, strlen(v));
 }
 
-#define N_SERVER_STATS 10
+#define N_SERVER_STATS 12
 #define N_ENGINE_STATS 21
 #define N_LIMIT_STATS 4
 
@@ -470,6 +473,8 @@ static void pack_server_stats(tkv_rep_wr *pk, const tkv_server_info *in, uint64_
     kv_u64(pk, "bytes_out", in->bytes_out);
     kv_u64(pk, "watchers", in->watchers);
     kv_str(pk, "fsync", in->fsync ? in->fsync : "");
+    kv_u64(pk, "rss_bytes", tkv_usage_rss());
+    kv_u64(pk, "disk_bytes", in->du ? tkv_du_bytes(in->du) : 0);
 }
 
 static void pack_engine_stats(tkv_rep_wr *pk, const tkv_engine_stats *s, bool failing)
@@ -506,7 +511,8 @@ static int exec_stats(exec_ctx *x)
     char *lsize = tkv_engine_property(d->eng, "leveldb.approximate-memory-usage");
     uint32_t n = N_ENGINE_STATS + TKV_CMD__COUNT + 3 + N_LIMIT_STATS + (lstats ? 1 : 0) +
                  (lsize ? 1 : 0) + (d->info ? N_SERVER_STATS : 0) +
-                 (d->repl ? tkv_repl_nstats(d->repl) : 0) + (d->cluster ? TKV_CLUSTER_NSTATS : 0);
+                 (d->repl ? tkv_repl_nstats(d->repl) : 0) + (d->cluster ? TKV_CLUSTER_NSTATS : 0) +
+                 (d->lat ? tkv_latency_nstats(d->lat) : 0);
     tkv_rep_wr lw;
     tkv_rep_stats_begin(&lw, x->out, n);
     if (d->info)
@@ -529,6 +535,8 @@ static int exec_stats(exec_ctx *x)
             *p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
         kv_u64(&lw, name, d->calls[i]);
     }
+    if (d->lat)
+        tkv_latency_stats(d->lat, &lw);
     kv_u64(&lw, "errors", d->errors);
     kv_u64(&lw, "auth_failures", d->auth_failures);
     kv_u64(&lw, "pid", (uint64_t)getpid());
@@ -695,6 +703,19 @@ static int exec_cluster(exec_ctx *x)
     return sent(tkv_rep_shards_end(&lw));
 }
 
+/* SLOWLOG GET [n] | LEN | RESET (slowlog.h). */
+static int exec_slowlog(exec_ctx *x)
+{
+    tkv_slowlog *s = x->d->slow;
+    if (!s)
+        return reply_error(x, TKV_ST_BAD_REQUEST, "this server keeps no slow log");
+    switch (x->req->sub) {
+    case TKV_SLOWLOG_GET: return sent(tkv_slowlog_reply(s, x->req->limit, x->d->max_reply, x->out));
+    case TKV_SLOWLOG_LEN: return reply_u64(x, tkv_slowlog_len(s));
+    default: return reply_u64(x, tkv_slowlog_reset(s));
+    }
+}
+
 /* The one slot all of a request's keys are in, Redis's rule: -1 if the
  * request names no key, -2 if its keys are in more than one slot. */
 static int32_t request_slot(const tkv_req *r)
@@ -729,6 +750,39 @@ static int32_t request_slot(const tkv_req *r)
         slot = s;
     }
     return slot;
+}
+
+/* The request's first key, for the slow log: the key of a one-key command,
+ * the first item's of MPUT and MGET, the prefix of SCAN and WATCH. */
+static tkv_span first_key(const tkv_req *r)
+{
+    tkv_span k = {NULL, 0};
+    switch (r->cmd) {
+    case TKV_CMD_MPUT:
+    case TKV_CMD_MGET: {
+        if (r->nitems == 0)
+            return k;
+        tkv_mp m;
+        tkv_mp_init(&m, r->items, r->items_len);
+        if (r->cmd == TKV_CMD_MGET) {
+            tkv_mp_read_bytes(&m, &k.ptr, &k.len);
+            return k;
+        }
+        tkv_put_item it;
+        tkv_mput_item_next(&m, &it);
+        return it.key;
+    }
+    case TKV_CMD_SCAN:
+    case TKV_CMD_WATCH: return r->prefix;
+    case TKV_CMD_PUT:
+    case TKV_CMD_GET:
+    case TKV_CMD_RANGE:
+    case TKV_CMD_COUNT:
+    case TKV_CMD_DEL:
+    case TKV_CMD_RETAIN:
+    case TKV_CMD_POLICY: return r->key;
+    default: return k;
+    }
 }
 
 /* On a cluster node: 0 if this node serves the request's keys, else the
@@ -773,6 +827,7 @@ static bool needs_data(tkv_cmd c)
     case TKV_CMD_REPLICAOF:
     case TKV_CMD_WAIT:
     case TKV_CMD_CLUSTER:
+    case TKV_CMD_SLOWLOG:
     case TKV_CMD_REPLACK: return false;
     default: return true;
     }
@@ -804,6 +859,7 @@ static const exec_fn exec_table[TKV_CMD__COUNT] = {
     [TKV_CMD_REPLACK] = exec_replack,
     [TKV_CMD_WATCH] = exec_watch,
     [TKV_CMD_CLUSTER] = exec_cluster,
+    [TKV_CMD_SLOWLOG] = exec_slowlog,
 };
 
 static int dispatch(tkv_dispatch *d, tkv_session *sess, const uint8_t *frame, size_t len,
@@ -814,8 +870,12 @@ static int dispatch(tkv_dispatch *d, tkv_session *sess, const uint8_t *frame, si
     exec_ctx x = {.d = d, .sess = sess, .req = &req, .out = out};
     *dirty = false;
     tkv_status st = tkv_req_parse(frame, len, &d->lim, &req, err, sizeof err);
+    if (sess)
+        sess->last_cmd = st == TKV_ST_OK ? (int)req.cmd : -1;
     if (st != TKV_ST_OK)
         return reply_error(&x, st, err);
+    if (sess)
+        sess->last_key = first_key(&req);
     d->calls[req.cmd]++;
     bool trusted = !d->auth || !sess || sess->authed;
     if (!trusted && req.cmd != TKV_CMD_AUTH && req.cmd != TKV_CMD_PING)

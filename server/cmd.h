@@ -28,6 +28,7 @@ typedef struct tkv_server_info {
     uint64_t watchers; /* connections following the change feed (WATCH) */
     uint64_t max_clients;
     const char *fsync; /* durability mode name */
+    struct tkv_du *du; /* the data directory's size (usage.h); NULL: 0 */
 } tkv_server_info;
 
 /* A request whose reply the connection produces in steps (stream.h). */
@@ -65,10 +66,17 @@ typedef struct tkv_session {
     tkv_stream_req stream; /* set when dispatch returns TKV_DISPATCH_STREAM */
     tkv_repl_req repl;     /* set when it returns TKV_DISPATCH_PSYNC or _REPLWAIT */
     tkv_watch_req watch;   /* set when it returns TKV_DISPATCH_WATCH */
+    /* The request dispatched last, for its latency and the slow log: its
+     * command (-1: it did not parse) and first key (a prefix for SCAN and
+     * WATCH; empty if none), pointing into its frame. */
+    int last_cmd;
+    tkv_span last_key;
 } tkv_session;
 
 struct tkv_repl;
 struct tkv_shardmap;
+struct tkv_latency;
+struct tkv_slowlog;
 
 typedef struct tkv_dispatch {
     tkv_engine *eng;
@@ -83,6 +91,8 @@ typedef struct tkv_dispatch {
     uint64_t calls[TKV_CMD__COUNT]; /* requests by command */
     uint64_t errors;                /* replies with an error status */
     uint64_t auth_failures;         /* AUTH attempts with a wrong secret */
+    struct tkv_latency *lat;        /* per-command latencies (latency.h); NULL: none */
+    struct tkv_slowlog *slow;       /* the slow log (slowlog.h); NULL: SLOWLOG is refused */
 } tkv_dispatch;
 
 /* Executes one request frame and appends exactly one reply frame to out.

@@ -85,11 +85,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "frame.h"
 #include "grow.h"
+#include "latency.h"
 #include "log.h"
 #include "readers.h"
 #include "replication.h"
+#include "slowlog.h"
 #include "stream.h"
 #include "watcher.h"
 #include "wire.h"
@@ -153,6 +156,9 @@ struct conn {
     conn_state after_wait;
     double last_active; /* loop time of the last byte read or written */
     bool internal;      /* the HTTP front end's (conn_adopt): never idle */
+    /* Monotonic microseconds when the request being served was taken from
+     * the input; kept across its waits (latency.h). 0: none under way. */
+    uint64_t req_start;
     uint64_t id;
     char peer[64];
 };
@@ -462,6 +468,24 @@ static int dispatch(conn *c, const uint8_t *f, size_t n, bool *dirty)
     return tkv_dispatch_session(h->disp, &c->sess, f, n, &c->out, dirty);
 }
 
+/* The request under way is answered (or its stream or feed has started):
+ * its latency is counted. */
+static void request_done(conn *c)
+{
+    tkv_dispatch *d = c->hub->disp;
+    uint64_t now = tkv_clock_mono_us(), us = now - c->req_start;
+    c->hub->served_at = now;
+    c->req_start = 0;
+    if (c->sess.last_cmd < 0) /* it did not parse: no command to count it under */
+        return;
+    tkv_cmd cmd = (tkv_cmd)c->sess.last_cmd;
+    if (d->lat)
+        tkv_latency_record(d->lat, cmd, us);
+    /* SLOWLOG itself is left out: polling the log would fill it. */
+    if (d->slow && cmd != TKV_CMD_SLOWLOG && tkv_slowlog_wants(d->slow, us))
+        tkv_slowlog_add(d->slow, tkv_clock_realtime_us(), us, cmd, c->sess.last_key, c->peer);
+}
+
 /* Runs one request frame and queues its reply. Returns -1 if c was closed,
  * 1 if the request waits for a load (c->job) or streams (c->stream), 0
  * when it was served. */
@@ -470,8 +494,11 @@ static int serve_frame(conn *c, const uint8_t *f, size_t n)
     conn_hub *h = c->hub;
     size_t off = c->out.len;
     bool dirty, was_authed = c->sess.authed;
+    if (c->req_start == 0)
+        c->req_start = h->served_at ? h->served_at : tkv_clock_mono_us();
     int rc = dispatch(c, f, n, &dirty);
     if (rc == TKV_DISPATCH_PSYNC && c->ndeps == 0) {
+        request_done(c);
         hand_over(c);
         return -1;
     }
@@ -485,10 +512,13 @@ static int serve_frame(conn *c, const uint8_t *f, size_t n)
         dirty = false;
     }
     if (rc == TKV_DISPATCH_WAIT) {
-        if (c->stream || c->watch)
+        if (c->stream || c->watch) {
+            request_done(c);
             list_add(&h->pend, c, PEND); /* replies before it still go */
+        }
         return 1;
     }
+    request_done(c);
     c->waits = c->stale = 0;
     if (rc < 0 ||
         (dirty && add_dep(c, off, c->out.len - off, tkv_engine_epoch(h->disp->eng)) < 0)) {
@@ -539,6 +569,7 @@ static serve_end serve(conn *c, uint32_t budget, bool drain)
 {
     const tkv_server_opts *o = c->hub->o;
     uint32_t ahead = 0;
+    c->hub->served_at = 0; /* the run's first request reads the clock */
     while (budget-- > 0) {
         if (unsent(c) > o->max_output) {
             tkv_warn("client %llu (%s) dropped: %zu bytes of unread replies",
@@ -654,6 +685,7 @@ void conn_load_done(void *ctx, tkv_eng_load *l, void *cookie)
     c->job = NULL;
     c->waits++;
     c->stale = installed < 0 ? MAX_STALE : c->stale + (installed == 0);
+    h->served_at = 0;
     int rc = serve_frame(c, c->wait_frame, c->wait_len);
     if (rc != 0)
         return; /* closed, or waiting for another load */
@@ -666,6 +698,7 @@ void conn_repl_wait_done(void *cookie, uint64_t acked)
     c->repl_wait = false;
     c->sess.repl.wait_done = true;
     c->sess.repl.acked = acked;
+    c->hub->served_at = 0;
     if (serve_frame(c, c->wait_frame, c->wait_len) != 0)
         return;
     resume(c);

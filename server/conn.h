@@ -47,6 +47,10 @@ typedef struct conn_hub {
     struct tkv_repl *repl;       /* replication (replication.h) */
     bool stopping;               /* conn_stop_all() ran: no connection reads again */
     uint64_t next_id;            /* the last connection's id (for the log) */
+    /* Monotonic µs when the last reply of the run of requests being served
+     * was queued (0: none yet): the next request of the run starts then,
+     * which saves a clock read per pipelined request. */
+    uint64_t served_at;
     /* Every open connection (for timeouts and shutdown). */
     conn_list all;
     /* Work queue: replies were added or released since the last flush, to

@@ -39,11 +39,14 @@
 #include "cmd.h"
 #include "conn.h"
 #include "http.h"
+#include "latency.h"
 #include "log.h"
 #include "readers.h"
 #include "replication.h"
 #include "shardmap.h"
 #include "sockopt.h"
+#include "slowlog.h"
+#include "usage.h"
 
 #define SHUTDOWN_GRACE 5.0
 
@@ -819,7 +822,16 @@ static int start(tkv_srv *s)
         .lim = {.max_key = s->o.max_key, .max_value = s->o.max_value, .max_batch = s->o.max_batch},
         .max_reply = s->o.max_frame,
         .auth = s->has_auth ? &s->auth : NULL,
-        .info = &s->info};
+        .info = &s->info,
+        .lat = tkv_latency_new(),
+        .slow = tkv_slowlog_new(s->o.slowlog_slower_than, s->o.slowlog_max_len)};
+    if (!s->disp.lat || !s->disp.slow) {
+        tkv_error("out of memory");
+        return -1;
+    }
+    /* After the engine opened it: the directory exists. */
+    if (!(s->info.du = tkv_du_start(s->o.engine.dir)))
+        tkv_warn("cannot start the disk usage thread: STATS shows disk_bytes 0");
     s->hub = (conn_hub){.loop = s->loop, .o = &s->o, .disp = &s->disp, .info = &s->info};
     if (s->o.cluster_map && load_static_map(s) < 0)
         return -1;
@@ -906,6 +918,9 @@ int tkv_server_run(const tkv_server_opts *o)
     if (s.eng)
         shutdown_all(&s);
     tkv_dispatch_set_map(&s.disp, NULL);
+    tkv_du_stop(s.info.du);
+    tkv_latency_free(s.disp.lat);
+    tkv_slowlog_free(s.disp.slow);
     if (s.lfd >= 0)
         close(s.lfd);
     if (s.ufd >= 0)
@@ -930,6 +945,8 @@ void tkv_server_defaults(tkv_server_opts *o)
     o->port = 7379;
     o->max_clients = 10000;
     o->max_frame = TKV_DEFAULT_MAX_FRAME;
+    o->slowlog_slower_than = TKV_SLOWLOG_DEFAULT_SLOWER_THAN;
+    o->slowlog_max_len = TKV_SLOWLOG_DEFAULT_MAX_LEN;
     o->max_key = TKV_DEFAULT_MAX_KEY;
     o->max_value = TKV_DEFAULT_MAX_VALUE;
     o->max_output = 64u * 1024 * 1024;

@@ -39,13 +39,15 @@ typedef struct tkv_server_opts {
     uint32_t readers;            /* threads reading LevelDB; 0: the loop reads it */
     const char *replica_of_host; /* --replica-of: the primary, or NULL */
     uint16_t replica_of_port;
-    size_t repl_backlog;      /* bytes of replication stream kept */
-    double repl_timeout;      /* seconds of silence before a link drops */
-    const char *cluster;      /* --cluster: etcd endpoints, or NULL: no cluster */
-    const char *cluster_name; /* --cluster-name */
-    const char *announce;     /* --announce HOST:PORT, or NULL: bind:port */
-    double cluster_timeout;   /* --cluster-timeout: seconds; 0: TKV_CLUSTER_TTL */
-    tkv_engine_opts engine;   /* engine.fsync is the --fsync mode */
+    size_t repl_backlog;         /* bytes of replication stream kept */
+    double repl_timeout;         /* seconds of silence before a link drops */
+    const char *cluster;         /* --cluster: etcd endpoints, or NULL: no cluster */
+    const char *cluster_name;    /* --cluster-name */
+    const char *announce;        /* --announce HOST:PORT, or NULL: bind:port */
+    double cluster_timeout;      /* --cluster-timeout: seconds; 0: TKV_CLUSTER_TTL */
+    tkv_engine_opts engine;      /* engine.fsync is the --fsync mode */
+    int64_t slowlog_slower_than; /* microseconds; < 0: log nothing (slowlog.h) */
+    uint32_t slowlog_max_len;    /* entries the slow log keeps */
 
     /* A cluster node with a fixed map (no etcd). */
     const char *cluster_map; /* --cluster-map: the shard map file, or NULL */

@@ -17,6 +17,7 @@
 #include "proto.h"
 #include "restore.h"
 #include "server.h"
+#include "slowlog.h"
 
 /* The data directory as an absolute path, so the log and every message say
  * where the data really is; a relative --data-dir (or the default) is taken
@@ -135,6 +136,12 @@ static void usage(FILE *f, const tkv_server_opts *d)
           "                       but /healthz need Authorization: Bearer SECRET\n"
           "  --http-port-file PATH\n"
           "                       write the bound HTTP port to PATH once serving\n"
+          "Slow log (SLOWLOG):\n"
+          "  --slowlog-slower-than US\n"
+          "                       log requests taking at least US microseconds; 0 logs\n"
+          "                       every request, a negative number none (default 10000)\n"
+          "  --slowlog-max-len N  entries the slow log keeps, the oldest go first\n"
+          "                       (default 128, at most 1000000)\n"
           "\n"
           "Other:\n"
           "  --log-level LEVEL    debug, info, warn or error (default info)\n"
@@ -198,6 +205,8 @@ enum {
     OPT_UNIX,
     OPT_UNIX_PERM,
     OPT_TCP_KEEPALIVE,
+    OPT_SLOWLOG_SLOWER_THAN,
+    OPT_SLOWLOG_MAX_LEN,
 };
 
 static const struct option long_opts[] = {
@@ -242,6 +251,8 @@ static const struct option long_opts[] = {
     {"unix", required_argument, NULL, OPT_UNIX},
     {"unix-perm", required_argument, NULL, OPT_UNIX_PERM},
     {"tcp-keepalive", required_argument, NULL, OPT_TCP_KEEPALIVE},
+    {"slowlog-slower-than", required_argument, NULL, OPT_SLOWLOG_SLOWER_THAN},
+    {"slowlog-max-len", required_argument, NULL, OPT_SLOWLOG_MAX_LEN},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {"config", required_argument, NULL, OPT_CONFIG},
@@ -468,6 +479,17 @@ static int apply(int opt, const char *arg, tkv_server_opts *o, offline_job *job,
         if (tkv_parse_uint(arg, 0, 86400, &v) < 0)
             return bad("tcp-keepalive", arg, "seconds 0-86400 (0: off)");
         o->tcp_keepalive = (uint32_t)v;
+        break;
+    case OPT_SLOWLOG_SLOWER_THAN:
+        /* Redis's convention: any negative number turns the log off. */
+        if (tkv_parse_uint(arg[0] == '-' ? arg + 1 : arg, 0, INT64_MAX, &v) < 0)
+            return bad("slowlog-slower-than", arg, "microseconds, or a negative number for none");
+        o->slowlog_slower_than = arg[0] == '-' && v > 0 ? -1 : (int64_t)v;
+        break;
+    case OPT_SLOWLOG_MAX_LEN:
+        if (tkv_parse_uint(arg, 0, TKV_SLOWLOG_MAX_LEN_LIMIT, &v) < 0)
+            return bad("slowlog-max-len", arg, "a number 0-1000000");
+        o->slowlog_max_len = (uint32_t)v;
         break;
     case OPT_REPAIR: job->repair = true; break;
     case OPT_RESTORE: job->restore = arg; break;

@@ -91,6 +91,15 @@ static void check_lists(const tkv_rep *rep, const uint8_t *p, size_t n)
         }
         break;
     }
+    case TKV_CMD_SLOWLOG: {
+        tkv_rep_slow e;
+        for (; tkv_rep_next_slow(&l, &e); got++) {
+            check_span(e.cmd, p, n, "SLOWLOG command");
+            check_span(e.key, p, n, "SLOWLOG key");
+            check_span(e.client, p, n, "SLOWLOG client");
+        }
+        break;
+    }
     default: return;
     }
     FUZZ_CHECK(got == want, "%s list of %u elements iterated %u times", tkv_cmd_name(rep->cmd),

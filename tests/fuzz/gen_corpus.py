@@ -318,6 +318,16 @@ def reply_seeds():
         h("95 00 03 c0 c2 c0"),                                   # POLICY
     ]
     write("fuzz_reply", "every_shape", bytes([0]) + b"".join(frame(p) for p in shapes))
+    # SLOWLOG GET (a cut key among its entries), then LEN; check_frame
+    # decodes every frame as a reply to every command, SLOWLOG included.
+    entry = (lambda i, cmd, key, key_len, client:
+             bytes([0x97, i]) + h("cf 00 06 28 34 2b e5 52 40 cd 3b 7e") +
+             bytes([0xa0 | len(cmd)]) + cmd + bytes([0xc4, len(key)]) + key +
+             h("cd") + struct.pack(">H", key_len) + bytes([0xa0 | len(client)]) + client)
+    write("fuzz_reply", "slowlog", bytes([0]) +
+          frame(h("93 00 02 92") + entry(7, b"MGET", b"user:1", 6, b"127.0.0.1:51234") +
+                entry(6, b"GET", b"k" * 128, 300, b"[::1]:7001")) +
+          frame(h("92 00 05")))
     write("fuzz_reply", "get_miss_small_frames", bytes([c["GET"] | 0x20]) +
           frame(h("94 01 02 c0 cd 01 2c")) + frame(h("94 01 03 05 cc 64")))
     # Lies: counts beyond the bytes, a deep nest, a header above max_frame.

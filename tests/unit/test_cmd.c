@@ -4,6 +4,7 @@
  * with "SLOT HOST:PORT" and does nothing; multi-key requests across slots
  * get CROSSSLOT before ownership is looked at; commands without keys are
  * served; CLUSTER SHARDS answers the map; without a map all is as before.
+ * And what dispatch reports of itself: STATS's latency fields, SLOWLOG.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -11,9 +12,11 @@
 
 #include "../common/tmpdir.h"
 #include "cmd.h"
+#include "latency.h"
 #include "reply.h"
 #include "shardmap.h"
 #include "slot.h"
+#include "slowlog.h"
 
 static tkv_engine *e;
 static char *dir;
@@ -169,4 +172,49 @@ Test(cmd, cluster_shards_and_no_map, .init = setup, .fini = teardown)
     cr_assert_eq(run(&g, msg, sizeof msg), TKV_ST_NOT_FOUND);
     cr_assert_eq(run(&q, msg, sizeof msg), TKV_ST_BAD_REQUEST);
     cr_assert_str_eq(msg, "this server is not part of a cluster");
+}
+
+/* STATS counts the latency fields it sends; SLOWLOG answers from the
+ * dispatcher's log, or refuses without one. */
+Test(cmd, latency_stats_and_slowlog, .init = setup, .fini = teardown)
+{
+    char msg[256];
+    tkv_req q = {.cmd = TKV_CMD_SLOWLOG, .sub = TKV_SLOWLOG_LEN};
+    cr_assert_eq(run(&q, msg, sizeof msg), TKV_ST_BAD_REQUEST);
+    cr_assert(strstr(msg, "no slow log"), "%s", msg);
+    d.slow = tkv_slowlog_new(0, 4);
+    d.lat = tkv_latency_new();
+    cr_assert(d.slow && d.lat);
+    cr_assert_eq(run(&q, msg, sizeof msg), TKV_ST_OK, "%s", msg);
+    for (uint64_t us = 1; us <= 100; us++)
+        tkv_latency_record(d.lat, TKV_CMD_GET, us);
+    tkv_latency_record(d.lat, TKV_CMD_PING, 7);
+    q = (tkv_req){.cmd = TKV_CMD_STATS};
+    cr_assert_eq(run(&q, msg, sizeof msg), TKV_ST_OK, "%s", msg);
+    tkv_rep rep;
+    cr_assert_eq(tkv_rep_decode(TKV_CMD_STATS, out.data + 4, out.len - 4, &rep), 0);
+    tkv_rep_stat s;
+    int seen = 0;
+    while (tkv_rep_next_stat(&rep.list, &s)) {
+        char name[64];
+        snprintf(name, sizeof name, "%.*s", (int)s.name.len, (const char *)s.name.ptr);
+        if (strncmp(name, "latency_", 8) != 0)
+            continue;
+        seen++;
+        if (strcmp(name, "latency_get_count") == 0)
+            cr_assert_eq(s.num, 100);
+        else if (strcmp(name, "latency_get_p50_us") == 0)
+            cr_assert_eq(s.num, 50);
+        else if (strcmp(name, "latency_get_p99_us") == 0)
+            cr_assert_eq(s.num, 99);
+        else if (strcmp(name, "latency_get_max_us") == 0)
+            cr_assert_eq(s.num, 100);
+        else if (strcmp(name, "latency_ping_p999_us") == 0)
+            cr_assert_eq(s.num, 7);
+    }
+    cr_assert_eq(seen, 2 * TKV_LATENCY_FIELDS, "only the commands served have fields");
+    tkv_slowlog_free(d.slow);
+    tkv_latency_free(d.lat);
+    d.slow = NULL;
+    d.lat = NULL;
 }

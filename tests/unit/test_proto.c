@@ -142,6 +142,44 @@ Test(proto, cluster_subcommands)
     tkv_buf_deinit(&out);
 }
 
+Test(proto, slowlog_subcommands)
+{
+    uint8_t b[64];
+    char err[160];
+    tkv_req r;
+    size_t n = build(b, "ass", 2u, "slowlog", "get");
+    cr_assert_eq(parse(b, n, &r, err), TKV_ST_OK, "%s", err);
+    cr_assert(r.cmd == TKV_CMD_SLOWLOG && r.sub == TKV_SLOWLOG_GET);
+    cr_assert_eq(r.limit, TKV_SLOWLOG_GET_DEFAULT);
+    n = build(b, "assu", 3u, "SLOWLOG", "GET", (uint64_t)3);
+    cr_assert_eq(parse(b, n, &r, err), TKV_ST_OK, "%s", err);
+    cr_assert_eq(r.limit, 3);
+    n = build(b, "ass", 2u, "SLOWLOG", "Len");
+    cr_assert_eq(parse(b, n, &r, err), TKV_ST_OK, "%s", err);
+    cr_assert_eq(r.sub, TKV_SLOWLOG_LEN);
+    n = build(b, "ass", 2u, "SLOWLOG", "RESET");
+    cr_assert_eq(parse(b, n, &r, err), TKV_ST_OK, "%s", err);
+    cr_assert_eq(r.sub, TKV_SLOWLOG_RESET);
+    n = build(b, "assu", 3u, "SLOWLOG", "RESET", (uint64_t)1);
+    cr_assert_eq(parse(b, n, &r, err), TKV_ST_BAD_REQUEST);
+    cr_assert(strstr(err, "SLOWLOG RESET takes no argument"), "%s", err);
+    n = build(b, "ass", 2u, "SLOWLOG", "DUMP");
+    cr_assert_eq(parse(b, n, &r, err), TKV_ST_BAD_REQUEST);
+    cr_assert(strstr(err, "unknown SLOWLOG subcommand 'DUMP'"), "%s", err);
+    n = build(b, "asss", 3u, "SLOWLOG", "GET", "x");
+    cr_assert_eq(parse(b, n, &r, err), TKV_ST_BAD_REQUEST);
+    /* The encoder's requests parse back. */
+    for (uint32_t sub = TKV_SLOWLOG_GET; sub <= TKV_SLOWLOG_RESET; sub++) {
+        tkv_buf out = {0};
+        tkv_req q = {.cmd = TKV_CMD_SLOWLOG, .sub = sub, .limit = 7};
+        cr_assert_eq(tkv_req_encode(&out, &q), 0);
+        cr_assert_eq(parse(out.data + 4, out.len - 4, &r, err), TKV_ST_OK, "%s", err);
+        cr_assert(r.cmd == TKV_CMD_SLOWLOG && r.sub == sub);
+        cr_assert_eq(r.limit, sub == TKV_SLOWLOG_GET ? 7 : 0);
+        tkv_buf_deinit(&out);
+    }
+}
+
 Test(proto, rejections_say_why)
 {
     struct bad_case cases[16];

@@ -142,6 +142,25 @@ static int shards_sample(void)
     return tkv_rep_shards_end(&lw);
 }
 
+/* SLOWLOG GET: [0, length, [entry...]]; the second entry's key was cut. */
+static int slowlog_sample(uint32_t n)
+{
+    static const uint8_t key[TKV_SLOWLOG_KEY_MAX] = {'k'};
+    tkv_rep_wr lw;
+    tkv_rep_slowlog_begin(&lw, &all, 9, n);
+    for (uint32_t i = 0; i < n; i++) {
+        tkv_rep_slow e = {.id = 9 - i,
+                          .time_us = 1700000000000000ull + i,
+                          .duration_us = 12000 * (i + 1),
+                          .cmd = i ? SPAN("MGET") : SPAN("GET"),
+                          .key = i ? (tkv_span){key, sizeof key} : SPAN("user:1"),
+                          .key_len = i ? 300 : 6,
+                          .client = SPAN("127.0.0.1:51234")};
+        tkv_rep_slowlog_entry(&lw, &e);
+    }
+    return tkv_rep_slowlog_end(&lw);
+}
+
 static void build_samples(void)
 {
     nsamples = 0;
@@ -169,6 +188,9 @@ static void build_samples(void)
     ADD(TKV_CMD_MPUT, mput_sample(0));
     ADD(TKV_CMD_MPUT, mput_sample(7));
     ADD(TKV_CMD_STATS, stats_sample());
+    ADD(TKV_CMD_SLOWLOG, tkv_rep_put_uint(&all, 5)); /* LEN, RESET */
+    ADD(TKV_CMD_SLOWLOG, slowlog_sample(0));
+    ADD(TKV_CMD_SLOWLOG, slowlog_sample(2));
     ADD(TKV_CMD_CLUSTER, shards_sample());
 }
 
@@ -484,6 +506,34 @@ Test(reply, cluster_shards_fields)
     cr_assert_eq(decode_hex(TKV_CMD_CLUSTER, "93 00 01 91 94 00 01 a1 78 91 05", &rep),
                  TKV_REP_EPROTO);
     cr_assert_eq(decode_hex(TKV_CMD_CLUSTER, "93 00 01 91 94 00 01 a1 78 91 a1 79", &rep), 0);
+    tkv_buf_deinit(&all);
+}
+
+Test(reply, slowlog_fields)
+{
+    build_samples();
+    const sample *s = &samples[nsamples - 2];
+    cr_assert_eq(s->cmd, TKV_CMD_SLOWLOG);
+    tkv_rep rep;
+    cr_assert_eq(tkv_rep_decode(TKV_CMD_SLOWLOG, payload(s), plen(s), &rep), 0, "%s", rep.what);
+    cr_assert_eq(rep.u, 9);
+    cr_assert_eq(rep.list.n, 2);
+    tkv_rep_slow e;
+    cr_assert(tkv_rep_next_slow(&rep.list, &e));
+    cr_assert(e.id == 9 && e.time_us == 1700000000000000ull && e.duration_us == 12000);
+    cr_assert(span_eq(e.cmd, SPAN("GET")) && span_eq(e.key, SPAN("user:1")) && e.key_len == 6);
+    cr_assert(span_eq(e.client, SPAN("127.0.0.1:51234")));
+    cr_assert(tkv_rep_next_slow(&rep.list, &e));
+    cr_assert(e.id == 8 && e.key.len == TKV_SLOWLOG_KEY_MAX && e.key_len == 300, "a cut key");
+    cr_assert_not(tkv_rep_next_slow(&rep.list, &e));
+    /* LEN: the length alone. */
+    cr_assert_eq(decode_hex(TKV_CMD_SLOWLOG, "92 00 05", &rep), 0);
+    cr_assert(rep.u == 5 && rep.nfields == 1 && rep.list.n == 0);
+    /* An entry short of a field, or with a key that is a number, is refused. */
+    REFUSED(TKV_CMD_SLOWLOG, "93 00 01 91 96 01 02 03 a3 47 45 54 c4 00 00");
+    REFUSED(TKV_CMD_SLOWLOG, "93 00 01 91 97 01 02 03 a3 47 45 54 05 00 a1 78");
+    cr_assert_eq(
+        decode_hex(TKV_CMD_SLOWLOG, "93 00 01 91 97 01 02 03 a3 47 45 54 c4 00 00 a1 78", &rep), 0);
     tkv_buf_deinit(&all);
 }
 

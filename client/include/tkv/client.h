@@ -200,6 +200,7 @@ typedef struct tkv_stat {
 #define TKV_OP_REPLICAOF 16
 #define TKV_OP_ROLE 17
 #define TKV_OP_WAIT 18
+#define TKV_OP_SLOWLOG 23
 
 /* The length of a digest: SHA-256. */
 #define TKV_DIGEST_LEN 32
@@ -213,6 +214,19 @@ typedef struct tkv_digest_info {
     uint64_t versions;              /* versions hashed (or in the backup) */
     uint64_t bytes;                 /* tkv_backup(): the backup's size; DIGEST: 0 */
 } tkv_digest_info;
+
+/* One entry of the server's slow log (tkv_slowlog_get). */
+typedef struct tkv_slowlog_entry {
+    uint64_t id;          /* increasing from 1 since the server started */
+    uint64_t time_us;     /* when the request was answered, Unix microseconds */
+    uint64_t duration_us; /* how long it took, microseconds */
+    const char *cmd;      /* the command ("GET"), NUL-terminated */
+    const uint8_t *key;   /* its first key as logged: at most 128 bytes; key_len
+                             0 if the command has none */
+    size_t key_len;
+    size_t key_full_len; /* the whole key's length: above key_len if cut */
+    const char *client;  /* the client's address, "host:port" */
+} tkv_slowlog_entry;
 
 typedef struct tkv_reply {
     int op;                      /* which request this answers (TKV_OP_*) */
@@ -242,6 +256,9 @@ typedef struct tkv_reply {
     size_t text_len;
     tkv_digest_info digest; /* DIGEST */
     uint64_t skipped;       /* RESTORE (tkv_restore): versions kept; count: written */
+    /* SLOWLOG: count holds the entries the log holds (RESET: held before);
+     * GET also the newest n entries, newest first. */
+    const tkv_slowlog_entry *slowlog;
 } tkv_reply;
 
 /* ---- connections -------------------------------------------------------- */
@@ -394,6 +411,24 @@ TKV_API int tkv_scan(tkv_ctx *ctx, const void *prefix, size_t plen, tkv_bytes cu
 
 /* Server statistics: *stats points to *n fields owned by the context. */
 TKV_API int tkv_stats(tkv_ctx *ctx, const tkv_stat **stats, size_t *n);
+
+/* The slow log: the server logs each request that took at least its
+ * --slowlog-slower-than microseconds (10000 by default; SLOWLOG requests
+ * themselves are never logged), keeping the newest --slowlog-max-len
+ * (128). Latency runs from the request being read to its reply being
+ * queued, as STATS's latency_* fields measure it.
+ *
+ * tkv_slowlog_get: the newest n entries (fewer if the log holds fewer, or
+ * if they would not fit one reply frame), newest first. *entries points to
+ * *count entries owned by the context, valid until its next call; *count
+ * is 0 when the log is empty. tkv_slowlog_len: how many entries the log
+ * holds. tkv_slowlog_reset: empties the log; *removed (may be NULL) gets
+ * how many entries it held. Each returns TKV_OK or TKV_ERR (a server
+ * without a slow log answers TKV_SC_BAD_REQUEST). */
+TKV_API int tkv_slowlog_get(tkv_ctx *ctx, uint32_t n, const tkv_slowlog_entry **entries,
+                            size_t *count);
+TKV_API int tkv_slowlog_len(tkv_ctx *ctx, uint64_t *len);
+TKV_API int tkv_slowlog_reset(tkv_ctx *ctx, uint64_t *removed);
 
 /* ---- the whole store ------------------------------------------------------ */
 
@@ -769,6 +804,11 @@ TKV_API int tkv_append_digest(tkv_ctx *ctx, uint64_t at, int has_at);
  * replicas that acknowledged; queued after writes, it waits for them. */
 TKV_API int tkv_append_role(tkv_ctx *ctx);
 TKV_API int tkv_append_wait(tkv_ctx *ctx, uint64_t nreplicas, uint64_t timeout_ms);
+/* SLOWLOG GET, LEN and RESET: see tkv_slowlog_get(); the reply's count is
+ * the log's length, its slowlog and n the entries (GET). */
+TKV_API int tkv_append_slowlog_get(tkv_ctx *ctx, uint32_t n);
+TKV_API int tkv_append_slowlog_len(tkv_ctx *ctx);
+TKV_API int tkv_append_slowlog_reset(tkv_ctx *ctx);
 
 /* Sends every queued request without waiting for replies. TKV_OK or
  * TKV_ERR. */

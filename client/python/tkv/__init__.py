@@ -20,14 +20,14 @@ from .errors import (AuthError, AuthFailedError, AuthRequiredError, BadRequestEr
                      StorageError, TimeoutError, TkvError, TooLargeError,
                      UnknownCommandError)
 from .types import (LATEST, Digest, Entry, Miss, MissReason, Policy, Restored, Retention,
-                    ScanPage, SlotRange, Status, Version)
+                    ScanPage, SlotRange, SlowlogEntry, Status, Version)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AsyncClient", "AsyncPipeline", "Client", "Pipeline", "Pool", "DEFAULT_PORT", "LATEST",
     "Version", "Miss", "MissReason", "Entry", "ScanPage", "Retention", "Policy", "Digest",
-    "Restored", "SlotRange", "Status",
+    "Restored", "SlotRange", "SlowlogEntry", "Status",
     "TkvError", "ConnectionError", "TimeoutError", "ProtocolError", "ServerError",
     "RequestError", "BadRequestError", "UnknownCommandError", "TooLargeError",
     "OutOfRangeError", "ServerStateError", "StorageError", "BusyError", "MovedError", "ReadOnlyError",

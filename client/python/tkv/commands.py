@@ -20,7 +20,7 @@ import hashlib
 from . import protocol as p
 from .errors import ProtocolError
 from .types import (LATEST, Digest, Entry, Miss, MissReason, Policy, Restored,
-                    Retention, ScanPage, SlotRange, Version)
+                    Retention, ScanPage, SlotRange, SlowlogEntry, Version)
 
 #: Yielded instead of a request: read one more frame of the same reply
 #: (BACKUP's stream) without sending anything.
@@ -319,6 +319,36 @@ def cluster_shards():
     return p.uint(rev, "CLUSTER"), out
 
 
+def _slow_entry(e):
+    what = "SLOWLOG GET"
+    if not isinstance(e, list) or len(e) < 7:
+        raise ProtocolError(f"{what} entry {e!r:.60}")
+    key = p.bin_field(e[4], what)
+    return SlowlogEntry(p.uint(e[0], what), p.uint(e[1], what), p.uint(e[2], what),
+                        _addr(e[3], what), key, p.uint(e[5], what), _addr(e[6], what))
+
+
+def slowlog_get(n=None):
+    """SLOWLOG GET [n]: the newest n entries (the server's default 10 when
+    None), newest first, as SlowlogEntry."""
+    req = ["SLOWLOG", "GET"] if n is None else ["SLOWLOG", "GET", int(n)]
+    reply = _ok((yield req), "SLOWLOG")
+    _, _length, entries = p.fields(reply, 3, "SLOWLOG GET")
+    return [_slow_entry(e) for e in p.list_field(entries, "SLOWLOG GET")]
+
+
+def slowlog_len():
+    """SLOWLOG LEN: how many entries the slow log holds."""
+    reply = _ok((yield ["SLOWLOG", "LEN"]), "SLOWLOG")
+    return p.uint(p.fields(reply, 2, "SLOWLOG LEN")[1], "SLOWLOG LEN")
+
+
+def slowlog_reset():
+    """SLOWLOG RESET: empties the slow log; how many entries it held."""
+    reply = _ok((yield ["SLOWLOG", "RESET"]), "SLOWLOG")
+    return p.uint(p.fields(reply, 2, "SLOWLOG RESET")[1], "SLOWLOG RESET")
+
+
 def restore_records(records, merge=False, cont=False):
     """One RESTORE request: whole backup records (PROTOCOL.md §9), no header
     or trailer. All or nothing."""
@@ -518,6 +548,20 @@ class Commands:
         addr say where); keys of several slots in one mput or mget raise
         CrossSlotError."""
         return self._run(cluster_shards())
+
+    def slowlog_get(self, n=None):
+        """The newest n entries of the slow log (server default 10), newest
+        first: [SlowlogEntry...]. The server logs requests that took at
+        least its --slowlog-slower-than µs (SLOWLOG itself never)."""
+        return self._run(slowlog_get(n))
+
+    def slowlog_len(self):
+        """How many entries the slow log holds."""
+        return self._run(slowlog_len())
+
+    def slowlog_reset(self):
+        """Empties the slow log; returns how many entries it held."""
+        return self._run(slowlog_reset())
 
     def restore(self, data, merge=False):
         """Restores a whole backup (checked first); returns a Restored.

@@ -154,3 +154,21 @@ class SlotRange:
     end: int
     primary: str
     replicas: tuple
+
+
+@dataclass(frozen=True)
+class SlowlogEntry:
+    """One entry of the server's slow log (SLOWLOG GET)."""
+
+    id: int  #: increasing from 1 since the server started
+    time: int  #: when the request was answered, µs since the epoch
+    duration_us: int  #: how long it took
+    command: str  #: "GET"
+    key: bytes  #: its first key, at most 128 bytes of it (b"" if none)
+    key_len: int  #: the whole key's length
+    client: str  #: "host:port"
+
+    @property
+    def truncated(self):
+        """True if the server kept only the key's first bytes."""
+        return self.key_len > len(self.key)

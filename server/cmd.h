@@ -15,6 +15,7 @@
 #include "auth.h"
 #include "buf.h"
 #include "engine.h"
+#include "migrate.h"
 #include "proto.h"
 
 /* What the server knows that the dispatcher reports in STATS. */
@@ -65,6 +66,8 @@ typedef struct tkv_session {
     tkv_stream_req stream; /* set when dispatch returns TKV_DISPATCH_STREAM */
     tkv_repl_req repl;     /* set when it returns TKV_DISPATCH_PSYNC or _REPLWAIT */
     tkv_watch_req watch;   /* set when it returns TKV_DISPATCH_WATCH */
+    bool asking;           /* ASKING came just before: the next request may use a
+                              slot this node imports (one-shot, as Redis's) */
 } tkv_session;
 
 struct tkv_repl;
@@ -80,6 +83,7 @@ typedef struct tkv_dispatch {
     struct tkv_cluster *cluster;    /* cluster.h; NULL: not in a cluster */
     struct tkv_shardmap *map;       /* the cluster's map (shardmap.h), owned; NULL: no
                                        cluster, every key is served here */
+    tkv_migrate mig;                /* keys locked while they move (migrate.h) */
     uint64_t calls[TKV_CMD__COUNT]; /* requests by command */
     uint64_t errors;                /* replies with an error status */
     uint64_t auth_failures;         /* AUTH attempts with a wrong secret */

@@ -272,6 +272,7 @@ static tkv_ctx *ask_ctx(tkv_cluster *cl, const char *errstr)
  * TRYAGAIN_TRIES): a key is locked while it moves, which takes a few
  * round trips, unless its history is deep. */
 #define TRYAGAIN_TRIES 36
+#define MOVED_FOLLOWS 20 /* about 1 s of pauses: a node reads the map every 0.5 s */
 static void pause_before(int n)
 {
     long ms = n < 6 ? 1L << n : 64;
@@ -280,7 +281,7 @@ static void pause_before(int n)
 }
 
 /* Runs fn at the slot's node and follows what a cluster answers: MOVED
- * once (a new map), ASK (once per answer: ASKING then fn at the target,
+ * (a new map; more than once only while nodes disagree, with pauses), ASK (once per answer: ASKING then fn at the target,
  * the map unchanged - the move is not over), TRYAGAIN after a pause, a
  * bounded number of times. A request so answered was not carried out, so
  * running it again is safe. */
@@ -302,7 +303,12 @@ static int route(tkv_cluster *cl, uint16_t slot, tkv_cluster_fn fn, void *arg)
         int code = tkv_err(c) == TKV_EK_SERVER ? tkv_server_code(c) : 0;
         char why[sizeof cl->errstr];
         memcpy(why, cl->errstr, sizeof why);
-        if (code == TKV_SC_MOVED && moved++ == 0) {
+        if (code == TKV_SC_MOVED && moved < MOVED_FOLLOWS) {
+            /* Two nodes may disagree for the moment a new map takes to
+             * reach both (the end of a migration): a MOVED back after one
+             * followed waits a little. */
+            if (moved++ > 0)
+                pause_before(moved + 2);
             if (follow_moved(cl, slot, why) != TKV_OK)
                 return TKV_ERR;
         } else if (code == TKV_SC_ASK && asked++ < 4) {

@@ -405,7 +405,7 @@ static int migrate_slots(tkv_etcd *e, const cli *c, bool *want, const char *to)
     }
     /* The sources, and the target, must hold the map before keys move. */
     const char *owner[SLOTS];
-    const char *sources[64];
+    char sources[64][128]; /* copies: the map's strings go with its next change */
     size_t nsrc = 0;
     slot_table(m.map, owner);
     for (size_t s = 0; s < SLOTS; s++) {
@@ -415,7 +415,7 @@ static int migrate_slots(tkv_etcd *e, const cli *c, bool *want, const char *to)
         while (k < nsrc && strcmp(sources[k], owner[s]) != 0)
             k++;
         if (k == nsrc && nsrc < 64)
-            sources[nsrc++] = owner[s];
+            snprintf(sources[nsrc++], sizeof sources[0], "%s", owner[s]);
     }
     printf("moving %zu slot%s to shard %s from %zu shard%s (map revision %" PRId64 ")\n", count,
            count == 1 ? "" : "s", to, nsrc, nsrc == 1 ? "" : "s", m.rev);
@@ -445,6 +445,11 @@ static int migrate_slots(tkv_etcd *e, const cli *c, bool *want, const char *to)
                 rc = -1;
         }
     }
+    /* Clients are sent between nodes by their maps: done when the nodes
+     * involved hold the new one. */
+    rc = rc ? rc : wait_map(c, primary_addr(m.map, to), m.rev);
+    for (size_t k = 0; k < nsrc && rc == 0; k++)
+        rc = wait_map(c, primary_addr(m.map, sources[k]), m.rev);
     if (rc == 0)
         printf("done: %zu slot%s on shard %s, %" PRIu64 " keys moved (map revision %" PRId64 ")\n",
                count, count == 1 ? "" : "s", to, total, m.rev);

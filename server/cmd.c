@@ -779,6 +779,10 @@ static int redirect(exec_ctx *x, tkv_status st, int32_t slot, const char *addr)
  * failure counts as here: the request then meets it itself. */
 static int key_here(exec_ctx *x, const uint8_t *key, size_t klen)
 {
+    /* Exported and not dropped: the target's copy may be stale, so the
+     * key is answered here whatever is left of it (migrate.h). */
+    if (tkv_migrate_marked(&x->d->mig, key, klen))
+        return 1;
     tkv_answer a;
     tkv_eng_rc rc = tkv_engine_get(x->d->eng, key, klen, TKV_TS_MAX, &a);
     if (rc == TKV_E_WOULD_BLOCK)
@@ -963,7 +967,9 @@ static tkv_eng_rc export_piece(exec_ctx *x, export_ctx *ec, bool *more)
 /* EXPORTKEY key [cursor]: a piece of the key's history, and the key
  * locked against writes (renewed by each piece) until DROPKEY. A key
  * nothing of which is visible here answers no records: it is the
- * target's already (requests for it are ASKed). The reply waits for the
+ * target's already (requests for it are ASKed) - unless an earlier export
+ * of it was not dropped: then its (empty) key record goes, so that the
+ * target drops the copy it may hold. The reply waits for the
  * commit of what it read, so the target never gets a write that could
  * still be rolled back. */
 static int exec_exportkey(exec_ctx *x)
@@ -1241,12 +1247,21 @@ int tkv_dispatch_frame(tkv_dispatch *d, const uint8_t *frame, size_t len, tkv_bu
     return tkv_dispatch_session(d, NULL, frame, len, out, dirty);
 }
 
+/* A moved key's mark stays while its slot migrates away from here. */
+static bool still_migrating(void *ctx, const uint8_t *key, size_t klen)
+{
+    const char *addr;
+    return tkv_shardmap_route_slot(ctx, tkv_slot(key, klen), &addr) == TKV_SM_MIGRATING;
+}
+
 void tkv_dispatch_set_map(tkv_dispatch *d, tkv_shardmap *m)
 {
     tkv_shardmap_free(d->map);
     d->map = m;
     if (!m)
         tkv_migrate_clear(&d->mig); /* out of the cluster: nothing moves from here */
+    else
+        tkv_migrate_retain(&d->mig, still_migrating, m);
 }
 
 void tkv_dispatch_prefetch(const tkv_dispatch *d, const uint8_t *const *frames, const size_t *lens,

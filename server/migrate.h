@@ -9,7 +9,14 @@
  * whole state at the moment DROPKEY deletes it here. An admin that dies
  * leaves a lock that expires after TKV_MIGRATE_LOCK_US; DROPKEY after that
  * is refused (a write may have come in since the copy), and the next
- * attempt exports again and overwrites the target's partial copy.
+ * attempt exports again and overwrites the target's copy.
+ *
+ * The entry outlives its lock as a *mark* (exported, not dropped) until
+ * DROPKEY: the target may hold a copy of the key that is no longer its
+ * state, so this node answers for the key even once nothing of it is
+ * visible here (a client removed it), and its next export says so (an
+ * empty key record, which makes the target's copy go) instead of handing
+ * the key over. Marks live in memory: a restart of this node forgets them.
  *
  * An admin moves one key at a time, so the table is a small array searched
  * linearly; it is empty except during a migration, and the hot path asks
@@ -22,13 +29,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TKV_MIGRATE_LOCKS 32               /* keys locked at once (admins at once) */
+#define TKV_MIGRATE_LOCKS 64               /* keys exported and not dropped, at most */
 #define TKV_MIGRATE_LOCK_US (10 * 1000000) /* a lock no admin renews is released */
 
 typedef struct tkv_migrate_entry {
     uint8_t *key; /* owned; NULL: a free entry */
     size_t klen;
-    uint64_t until; /* monotonic µs */
+    uint64_t until; /* monotonic µs: locked before, only marked after */
 } tkv_migrate_entry;
 
 typedef struct tkv_migrate {
@@ -36,17 +43,25 @@ typedef struct tkv_migrate {
     uint32_t n; /* entries in use */
 } tkv_migrate;
 
-/* Locks key (or renews its lock) until now + TKV_MIGRATE_LOCK_US. Returns
- * 0, or -1 if the table is full of live locks or memory is out. */
+/* Locks key (or renews its lock) until now + TKV_MIGRATE_LOCK_US, and
+ * marks it. Returns 0, or -1 if the table is full or memory is out. */
 int tkv_migrate_lock(tkv_migrate *m, const uint8_t *key, size_t klen, uint64_t now);
 
-/* Whether key holds a live lock at now (an expired one is released). */
-bool tkv_migrate_locked(tkv_migrate *m, const uint8_t *key, size_t klen, uint64_t now);
+/* Whether key holds a live lock at now. */
+bool tkv_migrate_locked(const tkv_migrate *m, const uint8_t *key, size_t klen, uint64_t now);
 
-/* Releases key's lock if it has one. */
+/* Whether key is marked: exported and not dropped, locked or not. */
+bool tkv_migrate_marked(const tkv_migrate *m, const uint8_t *key, size_t klen);
+
+/* Drops key's entry (lock and mark) if it has one: DROPKEY. */
 void tkv_migrate_unlock(tkv_migrate *m, const uint8_t *key, size_t klen);
 
-/* Releases every lock (the node left the cluster, or stops). */
+/* Drops every entry (the node left the cluster, or stops). */
 void tkv_migrate_clear(tkv_migrate *m);
+
+/* Drops the entries keep() says no (a new map: slots no longer migrating
+ * away from this node). */
+void tkv_migrate_retain(tkv_migrate *m, bool (*keep)(void *ctx, const uint8_t *key, size_t klen),
+                        void *ctx);
 
 #endif

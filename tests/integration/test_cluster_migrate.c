@@ -489,12 +489,15 @@ Test(cluster_migrate, ask_asking_tryagain_and_a_lock_that_expires, .fini = teard
                 TKV_SC_BAD_REQUEST, "IMPORTKEY at the source");
     assert_code(s, tkv_drop_key(s, "{w}here", 7, NULL), TKV_SC_BUSY, "DROPKEY before EXPORTKEY");
 
-    /* EXPORTKEY locks the key: writes TRYAGAIN, reads served. Nobody
-     * drops it: the lock goes after its 10 s, and DROPKEY is refused. */
+    /* EXPORTKEY locks the key: writes TRYAGAIN, reads served. The admin
+     * "dies" after IMPORTKEY: the lock goes after its 10 s, DROPKEY is
+     * refused, and the source still answers for the key (the target's
+     * copy is stale) - even once a client has removed it there. */
     cr_assert_eq(tkv_export_key(s, "{w}here", 7, 0, 0, &rec, &len, &cursor, &more), TKV_OK, "%s",
                  tkv_errstr(s));
     cr_assert(len > 0 && !more);
     double locked_at = now_s();
+    cr_assert_eq(tkv_import_key(d, "{w}here", 7, rec, len, 0, NULL), TKV_OK, "%s", tkv_errstr(d));
     assert_code(s, tkv_put_ex(s, "{w}here", 7, "x", 1, 200, 1, 0, NULL), TKV_SC_TRYAGAIN,
                 "PUT of a locked key");
     cr_assert_eq(tkv_get(s, "{w}here", 7, TKV_LATEST, &v), TKV_OK, "%s", tkv_errstr(s));
@@ -505,16 +508,39 @@ Test(cluster_migrate, ask_asking_tryagain_and_a_lock_that_expires, .fini = teard
     }
     cr_assert_geq(now_s() - locked_at, 9.0, "the lock went too early");
     assert_code(s, tkv_drop_key(s, "{w}here", 7, NULL), TKV_SC_BUSY, "DROPKEY after the lock");
+    uint64_t removed;
+    cr_assert_eq(tkv_del(s, "{w}here", 7, &removed), TKV_OK, "%s", tkv_errstr(s));
+    cr_assert_eq(tkv_get(s, "{w}here", 7, TKV_LATEST, &v), TKV_NOT_FOUND, "%s", tkv_errstr(s));
+    cr_assert_eq(tkv_cluster_get(cl, "{w}here", 7, TKV_LATEST, &v), TKV_NOT_FOUND,
+                 "the target's stale copy answered");
 
-    /* A whole move by hand: the key is the target's, the source ASKs. */
+    /* The move again, by hand: the export of the removed key is its empty
+     * record, which clears the target's copy; then the source ASKs. */
     cr_assert_eq(tkv_export_key(s, "{w}here", 7, 0, 0, &rec, &len, &cursor, &more), TKV_OK);
+    cr_assert_gt(len, 0);
     cr_assert_eq(tkv_import_key(d, "{w}here", 7, rec, len, 0, NULL), TKV_OK, "%s", tkv_errstr(d));
     cr_assert_eq(tkv_drop_key(s, "{w}here", 7, NULL), TKV_OK, "%s", tkv_errstr(s));
     assert_code(s, tkv_get(s, "{w}here", 7, TKV_LATEST, &v), TKV_SC_ASK, "a moved key");
+    cr_assert_eq(tkv_cluster_get(cl, "{w}here", 7, TKV_LATEST, &v), TKV_NOT_FOUND);
+    /* Written again through the cluster: at the target, by ASK. */
+    cr_assert_eq(tkv_cluster_put_ex(cl, "{w}here", 7, "again", 5, 300, 1, 0, NULL), TKV_OK, "%s",
+                 tkv_cluster_errstr(cl));
     cr_assert_eq(tkv_cluster_get(cl, "{w}here", 7, TKV_LATEST, &v), TKV_OK);
-    cr_assert(v.len == 5 && memcmp(v.value, "newer", 5) == 0 && v.ts == 200);
-    cr_assert_eq(tkv_cluster_get(cl, "{w}here", 7, 150, &v), TKV_OK);
-    cr_assert(v.len == 3 && v.ts == 100);
+    cr_assert(v.len == 5 && memcmp(v.value, "again", 5) == 0 && v.ts == 300);
+
+    /* The admin's command resumes the move the map still shows and ends
+     * it: the slot is the target's. */
+    char slot_s[16];
+    snprintf(slot_s, sizeof slot_s, "%u", slot);
+    char *out = run_ctl((const char *[]){"cluster", "migrate", slot_s,
+                                         strcmp(from_shard, "s0") == 0 ? "s1" : "s0", NULL});
+    cr_assert(strstr(out, "done: 1 slot"), "%s", out);
+    free(out);
+    cr_assert_eq(node_serving(slot, NULL, 0), dst);
+    cr_assert_eq(tkv_cluster_get(cl, "{w}here", 7, TKV_LATEST, &v), TKV_OK, "%s",
+                 tkv_cluster_errstr(cl));
+    cr_assert(v.len == 5 && v.ts == 300);
+    cr_assert_eq(tkv_cluster_get(cl, "{w}new", 6, TKV_LATEST, &v), TKV_OK);
     tkv_cluster_free(cl);
     tkv_free(s);
     tkv_free(d);

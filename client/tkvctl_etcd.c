@@ -184,6 +184,26 @@ static int print_info(const cli *c, const tkv_etcd_kv *kv, const node_list *l)
     for (size_t i = 0; i < l->n; i++)
         extra += json_object_get(nodes, l->nodes[i].id) == NULL;
     printf("; %zu registered but not in the map\n", extra);
+    /* A move in flight (or cut short: tkvctl cluster migrate finishes it). */
+    json_t *mig = json_object_get(map, "migrating");
+    size_t i, nmig = json_array_size(mig);
+    if (nmig)
+        printf("migrating: %zu slot%s\n", nmig, nmig == 1 ? "" : "s");
+    json_array_foreach(mig, i, v)
+    {
+        if (i == 8) {
+            printf("  ...\n");
+            break;
+        }
+        printf("  slot %" JSON_INTEGER_FORMAT " from %s to %s\n",
+               json_integer_value(json_object_get(v, "slot")),
+               json_string_value(json_object_get(v, "from"))
+                   ? json_string_value(json_object_get(v, "from"))
+                   : "?",
+               json_string_value(json_object_get(v, "to"))
+                   ? json_string_value(json_object_get(v, "to"))
+                   : "?");
+    }
     json_decref(map);
     return 0;
 }

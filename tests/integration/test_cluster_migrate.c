@@ -445,13 +445,17 @@ Test(cluster_migrate, ask_asking_tryagain_and_a_lock_that_expires, .fini = teard
 {
     start_cluster(2);
     unsigned slot = tkv_key_slot("{w}", 3);
-    char from_shard[32], want[64], dst_addr[32], src_addr[32];
+    char from_shard[32], want[128], dst_addr[32], src_addr[32];
     int src = node_serving(slot, from_shard, sizeof from_shard), dst = 1 - src;
     addr_of(dst, dst_addr, sizeof dst_addr);
     addr_of(src, src_addr, sizeof src_addr);
     tkv_ctx *s = tkvd_client(&nodes[src]), *d = tkvd_client(&nodes[dst]);
     cr_assert_eq(tkv_put_ex(s, "{w}here", 7, "old", 3, 100, 1, 0, NULL), TKV_OK);
     mark_migrating(slot, from_shard, strcmp(from_shard, "s0") == 0 ? "s1" : "s0");
+    char *info = run_ctl((const char *[]){"cluster", "info", NULL});
+    snprintf(want, sizeof want, "migrating: 1 slot\n  slot %u from %s to", slot, from_shard);
+    cr_assert(strstr(info, want), "%s", info);
+    free(info);
 
     /* The source serves what it holds and ASKs for the rest. */
     tkv_version v;

@@ -27,21 +27,27 @@ static void release(tkv_migrate *m, tkv_migrate_entry *l)
     m->n--;
 }
 
-int tkv_migrate_lock(tkv_migrate *m, const uint8_t *key, size_t klen, uint64_t now)
+/* A new entry for key in a free place, or NULL (full, or no memory). */
+static tkv_migrate_entry *add(tkv_migrate *m, const uint8_t *key, size_t klen)
 {
-    tkv_migrate_entry *l = find(m, key, klen);
-    for (uint32_t i = 0; i < TKV_MIGRATE_LOCKS && !l; i++) {
+    for (uint32_t i = 0; i < TKV_MIGRATE_LOCKS; i++) {
         tkv_migrate_entry *e = &m->locks[i];
         if (e->key)
             continue;
         if (!(e->key = malloc(klen ? klen : 1)))
-            return -1;
+            return NULL;
         memcpy(e->key, key, klen);
         e->klen = klen;
         m->n++;
-        l = e;
+        return e;
     }
-    if (!l)
+    return NULL;
+}
+
+int tkv_migrate_lock(tkv_migrate *m, const uint8_t *key, size_t klen, uint64_t now)
+{
+    tkv_migrate_entry *l = find(m, key, klen);
+    if (!l && !(l = add(m, key, klen)))
         return -1;
     l->until = now + TKV_MIGRATE_LOCK_US;
     return 0;

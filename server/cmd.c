@@ -862,7 +862,7 @@ static int cluster_check(exec_ctx *x)
     case TKV_SM_SERVE: return 0;
     case TKV_SM_MIGRATING: return migrating_check(x, slot, addr);
     case TKV_SM_IMPORTING:
-        if (x->sess && x->sess->asking)
+        if (x->sess && x->sess->asked)
             return 0;
         return redirect(x, TKV_ST_MOVED, slot, addr);
     default: return redirect(x, TKV_ST_MOVED, slot, addr);
@@ -1215,10 +1215,13 @@ static int dispatch(tkv_dispatch *d, tkv_session *sess, const uint8_t *frame, si
 static int dispatch_asking(tkv_dispatch *d, tkv_session *sess, const uint8_t *frame, size_t len,
                            tkv_buf *out, bool *dirty)
 {
-    bool was = sess && sess->asking;
+    if (!sess)
+        return dispatch(d, sess, frame, len, out, dirty);
+    sess->asked = sess->asking;
+    sess->asking = false; /* ASKING (again) sets it for the request after */
     int rc = dispatch(d, sess, frame, len, out, dirty);
-    if (was && rc != TKV_DISPATCH_WAIT)
-        sess->asking = false;
+    if (rc == TKV_DISPATCH_WAIT)
+        sess->asking = sess->asked;
     return rc;
 }
 

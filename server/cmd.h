@@ -66,8 +66,9 @@ typedef struct tkv_session {
     tkv_stream_req stream; /* set when dispatch returns TKV_DISPATCH_STREAM */
     tkv_repl_req repl;     /* set when it returns TKV_DISPATCH_PSYNC or _REPLWAIT */
     tkv_watch_req watch;   /* set when it returns TKV_DISPATCH_WATCH */
-    bool asking;           /* ASKING came just before: the next request may use a
-                              slot this node imports (one-shot, as Redis's) */
+    bool asking;           /* ASKING came: the next request may use a slot this
+                              node imports (one-shot, as Redis's) ... */
+    bool asked;            /* ... and this is that request */
 } tkv_session;
 
 struct tkv_repl;

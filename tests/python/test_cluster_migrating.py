@@ -47,3 +47,6 @@ def test_the_target_serves_after_asking_once(client):
         client.get("foo")
     client.asking()
     assert client.get("foo").value == b"v"
+    client.asking()
+    client.asking()  # twice: still for the next request
+    assert client.get("foo").value == b"v"

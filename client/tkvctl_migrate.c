@@ -490,13 +490,52 @@ static int str_cmp(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+/* Finishes the moves a map's "migrating" entries show (an admin stopped
+ * half-way), a target shard at a time, before new ones are planned. */
+static int finish_leftovers(tkv_etcd *e, const cli *c)
+{
+    for (int round = 0;; round++) {
+        if (round == 64) /* each round empties a target's entries: not a loop */
+            return fail("cluster: the map's migrating entries do not go away");
+        map_rev m;
+        if (read_map(e, c, &m))
+            return -1;
+        json_t *mig = json_object_get(m.map, "migrating");
+        const char *to = json_string_value(json_object_get(json_array_get(mig, 0), "to"));
+        if (!to) {
+            json_decref(m.map);
+            return 0;
+        }
+        bool *want = calloc(SLOTS, sizeof *want);
+        char target[128];
+        snprintf(target, sizeof target, "%s", to);
+        size_t i;
+        json_t *v;
+        json_array_foreach(mig, i, v)
+        {
+            json_int_t s = json_integer_value(json_object_get(v, "slot"));
+            const char *t = json_string_value(json_object_get(v, "to"));
+            if (want && t && strcmp(t, target) == 0 && s >= 0 && s < SLOTS)
+                want[s] = true;
+        }
+        json_decref(m.map);
+        if (!want)
+            return fail("out of memory");
+        printf("finishing a move cut short: slots to shard %s\n", target);
+        int rc = migrate_slots(e, c, want, target);
+        free(want);
+        if (rc)
+            return rc;
+    }
+}
+
 /* Moves slots so that every shard but `leaving` (NULL: none) holds 16384/N
  * slots, the first 16384 mod N of them (in id order) one more: only the
  * slots above a shard's share move, so adding a shard moves about 1/N. */
 static int rebalance(tkv_etcd *e, const cli *c, const char *leaving)
 {
     map_rev m;
-    if (read_map(e, c, &m))
+    if (finish_leftovers(e, c) || read_map(e, c, &m))
         return -1;
     json_t *shards = json_object_get(m.map, "shards");
     size_t n = 0, cap = json_object_size(shards);

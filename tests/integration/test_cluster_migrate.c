@@ -13,7 +13,10 @@
  *   writes and for a request the move splits, an abandoned lock released
  *   after its timeout (DROPKEY then refused);
  * - add-node then rebalance leaves every shard within one slot of even,
- *   having moved about a third of the slots; remove-node gives them back.
+ *   having moved about a third of the slots (and first finishes a move a
+ *   stopped admin left in the map); remove-node gives them back;
+ * - with a replica per shard, the imports reach the target's replica and
+ *   the drops the source's (DIGEST equal to each primary's).
  *
  * etcd is required (scripts/setup installs etcd-server), as for the other
  * cluster tests.
@@ -34,7 +37,7 @@
 #include "harness.h"
 
 #define NAME "mig"
-#define MAXNODES 3
+#define MAXNODES 4
 
 static etcd_proc etcd;
 static tkvd nodes[MAXNODES];
@@ -136,18 +139,20 @@ static char *run_ctl(const char *const *extra)
 }
 
 /* etcd, n nodes, and the map of `cluster create` installed on all. */
-static void start_cluster(int n)
+static void start_cluster_with(int n, const char *replicas)
 {
     etcd_start(&etcd);
     const char *args[] = {"--cluster", etcd.url, "--cluster-name", NAME, NULL};
     for (int i = 0; i < n; i++)
         tkvd_start(&nodes[i], args);
     wait_registered((size_t)n);
-    free(run_ctl((const char *[]){"cluster", "create", NULL}));
+    free(run_ctl((const char *[]){"cluster", "create", "--replicas", replicas, NULL}));
     int64_t rev;
     json_decref(read_map(&rev));
     wait_nodes_at(n, rev);
 }
+
+static void start_cluster(int n) { start_cluster_with(n, "0"); }
 
 static void addr_of(int i, char *out, size_t n) { snprintf(out, n, "127.0.0.1:%u", nodes[i].port); }
 
@@ -657,5 +662,75 @@ Test(cluster_migrate, add_node_rebalances_and_remove_node_gives_back, .fini = te
                      tkv_cluster_errstr(cl));
         cr_assert(v.len == strlen(key) && v.ts == 7);
     }
+    tkv_cluster_free(cl);
+}
+
+/* ---- a move reaches the shards' replicas ----------------------------------------------- */
+
+/* The node (index) that is shard's replica, by etcd's map. */
+static int replica_of(const char *shard)
+{
+    int64_t rev;
+    json_t *m = read_map(&rev);
+    const char *id = json_string_value(json_array_get(
+        json_object_get(json_object_get(json_object_get(m, "shards"), shard), "replicas"), 0));
+    cr_assert_not_null(id, "shard %s has no replica", shard);
+    const char *addr = json_string_value(json_object_get(json_object_get(m, "nodes"), id));
+    int found = -1;
+    for (int k = 0; k < MAXNODES; k++) {
+        char a[32];
+        addr_of(k, a, sizeof a);
+        if (nodes[k].dir && strcmp(a, addr) == 0)
+            found = k;
+    }
+    json_decref(m);
+    cr_assert_geq(found, 0);
+    return found;
+}
+
+/* Waits until replica's DIGEST equals primary's; returns the keys hashed. */
+static uint64_t wait_same_digest(int primary, int replica)
+{
+    tkv_ctx *p = tkvd_client(&nodes[primary]), *r = tkvd_client(&nodes[replica]);
+    tkv_digest_info a, b;
+    double deadline = now_s() + 20;
+    for (;;) {
+        cr_assert_eq(tkv_digest(p, 1000, 1, &a), TKV_OK, "%s", tkv_errstr(p));
+        if (tkv_digest(r, 1000, 1, &b) == TKV_OK &&
+            memcmp(a.digest, b.digest, sizeof a.digest) == 0)
+            break;
+        cr_assert(now_s() < deadline, "replica %d never matched primary %d", replica, primary);
+        pause_ms(50);
+    }
+    tkv_free(p);
+    tkv_free(r);
+    return a.keys;
+}
+
+Test(cluster_migrate, the_shards_replicas_follow_a_move, .fini = teardown, .timeout = 120)
+{
+    start_cluster_with(4, "1");
+    unsigned slot = tkv_key_slot("{rp}", 4);
+    char from_shard[32], slot_s[16];
+    int src = node_serving(slot, from_shard, sizeof from_shard);
+    const char *to_shard = strcmp(from_shard, "s0") == 0 ? "s1" : "s0";
+    snprintf(slot_s, sizeof slot_s, "%u", slot);
+    tkv_cluster *cl = cluster_client();
+    for (int k = 0; k < 30; k++) {
+        char key[32];
+        snprintf(key, sizeof key, "{rp}k%d", k);
+        for (int t = 1; t <= 5; t++)
+            cr_assert_eq(
+                tkv_cluster_put_ex(cl, key, strlen(key), key, strlen(key), (uint64_t)t, 1, 0, NULL),
+                TKV_OK, "%s", tkv_cluster_errstr(cl));
+    }
+    cr_assert_eq(wait_same_digest(src, replica_of(from_shard)), 30);
+    char *out = run_ctl((const char *[]){"cluster", "migrate", slot_s, to_shard, NULL});
+    cr_assert(strstr(out, "30 keys moved"), "%s", out);
+    free(out);
+    int dst = node_serving(slot, NULL, 0);
+    /* The imports reached the target's replica, the drops the source's. */
+    cr_assert_eq(wait_same_digest(dst, replica_of(to_shard)), 30);
+    cr_assert_eq(wait_same_digest(src, replica_of(from_shard)), 0);
     tkv_cluster_free(cl);
 }

@@ -28,6 +28,44 @@ int tkv_asking(tkv_ctx *c)
     return call(c, &q, &r);
 }
 
+/* The pipelined forms: queued like any tkv_append_*; the replies are read
+ * with tkv_read_reply() (EXPORTKEY's records in r.text/r.text_len, its
+ * cursor in r.ts and whether more follows in r.truncated; IMPORTKEY's and
+ * DROPKEY's count in r.count). */
+static int append(tkv_ctx *c, const tkv_req *q)
+{
+    if (q->key.len > UINT32_MAX || q->records.len > UINT32_MAX)
+        return cl_set_err(c, TKV_EK_USAGE, "key or records longer than 4 GiB");
+    return cl_append_req(c, q);
+}
+
+int tkv_append_export_key(tkv_ctx *c, const void *key, size_t klen, uint64_t cursor, int has_cursor)
+{
+    tkv_req q = {.cmd = TKV_CMD_EXPORTKEY,
+                 .key = cl_span(key, klen),
+                 .offset = cursor,
+                 .has_offset = has_cursor != 0};
+    return append(c, &q);
+}
+
+int tkv_append_import_key(tkv_ctx *c, const void *key, size_t klen, const uint8_t *records,
+                          size_t len, int cont)
+{
+    if (len == 0)
+        return cl_set_err(c, TKV_EK_USAGE, "no records to import");
+    tkv_req q = {.cmd = TKV_CMD_IMPORTKEY,
+                 .key = cl_span(key, klen),
+                 .records = cl_span(records, len),
+                 .cont = cont != 0};
+    return append(c, &q);
+}
+
+int tkv_append_drop_key(tkv_ctx *c, const void *key, size_t klen)
+{
+    tkv_req q = {.cmd = TKV_CMD_DROPKEY, .key = cl_span(key, klen)};
+    return append(c, &q);
+}
+
 int tkv_export_key(tkv_ctx *c, const void *key, size_t klen, uint64_t cursor, int has_cursor,
                    const uint8_t **records, size_t *len, uint64_t *next, int *more)
 {

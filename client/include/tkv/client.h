@@ -753,6 +753,18 @@ TKV_API int tkv_import_key(tkv_ctx *ctx, const void *key, size_t klen, const uin
  * (TKV_SC_BUSY: the lock expired - export and import it again). */
 TKV_API int tkv_drop_key(tkv_ctx *ctx, const void *key, size_t klen, uint64_t *removed);
 
+/* The same three, pipelined (tkvctl moves keys in batches): queued like
+ * the tkv_append_* calls below, each reply read with tkv_read_reply() -
+ * EXPORTKEY's records in r.text and r.text_len (valid until the next
+ * read), its cursor in r.ts and r.truncated 1 if more pieces follow;
+ * IMPORTKEY's versions written and DROPKEY's versions removed in r.count.
+ * TKV_OK or TKV_ERR. */
+TKV_API int tkv_append_export_key(tkv_ctx *ctx, const void *key, size_t klen, uint64_t cursor,
+                                  int has_cursor);
+TKV_API int tkv_append_import_key(tkv_ctx *ctx, const void *key, size_t klen,
+                                  const uint8_t *records, size_t len, int cont);
+TKV_API int tkv_append_drop_key(tkv_ctx *ctx, const void *key, size_t klen);
+
 /* A page of the keys the node still holds in the slots it is migrating
  * away, as tkv_scan() pages (at most count keys examined; *keys and *next
  * valid until the next call; next.ptr NULL: done). */

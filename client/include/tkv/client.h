@@ -604,7 +604,9 @@ TKV_API int tkv_watch_next(tkv_ctx *ctx, tkv_change *out);
  * A tkv_cluster is a handle on a whole cluster: it learns the map from any
  * node (CLUSTER SHARDS), keeps a connection per node (opened when first
  * needed) and sends each key's request to the node serving its slot. On
- * TKV_SC_MOVED it refreshes the map and retries once. Like a tkv_ctx it is
+ * TKV_SC_MOVED it refreshes the map and retries (once; again, after short
+ * pauses for about 1 s, only while two nodes' maps disagree, as at the end
+ * of a slot's move). Like a tkv_ctx it is
  * not thread-safe; its errors follow the same kinds (tkv_cluster_err()),
  * taken from the node connection that failed, and a broken node
  * connection is reopened on the next call that needs it. Results point

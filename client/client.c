@@ -468,7 +468,8 @@ static bool keyed(tkv_cmd cmd)
            cmd != TKV_CMD_SCAN && cmd != TKV_CMD_MPUT && cmd != TKV_CMD_MGET &&
            cmd != TKV_CMD_DIGEST && cmd != TKV_CMD_BACKUP && cmd != TKV_CMD_RESTORE &&
            cmd != TKV_CMD_REPLICAOF && cmd != TKV_CMD_ROLE && cmd != TKV_CMD_WAIT &&
-           cmd != TKV_CMD_WATCH && cmd != TKV_CMD_CLUSTER && cmd != TKV_CMD_SLOWLOG;
+           cmd != TKV_CMD_WATCH && cmd != TKV_CMD_CLUSTER && cmd != TKV_CMD_SLOWLOG &&
+           cmd != TKV_CMD_ASKING && cmd != TKV_CMD_SLOTKEYS;
 }
 
 static int append(tkv_ctx *c, const tkv_req *r)

@@ -1,7 +1,8 @@
 /*
  * cluster.c - libtkvclient's cluster handle (tkv_cluster in client.h):
  * the map fetched with CLUSTER SHARDS, a tkv_ctx per node, each key's
- * request sent to the node serving its slot, MOVED followed once.
+ * request sent to the node serving its slot, MOVED followed once; during
+ * a slot's migration ASK followed (ASKING first) and TRYAGAIN retried.
  *
  * The handle routes by a table of 16384 node numbers, filled from the
  * map's ranges; a node is an address and a connection opened when first
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "client_int.h"
 #include "grow.h"
@@ -252,24 +254,71 @@ static tkv_ctx *slot_ctx(tkv_cluster *cl, uint16_t slot)
     return node_ctx(cl, ix);
 }
 
+/* The connection to the node an ASK names ("SLOT HOST:PORT"). */
+static tkv_ctx *ask_ctx(tkv_cluster *cl, const char *errstr)
+{
+    const char *msg = strstr(errstr, ": ");
+    msg = msg ? msg + 2 : errstr;
+    const char *sp = strchr(msg, ' ');
+    long ix = sp ? node_index(cl, sp + 1) : -1;
+    if (ix < 0) {
+        set_err(cl, TKV_EK_PROTOCOL, TKV_SC_ASK, "an ASK that names no node: %s", errstr);
+        return NULL;
+    }
+    return node_ctx(cl, (size_t)ix);
+}
+
+/* TRYAGAIN's pause before try n: 1 ms doubling to 64 ms (about 2 s over
+ * TRYAGAIN_TRIES): a key is locked while it moves, which takes a few
+ * round trips, unless its history is deep. */
+#define TRYAGAIN_TRIES 36
+#define MOVED_FOLLOWS 20 /* about 1 s of pauses: a node reads the map every 0.5 s */
+static void pause_before(int n)
+{
+    long ms = n < 6 ? 1L << n : 64;
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = ms * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Runs fn at the slot's node and follows what a cluster answers: MOVED
+ * (a new map; more than once only while nodes disagree, with pauses), ASK (once per answer: ASKING then fn at the target,
+ * the map unchanged - the move is not over), TRYAGAIN after a pause, a
+ * bounded number of times. A request so answered was not carried out, so
+ * running it again is safe. */
 static int route(tkv_cluster *cl, uint16_t slot, tkv_cluster_fn fn, void *arg)
 {
-    for (int attempt = 0;; attempt++) {
-        tkv_ctx *c = slot_ctx(cl, slot);
+    int moved = 0, asked = 0, tries = 0;
+    tkv_ctx *ask = NULL;
+    for (;;) {
+        tkv_ctx *c = ask ? ask : slot_ctx(cl, slot);
         if (!c)
             return TKV_ERR;
-        int rc = fn(c, arg);
+        int rc = ask && tkv_asking(c) != TKV_OK ? TKV_ERR : fn(c, arg);
+        ask = NULL;
         if (rc != TKV_ERR) {
             clear_err(cl);
             return rc;
         }
         take_err(cl, c);
-        if (attempt > 0 || tkv_err(c) != TKV_EK_SERVER || tkv_server_code(c) != TKV_SC_MOVED)
-            return TKV_ERR;
+        int code = tkv_err(c) == TKV_EK_SERVER ? tkv_server_code(c) : 0;
         char why[sizeof cl->errstr];
         memcpy(why, cl->errstr, sizeof why);
-        if (follow_moved(cl, slot, why) != TKV_OK)
+        if (code == TKV_SC_MOVED && moved < MOVED_FOLLOWS) {
+            /* Two nodes may disagree for the moment a new map takes to
+             * reach both (the end of a migration): a MOVED back after one
+             * followed waits a little. */
+            if (moved++ > 0)
+                pause_before(moved + 2);
+            if (follow_moved(cl, slot, why) != TKV_OK)
+                return TKV_ERR;
+        } else if (code == TKV_SC_ASK && asked++ < 4) {
+            if (!(ask = ask_ctx(cl, why)))
+                return TKV_ERR;
+        } else if (code == TKV_SC_TRYAGAIN && tries < TRYAGAIN_TRIES) {
+            pause_before(tries++);
+        } else {
             return TKV_ERR;
+        }
     }
 }
 
@@ -567,8 +616,9 @@ static void read_group(tkv_cluster *cl, mpass *p, size_t i, size_t j)
     int rc = tkv_read_reply(c, &r);
     cl->gstate[i] = G_DONE;
     if (rc == TKV_ERR) {
-        if (tkv_err(c) == TKV_EK_SERVER && tkv_server_code(c) == TKV_SC_MOVED) {
-            cl->gstate[i] = G_REDO;
+        int code = tkv_err(c) == TKV_EK_SERVER ? tkv_server_code(c) : 0;
+        if (code == TKV_SC_MOVED || code == TKV_SC_ASK || code == TKV_SC_TRYAGAIN) {
+            cl->gstate[i] = G_REDO; /* route() follows it */
         } else if (!p->failed) {
             p->failed = true;
             take_err(cl, c);

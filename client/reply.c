@@ -218,7 +218,16 @@ static int copy_ok(tkv_ctx *c, tkv_rep *rep, tkv_reply *r)
     case TKV_CMD_GET: to_version(&rep->answer, &r->version); return 0;
     case TKV_CMD_MGET: return copy_mget(c, rep, r);
     case TKV_CMD_MPUT: return copy_mput(c, rep, r);
-    case TKV_CMD_SCAN: return copy_scan(c, rep, r);
+    case TKV_CMD_SCAN:
+    case TKV_CMD_SLOTKEYS: return copy_scan(c, rep, r);
+    case TKV_CMD_EXPORTKEY:
+        r->text = rep->data.ptr;
+        r->text_len = rep->data.len;
+        r->ts = rep->horizon.v;          /* the cursor ... */
+        r->truncated = rep->horizon.has; /* ... if more pieces follow */
+        return 0;
+    case TKV_CMD_IMPORTKEY:
+    case TKV_CMD_DROPKEY: r->count = rep->u; return 0;
     case TKV_CMD_RANGE: return copy_range(c, rep, r);
     case TKV_CMD_STATS:
     case TKV_CMD_ROLE: return copy_stats(c, rep, r);

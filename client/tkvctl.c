@@ -696,7 +696,9 @@ static const command commands[] = {
      "failover, or on another server). --as-of T watches one KEY and prints only\n"
      "changes that could change its answer as of T (get KEY --ts T).",
      "from= as-of= replid=", 0, 1, run_watch},
-    {"cluster", "shards | nodes | create [--shards N] [--replicas R] | info",
+    {"cluster",
+     "shards | nodes | create [--shards N] [--replicas R] | info | migrate SLOTS SHARD |\n"
+     "       add-node NODE | remove-node NODE | rebalance",
      "  shards  asks the node -H/-p names for the map as it holds it: the revision,\n"
      "          then each range of slots with the node serving it (and replicas).\n"
      "The cluster's admin side, through etcd (--etcd URLS, --cluster-name NAME):\n"
@@ -707,8 +709,16 @@ static const command commands[] = {
      "          replicas (default 0) each, from the registered nodes in id order.\n"
      "          Refused if a map exists or there are too few nodes.\n"
      "  info    prints the map: its revision, each shard's slots, primary and replicas\n"
-     "          with their addresses, and which nodes are alive (registered).",
-     "shards= replicas=", 1, 1, run_cluster},
+     "          with their addresses, and which nodes are alive (registered).\n"
+     "  migrate SLOT[-SLOT][,...] SHARD  moves the slots to the shard while clients use\n"
+     "          them: every key's whole history, then the map (see README, \"Growing\n"
+     "          and shrinking a cluster\"). Run it again to finish a move cut short.\n"
+     "  add-node NODE  makes a registered node not in the map the primary of a new\n"
+     "          shard, then rebalances.\n"
+     "  remove-node NODE  moves the slots of the shard NODE leads to the others\n"
+     "          evenly, then drops the shard and NODE from the map.\n"
+     "  rebalance  moves slots so each shard holds 16384/N of them (within one).",
+     "shards= replicas=", 1, 3, run_cluster},
     {"slowlog", "get [N] | len | reset",
      "The server's slow log: the requests that took at least its --slowlog-slower-than\n"
      "(10 ms by default), the newest --slowlog-max-len (128) of them.\n"

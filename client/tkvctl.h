@@ -203,6 +203,11 @@ int run_watch(cli *c, const args *a);
  * a tkvd): cluster nodes | create | info. */
 int run_cluster_admin(cli *c, const args *a);
 
+/* tkvctl_migrate.c: cluster migrate | add-node | remove-node | rebalance,
+ * moving slots between shards live (etcd's map and the nodes). */
+struct tkv_etcd;
+int run_cluster_move(cli *c, const args *a, struct tkv_etcd *e);
+
 /* tkvctl_cluster.c: cluster mode and the cluster commands. */
 /* With -c and a single-key command: connects to the cluster through
  * -H/-p and points c->ctx at the node serving the key (connect_cli then

@@ -189,6 +189,26 @@ static int print_info(const cli *c, const tkv_etcd_kv *kv, const node_list *l, j
     for (size_t i = 0; i < l->n; i++)
         extra += json_object_get(nodes, l->nodes[i].id) == NULL;
     printf("; %zu registered but not in the map\n", extra);
+    /* A move in flight (or cut short: tkvctl cluster migrate finishes it). */
+    json_t *mig = json_object_get(map, "migrating");
+    size_t i, nmig = json_array_size(mig);
+    if (nmig)
+        printf("migrating: %zu slot%s\n", nmig, nmig == 1 ? "" : "s");
+    json_array_foreach(mig, i, v)
+    {
+        if (i == 8) {
+            printf("  ...\n");
+            break;
+        }
+        printf("  slot %" JSON_INTEGER_FORMAT " from %s to %s\n",
+               json_integer_value(json_object_get(v, "slot")),
+               json_string_value(json_object_get(v, "from"))
+                   ? json_string_value(json_object_get(v, "from"))
+                   : "?",
+               json_string_value(json_object_get(v, "to"))
+                   ? json_string_value(json_object_get(v, "to"))
+                   : "?");
+    }
     json_decref(map);
     return 0;
 }
@@ -285,8 +305,15 @@ static int cmd_create(const cli *c, const args *a, tkv_etcd *e)
 int run_cluster_admin(cli *c, const args *a)
 {
     const char *sub = a->pos[0];
-    if (strcmp(sub, "nodes") != 0 && strcmp(sub, "create") != 0 && strcmp(sub, "info") != 0)
-        return fail("cluster: unknown subcommand '%s' (nodes, create or info)", sub);
+    bool move = strcmp(sub, "migrate") == 0 || strcmp(sub, "add-node") == 0 ||
+                strcmp(sub, "remove-node") == 0 || strcmp(sub, "rebalance") == 0;
+    if (!move && strcmp(sub, "nodes") != 0 && strcmp(sub, "create") != 0 &&
+        strcmp(sub, "info") != 0)
+        return fail("cluster: unknown subcommand '%s' (nodes, create, info, migrate, add-node, "
+                    "remove-node or rebalance)",
+                    sub);
+    if (!move && a->npos > 1)
+        return fail("cluster %s takes no more arguments", sub);
     if (strcmp(sub, "create") != 0 && (opt(a, "shards") || opt(a, "replicas")))
         return fail("cluster %s: --shards and --replicas go with create", sub);
     /* As tkvd checks it: the name is part of etcd keys, and a '/' would
@@ -300,7 +327,8 @@ int run_cluster_admin(cli *c, const args *a)
     tkv_etcd *e = open_etcd(c);
     if (!e)
         return EXIT_ERROR;
-    int rc = strcmp(sub, "nodes") == 0    ? cmd_nodes(c, e)
+    int rc = move                         ? run_cluster_move(c, a, e)
+             : strcmp(sub, "nodes") == 0  ? cmd_nodes(c, e)
              : strcmp(sub, "create") == 0 ? cmd_create(c, a, e)
                                           : cmd_info(c, e);
     tkv_etcd_free(e);

@@ -493,6 +493,46 @@ static tkv_status parse_slowlog(parse_ctx *c)
                 shown);
 }
 
+/* EXPORTKEY key [cursor]: the cursor is the timestamp the last piece
+ * ended at (its versions continue below it). */
+static tkv_status parse_exportkey(parse_ctx *c)
+{
+    tkv_status st = parse_key(c);
+    return st == TKV_ST_OK ? parse_opt_uint(c, 2, "cursor", &c->req->offset, &c->req->has_offset)
+                           : st;
+}
+
+/* IMPORTKEY key records [continue]: records as RESTORE's, every one of
+ * them the key's (the server checks). */
+static tkv_status parse_importkey(parse_ctx *c)
+{
+    tkv_req *r = c->req;
+    tkv_status st = parse_key(c);
+    if (st != TKV_ST_OK)
+        return st;
+    if (tkv_mp_read_bytes(c->m, &r->records.ptr, &r->records.len) < 0 || r->records.len == 0)
+        return fail(c, TKV_ST_BAD_REQUEST, "records must be a non-empty binary string");
+    return parse_opt_bool(c, 3, "continue", &r->cont);
+}
+
+/* SLOTKEYS [cursor [count]]: SCAN's paging over the keys of the slots
+ * this node is migrating away. */
+static tkv_status parse_slotkeys(parse_ctx *c)
+{
+    tkv_req *r = c->req;
+    bool has;
+    tkv_status st = parse_opt_bytes(c, 1, "cursor", &r->cursor, &r->has_cursor);
+    if (st == TKV_ST_OK)
+        st = parse_opt_uint(c, 2, "count", &r->limit, &has);
+    if (st != TKV_ST_OK)
+        return st;
+    if (!has)
+        r->limit = TKV_SCAN_DEFAULT_COUNT;
+    if (r->limit == 0 || r->limit > TKV_SCAN_MAX_COUNT)
+        return fail(c, TKV_ST_OUT_OF_RANGE, "count must be 1 to %u", TKV_SCAN_MAX_COUNT);
+    return TKV_ST_OK;
+}
+
 static const struct cmd_spec {
     const char *name;
     uint8_t min_args, max_args;
@@ -522,6 +562,11 @@ static const struct cmd_spec {
     [TKV_CMD_WATCH] = {"WATCH", 0, 4, parse_watch},
     [TKV_CMD_CLUSTER] = {"CLUSTER", 1, 1, parse_cluster},
     [TKV_CMD_SLOWLOG] = {"SLOWLOG", 1, 2, parse_slowlog},
+    [TKV_CMD_ASKING] = {"ASKING", 0, 0, parse_none},
+    [TKV_CMD_EXPORTKEY] = {"EXPORTKEY", 1, 2, parse_exportkey},
+    [TKV_CMD_IMPORTKEY] = {"IMPORTKEY", 2, 3, parse_importkey},
+    [TKV_CMD_DROPKEY] = {"DROPKEY", 1, 1, parse_key_only},
+    [TKV_CMD_SLOTKEYS] = {"SLOTKEYS", 0, 2, parse_slotkeys},
 };
 
 const char *tkv_cmd_name(tkv_cmd cmd)
@@ -558,6 +603,11 @@ static const char padded_names[TKV_CMD__COUNT][NAME_PAD] = {
     [TKV_CMD_WATCH] = "WATCH",
     [TKV_CMD_CLUSTER] = "CLUSTER",
     [TKV_CMD_SLOWLOG] = "SLOWLOG",
+    [TKV_CMD_ASKING] = "ASKING",
+    [TKV_CMD_EXPORTKEY] = "EXPORTKEY",
+    [TKV_CMD_IMPORTKEY] = "IMPORTKEY",
+    [TKV_CMD_DROPKEY] = "DROPKEY",
+    [TKV_CMD_SLOTKEYS] = "SLOTKEYS",
 };
 
 int tkv_cmd_lookup(const uint8_t *name, size_t len)
@@ -798,6 +848,20 @@ static unsigned request_args(const tkv_req *r, arg *a)
         a[1] = a_uint(r->sub == TKV_SLOWLOG_GET, r->limit);
         return 2;
     }
+    case TKV_CMD_EXPORTKEY:
+        a[0] = a_bytes(r->key);
+        a[1] = a_uint(r->has_offset, r->offset);
+        return 2;
+    case TKV_CMD_IMPORTKEY:
+        a[0] = a_bytes(r->key);
+        a[1] = a_bytes(r->records);
+        a[2] = r->cont ? (arg){.kind = A_BOOL, .b = true} : (arg){0};
+        return 3;
+    case TKV_CMD_DROPKEY: a[0] = a_bytes(r->key); return 1;
+    case TKV_CMD_SLOTKEYS:
+        a[0] = r->has_cursor ? a_bytes(r->cursor) : (arg){0};
+        a[1] = a_uint(r->limit != 0, r->limit);
+        return 2;
     case TKV_CMD_SCAN:
         a[0] = r->has_prefix ? a_bytes(r->prefix) : (arg){0};
         a[1] = r->has_cursor ? a_bytes(r->cursor) : (arg){0};
@@ -881,6 +945,8 @@ const char *tkv_status_name(uint64_t st)
     case TKV_ST_READONLY: return "READONLY";
     case TKV_ST_MOVED: return "MOVED";
     case TKV_ST_CROSSSLOT: return "CROSSSLOT";
+    case TKV_ST_ASK: return "ASK";
+    case TKV_ST_TRYAGAIN: return "TRYAGAIN";
     case TKV_ST_AUTH_REQUIRED: return "AUTH_REQUIRED";
     case TKV_ST_AUTH_FAILED: return "AUTH_FAILED";
     case TKV_ST_INTERNAL: return "INTERNAL";

@@ -40,6 +40,10 @@ typedef enum tkv_status {
     TKV_ST_READONLY = 22,     /* a write sent to a replica: the message names the primary */
     TKV_ST_MOVED = 23,        /* cluster: another node serves the key's slot: "SLOT HOST:PORT" */
     TKV_ST_CROSSSLOT = 24,    /* cluster: the keys of one request are in different slots */
+    TKV_ST_ASK = 25,          /* cluster: the key's slot is migrating and the key is not here
+                                 (any more): ask "HOST:PORT" once, after ASKING ("SLOT HOST:PORT") */
+    TKV_ST_TRYAGAIN = 26,     /* cluster: the key is being moved (a write), or a request's keys
+                                 are split by a migration: send it again shortly */
     TKV_ST_AUTH_REQUIRED = 30,
     TKV_ST_AUTH_FAILED = 31,
     TKV_ST_INTERNAL = 40,
@@ -79,6 +83,11 @@ typedef enum tkv_cmd {
     TKV_CMD_WATCH,
     TKV_CMD_CLUSTER,
     TKV_CMD_SLOWLOG,
+    TKV_CMD_ASKING,    /* the next request may touch a slot this node imports */
+    TKV_CMD_EXPORTKEY, /* migration: a key's history as backup records, and lock it */
+    TKV_CMD_IMPORTKEY, /* migration: those records replace the key here */
+    TKV_CMD_DROPKEY,   /* migration: the moved key deleted here, unlocked */
+    TKV_CMD_SLOTKEYS,  /* migration: the keys still here of slots migrating away */
     TKV_CMD__COUNT
 } tkv_cmd;
 
@@ -128,11 +137,12 @@ typedef struct tkv_req {
     uint64_t keep_age;      /* RETAIN: microseconds, 0 for no limit */
     tkv_span prefix;        /* SCAN; WATCH: the key prefix (the key if has_ts) */
     tkv_span cursor;        /* SCAN: the last key of the previous page */
-    tkv_span records;       /* RESTORE: backup records (checked by the server) */
+    tkv_span records;       /* RESTORE, IMPORTKEY: backup records (checked by the server) */
     tkv_span host;          /* REPLICAOF: the primary's host; ptr NULL: NO ONE;
                                PSYNC, WATCH: the replication id (ptr NULL: none) */
     uint64_t port;          /* REPLICAOF: the primary's port */
-    uint64_t offset;        /* PSYNC, REPLACK, WATCH (if has_offset): a replication offset */
+    uint64_t offset;        /* PSYNC, REPLACK, WATCH (if has_offset): a replication offset;
+                               EXPORTKEY (if has_offset): the cursor, a timestamp */
     uint64_t nreplicas;     /* WAIT: replicas to wait for */
     uint64_t timeout_ms;    /* WAIT: 0 waits for ever */
     uint32_t sub;           /* CLUSTER: the subcommand (tkv_cluster_sub);
@@ -150,7 +160,8 @@ typedef struct tkv_req {
     bool reverse;    /* RANGE: newest first */
     bool dry_run;    /* RETAIN */
     bool merge;      /* RESTORE: keep what keys that exist hold, add the rest */
-    bool cont;       /* RESTORE: the first key continues the previous request's */
+    bool cont;       /* RESTORE: the first key continues the previous request's;
+                        IMPORTKEY: a later piece (the first replaces the key) */
 } tkv_req;
 
 /* CLUSTER's subcommands, by their wire names. */

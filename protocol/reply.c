@@ -55,6 +55,7 @@ static const tkv_rfield backup_f[] = {F(BYTES, data, "chunk"), F(BOOL, flag, "la
 static const tkv_rfield watch_f[] = {F(TEXT, text, "replid"), F(UINT, u, "offset")};
 static const tkv_rfield shards_f[] = {F(UINT, u, "revision"), F(SLOTS, list, "ranges")};
 static const tkv_rfield slowlog_f[] = {F(UINT, u, "length"), F(SLOWLOG, list, "entries")};
+static const tkv_rfield export_f[] = {F(BYTES, data, "records"), F(OPT, horizon, "cursor")};
 static const tkv_rfield answer_ok_f[] = {A(BYTES, value, "value"), A(UINT, ts, "ts"),
                                          A(OPT, next, "next"), A(OPT, expires, "expires")};
 static const tkv_rfield answer_miss_f[] = {A(UINT, miss, "reason"), A(OPT, next, "next"),
@@ -95,6 +96,15 @@ const tkv_reply_desc tkv_reply_descs[TKV_CMD__COUNT] = {
     [TKV_CMD_CLUSTER] = {.ok = SHAPE(shards_f, 2)},
     /* GET lists entries; LEN and RESET answer the length alone. */
     [TKV_CMD_SLOWLOG] = {.ok = SHAPE(slowlog_f, 1)},
+    [TKV_CMD_ASKING] = {.ok = {NULL, 0, 0}},
+    /* Migration: EXPORTKEY answers a piece of records and the cursor of
+     * the next (nil: the last piece); IMPORTKEY the versions written,
+     * DROPKEY those removed (RESTORE's and DEL's shapes); SLOTKEYS a page
+     * as SCAN does. */
+    [TKV_CMD_EXPORTKEY] = {.ok = SHAPE(export_f, 2)},
+    [TKV_CMD_IMPORTKEY] = {.ok = SHAPE(count_f, 1)},
+    [TKV_CMD_DROPKEY] = {.ok = SHAPE(del_f, 1)},
+    [TKV_CMD_SLOTKEYS] = {.ok = SHAPE(scan_f, 2)},
 };
 
 /* ---- element readers ------------------------------------------------------ */
@@ -429,6 +439,15 @@ int tkv_rep_put_restore(tkv_buf *b, uint64_t written, uint64_t skipped)
     return tkv_wr_end(&lw.w);
 }
 
+int tkv_rep_put_export(tkv_buf *b, tkv_span records, tkv_rep_opt cursor)
+{
+    tkv_rep_wr lw;
+    begin(&lw, b, 3);
+    tkv_pack_bytes(&lw.w.pk, records.ptr, records.len);
+    pack_opt(&lw.w.pk, cursor);
+    return tkv_wr_end(&lw.w);
+}
+
 int tkv_rep_put_watch(tkv_buf *b, const char *replid, uint64_t offset)
 {
     tkv_rep_wr lw;
@@ -535,6 +554,16 @@ void tkv_rep_scan_key(tkv_rep_wr *lw, const void *key, uint32_t len)
     lw->last_off = (size_t)(end - len - lw->w.b->data);
     lw->last_len = len;
     advance(lw, end);
+}
+
+int tkv_rep_scan_end_at(tkv_rep_wr *lw, tkv_span cursor)
+{
+    end_list(lw);
+    if (cursor.ptr)
+        tkv_pack_bytes(&lw->w.pk, cursor.ptr, cursor.len);
+    else
+        msgpack_pack_nil(&lw->w.pk);
+    return tkv_wr_end(&lw->w);
 }
 
 int tkv_rep_scan_end(tkv_rep_wr *lw, bool more)
@@ -661,12 +690,16 @@ static int encode_list(tkv_buf *b, const tkv_rep *rep)
             tkv_rep_mget_answer(&lw, &a);
         return tkv_rep_mget_end(&lw, rep->truncated);
     }
-    case TKV_CMD_SCAN: {
+    case TKV_CMD_SCAN:
+    case TKV_CMD_SLOTKEYS: {
         tkv_span k;
         tkv_rep_scan_begin(&lw, b);
         while (tkv_rep_next_key(&l, &k))
             tkv_rep_scan_key(&lw, k.ptr, k.len);
-        /* tkvd's cursor is always the last key listed. */
+        /* tkvd's SCAN cursor is always the last key listed; SLOTKEYS's is
+         * the last key examined. */
+        if (rep->cmd == TKV_CMD_SLOTKEYS)
+            return tkv_rep_scan_end_at(&lw, rep->cursor);
         return tkv_rep_scan_end(&lw, rep->cursor.ptr != NULL);
     }
     case TKV_CMD_MPUT: {
@@ -728,9 +761,13 @@ int tkv_rep_encode(tkv_buf *b, const tkv_rep *rep)
     case TKV_CMD_PING: return put_text(b, rep->text.s, rep->text.is_str);
     case TKV_CMD_PUT:
     case TKV_CMD_DEL:
+    case TKV_CMD_IMPORTKEY:
+    case TKV_CMD_DROPKEY:
     case TKV_CMD_COUNT: return tkv_rep_put_uint(b, rep->u);
+    case TKV_CMD_EXPORTKEY: return tkv_rep_put_export(b, rep->data, rep->horizon);
     case TKV_CMD_GET: return tkv_rep_put_answer(b, &rep->answer);
     case TKV_CMD_AUTH:
+    case TKV_CMD_ASKING:
     case TKV_CMD_REPLICAOF:
     case TKV_CMD_PSYNC:
     case TKV_CMD_REPLACK: return tkv_rep_put_empty(b);
@@ -747,6 +784,7 @@ int tkv_rep_encode(tkv_buf *b, const tkv_rep *rep)
     case TKV_CMD_RANGE:
     case TKV_CMD_MGET:
     case TKV_CMD_SCAN:
+    case TKV_CMD_SLOTKEYS:
     case TKV_CMD_MPUT:
     case TKV_CMD_ROLE:
     case TKV_CMD_CLUSTER:

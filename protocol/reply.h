@@ -125,11 +125,11 @@ typedef struct tkv_rep {
     bool truncated;        /* RANGE, MGET */
     tkv_span cursor;       /* SCAN: the last key listed, more may follow;
                               ptr NULL: nil, the scan is complete */
-    tkv_rep_opt horizon;   /* RETAIN, POLICY */
+    tkv_rep_opt horizon;   /* RETAIN, POLICY; EXPORTKEY: the cursor */
     bool flag;             /* RETAIN: complete; POLICY: own; BACKUP: last */
     tkv_rep_opt versions;  /* POLICY */
     tkv_rep_opt age;       /* POLICY: microseconds */
-    tkv_span data;         /* DIGEST: the digest; BACKUP: a chunk */
+    tkv_span data;         /* DIGEST: the digest; BACKUP: a chunk; EXPORTKEY: records */
     uint64_t at;           /* DIGEST: the clock expiry was judged by */
     uint64_t nkeys;        /* DIGEST: keys hashed */
     uint64_t nversions;    /* DIGEST: versions hashed */
@@ -271,6 +271,9 @@ int tkv_rep_put_policy(tkv_buf *b, tkv_rep_opt versions, tkv_rep_opt age, bool o
 
 /* RESTORE: [0, written, skipped]. */
 int tkv_rep_put_restore(tkv_buf *b, uint64_t written, uint64_t skipped);
+/* EXPORTKEY: [0, records, cursor]: a piece of the key's backup records;
+ * cursor nil for the last piece, else the timestamp to ask from next. */
+int tkv_rep_put_export(tkv_buf *b, tkv_span records, tkv_rep_opt cursor);
 /* WATCH: [0, replid, offset] (push frames follow: watch.h). */
 int tkv_rep_put_watch(tkv_buf *b, const char *replid, uint64_t offset);
 
@@ -330,6 +333,9 @@ void tkv_rep_scan_begin(tkv_rep_wr *lw, tkv_buf *b);
 static inline size_t tkv_rep_key_room(size_t len) { return 5 + len; }
 void tkv_rep_scan_key(tkv_rep_wr *lw, const void *key, uint32_t len);
 int tkv_rep_scan_end(tkv_rep_wr *lw, bool more);
+/* SLOTKEYS: the same list, ended by the cursor given (ptr NULL: nil), not
+ * a key of the list: keys of other slots were examined after it. */
+int tkv_rep_scan_end_at(tkv_rep_wr *lw, tkv_span cursor);
 
 /* MPUT: [0, [ts...]] with n stamps, each given by tkv_rep_mput_ts(). */
 void tkv_rep_mput_begin(tkv_rep_wr *lw, tkv_buf *b, uint32_t n);

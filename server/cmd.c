@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "backup.h"
+#include "clock.h"
 #include "cluster.h"
 #include "frame.h"
 #include "latency.h"
@@ -785,24 +787,6 @@ static tkv_span first_key(const tkv_req *r)
     }
 }
 
-/* On a cluster node: 0 if this node serves the request's keys, else the
- * MOVED or CROSSSLOT reply's result. CROSSSLOT comes first, as in Redis:
- * the request is wrong wherever it is sent. */
-static int cluster_check(exec_ctx *x)
-{
-    int32_t slot = request_slot(x->req);
-    if (slot == -2)
-        return reply_error(x, TKV_ST_CROSSSLOT,
-                           "the request's keys are in different slots; use one hash tag "
-                           "({tag}) for keys written or read together");
-    const char *addr;
-    if (slot < 0 || tkv_shardmap_serves(x->d->map, (uint16_t)slot, &addr))
-        return 0;
-    char msg[320];
-    snprintf(msg, sizeof msg, "%d %s", (int)slot, addr);
-    return reply_error(x, TKV_ST_MOVED, msg);
-}
-
 /* A replica takes no writes of its own; while its data is part of a full
  * copy it answers nothing from it. */
 static bool is_write(const tkv_req *r)
@@ -833,6 +817,384 @@ static bool needs_data(tkv_cmd c)
     }
 }
 
+/* ---- the cluster: redirects and migration ------------------------------------ */
+
+static int redirect(exec_ctx *x, tkv_status st, int32_t slot, const char *addr)
+{
+    char msg[320];
+    snprintf(msg, sizeof msg, "%d %s", (int)slot, addr);
+    return reply_error(x, st, msg);
+}
+
+/* Whether a read could see anything of key here: a visible version
+ * (a tombstone counts), a policy of its own or a horizon. What reads
+ * cannot see (expired versions the sweep has not removed) does not count:
+ * the target answers for such a key exactly as this node would. 1 or 0;
+ * TKV_DISPATCH_WAIT once a load is asked for (nothing changed). An engine
+ * failure counts as here: the request then meets it itself. */
+static int key_here(exec_ctx *x, const uint8_t *key, size_t klen)
+{
+    /* Exported and not dropped: the target's copy may be stale, so the
+     * key is answered here whatever is left of it (migrate.h). */
+    if (tkv_migrate_marked(&x->d->mig, key, klen))
+        return 1;
+    tkv_answer a;
+    tkv_eng_rc rc = tkv_engine_get(x->d->eng, key, klen, TKV_TS_MAX, &a);
+    if (rc == TKV_E_WOULD_BLOCK)
+        return TKV_DISPATCH_WAIT;
+    if (rc != TKV_E_NOT_FOUND || a.miss != TKV_EM_NO_KEY)
+        return 1;
+    tkv_eng_policy_info p;
+    rc = tkv_engine_policy(x->d->eng, key, klen, &p);
+    if (rc == TKV_E_WOULD_BLOCK)
+        return TKV_DISPATCH_WAIT;
+    return rc != TKV_E_OK || p.own || p.horizon ? 1 : 0;
+}
+
+/* The i-th key of a key request (MPUT and MGET walk their items with m). */
+static tkv_span request_key(const tkv_req *r, tkv_mp *m)
+{
+    tkv_span k = r->key;
+    if (r->cmd == TKV_CMD_MPUT) {
+        tkv_put_item it;
+        tkv_mput_item_next(m, &it);
+        k = it.key;
+    } else if (r->cmd == TKV_CMD_MGET) {
+        tkv_mp_read_bytes(m, &k.ptr, &k.len);
+    }
+    return k;
+}
+
+/* The source of a migrating slot serves a request whose keys are all
+ * still here, sends one whose keys are all gone to the target (ASK), and
+ * has one with some of each sent again later (TRYAGAIN, as Redis), when
+ * the move has gone further. A write to a key being moved (locked by
+ * EXPORTKEY) waits the same way: the copy at the target must stay whole. */
+static int migrating_check(exec_ctx *x, int32_t slot, const char *target)
+{
+    const tkv_req *r = x->req;
+    bool multi = r->cmd == TKV_CMD_MPUT || r->cmd == TKV_CMD_MGET;
+    uint32_t n = multi ? r->nitems : 1, here = 0;
+    bool write = is_write(r);
+    uint64_t now = tkv_clock_mono_us();
+    tkv_mp m;
+    tkv_mp_init(&m, r->items, r->items_len);
+    for (uint32_t i = 0; i < n; i++) {
+        tkv_span k = request_key(r, &m);
+        if (write && tkv_migrate_locked(&x->d->mig, k.ptr, k.len, now))
+            return reply_error(x, TKV_ST_TRYAGAIN,
+                               "a key of this request is being moved to another node; "
+                               "send it again shortly");
+        int h = key_here(x, k.ptr, k.len);
+        if (h == TKV_DISPATCH_WAIT)
+            return h;
+        here += (uint32_t)h;
+    }
+    if (here == n)
+        return 0;
+    if (here == 0)
+        return redirect(x, TKV_ST_ASK, slot, target);
+    return reply_error(x, TKV_ST_TRYAGAIN,
+                       "the request's keys are split by a slot migration; send it again shortly");
+}
+
+/* On a cluster node: 0 if this node serves the request's keys, else the
+ * MOVED, ASK, TRYAGAIN or CROSSSLOT reply's result (or TKV_DISPATCH_WAIT
+ * while the source of a migration loads a key to learn whether it is
+ * here). CROSSSLOT comes first, as in Redis: the request is wrong
+ * wherever it is sent. */
+static int cluster_check(exec_ctx *x)
+{
+    int32_t slot = request_slot(x->req);
+    if (slot == -2)
+        return reply_error(x, TKV_ST_CROSSSLOT,
+                           "the request's keys are in different slots; use one hash tag "
+                           "({tag}) for keys written or read together");
+    if (slot < 0)
+        return 0;
+    const char *addr = NULL;
+    switch (tkv_shardmap_route_slot(x->d->map, (uint16_t)slot, &addr)) {
+    case TKV_SM_SERVE: return 0;
+    case TKV_SM_MIGRATING: return migrating_check(x, slot, addr);
+    case TKV_SM_IMPORTING:
+        if (x->sess && x->sess->asked)
+            return 0;
+        return redirect(x, TKV_ST_MOVED, slot, addr);
+    default: return redirect(x, TKV_ST_MOVED, slot, addr);
+    }
+}
+
+static int exec_asking(exec_ctx *x)
+{
+    if (!x->d->map)
+        return reply_error(x, TKV_ST_BAD_REQUEST, "this server is not part of a cluster");
+    if (!x->sess)
+        return reply_error(x, TKV_ST_BAD_REQUEST, "ASKING needs a connection of its own");
+    x->sess->asking = true;
+    return sent(tkv_rep_put_empty(x->out));
+}
+
+/* The migration commands name a key whose slot must be moving the way
+ * they serve: EXPORTKEY and DROPKEY on the source, IMPORTKEY on the
+ * target. */
+static int migration_role(exec_ctx *x, tkv_shardmap_route want)
+{
+    const char *addr;
+    if (!x->d->map)
+        return reply_error(x, TKV_ST_BAD_REQUEST, "this server is not part of a cluster");
+    int32_t slot = tkv_slot(x->req->key.ptr, x->req->key.len);
+    if (tkv_shardmap_route_slot(x->d->map, (uint16_t)slot, &addr) == want)
+        return 0;
+    char msg[160];
+    snprintf(msg, sizeof msg, "%s: slot %d is not migrating %s this node per the map",
+             tkv_cmd_name(x->req->cmd), (int)slot, want == TKV_SM_MIGRATING ? "from" : "to");
+    return reply_error(x, TKV_ST_BAD_REQUEST, msg);
+}
+
+/* Versions in one EXPORTKEY piece: IMPORTKEY applies a piece as one
+ * batch, within RESTORE's --max-batch default. */
+#define EXPORT_VERSIONS 1000u
+
+typedef struct export_ctx {
+    tkv_bk_writer w;
+    tkv_buf *buf;
+    size_t limit; /* bytes of records a piece stops short of */
+    uint32_t n;
+    uint64_t last_ts;
+    bool full, failed;
+} export_ctx;
+
+static bool export_version(void *ctx, const tkv_entry_view *v)
+{
+    export_ctx *ec = ctx;
+    if (ec->n > 0 && ec->buf->len + 32 + (size_t)v->len > ec->limit) {
+        ec->full = true;
+        return false;
+    }
+    tkv_bk_rec r = {.type = TKV_BK_VER,
+                    .ts = v->ts,
+                    .tombstone = v->value == NULL,
+                    .expires = v->value ? v->expires : 0,
+                    .value = v->value,
+                    .vlen = v->len};
+    if (tkv_bk_write_rec(&ec->w, ec->buf, &r) < 0) {
+        ec->failed = true;
+        return false;
+    }
+    ec->n++;
+    ec->last_ts = v->ts;
+    return true;
+}
+
+/* The key's record (policy, horizon) and then its versions newest first,
+ * below the cursor, in backup records (protocol/backup.h): the visible
+ * state, which answers every read exactly as the raw records would. */
+static tkv_eng_rc export_piece(exec_ctx *x, export_ctx *ec, bool *more)
+{
+    const tkv_req *r = x->req;
+    tkv_eng_policy_info p;
+    tkv_eng_rc rc = tkv_engine_policy(x->d->eng, r->key.ptr, r->key.len, &p);
+    if (rc != TKV_E_OK)
+        return rc;
+    tkv_bk_rec k = {.type = TKV_BK_KEY,
+                    .key = r->key.ptr,
+                    .klen = r->key.len,
+                    .own_policy = p.own,
+                    .policy_versions = p.own ? p.policy.versions : 0,
+                    .policy_age = p.own ? p.policy.age_us : 0,
+                    .horizon = p.horizon};
+    if (tkv_bk_write_rec(&ec->w, ec->buf, &k) < 0)
+        return TKV_E_NOMEM;
+    *more = false;
+    if (r->has_offset && r->offset == 0)
+        return TKV_E_OK; /* nothing is below timestamp 0 */
+    uint64_t to = r->has_offset ? r->offset - 1 : TKV_TS_MAX;
+    rc = tkv_engine_range(x->d->eng, r->key.ptr, r->key.len, 0, to, EXPORT_VERSIONS, true,
+                          export_version, ec, &x->dirty);
+    if (rc != TKV_E_OK)
+        return rc;
+    if (ec->failed)
+        return TKV_E_NOMEM;
+    *more = (ec->full || ec->n == EXPORT_VERSIONS) && ec->last_ts > 0;
+    return TKV_E_OK;
+}
+
+/* EXPORTKEY key [cursor]: a piece of the key's history, and the key
+ * locked against writes (renewed by each piece) until DROPKEY. A key
+ * nothing of which is visible here answers no records: it is the
+ * target's already (requests for it are ASKed) - unless an earlier export
+ * of it was not dropped: then its (empty) key record goes, so that the
+ * target drops the copy it may hold. The reply waits for the
+ * commit of what it read, so the target never gets a write that could
+ * still be rolled back. */
+static int exec_exportkey(exec_ctx *x)
+{
+    const tkv_req *r = x->req;
+    int rc = migration_role(x, TKV_SM_MIGRATING);
+    if (rc != 0)
+        return rc;
+    int here = key_here(x, r->key.ptr, r->key.len);
+    if (here == TKV_DISPATCH_WAIT)
+        return here;
+    tkv_buf buf;
+    tkv_buf_init(&buf);
+    export_ctx ec = {.buf = &buf, .limit = x->d->max_reply / 2};
+    tkv_bk_write_begin(&ec.w, NULL, 0); /* no header: bare records, hashed only */
+    bool more = false;
+    tkv_eng_rc erc = here ? export_piece(x, &ec, &more) : TKV_E_OK;
+    if (erc == TKV_E_OK &&
+        tkv_migrate_lock(&x->d->mig, r->key.ptr, r->key.len, tkv_clock_mono_us()) < 0) {
+        tkv_buf_deinit(&buf);
+        return reply_error(x, TKV_ST_BUSY, "EXPORTKEY: too many keys are being moved at once");
+    }
+    if (erc != TKV_E_OK) {
+        tkv_buf_deinit(&buf);
+        return reply_engine_error(x, erc);
+    }
+    x->dirty = true; /* held until what it read is committed */
+    rc = tkv_rep_put_export(x->out, (tkv_span){buf.data, (uint32_t)buf.len}, opt(more, ec.last_ts));
+    tkv_buf_deinit(&buf);
+    return sent(rc);
+}
+
+/* Every record of an IMPORTKEY must be the named key's. */
+static bool records_of_key(const tkv_req *r, const tkv_limits *lim)
+{
+    tkv_bk_reader rd;
+    tkv_bk_reader_init_records(&rd, lim->max_value);
+    const uint8_t *p = r->records.ptr;
+    size_t left = r->records.len, used;
+    tkv_bk_rec rec;
+    while (left > 0) {
+        if (tkv_bk_read(&rd, p, left, &rec, &used) != TKV_BK_REC)
+            return false;
+        if (rec.type == TKV_BK_KEY &&
+            (rec.klen != r->key.len || memcmp(rec.key, r->key.ptr, rec.klen) != 0))
+            return false;
+        p += used;
+        left -= used;
+    }
+    return true;
+}
+
+/* IMPORTKEY key records [continue]: the records (an EXPORTKEY piece) into
+ * this node, the target; the first piece replaces whatever the key held
+ * here (a copy left by an attempt that did not finish), in the same batch.
+ * The key is served here only after the source drops it, so a copy in
+ * pieces is never seen half-made. */
+static int exec_importkey(exec_ctx *x)
+{
+    const tkv_req *r = x->req;
+    int rc = migration_role(x, TKV_SM_IMPORTING);
+    if (rc != 0)
+        return rc;
+    if (!records_of_key(r, &x->d->lim))
+        return reply_error(x, TKV_ST_BAD_REQUEST,
+                           "IMPORTKEY: the records must be whole backup records of the key named");
+    if (!r->cont) {
+        uint64_t removed;
+        tkv_eng_rc erc = tkv_engine_del(x->d->eng, r->key.ptr, r->key.len, &removed, &x->dirty);
+        if (erc != TKV_E_OK)
+            return reply_engine_error(x, erc);
+    }
+    /* The key is known here now (deleted, or continued): no load follows. */
+    tkv_restore_req q = {.records = r->records.ptr,
+                         .len = r->records.len,
+                         .cont = true,
+                         .max_key = x->d->lim.max_key,
+                         .max_value = x->d->lim.max_value,
+                         .max_versions = EXPORT_VERSIONS};
+    uint64_t written, skipped;
+    tkv_status st;
+    char msg[320];
+    rc = tkv_restore_records(x->d->eng, &q, &written, &skipped, &st, msg, sizeof msg);
+    if (rc == -2)
+        return TKV_DISPATCH_WAIT;
+    if (rc < 0)
+        return reply_error(x, st, msg);
+    x->dirty = true;
+    return reply_u64(x, written);
+}
+
+/* DROPKEY key: the moved key deleted here in one batch, and unlocked;
+ * from then on its requests are ASKed to the target. Refused unless the
+ * key is still locked: after the lock expired a write may have changed it
+ * since the copy, and the copy must be made again. */
+static int exec_dropkey(exec_ctx *x)
+{
+    const tkv_req *r = x->req;
+    int rc = migration_role(x, TKV_SM_MIGRATING);
+    if (rc != 0)
+        return rc;
+    if (!tkv_migrate_locked(&x->d->mig, r->key.ptr, r->key.len, tkv_clock_mono_us()))
+        return reply_error(x, TKV_ST_BUSY,
+                           "DROPKEY: the key is not locked (its lock expired, or no EXPORTKEY "
+                           "came first): export it again");
+    uint64_t removed;
+    tkv_eng_rc erc = tkv_engine_del(x->d->eng, r->key.ptr, r->key.len, &removed, &x->dirty);
+    if (erc != TKV_E_OK)
+        return reply_engine_error(x, erc);
+    tkv_migrate_unlock(&x->d->mig, r->key.ptr, r->key.len);
+    return reply_u64(x, removed);
+}
+
+/* SLOTKEYS [cursor [count]]: SCAN over every key here, listing those of
+ * the slots migrating away; the cursor is the last key examined, so a
+ * page may list none and still go on. */
+typedef struct slotkeys_ctx {
+    scan_ctx sc;
+    const tkv_shardmap *map;
+    tkv_buf *last;
+    bool failed;
+} slotkeys_ctx;
+
+static bool slot_key(void *ctx, const uint8_t *key, size_t klen)
+{
+    slotkeys_ctx *s = ctx;
+    const char *addr;
+    if (tkv_shardmap_route_slot(s->map, tkv_slot(key, klen), &addr) == TKV_SM_MIGRATING &&
+        !scan_key(&s->sc, key, klen))
+        return false;
+    tkv_buf_reset(s->last);
+    if (tkv_buf_append(s->last, key, klen) < 0) {
+        s->failed = true;
+        return false;
+    }
+    return true;
+}
+
+static int exec_slotkeys(exec_ctx *x)
+{
+    const tkv_req *r = x->req;
+    if (!x->d->map)
+        return reply_error(x, TKV_ST_BAD_REQUEST, "this server is not part of a cluster");
+    tkv_buf last;
+    tkv_buf_init(&last);
+    tkv_rep_wr lw;
+    tkv_rep_scan_begin(&lw, x->out);
+    slotkeys_ctx s = {
+        .sc = {.lw = &lw,
+               .limit_end = lw.w.start + x->d->max_reply - TKV_REPLY_SLACK - x->d->lim.max_key},
+        .map = x->d->map,
+        .last = &last};
+    bool more;
+    tkv_eng_rc st =
+        tkv_engine_scan(x->d->eng, NULL, 0, r->has_cursor ? r->cursor.ptr : NULL, r->cursor.len,
+                        (uint32_t)r->limit, slot_key, &s, &more, &x->dirty);
+    if (st == TKV_E_OK && s.failed)
+        st = TKV_E_NOMEM;
+    if (st != TKV_E_OK) {
+        tkv_rep_abort(&lw);
+        tkv_buf_deinit(&last);
+        return reply_engine_error(x, st);
+    }
+    bool go_on = (more || s.sc.full) && last.len > 0;
+    int rc = tkv_rep_scan_end_at(&lw, go_on ? (tkv_span){last.data, (uint32_t)last.len}
+                                            : (tkv_span){NULL, 0});
+    tkv_buf_deinit(&last);
+    return sent(rc);
+}
+
 typedef int (*exec_fn)(exec_ctx *x);
 
 static const exec_fn exec_table[TKV_CMD__COUNT] = {
@@ -860,6 +1222,11 @@ static const exec_fn exec_table[TKV_CMD__COUNT] = {
     [TKV_CMD_WATCH] = exec_watch,
     [TKV_CMD_CLUSTER] = exec_cluster,
     [TKV_CMD_SLOWLOG] = exec_slowlog,
+    [TKV_CMD_ASKING] = exec_asking,
+    [TKV_CMD_EXPORTKEY] = exec_exportkey,
+    [TKV_CMD_IMPORTKEY] = exec_importkey,
+    [TKV_CMD_DROPKEY] = exec_dropkey,
+    [TKV_CMD_SLOTKEYS] = exec_slotkeys,
 };
 
 static int dispatch(tkv_dispatch *d, tkv_session *sess, const uint8_t *frame, size_t len,
@@ -883,6 +1250,8 @@ static int dispatch(tkv_dispatch *d, tkv_session *sess, const uint8_t *frame, si
     /* Before READONLY: a write for a slot another shard serves goes there,
      * whatever this node's role. */
     int moved = d->map ? cluster_check(&x) : 0;
+    if (moved == TKV_DISPATCH_WAIT)
+        d->calls[req.cmd]--; /* counted when it runs to the end */
     if (moved != 0)
         return moved;
     if (d->repl && is_write(&req) && tkv_repl_readonly(d->repl))
@@ -901,10 +1270,25 @@ static int dispatch(tkv_dispatch *d, tkv_session *sess, const uint8_t *frame, si
     return rc;
 }
 
+/* ASKING holds for the one request after it (a request that waits for a
+ * load is the same request when it runs again). */
+static int dispatch_asking(tkv_dispatch *d, tkv_session *sess, const uint8_t *frame, size_t len,
+                           tkv_buf *out, bool *dirty)
+{
+    if (!sess)
+        return dispatch(d, sess, frame, len, out, dirty);
+    sess->asked = sess->asking;
+    sess->asking = false; /* ASKING (again) sets it for the request after */
+    int rc = dispatch(d, sess, frame, len, out, dirty);
+    if (rc == TKV_DISPATCH_WAIT)
+        sess->asking = sess->asked;
+    return rc;
+}
+
 int tkv_dispatch_session(tkv_dispatch *d, tkv_session *sess, const uint8_t *frame, size_t len,
                          tkv_buf *out, bool *dirty)
 {
-    return dispatch(d, sess, frame, len, out, dirty);
+    return dispatch_asking(d, sess, frame, len, out, dirty);
 }
 
 int tkv_dispatch_try(tkv_dispatch *d, tkv_session *sess, const uint8_t *frame, size_t len,
@@ -912,12 +1296,12 @@ int tkv_dispatch_try(tkv_dispatch *d, tkv_session *sess, const uint8_t *frame, s
 {
     *load = NULL;
     tkv_engine_set_nonblocking(d->eng, true, attempt);
-    int rc = dispatch(d, sess, frame, len, out, dirty);
+    int rc = dispatch_asking(d, sess, frame, len, out, dirty);
     if (rc == TKV_DISPATCH_WAIT)
         *load = tkv_engine_load_take(d->eng);
     tkv_engine_set_nonblocking(d->eng, false, 0);
     if (rc == TKV_DISPATCH_WAIT && !*load)
-        rc = dispatch(d, sess, frame, len, out, dirty); /* out of memory: run it inline */
+        rc = dispatch_asking(d, sess, frame, len, out, dirty); /* out of memory: run it inline */
     return rc;
 }
 
@@ -926,10 +1310,21 @@ int tkv_dispatch_frame(tkv_dispatch *d, const uint8_t *frame, size_t len, tkv_bu
     return tkv_dispatch_session(d, NULL, frame, len, out, dirty);
 }
 
+/* A moved key's mark stays while its slot migrates away from here. */
+static bool still_migrating(void *ctx, const uint8_t *key, size_t klen)
+{
+    const char *addr;
+    return tkv_shardmap_route_slot(ctx, tkv_slot(key, klen), &addr) == TKV_SM_MIGRATING;
+}
+
 void tkv_dispatch_set_map(tkv_dispatch *d, tkv_shardmap *m)
 {
     tkv_shardmap_free(d->map);
     d->map = m;
+    if (!m)
+        tkv_migrate_clear(&d->mig); /* out of the cluster: nothing moves from here */
+    else
+        tkv_migrate_retain(&d->mig, still_migrating, m);
 }
 
 void tkv_dispatch_prefetch(const tkv_dispatch *d, const uint8_t *const *frames, const size_t *lens,

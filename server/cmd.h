@@ -15,6 +15,7 @@
 #include "auth.h"
 #include "buf.h"
 #include "engine.h"
+#include "migrate.h"
 #include "proto.h"
 
 /* What the server knows that the dispatcher reports in STATS. */
@@ -71,6 +72,9 @@ typedef struct tkv_session {
      * WATCH; empty if none), pointing into its frame. */
     int last_cmd;
     tkv_span last_key;
+    bool asking; /* ASKING came: the next request may use a slot this
+                              node imports (one-shot, as Redis's) ... */
+    bool asked;  /* ... and this is that request */
 } tkv_session;
 
 struct tkv_repl;
@@ -88,6 +92,7 @@ typedef struct tkv_dispatch {
     struct tkv_cluster *cluster;    /* cluster.h; NULL: not in a cluster */
     struct tkv_shardmap *map;       /* the cluster's map (shardmap.h), owned; NULL: no
                                        cluster, every key is served here */
+    tkv_migrate mig;                /* keys locked while they move (migrate.h) */
     uint64_t calls[TKV_CMD__COUNT]; /* requests by command */
     uint64_t errors;                /* replies with an error status */
     uint64_t auth_failures;         /* AUTH attempts with a wrong secret */

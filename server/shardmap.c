@@ -49,6 +49,7 @@ struct tkv_shardmap {
     range *ranges;
     uint32_t nranges;
     uint16_t slot_shard[TKV_SLOTS];
+    uint16_t slot_to[TKV_SLOTS]; /* a migrating slot's target shard + 1; 0: none */
 };
 
 typedef struct parse_ctx {
@@ -249,16 +250,58 @@ static int parse_slots(parse_ctx *c, json_t *slots)
     return 0;
 }
 
+/* A shard id named by a migrating entry, as an index. */
+static int shard_ref(parse_ctx *c, json_t *v, size_t i, const char *what, uint16_t *ix)
+{
+    const char *id = json_string_value(v);
+    json_t *j = id ? json_object_get(c->shard_ix, id) : NULL;
+    if (!j)
+        return fail(c, "migrating[%zu]: \"%s\" must name a shard in \"shards\"", i, what);
+    *ix = (uint16_t)json_integer_value(j);
+    return 0;
+}
+
+/* [{"slot": S, "from": shard, "to": shard}, ...]: each slot at most once,
+ * from the shard that serves it (the map's "slots" say so until the move
+ * ends) to another. */
+static int parse_migrating(parse_ctx *c, json_t *mig)
+{
+    if (!mig)
+        return 0;
+    if (!json_is_array(mig))
+        return fail(c, "\"migrating\" must be an array");
+    size_t i;
+    json_t *v;
+    json_array_foreach(mig, i, v)
+    {
+        uint16_t slot = 0, from = 0, to = 0;
+        if (!json_is_object(v))
+            return fail(c, "migrating[%zu] must be {\"slot\": S, \"from\": shard, \"to\": shard}",
+                        i);
+        if (slot_num(c, json_object_get(v, "slot"), i, "slot", &slot) < 0 ||
+            shard_ref(c, json_object_get(v, "from"), i, "from", &from) < 0 ||
+            shard_ref(c, json_object_get(v, "to"), i, "to", &to) < 0)
+            return -1;
+        if (from != c->m->slot_shard[slot])
+            return fail(c, "migrating[%zu]: slot %u is not served by shard \"%.64s\"", i, slot,
+                        c->m->shards[from].id);
+        if (to == from)
+            return fail(c, "migrating[%zu]: slot %u migrates to the shard it is on", i, slot);
+        if (c->m->slot_to[slot])
+            return fail(c, "slot %u migrates twice", slot);
+        c->m->slot_to[slot] = (uint16_t)(to + 1);
+    }
+    return 0;
+}
+
 static int parse_map(parse_ctx *c, json_t *root, const char *self_id)
 {
     if (!json_is_object(root))
         return fail(c, "the map must be a JSON object");
-    json_t *mig = json_object_get(root, "migrating");
-    if (mig && !json_is_array(mig))
-        return fail(c, "\"migrating\" must be an array");
     if (parse_nodes(c, json_object_get(root, "nodes")) < 0 ||
         parse_shards(c, json_object_get(root, "shards")) < 0 ||
-        parse_slots(c, json_object_get(root, "slots")) < 0)
+        parse_slots(c, json_object_get(root, "slots")) < 0 ||
+        parse_migrating(c, json_object_get(root, "migrating")) < 0)
         return -1;
     json_t *self = self_id ? json_object_get(c->node_ix, self_id) : NULL;
     c->m->self = self ? json_integer_value(self) : -1;
@@ -349,6 +392,21 @@ bool tkv_shardmap_serves(const tkv_shardmap *m, uint16_t slot, const char **addr
         return true;
     *addr = m->nodes[s->primary].addr;
     return false;
+}
+
+tkv_shardmap_route tkv_shardmap_route_slot(const tkv_shardmap *m, uint16_t slot, const char **addr)
+{
+    slot %= TKV_SLOTS;
+    const shard *s = &m->shards[m->slot_shard[slot]];
+    const shard *t = m->slot_to[slot] ? &m->shards[m->slot_to[slot] - 1] : NULL;
+    if ((int64_t)s->primary == m->self) {
+        if (!t)
+            return TKV_SM_SERVE;
+        *addr = m->nodes[t->primary].addr;
+        return TKV_SM_MIGRATING;
+    }
+    *addr = m->nodes[s->primary].addr;
+    return t && (int64_t)t->primary == m->self ? TKV_SM_IMPORTING : TKV_SM_MOVED;
 }
 
 tkv_shardmap_role tkv_shardmap_self_role(const tkv_shardmap *m, const char **primary)

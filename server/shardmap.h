@@ -14,8 +14,11 @@
  * A map is checked whole before anything uses it, so a node never serves
  * from a map with a hole or an overlap: every slot covered by exactly one
  * range, every shard a range names defined, every node a shard names
- * defined, every address HOST:PORT. "migrating" must be an array if
- * present; its contents are not read yet (ASK is not built).
+ * defined, every address HOST:PORT. "migrating" lists the slots being
+ * moved, [{"slot": S, "from": "<shard>", "to": "<shard>"}, ...]: each slot
+ * at most once, "from" the shard "slots" gives it, "to" another defined
+ * shard (ARCHITECTURE.md, "The cluster": the source keeps serving the
+ * keys it still holds and answers ASK for the others).
  *
  * A parsed map is immutable: the reactor swaps the whole map between two
  * requests (tkv_dispatch_set_map in cmd.h), so no request sees half of an
@@ -57,6 +60,22 @@ bool tkv_shardmap_self_known(const tkv_shardmap *m);
 /* Whether this node is the primary of the shard serving slot. If not,
  * *addr is that primary's "host:port" (valid as long as the map). */
 bool tkv_shardmap_serves(const tkv_shardmap *m, uint16_t slot, const char **addr);
+
+/* How this node answers a key request for slot (cmd.c's cluster check):
+ * SERVE - it is the primary of the slot's shard, no migration;
+ * MOVED - another shard's primary serves it: *addr;
+ * MIGRATING - it serves the slot, which is moving to *addr (the target
+ *   shard's primary): keys it holds are served here, the others ASKed;
+ * IMPORTING - the slot is moving here from *addr (the source primary):
+ *   served only after ASKING, else MOVED to *addr.
+ * *addr is valid as long as the map. */
+typedef enum tkv_shardmap_route {
+    TKV_SM_SERVE,
+    TKV_SM_MOVED,
+    TKV_SM_MIGRATING,
+    TKV_SM_IMPORTING,
+} tkv_shardmap_route;
+tkv_shardmap_route tkv_shardmap_route_slot(const tkv_shardmap *m, uint16_t slot, const char **addr);
 
 /* This node's part in the map: the primary of a shard, a replica of one
  * (*primary is then that shard's primary's "host:port", valid as long as

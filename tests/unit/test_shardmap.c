@@ -132,6 +132,53 @@ Test(shardmap, bad_maps_refused_with_reasons)
             "duplicate");
 }
 
+/* A slot migrating from s1 (node a) to s2 (node b): a serves it and
+ * names b for what it no longer holds, b imports it and names a, c (a
+ * replica) is MOVED to a; the other slots route as before. */
+Test(shardmap, migrating_slots_route_both_ways)
+{
+    char err[256];
+    const char *json = "{\"slots\": [[0, 8191, \"s1\"], [8192, 16383, \"s2\"]], " SHARDS ", " NODES
+                       ", \"migrating\": [{\"slot\": 5, \"from\": \"s1\", "
+                       "\"to\": \"s2\"}]}";
+    const char *addr = NULL;
+    tkv_shardmap *m = parse(json, "a", err);
+    cr_assert(m, "%s", err);
+    cr_assert_eq(tkv_shardmap_route_slot(m, 5, &addr), TKV_SM_MIGRATING);
+    cr_assert_str_eq(addr, "127.0.0.1:7002");
+    cr_assert_eq(tkv_shardmap_route_slot(m, 6, &addr), TKV_SM_SERVE);
+    cr_assert_eq(tkv_shardmap_route_slot(m, 9000, &addr), TKV_SM_MOVED);
+    cr_assert(tkv_shardmap_serves(m, 5, &addr)); /* the source still serves it */
+    tkv_shardmap_free(m);
+    m = parse(json, "b", err);
+    cr_assert_eq(tkv_shardmap_route_slot(m, 5, &addr), TKV_SM_IMPORTING);
+    cr_assert_str_eq(addr, "127.0.0.1:7001");
+    cr_assert_eq(tkv_shardmap_route_slot(m, 6, &addr), TKV_SM_MOVED);
+    tkv_shardmap_free(m);
+    m = parse(json, "c", err);
+    cr_assert_eq(tkv_shardmap_route_slot(m, 5, &addr), TKV_SM_MOVED);
+    cr_assert_str_eq(addr, "127.0.0.1:7001");
+    tkv_shardmap_free(m);
+}
+
+Test(shardmap, bad_migrating_entries_refused)
+{
+#define MAP(mig)                                                                 \
+    "{\"slots\": [[0, 8191, \"s1\"], [8192, 16383, \"s2\"]], " SHARDS ", " NODES \
+    ", \"migrating\": [" mig "]}"
+    refused(MAP("5"), "migrating[0] must be");
+    refused(MAP("{\"slot\": 16384, \"from\": \"s1\", \"to\": \"s2\"}"), "slot must be a slot");
+    refused(MAP("{\"slot\": 5, \"from\": \"s9\", \"to\": \"s2\"}"), "\"from\" must name a shard");
+    refused(MAP("{\"slot\": 5, \"from\": \"s1\"}"), "\"to\" must name a shard");
+    refused(MAP("{\"slot\": 5, \"from\": \"s2\", \"to\": \"s1\"}"),
+            "slot 5 is not served by shard \"s2\"");
+    refused(MAP("{\"slot\": 5, \"from\": \"s1\", \"to\": \"s1\"}"), "to the shard it is on");
+    refused(MAP("{\"slot\": 5, \"from\": \"s1\", \"to\": \"s2\"}, "
+                "{\"slot\": 5, \"from\": \"s1\", \"to\": \"s2\"}"),
+            "slot 5 migrates twice");
+#undef MAP
+}
+
 Test(shardmap, load_names_the_file)
 {
     char err[256];

@@ -93,6 +93,10 @@ typedef enum tkv_errkind {
 #define TKV_SC_READONLY 22  /* a write sent to a replica */
 #define TKV_SC_MOVED 23     /* cluster: another node serves the key ("SLOT HOST:PORT") */
 #define TKV_SC_CROSSSLOT 24 /* cluster: one request's keys are in different slots */
+#define TKV_SC_ASK \
+    25                     /* cluster: the key's slot is migrating and the key is at the
+                               target: "SLOT HOST:PORT" (send ASKING, then the request, there) */
+#define TKV_SC_TRYAGAIN 26 /* cluster: the key is being moved; send the request again soon */
 #define TKV_SC_AUTH_REQUIRED 30
 #define TKV_SC_AUTH_FAILED 31
 #define TKV_SC_INTERNAL 40
@@ -661,7 +665,9 @@ TKV_API int tkv_watch_next(tkv_ctx *ctx, tkv_change *out);
  * A tkv_cluster is a handle on a whole cluster: it learns the map from any
  * node (CLUSTER SHARDS), keeps a connection per node (opened when first
  * needed) and sends each key's request to the node serving its slot. On
- * TKV_SC_MOVED it refreshes the map and retries once. Like a tkv_ctx it is
+ * TKV_SC_MOVED it refreshes the map and retries (once; again, after short
+ * pauses for about 1 s, only while two nodes' maps disagree, as at the end
+ * of a slot's move). Like a tkv_ctx it is
  * not thread-safe; its errors follow the same kinds (tkv_cluster_err()),
  * taken from the node connection that failed, and a broken node
  * connection is reopened on the next call that needs it. Results point
@@ -769,6 +775,64 @@ TKV_API int tkv_cluster_mget(tkv_cluster *cl, uint64_t ts, const tkv_bytes *keys
  * make them one group. */
 TKV_API int tkv_cluster_mput(tkv_cluster *cl, const tkv_item *items, size_t n,
                              const uint64_t **stamps);
+
+/* A slot moving between shards (ARCHITECTURE.md, "The cluster") is
+ * served by its source for the keys still there; a key already moved is
+ * answered TKV_SC_ASK ("SLOT HOST:PORT" of the target), and the request
+ * goes there once, preceded by ASKING, without changing the map; a write
+ * to a key being moved, or a request whose keys the move has split, is
+ * answered TKV_SC_TRYAGAIN. The cluster handle does all of that itself:
+ * ASK followed once, TRYAGAIN retried with a growing pause (1 ms to 64 ms,
+ * about 2 s in all) before it gives up with that error.
+ *
+ * The calls below are the admin's (tkvctl cluster migrate), on one node's
+ * connection. Moving one key: tkv_export_key() at the source until no more
+ * pieces (the key is then locked against writes for 10 s, renewed by each
+ * piece), tkv_import_key() of each piece at the target (the first replaces
+ * whatever the target held of the key), tkv_drop_key() at the source. */
+
+/* Makes the next request on this connection (only that one) be served for
+ * a slot the node imports. TKV_OK or TKV_ERR. */
+TKV_API int tkv_asking(tkv_ctx *ctx);
+
+/* A piece of key's history at a migration's source, as backup records
+ * (PROTOCOL.md "The backup format", without header and trailer): *records
+ * and *len (valid until the next call on ctx); empty if nothing of the key
+ * is visible there (it is the target's already: drop it, import nothing).
+ * cursor (has_cursor 0 for the first piece) is the *next the piece before
+ * gave; *more is 1 if another piece follows. TKV_OK or TKV_ERR
+ * (TKV_SC_BAD_REQUEST: the slot is not migrating away from that node). */
+TKV_API int tkv_export_key(tkv_ctx *ctx, const void *key, size_t klen, uint64_t cursor,
+                           int has_cursor, const uint8_t **records, size_t *len, uint64_t *next,
+                           int *more);
+
+/* Writes a piece tkv_export_key() gave at a migration's target; cont 0 for
+ * the first piece, which replaces whatever the target held of the key.
+ * *written (may be NULL) gets the versions written. TKV_OK or TKV_ERR. */
+TKV_API int tkv_import_key(tkv_ctx *ctx, const void *key, size_t klen, const uint8_t *records,
+                           size_t len, int cont, uint64_t *written);
+
+/* Deletes the moved key at the source and unlocks it. TKV_OK, or TKV_ERR
+ * (TKV_SC_BUSY: the lock expired - export and import it again). */
+TKV_API int tkv_drop_key(tkv_ctx *ctx, const void *key, size_t klen, uint64_t *removed);
+
+/* The same three, pipelined (tkvctl moves keys in batches): queued like
+ * the tkv_append_* calls below, each reply read with tkv_read_reply() -
+ * EXPORTKEY's records in r.text and r.text_len (valid until the next
+ * read), its cursor in r.ts and r.truncated 1 if more pieces follow;
+ * IMPORTKEY's versions written and DROPKEY's versions removed in r.count.
+ * TKV_OK or TKV_ERR. */
+TKV_API int tkv_append_export_key(tkv_ctx *ctx, const void *key, size_t klen, uint64_t cursor,
+                                  int has_cursor);
+TKV_API int tkv_append_import_key(tkv_ctx *ctx, const void *key, size_t klen,
+                                  const uint8_t *records, size_t len, int cont);
+TKV_API int tkv_append_drop_key(tkv_ctx *ctx, const void *key, size_t klen);
+
+/* A page of the keys the node still holds in the slots it is migrating
+ * away, as tkv_scan() pages (at most count keys examined; *keys and *next
+ * valid until the next call; next.ptr NULL: done). */
+TKV_API int tkv_slot_keys(tkv_ctx *ctx, tkv_bytes cursor, uint32_t count, const tkv_bytes **keys,
+                          size_t *n, tkv_bytes *next);
 
 /* ---- pipelining ---------------------------------------------------------- */
 /* tkv_append_* queue requests without waiting; tkv_read_reply() returns the

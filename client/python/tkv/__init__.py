@@ -14,7 +14,8 @@ from .aio import AsyncClient, AsyncPipeline
 from .backup import InvalidBackupError
 from .client import DEFAULT_PORT, Client, Pipeline
 from .pool import Pool
-from .errors import (AuthError, AuthFailedError, AuthRequiredError, BadRequestError,
+from .errors import (AskError, TryAgainError,
+                     AuthError, AuthFailedError, AuthRequiredError, BadRequestError,
                      BusyError, ConnectionError, CrossSlotError, InternalError, MovedError, ReadOnlyError,
                      OutOfRangeError, ProtocolError, RequestError, ServerError, ServerStateError,
                      StorageError, TimeoutError, TkvError, TooLargeError,
@@ -31,6 +32,6 @@ __all__ = [
     "TkvError", "ConnectionError", "TimeoutError", "ProtocolError", "ServerError",
     "RequestError", "BadRequestError", "UnknownCommandError", "TooLargeError",
     "OutOfRangeError", "ServerStateError", "StorageError", "BusyError", "MovedError", "ReadOnlyError",
-    "CrossSlotError", "AuthError",
+    "CrossSlotError", "AskError", "TryAgainError", "AuthError",
     "AuthRequiredError", "AuthFailedError", "InternalError", "InvalidBackupError",
 ]

@@ -301,6 +301,13 @@ def _addr(x, what):
     raise ProtocolError(f"{what}: expected an address, got {x!r:.40}")
 
 
+def asking():
+    """ASKING: the next request on this connection may use a slot the node
+    imports (PROTOCOL.md §6, "Moving slots")."""
+    _ok((yield ["ASKING"]), "ASKING")
+    return True
+
+
 def cluster_shards():
     """The cluster's map as the node holds it (PROTOCOL.md §6, "Clusters"):
     (revision, [SlotRange...]) in slot order. BadRequestError from a server
@@ -562,6 +569,12 @@ class Commands:
     def slowlog_reset(self):
         """Empties the slow log; returns how many entries it held."""
         return self._run(slowlog_reset())
+
+    def asking(self):
+        """Lets the next request (only that one) use a slot this node
+        imports: after an AskError, send asking() and the request to the
+        node it names."""
+        return self._run(asking())
 
     def restore(self, data, merge=False):
         """Restores a whole backup (checked first); returns a Restored.

@@ -120,6 +120,28 @@ class CrossSlotError(ServerStateError):
     name = "CROSSSLOT"
 
 
+class AskError(ServerStateError):
+    """The key's slot is migrating and the key is not on this node (any
+    more) (PROTOCOL.md §6, "Moving slots"): send ASKING and then the
+    request to ``addr``, once, without changing the map. ``slot`` and
+    ``addr`` as in MovedError; nothing was done."""
+
+    name = "ASK"
+
+    def __init__(self, status, message):
+        super().__init__(status, message)
+        slot, _, addr = message.partition(" ")
+        self.slot = int(slot) if slot.isdigit() else None
+        self.addr = addr or None
+
+
+class TryAgainError(ServerStateError):
+    """A write to a key being moved to another node, or a request whose
+    keys a migration has split; nothing was done: send it again shortly."""
+
+    name = "TRYAGAIN"
+
+
 class AuthError(ServerError):
     """3x: authentication."""
 
@@ -148,6 +170,8 @@ _BY_STATUS = {
     22: ReadOnlyError,
     23: MovedError,
     24: CrossSlotError,
+    25: AskError,
+    26: TryAgainError,
     30: AuthRequiredError,
     31: AuthFailedError,
     40: InternalError,

@@ -42,8 +42,9 @@ typedef enum tkv_status {
     TKV_ST_CROSSSLOT = 24,    /* cluster: the keys of one request are in different slots */
     TKV_ST_ASK = 25,          /* cluster: the key's slot is migrating and the key is not here
                                  (any more): ask "HOST:PORT" once, after ASKING ("SLOT HOST:PORT") */
-    TKV_ST_TRYAGAIN = 26,     /* cluster: the key is being moved (a write), or a request's keys
-                                 are split by a migration: send it again shortly */
+    TKV_ST_TRYAGAIN = 26,     /* cluster: the key is being moved (a write), a request's keys
+                                 are split by a migration, or a write reached a primary not
+                                 leading now (failover, etcd away): send it again shortly */
     TKV_ST_AUTH_REQUIRED = 30,
     TKV_ST_AUTH_FAILED = 31,
     TKV_ST_INTERNAL = 40,

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,13 +39,14 @@ struct tkv_cluster {
     pthread_cond_t cv; /* wakes the thread early: stopping */
     /* Under mu. */
     bool stopping;
-    char *slot_json;         /* a map the loop has not taken yet, or NULL */
-    uint64_t slot_rev;       /* its mod_revision */
-    bool slot_etcd_ok;       /* the thread's view of etcd, for STATS */
-    bool slot_leader;        /* the thread holds its shard's leader key */
-    uint64_t slot_failovers; /* take-overs this node won */
-    uint64_t repl_offset;    /* the loop's: this node's replication offset */
-    bool repl_eligible;      /* the loop's: a replica in step, who may stand */
+    char *slot_json;             /* a map the loop has not taken yet, or NULL */
+    uint64_t slot_rev;           /* its mod_revision */
+    bool slot_etcd_ok;           /* the thread's view of etcd, for STATS */
+    bool slot_leader;            /* the thread holds its shard's leader key */
+    uint64_t slot_failovers;     /* take-overs this node won */
+    _Atomic uint64_t lead_until; /* monotonic ns this node leads until; 0: not */
+    uint64_t repl_offset;        /* the loop's: this node's replication offset */
+    bool repl_eligible;          /* the loop's: a replica in step, who may stand */
     /* The loop's own. */
     uint64_t map_revision; /* of the last map handed to on_map; 0: none */
     bool etcd_ok;
@@ -66,8 +68,10 @@ typedef struct step_state {
     int64_t lease;         /* 0: none */
     bool registered;       /* the node key is put under this lease */
     double next_keepalive; /* monotonic seconds */
+    double lease_until;    /* when the lease ends unless renewed (monotonic s) */
     uint64_t seen_rev;     /* the map revision last handed over */
     char *map;             /* that map's JSON (the thread's copy) */
+    char *pending;         /* a new map to hand to the loop at the step's end */
     bool leader;           /* holds leaders/<shard> */
     double elect_since;    /* monotonic seconds the primary was seen gone; 0: not */
     bool standing;         /* a candidacy is published */
@@ -163,6 +167,8 @@ static int keep_lease(tkv_cluster *c, step_state *st)
 {
     if (st->lease && now_mono() >= st->next_keepalive) {
         int64_t ttl = 0;
+        /* etcd counts the TTL from when it got the renewal, after this. */
+        double sent = now_mono();
         int rc = tkv_etcd_lease_keepalive(c->etcd, st->lease, &ttl, st->err, sizeof st->err);
         /* etcd answers an expired lease either with TTL 0 or, when it
          * has just revoked it, "lease not found": either way it is gone,
@@ -175,6 +181,8 @@ static int keep_lease(tkv_cluster *c, step_state *st)
              * process): the node key went with it. */
             tkv_warn("cluster: the lease expired; registering node %s again", c->node_id);
             st->lease = 0;
+        } else {
+            st->lease_until = sent + (double)ttl;
         }
         st->next_keepalive = now_mono() + c->ttl / 3;
     }
@@ -182,8 +190,10 @@ static int keep_lease(tkv_cluster *c, step_state *st)
         st->registered = false;
         st->leader = false;
         st->standing = false; /* the keys of the old lease went with it */
+        double sent = now_mono();
         if (tkv_etcd_lease_grant(c->etcd, (int64_t)c->ttl, &st->lease, st->err, sizeof st->err) < 0)
             return -1;
+        st->lease_until = sent + c->ttl;
         st->next_keepalive = now_mono() + c->ttl / 3;
     }
     if (!st->registered) {
@@ -213,14 +223,27 @@ static int read_map(tkv_cluster *c, step_state *st)
         free(st->map);
         st->map = copy;
         st->seen_rev = (uint64_t)kvs.kv[0].mod_revision;
-        publish(c, kvs.kv[0].value, st->seen_rev, true);
-        kvs.kv[0].value = NULL; /* the slot's now */
+        /* Handed to the loop at the end of the step, after lead(): a
+         * primary's first map arrives with its lead already taken, so its
+         * first writes are not refused for want of it. */
+        free(st->pending);
+        st->pending = kvs.kv[0].value;
+        kvs.kv[0].value = NULL; /* st's now */
     }
     tkv_etcd_kvs_free(&kvs);
     return 0;
 }
 
 /* ---- leadership and failover (failover.h has the rule) ------------------ */
+
+/* What the loop reads to fence writes (tkv_cluster_leads). Leading lasts
+ * as long as the lease, not as long as this thread believes: the loop
+ * checks the time itself, so a node cut off from etcd stops leading when
+ * its lease ends even while this thread waits out a backoff. */
+static void tell_lead(tkv_cluster *c, const step_state *st)
+{
+    atomic_store(&c->lead_until, st->leader ? (uint64_t)(st->lease_until * 1e9) : 0);
+}
 
 /* Logs a line about leadership once, not at every step it stays true. */
 static void say(step_state *st, bool warn, const char *fmt, ...)
@@ -274,9 +297,8 @@ static int take_map(tkv_cluster *c, step_state *st, const char *shard)
     free(st->map);
     st->map = nj;
     st->seen_rev = (uint64_t)rev;
-    char *handed = strdup(nj);
-    if (handed)
-        publish(c, handed, (uint64_t)rev, true);
+    free(st->pending);
+    st->pending = strdup(nj); /* handed over at the step's end, as any map */
     return 0;
 }
 
@@ -476,13 +498,16 @@ static void *cluster_main(void *arg)
         pthread_mutex_lock(&c->mu);
         c->slot_leader = st.leader;
         pthread_mutex_unlock(&c->mu);
-        publish(c, NULL, 0, reachable == 1);
+        tell_lead(c, &st);
+        publish(c, st.pending, st.seen_rev, reachable == 1);
+        st.pending = NULL; /* the slot's now */
     } while (!nap(c, backoff ? backoff : TKV_CLUSTER_POLL));
     /* A clean stop: the node key goes now, not a TTL from now. */
     if (st.lease && tkv_etcd_lease_revoke(c->etcd, st.lease, st.err, sizeof st.err) < 0)
         tkv_warn("cluster: could not revoke the lease (the node key expires in %.0f s): %s", c->ttl,
                  st.err);
     free(st.map);
+    free(st.pending);
     return NULL;
 }
 
@@ -591,6 +616,14 @@ void tkv_cluster_stop(tkv_cluster *c)
 }
 
 const char *tkv_cluster_node_id(const tkv_cluster *c) { return c->node_id; }
+
+bool tkv_cluster_leads(const tkv_cluster *c)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    return now < atomic_load((_Atomic uint64_t *)&c->lead_until);
+}
 
 void tkv_cluster_set_repl(tkv_cluster *c, uint64_t offset, bool eligible)
 {

@@ -71,6 +71,12 @@ tkv_cluster *tkv_cluster_start(struct ev_loop *loop, const tkv_cluster_opts *o, 
  * frees. Call on the loop's thread. NULL-safe. */
 void tkv_cluster_stop(tkv_cluster *c);
 
+/* Whether this node holds its shard's lead now: the leader key is its,
+ * and its lease has not run out (judged by the clock, so a node cut off
+ * from etcd stops leading when its lease ends). Any thread; cheap (a
+ * clock read). A primary that does not lead refuses writes (cmd.c). */
+bool tkv_cluster_leads(const tkv_cluster *c);
+
 /* The loop tells the thread, now and then, this node's replication offset
  * and whether it may stand for a lead (a replica not in the middle of a
  * full copy, with something received). */

@@ -801,6 +801,21 @@ static bool is_write(const tkv_req *r)
     }
 }
 
+/* A cluster primary takes writes - its own or a migration's - only while
+ * it holds its shard's lead (cluster.h): not once its lease has run out
+ * unrenewed, when a replica may be taking over, nor while a failover's
+ * new primary leads and this node's map is behind. Reads are still
+ * served. A node the map makes no primary (or no map yet) is not fenced. */
+static bool leading(const tkv_dispatch *d, const tkv_req *r)
+{
+    const char *primary;
+    if (!is_write(r) && r->cmd != TKV_CMD_IMPORTKEY && r->cmd != TKV_CMD_DROPKEY)
+        return true;
+    if (!d->map || tkv_shardmap_self_role(d->map, &primary) != TKV_SM_PRIMARY)
+        return true;
+    return tkv_cluster_leads(d->cluster);
+}
+
 static bool needs_data(tkv_cmd c)
 {
     switch (c) {
@@ -1256,6 +1271,10 @@ static int dispatch(tkv_dispatch *d, tkv_session *sess, const uint8_t *frame, si
         return moved;
     if (d->repl && is_write(&req) && tkv_repl_readonly(d->repl))
         return reply_error(&x, TKV_ST_READONLY, tkv_repl_readonly(d->repl));
+    if (d->cluster && !leading(d, &req))
+        return reply_error(&x, TKV_ST_TRYAGAIN,
+                           "this node does not hold its shard's lead now (a failover under way, "
+                           "or etcd out of reach for longer than the lease); try again soon");
     if (d->repl && needs_data(req.cmd) && !tkv_repl_serving(d->repl))
         return reply_error(&x, TKV_ST_BUSY,
                            "this replica is loading a full copy from its primary; try again soon");

@@ -123,17 +123,20 @@ static int put_then_wait(tkv_ctx *c, void *arg)
 
 static char seeds_buf[NNODES][32];
 
-static tkv_cluster *connect_cluster(void)
+/* A cluster handle seeded with the first n nodes. */
+static tkv_cluster *connect_cluster_of(int n)
 {
     const char *seeds[NNODES];
-    for (int i = 0; i < NNODES; i++) {
+    for (int i = 0; i < n; i++) {
         snprintf(seeds_buf[i], sizeof seeds_buf[i], "127.0.0.1:%u", nodes[i].port);
         seeds[i] = seeds_buf[i];
     }
-    tkv_cluster *cl = tkv_cluster_connect(seeds, NNODES, 3000, NULL);
+    tkv_cluster *cl = tkv_cluster_connect(seeds, (size_t)n, 3000, NULL);
     cr_assert_not_null(cl);
     return cl;
 }
+
+static tkv_cluster *connect_cluster(void) { return connect_cluster_of(NNODES); }
 
 static void *writer(void *arg)
 {
@@ -327,5 +330,81 @@ Test(cluster_failover, a_killed_primary_is_replaced_and_loses_no_waited_write, .
     }
     tkv_free(p);
     tkv_free(r);
+    tkv_cluster_free(cl);
+}
+
+/* A primary cut off from etcd (etcd stopped with SIGSTOP) stops taking
+ * writes once its lease has run out - before any replica could take over,
+ * which needs the lease gone in etcd too - and still serves reads; when
+ * etcd is back, writes flow again through the cluster client (to it, or to
+ * its replica if that took over meanwhile). */
+Test(cluster_failover, a_primary_cut_off_from_etcd_stops_taking_writes, .fini = teardown,
+     .timeout = 180)
+{
+    etcd_start(&etcd);
+    const char *args[] = {"--cluster", etcd.url, "--cluster-name", NAME, "--cluster-timeout",
+                          "2",         NULL};
+    for (int i = 0; i < 2; i++)
+        tkvd_start(&nodes[i], args);
+    wait_keys("/tkv/" NAME "/nodes/", 2);
+    const char *ctl[] = {
+        getenv("TKVCTL"), "--etcd", etcd.url, "--cluster-name", NAME, "cluster", "create",
+        "--replicas",     "1",      NULL};
+    char *out, *err;
+    cr_assert_eq(run_capture(ctl, NULL, &out, &err), 0, "%s", err);
+    free(out);
+    free(err);
+    wait_keys("/tkv/" NAME "/leaders/", 1);
+    int prim = -1;
+    double deadline = now_s() + 60;
+    while (prim < 0) {
+        for (int i = 0; i < 2 && prim < 0; i++) {
+            bool rep = false, on = false;
+            if (role_of(i, &rep, &on) && on)
+                prim = 1 - i;
+        }
+        cr_assert(now_s() < deadline, "the replica never came online");
+        pause_ms(50);
+    }
+    tkv_ctx *p = tkvd_client(&nodes[prim]);
+    deadline = now_s() + 30;
+    while (tkv_put(p, "k", 1, "v1", 2, 1, NULL) != TKV_OK) {
+        cr_assert(now_s() < deadline, "the primary never took a write: %s", tkv_errstr(p));
+        pause_ms(50);
+    }
+    cr_assert_eq(tkvd_stat(p, "cluster_leader"), 1);
+
+    kill(etcd.pid, SIGSTOP);
+    double t0 = now_s();
+    uint64_t ts = 2;
+    for (;;) {
+        int rc = tkv_put(p, "k", 1, "v", 1, ts++, NULL);
+        if (rc == TKV_ERR && tkv_server_code(p) == TKV_SC_TRYAGAIN)
+            break;
+        cr_assert_eq(rc, TKV_OK, "%s", tkv_errstr(p));
+        cr_assert(now_s() - t0 < 15, "writes still taken %.1f s after etcd stopped (lease 2 s)",
+                  now_s() - t0);
+        pause_ms(20);
+    }
+    double fenced = now_s() - t0;
+    cr_log_info("fencing: writes refused %.2f s after etcd stopped (lease 2 s)", fenced);
+    cr_assert_lt(fenced, 4.0, "the lease is 2 s, renewed every 2/3 s");
+    tkv_version v;
+    cr_assert_eq(tkv_get(p, "k", 1, 1, &v), TKV_OK, "reads go on: %s", tkv_errstr(p));
+    cr_assert_eq(v.len, 2);
+    tkv_free(p);
+
+    kill(etcd.pid, SIGCONT);
+    tkv_cluster *cl = connect_cluster_of(2);
+    deadline = now_s() + 60;
+    for (;;) {
+        put_wait pw = {"k", "back", 1000, false, 0};
+        if (tkv_cluster_call(cl, "k", 1, put_then_wait, &pw) == TKV_OK || pw.put_ok)
+            break;
+        cr_assert(now_s() < deadline, "writes never flowed again after etcd came back: %s",
+                  tkv_cluster_errstr(cl));
+        tkv_cluster_refresh(cl);
+        pause_ms(50);
+    }
     tkv_cluster_free(cl);
 }

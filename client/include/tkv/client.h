@@ -94,9 +94,11 @@ typedef enum tkv_errkind {
 #define TKV_SC_MOVED 23     /* cluster: another node serves the key ("SLOT HOST:PORT") */
 #define TKV_SC_CROSSSLOT 24 /* cluster: one request's keys are in different slots */
 #define TKV_SC_ASK \
-    25                     /* cluster: the key's slot is migrating and the key is at the
+    25 /* cluster: the key's slot is migrating and the key is at the
                                target: "SLOT HOST:PORT" (send ASKING, then the request, there) */
-#define TKV_SC_TRYAGAIN 26 /* cluster: the key is being moved; send the request again soon */
+#define TKV_SC_TRYAGAIN \
+    26 /* cluster: the key is being moved, or the primary does not lead  \
+                              right now (a failover, etcd away); send the request again soon */
 #define TKV_SC_AUTH_REQUIRED 30
 #define TKV_SC_AUTH_FAILED 31
 #define TKV_SC_INTERNAL 40

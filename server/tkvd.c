@@ -113,7 +113,7 @@ static void usage(FILE *f, const tkv_server_opts *d)
             d->max_pipeline, d->max_batch, d->engine.dir,
             absolute_dir(d->engine.dir, abs, sizeof abs), d->engine.max_memory, d->readers);
     /* Two strings: C99 promises no literal beyond 4095 bytes. */
-    fputs("Cluster (in progress: see README.md):\n"
+    fputs("Cluster (see README.md):\n"
           "  --cluster ENDPOINTS  join a cluster whose map etcd holds: etcd's client URLs,\n"
           "                       comma-separated (http://127.0.0.1:2379,...)\n"
           "  --cluster-name NAME  the cluster, under /tkv/NAME/ in etcd (default tkv)\n"

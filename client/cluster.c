@@ -60,6 +60,8 @@ struct tkv_cluster {
     size_t gitems_cap;
     uint32_t *gstate; /* each group's outcome (G_*), by its first index */
     size_t gstate_cap;
+    tkv_buf scan_next;             /* tkv_cluster_scan's cursor: "N:KEY" */
+    uint16_t scan_prim[TKV_SLOTS]; /* its list of the map's primaries */
 };
 
 /* ---- errors ------------------------------------------------------------- */
@@ -388,6 +390,7 @@ void tkv_cluster_free(tkv_cluster *cl)
     free(cl->gkeys);
     free(cl->gitems);
     free(cl->gstate);
+    tkv_buf_deinit(&cl->scan_next);
     free(cl);
 }
 
@@ -731,4 +734,99 @@ int tkv_cluster_mput(tkv_cluster *cl, const tkv_item *items, size_t n, const uin
         *stamps = cl->stamps;
     clear_err(cl);
     return TKV_OK;
+}
+
+/* ---- SCAN across nodes ----------------------------------------------------------- */
+
+/* The map's primaries, in slot order of first appearance: node indices
+ * into out (at most TKV_SLOTS); returns how many. */
+static size_t primaries(const tkv_cluster *cl, uint16_t *out)
+{
+    size_t n = 0;
+    for (size_t s = 0; s < TKV_SLOTS; s++) {
+        uint16_t ix = cl->slot_node[s];
+        bool seen = ix == NO_NODE;
+        for (size_t k = 0; k < n && !seen; k++)
+            seen = out[k] == ix;
+        if (!seen)
+            out[n++] = ix;
+    }
+    return n;
+}
+
+/* "N:KEY" -> node place N and KEY (ptr NULL if empty: the node's start).
+ * -1 if it is not such a cursor. */
+static int parse_cursor(tkv_bytes c, size_t *place, tkv_bytes *sub)
+{
+    const char *p = c.ptr, *colon = c.ptr ? memchr(c.ptr, ':', c.len) : NULL;
+    if (!colon || colon == p || colon - p > 5)
+        return -1;
+    size_t v = 0;
+    for (const char *q = p; q < colon; q++) {
+        if (*q < '0' || *q > '9')
+            return -1;
+        v = v * 10 + (size_t)(*q - '0');
+    }
+    *place = v;
+    size_t rest = c.len - (size_t)(colon + 1 - p);
+    *sub = rest ? (tkv_bytes){colon + 1, rest} : (tkv_bytes){NULL, 0};
+    return 0;
+}
+
+static int set_next(tkv_cluster *cl, size_t place, tkv_bytes sub, tkv_bytes *next)
+{
+    char head[16];
+    int hn = snprintf(head, sizeof head, "%zu:", place);
+    cl->scan_next.len = 0;
+    if (tkv_buf_append(&cl->scan_next, head, (size_t)hn) < 0 ||
+        (sub.len && tkv_buf_append(&cl->scan_next, sub.ptr, sub.len) < 0))
+        return set_err(cl, TKV_EK_NOMEM, 0, "out of memory");
+    *next = (tkv_bytes){(const char *)cl->scan_next.data, cl->scan_next.len};
+    return TKV_OK;
+}
+
+int tkv_cluster_scan(tkv_cluster *cl, const void *prefix, size_t plen, tkv_bytes cursor,
+                     uint32_t count, const tkv_bytes **keys, size_t *n, tkv_bytes *next)
+{
+    uint16_t *prim = cl->scan_prim;
+    size_t np = primaries(cl, prim), place = 0;
+    tkv_bytes sub = {NULL, 0};
+    *keys = NULL;
+    *n = 0;
+    *next = (tkv_bytes){NULL, 0};
+    if (cursor.ptr && parse_cursor(cursor, &place, &sub) < 0)
+        return set_err(cl, TKV_EK_USAGE, 0, "not a cluster SCAN cursor (\"N:KEY\")");
+    for (; place < np; place++, sub = (tkv_bytes){NULL, 0}) {
+        tkv_ctx *c = node_ctx(cl, prim[place]);
+        if (!c)
+            return TKV_ERR;
+        const tkv_bytes *k;
+        size_t kn;
+        tkv_bytes nx;
+        if (tkv_scan(c, prefix, plen, sub, count, &k, &kn, &nx) != TKV_OK)
+            return take_err(cl, c);
+        /* Only the keys this node serves by the map: a slot on the move
+         * has copies at both ends for a moment. */
+        if (kn && tkv_grow(&cl->gkeys, &cl->gkeys_cap, kn, sizeof(tkv_bytes), kn) < 0)
+            return set_err(cl, TKV_EK_NOMEM, 0, "out of memory");
+        size_t kept = 0;
+        for (size_t i = 0; i < kn; i++)
+            if (cl->slot_node[tkv_slot(k[i].ptr, k[i].len)] == prim[place])
+                cl->gkeys[kept++] = k[i];
+        int rc = TKV_OK;
+        if (nx.ptr)
+            rc = set_next(cl, place, nx, next);
+        else if (place + 1 < np)
+            rc = set_next(cl, place + 1, (tkv_bytes){NULL, 0}, next);
+        if (rc != TKV_OK)
+            return rc;
+        if (kept || nx.ptr || place + 1 == np) {
+            *keys = cl->gkeys;
+            *n = kept;
+            clear_err(cl);
+            return TKV_OK;
+        }
+    }
+    clear_err(cl);
+    return TKV_OK; /* past the last node: nothing more */
 }

@@ -6,7 +6,8 @@
  * to the node serving the command's key and runs the command there
  * unchanged: the single-key commands need not know about clusters. mget
  * and mput go through the cluster handle (tkv_cluster_mget/mput: split by
- * slot, one snapshot and all-or-nothing per slot only). The other
+ * slot, one snapshot and all-or-nothing per slot only), and so does scan
+ * (tkv_cluster_scan: every primary in turn, its cursor "N:KEY"). The other
  * commands go to the node named. tkvctl routes by the map it fetched at start, so a MOVED during
  * the command (the map changed in between) is reported, not followed.
  */
@@ -27,7 +28,8 @@ static bool single_key(const command *cmd)
 
 int cluster_route(cli *c, const command *cmd, const args *a)
 {
-    bool multi = strcmp(cmd->name, "mget") == 0 || strcmp(cmd->name, "mput") == 0;
+    bool multi = strcmp(cmd->name, "mget") == 0 || strcmp(cmd->name, "mput") == 0 ||
+                 strcmp(cmd->name, "scan") == 0;
     if (!c->cluster || !(multi || (single_key(cmd) && a->npos >= 1)))
         return 0;
     char seed[300];
@@ -40,7 +42,7 @@ int cluster_route(cli *c, const command *cmd, const args *a)
     if (tkv_cluster_err(c->cl) != TKV_EK_NONE)
         return fail("cluster at %s: %s", seed, tkv_cluster_errstr(c->cl));
     if (multi)
-        return 0; /* they split their keys by slot through c->cl */
+        return 0; /* they go through c->cl */
     const char *key = a->pos[0];
     c->ctx = tkv_cluster_node(c->cl, key, strlen(key));
     if (!c->ctx)

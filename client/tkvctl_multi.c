@@ -240,9 +240,14 @@ static int scan_page(cli *c, const char *prefix, tkv_bytes cursor, uint32_t coun
 {
     const tkv_bytes *keys;
     size_t n;
-    if (tkv_scan(c->ctx, prefix, prefix ? strlen(prefix) : 0, cursor, count, &keys, &n, next) !=
-        TKV_OK)
+    if (c->cl) { /* -c: every primary in turn (tkvctl_cluster.c) */
+        if (tkv_cluster_scan(c->cl, prefix, prefix ? strlen(prefix) : 0, cursor, count, &keys, &n,
+                             next) != TKV_OK)
+            return fail("%s", tkv_cluster_errstr(c->cl));
+    } else if (tkv_scan(c->ctx, prefix, prefix ? strlen(prefix) : 0, cursor, count, &keys, &n,
+                        next) != TKV_OK) {
         return server_fail(c);
+    }
     json_out j;
     if (c->json) {
         json_begin(&j, stdout);
@@ -274,7 +279,7 @@ int run_scan(cli *c, const args *a)
     uint64_t count = 100;
     if (cnt && (parse_count(cnt, "--count", 10000, &count) || count == 0))
         return count == 0 ? fail("--count must be 1 to 10000") : 2;
-    if (connect_cli(c))
+    if (!c->cl && connect_cli(c))
         return 2;
     tkv_bytes cursor = {cur, cur ? strlen(cur) : 0}, next;
     /* Cursors point into the reply buffer: keep a copy across pages. */

@@ -431,6 +431,71 @@ Test(cluster, tkvctl_c_routes_and_shows_the_map)
     free(out);
 }
 
+/* SCAN across the cluster: every key written, each once, page after page
+ * (small pages, so pages end inside nodes and between them), a prefix
+ * filtering on every node, a bad cursor refused; tkvctl -c scan --all the
+ * same. */
+Test(cluster, scan_lists_every_node_s_keys_once)
+{
+    start_cluster();
+    tkv_cluster *cl = cluster_client(1);
+    enum { N = 300 };
+    for (int i = 0; i < N; i++) {
+        char k[16];
+        key_of(i, k, sizeof k);
+        cr_assert_eq(tkv_cluster_put_ex(cl, k, strlen(k), "v", 1, 5, 1, 0, NULL), TKV_OK, "%s",
+                     tkv_cluster_errstr(cl));
+    }
+    cr_assert_eq(tkv_cluster_put_ex(cl, "other", 5, "v", 1, 5, 1, 0, NULL), TKV_OK);
+    static char seen[N];
+    memset(seen, 0, sizeof seen);
+    tkv_bytes cursor = {NULL, 0};
+    char held[128];
+    int pages = 0, total = 0;
+    do {
+        const tkv_bytes *keys;
+        size_t n;
+        tkv_bytes next;
+        cr_assert_eq(tkv_cluster_scan(cl, "key:", 4, cursor, 7, &keys, &n, &next), TKV_OK, "%s",
+                     tkv_cluster_errstr(cl));
+        cr_assert_leq(n, 7);
+        for (size_t i = 0; i < n; i++) {
+            int v = -1;
+            cr_assert_eq(sscanf(keys[i].ptr, "key:%d", &v), 1);
+            cr_assert(v >= 0 && v < N && !seen[v], "key:%d listed twice or unknown", v);
+            seen[v] = 1;
+            total++;
+        }
+        cr_assert_lt(next.len, sizeof held);
+        if (next.ptr)
+            memcpy(held, next.ptr, next.len);
+        cursor = (tkv_bytes){next.ptr ? held : NULL, next.len};
+        pages++;
+    } while (cursor.ptr);
+    cr_assert_eq(total, N, "%d of %d keys listed", total, N);
+    cr_assert_geq(pages, N / 7);
+    const tkv_bytes *keys;
+    size_t n;
+    tkv_bytes next;
+    cr_assert_eq(tkv_cluster_scan(cl, NULL, 0, (tkv_bytes){"nonsense", 8}, 7, &keys, &n, &next),
+                 TKV_ERR);
+    cr_assert_eq(tkv_cluster_err(cl), TKV_EK_USAGE);
+    tkv_cluster_free(cl);
+
+    char port[8];
+    snprintf(port, sizeof port, "%u", ports[2]);
+    const char *scan[] = {getenv("TKVCTL"), "-c",      "-p", port, "scan",
+                          "--all",          "--count", "11", NULL};
+    char *out;
+    cr_assert_eq(tkvctl(scan, &out), 0);
+    int lines = 0;
+    for (const char *p = out; *p; p++)
+        lines += *p == '\n';
+    cr_assert_eq(lines, N + 1, "tkvctl -c scan --all listed %d keys", lines);
+    cr_assert_not_null(strstr(out, "other\n"));
+    free(out);
+}
+
 Test(cluster, a_bad_map_stops_tkvd_with_its_reason)
 {
     mapdir = tmpdir_make("map");

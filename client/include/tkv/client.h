@@ -778,6 +778,19 @@ TKV_API int tkv_cluster_mget(tkv_cluster *cl, uint64_t ts, const tkv_bytes *keys
 TKV_API int tkv_cluster_mput(tkv_cluster *cl, const tkv_item *items, size_t n,
                              const uint64_t **stamps);
 
+/* SCAN across the cluster: the keys starting with prefix on every primary
+ * of the map, one node after the other (in byte order within a node, not
+ * across nodes), at most count (0: 100) a page; arguments and results as
+ * tkv_scan(). The cursor is text, "N:KEY" (N the node's place in the map,
+ * KEY that node's own cursor; "N:" its start), so it can be printed and
+ * given back; *next.ptr is NULL when every node has been listed. A node
+ * lists only keys of the slots the handle's map gives it, so a key held
+ * twice while its slot moves is listed once; a key moved (or a map
+ * changed) between two pages may be missed or listed twice, as with
+ * Redis Cluster's per-node SCAN. */
+TKV_API int tkv_cluster_scan(tkv_cluster *cl, const void *prefix, size_t plen, tkv_bytes cursor,
+                             uint32_t count, const tkv_bytes **keys, size_t *n, tkv_bytes *next);
+
 /* A slot moving between shards (ARCHITECTURE.md, "The cluster") is
  * served by its source for the keys still there; a key already moved is
  * answered TKV_SC_ASK ("SLOT HOST:PORT" of the target), and the request

@@ -36,6 +36,7 @@
 
 #include "grow.h"
 #include "client_int.h"
+#include "sockopt.h"
 #include "tkv/async.h"
 
 #define READ_CHUNK (64 * 1024)
@@ -370,6 +371,11 @@ static int finish_connect(tkv_async *ac)
     if (!c->unix_path) {
         int one = 1;
         setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        /* Set again: a keepalive asked for while connecting went to the
+         * socket of an address that may have refused since. A refusal
+         * here leaves the connection without it, not broken. */
+        if (c->keepalive > 0)
+            (void)tkv_sock_keepalive(c->fd, c->keepalive);
     }
     call_conn(ac, ac->on_connect, TKV_OK);
     if (after_cb(ac))

@@ -787,6 +787,13 @@ Test(async, a_full_unix_backlog_is_waited_out_until_the_timeout, .init = start_u
 
 /* ---- a host with several addresses (the async connect) --------------------------------- */
 
+static void break_cb(tkv_async *ac, const tkv_reply *r, void *privdata)
+{
+    (void)ac;
+    note((int)(intptr_t)privdata, r);
+    ev_break(R.loop, EVBREAK_ONE);
+}
+
 /* A name whose first address (::1) refuses and whose second (127.0.0.1) is
  * the server's: /etc/hosts is replaced by a bind mount in a mount namespace
  * of this test's own process (Criterion runs each test in its own). */
@@ -813,10 +820,17 @@ Test(async, the_async_connect_tries_a_hosts_next_address, .init = start_plain, .
 
     loop_init();
     tkv_async *ac = attach(tkv_async_connect("tkv-two-addrs", d.port));
-    disconnect_after_ping(ac, 0);
-    loop_run();
+    /* Asked for while connecting to ::1: it must hold on 127.0.0.1's socket. */
+    cr_assert_eq(tkv_async_set_keepalive(ac, 30), TKV_OK, "%s", tkv_async_errstr(ac));
+    cr_assert_eq(tkv_async_ping(ac, break_cb, (void *)(intptr_t)0), TKV_OK);
+    ev_run(R.loop, 0);
     cr_assert_eq(R.connect_status, TKV_OK, "%s", R.errstr);
     cr_assert_eq(R.replies, 1, "%s", R.errstr);
+    double t = keepalive_timer(d.port, false);
+    cr_assert(t > 0 && t <= 30, "client keepalive timer %.1f s", t);
+    disconnect_after_ping(ac, 1);
+    loop_run();
+    cr_assert_eq(R.replies, 2, "%s", R.errstr);
     cr_assert_eq(R.disconnect_status, TKV_OK, "%s", R.errstr);
     /* The blocking dial agrees. */
     tkv_ctx *c = tkv_connect("tkv-two-addrs", d.port, 10000);

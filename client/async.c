@@ -23,6 +23,7 @@
  * reach it returns at once without touching ac again.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -35,6 +36,7 @@
 
 #include "grow.h"
 #include "client_int.h"
+#include "sockopt.h"
 #include "tkv/async.h"
 
 #define READ_CHUNK (64 * 1024)
@@ -54,12 +56,14 @@ typedef struct as_pending {
 } as_pending;
 
 struct tkv_async {
-    tkv_ctx *c;        /* encoders, op ring, frame reader, decoded replies, error */
-    as_state state;    /* changes only in finish_connect() and teardown() */
-    int connect_errno; /* a connect that failed at once, reported by the loop */
-    bool closing;      /* tkv_async_disconnect(): no new commands, end when idle */
-    bool free_asked;   /* tkv_async_free() from a callback: done when it returns */
-    int in_cb;         /* user callbacks running (nesting depth) */
+    tkv_ctx *c;                 /* encoders, op ring, frame reader, decoded replies, error */
+    as_state state;             /* changes only in finish_connect() and teardown() */
+    int connect_errno;          /* a connect that failed at once, reported by the loop */
+    struct addrinfo *addrs;     /* the host's addresses, until connected or failed */
+    struct addrinfo *addr_next; /* tried if the one being connected to fails */
+    bool closing;               /* tkv_async_disconnect(): no new commands, end when idle */
+    bool free_asked;            /* tkv_async_free() from a callback: done when it returns */
+    int in_cb;                  /* user callbacks running (nesting depth) */
     tkv_async_hooks ev;
     bool hooked;           /* ev set by an adapter */
     bool reading, writing; /* what the hooks were last told */
@@ -184,6 +188,8 @@ static void teardown(tkv_async *ac, int status)
         call_conn(ac, ac->on_connect, TKV_ERR);
     if (ac->hooked && ac->ev.cleanup)
         ac->ev.cleanup(ac->ev.data);
+    if (ac->addrs)
+        freeaddrinfo(ac->addrs);
     tkv_free(ac->c);
     free(ac->cbs);
     free(ac);
@@ -241,18 +247,42 @@ static tkv_async *new_async(void)
     return ac;
 }
 
-/* Starts a non-blocking connect; 0 if under way (or made), else errno. */
+/* Starts a non-blocking connect; 0 if under way (or made), else errno.
+ * A new socket takes the old one's descriptor number (dup3): the loop may
+ * be watching that number already. */
 static int start_connect(tkv_async *ac, int family, const struct sockaddr *sa, socklen_t len)
 {
     int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return errno;
-    if (ac->c->fd >= 0)
-        close(ac->c->fd);
+    if (ac->c->fd >= 0) {
+        int err = dup3(fd, ac->c->fd, O_CLOEXEC) < 0 ? errno : 0;
+        close(fd);
+        if (err)
+            return err;
+        fd = ac->c->fd;
+    }
     ac->c->fd = fd;
     if (connect(fd, sa, len) == 0 || errno == EINPROGRESS)
         return 0;
     return errno;
+}
+
+/* Starts a connect to the next of the host's addresses that takes one,
+ * as the blocking dial() does; 0 if one is under way, else the last
+ * errno (the last socket is kept, for the loop to report its error). */
+static int connect_next(tkv_async *ac)
+{
+    int err = ENOENT;
+    while (ac->addr_next) {
+        struct addrinfo *ai = ac->addr_next;
+        ac->addr_next = ai->ai_next;
+        err = start_connect(ac, ai->ai_family, ai->ai_addr, ai->ai_addrlen);
+        if (err == 0)
+            break;
+    }
+    ac->connect_errno = err;
+    return err;
 }
 
 tkv_async *tkv_async_connect(const char *host, uint16_t port)
@@ -272,18 +302,11 @@ tkv_async *tkv_async_connect(const char *host, uint16_t port)
         cl_set_err(ac->c, TKV_EK_IO, "cannot resolve %s: %s", host, gai_strerror(rc));
         return ac;
     }
-    /* The first address that takes the connect; if none does, the last
-     * one's socket is kept with its error, for the loop to report. */
-    int err = ENOENT;
-    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        err = start_connect(ac, ai->ai_family, ai->ai_addr, ai->ai_addrlen);
-        if (err == 0)
-            break;
-    }
-    freeaddrinfo(res);
+    /* Kept: should this address refuse, finish_connect() tries the next. */
+    ac->addrs = ac->addr_next = res;
+    int err = connect_next(ac);
     if (ac->c->fd < 0)
         cl_set_err(ac->c, TKV_EK_IO, "socket: %s", strerror(err));
-    ac->connect_errno = err;
     return ac;
 }
 
@@ -311,8 +334,32 @@ static int finish_connect(tkv_async *ac)
     socklen_t len = sizeof err;
     if (err == 0 && getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
         err = errno;
+    if (err != 0 && ac->addr_next) {
+        /* The watcher stops while the descriptor changes under it and
+         * starts again after (an adapter re-arms it on add_write). */
+        if (ac->hooked && ac->writing && ac->ev.del_write)
+            ac->ev.del_write(ac->ev.data);
+        ac->writing = false;
+        if (connect_next(ac) == 0) {
+            update_events(ac);
+            return TKV_OK;
+        }
+        err = ac->connect_errno;
+    }
+    if (ac->addrs) {
+        freeaddrinfo(ac->addrs);
+        ac->addrs = ac->addr_next = NULL;
+    }
     if (err != 0) {
-        if (c->unix_path)
+        /* A full backlog: the blocking connect retries until its timeout,
+         * but this context has no timer to retry from, so it says so and
+         * the program, which owns the loop's timers, decides. */
+        if (c->unix_path && err == EAGAIN)
+            cl_set_err(c, TKV_EK_IO,
+                       "cannot connect to %s: the server's backlog is full (%s); try again "
+                       "later",
+                       c->unix_path, strerror(err));
+        else if (c->unix_path)
             cl_set_err(c, TKV_EK_IO, "cannot connect to %s: %s", c->unix_path, strerror(err));
         else
             cl_set_err(c, TKV_EK_IO, "cannot connect to %s port %u: %s", c->host, c->port,
@@ -324,6 +371,11 @@ static int finish_connect(tkv_async *ac)
     if (!c->unix_path) {
         int one = 1;
         setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        /* Set again: a keepalive asked for while connecting went to the
+         * socket of an address that may have refused since. A refusal
+         * here leaves the connection without it, not broken. */
+        if (c->keepalive > 0)
+            (void)tkv_sock_keepalive(c->fd, c->keepalive);
     }
     call_conn(ac, ac->on_connect, TKV_OK);
     if (after_cb(ac))
@@ -478,6 +530,13 @@ void tkv_async_handle_write(tkv_async *ac)
     if (c->out_sent == c->out.len) {
         c->out.len = c->out_sent = 0;
         tkv_buf_shrink(&c->out, 1 << 20);
+    } else if (c->out_sent > c->out.len / 2) {
+        /* A peer that never lets the buffer drain must not make it grow
+         * with bytes already sent: moved down once they are the larger
+         * half, so each byte is copied at most about once. */
+        memmove(c->out.data, c->out.data + c->out_sent, c->out.len - c->out_sent);
+        c->out.len -= c->out_sent;
+        c->out_sent = 0;
     }
     update_events(ac);
 }
@@ -496,10 +555,10 @@ size_t tkv_async_pending(const tkv_async *ac) { return ac->cbs_n; }
 
 int tkv_async_set_keepalive(tkv_async *ac, int seconds)
 {
-    ac->c->keepalive = seconds > 0 ? seconds : 0;
-    if (ac->c->unix_path || ac->c->fd < 0)
-        return TKV_OK;
-    return cl_keepalive(ac->c, ac->c->fd, ac->c->keepalive);
+    if (ac->state == AS_GONE)
+        return TKV_ERR;
+    /* Never tears down: a refused value is TKV_EK_USAGE and changes nothing. */
+    return cl_keepalive(ac->c, ac->c->fd, seconds);
 }
 
 /* ---- commands ---------------------------------------------------------------- */

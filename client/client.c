@@ -137,14 +137,20 @@ static int wait_fd(tkv_ctx *c, short events, short *revents)
     }
 }
 
+/* TKV_OK, or TKV_ERR with errno still the connect's (dial() retries a
+ * Unix socket's EAGAIN). */
 static int try_connect(tkv_ctx *c, int family, const struct sockaddr *sa, socklen_t salen)
 {
     c->fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c->fd < 0)
         return cl_set_err(c, TKV_EK_IO, "socket: %s", strerror(errno));
     if (connect(c->fd, sa, salen) < 0) {
-        if (errno != EINPROGRESS)
-            return cl_set_err(c, TKV_EK_IO, "connect: %s", strerror(errno));
+        int err = errno;
+        if (err != EINPROGRESS) {
+            cl_set_err(c, TKV_EK_IO, "connect: %s", strerror(err));
+            errno = err;
+            return TKV_ERR;
+        }
         short rev;
         if (wait_fd(c, POLLOUT, &rev) < 0)
             return TKV_ERR;
@@ -157,8 +163,11 @@ static int try_connect(tkv_ctx *c, int family, const struct sockaddr *sa, sockle
     if (family != AF_UNIX) {
         int one = 1;
         setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        /* The value was checked when it was set: should the system still
+         * refuse it, the connection works without keepalive rather than
+         * not at all. */
         if (c->keepalive > 0)
-            return cl_keepalive(c, c->fd, c->keepalive);
+            (void)tkv_sock_keepalive(c->fd, c->keepalive);
     }
     return TKV_OK;
 }
@@ -199,25 +208,59 @@ int cl_unix_addr(tkv_ctx *c, const char *path, struct sockaddr_un *sa)
 
 int cl_keepalive(tkv_ctx *c, int fd, int seconds)
 {
-    if (tkv_sock_keepalive(fd, seconds) < 0)
-        return cl_set_err(c, TKV_EK_IO, "TCP keepalive: %s", strerror(errno));
+    if (seconds < 0 || seconds > TKV_KEEPALIVE_MAX)
+        return cl_set_err(c, TKV_EK_USAGE, "keepalive must be 0 (off) to %d seconds, not %d",
+                          TKV_KEEPALIVE_MAX, seconds);
+    /* Applied first and kept only if it took: a refused option is a usage
+     * error (TKV_EK_USAGE leaves the connection usable), never a broken
+     * connection, and it is not carried into tkv_reconnect(). */
+    if (fd >= 0 && !c->unix_path && tkv_sock_keepalive(fd, seconds) < 0)
+        return cl_set_err(c, TKV_EK_USAGE, "TCP keepalive: %s", strerror(errno));
+    c->keepalive = seconds;
     return TKV_OK;
+}
+
+/* A Unix socket whose server's backlog is full refuses at once (EAGAIN)
+ * where TCP would wait: tried again, with a growing pause, until the
+ * timeout (or for ever without one, as a blocking connect would wait). */
+static int dial_unix(tkv_ctx *c)
+{
+    struct sockaddr_un sa;
+    if (cl_unix_addr(c, c->unix_path, &sa) < 0)
+        return TKV_ERR;
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int pause_ms = 1;; pause_ms = pause_ms < 64 ? pause_ms * 2 : 100) {
+        c->err = TKV_EK_NONE; /* an earlier try's EAGAIN is not this one's */
+        if (try_connect(c, AF_UNIX, (const struct sockaddr *)&sa, sizeof sa) == TKV_OK)
+            return TKV_OK;
+        if (errno != EAGAIN)
+            break;
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        long waited = (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000;
+        if (c->timeout_ms > 0 && waited >= c->timeout_ms) {
+            cl_set_err(c, TKV_EK_TIMEOUT, "the server's backlog stayed full for %d ms",
+                       c->timeout_ms);
+            break;
+        }
+        if (c->timeout_ms > 0 && waited + pause_ms > c->timeout_ms)
+            pause_ms = (int)(c->timeout_ms - waited);
+        close(c->fd);
+        c->fd = -1;
+        poll(NULL, 0, pause_ms);
+    }
+    char why[sizeof c->errstr];
+    memcpy(why, c->errstr, sizeof why);
+    return cl_set_err(c, c->err, "cannot connect to %s: %s", c->unix_path, why);
 }
 
 /* Dials c->host/c->port or c->unix_path; TKV_OK or TKV_ERR with the reason
  * naming the address. */
 static int dial(tkv_ctx *c)
 {
-    if (c->unix_path) {
-        struct sockaddr_un sa;
-        if (cl_unix_addr(c, c->unix_path, &sa) < 0)
-            return TKV_ERR;
-        if (try_connect(c, AF_UNIX, (const struct sockaddr *)&sa, sizeof sa) == TKV_OK)
-            return TKV_OK;
-        char why[sizeof c->errstr];
-        memcpy(why, c->errstr, sizeof why);
-        return cl_set_err(c, c->err, "cannot connect to %s: %s", c->unix_path, why);
-    }
+    if (c->unix_path)
+        return dial_unix(c);
     char portstr[8];
     snprintf(portstr, sizeof portstr, "%u", c->port);
     struct addrinfo hints = {
@@ -268,10 +311,8 @@ int tkv_set_keepalive(tkv_ctx *c, int seconds)
 {
     if (cl_begin(c) < 0)
         return TKV_ERR;
-    c->keepalive = seconds > 0 ? seconds : 0;
-    if (c->unix_path)
-        return TKV_OK; /* a local peer's death is seen at once */
-    return cl_keepalive(c, c->fd, c->keepalive);
+    /* On a Unix socket only kept: a local peer's death is seen at once. */
+    return cl_keepalive(c, c->fd, seconds);
 }
 
 int tkv_reconnect(tkv_ctx *c)

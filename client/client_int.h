@@ -96,8 +96,10 @@ int cl_set_addr(tkv_ctx *c, const char *host, uint16_t port, const char *path);
 /* Fills a sockaddr_un for path; TKV_ERR (usage) if it does not fit. */
 struct sockaddr_un;
 int cl_unix_addr(tkv_ctx *c, const char *path, struct sockaddr_un *sa);
-/* Turns on TCP keepalive on fd with idle seconds (0: turns it off).
- * TKV_OK or TKV_ERR (the reason in c). */
+/* Sets c's keepalive to idle seconds (0: off), applied to fd if it is a
+ * TCP socket (fd may be -1). Out of 0-TKV_KEEPALIVE_MAX, or refused by the
+ * system: TKV_ERR with TKV_EK_USAGE, c->keepalive and the connection as
+ * they were. */
 int cl_keepalive(tkv_ctx *c, int fd, int seconds);
 
 /* Decodes one reply frame for command op into r; returns r->status. */

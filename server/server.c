@@ -75,9 +75,11 @@ typedef struct tkv_srv {
     tkv_auth auth;
     bool has_auth;
     int lfd;
-    int ufd;      /* the --unix listener, or -1 */
-    bool ufd_own; /* this process made the socket file: removes it at exit */
-    int spare_fd; /* released to accept-and-close when out of descriptors */
+    int ufd;       /* the --unix listener, or -1 */
+    bool ufd_own;  /* this process made the socket file: removes it at exit */
+    dev_t ufd_dev; /* the file bind() made: removed only while it is still */
+    ino_t ufd_ino; /* there, never a newer server's socket at the same path */
+    int spare_fd;  /* released to accept-and-close when out of descriptors */
     ev_io lio;
     ev_io uio; /* the --unix listener's watcher */
     ev_prepare prep;
@@ -352,6 +354,8 @@ static void on_grace(struct ev_loop *loop, ev_timer *w, int revents)
     ev_break(loop, EVBREAK_ALL);
 }
 
+static void remove_unix_path(tkv_srv *s);
+
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
     tkv_srv *s = w->data;
@@ -366,6 +370,9 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
         ev_io_stop(loop, &s->uio);
         close(s->ufd);
         s->ufd = -1;
+        /* Now, not after the grace: a server started meanwhile on the path
+         * must find it free (and must not lose its socket to our exit). */
+        remove_unix_path(s);
     }
     /* Serve every request already received, then stop reading. */
     conn_stop_all(&s->hub);
@@ -548,8 +555,12 @@ static int listen_addr(const tkv_srv *s, const char *bind_addr, uint16_t port_no
     return fd;
 }
 
-/* A socket file already at path: refused if a server answers there, else
- * a stale one (a crash left it) and removed, as is nothing at all. */
+/* A socket file already at path: removed only when nothing listens there
+ * (ECONNREFUSED: a crash left it). A server that answers, or whose backlog
+ * is full (EAGAIN), holds it; any other error (EACCES: another user's
+ * socket) says nothing about it, so the start is refused with the reason
+ * rather than risk removing a live server's socket. The probe does not
+ * block: a blocking connect waits while the other server's backlog is full. */
 static int clear_unix_path(const char *path, const struct sockaddr_un *sa)
 {
     struct stat st;
@@ -559,20 +570,81 @@ static int clear_unix_path(const char *path, const struct sockaddr_un *sa)
         errno = EEXIST;
         return -1;
     }
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
     int rc = connect(fd, (const struct sockaddr *)sa, sizeof *sa);
+    int err = rc == 0 ? 0 : errno;
     close(fd);
-    if (rc == 0) {
+    if (rc == 0 || err == EAGAIN || err == EINPROGRESS) {
         errno = EADDRINUSE;
+        return -1;
+    }
+    if (err == ENOENT) /* removed meanwhile */
+        return 0;
+    if (err != ECONNREFUSED) {
+        errno = err;
         return -1;
     }
     return unlink(path) < 0 && errno != ENOENT ? -1 : 0;
 }
 
-/* Listens on --unix. The mode is set between bind() and listen(): nobody
- * can connect before listen(), so no client ever sees the umask's mode.
+/* The file bind() just made, opened without following a symlink: its
+ * identity is recorded for remove_unix_path(), and if the umask took bits
+ * --unix-perm grants they are added back through this descriptor, never by
+ * a path that might meanwhile be a symlink. */
+static int own_unix_path(tkv_srv *s, const char *path)
+{
+    int pfd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (pfd < 0)
+        return -1;
+    struct stat st;
+    int rc = fstat(pfd, &st);
+    if (rc == 0 && !S_ISSOCK(st.st_mode)) {
+        errno = EEXIST;
+        rc = -1;
+    }
+    if (rc == 0) {
+        s->ufd_dev = st.st_dev;
+        s->ufd_ino = st.st_ino;
+        s->ufd_own = true;
+    }
+    if (rc == 0 && (st.st_mode & 07777) != s->o.unix_perm) {
+        char proc[64];
+        snprintf(proc, sizeof proc, "/proc/self/fd/%d", pfd);
+        rc = chmod(proc, (mode_t)s->o.unix_perm);
+    }
+    close(pfd);
+    return rc;
+}
+
+/* Removes --unix's file if it is still the one this server made: after a
+ * shutdown began, a newer server may have replaced it. */
+static void remove_unix_path(tkv_srv *s)
+{
+    if (!s->ufd_own)
+        return;
+    s->ufd_own = false;
+    struct stat st;
+    if (lstat(s->o.unix_path, &st) < 0) {
+        if (errno != ENOENT)
+            tkv_warn("cannot remove Unix socket %s: %s", s->o.unix_path, strerror(errno));
+        return;
+    }
+    if (st.st_dev != s->ufd_dev || st.st_ino != s->ufd_ino) {
+        tkv_info("Unix socket %s belongs to another server now: left in place", s->o.unix_path);
+        return;
+    }
+    if (unlink(s->o.unix_path) < 0 && errno != ENOENT)
+        tkv_warn("cannot remove Unix socket %s: %s", s->o.unix_path, strerror(errno));
+}
+
+/* Listens on --unix. The mode is set on the socket before bind(): Linux
+ * gives the file bind() creates the socket's mode less the umask, so the
+ * file never exists with wider permissions, and no chmod() by path (which
+ * follows a symlink swapped in after bind) is needed. A umask() around
+ * bind() would do too, but the umask is process-wide and LevelDB's threads
+ * already create files. Nobody can connect before listen().
  * Protected mode has no say here: the file's permissions are the guard. */
 static int listen_unix(tkv_srv *s)
 {
@@ -593,15 +665,15 @@ static int listen_unix(tkv_srv *s)
         return -1;
     }
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0 || bind(fd, (const struct sockaddr *)&sa, sizeof sa) < 0) {
+    if (fd < 0 || fchmod(fd, (mode_t)s->o.unix_perm) < 0 ||
+        bind(fd, (const struct sockaddr *)&sa, sizeof sa) < 0) {
         tkv_error("cannot listen on Unix socket %s: %s", path, strerror(errno));
         if (fd >= 0)
             close(fd);
         return -1;
     }
     s->ufd = fd;
-    s->ufd_own = true;
-    if (chmod(path, (mode_t)s->o.unix_perm) < 0 || listen(fd, LISTEN_BACKLOG) < 0) {
+    if (own_unix_path(s, path) < 0 || listen(fd, LISTEN_BACKLOG) < 0) {
         tkv_error("cannot listen on Unix socket %s: %s", path, strerror(errno));
         return -1;
     }
@@ -925,8 +997,7 @@ int tkv_server_run(const tkv_server_opts *o)
         close(s.lfd);
     if (s.ufd >= 0)
         close(s.ufd);
-    if (s.ufd_own && unlink(s.o.unix_path) < 0)
-        tkv_warn("cannot remove Unix socket %s: %s", s.o.unix_path, strerror(errno));
+    remove_unix_path(&s);
     if (s.secret) {
         explicit_bzero(s.secret, s.secret_len);
         free(s.secret);

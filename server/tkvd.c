@@ -18,6 +18,7 @@
 #include "restore.h"
 #include "server.h"
 #include "slowlog.h"
+#include "sockopt.h"
 
 /* The data directory as an absolute path, so the log and every message say
  * where the data really is; a relative --data-dir (or the default) is taken
@@ -55,7 +56,8 @@ static void usage(FILE *f, const tkv_server_opts *d)
             "                       file system guards it: --protected-mode does not apply\n"
             "  --tcp-keepalive SECONDS\n"
             "                       TCP keepalive on client connections: a dead peer is\n"
-            "                       dropped after about twice that (default 300; 0: off)\n"
+            "                       dropped after about twice that (default 300; 0: off;\n"
+            "                       at most 32767)\n"
             "\n"
             "Security:\n"
             "  --requirepass SECRET clients must send AUTH SECRET first (visible in ps:\n"
@@ -476,8 +478,9 @@ static int apply(int opt, const char *arg, tkv_server_opts *o, offline_job *job,
         break;
     }
     case OPT_TCP_KEEPALIVE:
-        if (tkv_parse_uint(arg, 0, 86400, &v) < 0)
-            return bad("tcp-keepalive", arg, "seconds 0-86400 (0: off)");
+        /* Linux caps TCP_KEEPIDLE at 32767: more would fail on every accept. */
+        if (tkv_parse_uint(arg, 0, TKV_KEEPALIVE_MAX, &v) < 0)
+            return bad("tcp-keepalive", arg, "seconds 0-32767 (0: off)");
         o->tcp_keepalive = (uint32_t)v;
         break;
     case OPT_SLOWLOG_SLOWER_THAN:

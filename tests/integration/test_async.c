@@ -4,7 +4,9 @@
  * callbacks, callbacks that issue commands or free the context, a server
  * killed under pending requests, a refused connect; and the server's Unix
  * socket (--unix, --unix-perm) through the async, sync and tkvctl clients,
- * and TCP keepalive on both ends (read back from /proc/net/tcp).
+ * and TCP keepalive on both ends (read back from /proc/net/tcp) and its
+ * range; a Unix socket's full backlog; a host's next address; and the
+ * README's libev example when its writes fail.
  *
  * Callbacks only record what they saw; the assertions run after the loop,
  * so a failure never jumps out of libev.
@@ -12,11 +14,17 @@
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <netdb.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -33,6 +41,8 @@ static char sockpath[512];
 
 static void teardown(void)
 {
+    if (d.pid > 0)
+        kill(d.pid, SIGCONT); /* a test that stopped it may have failed */
     tkvd_cleanup(&d);
     tmpdir_remove(sockdir);
     sockdir = NULL;
@@ -267,36 +277,56 @@ Test(async, a_callback_issues_the_next_command_and_may_free_the_context, .init =
 
 enum { BEFORE_KILL = 1000, AFTER_KILL = 5 };
 
+static tkv_async *kill_ac;
+static bool killed;
+
 static void kill_cb(tkv_async *ac, const tkv_reply *r, void *privdata)
 {
+    (void)ac;
     int i = (int)(intptr_t)privdata;
     note(i, r);
     if (r && R.nulls > 0)
         bad("command %d: a reply after a NULL", i);
-    if (i == 0) {
-        /* The server dies with replies and requests in flight. */
-        tkvd_signal(&d, SIGKILL);
-        for (int k = 0; k < AFTER_KILL; k++)
-            if (tkv_async_ping(ac, kill_cb, (void *)(intptr_t)(BEFORE_KILL + k)) != TKV_OK)
-                bad("command %d was refused", BEFORE_KILL + k);
-    }
+}
+
+/* The server is stopped (SIGSTOP) from the start: the requests reach its
+ * socket but no reply can come. Once every request has left (the context
+ * no longer wants to write), the server dies with all of them in flight. */
+static void on_kill_poll(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    if (killed || R.connects == 0 || (tkv_async_wants(kill_ac) & TKV_ASYNC_WRITE))
+        return;
+    killed = true;
+    ev_timer_stop(loop, w);
+    tkvd_signal(&d, SIGKILL);
+    for (int k = 0; k < AFTER_KILL; k++)
+        if (tkv_async_ping(kill_ac, kill_cb, (void *)(intptr_t)(BEFORE_KILL + k)) != TKV_OK)
+            bad("command %d was refused", BEFORE_KILL + k);
 }
 
 Test(async, a_killed_server_fails_every_pending_callback_exactly_once, .init = start_plain,
      .fini = teardown)
 {
+    cr_assert_eq(kill(d.pid, SIGSTOP), 0); /* tkvd_signal() would wait for an exit */
     loop_init();
-    tkv_async *ac = connect_tcp();
+    kill_ac = connect_tcp();
+    killed = false;
     for (int i = 0; i < BEFORE_KILL; i++)
-        cr_assert_eq(tkv_async_get(ac, "nokey", 5, TKV_LATEST, kill_cb, (void *)(intptr_t)i),
+        cr_assert_eq(tkv_async_get(kill_ac, "nokey", 5, TKV_LATEST, kill_cb, (void *)(intptr_t)i),
                      TKV_OK);
+    ev_timer poll_timer;
+    ev_timer_init(&poll_timer, on_kill_poll, 0.005, 0.005); /* a poll interval, not a wait */
+    ev_timer_start(R.loop, &poll_timer);
     loop_run();
+    cr_assert(killed, "the requests never left");
     cr_assert_eq(R.bad, 0, "%s", R.bad_why);
     for (int i = 0; i < BEFORE_KILL + AFTER_KILL; i++)
         cr_assert_eq(R.calls[i], 1, "callback %d ran %d times", i, R.calls[i]);
     cr_assert_eq(R.out_of_order, 0);
-    cr_assert_geq(R.nulls, AFTER_KILL);
-    cr_assert_eq(R.replies + R.nulls, BEFORE_KILL + AFTER_KILL);
+    /* Nothing was answered: every request was still in flight. */
+    cr_assert_eq(R.replies, 0);
+    cr_assert_eq(R.nulls, BEFORE_KILL + AFTER_KILL);
     cr_assert_eq(R.disconnects, 1);
     cr_assert_eq(R.disconnect_status, TKV_ERR);
     cr_assert(R.disconnect_err == TKV_EK_EOF || R.disconnect_err == TKV_EK_IO, "%d: %s",
@@ -608,4 +638,227 @@ Test(async, unix_socket_of_a_running_server_is_not_taken, .init = start_unix_def
     tkv_ctx *c = tkv_connect_unix(sockpath, 10000);
     cr_assert_eq(tkv_ping(c), TKV_OK, "%s", tkv_errstr(c));
     tkv_free(c);
+}
+
+/* ---- keepalive's range --------------------------------------------------------------- */
+
+static void disconnect_after_ping(tkv_async *ac, int i)
+{
+    cr_assert_eq(tkv_async_ping(ac, ping_cb, (void *)(intptr_t)i), TKV_OK, "%s",
+                 tkv_async_errstr(ac));
+    tkv_async_disconnect(ac);
+}
+
+/* Linux refuses TCP_KEEPIDLE above 32767: such a value is a usage error
+ * up front, and neither the connection nor the setting changes. */
+Test(async, keepalive_out_of_range_is_refused_and_the_connection_goes_on, .init = start_plain,
+     .fini = teardown)
+{
+    tkv_ctx *c = tkvd_client(&d);
+    cr_assert_eq(tkv_set_keepalive(c, 60), TKV_OK, "%s", tkv_errstr(c));
+    cr_assert_eq(tkv_set_keepalive(c, 40000), TKV_ERR);
+    cr_assert_eq(tkv_err(c), TKV_EK_USAGE, "%s", tkv_errstr(c));
+    cr_assert(strstr(tkv_errstr(c), "32767"), "%s", tkv_errstr(c));
+    cr_assert_eq(tkv_set_keepalive(c, -1), TKV_ERR);
+    cr_assert_eq(tkv_err(c), TKV_EK_USAGE, "%s", tkv_errstr(c));
+    cr_assert_eq(tkv_ping(c), TKV_OK, "%s", tkv_errstr(c));
+    double t = keepalive_timer(d.port, false);
+    cr_assert(t > 0 && t <= 60, "client keepalive timer %.1f s", t);
+    /* The 60 s kept, not the refused value: reconnecting works and keeps it. */
+    cr_assert_eq(tkv_reconnect(c), TKV_OK, "%s", tkv_errstr(c));
+    t = keepalive_timer(d.port, false);
+    cr_assert(t > 0 && t <= 60, "client keepalive timer %.1f s", t);
+    cr_assert_eq(tkv_set_keepalive(c, 32767), TKV_OK, "%s", tkv_errstr(c));
+    cr_assert_eq(tkv_ping(c), TKV_OK, "%s", tkv_errstr(c));
+    tkv_free(c);
+
+    loop_init();
+    tkv_async *ac = connect_tcp();
+    cr_assert_eq(tkv_async_set_keepalive(ac, 40000), TKV_ERR);
+    cr_assert_eq(tkv_async_err(ac), TKV_EK_USAGE, "%s", tkv_async_errstr(ac));
+    disconnect_after_ping(ac, 0);
+    loop_run();
+    cr_assert_eq(R.replies, 1, "%s", R.errstr);
+    cr_assert_eq(R.disconnects, 1);
+    cr_assert_eq(R.disconnect_status, TKV_OK, "%s", R.errstr);
+}
+
+Test(async, tkvd_refuses_a_tcp_keepalive_linux_cannot_set)
+{
+    /* Bounded: a server that did start would otherwise run on. */
+    const char *argv[] = {"/usr/bin/timeout",
+                          "20",
+                          getenv("TKVD"),
+                          "--port",
+                          "0",
+                          "--data-dir",
+                          "/nonexistent/tkv-data",
+                          "--tcp-keepalive",
+                          "40000",
+                          NULL};
+    char *out, *err;
+    int rc = run_capture(argv, NULL, &out, &err);
+    cr_assert(rc != 0 && rc != 124, "exit %d: %s", rc, err);
+    cr_assert(strstr(err, "0-32767"), "%s", err);
+    free(out);
+    free(err);
+}
+
+/* ---- a Unix socket whose server's backlog is full --------------------------------------- */
+
+enum { MAX_HELD = 8192 };
+static int held[MAX_HELD];
+static int nheld;
+
+/* Stops the server and fills its backlog: the next connect gets EAGAIN. */
+static void fill_backlog(void)
+{
+    cr_assert_eq(kill(d.pid, SIGSTOP), 0); /* tkvd_signal() would wait for an exit */
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    cr_assert_lt(strlen(sockpath), sizeof sa.sun_path);
+    memcpy(sa.sun_path, sockpath, strlen(sockpath));
+    for (nheld = 0; nheld < MAX_HELD; nheld++) {
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        cr_assert_geq(fd, 0);
+        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+            int e = errno;
+            close(fd);
+            cr_assert_eq(e, EAGAIN, "connect: %s", strerror(e));
+            return;
+        }
+        held[nheld] = fd;
+    }
+    cr_assert_fail("the backlog never filled");
+}
+
+static void release_backlog(void)
+{
+    kill(d.pid, SIGCONT);
+    for (int i = 0; i < nheld; i++)
+        close(held[i]);
+    nheld = 0;
+}
+
+static double now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+
+static void *resume_later(void *arg)
+{
+    (void)arg;
+    /* The delay is the point: the connect must wait for the server. */
+    struct timespec t = {.tv_nsec = 200 * 1000 * 1000};
+    nanosleep(&t, NULL);
+    kill(d.pid, SIGCONT);
+    return NULL;
+}
+
+Test(async, a_full_unix_backlog_is_waited_out_until_the_timeout, .init = start_unix_default,
+     .fini = teardown)
+{
+    fill_backlog();
+    /* Never taken: a timeout, after the timeout. */
+    double t0 = now_ms();
+    tkv_ctx *c = tkv_connect_unix(sockpath, 300);
+    double took = now_ms() - t0;
+    cr_assert_eq(tkv_err(c), TKV_EK_TIMEOUT, "%s", tkv_errstr(c));
+    cr_assert(strstr(tkv_errstr(c), sockpath), "%s", tkv_errstr(c));
+    cr_assert(took >= 290 && took < 5000, "gave up after %.0f ms", took);
+    tkv_free(c);
+    /* The async context has no timer: it says why, at once. */
+    loop_init();
+    attach(tkv_async_connect_unix(sockpath));
+    loop_run();
+    cr_assert_eq(R.connect_status, TKV_ERR);
+    cr_assert(strstr(R.errstr, "backlog is full"), "%s", R.errstr);
+    /* Taken once the server accepts again, within the timeout. */
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, resume_later, NULL), 0);
+    c = tkv_connect_unix(sockpath, 10000);
+    pthread_join(th, NULL);
+    cr_assert_eq(tkv_err(c), TKV_EK_NONE, "%s", tkv_errstr(c));
+    cr_assert_eq(tkv_ping(c), TKV_OK, "%s", tkv_errstr(c));
+    tkv_free(c);
+    release_backlog();
+}
+
+/* ---- a host with several addresses (the async connect) --------------------------------- */
+
+static void break_cb(tkv_async *ac, const tkv_reply *r, void *privdata)
+{
+    (void)ac;
+    note((int)(intptr_t)privdata, r);
+    ev_break(R.loop, EVBREAK_ONE);
+}
+
+/* A name whose first address (::1) refuses and whose second (127.0.0.1) is
+ * the server's: /etc/hosts is replaced by a bind mount in a mount namespace
+ * of this test's own process (Criterion runs each test in its own). */
+Test(async, the_async_connect_tries_a_hosts_next_address, .init = start_plain, .fini = teardown)
+{
+    if (unshare(CLONE_NEWNS) < 0)
+        cr_skip_test("no mount namespace here: %s", strerror(errno));
+    cr_assert_eq(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), 0, "%s", strerror(errno));
+    sockdir = tmpdir_make("hosts");
+    char hosts[600];
+    snprintf(hosts, sizeof hosts, "%s/hosts", sockdir);
+    FILE *f = fopen(hosts, "w");
+    cr_assert(f);
+    fputs("::1 tkv-two-addrs\n127.0.0.1 tkv-two-addrs\n", f);
+    cr_assert_eq(fclose(f), 0);
+    if (mount(hosts, "/etc/hosts", NULL, MS_BIND, NULL) < 0)
+        cr_skip_test("cannot bind-mount /etc/hosts: %s", strerror(errno));
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res;
+    cr_assert_eq(getaddrinfo("tkv-two-addrs", NULL, &hints, &res), 0);
+    int first = res->ai_family;
+    bool two = res->ai_next != NULL;
+    freeaddrinfo(res);
+    cr_assert(first == AF_INET6 && two, "the resolver does not list ::1 first");
+
+    loop_init();
+    tkv_async *ac = attach(tkv_async_connect("tkv-two-addrs", d.port));
+    /* Asked for while connecting to ::1: it must hold on 127.0.0.1's socket. */
+    cr_assert_eq(tkv_async_set_keepalive(ac, 30), TKV_OK, "%s", tkv_async_errstr(ac));
+    cr_assert_eq(tkv_async_ping(ac, break_cb, (void *)(intptr_t)0), TKV_OK);
+    ev_run(R.loop, 0);
+    cr_assert_eq(R.connect_status, TKV_OK, "%s", R.errstr);
+    cr_assert_eq(R.replies, 1, "%s", R.errstr);
+    double t = keepalive_timer(d.port, false);
+    cr_assert(t > 0 && t <= 30, "client keepalive timer %.1f s", t);
+    disconnect_after_ping(ac, 1);
+    loop_run();
+    cr_assert_eq(R.replies, 2, "%s", R.errstr);
+    cr_assert_eq(R.disconnect_status, TKV_OK, "%s", R.errstr);
+    /* The blocking dial agrees. */
+    tkv_ctx *c = tkv_connect("tkv-two-addrs", d.port, 10000);
+    cr_assert_eq(tkv_ping(c), TKV_OK, "%s", tkv_errstr(c));
+    tkv_free(c);
+}
+
+/* ---- the README's example ----------------------------------------------------------------- */
+
+static void start_tiny_values(void)
+{
+    const char *args[] = {"--max-value", "3", NULL};
+    tkvd_start(&d, args);
+}
+
+/* Every PUT refused (values of 4 bytes and more): the example must still
+ * end, and say it failed. */
+Test(async, the_libev_example_ends_when_its_puts_fail, .init = start_tiny_values, .fini = teardown)
+{
+    char port[8];
+    snprintf(port, sizeof port, "%u", d.port);
+    const char *argv[] = {"/usr/bin/timeout", "20", getenv("TKV_EXAMPLE_ASYNC_LIBEV"),
+                          "127.0.0.1",        port, NULL};
+    cr_assert(argv[2], "TKV_EXAMPLE_ASYNC_LIBEV is not set");
+    char *out, *err;
+    int rc = run_capture(argv, NULL, &out, &err);
+    cr_assert_eq(rc, 1, "exit %d: %s%s", rc, out, err);
+    cr_assert(strstr(out, "PUT: error"), "%s", out);
+    free(out);
+    free(err);
 }

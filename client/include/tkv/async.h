@@ -68,7 +68,11 @@ typedef void (*tkv_async_conn_cb)(tkv_async *ac, int status);
 /* What an event loop adapter provides: start and stop watching the
  * descriptor for reading and for writing (each called only on a change),
  * and cleanup once, when the context goes (stop both watchers, free the
- * adapter's state). Every hook gets `data`. */
+ * adapter's state). Every hook gets `data`. While connecting to a host
+ * name with several addresses, a refused address is followed by the next:
+ * its socket keeps the descriptor number, between a del_write and an
+ * add_write. A loop that caches registrations per descriptor (libev,
+ * epoll) must register it afresh in add_write, as adapters/libev.h does. */
 typedef struct tkv_async_hooks {
     void *data;
     void (*add_read)(void *data);
@@ -86,10 +90,16 @@ typedef struct tkv_async_hooks {
  * blocking) and port. Returns a context - check tkv_async_err() !=
  * TKV_EK_NONE: a name that does not resolve or no socket to be had fails
  * here, and such a context is only for tkv_async_free() - or NULL if
- * memory is exhausted. A refused connection is reported later, to the
- * connect callback. */
+ * memory is exhausted. Each of the name's addresses is tried in turn, as
+ * tkv_connect() does; if all refuse, the last refusal is reported later,
+ * to the connect callback. */
 TKV_API tkv_async *tkv_async_connect(const char *host, uint16_t port);
-/* The same for a server's Unix socket (tkvd --unix PATH). */
+/* The same for a server's Unix socket (tkvd --unix PATH). A server whose
+ * backlog is full refuses the connect at once (EAGAIN); unlike
+ * tkv_connect_unix(), which retries until its timeout, this context has no
+ * timer of its own, so the connect callback gets TKV_ERR with TKV_EK_IO
+ * and an errstr saying the backlog is full: retry from a timer of the
+ * program's loop with a new context. */
 TKV_API tkv_async *tkv_async_connect_unix(const char *path);
 
 /* Disconnects at once: pending callbacks get r NULL, the disconnect
@@ -128,7 +138,9 @@ TKV_API tkv_errkind tkv_async_err(const tkv_async *ac);
 TKV_API const char *tkv_async_errstr(const tkv_async *ac);
 TKV_API int tkv_async_server_code(const tkv_async *ac);
 
-/* Turns on TCP keepalive (tkv_set_keepalive()). TKV_OK or TKV_ERR. */
+/* Turns on TCP keepalive (tkv_set_keepalive()): 0 to 32767 seconds. A
+ * value out of range or refused by the system is TKV_ERR with
+ * TKV_EK_USAGE and changes nothing (the connection goes on). */
 TKV_API int tkv_async_set_keepalive(tkv_async *ac, int seconds);
 
 /* Callbacks not yet called. */

@@ -279,15 +279,20 @@ TKV_API tkv_ctx *tkv_connect(const char *host, uint16_t port, int timeout_ms);
 TKV_API void tkv_free(tkv_ctx *ctx);
 /* Connects to a server's Unix domain socket (tkvd --unix PATH), as
  * tkv_connect() does otherwise: same timeout, same result. A path longer
- * than the system allows (107 bytes on Linux) is TKV_EK_USAGE. */
+ * than the system allows (107 bytes on Linux) is TKV_EK_USAGE. A server
+ * whose backlog is full refuses a Unix socket's connect at once, where
+ * TCP would wait: it is tried again, with pauses of 1 to 100 ms, until the
+ * timeout (TKV_EK_TIMEOUT then; with no timeout, until it is taken). */
 TKV_API tkv_ctx *tkv_connect_unix(const char *path, int timeout_ms);
 
 /* Turns on TCP keepalive with `seconds` of idleness before the first
  * probe (then a probe every seconds/3, and 3 unanswered ones end the
  * connection: a dead server or path is noticed in about 2 * seconds
  * instead of never, as TKV_EK_IO/TKV_EK_EOF on the next call). 0 turns it
- * off (the default). Kept across tkv_reconnect(); no effect on a Unix
- * socket. TKV_OK or TKV_ERR. */
+ * off (the default); at most 32767 (Linux's limit on TCP_KEEPIDLE). Kept
+ * across tkv_reconnect(); no effect on a Unix socket. TKV_OK, or TKV_ERR
+ * with TKV_EK_USAGE for a value out of range or one the system refuses:
+ * then neither the setting nor the connection has changed. */
 TKV_API int tkv_set_keepalive(tkv_ctx *ctx, int seconds);
 
 /* RECONNECTING. A context never reconnects by itself: once its connection

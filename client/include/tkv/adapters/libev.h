@@ -13,8 +13,16 @@
 
 #include "tkv/async.h"
 
+/* Builds of libev with EV_MULTIPLICITY=0 have one loop and no loop
+ * argument: EV_P/EV_A (ev.h's own macros) hide the difference, and
+ * TKV_LIBEV_A(e) passes the loop kept in e where there is one. */
 typedef struct tkv_libev {
+#if EV_MULTIPLICITY
     struct ev_loop *loop;
+#define TKV_LIBEV_A(e) (e)->loop,
+#else
+#define TKV_LIBEV_A(e)
+#endif
     tkv_async *ac;
     ev_io rev, wev;
 } tkv_libev;
@@ -37,41 +45,48 @@ static inline void tkv_libev_on_write(EV_P_ ev_io *w, int revents)
     tkv_async_handle_write(((tkv_libev *)w->data)->ac);
 }
 
+/* ev_io_set() each time: while connecting, the context may replace the
+ * socket under the same descriptor number (the host's next address), and
+ * libev registers it again only for a watcher set anew. */
 static inline void tkv_libev_add_read(void *p)
 {
     tkv_libev *e = (tkv_libev *)p;
-    ev_io_start(e->loop, &e->rev);
+    ev_io_set(&e->rev, tkv_async_fd(e->ac), EV_READ);
+    ev_io_start(TKV_LIBEV_A(e) & e->rev);
 }
 
 static inline void tkv_libev_del_read(void *p)
 {
     tkv_libev *e = (tkv_libev *)p;
-    ev_io_stop(e->loop, &e->rev);
+    ev_io_stop(TKV_LIBEV_A(e) & e->rev);
 }
 
 static inline void tkv_libev_add_write(void *p)
 {
     tkv_libev *e = (tkv_libev *)p;
-    ev_io_start(e->loop, &e->wev);
+    ev_io_set(&e->wev, tkv_async_fd(e->ac), EV_WRITE);
+    ev_io_start(TKV_LIBEV_A(e) & e->wev);
 }
 
 static inline void tkv_libev_del_write(void *p)
 {
     tkv_libev *e = (tkv_libev *)p;
-    ev_io_stop(e->loop, &e->wev);
+    ev_io_stop(TKV_LIBEV_A(e) & e->wev);
 }
 
 static inline void tkv_libev_cleanup(void *p)
 {
     tkv_libev *e = (tkv_libev *)p;
-    ev_io_stop(e->loop, &e->rev);
-    ev_io_stop(e->loop, &e->wev);
+    ev_io_stop(TKV_LIBEV_A(e) & e->rev);
+    ev_io_stop(TKV_LIBEV_A(e) & e->wev);
     free(e);
 }
 
-/* Attaches ac to loop. TKV_OK, or TKV_ERR: a context without a socket (its
- * connect failed at once), one attached already, or no memory. */
-static inline int tkv_libev_attach(struct ev_loop *loop, tkv_async *ac)
+/* Attaches ac to loop (no loop argument with EV_MULTIPLICITY=0: call
+ * tkv_libev_attach(EV_DEFAULT_ ac) to be portable). TKV_OK, or TKV_ERR: a
+ * context without a socket (its connect failed at once), one attached
+ * already, or no memory. */
+static inline int tkv_libev_attach(EV_P_ tkv_async *ac)
 {
     int fd = tkv_async_fd(ac);
     if (fd < 0)
@@ -79,7 +94,9 @@ static inline int tkv_libev_attach(struct ev_loop *loop, tkv_async *ac)
     tkv_libev *e = (tkv_libev *)calloc(1, sizeof *e);
     if (!e)
         return TKV_ERR;
-    e->loop = loop;
+#if EV_MULTIPLICITY
+    e->loop = EV_A;
+#endif
     e->ac = ac;
     ev_io_init(&e->rev, tkv_libev_on_read, fd, EV_READ);
     ev_io_init(&e->wev, tkv_libev_on_write, fd, EV_WRITE);

@@ -53,6 +53,7 @@ tkv_store_iter *eng_iter(tkv_engine *e)
 {
     if (e->store_open)
         return tkv_store_iter_shared(e->store);
+    eng_store_closed(e);
     return NULL;
 }
 
@@ -76,8 +77,10 @@ static int exists_below_lo(tkv_engine *e, eng_key *k, const tkv_kentry *E, uint6
     }
     char *v;
     size_t vlen;
-    if (!e->store_open)
+    if (!e->store_open) {
+        eng_store_closed(e);
         return -1;
+    }
     size_t n = eng_key_at(k, ts);
     int rc = tkv_store_get(e->store, NULL, k->buf, n, &v, &vlen, e->errmsg, sizeof e->errmsg);
     if (rc < 0)

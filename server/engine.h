@@ -330,7 +330,9 @@ tkv_eng_rc tkv_engine_scan(tkv_engine *e, const uint8_t *prefix, size_t plen, co
  * Only the operations on keys above block; SCAN, the sweep, maintain and
  * the commit family never do. Loads in flight hold the store open: the
  * recovery of a failed store waits until every taken load is installed or
- * freed. */
+ * freed. A store that recovery could not reopen is closed, and nothing can
+ * be loaded from it: an operation that would need a load fails with
+ * TKV_E_STORAGE instead, as it does in blocking mode. */
 
 typedef struct tkv_eng_load tkv_eng_load;
 

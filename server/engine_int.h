@@ -365,6 +365,10 @@ void eng_repl_rolled_back(tkv_engine *e);
 
 /* recover.c: drops every resident key (nothing may be uncommitted). */
 void eng_forget_all(tkv_engine *e);
+/* recover.c: what a read of a closed store (!store_open: its reopen failed)
+ * gets instead - errmsg says why, and TKV_E_STORAGE. store.h allows only
+ * reopen and close on such a store: LevelDB's handle is gone. */
+tkv_eng_rc eng_store_closed(tkv_engine *e);
 
 /* commit.c: batches and the writer thread */
 int eng_batch_init(eng_batch *b, uint64_t epoch);

@@ -59,6 +59,7 @@ typedef struct load_item {
 
 struct tkv_eng_load {
     uint64_t gen;
+    bool closed;      /* taken on a closed store: reads nothing, fails */
     size_t max_bytes; /* per key */
     uint64_t seen;    /* every batch up to this epoch was in what the load read */
     char err[200];
@@ -137,6 +138,11 @@ static eng_want_item *want_find(tkv_engine *e, const eng_key *k)
 
 static tkv_eng_rc want_add(tkv_engine *e, const eng_want_item *it)
 {
+    /* After a failed reopen there is no LevelDB handle to load from: the
+     * operation fails now, as in blocking mode, instead of waiting for a
+     * load that cannot read anything. */
+    if (!e->store_open)
+        return eng_store_closed(e);
     if (e->want.n < ENG_WANT_MAX && !want_find(e, &(eng_key){.key = it->key, .klen = it->klen}))
         e->want.item[e->want.n++] = *it;
     snprintf(e->errmsg, sizeof e->errmsg, "waiting for a load");
@@ -197,6 +203,9 @@ tkv_eng_load *tkv_engine_load_take(tkv_engine *e)
         it->extra = w->extra;
     }
     l->gen = e->gen;
+    /* Noted here, on the engine's thread: a reader thread must not read
+     * store_open, and the store is not reopened while a load is out. */
+    l->closed = !e->store_open;
     /* A key's share of the budget: what does not fit could not stay. */
     l->max_bytes = eng_key_budget(e);
     e->loads_out++;
@@ -287,6 +296,12 @@ static int gather_below(tkv_eng_load *l, load_item *it, eng_key *k, tkv_store_it
 void tkv_engine_load_run(tkv_engine *e, tkv_eng_load *l)
 {
     l->seen = atomic_load(&e->disk_epoch);
+    if (l->closed) {
+        for (size_t i = 0; i < l->nitems; i++)
+            l->item[i].rc = -1;
+        snprintf(l->err, sizeof l->err, "the store is closed (a reopen failed)");
+        return;
+    }
     tkv_store_iter *iter = tkv_store_iter_new(e->store, NULL);
     for (size_t i = 0; i < l->nitems; i++) {
         load_item *it = &l->item[i];

@@ -153,6 +153,13 @@ static int recover(tkv_engine *e)
 
 bool tkv_engine_failing(const tkv_engine *e) { return e->broken || !e->store_open; }
 
+tkv_eng_rc eng_store_closed(tkv_engine *e)
+{
+    snprintf(e->errmsg, sizeof e->errmsg, "storage failing: %.200s",
+             e->fail_msg[0] ? e->fail_msg : "the store is closed");
+    return TKV_E_STORAGE;
+}
+
 int eng_writable(tkv_engine *e)
 {
     if (!e->broken && e->store_open)

@@ -235,6 +235,17 @@ int tkv_store_repair(const char *dir, char *err, size_t errlen)
 
 bool tkv_store_is_persistent(void) { return true; }
 
+/* store.h allows only reopen and close on a store whose reopen failed, and
+ * the engine keeps to that; but LevelDB's C API takes a NULL handle for a
+ * crash, so the calls that could still reach it refuse instead. */
+static int closed(const tkv_store *s, char *err, size_t errlen)
+{
+    if (s->db)
+        return 0;
+    tkv_datadir_err(err, errlen, "the store is closed (a reopen failed)", NULL);
+    return -1;
+}
+
 /* LevelDB hands out its messages malloc'd; this copies one into err. */
 static int take_lerr(char *lerr, char *err, size_t errlen)
 {
@@ -249,6 +260,10 @@ int tkv_store_get(tkv_store *s, const tkv_store_snapshot *snap, const void *k, s
                   char **val, size_t *vlen, char *err, size_t errlen)
 {
     char *lerr = NULL;
+    if (closed(s, err, errlen) < 0) {
+        *val = NULL;
+        return -1;
+    }
     *val = leveldb_get(s->db, snap ? snap->ropts : s->ropts, k, klen, vlen, &lerr);
     if (take_lerr(lerr, err, errlen) < 0) {
         *val = NULL;
@@ -267,6 +282,8 @@ char *tkv_store_property(tkv_store *s, const char *name)
 {
     /* Copied so that the caller's free() is the right deallocator whatever
      * LevelDB's allocator is. */
+    if (!s->db)
+        return NULL;
     char *v = leveldb_property_value(s->db, name);
     char *copy = v ? strdup(v) : NULL;
     tkv_store_free(v);
@@ -346,6 +363,8 @@ void tkv_store_batch_iterate(const tkv_store_batch *b, void *ctx, tkv_store_put_
 int tkv_store_write(tkv_store *s, tkv_store_batch *b, bool sync, char *err, size_t errlen)
 {
     char *lerr = NULL;
+    if (closed(s, err, errlen) < 0)
+        return -1;
     leveldb_write(s->db, sync ? s->wsync : s->wnosync, b->wb, &lerr);
     if (take_lerr(lerr, err, errlen) < 0)
         return -1;
@@ -366,6 +385,8 @@ tkv_store_iter *tkv_store_iter_new(tkv_store *s, const tkv_store_snapshot *snap)
 {
     /* A snapshot's read options live as long as the snapshot, which the
      * iterator may not outlive. */
+    if (!s->db)
+        return NULL;
     tkv_store_iter *it = malloc(sizeof *it);
     if (it)
         it->it = leveldb_create_iterator(s->db, snap ? snap->ropts : s->ropts);
@@ -382,6 +403,8 @@ void tkv_store_iter_free(tkv_store_iter *it)
 
 tkv_store_iter *tkv_store_iter_shared(tkv_store *s)
 {
+    if (!s->db)
+        return NULL;
     if (!s->shared.it)
         s->shared.it = leveldb_create_iterator(s->db, s->ropts);
     return &s->shared;
@@ -431,6 +454,8 @@ int tkv_store_iter_status(const tkv_store_iter *it, char *err, size_t errlen)
 
 tkv_store_snapshot *tkv_store_snapshot_new(tkv_store *s)
 {
+    if (!s->db)
+        return NULL;
     tkv_store_snapshot *snap = calloc(1, sizeof *snap);
     if (!snap)
         return NULL;

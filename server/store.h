@@ -65,7 +65,9 @@ int tkv_store_open(const tkv_store_opts *o, tkv_store **out, char *err, size_t e
  * file, so that handle must not write again. The shared iterator is
  * dropped; no other iterator or snapshot may be live. Returns 0, or -1 with
  * the reason in err: then s is left closed, and only tkv_store_reopen() and
- * tkv_store_close() may be called on it. */
+ * tkv_store_close() may be called on it. (Should anything else be, LevelDB's
+ * store refuses rather than crash on the missing handle: gets and writes
+ * fail, iterators, snapshots and properties are NULL.) */
 int tkv_store_reopen(tkv_store *s, const tkv_store_opts *o, char *err, size_t errlen);
 
 /* Empties the database: afterwards it holds no record (a replica's full

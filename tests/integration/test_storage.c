@@ -140,6 +140,68 @@ Test(storage, full_disk_fsync_never, .fini = teardown, .timeout = 60)
     full_disk_scenario("never");
 }
 
+/* The disk has room for recovery's probe (a file beside db/) but not for
+ * what LevelDB writes to reopen: the reopen fails and leaves the store
+ * closed, memory forgotten, so every read needs the disk. A reader thread
+ * once loaded from the closed store - a NULL LevelDB handle - and the
+ * server died; reads must get STORAGE errors, and the server go on. */
+Test(storage, reads_after_a_failed_reopen_get_errors_and_the_server_goes_on, .fini = teardown,
+     .timeout = 60)
+{
+    static char preload[4200];
+    snprintf(preload, sizeof preload, "LD_PRELOAD=%s", getenv("TKV_FAULT_LIB"));
+    const char *env[] = {preload, "TKV_FAULT_PATHS={dir}/db/", "TKV_FAULT_TRIGGER={dir}.full",
+                         NULL};
+    const char *args[] = {"--readers", "2", NULL};
+    tkvd_start_env(&d, args, env);
+    snprintf(trigger, sizeof trigger, "%s.full", d.dir);
+    tkv_ctx *c = tkvd_client(&d);
+    cr_assert_eq(tkv_put(c, "before", 6, "ok", 2, 1, NULL), TKV_OK, "%s", tkv_errstr(c));
+
+    disk_full(true);
+    /* Each refused write retries recovery (at most every 100 ms): wait,
+     * bounded, for one that got as far as the reopen and failed there. */
+    bool reopen_failed = false;
+    for (int i = 0; i < 500 && !reopen_failed; i++) {
+        cr_assert_neq(tkv_put(c, "during", 6, "no", 2, 2, NULL), TKV_OK,
+                      "a PUT was acknowledged while the disk was full");
+        cr_assert_eq(tkv_server_code(c), TKV_SC_STORAGE, "%s", tkv_errstr(c));
+        reopen_failed = strstr(tkv_errstr(c), "reopening the store failed") != NULL;
+        if (!reopen_failed)
+            usleep(10000);
+    }
+    cr_assert(reopen_failed, "no failed reopen: %s", tkv_errstr(c));
+
+    for (int i = 0; i < 3; i++) {
+        tkv_version v;
+        cr_assert_neq(tkv_get(c, "before", 6, 1, &v), TKV_OK, "the store is closed");
+        cr_assert_eq(tkv_err(c), TKV_EK_SERVER, "the server must answer: %s", tkv_errstr(c));
+        cr_assert_eq(tkv_server_code(c), TKV_SC_STORAGE, "%s", tkv_errstr(c));
+    }
+    cr_assert_eq(tkv_ping(c), TKV_OK, "%s", tkv_errstr(c));
+    cr_assert_eq(tkvd_stat(c, "storage_failing"), 1);
+
+    disk_full(false);
+    int rc = TKV_ERR;
+    for (int i = 0; i < 500 && rc != TKV_OK; i++) {
+        rc = tkv_put(c, "after", 5, "yes", 3, 3, NULL);
+        if (rc != TKV_OK)
+            usleep(10000);
+    }
+    cr_assert_eq(rc, TKV_OK, "writes did not resume: %s", tkv_errstr(c));
+    expect_get(c, "before", 1, "ok");
+    tkv_free(c);
+
+    tkvd_signal(&d, SIGKILL);
+    tkvd_restart(&d);
+    c = tkvd_client(&d);
+    expect_get(c, "before", 1, "ok");
+    expect_get(c, "after", 3, "yes");
+    tkv_version v;
+    cr_assert_neq(tkv_get(c, "during", 6, 2, &v), TKV_OK, "a refused PUT was stored");
+    tkv_free(c);
+}
+
 Test(storage, corrupted_directory_fails_clearly_and_repair_recovers, .fini = teardown)
 {
     tkvd_start(&d, NULL);

@@ -80,7 +80,7 @@ Test(failover, candidacy_round_trips)
 Test(failover, exactly_one_best_matches_a_sort)
 {
     srand(42);
-    char ids[8][4];
+    char ids[8][24];
     for (int round = 0; round < 2000; round++) {
         size_t n = 1 + (size_t)(rand() % 8);
         tkv_failover_candidate c[8];

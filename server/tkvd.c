@@ -774,7 +774,7 @@ static int restore(const tkv_server_opts *o, const char *file)
     return 0;
 }
 
-int main(int argc, char **argv)
+static int run(int argc, char **argv)
 {
     tkv_server_opts o;
     tkv_server_defaults(&o);
@@ -811,4 +811,11 @@ int main(int argc, char **argv)
         return 0;
     }
     return tkv_server_run(&o);
+}
+
+int main(int argc, char **argv)
+{
+    int rc = run(argc, argv);
+    free(conf_text); /* the options pointed into it until now */
+    return rc;
 }

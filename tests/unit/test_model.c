@@ -25,6 +25,7 @@
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../common/rng.h"
@@ -565,6 +566,11 @@ static void run_opts(uint32_t fill, uint32_t resident, size_t max_memory, tkv_po
                             .clock = test_clock,
                             .clock_ctx = &w};
     reopen(&w);
+    /* TKV_MODEL_SCALE (a factor, default 1) shortens or lengthens every run:
+     * CI's sanitizer stage halves them, a long hunt multiplies them. */
+    const char *scale = getenv("TKV_MODEL_SCALE");
+    if (scale && atof(scale) > 0)
+        nops = (long)((double)nops * atof(scale));
     for (w.ops = 0; w.ops < nops; w.ops++) {
         step(&w);
         if (w.ops % 97 == 0 || getenv("TKV_MODEL_TRACE"))

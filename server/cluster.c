@@ -60,6 +60,8 @@ struct tkv_cluster {
     char *map_key;  /* /tkv/<name>/map */
     char *prefix;   /* /tkv/<name>/ */
     double ttl;     /* the lease's seconds */
+    char *map_path; /* <data dir>/cluster-map.json: the last map seen */
+    char *saved;    /* its contents at start, or NULL */
     char node_id[TKV_CLUSTER_NODE_ID_LEN + 1];
 };
 
@@ -233,6 +235,64 @@ static int read_map(tkv_cluster *c, step_state *st)
     tkv_etcd_kvs_free(&kvs);
     return 0;
 }
+
+/* ---- the last map, kept on disk ----------------------------------------- */
+
+/* The last map this node saw, written (temporary name, synced, renamed)
+ * by the thread so that a restart begins from it instead of from no map:
+ * a node the map made a primary then starts fenced (it leads only once
+ * its thread takes the lead), not as a plain server taking writes a
+ * failover may already have moved elsewhere. A failure is logged; the
+ * node goes on. */
+static void save_map(tkv_cluster *c, const char *json)
+{
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", c->map_path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    size_t len = strlen(json);
+    bool ok = fd >= 0 && write(fd, json, len) == (ssize_t)len && fsync(fd) == 0;
+    if (fd >= 0 && close(fd) != 0)
+        ok = false;
+    if (!ok || rename(tmp, c->map_path) != 0) {
+        tkv_warn("cluster: cannot keep the map in %s: %s", c->map_path, strerror(errno));
+        unlink(tmp);
+    }
+}
+
+/* Reads the kept map (at start, before the thread runs); NULL if none. */
+static char *load_saved(const char *path)
+{
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return NULL;
+    char *buf = NULL;
+    size_t cap = 0, len = 0;
+    for (;;) {
+        if (len + 4096 + 1 > cap) {
+            char *nb = realloc(buf, cap = cap ? cap * 2 : 65536);
+            if (!nb) {
+                free(buf);
+                fclose(f);
+                return NULL;
+            }
+            buf = nb;
+        }
+        size_t n = fread(buf + len, 1, cap - len - 1, f);
+        len += n;
+        if (n == 0)
+            break;
+    }
+    bool err = ferror(f);
+    fclose(f);
+    if (err || len == 0) {
+        free(buf);
+        return NULL;
+    }
+    buf[len] = '\0';
+    return buf;
+}
+
+const char *tkv_cluster_saved_map(const tkv_cluster *c) { return c->saved; }
 
 /* ---- leadership and failover (failover.h has the rule) ------------------ */
 
@@ -499,6 +559,8 @@ static void *cluster_main(void *arg)
         c->slot_leader = st.leader;
         pthread_mutex_unlock(&c->mu);
         tell_lead(c, &st);
+        if (st.pending)
+            save_map(c, st.pending);
         publish(c, st.pending, st.seen_rev, reachable == 1);
         st.pending = NULL; /* the slot's now */
     } while (!nap(c, backoff ? backoff : TKV_CLUSTER_POLL));
@@ -537,6 +599,8 @@ static void cluster_free(tkv_cluster *c)
     free(c->node_val);
     free(c->map_key);
     free(c->prefix);
+    free(c->map_path);
+    free(c->saved);
     free(c->slot_json);
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cv);
@@ -574,11 +638,14 @@ tkv_cluster *tkv_cluster_start(struct ev_loop *loop, const tkv_cluster_opts *o, 
     c->node_key = etcd_key(o->name, "nodes/", c->node_id);
     c->map_key = etcd_key(o->name, "map", "");
     c->prefix = etcd_key(o->name, "", "");
+    if (asprintf(&c->map_path, "%s/cluster-map.json", o->data_dir) < 0)
+        c->map_path = NULL;
+    c->saved = c->map_path ? load_saved(c->map_path) : NULL;
     c->ttl = o->ttl > 0 ? o->ttl : TKV_CLUSTER_TTL;
     json_t *val = json_pack("{s:s}", "addr", o->announce);
     c->node_val = val ? json_dumps(val, JSON_COMPACT) : NULL;
     json_decref(val);
-    if (!c->name || !c->node_key || !c->map_key || !c->prefix || !c->node_val) {
+    if (!c->name || !c->node_key || !c->map_key || !c->prefix || !c->map_path || !c->node_val) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }

@@ -71,6 +71,13 @@ tkv_cluster *tkv_cluster_start(struct ev_loop *loop, const tkv_cluster_opts *o, 
  * frees. Call on the loop's thread. NULL-safe. */
 void tkv_cluster_stop(tkv_cluster *c);
 
+/* The map this node last saw (kept in the data directory as
+ * cluster-map.json by the thread), as read at start; NULL if none. The
+ * server installs it before the thread's first map arrives, so a node
+ * that was a cluster's starts as what the map made it - a primary fenced
+ * until it leads again, or a replica - never as a plain server. */
+const char *tkv_cluster_saved_map(const tkv_cluster *c);
+
 /* Whether this node holds its shard's lead now: the leader key is its,
  * and its lease has not run out (judged by the clock, so a node cut off
  * from etcd stops leading when its lease ends). Any thread; cheap (a

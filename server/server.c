@@ -484,6 +484,11 @@ static int start_cluster(tkv_srv *s, uint16_t port)
         return -1;
     }
     s->disp.cluster = s->cluster;
+    const char *saved = tkv_cluster_saved_map(s->cluster);
+    if (saved) {
+        tkv_info("cluster: starting from the map this node last saw, until etcd's arrives");
+        tkv_server_map_changed(s, saved, 0);
+    }
     return 0;
 }
 

@@ -191,6 +191,18 @@ Test(cluster_failover, a_killed_primary_is_replaced_and_loses_no_waited_write, .
     /* The old primary comes back as a replica of the new one and converges. */
     tkvd_restart(&nodes[victim]);
     cr_assert_eq(nodes[victim].port, vport);
+    /* From its first moment it takes no write of its shard's: it starts
+     * from the map it last saw, as a primary that does not lead
+     * (TRYAGAIN), and the new map makes it a replica (MOVED, READONLY). */
+    {
+        tkv_ctx *old = tkvd_client(&nodes[victim]);
+        int rc = tkv_put(old, "k0", 2, "stale", 5, (uint64_t)LOAD_MAX + 20, NULL);
+        cr_assert_eq(rc, TKV_ERR, "the restarted old primary took a write");
+        int code = tkv_server_code(old);
+        cr_assert(code == TKV_SC_TRYAGAIN || code == TKV_SC_MOVED || code == TKV_SC_READONLY, "%s",
+                  tkv_errstr(old));
+        tkv_free(old);
+    }
     deadline = now_s() + 60;
     for (;;) {
         bool rep = false, on = false;

@@ -70,7 +70,8 @@ typedef struct step_state {
     int64_t lease;         /* 0: none */
     bool registered;       /* the node key is put under this lease */
     double next_keepalive; /* monotonic seconds */
-    double lease_until;    /* when the lease ends unless renewed (monotonic s) */
+    double lease_until;    /* when the lease ends unless renewed (boot-time s) */
+    double granted_at;     /* when this lease was granted */
     uint64_t seen_rev;     /* the map revision last handed over */
     char *map;             /* that map's JSON (the thread's copy) */
     char *pending;         /* a new map to hand to the loop at the step's end */
@@ -81,10 +82,13 @@ typedef struct step_state {
     char err[512];         /* why the last step failed */
 } step_state;
 
+/* CLOCK_BOOTTIME, not CLOCK_MONOTONIC: it goes on counting while the
+ * machine is suspended, as etcd's clock does, so a node that wakes up
+ * knows its lease ran out meanwhile (tkv_cluster_leads reads it too). */
 static double now_mono(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_BOOTTIME, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
@@ -196,6 +200,7 @@ static int keep_lease(tkv_cluster *c, step_state *st)
         if (tkv_etcd_lease_grant(c->etcd, (int64_t)c->ttl, &st->lease, st->err, sizeof st->err) < 0)
             return -1;
         st->lease_until = sent + c->ttl;
+        st->granted_at = sent;
         st->next_keepalive = now_mono() + c->ttl / 3;
     }
     if (!st->registered) {
@@ -302,7 +307,9 @@ const char *tkv_cluster_saved_map(const tkv_cluster *c) { return c->saved; }
  * its lease ends even while this thread waits out a backoff. */
 static void tell_lead(tkv_cluster *c, const step_state *st)
 {
-    atomic_store(&c->lead_until, st->leader ? (uint64_t)(st->lease_until * 1e9) : 0);
+    /* A margin for the two clocks' rates: 1% of the lease and 50 ms. */
+    double until = st->lease_until - c->ttl / 100 - 0.05;
+    atomic_store(&c->lead_until, st->leader && until > 0 ? (uint64_t)(until * 1e9) : 0);
 }
 
 /* Logs a line about leadership once, not at every step it stays true. */
@@ -389,8 +396,14 @@ static int elect(tkv_cluster *c, step_state *st, const tkv_failover_self *me, co
             "the primary %s of shard %s is gone, and this replica cannot stand: it is not in "
             "step (offset %llu)",
             me->leader, me->shard, (unsigned long long)offset);
+        stand_down(c, st, me->shard); /* a candidacy left up would block the others */
         return 0;
     }
+    /* A lease granted less than a lease period ago: every lease may have
+     * run out together (etcd away for longer), and the primary may be
+     * alive and about to register again - give it that time. */
+    if (now_mono() < st->granted_at + c->ttl)
+        return 0;
     char ckey[512];
     key3(c, ckey, sizeof ckey, "candidates/", me->shard, "/");
     size_t plen = strlen(ckey);
@@ -400,7 +413,9 @@ static int elect(tkv_cluster *c, step_state *st, const tkv_failover_self *me, co
                  "%llu",
                  me->leader, me->shard, (unsigned long long)offset);
     }
-    if (!st->standing) {
+    /* Put again at every step with the offset as it is now: the ranking
+     * reads what each published, this node's own included. */
+    {
         char *val = tkv_failover_candidacy(offset);
         snprintf(ckey + plen, sizeof ckey - plen, "%s", c->node_id);
         int rc = val ? tkv_etcd_put(c->etcd, ckey, strlen(ckey), val, strlen(val), st->lease, NULL,
@@ -475,8 +490,21 @@ static int lead(tkv_cluster *c, step_state *st)
     if (kvs.n == 1 && kvs.kv[0].value_len <= TKV_FAILOVER_ID_MAX)
         memcpy(holder, kvs.kv[0].value, kvs.kv[0].value_len + 1);
     bool held = kvs.n == 1;
+    /* Ours only under the lease this node renews: one taken under a lease
+     * it has since given up (renewals refused, a new lease granted) will
+     * go when that lease ends, and leading on it meanwhile would outlast
+     * it. */
+    bool under_ours = held && kvs.kv[0].lease == st->lease;
     tkv_etcd_kvs_free(&kvs);
     int rc = 0;
+    if (held && strcmp(holder, c->node_id) == 0 && !under_ours) {
+        st->leader = false;
+        say(st, true,
+            "the lead of shard %s is held under an old lease of this node; waiting for "
+            "it to end",
+            me.shard);
+        return 0;
+    }
     if (held && strcmp(holder, c->node_id) == 0) {
         st->leader = true;
         stand_down(c, st, me.shard);
@@ -540,6 +568,7 @@ static void *cluster_main(void *arg)
     step_state st = {0};
     int reachable = -1; /* -1: not yet known, so the first answer or failure is logged */
     double backoff = 0;
+    double wait;
     do {
         if (keep_lease(c, &st) == 0 && read_map(c, &st) == 0 && lead(c, &st) == 0) {
             if (reachable == 0)
@@ -563,7 +592,11 @@ static void *cluster_main(void *arg)
             save_map(c, st.pending);
         publish(c, st.pending, st.seen_rev, reachable == 1);
         st.pending = NULL; /* the slot's now */
-    } while (!nap(c, backoff ? backoff : TKV_CLUSTER_POLL));
+        /* A backoff never sleeps through a renewal that is due. */
+        wait = backoff ? backoff : TKV_CLUSTER_POLL;
+        if (st.lease && st.next_keepalive - now_mono() < wait)
+            wait = st.next_keepalive - now_mono() > 0.05 ? st.next_keepalive - now_mono() : 0.05;
+    } while (!nap(c, wait));
     /* A clean stop: the node key goes now, not a TTL from now. */
     if (st.lease && tkv_etcd_lease_revoke(c->etcd, st.lease, st.err, sizeof st.err) < 0)
         tkv_warn("cluster: could not revoke the lease (the node key expires in %.0f s): %s", c->ttl,
@@ -687,7 +720,7 @@ const char *tkv_cluster_node_id(const tkv_cluster *c) { return c->node_id; }
 bool tkv_cluster_leads(const tkv_cluster *c)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_BOOTTIME, &ts);
     uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
     return now < atomic_load((_Atomic uint64_t *)&c->lead_until);
 }

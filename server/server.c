@@ -190,6 +190,8 @@ static void batch_written(tkv_srv *s)
 
 /* Collects a finished batch and starts the next, keeping the writer busy
  * while there is anything to write. */
+static void tell_cluster(tkv_srv *s);
+
 static void commit(tkv_srv *s)
 {
     uint64_t failed;
@@ -202,6 +204,9 @@ static void commit(tkv_srv *s)
         /* Before the next batch starts: its frame is the engine's until
          * then. */
         tkv_repl_committed(s->repl);
+        /* A replica's offset as it stands for a lead: current, not a
+         * second old (a stale one could rank it below one holding less). */
+        tell_cluster(s);
     } else if (rc < 0) {
         batch_failed(s);
         tkv_repl_rolled_back(s->repl);

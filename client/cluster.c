@@ -796,6 +796,11 @@ int tkv_cluster_scan(tkv_cluster *cl, const void *prefix, size_t plen, tkv_bytes
     *next = (tkv_bytes){NULL, 0};
     if (cursor.ptr && parse_cursor(cursor, &place, &sub) < 0)
         return set_err(cl, TKV_EK_USAGE, 0, "not a cluster SCAN cursor (\"N:KEY\")");
+    if (place >= np && np > 0)
+        return set_err(cl, TKV_EK_USAGE, 0,
+                       "cluster SCAN cursor names node %zu, but the map has %zu primaries (it "
+                       "changed since the cursor was given: start again)",
+                       place, np);
     for (; place < np; place++, sub = (tkv_bytes){NULL, 0}) {
         tkv_ctx *c = node_ctx(cl, prim[place]);
         if (!c)

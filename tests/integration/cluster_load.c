@@ -5,6 +5,7 @@
 
 #include <criterion/criterion.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -79,6 +80,39 @@ tkv_cluster *cluster_of(const tkvd *nodes, int n)
     return cl;
 }
 
+void cluster_start_pairs(const char *etcd_url, const char *name, tkvd *nodes, int n)
+{
+    /* Static: the harness keeps the pointers for restarts. */
+    static char url[128], nm[72];
+    static const char *args[] = {"--cluster", url, "--cluster-name", nm, "--cluster-timeout",
+                                 "2",         NULL};
+    snprintf(url, sizeof url, "%s", etcd_url);
+    snprintf(nm, sizeof nm, "%s", name);
+    for (int i = 0; i < n; i++)
+        tkvd_start(&nodes[i], args);
+    char prefix[128];
+    snprintf(prefix, sizeof prefix, "/tkv/%s/nodes/", name);
+    etcd_wait_count(url, prefix, (size_t)n);
+    const char *ctl[] = {getenv("TKVCTL"), "--etcd", url, "--cluster-name", nm, "cluster", "create",
+                         "--replicas",     "1",      NULL};
+    char *out, *err;
+    cr_assert_eq(run_capture(ctl, NULL, &out, &err), 0, "%s", err);
+    free(out);
+    free(err);
+    snprintf(prefix, sizeof prefix, "/tkv/%s/leaders/", name);
+    etcd_wait_count(url, prefix, (size_t)n / 2);
+    double deadline = now_s() + 60;
+    for (int online = 0; online < n / 2;) {
+        online = 0;
+        for (int i = 0; i < n; i++) {
+            bool rep = false, on = false;
+            online += node_role(&nodes[i], &rep, &on) && on;
+        }
+        cr_assert(now_s() < deadline, "the replicas never came online");
+        pause_ms(50);
+    }
+}
+
 int put_then_wait(tkv_ctx *c, void *arg)
 {
     put_wait *pw = arg;
@@ -142,6 +176,15 @@ const char *load_last_error(cluster_load *l, char *buf, size_t len)
     snprintf(buf, len, "%s", l->last_err[0] ? l->last_err : "none");
     pthread_mutex_unlock(&l->mu);
     return buf;
+}
+
+void load_wait_acked(cluster_load *l, long want)
+{
+    double deadline = now_s() + 60;
+    while (load_count(l, atomic_load(&l->written), W_WAITED) < want) {
+        cr_assert(now_s() < deadline, "the writer never got %ld writes acknowledged", want);
+        pause_ms(20);
+    }
 }
 
 long load_count(cluster_load *l, long upto, int state)

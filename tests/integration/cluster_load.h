@@ -33,6 +33,12 @@ uint64_t node_stat(const tkvd *d, const char *name);
 /* A cluster handle seeded with the n nodes. */
 tkv_cluster *cluster_of(const tkvd *nodes, int n);
 
+/* Starts n nodes (n even) with --cluster etcd_url --cluster-name name
+ * --cluster-timeout 2, has tkvctl create the cluster with one replica a
+ * shard, and waits until every shard has a leader and every replica is
+ * online. The nodes' arguments are kept for tkvd_restart(). */
+void cluster_start_pairs(const char *etcd_url, const char *name, tkvd *nodes, int n);
+
 /* ---- the writer ------------------------------------------------------------ */
 
 /* Write i: key k<i % LOAD_KEYS>, value v<i>, at ts i + 1. */
@@ -68,6 +74,8 @@ void load_start(cluster_load *l, const tkvd *nodes, int n, int wait_ms);
 void load_stop(cluster_load *l);
 /* The writer's last failure (into buf), for an assertion's message. */
 const char *load_last_error(cluster_load *l, char *buf, size_t len);
+/* Waits (at most 60 s) until want writes have been WAIT acknowledged. */
+void load_wait_acked(cluster_load *l, long want);
 /* Writes among the first upto that ended in state. */
 long load_count(cluster_load *l, long upto, int state);
 /* Whether write i is readable at its own timestamp through cl. */

@@ -480,6 +480,9 @@ Test(cluster, scan_lists_every_node_s_keys_once)
     cr_assert_eq(tkv_cluster_scan(cl, NULL, 0, (tkv_bytes){"nonsense", 8}, 7, &keys, &n, &next),
                  TKV_ERR);
     cr_assert_eq(tkv_cluster_err(cl), TKV_EK_USAGE);
+    /* A cursor past the map's last node is refused, not an empty end. */
+    cr_assert_eq(tkv_cluster_scan(cl, NULL, 0, (tkv_bytes){"9:", 2}, 7, &keys, &n, &next), TKV_ERR);
+    cr_assert_eq(tkv_cluster_err(cl), TKV_EK_USAGE);
     tkv_cluster_free(cl);
 
     char port[8];

@@ -53,38 +53,11 @@ Test(cluster_failover, a_killed_primary_is_replaced_and_loses_no_waited_write, .
      .timeout = 240)
 {
     etcd_start(&etcd);
-    const char *args[] = {"--cluster", etcd.url, "--cluster-name", NAME, "--cluster-timeout",
-                          "2",         NULL};
-    for (int i = 0; i < NNODES; i++)
-        tkvd_start(&nodes[i], args);
-    etcd_wait_count(etcd.url, "/tkv/" NAME "/nodes/", NNODES);
-    const char *ctl[] = {
-        getenv("TKVCTL"), "--etcd", etcd.url, "--cluster-name", NAME, "cluster", "create",
-        "--replicas",     "1",      NULL};
-    char *out, *err;
-    cr_assert_eq(run_capture(ctl, NULL, &out, &err), 0, "%s", err);
-    free(out);
-    free(err);
-    /* Both primaries lead (their leader keys) and both replicas are online. */
-    etcd_wait_count(etcd.url, "/tkv/" NAME "/leaders/", 2);
-    double deadline = now_s() + 60;
-    int online = 0;
-    while (online < 2) {
-        online = 0;
-        for (int i = 0; i < NNODES; i++) {
-            bool rep = false, on = false;
-            online += node_role(&nodes[i], &rep, &on) && on;
-        }
-        cr_assert(now_s() < deadline, "the replicas never came online");
-        pause_ms(50);
-    }
-
+    cluster_start_pairs(etcd.url, NAME, nodes, NNODES);
     load_start(&load, nodes, NNODES, WAIT_MS);
-    deadline = now_s() + 60;
-    while (load_count(&load, atomic_load(&load.written), W_WAITED) < 300) {
-        cr_assert(now_s() < deadline, "the writer never got 300 writes acknowledged");
-        pause_ms(20);
-    }
+    load_wait_acked(&load, 300);
+    double deadline;
+    char *out, *err;
 
     /* The victim: the primary of the shard that serves k0. */
     tkv_cluster *cl = cluster_of(nodes, NNODES);
@@ -236,30 +209,10 @@ Test(cluster_failover, a_primary_cut_off_from_etcd_stops_taking_writes, .fini = 
      .timeout = 180)
 {
     etcd_start(&etcd);
-    const char *args[] = {"--cluster", etcd.url, "--cluster-name", NAME, "--cluster-timeout",
-                          "2",         NULL};
-    for (int i = 0; i < 2; i++)
-        tkvd_start(&nodes[i], args);
-    etcd_wait_count(etcd.url, "/tkv/" NAME "/nodes/", 2);
-    const char *ctl[] = {
-        getenv("TKVCTL"), "--etcd", etcd.url, "--cluster-name", NAME, "cluster", "create",
-        "--replicas",     "1",      NULL};
-    char *out, *err;
-    cr_assert_eq(run_capture(ctl, NULL, &out, &err), 0, "%s", err);
-    free(out);
-    free(err);
-    etcd_wait_count(etcd.url, "/tkv/" NAME "/leaders/", 1);
-    int prim = -1;
-    double deadline = now_s() + 60;
-    while (prim < 0) {
-        for (int i = 0; i < 2 && prim < 0; i++) {
-            bool rep = false, on = false;
-            if (node_role(&nodes[i], &rep, &on) && on)
-                prim = 1 - i;
-        }
-        cr_assert(now_s() < deadline, "the replica never came online");
-        pause_ms(50);
-    }
+    cluster_start_pairs(etcd.url, NAME, nodes, 2);
+    bool rep = true, on = false;
+    int prim = node_role(&nodes[0], &rep, &on) && !rep ? 0 : 1;
+    double deadline;
     tkv_ctx *p = tkvd_client(&nodes[prim]);
     deadline = now_s() + 30;
     while (tkv_put(p, "k", 1, "v1", 2, 1, NULL) != TKV_OK) {

@@ -129,32 +129,14 @@ static void owner_of(const char *key, char out[32])
 Test(cluster_life, grow_under_load_then_lose_a_primary, .fini = teardown, .timeout = 300)
 {
     etcd_start(&etcd);
-    const char *args[] = {"--cluster", etcd.url, "--cluster-name", NAME, "--cluster-timeout",
-                          "2",         NULL};
-    for (int i = 0; i < 4; i++)
-        tkvd_start(&nodes[i], args);
-    etcd_wait_count(etcd.url, "/tkv/" NAME "/nodes/", 4);
-    free(ctl("create", "--replicas", "1"));
-    etcd_wait_count(etcd.url, "/tkv/" NAME "/leaders/", 2);
-    double deadline = now_s() + 60;
-    for (int online = 0; online < 2;) {
-        online = 0;
-        for (int i = 0; i < 4; i++) {
-            bool rep = false, on = false;
-            online += node_role(&nodes[i], &rep, &on) && on;
-        }
-        cr_assert(now_s() < deadline, "the replicas never came online");
-        pause_ms(50);
-    }
-
+    cluster_start_pairs(etcd.url, NAME, nodes, 4);
     load_start(&load, nodes, NNODES, WAIT_MS);
-    deadline = now_s() + 60;
-    while (load_count(&load, atomic_load(&load.written), W_WAITED) < 300) {
-        cr_assert(now_s() < deadline, "the writer never got 300 writes acknowledged");
-        pause_ms(20);
-    }
+    load_wait_acked(&load, 300);
+    double deadline;
 
     /* Grow: a fifth node, added as the primary of a third shard. */
+    const char *args[] = {"--cluster", etcd.url, "--cluster-name", NAME, "--cluster-timeout",
+                          "2",         NULL};
     tkvd_start(&nodes[4], args);
     etcd_wait_count(etcd.url, "/tkv/" NAME "/nodes/", 5);
     char id[64];

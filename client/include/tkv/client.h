@@ -792,7 +792,8 @@ TKV_API int tkv_cluster_mput(tkv_cluster *cl, const tkv_item *items, size_t n,
  * lists only keys of the slots the handle's map gives it, so a key held
  * twice while its slot moves is listed once; a key moved (or a map
  * changed) between two pages may be missed or listed twice, as with
- * Redis Cluster's per-node SCAN. */
+ * Redis Cluster's per-node SCAN. A cursor that is not "N:KEY", or names a
+ * node past the map's last, is TKV_EK_USAGE. */
 TKV_API int tkv_cluster_scan(tkv_cluster *cl, const void *prefix, size_t plen, tkv_bytes cursor,
                              uint32_t count, const tkv_bytes **keys, size_t *n, tkv_bytes *next);
 

@@ -373,6 +373,8 @@ int tkv_store_write(tkv_store *s, tkv_store_batch *b, bool sync, char *err, size
     return 0;
 }
 
+int tkv_store_flush(tkv_store *s, char *err, size_t errlen) { return closed(s, err, errlen); }
+
 void tkv_store_set_observer(tkv_store *s, tkv_store_observer fn, void *ctx)
 {
     s->observer = fn;

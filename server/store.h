@@ -42,7 +42,8 @@
 typedef struct tkv_store_opts {
     const char *dir;     /* data directory; created if missing */
     size_t block_cache;  /* LevelDB block cache bytes; 0: LevelDB default */
-    size_t write_buffer; /* LevelDB memtable bytes; 0: LevelDB default */
+    size_t write_buffer; /* bytes of records kept in the write buffer (the log's
+                          * memory table) before they go to LevelDB; 0: 32 MiB */
     bool no_compression; /* write tables uncompressed (reads take either) */
     bool create;         /* create the database if missing */
 } tkv_store_opts;
@@ -139,6 +140,12 @@ void tkv_store_batch_iterate(const tkv_store_batch *b, void *ctx, tkv_store_put_
  * again until tkv_store_reopen() succeeds. An empty batch with sync syncs
  * earlier unsynced writes. */
 int tkv_store_write(tkv_store *s, tkv_store_batch *b, bool sync, char *err, size_t errlen);
+
+/* Moves everything written before the call from the write buffer into
+ * LevelDB (synced) and waits for it. Nothing needs it for correctness -
+ * reads see written records wherever they are - but tests use it to reach
+ * LevelDB's records on purpose. Returns 0, or -1 with the reason in err. */
+int tkv_store_flush(tkv_store *s, char *err, size_t errlen);
 
 /* Called after each successful tkv_store_write() - empty batches included -
  * on the thread that wrote, before tkv_store_write() returns. `b` is the

@@ -1,26 +1,49 @@
 /*
- * store.c - implements store.h on LevelDB's C API; the only file that
- * includes <leveldb/c.h>.
+ * store.c - implements store.h: tkv's own log and write buffer in front of
+ * LevelDB, which holds versions as chunks; the only file that includes
+ * <leveldb/c.h>.
  *
- * The handles are thin: a batch is a LevelDB write batch plus the record
- * and byte counts LevelDB's C API does not report; an iterator is a LevelDB
- * iterator plus the read options that carry its snapshot; a snapshot is a
- * LevelDB snapshot plus read options aimed at it. Every read verifies
- * checksums (paranoid: a damaged block is an error, never wrong data).
+ * Why not hand every write to LevelDB: LevelDB's cost is per record (its
+ * memtable, then compaction rewriting each record several times), and a
+ * version is a small record. So a write goes to tkv's log (where it becomes
+ * durable, in every --fsync mode) and into a write buffer (memtab.h); when
+ * the buffer is full it is frozen and a flusher thread writes it to LevelDB
+ * in key order, the versions of each key grouped into chunk records
+ * (chunk.h) - one LevelDB record for up to 64 versions - then deletes the
+ * log files the buffer covered. BENCHMARKS.md ("The write path") has the
+ * measurements that chose this.
  *
- * The data directory holds LevelDB's files under db/ and tkvd.lock, a file
- * locked with flock() for the life of the process and holding the owner's
- * pid, so a second server on the same directory fails at once and says who
- * has it.
+ * Reads merge three sorted sources, newest first: the live buffer, the
+ * frozen one being flushed (if any), and LevelDB with its chunks unfolded
+ * into one record per version. A buffer record may be a delete, which hides
+ * older sources' record of that key. Everything a reader needs is taken
+ * under `mu` at once - references to both buffers, the buffer's sequence
+ * number and LevelDB's view - so an iterator or snapshot sees one moment:
+ * a buffer's records stay visible through the reader's reference even after
+ * the flusher has put them in LevelDB and dropped the buffer.
+ *
+ * Files: db/ holds LevelDB's, wal/ the log (NNNNNNNNNNNNNNNN.log, each
+ * record a big-endian u32 length, a u32 CRC-32C and a batch), and
+ * tkvd.lock is flock()ed for the life of the process with the owner's pid
+ * in it, so a second server on the same directory fails at once and says
+ * who has it.
  */
 #include "store.h"
 
+#include "byteorder.h"
+#include "chunk.h"
+#include "crc32c.h"
 #include "datadir.h"
+#include "memtab.h"
 
 #include <leveldb/c.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,35 +51,439 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-struct tkv_store_iter {
-    leveldb_iterator_t *it;
-};
+#define DEFAULT_WRITE_BUFFER (32u << 20)
+/* The flusher hands LevelDB writes of about this size. */
+#define FLUSH_BATCH_BYTES (4u << 20)
+#define LOG_HEADER 8
 
+/* ---- batches: the log record's payload as it is built ---------------------------- */
+
+/* The log record's header (length and CRC, filled in by the write), then
+ * each record: a type byte (1 put, 0 delete), varint key length, key, and
+ * for a put varint value length, value. So the batch is written to the log
+ * as it is, in one write(). */
 struct tkv_store_batch {
-    leveldb_writebatch_t *wb;
+    tkv_buf buf;
     size_t records;
     size_t bytes;
 };
 
-struct tkv_store_snapshot {
-    const leveldb_snapshot_t *snap;
-    leveldb_readoptions_t *ropts; /* verify checksums, read at snap */
-};
+static size_t put_varint(uint8_t *out, uint64_t v)
+{
+    size_t n = 0;
+    while (v >= 0x80) {
+        out[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    out[n++] = (uint8_t)v;
+    return n;
+}
+
+static const uint8_t *get_varint(const uint8_t *p, const uint8_t *end, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64 && p < end; shift += 7) {
+        uint8_t b = *p++;
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *out = v;
+            return p;
+        }
+    }
+    return NULL;
+}
+
+static void oom(void)
+{
+    /* As LevelDB: a batch that cannot be built ends the process, which the
+     * log makes safe (nothing acknowledged is lost). */
+    fprintf(stderr, "tkv store: out of memory\n");
+    abort();
+}
+
+tkv_store_batch *tkv_store_batch_new(void)
+{
+    tkv_store_batch *b = calloc(1, sizeof *b);
+    if (b && tkv_buf_reserve(&b->buf, 4096) < 0) {
+        free(b);
+        return NULL;
+    }
+    if (b)
+        b->buf.len = LOG_HEADER;
+    return b;
+}
+
+void tkv_store_batch_free(tkv_store_batch *b)
+{
+    if (!b)
+        return;
+    tkv_buf_deinit(&b->buf);
+    free(b);
+}
+
+static void batch_add(tkv_store_batch *b, bool put, const void *k, size_t klen, const void *v,
+                      size_t vlen)
+{
+    if (tkv_buf_reserve(&b->buf, 1 + 10 + klen + 10 + vlen) < 0)
+        oom();
+    uint8_t *p = b->buf.data + b->buf.len;
+    size_t o = 0;
+    p[o++] = put;
+    o += put_varint(p + o, klen);
+    if (klen)
+        memcpy(p + o, k, klen);
+    o += klen;
+    if (put) {
+        o += put_varint(p + o, vlen);
+        if (vlen)
+            memcpy(p + o, v, vlen);
+        o += vlen;
+    }
+    b->buf.len += o;
+    b->records++;
+    b->bytes += klen + vlen;
+}
+
+void tkv_store_batch_put(tkv_store_batch *b, const void *k, size_t klen, const void *v, size_t vlen)
+{
+    batch_add(b, true, k, klen, v, vlen);
+}
+
+void tkv_store_batch_delete(tkv_store_batch *b, const void *k, size_t klen)
+{
+    batch_add(b, false, k, klen, NULL, 0);
+}
+
+void tkv_store_batch_clear(tkv_store_batch *b)
+{
+    b->buf.len = LOG_HEADER;
+    b->records = 0;
+    b->bytes = 0;
+}
+
+size_t tkv_store_batch_size(const tkv_store_batch *b) { return b->records; }
+
+size_t tkv_store_batch_bytes(const tkv_store_batch *b) { return b->bytes; }
+
+typedef void (*rec_fn)(void *ctx, bool put, const uint8_t *k, size_t klen, const uint8_t *v,
+                       size_t vlen);
+
+/* Walks encoded records; -1 if they are malformed (a damaged log record
+ * whose checksum happened to match, or a bug). */
+static int records_walk(const uint8_t *p, size_t n, void *ctx, rec_fn fn)
+{
+    const uint8_t *end = p + n;
+    while (p < end) {
+        uint8_t type = *p++;
+        uint64_t klen, vlen = 0;
+        if (type > 1 || !(p = get_varint(p, end, &klen)) || klen > (uint64_t)(end - p))
+            return -1;
+        const uint8_t *k = p;
+        p += klen;
+        const uint8_t *v = NULL;
+        if (type == 1) {
+            if (!(p = get_varint(p, end, &vlen)) || vlen > (uint64_t)(end - p))
+                return -1;
+            v = p;
+            p += vlen;
+        }
+        if (fn)
+            fn(ctx, type == 1, k, (size_t)klen, v, (size_t)vlen);
+    }
+    return 0;
+}
+
+typedef struct iterate_ctx {
+    void *ctx;
+    tkv_store_put_fn put;
+    tkv_store_del_fn del;
+} iterate_ctx;
+
+static void iterate_one(void *p, bool put, const uint8_t *k, size_t klen, const uint8_t *v,
+                        size_t vlen)
+{
+    iterate_ctx *c = p;
+    if (put)
+        c->put(c->ctx, k, klen, v, vlen);
+    else
+        c->del(c->ctx, k, klen);
+}
+
+void tkv_store_batch_iterate(const tkv_store_batch *b, void *ctx, tkv_store_put_fn put,
+                             tkv_store_del_fn del)
+{
+    iterate_ctx c = {ctx, put, del};
+    records_walk(b->buf.data + LOG_HEADER, b->buf.len - LOG_HEADER, &c, iterate_one);
+}
+
+/* ---- the store -------------------------------------------------------------------- */
 
 struct tkv_store {
+    /* LevelDB */
     leveldb_t *db;
     leveldb_options_t *opts;
     leveldb_cache_t *cache;
     leveldb_filterpolicy_t *bloom;
     leveldb_readoptions_t *ropts;
-    leveldb_writeoptions_t *wsync;   /* sync = true */
-    leveldb_writeoptions_t *wnosync; /* sync = false */
-    tkv_store_iter shared;           /* shared.it NULL when released */
+    leveldb_writeoptions_t *wsync;
+    leveldb_writeoptions_t *wnosync;
+    tkv_store_iter *shared;
     tkv_store_observer observer;
     void *observer_ctx;
     int lock_fd;
-    char *dbpath;
+    char *dir, *dbpath, *waldir;
+    size_t write_buffer;
+    /* The write side, serialised by wmu: the open log file and the next
+     * sequence number. A failed log write or sync leaves the file's end
+     * unknown: no write is taken until a reopen replays it. */
+    pthread_mutex_t wmu;
+    int log_fd;
+    uint64_t log_num;
+    bool log_unsynced, log_failed;
+    uint64_t seq_next;
+    /* Shared with readers and the flusher, under mu: the live buffer
+     * (covering log files from mem_log on) and the frozen one (imm, from
+     * imm_log to mem_log). seq is the last sequence number whose batch is
+     * whole in mem. */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    tkv_memtab *mem, *imm;
+    uint64_t mem_log, imm_log;
+    _Atomic uint64_t seq;
+    pthread_t flusher;
+    bool flusher_on, flusher_quit;
+    bool bg_failed;
+    char bg_err[256];
+    uint64_t flushes;
 };
+
+/* What a reader works on: the buffers and the sequence number it sees. */
+typedef struct view {
+    tkv_memtab *mt[2];
+    int nmt;
+    uint64_t seq;
+} view;
+
+struct tkv_store_snapshot {
+    view v;
+    const leveldb_snapshot_t *snap;
+    leveldb_readoptions_t *ropts; /* verify checksums, read at snap */
+};
+
+static void view_take(tkv_store *s, view *v)
+{
+    v->nmt = 0;
+    if (s->mem) {
+        tkv_memtab_ref(s->mem);
+        v->mt[v->nmt++] = s->mem;
+    }
+    if (s->imm) {
+        tkv_memtab_ref(s->imm);
+        v->mt[v->nmt++] = s->imm;
+    }
+    v->seq = atomic_load_explicit(&s->seq, memory_order_acquire);
+}
+
+static void view_drop(view *v)
+{
+    for (int i = 0; i < v->nmt; i++)
+        tkv_memtab_unref(v->mt[i]);
+    v->nmt = 0;
+}
+
+/* ---- the log ---------------------------------------------------------------------- */
+
+static void log_path(const tkv_store *s, uint64_t num, char *out, size_t n)
+{
+    snprintf(out, n, "%s/%016" PRIu64 ".log", s->waldir, num);
+}
+
+static int sync_dir(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+/* Creates log file num and makes its name durable. */
+static int log_create(tkv_store *s, uint64_t num, char *err, size_t errlen)
+{
+    char path[4200];
+    log_path(s, num, path, sizeof path);
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd < 0 || sync_dir(s->waldir) < 0) {
+        tkv_datadir_err(err, errlen, "cannot create a log file", strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Log file numbers in the directory, sorted; *n of them. NULL with *n 0 if
+ * none (or on error, with the reason in err and -1 in *n). */
+static uint64_t *log_list(tkv_store *s, long *n, char *err, size_t errlen)
+{
+    *n = 0;
+    DIR *d = opendir(s->waldir);
+    if (!d) {
+        tkv_datadir_err(err, errlen, "cannot read the log directory", strerror(errno));
+        *n = -1;
+        return NULL;
+    }
+    uint64_t *nums = NULL;
+    size_t cap = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(de->d_name, &end, 10);
+        if (errno || end == de->d_name || strcmp(end, ".log") != 0)
+            continue;
+        if ((size_t)*n == cap) {
+            cap = cap ? cap * 2 : 16;
+            uint64_t *g = realloc(nums, cap * sizeof *g);
+            if (!g) {
+                free(nums);
+                closedir(d);
+                tkv_datadir_err(err, errlen, "out of memory", NULL);
+                *n = -1;
+                return NULL;
+            }
+            nums = g;
+        }
+        nums[(*n)++] = v;
+    }
+    closedir(d);
+    for (long i = 1; i < *n; i++) /* insertion sort: a handful of files */
+        for (long j = i; j > 0 && nums[j - 1] > nums[j]; j--) {
+            uint64_t t = nums[j];
+            nums[j] = nums[j - 1];
+            nums[j - 1] = t;
+        }
+    return nums;
+}
+
+static void replay_one(void *ctx, bool put, const uint8_t *k, size_t klen, const uint8_t *v,
+                       size_t vlen)
+{
+    tkv_store *s = ctx;
+    if (tkv_memtab_add(s->mem, ++s->seq_next, !put, k, klen, v, vlen) < 0)
+        oom();
+}
+
+/* Replays one log file into mem. A record that is cut short or fails its
+ * checksum ends the file: it is a write the process died in (never
+ * acknowledged), and the file is cut there so it cannot trouble a later
+ * replay. */
+static int log_replay(tkv_store *s, uint64_t num, char *err, size_t errlen)
+{
+    char path[4200];
+    log_path(s, num, path, sizeof path);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        tkv_datadir_err(err, errlen, "cannot read a log file", strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    size_t n = (size_t)st.st_size;
+    uint8_t *data = n ? malloc(n) : NULL;
+    if (n && !data) {
+        close(fd);
+        tkv_datadir_err(err, errlen, "out of memory reading the log", NULL);
+        return -1;
+    }
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = pread(fd, data + got, n - got, (off_t)got);
+        if (r <= 0) {
+            tkv_datadir_err(err, errlen, "cannot read a log file",
+                            r < 0 ? strerror(errno) : "short");
+            free(data);
+            close(fd);
+            return -1;
+        }
+        got += (size_t)r;
+    }
+    size_t off = 0;
+    while (n - off >= LOG_HEADER) {
+        uint32_t len = tkv_load_be32(data + off), crc = tkv_load_be32(data + off + 4);
+        if (len > n - off - LOG_HEADER)
+            break;
+        const uint8_t *p = data + off + LOG_HEADER;
+        if (tkv_crc32c(0, p, len) != crc || records_walk(p, len, NULL, NULL) < 0)
+            break;
+        records_walk(p, len, s, replay_one);
+        off += LOG_HEADER + len;
+    }
+    int rc = 0;
+    if (off < n && ftruncate(fd, (off_t)off) < 0) {
+        tkv_datadir_err(err, errlen, "cannot cut a torn log record", strerror(errno));
+        rc = -1;
+    }
+    free(data);
+    close(fd);
+    return rc;
+}
+
+/* Opens the log side: replays every log file into a new buffer and starts
+ * a new file for appends. */
+static int log_open(tkv_store *s, char *err, size_t errlen)
+{
+    if (mkdir(s->waldir, 0700) < 0 && errno != EEXIST) {
+        tkv_datadir_err(err, errlen, "cannot create the log directory", strerror(errno));
+        return -1;
+    }
+    if (!(s->mem = tkv_memtab_new())) {
+        tkv_datadir_err(err, errlen, "out of memory", NULL);
+        return -1;
+    }
+    s->seq_next = 0;
+    long n;
+    uint64_t *nums = log_list(s, &n, err, errlen);
+    if (n < 0)
+        return -1;
+    for (long i = 0; i < n; i++)
+        if (log_replay(s, nums[i], err, errlen) < 0) {
+            free(nums);
+            return -1;
+        }
+    uint64_t next = n ? nums[n - 1] + 1 : 1;
+    s->mem_log = n ? nums[0] : next;
+    free(nums);
+    atomic_store(&s->seq, s->seq_next);
+    s->log_num = next;
+    s->log_unsynced = s->log_failed = false;
+    if ((s->log_fd = log_create(s, next, err, errlen)) < 0)
+        return -1;
+    return 0;
+}
+
+static void log_close(tkv_store *s)
+{
+    if (s->log_fd >= 0)
+        close(s->log_fd);
+    s->log_fd = -1;
+    tkv_memtab_unref(s->mem);
+    tkv_memtab_unref(s->imm);
+    s->mem = s->imm = NULL;
+}
+
+static void log_remove_range(tkv_store *s, uint64_t from, uint64_t to)
+{
+    char path[4200];
+    for (uint64_t i = from; i < to; i++) {
+        log_path(s, i, path, sizeof path);
+        unlink(path);
+    }
+}
+
+/* ---- LevelDB ---------------------------------------------------------------------- */
 
 static void make_options(tkv_store *s, const tkv_store_opts *o)
 {
@@ -71,8 +498,7 @@ static void make_options(tkv_store *s, const tkv_store_opts *o)
         s->cache = leveldb_cache_create_lru(o->block_cache);
         leveldb_options_set_cache(s->opts, s->cache);
     }
-    if (o->write_buffer)
-        leveldb_options_set_write_buffer_size(s->opts, o->write_buffer);
+    s->write_buffer = o->write_buffer ? o->write_buffer : DEFAULT_WRITE_BUFFER;
     s->bloom = leveldb_filterpolicy_create_bloom(10);
     leveldb_options_set_filter_policy(s->opts, s->bloom);
     s->ropts = leveldb_readoptions_create();
@@ -82,6 +508,8 @@ static void make_options(tkv_store *s, const tkv_store_opts *o)
     s->wnosync = leveldb_writeoptions_create();
     leveldb_writeoptions_set_sync(s->wnosync, 0);
 }
+
+static void *flusher_main(void *arg);
 
 static int open_db(tkv_store *s, const tkv_store_opts *o, char *err, size_t errlen)
 {
@@ -101,13 +529,32 @@ static int open_db(tkv_store *s, const tkv_store_opts *o, char *err, size_t errl
         leveldb_free(lerr);
         return -1;
     }
+    if (log_open(s, err, errlen) < 0)
+        return -1;
+    s->bg_failed = false;
+    s->flusher_quit = false;
+    if (pthread_create(&s->flusher, NULL, flusher_main, s) != 0) {
+        tkv_datadir_err(err, errlen, "cannot start the flusher thread", NULL);
+        return -1;
+    }
+    s->flusher_on = true;
     return 0;
 }
 
-/* Releases LevelDB's handles but not the directory lock. */
+/* Stops the flusher and releases LevelDB's handles and the log, but not the
+ * directory lock. */
 static void close_db(tkv_store *s)
 {
+    if (s->flusher_on) {
+        pthread_mutex_lock(&s->mu);
+        s->flusher_quit = true;
+        pthread_cond_broadcast(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->flusher, NULL);
+        s->flusher_on = false;
+    }
     tkv_store_iter_release_shared(s);
+    log_close(s);
     if (s->db)
         leveldb_close(s->db);
     if (s->opts)
@@ -130,6 +577,15 @@ static void close_db(tkv_store *s)
     s->wsync = s->wnosync = NULL;
 }
 
+static char *path_join(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
 int tkv_store_open(const tkv_store_opts *o, tkv_store **out, char *err, size_t errlen)
 {
     *out = NULL;
@@ -139,19 +595,23 @@ int tkv_store_open(const tkv_store_opts *o, tkv_store **out, char *err, size_t e
         return -1;
     }
     s->lock_fd = -1;
+    s->log_fd = -1;
+    pthread_mutex_init(&s->wmu, NULL);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
     if ((o->create && tkv_datadir_make(o->dir, err, errlen) < 0) ||
         tkv_datadir_lock(o->dir, &s->lock_fd, err, errlen) < 0) {
         tkv_store_close(s);
         return -1;
     }
-    size_t n = strlen(o->dir) + sizeof "/db";
-    s->dbpath = malloc(n);
-    if (!s->dbpath) {
+    s->dir = strdup(o->dir);
+    s->dbpath = path_join(o->dir, "db");
+    s->waldir = path_join(o->dir, "wal");
+    if (!s->dir || !s->dbpath || !s->waldir) {
         tkv_datadir_err(err, errlen, "out of memory", NULL);
         tkv_store_close(s);
         return -1;
     }
-    snprintf(s->dbpath, n, "%s/db", o->dir);
     if (open_db(s, o, err, errlen) < 0) {
         tkv_store_close(s);
         return -1;
@@ -171,10 +631,17 @@ int tkv_store_reopen(tkv_store *s, const tkv_store_opts *o, char *err, size_t er
 }
 
 /* LevelDB deletes a database's files faster than a batch could delete its
- * records, and leaves no tombstones for compaction to carry. */
+ * records, and leaves no tombstones for compaction to carry; the log files
+ * go with it. */
 int tkv_store_wipe(tkv_store *s, const tkv_store_opts *o, char *err, size_t errlen)
 {
     close_db(s);
+    long n;
+    char lerrbuf[256];
+    uint64_t *nums = log_list(s, &n, lerrbuf, sizeof lerrbuf);
+    for (long i = 0; i < n; i++)
+        log_remove_range(s, nums[i], nums[i] + 1);
+    free(nums);
     leveldb_options_t *lo = leveldb_options_create();
     char *lerr = NULL;
     leveldb_destroy_db(lo, s->dbpath, &lerr);
@@ -197,14 +664,20 @@ void tkv_store_close(tkv_store *s)
     close_db(s);
     if (s->lock_fd >= 0)
         close(s->lock_fd);
+    pthread_mutex_destroy(&s->wmu);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s->dir);
     free(s->dbpath);
+    free(s->waldir);
     free(s);
 }
 
 /* Repair rewrites LevelDB's files wholesale and moves any log it cannot
  * account for into lost/: run against a live server's directory it would
  * take that server's acknowledged writes with it. So it takes the same
- * lock tkvd holds, and refuses while anyone else has it. */
+ * lock tkvd holds, and refuses while anyone else has it. tkv's own log is
+ * left alone: the next open replays it on top of the repaired tables. */
 int tkv_store_repair(const char *dir, char *err, size_t errlen)
 {
     char path[4096];
@@ -217,14 +690,14 @@ int tkv_store_repair(const char *dir, char *err, size_t errlen)
         tkv_datadir_err(err, errlen, what, strerror(serr));
         return -1;
     }
-    tkv_store s = {.lock_fd = -1};
-    if (tkv_datadir_lock(dir, &s.lock_fd, err, errlen) < 0)
+    int lock_fd = -1;
+    if (tkv_datadir_lock(dir, &lock_fd, err, errlen) < 0)
         return -1;
     leveldb_options_t *o = leveldb_options_create();
     char *lerr = NULL;
     leveldb_repair_db(o, path, &lerr);
     leveldb_options_destroy(o);
-    close(s.lock_fd);
+    close(lock_fd);
     if (lerr) {
         tkv_datadir_err(err, errlen, "repair failed", lerr);
         leveldb_free(lerr);
@@ -256,142 +729,310 @@ static int take_lerr(char *lerr, char *err, size_t errlen)
     return -1;
 }
 
-int tkv_store_get(tkv_store *s, const tkv_store_snapshot *snap, const void *k, size_t klen,
-                  char **val, size_t *vlen, char *err, size_t errlen)
-{
-    char *lerr = NULL;
-    if (closed(s, err, errlen) < 0) {
-        *val = NULL;
-        return -1;
-    }
-    *val = leveldb_get(s->db, snap ? snap->ropts : s->ropts, k, klen, vlen, &lerr);
-    if (take_lerr(lerr, err, errlen) < 0) {
-        *val = NULL;
-        return -1;
-    }
-    return *val ? 1 : 0;
-}
-
-void tkv_store_free(void *p)
-{
-    if (p)
-        leveldb_free(p);
-}
+void tkv_store_free(void *p) { free(p); }
 
 char *tkv_store_property(tkv_store *s, const char *name)
 {
-    /* Copied so that the caller's free() is the right deallocator whatever
-     * LevelDB's allocator is. */
     if (!s->db)
         return NULL;
+    if (strcmp(name, "tkv.write-buffer-bytes") == 0) {
+        pthread_mutex_lock(&s->mu);
+        size_t b =
+            (s->mem ? tkv_memtab_bytes(s->mem) : 0) + (s->imm ? tkv_memtab_bytes(s->imm) : 0);
+        pthread_mutex_unlock(&s->mu);
+        char buf[32];
+        snprintf(buf, sizeof buf, "%zu", b);
+        return strdup(buf);
+    }
+    /* Copied so that the caller's free() is the right deallocator whatever
+     * LevelDB's allocator is. */
     char *v = leveldb_property_value(s->db, name);
     char *copy = v ? strdup(v) : NULL;
-    tkv_store_free(v);
+    if (v)
+        leveldb_free(v);
     return copy;
 }
 
-/* ---- batches -------------------------------------------------------------- */
+/* ---- reading LevelDB's chunks as one record per version ---------------------------- */
 
-tkv_store_batch *tkv_store_batch_new(void)
-{
-    tkv_store_batch *b = calloc(1, sizeof *b);
-    if (b && !(b->wb = leveldb_writebatch_create())) {
-        free(b);
-        return NULL;
-    }
-    return b;
-}
+/* A cursor over LevelDB that unfolds each chunk into its versions. */
+typedef struct dcur {
+    leveldb_iterator_t *li;
+    bool valid, chunk, corrupt;
+    tkv_chunk_ent ents[TKV_CHUNK_DECODE_MAX];
+    long n, i;
+    uint8_t *key; /* the current version's encoding (prefix + ~ts) */
+    size_t klen, kcap;
+} dcur;
 
-void tkv_store_batch_free(tkv_store_batch *b)
+static void dc_compose(dcur *d) { tkv_store_be64(d->key + d->klen - 8, ~d->ents[d->i].ts); }
+
+/* Makes the LevelDB record under li current, at its first (fwd) or last
+ * version. */
+static void dc_load(dcur *d, bool fwd)
 {
-    if (!b)
+    d->valid = leveldb_iter_valid(d->li);
+    d->chunk = false;
+    if (!d->valid)
         return;
-    leveldb_writebatch_destroy(b->wb);
-    free(b);
+    size_t kn, vn;
+    const uint8_t *k = (const uint8_t *)leveldb_iter_key(d->li, &kn);
+    if (!tkv_chunk_is_version(k, kn))
+        return;
+    const uint8_t *v = (const uint8_t *)leveldb_iter_value(d->li, &vn);
+    d->n = tkv_chunk_decode(v, vn, ~tkv_load_be64(k + kn - 8), d->ents);
+    if (d->n < 0) {
+        d->corrupt = true;
+        d->valid = false;
+        return;
+    }
+    if (kn > d->kcap) {
+        uint8_t *g = realloc(d->key, kn);
+        if (!g)
+            oom();
+        d->key = g;
+        d->kcap = kn;
+    }
+    memcpy(d->key, k, kn);
+    d->klen = kn;
+    d->chunk = true;
+    d->i = fwd ? 0 : d->n - 1;
+    dc_compose(d);
 }
 
-void tkv_store_batch_put(tkv_store_batch *b, const void *k, size_t klen, const void *v, size_t vlen)
+static int key_cmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
 {
-    leveldb_writebatch_put(b->wb, k, klen, v, vlen);
-    b->records++;
-    b->bytes += klen + vlen;
+    int c = memcmp(a, b, an < bn ? an : bn);
+    return c ? c : (an > bn) - (an < bn);
 }
 
-void tkv_store_batch_delete(tkv_store_batch *b, const void *k, size_t klen)
+static void dc_seek(dcur *d, const uint8_t *x, size_t xn)
 {
-    leveldb_writebatch_delete(b->wb, k, klen);
-    b->records++;
-    b->bytes += klen;
+    leveldb_iter_seek(d->li, (const char *)x, xn);
+    dc_load(d, true);
+    if (!d->valid || !d->chunk)
+        return;
+    /* The chunk's versions run up to its key, which is >= x; the first of
+     * them >= x is the answer. */
+    size_t plen = d->klen - 8;
+    if (xn == d->klen && memcmp(x, d->key, plen) == 0) {
+        uint64_t t = ~tkv_load_be64(x + plen);
+        while (d->i < d->n - 1 && d->ents[d->i].ts > t)
+            d->i++;
+    } else {
+        while (d->i < d->n - 1) {
+            dc_compose(d);
+            if (key_cmp(d->key, d->klen, x, xn) >= 0)
+                break;
+            d->i++;
+        }
+    }
+    dc_compose(d);
 }
 
-void tkv_store_batch_clear(tkv_store_batch *b)
+static void dc_first(dcur *d)
 {
-    leveldb_writebatch_clear(b->wb);
-    b->records = 0;
-    b->bytes = 0;
+    leveldb_iter_seek_to_first(d->li);
+    dc_load(d, true);
 }
 
-size_t tkv_store_batch_size(const tkv_store_batch *b) { return b->records; }
-
-size_t tkv_store_batch_bytes(const tkv_store_batch *b) { return b->bytes; }
-
-typedef struct iterate_ctx {
-    void *ctx;
-    tkv_store_put_fn put;
-    tkv_store_del_fn del;
-} iterate_ctx;
-
-static void iterate_put(void *p, const char *k, size_t klen, const char *v, size_t vlen)
+static void dc_last(dcur *d)
 {
-    iterate_ctx *c = p;
-    c->put(c->ctx, k, klen, v, vlen);
+    leveldb_iter_seek_to_last(d->li);
+    dc_load(d, false);
 }
 
-static void iterate_del(void *p, const char *k, size_t klen)
+static void dc_next(dcur *d)
 {
-    iterate_ctx *c = p;
-    c->del(c->ctx, k, klen);
+    if (d->chunk && d->i + 1 < d->n) {
+        d->i++;
+        dc_compose(d);
+        return;
+    }
+    leveldb_iter_next(d->li);
+    dc_load(d, true);
 }
 
-void tkv_store_batch_iterate(const tkv_store_batch *b, void *ctx, tkv_store_put_fn put,
-                             tkv_store_del_fn del)
+static void dc_prev(dcur *d)
 {
-    iterate_ctx c = {ctx, put, del};
-    leveldb_writebatch_iterate(b->wb, &c, iterate_put, iterate_del);
+    if (d->chunk && d->i > 0) {
+        d->i--;
+        dc_compose(d);
+        return;
+    }
+    leveldb_iter_prev(d->li);
+    dc_load(d, false);
 }
 
-int tkv_store_write(tkv_store *s, tkv_store_batch *b, bool sync, char *err, size_t errlen)
+static const uint8_t *dc_key(const dcur *d, size_t *n)
 {
-    char *lerr = NULL;
-    if (closed(s, err, errlen) < 0)
-        return -1;
-    leveldb_write(s->db, sync ? s->wsync : s->wnosync, b->wb, &lerr);
-    if (take_lerr(lerr, err, errlen) < 0)
-        return -1;
-    if (s->observer)
-        s->observer(s->observer_ctx, b, sync);
-    return 0;
+    if (d->chunk) {
+        *n = d->klen;
+        return d->key;
+    }
+    return (const uint8_t *)leveldb_iter_key(d->li, n);
 }
 
-int tkv_store_flush(tkv_store *s, char *err, size_t errlen) { return closed(s, err, errlen); }
-
-void tkv_store_set_observer(tkv_store *s, tkv_store_observer fn, void *ctx)
+static const uint8_t *dc_value(const dcur *d, size_t *n)
 {
-    s->observer = fn;
-    s->observer_ctx = ctx;
+    if (d->chunk) {
+        *n = d->ents[d->i].len;
+        return d->ents[d->i].blob;
+    }
+    return (const uint8_t *)leveldb_iter_value(d->li, n);
 }
 
-/* ---- iterators ------------------------------------------------------------ */
+/* ---- iterators: the buffers merged over LevelDB ----------------------------------- */
+
+/* Children: the view's buffers (0 .. nmt-1, newest first), then LevelDB
+ * (nmt). On equal keys the lower index wins; the others' records of that
+ * key are older and hidden. Direction changes re-seek the other children,
+ * as LevelDB's merging iterator does. */
+struct tkv_store_iter {
+    tkv_store *s;
+    view v;
+    bool own_view; /* not a snapshot's */
+    tkv_memtab_iter mi[2];
+    dcur dc;
+    int cur; /* the current child, -1 if not valid */
+    bool fwd;
+    uint8_t *sk; /* a saved key, while children move */
+    size_t skcap;
+};
+
+static bool ch_valid(const tkv_store_iter *it, int c)
+{
+    return c < it->v.nmt ? tkv_memtab_iter_valid(&it->mi[c]) : it->dc.valid;
+}
+
+static const uint8_t *ch_key(const tkv_store_iter *it, int c, size_t *n)
+{
+    return c < it->v.nmt ? tkv_memtab_iter_key(&it->mi[c], n) : dc_key(&it->dc, n);
+}
+
+static void ch_seek(tkv_store_iter *it, int c, const uint8_t *k, size_t n)
+{
+    if (c < it->v.nmt)
+        tkv_memtab_iter_seek(&it->mi[c], k, n);
+    else
+        dc_seek(&it->dc, k, n);
+}
+
+static void ch_next(tkv_store_iter *it, int c)
+{
+    if (c < it->v.nmt)
+        tkv_memtab_iter_next(&it->mi[c]);
+    else
+        dc_next(&it->dc);
+}
+
+static void ch_prev(tkv_store_iter *it, int c)
+{
+    if (c < it->v.nmt)
+        tkv_memtab_iter_prev(&it->mi[c]);
+    else
+        dc_prev(&it->dc);
+}
+
+static void ch_last(tkv_store_iter *it, int c)
+{
+    if (c < it->v.nmt)
+        tkv_memtab_iter_seek_last(&it->mi[c]);
+    else
+        dc_last(&it->dc);
+}
+
+static int nchildren(const tkv_store_iter *it) { return it->v.nmt + 1; }
+
+/* The current child: the smallest key (fwd) or the largest, lower index on
+ * a tie. */
+static void pick(tkv_store_iter *it)
+{
+    it->cur = -1;
+    size_t bn = 0;
+    const uint8_t *best = NULL;
+    for (int c = 0; c < nchildren(it); c++) {
+        if (!ch_valid(it, c))
+            continue;
+        size_t n;
+        const uint8_t *k = ch_key(it, c, &n);
+        int cmp = best ? key_cmp(k, n, best, bn) : 0;
+        if (!best || (it->fwd ? cmp < 0 : cmp > 0)) {
+            best = k;
+            bn = n;
+            it->cur = c;
+        }
+    }
+}
+
+static bool cur_is_del(const tkv_store_iter *it)
+{
+    return it->cur >= 0 && it->cur < it->v.nmt && tkv_memtab_iter_is_del(&it->mi[it->cur]);
+}
+
+/* Saves the current key (children's keys move with them). */
+static size_t save_key(tkv_store_iter *it)
+{
+    size_t n;
+    const uint8_t *k = ch_key(it, it->cur, &n);
+    if (n > it->skcap) {
+        uint8_t *g = realloc(it->sk, n);
+        if (!g)
+            oom();
+        it->sk = g;
+        it->skcap = n;
+    }
+    memcpy(it->sk, k, n);
+    return n;
+}
+
+/* Moves every child on the current key one step in the iterator's
+ * direction, then picks again. */
+static void step(tkv_store_iter *it)
+{
+    size_t n = save_key(it);
+    for (int c = 0; c < nchildren(it); c++) {
+        size_t kn;
+        if (!ch_valid(it, c))
+            continue;
+        const uint8_t *k = ch_key(it, c, &kn);
+        if (key_cmp(k, kn, it->sk, n) == 0) {
+            if (it->fwd)
+                ch_next(it, c);
+            else
+                ch_prev(it, c);
+        }
+    }
+    pick(it);
+}
+
+static void skip_deletes(tkv_store_iter *it)
+{
+    while (cur_is_del(it))
+        step(it);
+}
 
 tkv_store_iter *tkv_store_iter_new(tkv_store *s, const tkv_store_snapshot *snap)
 {
-    /* A snapshot's read options live as long as the snapshot, which the
-     * iterator may not outlive. */
     if (!s->db)
         return NULL;
-    tkv_store_iter *it = malloc(sizeof *it);
-    if (it)
-        it->it = leveldb_create_iterator(s->db, snap ? snap->ropts : s->ropts);
+    tkv_store_iter *it = calloc(1, sizeof *it);
+    if (!it)
+        return NULL;
+    it->s = s;
+    it->cur = -1;
+    if (snap) {
+        it->v = snap->v;
+        it->dc.li = leveldb_create_iterator(s->db, snap->ropts);
+    } else {
+        it->own_view = true;
+        pthread_mutex_lock(&s->mu);
+        view_take(s, &it->v);
+        it->dc.li = leveldb_create_iterator(s->db, s->ropts);
+        pthread_mutex_unlock(&s->mu);
+    }
+    for (int c = 0; c < it->v.nmt; c++)
+        tkv_memtab_iter_init(&it->mi[c], it->v.mt[c], it->v.seq);
     return it;
 }
 
@@ -399,7 +1040,11 @@ void tkv_store_iter_free(tkv_store_iter *it)
 {
     if (!it)
         return;
-    leveldb_iter_destroy(it->it);
+    leveldb_iter_destroy(it->dc.li);
+    if (it->own_view)
+        view_drop(&it->v);
+    free(it->dc.key);
+    free(it->sk);
     free(it);
 }
 
@@ -407,52 +1052,109 @@ tkv_store_iter *tkv_store_iter_shared(tkv_store *s)
 {
     if (!s->db)
         return NULL;
-    if (!s->shared.it)
-        s->shared.it = leveldb_create_iterator(s->db, s->ropts);
-    return &s->shared;
+    if (!s->shared)
+        s->shared = tkv_store_iter_new(s, NULL);
+    return s->shared;
 }
 
 void tkv_store_iter_release_shared(tkv_store *s)
 {
-    if (s->shared.it) {
-        leveldb_iter_destroy(s->shared.it);
-        s->shared.it = NULL;
-    }
+    tkv_store_iter_free(s->shared);
+    s->shared = NULL;
 }
 
 void tkv_store_iter_seek(tkv_store_iter *it, const void *k, size_t klen)
 {
-    leveldb_iter_seek(it->it, k, klen);
+    it->fwd = true;
+    for (int c = 0; c < nchildren(it); c++)
+        ch_seek(it, c, k, klen);
+    pick(it);
+    skip_deletes(it);
 }
 
-void tkv_store_iter_seek_first(tkv_store_iter *it) { leveldb_iter_seek_to_first(it->it); }
+void tkv_store_iter_seek_first(tkv_store_iter *it)
+{
+    it->fwd = true;
+    for (int c = 0; c < it->v.nmt; c++)
+        tkv_memtab_iter_seek_first(&it->mi[c]);
+    dc_first(&it->dc);
+    pick(it);
+    skip_deletes(it);
+}
 
-void tkv_store_iter_seek_last(tkv_store_iter *it) { leveldb_iter_seek_to_last(it->it); }
+void tkv_store_iter_seek_last(tkv_store_iter *it)
+{
+    it->fwd = false;
+    for (int c = 0; c < nchildren(it); c++)
+        ch_last(it, c);
+    pick(it);
+    skip_deletes(it);
+}
 
-void tkv_store_iter_next(tkv_store_iter *it) { leveldb_iter_next(it->it); }
+void tkv_store_iter_next(tkv_store_iter *it)
+{
+    if (!it->fwd) {
+        /* Every other child sits before the current key: bring each to the
+         * first key >= it (step() then moves those on it past it). */
+        size_t n = save_key(it);
+        for (int c = 0; c < nchildren(it); c++)
+            if (c != it->cur)
+                ch_seek(it, c, it->sk, n);
+        it->fwd = true;
+    }
+    step(it);
+    skip_deletes(it);
+}
 
-void tkv_store_iter_prev(tkv_store_iter *it) { leveldb_iter_prev(it->it); }
+void tkv_store_iter_prev(tkv_store_iter *it)
+{
+    if (it->fwd) {
+        /* Every other child sits at or after the current key: bring each to
+         * the last key before it. */
+        size_t n = save_key(it);
+        for (int c = 0; c < nchildren(it); c++) {
+            if (c == it->cur)
+                continue;
+            ch_seek(it, c, it->sk, n);
+            if (ch_valid(it, c))
+                ch_prev(it, c);
+            else
+                ch_last(it, c);
+        }
+        it->fwd = false;
+    }
+    step(it);
+    skip_deletes(it);
+}
 
-bool tkv_store_iter_valid(const tkv_store_iter *it) { return leveldb_iter_valid(it->it); }
+bool tkv_store_iter_valid(const tkv_store_iter *it) { return it->cur >= 0; }
 
 const uint8_t *tkv_store_iter_key(const tkv_store_iter *it, size_t *klen)
 {
-    return (const uint8_t *)leveldb_iter_key(it->it, klen);
+    return ch_key(it, it->cur, klen);
 }
 
 const uint8_t *tkv_store_iter_value(const tkv_store_iter *it, size_t *vlen)
 {
-    return (const uint8_t *)leveldb_iter_value(it->it, vlen);
+    if (it->cur < it->v.nmt)
+        return tkv_memtab_iter_value(&it->mi[it->cur], vlen);
+    return dc_value(&it->dc, vlen);
 }
 
 int tkv_store_iter_status(const tkv_store_iter *it, char *err, size_t errlen)
 {
     char *lerr = NULL;
-    leveldb_iter_get_error(it->it, &lerr);
-    return take_lerr(lerr, err, errlen);
+    leveldb_iter_get_error(it->dc.li, &lerr);
+    if (take_lerr(lerr, err, errlen) < 0)
+        return -1;
+    if (it->dc.corrupt) {
+        tkv_datadir_err(err, errlen, "Corruption: a malformed chunk record", NULL);
+        return -1;
+    }
+    return 0;
 }
 
-/* ---- snapshots ------------------------------------------------------------ */
+/* ---- snapshots and point reads -------------------------------------------------- */
 
 tkv_store_snapshot *tkv_store_snapshot_new(tkv_store *s)
 {
@@ -461,7 +1163,10 @@ tkv_store_snapshot *tkv_store_snapshot_new(tkv_store *s)
     tkv_store_snapshot *snap = calloc(1, sizeof *snap);
     if (!snap)
         return NULL;
+    pthread_mutex_lock(&s->mu);
+    view_take(s, &snap->v);
     snap->snap = leveldb_create_snapshot(s->db);
+    pthread_mutex_unlock(&s->mu);
     snap->ropts = leveldb_readoptions_create();
     leveldb_readoptions_set_verify_checksums(snap->ropts, 1);
     leveldb_readoptions_set_snapshot(snap->ropts, snap->snap);
@@ -474,5 +1179,488 @@ void tkv_store_snapshot_free(tkv_store *s, tkv_store_snapshot *snap)
         return;
     leveldb_readoptions_destroy(snap->ropts);
     leveldb_release_snapshot(s->db, snap->snap);
+    view_drop(&snap->v);
     free(snap);
+}
+
+static int copy_out(const void *v, size_t n, char **val, size_t *vlen, char *err, size_t errlen)
+{
+    *val = malloc(n ? n : 1);
+    if (!*val) {
+        tkv_datadir_err(err, errlen, "out of memory", NULL);
+        return -1;
+    }
+    if (n)
+        memcpy(*val, v, n);
+    *vlen = n;
+    return 1;
+}
+
+int tkv_store_get(tkv_store *s, const tkv_store_snapshot *snap, const void *k, size_t klen,
+                  char **val, size_t *vlen, char *err, size_t errlen)
+{
+    *val = NULL;
+    if (closed(s, err, errlen) < 0)
+        return -1;
+    if (tkv_chunk_is_version(k, klen)) {
+        /* A version is found as an iterator finds it: inside its chunk. */
+        tkv_store_iter *it = tkv_store_iter_new(s, snap);
+        if (!it) {
+            tkv_datadir_err(err, errlen, "out of memory", NULL);
+            return -1;
+        }
+        tkv_store_iter_seek(it, k, klen);
+        size_t n;
+        int rc = 0;
+        if (tkv_store_iter_valid(it)) {
+            const uint8_t *fk = tkv_store_iter_key(it, &n);
+            if (key_cmp(fk, n, k, klen) == 0) {
+                const uint8_t *v = tkv_store_iter_value(it, &n);
+                rc = copy_out(v, n, val, vlen, err, errlen);
+            }
+        } else if (tkv_store_iter_status(it, err, errlen) < 0)
+            rc = -1;
+        tkv_store_iter_free(it);
+        return rc;
+    }
+    view v;
+    if (snap)
+        v = snap->v;
+    else {
+        pthread_mutex_lock(&s->mu);
+        view_take(s, &v);
+        pthread_mutex_unlock(&s->mu);
+    }
+    int rc = 0;
+    bool found = false;
+    for (int i = 0; i < v.nmt && !found; i++) {
+        const uint8_t *mv;
+        size_t mn;
+        int r = tkv_memtab_get(v.mt[i], v.seq, k, klen, &mv, &mn);
+        if (r == 1)
+            rc = copy_out(mv, mn, val, vlen, err, errlen);
+        found = r != 0;
+    }
+    if (!snap)
+        view_drop(&v);
+    if (found)
+        return rc;
+    /* A flush finishing meanwhile puts newer records in LevelDB than the
+     * buffers showed: a point read may see them (a later, equally true
+     * state). */
+    char *lerr = NULL;
+    size_t n;
+    char *lv = leveldb_get(s->db, snap ? snap->ropts : s->ropts, k, klen, &n, &lerr);
+    if (take_lerr(lerr, err, errlen) < 0)
+        return -1;
+    if (!lv)
+        return 0;
+    rc = copy_out(lv, n, val, vlen, err, errlen);
+    leveldb_free(lv);
+    return rc;
+}
+
+/* ---- writing ---------------------------------------------------------------------- */
+
+static int fail(char *err, size_t errlen, const char *what, int e)
+{
+    tkv_datadir_err(err, errlen, what, strerror(e));
+    return -1;
+}
+
+/* Freezes the live buffer for the flusher and starts a new log file. With
+ * wmu held; waits while the previous frozen buffer is still being flushed
+ * (the writer's back-pressure, as LevelDB's). */
+static int freeze(tkv_store *s, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&s->mu);
+    while (s->imm && !s->bg_failed)
+        pthread_cond_wait(&s->cv, &s->mu);
+    if (s->bg_failed) {
+        tkv_datadir_err(err, errlen, s->bg_err, NULL);
+        pthread_mutex_unlock(&s->mu);
+        return -1;
+    }
+    pthread_mutex_unlock(&s->mu);
+    /* The old file's unsynced tail is synced now: a later sync (--fsync
+     * everysec's) reaches only the new file. */
+    if (s->log_unsynced && fdatasync(s->log_fd) < 0) {
+        s->log_failed = true;
+        return fail(err, errlen, "cannot sync the log", errno);
+    }
+    s->log_unsynced = false;
+    tkv_memtab *fresh = tkv_memtab_new();
+    if (!fresh) {
+        tkv_datadir_err(err, errlen, "out of memory", NULL);
+        return -1;
+    }
+    int fd = log_create(s, s->log_num + 1, err, errlen);
+    if (fd < 0) {
+        tkv_memtab_unref(fresh);
+        return -1;
+    }
+    close(s->log_fd);
+    s->log_fd = fd;
+    s->log_num++;
+    pthread_mutex_lock(&s->mu);
+    s->imm = s->mem;
+    s->imm_log = s->mem_log;
+    s->mem = fresh;
+    s->mem_log = s->log_num;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    return 0;
+}
+
+static void insert_one(void *ctx, bool put, const uint8_t *k, size_t klen, const uint8_t *v,
+                       size_t vlen)
+{
+    tkv_store *s = ctx;
+    if (tkv_memtab_add(s->mem, ++s->seq_next, !put, k, klen, v, vlen) < 0)
+        oom();
+}
+
+int tkv_store_write(tkv_store *s, tkv_store_batch *b, bool sync, char *err, size_t errlen)
+{
+    if (closed(s, err, errlen) < 0)
+        return -1;
+    pthread_mutex_lock(&s->wmu);
+    int rc = -1;
+    if (s->log_failed) {
+        tkv_datadir_err(err, errlen, "IO error: the log failed a write; the store must be reopened",
+                        NULL);
+        goto out;
+    }
+    pthread_mutex_lock(&s->mu);
+    bool bg = s->bg_failed;
+    if (bg)
+        tkv_datadir_err(err, errlen, s->bg_err, NULL);
+    pthread_mutex_unlock(&s->mu);
+    if (bg)
+        goto out;
+    if (b->records && tkv_memtab_bytes(s->mem) >= s->write_buffer && tkv_memtab_count(s->mem) &&
+        freeze(s, err, errlen) < 0)
+        goto out;
+    if (b->records) {
+        uint8_t *rec = b->buf.data;
+        size_t len = b->buf.len - LOG_HEADER, done = 0;
+        tkv_store_be32(rec, (uint32_t)len);
+        tkv_store_be32(rec + 4, tkv_crc32c(0, rec + LOG_HEADER, len));
+        while (done < b->buf.len) {
+            ssize_t w = write(s->log_fd, rec + done, b->buf.len - done);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0) {
+                /* A short write is followed by another, which says why it
+                 * stopped; what reached the file is a torn record that a
+                 * replay cuts off. */
+                s->log_failed = true;
+                fail(err, errlen, "IO error: cannot write the log", w < 0 ? errno : ENOSPC);
+                goto out;
+            }
+            done += (size_t)w;
+        }
+        s->log_unsynced = true;
+    }
+    if (sync && s->log_unsynced) {
+        if (fdatasync(s->log_fd) < 0) {
+            s->log_failed = true;
+            fail(err, errlen, "IO error: cannot sync the log", errno);
+            goto out;
+        }
+        s->log_unsynced = false;
+    }
+    if (b->records) {
+        records_walk(b->buf.data + LOG_HEADER, b->buf.len - LOG_HEADER, s, insert_one);
+        atomic_store_explicit(&s->seq, s->seq_next, memory_order_release);
+    }
+    if (s->observer)
+        s->observer(s->observer_ctx, b, sync);
+    rc = 0;
+out:
+    pthread_mutex_unlock(&s->wmu);
+    return rc;
+}
+
+void tkv_store_set_observer(tkv_store *s, tkv_store_observer fn, void *ctx)
+{
+    s->observer = fn;
+    s->observer_ctx = ctx;
+}
+
+int tkv_store_flush(tkv_store *s, char *err, size_t errlen)
+{
+    if (closed(s, err, errlen) < 0)
+        return -1;
+    pthread_mutex_lock(&s->wmu);
+    int rc = 0;
+    if (s->log_failed) {
+        tkv_datadir_err(err, errlen, "IO error: the log failed a write; the store must be reopened",
+                        NULL);
+        rc = -1;
+    } else if (tkv_memtab_count(s->mem))
+        rc = freeze(s, err, errlen);
+    if (rc == 0) {
+        pthread_mutex_lock(&s->mu);
+        while (s->imm && !s->bg_failed)
+            pthread_cond_wait(&s->cv, &s->mu);
+        if (s->bg_failed) {
+            tkv_datadir_err(err, errlen, s->bg_err, NULL);
+            rc = -1;
+        }
+        pthread_mutex_unlock(&s->mu);
+    }
+    pthread_mutex_unlock(&s->wmu);
+    return rc;
+}
+
+/* ---- the flusher ------------------------------------------------------------------ */
+
+/* A version in a flush: from the buffer (del: a delete) or from a chunk
+ * already in LevelDB (its bytes copied into the flush's scratch: off). */
+typedef struct fver {
+    uint64_t ts;
+    const uint8_t *blob;
+    size_t off;
+    uint32_t len;
+    bool del;
+} fver;
+
+typedef struct flush {
+    tkv_store *s;
+    leveldb_iterator_t *li;
+    leveldb_writebatch_t *wb;
+    size_t wb_bytes;
+    fver *grp, *old;
+    size_t ngrp, nold, capgrp, capold;
+    tkv_chunk_ent *out;
+    size_t capout;
+    tkv_buf scratch, chunk, oldkeys;
+    tkv_chunk_ent ents[TKV_CHUNK_DECODE_MAX];
+    uint8_t *key;
+    size_t kcap;
+    char err[256];
+} flush;
+
+static void fv_push(fver **a, size_t *n, size_t *cap, fver v)
+{
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 256;
+        fver *g = realloc(*a, *cap * sizeof *g);
+        if (!g)
+            oom();
+        *a = g;
+    }
+    (*a)[(*n)++] = v;
+}
+
+static int flush_write(flush *f, bool sync)
+{
+    char *lerr = NULL;
+    leveldb_write(f->s->db, sync ? f->s->wsync : f->s->wnosync, f->wb, &lerr);
+    leveldb_writebatch_clear(f->wb);
+    f->wb_bytes = 0;
+    if (lerr) {
+        snprintf(f->err, sizeof f->err, "IO error: flushing the write buffer to LevelDB: %s", lerr);
+        leveldb_free(lerr);
+        return -1;
+    }
+    return 0;
+}
+
+/* Writes one key's versions from the buffer (f->grp, newest first) into
+ * LevelDB: merged with the chunks they overlap in time, which are
+ * rewritten; a version newer than every chunk (the usual case: time moves
+ * forward) touches no existing chunk. */
+static int flush_key(flush *f, const uint8_t *prefix, size_t plen)
+{
+    size_t kn = plen + 8;
+    if (kn > f->kcap) {
+        uint8_t *g = realloc(f->key, kn);
+        if (!g)
+            oom();
+        f->key = g;
+        f->kcap = kn;
+    }
+    memcpy(f->key, prefix, plen);
+    uint64_t max_ts = f->grp[0].ts, min_ts = f->grp[f->ngrp - 1].ts;
+    tkv_store_be64(f->key + plen, ~max_ts);
+    f->nold = 0;
+    tkv_buf_reset(&f->scratch);
+    tkv_buf_reset(&f->oldkeys);
+    /* The first chunk with oldest <= max_ts, then older ones, while they
+     * reach min_ts. */
+    for (leveldb_iter_seek(f->li, (const char *)f->key, kn); leveldb_iter_valid(f->li);
+         leveldb_iter_next(f->li)) {
+        size_t lk, lv;
+        const uint8_t *k = (const uint8_t *)leveldb_iter_key(f->li, &lk);
+        if (lk != kn || memcmp(k, prefix, plen) != 0)
+            break;
+        const uint8_t *v = (const uint8_t *)leveldb_iter_value(f->li, &lv);
+        long n = tkv_chunk_decode(v, lv, ~tkv_load_be64(k + plen), f->ents);
+        if (n < 0) {
+            snprintf(f->err, sizeof f->err, "Corruption: a malformed chunk record");
+            return -1;
+        }
+        if (f->ents[0].ts < min_ts)
+            break;
+        for (long i = 0; i < n; i++) {
+            fver o = {.ts = f->ents[i].ts, .off = f->scratch.len, .len = f->ents[i].len};
+            if (tkv_buf_append(&f->scratch, f->ents[i].blob, f->ents[i].len) < 0)
+                oom();
+            fv_push(&f->old, &f->nold, &f->capold, o);
+        }
+        if (tkv_buf_append(&f->oldkeys, k, lk) < 0)
+            oom();
+    }
+    char *lerr = NULL;
+    leveldb_iter_get_error(f->li, &lerr);
+    if (lerr) {
+        snprintf(f->err, sizeof f->err, "IO error: reading LevelDB during a flush: %s", lerr);
+        leveldb_free(lerr);
+        return -1;
+    }
+    for (size_t i = 0; i < f->nold; i++)
+        f->old[i].blob = f->scratch.data + f->old[i].off;
+    for (size_t o = 0; o + kn <= f->oldkeys.len; o += kn) {
+        leveldb_writebatch_delete(f->wb, (const char *)f->oldkeys.data + o, kn);
+        f->wb_bytes += kn;
+    }
+    /* Merge, newest first; the buffer wins on equal timestamps and its
+     * deletes remove. */
+    size_t need = f->ngrp + f->nold, n = 0;
+    if (need > f->capout) {
+        tkv_chunk_ent *g = realloc(f->out, need * sizeof *g);
+        if (!g)
+            oom();
+        f->out = g;
+        f->capout = need;
+    }
+    size_t a = 0, b = 0;
+    while (a < f->ngrp || b < f->nold) {
+        const fver *v;
+        if (b == f->nold || (a < f->ngrp && f->grp[a].ts >= f->old[b].ts)) {
+            v = &f->grp[a];
+            if (b < f->nold && f->old[b].ts == v->ts)
+                b++;
+            a++;
+        } else
+            v = &f->old[b++];
+        if (!v->del)
+            f->out[n++] = (tkv_chunk_ent){.ts = v->ts, .blob = v->blob, .len = v->len};
+    }
+    for (size_t i = 0; i < n; i += TKV_CHUNK_MAX) {
+        size_t m = n - i < TKV_CHUNK_MAX ? n - i : TKV_CHUNK_MAX;
+        tkv_buf_reset(&f->chunk);
+        if (tkv_chunk_encode(&f->chunk, f->out + i, m) < 0)
+            oom();
+        tkv_store_be64(f->key + plen, ~f->out[i + m - 1].ts);
+        leveldb_writebatch_put(f->wb, (const char *)f->key, kn, (const char *)f->chunk.data,
+                               f->chunk.len);
+        f->wb_bytes += kn + f->chunk.len;
+    }
+    return 0;
+}
+
+static int flush_table(tkv_store *s, tkv_memtab *m, char *err, size_t errlen)
+{
+    flush f = {.s = s};
+    f.li = leveldb_create_iterator(s->db, s->ropts);
+    f.wb = leveldb_writebatch_create();
+    tkv_memtab_iter it;
+    tkv_memtab_iter_init(&it, m, UINT64_MAX);
+    tkv_memtab_iter_seek_first(&it);
+    int rc = 0;
+    while (rc == 0 && tkv_memtab_iter_valid(&it)) {
+        size_t kn, vn;
+        const uint8_t *k = tkv_memtab_iter_key(&it, &kn);
+        const uint8_t *v = tkv_memtab_iter_value(&it, &vn);
+        if (!tkv_chunk_is_version(k, kn)) {
+            if (tkv_memtab_iter_is_del(&it))
+                leveldb_writebatch_delete(f.wb, (const char *)k, kn);
+            else
+                leveldb_writebatch_put(f.wb, (const char *)k, kn, (const char *)v, vn);
+            f.wb_bytes += kn + vn;
+            tkv_memtab_iter_next(&it);
+        } else {
+            /* Every version of this key in the buffer: same prefix, same
+             * length (so also a version encoding). */
+            const uint8_t *prefix = k;
+            size_t plen = kn - 8;
+            f.ngrp = 0;
+            do {
+                fver g = {.ts = ~tkv_load_be64(k + plen),
+                          .blob = v,
+                          .len = (uint32_t)vn,
+                          .del = tkv_memtab_iter_is_del(&it)};
+                fv_push(&f.grp, &f.ngrp, &f.capgrp, g);
+                tkv_memtab_iter_next(&it);
+                if (!tkv_memtab_iter_valid(&it))
+                    break;
+                k = tkv_memtab_iter_key(&it, &kn);
+                v = tkv_memtab_iter_value(&it, &vn);
+            } while (kn == plen + 8 && memcmp(k, prefix, plen) == 0);
+            rc = flush_key(&f, prefix, plen);
+        }
+        if (rc == 0 && f.wb_bytes >= FLUSH_BATCH_BYTES)
+            rc = flush_write(&f, false);
+        if (rc == 0) {
+            pthread_mutex_lock(&s->mu);
+            bool quit = s->flusher_quit;
+            pthread_mutex_unlock(&s->mu);
+            if (quit) {
+                /* Closing: the log still holds everything; the next open
+                 * replays it. */
+                snprintf(f.err, sizeof f.err, "closing");
+                rc = 1;
+            }
+        }
+    }
+    /* Synced before the log files are deleted: the tables must hold what
+     * the log did. */
+    if (rc == 0)
+        rc = flush_write(&f, true);
+    if (rc < 0)
+        tkv_datadir_err(err, errlen, f.err, NULL);
+    leveldb_iter_destroy(f.li);
+    leveldb_writebatch_destroy(f.wb);
+    free(f.grp);
+    free(f.old);
+    free(f.out);
+    free(f.key);
+    tkv_buf_deinit(&f.scratch);
+    tkv_buf_deinit(&f.chunk);
+    tkv_buf_deinit(&f.oldkeys);
+    return rc;
+}
+
+static void *flusher_main(void *arg)
+{
+    tkv_store *s = arg;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->flusher_quit && !(s->imm && !s->bg_failed))
+            pthread_cond_wait(&s->cv, &s->mu);
+        if (s->flusher_quit)
+            break;
+        tkv_memtab *m = s->imm;
+        uint64_t from = s->imm_log, to = s->mem_log;
+        pthread_mutex_unlock(&s->mu);
+        char err[256];
+        int rc = flush_table(s, m, err, sizeof err);
+        if (rc == 0)
+            log_remove_range(s, from, to);
+        pthread_mutex_lock(&s->mu);
+        if (rc == 0) {
+            s->imm = NULL;
+            tkv_memtab_unref(m);
+            s->flushes++;
+        } else if (rc < 0) {
+            s->bg_failed = true;
+            snprintf(s->bg_err, sizeof s->bg_err, "%s", err);
+        }
+        pthread_cond_broadcast(&s->cv);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
 }

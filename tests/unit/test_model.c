@@ -563,6 +563,10 @@ static void run_opts(uint32_t fill, uint32_t resident, size_t max_memory, tkv_po
                             .max_memory = max_memory,
                             .retain = retain,
                             .writer_thread = threaded,
+                            /* A write buffer of a few batches: answers
+                             * merge it, the one being flushed and LevelDB's
+                             * chunks, rewritten as late writes land. */
+                            .write_buffer = 8 * 1024,
                             .clock = test_clock,
                             .clock_ctx = &w};
     reopen(&w);

@@ -1,0 +1,69 @@
+/*
+ * memtab.h - the store's write buffer: a sorted memory table of records
+ * (key, sequence number, put or delete, value), as LevelDB's memtable.
+ *
+ * One writer at a time adds records; any number of readers on other
+ * threads read at once without locks: a record is linked into the skiplist
+ * only after its bytes are written, with release stores, and readers follow
+ * links with acquire loads. Memory comes from an arena freed with the table,
+ * which lives as long as its last reference.
+ *
+ * A reader sees the table as of a sequence number S: for each key, the
+ * record with the largest sequence number <= S. Within the table one key may
+ * have several records (rewrites); for equal keys the larger sequence
+ * number sorts first, so "the newest record at or before S" is the first
+ * one a seek finds.
+ */
+#ifndef TKV_MEMTAB_H
+#define TKV_MEMTAB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct tkv_memtab tkv_memtab;
+typedef struct tkv_mnode tkv_mnode;
+
+/* A new table with one reference; NULL if out of memory. */
+tkv_memtab *tkv_memtab_new(void);
+void tkv_memtab_ref(tkv_memtab *m);
+/* Drops a reference; the last one frees the table. NULL-safe. */
+void tkv_memtab_unref(tkv_memtab *m);
+
+/* Adds a record (the writer only). Keys and values are copied. Returns 0,
+ * or -1 if out of memory (the table is unchanged). Sequence numbers must
+ * rise across calls. */
+int tkv_memtab_add(tkv_memtab *m, uint64_t seq, bool del, const void *k, size_t klen, const void *v,
+                   size_t vlen);
+
+/* Arena bytes the table holds (what the write buffer's size counts). */
+size_t tkv_memtab_bytes(const tkv_memtab *m);
+/* Records added. */
+size_t tkv_memtab_count(const tkv_memtab *m);
+
+/* The newest record for k at or before seq: 1 a put (*v, *vlen point into
+ * the table), 2 a delete, 0 none. */
+int tkv_memtab_get(const tkv_memtab *m, uint64_t seq, const void *k, size_t klen, const uint8_t **v,
+                   size_t *vlen);
+
+/* A cursor showing, for each key, its newest record at or before seq
+ * (deletes included: the caller decides what they hide). Plain struct, no
+ * allocation; the caller holds a reference to the table while using it. */
+typedef struct tkv_memtab_iter {
+    const tkv_memtab *m;
+    uint64_t seq;
+    const tkv_mnode *n; /* NULL: not valid */
+} tkv_memtab_iter;
+
+void tkv_memtab_iter_init(tkv_memtab_iter *it, const tkv_memtab *m, uint64_t seq);
+void tkv_memtab_iter_seek(tkv_memtab_iter *it, const void *k, size_t klen);
+void tkv_memtab_iter_seek_first(tkv_memtab_iter *it);
+void tkv_memtab_iter_seek_last(tkv_memtab_iter *it);
+void tkv_memtab_iter_next(tkv_memtab_iter *it);
+void tkv_memtab_iter_prev(tkv_memtab_iter *it);
+static inline bool tkv_memtab_iter_valid(const tkv_memtab_iter *it) { return it->n != NULL; }
+const uint8_t *tkv_memtab_iter_key(const tkv_memtab_iter *it, size_t *klen);
+const uint8_t *tkv_memtab_iter_value(const tkv_memtab_iter *it, size_t *vlen);
+bool tkv_memtab_iter_is_del(const tkv_memtab_iter *it);
+
+#endif

@@ -511,8 +511,9 @@ static int exec_stats(exec_ctx *x)
     tkv_engine_stats_get(d->eng, &es);
     char *lstats = tkv_engine_property(d->eng, "leveldb.stats");
     char *lsize = tkv_engine_property(d->eng, "leveldb.approximate-memory-usage");
+    char *wbuf = tkv_engine_property(d->eng, "tkv.write-buffer-bytes");
     uint32_t n = N_ENGINE_STATS + TKV_CMD__COUNT + 3 + N_LIMIT_STATS + (lstats ? 1 : 0) +
-                 (lsize ? 1 : 0) + (d->info ? N_SERVER_STATS : 0) +
+                 (lsize ? 1 : 0) + (wbuf ? 1 : 0) + (d->info ? N_SERVER_STATS : 0) +
                  (d->repl ? tkv_repl_nstats(d->repl) : 0) + (d->cluster ? TKV_CLUSTER_NSTATS : 0) +
                  (d->lat ? tkv_latency_nstats(d->lat) : 0);
     tkv_rep_wr lw;
@@ -544,10 +545,13 @@ static int exec_stats(exec_ctx *x)
     kv_u64(&lw, "pid", (uint64_t)getpid());
     if (lsize)
         kv_u64(&lw, "leveldb_memory_bytes", strtoull(lsize, NULL, 10));
+    if (wbuf)
+        kv_u64(&lw, "write_buffer_bytes", strtoull(wbuf, NULL, 10));
     if (lstats)
         kv_str(&lw, "leveldb_stats", lstats);
     free(lstats);
     free(lsize);
+    free(wbuf);
     /* The count was promised up front: a field missed here would shift
      * every name and value after it. */
     if (lw.n != n) {

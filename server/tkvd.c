@@ -87,6 +87,9 @@ static void usage(FILE *f, const tkv_server_opts *d)
             "                       from memory (never from disk) beyond it\n"
             "                       (default a quarter of RAM, here %zu)\n"
             "  --block-cache SIZE   LevelDB block cache (default 8mb)\n"
+            "  --write-buffer SIZE  writes collect in memory (and tkv's log) up to this\n"
+            "                       size, then go to LevelDB as chunks (default 32mb;\n"
+            "                       up to twice this is held while one is written)\n"
             "  --readers N          threads that read LevelDB, so requests for keys in\n"
             "                       memory never wait behind the disk; 0 reads on the\n"
             "                       event loop (default %u)\n"
@@ -175,6 +178,7 @@ enum {
     OPT_DATA_DIR,
     OPT_FSYNC,
     OPT_BLOCK_CACHE,
+    OPT_WRITE_BUFFER,
     OPT_REPAIR,
     OPT_LOG_LEVEL,
     OPT_HELP,
@@ -224,6 +228,7 @@ static const struct option long_opts[] = {
     {"data-dir", required_argument, NULL, OPT_DATA_DIR},
     {"fsync", required_argument, NULL, OPT_FSYNC},
     {"block-cache", required_argument, NULL, OPT_BLOCK_CACHE},
+    {"write-buffer", required_argument, NULL, OPT_WRITE_BUFFER},
     {"compression", required_argument, NULL, OPT_COMPRESSION},
     {"max-memory", required_argument, NULL, OPT_MAX_MEMORY},
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
@@ -334,6 +339,11 @@ static int apply(int opt, const char *arg, tkv_server_opts *o, offline_job *job,
         if (tkv_parse_size(arg, UINT64_MAX, &v) < 0)
             return bad("block-cache", arg, "a size such as 64mb");
         o->engine.block_cache = v;
+        break;
+    case OPT_WRITE_BUFFER:
+        if (tkv_parse_size(arg, (uint64_t)1 << 40, &v) < 0 || v < 4096)
+            return bad("write-buffer", arg, "a size of at least 4kb, such as 32mb");
+        o->engine.write_buffer = v;
         break;
     case OPT_COMPRESSION:
         if (strcmp(arg, "snappy") == 0)

@@ -1137,7 +1137,7 @@ Test(backups, storage_failure_ends_a_stalled_backup, .fini = teardown, .timeout 
 {
     static char preload[4200], trigger[4300];
     snprintf(preload, sizeof preload, "LD_PRELOAD=%s", getenv("TKV_FAULT_LIB"));
-    const char *env[] = {preload, "TKV_FAULT_PATHS={dir}/db:{dir}/write-probe",
+    const char *env[] = {preload, "TKV_FAULT_PATHS={dir}/db:{dir}/wal/:{dir}/write-probe",
                          "TKV_FAULT_TRIGGER={dir}.full", NULL};
     tkvd_start_env(&a, NULL, env);
     snprintf(trigger, sizeof trigger, "%s.full", a.dir);

@@ -139,12 +139,15 @@ static void verify_writer(tkv_ctx *c, writer *wr, uint64_t from, tally *t)
     }
 }
 
-static void crash_cycles(const char *mode)
+/* wbuf: tkvd's --write-buffer, or NULL for the default. A small one keeps
+ * the flusher busy, so kills land in the middle of flushes (chunks half
+ * rewritten in LevelDB, log files not yet deleted). */
+static void crash_cycles(const char *mode, const char *wbuf)
 {
     const char *env = getenv("TKV_CRASH_CYCLES");
     int cycles = env ? atoi(env) : 5;
     test_rng r = {test_seed(mode)};
-    const char *args[] = {"--fsync", mode, NULL};
+    const char *args[] = {"--fsync", mode, wbuf ? "--write-buffer" : NULL, wbuf, NULL};
     tkvd_start(&d, args);
     writer w[WRITERS];
     for (int i = 0; i < WRITERS; i++) {
@@ -196,15 +199,29 @@ static void crash_cycles(const char *mode)
         free(w[i].acked);
     }
     fprintf(stderr,
-            "crash test, fsync %s: %d kill -9 cycles, %llu writes sent, %llu acknowledged, "
+            "crash test, fsync %s, write buffer %s: %d kill -9 cycles, %llu writes sent, %llu "
+            "acknowledged, "
             "%llu lost, %llu unexpected, %llu present\n",
-            mode, cycles, (unsigned long long)sent, (unsigned long long)all.acked,
-            (unsigned long long)all.lost, (unsigned long long)all.unexpected,
-            (unsigned long long)all.present);
+            mode, wbuf ? wbuf : "default", cycles, (unsigned long long)sent,
+            (unsigned long long)all.acked, (unsigned long long)all.lost,
+            (unsigned long long)all.unexpected, (unsigned long long)all.present);
 }
 
-Test(crash, kill9_fsync_always, .fini = teardown, .timeout = 3600) { crash_cycles("always"); }
+Test(crash, kill9_fsync_always, .fini = teardown, .timeout = 3600) { crash_cycles("always", NULL); }
 
-Test(crash, kill9_fsync_everysec, .fini = teardown, .timeout = 3600) { crash_cycles("everysec"); }
+Test(crash, kill9_fsync_everysec, .fini = teardown, .timeout = 3600)
+{
+    crash_cycles("everysec", NULL);
+}
 
-Test(crash, kill9_fsync_never, .fini = teardown, .timeout = 3600) { crash_cycles("never"); }
+Test(crash, kill9_fsync_never, .fini = teardown, .timeout = 3600) { crash_cycles("never", NULL); }
+
+Test(crash, kill9_during_flushes_fsync_always, .fini = teardown, .timeout = 3600)
+{
+    crash_cycles("always", "64kb");
+}
+
+Test(crash, kill9_during_flushes_fsync_never, .fini = teardown, .timeout = 3600)
+{
+    crash_cycles("never", "64kb");
+}

@@ -31,7 +31,7 @@ static void start_faulty(const char *fsync_mode)
 {
     static char preload[4200];
     snprintf(preload, sizeof preload, "LD_PRELOAD=%s", getenv("TKV_FAULT_LIB"));
-    const char *env[] = {preload, "TKV_FAULT_PATHS={dir}/db:{dir}/write-probe",
+    const char *env[] = {preload, "TKV_FAULT_PATHS={dir}/db:{dir}/wal/:{dir}/write-probe",
                          "TKV_FAULT_TRIGGER={dir}.full", NULL};
     const char *args[] = {"--fsync", fsync_mode, NULL};
     tkvd_start_env(&d, args, env);
@@ -150,7 +150,7 @@ Test(storage, reads_after_a_failed_reopen_get_errors_and_the_server_goes_on, .fi
 {
     static char preload[4200];
     snprintf(preload, sizeof preload, "LD_PRELOAD=%s", getenv("TKV_FAULT_LIB"));
-    const char *env[] = {preload, "TKV_FAULT_PATHS={dir}/db/", "TKV_FAULT_TRIGGER={dir}.full",
+    const char *env[] = {preload, "TKV_FAULT_PATHS={dir}/db/:{dir}/wal/", "TKV_FAULT_TRIGGER={dir}.full",
                          NULL};
     const char *args[] = {"--readers", "2", NULL};
     tkvd_start_env(&d, args, env);
@@ -300,9 +300,11 @@ static long table_bytes(const tkvd *s)
 Test(storage, compression_none_stores_raw_tables_and_both_modes_read_each_other,
      .fini = teardown_both, .timeout = 60)
 {
-    const char *none[] = {"--compression", "none", NULL};
+    /* A small write buffer: versions reach LevelDB while the test writes. */
+    const char *none[] = {"--compression", "none", "--write-buffer", "256kb", NULL};
+    const char *snappy_args[] = {"--write-buffer", "256kb", NULL};
     tkvd_start(&d, none);
-    tkvd_start(&other, NULL);
+    tkvd_start(&other, snappy_args);
     cmp_fill(&d);
     cmp_fill(&other);
     tkvd_stop(&d);

@@ -150,8 +150,8 @@ Test(storage, reads_after_a_failed_reopen_get_errors_and_the_server_goes_on, .fi
 {
     static char preload[4200];
     snprintf(preload, sizeof preload, "LD_PRELOAD=%s", getenv("TKV_FAULT_LIB"));
-    const char *env[] = {preload, "TKV_FAULT_PATHS={dir}/db/:{dir}/wal/", "TKV_FAULT_TRIGGER={dir}.full",
-                         NULL};
+    const char *env[] = {preload, "TKV_FAULT_PATHS={dir}/db/:{dir}/wal/",
+                         "TKV_FAULT_TRIGGER={dir}.full", NULL};
     const char *args[] = {"--readers", "2", NULL};
     tkvd_start_env(&d, args, env);
     snprintf(trigger, sizeof trigger, "%s.full", d.dir);

@@ -187,6 +187,8 @@ static void write_flight(tkv_engine *e)
 static void *writer_main(void *arg)
 {
     tkv_engine *e = arg;
+    /* Named for top -H and perf: the batch writer. */
+    pthread_setname_np(pthread_self(), "tkv-writer");
     pthread_mutex_lock(&e->mu);
     for (;;) {
         while (!e->writer_go && !e->writer_quit)

@@ -1,12 +1,36 @@
 /*
- * memtab.c - the write buffer's skiplist (see memtab.h).
+ * memtab.c - the write buffer (see memtab.h): a skiplist of keys, in
+ * which all versions of one tkv key share a single node.
  *
- * LevelDB's memtable, in C11 atomics: a node is filled in completely, then
- * linked bottom level first, each link a release store; readers' acquire
- * loads therefore never see a half-made node. Heights are random with
- * branching 4, at most 12 levels (16 M records at the expected cost). Nodes
- * are never unlinked: a table only grows until it is frozen, written to
- * LevelDB and freed whole.
+ * Why not one node per record, as LevelDB's memtable: a buffer big enough
+ * to group many versions of a key into one chunk is far bigger than the
+ * CPU's caches, and a skiplist search through it misses the cache at
+ * nearly every step - measured, the insert alone cost more than LevelDB's
+ * whole write path. So a version record (chunk.h's version encoding, prefix
+ * P and timestamp) goes to its key's *group*: a skiplist node keyed by P,
+ * found through a hash table only the writer uses, holding an array of the
+ * key's versions in timestamp order. A version newer than the key's others
+ * (time moving forward) is an append. The skiplist gets a node only for a
+ * key new to this buffer, and for every record that is not a version
+ * (metadata, server state).
+ *
+ * Readers on other threads take no locks. Everything a reader can reach is
+ * written before it is published with a release store, and never changed
+ * afterwards except by another release store of a whole pointer or count:
+ *  - a node is linked into the skiplist bottom level first;
+ *  - a key's records form a chain, newest first; a new record points to the
+ *    one it replaces and is then published as the chain's head;
+ *  - a group's array is a block (capacity, count, entries); an append fills
+ *    the next entry, then publishes the count; anything else (a full block,
+ *    a version into the past) copies the block and publishes the new one.
+ *    Old blocks stay in the arena, so a reader holding one reads on safely.
+ * A reader at sequence number S skips records newer than S, walking each
+ * chain to the first record at or before S.
+ *
+ * Nodes sort by key bytes; a plain node and a group node with the same
+ * bytes (a plain key equal to a version prefix, which tkv never writes)
+ * sort plain first. A group's versions sort as their encodings P | ~ts do:
+ * newest first, all after P and before any other node.
  */
 #include "memtab.h"
 
@@ -14,15 +38,39 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "byteorder.h"
+#include "chunk.h"
+
 #define MAX_HEIGHT 12
-#define ARENA_BLOCK (256 * 1024)
+#define ARENA_BLOCK (1024 * 1024)
+
+typedef struct mrec {
+    uint64_t seq;
+    struct mrec *prev; /* the record it replaced, older */
+    uint32_t vlen;
+    bool del;
+    uint8_t val[];
+} mrec;
+
+typedef struct gent {
+    uint64_t ts;
+    _Atomic(mrec *) rec;
+} gent;
+
+typedef struct garr {
+    uint32_t cap;
+    _Atomic uint32_t n;
+    gent e[]; /* ascending timestamps */
+} garr;
 
 struct tkv_mnode {
-    uint64_t seq;
-    uint32_t klen, vlen;
-    bool del;
+    uint32_t klen;
+    uint32_t hash;
     uint8_t height;
-    _Atomic(tkv_mnode *) next[]; /* height links, then the key and value bytes */
+    bool group;
+    _Atomic(mrec *) rec;         /* plain: the chain of records, newest first */
+    _Atomic(garr *) arr;         /* group: the versions */
+    _Atomic(tkv_mnode *) next[]; /* height links, then the key bytes */
 };
 
 typedef struct arena_block {
@@ -39,6 +87,9 @@ struct tkv_memtab {
     arena_block *blocks;
     uint64_t rng;
     tkv_mnode *head;
+    /* The writer's index of nodes by key (and kind): open addressing. */
+    tkv_mnode **tab;
+    size_t tabcap, tabn;
 };
 
 static const uint8_t *node_key(const tkv_mnode *n) { return (const uint8_t *)&n->next[n->height]; }
@@ -71,17 +122,21 @@ static void *arena_alloc(tkv_memtab *m, size_t n)
     return p;
 }
 
-static tkv_mnode *node_new(tkv_memtab *m, int height, size_t klen, size_t vlen)
+static tkv_mnode *node_new(tkv_memtab *m, int height, const void *k, size_t klen)
 {
-    size_t sz = sizeof(tkv_mnode) + (size_t)height * sizeof(_Atomic(tkv_mnode *)) + klen + vlen;
+    size_t sz = sizeof(tkv_mnode) + (size_t)height * sizeof(_Atomic(tkv_mnode *)) + klen;
     tkv_mnode *n = arena_alloc(m, sz);
     if (!n)
         return NULL;
     n->height = (uint8_t)height;
     n->klen = (uint32_t)klen;
-    n->vlen = (uint32_t)vlen;
+    n->group = false;
+    atomic_init(&n->rec, NULL);
+    atomic_init(&n->arr, NULL);
     for (int i = 0; i < height; i++)
         atomic_init(&n->next[i], NULL);
+    if (klen)
+        memcpy((uint8_t *)node_key(n), k, klen);
     return n;
 }
 
@@ -93,10 +148,13 @@ tkv_memtab *tkv_memtab_new(void)
     atomic_init(&m->refs, 1);
     atomic_init(&m->height, 1);
     m->rng = 0x9e3779b97f4a7c15ULL ^ (uint64_t)(uintptr_t)m;
-    if (!(m->head = node_new(m, MAX_HEIGHT, 0, 0))) {
-        free(m);
+    m->tabcap = 1024;
+    m->tab = calloc(m->tabcap, sizeof *m->tab);
+    if (!m->tab || !(m->head = node_new(m, MAX_HEIGHT, NULL, 0))) {
+        tkv_memtab_unref(m);
         return NULL;
     }
+    atomic_fetch_add_explicit(&m->bytes, m->tabcap * sizeof *m->tab, memory_order_relaxed);
     return m;
 }
 
@@ -110,6 +168,7 @@ void tkv_memtab_unref(tkv_memtab *m)
         p = b->prev;
         free(b);
     }
+    free(m->tab);
     free(m);
 }
 
@@ -123,6 +182,8 @@ size_t tkv_memtab_count(const tkv_memtab *m)
     return atomic_load_explicit(&m->count, memory_order_relaxed);
 }
 
+/* ---- order ------------------------------------------------------------------ */
+
 /* Keys as unsigned bytes, shorter first on a tie. */
 static int key_cmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
 {
@@ -130,13 +191,11 @@ static int key_cmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
     return c ? c : (an > bn) - (an < bn);
 }
 
-/* Node order: key ascending, then sequence descending. */
-static int node_cmp(const tkv_mnode *n, const uint8_t *k, size_t klen, uint64_t seq)
+/* Node order: key bytes, then plain before group. */
+static int node_cmp(const tkv_mnode *n, const uint8_t *k, size_t klen, bool group)
 {
     int c = key_cmp(node_key(n), n->klen, k, klen);
-    if (c)
-        return c;
-    return (n->seq < seq) - (n->seq > seq);
+    return c ? c : (int)n->group - (int)group;
 }
 
 static inline tkv_mnode *nx(const tkv_mnode *n, int level)
@@ -144,58 +203,104 @@ static inline tkv_mnode *nx(const tkv_mnode *n, int level)
     return atomic_load_explicit(&((tkv_mnode *)n)->next[level], memory_order_acquire);
 }
 
-/* The first node >= (k, seq); fills prev[] with the last node before it at
- * each level when prev is given. */
-static tkv_mnode *find_ge(const tkv_memtab *m, const uint8_t *k, size_t klen, uint64_t seq,
+static int top_level(const tkv_memtab *m)
+{
+    return atomic_load_explicit(&((tkv_memtab *)m)->height, memory_order_relaxed) - 1;
+}
+
+/* The first node >= (k, group); fills prev[] with the last node before it
+ * at each level when prev is given. */
+static tkv_mnode *find_ge(const tkv_memtab *m, const uint8_t *k, size_t klen, bool group,
                           tkv_mnode **prev)
 {
     tkv_mnode *x = m->head;
-    int level = atomic_load_explicit(&((tkv_memtab *)m)->height, memory_order_relaxed) - 1;
-    for (;;) {
-        tkv_mnode *n = nx(x, level);
-        if (n && node_cmp(n, k, klen, seq) < 0) {
+    for (int level = top_level(m);; level--) {
+        tkv_mnode *n;
+        while ((n = nx(x, level)) != NULL && node_cmp(n, k, klen, group) < 0)
             x = n;
-            continue;
-        }
         if (prev)
             prev[level] = x;
         if (level == 0)
             return n;
-        level--;
     }
 }
 
-/* The last node whose key is < k (head if none). */
-static const tkv_mnode *find_lt_key(const tkv_memtab *m, const uint8_t *k, size_t klen)
+/* The last node < (k, group) (head if none). */
+static tkv_mnode *find_lt(const tkv_memtab *m, const uint8_t *k, size_t klen, bool group)
 {
-    const tkv_mnode *x = m->head;
-    int level = atomic_load_explicit(&((tkv_memtab *)m)->height, memory_order_relaxed) - 1;
-    for (;;) {
-        tkv_mnode *n = nx(x, level);
-        if (n && key_cmp(node_key(n), n->klen, k, klen) < 0) {
+    tkv_mnode *x = m->head;
+    for (int level = top_level(m);; level--) {
+        tkv_mnode *n;
+        while ((n = nx(x, level)) != NULL && node_cmp(n, k, klen, group) < 0)
             x = n;
-            continue;
-        }
         if (level == 0)
             return x;
-        level--;
     }
 }
 
-static const tkv_mnode *find_last(const tkv_memtab *m)
+static tkv_mnode *find_last(const tkv_memtab *m)
 {
-    const tkv_mnode *x = m->head;
-    int level = atomic_load_explicit(&((tkv_memtab *)m)->height, memory_order_relaxed) - 1;
-    for (;;) {
-        tkv_mnode *n = nx(x, level);
-        if (n) {
+    tkv_mnode *x = m->head;
+    for (int level = top_level(m);; level--) {
+        tkv_mnode *n;
+        while ((n = nx(x, level)) != NULL)
             x = n;
-            continue;
-        }
         if (level == 0)
             return x;
-        level--;
     }
+}
+
+/* ---- the writer ------------------------------------------------------------- */
+
+static uint32_t hash_key(const uint8_t *k, size_t n, bool group)
+{
+    uint64_t h = 0x9e3779b97f4a7c15ULL ^ n ^ ((uint64_t)group << 63);
+    while (n >= 8) {
+        uint64_t w;
+        memcpy(&w, k, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdULL;
+        h ^= h >> 32;
+        k += 8;
+        n -= 8;
+    }
+    uint64_t w = 0;
+    memcpy(&w, k, n);
+    h = (h ^ w) * 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 29;
+    return (uint32_t)h;
+}
+
+static tkv_mnode **tab_slot(tkv_memtab *m, const uint8_t *k, size_t klen, bool group, uint32_t h)
+{
+    size_t mask = m->tabcap - 1;
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+        tkv_mnode *n = m->tab[i];
+        if (!n || (n->hash == h && n->group == group && n->klen == klen &&
+                   memcmp(node_key(n), k, klen) == 0))
+            return &m->tab[i];
+    }
+}
+
+static int tab_grow(tkv_memtab *m)
+{
+    size_t cap = m->tabcap * 2;
+    tkv_mnode **t = calloc(cap, sizeof *t);
+    if (!t)
+        return -1;
+    for (size_t i = 0; i < m->tabcap; i++) {
+        tkv_mnode *n = m->tab[i];
+        if (!n)
+            continue;
+        size_t j = n->hash & (cap - 1);
+        while (t[j])
+            j = (j + 1) & (cap - 1);
+        t[j] = n;
+    }
+    free(m->tab);
+    atomic_fetch_add_explicit(&m->bytes, (cap - m->tabcap) * sizeof *t, memory_order_relaxed);
+    m->tab = t;
+    m->tabcap = cap;
+    return 0;
 }
 
 static int random_height(tkv_memtab *m)
@@ -211,48 +316,185 @@ static int random_height(tkv_memtab *m)
     }
 }
 
+/* The node of (k, group), made and linked if the buffer has none yet. */
+static tkv_mnode *node_get(tkv_memtab *m, const uint8_t *k, size_t klen, bool group)
+{
+    if ((m->tabn + 1) * 2 > m->tabcap && tab_grow(m) < 0)
+        return NULL;
+    uint32_t h = hash_key(k, klen, group);
+    tkv_mnode **slot = tab_slot(m, k, klen, group, h);
+    if (*slot)
+        return *slot;
+    tkv_mnode *prev[MAX_HEIGHT];
+    find_ge(m, k, klen, group, prev);
+    int ht = random_height(m);
+    tkv_mnode *n = node_new(m, ht, k, klen);
+    if (!n)
+        return NULL;
+    n->hash = h;
+    n->group = group;
+    int cur = top_level(m) + 1;
+    if (ht > cur) {
+        for (int i = cur; i < ht; i++)
+            prev[i] = m->head;
+        /* Readers that see the new height before the links find NULL
+         * (head's next) at those levels and drop a level: harmless. */
+        atomic_store_explicit(&m->height, ht, memory_order_relaxed);
+    }
+    for (int i = 0; i < ht; i++) {
+        atomic_store_explicit(&n->next[i], nx(prev[i], i), memory_order_relaxed);
+        atomic_store_explicit(&prev[i]->next[i], n, memory_order_release);
+    }
+    *slot = n;
+    m->tabn++;
+    return n;
+}
+
+static garr *arr_new(tkv_memtab *m, uint32_t cap)
+{
+    garr *a = arena_alloc(m, sizeof(garr) + (size_t)cap * sizeof(gent));
+    if (a) {
+        a->cap = cap;
+        atomic_init(&a->n, 0);
+    }
+    return a;
+}
+
+/* Puts rec at ts into the group's versions. */
+static int group_add(tkv_memtab *m, tkv_mnode *g, uint64_t ts, mrec *rec)
+{
+    garr *a = atomic_load_explicit(&g->arr, memory_order_relaxed);
+    uint32_t n = a ? atomic_load_explicit(&a->n, memory_order_relaxed) : 0;
+    if (n && a->e[n - 1].ts >= ts) {
+        /* Not the newest: the same timestamp again, or one in the past. */
+        uint32_t lo = 0, hi = n;
+        while (lo < hi) {
+            uint32_t mid = (lo + hi) / 2;
+            if (a->e[mid].ts < ts)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (a->e[lo].ts == ts) {
+            rec->prev = atomic_load_explicit(&a->e[lo].rec, memory_order_relaxed);
+            atomic_store_explicit(&a->e[lo].rec, rec, memory_order_release);
+            return 0;
+        }
+        garr *b = arr_new(m, n + 1 > a->cap ? a->cap * 2 : a->cap);
+        if (!b)
+            return -1;
+        for (uint32_t i = 0, j = 0; i <= n; i++) {
+            if (i == lo) {
+                b->e[i].ts = ts;
+                atomic_init(&b->e[i].rec, rec);
+            } else {
+                b->e[i].ts = a->e[j].ts;
+                atomic_init(&b->e[i].rec, atomic_load_explicit(&a->e[j].rec, memory_order_relaxed));
+                j++;
+            }
+        }
+        atomic_store_explicit(&b->n, n + 1, memory_order_relaxed);
+        atomic_store_explicit(&g->arr, b, memory_order_release);
+        return 0;
+    }
+    if (!a || n == a->cap) {
+        garr *b = arr_new(m, a ? a->cap * 2 : 4);
+        if (!b)
+            return -1;
+        for (uint32_t i = 0; i < n; i++) {
+            b->e[i].ts = a->e[i].ts;
+            atomic_init(&b->e[i].rec, atomic_load_explicit(&a->e[i].rec, memory_order_relaxed));
+        }
+        atomic_store_explicit(&b->n, n, memory_order_relaxed);
+        atomic_store_explicit(&g->arr, b, memory_order_release);
+        a = b;
+    }
+    a->e[n].ts = ts;
+    atomic_init(&a->e[n].rec, rec);
+    atomic_store_explicit(&a->n, n + 1, memory_order_release);
+    return 0;
+}
+
 int tkv_memtab_add(tkv_memtab *m, uint64_t seq, bool del, const void *k, size_t klen, const void *v,
                    size_t vlen)
 {
     if (klen > UINT32_MAX || vlen > UINT32_MAX)
         return -1;
-    tkv_mnode *prev[MAX_HEIGHT];
-    find_ge(m, k, klen, seq, prev);
-    int h = random_height(m);
-    int cur = atomic_load_explicit(&m->height, memory_order_relaxed);
-    if (h > cur) {
-        for (int i = cur; i < h; i++)
-            prev[i] = m->head;
-        /* Readers that see the new height before the links find NULL
-         * (head's next) at those levels and drop a level: harmless. */
-        atomic_store_explicit(&m->height, h, memory_order_relaxed);
-    }
-    tkv_mnode *n = node_new(m, h, klen, vlen);
-    if (!n)
+    bool group = tkv_chunk_is_version(k, klen);
+    tkv_mnode *n = node_get(m, k, group ? klen - 8 : klen, group);
+    mrec *r = n ? arena_alloc(m, sizeof(mrec) + vlen) : NULL;
+    if (!r)
         return -1;
-    n->seq = seq;
-    n->del = del;
-    memcpy((uint8_t *)node_key(n), k, klen);
+    r->seq = seq;
+    r->del = del;
+    r->vlen = (uint32_t)vlen;
+    r->prev = NULL;
     if (vlen)
-        memcpy((uint8_t *)node_key(n) + klen, v, vlen);
-    for (int i = 0; i < h; i++) {
-        atomic_store_explicit(&n->next[i], nx(prev[i], i), memory_order_relaxed);
-        atomic_store_explicit(&prev[i]->next[i], n, memory_order_release);
+        memcpy(r->val, v, vlen);
+    if (group) {
+        if (group_add(m, n, ~tkv_load_be64((const uint8_t *)k + klen - 8), r) < 0)
+            return -1;
+    } else {
+        r->prev = atomic_load_explicit(&n->rec, memory_order_relaxed);
+        atomic_store_explicit(&n->rec, r, memory_order_release);
     }
     atomic_fetch_add_explicit(&m->count, 1, memory_order_relaxed);
     return 0;
 }
 
+/* ---- readers ---------------------------------------------------------------- */
+
+static const mrec *visible(const mrec *r, uint64_t seq)
+{
+    while (r && r->seq > seq)
+        r = r->prev;
+    return r;
+}
+
+static const mrec *entry_rec(const gent *e, uint64_t seq)
+{
+    return visible(atomic_load_explicit(&((gent *)e)->rec, memory_order_acquire), seq);
+}
+
+static const garr *node_arr(const tkv_mnode *n, uint32_t *len)
+{
+    const garr *a = atomic_load_explicit(&((tkv_mnode *)n)->arr, memory_order_acquire);
+    *len = a ? atomic_load_explicit(&((garr *)a)->n, memory_order_acquire) : 0;
+    return a;
+}
+
 int tkv_memtab_get(const tkv_memtab *m, uint64_t seq, const void *k, size_t klen, const uint8_t **v,
                    size_t *vlen)
 {
-    const tkv_mnode *n = find_ge(m, k, klen, seq, NULL);
-    if (!n || key_cmp(node_key(n), n->klen, k, klen) != 0)
+    bool group = tkv_chunk_is_version(k, klen);
+    size_t nk = group ? klen - 8 : klen;
+    const tkv_mnode *n = find_ge(m, k, nk, group, NULL);
+    if (!n || node_cmp(n, k, nk, group) != 0)
         return 0;
-    if (n->del)
+    const mrec *r;
+    if (group) {
+        uint64_t ts = ~tkv_load_be64((const uint8_t *)k + klen - 8);
+        uint32_t len;
+        const garr *a = node_arr(n, &len);
+        uint32_t lo = 0, hi = len;
+        while (lo < hi) {
+            uint32_t mid = (lo + hi) / 2;
+            if (a->e[mid].ts < ts)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (lo == len || a->e[lo].ts != ts)
+            return 0;
+        r = entry_rec(&a->e[lo], seq);
+    } else
+        r = visible(atomic_load_explicit(&((tkv_mnode *)n)->rec, memory_order_acquire), seq);
+    if (!r)
+        return 0;
+    if (r->del)
         return 2;
-    *v = node_key(n) + n->klen;
-    *vlen = n->vlen;
+    *v = r->val;
+    *vlen = r->vlen;
     return 1;
 }
 
@@ -260,39 +502,134 @@ int tkv_memtab_get(const tkv_memtab *m, uint64_t seq, const void *k, size_t klen
 
 void tkv_memtab_iter_init(tkv_memtab_iter *it, const tkv_memtab *m, uint64_t seq)
 {
-    it->m = m;
-    it->seq = seq;
+    *it = (tkv_memtab_iter){.m = m, .seq = seq};
+}
+
+void tkv_memtab_iter_deinit(tkv_memtab_iter *it)
+{
+    free(it->kbuf);
+    it->kbuf = NULL;
+    it->kcap = 0;
+}
+
+/* Positions on node n at entry i (a group) with record r; composes a
+ * version's key. */
+static void set_pos(tkv_memtab_iter *it, const tkv_mnode *n, const garr *a, uint32_t len, long i,
+                    const mrec *r)
+{
+    it->n = n;
+    it->arr = a;
+    it->len = len;
+    it->i = i;
+    it->rec = r;
+    if (!n->group)
+        return;
+    size_t kn = n->klen + 8;
+    if (kn > it->kcap) {
+        uint8_t *g = realloc(it->kbuf, kn);
+        if (!g) {
+            /* As the store's other allocations for a read in progress:
+             * there is no answer to give but a wrong one. */
+            abort();
+        }
+        it->kbuf = g;
+        it->kcap = kn;
+    }
+    memcpy(it->kbuf, node_key(n), n->klen);
+    tkv_store_be64(it->kbuf + n->klen, ~a->e[i].ts);
+}
+
+/* From node n forward: the first visible record, newest version first. */
+static void settle_fwd(tkv_memtab_iter *it, const tkv_mnode *n)
+{
+    for (; n; n = nx(n, 0)) {
+        if (!n->group) {
+            const mrec *r = visible(
+                atomic_load_explicit(&((tkv_mnode *)n)->rec, memory_order_acquire), it->seq);
+            if (r) {
+                set_pos(it, n, NULL, 0, 0, r);
+                return;
+            }
+            continue;
+        }
+        uint32_t len;
+        const garr *a = node_arr(n, &len);
+        for (long i = (long)len - 1; i >= 0; i--) {
+            const mrec *r = entry_rec(&a->e[i], it->seq);
+            if (r) {
+                set_pos(it, n, a, len, i, r);
+                return;
+            }
+        }
+    }
     it->n = NULL;
 }
 
-/* From n forward, the first node a reader at it->seq sees: nodes of one key
- * are newest first, so the first with seq <= S is that key's record. */
-static void settle_fwd(tkv_memtab_iter *it, const tkv_mnode *n)
-{
-    while (n && n->seq > it->seq)
-        n = nx(n, 0);
-    it->n = n;
-}
-
-/* n is the last (oldest) node of its key: positions on that key's record
- * at it->seq, or on the nearest earlier key that has one. */
+/* From node n backward: the last visible record, oldest version first. */
 static void settle_back(tkv_memtab_iter *it, const tkv_mnode *n)
 {
-    while (n != it->m->head) {
-        if (n->seq <= it->seq) {
-            /* The oldest node is visible, so some node of this key is: the
-             * first one at or below S. */
-            it->n = find_ge(it->m, node_key(n), n->klen, it->seq, NULL);
-            return;
+    for (; n && n != it->m->head; n = find_lt(it->m, node_key(n), n->klen, n->group)) {
+        if (!n->group) {
+            const mrec *r = visible(
+                atomic_load_explicit(&((tkv_mnode *)n)->rec, memory_order_acquire), it->seq);
+            if (r) {
+                set_pos(it, n, NULL, 0, 0, r);
+                return;
+            }
+            continue;
         }
-        n = find_lt_key(it->m, node_key(n), n->klen);
+        uint32_t len;
+        const garr *a = node_arr(n, &len);
+        for (uint32_t i = 0; i < len; i++) {
+            const mrec *r = entry_rec(&a->e[i], it->seq);
+            if (r) {
+                set_pos(it, n, a, len, i, r);
+                return;
+            }
+        }
     }
     it->n = NULL;
 }
 
 void tkv_memtab_iter_seek(tkv_memtab_iter *it, const void *k, size_t klen)
 {
-    settle_fwd(it, find_ge(it->m, k, klen, it->seq, NULL));
+    /* The last node before k may be a group whose versions run past k. */
+    const tkv_mnode *l = find_lt(it->m, k, klen, false);
+    if (l != it->m->head && l->group) {
+        uint32_t len;
+        const garr *a = node_arr(l, &len);
+        /* Its versions newest first, as encodings ascending: the first one
+         * >= k is the newest with ts <= T if k is P | ~T, and in general
+         * found by comparing encodings. */
+        size_t pl = l->klen;
+        bool same = klen == pl + 8 && memcmp(k, node_key(l), pl) == 0;
+        uint64_t t = same ? ~tkv_load_be64((const uint8_t *)k + pl) : 0;
+        uint8_t enc[8];
+        for (long i = (long)len - 1; i >= 0; i--) {
+            bool ge;
+            if (same)
+                ge = a->e[i].ts <= t;
+            else {
+                int c = memcmp(node_key(l), k, pl < klen ? pl : klen);
+                if (c == 0) {
+                    tkv_store_be64(enc, ~a->e[i].ts);
+                    size_t rest = klen > pl ? klen - pl : 0;
+                    c = memcmp(enc, (const uint8_t *)k + pl, rest < 8 ? rest : 8);
+                    if (c == 0)
+                        c = (8 > rest) - (8 < rest);
+                }
+                ge = c >= 0;
+            }
+            if (!ge)
+                continue;
+            const mrec *r = entry_rec(&a->e[i], it->seq);
+            if (r) {
+                set_pos(it, l, a, len, i, r);
+                return;
+            }
+        }
+    }
+    settle_fwd(it, nx(l, 0));
 }
 
 void tkv_memtab_iter_seek_first(tkv_memtab_iter *it) { settle_fwd(it, nx(it->m->head, 0)); }
@@ -301,28 +638,49 @@ void tkv_memtab_iter_seek_last(tkv_memtab_iter *it) { settle_back(it, find_last(
 
 void tkv_memtab_iter_next(tkv_memtab_iter *it)
 {
-    const tkv_mnode *c = it->n, *n = nx(c, 0);
-    while (n && key_cmp(node_key(n), n->klen, node_key(c), c->klen) == 0)
-        n = nx(n, 0);
-    settle_fwd(it, n);
+    const tkv_mnode *n = it->n;
+    if (n->group) {
+        /* Older versions of the same key, in the block this position saw. */
+        for (long i = it->i - 1; i >= 0; i--) {
+            const mrec *r = entry_rec(&it->arr->e[i], it->seq);
+            if (r) {
+                set_pos(it, n, it->arr, it->len, i, r);
+                return;
+            }
+        }
+    }
+    settle_fwd(it, nx(n, 0));
 }
 
 void tkv_memtab_iter_prev(tkv_memtab_iter *it)
 {
-    const tkv_mnode *c = it->n;
-    settle_back(it, find_lt_key(it->m, node_key(c), c->klen));
+    const tkv_mnode *n = it->n;
+    if (n->group) {
+        for (uint32_t i = (uint32_t)it->i + 1; i < it->len; i++) {
+            const mrec *r = entry_rec(&it->arr->e[i], it->seq);
+            if (r) {
+                set_pos(it, n, it->arr, it->len, (long)i, r);
+                return;
+            }
+        }
+    }
+    settle_back(it, find_lt(it->m, node_key(n), n->klen, n->group));
 }
 
 const uint8_t *tkv_memtab_iter_key(const tkv_memtab_iter *it, size_t *klen)
 {
+    if (it->n->group) {
+        *klen = it->n->klen + 8;
+        return it->kbuf;
+    }
     *klen = it->n->klen;
     return node_key(it->n);
 }
 
 const uint8_t *tkv_memtab_iter_value(const tkv_memtab_iter *it, size_t *vlen)
 {
-    *vlen = it->n->vlen;
-    return node_key(it->n) + it->n->klen;
+    *vlen = it->rec->vlen;
+    return it->rec->val;
 }
 
-bool tkv_memtab_iter_is_del(const tkv_memtab_iter *it) { return it->n->del; }
+bool tkv_memtab_iter_is_del(const tkv_memtab_iter *it) { return it->rec->del; }

@@ -1,18 +1,17 @@
 /*
  * memtab.h - the store's write buffer: a sorted memory table of records
- * (key, sequence number, put or delete, value), as LevelDB's memtable.
+ * (key, sequence number, put or delete, value), as LevelDB's memtable, in
+ * which the versions of one tkv key (chunk.h's version encodings) are kept
+ * together, as the chunk they will become (memtab.c says why).
  *
  * One writer at a time adds records; any number of readers on other
- * threads read at once without locks: a record is linked into the skiplist
- * only after its bytes are written, with release stores, and readers follow
- * links with acquire loads. Memory comes from an arena freed with the table,
- * which lives as long as its last reference.
+ * threads read at once without locks. Memory comes from an arena freed with
+ * the table, which lives as long as its last reference.
  *
  * A reader sees the table as of a sequence number S: for each key, the
- * record with the largest sequence number <= S. Within the table one key may
- * have several records (rewrites); for equal keys the larger sequence
- * number sorts first, so "the newest record at or before S" is the first
- * one a seek finds.
+ * record with the largest sequence number <= S. A writer gives every record
+ * a sequence number above every one a reader may have seen (the store
+ * publishes a batch's last one only once the whole batch is added).
  */
 #ifndef TKV_MEMTAB_H
 #define TKV_MEMTAB_H
@@ -23,6 +22,8 @@
 
 typedef struct tkv_memtab tkv_memtab;
 typedef struct tkv_mnode tkv_mnode;
+typedef struct garr garr;
+typedef struct mrec mrec;
 
 /* A new table with one reference; NULL if out of memory. */
 tkv_memtab *tkv_memtab_new(void);
@@ -31,8 +32,7 @@ void tkv_memtab_ref(tkv_memtab *m);
 void tkv_memtab_unref(tkv_memtab *m);
 
 /* Adds a record (the writer only). Keys and values are copied. Returns 0,
- * or -1 if out of memory (the table is unchanged). Sequence numbers must
- * rise across calls. */
+ * or -1 if out of memory. */
 int tkv_memtab_add(tkv_memtab *m, uint64_t seq, bool del, const void *k, size_t klen, const void *v,
                    size_t vlen);
 
@@ -47,15 +47,22 @@ int tkv_memtab_get(const tkv_memtab *m, uint64_t seq, const void *k, size_t klen
                    size_t *vlen);
 
 /* A cursor showing, for each key, its newest record at or before seq
- * (deletes included: the caller decides what they hide). Plain struct, no
- * allocation; the caller holds a reference to the table while using it. */
+ * (deletes included: the caller decides what they hide). The caller holds
+ * a reference to the table while using it, and deinits it after. */
 typedef struct tkv_memtab_iter {
     const tkv_memtab *m;
     uint64_t seq;
     const tkv_mnode *n; /* NULL: not valid */
+    const garr *arr;    /* a group's versions as this position saw them */
+    uint32_t len;
+    long i;
+    const mrec *rec;
+    uint8_t *kbuf; /* a version's encoding, composed */
+    size_t kcap;
 } tkv_memtab_iter;
 
 void tkv_memtab_iter_init(tkv_memtab_iter *it, const tkv_memtab *m, uint64_t seq);
+void tkv_memtab_iter_deinit(tkv_memtab_iter *it);
 void tkv_memtab_iter_seek(tkv_memtab_iter *it, const void *k, size_t klen);
 void tkv_memtab_iter_seek_first(tkv_memtab_iter *it);
 void tkv_memtab_iter_seek_last(tkv_memtab_iter *it);

@@ -1041,6 +1041,8 @@ void tkv_store_iter_free(tkv_store_iter *it)
     if (!it)
         return;
     leveldb_iter_destroy(it->dc.li);
+    for (int c = 0; c < it->v.nmt; c++)
+        tkv_memtab_iter_deinit(&it->mi[c]);
     if (it->own_view)
         view_drop(&it->v);
     free(it->dc.key);
@@ -1435,7 +1437,7 @@ typedef struct flush {
     size_t ngrp, nold, capgrp, capold;
     tkv_chunk_ent *out;
     size_t capout;
-    tkv_buf scratch, chunk, oldkeys;
+    tkv_buf scratch, chunk, oldkeys, prefix;
     tkv_chunk_ent ents[TKV_CHUNK_DECODE_MAX];
     uint8_t *key;
     size_t kcap;
@@ -1585,8 +1587,12 @@ static int flush_table(tkv_store *s, tkv_memtab *m, char *err, size_t errlen)
         } else {
             /* Every version of this key in the buffer: same prefix, same
              * length (so also a version encoding). */
-            const uint8_t *prefix = k;
+            /* The cursor's key buffer changes as it moves: keep the prefix. */
             size_t plen = kn - 8;
+            tkv_buf_reset(&f.prefix);
+            if (tkv_buf_append(&f.prefix, k, plen) < 0)
+                oom();
+            const uint8_t *prefix = f.prefix.data;
             f.ngrp = 0;
             do {
                 fver g = {.ts = ~tkv_load_be64(k + plen),
@@ -1622,6 +1628,8 @@ static int flush_table(tkv_store *s, tkv_memtab *m, char *err, size_t errlen)
         rc = flush_write(&f, true);
     if (rc < 0)
         tkv_datadir_err(err, errlen, f.err, NULL);
+    tkv_memtab_iter_deinit(&it);
+    tkv_buf_deinit(&f.prefix);
     leveldb_iter_destroy(f.li);
     leveldb_writebatch_destroy(f.wb);
     free(f.grp);
@@ -1637,6 +1645,7 @@ static int flush_table(tkv_store *s, tkv_memtab *m, char *err, size_t errlen)
 static void *flusher_main(void *arg)
 {
     tkv_store *s = arg;
+    pthread_setname_np(pthread_self(), "tkv-flusher");
     pthread_mutex_lock(&s->mu);
     for (;;) {
         while (!s->flusher_quit && !(s->imm && !s->bg_failed))

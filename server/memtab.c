@@ -323,8 +323,9 @@ static tkv_mnode *node_get(tkv_memtab *m, const uint8_t *k, size_t klen, bool gr
         return NULL;
     uint32_t h = hash_key(k, klen, group);
     tkv_mnode **slot = tab_slot(m, k, klen, group, h);
-    if (*slot)
-        return *slot;
+    tkv_mnode *found = *slot;
+    if (found)
+        return found;
     tkv_mnode *prev[MAX_HEIGHT];
     find_ge(m, k, klen, group, prev);
     int ht = random_height(m);

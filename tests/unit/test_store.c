@@ -10,19 +10,28 @@
  * Keys are short strings over {0x00, 'a', 'b', 0xff}, so that the empty
  * key, prefixes and bytes above 0x7f (signedness) all come up often.
  *
+ * A second part (below "version-shaped records") writes what the engine
+ * writes through a write buffer small enough to be flushed every few
+ * batches, and checks the same agreement across flushes, reopens, process
+ * crashes, kills and torn log tails, and under readers on other threads.
+ *
  * The same file tests both backends: LevelDB's (store.c, unit/store) and
  * the memory store (store_mem.c, unit/store_mem, built with
  * TKV_STORE_MEMORY, which also tests its fault hook).
  */
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../common/rng.h"
@@ -943,6 +952,279 @@ Test(store, snapshots_and_iterators_hold_across_flushes, .init = open_small_stor
     tkv_store_batch_free(b);
     free(frozen);
     free(frozen2);
+}
+
+/* ---- crashes ------------------------------------------------------------------
+ *
+ * A child process writes and ends without closing the store; the test's
+ * process then opens the directory. The test's process must not have used
+ * LevelDB before it forks: LevelDB starts its one background thread once
+ * per process, and a child forked after that has the flag but not the
+ * thread, so its first compaction waits forever. Hence these tests start
+ * from an empty directory (make_dir) and fork before opening anything. */
+
+static void make_dir(void)
+{
+    wb = SMALL_WB;
+    dir = tmpdir_make("store");
+    live = calloc(1, sizeof *live);
+    replica = calloc(1, sizeof *replica);
+    s = NULL;
+}
+
+/* One batch of a crash run, generated onto m and, with a store, written
+ * to it (every fourth synced). Returns 0, or -1 with the reason in err. */
+static int crash_batch(tkv_store *st, test_rng *r, tkv_store_batch *b, model *m, uint64_t *clock,
+                       char *err, size_t errlen)
+{
+    vbatch(r, b, m, clock);
+    bool sync = test_rng_below(r, 4) == 0;
+    int rc = st ? tkv_store_write(st, b, sync, err, errlen) : 0;
+    tkv_store_batch_clear(b);
+    return rc;
+}
+
+/* The batches of one crash run, from seed onto m and, with a store, into
+ * it, with a flush half-way. The parent runs it without a store to build
+ * the model of what its child wrote. Returns 0, or the step that failed:
+ * this runs in a child, where cr_assert may not. */
+static int crash_run(tkv_store *st, uint64_t seed, model *m, uint64_t *clock)
+{
+    test_rng r = {seed};
+    tkv_store_batch *b = tkv_store_batch_new();
+    char err[256] = "";
+    int rc = 0;
+    for (int i = 0; i < 200 && rc == 0; i++) {
+        if (crash_batch(st, &r, b, m, clock, err, sizeof err) < 0)
+            rc = 3;
+        else if (st && i == 100 && tkv_store_flush(st, err, sizeof err) < 0)
+            rc = 4;
+    }
+    if (rc)
+        fprintf(stderr, "crash run: %s\n", err);
+    tkv_store_batch_free(b);
+    return rc;
+}
+
+/* Forks a child that opens the store (creating it), writes a crash run
+ * and ends without closing it; then builds the same run onto live. */
+static void crash_child(uint64_t seed, uint64_t *clock)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        char err[256];
+        tkv_store *st;
+        tkv_store_opts o = store_opts(true);
+        if (tkv_store_open(&o, &st, err, sizeof err) < 0) {
+            fprintf(stderr, "crash run: %s\n", err);
+            _exit(2);
+        }
+        _exit(crash_run(st, seed, live, clock)); /* no close: a crash */
+    }
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child failed: status %#x",
+              status);
+    cr_assert_eq(crash_run(NULL, seed, live, clock), 0);
+}
+
+/* Batches written (synced or not) by processes that end without closing
+ * the store - some in LevelDB, most only in the log - are all there when
+ * the directory is opened again: three children in turn, each replaying
+ * the last one's log and writing on, then this process. */
+Test(store, a_process_crash_loses_no_written_batch, .init = make_dir, .fini = close_store)
+{
+    if (!tkv_store_is_persistent())
+        cr_skip_test("the memory store does not outlive its process");
+    uint64_t seed = test_seed("store crash"), clock = 1000000;
+    test_rng r = {seed};
+    for (uint64_t gen = 0; gen < 3; gen++)
+        crash_child(seed + 1 + gen, &clock);
+    close_and_open();
+    vcheck(NULL, live, &r, true);
+    cr_log_info("%zu records after three crashes", live->n);
+    /* And what is written after the replay stays too. */
+    tkv_store_batch *b = tkv_store_batch_new();
+    for (int i = 0; i < 100; i++) {
+        vbatch(&r, b, live, &clock);
+        write_ok(b, false);
+    }
+    close_and_open();
+    vcheck(NULL, live, &r, true);
+    tkv_store_batch_free(b);
+}
+
+/* A child killed (SIGKILL) at a random moment of a run of writes leaves a
+ * whole number of batches: the store equals the model after some prefix
+ * of the run, at least as long as the batches the child had reported
+ * written. */
+Test(store, a_kill_mid_run_leaves_a_prefix_of_whole_batches, .init = make_dir, .fini = close_store)
+{
+    if (!tkv_store_is_persistent())
+        cr_skip_test("the memory store does not outlive its process");
+    uint64_t seed = test_seed("store kill"), clock = 1000000;
+    test_rng r = {seed};
+    enum { RUN = 3000 };
+    int acks[2];
+    cr_assert_eq(pipe(acks), 0);
+    uint32_t want = 50 + (uint32_t)test_rng_below(&r, 400), done = 0;
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        char err[256];
+        tkv_store_opts o = store_opts(true);
+        tkv_store_batch *b = tkv_store_batch_new();
+        if (tkv_store_open(&o, &s, err, sizeof err) < 0)
+            _exit(2);
+        for (uint32_t i = 1; i <= RUN; i++) {
+            if (crash_batch(s, &r, b, live, &clock, err, sizeof err) < 0)
+                _exit(3);
+            if (write(acks[1], &i, sizeof i) != sizeof i)
+                _exit(4);
+        }
+        _exit(0); /* killed first, normally */
+    }
+    close(acks[1]);
+    while (done < want && read(acks[0], &done, sizeof done) == sizeof done)
+        ;
+    kill(pid, SIGKILL);
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    close(acks[0]);
+    cr_assert_eq(done, want, "the child failed: status %#x", status);
+    /* The store's records, read once, against the model batch by batch. */
+    model *seen = calloc(1, sizeof *seen);
+    close_and_open();
+    tkv_store_iter *it = tkv_store_iter_new(s, NULL);
+    for (tkv_store_iter_seek_first(it); tkv_store_iter_valid(it); tkv_store_iter_next(it)) {
+        size_t kn, vn;
+        const uint8_t *k = tkv_store_iter_key(it, &kn), *v = tkv_store_iter_value(it, &vn);
+        cr_assert(kn <= MAXK && vn <= MAXV && seen->n < MAXN, "a record the run never wrote");
+        seen->r[seen->n].kn = kn;
+        seen->r[seen->n].vn = vn;
+        memcpy(seen->r[seen->n].k, k, kn);
+        memcpy(seen->r[seen->n++].v, v, vn);
+    }
+    tkv_store_iter_free(it);
+    tkv_store_batch *b = tkv_store_batch_new();
+    char err[256];
+    uint32_t n = 0;
+    for (; n < want || (n < RUN && !m_equal(live, seen)); n++)
+        crash_batch(NULL, &r, b, live, &clock, err, sizeof err);
+    cr_assert(m_equal(live, seen), "the store is no prefix of the run of %u batches", RUN);
+    cr_log_info("killed after %u batches reported, %u found", want, n);
+    vcheck(NULL, live, &r, true);
+    tkv_store_batch_free(b);
+    free(seen);
+}
+
+/* The newest log file under dir/wal, if there is one (store.c keeps its log
+ * there; the memory store has none). */
+static bool newest_log(char *path, size_t n)
+{
+    char wal[4200], best[256] = "";
+    snprintf(wal, sizeof wal, "%s/wal", dir);
+    DIR *d = opendir(wal);
+    if (!d)
+        return false;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        size_t len = strlen(e->d_name);
+        if (len == 20 && strcmp(e->d_name + 16, ".log") == 0 && strcmp(e->d_name, best) > 0)
+            memcpy(best, e->d_name, len + 1);
+    }
+    closedir(d);
+    snprintf(path, n, "%s/%s", wal, best);
+    return best[0] != '\0';
+}
+
+/* What a write cut short may leave at the end of the log: garbage, a
+ * header declaring a huge length (in either byte order), or the log's own
+ * first bytes - a real header whose body never came. */
+enum tear { TEAR_GARBAGE, TEAR_HUGE_LENGTH, TEAR_HEADER_ONLY };
+
+static void tear_log(enum tear kind, test_rng *r)
+{
+    char path[4500];
+    if (!newest_log(path, sizeof path))
+        return;
+    int fd = open(path, O_RDWR | O_APPEND);
+    cr_assert_geq(fd, 0, "%s: %s", path, strerror(errno));
+    uint8_t tail[64] = {0xff, 0xff, 0xff, 0x7f, 0x7f, 0xff, 0xff, 0xff};
+    ssize_t n = 8;
+    if (kind == TEAR_GARBAGE) {
+        n = 1 + (ssize_t)test_rng_below(r, 40);
+        for (ssize_t i = 0; i < n; i++)
+            tail[i] = (uint8_t)test_rng_next(r);
+    } else if (kind == TEAR_HEADER_ONLY) {
+        n = pread(fd, tail, 12, 0);
+        cr_assert_geq(n, 0);
+        if (n == 0) /* an empty log: a huge length it is */
+            n = 8;
+    }
+    cr_assert_eq(write(fd, tail, (size_t)n), n, "%s", strerror(errno));
+    cr_assert_eq(close(fd), 0);
+}
+
+/* A log ending in a torn write opens: the tail is cut, every batch before
+ * it is there, and the cut tail does not come back to spoil later writes.
+ * The batches come from a crashed child (so nothing was flushed by a
+ * close) and, on the memory store, from this process. */
+static void torn_tail(enum tear kind)
+{
+    uint64_t seed = test_seed("store torn"), clock = 1000000;
+    test_rng r = {seed};
+    if (tkv_store_is_persistent()) {
+        crash_child(seed + 1, &clock);
+    } else {
+        char err[256];
+        tkv_store_opts o = store_opts(true);
+        cr_assert_eq(tkv_store_open(&o, &s, err, sizeof err), 0, "%s", err);
+        cr_assert_eq(crash_run(s, seed + 1, live, &clock), 0);
+        tkv_store_close(s);
+        s = NULL;
+    }
+    tear_log(kind, &r);
+    close_and_open();
+    vcheck(NULL, live, &r, true);
+    tkv_store_batch *b = tkv_store_batch_new();
+    for (int i = 0; i < 40; i++) {
+        vbatch(&r, b, live, &clock);
+        write_ok(b, i % 10 == 0);
+    }
+    vcheck(NULL, live, &r, true);
+    close_and_open();
+    vcheck(NULL, live, &r, true);
+    /* Torn again after a clean close, then written on. */
+    tkv_store_close(s);
+    s = NULL;
+    tear_log(kind, &r);
+    close_and_open();
+    vcheck(NULL, live, &r, true);
+    for (int i = 0; i < 20; i++) {
+        vbatch(&r, b, live, &clock);
+        write_ok(b, false);
+    }
+    close_and_open();
+    vcheck(NULL, live, &r, true);
+    tkv_store_batch_free(b);
+}
+
+Test(store, a_log_torn_into_garbage_opens, .init = make_dir, .fini = close_store)
+{
+    torn_tail(TEAR_GARBAGE);
+}
+
+Test(store, a_log_torn_after_a_huge_length_opens, .init = make_dir, .fini = close_store)
+{
+    torn_tail(TEAR_HUGE_LENGTH);
+}
+
+Test(store, a_log_torn_after_a_header_opens, .init = make_dir, .fini = close_store)
+{
+    torn_tail(TEAR_HEADER_ONLY);
 }
 
 #ifdef TKV_STORE_MEMORY

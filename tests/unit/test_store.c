@@ -908,7 +908,8 @@ Test(store, snapshots_and_iterators_hold_across_flushes, .init = open_small_stor
     m_copy(frozen, live);
     tkv_store_snapshot *snap = tkv_store_snapshot_new(s), *snap2 = NULL;
     tkv_store_iter *old = tkv_store_iter_new(s, NULL), *sold = tkv_store_iter_new(s, snap);
-    cr_assert(snap && old && sold);
+    tkv_store_iter *shared = tkv_store_iter_shared(s); /* the reactor's, held too long */
+    cr_assert(snap && old && sold && shared);
     /* The old iterator waits on a record across everything below. */
     uint8_t k[MAXK];
     size_t kn = vprobe(&r, frozen, k);
@@ -942,6 +943,7 @@ Test(store, snapshots_and_iterators_hold_across_flushes, .init = open_small_stor
             }
         }
         check_walk(sold, frozen, phase == 1);
+        check_walk(shared, frozen, phase != 1);
         if (phase > 0) {
             check_walk(old, frozen, phase == 2);
             check_moves(old, frozen, k, kn, &r);
@@ -949,14 +951,50 @@ Test(store, snapshots_and_iterators_hold_across_flushes, .init = open_small_stor
     }
     tkv_store_iter_free(old);
     tkv_store_iter_free(sold);
+    tkv_store_iter_release_shared(s);
     tkv_store_snapshot_free(s, snap);
     tkv_store_snapshot_free(s, snap2);
     vcheck(NULL, live, &r, true);
     flush_ok();
+    flush_ok(); /* with nothing to move */
     vcheck(NULL, live, &r, true);
     tkv_store_batch_free(b);
     free(frozen);
     free(frozen2);
+}
+
+/* A wipe empties the write buffer and its log as well as LevelDB: nothing
+ * written before it comes back, not even from a log replayed at open. */
+Test(store, a_wipe_leaves_nothing_in_the_write_buffer_or_its_log, .init = open_small_store,
+     .fini = close_store)
+{
+    test_rng r = {test_seed("store wipe")};
+    tkv_store_batch *b = tkv_store_batch_new();
+    uint64_t clock = 1000000;
+    char err[256];
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 120; i++) {
+            vbatch(&r, b, live, &clock);
+            write_ok(b, i % 7 == 0);
+            if (i == 100)
+                flush_ok();
+        }
+        tkv_store_opts o = store_opts(true);
+        cr_assert_eq(tkv_store_wipe(s, &o, err, sizeof err), 0, "%s", err);
+        live->n = 0;
+        vcheck(NULL, live, &r, true);
+        for (int i = 0; i < 10; i++) {
+            vbatch(&r, b, live, &clock);
+            write_ok(b, false);
+        }
+        vcheck(NULL, live, &r, true);
+        if (round == 0)
+            close_and_open();
+        else
+            cr_assert_eq(tkv_store_reopen(s, &o, err, sizeof err), 0, "%s", err);
+        vcheck(NULL, live, &r, true);
+    }
+    tkv_store_batch_free(b);
 }
 
 /* ---- crashes ------------------------------------------------------------------
@@ -1061,6 +1099,31 @@ Test(store, a_process_crash_loses_no_written_batch, .init = make_dir, .fini = cl
     close_and_open();
     vcheck(NULL, live, &r, true);
     tkv_store_batch_free(b);
+}
+
+/* A repair of a directory a crashed process left (most batches in the log
+ * alone) keeps every batch: repair rewrites LevelDB's files, and must not
+ * take the write buffer's log for debris. Walks only: on today's store.c a
+ * get after a repair can return an older value than the walk shows (seed
+ * 1796172256 did: probably because LevelDB's repair puts every table at
+ * level 0, where a get trusts file numbers over sequence numbers, and a
+ * compaction's output may be numbered after a newer table), a bug of its
+ * own, left to be fixed apart. */
+Test(store, a_repair_after_a_crash_keeps_every_batch, .init = make_dir, .fini = close_store)
+{
+    if (!tkv_store_is_persistent()) {
+        close_store();
+        cr_skip_test("the memory store does not outlive its process");
+    }
+    uint64_t seed = test_seed("store repair"), clock = 1000000;
+    char err[256];
+    crash_child(seed + 1, &clock);
+    cr_assert_eq(tkv_store_repair(dir, err, sizeof err), 0, "%s", err);
+    close_and_open();
+    tkv_store_iter *it = tkv_store_iter_new(s, NULL);
+    check_walk(it, live, true);
+    check_walk(it, live, false);
+    tkv_store_iter_free(it);
 }
 
 /* A child killed (SIGKILL) at a random moment of a run of writes leaves a

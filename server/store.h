@@ -28,9 +28,15 @@
  *    tkv_store_open/_reopen/_close and tkv_store_set_observer need the store
  *    to themselves.
  *  - Order. Keys compare as unsigned bytes (memcmp, shorter first on a tie).
+ *  - Versions. A key that is a version encoding (keycodec.h: a version
+ *    prefix P, then 8 bytes of ~ts) is stored in LevelDB inside a chunk of
+ *    its key's versions (chunk.h); any other key is stored as itself. So a
+ *    key that starts with a version prefix P must be P itself or a version
+ *    encoding: anything else would sort among P's chunked versions. The
+ *    engine's keys always are (keycodec.h).
  *
- * The data directory holds LevelDB's files under db/ and tkvd.lock, locked
- * with flock() while the store is open.
+ * The data directory holds LevelDB's files under db/, the store's own log
+ * under wal/, and tkvd.lock, locked with flock() while the store is open.
  */
 #ifndef TKV_STORE_H
 #define TKV_STORE_H

@@ -113,7 +113,8 @@ typedef struct tkv_policy {
 typedef struct tkv_engine_opts {
     const char *dir;               /* data directory */
     size_t block_cache;            /* LevelDB block cache bytes (0: default) */
-    size_t write_buffer;           /* LevelDB memtable bytes (0: default) */
+    size_t write_buffer;           /* the store's write buffer (0: a quarter of
+                                      max_memory, 1-32 MiB; 32 MiB without) */
     bool no_compression;           /* LevelDB tables without Snappy */
     uint32_t fill_versions;        /* newest versions loaded on a miss (0: 256) */
     uint32_t resident_versions;    /* most versions a key keeps in memory (0: no

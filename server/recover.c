@@ -27,11 +27,23 @@
 /* The probe write: large enough that a full disk refuses it. */
 #define PROBE_BYTES (64 * 1024)
 
+/* The write buffer's default follows the memory budget: it comes on top
+ * of it, so a small budget gets a small buffer. */
+#define WRITE_BUFFER_MAX (32u << 20)
+#define WRITE_BUFFER_MIN (1u << 20)
+
 tkv_store_opts eng_store_opts(const tkv_engine *e)
 {
+    size_t wb = e->opts.write_buffer;
+    if (!wb && e->opts.max_memory) {
+        wb = e->opts.max_memory / 4;
+        wb = wb < WRITE_BUFFER_MIN   ? WRITE_BUFFER_MIN
+             : wb > WRITE_BUFFER_MAX ? WRITE_BUFFER_MAX
+                                     : wb;
+    }
     return (tkv_store_opts){.dir = e->dir,
                             .block_cache = e->opts.block_cache,
-                            .write_buffer = e->opts.write_buffer,
+                            .write_buffer = wb,
                             .no_compression = e->opts.no_compression,
                             .create = true};
 }

@@ -8,22 +8,20 @@
  * nearly every step - measured, the insert alone cost more than LevelDB's
  * whole write path. So a version record (chunk.h's version encoding, prefix
  * P and timestamp) goes to its key's *group*: a skiplist node keyed by P,
- * found through a hash table only the writer uses, holding an array of the
- * key's versions in timestamp order. A version newer than the key's others
- * (time moving forward) is an append. The skiplist gets a node only for a
- * key new to this buffer, and for every record that is not a version
+ * found through a hash table only the writer uses, holding the key's
+ * versions in a skiplist of their own, newest first. A version newer than
+ * the key's others (time moving forward) goes in at the head at once, one a
+ * little in the past after a few steps. The outer skiplist gets a node only
+ * for a key new to this buffer, and for every record that is not a version
  * (metadata, server state).
  *
  * Readers on other threads take no locks. Everything a reader can reach is
  * written before it is published with a release store, and never changed
  * afterwards except by another release store of a whole pointer or count:
- *  - a node is linked into the skiplist bottom level first;
- *  - a key's records form a chain, newest first; a new record points to the
- *    one it replaces and is then published as the chain's head;
- *  - a group's array is a block (capacity, count, entries); an append fills
- *    the next entry, then publishes the count; anything else (a full block,
- *    a version into the past) copies the block and publishes the new one.
- *    Old blocks stay in the arena, so a reader holding one reads on safely.
+ *  - a node (of either skiplist) is linked bottom level first;
+ *  - a key's records, and a version's, form a chain, newest first; a new
+ *    record points to the one it replaces and is then published as the
+ *    chain's head.
  * A reader at sequence number S skips records newer than S, walking each
  * chain to the first record at or before S.
  *
@@ -52,24 +50,23 @@ typedef struct mrec {
     uint8_t val[];
 } mrec;
 
-typedef struct gent {
+/* A version in a group: a node of the group's own skiplist, ordered newest
+ * first (the order of the versions' encodings). */
+typedef struct vnode {
     uint64_t ts;
     _Atomic(mrec *) rec;
-} gent;
-
-typedef struct garr {
-    uint32_t cap;
-    _Atomic uint32_t n;
-    gent e[]; /* ascending timestamps */
-} garr;
+    uint8_t height;
+    _Atomic(struct vnode *) next[];
+} vnode;
 
 struct tkv_mnode {
     uint32_t klen;
     uint32_t hash;
     uint8_t height;
     bool group;
-    _Atomic(mrec *) rec;         /* plain: the chain of records, newest first */
-    _Atomic(garr *) arr;         /* group: the versions */
+    _Atomic(mrec *) rec; /* plain: the chain of records, newest first */
+    vnode *vhead;        /* group: its versions' skiplist */
+    _Atomic int vheight;
     _Atomic(tkv_mnode *) next[]; /* height links, then the key bytes */
 };
 
@@ -132,7 +129,8 @@ static tkv_mnode *node_new(tkv_memtab *m, int height, const void *k, size_t klen
     n->klen = (uint32_t)klen;
     n->group = false;
     atomic_init(&n->rec, NULL);
-    atomic_init(&n->arr, NULL);
+    n->vhead = NULL;
+    atomic_init(&n->vheight, 1);
     for (int i = 0; i < height; i++)
         atomic_init(&n->next[i], NULL);
     if (klen)
@@ -316,6 +314,8 @@ static int random_height(tkv_memtab *m)
     }
 }
 
+static vnode *vnode_new(tkv_memtab *m, int height, uint64_t ts);
+
 /* The node of (k, group), made and linked if the buffer has none yet. */
 static tkv_mnode *node_get(tkv_memtab *m, const uint8_t *k, size_t klen, bool group)
 {
@@ -334,6 +334,8 @@ static tkv_mnode *node_get(tkv_memtab *m, const uint8_t *k, size_t klen, bool gr
         return NULL;
     n->hash = h;
     n->group = group;
+    if (group && !(n->vhead = vnode_new(m, MAX_HEIGHT, 0)))
+        return NULL;
     int cur = top_level(m) + 1;
     if (ht > cur) {
         for (int i = cur; i < ht; i++)
@@ -351,68 +353,86 @@ static tkv_mnode *node_get(tkv_memtab *m, const uint8_t *k, size_t klen, bool gr
     return n;
 }
 
-static garr *arr_new(tkv_memtab *m, uint32_t cap)
+static vnode *vnode_new(tkv_memtab *m, int height, uint64_t ts)
 {
-    garr *a = arena_alloc(m, sizeof(garr) + (size_t)cap * sizeof(gent));
-    if (a) {
-        a->cap = cap;
-        atomic_init(&a->n, 0);
-    }
-    return a;
+    vnode *v = arena_alloc(m, sizeof(vnode) + (size_t)height * sizeof(_Atomic(vnode *)));
+    if (!v)
+        return NULL;
+    v->ts = ts;
+    v->height = (uint8_t)height;
+    atomic_init(&v->rec, NULL);
+    for (int i = 0; i < height; i++)
+        atomic_init(&v->next[i], NULL);
+    return v;
 }
 
-/* Puts rec at ts into the group's versions. */
+static inline vnode *vnx(const vnode *v, int level)
+{
+    return atomic_load_explicit(&((vnode *)v)->next[level], memory_order_acquire);
+}
+
+static int vtop(const tkv_mnode *g)
+{
+    return atomic_load_explicit(&((tkv_mnode *)g)->vheight, memory_order_relaxed) - 1;
+}
+
+/* The first version with ts' <= ts (newest first: the first not newer);
+ * fills prev[] with the last newer one at each level when prev is given. */
+static vnode *vfind(const tkv_mnode *g, uint64_t ts, vnode **prev)
+{
+    vnode *x = g->vhead;
+    for (int level = vtop(g);; level--) {
+        vnode *n;
+        while ((n = vnx(x, level)) != NULL && n->ts > ts)
+            x = n;
+        if (prev)
+            prev[level] = x;
+        if (level == 0)
+            return n;
+    }
+}
+
+/* The oldest version newer than ts (NULL if none), or with ts UINT64_MAX
+ * and last: the oldest of all. */
+static vnode *vfind_newer(const tkv_mnode *g, uint64_t ts, bool last)
+{
+    vnode *x = g->vhead;
+    for (int level = vtop(g);; level--) {
+        vnode *n;
+        while ((n = vnx(x, level)) != NULL && (last || n->ts > ts))
+            x = n;
+        if (level == 0)
+            return x == g->vhead ? NULL : x;
+    }
+}
+
+/* Puts rec at ts into the group's versions. A version newer than all (time
+ * moving forward) is found at the head at once; one a little in the past
+ * after a few steps. */
 static int group_add(tkv_memtab *m, tkv_mnode *g, uint64_t ts, mrec *rec)
 {
-    garr *a = atomic_load_explicit(&g->arr, memory_order_relaxed);
-    uint32_t n = a ? atomic_load_explicit(&a->n, memory_order_relaxed) : 0;
-    if (n && a->e[n - 1].ts >= ts) {
-        /* Not the newest: the same timestamp again, or one in the past. */
-        uint32_t lo = 0, hi = n;
-        while (lo < hi) {
-            uint32_t mid = (lo + hi) / 2;
-            if (a->e[mid].ts < ts)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
-        if (a->e[lo].ts == ts) {
-            rec->prev = atomic_load_explicit(&a->e[lo].rec, memory_order_relaxed);
-            atomic_store_explicit(&a->e[lo].rec, rec, memory_order_release);
-            return 0;
-        }
-        garr *b = arr_new(m, n + 1 > a->cap ? a->cap * 2 : a->cap);
-        if (!b)
-            return -1;
-        for (uint32_t i = 0, j = 0; i <= n; i++) {
-            if (i == lo) {
-                b->e[i].ts = ts;
-                atomic_init(&b->e[i].rec, rec);
-            } else {
-                b->e[i].ts = a->e[j].ts;
-                atomic_init(&b->e[i].rec, atomic_load_explicit(&a->e[j].rec, memory_order_relaxed));
-                j++;
-            }
-        }
-        atomic_store_explicit(&b->n, n + 1, memory_order_relaxed);
-        atomic_store_explicit(&g->arr, b, memory_order_release);
+    vnode *prev[MAX_HEIGHT];
+    vnode *at = vfind(g, ts, prev);
+    if (at && at->ts == ts) {
+        rec->prev = atomic_load_explicit(&at->rec, memory_order_relaxed);
+        atomic_store_explicit(&at->rec, rec, memory_order_release);
         return 0;
     }
-    if (!a || n == a->cap) {
-        garr *b = arr_new(m, a ? a->cap * 2 : 4);
-        if (!b)
-            return -1;
-        for (uint32_t i = 0; i < n; i++) {
-            b->e[i].ts = a->e[i].ts;
-            atomic_init(&b->e[i].rec, atomic_load_explicit(&a->e[i].rec, memory_order_relaxed));
-        }
-        atomic_store_explicit(&b->n, n, memory_order_relaxed);
-        atomic_store_explicit(&g->arr, b, memory_order_release);
-        a = b;
+    int h = random_height(m);
+    vnode *v = vnode_new(m, h, ts);
+    if (!v)
+        return -1;
+    atomic_init(&v->rec, rec);
+    int cur = vtop(g) + 1;
+    if (h > cur) {
+        for (int i = cur; i < h; i++)
+            prev[i] = g->vhead;
+        atomic_store_explicit(&g->vheight, h, memory_order_relaxed);
     }
-    a->e[n].ts = ts;
-    atomic_init(&a->e[n].rec, rec);
-    atomic_store_explicit(&a->n, n + 1, memory_order_release);
+    for (int i = 0; i < h; i++) {
+        atomic_store_explicit(&v->next[i], vnx(prev[i], i), memory_order_relaxed);
+        atomic_store_explicit(&prev[i]->next[i], v, memory_order_release);
+    }
     return 0;
 }
 
@@ -452,16 +472,9 @@ static const mrec *visible(const mrec *r, uint64_t seq)
     return r;
 }
 
-static const mrec *entry_rec(const gent *e, uint64_t seq)
+static const mrec *vrec(const vnode *v, uint64_t seq)
 {
-    return visible(atomic_load_explicit(&((gent *)e)->rec, memory_order_acquire), seq);
-}
-
-static const garr *node_arr(const tkv_mnode *n, uint32_t *len)
-{
-    const garr *a = atomic_load_explicit(&((tkv_mnode *)n)->arr, memory_order_acquire);
-    *len = a ? atomic_load_explicit(&((garr *)a)->n, memory_order_acquire) : 0;
-    return a;
+    return visible(atomic_load_explicit(&((vnode *)v)->rec, memory_order_acquire), seq);
 }
 
 int tkv_memtab_get(const tkv_memtab *m, uint64_t seq, const void *k, size_t klen, const uint8_t **v,
@@ -475,19 +488,10 @@ int tkv_memtab_get(const tkv_memtab *m, uint64_t seq, const void *k, size_t klen
     const mrec *r;
     if (group) {
         uint64_t ts = ~tkv_load_be64((const uint8_t *)k + klen - 8);
-        uint32_t len;
-        const garr *a = node_arr(n, &len);
-        uint32_t lo = 0, hi = len;
-        while (lo < hi) {
-            uint32_t mid = (lo + hi) / 2;
-            if (a->e[mid].ts < ts)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
-        if (lo == len || a->e[lo].ts != ts)
+        const vnode *x = vfind(n, ts, NULL);
+        if (!x || x->ts != ts)
             return 0;
-        r = entry_rec(&a->e[lo], seq);
+        r = vrec(x, seq);
     } else
         r = visible(atomic_load_explicit(&((tkv_mnode *)n)->rec, memory_order_acquire), seq);
     if (!r)
@@ -513,15 +517,12 @@ void tkv_memtab_iter_deinit(tkv_memtab_iter *it)
     it->kcap = 0;
 }
 
-/* Positions on node n at entry i (a group) with record r; composes a
- * version's key. */
-static void set_pos(tkv_memtab_iter *it, const tkv_mnode *n, const garr *a, uint32_t len, long i,
-                    const mrec *r)
+/* Positions on node n (and, in a group, version x) with record r; composes
+ * a version's key. */
+static void set_pos(tkv_memtab_iter *it, const tkv_mnode *n, const vnode *x, const mrec *r)
 {
     it->n = n;
-    it->arr = a;
-    it->len = len;
-    it->i = i;
+    it->v = x;
     it->rec = r;
     if (!n->group)
         return;
@@ -537,30 +538,52 @@ static void set_pos(tkv_memtab_iter *it, const tkv_mnode *n, const garr *a, uint
         it->kcap = kn;
     }
     memcpy(it->kbuf, node_key(n), n->klen);
-    tkv_store_be64(it->kbuf + n->klen, ~a->e[i].ts);
+    tkv_store_be64(it->kbuf + n->klen, ~x->ts);
+}
+
+/* From version x of group g on, older: the first visible one. */
+static bool group_fwd(tkv_memtab_iter *it, const tkv_mnode *g, const vnode *x)
+{
+    for (; x; x = vnx(x, 0)) {
+        const mrec *r = vrec(x, it->seq);
+        if (r) {
+            set_pos(it, g, x, r);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* From version x of group g on, newer (x NULL: from the oldest): the first
+ * visible one. */
+static bool group_back(tkv_memtab_iter *it, const tkv_mnode *g, const vnode *x)
+{
+    if (!x)
+        x = vfind_newer(g, 0, true);
+    for (; x; x = vfind_newer(g, x->ts, false)) {
+        const mrec *r = vrec(x, it->seq);
+        if (r) {
+            set_pos(it, g, x, r);
+            return true;
+        }
+    }
+    return false;
 }
 
 /* From node n forward: the first visible record, newest version first. */
 static void settle_fwd(tkv_memtab_iter *it, const tkv_mnode *n)
 {
     for (; n; n = nx(n, 0)) {
-        if (!n->group) {
-            const mrec *r = visible(
-                atomic_load_explicit(&((tkv_mnode *)n)->rec, memory_order_acquire), it->seq);
-            if (r) {
-                set_pos(it, n, NULL, 0, 0, r);
+        if (n->group) {
+            if (group_fwd(it, n, vnx(n->vhead, 0)))
                 return;
-            }
             continue;
         }
-        uint32_t len;
-        const garr *a = node_arr(n, &len);
-        for (long i = (long)len - 1; i >= 0; i--) {
-            const mrec *r = entry_rec(&a->e[i], it->seq);
-            if (r) {
-                set_pos(it, n, a, len, i, r);
-                return;
-            }
+        const mrec *r =
+            visible(atomic_load_explicit(&((tkv_mnode *)n)->rec, memory_order_acquire), it->seq);
+        if (r) {
+            set_pos(it, n, NULL, r);
+            return;
         }
     }
     it->n = NULL;
@@ -570,23 +593,16 @@ static void settle_fwd(tkv_memtab_iter *it, const tkv_mnode *n)
 static void settle_back(tkv_memtab_iter *it, const tkv_mnode *n)
 {
     for (; n && n != it->m->head; n = find_lt(it->m, node_key(n), n->klen, n->group)) {
-        if (!n->group) {
-            const mrec *r = visible(
-                atomic_load_explicit(&((tkv_mnode *)n)->rec, memory_order_acquire), it->seq);
-            if (r) {
-                set_pos(it, n, NULL, 0, 0, r);
+        if (n->group) {
+            if (group_back(it, n, NULL))
                 return;
-            }
             continue;
         }
-        uint32_t len;
-        const garr *a = node_arr(n, &len);
-        for (uint32_t i = 0; i < len; i++) {
-            const mrec *r = entry_rec(&a->e[i], it->seq);
-            if (r) {
-                set_pos(it, n, a, len, i, r);
-                return;
-            }
+        const mrec *r =
+            visible(atomic_load_explicit(&((tkv_mnode *)n)->rec, memory_order_acquire), it->seq);
+        if (r) {
+            set_pos(it, n, NULL, r);
+            return;
         }
     }
     it->n = NULL;
@@ -597,38 +613,30 @@ void tkv_memtab_iter_seek(tkv_memtab_iter *it, const void *k, size_t klen)
     /* The last node before k may be a group whose versions run past k. */
     const tkv_mnode *l = find_lt(it->m, k, klen, false);
     if (l != it->m->head && l->group) {
-        uint32_t len;
-        const garr *a = node_arr(l, &len);
-        /* Its versions newest first, as encodings ascending: the first one
-         * >= k is the newest with ts <= T if k is P | ~T, and in general
-         * found by comparing encodings. */
         size_t pl = l->klen;
-        bool same = klen == pl + 8 && memcmp(k, node_key(l), pl) == 0;
-        uint64_t t = same ? ~tkv_load_be64((const uint8_t *)k + pl) : 0;
-        uint8_t enc[8];
-        for (long i = (long)len - 1; i >= 0; i--) {
-            bool ge;
-            if (same)
-                ge = a->e[i].ts <= t;
-            else {
+        const vnode *x;
+        if (klen == pl + 8 && memcmp(k, node_key(l), pl) == 0) {
+            /* P | ~T: the newest version at or before T. */
+            x = vfind(l, ~tkv_load_be64((const uint8_t *)k + pl), NULL);
+        } else {
+            /* Any other key inside the group's range: compare encodings,
+             * newest (smallest encoding) first. */
+            uint8_t enc[8];
+            for (x = vnx(l->vhead, 0); x; x = vnx(x, 0)) {
                 int c = memcmp(node_key(l), k, pl < klen ? pl : klen);
                 if (c == 0) {
-                    tkv_store_be64(enc, ~a->e[i].ts);
+                    tkv_store_be64(enc, ~x->ts);
                     size_t rest = klen > pl ? klen - pl : 0;
                     c = memcmp(enc, (const uint8_t *)k + pl, rest < 8 ? rest : 8);
                     if (c == 0)
                         c = (8 > rest) - (8 < rest);
                 }
-                ge = c >= 0;
-            }
-            if (!ge)
-                continue;
-            const mrec *r = entry_rec(&a->e[i], it->seq);
-            if (r) {
-                set_pos(it, l, a, len, i, r);
-                return;
+                if (c >= 0)
+                    break;
             }
         }
+        if (group_fwd(it, l, x))
+            return;
     }
     settle_fwd(it, nx(l, 0));
 }
@@ -640,16 +648,8 @@ void tkv_memtab_iter_seek_last(tkv_memtab_iter *it) { settle_back(it, find_last(
 void tkv_memtab_iter_next(tkv_memtab_iter *it)
 {
     const tkv_mnode *n = it->n;
-    if (n->group) {
-        /* Older versions of the same key, in the block this position saw. */
-        for (long i = it->i - 1; i >= 0; i--) {
-            const mrec *r = entry_rec(&it->arr->e[i], it->seq);
-            if (r) {
-                set_pos(it, n, it->arr, it->len, i, r);
-                return;
-            }
-        }
-    }
+    if (n->group && group_fwd(it, n, vnx(it->v, 0)))
+        return;
     settle_fwd(it, nx(n, 0));
 }
 
@@ -657,13 +657,9 @@ void tkv_memtab_iter_prev(tkv_memtab_iter *it)
 {
     const tkv_mnode *n = it->n;
     if (n->group) {
-        for (uint32_t i = (uint32_t)it->i + 1; i < it->len; i++) {
-            const mrec *r = entry_rec(&it->arr->e[i], it->seq);
-            if (r) {
-                set_pos(it, n, it->arr, it->len, (long)i, r);
-                return;
-            }
-        }
+        const vnode *x = vfind_newer(n, it->v->ts, false);
+        if (x && group_back(it, n, x))
+            return;
     }
     settle_back(it, find_lt(it->m, node_key(n), n->klen, n->group));
 }

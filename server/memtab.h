@@ -22,7 +22,7 @@
 
 typedef struct tkv_memtab tkv_memtab;
 typedef struct tkv_mnode tkv_mnode;
-typedef struct garr garr;
+typedef struct vnode vnode;
 typedef struct mrec mrec;
 
 /* A new table with one reference; NULL if out of memory. */
@@ -53,9 +53,7 @@ typedef struct tkv_memtab_iter {
     const tkv_memtab *m;
     uint64_t seq;
     const tkv_mnode *n; /* NULL: not valid */
-    const garr *arr;    /* a group's versions as this position saw them */
-    uint32_t len;
-    long i;
+    const vnode *v;     /* in a group: the version */
     const mrec *rec;
     uint8_t *kbuf; /* a version's encoding, composed */
     size_t kcap;

@@ -28,9 +28,9 @@
 #define TKV_CHUNK_MAGIC 0xc7
 /* Versions the store writes into one chunk, at most. */
 #define TKV_CHUNK_MAX 64
-/* Versions a chunk read from disk may hold (room for merges of older
- * builds' choices; anything larger is corrupt). */
-#define TKV_CHUNK_DECODE_MAX 1024
+/* Versions a chunk read from disk may hold: what the store writes; a
+ * larger count is corrupt. */
+#define TKV_CHUNK_DECODE_MAX TKV_CHUNK_MAX
 
 typedef struct tkv_chunk_ent {
     uint64_t ts;

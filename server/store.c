@@ -52,6 +52,7 @@
 #include <unistd.h>
 
 #define DEFAULT_WRITE_BUFFER (32u << 20)
+#define LEVELDB_WRITE_BUFFER (16u << 20)
 /* The flusher hands LevelDB writes of about this size. */
 #define FLUSH_BATCH_BYTES (4u << 20)
 #define LOG_HEADER 8
@@ -251,8 +252,11 @@ struct tkv_store {
     uint64_t mem_log, imm_log;
     _Atomic uint64_t seq;
     pthread_t flusher;
-    bool flusher_on, flusher_quit;
-    bool bg_failed;
+    bool flusher_on;
+    /* Written under mu (the condition variable's), read without it on
+     * every write and every flushed key: bg_err is written before
+     * bg_failed is set. */
+    _Atomic bool flusher_quit, bg_failed;
     char bg_err[256];
     uint64_t flushes;
 };
@@ -375,41 +379,49 @@ static void replay_one(void *ctx, bool put, const uint8_t *k, size_t klen, const
         oom();
 }
 
-/* Replays one log file into mem. A record that is cut short or fails its
- * checksum ends the file: it is a write the process died in (never
- * acknowledged), and the file is cut there so it cannot trouble a later
- * replay. */
-static int log_replay(tkv_store *s, uint64_t num, char *err, size_t errlen)
+static void log_remove_range(tkv_store *s, uint64_t from, uint64_t to)
 {
     char path[4200];
-    log_path(s, num, path, sizeof path);
-    int fd = open(path, O_RDWR | O_CLOEXEC);
+    for (uint64_t i = from; i < to; i++) {
+        log_path(s, i, path, sizeof path);
+        unlink(path);
+    }
+}
+
+/* Reads a whole file into a malloc'd buffer (*n bytes; NULL for an empty
+ * file). -1 on failure, with the reason in err. */
+static int read_file(int fd, uint8_t **data, size_t *n, char *err, size_t errlen)
+{
     struct stat st;
-    if (fd < 0 || fstat(fd, &st) < 0) {
+    *data = NULL;
+    if (fstat(fd, &st) < 0) {
         tkv_datadir_err(err, errlen, "cannot read a log file", strerror(errno));
-        if (fd >= 0)
-            close(fd);
         return -1;
     }
-    size_t n = (size_t)st.st_size;
-    uint8_t *data = n ? malloc(n) : NULL;
-    if (n && !data) {
-        close(fd);
+    *n = (size_t)st.st_size;
+    if (*n && !(*data = malloc(*n))) {
         tkv_datadir_err(err, errlen, "out of memory reading the log", NULL);
         return -1;
     }
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = pread(fd, data + got, n - got, (off_t)got);
+    for (size_t got = 0; got < *n;) {
+        ssize_t r = pread(fd, *data + got, *n - got, (off_t)got);
         if (r <= 0) {
             tkv_datadir_err(err, errlen, "cannot read a log file",
                             r < 0 ? strerror(errno) : "short");
-            free(data);
-            close(fd);
+            free(*data);
+            *data = NULL;
             return -1;
         }
         got += (size_t)r;
     }
+    return 0;
+}
+
+/* The length of the valid records at the start of a log file's bytes:
+ * each whole, with its checksum, and well formed. With s, replays them
+ * into s->mem. */
+static size_t log_valid(tkv_store *s, const uint8_t *data, size_t n)
+{
     size_t off = 0;
     while (n - off >= LOG_HEADER) {
         uint32_t len = tkv_load_be32(data + off), crc = tkv_load_be32(data + off + 4);
@@ -418,11 +430,45 @@ static int log_replay(tkv_store *s, uint64_t num, char *err, size_t errlen)
         const uint8_t *p = data + off + LOG_HEADER;
         if (tkv_crc32c(0, p, len) != crc || records_walk(p, len, NULL, NULL) < 0)
             break;
-        records_walk(p, len, s, replay_one);
+        if (s)
+            records_walk(p, len, s, replay_one);
         off += LOG_HEADER + len;
     }
+    return off;
+}
+
+/* Replays one log file into mem. Only the newest file can end in a record
+ * cut short (a write the process died in, never acknowledged: every older
+ * file was synced when the next was started), so there a bad record ends
+ * the replay and the file is cut; anywhere else it is damage, and the
+ * store refuses to open rather than go on without acknowledged writes
+ * (tkvd --repair moves the damaged tail aside). */
+static int log_replay(tkv_store *s, uint64_t num, bool newest, char *err, size_t errlen)
+{
+    char path[4200];
+    log_path(s, num, path, sizeof path);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+        tkv_datadir_err(err, errlen, "cannot read a log file", strerror(errno));
+        return -1;
+    }
+    uint8_t *data;
+    size_t n;
+    if (read_file(fd, &data, &n, err, errlen) < 0) {
+        close(fd);
+        return -1;
+    }
+    size_t off = log_valid(s, data, n);
     int rc = 0;
-    if (off < n && ftruncate(fd, (off_t)off) < 0) {
+    if (off < n && !newest) {
+        char what[4400];
+        snprintf(what, sizeof what,
+                 "Corruption: the log file %s is damaged at byte %zu of %zu. Stop tkvd, back the "
+                 "directory up, then run 'tkvd --data-dir DIR --repair' (see README.md)",
+                 path, off, n);
+        tkv_datadir_err(err, errlen, what, NULL);
+        rc = -1;
+    } else if (off < n && ftruncate(fd, (off_t)off) < 0) {
         tkv_datadir_err(err, errlen, "cannot cut a torn log record", strerror(errno));
         rc = -1;
     }
@@ -431,12 +477,54 @@ static int log_replay(tkv_store *s, uint64_t num, char *err, size_t errlen)
     return rc;
 }
 
-/* Opens the log side: replays every log file into a new buffer and starts
- * a new file for appends. */
+/* wal/FLUSHED holds the number of the first log file not yet in LevelDB:
+ * written (atomically, synced) after each flush, so that a log file whose
+ * delete failed or was lost in a crash is never replayed over newer data. */
+static uint64_t flushed_read(const tkv_store *s)
+{
+    char path[4200], buf[32];
+    snprintf(path, sizeof path, "%s/FLUSHED", s->waldir);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t r = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (r <= 0)
+        return 0;
+    buf[r] = '\0';
+    return strtoull(buf, NULL, 10);
+}
+
+static int flushed_write(const tkv_store *s, uint64_t num, char *err, size_t errlen)
+{
+    char tmp[4200], path[4200], buf[32];
+    snprintf(tmp, sizeof tmp, "%s/FLUSHED.tmp", s->waldir);
+    snprintf(path, sizeof path, "%s/FLUSHED", s->waldir);
+    int len = snprintf(buf, sizeof buf, "%" PRIu64 "\n", num);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    bool ok = fd >= 0 && write(fd, buf, (size_t)len) == len && fdatasync(fd) == 0;
+    int e = errno;
+    if (fd >= 0)
+        close(fd);
+    if (!ok || rename(tmp, path) < 0 || sync_dir(s->waldir) < 0) {
+        tkv_datadir_err(err, errlen, "IO error: cannot record a finished flush",
+                        strerror(ok ? errno : e));
+        return -1;
+    }
+    return 0;
+}
+
+/* Opens the log side: replays every log file not yet flushed into a new
+ * buffer and starts a new file for appends. */
 static int log_open(tkv_store *s, char *err, size_t errlen)
 {
-    if (mkdir(s->waldir, 0700) < 0 && errno != EEXIST) {
-        tkv_datadir_err(err, errlen, "cannot create the log directory", strerror(errno));
+    if (mkdir(s->waldir, 0700) < 0) {
+        if (errno != EEXIST) {
+            tkv_datadir_err(err, errlen, "cannot create the log directory", strerror(errno));
+            return -1;
+        }
+    } else if (sync_dir(s->dir) < 0) {
+        tkv_datadir_err(err, errlen, "cannot sync the data directory", strerror(errno));
         return -1;
     }
     if (!(s->mem = tkv_memtab_new())) {
@@ -448,13 +536,22 @@ static int log_open(tkv_store *s, char *err, size_t errlen)
     uint64_t *nums = log_list(s, &n, err, errlen);
     if (n < 0)
         return -1;
-    for (long i = 0; i < n; i++)
-        if (log_replay(s, nums[i], err, errlen) < 0) {
+    uint64_t flushed = flushed_read(s);
+    long first = 0;
+    for (long i = 0; i < n; i++) {
+        if (nums[i] < flushed) {
+            /* In LevelDB already: a delete the last flush did not finish. */
+            log_remove_range(s, nums[i], nums[i] + 1);
+            first = i + 1;
+        } else if (log_replay(s, nums[i], i == n - 1, err, errlen) < 0) {
             free(nums);
             return -1;
         }
+    }
     uint64_t next = n ? nums[n - 1] + 1 : 1;
-    s->mem_log = n ? nums[0] : next;
+    if (next < flushed)
+        next = flushed;
+    s->mem_log = first < n ? nums[first] : next;
     free(nums);
     atomic_store(&s->seq, s->seq_next);
     s->log_num = next;
@@ -462,6 +559,60 @@ static int log_open(tkv_store *s, char *err, size_t errlen)
     if ((s->log_fd = log_create(s, next, err, errlen)) < 0)
         return -1;
     return 0;
+}
+
+/* For tkvd --repair: cuts every log file at its first damaged record,
+ * keeping what is cut in lost/ (as LevelDB's repair keeps what it cannot
+ * use), so the store opens with every record before the damage. */
+static int log_repair(const char *dir, char *err, size_t errlen)
+{
+    tkv_store s = {.log_fd = -1};
+    char waldir[4200], lost[4200];
+    snprintf(waldir, sizeof waldir, "%s/wal", dir);
+    snprintf(lost, sizeof lost, "%s/lost", dir);
+    s.waldir = waldir;
+    struct stat st;
+    if (stat(waldir, &st) < 0)
+        return 0; /* no log: nothing to repair */
+    long n;
+    uint64_t *nums = log_list(&s, &n, err, errlen);
+    if (n < 0)
+        return -1;
+    int rc = 0;
+    for (long i = 0; i < n && rc == 0; i++) {
+        char path[4300];
+        log_path(&s, nums[i], path, sizeof path);
+        int fd = open(path, O_RDWR | O_CLOEXEC);
+        uint8_t *data = NULL;
+        size_t len = 0;
+        if (fd < 0 || read_file(fd, &data, &len, err, errlen) < 0) {
+            if (fd < 0)
+                tkv_datadir_err(err, errlen, "cannot read a log file", strerror(errno));
+            rc = -1;
+        } else {
+            size_t off = log_valid(NULL, data, len);
+            if (off < len) {
+                char keep[4400];
+                snprintf(keep, sizeof keep, "%s/%016" PRIu64 ".log.damaged", lost, nums[i]);
+                int kfd = -1;
+                bool ok = (mkdir(lost, 0700) == 0 || errno == EEXIST) &&
+                          (kfd = open(keep, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) >= 0 &&
+                          write(kfd, data + off, len - off) == (ssize_t)(len - off) &&
+                          fsync(kfd) == 0 && ftruncate(fd, (off_t)off) == 0 && fsync(fd) == 0;
+                if (kfd >= 0)
+                    close(kfd);
+                if (!ok) {
+                    tkv_datadir_err(err, errlen, "cannot cut a damaged log file", strerror(errno));
+                    rc = -1;
+                }
+            }
+        }
+        free(data);
+        if (fd >= 0)
+            close(fd);
+    }
+    free(nums);
+    return rc;
 }
 
 static void log_close(tkv_store *s)
@@ -472,15 +623,6 @@ static void log_close(tkv_store *s)
     tkv_memtab_unref(s->mem);
     tkv_memtab_unref(s->imm);
     s->mem = s->imm = NULL;
-}
-
-static void log_remove_range(tkv_store *s, uint64_t from, uint64_t to)
-{
-    char path[4200];
-    for (uint64_t i = from; i < to; i++) {
-        log_path(s, i, path, sizeof path);
-        unlink(path);
-    }
 }
 
 /* ---- LevelDB ---------------------------------------------------------------------- */
@@ -499,6 +641,10 @@ static void make_options(tkv_store *s, const tkv_store_opts *o)
         leveldb_options_set_cache(s->opts, s->cache);
     }
     s->write_buffer = o->write_buffer ? o->write_buffer : DEFAULT_WRITE_BUFFER;
+    /* LevelDB's own memtable takes a flush's chunk records: at 4 MiB (its
+     * default) one flush of 32 MiB would make 8 level-0 files, LevelDB's
+     * slowdown mark. */
+    leveldb_options_set_write_buffer_size(s->opts, LEVELDB_WRITE_BUFFER);
     s->bloom = leveldb_filterpolicy_create_bloom(10);
     leveldb_options_set_filter_policy(s->opts, s->bloom);
     s->ropts = leveldb_readoptions_create();
@@ -642,6 +788,9 @@ int tkv_store_wipe(tkv_store *s, const tkv_store_opts *o, char *err, size_t errl
     for (long i = 0; i < n; i++)
         log_remove_range(s, nums[i], nums[i] + 1);
     free(nums);
+    char flushed[4200];
+    snprintf(flushed, sizeof flushed, "%s/FLUSHED", s->waldir);
+    unlink(flushed);
     leveldb_options_t *lo = leveldb_options_create();
     char *lerr = NULL;
     leveldb_destroy_db(lo, s->dbpath, &lerr);
@@ -676,8 +825,9 @@ void tkv_store_close(tkv_store *s)
 /* Repair rewrites LevelDB's files wholesale and moves any log it cannot
  * account for into lost/: run against a live server's directory it would
  * take that server's acknowledged writes with it. So it takes the same
- * lock tkvd holds, and refuses while anyone else has it. tkv's own log is
- * left alone: the next open replays it on top of the repaired tables. */
+ * lock tkvd holds, and refuses while anyone else has it. tkv's own log
+ * files are cut at their first damaged record (the rest kept in lost/);
+ * the next open replays them on top of the repaired tables. */
 int tkv_store_repair(const char *dir, char *err, size_t errlen)
 {
     char path[4096];
@@ -697,7 +847,10 @@ int tkv_store_repair(const char *dir, char *err, size_t errlen)
     char *lerr = NULL;
     leveldb_repair_db(o, path, &lerr);
     leveldb_options_destroy(o);
+    int lrc = lerr ? 0 : log_repair(dir, err, errlen);
     close(lock_fd);
+    if (lrc < 0)
+        return -1;
     if (lerr) {
         tkv_datadir_err(err, errlen, "repair failed", lerr);
         leveldb_free(lerr);
@@ -1333,13 +1486,16 @@ int tkv_store_write(tkv_store *s, tkv_store_batch *b, bool sync, char *err, size
                         NULL);
         goto out;
     }
-    pthread_mutex_lock(&s->mu);
-    bool bg = s->bg_failed;
-    if (bg)
+    if (atomic_load(&s->bg_failed)) {
         tkv_datadir_err(err, errlen, s->bg_err, NULL);
-    pthread_mutex_unlock(&s->mu);
-    if (bg)
         goto out;
+    }
+    if (b->buf.len - LOG_HEADER > UINT32_MAX) {
+        /* The log record's length is 32 bits. The engine's batches are
+         * bounded far below by --max-frame and the loop's pipeline. */
+        tkv_datadir_err(err, errlen, "a batch bigger than 4 GiB cannot be logged", NULL);
+        goto out;
+    }
     if (b->records && tkv_memtab_bytes(s->mem) >= s->write_buffer && tkv_memtab_count(s->mem) &&
         freeze(s, err, errlen) < 0)
         goto out;
@@ -1608,13 +1764,13 @@ static int flush_table(tkv_store *s, tkv_memtab *m, char *err, size_t errlen)
             } while (kn == plen + 8 && memcmp(k, prefix, plen) == 0);
             rc = flush_key(&f, prefix, plen);
         }
+        /* Every write synced: LevelDB syncs only the log file it writes
+         * to, and closes a full one unsynced; the log files this flush
+         * covers are deleted after it. */
         if (rc == 0 && f.wb_bytes >= FLUSH_BATCH_BYTES)
-            rc = flush_write(&f, false);
+            rc = flush_write(&f, true);
         if (rc == 0) {
-            pthread_mutex_lock(&s->mu);
-            bool quit = s->flusher_quit;
-            pthread_mutex_unlock(&s->mu);
-            if (quit) {
+            if (atomic_load(&s->flusher_quit)) {
                 /* Closing: the log still holds everything; the next open
                  * replays it. */
                 snprintf(f.err, sizeof f.err, "closing");
@@ -1657,6 +1813,8 @@ static void *flusher_main(void *arg)
         pthread_mutex_unlock(&s->mu);
         char err[256];
         int rc = flush_table(s, m, err, sizeof err);
+        if (rc == 0)
+            rc = flushed_write(s, to, err, sizeof err);
         if (rc == 0)
             log_remove_range(s, from, to);
         pthread_mutex_lock(&s->mu);

@@ -1574,12 +1574,10 @@ int tkv_store_flush(tkv_store *s, char *err, size_t errlen)
 
 /* ---- the flusher ------------------------------------------------------------------ */
 
-/* A version in a flush: from the buffer (del: a delete) or from a chunk
- * already in LevelDB (its bytes copied into the flush's scratch: off). */
+/* A version of the buffer in a flush (del: a delete). */
 typedef struct fver {
     uint64_t ts;
     const uint8_t *blob;
-    size_t off;
     uint32_t len;
     bool del;
 } fver;
@@ -1589,11 +1587,11 @@ typedef struct flush {
     leveldb_iterator_t *li;
     leveldb_writebatch_t *wb;
     size_t wb_bytes;
-    fver *grp, *old;
-    size_t ngrp, nold, capgrp, capold;
+    fver *grp;
+    size_t ngrp, capgrp;
     tkv_chunk_ent *out;
     size_t capout;
-    tkv_buf scratch, chunk, oldkeys, prefix;
+    tkv_buf chunk, prefix;
     tkv_chunk_ent ents[TKV_CHUNK_DECODE_MAX];
     uint8_t *key;
     size_t kcap;
@@ -1626,10 +1624,57 @@ static int flush_write(flush *f, bool sync)
     return 0;
 }
 
+/* Appends the merge of the buffer's versions grp[a0, a1) with a chunk's
+ * (ents[0, n), both newest first) to f->out: the buffer wins on equal
+ * timestamps and its deletes remove. */
+static size_t merge_run(flush *f, size_t a0, size_t a1, const tkv_chunk_ent *ents, size_t n)
+{
+    size_t need = (a1 - a0) + n, m = 0, a = a0, b = 0;
+    if (need > f->capout) {
+        tkv_chunk_ent *g = realloc(f->out, need * sizeof *g);
+        if (!g)
+            oom();
+        f->out = g;
+        f->capout = need;
+    }
+    while (a < a1 || b < n) {
+        if (b == n || (a < a1 && f->grp[a].ts >= ents[b].ts)) {
+            const fver *v = &f->grp[a++];
+            if (b < n && ents[b].ts == v->ts)
+                b++;
+            if (!v->del)
+                f->out[m++] = (tkv_chunk_ent){.ts = v->ts, .blob = v->blob, .len = v->len};
+        } else
+            f->out[m++] = ents[b++];
+    }
+    return m;
+}
+
+/* Puts f->out[0, n) into the batch as chunks of at most TKV_CHUNK_MAX. */
+static void write_chunks(flush *f, size_t plen, size_t n)
+{
+    size_t kn = plen + 8;
+    for (size_t i = 0; i < n; i += TKV_CHUNK_MAX) {
+        size_t m = n - i < TKV_CHUNK_MAX ? n - i : TKV_CHUNK_MAX;
+        tkv_buf_reset(&f->chunk);
+        if (tkv_chunk_encode(&f->chunk, f->out + i, m) < 0)
+            oom();
+        tkv_store_be64(f->key + plen, ~f->out[i + m - 1].ts);
+        leveldb_writebatch_put(f->wb, (const char *)f->key, kn, (const char *)f->chunk.data,
+                               f->chunk.len);
+        f->wb_bytes += kn + f->chunk.len;
+    }
+}
+
 /* Writes one key's versions from the buffer (f->grp, newest first) into
- * LevelDB: merged with the chunks they overlap in time, which are
- * rewritten; a version newer than every chunk (the usual case: time moves
- * forward) touches no existing chunk. */
+ * LevelDB, in runs: from the newest version not yet written, one seek finds
+ * the chunk with the largest oldest timestamp at or below it. If the
+ * version falls inside that chunk, the chunk is merged with every buffered
+ * version in its range and written again; otherwise the buffered versions
+ * above the chunk (the usual case: time moves forward) become new chunks of
+ * their own. So a flush rewrites only the chunks its versions land in - a
+ * sweep deleting a key's oldest version rewrites the oldest chunk, not the
+ * key's history. */
 static int flush_key(flush *f, const uint8_t *prefix, size_t plen)
 {
     size_t kn = plen + 8;
@@ -1641,81 +1686,56 @@ static int flush_key(flush *f, const uint8_t *prefix, size_t plen)
         f->kcap = kn;
     }
     memcpy(f->key, prefix, plen);
-    uint64_t max_ts = f->grp[0].ts, min_ts = f->grp[f->ngrp - 1].ts;
-    tkv_store_be64(f->key + plen, ~max_ts);
-    f->nold = 0;
-    tkv_buf_reset(&f->scratch);
-    tkv_buf_reset(&f->oldkeys);
-    /* The first chunk with oldest <= max_ts, then older ones, while they
-     * reach min_ts. */
-    for (leveldb_iter_seek(f->li, (const char *)f->key, kn); leveldb_iter_valid(f->li);
-         leveldb_iter_next(f->li)) {
-        size_t lk, lv;
-        const uint8_t *k = (const uint8_t *)leveldb_iter_key(f->li, &lk);
-        if (lk != kn || memcmp(k, prefix, plen) != 0)
-            break;
-        const uint8_t *v = (const uint8_t *)leveldb_iter_value(f->li, &lv);
-        long n = tkv_chunk_decode(v, lv, ~tkv_load_be64(k + plen), f->ents);
-        if (n < 0) {
-            snprintf(f->err, sizeof f->err, "Corruption: a malformed chunk record");
-            return -1;
+    for (size_t i = 0; i < f->ngrp;) {
+        uint64_t t = f->grp[i].ts;
+        tkv_store_be64(f->key + plen, ~t);
+        leveldb_iter_seek(f->li, (const char *)f->key, kn);
+        long n = 0;
+        uint64_t oldest = 0;
+        if (leveldb_iter_valid(f->li)) {
+            size_t lk, lv;
+            const uint8_t *k = (const uint8_t *)leveldb_iter_key(f->li, &lk);
+            if (lk == kn && memcmp(k, prefix, plen) == 0) {
+                const uint8_t *v = (const uint8_t *)leveldb_iter_value(f->li, &lv);
+                oldest = ~tkv_load_be64(k + plen);
+                if ((n = tkv_chunk_decode(v, lv, oldest, f->ents)) < 0) {
+                    char hex[65];
+                    for (size_t x = 0; x < plen && x < 32; x++)
+                        snprintf(hex + 2 * x, 3, "%02x", prefix[x]);
+                    snprintf(f->err, sizeof f->err,
+                             "Corruption: a malformed chunk record (key record %s%s, oldest "
+                             "version %" PRIu64 ")",
+                             hex, plen > 32 ? "..." : "", oldest);
+                    return -1;
+                }
+            }
+        } else {
+            char *lerr = NULL;
+            leveldb_iter_get_error(f->li, &lerr);
+            if (lerr) {
+                snprintf(f->err, sizeof f->err, "IO error: reading LevelDB during a flush: %s",
+                         lerr);
+                leveldb_free(lerr);
+                return -1;
+            }
         }
-        if (f->ents[0].ts < min_ts)
-            break;
-        for (long i = 0; i < n; i++) {
-            fver o = {.ts = f->ents[i].ts, .off = f->scratch.len, .len = f->ents[i].len};
-            if (tkv_buf_append(&f->scratch, f->ents[i].blob, f->ents[i].len) < 0)
-                oom();
-            fv_push(&f->old, &f->nold, &f->capold, o);
+        size_t j = i, m;
+        if (n > 0 && f->ents[0].ts >= t) {
+            /* t is inside the chunk [oldest, newest]: rewrite it. */
+            while (j < f->ngrp && f->grp[j].ts >= oldest)
+                j++;
+            tkv_store_be64(f->key + plen, ~oldest);
+            leveldb_writebatch_delete(f->wb, (const char *)f->key, kn);
+            f->wb_bytes += kn;
+            m = merge_run(f, i, j, f->ents, (size_t)n);
+        } else {
+            /* Above that chunk (or no chunk at or below t): new chunks. */
+            while (j < f->ngrp && (n == 0 || f->grp[j].ts > f->ents[0].ts))
+                j++;
+            m = merge_run(f, i, j, NULL, 0);
         }
-        if (tkv_buf_append(&f->oldkeys, k, lk) < 0)
-            oom();
-    }
-    char *lerr = NULL;
-    leveldb_iter_get_error(f->li, &lerr);
-    if (lerr) {
-        snprintf(f->err, sizeof f->err, "IO error: reading LevelDB during a flush: %s", lerr);
-        leveldb_free(lerr);
-        return -1;
-    }
-    for (size_t i = 0; i < f->nold; i++)
-        f->old[i].blob = f->scratch.data + f->old[i].off;
-    for (size_t o = 0; o + kn <= f->oldkeys.len; o += kn) {
-        leveldb_writebatch_delete(f->wb, (const char *)f->oldkeys.data + o, kn);
-        f->wb_bytes += kn;
-    }
-    /* Merge, newest first; the buffer wins on equal timestamps and its
-     * deletes remove. */
-    size_t need = f->ngrp + f->nold, n = 0;
-    if (need > f->capout) {
-        tkv_chunk_ent *g = realloc(f->out, need * sizeof *g);
-        if (!g)
-            oom();
-        f->out = g;
-        f->capout = need;
-    }
-    size_t a = 0, b = 0;
-    while (a < f->ngrp || b < f->nold) {
-        const fver *v;
-        if (b == f->nold || (a < f->ngrp && f->grp[a].ts >= f->old[b].ts)) {
-            v = &f->grp[a];
-            if (b < f->nold && f->old[b].ts == v->ts)
-                b++;
-            a++;
-        } else
-            v = &f->old[b++];
-        if (!v->del)
-            f->out[n++] = (tkv_chunk_ent){.ts = v->ts, .blob = v->blob, .len = v->len};
-    }
-    for (size_t i = 0; i < n; i += TKV_CHUNK_MAX) {
-        size_t m = n - i < TKV_CHUNK_MAX ? n - i : TKV_CHUNK_MAX;
-        tkv_buf_reset(&f->chunk);
-        if (tkv_chunk_encode(&f->chunk, f->out + i, m) < 0)
-            oom();
-        tkv_store_be64(f->key + plen, ~f->out[i + m - 1].ts);
-        leveldb_writebatch_put(f->wb, (const char *)f->key, kn, (const char *)f->chunk.data,
-                               f->chunk.len);
-        f->wb_bytes += kn + f->chunk.len;
+        write_chunks(f, plen, m);
+        i = j;
     }
     return 0;
 }
@@ -1789,12 +1809,9 @@ static int flush_table(tkv_store *s, tkv_memtab *m, char *err, size_t errlen)
     leveldb_iter_destroy(f.li);
     leveldb_writebatch_destroy(f.wb);
     free(f.grp);
-    free(f.old);
     free(f.out);
     free(f.key);
-    tkv_buf_deinit(&f.scratch);
     tkv_buf_deinit(&f.chunk);
-    tkv_buf_deinit(&f.oldkeys);
     return rc;
 }
 

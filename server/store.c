@@ -52,7 +52,8 @@
 #include <unistd.h>
 
 #define DEFAULT_WRITE_BUFFER (32u << 20)
-#define LEVELDB_WRITE_BUFFER (16u << 20)
+#define LEVELDB_WRITE_BUFFER_MIN (4u << 20)
+#define LEVELDB_WRITE_BUFFER_MAX (16u << 20)
 /* The flusher hands LevelDB writes of about this size. */
 #define FLUSH_BATCH_BYTES (4u << 20)
 #define LOG_HEADER 8
@@ -643,8 +644,12 @@ static void make_options(tkv_store *s, const tkv_store_opts *o)
     s->write_buffer = o->write_buffer ? o->write_buffer : DEFAULT_WRITE_BUFFER;
     /* LevelDB's own memtable takes a flush's chunk records: at 4 MiB (its
      * default) one flush of 32 MiB would make 8 level-0 files, LevelDB's
-     * slowdown mark. */
-    leveldb_options_set_write_buffer_size(s->opts, LEVELDB_WRITE_BUFFER);
+     * slowdown mark. Half a flush, 4-16 MiB, makes two or three. */
+    size_t lwb = s->write_buffer / 2;
+    lwb = lwb < LEVELDB_WRITE_BUFFER_MIN   ? LEVELDB_WRITE_BUFFER_MIN
+          : lwb > LEVELDB_WRITE_BUFFER_MAX ? LEVELDB_WRITE_BUFFER_MAX
+                                           : lwb;
+    leveldb_options_set_write_buffer_size(s->opts, lwb);
     s->bloom = leveldb_filterpolicy_create_bloom(10);
     leveldb_options_set_filter_policy(s->opts, s->bloom);
     s->ropts = leveldb_readoptions_create();

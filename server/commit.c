@@ -65,6 +65,17 @@ void eng_stage_put(tkv_engine *e, const void *k, size_t klen, const void *v, siz
     eng_touch_record(e, k, klen);
 }
 
+void eng_stage_version(tkv_engine *e, const void *k, size_t klen, const void *v, size_t vlen,
+                       bool newest)
+{
+    if (newest)
+        tkv_store_batch_put_newest(e->stage.wb, k, klen, v, vlen);
+    else
+        tkv_store_batch_put(e->stage.wb, k, klen, v, vlen);
+    e->stage.ops++;
+    eng_touch_record(e, k, klen);
+}
+
 void eng_stage_del(tkv_engine *e, const void *k, size_t klen)
 {
     tkv_store_batch_delete(e->stage.wb, k, klen);

@@ -187,8 +187,13 @@ static tkv_eng_rc stage_version(tkv_engine *e, eng_key *k, const uint8_t *hdr, u
     if (!replaced)
         e->st.mem_versions++;
     long i = tkv_vpage_find(E->page, ts);
-    eng_stage_put(e, k->buf, eng_key_at(k, ts), tkv_vpage_blob(E->page, (uint32_t)i),
-                  tkv_vpage_len(E->page, (uint32_t)i));
+    /* The page holds every version at or above lo: a new version at the
+     * top of it, at or above lo, is newer than any the store has, which
+     * spares the store's flusher a look for older ones to merge with. */
+    bool newest =
+        !replaced && !existed && ts >= E->lo && (uint32_t)i + 1 == tkv_vpage_count(E->page);
+    eng_stage_version(e, k->buf, eng_key_at(k, ts), tkv_vpage_blob(E->page, (uint32_t)i),
+                      tkv_vpage_len(E->page, (uint32_t)i), newest);
     if (!replaced && !existed)
         e->cnt.versions++;
     if (new_key)

@@ -330,6 +330,10 @@ int eng_reserve_dirty(tkv_engine *e);
 /* Stages a put/delete of a raw LevelDB record in the staging batch. */
 void eng_stage_put(tkv_engine *e, const void *k, size_t klen, const void *v, size_t vlen);
 void eng_stage_del(tkv_engine *e, const void *k, size_t klen);
+/* Stages a version record; newest: newer than every version of its key
+ * stored or staged (store.h's tkv_store_batch_put_newest). */
+void eng_stage_version(tkv_engine *e, const void *k, size_t klen, const void *v, size_t vlen,
+                       bool newest);
 /* E changed in the staging batch: rolled back with it, kept in memory
  * until it commits. Needs a prior eng_reserve_dirty(). */
 void eng_mark_dirty(tkv_engine *e, tkv_kentry *E);

@@ -64,8 +64,9 @@ struct tkv_mnode {
     uint32_t hash;
     uint8_t height;
     bool group;
-    _Atomic(mrec *) rec; /* plain: the chain of records, newest first */
-    vnode *vhead;        /* group: its versions' skiplist */
+    _Atomic(mrec *) rec;    /* plain: the chain of records, newest first */
+    _Atomic(vnode *) vhead; /* group: its versions' skiplist (grows) */
+    bool overlaps;          /* group: some record was not a "newest" put */
     _Atomic int vheight;
     _Atomic(tkv_mnode *) next[]; /* height links, then the key bytes */
 };
@@ -129,7 +130,8 @@ static tkv_mnode *node_new(tkv_memtab *m, int height, const void *k, size_t klen
     n->klen = (uint32_t)klen;
     n->group = false;
     atomic_init(&n->rec, NULL);
-    n->vhead = NULL;
+    atomic_init(&n->vhead, NULL);
+    n->overlaps = false;
     atomic_init(&n->vheight, 1);
     for (int i = 0; i < height; i++)
         atomic_init(&n->next[i], NULL);
@@ -334,8 +336,14 @@ static tkv_mnode *node_get(tkv_memtab *m, const uint8_t *k, size_t klen, bool gr
         return NULL;
     n->hash = h;
     n->group = group;
-    if (group && !(n->vhead = vnode_new(m, MAX_HEIGHT, 0)))
-        return NULL;
+    if (group) {
+        /* A head of one level: most keys get a version or two per buffer.
+         * group_add grows it when a taller version comes. */
+        vnode *h0 = vnode_new(m, 1, 0);
+        if (!h0)
+            return NULL;
+        atomic_init(&n->vhead, h0);
+    }
     int cur = top_level(m) + 1;
     if (ht > cur) {
         for (int i = cur; i < ht; i++)
@@ -371,17 +379,26 @@ static inline vnode *vnx(const vnode *v, int level)
     return atomic_load_explicit(&((vnode *)v)->next[level], memory_order_acquire);
 }
 
-static int vtop(const tkv_mnode *g)
+static vnode *vhead_of(const tkv_mnode *g)
 {
-    return atomic_load_explicit(&((tkv_mnode *)g)->vheight, memory_order_relaxed) - 1;
+    return atomic_load_explicit(&((tkv_mnode *)g)->vhead, memory_order_acquire);
+}
+
+/* The top level to search from a head: the list's height, but never above
+ * the head a reader holds (an older, shorter one if the writer has since
+ * grown it; the nodes it reaches are all still linked). */
+static int vtop(const tkv_mnode *g, const vnode *head)
+{
+    int h = atomic_load_explicit(&((tkv_mnode *)g)->vheight, memory_order_relaxed);
+    return (h < head->height ? h : head->height) - 1;
 }
 
 /* The first version with ts' <= ts (newest first: the first not newer);
  * fills prev[] with the last newer one at each level when prev is given. */
 static vnode *vfind(const tkv_mnode *g, uint64_t ts, vnode **prev)
 {
-    vnode *x = g->vhead;
-    for (int level = vtop(g);; level--) {
+    vnode *head = vhead_of(g), *x = head;
+    for (int level = vtop(g, head);; level--) {
         vnode *n;
         while ((n = vnx(x, level)) != NULL && n->ts > ts)
             x = n;
@@ -392,17 +409,17 @@ static vnode *vfind(const tkv_mnode *g, uint64_t ts, vnode **prev)
     }
 }
 
-/* The oldest version newer than ts (NULL if none), or with ts UINT64_MAX
- * and last: the oldest of all. */
+/* The oldest version newer than ts (NULL if none), or with last: the
+ * oldest of all. */
 static vnode *vfind_newer(const tkv_mnode *g, uint64_t ts, bool last)
 {
-    vnode *x = g->vhead;
-    for (int level = vtop(g);; level--) {
+    vnode *head = vhead_of(g), *x = head;
+    for (int level = vtop(g, head);; level--) {
         vnode *n;
         while ((n = vnx(x, level)) != NULL && (last || n->ts > ts))
             x = n;
         if (level == 0)
-            return x == g->vhead ? NULL : x;
+            return x == head ? NULL : x;
     }
 }
 
@@ -418,15 +435,32 @@ static int group_add(tkv_memtab *m, tkv_mnode *g, uint64_t ts, mrec *rec)
         atomic_store_explicit(&at->rec, rec, memory_order_release);
         return 0;
     }
-    int h = random_height(m);
+    vnode *head = vhead_of(g);
+    /* The first version of a key is one level high, so its group keeps a
+     * head of one level until a second version comes. */
+    int h = vnx(head, 0) ? random_height(m) : 1;
+    if (h > head->height) {
+        /* A taller head, its links copied, published whole; searches that
+         * started from the old one still find every node it reached. */
+        vnode *big = vnode_new(m, MAX_HEIGHT, 0);
+        if (!big)
+            return -1;
+        for (int i = 0; i < head->height; i++) {
+            atomic_init(&big->next[i], vnx(head, i));
+            if (prev[i] == head)
+                prev[i] = big;
+        }
+        atomic_store_explicit(&g->vhead, big, memory_order_release);
+        head = big;
+    }
     vnode *v = vnode_new(m, h, ts);
     if (!v)
         return -1;
     atomic_init(&v->rec, rec);
-    int cur = vtop(g) + 1;
+    int cur = vtop(g, head) + 1;
     if (h > cur) {
         for (int i = cur; i < h; i++)
-            prev[i] = g->vhead;
+            prev[i] = head;
         atomic_store_explicit(&g->vheight, h, memory_order_relaxed);
     }
     for (int i = 0; i < h; i++) {
@@ -436,8 +470,8 @@ static int group_add(tkv_memtab *m, tkv_mnode *g, uint64_t ts, mrec *rec)
     return 0;
 }
 
-int tkv_memtab_add(tkv_memtab *m, uint64_t seq, bool del, const void *k, size_t klen, const void *v,
-                   size_t vlen)
+int tkv_memtab_add(tkv_memtab *m, uint64_t seq, bool del, bool newest, const void *k, size_t klen,
+                   const void *v, size_t vlen)
 {
     if (klen > UINT32_MAX || vlen > UINT32_MAX)
         return -1;
@@ -453,6 +487,8 @@ int tkv_memtab_add(tkv_memtab *m, uint64_t seq, bool del, const void *k, size_t 
     if (vlen)
         memcpy(r->val, v, vlen);
     if (group) {
+        if (del || !newest)
+            n->overlaps = true;
         if (group_add(m, n, ~tkv_load_be64((const uint8_t *)k + klen - 8), r) < 0)
             return -1;
     } else {
@@ -575,7 +611,7 @@ static void settle_fwd(tkv_memtab_iter *it, const tkv_mnode *n)
 {
     for (; n; n = nx(n, 0)) {
         if (n->group) {
-            if (group_fwd(it, n, vnx(n->vhead, 0)))
+            if (group_fwd(it, n, vnx(vhead_of(n), 0)))
                 return;
             continue;
         }
@@ -622,7 +658,7 @@ void tkv_memtab_iter_seek(tkv_memtab_iter *it, const void *k, size_t klen)
             /* Any other key inside the group's range: compare encodings,
              * newest (smallest encoding) first. */
             uint8_t enc[8];
-            for (x = vnx(l->vhead, 0); x; x = vnx(x, 0)) {
+            for (x = vnx(vhead_of(l), 0); x; x = vnx(x, 0)) {
                 int c = memcmp(node_key(l), k, pl < klen ? pl : klen);
                 if (c == 0) {
                     tkv_store_be64(enc, ~x->ts);
@@ -681,3 +717,8 @@ const uint8_t *tkv_memtab_iter_value(const tkv_memtab_iter *it, size_t *vlen)
 }
 
 bool tkv_memtab_iter_is_del(const tkv_memtab_iter *it) { return it->rec->del; }
+
+bool tkv_memtab_iter_group_newest(const tkv_memtab_iter *it)
+{
+    return it->n->group && !it->n->overlaps;
+}

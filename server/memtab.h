@@ -31,10 +31,12 @@ void tkv_memtab_ref(tkv_memtab *m);
 /* Drops a reference; the last one frees the table. NULL-safe. */
 void tkv_memtab_unref(tkv_memtab *m);
 
-/* Adds a record (the writer only). Keys and values are copied. Returns 0,
- * or -1 if out of memory. */
-int tkv_memtab_add(tkv_memtab *m, uint64_t seq, bool del, const void *k, size_t klen, const void *v,
-                   size_t vlen);
+/* Adds a record (the writer only). Keys and values are copied. newest: a
+ * version the caller knows is newer than every version of its key stored
+ * anywhere (store.h's tkv_store_batch_put_newest). Returns 0, or -1 if out
+ * of memory. */
+int tkv_memtab_add(tkv_memtab *m, uint64_t seq, bool del, bool newest, const void *k, size_t klen,
+                   const void *v, size_t vlen);
 
 /* Arena bytes the table holds (what the write buffer's size counts). */
 size_t tkv_memtab_bytes(const tkv_memtab *m);
@@ -70,5 +72,9 @@ static inline bool tkv_memtab_iter_valid(const tkv_memtab_iter *it) { return it-
 const uint8_t *tkv_memtab_iter_key(const tkv_memtab_iter *it, size_t *klen);
 const uint8_t *tkv_memtab_iter_value(const tkv_memtab_iter *it, size_t *vlen);
 bool tkv_memtab_iter_is_del(const tkv_memtab_iter *it);
+/* On a version: whether every record its key got in this table was a
+ * "newest" put (so none of them overlaps what is stored elsewhere). For a
+ * frozen table (the writer done with it). */
+bool tkv_memtab_iter_group_newest(const tkv_memtab_iter *it);
 
 #endif

@@ -57,12 +57,16 @@
 /* The flusher hands LevelDB writes of about this size. */
 #define FLUSH_BATCH_BYTES (4u << 20)
 #define LOG_HEADER 8
+#define REC_DEL 0
+#define REC_PUT 1
+#define REC_NEWEST 2
 
 /* ---- batches: the log record's payload as it is built ---------------------------- */
 
 /* The log record's header (length and CRC, filled in by the write), then
- * each record: a type byte (1 put, 0 delete), varint key length, key, and
- * for a put varint value length, value. So the batch is written to the log
+ * each record: a type byte (1 put, 0 delete, 2 a put newer than every
+ * version of its key), varint key length, key, and for a put varint value
+ * length, value. So the batch is written to the log
  * as it is, in one write(). */
 struct tkv_store_batch {
     tkv_buf buf;
@@ -123,19 +127,19 @@ void tkv_store_batch_free(tkv_store_batch *b)
     free(b);
 }
 
-static void batch_add(tkv_store_batch *b, bool put, const void *k, size_t klen, const void *v,
+static void batch_add(tkv_store_batch *b, uint8_t type, const void *k, size_t klen, const void *v,
                       size_t vlen)
 {
     if (tkv_buf_reserve(&b->buf, 1 + 10 + klen + 10 + vlen) < 0)
         oom();
     uint8_t *p = b->buf.data + b->buf.len;
     size_t o = 0;
-    p[o++] = put;
+    p[o++] = type;
     o += put_varint(p + o, klen);
     if (klen)
         memcpy(p + o, k, klen);
     o += klen;
-    if (put) {
+    if (type != REC_DEL) {
         o += put_varint(p + o, vlen);
         if (vlen)
             memcpy(p + o, v, vlen);
@@ -148,12 +152,18 @@ static void batch_add(tkv_store_batch *b, bool put, const void *k, size_t klen, 
 
 void tkv_store_batch_put(tkv_store_batch *b, const void *k, size_t klen, const void *v, size_t vlen)
 {
-    batch_add(b, true, k, klen, v, vlen);
+    batch_add(b, REC_PUT, k, klen, v, vlen);
+}
+
+void tkv_store_batch_put_newest(tkv_store_batch *b, const void *k, size_t klen, const void *v,
+                                size_t vlen)
+{
+    batch_add(b, REC_NEWEST, k, klen, v, vlen);
 }
 
 void tkv_store_batch_delete(tkv_store_batch *b, const void *k, size_t klen)
 {
-    batch_add(b, false, k, klen, NULL, 0);
+    batch_add(b, REC_DEL, k, klen, NULL, 0);
 }
 
 void tkv_store_batch_clear(tkv_store_batch *b)
@@ -167,7 +177,7 @@ size_t tkv_store_batch_size(const tkv_store_batch *b) { return b->records; }
 
 size_t tkv_store_batch_bytes(const tkv_store_batch *b) { return b->bytes; }
 
-typedef void (*rec_fn)(void *ctx, bool put, const uint8_t *k, size_t klen, const uint8_t *v,
+typedef void (*rec_fn)(void *ctx, uint8_t type, const uint8_t *k, size_t klen, const uint8_t *v,
                        size_t vlen);
 
 /* Walks encoded records; -1 if they are malformed (a damaged log record
@@ -178,19 +188,19 @@ static int records_walk(const uint8_t *p, size_t n, void *ctx, rec_fn fn)
     while (p < end) {
         uint8_t type = *p++;
         uint64_t klen, vlen = 0;
-        if (type > 1 || !(p = get_varint(p, end, &klen)) || klen > (uint64_t)(end - p))
+        if (type > REC_NEWEST || !(p = get_varint(p, end, &klen)) || klen > (uint64_t)(end - p))
             return -1;
         const uint8_t *k = p;
         p += klen;
         const uint8_t *v = NULL;
-        if (type == 1) {
+        if (type != REC_DEL) {
             if (!(p = get_varint(p, end, &vlen)) || vlen > (uint64_t)(end - p))
                 return -1;
             v = p;
             p += vlen;
         }
         if (fn)
-            fn(ctx, type == 1, k, (size_t)klen, v, (size_t)vlen);
+            fn(ctx, type, k, (size_t)klen, v, (size_t)vlen);
     }
     return 0;
 }
@@ -201,11 +211,11 @@ typedef struct iterate_ctx {
     tkv_store_del_fn del;
 } iterate_ctx;
 
-static void iterate_one(void *p, bool put, const uint8_t *k, size_t klen, const uint8_t *v,
+static void iterate_one(void *p, uint8_t type, const uint8_t *k, size_t klen, const uint8_t *v,
                         size_t vlen)
 {
     iterate_ctx *c = p;
-    if (put)
+    if (type != REC_DEL)
         c->put(c->ctx, k, klen, v, vlen);
     else
         c->del(c->ctx, k, klen);
@@ -372,11 +382,15 @@ static uint64_t *log_list(tkv_store *s, long *n, char *err, size_t errlen)
     return nums;
 }
 
-static void replay_one(void *ctx, bool put, const uint8_t *k, size_t klen, const uint8_t *v,
+/* A replayed put loses its "newest" hint: a crash may have left part of
+ * an earlier flush of it in LevelDB, cut into other chunks than the next
+ * flush would make, and only the merge that the hint skips reconciles
+ * them. */
+static void replay_one(void *ctx, uint8_t type, const uint8_t *k, size_t klen, const uint8_t *v,
                        size_t vlen)
 {
     tkv_store *s = ctx;
-    if (tkv_memtab_add(s->mem, ++s->seq_next, !put, k, klen, v, vlen) < 0)
+    if (tkv_memtab_add(s->mem, ++s->seq_next, type == REC_DEL, false, k, klen, v, vlen) < 0)
         oom();
 }
 
@@ -1472,11 +1486,12 @@ static int freeze(tkv_store *s, char *err, size_t errlen)
     return 0;
 }
 
-static void insert_one(void *ctx, bool put, const uint8_t *k, size_t klen, const uint8_t *v,
+static void insert_one(void *ctx, uint8_t type, const uint8_t *k, size_t klen, const uint8_t *v,
                        size_t vlen)
 {
     tkv_store *s = ctx;
-    if (tkv_memtab_add(s->mem, ++s->seq_next, !put, k, klen, v, vlen) < 0)
+    if (tkv_memtab_add(s->mem, ++s->seq_next, type == REC_DEL, type == REC_NEWEST, k, klen, v,
+                       vlen) < 0)
         oom();
 }
 
@@ -1600,6 +1615,7 @@ typedef struct flush {
     tkv_chunk_ent ents[TKV_CHUNK_DECODE_MAX];
     uint8_t *key;
     size_t kcap;
+    bool positioned; /* li has been sought (flush_position) */
     char err[256];
 } flush;
 
@@ -1671,6 +1687,40 @@ static void write_chunks(flush *f, size_t plen, size_t n)
     }
 }
 
+/* Positions the flush's LevelDB cursor on the first record >= x. The
+ * targets of one flush only grow (keys in order, and within a key the runs
+ * go newest first, which is ascending in encodings), and the cursor only
+ * moves forward, so every record before it is below x: when it is already
+ * >= x it is the answer, and when it is a few records short, stepping is
+ * far cheaper than a seek (which searches every level and decompresses a
+ * block of each) - the flush of many keys with a version or two each
+ * touches most of LevelDB's keys in order. */
+#define FLUSH_STEPS 8
+
+static void flush_position(flush *f, const uint8_t *x, size_t xn)
+{
+    if (f->positioned) {
+        for (int i = 0; leveldb_iter_valid(f->li); i++) {
+            size_t kn;
+            const uint8_t *k = (const uint8_t *)leveldb_iter_key(f->li, &kn);
+            if (key_cmp(k, kn, x, xn) >= 0)
+                return;
+            if (i == FLUSH_STEPS)
+                break;
+            leveldb_iter_next(f->li);
+        }
+        if (!leveldb_iter_valid(f->li)) {
+            char *lerr = NULL;
+            leveldb_iter_get_error(f->li, &lerr);
+            if (!lerr)
+                return; /* past the last record: so is x */
+            leveldb_free(lerr);
+        }
+    }
+    leveldb_iter_seek(f->li, (const char *)x, xn);
+    f->positioned = true;
+}
+
 /* Writes one key's versions from the buffer (f->grp, newest first) into
  * LevelDB, in runs: from the newest version not yet written, one seek finds
  * the chunk with the largest oldest timestamp at or below it. If the
@@ -1694,7 +1744,7 @@ static int flush_key(flush *f, const uint8_t *prefix, size_t plen)
     for (size_t i = 0; i < f->ngrp;) {
         uint64_t t = f->grp[i].ts;
         tkv_store_be64(f->key + plen, ~t);
-        leveldb_iter_seek(f->li, (const char *)f->key, kn);
+        flush_position(f, f->key, kn);
         long n = 0;
         uint64_t oldest = 0;
         if (leveldb_iter_valid(f->li)) {
@@ -1774,6 +1824,7 @@ static int flush_table(tkv_store *s, tkv_memtab *m, char *err, size_t errlen)
             if (tkv_buf_append(&f.prefix, k, plen) < 0)
                 oom();
             const uint8_t *prefix = f.prefix.data;
+            bool newest = tkv_memtab_iter_group_newest(&it);
             f.ngrp = 0;
             do {
                 fver g = {.ts = ~tkv_load_be64(k + plen),
@@ -1787,7 +1838,21 @@ static int flush_table(tkv_store *s, tkv_memtab *m, char *err, size_t errlen)
                 k = tkv_memtab_iter_key(&it, &kn);
                 v = tkv_memtab_iter_value(&it, &vn);
             } while (kn == plen + 8 && memcmp(k, prefix, plen) == 0);
-            rc = flush_key(&f, prefix, plen);
+            if (newest) {
+                /* Every version newer than all the store held when it was
+                 * written: nothing in LevelDB to merge with. */
+                size_t kn2 = plen + 8;
+                if (kn2 > f.kcap) {
+                    uint8_t *g = realloc(f.key, kn2);
+                    if (!g)
+                        oom();
+                    f.key = g;
+                    f.kcap = kn2;
+                }
+                memcpy(f.key, prefix, plen);
+                write_chunks(&f, plen, merge_run(&f, 0, f.ngrp, NULL, 0));
+            } else
+                rc = flush_key(&f, prefix, plen);
         }
         /* Every write synced: LevelDB syncs only the log file it writes
          * to, and closes a full one unsynced; the log files this flush

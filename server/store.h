@@ -123,6 +123,13 @@ void tkv_store_batch_free(tkv_store_batch *b);
 void tkv_store_batch_put(tkv_store_batch *b, const void *k, size_t klen, const void *v,
                          size_t vlen);
 void tkv_store_batch_delete(tkv_store_batch *b, const void *k, size_t klen);
+/* A put of a version encoding (keycodec.h) that the caller knows is newer
+ * than every version of its key the store holds, written or staged: the
+ * store may then skip looking for older versions to merge it with. Read
+ * back (tkv_store_batch_iterate, the observer) it is a plain put. Getting
+ * it wrong breaks reads of that key, so claim it only when sure. */
+void tkv_store_batch_put_newest(tkv_store_batch *b, const void *k, size_t klen, const void *v,
+                                size_t vlen);
 
 /* Empties the batch for reuse. */
 void tkv_store_batch_clear(tkv_store_batch *b);

@@ -289,6 +289,13 @@ void tkv_store_batch_put(tkv_store_batch *b, const void *k, size_t klen, const v
     batch_add(b, REC_PUT, k, klen, v, vlen);
 }
 
+/* The memory store keeps every record as it is: no hint to use. */
+void tkv_store_batch_put_newest(tkv_store_batch *b, const void *k, size_t klen, const void *v,
+                                size_t vlen)
+{
+    tkv_store_batch_put(b, k, klen, v, vlen);
+}
+
 void tkv_store_batch_delete(tkv_store_batch *b, const void *k, size_t klen)
 {
     batch_add(b, REC_DEL, k, klen, NULL, 0);

@@ -199,7 +199,7 @@ Test(memtab, random_records_agree_with_the_model_at_every_sequence_number, .time
             x->vn = x->del ? 0 : test_rng_below(&r, MAXV + 1);
             for (size_t i = 0; i < x->vn; i++)
                 x->v[i] = (uint8_t)test_rng_next(&r);
-            cr_assert_eq(tkv_memtab_add(m, x->seq, x->del, x->k, x->kn, x->v, x->vn), 0);
+            cr_assert_eq(tkv_memtab_add(m, x->seq, x->del, false, x->k, x->kn, x->v, x->vn), 0);
         }
         if (test_rng_below(&r, 4) == 0) {
             check_reader(m, seq, &r);

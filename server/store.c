@@ -1658,6 +1658,14 @@ static size_t merge_run(flush *f, size_t a0, size_t a1, const tkv_chunk_ent *ent
         f->out = g;
         f->capout = need;
     }
+    if (!ents) {
+        /* No chunk: the buffer's versions alone, deletes dropped. */
+        for (; a < a1; a++)
+            if (!f->grp[a].del)
+                f->out[m++] = (tkv_chunk_ent){
+                    .ts = f->grp[a].ts, .blob = f->grp[a].blob, .len = f->grp[a].len};
+        return m;
+    }
     while (a < a1 || b < n) {
         if (b == n || (a < a1 && f->grp[a].ts >= ents[b].ts)) {
             const fver *v = &f->grp[a++];

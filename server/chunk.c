@@ -5,6 +5,8 @@
 
 #include <string.h>
 
+#include "varint.h"
+
 bool tkv_chunk_is_version(const uint8_t *rec, size_t n)
 {
     /* 'v', the escaped key, 0x00 0x01, 8 bytes of ~ts; inside the escaped
@@ -22,31 +24,6 @@ bool tkv_chunk_is_version(const uint8_t *rec, size_t n)
     return true;
 }
 
-static const uint8_t *get_varint(const uint8_t *p, const uint8_t *end, uint64_t *out)
-{
-    uint64_t v = 0;
-    for (int shift = 0; shift < 64 && p < end; shift += 7) {
-        uint8_t b = *p++;
-        v |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80)) {
-            *out = v;
-            return p;
-        }
-    }
-    return NULL;
-}
-
-static size_t put_varint(uint8_t *out, uint64_t v)
-{
-    size_t n = 0;
-    while (v >= 0x80) {
-        out[n++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    out[n++] = (uint8_t)v;
-    return n;
-}
-
 long tkv_chunk_decode(const uint8_t *v, size_t n, uint64_t oldest, tkv_chunk_ent *ents)
 {
     if (n == 0 || v[0] != TKV_CHUNK_MAGIC) {
@@ -56,12 +33,12 @@ long tkv_chunk_decode(const uint8_t *v, size_t n, uint64_t oldest, tkv_chunk_ent
     }
     const uint8_t *p = v + 1, *end = v + n;
     uint64_t count;
-    if (!(p = get_varint(p, end, &count)) || count == 0 || count > TKV_CHUNK_DECODE_MAX)
+    if (!(p = tkv_varint_get(p, end, &count)) || count == 0 || count > TKV_CHUNK_DECODE_MAX)
         return -1;
     uint64_t ts = oldest;
     for (uint64_t i = 0; i < count; i++) {
         uint64_t gap, len;
-        if (!(p = get_varint(p, end, &gap)) || !(p = get_varint(p, end, &len)))
+        if (!(p = tkv_varint_get(p, end, &gap)) || !(p = tkv_varint_get(p, end, &len)))
             return -1;
         if ((i == 0) != (gap == 0) || ts + gap < ts || len > (uint64_t)(end - p))
             return -1;
@@ -83,11 +60,11 @@ int tkv_chunk_encode(tkv_buf *out, const tkv_chunk_ent *ents, size_t n)
     uint8_t *p = out->data + out->len;
     size_t o = 0;
     p[o++] = TKV_CHUNK_MAGIC;
-    o += put_varint(p + o, n);
+    o += tkv_varint_put(p + o, n);
     for (size_t i = n; i-- > 0;) {
         uint64_t gap = i == n - 1 ? 0 : ents[i].ts - ents[i + 1].ts;
-        o += put_varint(p + o, gap);
-        o += put_varint(p + o, ents[i].len);
+        o += tkv_varint_put(p + o, gap);
+        o += tkv_varint_put(p + o, ents[i].len);
         if (ents[i].len)
             memcpy(p + o, ents[i].blob, ents[i].len);
         o += ents[i].len;

@@ -35,6 +35,7 @@
 #include "crc32c.h"
 #include "datadir.h"
 #include "memtab.h"
+#include "varint.h"
 
 #include <leveldb/c.h>
 
@@ -74,31 +75,6 @@ struct tkv_store_batch {
     size_t bytes;
 };
 
-static size_t put_varint(uint8_t *out, uint64_t v)
-{
-    size_t n = 0;
-    while (v >= 0x80) {
-        out[n++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    out[n++] = (uint8_t)v;
-    return n;
-}
-
-static const uint8_t *get_varint(const uint8_t *p, const uint8_t *end, uint64_t *out)
-{
-    uint64_t v = 0;
-    for (int shift = 0; shift < 64 && p < end; shift += 7) {
-        uint8_t b = *p++;
-        v |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80)) {
-            *out = v;
-            return p;
-        }
-    }
-    return NULL;
-}
-
 static void oom(void)
 {
     /* As LevelDB: a batch that cannot be built ends the process, which the
@@ -135,12 +111,12 @@ static void batch_add(tkv_store_batch *b, uint8_t type, const void *k, size_t kl
     uint8_t *p = b->buf.data + b->buf.len;
     size_t o = 0;
     p[o++] = type;
-    o += put_varint(p + o, klen);
+    o += tkv_varint_put(p + o, klen);
     if (klen)
         memcpy(p + o, k, klen);
     o += klen;
     if (type != REC_DEL) {
-        o += put_varint(p + o, vlen);
+        o += tkv_varint_put(p + o, vlen);
         if (vlen)
             memcpy(p + o, v, vlen);
         o += vlen;
@@ -188,13 +164,13 @@ static int records_walk(const uint8_t *p, size_t n, void *ctx, rec_fn fn)
     while (p < end) {
         uint8_t type = *p++;
         uint64_t klen, vlen = 0;
-        if (type > REC_NEWEST || !(p = get_varint(p, end, &klen)) || klen > (uint64_t)(end - p))
+        if (type > REC_NEWEST || !(p = tkv_varint_get(p, end, &klen)) || klen > (uint64_t)(end - p))
             return -1;
         const uint8_t *k = p;
         p += klen;
         const uint8_t *v = NULL;
         if (type != REC_DEL) {
-            if (!(p = get_varint(p, end, &vlen)) || vlen > (uint64_t)(end - p))
+            if (!(p = tkv_varint_get(p, end, &vlen)) || vlen > (uint64_t)(end - p))
                 return -1;
             v = p;
             p += vlen;

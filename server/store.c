@@ -1130,7 +1130,8 @@ static size_t save_key(tkv_store_iter *it)
         it->sk = g;
         it->skcap = n;
     }
-    memcpy(it->sk, k, n);
+    if (n) /* the empty key's pointer may be NULL */
+        memcpy(it->sk, k, n);
     return n;
 }
 

@@ -187,7 +187,8 @@ size_t tkv_memtab_count(const tkv_memtab *m)
 /* Keys as unsigned bytes, shorter first on a tie. */
 static int key_cmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
 {
-    int c = memcmp(a, b, an < bn ? an : bn);
+    size_t n = an < bn ? an : bn;
+    int c = n ? memcmp(a, b, n) : 0; /* an empty key may come as NULL */
     return c ? c : (an > bn) - (an < bn);
 }
 
@@ -264,7 +265,8 @@ static uint32_t hash_key(const uint8_t *k, size_t n, bool group)
         n -= 8;
     }
     uint64_t w = 0;
-    memcpy(&w, k, n);
+    if (n)
+        memcpy(&w, k, n);
     h = (h ^ w) * 0xc4ceb9fe1a85ec53ULL;
     h ^= h >> 29;
     return (uint32_t)h;
@@ -276,7 +278,7 @@ static tkv_mnode **tab_slot(tkv_memtab *m, const uint8_t *k, size_t klen, bool g
     for (size_t i = h & mask;; i = (i + 1) & mask) {
         tkv_mnode *n = m->tab[i];
         if (!n || (n->hash == h && n->group == group && n->klen == klen &&
-                   memcmp(node_key(n), k, klen) == 0))
+                   (klen == 0 || memcmp(node_key(n), k, klen) == 0)))
             return &m->tab[i];
     }
 }
@@ -659,7 +661,7 @@ void tkv_memtab_iter_seek(tkv_memtab_iter *it, const void *k, size_t klen)
              * newest (smallest encoding) first. */
             uint8_t enc[8];
             for (x = vnx(vhead_of(l), 0); x; x = vnx(x, 0)) {
-                int c = memcmp(node_key(l), k, pl < klen ? pl : klen);
+                int c = key_cmp(node_key(l), pl < klen ? pl : klen, k, pl < klen ? pl : klen);
                 if (c == 0) {
                     tkv_store_be64(enc, ~x->ts);
                     size_t rest = klen > pl ? klen - pl : 0;

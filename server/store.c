@@ -950,7 +950,8 @@ static void dc_load(dcur *d, bool fwd)
 
 static int key_cmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
 {
-    int c = memcmp(a, b, an < bn ? an : bn);
+    size_t n = an < bn ? an : bn;
+    int c = n ? memcmp(a, b, n) : 0; /* an empty key may come as NULL */
     return c ? c : (an > bn) - (an < bn);
 }
 

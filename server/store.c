@@ -805,6 +805,13 @@ void tkv_store_close(tkv_store *s)
 {
     if (!s)
         return;
+    /* A clean close leaves everything in LevelDB: the next open replays
+     * nothing, and db/ alone holds the data. A failed store closes as it
+     * is; its log keeps what it could not flush. */
+    if (s->db && s->flusher_on && !s->log_failed && !atomic_load(&s->bg_failed)) {
+        char err[256];
+        tkv_store_flush(s, err, sizeof err);
+    }
     close_db(s);
     if (s->lock_fd >= 0)
         close(s->lock_fd);

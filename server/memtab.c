@@ -38,6 +38,7 @@
 
 #include "byteorder.h"
 #include "chunk.h"
+#include "grow.h"
 
 #define MAX_HEIGHT 12
 #define ARENA_BLOCK (1024 * 1024)
@@ -565,16 +566,10 @@ static void set_pos(tkv_memtab_iter *it, const tkv_mnode *n, const vnode *x, con
     if (!n->group)
         return;
     size_t kn = n->klen + 8;
-    if (kn > it->kcap) {
-        uint8_t *g = realloc(it->kbuf, kn);
-        if (!g) {
-            /* As the store's other allocations for a read in progress:
-             * there is no answer to give but a wrong one. */
-            abort();
-        }
-        it->kbuf = g;
-        it->kcap = kn;
-    }
+    /* As the store's other allocations for a read in progress: there is no
+     * answer to give but a wrong one. */
+    if (tkv_grow(&it->kbuf, &it->kcap, kn, 1, 64) < 0)
+        abort();
     memcpy(it->kbuf, node_key(n), n->klen);
     tkv_store_be64(it->kbuf + n->klen, ~x->ts);
 }

@@ -34,6 +34,7 @@
 #include "chunk.h"
 #include "crc32c.h"
 #include "datadir.h"
+#include "grow.h"
 #include "memtab.h"
 #include "varint.h"
 
@@ -334,17 +335,12 @@ static uint64_t *log_list(tkv_store *s, long *n, char *err, size_t errlen)
         unsigned long long v = strtoull(de->d_name, &end, 10);
         if (errno || end == de->d_name || strcmp(end, ".log") != 0)
             continue;
-        if ((size_t)*n == cap) {
-            cap = cap ? cap * 2 : 16;
-            uint64_t *g = realloc(nums, cap * sizeof *g);
-            if (!g) {
-                free(nums);
-                closedir(d);
-                tkv_datadir_err(err, errlen, "out of memory", NULL);
-                *n = -1;
-                return NULL;
-            }
-            nums = g;
+        if (tkv_grow(&nums, &cap, (size_t)*n + 1, sizeof *nums, 16) < 0) {
+            free(nums);
+            closedir(d);
+            tkv_datadir_err(err, errlen, "out of memory", NULL);
+            *n = -1;
+            return NULL;
         }
         nums[(*n)++] = v;
     }
@@ -777,15 +773,26 @@ int tkv_store_reopen(tkv_store *s, const tkv_store_opts *o, char *err, size_t er
 int tkv_store_wipe(tkv_store *s, const tkv_store_opts *o, char *err, size_t errlen)
 {
     close_db(s);
+    /* A log file left behind would be replayed over the empty database. */
     long n;
-    char lerrbuf[256];
-    uint64_t *nums = log_list(s, &n, lerrbuf, sizeof lerrbuf);
-    for (long i = 0; i < n; i++)
-        log_remove_range(s, nums[i], nums[i] + 1);
+    uint64_t *nums = log_list(s, &n, err, errlen);
+    if (n < 0)
+        return -1;
+    char path[4200];
+    for (long i = 0; i < n; i++) {
+        log_path(s, nums[i], path, sizeof path);
+        if (unlink(path) < 0 && errno != ENOENT) {
+            tkv_datadir_err(err, errlen, "cannot remove a log file", strerror(errno));
+            free(nums);
+            return -1;
+        }
+    }
     free(nums);
-    char flushed[4200];
-    snprintf(flushed, sizeof flushed, "%s/FLUSHED", s->waldir);
-    unlink(flushed);
+    snprintf(path, sizeof path, "%s/FLUSHED", s->waldir);
+    if (unlink(path) < 0 && errno != ENOENT) {
+        tkv_datadir_err(err, errlen, "cannot remove the log's flush mark", strerror(errno));
+        return -1;
+    }
     leveldb_options_t *lo = leveldb_options_create();
     char *lerr = NULL;
     leveldb_destroy_db(lo, s->dbpath, &lerr);
@@ -941,13 +948,8 @@ static void dc_load(dcur *d, bool fwd)
         d->valid = false;
         return;
     }
-    if (kn > d->kcap) {
-        uint8_t *g = realloc(d->key, kn);
-        if (!g)
-            oom();
-        d->key = g;
-        d->kcap = kn;
-    }
+    if (tkv_grow(&d->key, &d->kcap, kn, 1, 64) < 0)
+        oom();
     memcpy(d->key, k, kn);
     d->klen = kn;
     d->chunk = true;
@@ -1131,13 +1133,8 @@ static size_t save_key(tkv_store_iter *it)
 {
     size_t n;
     const uint8_t *k = ch_key(it, it->cur, &n);
-    if (n > it->skcap) {
-        uint8_t *g = realloc(it->sk, n);
-        if (!g)
-            oom();
-        it->sk = g;
-        it->skcap = n;
-    }
+    if (tkv_grow(&it->sk, &it->skcap, n, 1, 64) < 0)
+        oom();
     if (n) /* the empty key's pointer may be NULL */
         memcpy(it->sk, k, n);
     return n;
@@ -1606,13 +1603,8 @@ typedef struct flush {
 
 static void fv_push(fver **a, size_t *n, size_t *cap, fver v)
 {
-    if (*n == *cap) {
-        *cap = *cap ? *cap * 2 : 256;
-        fver *g = realloc(*a, *cap * sizeof *g);
-        if (!g)
-            oom();
-        *a = g;
-    }
+    if (tkv_grow(a, cap, *n + 1, sizeof **a, 256) < 0)
+        oom();
     (*a)[(*n)++] = v;
 }
 
@@ -1636,13 +1628,8 @@ static int flush_write(flush *f, bool sync)
 static size_t merge_run(flush *f, size_t a0, size_t a1, const tkv_chunk_ent *ents, size_t n)
 {
     size_t need = (a1 - a0) + n, m = 0, a = a0, b = 0;
-    if (need > f->capout) {
-        tkv_chunk_ent *g = realloc(f->out, need * sizeof *g);
-        if (!g)
-            oom();
-        f->out = g;
-        f->capout = need;
-    }
+    if (tkv_grow(&f->out, &f->capout, need, sizeof *f->out, 256) < 0)
+        oom();
     if (!ents) {
         /* No chunk: the buffer's versions alone, deletes dropped. */
         for (; a < a1; a++)
@@ -1723,17 +1710,18 @@ static void flush_position(flush *f, const uint8_t *x, size_t xn)
  * their own. So a flush rewrites only the chunks its versions land in - a
  * sweep deleting a key's oldest version rewrites the oldest chunk, not the
  * key's history. */
-static int flush_key(flush *f, const uint8_t *prefix, size_t plen)
+static int flush_key(flush *f, const uint8_t *prefix, size_t plen, bool newest)
 {
     size_t kn = plen + 8;
-    if (kn > f->kcap) {
-        uint8_t *g = realloc(f->key, kn);
-        if (!g)
-            oom();
-        f->key = g;
-        f->kcap = kn;
-    }
+    if (tkv_grow(&f->key, &f->kcap, kn, 1, 64) < 0)
+        oom();
     memcpy(f->key, prefix, plen);
+    if (newest) {
+        /* Every version newer than all the store held when it was written:
+         * nothing in LevelDB to merge with. */
+        write_chunks(f, plen, merge_run(f, 0, f->ngrp, NULL, 0));
+        return 0;
+    }
     for (size_t i = 0; i < f->ngrp;) {
         uint64_t t = f->grp[i].ts;
         tkv_store_be64(f->key + plen, ~t);
@@ -1831,21 +1819,7 @@ static int flush_table(tkv_store *s, tkv_memtab *m, char *err, size_t errlen)
                 k = tkv_memtab_iter_key(&it, &kn);
                 v = tkv_memtab_iter_value(&it, &vn);
             } while (kn == plen + 8 && memcmp(k, prefix, plen) == 0);
-            if (newest) {
-                /* Every version newer than all the store held when it was
-                 * written: nothing in LevelDB to merge with. */
-                size_t kn2 = plen + 8;
-                if (kn2 > f.kcap) {
-                    uint8_t *g = realloc(f.key, kn2);
-                    if (!g)
-                        oom();
-                    f.key = g;
-                    f.kcap = kn2;
-                }
-                memcpy(f.key, prefix, plen);
-                write_chunks(&f, plen, merge_run(&f, 0, f.ngrp, NULL, 0));
-            } else
-                rc = flush_key(&f, prefix, plen);
+            rc = flush_key(&f, prefix, plen, newest);
         }
         /* Every write synced: LevelDB syncs only the log file it writes
          * to, and closes a full one unsynced; the log files this flush

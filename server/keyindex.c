@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "bigmem.h"
 #include "clock.h"
 #include "siphash.h"
 
@@ -146,7 +147,7 @@ static void table_put(tkv_hslot *tab, size_t mask, uint64_t h, tkv_kentry *e)
 static int table_grow(tkv_keyindex *ix)
 {
     size_t ncap = (ix->mask + 1) * 2;
-    tkv_hslot *nt = calloc(ncap, sizeof *nt);
+    tkv_hslot *nt = tkv_bigmem_calloc(ncap, sizeof *nt);
     if (!nt)
         return -1;
     for (size_t i = 0; i <= ix->mask; i++)

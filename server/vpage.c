@@ -18,6 +18,8 @@
 #include <malloc.h>
 #include <stdlib.h>
 
+#include "bigmem.h"
+
 #define HDR sizeof(tkv_vpage)
 #define SMALL_PAGE 1024
 
@@ -191,7 +193,7 @@ static tkv_vpage *build(const tkv_vpage *p, const vput *v, size_t more_slots, si
     }
     if (cap > UINT32_MAX)
         return NULL;
-    tkv_vpage *q = malloc(cap);
+    tkv_vpage *q = tkv_bigmem_alloc(cap);
     if (!q)
         return NULL;
     /* The allocator's rounding is free room too. */

@@ -36,12 +36,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bigmem.h"
 #include "byteorder.h"
 #include "chunk.h"
 #include "grow.h"
 
 #define MAX_HEIGHT 12
+#define ARENA_BLOCK (1024 * 1024)
 
 typedef struct mrec {
     uint64_t seq;
@@ -78,13 +78,6 @@ typedef struct arena_block {
     _Alignas(16) uint8_t data[];
 } arena_block;
 
-/* Blocks grow with the buffer, from 64 KiB to one huge page with its
- * header (bigmem.h): a buffer of 32 MiB is then mostly sixteen huge pages
- * instead of 8,192 small ones faulted in on the writer's thread, and a
- * buffer of 1 MiB is not full at its first block. */
-#define ARENA_BLOCK_MIN ((size_t)64 * 1024)
-#define ARENA_BLOCK_MAX (TKV_BIGMEM_MIN - sizeof(arena_block))
-
 struct tkv_memtab {
     _Atomic int refs;
     _Atomic int height;
@@ -105,14 +98,10 @@ static void *arena_alloc(tkv_memtab *m, size_t n)
     n = (n + 7) & ~(size_t)7;
     arena_block *b = m->blocks;
     if (!b || b->cap - b->used < n) {
-        size_t block = atomic_load_explicit(&m->bytes, memory_order_relaxed) / 2;
-        block = block < ARENA_BLOCK_MIN   ? ARENA_BLOCK_MIN
-                : block > ARENA_BLOCK_MAX ? ARENA_BLOCK_MAX
-                                          : block;
         /* A record bigger than a quarter block gets a block of its own, so
          * the current block's free tail is not thrown away for it. */
-        size_t cap = n > block / 4 ? n : block;
-        arena_block *nb = tkv_bigmem_alloc(sizeof *nb + cap);
+        size_t cap = n > ARENA_BLOCK / 4 ? n : ARENA_BLOCK;
+        arena_block *nb = malloc(sizeof *nb + cap);
         if (!nb)
             return NULL;
         nb->used = 0;
@@ -161,7 +150,7 @@ tkv_memtab *tkv_memtab_new(void)
     atomic_init(&m->height, 1);
     m->rng = 0x9e3779b97f4a7c15ULL ^ (uint64_t)(uintptr_t)m;
     m->tabcap = 1024;
-    m->tab = tkv_bigmem_calloc(m->tabcap, sizeof *m->tab);
+    m->tab = calloc(m->tabcap, sizeof *m->tab);
     if (!m->tab || !(m->head = node_new(m, MAX_HEIGHT, NULL, 0))) {
         tkv_memtab_unref(m);
         return NULL;
@@ -298,7 +287,7 @@ static tkv_mnode **tab_slot(tkv_memtab *m, const uint8_t *k, size_t klen, bool g
 static int tab_grow(tkv_memtab *m)
 {
     size_t cap = m->tabcap * 2;
-    tkv_mnode **t = tkv_bigmem_calloc(cap, sizeof *t);
+    tkv_mnode **t = calloc(cap, sizeof *t);
     if (!t)
         return -1;
     for (size_t i = 0; i < m->tabcap; i++) {

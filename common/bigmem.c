@@ -13,9 +13,13 @@ void *tkv_bigmem_alloc(size_t n)
 {
     if (n < TKV_BIGMEM_MIN)
         return malloc(n);
-    /* Whole huge pages: the tail of a rounded-up size would otherwise be a
-     * small page's worth of faults. */
-    size_t sz = (n + TKV_BIGMEM_MIN - 1) & ~(TKV_BIGMEM_MIN - 1);
+    /* Whole huge pages once rounding up costs at most a quarter more:
+     * below that the tail past the last whole huge page stays in small
+     * pages (callers such as vpage.c use what malloc_usable_size() gives
+     * and count it against the memory budget). */
+    size_t sz = n;
+    if (n >= 4 * TKV_BIGMEM_MIN && n <= SIZE_MAX - TKV_BIGMEM_MIN)
+        sz = (n + TKV_BIGMEM_MIN - 1) & ~(TKV_BIGMEM_MIN - 1);
     void *p = NULL;
     if (posix_memalign(&p, TKV_BIGMEM_MIN, sz) != 0)
         return NULL;

@@ -359,7 +359,11 @@ Test(reply, every_truncation_is_refused)
     build_samples();
     for (size_t i = 0; i < nsamples; i++) {
         const sample *s = &samples[i];
-        for (size_t k = 0; k < plen(s); k++) {
+        /* Every cut in the first and last 2 KiB (every field's header and
+         * the reply's end), every 7th in between: a cut costs a decode of
+         * what is left, so all of a long reply's cuts are quadratic, 9 s
+         * under ASan. */
+        for (size_t k = 0; k < plen(s); k += k < 2048 || k + 2048 >= plen(s) ? 1 : 7) {
             /* A heap copy of exactly k bytes: ASan sees any read past it. */
             uint8_t *q = malloc(k ? k : 1);
             memcpy(q, payload(s), k);

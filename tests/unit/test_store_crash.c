@@ -84,6 +84,18 @@ static void crash_child(uint64_t seed, uint64_t *clock)
     cr_assert_eq(crash_run(NULL, seed, live, clock), 0);
 }
 
+/* Writes `batches` more batches after a replay, then reopens and checks
+ * that they stayed too. */
+static void write_on_and_reopen(test_rng *r, tkv_store_batch *b, uint64_t *clock, int batches)
+{
+    for (int i = 0; i < batches; i++) {
+        vbatch(r, b, live, clock);
+        write_ok(b, false);
+    }
+    close_and_open();
+    vcheck(NULL, live, r, true);
+}
+
 /* Batches written (synced or not) by processes that end without closing
  * the store - some in LevelDB, most only in the log - are all there when
  * the directory is opened again: three children in turn, each replaying
@@ -103,12 +115,7 @@ Test(store_crash, a_process_crash_loses_no_written_batch, .init = make_dir, .fin
     cr_log_info("%zu records after three crashes", live->n);
     /* And what is written after the replay stays too. */
     tkv_store_batch *b = tkv_store_batch_new();
-    for (int i = 0; i < 100; i++) {
-        vbatch(&r, b, live, &clock);
-        write_ok(b, false);
-    }
-    close_and_open();
-    vcheck(NULL, live, &r, true);
+    write_on_and_reopen(&r, b, &clock, 100);
     tkv_store_batch_free(b);
 }
 
@@ -290,12 +297,7 @@ static void torn_tail(enum tear kind)
     tear_log(kind, &r);
     close_and_open();
     vcheck(NULL, live, &r, true);
-    for (int i = 0; i < 20; i++) {
-        vbatch(&r, b, live, &clock);
-        write_ok(b, false);
-    }
-    close_and_open();
-    vcheck(NULL, live, &r, true);
+    write_on_and_reopen(&r, b, &clock, 20);
     tkv_store_batch_free(b);
 }
 

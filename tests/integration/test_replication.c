@@ -432,6 +432,19 @@ Test(replication, a_second_replica_follows_a_promoted_one_without_a_full_copy)
     write_everything(&p, 0);
     converge(&p, &r, now_us());
     converge(&p, &r2, now_us());
+    /* Both at the primary's offset, not only its data: the primary's sweep
+     * writes batches of its own (the TTL'd versions), and a second replica
+     * that had taken one more of them than the first could not continue
+     * from it (it failed so once). */
+    double end = mono() + DEADLINE;
+    for (;;) {
+        caught_up(&p, &r);
+        caught_up(&p, &r2);
+        uint64_t off = stat_of(&p, "repl_offset");
+        if (stat_of(&r, "repl_offset") == off && stat_of(&r2, "repl_offset") == off)
+            break;
+        cr_assert_lt(mono(), end, "the replicas never stood at one offset");
+    }
     tkvd_stop(&p);
     replicaof(&r, NULL);
     replicaof(&r2, &r); /* it continues from the old primary's id */

@@ -44,6 +44,7 @@
 #include <unistd.h>
 
 #include "keycodec.h"
+#include "varint.h"
 
 #define VALUE_LEN 32
 #define BLOB_LEN (1 + VALUE_LEN)
@@ -249,17 +250,6 @@ typedef struct pending {
     uint32_t n, cap;
 } pending;
 
-static size_t put_varint(uint8_t *p, uint64_t v)
-{
-    size_t n = 0;
-    while (v >= 0x80) {
-        p[n++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    p[n++] = (uint8_t)v;
-    return n;
-}
-
 /* Writes every pending version as chunk records, keys in order (LevelDB
  * takes sorted input best), in writes of about 1 MB. */
 static void flush_chunks(leveldb_t *db, leveldb_writeoptions_t *wo, const opts *o, pending *p,
@@ -280,11 +270,11 @@ static void flush_chunks(leveldb_t *db, leveldb_writeoptions_t *wo, const opts *
              * records, a floor lookup for T is one seek to (K, T), which
              * lands on the chunk that starts at or before T. */
             size_t kn = tkv_kc_encode(enc, k, KEY_LEN, q->ts[at]);
-            size_t vn = put_varint(val, m);
+            size_t vn = tkv_varint_put(val, m);
             uint64_t prev = q->ts[at];
-            vn += put_varint(val + vn, prev);
+            vn += tkv_varint_put(val + vn, prev);
             for (uint32_t i = 1; i < m; i++) {
-                vn += put_varint(val + vn, q->ts[at + i] - prev);
+                vn += tkv_varint_put(val + vn, q->ts[at + i] - prev);
                 prev = q->ts[at + i];
             }
             for (uint32_t i = 0; i < m; i++) {
@@ -336,7 +326,7 @@ static result run_log_chunks(const opts *o)
             rec[recn++] = KEY_LEN;
             key_of(key, rec + recn);
             recn += KEY_LEN;
-            recn += put_varint(rec + recn, ts);
+            recn += tkv_varint_put(rec + recn, ts);
             blob_of(key, ts, blob);
             memcpy(rec + recn, blob, BLOB_LEN);
             recn += BLOB_LEN;

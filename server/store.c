@@ -831,12 +831,6 @@ void tkv_store_close(tkv_store *s)
     free(s);
 }
 
-/* Repair rewrites LevelDB's files wholesale and moves any log it cannot
- * account for into lost/: run against a live server's directory it would
- * take that server's acknowledged writes with it. So it takes the same
- * lock tkvd holds, and refuses while anyone else has it. tkv's own log
- * files are cut at their first damaged record (the rest kept in lost/);
- * the next open replays them on top of the repaired tables. */
 /* LevelDB's repair leaves every table at level 0, where a point lookup
  * takes the first table holding the key in file-number order - and a table
  * a compaction wrote can be numbered after a newer one, so gets returned a
@@ -854,6 +848,12 @@ static void compact_all(leveldb_options_t *o, const char *path, char **lerr)
     leveldb_close(db);
 }
 
+/* Repair rewrites LevelDB's files wholesale and moves any log it cannot
+ * account for into lost/: run against a live server's directory it would
+ * take that server's acknowledged writes with it. So it takes the same
+ * lock tkvd holds, and refuses while anyone else has it. tkv's own log
+ * files are cut at their first damaged record (the rest kept in lost/);
+ * the next open replays them on top of the repaired tables. */
 int tkv_store_repair(const char *dir, char *err, size_t errlen)
 {
     char path[4096];

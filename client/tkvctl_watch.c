@@ -20,9 +20,14 @@ static void print_text(const cli *c, const tkv_change *ch, FILE *f)
     switch (ch->kind) {
     case TKV_CHANGE_WRITE: fputs(ch->tombstone ? "del\t" : "put\t", f); break;
     case TKV_CHANGE_REMOVE: fputs("removed\t", f); break;
+    case TKV_CHANGE_DROP: fputs("dropped\t", f); break;
     default: fputs("meta\t", f); break;
     }
     line_write_bytes(f, ch->key, ch->klen);
+    if (ch->kind == TKV_CHANGE_DROP) {
+        fputc('\n', f);
+        return;
+    }
     if (ch->kind == TKV_CHANGE_META) {
         fprintf(f, "\thorizon=%s", ch->horizon ? ts_text(c, ch->horizon, false, t) : "none");
         fprintf(f, "\tversions=%u\tage=%llu\n", ch->keep_versions,
@@ -47,6 +52,7 @@ static void print_json(const cli *c, const tkv_change *ch, FILE *f)
     json_bool(&j, "batch_end", ch->batch_end);
     const char *kind = ch->kind == TKV_CHANGE_WRITE    ? (ch->tombstone ? "del" : "put")
                        : ch->kind == TKV_CHANGE_REMOVE ? "removed"
+                       : ch->kind == TKV_CHANGE_DROP   ? "dropped"
                                                        : "meta";
     json_str(&j, "kind", kind);
     json_bytes(&j, "key", ch->key, ch->klen);
@@ -54,7 +60,7 @@ static void print_json(const cli *c, const tkv_change *ch, FILE *f)
         json_ts(c, &j, "horizon", ch->horizon != 0, ch->horizon);
         json_u64(&j, "versions", ch->keep_versions);
         json_u64(&j, "age_us", ch->keep_age_us);
-    } else {
+    } else if (ch->kind != TKV_CHANGE_DROP) {
         json_ts(c, &j, "ts", true, ch->ts);
     }
     if (ch->kind == TKV_CHANGE_WRITE) {

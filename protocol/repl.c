@@ -82,7 +82,9 @@ int tkv_repl_next_rec(tkv_repl_frame *f, tkv_repl_rec *r)
     if (tkv_mp_read_array(&f->recs, &n) < 0 || n < 1 || n > 2 ||
         tkv_mp_read_bytes(&f->recs, &r->key, &r->klen) < 0 || r->klen == 0)
         return -1;
-    if (n == 2) {
+    if (n == 2 && f->tag == TKV_RF_BATCH && tkv_mp_read_nil(&f->recs)) {
+        r->drop = true;
+    } else if (n == 2) {
         if (tkv_mp_read_bytes(&f->recs, &r->value, &r->vlen) < 0)
             return -1;
         r->has_value = true;
@@ -166,6 +168,22 @@ void tkv_repl_add(tkv_repl_wr *w, const void *k, size_t klen, const void *v, siz
     if (v)
         p = tkv_mpw_bin(p, v, (uint32_t)vlen);
     w->b->len = (size_t)(p - w->b->data);
+    w->n++;
+}
+
+void tkv_repl_add_drop(tkv_repl_wr *w, const void *p, size_t plen)
+{
+    if (w->failed)
+        return;
+    if (plen > UINT32_MAX || tkv_buf_reserve(w->b, 1 + 5 + plen + 1) < 0) {
+        w->failed = true;
+        return;
+    }
+    uint8_t *o = w->b->data + w->b->len;
+    *o++ = 0x92;
+    o = tkv_mpw_bin(o, p, (uint32_t)plen);
+    *o++ = 0xc0; /* nil */
+    w->b->len = (size_t)(o - w->b->data);
     w->n++;
 }
 

@@ -11,10 +11,12 @@
  *   ["S", [[k, v], ...]]     records of the full copy, in key order
  *   ["E", records]           the full copy ended; it held that many records
  *   ["C", replid, offset]    a partial resync: batches follow from offset
- *   ["B", offset, [[k, v] or [k], ...]]
+ *   ["B", offset, [[k, v] or [k] or [p, nil], ...]]
  *                            one committed batch, starting at offset: puts
  *                            ([k, v]) and deletes ([k]) of store records,
- *                            applied all or nothing
+ *                            and drops ([p, nil]: every version record
+ *                            under prefix p written before it is
+ *                            deleted), applied all or nothing
  *   ["P", offset]            a keepalive carrying the primary's offset
  *
  * and the replica sends ["REPLACK", offset] requests back (no reply).
@@ -59,13 +61,15 @@ typedef struct tkv_repl_frame {
     tkv_mp recs;                     /* S, B: at the first record */
 } tkv_repl_frame;
 
-/* One record: a put (has_value) or a delete. Pointers into the frame. */
+/* One record: a put (has_value), a delete, or a drop (drop: key is the
+ * prefix). Pointers into the frame. */
 typedef struct tkv_repl_rec {
     const uint8_t *key;
     uint32_t klen;
     const uint8_t *value;
     uint32_t vlen;
     bool has_value;
+    bool drop;
 } tkv_repl_rec;
 
 /* Decodes a frame's payload. Returns 0, or -1 if it is not a well-formed
@@ -96,6 +100,8 @@ typedef struct tkv_repl_wr {
 void tkv_repl_begin(tkv_repl_wr *w, tkv_buf *b, tkv_repl_tag tag, uint64_t offset);
 /* value NULL: a delete (B frames only). */
 void tkv_repl_add(tkv_repl_wr *w, const void *k, size_t klen, const void *v, size_t vlen);
+/* A drop of every version record under prefix p (B frames only). */
+void tkv_repl_add_drop(tkv_repl_wr *w, const void *p, size_t plen);
 /* Returns 0, or -1 if out of memory (b is then as it was). */
 int tkv_repl_end(tkv_repl_wr *w);
 

@@ -19,7 +19,7 @@ int tkv_watch_put(tkv_buf *b, const tkv_wchange *c)
     uint8_t *p = tkv_frame_open(b, max);
     if (!p)
         return -1;
-    uint8_t n = c->kind == TKV_WK_REMOVE ? 5 : 7;
+    uint8_t n = c->kind == TKV_WK_DROP ? 4 : c->kind == TKV_WK_REMOVE ? 5 : 7;
     *p++ = (uint8_t)(0x90 | n);
     *p++ = 0xa1;
     *p++ = (uint8_t)c->kind;
@@ -36,6 +36,7 @@ int tkv_watch_put(tkv_buf *b, const tkv_wchange *c)
         p = tkv_mpw_opt(p, c->expires != 0, c->expires);
         break;
     case TKV_WK_REMOVE: p = tkv_mpw_uint(p, c->ts); break;
+    case TKV_WK_DROP: break;
     case TKV_WK_META:
         p = tkv_mpw_uint(p, c->horizon);
         p = tkv_mpw_uint(p, c->keep_versions);
@@ -82,8 +83,9 @@ int tkv_watch_decode(const uint8_t *p, size_t n, tkv_wchange *c)
     if (tkv_mp_read_bytes(&m, &tag, &tlen) < 0 || tlen != 1)
         return -1;
     c->kind = (tkv_wkind)tag[0];
-    unsigned want = c->kind == TKV_WK_REMOVE ? 5 : 7;
-    if ((c->kind != TKV_WK_WRITE && c->kind != TKV_WK_REMOVE && c->kind != TKV_WK_META) ||
+    unsigned want = c->kind == TKV_WK_DROP ? 4 : c->kind == TKV_WK_REMOVE ? 5 : 7;
+    if ((c->kind != TKV_WK_WRITE && c->kind != TKV_WK_REMOVE && c->kind != TKV_WK_DROP &&
+         c->kind != TKV_WK_META) ||
         count != want || tkv_mp_read_uint(&m, &c->offset) < 0 ||
         tkv_mp_read_uint(&m, &c->left) < 0 || tkv_mp_read_bytes(&m, &c->key, &c->klen) < 0)
         return -1;
@@ -91,6 +93,7 @@ int tkv_watch_decode(const uint8_t *p, size_t n, tkv_wchange *c)
     switch (c->kind) {
     case TKV_WK_WRITE: rc = decode_write(&m, c); break;
     case TKV_WK_REMOVE: rc = tkv_mp_read_uint(&m, &c->ts); break;
+    case TKV_WK_DROP: break;
     case TKV_WK_META: rc = decode_meta(&m, c); break;
     }
     return rc < 0 || tkv_mp_left(&m) != 0 ? -1 : 0;

@@ -34,6 +34,7 @@
 typedef enum tkv_wkind {
     TKV_WK_WRITE = 'W',
     TKV_WK_REMOVE = 'X',
+    TKV_WK_DROP = 'D', /* every version of the key removed (DEL) */
     TKV_WK_META = 'M',
 } tkv_wkind;
 

@@ -5,7 +5,8 @@
  * A batch's records are the store's own (keycodec.h): a put of a version
  * record is a version written (its blob says tombstone, expiry, value), a
  * delete of one is a version removed - DEL of a whole key or the sweep;
- * the engine never rewrites a version in place - and a put or delete of a
+ * the engine never rewrites a version in place - a drop of a key's version
+ * prefix is all of them removed at once (DEL), and a put or delete of a
  * key's metadata record is a metadata change. Records under other leading
  * bytes (the sweep index, replication state) are the server's own and
  * are skipped.
@@ -27,6 +28,16 @@ int tkv_change_of_rec(const tkv_repl_rec *rec, uint8_t *keybuf, tkv_wchange *c)
     memset(c, 0, sizeof *c);
     if (rec->klen < 1 || rec->key[0] != TKV_KC_VERSION)
         return 0;
+    if (rec->drop) {
+        /* The prefix of every version: decoded as one of them. */
+        long kl = tkv_kc_decode_prefix(rec->key, rec->klen, keybuf);
+        if (kl < 0)
+            return -1;
+        c->kind = TKV_WK_DROP;
+        c->key = keybuf;
+        c->klen = (uint32_t)kl;
+        return 1;
+    }
     bool is_meta = false;
     long kl = tkv_kc_decode_any(rec->key, rec->klen, keybuf, &is_meta);
     if (kl < 0)
@@ -69,7 +80,7 @@ bool tkv_wfilter_match(const tkv_wfilter *f, const tkv_wchange *c)
          * policy) always may. */
         if (c->klen != f->plen || memcmp(c->key, f->prefix, f->plen) != 0)
             return false;
-        return c->kind == TKV_WK_META || c->ts <= f->at;
+        return c->kind == TKV_WK_META || c->kind == TKV_WK_DROP || c->ts <= f->at;
     }
     return c->klen >= f->plen && (f->plen == 0 || memcmp(c->key, f->prefix, f->plen) == 0);
 }

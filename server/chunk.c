@@ -7,21 +7,26 @@
 
 #include "varint.h"
 
-bool tkv_chunk_is_version(const uint8_t *rec, size_t n)
+bool tkv_chunk_is_version_prefix(const uint8_t *p, size_t n)
 {
-    /* 'v', the escaped key, 0x00 0x01, 8 bytes of ~ts; inside the escaped
-     * key every 0x00 is followed by 0xff. Only such a record is a chunk:
+    /* 'v', the escaped key, 0x00 0x01; inside the escaped key every 0x00
+     * is followed by 0xff. Only a prefix and 8 bytes of ~ts name a chunk:
      * any other key that starts with a version prefix would sort among the
      * chunk's versions, so the engine never writes one (keycodec.h). */
-    if (n < 11 || rec[0] != 'v' || rec[n - 10] != 0x00 || rec[n - 9] != 0x01)
+    if (n < 3 || p[0] != 'v' || p[n - 2] != 0x00 || p[n - 1] != 0x01)
         return false;
-    const uint8_t *p = rec + 1, *end = rec + n - 10;
-    while (p < end && (p = memchr(p, 0, (size_t)(end - p))) != NULL) {
-        if (p + 1 >= end || p[1] != 0xff)
+    const uint8_t *x = p + 1, *end = p + n - 2;
+    while (x < end && (x = memchr(x, 0, (size_t)(end - x))) != NULL) {
+        if (x + 1 >= end || x[1] != 0xff)
             return false;
-        p += 2;
+        x += 2;
     }
     return true;
+}
+
+bool tkv_chunk_is_version(const uint8_t *rec, size_t n)
+{
+    return n >= 11 && tkv_chunk_is_version_prefix(rec, n - 8);
 }
 
 long tkv_chunk_decode(const uint8_t *v, size_t n, uint64_t oldest, tkv_chunk_ent *ents)

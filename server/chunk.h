@@ -41,6 +41,9 @@ typedef struct tkv_chunk_ent {
 /* Whether rec is a version encoding (and so a chunk's name in LevelDB);
  * its prefix is then rec[0 .. n-8). */
 bool tkv_chunk_is_version(const uint8_t *rec, size_t n);
+/* Whether p is a version prefix: p and 8 bytes would be a version
+ * encoding. */
+bool tkv_chunk_is_version_prefix(const uint8_t *p, size_t n);
 
 /* Decodes the chunk stored under a version key of timestamp oldest into
  * ents (room for TKV_CHUNK_DECODE_MAX), newest first - the order of the

@@ -83,6 +83,13 @@ void eng_stage_del(tkv_engine *e, const void *k, size_t klen)
     eng_touch_record(e, k, klen);
 }
 
+void eng_stage_drop(tkv_engine *e, const void *p, size_t plen)
+{
+    tkv_store_batch_drop(e->stage.wb, p, plen);
+    e->stage.ops++;
+    eng_touch_record(e, p, plen);
+}
+
 /* Makes room to track one more dirty entry before anything is staged, so
  * that recording it afterwards cannot fail. */
 int eng_reserve_dirty(tkv_engine *e)

@@ -260,48 +260,65 @@ tkv_eng_rc tkv_engine_tombstone(tkv_engine *e, const uint8_t *key, size_t klen, 
     return st;
 }
 
-/* Stages deletes for every LevelDB version of k (E); counts those below lo
- * that the page does not hold. */
-static int del_disk(tkv_engine *e, eng_key *k, const tkv_kentry *E, uint64_t *extra)
+/* Counts the key's versions in LevelDB that the page does not hold - those
+ * below E->lo (the page holds every version at or above it): *all of
+ * them, and the *visible ones, those v lets a reader see. DEL needs the
+ * numbers, not the versions (one drop deletes them all). In nonblocking
+ * mode a reader thread counts (eng_want_count), and DEL runs again. */
+static int count_disk(tkv_engine *e, eng_key *k, const tkv_kentry *E, const vis *v, uint64_t *all,
+                      uint64_t *visible)
 {
-    *extra = 0;
+    *all = *visible = 0;
+    if (eng_counted_take(e, k, E, v, all, visible)) {
+        /* The load counted versions below lo that the page holds too
+         * (written into the past since the key was loaded): the count is
+         * taken only if every batch that touched the key was on disk. */
+        uint32_t below = tkv_vpage_lower(E->page, E->lo);
+        for (uint32_t i = 0; i<below && * all> 0; i++) {
+            (*all)--;
+            if (*visible > 0 && vis_ok(v, tkv_vpage_ts(E->page, i), tkv_vpage_blob(E->page, i),
+                                       tkv_vpage_len(E->page, i)))
+                (*visible)--;
+        }
+        return 0;
+    }
     if (e->nonblock) {
-        eng_want_extend(e, k, E->lo, 0, 0);
+        eng_want_count(e, k, E->lo, v);
         return -1;
     }
     tkv_store_iter *it = eng_iter(e);
     if (!it)
         return -1;
-    tkv_store_iter_seek(it, k->buf, eng_key_at(k, TKV_ENG_TS_MAX));
+    tkv_store_iter_seek(it, k->buf, eng_key_at(k, E->lo - 1));
     uint64_t ts;
     while (eng_iter_match(k, it, &ts)) {
-        size_t n;
-        const uint8_t *rec = tkv_store_iter_key(it, &n);
-        eng_stage_del(e, rec, n);
-        bool in_page = E && tkv_vpage_find(E->page, ts) >= 0;
-        if (!in_page && (!E || ts < E->lo))
-            (*extra)++;
+        if (tkv_vpage_find(E->page, ts) < 0) {
+            size_t len;
+            const uint8_t *b = tkv_store_iter_value(it, &len);
+            (*all)++;
+            *visible += vis_ok(v, ts, b, (uint32_t)len);
+        }
         tkv_store_iter_next(it);
     }
     return eng_iter_failed(e, it);
 }
 
-/* How many of the key's versions a reader can see. DEL reports this, not
- * what is stored: expired versions and those below the horizon are already
- * gone for every reader, whether or not the sweep has deleted them. Only a
- * key with metadata can hold invisible versions; for the others it is -1:
- * every stored version counts. */
-static int count_visible(tkv_engine *e, eng_key *k, const tkv_kentry *E, int64_t *n)
+/* How many of the page's versions a reader can see. DEL reports what is
+ * visible, not what is stored: expired versions and those below the
+ * horizon are already gone for every reader, whether or not the sweep has
+ * deleted them. Only a key with metadata can hold invisible versions. */
+static uint64_t page_visible(const tkv_kentry *E, const vis *v)
 {
-    *n = -1;
+    uint32_t n = tkv_vpage_count(E->page);
     if (!E->meta)
-        return 0;
-    vis v = eng_vis(e, E);
-    vcur c;
-    vcur_init(&c, e, k, E, &v, true, 0, TKV_ENG_TS_MAX);
-    for (*n = 0; c.valid; vcur_next(&c))
-        (*n)++;
-    return vcur_error(&c);
+        return n;
+    if (!v->check_expiry)
+        return n - tkv_vpage_lower(E->page, v->horizon);
+    uint64_t c = 0;
+    for (uint32_t i = tkv_vpage_lower(E->page, v->horizon); i < n; i++)
+        c += vis_ok(v, tkv_vpage_ts(E->page, i), tkv_vpage_blob(E->page, i),
+                    tkv_vpage_len(E->page, i));
+    return c;
 }
 
 tkv_eng_rc tkv_engine_del(tkv_engine *e, const uint8_t *key, size_t klen, uint64_t *removed,
@@ -317,19 +334,21 @@ tkv_eng_rc tkv_engine_del(tkv_engine *e, const uint8_t *key, size_t klen, uint64
         return st;
     if (!E)
         return TKV_E_OK;
-    int64_t visible;
-    if (count_visible(e, &k, E, &visible) < 0)
-        return eng_read_failed(e);
-    uint64_t on_disk_only = 0;
+    vis v = eng_vis(e, E);
+    uint64_t disk_all = 0, disk_visible = 0;
     /* A complete page is the whole truth; otherwise LevelDB has more. */
-    if (E->lo > 0 && del_disk(e, &k, E, &on_disk_only) < 0)
+    if (E->lo > 0 && count_disk(e, &k, E, &v, &disk_all, &disk_visible) < 0)
         return eng_read_failed(e);
     E->ref = 1;
     uint32_t n = tkv_vpage_count(E->page);
-    for (uint32_t i = 0; i < n; i++)
-        eng_stage_del(e, k.buf, eng_key_at(&k, tkv_vpage_ts(E->page, i)));
-    uint64_t stored = n + on_disk_only;
-    *removed = visible < 0 ? stored : (uint64_t)visible;
+    uint64_t stored = n + disk_all;
+    /* One record for all of them, however many: the store deletes them in
+     * the background, and readers never see them again. */
+    size_t plen;
+    const uint8_t *prefix = eng_key_prefix(&k, &plen);
+    if (stored > 0)
+        eng_stage_drop(e, prefix, plen);
+    *removed = page_visible(E, &v) + disk_visible;
     *dirty = eng_uncommitted(e, E);
     eng_remove_slots(e, E, 0, n);
     E->lo = 0; /* known to have no versions at all */
@@ -426,6 +445,7 @@ void tkv_engine_close(tkv_engine *e)
     eng_sweep_free(e);
     free(e->dir);
     free(e->keybuf);
+    free(e->counted.key);
     free(e->kbuf);
     free(e->touch);
     free(e->recs);

@@ -410,6 +410,10 @@ int tkv_engine_feed_take(tkv_engine *e, const uint8_t **frames, size_t *len);
  * refuses writes (errmsg). */
 int tkv_engine_apply_rec(tkv_engine *e, const uint8_t *k, size_t klen, const uint8_t *v,
                          size_t vlen, bool put);
+/* A replica: stages its primary's drop of every version under prefix p
+ * (store.h's tkv_store_batch_drop), dropping the key from memory. -1 if p
+ * is no key's version prefix or the store refuses writes (errmsg). */
+int tkv_engine_apply_drop(tkv_engine *e, const uint8_t *p, size_t plen);
 /* A replica: what is staged so far brings the store to the primary's
  * offset `off` under id; it also ends a full copy. */
 void tkv_engine_apply_at(tkv_engine *e, const char *id, uint64_t off);

@@ -61,7 +61,11 @@ typedef struct sweep_state sweep_state;
 #define ENG_WANT_MAX 256
 
 typedef struct eng_want_item {
-    bool fill;          /* the key is not resident: metadata + newest versions */
+    bool fill;  /* the key is not resident: metadata + newest versions */
+    bool count; /* only count the versions below `below`, and those of
+                           them a reader sees by horizon, now, check_expiry */
+    uint64_t horizon, now;
+    bool check_expiry;
     uint32_t versions;  /* fill: this many newest versions */
     uint64_t below;     /* extend: the key's lo; load versions below it */
     uint64_t down_to;   /* extend: every version at or after down_to ... */
@@ -69,6 +73,18 @@ typedef struct eng_want_item {
     const uint8_t *key; /* the operation's key (copied by the take) */
     size_t klen;
 } eng_want_item;
+
+/* What a count load found (DEL of a key only partly in memory): how many
+ * versions below lo LevelDB holds of the key, and how many of them a
+ * reader sees. Good while the key's touch slot has not moved. */
+typedef struct eng_counted {
+    bool valid;
+    uint8_t *key;
+    size_t klen, kcap;
+    uint64_t lo, touch, all, visible;
+    uint64_t horizon;     /* visible counted at this horizon, */
+    uint64_t next_expiry; /* and holds until this time (UINT64_MAX: always) */
+} eng_counted;
 
 typedef struct eng_want {
     size_t n; /* items asked for since tkv_engine_set_nonblocking() */
@@ -135,6 +151,7 @@ struct tkv_engine {
     bool nonblock;
     unsigned nb_attempt;
     eng_want want;
+    eng_counted counted;
     _Atomic uint64_t disk_epoch;
     uint64_t gen;
     uint64_t loads_out; /* taken and not yet installed or freed */
@@ -303,6 +320,16 @@ int vcur_error(vcur *c);
 tkv_eng_rc eng_want_fill(tkv_engine *e, eng_key *k, uint32_t versions);
 tkv_eng_rc eng_want_extend(tkv_engine *e, eng_key *k, uint64_t below, uint64_t down_to,
                            uint32_t extra);
+/* Asks for a count of k's versions below `below` (all, and those v lets a
+ * reader see) on a reader thread; the install leaves it for
+ * eng_counted_take. */
+tkv_eng_rc eng_want_count(tkv_engine *e, eng_key *k, uint64_t below, const vis *v);
+/* Takes the count a load left for k, if it was of E's lo, nothing touched
+ * the key since, and what v lets a reader see is as it was for the count
+ * (same horizon, no version expired since): true with *all and *visible
+ * set. */
+bool eng_counted_take(tkv_engine *e, const eng_key *k, const tkv_kentry *E, const vis *v,
+                      uint64_t *all, uint64_t *visible);
 /* How many older versions a walk into the past asks for: more each attempt. */
 uint32_t eng_want_chunk(const tkv_engine *e);
 /* A record key was staged: its key's touch slot takes the staging epoch. */
@@ -330,6 +357,9 @@ int eng_reserve_dirty(tkv_engine *e);
 /* Stages a put/delete of a raw LevelDB record in the staging batch. */
 void eng_stage_put(tkv_engine *e, const void *k, size_t klen, const void *v, size_t vlen);
 void eng_stage_del(tkv_engine *e, const void *k, size_t klen);
+/* Stages the drop of every version of prefix p (store.h's
+ * tkv_store_batch_drop). */
+void eng_stage_drop(tkv_engine *e, const void *p, size_t plen);
 /* Stages a version record; newest: newer than every version of its key
  * stored or staged (store.h's tkv_store_batch_put_newest). */
 void eng_stage_version(tkv_engine *e, const void *k, size_t klen, const void *v, size_t vlen,

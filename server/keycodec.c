@@ -107,3 +107,21 @@ long tkv_kc_decode_any(const uint8_t *enc, size_t n, uint8_t *keyout, bool *is_m
     }
     return -1;
 }
+
+long tkv_kc_decode_prefix(const uint8_t *enc, size_t n, uint8_t *keyout)
+{
+    if (n < 3 || enc[0] != TKV_KC_VERSION || enc[n - 2] != 0x00 || enc[n - 1] != 0x01)
+        return -1;
+    size_t k = 0;
+    for (size_t i = 1; i < n - 2; i++) {
+        if (enc[i] != 0x00) {
+            keyout[k++] = enc[i];
+            continue;
+        }
+        if (i + 1 >= n - 2 || enc[i + 1] != 0xff)
+            return -1;
+        keyout[k++] = 0x00;
+        i++;
+    }
+    return (long)k;
+}

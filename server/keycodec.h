@@ -57,4 +57,8 @@ long tkv_kc_decode(const uint8_t *enc, size_t n, uint8_t *keyout, uint64_t *ts);
  * n bytes); *is_meta tells which. Returns the key length, or -1. */
 long tkv_kc_decode_any(const uint8_t *enc, size_t n, uint8_t *keyout, bool *is_meta);
 
+/* Decodes a version prefix (tkv_kc_prefix's output) into keyout (room for
+ * n bytes). Returns the key length, or -1 if enc is not one. */
+long tkv_kc_decode_prefix(const uint8_t *enc, size_t n, uint8_t *keyout);
+
 #endif

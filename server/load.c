@@ -43,7 +43,9 @@
  * run of the load's recs, their bytes in the load's data). */
 typedef struct load_item {
     /* what to load */
-    bool fill;
+    bool fill, count;
+    uint64_t horizon, now;
+    bool check_expiry;
     uint32_t versions;
     uint64_t below, down_to;
     uint32_t extra;
@@ -53,8 +55,10 @@ typedef struct load_item {
     int rc; /* 0, -1 failed (the load's err), 1 larger than max_bytes */
     bool has_meta;
     tkv_kmeta meta;
-    size_t r0, n;   /* its records: recs[r0, r0 + n), newest first */
-    bool exhausted; /* no version of the key older than the last loaded */
+    size_t r0, n;              /* its records: recs[r0, r0 + n), newest first */
+    bool exhausted;            /* no version of the key older than the last loaded */
+    uint64_t n_all, n_visible; /* a count */
+    uint64_t next_expiry;      /* a count: the first time one it saw expires */
 } load_item;
 
 struct tkv_eng_load {
@@ -163,6 +167,33 @@ tkv_eng_rc eng_want_extend(tkv_engine *e, eng_key *k, uint64_t below, uint64_t d
                .below = below, .down_to = down_to, .extra = extra, .key = k->key, .klen = k->klen});
 }
 
+tkv_eng_rc eng_want_count(tkv_engine *e, eng_key *k, uint64_t below, const vis *v)
+{
+    return want_add(e, &(eng_want_item){.count = true,
+                                        .below = below,
+                                        .horizon = v->horizon,
+                                        .now = v->now,
+                                        .check_expiry = v->check_expiry,
+                                        .key = k->key,
+                                        .klen = k->klen});
+}
+
+bool eng_counted_take(tkv_engine *e, const eng_key *k, const tkv_kentry *E, const vis *v,
+                      uint64_t *all, uint64_t *visible)
+{
+    eng_counted *c = &e->counted;
+    if (!c->valid)
+        return false;
+    c->valid = false;
+    if (c->klen != k->klen || (k->klen && memcmp(c->key, k->key, k->klen) != 0) || c->lo != E->lo ||
+        touch_of(e, e->kbuf, k->key, k->klen) != c->touch || c->horizon != v->horizon ||
+        (v->check_expiry && v->now >= c->next_expiry))
+        return false;
+    *all = c->all;
+    *visible = c->visible;
+    return true;
+}
+
 void tkv_engine_set_nonblocking(tkv_engine *e, bool on, unsigned attempt)
 {
     e->nonblock = on;
@@ -197,6 +228,10 @@ tkv_eng_load *tkv_engine_load_take(tkv_engine *e)
         memcpy(it->key, w->key, w->klen);
         it->klen = w->klen;
         it->fill = w->fill;
+        it->count = w->count;
+        it->horizon = w->horizon;
+        it->now = w->now;
+        it->check_expiry = w->check_expiry;
         it->versions = w->versions;
         it->below = w->below;
         it->down_to = w->down_to;
@@ -293,6 +328,31 @@ static int gather_below(tkv_eng_load *l, load_item *it, eng_key *k, tkv_store_it
     return 0;
 }
 
+/* A count: the key's versions below `below`, and those a reader sees -
+ * read through, nothing kept. */
+static int gather_count(load_item *it, eng_key *k, tkv_store_iter *iter)
+{
+    vis v = {.horizon = it->horizon, .now = it->now, .check_expiry = it->check_expiry};
+    it->next_expiry = UINT64_MAX;
+    tkv_store_iter_seek(iter, k->buf, eng_key_at(k, it->below - 1));
+    uint64_t ts;
+    while (eng_iter_match(k, iter, &ts)) {
+        size_t len;
+        const uint8_t *b = tkv_store_iter_value(iter, &len);
+        it->n_all++;
+        if (vis_ok(&v, ts, b, (uint32_t)len)) {
+            it->n_visible++;
+            /* The operation runs again later, at a later time: the count
+             * holds until the first version counted visible expires. */
+            uint64_t x = blob_expires(b, (uint32_t)len);
+            if (x && x < it->next_expiry)
+                it->next_expiry = x;
+        }
+        tkv_store_iter_next(iter);
+    }
+    return 0;
+}
+
 void tkv_engine_load_run(tkv_engine *e, tkv_eng_load *l)
 {
     l->seen = atomic_load(&e->disk_epoch);
@@ -312,7 +372,9 @@ void tkv_engine_load_run(tkv_engine *e, tkv_eng_load *l)
             continue;
         }
         eng_key k = eng_key_make(it->key + it->klen, it->key, it->klen);
-        it->rc = it->fill ? gather_fill(l, it, &k, iter) : gather_below(l, it, &k, iter);
+        it->rc = it->count  ? gather_count(it, &k, iter)
+                 : it->fill ? gather_fill(l, it, &k, iter)
+                            : gather_below(l, it, &k, iter);
         if (it->rc < 0 && !l->err[0])
             snprintf(l->err, sizeof l->err, "out of memory");
         if (it->rc > 0) {
@@ -403,8 +465,29 @@ static int install_item(tkv_engine *e, const tkv_eng_load *l, load_item *it)
         return -1;
     tkv_kentry *E = tkv_keyindex_find(&e->ix, it->key, it->klen);
     uint8_t *kbuf = it->key + it->klen;
-    bool fresh =
-        l->gen == e->gen && e->store_open && touch_of(e, kbuf, it->key, it->klen) <= l->seen;
+    uint64_t touch = touch_of(e, kbuf, it->key, it->klen);
+    bool fresh = l->gen == e->gen && e->store_open && touch <= l->seen;
+    if (it->count) {
+        /* Kept for the operation that asked, run again next. */
+        if (!fresh || !E || E->lo != it->below)
+            return 0;
+        eng_counted *c = &e->counted;
+        if (tkv_grow(&c->key, &c->kcap, it->klen, 1, 64) < 0)
+            return -1;
+        if (it->klen)
+            memcpy(c->key, it->key, it->klen);
+        *c = (eng_counted){.valid = true,
+                           .key = c->key,
+                           .klen = it->klen,
+                           .kcap = c->kcap,
+                           .lo = it->below,
+                           .touch = touch,
+                           .all = it->n_all,
+                           .visible = it->n_visible,
+                           .horizon = it->horizon,
+                           .next_expiry = it->next_expiry};
+        return 1;
+    }
     if (fresh && it->fill && !E && !e->all_resident) {
         eng_key k = eng_key_make(kbuf, it->key, it->klen);
         tkv_eng_rc st;

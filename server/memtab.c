@@ -15,6 +15,11 @@
  * for a key new to this buffer, and for every record that is not a version
  * (metadata, server state).
  *
+ * A drop (DEL of a whole key) gives the key's group a new, empty list of
+ * versions, published as one pointer: readers from the drop on read the
+ * new list, older readers the list they had, and nothing is copied or
+ * walked however many versions the old list holds.
+ *
  * Readers on other threads take no locks. Everything a reader can reach is
  * written before it is published with a release store, and never changed
  * afterwards except by another release store of a whole pointer or count:
@@ -60,15 +65,28 @@ typedef struct vnode {
     _Atomic(struct vnode *) next[];
 } vnode;
 
+/* A drop (tkv_memtab_drop) gives a group a new, empty list of versions:
+ * readers at or after the drop's sequence number read it, older readers
+ * the lists before it. A key's first list lives in its node. */
+typedef struct vgen {
+    uint64_t seq;            /* the drop's */
+    const struct vgen *prev; /* the drop before it; NULL: the node's list */
+    _Atomic(vnode *) vhead;
+    _Atomic int vheight;
+} vgen;
+
+/* Fields ordered so that the drop pointer costs a node no bytes. */
 struct tkv_mnode {
     uint32_t klen;
     uint32_t hash;
     uint8_t height;
     bool group;
-    _Atomic(mrec *) rec;    /* plain: the chain of records, newest first */
-    _Atomic(vnode *) vhead; /* group: its versions' skiplist (grows) */
-    bool overlaps;          /* group: some record was not a "newest" put */
+    bool overlaps; /* group: some record was not a "newest" put */
+    bool listed;   /* group: on the table's list of dropped keys */
     _Atomic int vheight;
+    _Atomic(mrec *) rec;         /* plain: the chain of records, newest first */
+    _Atomic(vnode *) vhead;      /* group: its versions' skiplist (grows) */
+    _Atomic(vgen *) drops;       /* group: its drops, newest first (NULL: none) */
     _Atomic(tkv_mnode *) next[]; /* height links, then the key bytes */
 };
 
@@ -89,6 +107,10 @@ struct tkv_memtab {
     /* The writer's index of nodes by key (and kind): open addressing. */
     tkv_mnode **tab;
     size_t tabcap, tabn;
+    /* The groups that got a drop, for the flusher (the writer's). */
+    tkv_mnode **dropped;
+    size_t ndropped, capdropped;
+    _Atomic bool has_drops;
 };
 
 static const uint8_t *node_key(const tkv_mnode *n) { return (const uint8_t *)&n->next[n->height]; }
@@ -133,7 +155,9 @@ static tkv_mnode *node_new(tkv_memtab *m, int height, const void *k, size_t klen
     atomic_init(&n->rec, NULL);
     atomic_init(&n->vhead, NULL);
     n->overlaps = false;
+    n->listed = false;
     atomic_init(&n->vheight, 1);
+    atomic_init(&n->drops, NULL);
     for (int i = 0; i < height; i++)
         atomic_init(&n->next[i], NULL);
     if (klen)
@@ -170,6 +194,7 @@ void tkv_memtab_unref(tkv_memtab *m)
         free(b);
     }
     free(m->tab);
+    free(m->dropped);
     free(m);
 }
 
@@ -382,26 +407,46 @@ static inline vnode *vnx(const vnode *v, int level)
     return atomic_load_explicit(&((vnode *)v)->next[level], memory_order_acquire);
 }
 
-static vnode *vhead_of(const tkv_mnode *g)
+/* Where one list of a group's versions lives: the node's own, or a drop's. */
+typedef struct vlist {
+    _Atomic(vnode *) *head;
+    _Atomic int *height;
+} vlist;
+
+static vlist list_of(const tkv_mnode *n, const vgen *g)
 {
-    return atomic_load_explicit(&((tkv_mnode *)g)->vhead, memory_order_acquire);
+    if (g)
+        return (vlist){(_Atomic(vnode *) *)&g->vhead, (_Atomic int *)&g->vheight};
+    return (vlist){(_Atomic(vnode *) *)&n->vhead, (_Atomic int *)&n->vheight};
 }
+
+/* The list a reader at seq reads: the newest drop at or before seq, or the
+ * node's own list (NULL) if there is none. */
+static const vgen *gen_at(const tkv_mnode *n, uint64_t seq)
+{
+    const vgen *g = atomic_load_explicit(&((tkv_mnode *)n)->drops, memory_order_acquire);
+    while (g && g->seq > seq)
+        g = g->prev;
+    return g;
+}
+
+static vnode *vhead_of(vlist l) { return atomic_load_explicit(l.head, memory_order_acquire); }
 
 /* The top level to search from a head: the list's height, but never above
  * the head a reader holds (an older, shorter one if the writer has since
  * grown it; the nodes it reaches are all still linked). */
-static int vtop(const tkv_mnode *g, const vnode *head)
+static int vtop(vlist l, const vnode *head)
 {
-    int h = atomic_load_explicit(&((tkv_mnode *)g)->vheight, memory_order_relaxed);
+    int h = atomic_load_explicit(l.height, memory_order_relaxed);
     return (h < head->height ? h : head->height) - 1;
 }
 
 /* The first version with ts' <= ts (newest first: the first not newer);
  * fills prev[] with the last newer one at each level when prev is given. */
-static vnode *vfind(const tkv_mnode *g, uint64_t ts, vnode **prev)
+static vnode *vfind(vlist l, uint64_t ts, vnode **prev)
 {
-    vnode *head = vhead_of(g), *x = head;
-    for (int level = vtop(g, head);; level--) {
+    vnode *head = vhead_of(l), *x = head;
+    for (int level = vtop(l, head);; level--) {
         vnode *n;
         while ((n = vnx(x, level)) != NULL && n->ts > ts)
             x = n;
@@ -414,10 +459,10 @@ static vnode *vfind(const tkv_mnode *g, uint64_t ts, vnode **prev)
 
 /* The oldest version newer than ts (NULL if none), or with last: the
  * oldest of all. */
-static vnode *vfind_newer(const tkv_mnode *g, uint64_t ts, bool last)
+static vnode *vfind_newer(vlist l, uint64_t ts, bool last)
 {
-    vnode *head = vhead_of(g), *x = head;
-    for (int level = vtop(g, head);; level--) {
+    vnode *head = vhead_of(l), *x = head;
+    for (int level = vtop(l, head);; level--) {
         vnode *n;
         while ((n = vnx(x, level)) != NULL && (last || n->ts > ts))
             x = n;
@@ -429,7 +474,7 @@ static vnode *vfind_newer(const tkv_mnode *g, uint64_t ts, bool last)
 /* Puts rec at ts into the group's versions. A version newer than all (time
  * moving forward) is found at the head at once; one a little in the past
  * after a few steps. */
-static int group_add(tkv_memtab *m, tkv_mnode *g, uint64_t ts, mrec *rec)
+static int group_add(tkv_memtab *m, vlist g, uint64_t ts, mrec *rec)
 {
     vnode *prev[MAX_HEIGHT];
     vnode *at = vfind(g, ts, prev);
@@ -453,7 +498,7 @@ static int group_add(tkv_memtab *m, tkv_mnode *g, uint64_t ts, mrec *rec)
             if (prev[i] == head)
                 prev[i] = big;
         }
-        atomic_store_explicit(&g->vhead, big, memory_order_release);
+        atomic_store_explicit(g.head, big, memory_order_release);
         head = big;
     }
     vnode *v = vnode_new(m, h, ts);
@@ -464,7 +509,7 @@ static int group_add(tkv_memtab *m, tkv_mnode *g, uint64_t ts, mrec *rec)
     if (h > cur) {
         for (int i = cur; i < h; i++)
             prev[i] = head;
-        atomic_store_explicit(&g->vheight, h, memory_order_relaxed);
+        atomic_store_explicit(g.height, h, memory_order_relaxed);
     }
     for (int i = 0; i < h; i++) {
         atomic_store_explicit(&v->next[i], vnx(prev[i], i), memory_order_relaxed);
@@ -492,7 +537,8 @@ int tkv_memtab_add(tkv_memtab *m, uint64_t seq, bool del, bool newest, const voi
     if (group) {
         if (del || !newest)
             n->overlaps = true;
-        if (group_add(m, n, ~tkv_load_be64((const uint8_t *)k + klen - 8), r) < 0)
+        vlist l = list_of(n, atomic_load_explicit(&n->drops, memory_order_relaxed));
+        if (group_add(m, l, ~tkv_load_be64((const uint8_t *)k + klen - 8), r) < 0)
             return -1;
     } else {
         r->prev = atomic_load_explicit(&n->rec, memory_order_relaxed);
@@ -500,6 +546,52 @@ int tkv_memtab_add(tkv_memtab *m, uint64_t seq, bool del, bool newest, const voi
     }
     atomic_fetch_add_explicit(&m->count, 1, memory_order_relaxed);
     return 0;
+}
+
+int tkv_memtab_drop(tkv_memtab *m, uint64_t seq, const void *p, size_t plen)
+{
+    if (plen > UINT32_MAX)
+        return -1;
+    tkv_mnode *n = node_get(m, p, plen, true);
+    vgen *g = n ? arena_alloc(m, sizeof *g) : NULL;
+    vnode *h0 = g ? vnode_new(m, 1, 0) : NULL;
+    if (!h0)
+        return -1;
+    if (!n->listed) {
+        if (tkv_grow(&m->dropped, &m->capdropped, m->ndropped + 1, sizeof *m->dropped, 16) < 0)
+            return -1;
+        m->dropped[m->ndropped++] = n;
+        n->listed = true;
+    }
+    g->seq = seq;
+    g->prev = atomic_load_explicit(&n->drops, memory_order_relaxed);
+    atomic_init(&g->vhead, h0);
+    atomic_init(&g->vheight, 1);
+    n->overlaps = true;
+    atomic_store_explicit(&m->has_drops, true, memory_order_release);
+    atomic_store_explicit(&n->drops, g, memory_order_release);
+    atomic_fetch_add_explicit(&m->count, 1, memory_order_relaxed);
+    return 0;
+}
+
+bool tkv_memtab_dropped(const tkv_memtab *m, uint64_t seq, const void *p, size_t plen)
+{
+    if (!atomic_load_explicit(&((tkv_memtab *)m)->has_drops, memory_order_acquire))
+        return false;
+    const tkv_mnode *n = find_ge(m, p, plen, true, NULL);
+    return n && node_cmp(n, p, plen, true) == 0 && gen_at(n, seq) != NULL;
+}
+
+bool tkv_memtab_has_drops(const tkv_memtab *m)
+{
+    return atomic_load_explicit(&((tkv_memtab *)m)->has_drops, memory_order_acquire);
+}
+
+void tkv_memtab_each_dropped(const tkv_memtab *m, void *ctx,
+                             void (*fn)(void *ctx, const uint8_t *p, size_t plen))
+{
+    for (size_t i = 0; i < m->ndropped; i++)
+        fn(ctx, node_key(m->dropped[i]), m->dropped[i]->klen);
 }
 
 /* ---- readers ---------------------------------------------------------------- */
@@ -526,11 +618,14 @@ int tkv_memtab_get(const tkv_memtab *m, uint64_t seq, const void *k, size_t klen
         return 0;
     const mrec *r;
     if (group) {
+        /* A drop the reader sees hides every older record of the key, here
+         * and in older sources: a delete. */
         uint64_t ts = ~tkv_load_be64((const uint8_t *)k + klen - 8);
-        const vnode *x = vfind(n, ts, NULL);
-        if (!x || x->ts != ts)
-            return 0;
-        r = vrec(x, seq);
+        const vgen *g = gen_at(n, seq);
+        const vnode *x = vfind(list_of(n, g), ts, NULL);
+        r = x && x->ts == ts ? vrec(x, seq) : NULL;
+        if (!r)
+            return g ? 2 : 0;
     } else
         r = visible(atomic_load_explicit(&((tkv_mnode *)n)->rec, memory_order_acquire), seq);
     if (!r)
@@ -591,9 +686,10 @@ static bool group_fwd(tkv_memtab_iter *it, const tkv_mnode *g, const vnode *x)
  * visible one. */
 static bool group_back(tkv_memtab_iter *it, const tkv_mnode *g, const vnode *x)
 {
+    vlist l = list_of(g, gen_at(g, it->seq));
     if (!x)
-        x = vfind_newer(g, 0, true);
-    for (; x; x = vfind_newer(g, x->ts, false)) {
+        x = vfind_newer(l, 0, true);
+    for (; x; x = vfind_newer(l, x->ts, false)) {
         const mrec *r = vrec(x, it->seq);
         if (r) {
             set_pos(it, g, x, r);
@@ -608,7 +704,7 @@ static void settle_fwd(tkv_memtab_iter *it, const tkv_mnode *n)
 {
     for (; n; n = nx(n, 0)) {
         if (n->group) {
-            if (group_fwd(it, n, vnx(vhead_of(n), 0)))
+            if (group_fwd(it, n, vnx(vhead_of(list_of(n, gen_at(n, it->seq))), 0)))
                 return;
             continue;
         }
@@ -647,15 +743,16 @@ void tkv_memtab_iter_seek(tkv_memtab_iter *it, const void *k, size_t klen)
     const tkv_mnode *l = find_lt(it->m, k, klen, false);
     if (l != it->m->head && l->group) {
         size_t pl = l->klen;
+        vlist vl = list_of(l, gen_at(l, it->seq));
         const vnode *x;
         if (klen == pl + 8 && memcmp(k, node_key(l), pl) == 0) {
             /* P | ~T: the newest version at or before T. */
-            x = vfind(l, ~tkv_load_be64((const uint8_t *)k + pl), NULL);
+            x = vfind(vl, ~tkv_load_be64((const uint8_t *)k + pl), NULL);
         } else {
             /* Any other key inside the group's range: compare encodings,
              * newest (smallest encoding) first. */
             uint8_t enc[8];
-            for (x = vnx(vhead_of(l), 0); x; x = vnx(x, 0)) {
+            for (x = vnx(vhead_of(vl), 0); x; x = vnx(x, 0)) {
                 int c = key_cmp(node_key(l), pl < klen ? pl : klen, k, pl < klen ? pl : klen);
                 if (c == 0) {
                     tkv_store_be64(enc, ~x->ts);
@@ -690,7 +787,7 @@ void tkv_memtab_iter_prev(tkv_memtab_iter *it)
 {
     const tkv_mnode *n = it->n;
     if (n->group) {
-        const vnode *x = vfind_newer(n, it->v->ts, false);
+        const vnode *x = vfind_newer(list_of(n, gen_at(n, it->seq)), it->v->ts, false);
         if (x && group_back(it, n, x))
             return;
     }
@@ -718,4 +815,9 @@ bool tkv_memtab_iter_is_del(const tkv_memtab_iter *it) { return it->rec->del; }
 bool tkv_memtab_iter_group_newest(const tkv_memtab_iter *it)
 {
     return it->n->group && !it->n->overlaps;
+}
+
+bool tkv_memtab_iter_group_dropped(const tkv_memtab_iter *it)
+{
+    return it->n->group && gen_at(it->n, it->seq) != NULL;
 }

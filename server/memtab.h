@@ -9,7 +9,8 @@
  * the table, which lives as long as its last reference.
  *
  * A reader sees the table as of a sequence number S: for each key, the
- * record with the largest sequence number <= S. A writer gives every record
+ * record with the largest sequence number <= S - unless a drop of the
+ * key's versions at or before S came after it (tkv_memtab_drop). A writer gives every record
  * a sequence number above every one a reader may have seen (the store
  * publishes a batch's last one only once the whole batch is added).
  */
@@ -37,6 +38,26 @@ void tkv_memtab_unref(tkv_memtab *m);
  * of memory. */
 int tkv_memtab_add(tkv_memtab *m, uint64_t seq, bool del, bool newest, const void *k, size_t klen,
                    const void *v, size_t vlen);
+
+/* Adds a drop of key p, a version prefix (chunk.h), at seq (the writer
+ * only): a reader at seq or later sees none of p's versions written before
+ * it, in this table or in any older source - a point read of one gets 2 (a
+ * delete) - and the versions written after it as usual. Returns 0, or -1
+ * if out of memory. */
+int tkv_memtab_drop(tkv_memtab *m, uint64_t seq, const void *p, size_t plen);
+
+/* Whether a reader at seq sees a drop of prefix p in this table (so older
+ * sources hold nothing of p for it). Cheap when the table has no drop. */
+bool tkv_memtab_dropped(const tkv_memtab *m, uint64_t seq, const void *p, size_t plen);
+
+/* Whether the table holds any drop: one a reader's sequence number covers
+ * was flagged before that number was published. */
+bool tkv_memtab_has_drops(const tkv_memtab *m);
+
+/* Calls fn for each prefix dropped in the table, once each, in no order.
+ * For a frozen table (the writer done with it). */
+void tkv_memtab_each_dropped(const tkv_memtab *m, void *ctx,
+                             void (*fn)(void *ctx, const uint8_t *p, size_t plen));
 
 /* Arena bytes the table holds (what the write buffer's size counts). */
 size_t tkv_memtab_bytes(const tkv_memtab *m);
@@ -76,5 +97,8 @@ bool tkv_memtab_iter_is_del(const tkv_memtab_iter *it);
  * "newest" put (so none of them overlaps what is stored elsewhere). For a
  * frozen table (the writer done with it). */
 bool tkv_memtab_iter_group_newest(const tkv_memtab_iter *it);
+/* On a version: whether the reader sees a drop of its key in this table
+ * (every version it shows of the key came after the drop). */
+bool tkv_memtab_iter_group_dropped(const tkv_memtab_iter *it);
 
 #endif

@@ -524,7 +524,9 @@ static int up_stage(tkv_repl *r, tkv_repl_frame *f)
     tkv_repl_rec rec;
     int rc;
     while ((rc = tkv_repl_next_rec(f, &rec)) == 1) {
-        if (tkv_engine_apply_rec(r->e, rec.key, rec.klen, rec.value, rec.vlen, rec.has_value) < 0)
+        if (rec.drop ? tkv_engine_apply_drop(r->e, rec.key, rec.klen) < 0
+                     : tkv_engine_apply_rec(r->e, rec.key, rec.klen, rec.value, rec.vlen,
+                                            rec.has_value) < 0)
             return -1;
         if (f->tag == TKV_RF_SNAP)
             r->up.copy_recs++;

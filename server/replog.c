@@ -119,6 +119,8 @@ static void feed_put(void *ctx, const void *k, size_t klen, const void *v, size_
 
 static void feed_del(void *ctx, const void *k, size_t klen) { tkv_repl_add(ctx, k, klen, NULL, 0); }
 
+static void feed_drop(void *ctx, const void *p, size_t plen) { tkv_repl_add_drop(ctx, p, plen); }
+
 int eng_repl_seal(tkv_engine *e)
 {
     tkv_eng_repl *r = &e->repl_flight;
@@ -127,7 +129,7 @@ int eng_repl_seal(tkv_engine *e)
     if (e->flight_feed) {
         tkv_repl_wr w;
         tkv_repl_begin(&w, &e->feed, TKV_RF_BATCH, r->off);
-        tkv_store_batch_iterate(e->flight.wb, &w, feed_put, feed_del);
+        tkv_store_batch_iterate(e->flight.wb, &w, feed_put, feed_del, feed_drop);
         if (tkv_repl_end(&w) < 0)
             return -1;
         r->off += e->feed.len;
@@ -240,6 +242,29 @@ void tkv_engine_repl_replica(tkv_engine *e)
 
 uint64_t tkv_engine_repl_gen(const tkv_engine *e) { return e->repl_gen; }
 
+/* A replica: drops key e->kbuf[0, n) (n < 0: none) from memory - a
+ * record of its changes what memory held of it - and notes it for the
+ * loads in flight. */
+static int forget_key(tkv_engine *e, long n)
+{
+    tkv_kentry *E = n > 0 ? tkv_keyindex_find(&e->ix, e->kbuf, (size_t)n) : NULL;
+    if (E) {
+        if (e->sweep)
+            eng_sweep_touched(e, E);
+        eng_drop_entry(e, E);
+    }
+    if (n > 0) {
+        uint8_t len[2];
+        tkv_store_be16(len, (uint16_t)n);
+        if (tkv_buf_append(&e->applied_stage, len, 2) < 0 ||
+            tkv_buf_append(&e->applied_stage, e->kbuf, (size_t)n) < 0) {
+            snprintf(e->errmsg, sizeof e->errmsg, "out of memory");
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int tkv_engine_apply_rec(tkv_engine *e, const uint8_t *k, size_t klen, const uint8_t *v,
                          size_t vlen, bool put)
 {
@@ -249,25 +274,10 @@ int tkv_engine_apply_rec(tkv_engine *e, const uint8_t *k, size_t klen, const uin
     if ((klen == sizeof ENG_REPL_KEY - 1 && memcmp(k, ENG_REPL_KEY, klen) == 0) ||
         (klen == sizeof ENG_SYNCING_KEY - 1 && memcmp(k, ENG_SYNCING_KEY, klen) == 0))
         return 0;
-    if (klen > 0 && k[0] == TKV_KC_VERSION && klen <= tkv_kc_max(TKV_ENG_KEY_MAX)) {
-        bool is_meta;
-        long n = tkv_kc_decode_any(k, klen, e->kbuf, &is_meta);
-        tkv_kentry *E = n > 0 ? tkv_keyindex_find(&e->ix, e->kbuf, (size_t)n) : NULL;
-        if (E) {
-            if (e->sweep)
-                eng_sweep_touched(e, E);
-            eng_drop_entry(e, E);
-        }
-        if (n > 0) {
-            uint8_t len[2];
-            tkv_store_be16(len, (uint16_t)n);
-            if (tkv_buf_append(&e->applied_stage, len, 2) < 0 ||
-                tkv_buf_append(&e->applied_stage, e->kbuf, (size_t)n) < 0) {
-                snprintf(e->errmsg, sizeof e->errmsg, "out of memory");
-                return -1;
-            }
-        }
-    }
+    bool is_meta;
+    if (klen > 0 && k[0] == TKV_KC_VERSION && klen <= tkv_kc_max(TKV_ENG_KEY_MAX) &&
+        forget_key(e, tkv_kc_decode_any(k, klen, e->kbuf, &is_meta)) < 0)
+        return -1;
     if (put && klen == sizeof ENG_COUNTERS_KEY - 1 && memcmp(k, ENG_COUNTERS_KEY, klen) == 0 &&
         vlen >= 24) {
         e->cnt.keys = tkv_load_be64(v);
@@ -279,6 +289,22 @@ int tkv_engine_apply_rec(tkv_engine *e, const uint8_t *k, size_t klen, const uin
         eng_stage_put(e, k, klen, v, vlen);
     else
         eng_stage_del(e, k, klen);
+    return 0;
+}
+
+int tkv_engine_apply_drop(tkv_engine *e, const uint8_t *p, size_t plen)
+{
+    if (eng_writable(e) < 0)
+        return -1;
+    long n = plen + 8 <= tkv_kc_max(TKV_ENG_KEY_MAX) ? tkv_kc_decode_prefix(p, plen, e->kbuf) : -1;
+    if (n < 0) {
+        snprintf(e->errmsg, sizeof e->errmsg, "a drop of a record that is no key's versions");
+        return -1;
+    }
+    if (forget_key(e, n) < 0)
+        return -1;
+    e->all_resident = false;
+    eng_stage_drop(e, p, plen);
     return 0;
 }
 

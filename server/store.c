@@ -16,7 +16,9 @@
  * Reads merge three sorted sources, newest first: the live buffer, the
  * frozen one being flushed (if any), and LevelDB with its chunks unfolded
  * into one record per version. A buffer record may be a delete, which hides
- * older sources' record of that key. Everything a reader needs is taken
+ * older sources' record of that key, or a drop of a key's versions, which
+ * hides all of them in older sources (and the flush deletes them from
+ * LevelDB chunk by chunk). Everything a reader needs is taken
  * under `mu` at once - references to both buffers, the buffer's sequence
  * number and LevelDB's view - so an iterator or snapshot sees one moment:
  * a buffer's records stay visible through the reader's reference even after
@@ -62,13 +64,14 @@
 #define REC_DEL 0
 #define REC_PUT 1
 #define REC_NEWEST 2
+#define REC_DROP 3
 
 /* ---- batches: the log record's payload as it is built ---------------------------- */
 
 /* The log record's header (length and CRC, filled in by the write), then
  * each record: a type byte (1 put, 0 delete, 2 a put newer than every
- * version of its key), varint key length, key, and for a put varint value
- * length, value. So the batch is written to the log
+ * version of its key, 3 a drop of every version of a prefix), varint key
+ * length, key, and for a put varint value length, value. So the batch is written to the log
  * as it is, in one write(). */
 struct tkv_store_batch {
     tkv_buf buf;
@@ -116,7 +119,7 @@ static void batch_add(tkv_store_batch *b, uint8_t type, const void *k, size_t kl
     if (klen)
         memcpy(p + o, k, klen);
     o += klen;
-    if (type != REC_DEL) {
+    if (type == REC_PUT || type == REC_NEWEST) {
         o += tkv_varint_put(p + o, vlen);
         if (vlen)
             memcpy(p + o, v, vlen);
@@ -143,6 +146,11 @@ void tkv_store_batch_delete(tkv_store_batch *b, const void *k, size_t klen)
     batch_add(b, REC_DEL, k, klen, NULL, 0);
 }
 
+void tkv_store_batch_drop(tkv_store_batch *b, const void *p, size_t plen)
+{
+    batch_add(b, REC_DROP, p, plen, NULL, 0);
+}
+
 void tkv_store_batch_clear(tkv_store_batch *b)
 {
     b->buf.len = LOG_HEADER;
@@ -165,12 +173,14 @@ static int records_walk(const uint8_t *p, size_t n, void *ctx, rec_fn fn)
     while (p < end) {
         uint8_t type = *p++;
         uint64_t klen, vlen = 0;
-        if (type > REC_NEWEST || !(p = tkv_varint_get(p, end, &klen)) || klen > (uint64_t)(end - p))
+        if (type > REC_DROP || !(p = tkv_varint_get(p, end, &klen)) || klen > (uint64_t)(end - p))
             return -1;
         const uint8_t *k = p;
         p += klen;
         const uint8_t *v = NULL;
-        if (type != REC_DEL) {
+        if (type == REC_DROP && !tkv_chunk_is_version_prefix(k, (size_t)klen))
+            return -1;
+        if (type == REC_PUT || type == REC_NEWEST) {
             if (!(p = tkv_varint_get(p, end, &vlen)) || vlen > (uint64_t)(end - p))
                 return -1;
             v = p;
@@ -186,22 +196,25 @@ typedef struct iterate_ctx {
     void *ctx;
     tkv_store_put_fn put;
     tkv_store_del_fn del;
+    tkv_store_del_fn drop;
 } iterate_ctx;
 
 static void iterate_one(void *p, uint8_t type, const uint8_t *k, size_t klen, const uint8_t *v,
                         size_t vlen)
 {
     iterate_ctx *c = p;
-    if (type != REC_DEL)
-        c->put(c->ctx, k, klen, v, vlen);
-    else
+    if (type == REC_DEL)
         c->del(c->ctx, k, klen);
+    else if (type == REC_DROP)
+        c->drop(c->ctx, k, klen);
+    else
+        c->put(c->ctx, k, klen, v, vlen);
 }
 
 void tkv_store_batch_iterate(const tkv_store_batch *b, void *ctx, tkv_store_put_fn put,
-                             tkv_store_del_fn del)
+                             tkv_store_del_fn del, tkv_store_del_fn drop)
 {
-    iterate_ctx c = {ctx, put, del};
+    iterate_ctx c = {ctx, put, del, drop};
     records_walk(b->buf.data + LOG_HEADER, b->buf.len - LOG_HEADER, &c, iterate_one);
 }
 
@@ -354,6 +367,18 @@ static uint64_t *log_list(tkv_store *s, long *n, char *err, size_t errlen)
     return nums;
 }
 
+/* Adds one record to the live buffer under the next sequence number. */
+static void mem_add(tkv_store *s, uint8_t type, const uint8_t *k, size_t klen, const uint8_t *v,
+                    size_t vlen)
+{
+    uint64_t seq = ++s->seq_next;
+    int rc = type == REC_DROP ? tkv_memtab_drop(s->mem, seq, k, klen)
+                              : tkv_memtab_add(s->mem, seq, type == REC_DEL, type == REC_NEWEST, k,
+                                               klen, v, vlen);
+    if (rc < 0)
+        oom();
+}
+
 /* A replayed put loses its "newest" hint: a crash may have left part of
  * an earlier flush of it in LevelDB, cut into other chunks than the next
  * flush would make, and only the merge that the hint skips reconciles
@@ -361,9 +386,7 @@ static uint64_t *log_list(tkv_store *s, long *n, char *err, size_t errlen)
 static void replay_one(void *ctx, uint8_t type, const uint8_t *k, size_t klen, const uint8_t *v,
                        size_t vlen)
 {
-    tkv_store *s = ctx;
-    if (tkv_memtab_add(s->mem, ++s->seq_next, type == REC_DEL, false, k, klen, v, vlen) < 0)
-        oom();
+    mem_add(ctx, type == REC_NEWEST ? REC_PUT : type, k, klen, v, vlen);
 }
 
 static void log_remove_range(tkv_store *s, uint64_t from, uint64_t to)
@@ -1075,6 +1098,13 @@ struct tkv_store_iter {
     bool fwd;
     uint8_t *sk; /* a saved key, while children move */
     size_t skcap;
+    /* Drops (tkv_store_batch_drop): whether any buffer of the view holds
+     * one, and the last prefix looked up - the first child that drops it
+     * (nchildren: none); every later child's records of it are hidden. */
+    bool drops;
+    uint8_t *dk;
+    size_t dkn, dkcap;
+    int dlevel;
 };
 
 static bool ch_valid(const tkv_store_iter *it, int c)
@@ -1179,10 +1209,79 @@ static void step(tkv_store_iter *it)
     pick(it);
 }
 
+/* The first child that drops prefix p (nchildren if none), remembered
+ * for the next record of the same prefix. */
+static int drop_level(tkv_store_iter *it, const uint8_t *p, size_t pn)
+{
+    if (it->dk && it->dkn == pn && memcmp(it->dk, p, pn) == 0)
+        return it->dlevel;
+    if (tkv_grow(&it->dk, &it->dkcap, pn, 1, 64) < 0)
+        oom();
+    memcpy(it->dk, p, pn);
+    it->dkn = pn;
+    it->dlevel = nchildren(it);
+    for (int c = 0; c < it->v.nmt; c++)
+        if (tkv_memtab_dropped(it->v.mt[c], it->v.seq, p, pn)) {
+            it->dlevel = c;
+            break;
+        }
+    return it->dlevel;
+}
+
+/* If the current record is hidden by a drop in a newer buffer, moves every
+ * child the drop hides out of the prefix at once - in the iterator's
+ * direction, past all of its versions however many LevelDB still holds -
+ * and picks again. Returns whether it moved. */
+static bool skip_dropped(tkv_store_iter *it)
+{
+    if (!it->drops || it->cur <= 0)
+        return false;
+    size_t kn;
+    const uint8_t *k = ch_key(it, it->cur, &kn);
+    if (!tkv_chunk_is_version(k, kn))
+        return false;
+    int level = drop_level(it, k, kn - 8);
+    if (it->cur <= level)
+        return false;
+    /* Past P's versions: P | ff*8 | 00 is the first key after them; before
+     * them: the last key before P | 00*8. */
+    size_t pn = it->dkn, xn = pn + (it->fwd ? 9 : 8);
+    if (tkv_grow(&it->dk, &it->dkcap, xn, 1, 64) < 0)
+        oom();
+    uint8_t *x = it->dk; /* the prefix, then the bound's own bytes */
+    memset(x + pn, it->fwd ? 0xff : 0x00, 8);
+    if (it->fwd)
+        x[pn + 8] = 0x00;
+    for (int c = level + 1; c < nchildren(it); c++) {
+        if (!ch_valid(it, c))
+            continue;
+        size_t cn;
+        const uint8_t *ck = ch_key(it, c, &cn);
+        if (cn != pn + 8 || memcmp(ck, x, pn) != 0)
+            continue;
+        ch_seek(it, c, x, xn);
+        if (!it->fwd) {
+            if (ch_valid(it, c))
+                ch_prev(it, c);
+            else
+                ch_last(it, c);
+        }
+    }
+    pick(it);
+    return true;
+}
+
+/* Moves past deletes and what drops hide: the iterator then rests on a
+ * record a reader sees, or is not valid. */
 static void skip_deletes(tkv_store_iter *it)
 {
-    while (cur_is_del(it))
+    for (;;) {
+        if (skip_dropped(it))
+            continue;
+        if (!cur_is_del(it))
+            return;
         step(it);
+    }
 }
 
 tkv_store_iter *tkv_store_iter_new(tkv_store *s, const tkv_store_snapshot *snap)
@@ -1204,8 +1303,12 @@ tkv_store_iter *tkv_store_iter_new(tkv_store *s, const tkv_store_snapshot *snap)
         it->dc.li = leveldb_create_iterator(s->db, s->ropts);
         pthread_mutex_unlock(&s->mu);
     }
-    for (int c = 0; c < it->v.nmt; c++)
+    for (int c = 0; c < it->v.nmt; c++) {
         tkv_memtab_iter_init(&it->mi[c], it->v.mt[c], it->v.seq);
+        /* A drop the view's sequence number covers was added before it was
+         * published, and so was the table's flag. */
+        it->drops |= tkv_memtab_has_drops(it->v.mt[c]);
+    }
     return it;
 }
 
@@ -1220,6 +1323,7 @@ void tkv_store_iter_free(tkv_store_iter *it)
         view_drop(&it->v);
     free(it->dc.key);
     free(it->sk);
+    free(it->dk);
     free(it);
 }
 
@@ -1490,10 +1594,7 @@ static int freeze(tkv_store *s, char *err, size_t errlen)
 static void insert_one(void *ctx, uint8_t type, const uint8_t *k, size_t klen, const uint8_t *v,
                        size_t vlen)
 {
-    tkv_store *s = ctx;
-    if (tkv_memtab_add(s->mem, ++s->seq_next, type == REC_DEL, type == REC_NEWEST, k, klen, v,
-                       vlen) < 0)
-        oom();
+    mem_add(ctx, type, k, klen, v, vlen);
 }
 
 int tkv_store_write(tkv_store *s, tkv_store_batch *b, bool sync, char *err, size_t errlen)
@@ -1617,6 +1718,7 @@ typedef struct flush {
     uint8_t *key;
     size_t kcap;
     bool positioned; /* li has been sought (flush_position) */
+    int rc;          /* of the drops' pass */
     char err[256];
 } flush;
 
@@ -1795,15 +1897,49 @@ static int flush_key(flush *f, const uint8_t *prefix, size_t plen, bool newest)
     return 0;
 }
 
+/* Deletes every chunk of dropped prefix p from LevelDB. It runs before
+ * the buffer's records are written, so the chunks the flush writes for p
+ * (versions after the drop) come later and stay. */
+static void flush_drop(void *ctx, const uint8_t *p, size_t pn)
+{
+    flush *f = ctx;
+    if (f->rc != 0)
+        return;
+    size_t kn = pn + 8;
+    if (tkv_grow(&f->key, &f->kcap, kn, 1, 64) < 0)
+        oom();
+    memcpy(f->key, p, pn);
+    memset(f->key + pn, 0, 8);
+    leveldb_iter_seek(f->li, (const char *)f->key, kn);
+    for (; leveldb_iter_valid(f->li); leveldb_iter_next(f->li)) {
+        size_t lk;
+        const char *k = leveldb_iter_key(f->li, &lk);
+        if (lk != kn || memcmp(k, p, pn) != 0)
+            break;
+        leveldb_writebatch_delete(f->wb, k, lk);
+        f->wb_bytes += lk;
+        if (f->wb_bytes >= FLUSH_BATCH_BYTES && (f->rc = flush_write(f, true)) < 0)
+            return;
+    }
+    char *lerr = NULL;
+    leveldb_iter_get_error(f->li, &lerr);
+    if (lerr) {
+        snprintf(f->err, sizeof f->err, "IO error: reading LevelDB during a flush: %s", lerr);
+        leveldb_free(lerr);
+        f->rc = -1;
+    }
+}
+
 static int flush_table(tkv_store *s, tkv_memtab *m, char *err, size_t errlen)
 {
     flush f = {.s = s};
     f.li = leveldb_create_iterator(s->db, s->ropts);
     f.wb = leveldb_writebatch_create();
+    tkv_memtab_each_dropped(m, &f, flush_drop);
+    int rc = f.rc;
     tkv_memtab_iter it;
     tkv_memtab_iter_init(&it, m, UINT64_MAX);
     tkv_memtab_iter_seek_first(&it);
-    int rc = 0;
     while (rc == 0 && tkv_memtab_iter_valid(&it)) {
         size_t kn, vn;
         const uint8_t *k = tkv_memtab_iter_key(&it, &kn);
@@ -1824,7 +1960,9 @@ static int flush_table(tkv_store *s, tkv_memtab *m, char *err, size_t errlen)
             if (tkv_buf_append(&f.prefix, k, plen) < 0)
                 oom();
             const uint8_t *prefix = f.prefix.data;
-            bool newest = tkv_memtab_iter_group_newest(&it);
+            /* After a drop LevelDB holds nothing of the key (the drops'
+             * pass deleted it): as if every version were the newest. */
+            bool newest = tkv_memtab_iter_group_newest(&it) || tkv_memtab_iter_group_dropped(&it);
             f.ngrp = 0;
             do {
                 fver g = {.ts = ~tkv_load_be64(k + plen),

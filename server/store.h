@@ -131,6 +131,16 @@ void tkv_store_batch_delete(tkv_store_batch *b, const void *k, size_t klen);
 void tkv_store_batch_put_newest(tkv_store_batch *b, const void *k, size_t klen, const void *v,
                                 size_t vlen);
 
+/* Records a drop of prefix p, a version prefix (keycodec.h's
+ * tkv_kc_prefix): every version of p written before it - in earlier
+ * batches or earlier in this one - is deleted, at the cost of one record
+ * however many there are. Versions added after it are kept. The store
+ * deletes the dropped records from LevelDB in the background (the flush);
+ * readers never see them again. A p that is not a version prefix makes
+ * the batch's log record malformed: only the engine's keys may be
+ * dropped. */
+void tkv_store_batch_drop(tkv_store_batch *b, const void *p, size_t plen);
+
 /* Empties the batch for reuse. */
 void tkv_store_batch_clear(tkv_store_batch *b);
 
@@ -138,12 +148,12 @@ void tkv_store_batch_clear(tkv_store_batch *b);
 size_t tkv_store_batch_size(const tkv_store_batch *b);
 size_t tkv_store_batch_bytes(const tkv_store_batch *b);
 
-/* Calls put or del for each record in the order they were added. The
- * pointers are valid during the call only. */
+/* Calls put, del or drop (with the prefix) for each record in the order
+ * they were added. The pointers are valid during the call only. */
 typedef void (*tkv_store_put_fn)(void *ctx, const void *k, size_t klen, const void *v, size_t vlen);
 typedef void (*tkv_store_del_fn)(void *ctx, const void *k, size_t klen);
 void tkv_store_batch_iterate(const tkv_store_batch *b, void *ctx, tkv_store_put_fn put,
-                             tkv_store_del_fn del);
+                             tkv_store_del_fn del, tkv_store_del_fn drop);
 
 /* Applies the batch atomically: after a crash either all of it or none of
  * it is there. With sync the write reaches stable storage (fsync) before

@@ -230,7 +230,7 @@ static const node *lookup(const node *t, const void *k, size_t klen)
 
 /* Records are appended to one buffer: kind, key length, value length (a
  * header of HDR bytes, unaligned), then the key and value bytes. */
-enum { REC_PUT = 1, REC_DEL = 2 };
+enum { REC_PUT = 1, REC_DEL = 2, REC_DROP = 3 };
 #define HDR (1 + 2 * sizeof(size_t))
 
 struct tkv_store_batch {
@@ -301,6 +301,11 @@ void tkv_store_batch_delete(tkv_store_batch *b, const void *k, size_t klen)
     batch_add(b, REC_DEL, k, klen, NULL, 0);
 }
 
+void tkv_store_batch_drop(tkv_store_batch *b, const void *p, size_t plen)
+{
+    batch_add(b, REC_DROP, p, plen, NULL, 0);
+}
+
 void tkv_store_batch_clear(tkv_store_batch *b)
 {
     b->len = 0;
@@ -313,7 +318,7 @@ size_t tkv_store_batch_size(const tkv_store_batch *b) { return b->records; }
 size_t tkv_store_batch_bytes(const tkv_store_batch *b) { return b->bytes; }
 
 void tkv_store_batch_iterate(const tkv_store_batch *b, void *ctx, tkv_store_put_fn put,
-                             tkv_store_del_fn del_fn)
+                             tkv_store_del_fn del_fn, tkv_store_del_fn drop_fn)
 {
     for (size_t at = 0; at < b->len;) {
         const uint8_t *p = b->buf + at;
@@ -322,6 +327,8 @@ void tkv_store_batch_iterate(const tkv_store_batch *b, void *ctx, tkv_store_put_
         memcpy(&vlen, p + 1 + sizeof klen, sizeof vlen);
         if (p[0] == REC_PUT)
             put(ctx, p + HDR, klen, p + HDR + klen, vlen);
+        else if (p[0] == REC_DROP)
+            drop_fn(ctx, p + HDR, klen);
         else
             del_fn(ctx, p + HDR, klen);
         at += HDR + klen + vlen;
@@ -517,12 +524,48 @@ static void apply_del(void *ctx, const void *k, size_t klen)
     db->root = t;
 }
 
+/* The first record >= k in t; NULL if none. */
+static const rec *lower_bound(const node *t, const void *k, size_t klen)
+{
+    const rec *best = NULL;
+    while (t) {
+        int c = key_cmp(t->rec->b, t->rec->klen, k, klen);
+        if (c >= 0) {
+            best = t->rec;
+            if (c == 0)
+                break;
+            t = t->l;
+        } else {
+            t = t->r;
+        }
+    }
+    return best;
+}
+
+/* Deletes every version encoding under prefix p, as the LevelDB store's
+ * flush does. */
+static void apply_drop(void *ctx, const void *p, size_t plen)
+{
+    mem_db *db = ctx;
+    uint8_t *k = xmalloc(plen + 8);
+    memcpy(k, p, plen);
+    memset(k + plen, 0, 8);
+    for (;;) {
+        const rec *r = lower_bound(db->root, k, plen + 8);
+        if (!r || r->klen != plen + 8 || memcmp(r->b, p, plen) != 0)
+            break;
+        memcpy(k, r->b, plen + 8); /* r goes with the delete */
+        apply_del(db, k, plen + 8);
+    }
+    free(k);
+}
+
 /* Applies b as one change: the new tree is built aside (in a private copy
  * of the entry) and published by one swap. Hold db->wmu. */
 static void apply(mem_db *db, const tkv_store_batch *b)
 {
     mem_db work = {.root = node_ref(db->root), .records = db->records, .bytes = db->bytes};
-    tkv_store_batch_iterate(b, &work, apply_put, apply_del);
+    tkv_store_batch_iterate(b, &work, apply_put, apply_del, apply_drop);
     pthread_mutex_lock(&db->mu);
     node *old = db->root;
     db->root = work.root;

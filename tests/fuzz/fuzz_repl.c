@@ -25,6 +25,7 @@ typedef struct rec {
     const uint8_t *k, *v;
     uint32_t klen, vlen;
     bool put;
+    bool drop;
 } rec;
 
 static void inside(const uint8_t *s, uint32_t n, const uint8_t *p, size_t len, const char *what)
@@ -45,7 +46,7 @@ static long read_recs(tkv_repl_frame *f, const uint8_t *p, size_t n, rec *out)
         if (r.has_value)
             inside(r.value, r.vlen, p, n, "a value");
         if (got < MAX_RECS)
-            out[got] = (rec){r.key, r.value, r.klen, r.vlen, r.has_value};
+            out[got] = (rec){r.key, r.value, r.klen, r.vlen, r.has_value, r.drop};
         got++;
     }
     return rc < 0 ? -1 : got;
@@ -55,8 +56,12 @@ static void encode(tkv_buf *b, const tkv_repl_frame *f, const rec *recs, long n)
 {
     tkv_repl_wr w;
     tkv_repl_begin(&w, b, f->tag, f->offset);
-    for (long i = 0; i < n; i++)
-        tkv_repl_add(&w, recs[i].k, recs[i].klen, recs[i].put ? recs[i].v : NULL, recs[i].vlen);
+    for (long i = 0; i < n; i++) {
+        if (recs[i].drop)
+            tkv_repl_add_drop(&w, recs[i].k, recs[i].klen);
+        else
+            tkv_repl_add(&w, recs[i].k, recs[i].klen, recs[i].put ? recs[i].v : NULL, recs[i].vlen);
+    }
     FUZZ_CHECK(tkv_repl_end(&w) == 0, "re-encoding failed");
 }
 
@@ -84,7 +89,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             long m = read_recs(&g, b1.data + 4, b1.len - 4, again);
             FUZZ_CHECK(m == n, "re-encoding changed the record count");
             for (long i = 0; i < n; i++)
-                FUZZ_CHECK(again[i].put == recs[i].put && again[i].klen == recs[i].klen &&
+                FUZZ_CHECK(again[i].put == recs[i].put && again[i].drop == recs[i].drop &&
+                               again[i].klen == recs[i].klen &&
                                memcmp(again[i].k, recs[i].k, recs[i].klen) == 0 &&
                                (!recs[i].put || (again[i].vlen == recs[i].vlen &&
                                                  memcmp(again[i].v, recs[i].v, recs[i].vlen) == 0)),

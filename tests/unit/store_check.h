@@ -95,6 +95,21 @@ static inline void m_del(model *m, const void *k, size_t kn)
     }
 }
 
+/* A drop: every version encoding under prefix p goes. */
+static inline void m_drop(model *m, const void *p, size_t pn)
+{
+    size_t i = m_lower(m, p, pn), j = i;
+    while (j < m->n && m->r[j].kn == pn + 8 && memcmp(m->r[j].k, p, pn) == 0)
+        j++;
+    /* p itself (a plain key) sorts before its versions and stays. */
+    if (i < m->n && m->r[i].kn == pn && memcmp(m->r[i].k, p, pn) == 0 && j == i) {
+        for (j = ++i; j < m->n && m->r[j].kn == pn + 8 && memcmp(m->r[j].k, p, pn) == 0;)
+            j++;
+    }
+    memmove(&m->r[i], &m->r[j], (m->n - j) * sizeof m->r[0]);
+    m->n -= j - i;
+}
+
 /* A copy of the records in use only: the model is big. */
 static inline void m_copy(model *dst, const model *src)
 {
@@ -123,6 +138,7 @@ static inline void replay_put(void *ctx, const void *k, size_t kn, const void *v
 }
 
 static inline void replay_del(void *ctx, const void *k, size_t kn) { m_del(ctx, k, kn); }
+static inline void replay_drop(void *ctx, const void *p, size_t pn) { m_drop(ctx, p, pn); }
 
 /* ---- the store under test --------------------------------------------------- */
 
@@ -138,7 +154,7 @@ static inline void observe(void *ctx, const tkv_store_batch *b, bool sync)
     observed_batches++;
     observed_records += tkv_store_batch_size(b);
     observed_sync = sync;
-    tkv_store_batch_iterate(b, replica, replay_put, replay_del);
+    tkv_store_batch_iterate(b, replica, replay_put, replay_del, replay_drop);
 }
 
 /* The write buffer of the tests that want it flushed every few batches
@@ -395,13 +411,25 @@ static inline void del_both(tkv_store_batch *b, model *m, const void *k, size_t 
     m_del(m, k, kn);
 }
 
-/* Deletes every record under key ki's version prefix, and its metadata. */
-static inline void del_key(tkv_store_batch *b, model *m, size_t ki)
+/* A drop of every version of key ki (one record). */
+static inline void drop_both(tkv_store_batch *b, model *m, size_t ki)
+{
+    uint8_t p[MAXK];
+    size_t pn = tkv_kc_prefix(p, (const uint8_t *)ukeys[ki].p, ukeys[ki].n);
+    tkv_store_batch_drop(b, p, pn);
+    m_drop(m, p, pn);
+}
+
+/* Deletes every record under key ki's version prefix, and its metadata:
+ * one delete per version, or (drop) one drop for them all. */
+static inline void del_key(tkv_store_batch *b, model *m, size_t ki, bool drop)
 {
     uint8_t p[MAXK], k[MAXK];
     size_t lo, hi;
     m_versions(m, ki, p, &lo, &hi);
-    for (size_t i = hi; i-- > lo;) {
+    if (drop)
+        drop_both(b, m, ki);
+    for (size_t i = hi; !drop && i-- > lo;) {
         size_t kn = m->r[i].kn;
         memcpy(k, m->r[i].k, kn);
         del_both(b, m, k, kn);
@@ -411,8 +439,9 @@ static inline void del_key(tkv_store_batch *b, model *m, size_t ki)
 
 /* Adds a random batch of engine-shaped records to b, applying each to m as
  * it goes (within a batch the later record wins, as in the model). One
- * batch in sixty starts by dropping a key (every version and metadata),
- * so keys gather hundreds of versions; past three quarters of MAXN, keys
+ * batch in sixty starts by deleting a key (every version and metadata,
+ * half the time with a drop), so keys gather hundreds of versions; a few
+ * drops come in mid-batch; past three quarters of MAXN, keys
  * are dropped until the model is back under. */
 static inline void vbatch(test_rng *r, tkv_store_batch *b, model *m, uint64_t *clock)
 {
@@ -425,7 +454,11 @@ static inline void vbatch(test_rng *r, tkv_store_batch *b, model *m, uint64_t *c
         size_t vn = rand_value(r, v);
         uint64_t ts, what = test_rng_below(r, 1000);
         if (m->n > MAXN * 3 / 4 || (j == 0 && test_rng_below(r, 60) == 0)) {
-            del_key(b, m, ki);
+            del_key(b, m, ki, test_rng_below(r, 2));
+        } else if (what < 8) {
+            /* A drop in mid-batch: the batch's versions before it go, those
+             * after it stay. */
+            drop_both(b, m, ki);
         } else if (what < 550) {
             ts = pick_ts(r, m, ki, clock);
             put_both(b, m, k, tkv_kc_encode(k, (const uint8_t *)ukeys[ki].p, ukeys[ki].n, ts), v,

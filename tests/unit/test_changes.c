@@ -145,13 +145,15 @@ Test(changes, expiry_del_and_retention_are_changes_too, .init = open_engine, .fi
     uint64_t removed;
     cr_assert_eq(tkv_engine_del(e, (const uint8_t *)"k", 1, &removed, &dirty), TKV_E_OK);
     n = commit_and_decode(&all, s, 16);
-    size_t gone = 0;
+    size_t dropped = 0;
     for (size_t i = 0; i < n; i++) {
         cr_assert_str_eq(s[i].key, "k");
-        if (s[i].c.kind == TKV_WK_REMOVE)
-            gone++;
+        cr_assert_neq(s[i].c.kind, TKV_WK_REMOVE, "DEL pushes no version one by one");
+        if (s[i].c.kind == TKV_WK_DROP)
+            dropped++;
     }
-    cr_assert_eq(gone, 3, "DEL removes every stored version, each pushed");
+    cr_assert_eq(dropped, 1, "DEL removes every stored version at once: one push");
+    cr_assert_eq(removed, 1, "one version was visible (RETAIN kept the newest)");
 }
 
 Test(changes, an_as_of_watch_passes_only_what_could_change_its_answer, .init = open_engine,
@@ -173,7 +175,7 @@ Test(changes, an_as_of_watch_passes_only_what_could_change_its_answer, .init = o
 
 Test(changes, pushes_round_trip_and_every_cut_is_refused)
 {
-    tkv_wchange in[3] = {
+    tkv_wchange in[4] = {
         {.kind = TKV_WK_WRITE,
          .offset = 1234567,
          .left = 2,
@@ -189,6 +191,7 @@ Test(changes, pushes_round_trip_and_every_cut_is_refused)
          .key = (const uint8_t *)"\0k",
          .klen = 2,
          .ts = 7},
+        {.kind = TKV_WK_DROP, .offset = 1234567, .key = (const uint8_t *)"gone", .klen = 4},
         {.kind = TKV_WK_META,
          .offset = 1234567,
          .key = (const uint8_t *)"m",
@@ -197,7 +200,7 @@ Test(changes, pushes_round_trip_and_every_cut_is_refused)
          .keep_versions = 3,
          .keep_age = 1000000},
     };
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         tkv_buf b = {0};
         cr_assert_eq(tkv_watch_put(&b, &in[i]), 0);
         uint32_t len = tkv_load_be32(b.data);

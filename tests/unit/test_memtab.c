@@ -7,7 +7,9 @@
  *
  * Random records - versions of a few keys (chunk.h's encodings, so they go
  * to groups: appends, rewrites of a timestamp, writes into the past),
- * plain keys, a plain key equal to a version prefix, deletes - are added
+ * plain keys, a plain key equal to a version prefix, deletes, drops of a
+ * key's versions (a version record is visible only if no drop of its
+ * prefix the reader sees came after it) - are added
  * in batches; after each batch, readers at random earlier sequence numbers
  * check gets, full walks both ways and seeks (to records, to prefixes, to
  * arbitrary bytes) followed by random next/prev steps.
@@ -30,6 +32,7 @@ typedef struct mrecd {
     size_t kn;
     uint64_t seq;
     bool del;
+    bool drop; /* a drop of prefix k (no record of its own) */
     uint8_t v[MAXV];
     size_t vn;
 } mrecd;
@@ -43,13 +46,27 @@ static int kcmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
     return c ? c : (an > bn) - (an < bn);
 }
 
+/* The sequence number of the newest drop at or before seq of the prefix of
+ * version key k; 0 if none (or k is not a version). */
+static uint64_t drop_seq(const uint8_t *k, size_t kn, uint64_t seq)
+{
+    if (!tkv_chunk_is_version(k, kn))
+        return 0;
+    uint64_t d = 0;
+    for (size_t i = 0; i < nrecs; i++)
+        if (recs[i].drop && recs[i].seq <= seq && recs[i].kn == kn - 8 &&
+            memcmp(recs[i].k, k, kn - 8) == 0 && recs[i].seq > d)
+            d = recs[i].seq;
+    return d;
+}
+
 /* The model's visible record per key at seq: indices into recs, sorted by
  * key. Returns the count. */
 static size_t view(uint64_t seq, size_t *out)
 {
     size_t n = 0;
     for (size_t i = 0; i < nrecs; i++) {
-        if (recs[i].seq > seq)
+        if (recs[i].seq > seq || recs[i].drop || recs[i].seq < drop_seq(recs[i].k, recs[i].kn, seq))
             continue;
         size_t j;
         for (j = 0; j < n; j++)
@@ -148,7 +165,10 @@ static void check_reader(tkv_memtab *m, uint64_t seq, test_rng *r)
             if (!x->del)
                 cr_assert(vn == x->vn && (vn == 0 || memcmp(v, x->v, vn) == 0));
         } else
-            cr_assert_eq(rc, 0);
+            cr_assert_eq(rc, drop_seq(k, kn, seq) ? 2 : 0, "get of a key with no record");
+        /* The drops the reader sees, per prefix. */
+        if (tkv_chunk_is_version(k, kn))
+            cr_assert_eq(tkv_memtab_dropped(m, seq, k, kn - 8), drop_seq(k, kn, seq) != 0);
     }
     /* Seeks, then steps both ways. */
     for (int s = 0; s < 30; s++) {
@@ -182,6 +202,16 @@ static void check_reader(tkv_memtab *m, uint64_t seq, test_rng *r)
     tkv_memtab_iter_deinit(&it);
 }
 
+static size_t listed;
+
+static void count_listed(void *ctx, const uint8_t *p, size_t plen)
+{
+    (void)ctx;
+    (void)p;
+    (void)plen;
+    listed++;
+}
+
 Test(memtab, random_records_agree_with_the_model_at_every_sequence_number, .timeout = 120)
 {
     test_rng r = {test_seed("memtab")};
@@ -195,6 +225,14 @@ Test(memtab, random_records_agree_with_the_model_at_every_sequence_number, .time
             mrecd *x = &recs[nrecs++];
             x->kn = rand_key(&r, x->k);
             x->seq = ++seq;
+            x->drop = tkv_chunk_is_version(x->k, x->kn) && test_rng_below(&r, 40) == 0;
+            if (x->drop) {
+                x->kn -= 8;
+                x->del = false;
+                x->vn = 0;
+                cr_assert_eq(tkv_memtab_drop(m, x->seq, x->k, x->kn), 0);
+                continue;
+            }
             x->del = test_rng_below(&r, 5) == 0;
             x->vn = x->del ? 0 : test_rng_below(&r, MAXV + 1);
             for (size_t i = 0; i < x->vn; i++)
@@ -210,5 +248,18 @@ Test(memtab, random_records_agree_with_the_model_at_every_sequence_number, .time
     check_reader(m, seq / 2, &r);
     check_reader(m, 0, &r);
     cr_assert_eq(tkv_memtab_count(m), nrecs);
+    /* Every dropped prefix is listed once for the flusher. */
+    size_t ndrops = 0;
+    for (size_t i = 0; i < nrecs; i++) {
+        bool first = recs[i].drop;
+        for (size_t j = 0; first && j < i; j++)
+            first = !(recs[j].drop && recs[j].kn == recs[i].kn &&
+                      memcmp(recs[j].k, recs[i].k, recs[i].kn) == 0);
+        ndrops += first;
+    }
+    cr_assert_gt(ndrops, 3, "the run made too few drops to test them");
+    listed = 0;
+    tkv_memtab_each_dropped(m, NULL, count_listed);
+    cr_assert_eq(listed, ndrops);
     tkv_memtab_unref(m);
 }

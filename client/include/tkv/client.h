@@ -590,9 +590,11 @@ TKV_API int tkv_wait(tkv_ctx *ctx, uint64_t nreplicas, uint64_t timeout_ms, uint
 /* What a change is. */
 #define TKV_CHANGE_WRITE 'W' /* a version was written (or a tombstone) */
 #define TKV_CHANGE_REMOVE \
-    'X' /* a version was removed: DEL of the whole key,
-                                 or the server's sweep of an expired or
-                                 retained version */
+    'X' /* a version was removed: the server's sweep of an
+                                 expired or retained version */
+#define TKV_CHANGE_DROP \
+    'D' /* every version of the key was removed at once:
+                                 DEL of the whole key (no ts) */
 #define TKV_CHANGE_META \
     'M' /* the key's horizon or own policy may have
                                  changed (also sent when only its record of
@@ -605,7 +607,7 @@ typedef struct tkv_change {
                             point to resume from */
     const uint8_t *key; /* valid until the next call on the context */
     size_t klen;
-    uint64_t ts;          /* WRITE, REMOVE: the version's timestamp */
+    uint64_t ts;          /* WRITE, REMOVE: the version's timestamp (DROP: 0) */
     int tombstone;        /* WRITE: 1 for a tombstone (no value) */
     const uint8_t *value; /* WRITE: the value (valid until the next call) */
     size_t len;

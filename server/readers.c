@@ -9,6 +9,8 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 struct tkv_reader_job {
     tkv_eng_load *l;
@@ -30,11 +32,22 @@ struct tkv_readers {
     tkv_reader_job *ran;              /* loads run, for the loop */
     bool quit;
     unsigned pending; /* loop thread only */
+    int nice;         /* added to the readers' nice value */
 };
 
 static void *reader_main(void *arg)
 {
     tkv_readers *r = arg;
+    pthread_setname_np(pthread_self(), "tkv-reader");
+    if (r->nice > 0) {
+        /* Below the loop: on a machine with fewer cores than runnable
+         * threads, the loop - which answers everything memory holds - runs
+         * first, and a disk read waits instead of a memory read. Linux
+         * sets a thread's own nice value this way; raising it needs no
+         * privilege, and if it fails the reader runs at the loop's. */
+        int cur = getpriority(PRIO_PROCESS, (id_t)gettid());
+        (void)setpriority(PRIO_PROCESS, (id_t)gettid(), cur + r->nice);
+    }
     pthread_mutex_lock(&r->mu);
     for (;;) {
         while (!r->quit && !r->todo)
@@ -80,7 +93,7 @@ static void on_wake(struct ev_loop *loop, ev_async *w, int revents)
     }
 }
 
-tkv_readers *tkv_readers_start(struct ev_loop *loop, tkv_engine *e, unsigned n,
+tkv_readers *tkv_readers_start(struct ev_loop *loop, tkv_engine *e, unsigned n, int nice,
                                tkv_readers_done_fn done, void *ctx)
 {
     if (n == 0)
@@ -92,6 +105,7 @@ tkv_readers *tkv_readers_start(struct ev_loop *loop, tkv_engine *e, unsigned n,
     }
     r->loop = loop;
     r->e = e;
+    r->nice = nice;
     r->done = done;
     r->ctx = ctx;
     pthread_mutex_init(&r->mu, NULL);

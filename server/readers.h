@@ -23,9 +23,10 @@ typedef struct tkv_reader_job tkv_reader_job;
  * was forgotten. The callee owns l (install or free it). */
 typedef void (*tkv_readers_done_fn)(void *ctx, tkv_eng_load *l, void *cookie);
 
-/* Starts n threads running e's loads. NULL if n is 0 or they could not
+/* Starts n threads running e's loads, each at `nice` more than the
+ * process's nice value (0: the same). NULL if n is 0 or they could not
  * start (the caller then runs everything inline). */
-tkv_readers *tkv_readers_start(struct ev_loop *loop, tkv_engine *e, unsigned n,
+tkv_readers *tkv_readers_start(struct ev_loop *loop, tkv_engine *e, unsigned n, int nice,
                                tkv_readers_done_fn done, void *ctx);
 
 /* Queues l; returns the job's handle (for tkv_readers_forget), or NULL if

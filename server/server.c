@@ -940,8 +940,9 @@ static int start(tkv_srv *s)
             return -1;
         }
     }
-    if (s->o.readers > 0 && !(s->hub.readers = tkv_readers_start(s->loop, s->eng, s->o.readers,
-                                                                 conn_load_done, &s->hub)))
+    if (s->o.readers > 0 &&
+        !(s->hub.readers = tkv_readers_start(s->loop, s->eng, s->o.readers, s->o.reader_nice,
+                                             conn_load_done, &s->hub)))
         tkv_warn("cannot start reader threads: requests read LevelDB on the loop thread");
     s->info.start_us = tkv_engine_now(s->eng); /* the clock STATS reads uptime on */
     s->info.max_clients = s->o.max_clients;
@@ -1038,6 +1039,7 @@ void tkv_server_defaults(tkv_server_opts *o)
     o->tcp_keepalive = 300;
     o->max_batch = TKV_DEFAULT_MAX_BATCH;
     o->readers = TKV_DEFAULT_READERS;
+    o->reader_nice = TKV_DEFAULT_READER_NICE;
     o->engine.fsync = TKV_SYNC_ALWAYS;
     o->engine.dir = "tkv-data";
     o->engine.max_memory = tkv_default_max_memory();

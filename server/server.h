@@ -19,6 +19,7 @@
 /* Reader threads by default: enough to keep a disk busy while the loop
  * serves, few enough to leave the loop a core on a small machine. */
 #define TKV_DEFAULT_READERS 2
+#define TKV_DEFAULT_READER_NICE 10
 
 typedef struct tkv_server_opts {
     const char *bind;      /* listen address (IPv4 or IPv6 literal or name) */
@@ -37,6 +38,7 @@ typedef struct tkv_server_opts {
     bool protected_mode;         /* refuse non-loopback addresses without a secret */
     uint32_t max_batch;          /* items in one MPUT or MGET */
     uint32_t readers;            /* threads reading LevelDB; 0: the loop reads it */
+    uint32_t reader_nice;        /* how much nicer than the loop they run (0-19) */
     const char *replica_of_host; /* --replica-of: the primary, or NULL */
     uint16_t replica_of_port;
     size_t repl_backlog;         /* bytes of replication stream kept */

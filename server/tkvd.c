@@ -94,6 +94,8 @@ static void usage(FILE *f, const tkv_server_opts *d)
             "  --readers N          threads that read LevelDB, so requests for keys in\n"
             "                       memory never wait behind the disk; 0 reads on the\n"
             "                       event loop (default %u)\n"
+            "  --reader-nice N      reader threads run N nice levels below the event\n"
+            "                       loop (0-19, default %u): memory's answers go first\n"
             "  --compression MODE   snappy (default) or none: how LevelDB stores tables;\n"
             "                       none reads faster from disk, takes more space\n"
             "  --retain-versions N  keep at most N versions of every key (default all)\n"
@@ -104,20 +106,22 @@ static void usage(FILE *f, const tkv_server_opts *d)
             "  --restore FILE       load a backup (tkvctl backup) into --data-dir, which\n"
             "                       must be empty or new, then exit; a damaged or\n"
             "                       truncated FILE is refused before anything is written\n"
-            "\n"
-            "Replication:\n"
-            "  --replica-of HOST:PORT\n"
-            "                       be a read-only replica of that primary (REPLICAOF at\n"
-            "                       run time); it presents this server's secret; no: be\n"
-            "                       a primary (undoes a config file's)\n"
-            "  --repl-backlog SIZE  replication stream kept for replicas that reconnect\n"
-            "                       (partial resync) (default 16mb)\n"
-            "  --repl-timeout SECONDS\n"
-            "                       drop a replication link silent that long (default 10)\n"
             "\n",
             d->bind, d->port, d->max_clients, d->max_frame, d->max_key, d->max_value, d->max_output,
             d->max_pipeline, d->max_batch, d->engine.dir,
-            absolute_dir(d->engine.dir, abs, sizeof abs), d->engine.max_memory, d->readers);
+            absolute_dir(d->engine.dir, abs, sizeof abs), d->engine.max_memory, d->readers,
+            d->reader_nice);
+    fputs("Replication:\n"
+          "  --replica-of HOST:PORT\n"
+          "                       be a read-only replica of that primary (REPLICAOF at\n"
+          "                       run time); it presents this server's secret; no: be\n"
+          "                       a primary (undoes a config file's)\n"
+          "  --repl-backlog SIZE  replication stream kept for replicas that reconnect\n"
+          "                       (partial resync) (default 16mb)\n"
+          "  --repl-timeout SECONDS\n"
+          "                       drop a replication link silent that long (default 10)\n"
+          "\n",
+          stdout);
     /* Two strings: C99 promises no literal beyond 4095 bytes. */
     fputs("Cluster (see README.md):\n"
           "  --cluster ENDPOINTS  join a cluster whose map etcd holds: etcd's client URLs,\n"
@@ -196,6 +200,7 @@ enum {
     OPT_COMPRESSION,
     OPT_LOG_FILE,
     OPT_READERS,
+    OPT_READER_NICE,
     OPT_RESTORE,
     OPT_REPLICA_OF,
     OPT_REPL_BACKLOG,
@@ -244,6 +249,7 @@ static const struct option long_opts[] = {
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"log-file", required_argument, NULL, OPT_LOG_FILE},
     {"readers", required_argument, NULL, OPT_READERS},
+    {"reader-nice", required_argument, NULL, OPT_READER_NICE},
     {"replica-of", required_argument, NULL, OPT_REPLICA_OF},
     {"repl-backlog", required_argument, NULL, OPT_REPL_BACKLOG},
     {"repl-timeout", required_argument, NULL, OPT_REPL_TIMEOUT},
@@ -379,6 +385,11 @@ static int apply(int opt, const char *arg, tkv_server_opts *o, offline_job *job,
         if (tkv_parse_uint(arg, 0, 64, &v) < 0)
             return bad("readers", arg, "a number of threads 0-64");
         o->readers = (uint32_t)v;
+        break;
+    case OPT_READER_NICE:
+        if (tkv_parse_uint(arg, 0, 19, &v) < 0)
+            return bad("reader-nice", arg, "a nice increment 0-19");
+        o->reader_nice = (uint32_t)v;
         break;
     case OPT_MAX_BATCH:
         if (tkv_parse_uint(arg, 1, 1000000, &v) < 0)

@@ -10,6 +10,7 @@
  * writes race theirs through the shared index, eviction and touch table.
  */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -533,6 +534,80 @@ Test(readers, zero_readers_reads_inline_and_bad_counts_are_refused, .fini = tear
     char *out, *err;
     cr_assert_eq(run_capture(argv, NULL, &out, &err), 2);
     cr_assert(strstr(err, "--readers"), "stderr: %s", err);
+    free(out);
+    free(err);
+}
+
+/* The nice value of each of tkvd's threads named `name` (from /proc);
+ * returns how many there are. */
+static int thread_nices(pid_t pid, const char *name, int *nice, int max)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+    DIR *dir = opendir(path);
+    cr_assert_not_null(dir, "%s", path);
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(dir)) != NULL && n < max) {
+        if (de->d_name[0] == '.')
+            continue;
+        char f[400], comm[32] = "", stat[1024];
+        snprintf(f, sizeof f, "%s/%s/comm", path, de->d_name);
+        FILE *fp = fopen(f, "r");
+        if (!fp || !fgets(comm, sizeof comm, fp)) {
+            if (fp)
+                fclose(fp);
+            continue;
+        }
+        fclose(fp);
+        comm[strcspn(comm, "\n")] = '\0';
+        if (strcmp(comm, name) != 0)
+            continue;
+        snprintf(f, sizeof f, "%s/%s/stat", path, de->d_name);
+        fp = fopen(f, "r");
+        cr_assert(fp && fgets(stat, sizeof stat, fp), "%s", f);
+        fclose(fp);
+        /* Fields after the command's closing parenthesis: state is the
+         * 3rd field, nice the 19th. */
+        const char *p = strrchr(stat, ')');
+        cr_assert_not_null(p);
+        long v = 0;
+        for (int field = 3; field <= 19; field++) {
+            p += strspn(p + 1, " ") + 1;
+            if (field == 19)
+                v = strtol(p, NULL, 10);
+            p += strcspn(p, " ");
+        }
+        nice[n++] = (int)v;
+    }
+    closedir(dir);
+    return n;
+}
+
+Test(readers, reader_threads_run_below_the_loop, .fini = teardown)
+{
+    if (getenv("TKVD_WRAPPER") && *getenv("TKVD_WRAPPER"))
+        cr_skip_test("the wrapper (valgrind) runs the threads under its own names");
+    int nice[8];
+    tkvd_start(&d, NULL);
+    cr_assert_eq(thread_nices(d.pid, "tkv-reader", nice, 8), 2, "two reader threads by default");
+    cr_assert(nice[0] == 10 && nice[1] == 10, "the default puts readers 10 below: %d %d", nice[0],
+              nice[1]);
+    /* The loop and the process's other unnamed threads. */
+    int n = thread_nices(d.pid, "tkvd", nice, 8);
+    cr_assert_geq(n, 1, "the loop thread");
+    for (int i = 0; i < n; i++)
+        cr_assert_eq(nice[i], 0, "the loop keeps its priority");
+    tkvd_stop(&d);
+    const char *args[] = {"--readers", "3", "--reader-nice", "0", NULL};
+    tkvd_start(&d, args);
+    cr_assert_eq(thread_nices(d.pid, "tkv-reader", nice, 8), 3);
+    cr_assert(nice[0] == 0 && nice[1] == 0 && nice[2] == 0, "--reader-nice 0: the loop's");
+    tkvd_stop(&d);
+    const char *argv[] = {getenv("TKVD"), "--reader-nice", "20", "--port", "0", NULL};
+    char *out, *err;
+    cr_assert_eq(run_capture(argv, NULL, &out, &err), 2);
+    cr_assert(strstr(err, "--reader-nice"), "stderr: %s", err);
     free(out);
     free(err);
 }

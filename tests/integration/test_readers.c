@@ -637,7 +637,7 @@ Test(readers, reader_threads_run_below_the_loop, .fini = teardown)
     cr_assert_geq(n, 1, "the loop thread");
     for (int i = 0; i < n; i++)
         cr_assert_eq(nice[i], 0, "the loop keeps its priority");
-    tkvd_stop(&d);
+    tkvd_cleanup(&d); /* stopped, and its directory gone: d starts afresh */
     const char *args[] = {"--readers", "3", "--reader-nice", "0", NULL};
     tkvd_start(&d, args);
     wait_readers(d.pid, 3, 0);

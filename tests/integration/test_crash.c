@@ -9,6 +9,13 @@
  * that every version present is one a client sent (none unexpected). A
  * write without a reply may or may not exist.
  *
+ * One operation in 32 goes to each writer's "doomed" key instead: three
+ * PUTs, then a DEL of the whole key, and again. One connection's writes
+ * reach the store in order, so what survives a kill is a prefix of what the
+ * writer sent, at least up to its last acknowledged operation: the doomed
+ * key must hold exactly the PUTs since the last DEL of some such prefix -
+ * no version a completed DEL removed comes back, none it left is lost.
+ *
  * TKV_CRASH_CYCLES sets the number of kill/restart cycles (default 5 per
  * mode, for CI); the figures are printed at the end.
  */
@@ -45,9 +52,16 @@ static atomic_bool failed_write_reply; /* a non-I/O error: a bug */
 
 static void teardown(void) { tkvd_cleanup(&d); }
 
+/* Operations on the doomed key: every 32nd; every 4th of those a DEL. */
+static bool doomed_op(uint64_t seq) { return seq % 32 == 31; }
+static bool doomed_del(uint64_t seq) { return doomed_op(seq) && (seq / 32) % 4 == 3; }
+
 static void key_of(int w, uint64_t seq, char *out, size_t n)
 {
-    snprintf(out, n, "w%d-k%02d", w, (int)(seq % KEYS_PER_WRITER));
+    if (doomed_op(seq))
+        snprintf(out, n, "w%d-doomed", w);
+    else
+        snprintf(out, n, "w%d-k%02d", w, (int)(seq % KEYS_PER_WRITER));
 }
 
 static size_t value_of(int w, uint64_t seq, char *out, size_t n)
@@ -67,7 +81,10 @@ static void *write_loop(void *arg)
             uint64_t seq = first + (uint64_t)i;
             key_of(wr->id, seq, k, sizeof k);
             size_t vl = value_of(wr->id, seq, v, sizeof v);
-            tkv_append_put(c, k, strlen(k), v, vl, seq);
+            if (doomed_del(seq))
+                tkv_append_del(c, k, strlen(k));
+            else
+                tkv_append_put(c, k, strlen(k), v, vl, seq);
         }
         /* Sent from here on: a sequence number is never reused. */
         wr->next_seq = first + PIPELINE;
@@ -77,7 +94,8 @@ static void *write_loop(void *arg)
             tkv_reply r;
             int rc = tkv_read_reply(c, &r);
             if (rc == TKV_OK) {
-                cr_assert_eq(r.ts, first + (uint64_t)i);
+                if (!doomed_del(first + (uint64_t)i))
+                    cr_assert_eq(r.ts, first + (uint64_t)i);
                 wr->acked[first + (uint64_t)i] = 1;
                 atomic_fetch_add(&wr->acked_now, 1);
                 continue;
@@ -115,7 +133,8 @@ static void verify_writer(tkv_ctx *c, writer *wr, uint64_t from, tally *t)
                 uint64_t seq = e[i].ts;
                 char want[64];
                 size_t wl = value_of(wr->id, seq, want, sizeof want);
-                bool sent = seq < wr->next_seq && seq % KEYS_PER_WRITER == (uint64_t)k;
+                bool sent =
+                    seq < wr->next_seq && seq % KEYS_PER_WRITER == (uint64_t)k && !doomed_op(seq);
                 if (!sent || e[i].len != wl || memcmp(e[i].value, want, wl) != 0) {
                     t->unexpected++;
                     continue;
@@ -129,7 +148,7 @@ static void verify_writer(tkv_ctx *c, writer *wr, uint64_t from, tally *t)
         for (uint64_t seq =
                  from + ((uint64_t)k + KEYS_PER_WRITER - from % KEYS_PER_WRITER) % KEYS_PER_WRITER;
              seq < wr->next_seq; seq += KEYS_PER_WRITER) {
-            if (!wr->acked[seq])
+            if (!wr->acked[seq] || doomed_op(seq))
                 continue;
             t->acked++;
             if (!seen[seq / KEYS_PER_WRITER])
@@ -137,6 +156,65 @@ static void verify_writer(tkv_ctx *c, writer *wr, uint64_t from, tally *t)
         }
         free(seen);
     }
+}
+
+/* The doomed key's PUTs that a cut after operation `last` leaves: those
+ * after the last DEL at or before it. */
+static bool doomed_expected(uint64_t last, uint64_t seq)
+{
+    if (!doomed_op(seq) || doomed_del(seq) || seq > last)
+        return false;
+    for (uint64_t x = seq + 1; x <= last; x++)
+        if (doomed_del(x))
+            return false;
+    return true;
+}
+
+/* Checks the doomed key: its versions are those some cut of the writer's
+ * operations leaves, the cut at or after its last acknowledged one. */
+static void verify_doomed(tkv_ctx *c, writer *wr)
+{
+    char key[32];
+    key_of(wr->id, 31, key, sizeof key);
+    tkv_range_opts o = {0};
+    const tkv_entry *e;
+    size_t n;
+    int truncated;
+    cr_assert_eq(tkv_range(c, key, strlen(key), &o, &e, &n, &truncated), TKV_OK, "%s",
+                 tkv_errstr(c));
+    cr_assert(!truncated && n <= 3, "the doomed key holds %zu versions", n);
+    for (size_t i = 0; i < n; i++) {
+        char want[64];
+        size_t wl = value_of(wr->id, e[i].ts, want, sizeof want);
+        cr_assert(e[i].ts < wr->next_seq && doomed_op(e[i].ts) && !doomed_del(e[i].ts) &&
+                      e[i].len == wl && memcmp(e[i].value, want, wl) == 0,
+                  "writer %d: the doomed key holds a version nobody wrote (%llu)", wr->id,
+                  (unsigned long long)e[i].ts);
+    }
+    uint64_t acked = 0;
+    for (uint64_t seq = wr->next_seq; seq-- > 0;)
+        if (wr->acked[seq]) {
+            acked = seq;
+            break;
+        }
+    /* Cuts worth trying: at the last acknowledged operation, and at each
+     * doomed operation sent after it (the others change nothing here). */
+    for (uint64_t cut = acked; cut < wr->next_seq; cut++) {
+        if (cut != acked && !doomed_op(cut))
+            continue;
+        size_t want = 0;
+        bool same = true;
+        for (uint64_t seq = cut >= 128 ? cut - 128 : 0; seq <= cut && same; seq++)
+            if (doomed_expected(cut, seq)) {
+                same = want < n && e[want].ts == seq;
+                want++;
+            }
+        if (same && want == n)
+            return;
+    }
+    cr_assert_fail("writer %d: the doomed key's %zu versions are no prefix's (last acknowledged "
+                   "operation %llu, %llu sent)",
+                   wr->id, n, (unsigned long long)acked, (unsigned long long)wr->next_seq);
 }
 
 /* wbuf: tkvd's --write-buffer, or NULL for the default. A small one keeps
@@ -174,8 +252,10 @@ static void crash_cycles(const char *mode, const char *wbuf)
         tkvd_restart(&d);
         tkv_ctx *c = tkvd_client(&d);
         tally t = {0};
-        for (int i = 0; i < WRITERS; i++)
+        for (int i = 0; i < WRITERS; i++) {
             verify_writer(c, &w[i], w[i].cycle_start, &t);
+            verify_doomed(c, &w[i]);
+        }
         tkv_free(c);
         cr_assert_eq(t.lost, 0, "cycle %d: %llu of %llu acknowledged writes lost", cycle,
                      (unsigned long long)t.lost, (unsigned long long)t.acked);

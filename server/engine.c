@@ -274,12 +274,12 @@ static int count_disk(tkv_engine *e, eng_key *k, const tkv_kentry *E, const vis 
          * (written into the past since the key was loaded): the count is
          * taken only if every batch that touched the key was on disk. */
         uint32_t below = tkv_vpage_lower(E->page, E->lo);
-        for (uint32_t i = 0; i<below && * all> 0; i++) {
-            (*all)--;
-            if (*visible > 0 && vis_ok(v, tkv_vpage_ts(E->page, i), tkv_vpage_blob(E->page, i),
-                                       tkv_vpage_len(E->page, i)))
-                (*visible)--;
-        }
+        uint64_t seen_visible = 0;
+        for (uint32_t i = 0; i < below; i++)
+            seen_visible += vis_ok(v, tkv_vpage_ts(E->page, i), tkv_vpage_blob(E->page, i),
+                                   tkv_vpage_len(E->page, i));
+        *all -= below < *all ? below : *all;
+        *visible -= seen_visible < *visible ? seen_visible : *visible;
         return 0;
     }
     if (e->nonblock) {

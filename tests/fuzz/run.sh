@@ -61,7 +61,7 @@ done
 if [ ! -f "$build/build.ninja" ]; then
     CC=clang meson setup "$build" "$root" -Dfuzz=true -Db_sanitize=address,undefined \
         -Db_lundef=false \
-        "-Dc_args=-fsanitize=fuzzer-no-link -fno-sanitize-recover=all" -Dstore="$store" \
+        "-Dc_args=-fsanitize=fuzzer-no-link -fno-sanitize-recover=all -g1" -Dstore="$store" \
         >/dev/null || {
         echo "run.sh: meson setup failed (clang, libclang-rt-dev, meson installed?)" >&2
         exit 2

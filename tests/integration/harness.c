@@ -71,6 +71,12 @@ static char *expand_dir(const char *s, const char *dir)
     return out;
 }
 
+bool tkvd_wrapped(void)
+{
+    const char *w = getenv("TKVD_WRAPPER");
+    return w && *w;
+}
+
 static void spawn(tkvd *d, const char *port)
 {
     const char *argv[64];

@@ -34,6 +34,10 @@ void tkvd_start_env(tkvd *d, const char *const *extra, const char *const *env);
  * `tkvd --restore backup` (asserted to succeed). */
 void tkvd_start_restored(tkvd *d, const char *const *extra, const char *backup);
 
+/* True when TKVD_WRAPPER runs every server under a tool (valgrind): there
+ * the threads run one at a time, each server start costs a second, and a
+ * test that repeats what others already check under the tool is skipped. */
+bool tkvd_wrapped(void);
 /* Starts again on the same directory and port; the previous process must
  * be gone. */
 void tkvd_restart(tkvd *d);

@@ -25,15 +25,10 @@
 
 static tkvd d;
 
-/* Under valgrind (TKVD_WRAPPER) tkvd's threads run one at a time, so the
+/* Under valgrind (tkvd_wrapped) tkvd's threads run one at a time, so the
  * tests whose point is reader threads racing the loop race nothing there;
  * ASan and TSan run them with real threads, and valgrind still checks the
  * load code through every other test. */
-static bool under_wrapper(void)
-{
-    const char *w = getenv("TKVD_WRAPPER");
-    return w && *w;
-}
 
 static void teardown(void) { tkvd_cleanup(&d); }
 
@@ -303,7 +298,7 @@ static void preload(tkv_ctx *c, client *cl)
 Test(readers, answers_stay_exact_while_loads_race_writes_and_eviction, .fini = teardown,
      .timeout = 120)
 {
-    if (under_wrapper())
+    if (tkvd_wrapped())
         cr_skip_test("valgrind runs one thread at a time: nothing races");
     /* 160 keys x up to 400 versions of ~60 bytes cannot stay in 64 KiB:
      * nearly every request needs a load, and the index evicts constantly. */
@@ -431,7 +426,7 @@ static void *shared_reader(void *arg)
 Test(readers, a_read_never_misses_an_acknowledged_write_while_loads_race_it, .fini = teardown,
      .timeout = 120)
 {
-    if (under_wrapper())
+    if (tkvd_wrapped())
         cr_skip_test("valgrind runs one thread at a time: nothing races");
     const char *args[] = {"--max-memory", "64kb", "--readers", "2", "--fsync", "never", NULL};
     tkvd_start(&d, args);
@@ -628,7 +623,7 @@ static void wait_readers(pid_t pid, int want, int nice)
 
 Test(readers, reader_threads_run_below_the_loop, .fini = teardown)
 {
-    if (under_wrapper())
+    if (tkvd_wrapped())
         cr_skip_test("the wrapper (valgrind) runs the threads under its own names");
     tkvd_start(&d, NULL);
     wait_readers(d.pid, 2, 10); /* the default: 2 readers, 10 below */

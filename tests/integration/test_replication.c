@@ -424,6 +424,8 @@ Test(replication, promotion_keeps_what_wait_acknowledged)
 
 Test(replication, a_second_replica_follows_a_promoted_one_without_a_full_copy)
 {
+    if (tkvd_wrapped())
+        cr_skip_test("promotion and partial resync: checked under valgrind by the other tests");
     tkvd_start(&p, NULL);
     char spec[64], spec2[64];
     const char *args[] = {NULL, NULL, NULL}, *args2[] = {NULL, NULL, NULL};
@@ -506,6 +508,9 @@ static void *writer(void *arg)
 
 Test(replication, a_write_acknowledged_with_wait_survives_a_failover)
 {
+    if (tkvd_wrapped())
+        cr_skip_test("promotion after WAIT: checked under valgrind by "
+                     "promotion_keeps_what_wait_acknowledged");
     start_pair();
     wait_stat(&p, "repl_replicas", 1);
     acked_log a = {.primary = &p};

@@ -346,6 +346,72 @@ static int random_height(tkv_memtab *m)
 
 static vnode *vnode_new(tkv_memtab *m, int height, uint64_t ts);
 
+/* Both cache lines a node's compare reads: its header and links, and its
+ * key bytes after them. */
+static void prefetch_node(const tkv_mnode *n)
+{
+    __builtin_prefetch(n);
+    __builtin_prefetch((const uint8_t *)n + 64);
+}
+
+void tkv_memtab_prefetch(const tkv_memtab *m, const uint8_t *const *k, const size_t *klen, int n)
+{
+    struct walk {
+        const uint8_t *k;
+        size_t klen;
+        bool group;
+        int level;
+        const tkv_mnode *x, *cand;
+    } w[TKV_MEMTAB_PREFETCH_MAX];
+    size_t slot[TKV_MEMTAB_PREFETCH_MAX], mask = m->tabcap - 1;
+    uint32_t hash[TKV_MEMTAB_PREFETCH_MAX];
+    if (n > TKV_MEMTAB_PREFETCH_MAX)
+        n = TKV_MEMTAB_PREFETCH_MAX;
+    for (int i = 0; i < n; i++) {
+        w[i].group = tkv_chunk_is_version(k[i], klen[i]);
+        w[i].k = k[i];
+        w[i].klen = w[i].group ? klen[i] - 8 : klen[i];
+        hash[i] = hash_key(w[i].k, w[i].klen, w[i].group);
+        slot[i] = hash[i] & mask;
+        __builtin_prefetch(&m->tab[slot[i]]);
+    }
+    /* A slot's node, to compare; an empty slot is a key new to the table. */
+    for (int i = 0; i < n; i++)
+        if (m->tab[slot[i]])
+            prefetch_node(m->tab[slot[i]]);
+    int top = top_level(m), active = 0;
+    for (int i = 0; i < n; i++) {
+        const tkv_mnode *t = m->tab[slot[i]];
+        if (t && t->hash == hash[i] && t->group == w[i].group && t->klen == w[i].klen &&
+            memcmp(node_key(t), w[i].k, w[i].klen) == 0)
+            continue; /* known: the add finds it in the table */
+        w[active] = w[i];
+        w[active].level = top;
+        w[active].x = m->head;
+        w[active].cand = nx(m->head, top);
+        if (w[active].cand)
+            prefetch_node(w[active].cand);
+        active++;
+    }
+    /* find_ge for all of them in step: each round takes one step of each
+     * walk, on a node prefetched the round before. */
+    while (active > 0) {
+        for (int i = 0; i < active;) {
+            struct walk *x = &w[i];
+            if (x->cand && node_cmp(x->cand, x->k, x->klen, x->group) < 0)
+                x->x = x->cand;
+            else if (x->level-- == 0) {
+                w[i] = w[--active];
+                continue;
+            }
+            x->cand = nx(x->x, x->level);
+            if (x->cand)
+                prefetch_node(x->cand);
+            i++;
+        }
+    }
+}
+
 /* The node of (k, group), made and linked if the buffer has none yet. */
 static tkv_mnode *node_get(tkv_memtab *m, const uint8_t *k, size_t klen, bool group)
 {

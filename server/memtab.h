@@ -39,6 +39,16 @@ void tkv_memtab_unref(tkv_memtab *m);
 int tkv_memtab_add(tkv_memtab *m, uint64_t seq, bool del, bool newest, const void *k, size_t klen,
                    const void *v, size_t vlen);
 
+/* The most keys tkv_memtab_prefetch takes at once. */
+#define TKV_MEMTAB_PREFETCH_MAX 16
+
+/* A hint for the writer, before it adds records with these keys (at most
+ * TKV_MEMTAB_PREFETCH_MAX): brings into the cache what the adds will read -
+ * each key's hash slot and, for a key new to the table, the skiplist path
+ * to its place - walking all the keys' paths in step, so that their cache
+ * misses overlap instead of following one another. Changes nothing. */
+void tkv_memtab_prefetch(const tkv_memtab *m, const uint8_t *const *k, const size_t *klen, int n);
+
 /* Adds a drop of key p, a version prefix (chunk.h), at seq (the writer
  * only): a reader at seq or later sees none of p's versions written before
  * it, in this table or in any older source - a point read of one gets 2 (a

@@ -237,6 +237,21 @@ Test(memtab, random_records_agree_with_the_model_at_every_sequence_number, .time
             x->vn = x->del ? 0 : test_rng_below(&r, MAXV + 1);
             for (size_t i = 0; i < x->vn; i++)
                 x->v[i] = (uint8_t)test_rng_next(&r);
+            if (test_rng_below(&r, 2) == 0) {
+                /* The writer's hint first, for this key and others (known
+                 * and new ones): it must change nothing the model sees. */
+                uint8_t kb[TKV_MEMTAB_PREFETCH_MAX][MAXK];
+                const uint8_t *kp[TKV_MEMTAB_PREFETCH_MAX];
+                size_t kl[TKV_MEMTAB_PREFETCH_MAX];
+                int nk = 1 + (int)test_rng_below(&r, TKV_MEMTAB_PREFETCH_MAX);
+                kp[0] = x->k;
+                kl[0] = x->kn;
+                for (int i = 1; i < nk; i++) {
+                    kl[i] = rand_key(&r, kb[i]);
+                    kp[i] = kb[i];
+                }
+                tkv_memtab_prefetch(m, kp, kl, nk);
+            }
             cr_assert_eq(tkv_memtab_add(m, x->seq, x->del, false, x->k, x->kn, x->v, x->vn), 0);
         }
         if (test_rng_below(&r, 4) == 0) {

@@ -4,6 +4,7 @@
 #include "harness.h"
 
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -252,6 +253,49 @@ static int wait_exit(tkvd *d, int ms)
     return -1;
 }
 
+/* What each thread of a server that does not stop is doing: name, state
+ * and the kernel function it sleeps in, from /proc (no debugger needed). */
+static void thread_states(pid_t pid, char *out, size_t n)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+    out[0] = '\0';
+    DIR *dir = opendir(path);
+    if (!dir)
+        return;
+    for (struct dirent *e; (e = readdir(dir)) != NULL;) {
+        if (e->d_name[0] == '.')
+            continue;
+        char comm[64] = "?", wchan[64] = "?", stat[512] = "", f[400];
+        char state = '?';
+        snprintf(f, sizeof f, "%s/%s/comm", path, e->d_name);
+        FILE *fp = fopen(f, "r");
+        if (fp) {
+            if (fgets(comm, sizeof comm, fp))
+                comm[strcspn(comm, "\n")] = '\0';
+            fclose(fp);
+        }
+        snprintf(f, sizeof f, "%s/%s/wchan", path, e->d_name);
+        if ((fp = fopen(f, "r"))) {
+            if (!fgets(wchan, sizeof wchan, fp))
+                snprintf(wchan, sizeof wchan, "?");
+            fclose(fp);
+        }
+        snprintf(f, sizeof f, "%s/%s/stat", path, e->d_name);
+        if ((fp = fopen(f, "r"))) {
+            if (fgets(stat, sizeof stat, fp)) {
+                const char *rp = strrchr(stat, ')');
+                if (rp && rp[1] == ' ')
+                    state = rp[2];
+            }
+            fclose(fp);
+        }
+        size_t used = strlen(out);
+        snprintf(out + used, n - used, "  thread %s %s: %c in %s\n", e->d_name, comm, state, wchan);
+    }
+    closedir(dir);
+}
+
 void tkvd_cleanup(tkvd *d)
 {
     /* Every test ends with a clean shutdown, so that a memory checker
@@ -260,8 +304,14 @@ void tkvd_cleanup(tkvd *d)
         kill(d->pid, SIGTERM);
         int st = wait_exit(d, 60000);
         if (st == -1) {
+            static char threads[8192];
+            thread_states(d->pid, threads, sizeof threads);
             tkvd_signal(d, SIGKILL);
-            cr_assert_fail("tkvd did not stop within 60 s of SIGTERM");
+            char *log = tkvd_log(d);
+            size_t ll = strlen(log);
+            cr_assert_fail("tkvd did not stop within 60 s of SIGTERM; its threads then:\n%s"
+                           "the end of its log:\n%s",
+                           threads, log + (ll > 4000 ? ll - 4000 : 0));
         }
         if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
             char *log = tkvd_log(d);

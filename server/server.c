@@ -24,6 +24,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -976,10 +977,23 @@ int tkv_server_run(const tkv_server_opts *o)
 {
     tkv_srv s = {.o = *o, .lfd = -1, .ufd = -1, .spare_fd = -1};
     signal(SIGPIPE, SIG_IGN);
-    /* Until the loop's own handler takes over, opening a large store must
-     * not be cut short by a hangup either. */
-    signal(SIGHUP, SIG_IGN);
-    s.loop = ev_default_loop(EVFLAG_AUTO);
+    /* SIGINT, SIGTERM and SIGHUP are blocked in every thread - this one
+     * first, so every thread started from here on (ours, LevelDB's,
+     * libmicrohttpd's) inherits the mask - and the loop reads them from a
+     * signalfd (EVFLAG_SIGNALFD). So no helper thread is ever picked to run
+     * a handler: under ThreadSanitizer, which defers a handler until its
+     * thread leaves a blocking call, a SIGTERM given to an idle thread once
+     * went unhandled for a minute. Blocked and pending, they also wait out
+     * the opening of a large store; SIGHUP's default action is restored so
+     * that it is kept pending rather than discarded. */
+    sigset_t stop_sigs;
+    sigemptyset(&stop_sigs);
+    sigaddset(&stop_sigs, SIGINT);
+    sigaddset(&stop_sigs, SIGTERM);
+    sigaddset(&stop_sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &stop_sigs, NULL);
+    signal(SIGHUP, SIG_DFL);
+    s.loop = ev_default_loop(EVFLAG_AUTO | EVFLAG_SIGNALFD);
     if (!s.loop) {
         tkv_error("cannot initialise the event loop");
         return 1;

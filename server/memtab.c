@@ -298,7 +298,8 @@ static uint32_t hash_key(const uint8_t *k, size_t n, bool group)
     return (uint32_t)h;
 }
 
-static tkv_mnode **tab_slot(tkv_memtab *m, const uint8_t *k, size_t klen, bool group, uint32_t h)
+static tkv_mnode **tab_slot(const tkv_memtab *m, const uint8_t *k, size_t klen, bool group,
+                            uint32_t h)
 {
     size_t mask = m->tabcap - 1;
     for (size_t i = h & mask;; i = (i + 1) & mask) {
@@ -381,9 +382,7 @@ void tkv_memtab_prefetch(const tkv_memtab *m, const uint8_t *const *k, const siz
             prefetch_node(m->tab[slot[i]]);
     int top = top_level(m), active = 0;
     for (int i = 0; i < n; i++) {
-        const tkv_mnode *t = m->tab[slot[i]];
-        if (t && t->hash == hash[i] && t->group == w[i].group && t->klen == w[i].klen &&
-            memcmp(node_key(t), w[i].k, w[i].klen) == 0)
+        if (*tab_slot(m, w[i].k, w[i].klen, w[i].group, hash[i]))
             continue; /* known: the add finds it in the table */
         w[active] = w[i];
         w[active].level = top;

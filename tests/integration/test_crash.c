@@ -208,8 +208,11 @@ static void verify_doomed(tkv_ctx *c, writer *wr)
         for (uint64_t seq = wr->cycle_start; seq < wr->cycle_start + keep; seq++) {
             if (doomed_del(seq))
                 nw = 0;
-            else if (doomed_op(seq) && nw < DOOMED_MAX)
+            else if (doomed_op(seq)) {
+                cr_assert_lt(nw, DOOMED_MAX, "writer %d: more doomed versions than the check holds",
+                             wr->id);
                 want[nw++] = seq;
+            }
         }
         bool same = nw == n;
         for (size_t i = 0; same && i < n; i++)
@@ -222,7 +225,7 @@ static void verify_doomed(tkv_ctx *c, writer *wr)
         }
     }
     cr_assert_fail("writer %d: the doomed key's versions (%s ) are no prefix's (this cycle sent "
-                   "operations %llu-%llu, the first %llu of them acknowledged)",
+                   "operations %llu-%llu, acknowledged up to its %llu-th)",
                    wr->id, held, (unsigned long long)wr->cycle_start,
                    (unsigned long long)wr->next_seq - 1, (unsigned long long)min_keep);
 }
